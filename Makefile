@@ -1,0 +1,34 @@
+# The two commands: `make demo` and `make test`. Both install what they need into .venv first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# Spark's Python workers must run the venv's interpreter, not python3 from PATH.
+export PYSPARK_PYTHON := $(abspath $(PY))
+export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
+export SPARK_LOCAL_IP := 127.0.0.1
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install demo test clean
+
+install: $(STAMP)
+
+$(STAMP): setup.py requirements.txt requirements-test.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-test.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name content-signals --display-name "content-signals" >/dev/null
+	touch $@
+
+demo: install
+	$(VENV)/bin/content-signals demo
+
+test: install
+	$(PY) -m pytest
+
+clean:
+	rm -rf lakehouse reports benchmarks/results .pytest_cache

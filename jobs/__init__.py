@@ -1,0 +1,1 @@
+"""Jobs: spark-submit and CLI entry points, sessions, Delta I/O, the run ledger."""

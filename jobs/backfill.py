@@ -1,0 +1,160 @@
+"""The backfill job: compute the configured signals for a window of the corpus and replace
+that slice of the embeddings table in one Delta commit.
+
+    content-signals backfill --profile local --start 2026-11-14 --end 2026-11-20
+    spark-submit jobs/backfill.py --profile cluster --start ... --end ...
+
+Re-running the same window replaces the same slice with the same vectors: never duplicates.
+Re-running with the same --run-id after a commit does nothing (the commit is recognised by its
+application transaction id).
+"""
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import pyarrow as pa
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs import delta_io
+from jobs.config import Settings
+from jobs.ledger import RunRecord, record_runs
+from jobs.progress import spark_progress
+from signals.catalog import build_embedder
+from signals.contracts import EMBEDDINGS, RUNS
+from signals.embedders.base import Embedder, EmbedderConfig, ModelRef
+from udfs.embedding import embedding_column, input_hash_column
+
+JOB = "backfill"
+
+
+@dataclass(frozen=True)
+class Window:
+    """An inclusive range of corpus date partitions (`ds`); an open end means unbounded."""
+
+    start: str | None = None
+    end: str | None = None
+
+    def partition_filters(self) -> list[tuple[str, str, str]] | None:
+        filters = [("ds", ">=", self.start)] if self.start else []
+        filters += [("ds", "<=", self.end)] if self.end else []
+        return filters or None
+
+    def contains(self, ds: str | None) -> bool:
+        return ds is not None and (self.start is None or ds >= self.start) and (self.end is None or ds <= self.end)
+
+
+@dataclass(frozen=True)
+class SignalOutcome:
+    signal: str
+    model: ModelRef
+    rows_in: int
+    rows_ok: int
+    rows_error: int
+
+
+@dataclass(frozen=True)
+class BackfillResult:
+    run_id: str
+    table_version: int | None
+    outcomes: list[SignalOutcome]
+    skipped: bool = False
+
+
+def build_embedders(settings: Settings) -> dict[str, Embedder]:
+    """The enabled signals of the profile, configured (not loaded) on the driver."""
+    return {
+        name: build_embedder(
+            s.kind,
+            EmbedderConfig(name, ModelRef(s.model.name, s.model.version), s.batch_size, s.device, s.params),
+        )
+        for name, s in settings.enabled_signals.items()
+    }
+
+
+def signal_rows(corpus: DataFrame, embedder: Embedder, settings: Settings, run_id: str, computed_at: datetime) -> DataFrame:
+    """One EMBEDDINGS row per corpus row for this signal (lazy: nothing runs yet)."""
+    result = embedding_column(embedder, settings.prefetch, settings.torch_threads).alias("result")
+    model = embedder.config.model
+    return corpus.select("content_id", "ds", input_hash_column(embedder).alias("input_hash"), result).select(
+        "content_id",
+        F.lit(embedder.signal).alias("signal"),
+        F.lit(model.name).alias("model_name"),
+        F.lit(model.version).alias("model_version"),
+        "input_hash",
+        F.col("result.vector").alias("vector"),
+        F.col("result.dim").alias("dim"),
+        F.col("result.status").alias("status"),
+        F.col("result.error").alias("error"),
+        F.lit(run_id).alias("run_id"),
+        F.lit(computed_at).alias("computed_at"),
+        "ds",
+    )
+
+
+def corpus_row_count(corpus_root: str, window: Window) -> int:
+    """Rows of the corpus in the window, from the Delta log's per-file statistics (no scan)."""
+    actions = pa.table(delta_io.snapshot(corpus_root).get_add_actions(flatten=True))
+    return sum(
+        n for n, ds in zip(actions["num_records"].to_pylist(), actions["partition.ds"].to_pylist()) if window.contains(ds)
+    )
+
+
+def run_backfill(spark: SparkSession, settings: Settings, window: Window = Window(), run_id: str | None = None) -> BackfillResult:
+    """Compute every enabled signal over the window and commit them as one table version."""
+    run_id = run_id or f"{JOB}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    app_id = f"content-signals/{run_id}"
+    embeddings_root = settings.table_root(EMBEDDINGS.name)
+    corpus_root = settings.table_root("corpus")
+    if not delta_io.DeltaTable.is_deltatable(corpus_root):
+        raise FileNotFoundError(f"no corpus Delta table at {corpus_root}; create one with `content-signals make-corpus`")
+    if delta_io.committed(embeddings_root, app_id):
+        return BackfillResult(run_id, delta_io.version_of_commit(embeddings_root, app_id), [], skipped=True)
+
+    embedders = build_embedders(settings)
+    if not embedders:
+        raise ValueError(f"profile {settings.profile!r} enables no signals")
+    started = datetime.now(timezone.utc)
+    rows_in = corpus_row_count(corpus_root, window)
+    corpus = delta_io.read_spark(spark, corpus_root, partitions=window.partition_filters())
+    frames = [signal_rows(corpus, e, settings, run_id, started) for e in embedders.values()]
+    union = frames[0]
+    for frame in frames[1:]:
+        union = union.unionByName(frame)
+    with spark_progress(spark.sparkContext, f"{JOB} {len(embedders)} signals x {rows_in} items"):
+        files = delta_io.write_files(union, embeddings_root, EMBEDDINGS, f"part-{run_id}")
+
+    written: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for f in files:
+        written[f.partition_values["signal"]][0] += f.num_records
+        written[f.partition_values["signal"]][1] += f.num_ok
+    outcomes = [
+        SignalOutcome(name, e.config.model, rows_in, written[name][1], written[name][0] - written[name][1])
+        for name, e in embedders.items()
+    ]
+    lost = {o.signal: written[o.signal][0] for o in outcomes if written[o.signal][0] != rows_in}
+    if lost:
+        raise RuntimeError(f"rows written differ from the {rows_in} corpus rows in the window: {lost}; nothing committed")
+
+    versions = {name: e.config.model.version for name, e in embedders.items()}
+    version = delta_io.commit_files(
+        embeddings_root,
+        EMBEDDINGS,
+        files,
+        app_id,
+        metadata={"job": JOB, "run_id": run_id, "window": f"{window.start}..{window.end}", "model_versions": str(versions)},
+        replace=lambda pv: versions.get(pv["signal"]) == pv["model_version"] and window.contains(pv["ds"]),
+    )
+    finished = datetime.now(timezone.utc)
+    record_runs(
+        settings.table_root(RUNS.name),
+        [
+            RunRecord(run_id, JOB, o.signal, o.model.name, o.model.version, window.start, window.end, o.rows_in,
+                      o.rows_ok, o.rows_error, "succeeded", None, version, started, finished)
+            for o in outcomes
+        ],
+    )
+    return BackfillResult(run_id, version, outcomes)

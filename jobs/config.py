@@ -1,0 +1,119 @@
+"""Run configuration: YAML profiles in conf/ layered base -> profile -> command-line overrides.
+
+Profiles are validated with pydantic (`extra="forbid"`), so a typo in a key is an error at
+start-up, not a silently ignored setting discovered after a six-hour backfill.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSettings(_Strict):
+    name: str
+    version: str
+
+    @field_validator("version")
+    @classmethod
+    def _path_safe(cls, v: str) -> str:
+        if not _VERSION.match(v):
+            raise ValueError(f"model version {v!r} must match {_VERSION.pattern} (it names a partition folder)")
+        return v
+
+
+class SignalSettings(_Strict):
+    kind: str
+    enabled: bool = True
+    model: ModelSettings
+    batch_size: int = Field(32, gt=0)
+    device: str = Field("auto", pattern="^(auto|cpu|cuda)$")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class SparkSettings(_Strict):
+    master: str = "local[2]"
+    app_name: str = "content-signals"
+    arrow_batch_rows: int = Field(128, gt=0)
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
+class SampleCorpusSettings(_Strict):
+    n_items: int = Field(480, ge=60)
+    seed: int = 7
+
+
+class Settings(_Strict):
+    profile: str = "base"
+    lakehouse: str
+    spark: SparkSettings = SparkSettings()
+    torch_threads: int = Field(1, ge=1)
+    prefetch: int = Field(2, ge=0)
+    sample_corpus: SampleCorpusSettings = SampleCorpusSettings()
+    signals: dict[str, SignalSettings]
+
+    @field_validator("signals")
+    @classmethod
+    def _names(cls, v: dict[str, SignalSettings]) -> dict[str, SignalSettings]:
+        bad = [n for n in v if not _NAME.match(n)]
+        if bad:
+            raise ValueError(f"signal names {bad} must match {_NAME.pattern} (they name partition folders)")
+        return v
+
+    @property
+    def lakehouse_root(self) -> str:
+        """The lakehouse as an absolute path or URI (relative paths are taken from the cwd)."""
+        return self.lakehouse if "://" in self.lakehouse else str(Path(self.lakehouse).resolve())
+
+    def table_root(self, name: str) -> str:
+        return f"{self.lakehouse_root.rstrip('/')}/{name}"
+
+    @property
+    def enabled_signals(self) -> dict[str, SignalSettings]:
+        return {name: s for name, s in self.signals.items() if s.enabled}
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge: mappings merge key by key, anything else is replaced."""
+    merged = dict(base)
+    for key, value in override.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def _override(dotted: str) -> dict[str, Any]:
+    """`signals.image_embedding.enabled=false` -> nested dict, the value parsed as YAML."""
+    if "=" not in dotted:
+        raise ValueError(f"override {dotted!r} is not of the form key.path=value")
+    path, raw = dotted.split("=", 1)
+    value: Any = yaml.safe_load(raw)
+    for key in reversed(path.strip().split(".")):
+        value = {key: value}
+    return value
+
+
+def load_settings(profile: str = "local", overrides: list[str] | tuple[str, ...] = (), conf_dir: Path = CONF_DIR) -> Settings:
+    """base.yaml, then `<profile>.yaml`, then each `key.path=value` override, validated."""
+    layers = [conf_dir / "base.yaml"] + ([conf_dir / f"{profile}.yaml"] if profile != "base" else [])
+    merged: dict[str, Any] = {"profile": profile}
+    for layer in layers:
+        if not layer.exists():
+            known = sorted(p.stem for p in conf_dir.glob("*.yaml"))
+            raise FileNotFoundError(f"no profile {layer.stem!r} in {conf_dir}; known profiles: {', '.join(known)}")
+        merged = _merge(merged, yaml.safe_load(layer.read_text()) or {})
+    for dotted in overrides:
+        merged = _merge(merged, _override(dotted))
+    merged["lakehouse"] = os.path.expandvars(merged.get("lakehouse", "lakehouse"))
+    return Settings.model_validate(merged)

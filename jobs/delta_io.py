@@ -1,0 +1,144 @@
+"""Driver side of Delta I/O: create tables, commit executor-written files, read through the log.
+
+Spark computes and delta-rs commits (architecture.md): the files that successful tasks wrote
+are committed here in ONE transaction, together with the removal of the slice they replace,
+and tagged with an application transaction id so a repeated commit of the same work can be
+recognised. Every read lists files from a Delta snapshot, never from the folder, because the
+folder also holds files that were replaced or never committed.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+from deltalake import DeltaTable
+from deltalake.transaction import AddAction, CommitProperties, RemoveAction, Transaction
+
+from signals.contracts import TableContract
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+PartitionPredicate = Callable[[Mapping[str, str | None]], bool]
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """A parquet file a task wrote under the table root, as reported back to the driver."""
+
+    path: str
+    size: int
+    partition_values: dict[str, str]
+    num_records: int
+    num_ok: int
+    stats: str
+    modification_time: int
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "DataFile":
+        return cls(**{**row, "partition_values": json.loads(row["partition_values"])})
+
+
+def ensure_table(root: str, contract: TableContract) -> DeltaTable:
+    """Open the table at `root`, creating it empty with the contract's schema if it is new."""
+    if not DeltaTable.is_deltatable(root):
+        DeltaTable.create(
+            root, schema=contract.schema, partition_by=list(contract.partition_by) or None, mode="ignore", name=contract.name
+        )
+    return DeltaTable(root)
+
+
+def committed(root: str, app_id: str) -> bool:
+    """Whether a commit tagged with application transaction `app_id` is already in the log."""
+    return DeltaTable.is_deltatable(root) and DeltaTable(root).transaction_version(app_id) is not None
+
+
+def commit_files(
+    root: str,
+    contract: TableContract,
+    files: Sequence[DataFile],
+    app_id: str,
+    metadata: Mapping[str, str],
+    replace: PartitionPredicate | None = None,
+) -> int:
+    """Commit `files` in one transaction; with `replace`, also remove every live file whose
+    partition values satisfy it (a slice replacement). Returns the new table version."""
+    table = ensure_table(root, contract)
+    now_ms = int(time.time() * 1000)
+    removes = []
+    if replace is not None:
+        for live in pa.table(table.get_add_actions(flatten=True)).to_pylist():
+            values = {name: live[f"partition.{name}"] for name in contract.partition_by}
+            if replace(values):
+                removes.append(RemoveAction(live["path"], True, now_ms, live["size_bytes"], values))
+    adds = [AddAction(f.path, f.size, f.partition_values, f.modification_time, True, f.stats) for f in files]
+    table.create_write_transaction(
+        [*adds, *removes],
+        mode="append",
+        schema=contract.schema,
+        partition_by=list(contract.partition_by) or None,
+        commit_properties=CommitProperties(
+            custom_metadata={**metadata, "app_id": app_id}, app_transactions=[Transaction(app_id, 1)]
+        ),
+    )
+    return version_of_commit(root, app_id)
+
+
+def version_of_commit(root: str, app_id: str, search: int = 50) -> int:
+    """The table version whose commit carries `app_id` (found in recent history)."""
+    for entry in DeltaTable(root).history(search):
+        if entry.get("app_id") == app_id:
+            return int(entry["version"])
+    raise LookupError(f"no commit tagged {app_id!r} in the last {search} versions of {root}")
+
+
+def snapshot(root: str, version: int | None = None) -> DeltaTable:
+    """The table at its latest version, or at `version` (time travel)."""
+    return DeltaTable(root) if version is None else DeltaTable(root, version=version)
+
+
+def read_arrow(root: str, version: int | None = None, filters: Any = None) -> pa.Table:
+    """The table's rows as Arrow, through the Delta log (partition columns included)."""
+    return snapshot(root, version).to_pyarrow_dataset().to_table(filter=filters)
+
+
+def read_spark(spark: "SparkSession", root: str, version: int | None = None, partitions: Any = None) -> "DataFrame":
+    """The table's rows as a Spark DataFrame, reading only the files of the snapshot.
+
+    Partition columns come back from the hive-style folders (`basePath`), typed by the Delta
+    schema, so Spark sees the same columns delta-rs does.
+    """
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    table = snapshot(root, version)
+    arrow_schema = pa.schema(table.schema().to_arrow())
+    spark_schema = from_arrow_schema(arrow_schema)
+    uris = table.file_uris(partitions)
+    if not uris:
+        return spark.createDataFrame([], spark_schema)
+    frame = spark.read.schema(spark_schema).option("basePath", table.table_uri).parquet(*uris)
+    return frame.select(*arrow_schema.names)
+
+
+def write_files(frame: "DataFrame", root: str, contract: TableContract, file_prefix: str) -> list[DataFile]:
+    """Have the executors write `frame` as data files of the table; return what they wrote.
+
+    One Spark action. The rows must already have the contract's columns; nothing is committed.
+    """
+    from pyspark import TaskContext
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    from jobs.file_writer import FILE_METADATA_SCHEMA, make_file_writer
+
+    def task_id() -> str:
+        ctx = TaskContext.get()
+        return f"s{ctx.stageId()}-p{ctx.partitionId():05d}-a{ctx.attemptNumber()}"
+
+    ensure_table(root, contract)
+    writer = make_file_writer(root, contract, file_prefix, task_id)
+    rows = frame.select(*contract.schema.names).mapInArrow(writer, from_arrow_schema(FILE_METADATA_SCHEMA)).collect()
+    return [DataFile.from_row(row.asDict()) for row in rows]

@@ -1,0 +1,133 @@
+"""Executor side of a Delta write: each task writes its rows as parquet data files under the
+table root and returns one metadata row per file. Nothing here touches the Delta log.
+
+Files are named by run, stage, partition and attempt, so a failed or speculative attempt never
+overwrites a good file; only the metadata of successful attempts reaches the driver, which
+commits exactly those (`jobs.delta_io.commit_files`). Files of failed attempts are orphans that
+no reader sees and `vacuum` removes.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from signals.contracts import TableContract
+
+FILE_METADATA_SCHEMA = pa.schema(
+    [
+        pa.field("path", pa.string()),
+        pa.field("size", pa.int64()),
+        pa.field("partition_values", pa.string()),
+        pa.field("num_records", pa.int64()),
+        pa.field("num_ok", pa.int64()),
+        pa.field("stats", pa.string()),
+        pa.field("modification_time", pa.int64()),
+    ]
+)
+
+
+def partition_path(contract: TableContract, values: dict[str, str]) -> str:
+    """Hive-style folder of a partition, e.g. `signal=text_embedding/model_version=1/ds=2026-11-20`."""
+    return "/".join(f"{name}={quote(values[name], safe='')}" for name in contract.partition_by)
+
+
+@dataclass
+class _ColumnStats:
+    """Running min/max/null count of one scalar column, merged batch by batch."""
+
+    min: Any = None
+    max: Any = None
+    nulls: int = 0
+
+    def update(self, column: pa.ChunkedArray | pa.Array, with_range: bool) -> None:
+        self.nulls += column.null_count
+        if not with_range or column.null_count == len(column):
+            return
+        bounds = pc.min_max(column).as_py()
+        self.min = bounds["min"] if self.min is None else min(self.min, bounds["min"])
+        self.max = bounds["max"] if self.max is None else max(self.max, bounds["max"])
+
+
+@dataclass
+class _OpenFile:
+    relative_path: str
+    writer: pq.ParquetWriter
+    partition_values: dict[str, str]
+    rows: int = 0
+    ok: int = 0
+    stats: dict[str, _ColumnStats] = field(default_factory=dict)
+
+    def write(self, table: pa.Table) -> None:
+        self.writer.write_table(table)
+        self.rows += table.num_rows
+        if "status" in table.column_names:
+            self.ok += pc.sum(pc.equal(table["status"], "ok")).as_py() or 0
+        for f in table.schema:
+            if pa.types.is_nested(f.type) or pa.types.is_binary(f.type):
+                continue
+            with_range = pa.types.is_string(f.type) or pa.types.is_integer(f.type)
+            self.stats.setdefault(f.name, _ColumnStats()).update(table[f.name], with_range)
+
+    def stats_json(self) -> str:
+        """Delta `add.stats`: row count, and min/max/null counts so readers can skip files."""
+        return json.dumps(
+            {
+                "numRecords": self.rows,
+                "minValues": {n: s.min for n, s in self.stats.items() if s.min is not None},
+                "maxValues": {n: s.max for n, s in self.stats.items() if s.max is not None},
+                "nullCount": {n: s.nulls for n, s in self.stats.items()},
+            }
+        )
+
+
+def make_file_writer(
+    table_root: str, contract: TableContract, file_prefix: str, task_id: Callable[[], str]
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """A `mapInArrow` function writing rows of `contract` under `table_root`, one file per partition."""
+    data_schema = pa.schema([contract.schema.field(n) for n in contract.data_columns])
+
+    def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        fs, root = pafs.FileSystem.from_uri(table_root)
+        files: dict[tuple[str, ...], _OpenFile] = {}
+        prefix = f"{file_prefix}-{task_id()}-{uuid.uuid4().hex[:8]}"
+        for batch in batches:
+            table = pa.Table.from_batches([batch])
+            keys = pa.Table.from_arrays([table[n] for n in contract.partition_by], names=list(contract.partition_by))
+            for values in keys.group_by(list(contract.partition_by)).aggregate([]).to_pylist():
+                mask = functools.reduce(pc.and_, [pc.equal(table[n], v) for n, v in values.items()])
+                part = table.filter(mask).select(contract.data_columns).cast(data_schema)
+                key = tuple(values[n] for n in contract.partition_by)
+                if key not in files:
+                    relative = f"{partition_path(contract, values)}/{prefix}-{len(files):04d}.parquet"
+                    fs.create_dir(f"{root}/{relative.rsplit('/', 1)[0]}", recursive=True)
+                    writer = pq.ParquetWriter(f"{root}/{relative}", data_schema, compression="zstd", filesystem=fs)
+                    files[key] = _OpenFile(relative, writer, values)
+                files[key].write(part)
+        rows = []
+        for f in files.values():
+            f.writer.close()
+            info = fs.get_file_info(f"{root}/{f.relative_path}")
+            rows.append(
+                {
+                    "path": f.relative_path,
+                    "size": info.size,
+                    "partition_values": json.dumps(f.partition_values),
+                    "num_records": f.rows,
+                    "num_ok": f.ok,
+                    "stats": f.stats_json(),
+                    "modification_time": info.mtime_ns // 1_000_000,
+                }
+            )
+        yield pa.RecordBatch.from_pylist(rows, schema=FILE_METADATA_SCHEMA)
+
+    return write

@@ -1,0 +1,53 @@
+"""A live progress bar for Spark actions, drawn from the driver's status tracker.
+
+Spark's own console bar is off (session.BASE_CONF); this one names the work and counts the
+tasks of every stage the action runs, and leaves a one-line record of each when it ends.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from pyspark import SparkContext
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+console = Console(stderr=True)
+
+
+@contextmanager
+def spark_progress(sc: SparkContext, description: str, poll_s: float = 0.5) -> Iterator[None]:
+    """Show task progress of the Spark stages started inside the block."""
+    tracker = sc.statusTracker()
+    group = f"content-signals-{id(description)}-{threading.get_ident()}"
+    sc.setJobGroup(group, description)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=False)
+    bars: dict[int, int] = {}
+    stop = threading.Event()
+
+    def refresh() -> None:
+        for job_id in tracker.getJobIdsForGroup(group):
+            job = tracker.getJobInfo(job_id)
+            for stage_id in job.stageIds if job else []:
+                info = tracker.getStageInfo(stage_id)
+                if info is None or info.numTasks == 0:
+                    continue
+                if stage_id not in bars:
+                    bars[stage_id] = progress.add_task(f"{description} (stage {stage_id})", total=info.numTasks)
+                progress.update(bars[stage_id], completed=info.numCompletedTasks, total=info.numTasks)
+
+    def poll() -> None:
+        while not stop.wait(poll_s):
+            refresh()
+
+    thread = threading.Thread(target=poll, name="spark-progress", daemon=True)
+    with progress:
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            refresh()  # stages leave the active list before the last poll: finish from stage info
+            sc.setLocalProperty("spark.jobGroup.id", None)

@@ -1,0 +1,95 @@
+"""The output contracts: the schema, key and partitioning of every table the job writes.
+
+Consumers (retrieval, ranking, integrity, analysts) rely on these columns; a change here is a
+change of contract and belongs in the README's table section too.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+STATUS_OK = "ok"
+STATUS_ERROR = "error"
+UTC_MICROS = pa.timestamp("us", tz="UTC")
+
+
+@dataclass(frozen=True)
+class TableContract:
+    """A Delta table's name, Arrow schema, partition columns and row key."""
+
+    name: str
+    schema: pa.Schema
+    partition_by: tuple[str, ...]
+    key: tuple[str, ...]
+
+    @property
+    def data_columns(self) -> list[str]:
+        """Columns stored inside the data files (partition values live in the Delta log)."""
+        return [f.name for f in self.schema if f.name not in self.partition_by]
+
+
+EMBEDDINGS = TableContract(
+    name="embeddings",
+    schema=pa.schema(
+        [
+            pa.field("content_id", pa.string(), nullable=False),
+            pa.field("signal", pa.string(), nullable=False),
+            pa.field("model_name", pa.string(), nullable=False),
+            pa.field("model_version", pa.string(), nullable=False),
+            pa.field("input_hash", pa.string()),
+            pa.field("vector", pa.list_(pa.field("element", pa.float32()))),
+            pa.field("dim", pa.int32()),
+            pa.field("status", pa.string(), nullable=False),
+            pa.field("error", pa.string()),
+            pa.field("run_id", pa.string(), nullable=False),
+            pa.field("computed_at", UTC_MICROS, nullable=False),
+            pa.field("ds", pa.string(), nullable=False),
+        ]
+    ),
+    partition_by=("signal", "model_version", "ds"),
+    key=("content_id", "signal", "model_version"),
+)
+
+RUNS = TableContract(
+    name="runs",
+    schema=pa.schema(
+        [
+            pa.field("run_id", pa.string(), nullable=False),
+            pa.field("job", pa.string(), nullable=False),
+            pa.field("signal", pa.string(), nullable=False),
+            pa.field("model_name", pa.string()),
+            pa.field("model_version", pa.string()),
+            pa.field("window_start", pa.string()),
+            pa.field("window_end", pa.string()),
+            pa.field("rows_in", pa.int64()),
+            pa.field("rows_ok", pa.int64()),
+            pa.field("rows_error", pa.int64()),
+            pa.field("status", pa.string(), nullable=False),
+            pa.field("message", pa.string()),
+            pa.field("table_version", pa.int64()),
+            pa.field("started_at", UTC_MICROS, nullable=False),
+            pa.field("finished_at", UTC_MICROS, nullable=False),
+            pa.field("duration_s", pa.float64()),
+        ]
+    ),
+    partition_by=(),
+    key=("run_id", "signal"),
+)
+
+CORPUS = TableContract(
+    name="corpus",
+    schema=pa.schema(
+        [
+            pa.field("content_id", pa.string(), nullable=False),
+            pa.field("image", pa.binary()),
+            pa.field("title", pa.string()),
+            pa.field("description", pa.string()),
+            pa.field("created_at", UTC_MICROS),
+            pa.field("updated_at", UTC_MICROS),
+            pa.field("ds", pa.string(), nullable=False),
+        ]
+    ),
+    partition_by=("ds",),
+    key=("content_id",),
+)

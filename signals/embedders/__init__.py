@@ -1,0 +1,1 @@
+"""Embedding signals: one module per model family, all built on `base.Embedder`."""

@@ -1,0 +1,38 @@
+"""What every image embedder shares: safe decoding, a preprocessing transform, a stacked batch."""
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+import torch
+from PIL import Image
+
+from signals.decode import DecodeLimits, decode_image
+from signals.embedders.base import Embedder, InputKind
+
+
+class ImageEmbedder(Embedder):
+    """Decode -> transform (on the CPU, per row) -> stack -> image model."""
+
+    input_kind: ClassVar[InputKind] = "image"
+    input_columns: ClassVar[tuple[str, ...]] = ("image",)
+
+    @property
+    @abstractmethod
+    def transform(self) -> Callable[[Image.Image], torch.Tensor]:
+        """The preprocessing that turns a decoded RGB image into the model's input tensor."""
+
+    @abstractmethod
+    def image_features(self, batch: torch.Tensor) -> torch.Tensor:
+        """The model's image features for a batch already on the device."""
+
+    def prepare(self, row: Mapping[str, Any]) -> torch.Tensor:
+        limits = DecodeLimits(**self.config.params.get("decode_limits", {}))
+        return self.transform(decode_image(row["image"], limits))
+
+    def forward(self, prepared: list[torch.Tensor]) -> torch.Tensor:
+        batch = self.to_device(torch.stack(prepared))
+        if self.device is not None and self.device.type == "cuda":
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return self.image_features(batch)

@@ -1,0 +1,89 @@
+"""open_clip image and text embeddings: the production model family.
+
+Architecture and weights come from configuration:
+- `arch`: an open_clip model name (e.g. "ViT-B-32"), optionally defined by JSON files in
+  `model_config_dir` (registered with `open_clip.add_model_config`);
+- `pretrained`: a hub tag (e.g. "laion2b_s34b_b79k", where a hub is reachable) or the path of a
+  checkpoint file (anywhere).
+The image and the text signal of the same model share one loaded copy per worker.
+"""
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from signals.embedders.base import EmbedderConfig
+from signals.embedders.image import ImageEmbedder
+from signals.embedders.text import TextEmbedder
+
+
+@dataclass
+class OpenClipModel:
+    model: torch.nn.Module
+    preprocess: Any
+    tokenizer: Any
+    embed_dim: int
+
+
+def load_open_clip(arch: str, pretrained: str | None, model_config_dir: str | None, device: torch.device) -> OpenClipModel:
+    """Build the model, its eval preprocessing and tokenizer, with weights from `pretrained`."""
+    import open_clip
+
+    if model_config_dir:
+        open_clip.add_model_config(model_config_dir)
+    model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=pretrained, device=device)
+    model.eval()
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    embed_dim = int(open_clip.get_model_config(arch)["embed_dim"])
+    return OpenClipModel(model, preprocess, open_clip.get_tokenizer(arch), embed_dim)
+
+
+def declared_dim(params: Mapping[str, Any]) -> int:
+    """The embedding width from the architecture's config, read without loading weights."""
+    import open_clip
+
+    if params.get("model_config_dir"):
+        open_clip.add_model_config(params["model_config_dir"])
+    config = open_clip.get_model_config(params["arch"])
+    if config is None:
+        raise ValueError(f"unknown open_clip architecture {params['arch']!r}")
+    return int(config["embed_dim"])
+
+
+class _OpenClipMixin:
+    config: EmbedderConfig
+
+    @property
+    def dim(self) -> int:
+        return declared_dim(self.config.params)
+
+    def resource_key(self) -> Hashable:
+        p = self.config.params
+        return ("open_clip", p["arch"], p.get("pretrained"), p.get("model_config_dir"), self.config.model.version)
+
+    def load_resources(self, device: torch.device) -> OpenClipModel:
+        p = self.config.params
+        return load_open_clip(p["arch"], p.get("pretrained"), p.get("model_config_dir"), device)
+
+
+class OpenClipImageEmbedder(_OpenClipMixin, ImageEmbedder):
+    """CLIP image tower."""
+
+    @property
+    def transform(self) -> Any:
+        return self.resources.preprocess
+
+    def image_features(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.resources.model.encode_image(batch)
+
+
+class OpenClipTextEmbedder(_OpenClipMixin, TextEmbedder):
+    """CLIP text tower over title and description (truncated to the context length)."""
+
+    def forward(self, prepared: list[str]) -> torch.Tensor:
+        tokens = self.to_device(self.resources.tokenizer(prepared))
+        return self.resources.model.encode_text(tokens)

@@ -1,0 +1,44 @@
+"""One loaded model per Python worker process.
+
+Spark reuses Python workers across tasks (`spark.python.worker.reuse`, on by default), so a
+module-level cache keeps a model resident for every later task of the same worker: the model
+loads once per worker, never per task or per partition.
+
+Caveats, as for Spark's own `pyspark.ml.model_cache`:
+- The cache lives as long as the worker process. If Spark starts a new worker (reuse off, a
+  crashed worker, an idle worker reaped), the model loads again in the new one.
+- Each worker of an executor holds its own copy: with N concurrent tasks per executor there are
+  N copies in memory (N = executor cores / task cpus). Size task cpus for GPU executors so one
+  task owns one GPU.
+- Entries are never evicted: a job that cycles through many model versions in one worker should
+  call `clear()` between them.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable
+from typing import Any
+
+_lock = threading.Lock()
+_models: dict[Hashable, Any] = {}
+_loads: dict[Hashable, int] = {}
+
+
+def get_or_load(key: Hashable, load: Callable[[], Any]) -> Any:
+    """Return the model cached under `key`, loading it with `load()` the first time."""
+    with _lock:
+        if key not in _models:
+            _models[key] = load()
+            _loads[key] = _loads.get(key, 0) + 1
+        return _models[key]
+
+
+def load_count(key: Hashable) -> int:
+    """How many times this process loaded `key` (1 when the cache works)."""
+    return _loads.get(key, 0)
+
+
+def clear() -> None:
+    """Drop every cached model of this process."""
+    with _lock:
+        _models.clear()

@@ -1,0 +1,1 @@
+"""UDFs: how a signal runs inside Spark. Imports pyspark and signals, nothing from jobs."""
