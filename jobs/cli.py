@@ -15,40 +15,28 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import DeltaTable, write_deltalake
+from deltalake import DeltaTable
 from rich.console import Console
 from rich.table import Table
 
 from jobs.backfill import BackfillResult, Window, run_backfill
 from jobs.config import Settings, load_settings
 from jobs.lakehouse import Lakehouse
+from jobs.sample_corpus import write_sample_corpus
 from jobs.session import build_session
 from signals.contracts import CORPUS, EMBEDDINGS, RUNS
 
 console = Console()
-TRUTH_TABLE = "corpus_truth"
-
-
-def make_corpus(settings: Settings, n_items: int | None = None, seed: int | None = None) -> bool:
-    """Write the generated sample corpus and its truth table; False if that exact one exists."""
-    from jobs.sample_corpus import generate_corpus
-
+def make_corpus(settings: Settings, n_items: int | None = None, seed: int | None = None) -> None:
+    """Generate the sample corpus into the profile's lakehouse (skipped if already there)."""
     n_items = n_items or settings.sample_corpus.n_items
     seed = settings.sample_corpus.seed if seed is None else seed
-    root = settings.table_root(CORPUS.name)
-    marker = {"generator": "jobs.sample_corpus", "n_items": str(n_items), "seed": str(seed)}
-    if DeltaTable.is_deltatable(root) and all(DeltaTable(root).history(1)[0].get(k) == v for k, v in marker.items()):
-        console.print(f"sample corpus ({n_items} items, seed {seed}) already at {root}")
-        return False
     started = time.monotonic()
-    corpus, truth = generate_corpus(n_items=n_items, seed=seed)
-    from deltalake import CommitProperties
-
-    props = CommitProperties(custom_metadata=marker)
-    write_deltalake(root, corpus.cast(CORPUS.schema), mode="overwrite", partition_by=list(CORPUS.partition_by), commit_properties=props)
-    write_deltalake(settings.table_root(TRUTH_TABLE), truth, mode="overwrite", commit_properties=props)
-    console.print(f"wrote a sample corpus of {n_items} items (seed {seed}) to {root} in {time.monotonic() - started:.1f}s")
-    return True
+    where = settings.table_root(CORPUS.name)
+    if write_sample_corpus(settings.lakehouse_root, n_items, seed):
+        console.print(f"wrote a sample corpus of {n_items} items (seed {seed}) to {where} in {time.monotonic() - started:.1f}s")
+    else:
+        console.print(f"the sample corpus of {n_items} items (seed {seed}) is already at {where}")
 
 
 def print_backfill(result: BackfillResult, settings: Settings) -> None:

@@ -30,19 +30,9 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
-UTC_TS = pa.timestamp("us", tz="UTC")
+from signals.contracts import CORPUS, UTC_MICROS
 
-CORPUS_SCHEMA = pa.schema(
-    [
-        pa.field("content_id", pa.string(), nullable=False),
-        pa.field("image", pa.binary()),
-        pa.field("title", pa.string()),
-        pa.field("description", pa.string()),
-        pa.field("created_at", UTC_TS),
-        pa.field("updated_at", UTC_TS),
-        pa.field("ds", pa.string()),  # YYYY-MM-DD of created_at (UTC); partition column
-    ]
-)
+CORPUS_SCHEMA = CORPUS.schema  # the job's input contract (signals.contracts)
 
 TRUTH_SCHEMA = pa.schema(
     [
@@ -574,10 +564,29 @@ def generate_corpus(
             "image": images,
             "title": titles,
             "description": descriptions,
-            "created_at": pa.array(created, UTC_TS),
-            "updated_at": pa.array(updated, UTC_TS),
+            "created_at": pa.array(created, UTC_MICROS),
+            "updated_at": pa.array(updated, UTC_MICROS),
             "ds": [_day(int(us)) for us in created],
         },
         schema=CORPUS_SCHEMA,
     )
     return corpus, pa.table(truth, schema=TRUTH_SCHEMA)
+
+
+TRUTH_TABLE = "corpus_truth"
+
+
+def write_sample_corpus(lakehouse_root: str, n_items: int, seed: int) -> bool:
+    """Write the corpus and truth tables under `lakehouse_root`; False if this exact corpus is
+    already there (same generator, size and seed), so repeated demos do not rewrite it."""
+    from deltalake import CommitProperties, DeltaTable, write_deltalake
+
+    root = f"{lakehouse_root.rstrip('/')}/{CORPUS.name}"
+    marker = {"generator": __name__, "n_items": str(n_items), "seed": str(seed)}
+    if DeltaTable.is_deltatable(root) and all(DeltaTable(root).history(1)[0].get(k) == v for k, v in marker.items()):
+        return False
+    corpus, truth = generate_corpus(n_items=n_items, seed=seed)
+    props = CommitProperties(custom_metadata=marker)
+    write_deltalake(root, corpus, mode="overwrite", partition_by=list(CORPUS.partition_by), commit_properties=props)
+    write_deltalake(f"{lakehouse_root.rstrip('/')}/{TRUTH_TABLE}", truth, mode="overwrite", commit_properties=props)
+    return True

