@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import pyarrow as pa
+from deltalake import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -23,10 +24,10 @@ from jobs import delta_io
 from jobs.config import Settings
 from jobs.ledger import RunRecord, record_runs
 from jobs.progress import spark_progress
-from signals.catalog import build_embedder
+from signals.catalog import build_signal
 from signals.contracts import EMBEDDINGS, RUNS
-from signals.embedders.base import Embedder, EmbedderConfig, ModelRef
-from udfs.embedding import embedding_column, input_hash_column
+from signals.base import ModelRef, Signal, SignalConfig
+from udfs.columns import input_hash_column, result_column
 
 JOB = "backfill"
 
@@ -64,24 +65,24 @@ class BackfillResult:
     skipped: bool = False
 
 
-def build_embedders(settings: Settings) -> dict[str, Embedder]:
+def build_signals(settings: Settings) -> dict[str, Signal]:
     """The enabled signals of the profile, configured (not loaded) on the driver."""
     return {
-        name: build_embedder(
+        name: build_signal(
             s.kind,
-            EmbedderConfig(name, ModelRef(s.model.name, s.model.version), s.batch_size, s.device, s.params),
+            SignalConfig(name, ModelRef(s.model.name, s.model.version), s.batch_size, s.device, s.params),
         )
         for name, s in settings.enabled_signals.items()
     }
 
 
-def signal_rows(corpus: DataFrame, embedder: Embedder, settings: Settings, run_id: str, computed_at: datetime) -> DataFrame:
+def signal_rows(corpus: DataFrame, signal: Signal, settings: Settings, run_id: str, computed_at: datetime) -> DataFrame:
     """One EMBEDDINGS row per corpus row for this signal (lazy: nothing runs yet)."""
-    result = embedding_column(embedder, settings.prefetch, settings.torch_threads).alias("result")
-    model = embedder.config.model
-    return corpus.select("content_id", "ds", input_hash_column(embedder).alias("input_hash"), result).select(
+    result = result_column(signal, settings.prefetch, settings.torch_threads).alias("result")
+    model = signal.config.model
+    return corpus.select("content_id", "ds", input_hash_column(signal).alias("input_hash"), result).select(
         "content_id",
-        F.lit(embedder.signal).alias("signal"),
+        F.lit(signal.signal).alias("signal"),
         F.lit(model.name).alias("model_name"),
         F.lit(model.version).alias("model_version"),
         "input_hash",
@@ -109,22 +110,22 @@ def run_backfill(spark: SparkSession, settings: Settings, window: Window = Windo
     app_id = f"content-signals/{run_id}"
     embeddings_root = settings.table_root(EMBEDDINGS.name)
     corpus_root = settings.table_root("corpus")
-    if not delta_io.DeltaTable.is_deltatable(corpus_root):
+    if not DeltaTable.is_deltatable(corpus_root):
         raise FileNotFoundError(f"no corpus Delta table at {corpus_root}; create one with `content-signals make-corpus`")
     if delta_io.committed(embeddings_root, app_id):
         return BackfillResult(run_id, delta_io.version_of_commit(embeddings_root, app_id), [], skipped=True)
 
-    embedders = build_embedders(settings)
-    if not embedders:
+    enabled = build_signals(settings)
+    if not enabled:
         raise ValueError(f"profile {settings.profile!r} enables no signals")
     started = datetime.now(timezone.utc)
     rows_in = corpus_row_count(corpus_root, window)
     corpus = delta_io.read_spark(spark, corpus_root, partitions=window.partition_filters())
-    frames = [signal_rows(corpus, e, settings, run_id, started) for e in embedders.values()]
+    frames = [signal_rows(corpus, e, settings, run_id, started) for e in enabled.values()]
     union = frames[0]
     for frame in frames[1:]:
         union = union.unionByName(frame)
-    with spark_progress(spark.sparkContext, f"{JOB} {len(embedders)} signals x {rows_in} items"):
+    with spark_progress(spark.sparkContext, f"{JOB} {len(enabled)} signals x {rows_in} items"):
         files = delta_io.write_files(union, embeddings_root, EMBEDDINGS, f"part-{run_id}")
 
     written: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -133,13 +134,13 @@ def run_backfill(spark: SparkSession, settings: Settings, window: Window = Windo
         written[f.partition_values["signal"]][1] += f.num_ok
     outcomes = [
         SignalOutcome(name, e.config.model, rows_in, written[name][1], written[name][0] - written[name][1])
-        for name, e in embedders.items()
+        for name, e in enabled.items()
     ]
     lost = {o.signal: written[o.signal][0] for o in outcomes if written[o.signal][0] != rows_in}
     if lost:
         raise RuntimeError(f"rows written differ from the {rows_in} corpus rows in the window: {lost}; nothing committed")
 
-    versions = {name: e.config.model.version for name, e in embedders.items()}
+    versions = {name: e.config.model.version for name, e in enabled.items()}
     version = delta_io.commit_files(
         embeddings_root,
         EMBEDDINGS,

@@ -1,12 +1,12 @@
 """The signal catalog: configuration names of the signal implementations."""
 from __future__ import annotations
 
-from signals.embedders.base import Embedder, EmbedderConfig
+from signals.base import Signal, SignalConfig
 from signals.embedders.efficientnet import EfficientNetImageEmbedder
 from signals.embedders.minilm import MiniLMTextEmbedder
 from signals.embedders.openclip import OpenClipImageEmbedder, OpenClipTextEmbedder
 
-EMBEDDERS: dict[str, type[Embedder]] = {
+SIGNALS: dict[str, type[Signal]] = {
     "efficientnet_lite0_image": EfficientNetImageEmbedder,
     "minilm_text": MiniLMTextEmbedder,
     "open_clip_image": OpenClipImageEmbedder,
@@ -14,10 +14,10 @@ EMBEDDERS: dict[str, type[Embedder]] = {
 }
 
 
-def build_embedder(kind: str, config: EmbedderConfig) -> Embedder:
-    """The embedder of catalog entry `kind`, configured but not loaded."""
+def build_signal(kind: str, config: SignalConfig) -> Signal:
+    """The signal of catalog entry `kind`, configured but not loaded."""
     try:
-        cls = EMBEDDERS[kind]
+        cls = SIGNALS[kind]
     except KeyError:
-        raise ValueError(f"unknown signal kind {kind!r}; known kinds: {', '.join(sorted(EMBEDDERS))}") from None
+        raise ValueError(f"unknown signal kind {kind!r}; known kinds: {', '.join(sorted(SIGNALS))}") from None
     return cls(config)

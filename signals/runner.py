@@ -1,10 +1,10 @@
-"""Run an embedder over a stream of row frames: model batches, prefetch, per-row errors.
+"""Run a signal over a stream of row frames: model batches, prefetch, per-row errors.
 
 The caller (a Spark UDF, a benchmark, an online scorer) hands in an iterator of pandas frames
 of any size; rows are regrouped into batches of the model's own batch size, so Arrow's batch
 size and the model's are independent. A background thread prepares (decodes, preprocesses)
 the next batch while the model runs the current one. Every input row yields exactly one output
-row, in order: status "ok" with a vector, or status "error" with the reason.
+row, in order: status "ok" with the signal's value, or status "error" with the reason.
 """
 from __future__ import annotations
 
@@ -14,14 +14,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from signals.base import Signal
 from signals.contracts import STATUS_ERROR, STATUS_OK
 from signals.decode import InputError
-from signals.embedders.base import Embedder
-
-RESULT_COLUMNS = ("status", "error", "vector", "dim")
 
 
 @dataclass
@@ -44,13 +41,13 @@ def rows_in_batches(frames: Iterable[pd.DataFrame], batch_size: int) -> Iterator
         yield pending
 
 
-def prepare_rows(embedder: Embedder, rows: list[dict[str, Any]]) -> _Prepared:
+def prepare_rows(signal: Signal, rows: list[dict[str, Any]]) -> _Prepared:
     """CPU work for each row; a bad input becomes that row's error, never the batch's."""
     inputs: list[Any] = []
     errors: list[str | None] = []
     for row in rows:
         try:
-            inputs.append(embedder.prepare(row))
+            inputs.append(signal.prepare(row))
             errors.append(None)
         except InputError as exc:
             inputs.append(None)
@@ -61,33 +58,38 @@ def prepare_rows(embedder: Embedder, rows: list[dict[str, Any]]) -> _Prepared:
     return _Prepared(inputs, errors)
 
 
-def embed_prepared(embedder: Embedder, prepared: _Prepared) -> pd.DataFrame:
-    """Forward the good rows of one batch; if the batch fails, isolate the failing rows."""
-    good = [i for i, err in enumerate(prepared.errors) if err is None]
-    vectors: dict[int, np.ndarray] = {}
+def _checked(signal: Signal, value: Any) -> tuple[Any, str | None]:
+    try:
+        signal.check(value)
+        return value, None
+    except ValueError as exc:
+        return None, str(exc)
+
+
+def compute_prepared(signal: Signal, prepared: _Prepared) -> pd.DataFrame:
+    """Run the model on the good rows of one batch; if the batch fails, isolate the failing rows."""
+    values: list[Any] = [None] * len(prepared.errors)
     errors = list(prepared.errors)
+    good = [i for i, err in enumerate(errors) if err is None]
+    outputs: dict[int, Any] = {}
     if good:
         try:
-            out = embedder.embed([prepared.inputs[i] for i in good])
-            vectors = dict(zip(good, out))
+            outputs = dict(zip(good, signal.compute([prepared.inputs[i] for i in good])))
         except Exception:  # noqa: BLE001 - retry row by row to find the culprit
             for i in good:
                 try:
-                    vectors[i] = embedder.embed([prepared.inputs[i]])[0]
+                    outputs[i] = signal.compute([prepared.inputs[i]])[0]
                 except Exception as exc:  # noqa: BLE001
                     errors[i] = f"model failed: {type(exc).__name__}: {exc}"
-    for i, vector in list(vectors.items()):
-        if not np.all(np.isfinite(vector)):
-            errors[i] = "model returned non-finite values"
-            del vectors[i]
+    for i, value in outputs.items():
+        values[i], errors[i] = _checked(signal, value)
     return pd.DataFrame(
         {
-            "status": [STATUS_OK if i in vectors else STATUS_ERROR for i in range(len(errors))],
+            "status": [STATUS_ERROR if err else STATUS_OK for err in errors],
             "error": errors,
-            "vector": [vectors.get(i) for i in range(len(errors))],
-            "dim": [embedder.dim if i in vectors else None for i in range(len(errors))],
+            **signal.result_columns(values),
         }
-    ).astype({"dim": "Int32"})
+    )
 
 
 def _prefetched(items: Iterator[Any], depth: int) -> Iterator[Any]:
@@ -128,9 +130,9 @@ def _prefetched(items: Iterator[Any], depth: int) -> Iterator[Any]:
                 thread.join(timeout=0.05)
 
 
-def run_embedder(embedder: Embedder, frames: Iterable[pd.DataFrame], prefetch: int = 2) -> Iterator[pd.DataFrame]:
-    """Result frames (status, error, vector, dim) for the rows of `frames`, in order."""
-    batches = rows_in_batches(frames, embedder.config.batch_size)
-    prepared = (prepare_rows(embedder, rows) for rows in batches)
+def run_signal(signal: Signal, frames: Iterable[pd.DataFrame], prefetch: int = 2) -> Iterator[pd.DataFrame]:
+    """Result frames (status, error, then the signal's result columns) for the rows of `frames`, in order."""
+    batches = rows_in_batches(frames, signal.config.batch_size)
+    prepared = (prepare_rows(signal, rows) for rows in batches)
     for batch in _prefetched(prepared, prefetch):
-        yield embed_prepared(embedder, batch)
+        yield compute_prepared(signal, batch)

@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from signals.decode import DecodeLimits, decode_image
-from signals.embedders.base import Embedder, InputKind
+from signals.base import InputKind
+from signals.embedders.base import Embedder
 
 
 class ImageEmbedder(Embedder):

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from signals.embedders.base import EmbedderConfig
+from signals.base import SignalConfig
 from signals.embedders.image import ImageEmbedder
 from signals.embedders.text import TextEmbedder
 
@@ -55,7 +55,7 @@ def declared_dim(params: Mapping[str, Any]) -> int:
 
 
 class _OpenClipMixin:
-    config: EmbedderConfig
+    config: SignalConfig
 
     @property
     def dim(self) -> int:

@@ -4,7 +4,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from signals.embedders.base import Embedder, InputKind
+from signals.base import InputKind
+from signals.embedders.base import Embedder
 from signals.text import compose_text
 
 

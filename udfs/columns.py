@@ -1,0 +1,62 @@
+"""Turn a signal into Spark columns: its result (an iterator pandas UDF) and its input hash.
+
+Per task: find the GPU Spark assigned (if any), attach the worker's cached model (loaded once
+per Python worker), then stream Arrow batches through `signals.runner.run_signal`, which
+regroups rows into model batches, prefetches, and turns bad rows into error rows. The output
+is a struct (status, error, then the signal's values) with exactly one value per input row.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pandas as pd
+from pyspark import TaskContext
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from pyspark.sql.functions import pandas_udf
+
+from signals.base import Signal
+from signals.device import configure_threads
+from signals.embedders.base import Embedder
+from signals.hashing import TEXT_FIELD_SEPARATOR
+from signals.runner import run_signal
+
+_STATUS = [T.StructField("status", T.StringType()), T.StructField("error", T.StringType())]
+EMBEDDING_RESULT = T.StructType(
+    [*_STATUS, T.StructField("vector", T.ArrayType(T.FloatType(), containsNull=False)), T.StructField("dim", T.IntegerType())]
+)
+
+
+def result_type(signal: Signal) -> T.StructType:
+    """The Spark type of a signal's result struct."""
+    if isinstance(signal, Embedder):
+        return EMBEDDING_RESULT
+    raise TypeError(f"no Spark result type for {type(signal).__name__}")
+
+
+def task_gpu_addresses() -> tuple[str, ...]:
+    """The GPU addresses Spark's resource scheduler gave this task (empty without GPUs)."""
+    context = TaskContext.get()
+    resources = context.resources() if context is not None else {}
+    return tuple(resources["gpu"].addresses) if "gpu" in resources else ()
+
+
+def result_column(signal: Signal, prefetch: int = 2, torch_threads: int = 1) -> Column:
+    """The signal's UDF applied to its input columns: a struct column of `result_type(signal)`."""
+
+    @pandas_udf(result_type(signal))  # type: ignore[call-overload]
+    def compute(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        configure_threads(torch_threads)
+        signal.load(task_gpu_addresses())
+        yield from run_signal(signal, frames, prefetch)
+
+    return compute(F.struct(*[F.col(c) for c in signal.input_columns]))
+
+
+def input_hash_column(signal: Signal) -> Column:
+    """sha256 of the signal's inputs, computed in the JVM; equals signals.hashing's Python."""
+    if signal.input_kind == "image":
+        return F.sha2(F.col("image"), 256)
+    fields = [F.coalesce(F.col(c), F.lit("")) for c in signal.input_columns]
+    return F.sha2(F.concat_ws(TEXT_FIELD_SEPARATOR, *fields), 256)
