@@ -1,0 +1,1 @@
+"""Label signals: safety, quality, topics, language. Each maps an input to label scores."""
