@@ -26,7 +26,7 @@ from jobs.sample_corpus import write_sample_corpus
 from jobs.session import build_session
 from signals.contracts import CORPUS, EMBEDDINGS, RUNS
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)  # logs and pipes keep whole paths
 def make_corpus(settings: Settings, n_items: int | None = None, seed: int | None = None) -> None:
     """Generate the sample corpus into the profile's lakehouse (skipped if already there)."""
     n_items = n_items or settings.sample_corpus.n_items

@@ -1,0 +1,89 @@
+"""The README's first command, end to end: `content-signals demo` in a fresh lakehouse, run as a
+newcomer runs it (a subprocess, the default profile and corpus size), then the notebook on it."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pyarrow.compute as pc
+import pytest
+from deltalake import DeltaTable
+from nbclient import NotebookClient
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-m", "jobs.cli"]
+
+
+def _demo(lakehouse: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    return subprocess.run(
+        [*CLI, "demo", "--set", f"lakehouse={lakehouse}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=1200
+    )
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    lakehouse = tmp_path_factory.mktemp("demo") / "lakehouse"
+    first = _demo(lakehouse)
+    assert first.returncode == 0, first.stderr[-3000:]
+    return lakehouse, first
+
+
+def _rows(lakehouse: Path, name: str):
+    return DeltaTable(str(lakehouse / name)).to_pyarrow_table()
+
+
+def test_the_demo_writes_every_table_and_says_where(demo):
+    lakehouse, run = demo
+    for name in ("corpus", "corpus_truth", "embeddings", "runs"):
+        assert DeltaTable.is_deltatable(str(lakehouse / name)), name
+        assert str(lakehouse / name) in run.stdout
+    assert "image_embedding" in run.stdout and "text_embedding" in run.stdout
+
+
+def test_every_item_has_one_valid_row_per_enabled_signal(demo):
+    lakehouse, _ = demo
+    corpus_ids = set(_rows(lakehouse, "corpus")["content_id"].to_pylist())
+    rows = _rows(lakehouse, "embeddings").to_pylist()
+    dims = {"image_embedding": 1280, "text_embedding": 384}
+    assert len(rows) == len(dims) * len(corpus_ids) and len(corpus_ids) == 480
+    assert {(r["content_id"], r["signal"]) for r in rows} == {(c, s) for c in corpus_ids for s in dims}
+    for r in rows:
+        if r["status"] == "ok":
+            assert len(r["vector"]) == r["dim"] == dims[r["signal"]] and abs(np.linalg.norm(r["vector"]) - 1) < 1e-4
+        else:
+            assert r["status"] == "error" and r["error"]
+    truth = _rows(lakehouse, "corpus_truth")
+    bad = set(pc.filter(truth["content_id"], truth["is_bad_image"]).to_pylist())
+    failed = {r["content_id"] for r in rows if r["signal"] == "image_embedding" and r["status"] == "error"}
+    assert failed == bad
+
+
+def test_running_the_demo_again_changes_no_vector(demo):
+    lakehouse, _ = demo
+    before = _rows(lakehouse, "embeddings").sort_by([("content_id", "ascending"), ("signal", "ascending")])
+    again = _demo(lakehouse)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "already" in again.stdout  # the corpus is not regenerated
+    after = _rows(lakehouse, "embeddings").sort_by([("content_id", "ascending"), ("signal", "ascending")])
+    for column in ("content_id", "signal", "vector", "status", "error", "input_hash"):
+        assert after[column].equals(before[column]), column
+    operations = [h["operation"] for h in DeltaTable(str(lakehouse / "embeddings")).history()]
+    assert len(operations) == 3  # create, first backfill, second backfill
+
+
+def test_the_analyst_notebook_runs_on_the_demo_lakehouse(demo, monkeypatch):
+    lakehouse, _ = demo
+    monkeypatch.setenv("CONTENT_SIGNALS_LAKEHOUSE", str(lakehouse))
+    for path in sorted((REPO / "notebooks").glob("*.ipynb")):
+        notebook = nbformat.read(path, as_version=4)
+        NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}).execute()
+        outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+        assert not [o for o in outputs if o.output_type == "error"]
+        assert any("image/png" in o.get("data", {}) for o in outputs), f"{path.name} drew no plot"

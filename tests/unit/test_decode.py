@@ -1,0 +1,246 @@
+"""Tests for signals.decode: every kind of bad input becomes an InputError with a reason, and
+every colour mode comes out as 8-bit RGB with the right pixels."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from signals.decode import DecodeLimits, InputError, decode_image
+
+
+def _encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, fmt, **kwargs)
+    return buf.getvalue()
+
+
+def _noise_rgb(size: tuple[int, int] = (64, 48), seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8), mode="RGB")
+
+
+def _with_ihdr_size(png: bytes, width: int, height: int) -> bytes:
+    """The PNG with its IHDR width/height rewritten and the chunk CRC recomputed (a valid header)."""
+    assert png[12:16] == b"IHDR"
+    ihdr = struct.pack(">II", width, height) + png[24:29]
+    crc = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr) & 0xFFFFFFFF)
+    return png[:16] + ihdr + crc + png[33:]
+
+
+SMALL_PNG = _encode(Image.new("RGB", (8, 8), (10, 20, 30)), "PNG")
+NOISY_PNG = _encode(_noise_rgb(), "PNG")
+NOISY_JPEG = _encode(_noise_rgb(), "JPEG", quality=90)
+JFIF_HEADER = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+
+
+def _flip(data: bytes, start: int, stop: int) -> bytes:
+    return data[:start] + bytes(b ^ 0xFF for b in data[start:stop]) + data[stop:]
+
+
+# --------------------------------------------------------------------------------------
+# Bad input -> InputError with a reason
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        pytest.param(None, r"^image is null$", id="null"),
+        pytest.param(b"", r"empty \(0 bytes\)", id="empty-bytes"),
+        pytest.param(bytearray(), r"empty \(0 bytes\)", id="empty-bytearray"),
+        pytest.param("not bytes at all", r"^image is str, not bytes$", id="str"),
+        pytest.param(12345, r"^image is int, not bytes$", id="int"),
+        pytest.param([1, 2, 3], r"^image is list, not bytes$", id="list"),
+        pytest.param(b"hello, this is plain text and no image" * 4, r"not a recognised image format", id="text"),
+        pytest.param(b"\x00" * 512, r"not a recognised image format", id="zeros"),
+        pytest.param(JFIF_HEADER + bytes(range(1, 255)) * 8, r"corrupt or truncated|not a recognised", id="jfif-header-then-noise"),
+        pytest.param(_flip(NOISY_PNG, 100, 400), r"corrupt or truncated", id="png-flipped-idat"),
+        pytest.param(NOISY_JPEG[: len(NOISY_JPEG) // 2], r"corrupt or truncated", id="jpeg-truncated-half"),
+        pytest.param(NOISY_JPEG[:400], r"corrupt or truncated", id="jpeg-truncated-early"),
+        pytest.param(NOISY_JPEG[:-2], r"corrupt or truncated", id="jpeg-missing-eoi"),
+        pytest.param(NOISY_PNG[: int(len(NOISY_PNG) * 0.6)], r"corrupt or truncated", id="png-truncated"),
+    ],
+)
+def test_bad_input_is_an_input_error_with_a_reason(data, reason: str) -> None:
+    with pytest.raises(InputError, match=reason):
+        decode_image(data)
+
+
+def test_input_error_is_a_value_error() -> None:
+    # callers that only know ValueError still treat it as a bad row
+    assert issubclass(InputError, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("width", "height"),
+    [
+        pytest.param(9_000, 9_000, id="81M-pixels-over-our-limit"),
+        pytest.param(20_000, 20_000, id="400M-pixels-decompression-bomb"),
+        pytest.param(100_000, 100_000, id="10G-pixels"),
+        pytest.param(2**31 - 1, 2**31 - 1, id="max-png-side"),
+        pytest.param(1, 100_000_000, id="one-pixel-wide"),
+    ],
+)
+def test_header_claiming_a_huge_image_is_rejected_before_decoding(width: int, height: int) -> None:
+    data = _with_ihdr_size(SMALL_PNG, width, height)
+    assert len(data) == len(SMALL_PNG)  # a tiny file: only the header lies
+    with pytest.raises(InputError, match=r"pixel"):
+        decode_image(data)
+
+
+def test_rewritten_header_is_still_a_valid_png_header() -> None:
+    # the helper must produce a header PIL believes, or the test above proves nothing
+    data = _with_ihdr_size(SMALL_PNG, 9_000, 7_000)
+    with Image.open(io.BytesIO(data)) as img:
+        assert img.size == (9_000, 7_000)
+
+
+@pytest.mark.parametrize(
+    ("limits", "ok"),
+    [
+        pytest.param(DecodeLimits(max_pixels=64), True, id="pixels-at-limit"),
+        pytest.param(DecodeLimits(max_pixels=63), False, id="pixels-over-limit"),
+        pytest.param(DecodeLimits(max_bytes=len(SMALL_PNG)), True, id="bytes-at-limit"),
+        pytest.param(DecodeLimits(max_bytes=len(SMALL_PNG) - 1), False, id="bytes-over-limit"),
+        pytest.param(DecodeLimits(min_side=8), True, id="side-at-minimum"),
+        pytest.param(DecodeLimits(min_side=9), False, id="side-under-minimum"),
+    ],
+)
+def test_limits_are_inclusive_bounds(limits: DecodeLimits, ok: bool) -> None:
+    if ok:
+        assert decode_image(SMALL_PNG, limits).size == (8, 8)
+    else:
+        with pytest.raises(InputError):
+            decode_image(SMALL_PNG, limits)
+
+
+def test_too_many_bytes_is_rejected_with_the_sizes_in_the_reason() -> None:
+    with pytest.raises(InputError, match=rf"{len(NOISY_PNG)} bytes, over the 1000 byte limit"):
+        decode_image(NOISY_PNG, DecodeLimits(max_bytes=1000))
+
+
+def test_too_many_pixels_reason_names_the_claimed_size() -> None:
+    with pytest.raises(InputError, match=r"64x48 pixels, over the 1000 pixel limit"):
+        decode_image(NOISY_PNG, DecodeLimits(max_pixels=1000))
+
+
+# --------------------------------------------------------------------------------------
+# Good input -> RGB
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("wrap", [bytes, bytearray, memoryview], ids=["bytes", "bytearray", "memoryview"])
+def test_bytes_like_inputs_decode(wrap) -> None:
+    image = decode_image(wrap(NOISY_PNG))
+    assert image.mode == "RGB"
+    assert np.array_equal(np.asarray(image), np.asarray(_noise_rgb()))
+
+
+def test_rgb_png_is_decoded_losslessly() -> None:
+    image = decode_image(NOISY_PNG)
+    assert (image.mode, image.size) == ("RGB", (64, 48))
+    assert np.array_equal(np.asarray(image), np.asarray(_noise_rgb()))
+
+
+def _rgba_image() -> Image.Image:
+    img = Image.new("RGBA", (3, 1))
+    img.putpixel((0, 0), (0, 0, 0, 0))  # fully transparent black
+    img.putpixel((1, 0), (255, 0, 0, 255))  # opaque red
+    img.putpixel((2, 0), (0, 0, 0, 128))  # half-transparent black
+    return img
+
+
+def _la_image() -> Image.Image:
+    img = Image.new("LA", (2, 1))
+    img.putpixel((0, 0), (0, 0))  # transparent black
+    img.putpixel((1, 0), (40, 255))  # opaque dark grey
+    return img
+
+
+def _palette_image(transparent: bool) -> bytes:
+    img = Image.new("P", (3, 1))
+    img.putpalette([0, 0, 0, 0, 255, 0, 0, 0, 255] + [0] * (256 - 3) * 3)
+    for x, index in enumerate((0, 1, 2)):
+        img.putpixel((x, 0), index)
+    return _encode(img, "PNG", **({"transparency": 0} if transparent else {}))
+
+
+CONVERSIONS = [
+    # (id, encoded bytes, mode PIL opens it as, expected RGB pixels of row 0, tolerance)
+    ("L", _encode(Image.new("L", (2, 2), 100), "PNG"), "L", [(100, 100, 100)] * 2, 0),
+    ("1", _encode(Image.new("1", (2, 2), 1), "PNG"), "1", [(255, 255, 255)] * 2, 0),
+    ("CMYK-tiff", _encode(Image.new("CMYK", (2, 2), (0, 255, 255, 0)), "TIFF"), "CMYK", [(255, 0, 0)] * 2, 0),
+    ("CMYK-jpeg", _encode(Image.new("CMYK", (8, 8), (0, 255, 255, 0)), "JPEG", quality=95), "CMYK", [(255, 0, 0)] * 8, 8),
+    ("RGBA", _encode(_rgba_image(), "PNG"), "RGBA", [(255, 255, 255), (255, 0, 0), (127, 127, 127)], 1),
+    ("LA", _encode(_la_image(), "PNG"), "LA", [(255, 255, 255), (40, 40, 40)], 0),
+    ("P-transparent", _palette_image(True), "P", [(255, 255, 255), (0, 255, 0), (0, 0, 255)], 0),
+    ("P-opaque", _palette_image(False), "P", [(0, 0, 0), (0, 255, 0), (0, 0, 255)], 0),
+]
+
+
+@pytest.mark.parametrize(("data", "source_mode", "expected", "tolerance"), [c[1:] for c in CONVERSIONS], ids=[c[0] for c in CONVERSIONS])
+def test_modes_convert_to_rgb(data: bytes, source_mode: str, expected: list, tolerance: int) -> None:
+    with Image.open(io.BytesIO(data)) as raw:
+        assert raw.mode == source_mode  # the fixture really is in the mode under test
+    image = decode_image(data)
+    assert image.mode == "RGB"
+    row = np.asarray(image)[0].astype(int)
+    assert row.shape == (len(expected), 3)
+    assert np.abs(row - np.array(expected)).max() <= tolerance, row.tolist()
+
+
+def test_fully_transparent_rgba_image_is_white_not_black() -> None:
+    data = _encode(Image.new("RGBA", (4, 4), (0, 0, 0, 0)), "PNG")
+    assert np.all(np.asarray(decode_image(data)) == 255)
+
+
+def _gray16(values: np.ndarray) -> bytes:
+    data = _encode(Image.fromarray(values.astype(np.uint16)), "PNG")
+    with Image.open(io.BytesIO(data)) as raw:
+        assert raw.mode.startswith("I")  # 16-bit on disk, not silently 8-bit
+    return data
+
+
+def test_16_bit_gradient_is_scaled_not_clipped() -> None:
+    gradient = np.tile(np.arange(0, 65536, 257, dtype=np.uint16), (4, 1))  # 0..65535 in 256 steps
+    image = decode_image(_gray16(gradient))
+    pixels = np.asarray(image)
+    assert image.mode == "RGB" and pixels.shape == (4, 256, 3)
+    assert not np.all(pixels == 255), "16-bit values were clipped to white"
+    row = pixels[0, :, 0].astype(int)
+    assert np.all(np.diff(row) >= 0)  # order preserved
+    assert np.array_equal(row, np.arange(256))  # full-range 16-bit -> the 8-bit value v * 257 came from
+    assert np.all(pixels[..., 0] == pixels[..., 1]) and np.all(pixels[..., 1] == pixels[..., 2])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: to_rgb min-max stretches 16-bit images per image instead of scaling 0..65535 to 0..255, "
+    "so a 16-bit image that does not span the full range changes contrast (and a uniform one turns black)",
+)
+@pytest.mark.parametrize(
+    "levels",
+    [
+        pytest.param(np.tile(np.arange(60, 200, dtype=np.uint16), (3, 1)), id="partial-range-gradient"),
+        pytest.param(np.full((4, 4), 255, dtype=np.uint16), id="uniform-white"),
+        pytest.param(np.full((4, 4), 128, dtype=np.uint16), id="uniform-grey"),
+    ],
+)
+def test_16_bit_image_decodes_like_its_8_bit_original(levels: np.ndarray) -> None:
+    """A 16-bit image made from 8-bit levels (v * 257) must decode to those same levels."""
+    pixels = np.asarray(decode_image(_gray16(levels * 257)))
+    assert np.array_equal(pixels[..., 0], levels.astype(np.uint8))
+
+
+def test_exif_orientation_is_applied() -> None:
+    img = Image.new("RGB", (40, 20), (200, 10, 10))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    data = _encode(img, "JPEG", exif=exif.tobytes())
+    assert decode_image(data).size == (20, 40)

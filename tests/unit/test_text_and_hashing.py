@@ -1,0 +1,139 @@
+"""Tests for signals.text.compose_text and signals.hashing: the text a text signal reads, and the
+input hashes a refresh compares with the corpus."""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+
+import pytest
+
+from signals.decode import InputError
+from signals.hashing import TEXT_FIELD_SEPARATOR, image_input_hash, text_input_hash
+from signals.text import FIELD_SEPARATOR, compose_text
+
+# --------------------------------------------------------------------------------------
+# compose_text
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("title", "description", "expected"),
+    [
+        pytest.param("Red shoes", "Leather, size 9", "Red shoes\nLeather, size 9", id="both"),
+        pytest.param("Red shoes", None, "Red shoes", id="no-description"),
+        pytest.param(None, "Leather, size 9", "Leather, size 9", id="no-title"),
+        pytest.param("", "Leather", "Leather", id="empty-title"),
+        pytest.param("Red shoes", "   ", "Red shoes", id="blank-description"),
+        pytest.param("  Red shoes \n", "\tLeather  ", "Red shoes\nLeather", id="stripped"),
+        pytest.param("Line one\nline two", None, "Line one\nline two", id="inner-newlines-kept"),
+        pytest.param("Cafe\u0301", "nai\u0308ve", "Caf\u00e9\nna\u00efve", id="nfc-combining-marks"),
+        pytest.param("\u212b", None, "\u00c5", id="nfc-angstrom-sign"),
+    ],
+)
+def test_compose_text(title, description, expected: str) -> None:
+    text = compose_text(title, description)
+    assert text == expected
+    assert unicodedata.is_normalized("NFC", text)
+
+
+def test_field_separator_is_a_newline() -> None:
+    assert FIELD_SEPARATOR == "\n"
+
+
+@pytest.mark.parametrize(
+    ("title", "description"),
+    [
+        pytest.param(None, None, id="both-none"),
+        pytest.param("", "", id="both-empty"),
+        pytest.param("", None, id="empty-and-none"),
+        pytest.param("   ", "\n\t ", id="whitespace"),
+        pytest.param(None, "\u00a0\u3000", id="unicode-whitespace"),
+    ],
+)
+def test_nothing_to_read_is_an_input_error(title, description) -> None:
+    with pytest.raises(InputError, match="text is empty"):
+        compose_text(title, description)
+
+
+@pytest.mark.parametrize(
+    ("title", "description", "max_chars", "expected"),
+    [
+        pytest.param("abcdef", None, 3, "abc", id="title-cut"),
+        pytest.param("abc", "def", 5, "abc\nd", id="cut-inside-description"),
+        pytest.param("abc", "def", 7, "abc\ndef", id="exactly-max"),
+        pytest.param("abc", "def", 100, "abc\ndef", id="under-max"),
+        pytest.param("Cafe\u0301!", None, 4, "Caf\u00e9", id="counts-nfc-characters"),
+    ],
+)
+def test_truncation_to_max_chars(title, description, max_chars: int, expected: str) -> None:
+    assert compose_text(title, description, max_chars=max_chars) == expected
+
+
+def test_default_truncation_is_4096_characters() -> None:
+    text = compose_text("t", "x" * 100_000)
+    assert len(text) == 4096
+    assert text.startswith("t\nxxx")
+
+
+# --------------------------------------------------------------------------------------
+# hashing
+# --------------------------------------------------------------------------------------
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "image",
+    [b"\x89PNG\r\n\x1a\n", b"\x00", bytes(range(256)) * 40, bytearray(b"abc"), memoryview(b"abc")],
+    ids=["png-magic", "one-byte", "10k", "bytearray", "memoryview"],
+)
+def test_image_input_hash_is_sha256_of_the_bytes(image) -> None:
+    assert image_input_hash(image) == _sha(bytes(image))
+
+
+def test_image_input_hash_of_no_image_is_none() -> None:
+    assert image_input_hash(None) is None
+
+
+def test_image_input_hash_of_empty_bytes_is_not_none() -> None:
+    # an empty image is a (bad) input, unlike a missing one
+    assert image_input_hash(b"") == _sha(b"")
+
+
+def test_text_input_hash_is_sha256_of_title_unit_separator_description() -> None:
+    assert TEXT_FIELD_SEPARATOR == "\x1f"
+    assert text_input_hash("Red shoes", "Leather") == _sha(b"Red shoes\x1fLeather")
+    assert text_input_hash("Caf\u00e9", "\U0001f45f") == _sha("Caf\u00e9\x1f\U0001f45f".encode("utf-8"))
+
+
+@pytest.mark.parametrize(
+    ("left", "right"),
+    [
+        pytest.param((None, None), ("", ""), id="both"),
+        pytest.param((None, "d"), ("", "d"), id="title"),
+        pytest.param(("t", None), ("t", ""), id="description"),
+    ],
+)
+def test_text_input_hash_reads_none_as_empty(left, right) -> None:
+    assert text_input_hash(*left) == text_input_hash(*right)
+
+
+@pytest.mark.parametrize(
+    ("left", "right"),
+    [
+        pytest.param(("ab", "c"), ("a", "bc"), id="boundary-moves"),
+        pytest.param(("abc", None), (None, "abc"), id="field-swapped"),
+        pytest.param(("abc", ""), ("ab", "c"), id="all-in-title"),
+        pytest.param(("a\nb", None), ("a", "b"), id="newline-is-not-the-separator"),
+    ],
+)
+def test_text_input_hash_differs_when_the_inputs_differ(left, right) -> None:
+    assert text_input_hash(*left) != text_input_hash(*right)
+
+
+def test_text_input_hash_is_hex_sha256() -> None:
+    digest = text_input_hash("t", "d")
+    assert len(digest) == 64 and int(digest, 16) >= 0
