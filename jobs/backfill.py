@@ -10,6 +10,7 @@ application transaction id).
 """
 from __future__ import annotations
 
+import functools
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
@@ -105,7 +106,11 @@ def corpus_row_count(corpus_root: str, window: Window) -> int:
 
 
 def run_backfill(spark: SparkSession, settings: Settings, window: Window = Window(), run_id: str | None = None) -> BackfillResult:
-    """Compute every enabled signal over the window and commit them as one table version."""
+    """Compute every enabled signal over the window and commit them as one table version.
+
+    A run that fails is recorded in the ledger as failed (with the reason) and re-raised; its
+    data files, if any were written, are never committed, so readers never see them.
+    """
     run_id = run_id or f"{JOB}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     app_id = f"content-signals/{run_id}"
     embeddings_root = settings.table_root(EMBEDDINGS.name)
@@ -114,33 +119,49 @@ def run_backfill(spark: SparkSession, settings: Settings, window: Window = Windo
         raise FileNotFoundError(f"no corpus Delta table at {corpus_root}; create one with `content-signals make-corpus`")
     if delta_io.committed(embeddings_root, app_id):
         return BackfillResult(run_id, delta_io.version_of_commit(embeddings_root, app_id), [], skipped=True)
-
     enabled = build_signals(settings)
     if not enabled:
         raise ValueError(f"profile {settings.profile!r} enables no signals")
+
     started = datetime.now(timezone.utc)
+    ledger = settings.table_root(RUNS.name)
+    try:
+        version, outcomes = _compute_and_commit(spark, settings, enabled, window, run_id, app_id, started)
+    except BaseException as exc:
+        failed = datetime.now(timezone.utc)
+        record_runs(ledger, [RunRecord(run_id, JOB, name, s.config.model.name, s.config.model.version, window.start,
+                                       window.end, None, None, None, "failed", f"{type(exc).__name__}: {exc}"[:2000],
+                                       None, started, failed) for name, s in enabled.items()])
+        raise
+    finished = datetime.now(timezone.utc)
+    record_runs(ledger, [RunRecord(run_id, JOB, o.signal, o.model.name, o.model.version, window.start, window.end,
+                                   o.rows_in, o.rows_ok, o.rows_error, "succeeded", None, version, started, finished)
+                         for o in outcomes])
+    return BackfillResult(run_id, version, outcomes)
+
+
+def _compute_and_commit(
+    spark: SparkSession, settings: Settings, enabled: dict[str, Signal], window: Window, run_id: str, app_id: str,
+    started: datetime,
+) -> tuple[int, list[SignalOutcome]]:
+    """One Spark action writes every signal's files; one Delta commit publishes them."""
+    embeddings_root = settings.table_root(EMBEDDINGS.name)
+    corpus_root = settings.table_root("corpus")
     rows_in = corpus_row_count(corpus_root, window)
     corpus = delta_io.read_spark(spark, corpus_root, partitions=window.partition_filters())
-    frames = [signal_rows(corpus, e, settings, run_id, started) for e in enabled.values()]
-    union = frames[0]
-    for frame in frames[1:]:
-        union = union.unionByName(frame)
+    frames = [signal_rows(corpus, s, settings, run_id, started) for s in enabled.values()]
     with spark_progress(spark.sparkContext, f"{JOB} {len(enabled)} signals x {rows_in} items"):
-        files = delta_io.write_files(union, embeddings_root, EMBEDDINGS, f"part-{run_id}")
+        files = delta_io.write_files(functools.reduce(DataFrame.unionByName, frames), embeddings_root, EMBEDDINGS, f"part-{run_id}")
 
     written: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for f in files:
         written[f.partition_values["signal"]][0] += f.num_records
         written[f.partition_values["signal"]][1] += f.num_ok
-    outcomes = [
-        SignalOutcome(name, e.config.model, rows_in, written[name][1], written[name][0] - written[name][1])
-        for name, e in enabled.items()
-    ]
-    lost = {o.signal: written[o.signal][0] for o in outcomes if written[o.signal][0] != rows_in}
+    lost = {name: written[name][0] for name in enabled if written[name][0] != rows_in}
     if lost:
         raise RuntimeError(f"rows written differ from the {rows_in} corpus rows in the window: {lost}; nothing committed")
 
-    versions = {name: e.config.model.version for name, e in enabled.items()}
+    versions = {name: s.config.model.version for name, s in enabled.items()}
     version = delta_io.commit_files(
         embeddings_root,
         EMBEDDINGS,
@@ -149,13 +170,8 @@ def run_backfill(spark: SparkSession, settings: Settings, window: Window = Windo
         metadata={"job": JOB, "run_id": run_id, "window": f"{window.start}..{window.end}", "model_versions": str(versions)},
         replace=lambda pv: versions.get(pv["signal"]) == pv["model_version"] and window.contains(pv["ds"]),
     )
-    finished = datetime.now(timezone.utc)
-    record_runs(
-        settings.table_root(RUNS.name),
-        [
-            RunRecord(run_id, JOB, o.signal, o.model.name, o.model.version, window.start, window.end, o.rows_in,
-                      o.rows_ok, o.rows_error, "succeeded", None, version, started, finished)
-            for o in outcomes
-        ],
-    )
-    return BackfillResult(run_id, version, outcomes)
+    outcomes = [
+        SignalOutcome(name, s.config.model, rows_in, written[name][1], written[name][0] - written[name][1])
+        for name, s in enabled.items()
+    ]
+    return version, outcomes

@@ -97,24 +97,33 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def run(args: argparse.Namespace) -> None:
     settings = load_settings(args.profile, args.overrides)
     if args.command == "make-corpus":
         make_corpus(settings, args.n_items, args.seed)
-    elif args.command == "show":
+        return
+    if args.command == "show":
         show(settings)
-    else:
-        if args.command == "demo":
-            make_corpus(settings)
-        spark = build_session(settings.spark)
-        try:
-            result = run_backfill(spark, settings, Window(args.start, args.end), args.run_id)
-        finally:
-            spark.stop()
-        print_backfill(result, settings)
-        if args.command == "demo":
-            show(settings)
+        return
+    if args.command == "demo":
+        make_corpus(settings)
+    spark = build_session(settings.spark)
+    try:
+        result = run_backfill(spark, settings, Window(args.start, args.end), args.run_id)
+    finally:
+        spark.stop()
+    print_backfill(result, settings)
+    if args.command == "demo":
+        show(settings)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        run(args)
+    except (FileNotFoundError, ValueError, KeyError) as exc:  # bad configuration or input: say what, no trace
+        console.print(f"[bold red]error:[/] {exc}")
+        return 2
     return 0
 
 

@@ -23,6 +23,8 @@ class _Strict(BaseModel):
 
 
 class ModelSettings(_Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)  # version: 2 -> "2"
+
     name: str
     version: str
 
@@ -64,6 +66,14 @@ class Settings(_Strict):
     sample_corpus: SampleCorpusSettings = SampleCorpusSettings()
     signals: dict[str, SignalSettings]
 
+    @field_validator("lakehouse")
+    @classmethod
+    def _expand(cls, v: str) -> str:
+        expanded = os.path.expandvars(v)
+        if "$" in expanded:
+            raise ValueError(f"lakehouse {v!r} names an environment variable that is not set")
+        return expanded
+
     @field_validator("signals")
     @classmethod
     def _names(cls, v: dict[str, SignalSettings]) -> dict[str, SignalSettings]:
@@ -99,6 +109,8 @@ def _override(dotted: str) -> dict[str, Any]:
         raise ValueError(f"override {dotted!r} is not of the form key.path=value")
     path, raw = dotted.split("=", 1)
     value: Any = yaml.safe_load(raw)
+    if isinstance(value, float):
+        value = raw  # keep "1.10" as written; pydantic still parses it where a float is wanted
     for key in reversed(path.strip().split(".")):
         value = {key: value}
     return value
@@ -115,5 +127,4 @@ def load_settings(profile: str = "local", overrides: list[str] | tuple[str, ...]
         merged = _merge(merged, yaml.safe_load(layer.read_text()) or {})
     for dotted in overrides:
         merged = _merge(merged, _override(dotted))
-    merged["lakehouse"] = os.path.expandvars(merged.get("lakehouse", "lakehouse"))
     return Settings.model_validate(merged)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import pyarrow as pa
 from deltalake import DeltaTable
@@ -74,7 +75,8 @@ def commit_files(
         for live in pa.table(table.get_add_actions(flatten=True)).to_pylist():
             values = {name: live[f"partition.{name}"] for name in contract.partition_by}
             if replace(values):
-                removes.append(RemoveAction(live["path"], True, now_ms, live["size_bytes"], values))
+                # the log's paths are percent-encoded; delta-rs encodes a RemoveAction's path again
+                removes.append(RemoveAction(unquote(live["path"]), True, now_ms, live["size_bytes"], values))
     adds = [AddAction(f.path, f.size, f.partition_values, f.modification_time, True, f.stats) for f in files]
     table.create_write_transaction(
         [*adds, *removes],

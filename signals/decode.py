@@ -61,14 +61,14 @@ def decode_image(data: bytes | None, limits: DecodeLimits = DecodeLimits()) -> I
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any PIL mode to 8-bit RGB: alpha over white, 16-bit and float scaled, not clipped."""
+    """Convert any PIL mode to 8-bit RGB: alpha over white, 16-bit scaled (not clipped) to 8 bits."""
     if image.mode == "RGB":
         return image
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        array = np.asarray(image, dtype=np.float64)
-        low, high = float(array.min()), float(array.max())
-        scale = 255.0 / (high - low) if high > low else 0.0
-        return Image.fromarray(((array - low) * scale).astype(np.uint8), mode="L").convert("RGB")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.clip(np.asarray(image, dtype=np.float64), 0, 65535) / 257.0  # 16-bit range onto 8 bits
+        return Image.fromarray(np.rint(array).astype(np.uint8), mode="L").convert("RGB")
+    if image.mode == "F":
+        return Image.fromarray(np.clip(np.asarray(image), 0, 255).astype(np.uint8), mode="L").convert("RGB")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

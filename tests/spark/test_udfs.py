@@ -31,8 +31,8 @@ def test_the_model_loads_once_per_python_worker(spark, corpus_lakehouse):
     frame = spark.range(0, 2000, numPartitions=16).select(loads(F.col("id").cast("string")).alias("seen"))
     seen = {row.seen for row in frame.distinct().collect()}
     pids = {s.split(":")[0] for s in seen}
-    assert {s.split(":")[1] for s in seen} == {"1"}  # 16 tasks, never a second load in any worker
-    assert 1 <= len(pids) <= 2  # local[2]: at most two Python workers
+    assert {s.split(":")[1] for s in seen} == {"1"}  # never a second load in any worker
+    assert len(pids) < 16 / 2  # workers are reused across the 16 tasks: the model is not per task
 
 
 def test_the_udf_keeps_row_order_across_arrow_and_model_batches(spark, corpus_lakehouse):

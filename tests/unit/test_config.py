@@ -45,11 +45,6 @@ def test_cluster_profile_expands_the_lakehouse_variable(monkeypatch) -> None:
     assert settings.signals["clip_image_embedding"].batch_size == 512
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an unset ${VAR} in `lakehouse` is kept literally by os.path.expandvars, so the cluster profile "
-    "without CONTENT_SIGNALS_LAKEHOUSE silently writes to a folder named '${CONTENT_SIGNALS_LAKEHOUSE}' in the cwd",
-)
 def test_cluster_profile_without_its_lakehouse_variable_is_an_error(monkeypatch) -> None:
     monkeypatch.delenv("CONTENT_SIGNALS_LAKEHOUSE", raising=False)
     with pytest.raises((ValueError, KeyError, OSError)):
@@ -116,11 +111,6 @@ def test_later_overrides_win() -> None:
     assert settings.prefetch == 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: override values are parsed as YAML before validation, so the natural "
-    "`--set signals.X.model.version=2` (or 1.10) becomes an int/float and is rejected (1.10 would even lose its 0)",
-)
 @pytest.mark.parametrize("version", ["2", "1.10"])
 def test_numeric_model_version_override_is_kept_as_written(version: str) -> None:
     settings = load_settings("local", [f"signals.image_embedding.model.version={version}"])

@@ -219,11 +219,6 @@ def test_16_bit_gradient_is_scaled_not_clipped() -> None:
     assert np.all(pixels[..., 0] == pixels[..., 1]) and np.all(pixels[..., 1] == pixels[..., 2])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: to_rgb min-max stretches 16-bit images per image instead of scaling 0..65535 to 0..255, "
-    "so a 16-bit image that does not span the full range changes contrast (and a uniform one turns black)",
-)
 @pytest.mark.parametrize(
     "levels",
     [

@@ -22,7 +22,7 @@ from signals.contracts import EMBEDDINGS
 
 T0 = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.timezone.utc)
 SLICES = [("image_embedding", "2026-11-19"), ("image_embedding", "2026-11-20"), ("text_embedding", "2026-11-19"), ("text_embedding", "2026-11-20")]
-SORT_KEY = ("signal", "ds", "content_id")
+SORT_KEY = ("signal", "model_version", "ds", "content_id", "run_id")
 
 
 def make_rows(run_id: str = "run-1", per_slice: int = 5, slices=SLICES, model_version: str = "1") -> list[dict]:
@@ -312,12 +312,6 @@ def test_unusual_partition_values_round_trip(root: str) -> None:
     assert read_rows(root) == sorted_rows(rows)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: commit_files builds RemoveAction from get_add_actions()['path'], which is the log's already "
-    "percent-encoded path; delta-rs encodes it again, so for partition values that need escaping the remove "
-    "names a file that is not in the log and the replaced slice's old file stays live (duplicate rows)",
-)
 def test_replace_removes_slices_whose_partition_values_need_escaping(root: str) -> None:
     target = ("image_embedding", "2026-11-20 12:00")
     old = make_rows(per_slice=2, slices=[target])
