@@ -3,6 +3,7 @@
     content-signals demo                       # sample corpus -> backfill -> what it produced
     content-signals make-corpus --n-items 480
     content-signals backfill --start 2026-11-14 --end 2026-11-20 --set signals.text_embedding.enabled=false
+    content-signals refresh                    # only what is new or changed; drops what left the corpus
     content-signals show
 """
 from __future__ import annotations
@@ -19,9 +20,11 @@ from deltalake import DeltaTable
 from rich.console import Console
 from rich.table import Table
 
-from jobs.backfill import BackfillResult, Window, run_backfill
+from jobs.backfill import Window, run_backfill
+from jobs.engine import RunResult
 from jobs.config import Settings, load_settings
 from jobs.lakehouse import Lakehouse
+from jobs.refresh import run_refresh
 from jobs.sample_corpus import write_sample_corpus
 from jobs.session import build_session
 from signals.contracts import CORPUS, EMBEDDINGS, RUNS
@@ -39,13 +42,16 @@ def make_corpus(settings: Settings, n_items: int | None = None, seed: int | None
         console.print(f"the sample corpus of {n_items} items (seed {seed}) is already at {where}")
 
 
-def print_backfill(result: BackfillResult, settings: Settings) -> None:
-    if result.skipped:
+def print_result(result: RunResult, settings: Settings) -> None:
+    if result.status == "skipped":
         console.print(f"run {result.run_id} was already committed (table version {result.table_version}): nothing to do")
         return
-    table = Table(title=f"backfill {result.run_id} -> {settings.table_root(EMBEDDINGS.name)} version {result.table_version}")
-    for column in ("signal", "model", "rows in", "ok", "error"):
-        table.add_column(column, justify="right" if column in ("rows in", "ok", "error") else "left")
+    if result.table_version is None:
+        console.print(f"run {result.run_id}: {result.status} ({result.message}); nothing committed")
+        return
+    table = Table(title=f"{result.run_id} -> {settings.table_root(EMBEDDINGS.name)} version {result.table_version}")
+    for column in ("signal", "model", "rows computed", "ok", "error"):
+        table.add_column(column, justify="left" if column in ("signal", "model") else "right")
     for o in result.outcomes:
         table.add_row(o.signal, f"{o.model.name}@{o.model.version}", str(o.rows_in), str(o.rows_ok), str(o.rows_error))
     console.print(table)
@@ -93,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--start", help="first ds (YYYY-MM-DD) of the window; default: the beginning")
         command.add_argument("--end", help="last ds of the window; default: the end")
         command.add_argument("--run-id", help="re-use a run id to resume: a committed run is not redone")
+    refresh = commands.add_parser("refresh", parents=[common], help="compute what is new or changed, drop what left the corpus")
+    refresh.add_argument("--run-id", help="re-use a run id: a committed run is not redone")
     commands.add_parser("show", parents=[common], help="what the lakehouse holds")
     return parser
 
@@ -109,10 +117,13 @@ def run(args: argparse.Namespace) -> None:
         make_corpus(settings)
     spark = build_session(settings.spark)
     try:
-        result = run_backfill(spark, settings, Window(args.start, args.end), args.run_id)
+        if args.command == "refresh":
+            result = run_refresh(spark, settings, args.run_id)
+        else:
+            result = run_backfill(spark, settings, Window(args.start, args.end), args.run_id)
     finally:
         spark.stop()
-    print_backfill(result, settings)
+    print_result(result, settings)
     if args.command == "demo":
         show(settings)
 

@@ -13,19 +13,17 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
 from deltalake import DeltaTable
+from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import AddAction, CommitProperties, RemoveAction, Transaction
 
 from signals.contracts import TableContract
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
-
-PartitionPredicate = Callable[[Mapping[str, str | None]], bool]
-
 
 @dataclass(frozen=True)
 class DataFile:
@@ -58,36 +56,90 @@ def committed(root: str, app_id: str) -> bool:
     return DeltaTable.is_deltatable(root) and DeltaTable(root).transaction_version(app_id) is not None
 
 
+@dataclass(frozen=True)
+class LiveFile:
+    """A file in a snapshot: its log path (as the log spells it) and partition values."""
+
+    path: str
+    size: int
+    partition_values: dict[str, str | None]
+    num_records: int
+
+
+class CommitConflict(RuntimeError):
+    """Another run changed the slices this run read, after it read them; re-run to include them."""
+
+
+def live_files(root: str, contract: TableContract, version: int | None = None) -> list[LiveFile]:
+    """The data files of the snapshot at `version` (latest if None)."""
+    actions = pa.table(snapshot(root, version).get_add_actions(flatten=True)).to_pylist()
+    return [
+        LiveFile(a["path"], a["size_bytes"], {n: a[f"partition.{n}"] for n in contract.partition_by}, a["num_records"] or 0)
+        for a in actions
+    ]
+
+
+def _slices_changed_since(root: str, contract: TableContract, read_version: int, version: int) -> set[tuple]:
+    """Partition values of the files added or removed by commits after `read_version`."""
+    before = {f.path: f for f in live_files(root, contract, read_version)}
+    after = {f.path: f for f in live_files(root, contract, version)}
+    changed = [after[p] for p in after.keys() - before.keys()] + [before[p] for p in before.keys() - after.keys()]
+    return {tuple(f.partition_values[n] for n in contract.partition_by) for f in changed}
+
+
 def commit_files(
     root: str,
     contract: TableContract,
     files: Sequence[DataFile],
     app_id: str,
     metadata: Mapping[str, str],
-    replace: PartitionPredicate | None = None,
+    remove: Callable[[LiveFile], bool] | None = None,
+    read_version: int | None = None,
+    max_attempts: int = 8,
 ) -> int:
-    """Commit `files` in one transaction; with `replace`, also remove every live file whose
-    partition values satisfy it (a slice replacement). Returns the new table version."""
-    table = ensure_table(root, contract)
-    now_ms = int(time.time() * 1000)
-    removes = []
-    if replace is not None:
-        for live in pa.table(table.get_add_actions(flatten=True)).to_pylist():
-            values = {name: live[f"partition.{name}"] for name in contract.partition_by}
-            if replace(values):
-                # the log's paths are percent-encoded; delta-rs encodes a RemoveAction's path again
-                removes.append(RemoveAction(unquote(live["path"]), True, now_ms, live["size_bytes"], values))
-    adds = [AddAction(f.path, f.size, f.partition_values, f.modification_time, True, f.stats) for f in files]
-    table.create_write_transaction(
-        [*adds, *removes],
-        mode="append",
-        schema=contract.schema,
-        partition_by=list(contract.partition_by) or None,
-        commit_properties=CommitProperties(
-            custom_metadata={**metadata, "app_id": app_id}, app_transactions=[Transaction(app_id, 1)]
-        ),
-    )
-    return version_of_commit(root, app_id)
+    """Commit `files` in one transaction, together with the removal of every live file that
+    `remove` selects (a slice replacement, or the rewrite of files holding stale rows).
+
+    Optimistic concurrency at the level of partitions: if commits after `read_version` (the
+    version the run read) added or removed files in a partition this commit touches, raise
+    CommitConflict; commits to other partitions are fine and the commit is retried on top of
+    them. A commit whose `app_id` is already in the log is not made twice. Returns the version.
+    """
+    touched = {tuple(f.partition_values[n] for n in contract.partition_by) for f in files}
+    for _ in range(max_attempts):
+        table = ensure_table(root, contract)
+        if table.transaction_version(app_id) is not None:
+            return version_of_commit(root, app_id)
+        live = live_files(root, contract, table.version())
+        removed = [f for f in live if remove is not None and remove(f)]
+        mine = touched | {tuple(f.partition_values[n] for n in contract.partition_by) for f in removed}
+        if read_version is not None:
+            clash = mine & _slices_changed_since(root, contract, read_version, table.version())
+            if clash:
+                raise CommitConflict(
+                    f"{root} changed in {len(clash)} of this run's partitions (e.g. {sorted(clash)[0]}) after version "
+                    f"{read_version}, which this run read; nothing was committed. Re-run to include those changes."
+                )
+        now_ms = int(time.time() * 1000)
+        # the log's paths are percent-encoded; delta-rs encodes a RemoveAction's path again
+        removes = [RemoveAction(unquote(f.path), True, now_ms, f.size, f.partition_values) for f in removed]
+        adds = [AddAction(f.path, f.size, f.partition_values, f.modification_time, True, f.stats) for f in files]
+        try:
+            table.create_write_transaction(
+                [*adds, *removes],
+                mode="append",
+                schema=contract.schema,
+                partition_by=list(contract.partition_by) or None,
+                commit_properties=CommitProperties(
+                    custom_metadata={**metadata, "app_id": app_id},
+                    app_transactions=[Transaction(app_id, 1)],
+                    max_commit_retries=0,  # a concurrent commit comes back here, to be checked above
+                ),
+            )
+        except CommitFailedError:
+            continue
+        return version_of_commit(root, app_id)
+    raise CommitConflict(f"{root}: gave up after {max_attempts} attempts lost to concurrent commits")
 
 
 def version_of_commit(root: str, app_id: str, search: int = 50) -> int:
@@ -108,8 +160,20 @@ def read_arrow(root: str, version: int | None = None, filters: Any = None) -> pa
     return snapshot(root, version).to_pyarrow_dataset().to_table(filter=filters)
 
 
-def read_spark(spark: "SparkSession", root: str, version: int | None = None, partitions: Any = None) -> "DataFrame":
-    """The table's rows as a Spark DataFrame, reading only the files of the snapshot.
+def relative_path(root: str, uri: str) -> str:
+    """A data file's path relative to the table root, unescaped (as `unquote(LiveFile.path)`)."""
+    base = unquote(urlparse(snapshot(root).table_uri).path).rstrip("/")
+    path = unquote(urlparse(uri).path)
+    if not path.startswith(base + "/"):
+        raise ValueError(f"{uri} is not under the table root {base}")
+    return path[len(base) + 1 :]
+
+
+def read_spark(
+    spark: "SparkSession", root: str, version: int | None = None, partitions: Any = None, only: set[str] | None = None
+) -> "DataFrame":
+    """The table's rows as a Spark DataFrame, reading only the files of the snapshot (and of
+    those, with `only`, the files whose unescaped relative paths it names).
 
     Partition columns come back from the hive-style folders (`basePath`), typed by the Delta
     schema, so Spark sees the same columns delta-rs does.
@@ -120,6 +184,8 @@ def read_spark(spark: "SparkSession", root: str, version: int | None = None, par
     arrow_schema = pa.schema(table.schema().to_arrow())
     spark_schema = from_arrow_schema(arrow_schema)
     uris = table.file_uris(partitions)
+    if only is not None:
+        uris = [u for u in uris if relative_path(root, u) in only]
     if not uris:
         return spark.createDataFrame([], spark_schema)
     frame = spark.read.schema(spark_schema).option("basePath", table.table_uri).parquet(*uris)

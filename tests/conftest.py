@@ -20,8 +20,9 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from jobs.backfill import BackfillResult, run_backfill  # noqa: E402
+from jobs.backfill import run_backfill  # noqa: E402
 from jobs.config import Settings, SparkSettings, load_settings  # noqa: E402
+from jobs.engine import RunResult  # noqa: E402
 
 SMALL_CORPUS = 60
 
@@ -93,7 +94,7 @@ def fresh_lakehouse(tmp_path, corpus_lakehouse) -> Callable[..., Settings]:
 @dataclass(frozen=True)
 class Backfilled:
     settings: Settings
-    result: BackfillResult
+    result: RunResult
 
 
 @pytest.fixture(scope="session")

@@ -77,8 +77,8 @@ def log_actions(root: str, version: int) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def slice_of(signal: str, ds: str) -> Callable[[dict], bool]:
-    return lambda values: values["signal"] == signal and values["ds"] == ds
+def slice_of(signal: str, ds: str) -> Callable[[delta_io.LiveFile], bool]:
+    return lambda live: live.partition_values["signal"] == signal and live.partition_values["ds"] == ds
 
 
 @pytest.fixture
@@ -237,7 +237,7 @@ def test_replace_removes_exactly_one_slice_in_the_same_commit(committed_table) -
         {**r, "run_id": "run-2", "content_id": r["content_id"] + "-new"} for r in rows if (r["signal"], r["ds"]) == target
     ][:3]
     new_files = write(root, new_rows, prefix="part-test2")
-    v2 = delta_io.commit_files(root, EMBEDDINGS, new_files, "test/2", {"run_id": "run-2"}, replace=slice_of(*target))
+    v2 = delta_io.commit_files(root, EMBEDDINGS, new_files, "test/2", {"run_id": "run-2"}, remove=slice_of(*target))
 
     assert v2 == v1 + 1
     assert [h["version"] for h in DeltaTable(root).history()] == [v2, v1, 0]  # one commit, not remove-then-add
@@ -261,7 +261,7 @@ def test_time_travel_returns_the_old_rows(committed_table) -> None:
     root, rows, _, v1 = committed_table
     target = ("text_embedding", "2026-11-19")
     new_rows = make_rows(run_id="run-2", per_slice=2, slices=[target])
-    v2 = delta_io.commit_files(root, EMBEDDINGS, write(root, new_rows), "test/2", {}, replace=slice_of(*target))
+    v2 = delta_io.commit_files(root, EMBEDDINGS, write(root, new_rows), "test/2", {}, remove=slice_of(*target))
     assert read_rows(root, version=v1) == sorted_rows(rows)
     assert read_rows(root, version=0) == []
     latest = read_rows(root)
@@ -272,7 +272,7 @@ def test_time_travel_returns_the_old_rows(committed_table) -> None:
 def test_replace_without_matching_files_only_adds(committed_table) -> None:
     root, rows, files, _ = committed_table
     new_rows = make_rows(run_id="run-2", per_slice=2, slices=[("image_embedding", "2026-11-21")])
-    v2 = delta_io.commit_files(root, EMBEDDINGS, write(root, new_rows), "test/2", {}, replace=slice_of("image_embedding", "2026-11-21"))
+    v2 = delta_io.commit_files(root, EMBEDDINGS, write(root, new_rows), "test/2", {}, remove=slice_of("image_embedding", "2026-11-21"))
     assert not [a for a in log_actions(root, v2) if "remove" in a]
     assert read_rows(root) == sorted_rows(rows + new_rows)
 
@@ -317,5 +317,5 @@ def test_replace_removes_slices_whose_partition_values_need_escaping(root: str) 
     old = make_rows(per_slice=2, slices=[target])
     delta_io.commit_files(root, EMBEDDINGS, write(root, old), "test/1", {})
     new = make_rows(run_id="run-2", per_slice=2, slices=[target])
-    delta_io.commit_files(root, EMBEDDINGS, write(root, new), "test/2", {}, replace=slice_of(*target))
+    delta_io.commit_files(root, EMBEDDINGS, write(root, new), "test/2", {}, remove=slice_of(*target))
     assert read_rows(root) == sorted_rows(new)
