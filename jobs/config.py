@@ -104,15 +104,18 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 
 def _override(dotted: str) -> dict[str, Any]:
-    """`signals.image_embedding.enabled=false` -> nested dict, the value parsed as YAML."""
+    """`signals.image_embedding.enabled=false` -> nested dict, the value parsed as YAML.
+
+    A key that itself contains dots goes in brackets: `spark.conf[spark.sql.shuffle.partitions]=4`.
+    """
     if "=" not in dotted:
         raise ValueError(f"override {dotted!r} is not of the form key.path=value")
     path, raw = dotted.split("=", 1)
     value: Any = yaml.safe_load(raw)
     if isinstance(value, float):
         value = raw  # keep "1.10" as written; pydantic still parses it where a float is wanted
-    for key in reversed(path.strip().split(".")):
-        value = {key: value}
+    for bracketed, plain in reversed(re.findall(r"\[([^\]]+)\]|([^.\[\]]+)", path.strip())):
+        value = {bracketed or plain: value}
     return value
 
 
