@@ -3,21 +3,17 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from PIL import Image
 
-from signals.decode import DecodeLimits, decode_image
-from signals.base import InputKind
 from signals.embedders.base import Embedder
+from signals.inputs import ImageInput
 
 
-class ImageEmbedder(Embedder):
+class ImageEmbedder(ImageInput, Embedder):
     """Decode -> transform (on the CPU, per row) -> stack -> image model."""
-
-    input_kind: ClassVar[InputKind] = "image"
-    input_columns: ClassVar[tuple[str, ...]] = ("image",)
 
     @property
     @abstractmethod
@@ -29,8 +25,7 @@ class ImageEmbedder(Embedder):
         """The model's image features for a batch already on the device."""
 
     def prepare(self, row: Mapping[str, Any]) -> torch.Tensor:
-        limits = DecodeLimits(**self.config.params.get("decode_limits", {}))
-        return self.transform(decode_image(row["image"], limits))
+        return self.transform(self.decode(row))
 
     def forward(self, prepared: list[torch.Tensor]) -> torch.Tensor:
         batch = self.to_device(torch.stack(prepared))

@@ -1,0 +1,53 @@
+"""The inputs every signal reads, declared and decoded in one place.
+
+Image signals read the `image` column through `decode_image` with the configured limits, and
+text signals read title + description through `compose_text`, so an input that is an error
+row for one signal is an error row for all of them.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from PIL import Image
+
+from signals.base import InputKind, SignalConfig
+from signals.decode import DecodeLimits, InputError, decode_image
+from signals.text import compose_text
+
+
+class ImageInput:
+    """Mixin for labelers of the pin image."""
+
+    input_kind: ClassVar[InputKind] = "image"
+    input_columns: ClassVar[tuple[str, ...]] = ("image",)
+    config: SignalConfig
+
+    def decode(self, row: Mapping[str, Any]) -> Image.Image:
+        """The row's image as RGB, or InputError (null, corrupt, too large, ...)."""
+        return decode_image(row["image"], DecodeLimits(**self.config.params.get("decode_limits", {})))
+
+
+class TextInput:
+    """Mixin for labelers of the pin text (title + description)."""
+
+    input_kind: ClassVar[InputKind] = "text"
+    input_columns: ClassVar[tuple[str, ...]] = ("title", "description")
+    config: SignalConfig
+
+    @property
+    def max_chars(self) -> int:
+        return int(self.config.params.get("max_chars", 4096))
+
+    def text(self, row: Mapping[str, Any]) -> str:
+        """Title and description as one text, or InputError when both are blank."""
+        return compose_text(row["title"], row["description"], self.max_chars)
+
+    def fields(self, row: Mapping[str, Any]) -> list[str]:
+        """Title and description separately, each normalised like `text`; blank ones left out."""
+        fields = []
+        for column in self.input_columns:
+            with contextlib.suppress(InputError):
+                fields.append(compose_text(row[column], None, self.max_chars))
+        return fields

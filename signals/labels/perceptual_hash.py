@@ -1,0 +1,53 @@
+"""64-bit DCT perceptual hash (pHash) and LSH band keys, for near-duplicate detection.
+
+pHash as in pHash.org (Zauner 2010): luminance, a 7x7 mean filter against noise and JPEG
+artefacts, resize to 32x32, 2-D DCT, keep the 8x8 lowest frequencies *after* the first row and
+column (the DC term and the coarsest gradients carry brightness, not structure), and set one bit
+per coefficient that is above their median. Re-encoding, mild resizing and brightness changes
+move few bits; different photos differ in ~32 of 64.
+
+Hashes are Python ints in the signed int64 range (bit 63 set -> negative), so Spark and Arrow
+store them as LongType/int64 without overflow; `hamming` and `band_keys` accept either sign.
+"""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageFilter
+from scipy.fft import dctn
+
+HASH_BITS = 64
+_MASK = (1 << HASH_BITS) - 1
+
+
+def to_int64(value: int) -> int:
+    """A 64-bit pattern as the signed int64 with the same bits."""
+    value &= _MASK
+    return value - (1 << HASH_BITS) if value >> (HASH_BITS - 1) else value
+
+
+def perceptual_hash(image: Image.Image) -> int:
+    """The 64-bit pHash of an image, as a signed int64-compatible int."""
+    small = image.convert("L").filter(ImageFilter.BoxBlur(3)).resize((32, 32), Image.Resampling.BILINEAR)
+    coefficients = dctn(np.asarray(small, dtype=np.float64), type=2, norm="ortho")[1:9, 1:9].ravel()
+    bits = coefficients > np.median(coefficients)
+    return to_int64(int("".join("1" if b else "0" for b in bits), 2))
+
+
+def hamming(a: int, b: int) -> int:
+    """Number of differing bits between two 64-bit hashes."""
+    return ((a ^ b) & _MASK).bit_count()
+
+
+def band_keys(h: int, bands: int = 4) -> list[int]:
+    """LSH keys: the hash cut into `bands` chunks of 64 / bands bits, each tagged with its band.
+
+    Two hashes within Hamming distance < bands agree on at least one whole chunk (pigeonhole),
+    so joining on these keys finds every such pair as a candidate. The band index sits above the
+    chunk bits, so equal chunks in different bands never collide; keys are int64-compatible.
+    """
+    if bands < 1 or HASH_BITS % bands:
+        raise ValueError(f"bands must divide {HASH_BITS}, got {bands}")
+    width = HASH_BITS // bands
+    value = h & _MASK
+    chunk_mask = (1 << width) - 1
+    return [to_int64((band << width) | ((value >> (band * width)) & chunk_mask)) for band in range(bands)]

