@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test clean
+.PHONY: install demo test eval clean
 
 install: $(STAMP)
 
@@ -30,5 +30,8 @@ demo: install
 test: install
 	$(PY) -m pytest
 
+eval: install
+	$(VENV)/bin/content-signals eval --set lakehouse=lakehouse-eval
+
 clean:
-	rm -rf lakehouse reports benchmarks/results .pytest_cache
+	rm -rf lakehouse lakehouse-eval reports benchmarks/results .pytest_cache

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pyarrow as pa
 from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
 from jobs import delta_io
 from jobs.config import Settings
-from jobs.engine import Run, RunResult, build_signals, recorded, run_outcomes, signal_rows, write_and_commit
+from jobs.engine import Run, RunResult, already_committed, build_signals, by_output, recorded, run_outcomes, signal_rows, write_and_commit
 from jobs.ledger import SUCCEEDED
-from signals.contracts import CORPUS, EMBEDDINGS
+from jobs.models import CHAMPION
+from signals.contracts import CORPUS
+from udfs.columns import in_slice
 
 JOB = "backfill"
 
@@ -52,32 +53,46 @@ def corpus_row_count(root: str, window: "Window") -> int:
     return sum(f.num_records for f in delta_io.live_files(root, CORPUS) if window.contains(f.partition_values["ds"]))
 
 
-def run_backfill(spark: SparkSession, settings: Settings, window: Window = Window(), run_id: str | None = None) -> RunResult:
-    """Compute every enabled signal over the window and commit them as one table version.
+def run_backfill(
+    spark: SparkSession, settings: Settings, window: Window = Window(), run_id: str | None = None,
+    role: str = CHAMPION, slice_percent: int = 100,
+) -> RunResult:
+    """Compute every enabled signal over the window and replace that slice of each output table
+    in one commit per table.
+
+    With `role="challenger"` the signals run at their challenger versions, on the stable
+    `slice_percent` of items (a shadow run at 100, a canary below): the rows land in the
+    challenger's own partitions and champion rows are never touched.
 
     A run that fails is recorded in the ledger as failed (with the reason) and re-raised; the
     data files it wrote, if any, are never committed, so no reader sees them.
     """
+    if not 0 < slice_percent <= 100:
+        raise ValueError(f"slice_percent must be in (0, 100], got {slice_percent}")
     corpus = corpus_root(settings)
-    run = Run.begin(JOB, run_id)
-    root = settings.table_root(EMBEDDINGS.name)
-    if delta_io.committed(root, run.app_id):
-        return RunResult(run.run_id, "skipped", delta_io.version_of_commit(root, run.app_id))
-    signals = build_signals(settings)
+    run = Run.begin(JOB if role == CHAMPION else f"{JOB}-{role}", run_id)
+    signals = build_signals(settings, role)
+    done = already_committed(settings, run, signals)
+    if done:
+        return done
     with recorded(settings, run, signals, (window.start, window.end)) as finish:
-        read_version = delta_io.ensure_table(root, EMBEDDINGS).version()
-        rows_in = corpus_row_count(corpus, window)
         items = delta_io.read_spark(spark, corpus, partitions=window.partition_filters())
-        versions = {name: s.config.model.version for name, s in signals.items()}
-        version = write_and_commit(
-            spark, settings, run,
-            [signal_rows(items, s, settings, run) for s in signals.values()],
-            expected_rows={name: rows_in for name in signals},
-            remove=lambda live: versions.get(live.partition_values["signal"]) == live.partition_values["model_version"]
-            and window.contains(live.partition_values["ds"]),
-            read_version=read_version,
-            metadata={"window": f"{window.start}..{window.end}", "model_versions": str(versions)},
-        )
-        result = RunResult(run.run_id, SUCCEEDED, version, run_outcomes(settings, run.run_id, signals))
+        if slice_percent < 100:
+            items = items.filter(in_slice(slice_percent))
+        rows_in = corpus_row_count(corpus, window) if slice_percent == 100 else items.count()
+        versions = {}
+        for contract, mine in by_output(signals).items():
+            models = {name: s.config.model.version for name, s in mine.items()}
+            versions[contract.name] = write_and_commit(
+                spark, settings, run, contract,
+                [signal_rows(items, s, settings, run) for s in mine.values()],
+                expected_items={name: rows_in for name in mine},
+                remove=lambda live, models=models: models.get(live.partition_values["signal"]) == live.partition_values["model_version"]
+                and window.contains(live.partition_values["ds"]),
+                read_version=delta_io.ensure_table(settings.table_root(contract.name), contract).version(),
+                metadata={"window": f"{window.start}..{window.end}", "model_versions": str(models), "role": role,
+                          "slice_percent": str(slice_percent)},
+            )
+        result = RunResult(run.run_id, SUCCEEDED, versions, run_outcomes(settings, run.run_id, signals))
         finish(result)
     return result

@@ -1,9 +1,15 @@
 """`content-signals`: the command line of the jobs.
 
-    content-signals demo                       # sample corpus -> backfill -> what it produced
+    content-signals demo                       # sample corpus -> backfill -> dedup -> what it produced
     content-signals make-corpus --n-items 480
     content-signals backfill --start 2026-11-14 --end 2026-11-20 --set signals.text_embedding.enabled=false
     content-signals refresh                    # only what is new or changed; drops what left the corpus
+    content-signals dedup                      # near-duplicate groups over the whole corpus
+    content-signals eval                       # everything above with OCR on, then labels vs the truth
+    content-signals register image_embedding --source /path/to/new.pth --param weights_path=/path/to/new.pth
+    content-signals backfill --challenger --slice-pct 10   # canary: the challenger on a stable 10% of items
+    content-signals compare image_embedding                # champion vs challenger: reports/compare/latest.html
+    content-signals promote image_embedding challenger     # consumers of the champion follow; rollback undoes it
     content-signals show
 """
 from __future__ import annotations
@@ -12,18 +18,25 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Sequence
+from pathlib import Path
+from collections.abc import Iterator, Sequence
 
 import pyarrow as pa
+import yaml
 import pyarrow.compute as pc
 from deltalake import DeltaTable
 from rich.console import Console
+from pyspark.sql import SparkSession
 from rich.table import Table
 
 from jobs.backfill import Window, run_backfill
+from jobs.dedup import run_dedup
 from jobs.engine import RunResult
+from jobs.evaluate import REPORT, run_evaluation
 from jobs.config import Settings, load_settings
+from jobs.compare import compare_in_lakehouse, log_to_mlflow, report_metrics, write_report
 from jobs.lakehouse import Lakehouse
+from jobs.models import CHALLENGER, CHAMPION, registry_for
 from jobs.refresh import run_refresh
 from jobs.sample_corpus import write_sample_corpus
 from jobs.session import build_session
@@ -44,12 +57,13 @@ def make_corpus(settings: Settings, n_items: int | None = None, seed: int | None
 
 def print_result(result: RunResult, settings: Settings) -> None:
     if result.status == "skipped":
-        console.print(f"run {result.run_id} was already committed (table version {result.table_version}): nothing to do")
+        console.print(f"run {result.run_id} was already committed (table versions {result.table_versions}): nothing to do")
         return
-    if result.table_version is None:
+    if not result.table_versions:
         console.print(f"run {result.run_id}: {result.status} ({result.message}); nothing committed")
         return
-    table = Table(title=f"{result.run_id} -> {settings.table_root(EMBEDDINGS.name)} version {result.table_version}")
+    committed = ", ".join(f"{settings.table_root(name)} version {v}" for name, v in result.table_versions.items())
+    table = Table(title=f"{result.run_id} -> {committed}")
     for column in ("signal", "model", "rows computed", "ok", "error"):
         table.add_column(column, justify="left" if column in ("signal", "model") else "right")
     for o in result.outcomes:
@@ -94,38 +108,128 @@ def _parser() -> argparse.ArgumentParser:
     corpus = commands.add_parser("make-corpus", parents=[common], help="generate the sample corpus from real photos")
     corpus.add_argument("--n-items", type=int)
     corpus.add_argument("--seed", type=int)
-    for name, text in (("backfill", "compute signals for a window and replace that slice"), ("demo", "make-corpus, backfill, show")):
+    for name, text in (("backfill", "compute signals for a window and replace that slice"), ("demo", "make-corpus, backfill, dedup, show")):
         command = commands.add_parser(name, parents=[common], help=text)
         command.add_argument("--start", help="first ds (YYYY-MM-DD) of the window; default: the beginning")
         command.add_argument("--end", help="last ds of the window; default: the end")
         command.add_argument("--run-id", help="re-use a run id to resume: a committed run is not redone")
+        command.add_argument("--challenger", action="store_true", help="compute the signals' challenger versions, beside the champions")
+        command.add_argument("--slice-pct", type=int, default=100, help="with --challenger: a stable percent of items (a canary)")
     refresh = commands.add_parser("refresh", parents=[common], help="compute what is new or changed, drop what left the corpus")
     refresh.add_argument("--run-id", help="re-use a run id: a committed run is not redone")
+    for name, text in (("promote", "point a signal's champion alias at a version"), ("rollback", "move a signal's champion back")):
+        command = commands.add_parser(name, parents=[common], help=text)
+        command.add_argument("signal")
+        if name == "promote":
+            command.add_argument("version", help="a version number or an alias (e.g. challenger)")
+    register = commands.add_parser("register", parents=[common], help="register new weights for a signal's model")
+    register.add_argument("signal")
+    register.add_argument("--source", required=True, help="a checkpoint file or folder, or a hub tag")
+    register.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="loading settings (YAML values)")
+    register.add_argument("--alias", default="challenger", help="alias to point at the new version (default: challenger)")
+    compare = commands.add_parser("compare", parents=[common], help="champion against challenger: an HTML report, logged to MLflow")
+    compare.add_argument("signals", nargs="*", help="default: every enabled signal with a challenger")
+    compare.add_argument("--a", default="champion")
+    compare.add_argument("--b", default="challenger")
+    dedup = commands.add_parser("dedup", parents=[common], help="rebuild the near-duplicate groups of the whole corpus")
+    dedup.add_argument("--run-id")
+    commands.add_parser("evaluate", parents=[common], help="labels and duplicate groups against the sample corpus truth")
+    commands.add_parser("eval", parents=[common], help="make-corpus, backfill (OCR on), dedup, evaluate")
     commands.add_parser("show", parents=[common], help="what the lakehouse holds")
     return parser
 
 
+def print_evaluation(result: dict) -> None:
+    table = Table(title=f"evaluation against the corpus truth -> {REPORT}")
+    for column in ("label", "precision", "recall", "roc_auc", "n"):
+        table.add_column(column, justify="left" if column == "label" else "right")
+    for label, m in result["labels"].items():
+        table.add_row(label, *[("-" if m.get(k) is None else f"{m[k]:.3f}") for k in ("precision", "recall", "roc_auc")], str(m["n"]))
+    console.print(table)
+
+
+def _promote(settings: Settings, args: argparse.Namespace) -> None:
+    registry = registry_for(settings)
+    target = registry.resolve(args.signal, args.version).version
+    before = registry.promote(args.signal, target, ledger_root=settings.table_root(RUNS.name), signal=args.signal)
+    console.print(f"{args.signal}: champion {before} -> {target}; readers of the champion follow, nothing recomputed")
+
+
+def _rollback(settings: Settings, args: argparse.Namespace) -> None:
+    registry = registry_for(settings)
+    before = registry.aliases(args.signal).get(CHAMPION)
+    after = registry.rollback(args.signal, ledger_root=settings.table_root(RUNS.name), signal=args.signal)
+    console.print(f"{args.signal}: champion {before} -> {after} (rolled back); nothing recomputed")
+
+
+def _register(settings: Settings, args: argparse.Namespace) -> None:
+    conf = settings.signals[args.signal]
+    params = {"kind": conf.kind, **conf.params, **{k: yaml.safe_load(v) for k, v in (p.split("=", 1) for p in args.param)}}
+    registry = registry_for(settings)
+    model = registry.register(args.signal, args.source, params, description=conf.model.name)
+    registry.client.set_registered_model_alias(args.signal, args.alias, model.version)
+    console.print(f"{args.signal}: version {model.version} ({args.source}, sha256 {model.weights_sha256}) is now {args.alias!r}")
+
+
+def _compare(settings: Settings, args: argparse.Namespace) -> None:
+    registry = registry_for(settings)
+    names = args.signals or [n for n in settings.enabled_signals if args.b in registry.aliases(n)]
+    if not names:
+        raise ValueError(f"no signal has a {args.b!r} version to compare; register one first (content-signals register)")
+    comparisons = [
+        compare_in_lakehouse(settings.lakehouse_root, n, registry.resolve(n, args.a).version, registry.resolve(n, args.b).version)
+        for n in names
+    ]
+    report = write_report(comparisons, Path("reports/compare/latest.html"), f"{args.a} vs {args.b}")
+    run_id = log_to_mlflow(settings.registry_uri, report, report_metrics(comparisons), f"compare {args.a} vs {args.b}")
+    for c in comparisons:
+        console.print(f"{c.signal} {c.version_a} vs {c.version_b}: " + ("; ".join(c.differences) or "no differences"))
+    console.print(f"report: {report} (MLflow run {run_id})")
+
+
+REGISTRY_COMMANDS = {"promote": _promote, "rollback": _rollback, "register": _register, "compare": _compare}
+
+
+def _spark_steps(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> Iterator[RunResult]:
+    """The Spark jobs a command runs, in order, each result as it lands."""
+    if args.command == "refresh":
+        yield run_refresh(spark, settings, args.run_id)
+    elif args.command == "dedup":
+        yield run_dedup(spark, settings, args.run_id)
+    else:  # backfill, demo, eval
+        yield run_backfill(spark, settings, Window(getattr(args, "start", None), getattr(args, "end", None)), getattr(args, "run_id", None),
+                           CHALLENGER if getattr(args, "challenger", False) else CHAMPION, getattr(args, "slice_pct", 100))
+        if args.command in ("demo", "eval"):
+            yield run_dedup(spark, settings)
+
+
 def run(args: argparse.Namespace) -> None:
-    settings = load_settings(args.profile, args.overrides)
+    overrides = ["signals.text_in_image.enabled=true", *args.overrides] if args.command == "eval" else args.overrides  # OCR is evaluated
+    settings = load_settings(args.profile, overrides)
     if args.command == "make-corpus":
         make_corpus(settings, args.n_items, args.seed)
         return
     if args.command == "show":
         show(settings)
         return
-    if args.command == "demo":
+    if args.command == "evaluate":
+        print_evaluation(run_evaluation(settings))
+        return
+    if args.command in REGISTRY_COMMANDS:
+        REGISTRY_COMMANDS[args.command](settings, args)
+        return
+    if args.command in ("demo", "eval"):
         make_corpus(settings)
     spark = build_session(settings.spark)
     try:
-        if args.command == "refresh":
-            result = run_refresh(spark, settings, args.run_id)
-        else:
-            result = run_backfill(spark, settings, Window(args.start, args.end), args.run_id)
+        for result in _spark_steps(spark, settings, args):
+            print_result(result, settings)
     finally:
         spark.stop()
-    print_result(result, settings)
     if args.command == "demo":
         show(settings)
+    if args.command == "eval":
+        print_evaluation(run_evaluation(settings))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -26,12 +26,13 @@ class ModelSettings(_Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)  # version: 2 -> "2"
 
     name: str
-    version: str
+    version: str | None = None  # a fixed version; else the registry's version under `alias`
+    alias: str = "champion"
 
     @field_validator("version")
     @classmethod
-    def _path_safe(cls, v: str) -> str:
-        if not _VERSION.match(v):
+    def _path_safe(cls, v: str | None) -> str | None:
+        if v is not None and not _VERSION.match(v):
             raise ValueError(f"model version {v!r} must match {_VERSION.pattern} (it names a partition folder)")
         return v
 
@@ -42,6 +43,7 @@ class SignalSettings(_Strict):
     model: ModelSettings
     batch_size: int = Field(32, gt=0)
     device: str = Field("auto", pattern="^(auto|cpu|cuda)$")
+    challenger: str = "challenger"  # the registry alias a shadow / canary run computes
     params: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -57,6 +59,26 @@ class SampleCorpusSettings(_Strict):
     seed: int = 7
 
 
+class DedupSettings(_Strict):
+    """Near-duplicate rules (jobs.dedup): an edge joins two items when any rule holds."""
+
+    embedding_signal: str = "image_embedding"
+    max_hamming: int = Field(8, ge=0, le=64)  # pHash bits apart: a copy on its own
+    confirm_hamming: int = Field(16, ge=0, le=64)  # ... or this close with an embedding agreeing
+    confirm_cosine: float = Field(0.90, ge=-1, le=1)
+    min_cosine: float = Field(0.97, ge=-1, le=1)  # embedding alone
+    bands: int = Field(8, ge=1, le=64)  # LSH bands over the 64-bit hashes (finds Hamming < bands for sure)
+    max_bucket: int = Field(2000, ge=2)  # larger LSH buckets are skipped: keeps the pair count near linear
+    simhash_seed: int = 0
+
+
+class RegistrySettings(_Strict):
+    """The MLflow model registry: a sqlite store inside the lakehouse unless a URI is given."""
+
+    enabled: bool = True
+    tracking_uri: str | None = None
+
+
 class Settings(_Strict):
     profile: str = "base"
     lakehouse: str
@@ -64,6 +86,8 @@ class Settings(_Strict):
     torch_threads: int = Field(1, ge=1)
     prefetch: int = Field(2, ge=0)
     sample_corpus: SampleCorpusSettings = SampleCorpusSettings()
+    dedup: DedupSettings = DedupSettings()
+    registry: RegistrySettings = RegistrySettings()
     signals: dict[str, SignalSettings]
 
     @field_validator("lakehouse")
@@ -73,6 +97,13 @@ class Settings(_Strict):
         if "$" in expanded:
             raise ValueError(f"lakehouse {v!r} names an environment variable that is not set")
         return expanded
+
+    @model_validator(mode="after")
+    def _versions_known(self) -> "Settings":
+        unversioned = [n for n, s in self.signals.items() if s.model.version is None]
+        if not self.registry.enabled and unversioned:
+            raise ValueError(f"without the registry every model needs a version; none for {unversioned}")
+        return self
 
     @field_validator("signals")
     @classmethod
@@ -87,12 +118,25 @@ class Settings(_Strict):
         """The lakehouse as an absolute path or URI (relative paths are taken from the cwd)."""
         return self.lakehouse if "://" in self.lakehouse else str(Path(self.lakehouse).resolve())
 
+    @property
+    def registry_uri(self) -> str:
+        if self.registry.tracking_uri:
+            return self.registry.tracking_uri
+        return local_registry_uri(self.lakehouse_root)
+
     def table_root(self, name: str) -> str:
         return f"{self.lakehouse_root.rstrip('/')}/{name}"
 
     @property
     def enabled_signals(self) -> dict[str, SignalSettings]:
         return {name: s for name, s in self.signals.items() if s.enabled}
+
+
+def local_registry_uri(lakehouse_root: str) -> str:
+    """The default registry: a sqlite MLflow store in the lakehouse's `_registry` folder."""
+    if "://" in lakehouse_root:
+        raise ValueError("a lakehouse on remote storage needs registry.tracking_uri (an MLflow tracking server)")
+    return f"sqlite:///{lakehouse_root.rstrip('/')}/_registry/mlflow.db"
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

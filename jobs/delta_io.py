@@ -34,6 +34,7 @@ class DataFile:
     partition_values: dict[str, str]
     num_records: int
     num_ok: int
+    num_items: int
     stats: str
     modification_time: int
 

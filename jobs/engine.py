@@ -1,6 +1,10 @@
 """What every signal-computing job shares (backfill, refresh): build the signals, turn corpus
-rows into signal rows, write them with one Spark action, check that nothing was lost, commit
-once, and record the run in the ledger from start to end."""
+rows into rows of their output tables, write them with one Spark action per table, check that
+nothing was lost, commit each table once, and record the run in the ledger from start to end.
+
+Embedders write to `embeddings` (a row per item), labelers to `labels` (a row per item and
+label; one row with the error for an item that failed).
+"""
 from __future__ import annotations
 
 import functools
@@ -11,22 +15,24 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs import delta_io, ledger
-from jobs.ledger import SignalOutcome
 from jobs.config import Settings
+from jobs.ledger import SignalOutcome
+from jobs.models import CHAMPION, resolve_versions
 from jobs.progress import spark_progress
 from signals.base import ModelRef, Signal, SignalConfig
 from signals.catalog import build_signal
-from signals.contracts import EMBEDDINGS, RUNS
+from signals.contracts import EMBEDDINGS, LABELS, RUNS, TableContract
+from signals.embedders.base import Embedder
 from udfs.columns import input_hash_column, result_column
 
 
 @dataclass(frozen=True)
 class Run:
-    """One execution of a job: its id names its files, its commit and its ledger rows."""
+    """One execution of a job: its id names its files, its commits and its ledger rows."""
 
     job: str
     run_id: str
@@ -39,7 +45,7 @@ class Run:
 
     @property
     def app_id(self) -> str:
-        """The Delta application transaction id of this run's commit."""
+        """The Delta application transaction id of this run's commits (one per table)."""
         return f"content-signals/{self.run_id}"
 
 
@@ -47,65 +53,104 @@ class Run:
 class RunResult:
     run_id: str
     status: str  # succeeded | skipped (already committed) | nothing to do
-    table_version: int | None = None
+    table_versions: dict[str, int] = field(default_factory=dict)  # table -> version committed
     outcomes: list[SignalOutcome] = field(default_factory=list)
     message: str | None = None
 
 
-def build_signals(settings: Settings) -> dict[str, Signal]:
-    """The enabled signals of the profile, configured (not loaded) on the driver."""
+def output_of(signal: Signal) -> TableContract:
+    """The table a signal's rows go to."""
+    return EMBEDDINGS if isinstance(signal, Embedder) else LABELS
+
+
+def by_output(signals: dict[str, Signal]) -> dict[TableContract, dict[str, Signal]]:
+    """Signals grouped by the table they write, embeddings first."""
+    grouped: dict[TableContract, dict[str, Signal]] = {}
+    for contract in (EMBEDDINGS, LABELS):
+        mine = {name: s for name, s in signals.items() if output_of(s) is contract}
+        if mine:
+            grouped[contract] = mine
+    return grouped
+
+
+def build_signals(settings: Settings, role: str = CHAMPION) -> dict[str, Signal]:
+    """The enabled signals of the profile at the model versions `role` resolves to in the
+    registry, configured (not loaded) on the driver."""
     enabled = {
-        name: build_signal(s.kind, SignalConfig(name, ModelRef(s.model.name, s.model.version), s.batch_size, s.device, s.params))
+        name: build_signal(s.kind, SignalConfig(name, ModelRef(s.model.name, s.model.version or "unresolved"), s.batch_size, s.device, s.params))
         for name, s in settings.enabled_signals.items()
     }
     if not enabled:
         raise ValueError(f"profile {settings.profile!r} enables no signals")
-    return enabled
+    return resolve_versions(settings, enabled, role)
+
+
+def _result_columns(signal: Signal) -> dict[str, Column]:
+    """The output-specific columns, from the UDF's result struct (exploded for labels)."""
+    if output_of(signal) is EMBEDDINGS:
+        return {"vector": F.col("result.vector"), "dim": F.col("result.dim")}
+    return {"label": F.col("one.label"), "score": F.col("one.score"), "threshold": F.col("one.threshold"),
+            "decision": F.col("one.decision"), "detail": F.col("result.detail")}
 
 
 def signal_rows(corpus: DataFrame, signal: Signal, settings: Settings, run: Run) -> DataFrame:
-    """One EMBEDDINGS row per corpus row for this signal (lazy: nothing runs yet)."""
-    result = result_column(signal, settings.prefetch, settings.torch_threads).alias("result")
+    """The rows of the signal's output table for these corpus rows (lazy: nothing runs yet)."""
     model = signal.config.model
-    return corpus.select("content_id", "ds", input_hash_column(signal).alias("input_hash"), result).select(
-        "content_id",
-        F.lit(signal.signal).alias("signal"),
-        F.lit(model.name).alias("model_name"),
-        F.lit(model.version).alias("model_version"),
-        "input_hash",
-        F.col("result.vector").alias("vector"),
-        F.col("result.dim").alias("dim"),
-        F.col("result.status").alias("status"),
-        F.col("result.error").alias("error"),
-        F.lit(run.run_id).alias("run_id"),
-        F.lit(run.started).alias("computed_at"),
-        "ds",
-    )
+    computed = corpus.select("content_id", "ds", input_hash_column(signal).alias("input_hash"),
+                             result_column(signal, settings.prefetch, settings.torch_threads).alias("result"))
+    if output_of(signal) is LABELS:
+        computed = computed.select("*", F.explode_outer("result.scores").alias("one"))
+    values = {
+        "content_id": F.col("content_id"),
+        "signal": F.lit(signal.signal),
+        "model_name": F.lit(model.name),
+        "model_version": F.lit(model.version),
+        "input_hash": F.col("input_hash"),
+        "status": F.col("result.status"),
+        "error": F.col("result.error"),
+        "run_id": F.lit(run.run_id),
+        "computed_at": F.lit(run.started),
+        "ds": F.col("ds"),
+        **_result_columns(signal),
+    }
+    return computed.select(*[values[name].alias(name) for name in output_of(signal).schema.names])
 
 
 def write_and_commit(
     spark: SparkSession,
     settings: Settings,
     run: Run,
+    contract: TableContract,
     frames: Sequence[DataFrame],
-    expected_rows: dict[str, int],
+    expected_items: dict[str, int],
     remove: Callable[[delta_io.LiveFile], bool],
     read_version: int,
     metadata: dict[str, str],
 ) -> int:
-    """Write the frames' rows as files (one Spark action), check each signal wrote exactly its
-    expected rows, then commit them with the removals in one transaction. Returns the version."""
-    root = settings.table_root(EMBEDDINGS.name)
-    with spark_progress(spark.sparkContext, f"{run.job} {len(expected_rows)} signals x {max(expected_rows.values())} items"):
-        files = delta_io.write_files(functools.reduce(DataFrame.unionByName, frames), root, EMBEDDINGS, f"part-{run.run_id}")
+    """Write the frames' rows as files of one table (one Spark action), check each signal wrote
+    exactly its expected items, then commit them with the removals in one transaction."""
+    root = settings.table_root(contract.name)
+    with spark_progress(spark.sparkContext, f"{run.job} {contract.name}: {len(expected_items)} signals"):
+        files = delta_io.write_files(functools.reduce(DataFrame.unionByName, frames), root, contract, f"part-{run.run_id}")
     written: dict[str, int] = defaultdict(int)
     for f in files:
-        written[f.partition_values["signal"]] += f.num_records
-    wrong = {s: (written[s], n) for s, n in expected_rows.items() if written[s] != n}
+        written[f.partition_values["signal"]] += f.num_items
+    wrong = {s: (written[s], n) for s, n in expected_items.items() if written[s] != n}
     if wrong:
-        raise RuntimeError(f"rows written differ from rows expected (written, expected): {wrong}; nothing committed")
-    return delta_io.commit_files(root, EMBEDDINGS, files, run.app_id, {"job": run.job, "run_id": run.run_id, **metadata},
+        raise RuntimeError(f"{contract.name}: items written differ from items expected (written, expected): {wrong}; nothing committed")
+    return delta_io.commit_files(root, contract, files, run.app_id, {"job": run.job, "run_id": run.run_id, **metadata},
                                  remove=remove, read_version=read_version)
+
+
+def already_committed(settings: Settings, run: Run, signals: dict[str, Signal]) -> RunResult | None:
+    """The result of a run whose commits are all in their tables already (a repeated run id)."""
+    versions = {}
+    for contract in by_output(signals):
+        root = settings.table_root(contract.name)
+        if not delta_io.committed(root, run.app_id):
+            return None
+        versions[contract.name] = delta_io.version_of_commit(root, run.app_id)
+    return RunResult(run.run_id, "skipped", versions)
 
 
 @contextmanager
@@ -113,29 +158,35 @@ def recorded(settings: Settings, run: Run, signals: dict[str, Signal], window: t
     """Ledger rows for the run: `started` now, then `failed` with the reason if the block
     raises, or the outcome the block reports through the callable it is given."""
     root = settings.table_root(RUNS.name)
-    ledger.reconcile(root, settings.table_root(EMBEDDINGS.name))
+    ledger.reconcile(root, [settings.table_root(c.name) for c in (EMBEDDINGS, LABELS)])
 
     def rows(status: str, message: str | None = None, result: RunResult | None = None) -> list[ledger.RunRecord]:
         outcomes = {o.signal: o for o in (result.outcomes if result else [])}
+        versions = result.table_versions if result else {}
         now = datetime.now(timezone.utc)
         return [
             ledger.RunRecord(
                 run.run_id, run.job, name, s.config.model.name, s.config.model.version, window[0], window[1],
                 *((outcomes[name].rows_in, outcomes[name].rows_ok, outcomes[name].rows_error) if name in outcomes else (None, None, None)),
-                status, message, result.table_version if result else None, run.started, now,
+                status, message, versions.get(output_of(s).name), run.started, now,
             )
             for name, s in signals.items()
         ]
 
-    ledger.record_runs(root, rows(ledger.STARTED))
-    try:
-        yield lambda result: ledger.record_runs(root, rows(result.status, result.message, result))
-    except BaseException as exc:
-        ledger.record_runs(root, rows(ledger.FAILED, f"{type(exc).__name__}: {exc}"[:2000]))
-        raise
+    with ledger.active(run.run_id):
+        ledger.record_runs(root, rows(ledger.STARTED, ledger.driver_tag()))
+        try:
+            yield lambda result: ledger.record_runs(root, rows(result.status, result.message, result))
+        except BaseException as exc:
+            ledger.record_runs(root, rows(ledger.FAILED, f"{type(exc).__name__}: {exc}"[:2000]))
+            raise
 
 
 def run_outcomes(settings: Settings, run_id: str, signals: dict[str, Signal]) -> list[SignalOutcome]:
-    """What a committed run computed, per signal, read back from the table by its run id
-    (file statistics on run_id let delta-rs skip every other file)."""
-    return ledger.outcomes_of(settings.table_root(EMBEDDINGS.name), run_id, {n: s.config.model for n, s in signals.items()})
+    """What a committed run computed, per signal, read back from its tables by run id (file
+    statistics on run_id let delta-rs skip every other file)."""
+    return [
+        outcome
+        for contract, mine in by_output(signals).items()
+        for outcome in ledger.outcomes_of(settings.table_root(contract.name), run_id, {n: s.config.model for n, s in mine.items()})
+    ]

@@ -30,6 +30,7 @@ FILE_METADATA_SCHEMA = pa.schema(
         pa.field("partition_values", pa.string()),
         pa.field("num_records", pa.int64()),
         pa.field("num_ok", pa.int64()),
+        pa.field("num_items", pa.int64()),
         pa.field("stats", pa.string()),
         pa.field("modification_time", pa.int64()),
     ]
@@ -65,6 +66,7 @@ class _OpenFile:
     partition_values: dict[str, str]
     rows: int = 0
     ok: int = 0
+    items: set[str] = field(default_factory=set)  # distinct keys: a labelled item has a row per label
     stats: dict[str, _ColumnStats] = field(default_factory=dict)
 
     def write(self, table: pa.Table) -> None:
@@ -72,6 +74,7 @@ class _OpenFile:
         self.rows += table.num_rows
         if "status" in table.column_names:
             self.ok += pc.sum(pc.equal(table["status"], "ok")).as_py() or 0
+        self.items.update(table["content_id"].to_pylist())
         for f in table.schema:
             if pa.types.is_nested(f.type) or pa.types.is_binary(f.type):
                 continue
@@ -124,6 +127,7 @@ def make_file_writer(
                     "partition_values": json.dumps(f.partition_values),
                     "num_records": f.rows,
                     "num_ok": f.ok,
+                    "num_items": len(f.items),
                     "stats": f.stats_json(),
                     "modification_time": info.mtime_ns // 1_000_000,
                 }

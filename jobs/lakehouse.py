@@ -4,21 +4,27 @@
     lh = Lakehouse.from_profile("local")
     lh.pandas("embeddings")                 # latest version
     lh.pandas("embeddings", version=0)      # time travel
-    lh.register_views(spark)                # SELECT ... FROM embeddings
+    lh.register_views(spark)                # SELECT ... FROM embeddings, embeddings_champion
+    lh.champion("embeddings")               # only the rows of each signal's champion version
 
 Reads always go through the Delta log (jobs.delta_io), never by listing folders.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from deltalake import DeltaTable
 
 from jobs import delta_io
-from jobs.config import load_settings
+from jobs.config import load_settings, local_registry_uri
+from signals.contracts import EMBEDDINGS, LABELS
+
+SIGNAL_TABLES = {EMBEDDINGS.name: EMBEDDINGS, LABELS.name: LABELS}
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -27,12 +33,14 @@ if TYPE_CHECKING:
 class Lakehouse:
     """The Delta tables under one root folder."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, registry_uri: str | None = None) -> None:
         self.root = root.rstrip("/")
+        self.registry_uri = registry_uri or local_registry_uri(self.root)
 
     @classmethod
     def from_profile(cls, profile: str = "local", overrides: tuple[str, ...] = ()) -> "Lakehouse":
-        return cls(load_settings(profile, overrides).lakehouse_root)
+        settings = load_settings(profile, overrides)
+        return cls(settings.lakehouse_root, settings.registry_uri)
 
     def path(self, name: str) -> str:
         path = f"{self.root}/{name}"
@@ -60,9 +68,36 @@ class Lakehouse:
     def spark(self, spark: "SparkSession", name: str, version: int | None = None) -> "DataFrame":
         return delta_io.read_spark(spark, self.path(name), version)
 
+    def champions(self, name: str) -> dict[str, str]:
+        """signal -> the version its registry alias `champion` names now, for the signals in `name`."""
+        from jobs.registry import Registry
+
+        signals = {f.partition_values["signal"] for f in delta_io.live_files(self.path(name), SIGNAL_TABLES[name])}
+        registry = Registry(self.registry_uri)
+        return {signal: version for signal in sorted(signals) if (version := registry.aliases(signal).get("champion"))}
+
+    def champion(self, name: str) -> pa.Table:
+        """Only the rows of each signal's champion version: consumers follow promotions and
+        rollbacks without anything being recomputed."""
+        champions = self.champions(name)
+        rows = self.arrow(name, filters=pc.field("signal").isin(list(champions)))
+        wanted = pa.array([champions[s] for s in rows["signal"].to_pylist()], pa.string())
+        return rows.filter(pc.equal(rows["model_version"], wanted))
+
     def register_views(self, spark: "SparkSession", versions: dict[str, int] | None = None) -> list[str]:
-        """A temporary view per table, named after it: latest, or the version `versions` gives."""
+        """A temporary view per table, named after it: latest, or the version `versions` gives;
+        and `<table>_champion` views of the signal tables, holding champion rows only."""
+        from pyspark.sql import functions as F
+
         versions = versions or {}
+        views = []
         for name in self.tables():
-            self.spark(spark, name, versions.get(name)).createOrReplaceTempView(name)
-        return self.tables()
+            frame = self.spark(spark, name, versions.get(name))
+            frame.createOrReplaceTempView(name)
+            views.append(name)
+            if name in SIGNAL_TABLES:
+                champions = self.champions(name)
+                pairs = [(F.col("signal") == s) & (F.col("model_version") == v) for s, v in champions.items()]
+                frame.filter(functools.reduce(lambda a, b: a | b, pairs, F.lit(False))).createOrReplaceTempView(f"{name}_champion")
+                views.append(f"{name}_champion")
+        return views

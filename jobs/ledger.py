@@ -1,16 +1,20 @@
 """The run ledger: what each run did, one row per (run, signal) at each step of its life.
 
-A run appends `started` rows when it begins and `succeeded` / `nothing to do` / `failed` rows
-when it ends. A run that died in between (killed driver, lost machine) is reconciled by the
-next run: `succeeded` if its commit is in the table's log (the commit is what counts), else
-`abandoned`. Operators answer "what computed these rows, over which window, how many failed,
+A run appends `started` rows when it begins (naming its driver's host and pid) and `succeeded` /
+`failed` rows when it ends. A run that died in between (killed driver, lost machine) is
+reconciled by the next run: `succeeded` if its commit is in the table's log (the commit is what
+counts), else `abandoned`. A run that may still be alive (running in this process, its driver
+pid alive on this host, or started on another host less than a day ago) is left alone. Operators answer "what computed these rows, over which window, how many failed,
 how long did it take" from here; `run_id` on every signal row joins back to it.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+import socket
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,6 +27,38 @@ from signals.contracts import RUNS, STATUS_OK
 
 STARTED, SUCCEEDED, NOTHING_TO_DO, FAILED, ABANDONED = "started", "succeeded", "nothing to do", "failed", "abandoned"
 TERMINAL = (SUCCEEDED, NOTHING_TO_DO, FAILED, ABANDONED)
+OTHER_HOST_GRACE = timedelta(hours=24)  # a run started elsewhere is presumed alive this long
+_active_here: set[str] = set()  # run ids that this process is running right now
+
+
+def driver_tag() -> str:
+    """Written on `started` rows, so reconcile can tell a live run from a dead one."""
+    return f"driver {socket.gethostname()}:{os.getpid()}"
+
+
+@contextmanager
+def active(run_id: str) -> Iterator[None]:
+    """Mark `run_id` as running in this process for the duration of the block."""
+    _active_here.add(run_id)
+    try:
+        yield
+    finally:
+        _active_here.discard(run_id)
+
+
+def _may_be_alive(record: "RunRecord", now: datetime) -> bool:
+    if record.run_id in _active_here:
+        return True
+    host, _, pid = (record.message or "").removeprefix("driver ").rpartition(":")
+    if host != socket.gethostname():
+        return now - record.started_at < OTHER_HOST_GRACE
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+        return True
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -66,32 +102,39 @@ def record_runs(root: str, records: Sequence[RunRecord]) -> None:
 
 
 def outcomes_of(table_root: str, run_id: str, models: Mapping[str, ModelRef]) -> list[SignalOutcome]:
-    """Rows, ok rows and error rows each signal of `run_id` has in the table."""
-    rows = delta_io.read_arrow(table_root, filters=pc.field("run_id") == run_id).select(["signal", "status"])
+    """Items, ok items and error items each signal of `run_id` has in the table (an item has
+    one row per label in the labels table, so items are counted, not rows)."""
+    rows = delta_io.read_arrow(table_root, filters=pc.field("run_id") == run_id).select(["signal", "content_id", "status"])
+    items = rows.group_by(["signal", "status"]).aggregate([("content_id", "count_distinct")]).to_pylist()
+    count = {(r["signal"], r["status"]): r["content_id_count_distinct"] for r in items}
     outcomes = []
     for name, model in models.items():
-        mine = rows.filter(pc.equal(rows["signal"], name))
-        ok = pc.sum(pc.equal(mine["status"], STATUS_OK)).as_py() or 0
-        outcomes.append(SignalOutcome(name, model, mine.num_rows, ok, mine.num_rows - ok))
+        ok, error = count.get((name, STATUS_OK), 0), count.get((name, "error"), 0)
+        outcomes.append(SignalOutcome(name, model, ok + error, ok, error))
     return outcomes
 
 
-def reconcile(root: str, table_root: str) -> list[RunRecord]:
-    """Close the ledger entries of runs that started but never ended; returns what was added."""
+def reconcile(root: str, table_roots: Sequence[str]) -> list[RunRecord]:
+    """Close the ledger entries of runs that started but never ended: `succeeded` where a
+    table holds the signal's rows from the run's commit, else `abandoned`. Returns what was added."""
     if not DeltaTable.is_deltatable(root):
         return []
     runs = delta_io.read_arrow(root).to_pylist()
     ended = {(r["run_id"], r["signal"]) for r in runs if r["status"] in TERMINAL}
-    open_runs = [RunRecord(**{k: v for k, v in r.items() if k != "duration_s"}) for r in runs
-                 if r["status"] == STARTED and (r["run_id"], r["signal"]) not in ended]
     now = datetime.now(timezone.utc)
+    open_runs = [record for record in (RunRecord(**{k: v for k, v in r.items() if k != "duration_s"}) for r in runs
+                                       if r["status"] == STARTED and (r["run_id"], r["signal"]) not in ended)
+                 if not _may_be_alive(record, now)]
     closed = []
     for record in open_runs:
         app_id = f"content-signals/{record.run_id}"
-        if delta_io.committed(table_root, app_id):
-            found = outcomes_of(table_root, record.run_id, {record.signal: ModelRef(record.model_name, record.model_version)})[0]
+        model = {record.signal: ModelRef(record.model_name, record.model_version)}
+        found = sorted(((outcomes_of(t, record.run_id, model)[0], t) for t in table_roots if delta_io.committed(t, app_id)),
+                       key=lambda found: -found[0].rows_in)  # the table holding this signal's rows first
+        if found:
+            outcome, table_root = found[0]
             closed.append(replace(record, status=SUCCEEDED, message="recovered: committed before the run died",
-                                  rows_in=found.rows_in, rows_ok=found.rows_ok, rows_error=found.rows_error,
+                                  rows_in=outcome.rows_in, rows_ok=outcome.rows_ok, rows_error=outcome.rows_error,
                                   table_version=delta_io.version_of_commit(table_root, app_id, search=1000), finished_at=now))
         else:
             closed.append(replace(record, status=ABANDONED, message="died before committing; its files were never visible",

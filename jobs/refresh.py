@@ -1,5 +1,5 @@
-"""The refresh job: bring the embeddings table in line with the corpus, computing only what
-changed since the table was last brought in line.
+"""The refresh job: bring the signal tables (embeddings, labels) in line with the corpus,
+computing only what changed since they were last brought in line.
 
     content-signals refresh
 
@@ -21,16 +21,17 @@ import functools
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from deltalake import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs import delta_io
 from jobs.backfill import corpus_root
 from jobs.config import Settings
-from jobs.engine import Run, RunResult, build_signals, recorded, run_outcomes, signal_rows, write_and_commit
+from jobs.engine import Run, RunResult, already_committed, build_signals, by_output, recorded, run_outcomes, signal_rows, write_and_commit
 from jobs.ledger import NOTHING_TO_DO, SUCCEEDED
 from signals.base import Signal
-from signals.contracts import EMBEDDINGS
+from signals.contracts import EMBEDDINGS, LABELS, TableContract
 from udfs.columns import input_hash_column
 
 JOB = "refresh"
@@ -39,16 +40,19 @@ KEY = ["content_id", "signal", "model_version"]
 
 @dataclass(frozen=True)
 class Plan:
-    """What a refresh will do, decided from one small Spark action."""
+    """What a refresh will do to one table, decided by one small Spark action."""
 
+    contract: TableContract
+    signals: dict[str, Signal]
+    read_version: int
     todo: dict[str, int]  # signal -> items to compute
-    stale_by_file: dict[str, int]  # unescaped relative path -> stale rows in it
-    stale: DataFrame  # (content_id, signal, model_version) of every stale row
+    rewritten: dict[str, tuple[int, int]]  # unescaped relative path -> (items in it, stale items in it)
+    stale: DataFrame  # KEY of every stale item
     todo_ids: dict[str, DataFrame]  # signal -> content_ids to compute
 
     @property
     def empty(self) -> bool:
-        return not any(self.todo.values()) and not self.stale_by_file
+        return not any(self.todo.values()) and not self.rewritten
 
 
 def _same_input(left: DataFrame, right: DataFrame) -> Column:
@@ -56,62 +60,78 @@ def _same_input(left: DataFrame, right: DataFrame) -> Column:
     return (left["content_id"] == right["content_id"]) & left["input_hash"].eqNullSafe(right["input_hash"])
 
 
-def plan_refresh(spark: SparkSession, settings: Settings, signals: dict[str, Signal], items: DataFrame, read_version: int) -> Plan:
-    root = settings.table_root(EMBEDDINGS.name)
-    stored = delta_io.read_spark(spark, root, read_version).select(*KEY, "input_hash", F.input_file_name().alias("file"))
-    deleted = stored.join(items.select("content_id"), "content_id", "left_anti").select(*KEY, "file")
-    stale, todo_ids = [deleted], {}
+def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContract, signals: dict[str, Signal], items: DataFrame) -> Plan:
+    """Compare the corpus with the committed rows of one table."""
+    root = settings.table_root(contract.name)
+    read_version = delta_io.ensure_table(root, contract).version()
+    stored = delta_io.read_spark(spark, root, read_version).select(*KEY, "input_hash", F.input_file_name().alias("file")).distinct()
+    stale = [stored.join(items.select("content_id"), "content_id", "left_anti").select(*KEY, "file")]  # takedowns
+    todo_ids = {}
     for name, signal in signals.items():
         current = items.select("content_id", input_hash_column(signal).alias("input_hash")).alias("current")
         mine = stored.filter((F.col("signal") == name) & (F.col("model_version") == signal.config.model.version)).alias("mine")
         todo_ids[name] = current.join(mine, _same_input(current, mine), "left_anti").select("content_id")
         changed = mine.join(current, "content_id").filter(~F.col("mine.input_hash").eqNullSafe(F.col("current.input_hash")))
         stale.append(changed.select(*[F.col(f"mine.{c}") for c in KEY], F.col("mine.file")))
-    stale_rows = functools.reduce(DataFrame.unionByName, stale)
+    stale_items = functools.reduce(DataFrame.unionByName, stale)
+    per_file = stored.join(stale_items.select("file").distinct(), "file", "left_semi").groupBy("file").agg(F.count("*").alias("items"))
+    stale_per_file = stale_items.groupBy("file").agg(F.count("*").alias("stale"))
     summary = [
-        *[todo_ids[name].select(F.lit("todo").alias("kind"), F.lit(name).alias("key")) for name in signals],
-        stale_rows.select(F.lit("stale").alias("kind"), F.col("file").alias("key")),
+        *[ids.select(F.lit("todo").alias("kind"), F.lit(name).alias("key"), F.lit(1).alias("n"), F.lit(0).alias("stale"))
+          for name, ids in todo_ids.items()],
+        per_file.join(stale_per_file, "file").select(F.lit("file").alias("kind"), F.col("file").alias("key"),
+                                                    F.col("items").alias("n"), "stale"),
     ]
-    counts = functools.reduce(DataFrame.unionByName, summary).groupBy("kind", "key").count().collect()
+    counts = functools.reduce(DataFrame.unionByName, summary).groupBy("kind", "key").agg(F.sum("n").alias("n"), F.sum("stale").alias("stale")).collect()
     return Plan(
-        todo={name: next((r["count"] for r in counts if r["kind"] == "todo" and r["key"] == name), 0) for name in signals},
-        stale_by_file={delta_io.relative_path(root, r["key"]): r["count"] for r in counts if r["kind"] == "stale"},
-        stale=stale_rows.select(*KEY),
+        contract, signals, read_version,
+        todo={name: next((r["n"] for r in counts if r["kind"] == "todo" and r["key"] == name), 0) for name in signals},
+        rewritten={delta_io.relative_path(root, r["key"]): (r["n"], r["stale"]) for r in counts if r["kind"] == "file"},
+        stale=stale_items.select(*KEY),
         todo_ids=todo_ids,
     )
 
 
+def apply_plan(spark: SparkSession, settings: Settings, run: Run, plan: Plan, items: DataFrame) -> int:
+    """Compute the plan's items, rewrite the files holding stale items without them, one commit."""
+    root = settings.table_root(plan.contract.name)
+    live = {unquote(f.path): f for f in delta_io.live_files(root, plan.contract, plan.read_version)}
+    rewritten = set(plan.rewritten)
+    kept = delta_io.read_spark(spark, root, plan.read_version, only=rewritten).join(plan.stale, KEY, "left_anti")
+    computed = [signal_rows(items.join(plan.todo_ids[n], "content_id", "left_semi"), s, settings, run)
+                for n, s in plan.signals.items() if plan.todo[n]]
+    expected = dict(plan.todo)
+    for path, (in_file, stale) in plan.rewritten.items():
+        signal = live[path].partition_values["signal"]
+        expected[signal] = expected.get(signal, 0) + in_file - stale
+    return write_and_commit(
+        spark, settings, run, plan.contract, [*computed, kept.select(*plan.contract.schema.names)], expected,
+        remove=lambda f: unquote(f.path) in rewritten,
+        read_version=plan.read_version,
+        metadata={"stale_items": str(sum(s for _, s in plan.rewritten.values())), "computed": str(plan.todo)},
+    )
+
+
 def run_refresh(spark: SparkSession, settings: Settings, run_id: str | None = None) -> RunResult:
-    """Compute what is new or changed, drop what is stale, in one commit (none if nothing to do)."""
+    """Compute what is new or changed, drop what is stale, one commit per table that changes
+    (none at all if nothing has changed)."""
     corpus = corpus_root(settings)
     run = Run.begin(JOB, run_id)
-    root = settings.table_root(EMBEDDINGS.name)
-    if delta_io.committed(root, run.app_id):
-        return RunResult(run.run_id, "skipped", delta_io.version_of_commit(root, run.app_id))
     signals = build_signals(settings)
-    read_version = delta_io.ensure_table(root, EMBEDDINGS).version()
+    done = already_committed(settings, run, signals)
+    if done:
+        return done
     items = delta_io.read_spark(spark, corpus)
-    plan = plan_refresh(spark, settings, signals, items, read_version)
-    if plan.empty:
-        return RunResult(run.run_id, NOTHING_TO_DO, message="the table already matches the corpus")
-
+    grouped = by_output(signals)
+    plans = [plan_refresh(spark, settings, contract, grouped.get(contract, {}), items) for contract in (EMBEDDINGS, LABELS)
+             if contract in grouped or DeltaTable.is_deltatable(settings.table_root(contract.name))]  # takedowns reach every table
+    if all(plan.empty for plan in plans):
+        return RunResult(run.run_id, NOTHING_TO_DO, message="the tables already match the corpus")
     with recorded(settings, run, signals) as finish:
-        live = {unquote(f.path): f for f in delta_io.live_files(root, EMBEDDINGS, read_version)}
-        rewritten = set(plan.stale_by_file)
-        kept = delta_io.read_spark(spark, root, read_version, only=rewritten).join(plan.stale, KEY, "left_anti")
-        computed = [signal_rows(items.join(plan.todo_ids[n], "content_id", "left_semi"), s, settings, run)
-                    for n, s in signals.items() if plan.todo[n]]
-        expected = dict(plan.todo)
-        for path in rewritten:
-            signal = live[path].partition_values["signal"]
-            expected[signal] = expected.get(signal, 0) + live[path].num_records - plan.stale_by_file[path]
-        version = write_and_commit(
-            spark, settings, run, [*computed, kept.select(*EMBEDDINGS.schema.names)], expected,
-            remove=lambda f: unquote(f.path) in rewritten,
-            read_version=read_version,
-            metadata={"stale_rows": str(sum(plan.stale_by_file.values())), "computed": str(plan.todo)},
-        )
-        message = f"computed {sum(plan.todo.values())} rows, dropped {sum(plan.stale_by_file.values())} stale rows from {len(rewritten)} files"
-        result = RunResult(run.run_id, SUCCEEDED, version, run_outcomes(settings, run.run_id, signals), message)
+        versions = {plan.contract.name: apply_plan(spark, settings, run, plan, items) for plan in plans if not plan.empty}
+        computed = sum(sum(plan.todo.values()) for plan in plans)
+        dropped = sum(s for plan in plans for _, s in plan.rewritten.values())
+        result = RunResult(run.run_id, SUCCEEDED, versions, run_outcomes(settings, run.run_id, signals),
+                           f"computed {computed} items, dropped {dropped} stale items")
         finish(result)
     return result

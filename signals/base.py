@@ -11,8 +11,13 @@ neighbours. The same object serves the Spark UDF, the tests, the benchmarks and 
 """
 from __future__ import annotations
 
+import json
+import os
+import threading
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -30,6 +35,73 @@ class ModelRef:
 
     name: str
     version: str
+
+
+@dataclass(frozen=True)
+class RowError:
+    """A value `compute` may return for one row whose input only failed on the model's side
+    (e.g. an image that the GPU decoder and the CPU fallback both refused): that row becomes an
+    error row with `reason`, its batch mates keep their values."""
+
+    reason: str
+
+
+PROFILE_DIR_ENV = "CONTENT_SIGNALS_PROFILE_DIR"
+
+
+class StageTimes:
+    """Seconds and items per stage (read, decode, preprocess, forward, ...) in this process.
+
+    Off unless the environment variable CONTENT_SIGNALS_PROFILE_DIR names a folder: then the
+    runner and the signals add their stage times here and `dump()` writes this process's
+    cumulative totals to `<folder>/<pid>.json` (the benchmark sums them over the workers).
+    Stages can overlap in time (the prefetch thread prepares while the model runs), so they are
+    busy times per stage, not a partition of the wall time.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.seconds: dict[str, float] = {}
+        self.items: dict[str, int] = {}
+
+    @staticmethod
+    def enabled() -> bool:
+        return bool(os.environ.get(PROFILE_DIR_ENV))
+
+    def add(self, stage: str, seconds: float, items: int = 0) -> None:
+        with self._lock:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+            self.items[stage] = self.items.get(stage, 0) + items
+
+    @contextmanager
+    def _timing(self, stage: str, items: int) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(stage, time.perf_counter() - start, items)
+
+    def time(self, stage: str, items: int = 0):
+        """Context manager adding the block's duration to `stage` (a no-op when profiling is off)."""
+        return self._timing(stage, items) if self.enabled() else nullcontext()
+
+    def snapshot(self) -> dict[str, dict[str, float]]:
+        with self._lock:
+            return {"seconds": dict(self.seconds), "items": dict(self.items)}
+
+    def dump(self) -> None:
+        """Write this process's totals to the profile folder (atomically; no-op when off)."""
+        folder = os.environ.get(PROFILE_DIR_ENV)
+        if not folder:
+            return
+        path = os.path.join(folder, f"{os.getpid()}.json")
+        tmp = f"{path}.{threading.get_ident()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump({"pid": os.getpid(), **self.snapshot()}, f)
+        os.replace(tmp, path)
+
+
+stage_times = StageTimes()
 
 
 @dataclass(frozen=True)
@@ -58,6 +130,22 @@ class Signal(ABC):
     def signal(self) -> str:
         return self.config.signal
 
+    @property
+    def batch_size(self) -> int:
+        """Rows per model batch: `params.gpu_batch_size` once loaded on a GPU (when set), else
+        the configured `batch_size`. GPUs want far larger batches than a CPU core does."""
+        gpu_batch = self.config.params.get("gpu_batch_size")
+        if gpu_batch and self.device is not None and self.device.type == "cuda":
+            return int(gpu_batch)
+        return self.config.batch_size
+
+    @property
+    def prepare_threads(self) -> int:
+        """Threads that prepare (decode, preprocess) the rows of a batch: `params.prepare_threads`,
+        default 1 (the runner's one prefetch thread). More only pays where cores are free, e.g.
+        a GPU task given several CPUs; PIL and torch release the GIL while they work."""
+        return max(1, int(self.config.params.get("prepare_threads", 1)))
+
     @abstractmethod
     def resource_key(self) -> Hashable:
         """What identifies the loaded weights, so that signals sharing a model share one copy."""
@@ -70,13 +158,25 @@ class Signal(ABC):
     def prepare(self, row: Mapping[str, Any]) -> Any:
         """CPU work for one row; raise signals.decode.InputError for unusable input."""
 
+    def prepare_batch(self, inputs: list[Any]) -> list[Any]:
+        """Batch-level preparation on the prefetch thread, after `prepare` of each good row and
+        while the model runs the previous batch (e.g. decoding on the GPU, the copy to it).
+        One value per input, in order; a RowError makes that row an error row. Default: none."""
+        return inputs
+
     @abstractmethod
     def compute(self, prepared: list[Any]) -> list[Any]:
-        """The model on one batch of prepared rows: one output value per row."""
+        """The model on one batch of prepared rows: one output value per row (a RowError for a
+        row that fails alone)."""
 
     @abstractmethod
     def result_columns(self, values: list[Any | None]) -> dict[str, list[Any]]:
         """Output columns of a batch, from per-row values (None for error rows)."""
+
+    def weights_source(self) -> str | None:
+        """Where the weights come from (a file, a folder, a hub tag), for the model registry;
+        None for signals whose logic is all code."""
+        return None
 
     def check(self, value: Any) -> None:
         """Raise ValueError if one row's output is unusable (it becomes that row's error)."""
@@ -86,6 +186,9 @@ class Signal(ABC):
         self.device = select_device(self.config.device, gpu_addresses)
         key = (self.resource_key(), str(self.device))
         self._resources = model_cache.get_or_load(key, lambda: self.load_resources(self.device))
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest kernels once
+            torch.backends.cuda.matmul.allow_tf32 = True
         return self
 
     @property

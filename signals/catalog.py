@@ -1,16 +1,31 @@
-"""The signal catalog: configuration names of the signal implementations."""
+"""The signal catalog: configuration names (`kind` in conf/*.yaml) of the signal implementations."""
 from __future__ import annotations
 
 from signals.base import Signal, SignalConfig
 from signals.embedders.efficientnet import EfficientNetImageEmbedder
 from signals.embedders.minilm import MiniLMTextEmbedder
 from signals.embedders.openclip import OpenClipImageEmbedder, OpenClipTextEmbedder
+from signals.labels.image_safety import ImageSafetyLabeler
+from signals.labels.language import LanguageLabeler
+from signals.labels.quality import ImageQualityLabeler, OcrTextLabeler
+from signals.labels.text_safety import TextSafetyLabeler
+from signals.labels.topics import ClipImageTopicLabeler, ImageTopicLabeler, TextTopicLabeler
 
 SIGNALS: dict[str, type[Signal]] = {
+    # embeddings -> the `embeddings` table
     "efficientnet_lite0_image": EfficientNetImageEmbedder,
     "minilm_text": MiniLMTextEmbedder,
     "open_clip_image": OpenClipImageEmbedder,
     "open_clip_text": OpenClipTextEmbedder,
+    # labels -> the `labels` table
+    "open_nsfw_image_safety": ImageSafetyLabeler,
+    "text_safety": TextSafetyLabeler,
+    "fasttext_language": LanguageLabeler,
+    "imagenet_image_topics": ImageTopicLabeler,
+    "minilm_text_topics": TextTopicLabeler,
+    "open_clip_image_topics": ClipImageTopicLabeler,
+    "image_quality": ImageQualityLabeler,
+    "ocr_text": OcrTextLabeler,
 }
 
 

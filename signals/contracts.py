@@ -51,6 +51,56 @@ EMBEDDINGS = TableContract(
     key=("content_id", "signal", "model_version"),
 )
 
+LABELS = TableContract(
+    name="labels",
+    schema=pa.schema(
+        [
+            pa.field("content_id", pa.string(), nullable=False),
+            pa.field("signal", pa.string(), nullable=False),
+            pa.field("label", pa.string()),
+            pa.field("score", pa.float64()),
+            pa.field("threshold", pa.float64()),
+            pa.field("decision", pa.bool_()),
+            pa.field("detail", pa.string()),
+            pa.field("model_name", pa.string(), nullable=False),
+            pa.field("model_version", pa.string(), nullable=False),
+            pa.field("input_hash", pa.string()),
+            pa.field("status", pa.string(), nullable=False),
+            pa.field("error", pa.string()),
+            pa.field("run_id", pa.string(), nullable=False),
+            pa.field("computed_at", UTC_MICROS, nullable=False),
+            pa.field("ds", pa.string(), nullable=False),
+        ]
+    ),
+    partition_by=("signal", "model_version", "ds"),
+    key=("content_id", "signal", "label", "model_version"),
+)
+
+DUPLICATES = TableContract(
+    name="duplicates",
+    schema=pa.schema(
+        [
+            pa.field("content_id", pa.string(), nullable=False),
+            pa.field("group_id", pa.string(), nullable=False),
+            pa.field("group_size", pa.int64(), nullable=False),
+            pa.field("is_canonical", pa.bool_(), nullable=False),
+            pa.field("matched_id", pa.string()),
+            pa.field("match_method", pa.string()),
+            pa.field("hamming", pa.int32()),
+            pa.field("cosine", pa.float64()),
+            pa.field("exact_hash", pa.string()),
+            pa.field("phash", pa.int64()),
+            pa.field("status", pa.string(), nullable=False),
+            pa.field("error", pa.string()),
+            pa.field("run_id", pa.string(), nullable=False),
+            pa.field("computed_at", UTC_MICROS, nullable=False),
+            pa.field("ds", pa.string(), nullable=False),
+        ]
+    ),
+    partition_by=("ds",),
+    key=("content_id",),
+)
+
 RUNS = TableContract(
     name="runs",
     schema=pa.schema(

@@ -39,6 +39,11 @@ TEST_SPARK = SparkSettings(
 )
 
 
+# Mechanics tests (refresh, resume, races, kills) keep one cheap labeler per table-kind beside
+# the embeddings: they test the plumbing, not the models.
+CHEAP_SIGNALS = tuple(f"signals.{name}.enabled=false" for name in ("image_safety", "language", "image_topics", "text_topics"))
+
+
 def settings_for(lakehouse: Path | str, *overrides: str) -> Settings:
     """The local profile pointed at `lakehouse`, with small model batches."""
     return load_settings(

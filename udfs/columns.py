@@ -20,18 +20,30 @@ from signals.base import Signal
 from signals.device import configure_threads
 from signals.embedders.base import Embedder
 from signals.hashing import TEXT_FIELD_SEPARATOR
+from signals.labels.base import Labeler
 from signals.runner import run_signal
 
 _STATUS = [T.StructField("status", T.StringType()), T.StructField("error", T.StringType())]
 EMBEDDING_RESULT = T.StructType(
     [*_STATUS, T.StructField("vector", T.ArrayType(T.FloatType(), containsNull=False)), T.StructField("dim", T.IntegerType())]
 )
+_LABEL = T.StructType(
+    [
+        T.StructField("label", T.StringType()),
+        T.StructField("score", T.DoubleType()),
+        T.StructField("threshold", T.DoubleType()),
+        T.StructField("decision", T.BooleanType()),
+    ]
+)
+LABEL_RESULT = T.StructType([*_STATUS, T.StructField("scores", T.ArrayType(_LABEL)), T.StructField("detail", T.StringType())])
 
 
 def result_type(signal: Signal) -> T.StructType:
     """The Spark type of a signal's result struct."""
     if isinstance(signal, Embedder):
         return EMBEDDING_RESULT
+    if isinstance(signal, Labeler):
+        return LABEL_RESULT
     raise TypeError(f"no Spark result type for {type(signal).__name__}")
 
 
@@ -52,6 +64,12 @@ def result_column(signal: Signal, prefetch: int = 2, torch_threads: int = 1) -> 
         yield from run_signal(signal, frames, prefetch)
 
     return compute(F.struct(*[F.col(c) for c in signal.input_columns]))
+
+
+def in_slice(percent: int) -> Column:
+    """A stable pseudo-random `percent` of the items, by a hash of content_id: the same items
+    in every run, so a canary's slice does not drift."""
+    return F.pmod(F.xxhash64("content_id"), F.lit(100)) < F.lit(percent)
 
 
 def input_hash_column(signal: Signal) -> Column:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from signals.base import Signal
+from signals.base import Signal, stage_times
 
 
 class Embedder(Signal):
@@ -26,9 +26,10 @@ class Embedder(Signal):
     @torch.inference_mode()
     def embed(self, prepared: list[Any]) -> np.ndarray:
         """L2-normalised float32 vectors for a batch of prepared rows."""
-        with self.autocast():
-            out = self.forward(prepared)
-        out = torch.nn.functional.normalize(out.float(), dim=-1).cpu().numpy()
+        with stage_times.time("forward", len(prepared)):
+            with self.autocast():
+                out = self.forward(prepared)
+            out = torch.nn.functional.normalize(out.float(), dim=-1).cpu().numpy()
         if out.shape != (len(prepared), self.dim):
             raise RuntimeError(f"{self.signal}: model returned shape {out.shape}, expected ({len(prepared)}, {self.dim})")
         return out

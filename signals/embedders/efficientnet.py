@@ -65,6 +65,9 @@ class EfficientNetImageEmbedder(ImageEmbedder):
     def weights_path(self) -> str:
         return self.config.params.get("weights_path") or default_weights_path()
 
+    def weights_source(self) -> str:
+        return self.weights_path
+
     def resource_key(self) -> Hashable:
         return ("efficientnet-lite0", self.config.model.version, self.weights_path)
 

@@ -1,6 +1,18 @@
-"""What every image embedder shares: safe decoding, a preprocessing transform, a stacked batch."""
+"""What every image embedder shares: safe decoding, a preprocessing transform, a stacked batch.
+
+CPU path (the default): `prepare` decodes with limits and applies the model's transform, one row
+at a time, on the runner's prefetch thread; the batch is stacked and, on a GPU, copied from
+pinned memory without blocking, as channels-last.
+
+Device path (`params.gpu_decode`, see signals/embedders/gpu_decode.py): `prepare` checks the
+JPEG header and keeps the bytes; `prepare_batch` (still on the prefetch thread, so while the
+model runs the previous batch) decodes them with nvJPEG and resizes and normalises them on the
+GPU. `gpu_decode: true` uses it where the model is on a GPU; `gpu_decode: force` uses it on
+whatever device the model is (torchvision decodes on the CPU too), which the tests use.
+"""
 from __future__ import annotations
 
+import logging
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -8,12 +20,33 @@ from typing import Any
 import torch
 from PIL import Image
 
+from signals.base import RowError, stage_times
+from signals.decode import DecodeLimits, InputError, decode_image
 from signals.embedders.base import Embedder
+from signals.embedders.gpu_decode import DEFAULT_DEVICE_MAX_PIXELS, DevicePreprocess, EncodedJpeg, decode_and_preprocess, jpeg_for_device
 from signals.inputs import ImageInput
+
+log = logging.getLogger(__name__)
+
+GPU_DECODE_MODES = (False, True, "force")
+
+
+def device_decode_wanted(mode: Any, device: torch.device) -> bool:
+    """Whether `params.gpu_decode` = `mode` asks for device decoding on `device`."""
+    if isinstance(mode, str) and mode.lower() in ("true", "false"):
+        mode = mode.lower() == "true"
+    if mode is None:
+        mode = False
+    if mode not in GPU_DECODE_MODES:
+        raise ValueError(f"params.gpu_decode must be one of {GPU_DECODE_MODES}, not {mode!r}")
+    return mode == "force" or (mode is True and device.type == "cuda")
 
 
 class ImageEmbedder(ImageInput, Embedder):
-    """Decode -> transform (on the CPU, per row) -> stack -> image model."""
+    """Decode -> transform (on the CPU, per row) -> stack -> image model; or, with gpu_decode,
+    header check (CPU, per row) -> decode and transform on the device (per batch) -> model."""
+
+    _device_preprocess: DevicePreprocess | None = None
 
     @property
     @abstractmethod
@@ -24,11 +57,91 @@ class ImageEmbedder(ImageInput, Embedder):
     def image_features(self, batch: torch.Tensor) -> torch.Tensor:
         """The model's image features for a batch already on the device."""
 
-    def prepare(self, row: Mapping[str, Any]) -> torch.Tensor:
-        return self.transform(self.decode(row))
+    def load(self, gpu_addresses: tuple[str, ...] = ()) -> "ImageEmbedder":
+        super().load(gpu_addresses)
+        self._device_preprocess = None
+        if device_decode_wanted(self.config.params.get("gpu_decode", False), self.device):
+            self._device_preprocess = DevicePreprocess.from_transform(self.transform)
+            if self._device_preprocess is None:
+                log.warning("%s: gpu_decode is on but the transform %r cannot run on the device; decoding on the CPU",
+                            self.signal, self.transform)
+        return self
+
+    @property
+    def decodes_on_device(self) -> bool:
+        """Whether rows that are plain JPEGs are decoded and preprocessed on the model's device."""
+        return self._device_preprocess is not None
+
+    @property
+    def decode_limits(self) -> DecodeLimits:
+        return DecodeLimits(**self.config.params.get("decode_limits", {}))
+
+    def prepare(self, row: Mapping[str, Any]) -> torch.Tensor | EncodedJpeg:
+        if self.decodes_on_device:
+            with stage_times.time("header", 1):
+                jpeg = jpeg_for_device(row["image"], self.decode_limits,
+                                       int(self.config.params.get("gpu_decode_max_pixels", DEFAULT_DEVICE_MAX_PIXELS)))
+            if jpeg is not None:
+                return jpeg
+        with stage_times.time("decode", 1):
+            image = self.decode(row)
+        with stage_times.time("preprocess", 1):
+            return self.transform(image)
+
+    def _cpu_fallback(self, jpeg: EncodedJpeg) -> torch.Tensor | RowError:
+        """A JPEG the device decoder refused, decoded and transformed on the CPU instead."""
+        try:
+            return self.transform(decode_image(jpeg.data.numpy().tobytes(), self.decode_limits))
+        except InputError as exc:
+            return RowError(str(exc))
+        except Exception as exc:  # noqa: BLE001 - one row's failure is that row's error
+            return RowError(f"preprocessing failed: {type(exc).__name__}: {exc}")
+
+    def materialise(self, inputs: list[Any]) -> list[Any]:
+        """Model inputs for prepared rows: EncodedJpeg rows decoded and preprocessed on the
+        device (a RowError where neither the device nor the CPU can decode them); tensors as is."""
+        jpegs = [i for i, p in enumerate(inputs) if isinstance(p, EncodedJpeg)]
+        if not jpegs:
+            return list(inputs)
+        out = list(inputs)
+        with stage_times.time("device_decode", len(jpegs)), torch.inference_mode():
+            if self._device_preprocess is None:  # device decoding was switched off after prepare
+                done = [self._cpu_fallback(inputs[i]) for i in jpegs]
+            else:
+                done = decode_and_preprocess([inputs[i] for i in jpegs], self.device, self._device_preprocess, self._cpu_fallback)
+        for i, value in zip(jpegs, done):
+            out[i] = value
+        return out
+
+    def prepare_batch(self, inputs: list[Any]) -> list[Any]:
+        """On the prefetch thread: decode device rows, and on a GPU put the whole batch there
+        (one pinned, non-blocking copy), so the model finds it ready."""
+        if self.device is None or (self.device.type != "cuda" and not any(isinstance(p, EncodedJpeg) for p in inputs)):
+            return inputs
+        items = self.materialise(inputs)
+        if self.device.type == "cuda":
+            on_cpu = [i for i, t in enumerate(items) if isinstance(t, torch.Tensor) and t.device.type == "cpu"]
+            if on_cpu:
+                with stage_times.time("to_device", len(on_cpu)):
+                    moved = self.to_device(torch.stack([items[i] for i in on_cpu])).unbind(0)
+                for i, tensor in zip(on_cpu, moved):
+                    items[i] = tensor
+        return items
+
+    def compute(self, prepared: list[Any]) -> list[Any]:
+        items = self.materialise(prepared)
+        good = [i for i, item in enumerate(items) if not isinstance(item, RowError)]
+        out: list[Any] = list(items)
+        if good:
+            for i, vector in zip(good, self.embed([items[i] for i in good])):
+                out[i] = vector
+        return out
 
     def forward(self, prepared: list[torch.Tensor]) -> torch.Tensor:
-        batch = self.to_device(torch.stack(prepared))
+        if all(t.device.type == "cpu" for t in prepared):
+            batch = self.to_device(torch.stack(prepared))
+        else:
+            batch = torch.stack([t.to(self.device, non_blocking=True) for t in prepared])
         if self.device is not None and self.device.type == "cuda":
             batch = batch.contiguous(memory_format=torch.channels_last)
         return self.image_features(batch)

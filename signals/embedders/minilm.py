@@ -46,6 +46,9 @@ class MiniLMTextEmbedder(TextEmbedder):
     def model_dir(self) -> str:
         return self.config.params.get("model_dir") or default_model_dir()
 
+    def weights_source(self) -> str:
+        return self.model_dir
+
     def resource_key(self) -> Hashable:
         return ("minilm", self.config.model.version, self.model_dir)
 

@@ -61,6 +61,9 @@ class _OpenClipMixin:
     def dim(self) -> int:
         return declared_dim(self.config.params)
 
+    def weights_source(self) -> str | None:
+        return self.config.params.get("pretrained")
+
     def resource_key(self) -> Hashable:
         p = self.config.params
         return ("open_clip", p["arch"], p.get("pretrained"), p.get("model_config_dir"), self.config.model.version)

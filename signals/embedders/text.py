@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from signals.base import stage_times
 from signals.embedders.base import Embedder
 from signals.inputs import TextInput
 
@@ -12,4 +13,5 @@ class TextEmbedder(TextInput, Embedder):
     """Title + description -> one text -> text model."""
 
     def prepare(self, row: Mapping[str, Any]) -> str:
-        return self.text(row)
+        with stage_times.time("preprocess", 1):
+            return self.text(row)

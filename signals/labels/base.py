@@ -4,7 +4,8 @@ A labeler's value for a row is a mapping label -> score. Scores are in [0, 1] an
 "more of the label" (more blurred, more offensive, more likely this topic), so that one
 threshold per label turns a score into a decision. Thresholds come from configuration
 (`params.thresholds`) over the labeler's defaults and are stored on every label row, so a
-consumer always knows at which threshold a decision was made. `detail` carries optional
+consumer always knows at which threshold a decision was made; a label with no threshold (an
+open label set such as language) has a null threshold and decision. `detail` carries optional
 per-row evidence (measurements, OCR boxes) as JSON.
 """
 from __future__ import annotations
@@ -57,8 +58,17 @@ class Labeler(Signal):
         if bad:
             raise ValueError(f"scores outside [0, 1]: {bad}")
 
+    def decide(self, scores: Mapping[str, float]) -> list[dict[str, Any]]:
+        """Each label's score, threshold and decision (both None where no threshold is set)."""
+        thresholds = self.thresholds
+        return [
+            {"label": label, "score": float(score), "threshold": thresholds.get(label),
+             "decision": None if label not in thresholds else bool(score >= thresholds[label])}
+            for label, score in scores.items()
+        ]
+
     def result_columns(self, values: list[LabelScores | None]) -> dict[str, list[Any]]:
         return {
-            "scores": [None if v is None else [{"label": k, "score": float(s)} for k, s in v.scores.items()] for v in values],
+            "scores": [None if v is None else self.decide(v.scores) for v in values],
             "detail": [None if v is None else v.detail for v in values],
         }

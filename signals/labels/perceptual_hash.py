@@ -51,3 +51,16 @@ def band_keys(h: int, bands: int = 4) -> list[int]:
     value = h & _MASK
     chunk_mask = (1 << width) - 1
     return [to_int64((band << width) | ((value >> (band * width)) & chunk_mask)) for band in range(bands)]
+
+
+def embedding_simhash(vectors: np.ndarray, seed: int = 0) -> np.ndarray:
+    """64-bit SimHash of each row (random-hyperplane LSH, Charikar 2002) as int64.
+
+    Vectors at angle t disagree on a bit with probability t / pi, so near-identical embeddings
+    share most bits and `band_keys` finds them as candidates. The hyperplanes depend only on
+    the dimension and the seed, so every worker computes the same hashes.
+    """
+    planes = np.random.default_rng(seed).standard_normal((vectors.shape[1], HASH_BITS))
+    bits = (vectors @ planes) > 0
+    weights = (1 << np.arange(HASH_BITS - 1, -1, -1, dtype=np.uint64)).astype(np.uint64)
+    return (bits.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64).view(np.int64)

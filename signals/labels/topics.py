@@ -73,6 +73,9 @@ class _TopicLabeler(Labeler):
     def labels(self) -> tuple[str, ...]:
         return TOPIC_NAMES
 
+    def weights_source(self) -> str | None:
+        return self.backing[0].weights_source()
+
     def load(self, gpu_addresses: tuple[str, ...] = ()) -> "_TopicLabeler":
         """Load the embedders' shared model first: this labeler's own resources are built with it."""
         for signal in self.backing:

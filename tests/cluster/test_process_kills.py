@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from deltalake import DeltaTable
 
-from conftest import lakehouse_with_corpus
+from conftest import CHEAP_SIGNALS, lakehouse_with_corpus
 from jobs import ledger
 from jobs.backfill import run_backfill
 from jobs.refresh import run_refresh
@@ -29,6 +29,7 @@ def _cli(settings, *args: str) -> subprocess.Popen:
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     return subprocess.Popen(
         [sys.executable, "-m", "jobs.cli", *args, "--set", f"lakehouse={settings.lakehouse}",
+         *[arg for override in CHEAP_SIGNALS for arg in ("--set", override)],
          "--set", "signals.image_embedding.batch_size=4", "--set", "spark.conf[spark.sql.files.maxPartitionBytes]=512k"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
@@ -65,9 +66,9 @@ def _assert_exact(settings, reference) -> None:
 @pytest.fixture
 def lakehouses(tmp_path, corpus_lakehouse, spark):
     """(a lakehouse for the interrupted run, a reference lakehouse backfilled without interruption)."""
-    reference = lakehouse_with_corpus(corpus_lakehouse, tmp_path / "reference")
+    reference = lakehouse_with_corpus(corpus_lakehouse, tmp_path / "reference", *CHEAP_SIGNALS)
     run_backfill(spark, reference)
-    return lakehouse_with_corpus(corpus_lakehouse, tmp_path / "interrupted"), reference
+    return lakehouse_with_corpus(corpus_lakehouse, tmp_path / "interrupted", *CHEAP_SIGNALS), reference
 
 
 def test_losing_an_executor_mid_job_still_gives_exact_tables(lakehouses):

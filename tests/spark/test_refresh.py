@@ -12,6 +12,7 @@ from deltalake import DeltaTable, write_deltalake
 
 from jobs import delta_io, ledger
 from jobs.backfill import Window, run_backfill
+from jobs.engine import build_signals
 from jobs.refresh import run_refresh
 
 pytestmark = pytest.mark.spark
@@ -35,6 +36,11 @@ def _assert_same_rows(settings, reference_settings) -> None:
     # batches are composed differently when only some items are computed: allow float noise
     for a, b in zip(got["vector"].to_pylist(), want["vector"].to_pylist()):
         assert (a is None and b is None) or np.max(np.abs(np.subtract(a, b))) <= 1e-5
+    order = [("content_id", "ascending"), ("signal", "ascending"), ("label", "ascending")]
+    got, want = (DeltaTable(s.table_root("labels")).to_pyarrow_table().sort_by(order) for s in (settings, reference_settings))
+    for column in ("content_id", "signal", "label", "status", "error", "decision", "input_hash"):
+        assert got[column].equals(want[column]), column
+    assert np.allclose(got["score"].to_numpy(zero_copy_only=False), want["score"].to_numpy(zero_copy_only=False), atol=1e-4, equal_nan=True)
 
 
 def _edit_corpus(settings, drop: int = 3, retitle: int = 2, add: int = 2) -> dict[str, list[str]]:
@@ -53,17 +59,19 @@ def _edit_corpus(settings, drop: int = 3, retitle: int = 2, add: int = 2) -> dic
 
 
 def _text_only(settings):
-    """The same settings with the image signal switched off."""
-    image = settings.signals["image_embedding"].model_copy(update={"enabled": False})
-    return settings.model_copy(update={"signals": {**settings.signals, "image_embedding": image}})
+    """The same settings with every image signal switched off."""
+    image_signals = {n for n, s in build_signals(settings).items() if s.input_kind == "image"}
+    signals = {n: s.model_copy(update={"enabled": False}) if n in image_signals else s for n, s in settings.signals.items()}
+    return settings.model_copy(update={"signals": signals})
 
 
 @pytest.fixture
 def two_lakehouses(tmp_path, corpus_lakehouse):
     """(the lakehouse under test, a reference lakehouse) with the same corpus."""
-    from conftest import lakehouse_with_corpus
+    from conftest import CHEAP_SIGNALS, lakehouse_with_corpus
 
-    return lakehouse_with_corpus(corpus_lakehouse, tmp_path / "a"), lakehouse_with_corpus(corpus_lakehouse, tmp_path / "b")
+    return (lakehouse_with_corpus(corpus_lakehouse, tmp_path / "a", *CHEAP_SIGNALS),
+            lakehouse_with_corpus(corpus_lakehouse, tmp_path / "b", *CHEAP_SIGNALS))
 
 
 def test_a_first_refresh_equals_a_backfill_and_a_second_one_commits_nothing(spark, two_lakehouses):
@@ -73,7 +81,7 @@ def test_a_first_refresh_equals_a_backfill_and_a_second_one_commits_nothing(spar
     _assert_same_rows(settings, reference)
     tables = {name: DeltaTable(settings.table_root(name)).version() for name in ("embeddings", "runs")}
     again = run_refresh(spark, settings)
-    assert again.status == ledger.NOTHING_TO_DO and again.table_version is None
+    assert again.status == ledger.NOTHING_TO_DO and not again.table_versions
     assert tables == {name: DeltaTable(settings.table_root(name)).version() for name in ("embeddings", "runs")}
     assert first.status == ledger.SUCCEEDED
 
@@ -83,16 +91,18 @@ def test_only_new_and_changed_items_are_computed_and_takedowns_vanish_from_every
     run_backfill(spark, settings)
     edits = _edit_corpus(settings)
     _edit_corpus(reference)
-    result = run_refresh(spark, _text_only(settings))  # image rows of deleted items must go all the same
+    text_only = _text_only(settings)
+    result = run_refresh(spark, text_only)  # image rows of deleted items must go all the same
     computed = {o.signal: o.rows_in for o in result.outcomes}
-    assert computed == {"text_embedding": len(edits["retitled"]) + len(edits["added"])}
-    rows = _embeddings(settings)
-    assert not set(edits["dropped"]) & set(rows["content_id"].to_pylist())
+    assert computed == {name: len(edits["retitled"]) + len(edits["added"]) for name in text_only.enabled_signals}
+    for table in ("embeddings", "labels"):
+        rows = DeltaTable(settings.table_root(table)).to_pyarrow_table()
+        assert not set(edits["dropped"]) & set(rows["content_id"].to_pylist()), table
     run_refresh(spark, settings)  # now the image signal: only the added items
     run_backfill(spark, reference)
     _assert_same_rows(settings, reference)
     history = DeltaTable(settings.table_root("embeddings")).history()
-    assert history[0]["job"] == "refresh" and int(history[0]["stale_rows"]) == 0
+    assert history[0]["job"] == "refresh" and int(history[0]["stale_items"]) == 0
 
 
 @pytest.mark.parametrize("die_at", ["write_files", "commit_files"])

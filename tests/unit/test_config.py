@@ -25,7 +25,8 @@ def test_local_profile_loads_from_the_repo_conf() -> None:
     assert settings.spark.conf["spark.driver.memory"] == "4g"  # from local.yaml
     assert settings.spark.conf["spark.sql.shuffle.partitions"] == "8"  # from base.yaml
     assert settings.signals["image_embedding"].kind == "efficientnet_lite0_image"
-    assert settings.signals["image_embedding"].model.version == "1"
+    assert settings.signals["image_embedding"].model.version is None  # the registry decides (alias champion)
+    assert settings.signals["image_embedding"].model.alias == "champion"
     assert settings.signals["text_embedding"].batch_size == 64
 
 
@@ -41,7 +42,7 @@ def test_cluster_profile_expands_the_lakehouse_variable(monkeypatch) -> None:
     assert settings.lakehouse == "s3://bucket/lake"
     assert settings.lakehouse_root == "s3://bucket/lake"
     assert settings.table_root("embeddings") == "s3://bucket/lake/embeddings"
-    assert set(settings.enabled_signals) == {"image_embedding", "text_embedding", "clip_image_embedding", "clip_text_embedding"}
+    assert set(settings.enabled_signals) == set(settings.signals)  # a cluster computes everything
     assert settings.signals["clip_image_embedding"].batch_size == 512
 
 
@@ -56,11 +57,15 @@ def test_unknown_profile_lists_the_known_ones() -> None:
         load_settings("prod")
 
 
+LOCAL_OFF = {"clip_image_embedding", "clip_text_embedding", "clip_image_topics", "text_in_image"}  # no CLIP weights; OCR is slow
+
+
 def test_enabled_signals_follow_the_enabled_flag() -> None:
-    assert set(load_settings("local").enabled_signals) == {"image_embedding", "text_embedding"}
+    local = load_settings("local")
+    assert set(local.signals) - set(local.enabled_signals) == LOCAL_OFF
     settings = load_settings("local", ["signals.clip_text_embedding.enabled=true", "signals.image_embedding.enabled=false"])
-    assert set(settings.enabled_signals) == {"text_embedding", "clip_text_embedding"}
-    assert set(settings.signals) == {"image_embedding", "text_embedding", "clip_image_embedding", "clip_text_embedding"}
+    assert set(settings.signals) - set(settings.enabled_signals) == LOCAL_OFF - {"clip_text_embedding"} | {"image_embedding"}
+    assert set(settings.signals) == set(local.signals)
 
 
 def test_relative_lakehouse_resolves_from_the_cwd(tmp_path, monkeypatch) -> None:

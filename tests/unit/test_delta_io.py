@@ -115,6 +115,7 @@ def test_writer_writes_one_file_per_partition(root: str) -> None:
         assert f.size == on_disk.stat().st_size
         assert f.num_records == len(expected)
         assert f.num_ok == sum(r["status"] == "ok" for r in expected)
+        assert f.num_items == len({r["content_id"] for r in expected})
         assert abs(f.modification_time - on_disk.stat().st_mtime_ns // 1_000_000) <= 1
         # partition columns live in the folder names, not in the data files
         assert pq.read_schema(on_disk).names == EMBEDDINGS.data_columns
@@ -150,6 +151,7 @@ def test_datafile_from_row_parses_partition_values() -> None:
         "partition_values": json.dumps({"signal": "s", "model_version": "1", "ds": "d"}),
         "num_records": 2,
         "num_ok": 1,
+        "num_items": 2,
         "stats": "{}",
         "modification_time": 5,
     }

@@ -1,0 +1,518 @@
+"""Champion against challenger: how two model versions of a signal differ on the same items.
+
+Before a challenger is promoted its owners need to see what would change for consumers: score
+distributions (PSI, KS), label decisions, embedding neighbourhoods (nearest-neighbour overlap),
+error rates and throughput. Everything here works on Arrow tables of the signal's rows at two
+model versions (numpy, faiss and scipy; no Spark), compares only the items both versions have,
+and caps the items compared with a sample chosen by a hash of `content_id`, so that the same
+items are compared in every run. Two identical versions show no differences at all.
+
+    comparison = build_comparison("image_embedding", champion_rows, challenger_rows, ledger=runs)
+    write_report([comparison], Path("reports/compare.html"), "image_embedding 1 vs 2")
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import io
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+EXPERIMENT = "content-signals-compare"
+MAX_ITEMS = 20_000
+MAX_QUERIES = 2_000  # items whose neighbourhoods are compared (a standard error of about 0.005 on the mean)
+PSI_BINS = 10
+PSI_FLOOR = 1e-4  # share given to an empty bin so that PSI stays finite
+MAX_LABEL_PLOTS = 24
+_EPS = 1e-6
+
+
+# -- sampling and alignment -------------------------------------------------------------------
+
+def _hash64(content_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(content_id.encode(), digest_size=8).digest(), "big")
+
+
+def sample_ids(ids: set[str], max_items: int = MAX_ITEMS) -> list[str]:
+    """At most `max_items` ids, the ones with the smallest hash: the same items in every run."""
+    if len(ids) <= max_items:
+        return sorted(ids)
+    return sorted(sorted(ids, key=_hash64)[:max_items])
+
+
+def _ids(table: pa.Table) -> set[str]:
+    return set(pc.unique(table["content_id"]).to_pylist())
+
+
+def _aligned(table: pa.Table, ids: pa.Array) -> pa.Table:
+    """The first row of each of `ids`, in that order (every id must be present)."""
+    table = table.filter(pc.is_in(table["content_id"], value_set=ids))
+    return table.take(pc.index_in(ids, value_set=table["content_id"].combine_chunks()))
+
+
+def _versions(table: pa.Table) -> str:
+    return ",".join(sorted(str(v) for v in pc.unique(table["model_version"]).to_pylist())) if "model_version" in table.column_names else "?"
+
+
+# -- embeddings -------------------------------------------------------------------------------
+
+def _matrix(vectors: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Rows of equal-length vectors as an (n, d) float32 matrix, L2-normalised."""
+    if isinstance(vectors, pa.ChunkedArray):
+        vectors = vectors.combine_chunks()
+    n = len(vectors)
+    if n == 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    flat = vectors.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+    m = flat.reshape(n, -1)
+    return m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
+
+
+def _neighbours(x: np.ndarray, k: int, queries: np.ndarray) -> np.ndarray:
+    """The k nearest other rows of x of each query row, by inner product (faiss IndexFlatIP: exact)."""
+    import faiss
+
+    index = faiss.IndexFlatIP(x.shape[1])
+    index.add(np.ascontiguousarray(x))
+    _, found = index.search(np.ascontiguousarray(x[queries]), k + 1)
+    out = np.empty((len(queries), k), dtype=np.int64)
+    for i, (query, row) in enumerate(zip(queries, found)):
+        out[i] = row[row != query][:k]  # drop itself (or, tied with a duplicate, the k+1-th)
+    return out
+
+
+def compare_embeddings(a: pa.Table, b: pa.Table, k: int = 10, max_items: int = MAX_ITEMS,
+                       max_queries: int = MAX_QUERIES) -> dict[str, Any]:
+    """Embedding rows of one signal at two model versions, on the items both have.
+
+    Scalars: item counts, error rates, status agreement, nearest-neighbour overlap@k (share of an
+    item's k nearest neighbours among the items ok in both that are the same in a's and b's
+    space; exact search costs queries x items x dim, so it is measured for at most `max_queries`
+    items, chosen by hash, against all of them), and where the dimensions match the cosine
+    between an item's two vectors. Per-item values for plots are under "distributions"."""
+    ids_a, ids_b = _ids(a), _ids(b)
+    shared = ids_a & ids_b
+    chosen = pa.array(sample_ids(shared, max_items), pa.string())
+    ta, tb = _aligned(a, chosen), _aligned(b, chosen)
+    n = len(chosen)
+    ok_a = pc.fill_null(pc.and_(pc.equal(ta["status"], "ok"), pc.is_valid(ta["vector"])), False).to_numpy(zero_copy_only=False)
+    ok_b = pc.fill_null(pc.and_(pc.equal(tb["status"], "ok"), pc.is_valid(tb["vector"])), False).to_numpy(zero_copy_only=False)
+    both = np.flatnonzero(ok_a & ok_b) if n else np.zeros(0, dtype=np.int64)
+    metrics: dict[str, Any] = {
+        "rows_a": a.num_rows, "rows_b": b.num_rows, "items_shared": len(shared), "items_compared": n,
+        "only_in_a": len(ids_a - shared), "only_in_b": len(ids_b - shared),
+        "error_rate_a": _rate(~ok_a), "error_rate_b": _rate(~ok_b),
+        "status_agreement": _rate(ok_a == ok_b),
+        "input_hash_agreement": _rate(pc.fill_null(pc.equal(ta["input_hash"], tb["input_hash"]), True).to_numpy(zero_copy_only=False))
+        if "input_hash" in ta.column_names and n else None,
+        "items_ok_both": int(len(both)), "k": k,
+    }
+    distributions: dict[str, np.ndarray] = {}
+    xa = _matrix(ta["vector"].take(pa.array(both))) if len(both) else np.zeros((0, 0), np.float32)
+    xb = _matrix(tb["vector"].take(pa.array(both))) if len(both) else np.zeros((0, 0), np.float32)
+    metrics["dim_a"] = int(xa.shape[1]) if len(both) else None
+    metrics["dim_b"] = int(xb.shape[1]) if len(both) else None
+    k_eff = min(k, len(both) - 1)
+    if k_eff >= 1:
+        ok_ids = chosen.take(pa.array(both)).to_pylist()
+        queries = np.sort(np.argsort([_hash64(i) for i in ok_ids], kind="stable")[:max_queries])
+        na, nb = _neighbours(xa, k_eff, queries), _neighbours(xb, k_eff, queries)
+        overlap = (na[:, :, None] == nb[:, None, :]).any(axis=2).sum(axis=1) / k_eff
+        distributions["nn_overlap"] = overlap
+        metrics.update(k_effective=k_eff, nn_queries=len(queries), nn_overlap_mean=float(overlap.mean()), nn_overlap_median=float(np.median(overlap)),
+                       nn_overlap_min=float(overlap.min()))
+    else:
+        metrics.update(k_effective=0, nn_queries=0, nn_overlap_mean=None, nn_overlap_median=None, nn_overlap_min=None)
+    if len(both) and xa.shape[1] == xb.shape[1]:
+        bits_a, bits_b = _raw(ta, both), _raw(tb, both)
+        identical = (bits_a == bits_b).all(axis=1)  # bit for bit, as stored
+        ra, rb = (bits.view(np.float32).astype(np.float64) for bits in (bits_a, bits_b))  # float64: identical gives ~1.0
+        ra /= np.maximum(np.linalg.norm(ra, axis=1, keepdims=True), 1e-300)
+        rb /= np.maximum(np.linalg.norm(rb, axis=1, keepdims=True), 1e-300)
+        cosine = np.clip((ra * rb).sum(axis=1), -1.0, 1.0)
+        distributions["cosine"] = cosine
+        metrics.update(cosine_mean=float(cosine.mean()), cosine_min=float(cosine.min()),
+                       cosine_p05=float(np.quantile(cosine, 0.05)), identical_vectors=_rate(identical))
+    else:
+        metrics.update(cosine_mean=None, cosine_min=None, cosine_p05=None, identical_vectors=None)
+    metrics["distributions"] = distributions
+    return metrics
+
+
+def _raw(table: pa.Table, rows: np.ndarray) -> np.ndarray:
+    """The selected rows' vectors as stored, bit patterns as uint32 (so NaN == NaN, -0.0 != 0.0)."""
+    vectors = table["vector"].take(pa.array(rows))
+    if isinstance(vectors, pa.ChunkedArray):
+        vectors = vectors.combine_chunks()
+    flat = vectors.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+    return flat.view(np.uint32).reshape(len(rows), -1)
+
+
+def _rate(mask: np.ndarray) -> float | None:
+    return float(np.mean(mask)) if len(mask) else None
+
+
+# -- labels -----------------------------------------------------------------------------------
+
+def psi(a: np.ndarray, b: np.ndarray, bins: int = PSI_BINS) -> float:
+    """Population stability index of b against a, on equal-width bins over [0, 1] (widened to the data)."""
+    lo = min(0.0, float(np.min(a)), float(np.min(b)))
+    hi = max(1.0, float(np.max(a)), float(np.max(b)))
+    edges = np.linspace(lo, hi, bins + 1)
+    p = np.maximum(np.histogram(a, edges)[0] / len(a), PSI_FLOOR)
+    q = np.maximum(np.histogram(b, edges)[0] / len(b), PSI_FLOOR)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def compare_labels(a: pa.Table, b: pa.Table, max_items: int = MAX_ITEMS) -> dict[str, Any]:
+    """Label rows of one signal at two model versions, on the items both have.
+
+    Per label ("labels"): pairs compared, decision agreement, score PSI and KS statistic, mean
+    score and positive rate a/b; overall: error rates, status agreement, pooled decision
+    agreement, worst PSI and KS. Score arrays for plots are under "distributions"."""
+    from scipy.stats import ks_2samp
+
+    ids_a, ids_b = _ids(a), _ids(b)
+    shared = ids_a & ids_b
+    chosen = pa.array(sample_ids(shared, max_items), pa.string())
+    ta = a.filter(pc.is_in(a["content_id"], value_set=chosen))
+    tb = b.filter(pc.is_in(b["content_id"], value_set=chosen))
+    err_a, err_b = _errored(ta, chosen), _errored(tb, chosen)
+    fine = pa.array([i for i, bad in zip(chosen.to_pylist(), err_a | err_b) if not bad], pa.string())
+    ok_a, ok_b = _ok_labels(ta, fine), _ok_labels(tb, fine)  # items ok in both: label sets compared
+    pairs = ok_a.join(ok_b, keys=["content_id", "label"], join_type="inner", left_suffix="_a", right_suffix="_b")
+    per_label: dict[str, dict[str, Any]] = {}
+    scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    agree_total = decided_total = 0
+    for label in sorted(set(ok_a["label"].to_pylist()) | set(ok_b["label"].to_pylist())):
+        rows = pairs.filter(pc.equal(pairs["label"], label))
+        sa = rows["score_a"].to_numpy(zero_copy_only=False).astype(np.float64)
+        sb = rows["score_b"].to_numpy(zero_copy_only=False).astype(np.float64)
+        da, db = rows["decision_a"].to_pylist(), rows["decision_b"].to_pylist()
+        decided = [(x, y) for x, y in zip(da, db) if x is not None and y is not None]
+        agree = sum(x == y for x, y in decided)
+        agree_total, decided_total = agree_total + agree, decided_total + len(decided)
+        ks = ks_2samp(sa, sb) if len(sa) else None
+        per_label[label] = {
+            "pairs": rows.num_rows,
+            "unmatched_a": int(pc.sum(pc.equal(ok_a["label"], label)).as_py() or 0) - rows.num_rows,
+            "unmatched_b": int(pc.sum(pc.equal(ok_b["label"], label)).as_py() or 0) - rows.num_rows,
+            "decision_agreement": agree / len(decided) if decided else None,
+            "positive_rate_a": _mean([x for x, _ in decided]), "positive_rate_b": _mean([y for _, y in decided]),
+            "mean_score_a": float(sa.mean()) if len(sa) else None, "mean_score_b": float(sb.mean()) if len(sb) else None,
+            "mean_abs_score_diff": float(np.abs(sa - sb).mean()) if len(sa) else None,
+            "psi": psi(sa, sb) if len(sa) else None,
+            "ks": float(ks.statistic) if ks is not None else None,
+            "ks_pvalue": float(ks.pvalue) if ks is not None else None,
+            "threshold_a": _mean(rows["threshold_a"].to_pylist()), "threshold_b": _mean(rows["threshold_b"].to_pylist()),
+        }
+        scores[label] = (sa, sb)
+    psis = [m["psi"] for m in per_label.values() if m["psi"] is not None]
+    kss = [m["ks"] for m in per_label.values() if m["ks"] is not None]
+    return {
+        "rows_a": a.num_rows, "rows_b": b.num_rows, "items_shared": len(shared), "items_compared": len(chosen),
+        "only_in_a": len(ids_a - shared), "only_in_b": len(ids_b - shared),
+        "error_rate_a": _rate(err_a), "error_rate_b": _rate(err_b), "status_agreement": _rate(err_a == err_b),
+        "labels_compared": len(per_label),
+        "decision_agreement": agree_total / decided_total if decided_total else None,
+        "psi_max": max(psis) if psis else None, "ks_max": max(kss) if kss else None,
+        "labels": per_label,
+        "distributions": {"scores": scores},
+    }
+
+
+def _ok_labels(table: pa.Table, ids: pa.Array) -> pa.Table:
+    ok = pc.and_(pc.and_(pc.equal(table["status"], "ok"), pc.is_valid(table["label"])), pc.is_in(table["content_id"], value_set=ids))
+    return table.filter(pc.fill_null(ok, False)).select(["content_id", "label", "score", "decision", "threshold"])
+
+
+def _errored(table: pa.Table, ids: pa.Array) -> np.ndarray:
+    """Per id of `ids`: whether any of its rows is an error."""
+    bad = set(table.filter(pc.fill_null(pc.not_equal(table["status"], "ok"), True))["content_id"].to_pylist())
+    return np.array([i in bad for i in ids.to_pylist()], dtype=bool)
+
+
+def _mean(values: Sequence[Any]) -> float | None:
+    present = [float(v) for v in values if v is not None]
+    return float(np.mean(present)) if present else None
+
+
+# -- throughput -------------------------------------------------------------------------------
+
+def throughput(ledger: pa.Table, signal: str, version: str) -> float | None:
+    """Rows per second of the succeeded runs of `signal` at `version`: sum(rows_in) / sum(duration_s).
+
+    The ledger times whole runs, so with several signals in one run this is the run's rate."""
+    rows = ledger.filter(pc.fill_null(pc.and_(
+        pc.and_(pc.equal(ledger["signal"], signal), pc.equal(ledger["model_version"], str(version))),
+        pc.and_(pc.equal(ledger["status"], "succeeded"), pc.is_valid(ledger["rows_in"])),
+    ), False))
+    seconds = pc.sum(rows["duration_s"]).as_py() or 0.0
+    return (pc.sum(rows["rows_in"]).as_py() or 0) / seconds if seconds > 0 else None
+
+
+# -- comparisons, figures, report -------------------------------------------------------------
+
+@dataclass
+class Comparison:
+    """One signal's champion-versus-challenger metrics (JSON-able) and figures (PNG bytes)."""
+
+    signal: str
+    kind: str  # "embedding" or "label"
+    version_a: str
+    version_b: str
+    metrics: dict[str, Any]
+    figures: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def differences(self) -> list[str]:
+        """What differs between the versions, in words; empty for two identical versions."""
+        return differences(self.kind, self.metrics)
+
+
+def differences(kind: str, m: Mapping[str, Any]) -> list[str]:
+    """Human-readable differences found in a comparison's metrics (none for identical versions)."""
+    found = []
+    if m.get("error_rate_a") != m.get("error_rate_b"):
+        found.append(f"error rate {_pct(m.get('error_rate_a'))} -> {_pct(m.get('error_rate_b'))}")
+    if m.get("status_agreement") is not None and m["status_agreement"] < 1:
+        found.append(f"status agrees on {_pct(m['status_agreement'])} of items")
+    if kind == "embedding":
+        if m.get("nn_overlap_mean") is not None and m["nn_overlap_mean"] < 1:
+            found.append(f"nearest-neighbour overlap@{m.get('k_effective')} mean {_fmt(m['nn_overlap_mean'])}")
+        if m.get("dim_a") != m.get("dim_b"):
+            found.append(f"dimension {m.get('dim_a')} -> {m.get('dim_b')}")
+        if m.get("identical_vectors") is not None and m["identical_vectors"] < 1:
+            found.append(f"vectors differ on {_pct(1 - m['identical_vectors'])} of items (mean cosine {_fmt(m.get('cosine_mean'))})")
+    else:
+        for label, lm in m.get("labels", {}).items():
+            bits = []
+            if lm.get("decision_agreement") is not None and lm["decision_agreement"] < 1:
+                bits.append(f"decisions agree on {_pct(lm['decision_agreement'])}")
+            if lm.get("psi") is not None and lm["psi"] > 1e-12:
+                bits.append(f"PSI {_fmt(lm['psi'])}")
+            if lm.get("ks") is not None and lm["ks"] > 0:
+                bits.append(f"KS {_fmt(lm['ks'])}")
+            if lm.get("unmatched_a") or lm.get("unmatched_b"):
+                bits.append(f"scored only by a/b on {lm.get('unmatched_a')}/{lm.get('unmatched_b')} items")
+            if lm.get("threshold_a") != lm.get("threshold_b"):
+                bits.append(f"threshold {_fmt(lm.get('threshold_a'))} -> {_fmt(lm.get('threshold_b'))}")
+            if bits:
+                found.append(f"{label}: " + ", ".join(bits))
+    return found
+
+
+def build_comparison(signal: str, a: pa.Table, b: pa.Table, ledger: pa.Table | None = None,
+                     k: int = 10, max_items: int = MAX_ITEMS) -> Comparison:
+    """Compare a signal's rows at two versions (embedding rows if they have `vector`, else label rows),
+    add throughput from the ledger, and draw the figures."""
+    kind = "embedding" if "vector" in a.column_names else "label"
+    metrics = compare_embeddings(a, b, k, max_items) if kind == "embedding" else compare_labels(a, b, max_items)
+    distributions = metrics.pop("distributions")
+    version_a, version_b = _versions(a), _versions(b)
+    if ledger is not None:
+        metrics["throughput_a"] = throughput(ledger, signal, version_a)
+        metrics["throughput_b"] = throughput(ledger, signal, version_b)
+    comparison = Comparison(signal, kind, version_a, version_b, metrics)
+    comparison.figures = _figures(comparison, distributions)
+    return comparison
+
+
+def compare_in_lakehouse(root: str, signal: str, version_a: str, version_b: str, table: str | None = None,
+                         k: int = 10, max_items: int = MAX_ITEMS) -> Comparison:
+    """Read a signal's rows at two versions from the lakehouse at `root` (`embeddings`, else `labels`) and compare them."""
+    from deltalake import DeltaTable
+
+    from jobs import delta_io
+
+    def rows(name: str, version: str) -> pa.Table:
+        path = f"{root.rstrip('/')}/{name}"
+        if not DeltaTable.is_deltatable(path):
+            return pa.table({})
+        return delta_io.read_arrow(path, filters=(pc.field("signal") == signal) & (pc.field("model_version") == version))
+
+    for name in [table] if table else ["embeddings", "labels"]:
+        a, b = rows(name, version_a), rows(name, version_b)
+        if a.num_rows or b.num_rows or table:
+            break
+    if not a.num_rows or not b.num_rows:
+        raise LookupError(f"{signal}: no rows at version {version_a if not a.num_rows else version_b} in {root}")
+    runs = f"{root.rstrip('/')}/runs"
+    ledger = delta_io.read_arrow(runs) if DeltaTable.is_deltatable(runs) else None
+    return build_comparison(signal, a, b, ledger, k, max_items)
+
+
+def _png(fig: Any) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _figures(c: Comparison, distributions: Mapping[str, Any]) -> dict[str, bytes]:
+    """PNG figures, drawn with matplotlib's Agg canvas (no pyplot, no global backend change)."""
+    from matplotlib.figure import Figure
+
+    figures: dict[str, bytes] = {}
+    a_name, b_name = f"a (v{c.version_a})", f"b (v{c.version_b})"
+    fig = Figure(figsize=(4, 3))
+    ax = fig.add_subplot()
+    values = [c.metrics.get("error_rate_a") or 0.0, c.metrics.get("error_rate_b") or 0.0]
+    ax.bar([a_name, b_name], values, color=["tab:blue", "tab:orange"])
+    ax.set_ylabel("error rate")
+    ax.set_title(f"{c.signal}: error rates")
+    figures["error rates"] = _png(fig)
+    if c.kind == "embedding":
+        k = max(1, c.metrics.get("k_effective") or 1)
+        cosine_low = min(0.9, float(np.min(distributions["cosine"]))) if "cosine" in distributions else 0.0
+        for key, title, xlabel, edges in [
+            ("nn_overlap", "nearest-neighbour overlap", f"overlap@{k}", (np.arange(k + 2) - 0.5) / k),  # a bin per value
+            ("cosine", "cosine of an item's two vectors", "cosine", np.linspace(cosine_low, 1.0 + 1e-9, 21)),
+        ]:
+            if key in distributions:
+                fig = Figure(figsize=(5, 3))
+                ax = fig.add_subplot()
+                ax.hist(distributions[key], bins=edges, color="tab:green")
+                ax.set_xlabel(xlabel)
+                ax.set_ylabel("items")
+                ax.set_title(f"{c.signal}: {title}")
+                figures[title] = _png(fig)
+    else:
+        scores = distributions["scores"]
+        shown = sorted(scores, key=lambda l: -(c.metrics["labels"][l]["psi"] or 0))[:MAX_LABEL_PLOTS]
+        if shown:
+            cols = min(4, len(shown))
+            rows = math.ceil(len(shown) / cols)
+            fig = Figure(figsize=(3.2 * cols, 2.6 * rows))
+            for i, label in enumerate(sorted(shown)):
+                ax = fig.add_subplot(rows, cols, i + 1)
+                sa, sb = scores[label]
+                edges = np.linspace(0.0, 1.0, 21)
+                ax.hist(sa, bins=edges, alpha=0.5, label=a_name, color="tab:blue")
+                ax.hist(sb, bins=edges, alpha=0.5, label=b_name, color="tab:orange")
+                ax.set_title(label, fontsize=9)
+                if i == 0:
+                    ax.legend(fontsize=7)
+            fig.suptitle(f"{c.signal}: score distributions" + (" (labels with the largest PSI)" if len(scores) > len(shown) else ""))
+            fig.tight_layout()
+            figures["score distributions"] = _png(fig)
+    return figures
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+    return str(value)
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2%}"
+
+
+def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:.5em 0 1em}
+td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
+.same{color:#2a7d2a}.diff{color:#b04a00}img{max-width:100%;margin:.5em 1em .5em 0}"""
+
+
+def write_report(comparisons: Sequence[Comparison], path: Path, title: str) -> Path:
+    """ONE self-contained HTML file: a summary, then per signal its differences, metrics tables and
+    plots (embedded base64 PNG); no external assets, so it can be mailed or logged as an artifact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"]
+    parts.append(_table([[c.signal, c.kind, c.version_a, c.version_b, c.metrics.get("items_compared"),
+                          len(c.differences) or "none"] for c in comparisons],
+                        ["signal", "kind", "version a", "version b", "items compared", "differences"]))
+    for c in comparisons:
+        parts.append(f"<h2 id='{html.escape(c.signal)}'>{html.escape(c.signal)}: version {html.escape(c.version_a)} "
+                     f"vs {html.escape(c.version_b)}</h2>")
+        found = c.differences
+        if found:
+            parts.append("<ul class='diff'>" + "".join(f"<li>{html.escape(d)}</li>" for d in found) + "</ul>")
+        else:
+            parts.append("<p class='same'>No differences between the two versions.</p>")
+        scalars = [[k, v] for k, v in c.metrics.items() if not isinstance(v, Mapping)]
+        parts.append(_table(scalars, ["metric", "value"]))
+        labels = c.metrics.get("labels") or {}
+        if labels:
+            columns = list(next(iter(labels.values())))
+            parts.append(_table([[label, *(m.get(col) for col in columns)] for label, m in labels.items()],
+                                ["label", *columns]))
+        for name, png in c.figures.items():
+            data = base64.b64encode(png).decode("ascii")
+            parts.append(f"<img alt='{html.escape(name)}' title='{html.escape(name)}' src=\"data:image/png;base64,{data}\">")
+    parts.append("</body></html>")
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path
+
+
+# -- MLflow -----------------------------------------------------------------------------------
+
+def report_metrics(comparisons: Sequence[Comparison]) -> dict[str, Any]:
+    """The comparisons' metrics nested by signal, as log_to_mlflow takes them."""
+    return {c.signal: c.metrics for c in comparisons}
+
+
+def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """Nested metrics as `a.b.c` -> float, numeric and finite values only, keys made MLflow-safe."""
+    flat: dict[str, float] = {}
+    for key, value in metrics.items():
+        name = re.sub(r"[^A-Za-z0-9_\-. /:]", "_", f"{prefix}{key}")
+        if isinstance(value, Mapping):
+            flat.update(flatten_metrics(value, f"{name}."))
+        elif isinstance(value, (bool, int, float, np.integer, np.floating)) and math.isfinite(float(value)):
+            flat[name] = float(value)
+    return flat
+
+
+def log_to_mlflow(tracking_uri: str, report: Path, metrics: Mapping[str, Any], run_name: str) -> str:
+    """An MLflow run in experiment `content-signals-compare` with the metrics and the HTML report
+    as an artifact; returns its run id. With a local sqlite store the artifacts go to an
+    `mlartifacts` folder beside the database (not ./mlruns under the working directory)."""
+    from mlflow.entities import Metric
+
+    from jobs.registry import mlflow_client, sqlite_path  # imports mlflow with its telemetry off
+
+    client = mlflow_client(tracking_uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
+        db = sqlite_path(tracking_uri)
+        location = (db.resolve().parent / "mlartifacts").as_uri() if db is not None else None
+        experiment_id = client.create_experiment(EXPERIMENT, artifact_location=location)
+    else:
+        experiment_id = experiment.experiment_id
+    run = client.create_run(experiment_id, run_name=run_name)
+    run_id = run.info.run_id
+    try:
+        now = int(run.info.start_time)
+        flat = [Metric(k, v, now, 0) for k, v in flatten_metrics(metrics).items()]
+        for start in range(0, len(flat), 1000):  # MLflow takes at most 1000 metrics per batch
+            client.log_batch(run_id, metrics=flat[start:start + 1000])
+        client.log_artifact(run_id, str(report))
+    except Exception:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+    return run_id

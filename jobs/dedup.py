@@ -1,0 +1,142 @@
+"""The near-duplicate job: one duplicate group per item over the whole corpus, in Spark.
+
+    content-signals dedup
+
+Exact copies share the sha256 of their bytes. Near copies are found without comparing all
+pairs: items are bucketed by LSH bands of two 64-bit fingerprints, the image's pHash and a
+SimHash of its embedding (from the embeddings table), and only items sharing a bucket are
+compared. A pair is an edge when the bytes are equal, or the pHashes are at most
+`max_hamming` bits apart, or at most `confirm_hamming` apart with embeddings at cosine
+`confirm_cosine` or more, or the embeddings alone reach `min_cosine`. Groups are the connected
+components of the edges (min-label propagation, a few iterations for star-shaped groups).
+Buckets over `max_bucket` items are skipped, so the work stays near linear in the corpus.
+
+The duplicates table is rebuilt whole each run, in one commit: every item has one row with
+its group, the group's size, whether it is the group's canonical item (the oldest), and the
+edge that put it there. An item whose image cannot be decoded is an error row in a group of
+its own (its exact hash still groups byte-identical copies).
+"""
+from __future__ import annotations
+
+import functools
+
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from jobs import backfill, delta_io
+from jobs.config import DedupSettings, Settings
+from jobs.engine import Run, RunResult
+from jobs.ledger import SUCCEEDED
+from jobs.progress import spark_progress
+from signals.contracts import DUPLICATES, EMBEDDINGS, STATUS_ERROR, STATUS_OK
+from udfs.fingerprints import phash_column, simhash_column
+
+JOB = "dedup"
+MAX_ITERATIONS = 30
+
+
+def fingerprints(spark: SparkSession, settings: Settings) -> DataFrame:
+    """Per corpus item: exact hash, pHash (or the decode error), and the embedding if any."""
+    corpus = delta_io.read_spark(spark, backfill.corpus_root(settings))
+    signal = settings.signals[settings.dedup.embedding_signal]
+    vectors = (
+        delta_io.read_spark(spark, settings.table_root(EMBEDDINGS.name))
+        .filter((F.col("signal") == settings.dedup.embedding_signal) & (F.col("model_version") == signal.model.version))
+        .filter(F.col("status") == STATUS_OK)
+        .select("content_id", "vector")
+    )
+    hashed = corpus.select("content_id", "ds", "created_at", F.sha2("image", 256).alias("exact_hash"),
+                           phash_column(F.col("image")).alias("p"))
+    return (
+        hashed.join(vectors, "content_id", "left")
+        .select("content_id", "ds", "created_at", "exact_hash", F.col("p.phash").alias("phash"), F.col("p.error").alias("error"),
+                "vector", simhash_column(F.col("vector"), settings.dedup.simhash_seed).alias("simhash"))
+    )
+
+
+def _band_keys(hash_column: str, bands: int) -> Column:
+    """The LSH band keys of a 64-bit hash column (as signals.labels.perceptual_hash.band_keys)."""
+    width = 64 // bands
+    mask = (1 << width) - 1
+    return F.array(*[F.lit(band << width).bitwiseOR(F.shiftrightunsigned(F.col(hash_column), band * width).bitwiseAND(F.lit(mask)))
+                     for band in range(bands)])
+
+
+def _candidates(items: DataFrame, hash_column: str, rules: DedupSettings) -> DataFrame:
+    """Pairs (a < b) sharing an LSH bucket of `hash_column`, skipping oversized buckets."""
+    keyed = items.filter(F.col(hash_column).isNotNull()).select("content_id", F.explode(_band_keys(hash_column, rules.bands)).alias("bucket"))
+    sized = keyed.withColumn("size", F.count("*").over(Window.partitionBy("bucket"))).filter(F.col("size") <= rules.max_bucket)
+    a, b = sized.alias("a"), sized.alias("b")
+    return a.join(b, (F.col("a.bucket") == F.col("b.bucket")) & (F.col("a.content_id") < F.col("b.content_id"))).select(
+        F.col("a.content_id").alias("a"), F.col("b.content_id").alias("b")
+    )
+
+
+def edges(items: DataFrame, rules: DedupSettings) -> DataFrame:
+    """Duplicate edges (a, b, method, hamming, cosine) between items."""
+    exact = items.filter(F.col("exact_hash").isNotNull()).withColumn("anchor", F.min("content_id").over(Window.partitionBy("exact_hash")))
+    exact_edges = exact.filter(F.col("content_id") != F.col("anchor")).select(F.col("anchor").alias("a"), F.col("content_id").alias("b"))
+    pairs = functools.reduce(DataFrame.unionByName, [exact_edges, _candidates(items, "phash", rules), _candidates(items, "simhash", rules)]).distinct()
+    left, right = items.alias("l"), items.alias("r")
+    scored = pairs.join(left, F.col("a") == F.col("l.content_id")).join(right, F.col("b") == F.col("r.content_id")).select(
+        "a", "b",
+        (F.col("l.exact_hash") == F.col("r.exact_hash")).alias("exact"),
+        F.bit_count(F.col("l.phash").bitwiseXOR(F.col("r.phash"))).alias("hamming"),
+        F.aggregate(F.zip_with("l.vector", "r.vector", lambda x, y: x * y), F.lit(0.0), lambda acc, v: acc + v).alias("cosine"),
+    )
+    method = (
+        F.when(F.col("exact"), "exact")
+        .when(F.col("hamming") <= rules.max_hamming, "phash")
+        .when((F.col("hamming") <= rules.confirm_hamming) & (F.col("cosine") >= rules.confirm_cosine), "phash+embedding")
+        .when(F.col("cosine") >= rules.min_cosine, "embedding")
+    )
+    return scored.select("a", "b", method.alias("method"), "hamming", "cosine").filter(F.col("method").isNotNull())
+
+
+def connected_components(nodes: DataFrame, links: DataFrame) -> DataFrame:
+    """(content_id, group_id): the smallest content_id reachable through `links` (a, b)."""
+    both_ways = links.select("a", "b").unionByName(links.select(F.col("b").alias("a"), F.col("a").alias("b"))).localCheckpoint()
+    groups = nodes.select("content_id", F.col("content_id").alias("group_id")).localCheckpoint()
+    for _ in range(MAX_ITERATIONS):
+        offered = both_ways.join(groups, F.col("b") == F.col("content_id")).groupBy(F.col("a").alias("content_id")).agg(F.min("group_id").alias("offer"))
+        updated = groups.join(offered, "content_id", "left").select(
+            "content_id", F.least("group_id", F.coalesce("offer", "group_id")).alias("group_id"), (F.col("offer") < F.col("group_id")).alias("moved")
+        ).localCheckpoint()
+        groups = updated.select("content_id", "group_id")
+        if updated.filter(F.col("moved")).isEmpty():
+            return groups
+    raise RuntimeError(f"duplicate groups did not converge in {MAX_ITERATIONS} iterations")
+
+
+def run_dedup(spark: SparkSession, settings: Settings, run_id: str | None = None) -> RunResult:
+    """Rebuild the duplicates table from the corpus and the embeddings, in one commit."""
+    run = Run.begin(JOB, run_id)
+    root = settings.table_root(DUPLICATES.name)
+    read_version = delta_io.ensure_table(root, DUPLICATES).version()
+    with spark_progress(spark.sparkContext, "dedup fingerprints and edges"):
+        items = fingerprints(spark, settings).localCheckpoint()
+        links = edges(items, settings.dedup).localCheckpoint()
+        groups = connected_components(items.select("content_id"), links)
+    best = links.select("a", "b", "method", "hamming", "cosine").unionByName(links.select(F.col("b").alias("a"), F.col("a").alias("b"), "method", "hamming", "cosine"))
+    best = best.withColumn("rank", F.row_number().over(Window.partitionBy("a").orderBy(F.col("method") != "exact", F.desc_nulls_last("cosine"), "hamming"))).filter("rank = 1")
+    rows = (
+        items.join(groups, "content_id")
+        .join(best.select(F.col("a").alias("content_id"), F.col("b").alias("matched_id"), F.col("method").alias("match_method"), "hamming", "cosine"), "content_id", "left")
+        .withColumn("group_size", F.count("*").over(Window.partitionBy("group_id")))
+        .withColumn("canonical", F.first("content_id").over(Window.partitionBy("group_id").orderBy("created_at", "content_id")))
+        .select(
+            "content_id", "group_id", "group_size", (F.col("content_id") == F.col("canonical")).alias("is_canonical"),
+            "matched_id", "match_method", F.col("hamming").cast("int"), F.col("cosine").cast("double"), "exact_hash", "phash",
+            F.when(F.col("error").isNull(), STATUS_OK).otherwise(STATUS_ERROR).alias("status"), "error",
+            F.lit(run.run_id).alias("run_id"), F.lit(run.started).alias("computed_at"), "ds",
+        )
+    )
+    with spark_progress(spark.sparkContext, "dedup write"):
+        files = delta_io.write_files(rows, root, DUPLICATES, f"part-{run.run_id}")
+    expected = backfill.corpus_row_count(backfill.corpus_root(settings), backfill.Window())
+    written = sum(f.num_items for f in files)
+    if written != expected:
+        raise RuntimeError(f"duplicates: {written} items written for {expected} corpus items; nothing committed")
+    version = delta_io.commit_files(root, DUPLICATES, files, run.app_id, {"job": JOB, "run_id": run.run_id},
+                                    remove=lambda live: True, read_version=read_version)
+    return RunResult(run.run_id, SUCCEEDED, {DUPLICATES.name: version})

@@ -1,0 +1,120 @@
+"""Offline evaluation of the labels and the duplicate groups against the sample corpus's truth.
+
+    content-signals evaluate          # after backfill (with OCR on) and dedup; `make eval` does all
+
+Per label: precision and recall of the stored decision, ROC-AUC of the stored score, over the
+items the label could score (ok rows). Near-duplicates: pairs of items in the same predicted
+group against pairs in the same true copy group (`corpus_truth.dup_group`); a pair of an
+*edit* (a crop, flip, blur, text overlay, low-resolution copy) with the group of the picture
+it was made from is ambiguous and counted neither way. Writes reports/eval/latest.json.
+This is the gate a model version passes before promotion.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import DeltaTable
+from sklearn.metrics import roc_auc_score
+
+from jobs import delta_io
+from jobs.config import Settings
+from jobs.sample_corpus import TRUTH_TABLE
+from signals.contracts import DUPLICATES, LABELS, STATUS_OK
+
+REPORT = Path("reports/eval/latest.json")
+
+
+@dataclass(frozen=True)
+class LabelTruth:
+    """Which stored label is checked against which truth: `truth(row)` -> is it positive."""
+
+    signal: str
+    label: str
+    truth: Callable[[dict], bool]
+    description: str
+
+
+LABEL_TRUTHS = (
+    LabelTruth("image_quality", "blurry", lambda t: t["is_blurred"], "Gaussian-blurred variants"),
+    LabelTruth("image_quality", "low_resolution", lambda t: t["is_low_res"], "downscaled to a 32-64 px long side"),
+    LabelTruth("image_quality", "low_quality", lambda t: t["is_blurred"] or t["is_low_res"], "blurred or low resolution"),
+    LabelTruth("text_in_image", "text_heavy", lambda t: t["has_text_overlay"], "text drawn over the picture"),
+)
+
+
+def binary_metrics(truth: Iterable[bool], decision: Iterable[bool], score: Iterable[float]) -> dict:
+    """Precision, recall (of the decisions) and ROC-AUC (of the scores); None where undefined."""
+    y, d, s = np.asarray(list(truth), bool), np.asarray(list(decision), bool), np.asarray(list(score), float)
+    tp = int((y & d).sum())
+    return {
+        "precision": tp / int(d.sum()) if d.any() else None,
+        "recall": tp / int(y.sum()) if y.any() else None,
+        "roc_auc": float(roc_auc_score(y, s)) if 0 < y.sum() < len(y) else None,
+        "n": int(len(y)),
+        "positives": int(y.sum()),
+    }
+
+
+def evaluate_labels(labels: pa.Table, truth: dict[str, dict]) -> dict[str, dict]:
+    """Metrics for every LABEL_TRUTHS entry whose signal is in the labels table."""
+    results = {}
+    for check in LABEL_TRUTHS:
+        rows = labels.filter(pc.and_(pc.equal(labels["signal"], check.signal), pc.equal(labels["label"], check.label)))
+        rows = [r for r in rows.filter(pc.equal(rows["status"], STATUS_OK)).to_pylist() if r["content_id"] in truth]
+        if rows:
+            results[check.label] = {
+                **binary_metrics((check.truth(truth[r["content_id"]]) for r in rows), (r["decision"] for r in rows), (r["score"] for r in rows)),
+                "signal": check.signal,
+                "truth": check.description,
+            }
+    return results
+
+
+def _pairs(groups: dict[str, list[str]]) -> set[tuple[str, str]]:
+    return {tuple(sorted(p)) for members in groups.values() for p in itertools.combinations(members, 2)}
+
+
+def evaluate_duplicates(duplicates: pa.Table, truth: dict[str, dict]) -> dict:
+    """Pair precision and recall of the predicted groups against the true copy groups."""
+    predicted, true = defaultdict(list), defaultdict(list)
+    for row in duplicates.to_pylist():
+        predicted[row["group_id"]].append(row["content_id"])
+    for cid, t in truth.items():
+        true[t["dup_group"]].append(cid)
+    ambiguous = {
+        tuple(sorted((cid, other)))
+        for cid, t in truth.items() if t["dup_relation"] == "edit" and t["source_id"]
+        for other in true[truth[t["source_id"]]["dup_group"]] + [c for c, u in truth.items() if u["source_id"] == t["source_id"] and c != cid]
+    }
+    predicted_pairs, true_pairs = _pairs(predicted) - ambiguous, _pairs(true)
+    hits = len(predicted_pairs & true_pairs)
+    return {
+        "precision": hits / len(predicted_pairs) if predicted_pairs else None,
+        "recall": hits / len(true_pairs) if true_pairs else None,
+        "true_pairs": len(true_pairs),
+        "predicted_pairs": len(predicted_pairs),
+        "ambiguous_pairs_ignored": len(ambiguous),
+        "n": duplicates.num_rows,
+    }
+
+
+def run_evaluation(settings: Settings, report: Path = REPORT) -> dict:
+    """Evaluate what the lakehouse holds; write the JSON report and return it."""
+    truth = {r["content_id"]: r for r in delta_io.read_arrow(settings.table_root(TRUTH_TABLE)).to_pylist()}
+    result = {"labels": evaluate_labels(delta_io.read_arrow(settings.table_root(LABELS.name)), truth)}
+    duplicates_root = settings.table_root(DUPLICATES.name)
+    if DeltaTable.is_deltatable(duplicates_root):
+        pairs = evaluate_duplicates(delta_io.read_arrow(duplicates_root), truth)
+        result["labels"]["near_duplicate"] = {**pairs, "roc_auc": None}  # groups, not scores: no curve
+        result["near_duplicate"] = pairs
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(json.dumps(result, indent=2))
+    return result

@@ -1,0 +1,335 @@
+"""The model registry: which weights each signal's model versions are, and which one is `champion`.
+
+Every model a signal uses is a version of a registered model in an MLflow registry (a local
+sqlite store by default, a tracking server on a cluster). A version records where its weights
+came from, a sha256 of them and the signal's preprocessing settings, so a row's
+(`model_name`, `model_version`) always says exactly what computed it. Registration is
+idempotent on (weights hash, params): registering the same weights twice reuses the version,
+changed weights or settings make a new one.
+
+Aliases (`champion`, `challenger`, ...) are the only thing that moves. The job resolves them
+once per run on the driver; promotion and rollback move an alias and never recompute rows.
+Each alias keeps its own history (a registered-model tag) so that rollback knows where to go
+back to, and each move is also appended to the run ledger.
+
+MLflow is kept off the network: its usage telemetry is disabled before it is imported.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+# MLflow 3 ships usage telemetry that posts to the internet from background threads; whether it
+# is on is decided when mlflow is first imported (and again by set_telemetry_client), so it is
+# switched off before the import, and its client dropped if mlflow was imported before this module.
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+
+import mlflow.telemetry  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.entities.model_registry import ModelVersion  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+
+if mlflow.telemetry.get_telemetry_client() is not None:
+    mlflow.telemetry.set_telemetry_client()  # re-reads the setting: no client
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+SHA_TAG, PARAMS_TAG, SOURCE_TAG = "weights_sha256", "params", "source"
+# registered-model tags, JSON lists, oldest first; a tag value holds at most 100,000 characters
+STACK_TAG = "alias_stack.{alias}"  # versions the alias named before, for rollback
+HISTORY_TAG = "alias_history.{alias}"  # every promotion and rollback of the alias
+HISTORY_KEEP = 100
+_CHUNK = 1 << 20
+STORAGE_SCHEMES = {"s3", "s3a", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss"}
+
+
+class RegistryError(LookupError):
+    """A model, version or alias that is not in the registry, or a rollback with nowhere to go."""
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """One registered version: what the job records on rows and ships to executors."""
+
+    name: str
+    version: str
+    source: str
+    weights_sha256: str | None
+    params: dict[str, Any]
+
+
+def local_store_uri(folder: str | Path) -> str:
+    """The sqlite registry/tracking URI for a local folder (MLflow 3 refuses the plain file store)."""
+    path = Path(folder).expanduser().resolve()
+    return f"sqlite:///{path / 'mlflow.db'}"
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///...` URI, else None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///"):])
+
+
+def mlflow_client(tracking_uri: str) -> MlflowClient:
+    """A client whose tracking and registry are both `tracking_uri` (its folder made if local)."""
+    db = sqlite_path(tracking_uri)
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def _local_path(source: str) -> str | None:
+    """`source` as an absolute local path if it names one: an existing file or folder, or
+    anything written as a path (`/...`, `./...`, `~...`, `file://...`), which must then exist."""
+    explicit = source.startswith(("/", "./", "../", "~", "file://"))
+    if source.startswith("file://"):
+        source = urlparse(source).path
+    path = Path(source).expanduser()
+    if path.exists() and "://" not in source:
+        return str(path.resolve())
+    if explicit:
+        raise FileNotFoundError(f"no weights at {source}")
+    return None
+
+
+def _is_weights_location(source: str) -> bool:
+    """A path or storage URI (hashed); anything else (`laion2b_s34b_b79k`, `hf-hub:org/model`) is a hub tag."""
+    return _local_path(source) is not None or urlparse(source).scheme in STORAGE_SCHEMES
+
+
+def weights_sha256(path: str) -> str:
+    """sha256 of a weight file, or of a folder: for every file under it, in sorted relative
+    (POSIX) path order, its relative path, a NUL byte, then its bytes. The paths are hashed so
+    that renaming a file (tokenizer.json, config.json) makes a different model.
+    Local paths and `file://` URIs are read directly, storage URIs (`s3://`, `hdfs://`) through pyarrow."""
+    from pyarrow import fs as pafs
+
+    local = _local_path(path)
+    if local is not None:
+        filesystem, base = pafs.LocalFileSystem(), local
+    else:
+        filesystem, base = pafs.FileSystem.from_uri(path)
+    info = filesystem.get_file_info(base)
+    if info.type == pafs.FileType.File:
+        return _update(hashlib.sha256(), filesystem, base).hexdigest()
+    if info.type != pafs.FileType.Directory:
+        raise FileNotFoundError(f"no weights at {path}")
+    prefix = base.rstrip("/") + "/"
+    entries = filesystem.get_file_info(pafs.FileSelector(base, recursive=True))
+    files = sorted((e.path[len(prefix):], e.path) for e in entries if e.type == pafs.FileType.File)
+    digest = hashlib.sha256()
+    for rel, full in files:
+        digest.update(rel.encode() + b"\0")
+        _update(digest, filesystem, full)
+    return digest.hexdigest()
+
+
+def _update(digest: Any, filesystem: Any, path: str) -> Any:
+    with filesystem.open_input_stream(path) as stream:
+        while chunk := stream.read(_CHUNK):
+            digest.update(chunk)
+    return digest
+
+
+def _canonical(params: Mapping[str, Any]) -> str:
+    return json.dumps(dict(params), sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Registry:
+    """Registered models, their versions and aliases, in one MLflow registry."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        self.tracking_uri = tracking_uri
+        self.client = mlflow_client(tracking_uri)
+
+    # -- versions ---------------------------------------------------------------------------
+
+    def register(self, name: str, source: str, params: Mapping[str, Any], description: str = "") -> RegisteredModel:
+        """Idempotent: a version with the same weights hash and params is reused, else a new version is created.
+
+        Hub tags cannot be hashed; for them the source itself stands in for the hash."""
+        source = _local_path(source) or source
+        sha = weights_sha256(source) if _is_weights_location(source) else None
+        params_json = _canonical(params)
+        self._ensure_model(name, description)
+        for version in self._versions(name):
+            tags = version.tags
+            same_weights = tags.get(SHA_TAG) == sha if sha is not None else (SHA_TAG not in tags and version.source == source)
+            if same_weights and tags.get(PARAMS_TAG) == params_json:
+                return self._entity(version)
+        tags = {PARAMS_TAG: params_json, SOURCE_TAG: source}
+        if sha is not None:
+            tags[SHA_TAG] = sha
+        created = self.client.create_model_version(name, source, tags=tags, description=description or None,
+                                                   await_creation_for=0)
+        return self._entity(created)
+
+    def register_first_use(self, name: str, source: str, params: Mapping[str, Any],
+                           description: str = "", alias: str = CHAMPION) -> RegisteredModel:
+        """Register packaged weights and, if the model has no `alias` yet, point it at them.
+
+        Returns what `alias` resolves to, which is the registered version only on first use:
+        after that the registry, not the configuration, decides the champion."""
+        registered = self.register(name, source, params, description)
+        if alias not in self.aliases(name):
+            self.promote(name, registered.version, alias)
+        return self.resolve(name, alias)
+
+    def resolve(self, name: str, ref: str) -> RegisteredModel:
+        """The version `ref` names: an alias (`champion`, `challenger`), `latest`, or a version number."""
+        ref = str(ref)
+        try:
+            if ref.isdigit():
+                return self._entity(self.client.get_model_version(name, ref))
+            if ref == "latest":
+                versions = self._versions(name)
+                if not versions:
+                    raise RegistryError(f"model {name!r} has no versions")
+                return self._entity(max(versions, key=lambda v: int(v.version)))
+            return self._entity(self.client.get_model_version_by_alias(name, ref))
+        except MlflowException as e:
+            known = self._known(name)
+            raise RegistryError(f"cannot resolve {name!r} at {ref!r}: {known}") from e
+
+    def aliases(self, name: str) -> dict[str, str]:
+        """alias -> version of a registered model."""
+        try:
+            model = self.client.get_registered_model(name)
+        except MlflowException as e:
+            raise RegistryError(f"no registered model {name!r}") from e
+        return {alias: str(version) for alias, version in model.aliases.items()}
+
+    def versions(self, name: str) -> list[RegisteredModel]:
+        """Every version of a model, oldest first."""
+        return [self._entity(v) for v in sorted(self._versions(name), key=lambda v: int(v.version))]
+
+    # -- aliases ----------------------------------------------------------------------------
+
+    def promote(self, name: str, version: str, alias: str = CHAMPION,
+                ledger_root: str | None = None, signal: str | None = None) -> str | None:
+        """Point `alias` at `version` (a number, or another alias: promote("m", "challenger"));
+        returns the version the alias pointed to before (None if it was unset).
+
+        The previous version is pushed on the alias's rollback stack, the move is logged in the
+        alias's history and, with `ledger_root`, appended to the run ledger. Promoting the version
+        the alias already names changes and records nothing."""
+        version = self.resolve(name, str(version)).version  # refuses unknown versions
+        previous = self.aliases(name).get(alias)
+        if previous == version:
+            return previous
+        self.client.set_registered_model_alias(name, alias, version)
+        stack = self._tag_list(name, STACK_TAG, alias)
+        if previous is not None:
+            stack.append(previous)
+        self._set_tag_list(name, STACK_TAG, alias, stack)
+        self._log(name, alias, "promote", previous, version)
+        self._record(ledger_root, "promote", name, alias, previous, version, signal)
+        return previous
+
+    def rollback(self, name: str, alias: str = CHAMPION,
+                 ledger_root: str | None = None, signal: str | None = None) -> str:
+        """Move `alias` back to the version it named before its last promotion; returns that version.
+
+        Successive rollbacks walk further back; the abandoned version is tagged `rolled_back.<alias>`.
+        Raises RegistryError when there is no earlier version."""
+        current = self.aliases(name).get(alias)
+        stack = self._tag_list(name, STACK_TAG, alias)
+        while stack and stack[-1] == current:  # the alias was moved back by hand meanwhile
+            stack.pop()
+        if not stack:
+            raise RegistryError(
+                f"cannot roll back {name!r} {alias!r} (now version {current}): no earlier version to return to"
+            )
+        target = stack.pop()
+        self.client.set_registered_model_alias(name, alias, target)
+        self._set_tag_list(name, STACK_TAG, alias, stack)
+        if current is not None:
+            self.client.set_model_version_tag(name, current, f"rolled_back.{alias}", _now().isoformat())
+        self._log(name, alias, "rollback", current, target)
+        self._record(ledger_root, "rollback", name, alias, current, target, signal)
+        return target
+
+    def history(self, name: str, alias: str = CHAMPION) -> list[dict[str, Any]]:
+        """The alias's promotions and rollbacks (action, from, to, at), oldest first."""
+        return self._tag_list(name, HISTORY_TAG, alias)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _ensure_model(self, name: str, description: str) -> None:
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException:
+            try:
+                self.client.create_registered_model(name, description=description or None)
+            except MlflowException as e:  # created meanwhile by another driver
+                if e.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+
+    def _versions(self, name: str) -> list[ModelVersion]:
+        escaped = name.replace("'", "\\'")
+        found, token = [], None
+        while True:
+            page = self.client.search_model_versions(f"name = '{escaped}'", page_token=token)
+            found.extend(page)
+            token = page.token
+            if not token:
+                return found
+
+    def _entity(self, version: ModelVersion) -> RegisteredModel:
+        tags = version.tags or {}
+        return RegisteredModel(
+            name=version.name,
+            version=str(version.version),  # the sqlite store hands back an int
+            source=version.source,
+            weights_sha256=tags.get(SHA_TAG),
+            params=json.loads(tags.get(PARAMS_TAG, "{}")),
+        )
+
+    def _known(self, name: str) -> str:
+        try:
+            aliases = self.aliases(name)
+        except RegistryError:
+            return "no such registered model"
+        versions = sorted(int(v.version) for v in self._versions(name))
+        return f"versions {versions}, aliases {aliases}"
+
+    def _tag_list(self, name: str, template: str, alias: str) -> list[Any]:
+        try:
+            tags = self.client.get_registered_model(name).tags
+        except MlflowException as e:
+            raise RegistryError(f"no registered model {name!r}") from e
+        return json.loads(tags.get(template.format(alias=alias), "[]"))
+
+    def _set_tag_list(self, name: str, template: str, alias: str, values: list[Any]) -> None:
+        self.client.set_registered_model_tag(name, template.format(alias=alias), json.dumps(values[-HISTORY_KEEP:]))
+
+    def _log(self, name: str, alias: str, action: str, old: str | None, new: str) -> None:
+        events = self._tag_list(name, HISTORY_TAG, alias)
+        events.append({"action": action, "from": old, "to": new, "at": _now().isoformat()})
+        self._set_tag_list(name, HISTORY_TAG, alias, events)
+
+    def _record(self, ledger_root: str | None, job: str, name: str, alias: str,
+                old: str | None, new: str, signal: str | None) -> None:
+        if ledger_root is None:
+            return
+        from jobs.ledger import SUCCEEDED, RunRecord, record_runs
+
+        now = _now()
+        record_runs(ledger_root, [RunRecord(
+            run_id=f"{job}-{now.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}", job=job, signal=signal or name,
+            model_name=name, model_version=new, window_start=None, window_end=None, rows_in=None, rows_ok=None,
+            rows_error=None, status=SUCCEEDED, message=f"{alias} {old} -> {new}", table_version=None,
+            started_at=now, finished_at=now,
+        )])

@@ -1,0 +1,67 @@
+"""Near-duplicate groups in Spark: fingerprints equal to Python's, components, the table."""
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+
+import pytest
+from deltalake import DeltaTable
+
+from jobs.dedup import connected_components, fingerprints, run_dedup
+from signals.decode import InputError, decode_image
+from signals.labels.perceptual_hash import perceptual_hash
+
+pytestmark = pytest.mark.spark
+
+
+@pytest.fixture(scope="module")
+def deduped(spark, backfilled):
+    result = run_dedup(spark, backfilled.settings)
+    return backfilled.settings, result, DeltaTable(backfilled.settings.table_root("duplicates")).to_pyarrow_table().to_pylist()
+
+
+def test_connected_components_take_the_smallest_reachable_id(spark):
+    nodes = spark.createDataFrame([(c,) for c in "abcdefg"], ["content_id"])
+    links = spark.createDataFrame([("c", "b"), ("b", "a"), ("e", "d"), ("g", "e")], ["a", "b"])
+    groups = dict(connected_components(nodes, links).collect())
+    assert groups == {"a": "a", "b": "a", "c": "a", "d": "d", "e": "d", "g": "d", "f": "f"}
+
+
+def test_spark_fingerprints_equal_python(spark, backfilled):
+    rows = fingerprints(spark, backfilled.settings).collect()
+    corpus = {r["content_id"]: r["image"] for r in DeltaTable(backfilled.settings.table_root("corpus")).to_pyarrow_table().to_pylist()}
+    for row in rows:
+        image = corpus[row.content_id]
+        try:
+            assert row.phash == perceptual_hash(decode_image(image))  # all 64 bits, no float rounding
+        except InputError as exc:
+            assert row.phash is None and row.error == str(exc)
+        assert row.exact_hash == (hashlib.sha256(image).hexdigest() if image is not None else None)
+
+
+def test_every_item_has_one_row_and_byte_identical_images_share_a_group(deduped):
+    settings, result, rows = deduped
+    corpus = DeltaTable(settings.table_root("corpus")).to_pyarrow_table().to_pylist()
+    assert sorted(r["content_id"] for r in rows) == sorted(r["content_id"] for r in corpus)
+    group = {r["content_id"]: r["group_id"] for r in rows}
+    by_bytes = defaultdict(set)
+    for item in corpus:
+        if item["image"]:
+            by_bytes[hashlib.sha256(item["image"]).hexdigest()].add(group[item["content_id"]])
+    assert all(len(groups) == 1 for groups in by_bytes.values())
+    assert result.table_versions["duplicates"] == DeltaTable(settings.table_root("duplicates")).version()
+
+
+def test_groups_are_consistent(deduped):
+    settings, _, rows = deduped
+    created = {r["content_id"]: r["created_at"] for r in DeltaTable(settings.table_root("corpus")).to_pyarrow_table().to_pylist()}
+    members = defaultdict(list)
+    for r in rows:
+        members[r["group_id"]].append(r)
+    for group_id, mine in members.items():
+        assert group_id == min(r["content_id"] for r in mine)
+        assert {r["group_size"] for r in mine} == {len(mine)}
+        canonical = [r["content_id"] for r in mine if r["is_canonical"]]
+        assert canonical == [min(mine, key=lambda r: (created[r["content_id"]], r["content_id"]))["content_id"]]
+        if len(mine) > 1:
+            assert all(r["matched_id"] in {m["content_id"] for m in mine} for r in mine)

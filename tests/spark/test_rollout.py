@@ -1,0 +1,85 @@
+"""Model versions through the MLflow registry: a challenger computed beside the champion on a
+stable slice, champion rows untouched, the comparison report, promotion and rollback."""
+from __future__ import annotations
+
+import pyarrow.compute as pc
+import pytest
+import torch
+from deltalake import DeltaTable
+
+from jobs.backfill import run_backfill
+from jobs.compare import compare_in_lakehouse
+from jobs.lakehouse import Lakehouse
+from jobs.models import CHALLENGER, registry_for
+from signals.embedders.efficientnet import default_weights_path
+
+pytestmark = pytest.mark.spark
+
+ONLY_IMAGE_EMBEDDING = tuple(
+    f"signals.{n}.enabled=false"
+    for n in ("text_embedding", "image_safety", "text_safety", "language", "image_topics", "text_topics", "image_quality")
+)
+
+
+def _rows(settings, version: str):
+    rows = DeltaTable(settings.table_root("embeddings")).to_pyarrow_table()
+    return rows.filter(pc.equal(rows["model_version"], version)).sort_by("content_id")
+
+
+@pytest.fixture
+def with_challenger(spark, fresh_lakehouse, tmp_path):
+    """A lakehouse whose image embedding has champion v1 (computed) and a challenger v2 with
+    perturbed weights, computed on a stable 30% canary slice."""
+    settings = fresh_lakehouse(*ONLY_IMAGE_EMBEDDING)
+    run_backfill(spark, settings)
+    registry = registry_for(settings)
+    assert registry.aliases("image_embedding") == {"champion": "1"}
+    champion_files = set(DeltaTable(settings.table_root("embeddings")).file_uris())
+    champion_rows = _rows(settings, "1")
+
+    weights = torch.load(default_weights_path(), map_location="cpu")
+    torch.manual_seed(0)
+    perturbed = {k: v + 0.05 * torch.randn_like(v) if v.is_floating_point() and v.dim() == 4 else v for k, v in weights.items()}
+    path = tmp_path / "efficientnet-v2.pth"
+    torch.save(perturbed, path)
+    v2 = registry.register("image_embedding", str(path), {"kind": "efficientnet_lite0_image", "weights_path": str(path)})
+    registry.client.set_registered_model_alias("image_embedding", CHALLENGER, v2.version)
+    canary = run_backfill(spark, settings, role=CHALLENGER, slice_percent=30)
+    return settings, registry, v2.version, champion_files, champion_rows, canary
+
+
+def test_the_challenger_lands_beside_the_champion_on_a_stable_slice(spark, with_challenger):
+    settings, registry, v2, champion_files, champion_rows, canary = with_challenger
+    assert v2 == "2" and [o.model.version for o in canary.outcomes] == ["2"]
+    assert _rows(settings, "1").equals(champion_rows)  # byte for byte, run ids and times included
+    assert champion_files <= set(DeltaTable(settings.table_root("embeddings")).file_uris())
+    slice_ids = _rows(settings, "2")["content_id"].to_pylist()
+    total = champion_rows.num_rows
+    assert 0.15 * total <= len(slice_ids) <= 0.45 * total
+    run_backfill(spark, settings, role=CHALLENGER, slice_percent=30)  # again: the same slice, replaced
+    assert _rows(settings, "2")["content_id"].to_pylist() == slice_ids
+    assert _rows(settings, "1").equals(champion_rows)
+    history = DeltaTable(settings.table_root("embeddings")).history(1)[0]
+    assert history["role"] == "challenger" and "'image_embedding': '2'" in history["model_versions"]
+
+
+def test_the_report_shows_differences_and_none_for_identical_versions(with_challenger):
+    settings, *_ = with_challenger
+    different = compare_in_lakehouse(settings.lakehouse_root, "image_embedding", "1", "2")
+    same = compare_in_lakehouse(settings.lakehouse_root, "image_embedding", "1", "1")
+    assert different.differences and not same.differences
+    assert different.metrics["items_compared"] > 0
+
+
+def test_promote_then_rollback_switch_what_consumers_read_without_recomputing(with_challenger):
+    settings, registry, v2, *_ = with_challenger
+    lakehouse = Lakehouse(settings.lakehouse_root, settings.registry_uri)
+    version = DeltaTable(settings.table_root("embeddings")).version()
+    assert set(lakehouse.champion("embeddings")["model_version"].to_pylist()) == {"1"}
+    registry.promote("image_embedding", v2, ledger_root=settings.table_root("runs"), signal="image_embedding")
+    assert set(lakehouse.champion("embeddings")["model_version"].to_pylist()) == {"2"}
+    registry.rollback("image_embedding", ledger_root=settings.table_root("runs"), signal="image_embedding")
+    assert set(lakehouse.champion("embeddings")["model_version"].to_pylist()) == {"1"}
+    assert DeltaTable(settings.table_root("embeddings")).version() == version  # nothing recomputed
+    jobs = [r["job"] for r in DeltaTable(settings.table_root("runs")).to_pyarrow_table().to_pylist()]
+    assert jobs.count("promote") == 1 and jobs.count("rollback") == 1

@@ -1,0 +1,214 @@
+"""jobs.registry on a local sqlite MLflow registry: hashes of the packaged weights, idempotent
+registration, alias resolution, promotion and rollback (registry and run ledger), and MLflow
+kept off the network."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+
+from jobs.registry import CHAMPION, Registry, RegistryError, local_store_uri, weights_sha256
+from signals.embedders.efficientnet import default_weights_path
+from signals.embedders.minilm import default_model_dir
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory) -> Path:
+    """An empty registry database, made once: creating MLflow's tables takes seconds."""
+    folder = tmp_path_factory.mktemp("empty-registry")
+    Registry(local_store_uri(folder))
+    return folder / "mlflow.db"
+
+
+@pytest.fixture
+def registry(tmp_path, empty_store) -> Registry:
+    """A registry of its own for each test (a copy of the empty database)."""
+    shutil.copy(empty_store, tmp_path / "mlflow.db")
+    return Registry(local_store_uri(tmp_path))
+
+
+def folder_sha256(root: Path) -> str:
+    """The documented folder hash: relative path, NUL, bytes, for each file in sorted path order."""
+    digest = hashlib.sha256()
+    for rel in sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()):
+        digest.update(rel.encode() + b"\0" + (root / rel).read_bytes())
+    return digest.hexdigest()
+
+
+def weights_file(folder: Path, name: str, content: bytes) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_bytes(content)
+    return str(folder / name)
+
+
+def test_packaged_models_register_with_a_stable_hash_and_are_reused(registry):
+    efficientnet = default_weights_path()
+    expected = hashlib.sha256(Path(efficientnet).read_bytes()).hexdigest()
+    first = registry.register("efficientnet-lite0", efficientnet, {"image_size": 224, "resize": "bicubic"})
+    assert first.weights_sha256 == expected
+    assert Path(efficientnet).name.split("-")[-1].split(".")[0] == expected[:8]  # the file is named after its hash
+    assert (first.version, first.source, first.params) == ("1", efficientnet, {"image_size": 224, "resize": "bicubic"})
+    again = registry.register("efficientnet-lite0", efficientnet, {"resize": "bicubic", "image_size": 224})
+    assert again == first  # same weights, same params (in any key order): the same version
+
+    minilm = Path(default_model_dir())
+    text = registry.register("all-MiniLM-L6-v2", str(minilm), {"max_tokens": 256})
+    assert text.weights_sha256 == folder_sha256(minilm) == weights_sha256(str(minilm))
+    assert registry.register("all-MiniLM-L6-v2", str(minilm), {"max_tokens": 256}).version == text.version == "1"
+
+    changed = registry.register("efficientnet-lite0", efficientnet, {"image_size": 256, "resize": "bicubic"})
+    assert changed.version == "2" and changed.weights_sha256 == expected
+    assert [v.version for v in registry.versions("efficientnet-lite0")] == ["1", "2"]
+
+
+def test_new_weights_make_a_new_version_and_moved_weights_do_not(registry, tmp_path):
+    one = registry.register("m", weights_file(tmp_path / "a", "w.pt", b"weights one"), {})
+    two = registry.register("m", weights_file(tmp_path / "b", "w.pt", b"weights two"), {})
+    moved = registry.register("m", weights_file(tmp_path / "c", "other-name.pt", b"weights one"), {})
+    assert (one.version, two.version, moved.version) == ("1", "2", "1")
+    assert one.weights_sha256 == hashlib.sha256(b"weights one").hexdigest()
+
+
+def test_folder_hash_covers_every_file_and_its_name(tmp_path):
+    folder = tmp_path / "model"
+    weights_file(folder, "config.json", b"{}")
+    weights_file(folder / "sub", "weights.bin", b"\x00\x01")
+    original = weights_sha256(str(folder))
+    assert original == folder_sha256(folder) == weights_sha256(f"file://{folder}")
+    (folder / "config.json").rename(folder / "config2.json")
+    renamed = weights_sha256(str(folder))
+    (folder / "sub" / "weights.bin").write_bytes(b"\x00\x02")
+    assert len({original, renamed, weights_sha256(str(folder))}) == 3
+
+
+def test_hub_tags_have_no_hash_and_missing_paths_are_refused(registry, tmp_path):
+    tag = registry.register("clip", "laion2b_s34b_b79k", {"arch": "ViT-B-32"})
+    assert tag.weights_sha256 is None and tag.source == "laion2b_s34b_b79k"
+    assert registry.register("clip", "laion2b_s34b_b79k", {"arch": "ViT-B-32"}).version == tag.version
+    assert registry.register("clip", "hf-hub:laion/other", {"arch": "ViT-B-32"}).version == "2"
+    with pytest.raises(FileNotFoundError):
+        registry.register("clip", str(tmp_path / "missing.pt"), {})
+
+
+def test_resolve_by_alias_number_and_latest(registry, tmp_path):
+    one = registry.register("m", weights_file(tmp_path, "1.pt", b"1"), {"p": 1})
+    two = registry.register("m", weights_file(tmp_path, "2.pt", b"2"), {"p": 2})
+    assert registry.register_first_use("m", str(tmp_path / "1.pt"), {"p": 1}) == one  # champion set on first use
+    assert registry.register_first_use("m", str(tmp_path / "2.pt"), {"p": 2}) == one  # ... and only then
+    registry.promote("m", "2", alias="challenger")
+    assert registry.aliases("m") == {CHAMPION: "1", "challenger": "2"}
+    assert registry.resolve("m", CHAMPION) == one
+    assert registry.resolve("m", "challenger") == two
+    assert registry.resolve("m", "2") == two and registry.resolve("m", 1) == one
+    assert registry.resolve("m", "latest") == two
+    with pytest.raises(RegistryError, match="canary"):
+        registry.resolve("m", "canary")
+    with pytest.raises(RegistryError, match="'7'"):
+        registry.resolve("m", "7")
+    with pytest.raises(RegistryError):
+        registry.aliases("no-such-model")
+    assert registry.promote("m", "challenger") == "1"  # promote whatever the challenger is
+    assert registry.aliases("m") == {CHAMPION: "2", "challenger": "2"}
+
+
+def test_promote_then_rollback_moves_the_alias_and_writes_the_ledger(registry, tmp_path):
+    ledger = str(tmp_path / "lakehouse" / "runs")
+    registry.register_first_use("efficientnet-lite0", weights_file(tmp_path, "1.pt", b"1"), {})
+    registry.register("efficientnet-lite0", weights_file(tmp_path, "2.pt", b"2"), {})
+
+    assert registry.promote("efficientnet-lite0", "2", ledger_root=ledger, signal="image_embedding") == "1"
+    assert registry.resolve("efficientnet-lite0", CHAMPION).version == "2"
+    assert registry.rollback("efficientnet-lite0", ledger_root=ledger, signal="image_embedding") == "1"
+    assert registry.resolve("efficientnet-lite0", CHAMPION).version == "1"
+
+    rows = sorted(DeltaTable(ledger).to_pyarrow_table().to_pylist(), key=lambda r: r["started_at"])
+    assert [(r["job"], r["signal"], r["model_name"], r["model_version"], r["message"], r["status"]) for r in rows] == [
+        ("promote", "image_embedding", "efficientnet-lite0", "2", "champion 1 -> 2", "succeeded"),
+        ("rollback", "image_embedding", "efficientnet-lite0", "1", "champion 2 -> 1", "succeeded"),
+    ]
+    assert len({r["run_id"] for r in rows}) == 2
+    assert [(e["action"], e["from"], e["to"]) for e in registry.history("efficientnet-lite0")] == [
+        ("promote", None, "1"), ("promote", "1", "2"), ("rollback", "2", "1")]
+    assert "rolled_back.champion" in registry.client.get_model_version("efficientnet-lite0", "2").tags
+
+
+def test_rollbacks_walk_back_and_stop_with_a_clear_error(registry, tmp_path):
+    for i in (1, 2, 3):
+        registry.promote("m", registry.register("m", weights_file(tmp_path, f"{i}.pt", bytes([i])), {}).version)
+    assert registry.promote("m", "3") == "3"  # already there: nothing moves, nothing is pushed
+    assert registry.rollback("m") == "2"
+    assert registry.rollback("m") == "1"
+    with pytest.raises(RegistryError, match="no earlier version"):
+        registry.rollback("m")
+    assert registry.aliases("m") == {CHAMPION: "1"}
+
+
+def test_rollback_after_the_alias_was_moved_by_hand_still_goes_back(registry, tmp_path):
+    for i in (1, 2, 3):
+        registry.promote("m", registry.register("m", weights_file(tmp_path, f"{i}.pt", bytes([i])), {}).version)
+    registry.client.set_registered_model_alias("m", CHAMPION, "2")  # in the MLflow UI, say
+    assert registry.rollback("m") == "1"  # not a no-op back to 2
+
+
+def test_rollback_without_history_raises(registry, tmp_path):
+    registry.register("m", weights_file(tmp_path, "1.pt", b"1"), {})
+    with pytest.raises(RegistryError, match="no earlier version"):
+        registry.rollback("m")  # no alias at all
+    registry.promote("m", "1")
+    with pytest.raises(RegistryError, match="no earlier version"):
+        registry.rollback("m")  # champion was never anything else
+    with pytest.raises(RegistryError):
+        registry.promote("m", "9")  # no such version
+    assert registry.aliases("m") == {CHAMPION: "1"}
+
+
+_NETWORK_PROBE = """
+import json, socket, sys, time
+attempts = []
+real_connect = socket.socket.connect
+def connect(sock, address):
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        attempts.append(str(address))
+        raise OSError("network disabled in this test")
+    return real_connect(sock, address)
+socket.socket.connect = connect
+real_getaddrinfo = socket.getaddrinfo
+def getaddrinfo(host, *args, **kwargs):
+    attempts.append(f"dns {host}")
+    raise OSError("network disabled in this test")
+socket.getaddrinfo = getaddrinfo
+
+import mlflow  # imported before jobs.registry, as another module might: telemetry still on here
+import mlflow.telemetry
+before = mlflow.telemetry.get_telemetry_client() is not None
+from jobs.registry import Registry
+after = mlflow.telemetry.get_telemetry_client() is not None
+registry = Registry(sys.argv[1])
+registry.register("clip", "laion2b_s34b_b79k", {})
+registry.promote("clip", "1")
+registry.resolve("clip", "champion")
+time.sleep(1)
+print(json.dumps({"before": before, "after": after, "attempts": attempts}))
+"""
+
+
+def test_mlflow_never_tries_the_network(tmp_path, empty_store):
+    shutil.copy(empty_store, tmp_path / "mlflow.db")
+    quiet = {"PYTEST_CURRENT_TEST", "CI", "GITHUB_ACTIONS", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"}
+    env = {k: v for k, v in os.environ.items() if k not in quiet}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    done = subprocess.run([sys.executable, "-c", _NETWORK_PROBE, local_store_uri(tmp_path)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen == {"before": True, "after": False, "attempts": []}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]  # no ./mlruns or artifacts beside it
