@@ -4,9 +4,13 @@ ground truth is right and it is reproducible, so these check both."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
+import itertools
 import json
+from collections import Counter, defaultdict
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from PIL import Image
@@ -14,6 +18,11 @@ from PIL import Image
 from jobs.sample_corpus import CORPUS_SCHEMA, KINDS, TEXT_WEIGHTS, TRUTH_SCHEMA, generate_corpus
 
 BAD_KINDS = {kind.name for kind in KINDS if kind.group == "bad"}
+COPY_KINDS = {
+    "exact_duplicate", "near_duplicate", "recompress", "rescale", "grayscale", "cmyk", "rgba", "palette", "gray16",
+}
+EDIT_KINDS = {"crop", "flip", "blur", "low_res", "text_overlay", "truncated", "huge_header"}
+NO_SOURCE_KINDS = {"original", "corrupt", "empty", "not_image", "null"}
 EXPECTED_MODES = {"grayscale": "L", "cmyk": "CMYK", "rgba": "RGBA", "palette": "P", "gray16": "I;16"}
 
 
@@ -27,8 +36,25 @@ def medium() -> tuple[pa.Table, pa.Table]:
     return generate_corpus(n_items=120, seed=3)
 
 
+@pytest.fixture(scope="module")
+def full() -> tuple[pa.Table, pa.Table]:
+    """The demo corpus (write_sample_corpus's default size and seed)."""
+    return generate_corpus(n_items=480, seed=7)
+
+
 def _rows(corpus: pa.Table, truth: pa.Table) -> list[tuple[dict, dict]]:
     return list(zip(corpus.to_pylist(), truth.to_pylist()))
+
+
+def _mean_hash(data: bytes) -> np.ndarray:
+    """64-bit average hash: 8x8 box-averaged luminance above its mean."""
+    with Image.open(io.BytesIO(data)) as img:
+        cells = np.asarray(img.convert("L").resize((8, 8), Image.Resampling.BOX), dtype=np.float64)
+    return (cells > cells.mean()).ravel()
+
+
+def _hamming(a: bytes, b: bytes) -> int:
+    return int(np.count_nonzero(_mean_hash(a) != _mean_hash(b)))
 
 
 def _decodes(data: bytes | None) -> bool:
@@ -201,3 +227,128 @@ def test_titles_come_from_real_photos(medium: tuple[pa.Table, pa.Table]) -> None
     assert titles["astronaut"] == "Astronaut Eileen Collins"
     assert titles["china"].startswith("China")
     assert len(set(titles)) >= 10
+
+
+# --------------------------------------------------------------------------------------
+# Duplicate truth: source_id, dup_group, dup_relation
+# --------------------------------------------------------------------------------------
+
+
+def test_kind_sets_cover_every_kind() -> None:
+    assert COPY_KINDS | EDIT_KINDS | NO_SOURCE_KINDS == {kind.name for kind in KINDS}
+    assert {kind.name: kind.relation for kind in KINDS} == {
+        **{name: "copy" for name in COPY_KINDS}, **{name: "edit" for name in EDIT_KINDS},
+        **{name: "none" for name in NO_SOURCE_KINDS},
+    }
+
+
+@pytest.mark.parametrize("corpus_name", ["small", "medium", "full"])
+def test_duplicate_columns_follow_the_variant(corpus_name: str, request: pytest.FixtureRequest) -> None:
+    _, truth = request.getfixturevalue(corpus_name)
+    for row in truth.to_pylist():
+        variant, own = row["variant"], row["content_id"]
+        if variant in COPY_KINDS:
+            assert row["dup_relation"] == "copy" and row["source_id"] is not None, row
+            assert row["dup_group"] == row["source_id"], row
+        elif variant in EDIT_KINDS:
+            assert row["dup_relation"] == "edit" and row["source_id"] is not None, row
+            assert row["dup_group"] == own, row
+        else:
+            assert row["dup_relation"] == "none" and row["source_id"] is None, row
+            assert row["dup_group"] == own, row
+        if variant in {"exact_duplicate", "near_duplicate"}:
+            assert row["duplicate_of"] == row["source_id"], row
+        else:
+            assert row["duplicate_of"] is None, row
+        assert (row["base_id"] is None) == (variant in NO_SOURCE_KINDS - {"original"}), row
+
+
+@pytest.mark.parametrize("corpus_name", ["small", "medium", "full"])
+def test_sources_and_groups_are_earlier_originals(corpus_name: str, request: pytest.FixtureRequest) -> None:
+    _, truth = request.getfixturevalue(corpus_name)
+    rows = truth.to_pylist()
+    index = {row["content_id"]: i for i, row in enumerate(rows)}
+    for i, row in enumerate(rows):
+        if row["source_id"] is not None:
+            source = rows[index[row["source_id"]]]
+            assert index[row["source_id"]] < i, row
+            assert source["variant"] == "original" and source["base_id"] == row["base_id"], row
+        if row["dup_relation"] == "copy":
+            group = rows[index[row["dup_group"]]]
+            assert index[row["dup_group"]] < i and group["variant"] == "original", row
+    assert rows[0]["variant"] == "original"
+
+
+def test_no_identical_bytes_across_dup_groups(full: tuple[pa.Table, pa.Table]) -> None:
+    """Byte-identical images are the same picture, so they must share a dup_group.  Only
+    bad images without a picture (zero bytes, the same error text) may repeat."""
+    groups_by_digest: dict[bytes, set[str]] = defaultdict(set)
+    for item, row in _rows(*full):
+        if item["image"] is None or (row["is_bad_image"] and row["source_id"] is None):
+            continue
+        groups_by_digest[hashlib.sha256(item["image"]).digest()].add(row["dup_group"])
+    shared = {digest: groups for digest, groups in groups_by_digest.items() if len(groups) > 1}
+    assert not shared
+    assert len(groups_by_digest) > 0.7 * full[0].num_rows
+
+
+def test_exact_duplicates_are_their_sources_bytes(full: tuple[pa.Table, pa.Table]) -> None:
+    corpus, truth = full
+    images = dict(zip(corpus["content_id"].to_pylist(), corpus["image"].to_pylist()))
+    exact = [row for row in truth.to_pylist() if row["variant"] == "exact_duplicate"]
+    assert exact
+    for row in exact:
+        assert images[row["content_id"]] == images[row["source_id"]] == images[row["dup_group"]]
+
+
+def test_originals_of_one_photo_are_different_pictures(full: tuple[pa.Table, pa.Table]) -> None:
+    originals: dict[str, list[bytes]] = defaultdict(list)
+    for item, row in _rows(*full):
+        if row["variant"] == "original":
+            originals[row["base_id"]].append(item["image"])
+    assert len(originals) >= 10 and all(len(images) >= 2 for images in originals.values())
+    distances = []
+    for base_id, images in originals.items():
+        assert len(set(images)) == len(images), base_id
+        for a, b in itertools.combinations(images, 2):
+            distance = _hamming(a, b)
+            assert distance >= 12, base_id
+            distances.append(distance)
+    assert sum(distances) / len(distances) >= 20
+
+
+def test_copies_keep_their_sources_picture(full: tuple[pa.Table, pa.Table]) -> None:
+    corpus, truth = full
+    images = dict(zip(corpus["content_id"].to_pylist(), corpus["image"].to_pylist()))
+    checked = Counter()
+    for row in truth.to_pylist():
+        if row["variant"] in {"rescale", "recompress", "near_duplicate", "exact_duplicate"}:
+            assert _hamming(images[row["content_id"]], images[row["source_id"]]) <= 8, row
+            checked[row["variant"]] += 1
+    assert len(checked) == 4
+
+
+def test_originals_are_new_frames_at_pin_size(full: tuple[pa.Table, pa.Table]) -> None:
+    widths: dict[str, set[float]] = defaultdict(set)
+    for item, row in _rows(*full):
+        if row["variant"] != "original":
+            continue
+        params = json.loads(row["params"])
+        left, top, right, bottom = params["box"]
+        photo_width, photo_height = params["photo_size"]
+        assert 0 <= left < right <= photo_width and 0 <= top < bottom <= photo_height
+        assert (right - left) * (bottom - top) < photo_width * photo_height or row["base_id"] in {"brick", "grass", "gravel"}
+        widths[row["base_id"]].add((right - left) / photo_width)
+        with Image.open(io.BytesIO(item["image"])) as img:
+            assert img.format == "JPEG" and list(img.size) == params["size"]
+            assert 400 <= max(img.size) <= 512 and min(img.size) >= 256
+    for texture in ("brick", "grass", "gravel"):  # their scale varies, not only the position
+        assert max(widths[texture]) / min(widths[texture]) >= 1.3
+
+
+@pytest.mark.parametrize("seed", [1, 5, 11, 12])
+def test_some_original_has_two_copies(seed: int) -> None:
+    _, truth = generate_corpus(n_items=60, seed=seed)
+    groups = Counter(truth["dup_group"].to_pylist())
+    originals = [row["content_id"] for row in truth.to_pylist() if row["variant"] == "original"]
+    assert max(groups[cid] for cid in originals) >= 3  # the original and two copies
