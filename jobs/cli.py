@@ -63,6 +63,9 @@ def print_result(result: RunResult, settings: Settings) -> None:
         console.print(f"run {result.run_id}: {result.status} ({result.message}); nothing committed")
         return
     committed = ", ".join(f"{settings.table_root(name)} version {v}" for name, v in result.table_versions.items())
+    if not result.outcomes:
+        console.print(f"{result.run_id}: {result.status} -> {committed}")
+        return
     table = Table(title=f"{result.run_id} -> {committed}")
     for column in ("signal", "model", "rows computed", "ok", "error"):
         table.add_column(column, justify="left" if column in ("signal", "model") else "right")

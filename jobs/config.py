@@ -63,10 +63,10 @@ class DedupSettings(_Strict):
     """Near-duplicate rules (jobs.dedup): an edge joins two items when any rule holds."""
 
     embedding_signal: str = "image_embedding"
-    max_hamming: int = Field(8, ge=0, le=64)  # pHash bits apart: a copy on its own
-    confirm_hamming: int = Field(16, ge=0, le=64)  # ... or this close with an embedding agreeing
-    confirm_cosine: float = Field(0.90, ge=-1, le=1)
-    min_cosine: float = Field(0.97, ge=-1, le=1)  # embedding alone
+    max_hamming: int = Field(10, ge=0, le=64)  # pHash bits apart: a copy on its own (10 is the usual pHash cut)
+    confirm_hamming: int = Field(20, ge=0, le=64)  # ... or this close with an embedding agreeing
+    confirm_cosine: float = Field(0.94, ge=-1, le=1)
+    min_cosine: float = Field(0.985, ge=-1, le=1)  # embedding alone: only near-identical pictures
     bands: int = Field(8, ge=1, le=64)  # LSH bands over the 64-bit hashes (finds Hamming < bands for sure)
     max_bucket: int = Field(2000, ge=2)  # larger LSH buckets are skipped: keeps the pair count near linear
     simhash_seed: int = 0

@@ -27,6 +27,7 @@ from jobs import backfill, delta_io
 from jobs.config import DedupSettings, Settings
 from jobs.engine import Run, RunResult
 from jobs.ledger import SUCCEEDED
+from jobs.models import champion_version
 from jobs.progress import spark_progress
 from signals.contracts import DUPLICATES, EMBEDDINGS, STATUS_ERROR, STATUS_OK
 from udfs.fingerprints import phash_column, simhash_column
@@ -38,10 +39,10 @@ MAX_ITERATIONS = 30
 def fingerprints(spark: SparkSession, settings: Settings) -> DataFrame:
     """Per corpus item: exact hash, pHash (or the decode error), and the embedding if any."""
     corpus = delta_io.read_spark(spark, backfill.corpus_root(settings))
-    signal = settings.signals[settings.dedup.embedding_signal]
+    signal = settings.dedup.embedding_signal
     vectors = (
         delta_io.read_spark(spark, settings.table_root(EMBEDDINGS.name))
-        .filter((F.col("signal") == settings.dedup.embedding_signal) & (F.col("model_version") == signal.model.version))
+        .filter((F.col("signal") == signal) & (F.col("model_version") == champion_version(settings, signal)))
         .filter(F.col("status") == STATUS_OK)
         .select("content_id", "vector")
     )

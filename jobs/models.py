@@ -24,6 +24,14 @@ def registry_for(settings: Settings) -> Registry:
     return Registry(settings.registry_uri)
 
 
+def champion_version(settings: Settings, signal: str) -> str:
+    """The version whose rows consumers of `signal` read now: pinned in config, or the registry's."""
+    conf = settings.signals[signal]
+    if conf.model.version or not settings.registry.enabled:
+        return str(conf.model.version)
+    return registry_for(settings).resolve(signal, conf.model.alias).version
+
+
 def resolve_versions(settings: Settings, signals: dict[str, Signal], role: str = CHAMPION) -> dict[str, Signal]:
     """The signals rebuilt at the registry version their role names (unchanged without a registry)."""
     if not settings.registry.enabled:

@@ -5,7 +5,9 @@ of any size; rows are regrouped into batches of the model's own batch size, so A
 size and the model's are independent. A background thread prepares (decodes, preprocesses)
 the next batch while the model runs the current one (with `params.prepare_threads` > 1, the rows
 of a batch are prepared by that many threads). Every input row yields exactly one output row, in
-order: status "ok" with the signal's value, or status "error" with the reason.
+order: status "ok" with the signal's value, or status "error" with the reason. Memory is bounded
+by a few batches whatever the partition's size: frames are consumed as they come, at most
+`prefetch` prepared batches wait, and freed heap pages are handed back to the OS as it goes.
 
 With CONTENT_SIGNALS_PROFILE_DIR set, the time spent waiting for input frames ("read"),
 preparing, computing and handing results back ("emit") is recorded per process
@@ -27,6 +29,7 @@ import pandas as pd
 from signals.base import RowError, Signal, stage_times
 from signals.contracts import STATUS_ERROR, STATUS_OK
 from signals.decode import InputError
+from signals.device import HeapTrimmer
 
 log = logging.getLogger(__name__)
 
@@ -204,9 +207,12 @@ def run_signal(signal: Signal, frames: Iterable[pd.DataFrame], prefetch: int = 2
     pool = ThreadPoolExecutor(threads, thread_name_prefix="prepare") if threads > 1 else None
     batches = rows_in_batches(_timed(frames, "read"), signal.batch_size)
     stream = _prefetched((prepare_rows(signal, rows, pool) for rows in batches), prefetch)
+    trim = HeapTrimmer()
     try:
         for batch in stream:
             result = compute_prepared(signal, batch)
+            del batch
+            trim()
             start = time.perf_counter()
             yield result
             if stage_times.enabled():
@@ -215,4 +221,5 @@ def run_signal(signal: Signal, frames: Iterable[pd.DataFrame], prefetch: int = 2
         stream.close()  # stops the prefetch thread before its pool goes
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
+        trim(force=True)
         stage_times.dump()

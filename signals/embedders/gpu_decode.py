@@ -137,14 +137,19 @@ class DevicePreprocess:
 
         if not images:
             return []
-        crops = []
-        for image in images:
-            x = F.resize(image.unsqueeze(0).float(), [self.resize], interpolation=self.interpolation, antialias=True)
-            crops.append(F.center_crop(x, list(self.crop)))
-        batch = torch.cat(crops).clamp_(0, 255).round_().div_(255)
-        mean = torch.tensor(self.mean, device=batch.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=batch.device).view(1, -1, 1, 1)
-        return list(batch.sub_(mean).div_(std).unbind(0))
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, image in enumerate(images):
+            by_shape.setdefault(tuple(image.shape), []).append(i)
+        out: list[torch.Tensor | None] = [None] * len(images)
+        for indices in by_shape.values():  # images of one size are resized together: a few kernels per size
+            x = torch.stack([images[i] for i in indices]).float()
+            x = F.resize(x, [self.resize], interpolation=self.interpolation, antialias=True)
+            x = F.center_crop(x, list(self.crop)).clamp_(0, 255).round_().div_(255)
+            mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
+            std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+            for i, tensor in zip(indices, x.sub_(mean).div_(std).unbind(0)):
+                out[i] = tensor
+        return out  # type: ignore[return-value]
 
 
 def decode_and_preprocess(

@@ -13,6 +13,7 @@ whatever device the model is (torchvision decodes on the CPU too), which the tes
 from __future__ import annotations
 
 import logging
+import threading
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -40,6 +41,19 @@ def device_decode_wanted(mode: Any, device: torch.device) -> bool:
     if mode not in GPU_DECODE_MODES:
         raise ValueError(f"params.gpu_decode must be one of {GPU_DECODE_MODES}, not {mode!r}")
     return mode == "force" or (mode is True and device.type == "cuda")
+
+
+_streams = threading.local()
+
+
+def _side_stream(device: torch.device) -> "torch.cuda.Stream":
+    """This thread's own CUDA stream on `device` (the prefetch thread's, in the runner)."""
+    streams = getattr(_streams, "by_device", None)
+    if streams is None:
+        streams = _streams.by_device = {}
+    if device not in streams:
+        streams[device] = torch.cuda.Stream(device=device)
+    return streams[device]
 
 
 class ImageEmbedder(ImageInput, Embedder):
@@ -115,17 +129,28 @@ class ImageEmbedder(ImageInput, Embedder):
 
     def prepare_batch(self, inputs: list[Any]) -> list[Any]:
         """On the prefetch thread: decode device rows, and on a GPU put the whole batch there
-        (one pinned, non-blocking copy), so the model finds it ready."""
+        (one pinned, non-blocking copy), so the model finds it ready.
+
+        On a GPU this runs on a side stream of its own (PyTorch's streams do not synchronise with
+        the default one), so decoding overlaps the model's kernels, and waits for that stream
+        before handing the batch over: the model's thread gets finished tensors. Their memory is
+        not reused early: the model's thread frees them only after `embed` has copied its
+        output to the host, which waits for every kernel that read them."""
         if self.device is None or (self.device.type != "cuda" and not any(isinstance(p, EncodedJpeg) for p in inputs)):
             return inputs
-        items = self.materialise(inputs)
-        if self.device.type == "cuda":
+        if self.device.type != "cuda":
+            return self.materialise(inputs)
+        stream = _side_stream(self.device)
+        with torch.cuda.stream(stream):
+            items = self.materialise(inputs)
             on_cpu = [i for i, t in enumerate(items) if isinstance(t, torch.Tensor) and t.device.type == "cpu"]
             if on_cpu:
                 with stage_times.time("to_device", len(on_cpu)):
                     moved = self.to_device(torch.stack([items[i] for i in on_cpu])).unbind(0)
                 for i, tensor in zip(on_cpu, moved):
                     items[i] = tensor
+        with stage_times.time("device_wait", len(items)):
+            stream.synchronize()
         return items
 
     def compute(self, prepared: list[Any]) -> list[Any]:

@@ -1,0 +1,176 @@
+"""The benchmark's own machinery, without Spark: the report, stage-time snapshots, the memory
+poller, the CPU-share meter, the corpora and the raw loop (with a model-free image signal)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Hashable
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from torchvision import transforms as T
+
+from benchmarks import arms, stages
+from benchmarks.corpus import add_new_items, copy_lakehouse, write_corpus
+from benchmarks.memory import CpuShare, RssPoller, python_workers
+from benchmarks.report import format_table, summarise
+from signals import model_cache
+from signals.base import ModelRef, SignalConfig
+from signals.embedders.image import ImageEmbedder
+
+
+def arm(name: str, items: int, wall: float, **extra) -> dict:
+    return {"items": items, "ok": items - 1, "wall_s": wall, "items_per_s": round(items / wall, 2), "stages_s": {}, **extra}
+
+
+def fake_results(rss_1x: float = 1000.0, rss_4x: float = 1050.0) -> dict:
+    return {
+        "image_embedding": {
+            "items": 100, "batch_size": 32, "warm_up_s": 3.0, "load_avg_1m": {"before": 0.1, "after": 0.2},
+            "checks": {},
+            "arms": {
+                "raw": arm("raw", 100, 10.0, stages_s={"read": 0.1, "decode": 1.0, "preprocess": 2.0, "forward": 6.8, "write": 0.1}),
+                "predict_batch_udf": arm("predict_batch_udf", 100, 9.0, stages_s={"decode": 1.0, "forward": 14.0}),
+                "ours": arm("ours", 100, 8.0, stages_s={"prepare": 3.0, "compute": 14.0, "forward": 14.0},
+                            driver_phases_s={"delta_commit_s": 0.2}, worker_rss={"peak_worker_mb": rss_1x},
+                            cpu={"others_share_of_machine": 0.05}),
+            },
+            "ours_scaled": arm("ours", 400, 30.0, worker_rss={"peak_worker_mb": rss_4x}),
+        }
+    }
+
+
+# ---------------------------------------------------------------------------------- report
+
+
+def test_the_summary_has_the_promised_shape_and_ratios() -> None:
+    report = summarise(fake_results(), {"backfill_s": 100.0, "refresh_1pct_s": 8.0, "ratio": 0.08})
+    sig = report["signals"]["image_embedding"]
+    assert sig["items_per_s"] == {"raw": 10.0, "predict_batch_udf": 11.11, "ours": 12.5}
+    assert sig["ratio_vs_raw"] == 1.25 and sig["ratio_vs_pbu"] == pytest.approx(1.125, abs=1e-3)
+    assert sig["peak_worker_rss_mb"] == {"1x": 1000.0, "4x": 1050.0}
+    assert all(sig["targets_met"].values())
+    assert report["refresh"]["target_met"] is True
+    json.dumps(report)  # serialisable as is
+
+
+def test_missed_targets_are_reported_as_missed() -> None:
+    results = fake_results(rss_4x=1200.0)
+    results["image_embedding"]["arms"]["ours"]["items_per_s"] = 8.0
+    report = summarise(results, {"backfill_s": 10.0, "refresh_1pct_s": 5.0, "ratio": 0.5})
+    met = report["signals"]["image_embedding"]["targets_met"]
+    assert met == {"ours >= 0.90 x raw": False, "ours >= 1.0 x predict_batch_udf": False, "peak worker rss at 4x within 10% of 1x": False}
+    assert report["refresh"]["target_met"] is False
+
+
+def test_the_table_shows_every_arm_and_the_verdicts() -> None:
+    report = summarise(fake_results(), {"backfill_s": 100.0, "refresh_1pct_s": 8.0, "ratio": 0.08, "items": 400, "new_items": 4,
+                                        "signals": ["image_embedding", "text_embedding"]})
+    table = format_table(report)
+    for text in ("raw", "predict_batch_udf", "ours", "ours 4x", "12.5", "1.25", "0.2c", "5%", "ratio 0.080", "target <= 0.10: yes"):
+        assert text in table, text
+
+
+# ---------------------------------------------------------------------------------- stage times
+
+
+def test_stage_snapshots_subtract_per_worker(tmp_path) -> None:
+    (tmp_path / "1.json").write_text(json.dumps({"pid": 1, "seconds": {"forward": 2.0}, "items": {"forward": 10}}))
+    before = stages.snapshot(tmp_path)
+    (tmp_path / "1.json").write_text(json.dumps({"pid": 1, "seconds": {"forward": 5.0, "read": 1.0}, "items": {"forward": 30, "read": 40}}))
+    (tmp_path / "2.json").write_text(json.dumps({"pid": 2, "seconds": {"forward": 4.0}, "items": {"forward": 20}}))
+    (tmp_path / "3.json").write_text("{half written")
+    diff = stages.difference(before, stages.snapshot(tmp_path))
+    assert diff == {"seconds": {"forward": 7.0, "read": 1.0}, "items": {"forward": 40, "read": 40}}
+
+
+# ---------------------------------------------------------------------------------- memory, cpu
+
+
+def test_the_poller_sees_python_workers_only(tmp_path) -> None:
+    code = "import time; x = bytearray(64 * 2**20); time.sleep(30)"
+    worker = subprocess.Popen([sys.executable, "-c", code, "pyspark.daemon"])
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        deadline = time.time() + 10
+        while time.time() < deadline and not python_workers():
+            time.sleep(0.05)
+        with RssPoller(interval=0.02) as poll:
+            time.sleep(0.3)
+        assert [p.pid for p in python_workers()] == [worker.pid]
+        assert poll.peaks.workers_seen == 1 and poll.peaks.samples >= 3
+        assert poll.peaks.peak_worker_mb > 64 and poll.peaks.peak_total_mb == pytest.approx(poll.peaks.peak_worker_mb)
+    finally:
+        worker.kill()
+        other.kill()
+        worker.wait()
+        other.wait()
+
+
+def test_cpu_share_counts_this_process() -> None:
+    with CpuShare() as cpu:
+        end = time.process_time() + 0.2
+        while time.process_time() < end:
+            pass
+    got = cpu.as_dict()
+    assert got["cpu_s_this_benchmark"] >= 0.15 and got["wall_s"] >= 0.2
+    assert 0 <= got["others_share_of_machine"] <= 1
+
+
+# ---------------------------------------------------------------------------------- corpora
+
+
+def test_corpus_and_one_percent_more(tmp_path) -> None:
+    from deltalake import DeltaTable
+
+    info = write_corpus(tmp_path / "a", 60)
+    assert info["items"] == 60 and info["days"] == 7
+    copy = copy_lakehouse(tmp_path / "a", tmp_path / "b")
+    added = add_new_items(str(copy / "corpus"), 0.01)
+    table = DeltaTable(str(copy / "corpus")).to_pyarrow_table()
+    assert added == ["pin-new-000000"] and table.num_rows == 61
+    assert DeltaTable(str(tmp_path / "a" / "corpus")).to_pyarrow_table().num_rows == 60  # the original is untouched
+    new = next(r for r in table.to_pylist() if r["content_id"] == "pin-new-000000")
+    assert new["image"] is not None and new["ds"]
+
+
+# ---------------------------------------------------------------------------------- raw loop
+
+
+class MeanColour(ImageEmbedder):
+    dim = 3
+
+    def resource_key(self) -> Hashable:
+        return ("mean-colour",)
+
+    def load_resources(self, device: torch.device) -> T.Compose:
+        return T.Compose([T.Resize(16), T.CenterCrop(16), T.ToTensor()])
+
+    @property
+    def transform(self) -> T.Compose:
+        return self.resources
+
+    def image_features(self, batch: torch.Tensor) -> torch.Tensor:
+        return batch.mean(dim=(2, 3)) + 0.1
+
+
+def test_the_raw_loop_embeds_every_good_image_and_times_its_stages(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(model_cache, "_models", {})
+    write_corpus(tmp_path / "lh", 60)
+    signal = MeanColour(SignalConfig("mean_colour", ModelRef("mean", "1"), 8, "cpu"))
+    threads = torch.get_num_threads()
+    result = arms.raw_loop(signal, str(tmp_path / "lh" / "corpus"), tmp_path / "raw.parquet", threads=1)
+    assert torch.get_num_threads() == threads  # restored
+    assert result.items == 60 and 40 < result.ok < 60  # the sample corpus has bad images on purpose
+    assert set(result.stages_s) == {"read", "decode", "preprocess", "forward", "write"}
+    assert sum(result.stages_s.values()) <= result.wall_s
+    written = pq.read_table(str(tmp_path / "raw.parquet"))
+    assert written.num_rows == 60 and written["vector"].null_count == 60 - result.ok
+    vectors = np.array([v for v in written["vector"].to_pylist() if v is not None])
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    check = arms.compare_vectors(tmp_path / "raw.parquet", written)
+    assert check == {"max_abs_diff": 0.0, "compared": result.ok, "ok_status_disagreements": 0}

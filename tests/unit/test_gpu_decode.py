@@ -1,0 +1,303 @@
+"""The device decoding path of image embedders (`params.gpu_decode`), exercised on the CPU.
+
+torchvision decodes JPEGs on the CPU with the same call it uses on a GPU, so `gpu_decode: force`
+runs the whole device path here: header check in prepare, batch decode and preprocessing in
+prepare_batch, CPU fallback, error rows. What needs a GPU (nvJPEG, pinned copies) is the same
+code with another device; its selection logic is tested here.
+"""
+from __future__ import annotations
+
+import io
+from collections.abc import Hashable
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from torchvision import transforms as T
+
+from signals import model_cache
+from signals.base import ModelRef, RowError, SignalConfig
+from signals.contracts import STATUS_ERROR, STATUS_OK
+from signals.decode import DecodeLimits, decode_image
+from signals.embedders import gpu_decode
+from signals.embedders.gpu_decode import DevicePreprocess, EncodedJpeg, decode_jpegs, jpeg_for_device
+from signals.embedders.image import ImageEmbedder, device_decode_wanted
+from signals.runner import run_signal
+
+SIZE = 32
+
+
+@pytest.fixture(autouse=True)
+def empty_model_cache(monkeypatch):
+    monkeypatch.setattr(model_cache, "_models", {})
+    monkeypatch.setattr(model_cache, "_loads", {})
+
+
+def small_transform() -> T.Compose:
+    return T.Compose([T.Resize(SIZE, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(SIZE), T.ToTensor(),
+                      T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+
+
+class PixelStatsEmbedder(ImageEmbedder):
+    """A model-free image embedder: per-channel mean and standard deviation of its input."""
+
+    dim = 6
+
+    def resource_key(self) -> Hashable:
+        return ("pixel-stats", self.config.model.version)
+
+    def load_resources(self, device: torch.device) -> T.Compose:
+        return small_transform()
+
+    @property
+    def transform(self) -> T.Compose:
+        return self.resources
+
+    def image_features(self, batch: torch.Tensor) -> torch.Tensor:
+        return torch.cat([batch.mean(dim=(2, 3)), batch.std(dim=(2, 3))], dim=1) + 3.0
+
+
+def make_signal(gpu_decode_mode=False, batch_size: int = 4, **params) -> PixelStatsEmbedder:
+    config = SignalConfig("pixels", ModelRef("pixel-stats", "1"), batch_size, "cpu", {"gpu_decode": gpu_decode_mode, **params})
+    return PixelStatsEmbedder(config).load()
+
+
+def jpeg(width: int = 80, height: int = 60, mode: str = "RGB", seed: int = 0, **save) -> bytes:
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+    pixels[:, : width // 2] //= 2  # some structure, so resizing matters
+    image = Image.fromarray(pixels).convert(mode)
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=90, **save)
+    return buf.getvalue()
+
+
+def png(width: int = 40, height: int = 30) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (10, 200, 30)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def rotated_jpeg() -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90
+    return jpeg(exif=exif.tobytes())
+
+
+def corrupt_scan_jpeg() -> bytes:
+    """Header intact, scan data zeroed, EOI present: passes the header check, fails every decoder."""
+    data = jpeg()
+    return data[:400] + bytes(len(data) - 402) + b"\xff\xd9"
+
+
+# ---------------------------------------------------------------------------------- selection
+
+
+@pytest.mark.parametrize(
+    ("mode", "device", "wanted"),
+    [
+        (False, "cpu", False), (False, "cuda", False), (None, "cuda", False),
+        (True, "cpu", False), (True, "cuda", True), ("true", "cuda", True), ("False", "cuda", False),
+        ("force", "cpu", True), ("force", "cuda", True),
+    ],
+)
+def test_device_decoding_is_used_only_where_asked_and_useful(mode, device, wanted) -> None:
+    assert device_decode_wanted(mode, torch.device(device)) is wanted
+
+
+def test_an_unknown_gpu_decode_value_fails_at_load() -> None:
+    with pytest.raises(ValueError, match="gpu_decode"):
+        make_signal("sometimes")
+
+
+def test_gpu_decode_true_on_a_cpu_worker_keeps_the_cpu_path() -> None:
+    signal = make_signal(True)
+    assert not signal.decodes_on_device
+    assert isinstance(signal.prepare({"image": jpeg()}), torch.Tensor)
+
+
+def test_gpu_batch_size_applies_only_on_a_gpu() -> None:
+    signal = make_signal(batch_size=8, gpu_batch_size=512)
+    assert signal.batch_size == 8
+    signal.device = torch.device("cuda", 0)  # what load() picks on a GPU worker
+    assert signal.batch_size == 512
+    signal.config = SignalConfig("pixels", ModelRef("pixel-stats", "1"), 8, "cuda", {})
+    assert signal.batch_size == 8
+
+
+# ---------------------------------------------------------------------------------- header check
+
+
+def test_a_plain_jpeg_is_kept_for_the_device_with_its_size() -> None:
+    data = jpeg(80, 60)
+    kept = jpeg_for_device(data, DecodeLimits())
+    assert isinstance(kept, EncodedJpeg) and (kept.width, kept.height) == (80, 60)
+    assert kept.data.dtype == torch.uint8 and kept.data.numpy().tobytes() == data
+
+
+def test_grayscale_and_progressive_jpegs_are_kept() -> None:
+    assert jpeg_for_device(jpeg(mode="L"), DecodeLimits()) is not None
+    assert jpeg_for_device(jpeg(progressive=True), DecodeLimits()) is not None
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(None, id="null"),
+        pytest.param(b"", id="empty"),
+        pytest.param("not bytes", id="not-bytes"),
+        pytest.param(png(), id="png"),
+        pytest.param(jpeg(mode="CMYK"), id="cmyk"),
+        pytest.param(rotated_jpeg(), id="exif-rotated"),
+        pytest.param(jpeg()[:-200], id="truncated"),
+        pytest.param(jpeg() + b"trailing", id="trailing-bytes"),
+        pytest.param(b"\xff\xd8\xff\xe0" + bytes(100) + b"\xff\xd9", id="header-only-garbage"),
+    ],
+)
+def test_anything_but_a_plain_complete_jpeg_takes_the_cpu_path(data) -> None:
+    assert jpeg_for_device(data, DecodeLimits()) is None
+
+
+def test_the_decode_limits_and_the_device_pixel_budget_send_images_to_the_cpu() -> None:
+    data = jpeg(80, 60)
+    assert jpeg_for_device(data, DecodeLimits(max_bytes=len(data) - 1)) is None
+    assert jpeg_for_device(data, DecodeLimits(max_pixels=80 * 60 - 1)) is None
+    assert jpeg_for_device(data, DecodeLimits(min_side=61)) is None
+    assert jpeg_for_device(data, DecodeLimits(), device_max_pixels=80 * 60 - 1) is None
+    assert jpeg_for_device(data, DecodeLimits(max_pixels=80 * 60)) is not None
+
+
+# ---------------------------------------------------------------------------------- preprocessing
+
+
+def test_the_transforms_of_our_models_have_a_device_version() -> None:
+    from signals.embedders.efficientnet import efficientnet_transform
+
+    spec = DevicePreprocess.from_transform(efficientnet_transform())
+    assert spec is not None and spec.resize == 224 and spec.crop == (224, 224)
+    assert spec.mean == pytest.approx((0.485, 0.456, 0.406)) and spec.std == pytest.approx((0.229, 0.224, 0.225))
+
+
+def test_open_clip_preprocessing_has_a_device_version() -> None:
+    open_clip = pytest.importorskip("open_clip")
+    preprocess = open_clip.image_transform(224, is_train=False, mean=(0.48145466, 0.4578275, 0.40821073), std=(0.26862954, 0.26130258, 0.27577711))
+    spec = DevicePreprocess.from_transform(preprocess)
+    assert spec is not None and spec.crop == (224, 224) and spec.mean[0] == pytest.approx(0.48145466)
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [
+        pytest.param(T.Compose([T.RandomResizedCrop(SIZE), T.ToTensor()]), id="random-crop"),
+        pytest.param(T.Compose([T.Resize(SIZE), T.CenterCrop(SIZE), T.Lambda(lambda x: x), T.ToTensor()]), id="lambda"),
+        pytest.param(T.Compose([T.Resize((SIZE, SIZE)), T.CenterCrop(SIZE), T.ToTensor()]), id="resize-to-a-box"),
+        pytest.param(T.Compose([T.Resize(SIZE), T.ToTensor()]), id="no-crop"),
+        pytest.param(lambda image: image, id="not-a-compose"),
+    ],
+)
+def test_a_transform_the_device_cannot_reproduce_is_refused(transform) -> None:
+    assert DevicePreprocess.from_transform(transform) is None
+
+
+def test_a_signal_whose_transform_has_no_device_version_decodes_on_the_cpu(monkeypatch) -> None:
+    monkeypatch.setattr(PixelStatsEmbedder, "load_resources", lambda self, device: T.Compose([T.Resize(SIZE), T.ToTensor()]))
+    signal = make_signal("force")
+    assert not signal.decodes_on_device
+
+
+@pytest.mark.parametrize(("width", "height"), [(80, 60), (60, 80), (20, 12), (33, 33)])
+def test_device_preprocessing_matches_the_pil_transform(width: int, height: int) -> None:
+    data = jpeg(width, height, seed=width)
+    expected = small_transform()(decode_image(data))
+    (decoded,) = decode_jpegs([torch.frombuffer(bytearray(data), dtype=torch.uint8)], torch.device("cpu"))
+    (got,) = DevicePreprocess.from_transform(small_transform())([decoded])
+    assert got.shape == expected.shape and got.dtype == torch.float32
+    diff = (got - expected).abs()
+    assert diff.mean() < 0.01 and diff.max() < 0.1  # about 1/255 per pixel, normalised
+
+
+def test_one_bad_jpeg_in_a_batch_fails_alone() -> None:
+    datas = [torch.frombuffer(bytearray(d), dtype=torch.uint8) for d in (jpeg(), corrupt_scan_jpeg(), jpeg(40, 30))]
+    out = decode_jpegs(datas, torch.device("cpu"))
+    assert isinstance(out[1], Exception)
+    assert tuple(out[0].shape) == (3, 60, 80) and tuple(out[2].shape) == (3, 30, 40)
+
+
+# ---------------------------------------------------------------------------------- the signal
+
+
+def corpus_frame() -> pd.DataFrame:
+    images = [jpeg(80, 60, seed=1), png(), jpeg(64, 64, mode="L", seed=2), None, corrupt_scan_jpeg(), jpeg(mode="CMYK"),
+              rotated_jpeg(), jpeg()[:-300], b"not an image", jpeg(30, 50, seed=3), jpeg(50, 30, seed=4, progressive=True)]
+    return pd.DataFrame({"content_id": [f"c{i}" for i in range(len(images))], "image": images})
+
+
+def run(signal: ImageEmbedder, frame: pd.DataFrame, prefetch: int = 2) -> pd.DataFrame:
+    return pd.concat(list(run_signal(signal, [frame.iloc[:5], frame.iloc[5:]], prefetch=prefetch)), ignore_index=True)
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_device_path_gives_the_cpu_paths_rows(prefetch: int) -> None:
+    frame = corpus_frame()
+    cpu = run(make_signal(False), frame, prefetch)
+    device = run(make_signal("force"), frame, prefetch)
+    assert device["status"].tolist() == cpu["status"].tolist()
+    assert device["error"].tolist() == cpu["error"].tolist()
+    assert cpu["status"].tolist().count(STATUS_ERROR) == 4  # null, corrupt scan, truncated, not an image
+    assert "image is corrupt or truncated" in cpu["error"][4]
+    for a, b in zip(cpu["vector"], device["vector"]):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert float(np.dot(a, b)) > 0.999
+
+
+def test_device_rows_are_decoded_on_the_prefetch_thread_in_batches(monkeypatch) -> None:
+    calls: list[tuple[str, int]] = []
+    real = gpu_decode.decode_jpegs
+
+    def spy(datas, device):
+        import threading
+
+        calls.append((threading.current_thread().name, len(datas)))
+        return real(datas, device)
+
+    monkeypatch.setattr(gpu_decode, "decode_jpegs", spy)
+    out = run(make_signal("force", batch_size=8), corpus_frame())
+    assert (out["status"] == STATUS_OK).sum() == 7
+    assert calls and all(name == "prefetch" for name, _ in calls)
+    assert sum(n for _, n in calls) == 5  # the complete JPEGs: two RGB, gray, progressive, and the corrupt scan
+
+
+def test_a_jpeg_the_device_refuses_is_decoded_on_the_cpu(monkeypatch) -> None:
+    monkeypatch.setattr(gpu_decode, "decode_jpegs", lambda datas, device: [RuntimeError("nvjpeg says no")] * len(datas))
+    frame = corpus_frame()
+    cpu = run(make_signal(False), frame)
+    fallback = run(make_signal("force"), frame)
+    assert fallback["status"].tolist() == cpu["status"].tolist()
+    assert fallback["error"].tolist() == cpu["error"].tolist()
+
+
+def test_a_wrongly_sized_device_decode_is_not_trusted(monkeypatch) -> None:
+    real = gpu_decode.decode_jpegs
+    monkeypatch.setattr(gpu_decode, "decode_jpegs", lambda datas, device: [t[:, 1:, :] for t in real(datas, device)])
+    out = run(make_signal("force"), corpus_frame())
+    assert (out["status"] == STATUS_OK).sum() == 7
+
+
+def test_compute_decodes_device_rows_that_prepare_batch_did_not() -> None:
+    """A caller that uses prepare + compute directly (no runner) gets the same values."""
+    signal = make_signal("force")
+    prepared = [signal.prepare({"image": jpeg(seed=5)}), signal.prepare({"image": corrupt_scan_jpeg()})]
+    assert all(isinstance(p, EncodedJpeg) for p in prepared)
+    vector, error = signal.compute(prepared)
+    assert isinstance(error, RowError) and "corrupt" in error.reason
+    expected = make_signal(False).compute([make_signal(False).prepare({"image": jpeg(seed=5)})])[0]
+    assert float(np.dot(vector, expected)) > 0.999
+
+
+def test_prepare_batch_leaves_cpu_batches_alone() -> None:
+    signal = make_signal(False)
+    inputs = [signal.prepare({"image": jpeg()})]
+    assert signal.prepare_batch(inputs) is inputs

@@ -1,0 +1,214 @@
+"""The runner's overlap and memory machinery: prepare threads, the batch-level prepare hook on the
+prefetch thread, per-row errors from the model side, stage times for the benchmark, heap trims."""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from signals import model_cache
+from signals.base import PROFILE_DIR_ENV, ModelRef, RowError, SignalConfig, StageTimes, stage_times
+from signals.contracts import STATUS_ERROR, STATUS_OK
+from signals.decode import InputError
+from signals.device import HeapTrimmer
+from signals.embedders.base import Embedder
+from signals.runner import frame_records, rows_in_batches, run_signal
+
+
+@pytest.fixture(autouse=True)
+def empty_model_cache(monkeypatch):
+    monkeypatch.setattr(model_cache, "_models", {})
+    monkeypatch.setattr(model_cache, "_loads", {})
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.prepare_threads: list[str] = []
+        self.batch_threads: list[str] = []
+        self.batches: list[list[Any]] = []
+
+
+class HookedEmbedder(Embedder):
+    """x -> [1, x, x^2]; prepare_batch doubles-then-halves x (to prove it ran) and can refuse rows."""
+
+    input_kind: ClassVar = "text"
+    input_columns: ClassVar = ("x",)
+    dim = 3
+
+    def resource_key(self) -> Any:
+        return ("hooked", self.config.model.version)
+
+    def load_resources(self, device: torch.device) -> Recorder:
+        return Recorder()
+
+    def prepare(self, row: Mapping[str, Any]) -> float:
+        self.resources.prepare_threads.append(threading.current_thread().name)
+        if row["x"] < 0:
+            raise InputError(f"x is negative: {row['x']}")
+        return float(row["x"])
+
+    def prepare_batch(self, inputs: list[Any]) -> list[Any]:
+        self.resources.batch_threads.append(threading.current_thread().name)
+        if self.config.params.get("batch_crash"):
+            raise RuntimeError("device out of memory")
+        refuse = self.config.params.get("refuse", ())
+        return [RowError(f"device refused {x:g}") if x in refuse else ("ready", x) for x in inputs]
+
+    def compute(self, prepared: list[Any]) -> list[Any]:
+        self.resources.batches.append(list(prepared))
+        xs = [p[1] if isinstance(p, tuple) else p for p in prepared]
+        model_refuses = self.config.params.get("model_refuses", ())
+        vectors = list(self.embed(xs))
+        return [RowError(f"model refused {x:g}") if x in model_refuses else v for x, v in zip(xs, vectors)]
+
+    def forward(self, prepared: list[float]) -> torch.Tensor:
+        return torch.tensor([[1.0, x, x * x] for x in prepared], dtype=torch.float32)
+
+
+def make_signal(batch_size: int = 4, version: str = "1", **params) -> HookedEmbedder:
+    config = SignalConfig("hooked", ModelRef("hooked", version), batch_size, "cpu", params)
+    return HookedEmbedder(config).load()
+
+
+def frames_of(values: list[float], sizes: list[int]) -> list[pd.DataFrame]:
+    frames, start = [], 0
+    for size in sizes:
+        frames.append(pd.DataFrame({"x": values[start : start + size]}))
+        start += size
+    return frames
+
+
+def expected(x: float) -> np.ndarray:
+    v = np.array([1.0, x, x * x])
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+def run(signal, values, sizes=None, prefetch: int = 2) -> pd.DataFrame:
+    return pd.concat(list(run_signal(signal, frames_of(values, sizes or [len(values)]), prefetch=prefetch)), ignore_index=True)
+
+
+# ---------------------------------------------------------------------------------- regrouping
+
+
+def test_frame_records_equals_pandas_records() -> None:
+    frame = pd.DataFrame({"a": [1, 2, 3], "b": [b"x", None, b""], "c": ["t", None, "u"], "d": [1.5, float("nan"), 0.0],
+                          "e": pd.array([1, None, 3], dtype="Int32"), "f": pd.to_datetime(["2026-01-01", None, "2026-01-03"], utc=True)})
+    got, want = frame_records(frame), frame.to_dict("records")
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert g.keys() == w.keys()
+        for k in g:
+            assert (pd.isna(g[k]) and pd.isna(w[k])) or (g[k] == w[k] and type(g[k]) is type(w[k])), k
+
+
+def test_a_huge_frame_is_cut_into_batches_without_copying_it_each_time() -> None:
+    frame = pd.DataFrame({"x": range(100_000)})
+    batches = rows_in_batches([frame], 7)
+    first = next(batches)
+    assert [r["x"] for r in first] == list(range(7))
+    assert sum(len(b) for b in batches) == 100_000 - 7
+
+
+# ---------------------------------------------------------------------------------- prepare threads
+
+
+def test_prepare_threads_prepare_rows_in_parallel_and_keep_order() -> None:
+    values = [0, 1, -2, 3, 4, 5, 6, -7, 8, 9, 10]
+    signal = make_signal(prepare_threads=3)
+    out = run(signal, values, [3, 5, 3])
+    assert out["status"].tolist() == [STATUS_ERROR if x < 0 else STATUS_OK for x in values]
+    for x, v in zip(values, out["vector"]):
+        if x >= 0:
+            np.testing.assert_allclose(v, expected(x), rtol=1e-6)
+    assert {name.rsplit("_", 1)[0] for name in signal.resources.prepare_threads} == {"prepare"}
+
+
+def test_one_prepare_thread_is_the_default() -> None:
+    signal = make_signal()
+    run(signal, [1, 2, 3])
+    assert set(signal.resources.prepare_threads) == {"prefetch"}
+
+
+# ---------------------------------------------------------------------------------- prepare_batch
+
+
+@pytest.mark.parametrize(("prefetch", "thread"), [(0, "MainThread"), (2, "prefetch")])
+def test_prepare_batch_runs_where_prepare_runs_and_only_on_good_rows(prefetch: int, thread: str) -> None:
+    signal = make_signal()
+    run(signal, [0, -1, 2, 3, 4, 5], prefetch=prefetch)
+    assert set(signal.resources.batch_threads) == {thread}
+    assert signal.resources.batches == [[("ready", 0.0), ("ready", 2.0), ("ready", 3.0)], [("ready", 4.0), ("ready", 5.0)]]
+
+
+def test_a_row_refused_by_prepare_batch_is_that_rows_error() -> None:
+    out = run(make_signal(refuse=(2.0,)), [0, 1, 2, 3])
+    assert out["status"].tolist() == [STATUS_OK, STATUS_OK, STATUS_ERROR, STATUS_OK]
+    assert out["error"][2] == "device refused 2"
+    np.testing.assert_allclose(out["vector"][3], expected(3), rtol=1e-6)
+
+
+def test_a_failing_prepare_batch_leaves_the_rows_to_compute() -> None:
+    signal = make_signal(batch_crash=True)
+    out = run(signal, [0, 1, -2, 3])
+    assert out["status"].tolist() == [STATUS_OK, STATUS_OK, STATUS_ERROR, STATUS_OK]
+    assert signal.resources.batches == [[0.0, 1.0, 3.0]]
+
+
+def test_a_row_error_from_compute_fails_only_that_row() -> None:
+    out = run(make_signal(model_refuses=(1.0,)), [0, 1, 2, 3, 4])
+    assert out["status"].tolist() == [STATUS_OK, STATUS_ERROR, STATUS_OK, STATUS_OK, STATUS_OK]
+    assert out["error"][1] == "model refused 1"
+    assert out["vector"][1] is None and pd.isna(out["dim"][1])
+
+
+# ---------------------------------------------------------------------------------- stage times
+
+
+def test_stage_times_are_off_without_the_environment_variable(monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv(PROFILE_DIR_ENV, raising=False)
+    clock = StageTimes()
+    with clock.time("forward", 3):
+        pass
+    clock.dump()
+    assert clock.snapshot() == {"seconds": {}, "items": {}}
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_runner_records_its_stages_per_process(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv(PROFILE_DIR_ENV, str(tmp_path))
+    monkeypatch.setattr(stage_times, "seconds", {})
+    monkeypatch.setattr(stage_times, "items", {})
+    run(make_signal(), [0, 1, -2, 3, 4, 5, 6], [4, 3])
+    data = json.loads((tmp_path / f"{os.getpid()}.json").read_text())
+    assert data["pid"] == os.getpid()
+    assert data["items"]["read"] == 7 and data["items"]["prepare"] == 7 and data["items"]["emit"] == 7
+    assert data["items"]["prepare_batch"] == 6 and data["items"]["compute"] == 6 and data["items"]["forward"] == 6
+    assert all(seconds >= 0 for seconds in data["seconds"].values())
+
+
+# ---------------------------------------------------------------------------------- heap trims
+
+
+def test_the_heap_is_trimmed_at_most_once_an_interval(monkeypatch) -> None:
+    calls: list[int] = []
+    trimmer = HeapTrimmer(interval_s=3600)
+    monkeypatch.setattr(trimmer, "_trim", lambda pad: calls.append(pad) or 1)
+    assert trimmer() is False and trimmer() is False
+    assert trimmer(force=True) is True
+    assert calls == [0]
+    eager = HeapTrimmer(interval_s=0)
+    monkeypatch.setattr(eager, "_trim", lambda pad: calls.append(pad) or 1)
+    assert eager() is True and eager() is True
+
+
+def test_without_glibc_trimming_is_a_no_op(monkeypatch) -> None:
+    trimmer = HeapTrimmer(interval_s=0)
+    monkeypatch.setattr(trimmer, "_trim", None)
+    assert trimmer(force=True) is False
