@@ -1,0 +1,336 @@
+"""`make bench`: throughput of the embedding signals, three ways, on one generated corpus.
+
+    python -m benchmarks.bench [--items 240] [--text-items N] [--scale 4] [--refresh-items N]
+                               [--set key.path=value ...] [--out benchmarks/results/latest.json]
+
+For each signal (image_embedding, text_embedding), with only that signal enabled:
+1. raw: decode, preprocess, forward in a plain loop, one process, torch threads = cores;
+2. predict_batch_udf: Spark's own, the same model/batch size/threads per task, plain parquet out;
+3. ours: jobs.backfill.run_backfill end to end, Delta commit included;
+then ours again on a corpus `--scale` times larger, in a fresh Spark session, for the peak
+memory of the Python workers at both sizes. Finally a full backfill (both embedding signals) of a
+corpus of `--refresh-items` against jobs.refresh.run_refresh after adding 1% new items.
+
+Every Spark session is warmed up first (Python workers started, model loaded in them, one small
+job of the arm) and that time is excluded from all arms alike; the raw loop's model load and
+first batch are excluded too. Results go to stdout (a table) and to --out as JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+for _name, _value in {"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1",
+                      "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}.items():
+    os.environ.setdefault(_name, _value)
+
+from benchmarks import arms, stages  # noqa: E402
+from benchmarks.corpus import add_new_items, copy_lakehouse, write_corpus  # noqa: E402
+from benchmarks.memory import CpuShare  # noqa: E402
+from benchmarks.report import format_table, summarise  # noqa: E402
+
+SIGNALS = ("image_embedding", "text_embedding")
+WARM_ITEMS = 64
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "latest.json"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--items", type=int, default=240, help="corpus size N for the image signal (default 240)")
+    p.add_argument("--text-items", type=int, default=None, help="corpus size N for the text signal (default: --items)")
+    p.add_argument("--scale", type=int, default=4, help="the larger corpus for the memory check is scale x N (default 4)")
+    p.add_argument("--refresh-items", type=int, default=None, help="corpus of the backfill-vs-refresh run (default: 4 x --items; 0 skips it)")
+    p.add_argument("--signals", default=",".join(SIGNALS), help="comma-separated signals to measure")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="configuration override for every arm, e.g. spark.arrow_batch_rows=256")
+    p.add_argument("--raw-threads", type=int, default=os.cpu_count() or 1, help="torch threads of the raw loop (default: cores)")
+    p.add_argument("--repeat", type=int, default=2, help="rounds of the three arms at N; the fastest of each is reported (default 2)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--workdir", type=Path, default=None, help="where corpora and outputs go (default: a temp folder, removed after)")
+    return p.parse_args(argv)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.keep = args.workdir is not None
+        self.work = Path(args.workdir or tempfile.mkdtemp(prefix="content-signals-bench-")).resolve()
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.profile_dir = self.work / "stage-times"
+        stages.enable(self.profile_dir)  # before any Spark session: the workers inherit it
+        self.corpora: dict[int, dict[str, Any]] = {}
+        self.log_lines: list[str] = []
+
+    def log(self, message: str) -> None:
+        line = f"[bench {time.strftime('%H:%M:%S')}] {message}"
+        self.log_lines.append(line)
+        print(line, flush=True)
+
+    # ----------------------------------------------------------------------------- inputs
+
+    def corpus(self, n: int) -> Path:
+        """A lakehouse holding only the generated corpus of n items (shared, read only)."""
+        lakehouse = self.work / "corpora" / str(n)
+        if n not in self.corpora:
+            start = time.perf_counter()
+            self.corpora[n] = write_corpus(lakehouse, n, self.args.seed)
+            self.log(f"corpus of {n} items written in {time.perf_counter() - start:.1f}s: {self.corpora[n]}")
+        return lakehouse
+
+    def settings(self, lakehouse: Path, only: str | None) -> Any:
+        """The local profile at `lakehouse` with exactly `only` enabled (None: the embedding
+        signals this benchmark measures), every other signal of the profile switched off."""
+        from jobs.config import load_settings
+
+        from jobs.config import Settings
+
+        wanted = {only} if only else set(SIGNALS)
+        names = _profile_signal_names()
+        toggles = [f"signals.{s}.enabled={'true' if s in wanted else 'false'}" for s in names]
+        if "registry" in Settings.model_fields:
+            # one model registry for every run, made by the first warm-up: each timed run resolves
+            # its model version like a production run does, none pays for creating a registry
+            toggles.append(f"registry.tracking_uri=sqlite:///{self.work}/registry/mlflow.db")
+        return load_settings("local", [f"lakehouse={lakehouse}", *toggles, *self.args.overrides])
+
+    def lakehouse(self, n: int, name: str) -> Path:
+        return copy_lakehouse(self.corpus(n), self.work / "runs" / name)
+
+    def session(self, settings: Any) -> Any:
+        from jobs.session import build_session
+
+        start = time.perf_counter()
+        spark = build_session(settings.spark)
+        self.log(f"spark session up in {time.perf_counter() - start:.1f}s ({settings.spark.master})")
+        return spark
+
+    def warm_up(self, spark: Any, name: str, signal_name: str | None) -> float:
+        """One small backfill (starts the Python workers, loads the model in them): excluded
+        from every arm's time."""
+        start = time.perf_counter()
+        settings = self.settings(self.lakehouse(WARM_ITEMS, f"warm-{name}"), signal_name)
+        arms.ours_arm(spark, settings, self.profile_dir, WARM_ITEMS, poll=False)
+        took = time.perf_counter() - start
+        self.log(f"warm-up {name}: {took:.1f}s (excluded)")
+        return took
+
+    def warm_up_pbu(self, spark: Any, name: str, settings: Any, udf: Any) -> float:
+        """One small run of the predict_batch_udf (its predict function is made once per worker)."""
+        start = time.perf_counter()
+        warm = self.settings(self.corpus(WARM_ITEMS), name)
+        arms.pbu_arm(spark, self.signal(settings, name), udf, warm.table_root("corpus"), self.work / "runs" / f"warm-{name}-pbu",
+                     self.profile_dir)
+        took = time.perf_counter() - start
+        self.log(f"warm-up {name} predict_batch_udf: {took:.1f}s (excluded)")
+        return took
+
+    @staticmethod
+    def signal(settings: Any, name: str | None) -> Any:
+        from jobs.engine import build_signals
+
+        return build_signals(settings)[name]
+
+    # ----------------------------------------------------------------------------- arms
+
+    def bench_signal(self, name: str, n: int) -> dict[str, Any]:
+        """raw, predict_batch_udf and ours at N (`--repeat` rounds, fastest kept), then ours at
+        scale x N in a fresh session for the peak worker memory."""
+        import pyarrow.parquet as pq
+
+        from jobs import delta_io
+
+        scale_n = n * self.args.scale
+        settings = self.settings(self.corpus(n), name)
+        corpus_root = settings.table_root("corpus")
+        signal = self.signal(settings, name)
+        out: dict[str, Any] = {"items": n, "batch_size": signal.batch_size}
+        rounds: dict[str, list[arms.ArmResult]] = {"raw": [], "predict_batch_udf": [], "ours": []}
+        spark = self.session(settings)
+        try:
+            # ours first after a warm-up of its own: the same position as the scaled run below, so
+            # the two peak-memory figures compare like with like; then predict_batch_udf's warm-up
+            out["warm_up_s"] = round(self.warm_up(spark, f"{name}-1x", name), 2)
+            load = os.getloadavg()[0]
+            udf = arms.make_pbu_udf(self.signal(settings, name), settings.torch_threads)
+            for r in range(self.args.repeat):
+                raw_path = self.work / "runs" / f"{name}-raw-{r}.parquet"
+                pbu_dir = self.work / "runs" / f"{name}-pbu-{r}"
+                ours_settings = self.settings(self.lakehouse(n, f"{name}-1x-{r}"), name)
+                order = ["ours", "raw", "predict_batch_udf"] if r == 0 else ["raw", "predict_batch_udf", "ours"]
+                for arm in order:
+                    if arm == "ours":
+                        rounds["ours"].append(with_cpu(lambda: arms.ours_arm(spark, ours_settings, self.profile_dir, n)))
+                    elif arm == "raw":
+                        rounds["raw"].append(with_cpu(lambda: arms.raw_loop(signal, corpus_root, raw_path, self.args.raw_threads)))
+                    else:
+                        if r == 0:
+                            out["warm_up_s"] += round(self.warm_up_pbu(spark, name, settings, udf), 2)
+                        rounds["predict_batch_udf"].append(
+                            with_cpu(lambda: arms.pbu_arm(spark, signal, udf, corpus_root, pbu_dir, self.profile_dir)))
+                self.log(f"{name} round {r + 1}/{self.args.repeat}: " + ", ".join(
+                    f"{arm} {res[-1].items_per_s:.1f}/s" for arm, res in rounds.items()))
+            out["load_avg_1m"] = {"before": round(load, 2), "after": round(os.getloadavg()[0], 2)}
+        finally:
+            spark.stop()
+        best = {arm: max(results, key=lambda a: a.items_per_s) for arm, results in rounds.items()}
+        for arm, results in rounds.items():
+            best[arm].extra["rounds_items_per_s"] = [round(a.items_per_s, 2) for a in results]
+        raw_path = self.work / "runs" / f"{name}-raw-0.parquet"
+        ours_rows = delta_io.read_arrow(str(self.work / "runs" / f"{name}-1x-0" / "embeddings")).select(["content_id", "vector"])
+        out["checks"] = {"ours_vs_raw": arms.compare_vectors(raw_path, ours_rows),
+                         "pbu_vs_raw": arms.compare_vectors(raw_path, pq.read_table(str(self.work / "runs" / f"{name}-pbu-0")))}
+        out["arms"] = {arm: a.as_dict() for arm, a in best.items()}
+        # the 1x memory figure comes from round 1 (ours right after the warm-up of a fresh session, like the scaled run)
+        out["arms"]["ours"]["worker_rss"] = rounds["ours"][0].extra.get("worker_rss")
+
+        big_settings = self.settings(self.lakehouse(scale_n, f"{name}-{self.args.scale}x"), name)
+        spark = self.session(big_settings)
+        try:
+            self.warm_up(spark, f"{name}-{self.args.scale}x", name)
+            ours_big = with_cpu(lambda: arms.ours_arm(spark, big_settings, self.profile_dir, scale_n))
+            self.log(f"{name} ours x{self.args.scale}: {ours_big.items} items in {ours_big.wall_s:.1f}s = {ours_big.items_per_s:.1f}/s")
+        finally:
+            spark.stop()
+        out["ours_scaled"] = ours_big.as_dict()
+        return out
+
+    def bench_refresh(self, m: int) -> dict[str, Any]:
+        from jobs.backfill import Window, run_backfill
+        from jobs.refresh import run_refresh
+
+        lakehouse = self.lakehouse(m, "refresh")
+        settings = self.settings(lakehouse, None)
+        enabled = sorted(settings.enabled_signals)  # the two embedding signals
+        spark = self.session(settings)
+        try:
+            self.warm_up(spark, "refresh", None)
+            with CpuShare() as backfill_cpu:
+                backfill = run_backfill(spark, settings, Window(), run_id="bench-refresh-backfill")
+            backfill_s = backfill_cpu.wall
+            self.log(f"refresh: full backfill of {m} items x {len(enabled)} signals in {backfill_s:.1f}s")
+            added = add_new_items(settings.table_root("corpus"), 0.01)
+            with CpuShare() as refresh_cpu:
+                refresh = run_refresh(spark, settings, run_id="bench-refresh-1pct")
+            refresh_s = refresh_cpu.wall
+            self.log(f"refresh: {len(added)} new items refreshed in {refresh_s:.1f}s")
+        finally:
+            spark.stop()
+        computed = {o.signal: o.rows_in for o in refresh.outcomes}
+        if computed != {s: len(added) for s in enabled}:
+            raise RuntimeError(f"the refresh computed {computed}, expected {len(added)} rows per signal")
+        return {"backfill_s": round(backfill_s, 2), "refresh_1pct_s": round(refresh_s, 2), "ratio": round(refresh_s / backfill_s, 4),
+                "items": m, "new_items": len(added), "signals": enabled, "computed": computed,
+                "backfill_status": backfill.status, "refresh_status": refresh.status, "refresh_message": refresh.message,
+                "cpu": {"backfill": backfill_cpu.as_dict(), "refresh": refresh_cpu.as_dict()}}
+
+    # ----------------------------------------------------------------------------- run
+
+    def run(self) -> dict[str, Any]:
+        started = dt.datetime.now(dt.timezone.utc)
+        t0 = time.perf_counter()
+        sizes = {"image_embedding": self.args.items, "text_embedding": self.args.text_items or self.args.items}
+        wanted = [s.strip() for s in self.args.signals.split(",") if s.strip()]
+        results: dict[str, Any] = {}
+        for name in wanted:
+            results[name] = self.bench_signal(name, sizes.get(name, self.args.items))
+        refresh_items = self.args.refresh_items if self.args.refresh_items is not None else 4 * self.args.items
+        refresh = self.bench_refresh(refresh_items) if refresh_items else None
+        report = summarise(results, refresh)
+        report.update({
+            "machine": machine(),
+            "corpus": {"generator": "jobs.sample_corpus.generate_corpus", "seed": self.args.seed,
+                       "sizes": {str(k): v for k, v in sorted(self.corpora.items())},
+                       "per_signal_items": {name: results[name]["items"] for name in results},
+                       "scale": self.args.scale, "warm_up_items": WARM_ITEMS},
+            "settings": self.settings_used(),
+            "started_at": started.isoformat(timespec="seconds"),
+            "duration_s": round(time.perf_counter() - t0, 1),
+        })
+        return report
+
+    def settings_used(self) -> dict[str, Any]:
+        s = self.settings(self.work / "unused", None)
+        return {
+            "profile": "local", "overrides": self.args.overrides,
+            "spark_master": s.spark.master, "arrow_batch_rows": s.spark.arrow_batch_rows, "spark_conf": dict(s.spark.conf),
+            "torch_threads_per_spark_task": s.torch_threads, "prefetch_batches": s.prefetch,
+            "raw_loop_torch_threads": self.args.raw_threads, "raw_loop_processes": 1,
+            "batch_size": {n: s.signals[n].batch_size for n in SIGNALS},
+            "models": {n: f"{s.signals[n].kind} ({s.signals[n].model.name} v{s.signals[n].model.version})" for n in SIGNALS},
+            "warm_up": "each Spark session runs a 64-item backfill (and predict_batch_udf job) first; excluded from all arms",
+            "ours": "jobs.backfill.run_backfill with only the measured signal enabled",
+            "predict_batch_udf": "same signal object: prepare() per row + embed() per batch, NaN vector for unusable input, plain parquet",
+            "peak_worker_rss": "max RSS of any one Spark Python worker, polled every 50 ms during ours; 1x and scale x in fresh sessions",
+        }
+
+    def close(self) -> None:
+        if not self.keep:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+
+def _profile_signal_names() -> list[str]:
+    """Every signal the local profile defines, read from its YAML layers (not validated)."""
+    import yaml
+
+    from jobs.config import CONF_DIR
+
+    names: list[str] = []
+    for layer in ("base.yaml", "local.yaml"):
+        path = CONF_DIR / layer
+        data = yaml.safe_load(path.read_text()) if path.exists() else None
+        names += [n for n in ((data or {}).get("signals") or {}) if n not in names]
+    return names
+
+
+def with_cpu(run: Any) -> arms.ArmResult:
+    """Run an arm, recording how much CPU this benchmark and everything else used meanwhile."""
+    with CpuShare() as cpu:
+        result = run()
+    result.extra["cpu"] = cpu.as_dict()
+    return result
+
+
+def machine() -> dict[str, Any]:
+    import psutil
+    import pyspark
+    import torch
+
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "python": platform.python_version(), "torch": torch.__version__, "pyspark": pyspark.__version__,
+            "platform": platform.platform(), "load_avg_at_end": [round(x, 2) for x in os.getloadavg()]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    bench = Bench(args)
+    try:
+        report = bench.run()
+    finally:
+        bench.close()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print()
+    print(format_table(report))
+    print(f"\nwritten to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Generated corpora for the benchmark, written as Delta tables like `make demo` writes them."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from signals.contracts import CORPUS
+
+
+def write_corpus(lakehouse: Path, n_items: int, seed: int = 7) -> dict[str, float]:
+    """The sample corpus (jobs.sample_corpus, real photos and every bad-input kind) of `n_items`
+    as `<lakehouse>/corpus`; returns what it holds."""
+    from deltalake import write_deltalake
+
+    from jobs.sample_corpus import generate_corpus
+
+    corpus, _ = generate_corpus(n_items=n_items, seed=seed)
+    write_deltalake(str(lakehouse / CORPUS.name), corpus, mode="overwrite", partition_by=list(CORPUS.partition_by))
+    images = corpus["image"]
+    return {"items": corpus.num_rows, "image_mb": round(pc.sum(pc.binary_length(images)).as_py() / 2**20, 1),
+            "null_images": images.null_count, "days": len(pc.unique(corpus["ds"]))}
+
+
+def copy_lakehouse(corpus_lakehouse: Path, dest: Path) -> Path:
+    """A new lakehouse at `dest` holding a copy of the corpus table (jobs write next to it)."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    shutil.copytree(corpus_lakehouse / CORPUS.name, dest / CORPUS.name)
+    return dest
+
+
+def add_new_items(corpus_root: str, fraction: float = 0.01) -> list[str]:
+    """Add `fraction` of the corpus as new items (existing images and texts under new ids) and
+    overwrite the table with deltalake.write_deltalake, as tests/spark/test_refresh.py does."""
+    from deltalake import DeltaTable, write_deltalake
+
+    corpus = DeltaTable(corpus_root).to_pyarrow_table().sort_by("content_id")
+    add = max(1, round(corpus.num_rows * fraction))
+    new = corpus.slice(min(30, corpus.num_rows - add), add)
+    ids = pa.array([f"pin-new-{i:06d}" for i in range(add)], pa.string())
+    new = new.set_column(new.schema.get_field_index("content_id"), corpus.schema.field("content_id"), ids)
+    write_deltalake(corpus_root, pa.concat_tables([corpus, new]).cast(corpus.schema), mode="overwrite",
+                    partition_by=list(CORPUS.partition_by))
+    return ids.to_pylist()
