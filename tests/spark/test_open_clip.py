@@ -12,6 +12,7 @@ from deltalake import DeltaTable
 
 import reference
 from jobs.backfill import run_backfill
+from jobs.config import load_settings
 
 pytestmark = pytest.mark.spark
 
@@ -50,7 +51,8 @@ def test_open_clip_signals_equal_the_checkpoint_model_called_directly(spark, fre
             ("params.model_config_dir", config_dir),
         )
     ]
-    settings = fresh_lakehouse("signals.image_embedding.enabled=false", "signals.text_embedding.enabled=false", *clip)
+    others = [f"signals.{name}.enabled=false" for name in load_settings("local").enabled_signals]
+    settings = fresh_lakehouse(*others, *clip)
     result = run_backfill(spark, settings)
     assert {o.signal for o in result.outcomes} == {"clip_image_embedding", "clip_text_embedding"}
 
