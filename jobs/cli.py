@@ -40,7 +40,7 @@ from jobs.models import CHALLENGER, CHAMPION, registry_for
 from jobs.refresh import run_refresh
 from jobs.sample_corpus import write_sample_corpus
 from jobs.session import build_session
-from signals.contracts import CORPUS, EMBEDDINGS, RUNS
+from signals.contracts import CORPUS, DUPLICATES, EMBEDDINGS, LABELS, RUNS
 
 console = Console(width=None if sys.stdout.isatty() else 160)  # logs and pipes keep whole paths
 def make_corpus(settings: Settings, n_items: int | None = None, seed: int | None = None) -> None:
@@ -96,6 +96,15 @@ def show(settings: Settings) -> None:
         errors = rows.filter(pc.equal(rows["status"], "error"))
         reasons = pa.table({"reason": pc.utf8_slice_codeunits(errors["error"], 0, 60)}).group_by("reason").aggregate([([], "count_all")])
         console.print("error reasons:", json.dumps(dict(zip(reasons["reason"].to_pylist(), reasons["count_all"].to_pylist())), indent=1))
+    if LABELS.name in lakehouse.tables():
+        labels = lakehouse.pandas(LABELS.name, filters=pc.field("status") == "ok")
+        decided = labels[labels.decision.fillna(False)].groupby(["signal", "label"]).size().sort_values(ascending=False)
+        console.print(f"labels: {labels.content_id.nunique()} items labelled; items per positive decision (top 15):")
+        console.print(decided.head(15).to_string())
+    if DUPLICATES.name in lakehouse.tables():
+        groups = lakehouse.pandas(DUPLICATES.name).groupby("group_id").size()
+        console.print(f"duplicates: {len(groups)} groups; {int((groups > 1).sum())} with copies, "
+                      f"{int(groups[groups > 1].sum() - (groups > 1).sum())} items to drop if consumers keep one per group")
     if RUNS.name in lakehouse.tables():
         runs = lakehouse.pandas(RUNS.name).sort_values("finished_at").tail(6)
         console.print("latest runs:")
