@@ -35,3 +35,6 @@ eval: install
 
 clean:
 	rm -rf lakehouse lakehouse-eval reports benchmarks/results .pytest_cache
+
+bench: install
+	$(PY) -m benchmarks.bench

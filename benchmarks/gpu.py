@@ -60,6 +60,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.gpu")
     p.add_argument("--items", type=int, default=4096, help="distinct corpus items generated")
     p.add_argument("--repeat", type=int, default=3, help="passes over the corpus per timed run")
+    p.add_argument("--cpu-repeat", type=int, default=None, help="passes for cpu_decode (default: --repeat); it is slow")
     p.add_argument("--batch", type=int, default=512, help="gpu_batch_size (model batch on the GPU)")
     p.add_argument("--arrow-rows", type=int, default=512, help="rows per Arrow batch handed to the runner")
     p.add_argument("--prepare-threads", type=int, default=max(1, (os.cpu_count() or 2) - 4))
@@ -182,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         signals[mode] = make_signal(args.arch, args.batch, mode, threads, args.force_device_decode)
     first = next(iter(signals.values()))
     steps = [("ceiling_forward_only", lambda: ceiling(first, args.batch))]
-    steps += [(mode, lambda signal=signal: timed_run(signal, table, args.arrow_rows, args.repeat)) for mode, signal in signals.items()]
+    passes = {mode: (args.cpu_repeat or args.repeat) if mode == "cpu_decode" else args.repeat for mode in signals}
+    steps += [(mode, lambda signal=signal, mode=mode: timed_run(signal, table, args.arrow_rows, passes[mode])) for mode, signal in signals.items()]
     if {"cpu_decode", "gpu_decode"} <= signals.keys():
         steps.append(("gpu_vs_cpu_decode", lambda: compare(signals["cpu_decode"], signals["gpu_decode"],
                                                            table.slice(0, args.compare_items), args.arrow_rows)))

@@ -63,6 +63,13 @@ def _stage_cells(arm: dict[str, Any]) -> list[str]:
     return [_fmt(s.get(stage)) for stage in STAGES]
 
 
+def _loads(arm: dict[str, Any]) -> str:
+    """Models loaded inside the arm's timing (Python workers that had none yet); "-" for raw."""
+    if "worker_items" not in arm:
+        return "-"
+    return str(arm["worker_items"].get("model_load", 0))
+
+
 def _share(arm: dict[str, Any]) -> str:
     share = arm.get("cpu", {}).get("others_share_of_machine")
     return "-" if share is None else f"{100 * share:.0f}%"
@@ -70,7 +77,7 @@ def _share(arm: dict[str, Any]) -> str:
 
 def format_table(report: dict[str, Any]) -> str:
     """A plain-text table: items/s per arm, ratios, per-stage seconds, peak worker memory."""
-    header = ["signal", "arm", "items", "wall s", "items/s", "vs raw", "vs pbu", *[f"{s} s" for s in STAGES], "peak worker MB", "others' cpu"]
+    header = ["signal", "arm", "items", "wall s", "items/s", "vs raw", "vs pbu", *[f"{s} s" for s in STAGES], "model loads", "peak worker MB", "others' cpu"]
     rows: list[list[str]] = []
     for name, sig in report["signals"].items():
         raw_speed = sig["items_per_s"]["raw"]
@@ -80,10 +87,10 @@ def format_table(report: dict[str, Any]) -> str:
             rss = a.get("worker_rss", {}).get("peak_worker_mb")
             rows.append([name if arm == "raw" else "", arm, str(a["items"]), _fmt(a["wall_s"]), _fmt(a["items_per_s"]),
                          _fmt(_ratio(a["items_per_s"], raw_speed), 2), _fmt(_ratio(a["items_per_s"], pbu_speed), 2),
-                         *_stage_cells(a), _fmt(rss, 0), _share(a)])
+                         *_stage_cells(a), _loads(a), _fmt(rss, 0), _share(a)])
         big = sig["ours_scaled"]
         rows.append(["", f"ours {big['items'] // sig['items']}x", str(big["items"]), _fmt(big["wall_s"]), _fmt(big["items_per_s"]),
-                     "", "", *_stage_cells(big), _fmt(big.get("worker_rss", {}).get("peak_worker_mb"), 0), _share(big)])
+                     "", "", *_stage_cells(big), _loads(big), _fmt(big.get("worker_rss", {}).get("peak_worker_mb"), 0), _share(big)])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     line = lambda cells: "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
     out = [line(header), line(["-" * w for w in widths]), *[line(r) for r in rows]]
@@ -91,7 +98,8 @@ def format_table(report: dict[str, Any]) -> str:
     out.append("raw: one process, sequential stages (they add up to its wall time). Spark arms: busy seconds inside the")
     out.append("Python workers summed over tasks, overlapping (prefetch); read = waiting for input batches; 'c' = Delta commit")
     out.append("on the driver (ours writes its files inside the Spark job; predict_batch_udf's parquet write is inside its wall).")
-    out.append("others' cpu: share of the machine's cores used by other processes during the arm (contention; 0% = quiet).")
+    out.append("model loads: Python workers that loaded the model during the arm (after the warm-up). others' cpu: share of")
+    out.append("the machine's cores used by other processes during the arm (contention; 0% = quiet).")
     for name, sig in report["signals"].items():
         met = ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in sig["targets_met"].items())
         out.append(f"{name}: ours/raw {_fmt(sig['ratio_vs_raw'], 2)}, ours/pbu {_fmt(sig['ratio_vs_pbu'], 2)}, "

@@ -158,6 +158,13 @@ class Signal(ABC):
     def prepare(self, row: Mapping[str, Any]) -> Any:
         """CPU work for one row; raise signals.decode.InputError for unusable input."""
 
+    @property
+    def prepares_batches(self) -> bool:
+        """Whether `prepare_batch` does real work here (e.g. GPU decoding): the runner then gives
+        it a prefetch thread of its own, so per-row preparation, batch preparation and the model
+        all overlap. Default: no."""
+        return False
+
     def prepare_batch(self, inputs: list[Any]) -> list[Any]:
         """Batch-level preparation on the prefetch thread, after `prepare` of each good row and
         while the model runs the previous batch (e.g. decoding on the GPU, the copy to it).
@@ -185,7 +192,12 @@ class Signal(ABC):
         """Attach the worker's cached model, loading it on first use in this process."""
         self.device = select_device(self.config.device, gpu_addresses)
         key = (self.resource_key(), str(self.device))
-        self._resources = model_cache.get_or_load(key, lambda: self.load_resources(self.device))
+
+        def load_now() -> Any:
+            with stage_times.time("model_load", 1):  # counted only when this worker really loads
+                return self.load_resources(self.device)
+
+        self._resources = model_cache.get_or_load(key, load_now)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest kernels once
             torch.backends.cuda.matmul.allow_tf32 = True

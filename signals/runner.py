@@ -81,15 +81,24 @@ def _prepare_one(signal: Signal, row: dict[str, Any]) -> tuple[Any, str | None]:
         return None, f"preprocessing failed: {type(exc).__name__}: {exc}"
 
 
-def prepare_rows(signal: Signal, rows: list[dict[str, Any]], pool: ThreadPoolExecutor | None = None) -> _Prepared:
-    """CPU work for each row (on `pool`'s threads if given); a bad input becomes that row's
-    error, never the batch's."""
+def prepare_rows(signal: Signal, rows: list[dict[str, Any]], pool: ThreadPoolExecutor | None = None,
+                 batch_level: bool = True) -> _Prepared:
+    """CPU work for each row (on `pool`'s threads if given), then the signal's batch-level
+    preparation (unless `batch_level` is False: `prepare_batch_of` runs it separately); a bad
+    input becomes that row's error, never the batch's."""
     with stage_times.time("prepare", len(rows)):
         if pool is None:
             results = [_prepare_one(signal, row) for row in rows]
         else:
             results = list(pool.map(lambda row: _prepare_one(signal, row), rows))
-    inputs, errors = [r[0] for r in results], [r[1] for r in results]
+    prepared = _Prepared([r[0] for r in results], [r[1] for r in results])
+    return prepare_batch_of(signal, prepared) if batch_level else prepared
+
+
+def prepare_batch_of(signal: Signal, prepared: _Prepared) -> _Prepared:
+    """The signal's `prepare_batch` on the good rows of a prepared batch; a RowError it returns
+    is that row's error; if it fails, the rows stay as `prepare` made them."""
+    inputs, errors = prepared.inputs, prepared.errors
     good = [i for i, err in enumerate(errors) if err is None]
     if good:
         try:
@@ -145,7 +154,7 @@ def compute_prepared(signal: Signal, prepared: _Prepared) -> pd.DataFrame:
     )
 
 
-def _prefetched(items: Iterator[Any], depth: int) -> Iterator[Any]:
+def _prefetched(items: Iterator[Any], depth: int, name: str = "prefetch") -> Iterator[Any]:
     """Iterate `items` on a background thread, keeping up to `depth` ready ahead."""
     if depth <= 0:
         yield from items
@@ -164,7 +173,7 @@ def _prefetched(items: Iterator[Any], depth: int) -> Iterator[Any]:
         except BaseException as exc:  # noqa: BLE001 - re-raised on the consumer's thread
             ready.put(exc)
 
-    thread = threading.Thread(target=produce, name="prefetch", daemon=True)
+    thread = threading.Thread(target=produce, name=name, daemon=True)
     thread.start()
     try:
         while True:
@@ -206,7 +215,14 @@ def run_signal(signal: Signal, frames: Iterable[pd.DataFrame], prefetch: int = 2
     threads = signal.prepare_threads
     pool = ThreadPoolExecutor(threads, thread_name_prefix="prepare") if threads > 1 else None
     batches = rows_in_batches(_timed(frames, "read"), signal.batch_size)
-    stream = _prefetched((prepare_rows(signal, rows, pool) for rows in batches), prefetch)
+    if prefetch > 0 and signal.prepares_batches:
+        # three stages overlap: rows prepared on one thread, batches prepared (e.g. decoded on
+        # the GPU) on another, the model on this one
+        rows_stage = _prefetched((prepare_rows(signal, rows, pool, batch_level=False) for rows in batches), prefetch, "prefetch-rows")
+        stream = _prefetched((prepare_batch_of(signal, prepared) for prepared in rows_stage), prefetch)
+    else:
+        rows_stage = None
+        stream = _prefetched((prepare_rows(signal, rows, pool) for rows in batches), prefetch)
     trim = HeapTrimmer()
     try:
         for batch in stream:
@@ -218,7 +234,9 @@ def run_signal(signal: Signal, frames: Iterable[pd.DataFrame], prefetch: int = 2
             if stage_times.enabled():
                 stage_times.add("emit", time.perf_counter() - start, len(result))
     finally:
-        stream.close()  # stops the prefetch thread before its pool goes
+        stream.close()  # stops the prefetch threads (outer first) before their pool goes
+        if rows_stage is not None:
+            rows_stage.close()
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
         trim(force=True)

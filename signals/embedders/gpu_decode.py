@@ -9,9 +9,11 @@ there, reproducing the model's own torchvision preprocessing (`DevicePreprocess`
 Safety is unchanged: only a plain JPEG (baseline or progressive, RGB or grayscale, no EXIF
 rotation, ending in an EOI marker, within `signals.decode.DecodeLimits` and the device pixel
 budget) is kept for the device. Anything else - PNG, CMYK, rotated, truncated, oversized,
-corrupt, null - takes the CPU path (`signals.decode.decode_image`), which applies the limits
-and gives the same error reasons as without `gpu_decode`. A JPEG the device decoder refuses is
-decoded on the CPU instead; if that fails too the row is an error row, never the batch.
+corrupt, null - is decoded on the CPU (`signals.decode.decode_image`), which applies the limits
+and gives the same error reasons as without `gpu_decode`; its pixels are then resized and
+normalised on the device with the JPEGs (`DecodedImage`), the expensive part of the CPU path.
+A JPEG the device decoder refuses is decoded and transformed on the CPU instead; if that fails
+too the row is an error row, never the batch.
 """
 from __future__ import annotations
 
@@ -152,22 +154,46 @@ class DevicePreprocess:
         return out  # type: ignore[return-value]
 
 
+@dataclass(frozen=True)
+class DecodedImage:
+    """A row decoded on the CPU (not a JPEG the device decodes: PNG, CMYK, rotated, ...), as
+    8-bit RGB pixels, waiting to be resized and normalised on the device with the JPEGs."""
+
+    pixels: torch.Tensor  # uint8 (H, W, 3), CPU
+
+    @classmethod
+    def of(cls, image: Image.Image) -> "DecodedImage":
+        import numpy as np
+
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        return cls(torch.from_numpy(np.array(rgb, dtype=np.uint8)))
+
+
 def decode_and_preprocess(
-    jpegs: Sequence[EncodedJpeg],
+    items: Sequence[EncodedJpeg | DecodedImage],
     device: torch.device,
     preprocess: DevicePreprocess,
     fallback: Callable[[EncodedJpeg], Any],
 ) -> list[Any]:
-    """Model inputs for `jpegs`, decoded and preprocessed on `device`; a JPEG the device decoder
-    refuses (or decodes to a size its header did not announce) goes to `fallback` instead."""
-    decoded = decode_jpegs([j.data for j in jpegs], device)
-    good = [i for i, (j, image) in enumerate(zip(jpegs, decoded))
-            if isinstance(image, torch.Tensor) and tuple(image.shape) == (3, j.height, j.width)]
-    out: list[Any] = [None] * len(jpegs)
-    for i, tensor in zip(good, preprocess([decoded[i] for i in good])):
+    """Model inputs for `items`, preprocessed on `device`: JPEGs decoded there, CPU-decoded pixels
+    copied there. A JPEG the device decoder refuses (or decodes to a size its header did not
+    announce) goes to `fallback` instead."""
+    jpegs = [i for i, item in enumerate(items) if isinstance(item, EncodedJpeg)]
+    decoded = decode_jpegs([items[i].data for i in jpegs], device)  # type: ignore[union-attr]
+    images: dict[int, torch.Tensor] = {}
+    for i, image in zip(jpegs, decoded):
+        jpeg = items[i]
+        if isinstance(image, torch.Tensor) and tuple(image.shape) == (3, jpeg.height, jpeg.width):  # type: ignore[union-attr]
+            images[i] = image
+    for i, item in enumerate(items):
+        if isinstance(item, DecodedImage):
+            pixels = item.pixels.pin_memory() if device.type == "cuda" else item.pixels
+            images[i] = pixels.to(device, non_blocking=True).permute(2, 0, 1)
+    order = sorted(images)
+    out: list[Any] = [None] * len(items)
+    for i, tensor in zip(order, preprocess([images[i] for i in order])):
         out[i] = tensor
-    kept = set(good)
-    for i, jpeg in enumerate(jpegs):
-        if i not in kept:
-            out[i] = fallback(jpeg)
+    for i, item in enumerate(items):
+        if i not in images:
+            out[i] = fallback(item)  # type: ignore[arg-type]
     return out

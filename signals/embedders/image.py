@@ -5,9 +5,9 @@ at a time, on the runner's prefetch thread; the batch is stacked and, on a GPU, 
 pinned memory without blocking, as channels-last.
 
 Device path (`params.gpu_decode`, see signals/embedders/gpu_decode.py): `prepare` checks the
-JPEG header and keeps the bytes; `prepare_batch` (still on the prefetch thread, so while the
-model runs the previous batch) decodes them with nvJPEG and resizes and normalises them on the
-GPU. `gpu_decode: true` uses it where the model is on a GPU; `gpu_decode: force` uses it on
+JPEG header and keeps the bytes (other formats: decodes them on the CPU and keeps the pixels);
+`prepare_batch` (on a prefetch thread, so while the model runs the previous batch) decodes the
+JPEGs with nvJPEG and resizes and normalises every row on the GPU. `gpu_decode: true` uses it where the model is on a GPU; `gpu_decode: force` uses it on
 whatever device the model is (torchvision decodes on the CPU too), which the tests use.
 """
 from __future__ import annotations
@@ -24,7 +24,14 @@ from PIL import Image
 from signals.base import RowError, stage_times
 from signals.decode import DecodeLimits, InputError, decode_image
 from signals.embedders.base import Embedder
-from signals.embedders.gpu_decode import DEFAULT_DEVICE_MAX_PIXELS, DevicePreprocess, EncodedJpeg, decode_and_preprocess, jpeg_for_device
+from signals.embedders.gpu_decode import (
+    DEFAULT_DEVICE_MAX_PIXELS,
+    DecodedImage,
+    DevicePreprocess,
+    EncodedJpeg,
+    decode_and_preprocess,
+    jpeg_for_device,
+)
 from signals.inputs import ImageInput
 
 log = logging.getLogger(__name__)
@@ -90,42 +97,56 @@ class ImageEmbedder(ImageInput, Embedder):
     def decode_limits(self) -> DecodeLimits:
         return DecodeLimits(**self.config.params.get("decode_limits", {}))
 
-    def prepare(self, row: Mapping[str, Any]) -> torch.Tensor | EncodedJpeg:
+    @property
+    def device_max_pixels(self) -> int:
+        """Images larger than this are never sent to the device (`params.gpu_decode_max_pixels`)."""
+        return int(self.config.params.get("gpu_decode_max_pixels", DEFAULT_DEVICE_MAX_PIXELS))
+
+    def prepare(self, row: Mapping[str, Any]) -> torch.Tensor | EncodedJpeg | DecodedImage:
         if self.decodes_on_device:
             with stage_times.time("header", 1):
-                jpeg = jpeg_for_device(row["image"], self.decode_limits,
-                                       int(self.config.params.get("gpu_decode_max_pixels", DEFAULT_DEVICE_MAX_PIXELS)))
+                jpeg = jpeg_for_device(row["image"], self.decode_limits, self.device_max_pixels)
             if jpeg is not None:
                 return jpeg
         with stage_times.time("decode", 1):
             image = self.decode(row)
+        if self.decodes_on_device and image.width * image.height <= self.device_max_pixels:
+            with stage_times.time("preprocess", 1):
+                return DecodedImage.of(image)  # resized and normalised on the device
         with stage_times.time("preprocess", 1):
             return self.transform(image)
 
-    def _cpu_fallback(self, jpeg: EncodedJpeg) -> torch.Tensor | RowError:
-        """A JPEG the device decoder refused, decoded and transformed on the CPU instead."""
+    def _cpu_fallback(self, item: EncodedJpeg | DecodedImage) -> torch.Tensor | RowError:
+        """A row the device could not take, decoded (if need be) and transformed on the CPU."""
         try:
-            return self.transform(decode_image(jpeg.data.numpy().tobytes(), self.decode_limits))
+            if isinstance(item, DecodedImage):
+                return self.transform(Image.fromarray(item.pixels.numpy(), mode="RGB"))
+            return self.transform(decode_image(item.data.numpy().tobytes(), self.decode_limits))
         except InputError as exc:
             return RowError(str(exc))
         except Exception as exc:  # noqa: BLE001 - one row's failure is that row's error
             return RowError(f"preprocessing failed: {type(exc).__name__}: {exc}")
 
     def materialise(self, inputs: list[Any]) -> list[Any]:
-        """Model inputs for prepared rows: EncodedJpeg rows decoded and preprocessed on the
-        device (a RowError where neither the device nor the CPU can decode them); tensors as is."""
-        jpegs = [i for i, p in enumerate(inputs) if isinstance(p, EncodedJpeg)]
-        if not jpegs:
+        """Model inputs for prepared rows: EncodedJpeg rows decoded and DecodedImage rows copied
+        to the device, both resized and normalised there (a RowError where neither the device
+        nor the CPU can decode a row); tensors as they are."""
+        pending = [i for i, p in enumerate(inputs) if isinstance(p, (EncodedJpeg, DecodedImage))]
+        if not pending:
             return list(inputs)
         out = list(inputs)
-        with stage_times.time("device_decode", len(jpegs)), torch.inference_mode():
+        with stage_times.time("device_decode", len(pending)), torch.inference_mode():
             if self._device_preprocess is None:  # device decoding was switched off after prepare
-                done = [self._cpu_fallback(inputs[i]) for i in jpegs]
+                done = [self._cpu_fallback(inputs[i]) for i in pending]
             else:
-                done = decode_and_preprocess([inputs[i] for i in jpegs], self.device, self._device_preprocess, self._cpu_fallback)
-        for i, value in zip(jpegs, done):
+                done = decode_and_preprocess([inputs[i] for i in pending], self.device, self._device_preprocess, self._cpu_fallback)
+        for i, value in zip(pending, done):
             out[i] = value
         return out
+
+    @property
+    def prepares_batches(self) -> bool:
+        return self.decodes_on_device or (self.device is not None and self.device.type == "cuda")
 
     def prepare_batch(self, inputs: list[Any]) -> list[Any]:
         """On the prefetch thread: decode device rows, and on a GPU put the whole batch there
@@ -136,7 +157,7 @@ class ImageEmbedder(ImageInput, Embedder):
         before handing the batch over: the model's thread gets finished tensors. Their memory is
         not reused early: the model's thread frees them only after `embed` has copied its
         output to the host, which waits for every kernel that read them."""
-        if self.device is None or (self.device.type != "cuda" and not any(isinstance(p, EncodedJpeg) for p in inputs)):
+        if self.device is None or (self.device.type != "cuda" and not any(isinstance(p, (EncodedJpeg, DecodedImage)) for p in inputs)):
             return inputs
         if self.device.type != "cuda":
             return self.materialise(inputs)

@@ -9,6 +9,7 @@ import time
 from collections.abc import Hashable
 
 import numpy as np
+import psutil
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -92,23 +93,29 @@ def test_stage_snapshots_subtract_per_worker(tmp_path) -> None:
 
 
 def test_the_poller_sees_python_workers_only(tmp_path) -> None:
+    # under a parent of their own: this test process may also run a real SparkSession's workers
     code = "import time; x = bytearray(64 * 2**20); time.sleep(30)"
-    worker = subprocess.Popen([sys.executable, "-c", code, "pyspark.daemon"])
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    parent_code = (
+        "import subprocess, sys, time; "
+        f"subprocess.Popen([sys.executable, '-c', {code!r}, 'pyspark.daemon']); "
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']); time.sleep(30)"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", parent_code])
     try:
         deadline = time.time() + 10
-        while time.time() < deadline and not python_workers():
+        while time.time() < deadline and not python_workers(parent.pid):
             time.sleep(0.05)
-        with RssPoller(interval=0.02) as poll:
+        with RssPoller(interval=0.02, root_pid=parent.pid) as poll:
             time.sleep(0.3)
-        assert [p.pid for p in python_workers()] == [worker.pid]
+        workers = python_workers(parent.pid)
+        assert len(workers) == 1 and "pyspark.daemon" in workers[0].cmdline()
         assert poll.peaks.workers_seen == 1 and poll.peaks.samples >= 3
         assert poll.peaks.peak_worker_mb > 64 and poll.peaks.peak_total_mb == pytest.approx(poll.peaks.peak_worker_mb)
     finally:
-        worker.kill()
-        other.kill()
-        worker.wait()
-        other.wait()
+        for child in psutil.Process(parent.pid).children(recursive=True):
+            child.kill()
+        parent.kill()
+        parent.wait()
 
 
 def test_cpu_share_counts_this_process() -> None:

@@ -301,3 +301,23 @@ def test_prepare_batch_leaves_cpu_batches_alone() -> None:
     signal = make_signal(False)
     inputs = [signal.prepare({"image": jpeg()})]
     assert signal.prepare_batch(inputs) is inputs
+
+
+def test_other_formats_are_decoded_on_the_cpu_and_preprocessed_on_the_device() -> None:
+    from signals.embedders.gpu_decode import DecodedImage
+
+    signal = make_signal("force")
+    prepared = signal.prepare({"image": png(40, 30)})
+    assert isinstance(prepared, DecodedImage) and tuple(prepared.pixels.shape) == (30, 40, 3)
+    assert prepared.pixels.dtype == torch.uint8
+    (got,) = signal.materialise([prepared])
+    expected = small_transform()(decode_image(png(40, 30)))
+    assert (got - expected).abs().max() < 0.1
+    assert isinstance(signal.prepare({"image": rotated_jpeg()}), DecodedImage)  # EXIF rotation applied on the CPU
+
+
+def test_images_over_the_device_pixel_budget_are_transformed_on_the_cpu() -> None:
+    signal = make_signal("force", gpu_decode_max_pixels=40 * 30 - 1)
+    assert isinstance(signal.prepare({"image": png(40, 30)}), torch.Tensor)
+    assert isinstance(signal.prepare({"image": jpeg(80, 60)}), torch.Tensor)
+    assert isinstance(signal.prepare({"image": jpeg(20, 20)}), EncodedJpeg)

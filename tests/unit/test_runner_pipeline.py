@@ -212,3 +212,56 @@ def test_without_glibc_trimming_is_a_no_op(monkeypatch) -> None:
     trimmer = HeapTrimmer(interval_s=0)
     monkeypatch.setattr(trimmer, "_trim", None)
     assert trimmer(force=True) is False
+
+
+# ---------------------------------------------------------------------------------- three stages
+
+
+class StagedEmbedder(HookedEmbedder):
+    """A signal whose batch preparation is real work (like GPU decoding): its own thread."""
+
+    @property
+    def prepares_batches(self) -> bool:
+        return True
+
+
+def staged(batch_size: int = 4, **params) -> StagedEmbedder:
+    return StagedEmbedder(SignalConfig("staged", ModelRef("staged", "1"), batch_size, "cpu", params)).load()
+
+
+def test_batch_preparation_gets_its_own_thread_and_changes_no_result() -> None:
+    values = [0, 1, -2, 3, 4, 5, 6, -7, 8, 9, 10]
+    signal = staged(refuse=(5.0,), model_refuses=(9.0,))
+    out = run(signal, values, [3, 5, 3])
+    reference = run(make_signal(version="2", refuse=(5.0,), model_refuses=(9.0,)), values, [3, 5, 3])
+    assert out["status"].tolist() == reference["status"].tolist()
+    assert out["error"].tolist() == reference["error"].tolist()
+    assert set(signal.resources.prepare_threads) == {"prefetch-rows"}
+    assert set(signal.resources.batch_threads) == {"prefetch"}
+
+
+def test_without_prefetch_the_three_stages_run_in_line() -> None:
+    signal = staged()
+    out = run(signal, [0, 1, 2, 3, 4], prefetch=0)
+    assert (out["status"] == STATUS_OK).all()
+    assert set(signal.resources.prepare_threads) == set(signal.resources.batch_threads) == {"MainThread"}
+
+
+def test_an_abandoned_three_stage_run_stops_both_threads() -> None:
+    signal = staged()
+    results = run_signal(signal, frames_of(list(range(400)), [400]), prefetch=2)
+    next(results)
+    results.close()
+    assert not any(t.name in ("prefetch", "prefetch-rows") and t.is_alive() for t in threading.enumerate())
+    assert len(signal.resources.prepare_threads) <= 12 * 4
+
+
+def test_a_failure_in_the_row_stage_reaches_the_caller() -> None:
+    def frames():
+        yield pd.DataFrame({"x": [0, 1, 2, 3, 4]})
+        raise ConnectionError("lost the shuffle block")
+
+    results = run_signal(staged(), frames(), prefetch=2)
+    assert next(results)["status"].tolist() == [STATUS_OK] * 4
+    with pytest.raises(ConnectionError, match="lost the shuffle block"):
+        list(results)
