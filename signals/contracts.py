@@ -29,22 +29,31 @@ class TableContract:
         return [f.name for f in self.schema if f.name not in self.partition_by]
 
 
+# Columns every signal table shares: which model computed a row from which inputs ...
+_MODEL_FIELDS = [
+    pa.field("model_name", pa.string(), nullable=False),
+    pa.field("model_version", pa.string(), nullable=False),
+    pa.field("input_hash", pa.string()),
+]
+# ... and how it went, in which run, for which corpus day.
+_OUTCOME_FIELDS = [
+    pa.field("status", pa.string(), nullable=False),
+    pa.field("error", pa.string()),
+    pa.field("run_id", pa.string(), nullable=False),
+    pa.field("computed_at", UTC_MICROS, nullable=False),
+    pa.field("ds", pa.string(), nullable=False),
+]
+
 EMBEDDINGS = TableContract(
     name="embeddings",
     schema=pa.schema(
         [
             pa.field("content_id", pa.string(), nullable=False),
             pa.field("signal", pa.string(), nullable=False),
-            pa.field("model_name", pa.string(), nullable=False),
-            pa.field("model_version", pa.string(), nullable=False),
-            pa.field("input_hash", pa.string()),
+            *_MODEL_FIELDS,
             pa.field("vector", pa.list_(pa.field("element", pa.float32()))),
             pa.field("dim", pa.int32()),
-            pa.field("status", pa.string(), nullable=False),
-            pa.field("error", pa.string()),
-            pa.field("run_id", pa.string(), nullable=False),
-            pa.field("computed_at", UTC_MICROS, nullable=False),
-            pa.field("ds", pa.string(), nullable=False),
+            *_OUTCOME_FIELDS,
         ]
     ),
     partition_by=("signal", "model_version", "ds"),
@@ -62,14 +71,8 @@ LABELS = TableContract(
             pa.field("threshold", pa.float64()),
             pa.field("decision", pa.bool_()),
             pa.field("detail", pa.string()),
-            pa.field("model_name", pa.string(), nullable=False),
-            pa.field("model_version", pa.string(), nullable=False),
-            pa.field("input_hash", pa.string()),
-            pa.field("status", pa.string(), nullable=False),
-            pa.field("error", pa.string()),
-            pa.field("run_id", pa.string(), nullable=False),
-            pa.field("computed_at", UTC_MICROS, nullable=False),
-            pa.field("ds", pa.string(), nullable=False),
+            *_MODEL_FIELDS,
+            *_OUTCOME_FIELDS,
         ]
     ),
     partition_by=("signal", "model_version", "ds"),
@@ -90,11 +93,7 @@ DUPLICATES = TableContract(
             pa.field("cosine", pa.float64()),
             pa.field("exact_hash", pa.string()),
             pa.field("phash", pa.int64()),
-            pa.field("status", pa.string(), nullable=False),
-            pa.field("error", pa.string()),
-            pa.field("run_id", pa.string(), nullable=False),
-            pa.field("computed_at", UTC_MICROS, nullable=False),
-            pa.field("ds", pa.string(), nullable=False),
+            *_OUTCOME_FIELDS,
         ]
     ),
     partition_by=("ds",),
