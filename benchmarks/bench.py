@@ -266,8 +266,10 @@ class Bench:
             "torch_threads_per_spark_task": s.torch_threads, "prefetch_batches": s.prefetch,
             "raw_loop_torch_threads": self.args.raw_threads, "raw_loop_processes": 1,
             "batch_size": {n: s.signals[n].batch_size for n in SIGNALS},
-            "models": {n: f"{s.signals[n].kind} ({s.signals[n].model.name} v{s.signals[n].model.version})" for n in SIGNALS},
-            "warm_up": "each Spark session runs a 64-item backfill (and predict_batch_udf job) first; excluded from all arms",
+            "models": {n: f"{s.signals[n].kind} ({s.signals[n].model.name} @ {s.signals[n].model.version or getattr(s.signals[n].model, 'alias', '')})"
+                       for n in SIGNALS},
+            "warm_up": "each Spark session first runs a 64-item backfill, and before predict_batch_udf's first timed run a 64-item "
+                       "run of it; excluded from all arms (the 'model loads' column shows loads that still fell inside an arm)",
             "ours": "jobs.backfill.run_backfill with only the measured signal enabled",
             "predict_batch_udf": "same signal object: prepare() per row + embed() per batch, NaN vector for unusable input, plain parquet",
             "peak_worker_rss": "max RSS of any one Spark Python worker, polled every 50 ms during ours; 1x and scale x in fresh sessions",
