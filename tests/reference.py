@@ -57,3 +57,26 @@ def open_clip_image_embedding(model, preprocess, image_bytes: bytes) -> np.ndarr
 def open_clip_text_embedding(model, tokenizer, text: str) -> np.ndarray:
     with torch.no_grad():
         return torch.nn.functional.normalize(model.encode_text(tokenizer([text])), dim=-1)[0].numpy()
+
+
+TINY_CLIP_CONFIG = {
+    "embed_dim": 64,
+    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
+
+
+def tiny_clip_checkpoint(folder, arch: str):
+    """A random-weight 2-layer open_clip model saved as a checkpoint file, loadable by name
+    exactly as real weights would be: (config dir, checkpoint path, the model, its preprocessing)."""
+    import json
+
+    import open_clip
+
+    (folder / "configs").mkdir()
+    (folder / "configs" / f"{arch}.json").write_text(json.dumps(TINY_CLIP_CONFIG))
+    open_clip.add_model_config(str(folder / "configs"))
+    torch.manual_seed(0)
+    model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=None)
+    torch.save(model.state_dict(), folder / "tiny.pt")
+    return str(folder / "configs"), str(folder / "tiny.pt"), model.eval(), preprocess

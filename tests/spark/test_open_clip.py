@@ -2,12 +2,10 @@
 loaded from that path by configuration, exactly as real weights would be."""
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import open_clip
 import pytest
-import torch
 from deltalake import DeltaTable
 
 import reference
@@ -17,25 +15,12 @@ from jobs.config import load_settings
 pytestmark = pytest.mark.spark
 
 ARCH = "tiny-test-ViT"
-TINY_CONFIG = {
-    "embed_dim": 64,
-    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
-}
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """(config dir, checkpoint path, the model that was saved) for a random-weight tiny CLIP."""
-    folder = tmp_path_factory.mktemp("open_clip")
-    (folder / "configs").mkdir()
-    (folder / "configs" / f"{ARCH}.json").write_text(json.dumps(TINY_CONFIG))
-    open_clip.add_model_config(str(folder / "configs"))
-    torch.manual_seed(0)
-    model, _, preprocess = open_clip.create_model_and_transforms(ARCH, pretrained=None)
-    path = folder / "tiny.pt"
-    torch.save(model.state_dict(), path)
-    return str(folder / "configs"), str(path), model.eval(), preprocess
+    return reference.tiny_clip_checkpoint(tmp_path_factory.mktemp("open_clip"), ARCH)
 
 
 def test_open_clip_signals_equal_the_checkpoint_model_called_directly(spark, fresh_lakehouse, checkpoint):

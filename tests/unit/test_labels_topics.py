@@ -168,25 +168,15 @@ def test_text_topic_temperature_sharpens(text_labeler: TextTopicLabeler) -> None
 # --------------------------------------------------------------------------------------
 
 ARCH = "tiny-labels-test-ViT"
-TINY_CONFIG = {
-    "embed_dim": 64,
-    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
-}
 
 
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory):
     """(labeler params, the saved model, its preprocessing)."""
-    folder = tmp_path_factory.mktemp("open_clip")
-    (folder / "configs").mkdir()
-    (folder / "configs" / f"{ARCH}.json").write_text(json.dumps(TINY_CONFIG))
-    open_clip.add_model_config(str(folder / "configs"))
-    torch.manual_seed(0)
-    model, _, preprocess = open_clip.create_model_and_transforms(ARCH, pretrained=None)
-    torch.save(model.state_dict(), folder / "tiny.pt")
-    params = {"arch": ARCH, "pretrained": str(folder / "tiny.pt"), "model_config_dir": str(folder / "configs")}
-    return params, model.eval(), preprocess
+    from reference import tiny_clip_checkpoint
+
+    configs, weights, model, preprocess = tiny_clip_checkpoint(tmp_path_factory.mktemp("open_clip"), ARCH)
+    return {"arch": ARCH, "pretrained": weights, "model_config_dir": configs}, model, preprocess
 
 
 def test_clip_topics_equal_the_checkpoint_model_called_directly(tiny_clip) -> None:
