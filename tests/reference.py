@@ -80,3 +80,27 @@ def tiny_clip_checkpoint(folder, arch: str):
     model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=None)
     torch.save(model.state_dict(), folder / "tiny.pt")
     return str(folder / "configs"), str(folder / "tiny.pt"), model.eval(), preprocess
+
+
+_PHOTO_LOADERS = {
+    "astronaut": lambda: __import__("skimage.data").data.astronaut(),
+    "chelsea": lambda: __import__("skimage.data").data.chelsea(),
+    "coffee": lambda: __import__("skimage.data").data.coffee(),
+    "camera": lambda: __import__("skimage.data").data.camera(),
+    "rocket": lambda: __import__("skimage.data").data.rocket(),
+    "motorcycle": lambda: __import__("skimage.data").data.stereo_motorcycle()[0],
+    "china": lambda: __import__("sklearn.datasets").datasets.load_sample_image("china.jpg"),
+    "flower": lambda: __import__("sklearn.datasets").datasets.load_sample_image("flower.jpg"),
+}
+
+
+def real_photos(*names: str) -> dict[str, Image.Image]:
+    """Real photos as RGB images, by name; `grace_hopper` (matplotlib's sample) and the
+    motorcycle are never used by the sample corpus, so labels are also checked on unseen images."""
+    photos = {name: Image.fromarray(_PHOTO_LOADERS[name]()).convert("RGB") for name in names if name != "grace_hopper"}
+    if "grace_hopper" in names:
+        from matplotlib import cbook
+
+        with cbook.get_sample_data("grace_hopper.jpg") as f:
+            photos["grace_hopper"] = Image.open(f).convert("RGB")
+    return photos

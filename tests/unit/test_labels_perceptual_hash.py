@@ -7,35 +7,15 @@ import itertools
 
 import numpy as np
 import pytest
-import skimage.data
-from matplotlib import cbook
 from PIL import Image
-from sklearn.datasets import load_sample_image
+from reference import real_photos
 
 from signals.labels.perceptual_hash import band_keys, hamming, perceptual_hash, to_int64
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
-def _photos() -> dict[str, Image.Image]:
-    """Real, clearly different photos, including two the sample corpus never uses."""
-    arrays = {
-        "astronaut": skimage.data.astronaut(),
-        "chelsea": skimage.data.chelsea(),
-        "coffee": skimage.data.coffee(),
-        "camera": skimage.data.camera(),
-        "rocket": skimage.data.rocket(),
-        "motorcycle": skimage.data.stereo_motorcycle()[0],
-        "china": load_sample_image("china.jpg"),
-        "flower": load_sample_image("flower.jpg"),
-    }
-    photos = {name: Image.fromarray(a).convert("RGB") for name, a in arrays.items()}
-    with cbook.get_sample_data("grace_hopper.jpg") as f:
-        photos["grace_hopper"] = Image.open(f).convert("RGB")
-    return photos
-
-
-PHOTOS = _photos()
+PHOTOS = real_photos("astronaut", "chelsea", "coffee", "camera", "rocket", "motorcycle", "china", "flower", "grace_hopper")
 
 
 def _jpeg(image: Image.Image, quality: int) -> Image.Image:

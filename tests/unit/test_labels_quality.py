@@ -10,9 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import skimage.data
-from matplotlib import cbook
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
-from sklearn.datasets import load_sample_image
+from reference import real_photos
 from sklearn.metrics import roc_auc_score
 
 from jobs.sample_corpus import generate_corpus
@@ -26,23 +25,7 @@ def _config(name: str, batch_size: int = 8) -> SignalConfig:
     return SignalConfig(name, ModelRef(name, "test"), batch_size=batch_size, device="cpu")
 
 
-def _photos() -> dict[str, Image.Image]:
-    """Real photos: grace_hopper and the motorcycle are never used by the sample corpus."""
-    arrays = {
-        "astronaut": skimage.data.astronaut(),
-        "chelsea": skimage.data.chelsea(),
-        "coffee": skimage.data.coffee(),
-        "motorcycle": skimage.data.stereo_motorcycle()[0],
-        "china": load_sample_image("china.jpg"),
-        "flower": load_sample_image("flower.jpg"),
-    }
-    photos = {name: Image.fromarray(a).convert("RGB") for name, a in arrays.items()}
-    with cbook.get_sample_data("grace_hopper.jpg") as f:
-        photos["grace_hopper"] = Image.open(f).convert("RGB")
-    return photos
-
-
-PHOTOS = _photos()
+PHOTOS = real_photos("astronaut", "chelsea", "coffee", "motorcycle", "china", "flower", "grace_hopper")
 
 
 def _png(image: Image.Image) -> bytes:
