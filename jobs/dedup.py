@@ -133,7 +133,7 @@ def run_dedup(spark: SparkSession, settings: Settings, run_id: str | None = None
         )
     )
     with spark_progress(spark.sparkContext, "dedup write"):
-        files = delta_io.write_files(rows, root, DUPLICATES, f"part-{run.run_id}")
+        files = delta_io.write_files([delta_io.WriteSource(rows)], root, DUPLICATES, f"part-{run.run_id}")
     expected = backfill.corpus_row_count(backfill.corpus_root(settings), backfill.Window())
     written = sum(f.num_items for f in files)
     if written != expected:

@@ -8,9 +8,10 @@ folder also holds files that were replaced or never committed.
 """
 from __future__ import annotations
 
+import functools
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
@@ -24,6 +25,7 @@ from signals.contracts import TableContract
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+
 
 @dataclass(frozen=True)
 class DataFile:
@@ -193,10 +195,19 @@ def read_spark(
     return frame.select(*arrow_schema.names)
 
 
-def write_files(frame: "DataFrame", root: str, contract: TableContract, file_prefix: str) -> list[DataFile]:
-    """Have the executors write `frame` as data files of the table; return what they wrote.
+@dataclass(frozen=True)
+class WriteSource:
+    """Rows for a table: a frame, and the executor function that turns its Arrow batches into
+    rows of the table's contract (None: the frame has the contract's columns already)."""
 
-    One Spark action. The rows must already have the contract's columns; nothing is committed.
+    frame: "DataFrame"
+    rows: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]] | None = None
+
+
+def write_files(sources: Sequence[WriteSource], root: str, contract: TableContract, file_prefix: str) -> list[DataFile]:
+    """Have the executors write the sources' rows as data files of the table; return what they
+    wrote. One Spark action; each task turns its rows into files in the same Python worker.
+    Nothing is committed.
     """
     from pyspark import TaskContext
     from pyspark.sql.pandas.types import from_arrow_schema
@@ -208,6 +219,10 @@ def write_files(frame: "DataFrame", root: str, contract: TableContract, file_pre
         return f"s{ctx.stageId()}-p{ctx.partitionId():05d}-a{ctx.attemptNumber()}"
 
     ensure_table(root, contract)
-    writer = make_file_writer(root, contract, file_prefix, task_id)
-    rows = frame.select(*contract.schema.names).mapInArrow(writer, from_arrow_schema(FILE_METADATA_SCHEMA)).collect()
-    return [DataFile.from_row(row.asDict()) for row in rows]
+    written = [
+        (source.frame if source.rows else source.frame.select(*contract.schema.names)).mapInArrow(
+            make_file_writer(root, contract, file_prefix, task_id, source.rows), from_arrow_schema(FILE_METADATA_SCHEMA)
+        )
+        for source in sources
+    ]
+    return [DataFile.from_row(row.asDict()) for row in functools.reduce(lambda a, b: a.unionByName(b), written).collect()]

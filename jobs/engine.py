@@ -7,7 +7,6 @@ label; one row with the error for an item that failed).
 """
 from __future__ import annotations
 
-import functools
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -15,8 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from pyspark.sql import Column, DataFrame, SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql import DataFrame, SparkSession
 
 from jobs import delta_io, ledger
 from jobs.config import Settings
@@ -26,8 +24,8 @@ from jobs.progress import spark_progress
 from signals.base import ModelRef, Signal, SignalConfig
 from signals.catalog import build_signal
 from signals.contracts import EMBEDDINGS, LABELS, RUNS, TableContract
-from signals.embedders.base import Embedder
-from udfs.columns import input_hash_column, result_column
+from signals.table_rows import RowStamp, output_of
+from udfs.rows import output_rows, signal_inputs
 
 
 @dataclass(frozen=True)
@@ -58,11 +56,6 @@ class RunResult:
     message: str | None = None
 
 
-def output_of(signal: Signal) -> TableContract:
-    """The table a signal's rows go to."""
-    return EMBEDDINGS if isinstance(signal, Embedder) else LABELS
-
-
 def by_output(signals: dict[str, Signal]) -> dict[TableContract, dict[str, Signal]]:
     """Signals grouped by the table they write, embeddings first."""
     grouped: dict[TableContract, dict[str, Signal]] = {}
@@ -85,35 +78,12 @@ def build_signals(settings: Settings, role: str = CHAMPION) -> dict[str, Signal]
     return resolve_versions(settings, enabled, role)
 
 
-def _result_columns(signal: Signal) -> dict[str, Column]:
-    """The output-specific columns, from the UDF's result struct (exploded for labels)."""
-    if output_of(signal) is EMBEDDINGS:
-        return {"vector": F.col("result.vector"), "dim": F.col("result.dim")}
-    return {"label": F.col("one.label"), "score": F.col("one.score"), "threshold": F.col("one.threshold"),
-            "decision": F.col("one.decision"), "detail": F.col("result.detail")}
-
-
-def signal_rows(corpus: DataFrame, signal: Signal, settings: Settings, run: Run) -> DataFrame:
+def signal_rows(corpus: DataFrame, signal: Signal, settings: Settings, run: Run) -> delta_io.WriteSource:
     """The rows of the signal's output table for these corpus rows (lazy: nothing runs yet)."""
-    model = signal.config.model
-    computed = corpus.select("content_id", "ds", input_hash_column(signal).alias("input_hash"),
-                             result_column(signal, settings.prefetch, settings.torch_threads).alias("result"))
-    if output_of(signal) is LABELS:
-        computed = computed.select("*", F.explode_outer("result.scores").alias("one"))
-    values = {
-        "content_id": F.col("content_id"),
-        "signal": F.lit(signal.signal),
-        "model_name": F.lit(model.name),
-        "model_version": F.lit(model.version),
-        "input_hash": F.col("input_hash"),
-        "status": F.col("result.status"),
-        "error": F.col("result.error"),
-        "run_id": F.lit(run.run_id),
-        "computed_at": F.lit(run.started),
-        "ds": F.col("ds"),
-        **_result_columns(signal),
-    }
-    return computed.select(*[values[name].alias(name) for name in output_of(signal).schema.names])
+    return delta_io.WriteSource(
+        signal_inputs(corpus, signal),
+        output_rows(signal, RowStamp.of(signal, run.run_id, run.started), settings.prefetch, settings.torch_threads),
+    )
 
 
 def write_and_commit(
@@ -121,17 +91,17 @@ def write_and_commit(
     settings: Settings,
     run: Run,
     contract: TableContract,
-    frames: Sequence[DataFrame],
+    sources: Sequence[delta_io.WriteSource],
     expected_items: dict[str, int],
     remove: Callable[[delta_io.LiveFile], bool],
     read_version: int,
     metadata: dict[str, str],
 ) -> int:
-    """Write the frames' rows as files of one table (one Spark action), check each signal wrote
+    """Write the sources' rows as files of one table (one Spark action), check each signal wrote
     exactly its expected items, then commit them with the removals in one transaction."""
     root = settings.table_root(contract.name)
     with spark_progress(spark.sparkContext, f"{run.job} {contract.name}: {len(expected_items)} signals"):
-        files = delta_io.write_files(functools.reduce(DataFrame.unionByName, frames), root, contract, f"part-{run.run_id}")
+        files = delta_io.write_files(sources, root, contract, f"part-{run.run_id}")
     written: dict[str, int] = defaultdict(int)
     for f in files:
         written[f.partition_values["signal"]] += f.num_items

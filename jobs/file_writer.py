@@ -93,17 +93,23 @@ class _OpenFile:
         )
 
 
+Batches = Iterator[pa.RecordBatch]
+
+
 def make_file_writer(
-    table_root: str, contract: TableContract, file_prefix: str, task_id: Callable[[], str]
-) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """A `mapInArrow` function writing rows of `contract` under `table_root`, one file per partition."""
+    table_root: str, contract: TableContract, file_prefix: str, task_id: Callable[[], str],
+    rows: Callable[[Batches], Batches] | None = None,
+) -> Callable[[Batches], Batches]:
+    """A `mapInArrow` function writing rows of `contract` under `table_root`, one file per
+    partition; `rows`, if given, makes those rows from the task's input batches first (in the
+    same Python worker: a signal's model, say)."""
     data_schema = pa.schema([contract.schema.field(n) for n in contract.data_columns])
 
-    def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    def write(batches: Batches) -> Batches:
         fs, root = pafs.FileSystem.from_uri(table_root)
         files: dict[tuple[str, ...], _OpenFile] = {}
         prefix = f"{file_prefix}-{task_id()}-{uuid.uuid4().hex[:8]}"
-        for batch in batches:
+        for batch in rows(batches) if rows else batches:
             table = pa.Table.from_batches([batch])
             keys = pa.Table.from_arrays([table[n] for n in contract.partition_by], names=list(contract.partition_by))
             for values in keys.group_by(list(contract.partition_by)).aggregate([]).to_pylist():
@@ -116,11 +122,11 @@ def make_file_writer(
                     writer = pq.ParquetWriter(f"{root}/{relative}", data_schema, compression="zstd", filesystem=fs)
                     files[key] = _OpenFile(relative, writer, values)
                 files[key].write(part)
-        rows = []
+        written = []
         for f in files.values():
             f.writer.close()
             info = fs.get_file_info(f"{root}/{f.relative_path}")
-            rows.append(
+            written.append(
                 {
                     "path": f.relative_path,
                     "size": info.size,
@@ -132,6 +138,6 @@ def make_file_writer(
                     "modification_time": info.mtime_ns // 1_000_000,
                 }
             )
-        yield pa.RecordBatch.from_pylist(rows, schema=FILE_METADATA_SCHEMA)
+        yield pa.RecordBatch.from_pylist(written, schema=FILE_METADATA_SCHEMA)
 
     return write

@@ -40,19 +40,27 @@ KEY = ["content_id", "signal", "model_version"]
 
 @dataclass(frozen=True)
 class Plan:
-    """What a refresh will do to one table, decided by one small Spark action."""
+    """What a refresh will do to one table, decided by one small Spark action.
+
+    The keys it found (items to compute, stale rows) are persisted, so applying the plan never
+    hashes the corpus again; `release` frees them."""
 
     contract: TableContract
     signals: dict[str, Signal]
     read_version: int
     todo: dict[str, int]  # signal -> items to compute
+    todo_days: tuple[str, ...]  # corpus days (ds) holding those items
     rewritten: dict[str, tuple[int, int]]  # unescaped relative path -> (items in it, stale items in it)
-    stale: DataFrame  # KEY of every stale item
-    todo_ids: dict[str, DataFrame]  # signal -> content_ids to compute
+    todo_items: DataFrame  # signal, content_id of every item to compute (persisted)
+    stale: DataFrame  # KEY of every stale item (persisted)
 
     @property
     def empty(self) -> bool:
         return not any(self.todo.values()) and not self.rewritten
+
+    def release(self) -> None:
+        self.todo_items.unpersist()
+        self.stale.unpersist()
 
 
 def _same_input(left: DataFrame, right: DataFrame) -> Column:
@@ -66,46 +74,54 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
     read_version = delta_io.ensure_table(root, contract).version()
     stored = delta_io.read_spark(spark, root, read_version).select(*KEY, "input_hash", F.input_file_name().alias("file")).distinct()
     stale = [stored.join(items.select("content_id"), "content_id", "left_anti").select(*KEY, "file")]  # takedowns
-    todo_ids = {}
+    todo = []
     for name, signal in signals.items():
-        current = items.select("content_id", input_hash_column(signal).alias("input_hash")).alias("current")
+        current = items.select("content_id", "ds", input_hash_column(signal).alias("input_hash")).alias("current")
         mine = stored.filter((F.col("signal") == name) & (F.col("model_version") == signal.config.model.version)).alias("mine")
-        todo_ids[name] = current.join(mine, _same_input(current, mine), "left_anti").select("content_id")
+        todo.append(current.join(mine, _same_input(current, mine), "left_anti").select(F.lit(name).alias("signal"), "content_id", "ds"))
         changed = mine.join(current, "content_id").filter(~F.col("mine.input_hash").eqNullSafe(F.col("current.input_hash")))
         stale.append(changed.select(*[F.col(f"mine.{c}") for c in KEY], F.col("mine.file")))
-    stale_items = functools.reduce(DataFrame.unionByName, stale)
+    stale_items = functools.reduce(DataFrame.unionByName, stale).persist()
+    todo_items = (functools.reduce(DataFrame.unionByName, todo) if todo else spark.createDataFrame([], "signal string, content_id string, ds string")).persist()
     per_file = stored.join(stale_items.select("file").distinct(), "file", "left_semi").groupBy("file").agg(F.count("*").alias("items"))
     stale_per_file = stale_items.groupBy("file").agg(F.count("*").alias("stale"))
     summary = [
-        *[ids.select(F.lit("todo").alias("kind"), F.lit(name).alias("key"), F.lit(1).alias("n"), F.lit(0).alias("stale"))
-          for name, ids in todo_ids.items()],
+        todo_items.select(F.lit("todo").alias("kind"), F.concat_ws("/", "signal", "ds").alias("key"), F.lit(1).alias("n"), F.lit(0).alias("stale")),
         per_file.join(stale_per_file, "file").select(F.lit("file").alias("kind"), F.col("file").alias("key"),
                                                     F.col("items").alias("n"), "stale"),
     ]
     counts = functools.reduce(DataFrame.unionByName, summary).groupBy("kind", "key").agg(F.sum("n").alias("n"), F.sum("stale").alias("stale")).collect()
+    todo_by_day = [(*r["key"].split("/", 1), r["n"]) for r in counts if r["kind"] == "todo"]
     return Plan(
         contract, signals, read_version,
-        todo={name: next((r["n"] for r in counts if r["kind"] == "todo" and r["key"] == name), 0) for name in signals},
+        todo={name: sum(n for signal, _, n in todo_by_day if signal == name) for name in signals},
+        todo_days=tuple(sorted({day for _, day, _ in todo_by_day})),
         rewritten={delta_io.relative_path(root, r["key"]): (r["n"], r["stale"]) for r in counts if r["kind"] == "file"},
+        todo_items=todo_items.select("signal", "content_id"),
         stale=stale_items.select(*KEY),
-        todo_ids=todo_ids,
     )
 
 
-def apply_plan(spark: SparkSession, settings: Settings, run: Run, plan: Plan, items: DataFrame) -> int:
-    """Compute the plan's items, rewrite the files holding stale items without them, one commit."""
+def apply_plan(spark: SparkSession, settings: Settings, run: Run, plan: Plan, corpus: tuple[str, int]) -> int:
+    """Compute the plan's items (reading only the days of the corpus (root, version) that hold
+    them), rewrite the files holding stale items without them, one commit."""
     root = settings.table_root(plan.contract.name)
     live = {unquote(f.path): f for f in delta_io.live_files(root, plan.contract, plan.read_version)}
     rewritten = set(plan.rewritten)
     kept = delta_io.read_spark(spark, root, plan.read_version, only=rewritten).join(plan.stale, KEY, "left_anti")
-    computed = [signal_rows(items.join(plan.todo_ids[n], "content_id", "left_semi"), s, settings, run)
-                for n, s in plan.signals.items() if plan.todo[n]]
+    sources = [delta_io.WriteSource(kept)]
+    if plan.todo_days:
+        items = delta_io.read_spark(spark, *corpus, partitions=[("ds", "in", list(plan.todo_days))])
+        sources += [
+            signal_rows(items.join(plan.todo_items.filter(F.col("signal") == n).select("content_id"), "content_id", "left_semi"), s, settings, run)
+            for n, s in plan.signals.items() if plan.todo[n]
+        ]
     expected = dict(plan.todo)
     for path, (in_file, stale) in plan.rewritten.items():
         signal = live[path].partition_values["signal"]
         expected[signal] = expected.get(signal, 0) + in_file - stale
     return write_and_commit(
-        spark, settings, run, plan.contract, [*computed, kept.select(*plan.contract.schema.names)], expected,
+        spark, settings, run, plan.contract, sources, expected,
         remove=lambda f: unquote(f.path) in rewritten,
         read_version=plan.read_version,
         metadata={"stale_items": str(sum(s for _, s in plan.rewritten.values())), "computed": str(plan.todo)},
@@ -121,14 +137,24 @@ def run_refresh(spark: SparkSession, settings: Settings, run_id: str | None = No
     done = already_committed(settings, run, signals)
     if done:
         return done
-    items = delta_io.read_spark(spark, corpus)
+    corpus_version = delta_io.snapshot(corpus).version()  # plan and apply read the same corpus
+    items = delta_io.read_spark(spark, corpus, corpus_version)
     grouped = by_output(signals)
     plans = [plan_refresh(spark, settings, contract, grouped.get(contract, {}), items) for contract in (EMBEDDINGS, LABELS)
              if contract in grouped or DeltaTable.is_deltatable(settings.table_root(contract.name))]  # takedowns reach every table
+    try:
+        return _apply_plans(spark, settings, run, signals, plans, (corpus, corpus_version))
+    finally:
+        for plan in plans:
+            plan.release()
+
+
+def _apply_plans(spark: SparkSession, settings: Settings, run: Run, signals: dict[str, Signal], plans: list[Plan],
+                 corpus: tuple[str, int]) -> RunResult:
     if all(plan.empty for plan in plans):
         return RunResult(run.run_id, NOTHING_TO_DO, message="the tables already match the corpus")
     with recorded(settings, run, signals) as finish:
-        versions = {plan.contract.name: apply_plan(spark, settings, run, plan, items) for plan in plans if not plan.empty}
+        versions = {plan.contract.name: apply_plan(spark, settings, run, plan, corpus) for plan in plans if not plan.empty}
         computed = sum(sum(plan.todo.values()) for plan in plans)
         dropped = sum(s for plan in plans for _, s in plan.rewritten.values())
         result = RunResult(run.run_id, SUCCEEDED, versions, run_outcomes(settings, run.run_id, signals),

@@ -8,7 +8,8 @@ import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable
 
-from jobs.engine import build_signals, output_of
+from jobs.engine import build_signals
+from signals.table_rows import output_of
 from signals.contracts import LABELS
 from signals.labels.base import Labeler
 

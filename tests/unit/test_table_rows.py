@@ -1,0 +1,110 @@
+"""Output-table rows built in Arrow on the executors (signals.table_rows, udfs.rows), no Spark."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+import torch
+
+from signals.base import ModelRef, SignalConfig
+from signals.contracts import EMBEDDINGS, LABELS, STATUS_ERROR, STATUS_OK
+from signals.decode import InputError
+from signals.labels.base import Labeler, LabelScores
+from signals.runner import run_signal
+from signals.table_rows import RowStamp, output_of, table_rows
+from tests.unit.test_runner import empty_model_cache, expected_vector, make_signal  # noqa: F401 - fixture
+from udfs.rows import output_rows
+
+WHEN = datetime(2026, 11, 20, 6, 0, tzinfo=timezone.utc)
+INPUT_SCHEMA = pa.schema([("content_id", pa.string()), ("ds", pa.string()), ("input_hash", pa.string()), ("x", pa.int64())])
+
+
+class ParityLabeler(Labeler):
+    """x -> is_even 1/0 and big x/100; negative x is bad input."""
+
+    input_kind: ClassVar = "text"
+    input_columns: ClassVar = ("x",)
+    labels = ("is_even", "big")
+    default_thresholds: ClassVar = {"big": 0.5}
+
+    def resource_key(self) -> Any:
+        return ("parity",)
+
+    def load_resources(self, device: torch.device) -> None:
+        return None
+
+    def prepare(self, row: Mapping[str, Any]) -> int:
+        if row["x"] < 0:
+            raise InputError("negative")
+        return int(row["x"])
+
+    def score(self, prepared: list[int]) -> list[LabelScores]:
+        return [LabelScores({"is_even": float(x % 2 == 0), "big": x / 100}, detail=f"x={x}") for x in prepared]
+
+
+def batches_of(xs: list[int], sizes: list[int]) -> list[pa.RecordBatch]:
+    """Input batches as Spark hands them to `output_rows`: key columns and the input column x."""
+    out, start = [], 0
+    for size in sizes:
+        chunk = xs[start : start + size]
+        out.append(pa.RecordBatch.from_pydict({
+            "content_id": [f"c{x:+04d}" for x in chunk], "ds": ["2026-11-20"] * size,
+            "input_hash": [f"h{x}" for x in chunk], "x": chunk,
+        }, schema=INPUT_SCHEMA))
+        start += size
+    return out
+
+
+def test_embedding_rows_are_the_contracts_rows_with_error_rows_kept() -> None:
+    signal = make_signal(batch_size=4)
+    stamp = RowStamp.of(signal, "run-1", WHEN)
+    rows = pa.Table.from_batches(list(output_rows(signal, stamp)(iter(batches_of([0, 1, -2, 3, 4], [5])))))
+    assert rows.schema == EMBEDDINGS.schema
+    by_id = {r["content_id"]: r for r in rows.to_pylist()}
+    assert by_id["c-002"]["status"] == STATUS_ERROR and by_id["c-002"]["vector"] is None and "negative" in by_id["c-002"]["error"]
+    for x in (0, 1, 3, 4):
+        row = by_id[f"c{x:+04d}"]
+        assert row["status"] == STATUS_OK and row["error"] is None and row["dim"] == 3 and row["input_hash"] == f"h{x}"
+        np.testing.assert_allclose(row["vector"], expected_vector(x), rtol=1e-6)
+    assert {(r["signal"], r["model_name"], r["model_version"], r["run_id"], r["computed_at"], r["ds"]) for r in by_id.values()} == {
+        ("fake_embedding", "fake-model", "1", "run-1", WHEN, "2026-11-20")}
+
+
+@pytest.mark.parametrize("sizes", [[3, 7, 1, 10], [21], [1] * 21, [0, 5, 0, 16]])
+def test_each_row_keeps_its_own_key_whatever_the_batch_sizes(sizes: list[int]) -> None:
+    xs = list(range(21))
+    signal = make_signal(batch_size=4)
+    rows = pa.Table.from_batches(list(output_rows(signal, RowStamp.of(signal, "r", WHEN))(iter(batches_of(xs, sizes))))).to_pylist()
+    assert [r["content_id"] for r in rows] == [f"c{x:+04d}" for x in xs]
+    for x, row in zip(xs, rows):
+        assert row["input_hash"] == f"h{x}"
+        np.testing.assert_allclose(row["vector"], expected_vector(x), rtol=1e-6)
+
+
+def test_label_rows_are_one_per_label_and_one_for_a_failed_item() -> None:
+    labeler = ParityLabeler(SignalConfig("parity", ModelRef("parity-rules", "2"), 2, "cpu", {})).load()
+    assert output_of(labeler) is LABELS
+    rows = pa.Table.from_batches(list(output_rows(labeler, RowStamp.of(labeler, "run-2", WHEN))(iter(batches_of([4, -1, 75], [2, 1])))))
+    assert rows.schema == LABELS.schema
+    got = [(r["content_id"], r["label"], r["score"], r["threshold"], r["decision"], r["detail"], r["status"]) for r in rows.to_pylist()]
+    assert got == [
+        ("c+004", "is_even", 1.0, None, None, "x=4", STATUS_OK),
+        ("c+004", "big", 0.04, 0.5, False, "x=4", STATUS_OK),
+        ("c-001", None, None, None, None, None, STATUS_ERROR),
+        ("c+075", "is_even", 0.0, None, None, "x=75", STATUS_OK),
+        ("c+075", "big", 0.75, 0.5, True, "x=75", STATUS_OK),
+    ]
+
+
+def test_keys_and_results_of_different_lengths_are_refused() -> None:
+    signal = make_signal(batch_size=4)
+    frames = [pd.DataFrame({"x": [1, 2]})]
+    result = next(run_signal(signal, frames))
+    keys = pa.Table.from_batches(batches_of([1], [1])).select(["content_id", "ds", "input_hash"])
+    with pytest.raises(ValueError, match="1 keys for 2 results"):
+        table_rows(EMBEDDINGS, RowStamp.of(signal, "r", WHEN), keys, result)
