@@ -34,15 +34,18 @@ def copy_lakehouse(corpus_lakehouse: Path, dest: Path) -> Path:
 
 
 def add_new_items(corpus_root: str, fraction: float = 0.01) -> list[str]:
-    """Add `fraction` of the corpus as new items (existing images and texts under new ids) and
-    overwrite the table with deltalake.write_deltalake, as tests/spark/test_refresh.py does."""
+    """Append `fraction` of the corpus as new items (existing images and texts under new ids)
+    in a new day partition, the day after the corpus's last: how a daily corpus grows."""
+    import datetime as dt
+
     from deltalake import DeltaTable, write_deltalake
 
     corpus = DeltaTable(corpus_root).to_pyarrow_table().sort_by("content_id")
     add = max(1, round(corpus.num_rows * fraction))
     new = corpus.slice(min(30, corpus.num_rows - add), add)
     ids = pa.array([f"pin-new-{i:06d}" for i in range(add)], pa.string())
+    day = (dt.date.fromisoformat(pc.max(corpus["ds"]).as_py()) + dt.timedelta(days=1)).isoformat()
     new = new.set_column(new.schema.get_field_index("content_id"), corpus.schema.field("content_id"), ids)
-    write_deltalake(corpus_root, pa.concat_tables([corpus, new]).cast(corpus.schema), mode="overwrite",
-                    partition_by=list(CORPUS.partition_by))
+    new = new.set_column(new.schema.get_field_index("ds"), corpus.schema.field("ds"), pa.array([day] * add, pa.string()))
+    write_deltalake(corpus_root, new.cast(corpus.schema), mode="append", partition_by=list(CORPUS.partition_by))
     return ids.to_pylist()

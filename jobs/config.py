@@ -51,7 +51,16 @@ class SparkSettings(_Strict):
     master: str = "local[2]"
     app_name: str = "content-signals"
     arrow_batch_rows: int = Field(128, gt=0)
+    partitions_per_slot: int = Field(4, ge=0)  # fewer input partitions than this per task slot: even them out (udfs.rows.evened)
     conf: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("conf", mode="before")
+    @classmethod
+    def _as_spark_strings(cls, conf: Any) -> Any:
+        """Spark's settings are strings: `--set spark.conf[x]=false` means "false", not a bool."""
+        if not isinstance(conf, dict):
+            return conf
+        return {k: str(v).lower() if isinstance(v, bool) else str(v) if isinstance(v, (int, float)) else v for k, v in conf.items()}
 
 
 class SampleCorpusSettings(_Strict):

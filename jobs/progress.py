@@ -26,7 +26,7 @@ def spark_progress(sc: SparkContext, description: str, poll_s: float = 0.5) -> I
     bars: dict[int, int] = {}
     stop = threading.Event()
 
-    def refresh() -> None:
+    def refresh(final: bool = False) -> None:
         for job_id in tracker.getJobIdsForGroup(group):
             job = tracker.getJobInfo(job_id)
             for stage_id in job.stageIds if job else []:
@@ -35,7 +35,10 @@ def spark_progress(sc: SparkContext, description: str, poll_s: float = 0.5) -> I
                     continue
                 if stage_id not in bars:
                     bars[stage_id] = progress.add_task(f"{description} (stage {stage_id})", total=info.numTasks)
-                progress.update(bars[stage_id], completed=info.numCompletedTasks, total=info.numTasks)
+                # a stage that never ran a task when the action ended was skipped (its output
+                # was cached or computed by an earlier job): not worth a line
+                visible = not (final and info.numCompletedTasks == 0)
+                progress.update(bars[stage_id], completed=info.numCompletedTasks, total=info.numTasks, visible=visible)
 
     def poll() -> None:
         while not stop.wait(poll_s):
@@ -49,5 +52,5 @@ def spark_progress(sc: SparkContext, description: str, poll_s: float = 0.5) -> I
         finally:
             stop.set()
             thread.join()
-            refresh()  # stages leave the active list before the last poll: finish from stage info
+            refresh(final=True)  # stages leave the active list before the last poll: finish from stage info
             sc.setLocalProperty("spark.jobGroup.id", None)

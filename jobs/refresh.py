@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from deltalake import DeltaTable
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs import delta_io
@@ -42,7 +42,7 @@ KEY = ["content_id", "signal", "model_version"]
 class Plan:
     """What a refresh will do to one table, decided by one small Spark action.
 
-    The keys it found (items to compute, stale rows) are persisted, so applying the plan never
+    The keys it found (items to compute, stale rows) stay cached, so applying the plan never
     hashes the corpus again; `release` frees them."""
 
     contract: TableContract
@@ -51,46 +51,57 @@ class Plan:
     todo: dict[str, int]  # signal -> items to compute
     todo_days: tuple[str, ...]  # corpus days (ds) holding those items
     rewritten: dict[str, tuple[int, int]]  # unescaped relative path -> (items in it, stale items in it)
-    todo_items: DataFrame  # signal, content_id of every item to compute (persisted)
-    stale: DataFrame  # KEY of every stale item (persisted)
+    todo_items: DataFrame  # signal, content_id of every item to compute
+    stale: DataFrame  # KEY of every stale item
+    cached: tuple[DataFrame, ...]
 
     @property
     def empty(self) -> bool:
         return not any(self.todo.values()) and not self.rewritten
 
     def release(self) -> None:
-        self.todo_items.unpersist()
-        self.stale.unpersist()
+        for frame in self.cached:
+            frame.unpersist()
 
 
-def _same_input(left: DataFrame, right: DataFrame) -> Column:
-    """Same item and same input hash, where a null hash (no image) equals a null hash."""
-    return (left["content_id"] == right["content_id"]) & left["input_hash"].eqNullSafe(right["input_hash"])
+def _hash_column(signal: Signal) -> str:
+    """The name of the corpus's input-hash column for a signal: signals with the same inputs share one."""
+    return "hash_" + "_".join(signal.input_columns)
 
 
 def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContract, signals: dict[str, Signal], items: DataFrame) -> Plan:
-    """Compare the corpus with the committed rows of one table."""
+    """Compare the corpus with the committed rows of one table, in two joins whatever the number
+    of signals: each stored row against its corpus item (stale: the item is gone, or its input
+    hash changed), then each (item, enabled signal) against the rows still valid (todo)."""
     root = settings.table_root(contract.name)
     read_version = delta_io.ensure_table(root, contract).version()
-    stored = delta_io.read_spark(spark, root, read_version).select(*KEY, "input_hash", F.input_file_name().alias("file")).distinct()
-    stale = [stored.join(items.select("content_id"), "content_id", "left_anti").select(*KEY, "file")]  # takedowns
-    todo = []
+    hashes = {_hash_column(s): input_hash_column(s) for s in signals.values()}
+    current = items.select("content_id", "ds", *[expr.alias(name) for name, expr in hashes.items()]).persist()
+    stored = delta_io.read_spark(spark, root, read_version).select(*KEY, "input_hash", F.input_file_name().alias("file"))
+    if tuple(KEY) != contract.key:
+        stored = stored.distinct()  # a labelled item has a row per label: one per item here
+    current_hash, enabled = F.lit(None).cast("string"), F.lit(False)
     for name, signal in signals.items():
-        current = items.select("content_id", "ds", input_hash_column(signal).alias("input_hash")).alias("current")
-        mine = stored.filter((F.col("signal") == name) & (F.col("model_version") == signal.config.model.version)).alias("mine")
-        todo.append(current.join(mine, _same_input(current, mine), "left_anti").select(F.lit(name).alias("signal"), "content_id", "ds"))
-        changed = mine.join(current, "content_id").filter(~F.col("mine.input_hash").eqNullSafe(F.col("current.input_hash")))
-        stale.append(changed.select(*[F.col(f"mine.{c}") for c in KEY], F.col("mine.file")))
-    stale_items = functools.reduce(DataFrame.unionByName, stale).persist()
-    todo_items = (functools.reduce(DataFrame.unionByName, todo) if todo else spark.createDataFrame([], "signal string, content_id string, ds string")).persist()
-    per_file = stored.join(stale_items.select("file").distinct(), "file", "left_semi").groupBy("file").agg(F.count("*").alias("items"))
-    stale_per_file = stale_items.groupBy("file").agg(F.count("*").alias("stale"))
-    summary = [
-        todo_items.select(F.lit("todo").alias("kind"), F.concat_ws("/", "signal", "ds").alias("key"), F.lit(1).alias("n"), F.lit(0).alias("stale")),
-        per_file.join(stale_per_file, "file").select(F.lit("file").alias("kind"), F.col("file").alias("key"),
-                                                    F.col("items").alias("n"), "stale"),
-    ]
-    counts = functools.reduce(DataFrame.unionByName, summary).groupBy("kind", "key").agg(F.sum("n").alias("n"), F.sum("stale").alias("stale")).collect()
+        mine = (F.col("signal") == name) & (F.col("model_version") == signal.config.model.version)
+        current_hash, enabled = F.when(mine, F.col(_hash_column(signal))).otherwise(current_hash), enabled | mine
+    same_input = F.col("input_hash").eqNullSafe(current_hash)
+    in_corpus = F.col("in_corpus").isNotNull()
+    annotated = stored.join(current.select("content_id", *hashes, F.lit(True).alias("in_corpus")), "content_id", "left").select(
+        *KEY, "file", (~in_corpus | (enabled & ~same_input)).alias("stale"), (in_corpus & enabled & same_input).alias("valid"),
+    ).persist()
+    wanted = [current.select("content_id", "ds", F.lit(name).alias("signal")) for name in signals]
+    todo_items = (
+        functools.reduce(DataFrame.unionByName, wanted).join(annotated.filter("valid").select("content_id", "signal"), ["content_id", "signal"], "left_anti")
+        if wanted else spark.createDataFrame([], "content_id string, ds string, signal string")
+    ).persist()
+    summary = todo_items.groupBy(F.lit("todo").alias("kind"), F.concat_ws("/", "signal", "ds").alias("key")).agg(
+        F.count("*").alias("n"), F.lit(0).cast("long").alias("stale")
+    ).unionByName(
+        annotated.groupBy(F.lit("file").alias("kind"), F.col("file").alias("key")).agg(
+            F.count("*").alias("n"), F.sum(F.col("stale").cast("long")).alias("stale")
+        ).filter("stale > 0")
+    )
+    counts = summary.collect()
     todo_by_day = [(*r["key"].split("/", 1), r["n"]) for r in counts if r["kind"] == "todo"]
     return Plan(
         contract, signals, read_version,
@@ -98,8 +109,17 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
         todo_days=tuple(sorted({day for _, day, _ in todo_by_day})),
         rewritten={delta_io.relative_path(root, r["key"]): (r["n"], r["stale"]) for r in counts if r["kind"] == "file"},
         todo_items=todo_items.select("signal", "content_id"),
-        stale=stale_items.select(*KEY),
+        stale=annotated.filter("stale").select(*KEY),
+        cached=(current, annotated, todo_items),
     )
+
+
+BROADCAST_MAX_ITEMS = 1_000_000  # ids of items to compute sent to every task: no shuffle of corpus rows
+
+
+def _small(ids: DataFrame, count: int) -> DataFrame:
+    """`ids`, marked for a broadcast join when there are few enough of them (a daily refresh)."""
+    return F.broadcast(ids) if count <= BROADCAST_MAX_ITEMS else ids
 
 
 def apply_plan(spark: SparkSession, settings: Settings, run: Run, plan: Plan, corpus: tuple[str, int]) -> int:
@@ -113,7 +133,8 @@ def apply_plan(spark: SparkSession, settings: Settings, run: Run, plan: Plan, co
     if plan.todo_days:
         items = delta_io.read_spark(spark, *corpus, partitions=[("ds", "in", list(plan.todo_days))])
         sources += [
-            signal_rows(items.join(plan.todo_items.filter(F.col("signal") == n).select("content_id"), "content_id", "left_semi"), s, settings, run)
+            signal_rows(items.join(_small(plan.todo_items.filter(F.col("signal") == n).select("content_id"), plan.todo[n]),
+                                   "content_id", "left_semi"), s, settings, run)
             for n, s in plan.signals.items() if plan.todo[n]
         ]
     expected = dict(plan.todo)

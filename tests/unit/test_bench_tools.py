@@ -142,7 +142,8 @@ def test_corpus_and_one_percent_more(tmp_path) -> None:
     assert added == ["pin-new-000000"] and table.num_rows == 61
     assert DeltaTable(str(tmp_path / "a" / "corpus")).to_pyarrow_table().num_rows == 60  # the original is untouched
     new = next(r for r in table.to_pylist() if r["content_id"] == "pin-new-000000")
-    assert new["image"] is not None and new["ds"]
+    last_day = max(r["ds"] for r in table.to_pylist() if r["content_id"] != "pin-new-000000")
+    assert new["image"] is not None and new["ds"] > last_day  # a new day, as a daily corpus grows
 
 
 # ---------------------------------------------------------------------------------- raw loop

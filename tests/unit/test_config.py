@@ -98,6 +98,10 @@ def test_relative_lakehouse_resolves_from_the_cwd(tmp_path, monkeypatch) -> None
             id="yaml-mapping",
         ),
         pytest.param("spark.arrow_batch_rows=7", lambda s: s.spark.arrow_batch_rows, 7, id="nested"),
+        pytest.param("spark.conf[spark.sql.adaptive.enabled]=false", lambda s: s.spark.conf["spark.sql.adaptive.enabled"], "false",
+                     id="spark-conf-bool-is-sparks-string"),
+        pytest.param("spark.conf[spark.sql.shuffle.partitions]=16", lambda s: s.spark.conf["spark.sql.shuffle.partitions"], "16",
+                     id="spark-conf-number-is-a-string"),
     ],
 )
 def test_dotted_override_values_parse_as_yaml(override: str, read, expected) -> None:
