@@ -30,7 +30,7 @@ def configure_worker(threads: int) -> None:
     keep_freed_memory()
 
 
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc mallopt parameters
+_M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8  # glibc mallopt parameters
 
 
 def keep_freed_memory() -> bool:
@@ -40,12 +40,13 @@ def keep_freed_memory() -> bool:
     with mmap and unmaps them at free, so every batch faults its memory in again: on a CPU,
     EfficientNet-Lite0 spent twice as long in the kernel as in the model (3x slower forward,
     measured). With mmap off and automatic trimming off, the next batch reuses the same pages;
+    one arena serves every thread (the prefetch thread's frees are reused by the model's), so
     the worker's memory stays that of its largest batch, and HeapTrimmer gives it back now and
     then. True if set; a no-op (False) where the C library is not glibc."""
     mallopt = _libc_function("mallopt")
     if mallopt is None:
         return False
-    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**30))
+    return all(mallopt(param, value) for param, value in ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**30), (_M_ARENA_MAX, 1)))
 
 
 class HeapTrimmer:
