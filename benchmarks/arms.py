@@ -64,14 +64,11 @@ def _vectors_table(ids: list[str], vectors: list[np.ndarray | None]) -> pa.Table
 
 
 def raw_loop(signal: Signal, corpus_root: str, out_path: Path, threads: int) -> ArmResult:
-    """The plain loop; the model is loaded and run once on a batch before the clock starts.
-    The process is set up like a Spark worker of ours (configure_worker: threads, allocator)."""
+    """The plain loop; the model is loaded and run once on a batch before the clock starts."""
     from deltalake import DeltaTable
 
-    from signals.device import configure_worker
-
     previous = torch.get_num_threads()
-    configure_worker(threads)
+    torch.set_num_threads(threads)
     try:
         signal.load()
         is_image = signal.input_kind == "image"
@@ -142,9 +139,9 @@ def make_pbu_udf(signal: Signal, torch_threads: int) -> Any:
     def make_predict_fn() -> Callable[..., np.ndarray]:
         # everything referenced here is pickled by value or imported from `signals` on the worker
         from signals.base import stage_times
-        from signals.device import configure_worker
+        from signals.device import configure_threads
 
-        configure_worker(torch_threads)
+        configure_threads(torch_threads)
         signal.load()
 
         def run(rows: list[dict[str, Any]]) -> np.ndarray:

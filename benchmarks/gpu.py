@@ -147,14 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("CONTENT_SIGNALS_PROFILE_DIR", str(Path(args.out).parent / ".stage-times"))
     Path(os.environ["CONTENT_SIGNALS_PROFILE_DIR"]).mkdir(parents=True, exist_ok=True)
-    from signals.device import configure_worker
+    from signals.device import configure_threads
 
     try:
         from jobs.sample_corpus import generate_corpus
     except Exception:  # noqa: BLE001
         generate_corpus = None  # type: ignore[assignment]
 
-    configure_worker(1)  # torch's CPU ops run on the prepare threads: one intra-op thread each
+    configure_threads(1)  # torch's CPU ops run on the prepare threads: one intra-op thread each
     t0 = time.perf_counter()
     try:
         if generate_corpus is None:

@@ -51,6 +51,7 @@ class SparkSettings(_Strict):
     master: str = "local[2]"
     app_name: str = "content-signals"
     arrow_batch_rows: int = Field(128, gt=0)
+    partitions_per_slot: int = Field(4, ge=0)  # fewer input partitions than this per task slot: even them out (udfs.rows.evened)
     conf: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("conf", mode="before")

@@ -25,7 +25,7 @@ from signals.base import ModelRef, Signal, SignalConfig
 from signals.catalog import build_signal
 from signals.contracts import EMBEDDINGS, LABELS, RUNS, TableContract
 from signals.table_rows import RowStamp, output_of
-from udfs.rows import output_rows, signal_inputs
+from udfs.rows import evened, output_rows, signal_inputs
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def build_signals(settings: Settings, role: str = CHAMPION) -> dict[str, Signal]
 def signal_rows(corpus: DataFrame, signal: Signal, settings: Settings, run: Run) -> delta_io.WriteSource:
     """The rows of the signal's output table for these corpus rows (lazy: nothing runs yet)."""
     return delta_io.WriteSource(
-        signal_inputs(corpus, signal),
+        evened(signal_inputs(corpus, signal), settings.spark.partitions_per_slot),
         output_rows(signal, RowStamp.of(signal, run.run_id, run.started), settings.prefetch, settings.torch_threads),
     )
 

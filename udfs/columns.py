@@ -17,7 +17,7 @@ from pyspark.sql import types as T
 from pyspark.sql.functions import pandas_udf
 
 from signals.base import Signal
-from signals.device import configure_worker
+from signals.device import configure_threads
 from signals.embedders.base import Embedder
 from signals.hashing import TEXT_FIELD_SEPARATOR
 from signals.labels.base import Labeler
@@ -59,7 +59,7 @@ def result_column(signal: Signal, prefetch: int = 2, torch_threads: int = 1) -> 
 
     @pandas_udf(result_type(signal))  # type: ignore[call-overload]
     def compute(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        configure_worker(torch_threads)
+        configure_threads(torch_threads)
         signal.load(task_gpu_addresses())
         yield from run_signal(signal, frames, prefetch)
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import threading
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -214,38 +212,6 @@ def test_without_glibc_trimming_is_a_no_op(monkeypatch) -> None:
     trimmer = HeapTrimmer(interval_s=0)
     monkeypatch.setattr(trimmer, "_trim", None)
     assert trimmer(force=True) is False
-
-
-_FAULTS_OF_BATCHES = """
-import resource, sys
-import torch
-from signals.device import keep_freed_memory
-if sys.argv[1] == "keep":
-    assert keep_freed_memory()
-torch.set_num_threads(1)
-conv = torch.nn.Conv2d(16, 16, 3, padding=1).eval()
-def batch():  # activations of 8 MB allocated and freed layer by layer, as in a model's forward
-    with torch.inference_mode():
-        x = torch.ones(8, 16, 128, 128)
-        for _ in range(4):
-            x = torch.relu(conv(x))
-batch()  # the first batch faults its pages in either way
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(5):
-    batch()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-"""
-
-
-@pytest.mark.skipif(sys.platform != "linux", reason="glibc's allocator")
-def test_kept_memory_is_reused_by_the_next_batch_without_faulting_it_in_again() -> None:
-    def faults(mode: str) -> int:
-        out = subprocess.run([sys.executable, "-c", _FAULTS_OF_BATCHES, mode], capture_output=True, text=True, check=True)
-        return int(out.stdout.strip())
-
-    default, kept = faults("default"), faults("keep")
-    assert default > 5 * 4 * 2048  # each layer's 8 MB output faulted in again, batch after batch
-    assert kept < default / 5
 
 
 # ---------------------------------------------------------------------------------- three stages
