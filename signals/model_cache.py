@@ -10,10 +10,9 @@ Caveats, as for Spark's own `pyspark.ml.model_cache`:
 - Each worker of an executor holds its own copy: with N concurrent tasks per executor there are
   N copies in memory (N = executor cores / task cpus). Size task cpus for GPU executors so one
   task owns one GPU.
-- Spark pools idle Python workers and a task may use two at once (the UDF's, and the
-  mapInArrow writer's in jobs.file_writer), so a worker that wrote files for one task can run
-  the UDF of the next and load its own copy: at most one copy per Python worker, up to two
-  workers per concurrent task.
+- The jobs compute and write in one Python worker per task (udfs/rows.py). A query that
+  chains two Python stages in one task (a pandas UDF, then another Python function) takes two
+  workers from Spark's pool, and either may run the model next: up to two copies per task.
 - Entries are never evicted: a job that cycles through many model versions in one worker should
   call `clear()` between them.
 """
