@@ -26,6 +26,16 @@ from jobs.engine import RunResult  # noqa: E402
 
 SMALL_CORPUS = 60
 
+
+@pytest.fixture
+def empty_model_cache(monkeypatch):
+    """An empty per-process model cache for the test (fakes load their own models); whatever the
+    process had cached is restored afterwards. Not autouse: real models stay cached between tests."""
+    from signals import model_cache
+
+    monkeypatch.setattr(model_cache, "_models", {})
+    monkeypatch.setattr(model_cache, "_loads", {})
+
 TEST_SPARK = SparkSettings(
     master="local[2]",
     app_name="content-signals-tests",

@@ -19,7 +19,6 @@ from benchmarks import arms, stages
 from benchmarks.corpus import add_new_items, copy_lakehouse, write_corpus
 from benchmarks.memory import CpuShare, RssPoller, python_workers
 from benchmarks.report import format_table, summarise
-from signals import model_cache
 from signals.base import ModelRef, SignalConfig
 from signals.embedders.image import ImageEmbedder
 
@@ -166,8 +165,7 @@ class MeanColour(ImageEmbedder):
         return batch.mean(dim=(2, 3)) + 0.1
 
 
-def test_the_raw_loop_embeds_every_good_image_and_times_its_stages(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(model_cache, "_models", {})
+def test_the_raw_loop_embeds_every_good_image_and_times_its_stages(tmp_path, empty_model_cache) -> None:
     write_corpus(tmp_path / "lh", 60)
     signal = MeanColour(SignalConfig("mean_colour", ModelRef("mean", "1"), 8, "cpu"))
     threads = torch.get_num_threads()

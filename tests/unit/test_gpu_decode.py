@@ -17,7 +17,6 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
-from signals import model_cache
 from signals.base import ModelRef, RowError, SignalConfig
 from signals.contracts import STATUS_ERROR, STATUS_OK
 from signals.decode import DecodeLimits, decode_image
@@ -29,10 +28,7 @@ from signals.runner import run_signal
 SIZE = 32
 
 
-@pytest.fixture(autouse=True)
-def empty_model_cache(monkeypatch):
-    monkeypatch.setattr(model_cache, "_models", {})
-    monkeypatch.setattr(model_cache, "_loads", {})
+pytestmark = pytest.mark.usefixtures("empty_model_cache")
 
 
 def small_transform() -> T.Compose:

@@ -9,11 +9,7 @@ import pytest
 from signals import model_cache
 
 
-@pytest.fixture(autouse=True)
-def empty_cache(monkeypatch):
-    """Each test sees an empty cache; whatever the process had cached is restored afterwards."""
-    monkeypatch.setattr(model_cache, "_models", {})
-    monkeypatch.setattr(model_cache, "_loads", {})
+pytestmark = pytest.mark.usefixtures("empty_model_cache")
 
 
 class Loader:

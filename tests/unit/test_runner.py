@@ -23,11 +23,7 @@ from signals.embedders.base import Embedder
 from signals.runner import rows_in_batches, run_signal
 
 
-@pytest.fixture(autouse=True)
-def empty_model_cache(monkeypatch):
-    """Every test loads its own fake model; the process's real cache is left as it was."""
-    monkeypatch.setattr(model_cache, "_models", {})
-    monkeypatch.setattr(model_cache, "_loads", {})
+pytestmark = pytest.mark.usefixtures("empty_model_cache")
 
 
 class FakeModel:

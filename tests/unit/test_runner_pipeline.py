@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 import torch
 
-from signals import model_cache
 from signals.base import PROFILE_DIR_ENV, ModelRef, RowError, SignalConfig, StageTimes, stage_times
 from signals.contracts import STATUS_ERROR, STATUS_OK
 from signals.decode import InputError
@@ -22,10 +21,7 @@ from signals.embedders.base import Embedder
 from signals.runner import frame_records, rows_in_batches, run_signal
 
 
-@pytest.fixture(autouse=True)
-def empty_model_cache(monkeypatch):
-    monkeypatch.setattr(model_cache, "_models", {})
-    monkeypatch.setattr(model_cache, "_loads", {})
+pytestmark = pytest.mark.usefixtures("empty_model_cache")
 
 
 class Recorder:

@@ -17,8 +17,10 @@ from signals.decode import InputError
 from signals.labels.base import Labeler, LabelScores
 from signals.runner import run_signal
 from signals.table_rows import RowStamp, output_of, table_rows
-from tests.unit.test_runner import empty_model_cache, expected_vector, make_signal  # noqa: F401 - fixture
+from tests.unit.test_runner import expected_vector, make_signal
 from udfs.rows import output_rows
+
+pytestmark = pytest.mark.usefixtures("empty_model_cache")
 
 WHEN = datetime(2026, 11, 20, 6, 0, tzinfo=timezone.utc)
 INPUT_SCHEMA = pa.schema([("content_id", pa.string()), ("ds", pa.string()), ("input_hash", pa.string()), ("x", pa.int64())])
