@@ -128,8 +128,10 @@ def apply_plan(spark: SparkSession, settings: Settings, run: Run, plan: Plan, co
     root = settings.table_root(plan.contract.name)
     live = {unquote(f.path): f for f in delta_io.live_files(root, plan.contract, plan.read_version)}
     rewritten = set(plan.rewritten)
-    kept = delta_io.read_spark(spark, root, plan.read_version, only=rewritten).join(plan.stale, KEY, "left_anti")
-    sources = [delta_io.WriteSource(kept)]
+    sources = []
+    if rewritten:  # the rows that stay in files holding stale rows, written again without them
+        kept = delta_io.read_spark(spark, root, plan.read_version, only=rewritten).join(plan.stale, KEY, "left_anti")
+        sources.append(delta_io.WriteSource(kept))
     if plan.todo_days:
         items = delta_io.read_spark(spark, *corpus, partitions=[("ds", "in", list(plan.todo_days))])
         sources += [
