@@ -33,6 +33,18 @@ for _name, _value in {"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON":
                       "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}.items():
     os.environ.setdefault(_name, _value)
 
+
+def _worker_env() -> dict[str, str]:
+    """The environment the local profile gives Spark's Python workers (huge pages for torch's
+    large blocks, say): the raw loop runs in this process and gets the same, before torch loads."""
+    from jobs.config import load_settings
+
+    return load_settings("local").spark.worker_env
+
+
+for _name, _value in _worker_env().items():
+    os.environ.setdefault(_name, _value)
+
 from benchmarks import arms, stages  # noqa: E402
 from benchmarks.corpus import add_new_items, copy_lakehouse, write_corpus  # noqa: E402
 from benchmarks.memory import CpuShare  # noqa: E402

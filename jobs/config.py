@@ -62,6 +62,12 @@ class SparkSettings(_Strict):
             return conf
         return {k: str(v).lower() if isinstance(v, bool) else str(v) if isinstance(v, (int, float)) else v for k, v in conf.items()}
 
+    @property
+    def worker_env(self) -> dict[str, str]:
+        """Environment variables of the executors and their Python workers (`spark.executorEnv.*`)."""
+        prefix = "spark.executorEnv."
+        return {k[len(prefix):]: v for k, v in self.conf.items() if k.startswith(prefix)}
+
 
 class SampleCorpusSettings(_Strict):
     n_items: int = Field(480, ge=60)
