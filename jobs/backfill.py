@@ -85,7 +85,7 @@ def run_backfill(
             models = {name: s.config.model.version for name, s in mine.items()}
             versions[contract.name] = write_and_commit(
                 spark, settings, run, contract,
-                [signal_rows(items, s, settings, run) for s in mine.values()],
+                [signal_rows(items, s, settings, run, rows_in) for s in mine.values()],
                 expected_items={name: rows_in for name in mine},
                 remove=lambda live, models=models: models.get(live.partition_values["signal"]) == live.partition_values["model_version"]
                 and window.contains(live.partition_values["ds"]),

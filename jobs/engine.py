@@ -78,10 +78,11 @@ def build_signals(settings: Settings, role: str = CHAMPION) -> dict[str, Signal]
     return resolve_versions(settings, enabled, role)
 
 
-def signal_rows(corpus: DataFrame, signal: Signal, settings: Settings, run: Run) -> delta_io.WriteSource:
-    """The rows of the signal's output table for these corpus rows (lazy: nothing runs yet)."""
+def signal_rows(corpus: DataFrame, signal: Signal, settings: Settings, run: Run, items: int) -> delta_io.WriteSource:
+    """The rows of the signal's output table for these corpus rows (`items` of them; lazy:
+    nothing runs yet)."""
     return delta_io.WriteSource(
-        evened(signal_inputs(corpus, signal), settings.spark.partitions_per_slot),
+        evened(signal_inputs(corpus, signal), settings.spark.partitions_per_slot, items, signal.batch_size),
         output_rows(signal, RowStamp.of(signal, run.run_id, run.started), settings.prefetch, settings.torch_threads),
     )
 

@@ -136,7 +136,7 @@ def apply_plan(spark: SparkSession, settings: Settings, run: Run, plan: Plan, co
         items = delta_io.read_spark(spark, *corpus, partitions=[("ds", "in", list(plan.todo_days))])
         sources += [
             signal_rows(items.join(_small(plan.todo_items.filter(F.col("signal") == n).select("content_id"), plan.todo[n]),
-                                   "content_id", "left_semi"), s, settings, run)
+                                   "content_id", "left_semi"), s, settings, run, plan.todo[n])
             for n, s in plan.signals.items() if plan.todo[n]
         ]
     expected = dict(plan.todo)

@@ -31,19 +31,27 @@ def signal_inputs(corpus: DataFrame, signal: Signal) -> DataFrame:
     return corpus.select("content_id", "ds", input_hash_column(signal).alias("input_hash"), *signal.input_columns)
 
 
-def evened(frame: DataFrame, partitions_per_slot: int) -> DataFrame:
-    """`frame`, range-partitioned by (ds, content_id) into `partitions_per_slot` partitions per
-    task slot if its scan gives fewer (0: never).
+def evened(frame: DataFrame, partitions_per_slot: int, rows: int, rows_per_partition: int) -> DataFrame:
+    """`frame` (`rows` rows) in about `partitions_per_slot` partitions per task slot, none smaller
+    than `rows_per_partition` (a model batch) where rows allow; 0: the scan's partitions, always.
 
     A small job split by files runs unevenly: its last tasks run while the other cores idle
-    (about 10% of a local run). A range keeps each task on few days, so each task writes few
-    files. A job with enough partitions keeps its scan's partitions: no shuffle of its rows."""
+    (about 10% of a local run), so it is range-partitioned by (ds, content_id): each task stays
+    on few days and writes few files. A tiny one (a daily refresh's new items) is coalesced:
+    sixteen near-empty tasks cost more than its model time. A job with enough partitions keeps
+    its scan's partitions: no shuffle of its rows."""
+    if partitions_per_slot <= 0:
+        return frame
     spark = frame.sparkSession
     slots = max(1, spark.sparkContext.defaultParallelism // int(spark.conf.get("spark.task.cpus", "1")))
-    target = slots * partitions_per_slot
-    if frame.rdd.getNumPartitions() >= target:
-        return frame
-    return frame.repartitionByRange(target, "ds", "content_id")
+    wanted = slots * partitions_per_slot
+    target = max(1, min(wanted, -(-rows // max(1, rows_per_partition))))
+    scanned = frame.rdd.getNumPartitions()
+    if scanned < target:
+        return frame.repartitionByRange(target, "ds", "content_id")
+    if target < wanted and scanned > target:
+        return frame.coalesce(target)
+    return frame
 
 
 def output_rows(signal: Signal, stamp: RowStamp, prefetch: int = 2, torch_threads: int = 1) -> RowsFunction:

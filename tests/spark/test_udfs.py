@@ -14,6 +14,7 @@ from jobs.backfill import build_signals
 from signals import model_cache
 from signals.hashing import image_input_hash, text_input_hash
 from udfs.columns import input_hash_column, result_column
+from udfs.rows import evened
 
 pytestmark = pytest.mark.spark
 
@@ -64,3 +65,17 @@ def test_spark_input_hashes_equal_the_python_definition(spark, corpus_lakehouse)
     for row in rows:
         assert row.image_hash == image_input_hash(row.image)
         assert row.text_hash == text_input_hash(row.title, row.description)
+
+
+def test_small_jobs_are_spread_over_the_slots_and_tiny_ones_coalesced(spark):
+    days = spark.range(0, 400, numPartitions=1).select(
+        F.col("id").cast("string").alias("content_id"), F.concat(F.lit("2026-11-0"), (F.col("id") % 7 + 1).cast("string")).alias("ds"))
+    spread = evened(days, partitions_per_slot=4, rows=400, rows_per_partition=32)
+    assert spread.rdd.getNumPartitions() == 2 * 4  # local[2]: two slots
+    assert sorted(r.content_id for r in spread.collect()) == sorted(r.content_id for r in days.collect())  # nothing lost
+    assert evened(days, 4, rows=60, rows_per_partition=32).rdd.getNumPartitions() == 2  # never under a model batch each
+    scattered = days.repartition(6)
+    assert evened(scattered, 4, rows=10, rows_per_partition=32).rdd.getNumPartitions() == 1  # a refresh's few new items
+    assert evened(scattered, 0, rows=10, rows_per_partition=32) is scattered  # 0: the scan's partitions, always
+    many = days.repartition(12)
+    assert evened(many, 4, rows=4000, rows_per_partition=32) is many  # enough partitions: no shuffle
