@@ -16,15 +16,18 @@ import os
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 
 from signals import model_cache
 from signals.device import select_device
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 InputKind = Literal["image", "text"]
 
@@ -120,6 +123,9 @@ class Signal(ABC):
 
     input_kind: ClassVar[InputKind]
     input_columns: ClassVar[tuple[str, ...]]
+    # the model pads each batch to its longest row (a text transformer): batches of rows of
+    # similar `sort_keys` run several times faster, so the runner forms them
+    pads_batches: ClassVar[bool] = False
 
     def __init__(self, config: SignalConfig) -> None:
         self.config = config
@@ -157,6 +163,11 @@ class Signal(ABC):
     @abstractmethod
     def prepare(self, row: Mapping[str, Any]) -> Any:
         """CPU work for one row; raise signals.decode.InputError for unusable input."""
+
+    def sort_keys(self, frame: "pd.DataFrame") -> Sequence[int]:
+        """Per input row, its size for the model (e.g. a text's length): with `pads_batches`,
+        the runner batches rows of similar size together. Default: all alike."""
+        return [0] * len(frame)
 
     @property
     def prepares_batches(self) -> bool:

@@ -19,11 +19,13 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from signals.base import RowError, Signal, stage_times
@@ -32,6 +34,8 @@ from signals.decode import InputError
 from signals.device import HeapTrimmer
 
 log = logging.getLogger(__name__)
+
+SORT_WINDOW_BATCHES = 8  # rows of this many model batches are reordered together (signal.sort_keys)
 
 
 @dataclass
@@ -211,7 +215,49 @@ def _timed(items: Iterable[pd.DataFrame], stage: str) -> Iterator[pd.DataFrame]:
 
 
 def run_signal(signal: Signal, frames: Iterable[pd.DataFrame], prefetch: int = 2) -> Iterator[pd.DataFrame]:
-    """Result frames (status, error, then the signal's result columns) for the rows of `frames`, in order."""
+    """Result frames (status, error, then the signal's result columns) for the rows of `frames`, in order.
+
+    A signal that `pads_batches` (a text transformer padding each batch to its longest text)
+    gets the rows of each window of SORT_WINDOW_BATCHES batches in `sort_keys` order, so each
+    model batch holds texts of similar length; results come back in input order all the same."""
+    if not signal.pads_batches:
+        yield from _run_in_order(signal, frames, prefetch)
+        return
+    orders: deque[np.ndarray] = deque()  # each window's permutation: appended by the prefetch thread
+
+    def sorted_windows() -> Iterator[pd.DataFrame]:
+        for window in _windows(frames, SORT_WINDOW_BATCHES * signal.batch_size):
+            order = np.argsort(np.asarray(signal.sort_keys(window)), kind="stable")
+            orders.append(order)
+            yield window.iloc[order]
+
+    done: list[pd.DataFrame] = []
+    for result in _run_in_order(signal, sorted_windows(), prefetch):
+        done.append(result)
+        while orders and sum(len(d) for d in done) >= len(orders[0]):
+            order = orders.popleft()
+            results = pd.concat(done, ignore_index=True)
+            in_input_order = np.empty_like(order)
+            in_input_order[order] = np.arange(len(order))
+            yield results.iloc[in_input_order].reset_index(drop=True)
+            done = [results.iloc[len(order):].reset_index(drop=True)] if len(results) > len(order) else []
+
+
+def _windows(frames: Iterable[pd.DataFrame], rows: int) -> Iterator[pd.DataFrame]:
+    """The rows of `frames` as frames of at least `rows` rows (the last may be shorter)."""
+    pending: list[pd.DataFrame] = []
+    held = 0
+    for frame in frames:
+        pending.append(frame)
+        held += len(frame)
+        if held >= rows:
+            yield pd.concat(pending, ignore_index=True)
+            pending, held = [], 0
+    if held:
+        yield pd.concat(pending, ignore_index=True)
+
+
+def _run_in_order(signal: Signal, frames: Iterable[pd.DataFrame], prefetch: int) -> Iterator[pd.DataFrame]:
     threads = signal.prepare_threads
     pool = ThreadPoolExecutor(threads, thread_name_prefix="prepare") if threads > 1 else None
     batches = rows_in_batches(_timed(frames, "read"), signal.batch_size)

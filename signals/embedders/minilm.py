@@ -38,6 +38,8 @@ class _Loaded:
 class MiniLMTextEmbedder(TextEmbedder):
     """Sentence embedding of a pin's title and description."""
 
+    pads_batches = True
+
     @property
     def dim(self) -> int:
         return 384

@@ -124,6 +124,8 @@ class ImageTopicLabeler(ImageInput, _TopicLabeler):
 class TextTopicLabeler(TextInput, _TopicLabeler):
     """MiniLM similarity of the text to each topic's description."""
 
+    pads_batches = True
+
     def backing_signals(self) -> tuple[Embedder, ...]:
         return (MiniLMTextEmbedder(self.config),)
 

@@ -31,6 +31,7 @@ class FakeModel:
 
     def __init__(self) -> None:
         self.batch_sizes: list[int] = []
+        self.batches: list[list[float]] = []
         self.prepare_threads: list[str] = []
         self.prepared_rows = 0
 
@@ -62,6 +63,7 @@ class FakeEmbedder(Embedder):
     def forward(self, prepared: list[float]) -> torch.Tensor:
         model: FakeModel = self.resources
         model.batch_sizes.append(len(prepared))
+        model.batches.append(list(prepared))
         poison = self.config.params.get("poison", ())
         for x in prepared:
             if x in poison:
@@ -75,6 +77,15 @@ class WrongShapeEmbedder(FakeEmbedder):
     def forward(self, prepared: list[float]) -> torch.Tensor:
         super().forward(prepared)
         return torch.ones(len(prepared), 4)
+
+
+class PaddedEmbedder(FakeEmbedder):
+    """A fake whose batches would be padded to their longest row, its size being |x| mod 7."""
+
+    pads_batches = True
+
+    def sort_keys(self, frame: pd.DataFrame) -> list[int]:
+        return [int(abs(x)) % 7 for x in frame["x"]]
 
 
 def make_signal(batch_size: int = 4, cls: type[FakeEmbedder] = FakeEmbedder, version: str = "1", **params) -> FakeEmbedder:
@@ -314,3 +325,35 @@ def test_using_the_model_before_load_is_an_error() -> None:
     signal = FakeEmbedder(SignalConfig(signal="fake_embedding", model=ModelRef("fake-model", "1"), device="cpu"))
     with pytest.raises(RuntimeError, match="call load"):
         signal.resources
+
+
+# --------------------------------------------------------------------------------------
+# rows of similar size batched together (signals that pad batches)
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("frame_sizes", "windows"), [([70], [70]), ([20, 20, 20, 9], [40, 40, 9])])
+def test_padded_models_see_rows_by_size_and_results_keep_input_order(frame_sizes: list[int], windows: list[int]) -> None:
+    values = [(-1 if i % 11 == 5 else 1) * ((i * 37) % 50) for i in range(sum(frame_sizes))]  # some bad (negative) rows
+    padded = make_signal(batch_size=4, cls=PaddedEmbedder)
+    out = run(padded, frames_of(frame_sizes, values))
+    in_order = run(make_signal(batch_size=4, version="in-order"), frames_of(frame_sizes, values))
+
+    assert out["status"].tolist() == in_order["status"].tolist() and out["error"].tolist() == in_order["error"].tolist()
+    good = out["status"] == STATUS_OK
+    np.testing.assert_array_equal(np.stack(out.loc[good, "vector"]), np.stack(in_order.loc[good, "vector"]))
+    # runner.SORT_WINDOW_BATCHES (8) batches of 4 = 32 rows at least per window, whole frames
+    expected, start = [], 0
+    for size in windows:
+        window = values[start : start + size]
+        expected += [float(x) for x in sorted(window, key=lambda x: int(abs(x)) % 7) if x >= 0]
+        start += size
+    seen = [x for batch in padded.resources.batches for x in batch]
+    assert seen == expected
+
+
+def test_text_sizes_count_title_and_description_and_ignore_missing_ones() -> None:
+    from signals.inputs import TextInput
+
+    frame = pd.DataFrame({"title": ["ab", None, float("nan"), ""], "description": ["cde", "fg", None, None]})
+    assert TextInput().sort_keys(frame) == [5, 2, 0, 0]
