@@ -37,7 +37,8 @@ class HeapTrimmer:
     batch, at most every `interval_s` seconds (it costs 1 to 30 ms), keeps the worker's peak flat
     whatever the partition's size. Every second was not enough once torch's large blocks moved
     to huge pages (conf/base.yaml): the 4x-corpus run then peaked up to 17% above the 1x run in
-    short bursts; after every CPU batch (0.25 s) it stayed within 5%, its cost lost in the noise.
+    short bursts; after every CPU batch (0.25 s) it stayed within about 5% (+3.0% and +5.1% in
+    two runs), its cost lost in the noise.
     A no-op where the C library is not glibc.
     """
 
