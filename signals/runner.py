@@ -231,16 +231,13 @@ def run_signal(signal: Signal, frames: Iterable[pd.DataFrame], prefetch: int = 2
             orders.append(order)
             yield window.iloc[order]
 
-    done: list[pd.DataFrame] = []
+    done = pd.DataFrame()  # results not yet handed back, in sorted order
     for result in _run_in_order(signal, sorted_windows(), prefetch):
-        done.append(result)
-        while orders and sum(len(d) for d in done) >= len(orders[0]):
+        done = pd.concat([done, result], ignore_index=True) if len(done) else result.reset_index(drop=True)
+        while orders and len(done) >= len(orders[0]):
             order = orders.popleft()
-            results = pd.concat(done, ignore_index=True)
-            in_input_order = np.empty_like(order)
-            in_input_order[order] = np.arange(len(order))
-            yield results.iloc[in_input_order].reset_index(drop=True)
-            done = [results.iloc[len(order):].reset_index(drop=True)] if len(results) > len(order) else []
+            yield done.iloc[np.argsort(order)].reset_index(drop=True)  # argsort of a permutation: its inverse
+            done = done.iloc[len(order):].reset_index(drop=True)
 
 
 def _windows(frames: Iterable[pd.DataFrame], rows: int) -> Iterator[pd.DataFrame]:
