@@ -16,7 +16,13 @@ export TOKENIZERS_PARALLELISM := false
 
 install: $(STAMP)
 
+# The pinned stack (a CUDA build of torch among it) takes about 8 GB: say so before pip fails halfway.
+NEEDED_GB := 9
+
 $(STAMP): setup.py requirements.txt requirements-test.txt
+	@free=$$(df -P -k . | awk 'NR==2 {print int($$4 / 1048576)}'); \
+	if [ ! -e $(STAMP) ] && [ "$$free" -lt $(NEEDED_GB) ]; then \
+	  echo "make: installing into $(VENV) needs about $(NEEDED_GB) GB free here; $$free GB is free (df -h .)" >&2; exit 1; fi
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-test.txt
