@@ -1,10 +1,13 @@
 """Where a model runs: the GPU a Spark task was given, any visible GPU, or the CPU."""
 from __future__ import annotations
 
-import time
+import os
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
+
+from signals import model_cache
 
 
 def select_device(preference: str = "auto", gpu_addresses: Sequence[str] = ()) -> torch.device:
@@ -28,39 +31,86 @@ def configure_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-class HeapTrimmer:
-    """Give the C heap's free pages back to the OS now and then (glibc `malloc_trim`).
+M_TRIM_THRESHOLD = -1  # glibc mallopt parameters (malloc.h)
+M_MMAP_MAX = -4
 
-    A worker allocates images and tensors on the prefetch thread and frees them on the model's
-    thread; glibc keeps the freed pages in per-thread arenas, so a long partition's RSS creeps
-    up and varies by hundreds of MB from run to run though nothing is held. Trimming after a
-    batch, at most every `interval_s` seconds (it costs 1 to 30 ms), keeps the worker's peak flat
-    whatever the partition's size. Every second was not enough once torch's large blocks moved
-    to huge pages (conf/base.yaml): the 4x-corpus run then peaked up to 17% above the 1x run in
-    short bursts; after every CPU batch (0.25 s) it stayed within about 5% (+3.0% and +5.1% in
-    two runs), its cost lost in the noise.
-    A no-op where the C library is not glibc.
+
+def keep_freed_heap() -> bool:
+    """Make this process's C heap keep the memory it frees (glibc; False elsewhere).
+
+    By default glibc maps each allocation above a few MB on its own and unmaps it at free, and
+    gives the heap's top back early: a CPU forward pass frees its activations every batch and
+    the next batch faults them in again, page by page. Measured on EfficientNet-Lite0 (one
+    thread, batches of 32), that was a third of the worker's CPU time in the kernel and 1.4x the
+    time per image. With every allocation served from the heap and nothing given back at free,
+    the next batch reuses the same pages; `HeapTrimmer` bounds what the heap may keep."""
+    libc = _libc()
+    if libc is None or not hasattr(libc, "mallopt"):
+        return False
+    return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 1 << 30))
+
+
+class HeapTrimmer:
+    """Hand the C heap's free pages back to the OS (glibc `malloc_trim`) when a worker's
+    resident memory grows past what its first batches settled at.
+
+    A worker frees a batch's images and activations before the next batch, but glibc keeps
+    freed pages (always, once `keep_freed_heap` ran; in per-thread arenas otherwise), and
+    batches of other sizes leave holes the next ones do not fit: over a long partition the
+    resident memory creeps up. Called after every batch, this records the peak RSS after the
+    first `settle_batches` batches of the process (again after each model load: a new model
+    legitimately takes more) and trims whenever RSS exceeds it by `headroom`. The settled
+    level is the process's, not the task's, so the next task starts on a warm heap and cannot
+    settle higher on what the last one left: the peak stays within the margin whatever the
+    partition's or the job's size, and a trim (1 to 30 ms, then one batch of page faults) is
+    paid only when the heap has really grown. A no-op without glibc or /proc.
     """
 
-    def __init__(self, interval_s: float = 0.25) -> None:
-        self.interval_s = interval_s
-        self._last = time.monotonic()
-        self._trim = _malloc_trim()
+    _settled: ClassVar[dict[int, list[float]]] = {}  # models loaded -> [batches seen, peak RSS MB]
 
-    def __call__(self, force: bool = False) -> bool:
-        """Trim if the interval has passed (or `force`); True if it trimmed."""
-        if self._trim is None or (not force and time.monotonic() - self._last < self.interval_s):
+    def __init__(self, settle_batches: int = 3, headroom: float = 0.05) -> None:
+        self.settle_batches = settle_batches
+        self.headroom = headroom
+        libc = _libc()
+        self._trim = getattr(libc, "malloc_trim", None) if libc is not None else None
+
+    @property
+    def settled_mb(self) -> float:
+        """The RSS this process settled at with the models it has loaded now (0 before)."""
+        return self._settled.get(model_cache.total_loads(), [0, 0.0])[1]
+
+    def __call__(self) -> bool:
+        """After a batch: trim if RSS is past the settled level plus headroom; True if it trimmed."""
+        rss = resident_mb() if self._trim is not None else None
+        if rss is None:
+            return False
+        seen = self._settled.setdefault(model_cache.total_loads(), [0, 0.0])
+        if seen[0] < self.settle_batches:
+            seen[0] += 1
+            seen[1] = max(seen[1], rss)
+            return False
+        if rss <= seen[1] * (1 + self.headroom):
             return False
         self._trim(0)
-        self._last = time.monotonic()
         return True
 
 
-def _malloc_trim():
+def resident_mb() -> float | None:
+    """This process's resident memory in MB (Linux /proc; None elsewhere)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * _PAGE_BYTES / 2**20
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _libc():
     try:
         import ctypes
 
-        libc = ctypes.CDLL("libc.so.6")
-        return libc.malloc_trim
-    except (OSError, AttributeError):
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
         return None

@@ -41,6 +41,11 @@ def load_count(key: Hashable) -> int:
     return _loads.get(key, 0)
 
 
+def total_loads() -> int:
+    """How many model loads this process has done, all keys together."""
+    return sum(_loads.values())
+
+
 def clear() -> None:
     """Drop every cached model of this process."""
     with _lock:

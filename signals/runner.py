@@ -7,7 +7,8 @@ the next batch while the model runs the current one (with `params.prepare_thread
 of a batch are prepared by that many threads). Every input row yields exactly one output row, in
 order: status "ok" with the signal's value, or status "error" with the reason. Memory is bounded
 by a few batches whatever the partition's size: frames are consumed as they come, at most
-`prefetch` prepared batches wait, and freed heap pages are handed back to the OS as it goes.
+`prefetch` prepared batches wait, and freed heap pages are handed back to the OS when the
+worker's memory grows past what its first batches needed (signals.device.HeapTrimmer).
 
 With CONTENT_SIGNALS_PROFILE_DIR set, the time spent waiting for input frames ("read"),
 preparing, computing and handing results back ("emit") is recorded per process
@@ -282,5 +283,4 @@ def _run_in_order(signal: Signal, frames: Iterable[pd.DataFrame], prefetch: int)
             rows_stage.close()
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
-        trim(force=True)
         stage_times.dump()

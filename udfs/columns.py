@@ -17,7 +17,7 @@ from pyspark.sql import types as T
 from pyspark.sql.functions import pandas_udf
 
 from signals.base import Signal
-from signals.device import configure_threads
+from signals.device import configure_threads, keep_freed_heap
 from signals.embedders.base import Embedder
 from signals.hashing import TEXT_FIELD_SEPARATOR
 from signals.labels.base import Labeler
@@ -54,13 +54,23 @@ def task_gpu_addresses() -> tuple[str, ...]:
     return tuple(resources["gpu"].addresses) if "gpu" in resources else ()
 
 
+def attach_worker(signal: Signal, torch_threads: int) -> None:
+    """What a task does in its Python worker before the first batch: cap torch's threads, load
+    the signal (the worker's cached model) on the GPU Spark assigned, if any, and on a CPU
+    worker make the C heap keep freed memory (signals.device.keep_freed_heap: the next batch
+    reuses the pages the last one freed instead of faulting them in again)."""
+    configure_threads(torch_threads)
+    signal.load(task_gpu_addresses())
+    if signal.device is not None and signal.device.type == "cpu":
+        keep_freed_heap()
+
+
 def result_column(signal: Signal, prefetch: int = 2, torch_threads: int = 1) -> Column:
     """The signal's UDF applied to its input columns: a struct column of `result_type(signal)`."""
 
     @pandas_udf(result_type(signal))  # type: ignore[call-overload]
     def compute(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        configure_threads(torch_threads)
-        signal.load(task_gpu_addresses())
+        attach_worker(signal, torch_threads)
         yield from run_signal(signal, frames, prefetch)
 
     return compute(F.struct(*[F.col(c) for c in signal.input_columns]))

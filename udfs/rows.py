@@ -17,10 +17,9 @@ import pyarrow as pa
 from pyspark.sql import DataFrame
 
 from signals.base import Signal
-from signals.device import configure_threads
 from signals.runner import run_signal
 from signals.table_rows import KEY_COLUMNS, RowStamp, output_of, table_rows
-from udfs.columns import input_hash_column, task_gpu_addresses
+from udfs.columns import attach_worker, input_hash_column
 
 RowsFunction = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
 
@@ -60,8 +59,7 @@ def output_rows(signal: Signal, stamp: RowStamp, prefetch: int = 2, torch_thread
     contract = output_of(signal)
 
     def rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        configure_threads(torch_threads)
-        signal.load(task_gpu_addresses())
+        attach_worker(signal, torch_threads)
         keys = _KeyQueue()
 
         def frames() -> Iterator:

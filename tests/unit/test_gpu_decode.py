@@ -317,3 +317,15 @@ def test_images_over_the_device_pixel_budget_are_transformed_on_the_cpu() -> Non
     assert isinstance(signal.prepare({"image": png(40, 30)}), torch.Tensor)
     assert isinstance(signal.prepare({"image": jpeg(80, 60)}), torch.Tensor)
     assert isinstance(signal.prepare({"image": jpeg(20, 20)}), EncodedJpeg)
+
+
+def test_a_short_batch_runs_padded_to_the_batch_size_and_only_its_rows_come_back() -> None:
+    signal = make_signal(batch_size=5)
+    seen: list[tuple[int, ...]] = []
+    features = signal.image_features
+    signal.image_features = lambda batch: seen.append(tuple(batch.shape)) or features(batch)  # type: ignore[method-assign]
+    prepared = [signal.prepare({"image": jpeg(seed=s)}) for s in range(3)]
+    vectors = signal.embed(prepared)
+    assert seen == [(5, 3, SIZE, SIZE)]
+    expected = torch.nn.functional.normalize(features(torch.stack(prepared)), dim=-1).numpy()
+    np.testing.assert_allclose(vectors, expected, atol=1e-6)

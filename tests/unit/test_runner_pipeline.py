@@ -16,6 +16,7 @@ import torch
 from signals.base import PROFILE_DIR_ENV, ModelRef, RowError, SignalConfig, StageTimes, stage_times
 from signals.contracts import STATUS_ERROR, STATUS_OK
 from signals.decode import InputError
+from signals import model_cache
 from signals.device import HeapTrimmer
 from signals.embedders.base import Embedder
 from signals.runner import frame_records, rows_in_batches, run_signal
@@ -192,22 +193,48 @@ def test_the_runner_records_its_stages_per_process(monkeypatch, tmp_path) -> Non
 # ---------------------------------------------------------------------------------- heap trims
 
 
-def test_the_heap_is_trimmed_at_most_once_an_interval(monkeypatch) -> None:
-    calls: list[int] = []
-    trimmer = HeapTrimmer(interval_s=3600)
+@pytest.fixture
+def fresh_trimmers(monkeypatch):
+    """HeapTrimmer's per-process settled levels, empty for this test."""
+    monkeypatch.setattr(HeapTrimmer, "_settled", {})
+
+
+def _trimmer_with(monkeypatch, rss_mb: list[float], calls: list[int], **kwargs) -> HeapTrimmer:
+    trimmer = HeapTrimmer(**kwargs)
+    readings = iter(rss_mb)
+    monkeypatch.setattr("signals.device.resident_mb", lambda: next(readings))
     monkeypatch.setattr(trimmer, "_trim", lambda pad: calls.append(pad) or 1)
-    assert trimmer() is False and trimmer() is False
-    assert trimmer(force=True) is True
-    assert calls == [0]
-    eager = HeapTrimmer(interval_s=0)
-    monkeypatch.setattr(eager, "_trim", lambda pad: calls.append(pad) or 1)
-    assert eager() is True and eager() is True
+    return trimmer
 
 
-def test_without_glibc_trimming_is_a_no_op(monkeypatch) -> None:
-    trimmer = HeapTrimmer(interval_s=0)
+def test_the_heap_is_trimmed_only_past_the_settled_peak_plus_headroom(monkeypatch, fresh_trimmers) -> None:
+    calls: list[int] = []
+    # three batches settle at 1000 MB; then within 5%, past it, back within it, past it again
+    trimmer = _trimmer_with(monkeypatch, [900, 1000, 980, 1040, 1060, 1000, 1200], calls, settle_batches=3, headroom=0.05)
+    assert [trimmer() for _ in range(7)] == [False, False, False, False, True, False, True]
+    assert trimmer.settled_mb == 1000
+    assert calls == [0, 0]
+
+
+def test_the_settled_level_is_the_process_s_until_a_model_loads(monkeypatch, fresh_trimmers) -> None:
+    calls: list[int] = []
+    first = _trimmer_with(monkeypatch, [1000, 1500], calls, settle_batches=1)
+    assert [first(), first()] == [False, True]
+    # the next task's trimmer does not settle again on what the last task left
+    second = _trimmer_with(monkeypatch, [1500], calls, settle_batches=1)
+    assert second() is True
+    # a model loaded since: its memory is legitimate, the process settles again
+    model_cache.get_or_load(("another", "model"), object)
+    third = _trimmer_with(monkeypatch, [1500, 1500], calls, settle_batches=1)
+    assert [third(), third()] == [False, False]
+    assert calls == [0, 0]
+
+
+def test_without_glibc_trimming_is_a_no_op(monkeypatch, fresh_trimmers) -> None:
+    trimmer = HeapTrimmer(settle_batches=0)
     monkeypatch.setattr(trimmer, "_trim", None)
-    assert trimmer(force=True) is False
+    monkeypatch.setattr("signals.device.resident_mb", lambda: 10**6)
+    assert trimmer() is False
 
 
 # ---------------------------------------------------------------------------------- three stages
