@@ -3,7 +3,7 @@
 - `raw_loop`: read the corpus with delta-rs, then decode, preprocess and run the model in a
   plain Python loop in this process with torch using every core; write the vectors as parquet.
   No Spark, no prefetch, no error bookkeeping: the practical limit of the machine (with the C
-  heap kept as our CPU workers keep it, signals.device.keep_freed_heap).
+  heap kept as our CPU workers keep it, udfs.columns.keeps_freed_heap).
 - `pbu_arm`: Spark's `pyspark.ml.functions.predict_batch_udf` over the same Spark read of the
   corpus (jobs.delta_io.read_spark), its predict function doing decode, preprocess and forward
   with the same signal object (same model, batch size, torch threads per task as our job),
@@ -31,6 +31,7 @@ from benchmarks.memory import RssPoller
 from signals.base import Signal
 from signals.decode import InputError
 from signals.device import keep_freed_heap
+from udfs.columns import keeps_freed_heap
 
 
 @dataclass
@@ -73,7 +74,7 @@ def raw_loop(signal: Signal, corpus_root: str, out_path: Path, threads: int) -> 
     torch.set_num_threads(threads)
     try:
         signal.load()
-        if signal.device is not None and signal.device.type == "cpu":
+        if keeps_freed_heap(signal):  # as our workers do (a text run after an image one inherits it)
             keep_freed_heap()
         is_image = signal.input_kind == "image"
         batch_size = signal.batch_size

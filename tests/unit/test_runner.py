@@ -357,3 +357,11 @@ def test_text_sizes_count_title_and_description_and_ignore_missing_ones() -> Non
 
     frame = pd.DataFrame({"title": ["ab", None, float("nan"), ""], "description": ["cde", "fg", None, None]})
     assert TextInput().sort_keys(frame) == [5, 2, 0, 0]
+
+
+def test_only_cpu_signals_with_fixed_batch_shapes_keep_the_worker_heap() -> None:
+    from udfs.columns import keeps_freed_heap
+
+    assert keeps_freed_heap(make_signal())
+    assert not keeps_freed_heap(make_signal(cls=PaddedEmbedder))  # activations change size every batch
+    assert not keeps_freed_heap(FakeEmbedder(make_signal().config))  # not loaded: no device yet
