@@ -61,9 +61,11 @@ class HeapTrimmer:
     first `settle_batches` batches of the process (again after each model load: a new model
     legitimately takes more) and trims whenever RSS exceeds it by `headroom`. The settled
     level is the process's, not the task's, so the next task starts on a warm heap and cannot
-    settle higher on what the last one left: the peak stays within the margin whatever the
-    partition's or the job's size, and a trim (1 to 30 ms, then one batch of page faults) is
-    paid only when the heap has really grown. A no-op without glibc or /proc.
+    settle higher on what the last one left: the peak does not grow with the partition's or
+    the job's size, and a trim (1 to 30 ms, then one batch of page faults) is paid only when
+    the heap has really grown. The settled level itself depends on the first batches and varies
+    from one worker process to the next (peaks 1954 to 2300 MB across the benchmark's runs). A no-op
+    without glibc or /proc.
     """
 
     _settled: ClassVar[dict[int, list[float]]] = {}  # models loaded -> [batches seen, peak RSS MB]
