@@ -43,8 +43,7 @@ def load_efficientnet(weights_path: str, device: torch.device) -> torch.nn.Modul
 
     model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights_path)
     model = model.eval().to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = model.to(memory_format=torch.channels_last)  # see ImageEmbedder.forward
     return model
 
 

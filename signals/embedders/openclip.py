@@ -36,8 +36,7 @@ def load_open_clip(arch: str, pretrained: str | None, model_config_dir: str | No
         open_clip.add_model_config(model_config_dir)
     model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=pretrained, device=device)
     model.eval()
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = model.to(memory_format=torch.channels_last)  # see ImageEmbedder.forward
     embed_dim = int(open_clip.get_model_config(arch)["embed_dim"])
     return OpenClipModel(model, preprocess, open_clip.get_tokenizer(arch), embed_dim)
 

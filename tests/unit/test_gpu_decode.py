@@ -319,13 +319,18 @@ def test_images_over_the_device_pixel_budget_are_transformed_on_the_cpu() -> Non
     assert isinstance(signal.prepare({"image": jpeg(20, 20)}), EncodedJpeg)
 
 
-def test_a_short_batch_runs_padded_to_the_batch_size_and_only_its_rows_come_back() -> None:
+def test_a_short_batch_runs_padded_channels_last_and_only_its_rows_come_back() -> None:
     signal = make_signal(batch_size=5)
-    seen: list[tuple[int, ...]] = []
+    seen: list[tuple[tuple[int, ...], bool]] = []
     features = signal.image_features
-    signal.image_features = lambda batch: seen.append(tuple(batch.shape)) or features(batch)  # type: ignore[method-assign]
+
+    def record(batch: torch.Tensor) -> torch.Tensor:
+        seen.append((tuple(batch.shape), batch.is_contiguous(memory_format=torch.channels_last)))
+        return features(batch)
+
+    signal.image_features = record  # type: ignore[method-assign]
     prepared = [signal.prepare({"image": jpeg(seed=s)}) for s in range(3)]
     vectors = signal.embed(prepared)
-    assert seen == [(5, 3, SIZE, SIZE)]
+    assert seen == [((5, 3, SIZE, SIZE), True)]
     expected = torch.nn.functional.normalize(features(torch.stack(prepared)), dim=-1).numpy()
     np.testing.assert_allclose(vectors, expected, atol=1e-6)
