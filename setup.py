@@ -14,5 +14,5 @@ setup(
         for line in Path(__file__).with_name("requirements.txt").read_text().splitlines()
         if line.strip() and not line.startswith(("#", "-"))
     ],
-    entry_points={"console_scripts": ["content-signals = jobs.cli:main"]},
+    entry_points={"console_scripts": ["content-signals = jobs.cli:entry"]},
 )

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -45,7 +47,9 @@ from signals.contracts import CORPUS, DUPLICATES, EMBEDDINGS, LABELS, RUNS
 console = Console(width=None if sys.stdout.isatty() else 160)  # logs and pipes keep whole paths
 def make_corpus(settings: Settings, n_items: int | None = None, seed: int | None = None) -> None:
     """Generate the sample corpus into the profile's lakehouse (skipped if already there)."""
-    n_items = n_items or settings.sample_corpus.n_items
+    n_items = settings.sample_corpus.n_items if n_items is None else n_items
+    if n_items < 1:
+        raise ValueError(f"a sample corpus needs at least one item, not {n_items}")
     seed = settings.sample_corpus.seed if seed is None else seed
     started = time.monotonic()
     where = settings.table_root(CORPUS.name)
@@ -254,5 +258,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def entry() -> None:
+    """The console script and `python -m jobs.cli`: `main`, then exit at once with its code.
+
+    Everything the command does is committed and printed before `main` returns; what is left
+    is the interpreter's teardown, in which a native library's thread pool in the driver (torch,
+    Arrow and delta-rs are loaded) once aborted the process ("terminate called without an
+    active exception", SIGABRT) after a successful demo. A scheduler would have retried a run
+    that had landed. Leaving without the teardown, after flushing what is buffered, makes the
+    exit code the command's."""
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
