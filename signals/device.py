@@ -52,23 +52,25 @@ def keep_freed_heap() -> bool:
 
 class HeapTrimmer:
     """Hand the C heap's free pages back to the OS (glibc `malloc_trim`) when a worker's
-    resident memory grows past what its first batches settled at.
+    resident memory grows past the level its batches settled at.
 
     A worker frees a batch's images and activations before the next batch, but glibc keeps
     freed pages (always, once `keep_freed_heap` ran; in per-thread arenas otherwise), and
     batches of other sizes leave holes the next ones do not fit: over a long partition the
-    resident memory creeps up. Called after every batch, this records the peak RSS after the
-    first `settle_batches` batches of the process (again after each model load: a new model
-    legitimately takes more) and trims whenever RSS exceeds it by `headroom`. The settled
-    level is the process's, not the task's, so the next task starts on a warm heap and cannot
-    settle higher on what the last one left: the peak does not grow with the partition's or
-    the job's size, and a trim (1 to 30 ms, then one batch of page faults) is paid only when
-    the heap has really grown. The settled level itself depends on the first batches and varies
-    from one worker process to the next (peaks 1954 to 2300 MB across the benchmark's runs). A no-op
-    without glibc or /proc.
+    resident memory creeps up. Called after every batch. The peak RSS of `settle_batches`
+    batches sets the level: the process's first batches (again after each model load: a new
+    model legitimately takes more), and the batches right after each trim. A batch that leaves
+    RSS more than `headroom` above the level trims the heap. The level is the process's, not
+    the task's, so the next task starts on a warm heap and the peak grows with neither the
+    partition nor the job. Settling again after a trim is what keeps trims rare: when the
+    working set legitimately outgrows the first batches (a warm-up's or a refresh's small ones
+    came first), one trim lifts the level to it; a fixed level trimmed after every batch, and
+    each trim's page faults cost that batch about a fifth of its time (benchmark workers: 31
+    trims in 31 batches, 750k page faults, 15% fewer images per second). A no-op without glibc
+    or /proc.
     """
 
-    _settled: ClassVar[dict[int, list[float]]] = {}  # models loaded -> [batches seen, peak RSS MB]
+    _levels: ClassVar[dict[int, list[float]]] = {}  # models loaded -> [batches left to settle, level MB]
 
     def __init__(self, settle_batches: int = 3, headroom: float = 0.05) -> None:
         self.settle_batches = settle_batches
@@ -78,22 +80,24 @@ class HeapTrimmer:
 
     @property
     def settled_mb(self) -> float:
-        """The RSS this process settled at with the models it has loaded now (0 before)."""
-        return self._settled.get(model_cache.total_loads(), [0, 0.0])[1]
+        """The level this process's RSS settled at with the models it has loaded now (0 while settling)."""
+        left, level = self._levels.get(model_cache.total_loads(), [self.settle_batches, 0.0])
+        return level if left <= 0 else 0.0
 
     def __call__(self) -> bool:
         """After a batch: trim if RSS is past the settled level plus headroom; True if it trimmed."""
         rss = resident_mb() if self._trim is not None else None
         if rss is None:
             return False
-        seen = self._settled.setdefault(model_cache.total_loads(), [0, 0.0])
-        if seen[0] < self.settle_batches:
-            seen[0] += 1
-            seen[1] = max(seen[1], rss)
+        state = self._levels.setdefault(model_cache.total_loads(), [self.settle_batches, 0.0])
+        if state[0] > 0:
+            state[0] -= 1
+            state[1] = max(state[1], rss)
             return False
-        if rss <= seen[1] * (1 + self.headroom):
+        if rss <= state[1] * (1 + self.headroom):
             return False
         self._trim(0)
+        state[:] = [self.settle_batches, 0.0]
         return True
 
 

@@ -195,8 +195,8 @@ def test_the_runner_records_its_stages_per_process(monkeypatch, tmp_path) -> Non
 
 @pytest.fixture
 def fresh_trimmers(monkeypatch):
-    """HeapTrimmer's per-process settled levels, empty for this test."""
-    monkeypatch.setattr(HeapTrimmer, "_settled", {})
+    """HeapTrimmer's per-process levels, empty for this test."""
+    monkeypatch.setattr(HeapTrimmer, "_levels", {})
 
 
 def _trimmer_with(monkeypatch, rss_mb: list[float], calls: list[int], **kwargs) -> HeapTrimmer:
@@ -209,17 +209,26 @@ def _trimmer_with(monkeypatch, rss_mb: list[float], calls: list[int], **kwargs) 
 
 def test_the_heap_is_trimmed_only_past_the_settled_peak_plus_headroom(monkeypatch, fresh_trimmers) -> None:
     calls: list[int] = []
-    # three batches settle at 1000 MB; then within 5%, past it, back within it, past it again
-    trimmer = _trimmer_with(monkeypatch, [900, 1000, 980, 1040, 1060, 1000, 1200], calls, settle_batches=3, headroom=0.05)
-    assert [trimmer() for _ in range(7)] == [False, False, False, False, True, False, True]
-    assert trimmer.settled_mb == 1000
+    # three batches settle at 1000 MB; then within 5%, past it; after the trim three batches
+    # settle again (at 1010), then within 5% of that, past it
+    trimmer = _trimmer_with(monkeypatch, [900, 1000, 980, 1040, 1060, 1000, 1010, 1005, 1040, 1100], calls, settle_batches=3, headroom=0.05)
+    assert [trimmer() for _ in range(10)] == [False] * 4 + [True] + [False] * 4 + [True]
     assert calls == [0, 0]
+
+
+def test_a_working_set_that_outgrew_the_first_batches_is_trimmed_once_not_every_batch(monkeypatch, fresh_trimmers) -> None:
+    calls: list[int] = []
+    # a warm-up's small batches settle at 1080 MB; the job's batches need 1170 MB each
+    trimmer = _trimmer_with(monkeypatch, [1050, 1080, 1080] + [1170, 1175, 1168, 1172, 1170, 1174, 1169], calls, settle_batches=3)
+    assert [trimmer() for _ in range(10)] == [False] * 3 + [True] + [False] * 6
+    assert trimmer.settled_mb == 1175
+    assert calls == [0]
 
 
 def test_the_settled_level_is_the_process_s_until_a_model_loads(monkeypatch, fresh_trimmers) -> None:
     calls: list[int] = []
-    first = _trimmer_with(monkeypatch, [1000, 1500], calls, settle_batches=1)
-    assert [first(), first()] == [False, True]
+    first = _trimmer_with(monkeypatch, [1000, 1020], calls, settle_batches=1)
+    assert [first(), first()] == [False, False]
     # the next task's trimmer does not settle again on what the last task left
     second = _trimmer_with(monkeypatch, [1500], calls, settle_batches=1)
     assert second() is True
@@ -227,7 +236,7 @@ def test_the_settled_level_is_the_process_s_until_a_model_loads(monkeypatch, fre
     model_cache.get_or_load(("another", "model"), object)
     third = _trimmer_with(monkeypatch, [1500, 1500], calls, settle_batches=1)
     assert [third(), third()] == [False, False]
-    assert calls == [0, 0]
+    assert calls == [0]
 
 
 def test_without_glibc_trimming_is_a_no_op(monkeypatch, fresh_trimmers) -> None:
