@@ -2,7 +2,7 @@
 
 Per task: find the GPU Spark assigned (if any), attach the worker's cached model (loaded once
 per Python worker), then stream Arrow batches through `signals.runner.run_signal`, which
-regroups rows into model batches, prefetches, and turns bad rows into error rows. The output
+regroups rows into model batches, prefetches on GPUs, and turns bad rows into error rows. The output
 is a struct (status, error, then the signal's values) with exactly one value per input row.
 """
 from __future__ import annotations
@@ -72,13 +72,22 @@ def keeps_freed_heap(signal: Signal) -> bool:
     return signal.device is not None and signal.device.type == "cpu" and not signal.pads_batches
 
 
+def batches_ahead(signal: Signal, prefetch: int) -> int:
+    """Batches a task prepares ahead on a background thread: `prefetch` where the model runs on
+    a GPU (the CPU decodes while the GPU computes), none on a CPU. There each task's model
+    already keeps its cores busy (`torch_threads` per task slot), and a preparing thread only
+    takes turns with it for the cores and the GIL: image embedding, 960 items, four rounds in
+    fresh sessions, 63-78 images/s inline against 59-71 prefetched, inline ahead in every round."""
+    return prefetch if signal.device is not None and signal.device.type == "cuda" else 0
+
+
 def result_column(signal: Signal, prefetch: int = 2, torch_threads: int = 1) -> Column:
     """The signal's UDF applied to its input columns: a struct column of `result_type(signal)`."""
 
     @pandas_udf(result_type(signal))  # type: ignore[call-overload]
     def compute(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         attach_worker(signal, torch_threads)
-        yield from run_signal(signal, frames, prefetch)
+        yield from run_signal(signal, frames, batches_ahead(signal, prefetch))
 
     return compute(F.struct(*[F.col(c) for c in signal.input_columns]))
 

@@ -19,7 +19,7 @@ from pyspark.sql import DataFrame
 from signals.base import Signal
 from signals.runner import run_signal
 from signals.table_rows import KEY_COLUMNS, RowStamp, output_of, table_rows
-from udfs.columns import attach_worker, input_hash_column
+from udfs.columns import attach_worker, batches_ahead, input_hash_column
 
 RowsFunction = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
 
@@ -63,11 +63,11 @@ def output_rows(signal: Signal, stamp: RowStamp, prefetch: int = 2, torch_thread
         keys = _KeyQueue()
 
         def frames() -> Iterator:
-            for batch in batches:  # runs on the runner's prefetch thread
+            for batch in batches:  # on the runner's prefetch thread, where there is one
                 keys.push(batch.select(list(KEY_COLUMNS)))
                 yield batch.select(signal.input_columns).to_pandas()
 
-        for result in run_signal(signal, frames(), prefetch):
+        for result in run_signal(signal, frames(), batches_ahead(signal, prefetch)):
             yield table_rows(contract, stamp, keys.take(len(result)), result)
 
     return rows

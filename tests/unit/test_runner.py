@@ -365,3 +365,13 @@ def test_only_cpu_signals_with_fixed_batch_shapes_keep_the_worker_heap() -> None
     assert keeps_freed_heap(make_signal())
     assert not keeps_freed_heap(make_signal(cls=PaddedEmbedder))  # activations change size every batch
     assert not keeps_freed_heap(FakeEmbedder(make_signal().config))  # not loaded: no device yet
+
+
+def test_only_gpu_workers_prepare_batches_ahead() -> None:
+    from udfs.columns import batches_ahead
+
+    cpu = make_signal()
+    assert batches_ahead(cpu, 2) == 0  # the model has the task's cores already
+    gpu = make_signal()
+    gpu.device = torch.device("cuda", 0)  # as signal.load on a GPU worker leaves it
+    assert batches_ahead(gpu, 2) == 2
