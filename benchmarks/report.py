@@ -96,7 +96,7 @@ def format_table(report: dict[str, Any]) -> str:
     out = [line(header), line(["-" * w for w in widths]), *[line(r) for r in rows]]
     out.append("")
     out.append("raw: one process, sequential stages (they add up to its wall time). Spark arms: busy seconds inside the")
-    out.append("Python workers summed over tasks, overlapping (prefetch); read = waiting for input batches; 'c' = Delta commit")
+    out.append("Python workers summed over tasks (concurrent tasks overlap; GPU workers also prefetch); read = waiting for input batches; 'c' = Delta commit")
     out.append("on the driver (ours writes its files inside the Spark job; predict_batch_udf's parquet write is inside its wall).")
     out.append("model loads: Python workers that loaded the model during the arm (after the warm-up). others' cpu: share of")
     out.append("the machine's cores used by other processes during the arm (contention; 0% = quiet).")
