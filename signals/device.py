@@ -65,7 +65,7 @@ class HeapTrimmer:
     partition nor the job. Settling again after a trim is what keeps trims rare: when the
     working set legitimately outgrows the first batches (a warm-up's or a refresh's small ones
     came first), one trim lifts the level to it; a fixed level trimmed after every batch, and
-    each trim's page faults cost that batch about a fifth of its time (benchmark workers: 31
+    each trim's page faults cost that batch about a sixth of its time (benchmark workers: 31
     trims in 31 batches, 750k page faults, 15% fewer images per second). A no-op without glibc
     or /proc.
     """
