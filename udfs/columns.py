@@ -81,13 +81,19 @@ def batches_ahead(signal: Signal, prefetch: int) -> int:
     return prefetch if signal.device is not None and signal.device.type == "cuda" else 0
 
 
+def run_in_worker(signal: Signal, frames: Iterator[pd.DataFrame], prefetch: int, torch_threads: int) -> Iterator[pd.DataFrame]:
+    """A task's result frames for `frames`: the worker attached (`attach_worker`) when the first
+    one is asked for, then `run_signal` with the prefetch depth the worker's device wants."""
+    attach_worker(signal, torch_threads)
+    yield from run_signal(signal, frames, batches_ahead(signal, prefetch))
+
+
 def result_column(signal: Signal, prefetch: int = 2, torch_threads: int = 1) -> Column:
     """The signal's UDF applied to its input columns: a struct column of `result_type(signal)`."""
 
     @pandas_udf(result_type(signal))  # type: ignore[call-overload]
     def compute(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        attach_worker(signal, torch_threads)
-        yield from run_signal(signal, frames, batches_ahead(signal, prefetch))
+        yield from run_in_worker(signal, frames, prefetch, torch_threads)
 
     return compute(F.struct(*[F.col(c) for c in signal.input_columns]))
 

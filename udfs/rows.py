@@ -17,9 +17,8 @@ import pyarrow as pa
 from pyspark.sql import DataFrame
 
 from signals.base import Signal
-from signals.runner import run_signal
 from signals.table_rows import KEY_COLUMNS, RowStamp, output_of, table_rows
-from udfs.columns import attach_worker, batches_ahead, input_hash_column
+from udfs.columns import input_hash_column, run_in_worker
 
 RowsFunction = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
 
@@ -59,7 +58,6 @@ def output_rows(signal: Signal, stamp: RowStamp, prefetch: int = 2, torch_thread
     contract = output_of(signal)
 
     def rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        attach_worker(signal, torch_threads)
         keys = _KeyQueue()
 
         def frames() -> Iterator:
@@ -67,7 +65,7 @@ def output_rows(signal: Signal, stamp: RowStamp, prefetch: int = 2, torch_thread
                 keys.push(batch.select(list(KEY_COLUMNS)))
                 yield batch.select(signal.input_columns).to_pandas()
 
-        for result in run_signal(signal, frames(), batches_ahead(signal, prefetch)):
+        for result in run_in_worker(signal, frames(), prefetch, torch_threads):
             yield table_rows(contract, stamp, keys.take(len(result)), result)
 
     return rows

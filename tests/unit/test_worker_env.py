@@ -35,7 +35,7 @@ torch.set_num_threads(1)
 model = load_efficientnet(default_weights_path(), torch.device("cpu"))
 if sys.argv[1] == "keep":
     assert keep_freed_heap()
-batch = torch.rand(16, 3, 224, 224)  # the CPU batch size of conf/base.yaml
+batch = torch.rand(int(sys.argv[2]), 3, 224, 224)
 with torch.inference_mode():
     model.extract_features(batch)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -72,8 +72,10 @@ def test_the_worker_environment_puts_torch_tensors_on_huge_pages() -> None:
 def test_a_kept_heap_serves_the_next_batch_without_page_faults() -> None:
     clean = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}  # 4 KB pages
 
+    batch_size = str(load_settings("local").signals["image_embedding"].batch_size)  # a CPU worker's batch
+
     def faults(mode: str) -> int:
-        done = subprocess.run([sys.executable, "-c", FORWARD_AND_COUNT, mode], env=clean,
+        done = subprocess.run([sys.executable, "-c", FORWARD_AND_COUNT, mode, batch_size], env=clean,
                               capture_output=True, text=True, check=True, timeout=300)
         return int(done.stdout.split()[-1])
 
