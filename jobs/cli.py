@@ -133,6 +133,8 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--slice-pct", type=int, default=100, help="with --challenger: a stable percent of items (a canary)")
     refresh = commands.add_parser("refresh", parents=[common], help="compute what is new or changed, drop what left the corpus")
     refresh.add_argument("--run-id", help="re-use a run id: a committed run is not redone")
+    refresh.add_argument("--full", action="store_true",
+                         help="compare the whole corpus, not only the files changed since the last refresh (after a table was edited by hand)")
     for name, text in (("promote", "point a signal's champion alias at a version"), ("rollback", "move a signal's champion back")):
         command = commands.add_parser(name, parents=[common], help=text)
         command.add_argument("signal")
@@ -209,7 +211,7 @@ REGISTRY_COMMANDS = {"promote": _promote, "rollback": _rollback, "register": _re
 def _spark_steps(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> Iterator[RunResult]:
     """The Spark jobs a command runs, in order, each result as it lands."""
     if args.command == "refresh":
-        yield run_refresh(spark, settings, args.run_id)
+        yield run_refresh(spark, settings, args.run_id, full=args.full)
     elif args.command == "dedup":
         yield run_dedup(spark, settings, args.run_id)
     else:  # backfill, demo, eval

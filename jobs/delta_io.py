@@ -82,12 +82,32 @@ def live_files(root: str, contract: TableContract, version: int | None = None) -
     ]
 
 
+def changed_files(root: str, contract: TableContract, since: int, version: int) -> tuple[list[LiveFile], list[LiveFile]]:
+    """(added, removed): the files live at `version` and not at `since`, and the other way round.
+    Every row that changed between the two versions is in one of them (Delta rewrites a file to
+    change a row), as long as the table does not use deletion vectors (see `has_deletion_vectors`)."""
+    before = {f.path: f for f in live_files(root, contract, since)}
+    after = {f.path: f for f in live_files(root, contract, version)}
+    return [after[p] for p in after.keys() - before.keys()], [before[p] for p in before.keys() - after.keys()]
+
+
+def has_deletion_vectors(root: str) -> bool:
+    """Whether the table may delete rows by marking them in a deletion vector, leaving the file in place."""
+    return "deletionVectors" in (snapshot(root).protocol().reader_features or [])
+
+
+def all_exist(root: str, files: Sequence[LiveFile]) -> bool:
+    """Whether the data files are still in storage (a vacuum deletes the files of old versions)."""
+    from pyarrow import fs
+
+    filesystem, base = fs.FileSystem.from_uri(snapshot(root).table_uri.rstrip("/"))
+    return all(filesystem.get_file_info(f"{base}/{unquote(f.path)}").type != fs.FileType.NotFound for f in files)
+
+
 def _slices_changed_since(root: str, contract: TableContract, read_version: int, version: int) -> set[tuple]:
     """Partition values of the files added or removed by commits after `read_version`."""
-    before = {f.path: f for f in live_files(root, contract, read_version)}
-    after = {f.path: f for f in live_files(root, contract, version)}
-    changed = [after[p] for p in after.keys() - before.keys()] + [before[p] for p in before.keys() - after.keys()]
-    return {tuple(f.partition_values[n] for n in contract.partition_by) for f in changed}
+    added, removed = changed_files(root, contract, read_version, version)
+    return {tuple(f.partition_values[n] for n in contract.partition_by) for f in [*added, *removed]}
 
 
 def commit_files(
@@ -163,9 +183,15 @@ def read_arrow(root: str, version: int | None = None, filters: Any = None) -> pa
     return snapshot(root, version).to_pyarrow_dataset().to_table(filter=filters)
 
 
+@functools.lru_cache(maxsize=64)
+def _table_path(root: str) -> str:
+    """The path part of the table's URI (a table's root never moves: cached, not re-read per file)."""
+    return unquote(urlparse(snapshot(root).table_uri).path).rstrip("/")
+
+
 def relative_path(root: str, uri: str) -> str:
     """A data file's path relative to the table root, unescaped (as `unquote(LiveFile.path)`)."""
-    base = unquote(urlparse(snapshot(root).table_uri).path).rstrip("/")
+    base = _table_path(root)
     path = unquote(urlparse(uri).path)
     if not path.startswith(base + "/"):
         raise ValueError(f"{uri} is not under the table root {base}")

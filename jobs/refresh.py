@@ -12,6 +12,15 @@ enabled or not: takedowns disappear from everything consumers read. Files holdin
 are rewritten without them (copy on write) in the same commit that adds the new rows, so
 readers see either the old table or the new one. Nothing to do means no commit at all.
 
+Only the corpus rows that can have changed are compared. Each refresh commit records the corpus
+version it brought the table in line with, for which signals at which versions; the next refresh
+of the same signals compares only the rows of corpus files added or removed since that version
+(Delta rewrites a file to change a row), and the stored rows of those items: a daily refresh
+reads the day's new files, not the whole corpus's images. It compares the whole corpus when
+there is no such commit (a first refresh, after a backfill, after a signal or model version
+changed), when that version's files were vacuumed, when the corpus uses deletion vectors, or
+with `--full` (after a table was edited by hand).
+
 Resume needs no bookkeeping: the comparison is against what is committed, so a run killed
 before its commit is simply redone by the next one, and one killed after it finds nothing left.
 """
@@ -22,6 +31,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from deltalake import DeltaTable
+from deltalake.exceptions import DeltaError
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -31,22 +41,86 @@ from jobs.config import Settings
 from jobs.engine import Run, RunResult, already_committed, build_signals, by_output, recorded, run_outcomes, signal_rows, write_and_commit
 from jobs.ledger import NOTHING_TO_DO, SUCCEEDED
 from signals.base import Signal
-from signals.contracts import EMBEDDINGS, LABELS, TableContract
+from signals.contracts import CORPUS, EMBEDDINGS, LABELS, TableContract
 from udfs.columns import input_hash_column
 
 JOB = "refresh"
 KEY = ["content_id", "signal", "model_version"]
+CORPUS_VERSION, REFRESHED = "corpus_version", "refreshed"  # commit metadata: in line with this corpus version, for these signals
+HISTORY_SEARCH = 50  # commits of a table searched for its last refresh
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The corpus rows a plan compares with a table: all of them (`since` None, and `why`), or
+    the rows of the files added or removed since corpus version `since`."""
+
+    since: int | None
+    why: str = ""
+    added: tuple[delta_io.LiveFile, ...] = ()
+    removed: tuple[delta_io.LiveFile, ...] = ()
+
+    @property
+    def items(self) -> int:
+        """Corpus rows in the changed files (an upper bound on the items to compare)."""
+        return sum(f.num_records for f in (*self.added, *self.removed))
+
+    def describe(self) -> str:
+        if self.since is None:
+            return f"whole corpus ({self.why})"
+        return f"{len(self.added)} corpus files added and {len(self.removed)} removed since version {self.since}"
+
+
+def _signature(signals: dict[str, Signal]) -> str:
+    """The signals a refresh brings in line, at their model versions, as its commit records them."""
+    return ",".join(sorted(f"{name}@{s.config.model.version}" for name, s in signals.items()))
+
+
+def last_refresh(root: str) -> tuple[int, str] | None:
+    """(corpus version, signature) that the table's latest refresh commit brought it in line with."""
+    for entry in delta_io.snapshot(root).history(HISTORY_SEARCH):
+        if entry.get("job") == JOB:
+            return (int(entry[CORPUS_VERSION]), entry.get(REFRESHED, "")) if CORPUS_VERSION in entry else None
+    return None
+
+
+def plan_scope(table_root: str, signals: dict[str, Signal], corpus: tuple[str, int], full: bool = False) -> Scope:
+    """What the table's plan must compare: the corpus changes since its last refresh of the same
+    signals, or the whole corpus when those changes cannot be known for certain."""
+    if full:
+        return Scope(None, "--full")
+    last = last_refresh(table_root) if DeltaTable.is_deltatable(table_root) else None
+    if last is None:
+        return Scope(None, f"no refresh recorded a corpus version in the table's last {HISTORY_SEARCH} commits")
+    since, refreshed = last
+    if refreshed != _signature(signals):
+        return Scope(None, f"the last refresh was of {refreshed or 'no signals'}")
+    root, version = corpus
+    if since > version:
+        return Scope(None, f"the corpus is at version {version}, before the last refresh's {since}")
+    if delta_io.has_deletion_vectors(root):
+        return Scope(None, "the corpus deletes rows with deletion vectors")
+    try:
+        added, removed = delta_io.changed_files(root, CORPUS, since, version)
+    except DeltaError:
+        return Scope(None, f"corpus version {since} can no longer be read")
+    if not delta_io.all_exist(root, removed):
+        return Scope(None, f"files of corpus version {since} were vacuumed")
+    return Scope(since, added=tuple(added), removed=tuple(removed))
 
 
 @dataclass(frozen=True)
 class Plan:
-    """What a refresh will do to one table, decided by one small Spark action.
+    """What a refresh will do to one table, decided by two small Spark actions (none when the
+    corpus has not changed since the table's last refresh; a third counts the items of files
+    holding stale rows).
 
     The keys it found (items to compute, stale rows) stay cached, so applying the plan never
     hashes the corpus again; `release` frees them."""
 
     contract: TableContract
     signals: dict[str, Signal]
+    scope: Scope
     read_version: int
     todo: dict[str, int]  # signal -> items to compute
     todo_days: tuple[str, ...]  # corpus days (ds) holding those items
@@ -69,15 +143,26 @@ def _hash_column(signal: Signal) -> str:
     return "hash_" + "_".join(signal.input_columns)
 
 
-def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContract, signals: dict[str, Signal], items: DataFrame) -> Plan:
-    """Compare the corpus with the committed rows of one table, in two joins whatever the number
-    of signals: each stored row against its corpus item (stale: the item is gone, or its input
-    hash changed), then each (item, enabled signal) against the rows still valid (todo)."""
+def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContract, signals: dict[str, Signal],
+                 corpus: tuple[str, int], scope: Scope) -> Plan:
+    """Compare the corpus (root, version) within `scope` with the committed rows of one table,
+    in two joins whatever the number of signals: each stored row against its corpus item (stale:
+    the item is gone, or its input hash changed), then each (item, enabled signal) against the
+    rows still valid (todo)."""
     root = settings.table_root(contract.name)
     read_version = delta_io.ensure_table(root, contract).version()
+    if scope.since is not None and not scope.added and not scope.removed:
+        return _nothing_changed(spark, contract, signals, scope, read_version)
     hashes = {_hash_column(s): input_hash_column(s) for s in signals.values()}
+    corpus_root, corpus_version = corpus
+    changed = None if scope.since is None else {unquote(f.path) for f in scope.added}
+    items = delta_io.read_spark(spark, corpus_root, corpus_version, only=changed)
     current = items.select("content_id", "ds", *[expr.alias(name) for name, expr in hashes.items()]).persist()
     stored = delta_io.read_spark(spark, root, read_version).select(*KEY, "input_hash", F.input_file_name().alias("file"))
+    if scope.since is not None:  # only the stored rows of items in changed files can be stale or missing
+        removed = delta_io.read_spark(spark, corpus_root, scope.since, only={unquote(f.path) for f in scope.removed})
+        candidates = current.select("content_id").unionByName(removed.select("content_id"))
+        stored = stored.join(_small(candidates, scope.items), "content_id", "left_semi")
     if tuple(KEY) != contract.key:
         stored = stored.distinct()  # a labelled item has a row per label: one per item here
     current_hash, enabled = F.lit(None).cast("string"), F.lit(False)
@@ -94,23 +179,35 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
         functools.reduce(DataFrame.unionByName, wanted).join(annotated.filter("valid").select("content_id", "signal"), ["content_id", "signal"], "left_anti")
         if wanted else spark.createDataFrame([], "content_id string, ds string, signal string")
     ).persist()
-    summary = todo_items.groupBy(F.lit("todo").alias("kind"), F.concat_ws("/", "signal", "ds").alias("key")).agg(
-        F.count("*").alias("n"), F.lit(0).cast("long").alias("stale")
-    ).unionByName(
-        annotated.groupBy(F.lit("file").alias("kind"), F.col("file").alias("key")).agg(
-            F.count("*").alias("n"), F.sum(F.col("stale").cast("long")).alias("stale")
-        ).filter("stale > 0")
-    )
-    counts = summary.collect()
-    todo_by_day = [(*r["key"].split("/", 1), r["n"]) for r in counts if r["kind"] == "todo"]
+    # two actions, in this order: the first fills the caches of `current` and `annotated`, the
+    # second reads them (in one action, each branch would scan the corpus and the table again)
+    stale_in = {delta_io.relative_path(root, r["file"]): r["count"] for r in annotated.filter("stale").groupBy("file").count().collect()}
+    todo_by_day = [(r["signal"], r["ds"], r["count"]) for r in todo_items.groupBy("signal", "ds").count().collect()]
+    items_in = _items_per_file(spark, root, read_version, set(stale_in)) if stale_in else {}
     return Plan(
-        contract, signals, read_version,
+        contract, signals, scope, read_version,
         todo={name: sum(n for signal, _, n in todo_by_day if signal == name) for name in signals},
         todo_days=tuple(sorted({day for _, day, _ in todo_by_day})),
-        rewritten={delta_io.relative_path(root, r["key"]): (r["n"], r["stale"]) for r in counts if r["kind"] == "file"},
+        rewritten={path: (items_in[path], stale) for path, stale in stale_in.items()},
         todo_items=todo_items.select("signal", "content_id"),
         stale=annotated.filter("stale").select(*KEY),
         cached=(current, annotated, todo_items),
+    )
+
+
+def _items_per_file(spark: SparkSession, root: str, version: int, files: set[str]) -> dict[str, int]:
+    """Items in each of these files of the table (counted apart from the plan's joins, which
+    see only the items in changed corpus files)."""
+    rows = delta_io.read_spark(spark, root, version, only=files).select(*KEY, F.input_file_name().alias("file")).distinct()
+    return {delta_io.relative_path(root, r["file"]): r["n"] for r in rows.groupBy("file").agg(F.count("*").alias("n")).collect()}
+
+
+def _nothing_changed(spark: SparkSession, contract: TableContract, signals: dict[str, Signal], scope: Scope, read_version: int) -> Plan:
+    """The empty plan of a table whose corpus has not changed since its last refresh: no Spark job."""
+    return Plan(
+        contract, signals, scope, read_version, todo=dict.fromkeys(signals, 0), todo_days=(), rewritten={},
+        todo_items=spark.createDataFrame([], "signal string, content_id string"),
+        stale=spark.createDataFrame([], ", ".join(f"{k} string" for k in KEY)), cached=(),
     )
 
 
@@ -147,26 +244,30 @@ def apply_plan(spark: SparkSession, settings: Settings, run: Run, plan: Plan, co
         spark, settings, run, plan.contract, sources, expected,
         remove=lambda f: unquote(f.path) in rewritten,
         read_version=plan.read_version,
-        metadata={"stale_items": str(sum(s for _, s in plan.rewritten.values())), "computed": str(plan.todo)},
+        metadata={"stale_items": str(sum(s for _, s in plan.rewritten.values())), "computed": str(plan.todo),
+                  CORPUS_VERSION: str(corpus[1]), REFRESHED: _signature(plan.signals)},
     )
 
 
-def run_refresh(spark: SparkSession, settings: Settings, run_id: str | None = None) -> RunResult:
+def run_refresh(spark: SparkSession, settings: Settings, run_id: str | None = None, full: bool = False) -> RunResult:
     """Compute what is new or changed, drop what is stale, one commit per table that changes
-    (none at all if nothing has changed)."""
-    corpus = corpus_root(settings)
+    (none at all if nothing has changed). `full` compares the whole corpus whatever the last
+    refresh recorded."""
+    root = corpus_root(settings)
     run = Run.begin(JOB, run_id)
     signals = build_signals(settings)
     done = already_committed(settings, run, signals)
     if done:
         return done
-    corpus_version = delta_io.snapshot(corpus).version()  # plan and apply read the same corpus
-    items = delta_io.read_spark(spark, corpus, corpus_version)
+    corpus = (root, delta_io.snapshot(root).version())  # plan and apply read the same corpus
     grouped = by_output(signals)
-    plans = [plan_refresh(spark, settings, contract, grouped.get(contract, {}), items) for contract in (EMBEDDINGS, LABELS)
-             if contract in grouped or DeltaTable.is_deltatable(settings.table_root(contract.name))]  # takedowns reach every table
+    plans = []
+    for contract in (EMBEDDINGS, LABELS):
+        table_root, mine = settings.table_root(contract.name), grouped.get(contract, {})
+        if mine or DeltaTable.is_deltatable(table_root):  # takedowns reach every table
+            plans.append(plan_refresh(spark, settings, contract, mine, corpus, plan_scope(table_root, mine, corpus, full)))
     try:
-        return _apply_plans(spark, settings, run, signals, plans, (corpus, corpus_version))
+        return _apply_plans(spark, settings, run, signals, plans, corpus)
     finally:
         for plan in plans:
             plan.release()
@@ -174,13 +275,14 @@ def run_refresh(spark: SparkSession, settings: Settings, run_id: str | None = No
 
 def _apply_plans(spark: SparkSession, settings: Settings, run: Run, signals: dict[str, Signal], plans: list[Plan],
                  corpus: tuple[str, int]) -> RunResult:
+    compared = "; ".join(f"{plan.contract.name}: {plan.scope.describe()}" for plan in plans)
     if all(plan.empty for plan in plans):
-        return RunResult(run.run_id, NOTHING_TO_DO, message="the tables already match the corpus")
+        return RunResult(run.run_id, NOTHING_TO_DO, message=f"the tables already match the corpus (compared {compared})")
     with recorded(settings, run, signals) as finish:
         versions = {plan.contract.name: apply_plan(spark, settings, run, plan, corpus) for plan in plans if not plan.empty}
         computed = sum(sum(plan.todo.values()) for plan in plans)
         dropped = sum(s for plan in plans for _, s in plan.rewritten.values())
         result = RunResult(run.run_id, SUCCEEDED, versions, run_outcomes(settings, run.run_id, signals),
-                           f"computed {computed} items, dropped {dropped} stale items")
+                           f"computed {computed} items, dropped {dropped} stale items (compared {compared})")
         finish(result)
     return result

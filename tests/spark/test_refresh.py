@@ -189,3 +189,80 @@ def test_racing_runs_on_disjoint_slices_both_land(spark, two_lakehouses, monkeyp
     _race(monkeypatch, spark, settings, early, settings, late)()
     run_backfill(spark, reference)
     _assert_same_rows(settings, reference)
+
+
+def _edit_in_place(settings) -> dict[str, list[str]]:
+    """Edit the corpus the way a daily pipeline does, each edit rewriting only the files it
+    touches: a new day of items, a deletion, a retitle."""
+    root = settings.table_root("corpus")
+    corpus = DeltaTable(root).to_pyarrow_table().sort_by("content_id")
+    ids = corpus["content_id"].to_pylist()
+    dropped, retitled = ids[7:9], ids[40:41]
+    new = corpus.slice(30, 2)
+    new = new.set_column(0, corpus.schema.field("content_id"), pa.array(["pin-new-a", "pin-new-b"], pa.string()))
+    new = new.set_column(new.schema.get_field_index("ds"), corpus.schema.field("ds"), pa.array(["2099-01-01"] * 2, pa.string()))
+    write_deltalake(root, new.cast(corpus.schema), mode="append", partition_by=["ds"])
+    DeltaTable(root).delete(" OR ".join(f"content_id = '{i}'" for i in dropped))
+    DeltaTable(root).update(updates={"title": "'edited title'"}, predicate=f"content_id = '{retitled[0]}'")
+    return {"dropped": dropped, "retitled": retitled, "added": ["pin-new-a", "pin-new-b"]}
+
+
+def _scope(settings, full: bool = False):
+    """The scope the next refresh of `settings` would compare, for the embeddings table."""
+    from jobs.engine import by_output
+    from jobs.refresh import plan_scope
+    from signals.contracts import EMBEDDINGS
+
+    corpus = settings.table_root("corpus")
+    mine = by_output(build_signals(settings))[EMBEDDINGS]
+    return plan_scope(settings.table_root("embeddings"), mine, (corpus, DeltaTable(corpus).version()), full)
+
+
+def test_a_refresh_after_a_refresh_compares_only_the_changed_corpus_files_and_ends_where_a_full_one_ends(spark, two_lakehouses):
+    settings, reference = two_lakehouses
+    assert _scope(settings).since is None  # nothing refreshed yet: the whole corpus
+    for s in (settings, reference):
+        run_refresh(spark, s)
+        edits = _edit_in_place(s)
+    scope = _scope(settings)
+    total = DeltaTable(settings.table_root("corpus")).to_pyarrow_table().num_rows
+    assert scope.since is not None and 0 < scope.items < total
+    result = run_refresh(spark, settings)
+    assert "since version" in result.message
+    computed = {o.signal: o.rows_in for o in result.outcomes}
+    image = {n for n, s in build_signals(settings).items() if s.input_kind == "image"}
+    assert computed == {n: len(edits["added"]) + (0 if n in image else len(edits["retitled"])) for n in settings.enabled_signals}
+    assert "whole corpus" in run_refresh(spark, reference, full=True).message
+    _assert_same_rows(settings, reference)
+    for table in ("embeddings", "labels"):
+        rows = DeltaTable(settings.table_root(table)).to_pyarrow_table()
+        assert not set(edits["dropped"]) & set(rows["content_id"].to_pylist()), table
+
+
+def test_an_unchanged_corpus_is_not_read_at_all(spark, two_lakehouses):
+    settings, _ = two_lakehouses
+    run_refresh(spark, settings)
+    tracker = spark.sparkContext.statusTracker()
+    spark.sparkContext.setJobGroup("unchanged-corpus", "a refresh with nothing to compare")
+    try:
+        again = run_refresh(spark, settings)
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+    assert again.status == ledger.NOTHING_TO_DO and "0 corpus files added and 0 removed" in again.message
+    assert list(tracker.getJobIdsForGroup("unchanged-corpus")) == []
+
+
+def test_the_whole_corpus_is_compared_when_the_changes_cannot_be_known(spark, two_lakehouses):
+    settings, _ = two_lakehouses
+    run_backfill(spark, settings)
+    assert "no refresh" in _scope(settings).why  # a backfill brings only its window in line
+    _edit_in_place(settings)
+    run_refresh(spark, _text_only(settings))
+    assert "the last refresh was of" in _scope(settings).why  # the image signal was not part of it
+    run_refresh(spark, settings)
+    assert _scope(settings).since is not None
+    assert _scope(settings, full=True).why == "--full"
+    corpus = DeltaTable(settings.table_root("corpus"))
+    corpus.delete(f"content_id = '{corpus.to_pyarrow_table()['content_id'][0]}'")
+    corpus.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
+    assert "vacuumed" in _scope(settings).why
