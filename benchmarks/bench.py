@@ -244,28 +244,32 @@ class Bench:
             self.log(f"refresh: full backfill of {m} items x {len(enabled)} signals in {backfill_s:.1f}s")
             # the first refresh after a backfill compares the whole corpus (no refresh recorded
             # which corpus version the tables match); the next day's compares only what changed
-            first, first_cpu = self.refresh_new_day(spark, settings, enabled, "bench-refresh-first")
-            refresh, refresh_cpu = self.refresh_new_day(spark, settings, enabled, "bench-refresh-1pct")
+            first, first_cpu, first_work = self.refresh_new_day(spark, settings, enabled, "bench-refresh-first")
+            refresh, refresh_cpu, refresh_work = self.refresh_new_day(spark, settings, enabled, "bench-refresh-1pct")
         finally:
             spark.stop()
         return {"backfill_s": round(backfill_s, 2), "refresh_1pct_s": round(refresh_cpu.wall, 2), "ratio": round(refresh_cpu.wall / backfill_s, 4),
                 "first_refresh_1pct_s": round(first_cpu.wall, 2), "first_ratio": round(first_cpu.wall / backfill_s, 4),
                 "items": m, "new_items": refresh.outcomes[0].rows_in, "signals": enabled,
                 "backfill_status": backfill.status, "refresh_message": refresh.message, "first_refresh_message": first.message,
-                "cpu": {"backfill": backfill_cpu.as_dict(), "first_refresh": first_cpu.as_dict(), "refresh": refresh_cpu.as_dict()}}
+                "cpu": {"backfill": backfill_cpu.as_dict(), "first_refresh": first_cpu.as_dict(), "refresh": refresh_cpu.as_dict()},
+                "worker_stages": {"first_refresh": first_work, "refresh": refresh_work}}
 
-    def refresh_new_day(self, spark: Any, settings: Any, enabled: list[str], run_id: str) -> tuple[Any, CpuShare]:
-        """Add a day of new items (1% of the corpus), refresh, check it computed exactly those."""
+    def refresh_new_day(self, spark: Any, settings: Any, enabled: list[str], run_id: str) -> tuple[Any, CpuShare, dict[str, Any]]:
+        """Add a day of new items (1% of the corpus), refresh, check it computed exactly those;
+        with what the Python workers did meanwhile (a model load shows there)."""
         from jobs.refresh import run_refresh
 
         added = add_new_items(settings.table_root("corpus"), 0.01)
+        before = stages.snapshot(self.profile_dir)
         with CpuShare() as cpu:
             result = run_refresh(spark, settings, run_id=run_id)
-        self.log(f"refresh {run_id}: {len(added)} new items refreshed in {cpu.wall:.1f}s ({result.message})")
+        work = stages.difference(before, stages.snapshot(self.profile_dir))
+        self.log(f"refresh {run_id}: {len(added)} new items refreshed in {cpu.wall:.1f}s ({result.message}); workers: {work}")
         computed = {o.signal: o.rows_in for o in result.outcomes}
         if computed != {s: len(added) for s in enabled}:
             raise RuntimeError(f"the refresh computed {computed}, expected {len(added)} rows per signal")
-        return result, cpu
+        return result, cpu, work
 
     # ----------------------------------------------------------------------------- run
 
