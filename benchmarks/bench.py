@@ -106,15 +106,12 @@ class Bench:
         signals this benchmark measures), every other signal of the profile switched off."""
         from jobs.config import load_settings
 
-        from jobs.config import Settings
-
         wanted = {only} if only else set(SIGNALS)
         names = _profile_signal_names()
         toggles = [f"signals.{s}.enabled={'true' if s in wanted else 'false'}" for s in names]
-        if "registry" in Settings.model_fields:
-            # one model registry for every run, made by the first warm-up: each timed run resolves
-            # its model version like a production run does, none pays for creating a registry
-            toggles.append(f"registry.tracking_uri=sqlite:///{self.work}/registry/mlflow.db")
+        # one model registry for every run, made by the first warm-up: each timed run resolves
+        # its model version like a production run does, none pays for creating a registry
+        toggles.append(f"registry.tracking_uri=sqlite:///{self.work}/registry/mlflow.db")
         return load_settings("local", [f"lakehouse={lakehouse}", *toggles, *self.args.overrides])
 
     def lakehouse(self, n: int, name: str) -> Path:
