@@ -321,3 +321,38 @@ def test_replace_removes_slices_whose_partition_values_need_escaping(root: str) 
     new = make_rows(run_id="run-2", per_slice=2, slices=[target])
     delta_io.commit_files(root, EMBEDDINGS, write(root, new), "test/2", {}, remove=slice_of(*target))
     assert read_rows(root) == sorted_rows(new)
+
+
+# ------------------------------------------------------------------ what changed between versions
+
+
+def _corpus_days(root: str, days: list[str], mode: str = "append", **kwargs) -> None:
+    from deltalake import write_deltalake
+
+    rows = pa.table({"content_id": [f"pin-{d}" for d in days], "ds": days})
+    write_deltalake(root, rows, mode=mode, partition_by=["ds"], **kwargs)
+
+
+def test_changed_files_are_the_files_added_and_removed_between_two_versions(tmp_path: Path) -> None:
+    from signals.contracts import CORPUS
+
+    root = str(tmp_path / "corpus")
+    _corpus_days(root, ["2026-01-01", "2026-01-02"])  # version 0
+    _corpus_days(root, ["2026-01-03"])  # 1: a new day
+    DeltaTable(root).delete("ds = '2026-01-01'")  # 2: a takedown
+    added, removed = delta_io.changed_files(root, CORPUS, 0, 2)
+    assert [f.partition_values["ds"] for f in added] == ["2026-01-03"]
+    assert [f.partition_values["ds"] for f in removed] == ["2026-01-01"]
+    assert delta_io.changed_files(root, CORPUS, 2, 2) == ([], [])
+    assert delta_io.all_exist(root, removed)  # still in storage until a vacuum
+    DeltaTable(root).vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
+    assert not delta_io.all_exist(root, removed)
+    assert delta_io.all_exist(root, added)
+
+
+def test_a_table_that_may_delete_rows_in_place_is_recognised(tmp_path: Path) -> None:
+    plain, with_dv = str(tmp_path / "plain"), str(tmp_path / "dv")
+    _corpus_days(plain, ["2026-01-01"])
+    _corpus_days(with_dv, ["2026-01-01"], configuration={"delta.enableDeletionVectors": "true"})
+    assert not delta_io.has_deletion_vectors(plain)
+    assert delta_io.has_deletion_vectors(with_dv)
