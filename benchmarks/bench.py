@@ -10,7 +10,9 @@ For each signal (image_embedding, text_embedding), with only that signal enabled
 3. ours: jobs.backfill.run_backfill end to end, Delta commit included;
 then ours again on a corpus `--scale` times larger, in a fresh Spark session, for the peak
 memory of the Python workers at both sizes. Finally a full backfill (both embedding signals) of a
-corpus of `--refresh-items` against jobs.refresh.run_refresh after adding 1% new items.
+corpus of `--refresh-items` against jobs.refresh.run_refresh after adding 1% new items: the first
+refresh after the backfill (it compares the whole corpus), then the next day's (only the files
+added since: the daily run, which the target is checked on).
 
 Every Spark session is warmed up first (Python workers started, model loaded in them, one small
 job of the arm) and that time is excluded from all arms alike; the raw loop's model load and
@@ -303,8 +305,9 @@ class Bench:
             "batch_size": {n: s.signals[n].batch_size for n in SIGNALS},
             "models": {n: f"{s.signals[n].kind} ({s.signals[n].model.name} @ {s.signals[n].model.version or getattr(s.signals[n].model, 'alias', '')})"
                        for n in SIGNALS},
-            "warm_up": "each Spark session first runs a 64-item backfill, and before predict_batch_udf's first timed run a 64-item "
-                       "run of it; excluded from all arms (the 'model loads' column shows loads that still fell inside an arm)",
+            "warm_up": "each Spark session first runs a 64-item backfill (the refresh session then two refreshes, one of each "
+                       "kind), and before predict_batch_udf's first timed run a 64-item run of it; excluded from all arms (the "
+                       "'model loads' column shows loads that still fell inside an arm)",
             "ours": "jobs.backfill.run_backfill with only the measured signal enabled",
             "predict_batch_udf": "same signal object: prepare() per row + embed() per batch, NaN vector for unusable input, plain parquet",
             "peak_worker_rss": "max RSS of any one Spark Python worker, polled every 50 ms during ours; 1x and scale x in fresh sessions",
