@@ -100,7 +100,7 @@ def all_exist(root: str, files: Sequence[LiveFile]) -> bool:
     """Whether the data files are still in storage (a vacuum deletes the files of old versions)."""
     from pyarrow import fs
 
-    filesystem, base = fs.FileSystem.from_uri(snapshot(root).table_uri.rstrip("/"))
+    filesystem, base = fs.FileSystem.from_uri(root)
     return all(filesystem.get_file_info(f"{base}/{unquote(f.path)}").type != fs.FileType.NotFound for f in files)
 
 

@@ -194,17 +194,15 @@ def test_racing_runs_on_disjoint_slices_both_land(spark, two_lakehouses, monkeyp
 def _edit_in_place(settings) -> dict[str, list[str]]:
     """Edit the corpus the way a daily pipeline does, each edit rewriting only the files it
     touches: a new day of items, a deletion, a retitle."""
+    from benchmarks.corpus import add_new_items
+
     root = settings.table_root("corpus")
-    corpus = DeltaTable(root).to_pyarrow_table().sort_by("content_id")
-    ids = corpus["content_id"].to_pylist()
+    ids = sorted(DeltaTable(root).to_pyarrow_table()["content_id"].to_pylist())
     dropped, retitled = ids[7:9], ids[40:41]
-    new = corpus.slice(30, 2)
-    new = new.set_column(0, corpus.schema.field("content_id"), pa.array(["pin-new-a", "pin-new-b"], pa.string()))
-    new = new.set_column(new.schema.get_field_index("ds"), corpus.schema.field("ds"), pa.array(["2099-01-01"] * 2, pa.string()))
-    write_deltalake(root, new.cast(corpus.schema), mode="append", partition_by=["ds"])
+    added = add_new_items(root, 2 / len(ids))
     DeltaTable(root).delete(" OR ".join(f"content_id = '{i}'" for i in dropped))
     DeltaTable(root).update(updates={"title": "'edited title'"}, predicate=f"content_id = '{retitled[0]}'")
-    return {"dropped": dropped, "retitled": retitled, "added": ["pin-new-a", "pin-new-b"]}
+    return {"dropped": dropped, "retitled": retitled, "added": added}
 
 
 def _scope(settings, full: bool = False):
