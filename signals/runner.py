@@ -37,6 +37,7 @@ from signals.device import HeapTrimmer
 log = logging.getLogger(__name__)
 
 SORT_WINDOW_BATCHES = 8  # rows of this many model batches are reordered together (signal.sort_keys)
+PREPARE_CHUNK_ROWS = 16  # rows per task of the prepare threads: small enough to share slow rows out
 
 
 @dataclass
@@ -94,8 +95,9 @@ def prepare_rows(signal: Signal, rows: list[dict[str, Any]], pool: ThreadPoolExe
     with stage_times.time("prepare", len(rows)):
         if pool is None:
             results = [_prepare_one(signal, row) for row in rows]
-        else:
-            results = list(pool.map(lambda row: _prepare_one(signal, row), rows))
+        else:  # a task per chunk, not per row: submitting a task costs about as much as a header check
+            chunks = [rows[i : i + PREPARE_CHUNK_ROWS] for i in range(0, len(rows), PREPARE_CHUNK_ROWS)]
+            results = [r for chunk in pool.map(lambda chunk: [_prepare_one(signal, row) for row in chunk], chunks) for r in chunk]
     prepared = _Prepared([r[0] for r in results], [r[1] for r in results])
     return prepare_batch_of(signal, prepared) if batch_level else prepared
 

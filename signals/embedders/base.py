@@ -42,4 +42,5 @@ class Embedder(Signal):
             raise ValueError("model returned non-finite values")
 
     def result_columns(self, values: list[np.ndarray | None]) -> dict[str, list[Any]]:
-        return {"vector": values, "dim": pd.array([None if v is None else self.dim for v in values], dtype="Int32")}
+        dim = self.dim  # once per batch: some signals read it from their model's config
+        return {"vector": values, "dim": pd.array([None if v is None else dim for v in values], dtype="Int32")}
