@@ -16,6 +16,7 @@ import pytest
 import torch
 from PIL import Image
 from torchvision import transforms as T
+from torchvision.transforms import functional as TF
 
 from signals.base import ModelRef, RowError, SignalConfig
 from signals.contracts import STATUS_ERROR, STATUS_OK
@@ -212,6 +213,35 @@ def test_device_preprocessing_matches_the_pil_transform(width: int, height: int)
     assert got.shape == expected.shape and got.dtype == torch.float32
     diff = (got - expected).abs()
     assert diff.mean() < 0.01 and diff.max() < 0.1  # about 1/255 per pixel, normalised
+
+
+@pytest.mark.parametrize("mode", [T.InterpolationMode.BICUBIC, T.InterpolationMode.BILINEAR])
+@pytest.mark.parametrize("compiled", [True, False], ids=["torchscript", "python"])
+def test_resize_and_crop_gives_torchvisions_resize_and_centre_crop(mode, compiled: bool) -> None:
+    sizes = [(60, 80), (80, 60), (33, 33), (37, 91), (91, 37), (32, 47)]  # (h, w): either side short, square, odd offsets
+    rng = np.random.default_rng(3)
+    images = [torch.from_numpy(rng.integers(0, 256, (3, h, w), dtype=np.uint8)) for h, w in sizes]
+    resize_and_crop = gpu_decode._resize_and_crop_fn() if compiled else gpu_decode._resize_and_crop
+    out = torch.full((len(images), 3, SIZE, SIZE), float("nan"))
+    resize_and_crop(images, SIZE, SIZE, SIZE, mode.value, out)
+    for image, got in zip(images, out):
+        expected = TF.center_crop(TF.resize(image.unsqueeze(0).float(), [SIZE], interpolation=mode, antialias=True), [SIZE, SIZE])[0]
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)
+
+
+def test_the_resize_loop_is_compiled_on_our_torch() -> None:
+    assert isinstance(gpu_decode._resize_and_crop_fn(), torch.jit.ScriptFunction)  # else each image waits for the GIL
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [
+        pytest.param(T.Compose([T.Resize(SIZE), T.CenterCrop(SIZE + 8), T.ToTensor()]), id="crop-larger-than-resize"),
+        pytest.param(T.Compose([T.Resize(SIZE, interpolation=T.InterpolationMode.NEAREST), T.CenterCrop(SIZE), T.ToTensor()]), id="nearest"),
+    ],
+)
+def test_a_resize_the_device_path_cannot_match_is_refused(transform) -> None:
+    assert DevicePreprocess.from_transform(transform) is None
 
 
 def test_one_bad_jpeg_in_a_batch_fails_alone() -> None:
