@@ -1,6 +1,6 @@
 """The signal path on a GPU, without Spark: open_clip ViT-B-32 image embeddings from JPEG bytes.
 
-    python -m benchmarks.gpu [--items 4096] [--repeat 3] [--batch 512] [--prepare-threads 8] [--out gpu.json]
+    python -m benchmarks.gpu [--items 4096] [--repeat 3] [--batch 512] [--prepare-threads 8] [--corpus c.arrow] [--out gpu.json]
 
 What a Spark task on a GPU executor runs, minus Spark: Arrow record batches of the generated
 corpus (jobs.sample_corpus: real photos up to 512 px, ~85% JPEG, and every kind of bad input)
@@ -56,6 +56,29 @@ def photo_corpus(n: int, seed: int = 7) -> pa.Table:
     return pa.table({"content_id": [f"pin-{i:06d}" for i in range(n)], "image": pa.array(images, pa.binary())})
 
 
+def load_corpus(path: Path | None, items: int) -> tuple[pa.Table, str]:
+    """The corpus and what made it: read from `path` if it holds `items` rows (generating 4096
+    items takes most of a minute on a GPU machine's CPU), else generated (and written to `path`)."""
+    if path is not None and path.exists():
+        with pa.memory_map(str(path)) as source:
+            table = pa.ipc.open_file(source).read_all()
+        if table.num_rows == items:
+            return table, f"{table.schema.metadata[b'generator'].decode()} (read from {path})"
+    try:
+        from jobs.sample_corpus import generate_corpus
+
+        corpus, generator = generate_corpus(n_items=items)[0], "jobs.sample_corpus.generate_corpus"
+    except Exception as exc:  # noqa: BLE001 - a machine whose pillow/skimage lacks something the generator uses
+        print(f"generate_corpus failed ({type(exc).__name__}: {exc}); using plain JPEGs of skimage photos", flush=True)
+        corpus, generator = photo_corpus(items), "benchmarks.gpu.photo_corpus (fallback)"
+    table = corpus.select(["content_id", "image"]).replace_schema_metadata({"generator": generator})
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+    return table, generator
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.gpu")
     p.add_argument("--items", type=int, default=4096, help="distinct corpus items generated")
@@ -69,6 +92,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--compare-items", type=int, default=1024)
     p.add_argument("--modes", default="cpu_decode,gpu_decode")
     p.add_argument("--force-device-decode", action="store_true", help="gpu_decode: force (the device path on a CPU, to try it)")
+    p.add_argument("--corpus", type=Path, default=None,
+                   help="Arrow file of the corpus: read if it exists (and holds --items rows), else generated and written there")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "gpu.json")
     return p.parse_args(argv)
 
@@ -149,22 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     Path(os.environ["CONTENT_SIGNALS_PROFILE_DIR"]).mkdir(parents=True, exist_ok=True)
     from signals.device import configure_threads
 
-    try:
-        from jobs.sample_corpus import generate_corpus
-    except Exception:  # noqa: BLE001
-        generate_corpus = None  # type: ignore[assignment]
-
     configure_threads(1)  # torch's CPU ops run on the prepare threads: one intra-op thread each
     t0 = time.perf_counter()
-    try:
-        if generate_corpus is None:
-            raise ImportError("jobs.sample_corpus does not import")
-        corpus, _ = generate_corpus(n_items=args.items)
-        generator = "jobs.sample_corpus.generate_corpus"
-    except Exception as exc:  # noqa: BLE001 - a machine whose pillow/skimage lacks something the generator uses
-        print(f"generate_corpus failed ({type(exc).__name__}: {exc}); using plain JPEGs of skimage photos", flush=True)
-        corpus, generator = photo_corpus(args.items), "benchmarks.gpu.photo_corpus (fallback)"
-    table = corpus.select(["content_id", "image"])
+    table, generator = load_corpus(args.corpus, args.items)
     images = table["image"].to_pylist()
     jpegs = sum(1 for b in images if b is not None and b[:3] == b"\xff\xd8\xff")
     report: dict[str, Any] = {
