@@ -12,7 +12,8 @@ then ours again on a corpus `--scale` times larger, in a fresh Spark session, fo
 memory of the Python workers at both sizes. Finally a full backfill (both embedding signals) of a
 corpus of `--refresh-items` against jobs.refresh.run_refresh after adding 1% new items: the first
 refresh after the backfill (it compares the whole corpus), then the next day's (only the files
-added since: the daily run, which the target is checked on).
+added since: the daily run, which the target is checked on). Where CUDA is available (or with
+--gpu on), benchmarks.gpu runs last: open_clip ViT-B-32 from JPEG bytes on the GPU path.
 
 Every Spark session is warmed up first (Python workers started, model loaded in them, one small
 job of the arm) and that time is excluded from all arms alike; the raw loop's model load and
@@ -73,6 +74,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--workdir", type=Path, default=None, help="where corpora and outputs go (default: a temp folder, removed after)")
+    p.add_argument("--gpu", choices=("auto", "on", "off"), default="auto",
+                   help="also run benchmarks.gpu (open_clip ViT-B-32 from JPEG bytes on the GPU path): auto = where CUDA is available")
     return p.parse_args(argv)
 
 
@@ -283,6 +286,8 @@ class Bench:
         refresh_items = self.args.refresh_items if self.args.refresh_items is not None else self.args.items
         refresh = self.bench_refresh(refresh_items) if refresh_items else None
         report = summarise(results, refresh)
+        if self.args.gpu == "on" or (self.args.gpu == "auto" and _cuda_available()):
+            report["gpu"] = self.bench_gpu()
         report.update({
             "machine": machine(),
             "corpus": {"generator": "jobs.sample_corpus.generate_corpus", "seed": self.args.seed,
@@ -294,6 +299,18 @@ class Bench:
             "duration_s": round(time.perf_counter() - t0, 1),
         })
         return report
+
+    def bench_gpu(self) -> dict[str, Any]:
+        """benchmarks.gpu in a process of its own (it sets torch's threads for its prepare
+        threads, and its CUDA context should not outlive it); its JSON, errors included."""
+        import subprocess
+
+        out = self.work / "gpu.json"
+        self.log("GPU path: python -m benchmarks.gpu (open_clip ViT-B-32, random weights)")
+        done = subprocess.run([sys.executable, "-m", "benchmarks.gpu", "--out", str(out)], check=False)
+        if not out.exists():
+            return {"error": f"benchmarks.gpu exited with {done.returncode} and wrote nothing"}
+        return json.loads(out.read_text())
 
     def settings_used(self) -> dict[str, Any]:
         s = self.settings(self.work / "unused", None)
@@ -330,6 +347,12 @@ def _profile_signal_names() -> list[str]:
         data = yaml.safe_load(path.read_text()) if path.exists() else None
         names += [n for n in ((data or {}).get("signals") or {}) if n not in names]
     return names
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def with_cpu(run: Any) -> arms.ArmResult:

@@ -110,4 +110,21 @@ def format_table(report: dict[str, Any]) -> str:
                    f"+{r['new_items']} items (1%) {r['refresh_1pct_s']:.1f}s, ratio {r['ratio']:.3f} "
                    f"(target <= 0.10: {'yes' if r['target_met'] else 'NO'}); the first refresh after the backfill "
                    f"(whole corpus compared) {r['first_refresh_1pct_s']:.1f}s, ratio {r['first_ratio']:.3f}")
+    if "gpu" in report:
+        out.append(gpu_line(report["gpu"]))
     return "\n".join(out)
+
+
+GPU_TARGET = 3000  # ViT-B-32 images/s end to end from JPEG bytes on one H100 (clip-retrieval: 2,500 on an A100)
+
+
+def gpu_line(gpu: dict[str, Any]) -> str:
+    """One line for benchmarks.gpu's report: images/s of each path, and the target where it applies (an H100)."""
+    if "error" in gpu:
+        return f"GPU path: {gpu['error']}"
+    name = gpu.get("machine", {}).get("gpu") or "no GPU"
+    speeds = {k: gpu[k]["images_per_s"] for k in ("gpu_decode", "cpu_decode", "ceiling_forward_only") if "images_per_s" in gpu.get(k, {})}
+    line = f"GPU path ({name}, ViT-B-32 from JPEG bytes), images/s: " + ", ".join(f"{k} {v:,.0f}" for k, v in speeds.items())
+    if "H100" in name and "gpu_decode" in speeds:
+        line += f" (target >= {GPU_TARGET:,} on an H100: {'yes' if speeds['gpu_decode'] >= GPU_TARGET else 'NO'})"
+    return line

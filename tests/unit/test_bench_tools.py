@@ -77,6 +77,38 @@ def test_the_table_shows_every_arm_and_the_verdicts() -> None:
         assert text in table, text
 
 
+@pytest.mark.parametrize(("gpu", "gpu_decode", "verdict"), [
+    ("NVIDIA H100 80GB HBM3", 3689.4, "target >= 3,000 on an H100: yes"),
+    ("NVIDIA H100 80GB HBM3", 2046.0, "target >= 3,000 on an H100: NO"),
+    ("NVIDIA H200", 4420.4, None),  # the target is set for an H100
+])
+def test_the_table_reports_the_gpu_path_and_its_target_on_an_h100(gpu: str, gpu_decode: float, verdict: str | None) -> None:
+    report = summarise(fake_results(), None)
+    report["gpu"] = {"machine": {"gpu": gpu}, "ceiling_forward_only": {"images_per_s": 20444.5},
+                     "cpu_decode": {"images_per_s": 670.6}, "gpu_decode": {"images_per_s": gpu_decode}}
+    line = format_table(report).splitlines()[-1]
+    assert line.startswith(f"GPU path ({gpu}, ViT-B-32 from JPEG bytes)") and f"gpu_decode {gpu_decode:,.0f}" in line
+    assert "cpu_decode 671" in line and "ceiling_forward_only 20,444" in line
+    assert (verdict in line) if verdict else ("target" not in line)
+
+
+def test_the_gpu_benchmark_runs_its_device_path_on_the_cpu(tmp_path) -> None:
+    """benchmarks.gpu end to end on a tiny corpus, device decoding forced onto the CPU: what a GPU
+    machine runs, minus the GPU; the corpus it writes is read back by a second run."""
+    pytest.importorskip("open_clip")
+    corpus, out = tmp_path / "corpus.arrow", tmp_path / "gpu.json"
+    args = [sys.executable, "-m", "benchmarks.gpu", "--items", "24", "--repeat", "1", "--batch", "8", "--modes", "gpu_decode",
+            "--force-device-decode", "--corpus", str(corpus), "--out", str(out)]
+    for _ in range(2):
+        subprocess.run(args, check=True, capture_output=True, timeout=300)
+    report = json.loads(out.read_text())
+    assert "read from" in report["corpus"]["generator"] and report["corpus"]["items"] == 24
+    run = report["gpu_decode"]
+    assert run["images"] == 24 and sum(run["statuses"].values()) == 24 and run["statuses"]["ok"] >= 18
+    assert run["decodes_on_device"] is True and run["stage_busy_s"]["device_decode"] > 0
+    assert report["ceiling_forward_only"]["images_per_s"] > 0
+
+
 # ---------------------------------------------------------------------------------- stage times
 
 
