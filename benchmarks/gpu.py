@@ -3,7 +3,7 @@
     python -m benchmarks.gpu [--items 4096] [--repeat 3] [--batch 512] [--prepare-threads 8] [--corpus c.arrow] [--out gpu.json]
 
 What a Spark task on a GPU executor runs, minus Spark: Arrow record batches of the generated
-corpus (jobs.sample_corpus: real photos up to 512 px, ~85% JPEG, and every kind of bad input)
+corpus (jobs.sample_corpus: real photos up to 512 px, ~93% JPEG, and every kind of bad input)
 converted to pandas frames, through signals.runner.run_signal with the production
 OpenClipImageEmbedder (random weights: pretrained=None; speed does not depend on them):
 - ceiling: the model's forward alone on a batch already on the device (fp16 autocast, channels-last);
@@ -63,7 +63,8 @@ def load_corpus(path: Path | None, items: int) -> tuple[pa.Table, str]:
         with pa.memory_map(str(path)) as source:
             table = pa.ipc.open_file(source).read_all()
         if table.num_rows == items:
-            return table, f"{table.schema.metadata[b'generator'].decode()} (read from {path})"
+            made_by = (table.schema.metadata or {}).get(b"generator", b"unknown generator").decode()
+            return table, f"{made_by} (read from {path})"
     try:
         from jobs.sample_corpus import generate_corpus
 

@@ -117,9 +117,10 @@ def test_a_huge_frame_is_cut_into_batches_without_copying_it_each_time() -> None
 
 
 def test_prepare_threads_prepare_rows_in_parallel_and_keep_order() -> None:
-    values = [0, 1, -2, 3, 4, 5, 6, -7, 8, 9, 10]
-    signal = make_signal(prepare_threads=3)
-    out = run(signal, values, [3, 5, 3])
+    # batches of 40 rows go to the threads in chunks of 16: bad rows on both sides of the chunk edges
+    values = [-x if x % 7 == 3 or x in (15, 16, 31, 32) else x for x in range(90)]
+    signal = make_signal(batch_size=40, prepare_threads=3)
+    out = run(signal, values, [30, 45, 15])
     assert out["status"].tolist() == [STATUS_ERROR if x < 0 else STATUS_OK for x in values]
     for x, v in zip(values, out["vector"]):
         if x >= 0:
