@@ -306,6 +306,7 @@ class Bench:
         import subprocess
 
         out = self.work / "gpu.json"
+        out.unlink(missing_ok=True)  # a kept --workdir may hold an earlier run's
         self.log("GPU path: python -m benchmarks.gpu (open_clip ViT-B-32, random weights)")
         done = subprocess.run([sys.executable, "-m", "benchmarks.gpu", "--out", str(out)], check=False)
         if not out.exists():
