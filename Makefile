@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test eval bench clean
+.PHONY: install demo test test-fast lint eval bench clean
 
 install: $(STAMP)
 
@@ -33,8 +33,17 @@ $(STAMP): setup.py requirements.txt requirements-test.txt
 demo: install
 	$(VENV)/bin/content-signals demo
 
-test: install
+# Rules in ruff.toml; the layers of docs/design.md in .importlinter.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
+
+test: lint
 	$(PY) -m pytest
+
+# For iteration: the unit tests, without Spark and without starting other processes.
+test-fast: lint
+	$(PY) -m pytest tests/unit -m "not subprocess" -q
 
 eval: install
 	$(VENV)/bin/content-signals eval --set lakehouse=lakehouse-eval

@@ -3,12 +3,15 @@ from pathlib import Path
 
 from setuptools import find_packages, setup
 
+PACKAGES = ["conf", "signals", "udfs", "lake", "rollout", "jobs", "sample_corpus"]
+
 setup(
     name="content-signals",
     version="0.1.0",
     description=__doc__,
     python_requires=">=3.11,<3.12",
-    packages=find_packages(include=["signals", "signals.*", "udfs", "udfs.*", "jobs", "jobs.*"]),
+    packages=find_packages(include=[p for name in PACKAGES for p in (name, f"{name}.*")]),
+    package_data={"conf": ["*.yaml"]},  # the profiles travel with the code: a wheel finds them
     install_requires=[
         line.strip()
         for line in Path(__file__).with_name("requirements.txt").read_text().splitlines()

@@ -3,9 +3,9 @@
 - `raw_loop`: read the corpus with delta-rs, then decode, preprocess and run the model in a
   plain Python loop in this process with torch using every core; write the vectors as parquet.
   No Spark, no prefetch, no error bookkeeping: the practical limit of the machine (with the C
-  heap kept as our CPU workers keep it, udfs.columns.keeps_freed_heap).
+  heap kept as our CPU workers keep it, udfs.worker.keeps_freed_heap).
 - `pbu_arm`: Spark's `pyspark.ml.functions.predict_batch_udf` over the same Spark read of the
-  corpus (jobs.delta_io.read_spark), its predict function doing decode, preprocess and forward
+  corpus (jobs.spark_io.read_spark), its predict function doing decode, preprocess and forward
   with the same signal object (same model, batch size, torch threads per task as our job),
   writing content_id + vector as plain parquet.
 - `ours_arm`: jobs.backfill.run_backfill end to end (input hashes, error rows, data files with
@@ -31,7 +31,7 @@ from benchmarks.memory import RssPoller
 from signals.base import Signal
 from signals.decode import InputError
 from signals.device import keep_freed_heap
-from udfs.columns import keeps_freed_heap
+from udfs.worker import keeps_freed_heap
 
 
 @dataclass
@@ -143,8 +143,8 @@ def make_pbu_udf(signal: Signal, torch_threads: int) -> Any:
 
     def make_predict_fn() -> Callable[..., np.ndarray]:
         # everything referenced here is pickled by value or imported from `signals` on the worker
-        from signals.base import stage_times
         from signals.device import configure_threads
+        from signals.profiling import stage_times
 
         configure_threads(torch_threads)
         signal.load()
@@ -177,11 +177,11 @@ def make_pbu_udf(signal: Signal, torch_threads: int) -> Any:
 def pbu_arm(spark: Any, signal: Signal, udf: Any, corpus_root: str, out_dir: Path, profile_dir: Path) -> ArmResult:
     from pyspark.sql import functions as F
 
-    from jobs import delta_io
+    from lake import spark_io
 
     before = stages.snapshot(profile_dir)
     start = time.perf_counter()
-    items = delta_io.read_spark(spark, corpus_root)
+    items = spark_io.read_spark(spark, corpus_root)
     result = items.select("content_id", udf(*[F.col(c) for c in signal.input_columns]).alias("vector"))
     result.write.mode("overwrite").parquet(str(out_dir))
     wall = time.perf_counter() - start
@@ -194,9 +194,10 @@ def pbu_arm(spark: Any, signal: Signal, udf: Any, corpus_root: str, out_dir: Pat
 
 
 def ours_arm(spark: Any, settings: Any, profile_dir: Path, expect_items: int, poll: bool = True) -> ArmResult:
-    """run_backfill end to end; driver-side phases timed by wrapping jobs.delta_io."""
-    from jobs import delta_io
-    from jobs.backfill import Window, run_backfill
+    """run_backfill end to end; driver-side phases timed by wrapping lake.delta_io."""
+    from jobs.backfill import run_backfill
+    from jobs.corpus import Window
+    from lake import delta_io
 
     phases: dict[str, float] = {}
     real = {name: getattr(delta_io, name) for name in ("write_files", "commit_files")}

@@ -41,7 +41,7 @@ for _name, _value in {"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON":
 def _worker_env() -> dict[str, str]:
     """The environment the local profile gives Spark's Python workers (huge pages for torch's
     large blocks, say): the raw loop runs in this process and gets the same, before torch loads."""
-    from jobs.config import load_settings
+    from conf.settings import load_settings
 
     return load_settings("local").spark.worker_env
 
@@ -109,7 +109,7 @@ class Bench:
     def settings(self, lakehouse: Path, only: str | None) -> Any:
         """The local profile at `lakehouse` with exactly `only` enabled (None: the embedding
         signals this benchmark measures), every other signal of the profile switched off."""
-        from jobs.config import load_settings
+        from conf.settings import load_settings
 
         wanted = {only} if only else set(SIGNALS)
         names = _profile_signal_names()
@@ -169,7 +169,7 @@ class Bench:
         scale x N in a fresh session for the peak worker memory."""
         import pyarrow.parquet as pq
 
-        from jobs import delta_io
+        from lake import delta_io
 
         scale_n = n * self.args.scale
         settings = self.settings(self.corpus(n), name)
@@ -232,7 +232,8 @@ class Bench:
         return out
 
     def bench_refresh(self, m: int) -> dict[str, Any]:
-        from jobs.backfill import Window, run_backfill
+        from jobs.backfill import run_backfill
+        from jobs.corpus import Window
 
         lakehouse = self.lakehouse(m, "refresh")
         settings = self.settings(lakehouse, None)
@@ -276,7 +277,7 @@ class Bench:
     # ----------------------------------------------------------------------------- run
 
     def run(self) -> dict[str, Any]:
-        started = dt.datetime.now(dt.timezone.utc)
+        started = dt.datetime.now(dt.UTC)
         t0 = time.perf_counter()
         sizes = {"image_embedding": self.args.items, "text_embedding": self.args.text_items or self.args.items}
         wanted = [s.strip() for s in self.args.signals.split(",") if s.strip()]
@@ -290,7 +291,7 @@ class Bench:
             report["gpu"] = self.bench_gpu()
         report.update({
             "machine": machine(),
-            "corpus": {"generator": "jobs.sample_corpus.generate_corpus", "seed": self.args.seed,
+            "corpus": {"generator": "sample_corpus.generate.generate_corpus", "seed": self.args.seed,
                        "sizes": {str(k): v for k, v in sorted(self.corpora.items())},
                        "per_signal_items": {name: results[name]["items"] for name in results},
                        "scale": self.args.scale, "warm_up_items": WARM_ITEMS},
@@ -340,7 +341,7 @@ def _profile_signal_names() -> list[str]:
     """Every signal the local profile defines, read from its YAML layers (not validated)."""
     import yaml
 
-    from jobs.config import CONF_DIR
+    from conf.settings import CONF_DIR
 
     names: list[str] = []
     for layer in ("base.yaml", "local.yaml"):

@@ -11,11 +11,11 @@ from signals.contracts import CORPUS
 
 
 def write_corpus(lakehouse: Path, n_items: int, seed: int = 7) -> dict[str, float]:
-    """The sample corpus (jobs.sample_corpus, real photos and every bad-input kind) of `n_items`
+    """The sample corpus (sample_corpus.generate, real photos and every bad-input kind) of `n_items`
     as `<lakehouse>/corpus`; returns what it holds."""
     from deltalake import write_deltalake
 
-    from jobs.sample_corpus import generate_corpus
+    from sample_corpus.generate import generate_corpus
 
     corpus, _ = generate_corpus(n_items=n_items, seed=seed)
     write_deltalake(str(lakehouse / CORPUS.name), corpus, mode="overwrite", partition_by=list(CORPUS.partition_by))

@@ -3,7 +3,7 @@
     python -m benchmarks.gpu [--items 4096] [--repeat 3] [--batch 512] [--prepare-threads 8] [--corpus c.arrow] [--out gpu.json]
 
 What a Spark task on a GPU executor runs, minus Spark: Arrow record batches of the generated
-corpus (jobs.sample_corpus: real photos up to 512 px, ~93% JPEG, and every kind of bad input)
+corpus (sample_corpus.generate: real photos up to 512 px, ~93% JPEG, and every kind of bad input)
 converted to pandas frames, through signals.runner.run_signal with the production
 OpenClipImageEmbedder (random weights: pretrained=None; speed does not depend on them):
 - ceiling: the model's forward alone on a batch already on the device (fp16 autocast, channels-last);
@@ -66,9 +66,9 @@ def load_corpus(path: Path | None, items: int) -> tuple[pa.Table, str]:
             made_by = (table.schema.metadata or {}).get(b"generator", b"unknown generator").decode()
             return table, f"{made_by} (read from {path})"
     try:
-        from jobs.sample_corpus import generate_corpus
+        from sample_corpus.generate import generate_corpus
 
-        corpus, generator = generate_corpus(n_items=items)[0], "jobs.sample_corpus.generate_corpus"
+        corpus, generator = generate_corpus(n_items=items)[0], "sample_corpus.generate.generate_corpus"
     except Exception as exc:  # noqa: BLE001 - a machine whose pillow/skimage lacks something the generator uses
         print(f"generate_corpus failed ({type(exc).__name__}: {exc}); using plain JPEGs of skimage photos", flush=True)
         corpus, generator = photo_corpus(items), "benchmarks.gpu.photo_corpus (fallback)"
@@ -136,7 +136,7 @@ def ceiling(signal: Any, batch: int, seconds: float = 3.0) -> dict[str, Any]:
 
 
 def timed_run(signal: Any, table: pa.Table, rows: int, repeat: int) -> dict[str, Any]:
-    from signals.base import PROFILE_DIR_ENV, stage_times
+    from signals.profiling import PROFILE_DIR_ENV, stage_times
     from signals.runner import run_signal
 
     list(run_signal(signal, frames(table.slice(0, 2 * signal.batch_size), rows, 1)))  # warm-up: kernels, nvJPEG, pools

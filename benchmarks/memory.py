@@ -83,7 +83,7 @@ class RssPoller:
         while not self._stop.wait(self.interval):
             self.sample()
 
-    def __enter__(self) -> "RssPoller":
+    def __enter__(self) -> RssPoller:
         self.sample()
         self._thread.start()
         return self
@@ -115,7 +115,7 @@ class CpuShare:
         cpu.as_dict()
     """
 
-    def __enter__(self) -> "CpuShare":
+    def __enter__(self) -> CpuShare:
         self._start = time.perf_counter()
         self._machine = self._busy()
         self._mine = _tree_cpu_seconds()

@@ -1,4 +1,4 @@
-"""Per-stage busy time inside Spark's Python workers, from signals.base.StageTimes.
+"""Per-stage busy time inside Spark's Python workers, from signals.profiling.StageTimes.
 
 With CONTENT_SIGNALS_PROFILE_DIR set before the Spark session starts, every worker process
 writes its cumulative stage totals to `<dir>/<pid>.json`; the difference of two snapshots of
@@ -39,7 +39,7 @@ def difference(before: Snapshot, after: Snapshot) -> dict[str, dict[str, float]]
 
 def enable(folder: str | Path) -> None:
     """Turn the stage clocks on for this process and the Spark workers it will start."""
-    from signals.base import PROFILE_DIR_ENV
+    from signals.profiling import PROFILE_DIR_ENV
 
     Path(folder).mkdir(parents=True, exist_ok=True)
     os.environ[PROFILE_DIR_ENV] = str(folder)

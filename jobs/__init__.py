@@ -1,1 +1,1 @@
-"""Jobs: spark-submit and CLI entry points, sessions, Delta I/O, the run ledger."""
+"""The Spark jobs (backfill, refresh, dedup) and the command line that runs them. Imports every layer below."""

@@ -9,48 +9,17 @@ recognised by its application transaction id).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
-from jobs import delta_io
-from jobs.config import Settings
+from conf.settings import Settings
+from jobs.corpus import Window, corpus_root, corpus_row_count
 from jobs.engine import Run, RunResult, already_committed, build_signals, by_output, recorded, run_outcomes, signal_rows, write_and_commit
-from jobs.ledger import SUCCEEDED
-from jobs.models import CHAMPION
-from signals.contracts import CORPUS
+from lake import delta_io, spark_io
+from lake.ledger import SUCCEEDED
+from rollout.models import CHAMPION
 from udfs.columns import in_slice
 
 JOB = "backfill"
-
-
-@dataclass(frozen=True)
-class Window:
-    """An inclusive range of corpus date partitions (`ds`); an open end means unbounded."""
-
-    start: str | None = None
-    end: str | None = None
-
-    def partition_filters(self) -> list[tuple[str, str, str]] | None:
-        filters = [("ds", ">=", self.start)] if self.start else []
-        filters += [("ds", "<=", self.end)] if self.end else []
-        return filters or None
-
-    def contains(self, ds: str | None) -> bool:
-        return ds is not None and (self.start is None or ds >= self.start) and (self.end is None or ds <= self.end)
-
-
-def corpus_root(settings: Settings) -> str:
-    root = settings.table_root(CORPUS.name)
-    if not DeltaTable.is_deltatable(root):
-        raise FileNotFoundError(f"no corpus Delta table at {root}; create one with `content-signals make-corpus`")
-    return root
-
-
-def corpus_row_count(root: str, window: "Window") -> int:
-    """Rows of the corpus in the window, from the Delta log's per-file statistics (no scan)."""
-    return sum(f.num_records for f in delta_io.live_files(root, CORPUS) if window.contains(f.partition_values["ds"]))
 
 
 def run_backfill(
@@ -76,7 +45,7 @@ def run_backfill(
     if done:
         return done
     with recorded(settings, run, signals, (window.start, window.end)) as finish:
-        items = delta_io.read_spark(spark, corpus, partitions=window.partition_filters())
+        items = spark_io.read_spark(spark, corpus, partitions=window.partition_filters())
         if slice_percent < 100:
             items = items.filter(in_slice(slice_percent))
         rows_in = corpus_row_count(corpus, window) if slice_percent == 100 else items.count()

@@ -15,36 +15,31 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 import time
-from pathlib import Path
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
-import pyarrow as pa
 import yaml
-import pyarrow.compute as pc
-from deltalake import DeltaTable
-from rich.console import Console
 from pyspark.sql import SparkSession
-from rich.table import Table
 
-from jobs.backfill import Window, run_backfill
+from conf.settings import Settings, load_settings
+from jobs.backfill import run_backfill
+from jobs.corpus import Window
 from jobs.dedup import run_dedup
 from jobs.engine import RunResult
-from jobs.evaluate import REPORT, run_evaluation
-from jobs.config import Settings, load_settings
-from jobs.compare import compare_in_lakehouse, log_to_mlflow, report_metrics, write_report
-from jobs.lakehouse import Lakehouse
-from jobs.models import CHALLENGER, CHAMPION, registry_for
 from jobs.refresh import run_refresh
-from jobs.sample_corpus import write_sample_corpus
 from jobs.session import build_session
-from signals.contracts import CORPUS, DUPLICATES, EMBEDDINGS, LABELS, RUNS
+from jobs.show import console, print_evaluation, print_result, show
+from rollout.compare import compare_in_lakehouse, log_to_mlflow, report_metrics, write_report
+from rollout.evaluate import run_evaluation
+from rollout.models import CHALLENGER, CHAMPION, registry_for
+from sample_corpus.generate import write_sample_corpus
+from signals.contracts import CORPUS, RUNS
 
-console = Console(width=None if sys.stdout.isatty() else 160)  # logs and pipes keep whole paths
+
 def make_corpus(settings: Settings, n_items: int | None = None, seed: int | None = None) -> None:
     """Generate the sample corpus into the profile's lakehouse (skipped if already there)."""
     n_items = settings.sample_corpus.n_items if n_items is None else n_items
@@ -57,62 +52,6 @@ def make_corpus(settings: Settings, n_items: int | None = None, seed: int | None
         console.print(f"wrote a sample corpus of {n_items} items (seed {seed}) to {where} in {time.monotonic() - started:.1f}s")
     else:
         console.print(f"the sample corpus of {n_items} items (seed {seed}) is already at {where}")
-
-
-def print_result(result: RunResult, settings: Settings) -> None:
-    if result.status == "skipped":
-        console.print(f"run {result.run_id} was already committed (table versions {result.table_versions}): nothing to do")
-        return
-    if not result.table_versions:
-        console.print(f"run {result.run_id}: {result.status} ({result.message}); nothing committed")
-        return
-    committed = ", ".join(f"{settings.table_root(name)} version {v}" for name, v in result.table_versions.items())
-    if not result.outcomes:
-        console.print(f"{result.run_id}: {result.status} -> {committed}")
-        return
-    table = Table(title=f"{result.run_id} -> {committed}")
-    for column in ("signal", "model", "rows computed", "ok", "error"):
-        table.add_column(column, justify="left" if column in ("signal", "model") else "right")
-    for o in result.outcomes:
-        table.add_row(o.signal, f"{o.model.name}@{o.model.version}", str(o.rows_in), str(o.rows_ok), str(o.rows_error))
-    console.print(table)
-
-
-def show(settings: Settings) -> None:
-    """Print every table of the lakehouse, and what the embeddings and the last runs hold."""
-    lakehouse = Lakehouse(settings.lakehouse_root)
-    overview = Table(title=f"lakehouse {lakehouse.root}")
-    for column in ("table", "version", "rows", "path"):
-        overview.add_column(column)
-    for name in lakehouse.tables():
-        dataset = DeltaTable(lakehouse.path(name)).to_pyarrow_dataset()
-        overview.add_row(name, str(lakehouse.version(name)), str(dataset.count_rows()), lakehouse.path(name))
-    console.print(overview)
-    if EMBEDDINGS.name in lakehouse.tables():
-        rows = lakehouse.arrow(EMBEDDINGS.name).select(["signal", "model_version", "status", "dim", "error"])
-        counts = rows.group_by(["signal", "model_version", "status", "dim"]).aggregate([([], "count_all")])
-        summary = Table(title="embeddings by signal, model version and status")
-        for column in counts.column_names:
-            summary.add_column(column)
-        for row in counts.sort_by([("signal", "ascending"), ("status", "ascending")]).to_pylist():
-            summary.add_row(*[str(v) for v in row.values()])
-        console.print(summary)
-        errors = rows.filter(pc.equal(rows["status"], "error"))
-        reasons = pa.table({"reason": pc.utf8_slice_codeunits(errors["error"], 0, 60)}).group_by("reason").aggregate([([], "count_all")])
-        console.print("error reasons:", json.dumps(dict(zip(reasons["reason"].to_pylist(), reasons["count_all"].to_pylist())), indent=1))
-    if LABELS.name in lakehouse.tables():
-        labels = lakehouse.pandas(LABELS.name, filters=pc.field("status") == "ok")
-        decided = labels[labels.decision.fillna(False)].groupby(["signal", "label"]).size().sort_values(ascending=False)
-        console.print(f"labels: {labels.content_id.nunique()} items labelled; items per positive decision (top 15):")
-        console.print(decided.head(15).to_string())
-    if DUPLICATES.name in lakehouse.tables():
-        groups = lakehouse.pandas(DUPLICATES.name).groupby("group_id").size()
-        console.print(f"duplicates: {len(groups)} groups; {int((groups > 1).sum())} with copies, "
-                      f"{int(groups[groups > 1].sum() - (groups > 1).sum())} items to drop if consumers keep one per group")
-    if RUNS.name in lakehouse.tables():
-        runs = lakehouse.pandas(RUNS.name).sort_values("finished_at").tail(6)
-        console.print("latest runs:")
-        console.print(runs[["run_id", "signal", "rows_in", "rows_ok", "rows_error", "status", "table_version", "duration_s"]].to_string(index=False))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -155,15 +94,6 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("eval", parents=[common], help="make-corpus, backfill (OCR on), dedup, evaluate")
     commands.add_parser("show", parents=[common], help="what the lakehouse holds")
     return parser
-
-
-def print_evaluation(result: dict) -> None:
-    table = Table(title=f"evaluation against the corpus truth -> {REPORT}")
-    for column in ("label", "precision", "recall", "roc_auc", "n"):
-        table.add_column(column, justify="left" if column == "label" else "right")
-    for label, m in result["labels"].items():
-        table.add_row(label, *[("-" if m.get(k) is None else f"{m[k]:.3f}") for k in ("precision", "recall", "roc_auc")], str(m["n"]))
-    console.print(table)
 
 
 def _promote(settings: Settings, args: argparse.Namespace) -> None:

@@ -23,12 +23,13 @@ import functools
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from jobs import backfill, delta_io
-from jobs.config import DedupSettings, Settings
+from conf.settings import DedupSettings, Settings
+from jobs.corpus import corpus_root, corpus_row_count
 from jobs.engine import Run, RunResult
-from jobs.ledger import SUCCEEDED
-from jobs.models import champion_version
 from jobs.progress import spark_progress
+from lake import delta_io, spark_io
+from lake.ledger import SUCCEEDED
+from rollout.models import champion_version
 from signals.contracts import DUPLICATES, EMBEDDINGS, STATUS_ERROR, STATUS_OK
 from udfs.fingerprints import phash_column, simhash_column
 
@@ -38,10 +39,10 @@ MAX_ITERATIONS = 30
 
 def fingerprints(spark: SparkSession, settings: Settings) -> DataFrame:
     """Per corpus item: exact hash, pHash (or the decode error), and the embedding if any."""
-    corpus = delta_io.read_spark(spark, backfill.corpus_root(settings))
+    corpus = spark_io.read_spark(spark, corpus_root(settings))
     signal = settings.dedup.embedding_signal
     vectors = (
-        delta_io.read_spark(spark, settings.table_root(EMBEDDINGS.name))
+        spark_io.read_spark(spark, settings.table_root(EMBEDDINGS.name))
         .filter((F.col("signal") == signal) & (F.col("model_version") == champion_version(settings, signal)))
         .filter(F.col("status") == STATUS_OK)
         .select("content_id", "vector")
@@ -133,8 +134,8 @@ def run_dedup(spark: SparkSession, settings: Settings, run_id: str | None = None
         )
     )
     with spark_progress(spark.sparkContext, "dedup write"):
-        files = delta_io.write_files([delta_io.WriteSource(rows)], root, DUPLICATES, f"part-{run.run_id}")
-    expected = backfill.corpus_row_count(backfill.corpus_root(settings), backfill.Window())
+        files = spark_io.write_files([spark_io.WriteSource(rows)], root, DUPLICATES, f"part-{run.run_id}")
+    expected = corpus_row_count(corpus_root(settings))
     written = sum(f.num_items for f in files)
     if written != expected:
         raise RuntimeError(f"duplicates: {written} items written for {expected} corpus items; nothing committed")

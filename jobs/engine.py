@@ -12,15 +12,15 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pyspark.sql import DataFrame, SparkSession
 
-from jobs import delta_io, ledger
-from jobs.config import Settings
-from jobs.ledger import SignalOutcome
-from jobs.models import CHAMPION, resolve_versions
+from conf.settings import Settings
 from jobs.progress import spark_progress
+from lake import delta_io, ledger, spark_io
+from lake.ledger import SignalOutcome
+from rollout.models import CHAMPION, resolve_versions
 from signals.base import ModelRef, Signal, SignalConfig
 from signals.catalog import build_signal
 from signals.contracts import EMBEDDINGS, LABELS, RUNS, TableContract
@@ -37,8 +37,8 @@ class Run:
     started: datetime
 
     @classmethod
-    def begin(cls, job: str, run_id: str | None = None) -> "Run":
-        now = datetime.now(timezone.utc)
+    def begin(cls, job: str, run_id: str | None = None) -> Run:
+        now = datetime.now(UTC)
         return cls(job, run_id or f"{job}-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}", now)
 
     @property
@@ -78,10 +78,10 @@ def build_signals(settings: Settings, role: str = CHAMPION) -> dict[str, Signal]
     return resolve_versions(settings, enabled, role)
 
 
-def signal_rows(corpus: DataFrame, signal: Signal, settings: Settings, run: Run, items: int) -> delta_io.WriteSource:
+def signal_rows(corpus: DataFrame, signal: Signal, settings: Settings, run: Run, items: int) -> spark_io.WriteSource:
     """The rows of the signal's output table for these corpus rows (`items` of them; lazy:
     nothing runs yet)."""
-    return delta_io.WriteSource(
+    return spark_io.WriteSource(
         evened(signal_inputs(corpus, signal), settings.spark.partitions_per_slot, items, signal.batch_size),
         output_rows(signal, RowStamp.of(signal, run.run_id, run.started), settings.prefetch, settings.torch_threads),
     )
@@ -92,7 +92,7 @@ def write_and_commit(
     settings: Settings,
     run: Run,
     contract: TableContract,
-    sources: Sequence[delta_io.WriteSource],
+    sources: Sequence[spark_io.WriteSource],
     expected_items: dict[str, int],
     remove: Callable[[delta_io.LiveFile], bool],
     read_version: int,
@@ -102,7 +102,7 @@ def write_and_commit(
     exactly its expected items, then commit them with the removals in one transaction."""
     root = settings.table_root(contract.name)
     with spark_progress(spark.sparkContext, f"{run.job} {contract.name}: {len(expected_items)} signals"):
-        files = delta_io.write_files(sources, root, contract, f"part-{run.run_id}")
+        files = spark_io.write_files(sources, root, contract, f"part-{run.run_id}")
     written: dict[str, int] = defaultdict(int)
     for f in files:
         written[f.partition_values["signal"]] += f.num_items
@@ -134,7 +134,7 @@ def recorded(settings: Settings, run: Run, signals: dict[str, Signal], window: t
     def rows(status: str, message: str | None = None, result: RunResult | None = None) -> list[ledger.RunRecord]:
         outcomes = {o.signal: o for o in (result.outcomes if result else [])}
         versions = result.table_versions if result else {}
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         return [
             ledger.RunRecord(
                 run.run_id, run.job, name, s.config.model.name, s.config.model.version, window[0], window[1],

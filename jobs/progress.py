@@ -1,11 +1,13 @@
-"""A live progress bar for Spark actions, drawn from the driver's status tracker.
+"""Progress of Spark actions, from the driver's status tracker.
 
-Spark's own console bar is off (session.BASE_CONF); this one names the work and counts the
-tasks of every stage the action runs, and leaves a one-line record of each when it ends.
+Spark's own console bar is off (session.BASE_CONF). On a terminal, a live bar per stage names
+the work and counts its tasks; elsewhere (a log file, a scheduler's capture) each block leaves
+one line when it ends: its stages, tasks and seconds.
 """
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -22,9 +24,13 @@ def spark_progress(sc: SparkContext, description: str, poll_s: float = 0.5) -> I
     tracker = sc.statusTracker()
     group = f"content-signals-{id(description)}-{threading.get_ident()}"
     sc.setJobGroup(group, description)
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=False)
+    live = console.is_terminal
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=console, transient=False, disable=not live)
     bars: dict[int, int] = {}
+    tasks_done: dict[int, int] = {}
     stop = threading.Event()
+    started = time.monotonic()
 
     def refresh(final: bool = False) -> None:
         for job_id in tracker.getJobIdsForGroup(group):
@@ -39,6 +45,7 @@ def spark_progress(sc: SparkContext, description: str, poll_s: float = 0.5) -> I
                 # was cached or computed by an earlier job): not worth a line
                 visible = not (final and info.numCompletedTasks == 0)
                 progress.update(bars[stage_id], completed=info.numCompletedTasks, total=info.numTasks, visible=visible)
+                tasks_done[stage_id] = info.numCompletedTasks
 
     def poll() -> None:
         while not stop.wait(poll_s):
@@ -54,3 +61,6 @@ def spark_progress(sc: SparkContext, description: str, poll_s: float = 0.5) -> I
             thread.join()
             refresh(final=True)  # stages leave the active list before the last poll: finish from stage info
             sc.setLocalProperty("spark.jobGroup.id", None)
+    if not live:
+        ran = {stage: n for stage, n in tasks_done.items() if n}
+        console.print(f"{description}: {len(ran)} stages, {sum(ran.values())} tasks in {time.monotonic() - started:.1f}s")

@@ -35,11 +35,11 @@ from deltalake.exceptions import DeltaError
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs import delta_io
-from jobs.backfill import corpus_root
-from jobs.config import Settings
+from conf.settings import Settings
+from jobs.corpus import corpus_root
 from jobs.engine import Run, RunResult, already_committed, build_signals, by_output, recorded, run_outcomes, signal_rows, write_and_commit
-from jobs.ledger import NOTHING_TO_DO, SUCCEEDED
+from lake import delta_io, spark_io
+from lake.ledger import NOTHING_TO_DO, SUCCEEDED
 from signals.base import Signal
 from signals.contracts import CORPUS, EMBEDDINGS, LABELS, TableContract
 from udfs.columns import input_hash_column
@@ -156,11 +156,11 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
     hashes = {_hash_column(s): input_hash_column(s) for s in signals.values()}
     corpus_root, corpus_version = corpus
     changed = None if scope.since is None else {unquote(f.path) for f in scope.added}
-    items = delta_io.read_spark(spark, corpus_root, corpus_version, only=changed)
+    items = spark_io.read_spark(spark, corpus_root, corpus_version, only=changed)
     current = items.select("content_id", "ds", *[expr.alias(name) for name, expr in hashes.items()]).persist()
-    stored = delta_io.read_spark(spark, root, read_version).select(*KEY, "input_hash", F.input_file_name().alias("file"))
+    stored = spark_io.read_spark(spark, root, read_version).select(*KEY, "input_hash", F.input_file_name().alias("file"))
     if scope.since is not None:  # only the stored rows of items in changed files can be stale or missing
-        removed = delta_io.read_spark(spark, corpus_root, scope.since, only={unquote(f.path) for f in scope.removed})
+        removed = spark_io.read_spark(spark, corpus_root, scope.since, only={unquote(f.path) for f in scope.removed})
         candidates = current.select("content_id").unionByName(removed.select("content_id"))
         stored = stored.join(_small(candidates, scope.items), "content_id", "left_semi")
     if tuple(KEY) != contract.key:
@@ -198,7 +198,7 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
 def _items_per_file(spark: SparkSession, root: str, version: int, files: set[str]) -> dict[str, int]:
     """Items in each of these files of the table (counted apart from the plan's joins, which
     see only the items in changed corpus files)."""
-    rows = delta_io.read_spark(spark, root, version, only=files).select(*KEY, F.input_file_name().alias("file")).distinct()
+    rows = spark_io.read_spark(spark, root, version, only=files).select(*KEY, F.input_file_name().alias("file")).distinct()
     return {delta_io.relative_path(root, r["file"]): r["n"] for r in rows.groupBy("file").agg(F.count("*").alias("n")).collect()}
 
 
@@ -227,10 +227,10 @@ def apply_plan(spark: SparkSession, settings: Settings, run: Run, plan: Plan, co
     rewritten = set(plan.rewritten)
     sources = []
     if rewritten:  # the rows that stay in files holding stale rows, written again without them
-        kept = delta_io.read_spark(spark, root, plan.read_version, only=rewritten).join(plan.stale, KEY, "left_anti")
-        sources.append(delta_io.WriteSource(kept))
+        kept = spark_io.read_spark(spark, root, plan.read_version, only=rewritten).join(plan.stale, KEY, "left_anti")
+        sources.append(spark_io.WriteSource(kept))
     if plan.todo_days:
-        items = delta_io.read_spark(spark, *corpus, partitions=[("ds", "in", list(plan.todo_days))])
+        items = spark_io.read_spark(spark, *corpus, partitions=[("ds", "in", list(plan.todo_days))])
         sources += [
             signal_rows(items.join(_small(plan.todo_items.filter(F.col("signal") == n).select("content_id"), plan.todo[n]),
                                    "content_id", "left_semi"), s, settings, run, plan.todo[n])

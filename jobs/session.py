@@ -6,7 +6,7 @@ import sys
 
 from pyspark.sql import SparkSession
 
-from jobs.config import SparkSettings
+from conf.settings import SparkSettings
 
 BASE_CONF = {
     "spark.ui.showConsoleProgress": "false",  # jobs.progress draws its own bar

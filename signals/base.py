@@ -11,13 +11,8 @@ neighbours. The same object serves the Spark UDF, the tests, the benchmarks and 
 """
 from __future__ import annotations
 
-import json
-import os
-import threading
-import time
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -25,6 +20,7 @@ import torch
 
 from signals import model_cache
 from signals.device import select_device
+from signals.profiling import stage_times
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,64 +43,6 @@ class RowError:
     error row with `reason`, its batch mates keep their values."""
 
     reason: str
-
-
-PROFILE_DIR_ENV = "CONTENT_SIGNALS_PROFILE_DIR"
-
-
-class StageTimes:
-    """Seconds and items per stage (read, decode, preprocess, forward, ...) in this process.
-
-    Off unless the environment variable CONTENT_SIGNALS_PROFILE_DIR names a folder: then the
-    runner and the signals add their stage times here and `dump()` writes this process's
-    cumulative totals to `<folder>/<pid>.json` (the benchmark sums them over the workers).
-    Stages can overlap in time (the prefetch thread prepares while the model runs), so they are
-    busy times per stage, not a partition of the wall time.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.seconds: dict[str, float] = {}
-        self.items: dict[str, int] = {}
-
-    @staticmethod
-    def enabled() -> bool:
-        return bool(os.environ.get(PROFILE_DIR_ENV))
-
-    def add(self, stage: str, seconds: float, items: int = 0) -> None:
-        with self._lock:
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
-            self.items[stage] = self.items.get(stage, 0) + items
-
-    @contextmanager
-    def _timing(self, stage: str, items: int) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.add(stage, time.perf_counter() - start, items)
-
-    def time(self, stage: str, items: int = 0):
-        """Context manager adding the block's duration to `stage` (a no-op when profiling is off)."""
-        return self._timing(stage, items) if self.enabled() else nullcontext()
-
-    def snapshot(self) -> dict[str, dict[str, float]]:
-        with self._lock:
-            return {"seconds": dict(self.seconds), "items": dict(self.items)}
-
-    def dump(self) -> None:
-        """Write this process's totals to the profile folder (atomically; no-op when off)."""
-        folder = os.environ.get(PROFILE_DIR_ENV)
-        if not folder:
-            return
-        path = os.path.join(folder, f"{os.getpid()}.json")
-        tmp = f"{path}.{threading.get_ident()}.tmp"
-        with open(tmp, "w") as f:
-            json.dump({"pid": os.getpid(), **self.snapshot()}, f)
-        os.replace(tmp, path)
-
-
-stage_times = StageTimes()
 
 
 @dataclass(frozen=True)
@@ -164,7 +102,7 @@ class Signal(ABC):
     def prepare(self, row: Mapping[str, Any]) -> Any:
         """CPU work for one row; raise signals.decode.InputError for unusable input."""
 
-    def sort_keys(self, frame: "pd.DataFrame") -> Sequence[int]:
+    def sort_keys(self, frame: pd.DataFrame) -> Sequence[int]:
         """Per input row, its size for the model (e.g. a text's length): with `pads_batches`,
         the runner batches rows of similar size together. Default: all alike."""
         return [0] * len(frame)
@@ -196,10 +134,10 @@ class Signal(ABC):
         None for signals whose logic is all code."""
         return None
 
-    def check(self, value: Any) -> None:
+    def check(self, value: Any) -> None:  # noqa: B027 - an optional hook: most signals check nothing
         """Raise ValueError if one row's output is unusable (it becomes that row's error)."""
 
-    def load(self, gpu_addresses: tuple[str, ...] = ()) -> "Signal":
+    def load(self, gpu_addresses: tuple[str, ...] = ()) -> Signal:
         """Attach the worker's cached model, loading it on first use in this process."""
         self.device = select_device(self.config.device, gpu_addresses)
         key = (self.resource_key(), str(self.device))

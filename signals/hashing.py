@@ -1,7 +1,7 @@
 """The input hash stored on every signal row: the sha256 of what the signal read.
 
 A refresh compares it with the corpus to find changed inputs, so the Python definition here
-and the Spark expression in `udfs.hashing` must agree byte for byte (a test checks that).
+and the Spark expression in `udfs.columns.input_hash_column` must agree byte for byte (a test checks that).
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ worker's memory grows past what its first batches needed (signals.device.HeapTri
 
 With CONTENT_SIGNALS_PROFILE_DIR set, the time spent waiting for input frames ("read"),
 preparing, computing and handing results back ("emit") is recorded per process
-(signals.base.StageTimes) for the benchmark.
+(signals.profiling.StageTimes) for the benchmark.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -29,10 +29,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from signals.base import RowError, Signal, stage_times
+from signals.base import RowError, Signal
 from signals.contracts import STATUS_ERROR, STATUS_OK
 from signals.decode import InputError
 from signals.device import HeapTrimmer
+from signals.profiling import stage_times
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,12 @@ PREPARE_CHUNK_ROWS = 16  # rows per task of the prepare threads: small enough to
 
 @dataclass
 class _Prepared:
-    """One model batch: per row, the prepared input or the reason it has none."""
+    """One model batch: per row, the prepared input or the reason it has none, and the values
+    of the columns the caller asked to carry through (its rows' keys)."""
 
     inputs: list[Any]
     errors: list[str | None]
+    carried: dict[str, list[Any]]
 
 
 def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -88,17 +91,17 @@ def _prepare_one(signal: Signal, row: dict[str, Any]) -> tuple[Any, str | None]:
 
 
 def prepare_rows(signal: Signal, rows: list[dict[str, Any]], pool: ThreadPoolExecutor | None = None,
-                 batch_level: bool = True) -> _Prepared:
+                 batch_level: bool = True, carry: Sequence[str] = ()) -> _Prepared:
     """CPU work for each row (on `pool`'s threads if given), then the signal's batch-level
     preparation (unless `batch_level` is False: `prepare_batch_of` runs it separately); a bad
-    input becomes that row's error, never the batch's."""
+    input becomes that row's error, never the batch's. The `carry` columns ride along."""
     with stage_times.time("prepare", len(rows)):
         if pool is None:
             results = [_prepare_one(signal, row) for row in rows]
         else:  # a task per chunk, not per row: submitting a task costs about as much as a header check
             chunks = [rows[i : i + PREPARE_CHUNK_ROWS] for i in range(0, len(rows), PREPARE_CHUNK_ROWS)]
             results = [r for chunk in pool.map(lambda chunk: [_prepare_one(signal, row) for row in chunk], chunks) for r in chunk]
-    prepared = _Prepared([r[0] for r in results], [r[1] for r in results])
+    prepared = _Prepared([r[0] for r in results], [r[1] for r in results], {c: [row[c] for row in rows] for c in carry})
     return prepare_batch_of(signal, prepared) if batch_level else prepared
 
 
@@ -121,7 +124,7 @@ def prepare_batch_of(signal: Signal, prepared: _Prepared) -> _Prepared:
                 inputs[i], errors[i] = None, value.reason
             else:
                 inputs[i] = value
-    return _Prepared(inputs, errors)
+    return _Prepared(inputs, errors, prepared.carried)
 
 
 def _checked(signal: Signal, value: Any) -> tuple[Any, str | None]:
@@ -154,6 +157,7 @@ def compute_prepared(signal: Signal, prepared: _Prepared) -> pd.DataFrame:
         values[i], errors[i] = _checked(signal, value)
     return pd.DataFrame(
         {
+            **prepared.carried,
             "status": [STATUS_ERROR if err else STATUS_OK for err in errors],
             "error": errors,
             **signal.result_columns(values),
@@ -217,14 +221,15 @@ def _timed(items: Iterable[pd.DataFrame], stage: str) -> Iterator[pd.DataFrame]:
         yield item
 
 
-def run_signal(signal: Signal, frames: Iterable[pd.DataFrame], prefetch: int = 2) -> Iterator[pd.DataFrame]:
-    """Result frames (status, error, then the signal's result columns) for the rows of `frames`, in order.
+def run_signal(signal: Signal, frames: Iterable[pd.DataFrame], prefetch: int = 2, carry: Sequence[str] = ()) -> Iterator[pd.DataFrame]:
+    """Result frames for the rows of `frames`, in order: the `carry` columns of each row as they
+    came (its keys, say), then status, error and the signal's result columns.
 
     A signal that `pads_batches` (a text transformer padding each batch to its longest text)
     gets the rows of each window of SORT_WINDOW_BATCHES batches in `sort_keys` order, so each
     model batch holds texts of similar length; results come back in input order all the same."""
     if not signal.pads_batches:
-        yield from _run_in_order(signal, frames, prefetch)
+        yield from _run_in_order(signal, frames, prefetch, carry)
         return
     orders: deque[np.ndarray] = deque()  # each window's permutation: appended by the prefetch thread
 
@@ -235,7 +240,7 @@ def run_signal(signal: Signal, frames: Iterable[pd.DataFrame], prefetch: int = 2
             yield window.iloc[order]
 
     done = pd.DataFrame()  # results not yet handed back, in sorted order
-    for result in _run_in_order(signal, sorted_windows(), prefetch):
+    for result in _run_in_order(signal, sorted_windows(), prefetch, carry):
         done = pd.concat([done, result], ignore_index=True) if len(done) else result.reset_index(drop=True)
         while orders and len(done) >= len(orders[0]):
             order = orders.popleft()
@@ -257,18 +262,18 @@ def _windows(frames: Iterable[pd.DataFrame], rows: int) -> Iterator[pd.DataFrame
         yield pd.concat(pending, ignore_index=True)
 
 
-def _run_in_order(signal: Signal, frames: Iterable[pd.DataFrame], prefetch: int) -> Iterator[pd.DataFrame]:
+def _run_in_order(signal: Signal, frames: Iterable[pd.DataFrame], prefetch: int, carry: Sequence[str]) -> Iterator[pd.DataFrame]:
     threads = signal.prepare_threads
     pool = ThreadPoolExecutor(threads, thread_name_prefix="prepare") if threads > 1 else None
     batches = rows_in_batches(_timed(frames, "read"), signal.batch_size)
     if prefetch > 0 and signal.prepares_batches:
         # three stages overlap: rows prepared on one thread, batches prepared (e.g. decoded on
         # the GPU) on another, the model on this one
-        rows_stage = _prefetched((prepare_rows(signal, rows, pool, batch_level=False) for rows in batches), prefetch, "prefetch-rows")
+        rows_stage = _prefetched((prepare_rows(signal, rows, pool, batch_level=False, carry=carry) for rows in batches), prefetch, "prefetch-rows")
         stream = _prefetched((prepare_batch_of(signal, prepared) for prepared in rows_stage), prefetch)
     else:
         rows_stage = None
-        stream = _prefetched((prepare_rows(signal, rows, pool) for rows in batches), prefetch)
+        stream = _prefetched((prepare_rows(signal, rows, pool, carry=carry) for rows in batches), prefetch)
     trim = HeapTrimmer()
     try:
         for batch in stream:

@@ -38,16 +38,14 @@ class RowStamp:
     computed_at: datetime
 
     @classmethod
-    def of(cls, signal: Signal, run_id: str, computed_at: datetime) -> "RowStamp":
+    def of(cls, signal: Signal, run_id: str, computed_at: datetime) -> RowStamp:
         model = signal.config.model
         return cls(signal.signal, model.name, model.version, run_id, computed_at)
 
 
-def table_rows(contract: TableContract, stamp: RowStamp, keys: pa.Table, result: pd.DataFrame) -> pa.RecordBatch:
-    """The contract's rows for `keys` (KEY_COLUMNS, one row per item) and the runner's `result`
-    frame for the same items in the same order (status, error, then the signal's columns)."""
-    if keys.num_rows != len(result):
-        raise ValueError(f"{keys.num_rows} keys for {len(result)} results")
+def table_rows(contract: TableContract, stamp: RowStamp, result: pd.DataFrame) -> pa.RecordBatch:
+    """The contract's rows for the runner's `result` frame: one row per item with its
+    KEY_COLUMNS (carried through the runner), status, error, then the signal's columns."""
     if contract == EMBEDDINGS:  # (compared by value: contracts arrive pickled on the executors)
         per_item, repeat = {"vector": list(result["vector"]), "dim": _ints(result["dim"])}, None
     elif contract == LABELS:
@@ -57,15 +55,20 @@ def table_rows(contract: TableContract, stamp: RowStamp, keys: pa.Table, result:
     take = (lambda values: values) if repeat is None else (lambda values: [values[i] for i in repeat])
     n = len(result) if repeat is None else len(repeat)
     columns: dict[str, Any] = {
-        **{name: take(keys[name].to_pylist()) for name in KEY_COLUMNS},
+        **{name: take(_nullable(result[name])) for name in KEY_COLUMNS},
         "status": take(list(result["status"])),
-        "error": take([None if pd.isna(e) else e for e in result["error"]]),
+        "error": take(_nullable(result["error"])),
         **per_item,
         **{name: [getattr(stamp, name)] * n for name in ("signal", "model_name", "model_version", "run_id", "computed_at")},
     }
     return pa.RecordBatch.from_arrays(
         [pa.array(columns[f.name], type=f.type) for f in contract.schema], schema=contract.schema
     )
+
+
+def _nullable(values: pd.Series) -> list[Any]:
+    """The values as Python objects, pandas' missing values (NaN, None) as None."""
+    return [None if pd.isna(v) else v for v in values]
 
 
 def _ints(values: pd.Series) -> list[int | None]:

@@ -20,8 +20,8 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from conf.settings import Settings, SparkSettings, load_settings  # noqa: E402
 from jobs.backfill import run_backfill  # noqa: E402
-from jobs.config import Settings, SparkSettings, load_settings  # noqa: E402
 from jobs.engine import RunResult  # noqa: E402
 
 SMALL_CORPUS = 60
@@ -85,7 +85,7 @@ class Corpus:
 @pytest.fixture(scope="session")
 def corpus_lakehouse(tmp_path_factory) -> Corpus:
     """A lakehouse holding only the generated sample corpus (60 items). Read it, never write."""
-    from jobs.sample_corpus import write_sample_corpus
+    from sample_corpus.generate import write_sample_corpus
 
     lakehouse = tmp_path_factory.mktemp("corpus-lakehouse")
     write_sample_corpus(str(lakehouse), SMALL_CORPUS, seed=7)

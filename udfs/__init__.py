@@ -1,1 +1,1 @@
-"""UDFs: how a signal runs inside Spark. Imports pyspark and signals, nothing from jobs."""
+"""How a signal runs inside a Spark Python worker. Imports pyspark and signals only."""

@@ -4,13 +4,12 @@ signal's output table, which the job's file writer consumes in the same Python w
 Compute and write share one Python worker per task (a pandas UDF followed by a writer would
 take two): so an executor slot holds one copy of each model, the workers that warmed up are the
 ones that run the model, and vectors never travel back to the JVM, only the written files'
-metadata does. Per task: the GPU Spark assigned (if any), the worker's cached model (loaded
-once per Python worker), then `signals.runner.run_signal` (model batches independent of Arrow
-batches, prefetch, per-row errors), then `signals.table_rows` for the contract's rows.
+metadata does. Per task: the worker's cached model on its device (`udfs.worker`), then
+`signals.runner.run_signal` (model batches independent of Arrow batches, prefetch, per-row
+errors; each row's keys carried with it), then `signals.table_rows` for the contract's rows.
 """
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Iterator
 
 import pyarrow as pa
@@ -18,7 +17,8 @@ from pyspark.sql import DataFrame
 
 from signals.base import Signal
 from signals.table_rows import KEY_COLUMNS, RowStamp, output_of, table_rows
-from udfs.columns import input_hash_column, run_in_worker
+from udfs.columns import input_hash_column
+from udfs.worker import run_in_worker
 
 RowsFunction = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
 
@@ -54,41 +54,14 @@ def evened(frame: DataFrame, partitions_per_slot: int, rows: int, rows_per_parti
 
 def output_rows(signal: Signal, stamp: RowStamp, prefetch: int = 2, torch_threads: int = 1) -> RowsFunction:
     """Batches of `signal_inputs` in, batches of the signal's output-table rows out (one row per
-    item, or per item and label), in input order; bad inputs are error rows."""
+    item, or per item and label), in input order; bad inputs are error rows. Each row's keys
+    travel through the runner with it."""
     contract = output_of(signal)
+    columns = [*KEY_COLUMNS, *signal.input_columns]
 
     def rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        keys = _KeyQueue()
-
-        def frames() -> Iterator:
-            for batch in batches:  # on the runner's prefetch thread, where there is one
-                keys.push(batch.select(list(KEY_COLUMNS)))
-                yield batch.select(signal.input_columns).to_pandas()
-
-        for result in run_in_worker(signal, frames(), prefetch, torch_threads):
-            yield table_rows(contract, stamp, keys.take(len(result)), result)
+        frames = (batch.select(columns).to_pandas() for batch in batches)  # read on the runner's prefetch thread, if any
+        for result in run_in_worker(signal, frames, prefetch, torch_threads, carry=KEY_COLUMNS):
+            yield table_rows(contract, stamp, result)
 
     return rows
-
-
-class _KeyQueue:
-    """Key columns of the input rows read but not yet answered, in order (one producer thread,
-    one consumer thread: deque appends and pops are atomic)."""
-
-    def __init__(self) -> None:
-        self._tables: deque[pa.Table] = deque()
-
-    def push(self, batch: pa.RecordBatch) -> None:
-        if batch.num_rows:
-            self._tables.append(pa.Table.from_batches([batch]))
-
-    def take(self, n: int) -> pa.Table:
-        taken: list[pa.Table] = []
-        while n > 0:
-            head = self._tables.popleft()
-            if head.num_rows > n:
-                self._tables.appendleft(head.slice(n))
-                head = head.slice(0, n)
-            taken.append(head)
-            n -= head.num_rows
-        return pa.concat_tables(taken) if len(taken) != 1 else taken[0]

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from signals.base import Signal, stage_times
+from signals.base import Signal
+from signals.profiling import stage_times
 
 
 class Embedder(Signal):

@@ -22,7 +22,7 @@ import io
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, List  # noqa: UP035 - TorchScript reads List[...] annotations
+from typing import Any  # noqa: UP035 - TorchScript reads List[...] annotations
 
 import torch
 from PIL import Image
@@ -103,7 +103,7 @@ class DevicePreprocess:
     std: tuple[float, ...]
 
     @classmethod
-    def from_transform(cls, transform: Any) -> "DevicePreprocess | None":
+    def from_transform(cls, transform: Any) -> DevicePreprocess | None:
         """The device version of `transform`, or None where it has a step this cannot reproduce."""
         from torchvision import transforms as T
 
@@ -155,7 +155,7 @@ class DevicePreprocess:
 _ANTIALIASED_MODES = ("bilinear", "bicubic")  # torchvision's modes that interpolate(antialias=True) takes, by the same names
 
 
-def _resize_and_crop(images: List[torch.Tensor], size: int, crop_h: int, crop_w: int, mode: str, out: torch.Tensor) -> None:
+def _resize_and_crop(images: list[torch.Tensor], size: int, crop_h: int, crop_w: int, mode: str, out: torch.Tensor) -> None:
     """Into out[i]: images[i] (uint8, 3 x H x W) with its short side resized to `size`
     (antialiased) and centre-cropped, as torchvision's Resize(size) and CenterCrop do (same
     output size and offsets; the crop must fit). Written in TorchScript's subset of Python."""
@@ -196,7 +196,7 @@ class DecodedImage:
     pixels: torch.Tensor  # uint8 (H, W, 3), CPU
 
     @classmethod
-    def of(cls, image: Image.Image) -> "DecodedImage":
+    def of(cls, image: Image.Image) -> DecodedImage:
         import numpy as np
 
         rgb = image if image.mode == "RGB" else image.convert("RGB")

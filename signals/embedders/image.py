@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from signals.base import RowError, stage_times
+from signals.base import RowError
 from signals.decode import DecodeLimits, InputError, decode_image
 from signals.embedders.base import Embedder
 from signals.embedders.gpu_decode import (
@@ -33,6 +33,7 @@ from signals.embedders.gpu_decode import (
     jpeg_for_device,
 )
 from signals.inputs import ImageInput
+from signals.profiling import stage_times
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def device_decode_wanted(mode: Any, device: torch.device) -> bool:
 _streams = threading.local()
 
 
-def _side_stream(device: torch.device) -> "torch.cuda.Stream":
+def _side_stream(device: torch.device) -> torch.cuda.Stream:
     """This thread's own CUDA stream on `device` (the prefetch thread's, in the runner)."""
     streams = getattr(_streams, "by_device", None)
     if streams is None:
@@ -78,7 +79,7 @@ class ImageEmbedder(ImageInput, Embedder):
     def image_features(self, batch: torch.Tensor) -> torch.Tensor:
         """The model's image features for a batch already on the device."""
 
-    def load(self, gpu_addresses: tuple[str, ...] = ()) -> "ImageEmbedder":
+    def load(self, gpu_addresses: tuple[str, ...] = ()) -> ImageEmbedder:
         super().load(gpu_addresses)
         self._device_preprocess = None
         if device_decode_wanted(self.config.params.get("gpu_decode", False), self.device):

@@ -4,9 +4,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from signals.base import stage_times
 from signals.embedders.base import Embedder
 from signals.inputs import TextInput
+from signals.profiling import stage_times
 
 
 class TextEmbedder(TextInput, Embedder):

@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from signals.labels.base import Labeler, LabelScores
 from signals.inputs import ImageInput
+from signals.labels.base import Labeler, LabelScores
 
 NSFW = "nsfw"
 

@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from signals.labels.base import Labeler, LabelScores
 from signals.inputs import TextInput
+from signals.labels.base import Labeler, LabelScores
 
 
 class LanguageLabeler(TextInput, Labeler):

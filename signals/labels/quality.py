@@ -67,8 +67,8 @@ import torch
 from PIL import Image
 from scipy.ndimage import uniform_filter1d
 
-from signals.labels.base import Labeler, LabelScores
 from signals.inputs import ImageInput
+from signals.labels.base import Labeler, LabelScores
 
 WORKING_SIDE = 512
 DENOISE_SIGMA = 0.8

@@ -32,8 +32,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from signals.labels.base import Labeler, LabelScores
 from signals.inputs import TextInput
+from signals.labels.base import Labeler, LabelScores
 
 OFFENSIVE = "offensive"
 SPAM = "spam"

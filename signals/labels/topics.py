@@ -30,8 +30,8 @@ from signals.embedders.base import Embedder
 from signals.embedders.efficientnet import EfficientNetImageEmbedder
 from signals.embedders.minilm import MiniLMTextEmbedder
 from signals.embedders.openclip import OpenClipImageEmbedder, OpenClipTextEmbedder
-from signals.labels.base import Labeler, LabelScores
 from signals.inputs import ImageInput, TextInput
+from signals.labels.base import Labeler, LabelScores
 from signals.labels.taxonomy import IMAGENET_CLASSES, TAXONOMY, TAXONOMY_VERSION, TOPIC_NAMES, clip_prompts, imagenet_topics
 
 TEXT_TEMPERATURE = 0.05  # cosine gaps of ~0.1 between topics become probability ratios of ~e^2
@@ -76,7 +76,7 @@ class _TopicLabeler(Labeler):
     def weights_source(self) -> str | None:
         return self.backing[0].weights_source()
 
-    def load(self, gpu_addresses: tuple[str, ...] = ()) -> "_TopicLabeler":
+    def load(self, gpu_addresses: tuple[str, ...] = ()) -> _TopicLabeler:
         """Load the embedders' shared model first: this labeler's own resources are built with it."""
         for signal in self.backing:
             signal.load(gpu_addresses)

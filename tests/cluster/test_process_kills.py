@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CHEAP_SIGNALS, lakehouse_with_corpus
 from deltalake import DeltaTable
 
-from conftest import CHEAP_SIGNALS, lakehouse_with_corpus
-from jobs import ledger
 from jobs.backfill import run_backfill
 from jobs.refresh import run_refresh
+from lake import ledger
 
 pytestmark = pytest.mark.cluster
 

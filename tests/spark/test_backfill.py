@@ -7,12 +7,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+import reference
 from deltalake import DeltaTable
 
-import reference
-from jobs import delta_io
-from jobs.backfill import Window, run_backfill
-from jobs.lakehouse import Lakehouse
+from jobs.backfill import run_backfill
+from jobs.corpus import Window
+from lake import delta_io
+from lake.lakehouse import Lakehouse
 from signals.contracts import EMBEDDINGS
 
 pytestmark = pytest.mark.spark

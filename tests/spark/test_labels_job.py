@@ -9,9 +9,9 @@ import pytest
 from deltalake import DeltaTable
 
 from jobs.engine import build_signals
-from signals.table_rows import output_of
 from signals.contracts import LABELS
 from signals.labels.base import Labeler
+from signals.table_rows import output_of
 
 pytestmark = pytest.mark.spark
 

@@ -2,15 +2,14 @@
 loaded from that path by configuration, exactly as real weights would be."""
 from __future__ import annotations
 
-
 import numpy as np
 import open_clip
 import pytest
+import reference
 from deltalake import DeltaTable
 
-import reference
+from conf.settings import load_settings
 from jobs.backfill import run_backfill
-from jobs.config import load_settings
 
 pytestmark = pytest.mark.spark
 

@@ -10,10 +10,11 @@ import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from jobs import delta_io, ledger
-from jobs.backfill import Window, run_backfill
+from jobs.backfill import run_backfill
+from jobs.corpus import Window
 from jobs.engine import build_signals
 from jobs.refresh import run_refresh
+from lake import delta_io, ledger, spark_io
 
 pytestmark = pytest.mark.spark
 
@@ -155,7 +156,7 @@ def test_a_run_that_dies_after_its_commit_is_recovered_not_redone(spark, two_lak
 
 def _race(monkeypatch, spark, first_settings, first_window, second_settings, second_window):
     """Run a backfill that, after writing its files and before committing, lets another land."""
-    real = delta_io.write_files
+    real = spark_io.write_files
     state = {"raced": False}
 
     def write_then_let_the_other_commit(*args, **kwargs):

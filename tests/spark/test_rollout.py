@@ -8,9 +8,9 @@ import torch
 from deltalake import DeltaTable
 
 from jobs.backfill import run_backfill
-from jobs.compare import compare_in_lakehouse
-from jobs.lakehouse import Lakehouse
-from jobs.models import CHALLENGER, registry_for
+from lake.lakehouse import Lakehouse
+from rollout.compare import compare_in_lakehouse
+from rollout.models import CHALLENGER, registry_for
 from signals.embedders.efficientnet import default_weights_path
 
 pytestmark = pytest.mark.spark

@@ -9,8 +9,8 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 
-from jobs import delta_io
 from jobs.backfill import build_signals
+from lake import spark_io
 from signals import model_cache
 from signals.hashing import image_input_hash, text_input_hash
 from udfs.columns import input_hash_column, result_column
@@ -38,7 +38,7 @@ def test_the_model_loads_once_per_python_worker(spark, corpus_lakehouse):
 
 def test_the_udf_keeps_row_order_across_arrow_and_model_batches(spark, corpus_lakehouse):
     signal = build_signals(corpus_lakehouse.settings)["text_embedding"]  # model batch 9, Arrow batch 7
-    corpus = delta_io.read_spark(spark, corpus_lakehouse.root).select("content_id", "title", "description")
+    corpus = spark_io.read_spark(spark, corpus_lakehouse.root).select("content_id", "title", "description")
     rows = corpus.select("content_id", "title", "description", result_column(signal).alias("r")).collect()
     direct = signal.load()
     for row in rows[:20]:
@@ -53,7 +53,7 @@ def test_the_udf_keeps_row_order_across_arrow_and_model_batches(spark, corpus_la
 
 def test_spark_input_hashes_equal_the_python_definition(spark, corpus_lakehouse):
     signals = build_signals(corpus_lakehouse.settings)
-    corpus = delta_io.read_spark(spark, corpus_lakehouse.root)
+    corpus = spark_io.read_spark(spark, corpus_lakehouse.root)
     rows = corpus.select(
         "image",
         "title",

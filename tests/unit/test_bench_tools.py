@@ -92,6 +92,7 @@ def test_the_table_reports_the_gpu_path_and_its_target_on_an_h100(gpu: str, gpu_
     assert (verdict in line) if verdict else ("target" not in line)
 
 
+@pytest.mark.subprocess
 def test_the_gpu_benchmark_runs_its_device_path_on_the_cpu(tmp_path) -> None:
     """benchmarks.gpu end to end on a tiny corpus, device decoding forced onto the CPU: what a GPU
     machine runs, minus the GPU; the corpus it writes is read back by a second run."""
@@ -125,6 +126,7 @@ def test_stage_snapshots_subtract_per_worker(tmp_path) -> None:
 # ---------------------------------------------------------------------------------- memory, cpu
 
 
+@pytest.mark.subprocess
 def test_the_poller_sees_python_workers_only(tmp_path) -> None:
     # under a parent of their own: this test process may also run a real SparkSession's workers
     code = "import time; x = bytearray(64 * 2**20); time.sleep(30)"

@@ -6,9 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from deltalake import DeltaTable
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+pytestmark = pytest.mark.subprocess
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

@@ -1,16 +1,16 @@
-"""jobs.compare on synthetic rows of one signal at two model versions: identical versions show
+"""rollout.compare on synthetic rows of one signal at two model versions: identical versions show
 no differences, changed ones do; the HTML report is one self-contained file; the run lands in MLflow."""
 from __future__ import annotations
 
 import base64
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from jobs.compare import (
+from rollout.compare import (
     EXPERIMENT,
     build_comparison,
     compare_embeddings,
@@ -25,7 +25,7 @@ from jobs.compare import (
 )
 from signals.contracts import EMBEDDINGS, RUNS
 
-T0 = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 LABELS = ("blurry", "low_res", "text_overlay")
 
 
@@ -242,8 +242,8 @@ def test_flatten_metrics_keeps_finite_numbers_only():
 def test_compare_in_lakehouse_reads_both_versions_and_the_ledger(tmp_path):
     from deltalake import write_deltalake
 
-    from jobs.compare import compare_in_lakehouse
-    from jobs.ledger import RunRecord, record_runs
+    from lake.ledger import RunRecord, record_runs
+    from rollout.compare import compare_in_lakehouse
 
     v = clustered_vectors()
     rows = pa.concat_tables([embedding_rows(v, "1"), embedding_rows(noised(v), "2"),

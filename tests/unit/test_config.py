@@ -1,4 +1,4 @@
-"""Tests for jobs.config: profiles layered base -> profile -> overrides, strictly validated."""
+"""Tests for conf.settings: profiles layered base -> profile -> overrides, strictly validated."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from jobs.config import CONF_DIR, Settings, load_settings
+from conf.settings import CONF_DIR, Settings, load_settings
 
 # --------------------------------------------------------------------------------------
 # The repository's profiles

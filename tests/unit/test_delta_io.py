@@ -1,4 +1,4 @@
-"""Tests for jobs.file_writer + jobs.delta_io without Spark: the writer function is called
+"""Tests for lake.file_writer + lake.delta_io without Spark: the writer function is called
 directly on Arrow batches (as mapInArrow would), its metadata rows are committed with delta-rs,
 and the table is checked through deltalake.DeltaTable itself."""
 
@@ -15,12 +15,12 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
-from jobs import delta_io
-from jobs.delta_io import DataFile
-from jobs.file_writer import FILE_METADATA_SCHEMA, make_file_writer, partition_path
+from lake import delta_io
+from lake.delta_io import DataFile
+from lake.file_writer import FILE_METADATA_SCHEMA, make_file_writer, partition_path
 from signals.contracts import EMBEDDINGS
 
-T0 = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.UTC)
 SLICES = [("image_embedding", "2026-11-19"), ("image_embedding", "2026-11-20"), ("text_embedding", "2026-11-19"), ("text_embedding", "2026-11-20")]
 SORT_KEY = ("signal", "model_version", "ds", "content_id", "run_id")
 

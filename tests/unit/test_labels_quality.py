@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from reference import real_photos
 from sklearn.metrics import roc_auc_score
 
-from jobs.sample_corpus import generate_corpus
+from sample_corpus.generate import generate_corpus
 from signals.base import ModelRef, SignalConfig
 from signals.contracts import STATUS_ERROR, STATUS_OK
 from signals.labels.quality import ImageQualityLabeler, OcrTextLabeler, measure, quality_scores

@@ -12,6 +12,7 @@ import numpy as np
 import open_clip
 import pandas as pd
 import pytest
+import reference
 import skimage.data
 import torch
 from PIL import Image
@@ -19,7 +20,6 @@ from scipy.special import softmax
 from sklearn.datasets import load_sample_image
 from torchvision import transforms
 
-import reference
 from signals import model_cache
 from signals.base import ModelRef, SignalConfig
 from signals.contracts import STATUS_ERROR, STATUS_OK

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import reference
 import torch
 
-import reference
 from signals.base import ModelRef, SignalConfig
 from signals.embedders.minilm import TOKENS_PER_ROW, MiniLMTextEmbedder, token_chunks
 

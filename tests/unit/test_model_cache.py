@@ -8,7 +8,6 @@ import pytest
 
 from signals import model_cache
 
-
 pytestmark = pytest.mark.usefixtures("empty_model_cache")
 
 

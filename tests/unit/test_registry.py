@@ -1,4 +1,4 @@
-"""jobs.registry on a local sqlite MLflow registry: hashes of the packaged weights, idempotent
+"""lake.registry on a local sqlite MLflow registry: hashes of the packaged weights, idempotent
 registration, alias resolution, promotion and rollback (registry and run ledger), and MLflow
 kept off the network."""
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
-from jobs.registry import CHAMPION, Registry, RegistryError, local_store_uri, weights_sha256
+from lake.registry import CHAMPION, Registry, RegistryError, local_store_uri, weights_sha256
 from signals.embedders.efficientnet import default_weights_path
 from signals.embedders.minilm import default_model_dir
 
@@ -187,10 +187,10 @@ def getaddrinfo(host, *args, **kwargs):
     raise OSError("network disabled in this test")
 socket.getaddrinfo = getaddrinfo
 
-import mlflow  # imported before jobs.registry, as another module might: telemetry still on here
+import mlflow  # imported before lake.registry, as another module might: telemetry still on here
 import mlflow.telemetry
 before = mlflow.telemetry.get_telemetry_client() is not None
-from jobs.registry import Registry
+from lake.registry import Registry
 after = mlflow.telemetry.get_telemetry_client() is not None
 registry = Registry(sys.argv[1])
 registry.register("clip", "laion2b_s34b_b79k", {})
@@ -201,6 +201,7 @@ print(json.dumps({"before": before, "after": after, "attempts": attempts}))
 """
 
 
+@pytest.mark.subprocess
 def test_mlflow_never_tries_the_network(tmp_path, empty_store):
     shutil.copy(empty_store, tmp_path / "mlflow.db")
     quiet = {"PYTEST_CURRENT_TEST", "CI", "GITHUB_ACTIONS", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"}

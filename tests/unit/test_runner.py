@@ -22,7 +22,6 @@ from signals.decode import InputError
 from signals.embedders.base import Embedder
 from signals.runner import rows_in_batches, run_signal
 
-
 pytestmark = pytest.mark.usefixtures("empty_model_cache")
 
 
@@ -324,7 +323,7 @@ def test_signals_sharing_a_model_load_it_once() -> None:
 def test_using_the_model_before_load_is_an_error() -> None:
     signal = FakeEmbedder(SignalConfig(signal="fake_embedding", model=ModelRef("fake-model", "1"), device="cpu"))
     with pytest.raises(RuntimeError, match="call load"):
-        signal.resources
+        _ = signal.resources
 
 
 # --------------------------------------------------------------------------------------
@@ -360,7 +359,7 @@ def test_text_sizes_count_title_and_description_and_ignore_missing_ones() -> Non
 
 
 def test_only_cpu_signals_with_fixed_batch_shapes_keep_the_worker_heap() -> None:
-    from udfs.columns import keeps_freed_heap
+    from udfs.worker import keeps_freed_heap
 
     assert keeps_freed_heap(make_signal())
     assert not keeps_freed_heap(make_signal(cls=PaddedEmbedder))  # activations change size every batch
@@ -368,7 +367,7 @@ def test_only_cpu_signals_with_fixed_batch_shapes_keep_the_worker_heap() -> None
 
 
 def test_only_gpu_workers_prepare_batches_ahead() -> None:
-    from udfs.columns import batches_ahead
+    from udfs.worker import batches_ahead
 
     cpu = make_signal()
     assert batches_ahead(cpu, 2) == 0  # the model has the task's cores already

@@ -13,14 +13,14 @@ import pandas as pd
 import pytest
 import torch
 
-from signals.base import PROFILE_DIR_ENV, ModelRef, RowError, SignalConfig, StageTimes, stage_times
+from signals import model_cache
+from signals.base import ModelRef, RowError, SignalConfig
 from signals.contracts import STATUS_ERROR, STATUS_OK
 from signals.decode import InputError
-from signals import model_cache
 from signals.device import HeapTrimmer
 from signals.embedders.base import Embedder
+from signals.profiling import PROFILE_DIR_ENV, StageTimes, stage_times
 from signals.runner import frame_records, rows_in_batches, run_signal
-
 
 pytestmark = pytest.mark.usefixtures("empty_model_cache")
 

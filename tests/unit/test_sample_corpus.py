@@ -1,4 +1,4 @@
-"""Tests for jobs.sample_corpus: the sample corpus is only useful as a benchmark if its
+"""Tests for sample_corpus.generate: the sample corpus is only useful as a benchmark if its
 ground truth is right and it is reproducible, so these check both."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
-from jobs.sample_corpus import CORPUS_SCHEMA, KINDS, TEXT_WEIGHTS, TRUTH_SCHEMA, generate_corpus
+from sample_corpus.generate import CORPUS_SCHEMA, KINDS, TEXT_WEIGHTS, TRUTH_SCHEMA, generate_corpus
 
 BAD_KINDS = {kind.name for kind in KINDS if kind.group == "bad"}
 COPY_KINDS = {
@@ -183,8 +183,8 @@ def test_huge_header_reports_claimed_size(small: tuple[pa.Table, pa.Table], monk
 
 def test_timestamps_and_partition(medium: tuple[pa.Table, pa.Table]) -> None:
     corpus, _ = medium
-    start = dt.datetime(2026, 11, 14, tzinfo=dt.timezone.utc)
-    end = dt.datetime(2026, 11, 21, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2026, 11, 14, tzinfo=dt.UTC)
+    end = dt.datetime(2026, 11, 21, tzinfo=dt.UTC)
     created = corpus["created_at"].to_pylist()
     assert created == sorted(created)
     for row in corpus.to_pylist():

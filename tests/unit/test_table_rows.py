@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pytest
 import torch
@@ -15,14 +14,13 @@ from signals.base import ModelRef, SignalConfig
 from signals.contracts import EMBEDDINGS, LABELS, STATUS_ERROR, STATUS_OK
 from signals.decode import InputError
 from signals.labels.base import Labeler, LabelScores
-from signals.runner import run_signal
-from signals.table_rows import RowStamp, output_of, table_rows
-from tests.unit.test_runner import expected_vector, make_signal
+from signals.table_rows import RowStamp, output_of
+from tests.unit.test_runner import FakeEmbedder, PaddedEmbedder, expected_vector, make_signal
 from udfs.rows import output_rows
 
 pytestmark = pytest.mark.usefixtures("empty_model_cache")
 
-WHEN = datetime(2026, 11, 20, 6, 0, tzinfo=timezone.utc)
+WHEN = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
 INPUT_SCHEMA = pa.schema([("content_id", pa.string()), ("ds", pa.string()), ("input_hash", pa.string()), ("x", pa.int64())])
 
 
@@ -77,10 +75,11 @@ def test_embedding_rows_are_the_contracts_rows_with_error_rows_kept() -> None:
         ("fake_embedding", "fake-model", "1", "run-1", WHEN, "2026-11-20")}
 
 
+@pytest.mark.parametrize("cls", [FakeEmbedder, PaddedEmbedder], ids=["in order", "sorted by size"])
 @pytest.mark.parametrize("sizes", [[3, 7, 1, 10], [21], [1] * 21, [0, 5, 0, 16]])
-def test_each_row_keeps_its_own_key_whatever_the_batch_sizes(sizes: list[int]) -> None:
+def test_each_row_keeps_its_own_key_whatever_the_batch_sizes(sizes: list[int], cls: type[FakeEmbedder]) -> None:
     xs = list(range(21))
-    signal = make_signal(batch_size=4)
+    signal = make_signal(batch_size=4, cls=cls)
     rows = pa.Table.from_batches(list(output_rows(signal, RowStamp.of(signal, "r", WHEN))(iter(batches_of(xs, sizes))))).to_pylist()
     assert [r["content_id"] for r in rows] == [f"c{x:+04d}" for x in xs]
     for x, row in zip(xs, rows):
@@ -101,12 +100,3 @@ def test_label_rows_are_one_per_label_and_one_for_a_failed_item() -> None:
         ("c+075", "is_even", 0.0, None, None, "x=75", STATUS_OK),
         ("c+075", "big", 0.75, 0.5, True, "x=75", STATUS_OK),
     ]
-
-
-def test_keys_and_results_of_different_lengths_are_refused() -> None:
-    signal = make_signal(batch_size=4)
-    frames = [pd.DataFrame({"x": [1, 2]})]
-    result = next(run_signal(signal, frames))
-    keys = pa.Table.from_batches(batches_of([1], [1])).select(["content_id", "ds", "input_hash"])
-    with pytest.raises(ValueError, match="1 keys for 2 results"):
-        table_rows(EMBEDDINGS, RowStamp.of(signal, "r", WHEN), keys, result)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.config import load_settings
+from conf.settings import load_settings
 
 THP_MODE = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 SMAPS = Path("/proc/self/smaps_rollup")
@@ -61,6 +61,7 @@ def test_every_profile_gives_the_workers_the_same_environment(monkeypatch) -> No
 
 @pytest.mark.skipif(not (THP_MODE.exists() and SMAPS.exists()) or "[never]" in THP_MODE.read_text(),
                     reason="this kernel offers no transparent huge pages")
+@pytest.mark.subprocess
 def test_the_worker_environment_puts_torch_tensors_on_huge_pages() -> None:
     with_env = _huge_pages_kb(load_settings("local").spark.worker_env)
     assert with_env >= 128 * 1024  # most of the 256 MB tensor
@@ -69,6 +70,7 @@ def test_the_worker_environment_puts_torch_tensors_on_huge_pages() -> None:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+@pytest.mark.subprocess
 def test_a_kept_heap_serves_the_next_batch_without_page_faults() -> None:
     clean = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}  # 4 KB pages
 

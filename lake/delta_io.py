@@ -1,6 +1,7 @@
-"""Driver side of Delta I/O: create tables, commit executor-written files, read through the log.
+"""Driver side of Delta I/O with delta-rs: create tables, commit executor-written files, read
+through the log. No Spark here (lake.spark_io has the Spark reads and writes).
 
-Spark computes and delta-rs commits (architecture.md): the files that successful tasks wrote
+Spark computes and delta-rs commits (docs/design.md): the files that successful tasks wrote
 are committed here in ONE transaction, together with the removal of the slice they replace,
 and tagged with an application transaction id so a repeated commit of the same work can be
 recognised. Every read lists files from a Delta snapshot, never from the folder, because the
@@ -11,9 +12,9 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
@@ -22,9 +23,6 @@ from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import AddAction, CommitProperties, RemoveAction, Transaction
 
 from signals.contracts import TableContract
-
-if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
 
 
 @dataclass(frozen=True)
@@ -41,7 +39,7 @@ class DataFile:
     modification_time: int
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "DataFile":
+    def from_row(cls, row: Mapping[str, Any]) -> DataFile:
         return cls(**{**row, "partition_values": json.loads(row["partition_values"])})
 
 
@@ -196,59 +194,3 @@ def relative_path(root: str, uri: str) -> str:
     if not path.startswith(base + "/"):
         raise ValueError(f"{uri} is not under the table root {base}")
     return path[len(base) + 1 :]
-
-
-def read_spark(
-    spark: "SparkSession", root: str, version: int | None = None, partitions: Any = None, only: set[str] | None = None
-) -> "DataFrame":
-    """The table's rows as a Spark DataFrame, reading only the files of the snapshot (and of
-    those, with `only`, the files whose unescaped relative paths it names).
-
-    Partition columns come back from the hive-style folders (`basePath`), typed by the Delta
-    schema, so Spark sees the same columns delta-rs does.
-    """
-    from pyspark.sql.pandas.types import from_arrow_schema
-
-    table = snapshot(root, version)
-    arrow_schema = pa.schema(table.schema().to_arrow())
-    spark_schema = from_arrow_schema(arrow_schema)
-    uris = table.file_uris(partitions)
-    if only is not None:
-        uris = [u for u in uris if relative_path(root, u) in only]
-    if not uris:
-        return spark.createDataFrame([], spark_schema)
-    frame = spark.read.schema(spark_schema).option("basePath", table.table_uri).parquet(*uris)
-    return frame.select(*arrow_schema.names)
-
-
-@dataclass(frozen=True)
-class WriteSource:
-    """Rows for a table: a frame, and the executor function that turns its Arrow batches into
-    rows of the table's contract (None: the frame has the contract's columns already)."""
-
-    frame: "DataFrame"
-    rows: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]] | None = None
-
-
-def write_files(sources: Sequence[WriteSource], root: str, contract: TableContract, file_prefix: str) -> list[DataFile]:
-    """Have the executors write the sources' rows as data files of the table; return what they
-    wrote. One Spark action; each task turns its rows into files in the same Python worker.
-    Nothing is committed.
-    """
-    from pyspark import TaskContext
-    from pyspark.sql.pandas.types import from_arrow_schema
-
-    from jobs.file_writer import FILE_METADATA_SCHEMA, make_file_writer
-
-    def task_id() -> str:
-        ctx = TaskContext.get()
-        return f"s{ctx.stageId()}-p{ctx.partitionId():05d}-a{ctx.attemptNumber()}"
-
-    ensure_table(root, contract)
-    written = [
-        (source.frame if source.rows else source.frame.select(*contract.schema.names)).mapInArrow(
-            make_file_writer(root, contract, file_prefix, task_id, source.rows), from_arrow_schema(FILE_METADATA_SCHEMA)
-        )
-        for source in sources
-    ]
-    return [DataFile.from_row(row.asDict()) for row in functools.reduce(lambda a, b: a.unionByName(b), written).collect()]

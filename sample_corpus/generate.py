@@ -163,7 +163,7 @@ def _fit(img: Image.Image, max_side: int = MAX_SIDE) -> Image.Image:
     return img.resize(size, Image.Resampling.LANCZOS)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _photo(base_id: str) -> Image.Image:
     """Decoded RGB photo at full resolution; cached because every original of it crops it.
 
@@ -194,7 +194,7 @@ def _clean_caption(line: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _caption(base_id: str) -> str:
     """Title of a base photo, taken from what its package says about it.
 
@@ -252,7 +252,7 @@ def _windows(rng: np.random.Generator, size: tuple[int, int], fractions: tuple[f
     return np.stack([left, top, left + w, top + h], axis=1).astype(np.int64)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _summed_area(base_id: str) -> np.ndarray:
     """Summed-area table of the photo's luminance (one row and column of zeros first)."""
     luminance = np.asarray(_photo(base_id).convert("L"), dtype=np.float64)
@@ -744,7 +744,7 @@ def _timestamps(rng: np.random.Generator, n: int, end_date: dt.date, days: int) 
     end_date, non-decreasing with content_id (so sources are also older in time);
     updated_at is either created_at or a later moment inside the window.
     """
-    window_end = dt.datetime.combine(end_date + dt.timedelta(days=1), dt.time(), tzinfo=dt.timezone.utc)
+    window_end = dt.datetime.combine(end_date + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
     end_us = int(window_end.timestamp()) * 1_000_000
     start_us = end_us - days * 86_400 * 1_000_000
     created = np.sort(rng.integers(start_us, end_us, size=n))
@@ -755,7 +755,7 @@ def _timestamps(rng: np.random.Generator, n: int, end_date: dt.date, days: int) 
 
 def _day(micros: int) -> str:
     """YYYY-MM-DD (UTC) of a microsecond timestamp; the ds partition value."""
-    return dt.datetime.fromtimestamp(micros // 1_000_000, tz=dt.timezone.utc).date().isoformat()
+    return dt.datetime.fromtimestamp(micros // 1_000_000, tz=dt.UTC).date().isoformat()
 
 
 def _pick_source(rng: np.random.Generator, originals: Sequence[int], copies: Counter[int], last_copy: bool) -> int:

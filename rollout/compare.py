@@ -332,7 +332,7 @@ def compare_in_lakehouse(root: str, signal: str, version_a: str, version_b: str,
     """Read a signal's rows at two versions from the lakehouse at `root` (`embeddings`, else `labels`) and compare them."""
     from deltalake import DeltaTable
 
-    from jobs import delta_io
+    from lake import delta_io
 
     def rows(name: str, version: str) -> pa.Table:
         path = f"{root.rstrip('/')}/{name}"
@@ -390,7 +390,7 @@ def _figures(c: Comparison, distributions: Mapping[str, Any]) -> dict[str, bytes
                 figures[title] = _png(fig)
     else:
         scores = distributions["scores"]
-        shown = sorted(scores, key=lambda l: -(c.metrics["labels"][l]["psi"] or 0))[:MAX_LABEL_PLOTS]
+        shown = sorted(scores, key=lambda label: -(c.metrics["labels"][label]["psi"] or 0))[:MAX_LABEL_PLOTS]
         if shown:
             cols = min(4, len(shown))
             rows = math.ceil(len(shown) / cols)
@@ -493,7 +493,7 @@ def log_to_mlflow(tracking_uri: str, report: Path, metrics: Mapping[str, Any], r
     `mlartifacts` folder beside the database (not ./mlruns under the working directory)."""
     from mlflow.entities import Metric
 
-    from jobs.registry import mlflow_client, sqlite_path  # imports mlflow with its telemetry off
+    from lake.registry import mlflow_client, sqlite_path  # imports mlflow with its telemetry off
 
     client = mlflow_client(tracking_uri)
     experiment = client.get_experiment_by_name(EXPERIMENT)

@@ -14,16 +14,15 @@ import socket
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable, write_deltalake
 
-from jobs import delta_io
+from lake import delta_io
 from signals.base import ModelRef
 from signals.contracts import RUNS, STATUS_OK
-
 
 STARTED, SUCCEEDED, NOTHING_TO_DO, FAILED, ABANDONED = "started", "succeeded", "nothing to do", "failed", "abandoned"
 TERMINAL = (SUCCEEDED, NOTHING_TO_DO, FAILED, ABANDONED)
@@ -46,7 +45,7 @@ def active(run_id: str) -> Iterator[None]:
         _active_here.discard(run_id)
 
 
-def _may_be_alive(record: "RunRecord", now: datetime) -> bool:
+def _may_be_alive(record: RunRecord, now: datetime) -> bool:
     if record.run_id in _active_here:
         return True
     host, _, pid = (record.message or "").removeprefix("driver ").rpartition(":")
@@ -121,7 +120,7 @@ def reconcile(root: str, table_roots: Sequence[str]) -> list[RunRecord]:
         return []
     runs = delta_io.read_arrow(root).to_pylist()
     ended = {(r["run_id"], r["signal"]) for r in runs if r["status"] in TERMINAL}
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     open_runs = [record for record in (RunRecord(**{k: v for k, v in r.items() if k != "duration_s"}) for r in runs
                                        if r["status"] == STARTED and (r["run_id"], r["signal"]) not in ended)
                  if not _may_be_alive(record, now)]

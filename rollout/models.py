@@ -12,12 +12,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from jobs.config import Settings
-from jobs.registry import Registry
+from conf.settings import Settings
+from lake.registry import CHALLENGER, CHAMPION, Registry
 from signals.base import ModelRef, Signal
 from signals.catalog import build_signal
-
-CHAMPION, CHALLENGER = "champion", "challenger"
 
 
 def registry_for(settings: Settings) -> Registry:

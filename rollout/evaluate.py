@@ -24,9 +24,9 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable
 from sklearn.metrics import roc_auc_score
 
-from jobs import delta_io
-from jobs.config import Settings
-from jobs.sample_corpus import TRUTH_TABLE
+from conf.settings import Settings
+from lake import delta_io
+from sample_corpus.generate import TRUTH_TABLE
 from signals.contracts import DUPLICATES, LABELS, STATUS_OK
 
 REPORT = Path("reports/eval/latest.json")

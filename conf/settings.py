@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = Path(__file__).resolve().parent  # the YAML profiles sit beside this module (package data)
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -114,7 +114,7 @@ class Settings(_Strict):
         return expanded
 
     @model_validator(mode="after")
-    def _versions_known(self) -> "Settings":
+    def _versions_known(self) -> Settings:
         unversioned = [n for n, s in self.signals.items() if s.model.version is None]
         if not self.registry.enabled and unversioned:
             raise ValueError(f"without the registry every model needs a version; none for {unversioned}")

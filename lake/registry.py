@@ -22,7 +22,7 @@ import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -36,6 +36,8 @@ import mlflow.telemetry  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.entities.model_registry import ModelVersion  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
+
+from lake.ledger import SUCCEEDED, RunRecord, record_runs  # noqa: E402
 
 if mlflow.telemetry.get_telemetry_client() is not None:
     mlflow.telemetry.set_telemetry_client()  # re-reads the setting: no client
@@ -144,7 +146,7 @@ def _canonical(params: Mapping[str, Any]) -> str:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Registry:
@@ -324,7 +326,6 @@ class Registry:
                 old: str | None, new: str, signal: str | None) -> None:
         if ledger_root is None:
             return
-        from jobs.ledger import SUCCEEDED, RunRecord, record_runs
 
         now = _now()
         record_runs(ledger_root, [RunRecord(

@@ -1,13 +1,13 @@
 """Analysts' entry point: every table of the lakehouse as Arrow, pandas or a Spark view.
 
-    from jobs.lakehouse import Lakehouse
+    from lake.lakehouse import Lakehouse
     lh = Lakehouse.from_profile("local")
     lh.pandas("embeddings")                 # latest version
     lh.pandas("embeddings", version=0)      # time travel
     lh.register_views(spark)                # SELECT ... FROM embeddings, embeddings_champion
     lh.champion("embeddings")               # only the rows of each signal's champion version
 
-Reads always go through the Delta log (jobs.delta_io), never by listing folders.
+Reads always go through the Delta log (lake.delta_io), never by listing folders.
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable
 
-from jobs import delta_io
-from jobs.config import load_settings, local_registry_uri
+from conf.settings import load_settings, local_registry_uri
+from lake import delta_io, spark_io
 from signals.contracts import EMBEDDINGS, LABELS
 
 SIGNAL_TABLES = {EMBEDDINGS.name: EMBEDDINGS, LABELS.name: LABELS}
@@ -38,7 +38,7 @@ class Lakehouse:
         self.registry_uri = registry_uri or local_registry_uri(self.root)
 
     @classmethod
-    def from_profile(cls, profile: str = "local", overrides: tuple[str, ...] = ()) -> "Lakehouse":
+    def from_profile(cls, profile: str = "local", overrides: tuple[str, ...] = ()) -> Lakehouse:
         settings = load_settings(profile, overrides)
         return cls(settings.lakehouse_root, settings.registry_uri)
 
@@ -65,12 +65,12 @@ class Lakehouse:
     def pandas(self, name: str, version: int | None = None, filters: Any = None) -> pd.DataFrame:
         return self.arrow(name, version, filters).to_pandas()
 
-    def spark(self, spark: "SparkSession", name: str, version: int | None = None) -> "DataFrame":
-        return delta_io.read_spark(spark, self.path(name), version)
+    def spark(self, spark: SparkSession, name: str, version: int | None = None) -> DataFrame:
+        return spark_io.read_spark(spark, self.path(name), version)
 
     def champions(self, name: str) -> dict[str, str]:
         """signal -> the version its registry alias `champion` names now, for the signals in `name`."""
-        from jobs.registry import Registry
+        from lake.registry import Registry
 
         signals = {f.partition_values["signal"] for f in delta_io.live_files(self.path(name), SIGNAL_TABLES[name])}
         registry = Registry(self.registry_uri)
@@ -84,7 +84,7 @@ class Lakehouse:
         wanted = pa.array([champions[s] for s in rows["signal"].to_pylist()], pa.string())
         return rows.filter(pc.equal(rows["model_version"], wanted))
 
-    def register_views(self, spark: "SparkSession", versions: dict[str, int] | None = None) -> list[str]:
+    def register_views(self, spark: SparkSession, versions: dict[str, int] | None = None) -> list[str]:
         """A temporary view per table, named after it: latest, or the version `versions` gives;
         and `<table>_champion` views of the signal tables, holding champion rows only."""
         from pyspark.sql import functions as F

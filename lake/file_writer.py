@@ -3,7 +3,7 @@ table root and returns one metadata row per file. Nothing here touches the Delta
 
 Files are named by run, stage, partition and attempt, so a failed or speculative attempt never
 overwrites a good file; only the metadata of successful attempts reaches the driver, which
-commits exactly those (`jobs.delta_io.commit_files`). Files of failed attempts are orphans that
+commits exactly those (`lake.delta_io.commit_files`). Files of failed attempts are orphans that
 no reader sees and `vacuum` removes.
 """
 from __future__ import annotations

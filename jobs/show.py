@@ -1,0 +1,84 @@
+"""What the command line prints: a run's outcome, the lakehouse's tables, an evaluation."""
+from __future__ import annotations
+
+import json
+import sys
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import DeltaTable
+from rich.console import Console
+from rich.table import Table
+
+from conf.settings import Settings
+from jobs.engine import RunResult
+from lake.lakehouse import Lakehouse
+from rollout.evaluate import REPORT
+from signals.contracts import DUPLICATES, EMBEDDINGS, LABELS, RUNS
+
+console = Console(width=None if sys.stdout.isatty() else 160)  # logs and pipes keep whole paths
+
+
+def print_result(result: RunResult, settings: Settings) -> None:
+    if result.status == "skipped":
+        console.print(f"run {result.run_id} was already committed (table versions {result.table_versions}): nothing to do")
+        return
+    if not result.table_versions:
+        console.print(f"run {result.run_id}: {result.status} ({result.message}); nothing committed")
+        return
+    committed = ", ".join(f"{settings.table_root(name)} version {v}" for name, v in result.table_versions.items())
+    if not result.outcomes:
+        console.print(f"{result.run_id}: {result.status} -> {committed}")
+        return
+    table = Table(title=f"{result.run_id} -> {committed}")
+    for column in ("signal", "model", "rows computed", "ok", "error"):
+        table.add_column(column, justify="left" if column in ("signal", "model") else "right")
+    for o in result.outcomes:
+        table.add_row(o.signal, f"{o.model.name}@{o.model.version}", str(o.rows_in), str(o.rows_ok), str(o.rows_error))
+    console.print(table)
+
+
+def show(settings: Settings) -> None:
+    """Print every table of the lakehouse, and what the embeddings and the last runs hold."""
+    lakehouse = Lakehouse(settings.lakehouse_root)
+    overview = Table(title=f"lakehouse {lakehouse.root}")
+    for column in ("table", "version", "rows", "path"):
+        overview.add_column(column)
+    for name in lakehouse.tables():
+        dataset = DeltaTable(lakehouse.path(name)).to_pyarrow_dataset()
+        overview.add_row(name, str(lakehouse.version(name)), str(dataset.count_rows()), lakehouse.path(name))
+    console.print(overview)
+    if EMBEDDINGS.name in lakehouse.tables():
+        rows = lakehouse.arrow(EMBEDDINGS.name).select(["signal", "model_version", "status", "dim", "error"])
+        counts = rows.group_by(["signal", "model_version", "status", "dim"]).aggregate([([], "count_all")])
+        summary = Table(title="embeddings by signal, model version and status")
+        for column in counts.column_names:
+            summary.add_column(column)
+        for row in counts.sort_by([("signal", "ascending"), ("status", "ascending")]).to_pylist():
+            summary.add_row(*[str(v) for v in row.values()])
+        console.print(summary)
+        errors = rows.filter(pc.equal(rows["status"], "error"))
+        reasons = pa.table({"reason": pc.utf8_slice_codeunits(errors["error"], 0, 60)}).group_by("reason").aggregate([([], "count_all")])
+        console.print("error reasons:", json.dumps(dict(zip(reasons["reason"].to_pylist(), reasons["count_all"].to_pylist())), indent=1))
+    if LABELS.name in lakehouse.tables():
+        labels = lakehouse.pandas(LABELS.name, filters=pc.field("status") == "ok")
+        decided = labels[labels.decision.eq(True)].groupby(["signal", "label"]).size().sort_values(ascending=False)
+        console.print(f"labels: {labels.content_id.nunique()} items labelled; items per positive decision (top 15):")
+        console.print(decided.head(15).to_string())
+    if DUPLICATES.name in lakehouse.tables():
+        groups = lakehouse.pandas(DUPLICATES.name).groupby("group_id").size()
+        console.print(f"duplicates: {len(groups)} groups; {int((groups > 1).sum())} with copies, "
+                      f"{int(groups[groups > 1].sum() - (groups > 1).sum())} items to drop if consumers keep one per group")
+    if RUNS.name in lakehouse.tables():
+        runs = lakehouse.pandas(RUNS.name).sort_values("finished_at").tail(6)
+        console.print("latest runs:")
+        console.print(runs[["run_id", "signal", "rows_in", "rows_ok", "rows_error", "status", "table_version", "duration_s"]].to_string(index=False))
+
+
+def print_evaluation(result: dict) -> None:
+    table = Table(title=f"evaluation against the corpus truth -> {REPORT}")
+    for column in ("label", "precision", "recall", "roc_auc", "n"):
+        table.add_column(column, justify="left" if column == "label" else "right")
+    for label, m in result["labels"].items():
+        table.add_row(label, *[("-" if m.get(k) is None else f"{m[k]:.3f}") for k in ("precision", "recall", "roc_auc")], str(m["n"]))
+    console.print(table)
