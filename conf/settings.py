@@ -18,6 +18,10 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
+class UsageError(ValueError):
+    """A command, window or setting the user gave that cannot be run: said in one line, no traceback."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -150,7 +154,7 @@ class Settings(_Strict):
 def local_registry_uri(lakehouse_root: str) -> str:
     """The default registry: a sqlite MLflow store in the lakehouse's `_registry` folder."""
     if "://" in lakehouse_root:
-        raise ValueError("a lakehouse on remote storage needs registry.tracking_uri (an MLflow tracking server)")
+        raise UsageError("a lakehouse on remote storage needs registry.tracking_uri (an MLflow tracking server)")
     return f"sqlite:///{lakehouse_root.rstrip('/')}/_registry/mlflow.db"
 
 
@@ -168,7 +172,7 @@ def _override(dotted: str) -> dict[str, Any]:
     A key that itself contains dots goes in brackets: `spark.conf[spark.sql.shuffle.partitions]=4`.
     """
     if "=" not in dotted:
-        raise ValueError(f"override {dotted!r} is not of the form key.path=value")
+        raise UsageError(f"override {dotted!r} is not of the form key.path=value")
     path, raw = dotted.split("=", 1)
     value: Any = yaml.safe_load(raw)
     if isinstance(value, float):

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from pyspark.sql import SparkSession
 
-from conf.settings import Settings
-from jobs.corpus import Window, corpus_root, corpus_row_count
-from jobs.engine import Run, RunResult, already_committed, build_signals, by_output, recorded, run_outcomes, signal_rows, write_and_commit
+from conf.settings import Settings, UsageError
+from jobs.corpus import Window, check_rows, corpus_root, one_row_per_id
+from jobs.engine import Run, RunResult, already_committed, build_signals, by_output, recorded, run_outcomes, signal_rows, tracked, write_and_commit
 from lake import delta_io, spark_io
-from lake.ledger import SUCCEEDED
+from lake.ledger import NOTHING_TO_DO, SUCCEEDED
 from rollout.models import CHAMPION
 from udfs.columns import in_slice
 
@@ -37,18 +37,30 @@ def run_backfill(
     data files it wrote, if any, are never committed, so no reader sees them.
     """
     if not 0 < slice_percent <= 100:
-        raise ValueError(f"slice_percent must be in (0, 100], got {slice_percent}")
+        raise UsageError(f"slice_percent must be in (0, 100], got {slice_percent}")
     corpus = corpus_root(settings)
     run = Run.begin(JOB if role == CHAMPION else f"{JOB}-{role}", run_id)
     signals = build_signals(settings, role)
     done = already_committed(settings, run, signals)
     if done:
         return done
-    with recorded(settings, run, signals, (window.start, window.end)) as finish:
-        items = spark_io.read_spark(spark, corpus, partitions=window.partition_filters())
+    with recorded(settings, run, tracked(signals), (window.start, window.end)) as finish:
+        # every table's commit must conflict with any commit to its partitions since this moment,
+        # before the corpus is read: not since the moment the run got round to that table
+        read_versions = {c: delta_io.ensure_table(settings.table_root(c.name), c).version() for c in by_output(signals)}
+        corpus_version = delta_io.snapshot(corpus).version()  # every phase reads the same corpus
+        rows = spark_io.read_spark(spark, corpus, corpus_version, partitions=window.partition_filters())
+        keys = spark_io.read_spark(spark, corpus, corpus_version).select("content_id", "ds", "updated_at")
+        check = check_rows(rows, keys)
+        items = one_row_per_id(rows, keys)
         if slice_percent < 100:
             items = items.filter(in_slice(slice_percent))
-        rows_in = corpus_row_count(corpus, window) if slice_percent == 100 else items.count()
+        rows_in = check.items if slice_percent == 100 else items.count()
+        if rows_in == 0:
+            result = RunResult(run.run_id, NOTHING_TO_DO, message=" ".join(
+                filter(None, [f"the window {window.start}..{window.end} holds no corpus items: nothing committed.", check.describe()])))
+            finish(result)
+            return result
         versions = {}
         for contract, mine in by_output(signals).items():
             models = {name: s.config.model.version for name, s in mine.items()}
@@ -58,10 +70,10 @@ def run_backfill(
                 expected_items={name: rows_in for name in mine},
                 remove=lambda live, models=models: models.get(live.partition_values["signal"]) == live.partition_values["model_version"]
                 and window.contains(live.partition_values["ds"]),
-                read_version=delta_io.ensure_table(settings.table_root(contract.name), contract).version(),
+                read_version=read_versions[contract],
                 metadata={"window": f"{window.start}..{window.end}", "model_versions": str(models), "role": role,
-                          "slice_percent": str(slice_percent)},
+                          "slice_percent": str(slice_percent), "corpus_version": str(corpus_version)},
             )
-        result = RunResult(run.run_id, SUCCEEDED, versions, run_outcomes(settings, run.run_id, signals))
+        result = RunResult(run.run_id, SUCCEEDED, versions, run_outcomes(settings, run.run_id, signals), check.describe())
         finish(result)
     return result

@@ -19,17 +19,19 @@ import logging
 import os
 import sys
 import time
+import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import yaml
 from pyspark.sql import SparkSession
 
-from conf.settings import Settings, load_settings
+from conf.settings import Settings, UsageError, load_settings
 from jobs.backfill import run_backfill
 from jobs.corpus import Window
 from jobs.dedup import run_dedup
 from jobs.engine import RunResult
+from jobs.failures import explain
 from jobs.refresh import run_refresh
 from jobs.session import build_session
 from jobs.show import console, print_evaluation, print_result, show
@@ -44,7 +46,7 @@ def make_corpus(settings: Settings, n_items: int | None = None, seed: int | None
     """Generate the sample corpus into the profile's lakehouse (skipped if already there)."""
     n_items = settings.sample_corpus.n_items if n_items is None else n_items
     if n_items < 1:
-        raise ValueError(f"a sample corpus needs at least one item, not {n_items}")
+        raise UsageError(f"a sample corpus needs at least one item, not {n_items}")
     seed = settings.sample_corpus.seed if seed is None else seed
     started = time.monotonic()
     where = settings.table_root(CORPUS.name)
@@ -123,7 +125,7 @@ def _compare(settings: Settings, args: argparse.Namespace) -> None:
     registry = registry_for(settings)
     names = args.signals or [n for n in settings.enabled_signals if args.b in registry.aliases(n)]
     if not names:
-        raise ValueError(f"no signal has a {args.b!r} version to compare; register one first (content-signals register)")
+        raise UsageError(f"no signal has a {args.b!r} version to compare; register one first (content-signals register)")
     comparisons = [
         compare_in_lakehouse(settings.lakehouse_root, n, registry.resolve(n, args.a).version, registry.resolve(n, args.b).version)
         for n in names
@@ -184,9 +186,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         run(args)
-    except (FileNotFoundError, ValueError, KeyError) as exc:  # bad configuration or input: say what, no trace
-        console.print(f"[bold red]error:[/] {exc}")
-        return 2
+    except Exception as exc:
+        failure = explain(exc)
+        if failure is None:
+            raise  # a bug: its traceback is what a developer needs
+        console.print(f"[bold red]error:[/] {failure.message}")
+        return failure.status
     return 0
 
 
@@ -199,7 +204,11 @@ def entry() -> None:
     active exception", SIGABRT) after a successful demo. A scheduler would have retried a run
     that had landed. Leaving without the teardown, after flushing what is buffered, makes the
     exit code the command's."""
-    code = main()
+    try:
+        code = main()
+    except Exception:  # noqa: BLE001 - printed whole: an unexpected error is a bug to report
+        traceback.print_exc()
+        code = 1
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -20,16 +20,18 @@ from __future__ import annotations
 
 import functools
 
+from deltalake import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from conf.settings import DedupSettings, Settings
-from jobs.corpus import corpus_root, corpus_row_count
-from jobs.engine import Run, RunResult
+from jobs.corpus import check_rows, corpus_root, one_row_per_id
+from jobs.engine import Run, RunResult, Tracked, recorded
 from jobs.progress import spark_progress
-from lake import delta_io, spark_io
+from lake import delta_io, ledger, spark_io
 from lake.ledger import SUCCEEDED
 from rollout.models import champion_version
+from signals.base import ModelRef
 from signals.contracts import DUPLICATES, EMBEDDINGS, STATUS_ERROR, STATUS_OK
 from udfs.fingerprints import phash_column, simhash_column
 
@@ -39,7 +41,7 @@ MAX_ITERATIONS = 30
 
 def fingerprints(spark: SparkSession, settings: Settings) -> DataFrame:
     """Per corpus item: exact hash, pHash (or the decode error), and the embedding if any."""
-    corpus = spark_io.read_spark(spark, corpus_root(settings))
+    corpus = one_row_per_id(spark_io.read_spark(spark, corpus_root(settings)))
     signal = settings.dedup.embedding_signal
     vectors = (
         spark_io.read_spark(spark, settings.table_root(EMBEDDINGS.name))
@@ -114,31 +116,42 @@ def run_dedup(spark: SparkSession, settings: Settings, run_id: str | None = None
     """Rebuild the duplicates table from the corpus and the embeddings, in one commit."""
     run = Run.begin(JOB, run_id)
     root = settings.table_root(DUPLICATES.name)
-    read_version = delta_io.ensure_table(root, DUPLICATES).version()
-    with spark_progress(spark.sparkContext, "dedup fingerprints and edges"):
-        items = fingerprints(spark, settings).localCheckpoint()
-        links = edges(items, settings.dedup).localCheckpoint()
-        groups = connected_components(items.select("content_id"), links)
-    best = links.select("a", "b", "method", "hamming", "cosine").unionByName(links.select(F.col("b").alias("a"), F.col("a").alias("b"), "method", "hamming", "cosine"))
-    best = best.withColumn("rank", F.row_number().over(Window.partitionBy("a").orderBy(F.col("method") != "exact", F.desc_nulls_last("cosine"), "hamming"))).filter("rank = 1")
-    rows = (
-        items.join(groups, "content_id")
-        .join(best.select(F.col("a").alias("content_id"), F.col("b").alias("matched_id"), F.col("method").alias("match_method"), "hamming", "cosine"), "content_id", "left")
-        .withColumn("group_size", F.count("*").over(Window.partitionBy("group_id")))
-        .withColumn("canonical", F.first("content_id").over(Window.partitionBy("group_id").orderBy("created_at", "content_id")))
-        .select(
-            "content_id", "group_id", "group_size", (F.col("content_id") == F.col("canonical")).alias("is_canonical"),
-            "matched_id", "match_method", F.col("hamming").cast("int"), F.col("cosine").cast("double"), "exact_hash", "phash",
-            F.when(F.col("error").isNull(), STATUS_OK).otherwise(STATUS_ERROR).alias("status"), "error",
-            F.lit(run.run_id).alias("run_id"), F.lit(run.started).alias("computed_at"), "ds",
+    corpus = corpus_root(settings)
+    signal = settings.dedup.embedding_signal
+    embeddings = settings.table_root(EMBEDDINGS.name)
+    if not DeltaTable.is_deltatable(embeddings):
+        raise FileNotFoundError(f"dedup reads the {signal} vectors, and there is no embeddings table at {embeddings} yet: "
+                                "run a backfill first (content-signals backfill)")
+    entry = Tracked(JOB, ModelRef(signal, champion_version(settings, signal)), DUPLICATES.name)
+    with recorded(settings, run, [entry]) as finish:
+        read_version = delta_io.ensure_table(root, DUPLICATES).version()
+        check = check_rows(spark_io.read_spark(spark, corpus))
+        with spark_progress(spark.sparkContext, "dedup fingerprints and edges"):
+            items = fingerprints(spark, settings).localCheckpoint()
+            links = edges(items, settings.dedup).localCheckpoint()
+            groups = connected_components(items.select("content_id"), links)
+        best = links.select("a", "b", "method", "hamming", "cosine").unionByName(links.select(F.col("b").alias("a"), F.col("a").alias("b"), "method", "hamming", "cosine"))
+        best = best.withColumn("rank", F.row_number().over(Window.partitionBy("a").orderBy(F.col("method") != "exact", F.desc_nulls_last("cosine"), "hamming"))).filter("rank = 1")
+        rows = (
+            items.join(groups, "content_id")
+            .join(best.select(F.col("a").alias("content_id"), F.col("b").alias("matched_id"), F.col("method").alias("match_method"), "hamming", "cosine"), "content_id", "left")
+            .withColumn("group_size", F.count("*").over(Window.partitionBy("group_id")))
+            .withColumn("canonical", F.first("content_id").over(Window.partitionBy("group_id").orderBy("created_at", "content_id")))
+            .select(
+                "content_id", "group_id", "group_size", (F.col("content_id") == F.col("canonical")).alias("is_canonical"),
+                "matched_id", "match_method", F.col("hamming").cast("int"), F.col("cosine").cast("double"), "exact_hash", "phash",
+                F.when(F.col("error").isNull(), STATUS_OK).otherwise(STATUS_ERROR).alias("status"), "error",
+                F.lit(run.run_id).alias("run_id"), F.lit(run.started).alias("computed_at"), "ds",
+            )
         )
-    )
-    with spark_progress(spark.sparkContext, "dedup write"):
-        files = spark_io.write_files([spark_io.WriteSource(rows)], root, DUPLICATES, f"part-{run.run_id}")
-    expected = corpus_row_count(corpus_root(settings))
-    written = sum(f.num_items for f in files)
-    if written != expected:
-        raise RuntimeError(f"duplicates: {written} items written for {expected} corpus items; nothing committed")
-    version = delta_io.commit_files(root, DUPLICATES, files, run.app_id, {"job": JOB, "run_id": run.run_id},
-                                    remove=lambda live: True, read_version=read_version)
-    return RunResult(run.run_id, SUCCEEDED, {DUPLICATES.name: version})
+        with spark_progress(spark.sparkContext, "dedup write"):
+            files = spark_io.write_files([spark_io.WriteSource(rows)], root, DUPLICATES, f"part-{run.run_id}")
+        written = sum(f.num_items for f in files)
+        if written != check.items:
+            raise RuntimeError(f"duplicates: {written} items written for {check.items} corpus items; nothing committed")
+        version = delta_io.commit_files(root, DUPLICATES, files, run.app_id, {"job": JOB, "run_id": run.run_id},
+                                        remove=lambda live: True, read_version=read_version)
+        result = RunResult(run.run_id, SUCCEEDED, {DUPLICATES.name: version}, ledger.outcomes_of(root, run.run_id, {JOB: entry.model}),
+                           check.describe())
+        finish(result)
+    return result

@@ -16,14 +16,14 @@ from datetime import UTC, datetime
 
 from pyspark.sql import DataFrame, SparkSession
 
-from conf.settings import Settings
+from conf.settings import Settings, UsageError
 from jobs.progress import spark_progress
 from lake import delta_io, ledger, spark_io
 from lake.ledger import SignalOutcome
 from rollout.models import CHAMPION, resolve_versions
 from signals.base import ModelRef, Signal, SignalConfig
 from signals.catalog import build_signal
-from signals.contracts import EMBEDDINGS, LABELS, RUNS, TableContract
+from signals.contracts import DUPLICATES, EMBEDDINGS, LABELS, RUNS, TableContract
 from signals.table_rows import RowStamp, output_of
 from udfs.rows import evened, output_rows, signal_inputs
 
@@ -74,7 +74,7 @@ def build_signals(settings: Settings, role: str = CHAMPION) -> dict[str, Signal]
         for name, s in settings.enabled_signals.items()
     }
     if not enabled:
-        raise ValueError(f"profile {settings.profile!r} enables no signals")
+        raise UsageError(f"profile {settings.profile!r} enables no signals")
     return resolve_versions(settings, enabled, role)
 
 
@@ -124,32 +124,56 @@ def already_committed(settings: Settings, run: Run, signals: dict[str, Signal]) 
     return RunResult(run.run_id, "skipped", versions)
 
 
-@contextmanager
-def recorded(settings: Settings, run: Run, signals: dict[str, Signal], window: tuple[str | None, str | None] = (None, None)) -> Iterator[Callable[[RunResult], None]]:
-    """Ledger rows for the run: `started` now, then `failed` with the reason if the block
-    raises, or the outcome the block reports through the callable it is given."""
-    root = settings.table_root(RUNS.name)
-    ledger.reconcile(root, [settings.table_root(c.name) for c in (EMBEDDINGS, LABELS)])
+@dataclass(frozen=True)
+class Tracked:
+    """What one ledger row of a run is about: a signal at its model version (or a job's own
+    work, such as dedup's), and the table its rows go to."""
 
-    def rows(status: str, message: str | None = None, result: RunResult | None = None) -> list[ledger.RunRecord]:
-        outcomes = {o.signal: o for o in (result.outcomes if result else [])}
-        versions = result.table_versions if result else {}
-        now = datetime.now(UTC)
-        return [
-            ledger.RunRecord(
-                run.run_id, run.job, name, s.config.model.name, s.config.model.version, window[0], window[1],
-                *((outcomes[name].rows_in, outcomes[name].rows_ok, outcomes[name].rows_error) if name in outcomes else (None, None, None)),
-                status, message, versions.get(output_of(s).name), run.started, now,
-            )
-            for name, s in signals.items()
-        ]
+    name: str
+    model: ModelRef
+    table: str
+
+
+def tracked(signals: dict[str, Signal]) -> list[Tracked]:
+    """The ledger rows of a run of these signals: one per signal."""
+    return [Tracked(name, s.config.model, output_of(s).name) for name, s in signals.items()]
+
+
+LEDGER_TABLES = (EMBEDDINGS, LABELS, DUPLICATES)  # where the runs in the ledger commit
+
+
+@contextmanager
+def recorded(settings: Settings, run: Run, entries: Sequence[Tracked],
+             window: tuple[str | None, str | None] = (None, None)) -> Iterator[Callable[[RunResult], None]]:
+    """Ledger rows for the run: `started` now, then the outcome the block reports through the
+    callable it is given; if the block raises, `failed` with the reason for each entry whose
+    table the run did not commit to, and `succeeded` for those it did (a run that died after
+    its embeddings commit did compute its embeddings)."""
+    root = settings.table_root(RUNS.name)
+    ledger.reconcile(root, [settings.table_root(c.name) for c in LEDGER_TABLES])
+
+    def record(entry: Tracked, status: str, message: str | None, outcome: SignalOutcome | None, version: int | None) -> ledger.RunRecord:
+        counts = (outcome.rows_in, outcome.rows_ok, outcome.rows_error) if outcome else (None, None, None)
+        return ledger.RunRecord(run.run_id, run.job, entry.name, entry.model.name, entry.model.version, window[0], window[1],
+                                *counts, status, message, version, run.started, datetime.now(UTC))
+
+    def finish(result: RunResult) -> None:
+        outcomes = {o.signal: o for o in result.outcomes}
+        ledger.record_runs(root, [record(e, result.status, result.message, outcomes.get(e.name), result.table_versions.get(e.table))
+                                  for e in entries])
 
     with ledger.active(run.run_id):
-        ledger.record_runs(root, rows(ledger.STARTED, ledger.driver_tag()))
+        ledger.record_runs(root, [record(e, ledger.STARTED, ledger.driver_tag(), None, None) for e in entries])
         try:
-            yield lambda result: ledger.record_runs(root, rows(result.status, result.message, result))
+            yield finish
         except BaseException as exc:
-            ledger.record_runs(root, rows(ledger.FAILED, f"{type(exc).__name__}: {exc}"[:2000]))
+            reason = f"{type(exc).__name__}: {exc}"[:2000]
+            rows = []
+            for e in entries:
+                found = ledger.committed_outcome(run.run_id, e.name, e.model, [settings.table_root(e.table)])
+                rows.append(record(e, ledger.SUCCEEDED, f"committed before the run failed ({reason})", *found) if found
+                            else record(e, ledger.FAILED, reason, None, None))
+            ledger.record_runs(root, rows)
             raise
 
 

@@ -36,8 +36,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from conf.settings import Settings
-from jobs.corpus import corpus_root
-from jobs.engine import Run, RunResult, already_committed, build_signals, by_output, recorded, run_outcomes, signal_rows, write_and_commit
+from jobs.corpus import CorpusCheck, check_rows, corpus_root, one_row_per_id
+from jobs.engine import Run, RunResult, already_committed, build_signals, by_output, recorded, run_outcomes, signal_rows, tracked, write_and_commit
 from lake import delta_io, spark_io
 from lake.ledger import NOTHING_TO_DO, SUCCEEDED
 from signals.base import Signal
@@ -128,6 +128,7 @@ class Plan:
     todo_items: DataFrame  # signal, content_id of every item to compute
     stale: DataFrame  # KEY of every stale item
     cached: tuple[DataFrame, ...]
+    corpus_check: CorpusCheck | None = None  # what the corpus rule skipped among the rows compared
 
     @property
     def empty(self) -> bool:
@@ -156,7 +157,10 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
     hashes = {_hash_column(s): input_hash_column(s) for s in signals.values()}
     corpus_root, corpus_version = corpus
     changed = None if scope.since is None else {unquote(f.path) for f in scope.added}
-    items = spark_io.read_spark(spark, corpus_root, corpus_version, only=changed)
+    keys = spark_io.read_spark(spark, corpus_root, corpus_version).select("content_id", "ds", "updated_at")
+    rows = spark_io.read_spark(spark, corpus_root, corpus_version, only=changed)
+    corpus_check = check_rows(rows, keys)
+    items = one_row_per_id(rows, keys)
     current = items.select("content_id", "ds", *[expr.alias(name) for name, expr in hashes.items()]).persist()
     stored = spark_io.read_spark(spark, root, read_version).select(*KEY, "input_hash", F.input_file_name().alias("file"))
     if scope.since is not None:  # only the stored rows of items in changed files can be stale or missing
@@ -192,6 +196,7 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
         todo_items=todo_items.select("signal", "content_id"),
         stale=annotated.filter("stale").select(*KEY),
         cached=(current, annotated, todo_items),
+        corpus_check=corpus_check,
     )
 
 
@@ -230,7 +235,8 @@ def apply_plan(spark: SparkSession, settings: Settings, run: Run, plan: Plan, co
         kept = spark_io.read_spark(spark, root, plan.read_version, only=rewritten).join(plan.stale, KEY, "left_anti")
         sources.append(spark_io.WriteSource(kept))
     if plan.todo_days:
-        items = spark_io.read_spark(spark, *corpus, partitions=[("ds", "in", list(plan.todo_days))])
+        keys = spark_io.read_spark(spark, *corpus).select("content_id", "ds", "updated_at")
+        items = one_row_per_id(spark_io.read_spark(spark, *corpus, partitions=[("ds", "in", list(plan.todo_days))]), keys)
         sources += [
             signal_rows(items.join(_small(plan.todo_items.filter(F.col("signal") == n).select("content_id"), plan.todo[n]),
                                    "content_id", "left_semi"), s, settings, run, plan.todo[n])
@@ -276,13 +282,16 @@ def run_refresh(spark: SparkSession, settings: Settings, run_id: str | None = No
 def _apply_plans(spark: SparkSession, settings: Settings, run: Run, signals: dict[str, Signal], plans: list[Plan],
                  corpus: tuple[str, int]) -> RunResult:
     compared = "; ".join(f"{plan.contract.name}: {plan.scope.describe()}" for plan in plans)
-    if all(plan.empty for plan in plans):
-        return RunResult(run.run_id, NOTHING_TO_DO, message=f"the tables already match the corpus (compared {compared})")
-    with recorded(settings, run, signals) as finish:
-        versions = {plan.contract.name: apply_plan(spark, settings, run, plan, corpus) for plan in plans if not plan.empty}
-        computed = sum(sum(plan.todo.values()) for plan in plans)
-        dropped = sum(s for plan in plans for _, s in plan.rewritten.values())
-        result = RunResult(run.run_id, SUCCEEDED, versions, run_outcomes(settings, run.run_id, signals),
-                           f"computed {computed} items, dropped {dropped} stale items (compared {compared})")
+    skipped = next((plan.corpus_check.describe() for plan in plans if plan.corpus_check and plan.corpus_check.skipped), None)
+    with recorded(settings, run, tracked(signals)) as finish:
+        if all(plan.empty for plan in plans):
+            result = RunResult(run.run_id, NOTHING_TO_DO,
+                               message=" ".join(filter(None, [f"the tables already match the corpus (compared {compared})", skipped])))
+        else:
+            versions = {plan.contract.name: apply_plan(spark, settings, run, plan, corpus) for plan in plans if not plan.empty}
+            computed = sum(sum(plan.todo.values()) for plan in plans)
+            dropped = sum(s for plan in plans for _, s in plan.rewritten.values())
+            result = RunResult(run.run_id, SUCCEEDED, versions, run_outcomes(settings, run.run_id, signals),
+                               " ".join(filter(None, [f"computed {computed} items, dropped {dropped} stale items (compared {compared})", skipped])))
         finish(result)
     return result

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -37,8 +38,18 @@ FILE_METADATA_SCHEMA = pa.schema(
 )
 
 
+SAFE_PARTITION_VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
 def partition_path(contract: TableContract, values: dict[str, str]) -> str:
-    """Hive-style folder of a partition, e.g. `signal=text_embedding/model_version=1/ds=2026-11-20`."""
+    """Hive-style folder of a partition, e.g. `signal=text_embedding/model_version=1/ds=2026-11-20`.
+
+    Only plain ASCII values: Spark decodes a folder's percent-encoding byte by byte, so any other
+    value would be read back as a different partition (the jobs skip corpus rows whose `ds` is
+    not a day before they get here; this refuses whatever else slips through)."""
+    bad = {name: values[name] for name in contract.partition_by if not SAFE_PARTITION_VALUE.match(str(values[name] or ""))}
+    if bad:
+        raise ValueError(f"{contract.name}: partition values {bad} are not plain ASCII names; nothing written")
     return "/".join(f"{name}={quote(values[name], safe='')}" for name in contract.partition_by)
 
 

@@ -102,15 +102,35 @@ def record_runs(root: str, records: Sequence[RunRecord]) -> None:
 
 def outcomes_of(table_root: str, run_id: str, models: Mapping[str, ModelRef]) -> list[SignalOutcome]:
     """Items, ok items and error items each signal of `run_id` has in the table (an item has
-    one row per label in the labels table, so items are counted, not rows)."""
-    rows = delta_io.read_arrow(table_root, filters=pc.field("run_id") == run_id).select(["signal", "content_id", "status"])
+    one row per label in the labels table, so items are counted, not rows). A table without a
+    `signal` column (duplicates) counts all the run's rows for each name asked."""
+    rows = delta_io.read_arrow(table_root, filters=pc.field("run_id") == run_id)
+    if "signal" not in rows.column_names:
+        rows = rows.append_column("signal", pa.array([None] * rows.num_rows, pa.string()))
+    rows = rows.select(["signal", "content_id", "status"])
     items = rows.group_by(["signal", "status"]).aggregate([("content_id", "count_distinct")]).to_pylist()
     count = {(r["signal"], r["status"]): r["content_id_count_distinct"] for r in items}
     outcomes = []
     for name, model in models.items():
-        ok, error = count.get((name, STATUS_OK), 0), count.get((name, "error"), 0)
+        ok, error = 0, 0
+        for signal in (name, None):  # None: a table without a signal column
+            ok, error = ok + count.get((signal, STATUS_OK), 0), error + count.get((signal, "error"), 0)
         outcomes.append(SignalOutcome(name, model, ok + error, ok, error))
     return outcomes
+
+
+def committed_outcome(run_id: str, signal: str, model: ModelRef, table_roots: Sequence[str]) -> tuple[SignalOutcome, int] | None:
+    """What run `run_id` committed for `signal` (its outcome and the table version), or None if
+    none of the tables holds rows of it from that run: a commit of the run to another table
+    (the embeddings, before a kill) does not count for a label signal."""
+    app_id = f"content-signals/{run_id}"
+    for root in table_roots:
+        if not delta_io.committed(root, app_id):
+            continue
+        outcome = outcomes_of(root, run_id, {signal: model})[0]
+        if outcome.rows_in:
+            return outcome, delta_io.version_of_commit(root, app_id)
+    return None
 
 
 def reconcile(root: str, table_roots: Sequence[str]) -> list[RunRecord]:
@@ -126,15 +146,12 @@ def reconcile(root: str, table_roots: Sequence[str]) -> list[RunRecord]:
                  if not _may_be_alive(record, now)]
     closed = []
     for record in open_runs:
-        app_id = f"content-signals/{record.run_id}"
-        model = {record.signal: ModelRef(record.model_name, record.model_version)}
-        found = sorted(((outcomes_of(t, record.run_id, model)[0], t) for t in table_roots if delta_io.committed(t, app_id)),
-                       key=lambda found: -found[0].rows_in)  # the table holding this signal's rows first
+        found = committed_outcome(record.run_id, record.signal, ModelRef(record.model_name, record.model_version), table_roots)
         if found:
-            outcome, table_root = found[0]
+            outcome, version = found
             closed.append(replace(record, status=SUCCEEDED, message="recovered: committed before the run died",
                                   rows_in=outcome.rows_in, rows_ok=outcome.rows_ok, rows_error=outcome.rows_error,
-                                  table_version=delta_io.version_of_commit(table_root, app_id, search=1000), finished_at=now))
+                                  table_version=version, finished_at=now))
         else:
             closed.append(replace(record, status=ABANDONED, message="died before committing; its files were never visible",
                                   finished_at=now))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from conf.settings import Settings
+from conf.settings import Settings, UsageError
 from lake.registry import CHALLENGER, CHAMPION, Registry
 from signals.base import ModelRef, Signal
 from signals.catalog import build_signal
@@ -50,5 +50,5 @@ def resolve_versions(settings: Settings, signals: dict[str, Signal], role: str =
         params = {k: v for k, v in model.params.items() if k != "kind"}
         resolved[name] = build_signal(conf.kind, replace(signal.config, model=ModelRef(conf.model.name, model.version), params=params))
     if not resolved:
-        raise ValueError(f"no enabled signal has a {role!r} version in the registry; register one first")
+        raise UsageError(f"no enabled signal has a {role!r} version in the registry; register one first")
     return resolved

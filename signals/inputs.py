@@ -47,7 +47,7 @@ class TextInput:
 
     def sort_keys(self, frame: pd.DataFrame) -> list[int]:
         """Characters of title and description: a cheap stand-in for the token count."""
-        return [sum(len(v) for v in (t, d) if isinstance(v, str)) for t, d in zip(frame["title"].tolist(), frame["description"].tolist())]
+        return [sum(len(v) for v in (t, d) if isinstance(v, str | bytes)) for t, d in zip(frame["title"].tolist(), frame["description"].tolist())]
 
     def fields(self, row: Mapping[str, Any]) -> list[str]:
         """Title and description separately, each normalised like `text`; blank ones left out."""

@@ -8,14 +8,31 @@ from signals.decode import InputError
 FIELD_SEPARATOR = "\n"
 
 
-def compose_text(title: str | None, description: str | None, max_chars: int = 4096) -> str:
-    """Title and description as one NFC-normalised text, truncated; InputError if nothing is left.
+def field_text(value: str | bytes | None, name: str) -> str | None:
+    """A text field as str. Spark hands text to the workers as bytes, so that a row whose text is
+    not valid UTF-8 is that row's InputError instead of a failure of the whole Arrow batch."""
+    if value is None or isinstance(value, str):
+        return value
+    try:
+        return bytes(value).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{name} is not valid UTF-8 (byte {exc.start})") from exc
+
+
+def compose_text(title: str | bytes | None, description: str | bytes | None, max_chars: int = 4096) -> str:
+    """Title and description as one NFC-normalised text, truncated; InputError if nothing is left
+    or if it cannot be written as UTF-8 (a lone surrogate).
 
     Truncating characters before tokenising keeps a 100k-character description from costing
     more than the model will read anyway (the tokenizer truncates to its own limit after).
     """
-    parts = [unicodedata.normalize("NFC", p).strip() for p in (title, description) if p is not None]
+    fields = (field_text(title, "title"), field_text(description, "description"))
+    parts = [unicodedata.normalize("NFC", p).strip() for p in fields if p is not None]
     text = FIELD_SEPARATOR.join(p for p in parts if p)
     if not text:
         raise InputError("text is empty (no title or description)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(f"text is not valid Unicode (character {exc.start} is a lone surrogate)") from exc
     return text[:max_chars]

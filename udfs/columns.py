@@ -51,7 +51,13 @@ def result_column(signal: Signal, prefetch: int = 2, torch_threads: int = 1) -> 
     def compute(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         yield from run_in_worker(signal, frames, prefetch, torch_threads)
 
-    return compute(F.struct(*[F.col(c) for c in signal.input_columns]))
+    return compute(F.struct(*input_columns(signal)))
+
+
+def input_columns(signal: Signal) -> list[Column]:
+    """The signal's input columns as its workers receive them: text as bytes, so that text that
+    is not valid UTF-8 reaches the signal (an error row) instead of failing Arrow's conversion."""
+    return [F.col(c).cast("binary").alias(c) if signal.input_kind == "text" else F.col(c) for c in signal.input_columns]
 
 
 def in_slice(percent: int) -> Column:

@@ -17,7 +17,7 @@ from pyspark.sql import DataFrame
 
 from signals.base import Signal
 from signals.table_rows import KEY_COLUMNS, RowStamp, output_of, table_rows
-from udfs.columns import input_hash_column
+from udfs.columns import input_columns, input_hash_column
 from udfs.worker import run_in_worker
 
 RowsFunction = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
@@ -26,7 +26,7 @@ RowsFunction = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
 def signal_inputs(corpus: DataFrame, signal: Signal) -> DataFrame:
     """The corpus columns `output_rows` reads: the item's key columns (input hash computed in
     the JVM) and the signal's inputs."""
-    return corpus.select("content_id", "ds", input_hash_column(signal).alias("input_hash"), *signal.input_columns)
+    return corpus.select("content_id", "ds", input_hash_column(signal).alias("input_hash"), *input_columns(signal))
 
 
 def evened(frame: DataFrame, partitions_per_slot: int, rows: int, rows_per_partition: int) -> DataFrame:

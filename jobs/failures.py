@@ -1,0 +1,54 @@
+"""What the command line says when a command fails: one message and a distinct exit status for
+the failures a user or a scheduler can act on; a traceback for anything else, which is a bug.
+
+Exit statuses: 2 the command or its configuration is wrong (nothing ran); 3 another run changed
+the same partitions meanwhile (nothing committed: run again); 4 the lakehouse is damaged (a
+table's log or data file is unreadable: the message says how to heal it).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from deltalake.exceptions import DeltaError
+from pydantic import ValidationError
+
+from conf.settings import UsageError
+from lake.delta_io import CommitConflict
+from lake.registry import RegistryError
+
+BAD_INPUT, CONFLICT, DAMAGED = 2, 3, 4
+_DATA_FILE = re.compile(r"(?P<table>[A-Za-z0-9_]+)/(?:[a-z_]+=[^/\s]+/)*?ds=(?P<ds>\d{4}-\d{2}-\d{2})/[^\s'\"]+\.parquet")
+_LOG_FILE = re.compile(r"(?P<table>[A-Za-z0-9_]+)/_delta_log/(?P<entry>\d+\.json)")
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A failure explained: the exit status and what to tell the user."""
+
+    status: int
+    message: str
+
+
+def explain(exc: BaseException) -> Failure | None:
+    """The failure as the user should see it, or None for an unexpected error (a bug)."""
+    if isinstance(exc, UsageError | ValidationError | FileNotFoundError | RegistryError):
+        return Failure(BAD_INPUT, str(exc))
+    if isinstance(exc, CommitConflict):
+        return Failure(CONFLICT, f"{exc} (exit {CONFLICT}: safe to retry)")
+    text = f"{type(exc).__name__}: {exc}"
+    log = _LOG_FILE.search(text)
+    if isinstance(exc, DeltaError) and log:
+        return Failure(DAMAGED, f"the Delta log of table {log['table']!r} cannot be read at {log['entry']} ({_first_line(exc)}). "
+                                "A commit file was truncated or edited: restore it from a backup, or remove it if it is the "
+                                "newest entry and its run is not recorded as succeeded in the runs table, then re-run.")
+    data_file = _DATA_FILE.search(text)
+    if data_file and ("FileNotFound" in text or "No such file" in text or "not found" in text.lower()):
+        day = data_file["ds"]
+        return Failure(DAMAGED, f"a data file of table {data_file['table']!r} for day {day} is missing ({data_file[0]}). "
+                                f"A backfill of that day writes it again: content-signals backfill --start {day} --end {day}")
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__

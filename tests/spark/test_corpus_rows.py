@@ -1,0 +1,110 @@
+"""Corpus rows that are wrong never break a job (issue #16): duplicate and null ids, days that
+are not dates, text that is not UTF-8. The jobs apply the documented rule (jobs.corpus) and
+report what they skipped; every table keeps one row per key."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from conftest import CHEAP_SIGNALS, settings_for
+from deltalake import DeltaTable, write_deltalake
+
+from jobs.backfill import run_backfill
+from jobs.corpus import Window
+from jobs.dedup import run_dedup
+from jobs.refresh import run_refresh
+from lake import delta_io
+from signals.contracts import CORPUS
+
+pytestmark = pytest.mark.spark
+
+NOT_UTF8 = b"caf\xed\xa0\x80 title"  # a lone surrogate as Java would write it: not UTF-8
+
+
+def _with_bad_title(table: pa.Table, content_id: str) -> pa.Table:
+    """`table` with the title of `content_id` replaced by bytes that are not UTF-8 (pyarrow
+    refuses to build such a string from Python, so the array is built from its buffers)."""
+    titles = [t.encode() if t is not None else b"" for t in table["title"].to_pylist()]
+    titles = [NOT_UTF8 if cid == content_id else t for cid, t in zip(table["content_id"].to_pylist(), titles)]
+    offsets = [0]
+    for t in titles:
+        offsets.append(offsets[-1] + len(t))
+    array = pa.Array.from_buffers(pa.string(), len(titles), [None, pa.array(offsets, pa.int32()).buffers()[1], pa.py_buffer(b"".join(titles))])
+    return table.set_column(table.schema.get_field_index("title"), "title", array)
+
+
+@pytest.fixture(scope="module")
+def crafted(corpus_lakehouse, tmp_path_factory):
+    """A lakehouse whose corpus holds 12 sample items plus: a newer copy of one id on the same
+    day, an older copy of another id on another day, a null id, a day that is not a date, and
+    a title that is not UTF-8."""
+    sample = DeltaTable(corpus_lakehouse.root).to_pyarrow_table().sort_by("content_id").slice(0, 12)
+    rows = sample.to_pylist()
+    newer, older = dict(rows[0]), dict(rows[1])
+    newer.update(title="the newer copy wins", updated_at=rows[0]["updated_at"] + timedelta(days=1))
+    older.update(title="the older copy loses", ds="2020-01-01", updated_at=rows[1]["updated_at"] - timedelta(days=1))
+    null_id = {**rows[2], "content_id": None}
+    bad_day = {**rows[3], "content_id": "bad-day", "ds": "2026-11-2\u00e9"}
+    schema = pa.schema([f.with_nullable(True) for f in CORPUS.schema])  # a corpus someone else owns may allow null ids
+    table = pa.Table.from_pylist([*rows, newer, older, null_id, bad_day], schema=schema)
+    table = _with_bad_title(table, rows[4]["content_id"])
+    lakehouse = tmp_path_factory.mktemp("crafted") / "lakehouse"
+    write_deltalake(str(lakehouse / "corpus"), table, partition_by=["ds"])
+    settings = settings_for(lakehouse, *CHEAP_SIGNALS)
+    return settings, rows
+
+
+def test_backfill_keeps_one_row_per_id_and_reports_what_it_skipped(spark, crafted):
+    settings, rows = crafted
+    result = run_backfill(spark, settings)
+    assert result.status == "succeeded"
+    assert "skipped 4 corpus rows" in result.message
+    # (the day is reported as Spark read it back from its folder name: garbled, which is why it is skipped)
+    assert "1 with a null content_id" in result.message and "1 whose ds is not a day" in result.message
+    assert rows[0]["content_id"] in result.message and rows[1]["content_id"] in result.message
+    ids = sorted(r["content_id"] for r in rows)
+    for table in ("embeddings", "labels"):
+        got = DeltaTable(settings.table_root(table)).to_pyarrow_table()
+        for signal in set(got["signal"].to_pylist()):
+            mine = got.filter(pc.equal(got["signal"], signal))
+            assert sorted(set(mine["content_id"].to_pylist())) == ids, (table, signal)
+            assert "2026-11-2\u00e9" not in mine["ds"].to_pylist()
+    embeddings = {(r["content_id"], r["signal"]): r for r in DeltaTable(settings.table_root("embeddings")).to_pyarrow_table().to_pylist()}
+    assert embeddings[(rows[1]["content_id"], "text_embedding")]["ds"] == rows[1]["ds"]  # the older copy's day is not used
+    bad_text = embeddings[(rows[4]["content_id"], "text_embedding")]
+    assert bad_text["status"] == "error" and "not valid UTF-8" in bad_text["error"]
+    assert embeddings[(rows[4]["content_id"], "image_embedding")]["status"] == "ok"
+
+
+def test_the_newer_copy_is_the_one_computed(spark, crafted):
+    settings, rows = crafted
+    from signals.hashing import text_input_hash
+
+    embeddings = {(r["content_id"], r["signal"]): r for r in DeltaTable(settings.table_root("embeddings")).to_pyarrow_table().to_pylist()}
+    assert embeddings[(rows[0]["content_id"], "text_embedding")]["input_hash"] == text_input_hash("the newer copy wins", rows[0]["description"])
+
+
+def test_a_window_never_computes_an_id_whose_newer_row_is_outside_it(spark, crafted):
+    settings, rows = crafted
+    result = run_backfill(spark, settings, window=Window("2020-01-01", "2020-01-01"))
+    assert result.status == "nothing to do" and "no corpus items" in result.message
+
+
+def test_refresh_and_dedup_apply_the_same_rule_and_are_in_the_ledger(spark, crafted):
+    settings, rows = crafted
+    refreshed = run_refresh(spark, settings)
+    assert refreshed.status in ("succeeded", "nothing to do")
+    again = run_refresh(spark, settings)
+    assert again.status == "nothing to do"
+    deduped = run_dedup(spark, settings)
+    duplicates = DeltaTable(settings.table_root("duplicates")).to_pyarrow_table()
+    assert sorted(duplicates["content_id"].to_pylist()) == sorted(r["content_id"] for r in rows)
+    assert "skipped 4 corpus rows" in deduped.message
+    runs = delta_io.read_arrow(settings.table_root("runs")).to_pylist()
+    by_run = {(r["run_id"], r["status"]) for r in runs}
+    assert (again.run_id, "nothing to do") in by_run
+    assert (deduped.run_id, "succeeded") in by_run
+    dedup_row = next(r for r in runs if r["run_id"] == deduped.run_id and r["status"] == "succeeded")
+    assert dedup_row["rows_in"] == len(rows) and dedup_row["table_version"] is not None
