@@ -40,10 +40,10 @@ def keep_freed_heap() -> bool:
 
     By default glibc maps each allocation above a few MB on its own and unmaps it at free, and
     gives the heap's top back early: a CPU forward pass frees its activations every batch and
-    the next batch faults them in again, page by page. Measured on EfficientNet-Lite0 (one
-    thread, batches of 32), that was a third of the worker's CPU time in the kernel and 1.4x the
-    time per image. With every allocation served from the heap and nothing given back at free,
-    the next batch reuses the same pages; `HeapTrimmer` bounds what the heap may keep."""
+    the next batch faults them in again, page by page: an image model's CPU worker spent much of
+    its time in the kernel doing that (docs/history.md). With every allocation served from the
+    heap and nothing given back at free, the next batch reuses the same pages; `HeapTrimmer`
+    bounds what the heap may keep."""
     libc = _libc()
     if libc is None or not hasattr(libc, "mallopt"):
         return False
@@ -65,9 +65,8 @@ class HeapTrimmer:
     partition nor the job. Settling again after a trim is what keeps trims rare: when the
     working set legitimately outgrows the first batches (a warm-up's or a refresh's small ones
     came first), one trim lifts the level to it; a fixed level trimmed after every batch, and
-    each trim's page faults cost that batch about a sixth of its time (benchmark workers: 31
-    trims in 31 batches, 750k page faults, 15% fewer images per second). A no-op without glibc
-    or /proc.
+    each trim's page faults cost that batch a good part of its time (docs/history.md). A no-op
+    without glibc or /proc.
     """
 
     _levels: ClassVar[dict[int, list[float]]] = {}  # models loaded -> [batches left to settle, level MB]

@@ -52,7 +52,7 @@ class _Prepared:
 
 
 def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """The frame's rows as dicts (what `frame.to_dict("records")` gives, about 5x cheaper)."""
+    """The frame's rows as dicts (what `frame.to_dict("records")` gives, several times cheaper)."""
     names = list(frame.columns)
     columns = [frame[name].tolist() for name in names]
     return [dict(zip(names, values)) for values in zip(*columns)]

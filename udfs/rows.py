@@ -34,7 +34,7 @@ def evened(frame: DataFrame, partitions_per_slot: int, rows: int, rows_per_parti
     than `rows_per_partition` (a model batch) where rows allow; 0: the scan's partitions, always.
 
     A small job split by files runs unevenly: its last tasks run while the other cores idle
-    (about 10% of a local run), so it is range-partitioned by (ds, content_id): each task stays
+    (docs/history.md), so it is range-partitioned by (ds, content_id): each task stays
     on few days and writes few files. A tiny one (a daily refresh's new items) is coalesced:
     sixteen near-empty tasks cost more than its model time. A job with enough partitions keeps
     its scan's partitions: no shuffle of its rows."""

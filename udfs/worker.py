@@ -28,7 +28,7 @@ def attach_worker(signal: Signal, torch_threads: int) -> None:
     worker make the C heap keep freed memory (signals.device.keep_freed_heap: the next batch
     reuses the pages the last one freed instead of faulting them in again). Not for a signal
     that pads each batch to its longest text: its activations change size every batch, and a
-    heap that keeps them fragments (the worker's peak grew 9% from 1x to 4x the corpus)."""
+    heap that keeps them fragments and the worker's peak grows with the corpus (docs/history.md)."""
     configure_threads(torch_threads)
     signal.load(task_gpu_addresses())
     if keeps_freed_heap(signal):
@@ -44,8 +44,8 @@ def batches_ahead(signal: Signal, prefetch: int) -> int:
     """Batches a task prepares ahead on a background thread: `prefetch` where the model runs on
     a GPU (the CPU decodes while the GPU computes), none on a CPU. There each task's model
     already keeps its cores busy (`torch_threads` per task slot), and a preparing thread only
-    takes turns with it for the cores and the GIL: image embedding, 960 items, four rounds in
-    fresh sessions, 63-78 images/s inline against 59-71 prefetched, inline ahead in every round."""
+    takes turns with it for the cores and the GIL: inline was ahead in every paired round
+    (docs/history.md)."""
     return prefetch if signal.device is not None and signal.device.type == "cuda" else 0
 
 

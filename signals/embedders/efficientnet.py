@@ -55,10 +55,8 @@ class OneDnnPointwiseConv(torch.nn.Module):
     PyTorch sends a 1x1 convolution of fewer than 16 images on one thread to its own im2col +
     GEMM path instead of oneDNN's (aten Convolution.cpp, `use_mkldnn`: "THNN is faster when
     single-threaded"). A CPU worker is exactly that: one thread, batch 8. Where that GEMM is slow
-    it dominates the model: on an AMD EPYC (AVX-512) machine the 32 pointwise convolutions of
-    EfficientNet-Lite0 took 55% of a single-threaded forward pass; through oneDNN one process
-    went 70 -> 91 images/s and two concurrent ones 128 -> 169 (a process with two threads, which
-    gets oneDNN anyway: 184). Outputs agree to about 1e-5."""
+    it dominates the model (on an AMD EPYC with AVX-512: docs/history.md). Outputs agree to
+    about 1e-5."""
 
     def __init__(self, conv: torch.nn.Conv2d) -> None:
         super().__init__()

@@ -177,8 +177,7 @@ def _resize_and_crop_fn() -> Callable[..., None]:
 
     Compiled, the whole loop is one call that runs without the GIL; in Python every image's
     few tensor calls release and retake it, and on a GPU worker whose prepare threads hold the
-    GIL that wait, not the device, sets the pace (ViT-B-32 from JPEG bytes on an H200, paired
-    rounds: 4,081 and 4,102 images/s with the Python loop, 4,727 and 4,259 compiled).
+    GIL that wait, not the device, sets the pace (the paired rounds are in docs/history.md).
     torch.jit.script is deprecated; the Python loop computes the same tensors where it is gone."""
     try:
         with warnings.catch_warnings():

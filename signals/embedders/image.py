@@ -191,7 +191,7 @@ class ImageEmbedder(ImageInput, Embedder):
         cannot use, and the heap creeps up), and the GPU reuses its tuned kernels. The padding
         rows' outputs are dropped. A smaller batch (a tiny job's only one) runs as it is.
         Channels-last on every device: cuDNN's and oneDNN's convolutions run fastest with it
-        (EfficientNet-Lite0 on one CPU thread: 43-45 -> 53-56 images/s; ViT-B-32 unchanged)."""
+        (docs/history.md)."""
         if all(t.device.type == "cpu" for t in prepared):
             batch = self.to_device(torch.stack(prepared))
         else:

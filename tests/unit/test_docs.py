@@ -1,0 +1,96 @@
+"""The documentation stays true to the repository: the README is short, every path the docs name
+exists, and docs/design.md covers every package of the layout (the layers of .importlinter)."""
+from __future__ import annotations
+
+import configparser
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+README_MAX_LINES = 200
+PATH_SUFFIXES = (".py", ".md", ".yaml", ".ipynb")
+# Folders the commands create (gitignored): named in the docs, never in a checkout.
+GENERATED = ("reports/", "benchmarks/results/", "lakehouse/", "lakehouse-eval/", ".venv/")
+# Documents whose paths must exist now. docs/history.md is left out: it may name files as they were.
+CHECKED_DOCS = ("README.md", "docs/design.md", "docs/environment.md", "benchmarks/README.md")
+
+FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
+INLINE_CODE = re.compile(r"`([^`\n]+)`")
+
+
+def named_paths(markdown: str) -> list[str]:
+    """What a Markdown text names as repository paths in inline code: spans without spaces that
+    contain `/` or end in .py/.md/.yaml/.ipynb; URLs, templates (`<...>`), absolute and home paths,
+    dotted names (`udfs.rows.evened`, `a.b=c`) and generated folders are not repository paths.
+    In fenced blocks, the words that end in one of those suffixes (`jobs/cli.py` after spark-submit)."""
+    names = [span for span in INLINE_CODE.findall(FENCE.sub("", markdown))]
+    for block in FENCE.findall(markdown):
+        names += [word for word in block.split() if word.endswith(PATH_SUFFIXES)]
+    paths = []
+    for name in names:
+        name = name.strip().rstrip(".,:;)").removeprefix("./")
+        if any(c in name for c in " <>*=$~") or "://" in name or name.startswith(("/", "-")):
+            continue
+        if not ("/" in name or name.endswith(PATH_SUFFIXES)):
+            continue
+        if name.startswith(GENERATED) or name.rstrip("/") + "/" in GENERATED:
+            continue
+        paths.append(name)
+    return paths
+
+
+def exists(name: str) -> bool:
+    """A file or folder, or a module named without `.py` (`lake/file_writer`), or a module and a
+    name it defines (`signals/runner.run_signal`: `def run_signal` in signals/runner.py)."""
+    if (REPO / name).exists() or (REPO / f"{name}.py").exists():
+        return True
+    folder, _, last = name.rpartition("/")
+    module, _, attribute = last.partition(".")
+    source = REPO / folder / f"{module}.py"
+    if not attribute or not source.is_file():
+        return False
+    defined = re.compile(rf"^\s*(def|class)\s+{re.escape(attribute)}\b|^{re.escape(attribute)}\s*[:=]", re.MULTILINE)
+    return bool(defined.search(source.read_text()))
+
+
+def missing_paths(markdown: str) -> list[str]:
+    return sorted({p for p in named_paths(markdown) if not exists(p)})
+
+
+def layout_packages() -> list[str]:
+    """The top-level packages of the layout: the root packages .importlinter checks."""
+    config = configparser.ConfigParser()
+    config.read(REPO / ".importlinter")
+    return config["importlinter"]["root_packages"].split()
+
+
+def test_readme_is_short() -> None:
+    lines = (REPO / "README.md").read_text().splitlines()
+    assert len(lines) < README_MAX_LINES, f"README.md has {len(lines)} lines: move detail to docs/"
+
+
+def test_readme_names_make_test() -> None:
+    assert "make test" in (REPO / "README.md").read_text()  # the CI hook and a newcomer's first command
+
+
+@pytest.mark.parametrize("doc", CHECKED_DOCS)
+def test_every_path_a_doc_names_exists(doc: str) -> None:
+    assert (REPO / doc).exists(), f"{doc} is missing"
+    assert missing_paths((REPO / doc).read_text()) == [], f"{doc} names paths that do not exist"
+
+
+def test_design_names_every_package_of_the_layout() -> None:
+    design = (REPO / "docs" / "design.md").read_text()
+    packages = layout_packages()
+    assert {"signals", "conf", "udfs", "lake", "rollout", "sample_corpus", "jobs", "benchmarks"} <= set(packages)
+    assert [p for p in packages if f"`{p}/`" not in design] == []
+
+
+def test_the_path_checks_can_fail() -> None:
+    """The path check on texts that break it: a moved file, a notebook gone, a bare file name."""
+    assert missing_paths("see `jobs/delta_io.py` and `lake/delta_io.py`") == ["jobs/delta_io.py"]
+    assert missing_paths("```bash\npython notebooks/gone.ipynb\n```") == ["notebooks/gone.ipynb"]
+    assert missing_paths("`base.py`, `conf/<profile>.yaml`, `s3://b/x`, `udfs.rows.evened`, `reports/eval`") == ["base.py"]
+    assert missing_paths("`signals/runner.run_signal`, `lake/file_writer`, `signals/runner.no_such`") == ["signals/runner.no_such"]
