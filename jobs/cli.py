@@ -182,12 +182,21 @@ def run(args: argparse.Namespace) -> None:
         print_evaluation(run_evaluation(settings))
 
 
+def _lakehouse_of(args: argparse.Namespace) -> str | None:
+    """The lakehouse the command used, if its settings load (for a failure's diagnosis)."""
+    try:
+        root = load_settings(args.profile, args.overrides).lakehouse_root
+    except Exception:  # noqa: BLE001 - the failure being explained may be the settings themselves
+        return None
+    return None if "://" in root else root
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         run(args)
     except Exception as exc:
-        failure = explain(exc)
+        failure = explain(exc, _lakehouse_of(args))
         if failure is None:
             raise  # a bug: its traceback is what a developer needs
         console.print(f"[bold red]error:[/] {failure.message}")

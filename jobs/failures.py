@@ -7,8 +7,10 @@ table's log or data file is unreadable: the message says how to heal it).
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from deltalake.exceptions import DeltaError
 from pydantic import ValidationError
@@ -19,7 +21,7 @@ from lake.registry import RegistryError
 
 BAD_INPUT, CONFLICT, DAMAGED = 2, 3, 4
 _DATA_FILE = re.compile(r"(?P<table>[A-Za-z0-9_]+)/(?:[a-z_]+=[^/\s]+/)*?ds=(?P<ds>\d{4}-\d{2}-\d{2})/[^\s'\"]+\.parquet")
-_LOG_FILE = re.compile(r"(?P<table>[A-Za-z0-9_]+)/_delta_log/(?P<entry>\d+\.json)")
+_LOG_ERROR = re.compile(r"json|parse|truncated|invalid log", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -30,24 +32,38 @@ class Failure:
     message: str
 
 
-def explain(exc: BaseException) -> Failure | None:
+def explain(exc: BaseException, lakehouse_root: str | None = None) -> Failure | None:
     """The failure as the user should see it, or None for an unexpected error (a bug)."""
-    if isinstance(exc, UsageError | ValidationError | FileNotFoundError | RegistryError):
-        return Failure(BAD_INPUT, str(exc))
-    if isinstance(exc, CommitConflict):
-        return Failure(CONFLICT, f"{exc} (exit {CONFLICT}: safe to retry)")
     text = f"{type(exc).__name__}: {exc}"
-    log = _LOG_FILE.search(text)
-    if isinstance(exc, DeltaError) and log:
-        return Failure(DAMAGED, f"the Delta log of table {log['table']!r} cannot be read at {log['entry']} ({_first_line(exc)}). "
-                                "A commit file was truncated or edited: restore it from a backup, or remove it if it is the "
-                                "newest entry and its run is not recorded as succeeded in the runs table, then re-run.")
     data_file = _DATA_FILE.search(text)
     if data_file and ("FileNotFound" in text or "No such file" in text or "not found" in text.lower()):
         day = data_file["ds"]
         return Failure(DAMAGED, f"a data file of table {data_file['table']!r} for day {day} is missing ({data_file[0]}). "
                                 f"A backfill of that day writes it again: content-signals backfill --start {day} --end {day}")
+    if isinstance(exc, UsageError | ValidationError | FileNotFoundError | RegistryError):
+        return Failure(BAD_INPUT, str(exc))
+    if isinstance(exc, CommitConflict):
+        return Failure(CONFLICT, f"{exc} (exit {CONFLICT}: safe to retry)")
+    if isinstance(exc, DeltaError) and _LOG_ERROR.search(text):
+        broken = unreadable_log_entries(lakehouse_root) if lakehouse_root else []
+        where = ", ".join(broken) if broken else "a table of the lakehouse"
+        return Failure(DAMAGED, f"the Delta log of {where} cannot be read ({_first_line(exc)}). A commit file was truncated "
+                                "or edited: restore it from a backup, or, if it is a table's newest entry and its run is not "
+                                "recorded as succeeded in the runs table, remove it; then run the command again.")
     return None
+
+
+def unreadable_log_entries(lakehouse_root: str) -> list[str]:
+    """The commit files of the lakehouse's tables that are not JSON lines (local lakehouses only)."""
+    broken = []
+    for entry in sorted(Path(lakehouse_root).glob("*/_delta_log/*.json")):
+        try:
+            for line in entry.read_text().splitlines():
+                if line.strip():
+                    json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            broken.append(str(entry))
+    return broken
 
 
 def _first_line(exc: BaseException) -> str:

@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -50,7 +49,7 @@ def partition_path(contract: TableContract, values: dict[str, str]) -> str:
     bad = {name: values[name] for name in contract.partition_by if not SAFE_PARTITION_VALUE.match(str(values[name] or ""))}
     if bad:
         raise ValueError(f"{contract.name}: partition values {bad} are not plain ASCII names; nothing written")
-    return "/".join(f"{name}={quote(values[name], safe='')}" for name in contract.partition_by)
+    return "/".join(f"{name}={values[name]}" for name in contract.partition_by)
 
 
 @dataclass

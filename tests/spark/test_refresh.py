@@ -106,18 +106,18 @@ def test_only_new_and_changed_items_are_computed_and_takedowns_vanish_from_every
     assert history[0]["job"] == "refresh" and int(history[0]["stale_items"]) == 0
 
 
-@pytest.mark.parametrize("die_at", ["write_files", "commit_files"])
-def test_a_run_that_dies_before_its_commit_is_finished_by_the_next(spark, two_lakehouses, monkeypatch, die_at):
+@pytest.mark.parametrize("module, die_at", [(spark_io, "write_files"), (delta_io, "commit_files")], ids=["write", "commit"])
+def test_a_run_that_dies_before_its_commit_is_finished_by_the_next(spark, two_lakehouses, monkeypatch, module, die_at):
     settings, reference = two_lakehouses
-    real = getattr(delta_io, die_at)
+    real = getattr(module, die_at)
 
     def dies(*args, **kwargs):  # in commit_files: the data files are written, the commit never made
         raise KeyboardInterrupt(f"killed in {die_at}")
 
-    monkeypatch.setattr(delta_io, die_at, dies)
+    monkeypatch.setattr(module, die_at, dies)
     with pytest.raises(KeyboardInterrupt):
         run_refresh(spark, settings)
-    monkeypatch.setattr(delta_io, die_at, real)
+    monkeypatch.setattr(module, die_at, real)
     assert delta_io.read_arrow(settings.table_root("embeddings")).num_rows == 0  # nothing half-written is visible
     run_refresh(spark, settings)
     run_backfill(spark, reference)
@@ -166,7 +166,7 @@ def _race(monkeypatch, spark, first_settings, first_window, second_settings, sec
             run_backfill(spark, second_settings, second_window)
         return files
 
-    monkeypatch.setattr(delta_io, "write_files", write_then_let_the_other_commit)
+    monkeypatch.setattr(spark_io, "write_files", write_then_let_the_other_commit)
     return lambda: run_backfill(spark, first_settings, first_window)
 
 

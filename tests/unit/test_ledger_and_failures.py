@@ -1,0 +1,101 @@
+"""The run ledger tells the truth after partial commits, and the failures an operator can act
+on are explained (lake.ledger, jobs.failures, jobs.corpus.Window), on real delta-rs tables."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+from deltalake.exceptions import DeltaError
+from test_delta_io import make_rows, write
+
+from conf.settings import UsageError
+from jobs.corpus import Window
+from jobs.failures import BAD_INPUT, CONFLICT, DAMAGED, explain
+from lake import delta_io, ledger
+from lake.delta_io import CommitConflict
+from signals.base import ModelRef
+from signals.contracts import EMBEDDINGS
+
+NOW = dt.datetime(2026, 11, 20, 6, tzinfo=dt.UTC)
+
+
+def _started(run_id: str, signal: str) -> ledger.RunRecord:
+    """A `started` row of a run whose driver (a pid that is not alive here) died."""
+    dead = max(os.getpid() + 1_000_000, 4_000_000)
+    return ledger.RunRecord(run_id, "backfill", signal, "m", "1", None, None, None, None, None, ledger.STARTED,
+                            f"driver {os.uname().nodename}:{dead}", None, NOW, NOW)
+
+
+def test_a_run_killed_after_its_embeddings_commit_is_succeeded_for_those_and_abandoned_for_its_labels(tmp_path: Path) -> None:
+    embeddings, labels, runs = (str(tmp_path / name) for name in ("embeddings", "labels", "runs"))
+    run_id = "backfill-killed"
+    rows = make_rows(run_id=run_id, per_slice=3)
+    version = delta_io.commit_files(embeddings, EMBEDDINGS, write(embeddings, rows), f"content-signals/{run_id}", {"run_id": run_id})
+    ledger.record_runs(runs, [_started(run_id, "image_embedding"), _started(run_id, "image_safety")])
+    closed = {r.signal: r for r in ledger.reconcile(runs, [embeddings, labels])}
+    assert closed["image_embedding"].status == ledger.SUCCEEDED
+    assert closed["image_embedding"].rows_in == len({r["content_id"] for r in rows if r["signal"] == "image_embedding"})
+    assert closed["image_embedding"].table_version == version
+    assert closed["image_safety"].status == ledger.ABANDONED and closed["image_safety"].rows_in is None
+
+
+def test_committed_outcome_counts_only_the_signals_own_rows(tmp_path: Path) -> None:
+    root = str(tmp_path / "embeddings")
+    rows = make_rows(run_id="r1", per_slice=4)
+    committed = delta_io.commit_files(root, EMBEDDINGS, write(root, rows), "content-signals/r1", {})
+    outcome, version = ledger.committed_outcome("r1", "text_embedding", ModelRef("m", "1"), [root])
+    mine = [r for r in rows if r["signal"] == "text_embedding"]
+    assert (outcome.rows_in, outcome.rows_ok, outcome.rows_error, version) == (
+        len(mine), sum(r["status"] == "ok" for r in mine), sum(r["status"] == "error" for r in mine), committed)
+    assert ledger.committed_outcome("r1", "image_safety", ModelRef("m", "1"), [root]) is None
+    assert ledger.committed_outcome("r2", "text_embedding", ModelRef("m", "1"), [root]) is None
+
+
+@pytest.mark.parametrize("start, end, reason", [
+    ("2026/11/19", None, "not a day"), ("2026-11-31", None, "not a day"), (None, "yesterday", "not a day"),
+    ("2026-11-20", "2026-11-19", "ends (2026-11-19) before it starts"),
+])
+def test_bad_windows_are_refused_before_any_work(start: str | None, end: str | None, reason: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(reason)):
+        Window(start, end)
+    assert explain(UsageError(reason)).status == BAD_INPUT
+
+
+def test_a_conflict_says_it_is_safe_to_retry() -> None:
+    failure = explain(CommitConflict("embeddings changed in 1 of this run's partitions"))
+    assert failure.status == CONFLICT and "safe to retry" in failure.message
+
+
+def test_a_truncated_log_entry_is_a_damaged_lakehouse_with_what_to_do(tmp_path: Path) -> None:
+    root = str(tmp_path / "embeddings")
+    for n in (1, 2):
+        delta_io.commit_files(root, EMBEDDINGS, write(root, make_rows(run_id=f"r{n}", per_slice=1)), f"app/{n}", {})
+    entry = Path(root) / "_delta_log" / f"{2:020d}.json"
+    entry.write_bytes(entry.read_bytes()[: len(entry.read_bytes()) // 2])
+    with pytest.raises(DeltaError) as caught:
+        DeltaTable(root).to_pyarrow_table()
+    failure = explain(caught.value, str(tmp_path))
+    assert failure is not None and failure.status == DAMAGED, caught.value
+    assert str(entry) in failure.message and "restore" in failure.message
+
+
+def test_a_deleted_data_file_is_healed_by_a_backfill_of_its_day(tmp_path: Path) -> None:
+    root = str(tmp_path / "embeddings")
+    files = write(root, make_rows(per_slice=2))
+    delta_io.commit_files(root, EMBEDDINGS, files, "app/1", {})
+    gone = next(f for f in files if f.partition_values["ds"] == "2026-11-20")
+    (Path(root) / gone.path).unlink()
+    with pytest.raises(Exception) as caught:  # noqa: PT011 - whichever reader error the store gives
+        delta_io.read_arrow(root)
+    failure = explain(caught.value)
+    assert failure is not None and failure.status == DAMAGED, caught.value
+    assert "backfill --start 2026-11-20 --end 2026-11-20" in failure.message
+
+
+def test_an_unexpected_error_is_left_to_its_traceback() -> None:
+    assert explain(KeyError("signal")) is None
+    assert explain(ValueError("bug")) is None
