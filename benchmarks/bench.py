@@ -13,7 +13,9 @@ memory of the Python workers at both sizes. Finally a full backfill (both embedd
 corpus of `--refresh-items` against jobs.refresh.run_refresh after adding 1% new items: the first
 refresh after the backfill (it compares the whole corpus), then the next day's (only the files
 added since: the daily run, which the target is checked on). Where CUDA is available (or with
---gpu on), benchmarks.gpu runs last: open_clip ViT-B-32 from JPEG bytes on the GPU path.
+--gpu on), benchmarks.gpu runs next: open_clip ViT-B-32 from JPEG bytes on the GPU path. Last,
+benchmarks.hostile: each class of hostile image through the image signal's prepare, one fresh
+process per class, its peak memory and slowest image against the per-task budget ("hostile").
 
 Every Spark session is warmed up first (Python workers started, model loaded in them, one small
 job of the arm) and that time is excluded from all arms alike; the raw loop's model load and
@@ -49,7 +51,7 @@ def _worker_env() -> dict[str, str]:
 for _name, _value in _worker_env().items():
     os.environ.setdefault(_name, _value)
 
-from benchmarks import arms, stages  # noqa: E402
+from benchmarks import arms, hostile, stages  # noqa: E402
 from benchmarks.corpus import add_new_items, copy_lakehouse, write_corpus  # noqa: E402
 from benchmarks.memory import CpuShare  # noqa: E402
 from benchmarks.report import format_table, summarise  # noqa: E402
@@ -76,6 +78,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workdir", type=Path, default=None, help="where corpora and outputs go (default: a temp folder, removed after)")
     p.add_argument("--gpu", choices=("auto", "on", "off"), default="auto",
                    help="also run benchmarks.gpu (open_clip ViT-B-32 from JPEG bytes on the GPU path): auto = where CUDA is available")
+    p.add_argument("--hostile", choices=("on", "off"), default="on", help="also run benchmarks.hostile (hostile images through prepare)")
     return p.parse_args(argv)
 
 
@@ -289,6 +292,10 @@ class Bench:
         report = summarise(results, refresh)
         if self.args.gpu == "on" or (self.args.gpu == "auto" and _cuda_available()):
             report["gpu"] = self.bench_gpu()
+        if self.args.hostile == "on":
+            self.log("hostile images: python -m benchmarks.hostile (one process per class)")
+            report["hostile"] = hostile.run()
+            self.log(f"hostile images: {report['hostile']['summary']}")
         report.update({
             "machine": machine(),
             "corpus": {"generator": "sample_corpus.generate.generate_corpus", "seed": self.args.seed,

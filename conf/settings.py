@@ -13,6 +13,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from signals.decode import DecodeLimits
+
 CONF_DIR = Path(__file__).resolve().parent  # the YAML profiles sit beside this module (package data)
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -49,6 +51,14 @@ class SignalSettings(_Strict):
     device: str = Field("auto", pattern="^(auto|cpu|cuda)$")
     challenger: str = "challenger"  # the registry alias a shadow / canary run computes
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("params")
+    @classmethod
+    def _no_decode_limits(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """Decode limits are the top-level `decode:` section's alone: params can come from the registry."""
+        if "decode_limits" in params:
+            raise ValueError("decode limits are set in the top-level `decode:` section, not in a signal's params")
+        return params
 
 
 class SparkSettings(_Strict):
@@ -91,6 +101,28 @@ class DedupSettings(_Strict):
     simhash_seed: int = 0
 
 
+class DecodeSettings(_Strict):
+    """Limits on every image any signal or job decodes (signals.decode.DecodeLimits documents the
+    memory and time they guarantee); shipped to each signal outside its params."""
+
+    max_bytes: int = Field(DecodeLimits.max_bytes, gt=0)
+    max_pixels: int = Field(DecodeLimits.max_pixels, gt=0)
+    max_decode_bytes: int = Field(DecodeLimits.max_decode_bytes, gt=0)
+    max_aspect: float = Field(DecodeLimits.max_aspect, ge=1)
+    max_resized_pixels: int = Field(DecodeLimits.max_resized_pixels, gt=0)
+    min_side: int = Field(DecodeLimits.min_side, ge=1)
+    formats: tuple[str, ...] = DecodeLimits.formats
+
+    @model_validator(mode="after")
+    def _valid_limits(self) -> DecodeSettings:
+        self.limits  # noqa: B018 - DecodeLimits checks the formats
+        return self
+
+    @property
+    def limits(self) -> DecodeLimits:
+        return DecodeLimits(**self.model_dump())
+
+
 class RegistrySettings(_Strict):
     """The MLflow model registry: a sqlite store inside the lakehouse unless a URI is given."""
 
@@ -106,6 +138,7 @@ class Settings(_Strict):
     prefetch: int = Field(2, ge=0)
     sample_corpus: SampleCorpusSettings = SampleCorpusSettings()
     dedup: DedupSettings = DedupSettings()
+    decode: DecodeSettings = DecodeSettings()
     registry: RegistrySettings = RegistrySettings()
     signals: dict[str, SignalSettings]
 

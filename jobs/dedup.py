@@ -7,7 +7,9 @@ pairs: items are bucketed by LSH bands of two 64-bit fingerprints, the image's p
 SimHash of its embedding (from the embeddings table), and only items sharing a bucket are
 compared. A pair is an edge when the bytes are equal, or the pHashes are at most
 `max_hamming` bits apart, or at most `confirm_hamming` apart with embeddings at cosine
-`confirm_cosine` or more, or the embeddings alone reach `min_cosine`. Groups are the connected
+`confirm_cosine` or more, or the embeddings alone reach `min_cosine`. A flat image (one colour) gets
+no pHash edge: all flat images share one meaningless pHash (signals.labels.perceptual_hash), so
+they are duplicates only by their bytes or their embeddings. Groups are the connected
 components of the edges (min-label propagation, a few iterations for star-shaped groups).
 Buckets over `max_bucket` items are skipped, so the work stays near linear in the corpus.
 
@@ -40,7 +42,7 @@ MAX_ITERATIONS = 30
 
 
 def fingerprints(spark: SparkSession, settings: Settings) -> DataFrame:
-    """Per corpus item: exact hash, pHash (or the decode error), and the embedding if any."""
+    """Per corpus item: exact hash, pHash and flatness (or the decode error), and the embedding if any."""
     corpus = one_row_per_id(spark_io.read_spark(spark, corpus_root(settings)))
     signal = settings.dedup.embedding_signal
     vectors = (
@@ -50,10 +52,11 @@ def fingerprints(spark: SparkSession, settings: Settings) -> DataFrame:
         .select("content_id", "vector")
     )
     hashed = corpus.select("content_id", "ds", "created_at", F.sha2("image", 256).alias("exact_hash"),
-                           phash_column(F.col("image")).alias("p"))
+                           phash_column(F.col("image"), settings.decode.limits).alias("p"))
     return (
         hashed.join(vectors, "content_id", "left")
-        .select("content_id", "ds", "created_at", "exact_hash", F.col("p.phash").alias("phash"), F.col("p.error").alias("error"),
+        .select("content_id", "ds", "created_at", "exact_hash", F.col("p.phash").alias("phash"), F.col("p.flat").alias("flat"),
+                F.col("p.error").alias("error"),
                 "vector", simhash_column(F.col("vector"), settings.dedup.simhash_seed).alias("simhash"))
     )
 
@@ -77,15 +80,16 @@ def _candidates(items: DataFrame, hash_column: str, rules: DedupSettings) -> Dat
 
 
 def edges(items: DataFrame, rules: DedupSettings) -> DataFrame:
-    """Duplicate edges (a, b, method, hamming, cosine) between items."""
+    """Duplicate edges (a, b, method, hamming, cosine) between items; a flat image's pHash links nothing."""
+    items = items.withColumn("edge_phash", F.when(~F.coalesce(F.col("flat"), F.lit(False)), F.col("phash")))
     exact = items.filter(F.col("exact_hash").isNotNull()).withColumn("anchor", F.min("content_id").over(Window.partitionBy("exact_hash")))
     exact_edges = exact.filter(F.col("content_id") != F.col("anchor")).select(F.col("anchor").alias("a"), F.col("content_id").alias("b"))
-    pairs = functools.reduce(DataFrame.unionByName, [exact_edges, _candidates(items, "phash", rules), _candidates(items, "simhash", rules)]).distinct()
+    pairs = functools.reduce(DataFrame.unionByName, [exact_edges, _candidates(items, "edge_phash", rules), _candidates(items, "simhash", rules)]).distinct()
     left, right = items.alias("l"), items.alias("r")
     scored = pairs.join(left, F.col("a") == F.col("l.content_id")).join(right, F.col("b") == F.col("r.content_id")).select(
         "a", "b",
         (F.col("l.exact_hash") == F.col("r.exact_hash")).alias("exact"),
-        F.bit_count(F.col("l.phash").bitwiseXOR(F.col("r.phash"))).alias("hamming"),
+        F.bit_count(F.col("l.edge_phash").bitwiseXOR(F.col("r.edge_phash"))).alias("hamming"),
         F.aggregate(F.zip_with("l.vector", "r.vector", lambda x, y: x * y), F.lit(0.0), lambda acc, v: acc + v).alias("cosine"),
     )
     method = (

@@ -70,7 +70,8 @@ def build_signals(settings: Settings, role: str = CHAMPION) -> dict[str, Signal]
     """The enabled signals of the profile at the model versions `role` resolves to in the
     registry, configured (not loaded) on the driver."""
     enabled = {
-        name: build_signal(s.kind, SignalConfig(name, ModelRef(s.model.name, s.model.version or "unresolved"), s.batch_size, s.device, s.params))
+        name: build_signal(s.kind, SignalConfig(name, ModelRef(s.model.name, s.model.version or "unresolved"), s.batch_size, s.device, s.params,
+                                           decode=settings.decode.limits))
         for name, s in settings.enabled_signals.items()
     }
     if not enabled:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import torch
 
 from signals import model_cache
+from signals.decode import DecodeLimits
 from signals.device import select_device
 from signals.profiling import stage_times
 
@@ -47,13 +48,18 @@ class RowError:
 
 @dataclass(frozen=True)
 class SignalConfig:
-    """Everything a signal needs, resolved on the driver and shipped to workers."""
+    """Everything a signal needs, resolved on the driver and shipped to workers.
+
+    `decode` comes from the configuration's `decode:` section alone, never from `params`, which
+    a model's registry entry may override: whoever writes the registry does not set the limits
+    that protect every executor."""
 
     signal: str
     model: ModelRef
     batch_size: int = 32
     device: str = "auto"
     params: Mapping[str, Any] = field(default_factory=dict)
+    decode: DecodeLimits = field(default_factory=DecodeLimits)
 
 
 class Signal(ABC):

@@ -1,12 +1,18 @@
 """Image decoding with safe limits.
 
-Corpus bytes come from users: corrupt, truncated, empty, not images at all, or headers that
-claim billions of pixels. Decoding must turn each of these into an `InputError` with a reason
-(which becomes an error row) and never hang, exhaust memory or kill the worker.
+Corpus bytes come from users: corrupt, truncated, empty, not images at all, headers that claim
+billions of pixels, formats that run other programs (EPS starts Ghostscript), containers whose
+header lies about what they hold (an ICO that declares 16x16 and holds a 9000x9000 PNG), thin
+strips that the model's resize blows up to gigabytes. Decoding must turn each of these into an
+`InputError` with a reason (which becomes an error row) and never hang, exhaust memory or kill
+the worker: every check that can be made from the header is made before any pixel is decoded,
+and any exception of the decoding itself (PIL's EXIF parser raises struct.error and TypeError on
+malformed tags) becomes an InputError too.
 """
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -15,6 +21,23 @@ from PIL import Image, ImageFile, ImageOps
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never a half-grey image
 
+# Formats whose header states the size that decoding produces (the first frame of a GIF, WebP or
+# TIFF): the only ones the limits can be checked for before decoding. ICO, ICNS, PSD, EPS, ... are
+# not among them: their header size is not what is decoded, or decoding runs another program.
+DECODABLE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+
+# Peak bytes per pixel that `decode_image` holds for an image of each mode PIL opens: PIL's own
+# storage (1 byte a pixel for one 8-bit band, 2 for 16-bit, 4 for everything else), plus the
+# conversion to RGB (4 bytes a pixel), plus a second copy where an EXIF rotation transposes it.
+MODE_BYTES_PER_PIXEL = {
+    "1": 9, "L": 9, "P": 9,  # 1 + 4 (RGB) + 4 (rotated RGB); P with transparency goes through RGBA: 1 + 4 + 4
+    "I;16": 11, "I;16B": 11, "I;16L": 11, "I;16N": 11,  # 2 + 2 (array) + 1 (8-bit) + 4 (RGB) + 2 (rotated source)
+    "RGB": 9, "YCbCr": 9,  # 4 + 4 (rotated) + the JPEG decoder's buffers
+    "RGBA": 12, "LA": 12, "PA": 12, "CMYK": 12, "LAB": 12, "HSV": 12,  # 4 + 4 (rotated) + 4 (RGB)
+    "I": 17, "F": 17,  # 4 + 4 (array) + 1 + 4 (RGB) + 4 (rotated source)
+}
+_UNKNOWN_MODE_BYTES = 17
+
 
 class InputError(ValueError):
     """A row's input cannot be used; the message is the reason recorded on its error row."""
@@ -22,15 +45,91 @@ class InputError(ValueError):
 
 @dataclass(frozen=True)
 class DecodeLimits:
-    """Bounds checked before any pixel is decoded."""
+    """Bounds on an image, checked from its header before any pixel is decoded.
+
+    Budget the defaults guarantee, per image, on one core: decoding and the model's preprocessing
+    hold at most about `max_decode_bytes` (192 MiB) beyond the worker's baseline whatever the mode,
+    because each mode is charged its peak bytes per pixel (MODE_BYTES_PER_PIXEL): an 8-bit RGB
+    JPEG may have 22M pixels (5760x3840), a 16-bit grey PNG 18M, an RGBA PNG 16M, never 8000x8000;
+    and they take under 2 s (the worst image of each hostile class and the largest images
+    allowed are measured by `make bench`, benchmarks/hostile.py). No side may be more than
+    `max_aspect` times the other, and a model's resize of the short side to N (N x N*aspect
+    pixels) may give at most `max_resized_pixels`: a 2x40000 strip resized to 224 would be
+    224x4480000 (3 GB). Only `formats` are opened at all. A consumer's own working copy of the
+    decoded image comes on top (the quality labeler's float luminance: 6 bytes a pixel).
+    """
 
     max_bytes: int = 32 * 1024 * 1024
-    max_pixels: int = 64 * 1024 * 1024
+    max_pixels: int = 24_000_000
+    max_decode_bytes: int = 192 * 1024 * 1024
+    max_aspect: float = 20.0
+    max_resized_pixels: int = 4 * 1024 * 1024
     min_side: int = 1
+    formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
+
+    def __post_init__(self) -> None:
+        formats = tuple(f.upper() for f in self.formats)
+        unknown = sorted(set(formats) - set(DECODABLE_FORMATS))
+        if unknown:
+            raise ValueError(f"decode formats {unknown} cannot be limited before decoding; choose from {', '.join(DECODABLE_FORMATS)}")
+        if self.max_aspect < 1:
+            raise ValueError(f"max_aspect must be at least 1, not {self.max_aspect}")
+        object.__setattr__(self, "formats", formats)
 
 
-def decode_image(data: bytes | None, limits: DecodeLimits = DecodeLimits()) -> Image.Image:
-    """Decode bytes into an RGB PIL image, or raise InputError saying why not."""
+def check_size(width: int, height: int, mode: str, limits: DecodeLimits) -> None:
+    """Raise InputError when an image of this header size and mode is outside `limits`."""
+    if width * height > limits.max_pixels:
+        raise InputError(f"image claims {width}x{height} pixels, over the {limits.max_pixels} pixel limit")
+    if min(width, height) < limits.min_side:
+        raise InputError(f"image is {width}x{height}, under the minimum side {limits.min_side}")
+    if max(width, height) > limits.max_aspect * min(width, height):
+        raise InputError(f"image is {width}x{height}, an aspect ratio over the {limits.max_aspect:g}:1 limit")
+    cost = width * height * MODE_BYTES_PER_PIXEL.get(mode, _UNKNOWN_MODE_BYTES)
+    if cost > limits.max_decode_bytes:
+        raise InputError(f"image is {width}x{height} {mode}: decoding needs {cost} bytes, over the {limits.max_decode_bytes} byte limit")
+
+
+def check_resized(width: int, height: int, short_side: int | None, limits: DecodeLimits) -> None:
+    """Raise InputError when resizing the short side to `short_side` (a model's preprocessing)
+    would make an image of more than `limits.max_resized_pixels`."""
+    if short_side is None:
+        return
+    long_side = math.ceil(short_side * max(width, height) / min(width, height))
+    if short_side * long_side > limits.max_resized_pixels:
+        raise InputError(f"image is {width}x{height}: resized to a short side of {short_side} it would be "
+                         f"{short_side}x{long_side}, over the {limits.max_resized_pixels} pixel limit")
+
+
+def image_format(prefix: bytes) -> str | None:
+    """The format PIL would read these first bytes as (by the formats' signatures), opening nothing."""
+    Image.init()
+    for name in Image.ID:
+        accept = Image.OPEN[name][1]
+        try:
+            if accept is not None and accept(prefix):
+                return name
+        except Exception:  # noqa: BLE001 - a signature check that fails is no match
+            continue
+    return None
+
+
+def _open(data: bytes, limits: DecodeLimits) -> ImageFile.ImageFile:
+    """The image opened (header only) by one of the allowed formats, or InputError saying why not."""
+    try:
+        return Image.open(io.BytesIO(data), formats=list(limits.formats))
+    except Image.UnidentifiedImageError:
+        found = image_format(data[:16])
+        if found is not None and found not in limits.formats:
+            raise InputError(f"format {found} not allowed (allowed: {', '.join(limits.formats)})") from None
+        raise InputError("not a recognised image format") from None
+
+
+def decode_image(data: bytes | None, limits: DecodeLimits = DecodeLimits(), resize_short_side: int | None = None) -> Image.Image:
+    """Decode bytes into an RGB PIL image, or raise InputError saying why not.
+
+    `resize_short_side`: the size the caller's preprocessing resizes the short side to, whose
+    result must stay within `limits.max_resized_pixels`."""
     if data is None:
         raise InputError("image is null")
     if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -42,35 +141,46 @@ def decode_image(data: bytes | None, limits: DecodeLimits = DecodeLimits()) -> I
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(bytes(data)))
+            image = _open(bytes(data), limits)
             width, height = image.size
-            if width * height > limits.max_pixels:
-                raise InputError(f"image claims {width}x{height} pixels, over the {limits.max_pixels} pixel limit")
-            if min(width, height) < limits.min_side:
-                raise InputError(f"image is {width}x{height}, under the minimum side {limits.min_side}")
+            check_size(width, height, image.mode, limits)
+            check_resized(width, height, resize_short_side, limits)
             image.load()
+            if image.size != (width, height):
+                raise InputError(f"image decoded to {image.width}x{image.height}, not the {width}x{height} its header claims")
+            return to_rgb(ImageOps.exif_transpose(image))
     except InputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InputError(f"image too large: {exc}") from exc
-    except Image.UnidentifiedImageError as exc:
-        raise InputError("not a recognised image format") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except (OSError, SyntaxError, EOFError) as exc:
         raise InputError(f"image is corrupt or truncated: {exc}") from exc
-    return to_rgb(ImageOps.exif_transpose(image))
+    except Exception as exc:  # noqa: BLE001 - whatever PIL raises on hostile bytes is this row's error
+        raise InputError(f"image is corrupt: {type(exc).__name__}: {exc}") from exc
+
+
+def _scale_16_bit(image: Image.Image) -> Image.Image:
+    """A 16-bit (or 32-bit integer) grey image as 8-bit grey: 0..65535 onto 0..255, rounded."""
+    values = np.asarray(image)
+    out = np.empty(values.shape, dtype=np.uint8)
+    rows = max(1, (1 << 20) // max(1, values.shape[1]))  # about a million pixels a step: no full-size temporaries
+    for top in range(0, values.shape[0], rows):
+        block = np.clip(values[top : top + rows].astype(np.int64), 0, 65535)
+        out[top : top + rows] = (block + 128) // 257  # round(v / 257): v / 257 is never exactly halfway
+    return Image.fromarray(out, mode="L")
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Convert any PIL mode to 8-bit RGB: alpha over white, 16-bit scaled (not clipped) to 8 bits."""
     if image.mode == "RGB":
         return image
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.clip(np.asarray(image, dtype=np.float64), 0, 65535) / 257.0  # 16-bit range onto 8 bits
-        return Image.fromarray(np.rint(array).astype(np.uint8), mode="L").convert("RGB")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        return _scale_16_bit(image).convert("RGB")
     if image.mode == "F":
         return Image.fromarray(np.clip(np.asarray(image), 0, 255).astype(np.uint8), mode="L").convert("RGB")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+        white = Image.new("RGB", rgba.size, (255, 255, 255))
+        white.paste(rgba, mask=rgba)  # alpha over white, without a second RGBA copy
+        return white
     return image.convert("RGB")

@@ -1,6 +1,7 @@
 """The inputs every signal reads, declared and decoded in one place.
 
-Image signals read the `image` column through `decode_image` with the configured limits, and
+Image signals read the `image` column through `decode_image` with the configured limits
+(`SignalConfig.decode`, from the configuration's `decode:` section), and
 text signals read title + description through `compose_text`, so an input that is an error
 row for one signal is an error row for all of them.
 """
@@ -14,7 +15,7 @@ import pandas as pd
 from PIL import Image
 
 from signals.base import InputKind, SignalConfig
-from signals.decode import DecodeLimits, InputError, decode_image
+from signals.decode import InputError, decode_image
 from signals.text import compose_text
 
 
@@ -25,9 +26,15 @@ class ImageInput:
     input_columns: ClassVar[tuple[str, ...]] = ("image",)
     config: SignalConfig
 
+    @property
+    def resize_short_side(self) -> int | None:
+        """The side the signal's preprocessing resizes the short side to (None: no such resize),
+        so that the decode limits bound the resized image too."""
+        return None
+
     def decode(self, row: Mapping[str, Any]) -> Image.Image:
         """The row's image as RGB, or InputError (null, corrupt, too large, ...)."""
-        return decode_image(row["image"], DecodeLimits(**self.config.params.get("decode_limits", {})))
+        return decode_image(row["image"], self.config.decode, self.resize_short_side)
 
 
 class TextInput:

@@ -7,8 +7,8 @@ reads the header (tens of microseconds) and keeps the bytes; the batch is decode
 there, reproducing the model's own torchvision preprocessing (`DevicePreprocess`).
 
 Safety is unchanged: only a plain JPEG (baseline or progressive, RGB or grayscale, no EXIF
-rotation, ending in an EOI marker, within `signals.decode.DecodeLimits` and the device pixel
-budget) is kept for the device. Anything else - PNG, CMYK, rotated, truncated, oversized,
+rotation, ending in an EOI marker, within `signals.decode.DecodeLimits` - JPEG allowed, size,
+aspect ratio and resized size - and the device pixel budget) is kept for the device. Anything else - PNG, CMYK, rotated, truncated, oversized,
 corrupt, null - is decoded on the CPU (`signals.decode.decode_image`), which applies the limits
 and gives the same error reasons as without `gpu_decode`; its pixels are then resized and
 normalised on the device with the JPEGs (`DecodedImage`), the expensive part of the CPU path.
@@ -27,7 +27,7 @@ from typing import Any  # noqa: UP035 - TorchScript reads List[...] annotations
 import torch
 from PIL import Image
 
-from signals.decode import DecodeLimits
+from signals.decode import DecodeLimits, check_resized, check_size
 
 JPEG_SOI = b"\xff\xd8\xff"
 JPEG_EOI = b"\xff\xd9"
@@ -44,26 +44,31 @@ class EncodedJpeg:
     height: int
 
 
-def jpeg_for_device(data: Any, limits: DecodeLimits, device_max_pixels: int = DEFAULT_DEVICE_MAX_PIXELS) -> EncodedJpeg | None:
+def jpeg_for_device(data: Any, limits: DecodeLimits, device_max_pixels: int = DEFAULT_DEVICE_MAX_PIXELS,
+                    resize_short_side: int | None = None) -> EncodedJpeg | None:
     """The bytes wrapped for device decoding, or None when the row must take the CPU path.
 
-    Reads the header only (no pixel is decoded). Never raises: every refusal is left to
-    `decode_image` on the CPU path, so error reasons are the same with or without the GPU."""
-    if not isinstance(data, (bytes, bytearray)) or not 0 < len(data) <= limits.max_bytes:
+    Reads the header only (no pixel is decoded), and only as a JPEG, where JPEG is an allowed
+    format. Never raises: every refusal (the limits, the resized size, anything PIL raises on
+    the header or its EXIF) is left to `decode_image` on the CPU path, so error reasons are the
+    same with or without the GPU."""
+    if not isinstance(data, (bytes, bytearray)) or not 0 < len(data) <= limits.max_bytes or "JPEG" not in limits.formats:
         return None
     if not data.startswith(JPEG_SOI) or not data.endswith(JPEG_EOI):  # truncated or trailing bytes: CPU
         return None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
+            with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:
                 fmt, mode, (width, height) = image.format, image.mode, image.size
                 orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+            check_size(width, height, mode, limits)
+            check_resized(width, height, resize_short_side, limits)
     except Exception:  # noqa: BLE001 - the CPU path says why
         return None
     if fmt != "JPEG" or mode not in ("RGB", "L") or orientation not in (None, 1):
         return None
-    if width * height > min(limits.max_pixels, device_max_pixels) or min(width, height) < limits.min_side:
+    if width * height > device_max_pixels:
         return None
     return EncodedJpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), width, height)
 

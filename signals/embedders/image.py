@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from signals.base import RowError
-from signals.decode import DecodeLimits, InputError, decode_image
+from signals.decode import InputError, decode_image
 from signals.embedders.base import Embedder
 from signals.embedders.gpu_decode import (
     DEFAULT_DEVICE_MAX_PIXELS,
@@ -64,6 +64,19 @@ def _side_stream(device: torch.device) -> torch.cuda.Stream:
     return streams[device]
 
 
+def resize_short_side(transform: Any) -> int | None:
+    """N where `transform` resizes the short side of an image to N (torchvision's Resize(N))."""
+    from torchvision import transforms as T
+
+    for step in getattr(transform, "transforms", [transform]):
+        if isinstance(step, T.Resize):
+            size = step.size
+            if isinstance(size, int):
+                return size
+            return int(size[0]) if len(size) == 1 else None
+    return None
+
+
 class ImageEmbedder(ImageInput, Embedder):
     """Decode -> transform (on the CPU, per row) -> stack -> image model; or, with gpu_decode,
     header check (CPU, per row) -> decode and transform on the device (per batch) -> model."""
@@ -95,8 +108,9 @@ class ImageEmbedder(ImageInput, Embedder):
         return self._device_preprocess is not None
 
     @property
-    def decode_limits(self) -> DecodeLimits:
-        return DecodeLimits(**self.config.params.get("decode_limits", {}))
+    def resize_short_side(self) -> int | None:
+        """The short side the model's transform resizes to: the decode limits bound the result."""
+        return resize_short_side(self.transform)
 
     @property
     def device_max_pixels(self) -> int:
@@ -106,7 +120,7 @@ class ImageEmbedder(ImageInput, Embedder):
     def prepare(self, row: Mapping[str, Any]) -> torch.Tensor | EncodedJpeg | DecodedImage:
         if self.decodes_on_device:
             with stage_times.time("header", 1):
-                jpeg = jpeg_for_device(row["image"], self.decode_limits, self.device_max_pixels)
+                jpeg = jpeg_for_device(row["image"], self.config.decode, self.device_max_pixels, self.resize_short_side)
             if jpeg is not None:
                 return jpeg
         with stage_times.time("decode", 1):
@@ -122,7 +136,7 @@ class ImageEmbedder(ImageInput, Embedder):
         try:
             if isinstance(item, DecodedImage):
                 return self.transform(Image.fromarray(item.pixels.numpy(), mode="RGB"))
-            return self.transform(decode_image(item.data.numpy().tobytes(), self.decode_limits))
+            return self.transform(decode_image(item.data.numpy().tobytes(), self.config.decode, self.resize_short_side))
         except InputError as exc:
             return RowError(str(exc))
         except Exception as exc:  # noqa: BLE001 - one row's failure is that row's error

@@ -6,6 +6,14 @@ column (the DC term and the coarsest gradients carry brightness, not structure),
 per coefficient that is above their median. Re-encoding, mild resizing and brightness changes
 move few bits; different photos differ in ~32 of 64.
 
+A flat image (one colour, or variations under half a grey level) has no structure for the hash
+to describe: its 64 coefficients are all about zero, so every bit is rounding noise, and all
+flat images share the hash 0 (nothing is above the median). `phash_of` says so: such a hash
+must not link images, or every blank, all-white or all-black upload would join one duplicate
+group. A cosine pattern of amplitude a grey levels gives a coefficient of 16a (orthonormal DCT
+over 32x32), so FLAT_COEFFICIENT = 8 means no pattern of half a grey level, below what 8 bits
+can show.
+
 Hashes are Python ints in the signed int64 range (bit 63 set -> negative), so Spark and Arrow
 store them as LongType/int64 without overflow; `hamming` and `band_keys` accept either sign.
 """
@@ -17,6 +25,7 @@ from scipy.fft import dctn
 
 HASH_BITS = 64
 _MASK = (1 << HASH_BITS) - 1
+FLAT_COEFFICIENT = 8.0
 
 
 def to_int64(value: int) -> int:
@@ -25,12 +34,26 @@ def to_int64(value: int) -> int:
     return value - (1 << HASH_BITS) if value >> (HASH_BITS - 1) else value
 
 
-def perceptual_hash(image: Image.Image) -> int:
-    """The 64-bit pHash of an image, as a signed int64-compatible int."""
+def _coefficients(image: Image.Image) -> np.ndarray:
+    """The 64 DCT coefficients the hash is made of."""
     small = image.convert("L").filter(ImageFilter.BoxBlur(3)).resize((32, 32), Image.Resampling.BILINEAR)
-    coefficients = dctn(np.asarray(small, dtype=np.float64), type=2, norm="ortho")[1:9, 1:9].ravel()
+    return dctn(np.asarray(small, dtype=np.float64), type=2, norm="ortho")[1:9, 1:9].ravel()
+
+
+def _bits(coefficients: np.ndarray) -> int:
     bits = coefficients > np.median(coefficients)
     return to_int64(int("".join("1" if b else "0" for b in bits), 2))
+
+
+def perceptual_hash(image: Image.Image) -> int:
+    """The 64-bit pHash of an image, as a signed int64-compatible int."""
+    return _bits(_coefficients(image))
+
+
+def phash_of(image: Image.Image) -> tuple[int, bool]:
+    """The pHash and whether the image is flat (its hash is noise that must link nothing)."""
+    coefficients = _coefficients(image)
+    return _bits(coefficients), bool(np.abs(coefficients).max() < FLAT_COEFFICIENT)
 
 
 def hamming(a: int, b: int) -> int:

@@ -7,7 +7,7 @@ from collections import defaultdict
 import pytest
 from deltalake import DeltaTable
 
-from jobs.dedup import connected_components, fingerprints, run_dedup
+from jobs.dedup import connected_components, edges, fingerprints, run_dedup
 from signals.decode import InputError, decode_image
 from signals.labels.perceptual_hash import perceptual_hash
 
@@ -65,3 +65,16 @@ def test_groups_are_consistent(deduped):
         assert canonical == [min(mine, key=lambda r: (created[r["content_id"]], r["content_id"]))["content_id"]]
         if len(mine) > 1:
             assert all(r["matched_id"] in {m["content_id"] for m in mine} for r in mine)
+
+
+def test_flat_images_get_no_phash_edges_but_keep_their_exact_ones(spark):
+    from conf.settings import DedupSettings
+
+    rows = [  # three flat images of different colours (all pHash 0) and a byte copy of one of them
+        ("black", "h-black", 0, True), ("white", "h-white", 0, True), ("red", "h-red", 0, True), ("red-copy", "h-red", 0, True),
+        ("photo", "h-photo", 12345, False), ("photo-near", "h-near", 12345 ^ 0b111, False),
+    ]
+    items = spark.createDataFrame(rows, "content_id string, exact_hash string, phash long, flat boolean").selectExpr(
+        "*", "cast(null as array<float>) as vector", "cast(null as long) as simhash")
+    found = {(r.a, r.b): r.method for r in edges(items, DedupSettings()).collect()}
+    assert found == {("red", "red-copy"): "exact", ("photo", "photo-near"): "phash"}

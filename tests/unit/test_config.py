@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
 from pydantic import ValidationError
 
+from benchmarks.hostile import png
 from conf.settings import CONF_DIR, Settings, load_settings
+from signals.decode import DecodeLimits, InputError
 
 # --------------------------------------------------------------------------------------
 # The repository's profiles
@@ -266,3 +269,44 @@ def test_custom_conf_dir_without_base_is_an_error(tmp_path: Path) -> None:
 
 def test_repo_conf_dir_is_the_default() -> None:
     assert CONF_DIR.name == "conf" and (CONF_DIR / "base.yaml").exists()
+
+
+# --------------------------------------------------------------------------------------
+# Decode limits: configuration proper, never a signal's (registry-overridable) params
+# --------------------------------------------------------------------------------------
+
+
+def test_base_yaml_decode_section_is_the_documented_defaults() -> None:
+    assert load_settings("base").decode.limits == DecodeLimits()
+
+
+def test_decode_limits_are_overridden_in_the_decode_section() -> None:
+    settings = load_settings("local", ["decode.max_aspect=5", "decode.formats=[jpeg, tiff]"])
+    assert settings.decode.limits == DecodeLimits(max_aspect=5, formats=("JPEG", "TIFF"))
+
+
+@pytest.mark.parametrize("override", ["decode.formats=[PNG, ICO]", "decode.max_aspect=0.5", "decode.max_pixels=0", "decode.bogus=1"])
+def test_bad_decode_limits_are_errors(override: str) -> None:
+    with pytest.raises((ValidationError, ValueError)):
+        load_settings("local", [override])
+
+
+def test_decode_limits_in_a_signals_params_are_an_error_pointing_to_the_section() -> None:
+    with pytest.raises(ValidationError, match=r"top-level `decode:` section"):
+        load_settings("local", ["signals.image_embedding.params.decode_limits.max_pixels=1000000000000"])
+
+
+def test_signals_get_the_decode_section_and_registry_params_cannot_change_it() -> None:
+    from jobs.engine import build_signals
+
+    settings = Settings.model_validate({
+        "lakehouse": "lh", "registry": {"enabled": False}, "decode": {"max_aspect": 5, "max_pixels": 1000},
+        "signals": {"image_quality": {"kind": "image_quality", "model": {"name": "rules", "version": "1"}}},
+    })
+    signal = build_signals(settings)["image_quality"]
+    assert signal.config.decode == DecodeLimits(max_aspect=5, max_pixels=1000)
+    # what rollout.models does with a registry entry's params: they replace params, nothing else
+    stored = replace(signal.config, params={"decode_limits": {"max_pixels": 10**12, "max_aspect": 10**6}})
+    assert stored.decode == signal.config.decode
+    with pytest.raises(InputError, match=r"1000 pixel limit"):
+        type(signal)(stored).decode({"image": png(40, 30)})

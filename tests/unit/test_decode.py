@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from signals.decode import DecodeLimits, InputError, decode_image
+from benchmarks.hostile import EPS, lying_ico, malformed_exif_jpeg, png
+from signals.decode import DECODABLE_FORMATS, MODE_BYTES_PER_PIXEL, DecodeLimits, InputError, check_size, decode_image
 
 
 def _encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -188,7 +189,7 @@ CONVERSIONS = [
 def test_modes_convert_to_rgb(data: bytes, source_mode: str, expected: list, tolerance: int) -> None:
     with Image.open(io.BytesIO(data)) as raw:
         assert raw.mode == source_mode  # the fixture really is in the mode under test
-    image = decode_image(data)
+    image = decode_image(data, DecodeLimits(formats=DECODABLE_FORMATS))  # TIFF too, off by default
     assert image.mode == "RGB"
     row = np.asarray(image)[0].astype(int)
     assert row.shape == (len(expected), 3)
@@ -208,10 +209,10 @@ def _gray16(values: np.ndarray) -> bytes:
 
 
 def test_16_bit_gradient_is_scaled_not_clipped() -> None:
-    gradient = np.tile(np.arange(0, 65536, 257, dtype=np.uint16), (4, 1))  # 0..65535 in 256 steps
+    gradient = np.tile(np.arange(0, 65536, 257, dtype=np.uint16), (16, 1))  # 0..65535 in 256 steps
     image = decode_image(_gray16(gradient))
     pixels = np.asarray(image)
-    assert image.mode == "RGB" and pixels.shape == (4, 256, 3)
+    assert image.mode == "RGB" and pixels.shape == (16, 256, 3)
     assert not np.all(pixels == 255), "16-bit values were clipped to white"
     row = pixels[0, :, 0].astype(int)
     assert np.all(np.diff(row) >= 0)  # order preserved
@@ -222,7 +223,7 @@ def test_16_bit_gradient_is_scaled_not_clipped() -> None:
 @pytest.mark.parametrize(
     "levels",
     [
-        pytest.param(np.tile(np.arange(60, 200, dtype=np.uint16), (3, 1)), id="partial-range-gradient"),
+        pytest.param(np.tile(np.arange(60, 200, dtype=np.uint16), (8, 1)), id="partial-range-gradient"),
         pytest.param(np.full((4, 4), 255, dtype=np.uint16), id="uniform-white"),
         pytest.param(np.full((4, 4), 128, dtype=np.uint16), id="uniform-grey"),
     ],
@@ -239,3 +240,91 @@ def test_exif_orientation_is_applied() -> None:
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
     data = _encode(img, "JPEG", exif=exif.tobytes())
     assert decode_image(data).size == (20, 40)
+
+
+# --------------------------------------------------------------------------------------
+# Hostile input: malformed EXIF, formats off the allowlist, thin strips, costly modes
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tag", "type_"),
+    [pytest.param(0x0100, 2, id="width-as-ascii-struct-error"), pytest.param(0x011A, 1, id="resolution-as-byte-type-error")],
+)
+def test_malformed_exif_is_an_input_error_not_an_escaped_exception(tag: int, type_: int) -> None:
+    data = malformed_exif_jpeg(tag, type_)
+    with Image.open(io.BytesIO(data)) as raw:
+        raw.load()  # the pixels are fine: only the EXIF rewrite fails
+    with pytest.raises(InputError, match=r"corrupt"):
+        decode_image(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "fmt"),
+    [
+        pytest.param(EPS, "EPS", id="eps-would-start-ghostscript"),
+        pytest.param(lying_ico(png(300, 300)), "ICO", id="ico-declaring-16x16"),
+        pytest.param(_encode(Image.new("RGB", (8, 8)), "TIFF"), "TIFF", id="tiff-off-by-default"),
+        pytest.param(_encode(Image.new("RGB", (8, 8)), "PPM"), "PPM", id="ppm"),
+    ],
+)
+def test_formats_off_the_allowlist_are_rejected_by_name(data: bytes, fmt: str) -> None:
+    with pytest.raises(InputError, match=rf"^format {fmt} not allowed"):
+        decode_image(data)
+
+
+def test_an_allowed_format_can_be_taken_off_and_tiff_put_on() -> None:
+    with pytest.raises(InputError, match=r"format PNG not allowed"):
+        decode_image(SMALL_PNG, DecodeLimits(formats=("JPEG",)))
+    assert decode_image(_encode(Image.new("RGB", (8, 8)), "TIFF"), DecodeLimits(formats=("jpeg", "tiff"))).size == (8, 8)
+
+
+def test_formats_whose_header_size_is_not_what_decodes_cannot_be_allowed() -> None:
+    with pytest.raises(ValueError, match=r"ICO"):
+        DecodeLimits(formats=("PNG", "ICO"))
+
+
+@pytest.mark.parametrize(("width", "height"), [(2, 40_000), (1, 60_000), (40_000, 2), (21, 1)])
+def test_thin_strips_are_rejected_by_aspect_ratio_before_decoding(width: int, height: int) -> None:
+    data = png(width, height)
+    assert len(data) < 2_000  # tiny files: the cost is all in the resize
+    with pytest.raises(InputError, match=r"aspect ratio over the 20:1 limit"):
+        decode_image(data)
+
+
+def test_the_aspect_limit_is_inclusive() -> None:
+    assert decode_image(png(20, 1)).size == (20, 1)
+
+
+def test_the_size_after_the_models_resize_is_limited() -> None:
+    data = png(10, 200)  # aspect 20: resized to a short side of 224, it is 224x4480
+    assert decode_image(data, DecodeLimits(max_resized_pixels=224 * 4480), resize_short_side=224).size == (10, 200)
+    with pytest.raises(InputError, match=r"224x4480, over the 1000000 pixel limit"):
+        decode_image(data, DecodeLimits(max_resized_pixels=1_000_000), resize_short_side=224)
+
+
+@pytest.mark.parametrize(
+    ("color_type", "depth", "mode"),
+    [(6, 8, "RGBA"), (0, 16, "I;16"), (2, 16, "RGB"), (6, 16, "RGBA")],
+    ids=["rgba", "16-bit-grey", "16-bit-rgb", "16-bit-rgba"],
+)
+def test_8000_square_pngs_of_costly_modes_are_rejected_before_decoding(color_type: int, depth: int, mode: str) -> None:
+    data = _with_ihdr_size(png(8, 8, color_type, depth), 8_000, 8_000)
+    with Image.open(io.BytesIO(data)) as raw:
+        assert (raw.mode, raw.size) == (mode, (8_000, 8_000))
+    with pytest.raises(InputError, match=r"8000x8000"):
+        decode_image(data)
+
+
+def test_each_mode_is_charged_its_bytes_per_pixel() -> None:
+    grey, rgba = png(100, 100, 0, 8), png(100, 100, 6, 8)
+    limits = DecodeLimits(max_decode_bytes=100 * 100 * MODE_BYTES_PER_PIXEL["L"])
+    assert decode_image(grey, limits).size == (100, 100)
+    with pytest.raises(InputError, match=r"100x100 RGBA: decoding needs 120000 bytes, over the 90000 byte limit"):
+        decode_image(rgba, limits)
+
+
+def test_the_default_limits_keep_a_22_megapixel_rgb_photo_but_not_8000_square() -> None:
+    assert 5_760 * 3_840 * MODE_BYTES_PER_PIXEL["RGB"] <= DecodeLimits().max_decode_bytes
+    with pytest.raises(InputError):
+        check_size(8_000, 8_000, "RGB", DecodeLimits())

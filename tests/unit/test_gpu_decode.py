@@ -18,6 +18,7 @@ from PIL import Image
 from torchvision import transforms as T
 from torchvision.transforms import functional as TF
 
+from benchmarks.hostile import malformed_exif_jpeg
 from signals.base import ModelRef, RowError, SignalConfig
 from signals.contracts import STATUS_ERROR, STATUS_OK
 from signals.decode import DecodeLimits, decode_image
@@ -364,3 +365,19 @@ def test_a_short_batch_runs_padded_channels_last_and_only_its_rows_come_back() -
     assert seen == [((5, 3, SIZE, SIZE), True)]
     expected = torch.nn.functional.normalize(features(torch.stack(prepared)), dim=-1).numpy()
     np.testing.assert_allclose(vectors, expected, atol=1e-6)
+
+
+def test_the_header_check_applies_the_allowlist_the_aspect_and_the_resized_size() -> None:
+    assert jpeg_for_device(jpeg(80, 60), DecodeLimits(formats=("PNG",))) is None
+    assert jpeg_for_device(jpeg(420, 20), DecodeLimits()) is None  # aspect 21
+    assert jpeg_for_device(jpeg(200, 10), DecodeLimits(), resize_short_side=224) is not None
+    assert jpeg_for_device(jpeg(200, 10), DecodeLimits(max_resized_pixels=224 * 4480 - 1), resize_short_side=224) is None
+
+
+def test_a_jpeg_with_malformed_exif_takes_the_cpu_path_and_becomes_an_error_row() -> None:
+    data = malformed_exif_jpeg(0x0100, 2)
+    assert jpeg_for_device(data, DecodeLimits()) is None
+    signal = make_signal("force")
+    out = pd.concat(list(run_signal(signal, [pd.DataFrame({"image": [data, jpeg(80, 60)]})])), ignore_index=True)
+    assert out["status"].tolist() == [STATUS_ERROR, STATUS_OK]
+    assert "corrupt" in out["error"].iloc[0]

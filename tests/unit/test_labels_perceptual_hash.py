@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from reference import real_photos
 
-from signals.labels.perceptual_hash import band_keys, hamming, perceptual_hash, to_int64
+from signals.labels.perceptual_hash import band_keys, hamming, perceptual_hash, phash_of, to_int64
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -92,3 +92,15 @@ def test_band_keys_are_distinct_across_bands_and_miss_far_pairs() -> None:
 def test_band_keys_rejects_bands_that_do_not_divide_64(bands: int) -> None:
     with pytest.raises(ValueError):
         band_keys(0, bands)
+
+
+def test_flat_images_all_hash_to_zero_and_are_flagged_as_flat() -> None:
+    for value in (0, 1, 128, 254, 255):
+        assert phash_of(Image.new("L", (50, 40), value)) == (0, True)
+
+
+def test_real_photos_are_not_flat() -> None:
+    for name, image in PHOTOS.items():
+        h, flat = phash_of(image)
+        assert not flat, name
+        assert h == perceptual_hash(image)
