@@ -328,3 +328,19 @@ def test_the_default_limits_keep_a_22_megapixel_rgb_photo_but_not_8000_square() 
     assert 5_760 * 3_840 * MODE_BYTES_PER_PIXEL["RGB"] <= DecodeLimits().max_decode_bytes
     with pytest.raises(InputError):
         check_size(8_000, 8_000, "RGB", DecodeLimits())
+
+
+def test_a_large_jpeg_for_a_model_is_decoded_at_a_reduced_scale_within_the_budget() -> None:
+    """A 24-megapixel JPEG is over the default budget when decoded whole, but a model that
+    resizes its short side to 224 gets it at 1/8 scale: a short side of at least 448."""
+    rng = np.random.default_rng(0)
+    small = Image.fromarray(rng.integers(0, 256, (400, 600, 3), dtype=np.uint8)).resize((6000, 4000))
+    buffer = io.BytesIO()
+    small.save(buffer, "JPEG", quality=80)
+    data = buffer.getvalue()
+    with pytest.raises(InputError, match="6000x4000 RGB: decoding needs"):
+        decode_image(data)
+    drafted = decode_image(data, resize_short_side=224)
+    assert drafted.size == (750, 500) and min(drafted.size) >= 2 * 224
+    reference = small.resize(drafted.size, Image.Resampling.BILINEAR)
+    assert np.abs(np.asarray(drafted, dtype=np.float32) - np.asarray(reference, dtype=np.float32)).mean() < 40
