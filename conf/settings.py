@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -123,6 +123,47 @@ class DecodeSettings(_Strict):
         return DecodeLimits(**self.model_dump())
 
 
+class CorpusColumns(_Strict):
+    """Which of the source's columns hold what the jobs read; None where the source has none."""
+
+    content_id: str = "content_id"
+    image: str | None = "image"          # encoded image bytes
+    image_uri: str | None = None         # or where the image is (fetched by the executors)
+    title: str | None = "title"
+    description: str | None = "description"
+    created_at: str | None = "created_at"
+    updated_at: str | None = "updated_at"
+    ds: str | None = "ds"                # the item's day (YYYY-MM-DD string or a date) ...
+    day_from: str | None = None          # ... or a timestamp to derive it from (its UTC day)
+
+    @model_validator(mode="after")
+    def _complete(self) -> CorpusColumns:
+        if (self.ds is None) == (self.day_from is None):
+            raise ValueError("corpus.columns needs exactly one of ds (a day column) and day_from (a timestamp column)")
+        if self.image is None and self.image_uri is None:
+            raise ValueError("corpus.columns needs image (bytes) or image_uri, or both")
+        return self
+
+
+class CorpusSettings(_Strict):
+    """The corpus a job reads (jobs/corpus.py): the sample corpus in the lakehouse unless told otherwise."""
+
+    format: Literal["delta", "parquet", "table"] = "delta"
+    path: str | None = None          # a folder or URI; default: <lakehouse>/corpus
+    table: str | None = None         # a Spark catalog table, with format: table
+    version: int | None = Field(None, ge=0)  # pin a Delta version for every run (default: the latest)
+    filter: str | None = None        # a Spark SQL condition on the source's own columns
+    columns: CorpusColumns = CorpusColumns()
+
+    @model_validator(mode="after")
+    def _located(self) -> CorpusSettings:
+        if (self.format == "table") != (self.table is not None):
+            raise ValueError("corpus.table names a Spark catalog table, and goes with format: table (and only with it)")
+        if self.version is not None and self.format != "delta":
+            raise ValueError("corpus.version pins a Delta version: only for format: delta")
+        return self
+
+
 class RegistrySettings(_Strict):
     """The MLflow model registry: a sqlite store inside the lakehouse unless a URI is given."""
 
@@ -138,6 +179,7 @@ class Settings(_Strict):
     prefetch: int = Field(2, ge=0)
     sample_corpus: SampleCorpusSettings = SampleCorpusSettings()
     dedup: DedupSettings = DedupSettings()
+    corpus: CorpusSettings = CorpusSettings()
     decode: DecodeSettings = DecodeSettings()
     registry: RegistrySettings = RegistrySettings()
     signals: dict[str, SignalSettings]

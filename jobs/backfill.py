@@ -12,9 +12,9 @@ from __future__ import annotations
 from pyspark.sql import SparkSession
 
 from conf.settings import Settings, UsageError
-from jobs.corpus import Window, check_rows, corpus_root, one_row_per_id
+from jobs.corpus import CorpusSource, Window, check_rows, one_row_per_id
 from jobs.engine import Run, RunResult, already_committed, build_signals, by_output, recorded, run_outcomes, signal_rows, tracked, write_and_commit
-from lake import delta_io, spark_io
+from lake import delta_io
 from lake.ledger import NOTHING_TO_DO, SUCCEEDED
 from rollout.models import CHAMPION
 from udfs.columns import in_slice
@@ -38,7 +38,7 @@ def run_backfill(
     """
     if not 0 < slice_percent <= 100:
         raise UsageError(f"slice_percent must be in (0, 100], got {slice_percent}")
-    corpus = corpus_root(settings)
+    corpus = CorpusSource.of(settings)
     run = Run.begin(JOB if role == CHAMPION else f"{JOB}-{role}", run_id)
     signals = build_signals(settings, role)
     done = already_committed(settings, run, signals)
@@ -48,9 +48,9 @@ def run_backfill(
         # every table's commit must conflict with any commit to its partitions since this moment,
         # before the corpus is read: not since the moment the run got round to that table
         read_versions = {c: delta_io.ensure_table(settings.table_root(c.name), c).version() for c in by_output(signals)}
-        corpus_version = delta_io.snapshot(corpus).version()  # every phase reads the same corpus
-        rows = spark_io.read_spark(spark, corpus, corpus_version, partitions=window.partition_filters())
-        keys = spark_io.read_spark(spark, corpus, corpus_version).select("content_id", "ds", "updated_at")
+        corpus_version = corpus.version()  # every phase reads the same corpus (a Delta one: other formats have no versions)
+        rows = corpus.read(spark, corpus_version, window)
+        keys = corpus.keys(spark, corpus_version)
         check = check_rows(rows, keys)
         items = one_row_per_id(rows, keys)
         if slice_percent < 100:

@@ -1,5 +1,6 @@
-"""The corpus a job reads: where its Delta table is, the window of days a job covers, and the
-rule that gives every content id exactly one row before anything is computed.
+"""The corpus a job reads: where it is and how its columns map onto the job's (`CorpusSource`),
+the window of days a job covers, and the rule that gives every content id exactly one row
+before anything is computed.
 
 The corpus is input, and input can be wrong. The rule (docs/design.md, "Corpus rows"):
 - a row with a null `content_id` cannot be keyed: it is skipped;
@@ -13,16 +14,20 @@ Skipped rows are counted, with examples, in the run's message (ledger and consol
 """
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from deltalake import DeltaTable
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import Window as SparkWindow
 from pyspark.sql import functions as F
 
-from conf.settings import Settings, UsageError
+from conf.settings import CorpusSettings, Settings, UsageError
+from lake import delta_io, spark_io
 from signals.contracts import CORPUS
 
 DAY_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
@@ -43,11 +48,6 @@ class Window:
         if self.start and self.end and self.start > self.end:
             raise UsageError(f"the window ends ({self.end}) before it starts ({self.start})")
 
-    def partition_filters(self) -> list[tuple[str, str, str]] | None:
-        filters = [("ds", ">=", self.start)] if self.start else []
-        filters += [("ds", "<=", self.end)] if self.end else []
-        return filters or None
-
     def contains(self, ds: str | None) -> bool:
         return ds is not None and (self.start is None or ds >= self.start) and (self.end is None or ds <= self.end)
 
@@ -60,12 +60,110 @@ def _is_date(day: str) -> bool:
         return False
 
 
-def corpus_root(settings: Settings) -> str:
-    """The corpus table's root, or a FileNotFoundError saying how to make one."""
-    root = settings.table_root(CORPUS.name)
-    if not DeltaTable.is_deltatable(root):
-        raise FileNotFoundError(f"no corpus Delta table at {root}; create one with `content-signals make-corpus`")
-    return root
+CANONICAL = (("content_id", "string"), ("image", "binary"), ("image_uri", "string"), ("title", "string"),
+             ("description", "string"), ("created_at", "timestamp"), ("updated_at", "timestamp"), ("ds", "string"))
+# the Spark types each mapped column may have in the source (anything else is a mapping error)
+ACCEPTED_TYPES = {"content_id": ("string", "bigint", "int"), "image": ("binary",), "image_uri": ("string",),
+                  "title": ("string",), "description": ("string",), "created_at": ("timestamp", "timestamp_ntz", "date"),
+                  "updated_at": ("timestamp", "timestamp_ntz", "date"), "ds": ("string", "date"),
+                  "day_from": ("timestamp", "timestamp_ntz", "date")}
+
+
+@dataclass(frozen=True)
+class CorpusSource:
+    """The corpus as configured (`corpus:` in the profile): a Delta table or parquet dataset at a
+    path or URI, or a Spark catalog table, whose columns are mapped onto the ones the jobs read
+    (`CANONICAL`). Every job reads it through `read`, so a corpus someone else owns, with its
+    own column names and its own day column, is read as the sample corpus is."""
+
+    settings: CorpusSettings
+    location: str
+
+    @classmethod
+    def of(cls, settings: Settings) -> CorpusSource:
+        """The profile's corpus, or a FileNotFoundError saying how to make one."""
+        conf = settings.corpus
+        location = conf.table or conf.path or settings.table_root(CORPUS.name)
+        if conf.format == "delta" and not DeltaTable.is_deltatable(location):
+            hint = "create one with `content-signals make-corpus`" if conf.path is None else "check corpus.path"
+            raise FileNotFoundError(f"no corpus Delta table at {location}; {hint}")
+        return cls(conf, location)
+
+    @property
+    def is_delta(self) -> bool:
+        return self.settings.format == "delta"
+
+    def version(self) -> int | None:
+        """The Delta version a run reads (the pinned one, else the latest); None for other formats."""
+        if not self.is_delta:
+            return None
+        return self.settings.version if self.settings.version is not None else delta_io.snapshot(self.location).version()
+
+    def day_partition(self) -> str | None:
+        """The source column that partitions a Delta corpus by day, if its day column does (for pruning)."""
+        day = self.settings.columns.ds
+        if not self.is_delta or day is None:
+            return None
+        return day if day in delta_io.snapshot(self.location).metadata().partition_columns else None
+
+    def read(self, spark: SparkSession, version: int | None = None, window: Window | None = None,
+             days: Sequence[str] | None = None, only: set[str] | None = None) -> DataFrame:
+        """The corpus rows in the job's columns, at `version` (Delta), within `window` or on
+        `days`, or only those of the Delta files `only` names (unescaped relative paths)."""
+        if self.is_delta:
+            partition = self.day_partition()
+            filters: list[tuple[str, str, Any]] = []
+            if partition is not None and window is not None:
+                filters = [(partition, op, day) for op, day in ((">=", window.start), ("<=", window.end)) if day]
+            if partition is not None and days is not None:
+                filters = [(partition, "in", list(days))]
+            source = spark_io.read_spark(spark, self.location, version, partitions=filters or None, only=only)
+        elif self.settings.format == "parquet":
+            source = spark.read.parquet(self.location)
+        else:
+            source = spark.table(self.location)
+        if self.settings.filter:
+            source = source.filter(self.settings.filter)
+        rows = source.select(*self._mapped(source))
+        if days is not None:
+            rows = rows.filter(F.col("ds").isin(list(days)))
+        if window is not None:
+            if window.start:
+                rows = rows.filter(F.col("ds") >= window.start)
+            if window.end:
+                rows = rows.filter(F.col("ds") <= window.end)
+        return rows
+
+    def keys(self, spark: SparkSession, version: int | None = None) -> DataFrame:
+        """(content_id, ds, updated_at) of the whole corpus: what the one-row-per-id rule compares."""
+        return self.read(spark, version).select("content_id", "ds", "updated_at")
+
+    def _mapped(self, source: DataFrame) -> list[Column]:
+        """The source's columns as the job's, or a UsageError naming every column that is missing
+        or of the wrong type (with the source's columns, and the nearest name)."""
+        mapping = self.settings.columns
+        types = {f.name: f.dataType.simpleString() for f in source.schema.fields}
+        problems = []
+        for name, column in mapping.model_dump().items():
+            if column is None:
+                continue
+            if column not in types:
+                near = difflib.get_close_matches(column, list(types), n=1)
+                problems.append(f"{name} -> {column!r} is not a column" + (f" (did you mean {near[0]!r}?)" if near else ""))
+            elif types[column] not in ACCEPTED_TYPES[name]:
+                problems.append(f"{name} -> {column!r} is {types[column]}, not {' or '.join(ACCEPTED_TYPES[name])}")
+        if problems:
+            raise UsageError(f"the corpus at {self.location} does not match corpus.columns: {'; '.join(problems)}. "
+                             f"Its columns: {', '.join(f'{n} {t}' for n, t in types.items())}")
+        columns = []
+        for name, spark_type in CANONICAL:
+            source_column = getattr(mapping, name)
+            if name == "ds":
+                value = F.col(source_column).cast("string") if source_column else F.date_format(F.col(mapping.day_from), "yyyy-MM-dd")
+            else:
+                value = F.col(source_column).cast(spark_type) if source_column else F.lit(None).cast(spark_type)
+            columns.append(value.alias(name))
+        return columns
 
 
 def _keyable() -> Column:

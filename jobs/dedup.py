@@ -27,7 +27,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from conf.settings import DedupSettings, Settings
-from jobs.corpus import check_rows, corpus_root, one_row_per_id
+from jobs.corpus import CorpusSource, check_rows, one_row_per_id
 from jobs.engine import Run, RunResult, Tracked, recorded
 from jobs.progress import spark_progress
 from lake import delta_io, ledger, spark_io
@@ -43,7 +43,7 @@ MAX_ITERATIONS = 30
 
 def fingerprints(spark: SparkSession, settings: Settings) -> DataFrame:
     """Per corpus item: exact hash, pHash and flatness (or the decode error), and the embedding if any."""
-    corpus = one_row_per_id(spark_io.read_spark(spark, corpus_root(settings)))
+    corpus = one_row_per_id(CorpusSource.of(settings).read(spark))
     signal = settings.dedup.embedding_signal
     vectors = (
         spark_io.read_spark(spark, settings.table_root(EMBEDDINGS.name))
@@ -120,7 +120,7 @@ def run_dedup(spark: SparkSession, settings: Settings, run_id: str | None = None
     """Rebuild the duplicates table from the corpus and the embeddings, in one commit."""
     run = Run.begin(JOB, run_id)
     root = settings.table_root(DUPLICATES.name)
-    corpus = corpus_root(settings)
+    corpus = CorpusSource.of(settings)
     signal = settings.dedup.embedding_signal
     embeddings = settings.table_root(EMBEDDINGS.name)
     if not DeltaTable.is_deltatable(embeddings):
@@ -129,7 +129,7 @@ def run_dedup(spark: SparkSession, settings: Settings, run_id: str | None = None
     entry = Tracked(JOB, ModelRef(signal, champion_version(settings, signal)), DUPLICATES.name)
     with recorded(settings, run, [entry]) as finish:
         read_version = delta_io.ensure_table(root, DUPLICATES).version()
-        check = check_rows(spark_io.read_spark(spark, corpus))
+        check = check_rows(corpus.read(spark))
         with spark_progress(spark.sparkContext, "dedup fingerprints and edges"):
             items = fingerprints(spark, settings).localCheckpoint()
             links = edges(items, settings.dedup).localCheckpoint()

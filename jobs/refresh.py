@@ -36,17 +36,18 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from conf.settings import Settings
-from jobs.corpus import CorpusCheck, check_rows, corpus_root, one_row_per_id
+from jobs.corpus import CorpusCheck, CorpusSource, check_rows, one_row_per_id
 from jobs.engine import Run, RunResult, already_committed, build_signals, by_output, recorded, run_outcomes, signal_rows, tracked, write_and_commit
 from lake import delta_io, spark_io
 from lake.ledger import NOTHING_TO_DO, SUCCEEDED
 from signals.base import Signal
-from signals.contracts import CORPUS, EMBEDDINGS, LABELS, TableContract
+from signals.contracts import EMBEDDINGS, LABELS, TableContract
 from udfs.columns import input_hash_column
 
 JOB = "refresh"
 KEY = ["content_id", "signal", "model_version"]
 CORPUS_VERSION, REFRESHED = "corpus_version", "refreshed"  # commit metadata: in line with this corpus version, for these signals
+CorpusAt = tuple[CorpusSource, int | None]  # the corpus and the Delta version a refresh reads (None: not Delta)
 HISTORY_SEARCH = 50  # commits of a table searched for its last refresh
 
 
@@ -84,7 +85,7 @@ def last_refresh(root: str) -> tuple[int, str] | None:
     return None
 
 
-def plan_scope(table_root: str, signals: dict[str, Signal], corpus: tuple[str, int], full: bool = False) -> Scope:
+def plan_scope(table_root: str, signals: dict[str, Signal], corpus: CorpusAt, full: bool = False) -> Scope:
     """What the table's plan must compare: the corpus changes since its last refresh of the same
     signals, or the whole corpus when those changes cannot be known for certain."""
     if full:
@@ -95,13 +96,16 @@ def plan_scope(table_root: str, signals: dict[str, Signal], corpus: tuple[str, i
     since, refreshed = last
     if refreshed != _signature(signals):
         return Scope(None, f"the last refresh was of {refreshed or 'no signals'}")
-    root, version = corpus
+    source, version = corpus
+    if version is None:
+        return Scope(None, f"the corpus is {source.settings.format}, not Delta: it has no versions to compare")
+    root = source.location
     if since > version:
         return Scope(None, f"the corpus is at version {version}, before the last refresh's {since}")
     if delta_io.has_deletion_vectors(root):
         return Scope(None, "the corpus deletes rows with deletion vectors")
     try:
-        added, removed = delta_io.changed_files(root, CORPUS, since, version)
+        added, removed = delta_io.changed_files(root, since, version)
     except DeltaError:
         return Scope(None, f"corpus version {since} can no longer be read")
     if not delta_io.all_exist(root, removed):
@@ -145,8 +149,8 @@ def _hash_column(signal: Signal) -> str:
 
 
 def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContract, signals: dict[str, Signal],
-                 corpus: tuple[str, int], scope: Scope) -> Plan:
-    """Compare the corpus (root, version) within `scope` with the committed rows of one table,
+                 corpus: CorpusAt, scope: Scope) -> Plan:
+    """Compare the corpus (source, version) within `scope` with the committed rows of one table,
     in two joins whatever the number of signals: each stored row against its corpus item (stale:
     the item is gone, or its input hash changed), then each (item, enabled signal) against the
     rows still valid (todo)."""
@@ -155,16 +159,16 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
     if scope.since is not None and not scope.added and not scope.removed:
         return _nothing_changed(spark, contract, signals, scope, read_version)
     hashes = {_hash_column(s): input_hash_column(s) for s in signals.values()}
-    corpus_root, corpus_version = corpus
+    source, corpus_version = corpus
     changed = None if scope.since is None else {unquote(f.path) for f in scope.added}
-    keys = spark_io.read_spark(spark, corpus_root, corpus_version).select("content_id", "ds", "updated_at")
-    rows = spark_io.read_spark(spark, corpus_root, corpus_version, only=changed)
+    keys = source.keys(spark, corpus_version)
+    rows = source.read(spark, corpus_version, only=changed)
     corpus_check = check_rows(rows, keys)
     items = one_row_per_id(rows, keys)
     current = items.select("content_id", "ds", *[expr.alias(name) for name, expr in hashes.items()]).persist()
     stored = spark_io.read_spark(spark, root, read_version).select(*KEY, "input_hash", F.input_file_name().alias("file"))
     if scope.since is not None:  # only the stored rows of items in changed files can be stale or missing
-        removed = spark_io.read_spark(spark, corpus_root, scope.since, only={unquote(f.path) for f in scope.removed})
+        removed = source.read(spark, scope.since, only={unquote(f.path) for f in scope.removed})
         candidates = current.select("content_id").unionByName(removed.select("content_id"))
         stored = stored.join(_small(candidates, scope.items), "content_id", "left_semi")
     if tuple(KEY) != contract.key:
@@ -224,19 +228,19 @@ def _small(ids: DataFrame, count: int) -> DataFrame:
     return F.broadcast(ids) if count <= BROADCAST_MAX_ITEMS else ids
 
 
-def apply_plan(spark: SparkSession, settings: Settings, run: Run, plan: Plan, corpus: tuple[str, int]) -> int:
-    """Compute the plan's items (reading only the days of the corpus (root, version) that hold
+def apply_plan(spark: SparkSession, settings: Settings, run: Run, plan: Plan, corpus: CorpusAt) -> int:
+    """Compute the plan's items (reading only the days of the corpus (source, version) that hold
     them), rewrite the files holding stale items without them, one commit."""
     root = settings.table_root(plan.contract.name)
-    live = {unquote(f.path): f for f in delta_io.live_files(root, plan.contract, plan.read_version)}
+    live = {unquote(f.path): f for f in delta_io.live_files(root, plan.read_version)}
     rewritten = set(plan.rewritten)
     sources = []
     if rewritten:  # the rows that stay in files holding stale rows, written again without them
         kept = spark_io.read_spark(spark, root, plan.read_version, only=rewritten).join(plan.stale, KEY, "left_anti")
         sources.append(spark_io.WriteSource(kept))
     if plan.todo_days:
-        keys = spark_io.read_spark(spark, *corpus).select("content_id", "ds", "updated_at")
-        items = one_row_per_id(spark_io.read_spark(spark, *corpus, partitions=[("ds", "in", list(plan.todo_days))]), keys)
+        source, version = corpus
+        items = one_row_per_id(source.read(spark, version, days=plan.todo_days), source.keys(spark, version))
         sources += [
             signal_rows(items.join(_small(plan.todo_items.filter(F.col("signal") == n).select("content_id"), plan.todo[n]),
                                    "content_id", "left_semi"), s, settings, run, plan.todo[n])
@@ -251,7 +255,7 @@ def apply_plan(spark: SparkSession, settings: Settings, run: Run, plan: Plan, co
         remove=lambda f: unquote(f.path) in rewritten,
         read_version=plan.read_version,
         metadata={"stale_items": str(sum(s for _, s in plan.rewritten.values())), "computed": str(plan.todo),
-                  CORPUS_VERSION: str(corpus[1]), REFRESHED: _signature(plan.signals)},
+                  REFRESHED: _signature(plan.signals), **({CORPUS_VERSION: str(corpus[1])} if corpus[1] is not None else {})},
     )
 
 
@@ -259,13 +263,13 @@ def run_refresh(spark: SparkSession, settings: Settings, run_id: str | None = No
     """Compute what is new or changed, drop what is stale, one commit per table that changes
     (none at all if nothing has changed). `full` compares the whole corpus whatever the last
     refresh recorded."""
-    root = corpus_root(settings)
+    source = CorpusSource.of(settings)
     run = Run.begin(JOB, run_id)
     signals = build_signals(settings)
     done = already_committed(settings, run, signals)
     if done:
         return done
-    corpus = (root, delta_io.snapshot(root).version())  # plan and apply read the same corpus
+    corpus = (source, source.version())  # plan and apply read the same corpus
     grouped = by_output(signals)
     plans = []
     for contract in (EMBEDDINGS, LABELS):
@@ -280,7 +284,7 @@ def run_refresh(spark: SparkSession, settings: Settings, run_id: str | None = No
 
 
 def _apply_plans(spark: SparkSession, settings: Settings, run: Run, signals: dict[str, Signal], plans: list[Plan],
-                 corpus: tuple[str, int]) -> RunResult:
+                 corpus: CorpusAt) -> RunResult:
     compared = "; ".join(f"{plan.contract.name}: {plan.scope.describe()}" for plan in plans)
     skipped = next((plan.corpus_check.describe() for plan in plans if plan.corpus_check and plan.corpus_check.skipped), None)
     with recorded(settings, run, tracked(signals)) as finish:

@@ -71,21 +71,23 @@ class CommitConflict(RuntimeError):
     """Another run changed the slices this run read, after it read them; re-run to include them."""
 
 
-def live_files(root: str, contract: TableContract, version: int | None = None) -> list[LiveFile]:
-    """The data files of the snapshot at `version` (latest if None)."""
+def live_files(root: str, version: int | None = None) -> list[LiveFile]:
+    """The data files of the snapshot at `version` (latest if None), with the partition values
+    of the table's own partition columns (a table someone else owns has its own)."""
     actions = pa.table(snapshot(root, version).get_add_actions(flatten=True)).to_pylist()
     return [
-        LiveFile(a["path"], a["size_bytes"], {n: a[f"partition.{n}"] for n in contract.partition_by}, a["num_records"] or 0)
+        LiveFile(a["path"], a["size_bytes"], {k.removeprefix("partition."): v for k, v in a.items() if k.startswith("partition.")},
+                 a["num_records"] or 0)
         for a in actions
     ]
 
 
-def changed_files(root: str, contract: TableContract, since: int, version: int) -> tuple[list[LiveFile], list[LiveFile]]:
+def changed_files(root: str, since: int, version: int) -> tuple[list[LiveFile], list[LiveFile]]:
     """(added, removed): the files live at `version` and not at `since`, and the other way round.
     Every row that changed between the two versions is in one of them (Delta rewrites a file to
     change a row), as long as the table does not use deletion vectors (see `has_deletion_vectors`)."""
-    before = {f.path: f for f in live_files(root, contract, since)}
-    after = {f.path: f for f in live_files(root, contract, version)}
+    before = {f.path: f for f in live_files(root, since)}
+    after = {f.path: f for f in live_files(root, version)}
     return [after[p] for p in after.keys() - before.keys()], [before[p] for p in before.keys() - after.keys()]
 
 
@@ -104,7 +106,7 @@ def all_exist(root: str, files: Sequence[LiveFile]) -> bool:
 
 def _slices_changed_since(root: str, contract: TableContract, read_version: int, version: int) -> set[tuple]:
     """Partition values of the files added or removed by commits after `read_version`."""
-    added, removed = changed_files(root, contract, read_version, version)
+    added, removed = changed_files(root, read_version, version)
     return {tuple(f.partition_values[n] for n in contract.partition_by) for f in [*added, *removed]}
 
 
@@ -131,7 +133,7 @@ def commit_files(
         table = ensure_table(root, contract)
         if table.transaction_version(app_id) is not None:
             return version_of_commit(root, app_id)
-        live = live_files(root, contract, table.version())
+        live = live_files(root, table.version())
         removed = [f for f in live if remove is not None and remove(f)]
         mine = touched | {tuple(f.partition_values[n] for n in contract.partition_by) for f in removed}
         if read_version is not None:

@@ -72,7 +72,7 @@ class Lakehouse:
         """signal -> the version its registry alias `champion` names now, for the signals in `name`."""
         from lake.registry import Registry
 
-        signals = {f.partition_values["signal"] for f in delta_io.live_files(self.path(name), SIGNAL_TABLES[name])}
+        signals = {f.partition_values["signal"] for f in delta_io.live_files(self.path(name))}
         registry = Registry(self.registry_uri)
         return {signal: version for signal in sorted(signals) if (version := registry.aliases(signal).get("champion"))}
 

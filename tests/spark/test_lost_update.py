@@ -16,7 +16,7 @@ from jobs.engine import build_signals, by_output
 from lake import delta_io
 from lake.delta_io import CommitConflict, DataFile
 from lake.file_writer import FILE_METADATA_SCHEMA, make_file_writer
-from signals.contracts import CORPUS, EMBEDDINGS, LABELS
+from signals.contracts import EMBEDDINGS, LABELS
 
 pytestmark = pytest.mark.spark
 
@@ -35,7 +35,7 @@ def _commit_a_label_row(settings, signal: str, version: str, day: str) -> None:
 
 def test_a_commit_to_the_labels_partitions_during_the_embeddings_phase_makes_the_backfill_conflict(spark, fresh_lakehouse, monkeypatch):
     settings = fresh_lakehouse(*CHEAP_SIGNALS)
-    day = min(f.partition_values["ds"] for f in delta_io.live_files(settings.table_root("corpus"), CORPUS))
+    day = min(f.partition_values["ds"] for f in delta_io.live_files(settings.table_root("corpus")))
     real = backfill.write_and_commit
 
     def embeddings_then_a_concurrent_refresh(spark, settings, run, contract, *args, **kwargs):

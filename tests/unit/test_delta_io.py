@@ -326,16 +326,15 @@ def _corpus_days(root: str, days: list[str], mode: str = "append", **kwargs) -> 
 
 
 def test_changed_files_are_the_files_added_and_removed_between_two_versions(tmp_path: Path) -> None:
-    from signals.contracts import CORPUS
 
     root = str(tmp_path / "corpus")
     _corpus_days(root, ["2026-01-01", "2026-01-02"])  # version 0
     _corpus_days(root, ["2026-01-03"])  # 1: a new day
     DeltaTable(root).delete("ds = '2026-01-01'")  # 2: a takedown
-    added, removed = delta_io.changed_files(root, CORPUS, 0, 2)
+    added, removed = delta_io.changed_files(root, 0, 2)
     assert [f.partition_values["ds"] for f in added] == ["2026-01-03"]
     assert [f.partition_values["ds"] for f in removed] == ["2026-01-01"]
-    assert delta_io.changed_files(root, CORPUS, 2, 2) == ([], [])
+    assert delta_io.changed_files(root, 2, 2) == ([], [])
     assert delta_io.all_exist(root, removed)  # still in storage until a vacuum
     DeltaTable(root).vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
     assert not delta_io.all_exist(root, removed)

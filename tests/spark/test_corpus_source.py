@@ -1,0 +1,74 @@
+"""A corpus someone else owns (issue #18): other column names, a day partition of its own or a
+timestamp to derive the day from, Delta or parquet, at any path. The jobs read it through the
+configured mapping and compute what they compute on the sample corpus."""
+from __future__ import annotations
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from conftest import settings_for
+from deltalake import DeltaTable, write_deltalake
+
+from conf.settings import UsageError
+from jobs.backfill import run_backfill
+from jobs.corpus import CorpusSource, Window
+
+pytestmark = pytest.mark.spark
+
+SIGNALS = tuple(f"signals.{name}.enabled=false" for name in ("image_safety", "language", "image_topics", "text_topics", "image_quality", "text_safety"))
+RENAMED = {"content_id": "pin_id", "image": "img_bytes", "title": "headline", "description": "body", "updated_at": "modified", "created_at": "created"}
+MAPPING = tuple(f"corpus.columns.{ours}={theirs}" for ours, theirs in RENAMED.items())
+
+
+@pytest.fixture(scope="module")
+def theirs(corpus_lakehouse, tmp_path_factory):
+    """The first 12 sample items, as the canonical corpus and as a table with its own names and a `day` partition."""
+    sample = DeltaTable(corpus_lakehouse.root).to_pyarrow_table().sort_by("content_id").slice(0, 12)
+    folder = tmp_path_factory.mktemp("theirs")
+    write_deltalake(str(folder / "ours" / "corpus"), sample, partition_by=["ds"])
+    renamed = sample.rename_columns([{**RENAMED, "ds": "day"}.get(n, n) for n in sample.column_names])
+    write_deltalake(str(folder / "delta"), renamed, partition_by=["day"])
+    pq.write_table(renamed.drop_columns(["day"]), str(folder / "plain.parquet"))
+    return folder, sample
+
+
+def _rows(settings):
+    table = DeltaTable(settings.table_root("embeddings")).to_pyarrow_table()
+    return {(r["content_id"], r["signal"]): r for r in table.select(["content_id", "signal", "input_hash", "status", "ds", "vector"]).to_pylist()}
+
+
+def test_a_delta_corpus_with_its_own_names_and_day_partition_gives_the_same_rows(spark, theirs, tmp_path):
+    folder, sample = theirs
+    ours = settings_for(folder / "ours", *SIGNALS)
+    mapped = settings_for(tmp_path / "lakehouse", *SIGNALS, f"corpus.path={folder / 'delta'}", *MAPPING, "corpus.columns.ds=day")
+    day = sample["ds"][0].as_py()
+    assert run_backfill(spark, ours).status == "succeeded"
+    assert run_backfill(spark, mapped, Window(day, day)).status == "succeeded"
+    assert run_backfill(spark, mapped).status == "succeeded"
+    expected, got = _rows(ours), _rows(mapped)
+    assert got.keys() == expected.keys()
+    for key, row in got.items():
+        assert (row["input_hash"], row["status"], row["ds"]) == (expected[key]["input_hash"], expected[key]["status"], expected[key]["ds"])
+        if row["vector"] is not None:
+            assert max(abs(a - b) for a, b in zip(row["vector"], expected[key]["vector"])) < 1e-5
+
+
+def test_a_parquet_corpus_whose_day_comes_from_a_timestamp(spark, theirs, tmp_path):
+    folder, sample = theirs
+    settings = settings_for(tmp_path / "lakehouse", *SIGNALS, "corpus.format=parquet", f"corpus.path={folder / 'plain.parquet'}",
+                            *MAPPING, "corpus.columns.ds=null", "corpus.columns.day_from=created", "corpus.filter=pin_id <> 'nobody'")
+    result = run_backfill(spark, settings)
+    assert result.status == "succeeded"
+    days = {r["content_id"]: r["ds"] for r in _rows(settings).values()}
+    created = dict(zip(sample["content_id"].to_pylist(), pc.strftime(sample["created_at"], "%Y-%m-%d").to_pylist()))
+    assert days == created
+
+
+def test_mapping_errors_name_the_columns_before_any_compute(spark, theirs, tmp_path):
+    folder, _ = theirs
+    settings = settings_for(tmp_path / "lakehouse", *SIGNALS, f"corpus.path={folder / 'delta'}", *MAPPING,
+                            "corpus.columns.ds=day", "corpus.columns.content_id=pinid", "corpus.columns.title=modified")
+    with pytest.raises(UsageError) as caught:
+        CorpusSource.of(settings).read(spark)
+    assert "'pinid' is not a column (did you mean 'pin_id'?)" in str(caught.value)
+    assert "title -> 'modified' is timestamp" in str(caught.value)
