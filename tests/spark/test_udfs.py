@@ -2,16 +2,18 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import re
 
-import pandas as pd
 import pytest
+import torch
+from conftest import SMALL_CORPUS, settings_for
 from pyspark.sql import functions as F
-from pyspark.sql.functions import pandas_udf
 
 from jobs.backfill import build_signals
+from jobs.engine import Run, signal_rows
 from lake import spark_io
-from signals import model_cache
+from signals.base import ModelRef, SignalConfig
+from signals.contracts import EMBEDDINGS
 from signals.hashing import image_input_hash, text_input_hash
 from udfs.columns import input_hash_column, result_column
 from udfs.rows import evened
@@ -19,21 +21,42 @@ from udfs.rows import evened
 pytestmark = pytest.mark.spark
 
 
-def test_the_model_loads_once_per_python_worker(spark, corpus_lakehouse):
-    signal = build_signals(corpus_lakehouse.settings)["text_embedding"]
-    key = (signal.resource_key(), "cpu")
+def test_the_model_loads_once_per_python_worker(spark, corpus_lakehouse, tmp_path):
+    """The jobs' path (jobs.engine.signal_rows: the corpus evened into 16 tasks, udfs.rows.output_rows
+    run by lake.spark_io.write_files): each Python worker loads the model once and every later
+    task in it reuses it. The fake signal appends a line to <pid>.loads whenever it really loads."""
+    from signals.embedders.text import TextEmbedder
 
-    @pandas_udf("string")
-    def loads(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
-        signal.load()
-        for batch in batches:
-            yield pd.Series([f"{os.getpid()}:{model_cache.load_count(key)}"] * len(batch))
+    class CountingEmbedder(TextEmbedder):  # defined here: Spark ships it to the workers by value
+        dim = 2
 
-    frame = spark.range(0, 2000, numPartitions=16).select(loads(F.col("id").cast("string")).alias("seen"))
-    seen = {row.seen for row in frame.distinct().collect()}
-    pids = {s.split(":")[0] for s in seen}
-    assert {s.split(":")[1] for s in seen} == {"1"}  # never a second load in any worker
-    assert len(pids) < 16 / 2  # workers are reused across the 16 tasks: the model is not per task
+        def resource_key(self):
+            return ("counting", self.config.params["loads"])  # a key no other test's worker has cached
+
+        def load_resources(self, device):
+            with open(os.path.join(self.config.params["loads"], f"{os.getpid()}.loads"), "a") as f:
+                f.write("load\n")
+            return "weights"
+
+        def forward(self, prepared):
+            return torch.tensor([[1.0, float(len(text))] for text in prepared])
+
+    loads = tmp_path / "loads"
+    loads.mkdir()
+    settings = settings_for(corpus_lakehouse.settings.lakehouse_root, "spark.partitions_per_slot=8")
+    signal = CountingEmbedder(SignalConfig("counting_embedding", ModelRef("counting", "1"), batch_size=3, device="cpu",
+                                           params={"loads": str(loads)}))
+    corpus = spark_io.read_spark(spark, corpus_lakehouse.root)
+    run = Run.begin("load-once")
+    source = signal_rows(corpus, signal, settings, run, SMALL_CORPUS)
+    files = spark_io.write_files([source], str(tmp_path / "embeddings"), EMBEDDINGS, f"part-{run.run_id}")
+
+    assert sum(f.num_items for f in files) == SMALL_CORPUS
+    tasks = {re.search(r"-s\d+-p(\d+)-a\d+-", f.path).group(1) for f in files}
+    per_worker = {path.stem: path.read_text().count("load") for path in loads.glob("*.loads")}
+    assert len(tasks) == 2 * 8  # local[2], 8 partitions a slot
+    assert set(per_worker.values()) == {1}, per_worker  # never a second load in a worker
+    assert len(per_worker) <= len(tasks) / 2  # workers are reused across tasks: the model is not per task
 
 
 def test_the_udf_keeps_row_order_across_arrow_and_model_batches(spark, corpus_lakehouse):

@@ -10,6 +10,7 @@ from collections.abc import Hashable
 
 import numpy as np
 import psutil
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -20,6 +21,7 @@ from benchmarks.corpus import add_new_items, copy_lakehouse, write_corpus
 from benchmarks.memory import CpuShare, RssPoller, python_workers
 from benchmarks.report import format_table, summarise
 from signals.base import ModelRef, SignalConfig
+from signals.decode import InputError, decode_image
 from signals.embedders.image import ImageEmbedder
 
 
@@ -126,26 +128,41 @@ def test_stage_snapshots_subtract_per_worker(tmp_path) -> None:
 # ---------------------------------------------------------------------------------- memory, cpu
 
 
+def wait_for(condition, what: str, timeout: float = 60.0) -> None:
+    """Poll `condition` until it holds; fail after `timeout` seconds (a loaded machine is slow, never wrong)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.02)
+
+
+# Each child touches every page of its buffer (bytes * n writes them all), then says so in a file.
+_HOLD = "import sys, time; x = b'x' * ({mb} * 2**20); open(sys.argv[1], 'w').close(); time.sleep(120)"
+
+
 @pytest.mark.subprocess
 def test_the_poller_sees_python_workers_only(tmp_path) -> None:
-    # under a parent of their own: this test process may also run a real SparkSession's workers
-    code = "import time; x = bytearray(64 * 2**20); time.sleep(30)"
+    # under a parent of their own: this test process may also run a real SparkSession's workers.
+    # The other Python child holds more memory than the worker: counted, it would show.
+    worker_ready, other_ready = tmp_path / "worker.ready", tmp_path / "other.ready"
     parent_code = (
         "import subprocess, sys, time; "
-        f"subprocess.Popen([sys.executable, '-c', {code!r}, 'pyspark.daemon']); "
-        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']); time.sleep(30)"
+        f"subprocess.Popen([sys.executable, '-c', {_HOLD.format(mb=160)!r}, {str(other_ready)!r}]); "
+        f"subprocess.Popen([sys.executable, '-c', {_HOLD.format(mb=64)!r}, {str(worker_ready)!r}, 'pyspark.daemon']); "
+        "time.sleep(120)"
     )
     parent = subprocess.Popen([sys.executable, "-c", parent_code])
     try:
-        deadline = time.time() + 10
-        while time.time() < deadline and not python_workers(parent.pid):
-            time.sleep(0.05)
-        with RssPoller(interval=0.02, root_pid=parent.pid) as poll:
-            time.sleep(0.3)
+        wait_for(lambda: worker_ready.exists() and other_ready.exists(), "both children to hold their memory")
+        assert len(psutil.Process(parent.pid).children()) == 2
         workers = python_workers(parent.pid)
         assert len(workers) == 1 and "pyspark.daemon" in workers[0].cmdline()
-        assert poll.peaks.workers_seen == 1 and poll.peaks.samples >= 3
-        assert poll.peaks.peak_worker_mb > 64 and poll.peaks.peak_total_mb == pytest.approx(poll.peaks.peak_worker_mb)
+        with RssPoller(interval=0.02, root_pid=parent.pid) as poll:
+            wait_for(lambda: poll.peaks.samples >= 3, "three samples by the polling thread")
+        assert poll.peaks.workers_seen == 1 and list(poll.peaks.per_worker_mb) == [workers[0].pid]
+        assert 64 < poll.peaks.peak_worker_mb < 160
+        assert poll.peaks.peak_total_mb == pytest.approx(poll.peaks.peak_worker_mb)
     finally:
         for child in psutil.Process(parent.pid).children(recursive=True):
             child.kill()
@@ -217,5 +234,35 @@ def test_the_raw_loop_embeds_every_good_image_and_times_its_stages(tmp_path, emp
     assert written.num_rows == 60 and written["vector"].null_count == 60 - result.ok
     vectors = np.array([v for v in written["vector"].to_pylist() if v is not None])
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
-    check = arms.compare_vectors(tmp_path / "raw.parquet", written)
-    assert check == {"max_abs_diff": 0.0, "compared": result.ok, "ok_status_disagreements": 0}
+    expected = mean_colours(str(tmp_path / "lh" / "corpus"))  # computed row by row, without the loop
+    assert written["content_id"].to_pylist() == expected["content_id"].to_pylist()
+    check = arms.compare_vectors(tmp_path / "raw.parquet", expected)
+    assert check["max_abs_diff"] < 1e-5 and check["compared"] == result.ok and check["ok_status_disagreements"] == 0
+
+
+def mean_colours(corpus_root: str) -> pa.Table:
+    """MeanColour's vectors computed independently, one image at a time: decode (the shared
+    decoder), 16x16 centre crop, per-channel mean in numpy + 0.1, L2-normalised; None for a bad image."""
+    from deltalake import DeltaTable
+
+    crop = T.Compose([T.Resize(16), T.CenterCrop(16)])
+    ids, vectors = [], []
+    for row in DeltaTable(corpus_root).to_pyarrow_table(columns=["content_id", "image"]).to_pylist():
+        ids.append(row["content_id"])
+        try:
+            image = decode_image(row["image"])
+        except InputError:
+            vectors.append(None)
+            continue
+        v = np.asarray(crop(image), dtype=np.float64).mean(axis=(0, 1)) / 255 + 0.1
+        vectors.append((v / np.linalg.norm(v)).tolist())
+    return pa.table({"content_id": ids, "vector": pa.array(vectors, pa.list_(pa.float32()))})
+
+
+def test_compare_vectors_reports_differences_and_status_disagreements(tmp_path) -> None:
+    raw = pa.table({"content_id": ["a", "b", "c", "d"], "vector": pa.array([[1.0, 0.0], [0.0, 1.0], None, [0.6, 0.8]], pa.list_(pa.float32()))})
+    pq.write_table(raw, tmp_path / "raw.parquet")
+    # another arm, in another order: b off by 0.25, c ok where raw failed, d failed (NaN) where raw was ok
+    other = pa.table({"content_id": ["d", "c", "b", "a"],
+                      "vector": pa.array([[float("nan"), float("nan")], [1.0, 0.0], [0.0, 0.75], [1.0, 0.0]], pa.list_(pa.float32()))})
+    assert arms.compare_vectors(tmp_path / "raw.parquet", other) == {"max_abs_diff": 0.25, "compared": 2, "ok_status_disagreements": 2}

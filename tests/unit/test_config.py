@@ -51,7 +51,7 @@ def test_cluster_profile_expands_the_lakehouse_variable(monkeypatch) -> None:
 
 def test_cluster_profile_without_its_lakehouse_variable_is_an_error(monkeypatch) -> None:
     monkeypatch.delenv("CONTENT_SIGNALS_LAKEHOUSE", raising=False)
-    with pytest.raises((ValueError, KeyError, OSError)):
+    with pytest.raises(ValidationError, match=r"lakehouse '\$\{?CONTENT_SIGNALS_LAKEHOUSE\}?.*' names an environment variable that is not set"):
         load_settings("cluster")
 
 
@@ -196,10 +196,30 @@ def test_good_model_versions_are_accepted(version: str) -> None:
     assert settings.signals["image_embedding"].model.version == version
 
 
-def test_settings_are_frozen() -> None:
-    settings = load_settings("local")
-    with pytest.raises(ValidationError):
-        settings.prefetch = 9
+# --------------------------------------------------------------------------------------
+# The registry
+# --------------------------------------------------------------------------------------
+
+
+def test_without_the_registry_every_model_needs_a_version() -> None:
+    with pytest.raises(ValidationError, match=r"without the registry every model needs a version; none for \[.*'image_embedding'"):
+        load_settings("local", ["registry.enabled=false"])
+    pinned = [f"signals.{name}.model.version=1" for name in load_settings("local").signals]
+    settings = load_settings("local", ["registry.enabled=false", *pinned])
+    assert {s.model.version for s in settings.signals.values()} == {"1"}
+
+
+def test_the_default_registry_is_a_sqlite_store_in_the_lakehouse(tmp_path) -> None:
+    settings = load_settings("local", [f"lakehouse={tmp_path}/lake/"])
+    assert settings.registry_uri == f"sqlite:///{tmp_path}/lake/_registry/mlflow.db"
+
+
+def test_a_remote_lakehouse_needs_a_tracking_uri(monkeypatch) -> None:
+    monkeypatch.setenv("CONTENT_SIGNALS_LAKEHOUSE", "s3://bucket/lake")
+    with pytest.raises(ValueError, match="registry.tracking_uri"):
+        _ = load_settings("cluster").registry_uri
+    settings = load_settings("cluster", ["registry.tracking_uri=http://mlflow:5000"])
+    assert settings.registry_uri == "http://mlflow:5000"
 
 
 # --------------------------------------------------------------------------------------

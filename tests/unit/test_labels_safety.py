@@ -3,47 +3,24 @@ directly through their own packages, spam indicators move the spam score, bad in
 error row."""
 from __future__ import annotations
 
-import io
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
 import skimage.data
-from PIL import Image
+from labels_helpers import config, jpeg, run, scores_of
 
-from signals.base import ModelRef, SignalConfig
 from signals.contracts import STATUS_ERROR, STATUS_OK
 from signals.labels.image_safety import ImageSafetyLabeler
 from signals.labels.text_safety import TextSafetyLabeler, spam_indicators, spam_score
-from signals.runner import run_signal
 
-
-def _config(name: str, batch_size: int = 4) -> SignalConfig:
-    return SignalConfig(name, ModelRef(name, "test"), batch_size=batch_size, device="cpu")
-
-
-def _jpeg(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(array).convert("RGB").save(buf, format="JPEG", quality=90)
-    return buf.getvalue()
-
-
-def _results(labeler, frame: pd.DataFrame) -> pd.DataFrame:
-    return pd.concat(list(run_signal(labeler.load(), [frame]))).reset_index(drop=True)
-
-
-def _score(scores: list[dict], label: str) -> float:
-    return next(s["score"] for s in scores if s["label"] == label)
-
-
-IMAGES = [_jpeg(f()) for f in (skimage.data.astronaut, skimage.data.chelsea, skimage.data.coffee, skimage.data.camera, skimage.data.rocket)]
+IMAGES = [jpeg(f()) for f in (skimage.data.astronaut, skimage.data.chelsea, skimage.data.coffee, skimage.data.camera, skimage.data.rocket)]
 
 
 @pytest.fixture(scope="module")
 def image_results() -> pd.DataFrame:
     frame = pd.DataFrame({"image": [IMAGES[0], b"<html>404</html>", *IMAGES[1:], None]})
-    return _results(ImageSafetyLabeler(_config("image_safety", batch_size=3)), frame)
+    return run(ImageSafetyLabeler(config("image_safety", batch_size=3)), frame)
 
 
 def test_nsfw_equals_the_packages_own_classifier(image_results: pd.DataFrame) -> None:
@@ -54,7 +31,7 @@ def test_nsfw_equals_the_packages_own_classifier(image_results: pd.DataFrame) ->
     assert len(ok) == len(IMAGES)
     for data, scores in zip(IMAGES, ok["scores"]):
         expected = classifier.classify(data).nsfw  # the package decodes the bytes itself
-        assert _score(scores, "nsfw") == pytest.approx(expected, abs=1e-5)
+        assert scores_of(scores)["nsfw"] == pytest.approx(expected, abs=1e-5)
         assert 0.0 <= expected < 0.5  # ordinary photos
 
 
@@ -65,7 +42,7 @@ def test_nsfw_bad_images_are_error_rows(image_results: pd.DataFrame) -> None:
 
 
 def test_nsfw_batches_match_single_rows() -> None:
-    labeler = ImageSafetyLabeler(_config("image_safety")).load()
+    labeler = ImageSafetyLabeler(config("image_safety")).load()
     prepared = [labeler.prepare({"image": data}) for data in IMAGES]
     batched = [s.scores["nsfw"] for s in labeler.score(prepared)]
     single = [labeler.score([p])[0].scores["nsfw"] for p in prepared]
@@ -91,7 +68,7 @@ TEXT_ROWS = pd.DataFrame(
 
 @pytest.fixture(scope="module")
 def text_results() -> pd.DataFrame:
-    return _results(TextSafetyLabeler(_config("text_safety", batch_size=3)), TEXT_ROWS)
+    return run(TextSafetyLabeler(config("text_safety", batch_size=3)), TEXT_ROWS)
 
 
 def test_offensive_is_the_max_of_profanity_check_over_title_and_description(text_results: pd.DataFrame) -> None:
@@ -101,10 +78,10 @@ def test_offensive_is_the_max_of_profanity_check_over_title_and_description(text
     for i in (0, 1, 4, 5, 6):
         fields = [f for f in (TEXT_ROWS["title"][i], TEXT_ROWS["description"][i]) if f and f.strip()]
         expected = max(predict_prob(fields))
-        assert _score(text_results["scores"][i], "offensive") == pytest.approx(expected, abs=1e-9)
-    assert _score(text_results["scores"][1], "offensive") > 0.9  # the title, not diluted by the description
-    assert _score(text_results["scores"][4], "offensive") > 0.5
-    assert _score(text_results["scores"][0], "offensive") < 0.2
+        assert scores_of(text_results["scores"][i])["offensive"] == pytest.approx(expected, abs=1e-9)
+    assert scores_of(text_results["scores"][1])["offensive"] > 0.9  # the title, not diluted by the description
+    assert scores_of(text_results["scores"][4])["offensive"] > 0.5
+    assert scores_of(text_results["scores"][0])["offensive"] < 0.2
 
 
 def test_empty_text_is_an_error_row(text_results: pd.DataFrame) -> None:
@@ -113,7 +90,7 @@ def test_empty_text_is_an_error_row(text_results: pd.DataFrame) -> None:
 
 
 def test_spam_score_and_its_indicators(text_results: pd.DataFrame) -> None:
-    clean, spammy = _score(text_results["scores"][0], "spam"), _score(text_results["scores"][5], "spam")
+    clean, spammy = scores_of(text_results["scores"][0])["spam"], scores_of(text_results["scores"][5])["spam"]
     assert clean < 0.1 and spammy > 0.95
     detail = json.loads(text_results["detail"][5])
     assert detail["links"] == 3 and detail["hashtags"] == 7 and detail["emoji"] == 6

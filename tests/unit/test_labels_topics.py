@@ -15,46 +15,26 @@ import pytest
 import reference
 import skimage.data
 import torch
+from labels_helpers import config, jpeg, run, scores_of
 from PIL import Image
 from scipy.special import softmax
 from sklearn.datasets import load_sample_image
 from torchvision import transforms
 
 from signals import model_cache
-from signals.base import ModelRef, SignalConfig
 from signals.contracts import STATUS_ERROR, STATUS_OK
 from signals.embedders.efficientnet import EfficientNetImageEmbedder
 from signals.labels.taxonomy import TAXONOMY, TOPIC_NAMES, imagenet_topics
 from signals.labels.topics import ClipImageTopicLabeler, ImageTopicLabeler, TextTopicLabeler
-from signals.runner import run_signal
-
-
-def _config(name: str, version: str = "test", batch_size: int = 4, **params) -> SignalConfig:
-    return SignalConfig(name, ModelRef(name, version), batch_size=batch_size, device="cpu", params=params)
-
-
-def _jpeg(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(array).convert("RGB").save(buf, format="JPEG", quality=90)
-    return buf.getvalue()
-
-
-def _table(scores: list[dict]) -> dict[str, float]:
-    return {s["label"]: s["score"] for s in scores}
-
 
 IMAGES = {
-    "chelsea": _jpeg(skimage.data.chelsea()),  # a tabby cat
-    "coffee": _jpeg(skimage.data.coffee()),
-    "china": _jpeg(load_sample_image("china.jpg")),  # a temple
-    "flower": _jpeg(load_sample_image("flower.jpg")),
-    "rocket": _jpeg(skimage.data.rocket()),
+    "chelsea": jpeg(skimage.data.chelsea()),  # a tabby cat
+    "coffee": jpeg(skimage.data.coffee()),
+    "china": jpeg(load_sample_image("china.jpg")),  # a temple
+    "flower": jpeg(load_sample_image("flower.jpg")),
+    "rocket": jpeg(skimage.data.rocket()),
 }
 IMAGE_FRAME = pd.DataFrame({"image": [*IMAGES.values(), b"\x89PNG\r\n\x1a\n truncated"]})
-
-
-def _run(labeler, frame: pd.DataFrame) -> pd.DataFrame:
-    return pd.concat(list(run_signal(labeler.load(), [frame]))).reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -64,7 +44,7 @@ def _run(labeler, frame: pd.DataFrame) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def image_results() -> pd.DataFrame:
-    return _run(ImageTopicLabeler(_config("image_topics", batch_size=4)), IMAGE_FRAME)
+    return run(ImageTopicLabeler(config("image_topics", batch_size=4)), IMAGE_FRAME)
 
 
 @functools.lru_cache(maxsize=1)
@@ -95,7 +75,7 @@ def test_image_topics_are_the_imagenet_softmax_summed_per_topic(image_results: p
     mapping = np.array([t if t is not None else "" for t in imagenet_topics()])
     for data, scores in zip(IMAGES.values(), image_results["scores"]):
         probs = _imagenet_probabilities(data)
-        got = _table(scores)
+        got = scores_of(scores)
         assert list(got) == list(TOPIC_NAMES)
         for topic in TOPIC_NAMES:
             assert got[topic] == pytest.approx(probs[mapping == topic].sum(), abs=1e-4)
@@ -103,7 +83,7 @@ def test_image_topics_are_the_imagenet_softmax_summed_per_topic(image_results: p
 
 
 def test_image_topics_on_real_photos(image_results: pd.DataFrame) -> None:
-    top = {name: max(_table(s).items(), key=lambda kv: kv[1]) for name, s in zip(IMAGES, image_results["scores"])}
+    top = {name: max(scores_of(s).items(), key=lambda kv: kv[1]) for name, s in zip(IMAGES, image_results["scores"])}
     assert top["chelsea"][0] == "animals" and top["chelsea"][1] > 0.5
     assert top["coffee"][0] == "food" and top["coffee"][1] > 0.5
     assert top["china"][0] == "travel"
@@ -114,9 +94,8 @@ def test_image_topics_on_real_photos(image_results: pd.DataFrame) -> None:
 
 def test_image_topics_share_the_embedders_model() -> None:
     """The labeler and the embedding signal of the same model version load it once per process."""
-    config = _config("image_topics", version="shared-check")
-    labeler = ImageTopicLabeler(config).load()
-    embedder = EfficientNetImageEmbedder(_config("image_embedding", version="shared-check")).load()
+    labeler = ImageTopicLabeler(config("image_topics", version="shared-check")).load()
+    embedder = EfficientNetImageEmbedder(config("image_embedding", version="shared-check")).load()
     assert labeler.backing[0].resources is embedder.resources
     assert model_cache.load_count((embedder.resource_key(), "cpu")) == 1
 
@@ -139,16 +118,16 @@ TEXTS = {
 
 @pytest.fixture(scope="module")
 def text_labeler() -> TextTopicLabeler:
-    return TextTopicLabeler(_config("text_topics", temperature=0.05)).load()
+    return TextTopicLabeler(config("text_topics", temperature=0.05)).load()
 
 
 def test_text_topics_equal_sentence_transformers_similarities(text_labeler: TextTopicLabeler) -> None:
     frame = pd.DataFrame({"title": list(TEXTS.values()) + [None], "description": [None] * len(TEXTS) + ["  "]})
-    results = _run(text_labeler, frame)
+    results = run(text_labeler, frame)
     assert results["status"].tolist() == [STATUS_OK] * len(TEXTS) + [STATUS_ERROR]
     topics = np.stack([reference.minilm_embedding(t.description) for t in TAXONOMY])
     for (expected, text), scores in zip(TEXTS.items(), results["scores"]):
-        got = _table(scores)
+        got = scores_of(scores)
         want = softmax(topics @ reference.minilm_embedding(text) / 0.05)
         assert np.allclose([got[t] for t in TOPIC_NAMES], want, atol=1e-3)
         assert sum(got.values()) == pytest.approx(1.0, abs=1e-5)
@@ -156,7 +135,7 @@ def test_text_topics_equal_sentence_transformers_similarities(text_labeler: Text
 
 
 def test_text_topic_temperature_sharpens(text_labeler: TextTopicLabeler) -> None:
-    sharper = TextTopicLabeler(_config("text_topics", temperature=0.02)).load()
+    sharper = TextTopicLabeler(config("text_topics", temperature=0.02)).load()
     text = TEXTS["food"]
     (soft,) = text_labeler.score([text_labeler.prepare({"title": text, "description": None})])
     (sharp,) = sharper.score([sharper.prepare({"title": text, "description": None})])
@@ -181,8 +160,8 @@ def tiny_clip(tmp_path_factory):
 
 def test_clip_topics_equal_the_checkpoint_model_called_directly(tiny_clip) -> None:
     params, model, preprocess = tiny_clip
-    labeler = ClipImageTopicLabeler(_config("clip_topics", version="tiny-random", batch_size=2, **params))
-    results = _run(labeler, IMAGE_FRAME)
+    labeler = ClipImageTopicLabeler(config("clip_topics", version="tiny-random", batch_size=2, **params))
+    results = run(labeler, IMAGE_FRAME)
     assert results["status"].tolist() == [STATUS_OK] * len(IMAGES) + [STATUS_ERROR]
 
     tokenizer = open_clip.get_tokenizer(ARCH)
@@ -196,14 +175,14 @@ def test_clip_topics_equal_the_checkpoint_model_called_directly(tiny_clip) -> No
             image = preprocess(Image.open(io.BytesIO(data)).convert("RGB")).unsqueeze(0)
             image = torch.nn.functional.normalize(model.encode_image(image), dim=-1)
             want = torch.softmax(model.logit_scale.exp() * image @ prompts.T, dim=-1)[0].numpy()
-            got = _table(scores)
+            got = scores_of(scores)
             assert np.allclose([got[t] for t in TOPIC_NAMES], want, atol=1e-4)
             assert sum(got.values()) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_clip_image_and_text_towers_load_once(tiny_clip) -> None:
     params, _, _ = tiny_clip
-    labeler = ClipImageTopicLabeler(_config("clip_topics", version="tiny-random-once", **params)).load()
+    labeler = ClipImageTopicLabeler(config("clip_topics", version="tiny-random-once", **params)).load()
     image_tower, text_tower = labeler.backing
     assert image_tower.resources is text_tower.resources
     assert model_cache.load_count((image_tower.resource_key(), "cpu")) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -12,13 +13,15 @@ pytestmark = pytest.mark.usefixtures("empty_model_cache")
 
 
 class Loader:
-    """A load function that counts its calls and returns a new object each time."""
+    """A load function that counts its calls and returns a new object each time (after `seconds`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, seconds: float = 0.0) -> None:
         self.calls = 0
+        self.seconds = seconds
 
     def __call__(self) -> object:
         self.calls += 1
+        time.sleep(self.seconds)
         return object()
 
 
@@ -71,7 +74,7 @@ def test_a_failed_load_is_not_cached() -> None:
 def test_concurrent_first_use_loads_once() -> None:
     threads_n = 8
     barrier = threading.Barrier(threads_n)
-    load = Loader()
+    load = Loader(seconds=0.2)  # as slow as reading weights: every thread arrives while the first loads
     results: list[object] = []
     lock = threading.Lock()
 

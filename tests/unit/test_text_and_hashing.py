@@ -9,7 +9,7 @@ import unicodedata
 import pytest
 
 from signals.decode import InputError
-from signals.hashing import TEXT_FIELD_SEPARATOR, image_input_hash, text_input_hash
+from signals.hashing import image_input_hash, text_input_hash
 from signals.text import FIELD_SEPARATOR, compose_text
 
 # --------------------------------------------------------------------------------------
@@ -37,8 +37,17 @@ def test_compose_text(title, description, expected: str) -> None:
     assert unicodedata.is_normalized("NFC", text)
 
 
-def test_field_separator_is_a_newline() -> None:
-    assert FIELD_SEPARATOR == "\n"
+@pytest.mark.parametrize(
+    ("left", "right"),
+    [
+        pytest.param(("ab", "c"), ("a", "bc"), id="boundary-moves"),
+        pytest.param(("abc", None), ("ab", "c"), id="one-field-or-two"),
+    ],
+)
+def test_the_field_separator_keeps_title_and_description_apart(left, right) -> None:
+    # the model reads where the title ends: fields that only concatenate alike stay different texts
+    assert compose_text(*left) != compose_text(*right)
+    assert compose_text("ab", "c").split(FIELD_SEPARATOR) == ["ab", "c"]
 
 
 @pytest.mark.parametrize(
@@ -104,7 +113,7 @@ def test_image_input_hash_of_empty_bytes_is_not_none() -> None:
 
 
 def test_text_input_hash_is_sha256_of_title_unit_separator_description() -> None:
-    assert TEXT_FIELD_SEPARATOR == "\x1f"
+    # the documented byte layout, written out: utf-8 title, 0x1f, utf-8 description
     assert text_input_hash("Red shoes", "Leather") == _sha(b"Red shoes\x1fLeather")
     assert text_input_hash("Caf\u00e9", "\U0001f45f") == _sha("Caf\u00e9\x1f\U0001f45f".encode("utf-8"))
 
@@ -134,6 +143,14 @@ def test_text_input_hash_differs_when_the_inputs_differ(left, right) -> None:
     assert text_input_hash(*left) != text_input_hash(*right)
 
 
-def test_text_input_hash_is_hex_sha256() -> None:
-    digest = text_input_hash("t", "d")
-    assert len(digest) == 64 and int(digest, 16) >= 0
+@pytest.mark.parametrize(
+    ("title", "description", "data"),
+    [
+        pytest.param("t", "d", b"t\x1fd", id="both"),
+        pytest.param(None, None, b"\x1f", id="none-is-empty-but-the-separator-stays"),
+        pytest.param("a\x1fb", None, b"a\x1fb\x1f", id="separator-inside-a-field"),
+    ],
+)
+def test_text_input_hash_is_lowercase_hex_sha256_of_the_layout(title, description, data: bytes) -> None:
+    # lowercase hex as hashlib writes it (and Spark's sha2 does): the two must compare equal as strings
+    assert text_input_hash(title, description) == hashlib.sha256(data).hexdigest()
