@@ -134,7 +134,7 @@ def reconcile(root: str, table_roots: Sequence[str]) -> list[RunRecord]:
             outcome, table_root = found[0]
             closed.append(replace(record, status=SUCCEEDED, message="recovered: committed before the run died",
                                   rows_in=outcome.rows_in, rows_ok=outcome.rows_ok, rows_error=outcome.rows_error,
-                                  table_version=delta_io.version_of_commit(table_root, app_id, search=1000), finished_at=now))
+                                  table_version=delta_io.version_of_commit(table_root, app_id), finished_at=now))
         else:
             closed.append(replace(record, status=ABANDONED, message="died before committing; its files were never visible",
                                   finished_at=now))
