@@ -13,9 +13,19 @@ Each alias keeps its own history (a registered-model tag) so that rollback knows
 back to, and each move is also appended to the run ledger.
 
 MLflow is kept off the network: its usage telemetry is disabled before it is imported.
+
+A local sqlite store is set up all or nothing (`set_up_sqlite`). MLflow itself creates its
+tables and runs some seventy alembic migrations in the database file in place, and not in one
+transaction: a first run killed in its first seconds left a half-migrated file on which every
+later command failed (`duplicate column name`), and two first runs at once raced each other's
+migrations (an alembic `CommandError`). Here the database is built and migrated in a temporary
+file beside it under a file lock and renamed into place when complete: the file either does not
+exist or is whole, a killed set-up leaves only a temporary file the next one deletes, and a
+concurrent first run waits on the lock and then finds the database made.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -36,6 +46,7 @@ import mlflow.telemetry  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.entities.model_registry import ModelVersion  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
+from mlflow.store.db.utils import _initialize_tables, create_sqlalchemy_engine_with_retry  # noqa: E402
 
 from lake.ledger import SUCCEEDED, RunRecord, record_runs  # noqa: E402
 
@@ -81,11 +92,38 @@ def sqlite_path(uri: str) -> Path | None:
 
 
 def mlflow_client(tracking_uri: str) -> MlflowClient:
-    """A client whose tracking and registry are both `tracking_uri` (its folder made if local)."""
+    """A client whose tracking and registry are both `tracking_uri` (a local database set up first)."""
     db = sqlite_path(tracking_uri)
     if db is not None:
-        db.parent.mkdir(parents=True, exist_ok=True)
+        set_up_sqlite(db)
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def set_up_sqlite(db: Path) -> None:
+    """Make `db` a complete MLflow database if it does not exist, so that no crash or concurrent
+    first run can leave it half migrated: built in `<db>.setup` under the lock `<db>.lock`, then
+    renamed into place (see the module docstring)."""
+    if db.exists():
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(f"{db.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released on close, or by the kernel when the process dies
+        if db.exists():
+            return  # set up by the process this one waited for
+        building = db.with_name(f"{db.name}.setup")
+        for leftover in db.parent.glob(f"{building.name}*"):  # of a set-up that was killed (and its journal)
+            leftover.unlink()
+        engine = create_sqlalchemy_engine_with_retry(f"sqlite:///{building}")
+        try:
+            _initialize_tables(engine)  # what MLflow's stores do on an empty database: tables, then migrations
+        finally:
+            engine.dispose()
+        os.replace(building, db)
+        folder = os.open(db.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)  # the rename survives a power cut too
+        finally:
+            os.close(folder)
 
 
 def _local_path(source: str) -> str | None:

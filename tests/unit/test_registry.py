@@ -7,8 +7,10 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,11 @@ def registry(tmp_path, empty_store) -> Registry:
     """A registry of its own for each test (a copy of the empty database)."""
     shutil.copy(empty_store, tmp_path / "mlflow.db")
     return Registry(local_store_uri(tmp_path))
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a Python child process that imports this checkout."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
 
 def folder_sha256(root: Path) -> str:
@@ -205,11 +212,67 @@ print(json.dumps({"before": before, "after": after, "attempts": attempts}))
 def test_mlflow_never_tries_the_network(tmp_path, empty_store):
     shutil.copy(empty_store, tmp_path / "mlflow.db")
     quiet = {"PYTEST_CURRENT_TEST", "CI", "GITHUB_ACTIONS", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"}
-    env = {k: v for k, v in os.environ.items() if k not in quiet}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env = {k: v for k, v in child_env().items() if k not in quiet}
     done = subprocess.run([sys.executable, "-c", _NETWORK_PROBE, local_store_uri(tmp_path)], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen == {"before": True, "after": False, "attempts": []}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]  # no ./mlruns or artifacts beside it
+
+
+_KILLED_MID_MIGRATION = """
+import pathlib, sys, time
+from alembic.runtime import migration
+def update_to_step(self, step):  # the first migration ran, its revision is not stamped yet: the process dies here
+    pathlib.Path(sys.argv[2]).touch()
+    time.sleep(600)
+migration.HeadMaintainer.update_to_step = update_to_step
+from lake.registry import Registry
+Registry(sys.argv[1])
+"""
+
+
+@pytest.mark.subprocess
+def test_a_set_up_killed_mid_migration_leaves_a_registry_that_works(tmp_path):
+    uri, dying = local_store_uri(tmp_path / "_registry"), tmp_path / "dying"
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_MID_MIGRATION, uri, str(dying)], env=child_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not dying.exists():
+            assert child.poll() is None, child.stdout.read()
+            assert time.monotonic() < deadline, "the set-up never ran its first migration"
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait()
+    registry = Registry(uri)  # the next command
+    registry.register_first_use("clip", "laion2b_s34b_b79k", {})
+    assert registry.resolve("clip", CHAMPION).version == "1"
+
+
+_FIRST_RUN = """
+import pathlib, sys, time
+from lake.registry import Registry
+go = pathlib.Path(sys.argv[2])
+pathlib.Path(f"{go}.{sys.argv[3]}").touch()  # ready: MLflow imported
+while not go.exists():
+    time.sleep(0.01)
+Registry(sys.argv[1]).register(sys.argv[3], "laion2b_s34b_b79k", {})
+"""
+
+
+@pytest.mark.subprocess
+def test_two_first_runs_at_once_both_set_up_the_registry(tmp_path):
+    uri, go = local_store_uri(tmp_path / "_registry"), tmp_path / "go"
+    children = [subprocess.Popen([sys.executable, "-c", _FIRST_RUN, uri, str(go), name], env=child_env(),
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for name in ("a", "b")]
+    while not all(Path(f"{go}.{name}").exists() or child.poll() is not None for name, child in zip("ab", children)):
+        time.sleep(0.05)  # both import MLflow (seconds), then start the set-up within milliseconds of each other
+    go.touch()
+    outputs = [child.communicate(timeout=300)[0] for child in children]
+    assert [child.returncode for child in children] == [0, 0], outputs
+    registry = Registry(uri)
+    assert [registry.resolve(name, "latest").version for name in ("a", "b")] == ["1", "1"]
