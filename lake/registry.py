@@ -26,7 +26,6 @@ concurrent first run waits on the lock and then finds the database made.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import uuid
@@ -35,7 +34,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 # MLflow 3 ships usage telemetry that posts to the internet from background threads; whether it
 # is on is decided when mlflow is first imported (and again by set_telemetry_client), so it is
@@ -49,6 +47,7 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.store.db.utils import _initialize_tables, create_sqlalchemy_engine_with_retry  # noqa: E402
 
 from lake.ledger import SUCCEEDED, RunRecord, record_runs  # noqa: E402
+from signals.weights import is_weights_location, local_path, weights_sha256  # noqa: E402
 
 if mlflow.telemetry.get_telemetry_client() is not None:
     mlflow.telemetry.set_telemetry_client()  # re-reads the setting: no client
@@ -59,8 +58,6 @@ SHA_TAG, PARAMS_TAG, SOURCE_TAG = "weights_sha256", "params", "source"
 STACK_TAG = "alias_stack.{alias}"  # versions the alias named before, for rollback
 HISTORY_TAG = "alias_history.{alias}"  # every promotion and rollback of the alias
 HISTORY_KEEP = 100
-_CHUNK = 1 << 20
-STORAGE_SCHEMES = {"s3", "s3a", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss"}
 
 
 class RegistryError(LookupError):
@@ -126,59 +123,6 @@ def set_up_sqlite(db: Path) -> None:
             os.close(folder)
 
 
-def _local_path(source: str) -> str | None:
-    """`source` as an absolute local path if it names one: an existing file or folder, or
-    anything written as a path (`/...`, `./...`, `~...`, `file://...`), which must then exist."""
-    explicit = source.startswith(("/", "./", "../", "~", "file://"))
-    if source.startswith("file://"):
-        source = urlparse(source).path
-    path = Path(source).expanduser()
-    if path.exists() and "://" not in source:
-        return str(path.resolve())
-    if explicit:
-        raise FileNotFoundError(f"no weights at {source}")
-    return None
-
-
-def _is_weights_location(source: str) -> bool:
-    """A path or storage URI (hashed); anything else (`laion2b_s34b_b79k`, `hf-hub:org/model`) is a hub tag."""
-    return _local_path(source) is not None or urlparse(source).scheme in STORAGE_SCHEMES
-
-
-def weights_sha256(path: str) -> str:
-    """sha256 of a weight file, or of a folder: for every file under it, in sorted relative
-    (POSIX) path order, its relative path, a NUL byte, then its bytes. The paths are hashed so
-    that renaming a file (tokenizer.json, config.json) makes a different model.
-    Local paths and `file://` URIs are read directly, storage URIs (`s3://`, `hdfs://`) through pyarrow."""
-    from pyarrow import fs as pafs
-
-    local = _local_path(path)
-    if local is not None:
-        filesystem, base = pafs.LocalFileSystem(), local
-    else:
-        filesystem, base = pafs.FileSystem.from_uri(path)
-    info = filesystem.get_file_info(base)
-    if info.type == pafs.FileType.File:
-        return _update(hashlib.sha256(), filesystem, base).hexdigest()
-    if info.type != pafs.FileType.Directory:
-        raise FileNotFoundError(f"no weights at {path}")
-    prefix = base.rstrip("/") + "/"
-    entries = filesystem.get_file_info(pafs.FileSelector(base, recursive=True))
-    files = sorted((e.path[len(prefix):], e.path) for e in entries if e.type == pafs.FileType.File)
-    digest = hashlib.sha256()
-    for rel, full in files:
-        digest.update(rel.encode() + b"\0")
-        _update(digest, filesystem, full)
-    return digest.hexdigest()
-
-
-def _update(digest: Any, filesystem: Any, path: str) -> Any:
-    with filesystem.open_input_stream(path) as stream:
-        while chunk := stream.read(_CHUNK):
-            digest.update(chunk)
-    return digest
-
-
 def _canonical(params: Mapping[str, Any]) -> str:
     return json.dumps(dict(params), sort_keys=True, separators=(",", ":"), default=str)
 
@@ -200,8 +144,8 @@ class Registry:
         """Idempotent: a version with the same weights hash and params is reused, else a new version is created.
 
         Hub tags cannot be hashed; for them the source itself stands in for the hash."""
-        source = _local_path(source) or source
-        sha = weights_sha256(source) if _is_weights_location(source) else None
+        source = local_path(source) or source
+        sha = weights_sha256(source) if is_weights_location(source) else None
         params_json = _canonical(params)
         self._ensure_model(name, description)
         for version in self._versions(name):

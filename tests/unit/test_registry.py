@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
-from lake.registry import CHAMPION, Registry, RegistryError, local_store_uri, weights_sha256
+from lake.registry import CHAMPION, Registry, RegistryError, local_store_uri
 from signals.embedders.efficientnet import default_weights_path
 from signals.embedders.minilm import default_model_dir
+from signals.weights import weights_sha256
 
 ROOT = Path(__file__).resolve().parents[2]
 
