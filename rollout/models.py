@@ -6,7 +6,8 @@ Its configured weights are registered on first use (with their source, sha256 an
 settings) and become the `champion`; after that the registry, not the configuration, decides.
 A run resolves the alias it computes (`champion`, or the signal's `challenger` alias for a
 shadow run) to a version number, and the signal is rebuilt with that version's settings, so
-the version goes to the executors inside the signal and onto every row and commit.
+the version goes to the executors inside the signal and onto every row and commit. The sha256
+of the version's weights travels with it: each worker checks the weights it loads against it.
 """
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def resolve_versions(settings: Settings, signals: dict[str, Signal], role: str =
             ref = conf.model.version or conf.model.alias
         model = registry.resolve(name, ref)
         params = {k: v for k, v in model.params.items() if k != "kind"}
-        resolved[name] = build_signal(conf.kind, replace(signal.config, model=ModelRef(conf.model.name, model.version), params=params))
+        resolved[name] = build_signal(conf.kind, replace(signal.config, model=ModelRef(conf.model.name, model.version), params=params,
+                                                         weights_sha256=model.weights_sha256))
     if not resolved:
         raise ValueError(f"no enabled signal has a {role!r} version in the registry; register one first")
     return resolved

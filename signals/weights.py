@@ -14,6 +14,11 @@ _CHUNK = 1 << 20
 STORAGE_SCHEMES = {"s3", "s3a", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss"}
 
 
+class WeightsMismatch(RuntimeError):
+    """Weights that are not the ones their registry version was registered with: rows computed
+    with them would carry a version and a sha256 that did not compute them."""
+
+
 def local_path(source: str) -> str | None:
     """`source` as an absolute local path if it names one: an existing file or folder, or
     anything written as a path (`/...`, `./...`, `~...`, `file://...`), which must then exist."""

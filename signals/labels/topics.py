@@ -76,6 +76,9 @@ class _TopicLabeler(Labeler):
     def weights_source(self) -> str | None:
         return self.backing[0].weights_source()
 
+    def verify_weights(self) -> None:
+        """Nothing more to check: the backing embedders verified the weights when they loaded them."""
+
     def load(self, gpu_addresses: tuple[str, ...] = ()) -> _TopicLabeler:
         """Load the embedders' shared model first: this labeler's own resources are built with it."""
         for signal in self.backing:

@@ -21,13 +21,12 @@ pytestmark = pytest.mark.spark
 
 def test_the_model_loads_once_per_python_worker(spark, corpus_lakehouse):
     signal = build_signals(corpus_lakehouse.settings)["text_embedding"]
-    key = (signal.resource_key(), "cpu")
 
     @pandas_udf("string")
     def loads(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
         signal.load()
         for batch in batches:
-            yield pd.Series([f"{os.getpid()}:{model_cache.load_count(key)}"] * len(batch))
+            yield pd.Series([f"{os.getpid()}:{model_cache.load_count(signal.cache_key)}"] * len(batch))
 
     frame = spark.range(0, 2000, numPartitions=16).select(loads(F.col("id").cast("string")).alias("seen"))
     seen = {row.seen for row in frame.distinct().collect()}

@@ -24,18 +24,10 @@ from signals.weights import weights_sha256
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def empty_store(tmp_path_factory) -> Path:
-    """An empty registry database, made once: creating MLflow's tables takes seconds."""
-    folder = tmp_path_factory.mktemp("empty-registry")
-    Registry(local_store_uri(folder))
-    return folder / "mlflow.db"
-
-
 @pytest.fixture
-def registry(tmp_path, empty_store) -> Registry:
+def registry(tmp_path, empty_registry_db) -> Registry:
     """A registry of its own for each test (a copy of the empty database)."""
-    shutil.copy(empty_store, tmp_path / "mlflow.db")
+    shutil.copy(empty_registry_db, tmp_path / "mlflow.db")
     return Registry(local_store_uri(tmp_path))
 
 
@@ -210,8 +202,8 @@ print(json.dumps({"before": before, "after": after, "attempts": attempts}))
 
 
 @pytest.mark.subprocess
-def test_mlflow_never_tries_the_network(tmp_path, empty_store):
-    shutil.copy(empty_store, tmp_path / "mlflow.db")
+def test_mlflow_never_tries_the_network(tmp_path, empty_registry_db):
+    shutil.copy(empty_registry_db, tmp_path / "mlflow.db")
     quiet = {"PYTEST_CURRENT_TEST", "CI", "GITHUB_ACTIONS", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"}
     env = {k: v for k, v in child_env().items() if k not in quiet}
     done = subprocess.run([sys.executable, "-c", _NETWORK_PROBE, local_store_uri(tmp_path)], cwd=tmp_path, env=env,
