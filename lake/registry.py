@@ -2,10 +2,10 @@
 
 Every model a signal uses is a version of a registered model in an MLflow registry (a local
 sqlite store by default, a tracking server on a cluster). A version records where its weights
-came from, a sha256 of them and the signal's preprocessing settings, so a row's
-(`model_name`, `model_version`) always says exactly what computed it. Registration is
-idempotent on (weights hash, params): registering the same weights twice reuses the version,
-changed weights or settings make a new one.
+came from, a sha256 of them and the params that identify the model (rollout.models: never
+how it is run), so a row's (`model_name`, `model_version`) always says exactly what computed
+it. Registration is idempotent on (weights hash, params): registering the same weights twice
+reuses the version, changed weights or params make a new one.
 
 Aliases (`champion`, `challenger`, ...) are the only thing that moves. The job resolves them
 once per run on the driver; promotion and rollback move an alias and never recompute rows.

@@ -67,6 +67,10 @@ class Signal(ABC):
     # the model pads each batch to its longest row (a text transformer): batches of rows of
     # similar `sort_keys` run several times faster, so the runner forms them
     pads_batches: ClassVar[bool] = False
+    # the params that say WHICH model this is (where its weights are, its architecture): the
+    # model registry records them per version and decides them; every other param says how the
+    # model is RUN (batch sizes, threads, thresholds, decoding) and comes from the configuration
+    identity_params: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: SignalConfig) -> None:
         self.config = config
@@ -76,6 +80,11 @@ class Signal(ABC):
     @property
     def signal(self) -> str:
         return self.config.signal
+
+    @classmethod
+    def identity(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The identity params among `params` (see `identity_params`)."""
+        return {name: params[name] for name in cls.identity_params if name in params}
 
     @property
     def batch_size(self) -> int:

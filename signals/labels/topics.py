@@ -93,6 +93,8 @@ class _TopicLabeler(Labeler):
 class ImageTopicLabeler(ImageInput, _TopicLabeler):
     """ImageNet-1k probabilities of EfficientNet-Lite0, summed per topic."""
 
+    identity_params = EfficientNetImageEmbedder.identity_params
+
     def backing_signals(self) -> tuple[Embedder, ...]:
         return (EfficientNetImageEmbedder(self.config),)
 
@@ -128,6 +130,7 @@ class TextTopicLabeler(TextInput, _TopicLabeler):
     """MiniLM similarity of the text to each topic's description."""
 
     pads_batches = True
+    identity_params = (*MiniLMTextEmbedder.identity_params, "temperature")  # the temperature shapes every score
 
     def backing_signals(self) -> tuple[Embedder, ...]:
         return (MiniLMTextEmbedder(self.config),)
@@ -156,6 +159,8 @@ class _ClipTopics:
 
 class ClipImageTopicLabeler(ImageInput, _TopicLabeler):
     """CLIP zero-shot classification of the image over the taxonomy's prompts."""
+
+    identity_params = OpenClipImageEmbedder.identity_params
 
     def backing_signals(self) -> tuple[Embedder, ...]:
         return (OpenClipImageEmbedder(self.config), OpenClipTextEmbedder(self.config))

@@ -1,8 +1,10 @@
-"""rollout.models on a local registry: what the signals of a run are rebuilt with. The sha256 of
+"""rollout.models on a local registry: what the signals of a run are rebuilt with. The registry
+decides which model runs (its identity params), the configuration how it runs; the sha256 of
 the version's weights travels to the workers, which refuse other weights."""
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 
 from conf.settings import Settings, load_settings
 from jobs.engine import build_signals
+from rollout.models import registry_for
 from signals import base
 from signals.embedders.efficientnet import default_weights_path
 from signals.weights import WeightsMismatch
@@ -58,3 +61,44 @@ def test_weights_are_hashed_once_per_worker_not_per_task(lakehouse, monkeypatch)
     for _ in range(3):  # three tasks in one worker
         signal.load()
     assert hashed == [default_weights_path()]
+
+
+def test_run_settings_come_from_the_configuration_once_a_champion_exists(lakehouse):
+    settings = image_embedding_only(lakehouse)
+    build_signals(settings)  # the first run registers version 1 as the champion
+    registry = registry_for(settings)
+    assert registry.resolve("image_embedding", "champion").params == {"kind": "efficientnet_lite0_image"}  # no gpu_batch_size
+    tuned = image_embedding_only(lakehouse, "signals.image_embedding.params.prepare_threads=4",
+                                 "signals.image_embedding.params.gpu_batch_size=64",
+                                 "signals.image_embedding.params.decode_limits={max_pixels: 1000000}")
+    signal = build_signals(tuned)["image_embedding"]
+    assert signal.config.model.version == "1"
+    assert signal.config.params == {"gpu_batch_size": 64, "prepare_threads": 4, "decode_limits": {"max_pixels": 1000000}}
+    assert signal.prepare_threads == 4 and signal.decode_limits.max_pixels == 1000000
+    assert [v.version for v in registry.versions("image_embedding")] == ["1"]  # run settings make no new version
+
+
+def test_the_registry_names_the_weights_and_nothing_else(lakehouse, tmp_path):
+    settings = image_embedding_only(lakehouse)
+    build_signals(settings)
+    registry = registry_for(settings)
+    other = perturbed_efficientnet(tmp_path / "v2.pth")
+    v2 = registry.register("image_embedding", other, {"kind": "efficientnet_lite0_image", "weights_path": other}).version
+    registry.promote("image_embedding", v2)
+
+    def tag_params(**params) -> None:  # as anyone who can write the registry database could
+        registry.client.set_model_version_tag("image_embedding", v2, "params", json.dumps(params))
+
+    # run settings beside the identity params (as versions registered before them held): dropped
+    tag_params(kind="efficientnet_lite0_image", weights_path=other, decode_limits={"max_pixels": 1}, prepare_threads=64)
+    signal = build_signals(settings)["image_embedding"]
+    assert signal.config.model.version == v2
+    assert signal.config.params == {"gpu_batch_size": 256, "weights_path": other}  # the configuration's run settings
+    assert signal.decode_limits.max_pixels > 1
+
+    tag_params(kind="efficientnet_lite0_image", weights_path=other, loader="pickle")
+    with pytest.raises(ValueError, match=r"version 2: .*\['loader'\], which do not identify .* \['weights_path'\]"):
+        build_signals(settings)
+    tag_params(kind="minilm_text", model_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="version 2 is a 'minilm_text' model"):
+        build_signals(settings)
