@@ -5,7 +5,8 @@ sqlite store by default, a tracking server on a cluster). A version records wher
 came from, a sha256 of them and the params that identify the model (rollout.models: never
 how it is run), so a row's (`model_name`, `model_version`) always says exactly what computed
 it. Registration is idempotent on (weights hash, params): registering the same weights twice
-reuses the version, changed weights or params make a new one.
+reuses the version, changed weights or params make a new one. Weights are read to be hashed only when their
+listing (location, sizes, modification times) changed since their version was registered.
 
 Aliases (`champion`, `challenger`, ...) are the only thing that moves. The job resolves them
 once per run on the driver; promotion and rollback move an alias and never recompute rows.
@@ -47,13 +48,14 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.store.db.utils import _initialize_tables, create_sqlalchemy_engine_with_retry  # noqa: E402
 
 from lake.ledger import SUCCEEDED, RunRecord, record_runs  # noqa: E402
-from signals.weights import is_weights_location, local_path, weights_sha256  # noqa: E402
+from signals.weights import is_weights_location, local_path, weights_sha256, weights_stat  # noqa: E402
 
 if mlflow.telemetry.get_telemetry_client() is not None:
     mlflow.telemetry.set_telemetry_client()  # re-reads the setting: no client
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 SHA_TAG, PARAMS_TAG, SOURCE_TAG = "weights_sha256", "params", "source"
+STAT_TAG = "weights_stat"  # signals.weights.weights_stat of the weights when last hashed
 # registered-model tags, JSON lists, oldest first; a tag value holds at most 100,000 characters
 STACK_TAG = "alias_stack.{alias}"  # versions the alias named before, for rollback
 HISTORY_TAG = "alias_history.{alias}"  # every promotion and rollback of the alias
@@ -143,19 +145,34 @@ class Registry:
     def register(self, name: str, source: str, params: Mapping[str, Any], description: str = "") -> RegisteredModel:
         """Idempotent: a version with the same weights hash and params is reused, else a new version is created.
 
+        The weights are hashed once per version, not on every run: a version records the listing
+        fingerprint of the weights it hashed (`weights_stat`: location, sizes, modification
+        times), and weights whose fingerprint and params match a version are that version
+        without being read again. Weights rewritten with the same size and time pass here; the
+        workers' check of the sha256 on load still refuses them.
         Hub tags cannot be hashed; for them the source itself stands in for the hash."""
         source = local_path(source) or source
-        sha = weights_sha256(source) if is_weights_location(source) else None
+        located = is_weights_location(source)
+        stat = weights_stat(source) if located else None  # before hashing: weights changed meanwhile differ from it next time
         params_json = _canonical(params)
         self._ensure_model(name, description)
-        for version in self._versions(name):
+        versions = self._versions(name)
+        for version in versions:
+            if stat is not None and version.tags.get(STAT_TAG) == stat and version.tags.get(PARAMS_TAG) == params_json:
+                return self._entity(version)
+        sha = weights_sha256(source) if located else None
+        for version in versions:
             tags = version.tags
             same_weights = tags.get(SHA_TAG) == sha if sha is not None else (SHA_TAG not in tags and version.source == source)
             if same_weights and tags.get(PARAMS_TAG) == params_json:
+                if stat is not None:  # moved or touched: not hashed again next time
+                    self.client.set_model_version_tag(name, version.version, STAT_TAG, stat)
                 return self._entity(version)
         tags = {PARAMS_TAG: params_json, SOURCE_TAG: source}
         if sha is not None:
             tags[SHA_TAG] = sha
+        if stat is not None:
+            tags[STAT_TAG] = stat
         created = self.client.create_model_version(name, source, tags=tags, description=description or None,
                                                    await_creation_for=0)
         return self._entity(created)

@@ -6,6 +6,7 @@ hashes them again when it loads them, and refuses weights that are not the versi
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -43,6 +44,29 @@ def weights_sha256(path: str) -> str:
     (POSIX) path order, its relative path, a NUL byte, then its bytes. The paths are hashed so
     that renaming a file (tokenizer.json, config.json) makes a different model.
     Local paths and `file://` URIs are read directly, storage URIs (`s3://`, `hdfs://`) through pyarrow."""
+    filesystem, files = _files(path)
+    digest = hashlib.sha256()
+    for rel, info in files:
+        if rel:
+            digest.update(rel.encode() + b"\0")
+        _update(digest, filesystem, info.path)
+    return digest.hexdigest()
+
+
+def weights_stat(path: str) -> str | None:
+    """A fingerprint of the weights at `path` from their listing alone: the location and each
+    file's relative path, size and modification time. The same fingerprint means weights left
+    alone since, without reading a byte of them; None where the storage keeps no modification times."""
+    _, files = _files(path)
+    if any(info.mtime_ns is None for _, info in files):
+        return None
+    listing = [path, *((rel, info.size, info.mtime_ns) for rel, info in files)]
+    return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+
+
+def _files(path: str) -> tuple[Any, list[tuple[str, Any]]]:
+    """The filesystem of the weights at `path` and their files, as (relative path, pyarrow
+    FileInfo) in relative path order; a single file is listed with the relative path ''."""
     from pyarrow import fs as pafs
 
     local = local_path(path)
@@ -52,17 +76,12 @@ def weights_sha256(path: str) -> str:
         filesystem, base = pafs.FileSystem.from_uri(path)
     info = filesystem.get_file_info(base)
     if info.type == pafs.FileType.File:
-        return _update(hashlib.sha256(), filesystem, base).hexdigest()
+        return filesystem, [("", info)]
     if info.type != pafs.FileType.Directory:
         raise FileNotFoundError(f"no weights at {path}")
     prefix = base.rstrip("/") + "/"
     entries = filesystem.get_file_info(pafs.FileSelector(base, recursive=True))
-    files = sorted((e.path[len(prefix):], e.path) for e in entries if e.type == pafs.FileType.File)
-    digest = hashlib.sha256()
-    for rel, full in files:
-        digest.update(rel.encode() + b"\0")
-        _update(digest, filesystem, full)
-    return digest.hexdigest()
+    return filesystem, sorted(((e.path[len(prefix):], e) for e in entries if e.type == pafs.FileType.File), key=lambda f: f[0])
 
 
 def _update(digest: Any, filesystem: Any, path: str) -> Any:

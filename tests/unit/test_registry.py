@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
+from lake import registry as registry_module
 from lake.registry import CHAMPION, Registry, RegistryError, local_store_uri
 from signals.embedders.efficientnet import default_weights_path
 from signals.embedders.minilm import default_model_dir
@@ -88,6 +89,31 @@ def test_folder_hash_covers_every_file_and_its_name(tmp_path):
     renamed = weights_sha256(str(folder))
     (folder / "sub" / "weights.bin").write_bytes(b"\x00\x02")
     assert len({original, renamed, weights_sha256(str(folder))}) == 3
+
+
+def test_weights_are_hashed_once_per_version_not_on_every_run(registry, tmp_path, monkeypatch):
+    hashed = []
+    monkeypatch.setattr(registry_module, "weights_sha256", lambda path, real=weights_sha256: hashed.append(path) or real(path))
+    path = weights_file(tmp_path / "a", "w.pt", b"weights one")
+    first = registry.register_first_use("m", path, {"arch": "a"})
+    for _ in range(3):  # daily runs
+        assert registry.register_first_use("m", path, {"arch": "a"}) == first
+    assert len(hashed) == 1
+    assert registry.register("m", path, {"arch": "b"}).version == "2" and len(hashed) == 2  # other params: a version of its own
+
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))  # touched (copied with a new time, say): read again, the same version
+    assert registry.register("m", path, {"arch": "a"}) == first and len(hashed) == 3
+    assert registry.register("m", path, {"arch": "a"}) == first and len(hashed) == 3  # ... once
+    moved = weights_file(tmp_path / "b", "w.pt", b"weights one")
+    assert registry.register("m", moved, {"arch": "a"}) == first and len(hashed) == 4
+
+    Path(moved).write_bytes(b"weights two")  # the same size, rewritten
+    assert registry.register("m", moved, {"arch": "a"}).version == "3" and len(hashed) == 5
+    folder = tmp_path / "model"
+    weights_file(folder / "sub", "weights.bin", b"\x00")
+    assert registry.register("m", str(folder), {}).version == "4"
+    weights_file(folder, "config.json", b"{}")  # a file added to a folder
+    assert registry.register("m", str(folder), {}).version == "5" and len(hashed) == 7
 
 
 def test_hub_tags_have_no_hash_and_missing_paths_are_refused(registry, tmp_path):
