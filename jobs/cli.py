@@ -37,8 +37,9 @@ from jobs.session import build_session
 from jobs.show import console, print_evaluation, print_result, show
 from rollout.compare import compare_in_lakehouse, log_to_mlflow, report_metrics, write_report
 from rollout.evaluate import run_evaluation
-from rollout.models import CHALLENGER, CHAMPION, registry_for
+from rollout.models import CHALLENGER, CHAMPION, identity_params, registry_for
 from sample_corpus.generate import write_sample_corpus
+from signals.catalog import signal_class
 from signals.contracts import CORPUS, RUNS
 
 
@@ -84,7 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     register = commands.add_parser("register", parents=[common], help="register new weights for a signal's model")
     register.add_argument("signal")
     register.add_argument("--source", required=True, help="a checkpoint file or folder, or a hub tag")
-    register.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="loading settings (YAML values)")
+    register.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                          help="a param that identifies the model, e.g. weights_path (YAML values)")
     register.add_argument("--alias", default="challenger", help="alias to point at the new version (default: challenger)")
     compare = commands.add_parser("compare", parents=[common], help="champion against challenger: an HTML report, logged to MLflow")
     compare.add_argument("signals", nargs="*", help="default: every enabled signal with a challenger")
@@ -114,7 +116,11 @@ def _rollback(settings: Settings, args: argparse.Namespace) -> None:
 
 def _register(settings: Settings, args: argparse.Namespace) -> None:
     conf = settings.signals[args.signal]
-    params = {"kind": conf.kind, **conf.params, **{k: yaml.safe_load(v) for k, v in (p.split("=", 1) for p in args.param)}}
+    given = {k: yaml.safe_load(v) for k, v in (p.split("=", 1) for p in args.param)}
+    params = identity_params(conf.kind, {**conf.params, **given})
+    if not_identity := sorted(given.keys() - params.keys()):
+        raise ValueError(f"--param {not_identity}: not what identifies a {conf.kind!r} model (its identity params: "
+                         f"{list(signal_class(conf.kind).identity_params)}); how it runs is set in the profile")
     registry = registry_for(settings)
     model = registry.register(args.signal, args.source, params, description=conf.model.name)
     registry.client.set_registered_model_alias(args.signal, args.alias, model.version)

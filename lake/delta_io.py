@@ -165,12 +165,18 @@ def commit_files(
     raise CommitConflict(f"{root}: gave up after {max_attempts} attempts lost to concurrent commits")
 
 
-def version_of_commit(root: str, app_id: str, search: int = 50) -> int:
-    """The table version whose commit carries `app_id` (found in recent history)."""
-    for entry in DeltaTable(root).history(search):
-        if entry.get("app_id") == app_id:
-            return int(entry["version"])
-    raise LookupError(f"no commit tagged {app_id!r} in the last {search} versions of {root}")
+def version_of_commit(root: str, app_id: str) -> int:
+    """The table version whose commit carries `app_id`, however old: the newest commits are
+    searched first (a run just committed is found in one short read), then ever more of the log."""
+    table, limit = DeltaTable(root), 64
+    while True:
+        entries = table.history(limit)
+        for entry in entries:
+            if entry.get("app_id") == app_id:
+                return int(entry["version"])
+        if len(entries) < limit:
+            raise LookupError(f"no commit tagged {app_id!r} in the {len(entries)} versions of {root} still in its log")
+        limit *= 8
 
 
 def snapshot(root: str, version: int | None = None) -> DeltaTable:

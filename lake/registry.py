@@ -2,10 +2,11 @@
 
 Every model a signal uses is a version of a registered model in an MLflow registry (a local
 sqlite store by default, a tracking server on a cluster). A version records where its weights
-came from, a sha256 of them and the signal's preprocessing settings, so a row's
-(`model_name`, `model_version`) always says exactly what computed it. Registration is
-idempotent on (weights hash, params): registering the same weights twice reuses the version,
-changed weights or settings make a new one.
+came from, a sha256 of them and the params that identify the model (rollout.models: never
+how it is run), so a row's (`model_name`, `model_version`) always says exactly what computed
+it. Registration is idempotent on (weights hash, params): registering the same weights twice
+reuses the version, changed weights or params make a new one. Weights are read to be hashed only when their
+listing (location, sizes, modification times) changed since their version was registered.
 
 Aliases (`champion`, `challenger`, ...) are the only thing that moves. The job resolves them
 once per run on the driver; promotion and rollback move an alias and never recompute rows.
@@ -13,10 +14,19 @@ Each alias keeps its own history (a registered-model tag) so that rollback knows
 back to, and each move is also appended to the run ledger.
 
 MLflow is kept off the network: its usage telemetry is disabled before it is imported.
+
+A local sqlite store is set up all or nothing (`set_up_sqlite`). MLflow itself creates its
+tables and runs some seventy alembic migrations in the database file in place, and not in one
+transaction: a first run killed in its first seconds left a half-migrated file on which every
+later command failed (`duplicate column name`), and two first runs at once raced each other's
+migrations (an alembic `CommandError`). Here the database is built and migrated in a temporary
+file beside it under a file lock and renamed into place when complete: the file either does not
+exist or is whole, a killed set-up leaves only a temporary file the next one deletes, and a
+concurrent first run waits on the lock and then finds the database made.
 """
 from __future__ import annotations
 
-import hashlib
+import fcntl
 import json
 import os
 import uuid
@@ -25,7 +35,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 # MLflow 3 ships usage telemetry that posts to the internet from background threads; whether it
 # is on is decided when mlflow is first imported (and again by set_telemetry_client), so it is
@@ -36,20 +45,21 @@ import mlflow.telemetry  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.entities.model_registry import ModelVersion  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
+from mlflow.store.db.utils import _initialize_tables, create_sqlalchemy_engine_with_retry  # noqa: E402
 
 from lake.ledger import SUCCEEDED, RunRecord, record_runs  # noqa: E402
+from signals.weights import is_weights_location, local_path, weights_sha256, weights_stat  # noqa: E402
 
 if mlflow.telemetry.get_telemetry_client() is not None:
     mlflow.telemetry.set_telemetry_client()  # re-reads the setting: no client
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 SHA_TAG, PARAMS_TAG, SOURCE_TAG = "weights_sha256", "params", "source"
+STAT_TAG = "weights_stat"  # signals.weights.weights_stat of the weights when last hashed
 # registered-model tags, JSON lists, oldest first; a tag value holds at most 100,000 characters
 STACK_TAG = "alias_stack.{alias}"  # versions the alias named before, for rollback
 HISTORY_TAG = "alias_history.{alias}"  # every promotion and rollback of the alias
 HISTORY_KEEP = 100
-_CHUNK = 1 << 20
-STORAGE_SCHEMES = {"s3", "s3a", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss"}
 
 
 class RegistryError(LookupError):
@@ -81,64 +91,38 @@ def sqlite_path(uri: str) -> Path | None:
 
 
 def mlflow_client(tracking_uri: str) -> MlflowClient:
-    """A client whose tracking and registry are both `tracking_uri` (its folder made if local)."""
+    """A client whose tracking and registry are both `tracking_uri` (a local database set up first)."""
     db = sqlite_path(tracking_uri)
     if db is not None:
-        db.parent.mkdir(parents=True, exist_ok=True)
+        set_up_sqlite(db)
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
-def _local_path(source: str) -> str | None:
-    """`source` as an absolute local path if it names one: an existing file or folder, or
-    anything written as a path (`/...`, `./...`, `~...`, `file://...`), which must then exist."""
-    explicit = source.startswith(("/", "./", "../", "~", "file://"))
-    if source.startswith("file://"):
-        source = urlparse(source).path
-    path = Path(source).expanduser()
-    if path.exists() and "://" not in source:
-        return str(path.resolve())
-    if explicit:
-        raise FileNotFoundError(f"no weights at {source}")
-    return None
-
-
-def _is_weights_location(source: str) -> bool:
-    """A path or storage URI (hashed); anything else (`laion2b_s34b_b79k`, `hf-hub:org/model`) is a hub tag."""
-    return _local_path(source) is not None or urlparse(source).scheme in STORAGE_SCHEMES
-
-
-def weights_sha256(path: str) -> str:
-    """sha256 of a weight file, or of a folder: for every file under it, in sorted relative
-    (POSIX) path order, its relative path, a NUL byte, then its bytes. The paths are hashed so
-    that renaming a file (tokenizer.json, config.json) makes a different model.
-    Local paths and `file://` URIs are read directly, storage URIs (`s3://`, `hdfs://`) through pyarrow."""
-    from pyarrow import fs as pafs
-
-    local = _local_path(path)
-    if local is not None:
-        filesystem, base = pafs.LocalFileSystem(), local
-    else:
-        filesystem, base = pafs.FileSystem.from_uri(path)
-    info = filesystem.get_file_info(base)
-    if info.type == pafs.FileType.File:
-        return _update(hashlib.sha256(), filesystem, base).hexdigest()
-    if info.type != pafs.FileType.Directory:
-        raise FileNotFoundError(f"no weights at {path}")
-    prefix = base.rstrip("/") + "/"
-    entries = filesystem.get_file_info(pafs.FileSelector(base, recursive=True))
-    files = sorted((e.path[len(prefix):], e.path) for e in entries if e.type == pafs.FileType.File)
-    digest = hashlib.sha256()
-    for rel, full in files:
-        digest.update(rel.encode() + b"\0")
-        _update(digest, filesystem, full)
-    return digest.hexdigest()
-
-
-def _update(digest: Any, filesystem: Any, path: str) -> Any:
-    with filesystem.open_input_stream(path) as stream:
-        while chunk := stream.read(_CHUNK):
-            digest.update(chunk)
-    return digest
+def set_up_sqlite(db: Path) -> None:
+    """Make `db` a complete MLflow database if it does not exist, so that no crash or concurrent
+    first run can leave it half migrated: built in `<db>.setup` under the lock `<db>.lock`, then
+    renamed into place (see the module docstring)."""
+    if db.exists():
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(f"{db.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released on close, or by the kernel when the process dies
+        if db.exists():
+            return  # set up by the process this one waited for
+        building = db.with_name(f"{db.name}.setup")
+        for leftover in db.parent.glob(f"{building.name}*"):  # of a set-up that was killed (and its journal)
+            leftover.unlink()
+        engine = create_sqlalchemy_engine_with_retry(f"sqlite:///{building}")
+        try:
+            _initialize_tables(engine)  # what MLflow's stores do on an empty database: tables, then migrations
+        finally:
+            engine.dispose()
+        os.replace(building, db)
+        folder = os.open(db.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)  # the rename survives a power cut too
+        finally:
+            os.close(folder)
 
 
 def _canonical(params: Mapping[str, Any]) -> str:
@@ -161,19 +145,34 @@ class Registry:
     def register(self, name: str, source: str, params: Mapping[str, Any], description: str = "") -> RegisteredModel:
         """Idempotent: a version with the same weights hash and params is reused, else a new version is created.
 
+        The weights are hashed once per version, not on every run: a version records the listing
+        fingerprint of the weights it hashed (`weights_stat`: location, sizes, modification
+        times), and weights whose fingerprint and params match a version are that version
+        without being read again. Weights rewritten with the same size and time pass here; the
+        workers' check of the sha256 on load still refuses them.
         Hub tags cannot be hashed; for them the source itself stands in for the hash."""
-        source = _local_path(source) or source
-        sha = weights_sha256(source) if _is_weights_location(source) else None
+        source = local_path(source) or source
+        located = is_weights_location(source)
+        stat = weights_stat(source) if located else None  # before hashing: weights changed meanwhile differ from it next time
         params_json = _canonical(params)
         self._ensure_model(name, description)
-        for version in self._versions(name):
+        versions = self._versions(name)
+        for version in versions:
+            if stat is not None and version.tags.get(STAT_TAG) == stat and version.tags.get(PARAMS_TAG) == params_json:
+                return self._entity(version)
+        sha = weights_sha256(source) if located else None
+        for version in versions:
             tags = version.tags
             same_weights = tags.get(SHA_TAG) == sha if sha is not None else (SHA_TAG not in tags and version.source == source)
             if same_weights and tags.get(PARAMS_TAG) == params_json:
+                if stat is not None:  # moved or touched: not hashed again next time
+                    self.client.set_model_version_tag(name, version.version, STAT_TAG, stat)
                 return self._entity(version)
         tags = {PARAMS_TAG: params_json, SOURCE_TAG: source}
         if sha is not None:
             tags[SHA_TAG] = sha
+        if stat is not None:
+            tags[STAT_TAG] = stat
         created = self.client.create_model_version(name, source, tags=tags, description=description or None,
                                                    await_creation_for=0)
         return self._entity(created)

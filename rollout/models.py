@@ -2,24 +2,64 @@
 on the driver.
 
 Each signal is a registered model of its own name (`image_embedding`, `image_safety`, ...).
-Its configured weights are registered on first use (with their source, sha256 and loading
-settings) and become the `champion`; after that the registry, not the configuration, decides.
-A run resolves the alias it computes (`champion`, or the signal's `challenger` alias for a
-shadow run) to a version number, and the signal is rebuilt with that version's settings, so
-the version goes to the executors inside the signal and onto every row and commit.
+Its configured weights are registered on first use (with their source, sha256 and the params
+that identify the model) and become the `champion`; after that the registry, not the
+configuration, decides which model runs. A run resolves the alias it computes (`champion`, or
+the signal's `challenger` alias for a shadow run) to a version number, and the signal is rebuilt
+with that version's identity params, so the version goes to the executors inside the signal and
+onto every row and commit. The sha256 of the version's weights travels with it: each worker
+checks the weights it loads against it.
+
+The registry decides WHICH model runs, never HOW: a version records only its signal kind and
+the params its class declares as identity params (`Signal.identity_params`: the weights'
+location, the architecture). Batch sizes, threads, thresholds and decoding limits always come
+from the configuration, and a version whose params hold anything else is refused: whoever can
+write the registry database does not decide how every executor reads its input.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 from conf.settings import Settings, UsageError
-from lake.registry import CHALLENGER, CHAMPION, Registry
+from lake.registry import CHALLENGER, CHAMPION, RegisteredModel, Registry
 from signals.base import ModelRef, Signal
-from signals.catalog import build_signal
+from signals.catalog import build_signal, signal_class
+
+KIND = "kind"
+# Run settings that versions registered before identity params recorded together with them
+# (the whole configured params): dropped when read, never taken.
+LEGACY_RUN_PARAMS = frozenset({
+    "gpu_batch_size", "prepare_threads", "mixed_precision", "gpu_decode", "gpu_decode_max_pixels", "decode_limits",
+    "max_chars", "max_batch_tokens", "thresholds",
+})
 
 
 def registry_for(settings: Settings) -> Registry:
     return Registry(settings.registry_uri)
+
+
+def identity_params(kind: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """What the registry records of a signal's params: its kind and the params that identify its model."""
+    return {KIND: kind, **signal_class(kind).identity(params)}
+
+
+def registered_identity(name: str, model: RegisteredModel, kind: str) -> dict[str, Any]:
+    """The identity params of a registry version of signal `name` (kind left out), refusing a
+    version of another kind and params that identify nothing."""
+    params = dict(model.params)
+    registered_kind = params.pop(KIND, kind)
+    if registered_kind != kind:
+        raise ValueError(f"{name} version {model.version} is a {registered_kind!r} model; the configuration runs {name} as {kind!r}")
+    allowed = signal_class(kind).identity_params
+    unknown = sorted(params.keys() - set(allowed) - LEGACY_RUN_PARAMS)
+    if unknown:
+        raise ValueError(
+            f"{name} version {model.version}: its params in the registry hold {unknown}, which do not identify a {kind!r} "
+            f"model (its identity params: {list(allowed)}); how a model runs comes from the configuration, not the registry"
+        )
+    return {k: v for k, v in params.items() if k in allowed}
 
 
 def champion_version(settings: Settings, signal: str) -> str:
@@ -31,7 +71,8 @@ def champion_version(settings: Settings, signal: str) -> str:
 
 
 def resolve_versions(settings: Settings, signals: dict[str, Signal], role: str = CHAMPION) -> dict[str, Signal]:
-    """The signals rebuilt at the registry version their role names (unchanged without a registry)."""
+    """The signals rebuilt at the registry version their role names (unchanged without a registry):
+    that version's identity params, the configuration's run settings."""
     if not settings.registry.enabled:
         return signals
     registry = registry_for(settings)
@@ -39,7 +80,7 @@ def resolve_versions(settings: Settings, signals: dict[str, Signal], role: str =
     for name, signal in signals.items():
         conf = settings.signals[name]
         source = signal.weights_source() or f"code:{type(signal).__module__}.{type(signal).__qualname__}"
-        registry.register_first_use(name, source, {"kind": conf.kind, **signal.config.params}, description=conf.model.name)
+        registry.register_first_use(name, source, identity_params(conf.kind, signal.config.params), description=conf.model.name)
         if role == CHALLENGER:
             if conf.challenger not in registry.aliases(name):
                 continue  # a shadow run computes only the signals that have a challenger
@@ -47,8 +88,10 @@ def resolve_versions(settings: Settings, signals: dict[str, Signal], role: str =
         else:
             ref = conf.model.version or conf.model.alias
         model = registry.resolve(name, ref)
-        params = {k: v for k, v in model.params.items() if k != "kind"}
-        resolved[name] = build_signal(conf.kind, replace(signal.config, model=ModelRef(conf.model.name, model.version), params=params))
+        run = {k: v for k, v in signal.config.params.items() if k not in signal.identity_params}
+        params = {**run, **registered_identity(name, model, conf.kind)}
+        resolved[name] = build_signal(conf.kind, replace(signal.config, model=ModelRef(conf.model.name, model.version), params=params,
+                                                         weights_sha256=model.weights_sha256))
     if not resolved:
         raise UsageError(f"no enabled signal has a {role!r} version in the registry; register one first")
     return resolved

@@ -22,6 +22,7 @@ from signals import model_cache
 from signals.decode import DecodeLimits
 from signals.device import select_device
 from signals.profiling import stage_times
+from signals.weights import WeightsMismatch, weights_sha256
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -60,6 +61,8 @@ class SignalConfig:
     device: str = "auto"
     params: Mapping[str, Any] = field(default_factory=dict)
     decode: DecodeLimits = field(default_factory=DecodeLimits)
+    # the sha256 the registry recorded for the version's weights: the worker refuses others
+    weights_sha256: str | None = None
 
 
 class Signal(ABC):
@@ -70,6 +73,10 @@ class Signal(ABC):
     # the model pads each batch to its longest row (a text transformer): batches of rows of
     # similar `sort_keys` run several times faster, so the runner forms them
     pads_batches: ClassVar[bool] = False
+    # the params that say WHICH model this is (where its weights are, its architecture): the
+    # model registry records them per version and decides them; every other param says how the
+    # model is RUN (batch sizes, threads, thresholds, decoding) and comes from the configuration
+    identity_params: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: SignalConfig) -> None:
         self.config = config
@@ -79,6 +86,11 @@ class Signal(ABC):
     @property
     def signal(self) -> str:
         return self.config.signal
+
+    @classmethod
+    def identity(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The identity params among `params` (see `identity_params`)."""
+        return {name: params[name] for name in cls.identity_params if name in params}
 
     @property
     def batch_size(self) -> int:
@@ -143,16 +155,38 @@ class Signal(ABC):
     def check(self, value: Any) -> None:  # noqa: B027 - an optional hook: most signals check nothing
         """Raise ValueError if one row's output is unusable (it becomes that row's error)."""
 
+    def verify_weights(self) -> None:
+        """Raise WeightsMismatch unless the weights hash to the registry version's sha256 (when
+        the version has one): a row stamped with a version must have been computed with its
+        weights, whatever happened to the file since it was registered."""
+        expected = self.config.weights_sha256
+        if expected is None:
+            return
+        source = self.weights_source()
+        actual = weights_sha256(source) if source is not None else None
+        if actual != expected:
+            raise WeightsMismatch(
+                f"{self.signal}: the weights at {source} have sha256 {actual}, but version {self.config.model.version} "
+                f"was registered with sha256 {expected}; refusing to compute rows of that version with other weights "
+                f"(register these weights as a new version)"
+            )
+
+    @property
+    def cache_key(self) -> Hashable:
+        """The worker's model cache entry of this signal on its device: the weights, and the sha256
+        they were verified against, so that signals sharing a model only share weights they agree on."""
+        return (self.resource_key(), str(self.device), self.config.weights_sha256)
+
     def load(self, gpu_addresses: tuple[str, ...] = ()) -> Signal:
-        """Attach the worker's cached model, loading it on first use in this process."""
+        """Attach the worker's cached model, loading it (weights verified) on first use in this process."""
         self.device = select_device(self.config.device, gpu_addresses)
-        key = (self.resource_key(), str(self.device))
 
         def load_now() -> Any:
             with stage_times.time("model_load", 1):  # counted only when this worker really loads
+                self.verify_weights()  # once per worker and model, like the load: hashing reads every byte
                 return self.load_resources(self.device)
 
-        self._resources = model_cache.get_or_load(key, load_now)
+        self._resources = model_cache.get_or_load(self.cache_key, load_now)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest kernels once
             torch.backends.cuda.matmul.allow_tf32 = True

@@ -29,10 +29,14 @@ SIGNALS: dict[str, type[Signal]] = {
 }
 
 
-def build_signal(kind: str, config: SignalConfig) -> Signal:
-    """The signal of catalog entry `kind`, configured but not loaded."""
+def signal_class(kind: str) -> type[Signal]:
+    """The implementation of catalog entry `kind`."""
     try:
-        cls = SIGNALS[kind]
+        return SIGNALS[kind]
     except KeyError:
         raise ValueError(f"unknown signal kind {kind!r}; known kinds: {', '.join(sorted(SIGNALS))}") from None
-    return cls(config)
+
+
+def build_signal(kind: str, config: SignalConfig) -> Signal:
+    """The signal of catalog entry `kind`, configured but not loaded."""
+    return signal_class(kind)(config)

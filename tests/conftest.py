@@ -36,6 +36,17 @@ def empty_model_cache(monkeypatch):
     monkeypatch.setattr(model_cache, "_models", {})
     monkeypatch.setattr(model_cache, "_loads", {})
 
+@pytest.fixture(scope="session")
+def empty_registry_db(tmp_path_factory) -> Path:
+    """An empty MLflow registry database, made once: creating MLflow's tables takes seconds.
+    Copy it where a test wants a registry of its own."""
+    from lake.registry import Registry, local_store_uri
+
+    folder = tmp_path_factory.mktemp("empty-registry")
+    Registry(local_store_uri(folder))
+    return folder / "mlflow.db"
+
+
 TEST_SPARK = SparkSettings(
     master="local[2]",
     app_name="content-signals-tests",

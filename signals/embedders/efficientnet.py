@@ -97,6 +97,8 @@ class _Loaded:
 class EfficientNetImageEmbedder(ImageEmbedder):
     """Pooled EfficientNet-Lite0 features of an image."""
 
+    identity_params = ("weights_path",)
+
     @property
     def dim(self) -> int:
         return 1280

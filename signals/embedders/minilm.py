@@ -55,6 +55,7 @@ class MiniLMTextEmbedder(TextEmbedder):
     """Sentence embedding of a pin's title and description."""
 
     pads_batches = True
+    identity_params = ("model_dir",)
 
     @property
     def dim(self) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -55,6 +55,7 @@ def declared_dim(params: Mapping[str, Any]) -> int:
 
 class _OpenClipMixin:
     config: SignalConfig
+    identity_params: ClassVar[tuple[str, ...]] = ("arch", "pretrained", "model_config_dir")
 
     @property
     def dim(self) -> int:

@@ -31,6 +31,7 @@ class ImageSafetyLabeler(ImageInput, Labeler):
     """P(nsfw) of the open_nsfw model."""
 
     default_thresholds: ClassVar[Mapping[str, float]] = {NSFW: 0.8}  # the model authors' "likely NSFW" level
+    identity_params = ("model_path",)
 
     @property
     def labels(self) -> tuple[str, ...]:

@@ -76,6 +76,9 @@ class _TopicLabeler(Labeler):
     def weights_source(self) -> str | None:
         return self.backing[0].weights_source()
 
+    def verify_weights(self) -> None:
+        """Nothing more to check: the backing embedders verified the weights when they loaded them."""
+
     def load(self, gpu_addresses: tuple[str, ...] = ()) -> _TopicLabeler:
         """Load the embedders' shared model first: this labeler's own resources are built with it."""
         for signal in self.backing:
@@ -89,6 +92,8 @@ class _TopicLabeler(Labeler):
 
 class ImageTopicLabeler(ImageInput, _TopicLabeler):
     """ImageNet-1k probabilities of EfficientNet-Lite0, summed per topic."""
+
+    identity_params = EfficientNetImageEmbedder.identity_params
 
     def backing_signals(self) -> tuple[Embedder, ...]:
         return (EfficientNetImageEmbedder(self.config),)
@@ -125,6 +130,7 @@ class TextTopicLabeler(TextInput, _TopicLabeler):
     """MiniLM similarity of the text to each topic's description."""
 
     pads_batches = True
+    identity_params = (*MiniLMTextEmbedder.identity_params, "temperature")  # the temperature shapes every score
 
     def backing_signals(self) -> tuple[Embedder, ...]:
         return (MiniLMTextEmbedder(self.config),)
@@ -153,6 +159,8 @@ class _ClipTopics:
 
 class ClipImageTopicLabeler(ImageInput, _TopicLabeler):
     """CLIP zero-shot classification of the image over the taxonomy's prompts."""
+
+    identity_params = OpenClipImageEmbedder.identity_params
 
     def backing_signals(self) -> tuple[Embedder, ...]:
         return (OpenClipImageEmbedder(self.config), OpenClipTextEmbedder(self.config))

@@ -1,17 +1,21 @@
 """Model versions through the MLflow registry: a challenger computed beside the champion on a
-stable slice, champion rows untouched, the comparison report, promotion and rollback."""
+stable slice, champion rows untouched, the comparison report, promotion and rollback; weights
+changed after they were registered fail the job."""
 from __future__ import annotations
+
+import shutil
 
 import pyarrow.compute as pc
 import pytest
-import torch
 from deltalake import DeltaTable
 
 from jobs.backfill import run_backfill
+from jobs.engine import build_signals
 from lake.lakehouse import Lakehouse
 from rollout.compare import compare_in_lakehouse
 from rollout.models import CHALLENGER, registry_for
 from signals.embedders.efficientnet import default_weights_path
+from tests.reference import perturbed_efficientnet
 
 pytestmark = pytest.mark.spark
 
@@ -37,12 +41,8 @@ def with_challenger(spark, fresh_lakehouse, tmp_path):
     champion_files = set(DeltaTable(settings.table_root("embeddings")).file_uris())
     champion_rows = _rows(settings, "1")
 
-    weights = torch.load(default_weights_path(), map_location="cpu")
-    torch.manual_seed(0)
-    perturbed = {k: v + 0.05 * torch.randn_like(v) if v.is_floating_point() and v.dim() == 4 else v for k, v in weights.items()}
-    path = tmp_path / "efficientnet-v2.pth"
-    torch.save(perturbed, path)
-    v2 = registry.register("image_embedding", str(path), {"kind": "efficientnet_lite0_image", "weights_path": str(path)})
+    path = perturbed_efficientnet(tmp_path / "efficientnet-v2.pth")
+    v2 = registry.register("image_embedding", path, {"kind": "efficientnet_lite0_image", "weights_path": path})
     registry.client.set_registered_model_alias("image_embedding", CHALLENGER, v2.version)
     canary = run_backfill(spark, settings, role=CHALLENGER, slice_percent=30)
     return settings, registry, v2.version, champion_files, champion_rows, canary
@@ -83,3 +83,15 @@ def test_promote_then_rollback_switch_what_consumers_read_without_recomputing(wi
     assert DeltaTable(settings.table_root("embeddings")).version() == version  # nothing recomputed
     jobs = [r["job"] for r in DeltaTable(settings.table_root("runs")).to_pyarrow_table().to_pylist()]
     assert jobs.count("promote") == 1 and jobs.count("rollback") == 1
+
+
+def test_weights_overwritten_after_registration_fail_the_job(spark, fresh_lakehouse, tmp_path):
+    weights = tmp_path / "efficientnet.pth"
+    shutil.copy(default_weights_path(), weights)
+    settings = fresh_lakehouse(*ONLY_IMAGE_EMBEDDING, f"signals.image_embedding.params.weights_path={weights}")
+    registered = build_signals(settings)["image_embedding"].config.weights_sha256  # registered as version 1
+    perturbed_efficientnet(weights)  # overwritten in place
+    with pytest.raises(Exception, match=f"was registered with sha256 {registered}"):
+        run_backfill(spark, settings)  # rows stamped version 1 would come from other weights: none are written
+    root = settings.table_root("embeddings")
+    assert not DeltaTable.is_deltatable(root) or DeltaTable(root).to_pyarrow_table().num_rows == 0

@@ -242,7 +242,8 @@ def test_the_raw_loop_embeds_every_good_image_and_times_its_stages(tmp_path, emp
 
 def mean_colours(corpus_root: str) -> pa.Table:
     """MeanColour's vectors computed independently, one image at a time: decode (the shared
-    decoder), 16x16 centre crop, per-channel mean in numpy + 0.1, L2-normalised; None for a bad image."""
+    decoder, told the 16-pixel resize as the signal tells it), 16x16 centre crop, per-channel mean in
+    numpy + 0.1, L2-normalised; None for a bad image."""
     from deltalake import DeltaTable
 
     crop = T.Compose([T.Resize(16), T.CenterCrop(16)])
@@ -250,7 +251,7 @@ def mean_colours(corpus_root: str) -> pa.Table:
     for row in DeltaTable(corpus_root).to_pyarrow_table(columns=["content_id", "image"]).to_pylist():
         ids.append(row["content_id"])
         try:
-            image = decode_image(row["image"])
+            image = decode_image(row["image"], resize_short_side=16)
         except InputError:
             vectors.append(None)
             continue

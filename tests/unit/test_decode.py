@@ -332,7 +332,7 @@ def test_the_default_limits_keep_a_22_megapixel_rgb_photo_but_not_8000_square() 
 
 def test_a_large_jpeg_for_a_model_is_decoded_at_a_reduced_scale_within_the_budget() -> None:
     """A 24-megapixel JPEG is over the default budget when decoded whole, but a model that
-    resizes its short side to 224 gets it at 1/8 scale: a short side of at least 448."""
+    resizes its short side to 224 gets it at 1/4 scale: a short side of at least 4 x 224."""
     rng = np.random.default_rng(0)
     small = Image.fromarray(rng.integers(0, 256, (400, 600, 3), dtype=np.uint8)).resize((6000, 4000))
     buffer = io.BytesIO()
@@ -341,6 +341,6 @@ def test_a_large_jpeg_for_a_model_is_decoded_at_a_reduced_scale_within_the_budge
     with pytest.raises(InputError, match="6000x4000 RGB: decoding needs"):
         decode_image(data)
     drafted = decode_image(data, resize_short_side=224)
-    assert drafted.size == (750, 500) and min(drafted.size) >= 2 * 224
+    assert drafted.size == (1500, 1000) and min(drafted.size) >= 4 * 224
     reference = small.resize(drafted.size, Image.Resampling.BILINEAR)
     assert np.abs(np.asarray(drafted, dtype=np.float32) - np.asarray(reference, dtype=np.float32)).mean() < 40

@@ -234,6 +234,20 @@ def test_committed_and_version_of_commit(committed_table, tmp_path: Path) -> Non
     assert commit["app_id"] == "test/1" and commit["run_id"] == "run-1" and commit["job"] == "unit"
 
 
+def test_version_of_commit_finds_a_commit_however_old(committed_table) -> None:
+    """A re-run of an old run id on a busy table: its commit is more than 50 versions back."""
+    root, _, _, version = committed_table
+    later = make_rows(per_slice=1, slices=SLICES[:1])
+    for i in range(2, 72):  # past the first window of version_of_commit (64) and the old limit (50)
+        delta_io.commit_files(root, EMBEDDINGS, write(root, later, prefix=f"part-{i}"), f"test/{i}", {"run_id": f"run-{i}"},
+                              remove=slice_of(*SLICES[0]))
+    assert DeltaTable(root).version() == version + 70
+    assert delta_io.version_of_commit(root, "test/1") == version
+    assert delta_io.version_of_commit(root, "test/71") == version + 70
+    with pytest.raises(LookupError, match="test/72"):
+        delta_io.version_of_commit(root, "test/72")
+
+
 def test_replace_removes_exactly_one_slice_in_the_same_commit(committed_table) -> None:
     root, rows, files, v1 = committed_table
     target = ("image_embedding", "2026-11-20")

@@ -97,7 +97,7 @@ def test_image_topics_share_the_embedders_model() -> None:
     labeler = ImageTopicLabeler(config("image_topics", version="shared-check")).load()
     embedder = EfficientNetImageEmbedder(config("image_embedding", version="shared-check")).load()
     assert labeler.backing[0].resources is embedder.resources
-    assert model_cache.load_count((embedder.resource_key(), "cpu")) == 1
+    assert model_cache.load_count(embedder.cache_key) == 1
 
 
 # --------------------------------------------------------------------------------------
@@ -185,4 +185,4 @@ def test_clip_image_and_text_towers_load_once(tiny_clip) -> None:
     labeler = ClipImageTopicLabeler(config("clip_topics", version="tiny-random-once", **params)).load()
     image_tower, text_tower = labeler.backing
     assert image_tower.resources is text_tower.resources
-    assert model_cache.load_count((image_tower.resource_key(), "cpu")) == 1
+    assert model_cache.load_count(image_tower.cache_key) == 1

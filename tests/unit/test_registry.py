@@ -7,33 +7,34 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
 
-from lake.registry import CHAMPION, Registry, RegistryError, local_store_uri, weights_sha256
+from lake import registry as registry_module
+from lake.registry import CHAMPION, Registry, RegistryError, local_store_uri
 from signals.embedders.efficientnet import default_weights_path
 from signals.embedders.minilm import default_model_dir
+from signals.weights import weights_sha256
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def empty_store(tmp_path_factory) -> Path:
-    """An empty registry database, made once: creating MLflow's tables takes seconds."""
-    folder = tmp_path_factory.mktemp("empty-registry")
-    Registry(local_store_uri(folder))
-    return folder / "mlflow.db"
-
-
 @pytest.fixture
-def registry(tmp_path, empty_store) -> Registry:
+def registry(tmp_path, empty_registry_db) -> Registry:
     """A registry of its own for each test (a copy of the empty database)."""
-    shutil.copy(empty_store, tmp_path / "mlflow.db")
+    shutil.copy(empty_registry_db, tmp_path / "mlflow.db")
     return Registry(local_store_uri(tmp_path))
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a Python child process that imports this checkout."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
 
 def folder_sha256(root: Path) -> str:
@@ -88,6 +89,31 @@ def test_folder_hash_covers_every_file_and_its_name(tmp_path):
     renamed = weights_sha256(str(folder))
     (folder / "sub" / "weights.bin").write_bytes(b"\x00\x02")
     assert len({original, renamed, weights_sha256(str(folder))}) == 3
+
+
+def test_weights_are_hashed_once_per_version_not_on_every_run(registry, tmp_path, monkeypatch):
+    hashed = []
+    monkeypatch.setattr(registry_module, "weights_sha256", lambda path, real=weights_sha256: hashed.append(path) or real(path))
+    path = weights_file(tmp_path / "a", "w.pt", b"weights one")
+    first = registry.register_first_use("m", path, {"arch": "a"})
+    for _ in range(3):  # daily runs
+        assert registry.register_first_use("m", path, {"arch": "a"}) == first
+    assert len(hashed) == 1
+    assert registry.register("m", path, {"arch": "b"}).version == "2" and len(hashed) == 2  # other params: a version of its own
+
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))  # touched (copied with a new time, say): read again, the same version
+    assert registry.register("m", path, {"arch": "a"}) == first and len(hashed) == 3
+    assert registry.register("m", path, {"arch": "a"}) == first and len(hashed) == 3  # ... once
+    moved = weights_file(tmp_path / "b", "w.pt", b"weights one")
+    assert registry.register("m", moved, {"arch": "a"}) == first and len(hashed) == 4
+
+    Path(moved).write_bytes(b"weights two")  # the same size, rewritten
+    assert registry.register("m", moved, {"arch": "a"}).version == "3" and len(hashed) == 5
+    folder = tmp_path / "model"
+    weights_file(folder / "sub", "weights.bin", b"\x00")
+    assert registry.register("m", str(folder), {}).version == "4"
+    weights_file(folder, "config.json", b"{}")  # a file added to a folder
+    assert registry.register("m", str(folder), {}).version == "5" and len(hashed) == 7
 
 
 def test_hub_tags_have_no_hash_and_missing_paths_are_refused(registry, tmp_path):
@@ -202,14 +228,70 @@ print(json.dumps({"before": before, "after": after, "attempts": attempts}))
 
 
 @pytest.mark.subprocess
-def test_mlflow_never_tries_the_network(tmp_path, empty_store):
-    shutil.copy(empty_store, tmp_path / "mlflow.db")
+def test_mlflow_never_tries_the_network(tmp_path, empty_registry_db):
+    shutil.copy(empty_registry_db, tmp_path / "mlflow.db")
     quiet = {"PYTEST_CURRENT_TEST", "CI", "GITHUB_ACTIONS", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"}
-    env = {k: v for k, v in os.environ.items() if k not in quiet}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env = {k: v for k, v in child_env().items() if k not in quiet}
     done = subprocess.run([sys.executable, "-c", _NETWORK_PROBE, local_store_uri(tmp_path)], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen == {"before": True, "after": False, "attempts": []}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]  # no ./mlruns or artifacts beside it
+
+
+_KILLED_MID_MIGRATION = """
+import pathlib, sys, time
+from alembic.runtime import migration
+def update_to_step(self, step):  # the first migration ran, its revision is not stamped yet: the process dies here
+    pathlib.Path(sys.argv[2]).touch()
+    time.sleep(600)
+migration.HeadMaintainer.update_to_step = update_to_step
+from lake.registry import Registry
+Registry(sys.argv[1])
+"""
+
+
+@pytest.mark.subprocess
+def test_a_set_up_killed_mid_migration_leaves_a_registry_that_works(tmp_path):
+    uri, dying = local_store_uri(tmp_path / "_registry"), tmp_path / "dying"
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_MID_MIGRATION, uri, str(dying)], env=child_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not dying.exists():
+            assert child.poll() is None, child.stdout.read()
+            assert time.monotonic() < deadline, "the set-up never ran its first migration"
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait()
+    registry = Registry(uri)  # the next command
+    registry.register_first_use("clip", "laion2b_s34b_b79k", {})
+    assert registry.resolve("clip", CHAMPION).version == "1"
+
+
+_FIRST_RUN = """
+import pathlib, sys, time
+from lake.registry import Registry
+go = pathlib.Path(sys.argv[2])
+pathlib.Path(f"{go}.{sys.argv[3]}").touch()  # ready: MLflow imported
+while not go.exists():
+    time.sleep(0.01)
+Registry(sys.argv[1]).register(sys.argv[3], "laion2b_s34b_b79k", {})
+"""
+
+
+@pytest.mark.subprocess
+def test_two_first_runs_at_once_both_set_up_the_registry(tmp_path):
+    uri, go = local_store_uri(tmp_path / "_registry"), tmp_path / "go"
+    children = [subprocess.Popen([sys.executable, "-c", _FIRST_RUN, uri, str(go), name], env=child_env(),
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for name in ("a", "b")]
+    while not all(Path(f"{go}.{name}").exists() or child.poll() is not None for name, child in zip("ab", children)):
+        time.sleep(0.05)  # both import MLflow (seconds), then start the set-up within milliseconds of each other
+    go.touch()
+    outputs = [child.communicate(timeout=300)[0] for child in children]
+    assert [child.returncode for child in children] == [0, 0], outputs
+    registry = Registry(uri)
+    assert [registry.resolve(name, "latest").version for name in ("a", "b")] == ["1", "1"]

@@ -317,7 +317,7 @@ def test_signals_sharing_a_model_load_it_once() -> None:
     c = make_signal(batch_size=4, version="2")
     assert a.resources is b.resources
     assert c.resources is not a.resources
-    assert model_cache.load_count((a.resource_key(), "cpu")) == 1
+    assert model_cache.load_count(a.cache_key) == 1
 
 
 def test_using_the_model_before_load_is_an_error() -> None:

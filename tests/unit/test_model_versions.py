@@ -1,0 +1,104 @@
+"""rollout.models on a local registry: what the signals of a run are rebuilt with. The registry
+decides which model runs (its identity params), the configuration how it runs; the sha256 of
+the version's weights travels to the workers, which refuse other weights."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conf.settings import Settings, load_settings
+from jobs.engine import build_signals
+from rollout.models import registry_for
+from signals import base
+from signals.embedders.efficientnet import default_weights_path
+from signals.weights import WeightsMismatch
+from tests.reference import perturbed_efficientnet
+
+pytestmark = pytest.mark.usefixtures("empty_model_cache")
+
+
+@pytest.fixture
+def lakehouse(tmp_path, empty_registry_db) -> Path:
+    """A lakehouse folder holding only an empty registry."""
+    (tmp_path / "lakehouse" / "_registry").mkdir(parents=True)
+    shutil.copy(empty_registry_db, tmp_path / "lakehouse" / "_registry" / "mlflow.db")
+    return tmp_path / "lakehouse"
+
+
+def image_embedding_only(lakehouse: Path, *overrides: str) -> Settings:
+    others = [name for name in load_settings("local").signals if name != "image_embedding"]
+    return load_settings("local", [f"lakehouse={lakehouse}", *(f"signals.{n}.enabled=false" for n in others), *overrides])
+
+
+def sha256_of(path: Path | str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def test_weights_overwritten_after_registration_are_refused_when_loaded(lakehouse, tmp_path):
+    weights = tmp_path / "efficientnet.pth"
+    shutil.copy(default_weights_path(), weights)
+    registered = sha256_of(weights)
+    settings = image_embedding_only(lakehouse, f"signals.image_embedding.params.weights_path={weights}")
+    signal = build_signals(settings)["image_embedding"]  # the first run registers the weights: version 1
+    assert (signal.config.model.version, signal.config.weights_sha256) == ("1", registered)
+
+    perturbed_efficientnet(weights)  # overwritten in place: the same path, other weights
+    for stale in (signal, build_signals(settings)["image_embedding"]):  # this run's signal, and the next run's
+        assert (stale.config.model.version, stale.config.weights_sha256) == ("1", registered)
+        with pytest.raises(WeightsMismatch) as refused:
+            stale.load()
+        assert all(part in str(refused.value) for part in (str(weights), registered, sha256_of(weights)))
+
+
+def test_weights_are_hashed_once_per_worker_not_per_task(lakehouse, monkeypatch):
+    signal = build_signals(image_embedding_only(lakehouse))["image_embedding"]
+    hashed = []
+    monkeypatch.setattr(base, "weights_sha256", lambda path, real=base.weights_sha256: hashed.append(path) or real(path))
+    for _ in range(3):  # three tasks in one worker
+        signal.load()
+    assert hashed == [default_weights_path()]
+
+
+def test_run_settings_come_from_the_configuration_once_a_champion_exists(lakehouse):
+    settings = image_embedding_only(lakehouse)
+    build_signals(settings)  # the first run registers version 1 as the champion
+    registry = registry_for(settings)
+    assert registry.resolve("image_embedding", "champion").params == {"kind": "efficientnet_lite0_image"}  # no gpu_batch_size
+    tuned = image_embedding_only(lakehouse, "signals.image_embedding.params.prepare_threads=4",
+                                 "signals.image_embedding.params.gpu_batch_size=64",
+                                 "decode.max_pixels=1000000")
+    signal = build_signals(tuned)["image_embedding"]
+    assert signal.config.model.version == "1"
+    assert signal.config.params == {"gpu_batch_size": 64, "prepare_threads": 4}
+    assert signal.prepare_threads == 4 and signal.config.decode.max_pixels == 1000000
+    assert [v.version for v in registry.versions("image_embedding")] == ["1"]  # run settings make no new version
+
+
+def test_the_registry_names_the_weights_and_nothing_else(lakehouse, tmp_path):
+    settings = image_embedding_only(lakehouse)
+    build_signals(settings)
+    registry = registry_for(settings)
+    other = perturbed_efficientnet(tmp_path / "v2.pth")
+    v2 = registry.register("image_embedding", other, {"kind": "efficientnet_lite0_image", "weights_path": other}).version
+    registry.promote("image_embedding", v2)
+
+    def tag_params(**params) -> None:  # as anyone who can write the registry database could
+        registry.client.set_model_version_tag("image_embedding", v2, "params", json.dumps(params))
+
+    # run settings beside the identity params (as versions registered before them held): dropped
+    tag_params(kind="efficientnet_lite0_image", weights_path=other, decode_limits={"max_pixels": 1}, prepare_threads=64)
+    signal = build_signals(settings)["image_embedding"]
+    assert signal.config.model.version == v2
+    assert signal.config.params == {"gpu_batch_size": 256, "weights_path": other}  # the configuration's run settings
+    assert signal.config.decode.max_pixels > 1
+
+    tag_params(kind="efficientnet_lite0_image", weights_path=other, loader="pickle")
+    with pytest.raises(ValueError, match=r"version 2: .*\['loader'\], which do not identify .* \['weights_path'\]"):
+        build_signals(settings)
+    tag_params(kind="minilm_text", model_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="version 2 is a 'minilm_text' model"):
+        build_signals(settings)
