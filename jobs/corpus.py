@@ -3,7 +3,7 @@ the window of days a job covers, and the rule that gives every content id exactl
 before anything is computed.
 
 The corpus is input, and input can be wrong. The rule (docs/design.md, "Corpus rows"):
-- a row with a null `content_id` cannot be keyed: it is skipped;
+- a row whose `content_id` is null or not valid UTF-8 cannot be keyed: it is skipped;
 - a row whose `ds` is not a day (`YYYY-MM-DD`) would name a partition that readers decode
   differently from writers: it is skipped;
 - an id with several rows keeps the latest, by `updated_at` (null oldest), then `ds`, then a
@@ -166,8 +166,13 @@ class CorpusSource:
         return columns
 
 
+def _valid_id() -> Column:
+    return F.col("content_id").isNotNull() & F.coalesce(F.is_valid_utf8("content_id"), F.lit(False))
+
+
 def _keyable() -> Column:
-    return F.col("content_id").isNotNull() & F.coalesce(F.col("ds").rlike(DAY_PATTERN), F.lit(False))
+    """A row whose id can key a table row (present, valid UTF-8) and whose day can name a partition."""
+    return _valid_id() & F.coalesce(F.col("ds").rlike(DAY_PATTERN), F.lit(False))
 
 
 def _recency() -> Column:
@@ -213,7 +218,7 @@ class CorpusCheck:
         """One sentence for the run's message, or None when every row was used."""
         parts = []
         if self.null_ids:
-            parts.append(f"{self.null_ids} with a null content_id")
+            parts.append(f"{self.null_ids} with a null or undecodable content_id")
         if self.bad_day_rows:
             parts.append(f"{self.bad_day_rows} whose ds is not a day (e.g. {', '.join(map(repr, self.bad_days))})")
         if self.duplicates:
@@ -226,9 +231,9 @@ def check_rows(rows: DataFrame, corpus_keys: DataFrame | None = None) -> CorpusC
     (two small Spark actions; no image is read)."""
     keys = rows.select("content_id", "ds", "updated_at")
     counts = keys.agg(
-        F.count(F.when(F.col("content_id").isNull(), 1)).alias("null_ids"),
-        F.count(F.when(F.col("content_id").isNotNull() & ~_keyable(), 1)).alias("bad_day_rows"),
-        F.slice(F.collect_set(F.when(F.col("content_id").isNotNull() & ~_keyable(), F.col("ds"))), 1, EXAMPLES).alias("bad_days"),
+        F.count(F.when(~_valid_id(), 1)).alias("null_ids"),
+        F.count(F.when(_valid_id() & ~_keyable(), 1)).alias("bad_day_rows"),
+        F.slice(F.collect_set(F.when(_valid_id() & ~_keyable(), F.col("ds"))), 1, EXAMPLES).alias("bad_days"),
         F.count(F.when(_keyable(), 1)).alias("keyable"),
     ).first()
     per_id = keys.filter(_keyable()).groupBy("content_id").agg(F.count("*").alias("n"), F.max(_recency()).alias("_latest"))

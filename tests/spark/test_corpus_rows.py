@@ -23,23 +23,24 @@ pytestmark = pytest.mark.spark
 NOT_UTF8 = b"caf\xed\xa0\x80 title"  # a lone surrogate as Java would write it: not UTF-8
 
 
-def _with_bad_title(table: pa.Table, content_id: str) -> pa.Table:
-    """`table` with the title of `content_id` replaced by bytes that are not UTF-8 (pyarrow
-    refuses to build such a string from Python, so the array is built from its buffers)."""
-    titles = [t.encode() if t is not None else b"" for t in table["title"].to_pylist()]
-    titles = [NOT_UTF8 if cid == content_id else t for cid, t in zip(table["content_id"].to_pylist(), titles)]
+def _not_utf8(table: pa.Table, column: str, row: int) -> pa.Table:
+    """`table` with `column` of row `row` replaced by bytes that are not UTF-8 (pyarrow refuses
+    to build such a string from Python, so the array is built from its buffers)."""
+    values = [v.encode() if v is not None else b"" for v in table[column].to_pylist()]
+    values[row] = NOT_UTF8
     offsets = [0]
-    for t in titles:
-        offsets.append(offsets[-1] + len(t))
-    array = pa.Array.from_buffers(pa.string(), len(titles), [None, pa.array(offsets, pa.int32()).buffers()[1], pa.py_buffer(b"".join(titles))])
-    return table.set_column(table.schema.get_field_index("title"), "title", array)
+    for v in values:
+        offsets.append(offsets[-1] + len(v))
+    nulls = table[column].combine_chunks().buffers()[0]
+    array = pa.Array.from_buffers(pa.string(), len(values), [nulls, pa.array(offsets, pa.int32()).buffers()[1], pa.py_buffer(b"".join(values))])
+    return table.set_column(table.schema.get_field_index(column), column, array)
 
 
 @pytest.fixture(scope="module")
 def crafted(corpus_lakehouse, tmp_path_factory):
     """A lakehouse whose corpus holds 12 sample items plus: a newer copy of one id on the same
     day, an older copy of another id on another day, a null id, a day that is not a date, and
-    a title that is not UTF-8."""
+    a title and an id that are not UTF-8."""
     sample = DeltaTable(corpus_lakehouse.root).to_pyarrow_table().sort_by("content_id").slice(0, 12)
     rows = sample.to_pylist()
     newer, older = dict(rows[0]), dict(rows[1])
@@ -48,8 +49,8 @@ def crafted(corpus_lakehouse, tmp_path_factory):
     null_id = {**rows[2], "content_id": None}
     bad_day = {**rows[3], "content_id": "bad-day", "ds": "2026-11-2\u00e9"}
     schema = pa.schema([f.with_nullable(True) for f in CORPUS.schema])  # a corpus someone else owns may allow null ids
-    table = pa.Table.from_pylist([*rows, newer, older, null_id, bad_day], schema=schema)
-    table = _with_bad_title(table, rows[4]["content_id"])
+    table = pa.Table.from_pylist([*rows, newer, older, null_id, bad_day, {**rows[5], "content_id": "undecodable"}], schema=schema)
+    table = _not_utf8(_not_utf8(table, "title", 4), "content_id", table.num_rows - 1)
     lakehouse = tmp_path_factory.mktemp("crafted") / "lakehouse"
     write_deltalake(str(lakehouse / "corpus"), table, partition_by=["ds"])
     settings = settings_for(lakehouse, *CHEAP_SIGNALS)
@@ -60,9 +61,9 @@ def test_backfill_keeps_one_row_per_id_and_reports_what_it_skipped(spark, crafte
     settings, rows = crafted
     result = run_backfill(spark, settings)
     assert result.status == "succeeded"
-    assert "skipped 4 corpus rows" in result.message
+    assert "skipped 5 corpus rows" in result.message
     # (the day is reported as Spark read it back from its folder name: garbled, which is why it is skipped)
-    assert "1 with a null content_id" in result.message and "1 whose ds is not a day" in result.message
+    assert "2 with a null or undecodable content_id" in result.message and "1 whose ds is not a day" in result.message
     assert rows[0]["content_id"] in result.message and rows[1]["content_id"] in result.message
     ids = sorted(r["content_id"] for r in rows)
     for table in ("embeddings", "labels"):
@@ -101,7 +102,7 @@ def test_refresh_and_dedup_apply_the_same_rule_and_are_in_the_ledger(spark, craf
     deduped = run_dedup(spark, settings)
     duplicates = DeltaTable(settings.table_root("duplicates")).to_pyarrow_table()
     assert sorted(duplicates["content_id"].to_pylist()) == sorted(r["content_id"] for r in rows)
-    assert "skipped 4 corpus rows" in deduped.message
+    assert "skipped 5 corpus rows" in deduped.message
     runs = delta_io.read_arrow(settings.table_root("runs")).to_pylist()
     by_run = {(r["run_id"], r["status"]) for r in runs}
     assert (again.run_id, "nothing to do") in by_run
