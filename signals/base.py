@@ -21,6 +21,7 @@ import torch
 from signals import model_cache
 from signals.decode import DecodeLimits
 from signals.device import select_device
+from signals.fetch import FetchPolicy
 from signals.profiling import stage_times
 
 if TYPE_CHECKING:
@@ -50,9 +51,9 @@ class RowError:
 class SignalConfig:
     """Everything a signal needs, resolved on the driver and shipped to workers.
 
-    `decode` comes from the configuration's `decode:` section alone, never from `params`, which
-    a model's registry entry may override: whoever writes the registry does not set the limits
-    that protect every executor."""
+    `decode` and `fetch` come from the configuration's `decode:` and `fetch:` sections alone,
+    never from `params`, which a model's registry entry may override: whoever writes the registry
+    (or the corpus) does not set the limits and the allowlist that protect every executor."""
 
     signal: str
     model: ModelRef
@@ -60,6 +61,7 @@ class SignalConfig:
     device: str = "auto"
     params: Mapping[str, Any] = field(default_factory=dict)
     decode: DecodeLimits = field(default_factory=DecodeLimits)
+    fetch: FetchPolicy = field(default_factory=FetchPolicy)
 
 
 class Signal(ABC):
