@@ -86,14 +86,22 @@ def one_row_per_id(rows: DataFrame, corpus_keys: DataFrame | None = None) -> Dat
     """The corpus rows a job computes, by the rule above: keyable rows, one per id, the latest;
     with `corpus_keys` (content_id, ds, updated_at of the whole corpus), no id whose newer row
     is outside `rows`."""
+    rows = with_image_uri(rows)
     order = SparkWindow.partitionBy("content_id").orderBy(
-        F.col("updated_at").desc_nulls_last(), F.col("ds").desc(), F.xxhash64(*[c for c in ("image", "title", "description") if c in rows.columns]).desc()
+        F.col("updated_at").desc_nulls_last(), F.col("ds").desc(),
+        F.xxhash64(*[c for c in ("image", "image_uri", "title", "description") if c in rows.columns]).desc()
     )
     latest = rows.filter(_keyable()).withColumn("_rank", F.row_number().over(order)).filter("_rank = 1").drop("_rank")
     if corpus_keys is None:
         return latest
     newest = _newest_elsewhere(corpus_keys)
     return latest.join(newest, "content_id", "left").filter(F.col("_newest").isNull() | (_recency() >= F.col("_newest"))).drop("_newest")
+
+
+def with_image_uri(rows: DataFrame) -> DataFrame:
+    """`rows` with the canonical `image_uri` column: null for a corpus table that has none
+    (every image inline), so image signals read one frame shape."""
+    return rows if "image_uri" in rows.columns else rows.withColumn("image_uri", F.lit(None).cast("string"))
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 InputKind = Literal["image", "text"]
+FETCH_THREADS = 4  # default prepare threads of a signal that fetches: each holds at most one fetch's bytes
 
 
 @dataclass(frozen=True)
@@ -92,11 +93,20 @@ class Signal(ABC):
         return self.config.batch_size
 
     @property
+    def fetches(self) -> bool:
+        """Whether preparing a row may wait on the network (an image fetched by URI): the worker
+        then prepares ahead on every device, so fetches overlap the model. Default: no."""
+        return False
+
+    @property
     def prepare_threads(self) -> int:
-        """Threads that prepare (decode, preprocess) the rows of a batch: `params.prepare_threads`,
-        default 1 (the runner's one prefetch thread). More only pays where cores are free, e.g.
-        a GPU task given several CPUs; PIL and torch release the GIL while they work."""
-        return max(1, int(self.config.params.get("prepare_threads", 1)))
+        """Threads that prepare (fetch, decode, preprocess) the rows of a batch:
+        `params.prepare_threads`, default 1 (the runner's one prefetch thread), or FETCH_THREADS
+        for a signal that `fetches` (threads waiting on the network take no core). More only pays
+        where cores are free, e.g. a GPU task given several CPUs; PIL and torch release the GIL
+        while they work."""
+        default = FETCH_THREADS if self.fetches else 1
+        return max(1, int(self.config.params.get("prepare_threads", default)))
 
     @abstractmethod
     def resource_key(self) -> Hashable:

@@ -226,3 +226,55 @@ def test_an_unreadable_file_is_forbidden(files):
         pytest.skip("root reads every file")
     (root / "a.jpg").chmod(0)
     assert _reason(fetcher, f"file://{root}/a.jpg") == "forbidden"
+
+
+# image signals reading URIs
+
+
+@pytest.fixture
+def uri_policy(image_server, s3_server, s3):
+    """The loopback HTTP server and moto's images/ bucket allowed."""
+    return FetchPolicy(http_hosts=(image_server.netloc,), allowed_networks=("127.0.0.1/32",), s3_prefixes=("images",),
+                       s3_endpoint_url=s3_server.endpoint_url, s3_region="us-east-1", **FAST)
+
+
+def _image_signal(kind: str, policy: FetchPolicy):
+    from signals.base import ModelRef, SignalConfig
+    from signals.catalog import build_signal
+
+    return build_signal(kind, SignalConfig(kind, ModelRef(kind, "1"), batch_size=4, device="cpu", fetch=policy)).load()
+
+
+def test_an_image_by_uri_is_prepared_exactly_like_the_same_bytes_inline(uri_policy, image_server):
+    import torch
+
+    signal = _image_signal("efficientnet_lite0_image", uri_policy)
+    inline = signal.prepare({"image": jpeg_bytes(1), "image_uri": "http://never.fetched/a.jpg"})  # bytes win: no fetch
+    for uri in (image_server.url("img/a.jpg"), "s3://images/a.jpg"):
+        assert torch.equal(signal.prepare({"image": None, "image_uri": uri}), inline)
+
+
+def test_fetch_failures_are_error_rows_with_their_reasons_and_neighbours_are_kept(uri_policy, image_server):
+    import pandas as pd
+
+    from signals.runner import run_signal
+
+    signal = _image_signal("image_quality", uri_policy)
+    frame = pd.DataFrame({"content_id": list("abcdefg"), "image": [jpeg_bytes(3), None, None, None, None, None, None],
+                          "image_uri": [None, image_server.url("img/a.jpg"), image_server.url("missing/a.jpg"), "s3://secret/a.jpg",
+                                        image_server.url("busy/a.jpg"), "s3://images/a.jpg", None]})
+    out = pd.concat(run_signal(signal, [frame], prefetch=2, carry=("content_id",)))
+    assert out["content_id"].tolist() == list("abcdefg")
+    assert out["status"].tolist() == ["ok", "ok", "error", "error", "error", "ok", "error"]
+    assert out["error"].tolist()[2:5] == ["not found (HTTP 404)", "not allowed (bucket 'secret' or its prefix is not in the allowlist)",
+                                         "transient: server error (HTTP 503; 3 attempts)"]
+    assert out["error"].tolist()[6] == "image is null"
+
+
+def test_signals_that_fetch_prepare_ahead_on_a_cpu_on_several_threads(uri_policy):
+    from udfs.worker import batches_ahead
+
+    fetching, inline = _image_signal("image_quality", uri_policy), _image_signal("image_quality", FetchPolicy())
+    assert fetching.fetches and not inline.fetches
+    assert (batches_ahead(fetching, 2), batches_ahead(inline, 2)) == (2, 0)
+    assert (fetching.prepare_threads, inline.prepare_threads) == (4, 1)
