@@ -164,8 +164,8 @@ def make_pbu_udf(signal: Signal, torch_threads: int) -> Any:
             return out
 
         if is_image:
-            def predict(images: np.ndarray) -> np.ndarray:
-                return run([{"image": b} for b in images])
+            def predict(images: np.ndarray, uris: np.ndarray) -> np.ndarray:
+                return run([{"image": b, "image_uri": u} for b, u in zip(images, uris)])
         else:
             def predict(titles: np.ndarray, descriptions: np.ndarray) -> np.ndarray:
                 return run([{"title": t, "description": d} for t, d in zip(titles, descriptions)])
@@ -177,11 +177,12 @@ def make_pbu_udf(signal: Signal, torch_threads: int) -> Any:
 def pbu_arm(spark: Any, signal: Signal, udf: Any, corpus_root: str, out_dir: Path, profile_dir: Path) -> ArmResult:
     from pyspark.sql import functions as F
 
-    from lake import spark_io
+    from conf.settings import CorpusSettings
+    from jobs.corpus import CorpusSource
 
     before = stages.snapshot(profile_dir)
     start = time.perf_counter()
-    items = spark_io.read_spark(spark, corpus_root)
+    items = CorpusSource(CorpusSettings(), corpus_root).read(spark)  # the corpus as the jobs read it
     result = items.select("content_id", udf(*[F.col(c) for c in signal.input_columns]).alias("vector"))
     result.write.mode("overwrite").parquet(str(out_dir))
     wall = time.perf_counter() - start

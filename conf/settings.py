@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from signals.decode import DecodeLimits
+from signals.fetch import FetchPolicy
 
 CONF_DIR = Path(__file__).resolve().parent  # the YAML profiles sit beside this module (package data)
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -164,6 +165,36 @@ class CorpusSettings(_Strict):
         return self
 
 
+class FetchSettings(_Strict):
+    """Where image URIs may be fetched from and the limits of each fetch (signals.fetch.FetchPolicy
+    documents them); shipped to each signal outside its params. The allowlist is empty by default:
+    nothing is fetched until a profile names the roots, buckets and hosts its corpus uses."""
+
+    file_roots: tuple[str, ...] = ()
+    s3_prefixes: tuple[str, ...] = ()
+    http_hosts: tuple[str, ...] = ()
+    allowed_networks: tuple[str, ...] = ()
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    connect_timeout_s: float = Field(FetchPolicy.connect_timeout_s, gt=0)
+    read_timeout_s: float = Field(FetchPolicy.read_timeout_s, gt=0)
+    deadline_s: float = Field(FetchPolicy.deadline_s, gt=0)
+    retries: int = Field(FetchPolicy.retries, ge=0, le=10)
+    backoff_s: float = Field(FetchPolicy.backoff_s, ge=0)
+    max_bytes: int = Field(FetchPolicy.max_bytes, gt=0)
+    pool_size: int = Field(FetchPolicy.pool_size, gt=0)
+    max_redirects: int = Field(FetchPolicy.max_redirects, ge=0)
+
+    @model_validator(mode="after")
+    def _valid_policy(self) -> FetchSettings:
+        self.policy  # noqa: B018 - FetchPolicy checks the networks
+        return self
+
+    @property
+    def policy(self) -> FetchPolicy:
+        return FetchPolicy(**self.model_dump())
+
+
 class RegistrySettings(_Strict):
     """The MLflow model registry: a sqlite store inside the lakehouse unless a URI is given."""
 
@@ -181,6 +212,7 @@ class Settings(_Strict):
     dedup: DedupSettings = DedupSettings()
     corpus: CorpusSettings = CorpusSettings()
     decode: DecodeSettings = DecodeSettings()
+    fetch: FetchSettings = FetchSettings()
     registry: RegistrySettings = RegistrySettings()
     signals: dict[str, SignalSettings]
 

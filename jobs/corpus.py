@@ -190,7 +190,7 @@ def one_row_per_id(rows: DataFrame, corpus_keys: DataFrame | None = None) -> Dat
     with `corpus_keys` (content_id, ds, updated_at of the whole corpus), no id whose newer row
     is outside `rows`."""
     order = SparkWindow.partitionBy("content_id").orderBy(
-        F.col("updated_at").desc_nulls_last(), F.col("ds").desc(), F.xxhash64(*[c for c in ("image", "title", "description") if c in rows.columns]).desc()
+        F.col("updated_at").desc_nulls_last(), F.col("ds").desc(), F.xxhash64("image", "image_uri", "title", "description").desc()
     )
     latest = rows.filter(_keyable()).withColumn("_rank", F.row_number().over(order)).filter("_rank = 1").drop("_rank")
     if corpus_keys is None:

@@ -71,7 +71,7 @@ def build_signals(settings: Settings, role: str = CHAMPION) -> dict[str, Signal]
     registry, configured (not loaded) on the driver."""
     enabled = {
         name: build_signal(s.kind, SignalConfig(name, ModelRef(s.model.name, s.model.version or "unresolved"), s.batch_size, s.device, s.params,
-                                           decode=settings.decode.limits))
+                                           decode=settings.decode.limits, fetch=settings.fetch.policy))
         for name, s in settings.enabled_signals.items()
     }
     if not enabled:

@@ -21,6 +21,11 @@ there is no such commit (a first refresh, after a backfill, after a signal or mo
 changed), when that version's files were vacuumed, when the corpus uses deletion vectors, or
 with `--full` (after a table was edited by hand).
 
+A stored error row whose reason may pass on another try (`signals.contracts.is_retried_error`: a
+fetch that timed out or met a server error, the model failing on a batch) is not a valid row:
+the next refresh, incremental or not, computes its item again, as if its input had changed.
+Other errors (a corrupt image, a URI not found or not allowed) stay until their input changes.
+
 Resume needs no bookkeeping: the comparison is against what is committed, so a run killed
 before its commit is simply redone by the next one, and one killed after it finds nothing left.
 """
@@ -32,7 +37,7 @@ from urllib.parse import unquote
 
 from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from conf.settings import Settings
@@ -41,7 +46,7 @@ from jobs.engine import Run, RunResult, already_committed, build_signals, by_out
 from lake import delta_io, spark_io
 from lake.ledger import NOTHING_TO_DO, SUCCEEDED
 from signals.base import Signal
-from signals.contracts import EMBEDDINGS, LABELS, TableContract
+from signals.contracts import EMBEDDINGS, LABELS, RETRIED_ERROR_PREFIXES, STATUS_ERROR, TableContract
 from udfs.columns import input_hash_column
 
 JOB = "refresh"
@@ -156,17 +161,19 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
     rows still valid (todo)."""
     root = settings.table_root(contract.name)
     read_version = delta_io.ensure_table(root, contract).version()
-    if scope.since is not None and not scope.added and not scope.removed:
-        return _nothing_changed(spark, contract, signals, scope, read_version)
     hashes = {_hash_column(s): input_hash_column(s) for s in signals.values()}
     source, corpus_version = corpus
-    changed = None if scope.since is None else {unquote(f.path) for f in scope.added}
+    retry = _files_to_retry(spark, root, read_version, signals, corpus) if scope.since is not None else set()
+    if scope.since is not None and not scope.added and not scope.removed and not retry:
+        return _nothing_changed(spark, contract, signals, scope, read_version)
+    changed = None if scope.since is None else {unquote(f.path) for f in scope.added} | retry
     keys = source.keys(spark, corpus_version)
     rows = source.read(spark, corpus_version, only=changed)
     corpus_check = check_rows(rows, keys)
     items = one_row_per_id(rows, keys)
     current = items.select("content_id", "ds", *[expr.alias(name) for name, expr in hashes.items()]).persist()
-    stored = spark_io.read_spark(spark, root, read_version).select(*KEY, "input_hash", F.input_file_name().alias("file"))
+    stored = spark_io.read_spark(spark, root, read_version).select(*KEY, "input_hash", _retried_error().alias("retry"),
+                                                                   F.input_file_name().alias("file"))
     if scope.since is not None:  # only the stored rows of items in changed files can be stale or missing
         removed = source.read(spark, scope.since, only={unquote(f.path) for f in scope.removed})
         candidates = current.select("content_id").unionByName(removed.select("content_id"))
@@ -177,7 +184,7 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
     for name, signal in signals.items():
         mine = (F.col("signal") == name) & (F.col("model_version") == signal.config.model.version)
         current_hash, enabled = F.when(mine, F.col(_hash_column(signal))).otherwise(current_hash), enabled | mine
-    same_input = F.col("input_hash").eqNullSafe(current_hash)
+    same_input = F.col("input_hash").eqNullSafe(current_hash) & ~F.col("retry")  # a retried error is as good as a changed input
     in_corpus = F.col("in_corpus").isNotNull()
     annotated = stored.join(current.select("content_id", *hashes, F.lit(True).alias("in_corpus")), "content_id", "left").select(
         *KEY, "file", (~in_corpus | (enabled & ~same_input)).alias("stale"), (in_corpus & enabled & same_input).alias("valid"),
@@ -202,6 +209,29 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
         cached=(current, annotated, todo_items),
         corpus_check=corpus_check,
     )
+
+
+def _retried_error() -> Column:
+    """Whether a stored row is an error that the next refresh computes again (signals.contracts.is_retried_error)."""
+    return (F.col("status") == STATUS_ERROR) & functools.reduce(Column.__or__, [F.col("error").startswith(p) for p in RETRIED_ERROR_PREFIXES])
+
+
+def _files_to_retry(spark: SparkSession, root: str, version: int, signals: dict[str, Signal], corpus: CorpusAt) -> set[str]:
+    """Corpus files (unescaped relative paths) holding the items whose stored rows of `signals`
+    are retried errors, so an incremental refresh compares them too. Reads only the table's
+    files whose statistics show error rows, and the corpus's ids only when there are any."""
+    errors = delta_io.files_with_errors(root, version)
+    if not signals or not errors:
+        return set()
+    mine = functools.reduce(Column.__or__, [(F.col("signal") == n) & (F.col("model_version") == s.config.model.version) for n, s in signals.items()])
+    ids = [r.content_id for r in spark_io.read_spark(spark, root, version, only=errors).filter(mine & _retried_error())
+           .select("content_id").distinct().collect()]
+    if not ids:
+        return set()
+    source, corpus_version = corpus
+    files = source.read(spark, corpus_version).select("content_id", F.input_file_name().alias("file")).join(
+        _small(spark.createDataFrame([(i,) for i in ids], "content_id string"), len(ids)), "content_id", "left_semi")
+    return {delta_io.relative_path(source.location, r.file) for r in files.select("file").distinct().collect()}
 
 
 def _items_per_file(spark: SparkSession, root: str, version: int, files: set[str]) -> dict[str, int]:

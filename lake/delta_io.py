@@ -82,6 +82,13 @@ def live_files(root: str, version: int | None = None) -> list[LiveFile]:
     ]
 
 
+def files_with_errors(root: str, version: int | None = None) -> set[str]:
+    """Unescaped relative paths of the snapshot's files that may hold error rows: by their
+    statistics, fewer nulls in `error` than rows (or no statistics)."""
+    actions = pa.table(snapshot(root, version).get_add_actions(flatten=True)).to_pylist()
+    return {unquote(a["path"]) for a in actions if a.get("null_count.error") is None or a["null_count.error"] < (a["num_records"] or 0)}
+
+
 def changed_files(root: str, since: int, version: int) -> tuple[list[LiveFile], list[LiveFile]]:
     """(added, removed): the files live at `version` and not at `since`, and the other way round.
     Every row that changed between the two versions is in one of them (Delta rewrites a file to

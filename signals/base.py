@@ -21,6 +21,7 @@ import torch
 from signals import model_cache
 from signals.decode import DecodeLimits
 from signals.device import select_device
+from signals.fetch import FetchPolicy
 from signals.profiling import stage_times
 from signals.weights import WeightsMismatch, weights_sha256
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 InputKind = Literal["image", "text"]
+FETCH_THREADS = 4  # default prepare threads of a signal that fetches: each holds at most one fetch's bytes
 
 
 @dataclass(frozen=True)
@@ -51,9 +53,9 @@ class RowError:
 class SignalConfig:
     """Everything a signal needs, resolved on the driver and shipped to workers.
 
-    `decode` comes from the configuration's `decode:` section alone, never from `params`, which
-    a model's registry entry may override: whoever writes the registry does not set the limits
-    that protect every executor."""
+    `decode` and `fetch` come from the configuration's `decode:` and `fetch:` sections alone,
+    never from `params`, which a model's registry entry may override: whoever writes the registry
+    (or the corpus) does not set the limits and the allowlist that protect every executor."""
 
     signal: str
     model: ModelRef
@@ -63,6 +65,7 @@ class SignalConfig:
     decode: DecodeLimits = field(default_factory=DecodeLimits)
     # the sha256 the registry recorded for the version's weights: the worker refuses others
     weights_sha256: str | None = None
+    fetch: FetchPolicy = field(default_factory=FetchPolicy)
 
 
 class Signal(ABC):
@@ -102,11 +105,20 @@ class Signal(ABC):
         return self.config.batch_size
 
     @property
+    def fetches(self) -> bool:
+        """Whether preparing a row may wait on the network (an image fetched by URI): the worker
+        then prepares ahead on every device, so fetches overlap the model. Default: no."""
+        return False
+
+    @property
     def prepare_threads(self) -> int:
-        """Threads that prepare (decode, preprocess) the rows of a batch: `params.prepare_threads`,
-        default 1 (the runner's one prefetch thread). More only pays where cores are free, e.g.
-        a GPU task given several CPUs; PIL and torch release the GIL while they work."""
-        return max(1, int(self.config.params.get("prepare_threads", 1)))
+        """Threads that prepare (fetch, decode, preprocess) the rows of a batch:
+        `params.prepare_threads`, default 1 (the runner's one prefetch thread), or FETCH_THREADS
+        for a signal that `fetches` (threads waiting on the network take no core). More only pays
+        where cores are free, e.g. a GPU task given several CPUs; PIL and torch release the GIL
+        while they work."""
+        default = FETCH_THREADS if self.fetches else 1
+        return max(1, int(self.config.params.get("prepare_threads", default)))
 
     @abstractmethod
     def resource_key(self) -> Hashable:

@@ -11,7 +11,18 @@ import pyarrow as pa
 
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
+# Error rows whose reason starts with one of these may pass on another try (a fetch that timed
+# out, a server error, the model failing on a batch): the next refresh computes them again.
+# Every other error (a corrupt image, a URI not found or not allowed) is final for its input.
+TRANSIENT_PREFIX = "transient: "
+MODEL_FAILED_PREFIX = "model failed: "
+RETRIED_ERROR_PREFIXES = (TRANSIENT_PREFIX, MODEL_FAILED_PREFIX)
 UTC_MICROS = pa.timestamp("us", tz="UTC")
+
+
+def is_retried_error(reason: str | None) -> bool:
+    """Whether an error row with this reason is computed again by the next refresh."""
+    return reason is not None and reason.startswith(RETRIED_ERROR_PREFIXES)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
 """The inputs every signal reads, declared and decoded in one place.
 
-Image signals read the `image` column through `decode_image` with the configured limits
+Image signals read the `image` column, or where it is null fetch the `image_uri` column's URI
+(`signals.fetch`, within the allowlist of `SignalConfig.fetch`, from the configuration's
+`fetch:` section), then decode through `decode_image` with the configured limits
 (`SignalConfig.decode`, from the configuration's `decode:` section), and
 text signals read title + description through `compose_text`, so an input that is an error
 row for one signal is an error row for all of them.
@@ -16,6 +18,8 @@ from PIL import Image
 
 from signals.base import InputKind, SignalConfig
 from signals.decode import InputError, decode_image
+from signals.fetch import fetch
+from signals.profiling import stage_times
 from signals.text import compose_text
 
 
@@ -23,7 +27,7 @@ class ImageInput:
     """Mixin for labelers of the pin image."""
 
     input_kind: ClassVar[InputKind] = "image"
-    input_columns: ClassVar[tuple[str, ...]] = ("image",)
+    input_columns: ClassVar[tuple[str, ...]] = ("image", "image_uri")
     config: SignalConfig
 
     @property
@@ -32,9 +36,27 @@ class ImageInput:
         so that the decode limits bound the resized image too."""
         return None
 
+    @property
+    def fetches(self) -> bool:
+        """Whether rows may be fetched by URI (the configured allowlist names somewhere)."""
+        return self.config.fetch.enabled
+
+    def image_bytes(self, row: Mapping[str, Any]) -> Any:
+        """The row's encoded image: its `image` bytes, else those fetched from its `image_uri`
+        (signals.fetch.FetchError, an InputError, saying why not); None when it has neither."""
+        image, uri = row.get("image"), row.get("image_uri")
+        if image is not None or uri is None:
+            return image
+        with stage_times.time("fetch", 1):
+            return fetch(uri, self.config.fetch)
+
+    def decode_bytes(self, data: Any) -> Image.Image:
+        """Encoded bytes as an RGB image within the configured limits, or InputError."""
+        return decode_image(data, self.config.decode, self.resize_short_side)
+
     def decode(self, row: Mapping[str, Any]) -> Image.Image:
-        """The row's image as RGB, or InputError (null, corrupt, too large, ...)."""
-        return decode_image(row["image"], self.config.decode, self.resize_short_side)
+        """The row's image as RGB, or InputError (null, not fetched, corrupt, too large, ...)."""
+        return self.decode_bytes(self.image_bytes(row))
 
 
 class TextInput:

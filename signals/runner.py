@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from signals.base import RowError, Signal
-from signals.contracts import STATUS_ERROR, STATUS_OK
+from signals.contracts import MODEL_FAILED_PREFIX, STATUS_ERROR, STATUS_OK
 from signals.decode import InputError
 from signals.device import HeapTrimmer
 from signals.profiling import stage_times
@@ -152,7 +152,7 @@ def compute_prepared(signal: Signal, prepared: _Prepared) -> pd.DataFrame:
                 try:
                     outputs[i] = signal.compute([prepared.inputs[i]])[0]
                 except Exception as exc:  # noqa: BLE001
-                    errors[i] = f"model failed: {type(exc).__name__}: {exc}"
+                    errors[i] = f"{MODEL_FAILED_PREFIX}{type(exc).__name__}: {exc}"
     for i, value in outputs.items():
         values[i], errors[i] = _checked(signal, value)
     return pd.DataFrame(

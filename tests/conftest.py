@@ -128,3 +128,51 @@ def backfilled(spark, corpus_lakehouse, tmp_path_factory) -> Backfilled:
     """The sample corpus with one full backfill of the local profile's signals. Read only."""
     settings = lakehouse_with_corpus(corpus_lakehouse, tmp_path_factory.mktemp("backfilled") / "lakehouse")
     return Backfilled(settings, run_backfill(spark, settings))
+
+
+# Loopback servers (tests/servers.py), started once per test run by the tests that ask for them.
+# `images` is the HTTP server's live image map: a test may add images to it.
+
+def jpeg_bytes(seed: int, size: tuple[int, int] = (96, 64)) -> bytes:
+    """A small JPEG of noise: a real image the decoders accept."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="session")
+def image_server():
+    """The fault-injecting HTTP image server on 127.0.0.1, holding a.jpg and b.jpg."""
+    from servers import ImageServer
+
+    with ImageServer({"a.jpg": jpeg_bytes(1), "b.jpg": jpeg_bytes(2)}) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def outside_server(image_server):
+    """An image server that no allowlist names, on 127.0.0.2 at the image server's port: a
+    request reaching it is a request that should never have been made."""
+    from servers import ImageServer
+
+    with ImageServer(dict(image_server.images), host="127.0.0.2", port=image_server.port) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 in server mode on 127.0.0.1, its credentials in this process's environment
+    (so the AWS SDK never looks for others, e.g. at an instance metadata address)."""
+    from servers import S3Server
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in S3Server.CREDENTIALS.items():
+            patch.setenv(name, value)
+        with S3Server() as server:
+            yield server

@@ -16,7 +16,7 @@ from pyspark.sql.functions import pandas_udf
 
 from signals.base import Signal
 from signals.embedders.base import Embedder
-from signals.hashing import TEXT_FIELD_SEPARATOR
+from signals.hashing import TEXT_FIELD_SEPARATOR, URI_HASH_TAG
 from signals.labels.base import Labeler
 from udfs.worker import run_in_worker
 
@@ -67,8 +67,11 @@ def in_slice(percent: int) -> Column:
 
 
 def input_hash_column(signal: Signal) -> Column:
-    """sha256 of the signal's inputs, computed in the JVM; equals signals.hashing's Python."""
+    """sha256 of the signal's inputs, computed in the JVM; equals signals.hashing's Python (an
+    image by URI: its URI and `updated_at`)."""
     if signal.input_kind == "image":
-        return F.sha2(F.col("image"), 256)
+        by_uri = F.concat_ws(TEXT_FIELD_SEPARATOR, F.lit(URI_HASH_TAG), F.col("image_uri"),
+                             F.coalesce(F.unix_micros(F.col("updated_at")).cast("string"), F.lit("")))
+        return F.when(F.col("image").isNotNull(), F.sha2(F.col("image"), 256)).when(F.col("image_uri").isNotNull(), F.sha2(by_uri, 256))
     fields = [F.coalesce(F.col(c), F.lit("")) for c in signal.input_columns]
     return F.sha2(F.concat_ws(TEXT_FIELD_SEPARATOR, *fields), 256)

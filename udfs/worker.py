@@ -42,11 +42,12 @@ def keeps_freed_heap(signal: Signal) -> bool:
 
 def batches_ahead(signal: Signal, prefetch: int) -> int:
     """Batches a task prepares ahead on a background thread: `prefetch` where the model runs on
-    a GPU (the CPU decodes while the GPU computes), none on a CPU. There each task's model
-    already keeps its cores busy (`torch_threads` per task slot), and a preparing thread only
-    takes turns with it for the cores and the GIL: inline was ahead in every paired round
+    a GPU (the CPU decodes while the GPU computes) or the signal `fetches` (rows wait on the
+    network while the model runs), none otherwise on a CPU. There each task's model already
+    keeps its cores busy (`torch_threads` per task slot), and a preparing thread only takes
+    turns with it for the cores and the GIL: inline was ahead in every paired round
     (docs/history.md)."""
-    return prefetch if signal.device is not None and signal.device.type == "cuda" else 0
+    return prefetch if signal.fetches or (signal.device is not None and signal.device.type == "cuda") else 0
 
 
 def run_in_worker(signal: Signal, frames: Iterator[pd.DataFrame], prefetch: int, torch_threads: int,

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from signals.base import RowError
-from signals.decode import InputError, decode_image
+from signals.decode import InputError
 from signals.embedders.base import Embedder
 from signals.embedders.gpu_decode import (
     DEFAULT_DEVICE_MAX_PIXELS,
@@ -118,13 +118,14 @@ class ImageEmbedder(ImageInput, Embedder):
         return int(self.config.params.get("gpu_decode_max_pixels", DEFAULT_DEVICE_MAX_PIXELS))
 
     def prepare(self, row: Mapping[str, Any]) -> torch.Tensor | EncodedJpeg | DecodedImage:
+        data = self.image_bytes(row)
         if self.decodes_on_device:
             with stage_times.time("header", 1):
-                jpeg = jpeg_for_device(row["image"], self.config.decode, self.device_max_pixels, self.resize_short_side)
+                jpeg = jpeg_for_device(data, self.config.decode, self.device_max_pixels, self.resize_short_side)
             if jpeg is not None:
                 return jpeg
         with stage_times.time("decode", 1):
-            image = self.decode(row)
+            image = self.decode_bytes(data)
         if self.decodes_on_device and image.width * image.height <= self.device_max_pixels:
             with stage_times.time("preprocess", 1):
                 return DecodedImage.of(image)  # resized and normalised on the device
@@ -136,7 +137,7 @@ class ImageEmbedder(ImageInput, Embedder):
         try:
             if isinstance(item, DecodedImage):
                 return self.transform(Image.fromarray(item.pixels.numpy(), mode="RGB"))
-            return self.transform(decode_image(item.data.numpy().tobytes(), self.config.decode, self.resize_short_side))
+            return self.transform(self.decode_bytes(item.data.numpy().tobytes()))
         except InputError as exc:
             return RowError(str(exc))
         except Exception as exc:  # noqa: BLE001 - one row's failure is that row's error

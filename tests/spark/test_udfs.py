@@ -3,17 +3,20 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import UTC, datetime
 
+import pyarrow as pa
 import pytest
 import torch
 from conftest import SMALL_CORPUS, settings_for
 from pyspark.sql import functions as F
 
 from jobs.backfill import build_signals
+from jobs.corpus import CorpusSource
 from jobs.engine import Run, signal_rows
 from lake import spark_io
 from signals.base import ModelRef, SignalConfig
-from signals.contracts import EMBEDDINGS
+from signals.contracts import EMBEDDINGS, UTC_MICROS
 from signals.hashing import image_input_hash, text_input_hash
 from udfs.columns import input_hash_column, result_column
 from udfs.rows import evened
@@ -76,7 +79,7 @@ def test_the_udf_keeps_row_order_across_arrow_and_model_batches(spark, corpus_la
 
 def test_spark_input_hashes_equal_the_python_definition(spark, corpus_lakehouse):
     signals = build_signals(corpus_lakehouse.settings)
-    corpus = spark_io.read_spark(spark, corpus_lakehouse.root)
+    corpus = CorpusSource.of(corpus_lakehouse.settings).read(spark)
     rows = corpus.select(
         "image",
         "title",
@@ -88,6 +91,21 @@ def test_spark_input_hashes_equal_the_python_definition(spark, corpus_lakehouse)
     for row in rows:
         assert row.image_hash == image_input_hash(row.image)
         assert row.text_hash == text_input_hash(row.title, row.description)
+
+
+def test_spark_input_hashes_of_images_by_uri_equal_the_python_definition(spark, corpus_lakehouse):
+    """Inline bytes win over a URI; a URI is hashed with updated_at (to the microsecond, before
+    the epoch too, null as empty); neither is a null hash."""
+    signal = build_signals(corpus_lakehouse.settings)["image_embedding"]
+    times = [None, datetime(2026, 5, 1, 12, 0, 0, 123456, tzinfo=UTC), None, datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), None]
+    table = pa.table({
+        "image": pa.array([b"\xff\xd8bytes", b"\xff\xd8bytes", None, None, None], pa.binary()),
+        "image_uri": pa.array([None, "http://images.test/a.jpg", "s3://images/caf\u00e9.jpg", "file:///a b.jpg", None], pa.string()),
+        "updated_at": pa.array(times, UTC_MICROS),
+    })
+    hashes = [r.h for r in spark.createDataFrame(table).select(input_hash_column(signal).alias("h")).collect()]
+    assert hashes == [image_input_hash(*row.values()) for row in table.to_pylist()]
+    assert hashes[0] == hashes[1] and hashes[-1] is None and len(set(hashes[:4])) == 3
 
 
 def test_small_jobs_are_spread_over_the_slots_and_tiny_ones_coalesced(spark):

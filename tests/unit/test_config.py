@@ -311,6 +311,28 @@ def test_bad_decode_limits_are_errors(override: str) -> None:
         load_settings("local", [override])
 
 
+def test_base_yaml_fetch_section_is_the_documented_defaults_and_fetches_nothing() -> None:
+    from signals.fetch import FetchPolicy
+
+    policy = load_settings("base").fetch.policy
+    assert policy == FetchPolicy() and not policy.enabled
+
+
+@pytest.mark.parametrize("override", ["fetch.allowed_networks=[10.0.0.0/33]", "fetch.retries=-1", "fetch.max_bytes=0", "fetch.bogus=1"])
+def test_bad_fetch_settings_are_errors(override: str) -> None:
+    with pytest.raises((ValidationError, ValueError)):
+        load_settings("local", [override])
+
+
+def test_signals_get_the_fetch_section() -> None:
+    from jobs.engine import build_signals
+
+    settings = load_settings("local", ["registry.enabled=false", "fetch.http_hosts=[images.example.com]",
+                                       *[f"signals.{n}.model.version=1" for n in load_settings("local").signals]])
+    signal = build_signals(settings)["image_embedding"]
+    assert signal.config.fetch.http_hosts == ("images.example.com",) and signal.config.fetch.enabled
+
+
 def test_decode_limits_in_a_signals_params_are_an_error_pointing_to_the_section() -> None:
     with pytest.raises(ValidationError, match=r"top-level `decode:` section"):
         load_settings("local", ["signals.image_embedding.params.decode_limits.max_pixels=1000000000000"])

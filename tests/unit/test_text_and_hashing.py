@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -110,6 +111,18 @@ def test_image_input_hash_of_no_image_is_none() -> None:
 def test_image_input_hash_of_empty_bytes_is_not_none() -> None:
     # an empty image is a (bad) input, unlike a missing one
     assert image_input_hash(b"") == _sha(b"")
+
+
+def test_an_image_by_uri_is_hashed_by_its_uri_and_updated_at() -> None:
+    when = datetime(2026, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    micros = str(int(when.timestamp()) * 10**6 + 123456)
+    assert image_input_hash(None, "s3://b/k.jpg", when) == _sha(f"uri\x1fs3://b/k.jpg\x1f{micros}".encode())
+    assert image_input_hash(None, "s3://b/k.jpg", when.replace(tzinfo=None)) == image_input_hash(None, "s3://b/k.jpg", when)  # naive: UTC
+    assert image_input_hash(None, "s3://b/k.jpg", None) == _sha(b"uri\x1fs3://b/k.jpg\x1f")
+    changed = [image_input_hash(None, "s3://b/other.jpg", when), image_input_hash(None, "s3://b/k.jpg", when + timedelta(microseconds=1))]
+    assert image_input_hash(None, "s3://b/k.jpg", when) not in changed
+    assert image_input_hash(b"bytes", "s3://b/k.jpg", when) == image_input_hash(b"bytes")  # inline bytes win
+    assert image_input_hash(None, None, when) is None
 
 
 def test_text_input_hash_is_sha256_of_title_unit_separator_description() -> None:

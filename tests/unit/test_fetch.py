@@ -1,0 +1,280 @@
+"""The fetcher against real loopback servers (tests/servers.py): every fault becomes its reason,
+only transient faults are retried (the servers count the requests), the byte cap holds whatever
+the server claims or sends, and nothing outside the allowlist is ever requested."""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import time
+
+import pytest
+from conftest import jpeg_bytes
+
+from signals.contracts import is_retried_error
+from signals.fetch import REASONS, Fetcher, FetchError, FetchPolicy
+
+MAX_BYTES = 100_000
+FAST = {"connect_timeout_s": 0.5, "read_timeout_s": 0.5, "backoff_s": 0.01, "retries": 2, "max_bytes": MAX_BYTES}
+REASON = re.compile(rf"^(transient: )?({'|'.join(REASONS)})( \(.*\))?$")
+
+
+@pytest.fixture
+def http(image_server, outside_server):
+    """A fetcher allowed the image server (and the loopback address it is on) only; both servers' logs cleared."""
+    image_server.log.clear()
+    outside_server.log.clear()
+    return Fetcher(FetchPolicy(http_hosts=(image_server.netloc,), allowed_networks=("127.0.0.1/32",), **FAST))
+
+
+def _reason(fetcher: Fetcher, uri: str) -> str:
+    with pytest.raises(FetchError) as caught:
+        fetcher.fetch(uri)
+    reason = str(caught.value)
+    assert REASON.match(reason), reason
+    assert is_retried_error(reason) == caught.value.transient
+    return reason
+
+
+def test_an_allowed_image_is_fetched_in_one_request(http, image_server):
+    assert http.fetch(image_server.url("img/a.jpg")) == image_server.images["a.jpg"]
+    assert image_server.log.paths == ["/img/a.jpg"]
+
+
+@pytest.mark.parametrize("path, reason, requests", [
+    ("slow/a.jpg", "transient: timeout (ReadTimeoutError; 3 attempts)", 3),
+    ("flaky/9/a.jpg", "transient: server error (HTTP 500; 3 attempts)", 3),
+    ("busy/a.jpg", "transient: server error (HTTP 503; 3 attempts)", 3),
+    ("reset/a.jpg", "transient: connection failed (ProtocolError; 3 attempts)", 3),
+    ("missing/a.jpg", "not found (HTTP 404)", 1),
+    ("forbidden/a.jpg", "forbidden (HTTP 403)", 1),
+    ("huge", f"too large (declared {5 * 1024**3} bytes, over {MAX_BYTES})", 1),
+    ("endless", f"too large (over {MAX_BYTES} bytes)", 1),
+])
+def test_every_http_fault_is_its_reason_and_only_transient_ones_are_retried(http, image_server, path, reason, requests):
+    assert _reason(http, image_server.url(path)) == reason
+    assert image_server.log.count(f"/{path}") == requests
+
+
+def test_a_server_error_that_passes_is_retried_until_it_does(http, image_server):
+    assert http.fetch(image_server.url("flaky/2/b.jpg")) == image_server.images["b.jpg"]
+    assert image_server.log.count("/flaky/2/b.jpg") == 3
+
+
+def test_retries_back_off_exponentially():
+    waits = []
+    fetcher = Fetcher(FetchPolicy(http_hosts=("127.0.0.1:9",), allowed_networks=("127.0.0.1/32",), **{**FAST, "retries": 3}),
+                      sleep=waits.append)
+    assert _reason(fetcher, "http://127.0.0.1:9/a.jpg").startswith("transient: connection failed")  # the discard port: refused
+    assert len(waits) == 3
+    for attempt, wait in enumerate(waits):
+        assert 0.01 * 2**attempt * 0.5 <= wait <= 0.01 * 2**attempt
+
+
+def test_the_byte_cap_holds_at_exactly_the_limit(http, image_server):
+    image_server.images["cap.bin"], image_server.images["over.bin"] = b"x" * MAX_BYTES, b"x" * (MAX_BYTES + 1)
+    assert len(http.fetch(image_server.url("img/cap.bin"))) == MAX_BYTES
+    assert _reason(http, image_server.url("img/over.bin")).startswith("too large")
+
+
+def test_an_endless_body_stops_at_the_cap_promptly(http, image_server):
+    start = time.monotonic()
+    _reason(http, image_server.url("endless"))
+    assert time.monotonic() - start < 2
+
+
+def test_redirects_are_followed_only_within_the_allowlist(http, image_server, outside_server):
+    inside = image_server.url("redirect?to=/img/b.jpg")
+    assert http.fetch(inside) == image_server.images["b.jpg"]
+    for target in (outside_server.url("img/a.jpg"), "http://169.254.169.254/latest/meta-data/", "file:///etc/passwd",
+                   "s3://images/a.jpg", image_server.url("redirect?to=" + outside_server.url("img/a.jpg"))):
+        assert _reason(http, image_server.url(f"redirect?to={target}")).startswith("redirected out of bounds")
+    assert outside_server.log.paths == []
+
+
+def test_uris_outside_the_allowlist_are_never_requested(http, image_server, outside_server, tmp_path):
+    for uri in (outside_server.url("img/a.jpg"), f"http://localhost:{image_server.port}/img/a.jpg",
+                "ftp://example.com/a.jpg", "gopher://127.0.0.1/", "a.jpg", f"http://user:pw@{image_server.netloc}/img/a.jpg",
+                f"file://{tmp_path}/a.jpg", "s3://images/a.jpg"):
+        assert _reason(http, uri).startswith("not allowed"), uri
+    assert image_server.log.paths == [] and outside_server.log.paths == []
+
+
+def test_loopback_is_refused_unless_its_network_is_allowed(image_server):
+    image_server.log.clear()
+    strict = Fetcher(FetchPolicy(http_hosts=(image_server.netloc,), **FAST))
+    assert _reason(strict, image_server.url("img/a.jpg")) == "not allowed (host 127.0.0.1 resolves to the non-global address 127.0.0.1)"
+    assert image_server.log.paths == []
+
+
+@pytest.mark.parametrize("address", ["169.254.169.254", "fd00:ec2::254", "::ffff:169.254.169.254", "10.0.0.1", "100.64.0.1", "0.0.0.0"])
+def test_metadata_private_and_mapped_addresses_are_refused(monkeypatch, address):
+    fetcher = Fetcher(FetchPolicy(http_hosts=("metadata.test",), allowed_networks=("127.0.0.1/32",)))
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, 80))])
+    with pytest.raises(FetchError, match="not allowed"):
+        fetcher._checked_address("metadata.test", 80)
+
+
+def test_a_name_with_any_address_not_allowed_is_refused(monkeypatch, image_server):
+    image_server.log.clear()
+    answers = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, image_server.port)) for a in ("127.0.0.1", "10.0.0.1")]
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: answers)
+    fetcher = Fetcher(FetchPolicy(http_hosts=(f"images.test:{image_server.port}",), allowed_networks=("127.0.0.1/32",), **FAST))
+    assert "10.0.0.1" in _reason(fetcher, f"http://images.test:{image_server.port}/img/a.jpg")
+    assert image_server.log.paths == []
+
+
+def test_the_connection_goes_to_the_checked_address_whatever_dns_answers_next(monkeypatch, image_server, outside_server):
+    """DNS rebinding: the name resolves to an allowed address when checked, then to another; the
+    request still reaches the checked one (the outside server, at the same port, sees nothing)."""
+    image_server.log.clear()
+    outside_server.log.clear()
+    real, answers = socket.getaddrinfo, iter(["127.0.0.1"])
+
+    def rebinding(host, port, *args, **kwargs):
+        if host != "images.test":
+            return real(host, port, *args, **kwargs)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (next(answers, "127.0.0.2"), port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    fetcher = Fetcher(FetchPolicy(http_hosts=(f"images.test:{image_server.port}",), allowed_networks=("127.0.0.1/32",), **FAST))
+    assert fetcher.fetch(f"http://images.test:{image_server.port}/img/a.jpg") == image_server.images["a.jpg"]
+    assert image_server.log.paths == ["/img/a.jpg"] and outside_server.log.paths == []
+
+
+# s3:// against moto in server mode
+
+
+@pytest.fixture
+def s3(s3_server):
+    """moto holding images under images/ (some under fault prefixes) and secret/; a fetcher allowed images/ only."""
+    s3_server.put("images", {"a.jpg": jpeg_bytes(1), "big.jpg": b"x" * (MAX_BYTES + 1), "faults/slow/a.jpg": jpeg_bytes(1),
+                             "faults/flaky-2/a.jpg": jpeg_bytes(1), "faults/flaky-9/a.jpg": jpeg_bytes(1), "faults/deny/a.jpg": jpeg_bytes(1)})
+    s3_server.put("secret", {"a.jpg": jpeg_bytes(1)})
+    s3_server.log.clear()
+    policy = FetchPolicy(s3_prefixes=("images",), s3_endpoint_url=s3_server.endpoint_url, s3_region="us-east-1", **FAST)
+    return Fetcher(policy)
+
+
+def test_an_allowed_s3_object_is_fetched(s3, s3_server):
+    assert s3.fetch("s3://images/a.jpg") == jpeg_bytes(1)
+    assert s3_server.log.paths == ["HEAD /images/a.jpg", "GET /images/a.jpg"]
+
+
+@pytest.mark.parametrize("key, reason, reads", [
+    ("faults/slow/a.jpg", "transient: timeout (3 attempts)", 3),
+    ("faults/flaky-9/a.jpg", "transient: server error (3 attempts)", 3),
+    ("faults/deny/a.jpg", "forbidden", 1),
+    ("missing.jpg", "not found", 1),
+    ("big.jpg", f"too large (over {MAX_BYTES} bytes)", 1),  # its size is known from HEAD: never downloaded
+])
+def test_every_s3_fault_is_its_reason_and_only_transient_ones_are_retried(s3, s3_server, key, reason, reads):
+    assert _reason(s3, f"s3://images/{key}") == reason
+    assert s3_server.log.paths == [f"HEAD /images/{key}"] * reads
+
+
+def test_an_s3_server_error_that_passes_is_retried_until_it_does(s3, s3_server):
+    assert s3.fetch("s3://images/faults/flaky-2/a.jpg") == jpeg_bytes(1)
+    assert s3_server.log.counts()["HEAD /images/faults/flaky-2/a.jpg"] == 3
+
+
+def test_s3_objects_outside_the_allowed_prefixes_are_never_requested(s3, s3_server):
+    for uri in ("s3://secret/a.jpg", "s3://images-private/a.jpg", "s3://images/../secret/a.jpg", "s3://images", "s3:///a.jpg"):
+        assert _reason(s3, uri).startswith("not allowed"), uri
+    prefixed = Fetcher(FetchPolicy(s3_prefixes=("images/faults/",), s3_endpoint_url=s3_server.endpoint_url, s3_region="us-east-1"))
+    assert _reason(prefixed, "s3://images/a.jpg").startswith("not allowed")
+    assert s3_server.log.paths == []
+
+
+def test_an_s3_endpoint_that_refuses_connections_is_transient(s3_server):
+    policy = FetchPolicy(s3_prefixes=("images",), s3_endpoint_url="http://127.0.0.1:9", s3_region="us-east-1", **FAST)
+    assert _reason(Fetcher(policy), "s3://images/a.jpg").startswith("transient: connection failed")
+
+
+# file://
+
+
+@pytest.fixture
+def files(tmp_path):
+    """A file root holding a.jpg, a big file, a folder and a symlink out of the root."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "a.jpg").write_bytes(jpeg_bytes(1))
+    (root / "big.jpg").write_bytes(b"x" * (MAX_BYTES + 1))
+    (root / "folder").mkdir()
+    (outside / "secret.jpg").write_bytes(jpeg_bytes(2))
+    os.symlink(outside / "secret.jpg", root / "link.jpg")
+    return root, Fetcher(FetchPolicy(file_roots=(str(root),), **FAST))
+
+
+def test_files_are_read_inside_their_roots_only(files):
+    root, fetcher = files
+    assert fetcher.fetch(f"file://{root}/a.jpg") == jpeg_bytes(1)
+    assert fetcher.fetch(f"file://{root}/folder/../a.jpg") == jpeg_bytes(1)
+    assert _reason(fetcher, f"file://{root}/big.jpg") == f"too large (over {MAX_BYTES} bytes)"
+    assert _reason(fetcher, f"file://{root}/missing.jpg") == "not found"
+    assert _reason(fetcher, f"file://{root}/folder").startswith("not found")
+    for escape in (f"file://{root}/../outside/secret.jpg", f"file://{root}/link.jpg", f"file://{root}/../outside/missing.jpg",
+                   "file:///etc/passwd", f"file://otherhost{root}/a.jpg"):
+        assert _reason(fetcher, escape).startswith("not allowed"), escape
+
+
+def test_an_unreadable_file_is_forbidden(files):
+    root, fetcher = files
+    if os.geteuid() == 0:
+        pytest.skip("root reads every file")
+    (root / "a.jpg").chmod(0)
+    assert _reason(fetcher, f"file://{root}/a.jpg") == "forbidden"
+
+
+# image signals reading URIs
+
+
+@pytest.fixture
+def uri_policy(image_server, s3_server, s3):
+    """The loopback HTTP server and moto's images/ bucket allowed."""
+    return FetchPolicy(http_hosts=(image_server.netloc,), allowed_networks=("127.0.0.1/32",), s3_prefixes=("images",),
+                       s3_endpoint_url=s3_server.endpoint_url, s3_region="us-east-1", **FAST)
+
+
+def _image_signal(kind: str, policy: FetchPolicy):
+    from signals.base import ModelRef, SignalConfig
+    from signals.catalog import build_signal
+
+    return build_signal(kind, SignalConfig(kind, ModelRef(kind, "1"), batch_size=4, device="cpu", fetch=policy)).load()
+
+
+def test_an_image_by_uri_is_prepared_exactly_like_the_same_bytes_inline(uri_policy, image_server):
+    import torch
+
+    signal = _image_signal("efficientnet_lite0_image", uri_policy)
+    inline = signal.prepare({"image": jpeg_bytes(1), "image_uri": "http://never.fetched/a.jpg"})  # bytes win: no fetch
+    for uri in (image_server.url("img/a.jpg"), "s3://images/a.jpg"):
+        assert torch.equal(signal.prepare({"image": None, "image_uri": uri}), inline)
+
+
+def test_fetch_failures_are_error_rows_with_their_reasons_and_neighbours_are_kept(uri_policy, image_server):
+    import pandas as pd
+
+    from signals.runner import run_signal
+
+    signal = _image_signal("image_quality", uri_policy)
+    frame = pd.DataFrame({"content_id": list("abcdefg"), "image": [jpeg_bytes(3), None, None, None, None, None, None],
+                          "image_uri": [None, image_server.url("img/a.jpg"), image_server.url("missing/a.jpg"), "s3://secret/a.jpg",
+                                        image_server.url("busy/a.jpg"), "s3://images/a.jpg", None]})
+    out = pd.concat(run_signal(signal, [frame], prefetch=2, carry=("content_id",)))
+    assert out["content_id"].tolist() == list("abcdefg")
+    assert out["status"].tolist() == ["ok", "ok", "error", "error", "error", "ok", "error"]
+    assert out["error"].tolist()[2:5] == ["not found (HTTP 404)", "not allowed (bucket 'secret' or its prefix is not in the allowlist)",
+                                         "transient: server error (HTTP 503; 3 attempts)"]
+    assert out["error"].tolist()[6] == "image is null"
+
+
+def test_signals_that_fetch_prepare_ahead_on_a_cpu_on_several_threads(uri_policy):
+    from udfs.worker import batches_ahead
+
+    fetching, inline = _image_signal("image_quality", uri_policy), _image_signal("image_quality", FetchPolicy())
+    assert fetching.fetches and not inline.fetches
+    assert (batches_ahead(fetching, 2), batches_ahead(inline, 2)) == (2, 0)
+    assert (fetching.prepare_threads, inline.prepare_threads) == (4, 1)
