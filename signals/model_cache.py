@@ -19,19 +19,24 @@ Caveats, as for Spark's own `pyspark.ml.model_cache`:
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
 _lock = threading.Lock()
 _models: dict[Hashable, Any] = {}
 _loads: dict[Hashable, int] = {}
+_load_seconds = 0.0  # wall seconds this process has spent in real loads (cache hits cost nothing)
 
 
 def get_or_load(key: Hashable, load: Callable[[], Any]) -> Any:
     """Return the model cached under `key`, loading it with `load()` the first time."""
+    global _load_seconds
     with _lock:
         if key not in _models:
+            started = time.perf_counter()
             _models[key] = load()
+            _load_seconds += time.perf_counter() - started
             _loads[key] = _loads.get(key, 0) + 1
         return _models[key]
 
@@ -44,6 +49,12 @@ def load_count(key: Hashable) -> int:
 def total_loads() -> int:
     """How many model loads this process has done, all keys together."""
     return sum(_loads.values())
+
+
+def load_seconds() -> float:
+    """Seconds this process has spent loading models, all keys together: what a task added to it
+    is what that task waited for its model (udfs.worker reports it to the driver)."""
+    return _load_seconds
 
 
 def clear() -> None:
