@@ -8,8 +8,8 @@ Caveats, as for Spark's own `pyspark.ml.model_cache`:
 - The cache lives as long as the worker process. If Spark starts a new worker (reuse off, a
   crashed worker, an idle worker reaped), the model loads again in the new one.
 - Each worker of an executor holds its own copy: with N concurrent tasks per executor there are
-  N copies in memory (N = executor cores / task cpus). Size task cpus for GPU executors so one
-  task owns one GPU.
+  N copies in memory (N = executor cores / task cpus). Give a GPU signal's tasks one GPU each
+  (its `resources`, docs/design.md Per-signal resources).
 - The jobs compute and write in one Python worker per task (udfs/rows.py). A query that
   chains two Python stages in one task (a pandas UDF, then another Python function) takes two
   workers from Spark's pool, and either may run the model next: up to two copies per task.
