@@ -53,12 +53,13 @@ class Run:
 
 @dataclass(frozen=True)
 class ExecutorUse:
-    """What one executor process (its Python workers) did for one signal in a run: which
-    executors ran what, as the tasks reported it with the files they wrote."""
+    """What one executor (its Python workers) did for one signal in a run: which executors ran
+    what, as the tasks reported it with the files they wrote."""
 
     signal: str
     host: str
-    pid: int
+    executor_pid: int  # the executor's Python daemon, parent of its workers (udfs.worker.worker_report)
+    workers: int  # Python worker processes: each holds its own copy of the model
     tasks: int
     items: int
     cpus: int | None  # per task: what its resource profile gave it
@@ -68,22 +69,22 @@ class ExecutorUse:
 
     def describe(self) -> str:
         """One line for the run's output."""
-        return (f"{self.signal} on {self.host} pid {self.pid}: {self.tasks} tasks, {self.items} items, {self.cpus} cpus, "
-                f"GPU {self.gpus or 'none'} ({self.device}), model load {self.load_s:.1f}s")
+        return (f"{self.signal} on {self.host} executor pid {self.executor_pid}: {self.workers} workers, {self.tasks} tasks, {self.items} items, "
+                f"{self.cpus} cpus, GPU {self.gpus or 'none'} ({self.device}), model load {self.load_s:.1f}s")
 
 
 def executor_uses(files: Sequence[delta_io.DataFile]) -> list[ExecutorUse]:
-    """Per (signal, executor process), what its tasks wrote, from the files' task reports (files
-    written without one, such as a refresh's rewrites, are left out)."""
+    """Per (signal, executor), what its tasks wrote, from the files' task reports (files written
+    without one, such as a refresh's rewrites, are left out)."""
     tasks: dict[tuple[str, str, int], dict[str, list[delta_io.DataFile]]] = defaultdict(lambda: defaultdict(list))
     for f in files:
-        if f.host is not None and f.pid is not None and f.task is not None:
-            tasks[(f.partition_values["signal"], f.host, f.pid)][f.task].append(f)
+        if f.host is not None and f.parent_pid is not None and f.task is not None:
+            tasks[(f.partition_values["signal"], f.host, f.parent_pid)][f.task].append(f)
     uses = []
-    for (signal, host, pid), by_task in sorted(tasks.items()):
+    for (signal, host, executor), by_task in sorted(tasks.items()):
         firsts = [written[0] for written in by_task.values()]  # a task reports once, on each of its files
         uses.append(ExecutorUse(
-            signal, host, pid, len(by_task), sum(f.num_items for written in by_task.values() for f in written),
+            signal, host, executor, len({f.pid for f in firsts}), len(by_task), sum(f.num_items for written in by_task.values() for f in written),
             firsts[0].cpus, ",".join(sorted({a for f in firsts for a in (f.gpus or "").split(",") if a})),
             ",".join(sorted({f.device or "?" for f in firsts})), sum(f.load_s or 0.0 for f in firsts),
         ))

@@ -41,6 +41,7 @@ class DataFile:
     task: str | None = None
     host: str | None = None
     pid: int | None = None
+    parent_pid: int | None = None
     cpus: int | None = None
     gpus: str | None = None
     device: str | None = None

@@ -37,13 +37,14 @@ FILE_METADATA_SCHEMA = pa.schema(
         pa.field("task", pa.string()),
         pa.field("host", pa.string()),
         pa.field("pid", pa.int64()),
+        pa.field("parent_pid", pa.int64()),
         pa.field("cpus", pa.int64()),
         pa.field("gpus", pa.string()),
         pa.field("device", pa.string()),
         pa.field("load_s", pa.float64()),
     ]
 )
-REPORT_COLUMNS = ("host", "pid", "cpus", "gpus", "device", "load_s")
+REPORT_COLUMNS = ("host", "pid", "parent_pid", "cpus", "gpus", "device", "load_s")
 
 
 SAFE_PARTITION_VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

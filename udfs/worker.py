@@ -47,10 +47,13 @@ def attach_worker(signal: Signal, torch_threads: int) -> None:
 
 def worker_report() -> dict[str, Any]:
     """Which worker ran the current task, for the driver's report of which executors ran what:
-    host, process, the task's CPUs and GPUs, the device its model ran on and the seconds the task
-    spent loading the model (0 when the worker had it cached). Read after `attach_worker`."""
+    host, process and its parent (the executor's Python daemon, one per executor, that forks its
+    workers; the executor itself where there is no daemon), the task's CPUs and GPUs, the device
+    its model ran on and the seconds the task spent loading the model (0 when the worker had it
+    cached). Read after `attach_worker`."""
     context = TaskContext.get()
-    return {"host": socket.gethostname(), "pid": os.getpid(), "cpus": context.cpus() if context else None, **_attached}
+    return {"host": socket.gethostname(), "pid": os.getpid(), "parent_pid": os.getppid(), "cpus": context.cpus() if context else None,
+            **_attached}
 
 
 def keeps_freed_heap(signal: Signal) -> bool:

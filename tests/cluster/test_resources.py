@@ -64,7 +64,7 @@ def test_signals_asking_for_different_cpus_run_in_stages_of_their_own_profiles(t
     assert _labels(settings) == _labels(reference)
     assert set(_stage_cpus(events).values()) >= {1, 2}  # the signals' stages: task profiles of 1 and 2 CPUs
 
-    reports = re.findall(r"^(\w+) on \S+ pid (\d+): (\d+) tasks, (\d+) items, (\d+) cpus", output, re.M)
+    reports = re.findall(r"^(\w+) on \S+ executor pid (\d+): \d+ workers, (\d+) tasks, (\d+) items, (\d+) cpus", output, re.M)
     cpus = {signal: {int(c) for s, _, _, _, c in reports if s == signal} for signal, *_ in reports}
     assert cpus == {"text_safety": {1}, "image_quality": {2}}, output[-3000:]
     for signal in cpus:

@@ -118,7 +118,7 @@ def test_a_stage_profile_asks_for_the_task_resources_only() -> None:
 def test_the_file_writer_reports_which_task_and_worker_wrote_each_file(tmp_path) -> None:
     rows = [{"content_id": f"c{i}", "signal": "s", "model_name": "m", "model_version": "1", "input_hash": "h", "vector": [1.0],
              "dim": 1, "status": "ok", "error": None, "run_id": "r", "computed_at": dt.datetime(2026, 11, 20, tzinfo=dt.UTC), "ds": f"2026-11-2{i % 2}"} for i in range(4)]
-    report = {"host": "h1", "pid": 7, "cpus": 4, "gpus": "0", "device": "cuda:0", "load_s": 1.5}
+    report = {"host": "h1", "pid": 7, "parent_pid": 3, "cpus": 4, "gpus": "0", "device": "cuda:0", "load_s": 1.5}
     write = make_file_writer(str(tmp_path), EMBEDDINGS, "part", lambda: "s1-p00000-a0", report=lambda: report)
     out = pa.Table.from_batches(list(write(iter(pa.Table.from_pylist(rows, schema=EMBEDDINGS.schema).to_batches()))), schema=FILE_METADATA_SCHEMA)
     assert out.num_rows == 2  # one file per day
@@ -127,22 +127,22 @@ def test_the_file_writer_reports_which_task_and_worker_wrote_each_file(tmp_path)
     assert all(r[c] is None for r in pa.Table.from_batches(list(unreported)).to_pylist() for c in REPORT_COLUMNS)
 
 
-def _file(signal: str, task: str, host: str | None, pid: int | None, items: int, load_s: float = 0.0, gpus: str = "") -> DataFile:
+def _file(signal: str, task: str, host: str, executor: int, items: int, load_s: float = 0.0, gpus: str = "", pid: int = 1) -> DataFile:
     return DataFile(f"{task}-{items}.parquet", 1, {"signal": signal}, items, items, items, "{}", 0,
-                    task, host, pid, 4 if gpus else 1, gpus, "cuda:0" if gpus else "cpu", load_s)
+                    task, host, pid, executor, 4 if gpus else 1, gpus, "cuda:0" if gpus else "cpu", load_s)
 
 
-def test_executor_uses_count_tasks_items_gpus_and_load_seconds_per_signal_and_process() -> None:
+def test_executor_uses_count_workers_tasks_items_gpus_and_load_seconds_per_signal_and_executor() -> None:
     files = [
         _file("image", "s1-p0-a0", "h1", 10, 5, load_s=2.0, gpus="0"), _file("image", "s1-p0-a0", "h1", 10, 3, load_s=2.0, gpus="0"),
-        _file("image", "s1-p1-a0", "h1", 10, 4, gpus="0"), _file("image", "s1-p2-a0", "h2", 20, 6, load_s=3.0, gpus="1"),
+        _file("image", "s1-p1-a0", "h1", 10, 4, gpus="0", pid=2), _file("image", "s1-p2-a0", "h2", 20, 6, load_s=3.0, gpus="1"),
         _file("text", "s2-p0-a0", "h1", 11, 9), DataFile("kept.parquet", 1, {"signal": "text"}, 2, 2, 2, "{}", 0),
     ]
-    uses = {(u.signal, u.host, u.pid): u for u in executor_uses(files)}
+    uses = {(u.signal, u.host, u.executor_pid): u for u in executor_uses(files)}
     assert set(uses) == {("image", "h1", 10), ("image", "h2", 20), ("text", "h1", 11)}  # an unreported rewrite is left out
     first = uses[("image", "h1", 10)]
-    assert (first.tasks, first.items, first.gpus, first.load_s, first.cpus) == (2, 12, "0", 2.0, 4)  # a task's load counted once
-    assert uses[("text", "h1", 11)].describe() == "text on h1 pid 11: 1 tasks, 9 items, 1 cpus, GPU none (cpu), model load 0.0s"
+    assert (first.workers, first.tasks, first.items, first.gpus, first.load_s, first.cpus) == (2, 2, 12, "0", 2.0, 4)  # a task's load once
+    assert uses[("text", "h1", 11)].describe() == "text on h1 executor pid 11: 1 workers, 1 tasks, 9 items, 1 cpus, GPU none (cpu), model load 0.0s"
 
 
 def test_the_model_cache_counts_the_seconds_of_real_loads_only(empty_model_cache) -> None:
