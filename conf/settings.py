@@ -44,6 +44,23 @@ class ModelSettings(_Strict):
         return v
 
 
+class ResourceSettings(_Strict):
+    """What each task of a signal needs from an executor on a cluster (Spark stage-level
+    scheduling; docs/design.md, Per-signal resources); a local[N] master ignores it."""
+
+    cpus: int = Field(1, ge=1)
+    gpus: float = Field(0, ge=0)  # a fraction (0.5) shares one GPU between tasks; above 1, whole GPUs only
+    cpu_fallback: bool = False  # with device auto: on executors without GPUs, run on `cpus` CPUs instead of refusing
+
+    @field_validator("gpus")
+    @classmethod
+    def _spark_gpu_amount(cls, gpus: float) -> float:
+        """Spark takes a task GPU amount of at most 1 or a whole number."""
+        if gpus > 1 and not float(gpus).is_integer():
+            raise ValueError(f"gpus {gpus} must be at most 1 or a whole number (Spark's task resource amounts)")
+        return gpus
+
+
 class SignalSettings(_Strict):
     kind: str
     enabled: bool = True
@@ -52,6 +69,17 @@ class SignalSettings(_Strict):
     device: str = Field("auto", pattern="^(auto|cpu|cuda)$")
     challenger: str = "challenger"  # the registry alias a shadow / canary run computes
     params: dict[str, Any] = Field(default_factory=dict)
+    resources: ResourceSettings = ResourceSettings()
+
+    @model_validator(mode="after")
+    def _resources_fit_device(self) -> SignalSettings:
+        """A CPU signal holds no GPU, and a CPU fallback is only for a signal free to run where it
+        is placed (`device: auto`)."""
+        if self.device == "cpu" and self.resources.gpus:
+            raise ValueError("device cpu: resources.gpus must be 0 (its tasks would hold a GPU they never use)")
+        if self.resources.cpu_fallback and self.device != "auto":
+            raise ValueError(f"resources.cpu_fallback needs device auto, not {self.device!r}")
+        return self
 
     @field_validator("params")
     @classmethod

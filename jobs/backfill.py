@@ -13,7 +13,7 @@ from pyspark.sql import SparkSession
 
 from conf.settings import Settings, UsageError
 from jobs.corpus import CorpusSource, Window, check_rows, one_row_per_id
-from jobs.engine import Run, RunResult, already_committed, build_signals, by_output, recorded, run_outcomes, signal_rows, tracked, write_and_commit
+from jobs.engine import Run, RunResult, already_committed, build_signals, by_output, placements, recorded, run_outcomes, signal_rows, tracked, write_and_commit
 from lake import delta_io
 from lake.ledger import NOTHING_TO_DO, SUCCEEDED
 from rollout.models import CHAMPION
@@ -41,6 +41,7 @@ def run_backfill(
     corpus = CorpusSource.of(settings)
     run = Run.begin(JOB if role == CHAMPION else f"{JOB}-{role}", run_id)
     signals = build_signals(settings, role)
+    placed = placements(spark, settings, signals)
     done = already_committed(settings, run, signals)
     if done:
         return done
@@ -61,12 +62,12 @@ def run_backfill(
                 filter(None, [f"the window {window.start}..{window.end} holds no corpus items: nothing committed.", check.describe()])))
             finish(result)
             return result
-        versions = {}
+        committed = {}
         for contract, mine in by_output(signals).items():
             models = {name: s.config.model.version for name, s in mine.items()}
-            versions[contract.name] = write_and_commit(
+            committed[contract.name] = write_and_commit(
                 spark, settings, run, contract,
-                [signal_rows(items, s, settings, run, rows_in) for s in mine.values()],
+                [signal_rows(items, s, settings, run, rows_in, placed[name]) for name, s in mine.items()],
                 expected_items={name: rows_in for name in mine},
                 remove=lambda live, models=models: models.get(live.partition_values["signal"]) == live.partition_values["model_version"]
                 and window.contains(live.partition_values["ds"]),
@@ -74,6 +75,7 @@ def run_backfill(
                 metadata={"window": f"{window.start}..{window.end}", "model_versions": str(models), "role": role,
                           "slice_percent": str(slice_percent), "corpus_version": str(corpus_version)},
             )
-        result = RunResult(run.run_id, SUCCEEDED, versions, run_outcomes(settings, run.run_id, signals), check.describe())
+        result = RunResult(run.run_id, SUCCEEDED, {name: c.version for name, c in committed.items()}, run_outcomes(settings, run.run_id, signals),
+                           check.describe(), [use for c in committed.values() for use in c.executors])
         finish(result)
     return result

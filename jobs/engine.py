@@ -1,6 +1,8 @@
-"""What every signal-computing job shares (backfill, refresh): build the signals, turn corpus
-rows into rows of their output tables, write them with one Spark action per table, check that
-nothing was lost, commit each table once, and record the run in the ledger from start to end.
+"""What every signal-computing job shares (backfill, refresh): build the signals, place them on
+the cluster (what each task asks for; refused before anything runs if it cannot), turn corpus
+rows into rows of their output tables, write them with one Spark action per table and resource
+profile, check that nothing was lost, commit each table once, report which executors ran what,
+and record the run in the ledger from start to end.
 
 Embedders write to `embeddings` (a row per item), labelers to `labels` (a row per item and
 label; one row with the error for an item that failed).
@@ -25,7 +27,9 @@ from signals.base import ModelRef, Signal, SignalConfig
 from signals.catalog import build_signal
 from signals.contracts import DUPLICATES, EMBEDDINGS, LABELS, RUNS, TableContract
 from signals.table_rows import RowStamp, output_of
+from udfs.resources import Cluster, Placement, placement
 from udfs.rows import evened, output_rows, signal_inputs
+from udfs.worker import worker_report
 
 
 @dataclass(frozen=True)
@@ -48,12 +52,61 @@ class Run:
 
 
 @dataclass(frozen=True)
+class ExecutorUse:
+    """What one executor (its Python workers) did for one signal in a run: which executors ran
+    what, as the tasks reported it with the files they wrote."""
+
+    signal: str
+    host: str
+    executor_pid: int  # the executor's Python daemon, parent of its workers (udfs.worker.worker_report)
+    workers: int  # Python worker processes: each holds its own copy of the model
+    tasks: int
+    items: int
+    cpus: int | None  # per task: what its resource profile gave it
+    gpus: str  # the GPU addresses its tasks held, comma-separated ("" none)
+    device: str  # where the model ran
+    load_s: float  # seconds its tasks waited for a model load (0.0: the worker had it cached)
+
+    def describe(self) -> str:
+        """One line for the run's output."""
+        return (f"{self.signal} on {self.host} executor pid {self.executor_pid}: {self.workers} workers, {self.tasks} tasks, {self.items} items, "
+                f"{self.cpus} cpus, GPU {self.gpus or 'none'} ({self.device}), model load {self.load_s:.1f}s")
+
+
+def executor_uses(files: Sequence[delta_io.DataFile]) -> list[ExecutorUse]:
+    """Per (signal, executor), what its tasks wrote, from the files' task reports (files written
+    without one, such as a refresh's rewrites, are left out)."""
+    tasks: dict[tuple[str, str, int], dict[str, list[delta_io.DataFile]]] = defaultdict(lambda: defaultdict(list))
+    for f in files:
+        if f.host is not None and f.parent_pid is not None and f.task is not None:
+            tasks[(f.partition_values["signal"], f.host, f.parent_pid)][f.task].append(f)
+    uses = []
+    for (signal, host, executor), by_task in sorted(tasks.items()):
+        firsts = [written[0] for written in by_task.values()]  # a task reports once, on each of its files
+        uses.append(ExecutorUse(
+            signal, host, executor, len({f.pid for f in firsts}), len(by_task), sum(f.num_items for written in by_task.values() for f in written),
+            firsts[0].cpus, ",".join(sorted({a for f in firsts for a in (f.gpus or "").split(",") if a})),
+            ",".join(sorted({f.device or "?" for f in firsts})), sum(f.load_s or 0.0 for f in firsts),
+        ))
+    return uses
+
+
+@dataclass(frozen=True)
+class Committed:
+    """A table's commit: its version, and which executors computed its rows."""
+
+    version: int
+    executors: list[ExecutorUse]
+
+
+@dataclass(frozen=True)
 class RunResult:
     run_id: str
     status: str  # succeeded | skipped (already committed) | nothing to do
     table_versions: dict[str, int] = field(default_factory=dict)  # table -> version committed
     outcomes: list[SignalOutcome] = field(default_factory=list)
     message: str | None = None
+    executors: list[ExecutorUse] = field(default_factory=list)  # which executors ran what (signals computed by this run)
 
 
 def by_output(signals: dict[str, Signal]) -> dict[TableContract, dict[str, Signal]]:
@@ -79,12 +132,21 @@ def build_signals(settings: Settings, role: str = CHAMPION) -> dict[str, Signal]
     return resolve_versions(settings, enabled, role)
 
 
-def signal_rows(corpus: DataFrame, signal: Signal, settings: Settings, run: Run, items: int) -> spark_io.WriteSource:
+def placements(spark: SparkSession, settings: Settings, signals: dict[str, Signal]) -> dict[str, Placement]:
+    """Where each signal's tasks run (udfs.resources); a UsageError, before anything is computed,
+    where the cluster cannot run one."""
+    cluster = Cluster.of(spark.sparkContext)
+    return {name: placement(name, settings.signals[name], cluster) for name in signals}
+
+
+def signal_rows(corpus: DataFrame, signal: Signal, settings: Settings, run: Run, items: int, placed: Placement) -> spark_io.WriteSource:
     """The rows of the signal's output table for these corpus rows (`items` of them; lazy:
-    nothing runs yet)."""
+    nothing runs yet), computed where `placed` says, each task reporting its worker."""
+    signal = signal.on_device(placed.device)
     return spark_io.WriteSource(
-        evened(signal_inputs(corpus, signal), settings.spark.partitions_per_slot, items, signal.batch_size),
+        evened(signal_inputs(corpus, signal), settings.spark.partitions_per_slot, items, signal.batch_size, placed.cpus),
         output_rows(signal, RowStamp.of(signal, run.run_id, run.started), settings.prefetch, settings.torch_threads),
+        placed.resources, worker_report,
     )
 
 
@@ -98,9 +160,10 @@ def write_and_commit(
     remove: Callable[[delta_io.LiveFile], bool],
     read_version: int,
     metadata: dict[str, str],
-) -> int:
-    """Write the sources' rows as files of one table (one Spark action), check each signal wrote
-    exactly its expected items, then commit them with the removals in one transaction."""
+) -> Committed:
+    """Write the sources' rows as files of one table (one Spark action per resource profile),
+    check each signal wrote exactly its expected items, then commit them with the removals in
+    one transaction."""
     root = settings.table_root(contract.name)
     with spark_progress(spark.sparkContext, f"{run.job} {contract.name}: {len(expected_items)} signals"):
         files = spark_io.write_files(sources, root, contract, f"part-{run.run_id}")
@@ -110,8 +173,9 @@ def write_and_commit(
     wrong = {s: (written[s], n) for s, n in expected_items.items() if written[s] != n}
     if wrong:
         raise RuntimeError(f"{contract.name}: items written differ from items expected (written, expected): {wrong}; nothing committed")
-    return delta_io.commit_files(root, contract, files, run.app_id, {"job": run.job, "run_id": run.run_id, **metadata},
-                                 remove=remove, read_version=read_version)
+    version = delta_io.commit_files(root, contract, files, run.app_id, {"job": run.job, "run_id": run.run_id, **metadata},
+                                    remove=remove, read_version=read_version)
+    return Committed(version, executor_uses(files))
 
 
 def already_committed(settings: Settings, run: Run, signals: dict[str, Signal]) -> RunResult | None:

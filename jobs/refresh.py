@@ -42,12 +42,13 @@ from pyspark.sql import functions as F
 
 from conf.settings import Settings
 from jobs.corpus import CorpusCheck, CorpusSource, check_rows, one_row_per_id
-from jobs.engine import Run, RunResult, already_committed, build_signals, by_output, recorded, run_outcomes, signal_rows, tracked, write_and_commit
+from jobs.engine import Committed, Run, RunResult, already_committed, build_signals, by_output, placements, recorded, run_outcomes, signal_rows, tracked, write_and_commit
 from lake import delta_io, spark_io
 from lake.ledger import NOTHING_TO_DO, SUCCEEDED
 from signals.base import Signal
 from signals.contracts import EMBEDDINGS, LABELS, RETRIED_ERROR_PREFIXES, STATUS_ERROR, TableContract
 from udfs.columns import input_hash_column
+from udfs.resources import Placement
 
 JOB = "refresh"
 KEY = ["content_id", "signal", "model_version"]
@@ -258,9 +259,10 @@ def _small(ids: DataFrame, count: int) -> DataFrame:
     return F.broadcast(ids) if count <= BROADCAST_MAX_ITEMS else ids
 
 
-def apply_plan(spark: SparkSession, settings: Settings, run: Run, plan: Plan, corpus: CorpusAt) -> int:
+def apply_plan(spark: SparkSession, settings: Settings, run: Run, plan: Plan, corpus: CorpusAt,
+               placed: dict[str, Placement]) -> Committed:
     """Compute the plan's items (reading only the days of the corpus (source, version) that hold
-    them), rewrite the files holding stale items without them, one commit."""
+    them) where `placed` says, rewrite the files holding stale items without them, one commit."""
     root = settings.table_root(plan.contract.name)
     live = {unquote(f.path): f for f in delta_io.live_files(root, plan.read_version)}
     rewritten = set(plan.rewritten)
@@ -273,7 +275,7 @@ def apply_plan(spark: SparkSession, settings: Settings, run: Run, plan: Plan, co
         items = one_row_per_id(source.read(spark, version, days=plan.todo_days), source.keys(spark, version))
         sources += [
             signal_rows(items.join(_small(plan.todo_items.filter(F.col("signal") == n).select("content_id"), plan.todo[n]),
-                                   "content_id", "left_semi"), s, settings, run, plan.todo[n])
+                                   "content_id", "left_semi"), s, settings, run, plan.todo[n], placed[n])
             for n, s in plan.signals.items() if plan.todo[n]
         ]
     expected = dict(plan.todo)
@@ -296,6 +298,7 @@ def run_refresh(spark: SparkSession, settings: Settings, run_id: str | None = No
     source = CorpusSource.of(settings)
     run = Run.begin(JOB, run_id)
     signals = build_signals(settings)
+    placed = placements(spark, settings, signals)
     done = already_committed(settings, run, signals)
     if done:
         return done
@@ -307,14 +310,14 @@ def run_refresh(spark: SparkSession, settings: Settings, run_id: str | None = No
         if mine or DeltaTable.is_deltatable(table_root):  # takedowns reach every table
             plans.append(plan_refresh(spark, settings, contract, mine, corpus, plan_scope(table_root, mine, corpus, full)))
     try:
-        return _apply_plans(spark, settings, run, signals, plans, corpus)
+        return _apply_plans(spark, settings, run, signals, placed, plans, corpus)
     finally:
         for plan in plans:
             plan.release()
 
 
-def _apply_plans(spark: SparkSession, settings: Settings, run: Run, signals: dict[str, Signal], plans: list[Plan],
-                 corpus: CorpusAt) -> RunResult:
+def _apply_plans(spark: SparkSession, settings: Settings, run: Run, signals: dict[str, Signal], placed: dict[str, Placement],
+                 plans: list[Plan], corpus: CorpusAt) -> RunResult:
     compared = "; ".join(f"{plan.contract.name}: {plan.scope.describe()}" for plan in plans)
     skipped = next((plan.corpus_check.describe() for plan in plans if plan.corpus_check and plan.corpus_check.skipped), None)
     with recorded(settings, run, tracked(signals)) as finish:
@@ -322,10 +325,11 @@ def _apply_plans(spark: SparkSession, settings: Settings, run: Run, signals: dic
             result = RunResult(run.run_id, NOTHING_TO_DO,
                                message=" ".join(filter(None, [f"the tables already match the corpus (compared {compared})", skipped])))
         else:
-            versions = {plan.contract.name: apply_plan(spark, settings, run, plan, corpus) for plan in plans if not plan.empty}
+            committed = {plan.contract.name: apply_plan(spark, settings, run, plan, corpus, placed) for plan in plans if not plan.empty}
             computed = sum(sum(plan.todo.values()) for plan in plans)
             dropped = sum(s for plan in plans for _, s in plan.rewritten.values())
-            result = RunResult(run.run_id, SUCCEEDED, versions, run_outcomes(settings, run.run_id, signals),
-                               " ".join(filter(None, [f"computed {computed} items, dropped {dropped} stale items (compared {compared})", skipped])))
+            result = RunResult(run.run_id, SUCCEEDED, {name: c.version for name, c in committed.items()}, run_outcomes(settings, run.run_id, signals),
+                               " ".join(filter(None, [f"computed {computed} items, dropped {dropped} stale items (compared {compared})", skipped])),
+                               [use for c in committed.values() for use in c.executors])
         finish(result)
     return result

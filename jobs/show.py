@@ -36,6 +36,8 @@ def print_result(result: RunResult, settings: Settings) -> None:
     for o in result.outcomes:
         table.add_row(o.signal, f"{o.model.name}@{o.model.version}", str(o.rows_in), str(o.rows_ok), str(o.rows_error))
     console.print(table)
+    for use in result.executors:  # which executors ran what: one line per (signal, executor process)
+        console.print(use.describe(), soft_wrap=True)
 
 
 def show(settings: Settings) -> None:

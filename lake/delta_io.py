@@ -37,6 +37,15 @@ class DataFile:
     num_items: int
     stats: str
     modification_time: int
+    # the task and worker that wrote it (lake.file_writer.REPORT_COLUMNS; None where not reported)
+    task: str | None = None
+    host: str | None = None
+    pid: int | None = None
+    parent_pid: int | None = None
+    cpus: int | None = None
+    gpus: str | None = None
+    device: str | None = None
+    load_s: float | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> DataFile:

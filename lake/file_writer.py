@@ -33,8 +33,18 @@ FILE_METADATA_SCHEMA = pa.schema(
         pa.field("num_items", pa.int64()),
         pa.field("stats", pa.string()),
         pa.field("modification_time", pa.int64()),
+        # which task and worker wrote the file (the `report` of make_file_writer; null without one)
+        pa.field("task", pa.string()),
+        pa.field("host", pa.string()),
+        pa.field("pid", pa.int64()),
+        pa.field("parent_pid", pa.int64()),
+        pa.field("cpus", pa.int64()),
+        pa.field("gpus", pa.string()),
+        pa.field("device", pa.string()),
+        pa.field("load_s", pa.float64()),
     ]
 )
+REPORT_COLUMNS = ("host", "pid", "parent_pid", "cpus", "gpus", "device", "load_s")
 
 
 SAFE_PARTITION_VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -108,17 +118,19 @@ Batches = Iterator[pa.RecordBatch]
 
 def make_file_writer(
     table_root: str, contract: TableContract, file_prefix: str, task_id: Callable[[], str],
-    rows: Callable[[Batches], Batches] | None = None,
+    rows: Callable[[Batches], Batches] | None = None, report: Callable[[], dict[str, Any]] | None = None,
 ) -> Callable[[Batches], Batches]:
     """A `mapInArrow` function writing rows of `contract` under `table_root`, one file per
     partition; `rows`, if given, makes those rows from the task's input batches first (in the
-    same Python worker: a signal's model, say)."""
+    same Python worker: a signal's model, say), and `report`, asked once they are all written,
+    says which worker made them (`REPORT_COLUMNS`)."""
     data_schema = pa.schema([contract.schema.field(n) for n in contract.data_columns])
 
     def write(batches: Batches) -> Batches:
         fs, root = pafs.FileSystem.from_uri(table_root)
         files: dict[tuple[str, ...], _OpenFile] = {}
-        prefix = f"{file_prefix}-{task_id()}-{uuid.uuid4().hex[:8]}"
+        task = task_id()
+        prefix = f"{file_prefix}-{task}-{uuid.uuid4().hex[:8]}"
         for batch in rows(batches) if rows else batches:
             table = pa.Table.from_batches([batch])
             keys = pa.Table.from_arrays([table[n] for n in contract.partition_by], names=list(contract.partition_by))
@@ -133,6 +145,7 @@ def make_file_writer(
                     files[key] = _OpenFile(relative, writer, values)
                 files[key].write(part)
         written = []
+        worker = report() if report and files else {}
         for f in files.values():
             f.writer.close()
             info = fs.get_file_info(f"{root}/{f.relative_path}")
@@ -146,6 +159,8 @@ def make_file_writer(
                     "num_items": len(f.items),
                     "stats": f.stats_json(),
                     "modification_time": info.mtime_ns // 1_000_000,
+                    "task": task,
+                    **{name: worker.get(name) for name in REPORT_COLUMNS},
                 }
             )
         yield pa.RecordBatch.from_pylist(written, schema=FILE_METADATA_SCHEMA)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
@@ -94,6 +94,11 @@ class Signal(ABC):
     def identity(cls, params: Mapping[str, Any]) -> dict[str, Any]:
         """The identity params among `params` (see `identity_params`)."""
         return {name: params[name] for name in cls.identity_params if name in params}
+
+    def on_device(self, device: str) -> Signal:
+        """This signal with device preference `device` ("auto", "cpu", "cuda"): itself if it has
+        it already, else a configured (not loaded) copy; where a job placed it decides (udfs.resources)."""
+        return self if device == self.config.device else type(self)(replace(self.config, device=device))
 
     @property
     def batch_size(self) -> int:

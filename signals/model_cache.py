@@ -8,8 +8,8 @@ Caveats, as for Spark's own `pyspark.ml.model_cache`:
 - The cache lives as long as the worker process. If Spark starts a new worker (reuse off, a
   crashed worker, an idle worker reaped), the model loads again in the new one.
 - Each worker of an executor holds its own copy: with N concurrent tasks per executor there are
-  N copies in memory (N = executor cores / task cpus). Size task cpus for GPU executors so one
-  task owns one GPU.
+  N copies in memory (N = executor cores / task cpus). Give a GPU signal's tasks one GPU each
+  (its `resources`, docs/design.md Per-signal resources).
 - The jobs compute and write in one Python worker per task (udfs/rows.py). A query that
   chains two Python stages in one task (a pandas UDF, then another Python function) takes two
   workers from Spark's pool, and either may run the model next: up to two copies per task.
@@ -19,19 +19,24 @@ Caveats, as for Spark's own `pyspark.ml.model_cache`:
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
 _lock = threading.Lock()
 _models: dict[Hashable, Any] = {}
 _loads: dict[Hashable, int] = {}
+_load_seconds = 0.0  # wall seconds this process has spent in real loads (cache hits cost nothing)
 
 
 def get_or_load(key: Hashable, load: Callable[[], Any]) -> Any:
     """Return the model cached under `key`, loading it with `load()` the first time."""
+    global _load_seconds
     with _lock:
         if key not in _models:
+            started = time.perf_counter()
             _models[key] = load()
+            _load_seconds += time.perf_counter() - started
             _loads[key] = _loads.get(key, 0) + 1
         return _models[key]
 
@@ -44,6 +49,12 @@ def load_count(key: Hashable) -> int:
 def total_loads() -> int:
     """How many model loads this process has done, all keys together."""
     return sum(_loads.values())
+
+
+def load_seconds() -> float:
+    """Seconds this process has spent loading models, all keys together: what a task added to it
+    is what that task waited for its model (udfs.worker reports it to the driver)."""
+    return _load_seconds
 
 
 def clear() -> None:

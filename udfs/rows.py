@@ -29,9 +29,10 @@ def signal_inputs(corpus: DataFrame, signal: Signal) -> DataFrame:
     return corpus.select("content_id", "ds", input_hash_column(signal).alias("input_hash"), *input_columns(signal))
 
 
-def evened(frame: DataFrame, partitions_per_slot: int, rows: int, rows_per_partition: int) -> DataFrame:
-    """`frame` (`rows` rows) in about `partitions_per_slot` partitions per task slot, none smaller
-    than `rows_per_partition` (a model batch) where rows allow; 0: the scan's partitions, always.
+def evened(frame: DataFrame, partitions_per_slot: int, rows: int, rows_per_partition: int, task_cpus: int | None = None) -> DataFrame:
+    """`frame` (`rows` rows) in about `partitions_per_slot` partitions per task slot (of
+    `task_cpus` cores; None: `spark.task.cpus`), none smaller than `rows_per_partition` (a model
+    batch) where rows allow; 0: the scan's partitions, always.
 
     A small job split by files runs unevenly: its last tasks run while the other cores idle
     (docs/history.md), so it is range-partitioned by (ds, content_id): each task stays
@@ -41,7 +42,7 @@ def evened(frame: DataFrame, partitions_per_slot: int, rows: int, rows_per_parti
     if partitions_per_slot <= 0:
         return frame
     spark = frame.sparkSession
-    slots = max(1, spark.sparkContext.defaultParallelism // int(spark.conf.get("spark.task.cpus", "1")))
+    slots = max(1, spark.sparkContext.defaultParallelism // (task_cpus or int(spark.conf.get("spark.task.cpus", "1"))))
     wanted = slots * partitions_per_slot
     target = max(1, min(wanted, -(-rows // max(1, rows_per_partition))))
     scanned = frame.rdd.getNumPartitions()

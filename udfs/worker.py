@@ -5,11 +5,15 @@ Both Spark entry points (`udfs.rows` for the jobs, `udfs.columns` for ad-hoc UDF
 """
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pandas as pd
 from pyspark import TaskContext
 
+from signals import model_cache
 from signals.base import Signal
 from signals.device import configure_threads, keep_freed_heap
 from signals.runner import run_signal
@@ -22,6 +26,9 @@ def task_gpu_addresses() -> tuple[str, ...]:
     return tuple(resources["gpu"].addresses) if "gpu" in resources else ()
 
 
+_attached: dict[str, Any] = {}  # what the current task of this process attached (worker_report)
+
+
 def attach_worker(signal: Signal, torch_threads: int) -> None:
     """What a task does in its Python worker before the first batch: cap torch's threads, load
     the signal (the worker's cached model) on the GPU Spark assigned, if any, and on a CPU
@@ -30,9 +37,23 @@ def attach_worker(signal: Signal, torch_threads: int) -> None:
     that pads each batch to its longest text: its activations change size every batch, and a
     heap that keeps them fragments and the worker's peak grows with the corpus (docs/history.md)."""
     configure_threads(torch_threads)
-    signal.load(task_gpu_addresses())
+    gpus = task_gpu_addresses()
+    loading = model_cache.load_seconds()
+    signal.load(gpus)
+    _attached.update(gpus=",".join(gpus), device=str(signal.device), load_s=model_cache.load_seconds() - loading)
     if keeps_freed_heap(signal):
         keep_freed_heap()
+
+
+def worker_report() -> dict[str, Any]:
+    """Which worker ran the current task, for the driver's report of which executors ran what:
+    host, process and its parent (the executor's Python daemon, one per executor, that forks its
+    workers; the executor itself where there is no daemon), the task's CPUs and GPUs, the device
+    its model ran on and the seconds the task spent loading the model (0 when the worker had it
+    cached). Read after `attach_worker`."""
+    context = TaskContext.get()
+    return {"host": socket.gethostname(), "pid": os.getpid(), "parent_pid": os.getppid(), "cpus": context.cpus() if context else None,
+            **_attached}
 
 
 def keeps_freed_heap(signal: Signal) -> bool:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 
 import numpy as np
 import pyarrow as pa
@@ -36,6 +37,15 @@ def test_every_item_has_exactly_one_row_per_signal(backfilled):
         ids = pc.filter(rows["content_id"], pc.equal(rows["signal"], signal)).to_pylist()
         assert sorted(ids) == sorted(corpus), signal
     assert rows.schema.equals(EMBEDDINGS.schema)
+
+
+def test_the_driver_reports_which_workers_ran_each_signal(backfilled):
+    uses = backfilled.result.executors
+    assert {u.signal for u in uses} == set(backfilled.settings.enabled_signals)
+    for signal in backfilled.settings.enabled_signals:
+        assert sum(u.items for u in uses if u.signal == signal) == len(_corpus(backfilled.settings)), signal
+    # local[2]: no resource profile, Spark's one CPU per task, no GPU; computed in Python workers, not the driver
+    assert all(u.executor_pid != os.getpid() and u.workers >= 1 and u.cpus == 1 and u.gpus == "" and u.tasks > 0 and u.load_s >= 0 for u in uses)
 
 
 def test_ok_rows_are_unit_vectors_of_the_declared_dimension(backfilled):
