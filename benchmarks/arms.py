@@ -78,8 +78,9 @@ def raw_loop(signal: Signal, corpus_root: str, out_path: Path, threads: int) -> 
             keep_freed_heap()
         is_image = signal.input_kind == "image"
         batch_size = signal.batch_size
-        columns = ["content_id", *signal.input_columns]
-        warm = DeltaTable(corpus_root).to_pyarrow_dataset().head(batch_size, columns=columns).to_pylist()
+        dataset = DeltaTable(corpus_root).to_pyarrow_dataset()
+        columns = ["content_id", *[c for c in signal.input_columns if c in dataset.schema.names]]  # the inputs the corpus has (images inline)
+        warm = dataset.head(batch_size, columns=columns).to_pylist()
         _raw_batch(signal, warm, is_image, {})  # warm-up, not timed
 
         totals: dict[str, float] = {}
@@ -87,7 +88,7 @@ def raw_loop(signal: Signal, corpus_root: str, out_path: Path, threads: int) -> 
         vectors: list[np.ndarray | None] = []
         start = time.perf_counter()
         with _clock(totals, "read"):
-            batches = DeltaTable(corpus_root).to_pyarrow_dataset().to_batches(columns=columns, batch_size=batch_size)
+            batches = dataset.to_batches(columns=columns, batch_size=batch_size)
         while True:
             with _clock(totals, "read"):
                 batch = next(batches, None)
