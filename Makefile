@@ -41,9 +41,9 @@ lint: install
 test: lint
 	$(PY) -m pytest
 
-# For iteration: the unit tests, without Spark and without starting other processes.
+# For iteration: the unit tests, without Spark and without starting other processes, on two workers.
 test-fast: lint
-	$(PY) -m pytest tests/unit -m "not subprocess" -q
+	$(PY) -m pytest tests/unit -m "not subprocess" -q -n 2
 
 eval: install
 	$(VENV)/bin/content-signals eval --set lakehouse=lakehouse-eval
