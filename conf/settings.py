@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import re
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from signals.decode import DecodeLimits
 
-CONF_DIR = Path(__file__).resolve().parent  # the YAML profiles sit beside this module (package data)
+# The YAML profiles sit beside this module (package data), read as resources so they are found
+# from a zip archive on the Python path too (spark-submit --py-files), not only from files.
+CONF_DIR: Traversable = resources.files(__package__)
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -215,14 +219,14 @@ def _override(dotted: str) -> dict[str, Any]:
     return value
 
 
-def load_settings(profile: str = "local", overrides: list[str] | tuple[str, ...] = (), conf_dir: Path = CONF_DIR) -> Settings:
+def load_settings(profile: str = "local", overrides: list[str] | tuple[str, ...] = (), conf_dir: Traversable = CONF_DIR) -> Settings:
     """base.yaml, then `<profile>.yaml`, then each `key.path=value` override, validated."""
     layers = [conf_dir / "base.yaml"] + ([conf_dir / f"{profile}.yaml"] if profile != "base" else [])
     merged: dict[str, Any] = {"profile": profile}
     for layer in layers:
-        if not layer.exists():
-            known = sorted(p.stem for p in conf_dir.glob("*.yaml"))
-            raise FileNotFoundError(f"no profile {layer.stem!r} in {conf_dir}; known profiles: {', '.join(known)}")
+        if not layer.is_file():
+            known = sorted(p.name.removesuffix(".yaml") for p in conf_dir.iterdir() if p.name.endswith(".yaml"))
+            raise FileNotFoundError(f"no profile {layer.name.removesuffix('.yaml')!r} in {conf_dir}; known profiles: {', '.join(known)}")
         merged = _merge(merged, yaml.safe_load(layer.read_text()) or {})
     for dotted in overrides:
         merged = _merge(merged, _override(dotted))
