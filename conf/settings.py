@@ -70,6 +70,7 @@ class SparkSettings(_Strict):
     app_name: str = "content-signals"
     arrow_batch_rows: int = Field(128, gt=0)
     partitions_per_slot: int = Field(4, ge=0)  # fewer input partitions than this per task slot: even them out (udfs.rows.evened)
+    executor_wait_s: float = Field(120, gt=0)  # on a cluster: fail when no executor able to run a task registers by then
     conf: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("conf", mode="before")
