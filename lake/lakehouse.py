@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 from deltalake import DeltaTable
 
 from conf.settings import load_settings, local_registry_uri
@@ -49,9 +50,12 @@ class Lakehouse:
         return path
 
     def tables(self) -> list[str]:
-        """Names of the Delta tables under the root (local roots only)."""
-        root = Path(self.root)
-        return sorted(p.parent.name for p in root.glob("*/_delta_log")) if root.exists() else []
+        """Names of the Delta tables under the root, listed through pyarrow's filesystems so that
+        object storage (s3://, gs://, hdfs://) lists as a local folder does."""
+        filesystem, base = pafs.FileSystem.from_uri(self.root if "://" in self.root else str(Path(self.root).resolve()))
+        folders = [e for e in filesystem.get_file_info(pafs.FileSelector(base, allow_not_found=True)) if e.type == pafs.FileType.Directory]
+        logs = filesystem.get_file_info([f"{e.path}/_delta_log" for e in folders])
+        return sorted(folder.base_name for folder, log in zip(folders, logs) if log.type == pafs.FileType.Directory)
 
     def version(self, name: str) -> int:
         return DeltaTable(self.path(name)).version()
