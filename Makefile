@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-fast lint eval bench clean
+.PHONY: install demo test test-fast lint eval bench clean dist dist-env
 
 install: $(STAMP)
 
@@ -49,7 +49,31 @@ eval: install
 	$(VENV)/bin/content-signals eval --set lakehouse=lakehouse-eval
 
 clean:
-	rm -rf lakehouse lakehouse-eval reports benchmarks/results .pytest_cache
+	rm -rf lakehouse lakehouse-eval reports benchmarks/results .pytest_cache build dist
+
+# The code for spark-submit (README, Running on a cluster): a wheel to pip install (code and the
+# conf/*.yaml profiles), and the same archive as a .zip for --py-files: Spark puts only .zip, .egg
+# and .jar py-files on the executors' Python path, and a pure-Python wheel is a zip.
+DIST ?= dist
+VERSION := $(shell sed -n 's/^ *version="\(.*\)",$$/\1/p' setup.py)
+WHEEL := $(DIST)/content_signals-$(VERSION)-py3-none-any.whl
+
+dist: $(if $(wildcard $(PY)),,install)
+	rm -rf build $(WHEEL) $(DIST)/content_signals-$(VERSION).zip
+	$(PY) -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir $(DIST) .
+	cp $(WHEEL) $(DIST)/content_signals-$(VERSION).zip
+
+# For executors with nothing installed: the whole environment packed (about 8 GB with torch's CUDA
+# libraries; never built by the tests). venv-pack keeps the interpreter a link, so the executors need
+# Python 3.11 at the path it has here. Then: spark-submit --archives dist/env.tar.gz#env
+#   --conf spark.pyspark.python=./env/bin/python ...
+dist-env: dist
+	rm -rf build/env $(DIST)/env.tar.gz
+	$(PYTHON) -m venv build/env
+	build/env/bin/python -m pip install --quiet -r requirements.txt
+	build/env/bin/python -m pip install --quiet --no-deps $(WHEEL)
+	$(PY) -m pip install --quiet venv-pack
+	$(PY) -m venv_pack --prefix build/env --output $(DIST)/env.tar.gz
 
 bench: install
 	$(PY) -m benchmarks.bench

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import re
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from signals.decode import DecodeLimits
 from signals.fetch import FetchPolicy
 
-CONF_DIR = Path(__file__).resolve().parent  # the YAML profiles sit beside this module (package data)
+# The YAML profiles sit beside this module (package data), read as resources so they are found
+# from a zip archive on the Python path too (spark-submit --py-files), not only from files.
+CONF_DIR: Traversable = resources.files(__package__)
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -95,6 +99,7 @@ class SparkSettings(_Strict):
     app_name: str = "content-signals"
     arrow_batch_rows: int = Field(128, gt=0)
     partitions_per_slot: int = Field(4, ge=0)  # fewer input partitions than this per task slot: even them out (udfs.rows.evened)
+    executor_wait_s: float = Field(120, gt=0)  # on a cluster: fail when no executor able to run a task registers by then
     conf: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("conf", mode="before")
@@ -317,14 +322,14 @@ def _override(dotted: str) -> dict[str, Any]:
     return value
 
 
-def load_settings(profile: str = "local", overrides: list[str] | tuple[str, ...] = (), conf_dir: Path = CONF_DIR) -> Settings:
+def load_settings(profile: str = "local", overrides: list[str] | tuple[str, ...] = (), conf_dir: Traversable = CONF_DIR) -> Settings:
     """base.yaml, then `<profile>.yaml`, then each `key.path=value` override, validated."""
     layers = [conf_dir / "base.yaml"] + ([conf_dir / f"{profile}.yaml"] if profile != "base" else [])
     merged: dict[str, Any] = {"profile": profile}
     for layer in layers:
-        if not layer.exists():
-            known = sorted(p.stem for p in conf_dir.glob("*.yaml"))
-            raise FileNotFoundError(f"no profile {layer.stem!r} in {conf_dir}; known profiles: {', '.join(known)}")
+        if not layer.is_file():
+            known = sorted(p.name.removesuffix(".yaml") for p in conf_dir.iterdir() if p.name.endswith(".yaml"))
+            raise FileNotFoundError(f"no profile {layer.name.removesuffix('.yaml')!r} in {conf_dir}; known profiles: {', '.join(known)}")
         merged = _merge(merged, yaml.safe_load(layer.read_text()) or {})
     for dotted in overrides:
         merged = _merge(merged, _override(dotted))

@@ -39,6 +39,7 @@ from udfs.fingerprints import phash_column, simhash_column
 
 JOB = "dedup"
 MAX_ITERATIONS = 30
+COSINE_DIGITS = 5  # an item's best edge is chosen on cosines rounded to this many digits
 
 
 def fingerprints(spark: SparkSession, settings: Settings) -> DataFrame:
@@ -135,7 +136,10 @@ def run_dedup(spark: SparkSession, settings: Settings, run_id: str | None = None
             links = edges(items, settings.dedup).localCheckpoint()
             groups = connected_components(items.select("content_id"), links)
         best = links.select("a", "b", "method", "hamming", "cosine").unionByName(links.select(F.col("b").alias("a"), F.col("a").alias("b"), "method", "hamming", "cosine"))
-        best = best.withColumn("rank", F.row_number().over(Window.partitionBy("a").orderBy(F.col("method") != "exact", F.desc_nulls_last("cosine"), "hamming"))).filter("rank = 1")
+        # equally good edges (an item and two copies of one picture) are told apart by the matched id, and cosines
+        # by their first COSINE_DIGITS digits only: a vector computed in another batch differs in its last bits
+        order = [F.col("method") != "exact", F.desc_nulls_last(F.round("cosine", COSINE_DIGITS)), "hamming", "b"]
+        best = best.withColumn("rank", F.row_number().over(Window.partitionBy("a").orderBy(*order))).filter("rank = 1")
         rows = (
             items.join(groups, "content_id")
             .join(best.select(F.col("a").alias("content_id"), F.col("b").alias("matched_id"), F.col("method").alias("match_method"), "hamming", "cosine"), "content_id", "left")

@@ -1,12 +1,17 @@
-"""Build the SparkSession the jobs run on, from the profile's spark settings."""
+"""Build the SparkSession the jobs run on: the profile's spark settings, under whatever
+spark-submit set (its --master, --conf, --py-files and spark-defaults.conf win), and check that
+the cluster can run a task at all before any work is planned."""
 from __future__ import annotations
 
+import math
 import os
 import sys
+import time
 
+from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
-from conf.settings import SparkSettings
+from conf.settings import SparkSettings, UsageError
 
 BASE_CONF = {
     "spark.ui.showConsoleProgress": "false",  # jobs.progress draws its own bar
@@ -15,18 +20,111 @@ BASE_CONF = {
     "spark.python.worker.reuse": "true",  # keeps models resident across tasks
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
 }
+EXECUTOR_POLL_S = 0.5
+
+
+def launched_conf() -> dict[str, str]:
+    """The settings spark-submit gave this driver; empty when this Python process starts Spark itself.
+
+    spark-submit starts the driver's JVM first and tells Python where it is (PYSPARK_GATEWAY_PORT);
+    its settings are then the JVM's system properties, which a JVM-backed SparkConf loads."""
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        return {}
+    SparkContext._ensure_initialized()
+    return dict(SparkConf().getAll())
+
+
+def session_conf(settings: SparkSettings, launched: dict[str, str]) -> dict[str, str]:
+    """The session's settings: the jobs' base settings, then the profile's, then spark-submit's, which win."""
+    profile = {
+        **BASE_CONF,
+        "spark.app.name": settings.app_name,
+        "spark.sql.execution.arrow.maxRecordsPerBatch": str(settings.arrow_batch_rows),
+        **({"spark.master": settings.master} if settings.master else {}),
+        **settings.conf,
+    }
+    return {**profile, **launched}
+
+
+def runs_tasks_in_driver(master: str) -> bool:
+    """Whether the driver's process runs the tasks (`local`, `local[N]`): no executor ever registers."""
+    return master == "local" or master.startswith("local[")
 
 
 def build_session(settings: SparkSettings) -> SparkSession:
-    """A session whose Python workers run this interpreter (or the one PYSPARK_PYTHON names)."""
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    builder = SparkSession.builder.appName(settings.app_name)
-    if settings.master:
-        builder = builder.master(settings.master)
-    conf = {**BASE_CONF, "spark.sql.execution.arrow.maxRecordsPerBatch": str(settings.arrow_batch_rows), **settings.conf}
+    """A session on the master spark-submit set (else the profile's), whose Python workers run
+    `spark.pyspark.python` where it is set, this interpreter on a master on this machine, and
+    otherwise the executors' own `python3`."""
+    conf = session_conf(settings, launched_conf())
+    master = conf.get("spark.master")
+    if not master:
+        raise UsageError("no Spark master: the profile leaves it to spark-submit (spark-submit --master ...), "
+                         "or give one with --set spark.master=...")
+    if "spark.pyspark.python" in conf:  # PySpark reads the workers' interpreter from the environment only
+        os.environ["PYSPARK_PYTHON"] = conf["spark.pyspark.python"]
+    elif master.startswith("local"):  # local, local-cluster: the workers are on this machine
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = SparkSession.builder
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    if not runs_tasks_in_driver(master):
+        try:
+            await_executor(spark.sparkContext, settings.executor_wait_s)
+        except UsageError:
+            spark.stop()
+            raise
     return spark
+
+
+def task_needs(conf: SparkConf) -> dict[str, float]:
+    """What one task asks of an executor: `cpus` and each `spark.task.resource.<name>.amount`."""
+    prefix, suffix = "spark.task.resource.", ".amount"
+    needs = {"cpus": float(conf.get("spark.task.cpus", "1"))}
+    needs.update({k[len(prefix):-len(suffix)]: float(v) for k, v in conf.getAll() if k.startswith(prefix) and k.endswith(suffix)})
+    return needs
+
+
+def _executors(sc: SparkContext) -> list[dict[str, float]]:
+    """Each registered executor's cores and resource addresses, from the driver's status store."""
+    summaries = sc._jsc.sc().statusStore().executorList(True)
+    executors = []
+    for i in range(summaries.size()):
+        summary = summaries.apply(i)
+        if summary.id() == "driver":
+            continue
+        resources = summary.resources()
+        names = resources.keys().toList()
+        offer = {"cpus": float(summary.totalCores())}
+        offer.update({names.apply(j): float(len(resources.apply(names.apply(j)).addresses())) for j in range(names.size())})
+        executors.append(offer)
+    return executors
+
+
+def can_run_a_task(offer: dict[str, float], needs: dict[str, float]) -> bool:
+    """Whether an executor with these cores and resources can run one task (fractional resources
+    share one address)."""
+    return all(offer.get(name, 0.0) >= math.ceil(amount) for name, amount in needs.items())
+
+
+def await_executor(sc: SparkContext, timeout_s: float) -> None:
+    """Return once an executor that can run a task has registered; else fail saying what a task
+    asks for and what registered. A cluster that cannot grant a request (GPUs on CPU-only
+    workers, more task cpus than an executor has) otherwise leaves the job waiting forever."""
+    needs = task_needs(sc.getConf())
+    deadline = time.monotonic() + timeout_s
+    while True:
+        executors = _executors(sc)
+        if any(can_run_a_task(e, needs) for e in executors):
+            return
+        if time.monotonic() > deadline:
+            break
+        time.sleep(EXECUTOR_POLL_S)
+    asked = ", ".join(f"{amount:g} {name}" for name, amount in needs.items())
+    seen = "; ".join(", ".join(f"{v:g} {k}" for k, v in e.items()) for e in executors) or "none"
+    raise UsageError(
+        f"no executor that can run a task registered with {sc.master} within {timeout_s:g}s (spark.executor_wait_s): a task asks for "
+        f"{asked} (spark.task.cpus, spark.task.resource.*), executors registered: {seen}. A cluster without GPUs never grants "
+        "one: use --profile cluster-cpu, or ask for what the workers have.")

@@ -10,7 +10,7 @@ from deltalake import DeltaTable
 from rich.console import Console
 from rich.table import Table
 
-from conf.settings import Settings
+from conf.settings import Settings, UsageError
 from jobs.engine import RunResult
 from lake.lakehouse import Lakehouse
 from rollout.evaluate import REPORT
@@ -43,6 +43,9 @@ def print_result(result: RunResult, settings: Settings) -> None:
 def show(settings: Settings) -> None:
     """Print every table of the lakehouse, and what the embeddings and the last runs hold."""
     lakehouse = Lakehouse(settings.lakehouse_root)
+    if not lakehouse.tables():
+        raise UsageError(f"no Delta table in {lakehouse.root}: is that the lakehouse (--profile, --set lakehouse=...)? "
+                         "content-signals make-corpus or demo makes one")
     overview = Table(title=f"lakehouse {lakehouse.root}")
     for column in ("table", "version", "rows", "path"):
         overview.add_column(column)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 from deltalake import DeltaTable
 
 from conf.settings import load_settings, local_registry_uri
@@ -25,6 +26,7 @@ from lake import delta_io, spark_io
 from signals.contracts import EMBEDDINGS, LABELS
 
 SIGNAL_TABLES = {EMBEDDINGS.name: EMBEDDINGS, LABELS.name: LABELS}
+PARALLEL_LISTING = "spark.sql.sources.parallelPartitionDiscovery.threshold"  # more paths than this: Spark lists them with a job
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -49,9 +51,12 @@ class Lakehouse:
         return path
 
     def tables(self) -> list[str]:
-        """Names of the Delta tables under the root (local roots only)."""
-        root = Path(self.root)
-        return sorted(p.parent.name for p in root.glob("*/_delta_log")) if root.exists() else []
+        """Names of the Delta tables under the root, listed through pyarrow's filesystems so that
+        object storage (s3://, gs://, hdfs://) lists as a local folder does."""
+        filesystem, base = pafs.FileSystem.from_uri(self.root if "://" in self.root else str(Path(self.root).resolve()))
+        folders = [e for e in filesystem.get_file_info(pafs.FileSelector(base, allow_not_found=True)) if e.type == pafs.FileType.Directory]
+        logs = filesystem.get_file_info([f"{e.path}/_delta_log" for e in folders])
+        return sorted(folder.base_name for folder, log in zip(folders, logs) if log.type == pafs.FileType.Directory)
 
     def version(self, name: str) -> int:
         return DeltaTable(self.path(name)).version()
@@ -86,18 +91,27 @@ class Lakehouse:
 
     def register_views(self, spark: SparkSession, versions: dict[str, int] | None = None) -> list[str]:
         """A temporary view per table, named after it: latest, or the version `versions` gives;
-        and `<table>_champion` views of the signal tables, holding champion rows only."""
+        and `<table>_champion` views of the signal tables, holding champion rows only.
+
+        Registering starts no Spark job: a view reads its table when a query uses it. (Spark
+        lists more than a threshold of paths with a job; the snapshot's files are known from its
+        log, so while the views are made the driver looks them up itself.)"""
         from pyspark.sql import functions as F
 
         versions = versions or {}
         views = []
-        for name in self.tables():
-            frame = self.spark(spark, name, versions.get(name))
-            frame.createOrReplaceTempView(name)
-            views.append(name)
-            if name in SIGNAL_TABLES:
-                champions = self.champions(name)
-                pairs = [(F.col("signal") == s) & (F.col("model_version") == v) for s, v in champions.items()]
-                frame.filter(functools.reduce(lambda a, b: a | b, pairs, F.lit(False))).createOrReplaceTempView(f"{name}_champion")
-                views.append(f"{name}_champion")
+        threshold = spark.conf.get(PARALLEL_LISTING)
+        spark.conf.set(PARALLEL_LISTING, str(2**31 - 1))
+        try:
+            for name in self.tables():
+                frame = self.spark(spark, name, versions.get(name))
+                frame.createOrReplaceTempView(name)
+                views.append(name)
+                if name in SIGNAL_TABLES:
+                    champions = self.champions(name)
+                    pairs = [(F.col("signal") == s) & (F.col("model_version") == v) for s, v in champions.items()]
+                    frame.filter(functools.reduce(lambda a, b: a | b, pairs, F.lit(False))).createOrReplaceTempView(f"{name}_champion")
+                    views.append(f"{name}_champion")
+        finally:
+            spark.conf.set(PARALLEL_LISTING, threshold)
         return views

@@ -56,7 +56,7 @@ def test_cluster_profile_without_its_lakehouse_variable_is_an_error(monkeypatch)
 
 
 def test_unknown_profile_lists_the_known_ones() -> None:
-    with pytest.raises(FileNotFoundError, match=r"no profile 'prod'.*known profiles: base, cluster, local"):
+    with pytest.raises(FileNotFoundError, match=r"no profile 'prod'.*known profiles: base, cluster, cluster-cpu, local"):
         load_settings("prod")
 
 

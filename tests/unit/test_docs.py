@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 README_MAX_LINES = 200
 PATH_SUFFIXES = (".py", ".md", ".yaml", ".ipynb")
 # Folders the commands create (gitignored): named in the docs, never in a checkout.
-GENERATED = ("reports/", "benchmarks/results/", "lakehouse/", "lakehouse-eval/", ".venv/")
+GENERATED = ("reports/", "benchmarks/results/", "lakehouse/", "lakehouse-eval/", ".venv/", "dist/", "build/")
 # Documents whose paths must exist now. docs/history.md is left out: it may name files as they were.
 CHECKED_DOCS = ("README.md", "docs/design.md", "docs/environment.md", "benchmarks/README.md")
 

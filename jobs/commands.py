@@ -1,0 +1,150 @@
+"""What each command of `content-signals` does, once `jobs.cli` has parsed it (imported only
+then: it loads torch, MLflow and pyspark)."""
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import yaml
+from pyspark.sql import SparkSession
+
+from conf.settings import Settings, UsageError, load_settings
+from jobs.backfill import run_backfill
+from jobs.corpus import Window
+from jobs.dedup import run_dedup
+from jobs.dry_run import print_plan
+from jobs.engine import RunResult
+from jobs.failures import Failure, explain
+from jobs.refresh import run_refresh
+from jobs.session import build_session
+from jobs.show import console, print_evaluation, print_result, show
+from rollout.compare import compare_in_lakehouse, log_to_mlflow, report_metrics, write_report
+from rollout.evaluate import run_evaluation
+from rollout.models import CHALLENGER, CHAMPION, identity_params, registry_for
+from sample_corpus.generate import write_sample_corpus
+from signals.catalog import signal_class
+from signals.contracts import CORPUS, RUNS
+
+
+def make_corpus(settings: Settings, n_items: int | None = None, seed: int | None = None) -> None:
+    """Generate the sample corpus into the profile's lakehouse (skipped if already there)."""
+    n_items = settings.sample_corpus.n_items if n_items is None else n_items
+    if n_items < 1:
+        raise UsageError(f"a sample corpus needs at least one item, not {n_items}")
+    seed = settings.sample_corpus.seed if seed is None else seed
+    started = time.monotonic()
+    where = settings.table_root(CORPUS.name)
+    if write_sample_corpus(settings.lakehouse_root, n_items, seed):
+        console.print(f"wrote a sample corpus of {n_items} items (seed {seed}) to {where} in {time.monotonic() - started:.1f}s")
+    else:
+        console.print(f"the sample corpus of {n_items} items (seed {seed}) is already at {where}")
+
+
+def _promote(settings: Settings, args: argparse.Namespace) -> None:
+    registry = registry_for(settings)
+    target = registry.resolve(args.signal, args.version).version
+    before = registry.promote(args.signal, target, ledger_root=settings.table_root(RUNS.name), signal=args.signal)
+    console.print(f"{args.signal}: champion {before} -> {target}; readers of the champion follow, nothing recomputed")
+
+
+def _rollback(settings: Settings, args: argparse.Namespace) -> None:
+    registry = registry_for(settings)
+    before = registry.aliases(args.signal).get(CHAMPION)
+    after = registry.rollback(args.signal, ledger_root=settings.table_root(RUNS.name), signal=args.signal)
+    console.print(f"{args.signal}: champion {before} -> {after} (rolled back); nothing recomputed")
+
+
+def _register(settings: Settings, args: argparse.Namespace) -> None:
+    conf = settings.signals[args.signal]
+    given = {k: yaml.safe_load(v) for k, v in (p.split("=", 1) for p in args.param)}
+    params = identity_params(conf.kind, {**conf.params, **given})
+    if not_identity := sorted(given.keys() - params.keys()):
+        raise UsageError(f"--param {not_identity}: not what identifies a {conf.kind!r} model (its identity params: "
+                         f"{list(signal_class(conf.kind).identity_params)}); how it runs is set in the profile")
+    registry = registry_for(settings)
+    model = registry.register(args.signal, args.source, params, description=conf.model.name)
+    registry.client.set_registered_model_alias(args.signal, args.alias, model.version)
+    console.print(f"{args.signal}: version {model.version} ({args.source}, sha256 {model.weights_sha256}) is now {args.alias!r}")
+
+
+def _compare(settings: Settings, args: argparse.Namespace) -> None:
+    registry = registry_for(settings)
+    names = args.signals or [n for n in settings.enabled_signals if args.b in registry.aliases(n)]
+    if not names:
+        raise UsageError(f"no signal has a {args.b!r} version to compare; register one first (content-signals register)")
+    comparisons = [
+        compare_in_lakehouse(settings.lakehouse_root, n, registry.resolve(n, args.a).version, registry.resolve(n, args.b).version)
+        for n in names
+    ]
+    report = write_report(comparisons, Path("reports/compare/latest.html"), f"{args.a} vs {args.b}")
+    run_id = log_to_mlflow(settings.registry_uri, report, report_metrics(comparisons), f"compare {args.a} vs {args.b}")
+    for c in comparisons:
+        console.print(f"{c.signal} {c.version_a} vs {c.version_b}: " + ("; ".join(c.differences) or "no differences"))
+    console.print(f"report: {report} (MLflow run {run_id})")
+
+
+REGISTRY_COMMANDS = {"promote": _promote, "rollback": _rollback, "register": _register, "compare": _compare}
+
+
+def _spark_steps(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> Iterator[RunResult]:
+    """The Spark jobs a command runs, in order, each result as it lands."""
+    if args.command == "refresh":
+        yield run_refresh(spark, settings, args.run_id, full=args.full)
+    elif args.command == "dedup":
+        yield run_dedup(spark, settings, args.run_id)
+    else:  # backfill, demo, eval
+        yield run_backfill(spark, settings, Window(getattr(args, "start", None), getattr(args, "end", None)), getattr(args, "run_id", None),
+                           CHALLENGER if getattr(args, "challenger", False) else CHAMPION, getattr(args, "slice_pct", 100))
+        if args.command in ("demo", "eval"):
+            yield run_dedup(spark, settings)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Do what the parsed command line asks."""
+    overrides = ["signals.text_in_image.enabled=true", *args.overrides] if args.command == "eval" else args.overrides  # OCR is evaluated
+    settings = load_settings(args.profile, overrides)
+    if args.command == "make-corpus":
+        make_corpus(settings, args.n_items, args.seed)
+        return
+    if args.command == "show":
+        show(settings)
+        return
+    if args.command == "evaluate":
+        print_evaluation(run_evaluation(settings))
+        return
+    if args.command in REGISTRY_COMMANDS:
+        REGISTRY_COMMANDS[args.command](settings, args)
+        return
+    if getattr(args, "dry_run", False):
+        print_plan(settings, args)
+        return
+    if args.command in ("demo", "eval"):
+        make_corpus(settings)
+    spark = build_session(settings.spark)
+    try:
+        for result in _spark_steps(spark, settings, args):
+            print_result(result, settings)
+    finally:
+        spark.stop()
+    if args.command == "demo":
+        show(settings)
+    if args.command == "eval":
+        print_evaluation(run_evaluation(settings))
+
+
+def _lakehouse_of(args: argparse.Namespace) -> str | None:
+    """The lakehouse the command used, if its settings load (for a failure's diagnosis)."""
+    try:
+        root = load_settings(args.profile, args.overrides).lakehouse_root
+    except Exception:  # noqa: BLE001 - the failure being explained may be the settings themselves
+        return None
+    return None if "://" in root else root
+
+
+def explain_failure(exc: Exception, args: argparse.Namespace) -> Failure | None:
+    """The command's failure as the user should see it (jobs.failures.explain), None for a bug."""
+    return explain(exc, _lakehouse_of(args))
+
+

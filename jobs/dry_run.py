@@ -1,0 +1,96 @@
+"""`--dry-run`: what a backfill, refresh or dedup would run, read from the configuration, the
+registry, the corpus's Delta log and spark-submit's settings, without starting Spark, computing,
+registering or committing anything.
+
+    content-signals backfill --start 2026-11-14 --end 2026-11-20 --dry-run
+"""
+from __future__ import annotations
+
+import argparse
+import re
+from collections import defaultdict
+
+from deltalake import DeltaTable
+
+from conf.settings import Settings
+from jobs.corpus import CorpusSource, Window
+from jobs.refresh import last_refresh
+from jobs.session import launched_conf, session_conf
+from jobs.show import console
+from lake import delta_io
+from lake.registry import Registry, RegistryError, sqlite_path
+from signals.contracts import EMBEDDINGS, LABELS
+
+# The settings that say where a job runs and what each executor and task gets.
+RESOURCES = re.compile(r"^spark\.(master|cores\.max|pyspark\.python|submit\.pyFiles|archives|dynamicAllocation\.enabled|"
+                       r"(driver|executor|task)\.(cores|cpus|memory|memoryOverhead|instances|resource\..+))$")
+
+
+def model_versions(settings: Settings, names: list[str], challenger: bool = False) -> dict[str, str]:
+    """signal -> the model version a run would compute, looked up without registering anything."""
+    uri = settings.registry_uri if settings.registry.enabled else None
+    db = sqlite_path(uri) if uri else None
+    registry = Registry(uri) if uri and (db is None or db.exists()) else None
+    versions = {}
+    for name in names:
+        conf = settings.signals[name]
+        ref = conf.challenger if challenger else conf.model.version or conf.model.alias
+        if conf.model.version and not challenger:
+            versions[name] = f"{conf.model.version} (pinned)"
+        elif registry is None:
+            versions[name] = f"{ref}: not registered yet (a run registers the configured weights as the champion)"
+        else:
+            try:
+                versions[name] = f"{registry.resolve(name, ref).version} ({ref})"
+            except RegistryError:
+                versions[name] = f"{ref}: not registered yet (a run registers the configured weights as the champion)"
+    return versions
+
+
+def corpus_partitions(corpus: CorpusSource, window: Window) -> tuple[int | None, str]:
+    """The corpus version (Delta), and its partitions in the window: days, files and rows."""
+    version = corpus.version()
+    day = corpus.day_partition()
+    if version is None or day is None:
+        return version, f"all of {corpus.location} ({corpus.settings.format}, not partitioned by day: nothing to prune)"
+    days: dict[str, list[int]] = defaultdict(list)
+    for f in delta_io.live_files(corpus.location, version):
+        if window.contains(f.partition_values[day]):
+            days[f.partition_values[day]].append(f.num_records)
+    if not days:
+        return version, "none: the window holds no corpus items (a run would commit nothing)"
+    return version, (f"{len(days)} days ({min(days)}..{max(days)}), {sum(len(v) for v in days.values())} files, "
+                     f"{sum(sum(v) for v in days.values())} rows")
+
+
+def plan_lines(settings: Settings, args: argparse.Namespace) -> list[str]:
+    """The plan of the command line's job, one line per fact."""
+    window = Window(getattr(args, "start", None), getattr(args, "end", None))
+    corpus = CorpusSource.of(settings)
+    version, partitions = corpus_partitions(corpus, window)
+    lines = [f"{args.command} (dry run: nothing is computed, registered or committed); lakehouse {settings.lakehouse_root}"]
+    if args.command == "backfill":
+        lines.append(f"window: {window.start or 'beginning'}..{window.end or 'end'}"
+                     + (f", challenger versions on {args.slice_pct}% of items" if args.challenger else ""))
+    lines.append(f"corpus: version {version}; partitions read: {partitions}")
+    names = [settings.dedup.embedding_signal] if args.command == "dedup" else list(settings.enabled_signals)
+    role = "embeddings for dedup" if args.command == "dedup" else "signals"
+    for name, model in model_versions(settings, names, getattr(args, "challenger", False)).items():
+        lines.append(f"{role}: {name} ({settings.signals[name].model.name}) at model version {model}")
+    if args.command == "refresh":
+        for contract in (EMBEDDINGS, LABELS):
+            root = settings.table_root(contract.name)
+            last = last_refresh(root) if DeltaTable.is_deltatable(root) else None
+            lines.append(f"{contract.name}: " + ("compares the whole corpus (--full)" if args.full else
+                         f"last refreshed to corpus version {last[0]} for {last[1]}: compares the corpus files changed since, if the "
+                         "signals and versions are the same, else the whole corpus" if last else "no refresh recorded: compares the whole corpus"))
+    spark = session_conf(settings.spark, launched_conf())
+    lines.append("spark: " + ", ".join([f"{k}={v}" for k, v in sorted(spark.items()) if RESOURCES.match(k)]
+                                       + ([] if spark.get("spark.master") else ["no master (spark-submit --master sets it)"])))
+    return lines
+
+
+def print_plan(settings: Settings, args: argparse.Namespace) -> None:
+    """Print the plan of the command line's job."""
+    for line in plan_lines(settings, args):
+        console.print(line, highlight=False, soft_wrap=True)

@@ -1,0 +1,38 @@
+"""How the session's settings are decided and checked, without starting Spark: spark-submit's
+settings win over the profile's, and an executor is judged by whether it can run one task."""
+from __future__ import annotations
+
+import pytest
+from pyspark import SparkConf
+
+from conf.settings import SparkSettings, UsageError
+from jobs.session import build_session, can_run_a_task, session_conf, task_needs
+
+
+def test_spark_submit_settings_win_over_the_profile() -> None:
+    profile = SparkSettings(master="local[2]", conf={"spark.driver.memory": "4g", "spark.sql.shuffle.partitions": "8"})
+    conf = session_conf(profile, {"spark.master": "spark://10.0.0.1:7077", "spark.sql.shuffle.partitions": "200"})
+    assert conf["spark.master"] == "spark://10.0.0.1:7077"
+    assert conf["spark.sql.shuffle.partitions"] == "200"
+    assert conf["spark.driver.memory"] == "4g"  # what spark-submit did not set stays the profile's
+
+
+def test_without_spark_submit_the_profile_decides() -> None:
+    assert session_conf(SparkSettings(master="local[2]"), {})["spark.master"] == "local[2]"
+    assert "spark.master" not in session_conf(SparkSettings(master=""), {})
+
+
+def test_a_profile_without_master_outside_spark_submit_is_a_usage_error(monkeypatch) -> None:
+    monkeypatch.delenv("PYSPARK_GATEWAY_PORT", raising=False)
+    with pytest.raises(UsageError, match="spark-submit --master"):
+        build_session(SparkSettings(master=""))
+
+
+def test_an_executor_is_enough_when_it_can_run_one_task() -> None:
+    conf = SparkConf(loadDefaults=False).setAll([("spark.task.cpus", "4"), ("spark.task.resource.gpu.amount", "0.5")])
+    needs = task_needs(conf)
+    assert needs == {"cpus": 4.0, "gpu": 0.5}
+    assert can_run_a_task({"cpus": 4.0, "gpu": 1.0}, needs)  # half a GPU per task: one address serves two tasks
+    assert not can_run_a_task({"cpus": 4.0}, needs)  # no GPU on the worker
+    assert not can_run_a_task({"cpus": 1.0, "gpu": 1.0}, needs)  # fewer cores than a task asks for
+    assert can_run_a_task({"cpus": 1.0}, task_needs(SparkConf(loadDefaults=False)))
