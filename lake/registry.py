@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -114,7 +116,8 @@ def set_up_sqlite(db: Path) -> None:
             leftover.unlink()
         engine = create_sqlalchemy_engine_with_retry(f"sqlite:///{building}")
         try:
-            _initialize_tables(engine)  # what MLflow's stores do on an empty database: tables, then migrations
+            with _quiet("mlflow.store.db.utils", "alembic"):  # a first run's set-up is not news worth printing
+                _initialize_tables(engine)  # what MLflow's stores do on an empty database: tables, then migrations
         finally:
             engine.dispose()
         os.replace(building, db)
@@ -123,6 +126,19 @@ def set_up_sqlite(db: Path) -> None:
             os.fsync(folder)  # the rename survives a power cut too
         finally:
             os.close(folder)
+
+
+@contextmanager
+def _quiet(*loggers: str) -> Iterator[None]:
+    """The loggers held at WARNING for the block."""
+    levels = {name: logging.getLogger(name).level for name in loggers}
+    for name in loggers:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def _canonical(params: Mapping[str, Any]) -> str:
