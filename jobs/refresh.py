@@ -35,6 +35,7 @@ import functools
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+import pyarrow.compute as pc
 from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -219,14 +220,14 @@ def _retried_error() -> Column:
 
 def _files_to_retry(spark: SparkSession, root: str, version: int, signals: dict[str, Signal], corpus: CorpusAt) -> set[str]:
     """Corpus files (unescaped relative paths) holding the items whose stored rows of `signals`
-    are retried errors, so an incremental refresh compares them too. Reads only the table's
-    files whose statistics show error rows, and the corpus's ids only when there are any."""
-    errors = delta_io.files_with_errors(root, version)
-    if not signals or not errors:
+    are retried errors, so an incremental refresh compares them too. Without a Spark job: the
+    table's error rows are read with delta-rs (files whose statistics show none are skipped), and
+    the corpus is read only when some are retried errors."""
+    if not signals or not delta_io.files_with_errors(root, version):
         return set()
-    mine = functools.reduce(Column.__or__, [(F.col("signal") == n) & (F.col("model_version") == s.config.model.version) for n, s in signals.items()])
-    ids = [r.content_id for r in spark_io.read_spark(spark, root, version, only=errors).filter(mine & _retried_error())
-           .select("content_id").distinct().collect()]
+    versions = {name: s.config.model.version for name, s in signals.items()}
+    errors = delta_io.read_arrow(root, version, filters=pc.field("status") == STATUS_ERROR).select(["content_id", "signal", "model_version", "error"])
+    ids = sorted({r["content_id"] for r in errors.to_pylist() if versions.get(r["signal"]) == r["model_version"] and is_retried_error(r["error"])})
     if not ids:
         return set()
     source, corpus_version = corpus

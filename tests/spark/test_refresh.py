@@ -214,9 +214,11 @@ def _scope(settings, full: bool = False):
     from jobs.refresh import plan_scope
     from signals.contracts import EMBEDDINGS
 
-    corpus = settings.table_root("corpus")
+    from jobs.corpus import CorpusSource
+
+    source = CorpusSource.of(settings)
     mine = by_output(build_signals(settings))[EMBEDDINGS]
-    return plan_scope(settings.table_root("embeddings"), mine, (corpus, DeltaTable(corpus).version()), full)
+    return plan_scope(settings.table_root("embeddings"), mine, (source, source.version()), full)
 
 
 def test_a_refresh_after_a_refresh_compares_only_the_changed_corpus_files_and_ends_where_a_full_one_ends(spark, two_lakehouses):
