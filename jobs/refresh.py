@@ -47,7 +47,7 @@ from jobs.engine import Committed, Run, RunResult, already_committed, build_sign
 from lake import delta_io, spark_io
 from lake.ledger import NOTHING_TO_DO, SUCCEEDED
 from signals.base import Signal
-from signals.contracts import EMBEDDINGS, LABELS, RETRIED_ERROR_PREFIXES, STATUS_ERROR, TableContract
+from signals.contracts import EMBEDDINGS, LABELS, RETRIED_ERROR_PREFIXES, STATUS_ERROR, TableContract, is_retried_error
 from udfs.columns import input_hash_column
 from udfs.resources import Placement
 

@@ -210,11 +210,10 @@ def _edit_in_place(settings) -> dict[str, list[str]]:
 
 def _scope(settings, full: bool = False):
     """The scope the next refresh of `settings` would compare, for the embeddings table."""
+    from jobs.corpus import CorpusSource
     from jobs.engine import by_output
     from jobs.refresh import plan_scope
     from signals.contracts import EMBEDDINGS
-
-    from jobs.corpus import CorpusSource
 
     source = CorpusSource.of(settings)
     mine = by_output(build_signals(settings))[EMBEDDINGS]
