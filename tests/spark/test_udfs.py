@@ -19,6 +19,7 @@ from signals.base import ModelRef, SignalConfig
 from signals.contracts import EMBEDDINGS, UTC_MICROS
 from signals.hashing import image_input_hash, text_input_hash
 from udfs.columns import input_hash_column, result_column
+from udfs.resources import Placement
 from udfs.rows import evened
 
 pytestmark = pytest.mark.spark
@@ -51,7 +52,7 @@ def test_the_model_loads_once_per_python_worker(spark, corpus_lakehouse, tmp_pat
                                            params={"loads": str(loads)}))
     corpus = spark_io.read_spark(spark, corpus_lakehouse.root)
     run = Run.begin("load-once")
-    source = signal_rows(corpus, signal, settings, run, SMALL_CORPUS)
+    source = signal_rows(corpus, signal, settings, run, SMALL_CORPUS, Placement((), "cpu"))  # local[2]: no resource profile
     files = spark_io.write_files([source], str(tmp_path / "embeddings"), EMBEDDINGS, f"part-{run.run_id}")
 
     assert sum(f.num_items for f in files) == SMALL_CORPUS
