@@ -158,11 +158,13 @@ class DecodeSettings(_Strict):
 
 
 class CorpusColumns(_Strict):
-    """Which of the source's columns hold what the jobs read; None where the source has none."""
+    """Which of the source's columns hold what the jobs read; None where the source has none. An
+    optional column left at its default name is taken as absent when the source lacks it (the
+    sample corpus has no `image_uri`); one named here on purpose must exist."""
 
     content_id: str = "content_id"
     image: str | None = "image"          # encoded image bytes
-    image_uri: str | None = None         # or where the image is (fetched by the executors)
+    image_uri: str | None = "image_uri"  # or where the image is (fetched by the executors)
     title: str | None = "title"
     description: str | None = "description"
     created_at: str | None = "created_at"

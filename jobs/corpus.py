@@ -26,7 +26,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import Window as SparkWindow
 from pyspark.sql import functions as F
 
-from conf.settings import CorpusSettings, Settings, UsageError
+from conf.settings import CorpusColumns, CorpusSettings, Settings, UsageError
 from lake import delta_io, spark_io
 from signals.contracts import CORPUS
 
@@ -62,6 +62,7 @@ def _is_date(day: str) -> bool:
 
 CANONICAL = (("content_id", "string"), ("image", "binary"), ("image_uri", "string"), ("title", "string"),
              ("description", "string"), ("created_at", "timestamp"), ("updated_at", "timestamp"), ("ds", "string"))
+OPTIONAL = {"image", "image_uri", "title", "description", "created_at", "updated_at"}  # a job can do without them
 # the Spark types each mapped column may have in the source (anything else is a mapping error)
 ACCEPTED_TYPES = {"content_id": ("string", "bigint", "int"), "image": ("binary",), "image_uri": ("string",),
                   "title": ("string",), "description": ("string",), "created_at": ("timestamp", "timestamp_ntz", "date"),
@@ -143,6 +144,10 @@ class CorpusSource:
         or of the wrong type (with the source's columns, and the nearest name)."""
         mapping = self.settings.columns
         types = {f.name: f.dataType.simpleString() for f in source.schema.fields}
+        defaults = CorpusColumns().model_dump()
+        absent = {name for name, column in mapping.model_dump().items()
+                  if column is not None and column not in types and name in OPTIONAL and column == defaults[name]}
+        mapping = mapping.model_copy(update=dict.fromkeys(absent))
         problems = []
         for name, column in mapping.model_dump().items():
             if column is None:
