@@ -73,7 +73,8 @@ def run_backfill(
                 and window.contains(live.partition_values["ds"]),
                 read_version=read_versions[contract],
                 metadata={"window": f"{window.start}..{window.end}", "model_versions": str(models), "role": role,
-                          "slice_percent": str(slice_percent), "corpus_version": str(corpus_version)},
+                          "slice_percent": str(slice_percent),
+                          **({"corpus_version": str(corpus_version)} if corpus_version is not None else {})},
             )
         result = RunResult(run.run_id, SUCCEEDED, {name: c.version for name, c in committed.items()}, run_outcomes(settings, run.run_id, signals),
                            check.describe(), [use for c in committed.values() for use in c.executors])
