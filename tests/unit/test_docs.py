@@ -94,3 +94,10 @@ def test_the_path_checks_can_fail() -> None:
     assert missing_paths("```bash\npython notebooks/gone.ipynb\n```") == ["notebooks/gone.ipynb"]
     assert missing_paths("`base.py`, `conf/<profile>.yaml`, `s3://b/x`, `udfs.rows.evened`, `reports/eval`") == ["base.py"]
     assert missing_paths("`signals/runner.run_signal`, `lake/file_writer`, `signals/runner.no_such`") == ["signals/runner.no_such"]
+
+
+def test_test_modules_have_unique_names() -> None:
+    """pytest imports test modules by basename (rootdir-relative, no packages): two folders with
+    one name of a test module fail the whole collection."""
+    names = [path.name for path in (REPO / "tests").rglob("test_*.py")]
+    assert sorted(n for n in set(names) if names.count(n) > 1) == []
