@@ -108,9 +108,10 @@ class CorpusSource:
         return day if day in delta_io.snapshot(self.location).metadata().partition_columns else None
 
     def read(self, spark: SparkSession, version: int | None = None, window: Window | None = None,
-             days: Sequence[str] | None = None, only: set[str] | None = None) -> DataFrame:
+             days: Sequence[str] | None = None, only: set[str] | None = None, file_column: str | None = None) -> DataFrame:
         """The corpus rows in the job's columns, at `version` (Delta), within `window` or on
-        `days`, or only those of the Delta files `only` names (unescaped relative paths)."""
+        `days`, or only those of the Delta files `only` names (unescaped relative paths); with
+        `file_column`, each row's file URI in that column too."""
         if self.is_delta:
             partition = self.day_partition()
             filters: list[tuple[str, str, Any]] = []
@@ -118,14 +119,16 @@ class CorpusSource:
                 filters = [(partition, op, day) for op, day in ((">=", window.start), ("<=", window.end)) if day]
             if partition is not None and days is not None:
                 filters = [(partition, "in", list(days))]
-            source = spark_io.read_spark(spark, self.location, version, partitions=filters or None, only=only)
+            source = spark_io.read_spark(spark, self.location, version, partitions=filters or None, only=only,
+                                          file_column=file_column)
         elif self.settings.format == "parquet":
-            source = spark.read.parquet(self.location)
+            source = spark_io.read_parquet_dataset(spark, self.location, file_column)
         else:
             source = spark.table(self.location)
+            source = source.withColumn(file_column, F.input_file_name()) if file_column else source
         if self.settings.filter:
             source = source.filter(self.settings.filter)
-        rows = source.select(*self._mapped(source))
+        rows = source.select(*self._mapped(source), *([file_column] if file_column else []))
         if days is not None:
             rows = rows.filter(F.col("ds").isin(list(days)))
         if window is not None:

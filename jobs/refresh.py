@@ -231,7 +231,7 @@ def _files_to_retry(spark: SparkSession, root: str, version: int, signals: dict[
     if not ids:
         return set()
     source, corpus_version = corpus
-    files = source.read(spark, corpus_version).select("content_id", F.input_file_name().alias("file")).join(
+    files = source.read(spark, corpus_version, file_column="file").select("content_id", "file").join(
         _small(spark.createDataFrame([(i,) for i in ids], "content_id string"), len(ids)), "content_id", "left_semi")
     return {delta_io.relative_path(source.location, r.file) for r in files.select("file").distinct().collect()}
 
@@ -239,7 +239,7 @@ def _files_to_retry(spark: SparkSession, root: str, version: int, signals: dict[
 def _items_per_file(spark: SparkSession, root: str, version: int, files: set[str]) -> dict[str, int]:
     """Items in each of these files of the table (counted apart from the plan's joins, which
     see only the items in changed corpus files)."""
-    rows = spark_io.read_spark(spark, root, version, only=files).select(*KEY, F.input_file_name().alias("file")).distinct()
+    rows = spark_io.read_spark(spark, root, version, only=files, file_column="file").select(*KEY, "file").distinct()
     return {delta_io.relative_path(root, r["file"]): r["n"] for r in rows.groupBy("file").agg(F.count("*").alias("n")).collect()}
 
 

@@ -21,6 +21,10 @@ BASE_CONF = {
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
 }
 EXECUTOR_POLL_S = 0.5
+# Where the object store is, not who may use it: passed on to executors when set on the driver.
+# Credentials are not (Spark settings show in its UI and event logs): executors take theirs from
+# their own environment (an instance role, a secret mounted by the cluster).
+STORAGE_ENV = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ALLOW_HTTP")
 
 
 def launched_conf() -> dict[str, str]:
@@ -34,10 +38,17 @@ def launched_conf() -> dict[str, str]:
     return dict(SparkConf().getAll())
 
 
+def storage_env(environ: dict[str, str]) -> dict[str, str]:
+    """The driver's object-store location settings (`STORAGE_ENV`), as executor environment settings."""
+    return {f"spark.executorEnv.{name}": environ[name] for name in STORAGE_ENV if name in environ}
+
+
 def session_conf(settings: SparkSettings, launched: dict[str, str]) -> dict[str, str]:
-    """The session's settings: the jobs' base settings, then the profile's, then spark-submit's, which win."""
+    """The session's settings: the jobs' base settings, the driver's object-store location for the
+    executors, then the profile's, then spark-submit's, which win."""
     profile = {
         **BASE_CONF,
+        **storage_env(dict(os.environ)),
         "spark.app.name": settings.app_name,
         "spark.sql.execution.arrow.maxRecordsPerBatch": str(settings.arrow_batch_rows),
         **({"spark.master": settings.master} if settings.master else {}),

@@ -10,11 +10,16 @@ import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+from pyarrow import fs as pafs
 from pyspark import TaskContext
 from pyspark.resource import ResourceProfile, ResourceProfileBuilder, TaskResourceRequests
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from lake.delta_io import DataFile, ensure_table, relative_path, snapshot
@@ -23,24 +28,101 @@ from signals.contracts import TableContract
 
 
 def read_spark(
-    spark: SparkSession, root: str, version: int | None = None, partitions: Any = None, only: set[str] | None = None
+    spark: SparkSession, root: str, version: int | None = None, partitions: Any = None, only: set[str] | None = None,
+    file_column: str | None = None,
 ) -> DataFrame:
     """The table's rows as a Spark DataFrame, reading only the files of the snapshot (and of
-    those, with `only`, the files whose unescaped relative paths it names).
+    those, with `only`, the files whose unescaped relative paths it names); with `file_column`,
+    each row's file URI in that column.
 
-    Partition columns come back from the hive-style folders (`basePath`), typed by the Delta
-    schema, so Spark sees the same columns delta-rs does.
+    Partition columns come from the hive-style folders, typed by the Delta schema, so Spark sees
+    the same columns delta-rs does.
     """
     table = snapshot(root, version)
     arrow_schema = pa.schema(table.schema().to_arrow())
-    spark_schema = from_arrow_schema(arrow_schema)
     uris = table.file_uris(partitions)
     if only is not None:
         uris = [u for u in uris if relative_path(root, u) in only]
+    partition_columns = table.metadata().partition_columns
+    return read_parquet(spark, table.table_uri, uris, arrow_schema, partition_columns, file_column)
+
+
+def read_parquet(
+    spark: SparkSession, base: str, uris: Sequence[str], schema: pa.Schema, partition_columns: Sequence[str] = (),
+    file_column: str | None = None,
+) -> DataFrame:
+    """Parquet files under `base` (hive-style partition folders) as a DataFrame of `schema`.
+
+    Spark's own reader where Hadoop can open the files (a local or cluster file system); on an
+    object store (s3://, ...), for which this job ships no Hadoop connector, the executors read
+    the files with pyarrow, which takes the store's settings from the standard environment
+    (docs/design.md, The lakehouse on object storage).
+    """
+    spark_schema = from_arrow_schema(schema)
+    if file_column is not None:
+        spark_schema = spark_schema.add(file_column, "string")
     if not uris:
         return spark.createDataFrame([], spark_schema)
-    frame = spark.read.schema(spark_schema).option("basePath", table.table_uri).parquet(*uris)
-    return frame.select(*arrow_schema.names)
+    if hadoop_reads(base):
+        frame = spark.read.schema(from_arrow_schema(schema)).option("basePath", base).parquet(*uris).select(*schema.names)
+        return frame.withColumn(file_column, F.input_file_name()) if file_column else frame
+    files = spark.sparkContext.parallelize([(u,) for u in uris], len(uris)).toDF("uri string")
+    return files.mapInArrow(_parquet_reader(base, schema, tuple(partition_columns), file_column), spark_schema)
+
+
+def read_parquet_dataset(spark: SparkSession, location: str, file_column: str | None = None) -> DataFrame:
+    """A parquet dataset (a folder of files, hive-style partition folders allowed) as a DataFrame."""
+    if hadoop_reads(location):
+        frame = spark.read.parquet(location)
+        return frame.withColumn(file_column, F.input_file_name()) if file_column else frame
+    dataset = ds.dataset(location, format="parquet", partitioning=ds.HivePartitioning.discover(infer_dictionary=False))
+    scheme = urlparse(location).scheme
+    partitions = dataset.partitioning.schema.names if dataset.partitioning else []
+    return read_parquet(spark, location, [f"{scheme}://{f}" for f in dataset.files], dataset.schema, partitions, file_column)
+
+
+def hadoop_reads(uri: str) -> bool:
+    """Whether Spark's JVM can open files at `uri`: local paths and `file:` URIs (the job ships no
+    object-store connector jars)."""
+    return urlparse(uri).scheme in ("", "file")
+
+
+def _parquet_reader(
+    base: str, schema: pa.Schema, partition_columns: tuple[str, ...], file_column: str | None
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """An executor function: URIs of parquet files in, their rows out in `schema` (partition
+    columns filled from the files' `column=value` folders), with the URI in `file_column`."""
+    def read(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        fs, base_path = pafs.FileSystem.from_uri(base)
+        data_schema = pa.schema([f for f in schema if f.name not in partition_columns])
+        for batch in batches:
+            for uri in batch.column("uri").to_pylist():
+                relative = urlparse(uri).path.split(urlparse(base).path.rstrip("/") + "/", 1)[-1]
+                values = _hive_values(relative)
+                for rows in pq.ParquetFile(f"{base_path.rstrip('/')}/{unquote(relative)}", filesystem=fs).iter_batches(
+                        columns=data_schema.names):
+                    columns = {name: rows.column(name).cast(data_schema.field(name).type) for name in data_schema.names}
+                    for name in partition_columns:
+                        column = pa.array([values.get(name)] * rows.num_rows, pa.string())
+                        columns[name] = column.cast(schema.field(name).type)
+                    out = pa.RecordBatch.from_arrays([columns[f.name] for f in schema], schema=schema)
+                    if file_column is not None:
+                        out = out.append_column(file_column, pa.array([uri] * rows.num_rows, pa.string()))
+                    yield out
+    return read
+
+
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+
+
+def _hive_values(relative: str) -> dict[str, str | None]:
+    """The partition values of a file from its `column=value` folders, unescaped."""
+    values: dict[str, str | None] = {}
+    for folder in relative.split("/")[:-1]:
+        name, sep, value = folder.partition("=")
+        if sep:
+            values[unquote(name)] = None if value == HIVE_NULL else unquote(value)
+    return values
 
 
 TaskResources = tuple[tuple[str, float], ...]  # what each task of a stage asks for, e.g. (("cpus", 4), ("gpu", 1))

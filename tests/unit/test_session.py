@@ -17,6 +17,18 @@ def test_spark_submit_settings_win_over_the_profile() -> None:
     assert conf["spark.driver.memory"] == "4g"  # what spark-submit did not set stays the profile's
 
 
+def test_executors_get_the_object_store_location_but_never_the_credentials(monkeypatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9000")
+    monkeypatch.setenv("AWS_ALLOW_HTTP", "true")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    conf = session_conf(SparkSettings(master="local[2]", conf={"spark.executorEnv.AWS_ALLOW_HTTP": "false"}), {})
+    assert conf["spark.executorEnv.AWS_ENDPOINT_URL"] == "http://127.0.0.1:9000"
+    assert conf["spark.executorEnv.AWS_ALLOW_HTTP"] == "false"  # the profile's setting wins
+    assert not any("SECRET" in key or "secret" in value for key, value in conf.items())
+    assert "spark.executorEnv.AWS_REGION" not in conf
+
+
 def test_without_spark_submit_the_profile_decides() -> None:
     assert session_conf(SparkSettings(master="local[2]"), {})["spark.master"] == "local[2]"
     assert "spark.master" not in session_conf(SparkSettings(master=""), {})

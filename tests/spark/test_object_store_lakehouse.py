@@ -1,0 +1,121 @@
+"""The lakehouse on an S3-compatible store (moto's S3 server on loopback, its real HTTP API): a
+backfill and a refresh run by the CLI, as a user runs them, with the corpus and every table in
+the bucket, read back with delta-rs, equal the same runs in a local folder; and two commits
+racing on one table version of the store conflict cleanly (the store's conditional writes)."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from conftest import CHEAP_SIGNALS, lakehouse_with_corpus
+from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError
+
+from benchmarks.corpus import add_new_items
+from jobs.backfill import run_backfill
+from jobs.refresh import run_refresh
+from signals.contracts import CORPUS
+
+pytestmark = [pytest.mark.spark, pytest.mark.subprocess]
+
+REPO = Path(__file__).resolve().parents[2]
+BUCKET = "lake"
+TABLES = ("embeddings", "labels")
+# one embedding and one label signal: the storage is under test, not the models
+SIGNALS = (*CHEAP_SIGNALS, "signals.text_embedding.enabled=false", "signals.text_safety.enabled=false")
+# what the tables are compared on: everything a run computes, not when or by which run
+VOLATILE = ("run_id", "computed_at", "attempt")
+FLOAT_NOISE = {"vector": 1e-5, "score": 1e-4}
+
+
+@pytest.fixture
+def store(s3_server, monkeypatch) -> dict[str, str]:
+    """The store's location in this process's environment, as a user sets it for the job."""
+    env = {"AWS_ENDPOINT_URL": s3_server.endpoint_url, "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    s3_server.put(BUCKET, {})
+    return env
+
+
+def _cli(*args: str) -> str:
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    done = subprocess.run([sys.executable, "-m", "jobs.cli", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def _rows(root: str) -> pa.Table:
+    table = DeltaTable(root).to_pyarrow_table()
+    table = table.drop_columns([c for c in VOLATILE if c in table.column_names])
+    return table.sort_by([(c, "ascending") for c in ("content_id", "signal", "model_version") if c in table.column_names])
+
+
+def _differing_columns(a: pa.Table, b: pa.Table) -> list[str]:
+    """The columns in which two tables differ: computed values (vectors, scores) within the float
+    noise of batches composed differently, everything else exactly."""
+    if a.num_rows != b.num_rows or a.schema != b.schema:
+        return [f"rows {a.num_rows} vs {b.num_rows}", *(str(s) for s in (a.schema, b.schema) if a.schema != b.schema)]
+    return [c for c in a.column_names if not (a[c].equals(b[c]) or c in FLOAT_NOISE and _close(a[c], b[c], FLOAT_NOISE[c]))]
+
+
+def _close(a: pa.ChunkedArray, b: pa.ChunkedArray, atol: float) -> bool:
+    pairs = zip(a.to_pylist(), b.to_pylist())
+    return all((x is None) == (y is None) and (x is None or np.allclose(x, y, atol=atol, equal_nan=True)) for x, y in pairs)
+
+
+def test_a_backfill_and_a_refresh_on_the_store_equal_the_same_runs_in_a_folder(spark, store, corpus_lakehouse, tmp_path, empty_registry_db):
+    lakehouse = f"s3://{BUCKET}/lakehouse-{tmp_path.name}"
+    corpus = DeltaTable(corpus_lakehouse.root).to_pyarrow_table()
+    write_deltalake(f"{lakehouse}/{CORPUS.name}", corpus, partition_by=list(CORPUS.partition_by))
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    shutil.copy(empty_registry_db, registry / "mlflow.db")
+    settings = ["--set", f"lakehouse={lakehouse}", "--set", f"registry.tracking_uri=sqlite:///{registry}/mlflow.db",
+                *(arg for o in SIGNALS for arg in ("--set", o))]
+
+    local = lakehouse_with_corpus(corpus_lakehouse, tmp_path / "local", *SIGNALS)
+    run_backfill(spark, local)
+    _cli("backfill", *settings)
+    for table in TABLES:
+        assert _differing_columns(_rows(f"{lakehouse}/{table}"), _rows(local.table_root(table))) == [], table
+
+    for root in (f"{lakehouse}/{CORPUS.name}", local.table_root(CORPUS.name)):
+        add_new_items(root, 0.05)
+    run_refresh(spark, local)
+    _cli("refresh", *settings)
+    for table in TABLES:
+        on_store, in_folder = _rows(f"{lakehouse}/{table}"), _rows(local.table_root(table))
+        assert on_store.num_rows > corpus.num_rows and _differing_columns(on_store, in_folder) == [], table
+    assert DeltaTable(f"{lakehouse}/embeddings").version() == DeltaTable(local.table_root("embeddings")).version()
+
+
+def test_two_commits_of_one_version_on_the_store_conflict_and_one_lands(store) -> None:
+    root = f"s3://{BUCKET}/race-table"
+    write_deltalake(root, pa.table({"n": [0]}))
+    tables = [DeltaTable(root) for _ in range(2)]  # both at version 0
+    start, outcomes = threading.Barrier(2), []
+
+    def commit(table: DeltaTable, n: int) -> None:
+        start.wait()
+        try:
+            write_deltalake(table, pa.table({"n": [n]}), mode="overwrite")
+            outcomes.append("landed")
+        except CommitFailedError:
+            outcomes.append("conflict")
+
+    threads = [threading.Thread(target=commit, args=(t, n)) for n, t in enumerate(tables, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    final = DeltaTable(root)  # both replaced version 0's file: only one of them can have
+    assert sorted(outcomes) == ["conflict", "landed"]
+    assert final.version() == 1 and final.to_pyarrow_table()["n"].to_pylist() in ([1], [2])
