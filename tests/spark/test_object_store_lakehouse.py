@@ -13,10 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pytest
 from conftest import CHEAP_SIGNALS, lakehouse_with_corpus
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError
+from pyarrow import fs as pafs
 
 from benchmarks.corpus import add_new_items
 from jobs.backfill import run_backfill
@@ -119,3 +122,42 @@ def test_two_commits_of_one_version_on_the_store_conflict_and_one_lands(store) -
     final = DeltaTable(root)  # both replaced version 0's file: only one of them can have
     assert sorted(outcomes) == ["conflict", "landed"]
     assert final.version() == 1 and final.to_pyarrow_table()["n"].to_pylist() in ([1], [2])
+
+
+@pytest.fixture
+def spark_on_store(spark, store):
+    """The shared session with the store's location in its Python workers' environment too (what
+    `spark.executorEnv` gives a session started with it: Python workers start with the
+    SparkContext's `environment`)."""
+    environment = spark.sparkContext.environment
+    before = dict(environment)
+    environment.update({**store, **{k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}})
+    yield spark
+    environment.clear()
+    environment.update(before)
+
+
+def test_a_delta_table_and_a_parquet_dataset_on_the_store_read_into_spark_as_from_a_folder(spark_on_store, corpus_lakehouse, tmp_path):
+    from lake.spark_io import read_parquet_dataset, read_spark
+
+    corpus = DeltaTable(corpus_lakehouse.root).to_pyarrow_table()
+    on_store = f"s3://{BUCKET}/reads-{tmp_path.name}"
+    write_deltalake(f"{on_store}/delta", corpus, partition_by=["ds"])
+    pq_root = f"{on_store}/parquet"
+    ds.write_dataset(corpus, pq_root.removeprefix("s3://"), format="parquet", filesystem=pafs.FileSystem.from_uri(pq_root)[0],
+                     partitioning=ds.partitioning(pa.schema([("ds", pa.string())]), flavor="hive"))
+    local = tmp_path / "parquet"
+    ds.write_dataset(corpus, local, format="parquet", partitioning=ds.partitioning(pa.schema([("ds", pa.string())]), flavor="hive"))
+
+    def collected(frame) -> list[tuple]:
+        # Spark's reader types a folder like ds=2026-11-14 as a date, pyarrow's as a string
+        return sorted((r.content_id, str(r.ds), r.title, r.image, r.updated_at) for r in frame.collect())
+
+    want = collected(read_spark(spark_on_store, corpus_lakehouse.root))
+    assert len(want) == corpus.num_rows
+    assert collected(read_spark(spark_on_store, f"{on_store}/delta")) == want
+    assert collected(read_parquet_dataset(spark_on_store, pq_root)) == collected(read_parquet_dataset(spark_on_store, str(local))) == want
+    days = read_spark(spark_on_store, f"{on_store}/delta", partitions=[("ds", "=", corpus["ds"][0].as_py())], file_column="file")
+    files = {r.file for r in days.select("file").distinct().collect()}
+    assert files and all(f.startswith(f"{on_store}/delta/ds={corpus['ds'][0].as_py()}/") for f in files)
+    assert days.count() == pc.sum(pc.equal(corpus["ds"], corpus["ds"][0])).as_py()
