@@ -231,10 +231,13 @@ class FetchSettings(_Strict):
 
 
 class RegistrySettings(_Strict):
-    """The MLflow model registry: a sqlite store inside the lakehouse unless a URI is given."""
+    """The MLflow model registry: a sqlite store inside the lakehouse unless a URI is given; where
+    its runs' artifacts (the compare reports) go: beside a sqlite store, or the tracking server's
+    default, unless `artifact_location` (e.g. s3://bucket/lakehouse/_reports) says."""
 
     enabled: bool = True
     tracking_uri: str | None = None
+    artifact_location: str | None = None
 
 
 class Settings(_Strict):

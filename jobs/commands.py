@@ -79,7 +79,8 @@ def _compare(settings: Settings, args: argparse.Namespace) -> None:
         for n in names
     ]
     report = write_report(comparisons, Path("reports/compare/latest.html"), f"{args.a} vs {args.b}")
-    run_id = log_to_mlflow(settings.registry_uri, report, report_metrics(comparisons), f"compare {args.a} vs {args.b}")
+    run_id = log_to_mlflow(settings.registry_uri, report, report_metrics(comparisons), f"compare {args.a} vs {args.b}",
+                           settings.registry.artifact_location)
     for c in comparisons:
         console.print(f"{c.signal} {c.version_a} vs {c.version_b}: " + ("; ".join(c.differences) or "no differences"))
     console.print(f"report: {report} (MLflow run {run_id})")

@@ -487,10 +487,12 @@ def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, f
     return flat
 
 
-def log_to_mlflow(tracking_uri: str, report: Path, metrics: Mapping[str, Any], run_name: str) -> str:
+def log_to_mlflow(tracking_uri: str, report: Path, metrics: Mapping[str, Any], run_name: str,
+                  artifact_location: str | None = None) -> str:
     """An MLflow run in experiment `content-signals-compare` with the metrics and the HTML report
-    as an artifact; returns its run id. With a local sqlite store the artifacts go to an
-    `mlartifacts` folder beside the database (not ./mlruns under the working directory)."""
+    as an artifact; returns its run id. The experiment, when new, keeps its artifacts at
+    `artifact_location`, else (a local sqlite store) in an `mlartifacts` folder beside the
+    database (not ./mlruns under the working directory), else where the tracking server says."""
     from mlflow.entities import Metric
 
     from lake.registry import mlflow_client, sqlite_path  # imports mlflow with its telemetry off
@@ -499,7 +501,7 @@ def log_to_mlflow(tracking_uri: str, report: Path, metrics: Mapping[str, Any], r
     experiment = client.get_experiment_by_name(EXPERIMENT)
     if experiment is None:
         db = sqlite_path(tracking_uri)
-        location = (db.resolve().parent / "mlartifacts").as_uri() if db is not None else None
+        location = artifact_location or ((db.resolve().parent / "mlartifacts").as_uri() if db is not None else None)
         experiment_id = client.create_experiment(EXPERIMENT, artifact_location=location)
     else:
         experiment_id = experiment.experiment_id

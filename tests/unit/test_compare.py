@@ -234,6 +234,23 @@ def test_log_to_mlflow_creates_a_run_with_metrics_and_the_report(tmp_path):
     assert log_to_mlflow(uri, report, {}, run_name="again") != run_id
 
 
+def test_reports_go_to_the_configured_artifact_location_on_the_store(tmp_path, s3_server, monkeypatch):
+    from mlflow import MlflowClient
+    from pyarrow import fs
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint_url)  # boto3, which MLflow uploads with, reads it
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    s3_server.put("reports", {})
+    report = write_report(comparisons(), tmp_path / "compare.html", "t")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    run_id = log_to_mlflow(uri, report, {}, run_name="on the store", artifact_location="s3://reports/lakehouse/_reports")
+    assert MlflowClient(tracking_uri=uri).get_run(run_id).info.artifact_uri.startswith("s3://reports/lakehouse/_reports/")
+    store = fs.S3FileSystem(endpoint_override=s3_server.endpoint_url, scheme="http", region="us-east-1")
+    uploaded = [i.path for i in store.get_file_info(fs.FileSelector("reports/lakehouse/_reports", recursive=True)) if i.is_file]
+    assert [p.rsplit("/", 1)[-1] for p in uploaded] == ["compare.html"] and run_id in uploaded[0]
+    assert not (tmp_path / "mlartifacts").exists()
+
+
 def test_flatten_metrics_keeps_finite_numbers_only():
     flat = flatten_metrics({"s": {"a": 1, "b": None, "c": "x", "d": float("nan"), "e": True, "f": {"g h?": 2.5}}})
     assert flat == {"s.a": 1.0, "s.e": 1.0, "s.f.g h_": 2.5}
