@@ -2,8 +2,8 @@
 
     content-signals dedup
 
-Exact copies share the sha256 of their bytes. Near copies are found without comparing all
-pairs: items are bucketed by LSH bands of two 64-bit fingerprints, the image's pHash and a
+Exact copies share the sha256 of their bytes (an image by URI: of the bytes fetched, as the
+signals fetch them). Near copies are found without comparing all pairs: items are bucketed by LSH bands of two 64-bit fingerprints, the image's pHash and a
 SimHash of its embedding (from the embeddings table), and only items sharing a bucket are
 compared. A pair is an edge when the bytes are equal, or the pHashes are at most
 `max_hamming` bits apart, or at most `confirm_hamming` apart with embeddings at cosine
@@ -52,11 +52,12 @@ def fingerprints(spark: SparkSession, settings: Settings) -> DataFrame:
         .filter(F.col("status") == STATUS_OK)
         .select("content_id", "vector")
     )
-    hashed = corpus.select("content_id", "ds", "created_at", F.sha2("image", 256).alias("exact_hash"),
-                           phash_column(F.col("image"), settings.decode.limits).alias("p"))
+    hashed = corpus.select("content_id", "ds", "created_at", F.sha2("image", 256).alias("inline_hash"),
+                           phash_column(F.col("image"), F.col("image_uri"), settings.decode.limits, settings.fetch.policy).alias("p"))
     return (
         hashed.join(vectors, "content_id", "left")
-        .select("content_id", "ds", "created_at", "exact_hash", F.col("p.phash").alias("phash"), F.col("p.flat").alias("flat"),
+        .select("content_id", "ds", "created_at", F.coalesce("inline_hash", "p.fetched_sha256").alias("exact_hash"),
+                F.col("p.phash").alias("phash"), F.col("p.flat").alias("flat"),
                 F.col("p.error").alias("error"),
                 "vector", simhash_column(F.col("vector"), settings.dedup.simhash_seed).alias("simhash"))
     )

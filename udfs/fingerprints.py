@@ -1,4 +1,5 @@
-"""Fingerprint columns for near-duplicate detection: pHash of the image, SimHash of a vector.
+"""Fingerprint columns for near-duplicate detection: pHash of the image (its bytes, or fetched by
+URI as the signals fetch it), SimHash of a vector.
 
 Both are pandas UDFs over `signals` code, so the dedup job, the tests and an online scorer
 hash the same way. A bad image yields a null hash and the decode error, never a failed task:
@@ -7,6 +8,7 @@ flagged (`flat`, see signals.labels.perceptual_hash) so that dedup draws no pHas
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 
 import numpy as np
@@ -16,9 +18,11 @@ from pyspark.sql import types as T
 from pyspark.sql.functions import pandas_udf
 
 from signals.decode import DecodeLimits, InputError, decode_image
+from signals.fetch import FetchPolicy, fetch
 from signals.labels.perceptual_hash import embedding_simhash, phash_of
 
-PHASH_RESULT = T.StructType([T.StructField("phash", T.LongType()), T.StructField("flat", T.BooleanType()), T.StructField("error", T.StringType())])
+PHASH_RESULT = T.StructType([T.StructField("phash", T.LongType()), T.StructField("flat", T.BooleanType()),
+                             T.StructField("error", T.StringType()), T.StructField("fetched_sha256", T.StringType())])
 
 
 def phash_or_error(data: bytes | None, limits: DecodeLimits) -> dict:
@@ -32,18 +36,33 @@ def phash_or_error(data: bytes | None, limits: DecodeLimits) -> dict:
         return {"phash": None, "flat": None, "error": f"hashing failed: {type(exc).__name__}: {exc}"}
 
 
-def phash_column(image: Column, limits: DecodeLimits) -> Column:
-    """struct(phash long, flat boolean, error string) of an image bytes column, decoded within `limits`."""
+def fingerprint_or_error(image: bytes | None, uri: str | None, limits: DecodeLimits, policy: FetchPolicy) -> dict:
+    """{phash, flat, error, fetched_sha256} of an item's image: its bytes, else those fetched
+    from its URI within `policy` (then also their sha256, the exact-duplicate hash Spark computes
+    for inline bytes)."""
+    if image is not None or uri is None:
+        return {**phash_or_error(image, limits), "fetched_sha256": None}
+    try:
+        data = fetch(uri, policy)
+    except InputError as exc:
+        return {"phash": None, "flat": None, "error": str(exc), "fetched_sha256": None}
+    return {**phash_or_error(data, limits), "fetched_sha256": hashlib.sha256(data).hexdigest()}
+
+
+def phash_column(image: Column, image_uri: Column, limits: DecodeLimits, policy: FetchPolicy) -> Column:
+    """struct(phash long, flat boolean, error string, fetched_sha256 string) of an item's image
+    (bytes, else fetched by URI), decoded within `limits`."""
 
     @pandas_udf(PHASH_RESULT)  # type: ignore[call-overload]
-    def phash(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
-        for images in batches:
-            results = [phash_or_error(data, limits) for data in images]
+    def phash(images: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
+        for data, uris in images:
+            results = [fingerprint_or_error(d, u, limits, policy) for d, u in zip(data, uris)]
             # Int64, not float64: a null beside 64-bit hashes must not round them
             yield pd.DataFrame({"phash": pd.array([r["phash"] for r in results], dtype="Int64"),
-                                "flat": pd.array([r["flat"] for r in results], dtype="boolean"), "error": [r["error"] for r in results]})
+                                "flat": pd.array([r["flat"] for r in results], dtype="boolean"),
+                                "error": [r["error"] for r in results], "fetched_sha256": [r["fetched_sha256"] for r in results]})
 
-    return phash(image)
+    return phash(image, image_uri)
 
 
 def simhash_column(vector: Column, seed: int = 0) -> Column:

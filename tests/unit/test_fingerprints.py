@@ -2,6 +2,7 @@
 image's hash is flagged so that dedup links nothing by it."""
 from __future__ import annotations
 
+import hashlib
 import io
 
 import numpy as np
@@ -10,7 +11,8 @@ from PIL import Image
 from benchmarks.hostile import malformed_exif_jpeg
 from signals.decode import DecodeLimits
 from signals.labels.perceptual_hash import perceptual_hash
-from udfs.fingerprints import phash_or_error
+from signals.fetch import FetchPolicy
+from udfs.fingerprints import fingerprint_or_error, phash_or_error
 
 
 def _png(image: Image.Image) -> bytes:
@@ -37,3 +39,19 @@ def test_flat_images_are_flagged_and_a_photo_is_not() -> None:
     noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8))
     result = phash_or_error(_png(noise), DecodeLimits())
     assert result["flat"] is False and result["phash"] == perceptual_hash(noise)
+
+
+def test_an_image_by_uri_is_fingerprinted_as_its_bytes_and_a_uri_outside_the_allowlist_is_never_read(tmp_path):
+    noise = Image.fromarray(np.random.default_rng(1).integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    data = _png(noise)
+    (tmp_path / "allowed").mkdir()
+    (tmp_path / "allowed" / "a.png").write_bytes(data)
+    (tmp_path / "secret.png").write_bytes(data)
+    policy = FetchPolicy(file_roots=(str(tmp_path / "allowed"),))
+
+    inline = fingerprint_or_error(data, None, DecodeLimits(), policy)
+    by_uri = fingerprint_or_error(None, (tmp_path / "allowed" / "a.png").as_uri(), DecodeLimits(), policy)
+    assert inline["phash"] is not None and inline["fetched_sha256"] is None
+    assert by_uri["phash"] == inline["phash"] and by_uri["fetched_sha256"] == hashlib.sha256(data).hexdigest()
+    outside = fingerprint_or_error(None, (tmp_path / "secret.png").as_uri(), DecodeLimits(), policy)
+    assert outside["phash"] is None and outside["fetched_sha256"] is None and "not allowed" in outside["error"]
