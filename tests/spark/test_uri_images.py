@@ -12,6 +12,7 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 
 from conf.settings import FetchSettings
+from jobs.dedup import run_dedup
 from jobs.refresh import run_refresh
 from signals.contracts import UTC_MICROS
 from signals.fetch import REASONS
@@ -131,3 +132,20 @@ def test_images_by_uri_embed_like_inline_faults_are_reasons_and_only_transient_o
     for cid in set(faults) - {"http-flaky", "s3-flaky", "http-slow", "s3-slow"}:
         assert rows[cid]["error"].startswith(faults[cid])  # permanent: kept, never fetched again
     assert outside_server.log.paths == []
+
+
+def test_dedup_fetches_images_by_uri_and_groups_them_with_their_inline_copies(spark, uri_lakehouse, outside_server, s3_server):
+    settings, photos, faults = uri_lakehouse
+    run_refresh(spark, settings)
+    run_dedup(spark, settings)
+    rows = {r["content_id"]: r for r in DeltaTable(settings.table_root("duplicates")).to_pyarrow_table().to_pylist()}
+    assert len(rows) == 3 * photos + 1 + len(faults)
+    for i in range(photos):
+        copies = [rows[f"{kind}-{i}"] for kind in ("inline", "http", "s3")]
+        assert len({r["group_id"] for r in copies}) == 1 and len({r["exact_hash"] for r in copies}) == 1, (i, copies)
+        assert [r["match_method"] for r in copies if not r["is_canonical"]] == ["exact", "exact"]
+    assert rows["http-redirect-in"]["group_id"] == rows[f"inline-{photos - 1}"]["group_id"]
+    for cid in set(faults) - {"http-flaky", "s3-flaky"}:  # the flaky ones succeed on a retry
+        assert rows[cid]["status"] == "error" and rows[cid]["group_size"] == 1, (cid, rows[cid])
+    assert outside_server.log.paths == []
+    assert not any(p.startswith(("GET /secret", "HEAD /secret")) for p in s3_server.log.paths)
