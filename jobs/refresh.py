@@ -174,8 +174,7 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
     corpus_check = check_rows(rows, keys)
     items = one_row_per_id(rows, keys)
     current = items.select("content_id", "ds", *[expr.alias(name) for name, expr in hashes.items()]).persist()
-    stored = spark_io.read_spark(spark, root, read_version).select(*KEY, "input_hash", _retried_error().alias("retry"),
-                                                                   F.input_file_name().alias("file"))
+    stored = spark_io.read_spark(spark, root, read_version, file_column="file").select(*KEY, "input_hash", _retried_error().alias("retry"), "file")
     if scope.since is not None:  # only the stored rows of items in changed files can be stale or missing
         removed = source.read(spark, scope.since, only={unquote(f.path) for f in scope.removed})
         candidates = current.select("content_id").unionByName(removed.select("content_id"))

@@ -12,7 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
+from deltalake import DeltaTable, write_deltalake
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -115,6 +118,20 @@ def lakehouse_with_corpus(corpus: Corpus, dest: Path, *overrides: str) -> Settin
 def fresh_lakehouse(tmp_path, corpus_lakehouse) -> Callable[..., Settings]:
     """Factory: a new, writable lakehouse with the sample corpus, settings overridden as asked."""
     return lambda *overrides: lakehouse_with_corpus(corpus_lakehouse, tmp_path / "lakehouse", *overrides)
+
+
+def edit_corpus(root: str, drop: int = 3, retitle: int = 2, add: int = 2) -> dict[str, list[str]]:
+    """Delete, retitle and add items of the corpus at `root` (new items copy existing images under new ids)."""
+    corpus = DeltaTable(root).to_pyarrow_table().sort_by("content_id")
+    ids = corpus["content_id"].to_pylist()
+    dropped, retitled = ids[5 : 5 + drop], ids[20 : 20 + retitle]
+    kept = corpus.filter(pc.invert(pc.is_in(corpus["content_id"], pa.array(dropped))))
+    titles = [f"{t} (edited)" if cid in retitled else t for cid, t in zip(kept["content_id"].to_pylist(), kept["title"].to_pylist())]
+    kept = kept.set_column(kept.schema.get_field_index("title"), "title", pa.array(titles, pa.string()))
+    new = corpus.slice(30, add)
+    new = new.set_column(0, corpus.schema.field("content_id"), pa.array([f"pin-new-{i}" for i in range(add)], pa.string()))
+    write_deltalake(root, pa.concat_tables([kept, new]).cast(corpus.schema), mode="overwrite", partition_by=["ds"])
+    return {"dropped": dropped, "retitled": retitled, "added": new["content_id"].to_pylist()}
 
 
 @dataclass(frozen=True)

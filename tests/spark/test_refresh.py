@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pytest
-from deltalake import DeltaTable, write_deltalake
+from conftest import edit_corpus
+from deltalake import DeltaTable
 
 from jobs.backfill import run_backfill
 from jobs.corpus import Window
@@ -44,21 +44,6 @@ def _assert_same_rows(settings, reference_settings) -> None:
     assert np.allclose(got["score"].to_numpy(zero_copy_only=False), want["score"].to_numpy(zero_copy_only=False), atol=1e-4, equal_nan=True)
 
 
-def _edit_corpus(settings, drop: int = 3, retitle: int = 2, add: int = 2) -> dict[str, list[str]]:
-    """Delete, retitle and add items (new items copy existing images under new ids)."""
-    root = settings.table_root("corpus")
-    corpus = DeltaTable(root).to_pyarrow_table().sort_by("content_id")
-    ids = corpus["content_id"].to_pylist()
-    dropped, retitled = ids[5 : 5 + drop], ids[20 : 20 + retitle]
-    kept = corpus.filter(pc.invert(pc.is_in(corpus["content_id"], pa.array(dropped))))
-    titles = [f"{t} (edited)" if cid in retitled else t for cid, t in zip(kept["content_id"].to_pylist(), kept["title"].to_pylist())]
-    kept = kept.set_column(kept.schema.get_field_index("title"), "title", pa.array(titles, pa.string()))
-    new = corpus.slice(30, add)
-    new = new.set_column(0, corpus.schema.field("content_id"), pa.array([f"pin-new-{i}" for i in range(add)], pa.string()))
-    write_deltalake(root, pa.concat_tables([kept, new]).cast(corpus.schema), mode="overwrite", partition_by=["ds"])
-    return {"dropped": dropped, "retitled": retitled, "added": new["content_id"].to_pylist()}
-
-
 def _text_only(settings):
     """The same settings with every image signal switched off."""
     image_signals = {n for n, s in build_signals(settings).items() if s.input_kind == "image"}
@@ -92,8 +77,8 @@ def test_a_first_refresh_equals_a_backfill_and_a_second_one_commits_nothing(spar
 def test_only_new_and_changed_items_are_computed_and_takedowns_vanish_from_every_signal(spark, two_lakehouses):
     settings, reference = two_lakehouses
     run_backfill(spark, settings)
-    edits = _edit_corpus(settings)
-    _edit_corpus(reference)
+    edits = edit_corpus(settings.table_root("corpus"))
+    edit_corpus(reference.table_root("corpus"))
     text_only = _text_only(settings)
     result = run_refresh(spark, text_only)  # image rows of deleted items must go all the same
     computed = {o.signal: o.rows_in for o in result.outcomes}

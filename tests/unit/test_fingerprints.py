@@ -10,8 +10,8 @@ from PIL import Image
 
 from benchmarks.hostile import malformed_exif_jpeg
 from signals.decode import DecodeLimits
-from signals.labels.perceptual_hash import perceptual_hash
 from signals.fetch import FetchPolicy
+from signals.labels.perceptual_hash import perceptual_hash
 from udfs.fingerprints import fingerprint_or_error, phash_or_error
 
 
