@@ -1,4 +1,4 @@
-"""The fetcher against real loopback servers (tests/servers.py): every fault becomes its reason,
+"""The fetcher against real loopback servers (benchmarks/servers.py): every fault becomes its reason,
 only transient faults are retried (the servers count the requests), the byte cap holds whatever
 the server claims or sends, and nothing outside the allowlist is ever requested."""
 from __future__ import annotations
