@@ -196,13 +196,15 @@ def pbu_arm(spark: Any, signal: Signal, udf: Any, corpus_root: str, out_dir: Pat
 
 
 def ours_arm(spark: Any, settings: Any, profile_dir: Path, expect_items: int, poll: bool = True) -> ArmResult:
-    """run_backfill end to end; driver-side phases timed by wrapping lake.delta_io."""
+    """run_backfill end to end; driver-side phases timed by wrapping lake.spark_io.write_files
+    (the Spark job) and lake.delta_io.commit_files."""
     from jobs.backfill import run_backfill
     from jobs.corpus import Window
-    from lake import delta_io
+    from lake import delta_io, spark_io
 
     phases: dict[str, float] = {}
-    real = {name: getattr(delta_io, name) for name in ("write_files", "commit_files")}
+    modules = {"write_files": spark_io, "commit_files": delta_io}
+    real = {name: getattr(module, name) for name, module in modules.items()}
 
     def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -211,7 +213,7 @@ def ours_arm(spark: Any, settings: Any, profile_dir: Path, expect_items: int, po
         return wrapper
 
     for name, fn in real.items():
-        setattr(delta_io, name, timed(name, fn))
+        setattr(modules[name], name, timed(name, fn))
     before = stages.snapshot(profile_dir)
     poller = RssPoller()
     try:
@@ -221,7 +223,7 @@ def ours_arm(spark: Any, settings: Any, profile_dir: Path, expect_items: int, po
             wall = time.perf_counter() - start
     finally:
         for name, fn in real.items():
-            setattr(delta_io, name, fn)
+            setattr(modules[name], name, fn)
     busy = stages.difference(before, stages.snapshot(profile_dir))
     if result.status != "succeeded":
         raise RuntimeError(f"backfill did not succeed: {result}")
