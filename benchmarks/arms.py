@@ -245,12 +245,12 @@ def _nothing() -> Iterator[None]:
     yield
 
 
-def compare_vectors(raw_path: Path, other: pa.Table) -> dict[str, float]:
-    """How far another arm's vectors are from the raw loop's (same model: float noise only)."""
-    raw = pq.read_table(str(raw_path))
+def compare_vectors(reference: pa.Table, other: pa.Table) -> dict[str, float]:
+    """How far another arm's vectors are from a reference arm's, the raw loop's say (same model:
+    float noise only); a null or NaN vector is a row without a value."""
     theirs = {cid: v for cid, v in zip(other["content_id"].to_pylist(), other["vector"].to_pylist())}
     worst, compared, disagree = 0.0, 0, 0
-    for cid, v in zip(raw["content_id"].to_pylist(), raw["vector"].to_pylist()):
+    for cid, v in zip(reference["content_id"].to_pylist(), reference["vector"].to_pylist()):
         w = theirs.get(cid)
         w = None if w is None or (len(w) and np.isnan(w[0])) else w
         if (v is None) != (w is None):
