@@ -196,13 +196,15 @@ def pbu_arm(spark: Any, signal: Signal, udf: Any, corpus_root: str, out_dir: Pat
 
 
 def ours_arm(spark: Any, settings: Any, profile_dir: Path, expect_items: int, poll: bool = True) -> ArmResult:
-    """run_backfill end to end; driver-side phases timed by wrapping lake.delta_io."""
+    """run_backfill end to end; driver-side phases timed by wrapping lake.spark_io.write_files
+    (the Spark job) and lake.delta_io.commit_files."""
     from jobs.backfill import run_backfill
     from jobs.corpus import Window
-    from lake import delta_io
+    from lake import delta_io, spark_io
 
     phases: dict[str, float] = {}
-    real = {name: getattr(delta_io, name) for name in ("write_files", "commit_files")}
+    modules = {"write_files": spark_io, "commit_files": delta_io}
+    real = {name: getattr(module, name) for name, module in modules.items()}
 
     def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -211,7 +213,7 @@ def ours_arm(spark: Any, settings: Any, profile_dir: Path, expect_items: int, po
         return wrapper
 
     for name, fn in real.items():
-        setattr(delta_io, name, timed(name, fn))
+        setattr(modules[name], name, timed(name, fn))
     before = stages.snapshot(profile_dir)
     poller = RssPoller()
     try:
@@ -221,7 +223,7 @@ def ours_arm(spark: Any, settings: Any, profile_dir: Path, expect_items: int, po
             wall = time.perf_counter() - start
     finally:
         for name, fn in real.items():
-            setattr(delta_io, name, fn)
+            setattr(modules[name], name, fn)
     busy = stages.difference(before, stages.snapshot(profile_dir))
     if result.status != "succeeded":
         raise RuntimeError(f"backfill did not succeed: {result}")
@@ -243,12 +245,12 @@ def _nothing() -> Iterator[None]:
     yield
 
 
-def compare_vectors(raw_path: Path, other: pa.Table) -> dict[str, float]:
-    """How far another arm's vectors are from the raw loop's (same model: float noise only)."""
-    raw = pq.read_table(str(raw_path))
+def compare_vectors(reference: pa.Table, other: pa.Table) -> dict[str, float]:
+    """How far another arm's vectors are from a reference arm's, the raw loop's say (same model:
+    float noise only); a null or NaN vector is a row without a value."""
     theirs = {cid: v for cid, v in zip(other["content_id"].to_pylist(), other["vector"].to_pylist())}
     worst, compared, disagree = 0.0, 0, 0
-    for cid, v in zip(raw["content_id"].to_pylist(), raw["vector"].to_pylist()):
+    for cid, v in zip(reference["content_id"].to_pylist(), reference["vector"].to_pylist()):
         w = theirs.get(cid)
         w = None if w is None or (len(w) and np.isnan(w[0])) else w
         if (v is None) != (w is None):

@@ -1,7 +1,8 @@
 """`make bench`: throughput of the embedding signals, three ways, on one generated corpus.
 
     python -m benchmarks.bench [--items 960] [--text-items N] [--scale 4] [--refresh-items N]
-                               [--set key.path=value ...] [--out benchmarks/results/latest.json]
+                               [--set key.path=value ...] [--gpu auto|on|off] [--uri on|off] [--hostile on|off]
+                               [--out benchmarks/results/latest.json]
 
 For each signal (image_embedding, text_embedding), with only that signal enabled:
 1. raw: decode, preprocess, forward in a plain loop, one process, torch threads = cores;
@@ -13,7 +14,9 @@ memory of the Python workers at both sizes. Finally a full backfill (both embedd
 corpus of `--refresh-items` against jobs.refresh.run_refresh after adding 1% new items: the first
 refresh after the backfill (it compares the whole corpus), then the next day's (only the files
 added since: the daily run, which the target is checked on). Where CUDA is available (or with
---gpu on), benchmarks.gpu runs next: open_clip ViT-B-32 from JPEG bytes on the GPU path. Last,
+--gpu on), benchmarks.gpu runs next: open_clip ViT-B-32 from JPEG bytes on the GPU path. Then
+benchmarks.uri: the image embedding on the same images inline, by URI on a loopback HTTP server and
+on an S3-compatible one, and the workers' memory by URI at N and scale x N items ("uri"). Last,
 benchmarks.hostile: each class of hostile image through the image signal's prepare, one fresh
 process per class, its peak memory and slowest image against the per-task budget ("hostile").
 
@@ -32,6 +35,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +82,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workdir", type=Path, default=None, help="where corpora and outputs go (default: a temp folder, removed after)")
     p.add_argument("--gpu", choices=("auto", "on", "off"), default="auto",
                    help="also run benchmarks.gpu (open_clip ViT-B-32 from JPEG bytes on the GPU path): auto = where CUDA is available")
+    p.add_argument("--uri", choices=("on", "off"), default="on",
+                   help="also run benchmarks.uri (the same images inline, by URI on loopback HTTP and on S3; worker memory by URI)")
     p.add_argument("--hostile", choices=("on", "off"), default="on", help="also run benchmarks.hostile (hostile images through prepare)")
     return p.parse_args(argv)
 
@@ -109,9 +115,10 @@ class Bench:
             self.log(f"corpus of {n} items written in {time.perf_counter() - start:.1f}s: {self.corpora[n]}")
         return lakehouse
 
-    def settings(self, lakehouse: Path, only: str | None) -> Any:
+    def settings(self, lakehouse: Path, only: str | None, extra: Sequence[str] = ()) -> Any:
         """The local profile at `lakehouse` with exactly `only` enabled (None: the embedding
-        signals this benchmark measures), every other signal of the profile switched off."""
+        signals this benchmark measures), every other signal of the profile switched off; the
+        `extra` overrides after the command line's."""
         from conf.settings import load_settings
 
         wanted = {only} if only else set(SIGNALS)
@@ -120,7 +127,7 @@ class Bench:
         # one model registry for every run, made by the first warm-up: each timed run resolves
         # its model version like a production run does, none pays for creating a registry
         toggles.append(f"registry.tracking_uri=sqlite:///{self.work}/registry/mlflow.db")
-        return load_settings("local", [f"lakehouse={lakehouse}", *toggles, *self.args.overrides])
+        return load_settings("local", [f"lakehouse={lakehouse}", *toggles, *self.args.overrides, *extra])
 
     def lakehouse(self, n: int, name: str) -> Path:
         return copy_lakehouse(self.corpus(n), self.work / "runs" / name)
@@ -215,10 +222,10 @@ class Bench:
         best = {arm: max(results, key=lambda a: a.items_per_s) for arm, results in rounds.items()}
         for arm, results in rounds.items():
             best[arm].extra["rounds_items_per_s"] = [round(a.items_per_s, 2) for a in results]
-        raw_path = self.work / "runs" / f"{name}-raw-0.parquet"
+        raw = pq.read_table(str(self.work / "runs" / f"{name}-raw-0.parquet"))
         ours_rows = delta_io.read_arrow(str(self.work / "runs" / f"{name}-1x-0" / "embeddings")).select(["content_id", "vector"])
-        out["checks"] = {"ours_vs_raw": arms.compare_vectors(raw_path, ours_rows),
-                         "pbu_vs_raw": arms.compare_vectors(raw_path, pq.read_table(str(self.work / "runs" / f"{name}-pbu-0")))}
+        out["checks"] = {"ours_vs_raw": arms.compare_vectors(raw, ours_rows),
+                         "pbu_vs_raw": arms.compare_vectors(raw, pq.read_table(str(self.work / "runs" / f"{name}-pbu-0")))}
         out["arms"] = {arm: a.as_dict() for arm, a in best.items()}
         # the 1x memory figure comes from round 1 (ours right after the warm-up of a fresh session, like the scaled run)
         out["arms"]["ours"]["worker_rss"] = rounds["ours"][0].extra.get("worker_rss")
@@ -292,6 +299,8 @@ class Bench:
         report = summarise(results, refresh)
         if self.args.gpu == "on" or (self.args.gpu == "auto" and _cuda_available()):
             report["gpu"] = self.bench_gpu()
+        if self.args.uri == "on":
+            report["uri"] = self.bench_uri()
         if self.args.hostile == "on":
             self.log("hostile images: python -m benchmarks.hostile (one process per class)")
             report["hostile"] = hostile.run()
@@ -308,18 +317,29 @@ class Bench:
         })
         return report
 
-    def bench_gpu(self) -> dict[str, Any]:
-        """benchmarks.gpu in a process of its own (it sets torch's threads for its prepare
-        threads, and its CUDA context should not outlive it); its JSON, errors included."""
+    def child_report(self, module: str, args: list[str]) -> dict[str, Any]:
+        """`python -m <module> <args> --out FILE` in a process of its own; its JSON, or the error."""
         import subprocess
 
-        out = self.work / "gpu.json"
+        out = self.work / f"{module.rpartition('.')[2]}.json"
         out.unlink(missing_ok=True)  # a kept --workdir may hold an earlier run's
-        self.log("GPU path: python -m benchmarks.gpu (open_clip ViT-B-32, random weights)")
-        done = subprocess.run([sys.executable, "-m", "benchmarks.gpu", "--out", str(out)], check=False)
+        done = subprocess.run([sys.executable, "-m", module, *args, "--out", str(out)], check=False)
         if not out.exists():
-            return {"error": f"benchmarks.gpu exited with {done.returncode} and wrote nothing"}
+            return {"error": f"{module} exited with {done.returncode} and wrote nothing"}
         return json.loads(out.read_text())
+
+    def bench_gpu(self) -> dict[str, Any]:
+        """benchmarks.gpu in a process of its own: it sets torch's threads for its prepare
+        threads, and its CUDA context should not outlive it."""
+        self.log("GPU path: python -m benchmarks.gpu (open_clip ViT-B-32, random weights)")
+        return self.child_report("benchmarks.gpu", [])
+
+    def bench_uri(self) -> dict[str, Any]:
+        """benchmarks.uri in a process of its own: its servers' credentials go into its environment,
+        which Spark's workers inherit, and its sessions' JVM ends with it."""
+        self.log("images by URI: python -m benchmarks.uri (inline vs loopback HTTP vs S3, then worker memory)")
+        args = ["--items", str(self.args.items), "--scale", str(self.args.scale), "--seed", str(self.args.seed)]
+        return self.child_report("benchmarks.uri", args + [f"--set={o}" for o in self.args.overrides])
 
     def settings_used(self) -> dict[str, Any]:
         s = self.settings(self.work / "unused", None)

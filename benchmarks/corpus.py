@@ -1,27 +1,37 @@
-"""Generated corpora for the benchmark, written as Delta tables like `make demo` writes them."""
+"""Generated corpora for the benchmark, written as Delta tables like `make demo` writes them, and the
+same items with large photos or with their images by URI (benchmarks.uri)."""
 from __future__ import annotations
 
+import io
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from signals.contracts import CORPUS
 
+LARGE_IMAGE = (4000, 3000)  # width, height: a phone photo's pixels
+
 
 def write_corpus(lakehouse: Path, n_items: int, seed: int = 7) -> dict[str, float]:
     """The sample corpus (sample_corpus.generate, real photos and every bad-input kind) of `n_items`
     as `<lakehouse>/corpus`; returns what it holds."""
-    from deltalake import write_deltalake
-
     from sample_corpus.generate import generate_corpus
 
     corpus, _ = generate_corpus(n_items=n_items, seed=seed)
-    write_deltalake(str(lakehouse / CORPUS.name), corpus, mode="overwrite", partition_by=list(CORPUS.partition_by))
+    write_corpus_table(lakehouse, corpus)
     images = corpus["image"]
     return {"items": corpus.num_rows, "image_mb": round(pc.sum(pc.binary_length(images)).as_py() / 2**20, 1),
             "null_images": images.null_count, "days": len(pc.unique(corpus["ds"]))}
+
+
+def write_corpus_table(lakehouse: Path, corpus: pa.Table) -> None:
+    """`corpus` as the Delta table `<lakehouse>/corpus`, partitioned as the jobs expect."""
+    from deltalake import write_deltalake
+
+    write_deltalake(str(lakehouse / CORPUS.name), corpus, mode="overwrite", partition_by=list(CORPUS.partition_by))
 
 
 def copy_lakehouse(corpus_lakehouse: Path, dest: Path) -> Path:
@@ -49,3 +59,45 @@ def add_new_items(corpus_root: str, fraction: float = 0.01) -> list[str]:
     new = new.set_column(new.schema.get_field_index("ds"), corpus.schema.field("ds"), pa.array([day] * add, pa.string()))
     write_deltalake(corpus_root, new.cast(corpus.schema), mode="append", partition_by=list(CORPUS.partition_by))
     return ids.to_pylist()
+
+
+def large_jpeg(seed: int, size: tuple[int, int] = LARGE_IMAGE) -> bytes:
+    """A photo-sized JPEG (smooth colour under grain: megabytes, like a phone's photo), for corpora
+    that must hold large images beside the sample corpus's small ones."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    width, height = size
+    smooth = np.asarray(Image.fromarray(rng.integers(0, 256, (height // 100, width // 100, 3), dtype=np.uint8)).resize(size, Image.BICUBIC))
+    grain = rng.integers(-12, 13, (height, width, 1), dtype=np.int16)
+    out = io.BytesIO()
+    Image.fromarray(np.clip(smooth + grain, 0, 255).astype(np.uint8)).save(out, "JPEG", quality=92)
+    return out.getvalue()
+
+
+def with_large_images(corpus: pa.Table, every: int, images: list[bytes]) -> pa.Table:
+    """`corpus` with the image of every `every`-th item (by position, from the first) replaced by
+    one of `images` in turn; items without an image keep none."""
+    column = corpus["image"].to_pylist()
+    for count, i in enumerate(range(0, len(column), every)):
+        if column[i] is not None:
+            column[i] = images[count % len(images)]
+    return corpus.set_column(corpus.schema.get_field_index("image"), corpus.schema.field("image"), pa.array(column, pa.binary()))
+
+
+def by_uri(corpus: pa.Table, base: str, prefix: str) -> tuple[pa.Table, dict[str, bytes]]:
+    """The same items with their images by URI: each image moves to the object `<prefix>/<content_id>`
+    and the item's `image` becomes null, its `image_uri` `<base>/<key>`; an item without an image
+    has no URI either. Returns the table and the objects (key -> bytes) to serve at `base`."""
+    objects: dict[str, bytes] = {}
+    uris: list[str | None] = []
+    for content_id, image in zip(corpus["content_id"].to_pylist(), corpus["image"].to_pylist()):
+        if image is None:
+            uris.append(None)
+            continue
+        key = f"{prefix}/{content_id}"
+        objects[key] = image
+        uris.append(f"{base}/{key}")
+    index = corpus.schema.get_field_index("image")
+    table = corpus.set_column(index, corpus.schema.field("image"), pa.nulls(corpus.num_rows, pa.binary()))
+    return table.append_column(pa.field("image_uri", pa.string()), pa.array(uris, pa.string())), objects

@@ -106,9 +106,16 @@ def _tree_cpu_seconds() -> float:
     return total
 
 
+def _own_cpu_seconds() -> float:
+    t = psutil.Process().cpu_times()
+    return t.user + t.system
+
+
 class CpuShare:
     """CPU seconds the whole machine and this benchmark's process tree (driver, JVM, workers)
     used during a block: what others used meanwhile is the contention the numbers suffered.
+    This process's own share is apart: a driver waiting on its Spark job uses little, so more is
+    what else ran in it (benchmarks.uri's loopback servers).
 
         with CpuShare() as cpu:
             run()
@@ -119,6 +126,7 @@ class CpuShare:
         self._start = time.perf_counter()
         self._machine = self._busy()
         self._mine = _tree_cpu_seconds()
+        self._own = _own_cpu_seconds()
         return self
 
     @staticmethod
@@ -130,9 +138,11 @@ class CpuShare:
         self.wall = time.perf_counter() - self._start
         self.machine = self._busy() - self._machine
         self.mine = _tree_cpu_seconds() - self._mine
+        self.own = _own_cpu_seconds() - self._own
 
     def as_dict(self) -> dict[str, float]:
         cores = psutil.cpu_count() or 1
         return {"wall_s": round(self.wall, 2), "cpu_s_all_processes": round(self.machine, 2), "cpu_s_this_benchmark": round(self.mine, 2),
+                "cpu_s_driver_process": round(self.own, 2),
                 "cpu_s_others": round(max(0.0, self.machine - self.mine), 2),
                 "others_share_of_machine": round(max(0.0, self.machine - self.mine) / (cores * self.wall), 3) if self.wall else None}

@@ -1,10 +1,12 @@
 """The benchmark's JSON summary and its printed table."""
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 ARMS = ("raw", "predict_batch_udf", "ours")
-TARGETS = {"ratio_vs_raw": 0.90, "ratio_vs_pbu": 1.0, "rss_growth": 0.10, "refresh_ratio": 0.10}
+TARGETS = {"ratio_vs_raw": 0.90, "ratio_vs_pbu": 1.0, "rss_growth": 0.10, "refresh_ratio": 0.10, "uri_vs_inline": 0.90, "uri_rss_growth": 0.10}
+URI_WAYS = ("http", "s3")  # benchmarks.uri's ways by URI, each compared with "inline"
 STAGES = ("read", "decode", "preprocess", "forward", "write")
 
 
@@ -112,6 +114,8 @@ def format_table(report: dict[str, Any]) -> str:
                    f"(whole corpus compared) {r['first_refresh_1pct_s']:.1f}s, ratio {r['first_ratio']:.3f}")
     if "gpu" in report:
         out.append(gpu_line(report["gpu"]))
+    if "uri" in report:
+        out.append(uri_line(report["uri"]))
     return "\n".join(out)
 
 
@@ -128,3 +132,52 @@ def gpu_line(gpu: dict[str, Any]) -> str:
     if "H100" in name and "gpu_decode" in speeds:
         line += f" (target >= {GPU_TARGET:,} on an H100: {'yes' if speeds['gpu_decode'] >= GPU_TARGET else 'NO'})"
     return line
+
+
+def summarise_uri(rounds: dict[str, list[dict[str, Any]]], memory: dict[int, dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    """benchmarks.uri's report: items/s of each way (its fastest round), each way by URI against
+    inline with its target, and the peak worker RSS of the arms by URI at the two corpus sizes
+    of `memory` (items -> way -> arm), the larger against the smaller with the flatness target."""
+    best = {way: max(runs, key=lambda a: a["items_per_s"]) for way, runs in rounds.items()}
+    speed = {way: a["items_per_s"] for way, a in best.items()}
+    ratios = {way: _ratio(speed[way], speed["inline"]) for way in URI_WAYS}
+    small, large = sorted(memory)
+    peaks = {n: max((a.get("worker_rss") or {}).get("peak_worker_mb") or 0.0 for a in memory[n].values()) for n in (small, large)}
+    growth = _ratio(peaks[large], peaks[small])
+    met = {f"{way} >= {TARGETS['uri_vs_inline']:.2f} x inline": ratios[way] is not None and ratios[way] >= TARGETS["uri_vs_inline"]
+           for way in URI_WAYS}
+    met[f"peak worker rss at {large} items within {TARGETS['uri_rss_growth']:.0%} of {small}"] = growth is not None and growth <= 1 + TARGETS["uri_rss_growth"]
+    return {
+        "items_per_s": speed,
+        "ratio_vs_inline": ratios,
+        "rounds_items_per_s": {way: [a["items_per_s"] for a in runs] for way, runs in rounds.items()},
+        "cpu_ms_per_item": {way: _cpu_per_item(runs) for way, runs in rounds.items()},
+        "peak_worker_rss_mb": {str(small): peaks[small], str(large): peaks[large]},
+        "rss_growth": growth,
+        "targets_met": met,
+        "arms": best,
+        "memory": {str(n): arms for n, arms in memory.items()},
+    }
+
+
+def _cpu_per_item(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """CPU milliseconds per item, the median of the rounds: of the whole benchmark (driver, JVM,
+    workers, servers), and of its driver process alone (the loopback servers, and the driver's
+    own small share). Contention stretches wall time far more than it changes these."""
+    def median(key: str) -> float:
+        return round(statistics.median(1000 * a["cpu"][key] / a["items"] for a in runs), 1)
+
+    return {"benchmark": median("cpu_s_this_benchmark"), "driver_process": median("cpu_s_driver_process")}
+
+
+def uri_line(uri: dict[str, Any]) -> str:
+    """One line for benchmarks.uri's report: items/s of each way, the ratios, the memory, the verdicts."""
+    if "error" in uri:
+        return f"images by URI: {uri['error']}"
+    speed, ratios = uri["items_per_s"], uri["ratio_vs_inline"]
+    ways = ", ".join(f"{way} {_fmt(speed[way])} ({_fmt(ratios[way], 2)}x)" for way in URI_WAYS)
+    rss = ", ".join(f"{n} items {_fmt(mb, 0)}" for n, mb in uri["peak_worker_rss_mb"].items())
+    met = ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in uri["targets_met"].items())
+    cpu = ", ".join(f"{way} {_fmt(c['benchmark'])} ({_fmt(c['driver_process'])} in the driver)" for way, c in uri["cpu_ms_per_item"].items())
+    return (f"images by URI, items/s: inline {_fmt(speed['inline'])}, {ways}; CPU ms per item: {cpu}; "
+            f"peak worker MB by URI: {rss} -- {met}")

@@ -38,7 +38,7 @@ from signals.profiling import stage_times
 log = logging.getLogger(__name__)
 
 SORT_WINDOW_BATCHES = 8  # rows of this many model batches are reordered together (signal.sort_keys)
-PREPARE_CHUNK_ROWS = 16  # rows per task of the prepare threads: small enough to share slow rows out
+PREPARE_CHUNK_ROWS = 16  # at most, rows per task of the prepare threads: small enough to share slow rows out
 
 
 @dataclass
@@ -98,8 +98,10 @@ def prepare_rows(signal: Signal, rows: list[dict[str, Any]], pool: ThreadPoolExe
     with stage_times.time("prepare", len(rows)):
         if pool is None:
             results = [_prepare_one(signal, row) for row in rows]
-        else:  # a task per chunk, not per row: submitting a task costs about as much as a header check
-            chunks = [rows[i : i + PREPARE_CHUNK_ROWS] for i in range(0, len(rows), PREPARE_CHUNK_ROWS)]
+        else:  # a task per chunk, not per row: submitting a task costs about as much as a header check;
+            # a batch smaller than the threads' chunks is still shared by all of them (rows waiting on a fetch wait together)
+            size = max(1, min(PREPARE_CHUNK_ROWS, -(-len(rows) // signal.prepare_threads)))
+            chunks = [rows[i : i + size] for i in range(0, len(rows), size)]
             results = [r for chunk in pool.map(lambda chunk: [_prepare_one(signal, row) for row in chunk], chunks) for r in chunk]
     prepared = _Prepared([r[0] for r in results], [r[1] for r in results], {c: [row[c] for row in rows] for c in carry})
     return prepare_batch_of(signal, prepared) if batch_level else prepared

@@ -147,7 +147,7 @@ def backfilled(spark, corpus_lakehouse, tmp_path_factory) -> Backfilled:
     return Backfilled(settings, run_backfill(spark, settings))
 
 
-# Loopback servers (tests/servers.py), started once per test run by the tests that ask for them.
+# Loopback servers (benchmarks/servers.py), started once per test run by the tests that ask for them.
 # `images` is the HTTP server's live image map: a test may add images to it.
 
 def jpeg_bytes(seed: int, size: tuple[int, int] = (96, 64)) -> bytes:
@@ -166,7 +166,7 @@ def jpeg_bytes(seed: int, size: tuple[int, int] = (96, 64)) -> bytes:
 @pytest.fixture(scope="session")
 def image_server():
     """The fault-injecting HTTP image server on 127.0.0.1, holding a.jpg and b.jpg."""
-    from servers import ImageServer
+    from benchmarks.servers import ImageServer
 
     with ImageServer({"a.jpg": jpeg_bytes(1), "b.jpg": jpeg_bytes(2)}) as server:
         yield server
@@ -176,7 +176,7 @@ def image_server():
 def outside_server(image_server):
     """An image server that no allowlist names, on 127.0.0.2 at the image server's port: a
     request reaching it is a request that should never have been made."""
-    from servers import ImageServer
+    from benchmarks.servers import ImageServer
 
     with ImageServer(dict(image_server.images), host="127.0.0.2", port=image_server.port) as server:
         yield server
@@ -186,7 +186,7 @@ def outside_server(image_server):
 def s3_server():
     """moto's S3 in server mode on 127.0.0.1, its credentials in this process's environment
     (so the AWS SDK never looks for others, e.g. at an instance metadata address)."""
-    from servers import S3Server
+    from benchmarks.servers import S3Server
 
     with pytest.MonkeyPatch.context() as patch:
         for name, value in S3Server.CREDENTIALS.items():

@@ -17,9 +17,9 @@ import torch
 from torchvision import transforms as T
 
 from benchmarks import arms, stages
-from benchmarks.corpus import add_new_items, copy_lakehouse, write_corpus
+from benchmarks.corpus import LARGE_IMAGE, add_new_items, by_uri, copy_lakehouse, large_jpeg, with_large_images, write_corpus
 from benchmarks.memory import CpuShare, RssPoller, python_workers
-from benchmarks.report import format_table, summarise
+from benchmarks.report import format_table, summarise, summarise_uri, uri_line
 from signals.base import ModelRef, SignalConfig
 from signals.decode import InputError, decode_image
 from signals.embedders.image import ImageEmbedder
@@ -92,6 +92,55 @@ def test_the_table_reports_the_gpu_path_and_its_target_on_an_h100(gpu: str, gpu_
     assert line.startswith(f"GPU path ({gpu}, ViT-B-32 from JPEG bytes)") and f"gpu_decode {gpu_decode:,.0f}" in line
     assert "cpu_decode 671" in line and "ceiling_forward_only 20,444" in line
     assert (verdict in line) if verdict else ("target" not in line)
+
+
+def uri_rounds(http: float, s3: float) -> dict[str, list[dict]]:
+    """Two rounds of each way of benchmarks.uri, each way's fastest second; inline's fastest 10 items/s."""
+    def way(name: str, slow_s: float, fast_s: float, cpu_s: float, driver_s: float) -> list[dict]:
+        cpu = {"cpu_s_this_benchmark": cpu_s, "cpu_s_driver_process": driver_s}
+        return [arm(name, 100, slow_s, cpu={**cpu, "cpu_s_this_benchmark": cpu_s + 2}), arm(name, 100, fast_s, cpu=cpu)]
+
+    return {"inline": way("inline", 12.5, 10.0, 19.0, 0.5), "http": way("http", 20.0, 100 / http, 20.0, 0.6),
+            "s3": way("s3", 25.0, 100 / s3, 23.0, 1.4)}
+
+
+def uri_memory(small_mb: float, large_mb: float) -> dict[int, dict[str, dict]]:
+    """The ways by URI at 100 and 400 items: http peaks at 100, s3 at 400."""
+    return {100: {"http": arm("http", 100, 10.0, worker_rss={"peak_worker_mb": small_mb}),
+                  "s3": arm("s3", 100, 10.0, worker_rss={"peak_worker_mb": small_mb - 20})},
+            400: {"http": arm("http", 400, 40.0, worker_rss={"peak_worker_mb": large_mb - 30}),
+                  "s3": arm("s3", 400, 40.0, worker_rss={"peak_worker_mb": large_mb})}}
+
+
+@pytest.mark.parametrize(("http", "s3", "large_mb", "met"), [
+    (9.5, 9.2, 1050.0, [True, True, True]),
+    (8.9, 9.0, 1050.0, [False, True, True]),  # http 0.89x inline
+    (9.5, 8.0, 1050.0, [True, False, True]),
+    (9.5, 9.2, 1150.0, [True, True, False]),  # +15% at 4x the items
+])
+def test_the_uri_summary_checks_each_way_against_inline_and_the_memory_for_flatness(http: float, s3: float, large_mb: float,
+                                                                                      met: list[bool]) -> None:
+    report = summarise_uri(uri_rounds(http, s3), uri_memory(1000.0, large_mb))
+    assert report["items_per_s"] == {"inline": 10.0, "http": http, "s3": s3}  # the fastest round of each way
+    assert report["ratio_vs_inline"] == {"http": round(http / 10, 3), "s3": round(s3 / 10, 3)}
+    assert report["rounds_items_per_s"]["inline"] == [8.0, 10.0]
+    assert report["cpu_ms_per_item"] == {"inline": {"benchmark": 200.0, "driver_process": 5.0}, "http": {"benchmark": 210.0, "driver_process": 6.0},
+                                         "s3": {"benchmark": 240.0, "driver_process": 14.0}}  # the medians of the rounds
+    assert report["peak_worker_rss_mb"] == {"100": 1000.0, "400": large_mb}  # the larger of the ways at each size
+    assert report["targets_met"] == dict(zip(["http >= 0.90 x inline", "s3 >= 0.90 x inline", "peak worker rss at 400 items within 10% of 100"], met))
+    line = uri_line(report)
+    assert f"inline 10.0, http {http:.1f} ({http / 10:.2f}x), s3 {s3:.1f} ({s3 / 10:.2f}x)" in line
+    assert "CPU ms per item: inline 200.0 (5.0 in the driver), http 210.0 (6.0 in the driver), s3 240.0 (14.0 in the driver)" in line
+    assert f"100 items 1000, 400 items {large_mb:.0f}" in line and ("NO" in line) == (not all(met))
+    json.dumps(report)
+
+
+def test_the_table_ends_with_the_uri_line_or_why_there_is_none() -> None:
+    report = summarise(fake_results(), None)
+    report["uri"] = summarise_uri(uri_rounds(9.5, 9.2), uri_memory(1000.0, 1050.0))
+    assert format_table(report).splitlines()[-1] == uri_line(report["uri"])
+    report["uri"] = {"error": "benchmarks.uri exited with 1 and wrote nothing"}
+    assert format_table(report).splitlines()[-1] == "images by URI: benchmarks.uri exited with 1 and wrote nothing"
 
 
 @pytest.mark.subprocess
@@ -177,6 +226,7 @@ def test_cpu_share_counts_this_process() -> None:
             pass
     got = cpu.as_dict()
     assert got["cpu_s_this_benchmark"] >= 0.15 and got["wall_s"] >= 0.2
+    assert 0.15 <= got["cpu_s_driver_process"] <= got["cpu_s_this_benchmark"]
     assert 0 <= got["others_share_of_machine"] <= 1
 
 
@@ -199,6 +249,24 @@ def test_corpus_and_one_percent_more(tmp_path) -> None:
     next_day = add_new_items(str(copy / "corpus"), 0.01)
     ids = DeltaTable(str(copy / "corpus")).to_pyarrow_table()["content_id"].to_pylist()
     assert len(ids) == len(set(ids)) == 62 and next_day != added  # the next day's items have ids of their own
+
+
+def test_the_same_items_with_large_images_and_by_uri() -> None:
+    corpus = pa.table({"content_id": ["a", "b", "c", "d", "e"], "image": pa.array([b"1", None, None, b"4", b"5"], pa.binary()),
+                       "title": ["t"] * 5})
+    large = with_large_images(corpus, 2, [b"L1", b"L2"])
+    assert large["image"].to_pylist() == [b"L1", None, None, b"4", b"L1"]  # every 2nd item from the first; none stays none
+    table, objects = by_uri(large, "http://127.0.0.1:9/img", "5-large")
+    assert table["image"].null_count == 5 and table["title"].to_pylist() == ["t"] * 5
+    assert table["image_uri"].to_pylist() == ["http://127.0.0.1:9/img/5-large/a", None, None, "http://127.0.0.1:9/img/5-large/d",
+                                              "http://127.0.0.1:9/img/5-large/e"]
+    assert objects == {"5-large/a": b"L1", "5-large/d": b"4", "5-large/e": b"L1"}
+
+
+def test_a_large_photo_is_megabytes_and_decodes_within_the_default_limits() -> None:
+    data = large_jpeg(7)
+    assert len(data) > 2 * 2**20
+    assert decode_image(data).size == LARGE_IMAGE
 
 
 # ---------------------------------------------------------------------------------- raw loop
@@ -236,7 +304,7 @@ def test_the_raw_loop_embeds_every_good_image_and_times_its_stages(tmp_path, emp
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
     expected = mean_colours(str(tmp_path / "lh" / "corpus"))  # computed row by row, without the loop
     assert written["content_id"].to_pylist() == expected["content_id"].to_pylist()
-    check = arms.compare_vectors(tmp_path / "raw.parquet", expected)
+    check = arms.compare_vectors(written, expected)
     assert check["max_abs_diff"] < 1e-5 and check["compared"] == result.ok and check["ok_status_disagreements"] == 0
 
 
@@ -260,10 +328,9 @@ def mean_colours(corpus_root: str) -> pa.Table:
     return pa.table({"content_id": ids, "vector": pa.array(vectors, pa.list_(pa.float32()))})
 
 
-def test_compare_vectors_reports_differences_and_status_disagreements(tmp_path) -> None:
+def test_compare_vectors_reports_differences_and_status_disagreements() -> None:
     raw = pa.table({"content_id": ["a", "b", "c", "d"], "vector": pa.array([[1.0, 0.0], [0.0, 1.0], None, [0.6, 0.8]], pa.list_(pa.float32()))})
-    pq.write_table(raw, tmp_path / "raw.parquet")
     # another arm, in another order: b off by 0.25, c ok where raw failed, d failed (NaN) where raw was ok
     other = pa.table({"content_id": ["d", "c", "b", "a"],
                       "vector": pa.array([[float("nan"), float("nan")], [1.0, 0.0], [0.0, 0.75], [1.0, 0.0]], pa.list_(pa.float32()))})
-    assert arms.compare_vectors(tmp_path / "raw.parquet", other) == {"max_abs_diff": 0.25, "compared": 2, "ok_status_disagreements": 2}
+    assert arms.compare_vectors(raw, other) == {"max_abs_diff": 0.25, "compared": 2, "ok_status_disagreements": 2}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -47,6 +48,7 @@ class HookedEmbedder(Embedder):
 
     def prepare(self, row: Mapping[str, Any]) -> float:
         self.resources.prepare_threads.append(threading.current_thread().name)
+        time.sleep(self.config.params.get("prepare_wait_s", 0))  # a row waiting on the network, say
         if row["x"] < 0:
             raise InputError(f"x is negative: {row['x']}")
         return float(row["x"])
@@ -126,6 +128,18 @@ def test_prepare_threads_prepare_rows_in_parallel_and_keep_order() -> None:
         if x >= 0:
             np.testing.assert_allclose(v, expected(x), rtol=1e-6)
     assert {name.rsplit("_", 1)[0] for name in signal.resources.prepare_threads} == {"prepare"}
+
+
+def test_a_batch_smaller_than_a_chunk_is_spread_over_the_prepare_threads() -> None:
+    # a CPU batch of a signal that fetches (8 rows, 4 threads): its rows wait on the network together
+    wait = 0.05
+    signal = make_signal(batch_size=8, prepare_threads=4, prepare_wait_s=wait)
+    start = time.perf_counter()
+    out = run(signal, list(range(16)), prefetch=0)
+    took = time.perf_counter() - start
+    assert out["status"].tolist() == [STATUS_OK] * 16
+    assert len(set(signal.resources.prepare_threads)) == 4
+    assert took < 16 * wait / 2  # on one thread the rows would wait one after the other
 
 
 def test_one_prepare_thread_is_the_default() -> None:

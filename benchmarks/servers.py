@@ -60,6 +60,9 @@ class RequestLog:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # headers and body go out in two writes: with Nagle's algorithm the body would wait for the
+    # client's delayed ACK of the headers on every kept-alive request, as no real server makes it
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
@@ -238,11 +241,12 @@ class S3Server(ThreadedMotoServer):
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
     def _server_entry(self) -> None:
-        """ThreadedMotoServer's server, its application wrapped in `_Faults`."""
-        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        """ThreadedMotoServer's server with moto's S3 application alone, wrapped in `_Faults`: moto's
+        dispatcher between its services lists its modules on disk for every request, under a lock."""
+        from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
 
-        app = _Faults(DomainDispatcherApplication(create_backend_app), self.log)
+        app = _Faults(create_backend_app("s3"), self.log)
         self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
         self._server_ready_event.set()
         self._server.serve_forever()
