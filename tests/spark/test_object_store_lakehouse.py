@@ -1,10 +1,10 @@
 """The lakehouse on an S3-compatible store (moto's S3 server on loopback, its real HTTP API): a
-backfill and a refresh run by the CLI, as a user runs them, with the corpus and every table in
-the bucket, read back with delta-rs, equal the same runs in a local folder; and two commits
-racing on one table version of the store conflict cleanly (the store's conditional writes)."""
+backfill and a refresh with the corpus and every table in the bucket, read back with delta-rs,
+equal the same runs in a local folder; a Delta table and a parquet dataset on the store read into
+Spark as from a folder; and two commits racing on one table version of the store conflict
+cleanly (the store's conditional writes)."""
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -16,19 +16,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pytest
-from conftest import CHEAP_SIGNALS, edit_corpus, lakehouse_with_corpus
+from conftest import CHEAP_SIGNALS, edit_corpus, lakehouse_with_corpus, settings_for
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError
 from pyarrow import fs as pafs
 
 from benchmarks.corpus import add_new_items
+from benchmarks.servers import S3Server
 from jobs.backfill import run_backfill
 from jobs.refresh import run_refresh
 from signals.contracts import CORPUS
 
-pytestmark = [pytest.mark.spark, pytest.mark.subprocess]
+pytestmark = pytest.mark.spark
 
-REPO = Path(__file__).resolve().parents[2]
 BUCKET = "lake"
 TABLES = ("embeddings", "labels")
 # one embedding and one label signal: the storage is under test, not the models
@@ -36,29 +36,52 @@ SIGNALS = (*CHEAP_SIGNALS, "signals.text_embedding.enabled=false", "signals.text
 # what the tables are compared on: everything a run computes, not when or by which run
 VOLATILE = ("run_id", "computed_at", "attempt")
 FLOAT_NOISE = {"vector": 1e-5, "score": 1e-4}
+REPO = Path(__file__).resolve().parents[2]
+
+
+# moto's S3 in a process of its own: delta-rs holds the GIL in some calls (is_deltatable) while it
+# waits for the store, so a server thread in the test's process would never answer it
+SERVE = "import sys; from benchmarks.servers import S3Server; s = S3Server(); s.start(); print(s.endpoint_url, flush=True); sys.stdin.read()"
+
+
+@pytest.fixture(scope="module")
+def store_process() -> str:
+    """The endpoint of an S3 server process, stopped when the module's tests are done."""
+    server = subprocess.Popen([sys.executable, "-c", SERVE], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        yield server.stdout.readline().strip()
+    finally:
+        server.stdin.close()
+        server.wait(timeout=30)
 
 
 @pytest.fixture
-def store(s3_server, monkeypatch) -> dict[str, str]:
-    """The store's location in this process's environment, as a user sets it for the job."""
-    env = {"AWS_ENDPOINT_URL": s3_server.endpoint_url, "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1"}
+def store(store_process, monkeypatch) -> dict[str, str]:
+    """The store's location and credentials in this process's environment, as a user sets them for the job."""
+    env = {"AWS_ENDPOINT_URL": store_process, "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1", **S3Server.CREDENTIALS}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    s3_server.put(BUCKET, {})
+    pafs.S3FileSystem(endpoint_override=store_process, scheme="http", region="us-east-1", allow_bucket_creation=True).create_dir(BUCKET)
     return env
-
-
-def _cli(*args: str) -> str:
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
-    done = subprocess.run([sys.executable, "-m", "jobs.cli", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done.stdout
 
 
 def _rows(root: str) -> pa.Table:
     table = DeltaTable(root).to_pyarrow_table()
     table = table.drop_columns([c for c in VOLATILE if c in table.column_names])
     return table.sort_by([(c, "ascending") for c in ("content_id", "signal", "model_version") if c in table.column_names])
+
+
+@pytest.fixture
+def spark_on_store(spark, store):
+    """The shared session with the store's location in its Python workers' environment too (what
+    `spark.executorEnv` gives a session started with it: Python workers start with the
+    SparkContext's `environment`)."""
+    environment = spark.sparkContext.environment
+    before = dict(environment)
+    environment.update(store)
+    yield spark
+    environment.clear()
+    environment.update(before)
 
 
 def _differing_columns(a: pa.Table, b: pa.Table) -> list[str]:
@@ -74,31 +97,30 @@ def _close(a: pa.ChunkedArray, b: pa.ChunkedArray, atol: float) -> bool:
     return all((x is None) == (y is None) and (x is None or np.allclose(x, y, atol=atol, equal_nan=True)) for x, y in pairs)
 
 
-def test_a_backfill_and_a_refresh_on_the_store_equal_the_same_runs_in_a_folder(spark, store, corpus_lakehouse, tmp_path, empty_registry_db):
+def test_a_backfill_and_a_refresh_on_the_store_equal_the_same_runs_in_a_folder(spark_on_store, corpus_lakehouse, tmp_path, empty_registry_db):
     lakehouse = f"s3://{BUCKET}/lakehouse-{tmp_path.name}"
     corpus = DeltaTable(corpus_lakehouse.root).to_pyarrow_table()
     write_deltalake(f"{lakehouse}/{CORPUS.name}", corpus, partition_by=list(CORPUS.partition_by))
     registry = tmp_path / "registry"
     registry.mkdir()
     shutil.copy(empty_registry_db, registry / "mlflow.db")
-    settings = ["--set", f"lakehouse={lakehouse}", "--set", f"registry.tracking_uri=sqlite:///{registry}/mlflow.db",
-                *(arg for o in SIGNALS for arg in ("--set", o))]
-
+    on_store = settings_for(lakehouse, *SIGNALS, f"registry.tracking_uri=sqlite:///{registry}/mlflow.db")
     local = lakehouse_with_corpus(corpus_lakehouse, tmp_path / "local", *SIGNALS)
-    run_backfill(spark, local)
-    _cli("backfill", *settings)
+
+    for settings in (local, on_store):
+        run_backfill(spark_on_store, settings)
     for table in TABLES:
         assert _differing_columns(_rows(f"{lakehouse}/{table}"), _rows(local.table_root(table))) == [], table
 
-    for root in (f"{lakehouse}/{CORPUS.name}", local.table_root(CORPUS.name)):
-        edit_corpus(root)  # takedowns: files rewritten without their rows
-        add_new_items(root, 0.05)  # a new day
-    run_refresh(spark, local)
-    _cli("refresh", *settings)
+    for settings in (local, on_store):
+        edit_corpus(settings.table_root(CORPUS.name))  # takedowns: files rewritten without their rows
+        add_new_items(settings.table_root(CORPUS.name), 0.05)  # a new day
+        run_refresh(spark_on_store, settings)
     for table in TABLES:
-        on_store, in_folder = _rows(f"{lakehouse}/{table}"), _rows(local.table_root(table))
-        assert _differing_columns(on_store, in_folder) == [], table
-        assert "pin-new-0" in on_store["content_id"].to_pylist() and sorted(corpus["content_id"].to_pylist())[5] not in on_store["content_id"].to_pylist()
+        rows_on_store, in_folder = _rows(f"{lakehouse}/{table}"), _rows(local.table_root(table))
+        assert _differing_columns(rows_on_store, in_folder) == [], table
+        ids = rows_on_store["content_id"].to_pylist()
+        assert "pin-new-0" in ids and sorted(corpus["content_id"].to_pylist())[5] not in ids
     assert DeltaTable(f"{lakehouse}/embeddings").version() == DeltaTable(local.table_root("embeddings")).version()
 
 
@@ -124,19 +146,6 @@ def test_two_commits_of_one_version_on_the_store_conflict_and_one_lands(store) -
     final = DeltaTable(root)  # both replaced version 0's file: only one of them can have
     assert sorted(outcomes) == ["conflict", "landed"]
     assert final.version() == 1 and final.to_pyarrow_table()["n"].to_pylist() in ([1], [2])
-
-
-@pytest.fixture
-def spark_on_store(spark, store):
-    """The shared session with the store's location in its Python workers' environment too (what
-    `spark.executorEnv` gives a session started with it: Python workers start with the
-    SparkContext's `environment`)."""
-    environment = spark.sparkContext.environment
-    before = dict(environment)
-    environment.update({**store, **{k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}})
-    yield spark
-    environment.clear()
-    environment.update(before)
 
 
 def test_a_delta_table_and_a_parquet_dataset_on_the_store_read_into_spark_as_from_a_folder(spark_on_store, corpus_lakehouse, tmp_path):
