@@ -240,6 +240,18 @@ class RegistrySettings(_Strict):
     artifact_location: str | None = None
 
 
+class MaintainSettings(_Strict):
+    """Table upkeep (`content-signals maintain`, jobs/maintain.py): when a log is checkpointed,
+    which small files are compacted, and what a vacuum must keep (docs/design.md, Table upkeep)."""
+
+    checkpoint_every: int = Field(10, ge=1)  # commits since the last checkpoint past which maintain writes one
+    small_file_bytes: int = Field(16 * 2**20, gt=0)  # a data file smaller than this is small
+    min_small_files: int = Field(4, ge=1)  # a partition is compacted when it holds more small files than this
+    target_file_bytes: int = Field(128 * 2**20, gt=0)  # compacted files are about this large
+    min_retention_hours: float = Field(168, ge=0)  # a vacuum never removes files a version younger than this names
+    keep_versions: dict[str, tuple[int, ...]] = Field(default_factory=dict)  # table -> versions a reader pins (an index built on them)
+
+
 class Settings(_Strict):
     profile: str = "base"
     lakehouse: str
@@ -252,6 +264,7 @@ class Settings(_Strict):
     decode: DecodeSettings = DecodeSettings()
     fetch: FetchSettings = FetchSettings()
     registry: RegistrySettings = RegistrySettings()
+    maintain: MaintainSettings = MaintainSettings()
     signals: dict[str, SignalSettings]
 
     @field_validator("lakehouse")

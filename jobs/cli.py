@@ -11,6 +11,7 @@
     content-signals compare image_embedding                # champion vs challenger: reports/compare/latest.html
     content-signals promote image_embedding challenger     # consumers of the champion follow; rollback undoes it
     content-signals show
+    content-signals maintain                               # checkpoint logs, compact small files, vacuum what no named version needs
     content-signals backfill --dry-run                     # the plan: window, signals, versions, corpus, Spark; nothing runs
     spark-submit --master spark://host:7077 --py-files dist/content_signals-0.1.0.zip jobs/cli.py backfill --profile cluster-cpu
 """
@@ -74,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--dry-run", action="store_true",
                              help="print the plan (window, signals and model versions, corpus version and partitions, Spark master and "
                                   "resources) and stop: nothing is computed, registered or committed")
+    maintain = commands.add_parser("maintain", parents=[common],
+                                   help="table upkeep: compact small files, vacuum what no named version needs, checkpoint grown logs")
+    maintain.add_argument("--tables", nargs="+", metavar="TABLE",
+                          help="embeddings, labels, duplicates, runs, corpus (default: all of them; the corpus only if it is the sample corpus)")
+    maintain.add_argument("--dry-run", action="store_true", help="print what it would do, per table, and change nothing")
     commands.add_parser("evaluate", parents=[common], help="labels and duplicate groups against the sample corpus truth")
     commands.add_parser("eval", parents=[common], help="make-corpus, backfill (OCR on), dedup, evaluate")
     commands.add_parser("show", parents=[common], help="what the lakehouse holds")

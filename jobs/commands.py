@@ -17,9 +17,10 @@ from jobs.dedup import run_dedup
 from jobs.dry_run import print_plan
 from jobs.engine import RunResult
 from jobs.failures import Failure, explain
+from jobs.maintain import run_maintain
 from jobs.refresh import run_refresh
 from jobs.session import build_session
-from jobs.show import console, print_evaluation, print_result, show
+from jobs.show import console, print_evaluation, print_result, print_upkeep, show
 from rollout.compare import compare_in_lakehouse, log_to_mlflow, report_metrics, write_report
 from rollout.evaluate import run_evaluation
 from rollout.models import CHALLENGER, CHAMPION, identity_params, registry_for
@@ -117,6 +118,9 @@ def run(args: argparse.Namespace) -> None:
         return
     if args.command in REGISTRY_COMMANDS:
         REGISTRY_COMMANDS[args.command](settings, args)
+        return
+    if args.command == "maintain":  # delta-rs only: no Spark session
+        print_upkeep(run_maintain(settings, args.tables, args.dry_run))
         return
     if getattr(args, "dry_run", False):
         print_plan(settings, args)

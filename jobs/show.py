@@ -12,6 +12,7 @@ from rich.table import Table
 
 from conf.settings import Settings, UsageError
 from jobs.engine import RunResult
+from jobs.maintain import MaintainResult
 from lake.lakehouse import Lakehouse
 from rollout.evaluate import REPORT
 from signals.contracts import DUPLICATES, EMBEDDINGS, LABELS, RUNS
@@ -38,6 +39,24 @@ def print_result(result: RunResult, settings: Settings) -> None:
     console.print(table)
     for use in result.executors:  # which executors ran what: one line per (signal, executor process)
         console.print(use.describe(), soft_wrap=True)
+
+
+def print_upkeep(result: MaintainResult) -> None:
+    """What a maintain run did (or, dry, would do) to each table."""
+    title = f"maintain {result.run_id}" + (" (dry run: nothing changed)" if result.dry_run else "")
+    table = Table(title=title)
+    for column in ("table", "files before", "files after", "compacted (files/partitions)", "checkpoint", "vacuumed", "retention", "versions kept"):
+        table.add_column(column, justify="left" if column == "table" else "right")
+    for u in result.tables:
+        table.add_row(u.table, str(u.files_before), str(u.files_after), f"{u.files_compacted}/{u.partitions_compacted}",
+                      "-" if u.checkpoint is None else f"version {u.checkpoint}", str(u.vacuumed), f"{u.retention_hours}h",
+                      ", ".join(map(str, u.kept_versions)) or "-")
+    console.print(table)
+    for u in result.tables:
+        for note in u.notes:
+            console.print(f"{u.table}: {note}", soft_wrap=True)
+    for name, why in result.skipped.items():
+        console.print(f"{name}: left alone ({why})")
 
 
 def show(settings: Settings) -> None:

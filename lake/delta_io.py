@@ -135,23 +135,32 @@ def commit_files(
     remove: Callable[[LiveFile], bool] | None = None,
     read_version: int | None = None,
     max_attempts: int = 8,
+    data_change: bool = True,
 ) -> int:
     """Commit `files` in one transaction, together with the removal of every live file that
     `remove` selects (a slice replacement, or the rewrite of files holding stale rows).
 
     Optimistic concurrency at the level of partitions: if commits after `read_version` (the
-    version the run read) added or removed files in a partition this commit touches, raise
-    CommitConflict; commits to other partitions are fine and the commit is retried on top of
-    them. A commit whose `app_id` is already in the log is not made twice. Returns the version.
+    version the run read) added or removed files in a partition this commit touches (where it
+    adds files, or removes files it selects now or selected at `read_version`: a file that a
+    compaction moved elsewhere meanwhile still counts), raise CommitConflict; commits to other
+    partitions are fine and the commit is retried on top of them. A commit whose `app_id` is
+    already in the log is not made twice. `data_change=False` marks a commit that only moves
+    rows between files (a compaction). Returns the version.
     """
-    touched = {tuple(f.partition_values[n] for n in contract.partition_by) for f in files}
+    def partitions(chosen: Sequence[DataFile | LiveFile]) -> set[tuple]:
+        return {tuple(f.partition_values[n] for n in contract.partition_by) for f in chosen}
+
+    touched = partitions(files)
+    if read_version is not None and remove is not None:
+        touched |= partitions([f for f in live_files(root, read_version) if remove(f)])
     for _ in range(max_attempts):
         table = ensure_table(root, contract)
         if table.transaction_version(app_id) is not None:
             return version_of_commit(root, app_id)
         live = live_files(root, table.version())
         removed = [f for f in live if remove is not None and remove(f)]
-        mine = touched | {tuple(f.partition_values[n] for n in contract.partition_by) for f in removed}
+        mine = touched | partitions(removed)
         if read_version is not None:
             clash = mine & _slices_changed_since(root, contract, read_version, table.version())
             if clash:
@@ -161,8 +170,8 @@ def commit_files(
                 )
         now_ms = int(time.time() * 1000)
         # the log's paths are percent-encoded; delta-rs encodes a RemoveAction's path again
-        removes = [RemoveAction(unquote(f.path), True, now_ms, f.size, f.partition_values) for f in removed]
-        adds = [AddAction(f.path, f.size, f.partition_values, f.modification_time, True, f.stats) for f in files]
+        removes = [RemoveAction(unquote(f.path), data_change, now_ms, f.size, f.partition_values) for f in removed]
+        adds = [AddAction(f.path, f.size, f.partition_values, f.modification_time, data_change, f.stats) for f in files]
         try:
             table.create_write_transaction(
                 [*adds, *removes],

@@ -94,7 +94,8 @@ class _OpenFile:
         self.rows += table.num_rows
         if "status" in table.column_names:
             self.ok += pc.sum(pc.equal(table["status"], "ok")).as_py() or 0
-        self.items.update(table["content_id"].to_pylist())
+        if "content_id" in table.column_names:  # the run ledger has none
+            self.items.update(table["content_id"].to_pylist())
         for f in table.schema:
             if pa.types.is_nested(f.type) or pa.types.is_binary(f.type):
                 continue
@@ -134,13 +135,15 @@ def make_file_writer(
         for batch in rows(batches) if rows else batches:
             table = pa.Table.from_batches([batch])
             keys = pa.Table.from_arrays([table[n] for n in contract.partition_by], names=list(contract.partition_by))
-            for values in keys.group_by(list(contract.partition_by)).aggregate([]).to_pylist():
-                mask = functools.reduce(pc.and_, [pc.equal(table[n], v) for n, v in values.items()])
-                part = table.filter(mask).select(contract.data_columns).cast(data_schema)
+            groups = keys.group_by(list(contract.partition_by)).aggregate([]).to_pylist() if contract.partition_by else [{}]
+            for values in groups:  # an unpartitioned table (the run ledger) is one group
+                chosen = table.filter(functools.reduce(pc.and_, [pc.equal(table[n], v) for n, v in values.items()])) if values else table
+                part = chosen.select(contract.data_columns).cast(data_schema)
                 key = tuple(values[n] for n in contract.partition_by)
                 if key not in files:
-                    relative = f"{partition_path(contract, values)}/{prefix}-{len(files):04d}.parquet"
-                    fs.create_dir(f"{root}/{relative.rsplit('/', 1)[0]}", recursive=True)
+                    folder = partition_path(contract, values)
+                    relative = "/".join(filter(None, [folder, f"{prefix}-{len(files):04d}.parquet"]))
+                    fs.create_dir("/".join(filter(None, [root, folder])), recursive=True)
                     writer = pq.ParquetWriter(f"{root}/{relative}", data_schema, compression="zstd", filesystem=fs)
                     files[key] = _OpenFile(relative, writer, values)
                 files[key].write(part)

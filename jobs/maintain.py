@@ -1,0 +1,123 @@
+"""The maintain job: upkeep of the lakehouse's tables (lake/upkeep.py), safe beside the other jobs.
+
+    content-signals maintain [--tables embeddings labels duplicates runs corpus] [--dry-run]
+
+For each table: the small files of crowded partitions compacted (one commit per table), a vacuum
+that keeps every version still named, and a checkpoint of the log once it has grown
+(`maintain:` in the profile). The versions named, which a vacuum keeps readable with every
+version since: the corpus version each signal table's last refresh compared (the next refresh
+reads the files of that version to find what changed), the corpus version pinned in the profile
+(`corpus.version`), and those `maintain.keep_versions` lists (a reader's pin, such as an index
+built on one version of the embeddings).
+
+The corpus is maintained only when it is the lakehouse's own sample corpus (a corpus someone
+else owns is theirs to maintain), and is never compacted: the incremental refresh finds changed
+items by the corpus files added or removed since its last refresh, and a compaction would look
+like every compacted file changed (docs/design.md, Table upkeep).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import deltalake
+from deltalake import DeltaTable
+
+from conf.settings import Settings, UsageError
+from jobs.engine import Run, RunResult, Tracked, recorded
+from jobs.refresh import last_refresh
+from lake.ledger import NOTHING_TO_DO, SUCCEEDED
+from lake.upkeep import Upkeep, UpkeepPolicy, maintain_table
+from signals.base import ModelRef
+from signals.contracts import CORPUS, DUPLICATES, EMBEDDINGS, LABELS, RUNS
+
+JOB = "maintain"
+TABLES = {c.name: c for c in (EMBEDDINGS, LABELS, DUPLICATES, RUNS, CORPUS)}
+REFRESHED_TABLES = (EMBEDDINGS, LABELS)  # tables whose refresh commits record the corpus version they compared
+
+
+@dataclass(frozen=True)
+class MaintainResult:
+    """What one maintain run did (or, dry, would do), table by table."""
+
+    run_id: str
+    dry_run: bool
+    tables: list[Upkeep]
+    skipped: dict[str, str] = field(default_factory=dict)  # table -> why it was left alone
+
+
+def policy_of(settings: Settings) -> UpkeepPolicy:
+    conf = settings.maintain
+    return UpkeepPolicy(conf.checkpoint_every, conf.small_file_bytes, conf.min_small_files, conf.target_file_bytes,
+                        timedelta(hours=conf.min_retention_hours))
+
+
+def owns_corpus(settings: Settings) -> bool:
+    """Whether the corpus is the lakehouse's own sample corpus (a Delta table at `<lakehouse>/corpus`)."""
+    own = settings.table_root(CORPUS.name)
+    return settings.corpus.format == "delta" and (settings.corpus.path or own).rstrip("/") == own
+
+
+def named_versions(settings: Settings) -> dict[str, set[int]]:
+    """table -> the versions of it that something still names, which a vacuum must keep readable."""
+    named: dict[str, set[int]] = defaultdict(set)
+    for contract in REFRESHED_TABLES:
+        root = settings.table_root(contract.name)
+        last = last_refresh(root) if DeltaTable.is_deltatable(root) else None
+        if last is not None:
+            named[CORPUS.name].add(last[0])
+    if settings.corpus.version is not None:
+        named[CORPUS.name].add(settings.corpus.version)
+    for table, versions in settings.maintain.keep_versions.items():
+        named[table].update(versions)
+    return named
+
+
+def _tables(settings: Settings, asked: Sequence[str] | None) -> tuple[list[str], dict[str, str]]:
+    """(the tables to maintain, those left alone and why); a UsageError for a table maintain cannot take."""
+    unknown = sorted(set(asked or ()) - TABLES.keys())
+    if unknown or not set(settings.maintain.keep_versions) <= TABLES.keys():
+        bad = unknown or sorted(set(settings.maintain.keep_versions) - TABLES.keys())
+        raise UsageError(f"no table {', '.join(bad)} to maintain; the tables: {', '.join(TABLES)}")
+    if asked and CORPUS.name in asked and not owns_corpus(settings):
+        raise UsageError(f"the corpus at {settings.corpus.path or settings.corpus.table} is not the lakehouse's sample corpus: "
+                         "its owner maintains it")
+    wanted = list(dict.fromkeys(asked)) if asked else [n for n in TABLES if n != CORPUS.name or owns_corpus(settings)]
+    present = [n for n in wanted if DeltaTable.is_deltatable(settings.table_root(n))]
+    skipped = {n: "no such table in the lakehouse yet" for n in wanted if n not in present}
+    if not present:
+        raise UsageError(f"none of the tables {', '.join(wanted)} is in the lakehouse {settings.lakehouse_root}")
+    return present, skipped
+
+
+def run_maintain(settings: Settings, tables: Sequence[str] | None = None, dry_run: bool = False) -> MaintainResult:
+    """Maintain the lakehouse's tables (all of them by default), recorded in the run ledger;
+    `dry_run` says what would be done and changes nothing."""
+    present, skipped = _tables(settings, tables)
+    run, policy, keep = Run.begin(JOB), policy_of(settings), named_versions(settings)
+
+    def upkeep(name: str) -> Upkeep:
+        return maintain_table(settings.table_root(name), TABLES[name], policy, keep.get(name, set()), run.app_id, f"part-{run.run_id}",
+                              {"job": JOB, "run_id": run.run_id}, compaction=name != CORPUS.name, dry_run=dry_run)
+
+    if dry_run:
+        return MaintainResult(run.run_id, True, [upkeep(name) for name in present], skipped)
+    entries = [Tracked(name, ModelRef("delta-rs", deltalake.__version__), name) for name in present]
+    with recorded(settings, run, entries) as finish:
+        done = [upkeep(name) for name in present]
+        worked = any(u.compaction_version is not None or u.vacuumed or u.checkpoint is not None for u in done)
+        finish(RunResult(run.run_id, SUCCEEDED if worked else NOTHING_TO_DO, {u.table: u.version for u in done},
+                         message="; ".join(describe(u) for u in done)))
+    return MaintainResult(run.run_id, False, done, skipped)
+
+
+def describe(upkeep: Upkeep) -> str:
+    """One line of what upkeep did to a table (the ledger's message)."""
+    parts = [f"{upkeep.table}: files {upkeep.files_before} -> {upkeep.files_after}",
+             f"{upkeep.files_compacted} small files in {upkeep.partitions_compacted} partitions compacted",
+             f"{upkeep.vacuumed} files vacuumed (retention {upkeep.retention_hours}h, versions kept {list(upkeep.kept_versions)})",
+             f"checkpoint at version {upkeep.checkpoint}" if upkeep.checkpoint is not None else "no checkpoint due",
+             *upkeep.notes]
+    return ", ".join(parts)

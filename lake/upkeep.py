@@ -1,0 +1,196 @@
+"""Upkeep of one Delta table with delta-rs (no Spark): a checkpoint of the log once it has grown,
+compaction of the small files of crowded partitions, and a vacuum that keeps named versions
+readable. Which tables, and which versions are named, is `jobs/maintain.py`'s business.
+
+Each step is safe beside the jobs and safe to kill:
+- a checkpoint adds no commit: a reader that finds it starts from it, one that does not
+  replays the log as before;
+- a compaction is ONE commit (`dataChange=false`) removing a partition's small files and adding
+  files that hold exactly their rows, made like the jobs' commits (`lake.delta_io.commit_files`:
+  it conflicts with any commit to its partitions since it read them, and so does a job's commit
+  with it); killed before that commit it leaves only files no snapshot names, which a later
+  vacuum removes;
+- a vacuum deletes only files that no version from the retention's cutoff on, and none of the
+  versions it is told to keep, names.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from urllib.parse import unquote
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+from deltalake import DeltaTable
+from deltalake.exceptions import DeltaError
+
+from lake import delta_io
+from lake.file_writer import make_file_writer
+from signals.contracts import TableContract
+
+CLOCK_MARGIN = timedelta(hours=1)  # a named version's commit time was written by another machine's clock
+
+
+@dataclass(frozen=True)
+class UpkeepPolicy:
+    """When a table's log is checkpointed, which files are compacted into what, and the least a vacuum keeps."""
+
+    checkpoint_every: int  # commits since the last checkpoint past which one is written
+    small_file_bytes: int  # a data file smaller than this is small
+    min_small_files: int  # a partition is compacted when it holds more small files than this
+    target_file_bytes: int  # compacted files are about this large
+    min_retention: timedelta  # a vacuum never removes files a version younger than this names
+
+
+@dataclass(frozen=True)
+class Upkeep:
+    """What upkeep did (or, in a dry run, would do) to one table."""
+
+    table: str
+    version: int  # the table's version when upkeep ended
+    files_before: int
+    files_after: int
+    partitions_compacted: int = 0
+    files_compacted: int = 0  # small files replaced by compacted ones
+    compaction_version: int | None = None
+    checkpoint: int | None = None  # the version checkpointed
+    vacuumed: int = 0  # files deleted (a dry run: that would be)
+    retention_hours: int | None = None
+    kept_versions: tuple[int, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+def last_checkpoint(root: str) -> int | None:
+    """The version of the table's latest checkpoint, from `_delta_log/_last_checkpoint` (None: none yet)."""
+    filesystem, base = pafs.FileSystem.from_uri(root)
+    path = f"{base}/_delta_log/_last_checkpoint"
+    if filesystem.get_file_info(path).type == pafs.FileType.NotFound:
+        return None
+    with filesystem.open_input_stream(path) as stream:
+        return int(json.loads(stream.read())["version"])
+
+
+def checkpoint_due(root: str, every: int) -> bool:
+    """Whether the log has grown by more than `every` commits since its last checkpoint (or its start)."""
+    last = last_checkpoint(root)
+    return delta_io.snapshot(root).version() - (-1 if last is None else last) > every
+
+
+def compaction_bins(root: str, version: int, policy: UpkeepPolicy) -> list[list[delta_io.LiveFile]]:
+    """The small files of the snapshot at `version` to compact, in groups of about the target
+    size, each group one partition's and each becoming one file; only partitions holding more
+    than `min_small_files` small files, and never a group of one."""
+    small: dict[tuple, list[delta_io.LiveFile]] = defaultdict(list)
+    for f in delta_io.live_files(root, version):
+        if f.size < policy.small_file_bytes and f.num_records > 0:  # a file without statistics is left alone
+            small[tuple(sorted(f.partition_values.items()))].append(f)
+    bins = []
+    for files in small.values():
+        if len(files) <= policy.min_small_files:
+            continue
+        group: list[delta_io.LiveFile] = []
+        for f in files:
+            if group and sum(g.size for g in group) + f.size > policy.target_file_bytes:
+                bins.append(group)
+                group = []
+            group.append(f)
+        bins.append(group)
+    return [group for group in bins if len(group) > 1]
+
+
+def _rows_of(root: str, contract: TableContract, files: list[delta_io.LiveFile]) -> Iterator[pa.RecordBatch]:
+    """The rows of one partition's files, in file order, with their partition columns."""
+    filesystem, base = pafs.FileSystem.from_uri(root)
+    data_schema = pa.schema([contract.schema.field(n) for n in contract.data_columns])
+    dataset = pads.dataset([f"{base}/{unquote(f.path)}" for f in files], schema=data_schema, format="parquet", filesystem=filesystem)
+    values = files[0].partition_values
+    for batch in dataset.to_batches(use_threads=False):
+        table = pa.Table.from_batches([batch], data_schema)
+        for name in contract.partition_by:
+            table = table.append_column(contract.schema.field(name), pa.array([values[name]] * table.num_rows, contract.schema.field(name).type))
+        yield from table.to_batches()
+
+
+def compact(root: str, contract: TableContract, bins: list[list[delta_io.LiveFile]], read_version: int, app_id: str,
+            file_prefix: str, metadata: Mapping[str, str]) -> int:
+    """Write each group's rows as one file and commit them, with the removal of the groups'
+    files, in one `dataChange=false` commit; CommitConflict if a commit since `read_version`
+    changed one of their partitions (nothing committed). Returns the version."""
+    files = []
+    for number, group in enumerate(bins):
+        write = make_file_writer(root, contract, file_prefix, lambda number=number: f"group{number:05d}")
+        written = [delta_io.DataFile.from_row(row) for report in write(_rows_of(root, contract, group)) for row in report.to_pylist()]
+        rows_in, rows_out = sum(f.num_records for f in group), sum(f.num_records for f in written)
+        if rows_in != rows_out:
+            raise RuntimeError(f"{root}: compacting {len(group)} files of {rows_in} rows wrote {rows_out}; nothing committed")
+        files += written
+    inputs = {f.path for group in bins for f in group}
+    return delta_io.commit_files(root, contract, files, app_id, {**metadata, "upkeep": "compaction"},
+                                 remove=lambda live: live.path in inputs, read_version=read_version, data_change=False)
+
+
+def committed_at(root: str, version: int) -> datetime:
+    """When `version` of the table was committed (DeltaError if its log entry is gone)."""
+    for entry in delta_io.snapshot(root, version).history(1):
+        if entry.get("version") == version:
+            return datetime.fromtimestamp(entry["timestamp"] / 1000, UTC)
+    raise LookupError(f"{root}: no commit information for version {version}")
+
+
+def vacuum(root: str, keep: Collection[int], min_retention: timedelta, dry_run: bool) -> tuple[list[str], int, tuple[int, ...], list[str]]:
+    """Delete the files no snapshot needs (replaced files, and files of runs and compactions that
+    never committed), keeping every file of the versions `keep` names and of every version since
+    the oldest of them, and never a file younger than `min_retention`. Returns (files deleted,
+    retention hours, versions kept, notes on named versions that could no longer be read)."""
+    now, named, notes = datetime.now(UTC), {}, []
+    for version in sorted(set(keep)):
+        try:
+            named[version] = committed_at(root, version)
+        except (DeltaError, LookupError) as exc:
+            notes.append(f"version {version} is named but cannot be read any more ({str(exc).splitlines()[0][:120]})")
+    retention = max(min_retention, now - min(named.values()) + CLOCK_MARGIN) if named else min_retention
+    hours = math.ceil(retention.total_seconds() / 3600)
+    table = DeltaTable(root)
+    options = {"retention_hours": hours, "enforce_retention_duration": False, "full": True, "keep_versions": sorted(named) or None}
+    # delta-rs lists a replaced file until its removal expires from the log, deleted or not: only files still there count
+    deletable = _present(root, table.vacuum(dry_run=True, **options))
+    if deletable and not dry_run:
+        table.vacuum(dry_run=False, **options)
+    return deletable, hours, tuple(sorted(named)), notes
+
+
+def _present(root: str, paths: list[str]) -> list[str]:
+    """The relative paths (as vacuum gives them) that are still in storage."""
+    filesystem, base = pafs.FileSystem.from_uri(root)
+    infos = filesystem.get_file_info([f"{base}/{p}" for p in paths])
+    return [p for p, info in zip(paths, infos) if info.type != pafs.FileType.NotFound]
+
+
+def maintain_table(root: str, contract: TableContract, policy: UpkeepPolicy, keep: Collection[int], app_id: str, file_prefix: str,
+                   metadata: Mapping[str, str], compaction: bool = True, dry_run: bool = False) -> Upkeep:
+    """Compact (unless `compaction` is off), vacuum, then checkpoint the table if its log has
+    grown enough (so the checkpoint holds the compaction); in a dry run, only say what would be done."""
+    version = delta_io.snapshot(root).version()
+    before = len(delta_io.live_files(root, version))
+    bins = compaction_bins(root, version, policy) if compaction else []
+    notes, compacted_at = [], None
+    if bins and not dry_run:
+        try:
+            compacted_at = compact(root, contract, bins, version, app_id, file_prefix, metadata)
+        except delta_io.CommitConflict as exc:
+            bins, notes = [], [f"compaction skipped: {exc}"]
+    deleted, hours, kept, vacuum_notes = vacuum(root, keep, policy.min_retention, dry_run)
+    checkpoint = None
+    if checkpoint_due(root, policy.checkpoint_every):
+        table = delta_io.snapshot(root)
+        if not dry_run:
+            table.create_checkpoint()
+        checkpoint = table.version()
+    after = before - sum(len(group) - 1 for group in bins) if dry_run else len(delta_io.live_files(root))
+    return Upkeep(contract.name, delta_io.snapshot(root).version(), before, after, len({tuple(g[0].partition_values.items()) for g in bins}),
+                  sum(len(g) for g in bins), compacted_at, checkpoint, len(deleted), hours, kept, (*notes, *vacuum_notes))

@@ -1,0 +1,257 @@
+"""Table upkeep without Spark (lake/upkeep.py, jobs/maintain.py): tables are built with the jobs'
+own writer and commits (many small commits), then maintained; rows and keys are compared with
+what the table held before, sorted, and named versions are read back by time travel."""
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from conftest import settings_for
+from deltalake import DeltaTable, write_deltalake
+from test_delta_io import log_actions, make_rows, write
+
+from conf.settings import UsageError
+from jobs.maintain import named_versions, run_maintain
+from jobs.refresh import CORPUS_VERSION, REFRESHED
+from lake import delta_io, upkeep
+from signals.contracts import CORPUS, EMBEDDINGS, RUNS
+
+DAYS = ("2026-11-19", "2026-11-20")
+NO_RETENTION = upkeep.UpkeepPolicy(checkpoint_every=5, small_file_bytes=2**20, min_small_files=3, target_file_bytes=2**27,
+                                   min_retention=dt.timedelta(0))
+
+
+def _sorted(table: pa.Table) -> pa.Table:
+    columns = EMBEDDINGS.schema.names
+    return table.select(columns).sort_by([(c, "ascending") for c in ("signal", "model_version", "ds", "content_id")])
+
+
+def _daily_commits(root: str, commits: int, slices=(("image_embedding", DAYS[0]), ("image_embedding", DAYS[1]))) -> None:
+    """`commits` small commits, each adding 2 new items to each slice: many small files per partition."""
+    for n in range(commits):
+        rows = [{**r, "content_id": f"{r['content_id']}-{n}"} for r in make_rows(f"run-{n}", per_slice=2, slices=list(slices))]
+        delta_io.commit_files(root, EMBEDDINGS, write(root, rows, prefix=f"part-run-{n}"), f"test/{n}", {"job": "unit", "run_id": f"run-{n}"})
+
+
+def _files_on_disk(root: str) -> set[str]:
+    return {str(p.relative_to(root)) for p in Path(root).rglob("*.parquet") if "_delta_log" not in p.parts}
+
+
+def _maintain(root: str, keep=(), policy=NO_RETENTION, app_id="content-signals/maintain-1", **kwargs) -> upkeep.Upkeep:
+    return upkeep.maintain_table(root, EMBEDDINGS, policy, set(keep), app_id, "part-maintain-1", {"job": "maintain"}, **kwargs)
+
+
+def test_compaction_keeps_every_row_and_key_and_the_log_gets_a_checkpoint(tmp_path: Path) -> None:
+    root = str(tmp_path / "embeddings")
+    _daily_commits(root, 8)
+    _daily_commits(root, 2, slices=(("text_embedding", DAYS[0]),))  # a partition of 2 small files: not crowded
+    before, files_before = _sorted(delta_io.read_arrow(root)), {f.path for f in delta_io.live_files(root)}
+    quiet = {f.path for f in delta_io.live_files(root) if f.partition_values["signal"] == "text_embedding"}
+
+    done = _maintain(root)
+
+    after = _sorted(delta_io.read_arrow(root))
+    assert after.equals(before)
+    keys = list(zip(*(after[c].to_pylist() for c in EMBEDDINGS.key)))
+    assert len(keys) == len(set(keys))
+    live = delta_io.live_files(root)
+    assert {f.path for f in live if f.partition_values["signal"] == "text_embedding"} == quiet  # left alone
+    crowded = [f for f in live if f.partition_values["signal"] == "image_embedding"]
+    assert len(crowded) == 2 and not {f.path for f in crowded} & files_before  # one file per crowded partition
+    assert (done.files_before, done.files_after, done.files_compacted, done.partitions_compacted) == (len(files_before), len(live), 16, 2)
+    # one commit, moving rows only: every action says dataChange false
+    actions = [a for a in log_actions(root, done.compaction_version) if "add" in a or "remove" in a]
+    assert len(actions) == 16 + 2 and all(not (a.get("add") or a.get("remove"))["dataChange"] for a in actions)
+    # the statistics the jobs rely on are there (files holding errors are found by them)
+    assert delta_io.files_with_errors(root) == {f.path for f in crowded}
+    # the log is checkpointed at the version maintain ended on, and a fresh reader starts from it
+    assert done.checkpoint == DeltaTable(root).version() == upkeep.last_checkpoint(root)
+    assert (Path(root) / "_delta_log" / f"{done.checkpoint:020d}.checkpoint.parquet").exists()
+    assert _sorted(DeltaTable(root).to_pyarrow_table()).equals(before)
+    # with no retention and no named version, the replaced small files are gone from storage
+    assert _files_on_disk(root) == {f.path for f in live}
+
+
+def test_a_second_run_finds_nothing_to_do(tmp_path: Path) -> None:
+    root = str(tmp_path / "embeddings")
+    _daily_commits(root, 6)
+    _maintain(root)
+    version = DeltaTable(root).version()
+    again = _maintain(root, app_id="content-signals/maintain-2")
+    assert (again.files_compacted, again.vacuumed, again.checkpoint, again.compaction_version) == (0, 0, None, None)
+    assert DeltaTable(root).version() == version
+
+
+def test_vacuum_keeps_every_file_of_a_named_version_and_of_every_version_since(tmp_path: Path, monkeypatch) -> None:
+    """Versions committed 3 hours apart (their commit and removal times set so: a test cannot wait
+    hours); version 3 is named."""
+    root = str(tmp_path / "embeddings")
+    now, committed = time.time(), {}
+    for n in range(6):  # each run replaces the whole slice: older versions' files are all replaced
+        at = now - (18 - 3 * n) * 3600
+        monkeypatch.setattr(delta_io.time, "time", lambda at=at: at)  # when its removals happened
+        version = delta_io.commit_files(root, EMBEDDINGS, write(root, make_rows(f"run-{n}", per_slice=3), prefix=f"part-run-{n}"),
+                                        f"test/{n}", {"job": "unit"}, remove=lambda live: True)
+        committed[version] = dt.datetime.fromtimestamp(at, dt.UTC)
+    monkeypatch.undo()
+    monkeypatch.setattr(upkeep, "committed_at", lambda root, version: committed[version])
+    named = 3
+    expected = {v: _sorted(delta_io.read_arrow(root, v)) for v in committed}
+
+    done = _maintain(root, keep=[named])
+
+    assert done.kept_versions == (named,) and done.vacuumed > 0
+    assert done.retention_hours >= (now - committed[named].timestamp()) / 3600
+    for version in committed:
+        if version >= named:  # the named one and every later one still read exactly
+            assert _sorted(delta_io.read_arrow(root, version)).equals(expected[version]), version
+        elif version < named - 1:  # versions replaced before the named one was committed were vacuumed
+            assert not delta_io.all_exist(root, delta_io.live_files(root, version)), version
+
+
+def test_without_a_named_version_only_the_latest_is_kept(tmp_path: Path) -> None:
+    root = str(tmp_path / "embeddings")
+    for n in range(3):
+        delta_io.commit_files(root, EMBEDDINGS, write(root, make_rows(f"run-{n}"), prefix=f"part-run-{n}"), f"test/{n}", {"job": "unit"},
+                              remove=lambda live: True)
+    latest = _sorted(delta_io.read_arrow(root))
+    done = _maintain(root)
+    assert done.vacuumed == 2 * len(make_rows()) // 5 and done.kept_versions == ()  # a file per slice of 5 rows, two old versions
+    assert _sorted(delta_io.read_arrow(root)).equals(latest)
+    assert _files_on_disk(root) == {f.path for f in delta_io.live_files(root)}
+
+
+def test_the_minimum_retention_keeps_young_files_whatever_is_named(tmp_path: Path) -> None:
+    root = str(tmp_path / "embeddings")
+    for n in range(3):
+        delta_io.commit_files(root, EMBEDDINGS, write(root, make_rows(f"run-{n}"), prefix=f"part-run-{n}"), f"test/{n}", {"job": "unit"},
+                              remove=lambda live: True)
+    on_disk = _files_on_disk(root)
+    week = upkeep.UpkeepPolicy(5, 2**20, 3, 2**27, dt.timedelta(days=7))
+    done = _maintain(root, policy=week)
+    assert done.vacuumed == 0 and done.retention_hours == 168
+    assert _files_on_disk(root) == on_disk
+
+
+def test_a_compaction_killed_before_its_commit_leaves_the_table_exact_and_vacuum_removes_its_files(tmp_path: Path, monkeypatch) -> None:
+    root = str(tmp_path / "embeddings")
+    _daily_commits(root, 6)
+    before, version, live = _sorted(delta_io.read_arrow(root)), DeltaTable(root).version(), _files_on_disk(root)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed after the compacted files were written, before the commit")
+
+    monkeypatch.setattr(DeltaTable, "create_write_transaction", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _maintain(root)
+    monkeypatch.undo()
+    assert DeltaTable(root).version() == version
+    assert _sorted(DeltaTable(root).to_pyarrow_table()).equals(before)
+    orphans = _files_on_disk(root) - live
+    assert orphans  # written, never committed: no snapshot names them
+
+    done = _maintain(root, app_id="content-signals/maintain-2")  # the next run compacts, and vacuums the orphans
+    assert _sorted(delta_io.read_arrow(root)).equals(before)
+    assert done.compaction_version is not None
+    assert not orphans & _files_on_disk(root)
+    assert _files_on_disk(root) == {f.path for f in delta_io.live_files(root)}
+
+
+def test_a_commit_that_would_remove_a_file_a_compaction_moved_conflicts(tmp_path: Path) -> None:
+    """A refresh that read the table before a compaction and drops a whole file of stale rows
+    must not land: the compaction carried those rows into a new file."""
+    root = str(tmp_path / "embeddings")
+    _daily_commits(root, 5)
+    read_version = DeltaTable(root).version()
+    stale = next(f for f in delta_io.live_files(root) if f.partition_values["ds"] == DAYS[0])
+    _maintain(root)  # compacts both days' partitions
+    elsewhere = write(root, make_rows("run-late", per_slice=2, slices=[("text_embedding", DAYS[1])]), prefix="part-run-late")
+    with pytest.raises(delta_io.CommitConflict, match="Re-run"):
+        delta_io.commit_files(root, EMBEDDINGS, elsewhere, "test/late", {"job": "refresh"},
+                              remove=lambda live: live.path == stale.path, read_version=read_version)
+    # a commit that only adds, to a partition the compaction did not touch, lands on top of it
+    assert delta_io.commit_files(root, EMBEDDINGS, elsewhere, "test/late", {"job": "refresh"}, read_version=read_version)
+
+
+def _corpus_lakehouse(tmp_path: Path, changes: int) -> tuple:
+    """A lakehouse with a sample-like corpus of many small versions, and an embeddings table whose
+    last refresh recorded comparing corpus version 2."""
+    settings = settings_for(tmp_path, "maintain.min_retention_hours=0", "maintain.min_small_files=1", "maintain.checkpoint_every=3")
+    corpus_root = settings.table_root(CORPUS.name)
+    for n in range(changes):
+        rows = [{"content_id": f"c{n}-{i}", "image": b"x", "title": f"t{i}", "description": None, "created_at": None, "updated_at": None,
+                 "ds": DAYS[i % 2]} for i in range(3)]
+        write_deltalake(corpus_root, pa.Table.from_pylist(rows, CORPUS.schema), mode="overwrite" if n % 3 == 0 else "append",
+                        partition_by=list(CORPUS.partition_by))
+    root = settings.table_root(EMBEDDINGS.name)
+    _daily_commits(root, 3)
+    delta_io.commit_files(root, EMBEDDINGS, write(root, make_rows("refresh-1", per_slice=1), prefix="part-refresh-1"), "test/refresh",
+                          {"job": "refresh", CORPUS_VERSION: "2", REFRESHED: "image_embedding@1"})
+    return settings, corpus_root
+
+
+def test_maintain_keeps_the_corpus_version_the_last_refresh_compared_and_never_compacts_the_corpus(tmp_path: Path) -> None:
+    settings, corpus_root = _corpus_lakehouse(tmp_path, changes=7)
+    assert named_versions(settings) == {"corpus": {2}}
+    at_2 = DeltaTable(corpus_root, version=2).to_pyarrow_table().sort_by("content_id")
+    latest = DeltaTable(corpus_root).version()
+    corpus_files = {f.path for f in delta_io.live_files(corpus_root)}
+
+    result = run_maintain(settings)
+
+    by_table = {u.table: u for u in result.tables}
+    assert set(by_table) == {"corpus", "embeddings"}  # the ledger was made by this run's own first rows
+    assert by_table["corpus"].kept_versions == (2,) and by_table["corpus"].files_compacted == 0
+    assert {f.path for f in delta_io.live_files(corpus_root)} == corpus_files  # not compacted
+    assert DeltaTable(corpus_root, version=2).to_pyarrow_table().sort_by("content_id").equals(at_2)
+    # what the next incremental refresh compares is what it compared before maintain ran
+    added, removed = delta_io.changed_files(corpus_root, latest, DeltaTable(corpus_root).version())
+    assert added == [] and removed == []
+    assert by_table["embeddings"].files_compacted > 0 and by_table["embeddings"].checkpoint is not None
+    # the run is in the ledger, one row per table, started then succeeded
+    ledger = delta_io.read_arrow(settings.table_root(RUNS.name), filters=pc.field("run_id") == result.run_id).to_pylist()
+    assert sorted((r["signal"], r["status"]) for r in ledger) == sorted(
+        (t, s) for t in ("corpus", "embeddings") for s in ("started", "succeeded"))
+    assert all(r["job"] == "maintain" and r["table_version"] is not None for r in ledger if r["status"] == "succeeded")
+    # the next run compacts the ledger too (unpartitioned, a file per append), keeping its rows
+    runs_root, order = settings.table_root(RUNS.name), [(c, "ascending") for c in ("run_id", "signal", "status")]
+    runs = delta_io.read_arrow(runs_root).sort_by(order)
+    again = run_maintain(settings)
+    second = {u.table: u for u in again.tables}["runs"]
+    assert second.files_compacted == second.files_before == 3 and second.files_after == 1  # and the second run's started rows
+    compacted = delta_io.read_arrow(runs_root, second.compaction_version)
+    assert compacted.filter(pc.field("run_id") != again.run_id).sort_by(order).equals(runs)
+    assert compacted.filter(pc.field("run_id") == again.run_id)["status"].to_pylist() == ["started"] * 3
+
+
+def test_the_pinned_corpus_version_and_the_configured_ones_are_named(tmp_path: Path) -> None:
+    settings, _ = _corpus_lakehouse(tmp_path, changes=4)
+    settings = settings.model_copy(update={"corpus": settings.corpus.model_copy(update={"version": 1}),
+                                           "maintain": settings.maintain.model_copy(update={"keep_versions": {"embeddings": (1,)}})})
+    assert named_versions(settings) == {"corpus": {1, 2}, "embeddings": {1}}
+
+
+def test_a_dry_run_changes_nothing(tmp_path: Path) -> None:
+    settings, corpus_root = _corpus_lakehouse(tmp_path, changes=4)
+    roots = [settings.table_root(n) for n in ("corpus", "embeddings")]
+    state = [(DeltaTable(r).version(), _files_on_disk(r), sorted(p.name for p in (Path(r) / "_delta_log").iterdir())) for r in roots]
+    result = run_maintain(settings, dry_run=True)
+    assert [(DeltaTable(r).version(), _files_on_disk(r), sorted(p.name for p in (Path(r) / "_delta_log").iterdir())) for r in roots] == state
+    assert not DeltaTable.is_deltatable(settings.table_root(RUNS.name))  # not recorded in the ledger
+    by_table = {u.table: u for u in result.tables}
+    assert by_table["embeddings"].files_compacted > 0 and by_table["embeddings"].checkpoint is not None  # what it would do
+    assert by_table["embeddings"].files_after < by_table["embeddings"].files_before
+
+
+def test_unknown_tables_and_a_corpus_someone_else_owns_are_refused(tmp_path: Path) -> None:
+    settings, _ = _corpus_lakehouse(tmp_path, changes=1)
+    with pytest.raises(UsageError, match="no table embedings"):
+        run_maintain(settings, ["embedings"])
+    other = settings.model_copy(update={"corpus": settings.corpus.model_copy(update={"path": str(tmp_path / "elsewhere")})})
+    with pytest.raises(UsageError, match="not the lakehouse's sample corpus"):
+        run_maintain(other, ["corpus"])
+    assert "corpus" not in {u.table for u in run_maintain(other, dry_run=True).tables}
