@@ -240,6 +240,16 @@ class RegistrySettings(_Strict):
     artifact_location: str | None = None
 
 
+class IndexSettings(_Strict):
+    """Nearest-neighbour indexes of the embedding tables (retrieval/): which kind of faiss index
+    a number of items gets, and its parameters (docs/design.md, Retrieval indexes)."""
+
+    exact_below: int = Field(50_000, ge=1)    # items: exact search below, IVF-Flat from there
+    ivf_lists: int | None = Field(None, ge=1)  # IVF lists (k-means centroids); None: 4 x sqrt(items)
+    ivf_probes: int = Field(8, ge=1)           # lists searched per query: recall against query cost
+    train_per_list: int = Field(64, ge=39)     # k-means training points per list (faiss asks for at least 39)
+
+
 class Settings(_Strict):
     profile: str = "base"
     lakehouse: str
@@ -252,6 +262,7 @@ class Settings(_Strict):
     decode: DecodeSettings = DecodeSettings()
     fetch: FetchSettings = FetchSettings()
     registry: RegistrySettings = RegistrySettings()
+    index: IndexSettings = IndexSettings()
     signals: dict[str, SignalSettings]
 
     @field_validator("lakehouse")
