@@ -10,6 +10,8 @@
     content-signals backfill --challenger --slice-pct 10   # canary: the challenger on a stable 10% of items
     content-signals compare image_embedding                # champion vs challenger: reports/compare/latest.html
     content-signals promote image_embedding challenger     # consumers of the champion follow; rollback undoes it
+    content-signals index image_embedding                  # a faiss index of the champion's vectors; --update applies a refresh's changes
+    content-signals neighbours image_embedding pin-000042 -k 10
     content-signals show
     content-signals backfill --dry-run                     # the plan: window, signals, versions, corpus, Spark; nothing runs
     spark-submit --master spark://host:7077 --py-files dist/content_signals-0.1.0.zip jobs/cli.py backfill --profile cluster-cpu
@@ -74,7 +76,16 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--dry-run", action="store_true",
                              help="print the plan (window, signals and model versions, corpus version and partitions, Spark master and "
                                   "resources) and stop: nothing is computed, registered or committed")
-    commands.add_parser("evaluate", parents=[common], help="labels and duplicate groups against the sample corpus truth")
+    index = commands.add_parser("index", parents=[common], help="a nearest-neighbour index of a signal's champion vectors (lakehouse/_indexes)")
+    index.add_argument("signal", help="an embedding signal, e.g. image_embedding")
+    index.add_argument("--version", type=int, help="the embeddings table version to index (default: the latest)")
+    index.add_argument("--update", action="store_true",
+                       help="apply only what changed in the table since the version the current index was built from")
+    neighbours = commands.add_parser("neighbours", parents=[common], help="an item's nearest neighbours in a signal's index")
+    neighbours.add_argument("signal")
+    neighbours.add_argument("content_id")
+    neighbours.add_argument("-k", type=int, default=10, help="how many (default 10)")
+    commands.add_parser("evaluate", parents=[common], help="labels, duplicate groups and retrieval against the sample corpus truth")
     commands.add_parser("eval", parents=[common], help="make-corpus, backfill (OCR on), dedup, evaluate")
     commands.add_parser("show", parents=[common], help="what the lakehouse holds")
     return parser

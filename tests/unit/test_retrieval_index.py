@@ -2,7 +2,6 @@
 table's contract schema, checked against numpy brute force over the same table version."""
 from __future__ import annotations
 
-import datetime as dt
 import json
 import shutil
 from pathlib import Path
@@ -11,7 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from deltalake import DeltaTable, write_deltalake
+from deltalake import DeltaTable
+from embedding_tables import DIM, SIGNAL, append, assert_same, brute_force, delete, random_vectors, rows
 
 from conf.settings import IndexSettings, UsageError
 from lake import delta_io
@@ -19,59 +19,14 @@ from retrieval import index_store
 from retrieval.build import build_index, embeddings_root, update_index
 from retrieval.embedding_rows import vectors_of
 from retrieval.vector_index import EXACT, IVF_FLAT, neighbours
-from signals.contracts import EMBEDDINGS
 
-SIGNAL, DIM = "image_embedding", 16
 EXACT_ONLY = IndexSettings()
-T0 = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
-
-
-def rows(ids: list[str], vectors: np.ndarray | None, signal: str = SIGNAL, model_version: str = "1", ds: str = "2026-11-19") -> pa.Table:
-    """Rows of EMBEDDINGS: ok rows with `vectors`, or error rows where `vectors` is None."""
-    return pa.Table.from_pylist([
-        {"content_id": c, "signal": signal, "model_name": "m", "model_version": model_version, "input_hash": f"hash-{c}",
-         "vector": None if vectors is None else vectors[i].tolist(), "dim": None if vectors is None else vectors.shape[1],
-         "status": "error" if vectors is None else "ok", "error": "image is corrupt or truncated" if vectors is None else None,
-         "run_id": "run", "computed_at": T0, "ds": ds}
-        for i, c in enumerate(ids)
-    ], schema=EMBEDDINGS.schema)
-
-
-def append(lakehouse: Path, table: pa.Table) -> int:
-    write_deltalake(embeddings_root(str(lakehouse)), table, partition_by=list(EMBEDDINGS.partition_by), mode="append")
-    return DeltaTable(embeddings_root(str(lakehouse))).version()
-
-
-def delete(lakehouse: Path, *content_ids: str) -> int:
-    table = DeltaTable(embeddings_root(str(lakehouse)))
-    table.delete(" OR ".join(f"content_id = '{c}'" for c in content_ids))
-    return table.version()
-
-
-def random_vectors(n: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
-
-
-def brute_force(lakehouse: Path, version: int, query: np.ndarray, k: int, model_version: str = "1") -> list[tuple[str, float]]:
-    """The k nearest ok rows of SIGNAL at the version, computed with numpy over the table as read."""
-    table = delta_io.read_arrow(embeddings_root(str(lakehouse)), version).to_pylist()
-    ok = [r for r in table if r["signal"] == SIGNAL and r["model_version"] == model_version and r["status"] == "ok"]
-    matrix = np.array([r["vector"] for r in ok], dtype=np.float64)
-    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
-    scores = matrix @ (query / np.linalg.norm(query))
-    order = np.argsort(-scores, kind="stable")[:k]
-    return [(ok[i]["content_id"], float(scores[i])) for i in order]
-
-
-def assert_same(found: list[tuple[str, float]], expected: list[tuple[str, float]]) -> None:
-    assert [c for c, _ in found] == [c for c, _ in expected]
-    np.testing.assert_allclose([s for _, s in found], [s for _, s in expected], atol=1e-5)
 
 
 @pytest.fixture
 def lakehouse(tmp_path) -> Path:
-    """Version 0: 120 items of SIGNAL (10 of them error rows) on two days, another signal and
-    another model version beside them; version 1: 30 more items."""
+    """Versions 0 and 1: 120 items of SIGNAL (10 of them error rows) on two days, another signal
+    and another model version beside them; version 2: 30 more items."""
     ids = [f"pin-{i:03d}" for i in range(120)]
     append(tmp_path, rows(ids[:60], random_vectors(60, 0)))
     table = pa.concat_tables([
