@@ -16,6 +16,8 @@ added since: the daily run, which the target is checked on). Where CUDA is avail
 --gpu on), benchmarks.gpu runs next: open_clip ViT-B-32 from JPEG bytes on the GPU path. Last,
 benchmarks.hostile: each class of hostile image through the image signal's prepare, one fresh
 process per class, its peak memory and slowest image against the per-task budget ("hostile").
+Then benchmarks.index: a 100k-vector synthetic embeddings table, the index `content-signals index`
+builds of it against exact search, recall@10 and query cost measured in one run ("index").
 
 Every Spark session is warmed up first (Python workers started, model loaded in them, one small
 job of the arm) and that time is excluded from all arms alike; the raw loop's model load and
@@ -52,9 +54,10 @@ for _name, _value in _worker_env().items():
     os.environ.setdefault(_name, _value)
 
 from benchmarks import arms, hostile, stages  # noqa: E402
+from benchmarks import index as index_bench  # noqa: E402
 from benchmarks.corpus import add_new_items, copy_lakehouse, write_corpus  # noqa: E402
 from benchmarks.memory import CpuShare  # noqa: E402
-from benchmarks.report import format_table, summarise  # noqa: E402
+from benchmarks.report import format_table, index_line, summarise  # noqa: E402
 
 SIGNALS = ("image_embedding", "text_embedding")
 WARM_ITEMS = 64
@@ -79,6 +82,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--gpu", choices=("auto", "on", "off"), default="auto",
                    help="also run benchmarks.gpu (open_clip ViT-B-32 from JPEG bytes on the GPU path): auto = where CUDA is available")
     p.add_argument("--hostile", choices=("on", "off"), default="on", help="also run benchmarks.hostile (hostile images through prepare)")
+    p.add_argument("--index", choices=("on", "off"), default="on",
+                   help="also run benchmarks.index (the approximate index of 100k synthetic vectors against exact search)")
     return p.parse_args(argv)
 
 
@@ -296,6 +301,10 @@ class Bench:
             self.log("hostile images: python -m benchmarks.hostile (one process per class)")
             report["hostile"] = hostile.run()
             self.log(f"hostile images: {report['hostile']['summary']}")
+        if self.args.index == "on":
+            self.log("index: python -m benchmarks.index (100k synthetic vectors, approximate against exact)")
+            report["index"] = index_bench.run(seed=self.args.seed, workdir=self.work)
+            self.log(index_line(report["index"]))
         report.update({
             "machine": machine(),
             "corpus": {"generator": "sample_corpus.generate.generate_corpus", "seed": self.args.seed,

@@ -112,6 +112,8 @@ def format_table(report: dict[str, Any]) -> str:
                    f"(whole corpus compared) {r['first_refresh_1pct_s']:.1f}s, ratio {r['first_ratio']:.3f}")
     if "gpu" in report:
         out.append(gpu_line(report["gpu"]))
+    if "index" in report:
+        out.append(index_line(report["index"]))
     return "\n".join(out)
 
 
@@ -128,3 +130,11 @@ def gpu_line(gpu: dict[str, Any]) -> str:
     if "H100" in name and "gpu_decode" in speeds:
         line += f" (target >= {GPU_TARGET:,} on an H100: {'yes' if speeds['gpu_decode'] >= GPU_TARGET else 'NO'})"
     return line
+
+
+def index_line(report: dict[str, Any]) -> str:
+    """One line for benchmarks.index's report: recall@10 and query cost against exact search, and the targets."""
+    met = ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in report["targets_met"].items())
+    return (f"index: {report['items']} x {report['dim']} vectors, {report['index_kind']}: recall@10 {report['recall_at_10']:.3f}, "
+            f"{report['ms_per_query']['index']:.3f} ms/query vs exact {report['ms_per_query']['exact']:.3f} "
+            f"({report['query_cost_ratio']:.1f}x) -- {met}")
