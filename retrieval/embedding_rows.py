@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 from deltalake import DeltaTable
-from deltalake.exceptions import DeltaError
+from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from conf.settings import UsageError
 from lake import delta_io
@@ -41,9 +41,10 @@ class Changes:
 def pinned_version(root: str, version: int | None) -> int:
     """The table version to read: `version`, or the latest; a clear UsageError for a missing
     table or a version it does not have."""
-    if not DeltaTable.is_deltatable(root):
-        raise UsageError(f"no embeddings table at {root}: run a backfill first (content-signals backfill), or check --profile/--set lakehouse")
-    latest = DeltaTable(root).version()
+    try:  # not DeltaTable.is_deltatable: it holds the GIL while it lists the store, so an S3 server in this process (moto, in tests) never answers
+        latest = DeltaTable(root).version()
+    except TableNotFoundError:
+        raise UsageError(f"no embeddings table at {root}: run a backfill first (content-signals backfill), or check --profile/--set lakehouse") from None
     if version is None:
         return latest
     if not 0 <= version <= latest:

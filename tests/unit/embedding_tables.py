@@ -30,12 +30,12 @@ def rows(ids: list[str], vectors: np.ndarray | None, signal: str = SIGNAL, model
     ], schema=EMBEDDINGS.schema)
 
 
-def append(lakehouse: Path, table: pa.Table) -> int:
+def append(lakehouse: Path | str, table: pa.Table) -> int:
     write_deltalake(embeddings_root(str(lakehouse)), table, partition_by=list(EMBEDDINGS.partition_by), mode="append")
     return DeltaTable(embeddings_root(str(lakehouse))).version()
 
 
-def delete(lakehouse: Path, *content_ids: str) -> int:
+def delete(lakehouse: Path | str, *content_ids: str) -> int:
     table = DeltaTable(embeddings_root(str(lakehouse)))
     table.delete(" OR ".join(f"content_id = '{c}'" for c in content_ids))
     return table.version()
@@ -45,7 +45,7 @@ def random_vectors(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
 
 
-def brute_force(lakehouse: Path, version: int, query: np.ndarray, k: int, model_version: str = "1") -> list[tuple[str, float]]:
+def brute_force(lakehouse: Path | str, version: int, query: np.ndarray, k: int, model_version: str = "1") -> list[tuple[str, float]]:
     """The k nearest ok rows of SIGNAL at the version, computed with numpy over the table as read."""
     table = delta_io.read_arrow(embeddings_root(str(lakehouse)), version).to_pylist()
     ok = [r for r in table if r["signal"] == SIGNAL and r["model_version"] == model_version and r["status"] == "ok"]

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import pytest
 from deltalake import DeltaTable
 from embedding_tables import DIM, SIGNAL, append, assert_same, brute_force, delete, random_vectors, rows
@@ -52,7 +53,7 @@ def test_an_index_of_a_pinned_version_returns_the_exact_neighbours(lakehouse) ->
     assert (latest.manifest.table_version, latest.manifest.items) == (pinned + 1, 140)
 
 
-def refresh_like_change(lakehouse: Path) -> dict[str, np.ndarray]:
+def refresh_like_change(lakehouse: Path | str) -> dict[str, np.ndarray]:
     """New items (one in an existing day), a takedown, an item whose row became an error, an item
     whose vector changed: as a refresh commits them, in several versions. Returns the new vectors."""
     new, changed = random_vectors(4, 20), random_vectors(1, 21)
@@ -164,3 +165,23 @@ def test_old_builds_are_deleted_but_the_previous_one(lakehouse) -> None:
     root = str(lakehouse)
     builds = [build_index(root, SIGNAL, "1", EXACT_ONLY).manifest.build for _ in range(3)]
     assert sorted(p.name for p in (Path(index_store.signal_folder(root, SIGNAL)) / "builds").iterdir()) == sorted(builds[1:])
+
+
+def test_an_index_on_the_object_store_is_built_updated_and_read_there(s3_server, monkeypatch) -> None:
+    """The lakehouse on S3 (moto), located by the AWS environment as the jobs' lakehouse is."""
+    for name, value in {"AWS_ENDPOINT_URL": s3_server.endpoint_url, "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    s3_server.put("indexes", {})
+    root = "s3://indexes/lakehouse"
+    append(root, rows([f"pin-{i:03d}" for i in range(80)], random_vectors(80, 60)))
+    first = build_index(root, SIGNAL, "1", EXACT_ONLY).manifest
+    refresh_like_change(root)
+    manifest = update_index(root, SIGNAL, "1", EXACT_ONLY).manifest
+    assert manifest.made_by["how"] == "update" and (manifest.made_by["added"], manifest.made_by["removed"]) == (4, 2)
+    _, index = index_store.load(root, SIGNAL)
+    for query in random_vectors(10, 61):
+        assert_same(neighbours(index, query, 10), brute_force(root, manifest.table_version, query, 10))
+    build_index(root, SIGNAL, "1", EXACT_ONLY)  # a third build: the first one's files go
+    store = pafs.S3FileSystem(endpoint_override=s3_server.endpoint_url, scheme="http", region="us-east-1")
+    builds = {e.base_name for e in store.get_file_info(pafs.FileSelector("indexes/lakehouse/_indexes/image_embedding/builds"))}
+    assert len(builds) == 2 and first.build not in builds and manifest.build in builds
