@@ -3,7 +3,7 @@ from pathlib import Path
 
 from setuptools import find_packages, setup
 
-PACKAGES = ["conf", "signals", "udfs", "lake", "rollout", "jobs", "sample_corpus"]
+PACKAGES = ["conf", "signals", "udfs", "lake", "rollout", "retrieval", "jobs", "sample_corpus"]
 
 setup(
     name="content-signals",

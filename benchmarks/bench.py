@@ -19,6 +19,8 @@ benchmarks.uri: the image embedding on the same images inline, by URI on a loopb
 on an S3-compatible one, and the workers' memory by URI at N and scale x N items ("uri"). Last,
 benchmarks.hostile: each class of hostile image through the image signal's prepare, one fresh
 process per class, its peak memory and slowest image against the per-task budget ("hostile").
+Then benchmarks.index: a 100k-vector synthetic embeddings table, the index `content-signals index`
+builds of it against exact search, recall@10 and query cost measured in one run ("index").
 
 Every Spark session is warmed up first (Python workers started, model loaded in them, one small
 job of the arm) and that time is excluded from all arms alike; the raw loop's model load and
@@ -56,9 +58,10 @@ for _name, _value in _worker_env().items():
     os.environ.setdefault(_name, _value)
 
 from benchmarks import arms, hostile, stages  # noqa: E402
+from benchmarks import index as index_bench  # noqa: E402
 from benchmarks.corpus import add_new_items, copy_lakehouse, write_corpus  # noqa: E402
 from benchmarks.memory import CpuShare  # noqa: E402
-from benchmarks.report import format_table, summarise  # noqa: E402
+from benchmarks.report import format_table, index_line, summarise  # noqa: E402
 
 SIGNALS = ("image_embedding", "text_embedding")
 WARM_ITEMS = 64
@@ -85,6 +88,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--uri", choices=("on", "off"), default="on",
                    help="also run benchmarks.uri (the same images inline, by URI on loopback HTTP and on S3; worker memory by URI)")
     p.add_argument("--hostile", choices=("on", "off"), default="on", help="also run benchmarks.hostile (hostile images through prepare)")
+    p.add_argument("--index", choices=("on", "off"), default="on",
+                   help="also run benchmarks.index (the approximate index of 100k synthetic vectors against exact search)")
     return p.parse_args(argv)
 
 
@@ -305,6 +310,10 @@ class Bench:
             self.log("hostile images: python -m benchmarks.hostile (one process per class)")
             report["hostile"] = hostile.run()
             self.log(f"hostile images: {report['hostile']['summary']}")
+        if self.args.index == "on":
+            self.log("index: python -m benchmarks.index (100k synthetic vectors, approximate against exact)")
+            report["index"] = index_bench.run(seed=self.args.seed, workdir=self.work)
+            self.log(index_line(report["index"]))
         report.update({
             "machine": machine(),
             "corpus": {"generator": "sample_corpus.generate.generate_corpus", "seed": self.args.seed,

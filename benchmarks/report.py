@@ -116,6 +116,8 @@ def format_table(report: dict[str, Any]) -> str:
         out.append(gpu_line(report["gpu"]))
     if "uri" in report:
         out.append(uri_line(report["uri"]))
+    if "index" in report:
+        out.append(index_line(report["index"]))
     return "\n".join(out)
 
 
@@ -181,3 +183,9 @@ def uri_line(uri: dict[str, Any]) -> str:
     cpu = ", ".join(f"{way} {_fmt(c['benchmark'])} ({_fmt(c['driver_process'])} in the driver)" for way, c in uri["cpu_ms_per_item"].items())
     return (f"images by URI, items/s: inline {_fmt(speed['inline'])}, {ways}; CPU ms per item: {cpu}; "
             f"peak worker MB by URI: {rss} -- {met}")
+def index_line(report: dict[str, Any]) -> str:
+    """One line for benchmarks.index's report: recall@10 and query cost against exact search, and the targets."""
+    met = ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in report["targets_met"].items())
+    return (f"index: {report['items']} x {report['dim']} vectors, {report['index_kind']}: recall@10 {report['recall_at_10']:.3f}, "
+            f"{report['ms_per_query']['index']:.3f} ms/query vs exact {report['ms_per_query']['exact']:.3f} "
+            f"({report['query_cost_ratio']:.1f}x) -- {met}")

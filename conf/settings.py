@@ -250,6 +250,14 @@ class MaintainSettings(_Strict):
     target_file_bytes: int = Field(128 * 2**20, gt=0)  # compacted files are about this large
     min_retention_hours: float = Field(168, ge=0)  # a vacuum never removes files a version younger than this names
     keep_versions: dict[str, tuple[int, ...]] = Field(default_factory=dict)  # table -> versions a reader pins (an index built on them)
+class IndexSettings(_Strict):
+    """Nearest-neighbour indexes of the embedding tables (retrieval/): which kind of faiss index
+    a number of items gets, and its parameters (docs/design.md, Retrieval indexes)."""
+
+    exact_below: int = Field(50_000, ge=1)    # items: exact search below, IVF-Flat from there
+    ivf_lists: int | None = Field(None, ge=1)  # IVF lists (k-means centroids); None: 4 x sqrt(items)
+    ivf_probes: int = Field(8, ge=1)           # lists searched per query: recall against query cost
+    train_per_list: int = Field(64, ge=39)     # k-means training points per list (faiss asks for at least 39)
 
 
 class Settings(_Strict):
@@ -265,6 +273,7 @@ class Settings(_Strict):
     fetch: FetchSettings = FetchSettings()
     registry: RegistrySettings = RegistrySettings()
     maintain: MaintainSettings = MaintainSettings()
+    index: IndexSettings = IndexSettings()
     signals: dict[str, SignalSettings]
 
     @field_validator("lakehouse")

@@ -10,6 +10,8 @@
     content-signals backfill --challenger --slice-pct 10   # canary: the challenger on a stable 10% of items
     content-signals compare image_embedding                # champion vs challenger: reports/compare/latest.html
     content-signals promote image_embedding challenger     # consumers of the champion follow; rollback undoes it
+    content-signals index image_embedding                  # a faiss index of the champion's vectors; --update applies a refresh's changes
+    content-signals neighbours image_embedding pin-000042 -k 10
     content-signals show
     content-signals maintain                               # checkpoint logs, compact small files, vacuum what no named version needs
     content-signals backfill --dry-run                     # the plan: window, signals, versions, corpus, Spark; nothing runs
@@ -80,7 +82,16 @@ def _parser() -> argparse.ArgumentParser:
     maintain.add_argument("--tables", nargs="+", metavar="TABLE",
                           help="embeddings, labels, duplicates, runs, corpus (default: all of them; the corpus only if it is the sample corpus)")
     maintain.add_argument("--dry-run", action="store_true", help="print what it would do, per table, and change nothing")
-    commands.add_parser("evaluate", parents=[common], help="labels and duplicate groups against the sample corpus truth")
+    index = commands.add_parser("index", parents=[common], help="a nearest-neighbour index of a signal's champion vectors (lakehouse/_indexes)")
+    index.add_argument("signal", help="an embedding signal, e.g. image_embedding")
+    index.add_argument("--version", type=int, help="the embeddings table version to index (default: the latest)")
+    index.add_argument("--update", action="store_true",
+                       help="apply only what changed in the table since the version the current index was built from")
+    neighbours = commands.add_parser("neighbours", parents=[common], help="an item's nearest neighbours in a signal's index")
+    neighbours.add_argument("signal")
+    neighbours.add_argument("content_id")
+    neighbours.add_argument("-k", type=int, default=10, help="how many (default 10)")
+    commands.add_parser("evaluate", parents=[common], help="labels, duplicate groups and retrieval against the sample corpus truth")
     commands.add_parser("eval", parents=[common], help="make-corpus, backfill (OCR on), dedup, evaluate")
     commands.add_parser("show", parents=[common], help="what the lakehouse holds")
     return parser

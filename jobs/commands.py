@@ -20,10 +20,14 @@ from jobs.failures import Failure, explain
 from jobs.maintain import run_maintain
 from jobs.refresh import run_refresh
 from jobs.session import build_session
-from jobs.show import console, print_evaluation, print_result, print_upkeep, show
+from jobs.show import console, print_evaluation, print_neighbours, print_result, print_upkeep, show
+from retrieval import index_store
+from retrieval.build import build_index, embeddings_root, update_index
+from retrieval.embedding_rows import item_vector, pinned_version
+from retrieval.vector_index import neighbours
 from rollout.compare import compare_in_lakehouse, log_to_mlflow, report_metrics, write_report
 from rollout.evaluate import run_evaluation
-from rollout.models import CHALLENGER, CHAMPION, identity_params, registry_for
+from rollout.models import CHALLENGER, CHAMPION, champion_version, identity_params, registry_for
 from sample_corpus.generate import write_sample_corpus
 from signals.catalog import signal_class
 from signals.contracts import CORPUS, RUNS
@@ -90,6 +94,36 @@ def _compare(settings: Settings, args: argparse.Namespace) -> None:
 REGISTRY_COMMANDS = {"promote": _promote, "rollback": _rollback, "register": _register, "compare": _compare}
 
 
+def _champion_of(settings: Settings, signal: str) -> str:
+    """The model version an index of `signal` holds: its champion's, once the table is known to exist."""
+    if signal not in settings.signals:
+        raise UsageError(f"no signal {signal!r} in the profile; signals: {', '.join(sorted(settings.signals))}")
+    pinned_version(embeddings_root(settings.lakehouse_root), None)  # a missing table is said before the registry is opened
+    return champion_version(settings, signal)
+
+
+def _index(settings: Settings, args: argparse.Namespace) -> None:
+    make = update_index if args.update else build_index
+    outcome = make(settings.lakehouse_root, args.signal, _champion_of(settings, args.signal), settings.index, args.version)
+    console.print(outcome.message)
+    console.print(f"manifest: {index_store.signal_folder(settings.lakehouse_root, args.signal)}/{index_store.MANIFEST}", soft_wrap=True)
+
+
+def _neighbours(settings: Settings, args: argparse.Namespace) -> None:
+    if args.k < 1:
+        raise UsageError(f"-k {args.k}: ask for at least one neighbour")
+    manifest, index = index_store.load(settings.lakehouse_root, args.signal)
+    vector = item_vector(embeddings_root(settings.lakehouse_root), args.signal, manifest.model_version, manifest.table_version, args.content_id)
+    found = [(c, score) for c, score in neighbours(index, vector, args.k + 1) if c != args.content_id][: args.k]
+    champion = _champion_of(settings, args.signal)
+    print_neighbours(manifest, args.content_id, found)
+    if champion != manifest.model_version:
+        console.print(f"note: the champion of {args.signal} is now model version {champion}; build its index: content-signals index {args.signal}")
+
+
+DRIVER_COMMANDS = {**REGISTRY_COMMANDS, "index": _index, "neighbours": _neighbours}  # no Spark session
+
+
 def _spark_steps(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> Iterator[RunResult]:
     """The Spark jobs a command runs, in order, each result as it lands."""
     if args.command == "refresh":
@@ -116,8 +150,8 @@ def run(args: argparse.Namespace) -> None:
     if args.command == "evaluate":
         print_evaluation(run_evaluation(settings))
         return
-    if args.command in REGISTRY_COMMANDS:
-        REGISTRY_COMMANDS[args.command](settings, args)
+    if args.command in DRIVER_COMMANDS:
+        DRIVER_COMMANDS[args.command](settings, args)
         return
     if args.command == "maintain":  # delta-rs only: no Spark session
         print_upkeep(run_maintain(settings, args.tables, args.dry_run))

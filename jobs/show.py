@@ -14,6 +14,7 @@ from conf.settings import Settings, UsageError
 from jobs.engine import RunResult
 from jobs.maintain import MaintainResult
 from lake.lakehouse import Lakehouse
+from retrieval.index_store import Manifest
 from rollout.evaluate import REPORT
 from signals.contracts import DUPLICATES, EMBEDDINGS, LABELS, RUNS
 
@@ -105,4 +106,22 @@ def print_evaluation(result: dict) -> None:
         table.add_column(column, justify="left" if column == "label" else "right")
     for label, m in result["labels"].items():
         table.add_row(label, *[("-" if m.get(k) is None else f"{m[k]:.3f}") for k in ("precision", "recall", "roc_auc")], str(m["n"]))
+    console.print(table)
+    for signal, r in result.get("retrieval", {}).items():
+        copies = r.get("copies", {})
+        found = "-" if copies.get("mean_share") is None else f"{copies['mean_share']:.3f}"
+        console.print(f"retrieval {signal} ({r['items']} items): recall@{r['k']} of the approximate index vs exact "
+                      f"{r['recall_at_k_approximate']:.3f} ({r['approximate']}); copies among the {r['k']} nearest "
+                      f"(mean share, {copies.get('items_with_copies', 0)} items with copies) {found} [{r['index_kind']} index]")
+
+
+def print_neighbours(manifest: Manifest, content_id: str, found: list[tuple[str, float]]) -> None:
+    """An item's nearest neighbours, nearest first, under what the index was built from."""
+    console.print(f"{content_id}: nearest in the {manifest.kind['name']} index of {manifest.signal} (model version "
+                  f"{manifest.model_version}, embeddings version {manifest.table_version}, {manifest.items} items)")
+    table = Table()
+    for column in ("rank", "content_id", "cosine"):
+        table.add_column(column, justify="left" if column == "content_id" else "right")
+    for rank, (other, score) in enumerate(found, 1):
+        table.add_row(str(rank), other, f"{score:.4f}")
     console.print(table)

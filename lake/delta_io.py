@@ -209,9 +209,19 @@ def snapshot(root: str, version: int | None = None) -> DeltaTable:
     return DeltaTable(root) if version is None else DeltaTable(root, version=version)
 
 
-def read_arrow(root: str, version: int | None = None, filters: Any = None) -> pa.Table:
+def read_arrow(root: str, version: int | None = None, filters: Any = None, columns: Sequence[str] | None = None) -> pa.Table:
     """The table's rows as Arrow, through the Delta log (partition columns included)."""
-    return snapshot(root, version).to_pyarrow_dataset().to_table(filter=filters)
+    return snapshot(root, version).to_pyarrow_dataset().to_table(filter=filters, columns=None if columns is None else list(columns))
+
+
+def read_files(root: str, version: int, files: Sequence[LiveFile], columns: Sequence[str]) -> pa.Table:
+    """The rows of some data files of the snapshot at `version` (partition columns filled from
+    the log): what changed between two versions is read without reading the rest."""
+    dataset = snapshot(root, version).to_pyarrow_dataset()
+    wanted = {unquote(f.path) for f in files}
+    parts = [fragment.to_table(schema=dataset.schema, columns=list(columns))
+             for fragment in dataset.get_fragments() if unquote(fragment.path) in wanted]
+    return pa.concat_tables(parts) if parts else dataset.schema.empty_table().select(list(columns))
 
 
 @functools.lru_cache(maxsize=64)

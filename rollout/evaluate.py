@@ -6,7 +6,9 @@ Per label: precision and recall of the stored decision, ROC-AUC of the stored sc
 items the label could score (ok rows). Near-duplicates: pairs of items in the same predicted
 group against pairs in the same true copy group (`corpus_truth.dup_group`); a pair of an
 *edit* (a crop, flip, blur, text overlay, low-resolution copy) with the group of the picture
-it was made from is ambiguous and counted neither way. Writes reports/eval/latest.json.
+it was made from is ambiguous and counted neither way. Retrieval: per embedding signal, recall@10 of the approximate (IVF-Flat) index against exact search
+on the champion's vectors, and for each item with copies (the same `dup_group`) the share of them
+among its 10 nearest neighbours (retrieval/quality.py). Writes reports/eval/latest.json.
 This is the gate a model version passes before promotion.
 """
 from __future__ import annotations
@@ -26,6 +28,10 @@ from sklearn.metrics import roc_auc_score
 
 from conf.settings import Settings
 from lake import delta_io
+from retrieval.build import embeddings_root
+from retrieval.embedding_rows import held_by, pinned_version, signal_rows, vectors_of
+from retrieval.quality import retrieval_quality
+from rollout.models import champion_version
 from sample_corpus.generate import TRUTH_TABLE
 from signals.contracts import DUPLICATES, LABELS, STATUS_OK
 
@@ -106,6 +112,23 @@ def evaluate_duplicates(duplicates: pa.Table, truth: dict[str, dict]) -> dict:
     }
 
 
+def evaluate_retrieval(settings: Settings, truth: dict[str, dict]) -> dict[str, dict]:
+    """Per enabled signal in the embeddings table (its champion's rows at the latest version):
+    recall@10 of the approximate index against exact search, and the share of copies found."""
+    root = embeddings_root(settings.lakehouse_root)
+    if not DeltaTable.is_deltatable(root):
+        return {}
+    version = pinned_version(root, None)
+    groups = {content_id: t["dup_group"] for content_id, t in truth.items()}
+    results = {}
+    for signal in sorted({s for s, _ in held_by(root, version)} & set(settings.enabled_signals)):
+        model_version = champion_version(settings, signal)
+        vectors = vectors_of(signal_rows(root, signal, model_version, version), model_version)
+        if len(vectors.content_ids) > 1:
+            results[signal] = {**retrieval_quality(vectors, settings.index, groups), "table_version": version}
+    return results
+
+
 def run_evaluation(settings: Settings, report: Path = REPORT) -> dict:
     """Evaluate what the lakehouse holds; write the JSON report and return it."""
     truth = {r["content_id"]: r for r in delta_io.read_arrow(settings.table_root(TRUTH_TABLE)).to_pylist()}
@@ -115,6 +138,7 @@ def run_evaluation(settings: Settings, report: Path = REPORT) -> dict:
         pairs = evaluate_duplicates(delta_io.read_arrow(duplicates_root), truth)
         result["labels"]["near_duplicate"] = {**pairs, "roc_auc": None}  # groups, not scores: no curve
         result["near_duplicate"] = pairs
+    result["retrieval"] = evaluate_retrieval(settings, truth)
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps(result, indent=2))
     return result

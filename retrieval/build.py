@@ -1,0 +1,87 @@
+"""A signal's index from the embeddings table: built whole from a pinned table version, or
+brought up to a later version by applying only what changed since the version it was built from.
+
+An index holds the ok rows of one model version (the caller resolves the champion's). An update
+reads the data files added and removed in the signal's partitions since the manifest's version
+(lake.delta_io.changed_files): it removes every item of those files, then adds back the ok rows
+of the added files, so new and changed items are in, and takedowns and items whose row became an
+error are out. It rebuilds instead when the files of the old version are gone (vacuumed), or
+when the number of items calls for the other kind of index; the result is the same either way.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow.compute as pc
+
+from conf.settings import IndexSettings, UsageError
+from retrieval import index_store
+from retrieval.embedding_rows import changes, pinned_version, signal_rows, vectors_of
+from retrieval.index_store import Manifest
+from retrieval.vector_index import VectorIndex, choose_kind
+from signals.contracts import EMBEDDINGS
+
+
+@dataclass(frozen=True)
+class IndexOutcome:
+    """The manifest of the signal's index now, and what the command did, in a sentence."""
+
+    manifest: Manifest
+    message: str
+
+
+def embeddings_root(lakehouse_root: str) -> str:
+    return f"{lakehouse_root.rstrip('/')}/{EMBEDDINGS.name}"
+
+
+def _describe(manifest: Manifest) -> str:
+    kind = manifest.kind
+    params = ", ".join(f"{k} {v}" for k, v in kind.items() if k in ("lists", "probes"))
+    return (f"{manifest.signal}: {kind['name']}{f' ({params})' if params else ''} index of {manifest.items} items at model version "
+            f"{manifest.model_version}, from {EMBEDDINGS.name} version {manifest.table_version}")
+
+
+def build_index(lakehouse_root: str, signal: str, model_version: str, settings: IndexSettings, version: int | None = None,
+                reason: str = "") -> IndexOutcome:
+    """A new index of the signal's ok rows at `model_version` in the table at `version` (latest if None)."""
+    table = embeddings_root(lakehouse_root)
+    version = pinned_version(table, version)
+    vectors = vectors_of(signal_rows(table, signal, model_version, version), model_version)
+    if not vectors.content_ids:
+        raise UsageError(f"{table} version {version} has no ok rows of {signal} at model version {model_version}: nothing to index")
+    index = VectorIndex.build(vectors.content_ids, vectors.matrix, choose_kind(len(vectors.content_ids), settings))
+    manifest = index_store.save(lakehouse_root, signal, index, EMBEDDINGS.name, version, model_version,
+                                {"how": "build", **({"reason": reason} if reason else {})})
+    return IndexOutcome(manifest, f"built {_describe(manifest)}{f' ({reason})' if reason else ''}")
+
+
+def update_index(lakehouse_root: str, signal: str, model_version: str, settings: IndexSettings, version: int | None = None) -> IndexOutcome:
+    """The signal's index brought to the table at `version` (latest if None) by its changes alone."""
+    manifest, index = index_store.load(lakehouse_root, signal)
+    if manifest.model_version != model_version:
+        raise UsageError(f"the index of {signal} holds model version {manifest.model_version} and the champion is now {model_version}: "
+                         f"one index never mixes two models' vectors; build a new one (content-signals index {signal}, without --update)")
+    table = embeddings_root(lakehouse_root)
+    version = pinned_version(table, version)
+    if version < manifest.table_version:
+        raise UsageError(f"the index of {signal} is at {EMBEDDINGS.name} version {manifest.table_version}, after {version}: "
+                         f"build one at {version} instead (without --update)")
+    if version == manifest.table_version:
+        return IndexOutcome(manifest, f"nothing to do: {_describe(manifest)}")
+    found = changes(table, signal, model_version, manifest.table_version, version)
+    if found is None:
+        return build_index(lakehouse_root, signal, model_version, settings, version,
+                           f"rebuilt: the files of version {manifest.table_version} are no longer all there")
+    before = set(index.ids)
+    fresh = vectors_of(found.rows, model_version)
+    index.remove(found.removed_ids | set(pc.unique(found.rows["content_id"]).to_pylist()))
+    index.add(fresh.content_ids, fresh.matrix)
+    if choose_kind(len(index), settings).name != index.kind.name:
+        return build_index(lakehouse_root, signal, model_version, settings, version,
+                           f"rebuilt: {len(index)} items call for another kind of index than {index.kind.name}")
+    after = set(index.ids)
+    # re-added: items of the added files that were in the index already (changed, or in a file rewritten around a change)
+    counts = {"added": len(after - before), "re_added": len(fresh.content_ids) - len(after - before), "removed": len(before - after)}
+    manifest = index_store.save(lakehouse_root, signal, index, EMBEDDINGS.name, version, model_version,
+                                {"how": "update", "from_table_version": manifest.table_version, **counts})
+    return IndexOutcome(manifest, f"updated {_describe(manifest)}: " + ", ".join(f"{n} {what.replace('_', '-')}" for what, n in counts.items()))

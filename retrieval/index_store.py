@@ -1,0 +1,132 @@
+"""Where an index lives: beside the tables, on the lakehouse's own storage (a folder or s3://,
+through pyarrow's filesystems), one folder per signal:
+
+    <lakehouse>/_indexes/<signal>/manifest.json                  the current build, written last
+    <lakehouse>/_indexes/<signal>/builds/<build>/index.faiss     faiss's serialised index
+    <lakehouse>/_indexes/<signal>/builds/<build>/ids.parquet     content_id -> faiss id
+
+A build's files are never rewritten: a new build (or update) writes a new folder, then replaces
+the manifest (written aside and moved into place), so a reader that read the manifest finds its
+files. The folders of builds before the previous one are deleted then.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from conf.settings import UsageError
+from retrieval.vector_index import IndexKind, VectorIndex
+
+INDEXES = "_indexes"
+MANIFEST = "manifest.json"
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What an index was built from and how: read before the index, checked against the request."""
+
+    signal: str
+    table: str  # the embeddings table's root
+    table_version: int
+    model_version: str
+    dim: int
+    kind: dict[str, Any]  # IndexKind.as_dict(): name and parameters
+    items: int
+    next_id: int  # the faiss id the next added item gets
+    build: str  # its folder under builds/
+    index_file: str  # relative to the signal's folder
+    ids_file: str
+    built_at: str
+    made_by: dict[str, Any] = field(default_factory=dict)  # build, or update of which version with what counts
+    format: int = FORMAT
+
+    @property
+    def index_kind(self) -> IndexKind:
+        return IndexKind(**self.kind)
+
+
+def signal_folder(lakehouse_root: str, signal: str) -> str:
+    return f"{lakehouse_root.rstrip('/')}/{INDEXES}/{signal}"
+
+
+def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    return pafs.FileSystem.from_uri(uri if "://" in uri else str(Path(uri).resolve()))
+
+
+def save(lakehouse_root: str, signal: str, index: VectorIndex, table: str, table_version: int, model_version: str,
+         made_by: dict[str, Any]) -> Manifest:
+    """Write the index as a new build and make it the signal's current one; returns its manifest."""
+    filesystem, folder = _filesystem(signal_folder(lakehouse_root, signal))
+    previous = _current_build(filesystem, folder)
+    now = dt.datetime.now(dt.UTC)
+    build = f"{now.strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}"
+    index_file, ids_file = f"builds/{build}/index.faiss", f"builds/{build}/ids.parquet"
+    filesystem.create_dir(f"{folder}/builds/{build}")
+    with filesystem.open_output_stream(f"{folder}/{index_file}") as out:
+        out.write(index.to_bytes())
+    pairs = sorted(index.ids.items())
+    pq.write_table(pa.table({"content_id": pa.array([c for c, _ in pairs], pa.string()), "faiss_id": pa.array([i for _, i in pairs], pa.int64())}),
+                   f"{folder}/{ids_file}", filesystem=filesystem)
+    manifest = Manifest(signal, table, table_version, model_version, index.dim, index.kind.as_dict(), len(index), index.next_id, build,
+                        index_file, ids_file, now.isoformat(timespec="seconds"), made_by)
+    aside = f"{folder}/{MANIFEST}.{build}"
+    with filesystem.open_output_stream(aside) as out:
+        out.write(json.dumps(asdict(manifest), indent=2).encode())
+    filesystem.move(aside, f"{folder}/{MANIFEST}")
+    _delete_old_builds(filesystem, folder, keep={build, previous})
+    return manifest
+
+
+def _current_build(filesystem: pafs.FileSystem, folder: str) -> str | None:
+    try:
+        return json.loads(_read(filesystem, f"{folder}/{MANIFEST}"))["build"]
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _read(filesystem: pafs.FileSystem, path: str) -> bytes:
+    with filesystem.open_input_stream(path) as stream:
+        return stream.read()
+
+
+def _delete_old_builds(filesystem: pafs.FileSystem, folder: str, keep: set[str | None]) -> None:
+    for entry in filesystem.get_file_info(pafs.FileSelector(f"{folder}/builds", allow_not_found=True)):
+        if entry.type == pafs.FileType.Directory and entry.base_name not in keep:
+            filesystem.delete_dir(entry.path)
+
+
+def read_manifest(lakehouse_root: str, signal: str) -> Manifest:
+    """The signal's current manifest; a UsageError when there is none or it is not this signal's."""
+    filesystem, folder = _filesystem(signal_folder(lakehouse_root, signal))
+    try:
+        text = _read(filesystem, f"{folder}/{MANIFEST}")
+    except FileNotFoundError:
+        raise UsageError(f"no index of {signal} in {lakehouse_root}: build one first (content-signals index {signal})") from None
+    try:
+        manifest = Manifest(**json.loads(text))
+    except (ValueError, TypeError) as e:
+        raise UsageError(f"{folder}/{MANIFEST} is not an index manifest ({e}): build the index again") from e
+    if manifest.signal != signal:
+        raise UsageError(f"{folder}/{MANIFEST} describes an index of {manifest.signal}, not {signal}: build the index of {signal} again")
+    if manifest.format != FORMAT:
+        raise UsageError(f"{folder}/{MANIFEST} has format {manifest.format}, this code reads {FORMAT}: build the index again")
+    return manifest
+
+
+def load(lakehouse_root: str, signal: str) -> tuple[Manifest, VectorIndex]:
+    """The signal's current index and its manifest."""
+    manifest = read_manifest(lakehouse_root, signal)
+    filesystem, folder = _filesystem(signal_folder(lakehouse_root, signal))
+    data = _read(filesystem, f"{folder}/{manifest.index_file}")
+    ids = pq.read_table(f"{folder}/{manifest.ids_file}", filesystem=filesystem)
+    mapping = dict(zip(ids["content_id"].to_pylist(), ids["faiss_id"].to_pylist()))
+    return manifest, VectorIndex.from_bytes(data, manifest.index_kind, mapping, manifest.next_id)

@@ -1,0 +1,69 @@
+"""`content-signals index` and `neighbours` in-process, on an embeddings table written with delta-rs
+and a registry whose champion says which model version to index (no Spark)."""
+from __future__ import annotations
+
+import pytest
+from embedding_tables import SIGNAL, append, brute_force, random_vectors, registry_in, rows
+
+from jobs.cli import main
+from lake import delta_io
+from lake.registry import Registry
+from retrieval.build import embeddings_root
+
+IDS = [f"pin-{i:03d}" for i in range(50)]
+
+
+@pytest.fixture
+def lakehouse(tmp_path, empty_registry_db):
+    """Champion version 1 of SIGNAL; its rows (the last 5 errors) and version 2's in the table."""
+    registry_in(tmp_path, empty_registry_db)
+    append(tmp_path, rows(IDS[:45], random_vectors(45, 0)))
+    append(tmp_path, rows(IDS[45:], None))
+    append(tmp_path, rows(IDS, random_vectors(50, 1), model_version="2"))
+    return tmp_path
+
+
+def run(capsys, lakehouse, *args: str) -> tuple[int, str]:
+    status = main([*args, "--set", f"lakehouse={lakehouse}"])
+    return status, capsys.readouterr().out
+
+
+def test_index_then_neighbours_prints_the_exact_neighbours(lakehouse, capsys) -> None:
+    status, out = run(capsys, lakehouse, "index", SIGNAL)
+    assert status == 0, out
+    assert "built image_embedding: flat index of 45 items at model version 1, from embeddings version 2" in out
+    status, out = run(capsys, lakehouse, "neighbours", SIGNAL, "pin-007", "-k", "5")
+    assert status == 0, out
+    query = next(r["vector"] for r in delta_io.read_arrow(embeddings_root(str(lakehouse))).to_pylist()
+                 if r["content_id"] == "pin-007" and r["model_version"] == "1")
+    expected = [c for c, _ in brute_force(lakehouse, 2, query, 6) if c != "pin-007"]
+    printed = [line.split("│")[2].strip() for line in out.splitlines() if line.startswith("│")]
+    assert printed == expected
+    assert "note:" not in out
+
+
+def test_bad_requests_exit_2_with_the_reason(lakehouse, tmp_path, capsys) -> None:
+    status, out = run(capsys, tmp_path / "elsewhere", "index", SIGNAL)
+    assert status == 2 and "no embeddings table at" in out
+    status, out = run(capsys, lakehouse, "index", "no_such")
+    assert status == 2 and "no signal 'no_such' in the profile" in out
+    status, out = run(capsys, lakehouse, "index", "text_embedding")  # no champion registered
+    assert status == 2 and "cannot resolve 'text_embedding'" in out
+    status, out = run(capsys, lakehouse, "neighbours", SIGNAL, "pin-001")
+    assert status == 2 and "no index of image_embedding" in out
+    assert run(capsys, lakehouse, "index", SIGNAL)[0] == 0
+    status, out = run(capsys, lakehouse, "neighbours", SIGNAL, "pin-047")
+    assert status == 2 and "'pin-047' has no vector for image_embedding at model version 1: image is corrupt" in out
+    status, out = run(capsys, lakehouse, "neighbours", SIGNAL, "pin-999")
+    assert status == 2 and "no row of 'pin-999'" in out
+
+
+def test_a_new_champion_is_not_mixed_into_the_index(lakehouse, capsys) -> None:
+    assert run(capsys, lakehouse, "index", SIGNAL)[0] == 0
+    Registry(f"sqlite:///{lakehouse}/_registry/mlflow.db").promote(SIGNAL, "2")
+    status, out = run(capsys, lakehouse, "index", SIGNAL, "--update")
+    assert status == 2 and "holds model version 1 and the champion is now 2" in out
+    status, out = run(capsys, lakehouse, "neighbours", SIGNAL, "pin-001", "-k", "3")
+    assert status == 0 and "note: the champion of image_embedding is now model version 2" in out
+    status, out = run(capsys, lakehouse, "index", SIGNAL)
+    assert status == 0 and "index of 50 items at model version 2" in out

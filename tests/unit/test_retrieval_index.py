@@ -1,0 +1,187 @@
+"""retrieval without Spark: indexes built from small embeddings tables written with delta-rs in the
+table's contract schema, checked against numpy brute force over the same table version."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pytest
+from deltalake import DeltaTable
+from embedding_tables import DIM, SIGNAL, append, assert_same, brute_force, delete, random_vectors, rows
+
+from conf.settings import IndexSettings, UsageError
+from lake import delta_io
+from retrieval import index_store
+from retrieval.build import build_index, embeddings_root, update_index
+from retrieval.embedding_rows import vectors_of
+from retrieval.vector_index import EXACT, IVF_FLAT, neighbours
+
+EXACT_ONLY = IndexSettings()
+
+
+@pytest.fixture
+def lakehouse(tmp_path) -> Path:
+    """Versions 0 and 1: 120 items of SIGNAL (10 of them error rows) on two days, another signal
+    and another model version beside them; version 2: 30 more items."""
+    ids = [f"pin-{i:03d}" for i in range(120)]
+    append(tmp_path, rows(ids[:60], random_vectors(60, 0)))
+    table = pa.concat_tables([
+        rows(ids[60:110], random_vectors(50, 1), ds="2026-11-20"), rows(ids[110:], None, ds="2026-11-20"),
+        rows(ids, random_vectors(120, 2), signal="text_embedding"), rows(ids, random_vectors(120, 3), model_version="2"),
+    ])
+    append(tmp_path, table)
+    append(tmp_path, rows([f"later-{i}" for i in range(30)], random_vectors(30, 4), ds="2026-11-21"))
+    return tmp_path
+
+
+def test_an_index_of_a_pinned_version_returns_the_exact_neighbours(lakehouse) -> None:
+    pinned = DeltaTable(embeddings_root(str(lakehouse))).version() - 1  # before the 30 later items
+    outcome = build_index(str(lakehouse), SIGNAL, "1", EXACT_ONLY, version=pinned)
+    manifest, index = index_store.load(str(lakehouse), SIGNAL)
+    assert manifest == outcome.manifest
+    assert (manifest.table_version, manifest.model_version, manifest.signal, manifest.kind["name"]) == (pinned, "1", SIGNAL, EXACT)
+    assert manifest.items == len(index) == 110 and manifest.dim == DIM
+    for query in random_vectors(20, 9):
+        assert_same(neighbours(index, query, 10), brute_force(lakehouse, pinned, query, 10))
+    assert not any(c.startswith("later-") for c, _ in neighbours(index, random_vectors(1, 9)[0], 200))
+    latest = build_index(str(lakehouse), SIGNAL, "1", EXACT_ONLY)  # default: the latest version, recorded
+    assert (latest.manifest.table_version, latest.manifest.items) == (pinned + 1, 140)
+
+
+def refresh_like_change(lakehouse: Path | str) -> dict[str, np.ndarray]:
+    """New items (one in an existing day), a takedown, an item whose row became an error, an item
+    whose vector changed: as a refresh commits them, in several versions. Returns the new vectors."""
+    new, changed = random_vectors(4, 20), random_vectors(1, 21)
+    append(lakehouse, rows(["new-0", "new-1", "new-2"], new[:3], ds="2026-11-22"))
+    append(lakehouse, rows(["new-3"], new[3:], ds="2026-11-19"))
+    delete(lakehouse, "pin-003", "pin-070", "pin-071")  # pin-003: a takedown
+    append(lakehouse, rows(["pin-070"], None, ds="2026-11-20"))  # ... pin-070 is now an error
+    append(lakehouse, rows(["pin-071"], changed, ds="2026-11-20"))  # ... and pin-071 has a new vector
+    return {"new-0": new[0], "new-3": new[3], "pin-071": changed[0]}
+
+
+def test_an_update_never_returns_a_removed_item_and_equals_a_full_rebuild(lakehouse, tmp_path) -> None:
+    root = str(lakehouse)
+    before = build_index(root, SIGNAL, "1", EXACT_ONLY).manifest
+    _, old = index_store.load(root, SIGNAL)
+    removed_vectors = [np.asarray(r["vector"], np.float32) for r in delta_io.read_arrow(embeddings_root(root)).to_pylist()
+                       if r["content_id"] in ("pin-003", "pin-070") and r["signal"] == SIGNAL and r["model_version"] == "1"]
+    fresh = refresh_like_change(lakehouse)
+    outcome = update_index(root, SIGNAL, "1", EXACT_ONLY)
+    manifest, updated = index_store.load(root, SIGNAL)
+    latest = DeltaTable(embeddings_root(root)).version()
+    assert manifest.made_by["how"] == "update" and manifest.made_by["from_table_version"] == before.table_version
+    assert (manifest.made_by["added"], manifest.made_by["removed"]) == (4, 2) and manifest.table_version == latest
+    assert manifest.items == before.items + 4 - 2 == len(updated)
+    assert "4 added" in outcome.message and "2 removed" in outcome.message
+    for vector in removed_vectors:  # the removed items' own vectors do not find them
+        assert {"pin-003", "pin-070"}.isdisjoint(c for c, _ in neighbours(updated, vector, len(updated)))
+    for content_id, vector in fresh.items():
+        assert neighbours(updated, vector, 1)[0][0] == content_id
+    assert neighbours(old, fresh["pin-071"], 1)[0][0] != "pin-071"  # the change is the update's doing
+
+    shutil.copytree(lakehouse / "embeddings", tmp_path / "rebuilt" / "embeddings")
+    build_index(str(tmp_path / "rebuilt"), SIGNAL, "1", EXACT_ONLY)
+    _, rebuilt = index_store.load(str(tmp_path / "rebuilt"), SIGNAL)
+    for query in [*random_vectors(20, 30), *removed_vectors, *fresh.values()]:
+        found = neighbours(updated, query, 15)
+        assert_same(found, neighbours(rebuilt, query, 15))
+        assert_same(found, brute_force(lakehouse, latest, query, 15))
+    assert update_index(root, SIGNAL, "1", EXACT_ONLY).message.startswith("nothing to do")
+
+
+def test_an_ivf_index_takes_the_same_update_in_place(lakehouse) -> None:
+    """IVF-Flat above the threshold; searching every list makes it exact, so its results show
+    that the lists hold exactly the live items after the update."""
+    root = str(lakehouse)
+    every_list = IndexSettings(exact_below=50, ivf_lists=2, ivf_probes=2)
+    assert build_index(root, SIGNAL, "1", every_list).manifest.kind == {"name": IVF_FLAT, "lists": 2, "probes": 2, "train_per_list": 64}
+    refresh_like_change(lakehouse)
+    manifest = update_index(root, SIGNAL, "1", every_list).manifest
+    assert manifest.made_by["how"] == "update" and manifest.kind["name"] == IVF_FLAT
+    _, updated = index_store.load(root, SIGNAL)
+    for query in random_vectors(20, 40):
+        assert_same(neighbours(updated, query, 20), brute_force(lakehouse, manifest.table_version, query, 20))
+
+
+def test_an_update_rebuilds_when_the_old_files_were_vacuumed(lakehouse) -> None:
+    root = str(lakehouse)
+    build_index(root, SIGNAL, "1", EXACT_ONLY)
+    refresh_like_change(lakehouse)
+    latest = DeltaTable(embeddings_root(root)).version()
+    _, gone = delta_io.changed_files(embeddings_root(root), latest - 3, latest - 2)  # the files the takedowns' commit rewrote
+    assert gone
+    for f in gone:
+        (lakehouse / "embeddings" / f.path).unlink()
+    outcome = update_index(root, SIGNAL, "1", EXACT_ONLY)
+    assert outcome.manifest.made_by["how"] == "build" and "no longer all there" in outcome.message
+    _, index = index_store.load(root, SIGNAL)
+    query = random_vectors(1, 50)[0]
+    assert_same(neighbours(index, query, 10), brute_force(lakehouse, latest, query, 10))
+
+
+def test_model_versions_are_never_mixed(lakehouse) -> None:
+    root = str(lakehouse)
+    build_index(root, SIGNAL, "1", EXACT_ONLY)
+    with pytest.raises(UsageError, match="holds model version 1 and the champion is now 2: one index never mixes"):
+        update_index(root, SIGNAL, "2", EXACT_ONLY)
+    table = delta_io.read_arrow(embeddings_root(root))
+    both = table.filter(pc.equal(table["signal"], SIGNAL))
+    with pytest.raises(UsageError, match=r"rows of model versions \['1', '2'\]: an index holds one model version's vectors"):
+        vectors_of(both, "1")
+    assert build_index(root, SIGNAL, "2", EXACT_ONLY).manifest.items == 120  # version 2 alone: its own index
+
+
+def test_bad_requests_are_usage_errors(lakehouse, tmp_path) -> None:
+    root = str(lakehouse)
+    with pytest.raises(UsageError, match="no embeddings table at"):
+        build_index(str(tmp_path / "elsewhere"), SIGNAL, "1", EXACT_ONLY)
+    with pytest.raises(UsageError, match="has no rows of image_safety at model version 1; it holds image_embedding at model version 1"):
+        build_index(root, "image_safety", "1", EXACT_ONLY)
+    with pytest.raises(UsageError, match="has versions 0 to"):
+        build_index(root, SIGNAL, "1", EXACT_ONLY, version=99)
+    with pytest.raises(UsageError, match="no index of text_embedding"):
+        update_index(root, "text_embedding", "1", EXACT_ONLY)
+    build_index(root, SIGNAL, "1", EXACT_ONLY)
+    theirs = Path(index_store.signal_folder(root, "text_embedding"))
+    theirs.mkdir(parents=True)
+    shutil.copy(Path(index_store.signal_folder(root, SIGNAL)) / index_store.MANIFEST, theirs / index_store.MANIFEST)
+    with pytest.raises(UsageError, match="describes an index of image_embedding, not text_embedding"):
+        index_store.load(root, "text_embedding")
+    (theirs / index_store.MANIFEST).write_text(json.dumps({"signal": "text_embedding"}))
+    with pytest.raises(UsageError, match="is not an index manifest"):
+        update_index(root, "text_embedding", "1", EXACT_ONLY)
+    pinned = build_index(root, SIGNAL, "1", EXACT_ONLY, version=1).manifest.table_version
+    with pytest.raises(UsageError, match=f"after {pinned - 1}"):
+        update_index(root, SIGNAL, "1", EXACT_ONLY, version=pinned - 1)
+
+
+def test_old_builds_are_deleted_but_the_previous_one(lakehouse) -> None:
+    root = str(lakehouse)
+    builds = [build_index(root, SIGNAL, "1", EXACT_ONLY).manifest.build for _ in range(3)]
+    assert sorted(p.name for p in (Path(index_store.signal_folder(root, SIGNAL)) / "builds").iterdir()) == sorted(builds[1:])
+
+
+def test_an_index_on_the_object_store_is_built_updated_and_read_there(s3_server, monkeypatch) -> None:
+    """The lakehouse on S3 (moto), located by the AWS environment as the jobs' lakehouse is."""
+    for name, value in {"AWS_ENDPOINT_URL": s3_server.endpoint_url, "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    s3_server.put("indexes", {})
+    root = "s3://indexes/lakehouse"
+    append(root, rows([f"pin-{i:03d}" for i in range(80)], random_vectors(80, 60)))
+    first = build_index(root, SIGNAL, "1", EXACT_ONLY).manifest
+    refresh_like_change(root)
+    manifest = update_index(root, SIGNAL, "1", EXACT_ONLY).manifest
+    assert manifest.made_by["how"] == "update" and (manifest.made_by["added"], manifest.made_by["removed"]) == (4, 2)
+    _, index = index_store.load(root, SIGNAL)
+    for query in random_vectors(10, 61):
+        assert_same(neighbours(index, query, 10), brute_force(root, manifest.table_version, query, 10))
+    build_index(root, SIGNAL, "1", EXACT_ONLY)  # a third build: the first one's files go
+    store = pafs.S3FileSystem(endpoint_override=s3_server.endpoint_url, scheme="http", region="us-east-1")
+    builds = {e.base_name for e in store.get_file_info(pafs.FileSelector("indexes/lakehouse/_indexes/image_embedding/builds"))}
+    assert len(builds) == 2 and first.build not in builds and manifest.build in builds
