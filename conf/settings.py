@@ -240,6 +240,26 @@ class RegistrySettings(_Strict):
     artifact_location: str | None = None
 
 
+class MonitorSettings(_Strict):
+    """What `content-signals monitor` compares a run's days with and when it alerts
+    (monitoring/rules.py; docs/design.md, Monitoring). Rates and drift are judged only on at
+    least `min_rows` values on each side: fewer say nothing either way."""
+
+    reference_days: int = Field(7, ge=1)  # the reference: the previous N days that have statistics ...
+    reference_day: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$")  # ... or this pinned day
+    min_rows: int = Field(20, ge=1)
+    max_error_rate: float = Field(0.25, ge=0, le=1)  # error items / items of a signal on a day
+    max_psi: float = Field(0.25, gt=0)  # score drift: PSI above this ...
+    max_ks_pvalue: float = Field(1e-4, gt=0, le=1)  # ... and a KS test this sure the scores moved
+    max_decision_rate_change: float = Field(0.25, gt=0, le=1)  # decision rate outside reference +- this ...
+    max_decision_pvalue: float = Field(1e-4, gt=0, le=1)  # ... and a two-proportion test this sure
+    max_domain_auc: float = Field(0.8, gt=0.5, le=1)  # embeddings: a classifier tells the day from the reference this well
+    min_neighbour_overlap: float = Field(0.7, ge=0, le=1)  # a new model version's neighbourhoods on the same items: below this it is the model
+    sample_size: int = Field(256, ge=8)  # vectors kept per signal, day and run for drift tests
+    max_reference_sample: int = Field(1024, ge=8)  # vectors of the reference window drift is tested against
+    seed: int = 0
+
+
 class Settings(_Strict):
     profile: str = "base"
     lakehouse: str
@@ -252,6 +272,7 @@ class Settings(_Strict):
     decode: DecodeSettings = DecodeSettings()
     fetch: FetchSettings = FetchSettings()
     registry: RegistrySettings = RegistrySettings()
+    monitor: MonitorSettings = MonitorSettings()
     signals: dict[str, SignalSettings]
 
     @field_validator("lakehouse")

@@ -11,6 +11,7 @@
     content-signals compare image_embedding                # champion vs challenger: reports/compare/latest.html
     content-signals promote image_embedding challenger     # consumers of the champion follow; rollback undoes it
     content-signals show
+    content-signals monitor                                # the latest run's statistics, drift and alerts (exit 5 on an alert)
     content-signals backfill --dry-run                     # the plan: window, signals, versions, corpus, Spark; nothing runs
     spark-submit --master spark://host:7077 --py-files dist/content_signals-0.1.0.zip jobs/cli.py backfill --profile cluster-cpu
 """
@@ -70,6 +71,15 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--b", default="challenger")
     dedup = commands.add_parser("dedup", parents=[common], help="rebuild the near-duplicate groups of the whole corpus")
     dedup.add_argument("--run-id", help=RUN_ID_HELP)
+    for command in (commands.choices["backfill"], refresh):
+        command.add_argument("--monitor", action="store_true",
+                             help="then monitor the run: statistics, drift against the reference days, alerts (exit 5 when one fires)")
+    monitor = commands.add_parser("monitor", parents=[common],
+                                  help="statistics, drift and alerts of a run (default: the latest); exit 5 when an alert fires")
+    which = monitor.add_mutually_exclusive_group()
+    which.add_argument("--run-id", help="the run to monitor")
+    which.add_argument("--day", help="monitor the latest run that wrote this day (YYYY-MM-DD), that day only")
+    monitor.add_argument("--recompute", action="store_true", help="compute the run's statistics again, even if kept")
     for command in (commands.choices["backfill"], refresh, dedup):
         command.add_argument("--dry-run", action="store_true",
                              help="print the plan (window, signals and model versions, corpus version and partitions, Spark master and "

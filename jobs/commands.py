@@ -17,9 +17,11 @@ from jobs.dedup import run_dedup
 from jobs.dry_run import print_plan
 from jobs.engine import RunResult
 from jobs.failures import Failure, explain
+from jobs.monitor import raise_on_alerts, run_monitor
 from jobs.refresh import run_refresh
 from jobs.session import build_session
-from jobs.show import console, print_evaluation, print_result, show
+from jobs.show import console, print_evaluation, print_monitor, print_result, show
+from lake.ledger import SUCCEEDED
 from rollout.compare import compare_in_lakehouse, log_to_mlflow, report_metrics, write_report
 from rollout.evaluate import run_evaluation
 from rollout.models import CHALLENGER, CHAMPION, identity_params, registry_for
@@ -91,6 +93,8 @@ REGISTRY_COMMANDS = {"promote": _promote, "rollback": _rollback, "register": _re
 
 def _spark_steps(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> Iterator[RunResult]:
     """The Spark jobs a command runs, in order, each result as it lands."""
+    if args.command == "monitor":
+        return
     if args.command == "refresh":
         yield run_refresh(spark, settings, args.run_id, full=args.full)
     elif args.command == "dedup":
@@ -124,11 +128,22 @@ def run(args: argparse.Namespace) -> None:
     if args.command in ("demo", "eval"):
         make_corpus(settings)
     spark = build_session(settings.spark)
+    monitored = []
     try:
+        if args.command == "monitor":
+            monitored.append(run_monitor(spark, settings, args.run_id, args.day, args.recompute))
+            print_monitor(monitored[-1])
         for result in _spark_steps(spark, settings, args):
             print_result(result, settings)
+            if getattr(args, "monitor", False):
+                if result.status == SUCCEEDED:
+                    monitored.append(run_monitor(spark, settings, result.run_id))
+                    print_monitor(monitored[-1])
+                else:
+                    console.print(f"run {result.run_id}: {result.status}, nothing new to monitor")
     finally:
         spark.stop()
+    raise_on_alerts(monitored)
     if args.command == "demo":
         show(settings)
     if args.command == "eval":

@@ -13,6 +13,7 @@ from rich.table import Table
 from conf.settings import Settings, UsageError
 from jobs.engine import RunResult
 from lake.lakehouse import Lakehouse
+from monitoring.monitor import MonitorResult
 from rollout.evaluate import REPORT
 from signals.contracts import DUPLICATES, EMBEDDINGS, LABELS, RUNS
 
@@ -87,3 +88,19 @@ def print_evaluation(result: dict) -> None:
     for label, m in result["labels"].items():
         table.add_row(label, *[("-" if m.get(k) is None else f"{m[k]:.3f}") for k in ("precision", "recall", "roc_auc")], str(m["n"]))
     console.print(table)
+
+
+def print_monitor(result: MonitorResult) -> None:
+    """A monitored run: per signal and day, what it was compared with and each verdict; alerts in red."""
+    table = Table(title=f"monitor {result.run_id}: {len(result.fired)} alert(s)"
+                        + (f" -> alerts version {result.alerts_version}" if result.alerts_version is not None else ""))
+    for column in ("signal", "version", "day", "rule", "label", "verdict", "cause", "what"):
+        table.add_column(column)
+    for j in result.judged:
+        for v in j.verdicts:
+            verdict = "[bold red]ALERT[/]" if v.fired else "ok"
+            table.add_row(j.signal, j.model_version, j.ds, v.rule, v.label or "", verdict, v.cause or "", v.message)
+    console.print(table)
+    references = sorted({(j.signal, j.ds, j.reference) for j in result.judged})
+    for signal, day, reference in references[:20]:
+        console.print(f"{signal} {day} compared with {reference}", soft_wrap=True)
