@@ -2,6 +2,7 @@
 
     content-signals demo                       # sample corpus -> backfill -> dedup -> what it produced
     content-signals make-corpus --n-items 480
+    content-signals make-corpus --scenario thumbnails      # append a day that should raise alerts (monitor)
     content-signals backfill --start 2026-11-14 --end 2026-11-20 --set signals.text_embedding.enabled=false
     content-signals refresh                    # only what is new or changed; drops what left the corpus
     content-signals dedup                      # near-duplicate groups over the whole corpus
@@ -43,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     corpus = commands.add_parser("make-corpus", parents=[common], help="generate the sample corpus from real photos")
     corpus.add_argument("--n-items", type=int)
     corpus.add_argument("--seed", type=int)
+    corpus.add_argument("--scenario", choices=("normal", "thumbnails", "truncated", "language"),
+                        help="append a day of this scenario to the corpus (sample_corpus/scenarios.py): --n-items items (default 64)")
+    corpus.add_argument("--day", help="with --scenario: the day to append (default: the day after the corpus's last)")
     for name, text in (("backfill", "compute signals for a window and replace that slice"), ("demo", "make-corpus, backfill, dedup, show")):
         command = commands.add_parser(name, parents=[common], help=text)
         command.add_argument("--start", help="first ds (YYYY-MM-DD) of the window; default: the beginning")

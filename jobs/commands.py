@@ -26,8 +26,11 @@ from rollout.compare import compare_in_lakehouse, log_to_mlflow, report_metrics,
 from rollout.evaluate import run_evaluation
 from rollout.models import CHALLENGER, CHAMPION, identity_params, registry_for
 from sample_corpus.generate import write_sample_corpus
+from sample_corpus.scenarios import append_scenario_day
 from signals.catalog import signal_class
 from signals.contracts import CORPUS, RUNS
+
+SCENARIO_ITEMS = 64  # items of an appended scenario day: enough for every rule's min_rows
 
 
 def make_corpus(settings: Settings, n_items: int | None = None, seed: int | None = None) -> None:
@@ -110,6 +113,11 @@ def run(args: argparse.Namespace) -> None:
     """Do what the parsed command line asks."""
     overrides = ["signals.text_in_image.enabled=true", *args.overrides] if args.command == "eval" else args.overrides  # OCR is evaluated
     settings = load_settings(args.profile, overrides)
+    if args.command == "make-corpus" and args.scenario:
+        day = append_scenario_day(settings.lakehouse_root, args.scenario, args.n_items or SCENARIO_ITEMS,
+                                  settings.sample_corpus.seed if args.seed is None else args.seed, args.day)
+        console.print(f"appended a {args.scenario} day ({day}) to {settings.table_root(CORPUS.name)}")
+        return
     if args.command == "make-corpus":
         make_corpus(settings, args.n_items, args.seed)
         return
