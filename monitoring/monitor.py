@@ -81,7 +81,10 @@ def stats_of_run(spark: SparkSession, settings: Settings, run_id: str, recompute
         kept = read_stats(settings, pc.field("run_id") == run_id)
         if kept.num_rows:
             return kept
-    stats = compute_stats(spark, settings.lakehouse_root, run_id, settings.monitor.sample_size, settings.monitor.seed)
+    runs = settings.table_root(RUNS.name)
+    ledger = delta_io.read_arrow(runs, filters=pc.field("run_id") == run_id).to_pylist() if DeltaTable.is_deltatable(runs) else []
+    job = ledger[0]["job"] if ledger else None
+    stats = compute_stats(spark, settings.lakehouse_root, run_id, job, settings.monitor.sample_size, settings.monitor.seed)
     if stats.num_rows:
         delta_io.replace_run_rows(settings.table_root(SIGNAL_STATS.name), SIGNAL_STATS, stats, run_id, {"job": "monitor"})
     return stats

@@ -71,7 +71,6 @@ def _label_stats(frame: DataFrame) -> list[dict]:
         F.count(F.when(F.col("decision"), 1)).alias("positives"),
         F.percentile_approx(F.when(ok, F.col("score")), list(QUANTILES), PERCENTILE_ACCURACY).alias("quantiles"),
         F.array(*[F.count(F.when(ok & (F.col("bin") == i), 1)) for i in range(HISTOGRAM_BINS)]).alias("histogram"),
-        F.first("job", ignorenulls=True).alias("job"),
     ).collect()
     days: dict[tuple, dict] = {}
     for r in (r for r in rows if r["level"] != 0):
@@ -111,7 +110,6 @@ def _embedding_stats(frame: DataFrame, upper: dict[tuple[str, ...], int], sample
         F.percentile_approx(norm, list(QUANTILES), PERCENTILE_ACCURACY).alias("norm_quantiles"),
         Summarizer.metrics("mean", "std").summary(vector).alias("dims"),
         F.collect_list(F.when(in_sample, F.struct("key", "vector"))).alias("sample"),
-        F.first("job", ignorenulls=True).alias("job"),
     ).collect()
     days: dict[tuple, dict] = {}
     for r in rows:
@@ -131,7 +129,7 @@ def _embedding_stats(frame: DataFrame, upper: dict[tuple[str, ...], int], sample
 
 
 def _base(r: object, kind: str) -> dict:
-    return {"signal": r["signal"], "model_version": r["model_version"], "ds": r["ds"], "kind": kind, "job": r["job"],
+    return {"signal": r["signal"], "model_version": r["model_version"], "ds": r["ds"], "kind": kind,
             "rows": r["rows"], "items": r["items"], "error_items": r["error_items"] if kind == "label" else 0}
 
 
@@ -139,9 +137,9 @@ def _top(reasons: list[dict]) -> list[dict]:
     return sorted(reasons, key=lambda r: (-r["count"], r["reason"]))[:TOP_REASONS]
 
 
-def compute_stats(spark: SparkSession, lakehouse_root: str, run_id: str, sample_size: int, seed: int) -> pa.Table:
-    """The `signal_stats` rows of everything `run_id` wrote to the embeddings and labels tables
-    (none: an empty table)."""
+def compute_stats(spark: SparkSession, lakehouse_root: str, run_id: str, job: str | None, sample_size: int, seed: int) -> pa.Table:
+    """The `signal_stats` rows of everything `run_id` (a run of `job`) wrote to the embeddings
+    and labels tables (none: an empty table)."""
     computed_at = datetime.now(UTC)
     out: list[dict] = []
     tables: tuple[TableContract, ...] = (EMBEDDINGS, LABELS)
@@ -152,7 +150,7 @@ def compute_stats(spark: SparkSession, lakehouse_root: str, run_id: str, sample_
             continue
         frame, upper = found
         days = _embedding_stats(frame, upper, sample_size, seed) if contract is EMBEDDINGS else _label_stats(frame)
-        out += [{**d, "run_id": run_id, "computed_at": computed_at} for d in days]
+        out += [{**d, "run_id": run_id, "job": job, "computed_at": computed_at} for d in days]
     for row in out:
         row["error_rate"] = row["error_items"] / row["items"] if row["items"] else None
     return pa.Table.from_pylist(out, schema=SIGNAL_STATS.schema)
