@@ -17,7 +17,7 @@ from jobs.dedup import run_dedup
 from jobs.dry_run import print_plan
 from jobs.engine import RunResult
 from jobs.failures import Failure, explain
-from jobs.monitor import raise_on_alerts, run_monitor
+from jobs.monitor import evaluate_monitoring, raise_on_alerts, run_monitor
 from jobs.refresh import run_refresh
 from jobs.session import build_session
 from jobs.show import console, print_evaluation, print_monitor, print_result, show
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> None:
     if args.command in ("demo", "eval"):
         make_corpus(settings)
     spark = build_session(settings.spark)
-    monitored = []
+    monitored, monitoring_report = [], {}
     try:
         if args.command == "monitor":
             monitored.append(run_monitor(spark, settings, args.run_id, args.day, args.recompute))
@@ -149,13 +149,15 @@ def run(args: argparse.Namespace) -> None:
                     print_monitor(monitored[-1])
                 else:
                     console.print(f"run {result.run_id}: {result.status}, nothing new to monitor")
+        if args.command == "eval":
+            monitoring_report = evaluate_monitoring(spark, settings)
     finally:
         spark.stop()
     raise_on_alerts(monitored)
     if args.command == "demo":
         show(settings)
     if args.command == "eval":
-        print_evaluation(run_evaluation(settings))
+        print_evaluation(run_evaluation(settings, {"monitoring": monitoring_report}))
 
 
 def _lakehouse_of(args: argparse.Namespace) -> str | None:

@@ -88,6 +88,13 @@ def print_evaluation(result: dict) -> None:
     for label, m in result["labels"].items():
         table.add_row(label, *[("-" if m.get(k) is None else f"{m[k]:.3f}") for k in ("precision", "recall", "roc_auc")], str(m["n"]))
     console.print(table)
+    monitoring = result.get("monitoring")
+    if monitoring:
+        console.print(f"monitoring: {len(monitoring['false_alerts'])} alerts on {monitoring['normal_days']} ordinary days "
+                      f"(monitor {monitoring['cost']['monitor_s']}s after a {monitoring['cost']['backfill_s']}s backfill)")
+        for name, s in monitoring["scenarios"].items():
+            console.print(f"  {name} ({s['day']}): expected {s['expected']}: {'caught' if s['caught'] else '[bold red]MISSED[/]'}; "
+                          f"fired: {', '.join(s['fired']) or 'nothing'}", soft_wrap=True)
 
 
 def print_monitor(result: MonitorResult) -> None:

@@ -82,6 +82,15 @@ def next_day(corpus: pa.Table) -> str:
     return (dt.date.fromisoformat(pc.max(corpus["ds"]).as_py()) + dt.timedelta(days=1)).isoformat()
 
 
+def write_normal_days(lakehouse_root: str, days: int, items_per_day: int, seed: int, end_date: dt.date = dt.date(2026, 11, 20)) -> None:
+    """A sample corpus of `days` ordinary days ending at `end_date`, about `items_per_day` items
+    each (the monitoring evaluation's baseline), in place of any corpus there."""
+    from deltalake import write_deltalake
+
+    corpus, _ = generate_corpus(n_items=days * items_per_day, seed=seed, end_date=end_date, days=days)
+    write_deltalake(f"{lakehouse_root.rstrip('/')}/{CORPUS.name}", corpus, mode="overwrite", partition_by=list(CORPUS.partition_by))
+
+
 def append_scenario_day(lakehouse_root: str, scenario: str, n_items: int, seed: int, day: str | None = None) -> str:
     """Append a scenario's day (default: the day after the corpus's last) to the sample corpus
     table of the lakehouse, in one commit; returns the day."""
