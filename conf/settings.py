@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import date
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -258,6 +259,12 @@ class MonitorSettings(_Strict):
     sample_size: int = Field(256, ge=8)  # vectors kept per signal, day and run for drift tests
     max_reference_sample: int = Field(1024, ge=8)  # vectors of the reference window drift is tested against
     seed: int = 0
+
+    @field_validator("reference_day", mode="before")
+    @classmethod
+    def _day_as_written(cls, day: Any) -> Any:
+        """YAML reads `2026-11-14` as a date: the day is kept as the string a `ds` is."""
+        return day.isoformat() if isinstance(day, date) else day
 
 
 class Settings(_Strict):
