@@ -6,7 +6,8 @@ corpus feed or an encoder does on a bad day, for the monitoring to catch.
 - `truncated`: every image cut to 20-60% of its bytes (a broken encoder);
 - `language`: titles and descriptions in German, Spanish and French (a new market's feed).
 
-Each day is a fresh draw of `generate_corpus` for that day, then changed; its items get ids of
+Each day is drawn like an ordinary day (items picked at random from a week's draw of
+`generate_corpus`), then changed; its items get ids of
 their own (`<scenario>-<day>-<n>`), so it only adds to the corpus.
 
     content-signals make-corpus --scenario thumbnails --day 2026-11-21
@@ -25,6 +26,7 @@ from sample_corpus.generate import SUBJECTS, generate_corpus
 from signals.contracts import CORPUS
 
 SCENARIOS = ("normal", "thumbnails", "truncated", "language")
+DRAW_DAYS = 7
 SENTENCES = {
     "de": ("Ein {adj} Foto von {subject}, heute entdeckt.", "Ich habe dieses Bild gespeichert, weil es so {adj} ist.",
            "Wunderschöne Aufnahme, perfekt für meine Sammlung.", "Das Licht auf diesem Bild ist wirklich {adj}."),
@@ -64,9 +66,17 @@ def scenario_day(scenario: str, day: str, n_items: int, seed: int) -> pa.Table:
     """`n_items` corpus rows of `day` (YYYY-MM-DD) in the given scenario, the same for the same arguments."""
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
-    corpus, _ = generate_corpus(n_items=n_items, seed=seed, end_date=dt.date.fromisoformat(day), days=1)
+    # a draw of DRAW_DAYS days' items, of which n_items chosen at random: a small draw of its own
+    # would start with the first photos' originals and their edits, unlike any ordinary day
+    drawn, _ = generate_corpus(n_items=n_items * DRAW_DAYS, seed=seed, end_date=dt.date.fromisoformat(day), days=DRAW_DAYS)
+    chosen = np.random.default_rng(seed).choice(drawn.num_rows, n_items, replace=False)  # the same items in every scenario
+    corpus = drawn.take(np.sort(chosen))
     rng = np.random.default_rng([seed, SCENARIOS.index(scenario)])
     columns = {name: corpus[name].to_pylist() for name in corpus.column_names}
+    start = dt.datetime.combine(dt.date.fromisoformat(day), dt.time(), tzinfo=dt.UTC)
+    for name in ("created_at", "updated_at"):  # the same time of day, on the scenario's day
+        columns[name] = [None if t is None else start + (t - t.replace(hour=0, minute=0, second=0, microsecond=0)) for t in columns[name]]
+    columns["ds"] = [day] * n_items
     columns["content_id"] = [f"{scenario}-{day}-{i:04d}" for i in range(n_items)]
     if scenario == "thumbnails":
         columns["image"] = [_thumbnail(data, rng) for data in columns["image"]]
