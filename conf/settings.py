@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import date
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -250,6 +251,8 @@ class MaintainSettings(_Strict):
     target_file_bytes: int = Field(128 * 2**20, gt=0)  # compacted files are about this large
     min_retention_hours: float = Field(168, ge=0)  # a vacuum never removes files a version younger than this names
     keep_versions: dict[str, tuple[int, ...]] = Field(default_factory=dict)  # table -> versions a reader pins (an index built on them)
+
+
 class IndexSettings(_Strict):
     """Nearest-neighbour indexes of the embedding tables (retrieval/): which kind of faiss index
     a number of items gets, and its parameters (docs/design.md, Retrieval indexes)."""
@@ -258,6 +261,32 @@ class IndexSettings(_Strict):
     ivf_lists: int | None = Field(None, ge=1)  # IVF lists (k-means centroids); None: 4 x sqrt(items)
     ivf_probes: int = Field(8, ge=1)           # lists searched per query: recall against query cost
     train_per_list: int = Field(64, ge=39)     # k-means training points per list (faiss asks for at least 39)
+
+
+class MonitorSettings(_Strict):
+    """What `content-signals monitor` compares a run's days with and when it alerts
+    (monitoring/rules.py; docs/design.md, Monitoring). Rates and drift are judged only on at
+    least `min_rows` values on each side: fewer say nothing either way."""
+
+    reference_days: int = Field(7, ge=1)  # the reference: the previous N days that have statistics ...
+    reference_day: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$")  # ... or this pinned day
+    min_rows: int = Field(20, ge=1)
+    max_error_rate: float = Field(0.25, ge=0, le=1)  # error items / items of a signal on a day
+    max_psi: float = Field(0.25, gt=0)  # score drift: PSI above this ...
+    max_ks_pvalue: float = Field(1e-4, gt=0, le=1)  # ... and a KS test this sure the scores moved
+    max_decision_rate_change: float = Field(0.25, gt=0, le=1)  # decision rate outside reference +- this ...
+    max_decision_pvalue: float = Field(1e-4, gt=0, le=1)  # ... and a two-proportion test this sure
+    max_domain_auc: float = Field(0.8, gt=0.5, le=1)  # embeddings: a classifier tells the day from the reference this well
+    min_neighbour_overlap: float = Field(0.7, ge=0, le=1)  # a new model version's neighbourhoods on the same items: below this it is the model
+    sample_size: int = Field(256, ge=8)  # vectors kept per signal, day and run for drift tests
+    max_reference_sample: int = Field(1024, ge=8)  # vectors of the reference window drift is tested against
+    seed: int = 0
+
+    @field_validator("reference_day", mode="before")
+    @classmethod
+    def _day_as_written(cls, day: Any) -> Any:
+        """YAML reads `2026-11-14` as a date: the day is kept as the string a `ds` is."""
+        return day.isoformat() if isinstance(day, date) else day
 
 
 class Settings(_Strict):
@@ -274,6 +303,7 @@ class Settings(_Strict):
     registry: RegistrySettings = RegistrySettings()
     maintain: MaintainSettings = MaintainSettings()
     index: IndexSettings = IndexSettings()
+    monitor: MonitorSettings = MonitorSettings()
     signals: dict[str, SignalSettings]
 
     @field_validator("lakehouse")

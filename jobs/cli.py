@@ -2,6 +2,7 @@
 
     content-signals demo                       # sample corpus -> backfill -> dedup -> what it produced
     content-signals make-corpus --n-items 480
+    content-signals make-corpus --scenario thumbnails      # append a day that should raise alerts (monitor)
     content-signals backfill --start 2026-11-14 --end 2026-11-20 --set signals.text_embedding.enabled=false
     content-signals refresh                    # only what is new or changed; drops what left the corpus
     content-signals dedup                      # near-duplicate groups over the whole corpus
@@ -14,6 +15,7 @@
     content-signals neighbours image_embedding pin-000042 -k 10
     content-signals show
     content-signals maintain                               # checkpoint logs, compact small files, vacuum what no named version needs
+    content-signals monitor                                # the latest run's statistics, drift and alerts (exit 5 on an alert)
     content-signals backfill --dry-run                     # the plan: window, signals, versions, corpus, Spark; nothing runs
     spark-submit --master spark://host:7077 --py-files dist/content_signals-0.1.0.zip jobs/cli.py backfill --profile cluster-cpu
 """
@@ -45,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     corpus = commands.add_parser("make-corpus", parents=[common], help="generate the sample corpus from real photos")
     corpus.add_argument("--n-items", type=int)
     corpus.add_argument("--seed", type=int)
+    corpus.add_argument("--scenario", choices=("normal", "thumbnails", "truncated", "language"),
+                        help="append a day of this scenario to the corpus (sample_corpus/scenarios.py): --n-items items (default 64)")
+    corpus.add_argument("--day", help="with --scenario: the day to append (default: the day after the corpus's last)")
     for name, text in (("backfill", "compute signals for a window and replace that slice"), ("demo", "make-corpus, backfill, dedup, show")):
         command = commands.add_parser(name, parents=[common], help=text)
         command.add_argument("--start", help="first ds (YYYY-MM-DD) of the window; default: the beginning")
@@ -73,6 +78,15 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--b", default="challenger")
     dedup = commands.add_parser("dedup", parents=[common], help="rebuild the near-duplicate groups of the whole corpus")
     dedup.add_argument("--run-id", help=RUN_ID_HELP)
+    for command in (commands.choices["backfill"], refresh):
+        command.add_argument("--monitor", action="store_true",
+                             help="then monitor the run: statistics, drift against the reference days, alerts (exit 5 when one fires)")
+    monitor = commands.add_parser("monitor", parents=[common],
+                                  help="statistics, drift and alerts of a run (default: the latest); exit 5 when an alert fires")
+    which = monitor.add_mutually_exclusive_group()
+    which.add_argument("--run-id", help="the run to monitor")
+    which.add_argument("--day", help="monitor the latest run that wrote this day (YYYY-MM-DD), that day only")
+    monitor.add_argument("--recompute", action="store_true", help="compute the run's statistics again, even if kept")
     for command in (commands.choices["backfill"], refresh, dedup):
         command.add_argument("--dry-run", action="store_true",
                              help="print the plan (window, signals and model versions, corpus version and partitions, Spark master and "

@@ -18,9 +18,11 @@ from jobs.dry_run import print_plan
 from jobs.engine import RunResult
 from jobs.failures import Failure, explain
 from jobs.maintain import run_maintain
+from jobs.monitor import evaluate_monitoring, raise_on_alerts, run_monitor
 from jobs.refresh import run_refresh
 from jobs.session import build_session
-from jobs.show import console, print_evaluation, print_neighbours, print_result, print_upkeep, show
+from jobs.show import console, print_evaluation, print_monitor, print_neighbours, print_result, print_upkeep, show
+from lake.ledger import SUCCEEDED
 from retrieval import index_store
 from retrieval.build import build_index, embeddings_root, update_index
 from retrieval.embedding_rows import item_vector, pinned_version
@@ -29,8 +31,11 @@ from rollout.compare import compare_in_lakehouse, log_to_mlflow, report_metrics,
 from rollout.evaluate import run_evaluation
 from rollout.models import CHALLENGER, CHAMPION, champion_version, identity_params, registry_for
 from sample_corpus.generate import write_sample_corpus
+from sample_corpus.scenarios import append_scenario_day
 from signals.catalog import signal_class
 from signals.contracts import CORPUS, RUNS
+
+SCENARIO_ITEMS = 64  # items of an appended scenario day: enough for every rule's min_rows
 
 
 def make_corpus(settings: Settings, n_items: int | None = None, seed: int | None = None) -> None:
@@ -121,11 +126,17 @@ def _neighbours(settings: Settings, args: argparse.Namespace) -> None:
         console.print(f"note: the champion of {args.signal} is now model version {champion}; build its index: content-signals index {args.signal}")
 
 
-DRIVER_COMMANDS = {**REGISTRY_COMMANDS, "index": _index, "neighbours": _neighbours}  # no Spark session
+def _maintain(settings: Settings, args: argparse.Namespace) -> None:
+    print_upkeep(run_maintain(settings, args.tables, args.dry_run))
+
+
+DRIVER_COMMANDS = {**REGISTRY_COMMANDS, "index": _index, "neighbours": _neighbours, "maintain": _maintain}  # delta-rs only: no Spark session
 
 
 def _spark_steps(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> Iterator[RunResult]:
     """The Spark jobs a command runs, in order, each result as it lands."""
+    if args.command == "monitor":
+        return
     if args.command == "refresh":
         yield run_refresh(spark, settings, args.run_id, full=args.full)
     elif args.command == "dedup":
@@ -141,6 +152,11 @@ def run(args: argparse.Namespace) -> None:
     """Do what the parsed command line asks."""
     overrides = ["signals.text_in_image.enabled=true", *args.overrides] if args.command == "eval" else args.overrides  # OCR is evaluated
     settings = load_settings(args.profile, overrides)
+    if args.command == "make-corpus" and args.scenario:
+        day = append_scenario_day(settings.lakehouse_root, args.scenario, args.n_items or SCENARIO_ITEMS,
+                                  settings.sample_corpus.seed if args.seed is None else args.seed, args.day)
+        console.print(f"appended a {args.scenario} day ({day}) to {settings.table_root(CORPUS.name)}")
+        return
     if args.command == "make-corpus":
         make_corpus(settings, args.n_items, args.seed)
         return
@@ -153,24 +169,34 @@ def run(args: argparse.Namespace) -> None:
     if args.command in DRIVER_COMMANDS:
         DRIVER_COMMANDS[args.command](settings, args)
         return
-    if args.command == "maintain":  # delta-rs only: no Spark session
-        print_upkeep(run_maintain(settings, args.tables, args.dry_run))
-        return
     if getattr(args, "dry_run", False):
         print_plan(settings, args)
         return
     if args.command in ("demo", "eval"):
         make_corpus(settings)
     spark = build_session(settings.spark)
+    monitored, monitoring_report = [], {}
     try:
+        if args.command == "monitor":
+            monitored.append(run_monitor(spark, settings, args.run_id, args.day, args.recompute))
+            print_monitor(monitored[-1])
         for result in _spark_steps(spark, settings, args):
             print_result(result, settings)
+            if getattr(args, "monitor", False):
+                if result.status == SUCCEEDED:
+                    monitored.append(run_monitor(spark, settings, result.run_id))
+                    print_monitor(monitored[-1])
+                else:
+                    console.print(f"run {result.run_id}: {result.status}, nothing new to monitor")
+        if args.command == "eval":
+            monitoring_report = evaluate_monitoring(spark, settings)
     finally:
         spark.stop()
+    raise_on_alerts(monitored)
     if args.command == "demo":
         show(settings)
     if args.command == "eval":
-        print_evaluation(run_evaluation(settings))
+        print_evaluation(run_evaluation(settings, {"monitoring": monitoring_report}))
 
 
 def _lakehouse_of(args: argparse.Namespace) -> str | None:

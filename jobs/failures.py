@@ -3,7 +3,8 @@ the failures a user or a scheduler can act on; a traceback for anything else, wh
 
 Exit statuses: 2 the command or its configuration is wrong (nothing ran); 3 another run changed
 the same partitions meanwhile (nothing committed: run again); 4 the lakehouse is damaged (a
-table's log or data file is unreadable: the message says how to heal it).
+table's log or data file is unreadable: the message says how to heal it); 5 a monitored run raised
+alerts (`content-signals monitor`, `--monitor`: its commits landed, the alerts table says what fired).
 """
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from pydantic import ValidationError
 from conf.settings import UsageError
 from lake.delta_io import CommitConflict
 from lake.registry import RegistryError
+from monitoring.monitor import AlertsFired
 
-BAD_INPUT, CONFLICT, DAMAGED = 2, 3, 4
+BAD_INPUT, CONFLICT, DAMAGED, ALERTED = 2, 3, 4, 5
 _DATA_FILE = re.compile(r"(?P<table>[A-Za-z0-9_]+)/(?:[a-z_]+=[^/\s]+/)*?ds=(?P<ds>\d{4}-\d{2}-\d{2})/[^\s'\"]+\.parquet")
 _LOG_ERROR = re.compile(r"json|parse|truncated|invalid log", re.IGNORECASE)
 
@@ -42,6 +44,8 @@ def explain(exc: BaseException, lakehouse_root: str | None = None) -> Failure | 
                                 f"A backfill of that day writes it again: content-signals backfill --start {day} --end {day}")
     if isinstance(exc, UsageError | ValidationError | FileNotFoundError | RegistryError):
         return Failure(BAD_INPUT, str(exc))
+    if isinstance(exc, AlertsFired):
+        return Failure(ALERTED, f"{exc} (exit {ALERTED})")
     if isinstance(exc, CommitConflict):
         return Failure(CONFLICT, f"{exc} (exit {CONFLICT}: safe to retry)")
     if isinstance(exc, DeltaError) and _LOG_ERROR.search(text):

@@ -14,6 +14,7 @@ from conf.settings import Settings, UsageError
 from jobs.engine import RunResult
 from jobs.maintain import MaintainResult
 from lake.lakehouse import Lakehouse
+from monitoring.monitor import MonitorResult
 from retrieval.index_store import Manifest
 from rollout.evaluate import REPORT
 from signals.contracts import DUPLICATES, EMBEDDINGS, LABELS, RUNS
@@ -113,6 +114,13 @@ def print_evaluation(result: dict) -> None:
         console.print(f"retrieval {signal} ({r['items']} items): recall@{r['k']} of the approximate index vs exact "
                       f"{r['recall_at_k_approximate']:.3f} ({r['approximate']}); copies among the {r['k']} nearest "
                       f"(mean share, {copies.get('items_with_copies', 0)} items with copies) {found} [{r['index_kind']} index]")
+    monitoring = result.get("monitoring")
+    if monitoring:
+        console.print(f"monitoring: {len(monitoring['false_alerts'])} alerts on {monitoring['normal_days']} ordinary days "
+                      f"(monitor {monitoring['cost']['monitor_s']}s after a {monitoring['cost']['backfill_s']}s backfill)")
+        for name, s in monitoring["scenarios"].items():
+            console.print(f"  {name} ({s['day']}): expected {s['expected']}: {'caught' if s['caught'] else '[bold red]MISSED[/]'}; "
+                          f"fired: {', '.join(s['fired']) or 'nothing'}", soft_wrap=True)
 
 
 def print_neighbours(manifest: Manifest, content_id: str, found: list[tuple[str, float]]) -> None:
@@ -125,3 +133,19 @@ def print_neighbours(manifest: Manifest, content_id: str, found: list[tuple[str,
     for rank, (other, score) in enumerate(found, 1):
         table.add_row(str(rank), other, f"{score:.4f}")
     console.print(table)
+
+
+def print_monitor(result: MonitorResult) -> None:
+    """A monitored run: per signal and day, what it was compared with and each verdict; alerts in red."""
+    table = Table(title=f"monitor {result.run_id}: {len(result.fired)} alert(s)"
+                        + (f" -> alerts version {result.alerts_version}" if result.alerts_version is not None else ""))
+    for column in ("signal", "version", "day", "rule", "label", "verdict", "cause", "what"):
+        table.add_column(column)
+    for j in result.judged:
+        for v in j.verdicts:
+            verdict = "[bold red]ALERT[/]" if v.fired else "ok"
+            table.add_row(j.signal, j.model_version, j.ds, v.rule, v.label or "", verdict, v.cause or "", v.message)
+    console.print(table)
+    references = sorted({(j.signal, j.ds, j.reference) for j in result.judged})
+    for signal, day, reference in references[:20]:
+        console.print(f"{signal} {day} compared with {reference}", soft_wrap=True)

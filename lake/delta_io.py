@@ -83,12 +83,13 @@ class CommitConflict(RuntimeError):
 def live_files(root: str, version: int | None = None) -> list[LiveFile]:
     """The data files of the snapshot at `version` (latest if None), with the partition values
     of the table's own partition columns (a table someone else owns has its own)."""
-    actions = pa.table(snapshot(root, version).get_add_actions(flatten=True)).to_pylist()
-    return [
-        LiveFile(a["path"], a["size_bytes"], {k.removeprefix("partition."): v for k, v in a.items() if k.startswith("partition.")},
-                 a["num_records"] or 0)
-        for a in actions
-    ]
+    return [_live_file(a) for a in pa.table(snapshot(root, version).get_add_actions(flatten=True)).to_pylist()]
+
+
+def _live_file(action: dict[str, Any]) -> LiveFile:
+    """A snapshot's flattened add action as a LiveFile."""
+    partition_values = {k.removeprefix("partition."): v for k, v in action.items() if k.startswith("partition.")}
+    return LiveFile(action["path"], action["size_bytes"], partition_values, action["num_records"] or 0)
 
 
 def files_with_errors(root: str, version: int | None = None) -> set[str]:
@@ -96,6 +97,14 @@ def files_with_errors(root: str, version: int | None = None) -> set[str]:
     statistics, fewer nulls in `error` than rows (or no statistics)."""
     actions = pa.table(snapshot(root, version).get_add_actions(flatten=True)).to_pylist()
     return {unquote(a["path"]) for a in actions if a.get("null_count.error") is None or a["null_count.error"] < (a["num_records"] or 0)}
+
+
+def files_of_run(root: str, run_id: str, version: int | None = None) -> list[LiveFile]:
+    """The snapshot's files that may hold rows of `run_id`: by their statistics, those whose
+    `run_id` range holds it (or that have no statistics)."""
+    actions = pa.table(snapshot(root, version).get_add_actions(flatten=True)).to_pylist()
+    return [_live_file(a) for a in actions
+            if a.get("min.run_id") is None or a.get("max.run_id") is None or a["min.run_id"] <= run_id <= a["max.run_id"]]
 
 
 def changed_files(root: str, since: int, version: int) -> tuple[list[LiveFile], list[LiveFile]]:
@@ -188,6 +197,20 @@ def commit_files(
             continue
         return version_of_commit(root, app_id)
     raise CommitConflict(f"{root}: gave up after {max_attempts} attempts lost to concurrent commits")
+
+
+def replace_run_rows(root: str, contract: TableContract, rows: pa.Table, run_id: str, metadata: Mapping[str, str]) -> int:
+    """Commit rows made on the driver (statistics, verdicts: small) in place of the rows the table
+    held for `run_id`, in one transaction: done again, it replaces them and never duplicates."""
+    from lake.file_writer import make_file_writer
+
+    ensure_table(root, contract)
+    made = time.time_ns()
+    writer = make_file_writer(root, contract, f"part-{run_id}-{made}", lambda: "driver")
+    files = [DataFile.from_row(r) for batch in writer(iter(rows.to_batches())) for r in batch.to_pylist()] if rows.num_rows else []
+    mine = {f.path for f in files_of_run(root, run_id)}
+    return commit_files(root, contract, files, f"content-signals/{run_id}/{contract.name}/{made}", {"run_id": run_id, **metadata},
+                        remove=lambda f: f.path in mine)
 
 
 def version_of_commit(root: str, app_id: str) -> int:

@@ -94,7 +94,7 @@ class _OpenFile:
         self.rows += table.num_rows
         if "status" in table.column_names:
             self.ok += pc.sum(pc.equal(table["status"], "ok")).as_py() or 0
-        if "content_id" in table.column_names:  # the run ledger has none
+        if "content_id" in table.column_names:  # the run ledger, statistics and alerts have none: rows count as items
             self.items.update(table["content_id"].to_pylist())
         for f in table.schema:
             if pa.types.is_nested(f.type) or pa.types.is_binary(f.type):
@@ -159,7 +159,7 @@ def make_file_writer(
                     "partition_values": json.dumps(f.partition_values),
                     "num_records": f.rows,
                     "num_ok": f.ok,
-                    "num_items": len(f.items),
+                    "num_items": len(f.items) if "content_id" in contract.schema.names else f.rows,
                     "stats": f.stats_json(),
                     "modification_time": info.mtime_ns // 1_000_000,
                     "task": task,

@@ -168,8 +168,13 @@ def psi(a: np.ndarray, b: np.ndarray, bins: int = PSI_BINS) -> float:
     lo = min(0.0, float(np.min(a)), float(np.min(b)))
     hi = max(1.0, float(np.max(a)), float(np.max(b)))
     edges = np.linspace(lo, hi, bins + 1)
-    p = np.maximum(np.histogram(a, edges)[0] / len(a), PSI_FLOOR)
-    q = np.maximum(np.histogram(b, edges)[0] / len(b), PSI_FLOOR)
+    return psi_of_counts(np.histogram(a, edges)[0], np.histogram(b, edges)[0])
+
+
+def psi_of_counts(a: np.ndarray, b: np.ndarray) -> float:
+    """Population stability index of histogram b against histogram a (counts on the same bins)."""
+    p = np.maximum(np.asarray(a, np.float64) / max(np.sum(a), 1), PSI_FLOOR)
+    q = np.maximum(np.asarray(b, np.float64) / max(np.sum(b), 1), PSI_FLOOR)
     return float(np.sum((q - p) * np.log(q / p)))
 
 

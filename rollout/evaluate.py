@@ -129,8 +129,9 @@ def evaluate_retrieval(settings: Settings, truth: dict[str, dict]) -> dict[str, 
     return results
 
 
-def run_evaluation(settings: Settings, report: Path = REPORT) -> dict:
-    """Evaluate what the lakehouse holds; write the JSON report and return it."""
+def run_evaluation(settings: Settings, sections: dict | None = None, report: Path = REPORT) -> dict:
+    """Evaluate what the lakehouse holds; write the JSON report, with the `sections` evaluated
+    elsewhere (the monitoring's), and return it."""
     truth = {r["content_id"]: r for r in delta_io.read_arrow(settings.table_root(TRUTH_TABLE)).to_pylist()}
     result = {"labels": evaluate_labels(delta_io.read_arrow(settings.table_root(LABELS.name)), truth)}
     duplicates_root = settings.table_root(DUPLICATES.name)
@@ -139,6 +140,7 @@ def run_evaluation(settings: Settings, report: Path = REPORT) -> dict:
         result["labels"]["near_duplicate"] = {**pairs, "roc_auc": None}  # groups, not scores: no curve
         result["near_duplicate"] = pairs
     result["retrieval"] = evaluate_retrieval(settings, truth)
+    result.update(sections or {})
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps(result, indent=2))
     return result

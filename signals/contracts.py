@@ -153,3 +153,68 @@ CORPUS = TableContract(
     partition_by=("ds",),
     key=("content_id",),
 )
+
+# A fixed-bin histogram of a label's scores: HISTOGRAM_BINS equal bins over [0, 1] (a score of 1
+# falls in the last one), and the quantiles stored with it.
+HISTOGRAM_BINS = 20
+QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+_COUNT = pa.field("count", pa.int64(), nullable=False)
+
+SIGNAL_STATS = TableContract(
+    name="signal_stats",
+    schema=pa.schema(
+        [
+            pa.field("signal", pa.string(), nullable=False),
+            pa.field("model_version", pa.string(), nullable=False),
+            pa.field("run_id", pa.string(), nullable=False),
+            pa.field("job", pa.string()),
+            pa.field("kind", pa.string(), nullable=False),  # "embedding" or "label"
+            pa.field("rows", pa.int64(), nullable=False),
+            pa.field("items", pa.int64(), nullable=False),
+            pa.field("error_items", pa.int64(), nullable=False),
+            pa.field("error_rate", pa.float64()),
+            pa.field("error_reasons", pa.list_(pa.struct([pa.field("reason", pa.string()), _COUNT]))),
+            pa.field("labels", pa.list_(pa.struct([
+                pa.field("label", pa.string()),
+                pa.field("rows", pa.int64()),
+                pa.field("decided", pa.int64()),  # rows with a decision (closed label sets)
+                pa.field("positives", pa.int64()),
+                pa.field("decision_rate", pa.float64()),
+                pa.field("quantiles", pa.list_(pa.float64())),  # at QUANTILES
+                pa.field("histogram", pa.list_(pa.int64())),  # HISTOGRAM_BINS counts
+            ]))),
+            pa.field("dim", pa.int32()),
+            pa.field("norm_quantiles", pa.list_(pa.float64())),  # of the stored vectors, at QUANTILES
+            pa.field("dim_mean", pa.list_(pa.float64())),
+            pa.field("dim_std", pa.list_(pa.float64())),
+            pa.field("sample", pa.list_(pa.list_(pa.float32()))),  # a seeded sample of ok vectors (by a hash of content_id)
+            pa.field("computed_at", UTC_MICROS, nullable=False),
+            pa.field("ds", pa.string(), nullable=False),
+        ]
+    ),
+    partition_by=("ds",),
+    key=("signal", "model_version", "ds", "run_id"),
+)
+
+ALERTS = TableContract(
+    name="alerts",
+    schema=pa.schema(
+        [
+            pa.field("run_id", pa.string(), nullable=False),
+            pa.field("signal", pa.string(), nullable=False),
+            pa.field("model_version", pa.string(), nullable=False),
+            pa.field("rule", pa.string(), nullable=False),  # error_rate, score_drift, embedding_drift, decision_rate, row_count
+            pa.field("label", pa.string()),  # the label a label rule is about; null otherwise
+            pa.field("fired", pa.bool_(), nullable=False),
+            pa.field("value", pa.float64()),
+            pa.field("threshold", pa.float64()),
+            pa.field("cause", pa.string()),  # drift: "corpus" or "model" (model versions compared on the same items)
+            pa.field("reference", pa.string()),  # the days and model versions compared with
+            pa.field("message", pa.string(), nullable=False),
+            pa.field("evaluated_at", UTC_MICROS, nullable=False),
+            pa.field("ds", pa.string(), nullable=False),
+        ]
+    ),
+    partition_by=("ds",),
+    key=("run_id", "signal", "model_version", "ds", "rule", "label"),
+)

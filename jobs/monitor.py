@@ -1,0 +1,93 @@
+"""The monitor step of the command line: which run, the corpus's items per day for the row-count
+rule, then monitoring.monitor. `content-signals monitor` and `backfill/refresh --monitor`."""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from conf.settings import Settings, UsageError
+from jobs.corpus import CorpusSource, one_row_per_id
+from monitoring.monitor import AlertsFired, MonitorResult, latest_run, monitor_run
+
+
+def corpus_items(spark: SparkSession, settings: Settings) -> Callable[[Sequence[str]], dict[str, int]]:
+    """Items per day of the configured corpus, as the jobs count them (one row per id, the
+    corpus's latest version), for the days asked."""
+    def count(days: Sequence[str]) -> dict[str, int]:
+        source = CorpusSource.of(settings)
+        version = source.version()
+        items = one_row_per_id(source.read(spark, version, days=tuple(days)), source.keys(spark, version))
+        return {r["ds"]: r["count"] for r in items.groupBy(F.col("ds").cast("string").alias("ds")).count().collect()}
+    return count
+
+
+def run_monitor(spark: SparkSession, settings: Settings, run_id: str | None = None, day: str | None = None,
+                recompute: bool = False) -> MonitorResult:
+    """Monitor `run_id`, or the latest run that wrote `day` (that day only), or the latest run."""
+    if day is not None and (len(day) != 10 or day[4] != "-" or day[7] != "-"):
+        raise UsageError(f"--day {day!r} is not a day (YYYY-MM-DD)")
+    run_id = run_id or latest_run(settings, day)
+    return monitor_run(spark, settings, run_id, [day] if day else None, corpus_items(spark, settings), recompute)
+
+
+def raise_on_alerts(results: Sequence[MonitorResult]) -> None:
+    """AlertsFired (exit 5) when any monitored run raised an alert."""
+    fired = [(r.run_id, j, v) for r in results for j, v in r.fired]
+    if fired:
+        what = "; ".join(f"{j.signal} {j.ds} {v.rule}{' ' + v.label if v.label else ''}" for _, j, v in fired[:5])
+        raise AlertsFired(f"{len(fired)} alert(s) fired on run {', '.join(sorted({r for r, _, _ in fired}))}: {what}"
+                          f"{' ...' if len(fired) > 5 else ''} (the alerts table has every verdict)")
+
+
+# The monitoring evaluation (`make eval`, section "monitoring"): ordinary days must raise no
+# alert, each scenario day the alert it is for, on its day, with the shipped thresholds.
+EVAL_DAYS, EVAL_ITEMS_PER_DAY = 14, 30
+EXPECTED_ALERTS = {"thumbnails": ("image_embedding", "embedding_drift"), "truncated": ("image_embedding", "error_rate"),
+                   "language": ("text_embedding", "embedding_drift")}
+
+
+def evaluate_monitoring(spark: SparkSession, settings: Settings) -> dict:
+    """Backfill and monitor EVAL_DAYS ordinary days in a lakehouse beside the profile's, then, in
+    a copy of it per scenario, append the scenario's day, refresh and monitor. Returns the
+    report: alerts on ordinary days (should be none), per scenario which alerts fired and
+    whether the expected one did on its day, and what monitoring cost next to the backfill."""
+    import shutil
+    import time
+
+    from jobs.backfill import run_backfill
+    from jobs.refresh import run_refresh
+    from sample_corpus.scenarios import append_scenario_day, write_normal_days
+
+    base = settings.model_copy(update={"lakehouse": f"{settings.lakehouse_root}-monitoring"})
+    base = base.model_copy(update={"signals": {n: s.model_copy(update={"enabled": s.enabled and n != "text_in_image"})
+                                               for n, s in base.signals.items()}})  # OCR is evaluated above, and slow
+    if "://" in base.lakehouse_root:
+        raise UsageError("the monitoring evaluation copies lakehouses: it needs a local one")
+    shutil.rmtree(base.lakehouse_root, ignore_errors=True)
+    write_normal_days(base.lakehouse_root, EVAL_DAYS, EVAL_ITEMS_PER_DAY, settings.sample_corpus.seed)
+    started = time.monotonic()
+    backfill = run_backfill(spark, base)
+    backfill_s = time.monotonic() - started
+    started = time.monotonic()
+    normal = run_monitor(spark, base, backfill.run_id)
+    monitor_s = time.monotonic() - started
+    report: dict = {
+        "normal_days": EVAL_DAYS, "items_per_day": EVAL_ITEMS_PER_DAY,
+        "false_alerts": [f"{j.signal} {j.ds} {v.rule}: {v.message}" for j, v in normal.fired],
+        "cost": {"backfill_s": round(backfill_s, 1), "monitor_s": round(monitor_s, 1), "share": round(monitor_s / backfill_s, 3)},
+        "scenarios": {},
+    }
+    for scenario, (signal, rule) in EXPECTED_ALERTS.items():
+        copy = base.model_copy(update={"lakehouse": f"{base.lakehouse_root}-{scenario}"})
+        shutil.rmtree(copy.lakehouse_root, ignore_errors=True)
+        shutil.copytree(base.lakehouse_root, copy.lakehouse_root)
+        day = append_scenario_day(copy.lakehouse_root, scenario, EVAL_ITEMS_PER_DAY, settings.sample_corpus.seed)
+        result = run_monitor(spark, copy, run_refresh(spark, copy).run_id)
+        fired = sorted({(j.signal, j.ds, v.rule, v.cause or "") for j, v in result.fired})
+        report["scenarios"][scenario] = {
+            "day": day, "expected": f"{signal} {rule}", "caught": (signal, day, rule) in {f[:3] for f in fired},
+            "fired": [" ".join(filter(None, f)) for f in fired], "only_on_its_day": all(f[1] == day for f in fired),
+        }
+    return report

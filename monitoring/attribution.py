@@ -1,0 +1,65 @@
+"""Model drift or corpus drift: when a day's model version is not its reference's, the two
+versions are compared on the same items (the rows a shadow or canary run left beside the
+champion's), with the champion-versus-challenger comparison of rollout/compare.py. Versions that
+disagree on the same items are the cause ("model"); versions that agree leave the corpus
+("corpus"); no item with rows of both leaves it "unknown", and the message says how to know.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pyarrow.compute as pc
+from deltalake import DeltaTable
+
+from conf.settings import MonitorSettings
+from lake import delta_io
+from rollout.compare import compare_embeddings, compare_labels
+
+MODEL, CORPUS, UNKNOWN = "model", "corpus", "unknown"
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """What a drift of one signal's day is put down to, and why."""
+
+    cause: str
+    message: str
+
+
+def model_differs(kind: str, metrics: dict, settings: MonitorSettings) -> bool:
+    """Whether two versions' comparison on the same items (rollout.compare metrics) shows a
+    different model: a label's scores moved (PSI) or the embeddings' neighbourhoods did."""
+    if kind == "embedding":
+        overlap = metrics.get("nn_overlap_mean")
+        return metrics.get("dim_a") != metrics.get("dim_b") or (overlap is not None and overlap < settings.min_neighbour_overlap)
+    return (metrics.get("psi_max") or 0.0) > settings.max_psi
+
+
+def attribute(table_root: str, kind: str, signal: str, reference_versions: Sequence[str], version: str, days: Sequence[str],
+              settings: MonitorSettings) -> Attribution:
+    """The cause of a drift of `signal` at `version` against a reference at `reference_versions`,
+    from the rows of both on the same items over `days` (the window and the day judged)."""
+    if list(reference_versions) == [version]:
+        return Attribution(CORPUS, f"the same model version {version} as the reference")
+    if not DeltaTable.is_deltatable(table_root):
+        return Attribution(UNKNOWN, f"no table at {table_root}")
+    filters = (pc.field("signal") == signal) & pc.field("ds").isin(list(days))
+    found = []
+    for old in reference_versions:
+        rows = delta_io.read_arrow(table_root, filters=filters & pc.field("model_version").isin([old, version]))
+        a = rows.filter(pc.equal(rows["model_version"], old))
+        b = rows.filter(pc.equal(rows["model_version"], version))
+        shared = set(a["content_id"].to_pylist()) & set(b["content_id"].to_pylist())
+        if not shared:
+            continue
+        metrics = compare_embeddings(a, b) if kind == "embedding" else compare_labels(a, b)
+        differs = model_differs(kind, metrics, settings)
+        found.append(differs)
+        what = (f"neighbour overlap {metrics.get('nn_overlap_mean')}" if kind == "embedding" else f"largest score PSI {metrics.get('psi_max')}")
+        if differs:
+            return Attribution(MODEL, f"versions {old} and {version} differ on the same {len(shared)} items ({what})")
+    if found:
+        return Attribution(CORPUS, f"versions {','.join(reference_versions)} and {version} agree on the items both computed")
+    return Attribution(UNKNOWN, f"the model version changed ({','.join(reference_versions)} -> {version}) and no item has rows of both: "
+                                "compute the new version beside the old (backfill --challenger) to tell the model's drift from the corpus's")

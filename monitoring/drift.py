@@ -1,0 +1,80 @@
+"""How far a day's signal values moved from a reference: pure computations on numpy arrays (no
+Spark, no Delta), so each is tested against an independent formula in milliseconds.
+
+- Scores: the population stability index and a two-sample Kolmogorov-Smirnov test, both on the
+  fixed-bin histograms the statistics keep (every row counts, not a sample).
+- Decisions: a two-proportion test of the decision rates.
+- Embeddings: a domain classifier, a logistic regression told to say which vectors are the
+  reference's, scored by its cross-validated ROC-AUC (0.5: the two sets cannot be told apart;
+  1.0: always). It works in any dimension on a few hundred vectors a side.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from rollout.compare import psi_of_counts
+
+AUC_FOLDS = 5
+
+
+def score_histogram(scores: np.ndarray, bins: int) -> np.ndarray:
+    """Counts of scores on `bins` equal bins over [0, 1] (1.0 in the last bin; values outside are
+    clipped), as the statistics job bins them in Spark."""
+    index = np.clip(np.floor(np.asarray(scores, np.float64) * bins), 0, bins - 1).astype(np.int64)
+    return np.bincount(index, minlength=bins)
+
+
+def psi(reference: np.ndarray, current: np.ndarray) -> float:
+    """PSI of the current histogram against the reference's (the same bins)."""
+    return psi_of_counts(reference, current)
+
+
+def binned_ks(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]:
+    """(statistic, p-value) of the two-sample KS test on two histograms of the same bins.
+
+    The statistic is the largest distance between the two empirical CDFs at the bins' edges: for
+    values that sit inside distinct bins it equals the exact statistic, otherwise it is a lower
+    bound (the test is conservative). The p-value is the asymptotic one of scipy's `ks_2samp`
+    (Kolmogorov's distribution at the effective sample size n*m/(n+m))."""
+    from scipy.stats import kstwo
+
+    n, m = int(np.sum(reference)), int(np.sum(current))
+    if n == 0 or m == 0:
+        return math.nan, math.nan
+    statistic = float(np.max(np.abs(np.cumsum(reference) / n - np.cumsum(current) / m)))
+    return statistic, float(kstwo.sf(statistic, round(n * m / (n + m))))
+
+
+def two_proportion_pvalue(k_reference: int, n_reference: int, k_current: int, n_current: int) -> float:
+    """Two-sided p-value of the pooled z-test that two rates (k of n) are equal."""
+    from scipy.stats import norm
+
+    if n_reference == 0 or n_current == 0:
+        return math.nan
+    pooled = (k_reference + k_current) / (n_reference + n_current)
+    spread = math.sqrt(pooled * (1 - pooled) * (1 / n_reference + 1 / n_current))
+    if spread == 0:
+        return 1.0
+    z = (k_current / n_current - k_reference / n_reference) / spread
+    return float(2 * norm.sf(abs(z)))
+
+
+def domain_auc(reference: np.ndarray, current: np.ndarray, seed: int = 0) -> float:
+    """Cross-validated ROC-AUC of a logistic regression telling current vectors from reference
+    ones (rows are vectors). Each fold's classifier scores only vectors it was not fitted on."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    x = np.vstack([reference, current]).astype(np.float64)
+    y = np.r_[np.zeros(len(reference)), np.ones(len(current))]
+    folds = min(AUC_FOLDS, len(reference), len(current))
+    if folds < 2:
+        return math.nan
+    x = (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), 1e-12)  # unit-free: no dimension dominates
+    model = LogisticRegression(C=0.1, max_iter=1000)
+    split = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    scores = cross_val_predict(model, x, y, cv=split, method="decision_function")
+    return float(roc_auc_score(y, scores))

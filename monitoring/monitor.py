@@ -1,0 +1,171 @@
+"""Watch a run: its statistics (computed once, kept in `signal_stats`), each of its days judged
+against the reference window by the configured rules, and the verdicts kept in `alerts`.
+
+    result = monitor_run(spark, settings, run_id, corpus_items=...)
+    result.fired          # the verdicts that fired: `content-signals monitor` exits 5 on any
+
+A stats table of an older contract, a pinned reference day without statistics, a run that wrote
+nothing: each is a UsageError with what to do, not a traceback.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import DeltaTable
+from pyspark.sql import SparkSession
+
+from conf.settings import Settings, UsageError
+from lake import delta_io
+from monitoring.attribution import CORPUS, attribute
+from monitoring.reference import choose_rows, merge, reference_days
+from monitoring.rules import DRIFT_RULES, Verdict, judge
+from monitoring.stats import compute_stats
+from signals.contracts import ALERTS, EMBEDDINGS, LABELS, RUNS, SIGNAL_STATS, TableContract
+
+CHOICE_COLUMNS = ["signal", "model_version", "ds", "run_id", "items", "computed_at"]
+SIGNAL_TABLES = {"embedding": EMBEDDINGS, "label": LABELS}
+
+
+@dataclass(frozen=True)
+class Judged:
+    """The verdicts on one signal's day at one model version, and what it was compared with."""
+
+    signal: str
+    model_version: str
+    ds: str
+    reference: str
+    verdicts: list[Verdict]
+
+
+@dataclass(frozen=True)
+class MonitorResult:
+    run_id: str
+    judged: list[Judged]
+    alerts_version: int | None
+
+    @property
+    def fired(self) -> list[tuple[Judged, Verdict]]:
+        return [(j, v) for j in self.judged for v in j.verdicts if v.fired]
+
+
+class AlertsFired(RuntimeError):
+    """A monitored run raised alerts: the exit status tells a scheduler to stop the pipeline."""
+
+
+def read_stats(settings: Settings, filters: pa.compute.Expression | None = None, columns: Sequence[str] | None = None) -> pa.Table:
+    """Rows of the `signal_stats` table (none if there is no table), refused with what to do when
+    the table was written under another contract."""
+    root = settings.table_root(SIGNAL_STATS.name)
+    if not DeltaTable.is_deltatable(root):
+        return SIGNAL_STATS.schema.empty_table().select(list(columns or SIGNAL_STATS.schema.names))
+    stored = pa.schema(DeltaTable(root).schema().to_arrow())
+    expected = {f.name: f.type for f in SIGNAL_STATS.schema}
+    found = {f.name: f.type for f in stored}
+    wrong = sorted(n for n in expected if n not in found or found[n] != expected[n])
+    if wrong:
+        raise UsageError(f"the {SIGNAL_STATS.name} table at {root} was written under another contract (columns missing or of another "
+                         f"type: {', '.join(wrong)}). Move it aside; `content-signals monitor --run-id <run>` computes a run's "
+                         "statistics again from the signal tables")
+    dataset = delta_io.snapshot(root).to_pyarrow_dataset()
+    return dataset.to_table(filter=filters, columns=list(columns) if columns else None)
+
+
+def stats_of_run(spark: SparkSession, settings: Settings, run_id: str, recompute: bool = False) -> pa.Table:
+    """The run's statistics: those kept in `signal_stats`, else (or with `recompute`) computed
+    in Spark from its rows and kept there in place of any older ones."""
+    if not recompute:
+        kept = read_stats(settings, pc.field("run_id") == run_id)
+        if kept.num_rows:
+            return kept
+    runs = settings.table_root(RUNS.name)
+    ledger = delta_io.read_arrow(runs, filters=pc.field("run_id") == run_id).to_pylist() if DeltaTable.is_deltatable(runs) else []
+    job = ledger[0]["job"] if ledger else None
+    stats = compute_stats(spark, settings.lakehouse_root, run_id, job, settings.monitor.sample_size, settings.monitor.seed)
+    if stats.num_rows:
+        delta_io.replace_run_rows(settings.table_root(SIGNAL_STATS.name), SIGNAL_STATS, stats, run_id, {"job": "monitor"})
+    return stats
+
+
+def latest_run(settings: Settings, day: str | None = None) -> str:
+    """The run to monitor: the latest that wrote rows of `day`, or else the latest backfill or
+    refresh that succeeded, by the ledger."""
+    if day is not None:
+        found = []
+        for contract in (EMBEDDINGS, LABELS):
+            root = settings.table_root(contract.name)
+            if DeltaTable.is_deltatable(root):
+                found += delta_io.read_arrow(root, filters=pc.field("ds") == day).select(["run_id", "computed_at"]).to_pylist()
+        if not found:
+            raise UsageError(f"no signal rows of day {day} in {settings.lakehouse_root}: nothing to monitor")
+        return max(found, key=lambda r: r["computed_at"])["run_id"]
+    root = settings.table_root(RUNS.name)
+    runs = delta_io.read_arrow(root).to_pylist() if DeltaTable.is_deltatable(root) else []
+    done = [r for r in runs if r["status"] == "succeeded" and r["job"].startswith(("backfill", "refresh")) and r["table_version"] is not None]
+    if not done:
+        raise UsageError(f"no backfill or refresh has committed rows in {settings.lakehouse_root}: nothing to monitor")
+    return max(done, key=lambda r: r["finished_at"])["run_id"]
+
+
+def table_items(settings: Settings, kind: str, signal: str, version: str, day: str) -> int:
+    """Items a signal table holds for (signal, model version, day)."""
+    rows = delta_io.read_arrow(settings.table_root(SIGNAL_TABLES[kind].name),
+                               filters=(pc.field("signal") == signal) & (pc.field("model_version") == version) & (pc.field("ds") == day))
+    return len(pc.unique(rows["content_id"]))
+
+
+def monitor_run(spark: SparkSession, settings: Settings, run_id: str, days: Sequence[str] | None = None,
+                corpus_items: Callable[[Sequence[str]], dict[str, int]] | None = None, recompute: bool = False) -> MonitorResult:
+    """Judge each (signal, model version, day) the run wrote (only `days`, if given) against its
+    reference window, keep the verdicts in `alerts` (in place of earlier verdicts on the run),
+    and return them. `corpus_items` counts the corpus's items per day, for the row-count rule
+    (not applied to challenger runs, which may compute a slice)."""
+    conf = settings.monitor
+    stats = stats_of_run(spark, settings, run_id, recompute)
+    rows = [r for r in stats.to_pylist() if days is None or r["ds"] in days]
+    if not rows:
+        raise UsageError(f"run {run_id} wrote no signal rows{' of ' + ', '.join(days) if days else ''}: nothing to monitor")
+    index = read_stats(settings, columns=CHOICE_COLUMNS).to_pylist()
+    if conf.reference_day is not None and not any(r["ds"] == conf.reference_day for r in index):
+        known = sorted({r["ds"] for r in index})
+        raise UsageError(f"monitor.reference_day {conf.reference_day} has no statistics (days that have: "
+                         f"{', '.join(known[-10:]) or 'none'}); monitor a run of that day first, or pin another")
+    challenger = any((r["job"] or "").endswith("challenger") for r in rows)
+    counted = corpus_items(sorted({r["ds"] for r in rows})) if corpus_items and not challenger else {}
+    judged = []
+    for row in sorted(rows, key=lambda r: (r["signal"], r["ds"])):
+        mine = [r for r in index if r["signal"] == row["signal"]]
+        window = reference_days([r["ds"] for r in mine], row["ds"], conf)
+        chosen = choose_rows([r for r in mine if r["ds"] in window], row["model_version"], run_id)
+        reference = None
+        if chosen:
+            wanted = pc.field("signal") == row["signal"]
+            full = read_stats(settings, wanted & pc.field("run_id").isin([r["run_id"] for r in chosen])
+                              & pc.field("ds").isin([r["ds"] for r in chosen])).to_pylist()
+            keys = {(r["run_id"], r["ds"], r["model_version"]) for r in chosen}
+            reference = merge([r for r in sorted(full, key=lambda r: r["ds"]) if (r["run_id"], r["ds"], r["model_version"]) in keys],
+                              conf.max_reference_sample, conf.seed)
+        attribution = attribute(settings.table_root(SIGNAL_TABLES[row["kind"]].name), row["kind"], row["signal"], reference.versions,
+                                row["model_version"], [*reference.days, row["ds"]], conf) if reference else None
+        completeness = None
+        if row["ds"] in counted:
+            completeness = (table_items(settings, row["kind"], row["signal"], row["model_version"], row["ds"]), counted[row["ds"]])
+        verdicts = judge(row, reference, conf, attribution.cause if attribution else CORPUS, completeness)
+        if attribution and attribution.cause != CORPUS:
+            verdicts = [Verdict(v.rule, v.fired, f"{v.message}; {attribution.message}", v.label, v.value, v.threshold, v.cause)
+                        if v.rule in DRIFT_RULES and v.fired else v for v in verdicts]
+        judged.append(Judged(row["signal"], row["model_version"], row["ds"], reference.describe() if reference else "none", verdicts))
+    return MonitorResult(run_id, judged, _keep_verdicts(settings, run_id, judged))
+
+
+def _keep_verdicts(settings: Settings, run_id: str, judged: Sequence[Judged]) -> int:
+    now = datetime.now(UTC)
+    rows = [{"run_id": run_id, "signal": j.signal, "model_version": j.model_version, "ds": j.ds, "reference": j.reference,
+             "rule": v.rule, "label": v.label, "fired": v.fired, "value": v.value, "threshold": v.threshold, "cause": v.cause,
+             "message": v.message, "evaluated_at": now} for j in judged for v in j.verdicts]
+    contract: TableContract = ALERTS
+    return delta_io.replace_run_rows(settings.table_root(contract.name), contract, pa.Table.from_pylist(rows, schema=contract.schema),
+                                     run_id, {"job": "monitor"})

@@ -1,0 +1,156 @@
+"""Statistics of what one run wrote, per signal, model version and day: computed in Spark from
+the run's rows of the signal tables (one aggregation per table over the files the run
+committed; only the small results reach the driver), as rows of the `signal_stats` table.
+
+Per row: rows, items, error items and rate, the commonest error reasons; for labels, per label
+the score quantiles, a fixed-bin histogram and the decision rate; for embeddings, the quantiles
+of the vectors' norms, the mean and standard deviation of every dimension, and a seeded sample
+of ok vectors (the ones whose hash of `content_id` is smallest) for the drift tests.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime
+from urllib.parse import unquote
+
+import numpy as np
+import pyarrow as pa
+from deltalake import DeltaTable
+from pyspark.ml.functions import array_to_vector
+from pyspark.ml.stat import Summarizer
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lake import delta_io, spark_io
+from signals.contracts import EMBEDDINGS, HISTOGRAM_BINS, LABELS, QUANTILES, SIGNAL_STATS, STATUS_OK, TableContract
+
+KEYS = ["signal", "model_version", "ds"]
+TOP_REASONS = 5
+PERCENTILE_ACCURACY = 10_000  # percentile_approx: relative error of about 1/10000 of the rows
+_HASH_RANGE = 1 << 20
+
+
+def reason_category(error: Column) -> Column:
+    """What an error row's reason says, without its particulars: the text before its first colon
+    (after a retried error's prefix), numbers as N, at most 80 characters."""
+    category = F.regexp_extract(error, r"^((transient: |model failed: )?[^:]*)", 1)
+    return F.substring(F.regexp_replace(category, r"[0-9]+", "N"), 1, 80)
+
+
+def _sample_key(seed: int) -> Column:
+    """A row's place in the seeded sample: a hash of its content id, in [0, _HASH_RANGE)."""
+    return F.pmod(F.xxhash64(F.col("content_id"), F.lit(seed)), F.lit(_HASH_RANGE))
+
+
+def run_rows(spark: SparkSession, root: str, run_id: str) -> tuple[DataFrame, dict[tuple[str, ...], int]] | None:
+    """The rows `run_id` wrote to the table at `root` (reading only the files that may hold them,
+    by their statistics), and the rows per (signal, model version, day) of those files; None
+    when the run has none there."""
+    files = delta_io.files_of_run(root, run_id)
+    if not files:
+        return None
+    upper: dict[tuple[str, ...], int] = defaultdict(int)
+    for f in files:
+        upper[tuple(f.partition_values[k] for k in KEYS)] += f.num_records
+    frame = spark_io.read_spark(spark, root, only={unquote(f.path) for f in files}).filter(F.col("run_id") == run_id)
+    return frame, dict(upper)
+
+
+def _label_stats(frame: DataFrame) -> list[dict]:
+    """Per (signal, model version, day): item counts and error reasons; per label: score
+    quantiles, histogram and decisions. One pass: grouping sets at the day and the label level."""
+    ok = F.col("status") == STATUS_OK
+    score_bin = F.least(F.greatest(F.floor(F.col("score") * HISTOGRAM_BINS), F.lit(0)), F.lit(HISTOGRAM_BINS - 1))
+    frame = frame.withColumn("reason", F.when(~ok, reason_category(F.col("error")))).withColumn("bin", score_bin)
+    rows = frame.groupingSets([[*KEYS, "label", "reason"], KEYS], *KEYS, "label", "reason").agg(
+        F.grouping_id().alias("level"),
+        F.count("*").alias("rows"),
+        F.count_distinct("content_id").alias("items"),
+        F.count_distinct(F.when(~ok, F.col("content_id"))).alias("error_items"),
+        F.count("decision").alias("decided"),
+        F.count(F.when(F.col("decision"), 1)).alias("positives"),
+        F.percentile_approx(F.when(ok, F.col("score")), list(QUANTILES), PERCENTILE_ACCURACY).alias("quantiles"),
+        F.array(*[F.count(F.when(ok & (F.col("bin") == i), 1)) for i in range(HISTOGRAM_BINS)]).alias("histogram"),
+    ).collect()
+    days: dict[tuple, dict] = {}
+    for r in (r for r in rows if r["level"] != 0):
+        days[tuple(r[k] for k in KEYS)] = {**_base(r, "label"), "labels": [], "error_reasons": []}
+    for r in (r for r in rows if r["level"] == 0):
+        day = days[tuple(r[k] for k in KEYS)]
+        if r["reason"] is not None:
+            day["error_reasons"].append({"reason": r["reason"], "count": r["rows"]})
+        elif r["label"] is not None:
+            day["labels"].append({
+                "label": r["label"], "rows": r["rows"], "decided": r["decided"], "positives": r["positives"],
+                "decision_rate": r["positives"] / r["decided"] if r["decided"] else None,
+                "quantiles": list(r["quantiles"] or []), "histogram": list(r["histogram"]),
+            })
+    for day in days.values():
+        day["labels"].sort(key=lambda m: m["label"])
+        day["error_reasons"] = _top(day["error_reasons"])
+    return list(days.values())
+
+
+def _embedding_stats(frame: DataFrame, upper: dict[tuple[str, ...], int], sample_size: int, seed: int) -> list[dict]:
+    """Per (signal, model version, day): counts, error reasons, norm quantiles, per-dimension
+    mean and std, and the seeded sample. One pass: grouped by day and error reason (null for ok
+    rows, so the ok group holds only vectors of one dimension)."""
+    ok = F.col("status") == STATUS_OK
+    norm = F.sqrt(F.aggregate("vector", F.lit(0.0).cast("double"), lambda total, x: total + x * x))
+    # the sample: rows whose hash key falls below a bound that keeps about twice the sample of
+    # each day's rows (known from the files' statistics); the driver keeps the smallest keys
+    bounds = F.create_map(*[v for key, n in upper.items() for v in (F.lit("|".join(key)), F.lit(min(_HASH_RANGE, 2 * sample_size * _HASH_RANGE // max(n, 1))))])
+    in_sample = ok & (F.col("key") < F.element_at(bounds, F.concat_ws("|", *KEYS)))
+    frame = frame.withColumn("reason", F.when(~ok, reason_category(F.col("error")))).withColumn("key", _sample_key(seed))
+    vector = array_to_vector(F.coalesce(F.col("vector"), F.array(F.lit(0.0).cast("float"))))  # error rows: a 1-d stand-in, in groups of their own
+    rows = frame.groupBy(*KEYS, "reason").agg(
+        F.count("*").alias("rows"),
+        F.count_distinct("content_id").alias("items"),
+        F.max("dim").alias("dim"),
+        F.percentile_approx(norm, list(QUANTILES), PERCENTILE_ACCURACY).alias("norm_quantiles"),
+        Summarizer.metrics("mean", "std").summary(vector).alias("dims"),
+        F.collect_list(F.when(in_sample, F.struct("key", "vector"))).alias("sample"),
+    ).collect()
+    days: dict[tuple, dict] = {}
+    for r in rows:
+        day = days.setdefault(tuple(r[k] for k in KEYS), {**_base(r, "embedding"), "rows": 0, "items": 0, "error_items": 0, "error_reasons": []})
+        day["rows"] += r["rows"]
+        day["items"] += r["items"]
+        if r["reason"] is not None:
+            day["error_items"] += r["items"]
+            day["error_reasons"].append({"reason": r["reason"], "count": r["rows"]})
+            continue
+        chosen = sorted(r["sample"], key=lambda s: s["key"])[:sample_size]
+        day.update(dim=r["dim"], norm_quantiles=list(r["norm_quantiles"]), dim_mean=r["dims"]["mean"].toArray().tolist(),
+                   dim_std=np.nan_to_num(r["dims"]["std"].toArray()).tolist(), sample=[list(s["vector"]) for s in chosen])
+    for day in days.values():
+        day["error_reasons"] = _top(day["error_reasons"])
+    return list(days.values())
+
+
+def _base(r: object, kind: str) -> dict:
+    return {"signal": r["signal"], "model_version": r["model_version"], "ds": r["ds"], "kind": kind,
+            "rows": r["rows"], "items": r["items"], "error_items": r["error_items"] if kind == "label" else 0}
+
+
+def _top(reasons: list[dict]) -> list[dict]:
+    return sorted(reasons, key=lambda r: (-r["count"], r["reason"]))[:TOP_REASONS]
+
+
+def compute_stats(spark: SparkSession, lakehouse_root: str, run_id: str, job: str | None, sample_size: int, seed: int) -> pa.Table:
+    """The `signal_stats` rows of everything `run_id` (a run of `job`) wrote to the embeddings
+    and labels tables (none: an empty table)."""
+    computed_at = datetime.now(UTC)
+    out: list[dict] = []
+    tables: tuple[TableContract, ...] = (EMBEDDINGS, LABELS)
+    for contract in tables:
+        root = f"{lakehouse_root.rstrip('/')}/{contract.name}"
+        found = run_rows(spark, root, run_id) if DeltaTable.is_deltatable(root) else None
+        if found is None:
+            continue
+        frame, upper = found
+        days = _embedding_stats(frame, upper, sample_size, seed) if contract is EMBEDDINGS else _label_stats(frame)
+        out += [{**d, "run_id": run_id, "job": job, "computed_at": computed_at} for d in days]
+    for row in out:
+        row["error_rate"] = row["error_items"] / row["items"] if row["items"] else None
+    return pa.Table.from_pylist(out, schema=SIGNAL_STATS.schema)

@@ -1,0 +1,57 @@
+"""The drift measures against independent computations: scipy's KS test on raw values, PSI and
+the two-proportion test by hand, numpy's histogram; the domain classifier on known shifts."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import ks_2samp
+
+from monitoring.drift import binned_ks, domain_auc, psi, score_histogram, two_proportion_pvalue
+from signals.contracts import HISTOGRAM_BINS
+
+
+def test_the_histogram_is_numpys_on_equal_bins_over_0_1() -> None:
+    scores = np.random.default_rng(1).random(500)
+    scores[:3] = [0.0, 1.0, 0.05]
+    expected, _ = np.histogram(scores, np.linspace(0, 1, HISTOGRAM_BINS + 1))
+    assert score_histogram(scores, HISTOGRAM_BINS).tolist() == expected.tolist()
+
+
+def test_binned_ks_is_scipys_two_sample_test_when_values_sit_in_distinct_bins() -> None:
+    rng = np.random.default_rng(2)
+    a = (rng.integers(0, HISTOGRAM_BINS, 400) + 0.5) / HISTOGRAM_BINS
+    b = (np.minimum(rng.integers(0, HISTOGRAM_BINS, 150) + rng.integers(2, 6, 150), HISTOGRAM_BINS - 1) + 0.5) / HISTOGRAM_BINS
+    statistic, pvalue = binned_ks(score_histogram(a, HISTOGRAM_BINS), score_histogram(b, HISTOGRAM_BINS))
+    expected = ks_2samp(a, b, method="asymp")
+    assert statistic == pytest.approx(expected.statistic, abs=1e-12)
+    assert pvalue == pytest.approx(expected.pvalue, rel=1e-9)
+    assert pvalue < 0.01  # the shift is found
+
+
+def test_binned_ks_of_an_empty_side_is_nan() -> None:
+    assert all(math.isnan(v) for v in binned_ks(np.zeros(4), np.ones(4)))
+
+
+def test_psi_is_the_textbook_sum() -> None:
+    by_hand = (0.25 - 0.5) * math.log(0.25 / 0.5) + (0.75 - 0.5) * math.log(0.75 / 0.5)
+    assert psi(np.array([50, 50]), np.array([25, 75])) == pytest.approx(by_hand)
+    assert psi(np.array([50, 50]), np.array([5, 5])) == 0.0
+
+
+def test_two_proportion_pvalue_is_the_pooled_z_test() -> None:
+    pooled = 105 / 200
+    z = (0.60 - 0.45) / math.sqrt(pooled * (1 - pooled) * (2 / 100))
+    assert two_proportion_pvalue(45, 100, 60, 100) == pytest.approx(math.erfc(z / math.sqrt(2)))
+    assert two_proportion_pvalue(0, 50, 0, 50) == 1.0
+
+
+def test_the_domain_classifier_cannot_tell_one_distribution_from_itself_and_tells_a_shift() -> None:
+    rng = np.random.default_rng(3)
+    reference = rng.normal(size=(400, 256))
+    same = rng.normal(size=(60, 256))
+    shifted = rng.normal(size=(60, 256)) + 0.4  # every dimension moved by 0.4 standard deviations
+    assert domain_auc(reference, same) < 0.7
+    assert domain_auc(reference, shifted) > 0.95
+    assert math.isnan(domain_auc(reference, shifted[:1]))

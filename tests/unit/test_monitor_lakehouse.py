@@ -1,0 +1,81 @@
+"""Monitoring on a lakehouse made here with delta-rs (statistics kept, no Spark job): bad input
+gives a usage error that says what to do, and a new model version's drift is put down to the
+model when the two versions disagree on the same items, to the corpus when they agree."""
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from deltalake import write_deltalake
+from test_monitor_rules import label_stats
+
+from conf.settings import UsageError, load_settings
+from lake import delta_io
+from monitoring.attribution import attribute
+from monitoring.monitor import monitor_run, read_stats
+from signals.contracts import ALERTS, LABELS, SIGNAL_STATS
+
+DAYS = ["2026-11-01", "2026-11-02", "2026-11-03"]
+
+
+def _settings(tmp_path, *overrides: str):
+    return load_settings("local", [f"lakehouse={tmp_path}", *overrides])
+
+
+def _keep(settings, rows: list[dict]) -> None:
+    for run_id in {r["run_id"] for r in rows}:
+        mine = [{**r, "error_rate": None, "computed_at": datetime(2026, 11, 5, tzinfo=UTC)} for r in rows if r["run_id"] == run_id]
+        delta_io.replace_run_rows(settings.table_root(SIGNAL_STATS.name), SIGNAL_STATS,
+                                  pa.Table.from_pylist(mine, schema=SIGNAL_STATS.schema), run_id, {})
+
+
+def _label_rows(version: str, scores: np.ndarray, day: str = "2026-11-04") -> list[dict]:
+    return [{"content_id": f"pin-{i}", "signal": "image_quality", "label": "blurry", "score": float(s), "threshold": 0.5,
+             "decision": bool(s >= 0.5), "detail": None, "model_name": "rules", "model_version": version, "input_hash": "h",
+             "status": "ok", "error": None, "run_id": f"run-{version}", "computed_at": datetime(2026, 11, 5, tzinfo=UTC), "ds": day}
+            for i, s in enumerate(scores)]
+
+
+def test_a_stats_table_of_an_older_contract_is_refused_with_what_to_do(tmp_path) -> None:
+    settings = _settings(tmp_path)
+    write_deltalake(settings.table_root(SIGNAL_STATS.name), pa.table({"signal": ["a"], "ds": ["2026-11-01"], "rows": [3]}))
+    with pytest.raises(UsageError, match="another contract.*Move it aside"):
+        read_stats(settings)
+
+
+def test_a_pinned_reference_day_without_statistics_and_a_run_without_rows_are_usage_errors(tmp_path) -> None:
+    settings = _settings(tmp_path, "monitor.reference_day=2026-10-01")
+    rng = np.random.default_rng(0)
+    _keep(settings, [label_stats(rng.random(50), ds=d, run_id="backfill") for d in DAYS])
+    with pytest.raises(UsageError, match="reference_day 2026-10-01 has no statistics"):
+        monitor_run(None, settings, "backfill")
+    with pytest.raises(UsageError, match="run nope wrote no signal rows"):
+        monitor_run(None, _settings(tmp_path), "nope")
+
+
+def test_a_new_versions_shifted_scores_are_the_models_drift_and_the_verdicts_are_kept(tmp_path) -> None:
+    settings = _settings(tmp_path)
+    rng = np.random.default_rng(1)
+    old, new = rng.beta(2, 5, 80), rng.beta(5, 2, 80)
+    _keep(settings, [label_stats(rng.beta(2, 5, 60), ds=d, run_id="backfill") for d in DAYS]
+          + [label_stats(new, ds="2026-11-04", run_id="run-2", version="2")])
+    write_deltalake(settings.table_root(LABELS.name), pa.Table.from_pylist(_label_rows("1", old) + _label_rows("2", new), schema=LABELS.schema),
+                    partition_by=list(LABELS.partition_by))
+    result = monitor_run(None, settings, "run-2")
+    fired = {(v.rule, v.cause) for _, v in result.fired}
+    assert ("score_drift", "model") in fired and ("decision_rate", "model") in fired
+    kept = delta_io.read_arrow(settings.table_root(ALERTS.name)).to_pylist()
+    assert {(r["rule"], r["cause"]) for r in kept if r["fired"]} == fired
+
+
+def test_versions_that_agree_on_the_same_items_leave_the_corpus_and_none_shared_leaves_it_unknown(tmp_path) -> None:
+    settings = _settings(tmp_path)
+    scores = np.random.default_rng(2).random(60)
+    rows = _label_rows("1", scores) + _label_rows("2", scores) + [{**r, "content_id": "other-" + r["content_id"]} for r in _label_rows("3", scores)]
+    root = settings.table_root(LABELS.name)
+    write_deltalake(root, pa.Table.from_pylist(rows, schema=LABELS.schema), partition_by=list(LABELS.partition_by))
+    assert attribute(root, "label", "image_quality", ["1"], "2", ["2026-11-04"], settings.monitor).cause == "corpus"
+    unknown = attribute(root, "label", "image_quality", ["1"], "3", ["2026-11-04"], settings.monitor)
+    assert unknown.cause == "unknown" and "backfill --challenger" in unknown.message

@@ -1,0 +1,120 @@
+"""The reference window and the alert rules on statistics rows made here (numpy, no Spark): each
+rule fires on the change it is for, and stays quiet on a day drawn like its reference."""
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+
+from conf.settings import MonitorSettings
+from monitoring.drift import score_histogram
+from monitoring.reference import choose_rows, merge, reference_days
+from monitoring.rules import DECISION_RATE, EMBEDDING_DRIFT, ERROR_RATE, REFERENCE, ROW_COUNT, SCORE_DRIFT, judge
+from signals.contracts import HISTOGRAM_BINS
+
+SETTINGS = MonitorSettings()
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def label_stats(scores: np.ndarray, threshold: float = 0.5, errors: int = 0, ds: str = "2026-11-10", version: str = "1",
+                run_id: str = "r", label: str = "blurry") -> dict:
+    decided = scores >= threshold
+    return {"signal": "image_quality", "model_version": version, "ds": ds, "run_id": run_id, "kind": "label", "job": "backfill",
+            "items": len(scores) + errors, "error_items": errors, "rows": len(scores) + errors, "computed_at": T0,
+            "error_reasons": [{"reason": "image is corrupt or truncated", "count": errors}] if errors else [],
+            "labels": [{"label": label, "rows": len(scores), "decided": len(scores), "positives": int(decided.sum()),
+                        "decision_rate": float(decided.mean()) if len(scores) else None, "quantiles": [], "histogram": score_histogram(scores, HISTOGRAM_BINS).tolist()}]}
+
+
+def embedding_stats(vectors: np.ndarray, ds: str = "2026-11-10", run_id: str = "r") -> dict:
+    return {"signal": "image_embedding", "model_version": "1", "ds": ds, "run_id": run_id, "kind": "embedding", "job": "backfill",
+            "items": len(vectors), "error_items": 0, "rows": len(vectors), "computed_at": T0, "error_reasons": [],
+            "labels": [], "sample": vectors.tolist()}
+
+
+def reference_of(rows: list[dict]) -> object:
+    return merge(rows, SETTINGS.max_reference_sample, SETTINGS.seed)
+
+
+def by_rule(verdicts: list) -> dict:
+    return {(v.rule, v.label): v for v in verdicts}
+
+
+def test_the_window_is_the_previous_days_with_statistics_or_the_pinned_day() -> None:
+    days = ["2026-11-01", "2026-11-03", "2026-11-04", "2026-11-08", "2026-11-09"]
+    assert reference_days(days, "2026-11-09", MonitorSettings(reference_days=3)) == ["2026-11-03", "2026-11-04", "2026-11-08"]
+    assert reference_days(days, "2026-11-01", SETTINGS) == []
+    assert reference_days(days, "2026-11-09", MonitorSettings(reference_day="2026-11-01")) == ["2026-11-01"]
+    assert reference_days(days, "2026-11-09", MonitorSettings(reference_day="2026-10-01")) == []
+
+
+def test_of_each_day_the_fullest_row_of_the_same_version_is_chosen_and_never_the_run_judged() -> None:
+    rng = np.random.default_rng(0)
+    backfill = label_stats(rng.random(60), ds="2026-11-05", run_id="backfill")
+    refresh = label_stats(rng.random(5), ds="2026-11-05", run_id="refresh")
+    other_version = label_stats(rng.random(90), ds="2026-11-05", run_id="challenger", version="2")
+    judged = label_stats(rng.random(80), ds="2026-11-05", run_id="judged")
+    assert [r["run_id"] for r in choose_rows([backfill, refresh, other_version, judged], "1", "judged")] == ["backfill"]
+    assert [r["run_id"] for r in choose_rows([backfill, refresh], "3", "judged")] == ["backfill"]  # no version 3: the others
+
+
+def test_merging_sums_histograms_and_decisions_and_caps_the_pooled_sample() -> None:
+    rng = np.random.default_rng(1)
+    a, b = label_stats(rng.random(50), ds="2026-11-01"), label_stats(rng.random(70), ds="2026-11-02")
+    merged = reference_of([a, b])
+    expected = np.add(a["labels"][0]["histogram"], b["labels"][0]["histogram"])
+    assert merged.labels["blurry"].histogram.tolist() == expected.tolist()
+    assert merged.labels["blurry"].decided == 120 and merged.days == ("2026-11-01", "2026-11-02")
+    vectors = [embedding_stats(rng.normal(size=(700, 4)), ds=d) for d in ("2026-11-01", "2026-11-02")]
+    assert merge(vectors, 1000, 0).sample.shape == (1000, 4)
+
+
+def test_a_day_like_its_reference_raises_nothing() -> None:
+    rng = np.random.default_rng(2)
+    reference = reference_of([label_stats(rng.beta(2, 5, 400), errors=10, ds="2026-11-01")])
+    day = label_stats(rng.beta(2, 5, 80), errors=3)
+    verdicts = judge(day, reference, SETTINGS, completeness=(83, 83))
+    assert {v.rule for v in verdicts} == {ERROR_RATE, ROW_COUNT, SCORE_DRIFT, DECISION_RATE}
+    assert not [v for v in verdicts if v.fired], verdicts
+
+
+def test_shifted_scores_raise_score_drift_and_a_decision_rate_outside_the_band() -> None:
+    rng = np.random.default_rng(3)
+    reference = reference_of([label_stats(rng.beta(2, 5, 400), ds="2026-11-01")])
+    verdicts = by_rule(judge(label_stats(rng.beta(5, 2, 80)), reference, SETTINGS))
+    assert verdicts[(SCORE_DRIFT, "blurry")].fired and verdicts[(SCORE_DRIFT, "blurry")].cause == "corpus"
+    assert verdicts[(DECISION_RATE, "blurry")].fired
+    assert verdicts[(SCORE_DRIFT, "blurry")].value > SETTINGS.max_psi
+
+
+def test_errors_above_the_rate_fire_with_their_reasons_and_few_items_are_not_judged() -> None:
+    rng = np.random.default_rng(4)
+    reference = reference_of([label_stats(rng.random(100), ds="2026-11-01")])
+    fired = by_rule(judge(label_stats(rng.random(30), errors=30), reference, SETTINGS))[(ERROR_RATE, None)]
+    assert fired.fired and fired.value == 0.5 and "image is corrupt or truncated (30)" in fired.message
+    few = by_rule(judge(label_stats(rng.random(3), errors=5), reference, SETTINGS))[(ERROR_RATE, None)]
+    assert not few.fired and "too few" in few.message
+
+
+def test_fewer_items_in_the_table_than_in_the_corpus_fire_row_count() -> None:
+    verdict = by_rule(judge(label_stats(np.full(30, 0.1)), None, SETTINGS, completeness=(30, 32)))[(ROW_COUNT, None)]
+    assert verdict.fired and "2 missing" in verdict.message
+
+
+def test_no_reference_or_only_error_rows_say_so_and_fire_nothing_but_the_error_rate() -> None:
+    rng = np.random.default_rng(5)
+    alone = by_rule(judge(label_stats(rng.random(40)), None, SETTINGS))
+    assert not alone[(REFERENCE, None)].fired and "no statistics in the reference window" in alone[(REFERENCE, None)].message
+    only_errors = label_stats(np.zeros(0), errors=40)
+    verdicts = by_rule(judge(only_errors, reference_of([label_stats(rng.random(100), ds="2026-11-01")]), SETTINGS))
+    assert verdicts[(ERROR_RATE, None)].fired and "only error rows" in verdicts[(REFERENCE, None)].message
+    broken_reference = reference_of([label_stats(np.zeros(0), errors=50, ds="2026-11-01")])
+    assert "holds only error rows" in by_rule(judge(label_stats(rng.random(40)), broken_reference, SETTINGS))[(REFERENCE, None)].message
+
+
+def test_vectors_from_another_distribution_raise_embedding_drift() -> None:
+    rng = np.random.default_rng(6)
+    reference = reference_of([embedding_stats(rng.normal(size=(300, 64)), ds="2026-11-01")])
+    same = by_rule(judge(embedding_stats(rng.normal(size=(60, 64))), reference, SETTINGS))[(EMBEDDING_DRIFT, None)]
+    moved = by_rule(judge(embedding_stats(rng.normal(size=(60, 64)) + 0.6), reference, SETTINGS, cause="model"))[(EMBEDDING_DRIFT, None)]
+    assert not same.fired and moved.fired and moved.cause == "model" and moved.value > SETTINGS.max_domain_auc

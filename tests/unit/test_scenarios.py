@@ -1,0 +1,52 @@
+"""The scenario days of the sample corpus: seeded, changed as they say, and appended to the corpus."""
+from __future__ import annotations
+
+import io
+
+import pytest
+from deltalake import DeltaTable
+from PIL import Image
+
+from sample_corpus.generate import write_sample_corpus
+from sample_corpus.scenarios import SENTENCES, append_scenario_day, scenario_day
+
+
+def _decodes(data: bytes | None) -> Image.Image | None:
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+        return image
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def test_a_scenario_day_is_the_same_for_the_same_seed_and_of_its_day() -> None:
+    a, b = scenario_day("thumbnails", "2026-11-21", 12, 3), scenario_day("thumbnails", "2026-11-21", 12, 3)
+    assert a.equals(b)
+    assert set(a["ds"].to_pylist()) == {"2026-11-21"}
+    assert a["content_id"].to_pylist()[0] == "thumbnails-2026-11-21-0000"
+
+
+def test_each_scenario_changes_what_it_says() -> None:
+    normal = scenario_day("normal", "2026-11-21", 16, 5)
+    thumbs = scenario_day("thumbnails", "2026-11-21", 16, 5)
+    truncated = scenario_day("truncated", "2026-11-21", 16, 5)
+    foreign = scenario_day("language", "2026-11-21", 16, 5)
+    decoded = [_decodes(d) for d in thumbs["image"].to_pylist()]
+    normal_decoded = [_decodes(d) for d in normal["image"].to_pylist()]
+    assert all(max(i.size) <= 64 for i in decoded if i is not None)
+    assert sum(i is not None for i in decoded) == sum(i is not None for i in normal_decoded)
+    assert all(_decodes(d) is None for d in truncated["image"].to_pylist())
+    sentences = {s.split(" ")[0] for by_language in SENTENCES.values() for s in by_language}
+    assert all(t.split(" ")[0] in sentences for t in foreign["title"].to_pylist())
+    assert foreign["image"].equals(normal["image"])
+
+
+def test_a_scenario_day_is_appended_after_the_last_day(tmp_path) -> None:
+    write_sample_corpus(str(tmp_path), 60, 7)
+    day = append_scenario_day(str(tmp_path), "truncated", 10, 1)
+    corpus = DeltaTable(str(tmp_path / "corpus")).to_pyarrow_table()
+    assert day == "2026-11-21" and corpus.num_rows == 70
+    assert sorted(set(corpus["ds"].to_pylist()))[-1] == day
+    with pytest.raises(ValueError, match="unknown scenario"):
+        scenario_day("eclipse", day, 1, 1)
