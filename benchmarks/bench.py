@@ -61,7 +61,7 @@ from benchmarks import arms, hostile, stages  # noqa: E402
 from benchmarks import index as index_bench  # noqa: E402
 from benchmarks.corpus import add_new_items, copy_lakehouse, write_corpus  # noqa: E402
 from benchmarks.memory import CpuShare  # noqa: E402
-from benchmarks.report import format_table, index_line, summarise  # noqa: E402
+from benchmarks.report import format_table, index_line, summarise, write_json  # noqa: E402
 
 SIGNALS = ("image_embedding", "text_embedding")
 WARM_ITEMS = 64
@@ -425,8 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         report = bench.run()
     finally:
         bench.close()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    write_json(args.out, report)
     print()
     print(format_table(report))
     print(f"\nwritten to {args.out}")

@@ -31,6 +31,8 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
+from benchmarks.report import write_json
+
 
 def photo_corpus(n: int, seed: int = 7) -> pa.Table:
     """Fallback corpus: random crops and rescales of scikit-image's photos as JPEG q90, <= 512 px."""
@@ -211,17 +213,12 @@ def main(argv: list[str] | None = None) -> int:
             failed = True
             report[name] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-3000:]}
         print(name, json.dumps(report[name]), flush=True)
-        write(args.out, report)  # after every step: a run cut short still leaves what it measured
+        write_json(args.out, report)  # after every step: a run cut short still leaves what it measured
     if torch.cuda.is_available():
         report["machine"]["peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-    write(args.out, report)
+    write_json(args.out, report)
     print(f"written to {args.out}")
     return 1 if failed else 0
-
-
-def write(path: Path, report: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from benchmarks.report import write_json
+
 TASK_BUDGET_BYTES = int(1.2 * 1024**3)  # what one Spark task's Python worker may hold (README, Worker memory)
 IMAGE_BUDGET_S = 5.0  # one image's prepare, on one core
 
@@ -318,8 +320,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"worst {r['worst_seconds']:6.2f}s  {r['outcomes']}")
     print(json.dumps(report["summary"]))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(args.out, report)
     return 0
 
 

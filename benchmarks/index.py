@@ -16,7 +16,6 @@ report under "index".
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 from deltalake import write_deltalake
 
-from benchmarks.report import index_line
+from benchmarks.report import index_line, write_json
 from conf.settings import IndexSettings, load_settings
 from retrieval import index_store
 from retrieval.build import build_index, embeddings_root
@@ -131,8 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     report = run(args.items, args.dim, args.queries, args.seed)
     print(index_line(report))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(args.out, report)
     return 0
 
 

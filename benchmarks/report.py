@@ -1,7 +1,9 @@
 """The benchmark's JSON summary and its printed table."""
 from __future__ import annotations
 
+import json
 import statistics
+from pathlib import Path
 from typing import Any
 
 ARMS = ("raw", "predict_batch_udf", "ours")
@@ -189,3 +191,9 @@ def index_line(report: dict[str, Any]) -> str:
     return (f"index: {report['items']} x {report['dim']} vectors, {report['index_kind']}: recall@10 {report['recall_at_10']:.3f}, "
             f"{report['ms_per_query']['index']:.3f} ms/query vs exact {report['ms_per_query']['exact']:.3f} "
             f"({report['query_cost_ratio']:.1f}x) -- {met}")
+
+
+def write_json(path: Path, report: dict[str, Any]) -> None:
+    """Write a benchmark's report as JSON at `path`, its folder made if need be."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import sys
 import time
@@ -32,7 +31,7 @@ from typing import Any
 from benchmarks import arms
 from benchmarks.bench import WARM_ITEMS, Bench, machine, with_cpu
 from benchmarks.corpus import LARGE_IMAGE, by_uri, copy_lakehouse, large_jpeg, with_large_images, write_corpus_table
-from benchmarks.report import URI_WAYS, summarise_uri, uri_line
+from benchmarks.report import URI_WAYS, summarise_uri, uri_line, write_json
 from benchmarks.servers import ImageServer, S3Server
 from signals.contracts import CORPUS
 
@@ -175,8 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run, write the JSON report to --out and print its line."""
     args = parse_args(argv)
     report = run(args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    write_json(args.out, report)
     print(uri_line(report))
     print(f"written to {args.out}")
     return 0
