@@ -250,7 +250,7 @@ class MaintainSettings(_Strict):
     min_small_files: int = Field(4, ge=1)  # a partition is compacted when it holds more small files than this
     target_file_bytes: int = Field(128 * 2**20, gt=0)  # compacted files are about this large
     min_retention_hours: float = Field(168, ge=0)  # a vacuum never removes files a version younger than this names
-    keep_versions: dict[str, tuple[int, ...]] = Field(default_factory=dict)  # table -> versions a reader pins (an index built on them)
+    keep_versions: dict[str, tuple[int, ...]] = Field(default_factory=dict)  # table -> versions a reader pins (indexes' versions are kept without it)
 
 
 class IndexSettings(_Strict):

@@ -7,8 +7,9 @@ that keeps every version still named, and a checkpoint of the log once it has gr
 (`maintain:` in the profile). The versions named, which a vacuum keeps readable with every
 version since: the corpus version each signal table's last refresh compared (the next refresh
 reads the files of that version to find what changed), the corpus version pinned in the profile
-(`corpus.version`), and those `maintain.keep_versions` lists (a reader's pin, such as an index
-built on one version of the embeddings).
+(`corpus.version`), the embeddings version each index was built or last updated from (its next
+`index --update` reads the files changed since), and those `maintain.keep_versions` lists (any
+other reader's pin).
 
 The corpus is maintained only when it is the lakehouse's own sample corpus (a corpus someone
 else owns is theirs to maintain), and is never compacted: the incremental refresh finds changed
@@ -30,6 +31,7 @@ from jobs.engine import Run, RunResult, Tracked, recorded
 from jobs.refresh import last_refresh
 from lake.ledger import NOTHING_TO_DO, SUCCEEDED
 from lake.upkeep import Upkeep, UpkeepPolicy, maintain_table
+from retrieval import index_store
 from signals.base import ModelRef
 from signals.contracts import CORPUS, DUPLICATES, EMBEDDINGS, LABELS, RUNS
 
@@ -70,6 +72,8 @@ def named_versions(settings: Settings) -> dict[str, set[int]]:
             named[CORPUS.name].add(last[0])
     if settings.corpus.version is not None:
         named[CORPUS.name].add(settings.corpus.version)
+    for signal in index_store.indexed_signals(settings.lakehouse_root):
+        named[EMBEDDINGS.name].add(index_store.read_manifest(settings.lakehouse_root, signal).table_version)
     for table, versions in settings.maintain.keep_versions.items():
         named[table].update(versions)
     return named

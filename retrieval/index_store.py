@@ -104,6 +104,15 @@ def _delete_old_builds(filesystem: pafs.FileSystem, folder: str, keep: set[str |
             filesystem.delete_dir(entry.path)
 
 
+def indexed_signals(lakehouse_root: str) -> list[str]:
+    """The signals with an index (a manifest) in the lakehouse."""
+    filesystem, folder = _filesystem(f"{lakehouse_root.rstrip('/')}/{INDEXES}")
+    signals = [e.base_name for e in filesystem.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+               if e.type == pafs.FileType.Directory]
+    manifests = filesystem.get_file_info([f"{folder}/{s}/{MANIFEST}" for s in signals])
+    return sorted(s for s, m in zip(signals, manifests) if m.type == pafs.FileType.File)
+
+
 def read_manifest(lakehouse_root: str, signal: str) -> Manifest:
     """The signal's current manifest; a UsageError when there is none or it is not this signal's."""
     filesystem, folder = _filesystem(signal_folder(lakehouse_root, signal))

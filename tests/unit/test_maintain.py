@@ -7,6 +7,7 @@ import datetime as dt
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -18,6 +19,8 @@ from conf.settings import UsageError
 from jobs.maintain import named_versions, run_maintain
 from jobs.refresh import CORPUS_VERSION, REFRESHED
 from lake import delta_io, upkeep
+from retrieval import index_store
+from retrieval.vector_index import EXACT, IndexKind, VectorIndex
 from signals.contracts import CORPUS, EMBEDDINGS, RUNS
 
 DAYS = ("2026-11-19", "2026-11-20")
@@ -233,6 +236,15 @@ def test_the_pinned_corpus_version_and_the_configured_ones_are_named(tmp_path: P
     settings = settings.model_copy(update={"corpus": settings.corpus.model_copy(update={"version": 1}),
                                            "maintain": settings.maintain.model_copy(update={"keep_versions": {"embeddings": (1,)}})})
     assert named_versions(settings) == {"corpus": {1, 2}, "embeddings": {1}}
+
+
+def test_the_embeddings_version_an_index_was_built_from_is_named(tmp_path: Path) -> None:
+    settings, _ = _corpus_lakehouse(tmp_path, changes=4)
+    index = VectorIndex.build(["a", "b"], np.eye(2, dtype=np.float32), IndexKind(EXACT))
+    for signal, version in (("image_embedding", 3), ("text_embedding", 5)):
+        index_store.save(settings.lakehouse_root, signal, index, settings.table_root("embeddings"), version, "1", {"build": True})
+    (Path(settings.lakehouse_root) / "_indexes" / "half-written").mkdir()  # no manifest: not an index
+    assert named_versions(settings)["embeddings"] == {3, 5}
 
 
 def test_a_dry_run_changes_nothing(tmp_path: Path) -> None:
