@@ -2,6 +2,7 @@
 exists, and docs/design.md covers every package of the layout (the layers of .importlinter)."""
 from __future__ import annotations
 
+import ast
 import configparser
 import re
 from pathlib import Path
@@ -101,3 +102,9 @@ def test_test_modules_have_unique_names() -> None:
     one name of a test module fail the whole collection."""
     names = [path.name for path in (REPO / "tests").rglob("test_*.py")]
     assert sorted(n for n in set(names) if names.count(n) > 1) == []
+
+
+def test_the_wheel_ships_every_package_of_the_layout_but_the_benchmarks() -> None:
+    """A package left out of setup.py's list is missing on executors that get the code from the wheel."""
+    shipped = ast.literal_eval(re.search(r"^PACKAGES = (\[.*?\])", (REPO / "setup.py").read_text(), re.MULTILINE)[1])
+    assert sorted(shipped) == sorted(set(layout_packages()) - {"benchmarks"})
