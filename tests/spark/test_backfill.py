@@ -102,7 +102,7 @@ def test_rows_record_model_input_hash_and_run(backfilled):
 
 
 def test_the_run_ledger_records_counts(backfilled):
-    runs = _table(backfilled.settings, "runs").to_pylist()
+    runs = [r for r in _table(backfilled.settings, "runs").to_pylist() if r["job"] == "backfill"]  # dedup's tests add theirs
     enabled = set(backfilled.settings.enabled_signals)
     assert sorted((r["signal"], r["status"]) for r in runs) == sorted((s, st) for s in enabled for st in ("started", "succeeded"))
     for run in (r for r in runs if r["status"] == "succeeded"):
