@@ -94,22 +94,26 @@ def _parquet_reader(
     columns filled from the files' `column=value` folders), with the URI in `file_column`."""
     def read(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         fs, base_path = pafs.FileSystem.from_uri(base)
-        data_schema = pa.schema([f for f in schema if f.name not in partition_columns])
+        base_prefix = urlparse(base).path.rstrip("/") + "/"
         for batch in batches:
             for uri in batch.column("uri").to_pylist():
-                relative = urlparse(uri).path.split(urlparse(base).path.rstrip("/") + "/", 1)[-1]
-                values = _hive_values(relative)
-                for rows in pq.ParquetFile(f"{base_path.rstrip('/')}/{unquote(relative)}", filesystem=fs).iter_batches(
-                        columns=data_schema.names):
-                    columns = {name: rows.column(name).cast(data_schema.field(name).type) for name in data_schema.names}
-                    for name in partition_columns:
-                        column = pa.array([values.get(name)] * rows.num_rows, pa.string())
-                        columns[name] = column.cast(schema.field(name).type)
-                    out = pa.RecordBatch.from_arrays([columns[f.name] for f in schema], schema=schema)
-                    if file_column is not None:
-                        out = out.append_column(file_column, pa.array([uri] * rows.num_rows, pa.string()))
-                    yield out
+                relative = urlparse(uri).path.split(base_prefix, 1)[-1]
+                yield from _file_rows(pq.ParquetFile(f"{base_path.rstrip('/')}/{unquote(relative)}", filesystem=fs),
+                                      _hive_values(relative), schema, partition_columns, file_column, uri)
     return read
+
+
+def _file_rows(file: pq.ParquetFile, values: dict[str, str | None], schema: pa.Schema, partition_columns: tuple[str, ...],
+               file_column: str | None, uri: str) -> Iterator[pa.RecordBatch]:
+    """One parquet file's rows in `schema`, its partition columns set to `values`, with its `uri`
+    in `file_column` where one is asked for."""
+    data = [f for f in schema if f.name not in partition_columns]
+    for rows in file.iter_batches(columns=[f.name for f in data]):
+        columns = {f.name: rows.column(f.name).cast(f.type) for f in data}
+        columns.update({name: pa.array([values.get(name)] * rows.num_rows, pa.string()).cast(schema.field(name).type)
+                        for name in partition_columns})
+        out = pa.RecordBatch.from_arrays([columns[f.name] for f in schema], schema=schema)
+        yield out if file_column is None else out.append_column(file_column, pa.array([uri] * rows.num_rows, pa.string()))
 
 
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
