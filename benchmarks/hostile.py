@@ -6,9 +6,9 @@ Each class of hostile image (thin strips, an ICO that lies about its size, 16-bi
 8000x8000 PNGs, decompression bombs, malformed EXIF, EPS, truncated files, headers claiming
 huge sizes) is generated here, in memory and small, then given to EfficientNet-Lite0's
 `prepare` (decode within the default `DecodeLimits`, then the model's transform) in a fresh
-Python process per class, so each class's peak RSS (the child's ru_maxrss, from os.wait4) is
-its own. Per class: the peak RSS, the seconds of the slowest image, and what each image became:
-`error` (an InputError: an error row with its reason), `value` (a model input), or `escaped`
+Python process per class, so each class's peak RSS (the child's VmHWM, read by the child
+itself) is its own. Per class: the peak RSS, the seconds of the slowest image, and what each
+image became: `error` (an InputError: an error row with its reason), `value` (a model input), or `escaped`
 (any other exception: a defect, though the runner still makes it an error row). The summary
 says whether any class went over the per-task budget (`TASK_BUDGET_BYTES`, `IMAGE_BUDGET_S`).
 `make bench` runs it and stores the report under "hostile".
@@ -208,9 +208,11 @@ CLASSES: dict[str, Callable[[], Iterator[tuple[str, bytes]]]] = {
 
 
 def _peak_rss_bytes() -> int:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
+    """This process's high-water RSS since its exec: VmHWM, not ru_maxrss, which Linux carries over
+    from the parent's memory when the child was spawned (a large pytest process made every class
+    look 2.6 GB)."""
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmHWM:")[1].split()[0]) * 1024  # kilobytes
 
 
 def run_child(folder: Path) -> dict[str, Any]:
@@ -239,7 +241,7 @@ def run_child(folder: Path) -> dict[str, Any]:
             outcome, reason = "escaped", f"{type(exc).__name__}: {exc}"
         results.append({"image": label, "bytes": len(data), "outcome": outcome, "reason": reason,
                         "seconds": round(time.perf_counter() - start, 3), "peak_rss_bytes_after": _peak_rss_bytes()})
-    return {"baseline_rss_bytes": baseline, "images": results}
+    return {"baseline_rss_bytes": baseline, "peak_rss_bytes": _peak_rss_bytes(), "images": results}
 
 
 def run_class(name: str, timeout_s: float = 300.0) -> dict[str, Any]:
@@ -254,24 +256,20 @@ def run_class(name: str, timeout_s: float = 300.0) -> dict[str, Any]:
         Path(folder, "labels.json").write_text(json.dumps(labels))
         start = time.perf_counter()
         child = subprocess.Popen([sys.executable, "-m", "benchmarks.hostile", "--child", folder], stdout=out, stderr=err, cwd=root, env=env)
-        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
-        while pid == 0 and time.perf_counter() - start < timeout_s:
-            time.sleep(0.05)
-            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
-        if pid == 0:  # over time: killed, and reaped here so that its usage is its own
+        try:
+            child.wait(timeout_s)
+        except subprocess.TimeoutExpired:
             child.kill()
-            _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4, not by Popen
+            child.wait()
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
     wall = time.perf_counter() - start
-    peak = usage.ru_maxrss * 1024  # kilobytes on Linux: the child's own high-water mark
     if child.returncode != 0:
-        return {"class": name, "crashed": True, "returncode": child.returncode, "peak_rss_bytes": peak, "seconds": round(wall, 1),
+        return {"class": name, "crashed": True, "returncode": child.returncode, "seconds": round(wall, 1),
                 "stderr": stderr[-2000:], "over_budget": True}
     report = json.loads(stdout.strip().splitlines()[-1])
-    images = report["images"]
+    images, peak = report["images"], report["peak_rss_bytes"]
     worst = max(images, key=lambda r: r["seconds"])
     return {
         "class": name,
