@@ -3,7 +3,7 @@ from pathlib import Path
 
 from setuptools import find_packages, setup
 
-PACKAGES = ["conf", "signals", "udfs", "lake", "rollout", "retrieval", "monitoring", "jobs", "sample_corpus"]  # every layer but benchmarks
+PACKAGES = ["conf", "signals", "udfs", "lake", "rollout", "retrieval", "monitoring", "training", "serving", "jobs", "sample_corpus"]  # every layer but benchmarks
 
 setup(
     name="content-signals",
