@@ -12,9 +12,23 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-fast lint eval bench clean dist dist-env
+.PHONY: install system-packages demo test test-fast lint eval bench clean dist dist-env
 
-install: $(STAMP)
+install: system-packages $(STAMP)
+
+# Debian packages some capabilities need (the monitoring dashboard's test renders it in a headless
+# browser), installed with apt when missing and apt can (as root); otherwise say what is missing.
+APT_PACKAGES := chromium-headless-shell
+
+system-packages:
+	@missing=$$(for p in $(APT_PACKAGES); do command -v $$p >/dev/null || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    echo "make: installing $$missing with apt-get"; \
+	    (apt-get install -y -q --no-install-recommends $$missing >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $$missing >/dev/null)) || \
+	    echo "make: apt-get could not install $$missing; the tests that need it are skipped" >&2; \
+	  else echo "make: $$missing not installed (needs apt-get as root); the tests that need it are skipped" >&2; fi; fi
 
 # The pinned stack (a CUDA build of torch among it) takes about 8 GB: say so before pip fails halfway.
 NEEDED_GB := 9

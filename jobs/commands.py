@@ -18,11 +18,12 @@ from jobs.dry_run import print_plan
 from jobs.engine import RunResult
 from jobs.failures import Failure, explain
 from jobs.maintain import run_maintain
-from jobs.monitor import evaluate_monitoring, raise_on_alerts, run_monitor
+from jobs.monitor import evaluate_monitoring, publish_dashboard, raise_on_alerts, run_monitor
 from jobs.refresh import run_refresh
 from jobs.session import build_session
 from jobs.show import console, print_evaluation, print_monitor, print_neighbours, print_result, print_upkeep, show
 from lake.ledger import SUCCEEDED
+from monitoring.monitor import MonitorResult
 from retrieval import index_store
 from retrieval.build import build_index, embeddings_root, update_index
 from retrieval.embedding_rows import item_vector, pinned_version
@@ -148,6 +149,15 @@ def _spark_steps(spark: SparkSession, settings: Settings, args: argparse.Namespa
             yield run_dedup(spark, settings)
 
 
+def _monitor(spark: SparkSession, settings: Settings, run_id: str | None, day: str | None = None, recompute: bool = False) -> MonitorResult:
+    """Monitor a run, print its verdicts, and publish its dashboard (a page and an MLflow artifact)."""
+    result = run_monitor(spark, settings, run_id, day, recompute)
+    print_monitor(result)
+    page, mlflow_run = publish_dashboard(settings, result)
+    console.print(f"dashboard: {page} (MLflow run {mlflow_run})", soft_wrap=True)
+    return result
+
+
 def run(args: argparse.Namespace) -> None:
     """Do what the parsed command line asks."""
     overrides = ["signals.text_in_image.enabled=true", *args.overrides] if args.command == "eval" else args.overrides  # OCR is evaluated
@@ -178,14 +188,12 @@ def run(args: argparse.Namespace) -> None:
     monitored, monitoring_report = [], {}
     try:
         if args.command == "monitor":
-            monitored.append(run_monitor(spark, settings, args.run_id, args.day, args.recompute))
-            print_monitor(monitored[-1])
+            monitored.append(_monitor(spark, settings, args.run_id, args.day, args.recompute))
         for result in _spark_steps(spark, settings, args):
             print_result(result, settings)
             if getattr(args, "monitor", False):
                 if result.status == SUCCEEDED:
-                    monitored.append(run_monitor(spark, settings, result.run_id))
-                    print_monitor(monitored[-1])
+                    monitored.append(_monitor(spark, settings, result.run_id))
                 else:
                     console.print(f"run {result.run_id}: {result.status}, nothing new to monitor")
         if args.command == "eval":

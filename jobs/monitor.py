@@ -3,13 +3,19 @@ rule, then monitoring.monitor. `content-signals monitor` and `backfill/refresh -
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from conf.settings import Settings, UsageError
 from jobs.corpus import CorpusSource, one_row_per_id
+from monitoring.dashboard import write_dashboard
 from monitoring.monitor import AlertsFired, MonitorResult, latest_run, monitor_run
+from rollout.compare import log_to_mlflow
+
+DASHBOARDS = Path("reports/monitor")  # one page per monitored run, beside the comparisons' reports
+EXPERIMENT = "content-signals-monitor"
 
 
 def corpus_items(spark: SparkSession, settings: Settings) -> Callable[[Sequence[str]], dict[str, int]]:
@@ -30,6 +36,16 @@ def run_monitor(spark: SparkSession, settings: Settings, run_id: str | None = No
         raise UsageError(f"--day {day!r} is not a day (YYYY-MM-DD)")
     run_id = run_id or latest_run(settings, day)
     return monitor_run(spark, settings, run_id, [day] if day else None, corpus_items(spark, settings), recompute)
+
+
+def publish_dashboard(settings: Settings, result: MonitorResult) -> tuple[Path, str]:
+    """The run's dashboard page under DASHBOARDS, logged to MLflow with the verdicts' values as
+    metrics; returns the page and the MLflow run id."""
+    page = write_dashboard(settings, result, DASHBOARDS / f"{result.run_id}.html")
+    values = {f"{j.signal}.{j.ds}.{v.rule}{'.' + v.label if v.label else ''}": v.value for j in result.judged for v in j.verdicts}
+    metrics = {"alerts": len(result.fired), **{k: v for k, v in values.items() if v is not None}}
+    run = log_to_mlflow(settings.registry_uri, page, metrics, f"monitor {result.run_id}", settings.registry.artifact_location, EXPERIMENT)
+    return page, run
 
 
 def raise_on_alerts(results: Sequence[MonitorResult]) -> None:

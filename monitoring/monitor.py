@@ -21,7 +21,7 @@ from pyspark.sql import SparkSession
 from conf.settings import Settings, UsageError
 from lake import delta_io
 from monitoring.attribution import CORPUS, attribute
-from monitoring.reference import choose_rows, merge, reference_days
+from monitoring.reference import Reference, choose_rows, merge, reference_days
 from monitoring.rules import DRIFT_RULES, Verdict, judge
 from monitoring.stats import compute_stats
 from signals.contracts import ALERTS, EMBEDDINGS, LABELS, RUNS, SIGNAL_STATS, TableContract
@@ -39,6 +39,8 @@ class Judged:
     ds: str
     reference: str
     verdicts: list[Verdict]
+    kind: str  # "embedding" or "label": which signal table holds its rows
+    window: Reference | None  # the reference merged (its histograms draw the dashboard's); None without one
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,8 @@ def monitor_run(spark: SparkSession, settings: Settings, run_id: str, days: Sequ
         if attribution and attribution.cause != CORPUS:
             verdicts = [Verdict(v.rule, v.fired, f"{v.message}; {attribution.message}", v.label, v.value, v.threshold, v.cause)
                         if v.rule in DRIFT_RULES and v.fired else v for v in verdicts]
-        judged.append(Judged(row["signal"], row["model_version"], row["ds"], reference.describe() if reference else "none", verdicts))
+        judged.append(Judged(row["signal"], row["model_version"], row["ds"], reference.describe() if reference else "none", verdicts,
+                             row["kind"], reference))
     return MonitorResult(run_id, judged, _keep_verdicts(settings, run_id, judged))
 
 

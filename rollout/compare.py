@@ -12,10 +12,8 @@ items are compared in every run. Two identical versions show no differences at a
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import html
-import io
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -26,6 +24,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from rollout.html_report import figure_png, format_value, html_page, html_table, image_tag
 
 EXPERIMENT = "content-signals-compare"
 MAX_ITEMS = 20_000
@@ -293,24 +293,24 @@ def differences(kind: str, m: Mapping[str, Any]) -> list[str]:
         found.append(f"status agrees on {_pct(m['status_agreement'])} of items")
     if kind == "embedding":
         if m.get("nn_overlap_mean") is not None and m["nn_overlap_mean"] < 1:
-            found.append(f"nearest-neighbour overlap@{m.get('k_effective')} mean {_fmt(m['nn_overlap_mean'])}")
+            found.append(f"nearest-neighbour overlap@{m.get('k_effective')} mean {format_value(m['nn_overlap_mean'])}")
         if m.get("dim_a") != m.get("dim_b"):
             found.append(f"dimension {m.get('dim_a')} -> {m.get('dim_b')}")
         if m.get("identical_vectors") is not None and m["identical_vectors"] < 1:
-            found.append(f"vectors differ on {_pct(1 - m['identical_vectors'])} of items (mean cosine {_fmt(m.get('cosine_mean'))})")
+            found.append(f"vectors differ on {_pct(1 - m['identical_vectors'])} of items (mean cosine {format_value(m.get('cosine_mean'))})")
     else:
         for label, lm in m.get("labels", {}).items():
             bits = []
             if lm.get("decision_agreement") is not None and lm["decision_agreement"] < 1:
                 bits.append(f"decisions agree on {_pct(lm['decision_agreement'])}")
             if lm.get("psi") is not None and lm["psi"] > 1e-12:
-                bits.append(f"PSI {_fmt(lm['psi'])}")
+                bits.append(f"PSI {format_value(lm['psi'])}")
             if lm.get("ks") is not None and lm["ks"] > 0:
-                bits.append(f"KS {_fmt(lm['ks'])}")
+                bits.append(f"KS {format_value(lm['ks'])}")
             if lm.get("unmatched_a") or lm.get("unmatched_b"):
                 bits.append(f"scored only by a/b on {lm.get('unmatched_a')}/{lm.get('unmatched_b')} items")
             if lm.get("threshold_a") != lm.get("threshold_b"):
-                bits.append(f"threshold {_fmt(lm.get('threshold_a'))} -> {_fmt(lm.get('threshold_b'))}")
+                bits.append(f"threshold {format_value(lm.get('threshold_a'))} -> {format_value(lm.get('threshold_b'))}")
             if bits:
                 found.append(f"{label}: " + ", ".join(bits))
     return found
@@ -356,15 +356,6 @@ def compare_in_lakehouse(root: str, signal: str, version_a: str, version_b: str,
     return build_comparison(signal, a, b, ledger, k, max_items)
 
 
-def _png(fig: Any) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    return buffer.getvalue()
-
-
 def _figures(c: Comparison, distributions: Mapping[str, Any]) -> dict[str, bytes]:
     """PNG figures, drawn with matplotlib's Agg canvas (no pyplot, no global backend change)."""
     from matplotlib.figure import Figure
@@ -377,7 +368,7 @@ def _figures(c: Comparison, distributions: Mapping[str, Any]) -> dict[str, bytes
     ax.bar([a_name, b_name], values, color=["tab:blue", "tab:orange"])
     ax.set_ylabel("error rate")
     ax.set_title(f"{c.signal}: error rates")
-    figures["error rates"] = _png(fig)
+    figures["error rates"] = figure_png(fig)
     if c.kind == "embedding":
         k = max(1, c.metrics.get("k_effective") or 1)
         cosine_low = min(0.9, float(np.min(distributions["cosine"]))) if "cosine" in distributions else 0.0
@@ -392,7 +383,7 @@ def _figures(c: Comparison, distributions: Mapping[str, Any]) -> dict[str, bytes
                 ax.set_xlabel(xlabel)
                 ax.set_ylabel("items")
                 ax.set_title(f"{c.signal}: {title}")
-                figures[title] = _png(fig)
+                figures[title] = figure_png(fig)
     else:
         scores = distributions["scores"]
         shown = sorted(scores, key=lambda label: -(c.metrics["labels"][label]["psi"] or 0))[:MAX_LABEL_PLOTS]
@@ -411,33 +402,12 @@ def _figures(c: Comparison, distributions: Mapping[str, Any]) -> dict[str, bytes
                     ax.legend(fontsize=7)
             fig.suptitle(f"{c.signal}: score distributions" + (" (labels with the largest PSI)" if len(scores) > len(shown) else ""))
             fig.tight_layout()
-            figures["score distributions"] = _png(fig)
+            figures["score distributions"] = figure_png(fig)
     return figures
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
-    return str(value)
 
 
 def _pct(value: float | None) -> str:
     return "–" if value is None else f"{value:.2%}"
-
-
-def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-_STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:.5em 0 1em}
-td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
-.same{color:#2a7d2a}.diff{color:#b04a00}img{max-width:100%;margin:.5em 1em .5em 0}"""
 
 
 def write_report(comparisons: Sequence[Comparison], path: Path, title: str) -> Path:
@@ -445,11 +415,9 @@ def write_report(comparisons: Sequence[Comparison], path: Path, title: str) -> P
     plots (embedded base64 PNG); no external assets, so it can be mailed or logged as an artifact."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"]
-    parts.append(_table([[c.signal, c.kind, c.version_a, c.version_b, c.metrics.get("items_compared"),
+    parts = [html_table([[c.signal, c.kind, c.version_a, c.version_b, c.metrics.get("items_compared"),
                           len(c.differences) or "none"] for c in comparisons],
-                        ["signal", "kind", "version a", "version b", "items compared", "differences"]))
+                        ["signal", "kind", "version a", "version b", "items compared", "differences"])]
     for c in comparisons:
         parts.append(f"<h2 id='{html.escape(c.signal)}'>{html.escape(c.signal)}: version {html.escape(c.version_a)} "
                      f"vs {html.escape(c.version_b)}</h2>")
@@ -459,17 +427,14 @@ def write_report(comparisons: Sequence[Comparison], path: Path, title: str) -> P
         else:
             parts.append("<p class='same'>No differences between the two versions.</p>")
         scalars = [[k, v] for k, v in c.metrics.items() if not isinstance(v, Mapping)]
-        parts.append(_table(scalars, ["metric", "value"]))
+        parts.append(html_table(scalars, ["metric", "value"]))
         labels = c.metrics.get("labels") or {}
         if labels:
             columns = list(next(iter(labels.values())))
-            parts.append(_table([[label, *(m.get(col) for col in columns)] for label, m in labels.items()],
+            parts.append(html_table([[label, *(m.get(col) for col in columns)] for label, m in labels.items()],
                                 ["label", *columns]))
-        for name, png in c.figures.items():
-            data = base64.b64encode(png).decode("ascii")
-            parts.append(f"<img alt='{html.escape(name)}' title='{html.escape(name)}' src=\"data:image/png;base64,{data}\">")
-    parts.append("</body></html>")
-    path.write_text("\n".join(parts), encoding="utf-8")
+        parts += [image_tag(name, png) for name, png in c.figures.items()]
+    path.write_text(html_page(title, parts), encoding="utf-8")
     return path
 
 
@@ -493,9 +458,9 @@ def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, f
 
 
 def log_to_mlflow(tracking_uri: str, report: Path, metrics: Mapping[str, Any], run_name: str,
-                  artifact_location: str | None = None) -> str:
-    """An MLflow run in experiment `content-signals-compare` with the metrics and the HTML report
-    as an artifact; returns its run id. The experiment, when new, keeps its artifacts at
+                  artifact_location: str | None = None, experiment_name: str = EXPERIMENT) -> str:
+    """An MLflow run in `experiment_name` (the comparisons' by default) with the metrics and the
+    HTML report as an artifact; returns its run id. The experiment, when new, keeps its artifacts at
     `artifact_location`, else (a local sqlite store) in an `mlartifacts` folder beside the
     database (not ./mlruns under the working directory), else where the tracking server says."""
     from mlflow.entities import Metric
@@ -503,11 +468,11 @@ def log_to_mlflow(tracking_uri: str, report: Path, metrics: Mapping[str, Any], r
     from lake.registry import mlflow_client, sqlite_path  # imports mlflow with its telemetry off
 
     client = mlflow_client(tracking_uri)
-    experiment = client.get_experiment_by_name(EXPERIMENT)
+    experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None:
         db = sqlite_path(tracking_uri)
         location = artifact_location or ((db.resolve().parent / "mlartifacts").as_uri() if db is not None else None)
-        experiment_id = client.create_experiment(EXPERIMENT, artifact_location=location)
+        experiment_id = client.create_experiment(experiment_name, artifact_location=location)
     else:
         experiment_id = experiment.experiment_id
     run = client.create_run(experiment_id, run_name=run_name)

@@ -1,8 +1,14 @@
 """Monitoring on the 60-item sample corpus: a backfill's statistics against the rows it wrote
 (computed apart, with pyarrow and numpy), then a refresh of an appended day of truncated images:
 its image signals raise error-rate alerts on that day only, the command's exit status is 5, the
-alerts table keeps the verdicts, and monitoring the run again replaces them."""
+alerts table keeps the verdicts, and monitoring the run again replaces them. The run's dashboard
+is rendered in a real headless browser."""
 from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pyarrow.compute as pc
@@ -14,6 +20,7 @@ from jobs.failures import ALERTED, explain
 from jobs.monitor import raise_on_alerts, run_monitor
 from jobs.refresh import run_refresh
 from lake import delta_io
+from monitoring.dashboard import write_dashboard
 from monitoring.monitor import AlertsFired, read_stats
 from sample_corpus.scenarios import append_scenario_day
 from signals.contracts import ALERTS, EMBEDDINGS, HISTOGRAM_BINS, LABELS
@@ -47,7 +54,43 @@ def _check_stats_against_the_rows(settings, run_id: str) -> None:
             assert (m["decided"], m["positives"]) == (len(decisions), sum(decisions))
 
 
-def test_a_day_of_truncated_images_raises_error_rate_alerts_and_exit_5(spark, fresh_lakehouse) -> None:
+BROWSER = "chromium-headless-shell"  # Debian's; `make install` installs it
+# Run in the page once it has loaded: every image's decoded width, so a broken PNG shows as 0.
+IMAGE_WIDTHS = ("<script>addEventListener('load', () => document.body.dataset.widths = "
+                "[...document.images].map(i => i.naturalWidth).join(','))</script>")
+
+
+def _rendered(page: Path) -> str:
+    """The page's DOM as a headless Chromium has it after loading (scripts run, images decoded)."""
+    if shutil.which(BROWSER) is None:
+        pytest.skip(f"{BROWSER} is not installed (make install installs it with apt where it can)")
+    probe = page.with_name("probe.html")
+    probe.write_text(page.read_text().replace("</body>", IMAGE_WIDTHS + "</body>"))
+    done = subprocess.run([BROWSER, "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
+                          capture_output=True, text=True, timeout=120, check=True)
+    return done.stdout
+
+
+def _check_dashboard(settings, result, day: str, folder: Path) -> None:
+    page = write_dashboard(settings, result, folder / "dashboard.html")
+    source = page.read_text()
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", source), "the page fetches nothing from the network"
+    dom = _rendered(page)
+    widths = re.search(r'data-widths="([^"]*)"', dom).group(1).split(",")
+    judged_signals = {j.signal for j in result.judged}
+    assert len(widths) >= len(judged_signals) and all(int(w) > 0 for w in widths), widths  # a trend per signal, all drawn
+    for signal in judged_signals:
+        assert f'id="signal-{signal}"' in dom
+    for i, (j, _) in enumerate(result.fired):  # each alert's row links to the rows behind it, which are there
+        assert f'href="#rows-{i}"' in dom and f'id="rows-{i}"' in dom
+        behind = dom.split(f'id="rows-{i}"')[1].split("<h3")[0]
+        error_rows = delta_io.read_arrow(settings.table_root(EMBEDDINGS.name if j.kind == "embedding" else LABELS.name),
+                                         filters=(pc.field("signal") == j.signal) & (pc.field("ds") == day) & (pc.field("status") == "error"))
+        assert f"{error_rows.num_rows} row(s)" in behind
+        assert error_rows["content_id"][0].as_py() in behind or error_rows.num_rows > 20
+
+
+def test_a_day_of_truncated_images_raises_error_rate_alerts_and_exit_5(spark, fresh_lakehouse, tmp_path) -> None:
     settings = fresh_lakehouse(*CHEAP_SIGNALS)
     backfill = run_backfill(spark, settings)
     quiet = run_monitor(spark, settings, backfill.run_id)
@@ -62,6 +105,7 @@ def test_a_day_of_truncated_images_raises_error_rate_alerts_and_exit_5(spark, fr
     counted = {(j.signal, v.rule): v for j in result.judged for v in j.verdicts}
     assert not counted[("text_embedding", "row_count")].fired and counted[("text_embedding", "row_count")].value == 24
     assert "image is corrupt or truncated" in counted[("image_embedding", "error_rate")].message
+    _check_dashboard(settings, result, day, tmp_path)
     with pytest.raises(AlertsFired) as raised:
         raise_on_alerts([result])
     assert explain(raised.value).status == ALERTED
