@@ -247,6 +247,7 @@ WEAK_LABELS = TableContract(
             pa.field("task", pa.string(), nullable=False),
             pa.field("p_positive", pa.float64(), nullable=False),  # the label model's probability of the positive value
             pa.field("votes", pa.int32(), nullable=False),  # labeling functions that did not abstain
+            pa.field("majority_p", pa.float64()),  # their majority vote: the share of positive votes; null where all abstained
             pa.field("label_model", pa.string(), nullable=False),
             pa.field("run_id", pa.string(), nullable=False),
             pa.field("computed_at", UTC_MICROS, nullable=False),

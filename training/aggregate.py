@@ -36,7 +36,9 @@ def dawid_skene(votes: np.ndarray, classes: int = 2, max_iterations: int = 200, 
     n_items, n_annotators = votes.shape
     said = np.stack([votes == c for c in range(classes)], axis=2).astype(float)  # items x annotators x said class
     posterior = majority(votes, classes)
-    for iteration in range(1, max_iterations + 1):
+    iterations = 0
+    while iterations < max_iterations:
+        iterations += 1
         prior = (posterior.sum(axis=0) + smoothing) / (n_items + classes * smoothing)
         counts = np.einsum("it,ias->ats", posterior, said) + smoothing
         confusion = counts / counts.sum(axis=2, keepdims=True)
@@ -47,7 +49,7 @@ def dawid_skene(votes: np.ndarray, classes: int = 2, max_iterations: int = 200, 
         posterior = new
         if done:
             break
-    return DawidSkene(posterior, confusion, prior, iteration)
+    return DawidSkene(posterior, confusion, prior, iterations)
 
 
 def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float:
