@@ -87,3 +87,27 @@ def test_weak_labels_table_and_report(lakehouse: tuple[Path, np.ndarray]) -> Non
     assert links["accuracy"] is not None and 0 < links["gold_items"] <= N // 2
     assert report["labeling_functions"]["neighbours"]["coverage"] > 0.5
     assert WRONG in [issue["content_id"] for issue in report["label_issues"]]
+
+
+def test_label_sample_most_uncertain_over_days(lakehouse: tuple[Path, np.ndarray], tmp_path: Path) -> None:
+    """The items to label next: unlabelled, each day served in turn by its share, the most uncertain
+    of a day first (checked against a sort of each day's candidates), written for Label Studio."""
+    from training.sampling import candidates, most_uncertain, write_task_file
+
+    root, _ = lakehouse
+    run_weak(str(root), "spam_text", VERSIONS)
+    pool = candidates(str(root), "spam_text", "1")
+    labelled = set(gold_labels(str(root), "spam_text")["content_id"])
+    assert len(pool) == N - len(labelled) and not labelled & set(pool["content_id"])
+    days = dict(zip(IDS, [f"2026-11-{18 + int(c[-1]) % 3}" for c in IDS]))
+    pool = pool.assign(ds=pool["content_id"].map(days))  # the embeddings hold one day: give the items three
+    chosen = most_uncertain(pool, 9)
+    assert chosen["ds"].value_counts().to_dict() == {d: 3 for d in sorted(set(days.values()))}
+    for day, rows in chosen.groupby("ds"):
+        of_day = pool[pool["ds"] == day]
+        first = of_day.iloc[np.lexsort((of_day["content_id"], (of_day["p_positive"] - 0.5).abs()))]["content_id"].head(3)
+        assert set(rows["content_id"]) == set(first)
+    out = write_task_file(str(root), chosen, "spam_text", tmp_path / "tasks.json")
+    tasks = json.loads(out.read_text())
+    assert [t["data"]["content_id"] for t in tasks] == chosen["content_id"].tolist()
+    assert '<Choices name="spam_text"' in out.with_suffix(".xml").read_text()
