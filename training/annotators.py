@@ -41,6 +41,11 @@ ANNOTATORS = (
 )
 
 
+def user(annotator: str) -> str:
+    """How both exports name a simulated annotator (Label Studio identifies users by email)."""
+    return f"{annotator}@example.com"
+
+
 @dataclass(frozen=True)
 class Judgement:
     content_id: str
@@ -75,7 +80,7 @@ def label_studio_export(judgements: list[Judgement], task: Task) -> list[dict[st
         items.setdefault(j.content_id, []).append(j)
     return [
         {"id": n, "data": {"content_id": content_id}, "annotations": [
-            {"id": n * 10 + m, "completed_by": {"email": f"{j.annotator}@example.com"}, "was_cancelled": j.label is None,
+            {"id": n * 10 + m, "completed_by": {"email": user(j.annotator)}, "was_cancelled": j.label is None,
              "created_at": j.labelled_at.isoformat().replace("+00:00", "Z"),
              "result": [] if j.label is None else [
                  {"from_name": task.name, "to_name": "image", "type": "choices", "value": {"choices": [j.label]}}]}
@@ -92,5 +97,5 @@ def write_exports(judgements: list[Judgement], task: Task, folder: Path) -> tupl
     with csv_path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["content_id", "task", "label", "annotator", "labelled_at"])
-        writer.writerows([j.content_id, task.name, j.label, j.annotator, j.labelled_at.isoformat()] for j in judgements if j.label is not None)
+        writer.writerows([j.content_id, task.name, j.label, user(j.annotator), j.labelled_at.isoformat()] for j in judgements if j.label is not None)
     return json_path, csv_path
