@@ -62,5 +62,8 @@ def label_sample(settings: Settings, args: argparse.Namespace) -> None:
     if signal not in versions:
         raise UsageError(f"no champion rows of {signal} in {settings.lakehouse_root}: run a backfill first")
     chosen = most_uncertain(candidates(settings.lakehouse_root, task, versions[signal]), args.n)
+    if chosen.empty:
+        console.print(f"every item with an ok {signal} row is labelled for {task} (or has no weak label yet): nothing to sample")
+        return
     out = write_task_file(settings.lakehouse_root, chosen, task, Path(args.out or f"reports/labels/{task}-tasks.json"))
     console.print(f"{len(chosen)} items of {task} to label next, over {chosen['ds'].nunique()} days: {out} (config {out.with_suffix('.xml')})")

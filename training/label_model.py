@@ -14,7 +14,7 @@ class LabelModel(Protocol):
 
     name: str
 
-    def fit(self, votes: np.ndarray) -> None: ...
+    def fit(self, votes: np.ndarray, positive_share: float | None = None) -> None: ...
 
     def p_positive(self, votes: np.ndarray) -> np.ndarray: ...
 
@@ -29,11 +29,14 @@ class SnorkelLabelModel:
         self.seed, self.epochs = seed, epochs
         self._model = None
 
-    def fit(self, votes: np.ndarray) -> None:
+    def fit(self, votes: np.ndarray, positive_share: float | None = None) -> None:
+        """Fit on the votes; `positive_share`, where known (from gold), fixes the class balance
+        instead of leaving it to be estimated from the votes alone."""
         from snorkel.labeling.model import LabelModel as Snorkel  # heavy (torch, tensorboard): only when fitted
 
         self._model = Snorkel(cardinality=2, verbose=False)
-        self._model.fit(L_train=votes, n_epochs=self.epochs, seed=self.seed, progress_bar=False)
+        balance = None if positive_share is None else [1 - positive_share, positive_share]
+        self._model.fit(L_train=votes, n_epochs=self.epochs, seed=self.seed, progress_bar=False, class_balance=balance)
 
     def p_positive(self, votes: np.ndarray) -> np.ndarray:
         if self._model is None:

@@ -53,7 +53,8 @@ def _threshold(column: str, yes_at: float | None = None, no_below: float | None 
 def _text_like_topics(items: pd.DataFrame) -> np.ndarray:
     """Yes where one of the image's top ImageNet classes is a picture of text."""
     tops = items["image_topics.detail"] if "image_topics.detail" in items else pd.Series([None] * len(items))
-    return np.array([POSITIVE if d and TEXT_LIKE_CLASSES & {top["class"] for top in d.get("imagenet_top", [])} else ABSTAIN for d in tops])
+    return np.array([POSITIVE if isinstance(d, dict) and TEXT_LIKE_CLASSES & {top["class"] for top in d.get("imagenet_top", [])}
+                     else ABSTAIN for d in tops])
 
 
 def _english_prose(items: pd.DataFrame) -> np.ndarray:
@@ -109,7 +110,7 @@ def item_signals(lakehouse: str, versions: Mapping[str, str], version: int | Non
         items[f"{signal}.detail"] = details[signal].map(lambda d: json.loads(d) if isinstance(d, str) else None)
     if "text_safety.detail" in items:
         for key in SPAM_DETAIL:
-            items[f"text_safety.{key}"] = items["text_safety.detail"].map(lambda d, k=key: d.get(k) if d else np.nan)
+            items[f"text_safety.{key}"] = items["text_safety.detail"].map(lambda d, k=key: d.get(k, np.nan) if isinstance(d, dict) else np.nan)
     return items.reset_index()
 
 

@@ -119,7 +119,7 @@ def run_weak(lakehouse: str, task: str, versions: Mapping[str, str], model: Labe
     if items.empty:
         raise UsageError(f"no label rows of the signals {sorted(versions)} in {lakehouse}: run a backfill first")
     matrix = np.stack(list(votes.values()), axis=1)
-    model.fit(matrix)
+    model.fit(matrix, float(gold["p_positive"].mean()) if len(gold) else None)
     p = model.p_positive(matrix)
     voted = (matrix != ABSTAIN).sum(axis=1)
     majority_p = np.where(voted > 0, (matrix == POSITIVE).sum(axis=1) / np.maximum(voted, 1), np.nan)
