@@ -14,6 +14,8 @@
     content-signals index image_embedding                  # a faiss index of the champion's vectors; --update applies a refresh's changes
     content-signals neighbours image_embedding pin-000042 -k 10
     content-signals show
+    content-signals labels import labels.json --task low_quality   # human labels; labels gold|weak|simulate --task T
+    content-signals label-sample low_quality --n 200               # the items worth labelling next, for Label Studio
     content-signals maintain                               # checkpoint logs, compact small files, vacuum what no named version needs
     content-signals monitor                                # the latest run's statistics, drift and alerts (exit 5 on an alert)
     content-signals backfill --dry-run                     # the plan: window, signals, versions, corpus, Spark; nothing runs
@@ -108,7 +110,29 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("evaluate", parents=[common], help="labels, duplicate groups and retrieval against the sample corpus truth")
     commands.add_parser("eval", parents=[common], help="make-corpus, backfill (OCR on), dedup, evaluate")
     commands.add_parser("show", parents=[common], help="what the lakehouse holds")
+    _labels_parsers(commands, common)
     return parser
+
+
+def _labels_parsers(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """`labels ...` (human labels, gold, weak labels) and `label-sample` (docs/design.md, Training our own signals)."""
+    labels = commands.add_parser("labels", parents=[common], help="human labels, gold labels and weak labels of the training tasks")
+    steps = labels.add_subparsers(dest="labels_command", required=True)
+    imports = steps.add_parser("import", parents=[common], help="import a Label Studio JSON export or a CSV, whole or not at all (exit 2)")
+    imports.add_argument("file")
+    simulate = steps.add_parser("simulate", parents=[common], help="simulated annotators' exports from the sample corpus truth")
+    simulate.add_argument("--out", default="reports/labels", help="folder of the exports (default reports/labels)")
+    simulate.add_argument("--n", type=int, help="items judged (default: every item)")
+    simulate.add_argument("--seed", type=int, default=7)
+    steps.add_parser("gold", parents=[common], help="gold labels (Dawid-Skene), annotators' reliability and agreement")
+    weak = steps.add_parser("weak", parents=[common], help="labeling functions -> label model -> weak_labels; a report per task")
+    weak.add_argument("--out", default="reports/labels", help="folder of the JSON report (default reports/labels)")
+    for step in (imports, simulate, steps.choices["gold"], weak):
+        step.add_argument("--task", required=True, help="low_quality, text_heavy or spam_text (training/tasks.py)")
+    sample = commands.add_parser("label-sample", parents=[common], help="items worth labelling next, as a Label Studio task file")
+    sample.add_argument("task")
+    sample.add_argument("--n", type=int, default=200)
+    sample.add_argument("--out", help="the task file (default reports/labels/<task>-tasks.json)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,6 +17,7 @@ from jobs.dedup import run_dedup
 from jobs.dry_run import print_plan
 from jobs.engine import RunResult
 from jobs.failures import Failure, explain
+from jobs.labelling import label_sample, run_labels
 from jobs.maintain import run_maintain
 from jobs.monitor import evaluate_monitoring, publish_dashboard, raise_on_alerts, run_monitor
 from jobs.refresh import run_refresh
@@ -132,6 +133,7 @@ def _maintain(settings: Settings, args: argparse.Namespace) -> None:
 
 
 DRIVER_COMMANDS = {**REGISTRY_COMMANDS, "index": _index, "neighbours": _neighbours, "maintain": _maintain}  # delta-rs only: no Spark session
+DRIVER_COMMANDS |= {"labels": run_labels, "label-sample": label_sample}
 
 
 def _spark_steps(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> Iterator[RunResult]:

@@ -18,6 +18,7 @@ from monitoring.monitor import MonitorResult
 from retrieval.index_store import Manifest
 from rollout.evaluate import REPORT
 from signals.contracts import DUPLICATES, EMBEDDINGS, LABELS, RUNS
+from training.gold import Agreement
 
 console = Console(width=None if sys.stdout.isatty() else 160)  # logs and pipes keep whole paths
 
@@ -149,3 +150,31 @@ def print_monitor(result: MonitorResult) -> None:
     references = sorted({(j.signal, j.ds, j.reference) for j in result.judged})
     for signal, day, reference in references[:20]:
         console.print(f"{signal} {day} compared with {reference}", soft_wrap=True)
+
+
+def print_agreement(found: Agreement) -> None:
+    """Annotators' reliability (Dawid-Skene), pairwise kappa and alpha of a task's human labels."""
+    votes, estimate = found.votes, found.estimate
+    console.print(f"{found.task}: {len(votes.content_ids)} items, {len(votes.annotators)} annotators; "
+                  f"Krippendorff's alpha {found.alpha:.3f}; majority and Dawid-Skene differ on {found.majority_disagrees} items; "
+                  f"positive share {estimate.prior[1]:.3f}")
+    table = Table("annotator", "items", "P(yes | no)", "P(no | yes)")
+    for j, name in enumerate(votes.annotators):
+        table.add_row(name, str(int((votes.matrix[:, j] >= 0).sum())), f"{estimate.confusion[j, 0, 1]:.3f}", f"{estimate.confusion[j, 1, 0]:.3f}")
+    console.print(table)
+    for (a, b), kappa in found.kappa.items():
+        console.print(f"Cohen's kappa {a} / {b}: {kappa:.3f}")
+
+
+def print_weak(report: dict) -> None:
+    """Each labeling function's coverage, overlap, conflict and accuracy, and the label issues."""
+    table = Table("labeling function", "coverage", "overlap", "conflict", "accuracy (gold items)")
+    for name, lf in report["labeling_functions"].items():
+        accuracy = "-" if lf["accuracy"] is None else f"{lf['accuracy']:.3f} ({lf['gold_items']})"
+        table.add_row(name, f"{lf['coverage']:.3f}", f"{lf['overlap']:.3f}", f"{lf['conflict']:.3f}", accuracy)
+    console.print(table)
+    for key in ("label_model_accuracy", "majority_accuracy"):
+        if report[key] is not None:
+            console.print(f"{key.replace('_', ' ')} on {report['gold_items']} gold items: {report[key]:.3f}")
+    issues = report["label_issues"]
+    console.print(f"{len(issues)} gold items likely mislabelled, for re-review" + (": " + ", ".join(i["content_id"] for i in issues[:20]) if issues else ""))

@@ -202,15 +202,21 @@ def commit_files(
 def replace_run_rows(root: str, contract: TableContract, rows: pa.Table, run_id: str, metadata: Mapping[str, str]) -> int:
     """Commit rows made on the driver (statistics, verdicts: small) in place of the rows the table
     held for `run_id`, in one transaction: done again, it replaces them and never duplicates."""
-    from lake.file_writer import make_file_writer
-
-    ensure_table(root, contract)
     made = time.time_ns()
-    writer = make_file_writer(root, contract, f"part-{run_id}-{made}", lambda: "driver")
-    files = [DataFile.from_row(r) for batch in writer(iter(rows.to_batches())) for r in batch.to_pylist()] if rows.num_rows else []
+    files = write_driver_rows(root, contract, rows, f"part-{run_id}-{made}")
     mine = {f.path for f in files_of_run(root, run_id)}
     return commit_files(root, contract, files, f"content-signals/{run_id}/{contract.name}/{made}", {"run_id": run_id, **metadata},
                         remove=lambda f: f.path in mine)
+
+
+def write_driver_rows(root: str, contract: TableContract, rows: pa.Table, prefix: str) -> list[DataFile]:
+    """Write small rows made on the driver as data files of the table (created if new), uncommitted:
+    the caller commits them, in one transaction, with `commit_files`."""
+    from lake.file_writer import make_file_writer
+
+    ensure_table(root, contract)
+    writer = make_file_writer(root, contract, prefix, lambda: "driver")
+    return [DataFile.from_row(r) for batch in writer(iter(rows.to_batches())) for r in batch.to_pylist()] if rows.num_rows else []
 
 
 def version_of_commit(root: str, app_id: str) -> int:

@@ -93,6 +93,8 @@ TRUTH_SCHEMA = pa.schema(
         pa.field("is_bad_image", pa.bool_(), nullable=False),
         pa.field("bad_image_kind", pa.string()),
         pa.field("text_kind", pa.string(), nullable=False),
+        # the title and description were rewritten as spam (SPAM_SHARE of "normal" texts)
+        pa.field("is_spam_text", pa.bool_(), nullable=False),
     ]
 )
 COPY, EDIT, NONE = "copy", "edit", "none"  # dup_relation values
@@ -721,6 +723,31 @@ def _text(rng: np.random.Generator, text_kind: str, caption: str, subject: str) 
     return caption, " ".join(_sentence(rng, subject) for _ in range(int(rng.integers(1, 4))))
 
 
+# Spam texts, for the spam_text training task: a share of the "normal" texts, chosen after the
+# rest of the plan and written with each item's own generator after its other draws, so every
+# other item, image, day and truth column is what it was before spam existed. Some carry the
+# phrases and links a rule knows, some only the stuffing and shouting it weighs less.
+SPAM_SHARE = 0.2
+SPAM_HOOKS: tuple[str, ...] = (
+    "Click here to make money from home!!!!", "Limited time offer, buy now at the lowest price",
+    "DM me for a promo code", "You have won a free gift, check my profile", "Earn cash with crypto, 100% guaranteed",
+    "Best deals of the week on {subject}", "Cheap {subject} prints shipped today",
+)
+SPAM_LINKS: tuple[str, ...] = ("www.cheap-deals.xyz", "http://bit.ly/3xYz", "best-prints.shop/sale", "promo-hub.top")
+SPAM_STUFFING: tuple[str, ...] = ("cheap", "sale", "deal", "wholesale", "discount", "prints", "shipping")
+
+
+def _spam_text(rng: np.random.Generator, caption: str, subject: str) -> tuple[str, str]:
+    """(title, description) of a spam pin about `subject`: a hook, keyword stuffing, sometimes links
+    and shouting."""
+    hook = _pick(rng, SPAM_HOOKS).format(subject=subject)
+    words = [_pick(rng, SPAM_STUFFING) for _ in range(int(rng.integers(4, 9)))]
+    links = [_pick(rng, SPAM_LINKS) for _ in range(int(rng.integers(0, 3)))]
+    description = " ".join([hook, " ".join(words * 2), *links])
+    title = f"{caption} {hook}" if rng.random() < 0.5 else hook
+    return (title.upper() if rng.random() < 0.3 else title), description
+
+
 # --------------------------------------------------------------------------------------
 # Assembly
 # --------------------------------------------------------------------------------------
@@ -787,6 +814,7 @@ def generate_corpus(
     kinds = _plan(rng, n_items, {kind.name: kind.weight for kind in KINDS}, first="original")
     text_kinds = _plan(rng, n_items, TEXT_WEIGHTS, first="normal")
     created, updated = _timestamps(rng, n_items, end_date, days)
+    spam = (rng.random(n_items) < SPAM_SHARE) & (np.array(text_kinds) == "normal")
     copy_items = [i for i, name in enumerate(kinds) if KIND_BY_NAME[name].relation == COPY]
 
     ids = [f"pin-{i:06d}" for i in range(n_items)]
@@ -826,6 +854,8 @@ def generate_corpus(
 
         caption = _caption(base_id) if base_id else "Untitled pin"
         title, description = _text(item_rng, text_kind, caption, SUBJECTS.get(base_id, "this picture"))
+        if spam[i]:
+            title, description = _spam_text(item_rng, caption, SUBJECTS.get(base_id, "this picture"))
         images.append(image)
         base_ids.append(base_id)
         titles.append(title)
@@ -841,6 +871,7 @@ def generate_corpus(
             "dup_relation": kind.relation,
             **{column: column == kind.flag for column in FLAG_COLUMNS},
             "bad_image_kind": name if kind.group == "bad" else None, "text_kind": text_kind,
+            "is_spam_text": bool(spam[i]),
         }
         for column, value in row.items():
             truth[column].append(value)

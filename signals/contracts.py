@@ -218,3 +218,41 @@ ALERTS = TableContract(
     partition_by=("ds",),
     key=("run_id", "signal", "model_version", "ds", "rule", "label"),
 )
+
+# Human judgements for the training tasks (training/, docs/design.md, Training our own signals):
+# one row per (content_id, task, annotator), each import ONE commit tagged with its batch.
+HUMAN_LABELS = TableContract(
+    name="human_labels",
+    schema=pa.schema(
+        [
+            pa.field("content_id", pa.string(), nullable=False),
+            pa.field("task", pa.string(), nullable=False),
+            pa.field("label", pa.string(), nullable=False),  # one of the task's values (training.tasks)
+            pa.field("annotator", pa.string(), nullable=False),
+            pa.field("labelled_at", UTC_MICROS, nullable=False),
+            pa.field("batch", pa.string(), nullable=False),  # the import: a digest of the task and the rows imported
+        ]
+    ),
+    partition_by=("task",),
+    key=("content_id", "task", "annotator"),
+)
+
+# The label model's probabilistic labels, one row per (content_id, task); each run of `labels weak`
+# replaces its task's rows in one commit.
+WEAK_LABELS = TableContract(
+    name="weak_labels",
+    schema=pa.schema(
+        [
+            pa.field("content_id", pa.string(), nullable=False),
+            pa.field("task", pa.string(), nullable=False),
+            pa.field("p_positive", pa.float64(), nullable=False),  # the label model's probability of the positive value
+            pa.field("votes", pa.int32(), nullable=False),  # labeling functions that did not abstain
+            pa.field("majority_p", pa.float64()),  # their majority vote: the share of positive votes; null where all abstained
+            pa.field("label_model", pa.string(), nullable=False),
+            pa.field("run_id", pa.string(), nullable=False),
+            pa.field("computed_at", UTC_MICROS, nullable=False),
+        ]
+    ),
+    partition_by=("task",),
+    key=("content_id", "task"),
+)

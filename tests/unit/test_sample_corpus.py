@@ -222,7 +222,7 @@ def test_titles_come_from_real_photos(medium: tuple[pa.Table, pa.Table]) -> None
     titles = {
         row["base_id"]: item["title"]
         for item, row in _rows(*medium)
-        if row["text_kind"] == "normal" and row["base_id"] is not None
+        if row["text_kind"] == "normal" and row["base_id"] is not None and not row["is_spam_text"]
     }
     assert titles["astronaut"] == "Astronaut Eileen Collins"
     assert titles["china"].startswith("China")
@@ -352,3 +352,24 @@ def test_some_original_has_two_copies(seed: int) -> None:
     groups = Counter(truth["dup_group"].to_pylist())
     originals = [row["content_id"] for row in truth.to_pylist() if row["variant"] == "original"]
     assert max(groups[cid] for cid in originals) >= 3  # the original and two copies
+
+
+def test_spam_texts_change_nothing_else(medium: tuple[pa.Table, pa.Table]) -> None:
+    """Spam rewrites some normal texts and nothing else: the spam items' texts carry spam, and every
+    other column equals a corpus generated with spam switched off (SPAM_SHARE 0)."""
+    import sample_corpus.generate as generate
+
+    corpus, truth = medium
+    spam = truth["is_spam_text"].to_pylist()
+    assert 0 < sum(spam) < len(spam)
+    assert all(kind == "normal" for kind, s in zip(truth["text_kind"].to_pylist(), spam) if s)
+    original = generate.SPAM_SHARE
+    try:
+        generate.SPAM_SHARE = 0.0
+        plain_corpus, plain_truth = generate_corpus(n_items=120, seed=3)
+    finally:
+        generate.SPAM_SHARE = original
+    assert plain_truth.drop_columns(["is_spam_text"]).equals(truth.drop_columns(["is_spam_text"]))
+    assert plain_corpus.drop_columns(["title", "description"]).equals(corpus.drop_columns(["title", "description"]))
+    for plain, item, s in zip(plain_corpus.to_pylist(), corpus.to_pylist(), spam):
+        assert (plain["description"] != item["description"]) == s

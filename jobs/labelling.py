@@ -1,0 +1,69 @@
+"""The `labels` and `label-sample` commands: human labels imported, gold and agreement printed, weak
+labels made, items to label next chosen (training/; delta-rs on the driver, no Spark)."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from conf.settings import Settings, UsageError
+from jobs.show import console, print_agreement, print_weak
+from lake import delta_io
+from lake.lakehouse import Lakehouse
+from sample_corpus.generate import TRUTH_TABLE
+from signals.contracts import LABELS
+from training.annotators import simulate, write_exports
+from training.gold import agreement
+from training.human_labels import import_labels
+from training.labeling_functions import NEIGHBOUR_SIGNAL
+from training.sampling import candidates, most_uncertain, write_task_file
+from training.tasks import task_named
+from training.weak import run_weak
+
+
+def _champions(settings: Settings) -> dict[str, str]:
+    """signal -> champion model version of every signal with rows (labels and embeddings tables)."""
+    lakehouse = Lakehouse(settings.lakehouse_root, settings.registry_uri)
+    if LABELS.name not in lakehouse.tables():
+        raise UsageError(f"no labels table in {settings.lakehouse_root}: run a backfill first (content-signals backfill)")
+    return {**lakehouse.champions("embeddings"), **lakehouse.champions(LABELS.name)}
+
+
+def run_labels(settings: Settings, args: argparse.Namespace) -> None:
+    """`labels import|simulate|gold|weak --task T`."""
+    task = task_named(args.task).name
+    root = settings.lakehouse_root
+    if args.labels_command == "import":
+        outcome = import_labels(root, Path(args.file), task)
+        console.print(f"{args.file}: {outcome.rows} labels of {task}, batch {outcome.batch}: "
+                      + ("already imported, nothing done" if outcome.version is None else f"imported (human_labels version {outcome.version})"))
+    elif args.labels_command == "simulate":
+        truth = delta_io.read_arrow(settings.table_root(TRUTH_TABLE))
+        paths = write_exports(simulate(truth, task_named(task), args.seed, args.n), task_named(task), Path(args.out))
+        console.print(f"simulated annotators' labels of {task}: " + ", ".join(map(str, paths)))
+    elif args.labels_command == "gold":
+        print_agreement(agreement(root, task))
+    else:
+        run = run_weak(root, task, _champions(settings))
+        out = Path(args.out) / f"{task}-weak.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(run.report, indent=1))
+        print_weak(run.report)
+        console.print(f"weak_labels version {run.version} ({run.items} items); report: {out}")
+
+
+def label_sample(settings: Settings, args: argparse.Namespace) -> None:
+    """`label-sample TASK --n N`: a Label Studio task file of the items worth labelling next."""
+    task = task_named(args.task).name
+    if args.n < 1:
+        raise UsageError(f"--n {args.n}: ask for at least one item")
+    signal = NEIGHBOUR_SIGNAL[task]
+    versions = _champions(settings)
+    if signal not in versions:
+        raise UsageError(f"no champion rows of {signal} in {settings.lakehouse_root}: run a backfill first")
+    chosen = most_uncertain(candidates(settings.lakehouse_root, task, versions[signal]), args.n)
+    if chosen.empty:
+        console.print(f"every item with an ok {signal} row is labelled for {task} (or has no weak label yet): nothing to sample")
+        return
+    out = write_task_file(settings.lakehouse_root, chosen, task, Path(args.out or f"reports/labels/{task}-tasks.json"))
+    console.print(f"{len(chosen)} items of {task} to label next, over {chosen['ds'].nunique()} days: {out} (config {out.with_suffix('.xml')})")

@@ -1,0 +1,133 @@
+"""Weak supervision without Spark: labeling functions over a small labels table and embeddings
+written with delta-rs, snorkel's label model behind ours, the weak_labels table replaced per run,
+the report's figures against numpy, and a gold item labelled wrong listed for re-review."""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable, write_deltalake
+
+from signals.contracts import CORPUS, EMBEDDINGS, LABELS
+from training.gold import gold_labels
+from training.human_labels import import_labels
+from training.labeling_functions import ABSTAIN, POSITIVE
+from training.weak import lf_votes, majority_vote, run_weak, weak_labels
+
+N, T0 = 120, dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
+IDS = [f"pin-{i:06d}" for i in range(N)]
+VERSIONS = {"text_safety": "1", "language": "1", "text_embedding": "1"}
+WRONG = IDS[3]  # a spam item every annotator calls "no"
+
+
+def _label_row(content_id: str, signal: str, label: str, score: float, detail: dict) -> dict:
+    return {"content_id": content_id, "signal": signal, "label": label, "score": score, "threshold": 0.5, "decision": score >= 0.5,
+            "detail": json.dumps(detail), "model_name": "m", "model_version": "1", "input_hash": "h", "status": "ok", "error": None,
+            "run_id": "run", "computed_at": T0, "ds": f"2026-11-{18 + int(content_id[-1]) % 3}"}
+
+
+@pytest.fixture(scope="module")
+def lakehouse(tmp_path_factory) -> tuple[Path, np.ndarray]:
+    root = tmp_path_factory.mktemp("weak") / "lakehouse"
+    rng = np.random.default_rng(4)
+    spam = np.arange(N) % 4 == 3
+    rows = []
+    for i, c in enumerate(IDS):
+        noisy = spam[i] != (rng.random() < 0.1)
+        detail = {"spam_phrases": int(noisy and rng.random() < 0.7), "links": int(2 * noisy * (rng.random() < 0.5)),
+                  "repetition": float(0.5 * noisy * (rng.random() < 0.6)), "shouting": 0.0}
+        if c != IDS[-1]:  # the last item has no text_safety row: its text LFs abstain
+            rows.append(_label_row(c, "text_safety", "spam", float(np.clip(0.8 * noisy + rng.normal(0, 0.15), 0, 1)), detail))
+        rows.append(_label_row(c, "language", "en", 0.95, {}))
+    write_deltalake(root / "labels", pa.Table.from_pylist(rows, schema=LABELS.schema), partition_by=list(LABELS.partition_by))
+    centres = rng.standard_normal((2, 8))
+    vectors = centres[spam.astype(int)] + 0.3 * rng.standard_normal((N, 8))
+    embeddings = pa.Table.from_pylist([
+        {"content_id": c, "signal": "text_embedding", "model_name": "m", "model_version": "1", "input_hash": "h", "vector": v.tolist(),
+         "dim": 8, "status": "ok", "error": None, "run_id": "run", "computed_at": T0, "ds": "2026-11-20"} for c, v in zip(IDS, vectors)
+    ], schema=EMBEDDINGS.schema)
+    write_deltalake(root / "embeddings", embeddings, partition_by=list(EMBEDDINGS.partition_by))
+    corpus = pa.table({"content_id": IDS, "image": [None] * N, "title": ["t"] * N, "description": ["d"] * N, "created_at": [None] * N,
+                       "updated_at": [None] * N, "ds": ["2026-11-20"] * N}, schema=CORPUS.schema)
+    write_deltalake(root / "corpus", corpus, partition_by=["ds"])
+    gold = root.parent / "gold.csv"
+    with gold.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["content_id", "label", "annotator"])
+        for i in (i for i in range(N) if i % 4 in (0, 3)):  # half the items (every spam one) judged by two careful annotators
+            said = "no" if IDS[i] == WRONG else ("yes" if spam[i] else "no")
+            writer.writerows([[IDS[i], said, "a"], [IDS[i], said, "b"]])
+    import_labels(str(root), gold, "spam_text")
+    return root, spam
+
+
+def test_weak_labels_table_and_report(lakehouse: tuple[Path, np.ndarray]) -> None:
+    root, spam = lakehouse
+    first = run_weak(str(root), "spam_text", VERSIONS)
+    second = run_weak(str(root), "spam_text", VERSIONS)  # replaces the task's rows: never duplicates
+    table = DeltaTable(str(root / "weak_labels")).to_pyarrow_table()
+    assert table.num_rows == N and set(table["run_id"].to_pylist()) == {second.run_id} and second.version > first.version
+    weak = weak_labels(str(root), "spam_text")
+    assert list(weak.columns) == ["content_id", "p_positive"] and weak["content_id"].tolist() == IDS
+    assert np.mean((weak["p_positive"].to_numpy() >= 0.5) == spam) > 0.85
+
+    _, votes = lf_votes(str(root), "spam_text", VERSIONS, gold_labels(str(root), "spam_text"))
+    matrix = np.stack(list(votes.values()), axis=1)
+    voted = (matrix != ABSTAIN).sum(axis=1)
+    expected = np.where(voted > 0, (matrix == POSITIVE).sum(axis=1) / np.maximum(voted, 1), 0.5)
+    np.testing.assert_allclose(majority_vote(str(root), "spam_text")["p_positive"], expected)
+    report = second.report
+    for j, name in enumerate(votes):
+        assert report["labeling_functions"][name]["coverage"] == pytest.approx(np.mean(matrix[:, j] != ABSTAIN))
+    links = report["labeling_functions"]["links"]
+    assert links["accuracy"] is not None and 0 < links["gold_items"] <= N // 2
+    assert report["labeling_functions"]["neighbours"]["coverage"] > 0.5
+    assert WRONG in [issue["content_id"] for issue in report["label_issues"]]
+
+
+def test_label_sample_most_uncertain_over_days(lakehouse: tuple[Path, np.ndarray], tmp_path: Path) -> None:
+    """The items to label next: unlabelled, each day served in turn by its share, the most uncertain
+    of a day first (checked against a sort of each day's candidates), written for Label Studio."""
+    from training.sampling import candidates, most_uncertain, write_task_file
+
+    root, _ = lakehouse
+    run_weak(str(root), "spam_text", VERSIONS)
+    pool = candidates(str(root), "spam_text", "1")
+    labelled = set(gold_labels(str(root), "spam_text")["content_id"])
+    assert len(pool) == N - len(labelled) and not labelled & set(pool["content_id"])
+    days = dict(zip(IDS, [f"2026-11-{18 + int(c[-1]) % 3}" for c in IDS]))
+    pool = pool.assign(ds=pool["content_id"].map(days))  # the embeddings hold one day: give the items three
+    chosen = most_uncertain(pool, 9)
+    assert chosen["ds"].value_counts().to_dict() == {d: 3 for d in sorted(set(days.values()))}
+    for day, rows in chosen.groupby("ds"):
+        of_day = pool[pool["ds"] == day]
+        first = of_day.iloc[np.lexsort((of_day["content_id"], (of_day["p_positive"] - 0.5).abs()))]["content_id"].head(3)
+        assert set(rows["content_id"]) == set(first)
+    out = write_task_file(str(root), chosen, "spam_text", tmp_path / "tasks.json")
+    tasks = json.loads(out.read_text())
+    assert [t["data"]["content_id"] for t in tasks] == chosen["content_id"].tolist()
+    assert '<Choices name="spam_text"' in out.with_suffix(".xml").read_text()
+
+
+def test_labeling_functions_vote_and_abstain() -> None:
+    """Thresholds vote yes, no or abstain (a missing score abstains), and the text-like ImageNet
+    classes in image_topics' evidence vote yes."""
+    import pandas as pd
+
+    from training.labeling_functions import LABELING_FUNCTIONS, NEGATIVE
+
+    items = pd.DataFrame({
+        "image_quality.low_quality": [0.9, 0.1, 0.3, np.nan], "image_quality.blurry": [0.7, 0.05, 0.3, np.nan],
+        "image_topics.detail": [{"imagenet_top": [{"class": "website", "p": 0.4}]}, {"imagenet_top": [{"class": "tabby cat", "p": 0.9}]},
+                                np.nan, {"imagenet_top": []}],  # NaN: an item without an image_topics row
+    })
+    votes = {lf.name: lf.vote(items).tolist() for task in ("low_quality", "text_heavy") for lf in LABELING_FUNCTIONS[task]}
+    assert votes["quality_rule"] == [POSITIVE, NEGATIVE, ABSTAIN, ABSTAIN]
+    assert votes["blurry"] == [POSITIVE, ABSTAIN, ABSTAIN, ABSTAIN] and votes["sharp"] == [ABSTAIN, NEGATIVE, ABSTAIN, ABSTAIN]
+    assert votes["ocr_text"] == [ABSTAIN] * 4  # OCR off: no column
+    assert votes["text_like_topics"] == [POSITIVE, ABSTAIN, ABSTAIN, ABSTAIN]

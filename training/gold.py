@@ -1,0 +1,74 @@
+"""Gold labels of a task from the latest `human_labels` version: Dawid-Skene's posterior over every
+annotator's judgements, with the agreement figures that say how far to trust them."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from training.aggregate import MISSING, DawidSkene, dawid_skene, krippendorff_alpha, majority, pairwise_kappa
+from training.human_labels import labels_of
+from training.tasks import task_named
+
+
+@dataclass(frozen=True)
+class Votes:
+    """A task's judgements as a matrix: items (rows, sorted ids) x annotators (columns, sorted names),
+    holding 1 for the positive value, 0 for the other, MISSING where not judged."""
+
+    content_ids: list[str]
+    annotators: list[str]
+    matrix: np.ndarray
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """What `labels gold` prints: the estimate, each pair's kappa, alpha, and where majority differs."""
+
+    task: str
+    votes: Votes
+    estimate: DawidSkene
+    kappa: dict[tuple[str, str], float]
+    alpha: float
+    majority_disagrees: int  # items whose majority label (ties: neither) differs from Dawid-Skene's
+
+
+def votes_of(labels: pa.Table, positive: str) -> Votes:
+    """The votes matrix of a task's human label rows."""
+    ids = sorted(set(labels["content_id"].to_pylist()))
+    names = sorted(set(labels["annotator"].to_pylist()))
+    matrix = np.full((len(ids), len(names)), MISSING, dtype=np.int8)
+    row, column = {c: i for i, c in enumerate(ids)}, {a: j for j, a in enumerate(names)}
+    for r in labels.to_pylist():
+        matrix[row[r["content_id"]], column[r["annotator"]]] = int(r["label"] == positive)
+    return Votes(ids, names, matrix)
+
+
+def task_votes(lakehouse: str, task: str) -> Votes:
+    """The votes of `task` in the latest human_labels version."""
+    return votes_of(labels_of(lakehouse, task_named(task).name), task_named(task).positive)
+
+
+def gold_labels(lakehouse: str, task: str) -> pd.DataFrame:
+    """content_id, p_positive (Dawid-Skene posterior of the positive value), label (0/1) and
+    n_annotators of every item with a human label of `task`, from the latest human_labels version."""
+    votes = task_votes(lakehouse, task)
+    if not votes.content_ids:
+        return pd.DataFrame({"content_id": pd.Series(dtype=str), "p_positive": pd.Series(dtype=float),
+                             "label": pd.Series(dtype=int), "n_annotators": pd.Series(dtype=int)})
+    p = dawid_skene(votes.matrix).posterior[:, 1]
+    return pd.DataFrame({"content_id": votes.content_ids, "p_positive": p, "label": (p >= 0.5).astype(int),
+                         "n_annotators": (votes.matrix != MISSING).sum(axis=1).astype(int)})
+
+
+def agreement(lakehouse: str, task: str) -> Agreement:
+    """The task's Dawid-Skene estimate (annotators' reliability), pairwise kappa and alpha."""
+    votes = task_votes(lakehouse, task)
+    estimate = dawid_skene(votes.matrix)
+    shares = majority(votes.matrix)
+    decided = shares[:, 1] != 0.5
+    differs = int(np.sum(decided & ((shares[:, 1] > 0.5) != (estimate.posterior[:, 1] >= 0.5))))
+    kappa = {(votes.annotators[i], votes.annotators[j]): k for (i, j), k in pairwise_kappa(votes.matrix).items()}
+    return Agreement(task, votes, estimate, kappa, krippendorff_alpha(votes.matrix), differs)

@@ -1,0 +1,189 @@
+"""Human labels: a labeling tool's export read, every row checked, and imported whole or not at all,
+because a half-imported batch would silently weigh some annotators' work and not the rest."""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import DeltaTable
+
+from conf.settings import UsageError
+from lake import delta_io
+from signals.contracts import CORPUS, HUMAN_LABELS
+from training.tasks import TASKS, Task, task_named
+
+CSV_COLUMNS = ("content_id", "label", "annotator")  # required; `task` and `labelled_at` are optional
+REPORT_LINES = 40  # problems printed before "... and N more"
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    """One judgement as the file gives it (any field may be missing), and where it stands in the file."""
+
+    where: str
+    content_id: str | None
+    task: str | None
+    label: str | None
+    annotator: str | None
+    labelled_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class ImportOutcome:
+    """What an import did: its batch, the rows it committed and the table version (None: already imported)."""
+
+    batch: str
+    rows: int
+    version: int | None
+
+
+def table_root(lakehouse: str) -> str:
+    return f"{lakehouse.rstrip('/')}/{HUMAN_LABELS.name}"
+
+
+def _timestamp(text: Any, where: str) -> dt.datetime | None:
+    """An ISO-8601 time as UTC (naive times are taken as UTC); None when absent."""
+    if text in (None, ""):
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"{where}: labelled_at {text!r} is not an ISO-8601 time") from None
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
+def _annotator(completed_by: Any) -> str | None:
+    """Label Studio's `completed_by`: a user object (email, else id) or a user id."""
+    if isinstance(completed_by, dict):
+        found = completed_by.get("email") or completed_by.get("id")
+        return None if found is None else str(found)
+    return None if completed_by is None else str(completed_by)
+
+
+def read_label_studio(path: Path) -> list[LabelRow]:
+    """The `choices` results of a Label Studio JSON export: one row per task, annotation and result;
+    skipped (cancelled) annotations are not judgements and are left out."""
+    try:
+        tasks = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise UsageError(f"{path} is not JSON: {e}") from None
+    if not isinstance(tasks, list):
+        raise UsageError(f"{path}: a Label Studio JSON export is a list of tasks, not a {type(tasks).__name__}")
+    rows = []
+    for n, item in enumerate(tasks, 1):
+        content_id = (item.get("data") or {}).get("content_id") if isinstance(item, dict) else None
+        for m, annotation in enumerate(item.get("annotations") or [] if isinstance(item, dict) else [], 1):
+            if annotation.get("was_cancelled"):
+                continue
+            where = f"task {n} annotation {m}"
+            for result in annotation.get("result") or []:
+                if result.get("type") != "choices":
+                    continue
+                choices = (result.get("value") or {}).get("choices") or []
+                rows.append(LabelRow(where, content_id, result.get("from_name"), "|".join(choices) or None,
+                                     _annotator(annotation.get("completed_by")), _timestamp(annotation.get("created_at"), where)))
+    return rows
+
+
+def read_csv(path: Path) -> list[LabelRow]:
+    """Rows of a CSV with a header: content_id, label, annotator, and optionally task and labelled_at."""
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise UsageError(f"{path}: the CSV has no column {', '.join(missing)} (its header: {reader.fieldnames})")
+        return [LabelRow(f"line {n}", r["content_id"] or None, r.get("task") or None, r["label"] or None, r["annotator"] or None,
+                         _timestamp(r.get("labelled_at"), f"line {n}"))
+                for n, r in enumerate(reader, 2)]
+
+
+def read_export(path: Path) -> list[LabelRow]:
+    """The rows of a label file, by its suffix: `.json` (Label Studio's export) or `.csv`."""
+    if not path.is_file():
+        raise UsageError(f"no label file at {path}")
+    readers = {".json": read_label_studio, ".csv": read_csv}
+    if path.suffix.lower() not in readers:
+        raise UsageError(f"{path}: a label file is a Label Studio JSON export (.json) or a CSV (.csv)")
+    return readers[path.suffix.lower()](path)
+
+
+def labels_of(lakehouse: str, task: str, version: int | None = None) -> pa.Table:
+    """The human labels of `task` (latest version, or `version`); empty when none were imported."""
+    root = table_root(lakehouse)
+    if not DeltaTable.is_deltatable(root):
+        return HUMAN_LABELS.schema.empty_table()
+    rows = delta_io.read_arrow(root, version, filters=pc.field("task") == task)
+    return rows.select(HUMAN_LABELS.schema.names).cast(HUMAN_LABELS.schema)
+
+
+def problems(rows: list[LabelRow], task: Task, corpus_ids: set[str], imported: set[tuple[str, str]]) -> list[str]:
+    """One line per row that cannot be imported, saying why: a missing field, an id the corpus does
+    not hold, a value the task does not have, another task's label, or a judgement the file repeats
+    or the table already holds for that annotator."""
+    found, seen = [], set()
+    for row in rows:
+        why = []
+        if row.content_id is None or row.annotator is None or row.label is None:
+            why.append("needs content_id, annotator and label")
+        if row.task is not None and row.task != task.name:
+            why.append(f"a label of task {row.task!r}" + ("" if row.task in TASKS else " (not a task)") + f", not {task.name!r}")
+        elif row.label is not None and row.label not in task.values:
+            why.append(f"value {row.label!r} is not one of {list(task.values)}")
+        if row.content_id is not None and row.content_id not in corpus_ids:
+            why.append("unknown content id (not in the corpus table)")
+        key = (row.content_id, row.annotator)
+        if row.content_id is not None and row.annotator is not None:
+            if key in seen:
+                why.append("a duplicate of an earlier row of the file (same item and annotator)")
+            elif key in imported:
+                why.append("already imported for this annotator")
+            seen.add(key)
+        if why:
+            found.append(f"{row.where} ({row.content_id}, annotator {row.annotator}): {'; '.join(why)}")
+    return found
+
+
+def batch_of(rows: list[LabelRow], task: Task) -> str:
+    """The import's batch: a digest of the task and its rows, so the same file imported again is
+    recognised (and not imported twice) whatever its name."""
+    text = json.dumps([task.name, *sorted((r.content_id, r.annotator, r.label, str(r.labelled_at)) for r in rows)])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def import_labels(lakehouse: str, path: Path, task_name: str, now: dt.datetime | None = None) -> ImportOutcome:
+    """Import a label file for `task_name` in one commit, or refuse all of it with a per-row report
+    (UsageError: exit 2) and import nothing. The same file again is a no-op."""
+    task = task_named(task_name)
+    rows = read_export(path)
+    if not rows:
+        raise UsageError(f"{path} holds no labels")
+    batch = batch_of(rows, task)
+    root, app_id = table_root(lakehouse), f"content-signals/human_labels/{batch}"
+    if delta_io.committed(root, app_id):
+        return ImportOutcome(batch, len(rows), None)
+    corpus_root = f"{lakehouse.rstrip('/')}/{CORPUS.name}"
+    if not DeltaTable.is_deltatable(corpus_root):
+        raise UsageError(f"no corpus table at {corpus_root}: labels are checked against it (content-signals make-corpus)")
+    corpus_ids = set(delta_io.read_arrow(corpus_root, columns=["content_id"])["content_id"].to_pylist())
+    held = labels_of(lakehouse, task.name)
+    imported = set(zip(held["content_id"].to_pylist(), held["annotator"].to_pylist()))
+    if found := problems(rows, task, corpus_ids, imported):
+        shown = found[:REPORT_LINES] + ([f"... and {len(found) - REPORT_LINES} more"] if len(found) > REPORT_LINES else [])
+        raise UsageError(f"{path}: {len(found)} of {len(rows)} rows cannot be imported for task {task.name!r}; nothing was imported:\n  "
+                         + "\n  ".join(shown))
+    now = now or dt.datetime.now(dt.UTC)
+    table = pa.Table.from_pylist([
+        {"content_id": r.content_id, "task": task.name, "label": r.label, "annotator": r.annotator,
+         "labelled_at": r.labelled_at or now, "batch": batch} for r in rows
+    ], schema=HUMAN_LABELS.schema)
+    files = delta_io.write_driver_rows(root, HUMAN_LABELS, table, f"part-{batch}")
+    version = delta_io.commit_files(root, HUMAN_LABELS, files, app_id,
+                                    {"job": "labels import", "batch": batch, "task": task.name, "source": path.name, "rows": str(len(rows))})
+    return ImportOutcome(batch, len(rows), version)

@@ -1,0 +1,44 @@
+"""The label model behind an interface of ours: labeling functions' votes in, a probability of the
+positive value out. snorkel's LabelModel today; a caller never imports snorkel."""
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+SNORKEL = "snorkel-0.10.0-LabelModel"
+
+
+class LabelModel(Protocol):
+    """Fits on an items x labeling functions votes matrix (-1 abstain, 0, 1) and gives P(positive)."""
+
+    name: str
+
+    def fit(self, votes: np.ndarray, positive_share: float | None = None) -> None: ...
+
+    def p_positive(self, votes: np.ndarray) -> np.ndarray: ...
+
+
+class SnorkelLabelModel:
+    """snorkel's LabelModel (matrix completion over the votes' agreements), seeded; it needs at least
+    three labeling functions (columns), voting or not."""
+
+    name = SNORKEL
+
+    def __init__(self, seed: int = 7, epochs: int = 500) -> None:
+        self.seed, self.epochs = seed, epochs
+        self._model = None
+
+    def fit(self, votes: np.ndarray, positive_share: float | None = None) -> None:
+        """Fit on the votes; `positive_share`, where known (from gold), fixes the class balance
+        instead of leaving it to be estimated from the votes alone."""
+        from snorkel.labeling.model import LabelModel as Snorkel  # heavy (torch, tensorboard): only when fitted
+
+        self._model = Snorkel(cardinality=2, verbose=False)
+        balance = None if positive_share is None else [1 - positive_share, positive_share]
+        self._model.fit(L_train=votes, n_epochs=self.epochs, seed=self.seed, progress_bar=False, class_balance=balance)
+
+    def p_positive(self, votes: np.ndarray) -> np.ndarray:
+        if self._model is None:
+            raise RuntimeError("fit the label model first")
+        return self._model.predict_proba(votes)[:, 1].astype(float)
