@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from embedding_tables import SIGNAL, append, rows
 from sklearn.metrics import roc_auc_score
 
 from conf.settings import TrainingSettings, UsageError
-from tests.unit.embedding_tables import SIGNAL, append, rows
 from training.heads import load_head, save_head, score_vectors, train_head
 from training.loader import pin_snapshot
 

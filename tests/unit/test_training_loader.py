@@ -7,12 +7,13 @@ import tracemalloc
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pytest
 from deltalake import write_deltalake
+from embedding_tables import SIGNAL, append, rows
 from torch.utils.data import DataLoader
 
 from lake import delta_io
 from signals.contracts import DUPLICATES, EMBEDDINGS
-from tests.unit.embedding_tables import SIGNAL, append, rows
 from training.loader import SPLITS, batches, pin_snapshot, split_of
 
 
@@ -44,6 +45,7 @@ def collected(loader) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+@pytest.mark.subprocess  # DataLoader workers are processes
 def test_two_workers_yield_every_labelled_ok_row_of_the_split_once(tmp_path):
     ids = write_days(tmp_path, days=5, per_day=40)
     labels = pd.DataFrame({"content_id": ids[::2], "p_positive": np.linspace(0, 1, len(ids[::2]))})
