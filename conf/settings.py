@@ -310,6 +310,7 @@ class TrainingSettings(_Strict):
     shuffle_buffer: int = Field(4096, ge=1)  # rows mixed at once by the loader (bounded memory)
     splits: tuple[float, float, float] = (0.7, 0.15, 0.15)  # train, validation, test shares of near-duplicate groups
     seed: int = 0
+    precision_at_recall: float = Field(0.8, gt=0, le=1)  # the evaluation reports precision at this recall
     threads: int = Field(1, ge=1)  # torch intra-op threads while training: a head's batches are too small for more
     embeddings: dict[str, str] = Field(default_factory=lambda: {"low_quality": "image_embedding", "text_heavy": "image_embedding",
                                                                 "spam_text": "text_embedding"})  # task -> embedding signal
