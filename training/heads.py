@@ -1,6 +1,6 @@
 """Heads: small torch classifiers on the stored embeddings, trained on soft labels.
 
-A head is a logistic regression (`hidden: 0`) or a two-layer MLP on one embedding signal's
+A head (its architecture: signals/labels/head.py, shared with the job that runs it) is a logistic regression (`hidden: 0`) or a two-layer MLP on one embedding signal's
 vectors. Its loss is binary cross-entropy against each item's probability of the positive value
 (`p_positive`), so weak labels count as sure as their label model is, and gold labels (0/1, or
 annotators' shares) as they are. Training is seeded end to end (initial weights, the loader's
@@ -25,14 +25,8 @@ from torch.nn import functional as F
 
 from conf.settings import TrainingSettings, UsageError
 from signals.device import configure_threads
+from signals.labels.head import build_head, score_vectors
 from training.loader import Snapshot, batches
-
-
-def build_head(dim: int, hidden: int) -> nn.Module:
-    """Logistic regression (hidden 0) or Linear-ReLU-Linear, one logit out."""
-    if hidden == 0:
-        return nn.Sequential(nn.Linear(dim, 1))
-    return nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 
 
 @dataclass
@@ -49,14 +43,6 @@ class TrainedHead:
     def scores(self, vectors: np.ndarray) -> np.ndarray:
         """P(positive) of each row of `vectors` (float64)."""
         return score_vectors(self.model, vectors)
-
-
-def score_vectors(model: nn.Module, vectors: np.ndarray) -> np.ndarray:
-    """The head's probabilities for a matrix of embeddings, in evaluation mode and without gradients."""
-    model.eval()
-    with torch.no_grad():
-        logits = model(torch.as_tensor(np.asarray(vectors, dtype=np.float32))).squeeze(-1)
-    return torch.sigmoid(logits.double()).numpy()
 
 
 def _dim_of(snapshot: Snapshot, split: str) -> int:
@@ -125,11 +111,3 @@ def save_head(head: TrainedHead, folder: str | Path, metadata: Mapping[str, str]
         out.write(data)
     os.replace(out.name, path)
     return path
-
-
-def load_head(path: str | Path) -> nn.Module:
-    """The head saved at `path`, in evaluation mode."""
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    model = build_head(int(saved["dim"]), int(saved["hidden"]))
-    model.load_state_dict(saved["state_dict"])
-    return model.eval()

@@ -19,6 +19,7 @@ from conf.settings import Settings, UsageError
 from lake.registry import CHALLENGER, RegisteredModel, RegistryError
 from rollout.compare import log_to_mlflow
 from rollout.models import champion_version, registry_for
+from signals.catalog import signal_class
 from training.evaluate import LANGUAGE_SIGNAL, RULES, Evaluation, evaluate, item_slices, report_metrics, rule_scores, write_evaluation_report
 from training.gate import EVALUATION_TAG, head_signal
 from training.heads import TrainedHead, save_head, train_head
@@ -26,7 +27,7 @@ from training.loader import Snapshot, batches, pin_snapshot
 from training.tasks import task_named
 
 EXPERIMENT = "content-signals-training"
-HEAD_KIND = "head"
+HEAD_KINDS = {"image": "image_embedding_head", "text": "text_embedding_head"}  # signals.catalog kind by the embedding's input
 LABEL_SOURCES = ("weak", "gold", "both")
 
 
@@ -116,9 +117,9 @@ def train_task(settings: Settings, task_name: str, labels: pd.DataFrame, label_s
     run_id = log_to_mlflow(settings.registry_uri, report, {**losses, **(report_metrics(evaluation) if evaluation else {})},
                            f"train {name}", settings.registry.artifact_location, EXPERIMENT, params, [weights])
     registry = registry_for(settings)
-    model = registry.register(name, str(weights), {"kind": HEAD_KIND, "weights_path": str(weights), "embedding_signal": signal,
-                                                   "embedding_model_version": snapshot.model_version, "hidden": head.hidden},
-                              description=task.question)
+    kind = HEAD_KINDS[signal_class(settings.signals[signal].kind).input_kind]
+    model = registry.register(name, str(weights), {"kind": kind, "weights_path": str(weights), "embedding_signal": signal,
+                                                   "embedding_model_version": snapshot.model_version}, description=task.question)
     registry.client.set_model_version_tag(name, model.version, "mlflow_run_id", run_id)
     if evaluation is not None:
         registry.client.set_model_version_tag(name, model.version, EVALUATION_TAG, json.dumps(evaluation.summary()))

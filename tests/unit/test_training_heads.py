@@ -9,7 +9,8 @@ from embedding_tables import SIGNAL, append, rows
 from sklearn.metrics import roc_auc_score
 
 from conf.settings import TrainingSettings, UsageError
-from training.heads import load_head, save_head, score_vectors, train_head
+from signals.labels.head import load_head, score_vectors
+from training.heads import save_head, train_head
 from training.loader import pin_snapshot
 
 DIM = 16

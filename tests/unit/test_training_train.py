@@ -13,7 +13,7 @@ from jobs.cli import main
 from lake import delta_io
 from lake.registry import CHALLENGER, CHAMPION, Registry
 from rollout.compare import EXPERIMENT as COMPARE_EXPERIMENT
-from training.heads import load_head, score_vectors
+from signals.labels.head import load_head, score_vectors
 from training.loader import split_of
 from training.train import EXPERIMENT, train_task
 
