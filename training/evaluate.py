@@ -184,7 +184,8 @@ def _figures(evaluation: Evaluation) -> dict[str, bytes]:
     pr.set(xlabel="recall", ylabel="precision", title="precision-recall")
     diagram.set(xlabel="mean score", ylabel="share positive", title="reliability")
     for ax in (roc, pr, diagram):
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     figures["ROC and PR curves"] = _png(curves)
     figures["reliability diagram"] = _png(reliability)
     return figures
