@@ -28,7 +28,6 @@ from training.tasks import task_named
 
 EXPERIMENT = "content-signals-training"
 HEAD_KINDS = {"image": "image_embedding_head", "text": "text_embedding_head"}  # signals.catalog kind by the embedding's input
-LABEL_SOURCES = ("weak", "gold", "both")
 
 
 def label_frames(lakehouse: str, task: str, source: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
