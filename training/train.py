@@ -40,8 +40,8 @@ def label_frames(lakehouse: str, task: str, source: str) -> tuple[pd.DataFrame, 
         raise UsageError("this build has no human or weak labels yet (training.gold, training.weak); "
                          "train_task takes label frames meanwhile") from e
     gold_frame = gold.gold_labels(lakehouse, task)
-    frames = {"gold": [gold_frame], "weak": [weak.weak_labels(lakehouse, task)], "both": [gold_frame, weak.weak_labels(lakehouse, task)]}
-    labels = pd.concat([f[["content_id", "p_positive"]] for f in frames[source]], ignore_index=True).drop_duplicates("content_id")
+    frames = ([gold_frame] if source in ("gold", "both") else []) + ([weak.weak_labels(lakehouse, task)] if source in ("weak", "both") else [])
+    labels = pd.concat([f[["content_id", "p_positive"]] for f in frames], ignore_index=True).drop_duplicates("content_id")
     return labels, gold_frame, weak.majority_vote(lakehouse, task)
 
 
