@@ -289,6 +289,41 @@ class MonitorSettings(_Strict):
         return day.isoformat() if isinstance(day, date) else day
 
 
+class GateSettings(_Strict):
+    """What a head's challenger must show on held-out gold before `promote` moves the champion to it
+    (training/gate.py; docs/design.md, Heads, evaluation and the gate)."""
+
+    min_auc_margin: float = Field(0.02, ge=-1, le=1)  # ROC-AUC above the best baseline's (the rule, majority vote) by this
+    max_slice_drop: float = Field(0.05, ge=0, le=1)  # no slice's ROC-AUC below the champion's (or the rule's) by more than this
+    max_ece: float = Field(0.1, gt=0, le=1)  # expected calibration error at most this
+    min_slice_items: int = Field(20, ge=2)  # slices with fewer gold items (or one class only) are not judged
+
+
+class TrainingSettings(_Strict):
+    """Heads trained on the stored embeddings (`content-signals train TASK`, training/heads.py)."""
+
+    hidden: int = Field(64, ge=0)  # units of the hidden layer; 0: a logistic regression
+    epochs: int = Field(40, ge=1)
+    learning_rate: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    batch_size: int = Field(64, ge=1)
+    shuffle_buffer: int = Field(4096, ge=1)  # rows mixed at once by the loader (bounded memory)
+    splits: tuple[float, float, float] = (0.7, 0.15, 0.15)  # train, validation, test shares of near-duplicate groups
+    seed: int = 0
+    precision_at_recall: float = Field(0.8, gt=0, le=1)  # the evaluation reports precision at this recall
+    threads: int = Field(1, ge=1)  # torch intra-op threads while training: a head's batches are too small for more
+    embeddings: dict[str, str] = Field(default_factory=lambda: {"low_quality": "image_embedding", "text_heavy": "image_embedding",
+                                                                "spam_text": "text_embedding"})  # task -> embedding signal
+    gate: GateSettings = GateSettings()
+
+    @field_validator("splits")
+    @classmethod
+    def _shares(cls, splits: tuple[float, float, float]) -> tuple[float, float, float]:
+        if min(splits) <= 0 or abs(sum(splits) - 1) > 1e-9:
+            raise ValueError(f"splits {splits}: three positive shares that sum to 1")
+        return splits
+
+
 class Settings(_Strict):
     profile: str = "base"
     lakehouse: str
@@ -304,6 +339,7 @@ class Settings(_Strict):
     maintain: MaintainSettings = MaintainSettings()
     index: IndexSettings = IndexSettings()
     monitor: MonitorSettings = MonitorSettings()
+    training: TrainingSettings = TrainingSettings()
     signals: dict[str, SignalSettings]
 
     @field_validator("lakehouse")

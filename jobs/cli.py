@@ -18,6 +18,7 @@
     content-signals label-sample low_quality --n 200               # the items worth labelling next, for Label Studio
     content-signals maintain                               # checkpoint logs, compact small files, vacuum what no named version needs
     content-signals monitor                                # the latest run's statistics, drift and alerts (exit 5 on an alert)
+    content-signals train low_quality --labels both        # a head on the stored embeddings, registered as head_low_quality's challenger
     content-signals backfill --dry-run                     # the plan: window, signals, versions, corpus, Spark; nothing runs
     spark-submit --master spark://host:7077 --py-files dist/content_signals-0.1.0.zip jobs/cli.py backfill --profile cluster-cpu
 """
@@ -68,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("signal")
         if name == "promote":
             command.add_argument("version", help="a version number or an alias (e.g. challenger)")
+            command.add_argument("--force", action="store_true",
+                                 help="promote even when the version covers fewer items than the champion or a head fails the gate")
     register = commands.add_parser("register", parents=[common], help="register new weights for a signal's model")
     register.add_argument("signal")
     register.add_argument("--source", required=True, help="a checkpoint file or folder, or a hub tag")
@@ -107,6 +110,12 @@ def _parser() -> argparse.ArgumentParser:
     neighbours.add_argument("signal")
     neighbours.add_argument("content_id")
     neighbours.add_argument("-k", type=int, default=10, help="how many (default 10)")
+    train = commands.add_parser("train", parents=[common],
+                                help="train a head for a task on the stored embeddings, evaluate it on held-out gold, register it as the challenger")
+    train.add_argument("task", help="low_quality, text_heavy or spam_text (training/tasks.py)")
+    train.add_argument("--labels", choices=("weak", "gold", "both"), default="both",
+                       help="train on weak labels, gold labels, or both (gold where an item has it; default)")
+    train.add_argument("--embedding", help="the embedding signal the head reads (default: training.embeddings of the task)")
     commands.add_parser("evaluate", parents=[common], help="labels, duplicate groups and retrieval against the sample corpus truth")
     commands.add_parser("eval", parents=[common], help="make-corpus, backfill (OCR on), dedup, evaluate")
     commands.add_parser("show", parents=[common], help="what the lakehouse holds")

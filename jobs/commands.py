@@ -22,7 +22,7 @@ from jobs.maintain import run_maintain
 from jobs.monitor import evaluate_monitoring, publish_dashboard, raise_on_alerts, run_monitor
 from jobs.refresh import run_refresh
 from jobs.session import build_session
-from jobs.show import console, print_evaluation, print_monitor, print_neighbours, print_result, print_upkeep, show
+from jobs.show import console, print_evaluation, print_monitor, print_neighbours, print_result, print_trained, print_upkeep, show
 from lake.ledger import SUCCEEDED
 from monitoring.monitor import MonitorResult
 from retrieval import index_store
@@ -36,6 +36,8 @@ from sample_corpus.generate import write_sample_corpus
 from sample_corpus.scenarios import append_scenario_day
 from signals.catalog import signal_class
 from signals.contracts import CORPUS, RUNS
+from training.gate import promotion_refusals
+from training.train import label_frames, train_task
 
 SCENARIO_ITEMS = 64  # items of an appended scenario day: enough for every rule's min_rows
 
@@ -57,6 +59,11 @@ def make_corpus(settings: Settings, n_items: int | None = None, seed: int | None
 def _promote(settings: Settings, args: argparse.Namespace) -> None:
     registry = registry_for(settings)
     target = registry.resolve(args.signal, args.version).version
+    refusals = promotion_refusals(settings, registry, args.signal, target, registry.aliases(args.signal).get(CHAMPION))
+    if refusals and not args.force:
+        raise UsageError(f"{args.signal} version {target} not promoted: " + "; ".join(refusals) + " (--force promotes it anyway)")
+    for refusal in refusals:
+        console.print(f"[yellow]forced past:[/] {refusal}")
     before = registry.promote(args.signal, target, ledger_root=settings.table_root(RUNS.name), signal=args.signal)
     console.print(f"{args.signal}: champion {before} -> {target}; readers of the champion follow, nothing recomputed")
 
@@ -98,7 +105,13 @@ def _compare(settings: Settings, args: argparse.Namespace) -> None:
     console.print(f"report: {report} (MLflow run {run_id})")
 
 
-REGISTRY_COMMANDS = {"promote": _promote, "rollback": _rollback, "register": _register, "compare": _compare}
+def _train(settings: Settings, args: argparse.Namespace) -> None:
+    labels, gold, majority = label_frames(settings.lakehouse_root, args.task, args.labels)
+    trained = train_task(settings, args.task, labels, args.labels, args.embedding, gold, majority)
+    print_trained(trained)
+
+
+REGISTRY_COMMANDS = {"train": _train, "promote": _promote, "rollback": _rollback, "register": _register, "compare": _compare}
 
 
 def _champion_of(settings: Settings, signal: str) -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from conf.settings import Settings, UsageError
 from jobs.progress import spark_progress
@@ -28,7 +29,7 @@ from signals.catalog import build_signal
 from signals.contracts import DUPLICATES, EMBEDDINGS, LABELS, RUNS, TableContract
 from signals.table_rows import RowStamp, output_of
 from udfs.resources import Cluster, Placement, placement
-from udfs.rows import evened, output_rows, signal_inputs
+from udfs.rows import derived_inputs, evened, output_rows, signal_inputs
 from udfs.worker import worker_report
 
 
@@ -139,12 +140,25 @@ def placements(spark: SparkSession, settings: Settings, signals: dict[str, Signa
     return {name: placement(name, settings.signals[name], cluster) for name in signals}
 
 
+def stored_embeddings(spark: SparkSession, settings: Settings, signal: str, model_version: str) -> DataFrame:
+    """The embeddings table's rows of one signal and model version, now, as a head reads them
+    (`signals.labels.head.STORED_COLUMNS`); a run's own embeddings commit precedes its labels'."""
+    root = settings.table_root(EMBEDDINGS.name)
+    delta_io.ensure_table(root, EMBEDDINGS)
+    rows = spark_io.read_spark(spark, root, partitions=[("signal", "=", signal), ("model_version", "=", model_version)])
+    return rows.select("content_id", "vector", F.col("status").alias("embedding_status"), F.col("error").alias("embedding_error"),
+                       F.col("input_hash").alias("embedding_input_hash"))
+
+
 def signal_rows(corpus: DataFrame, signal: Signal, settings: Settings, run: Run, items: int, placed: Placement) -> spark_io.WriteSource:
     """The rows of the signal's output table for these corpus rows (`items` of them; lazy:
-    nothing runs yet), computed where `placed` says, each task reporting its worker."""
+    nothing runs yet), computed where `placed` says, each task reporting its worker. A head
+    (a derived signal) reads the item's stored embedding row instead of its corpus inputs."""
     signal = signal.on_device(placed.device)
+    inputs = (derived_inputs(corpus, signal, stored_embeddings(corpus.sparkSession, settings, *signal.reads)) if signal.stored_columns
+              else signal_inputs(corpus, signal))
     return spark_io.WriteSource(
-        evened(signal_inputs(corpus, signal), settings.spark.partitions_per_slot, items, signal.batch_size, placed.cpus),
+        evened(inputs, settings.spark.partitions_per_slot, items, signal.batch_size, placed.cpus),
         output_rows(signal, RowStamp.of(signal, run.run_id, run.started), settings.prefetch, settings.torch_threads),
         placed.resources, worker_report,
     )

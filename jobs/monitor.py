@@ -44,7 +44,7 @@ def publish_dashboard(settings: Settings, result: MonitorResult) -> tuple[Path, 
     page = write_dashboard(settings, result, DASHBOARDS / f"{result.run_id}.html")
     values = {f"{j.signal}.{j.ds}.{v.rule}{'.' + v.label if v.label else ''}": v.value for j in result.judged for v in j.verdicts}
     metrics = {"alerts": len(result.fired), **{k: v for k, v in values.items() if v is not None}}
-    run = log_to_mlflow(settings.registry_uri, page, metrics, f"monitor {result.run_id}", settings.registry.artifact_location, EXPERIMENT)
+    run = log_to_mlflow(settings.registry_uri, page, metrics, f"monitor {result.run_id}", settings.registry.artifact_location, experiment=EXPERIMENT)
     return page, run
 
 

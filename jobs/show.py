@@ -19,6 +19,7 @@ from retrieval.index_store import Manifest
 from rollout.evaluate import REPORT
 from signals.contracts import DUPLICATES, EMBEDDINGS, LABELS, RUNS
 from training.gold import Agreement
+from training.train import TrainedVersion
 
 console = Console(width=None if sys.stdout.isatty() else 160)  # logs and pipes keep whole paths
 
@@ -178,3 +179,22 @@ def print_weak(report: dict) -> None:
             console.print(f"{key.replace('_', ' ')} on {report['gold_items']} gold items: {report[key]:.3f}")
     issues = report["label_issues"]
     console.print(f"{len(issues)} gold items likely mislabelled, for re-review" + (": " + ", ".join(i["content_id"] for i in issues[:20]) if issues else ""))
+
+
+def print_trained(trained: TrainedVersion) -> None:
+    """A trained head: its registry version, what it was trained on, its held-out metrics per scorer."""
+    lineage = trained.snapshot.lineage()
+    console.print(f"{trained.model.name}: version {trained.model.version} is now 'challenger' (MLflow run {trained.run_id}); trained on "
+                  f"{lineage['labels_items']} labelled items, {lineage['embedding_signal']} model version {lineage['embedding_model_version']} "
+                  f"at embeddings version {lineage['embeddings_version']}", soft_wrap=True)
+    if trained.evaluation is None:
+        console.print("no gold labels: not evaluated, and `promote` will refuse it until it is")
+        return
+    table = Table(title=f"held-out gold ({int(next(iter(trained.evaluation.metrics.values()))['items'])} items)")
+    columns = list(next(iter(trained.evaluation.metrics.values())))
+    for column in ("scorer", *columns):
+        table.add_column(column, justify="left" if column == "scorer" else "right")
+    for scorer, metrics in trained.evaluation.metrics.items():
+        table.add_row(scorer, *("–" if metrics[c] is None else f"{metrics[c]:.4g}" for c in columns))
+    console.print(table)
+    console.print(f"report: {trained.report}")

@@ -457,24 +457,26 @@ def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, f
     return flat
 
 
-def log_to_mlflow(tracking_uri: str, report: Path, metrics: Mapping[str, Any], run_name: str,
-                  artifact_location: str | None = None, experiment_name: str = EXPERIMENT) -> str:
-    """An MLflow run in `experiment_name` (the comparisons' by default) with the metrics and the
-    HTML report as an artifact; returns its run id. The experiment, when new, keeps its artifacts at
+def log_to_mlflow(tracking_uri: str, report: Path | None, metrics: Mapping[str, Any], run_name: str,
+                  artifact_location: str | None = None, experiment: str = EXPERIMENT,
+                  params: Mapping[str, str] | None = None, artifacts: Sequence[Path] = ()) -> str:
+    """An MLflow run in `experiment` (default `content-signals-compare`) with the metrics and the HTML report
+    as an artifact (and `params`, other `artifacts`: a training run's lineage and model); returns
+    its run id. The experiment, when new, keeps its artifacts at
     `artifact_location`, else (a local sqlite store) in an `mlartifacts` folder beside the
     database (not ./mlruns under the working directory), else where the tracking server says."""
-    from mlflow.entities import Metric
+    from mlflow.entities import Metric, Param
 
     from lake.registry import mlflow_client, sqlite_path  # imports mlflow with its telemetry off
 
     client = mlflow_client(tracking_uri)
-    experiment = client.get_experiment_by_name(experiment_name)
-    if experiment is None:
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
         db = sqlite_path(tracking_uri)
         location = artifact_location or ((db.resolve().parent / "mlartifacts").as_uri() if db is not None else None)
-        experiment_id = client.create_experiment(experiment_name, artifact_location=location)
+        experiment_id = client.create_experiment(experiment, artifact_location=location)
     else:
-        experiment_id = experiment.experiment_id
+        experiment_id = found.experiment_id
     run = client.create_run(experiment_id, run_name=run_name)
     run_id = run.info.run_id
     try:
@@ -482,7 +484,9 @@ def log_to_mlflow(tracking_uri: str, report: Path, metrics: Mapping[str, Any], r
         flat = [Metric(k, v, now, 0) for k, v in flatten_metrics(metrics).items()]
         for start in range(0, len(flat), 1000):  # MLflow takes at most 1000 metrics per batch
             client.log_batch(run_id, metrics=flat[start:start + 1000])
-        client.log_artifact(run_id, str(report))
+        client.log_batch(run_id, params=[Param(k, str(v)) for k, v in (params or {}).items()])
+        for path in [report, *artifacts] if report is not None else artifacts:
+            client.log_artifact(run_id, str(path))
     except Exception:
         client.set_terminated(run_id, "FAILED")
         raise

@@ -80,6 +80,11 @@ class Signal(ABC):
     # model registry records them per version and decides them; every other param says how the
     # model is RUN (batch sizes, threads, thresholds, decoding) and comes from the configuration
     identity_params: ClassVar[tuple[str, ...]] = ()
+    # a derived signal reads these columns of a stored row (a head: the item's embedding row),
+    # joined in by the job, instead of its corpus inputs (which still make its input hash)
+    stored_columns: ClassVar[tuple[str, ...]] = ()
+    # versions come only from training here (`content-signals train`), never registered from the configuration
+    trained_here: ClassVar[bool] = False
 
     def __init__(self, config: SignalConfig) -> None:
         self.config = config

@@ -29,6 +29,13 @@ def signal_inputs(corpus: DataFrame, signal: Signal) -> DataFrame:
     return corpus.select("content_id", "ds", input_hash_column(signal).alias("input_hash"), *input_columns(signal))
 
 
+def derived_inputs(corpus: DataFrame, signal: Signal, stored: DataFrame) -> DataFrame:
+    """A derived signal's inputs (`Signal.stored_columns`): the item's key columns, its input hash
+    from the corpus inputs it derives from, and its stored row's columns (null where it has none)."""
+    keys = corpus.select("content_id", "ds", input_hash_column(signal).alias("input_hash"))
+    return keys.join(stored.select("content_id", *signal.stored_columns), "content_id", "left")
+
+
 def evened(frame: DataFrame, partitions_per_slot: int, rows: int, rows_per_partition: int, task_cpus: int | None = None) -> DataFrame:
     """`frame` (`rows` rows) in about `partitions_per_slot` partitions per task slot (of
     `task_cpus` cores; None: `spark.task.cpus`), none smaller than `rows_per_partition` (a model
@@ -58,7 +65,7 @@ def output_rows(signal: Signal, stamp: RowStamp, prefetch: int = 2, torch_thread
     item, or per item and label), in input order; bad inputs are error rows. Each row's keys
     travel through the runner with it."""
     contract = output_of(signal)
-    columns = [*KEY_COLUMNS, *signal.input_columns]
+    columns = [*KEY_COLUMNS, *(signal.stored_columns or signal.input_columns)]
 
     def rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         frames = (batch.select(columns).to_pandas() for batch in batches)  # read on the runner's prefetch thread, if any

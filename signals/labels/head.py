@@ -1,0 +1,114 @@
+"""Heads as signals: a head we trained (training/heads.py) scoring items from the stored
+embeddings, without running the image or text model again.
+
+A head is a derived signal: a task's input is not the corpus item but the item's row of the
+embedding signal and model version the head was trained on (`embedding_signal`,
+`embedding_model_version`, identity params recorded in the registry by `train`), which the job
+joins in (`stored_columns`). Its input hash is that of the corpus inputs the embedding was
+computed from, so a refresh recomputes a head's row exactly when its embedding changes. Its
+rows are label rows (one label, the task; threshold 0.5 unless configured). An item whose
+embedding row is an error gets an error row with the embedding's reason; one without a current
+embedding row (not computed yet, or computed from other inputs) gets a transient error, which
+the next refresh retries.
+
+The architecture lives here, not in training/, so the job, the trainer and an online scorer
+build the same module from the same saved file.
+"""
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from signals.base import InputKind
+from signals.contracts import TRANSIENT_PREFIX, is_retried_error
+from signals.decode import InputError
+from signals.labels.base import Labeler, LabelScores
+
+STORED_COLUMNS = ("vector", "embedding_status", "embedding_error", "embedding_input_hash")
+
+
+def build_head(dim: int, hidden: int) -> nn.Module:
+    """Logistic regression (hidden 0) or Linear-ReLU-Linear, one logit out."""
+    if hidden == 0:
+        return nn.Sequential(nn.Linear(dim, 1))
+    return nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+
+def load_head(path: str | Path, device: torch.device | str = "cpu") -> nn.Module:
+    """The head saved at `path` (training.heads.save_head), in evaluation mode."""
+    saved = torch.load(path, map_location=device, weights_only=True)
+    model = build_head(int(saved["dim"]), int(saved["hidden"]))
+    model.load_state_dict(saved["state_dict"])
+    return model.to(device).eval()
+
+
+def score_vectors(model: nn.Module, vectors: np.ndarray) -> np.ndarray:
+    """The head's probabilities for a matrix of embeddings (float64), in evaluation mode, no gradients."""
+    model.eval()
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        logits = model(torch.as_tensor(np.asarray(vectors, dtype=np.float32), device=device)).squeeze(-1)
+    return torch.sigmoid(logits.double()).cpu().numpy()
+
+
+class EmbeddingHead(Labeler):
+    """A trained head on one embedding signal's stored vectors; its label is `params.label` (the task)."""
+
+    stored_columns: ClassVar[tuple[str, ...]] = STORED_COLUMNS
+    identity_params: ClassVar[tuple[str, ...]] = ("weights_path", "embedding_signal", "embedding_model_version")
+    trained_here: ClassVar[bool] = True
+    default_threshold: ClassVar[float] = 0.5
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return (str(self.config.params["label"]),)
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        return {self.labels[0]: self.default_threshold, **self.config.params.get("thresholds", {})}
+
+    @property
+    def reads(self) -> tuple[str, str]:
+        """(embedding signal, model version) whose stored rows the head scores."""
+        return str(self.config.params["embedding_signal"]), str(self.config.params["embedding_model_version"])
+
+    def weights_source(self) -> str | None:
+        return self.config.params.get("weights_path")
+
+    def resource_key(self) -> Hashable:
+        return ("head", self.config.params["weights_path"])
+
+    def load_resources(self, device: torch.device) -> nn.Module:
+        return load_head(self.config.params["weights_path"], device)
+
+    def prepare(self, row: Mapping[str, Any]) -> np.ndarray:
+        signal, version = self.reads
+        status, error = row.get("embedding_status"), row.get("embedding_error")
+        if status is None or row.get("embedding_input_hash") != row.get("input_hash"):
+            raise InputError(f"{TRANSIENT_PREFIX}no {signal} row of model version {version} for these inputs yet")
+        if status != "ok":
+            raise InputError(error if is_retried_error(error) else f"input embedding: {error}")
+        return np.asarray(row["vector"], dtype=np.float32)
+
+    def score(self, prepared: list[np.ndarray]) -> list[LabelScores]:
+        label = self.labels[0]
+        return [LabelScores({label: float(p)}) for p in score_vectors(self.resources, np.stack(prepared))]
+
+
+class ImageEmbeddingHead(EmbeddingHead):
+    """A head on an image embedding: its input hash is the image's."""
+
+    input_kind: ClassVar[InputKind] = "image"
+    input_columns: ClassVar[tuple[str, ...]] = ("image", "image_uri")
+
+
+class TextEmbeddingHead(EmbeddingHead):
+    """A head on a text embedding: its input hash is the title and description's."""
+
+    input_kind: ClassVar[InputKind] = "text"
+    input_columns: ClassVar[tuple[str, ...]] = ("title", "description")

@@ -1,0 +1,89 @@
+"""A trained head in the jobs: trained on the backfilled sample's stored embeddings, shadowed at
+100% beside nothing (its scores equal the head on the stored vectors), promoted through the gate,
+a second version canaried on a slice and refused promotion for its coverage, and a refresh that
+scores new items from the embeddings it commits in the same run and drops a takedown's row."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import edit_corpus, settings_for
+
+from jobs.backfill import run_backfill
+from jobs.cli import main
+from jobs.refresh import run_refresh
+from lake import delta_io
+from lake.registry import CHALLENGER, CHAMPION, Registry
+from sample_corpus.generate import TRUTH_TABLE
+from signals.contracts import TRANSIENT_PREFIX
+from signals.labels.head import load_head, score_vectors
+from training.train import train_task
+
+pytestmark = pytest.mark.spark
+
+OFF = tuple(f"signals.{n}.enabled=false" for n in ("text_embedding", "image_safety", "text_safety", "language", "image_topics", "text_topics"))
+HEAD = "head_low_quality"
+# a lenient gate, and 40% of the 60 items' groups held out, so both classes are among them
+LENIENT = ("training.gate.min_auc_margin=-1", "training.gate.max_ece=1", "training.gate.max_slice_drop=1", "training.epochs=10",
+           "training.splits=[0.5, 0.1, 0.4]")
+
+
+def labels_from_truth(lakehouse: str, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(weak labels with 15% flipped, gold labels) of low_quality from the sample corpus truth."""
+    truth = delta_io.read_arrow(f"{lakehouse}/{TRUTH_TABLE}").to_pandas()
+    positive = (truth["is_blurred"] | truth["is_low_res"]).to_numpy()
+    flipped = np.random.default_rng(seed).random(len(truth)) < 0.15
+    weak = pd.DataFrame({"content_id": truth["content_id"], "p_positive": np.where(positive ^ flipped, 0.8, 0.2)})
+    gold = pd.DataFrame({"content_id": truth["content_id"], "p_positive": positive.astype(float), "label": positive.astype(int),
+                         "n_annotators": 1})
+    return weak, gold
+
+
+def head_rows(settings, version: str) -> pd.DataFrame:
+    rows = delta_io.read_arrow(settings.table_root("labels")).to_pandas()
+    return rows[(rows["signal"] == HEAD) & (rows["model_version"] == version)].set_index("content_id")
+
+
+def test_a_trained_head_through_shadow_gate_canary_and_refresh(spark, backfilled, tmp_path, capsys):
+    lakehouse = tmp_path / "lakehouse"
+    shutil.copytree(backfilled.settings.lakehouse_root, lakehouse)
+    settings = settings_for(lakehouse, *OFF, *LENIENT, "signals.head_low_quality.enabled=true")
+    weak, gold = labels_from_truth(str(lakehouse), seed=0)
+    first = train_task(settings, "low_quality", weak, "weak", gold=gold, report_path=tmp_path / "report.html")
+    run_backfill(spark, settings, role=CHALLENGER)  # only the head has a challenger: a shadow run of it on every item
+
+    rows = head_rows(settings, first.model.version)
+    embeddings = delta_io.read_arrow(settings.table_root("embeddings")).to_pandas()
+    embeddings = embeddings[embeddings["signal"] == "image_embedding"].set_index("content_id")
+    assert sorted(rows.index) == sorted(embeddings.index)
+    ok = embeddings[embeddings["status"] == "ok"]
+    assert (rows.loc[ok.index, "status"] == "ok").all()
+    np.testing.assert_allclose(rows.loc[ok.index, "score"], score_vectors(load_head(first.weights), np.stack(ok["vector"])), atol=1e-6)
+    failed = embeddings[embeddings["status"] == "error"]
+    assert len(failed) and (rows.loc[failed.index, "error"] == "input embedding: " + failed["error"]).all()
+
+    def promote(*args: str) -> int:
+        return main(["promote", HEAD, "challenger", "--set", f"lakehouse={lakehouse}", *(f"--set={o}" for o in LENIENT), *args])
+
+    assert promote("--set=training.gate.min_auc_margin=0.99") == 2 and "min_auc_margin" in capsys.readouterr().out
+    assert promote() == 0
+    registry = Registry(settings.registry_uri)
+    assert registry.aliases(HEAD)[CHAMPION] == first.model.version
+
+    retrained = settings.model_copy(update={"training": settings.training.model_copy(update={"seed": 1})})
+    second = train_task(retrained, "low_quality", weak, "weak", gold=gold, report_path=tmp_path / "report.html")
+    run_backfill(spark, settings, role=CHALLENGER, slice_percent=30)  # a canary
+    canaried = len(head_rows(settings, second.model.version))
+    assert 0 < canaried < len(rows)
+    assert promote() == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"lacks {len(rows) - canaried} of the {len(rows)}" in out and "backfill --challenger" in out
+    assert registry.aliases(HEAD)[CHAMPION] == first.model.version
+
+    edits = edit_corpus(settings.table_root("corpus"), drop=1, retitle=0, add=2)
+    run_refresh(spark, settings)  # the new items' embeddings, then the champion head on them, in one run; the takedown gone
+    rows = head_rows(settings, first.model.version)
+    assert (rows.loc[edits["added"], "status"] == "ok").all() and not rows["error"].fillna("").str.startswith(TRANSIENT_PREFIX).any()
+    assert not set(edits["dropped"]) & set(rows.index)

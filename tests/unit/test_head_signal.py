@@ -1,0 +1,62 @@
+"""A trained head as a signal (signals/labels/head.py), without Spark: the job's runner and row
+contract over stored embedding rows, scores equal to the head called directly, error rows where
+the embedding is one or is missing."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from signals.base import ModelRef, SignalConfig
+from signals.catalog import build_signal
+from signals.contracts import LABELS, TRANSIENT_PREFIX, is_retried_error
+from signals.labels.head import build_head, load_head, score_vectors
+from signals.runner import run_signal
+from signals.table_rows import KEY_COLUMNS, RowStamp, table_rows
+from training.heads import TrainedHead, save_head
+
+DIM = 8
+
+
+@pytest.fixture
+def head(tmp_path, empty_model_cache):
+    torch.manual_seed(0)
+    path = save_head(TrainedHead(build_head(DIM, 4), DIM, 4), tmp_path, {"task": "low_quality"})
+    params = {"label": "low_quality", "weights_path": str(path), "embedding_signal": "image_embedding", "embedding_model_version": "1"}
+    return build_signal("image_embedding_head", SignalConfig("head_low_quality", ModelRef("head_low_quality", "3"), batch_size=4,
+                                                             params=params)), path
+
+
+def test_stored_scores_equal_the_head_on_the_stored_vector_and_errors_follow_the_embedding(head):
+    signal, path = head
+    vectors = np.random.default_rng(0).standard_normal((9, DIM)).astype(np.float32)
+    frame = pd.DataFrame({
+        "content_id": [f"c{i}" for i in range(12)], "ds": "2026-11-01", "input_hash": [f"h{i}" for i in range(12)],
+        "vector": [*vectors.tolist(), None, None, None],
+        "embedding_status": ["ok"] * 9 + ["error", "error", None],
+        "embedding_error": [None] * 9 + ["image is corrupt", f"{TRANSIENT_PREFIX}timeout", None],
+        "embedding_input_hash": [*(f"h{i}" for i in range(8)), "stale", "h9", "h10", None],
+    })
+    result = pd.concat(run_signal(signal.load(), [frame.iloc[:5], frame.iloc[5:]], prefetch=0, carry=KEY_COLUMNS), ignore_index=True)
+    rows = table_rows(LABELS, RowStamp.of(signal, "run", pd.Timestamp("2026-11-02", tz="UTC").to_pydatetime()), result).to_pandas()
+    assert list(rows["content_id"]) == list(frame["content_id"]) and set(rows["signal"]) == {"head_low_quality"}
+    ok = rows[rows["status"] == "ok"]
+    assert list(ok["content_id"]) == [f"c{i}" for i in range(8)] and set(ok["label"]) == {"low_quality"}
+    np.testing.assert_allclose(ok["score"], score_vectors(load_head(path), vectors[:8]), atol=1e-6)
+    np.testing.assert_array_equal(ok["decision"], ok["score"] >= 0.5)
+    errors = rows.set_index("content_id")["error"]
+    assert errors["c8"].startswith(TRANSIENT_PREFIX) and is_retried_error(errors["c8"])  # an embedding of other inputs
+    assert errors["c9"] == "input embedding: image is corrupt" and not is_retried_error(errors["c9"])
+    assert errors["c10"] == f"{TRANSIENT_PREFIX}timeout"  # retried with its embedding
+    assert is_retried_error(errors["c11"])  # no embedding row yet
+
+
+def test_other_weights_than_the_registered_ones_are_refused(head, tmp_path):
+    from signals.weights import WeightsMismatch
+
+    signal, _ = head
+    wrong = build_signal("image_embedding_head", SignalConfig(signal.signal, signal.config.model, params=signal.config.params,
+                                                              weights_sha256="0" * 64))
+    with pytest.raises(WeightsMismatch):
+        wrong.load()

@@ -1,0 +1,62 @@
+"""The promotion gate of a head (training/gate.py) and the evaluation metrics it reads (training/evaluate.py)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conf.settings import GateSettings
+from training.evaluate import expected_calibration_error, image_format, precision_at_recall, text_length
+from training.gate import gate_failures
+
+GATE = GateSettings(min_auc_margin=0.02, max_slice_drop=0.05, max_ece=0.1)
+
+
+def summary(head_auc: float, rule_auc: float, ece: float = 0.05, head_slice: float = 0.9, rule_slice: float = 0.8) -> dict:
+    return {"metrics": {"head": {"roc_auc": head_auc, "ece": ece}, "rule": {"roc_auc": rule_auc, "ece": 0.2},
+                        "majority_vote": {"roc_auc": None, "ece": 0.3}},
+            "slices": {"head": {"language": {"en": head_slice}}, "rule": {"language": {"en": rule_slice}}}}
+
+
+def test_a_head_better_everywhere_passes():
+    assert gate_failures(summary(0.9, 0.8), GATE) == []
+
+
+@pytest.mark.parametrize(("case", "needle"), [
+    (summary(0.81, 0.8), "min_auc_margin"),
+    (summary(0.9, 0.8, ece=0.2), "max_ece"),
+    (summary(0.9, 0.8, head_slice=0.7, rule_slice=0.8), "slice language=en"),
+])
+def test_each_failed_condition_is_named(case, needle):
+    failures = gate_failures(case, GATE)
+    assert len(failures) == 1 and needle in failures[0]
+
+
+def test_one_class_only_cannot_pass():
+    assert "one class only" in gate_failures(summary(None, 0.8), GATE)[0]
+
+
+def test_ece_equals_a_loop_over_the_bins():
+    rng = np.random.default_rng(0)
+    scores = rng.random(500)
+    labels = (rng.random(500) < scores ** 2).astype(float)
+    expected = 0.0
+    for low in np.arange(10) / 10:
+        inside = (scores >= low) & (scores < low + 0.1)
+        if inside.any():
+            expected += inside.mean() * abs(labels[inside].mean() - scores[inside].mean())
+    assert expected_calibration_error(labels, scores) == pytest.approx(expected)
+    assert expected_calibration_error(np.array([0.0, 1.0]), np.array([0.0, 1.0])) == 0
+
+
+def test_precision_at_recall_is_the_best_threshold_keeping_that_recall():
+    rng = np.random.default_rng(1)
+    labels = rng.random(300) < 0.3
+    scores = labels * 0.3 + rng.random(300)
+    best = max(labels[scores >= t].mean() for t in scores if labels[scores >= t].sum() >= 0.8 * labels.sum())
+    assert precision_at_recall(labels.astype(int), scores, 0.8) == pytest.approx(best)
+
+
+def test_slices_read_the_format_from_the_bytes_and_bucket_the_text():
+    assert [image_format(b) for b in (b"\xff\xd8\xff\xe0..", b"\x89PNG\r\n", b"RIFF\0\0\0\0WEBPVP8", b"GIF89a", b"xx", None)] == [
+        "jpeg", "png", "webp", "gif", "other", "none"]
+    assert [text_length("a" * n, None) for n in (0, 39, 40, 119, 120)] == ["short", "short", "medium", "medium", "long"]

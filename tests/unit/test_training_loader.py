@@ -1,0 +1,130 @@
+"""The loader: a pinned Delta snapshot into torch batches, sharded over workers, split by
+near-duplicate group, in bounded memory (training/loader.py)."""
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from deltalake import write_deltalake
+from embedding_tables import SIGNAL, append, rows
+from torch.utils.data import DataLoader
+
+from lake import delta_io
+from signals.contracts import DUPLICATES, EMBEDDINGS
+from training.loader import READ_ROWS, SPLITS, batches, pin_snapshot, split_of
+
+
+def day_ids(day: int, n: int) -> list[str]:
+    return [f"d{day:02d}-{i:04d}" for i in range(n)]
+
+
+def vectors(n: int, seed: int, dim: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+
+
+def write_days(lakehouse, days: int, per_day: int, first: int = 0, dim: int = 16) -> list[str]:
+    """`days` appends (a data file each) of ok rows, a few error rows and rows of another version."""
+    ids = []
+    for day in range(first, first + days):
+        names = day_ids(day, per_day)
+        ds = f"2026-11-{day + 1:02d}"
+        append(lakehouse, pa.concat_tables([
+            rows(names[:-3], vectors(per_day - 3, day, dim), ds=ds),
+            rows(names[-3:], None, ds=ds),  # error rows: never trained on
+            rows(names[:5], vectors(5, 100 + day, dim), model_version="2", ds=ds),  # another version
+        ]))
+        ids += names
+    return ids
+
+
+def collected(loader) -> pd.DataFrame:
+    parts = [pd.DataFrame({"content_id": b["content_id"], "y": b["y"].numpy(), "x0": b["x"][:, 0].numpy()}) for b in loader]
+    return pd.concat(parts, ignore_index=True)
+
+
+@pytest.mark.subprocess  # DataLoader workers are processes
+def test_two_workers_yield_every_labelled_ok_row_of_the_split_once(tmp_path):
+    ids = write_days(tmp_path, days=5, per_day=40)
+    labels = pd.DataFrame({"content_id": ids[::2], "p_positive": np.linspace(0, 1, len(ids[::2]))})
+    snapshot = pin_snapshot(str(tmp_path), SIGNAL, "1", labels)
+    table = delta_io.read_arrow(f"{tmp_path}/{EMBEDDINGS.name}", snapshot.embeddings_version).to_pandas()
+    ok = table[(table["signal"] == SIGNAL) & (table["model_version"] == "1") & (table["status"] == "ok")]
+    for split in SPLITS:
+        stream = batches(snapshot, split, batch_size=16, shuffle_buffer=32, seed=3)
+        got = collected(DataLoader(stream, batch_size=None, num_workers=2))
+        expected = ok.merge(snapshot.labels[snapshot.labels["split"] == split], on="content_id")
+        assert not got["content_id"].duplicated().any()
+        assert set(got["content_id"]) == set(expected["content_id"])
+        got = got.set_index("content_id").loc[expected["content_id"]]
+        np.testing.assert_allclose(got["y"], expected["p_positive"], rtol=1e-6)
+        np.testing.assert_allclose(got["x0"], [v[0] for v in expected["vector"]], rtol=1e-6)
+
+
+def test_a_later_commit_is_not_read_from_a_pinned_snapshot(tmp_path):
+    ids = write_days(tmp_path, days=2, per_day=20)
+    labels = pd.DataFrame({"content_id": ids, "p_positive": 1.0})
+    snapshot = pin_snapshot(str(tmp_path), SIGNAL, "1", labels)
+    write_days(tmp_path, days=1, per_day=20, first=2)
+    seen = set().union(*(collected(batches(snapshot, s))["content_id"] for s in SPLITS))
+    assert seen == {c for c in ids if int(c[-4:]) < 17}
+
+
+def test_splits_are_disjoint_by_near_duplicate_group(tmp_path):
+    ids = write_days(tmp_path, days=3, per_day=60)
+    groups = [ids[i:i + 4] for i in range(0, 120, 4)]  # 30 groups of 4 copies
+    write_deltalake(f"{tmp_path}/{DUPLICATES.name}", pa.Table.from_pylist([
+        {"content_id": c, "group_id": g[0], "group_size": len(g), "is_canonical": c == g[0], "status": "ok",
+         "run_id": "dedup", "computed_at": pd.Timestamp("2026-11-20", tz="UTC"), "ds": "2026-11-01"}
+        for g in groups for c in g], schema=DUPLICATES.schema), partition_by=["ds"])
+    snapshot = pin_snapshot(str(tmp_path), SIGNAL, "1", pd.DataFrame({"content_id": ids, "p_positive": 0.5}))
+    split_by_id = {}
+    for split in SPLITS:
+        for content_id in collected(batches(snapshot, split))["content_id"]:
+            split_by_id[content_id] = split
+    for group in groups:
+        assert len({split_by_id.get(c) for c in group} - {None}) == 1
+        assert split_by_id[group[0]] == split_of(group[0])
+    singles = [c for c in ids[120:] if c in split_by_id]
+    assert all(split_by_id[c] == split_of(c) for c in singles)
+    assert set(split_by_id.values()) == set(SPLITS)
+
+
+def test_the_same_seed_gives_the_same_order_and_another_epoch_another(tmp_path):
+    ids = write_days(tmp_path, days=2, per_day=50)
+    snapshot = pin_snapshot(str(tmp_path), SIGNAL, "1", pd.DataFrame({"content_id": ids, "p_positive": 0.5}))
+    first = list(collected(batches(snapshot, "train", shuffle_buffer=16, seed=1))["content_id"])
+    again = list(collected(batches(snapshot, "train", shuffle_buffer=16, seed=1))["content_id"])
+    stream = batches(snapshot, "train", shuffle_buffer=16, seed=1)
+    stream.set_epoch(1)
+    other = list(collected(stream)["content_id"])
+    assert first == again
+    assert first != other and sorted(first) == sorted(other)
+
+
+def peak_while_streaming(lakehouse, days: int, per_day: int, dim: int) -> int:
+    """Bytes held at most (numpy and Python by tracemalloc, Arrow by its pool) while a split streams."""
+    ids = write_days(lakehouse, days=days, per_day=per_day, dim=dim)
+    snapshot = pin_snapshot(str(lakehouse), SIGNAL, "1", pd.DataFrame({"content_id": ids, "p_positive": 0.5}))
+    stream = batches(snapshot, "train", batch_size=64, shuffle_buffer=256)
+    arrow_base, arrow_peak = pa.total_allocated_bytes(), 0
+    tracemalloc.start()
+    rows_seen = 0
+    for batch in stream:
+        arrow_peak = max(arrow_peak, pa.total_allocated_bytes() - arrow_base)
+        rows_seen += len(batch["content_id"])
+    python_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert rows_seen > days * per_day / 2
+    return arrow_peak + python_peak
+
+
+def test_memory_stays_flat_when_the_table_grows_fourfold(tmp_path):
+    dim, per_day = 256, 1000
+    small = peak_while_streaming(tmp_path / "small", 3, per_day, dim)
+    large = peak_while_streaming(tmp_path / "large", 12, per_day, dim)
+    record_batch = READ_ROWS * dim * 4
+    assert large < small + 2 * record_batch, (small, large)  # a record batch more or less in flight, never the table's growth
+    assert large < 0.4 * 12 * per_day * dim * 4, (large,)  # far from the table's vectors

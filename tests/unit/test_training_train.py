@@ -1,0 +1,97 @@
+"""`train` end to end without Spark (training/train.py): a head trained on injected labels,
+evaluated on held-out gold, logged to MLflow, registered as its task's challenger; and `promote`
+refusing a head that fails the gate, and any version that covers fewer items than the champion."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from embedding_tables import SIGNAL, append, random_vectors, rows
+from sklearn.metrics import roc_auc_score
+from training_lakehouse import ERRORS, training_lakehouse
+
+from jobs.cli import main
+from lake import delta_io
+from lake.registry import CHALLENGER, CHAMPION, Registry
+from rollout.compare import EXPERIMENT as COMPARE_EXPERIMENT
+from signals.labels.head import load_head, score_vectors
+from training.loader import split_of
+from training.train import EXPERIMENT, train_task
+
+
+@pytest.fixture
+def lake(tmp_path, empty_registry_db):
+    return training_lakehouse(tmp_path, empty_registry_db)
+
+
+def test_train_registers_a_challenger_evaluated_on_held_out_gold(lake, tmp_path):
+    trained = train_task(lake.settings, "low_quality", lake.weak, "weak", gold=lake.gold, majority=lake.majority,
+                         report_path=tmp_path / "report.html")
+    registry = Registry(lake.settings.registry_uri)
+    assert (trained.model.name, trained.model.version) == ("head_low_quality", "1")
+    assert registry.aliases("head_low_quality") == {CHALLENGER: "1"}
+    held_out = [c for c in lake.ids[:-ERRORS] if split_of(c) == "test"]  # no duplicates table: every item its own group
+    assert sorted(trained.evaluation.frame["content_id"]) == held_out
+    stored = delta_io.read_arrow(f"{lake.settings.lakehouse_root}/embeddings").to_pandas().set_index("content_id")
+    scores = score_vectors(load_head(trained.weights), np.stack(stored.loc[held_out, "vector"].to_list()))
+    truth = lake.gold.set_index("content_id").loc[held_out, "label"]
+    assert trained.evaluation.metrics["head"]["roc_auc"] == pytest.approx(roc_auc_score(truth, scores), abs=1e-9)
+    rule = delta_io.read_arrow(f"{lake.settings.lakehouse_root}/labels").to_pandas().set_index("content_id").loc[held_out, "score"]
+    assert trained.evaluation.metrics["rule"]["roc_auc"] == pytest.approx(roc_auc_score(truth, rule), abs=1e-9)
+    assert set(trained.evaluation.metrics) == {"head", "rule", "majority_vote"}
+    assert set(trained.evaluation.slices["head"]) >= {"ds", "image_format", "text_length"}
+    assert trained.report.read_text().count("data:image/png;base64,") == 2
+    run = registry.client.get_run(trained.run_id)
+    assert registry.client.get_experiment(run.info.experiment_id).name == EXPERIMENT != COMPARE_EXPERIMENT
+    assert run.data.params["embeddings_version"] == str(trained.snapshot.embeddings_version)
+    assert run.data.params["labels"] == "weak" and run.data.metrics["head.roc_auc"] == trained.evaluation.metrics["head"]["roc_auc"]
+    assert {a.path for a in registry.client.list_artifacts(trained.run_id)} == {"report.html", trained.weights.name}
+
+
+def test_the_same_seed_registers_the_same_version_and_another_seed_a_new_one(lake):
+    first = train_task(lake.settings, "low_quality", lake.weak, "weak")
+    again = train_task(lake.settings, "low_quality", lake.weak, "weak")
+    other = train_task(lake.settings.model_copy(update={"training": lake.settings.training.model_copy(update={"seed": 1})}),
+                       "low_quality", lake.weak, "weak")
+    assert first.weights == again.weights and first.model.version == again.model.version == "1"
+    assert other.model.version == "2" and other.weights != first.weights
+
+
+def promote(capsys, lake, *args: str) -> tuple[int, str]:
+    status = main(["promote", *args, "--set", f"lakehouse={lake.settings.lakehouse_root}",
+                   *[f"--set={o}" for o in ("training.gate.min_slice_items=10",)]])
+    return status, capsys.readouterr().out
+
+
+def test_promote_refuses_a_head_that_fails_the_gate_unless_forced(lake, capsys):
+    train_task(lake.settings, "low_quality", lake.weak, "weak", gold=lake.gold, majority=lake.majority)
+    registry = Registry(lake.settings.registry_uri)
+    status, out = promote(capsys, lake, "head_low_quality", "challenger", "--set", "training.gate.max_ece=0.0001")
+    assert status == 2 and "ECE" in out and "training.gate.max_ece" in out
+    assert CHAMPION not in registry.aliases("head_low_quality")
+    status, out = promote(capsys, lake, "head_low_quality", "challenger", "--set", "training.gate.min_auc_margin=0.9")
+    assert status == 2 and "min_auc_margin" in out
+    status, out = promote(capsys, lake, "head_low_quality", "challenger", "--set", "training.gate.min_auc_margin=0.9", "--force")
+    assert status == 0 and "forced past" in out
+    assert registry.aliases("head_low_quality")[CHAMPION] == "1"
+
+
+def test_promote_refuses_a_head_without_an_evaluation(lake, capsys):
+    train_task(lake.settings, "low_quality", lake.weak, "weak")
+    status, out = promote(capsys, lake, "head_low_quality", "challenger")
+    assert status == 2 and "no held-out evaluation" in out
+
+
+def test_promote_refuses_a_version_covering_fewer_items_than_the_champion(tmp_path, empty_registry_db, capsys):
+    from embedding_tables import registry_in
+
+    registry = registry_in(tmp_path, empty_registry_db)  # versions 1 (champion) and 2
+    ids = [f"pin-{i:03d}" for i in range(50)]
+    append(tmp_path, rows(ids[:45], random_vectors(45, 0)))
+    append(tmp_path, rows(ids[45:], None))  # error rows count: the champion has a row for them
+    append(tmp_path, rows(ids[:5], random_vectors(5, 1), model_version="2"))  # a canary on 10%
+    status, out = main(["promote", SIGNAL, "2", "--set", f"lakehouse={tmp_path}"]), capsys.readouterr().out
+    assert status == 2 and "lacks 45 of the 50" in out and "backfill --challenger" in " ".join(out.split())
+    assert registry.aliases(SIGNAL)[CHAMPION] == "1"
+    append(tmp_path, rows(ids[5:], random_vectors(45, 2), model_version="2"))
+    assert main(["promote", SIGNAL, "2", "--set", f"lakehouse={tmp_path}"]) == 0
+    assert registry.aliases(SIGNAL)[CHAMPION] == "2"

@@ -1,0 +1,212 @@
+"""Offline evaluation of a head on held-out gold labels, against the rule it would replace and the
+majority vote of the labelling functions: ROC and PR curves, precision at a fixed recall,
+calibration (ECE, reliability diagram) and ROC-AUC per slice (day, language, image format, text
+length), in one HTML report with the plots embedded (rollout/compare.py's helpers).
+
+Held out means the test split of the near-duplicate groups (training/loader.py): the gold items
+whose group hashes into `test`, so no copy of an evaluated item was trained on.
+"""
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.compute as pc
+from deltalake import DeltaTable
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
+from lake import delta_io
+from rollout.html_report import figure_png, html_page, html_table, image_tag
+from signals.contracts import CORPUS, LABELS, STATUS_OK
+
+# task -> (signal, label) of the rule-based labeler a head for it would replace (signals/labels/)
+RULES: dict[str, tuple[str, str]] = {
+    "low_quality": ("image_quality", "low_quality"),
+    "text_heavy": ("text_in_image", "text_heavy"),
+    "spam_text": ("text_safety", "spam"),
+}
+LANGUAGE_SIGNAL = "language"
+TEXT_LENGTHS = ((0, 40, "short"), (40, 120, "medium"), (120, math.inf, "long"))  # characters of title + description
+SLICES = ("ds", "language", "image_format", "text_length")
+CALIBRATION_BINS = 10
+MAGIC = ((b"\xff\xd8\xff", "jpeg"), (b"\x89PNG", "png"), (b"GIF8", "gif"), (b"BM", "bmp"), (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"))
+
+
+def expected_calibration_error(labels: np.ndarray, scores: np.ndarray, bins: int = CALIBRATION_BINS) -> float:
+    """ECE: the item-weighted mean gap between the share of positives and the mean score in equal-width score bins."""
+    which = np.minimum((scores * bins).astype(int), bins - 1)
+    gap = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            gap += inside.sum() * abs(labels[inside].mean() - scores[inside].mean())
+    return gap / len(labels)
+
+
+def precision_at_recall(labels: np.ndarray, scores: np.ndarray, recall: float) -> float:
+    """The best precision among thresholds that keep at least `recall` of the positives."""
+    precision, recalls, _ = precision_recall_curve(labels, scores)
+    return float(precision[recalls >= recall].max())
+
+
+def score_metrics(labels: np.ndarray, scores: np.ndarray, recall: float) -> dict[str, float | None]:
+    """ROC-AUC, average precision, precision at `recall` and ECE of one scorer (None where one class only)."""
+    both = 0 < labels.sum() < len(labels)
+    return {
+        "items": float(len(labels)), "positives": float(labels.sum()),
+        "roc_auc": float(roc_auc_score(labels, scores)) if both else None,
+        "average_precision": float(average_precision_score(labels, scores)) if both else None,
+        f"precision_at_recall_{recall:g}": precision_at_recall(labels, scores, recall) if both else None,
+        "ece": expected_calibration_error(labels, scores),
+    }
+
+
+def slice_aucs(frame: pd.DataFrame, scorer: str, min_items: int) -> dict[str, dict[str, float]]:
+    """slice kind -> value -> ROC-AUC of `scorer`, for slices of at least `min_items` items holding both classes."""
+    found: dict[str, dict[str, float]] = {}
+    for kind in SLICES:
+        for value, part in frame.dropna(subset=[scorer]).groupby(kind, dropna=False):
+            labels = part["label"].to_numpy()
+            if len(part) >= min_items and 0 < labels.sum() < len(labels):
+                found.setdefault(kind, {})[str(value)] = float(roc_auc_score(labels, part[scorer]))
+    return found
+
+
+@dataclass
+class Evaluation:
+    """A head's held-out evaluation: per scorer (head, rule, majority) its metrics, slices and the scores."""
+
+    task: str
+    title: str
+    frame: pd.DataFrame = field(repr=False)  # content_id, label, one column per scorer, the slice columns
+    metrics: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    slices: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """What the gate reads and the registry keeps (JSON)."""
+        return {"task": self.task, "metrics": self.metrics, "slices": self.slices}
+
+
+def evaluate(task: str, frame: pd.DataFrame, recall: float, min_slice_items: int, title: str) -> Evaluation:
+    """Metrics of every scorer column of `frame` (all but content_id, label and the slices) on its scored items."""
+    evaluation = Evaluation(task, title, frame)
+    for scorer in scorers(frame):
+        scored = frame.dropna(subset=[scorer])
+        evaluation.metrics[scorer] = score_metrics(scored["label"].to_numpy(), scored[scorer].to_numpy(float), recall)
+        evaluation.slices[scorer] = slice_aucs(frame, scorer, min_slice_items)
+    return evaluation
+
+
+def scorers(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c not in ("content_id", "label", *SLICES)]
+
+
+# -- what the lakehouse says about the items ---------------------------------------------------
+
+def _champion_rows(lakehouse: str, signal: str, model_version: str | None, ids: Sequence[str], columns: list[str]) -> pd.DataFrame:
+    root = f"{lakehouse.rstrip('/')}/{LABELS.name}"
+    if model_version is None or not DeltaTable.is_deltatable(root):
+        return pd.DataFrame(columns=columns)
+    condition = (pc.field("signal") == signal) & (pc.field("model_version") == model_version) & (pc.field("status") == STATUS_OK)
+    condition &= pc.field("content_id").isin(list(ids))
+    return delta_io.read_arrow(root, filters=condition, columns=columns).to_pandas()
+
+
+def rule_scores(lakehouse: str, task: str, model_version: str | None, ids: Sequence[str]) -> pd.Series:
+    """The rule-based labeler's score of each item (NaN where it has none), at its `model_version`."""
+    signal, label = RULES[task]
+    rows = _champion_rows(lakehouse, signal, model_version, ids, ["content_id", "label", "score"])
+    rows = rows[rows["label"] == label]
+    return rows.set_index("content_id")["score"].reindex(list(ids)).astype(float)
+
+
+def image_format(data: bytes | None) -> str:
+    """The image's format from its first bytes ("none" without bytes, "other" when unknown)."""
+    if not data:
+        return "none"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return next((name for magic, name in MAGIC if data.startswith(magic)), "other")
+
+
+def text_length(title: str | None, description: str | None) -> str:
+    n = len(title or "") + len(description or "")
+    return next(name for low, high, name in TEXT_LENGTHS if low <= n < high)
+
+
+def item_slices(lakehouse: str, ids: Sequence[str], language_version: str | None) -> pd.DataFrame:
+    """Per item: its day, language (the language signal's champion), image format and text length."""
+    corpus = delta_io.read_arrow(f"{lakehouse.rstrip('/')}/{CORPUS.name}", filters=pc.field("content_id").isin(list(ids)),
+                                 columns=["content_id", "ds", "image", "title", "description"]).to_pandas()
+    corpus = corpus.drop_duplicates("content_id", keep="last").set_index("content_id").reindex(list(ids))
+    languages = _champion_rows(lakehouse, LANGUAGE_SIGNAL, language_version, ids, ["content_id", "label"])
+    return pd.DataFrame({
+        "content_id": list(ids),
+        "ds": corpus["ds"].fillna("unknown").to_numpy(),
+        "language": languages.set_index("content_id")["label"].reindex(list(ids)).fillna("unknown").to_numpy(),
+        "image_format": [image_format(b if isinstance(b, bytes) else None) for b in corpus["image"]],
+        "text_length": [text_length(t if isinstance(t, str) else None, d if isinstance(d, str) else None)
+                        for t, d in zip(corpus["title"], corpus["description"])],
+    })
+
+
+# -- the report --------------------------------------------------------------------------------
+
+def _figures(evaluation: Evaluation) -> dict[str, bytes]:
+    from matplotlib.figure import Figure
+
+    frame, figures = evaluation.frame, {}
+    curves = Figure(figsize=(10, 4))
+    roc, pr = curves.add_subplot(1, 2, 1), curves.add_subplot(1, 2, 2)
+    reliability = Figure(figsize=(5, 4))
+    diagram = reliability.add_subplot()
+    diagram.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    for scorer in scorers(frame):
+        scored = frame.dropna(subset=[scorer])
+        labels, scores = scored["label"].to_numpy(), scored[scorer].to_numpy(float)
+        if not 0 < labels.sum() < len(labels):
+            continue
+        fpr, tpr, _ = roc_curve(labels, scores)
+        roc.plot(fpr, tpr, label=f"{scorer} ({evaluation.metrics[scorer]['roc_auc']:.3f})")
+        precision, recall, _ = precision_recall_curve(labels, scores)
+        pr.plot(recall, precision, label=scorer)
+        which = np.minimum((scores * CALIBRATION_BINS).astype(int), CALIBRATION_BINS - 1)
+        bins = [b for b in range(CALIBRATION_BINS) if (which == b).any()]
+        diagram.plot([scores[which == b].mean() for b in bins], [labels[which == b].mean() for b in bins], marker="o", label=scorer)
+    roc.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
+    pr.set(xlabel="recall", ylabel="precision", title="precision-recall")
+    diagram.set(xlabel="mean score", ylabel="share positive", title="reliability")
+    for ax in (roc, pr, diagram):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    figures["ROC and PR curves"] = figure_png(curves)
+    figures["reliability diagram"] = figure_png(reliability)
+    return figures
+
+
+def write_evaluation_report(evaluation: Evaluation, path: Path, notes: Sequence[str] = ()) -> Path:
+    """One self-contained HTML file: the scorers' metrics, their slices, the curves and the reliability diagram."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = scorers(evaluation.frame)
+    columns = list(next(iter(evaluation.metrics.values()), {}))
+    parts = [f"<p>{html.escape(note)}</p>" for note in notes]
+    parts.append(html_table([[n, *(evaluation.metrics[n].get(c) for c in columns)] for n in names], ["scorer", *columns]))
+    parts.append("<h2>ROC-AUC per slice</h2>")
+    keys = sorted({(kind, value) for n in names for kind, values in evaluation.slices[n].items() for value in values})
+    parts.append(html_table([[f"{kind}={value}", *(evaluation.slices[n].get(kind, {}).get(value) for n in names)] for kind, value in keys],
+                        ["slice", *names]))
+    parts += [image_tag(name, png) for name, png in _figures(evaluation).items()]
+    path.write_text(html_page(evaluation.title, parts), encoding="utf-8")
+    return path
+
+
+def report_metrics(evaluation: Evaluation) -> Mapping[str, Any]:
+    """The metrics nested by scorer, slices under `slices`, as rollout.compare.log_to_mlflow takes them."""
+    return {**evaluation.metrics, "slices": evaluation.slices}

@@ -1,0 +1,71 @@
+"""The promotion gate of a head: the conditions in configuration (`training.gate`) that its
+held-out evaluation (training/evaluate.py, kept on its registry version) must meet before
+`promote` makes it the champion.
+
+Baselines are the scorers a head would replace or must beat: the task's rule-based labeler and
+the majority vote of the labelling functions, whichever of them the evaluation holds.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from conf.settings import GateSettings, Settings
+from lake.registry import Registry
+from rollout.coverage import coverage
+
+HEAD = "head"  # the head's column among an evaluation's scorers
+EVALUATION_TAG = "evaluation"  # a head version's held-out evaluation summary (JSON) in the registry
+
+
+def head_signal(task: str) -> str:
+    """The registered model (and signal name) of a task's head."""
+    return f"head_{task}"
+
+
+def is_head(signal: str) -> bool:
+    return signal.startswith("head_")
+
+
+def gate_failures(summary: Mapping[str, Any], conf: GateSettings) -> list[str]:
+    """The conditions an evaluation summary fails, each said in one line (empty: it passes)."""
+    metrics, slices = summary["metrics"], summary["slices"]
+    head = metrics[HEAD]
+    baselines = {name: m["roc_auc"] for name, m in metrics.items() if name != HEAD and m.get("roc_auc") is not None}
+    failures = []
+    if head.get("roc_auc") is None:
+        return ["the held-out gold items hold one class only: no ROC-AUC to judge; label more items"]
+    if baselines:
+        best = max(baselines, key=baselines.get)
+        if head["roc_auc"] < baselines[best] + conf.min_auc_margin:
+            failures.append(f"ROC-AUC {head['roc_auc']:.3f} is not above {best}'s {baselines[best]:.3f} by "
+                            f"training.gate.min_auc_margin {conf.min_auc_margin}")
+    for kind, values in slices.get(HEAD, {}).items():
+        for value, auc in values.items():
+            for name in baselines:
+                theirs = slices.get(name, {}).get(kind, {}).get(value)
+                if theirs is not None and auc < theirs - conf.max_slice_drop:
+                    failures.append(f"slice {kind}={value}: ROC-AUC {auc:.3f} is below {name}'s {theirs:.3f} by more than "
+                                    f"training.gate.max_slice_drop {conf.max_slice_drop}")
+    if head["ece"] > conf.max_ece:
+        failures.append(f"calibration error (ECE) {head['ece']:.3f} is above training.gate.max_ece {conf.max_ece}")
+    return failures
+
+
+def promotion_refusals(settings: Settings, registry: Registry, signal: str, version: str, champion: str | None) -> list[str]:
+    """Why `version` of `signal` may not become the champion: it covers fewer items than the
+    champion (every signal), or, for a head, its evaluation fails the gate or is missing."""
+    refusals = []
+    if champion is not None and champion != version:
+        found = coverage(settings.lakehouse_root, signal, champion, version)
+        if not found.complete:
+            refusals.append(found.message())
+    if is_head(signal):
+        tags = registry.client.get_model_version(signal, version).tags
+        if EVALUATION_TAG not in tags:
+            refusals.append(f"{signal} version {version} has no held-out evaluation on gold labels: train it with gold labels "
+                            f"(content-signals train TASK --labels ...)")
+        else:
+            refusals += gate_failures(json.loads(tags[EVALUATION_TAG]), settings.training.gate)
+    return refusals

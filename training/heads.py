@@ -1,0 +1,113 @@
+"""Heads: small torch classifiers on the stored embeddings, trained on soft labels.
+
+A head (its architecture: signals/labels/head.py, shared with the job that runs it) is a logistic regression (`hidden: 0`) or a two-layer MLP on one embedding signal's
+vectors. Its loss is binary cross-entropy against each item's probability of the positive value
+(`p_positive`), so weak labels count as sure as their label model is, and gold labels (0/1, or
+annotators' shares) as they are. Training is seeded end to end (initial weights, the loader's
+shuffle): the same snapshot and seed give the same weights. The kept weights are those of the
+epoch with the lowest validation loss.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from conf.settings import TrainingSettings, UsageError
+from signals.device import configure_threads
+from signals.labels.head import build_head, score_vectors
+from training.loader import Snapshot, batches
+
+
+@dataclass
+class TrainedHead:
+    """A trained head, its shape and how its training went."""
+
+    model: nn.Module
+    dim: int
+    hidden: int
+    train_loss: list[float] = field(default_factory=list)
+    validation_loss: list[float] = field(default_factory=list)
+    best_epoch: int = 0
+
+    def scores(self, vectors: np.ndarray) -> np.ndarray:
+        """P(positive) of each row of `vectors` (float64)."""
+        return score_vectors(self.model, vectors)
+
+
+def _dim_of(snapshot: Snapshot, split: str) -> int:
+    for batch in batches(snapshot, split, batch_size=1, shuffle_buffer=1):
+        return int(batch["x"].shape[1])
+    raise UsageError(f"no labelled ok rows of {snapshot.signal} (model version {snapshot.model_version}) in the {split} split "
+                     f"at embeddings version {snapshot.embeddings_version}: label more items, or backfill the embeddings")
+
+
+def _mean_loss(model: nn.Module, loader: Iterable[dict[str, Any]]) -> float:
+    model.eval()
+    total, rows = 0.0, 0
+    with torch.no_grad():
+        for batch in loader:
+            logits = model(batch["x"]).squeeze(-1)
+            total += float(F.binary_cross_entropy_with_logits(logits, batch["y"], reduction="sum"))
+            rows += len(batch["y"])
+    return total / rows if rows else float("nan")
+
+
+def train_head(snapshot: Snapshot, conf: TrainingSettings) -> TrainedHead:
+    """A head trained on the snapshot's train split, the weights of its best validation epoch kept."""
+    configure_threads(conf.threads)
+    dim = _dim_of(snapshot, "train")
+    with torch.random.fork_rng():  # the initial weights from the seed, the process's own generator untouched
+        torch.manual_seed(conf.seed)
+        model = build_head(dim, conf.hidden)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=conf.learning_rate, weight_decay=conf.weight_decay)
+    train = batches(snapshot, "train", conf.batch_size, conf.shuffle_buffer, conf.seed)
+    validation = batches(snapshot, "validation", conf.batch_size, 1, conf.seed)
+    head = TrainedHead(model, dim, conf.hidden)
+    best: tuple[float, dict[str, torch.Tensor]] | None = None
+    for epoch in range(conf.epochs):
+        train.set_epoch(epoch)
+        model.train()
+        total, rows = 0.0, 0
+        for batch in train:
+            optimiser.zero_grad()
+            loss = F.binary_cross_entropy_with_logits(model(batch["x"]).squeeze(-1), batch["y"])
+            loss.backward()
+            optimiser.step()
+            total += loss.item() * len(batch["y"])
+            rows += len(batch["y"])
+        head.train_loss.append(total / rows)
+        head.validation_loss.append(_mean_loss(model, validation))
+        current = head.validation_loss[-1]
+        if best is None or not np.isfinite(best[0]) or current < best[0]:
+            best = (current, {k: v.detach().clone() for k, v in model.state_dict().items()})
+            head.best_epoch = epoch
+    assert best is not None
+    model.load_state_dict(best[1])
+    model.eval()
+    return head
+
+
+def save_head(head: TrainedHead, folder: str | Path, metadata: Mapping[str, str]) -> Path:
+    """Write the head's weights and shape to `<folder>/<sha256 of the file>.pt` (written aside,
+    then moved into place: a file of that name is always whole); returns its path."""
+    buffer = io.BytesIO()
+    torch.save({"state_dict": head.model.state_dict(), "dim": head.dim, "hidden": head.hidden, "metadata": dict(metadata)}, buffer)
+    data = buffer.getvalue()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}.pt"
+    with tempfile.NamedTemporaryFile(dir=folder, suffix=".part", delete=False) as out:
+        out.write(data)
+    os.replace(out.name, path)
+    return path

@@ -1,0 +1,193 @@
+"""Training data from the lake, streamed: a pinned Delta snapshot of one embedding signal, joined
+with a label frame by content id, into torch batches with bounded memory whatever the table size.
+
+petastorm did this for Spark users and cannot run with pyspark 4 (docs/design.md, petastorm), so
+the snapshot's own parquet files are read with pyarrow: the data files of the signal's partitions
+at the pinned version (`DeltaTable(root, version=v).file_uris`), dealt out to the DataLoader's
+workers by worker id, read one record batch at a time, kept to the labelled rows of one split,
+mixed in a seeded shuffle buffer and handed on as tensors. What is held at once is the label
+frame (one entry per labelled item, never per table row), one record batch and the buffer.
+
+Splits are by a stable hash of the item's near-duplicate group (the `duplicates` table; an item
+in no group is its own group), so every copy of a test item is in the test split too.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import torch
+from deltalake import DeltaTable
+from torch.utils.data import IterableDataset, get_worker_info
+
+from conf.settings import UsageError
+from lake import delta_io
+from signals.contracts import DUPLICATES, EMBEDDINGS, STATUS_OK
+
+SPLITS = ("train", "validation", "test")
+READ_ROWS = 1024  # rows per record batch read from a data file
+
+
+def split_of(group_id: str, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)) -> str:
+    """The split of a near-duplicate group: where sha256 of its id falls in [0, 1), cut by `fractions`."""
+    point = int.from_bytes(hashlib.sha256(group_id.encode()).digest()[:8], "big") / 2**64
+    cut = 0.0
+    for name, share in zip(SPLITS, fractions):
+        cut += share
+        if point < cut:
+            return name
+    return SPLITS[-1]
+
+
+def group_ids(lakehouse: str, content_ids: pd.Series, version: int | None) -> pd.Series:
+    """Each content id's near-duplicate group at the duplicates table's `version` (its own id
+    when it is in no group, or when dedup never ran)."""
+    root = f"{lakehouse.rstrip('/')}/{DUPLICATES.name}"
+    own = pd.Series(content_ids.to_numpy(), index=content_ids.to_numpy(), name="group_id")
+    if version is None:
+        return own
+    groups = delta_io.read_arrow(root, version, columns=["content_id", "group_id"]).to_pandas().set_index("content_id")["group_id"]
+    return groups.reindex(own.index).fillna(own)
+
+
+def latest_version(root: str) -> int | None:
+    """The latest version of the Delta table at `root`, None when there is no table."""
+    return DeltaTable(root).version() if DeltaTable.is_deltatable(root) else None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a head trains on: one embedding signal's rows at a pinned embeddings version, the
+    duplicates version that decided the splits, and the labels (content_id, p_positive, split)."""
+
+    lakehouse: str
+    signal: str
+    model_version: str
+    embeddings_version: int
+    duplicates_version: int | None
+    labels: pd.DataFrame = field(repr=False)  # content_id, p_positive, group_id, split
+
+    @property
+    def embeddings_root(self) -> str:
+        return f"{self.lakehouse.rstrip('/')}/{EMBEDDINGS.name}"
+
+    def file_uris(self) -> list[str]:
+        """The data files of the signal's partitions at the pinned version, in a stable order."""
+        table = DeltaTable(self.embeddings_root, version=self.embeddings_version)
+        return sorted(table.file_uris([("signal", "=", self.signal), ("model_version", "=", self.model_version)]))
+
+    def targets(self, split: str) -> dict[str, float]:
+        """content_id -> p_positive of the labelled items in `split`."""
+        chosen = self.labels[self.labels["split"] == split]
+        return dict(zip(chosen["content_id"], chosen["p_positive"].astype(float)))
+
+    def lineage(self) -> dict[str, str]:
+        """The exact inputs, as MLflow params: table versions and a digest of the labels."""
+        labels = self.labels.sort_values("content_id")[["content_id", "p_positive"]]
+        digest = hashlib.sha256(pd.util.hash_pandas_object(labels, index=False).to_numpy().tobytes()).hexdigest()
+        return {"embeddings_table": self.embeddings_root, "embeddings_version": str(self.embeddings_version),
+                "duplicates_version": str(self.duplicates_version), "embedding_signal": self.signal,
+                "embedding_model_version": self.model_version, "labels_sha256": digest, "labels_items": str(len(labels))}
+
+
+def pin_snapshot(lakehouse: str, signal: str, model_version: str, labels: pd.DataFrame,
+                 embeddings_version: int | None = None, duplicates_version: int | None = None,
+                 fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)) -> Snapshot:
+    """A snapshot at the given versions (default: the latest), its labels given their group and split."""
+    missing = {"content_id", "p_positive"} - set(labels.columns)
+    if missing:
+        raise UsageError(f"a label frame needs the columns content_id and p_positive; it lacks {sorted(missing)}")
+    root = f"{lakehouse.rstrip('/')}/{EMBEDDINGS.name}"
+    embeddings_version = latest_version(root) if embeddings_version is None else embeddings_version
+    if embeddings_version is None:
+        raise UsageError(f"no embeddings table at {root}: run a backfill first")
+    if duplicates_version is None:
+        duplicates_version = latest_version(f"{lakehouse.rstrip('/')}/{DUPLICATES.name}")
+    frame = labels[["content_id", "p_positive"]].drop_duplicates("content_id").reset_index(drop=True)
+    frame["group_id"] = group_ids(lakehouse, frame["content_id"], duplicates_version).to_numpy()
+    frame["split"] = [split_of(g, fractions) for g in frame["group_id"]]
+    return Snapshot(lakehouse, signal, model_version, embeddings_version, duplicates_version, frame)
+
+
+class EmbeddingBatches(IterableDataset):
+    """Batches {"x": float32 [n, dim], "y": float32 [n], "content_id": list} of one split of a
+    snapshot: the `ok` rows of labelled items, each once per epoch, shuffled through a buffer of
+    `shuffle_buffer` rows seeded by (seed, epoch, worker). Use with DataLoader(batch_size=None)."""
+
+    def __init__(self, files: list[str], targets: Mapping[str, float], batch_size: int = 256,
+                 shuffle_buffer: int = 4096, seed: int = 0) -> None:
+        super().__init__()
+        self.files, self.targets = files, dict(targets)
+        self.batch_size, self.shuffle_buffer, self.seed = batch_size, shuffle_buffer, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reshuffle differently (and reproducibly) in the next pass."""
+        self.epoch = epoch
+
+    def _my_files(self) -> tuple[list[str], int]:
+        info = get_worker_info()
+        if info is None:
+            return self.files, 0
+        return self.files[info.id::info.num_workers], info.id
+
+    def _rows(self, files: list[str]) -> Iterator[tuple[str, np.ndarray, float]]:
+        """(content_id, vector, target) of the labelled ok rows of `files`, a record batch at a time."""
+        wanted = self.targets
+        for file in files:  # a dataset per file: a file's metadata is let go once it is read
+            scan = ds.dataset(file, format="parquet").to_batches(columns=["content_id", "status", "vector"], batch_size=READ_ROWS,
+                                                                 batch_readahead=1)
+            for batch in scan:
+                yield from _labelled(batch, wanted)
+
+
+    def _shuffled(self, rows: Iterator[tuple[str, np.ndarray, float]], worker: int) -> Iterator[tuple[str, np.ndarray, float]]:
+        rng = np.random.default_rng([self.seed, self.epoch, worker])
+        buffer: list[tuple[str, np.ndarray, float]] = []
+        for row in rows:
+            if len(buffer) < self.shuffle_buffer:
+                buffer.append(row)
+                continue
+            i = int(rng.integers(len(buffer)))
+            buffer[i], row = row, buffer[i]
+            yield row
+        rng.shuffle(buffer)
+        yield from buffer
+
+    def __iter__(self) -> Iterator[dict[str, object]]:
+        files, worker = self._my_files()
+        chunk: list[tuple[str, np.ndarray, float]] = []
+        for row in self._shuffled(self._rows(files), worker):
+            chunk.append(row)
+            if len(chunk) == self.batch_size:
+                yield _collated(chunk)
+                chunk = []
+        if chunk:
+            yield _collated(chunk)
+
+
+def _labelled(batch: pa.RecordBatch, wanted: Mapping[str, float]) -> Iterator[tuple[str, np.ndarray, float]]:
+    """(content_id, vector, target) of the ok rows of a record batch whose id is in `wanted`."""
+    batch = batch.filter(pc.equal(batch["status"], STATUS_OK))
+    ids = batch["content_id"].to_pylist()
+    matrix = batch["vector"].values.to_numpy(zero_copy_only=False).reshape(len(ids), -1) if ids else None
+    for i, content_id in enumerate(ids):
+        if content_id in wanted:
+            yield content_id, matrix[i].copy(), wanted[content_id]  # a copy: a view would hold its whole batch
+
+
+def _collated(rows: list[tuple[str, np.ndarray, float]]) -> dict[str, object]:
+    return {"content_id": [r[0] for r in rows],
+            "x": torch.from_numpy(np.stack([r[1] for r in rows]).astype(np.float32, copy=False)),
+            "y": torch.tensor([r[2] for r in rows], dtype=torch.float32)}
+
+
+def batches(snapshot: Snapshot, split: str, batch_size: int = 256, shuffle_buffer: int = 4096, seed: int = 0) -> EmbeddingBatches:
+    """The split's stream over the snapshot's files."""
+    return EmbeddingBatches(snapshot.file_uris(), snapshot.targets(split), batch_size, shuffle_buffer, seed)

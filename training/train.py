@@ -1,0 +1,126 @@
+"""`content-signals train TASK`: a head trained on a pinned snapshot, evaluated on held-out gold,
+logged to MLflow (params, lineage, metrics, report, the model) and registered as a new version of
+its own signal (`head_<task>`), pointed at by the `challenger` alias.
+
+The registry version records the weights file (its sha256, as for every model) and what the head
+reads (the embedding signal and its model version); its held-out evaluation is kept on it as a
+tag, which `promote` judges with the gate of the configuration then in force (training/gate.py).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from conf.settings import Settings, UsageError
+from lake.registry import CHALLENGER, RegisteredModel, RegistryError
+from rollout.compare import log_to_mlflow
+from rollout.models import champion_version, registry_for
+from signals.catalog import signal_class
+from training.evaluate import LANGUAGE_SIGNAL, RULES, Evaluation, evaluate, item_slices, report_metrics, rule_scores, write_evaluation_report
+from training.gate import EVALUATION_TAG, head_signal
+from training.heads import TrainedHead, save_head, train_head
+from training.loader import Snapshot, batches, pin_snapshot
+from training.tasks import task_named
+
+EXPERIMENT = "content-signals-training"
+HEAD_KINDS = {"image": "image_embedding_head", "text": "text_embedding_head"}  # signals.catalog kind by the embedding's input
+
+
+def label_frames(lakehouse: str, task: str, source: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(training labels as `--labels` names them, gold labels, majority vote), the training labels
+    as (content_id, p_positive), gold first where `both`: the one place the label tables of
+    training.gold and training.weak (human labels, weak supervision) are read."""
+    try:
+        from training import gold, weak
+    except ImportError as e:
+        raise UsageError("this build has no human or weak labels yet (training.gold, training.weak); "
+                         "train_task takes label frames meanwhile") from e
+    gold_frame = gold.gold_labels(lakehouse, task)
+    frames = ([gold_frame] if source in ("gold", "both") else []) + ([weak.weak_labels(lakehouse, task)] if source in ("weak", "both") else [])
+    labels = pd.concat([f[["content_id", "p_positive"]] for f in frames], ignore_index=True).drop_duplicates("content_id")
+    return labels, gold_frame, weak.majority_vote(lakehouse, task)
+
+
+@dataclass(frozen=True)
+class TrainedVersion:
+    """What `train` made: the registry version, its MLflow run and how it did."""
+
+    task: str
+    model: RegisteredModel
+    run_id: str
+    snapshot: Snapshot
+    weights: Path
+    evaluation: Evaluation | None
+    report: Path | None
+
+
+def _version_of(settings: Settings, signal: str) -> str | None:
+    """A signal's champion model version, None when the profile or the registry does not have it (never run here)."""
+    try:
+        return champion_version(settings, signal) if signal in settings.signals else None
+    except RegistryError:
+        return None
+
+
+def held_out(settings: Settings, task: str, snapshot: Snapshot, head: TrainedHead, gold: pd.DataFrame,
+             majority: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The gold items of the snapshot's test groups with an ok embedding: their label, the head's,
+    the rule's and the majority vote's scores and their slices; every scorer on the same items
+    (a scorer with no score for any of them is left out)."""
+    pinned = pin_snapshot(snapshot.lakehouse, snapshot.signal, snapshot.model_version,
+                          gold.assign(p_positive=gold["label"].astype(float)), snapshot.embeddings_version,
+                          snapshot.duplicates_version, settings.training.splits)
+    ids, vectors = [], []
+    for batch in batches(pinned, "test", batch_size=1024, shuffle_buffer=1):
+        ids += batch["content_id"]
+        vectors.append(batch["x"].numpy())
+    if not ids:
+        raise UsageError(f"no held-out gold items of {task} with an ok {snapshot.signal} row: label more items")
+    labels = gold.drop_duplicates("content_id").set_index("content_id")["label"]
+    frame = pd.DataFrame({"content_id": ids, "label": labels.loc[ids].astype(int).to_numpy(), "head": head.scores(np.concatenate(vectors))})
+    frame["rule"] = rule_scores(snapshot.lakehouse, task, _version_of(settings, RULES[task][0]), ids).to_numpy()
+    if majority is not None:
+        frame["majority_vote"] = majority.drop_duplicates("content_id").set_index("content_id")["p_positive"].reindex(ids).to_numpy()
+    frame = frame.dropna(axis="columns", how="all").dropna()
+    slices = item_slices(snapshot.lakehouse, list(frame["content_id"]), _version_of(settings, LANGUAGE_SIGNAL))
+    return frame.merge(slices, on="content_id")
+
+
+def train_task(settings: Settings, task_name: str, labels: pd.DataFrame, label_source: str, embedding: str | None = None,
+               gold: pd.DataFrame | None = None, majority: pd.DataFrame | None = None,
+               report_path: Path = Path("reports/train/latest.html")) -> TrainedVersion:
+    """Train, evaluate (on `gold`'s held-out items, when given), log and register a head for the task."""
+    task = task_named(task_name)
+    signal = embedding or settings.training.embeddings.get(task.name)
+    if signal is None or signal not in settings.signals:
+        raise UsageError(f"no embedding signal {signal!r} in the profile for {task.name}; pass --embedding (e.g. image_embedding)")
+    conf = settings.training
+    snapshot = pin_snapshot(settings.lakehouse_root, signal, champion_version(settings, signal), labels, fractions=conf.splits)
+    head = train_head(snapshot, conf)
+    name = head_signal(task.name)
+    lineage = {**snapshot.lineage(), "task": task.name, "labels": label_source}
+    weights = save_head(head, Path(settings.lakehouse_root) / "_heads" / name, lineage)
+    evaluation, report = None, None
+    if gold is not None:
+        frame = held_out(settings, task.name, snapshot, head, gold, majority)
+        evaluation = evaluate(task.name, frame, conf.precision_at_recall, conf.gate.min_slice_items,
+                              f"{name}: held-out gold ({label_source} labels)")
+        report = write_evaluation_report(evaluation, report_path, [f"{k}: {v}" for k, v in lineage.items()])
+    params = {**lineage, **{k: str(v) for k, v in conf.model_dump(exclude={"gate", "embeddings"}).items()}}
+    losses = {"train_loss": head.train_loss[head.best_epoch], "validation_loss": head.validation_loss[head.best_epoch],
+              "best_epoch": head.best_epoch}
+    run_id = log_to_mlflow(settings.registry_uri, report, {**losses, **(report_metrics(evaluation) if evaluation else {})},
+                           f"train {name}", settings.registry.artifact_location, EXPERIMENT, params, [weights])
+    registry = registry_for(settings)
+    kind = HEAD_KINDS[signal_class(settings.signals[signal].kind).input_kind]
+    model = registry.register(name, str(weights), {"kind": kind, "weights_path": str(weights), "embedding_signal": signal,
+                                                   "embedding_model_version": snapshot.model_version}, description=task.question)
+    registry.client.set_model_version_tag(name, model.version, "mlflow_run_id", run_id)
+    if evaluation is not None:
+        registry.client.set_model_version_tag(name, model.version, EVALUATION_TAG, json.dumps(evaluation.summary()))
+    registry.client.set_registered_model_alias(name, CHALLENGER, model.version)
+    return TrainedVersion(task.name, model, run_id, snapshot, weights, evaluation, report)
