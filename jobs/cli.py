@@ -14,6 +14,7 @@
     content-signals index image_embedding                  # a faiss index of the champion's vectors; --update applies a refresh's changes
     content-signals neighbours image_embedding pin-000042 -k 10
     content-signals show
+    content-signals serve --port 8080                      # the champion signals online: POST /score one item, GET /health
     content-signals maintain                               # checkpoint logs, compact small files, vacuum what no named version needs
     content-signals monitor                                # the latest run's statistics, drift and alerts (exit 5 on an alert)
     content-signals backfill --dry-run                     # the plan: window, signals, versions, corpus, Spark; nothing runs
@@ -108,6 +109,10 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("evaluate", parents=[common], help="labels, duplicate groups and retrieval against the sample corpus truth")
     commands.add_parser("eval", parents=[common], help="make-corpus, backfill (OCR on), dedup, evaluate")
     commands.add_parser("show", parents=[common], help="what the lakehouse holds")
+    serve = commands.add_parser("serve", parents=[common],
+                                help="serve the champion signals over HTTP: one item in, embeddings, labels and neighbours out")
+    serve.add_argument("--host", help="address to listen on (default: serve.host, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: serve.port; 0: any free port)")
     return parser
 
 
