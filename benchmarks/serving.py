@@ -190,7 +190,7 @@ def run(clients: Sequence[int] = (1, 8, 32), requests: int = 300, duration_s: fl
     report: dict[str, Any] = {
         "clients": list(clients), "requests_per_level": requests, "duration_s_per_level": duration_s, "items": len(bodies),
         "signals": signals, "max_batch": settings.serve.max_batch, "max_wait_ms": settings.serve.max_wait_ms,
-        "torch_threads": settings.serve.torch_threads or os.cpu_count(), "levels": levels,
+        "torch_threads": settings.torch_threads, "levels": levels,
     }
     if "8" in levels:
         p99 = {mode: levels["8"][mode]["p99_ms"] for mode in MODES}

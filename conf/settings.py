@@ -304,7 +304,6 @@ class ServeSettings(_Strict):
     request_timeout_s: float = Field(30, gt=0)  # an item not scored by then is answered 504
     neighbours: int = Field(10, ge=0, le=1000)  # nearest items returned per embedding signal with an index
     reload_check_s: float = Field(30, gt=0)  # how often the champion aliases and the indexes are looked at again
-    torch_threads: int | None = Field(None, ge=1)  # intra-op threads of the models; None: the machine's cores
 
 
 class Settings(_Strict):

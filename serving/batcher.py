@@ -70,30 +70,32 @@ class MicroBatcher(Generic[In, Out]):
 
     async def _gather(self) -> list[tuple[In, asyncio.Future[Out]]]:
         """The next batch: the first item to come, then whatever is waiting, then what arrives
-        within `max_wait_s` of the first, up to `max_batch`."""
+        within `max_wait_s` of the first, up to `max_batch`; items whose request gave up are left out."""
         assert self._queue is not None
-        batch = [await self._queue.get()]
+        batch: list[tuple[In, asyncio.Future[Out]]] = []
+        while not batch:
+            batch = [entry for entry in [await self._queue.get()] if not entry[1].done()]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_wait_s
         while len(batch) < self.max_batch:
-            if not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-                continue
-            left = deadline - loop.time()
-            if left <= 0:
-                break
-            try:
-                batch.append(await asyncio.wait_for(self._queue.get(), left))
-            except TimeoutError:
-                break
-        return [(item, future) for item, future in batch if not future.done()]  # a request that gave up is not scored
+            if self._queue.empty():
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                try:
+                    entry = await asyncio.wait_for(self._queue.get(), left)
+                except TimeoutError:
+                    break
+            else:
+                entry = self._queue.get_nowait()
+            if not entry[1].done():
+                batch.append(entry)
+        return batch
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             batch = await self._gather()
-            if not batch:
-                continue
             try:
                 results = await loop.run_in_executor(self._executor, self.score, [item for item, _ in batch])
                 if len(results) != len(batch):

@@ -2,7 +2,6 @@
 the tests and the load test (a free loopback port by default)."""
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -52,6 +51,6 @@ def running(app: Starlette, host: str = "127.0.0.1", port: int = 0) -> Iterator[
 
 def serve(settings: Settings) -> None:
     """Load the champion signals and serve them until interrupted (Ctrl-C, SIGTERM)."""
-    torch.set_num_threads(settings.serve.torch_threads or os.cpu_count() or 1)
+    torch.set_num_threads(settings.torch_threads)
     champions = Champions(settings)
     _server(create_app(champions, settings.serve), settings.serve.host, settings.serve.port, "info").run()

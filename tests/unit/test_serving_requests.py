@@ -170,3 +170,49 @@ def test_the_champion_alias_moving_reloads_the_service(service, settings) -> Non
     assert after["reloads"] == before["reloads"] + 1 and after["signals"]["image_quality"] == before["signals"]["image_quality"]
     status, body = post(where, item(title="after the reload"))
     assert body["labels"]["text_safety"]["model_version"] == new.version != current.version and status == 422  # no image: image_quality's error
+
+
+def test_the_batcher_bounds_batches_and_its_queue_and_drops_what_timed_out() -> None:
+    import asyncio
+
+    from serving.batcher import Busy, MicroBatcher
+
+    batches: list[list[int]] = []
+
+    def score(items: list[int]) -> list[int]:
+        batches.append(items)
+        time.sleep(0.2)  # a model pass: what arrives meanwhile waits for the next batch
+        return [i * 10 for i in items]
+
+    async def scenario() -> tuple[list[int], bool, bool]:
+        batcher = MicroBatcher(score, max_batch=3, max_wait_s=0.05, max_queue=4)
+        await batcher.start()
+        first = asyncio.ensure_future(batcher.submit(0))
+        await asyncio.sleep(0.1)  # 0 is being scored alone (nothing came within 50 ms)
+        late = asyncio.ensure_future(asyncio.wait_for(batcher.submit(99), 0.05))  # gives up before the next batch begins
+        await asyncio.sleep(0.01)
+        waiting = [asyncio.ensure_future(batcher.submit(i)) for i in range(1, 4)]
+        await asyncio.sleep(0.01)
+        try:
+            await batcher.submit(5)  # the queue holds 4: 99 and 1..3
+            busy = False
+        except Busy:
+            busy = True
+        timed_out = False
+        try:
+            await late
+        except TimeoutError:
+            timed_out = True
+        results = [await first, *[await w for w in waiting]]
+        await batcher.stop()
+        return results, busy, timed_out
+
+    results, busy, timed_out = asyncio.run(scenario())
+    assert results == [0, 10, 20, 30] and busy and timed_out
+    assert batches == [[0], [1, 2, 3]]  # at most 3 a batch; 99 gave up and was never scored
+
+
+def test_serve_refuses_a_port_that_is_no_port(tmp_path) -> None:
+    from jobs.cli import main
+
+    assert main(["serve", "--port", "70000", "--set", f"lakehouse={tmp_path}"]) == 2
