@@ -12,7 +12,7 @@ client is a thread with a keep-alive connection sending items one after another;
 after `--requests` requests or `--duration` seconds, whichever first. Levels run in turn, and at
 each level the two services in turn, in the same run; each service first answers a warm-up
 (excluded). Per level and service: p50 and p99 latency of the answered requests, requests per
-second, refusals, and the mean items per model pass (from the service's /health). `make bench`
+second, requests not answered (503, 504), and the mean items per model pass (from the service's /health). `make bench`
 stores the report under "serving".
 """
 from __future__ import annotations
@@ -114,10 +114,11 @@ class Service:
         self.log.close()
 
 
-def latency_summary(latencies_s: Sequence[float], wall_s: float, refused: int) -> dict[str, Any]:
-    """p50/p99 (ms) of the answered requests, and requests answered per second of the level."""
+def latency_summary(latencies_s: Sequence[float], wall_s: float, unanswered: int) -> dict[str, Any]:
+    """p50/p99 (ms) of the answered requests (200), requests answered per second of the level, and how many were
+    not answered (503 refused, 504 not scored in time)."""
     ms = np.asarray(latencies_s) * 1000
-    return {"requests": len(ms), "refused": refused, "wall_s": round(wall_s, 2), "requests_per_s": round(len(ms) / wall_s, 2) if wall_s else 0.0,
+    return {"requests": len(ms), "unanswered": unanswered, "wall_s": round(wall_s, 2), "requests_per_s": round(len(ms) / wall_s, 2) if wall_s else 0.0,
             "p50_ms": round(float(np.percentile(ms, 50)), 1) if len(ms) else None,
             "p99_ms": round(float(np.percentile(ms, 99)), 1) if len(ms) else None}
 
@@ -125,7 +126,7 @@ def latency_summary(latencies_s: Sequence[float], wall_s: float, refused: int) -
 def load(port: int, bodies: Sequence[bytes], clients: int, requests: int, duration_s: float) -> dict[str, Any]:
     """`clients` threads sending `bodies` in turn until `requests` are sent or `duration_s` passed."""
     lock = threading.Lock()
-    sent, latencies, refused = [0], [], [0]
+    sent, latencies, unanswered = [0], [], [0]
     deadline = time.monotonic() + duration_s
 
     def client() -> None:
@@ -146,7 +147,7 @@ def load(port: int, bodies: Sequence[bytes], clients: int, requests: int, durati
                     if response.status == 200:
                         latencies.append(took)
                     else:
-                        refused[0] += 1
+                        unanswered[0] += 1
         finally:
             connection.close()
 
@@ -154,7 +155,7 @@ def load(port: int, bodies: Sequence[bytes], clients: int, requests: int, durati
     with ThreadPoolExecutor(clients) as pool:
         for future in [pool.submit(client) for _ in range(clients)]:
             future.result()
-    return latency_summary(latencies, time.perf_counter() - start, refused[0])
+    return latency_summary(latencies, time.perf_counter() - start, unanswered[0])
 
 
 def run(clients: Sequence[int] = (1, 8, 32), requests: int = 300, duration_s: float = 30.0, items: int = 64, seed: int = 7,

@@ -19,10 +19,10 @@ from tests.unit.test_serving_requests import SIGNALS, health
 
 def test_the_summary_is_numpys_percentiles_of_the_answered_requests() -> None:
     latencies = list(np.random.default_rng(0).exponential(0.1, 250))
-    summary = latency_summary(latencies, 5.0, refused=3)
+    summary = latency_summary(latencies, 5.0, unanswered=3)
     assert summary["p50_ms"] == pytest.approx(1000 * np.percentile(latencies, 50), abs=0.05)
     assert summary["p99_ms"] == pytest.approx(1000 * np.percentile(latencies, 99), abs=0.05)
-    assert (summary["requests"], summary["refused"], summary["requests_per_s"]) == (250, 3, 50.0)
+    assert (summary["requests"], summary["unanswered"], summary["requests_per_s"]) == (250, 3, 50.0)
 
 
 def test_the_load_sends_the_bounded_requests_and_counts_what_the_service_scored(tmp_path, empty_registry_db) -> None:
@@ -36,7 +36,7 @@ def test_the_load_sends_the_bounded_requests_and_counts_what_the_service_scored(
         before = health(where)
         result = load(where.port, bodies, clients=2, requests=7, duration_s=60)
         after = health(where)
-    assert result["requests"] + result["refused"] == 7 == after["items"] - before["items"]
+    assert result["requests"] + result["unanswered"] == 7 == after["items"] - before["items"]
     assert result["requests"] == 7 and result["p50_ms"] <= result["p99_ms"]
     assert result["requests_per_s"] == pytest.approx(7 / result["wall_s"], rel=0.01)
     line = serving_line({"levels": {"2": {"micro_batching": result, "one_per_forward": result}}})
