@@ -21,6 +21,8 @@ benchmarks.hostile: each class of hostile image through the image signal's prepa
 process per class, its peak memory and slowest image against the per-task budget ("hostile").
 Then benchmarks.index: a 100k-vector synthetic embeddings table, the index `content-signals index`
 builds of it against exact search, recall@10 and query cost measured in one run ("index").
+Then benchmarks.serving: `content-signals serve` on loopback, p50/p99 latency and requests per
+second at 1, 8 and 32 concurrent clients, micro-batching against one item per pass ("serving").
 
 Every Spark session is warmed up first (Python workers started, model loaded in them, one small
 job of the arm) and that time is excluded from all arms alike; the raw loop's model load and
@@ -59,6 +61,7 @@ for _name, _value in _worker_env().items():
 
 from benchmarks import arms, hostile, stages  # noqa: E402
 from benchmarks import index as index_bench  # noqa: E402
+from benchmarks import serving as serving_bench  # noqa: E402
 from benchmarks.corpus import add_new_items, copy_lakehouse, write_corpus  # noqa: E402
 from benchmarks.memory import CpuShare  # noqa: E402
 from benchmarks.report import format_table, index_line, summarise, write_json  # noqa: E402
@@ -90,6 +93,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--hostile", choices=("on", "off"), default="on", help="also run benchmarks.hostile (hostile images through prepare)")
     p.add_argument("--index", choices=("on", "off"), default="on",
                    help="also run benchmarks.index (the approximate index of 100k synthetic vectors against exact search)")
+    p.add_argument("--serving", choices=("on", "off"), default="on",
+                   help="also run benchmarks.serving (the online scorer under 1, 8 and 32 clients, micro-batching against one item per pass)")
     return p.parse_args(argv)
 
 
@@ -173,7 +178,7 @@ class Bench:
 
     @staticmethod
     def signal(settings: Any, name: str | None) -> Any:
-        from jobs.engine import build_signals
+        from rollout.models import build_signals
 
         return build_signals(settings)[name]
 
@@ -314,6 +319,10 @@ class Bench:
             self.log("index: python -m benchmarks.index (100k synthetic vectors, approximate against exact)")
             report["index"] = index_bench.run(seed=self.args.seed, workdir=self.work)
             self.log(index_line(report["index"]))
+        if self.args.serving == "on":
+            self.log("serving: python -m benchmarks.serving (content-signals serve under 1, 8 and 32 clients on loopback)")
+            report["serving"] = serving_bench.run(seed=self.args.seed, workdir=self.work, log=self.log)
+            self.log(serving_bench.serving_line(report["serving"]))
         report.update({
             "machine": machine(),
             "corpus": {"generator": "sample_corpus.generate.generate_corpus", "seed": self.args.seed,

@@ -324,6 +324,23 @@ class TrainingSettings(_Strict):
         return splits
 
 
+class ServeSettings(_Strict):
+    """The online scorer (`content-signals serve`, serving/): where it listens, how it batches
+    concurrent requests into one model pass, its request limits and how often it looks for a new
+    champion (docs/design.md, Online scoring)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)  # 0: any free port
+    max_batch: int = Field(16, ge=1)  # items of concurrent requests scored in one pass of each model
+    max_wait_ms: float = Field(5, ge=0)  # how long the first item of a batch waits for others
+    max_queue: int = Field(256, ge=1)  # items waiting for a batch; more are refused at once (503)
+    max_body_bytes: int = Field(45 * 2**20, gt=0)  # a request body past this is refused (413), counted while read
+    body_timeout_s: float = Field(10, gt=0)  # a body not received in full by then is refused (408): slow clients
+    request_timeout_s: float = Field(30, gt=0)  # an item not scored by then is answered 504
+    neighbours: int = Field(10, ge=0, le=1000)  # nearest items returned per embedding signal with an index
+    reload_check_s: float = Field(30, gt=0)  # how often the champion aliases and the indexes are looked at again
+
+
 class Settings(_Strict):
     profile: str = "base"
     lakehouse: str
@@ -340,6 +357,7 @@ class Settings(_Strict):
     index: IndexSettings = IndexSettings()
     monitor: MonitorSettings = MonitorSettings()
     training: TrainingSettings = TrainingSettings()
+    serve: ServeSettings = ServeSettings()
     signals: dict[str, SignalSettings]
 
     @field_validator("lakehouse")

@@ -13,10 +13,10 @@ from pyspark.sql import SparkSession
 
 from conf.settings import Settings, UsageError
 from jobs.corpus import CorpusSource, Window, check_rows, one_row_per_id
-from jobs.engine import Run, RunResult, already_committed, build_signals, by_output, placements, recorded, run_outcomes, signal_rows, tracked, write_and_commit
+from jobs.engine import Run, RunResult, already_committed, by_output, placements, recorded, run_outcomes, signal_rows, tracked, write_and_commit
 from lake import delta_io
 from lake.ledger import NOTHING_TO_DO, SUCCEEDED
-from rollout.models import CHAMPION
+from rollout.models import CHAMPION, build_signals
 from udfs.columns import in_slice
 
 JOB = "backfill"

@@ -16,6 +16,7 @@
     content-signals show
     content-signals labels import labels.json --task low_quality   # human labels; labels gold|weak|simulate --task T
     content-signals label-sample low_quality --n 200               # the items worth labelling next, for Label Studio
+    content-signals serve --port 8080                      # the champion signals online: POST /score one item, GET /health
     content-signals maintain                               # checkpoint logs, compact small files, vacuum what no named version needs
     content-signals monitor                                # the latest run's statistics, drift and alerts (exit 5 on an alert)
     content-signals train low_quality --labels both        # a head on the stored embeddings, registered as head_low_quality's challenger
@@ -120,6 +121,10 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("eval", parents=[common], help="make-corpus, backfill (OCR on), dedup, evaluate")
     commands.add_parser("show", parents=[common], help="what the lakehouse holds")
     _labels_parsers(commands, common)
+    serve = commands.add_parser("serve", parents=[common],
+                                help="serve the champion signals over HTTP: one item in, embeddings, labels and neighbours out")
+    serve.add_argument("--host", help="address to listen on (default: serve.host, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: serve.port; 0: any free port)")
     return parser
 
 

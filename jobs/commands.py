@@ -145,7 +145,18 @@ def _maintain(settings: Settings, args: argparse.Namespace) -> None:
     print_upkeep(run_maintain(settings, args.tables, args.dry_run))
 
 
-DRIVER_COMMANDS = {**REGISTRY_COMMANDS, "index": _index, "neighbours": _neighbours, "maintain": _maintain}  # delta-rs only: no Spark session
+def _serve(settings: Settings, args: argparse.Namespace) -> None:
+    from serving.server import serve  # uvicorn and the service load only for this command
+
+    where = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    try:
+        serve_settings = settings.serve.model_validate({**settings.serve.model_dump(), **where})
+    except ValueError as e:
+        raise UsageError(f"serve: {e}") from None
+    serve(settings.model_copy(update={"serve": serve_settings}))
+
+
+DRIVER_COMMANDS = {**REGISTRY_COMMANDS, "index": _index, "neighbours": _neighbours, "maintain": _maintain, "serve": _serve}  # delta-rs only: no Spark session
 DRIVER_COMMANDS |= {"labels": run_labels, "label-sample": label_sample}
 
 

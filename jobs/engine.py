@@ -19,13 +19,11 @@ from datetime import UTC, datetime
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from conf.settings import Settings, UsageError
+from conf.settings import Settings
 from jobs.progress import spark_progress
 from lake import delta_io, ledger, spark_io
 from lake.ledger import SignalOutcome
-from rollout.models import CHAMPION, resolve_versions
-from signals.base import ModelRef, Signal, SignalConfig
-from signals.catalog import build_signal
+from signals.base import ModelRef, Signal
 from signals.contracts import DUPLICATES, EMBEDDINGS, LABELS, RUNS, TableContract
 from signals.table_rows import RowStamp, output_of
 from udfs.resources import Cluster, Placement, placement
@@ -118,19 +116,6 @@ def by_output(signals: dict[str, Signal]) -> dict[TableContract, dict[str, Signa
         if mine:
             grouped[contract] = mine
     return grouped
-
-
-def build_signals(settings: Settings, role: str = CHAMPION) -> dict[str, Signal]:
-    """The enabled signals of the profile at the model versions `role` resolves to in the
-    registry, configured (not loaded) on the driver."""
-    enabled = {
-        name: build_signal(s.kind, SignalConfig(name, ModelRef(s.model.name, s.model.version or "unresolved"), s.batch_size, s.device, s.params,
-                                           decode=settings.decode.limits, fetch=settings.fetch.policy))
-        for name, s in settings.enabled_signals.items()
-    }
-    if not enabled:
-        raise UsageError(f"profile {settings.profile!r} enables no signals")
-    return resolve_versions(settings, enabled, role)
 
 
 def placements(spark: SparkSession, settings: Settings, signals: dict[str, Signal]) -> dict[str, Placement]:

@@ -43,9 +43,10 @@ from pyspark.sql import functions as F
 
 from conf.settings import Settings
 from jobs.corpus import CorpusCheck, CorpusSource, check_rows, one_row_per_id
-from jobs.engine import Committed, Run, RunResult, already_committed, build_signals, by_output, placements, recorded, run_outcomes, signal_rows, tracked, write_and_commit
+from jobs.engine import Committed, Run, RunResult, already_committed, by_output, placements, recorded, run_outcomes, signal_rows, tracked, write_and_commit
 from lake import delta_io, spark_io
 from lake.ledger import NOTHING_TO_DO, SUCCEEDED
+from rollout.models import build_signals
 from signals.base import Signal
 from signals.contracts import EMBEDDINGS, LABELS, RETRIED_ERROR_PREFIXES, STATUS_ERROR, TableContract, is_retried_error
 from udfs.columns import input_hash_column

@@ -24,7 +24,7 @@ from typing import Any
 
 from conf.settings import Settings, UsageError
 from lake.registry import CHALLENGER, CHAMPION, RegisteredModel, Registry, RegistryError
-from signals.base import ModelRef, Signal
+from signals.base import ModelRef, Signal, SignalConfig
 from signals.catalog import build_signal, signal_class
 
 KIND = "kind"
@@ -113,3 +113,16 @@ def resolve_versions(settings: Settings, signals: dict[str, Signal], role: str =
     if not resolved:
         raise UsageError(f"no enabled signal has a {role!r} version in the registry; register one first")
     return resolved
+
+
+def build_signals(settings: Settings, role: str = CHAMPION) -> dict[str, Signal]:
+    """The enabled signals of the profile at the model versions `role` resolves to in the
+    registry, configured (not loaded): what a job ships to its executors and the online scorer loads."""
+    enabled = {
+        name: build_signal(s.kind, SignalConfig(name, ModelRef(s.model.name, s.model.version or "unresolved"), s.batch_size, s.device, s.params,
+                                           decode=settings.decode.limits, fetch=settings.fetch.policy))
+        for name, s in settings.enabled_signals.items()
+    }
+    if not enabled:
+        raise UsageError(f"profile {settings.profile!r} enables no signals")
+    return resolve_versions(settings, enabled, role)

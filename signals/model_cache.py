@@ -61,3 +61,11 @@ def clear() -> None:
     """Drop every cached model of this process."""
     with _lock:
         _models.clear()
+
+
+def retain(keys: set[Hashable]) -> None:
+    """Drop every cached model but those under `keys`: a long-lived process that moved to other
+    model versions (the online scorer's reload) frees the old ones once nothing uses them."""
+    with _lock:
+        for key in set(_models) - keys:
+            del _models[key]

@@ -20,6 +20,7 @@ from lake.registry import CHALLENGER, RegisteredModel, RegistryError
 from rollout.compare import log_to_mlflow
 from rollout.models import champion_version, registry_for
 from signals.catalog import signal_class
+from training import gold, weak
 from training.evaluate import LANGUAGE_SIGNAL, RULES, Evaluation, evaluate, item_slices, report_metrics, rule_scores, write_evaluation_report
 from training.gate import EVALUATION_TAG, head_signal
 from training.heads import TrainedHead, save_head, train_head
@@ -34,11 +35,6 @@ def label_frames(lakehouse: str, task: str, source: str) -> tuple[pd.DataFrame, 
     """(training labels as `--labels` names them, gold labels, majority vote), the training labels
     as (content_id, p_positive), gold first where `both`: the one place the label tables of
     training.gold and training.weak (human labels, weak supervision) are read."""
-    try:
-        from training import gold, weak
-    except ImportError as e:
-        raise UsageError("this build has no human or weak labels yet (training.gold, training.weak); "
-                         "train_task takes label frames meanwhile") from e
     gold_frame = gold.gold_labels(lakehouse, task)
     frames = ([gold_frame] if source in ("gold", "both") else []) + ([weak.weak_labels(lakehouse, task)] if source in ("weak", "both") else [])
     labels = pd.concat([f[["content_id", "p_positive"]] for f in frames], ignore_index=True).drop_duplicates("content_id")

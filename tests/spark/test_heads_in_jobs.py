@@ -87,3 +87,30 @@ def test_a_trained_head_through_shadow_gate_canary_and_refresh(spark, backfilled
     rows = head_rows(settings, first.model.version)
     assert (rows.loc[edits["added"], "status"] == "ok").all() and not rows["error"].fillna("").str.startswith(TRANSIENT_PREFIX).any()
     assert not set(edits["dropped"]) & set(rows.index)
+
+
+def test_the_training_loop_through_the_command_line(backfilled, tmp_path, capsys):
+    """simulated annotators -> import -> gold -> weak labels -> train on both -> promote: every
+    step the command a team runs, on the labels tables those commands wrote."""
+    from training.gold import gold_labels
+    from training.weak import weak_labels
+
+    lakehouse, exports = tmp_path / "lakehouse", tmp_path / "exports"
+    shutil.copytree(backfilled.settings.lakehouse_root, lakehouse)
+    options = ["--set", f"lakehouse={lakehouse}", *(f"--set={o}" for o in LENIENT)]
+    assert main(["labels", "simulate", "--task", "low_quality", "--out", str(exports), *options]) == 0
+    assert main(["labels", "import", str(exports / "low_quality-label-studio.json"), "--task", "low_quality", *options]) == 0
+    assert main(["labels", "gold", "--task", "low_quality", *options]) == 0
+    assert main(["labels", "weak", "--task", "low_quality", "--out", str(exports), *options]) == 0
+    gold, weak = gold_labels(str(lakehouse), "low_quality"), weak_labels(str(lakehouse), "low_quality")
+    truth = delta_io.read_arrow(f"{lakehouse}/{TRUTH_TABLE}").to_pandas().set_index("content_id")
+    expected = (truth["is_blurred"] | truth["is_low_res"]).astype(int)
+    assert len(gold) and (gold.set_index("content_id")["label"] == expected.loc[gold["content_id"]]).mean() > 0.9  # careful annotators win
+    assert weak["p_positive"].between(0, 1).all() and len(weak) > len(gold) / 2
+    capsys.readouterr()
+
+    assert main(["train", "low_quality", "--labels", "both", *options]) == 0
+    trained = capsys.readouterr().out
+    assert "head_low_quality: version 1 is now 'challenger'" in " ".join(trained.split()) and "held-out gold" in trained
+    assert main(["promote", HEAD, "challenger", *options]) == 0
+    assert Registry(settings_for(lakehouse).registry_uri).aliases(HEAD)[CHAMPION] == "1"

@@ -8,7 +8,7 @@ import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable
 
-from jobs.engine import build_signals
+from rollout.models import build_signals
 from signals.contracts import LABELS
 from signals.labels.base import Labeler
 from signals.table_rows import output_of

@@ -12,10 +12,11 @@ from deltalake import DeltaTable
 
 from jobs import backfill
 from jobs.corpus import Window
-from jobs.engine import build_signals, by_output
+from jobs.engine import by_output
 from lake import delta_io
 from lake.delta_io import CommitConflict, DataFile
 from lake.file_writer import FILE_METADATA_SCHEMA, make_file_writer
+from rollout.models import build_signals
 from signals.contracts import EMBEDDINGS, LABELS
 
 pytestmark = pytest.mark.spark

@@ -12,9 +12,9 @@ from deltalake import DeltaTable
 
 from jobs.backfill import run_backfill
 from jobs.corpus import Window
-from jobs.engine import build_signals
 from jobs.refresh import run_refresh
 from lake import delta_io, ledger, spark_io
+from rollout.models import build_signals
 
 pytestmark = pytest.mark.spark
 

@@ -10,10 +10,9 @@ import pytest
 from deltalake import DeltaTable
 
 from jobs.backfill import run_backfill
-from jobs.engine import build_signals
 from lake.lakehouse import Lakehouse
 from rollout.compare import compare_in_lakehouse
-from rollout.models import CHALLENGER, registry_for
+from rollout.models import CHALLENGER, build_signals, registry_for
 from signals.embedders.efficientnet import default_weights_path
 from tests.reference import perturbed_efficientnet
 

@@ -11,10 +11,10 @@ import torch
 from conftest import SMALL_CORPUS, settings_for
 from pyspark.sql import functions as F
 
-from jobs.backfill import build_signals
 from jobs.corpus import CorpusSource
 from jobs.engine import Run, signal_rows
 from lake import spark_io
+from rollout.models import build_signals
 from signals.base import ModelRef, SignalConfig
 from signals.contracts import EMBEDDINGS, UTC_MICROS
 from signals.hashing import image_input_hash, text_input_hash

@@ -328,7 +328,7 @@ def test_bad_fetch_settings_are_errors(override: str) -> None:
 
 
 def test_signals_get_the_fetch_section() -> None:
-    from jobs.engine import build_signals
+    from rollout.models import build_signals
 
     settings = load_settings("local", ["registry.enabled=false", "fetch.http_hosts=[images.example.com]",
                                        *[f"signals.{n}.model.version=1" for n in load_settings("local").signals]])
@@ -342,7 +342,7 @@ def test_decode_limits_in_a_signals_params_are_an_error_pointing_to_the_section(
 
 
 def test_signals_get_the_decode_section_and_registry_params_cannot_change_it() -> None:
-    from jobs.engine import build_signals
+    from rollout.models import build_signals
 
     settings = Settings.model_validate({
         "lakehouse": "lh", "registry": {"enabled": False}, "decode": {"max_aspect": 5, "max_pixels": 1000},

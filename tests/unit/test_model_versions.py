@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from conf.settings import Settings, load_settings
-from jobs.engine import build_signals
-from rollout.models import registry_for
+from rollout.models import build_signals, registry_for
 from signals import base
 from signals.embedders.efficientnet import default_weights_path
 from signals.weights import WeightsMismatch

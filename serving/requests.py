@@ -1,0 +1,79 @@
+"""A scoring request's body, read within its limits and parsed into an Item.
+
+The body is JSON: `{"image": base64 | null, "image_uri": str | null, "title": str | null,
+"description": str | null}`, the corpus's columns. Its size is refused from Content-Length before
+any of it is read, and counted while it is read (a chunked body has none); a body that does not
+arrive in full within the time limit is refused too, so a slow client holds a connection for a
+bounded time and never a model. What is in the item (a corrupt image, a URI outside the
+allowlist, empty text) is not judged here: the signals do, as in the batch job.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+
+from starlette.requests import Request
+
+from serving.scorer import Item
+
+FIELDS = ("image", "image_uri", "title", "description")
+
+
+class Refused(Exception):
+    """A request refused before scoring: its HTTP status and the reason for the client."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+async def read_body(request: Request, max_bytes: int, timeout_s: float) -> bytes:
+    """The whole body, or Refused: 413 past `max_bytes` (declared or counted), 408 when it is not
+    received within `timeout_s`, 400 for a Content-Length that is not a number."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise Refused(400, f"Content-Length {declared[:40]!r} is not a number")
+        if int(declared) > max_bytes:
+            raise Refused(413, f"too large: the body is {declared} bytes, over the limit of {max_bytes}")
+    chunks: list[bytes] = []
+    size = 0
+
+    async def read() -> None:
+        nonlocal size
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise Refused(413, f"too large: the body is over the limit of {max_bytes} bytes")
+            chunks.append(chunk)
+
+    try:
+        await asyncio.wait_for(read(), timeout_s)
+    except TimeoutError:
+        raise Refused(408, f"timeout: the body was not received within {timeout_s:g}s ({size} bytes came)") from None
+    return b"".join(chunks)
+
+
+def parse_item(body: bytes) -> Item:
+    """The item a JSON body describes; Refused (400) for anything but an object of FIELDS with
+    string (or null) values and an `image` in base64."""
+    try:
+        data = json.loads(body)
+    except ValueError as e:
+        raise Refused(400, f"the body is not JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise Refused(400, f"the body is a JSON {type(data).__name__}, not an object with {', '.join(FIELDS)}")
+    if unknown := sorted(set(data) - set(FIELDS)):
+        raise Refused(400, f"unknown fields {unknown}; an item has {', '.join(FIELDS)}")
+    if wrong := sorted(name for name, value in data.items() if value is not None and not isinstance(value, str)):
+        raise Refused(400, f"fields {wrong} must be strings or null")
+    image = data.get("image")
+    if image is not None:
+        try:
+            image = base64.b64decode(image, validate=True)
+        except (binascii.Error, ValueError):
+            raise Refused(400, "image is not base64") from None
+    return Item(image, data.get("image_uri"), data.get("title"), data.get("description"))

@@ -1,0 +1,56 @@
+"""The service under uvicorn: in the foreground for `content-signals serve`, or in a thread for
+the tests and the load test (a free loopback port by default)."""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import uvicorn
+from starlette.applications import Starlette
+
+from conf.settings import Settings
+from serving.app import create_app
+from serving.reload import Champions
+
+START_TIMEOUT_S = 60.0
+KEEP_ALIVE_S = 5  # an idle connection is closed after this
+
+
+def _server(app: Starlette, host: str, port: int, log_level: str) -> uvicorn.Server:
+    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on",
+                                         timeout_keep_alive=KEEP_ALIVE_S))
+
+
+def bound_port(server: uvicorn.Server) -> int:
+    """The port a started server listens on (the one the OS chose for port 0)."""
+    return server.servers[0].sockets[0].getsockname()[1]
+
+
+@contextmanager
+def running(app: Starlette, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """The app served by uvicorn in a thread of this process; yields its base URL, and stops it
+    (connections closed, the lifespan's shutdown run) when the block ends."""
+    server = _server(app, host, port, "warning")
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"the service did not start on {host}:{port}")
+        time.sleep(0.02)
+    try:
+        yield f"http://{host}:{bound_port(server)}"
+    finally:
+        server.should_exit = True
+        thread.join(START_TIMEOUT_S)
+
+
+def serve(settings: Settings) -> None:
+    """Load the champion signals and serve them until interrupted (Ctrl-C, SIGTERM)."""
+    torch.set_num_threads(settings.torch_threads)
+    champions = Champions(settings)
+    _server(create_app(champions, settings.serve), settings.serve.host, settings.serve.port, "info").run()

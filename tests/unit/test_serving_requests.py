@@ -1,0 +1,218 @@
+"""The online scorer over real HTTP on loopback, without Spark: two cheap signals (the rule-based
+text safety and image quality labelers) at their champion versions in a registry of the test's
+own. Hostile requests (corrupt images, a 50 MB body, a slow client, a URI outside the
+allowlist), micro-batching of concurrent requests, the reload when the champion alias moves."""
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import shutil
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
+
+import pytest
+
+from conf.settings import load_settings
+from lake.registry import Registry
+from serving.app import create_app
+from serving.reload import Champions
+from serving.server import running
+from signals.decode import InputError, decode_image
+from signals.fetch import FetchError, fetch
+from tests.conftest import jpeg_bytes
+
+SIGNALS = ("text_safety", "image_quality")
+MB = 1_000_000
+
+
+@pytest.fixture
+def settings(tmp_path, empty_registry_db):
+    shutil.copytree(empty_registry_db.parent, tmp_path / "_registry")
+    enabled = load_settings("local").enabled_signals
+    return load_settings("local", [f"lakehouse={tmp_path}", *(f"signals.{n}.enabled={'true' if n in SIGNALS else 'false'}" for n in enabled),
+                                   f"fetch.file_roots=[{tmp_path / 'allowed'}]", "serve.max_wait_ms=200", "serve.body_timeout_s=1",
+                                   "serve.reload_check_s=0.2", "serve.max_body_bytes=1000000"])
+
+
+@pytest.fixture
+def service(settings):
+    champions = Champions(settings)
+    with running(create_app(champions, settings.serve)) as url:
+        yield urlsplit(url), champions
+
+
+def post(where, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, dict]:
+    connection = http.client.HTTPConnection(where.hostname, where.port, timeout=30)
+    try:
+        connection.request("POST", "/score", body, {"Content-Type": "application/json", **(headers or {})})
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def item(image: bytes | None = None, **fields: str | None) -> bytes:
+    return json.dumps({"image": None if image is None else base64.b64encode(image).decode(), **fields}).encode()
+
+
+def health(where) -> dict:
+    connection = http.client.HTTPConnection(where.hostname, where.port, timeout=30)
+    try:
+        connection.request("GET", "/health")
+        return json.loads(connection.getresponse().read())
+    finally:
+        connection.close()
+
+
+def test_a_good_item_is_scored_by_the_champions(service) -> None:
+    where, champions = service
+    status, body = post(where, item(jpeg_bytes(3), title="a red bicycle", description="by the canal"))
+    assert status == 200, body
+    assert set(body["labels"]) == set(SIGNALS) and body["embeddings"] == {} and body["neighbours"] == {}
+    versions = {name: s.config.model.version for name, s in champions.current.signals.items()}
+    assert {name: row["model_version"] for name, row in body["labels"].items()} == versions == health(where)["signals"]
+    for name, row in body["labels"].items():  # decided as the labeler decides: score against the threshold it records
+        thresholds = champions.current.signals[name].thresholds
+        assert row["labels"] and all(one["decision"] == (one["score"] >= thresholds[one["label"]]) for one in row["labels"] if one["label"] in thresholds)
+
+
+def test_bad_input_is_a_4xx_with_the_batch_jobs_reason(service, settings, tmp_path) -> None:
+    where, _ = service
+    truncated = jpeg_bytes(4)[:300]
+    with pytest.raises(InputError) as expected:
+        decode_image(truncated, settings.decode.limits)
+    status, body = post(where, item(truncated, title="fine text"))
+    assert status == 422 and body["errors"] == {"image_quality": str(expected.value)}
+    assert body["labels"]["text_safety"]["status"] == "ok"  # the good half of the item is still scored
+
+    outside = tmp_path / "elsewhere.jpg"
+    outside.write_bytes(jpeg_bytes(5))
+    with pytest.raises(FetchError) as refused:
+        fetch(outside.as_uri(), settings.fetch.policy)
+    status, body = post(where, json.dumps({"image_uri": outside.as_uri(), "title": "t"}).encode())
+    assert status == 422 and body["errors"]["image_quality"] == str(refused.value) and "not allowed" in body["error"]
+
+    for bad, reason in ((b"{not json", "not JSON"), (b"[1]", "not an object"), (item(title=3), "must be strings"),
+                        (json.dumps({"image": "%%%"}).encode(), "not base64"), (item(title="t", colour="red"), "unknown fields")):
+        status, body = post(where, bad)
+        assert status == 400 and reason in body["error"], (bad, body)
+
+
+def test_a_50_mb_body_is_refused_before_it_is_read(service) -> None:
+    where, _ = service
+    with socket.create_connection((where.hostname, where.port), timeout=10) as s:  # declared: refused from the header
+        s.sendall(f"POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {50 * MB}\r\n\r\n".encode() + b"{" * 1000)
+        assert s.recv(4096).startswith(b"HTTP/1.1 413")
+    sent = 0  # chunked, no length declared: refused once the limit (1 MB here) is passed, not after 50 MB
+    with socket.create_connection((where.hostname, where.port), timeout=10) as s:
+        s.sendall(b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+        chunk = b"%x\r\n%s\r\n" % (64_000, b" " * 64_000)
+        try:
+            while sent < 50 * MB:
+                s.sendall(chunk)
+                sent += 64_000
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+    assert sent < 50 * MB / 4
+    assert health(where)["status"] == "ok"
+
+
+def test_a_slow_client_is_cut_off_and_holds_no_one_up(service) -> None:
+    where, _ = service
+    body = item(title="slow")
+    answer: list[bytes] = []
+
+    def slow() -> None:
+        with socket.create_connection((where.hostname, where.port), timeout=10) as s:
+            s.sendall(f"POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+            for byte in body[:2]:  # a byte every 0.4 s, then nothing: not the whole body within the 1 s limit
+                s.sendall(bytes([byte]))
+                time.sleep(0.4)
+            answer.append(b"".join(iter(lambda: s.recv(4096), b"")))  # until the server closes
+
+    thread = threading.Thread(target=slow)
+    started = time.monotonic()
+    thread.start()
+    time.sleep(0.2)
+    status, _ = post(where, item(jpeg_bytes(6), title="quick"))
+    quick = time.monotonic() - started
+    thread.join(10)
+    assert status == 200 and quick < 1.0  # answered while the slow body trickles
+    assert answer and answer[0].startswith(b"HTTP/1.1 408") and b"timeout" in answer[0]
+
+
+def test_concurrent_requests_share_a_model_batch(service) -> None:
+    where, _ = service
+    before = health(where)
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda i: post(where, item(jpeg_bytes(i), title=f"item {i}"))[0], range(8)))
+    after = health(where)
+    items, batches = after["items"] - before["items"], after["batches"] - before["batches"]
+    assert statuses == [200] * 8 and items == 8 and batches < items
+
+
+def test_the_champion_alias_moving_reloads_the_service(service, settings) -> None:
+    where, champions = service
+    before = health(where)
+    registry = Registry(settings.registry_uri)
+    current = registry.resolve("text_safety", "champion")
+    new = registry.register("text_safety", "code:test-another-build", dict(current.params))
+    registry.promote("text_safety", new.version)
+    deadline = time.monotonic() + 30
+    while health(where)["signals"]["text_safety"] != new.version:
+        assert time.monotonic() < deadline, health(where)
+        time.sleep(0.1)
+    after = health(where)
+    assert after["reloads"] == before["reloads"] + 1 and after["signals"]["image_quality"] == before["signals"]["image_quality"]
+    status, body = post(where, item(title="after the reload"))
+    assert body["labels"]["text_safety"]["model_version"] == new.version != current.version and status == 422  # no image: image_quality's error
+
+
+def test_the_batcher_bounds_batches_and_its_queue_and_drops_what_timed_out() -> None:
+    import asyncio
+
+    from serving.batcher import Busy, MicroBatcher
+
+    batches: list[list[int]] = []
+
+    def score(items: list[int]) -> list[int]:
+        batches.append(items)
+        time.sleep(0.2)  # a model pass: what arrives meanwhile waits for the next batch
+        return [i * 10 for i in items]
+
+    async def scenario() -> tuple[list[int], bool, bool]:
+        batcher = MicroBatcher(score, max_batch=3, max_wait_s=0.05, max_queue=4)
+        await batcher.start()
+        first = asyncio.ensure_future(batcher.submit(0))
+        await asyncio.sleep(0.1)  # 0 is being scored alone (nothing came within 50 ms)
+        late = asyncio.ensure_future(asyncio.wait_for(batcher.submit(99), 0.05))  # gives up before the next batch begins
+        await asyncio.sleep(0.01)
+        waiting = [asyncio.ensure_future(batcher.submit(i)) for i in range(1, 4)]
+        await asyncio.sleep(0.01)
+        try:
+            await batcher.submit(5)  # the queue holds 4: 99 and 1..3
+            busy = False
+        except Busy:
+            busy = True
+        timed_out = False
+        try:
+            await late
+        except TimeoutError:
+            timed_out = True
+        results = [await first, *[await w for w in waiting]]
+        await batcher.stop()
+        return results, busy, timed_out
+
+    results, busy, timed_out = asyncio.run(scenario())
+    assert results == [0, 10, 20, 30] and busy and timed_out
+    assert batches == [[0], [1, 2, 3]]  # at most 3 a batch; 99 gave up and was never scored
+
+
+def test_serve_refuses_a_port_that_is_no_port(tmp_path) -> None:
+    from jobs.cli import main
+
+    assert main(["serve", "--port", "70000", "--set", f"lakehouse={tmp_path}"]) == 2
