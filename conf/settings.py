@@ -305,6 +305,7 @@ class Settings(_Strict):
     index: IndexSettings = IndexSettings()
     monitor: MonitorSettings = MonitorSettings()
     signals: dict[str, SignalSettings]
+    compute_once: bool = True  # items sharing an input hash are computed once per run (docs/design.md, Compute once per unique input)
 
     @field_validator("lakehouse")
     @classmethod

@@ -28,7 +28,7 @@ from signals.catalog import build_signal
 from signals.contracts import DUPLICATES, EMBEDDINGS, LABELS, RUNS, TableContract
 from signals.table_rows import RowStamp, output_of
 from udfs.resources import Cluster, Placement, placement
-from udfs.rows import evened, output_rows, signal_inputs
+from udfs.rows import evened, grouped_by_input, output_rows, signal_inputs
 from udfs.worker import worker_report
 
 
@@ -141,11 +141,13 @@ def placements(spark: SparkSession, settings: Settings, signals: dict[str, Signa
 
 def signal_rows(corpus: DataFrame, signal: Signal, settings: Settings, run: Run, items: int, placed: Placement) -> spark_io.WriteSource:
     """The rows of the signal's output table for these corpus rows (`items` of them; lazy:
-    nothing runs yet), computed where `placed` says, each task reporting its worker."""
+    nothing runs yet), computed where `placed` says, each task reporting its worker. With
+    `settings.compute_once`, items sharing an input are computed once (grouped_by_input)."""
     signal = signal.on_device(placed.device)
+    spread = grouped_by_input if settings.compute_once else evened
     return spark_io.WriteSource(
-        evened(signal_inputs(corpus, signal), settings.spark.partitions_per_slot, items, signal.batch_size, placed.cpus),
-        output_rows(signal, RowStamp.of(signal, run.run_id, run.started), settings.prefetch, settings.torch_threads),
+        spread(signal_inputs(corpus, signal), settings.spark.partitions_per_slot, items, signal.batch_size, placed.cpus),
+        output_rows(signal, RowStamp.of(signal, run.run_id, run.started), settings.prefetch, settings.torch_threads, settings.compute_once),
         placed.resources, worker_report,
     )
 
