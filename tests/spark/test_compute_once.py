@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import os
 import shutil
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,6 +24,7 @@ from signals.base import ModelRef, SignalConfig
 from signals.contracts import EMBEDDINGS
 from signals.hashing import text_input_hash
 from udfs.resources import Placement
+from udfs.rows import grouped_by_input
 
 pytestmark = pytest.mark.spark
 
@@ -42,6 +44,21 @@ def repin(root: str, every: int) -> list[str]:
     copies = copies.set_column(copies.schema.get_field_index("ds"), corpus.schema.field("ds"), pa.array([REPIN_DAY] * len(ids), pa.string()))
     write_deltalake(root, copies.cast(corpus.schema), mode="append", partition_by=["ds"])
     return ids
+
+
+def test_items_sharing_an_input_are_in_one_partition_sorted_by_hash(spark):
+    """udfs.rows.grouped_by_input: as many partitions as the slots want (a tiny job: one), each
+    hash in one partition only, partitions sorted by hash, nothing lost."""
+    items = spark.range(0, 400, numPartitions=3).select(F.col("id").cast("string").alias("content_id"),
+                                                        (F.col("id") % 37).cast("string").alias("input_hash"))
+    grouped = grouped_by_input(items, partitions_per_slot=4, rows=400, rows_per_partition=32)
+    assert grouped.rdd.getNumPartitions() == 2 * 4  # local[2]: two slots
+    parts = grouped.rdd.glom().map(lambda rows: [(r.input_hash, r.content_id) for r in rows]).collect()
+    assert sorted(i for part in parts for _, i in part) == sorted(str(i) for i in range(400))
+    assert all([h for h, _ in part] == sorted(h for h, _ in part) for part in parts)
+    owners = {h: {n for n, part in enumerate(parts) if any(h == g for g, _ in part)} for h in {str(k) for k in range(37)}}
+    assert all(len(o) == 1 for o in owners.values())
+    assert grouped_by_input(items, 4, rows=10, rows_per_partition=32).rdd.getNumPartitions() == 1
 
 
 def test_items_sharing_an_input_reach_the_model_once(spark, corpus_lakehouse, tmp_path):
@@ -94,8 +111,8 @@ def test_tables_equal_computing_each_item(spark, corpus_lakehouse, tmp_path, emp
     once = lakehouse_with_corpus(corpus_lakehouse, tmp_path / "once", *CHEAP_SIGNALS, LAST_DAYS)
     every = lakehouse_with_corpus(corpus_lakehouse, tmp_path / "every", *CHEAP_SIGNALS, LAST_DAYS, "compute_once=false")
     for settings in (once, every):  # an empty registry each: MLflow's first set-up takes seconds
-        (tmp_path / settings.lakehouse_root / "_registry").mkdir()
-        shutil.copy(empty_registry_db, tmp_path / settings.lakehouse_root / "_registry" / "mlflow.db")
+        (Path(settings.lakehouse_root) / "_registry").mkdir()
+        shutil.copy(empty_registry_db, Path(settings.lakehouse_root) / "_registry" / "mlflow.db")
     run_backfill(spark, once)
     ids = repin(once.table_root("corpus"), every=3)
     repin(every.table_root("corpus"), every=3)
