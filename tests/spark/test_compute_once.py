@@ -53,7 +53,8 @@ def test_items_sharing_an_input_are_in_one_partition_sorted_by_hash(spark):
                                                         (F.col("id") % 37).cast("string").alias("input_hash"))
     grouped = grouped_by_input(items, partitions_per_slot=4, rows=400, rows_per_partition=32)
     assert grouped.rdd.getNumPartitions() == 2 * 4  # local[2]: two slots
-    parts = grouped.rdd.glom().map(lambda rows: [(r.input_hash, r.content_id) for r in rows]).collect()
+    rows = grouped.select("input_hash", "content_id", F.spark_partition_id().alias("p"), F.monotonically_increasing_id().alias("at")).collect()
+    parts = [[(r.input_hash, r.content_id) for r in sorted(rows, key=lambda r: r.at) if r.p == p] for p in range(2 * 4)]
     assert sorted(i for part in parts for _, i in part) == sorted(str(i) for i in range(400))
     assert all([h for h, _ in part] == sorted(h for h, _ in part) for part in parts)
     owners = {h: {n for n, part in enumerate(parts) if any(h == g for g, _ in part)} for h in {str(k) for k in range(37)}}
