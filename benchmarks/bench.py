@@ -62,9 +62,10 @@ for _name, _value in _worker_env().items():
 from benchmarks import arms, hostile, stages  # noqa: E402
 from benchmarks import index as index_bench  # noqa: E402
 from benchmarks import serving as serving_bench  # noqa: E402
-from benchmarks.corpus import add_new_items, copy_lakehouse, write_corpus  # noqa: E402
+from benchmarks.corpus import add_new_items, copy_lakehouse, with_repins, write_corpus, write_corpus_table  # noqa: E402
 from benchmarks.memory import CpuShare  # noqa: E402
-from benchmarks.report import format_table, index_line, summarise, write_json  # noqa: E402
+from benchmarks.report import TARGETS, compute_once_line, format_table, index_line, summarise, write_json  # noqa: E402
+from signals.contracts import CORPUS  # noqa: E402
 
 SIGNALS = ("image_embedding", "text_embedding")
 WARM_ITEMS = 64
@@ -91,6 +92,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--uri", choices=("on", "off"), default="on",
                    help="also run benchmarks.uri (the same images inline, by URI on loopback HTTP and on S3; worker memory by URI)")
     p.add_argument("--hostile", choices=("on", "off"), default="on", help="also run benchmarks.hostile (hostile images through prepare)")
+    p.add_argument("--compute-once", choices=("on", "off"), default="on",
+                   help="also a backfill of a corpus with 30%% repins, compute once vs every item (--refresh-items of them)")
     p.add_argument("--index", choices=("on", "off"), default="on",
                    help="also run benchmarks.index (the approximate index of 100k synthetic vectors against exact search)")
     p.add_argument("--serving", choices=("on", "off"), default="on",
@@ -278,6 +281,46 @@ class Bench:
                 "cpu": {"backfill": backfill_cpu.as_dict(), "first_refresh": first_cpu.as_dict(), "refresh": refresh_cpu.as_dict()},
                 "worker_stages": {"first_refresh": first_work, "refresh": refresh_work}}
 
+    def bench_compute_once(self, m: int, fraction: float = 0.3) -> dict[str, Any]:
+        """A backfill of both embedding signals on a corpus of `m` items, `fraction` of them repins
+        (another item's image and text), with compute_once and computing every item: the two
+        alternate over `--repeat` rounds in one warmed-up session, the fastest of each kept, and
+        their tables compared."""
+        import numpy as np
+        import pyarrow.compute as pc
+        from deltalake import DeltaTable
+
+        from jobs.backfill import run_backfill
+
+        source = DeltaTable(str(self.corpus(m) / CORPUS.name)).to_pyarrow_table()
+        repinned = self.work / "corpora" / f"{m}-repins"
+        write_corpus_table(repinned, with_repins(source, fraction, self.args.seed))
+        ways = {"once": "compute_once=true", "every": "compute_once=false"}
+        seconds: dict[str, list[float]] = {way: [] for way in ways}
+        spark = self.session(self.settings(repinned, None))
+        try:
+            self.warm_up(spark, "compute-once", None)
+            for round_ in range(self.args.repeat):
+                for way, toggle in ways.items():
+                    settings = self.settings(copy_lakehouse(repinned, self.work / "runs" / f"compute-{way}"), None, [toggle])
+                    with CpuShare() as cpu:
+                        run_backfill(spark, settings, run_id=f"bench-compute-{way}-{round_}")
+                    seconds[way].append(round(cpu.wall, 2))
+                    self.log(f"compute once: backfill of {m} items ({fraction:.0%} repins), {way}: {cpu.wall:.1f}s")
+        finally:
+            spark.stop()
+        tables = {way: DeltaTable(str(self.work / "runs" / f"compute-{way}" / "embeddings")).to_pyarrow_table()
+                  .sort_by([("content_id", "ascending"), ("signal", "ascending")]) for way in ways}
+        once, every = tables["once"], tables["every"]
+        same_keys = all(once[c].equals(every[c]) for c in ("content_id", "signal", "input_hash", "status", "error", "ds"))
+        largest = max((float(np.max(np.abs(np.subtract(a, b)))) for a, b in zip(once["vector"].to_pylist(), every["vector"].to_pylist())
+                       if a is not None and b is not None), default=0.0)
+        best = {way: min(s) for way, s in seconds.items()}
+        return {"items": m, "repin_fraction": fraction, "distinct_images": len(pc.unique(once.filter(pc.equal(once["signal"], "image_embedding"))["input_hash"])),
+                "backfill_s": best, "rounds_s": seconds, "time_saved": round(1 - best["once"] / best["every"], 4),
+                "target_met": 1 - best["once"] / best["every"] >= TARGETS["compute_once_saving"],
+                "identical_tables": same_keys and largest <= 1e-5, "largest_vector_difference": largest}
+
     def refresh_new_day(self, spark: Any, settings: Any, enabled: list[str], run_id: str) -> tuple[Any, CpuShare, dict[str, Any]]:
         """Add a day of new items (1% of the corpus), refresh, check it computed exactly those;
         with what the Python workers did meanwhile (a model load shows there)."""
@@ -307,6 +350,9 @@ class Bench:
         refresh_items = self.args.refresh_items if self.args.refresh_items is not None else self.args.items
         refresh = self.bench_refresh(refresh_items) if refresh_items else None
         report = summarise(results, refresh)
+        if self.args.compute_once == "on" and refresh_items:
+            report["compute_once"] = self.bench_compute_once(refresh_items)
+            self.log(compute_once_line(report["compute_once"]))
         if self.args.gpu == "on" or (self.args.gpu == "auto" and _cuda_available()):
             report["gpu"] = self.bench_gpu()
         if self.args.uri == "on":

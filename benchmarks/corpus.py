@@ -101,3 +101,18 @@ def by_uri(corpus: pa.Table, base: str, prefix: str) -> tuple[pa.Table, dict[str
     index = corpus.schema.get_field_index("image")
     table = corpus.set_column(index, corpus.schema.field("image"), pa.nulls(corpus.num_rows, pa.binary()))
     return table.append_column(pa.field("image_uri", pa.string()), pa.array(uris, pa.string())), objects
+
+
+def with_repins(corpus: pa.Table, fraction: float, seed: int = 7) -> pa.Table:
+    """`corpus` with a seeded `fraction` of its items made repins: each takes the image, title and
+    description of another item (an original, never itself a repin), keeping its own id and day."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(corpus.num_rows)
+    repins = order[: round(corpus.num_rows * fraction)]
+    originals = order[len(repins):]
+    sources = np.arange(corpus.num_rows)
+    sources[repins] = rng.choice(originals, len(repins))
+    picked = corpus.take(pa.array(sources))
+    for name in ("image", "title", "description"):
+        corpus = corpus.set_column(corpus.schema.get_field_index(name), corpus.schema.field(name), picked[name])
+    return corpus

@@ -359,6 +359,7 @@ class Settings(_Strict):
     training: TrainingSettings = TrainingSettings()
     serve: ServeSettings = ServeSettings()
     signals: dict[str, SignalSettings]
+    compute_once: bool = True  # items sharing an input hash are computed once per run (docs/design.md, Compute once per unique input)
 
     @field_validator("lakehouse")
     @classmethod

@@ -27,7 +27,7 @@ from signals.base import ModelRef, Signal
 from signals.contracts import DUPLICATES, EMBEDDINGS, LABELS, RUNS, TableContract
 from signals.table_rows import RowStamp, output_of
 from udfs.resources import Cluster, Placement, placement
-from udfs.rows import derived_inputs, evened, output_rows, signal_inputs
+from udfs.rows import derived_inputs, evened, grouped_by_input, output_rows, signal_inputs
 from udfs.worker import worker_report
 
 
@@ -138,13 +138,15 @@ def stored_embeddings(spark: SparkSession, settings: Settings, signal: str, mode
 def signal_rows(corpus: DataFrame, signal: Signal, settings: Settings, run: Run, items: int, placed: Placement) -> spark_io.WriteSource:
     """The rows of the signal's output table for these corpus rows (`items` of them; lazy:
     nothing runs yet), computed where `placed` says, each task reporting its worker. A head
-    (a derived signal) reads the item's stored embedding row instead of its corpus inputs."""
+    (a derived signal) reads the item's stored embedding row instead of its corpus inputs. With
+    `settings.compute_once`, items sharing an input are computed once (grouped_by_input)."""
     signal = signal.on_device(placed.device)
     inputs = (derived_inputs(corpus, signal, stored_embeddings(corpus.sparkSession, settings, *signal.reads)) if signal.stored_columns
               else signal_inputs(corpus, signal))
+    spread = grouped_by_input if settings.compute_once else evened
     return spark_io.WriteSource(
-        evened(inputs, settings.spark.partitions_per_slot, items, signal.batch_size, placed.cpus),
-        output_rows(signal, RowStamp.of(signal, run.run_id, run.started), settings.prefetch, settings.torch_threads),
+        spread(inputs, settings.spark.partitions_per_slot, items, signal.batch_size, placed.cpus),
+        output_rows(signal, RowStamp.of(signal, run.run_id, run.started), settings.prefetch, settings.torch_threads, settings.compute_once),
         placed.resources, worker_report,
     )
 

@@ -32,7 +32,7 @@ before its commit is simply redone by the next one, and one killed after it find
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 import pyarrow.compute as pc
@@ -141,10 +141,13 @@ class Plan:
     stale: DataFrame  # KEY of every stale item
     cached: tuple[DataFrame, ...]
     corpus_check: CorpusCheck | None = None  # what the corpus rule skipped among the rows compared
+    reused: dict[str, int] = field(default_factory=dict)  # signal -> items given a copy of a committed row of their input
+    reused_items: DataFrame | None = None  # REUSE_COLUMNS of every such item
+    reused_files: frozenset[str] = frozenset()  # unescaped relative paths of the files holding the rows copied
 
     @property
     def empty(self) -> bool:
-        return not any(self.todo.values()) and not self.rewritten
+        return not any(self.todo.values()) and not any(self.reused.values()) and not self.rewritten
 
     def release(self) -> None:
         for frame in self.cached:
@@ -191,26 +194,48 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
     annotated = stored.join(current.select("content_id", *hashes, F.lit(True).alias("in_corpus")), "content_id", "left").select(
         *KEY, "file", (~in_corpus | (enabled & ~same_input)).alias("stale"), (in_corpus & enabled & same_input).alias("valid"),
     ).persist()
-    wanted = [current.select("content_id", "ds", F.lit(name).alias("signal")) for name in signals]
-    todo_items = (
+    wanted = [current.select("content_id", "ds", F.col(_hash_column(s)).alias("input_hash"), F.lit(name).alias("signal"))
+              for name, s in signals.items()]
+    missing = (
         functools.reduce(DataFrame.unionByName, wanted).join(annotated.filter("valid").select("content_id", "signal"), ["content_id", "signal"], "left_anti")
-        if wanted else spark.createDataFrame([], "content_id string, ds string, signal string")
-    ).persist()
+        if wanted else spark.createDataFrame([], "content_id string, ds string, input_hash string, signal string")
+    )
+    if settings.compute_once:  # an item whose input has a committed row at the signal's version gets a copy of it
+        missing = missing.join(_committed_inputs(spark, root, read_version, enabled), ["signal", "input_hash"], "left")
+    else:
+        missing = missing.select("*", *[F.lit(None).cast("string").alias(c) for c in ("source_id", "source_file")])
+    todo_items = missing.persist()
     # two actions, in this order: the first fills the caches of `current` and `annotated`, the
     # second reads them (in one action, each branch would scan the corpus and the table again)
     stale_in = {delta_io.relative_path(root, r["file"]): r["count"] for r in annotated.filter("stale").groupBy("file").count().collect()}
-    todo_by_day = [(r["signal"], r["ds"], r["count"]) for r in todo_items.groupBy("signal", "ds").count().collect()]
+    todo_by_day = todo_items.groupBy("signal", "ds", "source_file").count().collect()
     items_in = _items_per_file(spark, root, read_version, set(stale_in)) if stale_in else {}
+    computed = [(r["signal"], r["ds"], r["count"]) for r in todo_by_day if r["source_file"] is None]
     return Plan(
         contract, signals, scope, read_version,
-        todo={name: sum(n for signal, _, n in todo_by_day if signal == name) for name in signals},
-        todo_days=tuple(sorted({day for _, day, _ in todo_by_day})),
+        todo={name: sum(n for signal, _, n in computed if signal == name) for name in signals},
+        todo_days=tuple(sorted({day for _, day, _ in computed})),
         rewritten={path: (items_in[path], stale) for path, stale in stale_in.items()},
-        todo_items=todo_items.select("signal", "content_id"),
+        todo_items=todo_items.filter(F.col("source_file").isNull()).select("signal", "content_id"),
         stale=annotated.filter("stale").select(*KEY),
         cached=(current, annotated, todo_items),
         corpus_check=corpus_check,
+        reused={name: sum(r["count"] for r in todo_by_day if r["signal"] == name and r["source_file"] is not None) for name in signals},
+        reused_items=todo_items.filter(F.col("source_file").isNotNull()).select(*REUSE_COLUMNS),
+        reused_files=frozenset(delta_io.relative_path(root, r["source_file"]) for r in todo_by_day if r["source_file"] is not None),
     )
+
+
+REUSE_COLUMNS = ("signal", "content_id", "ds", "input_hash", "source_id")  # an item, and the item whose committed row of the same input it copies
+
+
+def _committed_inputs(spark: SparkSession, root: str, version: int, enabled: Column) -> DataFrame:
+    """One committed row per (signal, input hash) at the enabled signals' model versions, not a
+    retried error: (signal, input_hash, source_id, source_file), the item and file it is in.
+    Only the key columns of the table are read (its vectors and scores are not)."""
+    rows = spark_io.read_spark(spark, root, version, file_column="source_file").filter(enabled & ~_retried_error() & F.col("input_hash").isNotNull())
+    return rows.groupBy("signal", "input_hash").agg(F.min(F.struct(F.col("content_id").alias("source_id"), "source_file")).alias("source")).select(
+        "signal", "input_hash", "source.source_id", "source.source_file")
 
 
 def _retried_error() -> Column:
@@ -279,7 +304,9 @@ def apply_plan(spark: SparkSession, settings: Settings, run: Run, plan: Plan, co
                                    "content_id", "left_semi"), s, settings, run, plan.todo[n], placed[n])
             for n, s in plan.signals.items() if plan.todo[n]
         ]
-    expected = dict(plan.todo)
+    if plan.reused_items is not None and any(plan.reused.values()):
+        sources.append(spark_io.WriteSource(_copies(spark, root, plan, run)))
+    expected = {n: plan.todo[n] + plan.reused.get(n, 0) for n in plan.todo}
     for path, (in_file, stale) in plan.rewritten.items():
         signal = live[path].partition_values["signal"]
         expected[signal] = expected.get(signal, 0) + in_file - stale
@@ -287,9 +314,21 @@ def apply_plan(spark: SparkSession, settings: Settings, run: Run, plan: Plan, co
         spark, settings, run, plan.contract, sources, expected,
         remove=lambda f: unquote(f.path) in rewritten,
         read_version=plan.read_version,
-        metadata={"stale_items": str(sum(s for _, s in plan.rewritten.values())), "computed": str(plan.todo),
+        metadata={"stale_items": str(sum(s for _, s in plan.rewritten.values())), "computed": str(plan.todo), "reused": str(plan.reused),
                   REFRESHED: _signature(plan.signals), **({CORPUS_VERSION: str(corpus[1])} if corpus[1] is not None else {})},
     )
+
+
+def _copies(spark: SparkSession, root: str, plan: Plan, run: Run) -> DataFrame:
+    """The rows of the plan's reused items: each a copy of the committed row (rows, for labels)
+    of the item with the same input at the same model version, with the item's own key, day,
+    run and time."""
+    versions = F.create_map(*[F.lit(v) for name, s in plan.signals.items() for v in (name, s.config.model.version)])
+    items = plan.reused_items.select(*REUSE_COLUMNS, versions[F.col("signal")].alias("model_version"))  # type: ignore[union-attr]
+    stored = spark_io.read_spark(spark, root, plan.read_version, only=set(plan.reused_files)).withColumnRenamed("content_id", "source_id")
+    copied = stored.drop("ds", "run_id", "computed_at").join(items, ["signal", "model_version", "source_id", "input_hash"])
+    return copied.select(*[F.lit(run.run_id).alias(c) if c == "run_id" else F.lit(run.started).alias(c) if c == "computed_at" else F.col(c)
+                           for c in plan.contract.schema.names])
 
 
 def run_refresh(spark: SparkSession, settings: Settings, run_id: str | None = None, full: bool = False) -> RunResult:
@@ -328,9 +367,11 @@ def _apply_plans(spark: SparkSession, settings: Settings, run: Run, signals: dic
         else:
             committed = {plan.contract.name: apply_plan(spark, settings, run, plan, corpus, placed) for plan in plans if not plan.empty}
             computed = sum(sum(plan.todo.values()) for plan in plans)
+            reused = sum(sum(plan.reused.values()) for plan in plans)
             dropped = sum(s for plan in plans for _, s in plan.rewritten.values())
             result = RunResult(run.run_id, SUCCEEDED, {name: c.version for name, c in committed.items()}, run_outcomes(settings, run.run_id, signals),
-                               " ".join(filter(None, [f"computed {computed} items, dropped {dropped} stale items (compared {compared})", skipped])),
+                               " ".join(filter(None, [f"computed {computed} items, copied {reused} from committed rows of the same input, "
+                                                      f"dropped {dropped} stale items (compared {compared})", skipped])),
                                [use for c in committed.values() for use in c.executors])
         finish(result)
     return result

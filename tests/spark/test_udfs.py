@@ -47,7 +47,7 @@ def test_the_model_loads_once_per_python_worker(spark, corpus_lakehouse, tmp_pat
 
     loads = tmp_path / "loads"
     loads.mkdir()
-    settings = settings_for(corpus_lakehouse.settings.lakehouse_root, "spark.partitions_per_slot=8")
+    settings = settings_for(corpus_lakehouse.settings.lakehouse_root, "spark.partitions_per_slot=8", "compute_once=false")
     signal = CountingEmbedder(SignalConfig("counting_embedding", ModelRef("counting", "1"), batch_size=3, device="cpu",
                                            params={"loads": str(loads)}))
     corpus = spark_io.read_spark(spark, corpus_lakehouse.root)

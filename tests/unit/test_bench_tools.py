@@ -17,7 +17,7 @@ import torch
 from torchvision import transforms as T
 
 from benchmarks import arms, stages
-from benchmarks.corpus import LARGE_IMAGE, add_new_items, by_uri, copy_lakehouse, large_jpeg, with_large_images, write_corpus
+from benchmarks.corpus import LARGE_IMAGE, add_new_items, by_uri, copy_lakehouse, large_jpeg, with_large_images, with_repins, write_corpus
 from benchmarks.memory import CpuShare, RssPoller, python_workers
 from benchmarks.report import format_table, summarise, summarise_uri, uri_line
 from signals.base import ModelRef, SignalConfig
@@ -334,3 +334,18 @@ def test_compare_vectors_reports_differences_and_status_disagreements() -> None:
     other = pa.table({"content_id": ["d", "c", "b", "a"],
                       "vector": pa.array([[float("nan"), float("nan")], [1.0, 0.0], [0.0, 0.75], [1.0, 0.0]], pa.list_(pa.float32()))})
     assert arms.compare_vectors(raw, other) == {"max_abs_diff": 0.25, "compared": 2, "ok_status_disagreements": 2}
+
+
+def test_repins_take_another_items_inputs_and_keep_their_own_id_and_day():
+    """benchmarks.corpus.with_repins: 30% of 200 items share an original's image and text; ids and days stay."""
+    n = 200
+    corpus = pa.table({"content_id": [f"c{i}" for i in range(n)], "image": [bytes([i % 256, i // 256]) for i in range(n)],
+                       "title": [f"t{i}" for i in range(n)], "description": [f"d{i}" for i in range(n)],
+                       "ds": [f"2026-11-{1 + i % 9:02d}" for i in range(n)]})
+    repinned = with_repins(corpus, 0.3, seed=3)
+    images, titles = repinned["image"].to_pylist(), repinned["title"].to_pylist()
+    assert len(set(images)) == n - 60
+    assert all(titles[i] == f"t{images[i][0] + 256 * images[i][1]}" for i in range(n))  # image and text from the same item
+    assert repinned["content_id"].equals(corpus["content_id"]) and repinned["ds"].equals(corpus["ds"])
+    moved = {i for i in range(n) if images[i] != corpus["image"][i].as_py()}
+    assert len(moved) == 60 and not {images[i][0] + 256 * images[i][1] for i in moved} & moved  # every source is an original

@@ -1,0 +1,131 @@
+"""Compute once per unique input in the jobs: items sharing an input reach the model once per
+run, a refresh copies committed rows of the same input, and the tables equal computing each item."""
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+import torch
+from conftest import CHEAP_SIGNALS, lakehouse_with_corpus, settings_for
+from deltalake import DeltaTable, write_deltalake
+from pyspark.sql import functions as F
+from test_refresh import _assert_same_rows
+
+from jobs.backfill import run_backfill
+from jobs.engine import Run, signal_rows
+from jobs.refresh import run_refresh
+from lake import spark_io
+from signals.base import ModelRef, SignalConfig
+from signals.contracts import EMBEDDINGS
+from signals.hashing import text_input_hash
+from udfs.resources import Placement
+from udfs.rows import grouped_by_input
+
+pytestmark = pytest.mark.spark
+
+FIRST_DAY, REPIN_DAY = "2026-11-19", "2026-11-21"  # the sample corpus's last two days are read, repins come after them
+LAST_DAYS = f"corpus.filter=ds >= '{FIRST_DAY}'"
+
+
+def repin(root: str, every: int) -> list[str]:
+    """Append to the corpus at `root`, on a new day, a copy under a new id of every `every`-th
+    item with an image from FIRST_DAY on (the same image, title and description: a repin).
+    Returns the new ids."""
+    corpus = DeltaTable(root).to_pyarrow_table().sort_by("content_id")
+    with_image = corpus.filter(pc.and_(pc.is_valid(corpus["image"]), pc.greater_equal(corpus["ds"], FIRST_DAY)))
+    copies = with_image.take(list(range(0, with_image.num_rows, every)))
+    ids = [f"repin-{cid}" for cid in copies["content_id"].to_pylist()]
+    copies = copies.set_column(copies.schema.get_field_index("content_id"), corpus.schema.field("content_id"), pa.array(ids, pa.string()))
+    copies = copies.set_column(copies.schema.get_field_index("ds"), corpus.schema.field("ds"), pa.array([REPIN_DAY] * len(ids), pa.string()))
+    write_deltalake(root, copies.cast(corpus.schema), mode="append", partition_by=["ds"])
+    return ids
+
+
+def test_items_sharing_an_input_are_in_one_partition_sorted_by_hash(spark):
+    """udfs.rows.grouped_by_input: as many partitions as the slots want (a tiny job: one), each
+    hash in one partition only, partitions sorted by hash, nothing lost."""
+    items = spark.range(0, 400, numPartitions=3).select(F.col("id").cast("string").alias("content_id"),
+                                                        (F.col("id") % 37).cast("string").alias("input_hash"))
+    grouped = grouped_by_input(items, partitions_per_slot=4, rows=400, rows_per_partition=32)
+    assert grouped.rdd.getNumPartitions() == 2 * 4  # local[2]: two slots
+    rows = grouped.select("input_hash", "content_id", F.spark_partition_id().alias("p"), F.monotonically_increasing_id().alias("at")).collect()
+    parts = [[(r.input_hash, r.content_id) for r in sorted(rows, key=lambda r: r.at) if r.p == p] for p in range(2 * 4)]
+    assert sorted(i for part in parts for _, i in part) == sorted(str(i) for i in range(400))
+    assert all([h for h, _ in part] == sorted(h for h, _ in part) for part in parts)
+    owners = {h: {n for n, part in enumerate(parts) if any(h == g for g, _ in part)} for h in {str(k) for k in range(37)}}
+    assert all(len(o) == 1 for o in owners.values())
+    assert grouped_by_input(items, 4, rows=10, rows_per_partition=32).rdd.getNumPartitions() == 1
+
+
+def test_items_sharing_an_input_reach_the_model_once(spark, corpus_lakehouse, tmp_path):
+    """jobs.engine.signal_rows with compute_once: every item gets its row, and the model prepares
+    about one row per distinct input (a repeat whose result left before it arrived is computed
+    again: at most once per Arrow batch), counted by a fake signal in the workers."""
+    from signals.embedders.text import TextEmbedder
+
+    class CountingEmbedder(TextEmbedder):  # defined here: Spark ships it to the workers by value
+        dim = 2
+
+        def resource_key(self):
+            return ("counting-once", self.config.params["counts"])
+
+        def load_resources(self, device):
+            return "weights"
+
+        def prepare(self, row):
+            with open(os.path.join(self.config.params["counts"], f"{os.getpid()}.rows"), "a") as f:
+                f.write("row\n")
+            return super().prepare(row)
+
+        def forward(self, prepared):
+            return torch.tensor([[1.0, float(len(text))] for text in prepared])
+
+    counts = tmp_path / "counts"
+    counts.mkdir()
+    corpus = spark_io.read_spark(spark, corpus_lakehouse.root)
+    items = corpus.unionByName(corpus.withColumn("content_id", F.concat("content_id", F.lit("-copy")))).unionByName(
+        corpus.withColumn("content_id", F.concat("content_id", F.lit("-copy2"))))
+    rows = items.select("title", "description").collect()
+    distinct = len({text_input_hash(r["title"], r["description"]) for r in rows})
+    settings = settings_for(corpus_lakehouse.settings.lakehouse_root)
+    signal = CountingEmbedder(SignalConfig("counting_embedding", ModelRef("counting", "1"), batch_size=3, device="cpu",
+                                           params={"counts": str(counts)}))
+    run = Run.begin("compute-once")
+    source = signal_rows(items, signal, settings, run, len(rows), Placement((), "cpu"))
+    files = spark_io.write_files([source], str(tmp_path / "embeddings"), EMBEDDINGS, f"part-{run.run_id}")
+
+    assert sum(f.num_items for f in files) == len(rows)
+    prepared = sum(p.read_text().count("row") for p in counts.glob("*.rows"))
+    arrow_batches = -(-len(rows) // int(spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch"))) + source.frame.rdd.getNumPartitions()
+    assert distinct <= prepared <= distinct + arrow_batches < len(rows)
+
+
+def test_tables_equal_computing_each_item(spark, corpus_lakehouse, tmp_path, empty_registry_db):
+    """A backfill with compute_once, then repins and a refresh that copies their rows, equal a
+    backfill of the same corpus computing every item (the corpus's last days only: it is the
+    path that is compared, not the amount)."""
+    once = lakehouse_with_corpus(corpus_lakehouse, tmp_path / "once", *CHEAP_SIGNALS, LAST_DAYS)
+    every = lakehouse_with_corpus(corpus_lakehouse, tmp_path / "every", *CHEAP_SIGNALS, LAST_DAYS, "compute_once=false")
+    for settings in (once, every):  # an empty registry each: MLflow's first set-up takes seconds
+        (Path(settings.lakehouse_root) / "_registry").mkdir()
+        shutil.copy(empty_registry_db, Path(settings.lakehouse_root) / "_registry" / "mlflow.db")
+    run_backfill(spark, once)
+    ids = repin(once.table_root("corpus"), every=3)
+    repin(every.table_root("corpus"), every=3)
+
+    refreshed = run_refresh(spark, once)
+    run_backfill(spark, every)
+
+    _assert_same_rows(once, every)
+    for table in ("embeddings", "labels"):  # every repin copied, none computed
+        metadata = DeltaTable(once.table_root(table)).history(1)[0]
+        computed, reused = ast.literal_eval(metadata["computed"]), ast.literal_eval(metadata["reused"])
+        assert set(computed.values()) == {0} and reused == dict.fromkeys(computed, len(ids)), metadata
+    rows = DeltaTable(once.table_root("labels")).to_pyarrow_table()
+    copied = rows.filter(pc.is_in(rows["content_id"], pa.array(ids)))
+    assert set(copied["run_id"].to_pylist()) == {refreshed.run_id} and set(copied["ds"].to_pylist()) == {REPIN_DAY}
