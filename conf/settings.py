@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from signals.decode import DecodeLimits
 from signals.fetch import FetchPolicy
 from signals.video.decode import VideoLimits
-from signals.video.keyframes import VideoSampling
+from signals.video.keyframes import VideoReading, VideoSampling
 from signals.video.shots import ShotDetection
 
 # The YAML profiles sit beside this module (package data), read as resources so they are found
@@ -124,6 +124,7 @@ class SparkSettings(_Strict):
 class SampleCorpusSettings(_Strict):
     n_items: int = Field(480, ge=60)
     seed: int = 7
+    videos: bool = False  # the sample videos as extra items (sample_corpus/videos.py); the demo turns them on
 
 
 class DedupSettings(_Strict):
@@ -175,6 +176,7 @@ class CorpusColumns(_Strict):
     updated_at: str | None = "updated_at"
     ds: str | None = "ds"                # the item's day (YYYY-MM-DD string or a date) ...
     day_from: str | None = None          # ... or a timestamp to derive it from (its UTC day)
+    video: str | None = "video"          # encoded video bytes (signals/video/): a video item's image signals read its keyframes
 
     @model_validator(mode="after")
     def _complete(self) -> CorpusColumns:
@@ -327,6 +329,11 @@ class VideoSettings(_Strict):
     def sampling(self) -> VideoSampling:
         shots = ShotDetection(self.shot_min_distance, self.shot_ratio, self.shot_window, self.min_shot_s)
         return VideoSampling(self.sample_fps, self.short_side, self.keyframe_every_s, shots)
+
+    @property
+    def reading(self) -> VideoReading:
+        """What the workers need to read a video (shipped with the job's functions, never from data)."""
+        return VideoReading(self.limits, self.sampling)
 
 
 class Settings(_Strict):

@@ -38,16 +38,19 @@ from signals.contracts import CORPUS, RUNS
 SCENARIO_ITEMS = 64  # items of an appended scenario day: enough for every rule's min_rows
 
 
-def make_corpus(settings: Settings, n_items: int | None = None, seed: int | None = None) -> None:
-    """Generate the sample corpus into the profile's lakehouse (skipped if already there)."""
+def make_corpus(settings: Settings, n_items: int | None = None, seed: int | None = None, videos: bool | None = None) -> None:
+    """Generate the sample corpus into the profile's lakehouse (skipped if already there), with
+    the sample videos if `videos` (default: `sample_corpus.videos`)."""
     n_items = settings.sample_corpus.n_items if n_items is None else n_items
     if n_items < 1:
         raise UsageError(f"a sample corpus needs at least one item, not {n_items}")
     seed = settings.sample_corpus.seed if seed is None else seed
     started = time.monotonic()
     where = settings.table_root(CORPUS.name)
-    if write_sample_corpus(settings.lakehouse_root, n_items, seed):
-        console.print(f"wrote a sample corpus of {n_items} items (seed {seed}) to {where} in {time.monotonic() - started:.1f}s")
+    videos = settings.sample_corpus.videos if videos is None else videos
+    if write_sample_corpus(settings.lakehouse_root, n_items, seed, videos):
+        with_videos = " and the sample videos" if videos else ""
+        console.print(f"wrote a sample corpus of {n_items} items{with_videos} (seed {seed}) to {where} in {time.monotonic() - started:.1f}s")
     else:
         console.print(f"the sample corpus of {n_items} items (seed {seed}) is already at {where}")
 
@@ -158,7 +161,7 @@ def run(args: argparse.Namespace) -> None:
         console.print(f"appended a {args.scenario} day ({day}) to {settings.table_root(CORPUS.name)}")
         return
     if args.command == "make-corpus":
-        make_corpus(settings, args.n_items, args.seed)
+        make_corpus(settings, args.n_items, args.seed, args.videos or None)
         return
     if args.command == "show":
         show(settings)
@@ -173,7 +176,7 @@ def run(args: argparse.Namespace) -> None:
         print_plan(settings, args)
         return
     if args.command in ("demo", "eval"):
-        make_corpus(settings)
+        make_corpus(settings, videos=True if args.command == "demo" else None)
     spark = build_session(settings.spark)
     monitored, monitoring_report = [], {}
     try:

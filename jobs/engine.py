@@ -145,7 +145,7 @@ def signal_rows(corpus: DataFrame, signal: Signal, settings: Settings, run: Run,
     signal = signal.on_device(placed.device)
     return spark_io.WriteSource(
         evened(signal_inputs(corpus, signal), settings.spark.partitions_per_slot, items, signal.batch_size, placed.cpus),
-        output_rows(signal, RowStamp.of(signal, run.run_id, run.started), settings.prefetch, settings.torch_threads),
+        output_rows(signal, RowStamp.of(signal, run.run_id, run.started), settings.prefetch, settings.torch_threads, settings.video.reading),
         placed.resources, worker_report,
     )
 

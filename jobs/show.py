@@ -17,7 +17,7 @@ from lake.lakehouse import Lakehouse
 from monitoring.monitor import MonitorResult
 from retrieval.index_store import Manifest
 from rollout.evaluate import REPORT
-from signals.contracts import DUPLICATES, EMBEDDINGS, LABELS, RUNS
+from signals.contracts import DUPLICATES, EMBEDDINGS, KEYFRAMES, LABELS, RUNS
 
 console = Console(width=None if sys.stdout.isatty() else 160)  # logs and pipes keep whole paths
 
@@ -95,6 +95,12 @@ def show(settings: Settings) -> None:
         groups = lakehouse.pandas(DUPLICATES.name).groupby("group_id").size()
         console.print(f"duplicates: {len(groups)} groups; {int((groups > 1).sum())} with copies, "
                       f"{int(groups[groups > 1].sum() - (groups > 1).sum())} items to drop if consumers keep one per group")
+    if KEYFRAMES.name in lakehouse.tables():
+        keyframes = lakehouse.pandas(KEYFRAMES.name, filters=pc.field("label").is_null())  # the embedding rows: one per keyframe
+        console.print(f"keyframes: {keyframes.content_id.nunique()} videos, {int((keyframes.status == 'ok').sum())} keyframe rows ok, "
+                      f"{int((keyframes.status == 'error').sum())} errors; the first rows:")
+        shown = keyframes.sort_values(["content_id", "signal", "keyframe_index"]).head(12)
+        console.print(shown[["content_id", "signal", "keyframe_index", "shot_index", "start_s", "end_s", "time_s", "status", "error"]].to_string(index=False))
     if RUNS.name in lakehouse.tables():
         runs = lakehouse.pandas(RUNS.name).sort_values("finished_at").tail(6)
         console.print("latest runs:")

@@ -19,9 +19,11 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pyarrow as pa
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from sample_corpus.generate import SKIMAGE_PHOTOS, _photo
+from signals.contracts import CORPUS, UTC_MICROS
 
 FPS = 24
 SIZE = (320, 240)  # width, height
@@ -250,3 +252,50 @@ def bad_videos(seed: int = 7) -> list[SampleVideo]:
         ("image_renamed", jpeg.getvalue()),
     )
     return [SampleVideo(f"video-bad-{kind}", kind, data, dup_group=f"video-bad-{kind}", bad=True) for kind, data in items]
+
+
+VIDEO_CORPUS_SCHEMA = CORPUS.schema.append(pa.field("video", pa.binary()))  # the corpus contract and a video column
+VIDEO_TRUTH_TABLE = "video_truth"
+VIDEO_TRUTH_SCHEMA = pa.schema([
+    pa.field("content_id", pa.string(), nullable=False),
+    pa.field("kind", pa.string(), nullable=False),
+    pa.field("photos", pa.list_(pa.string())),
+    pa.field("cuts", pa.list_(pa.float64())),  # shot boundaries, seconds
+    pa.field("duration_s", pa.float64()),
+    pa.field("overlay_s", pa.list_(pa.float64())),  # [start, end) of the text overlay, or null
+    pa.field("blur_s", pa.list_(pa.float64())),
+    pa.field("dup_group", pa.string(), nullable=False),
+    pa.field("bad", pa.bool_(), nullable=False),
+])
+
+
+def with_videos(corpus: pa.Table, seed: int) -> tuple[pa.Table, pa.Table]:
+    """The corpus with a `video` column (null for its items) and the sample videos as extra items
+    on its days (image null, a title and description of their own), and the videos' truth."""
+    videos = good_videos(seed) + bad_videos(seed)
+    rng = np.random.default_rng(seed + 2)
+    picked = rng.integers(0, corpus.num_rows, len(videos))
+    created = [corpus["created_at"][int(i)].as_py() for i in picked]
+    extra = pa.table({
+        "content_id": [v.content_id for v in videos],
+        "image": pa.nulls(len(videos), pa.binary()),
+        "title": [f"A {v.kind.replace('_', ' ')} video" for v in videos],
+        "description": [f"Sample video ({v.kind}) made from {', '.join(v.photos) or 'nothing'}" for v in videos],
+        "created_at": pa.array(created, UTC_MICROS),
+        "updated_at": pa.array(created, UTC_MICROS),
+        "ds": [corpus["ds"][int(i)].as_py() for i in picked],
+        "video": [v.data for v in videos],
+    }, schema=VIDEO_CORPUS_SCHEMA)
+    widened = corpus.append_column(pa.field("video", pa.binary()), pa.nulls(corpus.num_rows, pa.binary()))
+    truth = pa.table({
+        "content_id": [v.content_id for v in videos],
+        "kind": [v.kind for v in videos],
+        "photos": [list(v.photos) for v in videos],
+        "cuts": [list(v.cuts) for v in videos],
+        "duration_s": [v.duration_s for v in videos],
+        "overlay_s": [list(v.overlay_s) if v.overlay_s else None for v in videos],
+        "blur_s": [list(v.blur_s) if v.blur_s else None for v in videos],
+        "dup_group": [v.dup_group for v in videos],
+        "bad": [v.bad for v in videos],
+    }, schema=VIDEO_TRUTH_SCHEMA)
+    return pa.concat_tables([widened, extra]), truth

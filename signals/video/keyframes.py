@@ -35,6 +35,14 @@ class VideoSampling:
 
 
 @dataclass(frozen=True)
+class VideoReading:
+    """How a worker reads a video: its limits and its sampling (the configuration's `video:`)."""
+
+    limits: VideoLimits = field(default_factory=VideoLimits)
+    sampling: VideoSampling = field(default_factory=VideoSampling)
+
+
+@dataclass(frozen=True)
 class Keyframe:
     """A keyframe and the span of the video it stands for (its shot, or a part of a long shot)."""
 

@@ -26,11 +26,11 @@ from signals.contracts import EMBEDDINGS, KEYFRAMES, STATUS_ERROR, STATUS_OK
 from signals.decode import InputError
 from signals.runner import run_signal
 from signals.table_rows import KEY_COLUMNS, RowStamp, output_of, table_rows
-from signals.video.decode import VideoLimits
-from signals.video.keyframes import VideoSampling, video_keyframes
+from signals.video.keyframes import VideoReading, video_keyframes
 from signals.video.pooling import max_with_time, pooled_embedding
 
 KEYFRAME_COLUMNS = ("keyframe_index", "shot_index", "start_s", "end_s", "time_s")
+NO_KEYFRAME = -1  # the keyframe_index of a video's error row in the keyframes table
 
 
 @dataclass(frozen=True)
@@ -50,11 +50,11 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def expand_video(item: Mapping[str, Any], limits: VideoLimits, sampling: VideoSampling) -> VideoKeyframes:
+def expand_video(item: Mapping[str, Any], reading: VideoReading) -> VideoKeyframes:
     """The item's `video` as keyframe rows; a video that cannot be used gives the reason instead."""
     keys = {name: item.get(name) for name in KEY_COLUMNS}
     try:
-        keyframes = list(video_keyframes(item.get("video"), limits, sampling))
+        keyframes = list(video_keyframes(item.get("video"), reading.limits, reading.sampling))
     except InputError as exc:
         return VideoKeyframes(keys, None, str(exc))
     except Exception as exc:  # noqa: BLE001 - whatever a hostile video makes FFmpeg or PyAV raise is this item's error
@@ -68,12 +68,14 @@ def expand_video(item: Mapping[str, Any], limits: VideoLimits, sampling: VideoSa
     return VideoKeyframes(keys, frame)
 
 
-def video_signal_rows(signal: Signal, stamp: RowStamp, video: VideoKeyframes) -> tuple[pa.RecordBatch | None, pa.RecordBatch]:
-    """The video's rows of the `keyframes` table for this signal (None: the video has no keyframes)
-    and its row(s) in the signal's own table; a bad video is an error row there."""
+def video_signal_rows(signal: Signal, stamp: RowStamp, video: VideoKeyframes) -> tuple[pa.RecordBatch, pa.RecordBatch]:
+    """The video's rows of the `keyframes` table for this signal and its row(s) in the signal's own
+    table; a bad video is an error row in both (keyframe_index NO_KEYFRAME in `keyframes`)."""
     contract = output_of(signal)
     if video.frame is None:
-        return None, table_rows(contract, stamp, _item_result(signal, video.keys, video.error, None))
+        failed = _item_result(signal, video.keys, video.error, None)
+        no_keyframe = failed.assign(keyframe_index=NO_KEYFRAME, **dict.fromkeys(KEYFRAME_COLUMNS[1:]))
+        return keyframe_rows(signal, stamp, no_keyframe), table_rows(contract, stamp, failed)
     result = pd.concat(list(run_signal(signal, [video.frame], prefetch=0, carry=(*KEY_COLUMNS, *KEYFRAME_COLUMNS))), ignore_index=True)
     return keyframe_rows(signal, stamp, result), table_rows(contract, stamp, video_result(signal, video.keys, result))
 

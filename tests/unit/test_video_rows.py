@@ -15,10 +15,9 @@ from signals.contracts import EMBEDDINGS, KEYFRAMES, LABELS
 from signals.embedders.efficientnet import EfficientNetImageEmbedder
 from signals.labels.quality import ImageQualityLabeler
 from signals.table_rows import RowStamp
-from signals.video.decode import VideoLimits
-from signals.video.keyframes import VideoSampling, video_keyframes
+from signals.video.keyframes import VideoReading, video_keyframes
 from signals.video.pooling import pooled_embedding
-from signals.video.rows import expand_video, video_signal_rows
+from signals.video.rows import NO_KEYFRAME, expand_video, video_signal_rows
 from tests.unit.labels_helpers import config
 
 FPS = 12
@@ -42,7 +41,7 @@ def _item(data: bytes | None) -> dict:
 
 def test_keyframe_embeddings_are_the_signal_on_the_decoded_frame_and_the_video_row_is_pooled(two_shot_video: bytes) -> None:
     embedder = EfficientNetImageEmbedder(config("image_embedding")).load()
-    video = expand_video(_item(two_shot_video), VideoLimits(), VideoSampling())
+    video = expand_video(_item(two_shot_video), VideoReading())
     keyframes_batch, video_batch = video_signal_rows(embedder, _stamp(embedder), video)
     assert keyframes_batch.schema == KEYFRAMES.schema and video_batch.schema == EMBEDDINGS.schema
     decoded = list(video_keyframes(two_shot_video))
@@ -61,7 +60,7 @@ def test_keyframe_embeddings_are_the_signal_on_the_decoded_frame_and_the_video_r
 
 def test_video_labels_are_the_maximum_over_keyframes_with_its_time(two_shot_video: bytes) -> None:
     labeler = ImageQualityLabeler(config("image_quality")).load()
-    video = expand_video(_item(two_shot_video), VideoLimits(), VideoSampling())
+    video = expand_video(_item(two_shot_video), VideoReading())
     keyframes_batch, video_batch = video_signal_rows(labeler, _stamp(labeler), video)
     assert video_batch.schema == LABELS.schema
     keyframe_rows = keyframes_batch.to_pylist()
@@ -77,6 +76,9 @@ def test_video_labels_are_the_maximum_over_keyframes_with_its_time(two_shot_vide
 def test_a_bad_video_is_one_error_row_and_no_keyframe_rows() -> None:
     embedder = EfficientNetImageEmbedder(config("image_embedding"))  # never loaded: nothing reaches the model
     for bad in bad_videos():
-        keyframes_batch, video_batch = video_signal_rows(embedder, _stamp(embedder), expand_video(_item(bad.data), VideoLimits(), VideoSampling()))
+        keyframes_batch, video_batch = video_signal_rows(embedder, _stamp(embedder), expand_video(_item(bad.data), VideoReading()))
         (row,) = video_batch.to_pylist()
-        assert keyframes_batch is None and row["status"] == "error" and row["error"], bad.kind
+        (keyframe_row,) = keyframes_batch.to_pylist()
+        assert row["status"] == "error" and row["error"], bad.kind
+        assert keyframe_row["keyframe_index"] == NO_KEYFRAME and keyframe_row["time_s"] is None
+        assert (keyframe_row["status"], keyframe_row["error"]) == (row["status"], row["error"])
