@@ -30,8 +30,10 @@ from retrieval.vector_index import neighbours
 from rollout.compare import compare_in_lakehouse, log_to_mlflow, report_metrics, write_report
 from rollout.evaluate import run_evaluation
 from rollout.models import CHALLENGER, CHAMPION, champion_version, identity_params, registry_for
+from rollout.shot_evaluation import evaluate_shots
 from sample_corpus.generate import write_sample_corpus
 from sample_corpus.scenarios import append_scenario_day
+from sample_corpus.videos import good_videos
 from signals.catalog import signal_class
 from signals.contracts import CORPUS, RUNS
 
@@ -199,7 +201,8 @@ def run(args: argparse.Namespace) -> None:
     if args.command == "demo":
         show(settings)
     if args.command == "eval":
-        print_evaluation(run_evaluation(settings, {"monitoring": monitoring_report}))
+        shots = evaluate_shots(good_videos(settings.sample_corpus.seed), settings.video.reading)
+        print_evaluation(run_evaluation(settings, {"monitoring": monitoring_report, "video_shots": shots}))
 
 
 def _lakehouse_of(args: argparse.Namespace) -> str | None:

@@ -120,6 +120,10 @@ def print_evaluation(result: dict) -> None:
         console.print(f"retrieval {signal} ({r['items']} items): recall@{r['k']} of the approximate index vs exact "
                       f"{r['recall_at_k_approximate']:.3f} ({r['approximate']}); copies among the {r['k']} nearest "
                       f"(mean share, {copies.get('items_with_copies', 0)} items with copies) {found} [{r['index_kind']} index]")
+    shots = result.get("video_shots")
+    if shots:
+        console.print(f"video shots: precision {shots['precision']:.3f}, recall {shots['recall']:.3f} of {shots['boundaries']} boundaries "
+                      f"within {shots['tolerance_s']} s ({shots['videos']} sample videos)")
     monitoring = result.get("monitoring")
     if monitoring:
         console.print(f"monitoring: {len(monitoring['false_alerts'])} alerts on {monitoring['normal_days']} ordinary days "

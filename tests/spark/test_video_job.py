@@ -4,6 +4,7 @@ keyframe, equal to the signal called directly on the decoded frame, and a re-run
 from __future__ import annotations
 
 import io
+import shutil
 
 import numpy as np
 import pyarrow as pa
@@ -44,7 +45,11 @@ def _items() -> dict[str, dict]:
 
 
 @pytest.fixture
-def video_lakehouse(tmp_path):
+def video_lakehouse(tmp_path, empty_registry_db):
+    """The corpus in a new lakehouse with an empty registry; the image embedding and the quality
+    labeler only (one embedder, one labeler: both of a video's tables), tasks as scanned."""
+    (tmp_path / "lakehouse" / "_registry").mkdir(parents=True)
+    shutil.copy(empty_registry_db, tmp_path / "lakehouse" / "_registry" / "mlflow.db")
     items = _items()
     ids = sorted(items)
     when = pa.array([1_763_600_000_000_000] * len(ids), UTC_MICROS)
@@ -54,7 +59,8 @@ def video_lakehouse(tmp_path):
         "video": [items[i]["video"] for i in ids],
     }, schema=VIDEO_CORPUS_SCHEMA)
     write_deltalake(str(tmp_path / "lakehouse" / "corpus"), corpus, partition_by=["ds"])
-    return settings_for(tmp_path / "lakehouse", *CHEAP_SIGNALS), items
+    text_off = ("signals.text_embedding.enabled=false", "signals.text_safety.enabled=false", "spark.partitions_per_slot=0")
+    return settings_for(tmp_path / "lakehouse", *CHEAP_SIGNALS, *text_off), items
 
 
 def _table(settings, name: str) -> list[dict]:
