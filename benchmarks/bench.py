@@ -59,6 +59,7 @@ for _name, _value in _worker_env().items():
 
 from benchmarks import arms, hostile, stages  # noqa: E402
 from benchmarks import index as index_bench  # noqa: E402
+from benchmarks import video as video_bench  # noqa: E402
 from benchmarks.corpus import add_new_items, copy_lakehouse, write_corpus  # noqa: E402
 from benchmarks.memory import CpuShare  # noqa: E402
 from benchmarks.report import format_table, index_line, summarise, write_json  # noqa: E402
@@ -90,6 +91,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--hostile", choices=("on", "off"), default="on", help="also run benchmarks.hostile (hostile images through prepare)")
     p.add_argument("--index", choices=("on", "off"), default="on",
                    help="also run benchmarks.index (the approximate index of 100k synthetic vectors against exact search)")
+    p.add_argument("--video", choices=("on", "off"), default="on",
+                   help="also run benchmarks.video (480p videos of 10 s, 60 s and 10 min through the image signals: throughput, decode share, peak memory)")
     return p.parse_args(argv)
 
 
@@ -314,6 +317,10 @@ class Bench:
             self.log("index: python -m benchmarks.index (100k synthetic vectors, approximate against exact)")
             report["index"] = index_bench.run(seed=self.args.seed, workdir=self.work)
             self.log(index_line(report["index"]))
+        if self.args.video == "on":
+            self.log("video: python -m benchmarks.video (one process per video length)")
+            report["video"] = video_bench.run()
+            self.log(f"video: memory flat from 60 s to 10 min: {report['video']['memory_flat']}")
         report.update({
             "machine": machine(),
             "corpus": {"generator": "sample_corpus.generate.generate_corpus", "seed": self.args.seed,

@@ -21,7 +21,7 @@ from pyspark.sql import DataFrame
 from signals.base import Signal
 from signals.table_rows import KEY_COLUMNS, RowStamp, output_of, table_rows
 from signals.video.keyframes import VideoReading
-from signals.video.rows import expand_video, video_signal_rows
+from signals.video.rows import video_signal_rows
 from udfs.columns import input_columns, input_hash_column
 from udfs.worker import attach_worker, run_in_worker
 
@@ -82,7 +82,7 @@ def output_rows(signal: Signal, stamp: RowStamp, prefetch: int = 2, torch_thread
             if "video" in batch.schema.names:
                 has_video = pc.is_valid(batch.column("video"))
                 for item in batch.filter(has_video).select([*KEY_COLUMNS, "video"]).to_pylist():
-                    videos_done.append(video_signal_rows(signal, stamp, expand_video(item, video))[1])
+                    videos_done.append(video_signal_rows(signal, stamp, item, video)[1])
                 batch = batch.filter(pc.invert(has_video))
             if batch.num_rows:
                 yield batch.select(columns).to_pandas()
@@ -107,6 +107,6 @@ def keyframe_output_rows(signal: Signal, stamp: RowStamp, torch_threads: int = 1
         attach_worker(signal, torch_threads)
         for batch in batches:
             for item in batch.select([*KEY_COLUMNS, "video"]).to_pylist():
-                yield video_signal_rows(signal, stamp, expand_video(item, video))[0]
+                yield video_signal_rows(signal, stamp, item, video)[0]
 
     return rows

@@ -5,16 +5,16 @@ with when it occurs).
 
 A keyframe reaches the signal as a lossless PNG in the `image` column, so the signal reads it
 exactly as it reads a photo (same decoding, limits and preprocessing), and the values stored for
-a keyframe are the signal's values on the decoded frame. A video is expanded once
-(`expand_video`) for all the signals that read it; its keyframes are held for the time its
-signals take (one per shot and per `keyframe_every_s` of a shot, at the sampling's short side).
+a keyframe are the signal's values on the decoded frame. Keyframes go to the signal a model batch
+at a time while the video is decoded; only their results (a vector or a few scores each) are kept
+until the video ends, so a worker's memory does not grow with the video's length.
 """
 from __future__ import annotations
 
 import io
+import itertools
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pandas as pd
@@ -33,16 +33,6 @@ KEYFRAME_COLUMNS = ("keyframe_index", "shot_index", "start_s", "end_s", "time_s"
 NO_KEYFRAME = -1  # the keyframe_index of a video's error row in the keyframes table
 
 
-@dataclass(frozen=True)
-class VideoKeyframes:
-    """A video item expanded: its keys, and one row per keyframe (its KEY_COLUMNS, KEYFRAME_COLUMNS
-    and the keyframe as PNG bytes in `image`), or the reason it has none."""
-
-    keys: dict[str, Any]
-    frame: pd.DataFrame | None
-    error: str | None = None
-
-
 def png_bytes(image: Image.Image) -> bytes:
     """The image as a PNG (lossless: decoded, it is the same pixels)."""
     buffer = io.BytesIO()
@@ -50,34 +40,41 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def expand_video(item: Mapping[str, Any], reading: VideoReading) -> VideoKeyframes:
-    """The item's `video` as keyframe rows; a video that cannot be used gives the reason instead."""
+def keyframe_frames(item: Mapping[str, Any], reading: VideoReading, rows: int) -> Iterator[pd.DataFrame]:
+    """The item's `video` as frames of at most `rows` keyframe rows (its KEY_COLUMNS,
+    KEYFRAME_COLUMNS, and the keyframe as PNG bytes in `image`), as the video is decoded;
+    InputError, while iterating, for a video that cannot be used."""
+    keys = {name: item.get(name) for name in KEY_COLUMNS}
+    keyframes = video_keyframes(item.get("video"), reading.limits, reading.sampling)
+    while chunk := list(itertools.islice(keyframes, rows)):
+        yield pd.DataFrame({
+            **{name: [value] * len(chunk) for name, value in keys.items()},
+            **{name: [getattr(k, "index" if name == "keyframe_index" else name) for k in chunk] for name in KEYFRAME_COLUMNS},
+            "image": [png_bytes(k.image) for k in chunk],
+            "image_uri": [None] * len(chunk),
+        })
+
+
+def video_signal_rows(signal: Signal, stamp: RowStamp, item: Mapping[str, Any], reading: VideoReading) -> tuple[pa.RecordBatch, pa.RecordBatch]:
+    """The item's video's rows of the `keyframes` table for this signal and its row(s) in the
+    signal's own table; a bad video is an error row in both (keyframe_index NO_KEYFRAME in
+    `keyframes`), also when it is found bad only at its end (cut short)."""
     keys = {name: item.get(name) for name in KEY_COLUMNS}
     try:
-        keyframes = list(video_keyframes(item.get("video"), reading.limits, reading.sampling))
+        frames = keyframe_frames(item, reading, signal.batch_size)
+        result = pd.concat(list(run_signal(signal, frames, prefetch=0, carry=(*KEY_COLUMNS, *KEYFRAME_COLUMNS))), ignore_index=True)
     except InputError as exc:
-        return VideoKeyframes(keys, None, str(exc))
+        return _failed(signal, stamp, keys, str(exc))
     except Exception as exc:  # noqa: BLE001 - whatever a hostile video makes FFmpeg or PyAV raise is this item's error
-        return VideoKeyframes(keys, None, f"video decoding failed: {type(exc).__name__}: {exc}")
-    frame = pd.DataFrame({
-        **{name: [value] * len(keyframes) for name, value in keys.items()},
-        **{name: [getattr(k, "index" if name == "keyframe_index" else name) for k in keyframes] for name in KEYFRAME_COLUMNS},
-        "image": [png_bytes(k.image) for k in keyframes],
-        "image_uri": [None] * len(keyframes),
-    })
-    return VideoKeyframes(keys, frame)
+        return _failed(signal, stamp, keys, f"video decoding failed: {type(exc).__name__}: {exc}")
+    return keyframe_rows(signal, stamp, result), table_rows(output_of(signal), stamp, video_result(signal, keys, result))
 
 
-def video_signal_rows(signal: Signal, stamp: RowStamp, video: VideoKeyframes) -> tuple[pa.RecordBatch, pa.RecordBatch]:
-    """The video's rows of the `keyframes` table for this signal and its row(s) in the signal's own
-    table; a bad video is an error row in both (keyframe_index NO_KEYFRAME in `keyframes`)."""
-    contract = output_of(signal)
-    if video.frame is None:
-        failed = _item_result(signal, video.keys, video.error, None)
-        no_keyframe = failed.assign(keyframe_index=NO_KEYFRAME, **dict.fromkeys(KEYFRAME_COLUMNS[1:]))
-        return keyframe_rows(signal, stamp, no_keyframe), table_rows(contract, stamp, failed)
-    result = pd.concat(list(run_signal(signal, [video.frame], prefetch=0, carry=(*KEY_COLUMNS, *KEYFRAME_COLUMNS))), ignore_index=True)
-    return keyframe_rows(signal, stamp, result), table_rows(contract, stamp, video_result(signal, video.keys, result))
+def _failed(signal: Signal, stamp: RowStamp, keys: dict[str, Any], reason: str) -> tuple[pa.RecordBatch, pa.RecordBatch]:
+    """A bad video's error rows: one in `keyframes` (keyframe_index NO_KEYFRAME), one in the signal's table."""
+    failed = _item_result(signal, keys, reason, None)
+    no_keyframe = failed.assign(keyframe_index=NO_KEYFRAME, **dict.fromkeys(KEYFRAME_COLUMNS[1:]))
+    return keyframe_rows(signal, stamp, no_keyframe), table_rows(output_of(signal), stamp, failed)
 
 
 def keyframe_rows(signal: Signal, stamp: RowStamp, result: pd.DataFrame) -> pa.RecordBatch:

@@ -17,6 +17,7 @@ from sample_corpus.generate import _photo
 from sample_corpus.videos import VIDEO_CORPUS_SCHEMA, bad_videos, encode_video, pan, still
 from signals.contracts import UTC_MICROS
 from signals.embedders.efficientnet import EfficientNetImageEmbedder
+from signals.hashing import image_input_hash
 from signals.video.keyframes import video_keyframes
 from signals.video.pooling import pooled_embedding
 from tests.conftest import CHEAP_SIGNALS, settings_for
@@ -78,6 +79,7 @@ def test_videos_through_the_backfill(spark, video_lakehouse) -> None:
         assert by_id[bad]["status"] == "error" and by_id[bad]["error"], bad
     assert by_id["v-empty"]["error"] == "video is empty (0 bytes)"
     assert all(by_id[i]["status"] == "ok" for i in ("v-cuts", "v-still", "p-camera", "p-coffee"))
+    assert by_id["v-cuts"]["input_hash"] == image_input_hash(items["v-cuts"]["video"])  # the JVM's hash of a video item: its bytes
 
     keyframes = _table(settings, "keyframes")
     assert {r["content_id"] for r in keyframes} == {i for i in items if items[i]["video"] is not None}
