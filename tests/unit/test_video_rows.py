@@ -2,10 +2,12 @@
 frame, the video's rows are the pooled embedding and the labels' maximum, a bad video is an error row."""
 from __future__ import annotations
 
+import io
 import json
 from datetime import UTC, datetime
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
 
@@ -80,3 +82,24 @@ def test_a_bad_video_is_one_error_row_in_each_table() -> None:
         assert row["status"] == "error" and row["error"], bad.kind
         assert keyframe_row["keyframe_index"] == NO_KEYFRAME and keyframe_row["time_s"] is None
         assert (keyframe_row["status"], keyframe_row["error"]) == (row["status"], row["error"])
+
+
+def test_output_rows_give_video_items_their_video_rows_and_photos_theirs(two_shot_video: bytes) -> None:
+    """A task's batches mixing photos and videos: one labels row per (item, label), the videos'
+    their maxima over keyframes, the photos' the labeler's own, a bad video its error."""
+    from udfs.rows import output_rows
+
+    labeler = ImageQualityLabeler(config("image_quality"))
+    photo = io.BytesIO()
+    _photo("camera").resize((160, 120)).save(photo, "PNG")
+    ids = ["photo", "video", "bad-video"]
+    batch = pa.record_batch({
+        "content_id": ids, "ds": ["2026-12-01"] * 3, "input_hash": ["h"] * 3,
+        "image": [photo.getvalue(), None, None], "image_uri": pa.nulls(3, pa.string()),
+        "video": [None, two_shot_video, b""],
+    })
+    rows = pa.Table.from_batches(list(output_rows(labeler, _stamp(labeler))(iter([batch])))).to_pylist()
+    by_id = {i: [r for r in rows if r["content_id"] == i] for i in ids}
+    assert all(r["status"] == "ok" for r in by_id["photo"] + by_id["video"]) and len(by_id["photo"]) == len(by_id["video"]) > 1
+    assert "max_over_keyframes" in by_id["video"][0]["detail"] and "max_over_keyframes" not in (by_id["photo"][0]["detail"] or "")
+    assert [(r["status"], r["error"]) for r in by_id["bad-video"]] == [("error", "video is empty (0 bytes)")]
