@@ -62,6 +62,7 @@ for _name, _value in _worker_env().items():
 from benchmarks import arms, hostile, stages  # noqa: E402
 from benchmarks import index as index_bench  # noqa: E402
 from benchmarks import serving as serving_bench  # noqa: E402
+from benchmarks import video as video_bench  # noqa: E402
 from benchmarks.corpus import add_new_items, copy_lakehouse, with_repins, write_corpus, write_corpus_table  # noqa: E402
 from benchmarks.memory import CpuShare  # noqa: E402
 from benchmarks.report import TARGETS, compute_once_line, format_table, index_line, summarise, write_json  # noqa: E402
@@ -98,6 +99,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="also run benchmarks.index (the approximate index of 100k synthetic vectors against exact search)")
     p.add_argument("--serving", choices=("on", "off"), default="on",
                    help="also run benchmarks.serving (the online scorer under 1, 8 and 32 clients, micro-batching against one item per pass)")
+    p.add_argument("--video", choices=("on", "off"), default="on",
+                   help="also run benchmarks.video (480p videos of 10 s, 60 s and 10 min through the image signals: throughput, decode share, peak memory)")
     return p.parse_args(argv)
 
 
@@ -369,6 +372,10 @@ class Bench:
             self.log("serving: python -m benchmarks.serving (content-signals serve under 1, 8 and 32 clients on loopback)")
             report["serving"] = serving_bench.run(seed=self.args.seed, workdir=self.work, log=self.log)
             self.log(serving_bench.serving_line(report["serving"]))
+        if self.args.video == "on":
+            self.log("video: python -m benchmarks.video (one process per video length)")
+            report["video"] = video_bench.run()
+            self.log(f"video: memory flat from 60 s to 10 min: {report['video']['memory_flat']}")
         report.update({
             "machine": machine(),
             "corpus": {"generator": "sample_corpus.generate.generate_corpus", "seed": self.args.seed,

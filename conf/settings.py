@@ -18,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from signals.decode import DecodeLimits
 from signals.fetch import FetchPolicy
+from signals.video.decode import VideoLimits
+from signals.video.keyframes import VideoReading, VideoSampling
+from signals.video.shots import ShotDetection
 
 # The YAML profiles sit beside this module (package data), read as resources so they are found
 # from a zip archive on the Python path too (spark-submit --py-files), not only from files.
@@ -121,6 +124,7 @@ class SparkSettings(_Strict):
 class SampleCorpusSettings(_Strict):
     n_items: int = Field(480, ge=60)
     seed: int = 7
+    videos: bool = False  # the sample videos as extra items (sample_corpus/videos.py); the demo turns them on
 
 
 class DedupSettings(_Strict):
@@ -172,6 +176,7 @@ class CorpusColumns(_Strict):
     updated_at: str | None = "updated_at"
     ds: str | None = "ds"                # the item's day (YYYY-MM-DD string or a date) ...
     day_from: str | None = None          # ... or a timestamp to derive it from (its UTC day)
+    video: str | None = "video"          # encoded video bytes (signals/video/): a video item's image signals read its keyframes
 
     @model_validator(mode="after")
     def _complete(self) -> CorpusColumns:
@@ -341,6 +346,48 @@ class ServeSettings(_Strict):
     reload_check_s: float = Field(30, gt=0)  # how often the champion aliases and the indexes are looked at again
 
 
+class VideoSettings(_Strict):
+    """Limits on every video decoded (signals.video.decode.VideoLimits: checked from the header,
+    then on the frames) and how it is sampled into shots and keyframes (signals.video.keyframes)."""
+
+    max_bytes: int = Field(VideoLimits.max_bytes, gt=0)
+    max_duration_s: float = Field(VideoLimits.max_duration_s, gt=0)
+    max_frames: int = Field(VideoLimits.max_frames, gt=0)
+    max_pixels: int = Field(VideoLimits.max_pixels, gt=0)
+    min_side: int = Field(VideoLimits.min_side, ge=1)
+    containers: tuple[str, ...] = VideoLimits.containers
+    codecs: tuple[str, ...] = VideoLimits.codecs
+    sample_fps: float = Field(VideoSampling.sample_fps, gt=0)
+    short_side: int = Field(VideoSampling.short_side, ge=16)
+    keyframe_every_s: float = Field(VideoSampling.keyframe_every_s, gt=0)
+    shot_min_distance: float = Field(ShotDetection.min_distance, gt=0, le=1)
+    shot_ratio: float = Field(ShotDetection.ratio, ge=1)
+    shot_window: int = Field(ShotDetection.window, ge=1)
+    min_shot_s: float = Field(ShotDetection.min_shot_s, ge=0)
+
+    @model_validator(mode="after")
+    def _valid_limits(self) -> VideoSettings:
+        try:
+            self.limits  # noqa: B018 - VideoLimits checks the containers and codecs
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    @property
+    def limits(self) -> VideoLimits:
+        return VideoLimits(self.max_bytes, self.max_duration_s, self.max_frames, self.max_pixels, self.min_side, self.containers, self.codecs)
+
+    @property
+    def sampling(self) -> VideoSampling:
+        shots = ShotDetection(self.shot_min_distance, self.shot_ratio, self.shot_window, self.min_shot_s)
+        return VideoSampling(self.sample_fps, self.short_side, self.keyframe_every_s, shots)
+
+    @property
+    def reading(self) -> VideoReading:
+        """What the workers need to read a video (shipped with the job's functions, never from data)."""
+        return VideoReading(self.limits, self.sampling)
+
+
 class Settings(_Strict):
     profile: str = "base"
     lakehouse: str
@@ -358,6 +405,7 @@ class Settings(_Strict):
     monitor: MonitorSettings = MonitorSettings()
     training: TrainingSettings = TrainingSettings()
     serve: ServeSettings = ServeSettings()
+    video: VideoSettings = VideoSettings()
     signals: dict[str, SignalSettings]
     compute_once: bool = True  # items sharing an input hash are computed once per run (docs/design.md, Compute once per unique input)
 

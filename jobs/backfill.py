@@ -14,9 +14,11 @@ from pyspark.sql import SparkSession
 from conf.settings import Settings, UsageError
 from jobs.corpus import CorpusSource, Window, check_rows, one_row_per_id
 from jobs.engine import Run, RunResult, already_committed, by_output, placements, recorded, run_outcomes, signal_rows, tracked, write_and_commit
+from jobs.videos import commit_keyframes, keyframes_read_version
 from lake import delta_io
 from lake.ledger import NOTHING_TO_DO, SUCCEEDED
 from rollout.models import CHAMPION, build_signals
+from signals.contracts import KEYFRAMES
 from udfs.columns import in_slice
 
 JOB = "backfill"
@@ -49,6 +51,7 @@ def run_backfill(
         # every table's commit must conflict with any commit to its partitions since this moment,
         # before the corpus is read: not since the moment the run got round to that table
         read_versions = {c: delta_io.ensure_table(settings.table_root(c.name), c).version() for c in by_output(signals)}
+        keyframes_version = keyframes_read_version(settings, corpus, signals)  # None: no videos to write
         corpus_version = corpus.version()  # every phase reads the same corpus (a Delta one: other formats have no versions)
         rows = corpus.read(spark, corpus_version, window)
         keys = corpus.keys(spark, corpus_version)
@@ -63,6 +66,9 @@ def run_backfill(
             finish(result)
             return result
         committed = {}
+        if keyframes_version is not None:  # first: a run killed after it is re-run whole, and replaces the same slice
+            keyframes = commit_keyframes(spark, settings, run, items, signals, placed, window, keyframes_version)
+            committed.update({KEYFRAMES.name: keyframes} if keyframes else {})
         for contract, mine in by_output(signals).items():
             models = {name: s.config.model.version for name, s in mine.items()}
             committed[contract.name] = write_and_commit(

@@ -54,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     corpus.add_argument("--scenario", choices=("normal", "thumbnails", "truncated", "language"),
                         help="append a day of this scenario to the corpus (sample_corpus/scenarios.py): --n-items items (default 64)")
     corpus.add_argument("--day", help="with --scenario: the day to append (default: the day after the corpus's last)")
+    corpus.add_argument("--videos", action="store_true", help="add the sample videos (sample_corpus/videos.py) as extra items")
     for name, text in (("backfill", "compute signals for a window and replace that slice"), ("demo", "make-corpus, backfill, dedup, show")):
         command = commands.add_parser(name, parents=[common], help=text)
         command.add_argument("--start", help="first ds (YYYY-MM-DD) of the window; default: the beginning")

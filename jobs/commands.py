@@ -32,8 +32,10 @@ from retrieval.vector_index import neighbours
 from rollout.compare import compare_in_lakehouse, log_to_mlflow, report_metrics, write_report
 from rollout.evaluate import run_evaluation
 from rollout.models import CHALLENGER, CHAMPION, champion_version, identity_params, registry_for
+from rollout.shot_evaluation import evaluate_shots
 from sample_corpus.generate import write_sample_corpus
 from sample_corpus.scenarios import append_scenario_day
+from sample_corpus.videos import good_videos
 from signals.catalog import signal_class
 from signals.contracts import CORPUS, RUNS
 from training.gate import promotion_refusals
@@ -42,16 +44,19 @@ from training.train import label_frames, train_task
 SCENARIO_ITEMS = 64  # items of an appended scenario day: enough for every rule's min_rows
 
 
-def make_corpus(settings: Settings, n_items: int | None = None, seed: int | None = None) -> None:
-    """Generate the sample corpus into the profile's lakehouse (skipped if already there)."""
+def make_corpus(settings: Settings, n_items: int | None = None, seed: int | None = None, videos: bool | None = None) -> None:
+    """Generate the sample corpus into the profile's lakehouse (skipped if already there), with
+    the sample videos if `videos` (default: `sample_corpus.videos`)."""
     n_items = settings.sample_corpus.n_items if n_items is None else n_items
     if n_items < 1:
         raise UsageError(f"a sample corpus needs at least one item, not {n_items}")
     seed = settings.sample_corpus.seed if seed is None else seed
     started = time.monotonic()
     where = settings.table_root(CORPUS.name)
-    if write_sample_corpus(settings.lakehouse_root, n_items, seed):
-        console.print(f"wrote a sample corpus of {n_items} items (seed {seed}) to {where} in {time.monotonic() - started:.1f}s")
+    videos = settings.sample_corpus.videos if videos is None else videos
+    if write_sample_corpus(settings.lakehouse_root, n_items, seed, videos):
+        with_videos = " and the sample videos" if videos else ""
+        console.print(f"wrote a sample corpus of {n_items} items{with_videos} (seed {seed}) to {where} in {time.monotonic() - started:.1f}s")
     else:
         console.print(f"the sample corpus of {n_items} items (seed {seed}) is already at {where}")
 
@@ -194,7 +199,7 @@ def run(args: argparse.Namespace) -> None:
         console.print(f"appended a {args.scenario} day ({day}) to {settings.table_root(CORPUS.name)}")
         return
     if args.command == "make-corpus":
-        make_corpus(settings, args.n_items, args.seed)
+        make_corpus(settings, args.n_items, args.seed, args.videos or None)
         return
     if args.command == "show":
         show(settings)
@@ -209,7 +214,7 @@ def run(args: argparse.Namespace) -> None:
         print_plan(settings, args)
         return
     if args.command in ("demo", "eval"):
-        make_corpus(settings)
+        make_corpus(settings, videos=True if args.command == "demo" else None)
     spark = build_session(settings.spark)
     monitored, monitoring_report = [], {}
     try:
@@ -230,7 +235,8 @@ def run(args: argparse.Namespace) -> None:
     if args.command == "demo":
         show(settings)
     if args.command == "eval":
-        print_evaluation(run_evaluation(settings, {"monitoring": monitoring_report}))
+        shots = evaluate_shots(good_videos(settings.sample_corpus.seed), settings.video.reading)
+        print_evaluation(run_evaluation(settings, {"monitoring": monitoring_report, "video_shots": shots}))
 
 
 def _lakehouse_of(args: argparse.Namespace) -> str | None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+import pyarrow as pa
 from deltalake import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import Window as SparkWindow
@@ -61,13 +62,14 @@ def _is_date(day: str) -> bool:
 
 
 CANONICAL = (("content_id", "string"), ("image", "binary"), ("image_uri", "string"), ("title", "string"),
-             ("description", "string"), ("created_at", "timestamp"), ("updated_at", "timestamp"), ("ds", "string"))
-OPTIONAL = {"image", "image_uri", "title", "description", "created_at", "updated_at"}  # a job can do without them
+             ("description", "string"), ("created_at", "timestamp"), ("updated_at", "timestamp"), ("ds", "string"),
+             ("video", "binary"))
+OPTIONAL = {"image", "image_uri", "title", "description", "created_at", "updated_at", "video"}  # a job can do without them
 # the Spark types each mapped column may have in the source (anything else is a mapping error)
 ACCEPTED_TYPES = {"content_id": ("string", "bigint", "int"), "image": ("binary",), "image_uri": ("string",),
                   "title": ("string",), "description": ("string",), "created_at": ("timestamp", "timestamp_ntz", "date"),
                   "updated_at": ("timestamp", "timestamp_ntz", "date"), "ds": ("string", "date"),
-                  "day_from": ("timestamp", "timestamp_ntz", "date")}
+                  "day_from": ("timestamp", "timestamp_ntz", "date"), "video": ("binary",)}
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,18 @@ class CorpusSource:
         if not self.is_delta:
             return None
         return self.settings.version if self.settings.version is not None else delta_io.snapshot(self.location).version()
+
+    def maps_video(self) -> bool:
+        """Whether the source has the mapped `video` column (its items may carry videos); a Delta
+        source is told by its schema, others by Spark's."""
+        column = self.settings.columns.video
+        if column is None:
+            return False
+        if self.is_delta:
+            return column in pa.schema(delta_io.snapshot(self.location, self.version()).schema().to_arrow()).names
+        spark = SparkSession.active()
+        source = spark.read.parquet(self.location) if self.settings.format == "parquet" else spark.table(self.location)
+        return column in source.columns
 
     def day_partition(self) -> str | None:
         """The source column that partitions a Delta corpus by day, if its day column does (for pruning)."""

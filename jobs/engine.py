@@ -146,7 +146,8 @@ def signal_rows(corpus: DataFrame, signal: Signal, settings: Settings, run: Run,
     spread = grouped_by_input if settings.compute_once else evened
     return spark_io.WriteSource(
         spread(inputs, settings.spark.partitions_per_slot, items, signal.batch_size, placed.cpus),
-        output_rows(signal, RowStamp.of(signal, run.run_id, run.started), settings.prefetch, settings.torch_threads, settings.compute_once),
+        output_rows(signal, RowStamp.of(signal, run.run_id, run.started), settings.prefetch, settings.torch_threads, settings.compute_once,
+                    settings.video.reading),
         placed.resources, worker_report,
     )
 

@@ -17,7 +17,7 @@ from lake.lakehouse import Lakehouse
 from monitoring.monitor import MonitorResult
 from retrieval.index_store import Manifest
 from rollout.evaluate import REPORT
-from signals.contracts import DUPLICATES, EMBEDDINGS, LABELS, RUNS
+from signals.contracts import DUPLICATES, EMBEDDINGS, KEYFRAMES, LABELS, RUNS
 from training.gold import Agreement
 from training.train import TrainedVersion
 
@@ -97,6 +97,12 @@ def show(settings: Settings) -> None:
         groups = lakehouse.pandas(DUPLICATES.name).groupby("group_id").size()
         console.print(f"duplicates: {len(groups)} groups; {int((groups > 1).sum())} with copies, "
                       f"{int(groups[groups > 1].sum() - (groups > 1).sum())} items to drop if consumers keep one per group")
+    if KEYFRAMES.name in lakehouse.tables():
+        keyframes = lakehouse.pandas(KEYFRAMES.name, filters=pc.field("label").is_null())  # the embedding rows: one per keyframe
+        console.print(f"keyframes: {keyframes.content_id.nunique()} videos, {int((keyframes.status == 'ok').sum())} keyframe rows ok, "
+                      f"{int((keyframes.status == 'error').sum())} errors; the first rows:")
+        shown = keyframes.sort_values(["content_id", "signal", "keyframe_index"]).head(12)
+        console.print(shown[["content_id", "signal", "keyframe_index", "shot_index", "start_s", "end_s", "time_s", "status", "error"]].to_string(index=False))
     if RUNS.name in lakehouse.tables():
         runs = lakehouse.pandas(RUNS.name).sort_values("finished_at").tail(6)
         console.print("latest runs:")
@@ -116,6 +122,10 @@ def print_evaluation(result: dict) -> None:
         console.print(f"retrieval {signal} ({r['items']} items): recall@{r['k']} of the approximate index vs exact "
                       f"{r['recall_at_k_approximate']:.3f} ({r['approximate']}); copies among the {r['k']} nearest "
                       f"(mean share, {copies.get('items_with_copies', 0)} items with copies) {found} [{r['index_kind']} index]")
+    shots = result.get("video_shots")
+    if shots:
+        console.print(f"video shots: precision {shots['precision']:.3f}, recall {shots['recall']:.3f} of {shots['boundaries']} boundaries "
+                      f"within {shots['tolerance_s']} s ({shots['videos']} sample videos)")
     monitoring = result.get("monitoring")
     if monitoring:
         console.print(f"monitoring: {len(monitoring['false_alerts'])} alerts on {monitoring['normal_days']} ordinary days "

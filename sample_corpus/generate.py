@@ -895,17 +895,26 @@ def generate_corpus(
 TRUTH_TABLE = "corpus_truth"
 
 
-def write_sample_corpus(lakehouse_root: str, n_items: int, seed: int) -> bool:
+def write_sample_corpus(lakehouse_root: str, n_items: int, seed: int, videos: bool = False) -> bool:
     """Write the corpus and truth tables under `lakehouse_root`; False if this exact corpus is
-    already there (same generator, size and seed), so repeated demos do not rewrite it."""
+    already there (same generator, size, seed and videos), so repeated demos do not rewrite it.
+    With `videos`, the sample videos (sample_corpus/videos.py) are extra items in a `video` column,
+    with their own truth table."""
     from deltalake import CommitProperties, DeltaTable, write_deltalake
 
     root = f"{lakehouse_root.rstrip('/')}/{CORPUS.name}"
     marker = {"generator": __name__, "n_items": str(n_items), "seed": str(seed)}
-    if DeltaTable.is_deltatable(root) and all(DeltaTable(root).history(1)[0].get(k) == v for k, v in marker.items()):
+    if DeltaTable.is_deltatable(root) and all(DeltaTable(root).history(1)[0].get(k) == v for k, v in marker.items()) \
+            and DeltaTable(root).history(1)[0].get("videos", "false") == str(videos).lower():
         return False
     corpus, truth = generate_corpus(n_items=n_items, seed=seed)
-    props = CommitProperties(custom_metadata=marker)
-    write_deltalake(root, corpus, mode="overwrite", partition_by=list(CORPUS.partition_by), commit_properties=props)
-    write_deltalake(f"{lakehouse_root.rstrip('/')}/{TRUTH_TABLE}", truth, mode="overwrite", commit_properties=props)
+    props = CommitProperties(custom_metadata={**marker, "videos": str(videos).lower()})
+    overwrite = {"mode": "overwrite", "schema_mode": "overwrite", "commit_properties": props}
+    if videos:
+        from sample_corpus.videos import VIDEO_TRUTH_TABLE, with_videos
+
+        corpus, video_truth = with_videos(corpus, seed)
+        write_deltalake(f"{lakehouse_root.rstrip('/')}/{VIDEO_TRUTH_TABLE}", video_truth, **overwrite)
+    write_deltalake(root, corpus, partition_by=list(CORPUS.partition_by), **overwrite)
+    write_deltalake(f"{lakehouse_root.rstrip('/')}/{TRUTH_TABLE}", truth, **overwrite)
     return True

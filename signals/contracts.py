@@ -256,3 +256,35 @@ WEAK_LABELS = TableContract(
     partition_by=("task",),
     key=("content_id", "task"),
 )
+
+# A video's keyframes (signals/video/): the image signals' values on each keyframe, embeddings and
+# labels in one table (a keyframe row holds a vector or a label's score), keyed by the keyframe's
+# index in its video; start_s/end_s are the span the keyframe stands for (its shot, or a part of a
+# long shot), time_s the keyframe's own time. A video that gives no keyframes (a bad video) has one
+# error row per signal with keyframe_index -1 and null times. The video-level values (pooled
+# embedding, labels' maximum over keyframes) are the video's rows in `embeddings` and `labels`.
+KEYFRAMES = TableContract(
+    name="keyframes",
+    schema=pa.schema(
+        [
+            pa.field("content_id", pa.string(), nullable=False),
+            pa.field("keyframe_index", pa.int32(), nullable=False),
+            pa.field("shot_index", pa.int32()),
+            pa.field("start_s", pa.float64()),
+            pa.field("end_s", pa.float64()),
+            pa.field("time_s", pa.float64()),
+            pa.field("signal", pa.string(), nullable=False),
+            pa.field("label", pa.string()),
+            pa.field("vector", pa.list_(pa.field("element", pa.float32()))),
+            pa.field("dim", pa.int32()),
+            pa.field("score", pa.float64()),
+            pa.field("threshold", pa.float64()),
+            pa.field("decision", pa.bool_()),
+            pa.field("detail", pa.string()),
+            *_MODEL_FIELDS,
+            *_OUTCOME_FIELDS,
+        ]
+    ),
+    partition_by=("signal", "model_version", "ds"),
+    key=("content_id", "keyframe_index", "signal", "label", "model_version"),
+)

@@ -66,12 +66,14 @@ def in_slice(percent: int) -> Column:
     return F.pmod(F.xxhash64("content_id"), F.lit(100)) < F.lit(percent)
 
 
-def input_hash_column(signal: Signal) -> Column:
+def input_hash_column(signal: Signal, video: bool = False) -> Column:
     """sha256 of the signal's inputs, computed in the JVM; equals signals.hashing's Python (an
-    image by URI: its URI and `updated_at`)."""
+    image by URI: its URI and `updated_at`). With `video` (the frame has a `video` column), an
+    item's video, when it has one, is what an image signal reads: its bytes are hashed."""
     if signal.input_kind == "image":
         by_uri = F.concat_ws(TEXT_FIELD_SEPARATOR, F.lit(URI_HASH_TAG), F.col("image_uri"),
                              F.coalesce(F.unix_micros(F.col("updated_at")).cast("string"), F.lit("")))
-        return F.when(F.col("image").isNotNull(), F.sha2(F.col("image"), 256)).when(F.col("image_uri").isNotNull(), F.sha2(by_uri, 256))
+        image = F.when(F.col("image").isNotNull(), F.sha2(F.col("image"), 256)).when(F.col("image_uri").isNotNull(), F.sha2(by_uri, 256))
+        return F.when(F.col("video").isNotNull(), F.sha2(F.col("video"), 256)).otherwise(image) if video else image
     fields = [F.coalesce(F.col(c), F.lit("")) for c in signal.input_columns]
     return F.sha2(F.concat_ws(TEXT_FIELD_SEPARATOR, *fields), 256)

@@ -10,24 +10,37 @@ errors; each row's keys carried with it), then `signals.table_rows` for the cont
 """
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator
 
+import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 
 from signals.base import Signal
 from signals.shared_inputs import SharedInputs
 from signals.table_rows import KEY_COLUMNS, RowStamp, output_of, table_rows
+from signals.video.keyframes import VideoReading
+from signals.video.rows import video_signal_rows
 from udfs.columns import input_columns, input_hash_column
-from udfs.worker import run_in_worker
+from udfs.worker import attach_worker, run_in_worker
 
 RowsFunction = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
 
 
 def signal_inputs(corpus: DataFrame, signal: Signal) -> DataFrame:
     """The corpus columns `output_rows` reads: the item's key columns (input hash computed in
-    the JVM) and the signal's inputs."""
-    return corpus.select("content_id", "ds", input_hash_column(signal).alias("input_hash"), *input_columns(signal))
+    the JVM) and the signal's inputs, and for an image signal the item's video where the corpus
+    has a `video` column (signals/video/: a video item's image signals read its keyframes)."""
+    video = reads_videos(corpus, signal)
+    return corpus.select("content_id", "ds", input_hash_column(signal, video).alias("input_hash"), *input_columns(signal),
+                         *(["video"] if video else []))
+
+
+def reads_videos(corpus: DataFrame, signal: Signal) -> bool:
+    """Whether the signal reads the videos of these corpus rows (an image signal, a `video` column)."""
+    return signal.input_kind == "image" and "video" in corpus.columns
 
 
 def derived_inputs(corpus: DataFrame, signal: Signal, stored: DataFrame) -> DataFrame:
@@ -78,19 +91,52 @@ def _partitions(frame: DataFrame, partitions_per_slot: int, rows: int, rows_per_
     return wanted, max(1, min(wanted, -(-rows // max(1, rows_per_partition))))
 
 
-def output_rows(signal: Signal, stamp: RowStamp, prefetch: int = 2, torch_threads: int = 1, compute_once: bool = False) -> RowsFunction:
+def output_rows(signal: Signal, stamp: RowStamp, prefetch: int = 2, torch_threads: int = 1, compute_once: bool = False,
+                video: VideoReading = VideoReading()) -> RowsFunction:
     """Batches of `signal_inputs` in, batches of the signal's output-table rows out (one row per
     item, or per item and label); bad inputs are error rows. Each row's keys travel through the
     runner with it. With `compute_once`, rows of a task sharing an input hash are computed once
-    and the result is fanned out to each (signals.shared_inputs); otherwise rows come out in input order."""
+    and the result is fanned out to each (signals.shared_inputs); otherwise rows come out in input
+    order. Items with a video (batches with a `video` column) get their video-level rows
+    (signals.video.rows, read as `video` says) as they come."""
     contract = output_of(signal)
     columns = [*KEY_COLUMNS, *(signal.stored_columns or signal.input_columns)]
 
+    def frames(batches: Iterator[pa.RecordBatch], videos_done: deque[pa.RecordBatch]) -> Iterator[pd.DataFrame]:
+        """The batches' rows without a video, as frames for the runner (on its prefetch thread, if
+        any); each video item's rows computed on the way, into `videos_done`."""
+        for batch in batches:
+            if "video" in batch.schema.names:
+                has_video = pc.is_valid(batch.column("video"))
+                for item in batch.filter(has_video).select([*KEY_COLUMNS, "video"]).to_pylist():
+                    videos_done.append(video_signal_rows(signal, stamp, item, video)[1])
+                batch = batch.filter(pc.invert(has_video))
+            if batch.num_rows:
+                yield batch.select(columns).to_pandas()
+
     def rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        frames = (batch.select(columns).to_pandas() for batch in batches)  # read on the runner's prefetch thread, if any
+        videos_done: deque[pa.RecordBatch] = deque()
         shared = SharedInputs([c for c in KEY_COLUMNS if c != "input_hash"]) if compute_once else None
-        results = run_in_worker(signal, shared.unique(frames) if shared else frames, prefetch, torch_threads, carry=KEY_COLUMNS)
+        inputs = frames(batches, videos_done)
+        results = run_in_worker(signal, shared.unique(inputs) if shared else inputs, prefetch, torch_threads, carry=KEY_COLUMNS)
         for result in shared.fanned_out(results) if shared else results:
+            while videos_done:
+                yield videos_done.popleft()
             yield table_rows(contract, stamp, result)
+        while videos_done:
+            yield videos_done.popleft()
+
+    return rows
+
+
+def keyframe_output_rows(signal: Signal, stamp: RowStamp, torch_threads: int = 1, video: VideoReading = VideoReading()) -> RowsFunction:
+    """Batches of video items (KEY_COLUMNS and `video`) in, their rows of the `keyframes` table for
+    the signal out: the signal on each keyframe, or the video's error row."""
+
+    def rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        attach_worker(signal, torch_threads)
+        for batch in batches:
+            for item in batch.select([*KEY_COLUMNS, "video"]).to_pylist():
+                yield video_signal_rows(signal, stamp, item, video)[0]
 
     return rows

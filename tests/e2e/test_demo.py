@@ -45,7 +45,7 @@ def _rows(lakehouse: Path, name: str):
 
 def test_the_demo_writes_every_table_and_says_where(demo):
     lakehouse, run = demo
-    for name in ("corpus", "corpus_truth", "embeddings", "labels", "duplicates", "runs"):
+    for name in ("corpus", "corpus_truth", "video_truth", "embeddings", "labels", "duplicates", "runs", "keyframes"):
         assert DeltaTable.is_deltatable(str(lakehouse / name)), name
         assert str(lakehouse / name) in run.stdout
     assert "image_embedding" in run.stdout and "text_embedding" in run.stdout
@@ -56,7 +56,8 @@ def test_every_item_has_one_valid_row_per_enabled_signal(demo):
     corpus_ids = set(_rows(lakehouse, "corpus")["content_id"].to_pylist())
     rows = _rows(lakehouse, "embeddings").to_pylist()
     dims = {"image_embedding": 1280, "text_embedding": 384}
-    assert len(rows) == len(dims) * len(corpus_ids) and len(corpus_ids) == 480
+    video_truth = _rows(lakehouse, "video_truth")  # the demo's sample videos, extra items of the corpus
+    assert len(rows) == len(dims) * len(corpus_ids) and len(corpus_ids) == 480 + video_truth.num_rows
     assert {(r["content_id"], r["signal"]) for r in rows} == {(c, s) for c in corpus_ids for s in dims}
     for r in rows:
         if r["status"] == "ok":
@@ -64,9 +65,11 @@ def test_every_item_has_one_valid_row_per_enabled_signal(demo):
         else:
             assert r["status"] == "error" and r["error"]
     truth = _rows(lakehouse, "corpus_truth")
-    bad = set(pc.filter(truth["content_id"], truth["is_bad_image"]).to_pylist())
+    bad = set(pc.filter(truth["content_id"], truth["is_bad_image"]).to_pylist()) | set(pc.filter(video_truth["content_id"], video_truth["bad"]).to_pylist())
     failed = {r["content_id"] for r in rows if r["signal"] == "image_embedding" and r["status"] == "error"}
     assert failed == bad
+    keyframes = _rows(lakehouse, "keyframes")
+    assert set(keyframes["content_id"].to_pylist()) == set(video_truth["content_id"].to_pylist())  # every video: keyframes or its error
 
 
 def test_running_the_demo_again_changes_no_vector(demo):

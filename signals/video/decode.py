@@ -1,0 +1,197 @@
+"""Video decoding with safe limits: the header checked before any frame, frames sampled as they come.
+
+Video bytes come from users like images do (signals/decode.py), with more ways to hurt: a header
+that claims ten hours or 100000x100000 pixels, a codec nobody meant to run, a file cut short, an
+audio track with no picture, a photo renamed `.mp4`. Every check the container's header allows is
+made before a frame is decoded, the same limits are enforced again on the frames as they are
+decoded (a header can lie), and each refusal is an `InputError` whose message is the error row's
+reason. Frames are decoded one at a time and only the sampled ones are converted, downscaled by
+FFmpeg's scaler while decoding, so a worker never holds more than one decoded frame of the video.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import av
+import numpy as np
+
+from signals.decode import InputError
+
+# FFmpeg names a demuxer by every name it answers to ("mov,mp4,m4a,3gp,3g2,mj2"); an allowed
+# container is one whose demuxer answers to one of the allowed names.
+KNOWN_CONTAINERS = ("mov", "mp4", "matroska", "webm", "avi")
+KNOWN_CODECS = ("h264", "hevc", "vp8", "vp9", "av1", "mpeg4")
+TRUNCATION_SLACK_S = 1.0  # frames may end this much (or 10%) before the header's duration
+
+
+@dataclass(frozen=True)
+class VideoLimits:
+    """Bounds on a video, checked from its header before any frame is decoded and again on the
+    decoded frames: only `containers` and `codecs` are opened at all."""
+
+    max_bytes: int = 256 * 1024 * 1024
+    max_duration_s: float = 1200.0
+    max_frames: int = 100_000
+    max_pixels: int = 3840 * 2160
+    min_side: int = 16
+    containers: tuple[str, ...] = ("mov", "mp4", "matroska", "webm")
+    codecs: tuple[str, ...] = ("h264", "hevc", "vp8", "vp9", "av1", "mpeg4")
+
+    def __post_init__(self) -> None:
+        for kind, names, known in (("containers", self.containers, KNOWN_CONTAINERS), ("codecs", self.codecs, KNOWN_CODECS)):
+            unknown = sorted(set(names) - set(known))
+            if unknown:
+                raise ValueError(f"video {kind} {unknown} are not supported; choose from {', '.join(known)}")
+
+
+@dataclass(frozen=True)
+class VideoHeader:
+    """What the container says about its video stream, once the limits have accepted it."""
+
+    container: str
+    codec: str
+    width: int
+    height: int
+    duration_s: float | None
+    frame_rate: float | None
+    frames: int | None
+
+
+@dataclass(frozen=True)
+class SampledFrame:
+    """One sampled frame: its presentation time and its RGB pixels, downscaled."""
+
+    time_s: float
+    pixels: np.ndarray  # height x width x 3, uint8
+
+
+def _open(data: bytes) -> av.container.InputContainer:
+    try:
+        return av.open(io.BytesIO(data), mode="r")
+    except av.FFmpegError as exc:
+        raise InputError(f"video is corrupt or not a video: {exc}") from exc
+
+
+def _duration_s(container: av.container.InputContainer, stream: av.VideoStream) -> float | None:
+    """The video stream's duration from the header, else the container's; None when neither says."""
+    if stream.duration is not None and stream.time_base is not None and stream.duration > 0:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None and container.duration > 0:
+        return container.duration / av.time_base
+    return None
+
+
+def check_header(container: av.container.InputContainer, limits: VideoLimits) -> VideoHeader:
+    """The container's video header if it is within `limits`, else InputError saying why not."""
+    names = container.format.name.split(",")
+    if not set(names) & set(limits.containers):
+        raise InputError(f"container {container.format.name} not allowed (allowed: {', '.join(limits.containers)})")
+    if not container.streams.video:
+        kinds = sorted({s.type for s in container.streams}) or ["nothing"]
+        raise InputError(f"video has no video stream (it holds {', '.join(kinds)})")
+    stream = container.streams.video[0]
+    codec = stream.codec_context.name
+    if codec not in limits.codecs:
+        raise InputError(f"codec {codec} not allowed (allowed: {', '.join(limits.codecs)})")
+    width, height = stream.codec_context.width, stream.codec_context.height
+    if width == 0 or height == 0:  # FFmpeg trusts the frames over the container and could decode none
+        raise InputError("video has no decodable frame size (its first frames are not valid)")
+    check_frame_size(width, height, limits)
+    duration = _duration_s(container, stream)
+    if duration is not None and duration > limits.max_duration_s:
+        raise InputError(f"video claims {duration:.1f} s, over the {limits.max_duration_s:g} s limit")
+    rate = float(stream.average_rate) if stream.average_rate else None
+    frames = stream.frames or (math.ceil(duration * rate) if duration and rate else None)
+    if frames is not None and frames > limits.max_frames:
+        raise InputError(f"video claims {frames} frames, over the {limits.max_frames} frame limit")
+    return VideoHeader(container.format.name, codec, width, height, duration, rate, frames)
+
+
+def check_frame_size(width: int, height: int, limits: VideoLimits) -> None:
+    """Raise InputError when a frame of this size is outside `limits`."""
+    if width * height > limits.max_pixels:
+        raise InputError(f"video claims {width}x{height} pixels, over the {limits.max_pixels} pixel limit")
+    if min(width, height) < limits.min_side:
+        raise InputError(f"video is {width}x{height}, under the minimum side {limits.min_side}")
+
+
+def probe_video(data: bytes | None, limits: VideoLimits = VideoLimits()) -> VideoHeader:
+    """The video's header within `limits`, decoding no frame; InputError saying why not."""
+    with _opened(data, limits) as container:
+        return check_header(container, limits)
+
+
+@contextlib.contextmanager
+def _opened(data: bytes | None, limits: VideoLimits) -> Iterator[av.container.InputContainer]:
+    """The bytes opened as a container once the byte checks pass, closed on leaving."""
+    if data is None:
+        raise InputError("video is null")
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise InputError(f"video is {type(data).__name__}, not bytes")
+    if len(data) == 0:
+        raise InputError("video is empty (0 bytes)")
+    if len(data) > limits.max_bytes:
+        raise InputError(f"video is {len(data)} bytes, over the {limits.max_bytes} byte limit")
+    container = _open(bytes(data))
+    try:
+        yield container
+    finally:
+        container.close()
+
+
+def scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """(width, height) with the short side at most `short_side`, the aspect kept; never enlarged."""
+    scale = min(1.0, short_side / min(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def sample_frames(data: bytes | None, limits: VideoLimits, sample_fps: float, short_side: int) -> Iterator[SampledFrame]:
+    """Frames at about `sample_fps` (the first frame at or after each sampling time), RGB with the
+    short side at most `short_side`, one at a time; InputError (raised while iterating) for a video
+    outside `limits`, corrupt, cut short or without frames. The header is checked first."""
+    with _opened(data, limits) as container:
+        header = check_header(container, limits)
+        stream = container.streams.video[0]
+        stream.thread_count = 1  # one task, one core: Spark already runs a task per core
+        step = 1.0 / sample_fps
+        next_time, count, last_time = None, 0, None
+        try:
+            for frame in container.decode(stream):
+                count += 1
+                time_s = float(frame.time) if frame.time is not None else (count - 1) / (header.frame_rate or 25.0)
+                _check_decoded(frame, time_s, count, limits)
+                last_time = time_s if last_time is None else max(last_time, time_s)
+                if next_time is not None and time_s < next_time:
+                    continue
+                width, height = scaled_size(frame.width, frame.height, short_side)
+                pixels = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA")
+                yield SampledFrame(time_s, pixels)
+                next_time = time_s + step if next_time is None else next_time + step * max(1, math.floor((time_s - next_time) / step) + 1)
+        except av.FFmpegError as exc:
+            raise InputError(f"video is corrupt or truncated: {exc}") from exc
+        if count == 0:
+            raise InputError("video has no frames")
+        _check_complete(header, last_time)
+
+
+def _check_decoded(frame: av.VideoFrame, time_s: float, count: int, limits: VideoLimits) -> None:
+    """The header's limits held against a decoded frame (a header can lie)."""
+    check_frame_size(frame.width, frame.height, limits)
+    if count > limits.max_frames:
+        raise InputError(f"video has more than {limits.max_frames} frames, over the frame limit")
+    if time_s > limits.max_duration_s:
+        raise InputError(f"video runs past {limits.max_duration_s:g} s, over the duration limit")
+
+
+def _check_complete(header: VideoHeader, last_time: float | None) -> None:
+    """InputError when the frames stop well before the duration the header claims (a cut file)."""
+    if header.duration_s is None or last_time is None:
+        return
+    frame_s = 1.0 / header.frame_rate if header.frame_rate else 0.0
+    missing = header.duration_s - (last_time + frame_s)
+    if missing > max(TRUNCATION_SLACK_S, 0.1 * header.duration_s):
+        raise InputError(f"video is truncated: its frames end at {last_time + frame_s:.2f} s of the {header.duration_s:.2f} s its header claims")

@@ -1,0 +1,105 @@
+"""Videos through the backfill: a corpus with a `video` column (a few good and bad videos beside
+two photos) gives every item its rows, the keyframes table holds the image signals on each
+keyframe, equal to the signal called directly on the decoded frame, and a re-run never duplicates."""
+from __future__ import annotations
+
+import io
+import shutil
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable, write_deltalake
+from PIL import Image
+
+from jobs.backfill import run_backfill
+from sample_corpus.generate import _photo
+from sample_corpus.videos import VIDEO_CORPUS_SCHEMA, bad_videos, encode_video, pan, still
+from signals.contracts import UTC_MICROS
+from signals.embedders.efficientnet import EfficientNetImageEmbedder
+from signals.hashing import image_input_hash
+from signals.video.keyframes import video_keyframes
+from signals.video.pooling import pooled_embedding
+from tests.conftest import CHEAP_SIGNALS, settings_for
+from tests.unit.labels_helpers import config
+
+FPS, SIZE = 12, (160, 120)
+DAY = "2026-11-20"
+
+
+def _jpeg(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.convert("RGB").save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def _items() -> dict[str, dict]:
+    rng = np.random.default_rng(5)
+    frames = [*pan(_photo("rocket"), 1.5, rng, FPS, SIZE), *pan(_photo("coffee"), 1.5, rng, FPS, SIZE)]
+    videos = {
+        "v-cuts": encode_video([np.asarray(f) for f in frames], FPS),
+        "v-still": encode_video([np.asarray(f) for f in still(_photo("chelsea"), 1.0, FPS, 120)], FPS),
+        **{f"v-{b.kind}": b.data for b in bad_videos() if b.kind in ("empty", "audio_only", "image_renamed")},
+    }
+    photos = {"p-camera": _jpeg(_photo("camera").resize(SIZE)), "p-coffee": _jpeg(_photo("coffee").resize(SIZE))}
+    return {**{k: {"video": v, "image": None} for k, v in videos.items()}, **{k: {"video": None, "image": v} for k, v in photos.items()}}
+
+
+@pytest.fixture
+def video_lakehouse(tmp_path, empty_registry_db):
+    """The corpus in a new lakehouse with an empty registry; the image embedding and the quality
+    labeler only (one embedder, one labeler: both of a video's tables), tasks as scanned."""
+    (tmp_path / "lakehouse" / "_registry").mkdir(parents=True)
+    shutil.copy(empty_registry_db, tmp_path / "lakehouse" / "_registry" / "mlflow.db")
+    items = _items()
+    ids = sorted(items)
+    when = pa.array([1_763_600_000_000_000] * len(ids), UTC_MICROS)
+    corpus = pa.table({
+        "content_id": ids, "image": [items[i]["image"] for i in ids], "title": [f"item {i}" for i in ids],
+        "description": [None] * len(ids), "created_at": when, "updated_at": when, "ds": [DAY] * len(ids),
+        "video": [items[i]["video"] for i in ids],
+    }, schema=VIDEO_CORPUS_SCHEMA)
+    write_deltalake(str(tmp_path / "lakehouse" / "corpus"), corpus, partition_by=["ds"])
+    text_off = ("signals.text_embedding.enabled=false", "signals.text_safety.enabled=false", "spark.partitions_per_slot=0")
+    return settings_for(tmp_path / "lakehouse", *CHEAP_SIGNALS, *text_off), items
+
+
+def _table(settings, name: str) -> list[dict]:
+    return DeltaTable(settings.table_root(name)).to_pyarrow_table().to_pylist()
+
+
+def test_videos_through_the_backfill(spark, video_lakehouse) -> None:
+    settings, items = video_lakehouse
+    result = run_backfill(spark, settings)
+    assert "keyframes" in result.table_versions
+    embeddings = [r for r in _table(settings, "embeddings") if r["signal"] == "image_embedding"]
+    by_id = {r["content_id"]: r for r in embeddings}
+    assert sorted(by_id) == sorted(items) and len(embeddings) == len(items)  # every item, once
+    for bad in ("v-empty", "v-audio_only", "v-image_renamed"):
+        assert by_id[bad]["status"] == "error" and by_id[bad]["error"], bad
+    assert by_id["v-empty"]["error"] == "video is empty (0 bytes)"
+    assert all(by_id[i]["status"] == "ok" for i in ("v-cuts", "v-still", "p-camera", "p-coffee"))
+    assert by_id["v-cuts"]["input_hash"] == image_input_hash(items["v-cuts"]["video"])  # the JVM's hash of a video item: its bytes
+
+    keyframes = _table(settings, "keyframes")
+    assert {r["content_id"] for r in keyframes} == {i for i in items if items[i]["video"] is not None}
+    assert {r["signal"] for r in keyframes} == {"image_embedding", "image_quality"}
+    assert [r["keyframe_index"] for r in keyframes if r["content_id"] == "v-empty" and r["signal"] == "image_embedding"] == [-1]
+    stored = sorted((r for r in keyframes if r["content_id"] == "v-cuts" and r["signal"] == "image_embedding"), key=lambda r: r["keyframe_index"])
+    decoded = list(video_keyframes(items["v-cuts"]["video"], settings.video.limits, settings.video.sampling))
+    assert [r["shot_index"] for r in stored] == [k.shot_index for k in decoded] == [0, 1]
+    embedder = EfficientNetImageEmbedder(config("image_embedding")).load()
+    direct = embedder.embed([embedder.transform(k.image) for k in decoded])
+    for row, vector, keyframe in zip(stored, direct, decoded):
+        assert row["time_s"] == pytest.approx(keyframe.time_s) and row["status"] == "ok"
+        assert np.allclose(row["vector"], np.asarray(vector), atol=1e-5)
+    pooled = pooled_embedding([np.asarray(r["vector"]) for r in stored], [r["end_s"] - r["start_s"] for r in stored])
+    assert np.allclose(by_id["v-cuts"]["vector"], pooled, atol=1e-5)
+    labels = [r for r in _table(settings, "labels") if r["signal"] == "image_quality" and r["content_id"] == "v-cuts"]
+    keyframe_labels = [r for r in keyframes if r["signal"] == "image_quality" and r["content_id"] == "v-cuts"]
+    assert {r["label"]: r["score"] for r in labels} == {
+        label: max(r["score"] for r in keyframe_labels if r["label"] == label) for label in {r["label"] for r in keyframe_labels}}
+
+    run_backfill(spark, settings)  # the same window again: replaced, never duplicated
+    assert len(_table(settings, "keyframes")) == len(keyframes)
+    assert len([r for r in _table(settings, "embeddings") if r["signal"] == "image_embedding"]) == len(items)

@@ -1,0 +1,219 @@
+"""Video decoding limits, every bad video input, shot truth, keyframes and pooled embeddings, on
+small videos generated here (PyAV) from the sample photos."""
+from __future__ import annotations
+
+import io
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+from sample_corpus.generate import _photo
+from sample_corpus.videos import _patched_mkv_duration, bad_videos, encode_video, pan, still
+from signals.decode import InputError
+from signals.embedders.efficientnet import EfficientNetImageEmbedder
+from signals.video.decode import VideoLimits, probe_video, sample_frames
+from signals.video.keyframes import MAX_CANDIDATES, VideoSampling, _Span, sharpness, video_keyframes
+from signals.video.pooling import max_with_time, pooled_embedding
+from signals.video.shots import ShotDetector, histogram_distance, hsv_histogram
+from tests.unit.labels_helpers import config
+
+FPS = 12
+SIZE = (160, 120)
+
+
+def _frames(images: list[Image.Image]) -> list[np.ndarray]:
+    return [np.asarray(i.convert("RGB")) for i in images]
+
+
+@pytest.fixture(scope="module")
+def small_video() -> bytes:
+    """Two seconds of a pan over one photo, 160x120 at 12 fps, H.264 in MP4."""
+    return encode_video(_frames(list(pan(_photo("chelsea"), 2.0, np.random.default_rng(0), FPS, SIZE))), FPS)
+
+
+@pytest.fixture(scope="module")
+def cut_video() -> tuple[bytes, list[float]]:
+    """Three shots (pans over three photos) with cuts at known times."""
+    rng = np.random.default_rng(1)
+    lengths = [1.5, 2.25, 1.75]
+    images: list[Image.Image] = []
+    for base_id, seconds in zip(("astronaut", "coffee", "rocket"), lengths):
+        images += list(pan(_photo(base_id), seconds, rng, FPS, SIZE))
+    return encode_video(_frames(images), FPS), list(np.cumsum(lengths)[:-1])
+
+
+# ---------------------------------------------------------------------------------------------
+# Limits, checked from the header before any frame is decoded
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("limit", "reason"), [
+    ({"max_bytes": 1000}, "byte limit"),
+    ({"containers": ("webm",)}, "container mov,mp4,m4a,3gp,3g2,mj2 not allowed"),
+    ({"codecs": ("vp9",)}, "codec h264 not allowed"),
+    ({"max_duration_s": 1.0}, "over the 1 s limit"),
+    ({"max_pixels": 160 * 120 - 1}, "160x120 pixels, over the 19199 pixel limit"),
+    ({"min_side": 121}, "under the minimum side 121"),
+    ({"max_frames": 10}, "24 frames, over the 10 frame limit"),
+])
+def test_each_limit_refuses_before_any_frame(small_video: bytes, limit: dict, reason: str) -> None:
+    limits = replace(VideoLimits(), **limit)
+    with pytest.raises(InputError, match=reason):
+        probe_video(small_video, limits)
+    frames = sample_frames(small_video, limits, 5.0, 64)
+    with pytest.raises(InputError, match=reason):
+        next(frames)  # refused before the first frame is handed out
+
+
+def test_within_limits_the_header_is_read(small_video: bytes) -> None:
+    header = probe_video(small_video)
+    assert (header.codec, header.width, header.height, header.frames) == ("h264", 160, 120, 24)
+    assert header.duration_s == pytest.approx(2.0, abs=0.1)
+
+
+def test_a_header_that_understates_the_duration_is_caught_on_the_frames(small_video: bytes) -> None:
+    """The limits hold on the decoded frames too: a header claiming 0.5 s passes a 1 s limit, and
+    decoding stops with an error at the first frame past it."""
+    mkv = _patched_mkv_duration(encode_video(_frames(list(pan(_photo("chelsea"), 2.0, np.random.default_rng(0), FPS, SIZE))),
+                                             FPS, container="matroska"), 500.0)
+    limits = replace(VideoLimits(), max_duration_s=1.0)
+    assert probe_video(mkv, limits).duration_s == pytest.approx(0.5)
+    with pytest.raises(InputError, match="runs past 1 s"):
+        list(sample_frames(mkv, limits, 5.0, 64))
+
+
+def test_limits_refuse_unknown_containers_and_codecs() -> None:
+    with pytest.raises(ValueError, match="not supported"):
+        VideoLimits(codecs=("h264", "prores"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Every bad input of the sample corpus is an error with its reason
+# ---------------------------------------------------------------------------------------------
+
+BAD_REASONS = {
+    "truncated": "truncated",
+    "corrupt": "no video stream|corrupt",
+    "empty": r"empty \(0 bytes\)",
+    "audio_only": r"no video stream \(it holds audio\)",
+    "huge_header": "no decodable frame size|pixel limit",
+    "ten_hours": "claims 36000.0 s, over the 1200 s limit",
+    "unsupported_codec": "codec mpeg2video not allowed",
+    "image_renamed": "container jpeg_pipe not allowed",
+}
+
+
+def test_every_bad_video_is_an_error_with_its_reason() -> None:
+    videos = bad_videos()
+    assert sorted(v.kind for v in videos) == sorted(BAD_REASONS)
+    for video in videos:
+        with pytest.raises(InputError, match=BAD_REASONS[video.kind]):
+            list(video_keyframes(video.data))
+
+
+def test_null_and_non_bytes_are_errors() -> None:
+    with pytest.raises(InputError, match="video is null"):
+        probe_video(None)
+    with pytest.raises(InputError, match="video is str, not bytes"):
+        probe_video("video.mp4")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling, shots, keyframes
+# ---------------------------------------------------------------------------------------------
+
+def test_frames_are_sampled_and_downscaled_while_decoding(small_video: bytes) -> None:
+    frames = list(sample_frames(small_video, VideoLimits(), 4.0, 60))
+    times = [f.time_s for f in frames]
+    assert len(frames) == 8 and np.allclose(np.diff(times), 0.25, atol=1 / FPS)
+    assert {f.pixels.shape for f in frames} == {(60, 80, 3)}
+
+
+def test_shot_boundaries_match_the_truth(cut_video: tuple[bytes, list[float]]) -> None:
+    data, cuts = cut_video
+    keyframes = list(video_keyframes(data, sampling=VideoSampling(keyframe_every_s=60)))
+    starts = [k.start_s for k in keyframes]
+    assert [k.shot_index for k in keyframes] == [0, 1, 2]
+    assert starts[0] == 0.0
+    assert np.allclose(starts[1:], cuts, atol=0.5), (starts, cuts)
+    for k in keyframes:  # each keyframe in the middle half of its shot
+        assert k.start_s + 0.25 * (k.end_s - k.start_s) - 1e-6 <= k.time_s <= k.start_s + 0.75 * (k.end_s - k.start_s) + 1e-6
+
+
+def test_a_long_shot_has_a_keyframe_per_part(small_video: bytes) -> None:
+    keyframes = list(video_keyframes(small_video, sampling=VideoSampling(keyframe_every_s=0.75)))
+    assert [k.shot_index for k in keyframes] == [0] * len(keyframes) and len(keyframes) == 3
+    assert all(a.end_s == b.start_s for a, b in zip(keyframes, keyframes[1:]))
+
+
+def test_the_keyframe_is_the_sharpest_middle_frame() -> None:
+    """A still photo blurred everywhere but in 1.0-1.5 s of 3 s: the keyframe comes from there."""
+    photo = _photo("coffee").resize(SIZE)
+    images = [photo if 1.0 <= k / FPS < 1.5 else photo.filter(ImageFilter.GaussianBlur(3)) for k in range(3 * FPS)]
+    keyframes = list(video_keyframes(encode_video(_frames(images), FPS)))
+    assert len(keyframes) == 1 and 1.0 <= keyframes[0].time_s < 1.5
+
+
+def test_laplacian_variance_ranks_blur() -> None:
+    pixels = np.asarray(_photo("camera").convert("RGB").resize(SIZE))
+    blurred = np.asarray(Image.fromarray(pixels).filter(ImageFilter.GaussianBlur(2)))
+    assert sharpness(pixels) > 2 * sharpness(blurred) > 0
+
+
+def test_candidates_stay_few_and_evenly_spread() -> None:
+    span = _Span(0, 0.0)
+    for k in range(1000):
+        span.offer(type("F", (), {"time_s": k / 10, "pixels": np.zeros((4, 4, 3), np.uint8)})())
+    times = [c[0] for c in span.candidates]
+    assert len(times) <= MAX_CANDIDATES and times[0] == 0.0 and max(times) > 80
+    assert len(set(np.round(np.diff(times), 6))) == 1
+
+
+def test_histograms_and_the_detector() -> None:
+    red, blue = np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8, 3), np.uint8)
+    red[..., 0], blue[..., 2] = 255, 255
+    assert histogram_distance(hsv_histogram(red, 1), hsv_histogram(blue, 1)) == pytest.approx(1.0)
+    assert histogram_distance(hsv_histogram(red, 1), hsv_histogram(red, 1)) == 0.0
+    flash = ShotDetector()
+    assert [flash.is_cut(t, hsv_histogram(p, 1)) for t, p in ((0, red), (0.2, red), (0.4, blue))] == [False] * 3  # under min_shot_s
+    cut = ShotDetector()
+    assert [cut.is_cut(t, hsv_histogram(p, 1)) for t, p in ((0, red), (0.6, red), (1.0, blue), (1.2, red))] == [False, False, True, False]
+
+
+# ---------------------------------------------------------------------------------------------
+# Pooled values
+# ---------------------------------------------------------------------------------------------
+
+def test_pooled_embedding_is_the_duration_weighted_mean() -> None:
+    rng = np.random.default_rng(0)
+    vectors = [v / np.linalg.norm(v) for v in rng.normal(size=(3, 16))]
+    durations = [1.0, 3.0, 0.5]
+    expected = sum(d * v for d, v in zip(durations, vectors))
+    expected = expected / np.linalg.norm(expected)
+    assert np.allclose(pooled_embedding(vectors, durations), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="do not weight"):
+        pooled_embedding(vectors, [1.0, 2.0])
+
+
+def test_max_with_time() -> None:
+    assert max_with_time([0.1, 0.9, 0.9, 0.3], [0.0, 2.5, 4.0, 6.0]) == (0.9, 2.5)
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_a_still_photo_videos_pooled_embedding_is_the_photos() -> None:
+    """Cosine >= 0.95 between the pooled embedding of a video of a still photo and the photo's own
+    embedding, with the default image embedder."""
+    photo = _photo("astronaut")
+    data = encode_video(_frames(list(still(photo, 2.0, FPS, 240))), FPS)
+    embedder = EfficientNetImageEmbedder(config("image_embedding")).load()
+    keyframes = list(video_keyframes(data))
+    vectors = embedder.compute([embedder.prepare({"image": _png(k.image), "image_uri": None}) for k in keyframes])
+    pooled = pooled_embedding([np.asarray(v) for v in vectors], [k.end_s - k.start_s for k in keyframes])
+    own = np.asarray(embedder.compute([embedder.prepare({"image": _png(photo), "image_uri": None})])[0])
+    assert float(pooled @ own) >= 0.95

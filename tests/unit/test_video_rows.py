@@ -1,0 +1,105 @@
+"""A video item's rows through the image signals: keyframe rows equal the signal on the decoded
+frame, the video's rows are the pooled embedding and the labels' maximum, a bad video is an error row."""
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+
+from sample_corpus.generate import _photo
+from sample_corpus.videos import bad_videos, encode_video, pan
+from signals.contracts import EMBEDDINGS, KEYFRAMES, LABELS
+from signals.embedders.efficientnet import EfficientNetImageEmbedder
+from signals.labels.quality import ImageQualityLabeler
+from signals.table_rows import RowStamp
+from signals.video.keyframes import VideoReading, video_keyframes
+from signals.video.pooling import pooled_embedding
+from signals.video.rows import NO_KEYFRAME, video_signal_rows
+from tests.unit.labels_helpers import config
+
+FPS = 12
+SIZE = (160, 120)
+
+
+@pytest.fixture(scope="module")
+def two_shot_video() -> bytes:
+    rng = np.random.default_rng(3)
+    images = [*pan(_photo("rocket"), 1.5, rng, FPS, SIZE), *pan(_photo("coffee"), 2.0, rng, FPS, SIZE)]
+    return encode_video([np.asarray(i.convert("RGB")) for i in images], FPS)
+
+
+def _stamp(signal) -> RowStamp:
+    return RowStamp.of(signal, "run-1", datetime(2026, 12, 1, tzinfo=UTC))
+
+
+def _item(data: bytes | None) -> dict:
+    return {"content_id": "v1", "ds": "2026-12-01", "input_hash": "h", "video": data}
+
+
+def test_keyframe_embeddings_are_the_signal_on_the_decoded_frame_and_the_video_row_is_pooled(two_shot_video: bytes) -> None:
+    embedder = EfficientNetImageEmbedder(config("image_embedding")).load()
+    keyframes_batch, video_batch = video_signal_rows(embedder, _stamp(embedder), _item(two_shot_video), VideoReading())
+    assert keyframes_batch.schema == KEYFRAMES.schema and video_batch.schema == EMBEDDINGS.schema
+    decoded = list(video_keyframes(two_shot_video))
+    rows = keyframes_batch.to_pylist()
+    assert [r["keyframe_index"] for r in rows] == [k.index for k in decoded] and [r["shot_index"] for r in rows] == [0, 1]
+    with torch.inference_mode():  # the image signal called directly on each decoded frame
+        direct = embedder.embed([embedder.transform(k.image) for k in decoded])
+    for row, vector in zip(rows, direct):
+        assert row["status"] == "ok" and row["label"] is None
+        assert np.allclose(row["vector"], np.asarray(vector), atol=1e-5)
+    (video_row,) = video_batch.to_pylist()
+    expected = pooled_embedding([np.asarray(v) for v in direct], [k.end_s - k.start_s for k in decoded])
+    assert video_row["content_id"] == "v1" and video_row["status"] == "ok"
+    assert np.allclose(video_row["vector"], expected, atol=1e-5)
+
+
+def test_video_labels_are_the_maximum_over_keyframes_with_its_time(two_shot_video: bytes) -> None:
+    labeler = ImageQualityLabeler(config("image_quality")).load()
+    keyframes_batch, video_batch = video_signal_rows(labeler, _stamp(labeler), _item(two_shot_video), VideoReading())
+    assert video_batch.schema == LABELS.schema
+    keyframe_rows = keyframes_batch.to_pylist()
+    video_rows = video_batch.to_pylist()
+    assert {r["label"] for r in video_rows} == {r["label"] for r in keyframe_rows}
+    where = json.loads(video_rows[0]["detail"])["max_over_keyframes"]
+    for row in video_rows:
+        mine = [r for r in keyframe_rows if r["label"] == row["label"]]
+        best = max(mine, key=lambda r: r["score"])
+        assert row["score"] == best["score"] and where[row["label"]]["time_s"] == best["time_s"]
+
+
+def test_a_bad_video_is_one_error_row_in_each_table() -> None:
+    embedder = EfficientNetImageEmbedder(config("image_embedding"))  # never loaded: nothing reaches the model
+    for bad in bad_videos():
+        keyframes_batch, video_batch = video_signal_rows(embedder, _stamp(embedder), _item(bad.data), VideoReading())
+        (row,) = video_batch.to_pylist()
+        (keyframe_row,) = keyframes_batch.to_pylist()
+        assert row["status"] == "error" and row["error"], bad.kind
+        assert keyframe_row["keyframe_index"] == NO_KEYFRAME and keyframe_row["time_s"] is None
+        assert (keyframe_row["status"], keyframe_row["error"]) == (row["status"], row["error"])
+
+
+def test_output_rows_give_video_items_their_video_rows_and_photos_theirs(two_shot_video: bytes) -> None:
+    """A task's batches mixing photos and videos: one labels row per (item, label), the videos'
+    their maxima over keyframes, the photos' the labeler's own, a bad video its error."""
+    from udfs.rows import output_rows
+
+    labeler = ImageQualityLabeler(config("image_quality"))
+    photo = io.BytesIO()
+    _photo("camera").resize((160, 120)).save(photo, "PNG")
+    ids = ["photo", "video", "bad-video"]
+    batch = pa.record_batch({
+        "content_id": ids, "ds": ["2026-12-01"] * 3, "input_hash": ["h"] * 3,
+        "image": [photo.getvalue(), None, None], "image_uri": pa.nulls(3, pa.string()),
+        "video": [None, two_shot_video, b""],
+    })
+    rows = pa.Table.from_batches(list(output_rows(labeler, _stamp(labeler))(iter([batch])))).to_pylist()
+    by_id = {i: [r for r in rows if r["content_id"] == i] for i in ids}
+    assert all(r["status"] == "ok" for r in by_id["photo"] + by_id["video"]) and len(by_id["photo"]) == len(by_id["video"]) > 1
+    assert "max_over_keyframes" in by_id["video"][0]["detail"] and "max_over_keyframes" not in (by_id["photo"][0]["detail"] or "")
+    assert [(r["status"], r["error"]) for r in by_id["bad-video"]] == [("error", "video is empty (0 bytes)")]
