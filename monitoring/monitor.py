@@ -112,11 +112,18 @@ def latest_run(settings: Settings, day: str | None = None) -> str:
     return max(done, key=lambda r: r["finished_at"])["run_id"]
 
 
-def table_items(settings: Settings, kind: str, signal: str, version: str, day: str) -> int:
-    """Items a signal table holds for (signal, model version, day)."""
-    rows = delta_io.read_arrow(settings.table_root(SIGNAL_TABLES[kind].name),
-                               filters=(pc.field("signal") == signal) & (pc.field("model_version") == version) & (pc.field("ds") == day))
-    return len(pc.unique(rows["content_id"]))
+def table_items(settings: Settings, rows: Sequence[dict]) -> dict[tuple[str, str, str], int]:
+    """Items each signal table holds per (signal, model version, day) of the statistics `rows`:
+    one read of each table's key columns, however many days and signals the run wrote."""
+    counts: dict[tuple[str, str, str], int] = {}
+    for kind in sorted({r["kind"] for r in rows}):
+        mine = [r for r in rows if r["kind"] == kind]
+        keys = delta_io.read_arrow(settings.table_root(SIGNAL_TABLES[kind].name),
+                                   filters=pc.field("signal").isin(sorted({r["signal"] for r in mine})) & pc.field("ds").isin(sorted({r["ds"] for r in mine})),
+                                   columns=["signal", "model_version", "ds", "content_id"])
+        grouped = keys.group_by(["signal", "model_version", "ds"]).aggregate([("content_id", "count_distinct")])
+        counts |= {(r["signal"], r["model_version"], r["ds"]): r["content_id_count_distinct"] for r in grouped.to_pylist()}
+    return counts
 
 
 def monitor_run(spark: SparkSession, settings: Settings, run_id: str, days: Sequence[str] | None = None,
@@ -137,6 +144,7 @@ def monitor_run(spark: SparkSession, settings: Settings, run_id: str, days: Sequ
                          f"{', '.join(known[-10:]) or 'none'}); monitor a run of that day first, or pin another")
     challenger = any((r["job"] or "").endswith("challenger") for r in rows)
     counted = corpus_items(sorted({r["ds"] for r in rows})) if corpus_items and not challenger else {}
+    in_tables = table_items(settings, [r for r in rows if r["ds"] in counted]) if counted else {}
     judged = []
     for row in sorted(rows, key=lambda r: (r["signal"], r["ds"])):
         mine = [r for r in index if r["signal"] == row["signal"]]
@@ -154,7 +162,7 @@ def monitor_run(spark: SparkSession, settings: Settings, run_id: str, days: Sequ
                                 row["model_version"], [*reference.days, row["ds"]], conf) if reference else None
         completeness = None
         if row["ds"] in counted:
-            completeness = (table_items(settings, row["kind"], row["signal"], row["model_version"], row["ds"]), counted[row["ds"]])
+            completeness = (in_tables.get((row["signal"], row["model_version"], row["ds"]), 0), counted[row["ds"]])
         verdicts = judge(row, reference, conf, attribution.cause if attribution else CORPUS, completeness)
         if attribution and attribution.cause != CORPUS:
             verdicts = [Verdict(v.rule, v.fired, f"{v.message}; {attribution.message}", v.label, v.value, v.threshold, v.cause)
