@@ -126,20 +126,26 @@ def _open(data: bytes, limits: DecodeLimits) -> ImageFile.ImageFile:
         raise InputError("not a recognised image format") from None
 
 
+def check_bytes(data: object, what: str, max_bytes: int) -> None:
+    """InputError unless `data` is bytes, not empty, and at most `max_bytes` long: the checks every
+    decoder (image, video) makes before opening anything; `what` names the input in the reason."""
+    if data is None:
+        raise InputError(f"{what} is null")
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise InputError(f"{what} is {type(data).__name__}, not bytes")
+    if len(data) == 0:
+        raise InputError(f"{what} is empty (0 bytes)")
+    if len(data) > max_bytes:
+        raise InputError(f"{what} is {len(data)} bytes, over the {max_bytes} byte limit")
+
+
 def decode_image(data: bytes | None, limits: DecodeLimits = DecodeLimits(), resize_short_side: int | None = None) -> Image.Image:
     """Decode bytes into an RGB PIL image, or raise InputError saying why not.
 
     `resize_short_side`: the size the caller's preprocessing resizes the short side to, whose
     result must stay within `limits.max_resized_pixels`; a large JPEG is then decoded at a
     reduced scale (`_draft`) and charged for the pixels it is decoded to."""
-    if data is None:
-        raise InputError("image is null")
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise InputError(f"image is {type(data).__name__}, not bytes")
-    if len(data) == 0:
-        raise InputError("image is empty (0 bytes)")
-    if len(data) > limits.max_bytes:
-        raise InputError(f"image is {len(data)} bytes, over the {limits.max_bytes} byte limit")
+    check_bytes(data, "image", limits.max_bytes)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
-from signals.decode import InputError
+from signals.decode import InputError, check_bytes
 
 # FFmpeg names a demuxer by every name it answers to ("mov,mp4,m4a,3gp,3g2,mj2"); an allowed
 # container is one whose demuxer answers to one of the allowed names.
@@ -128,14 +128,7 @@ def probe_video(data: bytes | None, limits: VideoLimits = VideoLimits()) -> Vide
 @contextlib.contextmanager
 def _opened(data: bytes | None, limits: VideoLimits) -> Iterator[av.container.InputContainer]:
     """The bytes opened as a container once the byte checks pass, closed on leaving."""
-    if data is None:
-        raise InputError("video is null")
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise InputError(f"video is {type(data).__name__}, not bytes")
-    if len(data) == 0:
-        raise InputError("video is empty (0 bytes)")
-    if len(data) > limits.max_bytes:
-        raise InputError(f"video is {len(data)} bytes, over the {limits.max_bytes} byte limit")
+    check_bytes(data, "video", limits.max_bytes)
     container = _open(bytes(data))
     try:
         yield container
