@@ -94,21 +94,20 @@ class RssPoller:
         self.sample()
 
 
-def _tree_cpu_seconds() -> float:
-    total = 0.0
+def _cpu_seconds() -> tuple[float, float]:
+    """(this process, this process and its descendants) from one reading of this process, so the
+    first can never exceed the second."""
     me = psutil.Process()
-    for proc in [me, *me.children(recursive=True)]:
+    t = me.cpu_times()
+    own = t.user + t.system
+    tree = own + t.children_user + t.children_system
+    for proc in me.children(recursive=True):
         try:
-            t = proc.cpu_times()
-            total += t.user + t.system + t.children_user + t.children_system
+            c = proc.cpu_times()
+            tree += c.user + c.system + c.children_user + c.children_system
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
-    return total
-
-
-def _own_cpu_seconds() -> float:
-    t = psutil.Process().cpu_times()
-    return t.user + t.system
+    return own, tree
 
 
 class CpuShare:
@@ -125,8 +124,7 @@ class CpuShare:
     def __enter__(self) -> CpuShare:
         self._start = time.perf_counter()
         self._machine = self._busy()
-        self._mine = _tree_cpu_seconds()
-        self._own = _own_cpu_seconds()
+        self._own, self._mine = _cpu_seconds()
         return self
 
     @staticmethod
@@ -137,8 +135,8 @@ class CpuShare:
     def __exit__(self, *exc: object) -> None:
         self.wall = time.perf_counter() - self._start
         self.machine = self._busy() - self._machine
-        self.mine = _tree_cpu_seconds() - self._mine
-        self.own = _own_cpu_seconds() - self._own
+        own, mine = _cpu_seconds()
+        self.own, self.mine = own - self._own, mine - self._mine
 
     def as_dict(self) -> dict[str, float]:
         cores = psutil.cpu_count() or 1
