@@ -131,8 +131,10 @@ def print_evaluation(result: dict) -> None:
         console.print(f"monitoring: {len(monitoring['false_alerts'])} alerts on {monitoring['normal_days']} ordinary days "
                       f"(monitor {monitoring['cost']['monitor_s']}s after a {monitoring['cost']['backfill_s']}s backfill)")
         for name, s in monitoring["scenarios"].items():
+            attributed = {None: "no drift to attribute", True: f"drift put down to the {s['expected_cause']}"}.get(
+                s["attributed_right"], f"[bold red]drift put down to {', '.join(s['drift_causes'])}, not the {s['expected_cause']}[/]")
             console.print(f"  {name} ({s['day']}): expected {s['expected']}: {'caught' if s['caught'] else '[bold red]MISSED[/]'}; "
-                          f"fired: {', '.join(s['fired']) or 'nothing'}", soft_wrap=True)
+                          f"{attributed}; fired: {', '.join(s['fired']) or 'nothing'}", soft_wrap=True)
     if result.get("heads"):
         print_heads(result["heads"])
 
