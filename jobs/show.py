@@ -139,6 +139,10 @@ def print_evaluation(result: dict) -> None:
         print_heads(result["heads"])
 
 
+def _auc(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def print_heads(heads: dict) -> None:
     """The heads section: ROC-AUC of every scorer per task on the same held-out gold, the crossover, the loader."""
     scorers = list(next(iter(heads["tasks"].values()))["roc_auc"])
@@ -147,8 +151,8 @@ def print_heads(heads: dict) -> None:
         table.add_column(column, justify="left" if column == "task" else "right")
     for task, r in heads["tasks"].items():
         to_match = r["crossover"]["gold_labels_to_match_weak_head"]
-        curve = ", ".join(f"{p['gold_labels']}: {p['roc_auc']:.3f}" for p in r["crossover"]["curve"])
-        table.add_row(task, str(r["held_out_items"]), *("-" if r["roc_auc"][s] is None else f"{r['roc_auc'][s]:.3f}" for s in scorers),
+        curve = ", ".join(f"{p['gold_labels']}: {_auc(p['roc_auc'])}" for p in r["crossover"]["curve"])
+        table.add_row(task, str(r["held_out_items"]), *(_auc(r["roc_auc"][s]) for s in scorers),
                       f"{to_match if to_match is not None else 'not within ' + str(r['crossover']['gold_labels_outside_test'])} ({curve})")
     console.print(table)
     console.print(f"the weak-label head beats majority vote and the rule on: {', '.join(heads['weak_head_beats_baselines_on']) or 'no task'}")
