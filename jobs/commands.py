@@ -17,7 +17,7 @@ from jobs.dedup import run_dedup
 from jobs.dry_run import print_plan
 from jobs.engine import RunResult
 from jobs.failures import Failure, explain
-from jobs.labelling import label_sample, run_labels
+from jobs.labelling import champion_versions, label_sample, run_labels
 from jobs.maintain import run_maintain
 from jobs.monitor import evaluate_monitoring, publish_dashboard, raise_on_alerts, run_monitor
 from jobs.refresh import run_refresh
@@ -30,7 +30,7 @@ from retrieval.build import build_index, embeddings_root, update_index
 from retrieval.embedding_rows import item_vector, pinned_version
 from retrieval.vector_index import neighbours
 from rollout.compare import compare_in_lakehouse, log_to_mlflow, report_metrics, write_report
-from rollout.evaluate import run_evaluation
+from rollout.evaluate import REPORT, run_evaluation
 from rollout.models import CHALLENGER, CHAMPION, champion_version, identity_params, registry_for
 from rollout.shot_evaluation import evaluate_shots
 from sample_corpus.generate import write_sample_corpus
@@ -39,8 +39,10 @@ from sample_corpus.videos import good_videos
 from signals.catalog import signal_class
 from signals.contracts import CORPUS, RUNS
 from training.gate import promotion_refusals
+from training.heads_evaluation import evaluate_heads, write_heads_report
 from training.train import label_frames, train_task
 
+EVAL_FOLDER = REPORT.parent  # the heads page and the simulated annotators' exports, beside the report
 SCENARIO_ITEMS = 64  # items of an appended scenario day: enough for every rule's min_rows
 
 
@@ -236,7 +238,9 @@ def run(args: argparse.Namespace) -> None:
         show(settings)
     if args.command == "eval":
         shots = evaluate_shots(good_videos(settings.sample_corpus.seed), settings.video.reading)
-        print_evaluation(run_evaluation(settings, {"monitoring": monitoring_report, "video_shots": shots}))
+        heads = evaluate_heads(settings, champion_versions(settings), EVAL_FOLDER)
+        print_evaluation(run_evaluation(settings, {"monitoring": monitoring_report, "video_shots": shots, "heads": heads}))
+        console.print(f"heads: {write_heads_report(heads, EVAL_FOLDER / 'heads.html')}")
 
 
 def _lakehouse_of(args: argparse.Namespace) -> str | None:

@@ -21,7 +21,7 @@ from training.tasks import task_named
 from training.weak import run_weak
 
 
-def _champions(settings: Settings) -> dict[str, str]:
+def champion_versions(settings: Settings) -> dict[str, str]:
     """signal -> champion model version of every signal with rows (labels and embeddings tables)."""
     lakehouse = Lakehouse(settings.lakehouse_root, settings.registry_uri)
     if LABELS.name not in lakehouse.tables():
@@ -44,7 +44,7 @@ def run_labels(settings: Settings, args: argparse.Namespace) -> None:
     elif args.labels_command == "gold":
         print_agreement(agreement(root, task))
     else:
-        run = run_weak(root, task, _champions(settings))
+        run = run_weak(root, task, champion_versions(settings))
         out = Path(args.out) / f"{task}-weak.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(run.report, indent=1))
@@ -58,7 +58,7 @@ def label_sample(settings: Settings, args: argparse.Namespace) -> None:
     if args.n < 1:
         raise UsageError(f"--n {args.n}: ask for at least one item")
     signal = NEIGHBOUR_SIGNAL[task]
-    versions = _champions(settings)
+    versions = champion_versions(settings)
     if signal not in versions:
         raise UsageError(f"no champion rows of {signal} in {settings.lakehouse_root}: run a backfill first")
     chosen = most_uncertain(candidates(settings.lakehouse_root, task, versions[signal]), args.n)

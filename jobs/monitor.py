@@ -58,23 +58,61 @@ def raise_on_alerts(results: Sequence[MonitorResult]) -> None:
 
 
 # The monitoring evaluation (`make eval`, section "monitoring"): ordinary days must raise no
-# alert, each scenario day the alert it is for, on its day, with the shipped thresholds.
+# alert, each scenario day the alert it is for, on its day, with the shipped thresholds, and its
+# drift put down to the right cause: the corpus scenarios' to the corpus, a new model version's
+# (computed beside the champion on the last ordinary day, as a shadow run) to the model.
 EVAL_DAYS, EVAL_ITEMS_PER_DAY = 14, 30
 EXPECTED_ALERTS = {"thumbnails": ("image_embedding", "embedding_drift"), "truncated": ("image_embedding", "error_rate"),
-                   "language": ("text_embedding", "embedding_drift")}
+                   "language": ("text_embedding", "embedding_drift"), "model_version": ("text_topics", "score_drift")}
+MODEL_SCENARIO = "model_version"
+SHIFTED_SIGNAL, TEMPERATURE_FACTOR = "text_topics", 4.0  # the new version's topic softmax is four times as flat
+
+
+def register_shifted_version(settings: Settings) -> str:
+    """A new version of SHIFTED_SIGNAL, its champion's with the temperature TEMPERATURE_FACTOR times
+    higher (every score shifts), as its challenger; returns the version."""
+    from lake.registry import CHALLENGER
+    from rollout.models import registry_for
+    from signals.labels.topics import TEXT_TEMPERATURE
+
+    registry = registry_for(settings)
+    champion = registry.resolve(SHIFTED_SIGNAL, settings.signals[SHIFTED_SIGNAL].model.alias)
+    temperature = float(champion.params.get("temperature", TEXT_TEMPERATURE)) * TEMPERATURE_FACTOR
+    model = registry.register(SHIFTED_SIGNAL, champion.source, {**champion.params, "temperature": temperature},
+                              description=f"temperature {temperature}")
+    registry.client.set_registered_model_alias(SHIFTED_SIGNAL, CHALLENGER, model.version)
+    return model.version
+
+
+def _scenario_run(spark: SparkSession, settings: Settings, scenario: str, last_day: str) -> tuple[str, MonitorResult]:
+    """The scenario's day and its monitored run: a corpus scenario's day appended and refreshed, or
+    the shifted model version computed beside the champion on the last ordinary day."""
+    from jobs.backfill import run_backfill
+    from jobs.corpus import Window
+    from jobs.refresh import run_refresh
+    from lake.registry import CHALLENGER
+    from sample_corpus.scenarios import append_scenario_day
+
+    if scenario == MODEL_SCENARIO:
+        register_shifted_version(settings)
+        return last_day, run_monitor(spark, settings, run_backfill(spark, settings, Window(last_day, last_day), role=CHALLENGER).run_id)
+    day = append_scenario_day(settings.lakehouse_root, scenario, EVAL_ITEMS_PER_DAY, settings.sample_corpus.seed)
+    return day, run_monitor(spark, settings, run_refresh(spark, settings).run_id)
 
 
 def evaluate_monitoring(spark: SparkSession, settings: Settings) -> dict:
     """Backfill and monitor EVAL_DAYS ordinary days in a lakehouse beside the profile's, then, in
-    a copy of it per scenario, append the scenario's day, refresh and monitor. Returns the
-    report: alerts on ordinary days (should be none), per scenario which alerts fired and
-    whether the expected one did on its day, and what monitoring cost next to the backfill."""
+    a copy of it per scenario, run the scenario and monitor it. Returns the report: alerts on
+    ordinary days (should be none), per scenario which alerts fired, whether the expected one did
+    on its day and whether every drift alert was put down to the expected cause, and what
+    monitoring cost next to the backfill."""
     import shutil
     import time
 
     from jobs.backfill import run_backfill
-    from jobs.refresh import run_refresh
-    from sample_corpus.scenarios import append_scenario_day, write_normal_days
+    from monitoring.attribution import CORPUS, MODEL
+    from monitoring.rules import DRIFT_RULES
+    from sample_corpus.scenarios import write_normal_days
 
     base = settings.model_copy(update={"lakehouse": f"{settings.lakehouse_root}-monitoring"})
     base = base.model_copy(update={"signals": {n: s.model_copy(update={"enabled": s.enabled and n != "text_in_image"})
@@ -95,15 +133,19 @@ def evaluate_monitoring(spark: SparkSession, settings: Settings) -> dict:
         "cost": {"backfill_s": round(backfill_s, 1), "monitor_s": round(monitor_s, 1), "share": round(monitor_s / backfill_s, 3)},
         "scenarios": {},
     }
+    last_day = max(j.ds for j in normal.judged)
     for scenario, (signal, rule) in EXPECTED_ALERTS.items():
         copy = base.model_copy(update={"lakehouse": f"{base.lakehouse_root}-{scenario}"})
         shutil.rmtree(copy.lakehouse_root, ignore_errors=True)
         shutil.copytree(base.lakehouse_root, copy.lakehouse_root)
-        day = append_scenario_day(copy.lakehouse_root, scenario, EVAL_ITEMS_PER_DAY, settings.sample_corpus.seed)
-        result = run_monitor(spark, copy, run_refresh(spark, copy).run_id)
+        day, result = _scenario_run(spark, copy, scenario, last_day)
         fired = sorted({(j.signal, j.ds, v.rule, v.cause or "") for j, v in result.fired})
+        expected_cause = MODEL if scenario == MODEL_SCENARIO else CORPUS
+        causes = sorted({v.cause for _, v in result.fired if v.rule in DRIFT_RULES})
         report["scenarios"][scenario] = {
             "day": day, "expected": f"{signal} {rule}", "caught": (signal, day, rule) in {f[:3] for f in fired},
             "fired": [" ".join(filter(None, f)) for f in fired], "only_on_its_day": all(f[1] == day for f in fired),
+            "expected_cause": expected_cause, "drift_causes": causes,
+            "attributed_right": causes == [expected_cause] if causes else None,  # None: no drift alert to attribute
         }
     return report

@@ -131,8 +131,34 @@ def print_evaluation(result: dict) -> None:
         console.print(f"monitoring: {len(monitoring['false_alerts'])} alerts on {monitoring['normal_days']} ordinary days "
                       f"(monitor {monitoring['cost']['monitor_s']}s after a {monitoring['cost']['backfill_s']}s backfill)")
         for name, s in monitoring["scenarios"].items():
+            attributed = {None: "no drift to attribute", True: f"drift put down to the {s['expected_cause']}"}.get(
+                s["attributed_right"], f"[bold red]drift put down to {', '.join(s['drift_causes'])}, not the {s['expected_cause']}[/]")
             console.print(f"  {name} ({s['day']}): expected {s['expected']}: {'caught' if s['caught'] else '[bold red]MISSED[/]'}; "
-                          f"fired: {', '.join(s['fired']) or 'nothing'}", soft_wrap=True)
+                          f"{attributed}; fired: {', '.join(s['fired']) or 'nothing'}", soft_wrap=True)
+    if result.get("heads"):
+        print_heads(result["heads"])
+
+
+def _auc(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def print_heads(heads: dict) -> None:
+    """The heads section: ROC-AUC of every scorer per task on the same held-out gold, the crossover, the loader."""
+    scorers = list(next(iter(heads["tasks"].values()))["roc_auc"])
+    table = Table(title="heads: ROC-AUC on held-out gold" + ("" if heads["target_met"] else " [bold red](target not met)[/]"))
+    for column in ("task", "items", *scorers, "gold labels to match the weak head"):
+        table.add_column(column, justify="left" if column == "task" else "right")
+    for task, r in heads["tasks"].items():
+        to_match = r["crossover"]["gold_labels_to_match_weak_head"]
+        curve = ", ".join(f"{p['gold_labels']}: {_auc(p['roc_auc'])}" for p in r["crossover"]["curve"])
+        table.add_row(task, str(r["held_out_items"]), *(_auc(r["roc_auc"][s]) for s in scorers),
+                      f"{to_match if to_match is not None else 'not within ' + str(r['crossover']['gold_labels_outside_test'])} ({curve})")
+    console.print(table)
+    console.print(f"the weak-label head beats majority vote and the rule on: {', '.join(heads['weak_head_beats_baselines_on']) or 'no task'}")
+    for scale, r in heads["loader"]["scales"].items():
+        console.print(f"loader at {scale} ({r['table_rows']} rows, {r['table_mb']} MB of vectors): "
+                      + "; ".join(f"{way} {r[way]['rows_per_s']} rows/s, peak {r[way]['peak_mb']} MB" for way in ("loader", "pandas_first")))
 
 
 def print_neighbours(manifest: Manifest, content_id: str, found: list[tuple[str, float]]) -> None:

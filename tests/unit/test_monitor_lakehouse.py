@@ -79,3 +79,23 @@ def test_versions_that_agree_on_the_same_items_leave_the_corpus_and_none_shared_
     assert attribute(root, "label", "image_quality", ["1"], "2", ["2026-11-04"], settings.monitor).cause == "corpus"
     unknown = attribute(root, "label", "image_quality", ["1"], "3", ["2026-11-04"], settings.monitor)
     assert unknown.cause == "unknown" and "backfill --challenger" in unknown.message
+
+
+def test_the_evaluations_new_model_version_is_the_champions_with_a_flatter_softmax_as_challenger(tmp_path, empty_registry_db) -> None:
+    import shutil
+
+    from jobs.monitor import SHIFTED_SIGNAL, TEMPERATURE_FACTOR, register_shifted_version
+    from lake.registry import Registry
+
+    settings = _settings(tmp_path)
+    (tmp_path / "_registry").mkdir()
+    shutil.copy(empty_registry_db, tmp_path / "_registry" / "mlflow.db")
+    registry = Registry(settings.registry_uri)
+    params = {"kind": "minilm_text_topics", "model_dir": "minilm", "temperature": 0.05}
+    registry.register(SHIFTED_SIGNAL, "code:topics", params)
+    registry.promote(SHIFTED_SIGNAL, "1")
+    version = register_shifted_version(settings)
+    shifted = registry.resolve(SHIFTED_SIGNAL, "challenger")
+    assert (version, shifted.version, shifted.source) == ("2", "2", "code:topics")
+    assert shifted.params == {**params, "temperature": pytest.approx(0.05 * TEMPERATURE_FACTOR)}
+    assert registry.aliases(SHIFTED_SIGNAL) == {"champion": "1", "challenger": "2"}

@@ -1,0 +1,53 @@
+"""The heads section of `make eval` (training/heads_evaluation.py) on the small training lakehouse:
+every scorer on the same held-out gold items, the baselines' ROC-AUC against sklearn on the frames
+themselves, and a crossover curve whose heads were trained on as many gold labels as it says."""
+from __future__ import annotations
+
+import pytest
+from sklearn.metrics import roc_auc_score
+from training_lakehouse import ERRORS, training_lakehouse
+
+from training import heads_evaluation
+from training.heads_evaluation import compare_heads, crossover_sizes, write_heads_report
+from training.loader import split_of
+
+
+def test_crossover_sizes_double_past_200_and_end_at_what_there_is() -> None:
+    assert crossover_sizes(30) == [25, 30]
+    assert crossover_sizes(340) == [25, 50, 100, 200, 340]
+    assert crossover_sizes(900) == [25, 50, 100, 200, 400, 800, 900]
+    assert crossover_sizes(10) == [10]
+
+
+def test_every_scorer_is_judged_on_the_same_held_out_gold_and_the_curve_on_its_gold_labels(tmp_path, empty_registry_db, monkeypatch) -> None:
+    lake = training_lakehouse(tmp_path, empty_registry_db)
+    trained_on = []
+    train_head = heads_evaluation.train_head
+
+    def recording(snapshot, conf):
+        trained_on.append(snapshot.labels[snapshot.labels["split"] != "test"]["content_id"].tolist())
+        return train_head(snapshot, conf)
+
+    monkeypatch.setattr(heads_evaluation, "train_head", recording)
+    result = compare_heads(lake.settings, "low_quality", lake.weak, lake.gold, lake.majority, "image_embedding", "1")
+
+    held_out = [c for c in lake.ids[:-ERRORS] if split_of(c) == "test"]  # no duplicates table: every item its own group
+    assert result["held_out_items"] == len(held_out)
+    truth = lake.gold.set_index("content_id").loc[held_out, "label"]
+    for scorer, frame in (("label_model", lake.weak), ("majority_vote", lake.majority)):
+        expected = roc_auc_score(truth, frame.set_index("content_id").loc[held_out, "p_positive"])
+        assert result["roc_auc"][scorer] == pytest.approx(expected, abs=1e-9), scorer
+    assert result["roc_auc"]["weak_head"] > result["roc_auc"]["rule"]  # the vectors carry the truth; the rule is noisier
+
+    outside_test = [c for c in lake.ids if split_of(c) != "test"]
+    curve = result["crossover"]["curve"]
+    assert [p["gold_labels"] for p in curve] == crossover_sizes(len(outside_test))
+    assert curve[-1]["roc_auc"] == result["roc_auc"]["gold_head"]
+    # heads: the weak one, then the curve's (the last on all gold), each on gold from outside the test split
+    assert [len(ids) for ids in trained_on[1:]] == [p["gold_labels"] for p in curve]
+    assert all(set(ids) <= set(outside_test) for ids in trained_on[1:])
+    weak = result["roc_auc"]["weak_head"]
+    assert result["crossover"]["gold_labels_to_match_weak_head"] == next((p["gold_labels"] for p in curve if p["roc_auc"] >= weak), None)
+
+    page = write_heads_report({"tasks": {"low_quality": result}}, tmp_path / "report" / "heads.html").read_text()
+    assert "data:image/png;base64," in page and "gold-only head ROC-AUC" in page

@@ -1,0 +1,158 @@
+"""The `heads` section of `make eval` (issue #19's targets): per task, the head trained on weak
+labels against the head trained on gold, the label model, the majority vote and the rule, all on
+the same held-out gold items; and the crossover: how many gold labels a gold-only head needs to
+match the weak-label head. Built from train_head, held_out and score_metrics: nothing here trains
+or scores in a way `content-signals train` does not.
+
+The sample corpus is labelled the way a team would start: every item judged by the simulated
+annotators (training/annotators.py), imported as human labels, then `labels weak`. The weak labels'
+`neighbours` function reads gold (docs/design.md, Labels and weak supervision), so the weak-label
+head is not gold-free: the crossover compares it with heads that see only their sample of gold.
+"""
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from conf.settings import Settings
+from lake import delta_io
+from sample_corpus.generate import TRUTH_TABLE
+from training.annotators import simulate, write_exports
+from training.evaluate import evaluate
+from training.heads import train_head
+from training.human_labels import import_labels
+from training.loader import Snapshot, pin_snapshot
+from training.loader_benchmark import loader_against_pandas
+from training.tasks import TASKS, task_named
+from training.train import held_out, label_frames
+from training.weak import run_weak
+
+CROSSOVER_START = (25, 50, 100, 200)  # gold labels; then doubling while fewer than the gold items outside the test split
+SCORERS = ("weak_head", "gold_head", "label_model", "majority_vote", "rule")
+BASELINES = ("majority_vote", "rule")  # what the weak-label head must beat (on at least TASKS_TO_BEAT tasks)
+TASKS_TO_BEAT = 2
+
+
+def label_sample_corpus(settings: Settings, task: str, folder: Path) -> None:
+    """Every sample corpus item judged by the simulated annotators, imported as human labels of
+    `task` (a file imported before is recognised and not imported again)."""
+    truth = delta_io.read_arrow(settings.table_root(TRUTH_TABLE))
+    _, csv = write_exports(simulate(truth, task_named(task), settings.sample_corpus.seed), task_named(task), folder)
+    import_labels(settings.lakehouse_root, csv, task)
+
+
+def crossover_sizes(available: int) -> list[int]:
+    """The gold sample sizes of the curve: CROSSOVER_START, then doubling, below `available`, and `available` itself."""
+    sizes = [n for n in CROSSOVER_START if n < available]
+    while sizes and sizes[-1] * 2 < available:
+        sizes.append(sizes[-1] * 2)
+    return [*sizes, available]
+
+
+def _head_scores(settings: Settings, task: str, snapshot: Snapshot, gold: pd.DataFrame, majority: pd.DataFrame) -> pd.Series:
+    """A head trained on the snapshot, scored on the held-out gold items (content_id -> score)."""
+    frame = held_out(settings, task, snapshot, train_head(snapshot, settings.training), gold, majority)
+    return frame.set_index("content_id")["head"]
+
+
+def compare_heads(settings: Settings, task: str, weak: pd.DataFrame, gold: pd.DataFrame, majority: pd.DataFrame,
+                  signal: str, model_version: str) -> dict[str, Any]:
+    """Every scorer's metrics on the same held-out gold items, and the crossover curve: a head
+    trained on a seeded sample of n gold labels (from outside the test split) per curve point,
+    the last being all of them (the gold head)."""
+    conf = settings.training
+    root = settings.lakehouse_root
+    weak_snapshot = pin_snapshot(root, signal, model_version, weak, fractions=conf.splits)
+    frame = held_out(settings, task, weak_snapshot, train_head(weak_snapshot, conf), gold, majority).rename(columns={"head": "weak_head"})
+    frame["label_model"] = weak.drop_duplicates("content_id").set_index("content_id")["p_positive"].reindex(frame["content_id"]).to_numpy()
+
+    def pinned(labels: pd.DataFrame) -> Snapshot:
+        return pin_snapshot(root, signal, model_version, labels, weak_snapshot.embeddings_version, weak_snapshot.duplicates_version,
+                            conf.splits)
+
+    gold_snapshot = pinned(gold)
+    outside_test = gold_snapshot.labels[gold_snapshot.labels["split"] != "test"]["content_id"].to_numpy()
+    rng = np.random.default_rng(conf.seed)
+    curve = []
+    for n in crossover_sizes(len(outside_test)):
+        chosen = gold if n == len(outside_test) else gold[gold["content_id"].isin(rng.choice(outside_test, n, replace=False))]
+        scores = _head_scores(settings, task, gold_snapshot if n == len(outside_test) else pinned(chosen), gold, majority)
+        column = "gold_head" if n == len(outside_test) else f"gold_{n}"
+        frame[column] = scores.reindex(frame["content_id"]).to_numpy()
+        curve.append((n, column))
+    frame = frame.dropna()
+    evaluation = evaluate(task, frame, conf.precision_at_recall, conf.gate.min_slice_items, f"{task}: heads on held-out gold")
+    auc = {scorer: evaluation.metrics[scorer]["roc_auc"] for scorer in evaluation.metrics}
+    weak_auc = auc["weak_head"]
+    points = [{"gold_labels": n, "roc_auc": auc[column]} for n, column in curve]
+    matched = next((p["gold_labels"] for p in points if weak_auc is not None and p["roc_auc"] is not None and p["roc_auc"] >= weak_auc), None)
+    return {
+        "embedding": f"{signal}@{model_version}", "held_out_items": len(frame), "held_out_positives": int(frame["label"].sum()),
+        "roc_auc": {scorer: auc.get(scorer) for scorer in SCORERS},
+        "weak_head_beats": {b: None if weak_auc is None or auc.get(b) is None else weak_auc > auc[b] for b in BASELINES},
+        "crossover": {"curve": points, "gold_labels_to_match_weak_head": matched, "gold_labels_outside_test": len(outside_test)},
+    }
+
+
+def evaluate_heads(settings: Settings, versions: Mapping[str, str], folder: Path) -> dict[str, Any]:
+    """The heads section: per task, the corpus labelled (the exports under `folder`), weak labels
+    made, then compare_heads; whether the weak-label head beat every baseline on at least
+    TASKS_TO_BEAT tasks; and the loader against pandas (training/loader_benchmark.py)."""
+    tasks = {}
+    for name in TASKS:
+        label_sample_corpus(settings, name, folder / "labels")
+        run_weak(settings.lakehouse_root, name, versions)
+        weak, gold, majority = label_frames(settings.lakehouse_root, name, "weak")
+        signal = settings.training.embeddings[name]
+        tasks[name] = compare_heads(settings, name, weak, gold, majority, signal, versions[signal])
+    beaten = [t for t, r in tasks.items() if all(r["weak_head_beats"].values())]
+    with tempfile.TemporaryDirectory() as scratch:
+        loader = loader_against_pandas(Path(scratch), settings.training)
+    return {"tasks": tasks, "weak_head_beats_baselines_on": beaten, "target_met": len(beaten) >= TASKS_TO_BEAT, "loader": loader}
+
+
+def write_heads_report(section: Mapping[str, Any], path: Path) -> Path:
+    """The section as one self-contained HTML page: the ROC-AUC table, the crossover and the figure."""
+    from rollout.html_report import html_page, html_table, image_tag
+
+    tasks = section["tasks"]
+    parts = [html_table([[t, r["held_out_items"], *(r["roc_auc"][s] for s in SCORERS)] for t, r in tasks.items()],
+                        ["task", "held-out gold items", *SCORERS]),
+             html_table([[t, p["gold_labels"], p["roc_auc"], r["roc_auc"]["weak_head"]] for t, r in tasks.items() for p in r["crossover"]["curve"]],
+                        ["task", "gold labels", "gold-only head ROC-AUC", "weak-label head ROC-AUC"]),
+             image_tag("heads", heads_figure(section))]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(html_page("heads on held-out gold", parts), encoding="utf-8")
+    return path
+
+
+def heads_figure(section: Mapping[str, Any]) -> bytes:
+    """ROC-AUC bars per task and scorer beside each task's crossover curve (against its weak-label head), as PNG."""
+    from matplotlib.figure import Figure
+
+    from rollout.html_report import figure_png
+
+    tasks: Sequence[str] = list(section["tasks"])
+    figure = Figure(figsize=(11, 4))
+    bars, curves = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
+    width = 0.8 / len(SCORERS)
+    for i, scorer in enumerate(SCORERS):
+        values = [section["tasks"][t]["roc_auc"].get(scorer) or 0.0 for t in tasks]
+        bars.bar(np.arange(len(tasks)) + i * width, values, width, label=scorer)
+    bars.set_xticks(np.arange(len(tasks)) + width * (len(SCORERS) - 1) / 2, tasks)
+    bars.set(ylim=(0.4, 1.0), ylabel="ROC-AUC on held-out gold", title="scorers per task")
+    bars.legend(fontsize=7)
+    for t in tasks:
+        result = section["tasks"][t]
+        points = result["crossover"]["curve"]
+        line = curves.plot([p["gold_labels"] for p in points], [p["roc_auc"] for p in points], marker="o", label=f"{t}: gold-only head")[0]
+        if result["roc_auc"]["weak_head"] is not None:
+            curves.axhline(result["roc_auc"]["weak_head"], color=line.get_color(), linestyle=":", label=f"{t}: weak-label head")
+    curves.set(xscale="log", xlabel="gold labels", ylabel="ROC-AUC on held-out gold", title="crossover")
+    curves.legend(fontsize=7)
+    return figure_png(figure)
