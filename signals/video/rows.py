@@ -34,9 +34,10 @@ NO_KEYFRAME = -1  # the keyframe_index of a video's error row in the keyframes t
 
 
 def png_bytes(image: Image.Image) -> bytes:
-    """The image as a PNG (lossless: decoded, it is the same pixels)."""
+    """The image as an uncompressed PNG (lossless: decoded, it is the same pixels; uncompressed, each
+    signal decodes it in half the time, and it lives only until its signals have read it)."""
     buffer = io.BytesIO()
-    image.save(buffer, "PNG", compress_level=1)
+    image.save(buffer, "PNG", compress_level=0)
     return buffer.getvalue()
 
 
@@ -96,7 +97,7 @@ def keyframe_rows(signal: Signal, stamp: RowStamp, result: pd.DataFrame) -> pa.R
         repeat = list(range(len(result)))
     else:  # labels: as table_rows explodes them, one row per label, one for a keyframe without scores
         repeat = [i for i, scores in enumerate(result["scores"]) for _ in range(max(1, len(scores) if isinstance(scores, list) else 0))]
-    columns = {name: [result[name].iloc[i] for i in repeat] for name in KEYFRAME_COLUMNS}
+    columns = {name: [values[i] for i in repeat] for name in KEYFRAME_COLUMNS for values in [result[name].tolist()]}
     arrays = [
         pa.array(columns[f.name], type=f.type) if f.name in columns
         else rows.column(f.name) if f.name in rows.schema.names
