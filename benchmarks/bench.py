@@ -100,7 +100,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--serving", choices=("on", "off"), default="on",
                    help="also run benchmarks.serving (the online scorer under 1, 8 and 32 clients, micro-batching against one item per pass)")
     p.add_argument("--video", choices=("on", "off"), default="on",
-                   help="also run benchmarks.video (480p videos of 10 s, 60 s and 10 min through the image signals: throughput, decode share, peak memory)")
+                   help="also run benchmarks.video (480p videos of 10 s, 60 s, 3 min and 10 min through the image signals: throughput, decode share, peak memory)")
     return p.parse_args(argv)
 
 

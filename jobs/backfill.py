@@ -14,7 +14,7 @@ from pyspark.sql import SparkSession
 from conf.settings import Settings, UsageError
 from jobs.corpus import CorpusSource, Window, check_rows, one_row_per_id
 from jobs.engine import Run, RunResult, already_committed, by_output, placements, recorded, run_outcomes, signal_rows, tracked, write_and_commit
-from jobs.videos import commit_keyframes, keyframes_read_version
+from jobs.videos import commit_keyframes, keyframes_read_version, without_videos, write_videos
 from lake import delta_io
 from lake.ledger import NOTHING_TO_DO, SUCCEEDED
 from rollout.models import CHAMPION, build_signals
@@ -66,18 +66,18 @@ def run_backfill(
             finish(result)
             return result
         committed = {}
-        if keyframes_version is not None:  # first: a run killed after it is re-run whole, and replaces the same slice
-            keyframes = commit_keyframes(spark, settings, run, items, signals, placed, window, keyframes_version)
-            committed.update({KEYFRAMES.name: keyframes} if keyframes else {})
+        videos = write_videos(settings, run, items, signals, placed) if keyframes_version is not None else None
+        if videos is not None:  # first: a run killed after it is re-run whole, and replaces the same slice
+            committed[KEYFRAMES.name] = commit_keyframes(spark, settings, run, videos, signals, window, keyframes_version)
         for contract, mine in by_output(signals).items():
             models = {name: s.config.model.version for name, s in mine.items()}
             committed[contract.name] = write_and_commit(
                 spark, settings, run, contract,
-                [signal_rows(items, s, settings, run, rows_in, placed[name]) for name, s in mine.items()],
+                [signal_rows(without_videos(items, s) if videos else items, s, settings, run, rows_in, placed[name]) for name, s in mine.items()],
                 expected_items={name: rows_in for name in mine},
                 remove=lambda live, models=models: models.get(live.partition_values["signal"]) == live.partition_values["model_version"]
                 and window.contains(live.partition_values["ds"]),
-                read_version=read_versions[contract],
+                read_version=read_versions[contract], written=videos.files[contract.name] if videos else (),
                 metadata={"window": f"{window.start}..{window.end}", "model_versions": str(models), "role": role,
                           "slice_percent": str(slice_percent),
                           **({"corpus_version": str(corpus_version)} if corpus_version is not None else {})},

@@ -162,17 +162,18 @@ def write_and_commit(
     remove: Callable[[delta_io.LiveFile], bool],
     read_version: int,
     metadata: dict[str, str],
+    written: Sequence[delta_io.DataFile] = (),
 ) -> Committed:
     """Write the sources' rows as files of one table (one Spark action per resource profile),
-    check each signal wrote exactly its expected items, then commit them with the removals in
-    one transaction."""
+    check each signal wrote exactly its expected items (with the files `written` for it already,
+    by the video pass), then commit them all with the removals in one transaction."""
     root = settings.table_root(contract.name)
     with spark_progress(spark.sparkContext, f"{run.job} {contract.name}: {len(expected_items)} signals"):
-        files = spark_io.write_files(sources, root, contract, f"part-{run.run_id}")
-    written: dict[str, int] = defaultdict(int)
+        files = [*written, *spark_io.write_files(sources, root, contract, f"part-{run.run_id}")]
+    items: dict[str, int] = defaultdict(int)
     for f in files:
-        written[f.partition_values["signal"]] += f.num_items
-    wrong = {s: (written[s], n) for s, n in expected_items.items() if written[s] != n}
+        items[f.partition_values["signal"]] += f.num_items
+    wrong = {s: (items[s], n) for s, n in expected_items.items() if items[s] != n}
     if wrong:
         raise RuntimeError(f"{contract.name}: items written differ from items expected (written, expected): {wrong}; nothing committed")
     version = delta_io.commit_files(root, contract, files, run.app_id, {"job": run.job, "run_id": run.run_id, **metadata},

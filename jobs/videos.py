@@ -1,14 +1,20 @@
-"""The `keyframes` table of a job's video items: for each image signal, its values on each
-keyframe of each video (signals/video/rows.py), written and committed like a signal table.
+"""The video pass of a backfill: each video item of the window decoded once, for every image signal
+and every table its rows go to.
 
-A corpus item carries a video in its `video` column (jobs.corpus.CANONICAL); its video-level
-rows in `embeddings` and `labels` come with the signal tables' own rows (udfs.rows.output_rows).
-The keyframes table is written by its own Spark action per resource profile, so a video is
-decoded and its keyframes computed once for it and once for the signal tables (docs/design.md,
-Video). A bad video is one error row per signal (keyframe_index -1), so every video item has
-rows: the same check of items written against items expected as the other tables.
+A video item's image signals read its keyframes (signals/video/) rather than an image. One Spark
+action per resource profile of the image signals (one on a local master or a CPU cluster) runs
+them all in each task: a video is decoded, sampled and cut into keyframes once, each chunk of
+keyframes goes through every signal, and the task writes the rows of the `keyframes` table and the
+video-level rows of the signal tables (`embeddings`, `labels`) as files of each (docs/design.md,
+Video). Nothing is committed here: the keyframes files are committed first, on their own, and the
+signal tables' files join the files of their own actions (the items without a video) in each
+table's single commit. A bad video is one error row per signal in each table (keyframe_index -1
+in `keyframes`), so every video item has rows: the same check of items written against items
+expected as the other tables.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -18,10 +24,11 @@ from jobs.corpus import CorpusSource, Window
 from jobs.engine import Committed, Run, write_and_commit
 from lake import delta_io, spark_io
 from signals.base import Signal
-from signals.contracts import KEYFRAMES
+from signals.contracts import EMBEDDINGS, KEYFRAMES, LABELS
 from signals.table_rows import RowStamp
+from udfs.columns import input_hash_column
 from udfs.resources import Placement
-from udfs.rows import evened, keyframe_output_rows, signal_inputs
+from udfs.rows import evened, video_output_rows
 from udfs.worker import worker_report
 
 
@@ -38,27 +45,58 @@ def keyframes_read_version(settings: Settings, corpus: CorpusSource, signals: di
     return delta_io.ensure_table(settings.table_root(KEYFRAMES.name), KEYFRAMES).version()
 
 
-def commit_keyframes(spark: SparkSession, settings: Settings, run: Run, items: DataFrame, signals: dict[str, Signal],
-                     placed: dict[str, Placement], window: Window, read_version: int) -> Committed | None:
-    """Replace the window's slice of the keyframes table with the rows of `items`' videos for the
-    image signals, in one commit; None (nothing committed) when no item has a video."""
-    videos = items.filter(F.col("video").isNotNull())
+def videos_of(items: DataFrame) -> DataFrame:
+    """The items that carry a video."""
+    return items.filter(F.col("video").isNotNull())
+
+
+def without_videos(items: DataFrame, signal: Signal) -> DataFrame:
+    """The items a signal's own action computes once the video pass has run: for an image signal,
+    those without a video; for any other, all of them."""
+    return items.filter(F.col("video").isNull()) if signal.input_kind == "image" else items
+
+
+@dataclass(frozen=True)
+class VideoFiles:
+    """What the video pass wrote: the files of each table (uncommitted), for `items` video items."""
+
+    items: int
+    files: dict[str, list[delta_io.DataFile]]
+
+
+def write_videos(settings: Settings, run: Run, items: DataFrame, signals: dict[str, Signal], placed: dict[str, Placement]) -> VideoFiles | None:
+    """Files (uncommitted) of the `keyframes`, `embeddings` and `labels` tables with the rows of
+    `items`' videos for the image signals, by table; None (nothing written) when no item has a
+    video. One action per resource profile, each decoding a video once for all its signals."""
+    videos = videos_of(items)
     count = videos.count()
-    mine = image_signals(signals)
     if count == 0:
         return None
+    mine = image_signals(signals)
+    groups: dict[spark_io.TaskResources, list[str]] = {}
+    for name in mine:
+        groups.setdefault(placed[name].resources, []).append(name)
+    inputs = videos.select("content_id", "ds", input_hash_column(next(iter(mine.values())), video=True).alias("input_hash"), "video")
     sources = []
-    for name, signal in mine.items():
-        signal = signal.on_device(placed[name].device)
-        stamp = RowStamp.of(signal, run.run_id, run.started)
+    for names in groups.values():
+        placed_signals = [mine[n].on_device(placed[n].device) for n in names]
+        stamped = [(signal, RowStamp.of(signal, run.run_id, run.started)) for signal in placed_signals]
         sources.append(spark_io.WriteSource(
-            evened(signal_inputs(videos, signal), settings.spark.partitions_per_slot, count, 1, placed[name].cpus),
-            keyframe_output_rows(signal, stamp, settings.torch_threads, settings.video.reading), placed[name].resources, worker_report,
+            evened(inputs, settings.spark.partitions_per_slot, count, 1, placed[names[0]].cpus),
+            video_output_rows(stamped, settings.torch_threads, settings.video.reading), placed[names[0]].resources, worker_report,
         ))
-    models = {name: s.config.model.version for name, s in mine.items()}
+    tables = {c.name: (settings.table_root(c.name), c) for c in (KEYFRAMES, EMBEDDINGS, LABELS)}
+    return VideoFiles(count, spark_io.write_tables_files(sources, tables, f"part-{run.run_id}"))
+
+
+def commit_keyframes(spark: SparkSession, settings: Settings, run: Run, videos: VideoFiles, signals: dict[str, Signal],
+                     window: Window, read_version: int) -> Committed:
+    """Replace the window's slice of the keyframes table with the video pass's keyframes files
+    (a row or more for each video item and image signal), in one commit."""
+    models = {name: s.config.model.version for name, s in image_signals(signals).items()}
     return write_and_commit(
-        spark, settings, run, KEYFRAMES, sources, expected_items=dict.fromkeys(mine, count),
+        spark, settings, run, KEYFRAMES, [], expected_items=dict.fromkeys(models, videos.items),
         remove=lambda live: models.get(live.partition_values["signal"]) == live.partition_values["model_version"]
         and window.contains(live.partition_values["ds"]),
-        read_version=read_version, metadata={"window": f"{window.start}..{window.end}", "model_versions": str(models)},
+        read_version=read_version, metadata={"window": f"{window.start}..{window.end}", "model_versions": str(models)}, written=videos.files[KEYFRAMES.name],
     )

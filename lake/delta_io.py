@@ -46,6 +46,7 @@ class DataFile:
     gpus: str | None = None
     device: str | None = None
     load_s: float | None = None
+    table: str | None = None  # the table it belongs to, where one task wrote several (lake.file_writer.make_tables_writer)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> DataFile:

@@ -12,7 +12,7 @@ import functools
 import json
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +42,8 @@ FILE_METADATA_SCHEMA = pa.schema(
         pa.field("gpus", pa.string()),
         pa.field("device", pa.string()),
         pa.field("load_s", pa.float64()),
+        # the table a file belongs to, where one task writes several (make_tables_writer; null otherwise)
+        pa.field("table", pa.string()),
     ]
 )
 REPORT_COLUMNS = ("host", "pid", "parent_pid", "cpus", "gpus", "device", "load_s")
@@ -117,6 +119,57 @@ class _OpenFile:
 Batches = Iterator[pa.RecordBatch]
 
 
+class _TableFiles:
+    """One task's open files of one table, one per partition, and their metadata rows once closed."""
+
+    def __init__(self, table_root: str, contract: TableContract, prefix: str) -> None:
+        self.fs, self.root = pafs.FileSystem.from_uri(table_root)
+        self.contract, self.prefix = contract, prefix
+        self.data_schema = pa.schema([contract.schema.field(n) for n in contract.data_columns])
+        self.files: dict[tuple[str, ...], _OpenFile] = {}
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        """The batch's rows appended to the files of their partitions (opened on first use)."""
+        contract = self.contract
+        table = pa.Table.from_batches([batch])
+        keys = pa.Table.from_arrays([table[n] for n in contract.partition_by], names=list(contract.partition_by))
+        groups = keys.group_by(list(contract.partition_by)).aggregate([]).to_pylist() if contract.partition_by else [{}]
+        for values in groups:  # an unpartitioned table (the run ledger) is one group
+            chosen = table.filter(functools.reduce(pc.and_, [pc.equal(table[n], v) for n, v in values.items()])) if values else table
+            part = chosen.select(contract.data_columns).cast(self.data_schema)
+            key = tuple(values[n] for n in contract.partition_by)
+            if key not in self.files:
+                folder = partition_path(contract, values)
+                relative = "/".join(filter(None, [folder, f"{self.prefix}-{len(self.files):04d}.parquet"]))
+                self.fs.create_dir("/".join(filter(None, [self.root, folder])), recursive=True)
+                writer = pq.ParquetWriter(f"{self.root}/{relative}", self.data_schema, compression="zstd", filesystem=self.fs)
+                self.files[key] = _OpenFile(relative, writer, values)
+            self.files[key].write(part)
+
+    def close(self, task: str, worker: dict[str, Any], table: str | None = None) -> list[dict[str, Any]]:
+        """Close the files; their metadata rows (FILE_METADATA_SCHEMA), naming `table` if given."""
+        written = []
+        for f in self.files.values():
+            f.writer.close()
+            info = self.fs.get_file_info(f"{self.root}/{f.relative_path}")
+            written.append(
+                {
+                    "path": f.relative_path,
+                    "size": info.size,
+                    "partition_values": json.dumps(f.partition_values),
+                    "num_records": f.rows,
+                    "num_ok": f.ok,
+                    "num_items": len(f.items) if "content_id" in self.contract.schema.names else f.rows,
+                    "stats": f.stats_json(),
+                    "modification_time": info.mtime_ns // 1_000_000,
+                    "task": task,
+                    **{name: worker.get(name) for name in REPORT_COLUMNS},
+                    "table": table,
+                }
+            )
+        return written
+
+
 def make_file_writer(
     table_root: str, contract: TableContract, file_prefix: str, task_id: Callable[[], str],
     rows: Callable[[Batches], Batches] | None = None, report: Callable[[], dict[str, Any]] | None = None,
@@ -125,47 +178,35 @@ def make_file_writer(
     partition; `rows`, if given, makes those rows from the task's input batches first (in the
     same Python worker: a signal's model, say), and `report`, asked once they are all written,
     says which worker made them (`REPORT_COLUMNS`)."""
-    data_schema = pa.schema([contract.schema.field(n) for n in contract.data_columns])
 
     def write(batches: Batches) -> Batches:
-        fs, root = pafs.FileSystem.from_uri(table_root)
-        files: dict[tuple[str, ...], _OpenFile] = {}
+        task = task_id()
+        files = _TableFiles(table_root, contract, f"{file_prefix}-{task}-{uuid.uuid4().hex[:8]}")
+        for batch in rows(batches) if rows else batches:
+            files.write(batch)
+        worker = report() if report and files.files else {}
+        yield pa.RecordBatch.from_pylist(files.close(task, worker), schema=FILE_METADATA_SCHEMA)
+
+    return write
+
+
+def make_tables_writer(
+    tables: Mapping[str, tuple[str, TableContract]], file_prefix: str, task_id: Callable[[], str],
+    rows: Callable[[Batches], Iterator[tuple[str, pa.RecordBatch]]], report: Callable[[], dict[str, Any]] | None = None,
+) -> Callable[[Batches], Batches]:
+    """A `mapInArrow` function writing rows of several tables (name -> (root, contract)) from one
+    computation: `rows` yields (table name, rows of that table) from the task's input batches, so
+    work that feeds several tables (a video's one decode) is done once; each file's metadata row
+    names its table in `table`."""
+
+    def write(batches: Batches) -> Batches:
         task = task_id()
         prefix = f"{file_prefix}-{task}-{uuid.uuid4().hex[:8]}"
-        for batch in rows(batches) if rows else batches:
-            table = pa.Table.from_batches([batch])
-            keys = pa.Table.from_arrays([table[n] for n in contract.partition_by], names=list(contract.partition_by))
-            groups = keys.group_by(list(contract.partition_by)).aggregate([]).to_pylist() if contract.partition_by else [{}]
-            for values in groups:  # an unpartitioned table (the run ledger) is one group
-                chosen = table.filter(functools.reduce(pc.and_, [pc.equal(table[n], v) for n, v in values.items()])) if values else table
-                part = chosen.select(contract.data_columns).cast(data_schema)
-                key = tuple(values[n] for n in contract.partition_by)
-                if key not in files:
-                    folder = partition_path(contract, values)
-                    relative = "/".join(filter(None, [folder, f"{prefix}-{len(files):04d}.parquet"]))
-                    fs.create_dir("/".join(filter(None, [root, folder])), recursive=True)
-                    writer = pq.ParquetWriter(f"{root}/{relative}", data_schema, compression="zstd", filesystem=fs)
-                    files[key] = _OpenFile(relative, writer, values)
-                files[key].write(part)
-        written = []
-        worker = report() if report and files else {}
-        for f in files.values():
-            f.writer.close()
-            info = fs.get_file_info(f"{root}/{f.relative_path}")
-            written.append(
-                {
-                    "path": f.relative_path,
-                    "size": info.size,
-                    "partition_values": json.dumps(f.partition_values),
-                    "num_records": f.rows,
-                    "num_ok": f.ok,
-                    "num_items": len(f.items) if "content_id" in contract.schema.names else f.rows,
-                    "stats": f.stats_json(),
-                    "modification_time": info.mtime_ns // 1_000_000,
-                    "task": task,
-                    **{name: worker.get(name) for name in REPORT_COLUMNS},
-                }
-            )
-        yield pa.RecordBatch.from_pylist(written, schema=FILE_METADATA_SCHEMA)
+        files = {name: _TableFiles(root, contract, prefix) for name, (root, contract) in tables.items()}
+        for name, batch in rows(batches):
+            files[name].write(batch)
+        worker = report() if report and any(f.files for f in files.values()) else {}
+        yield pa.RecordBatch.from_pylist([row for name, f in files.items() for row in f.close(task, worker, name)],
+                                         schema=FILE_METADATA_SCHEMA)
 
     return write

@@ -7,7 +7,7 @@ sources would be one stage (docs/design.md, Per-signal resources)."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from lake.delta_io import DataFile, ensure_table, relative_path, snapshot
-from lake.file_writer import FILE_METADATA_SCHEMA, make_file_writer
+from lake.file_writer import FILE_METADATA_SCHEMA, make_file_writer, make_tables_writer
 from signals.contracts import TableContract
 
 
@@ -135,12 +135,13 @@ TaskResources = tuple[tuple[str, float], ...]  # what each task of a stage asks 
 @dataclass(frozen=True)
 class WriteSource:
     """Rows for a table: a frame, and the executor function that turns its Arrow batches into
-    rows of the table's contract (None: the frame has the contract's columns already); what each
+    rows of the table's contract (None: the frame has the contract's columns already; for
+    `write_tables_files`, (table name, rows) pairs); what each
     of its tasks asks Spark for (empty: the job's defaults, and no resource profile), and what
     says which worker ran a task (lake.file_writer.REPORT_COLUMNS)."""
 
     frame: DataFrame
-    rows: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]] | None = None
+    rows: Callable[[Iterator[pa.RecordBatch]], Iterator[Any]] | None = None
     resources: TaskResources = ()
     report: Callable[[], dict[str, Any]] | None = None
 
@@ -171,20 +172,34 @@ def write_files(sources: Sequence[WriteSource], root: str, contract: TableContra
     without a profile, as on a local master); each task turns its rows into files in the same
     Python worker. Nothing is committed.
     """
-    def task_id() -> str:
-        ctx = TaskContext.get()
-        return f"s{ctx.stageId()}-p{ctx.partitionId():05d}-a{ctx.attemptNumber()}"
-
     ensure_table(root, contract)
+    return _written(sources, lambda source: make_file_writer(root, contract, file_prefix, _task_id, source.rows, source.report),
+                    lambda source: source.frame if source.rows else source.frame.select(*contract.schema.names))
+
+
+def write_tables_files(sources: Sequence[WriteSource], tables: Mapping[str, tuple[str, TableContract]], file_prefix: str) -> dict[str, list[DataFile]]:
+    """Like `write_files`, for sources whose `rows` yield (table name, rows) pairs: one computation
+    writing files of several tables (name -> (root, contract)); what was written, by table."""
+    for root, contract in tables.values():
+        ensure_table(root, contract)
+    files = _written(sources, lambda source: make_tables_writer(tables, file_prefix, _task_id, source.rows, source.report),
+                     lambda source: source.frame)
+    return {name: [f for f in files if f.table == name] for name in tables}
+
+
+def _task_id() -> str:
+    """The running task's stage, partition and attempt, which name its files."""
+    ctx = TaskContext.get()
+    return f"s{ctx.stageId()}-p{ctx.partitionId():05d}-a{ctx.attemptNumber()}"
+
+
+def _written(sources: Sequence[WriteSource], writer: Callable[[WriteSource], Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]],
+             frame: Callable[[WriteSource], DataFrame]) -> list[DataFile]:
+    """The files the sources' `writer`s wrote from their `frame`s: one Spark action per distinct
+    task resources, with one resource profile object each."""
     files = []
     for resources, group in by_resources(sources).items():
         profile = stage_profile(resources)
-        written = [
-            (source.frame if source.rows else source.frame.select(*contract.schema.names)).mapInArrow(
-                make_file_writer(root, contract, file_prefix, task_id, source.rows, source.report),
-                from_arrow_schema(FILE_METADATA_SCHEMA), profile=profile,
-            )
-            for source in group
-        ]
+        written = [frame(source).mapInArrow(writer(source), from_arrow_schema(FILE_METADATA_SCHEMA), profile=profile) for source in group]
         files += [DataFile.from_row(row.asDict()) for row in functools.reduce(lambda a, b: a.unionByName(b), written).collect()]
     return files

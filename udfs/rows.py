@@ -11,7 +11,7 @@ errors; each row's keys carried with it), then `signals.table_rows` for the cont
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import pandas as pd
 import pyarrow as pa
@@ -19,10 +19,11 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 
 from signals.base import Signal
+from signals.contracts import KEYFRAMES
 from signals.shared_inputs import SharedInputs
 from signals.table_rows import KEY_COLUMNS, RowStamp, output_of, table_rows
 from signals.video.keyframes import VideoReading
-from signals.video.rows import video_signal_rows
+from signals.video.rows import video_rows
 from udfs.columns import input_columns, input_hash_column
 from udfs.worker import attach_worker, run_in_worker
 
@@ -109,7 +110,7 @@ def output_rows(signal: Signal, stamp: RowStamp, prefetch: int = 2, torch_thread
             if "video" in batch.schema.names:
                 has_video = pc.is_valid(batch.column("video"))
                 for item in batch.filter(has_video).select([*KEY_COLUMNS, "video"]).to_pylist():
-                    videos_done.append(video_signal_rows(signal, stamp, item, video)[1])
+                    videos_done.append(video_rows([(signal, stamp)], item, video)[0][1])
                 batch = batch.filter(pc.invert(has_video))
             if batch.num_rows:
                 yield batch.select(columns).to_pandas()
@@ -129,14 +130,20 @@ def output_rows(signal: Signal, stamp: RowStamp, prefetch: int = 2, torch_thread
     return rows
 
 
-def keyframe_output_rows(signal: Signal, stamp: RowStamp, torch_threads: int = 1, video: VideoReading = VideoReading()) -> RowsFunction:
-    """Batches of video items (KEY_COLUMNS and `video`) in, their rows of the `keyframes` table for
-    the signal out: the signal on each keyframe, or the video's error row."""
+def video_output_rows(signals: Sequence[tuple[Signal, RowStamp]], torch_threads: int = 1,
+                      video: VideoReading = VideoReading()) -> Callable[[Iterator[pa.RecordBatch]], Iterator[tuple[str, pa.RecordBatch]]]:
+    """Batches of video items (KEY_COLUMNS and `video`) in, (table name, rows) out for every
+    (signal, stamp): each video decoded once for all of them (signals.video.rows.video_rows), its
+    rows of the `keyframes` table and its video-level rows of each signal's own table, or the
+    video's error rows."""
 
-    def rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        attach_worker(signal, torch_threads)
+    def rows(batches: Iterator[pa.RecordBatch]) -> Iterator[tuple[str, pa.RecordBatch]]:
+        for signal, _ in signals:
+            attach_worker(signal, torch_threads)
         for batch in batches:
             for item in batch.select([*KEY_COLUMNS, "video"]).to_pylist():
-                yield video_signal_rows(signal, stamp, item, video)[0]
+                for (signal, _), (keyframes, own) in zip(signals, video_rows(signals, item, video)):
+                    yield KEYFRAMES.name, keyframes
+                    yield output_of(signal).name, own
 
     return rows

@@ -161,7 +161,7 @@ def sample_frames(data: bytes | None, limits: VideoLimits, sample_fps: float, sh
                 if next_time is not None and time_s < next_time:
                     continue
                 width, height = scaled_size(frame.width, frame.height, short_side)
-                pixels = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA")
+                pixels = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="BILINEAR")
                 yield SampledFrame(time_s, pixels)
                 next_time = time_s + step if next_time is None else next_time + step * max(1, math.floor((time_s - next_time) / step) + 1)
         except av.FFmpegError as exc:

@@ -68,28 +68,29 @@ def sharpness(pixels: np.ndarray) -> float:
 
 
 class _Span:
-    """The open span: its start and evenly spaced candidate frames with their sharpness."""
+    """The open span: its start and evenly spaced candidate frames."""
 
     def __init__(self, shot_index: int, start_s: float) -> None:
         self.shot_index, self.start_s = shot_index, start_s
-        self.candidates: list[tuple[float, float, np.ndarray]] = []
+        self.candidates: list[tuple[float, np.ndarray]] = []  # (time, pixels)
         self.seen, self.stride = 0, 1
 
     def offer(self, frame: SampledFrame) -> None:
         if self.seen % self.stride == 0:
-            self.candidates.append((frame.time_s, sharpness(frame.pixels), frame.pixels))
+            self.candidates.append((frame.time_s, frame.pixels))
             if len(self.candidates) > MAX_CANDIDATES:
                 self.candidates = self.candidates[::2]
                 self.stride *= 2
         self.seen += 1
 
     def keyframe(self, index: int, end_s: float) -> Keyframe:
+        """The sharpest candidate of the span's middle (sharpness is computed for those only)."""
         low, high = (self.start_s + f * (end_s - self.start_s) for f in MIDDLE)
         middle = [c for c in self.candidates if low <= c[0] <= high]
         if not middle:
             centre = (low + high) / 2
             middle = [min(self.candidates, key=lambda c: abs(c[0] - centre))]
-        time_s, score, pixels = max(middle, key=lambda c: c[1])
+        score, time_s, pixels = max(((sharpness(pixels), time_s, pixels) for time_s, pixels in middle), key=lambda c: c[0])
         return Keyframe(index, self.shot_index, self.start_s, end_s, time_s, score, pixels)
 
 

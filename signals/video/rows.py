@@ -1,7 +1,7 @@
-"""A video item's rows for one image signal: its keyframes through the signal, with the same runner
-and signal code as a photo, as rows of the `keyframes` table, and the video's own row(s) in the
-signal's table (`embeddings`: the pooled embedding; `labels`: each label's maximum over keyframes,
-with when it occurs).
+"""A video item's rows for the image signals: its keyframes, from one decode of the video, through
+each signal with the same runner and signal code as a photo, as rows of the `keyframes` table,
+and the video's own row(s) in each signal's table (`embeddings`: the pooled embedding; `labels`:
+each label's maximum over keyframes, with when it occurs).
 
 A keyframe reaches the signal as a lossless PNG in the `image` column, so the signal reads it
 exactly as it reads a photo (same decoding, limits and preprocessing), and the values stored for
@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -34,9 +34,10 @@ NO_KEYFRAME = -1  # the keyframe_index of a video's error row in the keyframes t
 
 
 def png_bytes(image: Image.Image) -> bytes:
-    """The image as a PNG (lossless: decoded, it is the same pixels)."""
+    """The image as an uncompressed PNG (lossless: decoded, it is the same pixels; uncompressed, each
+    signal decodes it in half the time, and it lives only until its signals have read it)."""
     buffer = io.BytesIO()
-    image.save(buffer, "PNG", compress_level=1)
+    image.save(buffer, "PNG", compress_level=0)
     return buffer.getvalue()
 
 
@@ -55,22 +56,33 @@ def keyframe_frames(item: Mapping[str, Any], reading: VideoReading, rows: int) -
         })
 
 
-def video_signal_rows(signal: Signal, stamp: RowStamp, item: Mapping[str, Any], reading: VideoReading) -> tuple[pa.RecordBatch, pa.RecordBatch]:
-    """The item's video's rows of the `keyframes` table for this signal and its row(s) in the
-    signal's own table; a bad video is an error row in both (keyframe_index NO_KEYFRAME in
-    `keyframes`), also when it is found bad only at its end (cut short)."""
+SignalRows = tuple[pa.RecordBatch, pa.RecordBatch]  # a signal's rows of `keyframes`, and of its own table
+
+
+def video_rows(signals: Sequence[tuple[Signal, RowStamp]], item: Mapping[str, Any], reading: VideoReading) -> list[SignalRows]:
+    """For each (signal, stamp), the item's video's rows of the `keyframes` table and its row(s)
+    in the signal's own table, from one decode of the video: each chunk of keyframes goes through
+    every signal as it comes. A bad video is an error row in both for every signal (keyframe_index
+    NO_KEYFRAME in `keyframes`), also when it is found bad only at its end (cut short)."""
     keys = {name: item.get(name) for name in KEY_COLUMNS}
+    carry = (*KEY_COLUMNS, *KEYFRAME_COLUMNS)
+    results: list[list[pd.DataFrame]] = [[] for _ in signals]
     try:
-        frames = keyframe_frames(item, reading, signal.batch_size)
-        result = pd.concat(list(run_signal(signal, frames, prefetch=0, carry=(*KEY_COLUMNS, *KEYFRAME_COLUMNS))), ignore_index=True)
+        for frame in keyframe_frames(item, reading, max(signal.batch_size for signal, _ in signals)):
+            for (signal, _), done in zip(signals, results):
+                done.extend(run_signal(signal, iter([frame]), prefetch=0, carry=carry))
     except InputError as exc:
-        return _failed(signal, stamp, keys, str(exc))
+        return [_failed(signal, stamp, keys, str(exc)) for signal, stamp in signals]
     except Exception as exc:  # noqa: BLE001 - whatever a hostile video makes FFmpeg or PyAV raise is this item's error
-        return _failed(signal, stamp, keys, f"video decoding failed: {type(exc).__name__}: {exc}")
-    return keyframe_rows(signal, stamp, result), table_rows(output_of(signal), stamp, video_result(signal, keys, result))
+        return [_failed(signal, stamp, keys, f"video decoding failed: {type(exc).__name__}: {exc}") for signal, stamp in signals]
+    rows = []
+    for (signal, stamp), done in zip(signals, results):
+        result = pd.concat(done, ignore_index=True)
+        rows.append((keyframe_rows(signal, stamp, result), table_rows(output_of(signal), stamp, video_result(signal, keys, result))))
+    return rows
 
 
-def _failed(signal: Signal, stamp: RowStamp, keys: dict[str, Any], reason: str) -> tuple[pa.RecordBatch, pa.RecordBatch]:
+def _failed(signal: Signal, stamp: RowStamp, keys: dict[str, Any], reason: str) -> SignalRows:
     """A bad video's error rows: one in `keyframes` (keyframe_index NO_KEYFRAME), one in the signal's table."""
     failed = _item_result(signal, keys, reason, None)
     no_keyframe = failed.assign(keyframe_index=NO_KEYFRAME, **dict.fromkeys(KEYFRAME_COLUMNS[1:]))
@@ -85,7 +97,7 @@ def keyframe_rows(signal: Signal, stamp: RowStamp, result: pd.DataFrame) -> pa.R
         repeat = list(range(len(result)))
     else:  # labels: as table_rows explodes them, one row per label, one for a keyframe without scores
         repeat = [i for i, scores in enumerate(result["scores"]) for _ in range(max(1, len(scores) if isinstance(scores, list) else 0))]
-    columns = {name: [result[name].iloc[i] for i in repeat] for name in KEYFRAME_COLUMNS}
+    columns = {name: [values[i] for i in repeat] for name in KEYFRAME_COLUMNS for values in [result[name].tolist()]}
     arrays = [
         pa.array(columns[f.name], type=f.type) if f.name in columns
         else rows.column(f.name) if f.name in rows.schema.names

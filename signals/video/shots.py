@@ -31,19 +31,27 @@ class ShotDetection:
 
 
 def hsv_histogram(pixels: np.ndarray, step: int = HISTOGRAM_STEP) -> np.ndarray:
-    """Normalised joint HSV histogram (HISTOGRAM_BINS) of every `step`-th pixel of an RGB frame."""
+    """Normalised joint HSV histogram (HISTOGRAM_BINS) of every `step`-th pixel of an RGB frame.
+    Each hue sector is computed on its own pixels only (it runs on every sample of a video)."""
     rgb = pixels[::step, ::step].reshape(-1, 3).astype(np.float32) / 255.0
-    value = rgb.max(axis=1)
-    chroma = value - rgb.min(axis=1)
-    saturation = np.divide(chroma, value, out=np.zeros_like(value), where=value > 0)
-    safe = np.where(chroma > 0, chroma, 1.0)
     r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
-    hue = np.select([value == r, value == g], [(g - b) / safe % 6, (b - r) / safe + 2], (r - g) / safe + 4) / 6.0
-    hue = np.where(chroma > 0, hue, 0.0)
-    bins = np.array(HISTOGRAM_BINS)
-    index = np.minimum((np.stack([hue, saturation, value], axis=1) * bins).astype(np.int64), bins - 1)
-    flat = (index[:, 0] * bins[1] + index[:, 1]) * bins[2] + index[:, 2]
-    counts = np.bincount(flat, minlength=int(bins.prod())).astype(np.float64)
+    value = np.maximum(np.maximum(r, g), b)
+    chroma = value - np.minimum(np.minimum(r, g), b)
+    saturation = np.divide(chroma, value, out=np.zeros_like(value), where=value > 0)
+    hue = np.zeros_like(value)  # grey pixels (no chroma) have hue 0
+    coloured = chroma > 0
+    red = coloured & (value == r)
+    green = coloured & ~red & (value == g)
+    blue = coloured & ~red & ~green
+    hue[red] = (g[red] - b[red]) / chroma[red] % 6
+    hue[green] = (b[green] - r[green]) / chroma[green] + 2
+    hue[blue] = (r[blue] - g[blue]) / chroma[blue] + 4
+    hue /= 6.0
+    (hue_bins, saturation_bins, value_bins) = HISTOGRAM_BINS
+    index = [np.minimum((channel * bins).astype(np.int64), bins - 1)
+             for channel, bins in ((hue, hue_bins), (saturation, saturation_bins), (value, value_bins))]
+    flat = (index[0] * saturation_bins + index[1]) * value_bins + index[2]
+    counts = np.bincount(flat, minlength=hue_bins * saturation_bins * value_bins).astype(np.float64)
     return counts / counts.sum()
 
 

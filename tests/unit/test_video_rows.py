@@ -19,7 +19,7 @@ from signals.labels.quality import ImageQualityLabeler
 from signals.table_rows import RowStamp
 from signals.video.keyframes import VideoReading, video_keyframes
 from signals.video.pooling import pooled_embedding
-from signals.video.rows import NO_KEYFRAME, video_signal_rows
+from signals.video.rows import NO_KEYFRAME, video_rows
 from tests.unit.labels_helpers import config
 
 FPS = 12
@@ -43,7 +43,7 @@ def _item(data: bytes | None) -> dict:
 
 def test_keyframe_embeddings_are_the_signal_on_the_decoded_frame_and_the_video_row_is_pooled(two_shot_video: bytes) -> None:
     embedder = EfficientNetImageEmbedder(config("image_embedding")).load()
-    keyframes_batch, video_batch = video_signal_rows(embedder, _stamp(embedder), _item(two_shot_video), VideoReading())
+    keyframes_batch, video_batch = video_rows([(embedder, _stamp(embedder))], _item(two_shot_video), VideoReading())[0]
     assert keyframes_batch.schema == KEYFRAMES.schema and video_batch.schema == EMBEDDINGS.schema
     decoded = list(video_keyframes(two_shot_video))
     rows = keyframes_batch.to_pylist()
@@ -61,13 +61,13 @@ def test_keyframe_embeddings_are_the_signal_on_the_decoded_frame_and_the_video_r
 
 def test_video_labels_are_the_maximum_over_keyframes_with_its_time(two_shot_video: bytes) -> None:
     labeler = ImageQualityLabeler(config("image_quality")).load()
-    keyframes_batch, video_batch = video_signal_rows(labeler, _stamp(labeler), _item(two_shot_video), VideoReading())
+    keyframes_batch, video_batch = video_rows([(labeler, _stamp(labeler))], _item(two_shot_video), VideoReading())[0]
     assert video_batch.schema == LABELS.schema
     keyframe_rows = keyframes_batch.to_pylist()
-    video_rows = video_batch.to_pylist()
-    assert {r["label"] for r in video_rows} == {r["label"] for r in keyframe_rows}
-    where = json.loads(video_rows[0]["detail"])["max_over_keyframes"]
-    for row in video_rows:
+    item_rows = video_batch.to_pylist()
+    assert {r["label"] for r in item_rows} == {r["label"] for r in keyframe_rows}
+    where = json.loads(item_rows[0]["detail"])["max_over_keyframes"]
+    for row in item_rows:
         mine = [r for r in keyframe_rows if r["label"] == row["label"]]
         best = max(mine, key=lambda r: r["score"])
         assert row["score"] == best["score"] and where[row["label"]]["time_s"] == best["time_s"]
@@ -76,7 +76,7 @@ def test_video_labels_are_the_maximum_over_keyframes_with_its_time(two_shot_vide
 def test_a_bad_video_is_one_error_row_in_each_table() -> None:
     embedder = EfficientNetImageEmbedder(config("image_embedding"))  # never loaded: nothing reaches the model
     for bad in bad_videos():
-        keyframes_batch, video_batch = video_signal_rows(embedder, _stamp(embedder), _item(bad.data), VideoReading())
+        keyframes_batch, video_batch = video_rows([(embedder, _stamp(embedder))], _item(bad.data), VideoReading())[0]
         (row,) = video_batch.to_pylist()
         (keyframe_row,) = keyframes_batch.to_pylist()
         assert row["status"] == "error" and row["error"], bad.kind
@@ -103,3 +103,27 @@ def test_output_rows_give_video_items_their_video_rows_and_photos_theirs(two_sho
     assert all(r["status"] == "ok" for r in by_id["photo"] + by_id["video"]) and len(by_id["photo"]) == len(by_id["video"]) > 1
     assert "max_over_keyframes" in by_id["video"][0]["detail"] and "max_over_keyframes" not in (by_id["photo"][0]["detail"] or "")
     assert [(r["status"], r["error"]) for r in by_id["bad-video"]] == [("error", "video is empty (0 bytes)")]
+
+
+def test_one_decode_serves_every_signal_and_both_tables(two_shot_video: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The video pass's function: each video decoded once for an embedder and a labeler, its rows
+    for the keyframes table and each signal's table the same as each signal's own pass gives."""
+    from signals.video import keyframes
+    from udfs.rows import video_output_rows
+
+    embedder, labeler = EfficientNetImageEmbedder(config("image_embedding")).load(), ImageQualityLabeler(config("image_quality")).load()
+    alone = [video_rows([(s, _stamp(s))], _item(two_shot_video), VideoReading())[0] for s in (embedder, labeler)]
+    decodes, sample_frames = [], keyframes.sample_frames
+    monkeypatch.setattr(keyframes, "sample_frames", lambda *a, **k: decodes.append(1) or sample_frames(*a, **k))
+    batch = pa.RecordBatch.from_pylist([{**_item(two_shot_video), "content_id": "v1"}, {**_item(b"junk"), "content_id": "v2"}])
+    out = list(video_output_rows([(embedder, _stamp(embedder)), (labeler, _stamp(labeler))])(iter([batch])))
+    assert len(decodes) == 2  # one per video, for both signals and all three tables
+    tables = [name for name, _ in out]
+    assert tables == [KEYFRAMES.name, EMBEDDINGS.name, KEYFRAMES.name, LABELS.name] * 2
+    (k_embed, embed), (k_label, label) = [(out[i][1].to_pylist(), out[i + 1][1].to_pylist()) for i in (0, 2)]
+    (alone_k_embed, alone_embed), (alone_k_label, alone_label) = [(k.to_pylist(), v.to_pylist()) for k, v in alone]
+    for shared, own in ((k_embed, alone_k_embed), (embed, alone_embed)):
+        assert len(shared) == len(own) and all(np.allclose(a["vector"], b["vector"], atol=1e-6) for a, b in zip(shared, own))
+    assert [(r["label"], r["score"]) for r in k_label + label] == [(r["label"], r["score"]) for r in alone_k_label + alone_label]
+    bad = [batch.to_pylist() for _, batch in out[4:]]
+    assert all(rows[0]["content_id"] == "v2" and rows[0]["status"] == "error" for rows in bad)
