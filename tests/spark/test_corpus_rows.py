@@ -12,7 +12,7 @@ from conftest import CHEAP_SIGNALS, settings_for
 from deltalake import DeltaTable, write_deltalake
 
 from jobs.backfill import run_backfill
-from jobs.corpus import Window
+from jobs.corpus import CorpusSource, Window, items_by_day, one_row_per_id
 from jobs.dedup import run_dedup
 from jobs.refresh import run_refresh
 from lake import delta_io
@@ -109,3 +109,17 @@ def test_refresh_and_dedup_apply_the_same_rule_and_are_in_the_ledger(spark, craf
     assert (deduped.run_id, "succeeded") in by_run
     dedup_row = next(r for r in runs if r["run_id"] == deduped.run_id and r["status"] == "succeeded")
     assert dedup_row["rows_in"] == len(rows) and dedup_row["table_version"] is not None
+
+
+def test_items_by_day_counts_what_one_row_per_id_keeps_on_each_day(spark, crafted):
+    """The monitor's row-count rule counts the corpus's items per day from the key columns only;
+    checked against the rows the jobs keep (duplicates across days, a bad day, null ids)."""
+    settings, rows = crafted
+    source = CorpusSource.of(settings)
+    keys = source.keys(spark)
+    days = sorted({r["ds"] for r in rows} | {"2020-01-01"})
+    kept = one_row_per_id(source.read(spark), keys).groupBy("ds").count().collect()
+    expected = {r["ds"]: r["count"] for r in kept if r["ds"] in days}
+    assert items_by_day(keys, days) == expected
+    assert "2020-01-01" not in expected and sum(expected.values()) == 12  # the older copy's day keeps nothing
+    assert items_by_day(keys, days[:1]) == {days[0]: expected[days[0]]}
