@@ -13,7 +13,8 @@ then ours again on a corpus `--scale` times larger, in a fresh Spark session, fo
 memory of the Python workers at both sizes. Finally a full backfill (both embedding signals) of a
 corpus of `--refresh-items` against jobs.refresh.run_refresh after adding 1% new items: the first
 refresh after the backfill (it compares the whole corpus), then the next day's (only the files
-added since: the daily run, which the target is checked on). Where CUDA is available (or with
+added since: the daily run, which the target is checked on); then `content-signals monitor` of
+that backfill, against its time ("monitor"). Where CUDA is available (or with
 --gpu on), benchmarks.gpu runs next: open_clip ViT-B-32 from JPEG bytes on the GPU path. Then
 benchmarks.uri: the image embedding on the same images inline, by URI on a loopback HTTP server and
 on an S3-compatible one, and the workers' memory by URI at N and scale x N items ("uri"). Last,
@@ -275,14 +276,28 @@ class Bench:
             # which corpus version the tables match); the next day's compares only what changed
             first, first_cpu, first_work = self.refresh_new_day(spark, settings, enabled, "bench-refresh-first")
             refresh, refresh_cpu, refresh_work = self.refresh_new_day(spark, settings, enabled, "bench-refresh-1pct")
+            monitor = self.monitor_backfill(spark, settings, backfill.run_id, backfill_s)
         finally:
             spark.stop()
         return {"backfill_s": round(backfill_s, 2), "refresh_1pct_s": round(refresh_cpu.wall, 2), "ratio": round(refresh_cpu.wall / backfill_s, 4),
+                "monitor": monitor,
                 "first_refresh_1pct_s": round(first_cpu.wall, 2), "first_ratio": round(first_cpu.wall / backfill_s, 4),
                 "items": m, "new_items": refresh.outcomes[0].rows_in, "signals": enabled,
                 "backfill_status": backfill.status, "refresh_message": refresh.message, "first_refresh_message": first.message,
                 "cpu": {"backfill": backfill_cpu.as_dict(), "first_refresh": first_cpu.as_dict(), "refresh": refresh_cpu.as_dict()},
                 "worker_stages": {"first_refresh": first_work, "refresh": refresh_work}}
+
+    def monitor_backfill(self, spark: Any, settings: Any, run_id: str, backfill_s: float) -> dict[str, Any]:
+        """`content-signals monitor` of the backfill (its statistics, drift against the reference,
+        the rules, the verdicts kept; not the dashboard page), after the refresh step: its seconds
+        against the backfill's, issue #21's cost target."""
+        from jobs.monitor import run_monitor
+
+        with CpuShare() as cpu:
+            result = run_monitor(spark, settings, run_id)
+        self.log(f"monitor of the backfill {run_id}: {cpu.wall:.1f}s, {len(result.judged)} signal days judged, {len(result.fired)} alerts")
+        return {"monitor_s": round(cpu.wall, 2), "ratio": round(cpu.wall / backfill_s, 4), "judged": len(result.judged),
+                "alerts": len(result.fired), "cpu": cpu.as_dict()}
 
     def bench_compute_once(self, m: int, fraction: float = 0.3) -> dict[str, Any]:
         """A backfill of both embedding signals on a corpus of `m` items, `fraction` of them repins

@@ -221,6 +221,14 @@ def one_row_per_id(rows: DataFrame, corpus_keys: DataFrame | None = None) -> Dat
     return latest.join(newest, "content_id", "left").filter(F.col("_newest").isNull() | (_recency() >= F.col("_newest"))).drop("_newest")
 
 
+def items_by_day(corpus_keys: DataFrame, days: Sequence[str]) -> dict[str, int]:
+    """How many items `one_row_per_id` keeps on each of `days`: the ids whose newest keyable row
+    in the whole corpus (`corpus_keys`) is on that day. One Spark action over the key columns;
+    no image is read."""
+    newest = _newest_elsewhere(corpus_keys).select(F.col("_newest.ds").alias("ds"))
+    return {r["ds"]: r["count"] for r in newest.filter(F.col("ds").isin(list(days))).groupBy("ds").count().collect()}
+
+
 @dataclass(frozen=True)
 class CorpusCheck:
     """What the rule did to the rows a job read: how many items it keeps and which rows it skipped."""
@@ -250,14 +258,14 @@ class CorpusCheck:
 
 def check_rows(rows: DataFrame, corpus_keys: DataFrame | None = None) -> CorpusCheck:
     """Count what `one_row_per_id` keeps and skips among `rows`, from their key columns only
-    (two small Spark actions; no image is read)."""
+    (one small Spark action; no image is read)."""
     keys = rows.select("content_id", "ds", "updated_at")
     counts = keys.agg(
         F.count(F.when(~_valid_id(), 1)).alias("null_ids"),
         F.count(F.when(_valid_id() & ~_keyable(), 1)).alias("bad_day_rows"),
         F.slice(F.collect_set(F.when(_valid_id() & ~_keyable(), F.col("ds"))), 1, EXAMPLES).alias("bad_days"),
         F.count(F.when(_keyable(), 1)).alias("keyable"),
-    ).first()
+    )
     per_id = keys.filter(_keyable()).groupBy("content_id").agg(F.count("*").alias("n"), F.max(_recency()).alias("_latest"))
     if corpus_keys is not None:
         newest = _newest_elsewhere(corpus_keys)
@@ -268,8 +276,9 @@ def check_rows(rows: DataFrame, corpus_keys: DataFrame | None = None) -> CorpusC
     ids = per_id.agg(
         F.count(F.when(F.col("kept"), 1)).alias("items"),
         F.slice(F.collect_set(F.when((F.col("n") > 1) | ~F.col("kept"), F.col("content_id"))), 1, EXAMPLES).alias("examples"),
-    ).first()
+    )
+    found = counts.crossJoin(ids).first()  # the two one-row aggregates in one Spark action
     return CorpusCheck(
-        items=ids["items"], null_ids=counts["null_ids"], bad_days=sorted(counts["bad_days"]), bad_day_rows=counts["bad_day_rows"],
-        duplicates=counts["keyable"] - ids["items"], duplicate_examples=sorted(ids["examples"]),
+        items=found["items"], null_ids=found["null_ids"], bad_days=sorted(found["bad_days"]), bad_day_rows=found["bad_day_rows"],
+        duplicates=found["keyable"] - found["items"], duplicate_examples=sorted(found["examples"]),
     )

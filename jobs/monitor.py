@@ -6,10 +6,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 
 from conf.settings import Settings, UsageError
-from jobs.corpus import CorpusSource, one_row_per_id
+from jobs.corpus import CorpusSource, items_by_day
 from monitoring.dashboard import write_dashboard
 from monitoring.monitor import AlertsFired, MonitorResult, latest_run, monitor_run
 from rollout.compare import log_to_mlflow
@@ -23,9 +22,7 @@ def corpus_items(spark: SparkSession, settings: Settings) -> Callable[[Sequence[
     corpus's latest version), for the days asked."""
     def count(days: Sequence[str]) -> dict[str, int]:
         source = CorpusSource.of(settings)
-        version = source.version()
-        items = one_row_per_id(source.read(spark, version, days=tuple(days)), source.keys(spark, version))
-        return {r["ds"]: r["count"] for r in items.groupBy(F.col("ds").cast("string").alias("ds")).count().collect()}
+        return items_by_day(source.keys(spark, source.version()), days)
     return count
 
 

@@ -178,7 +178,8 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
     corpus_check = check_rows(rows, keys)
     items = one_row_per_id(rows, keys)
     current = items.select("content_id", "ds", *[expr.alias(name) for name, expr in hashes.items()]).persist()
-    stored = spark_io.read_spark(spark, root, read_version, file_column="file").select(*KEY, "input_hash", _retried_error().alias("retry"), "file")
+    table = spark_io.read_spark(spark, root, read_version, file_column="file")  # one read of the snapshot, for both joins
+    stored = table.select(*KEY, "input_hash", _retried_error().alias("retry"), "file")
     if scope.since is not None:  # only the stored rows of items in changed files can be stale or missing
         removed = source.read(spark, scope.since, only={unquote(f.path) for f in scope.removed})
         candidates = current.select("content_id").unionByName(removed.select("content_id"))
@@ -201,7 +202,7 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
         if wanted else spark.createDataFrame([], "content_id string, ds string, input_hash string, signal string")
     )
     if settings.compute_once:  # an item whose input has a committed row at the signal's version gets a copy of it
-        missing = missing.join(_committed_inputs(spark, root, read_version, enabled), ["signal", "input_hash"], "left")
+        missing = missing.join(_committed_inputs(table, enabled), ["signal", "input_hash"], "left")
     else:
         missing = missing.select("*", *[F.lit(None).cast("string").alias(c) for c in ("source_id", "source_file")])
     todo_items = missing.persist()
@@ -229,13 +230,14 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
 REUSE_COLUMNS = ("signal", "content_id", "ds", "input_hash", "source_id")  # an item, and the item whose committed row of the same input it copies
 
 
-def _committed_inputs(spark: SparkSession, root: str, version: int, enabled: Column) -> DataFrame:
+def _committed_inputs(table: DataFrame, enabled: Column) -> DataFrame:
     """One committed row per (signal, input hash) at the enabled signals' model versions, not a
-    retried error: (signal, input_hash, source_id, source_file), the item and file it is in.
-    Only the key columns of the table are read (its vectors and scores are not)."""
-    rows = spark_io.read_spark(spark, root, version, file_column="source_file").filter(enabled & ~_retried_error() & F.col("input_hash").isNotNull())
-    return rows.groupBy("signal", "input_hash").agg(F.min(F.struct(F.col("content_id").alias("source_id"), "source_file")).alias("source")).select(
-        "signal", "input_hash", "source.source_id", "source.source_file")
+    retried error: (signal, input_hash, source_id, source_file), the item and file it is in, of
+    the table's rows with their files in `file`. Only its key columns are read (its vectors and
+    scores are not)."""
+    rows = table.filter(enabled & ~_retried_error() & F.col("input_hash").isNotNull())
+    return rows.groupBy("signal", "input_hash").agg(F.min(F.struct(F.col("content_id").alias("source_id"), F.col("file").alias("source_file")))
+                                                    .alias("source")).select("signal", "input_hash", "source.source_id", "source.source_file")
 
 
 def _retried_error() -> Column:

@@ -26,7 +26,6 @@ from lake import delta_io, spark_io
 from signals.contracts import EMBEDDINGS, LABELS
 
 SIGNAL_TABLES = {EMBEDDINGS.name: EMBEDDINGS, LABELS.name: LABELS}
-PARALLEL_LISTING = "spark.sql.sources.parallelPartitionDiscovery.threshold"  # more paths than this: Spark lists them with a job
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -93,25 +92,19 @@ class Lakehouse:
         """A temporary view per table, named after it: latest, or the version `versions` gives;
         and `<table>_champion` views of the signal tables, holding champion rows only.
 
-        Registering starts no Spark job: a view reads its table when a query uses it. (Spark
-        lists more than a threshold of paths with a job; the snapshot's files are known from its
-        log, so while the views are made the driver looks them up itself.)"""
+        Registering starts no Spark job: a view reads its table when a query uses it (the
+        snapshot's files are looked up on the driver: `spark_io.listed_on_driver`)."""
         from pyspark.sql import functions as F
 
         versions = versions or {}
         views = []
-        threshold = spark.conf.get(PARALLEL_LISTING)
-        spark.conf.set(PARALLEL_LISTING, str(2**31 - 1))
-        try:
-            for name in self.tables():
-                frame = self.spark(spark, name, versions.get(name))
-                frame.createOrReplaceTempView(name)
-                views.append(name)
-                if name in SIGNAL_TABLES:
-                    champions = self.champions(name)
-                    pairs = [(F.col("signal") == s) & (F.col("model_version") == v) for s, v in champions.items()]
-                    frame.filter(functools.reduce(lambda a, b: a | b, pairs, F.lit(False))).createOrReplaceTempView(f"{name}_champion")
-                    views.append(f"{name}_champion")
-        finally:
-            spark.conf.set(PARALLEL_LISTING, threshold)
+        for name in self.tables():
+            frame = self.spark(spark, name, versions.get(name))
+            frame.createOrReplaceTempView(name)
+            views.append(name)
+            if name in SIGNAL_TABLES:
+                champions = self.champions(name)
+                pairs = [(F.col("signal") == s) & (F.col("model_version") == v) for s, v in champions.items()]
+                frame.filter(functools.reduce(lambda a, b: a | b, pairs, F.lit(False))).createOrReplaceTempView(f"{name}_champion")
+                views.append(f"{name}_champion")
         return views

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -64,10 +65,27 @@ def read_parquet(
     if not uris:
         return spark.createDataFrame([], spark_schema)
     if hadoop_reads(base):
-        frame = spark.read.schema(from_arrow_schema(schema)).option("basePath", base).parquet(*uris).select(*schema.names)
+        with listed_on_driver(spark):
+            frame = spark.read.schema(from_arrow_schema(schema)).option("basePath", base).parquet(*uris).select(*schema.names)
         return frame.withColumn(file_column, F.input_file_name()) if file_column else frame
     files = spark.sparkContext.parallelize([(u,) for u in uris], len(uris)).toDF("uri string")
     return files.mapInArrow(_parquet_reader(base, schema, tuple(partition_columns), file_column), spark_schema)
+
+
+PARALLEL_LISTING = "spark.sql.sources.parallelPartitionDiscovery.threshold"  # more paths than this: Spark lists them with a job
+
+
+@contextmanager
+def listed_on_driver(spark: SparkSession) -> Iterator[None]:
+    """Within the block, Spark looks up the paths a read names on the driver instead of starting
+    a job to list them: a snapshot's files are known from its log, and a listing job of a task
+    per file cost a refresh more than the lookups it spreads (docs/design.md, Refresh)."""
+    threshold = spark.conf.get(PARALLEL_LISTING)
+    spark.conf.set(PARALLEL_LISTING, str(2**31 - 1))
+    try:
+        yield
+    finally:
+        spark.conf.set(PARALLEL_LISTING, threshold)
 
 
 def read_parquet_dataset(spark: SparkSession, location: str, file_column: str | None = None) -> DataFrame:

@@ -6,7 +6,8 @@ import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
 
-from lake.lakehouse import PARALLEL_LISTING, Lakehouse
+from lake.lakehouse import Lakehouse
+from lake.spark_io import PARALLEL_LISTING
 
 pytestmark = pytest.mark.spark
 FILES = 40

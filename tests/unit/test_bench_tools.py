@@ -50,32 +50,36 @@ def fake_results(rss_1x: float = 1000.0, rss_4x: float = 1050.0) -> dict:
 
 
 def test_the_summary_has_the_promised_shape_and_ratios() -> None:
-    report = summarise(fake_results(), {"backfill_s": 100.0, "refresh_1pct_s": 8.0, "ratio": 0.08})
+    report = summarise(fake_results(), {"backfill_s": 100.0, "refresh_1pct_s": 8.0, "ratio": 0.08,
+                                        "monitor": {"monitor_s": 4.0, "ratio": 0.04}})
     sig = report["signals"]["image_embedding"]
     assert sig["items_per_s"] == {"raw": 10.0, "predict_batch_udf": 11.11, "ours": 12.5}
     assert sig["ratio_vs_raw"] == 1.25 and sig["ratio_vs_pbu"] == pytest.approx(1.125, abs=1e-3)
     assert sig["peak_worker_rss_mb"] == {"1x": 1000.0, "4x": 1050.0}
     assert all(sig["targets_met"].values())
     assert report["refresh"]["target_met"] is True
+    assert report["monitor"] == {"monitor_s": 4.0, "ratio": 0.04, "backfill_s": 100.0, "target_met": True}
+    assert "monitor" not in report["refresh"]
     json.dumps(report)  # serialisable as is
 
 
 def test_missed_targets_are_reported_as_missed() -> None:
     results = fake_results(rss_4x=1200.0)
     results["image_embedding"]["arms"]["ours"]["items_per_s"] = 8.0
-    report = summarise(results, {"backfill_s": 10.0, "refresh_1pct_s": 5.0, "ratio": 0.5})
+    report = summarise(results, {"backfill_s": 10.0, "refresh_1pct_s": 5.0, "ratio": 0.5, "monitor": {"monitor_s": 0.6, "ratio": 0.06}})
     met = report["signals"]["image_embedding"]["targets_met"]
     assert met == {"ours >= 0.90 x raw": False, "ours >= 1.0 x predict_batch_udf": False, "peak worker rss at 4x within 10% of 1x": False}
     assert report["refresh"]["target_met"] is False
+    assert report["monitor"]["target_met"] is False
 
 
 def test_the_table_shows_every_arm_and_the_verdicts() -> None:
     report = summarise(fake_results(), {"backfill_s": 100.0, "refresh_1pct_s": 8.0, "ratio": 0.08, "items": 400, "new_items": 4,
                                         "first_refresh_1pct_s": 9.5, "first_ratio": 0.095,
-                                        "signals": ["image_embedding", "text_embedding"]})
+                                        "signals": ["image_embedding", "text_embedding"], "monitor": {"monitor_s": 7.0, "ratio": 0.07}})
     table = format_table(report)
     for text in ("raw", "predict_batch_udf", "ours", "ours 4x", "12.5", "1.25", "0.2c", "5%", "ratio 0.080", "target <= 0.10: yes",
-                 "9.5s, ratio 0.095"):
+                 "9.5s, ratio 0.095", "monitor of that backfill: 7.0s, ratio 0.070 (target <= 0.05: NO)"):
         assert text in table, text
 
 
