@@ -17,8 +17,8 @@ cores. The "with upkeep" arm runs `jobs.maintain.run_maintain` every `--upkeep-e
 
 Per day and table: commits since the last checkpoint, files in `_delta_log`, data files and the
 most in one partition; per day the time of three reads of the embeddings with delta-rs (the
-latest snapshot, one backfill day's partition, time travel to the version of day 1; each the
-fastest of 3). Written as JSON (`--out`) and a PNG of the series (`--plot`); `make bench` stores
+latest snapshot, one backfill day's partition, time travel to the version of day 1; on the days
+of real refreshes, whose figures are compared, each the fastest of 3). Written as JSON (`--out`) and a PNG of the series (`--plot`); `make bench` stores
 the report under "year" (`--year on`).
 """
 from __future__ import annotations
@@ -56,7 +56,7 @@ from signals.table_rows import output_of
 
 SIGNALS = ("image_embedding", "text_embedding", "image_quality")  # both tables, the cheapest labeler
 TABLES = (EMBEDDINGS, LABELS, RUNS, CORPUS)
-READ_ROUNDS = 3
+READ_ROUNDS = 3  # reads of the days compared: the fastest counts
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "year.json"
 
 
@@ -108,8 +108,9 @@ def change_corpus(corpus_root: str, number: int, alive: list[str], rng: np.rando
     day = (dt.date(2027, 1, 1) + dt.timedelta(days=number)).isoformat()
     new_ids = [f"year-{day}-{i:03d}" for i in range(new)]
     sources = {item: candidates[i] for item, i in zip([*new_ids, *changed_ids], rng.choice(len(candidates), new + changed))}
-    wanted = sorted({*sources.values(), *changed_ids})
-    current = {r["content_id"]: r for r in corpus.to_pyarrow_dataset().to_table(filter=pc.field("content_id").isin(wanted)).to_pylist()}
+    wanted = sorted({*sources.values(), *changed_ids, *gone})
+    table = corpus.to_pyarrow_table()  # filtered here: files a merge wrote hold string_view, which a pushed-down filter refuses
+    current = {r["content_id"]: r for r in table.filter(pc.is_in(table["content_id"], pa.array(wanted, pa.string()))).to_pylist()}
     rows = [{**current[source], "content_id": item, "ds": day} for item, source in sources.items() if item in new_ids]
     rows += [{**current[item], **{k: current[sources[item]][k] for k in ("image", "title", "description")}} for item in changed_ids]
     rows += [{**current.get(item, {}), "content_id": item, "_takedown": True} for item in gone]
@@ -129,24 +130,22 @@ def commit_day(settings: Settings, signals: dict[str, Signal], changes: DayChang
     """Bring the signal tables in line with the day's corpus commit as the refresh's commit does
     (copies of the sources' rows for new and changed items; files holding their old rows or a
     takedown's rewritten without them; the corpus version compared recorded), one commit per table."""
+    items = {**changes.new, **changes.changed}
     versions = {}
     for contract, names in _by_table(signals).items():
         root = settings.table_root(contract.name)
-        read_version = delta_io.snapshot(root).version()
-        copies = _copied_rows(root, read_version, changes, names, run)
-        holding = {path: rows for path, rows in _rows_of_files(root, read_version, _files_with_ids(root, read_version, {*changes.takedowns, *changes.changed})).items()
-                   if pc.any(_stale(rows, changes, names)).as_py()}
-        kept = {path: rows.filter(pc.invert(_stale(rows, changes, names))) for path, rows in holding.items()}
-        files = delta_io.write_driver_rows(root, contract, copies, f"part-{run.run_id}-copies") if copies.num_rows else []
-        rest = pa.concat_tables(kept.values()) if kept else None
-        if rest is not None and rest.num_rows:
-            files += delta_io.write_driver_rows(root, contract, rest, f"part-{run.run_id}-kept")
-        dropped = sum(t.num_rows for t in holding.values()) - (rest.num_rows if rest is not None else 0)
-        metadata = {"stale_items": str(dropped), "computed": str(dict.fromkeys(names, 0)),
-                    "reused": str({n: len(changes.new) + len(changes.changed) for n in names}),
+        table = delta_io.snapshot(root)
+        rows = _rows_of_files(table, {*changes.takedowns, *changes.changed, *items.values()})
+        holding = {path: t for path, t in rows.items() if pc.any(_stale(t, changes, names)).as_py()}
+        kept = [t.filter(pc.invert(_stale(t, changes, names))) for t in holding.values()]
+        copies = _copies(pa.concat_tables(rows.values()) if rows else None, items, changes.days, names, run)
+        files = [f for new, prefix in ((copies, "copies"), (pa.concat_tables(kept) if kept else None, "kept")) if new is not None and new.num_rows
+                 for f in delta_io.write_driver_rows(root, contract, new, f"part-{run.run_id}-{prefix}")]
+        metadata = {"stale_items": str(sum(t.num_rows for t in holding.values()) - sum(t.num_rows for t in kept)),
+                    "computed": str(dict.fromkeys(names, 0)), "reused": str(dict.fromkeys(names, len(items))),
                     REFRESHED: _signature({n: signals[n] for n in names}), CORPUS_VERSION: str(changes.corpus_version)}
         versions[contract.name] = delta_io.commit_files(root, contract, files, run.app_id, {"job": run.job, "run_id": run.run_id, **metadata},
-                                                        remove=lambda f, holding=holding: unquote(f.path) in holding, read_version=read_version)
+                                                        remove=lambda f, holding=holding: unquote(f.path) in holding, read_version=table.version())
     return versions
 
 
@@ -158,33 +157,27 @@ def _stale(rows: pa.Table, changes: DayChanges, names: Sequence[str]) -> pa.Chun
     return pc.or_(among("content_id", changes.takedowns), pc.and_(among("content_id", list(changes.changed)), among("signal", names)))
 
 
-def _copied_rows(root: str, version: int, changes: DayChanges, names: Sequence[str], run: Run) -> pa.Table:
-    """The rows of each new or changed item: its source's rows of `names`, with its own id, day, run and time."""
-    items = {**changes.new, **changes.changed}
-    sources = delta_io.read_arrow(root, version, filters=pc.field("content_id").isin(sorted(set(items.values()))))
-    sources = sources.filter(pc.is_in(sources["signal"], pa.array(list(names))))
+def _copies(rows: pa.Table | None, items: dict[str, str], days: dict[str, str], names: Sequence[str], run: Run) -> pa.Table | None:
+    """The rows of each new or changed item (`items`: item -> source): its source's rows of
+    `names` among `rows`, with its own id, day (`days`), run and time."""
+    if rows is None:
+        return None
     by_source = defaultdict(list)
-    for row in sources.to_pylist():
+    for row in rows.filter(pc.is_in(rows["signal"], pa.array(list(names)))).to_pylist():
         by_source[row["content_id"]].append(row)
-    rows = [{**row, "content_id": item, "ds": changes.days[item], "run_id": run.run_id, "computed_at": run.started}
-            for item, source in items.items() for row in by_source[source]]
-    return pa.Table.from_pylist(rows, schema=sources.schema)
+    return pa.Table.from_pylist([{**row, "content_id": item, "ds": days[item], "run_id": run.run_id, "computed_at": run.started}
+                                 for item, source in items.items() for row in by_source[source]], schema=rows.schema)
 
 
-def _files_with_ids(root: str, version: int, ids: set[str]) -> set[str]:
-    """Unescaped relative paths of the snapshot's files whose content_id statistics may hold one of `ids`."""
-    if not ids:
-        return set()
-    actions = pa.table(delta_io.snapshot(root, version).get_add_actions(flatten=True)).to_pylist()
-    return {unquote(a["path"]) for a in actions
-            if a.get("min.content_id") is None or any(a["min.content_id"] <= i <= a["max.content_id"] for i in ids)}
-
-
-def _rows_of_files(root: str, version: int, paths: set[str]) -> dict[str, pa.Table]:
-    """The rows of some files of the snapshot (unescaped relative paths), by file."""
+def _rows_of_files(table: DeltaTable, ids: set[str]) -> dict[str, pa.Table]:
+    """The rows of each file of the snapshot (by unescaped relative path) whose content_id
+    statistics say it may hold one of `ids`: only those files are read."""
+    actions = pa.table(table.get_add_actions(flatten=True)).to_pylist()
+    paths = {unquote(a["path"]) for a in actions
+             if a.get("min.content_id") is None or any(a["min.content_id"] <= i <= a["max.content_id"] for i in ids)}
     if not paths:
         return {}
-    dataset = delta_io.snapshot(root, version).to_pyarrow_dataset()
+    dataset = table.to_pyarrow_dataset()
     return {unquote(f.path): f.to_table(schema=dataset.schema) for f in dataset.get_fragments() if unquote(f.path) in paths}
 
 
@@ -204,19 +197,19 @@ def table_shape(root: str) -> dict[str, int]:
             "most_files_in_a_partition": max(partitions.values(), default=0)}
 
 
-def read_seconds(root: str, day: str, version: int) -> dict[str, float]:
-    """Seconds of three typical reads of a table with delta-rs, each the fastest of READ_ROUNDS,
-    the log opened anew each time: the latest snapshot, one day's partition, time travel to `version`."""
+def read_seconds(root: str, day: str, version: int, rounds: int) -> dict[str, float]:
+    """Seconds of three typical reads of a table with delta-rs, each the fastest of `rounds`, the
+    log opened anew each time: the latest snapshot, one day's partition, time travel to `version`."""
     reads = {"latest": lambda: delta_io.read_arrow(root), "one_day": lambda: delta_io.read_arrow(root, filters=pc.field("ds") == day),
              "time_travel": lambda: delta_io.read_arrow(root, version)}
     times = {}
     for name, read in reads.items():
-        rounds = []
-        for _ in range(READ_ROUNDS):
+        seconds = []
+        for _ in range(rounds):
             start = time.perf_counter()
             read()
-            rounds.append(time.perf_counter() - start)
-        times[name] = round(min(rounds), 4)
+            seconds.append(time.perf_counter() - start)
+        times[name] = round(min(seconds), 4)
     return times
 
 
@@ -224,11 +217,12 @@ Refresh = Callable[[Settings], float]  # a real refresh of the lakehouse; its se
 
 
 def simulate(settings: Settings, days: int, upkeep_every: int | None, changes_per_day: tuple[int, int, int], seed: int,
-             refresh: Refresh | None = None, refresh_days: Sequence[int] = (), measure: bool = True,
-             log: Callable[[str], None] = print) -> dict[str, Any]:
+             refresh: Refresh | None = None, refresh_days: Sequence[int] = (), reads: bool = True,
+             measured: Sequence[TableContract] = TABLES, log: Callable[[str], None] = print) -> dict[str, Any]:
     """`days` days of corpus commits, each brought into the tables by a simulated refresh commit
     (a real one on `refresh_days`), `maintain` every `upkeep_every` days (None: never); returns
-    the days' changes and, with `measure`, each day's table shapes, read times and refresh seconds."""
+    the days' changes and each day's shapes of the `measured` tables, refresh seconds and (with `reads`) read times:
+    the fastest of READ_ROUNDS on `refresh_days`, whose figures are compared, one round on the others."""
     signals = build_signals(settings)
     signals = {n: s for n, s in signals.items() if n in settings.enabled_signals}
     alive, rng = alive_items(settings, signals), np.random.default_rng(seed)
@@ -252,10 +246,10 @@ def simulate(settings: Settings, days: int, upkeep_every: int | None, changes_pe
             day["maintain_s"] = round(time.perf_counter() - start, 3)
         if first_version is None:
             first_version = delta_io.snapshot(embeddings).version()
-        if measure:
-            day["tables"] = {c.name: table_shape(settings.table_root(c.name)) for c in TABLES if DeltaTable.is_deltatable(settings.table_root(c.name))}
-            day["read_s"] = read_seconds(embeddings, read_day, first_version)
-            series.append(day)
+        day["tables"] = {c.name: table_shape(settings.table_root(c.name)) for c in measured if DeltaTable.is_deltatable(settings.table_root(c.name))}
+        if reads:
+            day["read_s"] = read_seconds(embeddings, read_day, first_version, READ_ROUNDS if number in refresh_days else 1)
+        series.append(day)
         if number % 30 == 0:
             log(f"day {number}: {day.get('tables', {}).get(EMBEDDINGS.name, {})} reads {day.get('read_s')}")
     return {"changes": history, "series": series, "read_day": read_day, "day_1_version": first_version}
@@ -347,14 +341,16 @@ def run(days: int = 365, items: int = 480, arms: Sequence[str] = ("upkeep", "non
     try:
         base, registry = work / "backfilled", work / "registry" / "mlflow.db"
         registry.parent.mkdir(parents=True, exist_ok=True)
-        write_corpus(base, items, seed)
         settings = year_settings(base, registry)
+        reused = DeltaTable.is_deltatable(settings.table_root(EMBEDDINGS.name))  # a kept --workdir's backfill
         spark = build_session(settings.spark)
         try:
             start = time.perf_counter()
-            run_backfill(spark, settings)
-            backfill_s = time.perf_counter() - start
-            log(f"year: backfill of {items} items in {backfill_s:.1f}s")
+            if not reused:
+                write_corpus(base, items, seed)
+                run_backfill(spark, settings)
+            backfill_s = None if reused else round(time.perf_counter() - start, 2)
+            log(f"year: backfill of {items} items: {'reused from ' + str(base) if reused else f'{backfill_s}s'}")
             changing = max(1, round(items * 0.01))
             per_day = (changing - changing // 2, changing // 2, takedowns)  # new, changed, taken down
 
@@ -368,6 +364,7 @@ def run(days: int = 365, items: int = 480, arms: Sequence[str] = ("upkeep", "non
             results = {}
             for arm in arms:
                 lakehouse = work / arm
+                shutil.rmtree(lakehouse, ignore_errors=True)
                 shutil.copytree(base, lakehouse)
                 start = time.perf_counter()
                 results[arm] = simulate(year_settings(lakehouse, registry), days, upkeep_every if arm == "upkeep" else None, per_day, seed,
@@ -377,7 +374,7 @@ def run(days: int = 365, items: int = 480, arms: Sequence[str] = ("upkeep", "non
             spark.stop()
         report = summarise_year(results, days)
         report.update({"items": items, "changes_per_day": dict(zip(("new", "changed", "takedowns"), per_day)), "upkeep_every": upkeep_every,
-                       "signals": list(SIGNALS), "backfill_s": round(backfill_s, 2), "refresh_days": refresh_days(days),
+                       "signals": list(SIGNALS), "backfill_s": backfill_s, "refresh_days": refresh_days(days),
                        "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
                        "series": {arm: r["series"] for arm, r in results.items()}})
         if plot_path is not None:
@@ -397,7 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--upkeep-every", type=int, default=7, help="days between maintain runs in the arm with upkeep")
     p.add_argument("--takedowns", type=int, default=2, help="items taken down each day")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--workdir", type=Path, default=None, help="kept lakehouses (default: a temp folder, removed after)")
+    p.add_argument("--workdir", type=Path, default=None,
+                   help="kept lakehouses, its backfill reused by the next run (default: a temp folder, removed after)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--plot", type=Path, default=DEFAULT_OUT.with_suffix(".png"))
     args = p.parse_args(argv)
