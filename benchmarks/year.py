@@ -323,9 +323,11 @@ def year_settings(lakehouse: Path, registry: Path, *overrides: str) -> Settings:
 
 
 def run(days: int = 365, items: int = 480, arms: Sequence[str] = ("upkeep", "none"), upkeep_every: int = 7, takedowns: int = 2,
-        seed: int = 7, workdir: Path | None = None, plot_path: Path | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+        seed: int = 7, workdir: Path | None = None, plot_path: Path | None = None, real_refreshes: bool = True,
+        log: Callable[[str], None] = print) -> dict[str, Any]:
     """The year: one real backfill, then `days` days in each arm (with `maintain` every `upkeep_every`
-    days, and without), real refreshes timed on `refresh_days`; the report, and the plot at `plot_path`."""
+    days, and without), real refreshes timed on `refresh_days` (unless `real_refreshes` is off:
+    every day simulated, and no Spark at all when the backfill is reused); the report, and the plot at `plot_path`."""
     import os
     import sys
 
@@ -343,7 +345,7 @@ def run(days: int = 365, items: int = 480, arms: Sequence[str] = ("upkeep", "non
         registry.parent.mkdir(parents=True, exist_ok=True)
         settings = year_settings(base, registry)
         reused = DeltaTable.is_deltatable(settings.table_root(EMBEDDINGS.name))  # a kept --workdir's backfill
-        spark = build_session(settings.spark)
+        spark = build_session(settings.spark) if real_refreshes or not reused else None
         try:
             start = time.perf_counter()
             if not reused:
@@ -368,13 +370,14 @@ def run(days: int = 365, items: int = 480, arms: Sequence[str] = ("upkeep", "non
                 shutil.copytree(base, lakehouse)
                 start = time.perf_counter()
                 results[arm] = simulate(year_settings(lakehouse, registry), days, upkeep_every if arm == "upkeep" else None, per_day, seed,
-                                        refresh, refresh_days(days), log=lambda m, arm=arm: log(f"year {arm}: {m}"))
+                                        refresh if real_refreshes else None, refresh_days(days), log=lambda m, arm=arm: log(f"year {arm}: {m}"))
                 log(f"year {arm}: {days} days in {time.perf_counter() - start:.0f}s")
         finally:
-            spark.stop()
+            if spark is not None:
+                spark.stop()
         report = summarise_year(results, days)
         report.update({"items": items, "changes_per_day": dict(zip(("new", "changed", "takedowns"), per_day)), "upkeep_every": upkeep_every,
-                       "signals": list(SIGNALS), "backfill_s": backfill_s, "refresh_days": refresh_days(days),
+                       "signals": list(SIGNALS), "backfill_s": backfill_s, "refresh_days": refresh_days(days) if real_refreshes else [],
                        "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
                        "series": {arm: r["series"] for arm, r in results.items()}})
         if plot_path is not None:
@@ -396,11 +399,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--workdir", type=Path, default=None,
                    help="kept lakehouses, its backfill reused by the next run (default: a temp folder, removed after)")
+    p.add_argument("--real-refreshes", choices=("on", "off"), default="on",
+                   help="real Spark refreshes on the days of refresh_days (off: every day simulated, no refresh seconds)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--plot", type=Path, default=DEFAULT_OUT.with_suffix(".png"))
     args = p.parse_args(argv)
     arms = {"both": ("upkeep", "none"), "on": ("upkeep",), "off": ("none",)}[args.upkeep]
-    report = run(args.days, args.items, arms, args.upkeep_every, args.takedowns, args.seed, args.workdir, args.plot)
+    report = run(args.days, args.items, arms, args.upkeep_every, args.takedowns, args.seed, args.workdir, args.plot, args.real_refreshes == "on")
     write_json(args.out, report)
     print(year_line(report))
     print(f"written to {args.out} and {args.plot}")
