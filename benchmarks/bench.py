@@ -24,6 +24,8 @@ Then benchmarks.index: a 100k-vector synthetic embeddings table, the index `cont
 builds of it against exact search, recall@10 and query cost measured in one run ("index").
 Then benchmarks.serving: `content-signals serve` on loopback, p50/p99 latency and requests per
 second at 1, 8 and 32 concurrent clients, micro-batching against one item per pass ("serving").
+Then benchmarks.year: a backfill and a year of daily refreshes with `maintain` weekly and without,
+the log, the files and typical reads per day ("year"; its plot in benchmarks/results/year.png).
 
 Every Spark session is warmed up first (Python workers started, model loaded in them, one small
 job of the arm) and that time is excluded from all arms alike; the raw loop's model load and
@@ -66,7 +68,7 @@ from benchmarks import serving as serving_bench  # noqa: E402
 from benchmarks import video as video_bench  # noqa: E402
 from benchmarks.corpus import add_new_items, copy_lakehouse, with_repins, write_corpus, write_corpus_table  # noqa: E402
 from benchmarks.memory import CpuShare  # noqa: E402
-from benchmarks.report import TARGETS, compute_once_line, format_table, index_line, summarise, write_json  # noqa: E402
+from benchmarks.report import TARGETS, compute_once_line, format_table, index_line, summarise, write_json, year_line  # noqa: E402
 from signals.contracts import CORPUS  # noqa: E402
 
 SIGNALS = ("image_embedding", "text_embedding")
@@ -102,6 +104,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="also run benchmarks.serving (the online scorer under 1, 8 and 32 clients, micro-batching against one item per pass)")
     p.add_argument("--video", choices=("on", "off"), default="on",
                    help="also run benchmarks.video (480p videos of 10 s, 60 s, 3 min and 10 min through the image signals: throughput, decode share, peak memory)")
+    p.add_argument("--year", choices=("on", "off"), default="on",
+                   help="also run benchmarks.year (a backfill and --year-days daily refreshes, maintain weekly and without)")
+    p.add_argument("--year-days", type=int, default=365, help="days of benchmarks.year (default 365)")
     return p.parse_args(argv)
 
 
@@ -391,6 +396,10 @@ class Bench:
             self.log("video: python -m benchmarks.video (one process per video length)")
             report["video"] = video_bench.run()
             self.log(f"video: memory flat from 60 s to 10 min: {report['video']['memory_flat']}")
+        if self.args.year == "on":
+            self.log(f"year: python -m benchmarks.year --days {self.args.year_days} (a process of its own)")
+            report["year"] = self.child_report("benchmarks.year", ["--days", str(self.args.year_days), "--seed", str(self.args.seed)])
+            self.log(year_line(report["year"]) if "error" not in report["year"] else f"year: {report['year']['error']}")
         report.update({
             "machine": machine(),
             "corpus": {"generator": "sample_corpus.generate.generate_corpus", "seed": self.args.seed,

@@ -8,7 +8,7 @@ from typing import Any
 
 ARMS = ("raw", "predict_batch_udf", "ours")
 TARGETS = {"ratio_vs_raw": 0.90, "ratio_vs_pbu": 1.0, "rss_growth": 0.10, "refresh_ratio": 0.10, "uri_vs_inline": 0.90, "uri_rss_growth": 0.10,
-           "compute_once_saving": 0.25, "monitor_ratio": 0.05}
+           "compute_once_saving": 0.25, "monitor_ratio": 0.05, "year_growth": 0.20}
 URI_WAYS = ("http", "s3")  # benchmarks.uri's ways by URI, each compared with "inline"
 STAGES = ("read", "decode", "preprocess", "forward", "write")
 
@@ -128,6 +128,8 @@ def format_table(report: dict[str, Any]) -> str:
         out.append(uri_line(report["uri"]))
     if "index" in report:
         out.append(index_line(report["index"]))
+    if "year" in report and "error" not in report["year"]:
+        out.append(year_line(report["year"]))
     return "\n".join(out)
 
 
@@ -200,6 +202,20 @@ def compute_once_line(report: dict[str, Any]) -> str:
             f"{s['every']:.1f}s computing every item, {report['time_saved']:.1%} less (target >= "
             f"{TARGETS['compute_once_saving']:.0%}: {'yes' if report['target_met'] else 'NO'}); identical tables: "
             f"{'yes' if report['identical_tables'] else 'NO'} (largest vector difference {report['largest_vector_difference']:.1e})")
+
+
+def year_line(report: dict[str, Any]) -> str:
+    """One line for benchmarks.year's report: per arm, the last day's refresh and read figures over day 30's, the target."""
+    days, parts = report["days"], []
+    for arm, r in report["arms"].items():
+        ratios = ", ".join(f"{name} {_fmt(v, 2)}x" for name, v in r[f"day_{days}_over_day_30"].items())
+        shape = r["last_day_tables"].get("embeddings", {})
+        parts.append(f"{arm}: day {days} over day 30: {ratios}; embeddings on day {days}: {shape.get('commits_since_checkpoint')} commits "
+                     f"since a checkpoint, {shape.get('log_files')} log files, {shape.get('data_files')} data files, at most "
+                     f"{shape.get('most_files_in_a_partition')} in a partition")
+    met = report.get("target_met")
+    verdict = "" if met is None else f" -- within +{TARGETS['year_growth']:.0%} with upkeep: {'yes' if met else 'NO'}"
+    return f"year of {days} daily refreshes: " + "; ".join(parts) + verdict
 
 
 def index_line(report: dict[str, Any]) -> str:
