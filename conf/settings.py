@@ -313,6 +313,7 @@ class TrainingSettings(_Strict):
     weight_decay: float = Field(1e-4, ge=0)
     batch_size: int = Field(64, ge=1)
     shuffle_buffer: int = Field(4096, ge=1)  # rows mixed at once by the loader (bounded memory)
+    kept_split_mb: int = Field(256, ge=0)  # a split whose vectors fit is read once and kept for the later epochs; 0: streamed each epoch
     splits: tuple[float, float, float] = (0.7, 0.15, 0.15)  # train, validation, test shares of near-duplicate groups
     seed: int = 0
     precision_at_recall: float = Field(0.8, gt=0, le=1)  # the evaluation reports precision at this recall

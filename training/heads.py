@@ -71,8 +71,9 @@ def train_head(snapshot: Snapshot, conf: TrainingSettings) -> TrainedHead:
         torch.manual_seed(conf.seed)
         model = build_head(dim, conf.hidden)
     optimiser = torch.optim.AdamW(model.parameters(), lr=conf.learning_rate, weight_decay=conf.weight_decay)
-    train = batches(snapshot, "train", conf.batch_size, conf.shuffle_buffer, conf.seed)
-    validation = batches(snapshot, "validation", conf.batch_size, 1, conf.seed)
+    kept = conf.kept_split_mb * 2**20
+    train = batches(snapshot, "train", conf.batch_size, conf.shuffle_buffer, conf.seed, kept)
+    validation = batches(snapshot, "validation", conf.batch_size, 1, conf.seed, kept)
     head = TrainedHead(model, dim, conf.hidden)
     best: tuple[float, dict[str, torch.Tensor]] | None = None
     for epoch in range(conf.epochs):

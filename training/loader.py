@@ -118,14 +118,20 @@ def pin_snapshot(lakehouse: str, signal: str, model_version: str, labels: pd.Dat
 class EmbeddingBatches(IterableDataset):
     """Batches {"x": float32 [n, dim], "y": float32 [n], "content_id": list} of one split of a
     snapshot: the `ok` rows of labelled items, each once per epoch, shuffled through a buffer of
-    `shuffle_buffer` rows seeded by (seed, epoch, worker). Use with DataLoader(batch_size=None)."""
+    `shuffle_buffer` rows seeded by (seed, epoch, worker). Use with DataLoader(batch_size=None).
+
+    A split whose rows come to at most `keep_bytes` is read from the table once and kept for the
+    later epochs (a small split's epochs are otherwise spent opening files); larger ones, and all
+    with `keep_bytes=0`, stream every epoch. Either way an epoch yields the same batches."""
 
     def __init__(self, files: list[str], targets: Mapping[str, float], batch_size: int = 256,
-                 shuffle_buffer: int = 4096, seed: int = 0) -> None:
+                 shuffle_buffer: int = 4096, seed: int = 0, keep_bytes: int = 0) -> None:
         super().__init__()
         self.files, self.targets = files, dict(targets)
         self.batch_size, self.shuffle_buffer, self.seed = batch_size, shuffle_buffer, seed
+        self.keep_bytes = keep_bytes
         self.epoch = 0
+        self._kept: list[tuple[str, np.ndarray, float]] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         """Reshuffle differently (and reproducibly) in the next pass."""
@@ -138,14 +144,24 @@ class EmbeddingBatches(IterableDataset):
         return self.files[info.id::info.num_workers], info.id
 
     def _rows(self, files: list[str]) -> Iterator[tuple[str, np.ndarray, float]]:
-        """(content_id, vector, target) of the labelled ok rows of `files`, a record batch at a time."""
-        wanted = self.targets
+        """(content_id, vector, target) of the labelled ok rows of `files`, a record batch at a time,
+        or from memory once a whole pass fitted in `keep_bytes`."""
+        if self._kept is not None:
+            yield from self._kept
+            return
+        kept: list[tuple[str, np.ndarray, float]] | None = [] if self.keep_bytes else None
+        size = 0
         for file in files:  # a dataset per file: a file's metadata is let go once it is read
             scan = ds.dataset(file, format="parquet").to_batches(columns=["content_id", "status", "vector"], batch_size=READ_ROWS,
                                                                  batch_readahead=1)
             for batch in scan:
-                yield from _labelled(batch, wanted)
-
+                for row in _labelled(batch, self.targets):
+                    if kept is not None:
+                        kept.append(row)
+                        size += row[1].nbytes
+                        kept = kept if size <= self.keep_bytes else None
+                    yield row
+        self._kept = kept
 
     def _shuffled(self, rows: Iterator[tuple[str, np.ndarray, float]], worker: int) -> Iterator[tuple[str, np.ndarray, float]]:
         rng = np.random.default_rng([self.seed, self.epoch, worker])
@@ -188,6 +204,7 @@ def _collated(rows: list[tuple[str, np.ndarray, float]]) -> dict[str, object]:
             "y": torch.tensor([r[2] for r in rows], dtype=torch.float32)}
 
 
-def batches(snapshot: Snapshot, split: str, batch_size: int = 256, shuffle_buffer: int = 4096, seed: int = 0) -> EmbeddingBatches:
-    """The split's stream over the snapshot's files."""
-    return EmbeddingBatches(snapshot.file_uris(), snapshot.targets(split), batch_size, shuffle_buffer, seed)
+def batches(snapshot: Snapshot, split: str, batch_size: int = 256, shuffle_buffer: int = 4096, seed: int = 0,
+            keep_bytes: int = 0) -> EmbeddingBatches:
+    """The split's stream over the snapshot's files (kept in memory after a pass if it fits in `keep_bytes`)."""
+    return EmbeddingBatches(snapshot.file_uris(), snapshot.targets(split), batch_size, shuffle_buffer, seed, keep_bytes)

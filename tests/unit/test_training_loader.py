@@ -106,6 +106,33 @@ def test_the_same_seed_gives_the_same_order_and_another_epoch_another(tmp_path):
     assert first != other and sorted(first) == sorted(other)
 
 
+def test_a_split_that_fits_is_read_once_and_gives_the_streamed_batches(tmp_path, monkeypatch):
+    from training import loader
+
+    ids = write_days(tmp_path, days=3, per_day=40)
+    snapshot = pin_snapshot(str(tmp_path), SIGNAL, "1", pd.DataFrame({"content_id": ids, "p_positive": 0.5}))
+    opened = []
+    dataset = loader.ds.dataset
+    monkeypatch.setattr(loader.ds, "dataset", lambda file, **kw: opened.append(file) or dataset(file, **kw))
+
+    def epochs(stream) -> list[list[str]]:
+        order = []
+        for epoch in range(3):
+            stream.set_epoch(epoch)
+            order.append(list(collected(stream)["content_id"]))
+        return order
+
+    streamed = epochs(batches(snapshot, "train", batch_size=8, shuffle_buffer=16, seed=2))
+    files = len(snapshot.file_uris())
+    assert len(opened) == 3 * files
+    opened.clear()
+    assert epochs(batches(snapshot, "train", batch_size=8, shuffle_buffer=16, seed=2, keep_bytes=2**20)) == streamed
+    assert len(opened) == files  # the first epoch only
+    opened.clear()
+    assert epochs(batches(snapshot, "train", batch_size=8, shuffle_buffer=16, seed=2, keep_bytes=16 * 4 * 10)) == streamed
+    assert len(opened) == 3 * files  # ten vectors' bytes: too small to keep, streamed every epoch
+
+
 def peak_while_streaming(lakehouse, days: int, per_day: int, dim: int) -> int:
     """Bytes held at most (numpy and Python by tracemalloc, Arrow by its pool) while a split streams."""
     ids = write_days(lakehouse, days=days, per_day=per_day, dim=dim)
