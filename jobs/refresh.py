@@ -1,5 +1,5 @@
-"""The refresh job: bring the signal tables (embeddings, labels) in line with the corpus,
-computing only what changed since they were last brought in line.
+"""The refresh job: bring the signal tables (embeddings, labels, and keyframes for a corpus with
+videos) in line with the corpus, computing only what changed since they were last brought in line.
 
     content-signals refresh
 
@@ -10,7 +10,9 @@ by (content_id, input_hash):
 Stored rows of items that left the corpus are stale for EVERY signal and version in the table,
 enabled or not: takedowns disappear from everything consumers read. Files holding stale rows
 are rewritten without them (copy on write) in the same commit that adds the new rows, so
-readers see either the old table or the new one. Nothing to do means no commit at all.
+readers see either the old table or the new one. Nothing to do means no commit at all. The
+keyframes table is refreshed the same way, its items being the corpus items that carry a video: a
+new or changed video gets its keyframe rows, a taken-down or changed one loses its old ones.
 
 Only the corpus rows that can have changed are compared. Each refresh commit records the corpus
 version it brought the table in line with, for which signals at which versions; the next refresh
@@ -44,11 +46,12 @@ from pyspark.sql import functions as F
 from conf.settings import Settings
 from jobs.corpus import CorpusCheck, CorpusSource, check_rows, one_row_per_id
 from jobs.engine import Committed, Run, RunResult, already_committed, by_output, placements, recorded, run_outcomes, signal_rows, tracked, write_and_commit
+from jobs.videos import image_signals, keyframe_rows
 from lake import delta_io, spark_io
 from lake.ledger import NOTHING_TO_DO, SUCCEEDED
 from rollout.models import build_signals
 from signals.base import Signal
-from signals.contracts import EMBEDDINGS, LABELS, RETRIED_ERROR_PREFIXES, STATUS_ERROR, TableContract, is_retried_error
+from signals.contracts import EMBEDDINGS, KEYFRAMES, LABELS, RETRIED_ERROR_PREFIXES, STATUS_ERROR, TableContract, is_retried_error
 from udfs.columns import input_hash_column
 from udfs.resources import Placement
 
@@ -160,11 +163,12 @@ def _hash_column(signal: Signal) -> str:
 
 
 def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContract, signals: dict[str, Signal],
-                 corpus: CorpusAt, scope: Scope) -> Plan:
+                 corpus: CorpusAt, scope: Scope, videos_only: bool = False) -> Plan:
     """Compare the corpus (source, version) within `scope` with the committed rows of one table,
     in two joins whatever the number of signals: each stored row against its corpus item (stale:
     the item is gone, or its input hash changed), then each (item, enabled signal) against the
-    rows still valid (todo)."""
+    rows still valid (todo). With `videos_only` (the keyframes table) only items that carry a
+    video count as in the corpus."""
     root = settings.table_root(contract.name)
     read_version = delta_io.ensure_table(root, contract).version()
     hashes = {_hash_column(s): input_hash_column(s, video=True) for s in signals.values()}  # corpus rows have `video` (jobs.corpus.CANONICAL)
@@ -177,6 +181,8 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
     rows = source.read(spark, corpus_version, only=changed)
     corpus_check = check_rows(rows, keys)
     items = one_row_per_id(rows, keys)
+    if videos_only:
+        items = items.filter(F.col("video").isNotNull())
     current = items.select("content_id", "ds", *[expr.alias(name) for name, expr in hashes.items()]).persist()
     table = spark_io.read_spark(spark, root, read_version, file_column="file")  # one read of the snapshot, for both joins
     stored = table.select(*KEY, "input_hash", _retried_error().alias("retry"), "file")
@@ -301,8 +307,9 @@ def apply_plan(spark: SparkSession, settings: Settings, run: Run, plan: Plan, co
     if plan.todo_days:
         source, version = corpus
         items = one_row_per_id(source.read(spark, version, days=plan.todo_days), source.keys(spark, version))
+        rows_of = keyframe_rows if plan.contract is KEYFRAMES else signal_rows
         sources += [
-            signal_rows(items.join(_small(plan.todo_items.filter(F.col("signal") == n).select("content_id"), plan.todo[n]),
+            rows_of(items.join(_small(plan.todo_items.filter(F.col("signal") == n).select("content_id"), plan.todo[n]),
                                    "content_id", "left_semi"), s, settings, run, plan.todo[n], placed[n])
             for n, s in plan.signals.items() if plan.todo[n]
         ]
@@ -346,11 +353,14 @@ def run_refresh(spark: SparkSession, settings: Settings, run_id: str | None = No
         return done
     corpus = (source, source.version())  # plan and apply read the same corpus
     grouped = by_output(signals)
+    tables = [(EMBEDDINGS, grouped.get(EMBEDDINGS, {}), False), (LABELS, grouped.get(LABELS, {}), False)]
+    if source.maps_video():  # a video item's image signals have rows in the keyframes table too
+        tables.append((KEYFRAMES, image_signals(signals), True))
     plans = []
-    for contract in (EMBEDDINGS, LABELS):
-        table_root, mine = settings.table_root(contract.name), grouped.get(contract, {})
+    for contract, mine, videos_only in tables:
+        table_root = settings.table_root(contract.name)
         if mine or DeltaTable.is_deltatable(table_root):  # takedowns reach every table
-            plans.append(plan_refresh(spark, settings, contract, mine, corpus, plan_scope(table_root, mine, corpus, full)))
+            plans.append(plan_refresh(spark, settings, contract, mine, corpus, plan_scope(table_root, mine, corpus, full), videos_only))
     try:
         return _apply_plans(spark, settings, run, signals, placed, plans, corpus)
     finally:

@@ -14,8 +14,10 @@ expected as the other tables.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
+import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -87,6 +89,20 @@ def write_videos(settings: Settings, run: Run, items: DataFrame, signals: dict[s
         ))
     tables = {c.name: (settings.table_root(c.name), c) for c in (KEYFRAMES, EMBEDDINGS, LABELS)}
     return VideoFiles(count, spark_io.write_tables_files(sources, tables, f"part-{run.run_id}"))
+
+
+def keyframe_rows(corpus: DataFrame, signal: Signal, settings: Settings, run: Run, items: int, placed: Placement) -> spark_io.WriteSource:
+    """The keyframes table's rows of these video items for one signal (lazy): what a refresh
+    computes for new and changed videos, each decoded for this signal (its video-level rows come
+    from the signal's own action, as for any item a refresh computes)."""
+    signal = signal.on_device(placed.device)
+    inputs = corpus.select("content_id", "ds", input_hash_column(signal, video=True).alias("input_hash"), "video")
+    per_table = video_output_rows([(signal, RowStamp.of(signal, run.run_id, run.started))], settings.torch_threads, settings.video.reading)
+
+    def rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        return (batch for table, batch in per_table(batches) if table == KEYFRAMES.name)
+
+    return spark_io.WriteSource(evened(inputs, settings.spark.partitions_per_slot, items, 1, placed.cpus), rows, placed.resources, worker_report)
 
 
 def commit_keyframes(spark: SparkSession, settings: Settings, run: Run, videos: VideoFiles, signals: dict[str, Signal],

@@ -1,6 +1,7 @@
 """Videos through the backfill: a corpus with a `video` column (a few good and bad videos beside
 two photos) gives every item its rows, the keyframes table holds the image signals on each
-keyframe, equal to the signal called directly on the decoded frame, and a re-run never duplicates."""
+keyframe, equal to the signal called directly on the decoded frame, a re-run never duplicates, and
+a refresh brings the keyframes in line with a changed and a taken-down video."""
 from __future__ import annotations
 
 import io
@@ -13,6 +14,7 @@ from deltalake import DeltaTable, write_deltalake
 from PIL import Image
 
 from jobs.backfill import run_backfill
+from jobs.refresh import run_refresh
 from sample_corpus.generate import _photo
 from sample_corpus.videos import VIDEO_CORPUS_SCHEMA, bad_videos, encode_video, pan, still
 from signals.contracts import UTC_MICROS
@@ -68,7 +70,7 @@ def _table(settings, name: str) -> list[dict]:
     return DeltaTable(settings.table_root(name)).to_pyarrow_table().to_pylist()
 
 
-def test_videos_through_the_backfill(spark, video_lakehouse) -> None:
+def test_videos_through_the_backfill_and_the_refresh(spark, video_lakehouse) -> None:
     settings, items = video_lakehouse
     result = run_backfill(spark, settings)
     assert "keyframes" in result.table_versions
@@ -103,3 +105,24 @@ def test_videos_through_the_backfill(spark, video_lakehouse) -> None:
     run_backfill(spark, settings)  # the same window again: replaced, never duplicated
     assert len(_table(settings, "keyframes")) == len(keyframes)
     assert len([r for r in _table(settings, "embeddings") if r["signal"] == "image_embedding"]) == len(items)
+
+    # the refresh: v-still taken down, v-cuts re-encoded as another video, the rest unchanged
+    corpus = DeltaTable(settings.table_root("corpus"))
+    changed = corpus.to_pyarrow_table(filters=[("content_id", "=", "v-cuts")])
+    new_video = encode_video([np.asarray(f) for f in still(_photo("camera"), 1.0, FPS, 120)], FPS)
+    corpus.delete("content_id = 'v-cuts' OR content_id = 'v-still'")
+    later = pa.array([1_763_700_000_000_000], UTC_MICROS)
+    write_deltalake(corpus.table_uri, changed.set_column(changed.schema.get_field_index("video"), "video", pa.array([new_video], pa.binary()))
+                    .set_column(changed.schema.get_field_index("updated_at"), "updated_at", later), mode="append")
+    before = {(r["content_id"], r["signal"], r["keyframe_index"], r["label"]): r["run_id"] for r in _table(settings, "keyframes")}
+    refreshed = run_refresh(spark, settings)
+    after = _table(settings, "keyframes")
+    assert "keyframes" in refreshed.table_versions
+    assert not [r for r in after if r["content_id"] == "v-still"]  # a takedown reaches the keyframes
+    cuts = [r for r in after if r["content_id"] == "v-cuts"]
+    assert {r["signal"] for r in cuts} == {"image_embedding", "image_quality"}
+    assert {r["input_hash"] for r in cuts} == {image_input_hash(new_video)} and {r["run_id"] for r in cuts} == {refreshed.run_id}
+    assert [r["shot_index"] for r in cuts if r["signal"] == "image_embedding"] == [0]  # one still shot, not the two cuts of before
+    untouched = [r for r in after if r["content_id"] not in ("v-cuts", "v-still")]
+    assert {(r["content_id"], r["signal"], r["keyframe_index"], r["label"]): r["run_id"] for r in untouched} == \
+        {k: v for k, v in before.items() if k[0] not in ("v-cuts", "v-still")}
