@@ -46,7 +46,7 @@ from benchmarks.report import TARGETS, write_json, year_line
 from conf.settings import Settings
 from jobs.engine import Run, RunResult, recorded, tracked
 from jobs.maintain import run_maintain
-from jobs.refresh import CORPUS_VERSION, REFRESHED, _signature
+from jobs.refresh import CORPUS_VERSION, REFRESHED, refreshed_signature
 from lake import delta_io, upkeep
 from lake.ledger import SUCCEEDED
 from rollout.models import build_signals
@@ -143,7 +143,7 @@ def commit_day(settings: Settings, signals: dict[str, Signal], changes: DayChang
                  for f in delta_io.write_driver_rows(root, contract, new, f"part-{run.run_id}-{prefix}")]
         metadata = {"stale_items": str(sum(t.num_rows for t in holding.values()) - sum(t.num_rows for t in kept)),
                     "computed": str(dict.fromkeys(names, 0)), "reused": str(dict.fromkeys(names, len(items))),
-                    REFRESHED: _signature({n: signals[n] for n in names}), CORPUS_VERSION: str(changes.corpus_version)}
+                    REFRESHED: refreshed_signature({n: signals[n] for n in names}), CORPUS_VERSION: str(changes.corpus_version)}
         versions[contract.name] = delta_io.commit_files(root, contract, files, run.app_id, {"job": run.job, "run_id": run.run_id, **metadata},
                                                         remove=lambda f, holding=holding: unquote(f.path) in holding, read_version=table.version())
     return versions

@@ -83,7 +83,7 @@ class Scope:
         return f"{len(self.added)} corpus files added and {len(self.removed)} removed since version {self.since}"
 
 
-def _signature(signals: dict[str, Signal]) -> str:
+def refreshed_signature(signals: dict[str, Signal]) -> str:
     """The signals a refresh brings in line, at their model versions, as its commit records them."""
     return ",".join(sorted(f"{name}@{s.config.model.version}" for name, s in signals.items()))
 
@@ -105,7 +105,7 @@ def plan_scope(table_root: str, signals: dict[str, Signal], corpus: CorpusAt, fu
     if last is None:
         return Scope(None, f"no refresh recorded a corpus version in the table's last {HISTORY_SEARCH} commits")
     since, refreshed = last
-    if refreshed != _signature(signals):
+    if refreshed != refreshed_signature(signals):
         return Scope(None, f"the last refresh was of {refreshed or 'no signals'}")
     source, version = corpus
     if version is None:
@@ -324,7 +324,7 @@ def apply_plan(spark: SparkSession, settings: Settings, run: Run, plan: Plan, co
         remove=lambda f: unquote(f.path) in rewritten,
         read_version=plan.read_version,
         metadata={"stale_items": str(sum(s for _, s in plan.rewritten.values())), "computed": str(plan.todo), "reused": str(plan.reused),
-                  REFRESHED: _signature(plan.signals), **({CORPUS_VERSION: str(corpus[1])} if corpus[1] is not None else {})},
+                  REFRESHED: refreshed_signature(plan.signals), **({CORPUS_VERSION: str(corpus[1])} if corpus[1] is not None else {})},
     )
 
 
