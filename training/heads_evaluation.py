@@ -1,7 +1,7 @@
 """The `heads` section of `make eval` (issue #19's targets): per task, the head trained on weak
 labels against the head trained on gold, the label model, the majority vote and the rule, all on
 the same held-out gold items; and the crossover: how many gold labels a gold-only head needs to
-match the weak-label head. Built from train_head, held_out and score_metrics: nothing here trains
+match the weak-label head. Built from train_head, held_out_gold and evaluate: nothing here trains
 or scores in a way `content-signals train` does not.
 
 The sample corpus is labelled the way a team would start: every item judged by the simulated
@@ -29,7 +29,7 @@ from training.human_labels import import_labels
 from training.loader import Snapshot, pin_snapshot
 from training.loader_benchmark import loader_against_pandas
 from training.tasks import TASKS, task_named
-from training.train import held_out, label_frames
+from training.train import held_out_gold, label_frames
 from training.weak import run_weak
 
 CROSSOVER_START = (25, 50, 100, 200)  # gold labels; then doubling while fewer than the gold items outside the test split
@@ -54,12 +54,6 @@ def crossover_sizes(available: int) -> list[int]:
     return [*sizes, available]
 
 
-def _head_scores(settings: Settings, task: str, snapshot: Snapshot, gold: pd.DataFrame, majority: pd.DataFrame) -> pd.Series:
-    """A head trained on the snapshot, scored on the held-out gold items (content_id -> score)."""
-    frame = held_out(settings, task, snapshot, train_head(snapshot, settings.training), gold, majority)
-    return frame.set_index("content_id")["head"]
-
-
 def compare_heads(settings: Settings, task: str, weak: pd.DataFrame, gold: pd.DataFrame, majority: pd.DataFrame,
                   signal: str, model_version: str) -> dict[str, Any]:
     """Every scorer's metrics on the same held-out gold items, and the crossover curve: a head
@@ -68,7 +62,8 @@ def compare_heads(settings: Settings, task: str, weak: pd.DataFrame, gold: pd.Da
     conf = settings.training
     root = settings.lakehouse_root
     weak_snapshot = pin_snapshot(root, signal, model_version, weak, fractions=conf.splits)
-    frame = held_out(settings, task, weak_snapshot, train_head(weak_snapshot, conf), gold, majority).rename(columns={"head": "weak_head"})
+    frame, vectors = held_out_gold(settings, task, weak_snapshot, gold, majority)  # read once, for every head
+    frame["weak_head"] = train_head(weak_snapshot, conf).scores(vectors)
     frame["label_model"] = weak.drop_duplicates("content_id").set_index("content_id")["p_positive"].reindex(frame["content_id"]).to_numpy()
 
     def pinned(labels: pd.DataFrame) -> Snapshot:
@@ -81,9 +76,8 @@ def compare_heads(settings: Settings, task: str, weak: pd.DataFrame, gold: pd.Da
     curve = []
     for n in crossover_sizes(len(outside_test)):
         chosen = gold if n == len(outside_test) else gold[gold["content_id"].isin(rng.choice(outside_test, n, replace=False))]
-        scores = _head_scores(settings, task, gold_snapshot if n == len(outside_test) else pinned(chosen), gold, majority)
         column = "gold_head" if n == len(outside_test) else f"gold_{n}"
-        frame[column] = scores.reindex(frame["content_id"]).to_numpy()
+        frame[column] = train_head(gold_snapshot if n == len(outside_test) else pinned(chosen), conf).scores(vectors)
         curve.append((n, column))
     frame = frame.dropna()
     evaluation = evaluate(task, frame, conf.precision_at_recall, conf.gate.min_slice_items, f"{task}: heads on held-out gold")

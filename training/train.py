@@ -62,11 +62,11 @@ def _version_of(settings: Settings, signal: str) -> str | None:
         return None
 
 
-def held_out(settings: Settings, task: str, snapshot: Snapshot, head: TrainedHead, gold: pd.DataFrame,
-             majority: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The gold items of the snapshot's test groups with an ok embedding: their label, the head's,
-    the rule's and the majority vote's scores and their slices; every scorer on the same items
-    (a scorer with no score for any of them is left out)."""
+def held_out_gold(settings: Settings, task: str, snapshot: Snapshot, gold: pd.DataFrame,
+                  majority: pd.DataFrame | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """The gold items of the snapshot's test groups with an ok embedding: their label, the rule's
+    and the majority vote's scores and their slices (a scorer with no score for any of them is left
+    out), and their vectors in the same order, for any number of heads to be scored on."""
     pinned = pin_snapshot(snapshot.lakehouse, snapshot.signal, snapshot.model_version,
                           gold.assign(p_positive=gold["label"].astype(float)), snapshot.embeddings_version,
                           snapshot.duplicates_version, settings.training.splits)
@@ -77,13 +77,23 @@ def held_out(settings: Settings, task: str, snapshot: Snapshot, head: TrainedHea
     if not ids:
         raise UsageError(f"no held-out gold items of {task} with an ok {snapshot.signal} row: label more items")
     labels = gold.drop_duplicates("content_id").set_index("content_id")["label"]
-    frame = pd.DataFrame({"content_id": ids, "label": labels.loc[ids].astype(int).to_numpy(), "head": head.scores(np.concatenate(vectors))})
+    frame = pd.DataFrame({"content_id": ids, "label": labels.loc[ids].astype(int).to_numpy()})
     frame["rule"] = rule_scores(snapshot.lakehouse, task, _version_of(settings, RULES[task][0]), ids).to_numpy()
     if majority is not None:
         frame["majority_vote"] = majority.drop_duplicates("content_id").set_index("content_id")["p_positive"].reindex(ids).to_numpy()
     frame = frame.dropna(axis="columns", how="all").dropna()
     slices = item_slices(snapshot.lakehouse, list(frame["content_id"]), _version_of(settings, LANGUAGE_SIGNAL))
-    return frame.merge(slices, on="content_id")
+    frame = frame.merge(slices, on="content_id")
+    return frame, np.concatenate(vectors)[pd.Index(ids).get_indexer(frame["content_id"])]
+
+
+def held_out(settings: Settings, task: str, snapshot: Snapshot, head: TrainedHead, gold: pd.DataFrame,
+             majority: pd.DataFrame | None = None) -> pd.DataFrame:
+    """held_out_gold's frame with the head's scores beside the other scorers': every scorer on the
+    same items."""
+    frame, vectors = held_out_gold(settings, task, snapshot, gold, majority)
+    frame.insert(2, "head", head.scores(vectors))
+    return frame
 
 
 def train_task(settings: Settings, task_name: str, labels: pd.DataFrame, label_source: str, embedding: str | None = None,
