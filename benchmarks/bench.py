@@ -14,7 +14,9 @@ memory of the Python workers at both sizes. Finally a full backfill (both embedd
 corpus of `--refresh-items` against jobs.refresh.run_refresh after adding 1% new items: the first
 refresh after the backfill (it compares the whole corpus), then the next day's (only the files
 added since: the daily run, which the target is checked on); then `content-signals monitor` of
-that backfill, against its time ("monitor"). Where CUDA is available (or with
+that backfill, against its time ("monitor"). Then the scale step: backfill, daily refresh and dedup
+at 1x, 4x and 16x --scale-base items in one session, items per second and dedup's compared pairs
+per item ("scale"). Where CUDA is available (or with
 --gpu on), benchmarks.gpu runs next: open_clip ViT-B-32 from JPEG bytes on the GPU path. Then
 benchmarks.uri: the image embedding on the same images inline, by URI on a loopback HTTP server and
 on an S3-compatible one, and the workers' memory by URI at N and scale x N items ("uri"). Last,
@@ -68,7 +70,7 @@ from benchmarks import serving as serving_bench  # noqa: E402
 from benchmarks import video as video_bench  # noqa: E402
 from benchmarks.corpus import add_new_items, copy_lakehouse, with_repins, write_corpus, write_corpus_table  # noqa: E402
 from benchmarks.memory import CpuShare  # noqa: E402
-from benchmarks.report import TARGETS, compute_once_line, format_table, index_line, summarise, write_json, year_line  # noqa: E402
+from benchmarks.report import TARGETS, compute_once_line, format_table, index_line, scale_line, summarise, summarise_scale, write_json, year_line  # noqa: E402
 from signals.contracts import CORPUS  # noqa: E402
 
 SIGNALS = ("image_embedding", "text_embedding")
@@ -106,6 +108,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="also run benchmarks.video (480p videos of 10 s, 60 s, 3 min and 10 min through the image signals: throughput, decode share, peak memory)")
     p.add_argument("--year", choices=("on", "off"), default="on",
                    help="also run benchmarks.year (a backfill and --year-days daily refreshes, maintain weekly and without)")
+    p.add_argument("--scale-levels", default="1,4,16",
+                   help="also the backfill, refresh and dedup at these multiples of --scale-base items, in one session ('' skips it)")
+    p.add_argument("--scale-base", type=int, default=480, help="the 1x corpus of the scale step (default 480: the demo's)")
     p.add_argument("--year-days", type=int, default=365, help="days of benchmarks.year (default 365)")
     return p.parse_args(argv)
 
@@ -133,8 +138,9 @@ class Bench:
         lakehouse = self.work / "corpora" / str(n)
         if n not in self.corpora:
             start = time.perf_counter()
-            self.corpora[n] = write_corpus(lakehouse, n, self.args.seed)
-            self.log(f"corpus of {n} items written in {time.perf_counter() - start:.1f}s: {self.corpora[n]}")
+            held = write_corpus(lakehouse, n, self.args.seed)
+            self.corpora[n] = {**held, "written_s": round(time.perf_counter() - start, 1)}
+            self.log(f"corpus of {n} items written in {self.corpora[n]['written_s']:.1f}s: {held}")
         return lakehouse
 
     def settings(self, lakehouse: Path, only: str | None, extra: Sequence[str] = ()) -> Any:
@@ -344,6 +350,36 @@ class Bench:
                 "target_met": 1 - best["once"] / best["every"] >= TARGETS["compute_once_saving"],
                 "identical_tables": same_keys and largest <= 1e-5, "largest_vector_difference": largest}
 
+    def bench_scale(self, base: int, levels: Sequence[int]) -> dict[str, Any]:
+        """At each corpus size (`base` x level items), in one warmed-up session: the corpus
+        generated, a backfill of both embedding signals, a daily refresh of 1% new items and the
+        dedup job, each timed; and the pairs dedup compared (counted after its timed run)."""
+        from jobs.backfill import run_backfill
+        from jobs.dedup import candidate_pairs, fingerprints, run_dedup
+
+        rows: list[dict[str, Any]] = []
+        spark = self.session(self.settings(self.corpus(WARM_ITEMS), None))
+        try:
+            self.warm_up(spark, "scale", None, refresh=True)
+            run_dedup(spark, self.settings(self.work / "runs" / "warm-scale", None))
+            for level in levels:
+                n = base * level
+                settings = self.settings(self.lakehouse(n, f"scale-{level}x"), None)
+                enabled = sorted(settings.enabled_signals)
+                with CpuShare() as backfill:
+                    run_backfill(spark, settings, run_id=f"bench-scale-{level}x")
+                _, refresh, _ = self.refresh_new_day(spark, settings, enabled, f"bench-scale-{level}x-refresh")
+                with CpuShare() as dedup:
+                    run_dedup(spark, settings, run_id=f"bench-scale-{level}x-dedup")
+                pairs = candidate_pairs(fingerprints(spark, settings), settings.dedup).count()
+                row = {"level": level, "items": n, "corpus_written_s": self.corpora[n]["written_s"], "backfill_s": round(backfill.wall, 2),
+                       "refresh_1pct_s": round(refresh.wall, 2), "dedup_s": round(dedup.wall, 2), "dedup_pairs": pairs}
+                rows.append(row)
+                self.log(f"scale {level}x ({n} items): {row}")
+        finally:
+            spark.stop()
+        return summarise_scale(rows, len(enabled))
+
     def refresh_new_day(self, spark: Any, settings: Any, enabled: list[str], run_id: str) -> tuple[Any, CpuShare, dict[str, Any]]:
         """Add a day of new items (1% of the corpus), refresh, check it computed exactly those;
         with what the Python workers did meanwhile (a model load shows there)."""
@@ -376,6 +412,11 @@ class Bench:
         if self.args.compute_once == "on" and refresh_items:
             report["compute_once"] = self.bench_compute_once(refresh_items)
             self.log(compute_once_line(report["compute_once"]))
+        if self.args.scale_levels:
+            levels = [int(level) for level in self.args.scale_levels.split(",")]
+            self.log(f"scale: corpora of {', '.join(f'{level}x' for level in levels)} {self.args.scale_base} items")
+            report["scale"] = self.bench_scale(self.args.scale_base, levels)
+            self.log(scale_line(report["scale"]))
         if self.args.gpu == "on" or (self.args.gpu == "auto" and _cuda_available()):
             report["gpu"] = self.bench_gpu()
         if self.args.uri == "on":

@@ -8,7 +8,8 @@ from typing import Any
 
 ARMS = ("raw", "predict_batch_udf", "ours")
 TARGETS = {"ratio_vs_raw": 0.90, "ratio_vs_pbu": 1.0, "rss_growth": 0.10, "refresh_ratio": 0.10, "uri_vs_inline": 0.90, "uri_rss_growth": 0.10,
-           "compute_once_saving": 0.25, "monitor_ratio": 0.05, "year_growth": 0.20}
+           "compute_once_saving": 0.25, "monitor_ratio": 0.05, "year_growth": 0.20,
+           "scale_items_per_s": 0.15, "scale_pairs_per_item": 0.15}
 URI_WAYS = ("http", "s3")  # benchmarks.uri's ways by URI, each compared with "inline"
 STAGES = ("read", "decode", "preprocess", "forward", "write")
 
@@ -202,6 +203,32 @@ def compute_once_line(report: dict[str, Any]) -> str:
             f"{s['every']:.1f}s computing every item, {report['time_saved']:.1%} less (target >= "
             f"{TARGETS['compute_once_saving']:.0%}: {'yes' if report['target_met'] else 'NO'}); identical tables: "
             f"{'yes' if report['identical_tables'] else 'NO'} (largest vector difference {report['largest_vector_difference']:.1e})")
+
+
+def summarise_scale(rows: list[dict[str, Any]], signals: int) -> dict[str, Any]:
+    """The scale step's report: per size its items per second (backfill and dedup; the refresh's
+    new items per second) and dedup's compared pairs per item, and the targets: the largest
+    size's backfill items/s and pairs per item within 15% of the smallest's."""
+    per_level = [{**row, "backfill_items_per_s": round(row["items"] / row["backfill_s"], 2),
+                  "dedup_items_per_s": round(row["items"] / row["dedup_s"], 2),
+                  "dedup_pairs_per_item": round(row["dedup_pairs"] / row["items"], 3),
+                  "corpus_items_per_s": round(row["items"] / row["corpus_written_s"], 1) if row["corpus_written_s"] else None}
+                 for row in rows]
+    small, large = per_level[0], per_level[-1]
+    speed = _ratio(large["backfill_items_per_s"], small["backfill_items_per_s"])
+    pairs = _ratio(large["dedup_pairs_per_item"], small["dedup_pairs_per_item"])
+    return {"signals": signals, "levels": per_level, "largest_over_smallest": {"backfill_items_per_s": speed, "dedup_pairs_per_item": pairs,
+            "dedup_items_per_s": _ratio(large["dedup_items_per_s"], small["dedup_items_per_s"])},
+            "targets_met": {"backfill items/s flat": speed is not None and speed >= 1 - TARGETS["scale_items_per_s"],
+                            "dedup pairs per item flat": pairs is not None and pairs <= 1 + TARGETS["scale_pairs_per_item"]}}
+
+
+def scale_line(report: dict[str, Any]) -> str:
+    """One line for the scale step: per size the items per second and pairs per item, and the targets."""
+    sizes = "; ".join(f"{r['level']}x ({r['items']}): backfill {_fmt(r['backfill_items_per_s'])}/s, refresh {_fmt(r['refresh_1pct_s'])}s, "
+                      f"dedup {_fmt(r['dedup_items_per_s'])}/s, {_fmt(r['dedup_pairs_per_item'], 2)} pairs/item" for r in report["levels"])
+    met = ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in report["targets_met"].items())
+    return f"scale: {sizes} -- {met}"
 
 
 def year_line(report: dict[str, Any]) -> str:

@@ -81,12 +81,25 @@ def _candidates(items: DataFrame, hash_column: str, rules: DedupSettings) -> Dat
     )
 
 
-def edges(items: DataFrame, rules: DedupSettings) -> DataFrame:
-    """Duplicate edges (a, b, method, hamming, cosine) between items; a flat image's pHash links nothing."""
-    items = items.withColumn("edge_phash", F.when(~F.coalesce(F.col("flat"), F.lit(False)), F.col("phash")))
+def _with_edge_phash(items: DataFrame) -> DataFrame:
+    """`items` with the pHash that may link them: none for a flat image."""
+    return items.withColumn("edge_phash", F.when(~F.coalesce(F.col("flat"), F.lit(False)), F.col("phash")))
+
+
+def candidate_pairs(items: DataFrame, rules: DedupSettings) -> DataFrame:
+    """The pairs (a, b) that are compared: byte-identical items (each to the smallest id of its
+    hash), and items sharing an LSH bucket of the pHash or of the embedding's SimHash. Their
+    count per item is what keeps dedup near linear in the corpus (`make bench`, scale)."""
+    items = _with_edge_phash(items)
     exact = items.filter(F.col("exact_hash").isNotNull()).withColumn("anchor", F.min("content_id").over(Window.partitionBy("exact_hash")))
     exact_edges = exact.filter(F.col("content_id") != F.col("anchor")).select(F.col("anchor").alias("a"), F.col("content_id").alias("b"))
-    pairs = functools.reduce(DataFrame.unionByName, [exact_edges, _candidates(items, "edge_phash", rules), _candidates(items, "simhash", rules)]).distinct()
+    return functools.reduce(DataFrame.unionByName, [exact_edges, _candidates(items, "edge_phash", rules), _candidates(items, "simhash", rules)]).distinct()
+
+
+def edges(items: DataFrame, rules: DedupSettings) -> DataFrame:
+    """Duplicate edges (a, b, method, hamming, cosine) between items; a flat image's pHash links nothing."""
+    pairs = candidate_pairs(items, rules)
+    items = _with_edge_phash(items)
     left, right = items.alias("l"), items.alias("r")
     scored = pairs.join(left, F.col("a") == F.col("l.content_id")).join(right, F.col("b") == F.col("r.content_id")).select(
         "a", "b",

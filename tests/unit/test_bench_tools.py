@@ -19,7 +19,7 @@ from torchvision import transforms as T
 from benchmarks import arms, stages
 from benchmarks.corpus import LARGE_IMAGE, add_new_items, by_uri, copy_lakehouse, large_jpeg, with_large_images, with_repins, write_corpus
 from benchmarks.memory import CpuShare, RssPoller, python_workers
-from benchmarks.report import format_table, summarise, summarise_uri, uri_line
+from benchmarks.report import format_table, scale_line, summarise, summarise_scale, summarise_uri, uri_line
 from signals.base import ModelRef, SignalConfig
 from signals.decode import InputError, decode_image
 from signals.embedders.image import ImageEmbedder
@@ -81,6 +81,25 @@ def test_the_table_shows_every_arm_and_the_verdicts() -> None:
     for text in ("raw", "predict_batch_udf", "ours", "ours 4x", "12.5", "1.25", "0.2c", "5%", "ratio 0.080", "target <= 0.10: yes",
                  "9.5s, ratio 0.095", "monitor of that backfill: 7.0s, ratio 0.070 (target <= 0.05: NO)"):
         assert text in table, text
+
+
+def scale_row(level: int, backfill_s: float, pairs: int) -> dict:
+    items = 100 * level
+    return {"level": level, "items": items, "corpus_written_s": 2.0 * level, "backfill_s": backfill_s, "refresh_1pct_s": 5.0,
+            "dedup_s": items / 50, "dedup_pairs": pairs}
+
+
+def test_the_scale_report_judges_the_largest_size_against_the_smallest() -> None:
+    flat = summarise_scale([scale_row(1, 10.0, 150), scale_row(4, 41.0, 620), scale_row(16, 170.0, 2600)], 2)
+    assert [r["backfill_items_per_s"] for r in flat["levels"]] == [10.0, round(400 / 41, 2), round(1600 / 170, 2)]
+    assert flat["largest_over_smallest"]["backfill_items_per_s"] == round((1600 / 170) / 10.0, 3)
+    assert flat["levels"][2]["dedup_pairs_per_item"] == 1.625
+    assert flat["targets_met"] == {"backfill items/s flat": True, "dedup pairs per item flat": True}
+    slower = summarise_scale([scale_row(1, 10.0, 150), scale_row(16, 200.0, 150 * 16 * 16)], 2)  # quadratic pairs, 0.8x the speed
+    assert slower["targets_met"] == {"backfill items/s flat": False, "dedup pairs per item flat": False}
+    line = scale_line(slower)
+    assert "16x (1600): backfill 8.0/s" in line and "pairs per item flat: NO" in line
+    json.dumps(flat)
 
 
 @pytest.mark.parametrize(("gpu", "gpu_decode", "verdict"), [
