@@ -4,7 +4,8 @@ embeddings, its labels (scores and decisions) and its nearest neighbours in each
 Nothing here computes a signal: the signals are the batch job's `Signal` objects at the versions
 the registry names (`rollout.models.build_signals`), run by the batch job's runner
 (`signals.runner.run_signal`), so decoding, limits, error reasons, thresholds and decisions are
-the batch job's. A `Scorer` never changes once loaded: a reload builds a new one (serving.reload).
+the batch job's. Signals on one loaded model run it once per batch (`signals.shared_forward`).
+A `Scorer` never changes once loaded: a reload builds a new one (serving.reload).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from signals.base import Signal
 from signals.contracts import STATUS_OK, is_retried_error
 from signals.embedders.base import Embedder
 from signals.runner import run_signal
+from signals.shared_forward import share_backbones
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +87,10 @@ class Scorer:
     @classmethod
     def load(cls, settings: Settings) -> Scorer:
         """The profile's enabled signals at their champion versions, loaded (weights verified), and
-        the index of each embedding signal whose manifest holds that same version."""
+        the index of each embedding signal whose manifest holds that same version. Signals on one
+        model (an embedding and its topics) share its forward pass on a batch's items."""
         signals = {name: signal.load() for name, signal in build_signals(settings).items()}
+        share_backbones(signals.values(), settings.serve.max_batch)
         indexes, skipped = {}, {}
         for name in index_store.indexed_signals(settings.lakehouse_root):
             signal = signals.get(name)

@@ -28,6 +28,8 @@ from signals.weights import WeightsMismatch, weights_sha256
 if TYPE_CHECKING:
     import pandas as pd
 
+    from signals.embedders.base import Embedder
+
 InputKind = Literal["image", "text"]
 FETCH_THREADS = 4  # default prepare threads of a signal that fetches: each holds at most one fetch's bytes
 
@@ -168,6 +170,12 @@ class Signal(ABC):
     @abstractmethod
     def result_columns(self, values: list[Any | None]) -> dict[str, list[Any]]:
         """Output columns of a batch, from per-row values (None for error rows)."""
+
+    def backbones(self) -> tuple[Embedder, ...]:
+        """The embedders whose forward pass computes this signal's values (an embedder itself, a
+        labeler on an embedder's model that embedder): signals.shared_forward shares one pass
+        among those of one loaded model. Default: none."""
+        return ()
 
     def weights_source(self) -> str | None:
         """Where the weights come from (a file, a folder, a hub tag), for the model registry;

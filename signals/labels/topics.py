@@ -69,6 +69,9 @@ class _TopicLabeler(Labeler):
     def backing_signals(self) -> tuple[Embedder, ...]:
         """The embedders whose model this labeler uses; the first one prepares the rows."""
 
+    def backbones(self) -> tuple[Embedder, ...]:
+        return self.backing
+
     @property
     def labels(self) -> tuple[str, ...]:
         return TOPIC_NAMES
@@ -107,10 +110,11 @@ class ImageTopicLabeler(ImageInput, _TopicLabeler):
     @torch.inference_mode()
     def class_probabilities(self, prepared: list[torch.Tensor]) -> torch.Tensor:
         """ImageNet-1k softmax. The network's classifier applied to the embedder's pooled
-        features is its full forward pass (pooling, then dropout, inactive in eval, then `_fc`)."""
+        features is its full forward pass (pooling, then dropout, inactive in eval, then `_fc`);
+        those features are the image embedding's own, shared where both run (signals.shared_forward)."""
         embedder = self.backing[0]
         with embedder.autocast():
-            logits = embedder.resources.model._fc(embedder.forward(prepared))
+            logits = embedder.resources.model._fc(embedder.pooled(prepared))
         return torch.softmax(logits.float(), dim=-1)
 
     def score(self, prepared: list[torch.Tensor]) -> list[LabelScores]:

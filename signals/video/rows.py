@@ -25,6 +25,7 @@ from signals.base import Signal
 from signals.contracts import EMBEDDINGS, KEYFRAMES, STATUS_ERROR, STATUS_OK
 from signals.decode import InputError
 from signals.runner import run_signal
+from signals.shared_forward import share_backbones
 from signals.table_rows import KEY_COLUMNS, RowStamp, output_of, table_rows
 from signals.video.keyframes import VideoReading, video_keyframes
 from signals.video.pooling import max_with_time, pooled_embedding
@@ -62,13 +63,16 @@ SignalRows = tuple[pa.RecordBatch, pa.RecordBatch]  # a signal's rows of `keyfra
 def video_rows(signals: Sequence[tuple[Signal, RowStamp]], item: Mapping[str, Any], reading: VideoReading) -> list[SignalRows]:
     """For each (signal, stamp), the item's video's rows of the `keyframes` table and its row(s)
     in the signal's own table, from one decode of the video: each chunk of keyframes goes through
-    every signal as it comes. A bad video is an error row in both for every signal (keyframe_index
-    NO_KEYFRAME in `keyframes`), also when it is found bad only at its end (cut short)."""
+    every signal as it comes, and signals on one loaded model run it once (signals.shared_forward).
+    A bad video is an error row in both for every signal (keyframe_index NO_KEYFRAME in
+    `keyframes`), also when it is found bad only at its end (cut short)."""
     keys = {name: item.get(name) for name in KEY_COLUMNS}
     carry = (*KEY_COLUMNS, *KEYFRAME_COLUMNS)
     results: list[list[pd.DataFrame]] = [[] for _ in signals]
+    chunk_rows = max(signal.batch_size for signal, _ in signals)
+    share_backbones([signal for signal, _ in signals], chunk_rows)
     try:
-        for frame in keyframe_frames(item, reading, max(signal.batch_size for signal, _ in signals)):
+        for frame in keyframe_frames(item, reading, chunk_rows):
             for (signal, _), done in zip(signals, results):
                 done.extend(run_signal(signal, iter([frame]), prefetch=0, carry=carry))
     except InputError as exc:
