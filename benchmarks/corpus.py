@@ -43,9 +43,27 @@ def copy_lakehouse(corpus_lakehouse: Path, dest: Path) -> Path:
     return dest
 
 
+def _new_picture(image: bytes | None) -> bytes | None:
+    """The same picture encoded anew (other bytes, so not a repin the refresh could copy); an
+    image that does not decode stays as it is."""
+    from PIL import Image, UnidentifiedImageError
+
+    if image is None:
+        return None
+    try:
+        with Image.open(io.BytesIO(image)) as picture:
+            out = io.BytesIO()
+            picture.convert("RGB").save(out, "JPEG", quality=87)
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return image
+    return out.getvalue()
+
+
 def add_new_items(corpus_root: str, fraction: float = 0.01) -> list[str]:
-    """Append `fraction` of the corpus as new items (existing images and texts under new ids)
-    in a new day partition, the day after the corpus's last: how a daily corpus grows."""
+    """Append `fraction` of the corpus as new items in a new day partition, the day after the
+    corpus's last: how a daily corpus grows. Each is new content (an existing picture encoded
+    anew, its title marked with the day), so a refresh computes it rather than copying a
+    committed row of the same input."""
     import datetime as dt
 
     from deltalake import DeltaTable, write_deltalake
@@ -57,6 +75,10 @@ def add_new_items(corpus_root: str, fraction: float = 0.01) -> list[str]:
     ids = pa.array([f"pin-{day}-{i:06d}" for i in range(add)], pa.string())  # new ids every day
     new = new.set_column(new.schema.get_field_index("content_id"), corpus.schema.field("content_id"), ids)
     new = new.set_column(new.schema.get_field_index("ds"), corpus.schema.field("ds"), pa.array([day] * add, pa.string()))
+    images = pa.array([_new_picture(image) for image in new["image"].to_pylist()], pa.binary())
+    new = new.set_column(new.schema.get_field_index("image"), corpus.schema.field("image"), images)
+    titles = pa.array([None if t is None else f"{t} ({day})" for t in new["title"].to_pylist()], pa.string())
+    new = new.set_column(new.schema.get_field_index("title"), corpus.schema.field("title"), titles)
     write_deltalake(corpus_root, new.cast(corpus.schema), mode="append", partition_by=list(CORPUS.partition_by))
     return ids.to_pylist()
 

@@ -269,6 +269,8 @@ def test_corpus_and_one_percent_more(tmp_path) -> None:
     new = next(r for r in table.to_pylist() if r["content_id"] == added[0])
     last_day = max(r["ds"] for r in table.to_pylist() if r["content_id"] != added[0])
     assert new["image"] is not None and new["ds"] > last_day  # a new day, as a daily corpus grows
+    shown = {r["image"] for r in table.to_pylist() if r["content_id"] != added[0]}
+    assert new["image"] not in shown and decode_image(new["image"]).size  # new bytes of a picture: computed, not copied
     next_day = add_new_items(str(copy / "corpus"), 0.01)
     ids = DeltaTable(str(copy / "corpus")).to_pyarrow_table()["content_id"].to_pylist()
     assert len(ids) == len(set(ids)) == 62 and next_day != added  # the next day's items have ids of their own
