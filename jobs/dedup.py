@@ -13,10 +13,16 @@ they are duplicates only by their bytes or their embeddings. Groups are the conn
 components of the edges (min-label propagation, a few iterations for star-shaped groups).
 Buckets over `max_bucket` items are skipped, so the work stays near linear in the corpus.
 
+A video item is fingerprinted like an image, across formats: the sha256 of its video bytes, the
+pHash of its representative keyframe (the one standing for the longest span, as the video pass
+stored it in the keyframes table: no video is decoded here) and the SimHash of its pooled
+embedding. So a video re-encoded matches its source, and a still video the photo it shows.
+
 The duplicates table is rebuilt whole each run, in one commit: every item has one row with
 its group, the group's size, whether it is the group's canonical item (the oldest), and the
 edge that put it there. An item whose image cannot be decoded is an error row in a group of
-its own (its exact hash still groups byte-identical copies).
+its own (its exact hash still groups byte-identical copies); so is a bad video, with its reason
+from the keyframes table.
 """
 from __future__ import annotations
 
@@ -34,7 +40,8 @@ from lake import delta_io, ledger, spark_io
 from lake.ledger import SUCCEEDED
 from rollout.models import champion_version
 from signals.base import ModelRef
-from signals.contracts import DUPLICATES, EMBEDDINGS, STATUS_ERROR, STATUS_OK
+from signals.contracts import DUPLICATES, EMBEDDINGS, KEYFRAMES, STATUS_ERROR, STATUS_OK
+from signals.video.rows import NO_KEYFRAME
 from udfs.fingerprints import phash_column, simhash_column
 
 JOB = "dedup"
@@ -42,8 +49,27 @@ MAX_ITERATIONS = 30
 COSINE_DIGITS = 5  # an item's best edge is chosen on cosines rounded to this many digits
 
 
+def representative_keyframes(spark: SparkSession, settings: Settings) -> DataFrame:
+    """Per video item with rows in the keyframes table (those of the dedup's embedding signal and
+    its champion): the pHash of the keyframe standing for the longest span (the first of equal
+    ones), null when that keyframe is flat, or the reason of the video's error row."""
+    root = settings.table_root(KEYFRAMES.name)
+    if not DeltaTable.is_deltatable(root):
+        return spark.createDataFrame([], "content_id string, video_phash long, video_error string, keyframed boolean")
+    signal = settings.dedup.embedding_signal
+    longest = Window.partitionBy("content_id").orderBy(F.desc_nulls_last(F.col("end_s") - F.col("start_s")), "keyframe_index")
+    return (
+        spark_io.read_spark(spark, root)
+        .filter((F.col("signal") == signal) & (F.col("model_version") == champion_version(settings, signal)))
+        .withColumn("rank", F.row_number().over(longest)).filter("rank = 1")
+        .select("content_id", F.col("phash").alias("video_phash"),
+                F.when(F.col("keyframe_index") == NO_KEYFRAME, F.col("error")).alias("video_error"), F.lit(True).alias("keyframed"))
+    )
+
+
 def fingerprints(spark: SparkSession, settings: Settings) -> DataFrame:
-    """Per corpus item: exact hash, pHash and flatness (or the decode error), and the embedding if any."""
+    """Per corpus item: exact hash, pHash and flatness (or the decode error), and the embedding if
+    any; a video item's pHash is its representative keyframe's (or its error, that of its video)."""
     corpus = one_row_per_id(CorpusSource.of(settings).read(spark))
     signal = settings.dedup.embedding_signal
     vectors = (
@@ -52,10 +78,17 @@ def fingerprints(spark: SparkSession, settings: Settings) -> DataFrame:
         .filter(F.col("status") == STATUS_OK)
         .select("content_id", "vector")
     )
-    hashed = corpus.select("content_id", "ds", "created_at", F.sha2("image", 256).alias("inline_hash"),
-                           phash_column(F.col("image"), F.col("image_uri"), settings.decode.limits, settings.fetch.policy).alias("p"))
+    images = corpus.filter(F.col("video").isNull()).select(
+        "content_id", "ds", "created_at", F.sha2("image", 256).alias("inline_hash"),
+        phash_column(F.col("image"), F.col("image_uri"), settings.decode.limits, settings.fetch.policy).alias("p"))
+    videos = corpus.filter(F.col("video").isNotNull()).join(representative_keyframes(spark, settings), "content_id", "left").select(
+        "content_id", "ds", "created_at", F.sha2("video", 256).alias("inline_hash"),
+        F.struct(F.col("video_phash").alias("phash"), F.col("video_phash").isNull().alias("flat"),
+                 F.when(F.col("keyframed").isNull(), F.lit(f"no keyframe rows of {signal} {champion_version(settings, signal)} "
+                                                            "for this video: run a backfill")).otherwise(F.col("video_error")).alias("error"),
+                 F.lit(None).cast("string").alias("fetched_sha256")).alias("p"))
     return (
-        hashed.join(vectors, "content_id", "left")
+        images.unionByName(videos).join(vectors, "content_id", "left")
         .select("content_id", "ds", "created_at", F.coalesce("inline_hash", "p.fetched_sha256").alias("exact_hash"),
                 F.col("p.phash").alias("phash"), F.col("p.flat").alias("flat"),
                 F.col("p.error").alias("error"),
