@@ -14,9 +14,10 @@ components of the edges (min-label propagation, a few iterations for star-shaped
 Buckets over `max_bucket` items are skipped, so the work stays near linear in the corpus.
 
 A video item is fingerprinted like an image, across formats: the sha256 of its video bytes, the
-pHash of its representative keyframe (the one standing for the longest span, as the video pass
-stored it in the keyframes table: no video is decoded here) and the SimHash of its pooled
-embedding. So a video re-encoded matches its source, and a still video the photo it shows.
+pHashes of its keyframes (as the video pass stored them in the keyframes table: no video is
+decoded here), each one a candidate in the LSH buckets, and the SimHash of its pooled embedding.
+Two items' Hamming distance is that of their closest pHashes, so a video re-encoded matches its
+source, and a still video the photo it shows.
 
 The duplicates table is rebuilt whole each run, in one commit: every item has one row with
 its group, the group's size, whether it is the group's canonical item (the oldest), and the
@@ -49,21 +50,23 @@ MAX_ITERATIONS = 30
 COSINE_DIGITS = 5  # an item's best edge is chosen on cosines rounded to this many digits
 
 
-def representative_keyframes(spark: SparkSession, settings: Settings) -> DataFrame:
+def keyframe_hashes(spark: SparkSession, settings: Settings) -> DataFrame:
     """Per video item with rows in the keyframes table (those of the dedup's embedding signal and
-    its champion): the pHash of the keyframe standing for the longest span (the first of equal
-    ones), null when that keyframe is flat, or the reason of the video's error row."""
+    its champion): its keyframes' pHashes (flat ones left out), the pHash of the keyframe standing
+    for the longest span (the video's `phash` in the duplicates table), or its error row's reason."""
     root = settings.table_root(KEYFRAMES.name)
     if not DeltaTable.is_deltatable(root):
-        return spark.createDataFrame([], "content_id string, video_phash long, video_error string, keyframed boolean")
+        return spark.createDataFrame([], "content_id string, keyframe_phashes array<bigint>, video_phash bigint, video_error string")
     signal = settings.dedup.embedding_signal
-    longest = Window.partitionBy("content_id").orderBy(F.desc_nulls_last(F.col("end_s") - F.col("start_s")), "keyframe_index")
+    in_order = F.sort_array(F.collect_list(F.struct("keyframe_index", "phash")))
     return (
         spark_io.read_spark(spark, root)
         .filter((F.col("signal") == signal) & (F.col("model_version") == champion_version(settings, signal)))
-        .withColumn("rank", F.row_number().over(longest)).filter("rank = 1")
-        .select("content_id", F.col("phash").alias("video_phash"),
-                F.when(F.col("keyframe_index") == NO_KEYFRAME, F.col("error")).alias("video_error"), F.lit(True).alias("keyframed"))
+        .groupBy("content_id").agg(
+            F.filter(F.transform(in_order, lambda k: k["phash"]), lambda h: h.isNotNull()).alias("keyframe_phashes"),
+            F.max(F.struct(F.col("end_s") - F.col("start_s"), -F.col("keyframe_index"), F.col("phash").alias("phash")))["phash"].alias("video_phash"),
+            F.max(F.when(F.col("keyframe_index") == NO_KEYFRAME, F.col("error"))).alias("video_error"),
+        )
     )
 
 
@@ -81,16 +84,16 @@ def fingerprints(spark: SparkSession, settings: Settings) -> DataFrame:
     images = corpus.filter(F.col("video").isNull()).select(
         "content_id", "ds", "created_at", F.sha2("image", 256).alias("inline_hash"),
         phash_column(F.col("image"), F.col("image_uri"), settings.decode.limits, settings.fetch.policy).alias("p"))
-    videos = corpus.filter(F.col("video").isNotNull()).join(representative_keyframes(spark, settings), "content_id", "left").select(
-        "content_id", "ds", "created_at", F.sha2("video", 256).alias("inline_hash"),
+    videos = corpus.filter(F.col("video").isNotNull()).join(keyframe_hashes(spark, settings), "content_id", "left").select(
+        "content_id", "ds", "created_at", F.sha2("video", 256).alias("inline_hash"), "keyframe_phashes",
         F.struct(F.col("video_phash").alias("phash"), F.col("video_phash").isNull().alias("flat"),
-                 F.when(F.col("keyframed").isNull(), F.lit(f"no keyframe rows of {signal} {champion_version(settings, signal)} "
-                                                            "for this video: run a backfill")).otherwise(F.col("video_error")).alias("error"),
+                 F.when(F.col("keyframe_phashes").isNull(), F.lit(f"no keyframe rows of {signal} {champion_version(settings, signal)} "
+                                                                  "for this video: run a backfill")).otherwise(F.col("video_error")).alias("error"),
                  F.lit(None).cast("string").alias("fetched_sha256")).alias("p"))
     return (
-        images.unionByName(videos).join(vectors, "content_id", "left")
+        images.unionByName(videos, allowMissingColumns=True).join(vectors, "content_id", "left")
         .select("content_id", "ds", "created_at", F.coalesce("inline_hash", "p.fetched_sha256").alias("exact_hash"),
-                F.col("p.phash").alias("phash"), F.col("p.flat").alias("flat"),
+                F.col("p.phash").alias("phash"), F.col("p.flat").alias("flat"), "keyframe_phashes",
                 F.col("p.error").alias("error"),
                 "vector", simhash_column(F.col("vector"), settings.dedup.simhash_seed).alias("simhash"))
     )
@@ -104,9 +107,11 @@ def _band_keys(hash_column: str, bands: int) -> Column:
                      for band in range(bands)])
 
 
-def _candidates(items: DataFrame, hash_column: str, rules: DedupSettings) -> DataFrame:
-    """Pairs (a < b) sharing an LSH bucket of `hash_column`, skipping oversized buckets."""
-    keyed = items.filter(F.col(hash_column).isNotNull()).select("content_id", F.explode(_band_keys(hash_column, rules.bands)).alias("bucket"))
+def _candidates(items: DataFrame, hashes_column: str, rules: DedupSettings) -> DataFrame:
+    """Pairs (a < b) sharing an LSH bucket of any of their hashes (`hashes_column`, an array),
+    skipping oversized buckets."""
+    keyed = items.select("content_id", F.explode(hashes_column).alias("hash")).select(
+        "content_id", F.explode(_band_keys("hash", rules.bands)).alias("bucket")).distinct()
     sized = keyed.withColumn("size", F.count("*").over(Window.partitionBy("bucket"))).filter(F.col("size") <= rules.max_bucket)
     a, b = sized.alias("a"), sized.alias("b")
     return a.join(b, (F.col("a.bucket") == F.col("b.bucket")) & (F.col("a.content_id") < F.col("b.content_id"))).select(
@@ -115,16 +120,22 @@ def _candidates(items: DataFrame, hash_column: str, rules: DedupSettings) -> Dat
 
 
 def edges(items: DataFrame, rules: DedupSettings) -> DataFrame:
-    """Duplicate edges (a, b, method, hamming, cosine) between items; a flat image's pHash links nothing."""
-    items = items.withColumn("edge_phash", F.when(~F.coalesce(F.col("flat"), F.lit(False)), F.col("phash")))
+    """Duplicate edges (a, b, method, hamming, cosine) between items; a flat image's pHash links
+    nothing; a video's pHashes are its keyframes' (`keyframe_phashes`), and two items' Hamming
+    distance is that of their closest pHashes."""
+    no_hash = F.array().cast("array<bigint>")
+    image_phash = F.when(F.col("phash").isNotNull() & ~F.coalesce(F.col("flat"), F.lit(False)), F.array("phash")).otherwise(no_hash)
+    items = items.withColumn("edge_phashes", F.coalesce("keyframe_phashes", image_phash)).withColumn(
+        "simhashes", F.when(F.col("simhash").isNotNull(), F.array("simhash")).otherwise(no_hash))
     exact = items.filter(F.col("exact_hash").isNotNull()).withColumn("anchor", F.min("content_id").over(Window.partitionBy("exact_hash")))
     exact_edges = exact.filter(F.col("content_id") != F.col("anchor")).select(F.col("anchor").alias("a"), F.col("content_id").alias("b"))
-    pairs = functools.reduce(DataFrame.unionByName, [exact_edges, _candidates(items, "edge_phash", rules), _candidates(items, "simhash", rules)]).distinct()
+    pairs = functools.reduce(DataFrame.unionByName, [exact_edges, _candidates(items, "edge_phashes", rules), _candidates(items, "simhashes", rules)]).distinct()
     left, right = items.alias("l"), items.alias("r")
+    closest = F.array_min(F.flatten(F.transform("l.edge_phashes", lambda x: F.transform("r.edge_phashes", lambda y: F.bit_count(x.bitwiseXOR(y))))))
     scored = pairs.join(left, F.col("a") == F.col("l.content_id")).join(right, F.col("b") == F.col("r.content_id")).select(
         "a", "b",
         (F.col("l.exact_hash") == F.col("r.exact_hash")).alias("exact"),
-        F.bit_count(F.col("l.edge_phash").bitwiseXOR(F.col("r.edge_phash"))).alias("hamming"),
+        closest.alias("hamming"),
         F.aggregate(F.zip_with("l.vector", "r.vector", lambda x, y: x * y), F.lit(0.0), lambda acc, v: acc + v).alias("cosine"),
     )
     method = (

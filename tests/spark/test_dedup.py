@@ -75,6 +75,6 @@ def test_flat_images_get_no_phash_edges_but_keep_their_exact_ones(spark):
         ("photo", "h-photo", 12345, False), ("photo-near", "h-near", 12345 ^ 0b111, False),
     ]
     items = spark.createDataFrame(rows, "content_id string, exact_hash string, phash long, flat boolean").selectExpr(
-        "*", "cast(null as array<float>) as vector", "cast(null as long) as simhash")
+        "*", "cast(null as array<float>) as vector", "cast(null as long) as simhash", "cast(null as array<bigint>) as keyframe_phashes")
     found = {(r.a, r.b): r.method for r in edges(items, DedupSettings()).collect()}
     assert found == {("red", "red-copy"): "exact", ("photo", "photo-near"): "phash"}

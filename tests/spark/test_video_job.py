@@ -44,7 +44,7 @@ def _items() -> dict[str, dict]:
     cuts = encode_video([np.asarray(f) for f in frames], FPS)
     videos = {
         "v-cuts": cuts,
-        "v-cuts-vp9": reencode(cuts, "libvpx-vp9", "webm", 8, 90, {"deadline": "realtime", "cpu-used": "8"}),  # the same video
+        "v-cuts-vp9": reencode(cuts, "libvpx-vp9", "webm", 24, 90, {"deadline": "realtime", "cpu-used": "8"}),  # the same video
         "v-still": encode_video([np.asarray(f) for f in still(_photo("chelsea"), 1.0, FPS, 120)], FPS),
         **{f"v-{b.kind}": b.data for b in bad_videos() if b.kind in ("empty", "audio_only", "image_renamed")},
     }
