@@ -1,6 +1,7 @@
 """Videos through the backfill: a corpus with a `video` column (a few good and bad videos beside
-two photos) gives every item its rows, the keyframes table holds the image signals on each
-keyframe, equal to the signal called directly on the decoded frame, a re-run never duplicates, and
+three photos) gives every item its rows, the keyframes table holds the image signals on each
+keyframe, equal to the signal called directly on the decoded frame, a re-run never duplicates,
+dedup groups a re-encoding with its video and a still video with its photo and nothing else, and
 a refresh brings the keyframes in line with a changed and a taken-down video."""
 from __future__ import annotations
 
@@ -116,7 +117,6 @@ def test_videos_through_the_backfill_and_the_refresh(spark, video_lakehouse) -> 
     # near-duplicates across formats: a re-encoding with its video, the still video with its photo, nothing else
     run_dedup(spark, settings)
     duplicates = {r["content_id"]: r for r in _table(settings, "duplicates")}
-    print({i: (r["group_id"], r["matched_id"], r["match_method"], r["hamming"], r["cosine"]) for i, r in duplicates.items()})
     assert sorted(duplicates) == sorted(items)  # one row per item
     groups = {r["group_id"]: sorted(i for i in duplicates if duplicates[i]["group_id"] == r["group_id"]) for r in duplicates.values()}
     assert sorted(groups.values()) == sorted([["v-cuts", "v-cuts-vp9"], ["p-chelsea", "v-still"], *[[i] for i in items if i not in
