@@ -72,7 +72,8 @@ def keyframe_hashes(spark: SparkSession, settings: Settings) -> DataFrame:
 
 def fingerprints(spark: SparkSession, settings: Settings) -> DataFrame:
     """Per corpus item: exact hash, pHash and flatness (or the decode error), and the embedding if
-    any; a video item's pHash is its representative keyframe's (or its error, that of its video)."""
+    any; a video item's hash is that of its video bytes, its `keyframe_phashes` its keyframes' (its
+    `phash` the longest span's), its error that of its video."""
     corpus = one_row_per_id(CorpusSource.of(settings).read(spark))
     signal = settings.dedup.embedding_signal
     vectors = (
