@@ -82,20 +82,20 @@ def fingerprints(spark: SparkSession, settings: Settings) -> DataFrame:
         .filter(F.col("status") == STATUS_OK)
         .select("content_id", "vector")
     )
-    images = corpus.filter(F.col("video").isNull()).select(
-        "content_id", "ds", "created_at", F.sha2("image", 256).alias("inline_hash"),
-        phash_column(F.col("image"), F.col("image_uri"), settings.decode.limits, settings.fetch.policy).alias("p"))
-    videos = corpus.filter(F.col("video").isNotNull()).join(keyframe_hashes(spark, settings), "content_id", "left").select(
-        "content_id", "ds", "created_at", F.sha2("video", 256).alias("inline_hash"), "keyframe_phashes",
-        F.struct(F.col("video_phash").alias("phash"), F.col("video_phash").isNull().alias("flat"),
-                 F.when(F.col("keyframe_phashes").isNull(), F.lit(f"no keyframe rows of {signal} {champion_version(settings, signal)} "
-                                                                  "for this video: run a backfill")).otherwise(F.col("video_error")).alias("error"),
-                 F.lit(None).cast("string").alias("fetched_sha256")).alias("p"))
+    video = F.col("video").isNotNull()
+    hashed = corpus.select(  # one read of the corpus: a video item's image fingerprint is a null input's error, replaced below
+        "content_id", "ds", "created_at", video.alias("is_video"), F.sha2(F.coalesce("video", "image"), 256).alias("inline_hash"),
+        phash_column(F.when(~video, F.col("image")), F.when(~video, F.col("image_uri")), settings.decode.limits, settings.fetch.policy).alias("p"))
+    is_video = F.col("is_video")
+    unseen = f"no keyframe rows of {signal} {champion_version(settings, signal)} for this video: run a backfill"
     return (
-        images.unionByName(videos, allowMissingColumns=True).join(vectors, "content_id", "left")
+        hashed.join(keyframe_hashes(spark, settings), "content_id", "left").join(vectors, "content_id", "left")
         .select("content_id", "ds", "created_at", F.coalesce("inline_hash", "p.fetched_sha256").alias("exact_hash"),
-                F.col("p.phash").alias("phash"), F.col("p.flat").alias("flat"), "keyframe_phashes",
-                F.col("p.error").alias("error"),
+                F.when(is_video, F.col("video_phash")).otherwise(F.col("p.phash")).alias("phash"),
+                F.when(is_video, F.col("video_phash").isNull()).otherwise(F.col("p.flat")).alias("flat"),
+                F.when(is_video, F.col("keyframe_phashes")).alias("keyframe_phashes"),
+                F.when(is_video, F.when(F.col("keyframe_phashes").isNull(), F.lit(unseen)).otherwise(F.col("video_error")))
+                .otherwise(F.col("p.error")).alias("error"),
                 "vector", simhash_column(F.col("vector"), settings.dedup.simhash_seed).alias("simhash"))
     )
 
