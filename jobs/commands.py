@@ -216,7 +216,7 @@ def run(args: argparse.Namespace) -> None:
         print_plan(settings, args)
         return
     if args.command in ("demo", "eval"):
-        make_corpus(settings, videos=True if args.command == "demo" else None)
+        make_corpus(settings, videos=True)  # eval: the sample videos' duplicates are counted against their truth
     spark = build_session(settings.spark)
     monitored, monitoring_report = [], {}
     try:

@@ -13,10 +13,17 @@ they are duplicates only by their bytes or their embeddings. Groups are the conn
 components of the edges (min-label propagation, a few iterations for star-shaped groups).
 Buckets over `max_bucket` items are skipped, so the work stays near linear in the corpus.
 
+A video item is fingerprinted like an image, across formats: the sha256 of its video bytes, the
+pHashes of its keyframes (as the video pass stored them in the keyframes table: no video is
+decoded here), each one a candidate in the LSH buckets, and the SimHash of its pooled embedding.
+Two items' Hamming distance is that of their closest pHashes, so a video re-encoded matches its
+source, and a still video the photo it shows.
+
 The duplicates table is rebuilt whole each run, in one commit: every item has one row with
 its group, the group's size, whether it is the group's canonical item (the oldest), and the
 edge that put it there. An item whose image cannot be decoded is an error row in a group of
-its own (its exact hash still groups byte-identical copies).
+its own (its exact hash still groups byte-identical copies); so is a bad video, with its reason
+from the keyframes table.
 """
 from __future__ import annotations
 
@@ -34,7 +41,8 @@ from lake import delta_io, ledger, spark_io
 from lake.ledger import SUCCEEDED
 from rollout.models import champion_version
 from signals.base import ModelRef
-from signals.contracts import DUPLICATES, EMBEDDINGS, STATUS_ERROR, STATUS_OK
+from signals.contracts import DUPLICATES, EMBEDDINGS, KEYFRAMES, STATUS_ERROR, STATUS_OK
+from signals.video.rows import NO_KEYFRAME
 from udfs.fingerprints import phash_column, simhash_column
 
 JOB = "dedup"
@@ -42,8 +50,30 @@ MAX_ITERATIONS = 30
 COSINE_DIGITS = 5  # an item's best edge is chosen on cosines rounded to this many digits
 
 
+def keyframe_hashes(spark: SparkSession, settings: Settings) -> DataFrame:
+    """Per video item with rows in the keyframes table (those of the dedup's embedding signal and
+    its champion): its keyframes' pHashes (flat ones left out), the pHash of the keyframe standing
+    for the longest span (the video's `phash` in the duplicates table), or its error row's reason."""
+    root = settings.table_root(KEYFRAMES.name)
+    if not DeltaTable.is_deltatable(root):
+        return spark.createDataFrame([], "content_id string, keyframe_phashes array<bigint>, video_phash bigint, video_error string")
+    signal = settings.dedup.embedding_signal
+    in_order = F.sort_array(F.collect_list(F.struct("keyframe_index", "phash")))
+    return (
+        spark_io.read_spark(spark, root)
+        .filter((F.col("signal") == signal) & (F.col("model_version") == champion_version(settings, signal)))
+        .groupBy("content_id").agg(
+            F.filter(F.transform(in_order, lambda k: k["phash"]), lambda h: h.isNotNull()).alias("keyframe_phashes"),
+            F.max(F.struct(F.col("end_s") - F.col("start_s"), -F.col("keyframe_index"), F.col("phash").alias("phash")))["phash"].alias("video_phash"),
+            F.max(F.when(F.col("keyframe_index") == NO_KEYFRAME, F.col("error"))).alias("video_error"),
+        )
+    )
+
+
 def fingerprints(spark: SparkSession, settings: Settings) -> DataFrame:
-    """Per corpus item: exact hash, pHash and flatness (or the decode error), and the embedding if any."""
+    """Per corpus item: exact hash, pHash and flatness (or the decode error), and the embedding if
+    any; a video item's hash is that of its video bytes, its `keyframe_phashes` its keyframes' (its
+    `phash` the longest span's), its error that of its video."""
     corpus = one_row_per_id(CorpusSource.of(settings).read(spark))
     signal = settings.dedup.embedding_signal
     vectors = (
@@ -52,13 +82,20 @@ def fingerprints(spark: SparkSession, settings: Settings) -> DataFrame:
         .filter(F.col("status") == STATUS_OK)
         .select("content_id", "vector")
     )
-    hashed = corpus.select("content_id", "ds", "created_at", F.sha2("image", 256).alias("inline_hash"),
-                           phash_column(F.col("image"), F.col("image_uri"), settings.decode.limits, settings.fetch.policy).alias("p"))
+    video = F.col("video").isNotNull()
+    hashed = corpus.select(  # one read of the corpus: a video item's image fingerprint is a null input's error, replaced below
+        "content_id", "ds", "created_at", video.alias("is_video"), F.sha2(F.coalesce("video", "image"), 256).alias("inline_hash"),
+        phash_column(F.when(~video, F.col("image")), F.when(~video, F.col("image_uri")), settings.decode.limits, settings.fetch.policy).alias("p"))
+    is_video = F.col("is_video")
+    unseen = f"no keyframe rows of {signal} {champion_version(settings, signal)} for this video: run a backfill"
     return (
-        hashed.join(vectors, "content_id", "left")
+        hashed.join(keyframe_hashes(spark, settings), "content_id", "left").join(vectors, "content_id", "left")
         .select("content_id", "ds", "created_at", F.coalesce("inline_hash", "p.fetched_sha256").alias("exact_hash"),
-                F.col("p.phash").alias("phash"), F.col("p.flat").alias("flat"),
-                F.col("p.error").alias("error"),
+                F.when(is_video, F.col("video_phash")).otherwise(F.col("p.phash")).alias("phash"),
+                F.when(is_video, F.col("video_phash").isNull()).otherwise(F.col("p.flat")).alias("flat"),
+                F.when(is_video, F.col("keyframe_phashes")).alias("keyframe_phashes"),
+                F.when(is_video, F.when(F.col("keyframe_phashes").isNull(), F.lit(unseen)).otherwise(F.col("video_error")))
+                .otherwise(F.col("p.error")).alias("error"),
                 "vector", simhash_column(F.col("vector"), settings.dedup.simhash_seed).alias("simhash"))
     )
 
@@ -71,9 +108,11 @@ def _band_keys(hash_column: str, bands: int) -> Column:
                      for band in range(bands)])
 
 
-def _candidates(items: DataFrame, hash_column: str, rules: DedupSettings) -> DataFrame:
-    """Pairs (a < b) sharing an LSH bucket of `hash_column`, skipping oversized buckets."""
-    keyed = items.filter(F.col(hash_column).isNotNull()).select("content_id", F.explode(_band_keys(hash_column, rules.bands)).alias("bucket"))
+def _candidates(items: DataFrame, hashes_column: str, rules: DedupSettings) -> DataFrame:
+    """Pairs (a < b) sharing an LSH bucket of any of their hashes (`hashes_column`, an array),
+    skipping oversized buckets."""
+    keyed = items.select("content_id", F.explode(hashes_column).alias("hash")).select(
+        "content_id", F.explode(_band_keys("hash", rules.bands)).alias("bucket")).distinct()
     sized = keyed.withColumn("size", F.count("*").over(Window.partitionBy("bucket"))).filter(F.col("size") <= rules.max_bucket)
     a, b = sized.alias("a"), sized.alias("b")
     return a.join(b, (F.col("a.bucket") == F.col("b.bucket")) & (F.col("a.content_id") < F.col("b.content_id"))).select(
@@ -81,30 +120,37 @@ def _candidates(items: DataFrame, hash_column: str, rules: DedupSettings) -> Dat
     )
 
 
-def _with_edge_phash(items: DataFrame) -> DataFrame:
-    """`items` with the pHash that may link them: none for a flat image."""
-    return items.withColumn("edge_phash", F.when(~F.coalesce(F.col("flat"), F.lit(False)), F.col("phash")))
+def _with_hash_lists(items: DataFrame) -> DataFrame:
+    """`items` with the hashes that may link them, as lists: `edge_phashes` (a video's keyframes'
+    pHashes, an image's own pHash, none for a flat image) and `simhashes`."""
+    no_hash = F.array().cast("array<bigint>")
+    image_phash = F.when(F.col("phash").isNotNull() & ~F.coalesce(F.col("flat"), F.lit(False)), F.array("phash")).otherwise(no_hash)
+    return items.withColumn("edge_phashes", F.coalesce("keyframe_phashes", image_phash)).withColumn(
+        "simhashes", F.when(F.col("simhash").isNotNull(), F.array("simhash")).otherwise(no_hash))
 
 
 def candidate_pairs(items: DataFrame, rules: DedupSettings) -> DataFrame:
     """The pairs (a, b) that are compared: byte-identical items (each to the smallest id of its
-    hash), and items sharing an LSH bucket of the pHash or of the embedding's SimHash. Their
-    count per item is what keeps dedup near linear in the corpus (`make bench`, scale)."""
-    items = _with_edge_phash(items)
+    hash), and items sharing an LSH bucket of a pHash or of the embedding's SimHash. Their count
+    per item is what keeps dedup near linear in the corpus (`make bench`, scale)."""
+    items = _with_hash_lists(items)
     exact = items.filter(F.col("exact_hash").isNotNull()).withColumn("anchor", F.min("content_id").over(Window.partitionBy("exact_hash")))
     exact_edges = exact.filter(F.col("content_id") != F.col("anchor")).select(F.col("anchor").alias("a"), F.col("content_id").alias("b"))
-    return functools.reduce(DataFrame.unionByName, [exact_edges, _candidates(items, "edge_phash", rules), _candidates(items, "simhash", rules)]).distinct()
+    return functools.reduce(DataFrame.unionByName, [exact_edges, _candidates(items, "edge_phashes", rules), _candidates(items, "simhashes", rules)]).distinct()
 
 
 def edges(items: DataFrame, rules: DedupSettings) -> DataFrame:
-    """Duplicate edges (a, b, method, hamming, cosine) between items; a flat image's pHash links nothing."""
+    """Duplicate edges (a, b, method, hamming, cosine) between items; a flat image's pHash links
+    nothing; a video's pHashes are its keyframes' (`keyframe_phashes`), and two items' Hamming
+    distance is that of their closest pHashes."""
     pairs = candidate_pairs(items, rules)
-    items = _with_edge_phash(items)
+    items = _with_hash_lists(items)
     left, right = items.alias("l"), items.alias("r")
+    closest = F.array_min(F.flatten(F.transform("l.edge_phashes", lambda x: F.transform("r.edge_phashes", lambda y: F.bit_count(x.bitwiseXOR(y))))))
     scored = pairs.join(left, F.col("a") == F.col("l.content_id")).join(right, F.col("b") == F.col("r.content_id")).select(
         "a", "b",
         (F.col("l.exact_hash") == F.col("r.exact_hash")).alias("exact"),
-        F.bit_count(F.col("l.edge_phash").bitwiseXOR(F.col("r.edge_phash"))).alias("hamming"),
+        closest.alias("hamming"),
         F.aggregate(F.zip_with("l.vector", "r.vector", lambda x, y: x * y), F.lit(0.0), lambda acc, v: acc + v).alias("cosine"),
     )
     method = (

@@ -18,8 +18,8 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
-from deltalake import DeltaTable
-from deltalake.exceptions import CommitFailedError
+from deltalake import DeltaTable, Field
+from deltalake.exceptions import CommitFailedError, DeltaError
 from deltalake.transaction import AddAction, CommitProperties, RemoveAction, Transaction
 
 from signals.contracts import TableContract
@@ -54,12 +54,36 @@ class DataFile:
 
 
 def ensure_table(root: str, contract: TableContract) -> DeltaTable:
-    """Open the table at `root`, creating it empty with the contract's schema if it is new."""
+    """Open the table at `root`, creating it empty with the contract's schema if it is new, and
+    adding the contract's newer nullable columns to a table made under an older contract (its
+    rows read them as null), so files written under the current contract keep them."""
     if not DeltaTable.is_deltatable(root):
         DeltaTable.create(
             root, schema=contract.schema, partition_by=list(contract.partition_by) or None, mode="ignore", name=contract.name
         )
-    return DeltaTable(root)
+    table = DeltaTable(root)
+    missing = _missing_fields(table, contract)
+    if missing:
+        try:
+            table.alter.add_columns([Field.from_arrow(field) for field in missing])
+        except DeltaError:
+            pass  # another run added them first; anything else is still missing below
+        table = DeltaTable(root)
+        still = _missing_fields(table, contract)
+        if still:
+            raise RuntimeError(f"{root}: the table lacks the columns {[f.name for f in still]} of the {contract.name} contract")
+    return table
+
+
+def _missing_fields(table: DeltaTable, contract: TableContract) -> list[pa.Field]:
+    """The contract's columns the table does not have; a missing column that may not be null cannot be added."""
+    present = set(table.schema().to_arrow().names)
+    missing = [field for field in contract.schema if field.name not in present]
+    required = [field.name for field in missing if not field.nullable]
+    if required:
+        raise RuntimeError(f"{table.table_uri}: the table lacks the required columns {required} of the {contract.name} contract; "
+                           "it was made under an older contract: rebuild it (a backfill into a new lakehouse)")
+    return missing
 
 
 def committed(root: str, app_id: str) -> bool:

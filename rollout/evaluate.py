@@ -4,7 +4,8 @@
 
 Per label: precision and recall of the stored decision, ROC-AUC of the stored score, over the
 items the label could score (ok rows). Near-duplicates: pairs of items in the same predicted
-group against pairs in the same true copy group (`corpus_truth.dup_group`); a pair of an
+group against pairs in the same true copy group (`corpus_truth.dup_group`, and the sample videos'
+`video_truth.dup_group`: a re-encoding with its video, a pin's video version with the pin); a pair of an
 *edit* (a crop, flip, blur, text overlay, low-resolution copy) with the group of the picture
 it was made from is ambiguous and counted neither way. Retrieval: per embedding signal, recall@10 of the approximate (IVF-Flat) index against exact search
 on the champion's vectors, and for each item with copies (the same `dup_group`) the share of them
@@ -32,7 +33,8 @@ from retrieval.build import embeddings_root
 from retrieval.embedding_rows import held_by, pinned_version, signal_rows, vectors_of
 from retrieval.quality import retrieval_quality
 from rollout.models import champion_version
-from sample_corpus.generate import TRUTH_TABLE
+from sample_corpus.generate import COPY, NONE, TRUTH_TABLE
+from sample_corpus.videos import VIDEO_TRUTH_TABLE
 from signals.contracts import DUPLICATES, LABELS, STATUS_OK
 
 REPORT = Path("reports/eval/latest.json")
@@ -112,6 +114,16 @@ def evaluate_duplicates(duplicates: pa.Table, truth: dict[str, dict]) -> dict:
     }
 
 
+def video_duplicate_truth(video_truth: pa.Table) -> dict[str, dict]:
+    """The sample videos' duplicate truth in corpus_truth's terms: a video whose dup_group is
+    another item's (a re-encoding of a video, the video version of a pin) is a copy of it."""
+    return {
+        r["content_id"]: {"dup_group": r["dup_group"], "dup_relation": COPY if r["dup_group"] != r["content_id"] else NONE,
+                          "source_id": r["dup_group"] if r["dup_group"] != r["content_id"] else None}
+        for r in video_truth.select(["content_id", "dup_group"]).to_pylist()
+    }
+
+
 def evaluate_retrieval(settings: Settings, truth: dict[str, dict]) -> dict[str, dict]:
     """Per enabled signal in the embeddings table (its champion's rows at the latest version):
     recall@10 of the approximate index against exact search, and the share of copies found."""
@@ -136,7 +148,9 @@ def run_evaluation(settings: Settings, sections: dict | None = None, report: Pat
     result = {"labels": evaluate_labels(delta_io.read_arrow(settings.table_root(LABELS.name)), truth)}
     duplicates_root = settings.table_root(DUPLICATES.name)
     if DeltaTable.is_deltatable(duplicates_root):
-        pairs = evaluate_duplicates(delta_io.read_arrow(duplicates_root), truth)
+        videos = settings.table_root(VIDEO_TRUTH_TABLE)  # the sample videos are corpus items too, across formats
+        video_truth = video_duplicate_truth(delta_io.read_arrow(videos)) if DeltaTable.is_deltatable(videos) else {}
+        pairs = evaluate_duplicates(delta_io.read_arrow(duplicates_root), {**truth, **video_truth})
         result["labels"]["near_duplicate"] = {**pairs, "roc_auc": None}  # groups, not scores: no curve
         result["near_duplicate"] = pairs
     result["retrieval"] = evaluate_retrieval(settings, truth)

@@ -3,7 +3,9 @@
 Good videos are small (240 lines, a few seconds) and made with PyAV: pans and zooms over one
 photo, cuts between photos at known times (the truth of shot boundaries), a text overlay during
 a known interval, a blurred interval, a still photo, and re-encodings of one cut video (another
-codec, resolution and frame rate: the same video, one duplicate group). Bad inputs cover what a
+codec, resolution and frame rate: the same video, one duplicate group). In a corpus, a still
+video of one pin's picture joins them: a pin and its video version, one duplicate group. The
+still photo is the whole photo while pins are windows of their photos: not a copy of any pin. Bad inputs cover what a
 video upload can be: truncated, corrupt, zero bytes, audio only, a header claiming 100000x100000
 over undecodable data, a header claiming ten hours, a codec outside the allowlist, a photo
 renamed as a video. Everything random comes from `numpy.random.default_rng(seed)`.
@@ -35,7 +37,8 @@ X264_OPTIONS = {"preset": "veryfast", "crf": "23"}
 @dataclass(frozen=True)
 class SampleVideo:
     """One sample video and its truth: the photos it shows, its cuts (seconds, the start of every
-    shot but the first), the intervals of its text overlay and blur, its duplicate group, and
+    shot but the first), the intervals of its text overlay and blur, its duplicate group (the
+    content id of the item it copies: another video, or the pin it is the video version of), and
     whether it is a bad input (it must become an error row)."""
 
     content_id: str
@@ -269,10 +272,18 @@ VIDEO_TRUTH_SCHEMA = pa.schema([
 ])
 
 
+def pin_video(corpus: pa.Table, index: int = 0) -> SampleVideo:
+    """The video version of a pin: a still video of the corpus item's own picture (the first item,
+    always an original), in that pin's duplicate group; `photos` names the pin."""
+    pin = corpus["content_id"][index].as_py()
+    picture = Image.open(io.BytesIO(corpus["image"][index].as_py())).convert("RGB")
+    return SampleVideo(f"video-of-{pin}", "pin_still", encode_video(_arrays(still(picture, 3.0))), (pin,), (), 3.0, dup_group=pin)
+
+
 def with_videos(corpus: pa.Table, seed: int) -> tuple[pa.Table, pa.Table]:
     """The corpus with a `video` column (null for its items) and the sample videos as extra items
     on its days (image null, a title and description of their own), and the videos' truth."""
-    videos = good_videos(seed) + bad_videos(seed)
+    videos = good_videos(seed) + [pin_video(corpus)] + bad_videos(seed)
     rng = np.random.default_rng(seed + 2)
     picked = rng.integers(0, corpus.num_rows, len(videos))
     created = [corpus["created_at"][int(i)].as_py() for i in picked]

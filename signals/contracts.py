@@ -260,7 +260,8 @@ WEAK_LABELS = TableContract(
 # A video's keyframes (signals/video/): the image signals' values on each keyframe, embeddings and
 # labels in one table (a keyframe row holds a vector or a label's score), keyed by the keyframe's
 # index in its video; start_s/end_s are the span the keyframe stands for (its shot, or a part of a
-# long shot), time_s the keyframe's own time. A video that gives no keyframes (a bad video) has one
+# long shot), time_s the keyframe's own time, phash its pHash (the video's fingerprint in dedup,
+# jobs/dedup.py). A video that gives no keyframes (a bad video) has one
 # error row per signal with keyframe_index -1 and null times. The video-level values (pooled
 # embedding, labels' maximum over keyframes) are the video's rows in `embeddings` and `labels`.
 KEYFRAMES = TableContract(
@@ -273,6 +274,7 @@ KEYFRAMES = TableContract(
             pa.field("start_s", pa.float64()),
             pa.field("end_s", pa.float64()),
             pa.field("time_s", pa.float64()),
+            pa.field("phash", pa.int64()),  # null for a flat keyframe (its hash would link anything)
             pa.field("signal", pa.string(), nullable=False),
             pa.field("label", pa.string()),
             pa.field("vector", pa.list_(pa.field("element", pa.float32()))),

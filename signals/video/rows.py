@@ -24,13 +24,14 @@ from PIL import Image
 from signals.base import Signal
 from signals.contracts import EMBEDDINGS, KEYFRAMES, STATUS_ERROR, STATUS_OK
 from signals.decode import InputError
+from signals.labels.perceptual_hash import phash_of
 from signals.runner import run_signal
 from signals.shared_forward import share_backbones
 from signals.table_rows import KEY_COLUMNS, RowStamp, output_of, table_rows
-from signals.video.keyframes import VideoReading, video_keyframes
+from signals.video.keyframes import Keyframe, VideoReading, video_keyframes
 from signals.video.pooling import max_with_time, pooled_embedding
 
-KEYFRAME_COLUMNS = ("keyframe_index", "shot_index", "start_s", "end_s", "time_s")
+KEYFRAME_COLUMNS = ("keyframe_index", "shot_index", "start_s", "end_s", "time_s", "phash")
 NO_KEYFRAME = -1  # the keyframe_index of a video's error row in the keyframes table
 
 
@@ -42,6 +43,13 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+def keyframe_phash(keyframe: Keyframe) -> int | None:
+    """The keyframe's pHash, None when it is flat: dedup's fingerprint of a video, computed here
+    where the frame is at hand so that dedup never decodes a video (docs/design.md, Video)."""
+    phash, flat = phash_of(keyframe.image)
+    return None if flat else phash
+
+
 def keyframe_frames(item: Mapping[str, Any], reading: VideoReading, rows: int) -> Iterator[pd.DataFrame]:
     """The item's `video` as frames of at most `rows` keyframe rows (its KEY_COLUMNS,
     KEYFRAME_COLUMNS, and the keyframe as PNG bytes in `image`), as the video is decoded;
@@ -51,7 +59,8 @@ def keyframe_frames(item: Mapping[str, Any], reading: VideoReading, rows: int) -
     while chunk := list(itertools.islice(keyframes, rows)):
         yield pd.DataFrame({
             **{name: [value] * len(chunk) for name, value in keys.items()},
-            **{name: [getattr(k, "index" if name == "keyframe_index" else name) for k in chunk] for name in KEYFRAME_COLUMNS},
+            **{name: [getattr(k, "index" if name == "keyframe_index" else name) for k in chunk] for name in KEYFRAME_COLUMNS[:-1]},
+            "phash": pd.array([keyframe_phash(k) for k in chunk], dtype="Int64"),
             "image": [png_bytes(k.image) for k in chunk],
             "image_uri": [None] * len(chunk),
         })
@@ -103,7 +112,7 @@ def keyframe_rows(signal: Signal, stamp: RowStamp, result: pd.DataFrame) -> pa.R
         repeat = [i for i, scores in enumerate(result["scores"]) for _ in range(max(1, len(scores) if isinstance(scores, list) else 0))]
     columns = {name: [values[i] for i in repeat] for name in KEYFRAME_COLUMNS for values in [result[name].tolist()]}
     arrays = [
-        pa.array(columns[f.name], type=f.type) if f.name in columns
+        pa.array(columns[f.name], type=f.type, from_pandas=True) if f.name in columns  # from_pandas: a missing phash is pd.NA
         else rows.column(f.name) if f.name in rows.schema.names
         else pa.nulls(len(repeat), type=f.type)
         for f in KEYFRAMES.schema

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 
+import numpy as np
 import pytest
 from deltalake import DeltaTable
 
@@ -75,6 +76,21 @@ def test_flat_images_get_no_phash_edges_but_keep_their_exact_ones(spark):
         ("photo", "h-photo", 12345, False), ("photo-near", "h-near", 12345 ^ 0b111, False),
     ]
     items = spark.createDataFrame(rows, "content_id string, exact_hash string, phash long, flat boolean").selectExpr(
-        "*", "cast(null as array<float>) as vector", "cast(null as long) as simhash")
+        "*", "cast(null as array<float>) as vector", "cast(null as long) as simhash", "cast(null as array<bigint>) as keyframe_phashes")
     found = {(r.a, r.b): r.method for r in edges(items, DedupSettings()).collect()}
     assert found == {("red", "red-copy"): "exact", ("photo", "photo-near"): "phash"}
+
+
+def test_each_keyframe_of_a_video_is_a_candidate_and_the_closest_pair_counts(spark):
+    from conf.settings import DedupSettings
+    from signals.labels.perceptual_hash import hamming, to_int64
+
+    rng = np.random.default_rng(3)
+    photo, far, other = (to_int64(int(h)) for h in rng.integers(0, 2**63, 3, dtype=np.uint64) * 2 + 1)
+    keyframes = {"video": [far, photo ^ 0b1011], "other-video": [other]}  # the video's second keyframe is the photo's picture
+    rows = [("photo", "h-photo", photo, False, None), *[(cid, f"h-{cid}", hashes[0], False, hashes) for cid, hashes in keyframes.items()]]
+    items = spark.createDataFrame(rows, "content_id string, exact_hash string, phash long, flat boolean, keyframe_phashes array<bigint>").selectExpr(
+        "*", "cast(null as array<float>) as vector", "cast(null as long) as simhash")
+    found = {(r.a, r.b): (r.method, r.hamming) for r in edges(items, DedupSettings()).collect()}
+    assert found == {("photo", "video"): ("phash", min(hamming(photo, h) for h in keyframes["video"]))}
+    assert found[("photo", "video")][1] == 3 and min(hamming(other, h) for h in [photo, *keyframes["video"]]) > DedupSettings().confirm_hamming

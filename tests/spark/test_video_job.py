@@ -1,9 +1,11 @@
 """Videos through the backfill: a corpus with a `video` column (a few good and bad videos beside
-two photos) gives every item its rows, the keyframes table holds the image signals on each
-keyframe, equal to the signal called directly on the decoded frame, a re-run never duplicates, and
+three photos) gives every item its rows, the keyframes table holds the image signals on each
+keyframe, equal to the signal called directly on the decoded frame, a re-run never duplicates,
+dedup groups a re-encoding with its video and a still video with its photo and nothing else, and
 a refresh brings the keyframes in line with a changed and a taken-down video."""
 from __future__ import annotations
 
+import hashlib
 import io
 import shutil
 
@@ -14,12 +16,14 @@ from deltalake import DeltaTable, write_deltalake
 from PIL import Image
 
 from jobs.backfill import run_backfill
+from jobs.dedup import run_dedup
 from jobs.refresh import run_refresh
 from sample_corpus.generate import _photo
-from sample_corpus.videos import VIDEO_CORPUS_SCHEMA, bad_videos, encode_video, pan, still
+from sample_corpus.videos import VIDEO_CORPUS_SCHEMA, bad_videos, encode_video, pan, reencode, still
 from signals.contracts import UTC_MICROS
 from signals.embedders.efficientnet import EfficientNetImageEmbedder
 from signals.hashing import image_input_hash
+from signals.labels.perceptual_hash import perceptual_hash
 from signals.video.keyframes import video_keyframes
 from signals.video.pooling import pooled_embedding
 from tests.conftest import CHEAP_SIGNALS, settings_for
@@ -38,12 +42,15 @@ def _jpeg(image: Image.Image) -> bytes:
 def _items() -> dict[str, dict]:
     rng = np.random.default_rng(5)
     frames = [*pan(_photo("rocket"), 1.5, rng, FPS, SIZE), *pan(_photo("coffee"), 1.5, rng, FPS, SIZE)]
+    cuts = encode_video([np.asarray(f) for f in frames], FPS)
     videos = {
-        "v-cuts": encode_video([np.asarray(f) for f in frames], FPS),
+        "v-cuts": cuts,
+        "v-cuts-vp9": reencode(cuts, "libvpx-vp9", "webm", 24, 90, {"deadline": "realtime", "cpu-used": "8"}),  # the same video
         "v-still": encode_video([np.asarray(f) for f in still(_photo("chelsea"), 1.0, FPS, 120)], FPS),
         **{f"v-{b.kind}": b.data for b in bad_videos() if b.kind in ("empty", "audio_only", "image_renamed")},
     }
-    photos = {"p-camera": _jpeg(_photo("camera").resize(SIZE)), "p-coffee": _jpeg(_photo("coffee").resize(SIZE))}
+    photos = {"p-camera": _jpeg(_photo("camera").resize(SIZE)), "p-coffee": _jpeg(_photo("coffee").resize(SIZE)),
+              "p-chelsea": _jpeg(_photo("chelsea"))}  # the picture v-still shows: a pin and its video version
     return {**{k: {"video": v, "image": None} for k, v in videos.items()}, **{k: {"video": None, "image": v} for k, v in photos.items()}}
 
 
@@ -80,7 +87,7 @@ def test_videos_through_the_backfill_and_the_refresh(spark, video_lakehouse) -> 
     for bad in ("v-empty", "v-audio_only", "v-image_renamed"):
         assert by_id[bad]["status"] == "error" and by_id[bad]["error"], bad
     assert by_id["v-empty"]["error"] == "video is empty (0 bytes)"
-    assert all(by_id[i]["status"] == "ok" for i in ("v-cuts", "v-still", "p-camera", "p-coffee"))
+    assert all(by_id[i]["status"] == "ok" for i in ("v-cuts", "v-cuts-vp9", "v-still", "p-camera", "p-coffee", "p-chelsea"))
     assert by_id["v-cuts"]["input_hash"] == image_input_hash(items["v-cuts"]["video"])  # the JVM's hash of a video item: its bytes
 
     keyframes = _table(settings, "keyframes")
@@ -95,6 +102,7 @@ def test_videos_through_the_backfill_and_the_refresh(spark, video_lakehouse) -> 
     for row, vector, keyframe in zip(stored, direct, decoded):
         assert row["time_s"] == pytest.approx(keyframe.time_s) and row["status"] == "ok"
         assert np.allclose(row["vector"], np.asarray(vector), atol=1e-5)
+        assert row["phash"] == perceptual_hash(keyframe.image)
     pooled = pooled_embedding([np.asarray(r["vector"]) for r in stored], [r["end_s"] - r["start_s"] for r in stored])
     assert np.allclose(by_id["v-cuts"]["vector"], pooled, atol=1e-5)
     labels = [r for r in _table(settings, "labels") if r["signal"] == "image_quality" and r["content_id"] == "v-cuts"]
@@ -105,6 +113,18 @@ def test_videos_through_the_backfill_and_the_refresh(spark, video_lakehouse) -> 
     run_backfill(spark, settings)  # the same window again: replaced, never duplicated
     assert len(_table(settings, "keyframes")) == len(keyframes)
     assert len([r for r in _table(settings, "embeddings") if r["signal"] == "image_embedding"]) == len(items)
+
+    # near-duplicates across formats: a re-encoding with its video, the still video with its photo, nothing else
+    run_dedup(spark, settings)
+    duplicates = {r["content_id"]: r for r in _table(settings, "duplicates")}
+    assert sorted(duplicates) == sorted(items)  # one row per item
+    groups = {r["group_id"]: sorted(i for i in duplicates if duplicates[i]["group_id"] == r["group_id"]) for r in duplicates.values()}
+    assert sorted(groups.values()) == sorted([["v-cuts", "v-cuts-vp9"], ["p-chelsea", "v-still"], *[[i] for i in items if i not in
+                                              ("v-cuts", "v-cuts-vp9", "v-still", "p-chelsea")]])
+    longest = max((r for r in stored), key=lambda r: (r["end_s"] - r["start_s"], -r["keyframe_index"]))
+    assert duplicates["v-cuts"]["phash"] == longest["phash"] and duplicates["v-cuts"]["exact_hash"] == hashlib.sha256(items["v-cuts"]["video"]).hexdigest()
+    for bad in ("v-empty", "v-audio_only", "v-image_renamed"):  # a bad video: an error row with its video's reason
+        assert (duplicates[bad]["status"], duplicates[bad]["error"]) == ("error", by_id[bad]["error"]), bad
 
     # the refresh: v-still taken down, v-cuts re-encoded as another video, the rest unchanged
     corpus = DeltaTable(settings.table_root("corpus"))

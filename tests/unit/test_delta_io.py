@@ -4,6 +4,7 @@ and the table is checked through deltalake.DeltaTable itself."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -174,6 +175,19 @@ def test_ensure_table_creates_an_empty_table_with_the_contract(root: str) -> Non
     assert pa.schema(table.schema().to_arrow()).names == EMBEDDINGS.schema.names
     assert delta_io.read_arrow(root).num_rows == 0
     assert delta_io.ensure_table(root, EMBEDDINGS).version() == 0  # idempotent
+
+
+def test_a_table_of_an_older_contract_gets_the_new_nullable_columns_and_keeps_its_rows(committed_table) -> None:
+    root, rows, _, version = committed_table
+    newer = dataclasses.replace(EMBEDDINGS, schema=EMBEDDINGS.schema.append(pa.field("added_later", pa.int64(), nullable=True)))
+    table = delta_io.ensure_table(root, newer)
+    assert table.version() == version + 1 and "added_later" in pa.schema(table.schema().to_arrow()).names
+    back = delta_io.read_arrow(root)
+    assert back.num_rows == len(rows) and back["added_later"].null_count == len(rows)  # old rows read it as null
+    assert delta_io.ensure_table(root, newer).version() == version + 1  # once
+    required = dataclasses.replace(EMBEDDINGS, schema=EMBEDDINGS.schema.append(pa.field("required_later", pa.int64(), nullable=False)))
+    with pytest.raises(RuntimeError, match="lacks the required columns \\['required_later'\\]"):
+        delta_io.ensure_table(root, required)
 
 
 def test_committed_rows_read_back_equal(committed_table) -> None:

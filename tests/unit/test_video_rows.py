@@ -15,6 +15,7 @@ from sample_corpus.generate import _photo
 from sample_corpus.videos import bad_videos, encode_video, pan
 from signals.contracts import EMBEDDINGS, KEYFRAMES, LABELS
 from signals.embedders.efficientnet import EfficientNetImageEmbedder
+from signals.labels.perceptual_hash import perceptual_hash
 from signals.labels.quality import ImageQualityLabeler
 from signals.table_rows import RowStamp
 from signals.video.keyframes import VideoReading, video_keyframes
@@ -50,9 +51,10 @@ def test_keyframe_embeddings_are_the_signal_on_the_decoded_frame_and_the_video_r
     assert [r["keyframe_index"] for r in rows] == [k.index for k in decoded] and [r["shot_index"] for r in rows] == [0, 1]
     with torch.inference_mode():  # the image signal called directly on each decoded frame
         direct = embedder.embed([embedder.transform(k.image) for k in decoded])
-    for row, vector in zip(rows, direct):
+    for row, vector, keyframe in zip(rows, direct, decoded):
         assert row["status"] == "ok" and row["label"] is None
         assert np.allclose(row["vector"], np.asarray(vector), atol=1e-5)
+        assert row["phash"] == perceptual_hash(keyframe.image)  # dedup's fingerprint of the video: its keyframes' pHash
     (video_row,) = video_batch.to_pylist()
     expected = pooled_embedding([np.asarray(v) for v in direct], [k.end_s - k.start_s for k in decoded])
     assert video_row["content_id"] == "v1" and video_row["status"] == "ok"
@@ -71,6 +73,15 @@ def test_video_labels_are_the_maximum_over_keyframes_with_its_time(two_shot_vide
         mine = [r for r in keyframe_rows if r["label"] == row["label"]]
         best = max(mine, key=lambda r: r["score"])
         assert row["score"] == best["score"] and where[row["label"]]["time_s"] == best["time_s"]
+
+
+def test_a_flat_keyframe_has_no_phash(two_shot_video: bytes) -> None:
+    """A flat frame's pHash is noise shared by every flat picture: stored null, so it links nothing in dedup."""
+    labeler = ImageQualityLabeler(config("image_quality")).load()
+    grey = encode_video([np.full((120, 160, 3), 128, np.uint8)] * FPS, FPS)
+    for data, has_phash in ((grey, False), (two_shot_video, True)):
+        keyframes_batch, _ = video_rows([(labeler, _stamp(labeler))], _item(data), VideoReading())[0]
+        assert {r["phash"] is not None for r in keyframes_batch.to_pylist()} == {has_phash}
 
 
 def test_a_bad_video_is_one_error_row_in_each_table() -> None:
