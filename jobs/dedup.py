@@ -57,6 +57,7 @@ def keyframe_hashes(spark: SparkSession, settings: Settings) -> DataFrame:
     root = settings.table_root(KEYFRAMES.name)
     if not DeltaTable.is_deltatable(root):
         return spark.createDataFrame([], "content_id string, keyframe_phashes array<bigint>, video_phash bigint, video_error string")
+    delta_io.ensure_table(root, KEYFRAMES)  # a table from before keyframes had a phash gets the column (null: no pHash yet)
     signal = settings.dedup.embedding_signal
     in_order = F.sort_array(F.collect_list(F.struct("keyframe_index", "phash")))
     return (
