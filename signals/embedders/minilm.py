@@ -5,7 +5,8 @@ recipe for this model, written out so that no hub download is ever attempted.
 """
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator, Mapping
+import math
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ from signals.embedders.text import TextEmbedder
 
 MAX_TOKENS = 256
 TOKENS_PER_ROW = 128  # the default token budget of a forward pass is batch_size rows of this many
+PASS_TOKENS = 64  # what a forward pass costs beyond its tokens, counted in tokens: a batch is split only past this
 
 
 def default_model_dir() -> str:
@@ -30,19 +32,41 @@ def mean_pool(last_hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.
     return (last_hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
 
 
-def token_chunks(tokens: Mapping[str, torch.Tensor], max_tokens: int) -> Iterator[dict[str, torch.Tensor]]:
-    """The rows of a right-padded batch in runs of at most `max_tokens` padded tokens, each cut
-    to its own longest row.
+def pass_bounds(lengths: Sequence[int], max_tokens: int, pass_tokens: int = PASS_TOKENS) -> list[tuple[int, int]]:
+    """The runs [start, end) of consecutive rows, one forward pass each, that cost least: padded
+    tokens (rows x the run's longest) plus `pass_tokens` a pass, no run over `max_tokens` padded
+    tokens unless it is one row. Exact (dynamic programming over the run ends; a batch is a few
+    dozen rows)."""
+    cost = [0.0] + [math.inf] * len(lengths)
+    start = [0] * (len(lengths) + 1)
+    for end in range(1, len(lengths) + 1):
+        longest = 0
+        for begin in range(end - 1, -1, -1):
+            longest = max(longest, lengths[begin])
+            rows = end - begin
+            if rows > 1 and rows * longest > max_tokens:
+                break
+            if cost[begin] + pass_tokens + rows * longest < cost[end]:
+                cost[end], start[end] = cost[begin] + pass_tokens + rows * longest, begin
+    bounds, end = [], len(lengths)
+    while end:
+        bounds.append((start[end], end))
+        end = start[end]
+    return bounds[::-1]
 
-    A transformer's activations grow with rows x length (attention with rows x length^2): a
-    budget on padded tokens bounds a forward pass's memory whatever the texts, where a row
-    count alone lets a batch of the longest texts take several times a typical one's."""
-    rows, length = tokens["attention_mask"].shape
-    step = max(1, max_tokens // max(1, length))
-    for start in range(0, rows, step):
-        part = {name: t[start : start + step] for name, t in tokens.items()}
-        longest = max(1, int(part["attention_mask"].sum(dim=1).max()))
-        yield {name: t[:, :longest] for name, t in part.items()}
+
+def token_chunks(tokens: Mapping[str, torch.Tensor], max_tokens: int) -> Iterator[dict[str, torch.Tensor]]:
+    """The rows of a right-padded batch in runs (`pass_bounds`), each cut to its own longest row.
+
+    A transformer's work grows with rows x length (attention with rows x length^2): a budget on
+    padded tokens bounds a forward pass's memory whatever the texts, where a row count alone lets
+    a batch of the longest texts take several times a typical one's; and a run ends where padding
+    its short rows to a long one would cost more than another pass (a micro-batch of the online
+    service mixes titles with long descriptions). Rows sorted by length make the best runs."""
+    lengths = tokens["attention_mask"].sum(dim=1).tolist()
+    for begin, end in pass_bounds(lengths, max_tokens):
+        longest = max(1, max(lengths[begin:end]))
+        yield {name: t[begin:end, :longest] for name, t in tokens.items()}
 
 
 @dataclass
@@ -89,8 +113,10 @@ class MiniLMTextEmbedder(TextEmbedder):
         tokens = self.resources.tokenizer(
             prepared, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt"
         )
-        tokens = {name: self.to_device(t) for name, t in tokens.items()}
-        return torch.cat([self._pooled(part) for part in token_chunks(tokens, self.max_batch_tokens)])
+        order = torch.argsort(tokens["attention_mask"].sum(dim=1), stable=True)  # shortest first: runs of similar length
+        tokens = {name: self.to_device(t[order]) for name, t in tokens.items()}
+        pooled = torch.cat([self._pooled(part) for part in token_chunks(tokens, self.max_batch_tokens)])
+        return pooled[self.to_device(torch.argsort(order))]  # back in the rows' order
 
     def _pooled(self, tokens: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return mean_pool(self.resources.model(**tokens).last_hidden_state, tokens["attention_mask"])

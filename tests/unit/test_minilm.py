@@ -1,6 +1,6 @@
-"""Tests for signals.embedders.minilm's token budget: a batch of long texts runs in several
-forward passes of at most `max_batch_tokens` padded tokens, and the vectors are still
-sentence-transformers' own."""
+"""Tests for signals.embedders.minilm's forward passes: a batch runs in the runs of rows that cost
+least (padded tokens plus a pass's own cost), none over `max_batch_tokens` padded tokens, and the
+vectors are still sentence-transformers' own, in the rows' order."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +9,7 @@ import reference
 import torch
 
 from signals.base import ModelRef, SignalConfig
-from signals.embedders.minilm import TOKENS_PER_ROW, MiniLMTextEmbedder, token_chunks
+from signals.embedders.minilm import PASS_TOKENS, TOKENS_PER_ROW, MiniLMTextEmbedder, pass_bounds, token_chunks
 
 
 def _right_padded(lengths: list[int]) -> dict[str, torch.Tensor]:
@@ -19,22 +19,46 @@ def _right_padded(lengths: list[int]) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": mask}
 
 
+def _cost(runs: list[tuple[int, int]], lengths: list[int]) -> int:
+    return sum(PASS_TOKENS + (end - begin) * max(lengths[begin:end]) for begin, end in runs)
+
+
+def _all_splits(n: int) -> list[list[tuple[int, int]]]:
+    """Every way to cut rows 0..n-1 into consecutive runs (2^(n-1) of them)."""
+    splits = []
+    for mask in range(2 ** (n - 1)):
+        cuts = [0, *[i + 1 for i in range(n - 1) if mask >> i & 1], n]
+        splits.append(list(zip(cuts, cuts[1:])))
+    return splits
+
+
 @pytest.mark.parametrize("max_tokens", [1, 7, 20, 40, 1000])
-def test_chunks_keep_every_row_once_within_the_budget(max_tokens: int) -> None:
-    lengths = [2, 3, 3, 5, 8, 9, 12]
+@pytest.mark.parametrize("lengths", [[2, 3, 3, 5, 8, 9, 12], [9, 120, 10, 200, 12, 8, 230, 11], [40] * 6])
+def test_passes_cost_least_of_every_split_within_the_budget(max_tokens: int, lengths: list[int]) -> None:
+    runs = pass_bounds(lengths, max_tokens)
+    assert [r for run in runs for r in range(*run)] == list(range(len(lengths)))  # every row once, in order
+    assert all(end - begin == 1 or (end - begin) * max(lengths[begin:end]) <= max_tokens for begin, end in runs)
+    allowed = [split for split in _all_splits(len(lengths))
+               if all(end - begin == 1 or (end - begin) * max(lengths[begin:end]) <= max_tokens for begin, end in split)]
+    assert _cost(runs, lengths) == min(_cost(split, lengths) for split in allowed)  # brute force agrees
+
+
+def test_a_short_title_is_not_padded_to_a_long_description() -> None:
+    runs = pass_bounds([8, 10, 12, 230, 240], 10_000)
+    assert runs == [(0, 3), (3, 5)]  # three short rows in one pass, the two long ones in another
+
+
+def test_chunks_are_the_runs_cut_to_their_own_longest_row() -> None:
+    lengths = [2, 3, 3, 5, 8, 9, 120]
     tokens = _right_padded(lengths)
-    chunks = list(token_chunks(tokens, max_tokens))
+    chunks = list(token_chunks(tokens, 40))
     rows = 0
-    for chunk in chunks:
-        n, width = chunk["input_ids"].shape
-        own = lengths[rows : rows + n]
-        assert width == max(own)  # cut to the chunk's own longest row, not the batch's
-        assert n == 1 or n * max(lengths) <= max_tokens
-        assert torch.equal(chunk["input_ids"], tokens["input_ids"][rows : rows + n, :width])
-        assert torch.equal(chunk["attention_mask"].sum(dim=1), torch.tensor(own))
-        rows += n
+    for chunk, (begin, end) in zip(chunks, pass_bounds(lengths, 40), strict=True):
+        width = chunk["input_ids"].shape[1]
+        assert (begin, end) == (rows, rows + chunk["input_ids"].shape[0]) and width == max(lengths[begin:end])
+        assert torch.equal(chunk["input_ids"], tokens["input_ids"][begin:end, :width])
+        rows = end
     assert rows == len(lengths)
-    assert (len(chunks) == 1) == (max_tokens >= len(lengths) * max(lengths))
 
 
 def test_the_default_budget_is_the_batch_size_in_rows_of_typical_length() -> None:
