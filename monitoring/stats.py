@@ -1,5 +1,5 @@
 """Statistics of what one run wrote, per signal, model version and day: computed in Spark from
-the run's rows of the signal tables (one Spark job per table over the files the run committed;
+the run's rows of the signal tables (one Spark action per table over the files the run committed;
 only the small results reach the driver), as rows of the `signal_stats` table.
 
 Per row: rows, items, error items and rate, the commonest error reasons; for labels, per label
