@@ -52,7 +52,18 @@ def run_rows(spark: SparkSession, root: str, run_id: str) -> tuple[DataFrame, di
     for f in files:
         upper[tuple(f.partition_values[k] for k in KEYS)] += f.num_records
     frame = spark_io.read_spark(spark, root, only={unquote(f.path) for f in files}).filter(F.col("run_id") == run_id)
-    return frame, dict(upper)
+    return _in_few_tasks(frame, sum(f.size for f in files)), dict(upper)
+
+
+def _in_few_tasks(frame: DataFrame, size: int) -> DataFrame:
+    """`frame` (files of `size` bytes) in no more tasks than its bytes fill at the scan's task
+    size, and at least one per task slot: Spark splits a small read into more tasks than slots
+    (its bytes spread over the cores, each file counted at its open cost), and each task of the
+    statistics is a round trip to a Python worker. Coalesced: nothing is shuffled."""
+    spark = frame.sparkSession
+    task_bytes = spark._jsparkSession.sessionState().conf().filesMaxPartitionBytes()
+    tasks = max(spark.sparkContext.defaultParallelism, -(-size // task_bytes))
+    return frame.coalesce(tasks) if frame.rdd.getNumPartitions() > tasks else frame
 
 
 def _label_stats(frame: DataFrame) -> list[dict]:
