@@ -1,6 +1,6 @@
 """Statistics of what one run wrote, per signal, model version and day: computed in Spark from
-the run's rows of the signal tables (one aggregation per table over the files the run
-committed; only the small results reach the driver), as rows of the `signal_stats` table.
+the run's rows of the signal tables (one Spark action per table over the files the run committed;
+only the small results reach the driver), as rows of the `signal_stats` table.
 
 Per row: rows, items, error items and rate, the commonest error reasons; for labels, per label
 the score quantiles, a fixed-bin histogram and the decision rate; for embeddings, the quantiles
@@ -13,18 +13,17 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from urllib.parse import unquote
 
-import numpy as np
 import pyarrow as pa
 from deltalake import DeltaTable
-from pyspark.ml.functions import array_to_vector
-from pyspark.ml.stat import Summarizer
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema
 
 from lake import delta_io, spark_io
+from monitoring.vector_summary import GROUP, PART_INPUTS, PARTS_SCHEMA, VectorSummary, embedding_parts
 from signals.contracts import EMBEDDINGS, HISTOGRAM_BINS, LABELS, QUANTILES, SIGNAL_STATS, STATUS_OK, TableContract
 
-KEYS = ["signal", "model_version", "ds"]
+KEYS = GROUP[:3]  # a signal's day at one model version
 TOP_REASONS = 5
 PERCENTILE_ACCURACY = 10_000  # percentile_approx: relative error of about 1/10000 of the rows
 _HASH_RANGE = 1 << 20
@@ -53,7 +52,18 @@ def run_rows(spark: SparkSession, root: str, run_id: str) -> tuple[DataFrame, di
     for f in files:
         upper[tuple(f.partition_values[k] for k in KEYS)] += f.num_records
     frame = spark_io.read_spark(spark, root, only={unquote(f.path) for f in files}).filter(F.col("run_id") == run_id)
-    return frame, dict(upper)
+    return _in_few_tasks(frame, sum(f.size for f in files)), dict(upper)
+
+
+def _in_few_tasks(frame: DataFrame, size: int) -> DataFrame:
+    """`frame` (files of `size` bytes) in no more tasks than its bytes fill at the scan's task
+    size, and at least one per task slot: Spark splits a small read into more tasks than slots
+    (its bytes spread over the cores, each file counted at its open cost), and each task of the
+    statistics is a round trip to a Python worker. Coalesced: nothing is shuffled."""
+    spark = frame.sparkSession
+    task_bytes = spark._jsparkSession.sessionState().conf().filesMaxPartitionBytes()
+    tasks = max(spark.sparkContext.defaultParallelism, -(-size // task_bytes))
+    return frame.coalesce(tasks) if frame.rdd.getNumPartitions() > tasks else frame
 
 
 def _label_stats(frame: DataFrame) -> list[dict]:
@@ -93,26 +103,27 @@ def _label_stats(frame: DataFrame) -> list[dict]:
 
 def _embedding_stats(frame: DataFrame, upper: dict[tuple[str, ...], int], sample_size: int, seed: int) -> list[dict]:
     """Per (signal, model version, day): counts, error reasons, norm quantiles, per-dimension
-    mean and std, and the seeded sample. One pass: grouped by day and error reason (null for ok
-    rows, so the ok group holds only vectors of one dimension)."""
+    mean and std, and the seeded sample. One Spark job without a shuffle: each task summarises
+    its rows per day and error reason (null for ok rows, so the ok group holds only vectors of
+    one dimension), the driver merges the tasks' parts (items: the tasks' distinct content ids
+    added up, as a run writes one row per content id, signal and model version, the table's key)."""
     ok = F.col("status") == STATUS_OK
-    norm = F.sqrt(F.aggregate("vector", F.lit(0.0).cast("double"), lambda total, x: total + x * x))
     # the sample: rows whose hash key falls below a bound that keeps about twice the sample of
     # each day's rows (known from the files' statistics); the driver keeps the smallest keys
     bounds = F.create_map(*[v for key, n in upper.items() for v in (F.lit("|".join(key)), F.lit(min(_HASH_RANGE, 2 * sample_size * _HASH_RANGE // max(n, 1))))])
-    in_sample = ok & (F.col("key") < F.element_at(bounds, F.concat_ws("|", *KEYS)))
     frame = frame.withColumn("reason", F.when(~ok, reason_category(F.col("error")))).withColumn("key", _sample_key(seed))
-    vector = array_to_vector(F.coalesce(F.col("vector"), F.array(F.lit(0.0).cast("float"))))  # error rows: a 1-d stand-in, in groups of their own
-    rows = frame.groupBy(*KEYS, "reason").agg(
-        F.count("*").alias("rows"),
-        F.count_distinct("content_id").alias("items"),
-        F.max("dim").alias("dim"),
-        F.percentile_approx(norm, list(QUANTILES), PERCENTILE_ACCURACY).alias("norm_quantiles"),
-        Summarizer.metrics("mean", "std").summary(vector).alias("dims"),
-        F.collect_list(F.when(in_sample, F.struct("key", "vector"))).alias("sample"),
-    ).collect()
+    frame = frame.withColumn("in_sample", F.coalesce(ok & (F.col("key") < F.element_at(bounds, F.concat_ws("|", *KEYS))), F.lit(False)))
+    inputs = frame.select(*PART_INPUTS)
+    merged: dict[tuple, dict] = {}
+    for p in inputs.mapInArrow(embedding_parts, from_arrow_schema(PARTS_SCHEMA)).toArrow().to_pylist():
+        group = merged.setdefault(tuple(p[k] for k in GROUP), {**{k: p[k] for k in GROUP}, "rows": 0, "items": 0, "dim": p["dim"],
+                                                              "summary": VectorSummary.empty()})
+        group["rows"] += p["rows"]
+        group["items"] += p["items"]
+        group["dim"] = max((d for d in (group["dim"], p["dim"]) if d is not None), default=None)
+        group["summary"] = group["summary"].merged(VectorSummary.of_part(p))
     days: dict[tuple, dict] = {}
-    for r in rows:
+    for r in merged.values():
         day = days.setdefault(tuple(r[k] for k in KEYS), {**_base(r, "embedding"), "rows": 0, "items": 0, "error_items": 0, "error_reasons": []})
         day["rows"] += r["rows"]
         day["items"] += r["items"]
@@ -120,9 +131,9 @@ def _embedding_stats(frame: DataFrame, upper: dict[tuple[str, ...], int], sample
             day["error_items"] += r["items"]
             day["error_reasons"].append({"reason": r["reason"], "count": r["rows"]})
             continue
-        chosen = sorted(r["sample"], key=lambda s: s["key"])[:sample_size]
-        day.update(dim=r["dim"], norm_quantiles=list(r["norm_quantiles"]), dim_mean=r["dims"]["mean"].toArray().tolist(),
-                   dim_std=np.nan_to_num(r["dims"]["std"].toArray()).tolist(), sample=[list(s["vector"]) for s in chosen])
+        summary = r["summary"]
+        day.update(dim=r["dim"], norm_quantiles=summary.norm_quantiles(), dim_mean=summary.mean.tolist(), dim_std=summary.std().tolist(),
+                   sample=summary.chosen_sample(sample_size))
     for day in days.values():
         day["error_reasons"] = _top(day["error_reasons"])
     return list(days.values())

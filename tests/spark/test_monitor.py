@@ -1,10 +1,12 @@
 """Monitoring on the 60-item sample corpus: a backfill's statistics against the rows it wrote
-(computed apart, with pyarrow and numpy), then a refresh of an appended day of truncated images:
+(computed apart, with pyarrow and numpy: counts, histograms, per-dimension mean and std, norm
+quantiles, the sample), then a refresh of an appended day of truncated images:
 its image signals raise error-rate alerts on that day only, the command's exit status is 5, the
 alerts table keeps the verdicts, and monitoring the run again replaces them. The run's dashboard
 is rendered in a real headless browser."""
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import subprocess
@@ -23,7 +25,7 @@ from lake import delta_io
 from monitoring.dashboard import ROWS_SHOWN, write_dashboard
 from monitoring.monitor import AlertsFired, read_stats
 from sample_corpus.scenarios import append_scenario_day
-from signals.contracts import ALERTS, EMBEDDINGS, HISTOGRAM_BINS, LABELS
+from signals.contracts import ALERTS, EMBEDDINGS, HISTOGRAM_BINS, LABELS, QUANTILES
 
 pytestmark = pytest.mark.spark
 
@@ -40,6 +42,9 @@ def _check_stats_against_the_rows(settings, run_id: str) -> None:
             assert (row["items"], row["error_items"]) == (len(mine), len(mine) - len(ok))
             if len(ok):
                 assert np.allclose(row["dim_mean"], ok.mean(axis=0), atol=1e-6)
+                assert np.allclose(row["dim_std"], ok.std(axis=0, ddof=1) if len(ok) > 1 else 0.0, atol=1e-6)
+                norms = np.sort(np.linalg.norm(ok, axis=1))  # at each quantile the smallest norm at or above it
+                assert np.allclose(row["norm_quantiles"], [norms[max(math.ceil(q * len(norms)) - 1, 0)] for q in QUANTILES], atol=1e-6)
                 assert len(row["sample"]) == min(len(ok), 256)
                 assert {tuple(np.float32(v)) for v in row["sample"]} <= {tuple(np.float32(v)) for v in ok}
             continue
