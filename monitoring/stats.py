@@ -9,6 +9,7 @@ of ok vectors (the ones whose hash of `content_id` is smallest) for the drift te
 """
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from datetime import UTC, datetime
 from urllib.parse import unquote
@@ -55,13 +56,24 @@ def run_rows(spark: SparkSession, root: str, run_id: str) -> tuple[DataFrame, di
     return _in_few_tasks(frame, sum(f.size for f in files)), dict(upper)
 
 
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "g": 1 << 30, "gb": 1 << 30, "t": 1 << 40, "tb": 1 << 40}
+
+
+def size_bytes(text: str) -> int:
+    """Bytes of a Spark size setting ("8m", "512k", "134217728b", "1g"; a bare number is bytes)."""
+    match = re.fullmatch(r"\s*(\d+)\s*([a-z]*)\s*", text.lower())
+    if match is None or match.group(2) not in _UNITS:
+        raise ValueError(f"not a size: {text!r}")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
 def _in_few_tasks(frame: DataFrame, size: int) -> DataFrame:
     """`frame` (files of `size` bytes) in no more tasks than its bytes fill at the scan's task
     size, and at least one per task slot: Spark splits a small read into more tasks than slots
     (its bytes spread over the cores, each file counted at its open cost), and each task of the
     statistics is a round trip to a Python worker. Coalesced: nothing is shuffled."""
     spark = frame.sparkSession
-    task_bytes = spark._jsparkSession.sessionState().conf().filesMaxPartitionBytes()
+    task_bytes = size_bytes(spark.conf.get("spark.sql.files.maxPartitionBytes", "128m"))
     tasks = max(spark.sparkContext.defaultParallelism, -(-size // task_bytes))
     return frame.coalesce(tasks) if frame.rdd.getNumPartitions() > tasks else frame
 
