@@ -70,7 +70,8 @@ def add_new_items(corpus_root: str, fraction: float = 0.01) -> list[str]:
 
     corpus = DeltaTable(corpus_root).to_pyarrow_table().sort_by("content_id")
     add = max(1, round(corpus.num_rows * fraction))
-    new = corpus.slice(min(30, corpus.num_rows - add), add)
+    days = len(pc.unique(corpus["ds"]))
+    new = corpus.slice((30 + add * days) % max(1, corpus.num_rows - add), add)  # other pictures each day: not the last day's again
     day = (dt.date.fromisoformat(pc.max(corpus["ds"]).as_py()) + dt.timedelta(days=1)).isoformat()
     ids = pa.array([f"pin-{day}-{i:06d}" for i in range(add)], pa.string())  # new ids every day
     new = new.set_column(new.schema.get_field_index("content_id"), corpus.schema.field("content_id"), ids)

@@ -262,18 +262,27 @@ def test_corpus_and_one_percent_more(tmp_path) -> None:
     info = write_corpus(tmp_path / "a", 60)
     assert info["items"] == 60 and info["days"] == 7
     copy = copy_lakehouse(tmp_path / "a", tmp_path / "b")
-    added = add_new_items(str(copy / "corpus"), 0.01)
+    added = add_new_items(str(copy / "corpus"), 0.1)
     table = DeltaTable(str(copy / "corpus")).to_pyarrow_table()
-    assert len(added) == 1 and table.num_rows == 61
+    assert len(added) == 6 and table.num_rows == 66
     assert DeltaTable(str(tmp_path / "a" / "corpus")).to_pyarrow_table().num_rows == 60  # the original is untouched
-    new = next(r for r in table.to_pylist() if r["content_id"] == added[0])
-    last_day = max(r["ds"] for r in table.to_pylist() if r["content_id"] != added[0])
-    assert new["image"] is not None and new["ds"] > last_day  # a new day, as a daily corpus grows
-    shown = {r["image"] for r in table.to_pylist() if r["content_id"] != added[0]}
-    assert new["image"] not in shown and decode_image(new["image"]).size  # new bytes of a picture: computed, not copied
-    next_day = add_new_items(str(copy / "corpus"), 0.01)
-    ids = DeltaTable(str(copy / "corpus")).to_pyarrow_table()["content_id"].to_pylist()
-    assert len(ids) == len(set(ids)) == 62 and next_day != added  # the next day's items have ids of their own
+    new = [r for r in table.to_pylist() if r["content_id"] in added]
+    old = [r for r in table.to_pylist() if r["content_id"] not in added]
+    assert min(r["ds"] for r in new) > max(r["ds"] for r in old) and len({r["ds"] for r in new}) == 1  # a new day, as a daily corpus grows
+    pictures = [r["image"] for r in new if _decodes(r["image"])]
+    assert pictures and not {*pictures} & {r["image"] for r in old}  # new bytes of each picture: computed, not copied
+    next_day = add_new_items(str(copy / "corpus"), 0.1)
+    rows = DeltaTable(str(copy / "corpus")).to_pyarrow_table().to_pylist()
+    assert len({r["content_id"] for r in rows}) == len(rows) == 73 and next_day != added  # the next day's items have ids of their own
+    later = [r["image"] for r in rows if r["content_id"] in next_day and _decodes(r["image"])]
+    assert later and not {*later} & {*pictures}  # and other pictures than the day before's
+
+
+def _decodes(image: bytes | None) -> bool:
+    try:
+        return image is not None and decode_image(image).size is not None
+    except InputError:
+        return False
 
 
 def test_the_same_items_with_large_images_and_by_uri() -> None:
