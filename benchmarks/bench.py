@@ -352,8 +352,9 @@ class Bench:
 
     def bench_scale(self, base: int, levels: Sequence[int]) -> dict[str, Any]:
         """At each corpus size (`base` x level items), in one warmed-up session: the corpus
-        generated, a backfill of both embedding signals, a daily refresh of 1% new items and the
-        dedup job, each timed; and the pairs dedup compared (counted after its timed run)."""
+        generated, a backfill of both embedding signals, the first refresh after it (1% new items;
+        it compares the whole corpus) and the dedup job, each timed; and the pairs dedup compared
+        (counted after its timed run)."""
         from jobs.backfill import run_backfill
         from jobs.dedup import candidate_pairs, fingerprints, run_dedup
 
