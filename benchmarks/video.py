@@ -4,7 +4,8 @@
 
 A 480p (854x480, 30 fps, H.264) video of pans over the sample photos with a cut every 4 s is
 generated here, 10 s, 60 s, 180 s and `--long-s` long, and each is run in a fresh Python process (so each
-peak RSS, the child's own VmHWM, is its own; a 2 s video first, unmeasured, warms its models) through what a video pass task does for it
+peak RSS, the child's own VmHWM, is its own; a 3 min video first, unmeasured, warms its models and
+its memory) through what a video pass task does for it
 (jobs/videos.py): `udfs.rows.video_output_rows` for every image signal the local profile enables
 (OCR off), one decode for all of them, its rows written by `lake.file_writer.make_tables_writer`
 as parquet files of `keyframes`, `embeddings` and `labels`. Reported per video: seconds of video
@@ -36,8 +37,10 @@ SIZE = (854, 480)
 FPS = 30
 SHOT_S = 4.0
 PHOTOS = ("astronaut", "coffee", "rocket", "chelsea")
-WARM_UP_S = 2.0  # the video each child runs first, unmeasured: first inferences cost more
 FULL_BATCHES_S = 180.0  # 45 keyframes: every model batch of the local image signals full
+# The video each child runs first, unmeasured: a worker's first full batches grow its memory to
+# where later videos leave it (a video of one keyframe fills no batch), benchmarks/README.md Video
+WARM_UP_S = FULL_BATCHES_S
 FLAT_SLACK_BYTES = 64 * 2**20  # allocator noise between two runs of the same batches
 
 
