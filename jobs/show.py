@@ -99,8 +99,9 @@ def show(settings: Settings) -> None:
                       f"{int(groups[groups > 1].sum() - (groups > 1).sum())} items to drop if consumers keep one per group")
     if KEYFRAMES.name in lakehouse.tables():
         keyframes = lakehouse.pandas(KEYFRAMES.name, filters=pc.field("label").is_null())  # the embedding rows: one per keyframe
-        console.print(f"keyframes: {keyframes.content_id.nunique()} videos, {int((keyframes.status == 'ok').sum())} keyframe rows ok, "
-                      f"{int((keyframes.status == 'error').sum())} errors; the first rows:")
+        ok = keyframes[keyframes.status == "ok"][["content_id", "keyframe_index"]].drop_duplicates()
+        failed = keyframes[keyframes.status == "error"].content_id.nunique()
+        console.print(f"keyframes: {keyframes.content_id.nunique()} videos, {len(ok)} keyframes, {failed} videos in error; the first rows:")
         shown = keyframes.sort_values(["content_id", "signal", "keyframe_index"]).head(12)
         console.print(shown[["content_id", "signal", "keyframe_index", "shot_index", "start_s", "end_s", "time_s", "status", "error"]].to_string(index=False))
     if RUNS.name in lakehouse.tables():
