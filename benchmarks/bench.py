@@ -168,10 +168,12 @@ class Bench:
         self.log(f"spark session up in {time.perf_counter() - start:.1f}s ({settings.spark.master})")
         return spark
 
-    def warm_up(self, spark: Any, name: str, signal_name: str | None, refresh: bool = False) -> float:
+    def warm_up(self, spark: Any, name: str, signal_name: str | None, refresh: bool = False, dedup: bool = False) -> float:
         """One small backfill (starts the Python workers, loads the model in them) and, with
         `refresh`, two small refreshes after it (the first compares the whole corpus, the second
-        only the day added since: each plan's queries compiled once): excluded from every arm's time."""
+        only the day added since: each plan's queries compiled once), with `dedup` a dedup run:
+        excluded from every arm's time."""
+        from jobs.dedup import run_dedup
         from jobs.refresh import run_refresh
 
         start = time.perf_counter()
@@ -180,6 +182,8 @@ class Bench:
         for _ in range(2 if refresh else 0):
             add_new_items(settings.table_root("corpus"), 0.01)
             run_refresh(spark, settings)
+        if dedup:
+            run_dedup(spark, settings)
         took = time.perf_counter() - start
         self.log(f"warm-up {name}: {took:.1f}s (excluded)")
         return took
@@ -361,8 +365,7 @@ class Bench:
         rows: list[dict[str, Any]] = []
         spark = self.session(self.settings(self.corpus(WARM_ITEMS), None))
         try:
-            self.warm_up(spark, "scale", None, refresh=True)
-            run_dedup(spark, self.settings(self.work / "runs" / "warm-scale", None))
+            self.warm_up(spark, "scale", None, refresh=True, dedup=True)
             for level in levels:
                 n = base * level
                 settings = self.settings(self.lakehouse(n, f"scale-{level}x"), None)
