@@ -130,8 +130,9 @@ class Plan:
     corpus has not changed since the table's last refresh; a third counts the items of files
     holding stale rows).
 
-    The keys it found (items to compute, stale rows) stay cached, so applying the plan never
-    hashes the corpus again; `release` frees them."""
+    The keys it found (items to compute, stale rows) and the corpus's newest row per id stay
+    cached, so applying the plan never hashes the corpus or aggregates its keys again; `release`
+    frees them."""
 
     contract: TableContract
     signals: dict[str, Signal]
