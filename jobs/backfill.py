@@ -12,7 +12,7 @@ from __future__ import annotations
 from pyspark.sql import SparkSession
 
 from conf.settings import Settings, UsageError
-from jobs.corpus import CorpusSource, Window, check_rows, one_row_per_id
+from jobs.corpus import CorpusSource, Window, check_rows, newest_of_ids, one_row_per_id
 from jobs.engine import Run, RunResult, already_committed, by_output, placements, recorded, run_outcomes, signal_rows, tracked, write_and_commit
 from jobs.videos import commit_keyframes, keyframes_read_version, without_videos, write_videos
 from lake import delta_io
@@ -54,9 +54,9 @@ def run_backfill(
         keyframes_version = keyframes_read_version(settings, corpus, signals)  # None: no videos to write
         corpus_version = corpus.version()  # every phase reads the same corpus (a Delta one: other formats have no versions)
         rows = corpus.read(spark, corpus_version, window)
-        keys = corpus.keys(spark, corpus_version)
-        check = check_rows(rows, keys)
-        items = one_row_per_id(rows, keys)
+        newest = newest_of_ids(corpus.keys(spark, corpus_version))
+        check = check_rows(rows, newest)
+        items = one_row_per_id(rows, newest)
         if slice_percent < 100:
             items = items.filter(in_slice(slice_percent))
         rows_in = check.items if slice_percent == 100 else items.count()

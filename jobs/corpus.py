@@ -202,22 +202,22 @@ def _recency() -> Column:
     return F.struct(F.coalesce(F.col("updated_at"), F.lit(0).cast("timestamp")).alias("updated_at"), F.col("ds"))
 
 
-def _newest_elsewhere(corpus_keys: DataFrame) -> DataFrame:
-    """(content_id, _newest): the recency of each id's newest keyable row in the whole corpus."""
+def newest_of_ids(corpus_keys: DataFrame) -> DataFrame:
+    """(content_id, _newest): the recency of each id's newest keyable row in `corpus_keys` (the
+    whole corpus's content_id, ds, updated_at). One aggregation that a job may compute once and
+    cache for its corpus check, its plan and its write alike."""
     return corpus_keys.filter(_keyable()).groupBy("content_id").agg(F.max(_recency()).alias("_newest"))
 
 
-def one_row_per_id(rows: DataFrame, corpus_keys: DataFrame | None = None) -> DataFrame:
+def one_row_per_id(rows: DataFrame, newest: DataFrame | None = None) -> DataFrame:
     """The corpus rows a job computes, by the rule above: keyable rows, one per id, the latest;
-    with `corpus_keys` (content_id, ds, updated_at of the whole corpus), no id whose newer row
-    is outside `rows`."""
+    with `newest` (`newest_of_ids` of the whole corpus), no id whose newer row is outside `rows`."""
     order = SparkWindow.partitionBy("content_id").orderBy(
         F.col("updated_at").desc_nulls_last(), F.col("ds").desc(), F.xxhash64("image", "image_uri", "title", "description").desc()
     )
     latest = rows.filter(_keyable()).withColumn("_rank", F.row_number().over(order)).filter("_rank = 1").drop("_rank")
-    if corpus_keys is None:
+    if newest is None:
         return latest
-    newest = _newest_elsewhere(corpus_keys)
     return latest.join(newest, "content_id", "left").filter(F.col("_newest").isNull() | (_recency() >= F.col("_newest"))).drop("_newest")
 
 
@@ -225,7 +225,7 @@ def items_by_day(corpus_keys: DataFrame, days: Sequence[str]) -> dict[str, int]:
     """How many items `one_row_per_id` keeps on each of `days`: the ids whose newest keyable row
     in the whole corpus (`corpus_keys`) is on that day. One Spark action over the key columns;
     no image is read."""
-    newest = _newest_elsewhere(corpus_keys).select(F.col("_newest.ds").alias("ds"))
+    newest = newest_of_ids(corpus_keys).select(F.col("_newest.ds").alias("ds"))
     return {r["ds"]: r["count"] for r in newest.filter(F.col("ds").isin(list(days))).groupBy("ds").count().collect()}
 
 
@@ -256,9 +256,9 @@ class CorpusCheck:
         return f"skipped {self.skipped} corpus rows: {'; '.join(parts)}" if parts else None
 
 
-def check_rows(rows: DataFrame, corpus_keys: DataFrame | None = None) -> CorpusCheck:
-    """Count what `one_row_per_id` keeps and skips among `rows`, from their key columns only
-    (one small Spark action; no image is read)."""
+def check_rows(rows: DataFrame, newest: DataFrame | None = None) -> CorpusCheck:
+    """Count what `one_row_per_id` keeps and skips among `rows` (with `newest`, as it does with
+    it), from their key columns only (one small Spark action; no image is read)."""
     keys = rows.select("content_id", "ds", "updated_at")
     counts = keys.agg(
         F.count(F.when(~_valid_id(), 1)).alias("null_ids"),
@@ -267,8 +267,7 @@ def check_rows(rows: DataFrame, corpus_keys: DataFrame | None = None) -> CorpusC
         F.count(F.when(_keyable(), 1)).alias("keyable"),
     )
     per_id = keys.filter(_keyable()).groupBy("content_id").agg(F.count("*").alias("n"), F.max(_recency()).alias("_latest"))
-    if corpus_keys is not None:
-        newest = _newest_elsewhere(corpus_keys)
+    if newest is not None:
         per_id = per_id.join(newest, "content_id", "left").withColumn(
             "kept", F.col("_newest").isNull() | (F.col("_latest") >= F.col("_newest")))
     else:

@@ -44,7 +44,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from conf.settings import Settings
-from jobs.corpus import CorpusCheck, CorpusSource, check_rows, one_row_per_id
+from jobs.corpus import CorpusCheck, CorpusSource, check_rows, newest_of_ids, one_row_per_id
 from jobs.engine import Committed, Run, RunResult, already_committed, by_output, placements, recorded, run_outcomes, signal_rows, tracked, write_and_commit
 from jobs.videos import image_signals, keyframe_rows
 from lake import delta_io, spark_io
@@ -130,8 +130,9 @@ class Plan:
     corpus has not changed since the table's last refresh; a third counts the items of files
     holding stale rows).
 
-    The keys it found (items to compute, stale rows) stay cached, so applying the plan never
-    hashes the corpus again; `release` frees them."""
+    The keys it found (items to compute, stale rows) and the corpus's newest row per id stay
+    cached, so applying the plan never hashes the corpus or aggregates its keys again; `release`
+    frees them."""
 
     contract: TableContract
     signals: dict[str, Signal]
@@ -147,6 +148,7 @@ class Plan:
     reused: dict[str, int] = field(default_factory=dict)  # signal -> items given a copy of a committed row of their input
     reused_items: DataFrame | None = None  # REUSE_COLUMNS of every such item
     reused_files: frozenset[str] = frozenset()  # unescaped relative paths of the files holding the rows copied
+    newest: DataFrame | None = None  # jobs.corpus.newest_of_ids of the corpus compared, cached (None: nothing was compared)
 
     @property
     def empty(self) -> bool:
@@ -177,10 +179,10 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
     if scope.since is not None and not scope.added and not scope.removed and not retry:
         return _nothing_changed(spark, contract, signals, scope, read_version)
     changed = None if scope.since is None else {unquote(f.path) for f in scope.added} | retry
-    keys = source.keys(spark, corpus_version)
+    newest = newest_of_ids(source.keys(spark, corpus_version)).persist()  # the corpus check, the plan and its write read it
     rows = source.read(spark, corpus_version, only=changed)
-    corpus_check = check_rows(rows, keys)
-    items = one_row_per_id(rows, keys)
+    corpus_check = check_rows(rows, newest)
+    items = one_row_per_id(rows, newest)
     if videos_only:
         items = items.filter(F.col("video").isNotNull())
     current = items.select("content_id", "ds", *[expr.alias(name) for name, expr in hashes.items()]).persist()
@@ -225,11 +227,12 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
         rewritten={path: (items_in[path], stale) for path, stale in stale_in.items()},
         todo_items=todo_items.filter(F.col("source_file").isNull()).select("signal", "content_id"),
         stale=annotated.filter("stale").select(*KEY),
-        cached=(current, annotated, todo_items),
+        cached=(newest, current, annotated, todo_items),
         corpus_check=corpus_check,
         reused={name: sum(r["count"] for r in todo_by_day if r["signal"] == name and r["source_file"] is not None) for name in signals},
         reused_items=todo_items.filter(F.col("source_file").isNotNull()).select(*REUSE_COLUMNS),
         reused_files=frozenset(delta_io.relative_path(root, r["source_file"]) for r in todo_by_day if r["source_file"] is not None),
+        newest=newest,
     )
 
 
@@ -259,7 +262,7 @@ def _files_to_retry(spark: SparkSession, root: str, version: int, signals: dict[
     if not signals or not delta_io.files_with_errors(root, version):
         return set()
     versions = {name: s.config.model.version for name, s in signals.items()}
-    errors = delta_io.read_arrow(root, version, filters=pc.field("status") == STATUS_ERROR).select(["content_id", "signal", "model_version", "error"])
+    errors = delta_io.read_arrow(root, version, filters=pc.field("status") == STATUS_ERROR, columns=["content_id", "signal", "model_version", "error"])
     ids = sorted({r["content_id"] for r in errors.to_pylist() if versions.get(r["signal"]) == r["model_version"] and is_retried_error(r["error"])})
     if not ids:
         return set()
@@ -306,7 +309,8 @@ def apply_plan(spark: SparkSession, settings: Settings, run: Run, plan: Plan, co
         sources.append(spark_io.WriteSource(kept))
     if plan.todo_days:
         source, version = corpus
-        items = one_row_per_id(source.read(spark, version, days=plan.todo_days), source.keys(spark, version))
+        newest = plan.newest if plan.newest is not None else newest_of_ids(source.keys(spark, version))
+        items = one_row_per_id(source.read(spark, version, days=plan.todo_days), newest)
         rows_of = keyframe_rows if plan.contract is KEYFRAMES else signal_rows
         sources += [
             rows_of(items.join(_small(plan.todo_items.filter(F.col("signal") == n).select("content_id"), plan.todo[n]),

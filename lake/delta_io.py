@@ -132,6 +132,20 @@ def files_of_run(root: str, run_id: str, version: int | None = None) -> list[Liv
             if a.get("min.run_id") is None or a.get("max.run_id") is None or a["min.run_id"] <= run_id <= a["max.run_id"]]
 
 
+def rows_per_partition(root: str, columns: Sequence[str], version: int | None = None) -> dict[tuple[str | None, ...], int] | None:
+    """Rows per value of the partition `columns`, added up from the snapshot's add actions (their
+    row counts) without opening a data file: a count the log already holds. None when some file
+    has no row count in its statistics."""
+    actions = pa.table(snapshot(root, version).get_add_actions(flatten=True)).to_pylist()
+    if any(a["num_records"] is None for a in actions):
+        return None
+    counts: dict[tuple[str | None, ...], int] = {}
+    for a in actions:
+        key = tuple(a[f"partition.{c}"] for c in columns)
+        counts[key] = counts.get(key, 0) + a["num_records"]
+    return counts
+
+
 def changed_files(root: str, since: int, version: int) -> tuple[list[LiveFile], list[LiveFile]]:
     """(added, removed): the files live at `version` and not at `since`, and the other way round.
     Every row that changed between the two versions is in one of them (Delta rewrites a file to

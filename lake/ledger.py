@@ -104,7 +104,9 @@ def outcomes_of(table_root: str, run_id: str, models: Mapping[str, ModelRef]) ->
     """Items, ok items and error items each signal of `run_id` has in the table (an item has
     one row per label in the labels table, so items are counted, not rows). A table without a
     `signal` column (duplicates) counts all the run's rows for each name asked."""
-    rows = delta_io.read_arrow(table_root, filters=pc.field("run_id") == run_id)
+    stored = pa.schema(delta_io.snapshot(table_root).schema().to_arrow()).names
+    rows = delta_io.read_arrow(table_root, filters=pc.field("run_id") == run_id,
+                               columns=[c for c in ("signal", "content_id", "status") if c in stored])  # not the vectors
     if "signal" not in rows.column_names:
         rows = rows.append_column("signal", pa.array([None] * rows.num_rows, pa.string()))
     rows = rows.select(["signal", "content_id", "status"])

@@ -23,7 +23,7 @@ from lake import delta_io
 from monitoring.attribution import CORPUS, attribute
 from monitoring.reference import Reference, choose_rows, merge, reference_days
 from monitoring.rules import DRIFT_RULES, Verdict, judge
-from monitoring.stats import compute_stats
+from monitoring.stats import KEYS, compute_stats
 from signals.contracts import ALERTS, EMBEDDINGS, LABELS, RUNS, SIGNAL_STATS, TableContract
 
 CHOICE_COLUMNS = ["signal", "model_version", "ds", "run_id", "items", "computed_at"]
@@ -112,13 +112,25 @@ def latest_run(settings: Settings, day: str | None = None) -> str:
     return max(done, key=lambda r: r["finished_at"])["run_id"]
 
 
+def rows_are_items(contract: TableContract) -> bool:
+    """Whether each partition of the table holds at most one row per content id: every column
+    of its key but `content_id` is a partition column (embeddings; not labels, a row per label)."""
+    return set(contract.key) - {"content_id"} <= set(contract.partition_by)
+
+
 def table_items(settings: Settings, rows: Sequence[dict]) -> dict[tuple[str, str, str], int]:
     """Items each signal table holds per (signal, model version, day) of the statistics `rows`:
-    one read of each table's key columns, however many days and signals the run wrote."""
+    from the log's row counts where a partition's rows are its items, else one read of the
+    table's key columns, however many days and signals the run wrote."""
     counts: dict[tuple[str, str, str], int] = {}
     for kind in sorted({r["kind"] for r in rows}):
         mine = [r for r in rows if r["kind"] == kind]
-        keys = delta_io.read_arrow(settings.table_root(SIGNAL_TABLES[kind].name),
+        contract = SIGNAL_TABLES[kind]
+        logged = delta_io.rows_per_partition(settings.table_root(contract.name), KEYS) if rows_are_items(contract) else None
+        if logged is not None:
+            counts |= logged
+            continue
+        keys = delta_io.read_arrow(settings.table_root(contract.name),
                                    filters=pc.field("signal").isin(sorted({r["signal"] for r in mine})) & pc.field("ds").isin(sorted({r["ds"] for r in mine})),
                                    columns=["signal", "model_version", "ds", "content_id"])
         grouped = keys.group_by(["signal", "model_version", "ds"]).aggregate([("content_id", "count_distinct")])

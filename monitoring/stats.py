@@ -71,11 +71,11 @@ def _in_few_tasks(frame: DataFrame, size: int) -> DataFrame:
     """`frame` (files of `size` bytes) in no more tasks than its bytes fill at the scan's task
     size, and at least one per task slot: Spark splits a small read into more tasks than slots
     (its bytes spread over the cores, each file counted at its open cost), and each task of the
-    statistics is a round trip to a Python worker. Coalesced: nothing is shuffled."""
+    statistics is a round trip to a Python worker. Coalesced: nothing is shuffled, and a read in
+    fewer tasks keeps them (a coalesce never adds one), so the read's plan is not made to count them."""
     spark = frame.sparkSession
     task_bytes = size_bytes(spark.conf.get("spark.sql.files.maxPartitionBytes", "128m"))
-    tasks = max(spark.sparkContext.defaultParallelism, -(-size // task_bytes))
-    return frame.coalesce(tasks) if frame.rdd.getNumPartitions() > tasks else frame
+    return frame.coalesce(max(spark.sparkContext.defaultParallelism, -(-size // task_bytes)))
 
 
 def _label_stats(frame: DataFrame) -> list[dict]:

@@ -12,7 +12,7 @@ from conftest import CHEAP_SIGNALS, settings_for
 from deltalake import DeltaTable, write_deltalake
 
 from jobs.backfill import run_backfill
-from jobs.corpus import CorpusSource, Window, items_by_day, one_row_per_id
+from jobs.corpus import CorpusSource, Window, items_by_day, newest_of_ids, one_row_per_id
 from jobs.dedup import run_dedup
 from jobs.refresh import run_refresh
 from lake import delta_io
@@ -117,7 +117,7 @@ def test_items_by_day_counts_what_one_row_per_id_keeps_on_each_day(spark, crafte
     settings, rows = crafted
     source = CorpusSource.of(settings)
     keys = source.keys(spark)
-    kept = {r["ds"]: r["count"] for r in one_row_per_id(source.read(spark), keys).groupBy("ds").count().collect()}
+    kept = {r["ds"]: r["count"] for r in one_row_per_id(source.read(spark), newest_of_ids(keys)).groupBy("ds").count().collect()}
     assert "2020-01-01" not in kept and sum(kept.values()) == 12  # the older copy's day keeps nothing
     wanted = [*sorted({r["ds"] for r in rows})[1:], "2020-01-01"]  # one day left out
     assert items_by_day(keys, wanted) == {day: n for day, n in kept.items() if day in wanted}

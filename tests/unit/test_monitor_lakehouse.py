@@ -9,13 +9,14 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
+from embedding_tables import SIGNAL, append, delete, random_vectors, rows
 from test_monitor_rules import label_stats
 
 from conf.settings import UsageError, load_settings
 from lake import delta_io
 from monitoring.attribution import attribute
-from monitoring.monitor import monitor_run, read_stats
-from signals.contracts import ALERTS, LABELS, SIGNAL_STATS
+from monitoring.monitor import monitor_run, read_stats, rows_are_items, table_items
+from signals.contracts import ALERTS, EMBEDDINGS, LABELS, SIGNAL_STATS
 
 DAYS = ["2026-11-01", "2026-11-02", "2026-11-03"]
 
@@ -99,3 +100,27 @@ def test_the_evaluations_new_model_version_is_the_champions_with_a_flatter_softm
     assert (version, shifted.version, shifted.source) == ("2", "2", "code:topics")
     assert shifted.params == {**params, "temperature": pytest.approx(0.05 * TEMPERATURE_FACTOR)}
     assert registry.aliases(SHIFTED_SIGNAL) == {"champion": "1", "challenger": "2"}
+
+
+def test_item_counts_from_the_log_are_the_distinct_items_a_read_finds(tmp_path) -> None:
+    """The embeddings' items per (signal, version, day) from the add actions' row counts equal
+    the distinct content ids of a read of the table, over several commits, days, versions and a
+    delete (files rewritten); labels (a row per label) are counted by a read."""
+    settings = _settings(tmp_path)
+    append(tmp_path, rows([f"a{i}" for i in range(7)], random_vectors(7, 1)))
+    append(tmp_path, rows([f"b{i}" for i in range(5)], None, ds="2026-11-20"))
+    append(tmp_path, rows([f"c{i}" for i in range(4)], random_vectors(4, 2), ds="2026-11-20"))
+    append(tmp_path, rows([f"a{i}" for i in range(3)], random_vectors(3, 3), model_version="2"))
+    delete(tmp_path, "a1", "c2")
+    write_deltalake(settings.table_root(LABELS.name), pa.Table.from_pylist(
+        _label_rows("1", np.linspace(0, 1, 6)) + [{**r, "label": "dark"} for r in _label_rows("1", np.linspace(0, 1, 6))], schema=LABELS.schema),
+        partition_by=list(LABELS.partition_by))
+    asked = [{"kind": "embedding", "signal": SIGNAL, "ds": d} for d in ("2026-11-19", "2026-11-20")]
+    asked += [{"kind": "label", "signal": "image_quality", "ds": "2026-11-04"}]
+    read = pa.concat_tables([delta_io.read_arrow(settings.table_root(t), columns=["signal", "model_version", "ds", "content_id"])
+                             for t in ("embeddings", "labels")])
+    expected = {(r["signal"], r["model_version"], r["ds"]): r["content_id_count_distinct"]
+                for r in read.group_by(["signal", "model_version", "ds"]).aggregate([("content_id", "count_distinct")]).to_pylist()}
+    assert expected[(SIGNAL, "1", "2026-11-19")] == 6 and expected[("image_quality", "1", "2026-11-04")] == 6  # the table as written
+    assert rows_are_items(EMBEDDINGS) and not rows_are_items(LABELS)
+    assert table_items(settings, asked) == expected
