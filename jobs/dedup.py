@@ -42,6 +42,7 @@ from lake.ledger import SUCCEEDED
 from rollout.models import champion_version
 from signals.base import ModelRef
 from signals.contracts import DUPLICATES, EMBEDDINGS, KEYFRAMES, STATUS_ERROR, STATUS_OK
+from signals.labels.perceptual_hash import band_probes
 from signals.video.rows import NO_KEYFRAME
 from udfs.fingerprints import phash_column, simhash_column
 
@@ -102,23 +103,22 @@ def fingerprints(spark: SparkSession, settings: Settings) -> DataFrame:
 
 
 def _band_keys(hash_column: str, bands: int) -> Column:
-    """The LSH band keys of a 64-bit hash column (as signals.labels.perceptual_hash.band_keys)."""
-    width = 64 // bands
-    mask = (1 << width) - 1
-    return F.array(*[F.lit(band << width).bitwiseOR(F.shiftrightunsigned(F.col(hash_column), band * width).bitwiseAND(F.lit(mask)))
-                     for band in range(bands)])
+    """The LSH keys of a 64-bit hash column: signals.labels.perceptual_hash.band_probes, as band_keys."""
+    return F.array(*[F.shiftrightunsigned(F.col(hash_column), shift).bitwiseAND(F.lit(mask)).bitwiseXOR(F.lit(tag))
+                     for shift, mask, tag in band_probes(bands)])
 
 
-def _candidates(items: DataFrame, hashes_column: str, rules: DedupSettings) -> DataFrame:
-    """Pairs (a < b) sharing an LSH bucket of any of their hashes (`hashes_column`, an array),
-    skipping oversized buckets."""
+def _candidates(items: DataFrame, hashes_column: str, within: int, rules: DedupSettings) -> DataFrame:
+    """Pairs (a < b) with hashes (from `hashes_column`, an array) at most `within` bits apart that
+    share an LSH bucket, skipping oversized buckets: the bucket join's chance meetings are dropped
+    on two longs, before any pair is compared."""
     keyed = items.select("content_id", F.explode(hashes_column).alias("hash")).select(
-        "content_id", F.explode(_band_keys("hash", rules.bands)).alias("bucket")).distinct()
+        "content_id", "hash", F.explode(_band_keys("hash", rules.bands)).alias("bucket")).distinct()
     sized = keyed.withColumn("size", F.count("*").over(Window.partitionBy("bucket"))).filter(F.col("size") <= rules.max_bucket)
     a, b = sized.alias("a"), sized.alias("b")
-    return a.join(b, (F.col("a.bucket") == F.col("b.bucket")) & (F.col("a.content_id") < F.col("b.content_id"))).select(
-        F.col("a.content_id").alias("a"), F.col("b.content_id").alias("b")
-    )
+    return a.join(b, (F.col("a.bucket") == F.col("b.bucket")) & (F.col("a.content_id") < F.col("b.content_id"))).filter(
+        F.bit_count(F.col("a.hash").bitwiseXOR(F.col("b.hash"))) <= within
+    ).select(F.col("a.content_id").alias("a"), F.col("b.content_id").alias("b"))
 
 
 def _with_hash_lists(items: DataFrame) -> DataFrame:
@@ -132,12 +132,15 @@ def _with_hash_lists(items: DataFrame) -> DataFrame:
 
 def candidate_pairs(items: DataFrame, rules: DedupSettings) -> DataFrame:
     """The pairs (a, b) that are compared: byte-identical items (each to the smallest id of its
-    hash), and items sharing an LSH bucket of a pHash or of the embedding's SimHash. Their count
-    per item is what keeps dedup near linear in the corpus (`make bench`, scale)."""
+    hash), items with pHashes within `max_hamming` bits (every one: the pHash rule's pairs) and
+    items with SimHashes within `simhash_hamming` bits (the embedding rules' pairs), both found
+    through LSH buckets. Their count per item is what keeps dedup near linear in the corpus
+    (`make bench`, scale)."""
     items = _with_hash_lists(items)
     exact = items.filter(F.col("exact_hash").isNotNull()).withColumn("anchor", F.min("content_id").over(Window.partitionBy("exact_hash")))
     exact_edges = exact.filter(F.col("content_id") != F.col("anchor")).select(F.col("anchor").alias("a"), F.col("content_id").alias("b"))
-    return functools.reduce(DataFrame.unionByName, [exact_edges, _candidates(items, "edge_phashes", rules), _candidates(items, "simhashes", rules)]).distinct()
+    return functools.reduce(DataFrame.unionByName, [exact_edges, _candidates(items, "edge_phashes", rules.max_hamming, rules),
+                                                _candidates(items, "simhashes", rules.simhash_hamming, rules)]).distinct()
 
 
 def edges(items: DataFrame, rules: DedupSettings) -> DataFrame:
