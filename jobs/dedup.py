@@ -4,14 +4,15 @@
 
 Exact copies share the sha256 of their bytes (an image by URI: of the bytes fetched, as the
 signals fetch them). Near copies are found without comparing all pairs: items are bucketed by LSH bands of two 64-bit fingerprints, the image's pHash and a
-SimHash of its embedding (from the embeddings table), and only items sharing a bucket are
-compared. A pair is an edge when the bytes are equal, or the pHashes are at most
+SimHash of its embedding (from the embeddings table), and only items sharing a bucket whose
+hashes are within reach (pHashes within `max_hamming` bits, SimHashes within `simhash_hamming`)
+are compared (docs/design.md, the LSH scheme). A pair is an edge when the bytes are equal, or the pHashes are at most
 `max_hamming` bits apart, or at most `confirm_hamming` apart with embeddings at cosine
 `confirm_cosine` or more, or the embeddings alone reach `min_cosine`. A flat image (one colour) gets
 no pHash edge: all flat images share one meaningless pHash (signals.labels.perceptual_hash), so
 they are duplicates only by their bytes or their embeddings. Groups are the connected
 components of the edges (min-label propagation, a few iterations for star-shaped groups).
-Buckets over `max_bucket` items are skipped, so the work stays near linear in the corpus.
+Buckets over `max_bucket` items are skipped.
 
 A video item is fingerprinted like an image, across formats: the sha256 of its video bytes, the
 pHashes of its keyframes (as the video pass stored them in the keyframes table: no video is
