@@ -136,7 +136,7 @@ class DedupSettings(_Strict):
     confirm_hamming: int = Field(20, ge=0, le=64)  # ... or this close with an embedding agreeing
     confirm_cosine: float = Field(0.94, ge=-1, le=1)
     min_cosine: float = Field(0.985, ge=-1, le=1)  # embedding alone: only near-identical pictures
-    max_bucket: int = Field(2000, ge=2)  # larger LSH buckets are skipped (a bucket holds ~17 N / 65536 items at 16-bit bands)
+    max_bucket: int = Field(2000, ge=2)  # larger LSH buckets are skipped: a guard against one hash shared by very many items
     simhash_seed: int = 0
 
     @property
