@@ -147,8 +147,14 @@ class DedupSettings(_Strict):
 
     @property
     def simhash_hamming(self) -> int:
-        """SimHash bits apart within which two items are compared for the embedding rules: two
-        embeddings at `confirm_cosine` are farther apart with probability under 1/1000."""
+        """SimHash bits apart within which two items are compared on their embeddings alone: two
+        embeddings at `min_cosine` are farther apart with probability under 1/10,000."""
+        return simhash_reach(self.min_cosine)
+
+    @property
+    def simhash_confirm_hamming(self) -> int:
+        """SimHash bits apart within which two items whose pHashes are within `confirm_hamming` are
+        compared: two embeddings at `confirm_cosine` are farther apart with probability under 1/10,000."""
         return simhash_reach(self.confirm_cosine)
 
 

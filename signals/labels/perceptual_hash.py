@@ -99,7 +99,7 @@ def band_keys(h: int, bands: int) -> list[int]:
     return [to_int64(((value >> shift) & (mask & _MASK)) ^ (tag & _MASK)) for shift, mask, tag in band_probes(bands)]
 
 
-def simhash_reach(cosine: float, miss: float = 1e-3) -> int:
+def simhash_reach(cosine: float, miss: float = 1e-4) -> int:
     """The SimHash distance that two vectors at `cosine` exceed with probability below `miss`:
     each bit differs independently with probability angle / pi (random hyperplanes)."""
     p = math.acos(max(-1.0, min(1.0, cosine))) / math.pi

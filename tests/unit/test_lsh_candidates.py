@@ -92,7 +92,7 @@ def test_simhash_pairs_at_the_confirming_cosine_are_candidates() -> None:
     rules = DedupSettings()
     dim, pairs = 96, 3000
     found = {}
-    for cosine in (rules.confirm_cosine, rules.min_cosine):
+    for cosine, reach in ((rules.confirm_cosine, rules.simhash_confirm_hamming), (rules.min_cosine, rules.simhash_hamming)):
         a = rng.standard_normal((pairs, dim))
         a /= np.linalg.norm(a, axis=1, keepdims=True)
         ortho = rng.standard_normal((pairs, dim))
@@ -100,7 +100,7 @@ def test_simhash_pairs_at_the_confirming_cosine_are_candidates() -> None:
         ortho /= np.linalg.norm(ortho, axis=1, keepdims=True)
         b = cosine * a + np.sqrt(1 - cosine**2) * ortho
         ha, hb = (embedding_simhash(v.astype(np.float32), rules.simhash_seed) for v in (a, b))
-        found[cosine] = np.mean([hamming(int(x), int(y)) <= rules.simhash_hamming and bool(set(band_keys(int(x), rules.bands)) & set(band_keys(int(y), rules.bands)))
+        found[cosine] = np.mean([hamming(int(x), int(y)) <= reach and bool(set(band_keys(int(x), rules.bands)) & set(band_keys(int(y), rules.bands)))
                                  for x, y in zip(ha, hb)])
     assert found[rules.confirm_cosine] >= 0.99 and found[rules.min_cosine] == 1.0, found
-    assert simhash_reach(1.0) == 0 and simhash_reach(-1.0) == 64 and simhash_reach(rules.min_cosine) < rules.simhash_hamming
+    assert simhash_reach(1.0) == 0 and simhash_reach(-1.0) == 64 and rules.simhash_hamming < rules.simhash_confirm_hamming
