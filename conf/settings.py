@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from signals.decode import DecodeLimits
 from signals.fetch import FetchPolicy
+from signals.labels.perceptual_hash import bands_for, simhash_reach
 from signals.video.decode import VideoLimits
 from signals.video.keyframes import VideoReading, VideoSampling
 from signals.video.shots import ShotDetection
@@ -135,9 +136,26 @@ class DedupSettings(_Strict):
     confirm_hamming: int = Field(20, ge=0, le=64)  # ... or this close with an embedding agreeing
     confirm_cosine: float = Field(0.94, ge=-1, le=1)
     min_cosine: float = Field(0.985, ge=-1, le=1)  # embedding alone: only near-identical pictures
-    bands: int = Field(8, ge=1, le=64)  # LSH bands over the 64-bit hashes (finds Hamming < bands for sure)
-    max_bucket: int = Field(2000, ge=2)  # larger LSH buckets are skipped: keeps the pair count near linear
+    max_bucket: int = Field(2000, ge=2)  # larger LSH buckets are skipped: a guard against one hash shared by very many items
     simhash_seed: int = 0
+
+    @property
+    def bands(self) -> int:
+        """LSH bands of both hashes, derived from `max_hamming`, not from the corpus size: the fewest
+        that make every pHash pair within `max_hamming` bits a candidate for certain (docs/design.md)."""
+        return bands_for(self.max_hamming)
+
+    @property
+    def simhash_hamming(self) -> int:
+        """SimHash bits apart within which two items are compared on their embeddings alone: two
+        embeddings at `min_cosine` are farther apart with probability under 1/10,000."""
+        return simhash_reach(self.min_cosine)
+
+    @property
+    def simhash_confirm_hamming(self) -> int:
+        """SimHash bits apart within which two items whose pHashes are within `confirm_hamming` are
+        compared: two embeddings at `confirm_cosine` are farther apart with probability under 1/10,000."""
+        return simhash_reach(self.confirm_cosine)
 
 
 class DecodeSettings(_Strict):

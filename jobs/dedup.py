@@ -4,14 +4,14 @@
 
 Exact copies share the sha256 of their bytes (an image by URI: of the bytes fetched, as the
 signals fetch them). Near copies are found without comparing all pairs: items are bucketed by LSH bands of two 64-bit fingerprints, the image's pHash and a
-SimHash of its embedding (from the embeddings table), and only items sharing a bucket are
-compared. A pair is an edge when the bytes are equal, or the pHashes are at most
+SimHash of its embedding (from the embeddings table), and only items sharing a bucket whose
+hashes are within reach of a rule (`candidate_pairs`) are compared (docs/design.md, the LSH scheme). A pair is an edge when the bytes are equal, or the pHashes are at most
 `max_hamming` bits apart, or at most `confirm_hamming` apart with embeddings at cosine
 `confirm_cosine` or more, or the embeddings alone reach `min_cosine`. A flat image (one colour) gets
 no pHash edge: all flat images share one meaningless pHash (signals.labels.perceptual_hash), so
 they are duplicates only by their bytes or their embeddings. Groups are the connected
 components of the edges (min-label propagation, a few iterations for star-shaped groups).
-Buckets over `max_bucket` items are skipped, so the work stays near linear in the corpus.
+Buckets over `max_bucket` items are skipped.
 
 A video item is fingerprinted like an image, across formats: the sha256 of its video bytes, the
 pHashes of its keyframes (as the video pass stored them in the keyframes table: no video is
@@ -28,6 +28,7 @@ from the keyframes table.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 from deltalake import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession, Window
@@ -42,6 +43,7 @@ from lake.ledger import SUCCEEDED
 from rollout.models import champion_version
 from signals.base import ModelRef
 from signals.contracts import DUPLICATES, EMBEDDINGS, KEYFRAMES, STATUS_ERROR, STATUS_OK
+from signals.labels.perceptual_hash import band_probes
 from signals.video.rows import NO_KEYFRAME
 from udfs.fingerprints import phash_column, simhash_column
 
@@ -102,23 +104,28 @@ def fingerprints(spark: SparkSession, settings: Settings) -> DataFrame:
 
 
 def _band_keys(hash_column: str, bands: int) -> Column:
-    """The LSH band keys of a 64-bit hash column (as signals.labels.perceptual_hash.band_keys)."""
-    width = 64 // bands
-    mask = (1 << width) - 1
-    return F.array(*[F.lit(band << width).bitwiseOR(F.shiftrightunsigned(F.col(hash_column), band * width).bitwiseAND(F.lit(mask)))
-                     for band in range(bands)])
+    """The LSH keys of a 64-bit hash column: signals.labels.perceptual_hash.band_probes, as band_keys."""
+    return F.array(*[F.shiftrightunsigned(F.col(hash_column), shift).bitwiseAND(F.lit(mask)).bitwiseXOR(F.lit(tag))
+                     for shift, mask, tag in band_probes(bands)])
 
 
-def _candidates(items: DataFrame, hashes_column: str, rules: DedupSettings) -> DataFrame:
-    """Pairs (a < b) sharing an LSH bucket of any of their hashes (`hashes_column`, an array),
-    skipping oversized buckets."""
-    keyed = items.select("content_id", F.explode(hashes_column).alias("hash")).select(
-        "content_id", F.explode(_band_keys("hash", rules.bands)).alias("bucket")).distinct()
+def _closest_hamming(left: str, right: str) -> Column:
+    """The Hamming distance of the closest pair of two pHash lists (null if either is empty)."""
+    return F.array_min(F.flatten(F.transform(left, lambda x: F.transform(right, lambda y: F.bit_count(x.bitwiseXOR(y))))))
+
+
+def _candidates(items: DataFrame, hashes_column: str, within: Callable[[Column], Column], rules: DedupSettings) -> DataFrame:
+    """Pairs (a < b) that share an LSH bucket of their hashes (from `hashes_column`, an array) and
+    that `within` (of the two hashes' distance; the sides are `a` and `b`) keeps, skipping
+    oversized buckets: the bucket join's chance meetings are dropped on a few longs, before any
+    pair is compared."""
+    keyed = items.select("content_id", "edge_phashes", F.explode(hashes_column).alias("hash")).select(
+        "content_id", "edge_phashes", "hash", F.explode(_band_keys("hash", rules.bands)).alias("bucket")).distinct()
     sized = keyed.withColumn("size", F.count("*").over(Window.partitionBy("bucket"))).filter(F.col("size") <= rules.max_bucket)
     a, b = sized.alias("a"), sized.alias("b")
-    return a.join(b, (F.col("a.bucket") == F.col("b.bucket")) & (F.col("a.content_id") < F.col("b.content_id"))).select(
-        F.col("a.content_id").alias("a"), F.col("b.content_id").alias("b")
-    )
+    return a.join(b, (F.col("a.bucket") == F.col("b.bucket")) & (F.col("a.content_id") < F.col("b.content_id"))).filter(
+        within(F.bit_count(F.col("a.hash").bitwiseXOR(F.col("b.hash"))))
+    ).select(F.col("a.content_id").alias("a"), F.col("b.content_id").alias("b"))
 
 
 def _with_hash_lists(items: DataFrame) -> DataFrame:
@@ -132,12 +139,18 @@ def _with_hash_lists(items: DataFrame) -> DataFrame:
 
 def candidate_pairs(items: DataFrame, rules: DedupSettings) -> DataFrame:
     """The pairs (a, b) that are compared: byte-identical items (each to the smallest id of its
-    hash), and items sharing an LSH bucket of a pHash or of the embedding's SimHash. Their count
-    per item is what keeps dedup near linear in the corpus (`make bench`, scale)."""
+    hash), items with pHashes within `max_hamming` bits (every one: the pHash rule's pairs), and
+    the embedding rules' pairs: SimHashes within `simhash_hamming` bits, or within
+    `simhash_confirm_hamming` with pHashes within `confirm_hamming`; all found through LSH
+    buckets. Their count per item is what keeps dedup near linear in the corpus (`make bench`, scale)."""
     items = _with_hash_lists(items)
     exact = items.filter(F.col("exact_hash").isNotNull()).withColumn("anchor", F.min("content_id").over(Window.partitionBy("exact_hash")))
     exact_edges = exact.filter(F.col("content_id") != F.col("anchor")).select(F.col("anchor").alias("a"), F.col("content_id").alias("b"))
-    return functools.reduce(DataFrame.unionByName, [exact_edges, _candidates(items, "edge_phashes", rules), _candidates(items, "simhashes", rules)]).distinct()
+    confirmed_phash = _closest_hamming("a.edge_phashes", "b.edge_phashes") <= rules.confirm_hamming
+    phash_pairs = _candidates(items, "edge_phashes", lambda d: d <= rules.max_hamming, rules)
+    simhash_pairs = _candidates(items, "simhashes", lambda d: (d <= rules.simhash_hamming)
+                                | ((d <= rules.simhash_confirm_hamming) & F.coalesce(confirmed_phash, F.lit(False))), rules)
+    return functools.reduce(DataFrame.unionByName, [exact_edges, phash_pairs, simhash_pairs]).distinct()
 
 
 def edges(items: DataFrame, rules: DedupSettings) -> DataFrame:
@@ -147,7 +160,7 @@ def edges(items: DataFrame, rules: DedupSettings) -> DataFrame:
     pairs = candidate_pairs(items, rules)
     items = _with_hash_lists(items)
     left, right = items.alias("l"), items.alias("r")
-    closest = F.array_min(F.flatten(F.transform("l.edge_phashes", lambda x: F.transform("r.edge_phashes", lambda y: F.bit_count(x.bitwiseXOR(y))))))
+    closest = _closest_hamming("l.edge_phashes", "r.edge_phashes")
     scored = pairs.join(left, F.col("a") == F.col("l.content_id")).join(right, F.col("b") == F.col("r.content_id")).select(
         "a", "b",
         (F.col("l.exact_hash") == F.col("r.exact_hash")).alias("exact"),

@@ -19,6 +19,8 @@ store them as LongType/int64 without overflow; `hamming` and `band_keys` accept 
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from PIL import Image, ImageFilter
 from scipy.fft import dctn
@@ -61,19 +63,52 @@ def hamming(a: int, b: int) -> int:
     return ((a ^ b) & _MASK).bit_count()
 
 
-def band_keys(h: int, bands: int = 4) -> list[int]:
-    """LSH keys: the hash cut into `bands` chunks of 64 / bands bits, each tagged with its band.
+_TAG_SHIFT = 56  # a key's band index sits above its chunk bits (chunks are at most 32 bits wide from 2 bands on)
 
-    Two hashes within Hamming distance < bands agree on at least one whole chunk (pigeonhole),
-    so joining on these keys finds every such pair as a candidate. The band index sits above the
-    chunk bits, so equal chunks in different bands never collide; keys are int64-compatible.
+
+def bands_for(max_distance: int) -> int:
+    """The fewest bands of `band_probes` that make every pair within `max_distance` bits share a
+    key: d differing bits over b bands leave a band with at most d // b of them (pigeonhole),
+    and two hashes share a key of a band where they differ in at most 2 bits."""
+    return max(1, -(-(max_distance + 1) // 3))
+
+
+def band_probes(bands: int) -> list[tuple[int, int, int]]:
+    """The LSH scheme, as (shift, mask, tag) per key: the key is ((h >>> shift) & mask) ^ tag.
+
+    The 64 bits are cut into `bands` near-equal chunks; each chunk gives its own key and one
+    key per single flipped bit (the tag carries the flip and the band index, so equal chunks in
+    different bands never collide). Two hashes share a key exactly when some band differs in
+    at most 2 bits, so every pair within 3 * bands - 1 bits shares one. One definition for
+    `band_keys` and the dedup job's Spark column (jobs.dedup), so the two always match.
     """
-    if bands < 1 or HASH_BITS % bands:
-        raise ValueError(f"bands must divide {HASH_BITS}, got {bands}")
-    width = HASH_BITS // bands
+    if not 1 <= bands <= HASH_BITS // 2:
+        raise ValueError(f"bands must be between 1 and {HASH_BITS // 2}, got {bands}")
+    base, extra = divmod(HASH_BITS, bands)
+    probes, shift = [], 0
+    for band in range(bands):
+        width = base + (band < extra)
+        probes += [(shift, to_int64((1 << width) - 1), to_int64((band << _TAG_SHIFT) | flip)) for flip in [0] + [1 << bit for bit in range(width)]]
+        shift += width
+    return probes
+
+
+def band_keys(h: int, bands: int) -> list[int]:
+    """The LSH keys of a 64-bit hash (`band_probes`); keys are int64-compatible."""
     value = h & _MASK
-    chunk_mask = (1 << width) - 1
-    return [to_int64((band << width) | ((value >> (band * width)) & chunk_mask)) for band in range(bands)]
+    return [to_int64(((value >> shift) & (mask & _MASK)) ^ (tag & _MASK)) for shift, mask, tag in band_probes(bands)]
+
+
+def simhash_reach(cosine: float, miss: float = 1e-4) -> int:
+    """The SimHash distance that two vectors at `cosine` exceed with probability below `miss`:
+    each bit differs independently with probability angle / pi (random hyperplanes)."""
+    p = math.acos(max(-1.0, min(1.0, cosine))) / math.pi
+    tail = 1.0
+    for reach in range(HASH_BITS + 1):
+        tail -= math.comb(HASH_BITS, reach) * p**reach * (1 - p) ** (HASH_BITS - reach)
+        if tail < miss:
+            return reach
+    return HASH_BITS
 
 
 def embedding_simhash(vectors: np.ndarray, seed: int = 0) -> np.ndarray:

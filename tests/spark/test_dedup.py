@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections import defaultdict
 
 import numpy as np
@@ -94,3 +95,29 @@ def test_each_keyframe_of_a_video_is_a_candidate_and_the_closest_pair_counts(spa
     found = {(r.a, r.b): (r.method, r.hamming) for r in edges(items, DedupSettings()).collect()}
     assert found == {("photo", "video"): ("phash", min(hamming(photo, h) for h in keyframes["video"]))}
     assert found[("photo", "video")][1] == 3 and min(hamming(other, h) for h in [photo, *keyframes["video"]]) > DedupSettings().confirm_hamming
+
+
+def test_spark_candidates_are_the_pairs_within_reach_as_brute_force_finds(spark):
+    from conf.settings import DedupSettings
+    from jobs.dedup import _band_keys, candidate_pairs
+    from signals.labels.perceptual_hash import band_keys, hamming, to_int64
+
+    rules, rng = DedupSettings(), np.random.default_rng(5)
+    def near(h, bits):
+        return to_int64(h ^ sum(1 << int(i) for i in rng.choice(64, size=bits, replace=False)))
+    rows = []
+    for g, (p, s) in enumerate(zip(*(rng.integers(0, 2**63, (2, 20), dtype=np.uint64) * 2 + 1))):
+        p, s = to_int64(int(p)), to_int64(int(s))
+        for k in range(3):  # an original and two copies, some beyond reach: pHash 0-24 bits, SimHash 0-20 bits away
+            rows.append((f"{g:02d}-{k}", f"h-{g}-{k}", near(p, int(rng.integers(0, 25))) if k else p, False,
+                         near(s, int(rng.integers(0, 21))) if k else s))
+    items = spark.createDataFrame(rows, "content_id string, exact_hash string, phash long, flat boolean, simhash long").selectExpr(
+        "*", "cast(null as array<float>) as vector", "cast(null as array<bigint>) as keyframe_phashes")
+    def simhashes_meet(a, b):  # beyond what the bands promise, a SimHash pair is a candidate only if it shares a key
+        return bool(set(band_keys(a[4], rules.bands)) & set(band_keys(b[4], rules.bands)))
+    brute = {(a[0], b[0]) for a, b in itertools.combinations(rows, 2)
+             if hamming(a[2], b[2]) <= rules.max_hamming or simhashes_meet(a, b) and (hamming(a[4], b[4]) <= rules.simhash_hamming
+             or (hamming(a[4], b[4]) <= rules.simhash_confirm_hamming and hamming(a[2], b[2]) <= rules.confirm_hamming))}
+    assert {(r.a, r.b) for r in candidate_pairs(items, rules).collect()} == brute and len(brute) > 20
+    keys = items.select("phash", _band_keys("phash", rules.bands).alias("keys")).collect()
+    assert all(r.keys == band_keys(r.phash, rules.bands) for r in keys)  # the Spark column is the Python scheme

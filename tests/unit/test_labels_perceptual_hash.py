@@ -1,16 +1,15 @@
 """Tests for signals.labels.perceptual_hash: near-duplicates of real photos stay within a few
-bits, different photos are far apart, and band keys find every pair the LSH promises."""
+bits, different photos are far apart (the LSH band keys: test_lsh_candidates.py)."""
 from __future__ import annotations
 
 import io
 import itertools
 
-import numpy as np
 import pytest
 from PIL import Image
 from reference import real_photos
 
-from signals.labels.perceptual_hash import band_keys, hamming, perceptual_hash, phash_of, to_int64
+from signals.labels.perceptual_hash import hamming, perceptual_hash, phash_of, to_int64
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -64,34 +63,6 @@ def test_to_int64_round_trips_the_bits() -> None:
     assert to_int64(2**63) == INT64_MIN
     assert to_int64(2**63 - 1) == INT64_MAX
     assert to_int64(-5) == -5
-
-
-@pytest.mark.parametrize("bands", [1, 2, 4, 8, 16])
-def test_band_keys_share_a_band_within_distance_below_bands(bands: int) -> None:
-    rng = np.random.default_rng(bands)
-    for _ in range(300):
-        h = to_int64(int(rng.integers(0, 2**63)) * 2 + int(rng.integers(0, 2)))
-        flips = rng.choice(64, size=int(rng.integers(0, bands)), replace=False)
-        other = to_int64(h ^ sum(1 << int(i) for i in flips))
-        assert hamming(h, other) == len(flips) < bands
-        assert set(band_keys(h, bands)) & set(band_keys(other, bands))
-    keys = band_keys(-1, bands)
-    assert len(keys) == bands and all(INT64_MIN <= k <= INT64_MAX for k in keys)
-
-
-def test_band_keys_are_distinct_across_bands_and_miss_far_pairs() -> None:
-    assert len(set(band_keys(0, 4))) == 4  # equal chunks in different bands do not collide
-    h = 0x0123_4567_89AB_CDEF
-    one_bit_per_band = h ^ (1 | 1 << 16 | 1 << 32 | 1 << 48)
-    assert hamming(h, one_bit_per_band) == 4
-    assert not set(band_keys(h, 4)) & set(band_keys(one_bit_per_band, 4))
-    assert band_keys(h, 4) == [(b << 16) | ((h >> (16 * b)) & 0xFFFF) for b in range(4)]
-
-
-@pytest.mark.parametrize("bands", [0, 3, 5, 128])
-def test_band_keys_rejects_bands_that_do_not_divide_64(bands: int) -> None:
-    with pytest.raises(ValueError):
-        band_keys(0, bands)
 
 
 def test_flat_images_all_hash_to_zero_and_are_flagged_as_flat() -> None:
