@@ -12,6 +12,7 @@ head is not gold-free: the crossover compares it with heads that see only their 
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from training.human_labels import import_labels
 from training.loader import Snapshot, pin_snapshot
 from training.loader_benchmark import loader_against_pandas
 from training.tasks import TASKS, task_named
-from training.train import held_out_gold, label_frames
+from training.train import JOIN, embedding_signals, held_out_gold, label_frames
 from training.weak import run_weak
 
 CROSSOVER_START = (25, 50, 100, 200)  # gold labels; then doubling while fewer than the gold items outside the test split
@@ -55,20 +56,20 @@ def crossover_sizes(available: int) -> list[int]:
 
 
 def compare_heads(settings: Settings, task: str, weak: pd.DataFrame, gold: pd.DataFrame, majority: pd.DataFrame,
-                  signal: str, model_version: str) -> dict[str, Any]:
+                  signal: str, model_version: str, joined: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
     """Every scorer's metrics on the same held-out gold items, and the crossover curve: a head
     trained on a seeded sample of n gold labels (from outside the test split) per curve point,
     the last being all of them (the gold head)."""
     conf = settings.training
     root = settings.lakehouse_root
-    weak_snapshot = pin_snapshot(root, signal, model_version, weak, fractions=conf.splits)
+    weak_snapshot = pin_snapshot(root, signal, model_version, weak, fractions=conf.splits, joined=joined)
     frame, vectors = held_out_gold(settings, task, weak_snapshot, gold, majority)  # read once, for every head
     frame["weak_head"] = train_head(weak_snapshot, conf).scores(vectors)
     frame["label_model"] = weak.drop_duplicates("content_id").set_index("content_id")["p_positive"].reindex(frame["content_id"]).to_numpy()
 
     def pinned(labels: pd.DataFrame) -> Snapshot:
         return pin_snapshot(root, signal, model_version, labels, weak_snapshot.embeddings_version, weak_snapshot.duplicates_version,
-                            conf.splits)
+                            conf.splits, joined)
 
     gold_snapshot = pinned(gold)
     outside_test = gold_snapshot.labels[gold_snapshot.labels["split"] != "test"]["content_id"].to_numpy()
@@ -86,7 +87,7 @@ def compare_heads(settings: Settings, task: str, weak: pd.DataFrame, gold: pd.Da
     points = [{"gold_labels": n, "roc_auc": auc[column]} for n, column in curve]
     matched = next((p["gold_labels"] for p in points if weak_auc is not None and p["roc_auc"] is not None and p["roc_auc"] >= weak_auc), None)
     return {
-        "embedding": f"{signal}@{model_version}", "held_out_items": len(frame), "held_out_positives": int(frame["label"].sum()),
+        "embedding": JOIN.join(f"{s}@{v}" for s, v in ((signal, model_version), *joined)), "held_out_items": len(frame), "held_out_positives": int(frame["label"].sum()),
         "roc_auc": {scorer: auc.get(scorer) for scorer in SCORERS},
         "weak_head_beats": {b: None if weak_auc is None or auc.get(b) is None else weak_auc > auc[b] for b in BASELINES},
         "crossover": {"curve": points, "gold_labels_to_match_weak_head": matched, "gold_labels_outside_test": len(outside_test)},
@@ -99,11 +100,13 @@ def evaluate_heads(settings: Settings, versions: Mapping[str, str], folder: Path
     TASKS_TO_BEAT tasks; and the loader against pandas (training/loader_benchmark.py)."""
     tasks = {}
     for name in TASKS:
+        started = time.monotonic()
         label_sample_corpus(settings, name, folder / "labels")
         run_weak(settings.lakehouse_root, name, versions)
         weak, gold, majority = label_frames(settings.lakehouse_root, name, "weak")
-        signal = settings.training.embeddings[name]
-        tasks[name] = compare_heads(settings, name, weak, gold, majority, signal, versions[signal])
+        signal, *others = embedding_signals(settings, name)
+        tasks[name] = compare_heads(settings, name, weak, gold, majority, signal, versions[signal], tuple((s, versions[s]) for s in others))
+        tasks[name]["seconds"] = round(time.monotonic() - started, 1)
     beaten = [t for t, r in tasks.items() if all(r["weak_head_beats"].values())]
     with tempfile.TemporaryDirectory() as scratch:
         loader = loader_against_pandas(Path(scratch), settings.training)
