@@ -8,6 +8,8 @@ The sample corpus is labelled the way a team would start: every item judged by t
 annotators (training/annotators.py), imported as human labels, then `labels weak`. The weak labels'
 `neighbours` function reads gold (docs/design.md, Labels and weak supervision), so the weak-label
 head is not gold-free: the crossover compares it with heads that see only their sample of gold.
+Here it reads only the gold outside the test split: a held-out item's own gold, or its copies',
+would otherwise reach the label model's and the majority vote's scores of it.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from lake import delta_io
 from sample_corpus.generate import TRUTH_TABLE
 from training.annotators import simulate, write_exports
 from training.evaluate import evaluate
+from training.gold import gold_labels
 from training.heads import train_head
 from training.human_labels import import_labels
 from training.loader import Snapshot, pin_snapshot
@@ -53,6 +56,13 @@ def crossover_sizes(available: int) -> list[int]:
     while sizes and sizes[-1] * 2 < available:
         sizes.append(sizes[-1] * 2)
     return [*sizes, available]
+
+
+def outside_test(settings: Settings, task: str, signal: str, model_version: str) -> list[str]:
+    """The task's gold items outside the test split (as a snapshot of `signal` splits them now)."""
+    labels = pin_snapshot(settings.lakehouse_root, signal, model_version, gold_labels(settings.lakehouse_root, task),
+                          fractions=settings.training.splits).labels
+    return labels.loc[labels["split"] != "test", "content_id"].tolist()
 
 
 def compare_heads(settings: Settings, task: str, weak: pd.DataFrame, gold: pd.DataFrame, majority: pd.DataFrame,
@@ -102,9 +112,9 @@ def evaluate_heads(settings: Settings, versions: Mapping[str, str], folder: Path
     for name in TASKS:
         started = time.monotonic()
         label_sample_corpus(settings, name, folder / "labels")
-        run_weak(settings.lakehouse_root, name, versions)
-        weak, gold, majority = label_frames(settings.lakehouse_root, name, "weak")
         signal, *others = embedding_signals(settings, name)
+        run_weak(settings.lakehouse_root, name, versions, readable_gold=outside_test(settings, name, signal, versions[signal]))
+        weak, gold, majority = label_frames(settings.lakehouse_root, name, "weak")
         tasks[name] = compare_heads(settings, name, weak, gold, majority, signal, versions[signal], tuple((s, versions[s]) for s in others))
         tasks[name]["seconds"] = round(time.monotonic() - started, 1)
     beaten = [t for t, r in tasks.items() if all(r["weak_head_beats"].values())]

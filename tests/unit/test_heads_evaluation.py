@@ -3,6 +3,8 @@ every scorer on the same held-out gold items, the baselines' ROC-AUC against skl
 themselves, and a crossover curve whose heads were trained on as many gold labels as it says."""
 from __future__ import annotations
 
+import json
+
 import pytest
 from sklearn.metrics import roc_auc_score
 from training_lakehouse import ERRORS, training_lakehouse
@@ -51,3 +53,15 @@ def test_every_scorer_is_judged_on_the_same_held_out_gold_and_the_curve_on_its_g
 
     page = write_heads_report({"tasks": {"low_quality": result}}, tmp_path / "report" / "heads.html").read_text()
     assert "data:image/png;base64," in page and "gold-only head ROC-AUC" in page
+
+
+def test_eval_only_heads_replaces_the_heads_section_and_keeps_the_others(tmp_path) -> None:
+    from jobs.cli import _parser
+    from rollout.evaluate import replace_section
+
+    assert _parser().parse_args(["eval", "--only", "heads"]).only == "heads"
+    report = tmp_path / "eval" / "latest.json"
+    replace_section("heads", {"tasks": {}}, report)
+    report.write_text(json.dumps({"labels": {"blurry": 1}, "heads": {"tasks": {"old": 1}}}))
+    assert replace_section("heads", {"tasks": {"new": 2}}, report) == json.loads(report.read_text())
+    assert json.loads(report.read_text()) == {"labels": {"blurry": 1}, "heads": {"tasks": {"new": 2}}}
