@@ -157,6 +157,13 @@ def print_heads(heads: dict) -> None:
                       f"{to_match if to_match is not None else 'not within ' + str(r['crossover']['gold_labels_outside_test'])} ({curve})")
     console.print(table)
     console.print(f"the weak-label head beats majority vote and the rule on: {', '.join(heads['weak_head_beats_baselines_on']) or 'no task'}")
+    for task, r in heads["tasks"].items():
+        cross = r["cross_fitted"]
+        console.print(f"{task}, cross-fitted over {cross['folds']} folds ({cross['items']} gold items, {cross['positives']} positive): "
+                      + ", ".join(f"{s} {_auc(auc)}" for s, auc in cross["roc_auc"].items()))
+    crossed = heads["cross_fitted"]
+    console.print(f"cross-fitted, the weak-label head beats both on: {', '.join(crossed['weak_head_beats_baselines_on']) or 'no task'}"
+                  + ("" if crossed["target_met"] else " (target not met)"))
     for scale, r in heads["loader"]["scales"].items():
         console.print(f"loader at {scale} ({r['table_rows']} rows, {r['table_mb']} MB of vectors): "
                       + "; ".join(f"{way} {r[way]['rows_per_s']} rows/s, peak {r[way]['peak_mb']} MB" for way in ("loader", "pandas_first")))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -39,9 +39,14 @@ SPLITS = ("train", "validation", "test")
 READ_ROWS = 1024  # rows per record batch read from a data file
 
 
+def group_point(group_id: str) -> float:
+    """Where sha256 of a near-duplicate group's id falls in [0, 1): what splits and folds are cut from."""
+    return int.from_bytes(hashlib.sha256(group_id.encode()).digest()[:8], "big") / 2**64
+
+
 def split_of(group_id: str, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)) -> str:
-    """The split of a near-duplicate group: where sha256 of its id falls in [0, 1), cut by `fractions`."""
-    point = int.from_bytes(hashlib.sha256(group_id.encode()).digest()[:8], "big") / 2**64
+    """The split of a near-duplicate group: where its point falls in [0, 1), cut by `fractions`."""
+    point = group_point(group_id)
     cut = 0.0
     for name, share in zip(SPLITS, fractions):
         cut += share
@@ -121,6 +126,19 @@ def pin_snapshot(lakehouse: str, signal: str, model_version: str, labels: pd.Dat
     frame["group_id"] = group_ids(lakehouse, frame["content_id"], duplicates_version).to_numpy()
     frame["split"] = [split_of(g, fractions) for g in frame["group_id"]]
     return Snapshot(lakehouse, signal, model_version, embeddings_version, duplicates_version, frame, tuple(joined))
+
+
+def fold_of(group_id: str, folds: int) -> int:
+    """The fold (0 to folds - 1) of a near-duplicate group, for cross-fitting: its point cut in equal parts."""
+    return min(int(group_point(group_id) * folds), folds - 1)
+
+
+def with_folds(snapshot: Snapshot, test_fold: int, folds: int) -> Snapshot:
+    """The snapshot with its labels split by fold instead: `test_fold` the test split, the next
+    fold the validation split, the others the train split."""
+    fold = snapshot.labels["group_id"].map(lambda g: fold_of(g, folds))
+    split = np.where(fold == test_fold, "test", np.where(fold == (test_fold + 1) % folds, "validation", "train"))
+    return replace(snapshot, labels=snapshot.labels.assign(split=split))
 
 
 class EmbeddingBatches(IterableDataset):

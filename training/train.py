@@ -26,7 +26,7 @@ from training import gold, weak
 from training.evaluate import LANGUAGE_SIGNAL, RULES, Evaluation, evaluate, item_slices, report_metrics, rule_scores, write_evaluation_report
 from training.gate import EVALUATION_TAG, head_signal
 from training.heads import TrainedHead, save_head, train_head
-from training.loader import Snapshot, batches, pin_snapshot
+from training.loader import Snapshot, batches, pin_snapshot, with_folds
 from training.tasks import task_named
 
 EXPERIMENT = "content-signals-training"
@@ -66,13 +66,15 @@ def _version_of(settings: Settings, signal: str) -> str | None:
 
 
 def held_out_gold(settings: Settings, task: str, snapshot: Snapshot, gold: pd.DataFrame,
-                  majority: pd.DataFrame | None = None) -> tuple[pd.DataFrame, np.ndarray]:
-    """The gold items of the snapshot's test groups with an ok embedding: their label, the rule's
-    and the majority vote's scores and their slices (a scorer with no score for any of them is left
-    out), and their vectors in the same order, for any number of heads to be scored on."""
+                  majority: pd.DataFrame | None = None, fold: tuple[int, int] | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """The gold items of the snapshot's test groups (with `fold`, (test fold, folds): that fold's
+    groups) with an ok embedding: their label, the rule's and the majority vote's scores and their
+    slices (a scorer with no score for any of them is left out), and their vectors in the same
+    order, for any number of heads to be scored on."""
     pinned = pin_snapshot(snapshot.lakehouse, snapshot.signal, snapshot.model_version,
                           gold.assign(p_positive=gold["label"].astype(float)), snapshot.embeddings_version,
                           snapshot.duplicates_version, settings.training.splits, snapshot.joined)
+    pinned = pinned if fold is None else with_folds(pinned, *fold)
     ids, vectors = [], []
     for batch in batches(pinned, "test", batch_size=1024, shuffle_buffer=1):
         ids += batch["content_id"]
