@@ -7,6 +7,7 @@
     content-signals refresh                    # only what is new or changed; drops what left the corpus
     content-signals dedup                      # near-duplicate groups over the whole corpus
     content-signals eval                       # everything above with OCR on, then labels vs the truth
+    content-signals eval --only heads          # only the heads section, on the lakehouse an eval built
     content-signals register image_embedding --source /path/to/new.pth --param weights_path=/path/to/new.pth
     content-signals backfill --challenger --slice-pct 10   # canary: the challenger on a stable 10% of items
     content-signals compare image_embedding                # champion vs challenger: reports/compare/latest.html
@@ -117,9 +118,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("task", help="low_quality, text_heavy or spam_text (training/tasks.py)")
     train.add_argument("--labels", choices=("weak", "gold", "both"), default="both",
                        help="train on weak labels, gold labels, or both (gold where an item has it; default)")
-    train.add_argument("--embedding", help="the embedding signal the head reads (default: training.embeddings of the task)")
+    train.add_argument("--embedding", help="the embedding signal the head reads (default: training.embeddings of the task); "
+                                           "image_embedding+text_embedding: both vectors concatenated (trained and logged, not registered)")
     commands.add_parser("evaluate", parents=[common], help="labels, duplicate groups and retrieval against the sample corpus truth")
-    commands.add_parser("eval", parents=[common], help="make-corpus, backfill (OCR on), dedup, evaluate")
+    evaluation = commands.add_parser("eval", parents=[common], help="make-corpus, backfill (OCR on), dedup, evaluate")
+    evaluation.add_argument("--only", choices=("heads",),
+                            help="only this section, on the lakehouse a whole eval built: its part of the report is replaced, the rest kept")
     commands.add_parser("show", parents=[common], help="what the lakehouse holds")
     _labels_parsers(commands, common)
     serve = commands.add_parser("serve", parents=[common],

@@ -22,7 +22,7 @@ from jobs.maintain import run_maintain
 from jobs.monitor import evaluate_monitoring, publish_dashboard, raise_on_alerts, run_monitor
 from jobs.refresh import run_refresh
 from jobs.session import build_session
-from jobs.show import console, print_evaluation, print_monitor, print_neighbours, print_result, print_trained, print_upkeep, show
+from jobs.show import console, print_evaluation, print_heads, print_monitor, print_neighbours, print_result, print_trained, print_upkeep, show
 from lake.ledger import SUCCEEDED
 from monitoring.monitor import MonitorResult
 from retrieval import index_store
@@ -30,7 +30,7 @@ from retrieval.build import build_index, embeddings_root, update_index
 from retrieval.embedding_rows import item_vector, pinned_version
 from retrieval.vector_index import neighbours
 from rollout.compare import compare_in_lakehouse, log_to_mlflow, report_metrics, write_report
-from rollout.evaluate import REPORT, run_evaluation
+from rollout.evaluate import REPORT, replace_section, run_evaluation
 from rollout.models import CHALLENGER, CHAMPION, champion_version, identity_params, registry_for
 from rollout.shot_evaluation import evaluate_shots
 from sample_corpus.generate import write_sample_corpus
@@ -208,6 +208,12 @@ def run(args: argparse.Namespace) -> None:
         return
     if args.command == "evaluate":
         print_evaluation(run_evaluation(settings))
+        return
+    if args.command == "eval" and args.only == "heads":
+        heads = evaluate_heads(settings, champion_versions(settings), EVAL_FOLDER)
+        replace_section("heads", heads)
+        print_heads(heads)
+        console.print(f"heads: {write_heads_report(heads, EVAL_FOLDER / 'heads.html')} (section of {REPORT})")
         return
     if args.command in DRIVER_COMMANDS:
         DRIVER_COMMANDS[args.command](settings, args)

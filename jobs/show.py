@@ -157,6 +157,13 @@ def print_heads(heads: dict) -> None:
                       f"{to_match if to_match is not None else 'not within ' + str(r['crossover']['gold_labels_outside_test'])} ({curve})")
     console.print(table)
     console.print(f"the weak-label head beats majority vote and the rule on: {', '.join(heads['weak_head_beats_baselines_on']) or 'no task'}")
+    for task, r in heads["tasks"].items():
+        cross = r["cross_fitted"]
+        console.print(f"{task}, cross-fitted over {cross['folds']} folds ({cross['items']} gold items, {cross['positives']} positive): "
+                      + ", ".join(f"{s} {_auc(auc)}" for s, auc in cross["roc_auc"].items()))
+    crossed = heads["cross_fitted"]
+    console.print(f"cross-fitted, the weak-label head beats both on: {', '.join(crossed['weak_head_beats_baselines_on']) or 'no task'}"
+                  + ("" if crossed["target_met"] else " (target not met)"))
     for scale, r in heads["loader"]["scales"].items():
         console.print(f"loader at {scale} ({r['table_rows']} rows, {r['table_mb']} MB of vectors): "
                       + "; ".join(f"{way} {r[way]['rows_per_s']} rows/s, peak {r[way]['peak_mb']} MB" for way in ("loader", "pandas_first")))
@@ -221,8 +228,11 @@ def print_weak(report: dict) -> None:
 def print_trained(trained: TrainedVersion) -> None:
     """A trained head: its registry version, what it was trained on, its held-out metrics per scorer."""
     lineage = trained.snapshot.lineage()
-    console.print(f"{trained.model.name}: version {trained.model.version} is now 'challenger' (MLflow run {trained.run_id}); trained on "
-                  f"{lineage['labels_items']} labelled items, {lineage['embedding_signal']} model version {lineage['embedding_model_version']} "
+    joined = f" joined with {lineage['joined_embeddings']}" if "joined_embeddings" in lineage else ""
+    registered = (f"{trained.model.name}: version {trained.model.version} is now 'challenger'" if trained.model else
+                  f"head_{trained.task}: not registered (a head on joined embeddings cannot run as a signal yet)")
+    console.print(f"{registered} (MLflow run {trained.run_id}); trained on {lineage['labels_items']} labelled items, "
+                  f"{lineage['embedding_signal']} model version {lineage['embedding_model_version']}{joined} "
                   f"at embeddings version {lineage['embeddings_version']}", soft_wrap=True)
     if trained.evaluation is None:
         console.print("no gold labels: not evaluated, and `promote` will refuse it until it is")

@@ -141,6 +141,15 @@ def evaluate_retrieval(settings: Settings, truth: dict[str, dict]) -> dict[str, 
     return results
 
 
+def replace_section(name: str, section: dict, report: Path = REPORT) -> dict:
+    """The report with one section evaluated again (`eval --only`), the others as an earlier run left them."""
+    result = json.loads(report.read_text()) if report.exists() else {}
+    result[name] = section
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(json.dumps(result, indent=2))
+    return result
+
+
 def run_evaluation(settings: Settings, sections: dict | None = None, report: Path = REPORT) -> dict:
     """Evaluate what the lakehouse holds; write the JSON report, with the `sections` evaluated
     elsewhere (the monitoring's), and return it."""

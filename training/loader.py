@@ -8,14 +8,19 @@ workers by worker id, read one record batch at a time, kept to the labelled rows
 mixed in a seeded shuffle buffer and handed on as tensors. What is held at once is the label
 frame (one entry per labelled item, never per table row), one record batch and the buffer.
 
+A snapshot may join further embedding signals (`joined`): each labelled row's vector is then its
+own followed by theirs (a head on image and text embeddings together). Their vectors are read first,
+for the split's labelled items only, so what is held grows with the labelled items, as the label
+frame does, never with the table.
+
 Splits are by a stable hash of the item's near-duplicate group (the `duplicates` table; an item
 in no group is its own group), so every copy of a test item is in the test split too.
 """
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -34,9 +39,14 @@ SPLITS = ("train", "validation", "test")
 READ_ROWS = 1024  # rows per record batch read from a data file
 
 
+def group_point(group_id: str) -> float:
+    """Where sha256 of a near-duplicate group's id falls in [0, 1): what splits and folds are cut from."""
+    return int.from_bytes(hashlib.sha256(group_id.encode()).digest()[:8], "big") / 2**64
+
+
 def split_of(group_id: str, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)) -> str:
-    """The split of a near-duplicate group: where sha256 of its id falls in [0, 1), cut by `fractions`."""
-    point = int.from_bytes(hashlib.sha256(group_id.encode()).digest()[:8], "big") / 2**64
+    """The split of a near-duplicate group: where its point falls in [0, 1), cut by `fractions`."""
+    point = group_point(group_id)
     cut = 0.0
     for name, share in zip(SPLITS, fractions):
         cut += share
@@ -72,15 +82,16 @@ class Snapshot:
     embeddings_version: int
     duplicates_version: int | None
     labels: pd.DataFrame = field(repr=False)  # content_id, p_positive, group_id, split
+    joined: tuple[tuple[str, str], ...] = ()  # (signal, model version) of embeddings appended to each row's vector, in order
 
     @property
     def embeddings_root(self) -> str:
         return f"{self.lakehouse.rstrip('/')}/{EMBEDDINGS.name}"
 
-    def file_uris(self) -> list[str]:
-        """The data files of the signal's partitions at the pinned version, in a stable order."""
+    def file_uris(self, signal: str | None = None, model_version: str | None = None) -> list[str]:
+        """The data files of a signal's partitions (default: the snapshot's own) at the pinned version, in a stable order."""
         table = DeltaTable(self.embeddings_root, version=self.embeddings_version)
-        return sorted(table.file_uris([("signal", "=", self.signal), ("model_version", "=", self.model_version)]))
+        return sorted(table.file_uris([("signal", "=", signal or self.signal), ("model_version", "=", model_version or self.model_version)]))
 
     def targets(self, split: str) -> dict[str, float]:
         """content_id -> p_positive of the labelled items in `split`."""
@@ -91,15 +102,17 @@ class Snapshot:
         """The exact inputs, as MLflow params: table versions and a digest of the labels."""
         labels = self.labels.sort_values("content_id")[["content_id", "p_positive"]]
         digest = hashlib.sha256(pd.util.hash_pandas_object(labels, index=False).to_numpy().tobytes()).hexdigest()
+        joined = {"joined_embeddings": ",".join(f"{s}@{v}" for s, v in self.joined)} if self.joined else {}
         return {"embeddings_table": self.embeddings_root, "embeddings_version": str(self.embeddings_version),
                 "duplicates_version": str(self.duplicates_version), "embedding_signal": self.signal,
-                "embedding_model_version": self.model_version, "labels_sha256": digest, "labels_items": str(len(labels))}
+                "embedding_model_version": self.model_version, **joined, "labels_sha256": digest, "labels_items": str(len(labels))}
 
 
 def pin_snapshot(lakehouse: str, signal: str, model_version: str, labels: pd.DataFrame,
                  embeddings_version: int | None = None, duplicates_version: int | None = None,
-                 fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)) -> Snapshot:
-    """A snapshot at the given versions (default: the latest), its labels given their group and split."""
+                 fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), joined: tuple[tuple[str, str], ...] = ()) -> Snapshot:
+    """A snapshot at the given versions (default: the latest), its labels given their group and
+    split, with the `joined` embeddings' vectors appended to each row's."""
     missing = {"content_id", "p_positive"} - set(labels.columns)
     if missing:
         raise UsageError(f"a label frame needs the columns content_id and p_positive; it lacks {sorted(missing)}")
@@ -112,7 +125,20 @@ def pin_snapshot(lakehouse: str, signal: str, model_version: str, labels: pd.Dat
     frame = labels[["content_id", "p_positive"]].drop_duplicates("content_id").reset_index(drop=True)
     frame["group_id"] = group_ids(lakehouse, frame["content_id"], duplicates_version).to_numpy()
     frame["split"] = [split_of(g, fractions) for g in frame["group_id"]]
-    return Snapshot(lakehouse, signal, model_version, embeddings_version, duplicates_version, frame)
+    return Snapshot(lakehouse, signal, model_version, embeddings_version, duplicates_version, frame, tuple(joined))
+
+
+def fold_of(group_id: str, folds: int) -> int:
+    """The fold (0 to folds - 1) of a near-duplicate group, for cross-fitting: its point cut in equal parts."""
+    return min(int(group_point(group_id) * folds), folds - 1)
+
+
+def with_folds(snapshot: Snapshot, test_fold: int, folds: int) -> Snapshot:
+    """The snapshot with its labels split by fold instead: `test_fold` the test split, the next
+    fold the validation split, the others the train split."""
+    fold = snapshot.labels["group_id"].map(lambda g: fold_of(g, folds))
+    split = np.where(fold == test_fold, "test", np.where(fold == (test_fold + 1) % folds, "validation", "train"))
+    return replace(snapshot, labels=snapshot.labels.assign(split=split))
 
 
 class EmbeddingBatches(IterableDataset):
@@ -125,9 +151,9 @@ class EmbeddingBatches(IterableDataset):
     with `keep_bytes=0`, stream every epoch. Either way an epoch yields the same batches."""
 
     def __init__(self, files: list[str], targets: Mapping[str, float], batch_size: int = 256,
-                 shuffle_buffer: int = 4096, seed: int = 0, keep_bytes: int = 0) -> None:
+                 shuffle_buffer: int = 4096, seed: int = 0, keep_bytes: int = 0, appended: Mapping[str, np.ndarray] | None = None) -> None:
         super().__init__()
-        self.files, self.targets = files, dict(targets)
+        self.files, self.targets, self.appended = files, dict(targets), appended
         self.batch_size, self.shuffle_buffer, self.seed = batch_size, shuffle_buffer, seed
         self.keep_bytes = keep_bytes
         self.epoch = 0
@@ -155,7 +181,7 @@ class EmbeddingBatches(IterableDataset):
             scan = ds.dataset(file, format="parquet").to_batches(columns=["content_id", "status", "vector"], batch_size=READ_ROWS,
                                                                  batch_readahead=1)
             for batch in scan:
-                for row in _labelled(batch, self.targets):
+                for row in _labelled(batch, self.targets, self.appended):
                     if kept is not None:
                         kept.append(row)
                         size += row[1].nbytes
@@ -188,14 +214,39 @@ class EmbeddingBatches(IterableDataset):
             yield _collated(chunk)
 
 
-def _labelled(batch: pa.RecordBatch, wanted: Mapping[str, float]) -> Iterator[tuple[str, np.ndarray, float]]:
-    """(content_id, vector, target) of the ok rows of a record batch whose id is in `wanted`."""
+def _ok_rows(batch: pa.RecordBatch) -> tuple[list[str], np.ndarray | None]:
+    """The content ids and vectors (one row each) of a record batch's ok rows."""
     batch = batch.filter(pc.equal(batch["status"], STATUS_OK))
     ids = batch["content_id"].to_pylist()
-    matrix = batch["vector"].values.to_numpy(zero_copy_only=False).reshape(len(ids), -1) if ids else None
+    return ids, batch["vector"].values.to_numpy(zero_copy_only=False).reshape(len(ids), -1) if ids else None
+
+
+def _labelled(batch: pa.RecordBatch, wanted: Mapping[str, float],
+              appended: Mapping[str, np.ndarray] | None = None) -> Iterator[tuple[str, np.ndarray, float]]:
+    """(content_id, vector, target) of the ok rows of a record batch whose id is in `wanted` (and,
+    with `appended`, has a vector there too, put after its own)."""
+    ids, matrix = _ok_rows(batch)
     for i, content_id in enumerate(ids):
-        if content_id in wanted:
+        if content_id not in wanted:
+            continue
+        if appended is None:
             yield content_id, matrix[i].copy(), wanted[content_id]  # a copy: a view would hold its whole batch
+        elif content_id in appended:
+            yield content_id, np.concatenate([matrix[i], appended[content_id]]), wanted[content_id]
+
+
+def joined_vectors(snapshot: Snapshot, content_ids: Collection[str]) -> dict[str, np.ndarray]:
+    """content_id -> the snapshot's joined embeddings' vectors, one after another, of those of
+    `content_ids` with an ok row in every one of them."""
+    found: dict[str, np.ndarray] | None = None
+    for signal, model_version in snapshot.joined:
+        mine: dict[str, np.ndarray] = {}
+        for file in snapshot.file_uris(signal, model_version):
+            for batch in ds.dataset(file, format="parquet").to_batches(columns=["content_id", "status", "vector"], batch_size=READ_ROWS):
+                ids, matrix = _ok_rows(batch)
+                mine.update((c, matrix[i].copy()) for i, c in enumerate(ids) if c in content_ids)
+        found = mine if found is None else {c: np.concatenate([v, mine[c]]) for c, v in found.items() if c in mine}
+    return found or {}
 
 
 def _collated(rows: list[tuple[str, np.ndarray, float]]) -> dict[str, object]:
@@ -207,4 +258,6 @@ def _collated(rows: list[tuple[str, np.ndarray, float]]) -> dict[str, object]:
 def batches(snapshot: Snapshot, split: str, batch_size: int = 256, shuffle_buffer: int = 4096, seed: int = 0,
             keep_bytes: int = 0) -> EmbeddingBatches:
     """The split's stream over the snapshot's files (kept in memory after a pass if it fits in `keep_bytes`)."""
-    return EmbeddingBatches(snapshot.file_uris(), snapshot.targets(split), batch_size, shuffle_buffer, seed, keep_bytes)
+    targets = snapshot.targets(split)
+    appended = joined_vectors(snapshot, targets.keys()) if snapshot.joined else None
+    return EmbeddingBatches(snapshot.file_uris(), targets, batch_size, shuffle_buffer, seed, keep_bytes, appended)

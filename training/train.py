@@ -1,6 +1,8 @@
 """`content-signals train TASK`: a head trained on a pinned snapshot, evaluated on held-out gold,
 logged to MLflow (params, lineage, metrics, report, the model) and registered as a new version of
-its own signal (`head_<task>`), pointed at by the `challenger` alias.
+its own signal (`head_<task>`), pointed at by the `challenger` alias. A head on several embeddings
+joined (`--embedding image_embedding+text_embedding`) is trained, evaluated and logged the same way
+but not registered: the jobs join one stored embedding to a head's items, so it could not run.
 
 The registry version records the weights file (its sha256, as for every model) and what the head
 reads (the embedding signal and its model version); its held-out evaluation is kept on it as a
@@ -24,11 +26,12 @@ from training import gold, weak
 from training.evaluate import LANGUAGE_SIGNAL, RULES, Evaluation, evaluate, item_slices, report_metrics, rule_scores, write_evaluation_report
 from training.gate import EVALUATION_TAG, head_signal
 from training.heads import TrainedHead, save_head, train_head
-from training.loader import Snapshot, batches, pin_snapshot
+from training.loader import Snapshot, batches, pin_snapshot, with_folds
 from training.tasks import task_named
 
 EXPERIMENT = "content-signals-training"
 HEAD_KINDS = {"image": "image_embedding_head", "text": "text_embedding_head"}  # signals.catalog kind by the embedding's input
+JOIN = "+"  # between embedding signals whose vectors a head reads concatenated
 
 
 def label_frames(lakehouse: str, task: str, source: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -46,7 +49,7 @@ class TrainedVersion:
     """What `train` made: the registry version, its MLflow run and how it did."""
 
     task: str
-    model: RegisteredModel
+    model: RegisteredModel | None  # None: a head on joined embeddings, not registered
     run_id: str
     snapshot: Snapshot
     weights: Path
@@ -63,13 +66,15 @@ def _version_of(settings: Settings, signal: str) -> str | None:
 
 
 def held_out_gold(settings: Settings, task: str, snapshot: Snapshot, gold: pd.DataFrame,
-                  majority: pd.DataFrame | None = None) -> tuple[pd.DataFrame, np.ndarray]:
-    """The gold items of the snapshot's test groups with an ok embedding: their label, the rule's
-    and the majority vote's scores and their slices (a scorer with no score for any of them is left
-    out), and their vectors in the same order, for any number of heads to be scored on."""
+                  majority: pd.DataFrame | None = None, fold: tuple[int, int] | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """The gold items of the snapshot's test groups (with `fold`, (test fold, folds): that fold's
+    groups) with an ok embedding: their label, the rule's and the majority vote's scores and their
+    slices (a scorer with no score for any of them is left out), and their vectors in the same
+    order, for any number of heads to be scored on."""
     pinned = pin_snapshot(snapshot.lakehouse, snapshot.signal, snapshot.model_version,
                           gold.assign(p_positive=gold["label"].astype(float)), snapshot.embeddings_version,
-                          snapshot.duplicates_version, settings.training.splits)
+                          snapshot.duplicates_version, settings.training.splits, snapshot.joined)
+    pinned = pinned if fold is None else with_folds(pinned, *fold)
     ids, vectors = [], []
     for batch in batches(pinned, "test", batch_size=1024, shuffle_buffer=1):
         ids += batch["content_id"]
@@ -96,16 +101,31 @@ def held_out(settings: Settings, task: str, snapshot: Snapshot, head: TrainedHea
     return frame
 
 
+def embedding_signals(settings: Settings, task: str, embedding: str | None = None) -> list[str]:
+    """The embedding signals a task's head reads (`embedding`, default `training.embeddings`), in the
+    order their vectors are concatenated; a usage error for one the profile does not have."""
+    names = (embedding or settings.training.embeddings.get(task) or "").split(JOIN)
+    for signal in names:
+        if signal not in settings.signals:
+            raise UsageError(f"no embedding signal {signal!r} in the profile for {task}; pass --embedding (e.g. image_embedding, "
+                             f"or image_embedding{JOIN}text_embedding for both)")
+    return names
+
+
+def pin_embeddings(settings: Settings, signals: list[str], labels: pd.DataFrame) -> Snapshot:
+    """A snapshot of the champions of `signals` (the first's rows, the others' vectors joined) with `labels`."""
+    joined = tuple((s, champion_version(settings, s)) for s in signals[1:])
+    return pin_snapshot(settings.lakehouse_root, signals[0], champion_version(settings, signals[0]), labels,
+                        fractions=settings.training.splits, joined=joined)
+
+
 def train_task(settings: Settings, task_name: str, labels: pd.DataFrame, label_source: str, embedding: str | None = None,
                gold: pd.DataFrame | None = None, majority: pd.DataFrame | None = None,
                report_path: Path = Path("reports/train/latest.html")) -> TrainedVersion:
     """Train, evaluate (on `gold`'s held-out items, when given), log and register a head for the task."""
     task = task_named(task_name)
-    signal = embedding or settings.training.embeddings.get(task.name)
-    if signal is None or signal not in settings.signals:
-        raise UsageError(f"no embedding signal {signal!r} in the profile for {task.name}; pass --embedding (e.g. image_embedding)")
     conf = settings.training
-    snapshot = pin_snapshot(settings.lakehouse_root, signal, champion_version(settings, signal), labels, fractions=conf.splits)
+    snapshot = pin_embeddings(settings, embedding_signals(settings, task.name, embedding), labels)
     head = train_head(snapshot, conf)
     name = head_signal(task.name)
     lineage = {**snapshot.lineage(), "task": task.name, "labels": label_source}
@@ -121,7 +141,10 @@ def train_task(settings: Settings, task_name: str, labels: pd.DataFrame, label_s
               "best_epoch": head.best_epoch}
     run_id = log_to_mlflow(settings.registry_uri, report, {**losses, **(report_metrics(evaluation) if evaluation else {})},
                            f"train {name}", settings.registry.artifact_location, EXPERIMENT, params, [weights])
+    if snapshot.joined:
+        return TrainedVersion(task.name, None, run_id, snapshot, weights, evaluation, report)
     registry = registry_for(settings)
+    signal = snapshot.signal
     kind = HEAD_KINDS[signal_class(settings.signals[signal].kind).input_kind]
     model = registry.register(name, str(weights), {"kind": kind, "weights_path": str(weights), "embedding_signal": signal,
                                                    "embedding_model_version": snapshot.model_version}, description=task.question)

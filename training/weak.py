@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,17 +109,21 @@ def label_issues(gold: pd.DataFrame, p_positive: pd.Series) -> list[dict[str, An
              "annotators": int(joined["n_annotators"].iloc[i])} for i in ranked]
 
 
-def run_weak(lakehouse: str, task: str, versions: Mapping[str, str], model: LabelModel | None = None) -> WeakRun:
+def run_weak(lakehouse: str, task: str, versions: Mapping[str, str], model: LabelModel | None = None,
+             readable_gold: Collection[str] | None = None) -> WeakRun:
     """Vote, fit the label model, and replace the task's rows of weak_labels in one commit; the report
-    has each labeling function's figures, the label model's accuracy on gold and the label issues."""
+    has each labeling function's figures, the label model's accuracy on gold and the label issues.
+    `readable_gold`: the gold items the votes and the class balance may read (default: all), so an
+    evaluation can keep its held-out items' gold from every scorer."""
     task = task_named(task).name
     model = model or SnorkelLabelModel()
     gold = gold_labels(lakehouse, task)
-    items, votes = lf_votes(lakehouse, task, versions, gold)
+    readable = gold if readable_gold is None else gold[gold["content_id"].isin(readable_gold)]
+    items, votes = lf_votes(lakehouse, task, versions, readable)
     if items.empty:
         raise UsageError(f"no label rows of the signals {sorted(versions)} in {lakehouse}: run a backfill first")
     matrix = np.stack(list(votes.values()), axis=1)
-    model.fit(matrix, float(gold["p_positive"].mean()) if len(gold) else None)
+    model.fit(matrix, float(readable["p_positive"].mean()) if len(readable) else None)
     p = model.p_positive(matrix)
     voted = (matrix != ABSTAIN).sum(axis=1)
     majority_p = np.where(voted > 0, (matrix == POSITIVE).sum(axis=1) / np.maximum(voted, 1), np.nan)

@@ -3,13 +3,15 @@ every scorer on the same held-out gold items, the baselines' ROC-AUC against skl
 themselves, and a crossover curve whose heads were trained on as many gold labels as it says."""
 from __future__ import annotations
 
+import json
+
 import pytest
 from sklearn.metrics import roc_auc_score
 from training_lakehouse import ERRORS, training_lakehouse
 
 from training import heads_evaluation
 from training.heads_evaluation import compare_heads, crossover_sizes, write_heads_report
-from training.loader import split_of
+from training.loader import fold_of, split_of
 
 
 def test_crossover_sizes_double_past_200_and_end_at_what_there_is() -> None:
@@ -51,3 +53,44 @@ def test_every_scorer_is_judged_on_the_same_held_out_gold_and_the_curve_on_its_g
 
     page = write_heads_report({"tasks": {"low_quality": result}}, tmp_path / "report" / "heads.html").read_text()
     assert "data:image/png;base64," in page and "gold-only head ROC-AUC" in page
+
+
+def test_eval_only_heads_replaces_the_heads_section_and_keeps_the_others(tmp_path) -> None:
+    from jobs.cli import _parser
+    from rollout.evaluate import replace_section
+
+    assert _parser().parse_args(["eval", "--only", "heads"]).only == "heads"
+    report = tmp_path / "eval" / "latest.json"
+    replace_section("heads", {"tasks": {}}, report)
+    report.write_text(json.dumps({"labels": {"blurry": 1}, "heads": {"tasks": {"old": 1}}}))
+    assert replace_section("heads", {"tasks": {"new": 2}}, report) == json.loads(report.read_text())
+    assert json.loads(report.read_text()) == {"labels": {"blurry": 1}, "heads": {"tasks": {"new": 2}}}
+
+
+def test_cross_fitting_scores_every_gold_item_once_by_heads_and_weak_labels_that_never_saw_its_fold(
+        tmp_path, empty_registry_db, monkeypatch) -> None:
+    lake = training_lakehouse(tmp_path, empty_registry_db, overrides=("training.learning_rate=0.05",))  # a third of the items to train on
+    held_by_call, trained_on = [], []
+
+    def weak_without(held):
+        held_by_call.append(set(held))
+        return lake.weak, lake.majority
+
+    train_head = heads_evaluation.train_head
+
+    def recording(snapshot, conf):
+        trained_on.append(set(snapshot.labels.loc[snapshot.labels["split"] != "test", "content_id"]))
+        return train_head(snapshot, conf)
+
+    monkeypatch.setattr(heads_evaluation, "train_head", recording)
+    result = heads_evaluation.cross_fitted(lake.settings, "low_quality", lake.gold, weak_without, "image_embedding", "1", folds=3)
+
+    folds = [{c for c in lake.ids if fold_of(c, 3) == f} for f in range(3)]  # no duplicates table: every item its own group
+    assert held_by_call == folds
+    assert trained_on[0::2] == trained_on[1::2] == [set(lake.ids) - fold for fold in folds]  # weak head, gold head per fold
+    scored = lake.ids[:-ERRORS]
+    assert result["items"] == len(scored) and result["positives"] == int(lake.truth[:-ERRORS].sum())
+    truth = lake.gold.set_index("content_id").loc[scored, "label"]
+    expected = roc_auc_score(truth, lake.majority.set_index("content_id").loc[scored, "p_positive"])
+    assert result["roc_auc"]["majority_vote"] == pytest.approx(expected, abs=1e-9)
+    assert result["roc_auc"]["weak_head"] > result["roc_auc"]["rule"]

@@ -94,6 +94,25 @@ def test_splits_are_disjoint_by_near_duplicate_group(tmp_path):
     assert set(split_by_id.values()) == set(SPLITS)
 
 
+def test_a_joined_embedding_appends_its_vector_and_leaves_out_items_without_an_ok_row_in_it(tmp_path):
+    ids = write_days(tmp_path, days=2, per_day=30)
+    text = vectors(len(ids), 7, 8)
+    append(tmp_path, pa.concat_tables([rows(ids[:-4], text[:-4], signal="text_embedding"),
+                                       rows(ids[-4:-2], None, signal="text_embedding")]))  # two errors, two without a row
+    labels = pd.DataFrame({"content_id": ids, "p_positive": 0.5})
+    snapshot = pin_snapshot(str(tmp_path), SIGNAL, "1", labels, joined=(("text_embedding", "1"),))
+    table = delta_io.read_arrow(f"{tmp_path}/{EMBEDDINGS.name}", snapshot.embeddings_version).to_pandas()
+    image = table[(table["signal"] == SIGNAL) & (table["model_version"] == "1") & (table["status"] == "ok")].set_index("content_id")
+    got = {}
+    for split in SPLITS:
+        for batch in batches(snapshot, split, batch_size=7):
+            got.update(zip(batch["content_id"], batch["x"].numpy()))
+    assert set(got) == set(image.index) & set(ids[:-4])
+    for content_id, x in got.items():
+        np.testing.assert_array_equal(x, np.concatenate([image.loc[content_id, "vector"], text[ids.index(content_id)]]))
+    assert snapshot.lineage()["joined_embeddings"] == "text_embedding@1"
+
+
 def test_the_same_seed_gives_the_same_order_and_another_epoch_another(tmp_path):
     ids = write_days(tmp_path, days=2, per_day=50)
     snapshot = pin_snapshot(str(tmp_path), SIGNAL, "1", pd.DataFrame({"content_id": ids, "p_positive": 0.5}))

@@ -47,6 +47,25 @@ def test_train_registers_a_challenger_evaluated_on_held_out_gold(lake, tmp_path)
     assert {a.path for a in registry.client.list_artifacts(trained.run_id)} == {"report.html", trained.weights.name}
 
 
+def test_a_head_on_joined_embeddings_reads_both_vectors_is_logged_and_not_registered(lake, tmp_path):
+    registry = Registry(lake.settings.registry_uri)
+    registry.register("text_embedding", "code:text", {"kind": "minilm_text"})
+    registry.promote("text_embedding", "1")
+    text = random_vectors(len(lake.ids), 3)[:, :8]
+    append(lake.settings.lakehouse_root, rows(lake.ids[10:], text[10:], signal="text_embedding"))  # the first ten have no text vector
+    trained = train_task(lake.settings, "low_quality", lake.weak, "weak", "image_embedding+text_embedding", lake.gold, lake.majority,
+                         tmp_path / "report.html")
+    assert trained.model is None and "head_low_quality" not in {m.name for m in registry.client.search_registered_models()}
+    held_out = [c for c in lake.ids[10:-ERRORS] if split_of(c) == "test"]
+    assert sorted(trained.evaluation.frame["content_id"]) == held_out
+    image = delta_io.read_arrow(f"{lake.settings.lakehouse_root}/embeddings").to_pandas()
+    image = image[image["signal"] == SIGNAL].set_index("content_id")
+    both = np.hstack([np.stack(image.loc[held_out, "vector"].to_list()), text[[lake.ids.index(c) for c in held_out]]])
+    truth = lake.gold.set_index("content_id").loc[held_out, "label"]
+    assert trained.evaluation.metrics["head"]["roc_auc"] == pytest.approx(roc_auc_score(truth, score_vectors(load_head(trained.weights), both)))
+    assert registry.client.get_run(trained.run_id).data.params["joined_embeddings"] == "text_embedding@1"
+
+
 def test_the_same_seed_registers_the_same_version_and_another_seed_a_new_one(lake):
     first = train_task(lake.settings, "low_quality", lake.weak, "weak")
     again = train_task(lake.settings, "low_quality", lake.weak, "weak")

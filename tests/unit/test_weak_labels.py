@@ -90,6 +90,21 @@ def test_weak_labels_table_and_report(lakehouse: tuple[Path, np.ndarray]) -> Non
     assert WRONG in [issue["content_id"] for issue in report["label_issues"]]
 
 
+def test_weak_labels_read_only_the_gold_they_are_given(lakehouse: tuple[Path, np.ndarray]) -> None:
+    """An evaluation keeps its held-out gold from the neighbours' votes: none given, none voted."""
+    from training.labeling_functions import neighbour_votes
+
+    root, _ = lakehouse
+    assert run_weak(str(root), "spam_text", VERSIONS, readable_gold=[]).report["labeling_functions"]["neighbours"]["coverage"] == 0
+    gold = gold_labels(str(root), "spam_text")
+    readable = gold[(gold["label"] == 0) & gold["content_id"].isin(IDS[: N // 2])]  # only "no" to read: every neighbour says no
+    run = run_weak(str(root), "spam_text", VERSIONS, readable_gold=readable["content_id"].tolist())
+    expected = neighbour_votes(str(root), "text_embedding", "1", IDS, readable)
+    neighbours = run.report["labeling_functions"]["neighbours"]
+    assert set(expected) == {0} and neighbours["coverage"] == 1
+    assert neighbours["accuracy"] == pytest.approx((gold["label"] == 0).mean())
+
+
 def test_label_sample_most_uncertain_over_days(lakehouse: tuple[Path, np.ndarray], tmp_path: Path) -> None:
     """The items to label next: unlabelled, each day served in turn by its share, the most uncertain
     of a day first (checked against a sort of each day's candidates), written for Label Studio."""
