@@ -309,8 +309,7 @@ def apply_plan(spark: SparkSession, settings: Settings, run: Run, plan: Plan, co
         sources.append(spark_io.WriteSource(kept))
     if plan.todo_days:
         source, version = corpus
-        newest = plan.newest if plan.newest is not None else newest_of_ids(source.keys(spark, version))
-        items = one_row_per_id(source.read(spark, version, days=plan.todo_days), newest)
+        items = one_row_per_id(source.read(spark, version, days=plan.todo_days), plan.newest)  # a plan with days to do compared the corpus
         rows_of = keyframe_rows if plan.contract is KEYFRAMES else signal_rows
         sources += [
             rows_of(items.join(_small(plan.todo_items.filter(F.col("signal") == n).select("content_id"), plan.todo[n]),

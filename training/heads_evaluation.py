@@ -30,7 +30,7 @@ from training.evaluate import evaluate
 from training.gold import gold_labels
 from training.heads import train_head
 from training.human_labels import import_labels
-from training.loader import Snapshot, fold_of, pin_snapshot, with_folds
+from training.loader import Snapshot, pin_snapshot, with_folds
 from training.loader_benchmark import loader_against_pandas
 from training.tasks import TASKS, task_named
 from training.train import JOIN, embedding_signals, held_out_gold, label_frames
@@ -61,8 +61,7 @@ def crossover_sizes(available: int) -> list[int]:
 
 def held_out_items(settings: Settings, gold: pd.DataFrame, signal: str, model_version: str) -> list[str]:
     """The gold items in the test split (as a snapshot of `signal` splits them now)."""
-    labels = pin_snapshot(settings.lakehouse_root, signal, model_version, gold, fractions=settings.training.splits).labels
-    return labels.loc[labels["split"] == "test", "content_id"].tolist()
+    return list(pin_snapshot(settings.lakehouse_root, signal, model_version, gold, fractions=settings.training.splits).targets("test"))
 
 
 def compare_heads(settings: Settings, task: str, weak: pd.DataFrame, gold: pd.DataFrame, majority: pd.DataFrame,
@@ -114,15 +113,15 @@ def cross_fitted(settings: Settings, task: str, gold: pd.DataFrame,
     conf = settings.training
     root = settings.lakehouse_root
     gold_snapshot = pin_snapshot(root, signal, model_version, gold, fractions=conf.splits, joined=joined)  # as compare_heads' gold head
-    fold = gold_snapshot.labels.set_index("content_id")["group_id"].map(lambda g: fold_of(g, folds))
     parts = []
     for f in range(folds):
-        weak, majority = weak_without(fold.index[fold == f].tolist())
+        gold_folds = with_folds(gold_snapshot, f, folds)
+        weak, majority = weak_without(list(gold_folds.targets("test")))
         weak_snapshot = pin_snapshot(root, signal, model_version, weak, gold_snapshot.embeddings_version, gold_snapshot.duplicates_version,
                                      conf.splits, joined)
         frame, vectors = held_out_gold(settings, task, weak_snapshot, gold, majority, (f, folds))
         frame["weak_head"] = train_head(with_folds(weak_snapshot, f, folds), conf).scores(vectors)
-        frame["gold_head"] = train_head(with_folds(gold_snapshot, f, folds), conf).scores(vectors)
+        frame["gold_head"] = train_head(gold_folds, conf).scores(vectors)
         frame["label_model"] = weak.drop_duplicates("content_id").set_index("content_id")["p_positive"].reindex(frame["content_id"]).to_numpy()
         parts.append(frame)
     frame = pd.concat(parts, ignore_index=True).dropna()
