@@ -56,13 +56,14 @@ class SampleVideo:
 
 def encode_video(frames: Iterable[np.ndarray], fps: int = FPS, codec: str = "libx264", container: str = "mp4",
                  options: dict[str, str] | None = None, container_options: dict[str, str] | None = None) -> bytes:
-    """RGB frames (height x width x 3, uint8, even sides) encoded as a video file's bytes."""
+    """RGB frames (height x width x 3, uint8, even sides) encoded as a video file's bytes; `options`
+    are the codec's (for libx264, over X264_OPTIONS)."""
     with tempfile.NamedTemporaryFile(suffix=f".{container}") as file:  # a file: faststart rewrites it
         with av.open(file.name, "w", format=container, options=container_options or {}) as output:
             stream = None
             for pixels in frames:
                 if stream is None:
-                    stream = output.add_stream(codec, rate=fps, options=dict(X264_OPTIONS if codec == "libx264" else options or {}))
+                    stream = output.add_stream(codec, rate=fps, options={**(X264_OPTIONS if codec == "libx264" else {}), **(options or {})})
                     stream.height, stream.width = pixels.shape[:2]
                     stream.pix_fmt = "yuv420p"
                 for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):

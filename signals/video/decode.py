@@ -26,6 +26,9 @@ from signals.decode import InputError, check_bytes
 KNOWN_CONTAINERS = ("mov", "mp4", "matroska", "webm", "avi")
 KNOWN_CODECS = ("h264", "hevc", "vp8", "vp9", "av1", "mpeg4")
 TRUNCATION_SLACK_S = 1.0  # frames may end this much (or 10%) before the header's duration
+# Sampling at most every SKIP_NONREF_RATIO-th frame never needs the frames no other frame is
+# predicted from (most B-frames): the decoder skips them, about half of an H.264 stream's work.
+SKIP_NONREF_RATIO = 2
 
 
 @dataclass(frozen=True)
@@ -144,12 +147,15 @@ def scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
 
 def sample_frames(data: bytes | None, limits: VideoLimits, sample_fps: float, short_side: int) -> Iterator[SampledFrame]:
     """Frames at about `sample_fps` (the first frame at or after each sampling time), RGB with the
-    short side at most `short_side`, one at a time; InputError (raised while iterating) for a video
+    short side at most `short_side`, one at a time (frames that are not references skipped when
+    sampling is sparse enough not to need them); InputError (raised while iterating) for a video
     outside `limits`, corrupt, cut short or without frames. The header is checked first."""
     with _opened(data, limits) as container:
         header = check_header(container, limits)
         stream = container.streams.video[0]
         stream.thread_count = 1  # one task, one core: Spark already runs a task per core
+        if header.frame_rate and sample_fps * SKIP_NONREF_RATIO <= header.frame_rate:
+            stream.codec_context.skip_frame = "NONREF"
         step = 1.0 / sample_fps
         next_time, count, last_time = None, 0, None
         try:

@@ -130,6 +130,29 @@ def test_frames_are_sampled_and_downscaled_while_decoding(small_video: bytes) ->
     assert {f.pixels.shape for f in frames} == {(60, 80, 3)}
 
 
+def _frame_times(data: bytes, skip: str | None = None) -> list[float]:
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        if skip:
+            stream.codec_context.skip_frame = skip
+        return [float(f.time) for f in container.decode(stream)]
+
+
+def test_sparse_sampling_decodes_only_reference_frames(small_video: bytes) -> None:
+    """At 4 of 12 frames a second the frames nothing is predicted from (x264's B-frames) are not
+    decoded: every sampled frame is a reference frame, though sampling every frame would have
+    taken some of the others. Sampling every frame decodes them all, and takes some of them."""
+    every, references = _frame_times(small_video), _frame_times(small_video, "NONREF")
+    from_every = {min(t for t in every if t >= k * 0.25) for k in range(8)}
+    assert from_every - set(references)  # sampling without skipping would take a non-reference frame
+    sparse = [f.time_s for f in sample_frames(small_video, VideoLimits(), 4.0, 60)]
+    assert len(sparse) == 8 and set(sparse) <= set(references)
+    dense = {f.time_s for f in sample_frames(small_video, VideoLimits(), float(FPS), 60)}
+    assert dense - set(references)
+
+
 def test_shot_boundaries_match_the_truth(cut_video: tuple[bytes, list[float]]) -> None:
     data, cuts = cut_video
     keyframes = list(video_keyframes(data, sampling=VideoSampling(keyframe_every_s=60)))
