@@ -9,7 +9,8 @@ its memory) through what a video pass task does for it
 (jobs/videos.py): `udfs.rows.video_output_rows` for every image signal the local profile enables
 (OCR off), one decode for all of them, its rows written by `lake.file_writer.make_tables_writer`
 as parquet files of `keyframes`, `embeddings` and `labels`. Reported per video: seconds of video
-per CPU-second, the share of that CPU a decode-only pass of every frame takes, and the share of a
+per CPU-second, the share of that CPU a decode-only pass takes (the frames the pass decodes:
+reference frames only at the default sampling, signals.video.decode.sampling_stream), the share of a
 keyframe-only pass (decode, sampling, shots, keyframe choice: no signal), keyframes, and peak RSS
 over the baseline of the loaded models. `make bench` runs it and stores the report under "video".
 """
@@ -74,6 +75,7 @@ def run_child(path: Path, seconds: float) -> dict[str, Any]:
     from signals.catalog import build_signal
     from signals.contracts import EMBEDDINGS, KEYFRAMES, LABELS
     from signals.table_rows import RowStamp
+    from signals.video.decode import check_header, sampling_stream
     from signals.video.keyframes import video_keyframes
     from udfs.rows import video_output_rows
 
@@ -103,16 +105,15 @@ def run_child(path: Path, seconds: float) -> dict[str, Any]:
         cpu = time.process_time() - start
     keyframes = sum(f["num_records"] for f in files if f["table"] == KEYFRAMES.name and '"image_embedding"' in f["partition_values"])
     start = time.process_time()
-    with av.open(io.BytesIO(data)) as container:
-        stream = container.streams.video[0]
-        stream.thread_count = 1
+    with av.open(io.BytesIO(data)) as container:  # decoding alone, as the pass decodes: the frames sampling needs
+        stream = sampling_stream(container, check_header(container, settings.video.limits), settings.video.sample_fps)
         frames = sum(1 for _ in container.decode(stream))
     decode = time.process_time() - start
     start = time.process_time()
     sampled = sum(1 for _ in video_keyframes(data, settings.video.limits, settings.video.sampling))
     keyframe_pass = time.process_time() - start
     return {
-        "video_s": seconds, "frames": frames, "signals": [s.signal for s in signals], "decodes": 1, "keyframes": keyframes,
+        "video_s": seconds, "frames_decoded": frames, "signals": [s.signal for s in signals], "decodes": 1, "keyframes": keyframes,
         "cpu_s": round(cpu, 3), "video_s_per_cpu_s": round(seconds / cpu, 2), "decode_share": round(decode / cpu, 3),
         "keyframe_pass_share": round(keyframe_pass / cpu, 3), "keyframe_pass_keyframes": sampled,
         "baseline_rss_bytes": baseline, "peak_rss_bytes": _peak_rss_bytes(), "peak_over_baseline_bytes": _peak_rss_bytes() - baseline,

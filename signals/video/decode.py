@@ -145,6 +145,17 @@ def scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
+def sampling_stream(container: av.container.InputContainer, header: VideoHeader, sample_fps: float) -> av.VideoStream:
+    """The container's video stream set up to be sampled at `sample_fps`: one decoder thread (Spark
+    already runs a task per core), and the frames no other frame refers to skipped when sampling
+    takes at most every SKIP_NONREF_RATIO-th frame."""
+    stream = container.streams.video[0]
+    stream.thread_count = 1
+    if header.frame_rate and sample_fps * SKIP_NONREF_RATIO <= header.frame_rate:
+        stream.codec_context.skip_frame = "NONREF"
+    return stream
+
+
 def sample_frames(data: bytes | None, limits: VideoLimits, sample_fps: float, short_side: int) -> Iterator[SampledFrame]:
     """Frames at about `sample_fps` (the first frame at or after each sampling time), RGB with the
     short side at most `short_side`, one at a time (frames that are not references skipped when
@@ -152,10 +163,7 @@ def sample_frames(data: bytes | None, limits: VideoLimits, sample_fps: float, sh
     outside `limits`, corrupt, cut short or without frames. The header is checked first."""
     with _opened(data, limits) as container:
         header = check_header(container, limits)
-        stream = container.streams.video[0]
-        stream.thread_count = 1  # one task, one core: Spark already runs a task per core
-        if header.frame_rate and sample_fps * SKIP_NONREF_RATIO <= header.frame_rate:
-            stream.codec_context.skip_frame = "NONREF"
+        stream = sampling_stream(container, header, sample_fps)
         step = 1.0 / sample_fps
         next_time, count, last_time = None, 0, None
         try:
