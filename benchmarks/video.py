@@ -4,7 +4,7 @@
 
 A 480p (854x480, 30 fps, H.264) video of pans over the sample photos with a cut every 4 s is
 generated here, 10 s, 60 s, 180 s and `--long-s` long, and each is run in a fresh Python process (so each
-peak RSS, the child's own VmHWM, is its own; a 3 min video first, unmeasured, warms its models and
+peak RSS, the child's own VmHWM, is its own; the long video first, unmeasured, warms its models and
 its memory) through what a video pass task does for it
 (jobs/videos.py): `udfs.rows.video_output_rows` for every image signal the local profile enables
 (OCR off), one decode for all of them, its rows written by `lake.file_writer.make_tables_writer`
@@ -39,9 +39,6 @@ FPS = 30
 SHOT_S = 4.0
 PHOTOS = ("astronaut", "coffee", "rocket", "chelsea")
 FULL_BATCHES_S = 180.0  # 45 keyframes: every model batch of the local image signals full
-# The video each child runs first, unmeasured: a worker's first full batches grow its memory to
-# where later videos leave it (a video of one keyframe fills no batch), benchmarks/README.md Video
-WARM_UP_S = FULL_BATCHES_S
 FLAT_SLACK_BYTES = 64 * 2**20  # allocator noise between two runs of the same batches
 
 
@@ -64,8 +61,9 @@ def make_video(seconds: float, path: Path) -> None:
     path.write_bytes(encode_video(frames(), FPS))  # x264 as the sample corpus encodes: with B-frames, like most H.264
 
 
-def run_child(path: Path, seconds: float) -> dict[str, Any]:
-    """In this (fresh) process: the video at `path` through every image signal, as a video pass task would."""
+def run_child(path: Path, seconds: float, warm: Path) -> dict[str, Any]:
+    """In this (fresh) process: the video at `warm`, unmeasured, then the one at `path`, through
+    every image signal, as a video pass task would."""
     import av
     import torch
 
@@ -96,8 +94,7 @@ def run_child(path: Path, seconds: float) -> dict[str, Any]:
         return pa.Table.from_batches(list(write(iter([batch]))), schema=FILE_METADATA_SCHEMA).to_pylist()
 
     with tempfile.TemporaryDirectory(prefix="video-bench-") as out:
-        make_video(WARM_UP_S, Path(out, "warm.mp4"))  # a worker's models are warm after its first video: so are these
-        video_pass(Path(out, "warm.mp4").read_bytes(), f"{out}/warm")
+        video_pass(warm.read_bytes(), f"{out}/warm")
         baseline = _peak_rss_bytes()
         data = path.read_bytes()
         start = time.process_time()
@@ -120,14 +117,14 @@ def run_child(path: Path, seconds: float) -> dict[str, Any]:
     }
 
 
-def run_video(seconds: float, timeout_s: float = 1800.0) -> dict[str, Any]:
-    """One video length: generated here, measured in a fresh process."""
+def run_video(seconds: float, warm: Path, timeout_s: float = 1800.0) -> dict[str, Any]:
+    """One video length: generated here, measured in a fresh process after the `warm` video."""
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     with tempfile.TemporaryDirectory(prefix="video-bench-") as folder:
         path = Path(folder, "video.mp4")
         make_video(seconds, path)
-        done = subprocess.run([sys.executable, "-m", "benchmarks.video", "--child", str(path), "--seconds", str(seconds)],
+        done = subprocess.run([sys.executable, "-m", "benchmarks.video", "--child", str(path), "--seconds", str(seconds), "--warm", str(warm)],
                               capture_output=True, text=True, cwd=root, env=env, timeout=timeout_s, check=False)
     if done.returncode != 0:
         return {"video_s": seconds, "crashed": True, "returncode": done.returncode, "stderr": done.stderr[-2000:]}
@@ -140,8 +137,16 @@ def run(long_s: float = 600.0) -> dict[str, Any]:
 
     A video whose keyframes do not fill the largest model batch (32: 128 s of this video, a
     keyframe per 4 s shot) peaks below the batches every longer video fills (the image path's own
-    peak), so flatness is judged from FULL_BATCHES_S on, within FLAT_SLACK_BYTES."""
-    runs = {f"{seconds:g}s": run_video(seconds) for seconds in (10.0, 60.0, FULL_BATCHES_S, long_s)}
+    peak), so flatness is judged from FULL_BATCHES_S on, within FLAT_SLACK_BYTES.
+
+    Each child first runs the long video, unmeasured: a worker's memory climbs over its first few
+    full model batches (about four: 8.5 minutes of this video) to where it then stays, so only a
+    worker that has seen them shows whether a video's length costs memory (benchmarks/README.md,
+    Video)."""
+    with tempfile.TemporaryDirectory(prefix="video-bench-") as folder:
+        warm = Path(folder, "warm.mp4")
+        make_video(long_s, warm)
+        runs = {f"{seconds:g}s": run_video(seconds, warm) for seconds in (10.0, 60.0, FULL_BATCHES_S, long_s)}
     full, long = runs[f"{FULL_BATCHES_S:g}s"], runs[f"{long_s:g}s"]
     flat = None
     if not full.get("crashed") and not long.get("crashed"):
@@ -155,9 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="also write the JSON report here")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--seconds", type=float, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--warm", type=Path, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        print(json.dumps(run_child(Path(args.child), args.seconds)))
+        print(json.dumps(run_child(Path(args.child), args.seconds, args.warm)))
         return 0
     report = run(args.long_s)
     print(json.dumps(report, indent=2))
