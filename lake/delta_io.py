@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from deltalake import DeltaTable, Field
 from deltalake.exceptions import CommitFailedError, DeltaError
 from deltalake.transaction import AddAction, CommitProperties, RemoveAction, Transaction
@@ -277,9 +278,20 @@ def snapshot(root: str, version: int | None = None) -> DeltaTable:
     return DeltaTable(root) if version is None else DeltaTable(root, version=version)
 
 
-def read_arrow(root: str, version: int | None = None, filters: Any = None, columns: Sequence[str] | None = None) -> pa.Table:
-    """The table's rows as Arrow, through the Delta log (partition columns included)."""
-    return snapshot(root, version).to_pyarrow_dataset().to_table(filter=filters, columns=None if columns is None else list(columns))
+Where = Sequence[tuple[str, str, Any]]  # (column, op, value) filters, all of which hold: ("ds", "=", day), ("signal", "in", [...])
+
+
+def read_arrow(root: str, version: int | None = None, filters: Any = None, columns: Sequence[str] | None = None,
+               where: Where = ()) -> pa.Table:
+    """The table's rows as Arrow, through the Delta log (partition columns included): those that
+    match `where` and the pyarrow expression `filters`. Only the files whose partition values or
+    statistics may match `where` are opened: a day's read costs that day's files, not the table's."""
+    table = snapshot(root, version)
+    if not where:
+        return table.to_pyarrow_dataset().to_table(filter=filters, columns=None if columns is None else list(columns))
+    condition = pq.filters_to_expression(list(where))
+    return table.to_pyarrow_dataset(file_pruning_predicate=list(where)).to_table(
+        filter=condition if filters is None else condition & filters, columns=None if columns is None else list(columns))
 
 
 def read_files(root: str, version: int, files: Sequence[LiveFile], columns: Sequence[str]) -> pa.Table:

@@ -100,7 +100,7 @@ def latest_run(settings: Settings, day: str | None = None) -> str:
         for contract in (EMBEDDINGS, LABELS):
             root = settings.table_root(contract.name)
             if DeltaTable.is_deltatable(root):
-                found += delta_io.read_arrow(root, filters=pc.field("ds") == day).select(["run_id", "computed_at"]).to_pylist()
+                found += delta_io.read_arrow(root, where=[("ds", "=", day)], columns=["run_id", "computed_at"]).to_pylist()
         if not found:
             raise UsageError(f"no signal rows of day {day} in {settings.lakehouse_root}: nothing to monitor")
         return max(found, key=lambda r: r["computed_at"])["run_id"]
@@ -131,7 +131,7 @@ def table_items(settings: Settings, rows: Sequence[dict]) -> dict[tuple[str, str
             counts |= logged
             continue
         keys = delta_io.read_arrow(settings.table_root(contract.name),
-                                   filters=pc.field("signal").isin(sorted({r["signal"] for r in mine})) & pc.field("ds").isin(sorted({r["ds"] for r in mine})),
+                                   where=[("signal", "in", sorted({r["signal"] for r in mine})), ("ds", "in", sorted({r["ds"] for r in mine}))],
                                    columns=["signal", "model_version", "ds", "content_id"])
         grouped = keys.group_by(["signal", "model_version", "ds"]).aggregate([("content_id", "count_distinct")])
         counts |= {(r["signal"], r["model_version"], r["ds"]): r["content_id_count_distinct"] for r in grouped.to_pylist()}

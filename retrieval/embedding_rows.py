@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
@@ -56,8 +55,9 @@ def pinned_version(root: str, version: int | None) -> int:
     return version
 
 
-def _partition(signal: str, model_version: str) -> pads.Expression:
-    return (pads.field("signal") == signal) & (pads.field("model_version") == model_version)
+def _partition(signal: str, model_version: str) -> delta_io.Where:
+    """The partition of one signal at one model version: only its files are opened."""
+    return [("signal", "=", signal), ("model_version", "=", model_version)]
 
 
 def held_by(root: str, version: int) -> set[tuple[str, str]]:
@@ -71,7 +71,7 @@ def signal_rows(root: str, signal: str, model_version: str, version: int) -> pa.
     if (signal, model_version) not in (held := held_by(root, version)):
         what = ", ".join(f"{s} at model version {v}" for s, v in sorted(held)) or "nothing"
         raise UsageError(f"{root} version {version} has no rows of {signal} at model version {model_version}; it holds {what}")
-    return delta_io.read_arrow(root, version, filters=_partition(signal, model_version), columns=COLUMNS)
+    return delta_io.read_arrow(root, version, where=_partition(signal, model_version), columns=COLUMNS)
 
 
 def vectors_of(rows: pa.Table, model_version: str) -> Vectors:
@@ -107,7 +107,7 @@ def changes(root: str, signal: str, model_version: str, since: int, version: int
 
 def item_vector(root: str, signal: str, model_version: str, version: int, content_id: str) -> np.ndarray:
     """One item's vector in the snapshot at `version`; a UsageError when it has no ok row there."""
-    rows = delta_io.read_arrow(root, version, filters=_partition(signal, model_version) & (pads.field("content_id") == content_id),
+    rows = delta_io.read_arrow(root, version, where=[*_partition(signal, model_version), ("content_id", "=", content_id)],
                                columns=("status", "error", "vector"))
     if rows.num_rows == 0:
         raise UsageError(f"{root} version {version} has no row of {content_id!r} for {signal} at model version {model_version}")

@@ -8,6 +8,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -218,6 +219,22 @@ def test_partition_values_of_the_add_actions(committed_table) -> None:
     # partition filters prune by partition value
     only = delta_io.read_arrow(root, filters=(pa.compute.field("ds") == "2026-11-20") & (pa.compute.field("signal") == "text_embedding"))
     assert sorted(only["content_id"].to_pylist()) == sorted(r["content_id"] for r in rows if (r["signal"], r["ds"]) == SLICES[3])
+
+
+def test_a_read_where_opens_only_the_files_that_may_match(committed_table, tmp_path: Path) -> None:
+    """`where` on partition columns reads the rows those filters select and opens only their
+    files: with another partition's file gone from disk, it still reads, and a plain read fails."""
+    root, rows, _, _ = committed_table
+    copy = tmp_path / "table"
+    shutil.copytree(root, copy)
+    signal, day = SLICES[3]
+    gone = next(a["path"] for a in add_actions(root) if (a["partition.signal"], a["partition.ds"]) != (signal, day))
+    (copy / gone).unlink()
+    only = delta_io.read_arrow(str(copy), where=[("ds", "=", day), ("signal", "in", [signal])], columns=["content_id", "ds"])
+    assert sorted(only["content_id"].to_pylist()) == sorted(r["content_id"] for r in rows if (r["signal"], r["ds"]) == (signal, day))
+    assert set(only["ds"].to_pylist()) == {day}
+    with pytest.raises(OSError):
+        delta_io.read_arrow(str(copy))
 
 
 def test_add_action_stats(committed_table) -> None:
