@@ -286,12 +286,11 @@ def read_arrow(root: str, version: int | None = None, filters: Any = None, colum
     """The table's rows as Arrow, through the Delta log (partition columns included): those that
     match `where` and the pyarrow expression `filters`. Only the files whose partition values or
     statistics may match `where` are opened: a day's read costs that day's files, not the table's."""
-    table = snapshot(root, version)
-    if not where:
-        return table.to_pyarrow_dataset().to_table(filter=filters, columns=None if columns is None else list(columns))
-    condition = pq.filters_to_expression(list(where))
-    return table.to_pyarrow_dataset(file_pruning_predicate=list(where)).to_table(
-        filter=condition if filters is None else condition & filters, columns=None if columns is None else list(columns))
+    condition = pq.filters_to_expression(list(where)) if where else None
+    if filters is not None:
+        condition = filters if condition is None else condition & filters
+    dataset = snapshot(root, version).to_pyarrow_dataset(file_pruning_predicate=list(where) or None)
+    return dataset.to_table(filter=condition, columns=None if columns is None else list(columns))
 
 
 def read_files(root: str, version: int, files: Sequence[LiveFile], columns: Sequence[str]) -> pa.Table:

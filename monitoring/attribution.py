@@ -44,10 +44,9 @@ def attribute(table_root: str, kind: str, signal: str, reference_versions: Seque
         return Attribution(CORPUS, f"the same model version {version} as the reference")
     if not DeltaTable.is_deltatable(table_root):
         return Attribution(UNKNOWN, f"no table at {table_root}")
-    filters = (pc.field("signal") == signal) & pc.field("ds").isin(list(days))
     found = []
     for old in reference_versions:
-        rows = delta_io.read_arrow(table_root, filters=filters & pc.field("model_version").isin([old, version]))
+        rows = delta_io.read_arrow(table_root, where=[("signal", "=", signal), ("ds", "in", list(days)), ("model_version", "in", [old, version])])
         a = rows.filter(pc.equal(rows["model_version"], old))
         b = rows.filter(pc.equal(rows["model_version"], version))
         shared = set(a["content_id"].to_pylist()) & set(b["content_id"].to_pylist())

@@ -343,7 +343,7 @@ def compare_in_lakehouse(root: str, signal: str, version_a: str, version_b: str,
         path = f"{root.rstrip('/')}/{name}"
         if not DeltaTable.is_deltatable(path):
             return pa.table({})
-        return delta_io.read_arrow(path, filters=(pc.field("signal") == signal) & (pc.field("model_version") == version))
+        return delta_io.read_arrow(path, where=[("signal", "=", signal), ("model_version", "=", version)])
 
     for name in [table] if table else ["embeddings", "labels"]:
         a, b = rows(name, version_a), rows(name, version_b)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pyarrow.compute as pc
 from deltalake import DeltaTable
 
 from lake import delta_io
@@ -42,7 +41,7 @@ def coverage(lakehouse: str, signal: str, champion: str, candidate: str) -> Cove
         root = f"{lakehouse.rstrip('/')}/{name}"
         if not DeltaTable.is_deltatable(root):
             continue
-        rows = delta_io.read_arrow(root, filters=(pc.field("signal") == signal) & pc.field("model_version").isin([champion, candidate]),
+        rows = delta_io.read_arrow(root, where=[("signal", "=", signal), ("model_version", "in", [champion, candidate])],
                                    columns=["content_id", "model_version"])
         for content_id, version in zip(rows["content_id"].to_pylist(), rows["model_version"].to_pylist()):
             items[version].add(content_id)
