@@ -13,7 +13,7 @@ from pyspark.sql import SparkSession
 
 from conf.settings import Settings, UsageError
 from jobs.corpus import CorpusSource, Window, check_rows, newest_of_ids, one_row_per_id
-from jobs.engine import Run, RunResult, already_committed, by_output, placements, recorded, run_outcomes, signal_rows, tracked, write_and_commit
+from jobs.engine import Run, RunResult, already_committed, by_output, keep_stats, placements, recorded, run_outcomes, signal_rows, tracked, write_and_commit
 from jobs.videos import commit_keyframes, keyframes_read_version, without_videos, write_videos
 from lake import delta_io
 from lake.ledger import NOTHING_TO_DO, SUCCEEDED
@@ -82,6 +82,7 @@ def run_backfill(
                           "slice_percent": str(slice_percent),
                           **({"corpus_version": str(corpus_version)} if corpus_version is not None else {})},
             )
+        keep_stats(settings, run, committed.values())
         result = RunResult(run.run_id, SUCCEEDED, {name: c.version for name, c in committed.items()}, run_outcomes(settings, run.run_id, signals),
                            check.describe(), [use for c in committed.values() for use in c.executors])
         finish(result)

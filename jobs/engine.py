@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +23,8 @@ from conf.settings import Settings
 from jobs.progress import spark_progress
 from lake import delta_io, ledger, spark_io
 from lake.ledger import SignalOutcome
+from monitoring.file_summary import FileSummaries
+from monitoring.stats import keep_run_stats
 from signals.base import ModelRef, Signal
 from signals.contracts import DUPLICATES, EMBEDDINGS, LABELS, RUNS, TableContract
 from signals.table_rows import RowStamp, output_of
@@ -92,10 +94,12 @@ def executor_uses(files: Sequence[delta_io.DataFile]) -> list[ExecutorUse]:
 
 @dataclass(frozen=True)
 class Committed:
-    """A table's commit: its version, and which executors computed its rows."""
+    """A table's commit: its version, which executors computed its rows, and what its files add
+    to the run's statistics (monitoring.file_summary)."""
 
     version: int
     executors: list[ExecutorUse]
+    summaries: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -169,7 +173,7 @@ def write_and_commit(
     by the video pass), then commit them all with the removals in one transaction."""
     root = settings.table_root(contract.name)
     with spark_progress(spark.sparkContext, f"{run.job} {contract.name}: {len(expected_items)} signals"):
-        files = [*written, *spark_io.write_files(sources, root, contract, f"part-{run.run_id}")]
+        files = [*written, *spark_io.write_files(sources, root, contract, f"part-{run.run_id}", file_summaries(settings, run))]
     items: dict[str, int] = defaultdict(int)
     for f in files:
         items[f.partition_values["signal"]] += f.num_items
@@ -178,7 +182,18 @@ def write_and_commit(
         raise RuntimeError(f"{contract.name}: items written differ from items expected (written, expected): {wrong}; nothing committed")
     version = delta_io.commit_files(root, contract, files, run.app_id, {"job": run.job, "run_id": run.run_id, **metadata},
                                     remove=remove, read_version=read_version)
-    return Committed(version, executor_uses(files))
+    return Committed(version, executor_uses(files), tuple(f.summary for f in files if f.summary is not None))
+
+
+def file_summaries(settings: Settings, run: Run) -> FileSummaries:
+    """What the run's writers summarise each signal table file with, for its statistics."""
+    return FileSummaries(run.run_id, settings.monitor.sample_size, settings.monitor.seed)
+
+
+def keep_stats(settings: Settings, run: Run, committed: Iterable[Committed]) -> None:
+    """Keep the run's statistics, from the summaries of the files it committed, for the monitor:
+    computed as the rows were written, so monitoring a run reads them instead of its rows."""
+    keep_run_stats(settings.lakehouse_root, run.run_id, run.job, [s for c in committed for s in c.summaries], settings.monitor.sample_size)
 
 
 def already_committed(settings: Settings, run: Run, signals: dict[str, Signal]) -> RunResult | None:

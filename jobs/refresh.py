@@ -45,7 +45,7 @@ from pyspark.sql import functions as F
 
 from conf.settings import Settings
 from jobs.corpus import CorpusCheck, CorpusSource, check_rows, newest_of_ids, one_row_per_id
-from jobs.engine import Committed, Run, RunResult, already_committed, by_output, placements, recorded, run_outcomes, signal_rows, tracked, write_and_commit
+from jobs.engine import Committed, Run, RunResult, already_committed, by_output, keep_stats, placements, recorded, run_outcomes, signal_rows, tracked, write_and_commit
 from jobs.videos import image_signals, keyframe_rows
 from lake import delta_io, spark_io
 from lake.ledger import NOTHING_TO_DO, SUCCEEDED
@@ -381,6 +381,7 @@ def _apply_plans(spark: SparkSession, settings: Settings, run: Run, signals: dic
                                message=" ".join(filter(None, [f"the tables already match the corpus (compared {compared})", skipped])))
         else:
             committed = {plan.contract.name: apply_plan(spark, settings, run, plan, corpus, placed) for plan in plans if not plan.empty}
+            keep_stats(settings, run, committed.values())
             computed = sum(sum(plan.todo.values()) for plan in plans)
             reused = sum(sum(plan.reused.values()) for plan in plans)
             dropped = sum(s for plan in plans for _, s in plan.rewritten.values())

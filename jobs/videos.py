@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 
 from conf.settings import Settings
 from jobs.corpus import CorpusSource, Window
-from jobs.engine import Committed, Run, write_and_commit
+from jobs.engine import Committed, Run, file_summaries, write_and_commit
 from jobs.progress import spark_progress
 from lake import delta_io, spark_io
 from signals.base import Signal
@@ -90,7 +90,7 @@ def write_videos(settings: Settings, run: Run, items: DataFrame, signals: dict[s
         ))
     tables = {c.name: (settings.table_root(c.name), c) for c in (KEYFRAMES, EMBEDDINGS, LABELS)}
     with spark_progress(items.sparkSession.sparkContext, f"{run.job} videos: {len(mine)} signals, {count} videos"):
-        return VideoFiles(count, spark_io.write_tables_files(sources, tables, f"part-{run.run_id}"))
+        return VideoFiles(count, spark_io.write_tables_files(sources, tables, f"part-{run.run_id}", file_summaries(settings, run)))
 
 
 def keyframe_rows(corpus: DataFrame, signal: Signal, settings: Settings, run: Run, items: int, placed: Placement) -> spark_io.WriteSource:

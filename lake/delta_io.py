@@ -48,10 +48,12 @@ class DataFile:
     device: str | None = None
     load_s: float | None = None
     table: str | None = None  # the table it belongs to, where one task wrote several (lake.file_writer.make_tables_writer)
+    summary: bytes | None = None  # what its rows add to their run's statistics (lake.file_writer.Summarise)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> DataFile:
-        return cls(**{**row, "partition_values": json.loads(row["partition_values"])})
+        summary = row.get("summary")
+        return cls(**{**row, "partition_values": json.loads(row["partition_values"]), "summary": bytes(summary) if summary is not None else None})
 
 
 def ensure_table(root: str, contract: TableContract) -> DeltaTable:

@@ -14,7 +14,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -44,9 +44,23 @@ FILE_METADATA_SCHEMA = pa.schema(
         pa.field("load_s", pa.float64()),
         # the table a file belongs to, where one task writes several (make_tables_writer; null otherwise)
         pa.field("table", pa.string()),
+        # what the file's rows add to their run's statistics (a Summarise's summary; null without one)
+        pa.field("summary", pa.binary()),
     ]
 )
 REPORT_COLUMNS = ("host", "pid", "parent_pid", "cpus", "gpus", "device", "load_s")
+
+
+class RowsSummary(Protocol):
+    """A running summary of the rows written to one file, made on the executor beside the file."""
+
+    def add(self, rows: pa.Table) -> None: ...
+
+    def to_bytes(self) -> bytes | None: ...
+
+
+# a new summary for each file a writer opens, given its table (None: that table's files have none)
+Summarise = Callable[[TableContract], RowsSummary | None]
 
 
 SAFE_PARTITION_VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -90,6 +104,7 @@ class _OpenFile:
     ok: int = 0
     items: set[str] = field(default_factory=set)  # distinct keys: a labelled item has a row per label
     stats: dict[str, _ColumnStats] = field(default_factory=dict)
+    summary: RowsSummary | None = None
 
     def write(self, table: pa.Table) -> None:
         self.writer.write_table(table)
@@ -122,9 +137,9 @@ Batches = Iterator[pa.RecordBatch]
 class _TableFiles:
     """One task's open files of one table, one per partition, and their metadata rows once closed."""
 
-    def __init__(self, table_root: str, contract: TableContract, prefix: str) -> None:
+    def __init__(self, table_root: str, contract: TableContract, prefix: str, summarise: Summarise | None = None) -> None:
         self.fs, self.root = pafs.FileSystem.from_uri(table_root)
-        self.contract, self.prefix = contract, prefix
+        self.contract, self.prefix, self.summarise = contract, prefix, summarise
         self.data_schema = pa.schema([contract.schema.field(n) for n in contract.data_columns])
         self.files: dict[tuple[str, ...], _OpenFile] = {}
 
@@ -143,8 +158,10 @@ class _TableFiles:
                 relative = "/".join(filter(None, [folder, f"{self.prefix}-{len(self.files):04d}.parquet"]))
                 self.fs.create_dir("/".join(filter(None, [self.root, folder])), recursive=True)
                 writer = pq.ParquetWriter(f"{self.root}/{relative}", self.data_schema, compression="zstd", filesystem=self.fs)
-                self.files[key] = _OpenFile(relative, writer, values)
+                self.files[key] = _OpenFile(relative, writer, values, summary=self.summarise(contract) if self.summarise else None)
             self.files[key].write(part)
+            if self.files[key].summary is not None:
+                self.files[key].summary.add(chosen)
 
     def close(self, task: str, worker: dict[str, Any], table: str | None = None) -> list[dict[str, Any]]:
         """Close the files; their metadata rows (FILE_METADATA_SCHEMA), naming `table` if given."""
@@ -165,6 +182,7 @@ class _TableFiles:
                     "task": task,
                     **{name: worker.get(name) for name in REPORT_COLUMNS},
                     "table": table,
+                    "summary": f.summary.to_bytes() if f.summary is not None else None,
                 }
             )
         return written
@@ -173,15 +191,17 @@ class _TableFiles:
 def make_file_writer(
     table_root: str, contract: TableContract, file_prefix: str, task_id: Callable[[], str],
     rows: Callable[[Batches], Batches] | None = None, report: Callable[[], dict[str, Any]] | None = None,
+    summarise: Summarise | None = None,
 ) -> Callable[[Batches], Batches]:
     """A `mapInArrow` function writing rows of `contract` under `table_root`, one file per
     partition; `rows`, if given, makes those rows from the task's input batches first (in the
-    same Python worker: a signal's model, say), and `report`, asked once they are all written,
-    says which worker made them (`REPORT_COLUMNS`)."""
+    same Python worker: a signal's model, say), `report`, asked once they are all written,
+    says which worker made them (`REPORT_COLUMNS`), and `summarise` gives each file a summary of
+    its rows (`summary`)."""
 
     def write(batches: Batches) -> Batches:
         task = task_id()
-        files = _TableFiles(table_root, contract, f"{file_prefix}-{task}-{uuid.uuid4().hex[:8]}")
+        files = _TableFiles(table_root, contract, f"{file_prefix}-{task}-{uuid.uuid4().hex[:8]}", summarise)
         for batch in rows(batches) if rows else batches:
             files.write(batch)
         worker = report() if report and files.files else {}
@@ -193,16 +213,17 @@ def make_file_writer(
 def make_tables_writer(
     tables: Mapping[str, tuple[str, TableContract]], file_prefix: str, task_id: Callable[[], str],
     rows: Callable[[Batches], Iterator[tuple[str, pa.RecordBatch]]], report: Callable[[], dict[str, Any]] | None = None,
+    summarise: Summarise | None = None,
 ) -> Callable[[Batches], Batches]:
     """A `mapInArrow` function writing rows of several tables (name -> (root, contract)) from one
     computation: `rows` yields (table name, rows of that table) from the task's input batches, so
     work that feeds several tables (a video's one decode) is done once; each file's metadata row
-    names its table in `table`."""
+    names its table in `table`; `summarise` as for make_file_writer."""
 
     def write(batches: Batches) -> Batches:
         task = task_id()
         prefix = f"{file_prefix}-{task}-{uuid.uuid4().hex[:8]}"
-        files = {name: _TableFiles(root, contract, prefix) for name, (root, contract) in tables.items()}
+        files = {name: _TableFiles(root, contract, prefix, summarise) for name, (root, contract) in tables.items()}
         for name, batch in rows(batches):
             files[name].write(batch)
         worker = report() if report and any(f.files for f in files.values()) else {}

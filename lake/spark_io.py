@@ -24,7 +24,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from lake.delta_io import DataFile, ensure_table, relative_path, snapshot
-from lake.file_writer import FILE_METADATA_SCHEMA, make_file_writer, make_tables_writer
+from lake.file_writer import FILE_METADATA_SCHEMA, Summarise, make_file_writer, make_tables_writer
 from signals.contracts import TableContract
 
 
@@ -111,14 +111,41 @@ def _parquet_reader(
     """An executor function: URIs of parquet files in, their rows out in `schema` (partition
     columns filled from the files' `column=value` folders), with the URI in `file_column`."""
     def read(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        fs, base_path = pafs.FileSystem.from_uri(base)
-        base_prefix = urlparse(base).path.rstrip("/") + "/"
         for batch in batches:
-            for uri in batch.column("uri").to_pylist():
-                relative = urlparse(uri).path.split(base_prefix, 1)[-1]
-                yield from _file_rows(pq.ParquetFile(f"{base_path.rstrip('/')}/{unquote(relative)}", filesystem=fs),
-                                      _hive_values(relative), schema, partition_columns, file_column, uri)
+            for uri, relative, file in _opened(base, batch.column("uri").to_pylist()):
+                yield from _file_rows(file, _hive_values(relative), schema, partition_columns, file_column, uri)
     return read
+
+
+def _opened(base: str, uris: Sequence[str]) -> Iterator[tuple[str, str, pq.ParquetFile]]:
+    """Each of `uris` (files under `base`) as (URI, path relative to `base`, the file opened with
+    pyarrow), on the executor."""
+    fs, base_path = pafs.FileSystem.from_uri(base)
+    base_prefix = urlparse(base).path.rstrip("/") + "/"
+    for uri in uris:
+        relative = urlparse(uri).path.split(base_prefix, 1)[-1]
+        yield uri, relative, pq.ParquetFile(f"{base_path.rstrip('/')}/{unquote(relative)}", filesystem=fs)
+
+
+def summarise_files(spark: SparkSession, root: str, only: set[str],
+                    summarise: Callable[[Iterator[pa.RecordBatch]], bytes | None]) -> list[bytes]:
+    """`summarise` of each file of the table's latest snapshot whose unescaped relative path is in
+    `only`, given the file's rows with its partition columns: one Spark job, the files dealt to
+    no more tasks than there are task slots, each read with pyarrow on an executor; files it
+    gives no summary (None) are left out."""
+    table = snapshot(root)
+    uris = [u for u in table.file_uris() if relative_path(root, u) in only]
+    if not uris:
+        return []
+    base, schema, partition_columns = table.table_uri, pa.schema(table.schema().to_arrow()), tuple(table.metadata().partition_columns)
+
+    def per_file(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        out = [summarise(_file_rows(file, _hive_values(relative), schema, partition_columns, None, uri))
+               for batch in batches for uri, relative, file in _opened(base, batch.column("uri").to_pylist())]
+        yield pa.RecordBatch.from_pydict({"summary": out}, schema=pa.schema([pa.field("summary", pa.binary())]))
+
+    files = spark.sparkContext.parallelize([(u,) for u in uris], min(len(uris), spark.sparkContext.defaultParallelism)).toDF("uri string")
+    return [bytes(r.summary) for r in files.mapInArrow(per_file, "summary binary").collect() if r.summary is not None]
 
 
 def _file_rows(file: pq.ParquetFile, values: dict[str, str | None], schema: pa.Schema, partition_columns: tuple[str, ...],
@@ -184,23 +211,25 @@ def stage_profile(resources: TaskResources) -> ResourceProfile | None:
     return ResourceProfileBuilder().require(requests).build
 
 
-def write_files(sources: Sequence[WriteSource], root: str, contract: TableContract, file_prefix: str) -> list[DataFile]:
+def write_files(sources: Sequence[WriteSource], root: str, contract: TableContract, file_prefix: str,
+                summarise: Summarise | None = None) -> list[DataFile]:
     """Have the executors write the sources' rows as data files of the table; return what they
-    wrote. One Spark action per distinct task resources (`by_resources`: one for all sources
-    without a profile, as on a local master); each task turns its rows into files in the same
-    Python worker. Nothing is committed.
+    wrote (with `summarise`, each file's summary of its rows). One Spark action per distinct task
+    resources (`by_resources`: one for all sources without a profile, as on a local master); each
+    task turns its rows into files in the same Python worker. Nothing is committed.
     """
     ensure_table(root, contract)
-    return _written(sources, lambda source: make_file_writer(root, contract, file_prefix, _task_id, source.rows, source.report),
+    return _written(sources, lambda source: make_file_writer(root, contract, file_prefix, _task_id, source.rows, source.report, summarise),
                     lambda source: source.frame if source.rows else source.frame.select(*contract.schema.names))
 
 
-def write_tables_files(sources: Sequence[WriteSource], tables: Mapping[str, tuple[str, TableContract]], file_prefix: str) -> dict[str, list[DataFile]]:
+def write_tables_files(sources: Sequence[WriteSource], tables: Mapping[str, tuple[str, TableContract]], file_prefix: str,
+                       summarise: Summarise | None = None) -> dict[str, list[DataFile]]:
     """Like `write_files`, for sources whose `rows` yield (table name, rows) pairs: one computation
     writing files of several tables (name -> (root, contract)); what was written, by table."""
     for root, contract in tables.values():
         ensure_table(root, contract)
-    files = _written(sources, lambda source: make_tables_writer(tables, file_prefix, _task_id, source.rows, source.report),
+    files = _written(sources, lambda source: make_tables_writer(tables, file_prefix, _task_id, source.rows, source.report, summarise),
                      lambda source: source.frame)
     return {name: [f for f in files if f.table == name] for name in tables}
 

@@ -21,9 +21,10 @@ from pyspark.sql import SparkSession
 from conf.settings import Settings, UsageError
 from lake import delta_io
 from monitoring.attribution import CORPUS, attribute
+from monitoring.file_summary import KEYS
 from monitoring.reference import Reference, choose_rows, merge, reference_days
 from monitoring.rules import DRIFT_RULES, Verdict, judge
-from monitoring.stats import KEYS, compute_stats
+from monitoring.stats import compute_stats
 from signals.contracts import ALERTS, EMBEDDINGS, LABELS, RUNS, SIGNAL_STATS, TableContract
 
 CHOICE_COLUMNS = ["signal", "model_version", "ds", "run_id", "items", "computed_at"]

@@ -23,7 +23,7 @@ from jobs.monitor import raise_on_alerts, run_monitor
 from jobs.refresh import run_refresh
 from lake import delta_io
 from monitoring.dashboard import ROWS_SHOWN, write_dashboard
-from monitoring.monitor import AlertsFired, read_stats
+from monitoring.monitor import AlertsFired, read_stats, stats_of_run
 from sample_corpus.scenarios import append_scenario_day
 from signals.contracts import ALERTS, EMBEDDINGS, HISTOGRAM_BINS, LABELS, QUANTILES
 
@@ -57,6 +57,20 @@ def _check_stats_against_the_rows(settings, run_id: str) -> None:
             assert m["histogram"] == expected.tolist(), (signal, ds, m["label"])
             decisions = [r["decision"] for r in mine if r["label"] == m["label"] and r["decision"] is not None]
             assert (m["decided"], m["positives"]) == (len(decisions), sum(decisions))
+
+
+def _check_same_stats(kept, recomputed) -> None:
+    """The statistics a run kept as it wrote equal those of its files read again (floats merged
+    in another order: to 1e-9)."""
+    def rows(table):
+        return sorted(({k: v for k, v in r.items() if k != "computed_at"} for r in table.to_pylist()), key=lambda r: (r["signal"], r["ds"]))
+    kept_rows, again = rows(kept), rows(recomputed)
+    assert [(r["signal"], r["ds"]) for r in kept_rows] == [(r["signal"], r["ds"]) for r in again] and kept_rows
+    for a, b in zip(kept_rows, again):
+        close = ("dim_mean", "dim_std", "norm_quantiles")
+        assert {k: v for k, v in a.items() if k not in close} == {k: v for k, v in b.items() if k not in close}
+        for k in close:
+            assert (a[k] is None and b[k] is None) or np.allclose(a[k], b[k], rtol=0, atol=1e-9), k
 
 
 BROWSER = "chromium-headless-shell"  # Debian's; `make install` installs it
@@ -101,7 +115,9 @@ def test_a_day_of_truncated_images_raises_error_rate_alerts_and_exit_5(spark, fr
     backfill = run_backfill(spark, settings)
     quiet = run_monitor(spark, settings, backfill.run_id)
     assert not quiet.fired, [v.message for _, v in quiet.fired]
-    _check_stats_against_the_rows(settings, backfill.run_id)
+    _check_stats_against_the_rows(settings, backfill.run_id)  # kept by the backfill as it wrote its rows
+    kept = read_stats(settings, pc.field("run_id") == backfill.run_id)
+    _check_same_stats(kept, stats_of_run(spark, settings, backfill.run_id, recompute=True))  # its files read again
 
     day = append_scenario_day(settings.lakehouse_root, "truncated", 24, seed=1)
     refresh = run_refresh(spark, settings)
@@ -111,6 +127,7 @@ def test_a_day_of_truncated_images_raises_error_rate_alerts_and_exit_5(spark, fr
     counted = {(j.signal, v.rule): v for j in result.judged for v in j.verdicts}
     assert not counted[("text_embedding", "row_count")].fired and counted[("text_embedding", "row_count")].value == 24
     assert "image is corrupt or truncated" in counted[("image_embedding", "error_rate")].message
+    _check_stats_against_the_rows(settings, refresh.run_id)
     _check_dashboard(settings, result, day, tmp_path)
     with pytest.raises(AlertsFired) as raised:
         raise_on_alerts([result])
