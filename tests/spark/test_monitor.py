@@ -1,9 +1,11 @@
 """Monitoring on the 60-item sample corpus: a backfill's statistics against the rows it wrote
 (computed apart, with pyarrow and numpy: counts, histograms, per-dimension mean and std, norm
-quantiles, the sample), then a refresh of an appended day of truncated images:
-its image signals raise error-rate alerts on that day only, the command's exit status is 5, the
-alerts table keeps the verdicts, and monitoring the run again replaces them. The run's dashboard
-is rendered in a real headless browser."""
+quantiles, the sample), then, in a copy of that lakehouse per scenario, a refresh of an appended
+scenario day. Truncated images: the image signals raise error-rate alerts on that day only, the
+command's exit status is 5, the alerts table keeps the verdicts, and monitoring the run again
+replaces them; the run's dashboard is rendered in a real headless browser. Thumbnails and
+another language: the image, or text, embedding's drift alert on that day, put down to the
+corpus."""
 from __future__ import annotations
 
 import math
@@ -15,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.compute as pc
 import pytest
-from conftest import CHEAP_SIGNALS
+from conftest import CHEAP_SIGNALS, lakehouse_with_corpus, settings_for
 
 from jobs.backfill import run_backfill
 from jobs.failures import ALERTED, explain
@@ -110,15 +112,28 @@ def _check_dashboard(settings, result, day: str, folder: Path) -> None:
         assert listed == min(ROWS_SHOWN, error_rows.num_rows)  # the rows shown are error rows of that day, as many as are shown
 
 
-def test_a_day_of_truncated_images_raises_error_rate_alerts_and_exit_5(spark, fresh_lakehouse, tmp_path) -> None:
-    settings = fresh_lakehouse(*CHEAP_SIGNALS)
+@pytest.fixture(scope="module")
+def watched(spark, corpus_lakehouse, tmp_path_factory):
+    """The sample corpus backfilled with the cheap signals, its statistics checked. Read only: a
+    test copies it (`_copy`)."""
+    settings = lakehouse_with_corpus(corpus_lakehouse, tmp_path_factory.mktemp("watched") / "lakehouse", *CHEAP_SIGNALS)
     backfill = run_backfill(spark, settings)
     quiet = run_monitor(spark, settings, backfill.run_id)
     assert not quiet.fired, [v.message for _, v in quiet.fired]
     _check_stats_against_the_rows(settings, backfill.run_id)  # kept by the backfill as it wrote its rows
     kept = read_stats(settings, pc.field("run_id") == backfill.run_id)
     _check_same_stats(kept, stats_of_run(spark, settings, backfill.run_id, recompute=True))  # its files read again
+    return settings
 
+
+def _copy(settings, tmp_path: Path):
+    """A writable copy of a lakehouse (tables and registry), with the same overrides."""
+    shutil.copytree(settings.lakehouse_root, tmp_path / "lakehouse")
+    return settings_for(tmp_path / "lakehouse", *CHEAP_SIGNALS)
+
+
+def test_a_day_of_truncated_images_raises_error_rate_alerts_and_exit_5(spark, watched, tmp_path) -> None:
+    settings = _copy(watched, tmp_path)
     day = append_scenario_day(settings.lakehouse_root, "truncated", 24, seed=1)
     refresh = run_refresh(spark, settings)
     result = run_monitor(spark, settings, refresh.run_id)
@@ -138,3 +153,13 @@ def test_a_day_of_truncated_images_raises_error_rate_alerts_and_exit_5(spark, fr
     again = run_monitor(spark, settings, refresh.run_id)  # kept statistics, verdicts replaced: never duplicated
     assert len(again.fired) == len(result.fired)
     assert delta_io.read_arrow(settings.table_root(ALERTS.name), filters=pc.field("run_id") == refresh.run_id).num_rows == alerts.num_rows
+
+
+@pytest.mark.parametrize(("scenario", "signal"), [("thumbnails", "image_embedding"), ("language", "text_embedding")])
+def test_a_corpus_scenario_raises_its_embeddings_drift_alert_on_its_day_put_down_to_the_corpus(spark, watched, tmp_path, scenario, signal) -> None:
+    settings = _copy(watched, tmp_path)
+    day = append_scenario_day(settings.lakehouse_root, scenario, 24, seed=1)
+    result = run_monitor(spark, settings, run_refresh(spark, settings).run_id)
+    fired = {(j.signal, j.ds, v.rule, v.cause) for j, v in result.fired}
+    assert (signal, day, "embedding_drift", "corpus") in fired, fired
+    assert {ds for _, ds, _, _ in fired} == {day}
