@@ -5,7 +5,8 @@ scenario day. Truncated images: the image signals raise error-rate alerts on tha
 command's exit status is 5, the alerts table keeps the verdicts, and monitoring the run again
 replaces them; the run's dashboard is rendered in a real headless browser. Thumbnails and
 another language: the image, or text, embedding's drift alert on that day, put down to the
-corpus."""
+corpus. A new model version of the text topics with a flatter softmax, computed beside the
+champion on the last day: its scores' drift alert, put down to the model."""
 from __future__ import annotations
 
 import math
@@ -126,10 +127,10 @@ def watched(spark, corpus_lakehouse, tmp_path_factory):
     return settings
 
 
-def _copy(settings, tmp_path: Path):
-    """A writable copy of a lakehouse (tables and registry), with the same overrides."""
+def _copy(settings, tmp_path: Path, *overrides: str):
+    """A writable copy of a lakehouse (tables and registry), with the same overrides and these."""
     shutil.copytree(settings.lakehouse_root, tmp_path / "lakehouse")
-    return settings_for(tmp_path / "lakehouse", *CHEAP_SIGNALS)
+    return settings_for(tmp_path / "lakehouse", *CHEAP_SIGNALS, *overrides)
 
 
 def test_a_day_of_truncated_images_raises_error_rate_alerts_and_exit_5(spark, watched, tmp_path) -> None:
@@ -163,3 +164,21 @@ def test_a_corpus_scenario_raises_its_embeddings_drift_alert_on_its_day_put_down
     fired = {(j.signal, j.ds, v.rule, v.cause) for j, v in result.fired}
     assert (signal, day, "embedding_drift", "corpus") in fired, fired
     assert {ds for _, ds, _, _ in fired} == {day}
+
+
+def test_a_new_model_versions_shifted_scores_raise_score_drift_put_down_to_the_model(spark, watched, tmp_path) -> None:
+    from jobs.corpus import Window
+    from jobs.monitor import SHIFTED_SIGNAL, register_shifted_version
+    from lake.registry import CHALLENGER
+
+    only_topics = [f"signals.{name}.enabled={'true' if name == SHIFTED_SIGNAL else 'false'}"
+                   for name in ("image_embedding", "text_embedding", "image_quality", SHIFTED_SIGNAL)]
+    settings = _copy(watched, tmp_path, *only_topics)
+    last_day = append_scenario_day(settings.lakehouse_root, "normal", 24, seed=1)  # enough items on one day to judge
+    run_backfill(spark, settings)  # the champion on every day: the reference
+    register_shifted_version(settings)
+    shadow = run_backfill(spark, settings, Window(last_day, last_day), role=CHALLENGER)
+    result = run_monitor(spark, settings, shadow.run_id)
+    fired = {(j.signal, j.ds, v.rule, v.cause) for j, v in result.fired}
+    assert (SHIFTED_SIGNAL, last_day, "score_drift", "model") in fired, fired
+    assert {cause for *_, cause in fired} == {"model"}
