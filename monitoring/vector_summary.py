@@ -15,8 +15,6 @@ import pyarrow.compute as pc
 
 from signals.contracts import QUANTILES
 
-MAX_NORM_CHUNKS = 64  # a summary merged batch by batch joins its norms this often: linear, not quadratic, in its batches
-
 
 @dataclass(frozen=True)
 class VectorSummary:
@@ -26,7 +24,7 @@ class VectorSummary:
     count: int
     mean: np.ndarray  # float64, per dimension; empty without vectors
     squared_deviations: np.ndarray  # float64, per dimension
-    norm_chunks: tuple[np.ndarray, ...]  # float64, one per vector, in pieces: joined when read, not at every merge
+    norm_chunks: tuple[np.ndarray, ...]  # float64, one per vector, in pieces of decreasing size (_stacked), joined when read
     sample_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     sample_ids: tuple[str, ...] = ()
     sample: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
@@ -67,10 +65,7 @@ class VectorSummary:
         mean = self.mean + delta * (other.count / count)
         deviations = self.squared_deviations + other.squared_deviations + delta ** 2 * (self.count * other.count / count)
         samples = [s for s in (self.sample, other.sample) if len(s)]
-        chunks = self.norm_chunks + other.norm_chunks
-        if len(chunks) > MAX_NORM_CHUNKS:
-            chunks = (np.concatenate(chunks),)
-        return VectorSummary(count, mean, deviations, chunks,
+        return VectorSummary(count, mean, deviations, _stacked(self.norm_chunks, other.norm_chunks),
                              np.concatenate([self.sample_keys, other.sample_keys]), self.sample_ids + other.sample_ids,
                              np.concatenate(samples) if samples else self.sample)
 
@@ -108,6 +103,19 @@ class VectorSummary:
         """The vectors of the `size` candidates of smallest hash key (ties broken by content id)."""
         order = self._sample_order()[:size]
         return self.sample[order] if order else np.zeros((0, self.mean.size), np.float32)
+
+
+def _stacked(chunks: tuple[np.ndarray, ...], more: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    """`chunks` (largest first) with `more` pushed on, a chunk joined to the one below it while it
+    is no smaller: each norm is copied about log2(n) times however many merges bring it in, where
+    joining at every merge copies the norms so far each time."""
+    out = list(chunks)
+    for chunk in more:
+        out.append(chunk)
+        while len(out) > 1 and len(out[-1]) >= len(out[-2]):
+            top = out.pop()
+            out[-1] = np.concatenate([out[-1], top])
+    return tuple(out)
 
 
 def vector_matrix(vectors: pa.ChunkedArray | pa.Array) -> np.ndarray:

@@ -128,3 +128,15 @@ def test_std_of_one_vector_is_zero_and_no_vectors_have_no_quantiles() -> None:
     assert one.std().tolist() == [0.0] * DIM
     assert one.merged(VectorSummary.empty()) is one and VectorSummary.empty().merged(one) is one
     assert VectorSummary.empty().norm_quantiles() == [] and VectorSummary.empty().chosen_sample(5).size == 0
+
+
+def test_norms_merged_batch_by_batch_stay_in_few_pieces_and_lose_none() -> None:
+    rng = np.random.default_rng(7)
+    batches = [rng.random((int(rng.integers(1, 9)), DIM)).astype(np.float32) for _ in range(500)]
+    summary = VectorSummary.empty()
+    for vectors in batches:
+        summary = summary.merged(VectorSummary.of(vectors, np.zeros(0, np.int64), [], np.zeros((0, 0), np.float32)))
+    every = np.concatenate(batches).astype(np.float64)
+    assert np.allclose(np.sort(summary.norms), np.sort(np.linalg.norm(every, axis=1)), rtol=1e-12)
+    assert len(summary.norm_chunks) <= math.log2(len(every)) + 1
+    assert all(len(a) > len(b) for a, b in zip(summary.norm_chunks, summary.norm_chunks[1:]))  # largest first
