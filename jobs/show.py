@@ -159,8 +159,11 @@ def print_heads(heads: dict) -> None:
     console.print(f"the weak-label head beats majority vote and the rule on: {', '.join(heads['weak_head_beats_baselines_on']) or 'no task'}")
     for task, r in heads["tasks"].items():
         cross = r["cross_fitted"]
+        truth = cross["against_truth"]
         console.print(f"{task}, cross-fitted over {cross['folds']} folds ({cross['items']} gold items, {cross['positives']} positive): "
-                      + ", ".join(f"{s} {_auc(auc)}" for s, auc in cross["roc_auc"].items()))
+                      + ", ".join(f"{s} {_auc(auc)}" for s, auc in cross["roc_auc"].items())
+                      + f"; against the corpus's truth (gold agrees on {truth['gold_agrees']:.1%}): "
+                      + ", ".join(f"{s} {_auc(auc)}" for s, auc in truth["roc_auc"].items()))
     crossed = heads["cross_fitted"]
     console.print(f"cross-fitted, the weak-label head beats both on: {', '.join(crossed['weak_head_beats_baselines_on']) or 'no task'}"
                   + ("" if crossed["target_met"] else " (target not met)"))

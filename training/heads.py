@@ -3,7 +3,11 @@
 A head (its architecture: signals/labels/head.py, shared with the job that runs it) is a logistic regression (`hidden: 0`) or a two-layer MLP on one embedding signal's
 vectors. Its loss is binary cross-entropy against each item's probability of the positive value
 (`p_positive`), so weak labels count as sure as their label model is, and gold labels (0/1, or
-annotators' shares) as they are. Training is seeded end to end (initial weights, the loader's
+annotators' shares) as they are. With `balance_classes` the positives' loss is weighted by the
+train split's negative over positive mass, so a rare label's few (and, as weak labels, often
+unsure) positives are not drowned by the negatives; that weight shifts every logit by its log at
+the optimum, which is taken off the output bias after training, so scores stay calibrated.
+Training is seeded end to end (initial weights, the loader's
 shuffle): the same snapshot and seed give the same weights. The kept weights are those of the
 epoch with the lowest validation loss.
 """
@@ -52,13 +56,20 @@ def _dim_of(snapshot: Snapshot, split: str) -> int:
                      f"at embeddings version {snapshot.embeddings_version}: label more items, or backfill the embeddings")
 
 
-def _mean_loss(model: nn.Module, loader: Iterable[dict[str, Any]]) -> float:
+def positive_weight(targets: Iterable[float], balance: bool) -> float:
+    """The positives' loss weight: negative over positive mass of `targets` when balancing (1 without, or with one class only)."""
+    p = np.fromiter(targets, dtype=float)
+    positive, negative = p.sum(), (1 - p).sum()
+    return float(negative / positive) if balance and positive > 0 and negative > 0 else 1.0
+
+
+def _mean_loss(model: nn.Module, loader: Iterable[dict[str, Any]], weight: torch.Tensor) -> float:
     model.eval()
     total, rows = 0.0, 0
     with torch.no_grad():
         for batch in loader:
             logits = model(batch["x"]).squeeze(-1)
-            total += float(F.binary_cross_entropy_with_logits(logits, batch["y"], reduction="sum"))
+            total += float(F.binary_cross_entropy_with_logits(logits, batch["y"], reduction="sum", pos_weight=weight))
             rows += len(batch["y"])
     return total / rows if rows else float("nan")
 
@@ -75,6 +86,7 @@ def train_head(snapshot: Snapshot, conf: TrainingSettings) -> TrainedHead:
     train = batches(snapshot, "train", conf.batch_size, conf.shuffle_buffer, conf.seed, kept)
     validation = batches(snapshot, "validation", conf.batch_size, 1, conf.seed, kept)
     head = TrainedHead(model, dim, conf.hidden)
+    weight = torch.tensor(positive_weight(snapshot.targets("train").values(), conf.balance_classes))
     best: tuple[float, dict[str, torch.Tensor]] | None = None
     for epoch in range(conf.epochs):
         train.set_epoch(epoch)
@@ -82,19 +94,21 @@ def train_head(snapshot: Snapshot, conf: TrainingSettings) -> TrainedHead:
         total, rows = 0.0, 0
         for batch in train:
             optimiser.zero_grad()
-            loss = F.binary_cross_entropy_with_logits(model(batch["x"]).squeeze(-1), batch["y"])
+            loss = F.binary_cross_entropy_with_logits(model(batch["x"]).squeeze(-1), batch["y"], pos_weight=weight)
             loss.backward()
             optimiser.step()
             total += loss.item() * len(batch["y"])
             rows += len(batch["y"])
         head.train_loss.append(total / rows)
-        head.validation_loss.append(_mean_loss(model, validation))
+        head.validation_loss.append(_mean_loss(model, validation, weight))
         current = head.validation_loss[-1]
         if best is None or not np.isfinite(best[0]) or current < best[0]:
             best = (current, {k: v.detach().clone() for k, v in model.state_dict().items()})
             head.best_epoch = epoch
     assert best is not None
     model.load_state_dict(best[1])
+    with torch.no_grad():
+        model[-1].bias -= torch.log(weight)  # the weight's shift of the logits, undone
     model.eval()
     return head
 

@@ -10,6 +10,10 @@ annotators (training/annotators.py), imported as human labels, then `labels weak
 head is not gold-free: the crossover compares it with heads that see only their sample of gold.
 Here it reads only the gold outside the test split: a held-out item's own gold, or its copies',
 would otherwise reach the label model's and the majority vote's scores of it.
+
+Gold is the annotators' verdict, and wrong on a few items; scorers better than that differ, against
+gold, by how they rank those items. So the cross-fitted scorers are also judged against the sample
+corpus's own truth, which the annotators judged from.
 """
 from __future__ import annotations
 
@@ -21,11 +25,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
+from sklearn.metrics import roc_auc_score
 
 from conf.settings import Settings
 from lake import delta_io
 from sample_corpus.generate import TRUTH_TABLE
-from training.annotators import simulate, write_exports
+from training.annotators import TRUTH, simulate, write_exports
 from training.evaluate import evaluate
 from training.gold import gold_labels
 from training.heads import train_head
@@ -49,6 +55,16 @@ def label_sample_corpus(settings: Settings, task: str, folder: Path) -> None:
     truth = delta_io.read_arrow(settings.table_root(TRUTH_TABLE))
     _, csv = write_exports(simulate(truth, task_named(task), settings.sample_corpus.seed), task_named(task), folder)
     import_labels(settings.lakehouse_root, csv, task)
+
+
+def against_truth(settings: Settings, task: str, frame: pd.DataFrame, scorers: Sequence[str]) -> dict[str, Any]:
+    """Each scorer's ROC-AUC on the frame's items against the sample corpus's truth of `task`, and
+    the share of their gold labels that truth agrees with."""
+    truth = delta_io.read_arrow(settings.table_root(TRUTH_TABLE), filters=pc.field("content_id").isin(list(frame["content_id"]))).to_pylist()
+    truth_of = {row["content_id"]: int(TRUTH[task](row)) for row in truth}
+    labels = frame["content_id"].map(truth_of).to_numpy(dtype=int)
+    return {"roc_auc": {s: float(roc_auc_score(labels, frame[s])) for s in scorers},
+            "gold_agrees": float((labels == frame["label"].to_numpy()).mean())}
 
 
 def crossover_sizes(available: int) -> list[int]:
@@ -128,6 +144,7 @@ def cross_fitted(settings: Settings, task: str, gold: pd.DataFrame,
     evaluation = evaluate(task, frame, conf.precision_at_recall, conf.gate.min_slice_items, f"{task}: heads cross-fitted")
     auc = {scorer: evaluation.metrics[scorer]["roc_auc"] for scorer in SCORERS if scorer in evaluation.metrics}
     return {"folds": folds, "items": len(frame), "positives": int(frame["label"].sum()), "roc_auc": auc,
+            "against_truth": against_truth(settings, task, frame, list(auc)),
             "weak_head_beats": {b: None if auc.get("weak_head") is None or auc.get(b) is None else auc["weak_head"] > auc[b]
                                 for b in BASELINES}}
 

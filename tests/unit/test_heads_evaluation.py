@@ -83,14 +83,21 @@ def test_cross_fitting_scores_every_gold_item_once_by_heads_and_weak_labels_that
         return train_head(snapshot, conf)
 
     monkeypatch.setattr(heads_evaluation, "train_head", recording)
-    result = heads_evaluation.cross_fitted(lake.settings, "low_quality", lake.gold, weak_without, "image_embedding", "1", folds=3)
+    wrong = lake.ids[::20]  # gold the annotators got wrong: the truth says otherwise
+    gold = lake.gold.assign(label=lake.gold["label"].where(~lake.gold["content_id"].isin(wrong), 1 - lake.gold["label"]))
+    result = heads_evaluation.cross_fitted(lake.settings, "low_quality", gold, weak_without, "image_embedding", "1", folds=3)
 
     folds = [{c for c in lake.ids if fold_of(c, 3) == f} for f in range(3)]  # no duplicates table: every item its own group
     assert held_by_call == folds
     assert trained_on[0::2] == trained_on[1::2] == [set(lake.ids) - fold for fold in folds]  # weak head, gold head per fold
     scored = lake.ids[:-ERRORS]
-    assert result["items"] == len(scored) and result["positives"] == int(lake.truth[:-ERRORS].sum())
-    truth = lake.gold.set_index("content_id").loc[scored, "label"]
-    expected = roc_auc_score(truth, lake.majority.set_index("content_id").loc[scored, "p_positive"])
+    assert result["items"] == len(scored) and result["positives"] == int(gold.set_index("content_id").loc[scored, "label"].sum())
+    majority = lake.majority.set_index("content_id").loc[scored, "p_positive"]
+    expected = roc_auc_score(gold.set_index("content_id").loc[scored, "label"], majority)
     assert result["roc_auc"]["majority_vote"] == pytest.approx(expected, abs=1e-9)
     assert result["roc_auc"]["weak_head"] > result["roc_auc"]["rule"]
+    truth = result["against_truth"]  # the same scores against the truth table, which the flipped gold disagrees with
+    assert truth["roc_auc"]["majority_vote"] == pytest.approx(roc_auc_score(lake.truth[:-ERRORS], majority), abs=1e-9)
+    assert truth["roc_auc"]["majority_vote"] != pytest.approx(expected, abs=1e-3)
+    assert truth["gold_agrees"] == pytest.approx(1 - len([c for c in wrong if c in scored]) / len(scored))
+    assert set(truth["roc_auc"]) == set(result["roc_auc"])

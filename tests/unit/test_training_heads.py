@@ -10,17 +10,17 @@ from sklearn.metrics import roc_auc_score
 
 from conf.settings import TrainingSettings, UsageError
 from signals.labels.head import load_head, score_vectors
-from training.heads import save_head, train_head
+from training.heads import positive_weight, save_head, train_head
 from training.loader import pin_snapshot
 
 DIM = 16
 
 
-def separable_lakehouse(root, n: int = 600, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
-    """An embeddings table whose positives lie along one direction, soft labels with noise."""
+def separable_lakehouse(root, n: int = 600, seed: int = 0, cut: float = 0.0) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
+    """An embeddings table whose positives lie along one direction (past `cut`), soft labels with noise."""
     rng = np.random.default_rng(seed)
     vectors = rng.standard_normal((n, DIM)).astype(np.float32)
-    truth = (vectors[:, 0] + 0.3 * rng.standard_normal(n) > 0).astype(int)
+    truth = (vectors[:, 0] + 0.3 * rng.standard_normal(n) > cut).astype(int)
     ids = [f"c{i:05d}" for i in range(n)]
     for day in range(3):  # three data files
         part = slice(day * n // 3, (day + 1) * n // 3)
@@ -51,6 +51,23 @@ def test_a_head_trained_on_noisy_soft_labels_ranks_held_out_items_by_the_truth(t
     truth = (vectors[rows_of, 0] > 0).astype(int)  # the direction itself, not the noisy labels
     assert roc_auc_score(truth, head.scores(vectors[rows_of])) > 0.9
     assert head.validation_loss[head.best_epoch] == min(head.validation_loss)
+
+
+def test_balanced_classes_weigh_rare_positives_and_the_scores_stay_calibrated(tmp_path):
+    """Positives weighted by the negatives' over the positives' mass, the shift undone: the mean score
+    stays the labels' mean, where the weighted logits alone would lift it well above."""
+    labels, vectors, ids = separable_lakehouse(tmp_path, seed=3, cut=1.2)  # about one positive in eight
+    snapshot = pin_snapshot(str(tmp_path), SIGNAL, "1", labels)
+    train = snapshot.labels[snapshot.labels["split"] == "train"]
+    p = train["p_positive"].to_numpy()
+    weight = positive_weight(p, True)
+    assert weight == pytest.approx((1 - p).sum() / p.sum()) and weight > 2
+    assert positive_weight(p, False) == 1.0 and positive_weight(np.zeros(4), True) == 1.0
+    head = train_head(snapshot, CONF.model_copy(update={"hidden": 0, "epochs": 30, "balance_classes": True}))
+    scores = head.scores(vectors[[ids.index(c) for c in train["content_id"]]])
+    assert scores.mean() == pytest.approx(p.mean(), abs=0.03)
+    weighted = 1 / (1 + (1 - scores) / (scores * weight))  # the same logits before the shift was undone
+    assert weighted.mean() > p.mean() + 0.1
 
 
 def test_a_saved_head_loads_to_the_same_scores(tmp_path):

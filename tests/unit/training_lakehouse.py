@@ -1,8 +1,8 @@
 """A small lakehouse for the training tests, written with delta-rs (no Spark): a registry whose
 image_embedding champion is version 1, that version's vectors (positives of `low_quality` lie
 along the first dimension; the last items are error rows), corpus rows, the rule's scores in
-the labels table, and gold, weak and majority-vote label frames of the shape training.gold and
-training.weak return."""
+the labels table, the sample corpus's truth table (`low_quality` as `is_blurred`), and gold, weak
+and majority-vote label frames of the shape training.gold and training.weak return."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,6 +15,7 @@ from deltalake import write_deltalake
 from embedding_tables import T0, append, registry_in, rows
 
 from conf.settings import Settings, load_settings
+from sample_corpus.generate import TRUTH_SCHEMA, TRUTH_TABLE
 from signals.contracts import CORPUS, LABELS
 
 DIM, ERRORS = 16, 5
@@ -49,6 +50,10 @@ def training_lakehouse(root: Path, empty_registry_db: Path, n: int = 400, seed: 
     write_deltalake(f"{root}/corpus", pa.Table.from_pylist([
         {"content_id": c, "image": JPEG if i % 2 else PNG, "title": "t" * (10 + 50 * (i % 3)), "description": "", "created_at": T0,
          "updated_at": T0, "ds": days[i]} for i, c in enumerate(ids)], schema=CORPUS.schema), partition_by=["ds"])
+    write_deltalake(f"{root}/{TRUTH_TABLE}", pa.Table.from_pylist([
+        {**{f.name: False for f in TRUTH_SCHEMA if pa.types.is_boolean(f.type)}, "content_id": c, "variant": "original", "params": "{}",
+         "dup_group": c, "dup_relation": "none", "text_kind": "normal", "is_blurred": bool(truth[i])} for i, c in enumerate(ids)],
+        schema=TRUTH_SCHEMA))
     rule = 1 / (1 + np.exp(-(truth + rng.normal(0, 1.2, n))))  # a weaker scorer than the direction itself
     write_deltalake(f"{root}/labels", pa.Table.from_pylist([
         {"content_id": c, "signal": "image_quality", "label": "low_quality", "score": float(rule[i]), "threshold": 0.5,
