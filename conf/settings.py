@@ -330,6 +330,7 @@ class TrainingSettings(_Strict):
     learning_rate: float = Field(3e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     balance_classes: bool = True  # weight the positives' loss by negative over positive mass (training/heads.py)
+    standardize: bool = True  # centre and scale each input dimension by the train split's mean and standard deviation
     batch_size: int = Field(64, ge=1)
     shuffle_buffer: int = Field(4096, ge=1)  # rows mixed at once by the loader (bounded memory)
     kept_split_mb: int = Field(256, ge=0)  # a split whose vectors fit is read once and kept for the later epochs; 0: streamed each epoch

@@ -7,7 +7,8 @@ annotators' shares) as they are. With `balance_classes` the positives' loss is w
 train split's negative over positive mass, so a rare label's few (and, as weak labels, often
 unsure) positives are not drowned by the negatives; that weight shifts every logit by its log at
 the optimum, which is taken off the output bias after training, so scores stay calibrated.
-Training is seeded end to end (initial weights, the loader's
+With `standardize` each input dimension is centred and scaled by the train split's mean and
+standard deviation, kept in the head (signals.labels.head.Standardize). Training is seeded end to end (initial weights, the loader's
 shuffle): the same snapshot and seed give the same weights. The kept weights are those of the
 epoch with the lowest validation loss.
 """
@@ -40,6 +41,7 @@ class TrainedHead:
     model: nn.Module
     dim: int
     hidden: int
+    standardize: bool = False
     train_loss: list[float] = field(default_factory=list)
     validation_loss: list[float] = field(default_factory=list)
     best_epoch: int = 0
@@ -63,6 +65,18 @@ def positive_weight(targets: Iterable[float], balance: bool) -> float:
     return float(negative / positive) if balance and positive > 0 and negative > 0 else 1.0
 
 
+def _moments(loader: Iterable[dict[str, Any]], dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and 1 / standard deviation of each dimension over a split's rows (1 where a dimension is constant)."""
+    total, squares, rows = np.zeros(dim), np.zeros(dim), 0
+    for batch in loader:
+        x = batch["x"].double().numpy()
+        total, squares, rows = total + x.sum(axis=0), squares + (x * x).sum(axis=0), rows + len(x)
+    mean = total / rows
+    std = np.sqrt(np.maximum(squares / rows - mean * mean, 0.0))
+    scale = np.divide(1.0, std, out=np.ones_like(std), where=std > 0)
+    return torch.tensor(mean, dtype=torch.float32), torch.tensor(scale, dtype=torch.float32)
+
+
 def _mean_loss(model: nn.Module, loader: Iterable[dict[str, Any]], weight: torch.Tensor) -> float:
     model.eval()
     total, rows = 0.0, 0
@@ -80,12 +94,14 @@ def train_head(snapshot: Snapshot, conf: TrainingSettings) -> TrainedHead:
     dim = _dim_of(snapshot, "train")
     with torch.random.fork_rng():  # the initial weights from the seed, the process's own generator untouched
         torch.manual_seed(conf.seed)
-        model = build_head(dim, conf.hidden)
+        model = build_head(dim, conf.hidden, conf.standardize)
     optimiser = torch.optim.AdamW(model.parameters(), lr=conf.learning_rate, weight_decay=conf.weight_decay)
     kept = conf.kept_split_mb * 2**20
     train = batches(snapshot, "train", conf.batch_size, conf.shuffle_buffer, conf.seed, kept)
     validation = batches(snapshot, "validation", conf.batch_size, 1, conf.seed, kept)
-    head = TrainedHead(model, dim, conf.hidden)
+    head = TrainedHead(model, dim, conf.hidden, conf.standardize)
+    if conf.standardize:
+        model[0].mean, model[0].scale = _moments(train, dim)
     weight = torch.tensor(positive_weight(snapshot.targets("train").values(), conf.balance_classes))
     best: tuple[float, dict[str, torch.Tensor]] | None = None
     for epoch in range(conf.epochs):
@@ -117,7 +133,7 @@ def save_head(head: TrainedHead, folder: str | Path, metadata: Mapping[str, str]
     """Write the head's weights and shape to `<folder>/<sha256 of the file>.pt` (written aside,
     then moved into place: a file of that name is always whole); returns its path."""
     buffer = io.BytesIO()
-    torch.save({"state_dict": head.model.state_dict(), "dim": head.dim, "hidden": head.hidden, "metadata": dict(metadata)}, buffer)
+    torch.save({"state_dict": head.model.state_dict(), "dim": head.dim, "hidden": head.hidden, "standardize": head.standardize, "metadata": dict(metadata)}, buffer)
     data = buffer.getvalue()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

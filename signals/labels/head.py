@@ -32,17 +32,31 @@ from signals.labels.base import Labeler, LabelScores
 STORED_COLUMNS = ("vector", "embedding_status", "embedding_error", "embedding_input_hash")
 
 
-def build_head(dim: int, hidden: int) -> nn.Module:
-    """Logistic regression (hidden 0) or Linear-ReLU-Linear, one logit out."""
-    if hidden == 0:
-        return nn.Sequential(nn.Linear(dim, 1))
-    return nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+class Standardize(nn.Module):
+    """Each dimension centred and scaled by the train split's mean and standard deviation (buffers,
+    saved with the head): an embedding's dimensions differ in scale by orders of magnitude, and a
+    head trained on them raw learnt the small ones slowly."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) * self.scale
+
+
+def build_head(dim: int, hidden: int, standardize: bool = False) -> nn.Module:
+    """Logistic regression (hidden 0) or Linear-ReLU-Linear, one logit out, after Standardize if asked."""
+    layers: list[nn.Module] = [Standardize(dim)] if standardize else []
+    layers += [nn.Linear(dim, 1)] if hidden == 0 else [nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, 1)]
+    return nn.Sequential(*layers)
 
 
 def load_head(path: str | Path, device: torch.device | str = "cpu") -> nn.Module:
     """The head saved at `path` (training.heads.save_head), in evaluation mode."""
     saved = torch.load(path, map_location=device, weights_only=True)
-    model = build_head(int(saved["dim"]), int(saved["hidden"]))
+    model = build_head(int(saved["dim"]), int(saved["hidden"]), bool(saved.get("standardize", False)))  # files saved before 2026-12-02 have none
     model.load_state_dict(saved["state_dict"])
     return model.to(device).eval()
 

@@ -72,13 +72,18 @@ def test_balanced_classes_weigh_rare_positives_and_the_scores_stay_calibrated(tm
 
 def test_a_saved_head_loads_to_the_same_scores(tmp_path):
     labels, vectors, _ = separable_lakehouse(tmp_path / "lake")
-    head = train_head(pin_snapshot(str(tmp_path / "lake"), SIGNAL, "1", labels), CONF)
+    snapshot = pin_snapshot(str(tmp_path / "lake"), SIGNAL, "1", labels)
+    head = train_head(snapshot, CONF)
     path = save_head(head, tmp_path / "heads", {"task": "low_quality"})
     again = save_head(head, tmp_path / "heads", {"task": "low_quality"})
     assert path == again and len(list((tmp_path / "heads").iterdir())) == 1
     np.testing.assert_allclose(score_vectors(load_head(path), vectors), head.scores(vectors), atol=0)
-    logits = vectors.astype(np.float64) @ head.model[0].weight.detach().double().numpy().T + head.model[0].bias.detach().double().numpy()
-    hidden = np.maximum(logits, 0) @ head.model[2].weight.detach().double().numpy().T + head.model[2].bias.detach().double().numpy()
+    train = np.stack([vectors[int(c[1:])] for c in snapshot.labels.loc[snapshot.labels["split"] == "train", "content_id"]]).astype(np.float64)
+    np.testing.assert_allclose(head.model[0].mean.numpy(), train.mean(axis=0), atol=1e-6)  # the train split's moments
+    np.testing.assert_allclose(head.model[0].scale.numpy(), 1 / train.std(axis=0), rtol=1e-5)
+    z = (vectors.astype(np.float64) - train.mean(axis=0)) / train.std(axis=0)
+    logits = z @ head.model[1].weight.detach().double().numpy().T + head.model[1].bias.detach().double().numpy()
+    hidden = np.maximum(logits, 0) @ head.model[3].weight.detach().double().numpy().T + head.model[3].bias.detach().double().numpy()
     np.testing.assert_allclose(head.scores(vectors), 1 / (1 + np.exp(-hidden[:, 0])), atol=1e-5)
 
 
