@@ -16,9 +16,9 @@ from training.annotators import simulate, write_exports
 from training.gold import agreement
 from training.human_labels import import_labels
 from training.labeling_functions import NEIGHBOUR_SIGNAL
-from training.sampling import candidates, most_uncertain, write_task_file
+from training.sampling import candidates, current_head, head_probabilities, most_uncertain, write_task_file
 from training.tasks import task_named
-from training.weak import run_weak
+from training.weak import run_weak, weak_labels
 
 
 def champion_versions(settings: Settings) -> dict[str, str]:
@@ -57,13 +57,20 @@ def label_sample(settings: Settings, args: argparse.Namespace) -> None:
     task = task_named(args.task).name
     if args.n < 1:
         raise UsageError(f"--n {args.n}: ask for at least one item")
-    signal = NEIGHBOUR_SIGNAL[task]
-    versions = champion_versions(settings)
-    if signal not in versions:
-        raise UsageError(f"no champion rows of {signal} in {settings.lakehouse_root}: run a backfill first")
-    chosen = most_uncertain(candidates(settings.lakehouse_root, task, versions[signal]), args.n)
+    head = current_head(settings, task)
+    if head is not None:
+        signal, version = head.params["embedding_signal"], head.params["embedding_model_version"]
+        probabilities, scored_by = head_probabilities(settings.lakehouse_root, head), f"{head.name} version {head.version}"
+    else:
+        signal = NEIGHBOUR_SIGNAL[task]
+        versions = champion_versions(settings)
+        if signal not in versions:
+            raise UsageError(f"no champion rows of {signal} in {settings.lakehouse_root}: run a backfill first")
+        version, probabilities, scored_by = versions[signal], weak_labels(settings.lakehouse_root, task), "the label model"
+    chosen = most_uncertain(candidates(settings.lakehouse_root, task, signal, version, probabilities), args.n)
     if chosen.empty:
-        console.print(f"every item with an ok {signal} row is labelled for {task} (or has no weak label yet): nothing to sample")
+        console.print(f"every item with an ok {signal} row is labelled for {task} (or has no probability yet): nothing to sample")
         return
-    out = write_task_file(settings.lakehouse_root, chosen, task, Path(args.out or f"reports/labels/{task}-tasks.json"))
-    console.print(f"{len(chosen)} items of {task} to label next, over {chosen['ds'].nunique()} days: {out} (config {out.with_suffix('.xml')})")
+    out = write_task_file(settings.lakehouse_root, chosen, task, Path(args.out or f"reports/labels/{task}-tasks.json"), scored_by)
+    console.print(f"{len(chosen)} items of {task} to label next, the most uncertain under {scored_by}, "
+                  f"over {chosen['ds'].nunique()} days: {out} (config {out.with_suffix('.xml')})")

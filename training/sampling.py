@@ -1,5 +1,6 @@
-"""Items worth labelling next: the most uncertain under the current probabilities (the label
-model's), spread over the corpus days, error-free, written as a task file Label Studio imports."""
+"""Items worth labelling next: the most uncertain under the current head (the task's head champion,
+else the challenger `train` just registered; the label model's probabilities before any head),
+spread over the corpus days, error-free, written as a task file Label Studio imports."""
 from __future__ import annotations
 
 import base64
@@ -9,24 +10,48 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.compute as pc
 
+from conf.settings import Settings
 from lake import delta_io
+from lake.registry import CHALLENGER, CHAMPION, RegisteredModel, RegistryError
+from retrieval.embedding_rows import pinned_version, signal_rows, vectors_of
+from rollout.models import registry_for
 from signals.contracts import CORPUS, EMBEDDINGS, STATUS_OK
+from signals.labels.head import load_head, score_vectors
+from training.gate import head_signal
 from training.human_labels import labels_of
-from training.labeling_functions import NEIGHBOUR_SIGNAL
 from training.tasks import task_named
-from training.weak import weak_labels
 
 
-def candidates(lakehouse: str, task: str, model_version: str) -> pd.DataFrame:
-    """Items not yet labelled for `task` whose embedding row (the task's neighbour signal at
-    `model_version`) is ok, with their day and the label model's p_positive."""
-    signal = NEIGHBOUR_SIGNAL[task]
+def current_head(settings: Settings, task: str) -> RegisteredModel | None:
+    """The task's head the team works with now: its champion, else its challenger; None before any `train`."""
+    if not settings.registry.enabled:
+        return None
+    registry = registry_for(settings)
+    for alias in (CHAMPION, CHALLENGER):
+        try:
+            return registry.resolve(head_signal(task), alias)
+        except RegistryError:
+            continue
+    return None
+
+
+def head_probabilities(lakehouse: str, head: RegisteredModel) -> pd.DataFrame:
+    """content_id and p_positive: the head's scores of the ok rows of the embedding it was trained on."""
+    signal, model_version = head.params["embedding_signal"], head.params["embedding_model_version"]
+    root = f"{lakehouse.rstrip('/')}/{EMBEDDINGS.name}"
+    vectors = vectors_of(signal_rows(root, signal, model_version, pinned_version(root, None)), model_version)
+    return pd.DataFrame({"content_id": vectors.content_ids, "p_positive": score_vectors(load_head(head.params["weights_path"]), vectors.matrix)})
+
+
+def candidates(lakehouse: str, task: str, signal: str, model_version: str, probabilities: pd.DataFrame) -> pd.DataFrame:
+    """Items not yet labelled for `task` whose row of the embedding `signal` at `model_version` is
+    ok, with their day and their p_positive in `probabilities` (content_id, p_positive)."""
     rows = delta_io.read_arrow(f"{lakehouse.rstrip('/')}/{EMBEDDINGS.name}",
                                filters=(pc.field("signal") == signal) & (pc.field("model_version") == model_version),
                                columns=["content_id", "ds", "status"]).to_pandas()
     ok = rows[rows["status"] == STATUS_OK][["content_id", "ds"]]
     labelled = set(labels_of(lakehouse, task)["content_id"].to_pylist())
-    return ok[~ok["content_id"].isin(labelled)].merge(weak_labels(lakehouse, task), on="content_id")
+    return ok[~ok["content_id"].isin(labelled)].merge(probabilities, on="content_id")
 
 
 def most_uncertain(items: pd.DataFrame, n: int) -> pd.DataFrame:
@@ -37,13 +62,13 @@ def most_uncertain(items: pd.DataFrame, n: int) -> pd.DataFrame:
     return ranked.sort_values(["turn", "uncertainty", "content_id"]).head(n).drop(columns=["turn"])
 
 
-def write_task_file(lakehouse: str, chosen: pd.DataFrame, task: str, out: Path) -> Path:
+def write_task_file(lakehouse: str, chosen: pd.DataFrame, task: str, out: Path, scored_by: str) -> Path:
     """The chosen items as a Label Studio task file (image inline as a data URI, title, description,
-    the probability they were chosen at), with the labelling config beside it (`.xml`)."""
+    the probability they were chosen at and what gave it), with the labelling config beside it (`.xml`)."""
     corpus = delta_io.read_arrow(f"{lakehouse.rstrip('/')}/{CORPUS.name}", filters=pc.field("content_id").isin(chosen["content_id"].tolist()),
                                  columns=["content_id", "image", "title", "description"]).to_pylist()
     by_id = {r["content_id"]: r for r in corpus}
-    tasks = [{"data": {"content_id": c, "ds": ds, "p_positive": round(float(p), 4), "title": by_id[c]["title"] or "",
+    tasks = [{"data": {"content_id": c, "ds": ds, "p_positive": round(float(p), 4), "scored_by": scored_by, "title": by_id[c]["title"] or "",
                        "description": (by_id[c]["description"] or "")[:2000],
                        "image": "data:image;base64," + base64.b64encode(by_id[c]["image"] or b"").decode()}}
              for c, ds, p in zip(chosen["content_id"], chosen["ds"], chosen["p_positive"])]

@@ -3,6 +3,8 @@ evaluated on held-out gold, logged to MLflow, registered as its task's challenge
 refusing a head that fails the gate, and any version that covers fewer items than the champion."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from embedding_tables import SIGNAL, append, random_vectors, rows
@@ -45,6 +47,23 @@ def test_train_registers_a_challenger_evaluated_on_held_out_gold(lake, tmp_path)
     assert run.data.params["embeddings_version"] == str(trained.snapshot.embeddings_version)
     assert run.data.params["labels"] == "weak" and run.data.metrics["head.roc_auc"] == trained.evaluation.metrics["head"]["roc_auc"]
     assert {a.path for a in registry.client.list_artifacts(trained.run_id)} == {"report.html", trained.weights.name}
+
+
+def test_label_sample_asks_for_the_items_the_trained_head_is_least_sure_of(lake, tmp_path, capsys):
+    """Once `train` registered a head, `label-sample` ranks by its scores of the stored vectors, not the label model's."""
+    trained = train_task(lake.settings, "low_quality", lake.weak, "weak", report_path=tmp_path / "report.html")
+    out = tmp_path / "tasks.json"
+    assert main(["label-sample", "low_quality", "--n", "12", "--out", str(out), "--set", f"lakehouse={lake.settings.lakehouse_root}"]) == 0
+    assert "the most uncertain under head_low_quality version 1" in " ".join(capsys.readouterr().out.split())
+    stored = delta_io.read_arrow(f"{lake.settings.lakehouse_root}/embeddings").to_pandas()
+    ok = stored[stored["status"] == "ok"]
+    scores = score_vectors(load_head(trained.weights), np.stack(ok["vector"].to_list()))
+    tasks = [t["data"] for t in json.loads(out.read_text())]
+    assert {t["scored_by"] for t in tasks} == {"head_low_quality version 1"}
+    for day in {t["ds"] for t in tasks}:  # each day's chosen items are that day's least sure, by the head's own scores
+        of_day = np.abs(scores[(ok["ds"] == day).to_numpy()] - 0.5)
+        chosen = [abs(t["p_positive"] - 0.5) for t in tasks if t["ds"] == day]
+        assert sorted(chosen) == pytest.approx(sorted(of_day)[:len(chosen)], abs=1e-4)
 
 
 def test_a_head_on_joined_embeddings_reads_both_vectors_is_logged_and_not_registered(lake, tmp_path):

@@ -112,7 +112,7 @@ def test_label_sample_most_uncertain_over_days(lakehouse: tuple[Path, np.ndarray
 
     root, _ = lakehouse
     run_weak(str(root), "spam_text", VERSIONS)
-    pool = candidates(str(root), "spam_text", "1")
+    pool = candidates(str(root), "spam_text", "text_embedding", "1", weak_labels(str(root), "spam_text"))
     labelled = set(gold_labels(str(root), "spam_text")["content_id"])
     assert len(pool) == N - len(labelled) and not labelled & set(pool["content_id"])
     days = dict(zip(IDS, [f"2026-11-{18 + int(c[-1]) % 3}" for c in IDS]))
@@ -123,9 +123,10 @@ def test_label_sample_most_uncertain_over_days(lakehouse: tuple[Path, np.ndarray
         of_day = pool[pool["ds"] == day]
         first = of_day.iloc[np.lexsort((of_day["content_id"], (of_day["p_positive"] - 0.5).abs()))]["content_id"].head(3)
         assert set(rows["content_id"]) == set(first)
-    out = write_task_file(str(root), chosen, "spam_text", tmp_path / "tasks.json")
+    out = write_task_file(str(root), chosen, "spam_text", tmp_path / "tasks.json", "the label model")
     tasks = json.loads(out.read_text())
     assert [t["data"]["content_id"] for t in tasks] == chosen["content_id"].tolist()
+    assert {t["data"]["scored_by"] for t in tasks} == {"the label model"}
     assert '<Choices name="spam_text"' in out.with_suffix(".xml").read_text()
 
 
