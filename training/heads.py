@@ -8,9 +8,9 @@ train split's negative over positive mass, so a rare label's few (and, as weak l
 unsure) positives are not drowned by the negatives; that weight shifts every logit by its log at
 the optimum, which is taken off the output bias after training, so scores stay calibrated.
 With `standardize` each input dimension is centred and scaled by the train split's mean and
-standard deviation, kept in the head (signals.labels.head.Standardize). Training is seeded end to end (initial weights, the loader's
-shuffle): the same snapshot and seed give the same weights. The kept weights are those of the
-epoch with the lowest validation loss.
+standard deviation, kept in the head (signals.labels.head.Standardize). Training is seeded end to
+end (initial weights, the loader's shuffle): the same snapshot and seed give the same weights. The
+kept weights are those of the epoch with the lowest validation loss.
 """
 from __future__ import annotations
 
