@@ -27,6 +27,7 @@ from monitoring.file_summary import FileSummaries
 from monitoring.stats import keep_run_stats
 from signals.base import ModelRef, Signal
 from signals.contracts import DUPLICATES, EMBEDDINGS, LABELS, RUNS, TableContract
+from signals.labels.head import STORED_COLUMNS
 from signals.table_rows import RowStamp, output_of
 from udfs.resources import Cluster, Placement, placement
 from udfs.rows import derived_inputs, evened, grouped_by_input, output_rows, signal_inputs
@@ -135,8 +136,7 @@ def stored_embeddings(spark: SparkSession, settings: Settings, signal: str, mode
     root = settings.table_root(EMBEDDINGS.name)
     delta_io.ensure_table(root, EMBEDDINGS)
     rows = spark_io.read_spark(spark, root, partitions=[("signal", "=", signal), ("model_version", "=", model_version)])
-    return rows.select("content_id", "vector", F.col("status").alias("embedding_status"), F.col("error").alias("embedding_error"),
-                       F.col("input_hash").alias("embedding_input_hash"))
+    return rows.select("content_id", *[F.col(c).alias(n) for c, n in zip(("vector", "status", "error", "input_hash"), STORED_COLUMNS, strict=True)])
 
 
 def signal_rows(corpus: DataFrame, signal: Signal, settings: Settings, run: Run, items: int, placed: Placement) -> spark_io.WriteSource:
@@ -145,8 +145,8 @@ def signal_rows(corpus: DataFrame, signal: Signal, settings: Settings, run: Run,
     (a derived signal) reads the item's stored embedding row instead of its corpus inputs. With
     `settings.compute_once`, items sharing an input are computed once (grouped_by_input)."""
     signal = signal.on_device(placed.device)
-    inputs = (derived_inputs(corpus, signal, stored_embeddings(corpus.sparkSession, settings, *signal.reads)) if signal.stored_columns
-              else signal_inputs(corpus, signal))
+    inputs = (derived_inputs(corpus, signal, [stored_embeddings(corpus.sparkSession, settings, *read) for read in signal.reads])
+              if signal.stored_columns else signal_inputs(corpus, signal))
     spread = grouped_by_input if settings.compute_once else evened
     return spark_io.WriteSource(
         spread(inputs, settings.spark.partitions_per_slot, items, signal.batch_size, placed.cpus),

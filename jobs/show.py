@@ -232,9 +232,8 @@ def print_trained(trained: TrainedVersion) -> None:
     """A trained head: its registry version, what it was trained on, its held-out metrics per scorer."""
     lineage = trained.snapshot.lineage()
     joined = f" joined with {lineage['joined_embeddings']}" if "joined_embeddings" in lineage else ""
-    registered = (f"{trained.model.name}: version {trained.model.version} is now 'challenger'" if trained.model else
-                  f"head_{trained.task}: not registered (a head on joined embeddings cannot run as a signal yet)")
-    console.print(f"{registered} (MLflow run {trained.run_id}); trained on {lineage['labels_items']} labelled items, "
+    console.print(f"{trained.model.name}: version {trained.model.version} is now 'challenger' (MLflow run {trained.run_id}); "
+                  f"trained on {lineage['labels_items']} labelled items, "
                   f"{lineage['embedding_signal']} model version {lineage['embedding_model_version']}{joined} "
                   f"at embeddings version {lineage['embeddings_version']}", soft_wrap=True)
     if trained.evaluation is None:

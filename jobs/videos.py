@@ -29,15 +29,21 @@ from lake import delta_io, spark_io
 from signals.base import Signal
 from signals.contracts import EMBEDDINGS, KEYFRAMES, LABELS
 from signals.table_rows import RowStamp
-from udfs.columns import input_hash_column
+from udfs.columns import input_hash_column, kind_hash_column
 from udfs.resources import Placement
 from udfs.rows import evened, video_output_rows
 from udfs.worker import worker_report
 
 
+def reads_keyframes(signal: Signal) -> bool:
+    """Whether a video's keyframes go through the signal: one that reads images (not a head, which
+    scores a video item's stored embedding as it scores a photo's)."""
+    return signal.input_kind == "image" and not signal.stored_columns
+
+
 def image_signals(signals: dict[str, Signal]) -> dict[str, Signal]:
-    """The signals that read images: the ones a video's keyframes go through."""
-    return {name: s for name, s in signals.items() if s.input_kind == "image"}
+    """The signals a video's keyframes go through."""
+    return {name: s for name, s in signals.items() if reads_keyframes(s)}
 
 
 def keyframes_read_version(settings: Settings, corpus: CorpusSource, signals: dict[str, Signal]) -> int | None:
@@ -54,9 +60,9 @@ def videos_of(items: DataFrame) -> DataFrame:
 
 
 def without_videos(items: DataFrame, signal: Signal) -> DataFrame:
-    """The items a signal's own action computes once the video pass has run: for an image signal,
-    those without a video; for any other, all of them."""
-    return items.filter(F.col("video").isNull()) if signal.input_kind == "image" else items
+    """The items a signal's own action computes once the video pass has run: for a signal the
+    video pass computes, those without a video; for any other, all of them."""
+    return items.filter(F.col("video").isNull()) if reads_keyframes(signal) else items
 
 
 @dataclass(frozen=True)
@@ -79,7 +85,7 @@ def write_videos(settings: Settings, run: Run, items: DataFrame, signals: dict[s
     groups: dict[spark_io.TaskResources, list[str]] = {}
     for name in mine:
         groups.setdefault(placed[name].resources, []).append(name)
-    inputs = videos.select("content_id", "ds", input_hash_column(next(iter(mine.values())), video=True).alias("input_hash"), "video")
+    inputs = videos.select("content_id", "ds", kind_hash_column("image", video=True).alias("input_hash"), "video")
     sources = []
     for names in groups.values():
         placed_signals = [mine[n].on_device(placed[n].device) for n in names]

@@ -62,6 +62,15 @@ def registered_identity(name: str, model: RegisteredModel, kind: str) -> dict[st
     return {k: v for k, v in params.items() if k in allowed}
 
 
+def trained_kind(name: str, model: RegisteredModel, configured: str) -> str:
+    """The kind of a version of a head: the one `train` registered (a head on an image embedding,
+    a text one, or several joined: the same task's versions may differ), if it is a head's."""
+    kind = str(model.params.get(KIND, configured))
+    if not signal_class(kind).trained_here:
+        raise ValueError(f"{name} version {model.version} is a {kind!r} model, not a head trained here")
+    return kind
+
+
 def champion_version(settings: Settings, signal: str) -> str:
     """The version whose rows consumers of `signal` read now: pinned in config, or the registry's."""
     conf = settings.signals[signal]
@@ -106,10 +115,11 @@ def resolve_versions(settings: Settings, signals: dict[str, Signal], role: str =
         else:
             ref = conf.model.version or conf.model.alias
         model = registry.resolve(name, ref)
+        kind = trained_kind(name, model, conf.kind) if type(signal).trained_here else conf.kind
         run = {k: v for k, v in signal.config.params.items() if k not in signal.identity_params}
-        params = {**run, **registered_identity(name, model, conf.kind)}
-        resolved[name] = build_signal(conf.kind, replace(signal.config, model=ModelRef(conf.model.name, model.version), params=params,
-                                                         weights_sha256=model.weights_sha256))
+        params = {**run, **registered_identity(name, model, kind)}
+        resolved[name] = build_signal(kind, replace(signal.config, model=ModelRef(conf.model.name, model.version), params=params,
+                                                    weights_sha256=model.weights_sha256))
     if not resolved:
         raise UsageError(f"no enabled signal has a {role!r} version in the registry; register one first")
     return resolved

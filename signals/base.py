@@ -97,6 +97,12 @@ class Signal(ABC):
     def signal(self) -> str:
         return self.config.signal
 
+    @property
+    def input_parts(self) -> tuple[InputKind, ...]:
+        """The kinds of corpus input its input hash covers, in order: its own kind, or each
+        embedding's for a head that reads several (signals.labels.head)."""
+        return (self.input_kind,)
+
     @classmethod
     def identity(cls, params: Mapping[str, Any]) -> dict[str, Any]:
         """The identity params among `params` (see `identity_params`)."""

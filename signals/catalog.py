@@ -5,7 +5,7 @@ from signals.base import Signal, SignalConfig
 from signals.embedders.efficientnet import EfficientNetImageEmbedder
 from signals.embedders.minilm import MiniLMTextEmbedder
 from signals.embedders.openclip import OpenClipImageEmbedder, OpenClipTextEmbedder
-from signals.labels.head import ImageEmbeddingHead, TextEmbeddingHead
+from signals.labels.head import ImageEmbeddingHead, JoinedEmbeddingHead, TextEmbeddingHead
 from signals.labels.image_safety import ImageSafetyLabeler
 from signals.labels.language import LanguageLabeler
 from signals.labels.quality import ImageQualityLabeler, OcrTextLabeler
@@ -30,6 +30,7 @@ SIGNALS: dict[str, type[Signal]] = {
     # heads we trained, scoring the stored embeddings (training/; derived: they read the embeddings table)
     "image_embedding_head": ImageEmbeddingHead,
     "text_embedding_head": TextEmbeddingHead,
+    "joined_embedding_head": JoinedEmbeddingHead,
 }
 
 

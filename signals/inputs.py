@@ -85,3 +85,6 @@ class TextInput:
             with contextlib.suppress(InputError):
                 fields.append(compose_text(row[column], None, self.max_chars))
         return fields
+
+
+INPUT_COLUMNS: dict[InputKind, tuple[str, ...]] = {"image": ImageInput.input_columns, "text": TextInput.input_columns}  # what each kind of input reads

@@ -125,7 +125,7 @@ def edit_corpus(root: str, drop: int = 3, retitle: int = 2, add: int = 2) -> dic
     corpus = DeltaTable(root).to_pyarrow_table().sort_by("content_id")
     ids = corpus["content_id"].to_pylist()
     dropped, retitled = ids[5 : 5 + drop], ids[20 : 20 + retitle]
-    kept = corpus.filter(pc.invert(pc.is_in(corpus["content_id"], pa.array(dropped))))
+    kept = corpus.filter(pc.invert(pc.is_in(corpus["content_id"], pa.array(dropped, pa.string()))))
     titles = [f"{t} (edited)" if cid in retitled else t for cid, t in zip(kept["content_id"].to_pylist(), kept["title"].to_pylist())]
     kept = kept.set_column(kept.schema.get_field_index("title"), "title", pa.array(titles, pa.string()))
     new = corpus.slice(30, add)

@@ -34,6 +34,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from conf.settings import UsageError
 from lake import delta_io
 from signals.contracts import DUPLICATES, EMBEDDINGS, STATUS_OK
+from signals.labels.head import JOINED_SEPARATOR
 
 SPLITS = ("train", "validation", "test")
 READ_ROWS = 1024  # rows per record batch read from a data file
@@ -102,7 +103,7 @@ class Snapshot:
         """The exact inputs, as MLflow params: table versions and a digest of the labels."""
         labels = self.labels.sort_values("content_id")[["content_id", "p_positive"]]
         digest = hashlib.sha256(pd.util.hash_pandas_object(labels, index=False).to_numpy().tobytes()).hexdigest()
-        joined = {"joined_embeddings": ",".join(f"{s}@{v}" for s, v in self.joined)} if self.joined else {}
+        joined = {"joined_embeddings": JOINED_SEPARATOR.join(f"{s}@{v}" for s, v in self.joined)} if self.joined else {}
         return {"embeddings_table": self.embeddings_root, "embeddings_version": str(self.embeddings_version),
                 "duplicates_version": str(self.duplicates_version), "embedding_signal": self.signal,
                 "embedding_model_version": self.model_version, **joined, "labels_sha256": digest, "labels_items": str(len(labels))}

@@ -7,6 +7,7 @@ import base64
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 
@@ -16,7 +17,7 @@ from lake.registry import CHALLENGER, CHAMPION, RegisteredModel, RegistryError
 from retrieval.embedding_rows import pinned_version, signal_rows, vectors_of
 from rollout.models import registry_for
 from signals.contracts import CORPUS, EMBEDDINGS, STATUS_OK
-from signals.labels.head import load_head, score_vectors
+from signals.labels.head import embedding_reads, load_head, score_vectors
 from training.gate import head_signal
 from training.human_labels import labels_of
 from training.tasks import task_named
@@ -36,11 +37,13 @@ def current_head(settings: Settings, task: str) -> RegisteredModel | None:
 
 
 def head_probabilities(lakehouse: str, head: RegisteredModel) -> pd.DataFrame:
-    """content_id and p_positive: the head's scores of the ok rows of the embedding it was trained on."""
-    signal, model_version = head.params["embedding_signal"], head.params["embedding_model_version"]
+    """content_id and p_positive: the head's scores of the items with an ok row of every embedding it was trained on."""
     root = f"{lakehouse.rstrip('/')}/{EMBEDDINGS.name}"
-    vectors = vectors_of(signal_rows(root, signal, model_version, pinned_version(root, None)), model_version)
-    return pd.DataFrame({"content_id": vectors.content_ids, "p_positive": score_vectors(load_head(head.params["weights_path"]), vectors.matrix)})
+    version = pinned_version(root, None)
+    parts = [vectors_of(signal_rows(root, signal, model_version, version), model_version) for signal, model_version in embedding_reads(head.params)]
+    ids = sorted(set.intersection(*(set(part.content_ids) for part in parts)))  # each part's ok rows, ordered by content id
+    matrix = np.hstack([part.matrix[np.isin(part.content_ids, ids)] for part in parts])
+    return pd.DataFrame({"content_id": ids, "p_positive": score_vectors(load_head(head.params["weights_path"]), matrix)})
 
 
 def candidates(lakehouse: str, task: str, signal: str, model_version: str, probabilities: pd.DataFrame) -> pd.DataFrame:

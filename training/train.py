@@ -1,12 +1,12 @@
 """`content-signals train TASK`: a head trained on a pinned snapshot, evaluated on held-out gold,
 logged to MLflow (params, lineage, metrics, report, the model) and registered as a new version of
-its own signal (`head_<task>`), pointed at by the `challenger` alias. A head on several embeddings
-joined (`--embedding image_embedding+text_embedding`) is trained, evaluated and logged the same way
-but not registered: the jobs join one stored embedding to a head's items, so it could not run.
+its own signal (`head_<task>`), pointed at by the `challenger` alias. A head may read several
+embeddings joined (`--embedding image_embedding+text_embedding`): its version is then a
+`joined_embedding_head`, whatever kind the profile gives the task's head, and runs as one.
 
 The registry version records the weights file (its sha256, as for every model) and what the head
-reads (the embedding signal and its model version); its held-out evaluation is kept on it as a
-tag, which `promote` judges with the gate of the configuration then in force (training/gate.py).
+reads (the embedding signals, their model versions and input kinds); its held-out evaluation is
+kept on it as a tag, which `promote` judges with the gate of the configuration then in force (training/gate.py).
 """
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ import pandas as pd
 from conf.settings import Settings, UsageError
 from lake.registry import CHALLENGER, RegisteredModel, RegistryError
 from rollout.compare import log_to_mlflow
-from rollout.models import champion_version, registry_for
+from rollout.models import KIND, champion_version, registry_for
 from signals.catalog import signal_class
+from signals.labels.head import JOINED_SEPARATOR
 from training import gold, weak
 from training.evaluate import LANGUAGE_SIGNAL, RULES, Evaluation, evaluate, item_slices, report_metrics, rule_scores, write_evaluation_report
 from training.gate import EVALUATION_TAG, head_signal
@@ -31,6 +32,7 @@ from training.tasks import task_named
 
 EXPERIMENT = "content-signals-training"
 HEAD_KINDS = {"image": "image_embedding_head", "text": "text_embedding_head"}  # signals.catalog kind by the embedding's input
+JOINED_HEAD_KIND = "joined_embedding_head"  # a head on several embeddings joined
 JOIN = "+"  # between embedding signals whose vectors a head reads concatenated
 
 
@@ -49,7 +51,7 @@ class TrainedVersion:
     """What `train` made: the registry version, its MLflow run and how it did."""
 
     task: str
-    model: RegisteredModel | None  # None: a head on joined embeddings, not registered
+    model: RegisteredModel
     run_id: str
     snapshot: Snapshot
     weights: Path
@@ -101,6 +103,17 @@ def held_out(settings: Settings, task: str, snapshot: Snapshot, head: TrainedHea
     return frame
 
 
+def head_identity(settings: Settings, snapshot: Snapshot, weights: Path) -> dict[str, str]:
+    """The params a head's registry version records: its signal kind, its weights and the
+    embeddings (signal and model version) it reads, with their input kinds when it joins several."""
+    kinds = [signal_class(settings.signals[signal].kind).input_kind for signal in (snapshot.signal, *(s for s, _ in snapshot.joined))]
+    identity = {"weights_path": str(weights), "embedding_signal": snapshot.signal, "embedding_model_version": snapshot.model_version}
+    if not snapshot.joined:
+        return {KIND: HEAD_KINDS[kinds[0]], **identity}
+    return {KIND: JOINED_HEAD_KIND, **identity, "joined_embeddings": snapshot.lineage()["joined_embeddings"],
+            "embedding_kinds": JOINED_SEPARATOR.join(kinds)}
+
+
 def embedding_signals(settings: Settings, task: str, embedding: str | None = None) -> list[str]:
     """The embedding signals a task's head reads (`embedding`, default `training.embeddings`), in the
     order their vectors are concatenated; a usage error for one the profile does not have."""
@@ -141,13 +154,8 @@ def train_task(settings: Settings, task_name: str, labels: pd.DataFrame, label_s
               "best_epoch": head.best_epoch}
     run_id = log_to_mlflow(settings.registry_uri, report, {**losses, **(report_metrics(evaluation) if evaluation else {})},
                            f"train {name}", settings.registry.artifact_location, EXPERIMENT, params, [weights])
-    if snapshot.joined:
-        return TrainedVersion(task.name, None, run_id, snapshot, weights, evaluation, report)
     registry = registry_for(settings)
-    signal = snapshot.signal
-    kind = HEAD_KINDS[signal_class(settings.signals[signal].kind).input_kind]
-    model = registry.register(name, str(weights), {"kind": kind, "weights_path": str(weights), "embedding_signal": signal,
-                                                   "embedding_model_version": snapshot.model_version}, description=task.question)
+    model = registry.register(name, str(weights), head_identity(settings, snapshot, weights), description=task.question)
     registry.client.set_model_version_tag(name, model.version, "mlflow_run_id", run_id)
     if evaluation is not None:
         registry.client.set_model_version_tag(name, model.version, EVALUATION_TAG, json.dumps(evaluation.summary()))

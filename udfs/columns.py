@@ -14,9 +14,10 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.functions import pandas_udf
 
-from signals.base import Signal
+from signals.base import InputKind, Signal
 from signals.embedders.base import Embedder
 from signals.hashing import TEXT_FIELD_SEPARATOR, URI_HASH_TAG
+from signals.inputs import INPUT_COLUMNS
 from signals.labels.base import Labeler
 from udfs.worker import run_in_worker
 
@@ -69,11 +70,25 @@ def in_slice(percent: int) -> Column:
 def input_hash_column(signal: Signal, video: bool = False) -> Column:
     """sha256 of the signal's inputs, computed in the JVM; equals signals.hashing's Python (an
     image by URI: its URI and `updated_at`). With `video` (the frame has a `video` column), an
-    item's video, when it has one, is what an image signal reads: its bytes are hashed."""
-    if signal.input_kind == "image":
+    item's video, when it has one, is what an image signal reads: its bytes are hashed. A signal
+    of several inputs (a head on joined embeddings) hashes the hashes of each, in order."""
+    parts = part_hash_columns(signal, video)
+    return parts[0] if len(parts) == 1 else F.sha2(F.concat_ws(TEXT_FIELD_SEPARATOR, *parts), 256)
+
+
+def part_hash_columns(signal: Signal, video: bool = False) -> list[Column]:
+    """The hash of each kind of input the signal reads (`Signal.input_parts`), as `input_hash_column` makes it."""
+    parts = signal.input_parts
+    return [kind_hash_column(kind, video, signal.input_columns if len(parts) == 1 else INPUT_COLUMNS[kind]) for kind in parts]
+
+
+def kind_hash_column(kind: InputKind, video: bool = False, columns: tuple[str, ...] | None = None) -> Column:
+    """The hash of one kind of input, of its `columns` (default: what that kind reads)."""
+    columns = columns or INPUT_COLUMNS[kind]
+    if kind == "image":
         by_uri = F.concat_ws(TEXT_FIELD_SEPARATOR, F.lit(URI_HASH_TAG), F.col("image_uri"),
                              F.coalesce(F.unix_micros(F.col("updated_at")).cast("string"), F.lit("")))
         image = F.when(F.col("image").isNotNull(), F.sha2(F.col("image"), 256)).when(F.col("image_uri").isNotNull(), F.sha2(by_uri, 256))
         return F.when(F.col("video").isNotNull(), F.sha2(F.col("video"), 256)).otherwise(image) if video else image
-    fields = [F.coalesce(F.col(c), F.lit("")) for c in signal.input_columns]
+    fields = [F.coalesce(F.col(c), F.lit("")) for c in columns]
     return F.sha2(F.concat_ws(TEXT_FIELD_SEPARATOR, *fields), 256)

@@ -17,14 +17,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from signals.base import Signal
 from signals.contracts import KEYFRAMES
+from signals.labels.head import STORED_COLUMNS, part_columns, part_hash_column
 from signals.shared_inputs import SharedInputs
 from signals.table_rows import KEY_COLUMNS, RowStamp, output_of, table_rows
 from signals.video.keyframes import VideoReading
 from signals.video.rows import video_rows
-from udfs.columns import input_columns, input_hash_column
+from udfs.columns import input_columns, input_hash_column, part_hash_columns
 from udfs.worker import attach_worker, run_in_worker
 
 RowsFunction = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
@@ -44,11 +46,19 @@ def reads_videos(corpus: DataFrame, signal: Signal) -> bool:
     return signal.input_kind == "image" and "video" in corpus.columns
 
 
-def derived_inputs(corpus: DataFrame, signal: Signal, stored: DataFrame) -> DataFrame:
+def derived_inputs(corpus: DataFrame, signal: Signal, stored: Sequence[DataFrame]) -> DataFrame:
     """A derived signal's inputs (`Signal.stored_columns`): the item's key columns, its input hash
-    from the corpus inputs it derives from, and its stored row's columns (null where it has none)."""
-    keys = corpus.select("content_id", "ds", input_hash_column(signal).alias("input_hash"))
-    return keys.join(stored.select("content_id", *signal.stored_columns), "content_id", "left")
+    from the corpus inputs it derives from, and the columns of its stored row of each embedding it
+    reads (`stored`, in order; null where it has none), with the hash of each one's inputs when
+    it reads several."""
+    video = "video" in corpus.columns  # a video item's embedding is of its video (jobs/videos.py)
+    parts = part_hash_columns(signal, video) if len(stored) > 1 else []
+    inputs = corpus.select("content_id", "ds", input_hash_column(signal, video).alias("input_hash"),
+                           *[hashed.alias(part_hash_column(part)) for part, hashed in enumerate(parts)])
+    for part, rows in enumerate(stored):
+        named = [F.col(c).alias(n) for c, n in zip(STORED_COLUMNS, part_columns(part), strict=True)]
+        inputs = inputs.join(rows.select("content_id", *named), "content_id", "left")
+    return inputs
 
 
 def evened(frame: DataFrame, partitions_per_slot: int, rows: int, rows_per_partition: int, task_cpus: int | None = None) -> DataFrame:

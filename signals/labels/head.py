@@ -11,6 +11,11 @@ embedding row is an error gets an error row with the embedding's reason; one wit
 embedding row (not computed yet, or computed from other inputs) gets a transient error, which
 the next refresh retries.
 
+A head trained on several embeddings joined (`train --embedding image_embedding+text_embedding`)
+reads each item's row of every one of them (`joined_embeddings`, after the first) and scores
+their vectors one after another, as it was trained; its input hash covers the inputs of all of
+them (`Signal.input_parts`), and any one of them missing or in error makes its row an error.
+
 The architecture lives here, not in training/, so the job, the trainer and an online scorer
 build the same module from the same saved file.
 """
@@ -27,9 +32,21 @@ from torch import nn
 from signals.base import InputKind
 from signals.contracts import TRANSIENT_PREFIX, is_retried_error
 from signals.decode import InputError
+from signals.inputs import INPUT_COLUMNS
 from signals.labels.base import Labeler, LabelScores
 
 STORED_COLUMNS = ("vector", "embedding_status", "embedding_error", "embedding_input_hash")
+JOINED_SEPARATOR = ","  # between the (signal@version) entries of `joined_embeddings` and the kinds of `embedding_kinds`
+
+
+def part_columns(part: int) -> tuple[str, ...]:
+    """The names of a head's `part`-th embedding's stored columns in its input rows (the first's unsuffixed)."""
+    return STORED_COLUMNS if part == 0 else tuple(f"{c}_{part}" for c in STORED_COLUMNS)
+
+
+def part_hash_column(part: int) -> str:
+    """The input rows' column of the hash of the corpus inputs a joined head's `part`-th embedding reads."""
+    return f"part_input_hash_{part}"
 
 
 class Standardize(nn.Module):
@@ -61,6 +78,13 @@ def load_head(path: str | Path, device: torch.device | str = "cpu") -> nn.Module
     return model.to(device).eval()
 
 
+def embedding_reads(params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """(embedding signal, model version) of each embedding a head's registry params say it reads,
+    in the order it joins their vectors: `embedding_signal`, then each of `joined_embeddings`."""
+    joined = [tuple(entry.rsplit("@", 1)) for entry in str(params.get("joined_embeddings") or "").split(JOINED_SEPARATOR) if entry]
+    return ((str(params["embedding_signal"]), str(params["embedding_model_version"])), *joined)  # type: ignore[return-value]
+
+
 def score_vectors(model: nn.Module, vectors: np.ndarray) -> np.ndarray:
     """The head's probabilities for a matrix of embeddings (float64), in evaluation mode, no gradients."""
     model.eval()
@@ -73,7 +97,6 @@ def score_vectors(model: nn.Module, vectors: np.ndarray) -> np.ndarray:
 class EmbeddingHead(Labeler):
     """A trained head on one embedding signal's stored vectors; its label is `params.label` (the task)."""
 
-    stored_columns: ClassVar[tuple[str, ...]] = STORED_COLUMNS
     identity_params: ClassVar[tuple[str, ...]] = ("weights_path", "embedding_signal", "embedding_model_version")
     trained_here: ClassVar[bool] = True
     default_threshold: ClassVar[float] = 0.5
@@ -87,9 +110,12 @@ class EmbeddingHead(Labeler):
         return {self.labels[0]: self.default_threshold, **self.config.params.get("thresholds", {})}
 
     @property
-    def reads(self) -> tuple[str, str]:
-        """(embedding signal, model version) whose stored rows the head scores."""
-        return str(self.config.params["embedding_signal"]), str(self.config.params["embedding_model_version"])
+    def reads(self) -> tuple[tuple[str, str], ...]:
+        return embedding_reads(self.config.params)
+
+    @property
+    def stored_columns(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(c for part in range(len(self.reads)) for c in part_columns(part))
 
     def weights_source(self) -> str | None:
         return self.config.params.get("weights_path")
@@ -101,13 +127,18 @@ class EmbeddingHead(Labeler):
         return load_head(self.config.params["weights_path"], device)
 
     def prepare(self, row: Mapping[str, Any]) -> np.ndarray:
-        signal, version = self.reads
-        status, error = row.get("embedding_status"), row.get("embedding_error")
-        if status is None or row.get("embedding_input_hash") != row.get("input_hash"):
+        return np.concatenate([self._embedding(row, part) for part in range(len(self.reads))])
+
+    def _embedding(self, row: Mapping[str, Any], part: int) -> np.ndarray:
+        """The vector of the row's `part`-th embedding, or InputError where it is an error or not current."""
+        (signal, version), (vector, status, error, computed_from) = self.reads[part], part_columns(part)
+        expected = row.get("input_hash" if len(self.reads) == 1 else part_hash_column(part))
+        if row.get(status) is None or row.get(computed_from) != expected:
             raise InputError(f"{TRANSIENT_PREFIX}no {signal} row of model version {version} for these inputs yet")
-        if status != "ok":
-            raise InputError(error if is_retried_error(error) else f"input embedding: {error}")
-        return np.asarray(row["vector"], dtype=np.float32)
+        if row[status] != "ok":
+            reason = row.get(error)
+            raise InputError(reason if is_retried_error(reason) else f"input embedding: {reason}")
+        return np.asarray(row[vector], dtype=np.float32)
 
     def score(self, prepared: list[np.ndarray]) -> list[LabelScores]:
         label = self.labels[0]
@@ -118,11 +149,39 @@ class ImageEmbeddingHead(EmbeddingHead):
     """A head on an image embedding: its input hash is the image's."""
 
     input_kind: ClassVar[InputKind] = "image"
-    input_columns: ClassVar[tuple[str, ...]] = ("image", "image_uri")
+    input_columns: ClassVar[tuple[str, ...]] = INPUT_COLUMNS["image"]
 
 
 class TextEmbeddingHead(EmbeddingHead):
     """A head on a text embedding: its input hash is the title and description's."""
 
     input_kind: ClassVar[InputKind] = "text"
-    input_columns: ClassVar[tuple[str, ...]] = ("title", "description")
+    input_columns: ClassVar[tuple[str, ...]] = INPUT_COLUMNS["text"]
+
+
+class JoinedEmbeddingHead(EmbeddingHead):
+    """A head on several embeddings' stored vectors joined (`joined_embeddings`: "signal@version,..."
+    after the first), of the input kinds `embedding_kinds` lists in the same order: an image
+    signal if one of them reads the image (an item with a video is scored from neither)."""
+
+    identity_params: ClassVar[tuple[str, ...]] = (*EmbeddingHead.identity_params, "joined_embeddings", "embedding_kinds")
+
+    @property
+    def input_parts(self) -> tuple[InputKind, ...]:
+        kinds = tuple(str(self.config.params["embedding_kinds"]).split(JOINED_SEPARATOR))
+        if len(kinds) != len(self.reads) or not set(kinds) <= set(INPUT_COLUMNS):
+            raise ValueError(f"{self.signal}: embedding_kinds {kinds} do not name an input kind per embedding it reads ({len(self.reads)})")
+        return kinds  # type: ignore[return-value]
+
+    @property
+    def input_kind(self) -> InputKind:  # type: ignore[override]
+        return "image" if "image" in self.input_parts else "text"
+
+    @property
+    def input_columns(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(dict.fromkeys(c for kind in self.input_parts for c in INPUT_COLUMNS[kind]))
+
+    @property
+    def stored_columns(self) -> tuple[str, ...]:  # type: ignore[override]
+        return (*super().stored_columns, *(part_hash_column(part) for part in range(len(self.reads))))
+

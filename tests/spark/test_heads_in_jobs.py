@@ -114,3 +114,38 @@ def test_the_training_loop_through_the_command_line(backfilled, tmp_path, capsys
     assert "head_low_quality: version 1 is now 'challenger'" in " ".join(trained.split()) and "held-out gold" in trained
     assert main(["promote", HEAD, "challenger", *options]) == 0
     assert Registry(settings_for(lakehouse).registry_uri).aliases(HEAD)[CHAMPION] == "1"
+
+
+def test_a_head_on_joined_embeddings_in_a_shadow_run_and_a_refresh_that_changes_one_of_its_inputs(spark, backfilled, tmp_path, capsys):
+    """A head trained on the image and text embeddings joined runs as its own kind whatever the
+    profile's: each stored score equals the head on the two stored vectors, an item's image error
+    is its error, and a retitled item (the text embedding alone recomputed) is scored again."""
+    lakehouse = tmp_path / "lakehouse"
+    shutil.copytree(backfilled.settings.lakehouse_root, lakehouse)
+    settings = settings_for(lakehouse, *(o for o in OFF if not o.startswith("signals.text_embedding.")), *LENIENT,
+                            "signals.head_low_quality.enabled=true")
+    weak, gold = labels_from_truth(str(lakehouse), seed=0)
+    trained = train_task(settings, "low_quality", weak, "weak", "image_embedding+text_embedding", gold=gold, report_path=tmp_path / "r.html")
+    assert trained.model.params["kind"] == "joined_embedding_head" and settings.signals[HEAD].kind == "image_embedding_head"
+    run_backfill(spark, settings, role=CHALLENGER)
+
+    def expected(version: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        rows = head_rows(settings, version)
+        stored = delta_io.read_arrow(settings.table_root("embeddings")).to_pandas()
+        image, text = (stored[stored["signal"] == s].set_index("content_id") for s in ("image_embedding", "text_embedding"))
+        ok = image.index[(image["status"] == "ok") & image.index.isin(text.index[text["status"] == "ok"])]
+        both = np.hstack([np.stack(image.loc[ok, "vector"]), np.stack(text.loc[ok, "vector"])])
+        np.testing.assert_allclose(rows.loc[ok, "score"], score_vectors(load_head(trained.weights), both), atol=1e-6)
+        return rows, image
+
+    rows, image = expected(trained.model.version)
+    failed = image[image["status"] == "error"]
+    assert len(failed) and (rows.loc[failed.index, "error"] == "input embedding: " + failed["error"]).all()
+    before = rows["score"]
+
+    assert main(["promote", HEAD, "challenger", "--set", f"lakehouse={lakehouse}", *(f"--set={o}" for o in LENIENT)]) == 0
+    edits = edit_corpus(settings.table_root("corpus"), drop=0, retitle=2, add=0)
+    run_refresh(spark, settings)
+    rows, _ = expected(trained.model.version)
+    recomputed = rows[rows["computed_at"] > rows["computed_at"].min()].index
+    assert sorted(recomputed) == sorted(edits["retitled"]) and (rows.loc[edits["retitled"], "score"] != before.loc[edits["retitled"]]).all()

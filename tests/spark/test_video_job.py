@@ -146,3 +146,39 @@ def test_videos_through_the_backfill_and_the_refresh(spark, video_lakehouse) -> 
     untouched = [r for r in after if r["content_id"] not in ("v-cuts", "v-still")]
     assert {(r["content_id"], r["signal"], r["keyframe_index"], r["label"]): r["run_id"] for r in untouched} == \
         {k: v for k, v in before.items() if k[0] not in ("v-cuts", "v-still")}
+
+
+def test_a_head_scores_a_video_item_from_its_stored_video_embedding(spark, video_lakehouse, tmp_path) -> None:
+    """A head is not run on keyframes: it scores each item's stored embedding row, a video's
+    included, with the input hash that row was computed from, so a refresh finds nothing to do."""
+    import torch
+
+    from lake.ledger import NOTHING_TO_DO
+    from lake.registry import CHALLENGER, Registry
+    from signals.labels.head import build_head, load_head, score_vectors
+    from training.heads import TrainedHead, save_head
+
+    settings, items = video_lakehouse
+    run_backfill(spark, settings)
+    stored = {r["content_id"]: r for r in _table(settings, "embeddings") if r["signal"] == "image_embedding"}
+    dim = len(next(r["vector"] for r in stored.values() if r["status"] == "ok"))
+    torch.manual_seed(0)
+    weights = save_head(TrainedHead(build_head(dim, 0), dim, 0), tmp_path / "head", {"task": "low_quality"})
+    registry = Registry(settings.registry_uri)
+    version = registry.register("head_low_quality", str(weights), {"kind": "image_embedding_head", "weights_path": str(weights),
+                                                                   "embedding_signal": "image_embedding", "embedding_model_version": "1"})
+    registry.client.set_registered_model_alias("head_low_quality", CHALLENGER, version.version)
+    with_head = settings_for(settings.lakehouse_root, *CHEAP_SIGNALS, "signals.text_embedding.enabled=false", "signals.text_safety.enabled=false",
+                             "spark.partitions_per_slot=0", "signals.head_low_quality.enabled=true")
+    run_backfill(spark, with_head, role=CHALLENGER)
+
+    rows = {r["content_id"]: r for r in _table(settings, "labels") if r["signal"] == "head_low_quality"}
+    assert sorted(rows) == sorted(items) and not [r for r in _table(settings, "keyframes") if r["signal"] == "head_low_quality"]
+    ok = sorted(c for c, r in stored.items() if r["status"] == "ok")
+    assert {"v-cuts", "v-still"} <= set(ok) and all(rows[c]["status"] == "ok" for c in ok)
+    np.testing.assert_allclose([rows[c]["score"] for c in ok], score_vectors(load_head(weights), np.stack([stored[c]["vector"] for c in ok])),
+                               atol=1e-6)
+    assert rows["v-empty"]["error"] == f"input embedding: {stored['v-empty']['error']}"
+
+    registry.client.set_registered_model_alias("head_low_quality", "champion", version.version)
+    assert run_refresh(spark, with_head).status == NOTHING_TO_DO

@@ -60,3 +60,31 @@ def test_other_weights_than_the_registered_ones_are_refused(head, tmp_path):
                                                               weights_sha256="0" * 64))
     with pytest.raises(WeightsMismatch):
         wrong.load()
+
+
+def test_a_head_on_joined_embeddings_scores_their_vectors_one_after_another_and_fails_with_either(tmp_path, empty_model_cache):
+    torch.manual_seed(0)
+    path = save_head(TrainedHead(build_head(DIM + 4, 0), DIM + 4, 0), tmp_path, {"task": "spam_text"})
+    params = {"label": "spam_text", "weights_path": str(path), "embedding_signal": "image_embedding", "embedding_model_version": "1",
+              "joined_embeddings": "text_embedding@2", "embedding_kinds": "image,text"}
+    signal = build_signal("joined_embedding_head", SignalConfig("head_spam_text", ModelRef("head_spam_text", "1"), batch_size=4, params=params))
+    assert signal.reads == (("image_embedding", "1"), ("text_embedding", "2")) and signal.input_parts == ("image", "text")
+    assert signal.input_kind == "image" and signal.input_columns == ("image", "image_uri", "title", "description")
+    rng = np.random.default_rng(1)
+    image, text = rng.standard_normal((6, DIM)).astype(np.float32), rng.standard_normal((6, 4)).astype(np.float32)
+    frame = pd.DataFrame({
+        "content_id": [f"c{i}" for i in range(6)], "ds": "2026-11-01", "input_hash": [f"h{i}" for i in range(6)],
+        "part_input_hash_0": [f"i{i}" for i in range(6)], "part_input_hash_1": [f"t{i}" for i in range(6)],
+        "vector": image.tolist(), "embedding_status": "ok", "embedding_error": None, "embedding_input_hash": [f"i{i}" for i in range(6)],
+        "vector_1": text.tolist(), "embedding_status_1": ["ok"] * 4 + ["error", None], "embedding_error_1": [None] * 4 + ["text is not UTF-8", None],
+        "embedding_input_hash_1": ["t0", "t1", "t2", "stale", "t4", None],
+    })
+    assert set(signal.stored_columns) <= set(frame.columns)
+    result = pd.concat(run_signal(signal.load(), [frame], prefetch=0, carry=KEY_COLUMNS), ignore_index=True)
+    rows = table_rows(LABELS, RowStamp.of(signal, "run", pd.Timestamp("2026-11-02", tz="UTC").to_pydatetime()), result).to_pandas()
+    ok = rows[rows["status"] == "ok"]
+    assert list(ok["content_id"]) == ["c0", "c1", "c2"]
+    np.testing.assert_allclose(ok["score"], score_vectors(load_head(path), np.hstack([image[:3], text[:3]])), atol=1e-6)
+    errors = rows.set_index("content_id")["error"]
+    assert is_retried_error(errors["c3"]) and "text_embedding" in errors["c3"]  # the text vector is of other inputs
+    assert errors["c4"] == "input embedding: text is not UTF-8" and is_retried_error(errors["c5"])

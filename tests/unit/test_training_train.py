@@ -17,6 +17,7 @@ from lake.registry import CHALLENGER, CHAMPION, Registry
 from rollout.compare import EXPERIMENT as COMPARE_EXPERIMENT
 from signals.labels.head import load_head, score_vectors
 from training.loader import split_of
+from training.sampling import head_probabilities
 from training.train import EXPERIMENT, train_task
 
 
@@ -66,7 +67,7 @@ def test_label_sample_asks_for_the_items_the_trained_head_is_least_sure_of(lake,
         assert sorted(chosen) == pytest.approx(sorted(of_day)[:len(chosen)], abs=1e-4)
 
 
-def test_a_head_on_joined_embeddings_reads_both_vectors_is_logged_and_not_registered(lake, tmp_path):
+def test_a_head_on_joined_embeddings_reads_both_vectors_and_is_registered_as_one(lake, tmp_path):
     registry = Registry(lake.settings.registry_uri)
     registry.register("text_embedding", "code:text", {"kind": "minilm_text"})
     registry.promote("text_embedding", "1")
@@ -74,7 +75,6 @@ def test_a_head_on_joined_embeddings_reads_both_vectors_is_logged_and_not_regist
     append(lake.settings.lakehouse_root, rows(lake.ids[10:], text[10:], signal="text_embedding"))  # the first ten have no text vector
     trained = train_task(lake.settings, "low_quality", lake.weak, "weak", "image_embedding+text_embedding", lake.gold, lake.majority,
                          tmp_path / "report.html")
-    assert trained.model is None and "head_low_quality" not in {m.name for m in registry.client.search_registered_models()}
     held_out = [c for c in lake.ids[10:-ERRORS] if split_of(c) == "test"]
     assert sorted(trained.evaluation.frame["content_id"]) == held_out
     image = delta_io.read_arrow(f"{lake.settings.lakehouse_root}/embeddings").to_pandas()
@@ -83,6 +83,15 @@ def test_a_head_on_joined_embeddings_reads_both_vectors_is_logged_and_not_regist
     truth = lake.gold.set_index("content_id").loc[held_out, "label"]
     assert trained.evaluation.metrics["head"]["roc_auc"] == pytest.approx(roc_auc_score(truth, score_vectors(load_head(trained.weights), both)))
     assert registry.client.get_run(trained.run_id).data.params["joined_embeddings"] == "text_embedding@1"
+    assert {k: v for k, v in trained.model.params.items() if k != "weights_path"} == {
+        "kind": "joined_embedding_head", "embedding_signal": SIGNAL, "embedding_model_version": "1",
+        "joined_embeddings": "text_embedding@1", "embedding_kinds": "image,text"}
+
+    scored = head_probabilities(lake.settings.lakehouse_root, trained.model).set_index("content_id")["p_positive"]
+    ok = [c for c in lake.ids[10:] if image.loc[c, "status"] == "ok"]  # label-sample ranks the items with both vectors
+    assert sorted(scored.index) == sorted(ok)
+    expected = score_vectors(load_head(trained.weights), np.hstack([np.stack(image.loc[ok, "vector"].to_list()), text[[lake.ids.index(c) for c in ok]]]))
+    np.testing.assert_allclose(scored.loc[ok], expected, atol=1e-6)
 
 
 def test_the_same_seed_registers_the_same_version_and_another_seed_a_new_one(lake):
