@@ -119,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--labels", choices=("weak", "gold", "both"), default="both",
                        help="train on weak labels, gold labels, or both (gold where an item has it; default)")
     train.add_argument("--embedding", help="the embedding signal the head reads (default: training.embeddings of the task); "
-                                           "image_embedding+text_embedding: both vectors concatenated (trained and logged, not registered)")
+                                           "image_embedding+text_embedding: both vectors concatenated, run as a joined_embedding_head")
     commands.add_parser("evaluate", parents=[common], help="labels, duplicate groups and retrieval against the sample corpus truth")
     evaluation = commands.add_parser("eval", parents=[common], help="make-corpus, backfill (OCR on), dedup, evaluate")
     evaluation.add_argument("--only", choices=("heads",),
