@@ -162,7 +162,7 @@ class TextEmbeddingHead(EmbeddingHead):
 class JoinedEmbeddingHead(EmbeddingHead):
     """A head on several embeddings' stored vectors joined (`joined_embeddings`: "signal@version,..."
     after the first), of the input kinds `embedding_kinds` lists in the same order: an image
-    signal if one of them reads the image (an item with a video is scored from neither)."""
+    signal if one of them reads the image."""
 
     identity_params: ClassVar[tuple[str, ...]] = (*EmbeddingHead.identity_params, "joined_embeddings", "embedding_kinds")
 
@@ -184,4 +184,3 @@ class JoinedEmbeddingHead(EmbeddingHead):
     @property
     def stored_columns(self) -> tuple[str, ...]:  # type: ignore[override]
         return (*super().stored_columns, *(part_hash_column(part) for part in range(len(self.reads))))
-
