@@ -12,8 +12,8 @@ corpus is built from real photos that ship inside installed wheels (scikit-image
   also shot in random uneven light: originals are different pins, never duplicates of each
   other.  Their hashes are also chosen to survive copying, so copies stay close to them.
 - every other item with a picture derives from one specific, earlier original (a random
-  one): re-encoded, cropped, blurred, shrunk, overlaid with text, duplicated, stored in an
-  unusual colour mode, or broken (truncated, lying header).  The rest are broken images with
+  one): re-encoded, cropped, blurred, shrunk, overlaid with text or a tiled watermark,
+  duplicated, stored in an unusual colour mode, or broken (truncated, lying header).  The rest are broken images with
   no picture at all (noise, zero bytes, text, NULL).
 
 A parallel truth table records what was done so the job's labels (blur, low resolution,
@@ -27,7 +27,7 @@ for bad images without a picture).  ``dup_relation`` says how it relates to that
   side (exact_duplicate, near_duplicate, recompress, rescale, grayscale, cmyk, rgba, palette,
   gray16).  A copy's ``dup_group`` is its source's content_id.
 - ``edit``: derived but not a plain copy (crop of 70-90% per side, flip, blur, low_res,
-  text_overlay, truncated, huge_header).  Its ``dup_group`` is its own content_id.
+  text_overlay, watermark, truncated, huge_header).  Its ``dup_group`` is its own content_id.
 - ``none``: originals and bad images without a picture; ``dup_group`` is the own content_id.
 
 So an original and all its copies form one ``dup_group``; every other item is alone in its
@@ -492,6 +492,32 @@ def _text_overlay(rng: np.random.Generator, src: Source) -> tuple[bytes, dict[st
     return _encode(out), {"lines": lines, "font_size": size, "fill": list(fill)}
 
 
+WATERMARK_PHRASES: tuple[str, ...] = ("SAMPLE", "PREVIEW", "STOCK PHOTO", "DO NOT COPY", "PROOF")
+
+
+def _watermark(rng: np.random.Generator, src: Source) -> tuple[bytes, dict[str, Any]]:
+    """A stock-photo watermark: one phrase tiled over the whole picture, faint (25-45% opaque) and
+    turned 20-40 degrees, which OCR reads far worse than an upright overlay -> has_text_overlay."""
+    phrase = _pick(rng, WATERMARK_PHRASES)
+    opacity = _uniform(rng, 0.25, 0.45)
+    angle = _uniform(rng, 20.0, 40.0) * _pick(rng, (-1, 1))
+    shade = _pick(rng, (255, 0))
+    out = src.image.convert("RGBA")
+    side = 2 * max(out.size)  # a layer that still covers the picture once turned
+    layer = Image.new("RGBA", (side, side), (shade, shade, shade, 0))
+    draw = ImageDraw.Draw(layer)
+    size = max(10, out.height // 6)
+    font = ImageFont.load_default(size=size)
+    step_x, step_y = int(draw.textlength(phrase, font=font) + size), int(size * 2.2)
+    for row, y in enumerate(range(0, side, step_y)):
+        for x in range(-(row % 2) * step_x // 2, side, step_x):
+            draw.text((x, y), phrase, font=font, fill=(shade, shade, shade, round(255 * opacity)))
+    layer = layer.rotate(angle, resample=Image.Resampling.BICUBIC)
+    left, top = (side - out.width) // 2, (side - out.height) // 2
+    out.alpha_composite(layer.crop((left, top, left + out.width, top + out.height)))
+    return _encode(out.convert("RGB")), {"phrase": phrase, "opacity": opacity, "angle": angle, "font_size": size, "shade": shade}
+
+
 def _exact_duplicate(rng: np.random.Generator, src: Source) -> tuple[bytes, dict[str, Any]]:
     """The original's file uploaded again, byte for byte."""
     return src.data, {}
@@ -623,7 +649,7 @@ class Kind:
 
 
 KINDS: tuple[Kind, ...] = (
-    Kind("original", 22.0, "normal", None, NONE, None),
+    Kind("original", 19.0, "normal", None, NONE, None),
     Kind("crop", 11.0, "normal", None, EDIT, _crop),
     Kind("rescale", 11.0, "normal", None, COPY, _rescale),
     Kind("recompress", 11.0, "normal", None, COPY, _recompress),
@@ -631,6 +657,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("blur", 4.0, "flagged", "is_blurred", EDIT, _blur),
     Kind("low_res", 4.0, "flagged", "is_low_res", EDIT, _low_res),
     Kind("text_overlay", 4.0, "flagged", "has_text_overlay", EDIT, _text_overlay),
+    Kind("watermark", 3.0, "flagged", "has_text_overlay", EDIT, _watermark),
     Kind("exact_duplicate", 4.0, "duplicate", "is_exact_duplicate", COPY, _exact_duplicate),
     Kind("near_duplicate", 4.0, "duplicate", "is_near_duplicate", COPY, _near_duplicate),
     Kind("grayscale", 1.6, "color_mode", None, COPY, _grayscale),

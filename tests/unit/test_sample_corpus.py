@@ -21,7 +21,7 @@ BAD_KINDS = {kind.name for kind in KINDS if kind.group == "bad"}
 COPY_KINDS = {
     "exact_duplicate", "near_duplicate", "recompress", "rescale", "grayscale", "cmyk", "rgba", "palette", "gray16",
 }
-EDIT_KINDS = {"crop", "flip", "blur", "low_res", "text_overlay", "truncated", "huge_header"}
+EDIT_KINDS = {"crop", "flip", "blur", "low_res", "text_overlay", "watermark", "truncated", "huge_header"}
 NO_SOURCE_KINDS = {"original", "corrupt", "empty", "not_image", "null"}
 EXPECTED_MODES = {"grayscale": "L", "cmyk": "CMYK", "rgba": "RGBA", "palette": "P", "gray16": "I;16"}
 
@@ -150,7 +150,7 @@ def test_good_images_decode_in_expected_mode(medium: tuple[pa.Table, pa.Table]) 
             assert img.mode == EXPECTED_MODES.get(row["variant"], img.mode), row
             if row["is_low_res"]:
                 assert max(img.size) <= 64
-            elif row["variant"] in {"original", "crop", "rescale", "recompress", "flip", "blur", "text_overlay"}:
+            elif row["variant"] in {"original", "crop", "rescale", "recompress", "flip", "blur", "text_overlay", "watermark"}:
                 assert max(img.size) >= 256
 
 
