@@ -25,10 +25,15 @@ ONLY_IMAGE_EMBEDDING = tuple(f"signals.{name}.enabled=false" for name in (
 
 
 def _photos(corpus_lakehouse) -> list[bytes]:
-    """Real JPEG photos of the sample corpus."""
+    """Real JPEG photos of the sample corpus: originals of different base photos, so no two are duplicates."""
+    truth = DeltaTable(corpus_lakehouse.settings.table_root("corpus_truth")).to_pyarrow_table(columns=["content_id", "variant", "base_id"])
+    first_of_base = {}
+    for row in sorted(truth.to_pylist(), key=lambda r: r["content_id"]):
+        if row["variant"] == "original":
+            first_of_base.setdefault(row["base_id"], row["content_id"])
     table = DeltaTable(corpus_lakehouse.root).to_pyarrow_table(columns=["content_id", "image"]).sort_by("content_id")
-    photos = [b for b in table["image"].to_pylist() if b is not None and b[:3] == b"\xff\xd8\xff" and len(b) > 5000]
-    return photos[:PHOTOS]
+    chosen = sorted(first_of_base.values())[:PHOTOS]
+    return [image for cid, image in zip(table["content_id"].to_pylist(), table["image"].to_pylist()) if cid in chosen]
 
 
 def _corpus(root: str, items: list[tuple[str, bytes | None, str | None]]) -> None:
