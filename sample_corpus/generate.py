@@ -13,8 +13,8 @@ corpus is built from real photos that ship inside installed wheels (scikit-image
   other.  Their hashes are also chosen to survive copying, so copies stay close to them.
 - every other item with a picture derives from one specific, earlier original (a random
   one): re-encoded, cropped, blurred, shrunk, overlaid with text or a tiled watermark,
-  duplicated, stored in an unusual colour mode, or broken (truncated, lying header).  The rest are broken images with
-  no picture at all (noise, zero bytes, text, NULL).
+  duplicated, stored in an unusual colour mode, or broken (truncated, lying header).  The
+  rest are broken images with no picture at all (noise, zero bytes, text, NULL).
 
 A parallel truth table records what was done so the job's labels (blur, low resolution,
 text overlay, duplicates, bad images) can be checked against it.  Titles and descriptions
@@ -497,7 +497,7 @@ WATERMARK_PHRASES: tuple[str, ...] = ("SAMPLE", "PREVIEW", "STOCK PHOTO", "DO NO
 
 def _watermark(rng: np.random.Generator, src: Source) -> tuple[bytes, dict[str, Any]]:
     """A stock-photo watermark: one phrase tiled over the whole picture, faint (25-45% opaque) and
-    turned 20-40 degrees, which OCR reads far worse than an upright overlay -> has_text_overlay."""
+    turned 20-40 degrees, which OCR reads worse than an upright overlay -> has_text_overlay."""
     phrase = _pick(rng, WATERMARK_PHRASES)
     opacity = _uniform(rng, 0.25, 0.45)
     angle = _uniform(rng, 20.0, 40.0) * _pick(rng, (-1, 1))

@@ -27,12 +27,10 @@ ONLY_IMAGE_EMBEDDING = tuple(f"signals.{name}.enabled=false" for name in (
 def _photos(corpus_lakehouse) -> list[bytes]:
     """Real JPEG photos of the sample corpus: originals of different base photos, so no two are duplicates."""
     truth = DeltaTable(corpus_lakehouse.settings.table_root("corpus_truth")).to_pyarrow_table(columns=["content_id", "variant", "base_id"])
-    first_of_base = {}
-    for row in sorted(truth.to_pylist(), key=lambda r: r["content_id"]):
-        if row["variant"] == "original":
-            first_of_base.setdefault(row["base_id"], row["content_id"])
+    originals = sorted((r["content_id"], r["base_id"]) for r in truth.to_pylist() if r["variant"] == "original")[:PHOTOS]
+    assert len({base for _, base in originals}) == PHOTOS  # originals cycle through the base photos
     table = DeltaTable(corpus_lakehouse.root).to_pyarrow_table(columns=["content_id", "image"]).sort_by("content_id")
-    chosen = sorted(first_of_base.values())[:PHOTOS]
+    chosen = {cid for cid, _ in originals}
     return [image for cid, image in zip(table["content_id"].to_pylist(), table["image"].to_pylist()) if cid in chosen]
 
 
