@@ -138,6 +138,7 @@ class DedupSettings(_Strict):
     min_cosine: float = Field(0.985, ge=-1, le=1)  # embedding alone: only near-identical pictures
     max_bucket: int = Field(2000, ge=2)  # larger LSH buckets are skipped: a guard against one hash shared by very many items
     simhash_seed: int = 0
+    simhash_bits: int = Field(1024, ge=64, le=4096, multiple_of=64)  # the SimHash's length: the finer, the fewer pairs of a bucket compared
 
     @property
     def bands(self) -> int:
@@ -149,13 +150,13 @@ class DedupSettings(_Strict):
     def simhash_hamming(self) -> int:
         """SimHash bits apart within which two items are compared on their embeddings alone: two
         embeddings at `min_cosine` are farther apart with probability under 1/10,000."""
-        return simhash_reach(self.min_cosine)
+        return simhash_reach(self.min_cosine, self.simhash_bits)
 
     @property
     def simhash_confirm_hamming(self) -> int:
         """SimHash bits apart within which two items whose pHashes are within `confirm_hamming` are
         compared: two embeddings at `confirm_cosine` are farther apart with probability under 1/10,000."""
-        return simhash_reach(self.confirm_cosine)
+        return simhash_reach(self.confirm_cosine, self.simhash_bits)
 
 
 class DecodeSettings(_Strict):

@@ -3,13 +3,15 @@
     content-signals dedup
 
 Exact copies share the sha256 of their bytes (an image by URI: of the bytes fetched, as the
-signals fetch them). Near copies are found without comparing all pairs: items are bucketed by LSH bands of two 64-bit fingerprints, the image's pHash and a
-SimHash of its embedding (from the embeddings table), and only items sharing a bucket whose
-hashes are within reach of a rule (`candidate_pairs`) are compared (docs/design.md, the LSH scheme). A pair is an edge when the bytes are equal, or the pHashes are at most
+signals fetch them). Near copies are found without comparing all pairs: items are bucketed by
+LSH bands of two fingerprints, the image's 64-bit pHash and the first 64 bits of a longer SimHash
+of its embedding (from the embeddings table), and only items sharing a bucket whose hashes (the
+whole SimHash) are within reach of a rule (`candidate_pairs`) are compared (docs/design.md, the
+LSH scheme). A pair is an edge when the bytes are equal, or the pHashes are at most
 `max_hamming` bits apart, or at most `confirm_hamming` apart with embeddings at cosine
-`confirm_cosine` or more, or the embeddings alone reach `min_cosine`. A flat image (one colour) gets
-no pHash edge: all flat images share one meaningless pHash (signals.labels.perceptual_hash), so
-they are duplicates only by their bytes or their embeddings. Groups are the connected
+`confirm_cosine` or more, or the embeddings alone reach `min_cosine`. A flat image (one colour)
+gets no pHash edge: all flat images share one meaningless pHash (signals.labels.perceptual_hash),
+so they are duplicates only by their bytes or their embeddings. Groups are the connected
 components of the edges (min-label propagation, a few iterations for star-shaped groups).
 Buckets over `max_bucket` items are skipped.
 
@@ -99,14 +101,19 @@ def fingerprints(spark: SparkSession, settings: Settings) -> DataFrame:
                 F.when(is_video, F.col("keyframe_phashes")).alias("keyframe_phashes"),
                 F.when(is_video, F.when(F.col("keyframe_phashes").isNull(), F.lit(unseen)).otherwise(F.col("video_error")))
                 .otherwise(F.col("p.error")).alias("error"),
-                "vector", simhash_column(F.col("vector"), settings.dedup.simhash_seed).alias("simhash"))
+                "vector", simhash_column(F.col("vector"), settings.dedup.simhash_seed, settings.dedup.simhash_bits).alias("simhash"))
     )
 
 
-def _band_keys(hash_column: str, bands: int) -> Column:
-    """The LSH keys of a 64-bit hash column: signals.labels.perceptual_hash.band_probes, as band_keys."""
-    return F.array(*[F.shiftrightunsigned(F.col(hash_column), shift).bitwiseAND(F.lit(mask)).bitwiseXOR(F.lit(tag))
-                     for shift, mask, tag in band_probes(bands)])
+def _band_keys(lead: Column, bands: int) -> Column:
+    """The LSH keys of a 64-bit hash: signals.labels.perceptual_hash.band_probes, as band_keys."""
+    return F.array(*[F.shiftrightunsigned(lead, shift).bitwiseAND(F.lit(mask)).bitwiseXOR(F.lit(tag)) for shift, mask, tag in band_probes(bands)])
+
+
+def _bits_apart(a: Column, b: Column) -> Column:
+    """The Hamming distance of two hashes of equal length, as arrays of 64-bit words
+    (signals.labels.perceptual_hash.words_apart)."""
+    return F.aggregate(F.zip_with(a, b, lambda x, y: F.bit_count(x.bitwiseXOR(y))), F.lit(0), lambda total, bits: total + bits)
 
 
 def _closest_hamming(left: str, right: str) -> Column:
@@ -115,26 +122,28 @@ def _closest_hamming(left: str, right: str) -> Column:
 
 
 def _candidates(items: DataFrame, hashes_column: str, within: Callable[[Column], Column], rules: DedupSettings) -> DataFrame:
-    """Pairs (a < b) that share an LSH bucket of their hashes (from `hashes_column`, an array) and
-    that `within` (of the two hashes' distance; the sides are `a` and `b`) keeps, skipping
-    oversized buckets: the bucket join's chance meetings are dropped on a few longs, before any
-    pair is compared."""
+    """Pairs (a < b) that share an LSH bucket of their hashes' first words (`hashes_column`: an
+    array of hashes, each an array of 64-bit words) and that `within` (of the two hashes'
+    distance over all their words; the sides are `a` and `b`) keeps, skipping oversized buckets:
+    the bucket join's chance meetings are dropped on a few longs, before any pair is compared."""
     keyed = items.select("content_id", "edge_phashes", F.explode(hashes_column).alias("hash")).select(
-        "content_id", "edge_phashes", "hash", F.explode(_band_keys("hash", rules.bands)).alias("bucket")).distinct()
+        "content_id", "edge_phashes", "hash", F.explode(_band_keys(F.col("hash")[0], rules.bands)).alias("bucket")).distinct()
     sized = keyed.withColumn("size", F.count("*").over(Window.partitionBy("bucket"))).filter(F.col("size") <= rules.max_bucket)
     a, b = sized.alias("a"), sized.alias("b")
     return a.join(b, (F.col("a.bucket") == F.col("b.bucket")) & (F.col("a.content_id") < F.col("b.content_id"))).filter(
-        within(F.bit_count(F.col("a.hash").bitwiseXOR(F.col("b.hash"))))
+        within(_bits_apart(F.col("a.hash"), F.col("b.hash")))
     ).select(F.col("a.content_id").alias("a"), F.col("b.content_id").alias("b"))
 
 
 def _with_hash_lists(items: DataFrame) -> DataFrame:
     """`items` with the hashes that may link them, as lists: `edge_phashes` (a video's keyframes'
-    pHashes, an image's own pHash, none for a flat image) and `simhashes`."""
+    pHashes, an image's own pHash, none for a flat image), the same as one-word hashes
+    (`phash_words`), and `simhashes` (the SimHash's words, if the item has an embedding)."""
     no_hash = F.array().cast("array<bigint>")
     image_phash = F.when(F.col("phash").isNotNull() & ~F.coalesce(F.col("flat"), F.lit(False)), F.array("phash")).otherwise(no_hash)
-    return items.withColumn("edge_phashes", F.coalesce("keyframe_phashes", image_phash)).withColumn(
-        "simhashes", F.when(F.col("simhash").isNotNull(), F.array("simhash")).otherwise(no_hash))
+    return (items.withColumn("edge_phashes", F.coalesce("keyframe_phashes", image_phash))
+            .withColumn("phash_words", F.transform("edge_phashes", lambda h: F.array(h)))
+            .withColumn("simhashes", F.when(F.col("simhash").isNotNull(), F.array("simhash")).otherwise(F.array().cast("array<array<bigint>>"))))
 
 
 def candidate_pairs(items: DataFrame, rules: DedupSettings) -> DataFrame:
@@ -147,7 +156,7 @@ def candidate_pairs(items: DataFrame, rules: DedupSettings) -> DataFrame:
     exact = items.filter(F.col("exact_hash").isNotNull()).withColumn("anchor", F.min("content_id").over(Window.partitionBy("exact_hash")))
     exact_edges = exact.filter(F.col("content_id") != F.col("anchor")).select(F.col("anchor").alias("a"), F.col("content_id").alias("b"))
     confirmed_phash = _closest_hamming("a.edge_phashes", "b.edge_phashes") <= rules.confirm_hamming
-    phash_pairs = _candidates(items, "edge_phashes", lambda d: d <= rules.max_hamming, rules)
+    phash_pairs = _candidates(items, "phash_words", lambda d: d <= rules.max_hamming, rules)
     simhash_pairs = _candidates(items, "simhashes", lambda d: (d <= rules.simhash_hamming)
                                 | ((d <= rules.simhash_confirm_hamming) & F.coalesce(confirmed_phash, F.lit(False))), rules)
     return functools.reduce(DataFrame.unionByName, [exact_edges, phash_pairs, simhash_pairs]).distinct()

@@ -65,16 +65,15 @@ def phash_column(image: Column, image_uri: Column, limits: DecodeLimits, policy:
     return phash(image, image_uri)
 
 
-def simhash_column(vector: Column, seed: int = 0) -> Column:
-    """64-bit SimHash (long) of an array<float> column; null where the vector is null."""
+def simhash_column(vector: Column, seed: int, bits: int) -> Column:
+    """`bits`-bit SimHash (array of longs, signals.labels.perceptual_hash.embedding_simhash) of an
+    array<float> column; null where the vector is null."""
 
-    @pandas_udf(T.LongType())  # type: ignore[call-overload]
+    @pandas_udf(T.ArrayType(T.LongType()))  # type: ignore[call-overload]
     def simhash(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
         for vectors in batches:
             present = vectors.notna().to_numpy()
-            out = pd.Series(pd.array([None] * len(vectors), dtype="Int64"))
-            if present.any():
-                out[present] = embedding_simhash(np.stack(vectors[present].to_numpy()), seed)
-            yield out
+            hashes = iter(embedding_simhash(np.stack(vectors[present].to_numpy()), seed, bits) if present.any() else [])
+            yield pd.Series([next(hashes) if here else None for here in present], dtype=object)
 
     return simhash(vector)

@@ -1,4 +1,4 @@
-"""64-bit DCT perceptual hash (pHash) and LSH band keys, for near-duplicate detection.
+"""64-bit DCT perceptual hash (pHash), SimHash of embeddings and LSH band keys, for near-duplicate detection.
 
 pHash as in pHash.org (Zauner 2010): luminance, a 7x7 mean filter against noise and JPEG
 artefacts, resize to 32x32, 2-D DCT, keep the 8x8 lowest frequencies *after* the first row and
@@ -20,10 +20,12 @@ store them as LongType/int64 without overflow; `hamming` and `band_keys` accept 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageFilter
 from scipy.fft import dctn
+from scipy.stats import binom
 
 HASH_BITS = 64
 _MASK = (1 << HASH_BITS) - 1
@@ -99,26 +101,33 @@ def band_keys(h: int, bands: int) -> list[int]:
     return [to_int64(((value >> shift) & (mask & _MASK)) ^ (tag & _MASK)) for shift, mask, tag in band_probes(bands)]
 
 
-def simhash_reach(cosine: float, miss: float = 1e-4) -> int:
-    """The SimHash distance that two vectors at `cosine` exceed with probability below `miss`:
-    each bit differs independently with probability angle / pi (random hyperplanes)."""
+def simhash_reach(cosine: float, bits: int = HASH_BITS, miss: float = 1e-4) -> int:
+    """The distance between `bits`-bit SimHashes that two vectors at `cosine` exceed with
+    probability below `miss`: each bit differs independently with probability angle / pi
+    (random hyperplanes)."""
     p = math.acos(max(-1.0, min(1.0, cosine))) / math.pi
-    tail = 1.0
-    for reach in range(HASH_BITS + 1):
-        tail -= math.comb(HASH_BITS, reach) * p**reach * (1 - p) ** (HASH_BITS - reach)
-        if tail < miss:
-            return reach
-    return HASH_BITS
+    return int(binom.isf(miss, bits, p))
 
 
-def embedding_simhash(vectors: np.ndarray, seed: int = 0) -> np.ndarray:
-    """64-bit SimHash of each row (random-hyperplane LSH, Charikar 2002) as int64.
+def embedding_simhash(vectors: np.ndarray, seed: int = 0, bits: int = HASH_BITS) -> np.ndarray:
+    """`bits`-bit SimHash of each row (random-hyperplane LSH, Charikar 2002), as (rows, bits / 64)
+    int64 words, the first word most significant.
 
     Vectors at angle t disagree on a bit with probability t / pi, so near-identical embeddings
-    share most bits and `band_keys` finds them as candidates. The hyperplanes depend only on
-    the dimension and the seed, so every worker computes the same hashes.
+    share most bits: the first word is what `band_keys` buckets, and the whole length is the
+    finer estimate of the angle that decides which pairs of a bucket are compared (a 64-bit
+    SimHash cannot tell cosine 0.93 from 0.985; docs/design.md, the LSH scheme). The
+    hyperplanes depend only on the dimension, the seed and the length, so every worker
+    computes the same hashes.
     """
-    planes = np.random.default_rng(seed).standard_normal((vectors.shape[1], HASH_BITS))
-    bits = (vectors @ planes) > 0
+    if bits < HASH_BITS or bits % HASH_BITS:
+        raise ValueError(f"a SimHash is a whole number of {HASH_BITS}-bit words, got {bits} bits")
+    planes = np.random.default_rng(seed).standard_normal((vectors.shape[1], bits))
+    signs = ((vectors @ planes) > 0).astype(np.uint64).reshape(len(vectors), bits // HASH_BITS, HASH_BITS)
     weights = (1 << np.arange(HASH_BITS - 1, -1, -1, dtype=np.uint64)).astype(np.uint64)
-    return (bits.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64).view(np.int64)
+    return (signs * weights).sum(axis=2, dtype=np.uint64).view(np.int64)
+
+
+def words_apart(a: Sequence[int], b: Sequence[int]) -> int:
+    """Number of differing bits between two hashes of equal length, as 64-bit words."""
+    return sum(hamming(int(x), int(y)) for x, y in zip(a, b, strict=True))

@@ -11,7 +11,7 @@ from deltalake import DeltaTable
 
 from jobs.dedup import connected_components, edges, fingerprints, run_dedup
 from signals.decode import InputError, decode_image
-from signals.labels.perceptual_hash import perceptual_hash
+from signals.labels.perceptual_hash import embedding_simhash, perceptual_hash
 
 pytestmark = pytest.mark.spark
 
@@ -39,6 +39,10 @@ def test_spark_fingerprints_equal_python(spark, backfilled):
         except InputError as exc:
             assert row.phash is None and row.error == str(exc)
         assert row.exact_hash == (hashlib.sha256(image).hexdigest() if image is not None else None)
+    rules = backfilled.settings.dedup
+    embedded = [row for row in rows if row.vector is not None]
+    expected = embedding_simhash(np.array([row.vector for row in embedded], dtype=np.float32), rules.simhash_seed, rules.simhash_bits)
+    assert [row.simhash for row in embedded] == expected.tolist() and len(embedded) > 10 and len(expected[0]) == rules.simhash_bits // 64
 
 
 def test_every_item_has_one_row_and_byte_identical_images_share_a_group(deduped):
@@ -77,7 +81,7 @@ def test_flat_images_get_no_phash_edges_but_keep_their_exact_ones(spark):
         ("photo", "h-photo", 12345, False), ("photo-near", "h-near", 12345 ^ 0b111, False),
     ]
     items = spark.createDataFrame(rows, "content_id string, exact_hash string, phash long, flat boolean").selectExpr(
-        "*", "cast(null as array<float>) as vector", "cast(null as long) as simhash", "cast(null as array<bigint>) as keyframe_phashes")
+        "*", "cast(null as array<float>) as vector", "cast(null as array<bigint>) as simhash", "cast(null as array<bigint>) as keyframe_phashes")
     found = {(r.a, r.b): r.method for r in edges(items, DedupSettings()).collect()}
     assert found == {("red", "red-copy"): "exact", ("photo", "photo-near"): "phash"}
 
@@ -91,33 +95,40 @@ def test_each_keyframe_of_a_video_is_a_candidate_and_the_closest_pair_counts(spa
     keyframes = {"video": [far, photo ^ 0b1011], "other-video": [other]}  # the video's second keyframe is the photo's picture
     rows = [("photo", "h-photo", photo, False, None), *[(cid, f"h-{cid}", hashes[0], False, hashes) for cid, hashes in keyframes.items()]]
     items = spark.createDataFrame(rows, "content_id string, exact_hash string, phash long, flat boolean, keyframe_phashes array<bigint>").selectExpr(
-        "*", "cast(null as array<float>) as vector", "cast(null as long) as simhash")
+        "*", "cast(null as array<float>) as vector", "cast(null as array<bigint>) as simhash")
     found = {(r.a, r.b): (r.method, r.hamming) for r in edges(items, DedupSettings()).collect()}
     assert found == {("photo", "video"): ("phash", min(hamming(photo, h) for h in keyframes["video"]))}
     assert found[("photo", "video")][1] == 3 and min(hamming(other, h) for h in [photo, *keyframes["video"]]) > DedupSettings().confirm_hamming
 
 
 def test_spark_candidates_are_the_pairs_within_reach_as_brute_force_finds(spark):
+    from pyspark.sql import functions as F
+
     from conf.settings import DedupSettings
     from jobs.dedup import _band_keys, candidate_pairs
-    from signals.labels.perceptual_hash import band_keys, hamming, to_int64
+    from signals.labels.perceptual_hash import band_keys, hamming, to_int64, words_apart
 
-    rules, rng = DedupSettings(), np.random.default_rng(5)
+    rules, rng = DedupSettings(simhash_bits=128), np.random.default_rng(5)  # SimHashes of two words: reach 18 and 29 bits
     def near(h, bits):
         return to_int64(h ^ sum(1 << int(i) for i in rng.choice(64, size=bits, replace=False)))
     rows = []
-    for g, (p, s) in enumerate(zip(*(rng.integers(0, 2**63, (2, 20), dtype=np.uint64) * 2 + 1))):
-        p, s = to_int64(int(p)), to_int64(int(s))
-        for k in range(3):  # an original and two copies, some beyond reach: pHash 0-24 bits, SimHash 0-20 bits away
+    for g, (p, *s) in enumerate(zip(*(rng.integers(0, 2**63, (3, 20), dtype=np.uint64) * 2 + 1))):
+        p, s = to_int64(int(p)), [to_int64(int(w)) for w in s]
+        for k in range(3):  # an original and two copies, some beyond reach: pHash 0-24 bits, SimHash 0-20 + 0-14 bits away
             rows.append((f"{g:02d}-{k}", f"h-{g}-{k}", near(p, int(rng.integers(0, 25))) if k else p, False,
-                         near(s, int(rng.integers(0, 21))) if k else s))
-    items = spark.createDataFrame(rows, "content_id string, exact_hash string, phash long, flat boolean, simhash long").selectExpr(
+                         [near(s[0], int(rng.integers(0, 21))), near(s[1], int(rng.integers(0, 15)))] if k else s))
+    items = spark.createDataFrame(rows, "content_id string, exact_hash string, phash long, flat boolean, simhash array<bigint>").selectExpr(
         "*", "cast(null as array<float>) as vector", "cast(null as array<bigint>) as keyframe_phashes")
-    def simhashes_meet(a, b):  # beyond what the bands promise, a SimHash pair is a candidate only if it shares a key
-        return bool(set(band_keys(a[4], rules.bands)) & set(band_keys(b[4], rules.bands)))
+    def simhashes_meet(a, b):  # beyond what the bands promise, a SimHash pair is a candidate only if its first words share a key
+        return bool(set(band_keys(a[4][0], rules.bands)) & set(band_keys(b[4][0], rules.bands)))
     brute = {(a[0], b[0]) for a, b in itertools.combinations(rows, 2)
-             if hamming(a[2], b[2]) <= rules.max_hamming or simhashes_meet(a, b) and (hamming(a[4], b[4]) <= rules.simhash_hamming
-             or (hamming(a[4], b[4]) <= rules.simhash_confirm_hamming and hamming(a[2], b[2]) <= rules.confirm_hamming))}
-    assert {(r.a, r.b) for r in candidate_pairs(items, rules).collect()} == brute and len(brute) > 20
-    keys = items.select("phash", _band_keys("phash", rules.bands).alias("keys")).collect()
+             if hamming(a[2], b[2]) <= rules.max_hamming or simhashes_meet(a, b) and (words_apart(a[4], b[4]) <= rules.simhash_hamming
+             or (words_apart(a[4], b[4]) <= rules.simhash_confirm_hamming and hamming(a[2], b[2]) <= rules.confirm_hamming))}
+    in_reach_of_first_words_only = {(a[0], b[0]) for a, b in itertools.combinations(rows, 2) if simhashes_meet(a, b)
+                                    and hamming(a[4][0], b[4][0]) <= rules.simhash_hamming < words_apart(a[4], b[4])
+                                    and hamming(a[2], b[2]) > rules.confirm_hamming}
+    candidates = {(r.a, r.b) for r in candidate_pairs(items, rules).collect()}
+    assert candidates == brute and len(brute) > 20
+    assert in_reach_of_first_words_only and not in_reach_of_first_words_only & candidates  # the second word rules some pairs out
+    keys = items.select("phash", _band_keys(F.col("phash"), rules.bands).alias("keys")).collect()
     assert all(r.keys == band_keys(r.phash, rules.bands) for r in keys)  # the Spark column is the Python scheme

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conf.settings import DedupSettings
-from signals.labels.perceptual_hash import band_keys, band_probes, bands_for, embedding_simhash, hamming, simhash_reach, to_int64
+from signals.labels.perceptual_hash import band_keys, band_probes, bands_for, embedding_simhash, hamming, simhash_reach, to_int64, words_apart
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -87,20 +87,42 @@ def test_random_hashes_meet_rarely_and_candidate_pairs_grow_with_the_corpus_not_
     assert meetings < 0.012  # 4 bands x 137 chunk values within 2 bits of 2^16: 0.0084 by design (8 bits exact: 0.031)
 
 
+def _pairs_at(rng: np.random.Generator, cosine: float, pairs: int, dim: int = 96) -> tuple[np.ndarray, np.ndarray]:
+    """`pairs` random unit vectors and, for each, one at exactly `cosine` to it."""
+    a = rng.standard_normal((pairs, dim))
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    ortho = rng.standard_normal((pairs, dim))
+    ortho -= (ortho * a).sum(1, keepdims=True) * a
+    ortho /= np.linalg.norm(ortho, axis=1, keepdims=True)
+    return a.astype(np.float32), (cosine * a + np.sqrt(1 - cosine**2) * ortho).astype(np.float32)
+
+
+def _kept(rules: DedupSettings, a: np.ndarray, b: np.ndarray, reach: int) -> float:
+    """The share of pairs (a, b) the dedup keeps as candidates on their SimHashes: their first
+    words share a band key and the whole hashes are within `reach` bits."""
+    ha, hb = (embedding_simhash(v, rules.simhash_seed, rules.simhash_bits) for v in (a, b))
+    return float(np.mean([words_apart(x, y) <= reach and bool(set(band_keys(int(x[0]), rules.bands)) & set(band_keys(int(y[0]), rules.bands)))
+                          for x, y in zip(ha, hb)]))
+
+
 def test_simhash_pairs_at_the_confirming_cosine_are_candidates() -> None:
     rng = np.random.default_rng(3)
     rules = DedupSettings()
-    dim, pairs = 96, 3000
-    found = {}
-    for cosine, reach in ((rules.confirm_cosine, rules.simhash_confirm_hamming), (rules.min_cosine, rules.simhash_hamming)):
-        a = rng.standard_normal((pairs, dim))
-        a /= np.linalg.norm(a, axis=1, keepdims=True)
-        ortho = rng.standard_normal((pairs, dim))
-        ortho -= (ortho * a).sum(1, keepdims=True) * a
-        ortho /= np.linalg.norm(ortho, axis=1, keepdims=True)
-        b = cosine * a + np.sqrt(1 - cosine**2) * ortho
-        ha, hb = (embedding_simhash(v.astype(np.float32), rules.simhash_seed) for v in (a, b))
-        found[cosine] = np.mean([hamming(int(x), int(y)) <= reach and bool(set(band_keys(int(x), rules.bands)) & set(band_keys(int(y), rules.bands)))
-                                 for x, y in zip(ha, hb)])
+    found = {cosine: _kept(rules, *_pairs_at(rng, cosine, 3000), reach)
+             for cosine, reach in ((rules.confirm_cosine, rules.simhash_confirm_hamming), (rules.min_cosine, rules.simhash_hamming))}
     assert found[rules.confirm_cosine] >= 0.99 and found[rules.min_cosine] == 1.0, found
-    assert simhash_reach(1.0) == 0 and simhash_reach(-1.0) == 64 and rules.simhash_hamming < rules.simhash_confirm_hamming
+    assert simhash_reach(1.0) == 0 and simhash_reach(-1.0) == 64 and simhash_reach(-1.0, 1024) == 1024
+    assert rules.simhash_hamming < rules.simhash_confirm_hamming
+
+
+def test_a_longer_simhash_tells_near_copies_from_similar_pictures() -> None:
+    """Distinct pictures of one scene sit at cosine 0.9-0.95: a 64-bit SimHash within reach of
+    0.985 keeps most of them as candidates, the configured length almost none."""
+    rng = np.random.default_rng(4)
+    short, long = DedupSettings(simhash_bits=64), DedupSettings()
+    similar = _pairs_at(rng, 0.93, 2000)
+    assert _kept(short, *similar, short.simhash_hamming) > 0.5
+    assert _kept(long, *similar, long.simhash_hamming) < 0.01
+    assert _kept(long, *_pairs_at(rng, long.min_cosine, 2000), long.simhash_hamming) == 1.0
+    with pytest.raises(ValueError, match="64-bit words"):
+        embedding_simhash(similar[0], bits=100)
