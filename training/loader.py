@@ -179,8 +179,9 @@ class EmbeddingBatches(IterableDataset):
         kept: list[tuple[str, np.ndarray, float]] | None = [] if self.keep_bytes else None
         size = 0
         for file in files:  # a dataset per file: a file's metadata is let go once it is read
+            # one thread: a threaded scan reads ahead by more than batch_readahead when the consumer is slow (a loaded machine)
             scan = ds.dataset(file, format="parquet").to_batches(columns=["content_id", "status", "vector"], batch_size=READ_ROWS,
-                                                                 batch_readahead=1)
+                                                                 batch_readahead=1, use_threads=False)
             for batch in scan:
                 for row in _labelled(batch, self.targets, self.appended):
                     if kept is not None:
