@@ -50,7 +50,7 @@ def create_app(champions: Champions, serve: ServeSettings) -> Starlette:
     async def health(request: Request) -> JSONResponse:
         current = champions.current
         return JSONResponse({
-            "status": "ok", **current.state, "skipped_indexes": current.skipped, "loaded_at": current.loaded_at.isoformat(),
+            "status": "ok", **current.state, "skipped_indexes": current.skipped, "skipped_heads": current.skipped_heads, "loaded_at": current.loaded_at.isoformat(),
             "reloads": champions.reloads, "reload_error": champions.last_error,
             "waiting": batcher.waiting, "batches": batcher.batches, "items": batcher.items,
         })

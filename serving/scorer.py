@@ -5,7 +5,10 @@ Nothing here computes a signal: the signals are the batch job's `Signal` objects
 the registry names (`rollout.models.build_signals`), run by the batch job's runner
 (`signals.runner.run_signal`), so decoding, limits, error reasons, thresholds and decisions are
 the batch job's. Signals on one loaded model run it once per batch (`signals.shared_forward`).
-A `Scorer` never changes once loaded: a reload builds a new one (serving.reload).
+A head we trained (signals.labels.head) scores the embeddings the same request computed, as the
+jobs score the stored ones; one whose embedding is not served at the version it was trained on
+is not loaded, and /health says why. A `Scorer` never changes once loaded: a reload builds a new
+one (serving.reload).
 """
 from __future__ import annotations
 
@@ -26,10 +29,13 @@ from rollout.models import build_signals
 from signals.base import Signal
 from signals.contracts import STATUS_OK, is_retried_error
 from signals.embedders.base import Embedder
+from signals.labels.head import EmbeddingHead, part_columns, part_hash_column
 from signals.runner import run_signal
 from signals.shared_forward import share_backbones
 
 log = logging.getLogger(__name__)
+
+SAME_REQUEST = "computed in this request"  # the input hash of a head's inputs and of its embeddings: the same item's, by construction
 
 
 @dataclass(frozen=True)
@@ -77,11 +83,13 @@ class LoadedIndex:
 class Scorer:
     """Loaded signals and indexes, fixed for its lifetime."""
 
-    def __init__(self, signals: Mapping[str, Signal], indexes: Mapping[str, LoadedIndex], neighbours: int, skipped: Mapping[str, str]) -> None:
+    def __init__(self, signals: Mapping[str, Signal], indexes: Mapping[str, LoadedIndex], neighbours: int, skipped: Mapping[str, str],
+                 unserved_heads: Mapping[str, Signal] | None = None) -> None:
         self.signals = dict(signals)
         self.indexes = dict(indexes)
         self.neighbours = neighbours
         self.skipped = dict(skipped)  # indexed signal -> why its index is not used (its model version is not the champion's)
+        self.unserved_heads = dict(unserved_heads or {})  # enabled heads not loaded: an embedding they read is not served
         self.loaded_at = dt.datetime.now(dt.UTC)
 
     @classmethod
@@ -89,7 +97,11 @@ class Scorer:
         """The profile's enabled signals at their champion versions, loaded (weights verified), and
         the index of each embedding signal whose manifest holds that same version. Signals on one
         model (an embedding and its topics) share its forward pass on a batch's items."""
-        signals = {name: signal.load() for name, signal in build_signals(settings).items()}
+        built = build_signals(settings)
+        unserved = {name: signal for name, signal in built.items() if unservable(signal, built)}
+        for name, head in unserved.items():
+            log.warning("%s: %s", name, unservable(head, built))
+        signals = {name: signal.load() for name, signal in built.items() if name not in unserved}
         share_backbones(signals.values(), settings.serve.max_batch)
         indexes, skipped = {}, {}
         for name in index_store.indexed_signals(settings.lakehouse_root):
@@ -103,14 +115,20 @@ class Scorer:
                 log.warning("%s: %s", name, skipped[name])
                 continue
             indexes[name] = LoadedIndex(manifest, index)
-        return cls(signals, indexes, settings.serve.neighbours, skipped)
+        return cls(signals, indexes, settings.serve.neighbours, skipped, unserved)
 
     @property
     def state(self) -> dict[str, Any]:
-        """What was loaded: each signal's model version and each index's build (a reload is due
-        when the lakehouse names others)."""
-        return {"signals": {name: s.config.model.version for name, s in sorted(self.signals.items())},
+        """What was loaded: each signal's model version (an unserved head's too) and each index's
+        build (a reload is due when the lakehouse names others)."""
+        every = {**self.signals, **self.unserved_heads}
+        return {"signals": {name: s.config.model.version for name, s in sorted(every.items())},
                 "indexes": {name: i.manifest.build for name, i in sorted(self.indexes.items())}}
+
+    @property
+    def skipped_heads(self) -> dict[str, str]:
+        """Enabled head -> why the service does not score it."""
+        return {name: unservable(head, self.signals) or "" for name, head in self.unserved_heads.items()}
 
     def score(self, items: list[Item]) -> list[ItemResult]:
         """Every signal on the items (one model batch each, through the batch job's runner), and
@@ -120,16 +138,9 @@ class Scorer:
         frame = pd.DataFrame({name: pd.Series([getattr(item, name) for item in items], dtype=object)
                               for name in ("image", "image_uri", "title", "description")})
         results = [ItemResult() for _ in items]
-        for name, signal in self.signals.items():
-            rows = pd.concat(list(run_signal(signal, [frame], prefetch=0)), ignore_index=True)
-            version = signal.config.model.version
-            for result, row in zip(results, rows.to_dict("records")):
-                ok = row["status"] == STATUS_OK
-                base = {"status": row["status"], "error": None if ok else row["error"], "model_version": version}
-                if isinstance(signal, Embedder):
-                    result.embeddings[name] = {**base, "vector": np.asarray(row["vector"]).tolist() if ok else None}
-                else:
-                    result.labels[name] = {**base, "labels": row["scores"] if ok else None, "detail": row["detail"] if ok else None}
+        for name, signal in sorted(self.signals.items(), key=lambda named: isinstance(named[1], EmbeddingHead)):  # heads after what they read
+            inputs = _head_inputs(signal, results) if isinstance(signal, EmbeddingHead) else frame
+            _record(results, name, signal, pd.concat(list(run_signal(signal, [inputs], prefetch=0)), ignore_index=True))
         for name, loaded in self.indexes.items():
             found = [i for i, r in enumerate(results) if r.embeddings[name]["status"] == STATUS_OK]
             if found and self.neighbours:
@@ -137,3 +148,43 @@ class Scorer:
                 for i, near in zip(found, loaded.index.search(matrix, self.neighbours)):
                     results[i].neighbours[name] = [{"content_id": c, "score": s} for c, s in near]
         return results
+
+
+def _record(results: list[ItemResult], name: str, signal: Signal, rows: pd.DataFrame) -> None:
+    """Each item's row of `signal`, as the tables would hold it, into its result."""
+    version = signal.config.model.version
+    for result, row in zip(results, rows.to_dict("records"), strict=True):
+        ok = row["status"] == STATUS_OK
+        base = {"status": row["status"], "error": None if ok else row["error"], "model_version": version}
+        if isinstance(signal, Embedder):
+            result.embeddings[name] = {**base, "vector": np.asarray(row["vector"]).tolist() if ok else None}
+        else:
+            result.labels[name] = {**base, "labels": row["scores"] if ok else None, "detail": row["detail"] if ok else None}
+
+
+def unservable(signal: Signal, signals: Mapping[str, Signal]) -> str | None:
+    """Why a head cannot score online beside `signals` (an embedding it reads is not among them at
+    the model version it was trained on); None for any other signal."""
+    if not isinstance(signal, EmbeddingHead):
+        return None
+    for embedding, version in signal.reads:
+        served = signals.get(embedding)
+        if served is None or served.config.model.version != version:
+            serving = f"version {served.config.model.version}" if served else "not enabled"
+            return (f"it reads {embedding} version {version}, which the service does not run ({serving}): "
+                    f"enable it, or train the head on the champion (content-signals train)")
+    return None
+
+
+def _head_inputs(head: EmbeddingHead, results: list[ItemResult]) -> pd.DataFrame:
+    """A head's input rows from the embeddings each item's result holds, as the jobs join its
+    stored rows (udfs.rows.derived_inputs): all of them computed from this item's inputs."""
+    columns: dict[str, list[Any]] = {"input_hash": [SAME_REQUEST] * len(results)}
+    for part, (embedding, _) in enumerate(head.reads):
+        rows = [result.embeddings[embedding] for result in results]
+        for column, values in zip(part_columns(part), ([r["vector"] for r in rows], [r["status"] for r in rows],
+                                                        [r["error"] for r in rows], [SAME_REQUEST] * len(rows)), strict=True):
+            columns[column] = values
+        columns[part_hash_column(part)] = [SAME_REQUEST] * len(results)
+    return pd.DataFrame(columns)
+

@@ -16,7 +16,9 @@ from jobs.cli import main
 from jobs.refresh import run_refresh
 from lake import delta_io
 from lake.registry import CHALLENGER, CHAMPION, Registry
+from rollout.models import build_signals
 from sample_corpus.generate import TRUTH_TABLE
+from serving.scorer import Item, Scorer, unservable
 from signals.contracts import TRANSIENT_PREFIX
 from signals.labels.head import load_head, score_vectors
 from training.train import train_task
@@ -71,6 +73,7 @@ def test_a_trained_head_through_shadow_gate_canary_and_refresh(spark, backfilled
     assert promote() == 0
     registry = Registry(settings.registry_uri)
     assert registry.aliases(HEAD)[CHAMPION] == first.model.version
+    served_like_stored(settings, rows, [*ok.index[:6], *failed.index[:2]], first.model.version)
 
     retrained = settings.model_copy(update={"training": settings.training.model_copy(update={"seed": 1})})
     second = train_task(retrained, "low_quality", weak, "weak", gold=gold, report_path=tmp_path / "report.html")
@@ -87,6 +90,25 @@ def test_a_trained_head_through_shadow_gate_canary_and_refresh(spark, backfilled
     rows = head_rows(settings, first.model.version)
     assert (rows.loc[edits["added"], "status"] == "ok").all() and not rows["error"].fillna("").str.startswith(TRANSIENT_PREFIX).any()
     assert not set(edits["dropped"]) & set(rows.index)
+
+
+def served_like_stored(settings, stored: pd.DataFrame, content_ids: list[str], version: str) -> None:
+    """The online service's champion head on these corpus items (their embeddings computed in
+    the request) says what the shadow run stored for them; a head whose embedding the service
+    does not run is not loaded, and the service says why."""
+    corpus = delta_io.read_arrow(settings.table_root("corpus")).to_pandas().set_index("content_id")
+    scorer = Scorer.load(settings)
+    results = scorer.score([Item(corpus.loc[c, "image"], None, corpus.loc[c, "title"], corpus.loc[c, "description"]) for c in content_ids])
+    for content_id, result in zip(content_ids, results, strict=True):
+        online, row = result.labels[HEAD], stored.loc[content_id]
+        assert (online["status"], online["error"], online["model_version"]) == (row["status"], row["error"], version)
+        if row["status"] == "ok":
+            (label,) = online["labels"]
+            assert label["label"] == row["label"] and label["decision"] == row["decision"] and abs(label["score"] - row["score"]) < 1e-5
+    assert not scorer.skipped_heads and scorer.state["signals"][HEAD] == version
+    without = build_signals(settings.model_copy(update={"signals": {**settings.signals, "image_embedding": settings.signals["image_embedding"]
+                                                                    .model_copy(update={"enabled": False})}}))
+    assert "image_embedding version" in unservable(without[HEAD], without) and "not enabled" in unservable(without[HEAD], without)
 
 
 def test_the_training_loop_through_the_command_line(backfilled, tmp_path, capsys):
