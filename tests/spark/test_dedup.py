@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import shutil
 from collections import defaultdict
 
 import numpy as np
 import pytest
+from conftest import settings_for
 from deltalake import DeltaTable
 
 from jobs.dedup import connected_components, edges, fingerprints, run_dedup
@@ -17,9 +19,13 @@ pytestmark = pytest.mark.spark
 
 
 @pytest.fixture(scope="module")
-def deduped(spark, backfilled):
-    result = run_dedup(spark, backfilled.settings)
-    return backfilled.settings, result, DeltaTable(backfilled.settings.table_root("duplicates")).to_pyarrow_table().to_pylist()
+def deduped(spark, backfilled, tmp_path_factory):
+    """The dedup job on a copy of the backfill (which other tests read as it is)."""
+    lakehouse = tmp_path_factory.mktemp("deduped") / "lakehouse"
+    shutil.copytree(backfilled.settings.lakehouse_root, lakehouse)
+    settings = settings_for(lakehouse)
+    result = run_dedup(spark, settings)
+    return settings, result, DeltaTable(settings.table_root("duplicates")).to_pyarrow_table().to_pylist()
 
 
 def test_connected_components_take_the_smallest_reachable_id(spark):

@@ -13,6 +13,7 @@ from conftest import edit_corpus, settings_for
 
 from jobs.backfill import run_backfill
 from jobs.cli import main
+from jobs.dedup import run_dedup
 from jobs.refresh import run_refresh
 from lake import delta_io
 from lake.registry import CHALLENGER, CHAMPION, Registry
@@ -111,15 +112,18 @@ def served_like_stored(settings, stored: pd.DataFrame, content_ids: list[str], v
     assert "image_embedding version" in unservable(without[HEAD], without) and "not enabled" in unservable(without[HEAD], without)
 
 
-def test_the_training_loop_through_the_command_line(backfilled, tmp_path, capsys):
+def test_the_training_loop_through_the_command_line(spark, backfilled, tmp_path, capsys):
     """simulated annotators -> import -> gold -> weak labels -> train on both -> promote: every
-    step the command a team runs, on the labels tables those commands wrote."""
+    step the command a team runs, on the labels tables those commands wrote, after the dedup job
+    (the splits keep each near-duplicate group whole; the job here, as the CLI would stop the
+    tests' Spark session)."""
     from training.gold import gold_labels
     from training.weak import weak_labels
 
     lakehouse, exports = tmp_path / "lakehouse", tmp_path / "exports"
     shutil.copytree(backfilled.settings.lakehouse_root, lakehouse)
     options = ["--set", f"lakehouse={lakehouse}", *(f"--set={o}" for o in LENIENT)]
+    run_dedup(spark, settings_for(lakehouse))
     assert main(["labels", "simulate", "--task", "low_quality", "--out", str(exports), *options]) == 0
     assert main(["labels", "import", str(exports / "low_quality-label-studio.json"), "--task", "low_quality", *options]) == 0
     assert main(["labels", "gold", "--task", "low_quality", *options]) == 0
