@@ -98,9 +98,9 @@ class Scorer:
         the index of each embedding signal whose manifest holds that same version. Signals on one
         model (an embedding and its topics) share its forward pass on a batch's items."""
         built = build_signals(settings)
-        unserved = {name: signal for name, signal in built.items() if unservable(signal, built)}
-        for name, head in unserved.items():
-            log.warning("%s: %s", name, unservable(head, built))
+        unserved = {name: why for name, signal in built.items() if (why := unservable(signal, built))}
+        for name, why in unserved.items():
+            log.warning("%s: %s", name, why)
         signals = {name: signal.load() for name, signal in built.items() if name not in unserved}
         share_backbones(signals.values(), settings.serve.max_batch)
         indexes, skipped = {}, {}
@@ -115,7 +115,7 @@ class Scorer:
                 log.warning("%s: %s", name, skipped[name])
                 continue
             indexes[name] = LoadedIndex(manifest, index)
-        return cls(signals, indexes, settings.serve.neighbours, skipped, unserved)
+        return cls(signals, indexes, settings.serve.neighbours, skipped, {name: built[name] for name in unserved})
 
     @property
     def state(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ store them as LongType/int64 without overflow; `hamming` and `band_keys` accept 
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -122,10 +123,17 @@ def embedding_simhash(vectors: np.ndarray, seed: int = 0, bits: int = HASH_BITS)
     """
     if bits < HASH_BITS or bits % HASH_BITS:
         raise ValueError(f"a SimHash is a whole number of {HASH_BITS}-bit words, got {bits} bits")
-    planes = np.random.default_rng(seed).standard_normal((vectors.shape[1], bits))
-    signs = ((vectors @ planes) > 0).astype(np.uint64).reshape(len(vectors), bits // HASH_BITS, HASH_BITS)
+    signs = ((vectors @ _hyperplanes(vectors.shape[1], seed, bits)) > 0).astype(np.uint64).reshape(len(vectors), bits // HASH_BITS, HASH_BITS)
     weights = (1 << np.arange(HASH_BITS - 1, -1, -1, dtype=np.uint64)).astype(np.uint64)
     return (signs * weights).sum(axis=2, dtype=np.uint64).view(np.int64)
+
+
+@functools.lru_cache(maxsize=4)
+def _hyperplanes(dim: int, seed: int, bits: int) -> np.ndarray:
+    """The SimHash's random hyperplanes, drawn once per process, not once per Arrow batch."""
+    planes = np.random.default_rng(seed).standard_normal((dim, bits))
+    planes.flags.writeable = False
+    return planes
 
 
 def words_apart(a: Sequence[int], b: Sequence[int]) -> int:
