@@ -29,27 +29,45 @@ def majority(votes: np.ndarray, classes: int = 2) -> np.ndarray:
     return np.where(totals > 0, counts / np.maximum(totals, 1), 1.0 / classes)
 
 
+def overlapping(votes: np.ndarray) -> np.ndarray:
+    """Per annotator (column): whether they judged an item someone else judged too. Only those
+    annotators' reliability can be estimated; alone on their items, EM has nothing to weigh them against."""
+    judged = votes != MISSING
+    shared_items = judged.sum(axis=1) >= 2
+    return (judged & shared_items[:, None]).any(axis=0)
+
+
 def dawid_skene(votes: np.ndarray, classes: int = 2, max_iterations: int = 200, tolerance: float = 1e-8,
                 smoothing: float = 0.01) -> DawidSkene:
     """Dawid & Skene (1979): EM over the true classes, started from the majority shares; `smoothing`
-    pseudo-counts keep a confusion entry never seen from becoming a certain zero."""
-    n_items, n_annotators = votes.shape
+    pseudo-counts keep a confusion entry never seen from becoming a certain zero. The items of
+    annotators who share none with anyone keep their majority shares (EM would drift them to the
+    prior), and their confusion is read against those shares."""
     said = np.stack([votes == c for c in range(classes)], axis=2).astype(float)  # items x annotators x said class
-    posterior = majority(votes, classes)
+    estimated = overlapping(votes)
+    items = (votes[:, estimated] != MISSING).any(axis=1)
+    posterior, weighed = majority(votes, classes), said[items][:, estimated]
     iterations = 0
-    while iterations < max_iterations:
+    while estimated.any() and iterations < max_iterations:
         iterations += 1
-        prior = (posterior.sum(axis=0) + smoothing) / (n_items + classes * smoothing)
-        counts = np.einsum("it,ias->ats", posterior, said) + smoothing
-        confusion = counts / counts.sum(axis=2, keepdims=True)
-        log_post = np.log(prior)[None, :] + np.einsum("ias,ats->it", said, np.log(confusion))
+        prior, confusion = _m_step(posterior[items], weighed, smoothing)
+        log_post = np.log(prior)[None, :] + np.einsum("ias,ats->it", weighed, np.log(confusion))
         new = np.exp(log_post - log_post.max(axis=1, keepdims=True))
         new /= new.sum(axis=1, keepdims=True)
-        done = np.abs(new - posterior).max() < tolerance
-        posterior = new
+        done = np.abs(new - posterior[items]).max() < tolerance
+        posterior[items] = new
         if done:
             break
+    prior, confusion = _m_step(posterior, said, smoothing)
     return DawidSkene(posterior, confusion, prior, iterations)
+
+
+def _m_step(posterior: np.ndarray, said: np.ndarray, smoothing: float) -> tuple[np.ndarray, np.ndarray]:
+    """The class prior and each annotator's confusion matrix that the posterior implies."""
+    classes = posterior.shape[1]
+    prior = (posterior.sum(axis=0) + smoothing) / (len(posterior) + classes * smoothing)
+    counts = np.einsum("it,ias->ats", posterior, said) + smoothing
+    return prior, counts / counts.sum(axis=2, keepdims=True)
 
 
 def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from conf.settings import UsageError
 from training.aggregate import MISSING, DawidSkene, dawid_skene, krippendorff_alpha, majority, pairwise_kappa
 from training.human_labels import labels_of
 from training.tasks import task_named
@@ -66,6 +67,8 @@ def gold_labels(lakehouse: str, task: str) -> pd.DataFrame:
 def agreement(lakehouse: str, task: str) -> Agreement:
     """The task's Dawid-Skene estimate (annotators' reliability), pairwise kappa and alpha."""
     votes = task_votes(lakehouse, task)
+    if not votes.content_ids:
+        raise UsageError(f"no human labels of {task} in {lakehouse}: import some first (content-signals labels import FILE --task {task})")
     estimate = dawid_skene(votes.matrix)
     shares = majority(votes.matrix)
     decided = shares[:, 1] != 0.5

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,8 @@ REPORT_LINES = 40  # problems printed before "... and N more"
 
 @dataclass(frozen=True)
 class LabelRow:
-    """One judgement as the file gives it (any field may be missing), and where it stands in the file."""
+    """One judgement as the file gives it (any field may be missing), where it stands in the file,
+    and why it could not be read, if it could not."""
 
     where: str
     content_id: str | None
@@ -33,6 +35,7 @@ class LabelRow:
     label: str | None
     annotator: str | None
     labelled_at: dt.datetime | None
+    unreadable: str | None = None
 
 
 @dataclass(frozen=True)
@@ -44,64 +47,131 @@ class ImportOutcome:
     version: int | None
 
 
+class _Unreadable(ValueError):
+    """A part of a label file that is not what its format says: reported on its row, never a traceback."""
+
+
 def table_root(lakehouse: str) -> str:
     return f"{lakehouse.rstrip('/')}/{HUMAN_LABELS.name}"
 
 
-def _timestamp(text: Any, where: str) -> dt.datetime | None:
+def _text(value: Any, name: str) -> str | None:
+    """A field as text (a number, as an id may be, becomes its digits); None when absent or blank."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise _Unreadable(f"{name} {value!r} is not text")
+    return str(value).strip() or None
+
+
+def _timestamp(text: Any) -> dt.datetime | None:
     """An ISO-8601 time as UTC (naive times are taken as UTC); None when absent."""
     if text in (None, ""):
         return None
     try:
         moment = dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
     except ValueError:
-        raise UsageError(f"{where}: labelled_at {text!r} is not an ISO-8601 time") from None
+        raise _Unreadable(f"labelled_at {text!r} is not an ISO-8601 time") from None
     return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
 def _annotator(completed_by: Any) -> str | None:
     """Label Studio's `completed_by`: a user object (email, else id) or a user id."""
     if isinstance(completed_by, dict):
-        found = completed_by.get("email") or completed_by.get("id")
-        return None if found is None else str(found)
-    return None if completed_by is None else str(completed_by)
+        return _text(completed_by.get("email") or completed_by.get("id"), "completed_by")
+    return _text(completed_by, "completed_by")
+
+
+def _read_text(path: Path) -> str:
+    """The file's text: UTF-8, with or without the byte-order mark spreadsheets write."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{path} is not UTF-8 text ({e}): export it as UTF-8") from None
+
+
+def _object(value: Any, what: str) -> dict:
+    if not isinstance(value, dict):
+        raise _Unreadable(f"{what} is a {type(value).__name__}, not an object")
+    return value
+
+
+def _list(value: Any, what: str) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _Unreadable(f"{what} is a {type(value).__name__}, not a list")
+    return value
+
+
+def _annotation_rows(where: str, item: Any, annotation: Any) -> list[LabelRow]:
+    """The judgements of one Label Studio annotation: its `choices` results of the control named after
+    a task (other controls, a confidence say, are left out when one is; otherwise they are reported as
+    another task's); one row without a label when it has none."""
+    data = _object(_object(item, "the task").get("data") or {}, "the task's data")
+    content_id = _text(data.get("content_id"), "content_id")
+    annotation = _object(annotation, "the annotation")
+    if annotation.get("was_cancelled"):
+        return []
+    annotator, labelled_at = _annotator(annotation.get("completed_by")), _timestamp(annotation.get("created_at"))
+    choices = [_object(r, "a result") for r in _list(annotation.get("result"), "the annotation's result")]
+    choices = [r for r in choices if r.get("type") == "choices"]
+    chosen = [r for r in choices if r.get("from_name") in TASKS] or choices
+    if not chosen:
+        return [LabelRow(where, content_id, None, None, annotator, labelled_at)]
+    rows = []
+    for result in chosen:
+        values = [_text(v, "a choice") for v in _list(_object(result.get("value") or {}, "a result's value").get("choices"), "choices")]
+        rows.append(LabelRow(where, content_id, _text(result.get("from_name"), "from_name"), "|".join(filter(None, values)) or None,
+                             annotator, labelled_at))
+    return rows
 
 
 def read_label_studio(path: Path) -> list[LabelRow]:
     """The `choices` results of a Label Studio JSON export: one row per task, annotation and result;
     skipped (cancelled) annotations are not judgements and are left out."""
     try:
-        tasks = json.loads(path.read_text(encoding="utf-8"))
+        tasks = json.loads(_read_text(path))
     except json.JSONDecodeError as e:
         raise UsageError(f"{path} is not JSON: {e}") from None
     if not isinstance(tasks, list):
         raise UsageError(f"{path}: a Label Studio JSON export is a list of tasks, not a {type(tasks).__name__}")
     rows = []
     for n, item in enumerate(tasks, 1):
-        content_id = (item.get("data") or {}).get("content_id") if isinstance(item, dict) else None
-        for m, annotation in enumerate(item.get("annotations") or [] if isinstance(item, dict) else [], 1):
-            if annotation.get("was_cancelled"):
-                continue
+        try:
+            annotations = _list(_object(item, "the task").get("annotations"), "the task's annotations")
+        except _Unreadable as e:
+            rows.append(LabelRow(f"task {n}", None, None, None, None, None, str(e)))
+            continue
+        for m, annotation in enumerate(annotations, 1):
             where = f"task {n} annotation {m}"
-            for result in annotation.get("result") or []:
-                if result.get("type") != "choices":
-                    continue
-                choices = (result.get("value") or {}).get("choices") or []
-                rows.append(LabelRow(where, content_id, result.get("from_name"), "|".join(choices) or None,
-                                     _annotator(annotation.get("completed_by")), _timestamp(annotation.get("created_at"), where)))
+            try:
+                rows += _annotation_rows(where, item, annotation)
+            except _Unreadable as e:
+                rows.append(LabelRow(where, None, None, None, None, None, str(e)))
     return rows
+
+
+def _csv_row(where: str, cells: dict[str | None, Any]) -> LabelRow:
+    if cells.get(None):  # DictReader files the cells beyond the header under None
+        raise _Unreadable(f"{len(cells[None])} more cells than the header has columns (a comma inside an unquoted value?)")
+    return LabelRow(where, _text(cells["content_id"], "content_id"), _text(cells.get("task"), "task"), _text(cells["label"], "label"),
+                    _text(cells["annotator"], "annotator"), _timestamp(cells.get("labelled_at")))
 
 
 def read_csv(path: Path) -> list[LabelRow]:
     """Rows of a CSV with a header: content_id, label, annotator, and optionally task and labelled_at."""
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise UsageError(f"{path}: the CSV has no column {', '.join(missing)} (its header: {reader.fieldnames})")
-        return [LabelRow(f"line {n}", r["content_id"] or None, r.get("task") or None, r["label"] or None, r["annotator"] or None,
-                         _timestamp(r.get("labelled_at"), f"line {n}"))
-                for n, r in enumerate(reader, 2)]
+    reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
+    missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise UsageError(f"{path}: the CSV has no column {', '.join(missing)} (its header: {reader.fieldnames})")
+    rows = []
+    for n, cells in enumerate(reader, 2):
+        try:
+            rows.append(_csv_row(f"line {n}", cells))
+        except _Unreadable as e:
+            rows.append(LabelRow(f"line {n}", None, None, None, None, None, str(e)))
+    return rows
 
 
 def read_export(path: Path) -> list[LabelRow]:
@@ -130,7 +200,9 @@ def problems(rows: list[LabelRow], task: Task, corpus_ids: set[str], imported: s
     found, seen = [], set()
     for row in rows:
         why = []
-        if row.content_id is None or row.annotator is None or row.label is None:
+        if row.unreadable:
+            why.append(row.unreadable)
+        elif row.content_id is None or row.annotator is None or row.label is None:
             why.append("needs content_id, annotator and label")
         if row.task is not None and row.task != task.name:
             why.append(f"a label of task {row.task!r}" + ("" if row.task in TASKS else " (not a task)") + f", not {task.name!r}")
@@ -153,7 +225,8 @@ def problems(rows: list[LabelRow], task: Task, corpus_ids: set[str], imported: s
 def batch_of(rows: list[LabelRow], task: Task) -> str:
     """The import's batch: a digest of the task and its rows, so the same file imported again is
     recognised (and not imported twice) whatever its name."""
-    text = json.dumps([task.name, *sorted((r.content_id, r.annotator, r.label, str(r.labelled_at)) for r in rows)])
+    fields = sorted(((r.content_id, r.annotator, r.label, str(r.labelled_at)) for r in rows), key=lambda f: tuple(v or "" for v in f))
+    text = json.dumps([task.name, *fields])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -172,7 +245,8 @@ def import_labels(lakehouse: str, path: Path, task_name: str, now: dt.datetime |
     if not DeltaTable.is_deltatable(corpus_root):
         raise UsageError(f"no corpus table at {corpus_root}: labels are checked against it (content-signals make-corpus)")
     corpus_ids = set(delta_io.read_arrow(corpus_root, columns=["content_id"])["content_id"].to_pylist())
-    held = labels_of(lakehouse, task.name)
+    read_version = DeltaTable(root).version() if DeltaTable.is_deltatable(root) else 0  # a new table's first version
+    held = labels_of(lakehouse, task.name, read_version)
     imported = set(zip(held["content_id"].to_pylist(), held["annotator"].to_pylist()))
     if found := problems(rows, task, corpus_ids, imported):
         shown = found[:REPORT_LINES] + ([f"... and {len(found) - REPORT_LINES} more"] if len(found) > REPORT_LINES else [])
@@ -185,5 +259,6 @@ def import_labels(lakehouse: str, path: Path, task_name: str, now: dt.datetime |
     ], schema=HUMAN_LABELS.schema)
     files = delta_io.write_driver_rows(root, HUMAN_LABELS, table, f"part-{batch}")
     version = delta_io.commit_files(root, HUMAN_LABELS, files, app_id,
-                                    {"job": "labels import", "batch": batch, "task": task.name, "source": path.name, "rows": str(len(rows))})
+                                    {"job": "labels import", "batch": batch, "task": task.name, "source": path.name, "rows": str(len(rows))},
+                                    read_version=read_version)  # an import of the task committed meanwhile: CommitConflict, run again
     return ImportOutcome(batch, len(rows), version)

@@ -94,3 +94,86 @@ def test_already_imported_for_that_annotator_is_refused(lakehouse: Path, tmp_pat
     as_json.write_text(json.dumps(data))
     status, out = cli(capsys, lakehouse, "labels", "import", str(as_json), "--task", "text_heavy")
     assert status == 2 and "already imported for this annotator" in out
+
+
+def label_studio(*annotations: dict, content_id: object = IDS[0]) -> list[dict]:
+    """A Label Studio export of one task with these annotations."""
+    return [{"data": {"content_id": content_id}, "annotations": list(annotations)}]
+
+
+def choice(value: object, control: str = "text_heavy", annotator: object = "a@x") -> dict:
+    return {"completed_by": {"email": annotator}, "result": [{"from_name": control, "type": "choices", "value": {"choices": [value]}}]}
+
+
+@pytest.mark.parametrize("export, why", [
+    (label_studio(choice("yes"), "not an annotation"), "task 2 annotation 2 (None, annotator None): the annotation is a str, not an object"),
+    ([{"data": "pin-000000", "annotations": [choice("yes")]}], "the task's data is a str, not an object"),
+    (label_studio({"completed_by": 1, "result": {"type": "choices"}}), "the annotation's result is a dict, not a list"),
+    (label_studio(choice([1])), "a choice [1] is not text"),
+    (label_studio({"completed_by": 1, "result": []}), "task 2 annotation 1 (pin-000000, annotator 1): needs content_id, annotator and label"),
+    (label_studio(choice("yes", annotator=None)), "needs content_id, annotator and label"),  # beside a good task: sorting the batch met a None
+    (label_studio({**choice("yes"), "created_at": "yesterday"}), "labelled_at 'yesterday' is not an ISO-8601 time"),
+])
+def test_a_malformed_label_studio_export_is_reported_per_row(lakehouse: Path, tmp_path: Path, capsys, export: list, why: str) -> None:
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(label_studio(choice("no"), content_id=IDS[1]) + export))
+    status, out = cli(capsys, lakehouse, "labels", "import", str(path), "--task", "text_heavy")
+    assert status == 2 and why in out and "nothing was imported" in out
+    assert not DeltaTable.is_deltatable(str(lakehouse / "human_labels"))
+
+
+def test_a_control_that_names_no_task_is_left_out_and_ids_may_be_numbers(lakehouse: Path, tmp_path: Path, capsys) -> None:
+    with_confidence = choice("yes")
+    with_confidence["result"].append({"from_name": "confidence", "type": "choices", "value": {"choices": ["high"]}})
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(label_studio(with_confidence) + label_studio(choice("no"), content_id=0)))
+    status, out = cli(capsys, lakehouse, "labels", "import", str(path), "--task", "text_heavy")
+    assert status == 2 and "task 2 annotation 1 (0, annotator a@x): unknown content id" in out  # 0 is read as the id "0"
+    path.write_text(json.dumps(label_studio(with_confidence)))
+    assert cli(capsys, lakehouse, "labels", "import", str(path), "--task", "text_heavy")[0] == 0
+    rows = DeltaTable(str(lakehouse / "human_labels")).to_pyarrow_table()
+    assert rows.select(["content_id", "label", "annotator"]).to_pylist() == [{"content_id": IDS[0], "label": "yes", "annotator": "a@x"}]
+
+
+def test_csv_encodings_and_extra_cells(lakehouse: Path, tmp_path: Path, capsys) -> None:
+    path = tmp_path / "labels.csv"
+    path.write_bytes("content_id,label,annotator\npin-000001,yes,Jos\xe9\n".encode("latin-1"))
+    status, out = cli(capsys, lakehouse, "labels", "import", str(path), "--task", "text_heavy")
+    assert status == 2 and "is not UTF-8 text" in out
+    path.write_text("content_id,label,annotator\npin-000001,yes,Smith, Jane\npin-000002,no,\n")
+    status, out = cli(capsys, lakehouse, "labels", "import", str(path), "--task", "text_heavy")
+    assert status == 2 and "line 2 (None, annotator None): 1 more cells than the header" in out
+    assert "line 3 (pin-000002, annotator None): needs content_id, annotator and label" in out
+    assert not DeltaTable.is_deltatable(str(lakehouse / "human_labels"))
+    path.write_bytes("\ufeffcontent_id,label,annotator\npin-000001,yes,\"Smith, Jane\"\n".encode())  # a spreadsheet's UTF-8 CSV
+    assert cli(capsys, lakehouse, "labels", "import", str(path), "--task", "text_heavy")[0] == 0
+    assert DeltaTable(str(lakehouse / "human_labels")).to_pyarrow_table()["annotator"].to_pylist() == ["Smith, Jane"]
+
+
+def test_an_import_committed_meanwhile_makes_the_other_conflict(lakehouse: Path, tmp_path: Path, monkeypatch) -> None:
+    """Two imports of one item by one annotator, the second checked before the first commits: it
+    must not land beside it (two judgements of one annotator for one item)."""
+    from lake.delta_io import CommitConflict
+    from training import human_labels
+
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    first.write_text("content_id,label,annotator\npin-000000,yes,ann\n")
+    second.write_text("content_id,label,annotator\npin-000000,no,ann\n")
+    checked = human_labels.problems
+
+    def first_lands_meanwhile(*args, **kwargs):
+        found = checked(*args, **kwargs)
+        monkeypatch.setattr(human_labels, "problems", checked)
+        human_labels.import_labels(str(lakehouse), first, "text_heavy")
+        return found
+
+    monkeypatch.setattr(human_labels, "problems", first_lands_meanwhile)
+    with pytest.raises(CommitConflict):
+        human_labels.import_labels(str(lakehouse), second, "text_heavy")
+    rows = DeltaTable(str(lakehouse / "human_labels")).to_pyarrow_table()
+    assert rows["label"].to_pylist() == ["yes"]
+
+
+def test_gold_of_a_task_without_labels_says_so(lakehouse: Path, capsys) -> None:
+    status, out = cli(capsys, lakehouse, "labels", "gold", "--task", "text_heavy")
+    assert status == 2 and "no human labels of text_heavy" in out

@@ -40,6 +40,23 @@ def test_dawid_skene_hand_checked() -> None:
     np.testing.assert_allclose(estimate.prior, [8 / 12, 4 / 12], atol=0.01)
 
 
+def test_annotators_alone_on_their_items_keep_their_votes() -> None:
+    """With no item judged twice, EM has nothing to weigh an annotator against and drifts every
+    posterior towards the prior (one annotator's 'no' became gold 'yes'): such items keep their
+    majority shares, while annotators who overlap are still estimated."""
+    alone = np.array([[1], [1], [1], [0]])
+    np.testing.assert_array_equal(dawid_skene(alone).posterior[:, 1], [1, 1, 1, 0])
+    disjoint = np.array([[1, M], [0, M], [1, M], [M, 0], [M, 1], [M, 0]])
+    np.testing.assert_array_equal(dawid_skene(disjoint).posterior[:, 1], [1, 0, 1, 0, 1, 0])
+    truth = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0])
+    overlapping = np.stack([truth] * 3, axis=1)
+    overlapping[4, 0] = 1
+    with_loner = np.concatenate([np.concatenate([overlapping, np.full((12, 1), M)], axis=1), [[M, M, M, 0], [M, M, M, 1]]])
+    estimate = dawid_skene(with_loner)
+    np.testing.assert_allclose(estimate.posterior[:12], dawid_skene(overlapping).posterior)  # the loner changes nothing of the others
+    np.testing.assert_array_equal(estimate.posterior[12:, 1], [0, 1])
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_cohen_kappa_equals_sklearn(seed: int) -> None:
     rng = np.random.default_rng(seed)
