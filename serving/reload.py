@@ -64,6 +64,6 @@ class Champions:
         self.current = fresh  # the swap: one reference assignment
         self.reloads += 1
         self.last_error = None
-        model_cache.retain({s.cache_key for s in fresh.signals.values()})
+        model_cache.retain({key for s in fresh.signals.values() for key in (s.cache_key, *(b.cache_key for b in s.backbones()))})
         log.warning("reloaded: %s -> %s", before, fresh.state)
         return True

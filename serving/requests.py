@@ -14,7 +14,7 @@ import base64
 import binascii
 import json
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from serving.scorer import Item
 
@@ -54,6 +54,8 @@ async def read_body(request: Request, max_bytes: int, timeout_s: float) -> bytes
         await asyncio.wait_for(read(), timeout_s)
     except TimeoutError:
         raise Refused(408, f"timeout: the body was not received within {timeout_s:g}s ({size} bytes came)") from None
+    except ClientDisconnect:  # nobody reads the answer; logged as a 400, not as the server's error
+        raise Refused(400, f"the client went away before its body was received ({size} bytes came)") from None
     return b"".join(chunks)
 
 
@@ -62,7 +64,7 @@ def parse_item(body: bytes) -> Item:
     string (or null) values and an `image` in base64."""
     try:
         data = json.loads(body)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:  # RecursionError: nested deeper than the parser goes
         raise Refused(400, f"the body is not JSON: {e}") from None
     if not isinstance(data, dict):
         raise Refused(400, f"the body is a JSON {type(data).__name__}, not an object with {', '.join(FIELDS)}")
@@ -73,7 +75,7 @@ def parse_item(body: bytes) -> Item:
     image = data.get("image")
     if image is not None:
         try:
-            image = base64.b64decode(image, validate=True)
+            image = base64.b64decode("".join(image.split()), validate=True)  # line breaks, as `base64` and MIME wrap it, are fine
         except (binascii.Error, ValueError):
             raise Refused(400, "image is not base64") from None
     return Item(image, data.get("image_uri"), data.get("title"), data.get("description"))

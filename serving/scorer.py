@@ -108,7 +108,9 @@ class Scorer:
             signal = signals.get(name)
             if not isinstance(signal, Embedder):
                 continue
-            manifest, index = index_store.load(settings.lakehouse_root, name)
+            manifest = index_store.read_manifest(settings.lakehouse_root, name)
+            if manifest.model_version == signal.config.model.version:  # an outdated index is not read at all
+                manifest, index = index_store.load(settings.lakehouse_root, name)  # (rebuilt meanwhile: checked again below)
             if manifest.model_version != signal.config.model.version:
                 skipped[name] = (f"its index holds model version {manifest.model_version}, the champion is {signal.config.model.version}: "
                                  f"build its index (content-signals index {name})")

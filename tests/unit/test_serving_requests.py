@@ -4,6 +4,7 @@ own. Hostile requests (corrupt images, a 50 MB body, a slow client, a URI outsid
 allowlist), micro-batching of concurrent requests, the reload when the champion alias moves."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import http.client
 import json
@@ -15,12 +16,15 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import pytest
+from starlette.requests import Request
 
 from conf.settings import load_settings
 from lake.registry import Registry
 from serving.app import create_app
+from serving.requests import Refused, read_body
 from serving.reload import Champions
 from serving.server import running
+from signals import model_cache
 from signals.decode import InputError, decode_image
 from signals.fetch import FetchError, fetch
 from tests.conftest import jpeg_bytes
@@ -96,7 +100,9 @@ def test_bad_input_is_a_4xx_with_the_batch_jobs_reason(service, settings, tmp_pa
     status, body = post(where, json.dumps({"image_uri": outside.as_uri(), "title": "t"}).encode())
     assert status == 422 and body["errors"]["image_quality"] == str(refused.value) and "not allowed" in body["error"]
 
-    for bad, reason in ((b"{not json", "not JSON"), (b"[1]", "not an object"), (item(title=3), "must be strings"),
+    wrapped = json.dumps({"image": base64.encodebytes(jpeg_bytes(6)).decode(), "title": "t"}).encode()  # base64 in 76-column lines
+    assert post(where, wrapped) == post(where, item(jpeg_bytes(6), title="t"))
+    for bad, reason in ((b"{not json", "not JSON"), (b"[" * 100_000, "not JSON"), (item(title=3), "must be strings"), (b"[1]", "not an object"),
                         (json.dumps({"image": "%%%"}).encode(), "not base64"), (item(title="t", colour="red"), "unknown fields")):
         status, body = post(where, bad)
         assert status == 400 and reason in body["error"], (bad, body)
@@ -170,6 +176,37 @@ def test_the_champion_alias_moving_reloads_the_service(service, settings) -> Non
     assert after["reloads"] == before["reloads"] + 1 and after["signals"]["image_quality"] == before["signals"]["image_quality"]
     status, body = post(where, item(title="after the reload"))
     assert body["labels"]["text_safety"]["model_version"] == new.version != current.version and status == 422  # no image: image_quality's error
+
+
+def test_a_client_gone_mid_body_is_refused_not_an_error() -> None:
+    """A client that disconnects while its body is read: a 400 in the access log, not an ASGI traceback."""
+    messages = iter([{"type": "http.request", "body": b'{"title": ', "more_body": True}, {"type": "http.disconnect"}])
+
+    async def receive() -> dict:
+        return next(messages)
+
+    request = Request({"type": "http", "method": "POST", "headers": []}, receive)
+    with pytest.raises(Refused) as refused:
+        asyncio.run(read_body(request, MB, 5))
+    assert refused.value.status == 400 and "went away" in refused.value.reason and "10 bytes came" in refused.value.reason
+
+
+def test_a_reload_keeps_the_models_of_backing_embedders(tmp_path, empty_registry_db) -> None:
+    """image_topics runs on the image embedder's model, cached under that embedder's key: a reload
+    (here of text_safety) must keep it, or every later reload loads it from disk again."""
+    shutil.copytree(empty_registry_db.parent, tmp_path / "_registry")
+    enabled = load_settings("local").enabled_signals
+    settings = load_settings("local", [f"lakehouse={tmp_path}", *(f"signals.{n}.enabled={'true' if n in ('text_safety', 'image_topics') else 'false'}"
+                                                                   for n in enabled)])
+    champions = Champions(settings)
+    backbone = champions.current.signals["image_topics"].backbones()[0].cache_key
+    loads = model_cache.load_count(backbone)
+    registry = Registry(settings.registry_uri)
+    for build in range(2):
+        current = registry.resolve("text_safety", "champion")
+        registry.promote("text_safety", registry.register("text_safety", f"code:test-build-{build}", dict(current.params)).version)
+        assert champions.check()
+    assert model_cache.load_count(backbone) == loads
 
 
 def test_the_batcher_bounds_batches_and_its_queue_and_drops_what_timed_out() -> None:
