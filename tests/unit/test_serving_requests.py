@@ -21,8 +21,8 @@ from starlette.requests import Request
 from conf.settings import load_settings
 from lake.registry import Registry
 from serving.app import create_app
-from serving.requests import Refused, read_body
 from serving.reload import Champions
+from serving.requests import Refused, read_body
 from serving.server import running
 from signals import model_cache
 from signals.decode import InputError, decode_image
