@@ -2,13 +2,18 @@
 and a registry whose champion says which model version to index (no Spark)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from embedding_tables import SIGNAL, append, brute_force, random_vectors, registry_in, rows
 
+from conf.settings import load_settings
 from jobs.cli import main
 from lake import delta_io
 from lake.registry import Registry
+from retrieval import index_store
 from retrieval.build import embeddings_root
+from serving.scorer import Scorer
 
 IDS = [f"pin-{i:03d}" for i in range(50)]
 
@@ -67,3 +72,17 @@ def test_a_new_champion_is_not_mixed_into_the_index(lakehouse, capsys) -> None:
     assert status == 0 and "note: the champion of image_embedding is now model version 2" in out
     status, out = run(capsys, lakehouse, "index", SIGNAL)
     assert status == 0 and "index of 50 items at model version 2" in out
+
+
+def test_the_service_skips_an_outdated_index_without_reading_it(lakehouse, capsys) -> None:
+    """The online scorer serves no neighbours from an index of another model version, and does not
+    read it either: its manifest says enough (here the index file is garbage, which reading would raise on)."""
+    assert run(capsys, lakehouse, "index", SIGNAL)[0] == 0
+    Registry(f"sqlite:///{lakehouse}/_registry/mlflow.db").promote(SIGNAL, "2")
+    manifest = index_store.read_manifest(str(lakehouse), SIGNAL)
+    (Path(index_store.signal_folder(str(lakehouse), SIGNAL)) / manifest.index_file).write_bytes(b"not an index")
+    enabled = load_settings("local").enabled_signals
+    scorer = Scorer.load(load_settings("local", [f"lakehouse={lakehouse}",
+                                                 *(f"signals.{n}.enabled={'true' if n == SIGNAL else 'false'}" for n in enabled)]))
+    assert list(scorer.signals) == [SIGNAL] and not scorer.indexes
+    assert "its index holds model version 1, the champion is 2" in scorer.skipped[SIGNAL]
