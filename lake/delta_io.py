@@ -14,15 +14,18 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import DeltaTable, Field
 from deltalake.exceptions import CommitFailedError, DeltaError
 from deltalake.transaction import AddAction, CommitProperties, RemoveAction, Transaction
 
+from conf.settings import UsageError
 from signals.contracts import TableContract
 
 
@@ -163,12 +166,15 @@ def has_deletion_vectors(root: str) -> bool:
     return "deletionVectors" in (snapshot(root).protocol().reader_features or [])
 
 
+def filesystem_of(root: str) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem holding `root` (a URI, or a local path, relative ones included) and the path in it."""
+    return pafs.FileSystem.from_uri(root if "://" in root else str(Path(root).resolve()))
+
+
 def all_exist(root: str, files: Sequence[LiveFile]) -> bool:
     """Whether the data files are still in storage (a vacuum deletes the files of old versions)."""
-    from pyarrow import fs
-
-    filesystem, base = fs.FileSystem.from_uri(root)
-    return all(filesystem.get_file_info(f"{base}/{unquote(f.path)}").type != fs.FileType.NotFound for f in files)
+    filesystem, base = filesystem_of(root)
+    return all(filesystem.get_file_info(f"{base}/{unquote(f.path)}").type != pafs.FileType.NotFound for f in files)
 
 
 def _slices_changed_since(root: str, contract: TableContract, read_version: int, version: int) -> set[tuple]:
@@ -292,7 +298,13 @@ def read_arrow(root: str, version: int | None = None, filters: Any = None, colum
     if filters is not None:
         condition = filters if condition is None else condition & filters
     dataset = snapshot(root, version).to_pyarrow_dataset(file_pruning_predicate=list(where) or None)
-    return dataset.to_table(filter=condition, columns=None if columns is None else list(columns))
+    try:
+        return dataset.to_table(filter=condition, columns=None if columns is None else list(columns))
+    except FileNotFoundError:
+        if version is None or version == snapshot(root).version():
+            raise  # the latest version missing a file is damage (jobs.failures says what to do), not a question of time
+        raise UsageError(f"version {version} of {root} can no longer be read: a vacuum (content-signals maintain) removed its "
+                         f"data files, keeping only versions still named (docs/design.md, Table upkeep); read a later version") from None
 
 
 def read_files(root: str, version: int, files: Sequence[LiveFile], columns: Sequence[str]) -> pa.Table:

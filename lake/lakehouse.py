@@ -12,7 +12,6 @@ Reads always go through the Delta log (lake.delta_io), never by listing folders.
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -36,7 +35,12 @@ class Lakehouse:
 
     def __init__(self, root: str, registry_uri: str | None = None) -> None:
         self.root = root.rstrip("/")
-        self.registry_uri = registry_uri or local_registry_uri(self.root)
+        self._registry_uri = registry_uri  # None: the lakehouse's own, worked out when champions are first asked for
+
+    @property
+    def registry_uri(self) -> str:
+        """The MLflow registry that says which versions are champions (reading tables needs none)."""
+        return self._registry_uri or local_registry_uri(self.root)
 
     @classmethod
     def from_profile(cls, profile: str = "local", overrides: tuple[str, ...] = ()) -> Lakehouse:
@@ -52,7 +56,7 @@ class Lakehouse:
     def tables(self) -> list[str]:
         """Names of the Delta tables under the root, listed through pyarrow's filesystems so that
         object storage (s3://, gs://, hdfs://) lists as a local folder does."""
-        filesystem, base = pafs.FileSystem.from_uri(self.root if "://" in self.root else str(Path(self.root).resolve()))
+        filesystem, base = delta_io.filesystem_of(self.root)
         folders = [e for e in filesystem.get_file_info(pafs.FileSelector(base, allow_not_found=True)) if e.type == pafs.FileType.Directory]
         logs = filesystem.get_file_info([f"{e.path}/_delta_log" for e in folders])
         return sorted(folder.base_name for folder, log in zip(folders, logs) if log.type == pafs.FileType.Directory)
@@ -73,18 +77,22 @@ class Lakehouse:
         return spark_io.read_spark(spark, self.path(name), version)
 
     def champions(self, name: str) -> dict[str, str]:
-        """signal -> the version its registry alias `champion` names now, for the signals in `name`."""
-        from lake.registry import Registry
+        """signal -> the version its registry alias `champion` names now, for the signals in `name`
+        (a signal never registered, as with `registry.enabled: false`, has none)."""
+        from lake.registry import Registry, sqlite_path
 
         signals = {f.partition_values["signal"] for f in delta_io.live_files(self.path(name))}
+        database = sqlite_path(self.registry_uri)
+        if database is not None and not database.exists():
+            return {}  # no registry yet: nothing is champion, and a read makes none
         registry = Registry(self.registry_uri)
-        return {signal: version for signal in sorted(signals) if (version := registry.aliases(signal).get("champion"))}
+        return {signal: version for signal in sorted(signals) if (version := registry.aliases_if_registered(signal).get("champion"))}
 
     def champion(self, name: str) -> pa.Table:
         """Only the rows of each signal's champion version: consumers follow promotions and
         rollbacks without anything being recomputed."""
         champions = self.champions(name)
-        rows = self.arrow(name, filters=pc.field("signal").isin(list(champions)))
+        rows = self.arrow(name, filters=pc.field("signal").isin(pa.array(list(champions), pa.string())))
         wanted = pa.array([champions[s] for s in rows["signal"].to_pylist()], pa.string())
         return rows.filter(pc.equal(rows["model_version"], wanted))
 

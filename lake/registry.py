@@ -228,6 +228,13 @@ class Registry:
             raise RegistryError(f"no registered model {name!r}") from e
         return {alias: str(version) for alias, version in model.aliases.items()}
 
+    def aliases_if_registered(self, name: str) -> dict[str, str]:
+        """alias -> version; none for a model never registered."""
+        try:
+            return self.aliases(name)
+        except RegistryError:
+            return {}
+
     def versions(self, name: str) -> list[RegisteredModel]:
         """Every version of a model, oldest first."""
         return [self._entity(v) for v in sorted(self._versions(name), key=lambda v: int(v.version))]

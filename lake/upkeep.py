@@ -67,7 +67,7 @@ class Upkeep:
 
 def last_checkpoint(root: str) -> int | None:
     """The version of the table's latest checkpoint, from `_delta_log/_last_checkpoint` (None: none yet)."""
-    filesystem, base = pafs.FileSystem.from_uri(root)
+    filesystem, base = delta_io.filesystem_of(root)
     path = f"{base}/_delta_log/_last_checkpoint"
     if filesystem.get_file_info(path).type == pafs.FileType.NotFound:
         return None
@@ -105,7 +105,7 @@ def compaction_bins(root: str, version: int, policy: UpkeepPolicy) -> list[list[
 
 def _rows_of(root: str, contract: TableContract, files: list[delta_io.LiveFile]) -> Iterator[pa.RecordBatch]:
     """The rows of one partition's files, in file order, with their partition columns."""
-    filesystem, base = pafs.FileSystem.from_uri(root)
+    filesystem, base = delta_io.filesystem_of(root)
     data_schema = pa.schema([contract.schema.field(n) for n in contract.data_columns])
     dataset = pads.dataset([f"{base}/{unquote(f.path)}" for f in files], schema=data_schema, format="parquet", filesystem=filesystem)
     values = files[0].partition_values
@@ -166,7 +166,7 @@ def vacuum(root: str, keep: Collection[int], min_retention: timedelta, dry_run: 
 
 def _present(root: str, paths: list[str]) -> list[str]:
     """The relative paths (as vacuum gives them) that are still in storage."""
-    filesystem, base = pafs.FileSystem.from_uri(root)
+    filesystem, base = delta_io.filesystem_of(root)
     infos = filesystem.get_file_info([f"{base}/{p}" for p in paths])
     return [p for p, info in zip(paths, infos) if info.type != pafs.FileType.NotFound]
 

@@ -76,7 +76,7 @@ def update_index(lakehouse_root: str, signal: str, model_version: str, settings:
     fresh = vectors_of(found.rows, model_version)
     index.remove(found.removed_ids | set(pc.unique(found.rows["content_id"]).to_pylist()))
     index.add(fresh.content_ids, fresh.matrix)
-    if choose_kind(len(index), settings).name != index.kind.name:
+    if len(index) and choose_kind(len(index), settings).name != index.kind.name:  # emptied: saved empty, as it is
         return build_index(lakehouse_root, signal, model_version, settings, version,
                            f"rebuilt: {len(index)} items call for another kind of index than {index.kind.name}")
     after = set(index.ids)

@@ -15,7 +15,6 @@ import datetime as dt
 import json
 import uuid
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -23,6 +22,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from conf.settings import UsageError
+from lake.delta_io import filesystem_of
 from retrieval.vector_index import IndexKind, VectorIndex
 
 INDEXES = "_indexes"
@@ -58,14 +58,10 @@ def signal_folder(lakehouse_root: str, signal: str) -> str:
     return f"{lakehouse_root.rstrip('/')}/{INDEXES}/{signal}"
 
 
-def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    return pafs.FileSystem.from_uri(uri if "://" in uri else str(Path(uri).resolve()))
-
-
 def save(lakehouse_root: str, signal: str, index: VectorIndex, table: str, table_version: int, model_version: str,
          made_by: dict[str, Any]) -> Manifest:
     """Write the index as a new build and make it the signal's current one; returns its manifest."""
-    filesystem, folder = _filesystem(signal_folder(lakehouse_root, signal))
+    filesystem, folder = filesystem_of(signal_folder(lakehouse_root, signal))
     previous = _current_build(filesystem, folder)
     now = dt.datetime.now(dt.UTC)
     build = f"{now.strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}"
@@ -106,7 +102,7 @@ def _delete_old_builds(filesystem: pafs.FileSystem, folder: str, keep: set[str |
 
 def indexed_signals(lakehouse_root: str) -> list[str]:
     """The signals with an index (a manifest) in the lakehouse."""
-    filesystem, folder = _filesystem(f"{lakehouse_root.rstrip('/')}/{INDEXES}")
+    filesystem, folder = filesystem_of(f"{lakehouse_root.rstrip('/')}/{INDEXES}")
     signals = [e.base_name for e in filesystem.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
                if e.type == pafs.FileType.Directory]
     manifests = filesystem.get_file_info([f"{folder}/{s}/{MANIFEST}" for s in signals])
@@ -115,7 +111,7 @@ def indexed_signals(lakehouse_root: str) -> list[str]:
 
 def read_manifest(lakehouse_root: str, signal: str) -> Manifest:
     """The signal's current manifest; a UsageError when there is none or it is not this signal's."""
-    filesystem, folder = _filesystem(signal_folder(lakehouse_root, signal))
+    filesystem, folder = filesystem_of(signal_folder(lakehouse_root, signal))
     try:
         text = _read(filesystem, f"{folder}/{MANIFEST}")
     except FileNotFoundError:
@@ -134,7 +130,7 @@ def read_manifest(lakehouse_root: str, signal: str) -> Manifest:
 def load(lakehouse_root: str, signal: str) -> tuple[Manifest, VectorIndex]:
     """The signal's current index and its manifest."""
     manifest = read_manifest(lakehouse_root, signal)
-    filesystem, folder = _filesystem(signal_folder(lakehouse_root, signal))
+    filesystem, folder = filesystem_of(signal_folder(lakehouse_root, signal))
     data = _read(filesystem, f"{folder}/{manifest.index_file}")
     ids = pq.read_table(f"{folder}/{manifest.ids_file}", filesystem=filesystem)
     mapping = dict(zip(ids["content_id"].to_pylist(), ids["faiss_id"].to_pylist()))

@@ -23,7 +23,7 @@ from dataclasses import replace
 from typing import Any
 
 from conf.settings import Settings, UsageError
-from lake.registry import CHALLENGER, CHAMPION, RegisteredModel, Registry, RegistryError
+from lake.registry import CHALLENGER, CHAMPION, RegisteredModel, Registry
 from signals.base import ModelRef, Signal, SignalConfig
 from signals.catalog import build_signal, signal_class
 
@@ -79,17 +79,9 @@ def champion_version(settings: Settings, signal: str) -> str:
     return registry_for(settings).resolve(signal, conf.model.alias).version
 
 
-def _aliases(registry: Registry, name: str) -> dict[str, str]:
-    """A model's aliases; none for a model never registered."""
-    try:
-        return registry.aliases(name)
-    except RegistryError:
-        return {}
-
-
 def _check_trained(registry: Registry, name: str, alias: str, role: str, pinned: str | None) -> None:
     """A signal trained here runs as the champion only once a trained version is (a challenger run skips it otherwise)."""
-    if role != CHALLENGER and pinned is None and alias not in _aliases(registry, name):
+    if role != CHALLENGER and pinned is None and alias not in registry.aliases_if_registered(name):
         raise UsageError(f"{name} has no {alias!r} version: train one (content-signals train TASK) and promote it, "
                          f"or disable signals.{name}")
 
@@ -109,7 +101,7 @@ def resolve_versions(settings: Settings, signals: dict[str, Signal], role: str =
             source = signal.weights_source() or f"code:{type(signal).__module__}.{type(signal).__qualname__}"
             registry.register_first_use(name, source, identity_params(conf.kind, signal.config.params), description=conf.model.name)
         if role == CHALLENGER:
-            if conf.challenger not in _aliases(registry, name):
+            if conf.challenger not in registry.aliases_if_registered(name):
                 continue  # a shadow run computes only the signals that have a challenger
             ref = conf.challenger
         else:

@@ -5,14 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from embedding_tables import SIGNAL, append, brute_force, random_vectors, registry_in, rows
+from deltalake import DeltaTable
+from embedding_tables import SIGNAL, append, brute_force, delete, random_vectors, registry_in, rows
 
 from conf.settings import load_settings
 from jobs.cli import main
 from lake import delta_io
 from lake.registry import Registry
 from retrieval import index_store
-from retrieval.build import embeddings_root
+from retrieval.build import embeddings_root, update_index
 from serving.scorer import Scorer
 
 IDS = [f"pin-{i:03d}" for i in range(50)]
@@ -86,3 +87,16 @@ def test_the_service_skips_an_outdated_index_without_reading_it(lakehouse, capsy
                                                  *(f"signals.{n}.enabled={'true' if n == SIGNAL else 'false'}" for n in enabled)]))
     assert list(scorer.signals) == [SIGNAL] and not scorer.indexes
     assert "its index holds model version 1, the champion is 2" in scorer.skipped[SIGNAL]
+
+
+def test_a_version_a_vacuum_removed_is_bad_input_not_damage(lakehouse, capsys, monkeypatch) -> None:
+    """Its log is still there but its files are not: exit 2 naming the vacuum, not exit 4's 'backfill that day'."""
+    pinned = DeltaTable(embeddings_root(str(lakehouse))).version()
+    delete(lakehouse, "pin-003")
+    DeltaTable(embeddings_root(str(lakehouse))).vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
+    status, out = run(capsys, lakehouse, "index", SIGNAL, "--version", str(pinned))
+    assert status == 2 and f"version {pinned} of" in out and "a vacuum" in " ".join(out.split())
+    assert run(capsys, lakehouse, "index", SIGNAL, "--version", str(pinned + 1))[0] == 0
+    delete(lakehouse, "pin-004")
+    monkeypatch.chdir(lakehouse.parent)  # an API caller may name the lakehouse relative to where it runs
+    assert update_index(lakehouse.name, SIGNAL, "1", load_settings("local").index).manifest.items == 43

@@ -1,10 +1,14 @@
 """The analysts' Lakehouse lists its tables through pyarrow's filesystems, so a lakehouse named by
-a URI (s3://, gs://, file://) lists as a local folder does."""
+a URI (s3://, gs://, file://) lists as a local folder does; it reads without a registry, and its
+champions are those the registry names, if it has one."""
 from __future__ import annotations
 
 import pyarrow as pa
-from deltalake import write_deltalake
+import pytest
+from deltalake import DeltaTable, write_deltalake
+from embedding_tables import SIGNAL, append, delete, random_vectors, registry_in, rows
 
+from conf.settings import UsageError
 from lake.lakehouse import Lakehouse
 
 
@@ -14,8 +18,29 @@ def test_tables_of_a_folder_and_of_a_uri(tmp_path) -> None:
     (tmp_path / "not_a_table").mkdir()
     (tmp_path / "_registry").mkdir()
     assert Lakehouse(str(tmp_path)).tables() == ["embeddings", "runs"]
-    assert Lakehouse(f"file://{tmp_path}", registry_uri="sqlite:///unused.db").tables() == ["embeddings", "runs"]
+    assert Lakehouse(f"file://{tmp_path}").tables() == ["embeddings", "runs"]  # no registry needed to list or read
 
 
 def test_a_lakehouse_that_does_not_exist_has_no_tables(tmp_path) -> None:
     assert Lakehouse(str(tmp_path / "missing")).tables() == []
+
+
+def test_champions_without_a_registry_or_a_registered_model(tmp_path, empty_registry_db) -> None:
+    append(tmp_path, rows(["pin-1", "pin-2"], random_vectors(2, 0)))
+    append(tmp_path, rows(["pin-1"], random_vectors(1, 1), signal="text_embedding"))
+    lakehouse = Lakehouse(str(tmp_path))
+    assert lakehouse.champions("embeddings") == {} and lakehouse.champion("embeddings").num_rows == 0
+    assert not (tmp_path / "_registry").exists()  # a read makes no registry
+    registry_in(tmp_path, empty_registry_db)  # SIGNAL registered, champion version 1; text_embedding never registered
+    assert lakehouse.champions("embeddings") == {SIGNAL: "1"}
+    assert lakehouse.champion("embeddings")["content_id"].to_pylist() == ["pin-1", "pin-2"]
+
+
+def test_a_version_a_vacuum_removed_is_named_as_such(tmp_path) -> None:
+    append(tmp_path, rows([f"pin-{i}" for i in range(10)], random_vectors(10, 0)))
+    delete(tmp_path, "pin-3")  # rewrites the day's file; version 0's file is then an old version's
+    DeltaTable(str(tmp_path / "embeddings")).vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
+    lakehouse = Lakehouse(str(tmp_path))
+    assert lakehouse.arrow("embeddings", version=1).num_rows == 9
+    with pytest.raises(UsageError, match="version 0 of .* can no longer be read: a vacuum"):
+        lakehouse.arrow("embeddings", version=0)

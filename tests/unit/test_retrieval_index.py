@@ -109,6 +109,20 @@ def test_an_ivf_index_takes_the_same_update_in_place(lakehouse) -> None:
         assert_same(neighbours(updated, query, 20), brute_force(lakehouse, manifest.table_version, query, 20))
 
 
+def test_an_index_whose_items_are_all_taken_down_is_emptied_whatever_its_kind(tmp_path) -> None:
+    """An IVF index emptied by an update used to ask for a rebuild of nothing, which refused, so the
+    index kept answering with taken-down items."""
+    ids = [f"pin-{i:03d}" for i in range(50)]
+    for settings in (EXACT_ONLY, IndexSettings(exact_below=40, ivf_lists=1)):
+        root = tmp_path / f"below-{settings.exact_below}"
+        append(root, rows(ids, random_vectors(50, 0)))
+        build_index(str(root), SIGNAL, "1", settings)
+        delete(root, *ids)
+        assert update_index(str(root), SIGNAL, "1", settings).manifest.items == 0
+        _, index = index_store.load(str(root), SIGNAL)
+        assert len(index) == 0 and neighbours(index, random_vectors(1, 5)[0], 3) == []
+
+
 def test_an_update_rebuilds_when_the_old_files_were_vacuumed(lakehouse) -> None:
     root = str(lakehouse)
     build_index(root, SIGNAL, "1", EXACT_ONLY)
