@@ -58,7 +58,7 @@ def write_dashboard(settings: Settings, result: MonitorResult, path: Path) -> Pa
         judged = [j for j in result.judged if j.signal == signal]
         parts.append(f"<h2 id='signal-{html.escape(signal)}'>{html.escape(signal)}</h2>")
         mine = [r for r in history if r["signal"] == signal]
-        chosen = choose_rows(mine, judged[-1].model_version, run_id="")
+        chosen = choose_rows(mine, judged[-1].model_version)
         parts.append(image_tag(f"{signal}: trends", _trend_figure(signal, judged[-1].kind, chosen, [v for v in verdicts if v["signal"] == signal])))
         for j in judged:
             today = next((r for r in mine if r["run_id"] == result.run_id and r["ds"] == j.ds and r["model_version"] == j.model_version), None)

@@ -162,7 +162,7 @@ def monitor_run(spark: SparkSession, settings: Settings, run_id: str, days: Sequ
     for row in sorted(rows, key=lambda r: (r["signal"], r["ds"])):
         mine = [r for r in index if r["signal"] == row["signal"]]
         window = reference_days([r["ds"] for r in mine], row["ds"], conf)
-        chosen = choose_rows([r for r in mine if r["ds"] in window], row["model_version"], run_id)
+        chosen = choose_rows([r for r in mine if r["ds"] in window], row["model_version"], (run_id, row["ds"]))
         reference = None
         if chosen:
             wanted = pc.field("signal") == row["signal"]

@@ -50,10 +50,12 @@ def reference_days(days_with_stats: Sequence[str], ds: str, settings: MonitorSet
     return sorted(d for d in set(days_with_stats) if d < ds)[-settings.reference_days:]
 
 
-def choose_rows(candidates: Sequence[dict], model_version: str, run_id: str) -> list[dict]:
-    """Of the candidate statistics rows of one signal in the window (not of the run being
-    judged): per day the row with the most items, of `model_version` where the window has it."""
-    candidates = [r for r in candidates if r["run_id"] != run_id]
+def choose_rows(candidates: Sequence[dict], model_version: str, judged: tuple[str, str] | None = None) -> list[dict]:
+    """Of the candidate statistics rows of one signal in the window: per day the row with the most
+    items, of `model_version` where the window has it; never the `judged` (run id, day) row itself
+    (a pinned reference day's), while the run's other days are fair (a backfill's day 14 is judged
+    against its days 7 to 13)."""
+    candidates = [r for r in candidates if (r["run_id"], r["ds"]) != judged]
     same = [r for r in candidates if r["model_version"] == model_version]
     chosen: dict[str, dict] = {}
     for row in same or candidates:

@@ -87,8 +87,8 @@ def label_rules(stats: dict, reference: Reference, settings: MonitorSettings, ca
         p = two_proportion_pvalue(ref.positives, ref.decided, m["positives"], m["decided"])
         fired = abs(rate - ref_rate) > settings.max_decision_rate_change and p < settings.max_decision_pvalue
         verdicts.append(Verdict(DECISION_RATE, fired, f"decision rate {rate:.1%} against {ref_rate:.1%} "
-                                f"(band +-{settings.max_decision_rate_change:.0%}, p={p:.2g})", m["label"], rate,
-                                settings.max_decision_rate_change, cause if fired else None))
+                                f"(band +-{settings.max_decision_rate_change:.0%}, p={p:.2g})", m["label"], abs(rate - ref_rate),
+                                settings.max_decision_rate_change, cause if fired else None))  # value and threshold: both a change
     return verdicts
 
 

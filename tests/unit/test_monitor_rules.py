@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import numpy as np
+import pytest
 
 from conf.settings import MonitorSettings
 from monitoring.drift import score_histogram
@@ -48,14 +49,17 @@ def test_the_window_is_the_previous_days_with_statistics_or_the_pinned_day() -> 
     assert reference_days(days, "2026-11-09", MonitorSettings(reference_day="2026-10-01")) == []
 
 
-def test_of_each_day_the_fullest_row_of_the_same_version_is_chosen_and_never_the_run_judged() -> None:
+def test_of_each_day_the_fullest_row_of_the_same_version_is_chosen_and_never_the_day_judged() -> None:
     rng = np.random.default_rng(0)
     backfill = label_stats(rng.random(60), ds="2026-11-05", run_id="backfill")
     refresh = label_stats(rng.random(5), ds="2026-11-05", run_id="refresh")
     other_version = label_stats(rng.random(90), ds="2026-11-05", run_id="challenger", version="2")
     judged = label_stats(rng.random(80), ds="2026-11-05", run_id="judged")
-    assert [r["run_id"] for r in choose_rows([backfill, refresh, other_version, judged], "1", "judged")] == ["backfill"]
-    assert [r["run_id"] for r in choose_rows([backfill, refresh], "3", "judged")] == ["backfill"]  # no version 3: the others
+    assert [r["run_id"] for r in choose_rows([backfill, refresh, other_version, judged], "1", ("judged", "2026-11-05"))] == ["backfill"]
+    assert [r["run_id"] for r in choose_rows([backfill, refresh], "3")] == ["backfill"]  # no version 3: the others
+    earlier_day = label_stats(rng.random(80), ds="2026-11-04", run_id="judged")  # the judged run's other days count
+    chosen = choose_rows([backfill, earlier_day, judged], "1", ("judged", "2026-11-05"))
+    assert [(r["run_id"], r["ds"]) for r in chosen] == [("judged", "2026-11-04"), ("backfill", "2026-11-05")]
 
 
 def test_merging_sums_histograms_and_decisions_and_caps_the_pooled_sample() -> None:
@@ -80,11 +84,13 @@ def test_a_day_like_its_reference_raises_nothing() -> None:
 
 def test_shifted_scores_raise_score_drift_and_a_decision_rate_outside_the_band() -> None:
     rng = np.random.default_rng(3)
-    reference = reference_of([label_stats(rng.beta(2, 5, 400), ds="2026-11-01")])
-    verdicts = by_rule(judge(label_stats(rng.beta(5, 2, 80)), reference, SETTINGS))
+    before, day = label_stats(rng.beta(2, 5, 400), ds="2026-11-01"), label_stats(rng.beta(5, 2, 80))
+    verdicts = by_rule(judge(day, reference_of([before]), SETTINGS))
     assert verdicts[(SCORE_DRIFT, "blurry")].fired and verdicts[(SCORE_DRIFT, "blurry")].cause == "corpus"
-    assert verdicts[(DECISION_RATE, "blurry")].fired
     assert verdicts[(SCORE_DRIFT, "blurry")].value > SETTINGS.max_psi
+    rate, ref_rate = (s["labels"][0]["decision_rate"] for s in (day, before))
+    decision = verdicts[(DECISION_RATE, "blurry")]  # its value is the change, as its threshold is
+    assert decision.fired and decision.value == pytest.approx(abs(rate - ref_rate)) and decision.threshold == SETTINGS.max_decision_rate_change
 
 
 def test_errors_above_the_rate_fire_with_their_reasons_and_few_items_are_not_judged() -> None:
