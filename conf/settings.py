@@ -496,10 +496,18 @@ def _override(dotted: str) -> dict[str, Any]:
     if "=" not in dotted:
         raise UsageError(f"override {dotted!r} is not of the form key.path=value")
     path, raw = dotted.split("=", 1)
-    value: Any = yaml.safe_load(raw)
-    if isinstance(value, float):
-        value = raw  # keep "1.10" as written; pydantic still parses it where a float is wanted
-    for bracketed, plain in reversed(re.findall(r"\[([^\]]+)\]|([^.\[\]]+)", path.strip())):
+    keys = re.findall(r"\[([^\]]+)\]|([^.\[\]]+)", path.strip())
+    if not keys:
+        raise UsageError(f"override {dotted!r} names no setting (key.path=value)")
+    try:
+        value: Any = yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise UsageError(f"override {dotted!r}: the value is not YAML ({str(e).splitlines()[0]}); quote it") from None
+    except ValueError:  # a timestamp YAML cannot make a date of (2026-13-01): the text is the value
+        value = raw.strip()
+    if isinstance(value, float) or (value is None or isinstance(value, str)) and "#" in raw:
+        value = raw.strip()  # "1.10" as written (pydantic still parses it where a float is wanted); '#' is not a YAML comment here
+    for bracketed, plain in reversed(keys):
         value = {bracketed or plain: value}
     return value
 

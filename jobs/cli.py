@@ -135,7 +135,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _labels_parsers(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """`labels ...` (human labels, gold, weak labels) and `label-sample` (docs/design.md, Training our own signals)."""
-    labels = commands.add_parser("labels", parents=[common], help="human labels, gold labels and weak labels of the training tasks")
+    labels = commands.add_parser("labels", help="human labels, gold labels and weak labels of the training tasks")
     steps = labels.add_subparsers(dest="labels_command", required=True)
     imports = steps.add_parser("import", parents=[common], help="import a Label Studio JSON export or a CSV, whole or not at all (exit 2)")
     imports.add_argument("file")
@@ -157,6 +157,8 @@ def _labels_parsers(commands: argparse._SubParsersAction, common: argparse.Argum
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line's command; its exit status (jobs/failures.py), or its traceback for a bug."""
     args = _parser().parse_args(argv)
+    from rich.markup import escape
+
     from jobs import commands
 
     try:
@@ -165,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         failure = commands.explain_failure(exc, args)
         if failure is None:
             raise  # a bug: its traceback is what a developer needs
-        commands.console.print(f"[bold red]error:[/] {failure.message}")
+        commands.console.print(f"[bold red]error:[/] {escape(failure.message)}")
         return failure.status
     return 0
 

@@ -12,7 +12,7 @@ from pyspark.sql import SparkSession
 
 from conf.settings import Settings, UsageError, load_settings
 from jobs.backfill import run_backfill
-from jobs.corpus import Window
+from jobs.corpus import Window, check_day
 from jobs.dedup import run_dedup
 from jobs.dry_run import print_plan
 from jobs.engine import RunResult
@@ -83,8 +83,15 @@ def _rollback(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def _register(settings: Settings, args: argparse.Namespace) -> None:
+    if args.signal not in settings.signals:
+        raise UsageError(f"no signal {args.signal!r} in the profile; its signals: {', '.join(settings.signals)}")
+    if malformed := [p for p in args.param if "=" not in p]:
+        raise UsageError(f"--param {malformed[0]!r} is not of the form name=value")
     conf = settings.signals[args.signal]
-    given = {k: yaml.safe_load(v) for k, v in (p.split("=", 1) for p in args.param)}
+    try:
+        given = {k: yaml.safe_load(v) for k, v in (p.split("=", 1) for p in args.param)}
+    except yaml.YAMLError as e:
+        raise UsageError(f"--param {args.param}: a value is not YAML ({str(e).splitlines()[0]}); quote it") from None
     params = identity_params(conf.kind, {**conf.params, **given})
     if not_identity := sorted(given.keys() - params.keys()):
         raise UsageError(f"--param {not_identity}: not what identifies a {conf.kind!r} model (its identity params: "
@@ -196,8 +203,10 @@ def run(args: argparse.Namespace) -> None:
     overrides = ["signals.text_in_image.enabled=true", *args.overrides] if args.command == "eval" else args.overrides  # OCR is evaluated
     settings = load_settings(args.profile, overrides)
     if args.command == "make-corpus" and args.scenario:
+        if args.n_items is not None and args.n_items < 1:
+            raise UsageError(f"--n-items {args.n_items}: a scenario day needs at least one item")
         day = append_scenario_day(settings.lakehouse_root, args.scenario, args.n_items or SCENARIO_ITEMS,
-                                  settings.sample_corpus.seed if args.seed is None else args.seed, args.day)
+                                  settings.sample_corpus.seed if args.seed is None else args.seed, args.day and check_day(args.day, "--day"))
         console.print(f"appended a {args.scenario} day ({day}) to {settings.table_root(CORPUS.name)}")
         return
     if args.command == "make-corpus":

@@ -44,8 +44,8 @@ class Window:
 
     def __post_init__(self) -> None:
         for name, day in (("start", self.start), ("end", self.end)):
-            if day is not None and not (re.match(DAY_PATTERN, day) and _is_date(day)):
-                raise UsageError(f"--{name} {day!r} is not a day (YYYY-MM-DD)")
+            if day is not None:
+                check_day(day, f"--{name}")
         if self.start and self.end and self.start > self.end:
             raise UsageError(f"the window ends ({self.end}) before it starts ({self.start})")
 
@@ -53,12 +53,14 @@ class Window:
         return ds is not None and (self.start is None or ds >= self.start) and (self.end is None or ds <= self.end)
 
 
-def _is_date(day: str) -> bool:
+def check_day(day: str, option: str) -> str:
+    """`day` if it is a calendar day written YYYY-MM-DD (the form of a `ds` partition), else a UsageError naming `option`."""
     try:
-        date.fromisoformat(day)
-        return True
+        if re.match(DAY_PATTERN, day) and date.fromisoformat(day):
+            return day
     except ValueError:
-        return False
+        pass
+    raise UsageError(f"{option} {day!r} is not a day (YYYY-MM-DD)")
 
 
 CANONICAL = (("content_id", "string"), ("image", "binary"), ("image_uri", "string"), ("title", "string"),
@@ -100,7 +102,10 @@ class CorpusSource:
         """The Delta version a run reads (the pinned one, else the latest); None for other formats."""
         if not self.is_delta:
             return None
-        return self.settings.version if self.settings.version is not None else delta_io.snapshot(self.location).version()
+        latest, pinned = delta_io.snapshot(self.location).version(), self.settings.version
+        if pinned is not None and not 0 <= pinned <= latest:
+            raise UsageError(f"corpus.version {pinned}: the corpus at {self.location} has versions 0 to {latest}")
+        return latest if pinned is None else pinned
 
     def maps_video(self) -> bool:
         """Whether the source has the mapped `video` column (its items may carry videos); a Delta

@@ -42,7 +42,7 @@ def explain(exc: BaseException, lakehouse_root: str | None = None) -> Failure | 
         day = data_file["ds"]
         return Failure(DAMAGED, f"a data file of table {data_file['table']!r} for day {day} is missing ({data_file[0]}). "
                                 f"A backfill of that day writes it again: content-signals backfill --start {day} --end {day}")
-    if isinstance(exc, UsageError | ValidationError | FileNotFoundError | RegistryError):
+    if isinstance(exc, UsageError | ValidationError | FileNotFoundError | NotADirectoryError | RegistryError):
         return Failure(BAD_INPUT, str(exc))
     if isinstance(exc, AlertsFired):
         return Failure(ALERTED, f"{exc} (exit {ALERTED})")

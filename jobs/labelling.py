@@ -38,6 +38,10 @@ def run_labels(settings: Settings, args: argparse.Namespace) -> None:
         console.print(f"{args.file}: {outcome.rows} labels of {task}, batch {outcome.batch}: "
                       + ("already imported, nothing done" if outcome.version is None else f"imported (human_labels version {outcome.version})"))
     elif args.labels_command == "simulate":
+        if args.n is not None and args.n < 1:
+            raise UsageError(f"--n {args.n}: simulate at least one item")
+        if Path(args.out).exists() and not Path(args.out).is_dir():
+            raise UsageError(f"--out {args.out} is a file: name a folder for the exports")
         truth = delta_io.read_arrow(settings.table_root(TRUTH_TABLE))
         paths = write_exports(simulate(truth, task_named(task), args.seed, args.n), task_named(task), Path(args.out))
         console.print(f"simulated annotators' labels of {task}: " + ", ".join(map(str, paths)))

@@ -8,7 +8,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from conf.settings import Settings, UsageError
-from jobs.corpus import CorpusSource, items_by_day
+from jobs.corpus import CorpusSource, check_day, items_by_day
 from monitoring.dashboard import write_dashboard
 from monitoring.monitor import AlertsFired, MonitorResult, latest_run, monitor_run
 from rollout.compare import log_to_mlflow
@@ -29,8 +29,8 @@ def corpus_items(spark: SparkSession, settings: Settings) -> Callable[[Sequence[
 def run_monitor(spark: SparkSession, settings: Settings, run_id: str | None = None, day: str | None = None,
                 recompute: bool = False) -> MonitorResult:
     """Monitor `run_id`, or the latest run that wrote `day` (that day only), or the latest run."""
-    if day is not None and (len(day) != 10 or day[4] != "-" or day[7] != "-"):
-        raise UsageError(f"--day {day!r} is not a day (YYYY-MM-DD)")
+    if day is not None:
+        check_day(day, "--day")
     run_id = run_id or latest_run(settings, day)
     return monitor_run(spark, settings, run_id, [day] if day else None, corpus_items(spark, settings), recompute)
 

@@ -1,0 +1,56 @@
+"""Bad input on the command line (no Spark): exit 2 with a one-line reason, never a traceback, and
+nothing written where the user did not point."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+
+from jobs.cli import main
+
+
+def cli(capsys, *args: str) -> tuple[int, str]:
+    status = main(list(args))
+    return status, " ".join(capsys.readouterr().out.split())  # rich wraps long lines
+
+
+@pytest.mark.parametrize("args, reason", [
+    (["show", "--set", "=5"], "override '=5' names no setting"),
+    (["show", "--set", "spark.conf[x]=[1"], "the value is not YAML"),
+    (["show", "--set", "spark.conf[spark.sql.shuffle.partitions]"], "override 'spark.conf[spark.sql.shuffle.partitions]' is not of"),
+    (["register", "nope", "--source", "/tmp"], "no signal 'nope' in the profile"),
+    (["register", "image_embedding", "--source", "/tmp", "--param", "foo"], "--param 'foo' is not of the form name=value"),
+    (["make-corpus", "--scenario", "normal", "--day", "20261201"], "--day '20261201' is not a day"),
+    (["make-corpus", "--scenario", "normal", "--n-items", "0"], "--n-items 0: a scenario day needs at least one item"),
+    (["labels", "simulate", "--task", "low_quality", "--n", "-1"], "--n -1: simulate at least one item"),
+    (["show", "--set", "lakehouse=/tmp/[/bold]x"], "no Delta table in /tmp/[/bold]x"),  # printed as text, not Rich markup
+])
+def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, args: list[str], reason: str) -> None:
+    lakehouse = [] if any(a.startswith("lakehouse=") for a in args) else ["--set", f"lakehouse={tmp_path}"]
+    status, out = cli(capsys, *args, *lakehouse)
+    assert status == 2 and reason in out, out
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_hash_in_a_value_is_kept_and_a_file_is_no_lakehouse(capsys, tmp_path) -> None:
+    status, out = cli(capsys, "show", "--set", f"lakehouse={tmp_path}/lh #2")
+    assert status == 2 and f"no Delta table in {tmp_path}/lh #2:" in out
+    (tmp_path / "afile").write_text("x")
+    assert cli(capsys, "show", "--set", f"lakehouse={tmp_path}/afile")[0] == 2
+
+
+def test_labels_settings_go_after_the_step(capsys, tmp_path) -> None:
+    """`labels --set lakehouse=X gold` once ran on ./lakehouse: the step's defaults overwrote what the group parsed."""
+    with pytest.raises(SystemExit) as refused:
+        main(["labels", "--set", f"lakehouse={tmp_path}", "gold", "--task", "low_quality"])
+    assert refused.value.code == 2
+    status, out = cli(capsys, "labels", "gold", "--task", "low_quality", "--set", f"lakehouse={tmp_path}")
+    assert status == 2 and f"no human labels of low_quality in {tmp_path}" in out
+
+
+def test_a_pinned_corpus_version_past_the_latest_is_bad_input(capsys, tmp_path) -> None:
+    assert cli(capsys, "make-corpus", "--n-items", "8", "--set", f"lakehouse={tmp_path}")[0] == 0
+    status, out = cli(capsys, "backfill", "--dry-run", "--set", f"lakehouse={tmp_path}", "--set", "corpus.version=99")
+    assert status == 2 and f"corpus.version 99: the corpus at {Path(tmp_path) / 'corpus'} has versions 0 to 0" in out
+    assert DeltaTable(str(tmp_path / "corpus")).version() == 0
