@@ -294,6 +294,7 @@ class MonitorSettings(_Strict):
 
     reference_days: int = Field(7, ge=1)  # the reference: the previous N days that have statistics ...
     reference_day: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$")  # ... or this pinned day
+    min_reference_days: int = Field(3, ge=1)  # a rolling reference of fewer days judges no drift (a new signal's warm-up)
     min_rows: int = Field(20, ge=1)
     max_error_rate: float = Field(0.25, ge=0, le=1)  # error items / items of a signal on a day
     max_psi: float = Field(0.25, gt=0)  # score drift: PSI above this ...

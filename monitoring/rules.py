@@ -118,6 +118,9 @@ def judge(stats: dict, reference: Reference | None, settings: MonitorSettings, c
         return [*verdicts, Verdict(REFERENCE, False, "no statistics in the reference window: drift not judged")]
     if stats["items"] == stats["error_items"]:
         return [*verdicts, Verdict(REFERENCE, False, "only error rows: no values to compare with the reference")]
+    if settings.reference_day is None and len(reference.days) < settings.min_reference_days:
+        return [*verdicts, Verdict(REFERENCE, False, f"the reference holds {len(reference.days)} day(s) ({reference.describe()}), "
+                                                     f"fewer than monitor.min_reference_days {settings.min_reference_days}: drift not judged")]
     if reference.items == reference.error_items:
         return [*verdicts, Verdict(REFERENCE, False, f"the reference ({reference.describe()}) holds only error rows: drift not judged")]
     if stats["kind"] == "embedding":

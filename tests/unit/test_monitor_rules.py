@@ -13,7 +13,7 @@ from monitoring.reference import choose_rows, merge, reference_days
 from monitoring.rules import DECISION_RATE, EMBEDDING_DRIFT, ERROR_RATE, REFERENCE, ROW_COUNT, SCORE_DRIFT, judge
 from signals.contracts import HISTOGRAM_BINS
 
-SETTINGS = MonitorSettings()
+SETTINGS = MonitorSettings(min_reference_days=1)  # the rules against one day's reference; the warm-up is tested apart
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
@@ -124,3 +124,17 @@ def test_vectors_from_another_distribution_raise_embedding_drift() -> None:
     same = by_rule(judge(embedding_stats(rng.normal(size=(60, 64))), reference, SETTINGS))[(EMBEDDING_DRIFT, None)]
     moved = by_rule(judge(embedding_stats(rng.normal(size=(60, 64)) + 0.6), reference, SETTINGS, cause="model"))[(EMBEDDING_DRIFT, None)]
     assert not same.fired and moved.fired and moved.cause == "model" and moved.value > SETTINGS.max_domain_auc
+
+
+def test_a_rolling_reference_of_too_few_days_judges_no_drift() -> None:
+    """A new signal's first days: against one day, a day's mix of content is no baseline. A pinned day is one on purpose."""
+    rng = np.random.default_rng(9)
+    shifted = label_stats(rng.beta(5, 2, 80))
+    one_day = reference_of([label_stats(rng.beta(2, 5, 400), ds="2026-11-01")])
+    verdicts = by_rule(judge(shifted, one_day, MonitorSettings(min_reference_days=2)))
+    assert not verdicts[(REFERENCE, None)].fired and "fewer than monitor.min_reference_days 2" in verdicts[(REFERENCE, None)].message
+    assert (SCORE_DRIFT, "blurry") not in verdicts
+    two_days = reference_of([label_stats(rng.beta(2, 5, 200), ds=d) for d in ("2026-11-01", "2026-11-02")])
+    assert by_rule(judge(shifted, two_days, MonitorSettings(min_reference_days=2)))[(SCORE_DRIFT, "blurry")].fired
+    pinned = MonitorSettings(min_reference_days=2, reference_day="2026-11-01")
+    assert by_rule(judge(shifted, one_day, pinned))[(SCORE_DRIFT, "blurry")].fired
