@@ -198,8 +198,18 @@ def _monitor(spark: SparkSession, settings: Settings, run_id: str | None, day: s
     return result
 
 
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Refuse what the command line alone shows is wrong, before a Spark session starts (seconds) or a plan is printed."""
+    Window(getattr(args, "start", None), getattr(args, "end", None))
+    if not 0 < getattr(args, "slice_pct", 100) <= 100:
+        raise UsageError(f"--slice-pct {args.slice_pct}: a share of the items, in (0, 100]")
+    if args.command == "monitor" and args.day is not None:
+        check_day(args.day, "--day")
+
+
 def run(args: argparse.Namespace) -> None:
     """Do what the parsed command line asks."""
+    _check_arguments(args)
     overrides = ["signals.text_in_image.enabled=true", *args.overrides] if args.command == "eval" else args.overrides  # OCR is evaluated
     settings = load_settings(args.profile, overrides)
     if args.command == "make-corpus" and args.scenario:

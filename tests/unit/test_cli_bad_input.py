@@ -54,3 +54,17 @@ def test_a_pinned_corpus_version_past_the_latest_is_bad_input(capsys, tmp_path) 
     status, out = cli(capsys, "backfill", "--dry-run", "--set", f"lakehouse={tmp_path}", "--set", "corpus.version=99")
     assert status == 2 and f"corpus.version 99: the corpus at {Path(tmp_path) / 'corpus'} has versions 0 to 0" in out
     assert DeltaTable(str(tmp_path / "corpus")).version() == 0
+
+
+@pytest.mark.parametrize("args, reason", [
+    (["backfill", "--start", "2026-13-01"], "--start '2026-13-01' is not a day"),
+    (["backfill", "--challenger", "--slice-pct", "0"], "--slice-pct 0: a share of the items"),
+    (["backfill", "--dry-run", "--challenger", "--slice-pct", "500"], "--slice-pct 500: a share of the items"),
+    (["monitor", "--day", "2026-13-01"], "--day '2026-13-01' is not a day"),
+])
+def test_what_the_command_line_shows_wrong_is_refused_before_spark_starts(capsys, tmp_path, monkeypatch, args, reason) -> None:
+    from jobs import commands
+
+    monkeypatch.setattr(commands, "build_session", lambda _: pytest.fail("a Spark session started for a command refused from its arguments"))
+    status, out = cli(capsys, *args, "--set", f"lakehouse={tmp_path}")
+    assert status == 2 and reason in out, out
