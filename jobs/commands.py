@@ -64,7 +64,7 @@ def make_corpus(settings: Settings, n_items: int | None = None, seed: int | None
 
 
 def _promote(settings: Settings, args: argparse.Namespace) -> None:
-    registry = registry_for(settings)
+    registry = registry_for(settings, existing=True)
     target = registry.resolve(args.signal, args.version).version
     refusals = promotion_refusals(settings, registry, args.signal, target, registry.aliases(args.signal).get(CHAMPION))
     if refusals and not args.force:
@@ -76,7 +76,7 @@ def _promote(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def _rollback(settings: Settings, args: argparse.Namespace) -> None:
-    registry = registry_for(settings)
+    registry = registry_for(settings, existing=True)
     before = registry.aliases(args.signal).get(CHAMPION)
     after = registry.rollback(args.signal, ledger_root=settings.table_root(RUNS.name), signal=args.signal)
     console.print(f"{args.signal}: champion {before} -> {after} (rolled back); nothing recomputed")
@@ -103,7 +103,7 @@ def _register(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def _compare(settings: Settings, args: argparse.Namespace) -> None:
-    registry = registry_for(settings)
+    registry = registry_for(settings, existing=True)
     names = args.signals or [n for n in settings.enabled_signals if args.b in registry.aliases(n)]
     if not names:
         raise UsageError(f"no signal has a {args.b!r} version to compare; register one first (content-signals register)")

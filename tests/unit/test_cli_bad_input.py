@@ -68,3 +68,10 @@ def test_what_the_command_line_shows_wrong_is_refused_before_spark_starts(capsys
     monkeypatch.setattr(commands, "build_session", lambda _: pytest.fail("a Spark session started for a command refused from its arguments"))
     status, out = cli(capsys, *args, "--set", f"lakehouse={tmp_path}")
     assert status == 2 and reason in out, out
+
+
+@pytest.mark.parametrize("args", [["promote", "image_embedding", "challenger"], ["rollback", "image_embedding"], ["compare", "image_embedding"]])
+def test_registry_commands_on_a_lakehouse_without_one_make_none(capsys, tmp_path, args) -> None:
+    status, out = cli(capsys, *args, "--set", f"lakehouse={tmp_path / 'typo'}")
+    assert status == 2 and "no model registry at" in out, out
+    assert not (tmp_path / "typo").exists()
