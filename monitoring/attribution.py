@@ -2,7 +2,8 @@
 versions are compared on the same items (the rows a shadow or canary run left beside the
 champion's), with the champion-versus-challenger comparison of rollout/compare.py. Versions that
 disagree on the same items are the cause ("model"); versions that agree leave the corpus
-("corpus"); no item with rows of both leaves it "unknown", and the message says how to know.
+("corpus"); fewer than `min_rows` items with rows of both leave it "unknown", and the message
+says how to know.
 """
 from __future__ import annotations
 
@@ -36,6 +37,15 @@ def model_differs(kind: str, metrics: dict, settings: MonitorSettings) -> bool:
     return (metrics.get("psi_max") or 0.0) > settings.max_psi
 
 
+def conclusive(kind: str, metrics: dict, settings: MonitorSettings) -> bool:
+    """Whether a comparison compared enough items to say anything: embeddings of different widths,
+    or at least `min_rows` items ok in both (a handful of items' neighbourhoods overlap by construction)."""
+    if kind == "embedding":
+        widths_differ = metrics.get("dim_a") != metrics.get("dim_b")
+        return widths_differ or (metrics.get("nn_overlap_mean") is not None and metrics["items_ok_both"] >= settings.min_rows)
+    return metrics.get("psi_max") is not None and metrics["items_compared"] >= settings.min_rows
+
+
 def attribute(table_root: str, kind: str, signal: str, reference_versions: Sequence[str], version: str, days: Sequence[str],
               settings: MonitorSettings) -> Attribution:
     """The cause of a drift of `signal` at `version` against a reference at `reference_versions`,
@@ -53,6 +63,8 @@ def attribute(table_root: str, kind: str, signal: str, reference_versions: Seque
         if not shared:
             continue
         metrics = compare_embeddings(a, b) if kind == "embedding" else compare_labels(a, b)
+        if not conclusive(kind, metrics, settings):
+            continue
         differs = model_differs(kind, metrics, settings)
         found.append(differs)
         what = (f"neighbour overlap {metrics.get('nn_overlap_mean')}" if kind == "embedding" else f"largest score PSI {metrics.get('psi_max')}")
@@ -60,5 +72,6 @@ def attribute(table_root: str, kind: str, signal: str, reference_versions: Seque
             return Attribution(MODEL, f"versions {old} and {version} differ on the same {len(shared)} items ({what})")
     if found:
         return Attribution(CORPUS, f"versions {','.join(reference_versions)} and {version} agree on the items both computed")
-    return Attribution(UNKNOWN, f"the model version changed ({','.join(reference_versions)} -> {version}) and no item has rows of both: "
+    return Attribution(UNKNOWN, f"the model version changed ({','.join(reference_versions)} -> {version}) and fewer than "
+                                f"{settings.min_rows} items have ok rows of both: "
                                 "compute the new version beside the old (backfill --challenger) to tell the model's drift from the corpus's")

@@ -71,15 +71,18 @@ def test_a_new_versions_shifted_scores_are_the_models_drift_and_the_verdicts_are
     assert {(r["rule"], r["cause"]) for r in kept if r["fired"]} == fired
 
 
-def test_versions_that_agree_on_the_same_items_leave_the_corpus_and_none_shared_leaves_it_unknown(tmp_path) -> None:
+def test_versions_that_agree_on_the_same_items_leave_the_corpus_and_too_few_shared_leave_it_unknown(tmp_path) -> None:
     settings = _settings(tmp_path)
     scores = np.random.default_rng(2).random(60)
     rows = _label_rows("1", scores) + _label_rows("2", scores) + [{**r, "content_id": "other-" + r["content_id"]} for r in _label_rows("3", scores)]
+    rows += _label_rows("4", 1 - scores[:5])  # 5 items shared with version 1, scored otherwise
     root = settings.table_root(LABELS.name)
     write_deltalake(root, pa.Table.from_pylist(rows, schema=LABELS.schema), partition_by=list(LABELS.partition_by))
     assert attribute(root, "label", "image_quality", ["1"], "2", ["2026-11-04"], settings.monitor).cause == "corpus"
     unknown = attribute(root, "label", "image_quality", ["1"], "3", ["2026-11-04"], settings.monitor)
     assert unknown.cause == "unknown" and "backfill --challenger" in unknown.message
+    few = attribute(root, "label", "image_quality", ["1"], "4", ["2026-11-04"], settings.monitor)  # 5 items: agreeing or not says nothing
+    assert few.cause == "unknown" and f"fewer than {settings.monitor.min_rows} items" in few.message
 
 
 def test_the_evaluations_new_model_version_is_the_champions_with_a_flatter_softmax_as_challenger(tmp_path, empty_registry_db) -> None:
