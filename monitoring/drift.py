@@ -47,6 +47,18 @@ def binned_ks(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]
     return statistic, float(kstwo.sf(statistic, round(n * m / (n + m))))
 
 
+def homogeneity_pvalue(reference: np.ndarray, current: np.ndarray) -> float:
+    """p-value of Pearson's chi-square test that two count vectors over the same categories come
+    from one distribution (1.0 when only one category has counts: nothing can differ)."""
+    from scipy.stats import chi2_contingency
+
+    table = np.stack([reference, current]).astype(np.float64)
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
+        return 1.0
+    return float(chi2_contingency(table, correction=False).pvalue)
+
+
 def two_proportion_pvalue(k_reference: int, n_reference: int, k_current: int, n_current: int) -> float:
     """Two-sided p-value of the pooled z-test that two rates (k of n) are equal."""
     from scipy.stats import norm

@@ -5,8 +5,9 @@ Rules: `error_rate` (error items / items above `max_error_rate`), `row_count` (f
 the table than in the corpus that day), `score_drift` (a label's score PSI above `max_psi` with
 a KS p-value below `max_ks_pvalue`), `decision_rate` (a label's decision rate outside the
 reference's +- `max_decision_rate_change`, with a two-proportion p-value below
-`max_decision_pvalue`), `embedding_drift` (a domain classifier's ROC-AUC above
-`max_domain_auc`). A rate or a distribution of fewer than `min_rows` values on either side is
+`max_decision_pvalue`), `label_mix` (an open label set's, language's, shares of its labels: PSI
+above `max_psi` with a chi-square p-value below `max_ks_pvalue`), `embedding_drift` (a domain
+classifier's ROC-AUC above `max_domain_auc`). A rate or a distribution of fewer than `min_rows` values on either side is
 not judged: the verdict says so, and does not fire.
 """
 from __future__ import annotations
@@ -17,12 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from conf.settings import MonitorSettings
-from monitoring.drift import binned_ks, domain_auc, psi, two_proportion_pvalue
+from monitoring.drift import binned_ks, domain_auc, homogeneity_pvalue, psi, two_proportion_pvalue
 from monitoring.reference import Reference
 
-ERROR_RATE, ROW_COUNT, SCORE_DRIFT, DECISION_RATE, EMBEDDING_DRIFT, REFERENCE = (
-    "error_rate", "row_count", "score_drift", "decision_rate", "embedding_drift", "reference")
-DRIFT_RULES = (SCORE_DRIFT, DECISION_RATE, EMBEDDING_DRIFT)
+ERROR_RATE, ROW_COUNT, SCORE_DRIFT, DECISION_RATE, LABEL_MIX, EMBEDDING_DRIFT, REFERENCE = (
+    "error_rate", "row_count", "score_drift", "decision_rate", "label_mix", "embedding_drift", "reference")
+DRIFT_RULES = (SCORE_DRIFT, DECISION_RATE, LABEL_MIX, EMBEDDING_DRIFT)
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,28 @@ def label_rules(stats: dict, reference: Reference, settings: MonitorSettings, ca
         verdicts.append(Verdict(DECISION_RATE, fired, f"decision rate {rate:.1%} against {ref_rate:.1%} "
                                 f"(band +-{settings.max_decision_rate_change:.0%}, p={p:.2g})", m["label"], abs(rate - ref_rate),
                                 settings.max_decision_rate_change, cause if fired else None))  # value and threshold: both a change
-    return verdicts
+    mix = label_mix(stats, reference, settings, cause)
+    return verdicts if mix is None else [*verdicts, mix]
+
+
+def label_mix(stats: dict, reference: Reference, settings: MonitorSettings, cause: str) -> Verdict | None:
+    """An open label set's (language's: no decisions) shares of its labels against the reference's,
+    labels new to the day or gone from it included; None for a set with decisions (decision_rate
+    judges each of its labels)."""
+    day = {m["label"]: int(np.sum(m["histogram"])) for m in stats.get("labels") or [] if not m["decided"]}
+    if len(day) < len(stats.get("labels") or []) or any(r.decided for r in reference.labels.values()):
+        return None
+    labels = sorted(day.keys() | reference.labels.keys())
+    before = np.array([int(reference.labels[label].histogram.sum()) if label in reference.labels else 0 for label in labels])
+    now = np.array([day.get(label, 0) for label in labels])
+    if _few(int(now.sum()), settings) or _few(int(before.sum()), settings):
+        return Verdict(LABEL_MIX, False, f"{now.sum()} labelled rows against {before.sum()}: too few to judge")
+    value, p = psi(before, now), homogeneity_pvalue(before, now)
+    fired = value > settings.max_psi and p < settings.max_ks_pvalue
+    moved = int(np.argmax(np.abs(now / now.sum() - before / before.sum())))
+    return Verdict(LABEL_MIX, fired, f"label shares PSI {value:.3f} (alert above {settings.max_psi}), chi-square p={p:.2g}; most moved: "
+                   f"{labels[moved]} {before[moved] / before.sum():.0%} -> {now[moved] / now.sum():.0%}", value=value,
+                   threshold=settings.max_psi, cause=cause if fired else None)
 
 
 def embedding_rule(sample: np.ndarray, reference: Reference, settings: MonitorSettings, cause: str) -> Verdict:

@@ -203,7 +203,7 @@ ALERTS = TableContract(
             pa.field("run_id", pa.string(), nullable=False),
             pa.field("signal", pa.string(), nullable=False),
             pa.field("model_version", pa.string(), nullable=False),
-            pa.field("rule", pa.string(), nullable=False),  # error_rate, score_drift, embedding_drift, decision_rate, row_count
+            pa.field("rule", pa.string(), nullable=False),  # error_rate, row_count, score_drift, decision_rate, label_mix, embedding_drift, reference (monitoring.rules)
             pa.field("label", pa.string()),  # the label a label rule is about; null otherwise
             pa.field("fired", pa.bool_(), nullable=False),
             pa.field("value", pa.float64()),

@@ -10,7 +10,7 @@ import pytest
 from conf.settings import MonitorSettings
 from monitoring.drift import score_histogram
 from monitoring.reference import choose_rows, merge, reference_days
-from monitoring.rules import DECISION_RATE, EMBEDDING_DRIFT, ERROR_RATE, REFERENCE, ROW_COUNT, SCORE_DRIFT, judge
+from monitoring.rules import DECISION_RATE, EMBEDDING_DRIFT, ERROR_RATE, LABEL_MIX, REFERENCE, ROW_COUNT, SCORE_DRIFT, judge
 from signals.contracts import HISTOGRAM_BINS
 
 SETTINGS = MonitorSettings(min_reference_days=1)  # the rules against one day's reference; the warm-up is tested apart
@@ -138,3 +138,30 @@ def test_a_rolling_reference_of_too_few_days_judges_no_drift() -> None:
     assert by_rule(judge(shifted, two_days, MonitorSettings(min_reference_days=2)))[(SCORE_DRIFT, "blurry")].fired
     pinned = MonitorSettings(min_reference_days=2, reference_day="2026-11-01")
     assert by_rule(judge(shifted, one_day, pinned))[(SCORE_DRIFT, "blurry")].fired
+
+
+def language_stats(counts: dict[str, int], ds: str = "2026-11-10") -> dict:
+    """A day of an open label set (language): each label's confidences, no decisions."""
+    rng = np.random.default_rng(len(counts))
+    labels = [{"label": label, "rows": n, "decided": 0, "positives": 0, "decision_rate": None, "quantiles": [],
+               "histogram": score_histogram(rng.uniform(0.6, 1.0, n), HISTOGRAM_BINS).tolist()} for label, n in counts.items()]
+    items = sum(counts.values())
+    return {"signal": "language", "model_version": "1", "ds": ds, "run_id": "r", "kind": "label", "job": "backfill", "items": items,
+            "error_items": 0, "rows": items, "computed_at": T0, "error_reasons": [], "labels": labels}
+
+
+def test_an_open_label_sets_mix_of_labels_is_judged() -> None:
+    """Language has no decisions: a day all in a language the reference never saw, or one gone from
+    the day, moves no label's own scores, and only the mix shows it. Checked against scipy's chi-square."""
+    from scipy.stats import chi2_contingency
+
+    reference = reference_of([language_stats({"en": 150, "fr": 60}, ds="2026-11-01")])
+    verdicts = by_rule(judge(language_stats({"de": 80}), reference, SETTINGS))
+    mix = verdicts[(LABEL_MIX, None)]
+    assert mix.fired and "de 0% -> 100%" in mix.message
+    expected = chi2_contingency([[150, 60, 0], [0, 0, 80]], correction=False).pvalue
+    assert f"p={expected:.2g}" in mix.message
+    alike = by_rule(judge(language_stats({"en": 57, "fr": 23}), reference, SETTINGS))[(LABEL_MIX, None)]
+    assert not alike.fired and alike.value < SETTINGS.max_psi
+    assert (LABEL_MIX, None) not in by_rule(judge(label_stats(np.random.default_rng(0).random(80)),
+                                                  reference_of([label_stats(np.random.default_rng(1).random(80), ds="2026-11-01")]), SETTINGS))
