@@ -38,6 +38,7 @@ from sample_corpus.scenarios import append_scenario_day
 from sample_corpus.videos import good_videos
 from signals.catalog import signal_class
 from signals.contracts import CORPUS, RUNS
+from signals.weights import local_path
 from training.gate import promotion_refusals
 from training.heads_evaluation import evaluate_heads, write_heads_report
 from training.train import label_frames, train_task
@@ -96,6 +97,7 @@ def _register(settings: Settings, args: argparse.Namespace) -> None:
     if not_identity := sorted(given.keys() - params.keys()):
         raise UsageError(f"--param {not_identity}: not what identifies a {conf.kind!r} model (its identity params: "
                          f"{list(signal_class(conf.kind).identity_params)}); how it runs is set in the profile")
+    local_path(args.source)  # a path that is not there is refused before a registry is made for it
     registry = registry_for(settings)
     model = registry.register(args.signal, args.source, params, description=conf.model.name)
     registry.client.set_registered_model_alias(args.signal, args.alias, model.version)

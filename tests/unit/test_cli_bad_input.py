@@ -21,6 +21,7 @@ def cli(capsys, *args: str) -> tuple[int, str]:
     (["show", "--set", "spark.conf[spark.sql.shuffle.partitions]"], "override 'spark.conf[spark.sql.shuffle.partitions]' is not of"),
     (["register", "nope", "--source", "/tmp"], "no signal 'nope' in the profile"),
     (["register", "image_embedding", "--source", "/tmp", "--param", "foo"], "--param 'foo' is not of the form name=value"),
+    (["register", "image_embedding", "--source", "/no/such/weights.pth"], "no weights at /no/such/weights.pth"),
     (["make-corpus", "--scenario", "normal", "--day", "20261201"], "--day '20261201' is not a day"),
     (["make-corpus", "--scenario", "normal", "--n-items", "0"], "--n-items 0: a scenario day needs at least one item"),
     (["labels", "simulate", "--task", "low_quality", "--n", "-1"], "--n -1: simulate at least one item"),
