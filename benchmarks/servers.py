@@ -5,8 +5,9 @@ HTTP routes (`ImageServer`): /img/<name> the image; /slow/<name> headers, then a
 than any test's read timeout, then the image; /flaky/<n>/<name> HTTP 500 for the first n
 requests of that path, then the image; /busy/<name> always 503; /reset/<name> the connection
 reset (RST) after the request is read; /missing/<name> 404; /forbidden/<name> 403; /huge a
-Content-Length of 5 GB and a small body; /endless a body that never ends; /redirect?to=<url> a
-302 to `url`.
+Content-Length of 5 GB and a small body; /endless a body that never ends; /trickle/<name> the
+image a byte every TRICKLE_S (each under a read timeout, the whole far over a deadline);
+/redirect?to=<url> a 302 to `url`.
 
 S3 (`S3Server`): keys are stored as uploaded; a key under faults/slow/ answers after the same
 pause, under faults/flaky-<n>/ answers 500 to the first n reads (HEAD or GET), under
@@ -28,6 +29,7 @@ from urllib.parse import parse_qs, urlsplit
 from moto.server import ThreadedMotoServer
 
 SLOW_S = 2.0  # the pause of slow routes: longer than the read timeouts the tests configure
+TRICKLE_S = 0.2  # the pause between the bytes of /trickle: shorter than those read timeouts
 HUGE_BYTES = 5 * 1024**3
 
 
@@ -107,6 +109,13 @@ class _Handler(BaseHTTPRequestHandler):
             for _ in range(HUGE_BYTES // len(block)):  # a client that never stops reading gets 5 GB
                 if not self._write(block):
                     return
+        elif route == "trickle":
+            image = self._lookup(rest) or b""
+            self._send_headers(200, len(image), close=True)
+            for i in range(len(image)):
+                if not self._write(image[i : i + 1]):  # the handler's writes are unbuffered: each byte goes at once
+                    return
+                time.sleep(TRICKLE_S)
         elif route == "redirect":
             self.send_response(302)
             self.send_header("Location", parse_qs(parts.query)["to"][0])

@@ -124,6 +124,14 @@ class Fetcher:
         """The bytes at `uri`; transient failures retried with exponential backoff (and jitter)."""
         if not isinstance(uri, str) or not uri:
             raise FetchError(NOT_ALLOWED, "no URI")
+        try:
+            return self._fetch(uri)
+        except FetchError:
+            raise
+        except ValueError as exc:  # urlsplit's "Invalid IPv6 URL", a NUL in a path: the row's error, never the task's
+            raise FetchError(NOT_ALLOWED, f"malformed URI ({exc})") from None
+
+    def _fetch(self, uri: str) -> bytes:
         scheme = urlsplit(uri).scheme.lower()
         once = {"file": self._file, "s3": self._s3_object, "http": self._http, "https": self._http}.get(scheme)
         if once is None:
@@ -148,14 +156,14 @@ class Fetcher:
         try:
             path = Path(unquote(parts.path)).resolve(strict=True)
         except FileNotFoundError:
-            path = Path(os.path.abspath(unquote(parts.path)))
+            path = Path(unquote(parts.path)).resolve()  # its existing part's links resolved: a link out of a root is still out
             self._check_file(path)  # outside the roots is "not allowed", whether it exists or not
             raise FetchError(NOT_FOUND) from None
         except (OSError, RuntimeError) as exc:  # a symlink loop, a path component that is a file
             raise FetchError(NOT_FOUND, type(exc).__name__) from None
         self._check_file(path)
         try:
-            with open(path, "rb") as file:
+            with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:  # a FIFO's open would wait for a writer
                 if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
                     raise FetchError(NOT_FOUND, "not a regular file")
                 data = file.read(self.policy.max_bytes + 1)
@@ -298,8 +306,8 @@ class Fetcher:
         if declared.isdigit() and int(declared) > self.policy.max_bytes:
             raise FetchError(TOO_LARGE, f"declared {declared} bytes, over {self.policy.max_bytes}")
         chunks, held, deadline = [], 0, time.monotonic() + self.policy.deadline_s
-        try:
-            for chunk in response.stream(CHUNK_BYTES, decode_content=False):
+        try:  # read1: whatever has arrived, so a body trickling in meets the deadline, not a full chunk's wait
+            while chunk := response.read1(CHUNK_BYTES, decode_content=False):
                 chunks.append(chunk)
                 held += len(chunk)
                 if held > self.policy.max_bytes:

@@ -44,8 +44,9 @@ def fingerprint_or_error(image: bytes | None, uri: str | None, limits: DecodeLim
         return {**phash_or_error(image, limits), "fetched_sha256": None}
     try:
         data = fetch(uri, policy)
-    except InputError as exc:
-        return {"phash": None, "flat": None, "error": str(exc), "fetched_sha256": None}
+    except Exception as exc:  # noqa: BLE001 - whatever a row's URI does is that row's error, never the task's
+        return {"phash": None, "flat": None, "error": str(exc) if isinstance(exc, InputError) else f"fetch failed: {type(exc).__name__}: {exc}",
+                "fetched_sha256": None}
     return {**phash_or_error(data, limits), "fetched_sha256": hashlib.sha256(data).hexdigest()}
 
 

@@ -289,3 +289,28 @@ def test_signals_that_fetch_prepare_ahead_on_a_cpu_on_several_threads(uri_policy
     assert fetching.fetches and not inline.fetches
     assert (batches_ahead(fetching, 2), batches_ahead(inline, 2)) == (2, 0)
     assert (fetching.prepare_threads, inline.prepare_threads) == (4, 1)
+
+
+def test_a_body_trickling_in_meets_the_deadline(image_server):
+    """Each byte comes within the read timeout, the whole body never within the deadline: the
+    fetch ends at the deadline, not when a full read chunk has arrived (hours at this rate)."""
+    fetcher = Fetcher(FetchPolicy(http_hosts=(image_server.netloc,), allowed_networks=("127.0.0.1/32",),
+                                  **{**FAST, "read_timeout_s": 2.0, "retries": 0}, deadline_s=1.0))
+    started = time.monotonic()
+    assert _reason(fetcher, image_server.url("trickle/a.jpg")).startswith("transient: timeout (body not read within 1 s")
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("uri", ["http://[images.example.com/a.jpg", "s3://[bucket/key", "https://[::1/x", "file:///tmp/a.jpg%00"])
+def test_a_malformed_uri_is_refused_as_the_rows_error(uri):
+    """urlsplit and Path raise ValueError on these, which used to escape the fetcher (and fail a dedup task)."""
+    assert _reason(Fetcher(FetchPolicy(file_roots=("/tmp",), **FAST)), uri).startswith("not allowed (malformed URI")
+
+
+def test_a_fifo_is_not_waited_on_and_a_link_out_of_a_root_tells_nothing(files):
+    root, fetcher = files
+    os.mkfifo(root / "pipe.jpg")
+    assert _reason(fetcher, f"file://{root}/pipe.jpg").startswith("not found (not a regular file")  # an open for reading would wait for a writer
+    os.symlink(root.parent / "outside", root / "out")
+    for missing_or_not in ("secret.jpg", "no_such.jpg"):  # the same answer whether the file outside exists or not
+        assert _reason(fetcher, f"file://{root}/out/{missing_or_not}").startswith("not allowed"), missing_or_not

@@ -55,3 +55,18 @@ def test_an_image_by_uri_is_fingerprinted_as_its_bytes_and_a_uri_outside_the_all
     assert by_uri["phash"] == inline["phash"] and by_uri["fetched_sha256"] == hashlib.sha256(data).hexdigest()
     outside = fingerprint_or_error(None, (tmp_path / "secret.png").as_uri(), DecodeLimits(), policy)
     assert outside["phash"] is None and outside["fetched_sha256"] is None and "not allowed" in outside["error"]
+
+
+def test_whatever_a_uri_does_is_its_rows_error_never_the_tasks(monkeypatch) -> None:
+    """The dedup's pHash UDF runs this per row: an exception escaping it would fail the task on every retry, and the job."""
+    from udfs import fingerprints
+
+    malformed = fingerprint_or_error(None, "http://[x/a.jpg", DecodeLimits(), FetchPolicy())
+    assert malformed["phash"] is None and malformed["error"].startswith("not allowed (malformed URI")
+
+    def broken(uri: str, policy: FetchPolicy) -> bytes:
+        raise RuntimeError("a client library's own failure")
+
+    monkeypatch.setattr(fingerprints, "fetch", broken)
+    failed = fingerprint_or_error(None, "http://images.example.com/a.jpg", DecodeLimits(), FetchPolicy())
+    assert failed["error"] == "fetch failed: RuntimeError: a client library's own failure"
