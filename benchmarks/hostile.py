@@ -122,6 +122,23 @@ def _bmp_claiming(width: int, height: int) -> bytes:
     return bytes(data)
 
 
+def _segment(marker: int, payload: bytes) -> bytes:
+    return b"\xff" + bytes([marker]) + struct.pack(">H", len(payload) + 2) + payload
+
+
+def progressive_jpeg(side: int, components: int = 1, scans: int = 1) -> bytes:
+    """A valid flat progressive (SOF2) JPEG of side x side pixels: one DC scan at a bit per block,
+    then `scans - 1` scans holding no data at all (about 10 bytes each, each a pass over the image)."""
+    blocks = ((side + 7) // 8) ** 2 * components
+    head = b"\xff\xd8" + _segment(0xDB, b"\x00" + b"\x01" * 64)
+    if components == 4:
+        head += _segment(0xEE, b"Adobe\x00\x64\x00\x00\x00\x00\x00")  # Adobe, transform 0: CMYK
+    frame = struct.pack(">BHHB", 8, side, side, components) + b"".join(bytes([i + 1, 0x11, 0]) for i in range(components))
+    head += _segment(0xC2, frame) + _segment(0xC4, b"\x00" + bytes([1] + [0] * 15) + b"\x00")
+    scan = _segment(0xDA, bytes([components]) + b"".join(bytes([i + 1, 0]) for i in range(components)) + b"\x00\x00\x00")
+    return head + scan + b"\x00" * ((blocks + 7) // 8) + scan * (scans - 1) + b"\xff\xd9"
+
+
 EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 100 100\n%%EndComments\nnewpath 0 0 moveto 100 100 lineto stroke\nshowpage\n%%EOF\n"
 
 
@@ -169,6 +186,11 @@ def _malformed_exif() -> Iterator[tuple[str, bytes]]:
     yield "jpeg exif XResolution as BYTE (TypeError)", malformed_exif_jpeg(0x011A, 1)
 
 
+def _progressive() -> Iterator[tuple[str, bytes]]:
+    yield "progressive jpeg 4600x4600 grey, 10000 empty scans", progressive_jpeg(4600, 1, 10_000)
+    yield "progressive jpeg 9459x9459 CMYK (drafted, but coefficients for every pixel)", progressive_jpeg(9459, 4)
+
+
 def _eps() -> Iterator[tuple[str, bytes]]:
     yield "eps", EPS
 
@@ -201,6 +223,7 @@ CLASSES: dict[str, Callable[[], Iterator[tuple[str, bytes]]]] = {
     "largest_allowed": _largest_allowed,
     "decompression_bomb": _bombs,
     "malformed_exif": _malformed_exif,
+    "progressive_jpeg": _progressive,
     "eps": _eps,
     "truncated": _truncated,
     "huge_header": _huge_header,

@@ -38,6 +38,7 @@ MODE_BYTES_PER_PIXEL = {
 }
 _UNKNOWN_MODE_BYTES = 17
 DRAFT_OVERSAMPLING = 4  # a drafted JPEG keeps at least this many pixels per pixel of the model's resize
+MAX_JPEG_SCANS = 100  # libjpeg writes 10 scans for a progressive colour JPEG, mozjpeg about a dozen
 
 
 class InputError(ValueError):
@@ -151,6 +152,8 @@ def decode_image(data: bytes | None, limits: DecodeLimits = DecodeLimits(), resi
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = _open(bytes(data), limits)
             check_resized(*image.size, resize_short_side, limits)
+            if image.format == "JPEG":
+                check_jpeg(bytes(data), image, limits)
             _draft(image, resize_short_side)
             width, height = image.size
             check_size(width, height, image.mode, limits)
@@ -166,6 +169,22 @@ def decode_image(data: bytes | None, limits: DecodeLimits = DecodeLimits(), resi
         raise InputError(f"image is corrupt or truncated: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - whatever PIL raises on hostile bytes is this row's error
         raise InputError(f"image is corrupt: {type(exc).__name__}: {exc}") from exc
+
+
+def check_jpeg(data: bytes, image: ImageFile.ImageFile, limits: DecodeLimits) -> None:
+    """Raise InputError for a JPEG whose decoding would cost what its header does not show: more
+    than MAX_JPEG_SCANS scans (each walks every block of the whole image, so a few bytes a scan
+    buy seconds each: 10,000 empty scans took 49 s), or, progressive, coefficients for every
+    pixel of its full size (2 bytes a component), which a draft's smaller output does not save."""
+    scans = data.count(b"\xff\xda")  # SOS markers: entropy-coded data stuffs every 0xff, so each is a scan (or a thumbnail's)
+    if scans > MAX_JPEG_SCANS:
+        raise InputError(f"JPEG has {scans} scans, over the {MAX_JPEG_SCANS} scan limit")
+    if image.info.get("progressive") or image.info.get("progression"):
+        width, height = image.size
+        cost = 2 * len(image.getbands()) * width * height
+        if cost > limits.max_decode_bytes:
+            raise InputError(f"progressive JPEG {width}x{height} {image.mode}: its coefficients need {cost} bytes, "
+                             f"over the {limits.max_decode_bytes} byte limit")
 
 
 def _draft(image: ImageFile.ImageFile, resize_short_side: int | None) -> None:

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import io
 import struct
+import time
 import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.hostile import EPS, lying_ico, malformed_exif_jpeg, png
-from signals.decode import DECODABLE_FORMATS, MODE_BYTES_PER_PIXEL, DecodeLimits, InputError, check_size, decode_image
+from benchmarks.hostile import EPS, lying_ico, malformed_exif_jpeg, png, progressive_jpeg
+from signals.decode import DECODABLE_FORMATS, MAX_JPEG_SCANS, MODE_BYTES_PER_PIXEL, DecodeLimits, InputError, check_size, decode_image
 
 
 def _encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -344,3 +345,19 @@ def test_a_large_jpeg_for_a_model_is_decoded_at_a_reduced_scale_within_the_budge
     assert drafted.size == (1500, 1000) and min(drafted.size) >= 4 * 224
     reference = small.resize(drafted.size, Image.Resampling.BILINEAR)
     assert np.abs(np.asarray(drafted, dtype=np.float32) - np.asarray(reference, dtype=np.float32)).mean() < 40
+
+
+def test_a_progressive_jpeg_is_charged_what_its_decoding_costs() -> None:
+    """A JPEG's scans each walk the whole image (10,000 empty scans of a few bytes each took 49 s
+    to decode), and a progressive one holds coefficients for every pixel of its full size even
+    when drafted to a smaller one; both are refused from their bytes and header, before decoding."""
+    started = time.monotonic()
+    with pytest.raises(InputError, match=f"JPEG has 10000 scans, over the {MAX_JPEG_SCANS} scan limit"):
+        decode_image(progressive_jpeg(4600, 1, 10_000))
+    with pytest.raises(InputError, match="progressive JPEG 9459x9459 CMYK: its coefficients need 715781448 bytes"):
+        decode_image(progressive_jpeg(9459, 4), resize_short_side=224)
+    assert time.monotonic() - started < 2
+    assert decode_image(progressive_jpeg(256, 1, MAX_JPEG_SCANS)).size == (256, 256)  # at the limit: decoded
+    photo = io.BytesIO()
+    Image.effect_noise((640, 480), 40).convert("RGB").save(photo, "JPEG", progressive=True, quality=85)  # a real encoder's scans
+    assert decode_image(photo.getvalue()).size == (640, 480)
