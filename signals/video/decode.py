@@ -72,9 +72,30 @@ class SampledFrame:
     pixels: np.ndarray  # height x width x 3, uint8
 
 
-def _open(data: bytes) -> av.container.InputContainer:
+DEMUXERS = {"mov": "mov", "mp4": "mov", "matroska": "matroska", "webm": "matroska", "avi": "avi"}  # container -> FFmpeg's demuxer
+
+
+def demuxer_of(data: bytes, limits: VideoLimits) -> str:
+    """The FFmpeg demuxer of an allowed container these bytes start like, or InputError: FFmpeg is
+    then told which one to use and never probes the bytes with the others (its concat demuxer
+    would open the files a script names, relative to the worker's folder)."""
+    if data[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"):
+        found = ("mov", "mp4")
+    elif data[:4] == b"\x1a\x45\xdf\xa3":
+        found = ("matroska", "webm")
+    elif data[:4] == b"RIFF" and data[8:12] == b"AVI ":
+        found = ("avi",)
+    else:
+        raise InputError(f"video is not a container it may be (allowed: {', '.join(limits.containers)})")
+    allowed = [name for name in found if name in limits.containers]
+    if not allowed:
+        raise InputError(f"container {found[0]} not allowed (allowed: {', '.join(limits.containers)})")
+    return DEMUXERS[allowed[0]]
+
+
+def _open(data: bytes, limits: VideoLimits) -> av.container.InputContainer:
     try:
-        return av.open(io.BytesIO(data), mode="r")
+        return av.open(io.BytesIO(data), mode="r", format=demuxer_of(data, limits))
     except av.FFmpegError as exc:
         raise InputError(f"video is corrupt or not a video: {exc}") from exc
 
@@ -132,7 +153,7 @@ def probe_video(data: bytes | None, limits: VideoLimits = VideoLimits()) -> Vide
 def _opened(data: bytes | None, limits: VideoLimits) -> Iterator[av.container.InputContainer]:
     """The bytes opened as a container once the byte checks pass, closed on leaving."""
     check_bytes(data, "video", limits.max_bytes)
-    container = _open(bytes(data))
+    container = _open(bytes(data), limits)
     try:
         yield container
     finally:
