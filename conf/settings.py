@@ -515,6 +515,8 @@ def _override(dotted: str) -> dict[str, Any]:
 
 def load_settings(profile: str = "local", overrides: list[str] | tuple[str, ...] = (), conf_dir: Traversable = CONF_DIR) -> Settings:
     """base.yaml, then `<profile>.yaml`, then each `key.path=value` override, validated."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", profile):
+        raise UsageError(f"--profile {profile!r}: a profile is named by a file of {conf_dir} (letters, digits, '_' and '-'), not a path")
     layers = [conf_dir / "base.yaml"] + ([conf_dir / f"{profile}.yaml"] if profile != "base" else [])
     merged: dict[str, Any] = {"profile": profile}
     for layer in layers:

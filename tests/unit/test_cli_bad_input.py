@@ -26,6 +26,7 @@ def cli(capsys, *args: str) -> tuple[int, str]:
     (["make-corpus", "--scenario", "normal", "--n-items", "0"], "--n-items 0: a scenario day needs at least one item"),
     (["labels", "simulate", "--task", "low_quality", "--n", "-1"], "--n -1: simulate at least one item"),
     (["show", "--set", "lakehouse=/tmp/[/bold]x"], "no Delta table in /tmp/[/bold]x"),  # printed as text, not Rich markup
+    (["show", "--profile", "../../etc/x"], "a profile is named by a file of"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, args: list[str], reason: str) -> None:
     lakehouse = [] if any(a.startswith("lakehouse=") for a in args) else ["--set", f"lakehouse={tmp_path}"]
