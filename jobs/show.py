@@ -236,6 +236,11 @@ def print_trained(trained: TrainedVersion) -> None:
                   f"trained on {lineage['labels_items']} labelled items, "
                   f"{lineage['embedding_signal']} model version {lineage['embedding_model_version']}{joined} "
                   f"at embeddings version {lineage['embeddings_version']}", soft_wrap=True)
+    if ungrouped := trained.snapshot.ungrouped:
+        where = "no duplicates table" if trained.snapshot.duplicates_version is None else f"duplicates version {trained.snapshot.duplicates_version}"
+        console.print(f"[yellow]note:[/] {ungrouped} of {lineage['labels_items']} labelled items have no row in {where} (newer than the "
+                      "last dedup): each is its own group, so a copy of a held-out item may have been trained on; "
+                      "content-signals dedup, then train again", soft_wrap=True)
     if trained.evaluation is None:
         console.print("no gold labels: not evaluated, and `promote` will refuse it until it is")
         return

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -38,6 +39,7 @@ from signals.labels.head import JOINED_SEPARATOR
 
 SPLITS = ("train", "validation", "test")
 READ_ROWS = 1024  # rows per record batch read from a data file
+LATEST = "latest"  # pin_snapshot: the duplicates table's latest version
 
 
 def group_point(group_id: str) -> float:
@@ -56,15 +58,18 @@ def split_of(group_id: str, fractions: tuple[float, float, float] = (0.7, 0.15, 
     return SPLITS[-1]
 
 
-def group_ids(lakehouse: str, content_ids: pd.Series, version: int | None) -> pd.Series:
+def group_ids(lakehouse: str, content_ids: pd.Series, version: int | None) -> tuple[pd.Series, int]:
     """Each content id's near-duplicate group at the duplicates table's `version` (its own id
-    when it is in no group, or when dedup never ran)."""
+    when it has no row there: newer than the last dedup, or dedup never ran, `version` None), and
+    how many have no row. Only the rows of these ids are read, whatever the corpus's size."""
     root = f"{lakehouse.rstrip('/')}/{DUPLICATES.name}"
     own = pd.Series(content_ids.to_numpy(), index=content_ids.to_numpy(), name="group_id")
     if version is None:
-        return own
-    groups = delta_io.read_arrow(root, version, columns=["content_id", "group_id"]).to_pandas().set_index("content_id")["group_id"]
-    return groups.reindex(own.index).fillna(own)
+        return own, len(own)
+    wanted = pc.field("content_id").isin(pa.array(list(own.index), pa.string()))
+    groups = delta_io.read_arrow(root, version, filters=wanted, columns=["content_id", "group_id"]).to_pandas().set_index("content_id")["group_id"]
+    found = groups.reindex(own.index)
+    return found.fillna(own), int(found.isna().sum())
 
 
 def latest_version(root: str) -> int | None:
@@ -81,9 +86,10 @@ class Snapshot:
     signal: str
     model_version: str
     embeddings_version: int
-    duplicates_version: int | None
+    duplicates_version: int | None  # None: no duplicates table when pinned
     labels: pd.DataFrame = field(repr=False)  # content_id, p_positive, group_id, split
     joined: tuple[tuple[str, str], ...] = ()  # (signal, model version) of embeddings appended to each row's vector, in order
+    ungrouped: int = 0  # labelled items with no row in the duplicates version: each its own group, a copy of it may be in another split
 
     @property
     def embeddings_root(self) -> str:
@@ -105,15 +111,17 @@ class Snapshot:
         digest = hashlib.sha256(pd.util.hash_pandas_object(labels, index=False).to_numpy().tobytes()).hexdigest()
         joined = {"joined_embeddings": JOINED_SEPARATOR.join(f"{s}@{v}" for s, v in self.joined)} if self.joined else {}
         return {"embeddings_table": self.embeddings_root, "embeddings_version": str(self.embeddings_version),
-                "duplicates_version": str(self.duplicates_version), "embedding_signal": self.signal,
+                "duplicates_version": str(self.duplicates_version), "items_without_duplicates_row": str(self.ungrouped),
+                "embedding_signal": self.signal,
                 "embedding_model_version": self.model_version, **joined, "labels_sha256": digest, "labels_items": str(len(labels))}
 
 
 def pin_snapshot(lakehouse: str, signal: str, model_version: str, labels: pd.DataFrame,
-                 embeddings_version: int | None = None, duplicates_version: int | None = None,
+                 embeddings_version: int | None = None, duplicates_version: int | None | Literal["latest"] = LATEST,
                  fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), joined: tuple[tuple[str, str], ...] = ()) -> Snapshot:
-    """A snapshot at the given versions (default: the latest), its labels given their group and
-    split, with the `joined` embeddings' vectors appended to each row's."""
+    """A snapshot at the given versions (default: the latest; a duplicates version of None: no
+    table, as a snapshot pinned before any dedup says, never "the latest now"), its labels given
+    their group and split, with the `joined` embeddings' vectors appended to each row's."""
     missing = {"content_id", "p_positive"} - set(labels.columns)
     if missing:
         raise UsageError(f"a label frame needs the columns content_id and p_positive; it lacks {sorted(missing)}")
@@ -121,12 +129,13 @@ def pin_snapshot(lakehouse: str, signal: str, model_version: str, labels: pd.Dat
     embeddings_version = latest_version(root) if embeddings_version is None else embeddings_version
     if embeddings_version is None:
         raise UsageError(f"no embeddings table at {root}: run a backfill first")
-    if duplicates_version is None:
+    if duplicates_version == LATEST:
         duplicates_version = latest_version(f"{lakehouse.rstrip('/')}/{DUPLICATES.name}")
     frame = labels[["content_id", "p_positive"]].drop_duplicates("content_id").reset_index(drop=True)
-    frame["group_id"] = group_ids(lakehouse, frame["content_id"], duplicates_version).to_numpy()
+    groups, ungrouped = group_ids(lakehouse, frame["content_id"], duplicates_version)
+    frame["group_id"] = groups.to_numpy()
     frame["split"] = [split_of(g, fractions) for g in frame["group_id"]]
-    return Snapshot(lakehouse, signal, model_version, embeddings_version, duplicates_version, frame, tuple(joined))
+    return Snapshot(lakehouse, signal, model_version, embeddings_version, duplicates_version, frame, tuple(joined), ungrouped)
 
 
 def fold_of(group_id: str, folds: int) -> int:
@@ -158,7 +167,7 @@ class EmbeddingBatches(IterableDataset):
         self.batch_size, self.shuffle_buffer, self.seed = batch_size, shuffle_buffer, seed
         self.keep_bytes = keep_bytes
         self.epoch = 0
-        self._kept: list[tuple[str, np.ndarray, float]] | None = None
+        self._kept: tuple[tuple[str, ...], list[tuple[str, np.ndarray, float]]] | None = None  # (the files read, their rows)
 
     def set_epoch(self, epoch: int) -> None:
         """Reshuffle differently (and reproducibly) in the next pass."""
@@ -172,9 +181,10 @@ class EmbeddingBatches(IterableDataset):
 
     def _rows(self, files: list[str]) -> Iterator[tuple[str, np.ndarray, float]]:
         """(content_id, vector, target) of the labelled ok rows of `files`, a record batch at a time,
-        or from memory once a whole pass fitted in `keep_bytes`."""
-        if self._kept is not None:
-            yield from self._kept
+        or from memory once a whole pass over the same files fitted in `keep_bytes` (a pass made
+        outside a DataLoader's worker read every file: a worker's share is other files)."""
+        if self._kept is not None and self._kept[0] == tuple(files):
+            yield from self._kept[1]
             return
         kept: list[tuple[str, np.ndarray, float]] | None = [] if self.keep_bytes else None
         size = 0
@@ -189,7 +199,7 @@ class EmbeddingBatches(IterableDataset):
                         size += row[1].nbytes
                         kept = kept if size <= self.keep_bytes else None
                     yield row
-        self._kept = kept
+        self._kept = None if kept is None else (tuple(files), kept)
 
     def _shuffled(self, rows: Iterator[tuple[str, np.ndarray, float]], worker: int) -> Iterator[tuple[str, np.ndarray, float]]:
         rng = np.random.default_rng([self.seed, self.epoch, worker])

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from lake import delta_io
 from signals.contracts import DUPLICATES, EMBEDDINGS
-from training.loader import READ_ROWS, SPLITS, batches, pin_snapshot, split_of
+from training.loader import READ_ROWS, SPLITS, EmbeddingBatches, batches, pin_snapshot, split_of
 
 
 def day_ids(day: int, n: int) -> list[str]:
@@ -92,6 +92,10 @@ def test_splits_are_disjoint_by_near_duplicate_group(tmp_path):
     singles = [c for c in ids[120:] if c in split_by_id]
     assert all(split_by_id[c] == split_of(c) for c in singles)
     assert set(split_by_id.values()) == set(SPLITS)
+    assert snapshot.ungrouped == 60 and snapshot.lineage()["items_without_duplicates_row"] == "60"  # newer than the dedup: said, not hidden
+    # a snapshot pinned before any dedup (None) keeps its groups: a dedup that lands meanwhile changes no split
+    before = pin_snapshot(str(tmp_path), SIGNAL, "1", pd.DataFrame({"content_id": ids, "p_positive": 0.5}), duplicates_version=None)
+    assert (before.labels["group_id"] == before.labels["content_id"]).all() and before.ungrouped == len(ids)
 
 
 def test_a_joined_embedding_appends_its_vector_and_leaves_out_items_without_an_ok_row_in_it(tmp_path):
@@ -182,3 +186,15 @@ def test_memory_stays_flat_when_the_table_grows_fourfold(tmp_path):
     record_batch = READ_ROWS * dim * 4
     assert large < small + 2 * record_batch, (small, large)  # a record batch more or less in flight, never the table's growth
     assert large < 0.4 * 12 * per_day * dim * 4, (large,)  # far from the table's vectors
+
+
+def test_a_pass_kept_in_memory_serves_only_the_same_files(tmp_path):
+    """A pass in the main process reads every file; a DataLoader worker later asked for its share
+    must not be served all of them (each row would come once per worker)."""
+    ids = write_days(tmp_path, days=4, per_day=30)
+    snapshot = pin_snapshot(str(tmp_path), SIGNAL, "1", pd.DataFrame({"content_id": ids, "p_positive": 0.5}))
+    stream = batches(snapshot, "train", batch_size=8, shuffle_buffer=16, seed=2, keep_bytes=2**20)
+    whole = sorted(collected(stream)["content_id"])
+    share = stream.files[::2]  # what worker 0 of 2 reads
+    expected = sorted(r[0] for r in EmbeddingBatches(share, stream.targets)._rows(share))  # a fresh dataset: nothing kept
+    assert sorted(r[0] for r in stream._rows(share)) == expected and len(expected) < len(whole)
