@@ -114,7 +114,7 @@ class CorpusSource:
         if column is None:
             return False
         if self.is_delta:
-            return column in pa.schema(delta_io.snapshot(self.location, self.version()).schema().to_arrow()).names
+            return column in self.arrow_schema().names
         spark = SparkSession.active()
         source = spark.read.parquet(self.location) if self.settings.format == "parquet" else spark.table(self.location)
         return column in source.columns
@@ -161,11 +161,36 @@ class CorpusSource:
         """(content_id, ds, updated_at) of the whole corpus: what the one-row-per-id rule compares."""
         return self.read(spark, version).select("content_id", "ds", "updated_at")
 
-    def _mapped(self, source: DataFrame) -> list[Column]:
-        """The source's columns as the job's, or a UsageError naming every column that is missing
-        or of the wrong type (with the source's columns, and the nearest name)."""
+    def arrow_schema(self) -> pa.Schema | None:
+        """The source's schema read without Spark: a Delta table's from its log, a parquet
+        dataset's from its files; None for a catalog table, which only Spark can read."""
+        if self.is_delta:
+            return pa.schema(delta_io.snapshot(self.location, self.version()).schema().to_arrow())
+        if self.settings.format != "parquet":
+            return None
+        import pyarrow.dataset as pads
+
+        filesystem, base = delta_io.filesystem_of(self.location)
+        try:
+            return pads.dataset(base, filesystem=filesystem, format="parquet").schema
+        except FileNotFoundError:
+            raise UsageError(f"no parquet corpus at {self.location}: check corpus.path") from None
+
+    def check_schema(self) -> bool:
+        """`check_mapping` on `arrow_schema` (for `--dry-run`, which starts no Spark), its types as
+        Spark reads them; False when the source has no schema to read without Spark."""
+        from pyspark.sql.pandas.types import from_arrow_type
+
+        schema = self.arrow_schema()
+        if schema is not None:
+            self.check_mapping({f.name: from_arrow_type(f.type).simpleString() for f in schema})
+        return schema is not None
+
+    def check_mapping(self, types: dict[str, str]) -> CorpusColumns:
+        """The mapping as it applies to a source of these columns (name -> Spark type; optional
+        columns left at their default names and absent are unmapped), or a UsageError naming every
+        column that is missing or of the wrong type (with the source's columns, and the nearest name)."""
         mapping = self.settings.columns
-        types = {f.name: f.dataType.simpleString() for f in source.schema.fields}
         defaults = CorpusColumns().model_dump()
         absent = {name for name, column in mapping.model_dump().items()
                   if column is not None and column not in types and name in OPTIONAL and column == defaults[name]}
@@ -182,6 +207,11 @@ class CorpusSource:
         if problems:
             raise UsageError(f"the corpus at {self.location} does not match corpus.columns: {'; '.join(problems)}. "
                              f"Its columns: {', '.join(f'{n} {t}' for n, t in types.items())}")
+        return mapping
+
+    def _mapped(self, source: DataFrame) -> list[Column]:
+        """The source's columns as the job's (`check_mapping` first)."""
+        mapping = self.check_mapping({f.name: f.dataType.simpleString() for f in source.schema.fields})
         columns = []
         for name, spark_type in CANONICAL:
             source_column = getattr(mapping, name)

@@ -67,12 +67,14 @@ def plan_lines(settings: Settings, args: argparse.Namespace) -> list[str]:
     """The plan of the command line's job, one line per fact."""
     window = Window(getattr(args, "start", None), getattr(args, "end", None))
     corpus = CorpusSource.of(settings)
+    mapping_checked = corpus.check_schema()  # a mapping a run would refuse is refused here too
     version, partitions = corpus_partitions(corpus, window)
     lines = [f"{args.command} (dry run: nothing is computed, registered or committed); lakehouse {settings.lakehouse_root}"]
     if args.command == "backfill":
         lines.append(f"window: {window.start or 'beginning'}..{window.end or 'end'}"
                      + (f", challenger versions on {args.slice_pct}% of items" if args.challenger else ""))
-    lines.append(f"corpus: version {version}; partitions read: {partitions}")
+    lines.append(f"corpus: version {version}; partitions read: {partitions}"
+                 + ("" if mapping_checked else "; its columns are checked against corpus.columns when a run starts (a catalog table)"))
     names = [settings.dedup.embedding_signal] if args.command == "dedup" else list(settings.enabled_signals)
     role = "embeddings for dedup" if args.command == "dedup" else "signals"
     for name, model in model_versions(settings, names, getattr(args, "challenger", False)).items():

@@ -77,3 +77,13 @@ def test_registry_commands_on_a_lakehouse_without_one_make_none(capsys, tmp_path
     status, out = cli(capsys, *args, "--set", f"lakehouse={tmp_path / 'typo'}")
     assert status == 2 and "no model registry at" in out, out
     assert not (tmp_path / "typo").exists()
+
+
+def test_a_dry_run_refuses_the_corpus_a_run_would_refuse(capsys, tmp_path) -> None:
+    assert cli(capsys, "make-corpus", "--n-items", "8", "--set", f"lakehouse={tmp_path}")[0] == 0
+    status, out = cli(capsys, "backfill", "--dry-run", "--set", f"lakehouse={tmp_path}", "--set", "corpus.columns.ds=day")
+    assert status == 2 and "ds -> 'day' is not a column" in out and "content_id string" in out
+    status, out = cli(capsys, "backfill", "--dry-run", "--set", f"lakehouse={tmp_path}", "--set", "corpus.format=parquet",
+                      "--set", f"corpus.path={tmp_path}/nowhere")
+    assert status == 2 and f"no parquet corpus at {tmp_path}/nowhere" in out
+    assert cli(capsys, "backfill", "--dry-run", "--set", f"lakehouse={tmp_path}")[0] == 0
