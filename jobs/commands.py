@@ -205,8 +205,10 @@ def _check_arguments(args: argparse.Namespace) -> None:
     Window(getattr(args, "start", None), getattr(args, "end", None))
     if not 0 < getattr(args, "slice_pct", 100) <= 100:
         raise UsageError(f"--slice-pct {args.slice_pct}: a share of the items, in (0, 100]")
-    if args.command == "monitor" and args.day is not None:
+    if args.command in ("monitor", "make-corpus") and args.day is not None:
         check_day(args.day, "--day")
+    if args.command == "make-corpus" and args.scenario and args.n_items is not None and args.n_items < 1:
+        raise UsageError(f"--n-items {args.n_items}: a scenario day needs at least one item")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -215,10 +217,8 @@ def run(args: argparse.Namespace) -> None:
     overrides = ["signals.text_in_image.enabled=true", *args.overrides] if args.command == "eval" else args.overrides  # OCR is evaluated
     settings = load_settings(args.profile, overrides)
     if args.command == "make-corpus" and args.scenario:
-        if args.n_items is not None and args.n_items < 1:
-            raise UsageError(f"--n-items {args.n_items}: a scenario day needs at least one item")
         day = append_scenario_day(settings.lakehouse_root, args.scenario, args.n_items or SCENARIO_ITEMS,
-                                  settings.sample_corpus.seed if args.seed is None else args.seed, args.day and check_day(args.day, "--day"))
+                                  settings.sample_corpus.seed if args.seed is None else args.seed, args.day)
         console.print(f"appended a {args.scenario} day ({day}) to {settings.table_root(CORPUS.name)}")
         return
     if args.command == "make-corpus":

@@ -18,7 +18,7 @@ from jobs.refresh import last_refresh
 from jobs.session import launched_conf, session_conf
 from jobs.show import console
 from lake import delta_io
-from lake.registry import Registry, RegistryError, sqlite_path
+from lake.registry import Registry, RegistryError, registry_exists
 from signals.contracts import EMBEDDINGS, LABELS
 
 # The settings that say where a job runs and what each executor and task gets.
@@ -29,8 +29,7 @@ RESOURCES = re.compile(r"^spark\.(master|cores\.max|pyspark\.python|submit\.pyFi
 def model_versions(settings: Settings, names: list[str], challenger: bool = False) -> dict[str, str]:
     """signal -> the model version a run would compute, looked up without registering anything."""
     uri = settings.registry_uri if settings.registry.enabled else None
-    db = sqlite_path(uri) if uri else None
-    registry = Registry(uri) if uri and (db is None or db.exists()) else None
+    registry = Registry(uri) if uri and registry_exists(uri) else None
     versions = {}
     for name in names:
         conf = settings.signals[name]

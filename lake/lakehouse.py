@@ -79,11 +79,10 @@ class Lakehouse:
     def champions(self, name: str) -> dict[str, str]:
         """signal -> the version its registry alias `champion` names now, for the signals in `name`
         (a signal never registered, as with `registry.enabled: false`, has none)."""
-        from lake.registry import Registry, sqlite_path
+        from lake.registry import Registry, registry_exists
 
         signals = {f.partition_values["signal"] for f in delta_io.live_files(self.path(name))}
-        database = sqlite_path(self.registry_uri)
-        if database is not None and not database.exists():
+        if not registry_exists(self.registry_uri):
             return {}  # no registry yet: nothing is champion, and a read makes none
         registry = Registry(self.registry_uri)
         return {signal: version for signal in sorted(signals) if (version := registry.aliases_if_registered(signal).get("champion"))}

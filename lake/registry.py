@@ -92,6 +92,13 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///"):])
 
 
+def registry_exists(tracking_uri: str) -> bool:
+    """Whether the registry is there: a local sqlite one once a first use made it (opening one makes
+    it, so a read asks this first); a tracking server is taken to be."""
+    db = sqlite_path(tracking_uri)
+    return db is None or db.exists()
+
+
 def mlflow_client(tracking_uri: str) -> MlflowClient:
     """A client whose tracking and registry are both `tracking_uri` (a local database set up first)."""
     db = sqlite_path(tracking_uri)

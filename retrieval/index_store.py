@@ -127,9 +127,9 @@ def read_manifest(lakehouse_root: str, signal: str) -> Manifest:
     return manifest
 
 
-def load(lakehouse_root: str, signal: str) -> tuple[Manifest, VectorIndex]:
-    """The signal's current index and its manifest."""
-    manifest = read_manifest(lakehouse_root, signal)
+def load(lakehouse_root: str, signal: str, manifest: Manifest | None = None) -> tuple[Manifest, VectorIndex]:
+    """The signal's current index and its manifest (or the build `manifest`, already read, names)."""
+    manifest = manifest or read_manifest(lakehouse_root, signal)
     filesystem, folder = filesystem_of(signal_folder(lakehouse_root, signal))
     data = _read(filesystem, f"{folder}/{manifest.index_file}")
     ids = pq.read_table(f"{folder}/{manifest.ids_file}", filesystem=filesystem)

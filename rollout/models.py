@@ -23,7 +23,7 @@ from dataclasses import replace
 from typing import Any
 
 from conf.settings import Settings, UsageError
-from lake.registry import CHALLENGER, CHAMPION, RegisteredModel, Registry, sqlite_path
+from lake.registry import CHALLENGER, CHAMPION, RegisteredModel, Registry, registry_exists
 from signals.base import ModelRef, Signal, SignalConfig
 from signals.catalog import build_signal, signal_class
 
@@ -39,9 +39,8 @@ LEGACY_RUN_PARAMS = frozenset({
 def registry_for(settings: Settings, existing: bool = False) -> Registry:
     """The profile's model registry; with `existing`, refused where none was ever made (commands that
     only move aliases or read, run on a mistyped lakehouse, would otherwise leave an empty one there)."""
-    database = sqlite_path(settings.registry_uri)
-    if existing and database is not None and not database.exists():
-        raise UsageError(f"no model registry at {database}: nothing was registered in this lakehouse (is --set lakehouse right?)")
+    if existing and not registry_exists(settings.registry_uri):
+        raise UsageError(f"no model registry at {settings.registry_uri}: nothing was registered in this lakehouse (is --set lakehouse right?)")
     return Registry(settings.registry_uri)
 
 

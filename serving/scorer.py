@@ -108,15 +108,13 @@ class Scorer:
             signal = signals.get(name)
             if not isinstance(signal, Embedder):
                 continue
-            manifest = index_store.read_manifest(settings.lakehouse_root, name)
-            if manifest.model_version == signal.config.model.version:  # an outdated index is not read at all
-                manifest, index = index_store.load(settings.lakehouse_root, name)  # (rebuilt meanwhile: checked again below)
+            manifest = index_store.read_manifest(settings.lakehouse_root, name)  # an outdated index is skipped unread
             if manifest.model_version != signal.config.model.version:
                 skipped[name] = (f"its index holds model version {manifest.model_version}, the champion is {signal.config.model.version}: "
                                  f"build its index (content-signals index {name})")
                 log.warning("%s: %s", name, skipped[name])
                 continue
-            indexes[name] = LoadedIndex(manifest, index)
+            indexes[name] = LoadedIndex(*index_store.load(settings.lakehouse_root, name, manifest))
         return cls(signals, indexes, settings.serve.neighbours, skipped, {name: built[name] for name in unserved})
 
     @property

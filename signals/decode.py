@@ -150,10 +150,11 @@ def decode_image(data: bytes | None, limits: DecodeLimits = DecodeLimits(), resi
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = _open(bytes(data), limits)
+            data = bytes(data)
+            image = _open(data, limits)
             check_resized(*image.size, resize_short_side, limits)
             if image.format == "JPEG":
-                check_jpeg(bytes(data), image, limits)
+                check_jpeg(data, image, limits)
             _draft(image, resize_short_side)
             width, height = image.size
             check_size(width, height, image.mode, limits)
