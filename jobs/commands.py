@@ -41,7 +41,7 @@ from signals.contracts import CORPUS, RUNS
 from signals.weights import local_path
 from training.gate import promotion_refusals
 from training.heads_evaluation import evaluate_heads, write_heads_report
-from training.train import label_frames, train_task
+from training.train import ReadVersions, label_frames, train_task
 
 EVAL_FOLDER = REPORT.parent  # the heads page and the simulated annotators' exports, beside the report
 SCENARIO_ITEMS = 64  # items of an appended scenario day: enough for every rule's min_rows
@@ -122,8 +122,9 @@ def _compare(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def _train(settings: Settings, args: argparse.Namespace) -> None:
-    labels, gold, majority = label_frames(settings.lakehouse_root, args.task, args.labels)
-    trained = train_task(settings, args.task, labels, args.labels, args.embedding, gold, majority)
+    reads = ReadVersions.latest(settings.lakehouse_root)
+    labels, gold, majority = label_frames(settings.lakehouse_root, args.task, args.labels, reads)
+    trained = train_task(settings, args.task, labels, args.labels, args.embedding, gold, majority, reads=reads)
     print_trained(trained)
 
 

@@ -109,19 +109,21 @@ def scorers(frame: pd.DataFrame) -> list[str]:
 
 # -- what the lakehouse says about the items ---------------------------------------------------
 
-def _champion_rows(lakehouse: str, signal: str, model_version: str | None, ids: Sequence[str], columns: list[str]) -> pd.DataFrame:
+def _champion_rows(lakehouse: str, signal: str, model_version: str | None, ids: Sequence[str], columns: list[str],
+                   version: int | None) -> pd.DataFrame:
     root = f"{lakehouse.rstrip('/')}/{LABELS.name}"
     if model_version is None or not DeltaTable.is_deltatable(root):
         return pd.DataFrame(columns=columns)
     condition = (pc.field("signal") == signal) & (pc.field("model_version") == model_version) & (pc.field("status") == STATUS_OK)
     condition &= pc.field("content_id").isin(list(ids))
-    return delta_io.read_arrow(root, filters=condition, columns=columns).to_pandas()
+    return delta_io.read_arrow(root, version, filters=condition, columns=columns).to_pandas()
 
 
-def rule_scores(lakehouse: str, task: str, model_version: str | None, ids: Sequence[str]) -> pd.Series:
-    """The rule-based labeler's score of each item (NaN where it has none), at its `model_version`."""
+def rule_scores(lakehouse: str, task: str, model_version: str | None, ids: Sequence[str], labels_version: int | None) -> pd.Series:
+    """The rule-based labeler's score of each item (NaN where it has none), at its `model_version`,
+    from the labels table at `labels_version`."""
     signal, label = RULES[task]
-    rows = _champion_rows(lakehouse, signal, model_version, ids, ["content_id", "label", "score"])
+    rows = _champion_rows(lakehouse, signal, model_version, ids, ["content_id", "label", "score"], labels_version)
     rows = rows[rows["label"] == label]
     return rows.set_index("content_id")["score"].reindex(list(ids)).astype(float)
 
@@ -140,12 +142,14 @@ def text_length(title: str | None, description: str | None) -> str:
     return next(name for low, high, name in TEXT_LENGTHS if low <= n < high)
 
 
-def item_slices(lakehouse: str, ids: Sequence[str], language_version: str | None) -> pd.DataFrame:
-    """Per item: its day, language (the language signal's champion), image format and text length."""
-    corpus = delta_io.read_arrow(f"{lakehouse.rstrip('/')}/{CORPUS.name}", filters=pc.field("content_id").isin(list(ids)),
+def item_slices(lakehouse: str, ids: Sequence[str], language_version: str | None,
+                labels_version: int | None, corpus_version: int | None) -> pd.DataFrame:
+    """Per item: its day, language (the language signal's `language_version` in the labels table at
+    `labels_version`), image format and text length (the corpus at `corpus_version`)."""
+    corpus = delta_io.read_arrow(f"{lakehouse.rstrip('/')}/{CORPUS.name}", corpus_version, filters=pc.field("content_id").isin(list(ids)),
                                  columns=["content_id", "ds", "image", "title", "description"]).to_pandas()
     corpus = corpus.drop_duplicates("content_id", keep="last").set_index("content_id").reindex(list(ids))
-    languages = _champion_rows(lakehouse, LANGUAGE_SIGNAL, language_version, ids, ["content_id", "label"])
+    languages = _champion_rows(lakehouse, LANGUAGE_SIGNAL, language_version, ids, ["content_id", "label"], labels_version)
     return pd.DataFrame({
         "content_id": list(ids),
         "ds": corpus["ds"].fillna("unknown").to_numpy(),

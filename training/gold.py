@@ -1,4 +1,4 @@
-"""Gold labels of a task from the latest `human_labels` version: Dawid-Skene's posterior over every
+"""Gold labels of a task from a `human_labels` version (the latest unless pinned): Dawid-Skene's posterior over every
 annotator's judgements, with the agreement figures that say how far to trust them."""
 from __future__ import annotations
 
@@ -47,15 +47,15 @@ def votes_of(labels: pa.Table, positive: str) -> Votes:
     return Votes(ids, names, matrix)
 
 
-def task_votes(lakehouse: str, task: str) -> Votes:
-    """The votes of `task` in the latest human_labels version."""
-    return votes_of(labels_of(lakehouse, task_named(task).name), task_named(task).positive)
+def task_votes(lakehouse: str, task: str, version: int | None = None) -> Votes:
+    """The votes of `task` in the human_labels table at `version` (default: the latest)."""
+    return votes_of(labels_of(lakehouse, task_named(task).name, version), task_named(task).positive)
 
 
-def gold_labels(lakehouse: str, task: str) -> pd.DataFrame:
+def gold_labels(lakehouse: str, task: str, version: int | None = None) -> pd.DataFrame:
     """content_id, p_positive (Dawid-Skene posterior of the positive value), label (0/1) and
-    n_annotators of every item with a human label of `task`, from the latest human_labels version."""
-    votes = task_votes(lakehouse, task)
+    n_annotators of every item with a human label of `task`, from human_labels at `version` (default: the latest)."""
+    votes = task_votes(lakehouse, task, version)
     if not votes.content_ids:
         return pd.DataFrame({"content_id": pd.Series(dtype=str), "p_positive": pd.Series(dtype=float),
                              "label": pd.Series(dtype=int), "n_annotators": pd.Series(dtype=int)})

@@ -39,7 +39,7 @@ from training.human_labels import import_labels
 from training.loader import Snapshot, pin_snapshot, with_folds
 from training.loader_benchmark import loader_against_pandas
 from training.tasks import TASKS, task_named
-from training.train import JOIN, embedding_signals, held_out_gold, label_frames
+from training.train import JOIN, ReadVersions, embedding_signals, held_out_gold, label_frames
 from training.weak import run_weak
 
 CROSS_FIT_FOLDS = 5  # folds of near-duplicate groups: every gold item scored by heads that never saw its group
@@ -88,7 +88,7 @@ def compare_heads(settings: Settings, task: str, weak: pd.DataFrame, gold: pd.Da
     conf = settings.training
     root = settings.lakehouse_root
     weak_snapshot = pin_snapshot(root, signal, model_version, weak, fractions=conf.splits, joined=joined)
-    frame, vectors = held_out_gold(settings, task, weak_snapshot, gold, majority)  # read once, for every head
+    frame, vectors = held_out_gold(settings, task, weak_snapshot, gold, majority, reads=ReadVersions.latest(root))  # read once, for every head
     frame["weak_head"] = train_head(weak_snapshot, conf).scores(vectors)
     frame["label_model"] = weak.drop_duplicates("content_id").set_index("content_id")["p_positive"].reindex(frame["content_id"]).to_numpy()
 
@@ -135,7 +135,7 @@ def cross_fitted(settings: Settings, task: str, gold: pd.DataFrame,
         weak, majority = weak_without(list(gold_folds.targets("test")))
         weak_snapshot = pin_snapshot(root, signal, model_version, weak, gold_snapshot.embeddings_version, gold_snapshot.duplicates_version,
                                      conf.splits, joined)
-        frame, vectors = held_out_gold(settings, task, weak_snapshot, gold, majority, (f, folds))
+        frame, vectors = held_out_gold(settings, task, weak_snapshot, gold, majority, (f, folds), reads=ReadVersions.latest(root))
         frame["weak_head"] = train_head(with_folds(weak_snapshot, f, folds), conf).scores(vectors)
         frame["gold_head"] = train_head(gold_folds, conf).scores(vectors)
         frame["label_model"] = weak.drop_duplicates("content_id").set_index("content_id")["p_positive"].reindex(frame["content_id"]).to_numpy()
@@ -164,7 +164,7 @@ def evaluate_heads(settings: Settings, versions: Mapping[str, str], folder: Path
 
         def weak_without(held: list[str], task: str = name, gold: pd.DataFrame = gold) -> tuple[pd.DataFrame, pd.DataFrame]:
             run_weak(settings.lakehouse_root, task, versions, readable_gold=sorted(set(gold["content_id"]) - set(held)))
-            weak, _, majority = label_frames(settings.lakehouse_root, task, "weak")
+            weak, _, majority = label_frames(settings.lakehouse_root, task, "weak", ReadVersions.latest(settings.lakehouse_root))
             return weak, majority
 
         cross = cross_fitted(settings, name, gold, weak_without, signal, versions[signal], joined)

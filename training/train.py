@@ -7,6 +7,8 @@ embeddings joined (`--embedding image_embedding+text_embedding`): its version is
 The registry version records the weights file (its sha256, as for every model) and what the head
 reads (the embedding signals, their model versions and input kinds); its held-out evaluation is
 kept on it as a tag, which `promote` judges with the gate of the configuration then in force (training/gate.py).
+Every table the run reads is read at a version taken once at its start and logged with the
+lineage (ReadVersions), so its evaluation, and so the gate's verdict, can be repeated later.
 """
 from __future__ import annotations
 
@@ -22,12 +24,13 @@ from lake.registry import CHALLENGER, RegisteredModel, RegistryError
 from rollout.compare import log_to_mlflow
 from rollout.models import KIND, champion_version, registry_for
 from signals.catalog import signal_class
+from signals.contracts import CORPUS, HUMAN_LABELS, LABELS, WEAK_LABELS
 from signals.labels.head import JOINED_SEPARATOR
 from training import gold, weak
 from training.evaluate import LANGUAGE_SIGNAL, RULES, Evaluation, evaluate, item_slices, report_metrics, rule_scores, write_evaluation_report
 from training.gate import EVALUATION_TAG, head_signal
 from training.heads import TrainedHead, save_head, train_head
-from training.loader import Snapshot, batches, pin_snapshot, with_folds
+from training.loader import Snapshot, batches, latest_version, pin_snapshot, with_folds
 from training.tasks import task_named
 
 EXPERIMENT = "content-signals-training"
@@ -36,14 +39,37 @@ JOINED_HEAD_KIND = "joined_embedding_head"  # a head on several embeddings joine
 JOIN = "+"  # between embedding signals whose vectors a head reads concatenated
 
 
-def label_frames(lakehouse: str, task: str, source: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+@dataclass(frozen=True)
+class ReadVersions:
+    """The versions at which a training run reads the tables beside its embeddings snapshot: gold
+    (human_labels), the weak labels and their majority vote, the rule's and the language's rows
+    (labels) and the slices' corpus; None where a table does not exist."""
+
+    human_labels: int | None
+    weak_labels: int | None
+    labels: int | None
+    corpus: int | None
+
+    @classmethod
+    def latest(cls, lakehouse: str) -> ReadVersions:
+        """Each table's latest version now: taken once, before the run reads any of them."""
+        return cls(*(latest_version(f"{lakehouse.rstrip('/')}/{t.name}") for t in (HUMAN_LABELS, WEAK_LABELS, LABELS, CORPUS)))
+
+    def lineage(self) -> dict[str, str]:
+        """The versions as MLflow params."""
+        return {"human_labels_version": str(self.human_labels), "weak_labels_version": str(self.weak_labels),
+                "labels_table_version": str(self.labels), "corpus_version": str(self.corpus)}
+
+
+def label_frames(lakehouse: str, task: str, source: str, reads: ReadVersions) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(training labels as `--labels` names them, gold labels, majority vote), the training labels
     as (content_id, p_positive), gold first where `both`: the one place the label tables of
-    training.gold and training.weak (human labels, weak supervision) are read."""
-    gold_frame = gold.gold_labels(lakehouse, task)
-    frames = ([gold_frame] if source in ("gold", "both") else []) + ([weak.weak_labels(lakehouse, task)] if source in ("weak", "both") else [])
+    training.gold and training.weak (human labels, weak supervision) are read, at `reads`' versions."""
+    gold_frame = gold.gold_labels(lakehouse, task, reads.human_labels)
+    frames = ([gold_frame] if source in ("gold", "both") else []) + \
+        ([weak.weak_labels(lakehouse, task, reads.weak_labels)] if source in ("weak", "both") else [])
     labels = pd.concat([f[["content_id", "p_positive"]] for f in frames], ignore_index=True).drop_duplicates("content_id")
-    return labels, gold_frame, weak.majority_vote(lakehouse, task)
+    return labels, gold_frame, weak.majority_vote(lakehouse, task, reads.weak_labels)
 
 
 @dataclass(frozen=True)
@@ -67,12 +93,12 @@ def _version_of(settings: Settings, signal: str) -> str | None:
         return None
 
 
-def held_out_gold(settings: Settings, task: str, snapshot: Snapshot, gold: pd.DataFrame,
-                  majority: pd.DataFrame | None = None, fold: tuple[int, int] | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+def held_out_gold(settings: Settings, task: str, snapshot: Snapshot, gold: pd.DataFrame, majority: pd.DataFrame | None = None,
+                  fold: tuple[int, int] | None = None, *, reads: ReadVersions) -> tuple[pd.DataFrame, np.ndarray]:
     """The gold items of the snapshot's test groups (with `fold`, (test fold, folds): that fold's
     groups) with an ok embedding: their label, the rule's and the majority vote's scores and their
-    slices (a scorer with no score for any of them is left out), and their vectors in the same
-    order, for any number of heads to be scored on."""
+    slices (a scorer with no score for any of them is left out; labels and corpus read at `reads`'
+    versions), and their vectors in the same order, for any number of heads to be scored on."""
     pinned = pin_snapshot(snapshot.lakehouse, snapshot.signal, snapshot.model_version,
                           gold.assign(p_positive=gold["label"].astype(float)), snapshot.embeddings_version,
                           snapshot.duplicates_version, settings.training.splits, snapshot.joined)
@@ -85,20 +111,20 @@ def held_out_gold(settings: Settings, task: str, snapshot: Snapshot, gold: pd.Da
         raise UsageError(f"no held-out gold items of {task} with an ok {snapshot.signal} row: label more items")
     labels = gold.drop_duplicates("content_id").set_index("content_id")["label"]
     frame = pd.DataFrame({"content_id": ids, "label": labels.loc[ids].astype(int).to_numpy()})
-    frame["rule"] = rule_scores(snapshot.lakehouse, task, _version_of(settings, RULES[task][0]), ids).to_numpy()
+    frame["rule"] = rule_scores(snapshot.lakehouse, task, _version_of(settings, RULES[task][0]), ids, reads.labels).to_numpy()
     if majority is not None:
         frame["majority_vote"] = majority.drop_duplicates("content_id").set_index("content_id")["p_positive"].reindex(ids).to_numpy()
     frame = frame.dropna(axis="columns", how="all").dropna()
-    slices = item_slices(snapshot.lakehouse, list(frame["content_id"]), _version_of(settings, LANGUAGE_SIGNAL))
+    slices = item_slices(snapshot.lakehouse, list(frame["content_id"]), _version_of(settings, LANGUAGE_SIGNAL), reads.labels, reads.corpus)
     frame = frame.merge(slices, on="content_id")
     return frame, np.concatenate(vectors)[pd.Index(ids).get_indexer(frame["content_id"])]
 
 
 def held_out(settings: Settings, task: str, snapshot: Snapshot, head: TrainedHead, gold: pd.DataFrame,
-             majority: pd.DataFrame | None = None) -> pd.DataFrame:
+             majority: pd.DataFrame | None, reads: ReadVersions) -> pd.DataFrame:
     """held_out_gold's frame with the head's scores beside the other scorers': every scorer on the
     same items."""
-    frame, vectors = held_out_gold(settings, task, snapshot, gold, majority)
+    frame, vectors = held_out_gold(settings, task, snapshot, gold, majority, reads=reads)
     frame.insert(2, "head", head.scores(vectors))
     return frame
 
@@ -134,18 +160,20 @@ def pin_embeddings(settings: Settings, signals: list[str], labels: pd.DataFrame)
 
 def train_task(settings: Settings, task_name: str, labels: pd.DataFrame, label_source: str, embedding: str | None = None,
                gold: pd.DataFrame | None = None, majority: pd.DataFrame | None = None,
-               report_path: Path = Path("reports/train/latest.html")) -> TrainedVersion:
-    """Train, evaluate (on `gold`'s held-out items, when given), log and register a head for the task."""
+               report_path: Path = Path("reports/train/latest.html"), reads: ReadVersions | None = None) -> TrainedVersion:
+    """Train, evaluate (on `gold`'s held-out items, when given), log and register a head for the
+    task; `reads`: the versions its label frames were read at (default: the latest now)."""
     task = task_named(task_name)
     conf = settings.training
+    reads = reads or ReadVersions.latest(settings.lakehouse_root)
     snapshot = pin_embeddings(settings, embedding_signals(settings, task.name, embedding), labels)
     head = train_head(snapshot, conf)
     name = head_signal(task.name)
-    lineage = {**snapshot.lineage(), "task": task.name, "labels": label_source}
+    lineage = {**snapshot.lineage(), **reads.lineage(), "task": task.name, "labels": label_source}
     weights = save_head(head, Path(settings.lakehouse_root) / "_heads" / name, lineage)
     evaluation, report = None, None
     if gold is not None:
-        frame = held_out(settings, task.name, snapshot, head, gold, majority)
+        frame = held_out(settings, task.name, snapshot, head, gold, majority, reads)
         evaluation = evaluate(task.name, frame, conf.precision_at_recall, conf.gate.min_slice_items,
                               f"{name}: held-out gold ({label_source} labels)")
         report = write_evaluation_report(evaluation, report_path, [f"{k}: {v}" for k, v in lineage.items()])

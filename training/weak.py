@@ -41,25 +41,26 @@ def table_root(lakehouse: str) -> str:
     return f"{lakehouse.rstrip('/')}/{WEAK_LABELS.name}"
 
 
-def _task_rows(lakehouse: str, task: str) -> pd.DataFrame:
+def _task_rows(lakehouse: str, task: str, version: int | None = None) -> pd.DataFrame:
     root = table_root(lakehouse)
     if not DeltaTable.is_deltatable(root):
         raise UsageError(f"no weak_labels table at {root}: run `content-signals labels weak --task {task}` first")
-    rows = delta_io.read_arrow(root, filters=pc.field("task") == task_named(task).name).to_pandas()
+    rows = delta_io.read_arrow(root, version, filters=pc.field("task") == task_named(task).name).to_pandas()
     if rows.empty:
         raise UsageError(f"{root} holds no weak labels of {task!r}: run `content-signals labels weak --task {task}` first")
     return rows.sort_values("content_id").reset_index(drop=True)
 
 
-def weak_labels(lakehouse: str, task: str) -> pd.DataFrame:
-    """content_id and p_positive (the label model's probability) of every item, latest weak_labels version."""
-    return _task_rows(lakehouse, task)[["content_id", "p_positive"]]
+def weak_labels(lakehouse: str, task: str, version: int | None = None) -> pd.DataFrame:
+    """content_id and p_positive (the label model's probability) of every item, weak_labels at `version` (default: the latest)."""
+    return _task_rows(lakehouse, task, version)[["content_id", "p_positive"]]
 
 
-def majority_vote(lakehouse: str, task: str) -> pd.DataFrame:
+def majority_vote(lakehouse: str, task: str, version: int | None = None) -> pd.DataFrame:
     """content_id and p_positive: the labeling functions' majority vote (share of positive votes,
-    abstains ignored; 0.5 where every function abstained), the baseline a head must beat."""
-    rows = _task_rows(lakehouse, task)
+    abstains ignored; 0.5 where every function abstained), the baseline a head must beat, from
+    weak_labels at `version` (default: the latest)."""
+    rows = _task_rows(lakehouse, task, version)
     return pd.DataFrame({"content_id": rows["content_id"], "p_positive": rows["majority_p"].fillna(0.5).astype(float)})
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pyarrow as pa
 import pytest
+from deltalake import write_deltalake
 from embedding_tables import SIGNAL, append, random_vectors, rows
 from sklearn.metrics import roc_auc_score
 from training_lakehouse import ERRORS, training_lakehouse
@@ -15,10 +17,13 @@ from jobs.cli import main
 from lake import delta_io
 from lake.registry import CHALLENGER, CHAMPION, Registry
 from rollout.compare import EXPERIMENT as COMPARE_EXPERIMENT
+from signals.contracts import LABELS
 from signals.labels.head import load_head, score_vectors
-from training.loader import split_of
+from training.gold import gold_labels
+from training.human_labels import import_labels
+from training.loader import latest_version, split_of
 from training.sampling import head_probabilities
-from training.train import EXPERIMENT, train_task
+from training.train import EXPERIMENT, ReadVersions, train_task
 
 
 @pytest.fixture
@@ -48,6 +53,37 @@ def test_train_registers_a_challenger_evaluated_on_held_out_gold(lake, tmp_path)
     assert run.data.params["embeddings_version"] == str(trained.snapshot.embeddings_version)
     assert run.data.params["labels"] == "weak" and run.data.metrics["head.roc_auc"] == trained.evaluation.metrics["head"]["roc_auc"]
     assert {a.path for a in registry.client.list_artifacts(trained.run_id)} == {"report.html", trained.weights.name}
+
+
+def test_the_evaluation_reads_the_tables_at_the_versions_taken_when_the_run_began(lake, tmp_path):
+    """The rule rescored while a head trains does not reach its evaluation, and the versions read are logged,
+    so the gate's verdict can be repeated."""
+    root = lake.settings.lakehouse_root
+    reads = ReadVersions.latest(root)
+    before = delta_io.read_arrow(f"{root}/labels").to_pandas()
+    write_deltalake(f"{root}/labels", pa.Table.from_pandas(before.assign(score=1 - before["score"]), schema=LABELS.schema, preserve_index=False),
+                    mode="overwrite", partition_by=list(LABELS.partition_by))
+    trained = train_task(lake.settings, "low_quality", lake.weak, "weak", gold=lake.gold, majority=lake.majority,
+                         report_path=tmp_path / "report.html", reads=reads)
+    held_out = trained.evaluation.frame["content_id"]
+    truth = lake.gold.set_index("content_id").loc[held_out, "label"]
+    rule = before.set_index("content_id").loc[held_out, "score"]
+    assert trained.evaluation.metrics["rule"]["roc_auc"] == pytest.approx(roc_auc_score(truth, rule), abs=1e-9) != 0.5
+    params = Registry(lake.settings.registry_uri).client.get_run(trained.run_id).data.params
+    assert params["labels_table_version"] == str(reads.labels) != str(latest_version(f"{root}/labels"))
+    assert (params["corpus_version"], params["human_labels_version"], params["weak_labels_version"]) == (str(reads.corpus), "None", "None")
+
+
+def test_gold_is_read_at_a_pinned_human_labels_version(lake, tmp_path):
+    root = lake.settings.lakehouse_root
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    first.write_text("content_id,label,annotator\n" + "".join(f"{c},yes,a\n" for c in lake.ids[:4]))
+    second.write_text("content_id,label,annotator\n" + "".join(f"{c},no,{who}\n" for c in lake.ids[:4] for who in "bc"))
+    import_labels(root, first, "low_quality")
+    pinned = ReadVersions.latest(root).human_labels
+    import_labels(root, second, "low_quality")
+    assert gold_labels(root, "low_quality", pinned)["label"].tolist() == [1] * 4
+    assert gold_labels(root, "low_quality")["label"].tolist() == [0] * 4
 
 
 def test_label_sample_asks_for_the_items_the_trained_head_is_least_sure_of(lake, tmp_path, capsys):
