@@ -17,7 +17,9 @@ A failure is a `FetchError`, an `InputError` whose message is the row's error re
 REASONS, prefixed `transient: ` (signals.contracts.TRANSIENT_PREFIX) when a later refresh
 should try again. A worker holds at most `max_bytes` (twice, while joining chunks) per fetch
 running, and as many fetches run as the signal has prepare threads; connections per host are
-capped at `pool_size`.
+capped at `pool_size`, and the pools kept per host at ADDRESSES_PER_HOST (the addresses it
+resolved to most recently): a CDN that answers with a new address every few minutes would
+otherwise leave a pool of idle connections behind for each one, for as long as the worker lives.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ import socket
 import stat
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +50,7 @@ SERVER_ERROR = "server error"
 CONNECTION_FAILED = "connection failed"
 REASONS = (NOT_FOUND, FORBIDDEN, TIMEOUT, TOO_LARGE, NOT_ALLOWED, REDIRECTED_OUT, SERVER_ERROR, CONNECTION_FAILED)
 TRANSIENT_REASONS = frozenset({TIMEOUT, SERVER_ERROR, CONNECTION_FAILED})
+ADDRESSES_PER_HOST = 4  # connection pools kept per HTTP host, one per address it resolved to, most recent first
 
 CHUNK_BYTES = 256 * 1024
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -115,7 +119,7 @@ class Fetcher:
         self.policy = policy
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._pools: dict[tuple[str, str, int, str], Any] = {}
+        self._pools: dict[tuple[str, str, int], OrderedDict[str, Any]] = {}  # (scheme, host, port) -> address -> pool, oldest first
         self._s3: Any = None
         self._roots = tuple(Path(root).resolve() for root in policy.file_roots)
         self._networks = tuple(ipaddress.ip_network(n, strict=False) for n in policy.allowed_networks)
@@ -285,15 +289,18 @@ class Fetcher:
     def _pool(self, scheme: str, address: str, port: int, host: str) -> Any:
         import urllib3
 
-        key = (scheme, address, port, host)
         with self._lock:
-            if key not in self._pools:
+            pools = self._pools.setdefault((scheme, host, port), OrderedDict())
+            if address not in pools:
                 if scheme == "https":  # certificate and SNI for the name, connection to the checked address
-                    self._pools[key] = urllib3.HTTPSConnectionPool(address, port, maxsize=self.policy.pool_size, block=True,
-                                                                   server_hostname=host, assert_hostname=host)
+                    pools[address] = urllib3.HTTPSConnectionPool(address, port, maxsize=self.policy.pool_size, block=True,
+                                                                 server_hostname=host, assert_hostname=host)
                 else:
-                    self._pools[key] = urllib3.HTTPConnectionPool(address, port, maxsize=self.policy.pool_size, block=True)
-            return self._pools[key]
+                    pools[address] = urllib3.HTTPConnectionPool(address, port, maxsize=self.policy.pool_size, block=True)
+                while len(pools) > ADDRESSES_PER_HOST:
+                    pools.popitem(last=False)[1].close()  # idle connections close now, those in use when released
+            pools.move_to_end(address)
+            return pools[address]
 
     def _body(self, response: Any) -> bytes:
         """A 2xx response's body, read up to the cap and the deadline; other statuses as reasons."""

@@ -12,7 +12,7 @@ import pytest
 from conftest import jpeg_bytes
 
 from signals.contracts import is_retried_error
-from signals.fetch import REASONS, Fetcher, FetchError, FetchPolicy
+from signals.fetch import ADDRESSES_PER_HOST, REASONS, Fetcher, FetchError, FetchPolicy
 
 MAX_BYTES = 100_000
 FAST = {"connect_timeout_s": 0.5, "read_timeout_s": 0.5, "backoff_s": 0.01, "retries": 2, "max_bytes": MAX_BYTES}
@@ -314,3 +314,24 @@ def test_a_fifo_is_not_waited_on_and_a_link_out_of_a_root_tells_nothing(files):
     os.symlink(root.parent / "outside", root / "out")
     for missing_or_not in ("secret.jpg", "no_such.jpg"):  # the same answer whether the file outside exists or not
         assert _reason(fetcher, f"file://{root}/out/{missing_or_not}").startswith("not allowed"), missing_or_not
+
+
+def test_a_host_whose_address_keeps_changing_keeps_a_bounded_number_of_pools(monkeypatch):
+    """A name answering with a new address each time (a CDN's rotation) leaves at most ADDRESSES_PER_HOST
+    pools behind, the oldest closed, however long the worker runs."""
+    answers, resolve = iter(range(2, 100)), socket.getaddrinfo
+
+    def rotating(host, *args, **kwargs):
+        if host != "cdn.test":  # the connection's own lookup of the checked address
+            return resolve(host, *args, **kwargs)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (f"127.0.0.{next(answers)}", 9))]
+    monkeypatch.setattr(socket, "getaddrinfo", rotating)
+    fetcher = Fetcher(FetchPolicy(http_hosts=("cdn.test:9",), allowed_networks=("127.0.0.0/8",), **{**FAST, "retries": 0}))
+    opened = []
+    for _ in range(3 * ADDRESSES_PER_HOST):
+        assert _reason(fetcher, "http://cdn.test:9/a.jpg").startswith("transient: connection failed")  # nothing listens on port 9
+        opened += [p for pools in fetcher._pools.values() for p in pools.values() if p not in opened]
+    held = [p for pools in fetcher._pools.values() for p in pools.values()]
+    assert len(opened) == 3 * ADDRESSES_PER_HOST and len(held) == ADDRESSES_PER_HOST
+    assert [p.host for p in held] == [f"127.0.0.{i}" for i in range(2 + 2 * ADDRESSES_PER_HOST, 2 + 3 * ADDRESSES_PER_HOST)]
+    assert all(p.pool is None for p in opened if p not in held) and all(p.pool is not None for p in held)  # evicted ones closed
