@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, field_validator, model_validator
 
 from signals.decode import DecodeLimits
 from signals.fetch import FetchPolicy
@@ -273,8 +273,8 @@ class MaintainSettings(_Strict):
     small_file_bytes: int = Field(16 * 2**20, gt=0)  # a data file smaller than this is small
     min_small_files: int = Field(4, ge=1)  # a partition is compacted when it holds more small files than this
     target_file_bytes: int = Field(128 * 2**20, gt=0)  # compacted files are about this large
-    min_retention_hours: float = Field(168, ge=0)  # a vacuum never removes files a version younger than this names
-    keep_versions: dict[str, tuple[int, ...]] = Field(default_factory=dict)  # table -> versions a reader pins (indexes' versions are kept without it)
+    min_retention_hours: float = Field(168, ge=0, le=24 * 365 * 10)  # a vacuum keeps every version current this recently
+    keep_versions: dict[str, tuple[NonNegativeInt, ...]] = Field(default_factory=dict)  # table -> versions a reader pins (indexes' versions are kept without it)
 
 
 class IndexSettings(_Strict):

@@ -1,12 +1,13 @@
 """The maintain job: upkeep of the lakehouse's tables (lake/upkeep.py), safe beside the other jobs.
 
-    content-signals maintain [--tables embeddings labels duplicates runs corpus] [--dry-run]
+    content-signals maintain [--tables embeddings labels ...] [--dry-run]
 
 For each table: the small files of crowded partitions compacted (one commit per table), a vacuum
-that keeps every version still named, and a checkpoint of the log once it has grown
-(`maintain:` in the profile). The versions named, which a vacuum keeps readable with every
-version since: the corpus version each signal table's last refresh compared (the next refresh
-reads the files of that version to find what changed), the corpus version pinned in the profile
+that keeps every version still named and every version current within
+`maintain.min_retention_hours`, and a checkpoint of the log once it has grown (`maintain:` in
+the profile). The versions named: the corpus version each signal table's (and the keyframes
+table's) last refresh compared (the next refresh reads the files of that version to find what
+changed), the corpus version pinned in the profile
 (`corpus.version`), the embeddings version each index was built or last updated from (its next
 `index --update` reads the files changed since), and those `maintain.keep_versions` lists (any
 other reader's pin).
@@ -33,11 +34,11 @@ from lake.ledger import NOTHING_TO_DO, SUCCEEDED
 from lake.upkeep import Upkeep, UpkeepPolicy, maintain_table
 from retrieval import index_store
 from signals.base import ModelRef
-from signals.contracts import CORPUS, DUPLICATES, EMBEDDINGS, LABELS, RUNS
+from signals.contracts import ALERTS, CORPUS, DUPLICATES, EMBEDDINGS, HUMAN_LABELS, KEYFRAMES, LABELS, RUNS, SIGNAL_STATS, WEAK_LABELS
 
 JOB = "maintain"
-TABLES = {c.name: c for c in (EMBEDDINGS, LABELS, DUPLICATES, RUNS, CORPUS)}
-REFRESHED_TABLES = (EMBEDDINGS, LABELS)  # tables whose refresh commits record the corpus version they compared
+TABLES = {c.name: c for c in (EMBEDDINGS, LABELS, KEYFRAMES, DUPLICATES, RUNS, SIGNAL_STATS, ALERTS, HUMAN_LABELS, WEAK_LABELS, CORPUS)}
+REFRESHED_TABLES = (EMBEDDINGS, LABELS, KEYFRAMES)  # tables whose refresh commits record the corpus version they compared
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,11 @@ def _tables(settings: Settings, asked: Sequence[str] | None) -> tuple[list[str],
     skipped = {n: "no such table in the lakehouse yet" for n in wanted if n not in present}
     if not present:
         raise UsageError(f"none of the tables {', '.join(wanted)} is in the lakehouse {settings.lakehouse_root}")
+    for name, versions in settings.maintain.keep_versions.items():
+        latest = DeltaTable(settings.table_root(name)).version() if DeltaTable.is_deltatable(settings.table_root(name)) else -1
+        if versions and max(versions) > latest:
+            raise UsageError(f"maintain.keep_versions names version {max(versions)} of {name}, whose latest version is "
+                             f"{latest if latest >= 0 else 'none (no such table)'}: a version must exist to be kept")
     return present, skipped
 
 

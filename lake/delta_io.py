@@ -177,6 +177,13 @@ def all_exist(root: str, files: Sequence[LiveFile]) -> bool:
     return all(filesystem.get_file_info(f"{base}/{unquote(f.path)}").type != pafs.FileType.NotFound for f in files)
 
 
+def missing_files(root: str, files: Sequence[DataFile]) -> list[str]:
+    """The paths of written data files that are no longer in storage."""
+    filesystem, base = filesystem_of(root)
+    infos = filesystem.get_file_info([f"{base}/{f.path}" for f in files])
+    return [f.path for f, info in zip(files, infos) if info.type == pafs.FileType.NotFound]
+
+
 def _slices_changed_since(root: str, contract: TableContract, read_version: int, version: int) -> set[tuple]:
     """Partition values of the files added or removed by commits after `read_version`."""
     added, removed = changed_files(root, read_version, version)
@@ -202,8 +209,9 @@ def commit_files(
     adds files, or removes files it selects now or selected at `read_version`: a file that a
     compaction moved elsewhere meanwhile still counts), raise CommitConflict; commits to other
     partitions are fine and the commit is retried on top of them. A commit whose `app_id` is
-    already in the log is not made twice. `data_change=False` marks a commit that only moves
-    rows between files (a compaction). Returns the version.
+    already in the log is not made twice, and one whose data files are no longer all in storage
+    (a vacuum with a retention shorter than the run) is not made at all: CommitConflict.
+    `data_change=False` marks a commit that only moves rows between files (a compaction). Returns the version.
     """
     def partitions(chosen: Sequence[DataFile | LiveFile]) -> set[tuple]:
         return {tuple(f.partition_values[n] for n in contract.partition_by) for f in chosen}
@@ -215,6 +223,11 @@ def commit_files(
         table = ensure_table(root, contract)
         if table.transaction_version(app_id) is not None:
             return version_of_commit(root, app_id)
+        gone = missing_files(root, files)
+        if gone:
+            raise CommitConflict(f"{len(gone)} of this run's {len(files)} data files under {root} were deleted before its commit (e.g. {gone[0]}): "
+                                 "a vacuum with a retention shorter than the run (maintain.min_retention_hours) removed them; nothing was "
+                                 "committed. Re-run.")
         live = live_files(root, table.version())
         removed = [f for f in live if remove is not None and remove(f)]
         mine = touched | partitions(removed)

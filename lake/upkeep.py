@@ -10,8 +10,10 @@ Each step is safe beside the jobs and safe to kill:
   it conflicts with any commit to its partitions since it read them, and so does a job's commit
   with it); killed before that commit it leaves only files no snapshot names, which a later
   vacuum removes;
-- a vacuum deletes only files that no version from the retention's cutoff on, and none of the
-  versions it is told to keep, names.
+- a vacuum deletes only files that no version current within the retention, and none of the
+  versions it is told to keep, names; every one of those versions is handed to delta-rs by
+  number, so what is kept never depends on removal records, which a checkpoint drops once they
+  are older than the table's `delta.deletedFileRetentionDuration` (a week by default).
 """
 from __future__ import annotations
 
@@ -27,13 +29,10 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 from deltalake import DeltaTable
-from deltalake.exceptions import DeltaError
 
 from lake import delta_io
 from lake.file_writer import make_file_writer
 from signals.contracts import TableContract
-
-CLOCK_MARGIN = timedelta(hours=1)  # a named version's commit time was written by another machine's clock
 
 
 @dataclass(frozen=True)
@@ -134,34 +133,38 @@ def compact(root: str, contract: TableContract, bins: list[list[delta_io.LiveFil
                                  remove=lambda live: live.path in inputs, read_version=read_version, data_change=False)
 
 
-def committed_at(root: str, version: int) -> datetime:
-    """When `version` of the table was committed (DeltaError if its log entry is gone)."""
-    for entry in delta_io.snapshot(root, version).history(1):
-        if entry.get("version") == version:
-            return datetime.fromtimestamp(entry["timestamp"] / 1000, UTC)
-    raise LookupError(f"{root}: no commit information for version {version}")
+def commit_times(root: str) -> dict[int, datetime]:
+    """When each version whose log entry is still there was committed."""
+    return {entry["version"]: datetime.fromtimestamp(entry["timestamp"] / 1000, UTC)
+            for entry in delta_io.snapshot(root).history() if "version" in entry and "timestamp" in entry}
+
+
+def versions_current_since(times: Mapping[int, datetime], cutoff: datetime) -> set[int]:
+    """The versions that were the latest at some moment from `cutoff` on: those committed since,
+    and the one that was the latest at the cutoff."""
+    since = {v for v, at in times.items() if at >= cutoff}
+    before = [v for v, at in times.items() if at < cutoff]
+    return since | ({max(before)} if before else set())
 
 
 def vacuum(root: str, keep: Collection[int], min_retention: timedelta, dry_run: bool) -> tuple[list[str], int, tuple[int, ...], list[str]]:
     """Delete the files no snapshot needs (replaced files, and files of runs and compactions that
-    never committed), keeping every file of the versions `keep` names and of every version since
-    the oldest of them, and never a file younger than `min_retention`. Returns (files deleted,
-    retention hours, versions kept, notes on named versions that could no longer be read)."""
-    now, named, notes = datetime.now(UTC), {}, []
-    for version in sorted(set(keep)):
-        try:
-            named[version] = committed_at(root, version)
-        except (DeltaError, LookupError) as exc:
-            notes.append(f"version {version} is named but cannot be read any more ({str(exc).splitlines()[0][:120]})")
-    retention = max(min_retention, now - min(named.values()) + CLOCK_MARGIN) if named else min_retention
-    hours = math.ceil(retention.total_seconds() / 3600)
+    never committed), keeping every file of the versions `keep` names and of every version current
+    within `min_retention` (a reader or a run in flight may hold one), and never a file younger than
+    `min_retention`. Returns (files deleted, retention hours, named versions kept, notes on named
+    versions that could no longer be read)."""
+    times = commit_times(root)
+    named = sorted(v for v in set(keep) if v in times)
+    notes = [f"version {v} is named but cannot be read any more (its log entry is gone)" for v in sorted(set(keep) - set(times))]
+    current = versions_current_since(times, datetime.now(UTC) - min_retention)
+    hours = math.ceil(min_retention.total_seconds() / 3600)
     table = DeltaTable(root)
-    options = {"retention_hours": hours, "enforce_retention_duration": False, "full": True, "keep_versions": sorted(named) or None}
+    options = {"retention_hours": hours, "enforce_retention_duration": False, "full": True, "keep_versions": sorted({*named, *current})}
     # delta-rs lists a replaced file until its removal expires from the log, deleted or not: only files still there count
     deletable = _present(root, table.vacuum(dry_run=True, **options))
     if deletable and not dry_run:
         table.vacuum(dry_run=False, **options)
-    return deletable, hours, tuple(sorted(named)), notes
+    return deletable, hours, tuple(named), notes
 
 
 def _present(root: str, paths: list[str]) -> list[str]:
@@ -177,8 +180,10 @@ def maintain_table(root: str, contract: TableContract, policy: UpkeepPolicy, kee
     grown enough (so the checkpoint holds the compaction); in a dry run, only say what would be done."""
     version = delta_io.snapshot(root).version()
     before = len(delta_io.live_files(root, version))
-    bins = compaction_bins(root, version, policy) if compaction else []
-    notes, compacted_at = [], None
+    unknown = sorted(set(delta_io.snapshot(root, version).schema().to_arrow().names) - set(contract.schema.names))
+    bins = compaction_bins(root, version, policy) if compaction and not unknown else []
+    notes, compacted_at = ([f"compaction skipped: the table has columns its contract lacks ({', '.join(unknown)}), which it would drop"]
+                           if compaction and unknown else []), None
     if bins and not dry_run:
         try:
             compacted_at = compact(root, contract, bins, version, app_id, file_prefix, metadata)

@@ -4,6 +4,7 @@ what the table held before, sorted, and named versions are read back by time tra
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from conftest import settings_for
-from deltalake import DeltaTable, write_deltalake
+from deltalake import CommitProperties, DeltaTable, write_deltalake
 from test_delta_io import log_actions, make_rows, write
 
 from conf.settings import UsageError
@@ -21,7 +22,7 @@ from jobs.refresh import CORPUS_VERSION, REFRESHED
 from lake import delta_io, upkeep
 from retrieval import index_store
 from retrieval.vector_index import EXACT, IndexKind, VectorIndex
-from signals.contracts import CORPUS, EMBEDDINGS, RUNS
+from signals.contracts import CORPUS, EMBEDDINGS, KEYFRAMES, RUNS
 
 DAYS = ("2026-11-19", "2026-11-20")
 NO_RETENTION = upkeep.UpkeepPolicy(checkpoint_every=5, small_file_bytes=2**20, min_small_files=3, target_file_bytes=2**27,
@@ -89,31 +90,53 @@ def test_a_second_run_finds_nothing_to_do(tmp_path: Path) -> None:
     assert DeltaTable(root).version() == version
 
 
-def test_vacuum_keeps_every_file_of_a_named_version_and_of_every_version_since(tmp_path: Path, monkeypatch) -> None:
-    """Versions committed 3 hours apart (their commit and removal times set so: a test cannot wait
-    hours); version 3 is named."""
-    root = str(tmp_path / "embeddings")
+def _commits_at(root: str, ages_h: list[float], monkeypatch) -> dict[int, dt.datetime]:
+    """One commit per age (hours ago), each replacing the whole slice, its removals dated so and the
+    log's commit times read so (a test cannot wait hours): {version: committed at}."""
     now, committed = time.time(), {}
-    for n in range(6):  # each run replaces the whole slice: older versions' files are all replaced
-        at = now - (18 - 3 * n) * 3600
-        monkeypatch.setattr(delta_io.time, "time", lambda at=at: at)  # when its removals happened
-        version = delta_io.commit_files(root, EMBEDDINGS, write(root, make_rows(f"run-{n}", per_slice=3), prefix=f"part-run-{n}"),
-                                        f"test/{n}", {"job": "unit"}, remove=lambda live: True)
+    for n, age in enumerate(ages_h):
+        at = now - age * 3600
+        monkeypatch.setattr(delta_io.time, "time", lambda at=at: at)
+        files = write(root, make_rows(f"run-{n}", per_slice=3), prefix=f"part-run-{n}")
+        for f in files:
+            os.utime(f"{root}/{f.path}", (at, at))
+        version = delta_io.commit_files(root, EMBEDDINGS, files, f"test/{n}", {"job": "unit"}, remove=lambda live: True)
         committed[version] = dt.datetime.fromtimestamp(at, dt.UTC)
     monkeypatch.undo()
-    monkeypatch.setattr(upkeep, "committed_at", lambda root, version: committed[version])
-    named = 3
+    monkeypatch.setattr(upkeep, "commit_times", lambda root: committed)
+    return committed
+
+
+def test_vacuum_keeps_the_named_versions_and_every_version_current_within_the_retention(tmp_path: Path, monkeypatch) -> None:
+    root = str(tmp_path / "embeddings")
+    committed = _commits_at(root, [18, 15, 12, 9, 6, 3], monkeypatch)
     expected = {v: _sorted(delta_io.read_arrow(root, v)) for v in committed}
+    seven_hours = upkeep.UpkeepPolicy(5, 2**20, 3, 2**27, dt.timedelta(hours=7))
 
-    done = _maintain(root, keep=[named])
+    done = _maintain(root, keep=[1], policy=seven_hours)
 
-    assert done.kept_versions == (named,) and done.vacuumed > 0
-    assert done.retention_hours >= (now - committed[named].timestamp()) / 3600
+    assert done.kept_versions == (1,) and done.retention_hours == 7
+    assert sorted(committed) == [1, 2, 3, 4, 5, 6]  # version 0 made the table
+    current = {4, 5, 6}  # committed within 7 hours (6 and 3 hours ago), and the latest 7 hours ago (committed 9 hours ago)
     for version in committed:
-        if version >= named:  # the named one and every later one still read exactly
+        if version in {1, *current}:
             assert _sorted(delta_io.read_arrow(root, version)).equals(expected[version]), version
-        elif version < named - 1:  # versions replaced before the named one was committed were vacuumed
+        else:
             assert not delta_io.all_exist(root, delta_io.live_files(root, version)), version
+
+
+def test_a_retention_longer_than_the_logs_removal_records_still_keeps_its_versions(tmp_path: Path, monkeypatch) -> None:
+    """A checkpoint drops removals older than a week (delta.deletedFileRetentionDuration): a version
+    replaced ten days ago is still kept by a 30-day retention."""
+    root = str(tmp_path / "embeddings")
+    _commits_at(root, [40 * 24, 10 * 24], monkeypatch)
+    DeltaTable(root).create_checkpoint()
+    expected = _sorted(delta_io.read_arrow(root, 0))
+    month = upkeep.UpkeepPolicy(100, 2**20, 100, 2**27, dt.timedelta(days=30))
+
+    done = _maintain(root, policy=month)
+
+    assert done.vacuumed == 0 and _sorted(delta_io.read_arrow(root, 0)).equals(expected)
 
 
 def test_without_a_named_version_only_the_latest_is_kept(tmp_path: Path) -> None:
@@ -267,3 +290,42 @@ def test_unknown_tables_and_a_corpus_someone_else_owns_are_refused(tmp_path: Pat
     with pytest.raises(UsageError, match="not the lakehouse's sample corpus"):
         run_maintain(other, ["corpus"])
     assert "corpus" not in {u.table for u in run_maintain(other, dry_run=True).tables}
+    latest = DeltaTable(settings.table_root("embeddings")).version()
+    ahead = settings.model_copy(update={"maintain": settings.maintain.model_copy(update={"keep_versions": {"embeddings": (latest + 1,)}})})
+    with pytest.raises(UsageError, match=f"names version {latest + 1} of embeddings, whose latest version is {latest}"):
+        run_maintain(ahead, dry_run=True)
+    with pytest.raises(ValueError, match="greater than or equal to 0"):
+        settings_for(tmp_path, "maintain.keep_versions={embeddings: [-1]}")
+
+
+def test_the_keyframes_refresh_names_its_corpus_version_and_a_table_with_unknown_columns_is_not_compacted(tmp_path: Path) -> None:
+    settings, _ = _corpus_lakehouse(tmp_path, changes=4)
+    root = settings.table_root(KEYFRAMES.name)
+    rows = pa.table({**{f.name: pa.nulls(2, f.type) for f in KEYFRAMES.schema}, "content_id": ["v1", "v2"], "keyframe_index": [0, 0],
+                     "signal": ["image_embedding"] * 2, "model_name": ["m"] * 2, "model_version": ["1"] * 2, "status": ["ok"] * 2,
+                     "run_id": ["r"] * 2, "computed_at": pa.array([dt.datetime(2026, 11, 20, tzinfo=dt.UTC)] * 2), "ds": [DAYS[0]] * 2}
+                    ).select(KEYFRAMES.schema.names).cast(KEYFRAMES.schema)
+    for n in range(5):
+        write_deltalake(root, rows, mode="append", partition_by=list(KEYFRAMES.partition_by),
+                        commit_properties=CommitProperties(custom_metadata={"job": "refresh", CORPUS_VERSION: "1", REFRESHED: "image_embedding@1"}))
+    assert named_versions(settings)["corpus"] == {1, 2}
+    write_deltalake(root, rows.append_column("legacy", pa.array(["x", "y"])), mode="append", schema_mode="merge",
+                    partition_by=list(KEYFRAMES.partition_by))
+    done = {u.table: u for u in run_maintain(settings, ["keyframes"]).tables}["keyframes"]
+    assert done.files_compacted == 0 and "columns its contract lacks (legacy)" in done.notes[0]
+    assert DeltaTable(root).to_pyarrow_table().num_rows == 12
+
+
+def test_a_run_whose_files_a_vacuum_deleted_before_its_commit_commits_nothing(tmp_path: Path) -> None:
+    """A retention shorter than a run in flight (here none) deletes the files it wrote and has not
+    committed: its commit refuses, and the table stays readable, rather than naming files that are gone."""
+    settings = settings_for(tmp_path, "maintain.min_retention_hours=0")
+    root = settings.table_root(EMBEDDINGS.name)
+    delta_io.commit_files(root, EMBEDDINGS, write(root, make_rows("run-0"), prefix="part-run-0"), "test/0", {"job": "backfill"})
+    read_version = delta_io.snapshot(root).version()
+    in_flight = write(root, make_rows("run-1", slices=[("text_embedding", "2026-11-21")]), prefix="part-run-1")
+    assert run_maintain(settings).tables[0].vacuumed == len(in_flight)
+    maintained = delta_io.snapshot(root).version()  # the vacuum's own commits
+    with pytest.raises(delta_io.CommitConflict, match="deleted before its commit"):
+        delta_io.commit_files(root, EMBEDDINGS, in_flight, "test/1", {"job": "backfill"}, read_version=read_version)
+    assert delta_io.snapshot(root).version() == maintained and delta_io.read_arrow(root).num_rows == len(make_rows("run-0"))
