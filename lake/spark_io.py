@@ -89,14 +89,26 @@ def listed_on_driver(spark: SparkSession) -> Iterator[None]:
 
 
 def read_parquet_dataset(spark: SparkSession, location: str, file_column: str | None = None) -> DataFrame:
-    """A parquet dataset (a folder of files, hive-style partition folders allowed) as a DataFrame."""
+    """A parquet dataset (a folder of files, hive-style partition folders allowed, or one file) as a DataFrame."""
     if hadoop_reads(location):
         frame = spark.read.parquet(location)
         return frame.withColumn(file_column, F.input_file_name()) if file_column else frame
+    return read_parquet(spark, *stored_parquet_dataset(location), file_column)
+
+
+def stored_parquet_dataset(location: str) -> tuple[str, list[str], pa.Schema, list[str]]:
+    """(base folder, file URIs, schema, partition columns) of a parquet dataset in an object store:
+    the partition columns are those named by the files' `column=value` folders under the base (a
+    flat dataset has none, whatever pyarrow's discovery lists), and one file's base is its folder."""
+    filesystem, path = pafs.FileSystem.from_uri(location)
+    base = location.rstrip("/")
+    if filesystem.get_file_info(path).type == pafs.FileType.File:
+        base = base.rsplit("/", 1)[0]
     dataset = ds.dataset(location, format="parquet", partitioning=ds.HivePartitioning.discover(infer_dictionary=False))
-    scheme = urlparse(location).scheme
-    partitions = dataset.partitioning.schema.names if dataset.partitioning else []
-    return read_parquet(spark, location, [f"{scheme}://{f}" for f in dataset.files], dataset.schema, partitions, file_column)
+    parts = urlparse(base)
+    prefix = f"{parts.netloc}{parts.path}".rstrip("/") + "/"
+    folders = {name for f in dataset.files for name in _hive_values(f.removeprefix(prefix))}
+    return base, [f"{parts.scheme}://{f}" for f in dataset.files], dataset.schema, [n for n in dataset.schema.names if n in folders]
 
 
 def hadoop_reads(uri: str) -> bool:
