@@ -12,7 +12,8 @@ LSH scheme). A pair is an edge when the bytes are equal, or the pHashes are at m
 `confirm_cosine` or more, or the embeddings alone reach `min_cosine`. A flat image (one colour)
 gets no pHash edge: all flat images share one meaningless pHash (signals.labels.perceptual_hash),
 so they are duplicates only by their bytes or their embeddings. Groups are the connected
-components of the edges (min-label propagation, a few iterations for star-shaped groups).
+components of the edges (min-label propagation with pointer jumping: a few rounds, even for
+long chains of copies).
 Buckets over `max_bucket` items are skipped.
 
 A video item is fingerprinted like an image, across formats: the sha256 of its video bytes, the
@@ -22,14 +23,17 @@ Two items' Hamming distance is that of their closest pHashes, so a video re-enco
 source, and a still video the photo it shows.
 
 The duplicates table is rebuilt whole each run, in one commit: every item has one row with
-its group, the group's size, whether it is the group's canonical item (the oldest), and the
-edge that put it there. An item whose image cannot be decoded is an error row in a group of
-its own (its exact hash still groups byte-identical copies); so is a bad video, with its reason
-from the keyframes table.
+its group, the group's size, whether it is the group's canonical item (the oldest whose input
+reads, an item without `created_at` counting as the newest), and the edge that put it there. An
+item whose image cannot be decoded or fetched is an error row in a group of its own: its stored
+embedding (computed before it was taken down) links nothing, and only its exact hash still
+groups byte-identical copies, never the shared hash of empty inputs; so is a bad video, with its
+reason from the keyframes table.
 """
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Callable
 
 from deltalake import DeltaTable
@@ -50,7 +54,8 @@ from signals.video.rows import NO_KEYFRAME
 from udfs.fingerprints import phash_column, simhash_column
 
 JOB = "dedup"
-MAX_ITERATIONS = 30
+MAX_ITERATIONS = 30  # rounds of connected_components: pointer jumping halves a chain's length each round
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()  # empty inputs share it, and are not copies of each other
 COSINE_DIGITS = 5  # an item's best edge is chosen on cosines rounded to this many digits
 
 
@@ -93,15 +98,17 @@ def fingerprints(spark: SparkSession, settings: Settings) -> DataFrame:
         phash_column(F.when(~video, F.col("image")), F.when(~video, F.col("image_uri")), settings.decode.limits, settings.fetch.policy).alias("p"))
     is_video = F.col("is_video")
     unseen = f"no keyframe rows of {signal} {champion_version(settings, signal)} for this video: run a backfill"
+    exact_hash = F.coalesce("inline_hash", "p.fetched_sha256")
+    error = (F.when(is_video, F.when(F.col("keyframe_phashes").isNull(), F.lit(unseen)).otherwise(F.col("video_error")))
+             .otherwise(F.col("p.error")))
+    vector = F.when(error.isNull(), F.col("vector"))  # an item whose input fails now (taken down) is not matched by its old embedding
     return (
         hashed.join(keyframe_hashes(spark, settings), "content_id", "left").join(vectors, "content_id", "left")
-        .select("content_id", "ds", "created_at", F.coalesce("inline_hash", "p.fetched_sha256").alias("exact_hash"),
+        .select("content_id", "ds", "created_at", F.when(exact_hash != EMPTY_SHA256, exact_hash).alias("exact_hash"),
                 F.when(is_video, F.col("video_phash")).otherwise(F.col("p.phash")).alias("phash"),
                 F.when(is_video, F.col("video_phash").isNull()).otherwise(F.col("p.flat")).alias("flat"),
-                F.when(is_video, F.col("keyframe_phashes")).alias("keyframe_phashes"),
-                F.when(is_video, F.when(F.col("keyframe_phashes").isNull(), F.lit(unseen)).otherwise(F.col("video_error")))
-                .otherwise(F.col("p.error")).alias("error"),
-                "vector", simhash_column(F.col("vector"), settings.dedup.simhash_seed, settings.dedup.simhash_bits).alias("simhash"))
+                F.when(is_video, F.col("keyframe_phashes")).alias("keyframe_phashes"), error.alias("error"),
+                vector.alias("vector"), simhash_column(vector, settings.dedup.simhash_seed, settings.dedup.simhash_bits).alias("simhash"))
     )
 
 
@@ -186,16 +193,20 @@ def edges(items: DataFrame, rules: DedupSettings) -> DataFrame:
 
 
 def connected_components(nodes: DataFrame, links: DataFrame) -> DataFrame:
-    """(content_id, group_id): the smallest content_id reachable through `links` (a, b)."""
+    """(content_id, group_id): the smallest content_id reachable through `links` (a, b). Each
+    round an item takes the smallest label among its neighbours', then its label's own label
+    (pointer jumping), so a chain of n copies settles in about log2(n) rounds, not n."""
     both_ways = links.select("a", "b").unionByName(links.select(F.col("b").alias("a"), F.col("a").alias("b"))).localCheckpoint()
     groups = nodes.select("content_id", F.col("content_id").alias("group_id")).localCheckpoint()
     for _ in range(MAX_ITERATIONS):
         offered = both_ways.join(groups, F.col("b") == F.col("content_id")).groupBy(F.col("a").alias("content_id")).agg(F.min("group_id").alias("offer"))
-        updated = groups.join(offered, "content_id", "left").select(
-            "content_id", F.least("group_id", F.coalesce("offer", "group_id")).alias("group_id"), (F.col("offer") < F.col("group_id")).alias("moved")
-        ).localCheckpoint()
+        taken = groups.join(offered, "content_id", "left").select(
+            "content_id", F.least("group_id", F.coalesce("offer", "group_id")).alias("group_id"), F.col("group_id").alias("before")).localCheckpoint()
+        labels = taken.select(F.col("content_id").alias("label"), F.col("group_id").alias("label_of_label"))
+        updated = taken.join(labels, F.col("group_id") == F.col("label"), "left").select(
+            "content_id", F.least("group_id", F.coalesce("label_of_label", "group_id")).alias("group_id"), "before").localCheckpoint()
         groups = updated.select("content_id", "group_id")
-        if updated.filter(F.col("moved")).isEmpty():
+        if updated.filter(F.col("group_id") < F.col("before")).isEmpty():
             return groups
     raise RuntimeError(f"duplicate groups did not converge in {MAX_ITERATIONS} iterations")
 
@@ -227,7 +238,8 @@ def run_dedup(spark: SparkSession, settings: Settings, run_id: str | None = None
             items.join(groups, "content_id")
             .join(best.select(F.col("a").alias("content_id"), F.col("b").alias("matched_id"), F.col("method").alias("match_method"), "hamming", "cosine"), "content_id", "left")
             .withColumn("group_size", F.count("*").over(Window.partitionBy("group_id")))
-            .withColumn("canonical", F.first("content_id").over(Window.partitionBy("group_id").orderBy("created_at", "content_id")))
+            .withColumn("canonical", F.first("content_id").over(  # the oldest item whose input reads; one without a date is the newest
+                Window.partitionBy("group_id").orderBy(F.col("error").isNotNull(), F.asc_nulls_last("created_at"), "content_id")))
             .select(
                 "content_id", "group_id", "group_size", (F.col("content_id") == F.col("canonical")).alias("is_canonical"),
                 "matched_id", "match_method", F.col("hamming").cast("int"), F.col("cosine").cast("double"), "exact_hash", "phash",

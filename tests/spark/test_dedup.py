@@ -7,9 +7,10 @@ import shutil
 from collections import defaultdict
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from conftest import settings_for
-from deltalake import DeltaTable
+from deltalake import DeltaTable, write_deltalake
 
 from jobs.dedup import connected_components, edges, fingerprints, run_dedup
 from signals.decode import InputError, decode_image
@@ -18,12 +19,25 @@ from signals.labels.perceptual_hash import embedding_simhash, perceptual_hash
 pytestmark = pytest.mark.spark
 
 
+TAKEN_DOWN = ("pin-000015", "pin-000027")  # originals with an exact copy each (pin-000022, pin-000050), emptied after the backfill
+UNDATED = "pin-000022"  # its created_at cleared: it counts as the newest of its group
+
+
 @pytest.fixture(scope="module")
 def deduped(spark, backfilled, tmp_path_factory):
-    """The dedup job on a copy of the backfill (which other tests read as it is)."""
+    """The dedup job on a copy of the backfill (which other tests read as it is), whose corpus then
+    lost two images (their embeddings from the backfill stay) and one item's date."""
     lakehouse = tmp_path_factory.mktemp("deduped") / "lakehouse"
     shutil.copytree(backfilled.settings.lakehouse_root, lakehouse)
     settings = settings_for(lakehouse)
+    corpus = DeltaTable(settings.table_root("corpus")).to_pyarrow_table()
+    ids = corpus["content_id"].to_pylist()
+    images = [b"" if c in TAKEN_DOWN else i for c, i in zip(ids, corpus["image"].to_pylist())]
+    created = [None if c == UNDATED else t for c, t in zip(ids, corpus["created_at"].to_pylist())]
+    corpus = corpus.set_column(corpus.schema.get_field_index("image"), corpus.schema.field("image"), pa.array(images, corpus.schema.field("image").type))
+    corpus = corpus.set_column(corpus.schema.get_field_index("created_at"), corpus.schema.field("created_at"),
+                               pa.array(created, corpus.schema.field("created_at").type))
+    write_deltalake(settings.table_root("corpus"), corpus, mode="overwrite", partition_by=["ds"])
     result = run_dedup(spark, settings)
     return settings, result, DeltaTable(settings.table_root("duplicates")).to_pyarrow_table().to_pylist()
 
@@ -35,6 +49,35 @@ def test_connected_components_take_the_smallest_reachable_id(spark):
     assert groups == {"a": "a", "b": "a", "c": "a", "d": "d", "e": "d", "g": "d", "f": "f"}
 
 
+def test_connected_components_settle_a_long_chain_and_a_random_graph_as_union_find_does(spark):
+    """A chain of 200 copies with its smallest id at one end (min-label propagation alone needs 200
+    rounds, over MAX_ITERATIONS), and 300 random links among 400 items, against scipy's components."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components as components
+
+    rng = np.random.default_rng(3)
+    chain = [(f"c{i:03d}", f"c{i + 1:03d}") for i in range(199)]
+    random_links = [(f"r{a:03d}", f"r{b:03d}") for a, b in rng.integers(0, 400, (300, 2)) if a != b]
+    ids = sorted({c for link in chain + random_links for c in link} | {f"r{i:03d}" for i in range(400)})
+    at = {c: i for i, c in enumerate(ids)}
+    pairs = np.array([(at[a], at[b]) for a, b in chain + random_links])
+    _, label = components(coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(ids), len(ids))), directed=False)
+    expected = {c: min(d for d in ids if label[at[d]] == label[at[c]]) for c in ids}
+    nodes = spark.createDataFrame([(c,) for c in ids], ["content_id"])
+    links = spark.createDataFrame(chain + random_links, ["a", "b"])
+    assert dict(connected_components(nodes, links).collect()) == expected
+
+
+def test_a_taken_down_item_is_an_error_row_alone_and_its_copies_keep_a_live_canonical_item(deduped):
+    _, _, rows = deduped
+    by_id = {r["content_id"]: r for r in rows}
+    for gone, copy in zip(TAKEN_DOWN, ("pin-000022", "pin-000050")):
+        assert (by_id[gone]["status"], by_id[gone]["group_size"], by_id[gone]["exact_hash"]) == ("error", 1, None)  # empty: no shared hash
+        assert by_id[copy]["group_id"] != gone
+        group = [r for r in rows if r["group_id"] == by_id[copy]["group_id"]]
+        assert [r["status"] for r in group if r["is_canonical"]] == ["ok"]
+
+
 def test_spark_fingerprints_equal_python(spark, backfilled):
     rows = fingerprints(spark, backfilled.settings).collect()
     corpus = {r["content_id"]: r["image"] for r in DeltaTable(backfilled.settings.table_root("corpus")).to_pyarrow_table().to_pylist()}
@@ -44,7 +87,7 @@ def test_spark_fingerprints_equal_python(spark, backfilled):
             assert row.phash == perceptual_hash(decode_image(image))  # all 64 bits, no float rounding
         except InputError as exc:
             assert row.phash is None and row.error == str(exc)
-        assert row.exact_hash == (hashlib.sha256(image).hexdigest() if image is not None else None)
+        assert row.exact_hash == (hashlib.sha256(image).hexdigest() if image else None)  # empty inputs share no hash
     rules = backfilled.settings.dedup
     embedded = [row for row in rows if row.vector is not None]
     expected = embedding_simhash(np.array([row.vector for row in embedded], dtype=np.float32), rules.simhash_seed, rules.simhash_bits)
@@ -74,7 +117,8 @@ def test_groups_are_consistent(deduped):
         assert group_id == min(r["content_id"] for r in mine)
         assert {r["group_size"] for r in mine} == {len(mine)}
         canonical = [r["content_id"] for r in mine if r["is_canonical"]]
-        assert canonical == [min(mine, key=lambda r: (created[r["content_id"]], r["content_id"]))["content_id"]]
+        oldest = min(mine, key=lambda r: (r["status"] != "ok", created[r["content_id"]] is None, created[r["content_id"]] or 0, r["content_id"]))
+        assert canonical == [oldest["content_id"]]
         if len(mine) > 1:
             assert all(r["matched_id"] in {m["content_id"] for m in mine} for r in mine)
 
