@@ -24,6 +24,15 @@ from udfs.columns import in_slice
 JOB = "backfill"
 
 
+def check_slice(slice_percent: int, role: str) -> None:
+    """A UsageError for a share of items that is not a percent, or a canary of the champion (whose
+    window a backfill replaces: it would keep only that share of its items)."""
+    if not 0 < slice_percent <= 100:
+        raise UsageError(f"--slice-pct {slice_percent}: a share of the items, in (0, 100]")
+    if slice_percent < 100 and role == CHAMPION:
+        raise UsageError(f"--slice-pct {slice_percent} is a canary of the challenger: add --challenger (a champion backfill computes every item)")
+
+
 def run_backfill(
     spark: SparkSession, settings: Settings, window: Window = Window(), run_id: str | None = None,
     role: str = CHAMPION, slice_percent: int = 100,
@@ -38,8 +47,7 @@ def run_backfill(
     A run that fails is recorded in the ledger as failed (with the reason) and re-raised; the
     data files it wrote, if any, are never committed, so no reader sees them.
     """
-    if not 0 < slice_percent <= 100:
-        raise UsageError(f"slice_percent must be in (0, 100], got {slice_percent}")
+    check_slice(slice_percent, role)
     corpus = CorpusSource.of(settings)
     run = Run.begin(JOB if role == CHAMPION else f"{JOB}-{role}", run_id)
     signals = build_signals(settings, role)

@@ -11,7 +11,7 @@ import yaml
 from pyspark.sql import SparkSession
 
 from conf.settings import Settings, UsageError, load_settings
-from jobs.backfill import run_backfill
+from jobs.backfill import check_slice, run_backfill
 from jobs.corpus import Window, check_day
 from jobs.dedup import run_dedup
 from jobs.dry_run import print_plan
@@ -204,8 +204,7 @@ def _monitor(spark: SparkSession, settings: Settings, run_id: str | None, day: s
 def _check_arguments(args: argparse.Namespace) -> None:
     """Refuse what the command line alone shows is wrong, before a Spark session starts (seconds) or a plan is printed."""
     Window(getattr(args, "start", None), getattr(args, "end", None))
-    if not 0 < getattr(args, "slice_pct", 100) <= 100:
-        raise UsageError(f"--slice-pct {args.slice_pct}: a share of the items, in (0, 100]")
+    check_slice(getattr(args, "slice_pct", 100), CHALLENGER if getattr(args, "challenger", False) else CHAMPION)
     if args.command in ("monitor", "make-corpus") and args.day is not None:
         check_day(args.day, "--day")
     if args.command == "make-corpus" and args.scenario and args.n_items is not None and args.n_items < 1:

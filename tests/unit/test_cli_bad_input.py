@@ -62,6 +62,7 @@ def test_a_pinned_corpus_version_past_the_latest_is_bad_input(capsys, tmp_path) 
     (["backfill", "--start", "2026-13-01"], "--start '2026-13-01' is not a day"),
     (["backfill", "--challenger", "--slice-pct", "0"], "--slice-pct 0: a share of the items"),
     (["backfill", "--dry-run", "--challenger", "--slice-pct", "500"], "--slice-pct 500: a share of the items"),
+    (["backfill", "--slice-pct", "25"], "--slice-pct 25 is a canary of the challenger: add --challenger"),
     (["monitor", "--day", "2026-13-01"], "--day '2026-13-01' is not a day"),
 ])
 def test_what_the_command_line_shows_wrong_is_refused_before_spark_starts(capsys, tmp_path, monkeypatch, args, reason) -> None:
