@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -74,6 +74,23 @@ ACCEPTED_TYPES = {"content_id": ("string", "bigint", "int"), "image": ("binary",
                   "day_from": ("timestamp", "timestamp_ntz", "date"), "video": ("binary",)}
 
 
+def _named(column: str) -> Column:
+    """The source column of that exact name (quoted: a dot in it is part of the name, not a struct's field)."""
+    return F.col(f"`{column.replace('`', '``')}`")
+
+
+def _spark_type(arrow_type: pa.DataType, from_arrow_type: Callable[[pa.DataType], Any]) -> str:
+    """The Spark type of an Arrow column as the job reads it (nanosecond timestamps as bigint:
+    jobs.session.BASE_CONF), "unsupported" where pyspark's conversion has none (an unmapped uint64 is read
+    by Spark all the same; a mapped one is refused by its type)."""
+    if pa.types.is_timestamp(arrow_type) and arrow_type.unit == "ns":
+        return "bigint"
+    try:
+        return from_arrow_type(arrow_type).simpleString()
+    except (TypeError, ValueError, NotImplementedError) as exc:
+        return f"unsupported ({type(exc).__name__})"
+
+
 @dataclass(frozen=True)
 class CorpusSource:
     """The corpus as configured (`corpus:` in the profile): a Delta table or parquet dataset at a
@@ -108,16 +125,13 @@ class CorpusSource:
         return latest if pinned is None else pinned
 
     def maps_video(self) -> bool:
-        """Whether the source has the mapped `video` column (its items may carry videos); a Delta
-        source is told by its schema, others by Spark's."""
+        """Whether the source has the mapped `video` column (its items may carry videos); told by
+        its schema read without Spark (which cannot open an object store), a catalog table's by Spark."""
         column = self.settings.columns.video
         if column is None:
             return False
-        if self.is_delta:
-            return column in self.arrow_schema().names
-        spark = SparkSession.active()
-        source = spark.read.parquet(self.location) if self.settings.format == "parquet" else spark.table(self.location)
-        return column in source.columns
+        schema = self.arrow_schema()
+        return column in (schema.names if schema is not None else SparkSession.active().table(self.location).columns)
 
     def day_partition(self) -> str | None:
         """The source column that partitions a Delta corpus by day, if its day column does (for pruning)."""
@@ -172,7 +186,8 @@ class CorpusSource:
 
         filesystem, base = delta_io.filesystem_of(self.location)
         try:
-            return pads.dataset(base, filesystem=filesystem, format="parquet").schema
+            return pads.dataset(base, filesystem=filesystem, format="parquet",
+                                partitioning=pads.HivePartitioning.discover(infer_dictionary=False)).schema
         except FileNotFoundError:
             raise UsageError(f"no parquet corpus at {self.location}: check corpus.path") from None
 
@@ -183,7 +198,7 @@ class CorpusSource:
 
         schema = self.arrow_schema()
         if schema is not None:
-            self.check_mapping({f.name: from_arrow_type(f.type).simpleString() for f in schema})
+            self.check_mapping({f.name: _spark_type(f.type, from_arrow_type) for f in schema})
         return schema is not None
 
     def check_mapping(self, types: dict[str, str]) -> CorpusColumns:
@@ -203,7 +218,10 @@ class CorpusSource:
                 near = difflib.get_close_matches(column, list(types), n=1)
                 problems.append(f"{name} -> {column!r} is not a column" + (f" (did you mean {near[0]!r}?)" if near else ""))
             elif types[column] not in ACCEPTED_TYPES[name]:
-                problems.append(f"{name} -> {column!r} is {types[column]}, not {' or '.join(ACCEPTED_TYPES[name])}")
+                nanos = types[column] == "bigint" and "timestamp" in ACCEPTED_TYPES[name]
+                problems.append(f"{name} -> {column!r} is {types[column]}, not {' or '.join(ACCEPTED_TYPES[name])}"
+                                + (" (nanosecond timestamps, as pandas writes them, are read as bigint: write them in microseconds, "
+                                   "e.g. to_parquet(..., coerce_timestamps='us'))" if nanos else ""))
         if problems:
             raise UsageError(f"the corpus at {self.location} does not match corpus.columns: {'; '.join(problems)}. "
                              f"Its columns: {', '.join(f'{n} {t}' for n, t in types.items())}")
@@ -216,9 +234,9 @@ class CorpusSource:
         for name, spark_type in CANONICAL:
             source_column = getattr(mapping, name)
             if name == "ds":
-                value = F.col(source_column).cast("string") if source_column else F.date_format(F.col(mapping.day_from), "yyyy-MM-dd")
+                value = _named(source_column).cast("string") if source_column else F.date_format(_named(mapping.day_from), "yyyy-MM-dd")
             else:
-                value = F.col(source_column).cast(spark_type) if source_column else F.lit(None).cast(spark_type)
+                value = _named(source_column).cast(spark_type) if source_column else F.lit(None).cast(spark_type)
             columns.append(value.alias(name))
         return columns
 

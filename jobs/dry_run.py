@@ -54,8 +54,9 @@ def corpus_partitions(corpus: CorpusSource, window: Window) -> tuple[int | None,
         return version, f"all of {corpus.location} ({corpus.settings.format}, not partitioned by day: nothing to prune)"
     days: dict[str, list[int]] = defaultdict(list)
     for f in delta_io.live_files(corpus.location, version):
-        if window.contains(f.partition_values[day]):
-            days[f.partition_values[day]].append(f.num_records)
+        value = f.partition_values[day]
+        if value is not None and window.contains(str(value)):  # a DATE partition's values are dates
+            days[str(value)].append(f.num_records)
     if not days:
         return version, "none: the window holds no corpus items (a run would commit nothing)"
     return version, (f"{len(days)} days ({min(days)}..{max(days)}), {sum(len(v) for v in days.values())} files, "

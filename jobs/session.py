@@ -19,6 +19,9 @@ BASE_CONF = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.python.worker.reuse": "true",  # keeps models resident across tasks
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    # pandas writes timestamps in nanoseconds, which Spark's parquet reader refuses outright, mapped or
+    # not: read as bigint, an unmapped one is carried along and a mapped one is refused by its type
+    "spark.sql.legacy.parquet.nanosAsLong": "true",
 }
 EXECUTOR_POLL_S = 0.5
 # Where the object store is, not who may use it: passed on to executors when set on the driver.

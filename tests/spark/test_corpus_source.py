@@ -3,6 +3,7 @@ timestamp to derive the day from, Delta or parquet, at any path. The jobs read i
 configured mapping and compute what they compute on the sample corpus."""
 from __future__ import annotations
 
+import pandas as pd
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
@@ -72,3 +73,23 @@ def test_mapping_errors_name_the_columns_before_any_compute(spark, theirs, tmp_p
         CorpusSource.of(settings).read(spark)
     assert "'pinid' is not a column (did you mean 'pin_id'?)" in str(caught.value)
     assert "title -> 'modified' is timestamp" in str(caught.value)
+
+
+def test_a_pandas_written_corpus_with_dotted_names_reads_and_its_nanosecond_times_are_named(spark, theirs, tmp_path):
+    """pandas writes nanosecond timestamps, which Spark's reader refuses even unmapped; a column
+    named with a dot is a name, not a field of a struct."""
+    _, sample = theirs
+    frame = sample.select(["content_id", "image", "title", "created_at", "ds"]).to_pandas()
+    frame = frame.rename(columns={"content_id": "pin.id"}).assign(seen_at=pd.Timestamp("2026-11-20 10:00:00.123456789"))
+    frame["created_at"] = frame["created_at"].astype("datetime64[us, UTC]")
+    path = tmp_path / "pandas.parquet"
+    frame.to_parquet(path)  # seen_at: timestamp[ns]
+    base = (*SIGNALS, "corpus.format=parquet", f"corpus.path={path}", "corpus.columns.content_id=pin.id", "corpus.columns.description=null",
+            "corpus.columns.updated_at=null")
+    source = CorpusSource.of(settings_for(tmp_path / "lakehouse", *base))
+    assert source.check_schema()
+    assert sorted(r["content_id"] for r in source.read(spark).collect()) == sorted(sample["content_id"].to_pylist())
+    nanos = CorpusSource.of(settings_for(tmp_path / "lakehouse", *base, "corpus.columns.created_at=seen_at"))
+    for check in (nanos.check_schema, lambda: nanos.read(spark)):  # the dry run says what the run says
+        with pytest.raises(UsageError, match="created_at -> 'seen_at' is bigint.*coerce_timestamps='us'"):
+            check()

@@ -1,0 +1,33 @@
+"""`--dry-run` on corpora laid out as users lay them out (jobs/dry_run.py, jobs/corpus.py, no
+Spark): a Delta corpus partitioned by a DATE column, a parquet dataset whose day is its partition
+folder, and one with a column pyspark has no type for; the plan says what a run would read."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+from conftest import settings_for
+from deltalake import write_deltalake
+
+from jobs.corpus import CorpusSource, Window
+from jobs.dry_run import corpus_partitions
+
+MAPPING = ("corpus.columns.content_id=pin_id", "corpus.columns.image=img", "corpus.columns.ds=day", "corpus.columns.title=null",
+           "corpus.columns.description=null", "corpus.columns.created_at=null", "corpus.columns.updated_at=null")
+DAYS = [dt.date(2026, 11, 14), dt.date(2026, 11, 15), dt.date(2026, 11, 15)]
+ROWS = pa.table({"pin_id": ["a", "b", "c"], "img": [b"x", b"y", b"z"], "views": pa.array([1, 2, 3], pa.uint64()), "day": DAYS})
+
+
+def test_a_delta_corpus_partitioned_by_a_date_column_is_pruned_to_the_window(tmp_path):
+    write_deltalake(str(tmp_path / "corpus"), ROWS, partition_by=["day"])
+    source = CorpusSource.of(settings_for(tmp_path / "lakehouse", f"corpus.path={tmp_path / 'corpus'}", *MAPPING))
+    assert source.check_schema()
+    assert corpus_partitions(source, Window("2026-11-15", "2026-11-15"))[1] == "1 days (2026-11-15..2026-11-15), 1 files, 2 rows"
+
+
+def test_a_parquet_dataset_with_its_day_in_the_folders_and_an_unsigned_column_passes_the_mapping(tmp_path):
+    ds.write_dataset(ROWS.set_column(3, "day", pa.array([str(d) for d in DAYS])), tmp_path / "parquet", format="parquet",
+                     partitioning=ds.partitioning(pa.schema([("day", pa.string())]), flavor="hive"))
+    settings = settings_for(tmp_path / "lakehouse", "corpus.format=parquet", f"corpus.path={tmp_path / 'parquet'}", *MAPPING)
+    assert CorpusSource.of(settings).check_schema()
