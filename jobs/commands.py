@@ -84,6 +84,9 @@ def _rollback(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def _register(settings: Settings, args: argparse.Namespace) -> None:
+    if args.alias == CHAMPION:  # promote checks coverage and the gate, and keeps what rollback undoes
+        raise UsageError(f"--alias {CHAMPION}: the champion moves only by `content-signals promote`; register the version as "
+                         f"{CHALLENGER} (the default), then promote it")
     if args.signal not in settings.signals:
         raise UsageError(f"no signal {args.signal!r} in the profile; its signals: {', '.join(settings.signals)}")
     if malformed := [p for p in args.param if "=" not in p]:
@@ -106,7 +109,7 @@ def _register(settings: Settings, args: argparse.Namespace) -> None:
 
 def _compare(settings: Settings, args: argparse.Namespace) -> None:
     registry = registry_for(settings, existing=True)
-    names = args.signals or [n for n in settings.enabled_signals if args.b in registry.aliases(n)]
+    names = args.signals or [n for n in settings.enabled_signals if args.b in registry.aliases_if_registered(n)]
     if not names:
         raise UsageError(f"no signal has a {args.b!r} version to compare; register one first (content-signals register)")
     comparisons = [

@@ -90,6 +90,8 @@ def show(settings: Settings) -> None:
         console.print("error reasons:", json.dumps(dict(zip(reasons["reason"].to_pylist(), reasons["count_all"].to_pylist())), indent=1))
     if LABELS.name in lakehouse.tables():
         labels = lakehouse.pandas(LABELS.name, filters=pc.field("status") == "ok")
+        champions = lakehouse.champions(LABELS.name)  # a registered signal's champion rows; one never registered has one version
+        labels = labels[[champions.get(s, v) == v for s, v in zip(labels["signal"], labels["model_version"])]]
         decided = labels[labels.decision.eq(True)].groupby(["signal", "label"]).size().sort_values(ascending=False)
         console.print(f"labels: {labels.content_id.nunique()} items labelled; items per positive decision (top 15):")
         console.print(decided.head(15).to_string())

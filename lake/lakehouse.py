@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 from deltalake import DeltaTable
 
-from conf.settings import load_settings, local_registry_uri
+from conf.settings import UsageError, load_settings, local_registry_uri
 from lake import delta_io, spark_io
 from signals.contracts import EMBEDDINGS, LABELS
 
@@ -81,6 +81,8 @@ class Lakehouse:
         (a signal never registered, as with `registry.enabled: false`, has none)."""
         from lake.registry import Registry, registry_exists
 
+        if "signal" not in delta_io.snapshot(self.path(name)).metadata().partition_columns:
+            raise UsageError(f"{name} holds no versions of signals (embeddings, labels and keyframes do): read it whole")
         signals = {f.partition_values["signal"] for f in delta_io.live_files(self.path(name))}
         if not registry_exists(self.registry_uri):
             return {}  # no registry yet: nothing is champion, and a read makes none

@@ -1,6 +1,7 @@
 """Coverage, part of every promotion: a version becomes the champion only when it has a row for
-every item the champion has one for (ok or error), so readers of the champion never silently see
-fewer items (a canary on 10% promoted at once used to leave them 50 vectors of 480)."""
+every item the champion has one for, and an ok row wherever the champion's is ok, so readers of
+the champion never silently see fewer items or values (a canary on 10% promoted at once used to
+leave them 50 vectors of 480; a version whose rows were all errors used to count as complete)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,7 +9,7 @@ from dataclasses import dataclass
 from deltalake import DeltaTable
 
 from lake import delta_io
-from signals.contracts import EMBEDDINGS, LABELS
+from signals.contracts import EMBEDDINGS, LABELS, STATUS_OK
 
 
 @dataclass(frozen=True)
@@ -21,29 +22,36 @@ class Coverage:
     champion_items: int
     candidate_items: int
     missing: tuple[str, ...]  # items of the champion the candidate lacks, sorted
+    in_error: tuple[str, ...] = ()  # items the champion has a value for and the candidate only an error row, sorted
 
     @property
     def complete(self) -> bool:
-        return not self.missing
+        return not self.missing and not self.in_error
 
     def message(self) -> str:
-        examples = ", ".join(self.missing[:3])
-        return (f"{self.signal} version {self.candidate} has rows for {self.candidate_items} items and lacks {len(self.missing)} of "
-                f"the {self.champion_items} the champion (version {self.champion}) covers (e.g. {examples}); compute them first: "
-                f"point the challenger alias at version {self.candidate} and run `content-signals backfill --challenger` "
+        lacks = [f"lacks {len(self.missing)} of the {self.champion_items} items the champion (version {self.champion}) covers "
+                 f"(e.g. {', '.join(self.missing[:3])})"] if self.missing else []
+        lacks += [f"has only an error row for {len(self.in_error)} items the champion has a value for "
+                  f"(e.g. {', '.join(self.in_error[:3])})"] if self.in_error else []
+        return (f"{self.signal} version {self.candidate} has rows for {self.candidate_items} items and {' and '.join(lacks)}; compute them "
+                f"first: point the challenger alias at version {self.candidate} and run `content-signals backfill --challenger` "
                 f"(no --slice-pct) over the champion's days, then promote again (or promote with --force)")
 
 
 def coverage(lakehouse: str, signal: str, champion: str, candidate: str) -> Coverage:
     """The items of `signal` at both versions, read from the embeddings and labels tables (only their partitions)."""
     items: dict[str, set[str]] = {champion: set(), candidate: set()}
+    ok: dict[str, set[str]] = {champion: set(), candidate: set()}
     for name in (EMBEDDINGS.name, LABELS.name):
         root = f"{lakehouse.rstrip('/')}/{name}"
         if not DeltaTable.is_deltatable(root):
             continue
         rows = delta_io.read_arrow(root, where=[("signal", "=", signal), ("model_version", "in", [champion, candidate])],
-                                   columns=["content_id", "model_version"])
-        for content_id, version in zip(rows["content_id"].to_pylist(), rows["model_version"].to_pylist()):
+                                   columns=["content_id", "model_version", "status"])
+        for content_id, version, status in zip(*(rows[c].to_pylist() for c in ("content_id", "model_version", "status"))):
             items[version].add(content_id)
+            if status == STATUS_OK:
+                ok[version].add(content_id)
     missing = tuple(sorted(items[champion] - items[candidate]))
-    return Coverage(signal, champion, candidate, len(items[champion]), len(items[candidate]), missing)
+    in_error = tuple(sorted((ok[champion] & items[candidate]) - ok[candidate]))
+    return Coverage(signal, champion, candidate, len(items[champion]), len(items[candidate]), missing, in_error)

@@ -41,6 +41,10 @@ def gate_failures(summary: Mapping[str, Any], conf: GateSettings) -> list[str]:
         if head["roc_auc"] < baselines[best] + conf.min_auc_margin:
             failures.append(f"ROC-AUC {head['roc_auc']:.3f} is not above {best}'s {baselines[best]:.3f} by "
                             f"training.gate.min_auc_margin {conf.min_auc_margin}")
+    else:  # no rule or majority vote scored the held-out items: nothing to judge the head against
+        failures.append(f"no baseline (rule or majority vote) scored the held-out gold items, so the head beats nothing; its "
+                        f"ROC-AUC {head['roc_auc']:.3f} is judged against nothing: enable the task's rule signal or make weak labels "
+                        f"(content-signals labels weak), then train again (or promote with --force)")
     for kind, values in slices.get(HEAD, {}).items():
         for value, auc in values.items():
             for name in baselines:

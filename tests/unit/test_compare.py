@@ -275,3 +275,20 @@ def test_compare_in_lakehouse_reads_both_versions_and_the_ledger(tmp_path):
     assert compare_in_lakehouse(str(tmp_path), "image_embedding", "1", "1").differences == []
     with pytest.raises(LookupError, match="version 3"):
         compare_in_lakehouse(str(tmp_path), "image_embedding", "1", "3")
+
+
+def test_compare_with_no_names_takes_the_signals_with_a_challenger_and_skips_those_never_registered(tmp_path, empty_registry_db,
+                                                                                                    monkeypatch, capsys):
+    from deltalake import write_deltalake
+    from embedding_tables import registry_in
+
+    from jobs.cli import main
+
+    registry = registry_in(tmp_path, empty_registry_db)  # image_embedding 1 (champion) and 2; text_embedding never registered
+    registry.client.set_registered_model_alias("image_embedding", "challenger", "2")
+    v = clustered_vectors()
+    write_deltalake(str(tmp_path / "embeddings"), pa.concat_tables([embedding_rows(v, "1"), embedding_rows(noised(v), "2")]),
+                    partition_by=list(EMBEDDINGS.partition_by))
+    monkeypatch.chdir(tmp_path)  # the report lands under reports/
+    assert main(["compare", "--set", f"lakehouse={tmp_path}"]) == 0
+    assert "image_embedding 1 vs 2" in capsys.readouterr().out

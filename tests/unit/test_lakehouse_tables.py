@@ -44,3 +44,26 @@ def test_a_version_a_vacuum_removed_is_named_as_such(tmp_path) -> None:
     assert lakehouse.arrow("embeddings", version=1).num_rows == 9
     with pytest.raises(UsageError, match="version 0 of .* can no longer be read: a vacuum"):
         lakehouse.arrow("embeddings", version=0)
+
+
+def test_a_table_without_signal_versions_has_no_champions(tmp_path) -> None:
+    write_deltalake(str(tmp_path / "duplicates"), pa.table({"content_id": ["a"], "ds": ["2026-11-20"]}), partition_by=["ds"])
+    with pytest.raises(UsageError, match="duplicates holds no versions of signals"):
+        Lakehouse(str(tmp_path)).champion("duplicates")
+
+
+def test_show_counts_the_champions_label_decisions_only(tmp_path, empty_registry_db, capsys) -> None:
+    from training_lakehouse import training_lakehouse
+
+    from jobs.show import show
+    from signals.contracts import LABELS
+
+    lake = training_lakehouse(tmp_path, empty_registry_db)  # image_quality's champion is version 1
+    labels = DeltaTable(lake.settings.table_root("labels"))
+    champion = labels.to_pyarrow_table()
+    positives = sum(champion["decision"].to_pylist())
+    write_deltalake(lake.settings.table_root("labels"), champion.set_column(champion.schema.get_field_index("model_version"), "model_version",
+                    pa.array(["2"] * champion.num_rows)).cast(LABELS.schema), mode="append", partition_by=list(LABELS.partition_by))
+    show(lake.settings)
+    counted = [line for line in capsys.readouterr().out.splitlines() if line.startswith("image_quality")]
+    assert counted == [f"image_quality  low_quality    {positives}"] and 0 < positives < champion.num_rows

@@ -305,7 +305,7 @@ def test_the_keyframes_refresh_names_its_corpus_version_and_a_table_with_unknown
                      "signal": ["image_embedding"] * 2, "model_name": ["m"] * 2, "model_version": ["1"] * 2, "status": ["ok"] * 2,
                      "run_id": ["r"] * 2, "computed_at": pa.array([dt.datetime(2026, 11, 20, tzinfo=dt.UTC)] * 2), "ds": [DAYS[0]] * 2}
                     ).select(KEYFRAMES.schema.names).cast(KEYFRAMES.schema)
-    for n in range(5):
+    for _ in range(5):
         write_deltalake(root, rows, mode="append", partition_by=list(KEYFRAMES.partition_by),
                         commit_properties=CommitProperties(custom_metadata={"job": "refresh", CORPUS_VERSION: "1", REFRESHED: "image_embedding@1"}))
     assert named_versions(settings)["corpus"] == {1, 2}

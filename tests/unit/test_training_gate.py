@@ -31,6 +31,12 @@ def test_each_failed_condition_is_named(case, needle):
     assert len(failures) == 1 and needle in failures[0]
 
 
+def test_a_head_with_no_baseline_to_beat_does_not_pass():
+    alone = summary(0.51, 0.8)
+    alone["metrics"]["rule"]["roc_auc"] = None  # e.g. the rule signal off: the held-out items have no rule score
+    assert "no baseline" in gate_failures(alone, GATE)[0]
+
+
 def test_one_class_only_cannot_pass():
     assert "one class only" in gate_failures(summary(None, 0.8), GATE)[0]
 

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pyarrow as pa
 import pytest
-from deltalake import write_deltalake
+from deltalake import DeltaTable, write_deltalake
 from embedding_tables import SIGNAL, append, random_vectors, rows
 from sklearn.metrics import roc_auc_score
 from training_lakehouse import ERRORS, training_lakehouse
@@ -175,6 +175,12 @@ def test_promote_refuses_a_version_covering_fewer_items_than_the_champion(tmp_pa
     status, out = main(["promote", SIGNAL, "2", "--set", f"lakehouse={tmp_path}"]), capsys.readouterr().out
     assert status == 2 and "lacks 45 of the 50" in out and "backfill --challenger" in " ".join(out.split())
     assert registry.aliases(SIGNAL)[CHAMPION] == "1"
-    append(tmp_path, rows(ids[5:], random_vectors(45, 2), model_version="2"))
+    append(tmp_path, rows(ids[5:10], None, model_version="2"))  # an error row where the champion has a vector does not cover it
+    append(tmp_path, rows(ids[10:], random_vectors(40, 2), model_version="2"))
+    status, out = main(["promote", SIGNAL, "2", "--set", f"lakehouse={tmp_path}"]), capsys.readouterr().out
+    assert status == 2 and "has only an error row for 5 items the champion has a value for" in " ".join(out.split())
+    assert registry.aliases(SIGNAL)[CHAMPION] == "1"
+    DeltaTable(f"{tmp_path}/embeddings").delete("model_version = '2' AND status = 'error'")
+    append(tmp_path, rows(ids[5:10], random_vectors(5, 3), model_version="2"))
     assert main(["promote", SIGNAL, "2", "--set", f"lakehouse={tmp_path}"]) == 0
     assert registry.aliases(SIGNAL)[CHAMPION] == "2"
