@@ -438,6 +438,8 @@ class Settings(_Strict):
         expanded = os.path.expandvars(v)
         if "$" in expanded:
             raise ValueError(f"lakehouse {v!r} names an environment variable that is not set")
+        if not expanded.strip():  # an empty variable would put the lakehouse in whatever folder the command runs from
+            raise ValueError(f"lakehouse {v!r} is empty" + (" (its environment variable is set to nothing)" if v.strip() else ""))
         return expanded
 
     @model_validator(mode="after")
@@ -523,7 +525,10 @@ def load_settings(profile: str = "local", overrides: list[str] | tuple[str, ...]
         if not layer.is_file():
             known = sorted(p.name.removesuffix(".yaml") for p in conf_dir.iterdir() if p.name.endswith(".yaml"))
             raise FileNotFoundError(f"no profile {layer.name.removesuffix('.yaml')!r} in {conf_dir}; known profiles: {', '.join(known)}")
-        merged = _merge(merged, yaml.safe_load(layer.read_text()) or {})
+        try:
+            merged = _merge(merged, yaml.safe_load(layer.read_text()) or {})
+        except yaml.YAMLError as e:
+            raise UsageError(f"the profile {layer} is not valid YAML: {' '.join(str(e).split())}") from None
     for dotted in overrides:
         merged = _merge(merged, _override(dotted))
     return Settings.model_validate(merged)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import random
+import re
 import socket
 import stat
 import threading
@@ -86,8 +87,15 @@ class FetchPolicy:
     max_redirects: int = 5
 
     def __post_init__(self) -> None:
+        """Fail at start-up on an entry that could never match (every row would be "not allowed", for good)."""
         for network in self.allowed_networks:
-            ipaddress.ip_network(network, strict=False)  # a typo fails at start-up
+            ipaddress.ip_network(network, strict=False)
+        for host in self.http_hosts:
+            if not re.fullmatch(r"[a-z0-9._-]+(:[0-9]+)?|\[[0-9a-f:.]+\](:[0-9]+)?", host):
+                raise ValueError(f"fetch.http_hosts {host!r}: a host in lower case, or host:port (no scheme, no path)")
+        for prefix in self.s3_prefixes:
+            if "://" in prefix or not prefix.strip("/"):
+                raise ValueError(f"fetch.s3_prefixes {prefix!r}: a bucket, or bucket/prefix (no s3://)")
 
     @property
     def enabled(self) -> bool:

@@ -10,7 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from benchmarks.hostile import png
-from conf.settings import CONF_DIR, Settings, load_settings
+from conf.settings import CONF_DIR, Settings, UsageError, load_settings
 from signals.catalog import signal_class
 from signals.decode import DecodeLimits, InputError
 
@@ -282,6 +282,28 @@ def test_custom_conf_dir_typo_in_file_is_an_error(conf_dir: Path) -> None:
     _write(conf_dir / "typo.yaml", {"signals": {"only_text": {"batchsize": 9}}})
     with pytest.raises(ValidationError, match="batchsize"):
         load_settings("typo", conf_dir=conf_dir)
+
+
+def test_custom_conf_dir_profile_that_is_not_yaml_names_its_file(conf_dir: Path) -> None:
+    (conf_dir / "tabbed.yaml").write_text("spark:\n\tmaster: local[1]\n")
+    with pytest.raises(UsageError, match=r"the profile .*tabbed.yaml is not valid YAML"):
+        load_settings("tabbed", conf_dir=conf_dir)
+
+
+def test_a_lakehouse_variable_set_to_nothing_is_an_error(monkeypatch) -> None:
+    monkeypatch.setenv("CONTENT_SIGNALS_LAKEHOUSE", "")
+    with pytest.raises(ValidationError, match="is empty .its environment variable is set to nothing"):
+        load_settings("cluster")
+
+
+@pytest.mark.parametrize(("override", "needle"), [
+    ("fetch.http_hosts=['https://cdn.example.com/']", "a host in lower case"),
+    ("fetch.http_hosts=[CDN.example.com]", "a host in lower case"),
+    ("fetch.s3_prefixes=['s3://bucket/images']", "no s3://"),
+])
+def test_allowlist_entries_that_could_never_match_are_errors(override: str, needle: str) -> None:
+    with pytest.raises(ValidationError, match=needle):
+        load_settings("local", [override])
 
 
 def test_custom_conf_dir_without_base_is_an_error(tmp_path: Path) -> None:
