@@ -4,9 +4,12 @@ videos) in line with the corpus, computing only what changed since they were las
     content-signals refresh
 
 For every enabled signal, at its model version, the corpus is compared with the stored rows
-by (content_id, input_hash):
-- a corpus item with no stored row of the same input hash is computed (new, or its input changed);
-- a stored row with no corpus item of the same hash is stale (the old row of a changed item).
+by (content_id, input_hash, ds):
+- a corpus item with no stored row of the same input hash in its day's partition is computed (new,
+  its input changed, or it was ingested again on another day: compute-once copies its row there);
+- a stored row with no corpus item of the same hash and day is stale (the old row of a changed or
+  moved item). An item still in the corpus whose newest row is in a file this refresh does not
+  read (ingested twice, only its older row changed) is left as it is.
 Stored rows of items that left the corpus are stale for EVERY signal and version in the table,
 enabled or not: takedowns disappear from everything consumers read. Files holding stale rows
 are rewritten without them (copy on write) in the same commit that adds the new rows, so
@@ -187,7 +190,7 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
         items = items.filter(F.col("video").isNotNull())
     current = items.select("content_id", "ds", *[expr.alias(name) for name, expr in hashes.items()]).persist()
     table = spark_io.read_spark(spark, root, read_version, file_column="file")  # one read of the snapshot, for both joins
-    stored = table.select(*KEY, "input_hash", _retried_error().alias("retry"), "file")
+    stored = table.select(*KEY, F.col("ds").alias("stored_ds"), "input_hash", _retried_error().alias("retry"), "file")
     if scope.since is not None:  # only the stored rows of items in changed files can be stale or missing
         removed = source.read(spark, scope.since, only={unquote(f.path) for f in scope.removed})
         candidates = current.select("content_id").unionByName(removed.select("content_id"))
@@ -198,11 +201,20 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
     for name, signal in signals.items():
         mine = (F.col("signal") == name) & (F.col("model_version") == signal.config.model.version)
         current_hash, enabled = F.when(mine, F.col(_hash_column(signal))).otherwise(current_hash), enabled | mine
-    same_input = F.col("input_hash").eqNullSafe(current_hash) & ~F.col("retry")  # a retried error is as good as a changed input
+    # in line: the same input (a retried error is as good as a changed input), in its corpus row's day partition (an item
+    # ingested again on another day moves there: left in the old one, a backfill of either day would duplicate or drop it)
+    in_line = F.col("input_hash").eqNullSafe(current_hash) & ~F.col("retry") & (F.col("stored_ds") == F.col("ds"))
+    compared = F.col("compared").isNotNull()
+    # an item still in the corpus whose newest row is in a file this refresh does not read is left as it is
+    # (double-ingested, only its older row changed): its rows were in line with that row at the last refresh
+    present = (newest.select("content_id", F.lit(True).alias("in_corpus")) if scope.since is not None and not videos_only
+               else current.select("content_id", F.lit(True).alias("in_corpus")))
     in_corpus = F.col("in_corpus").isNotNull()
-    annotated = stored.join(current.select("content_id", *hashes, F.lit(True).alias("in_corpus")), "content_id", "left").select(
-        *KEY, "file", (~in_corpus | (enabled & ~same_input)).alias("stale"), (in_corpus & enabled & same_input).alias("valid"),
-    ).persist()
+    annotated = (stored.join(current.select("content_id", "ds", *hashes, F.lit(True).alias("compared")), "content_id", "left")
+                 .join(present, "content_id", "left").select(
+                     *KEY, "file", (~in_corpus | (compared & enabled & ~in_line)).alias("stale"),
+                     (compared & enabled & in_line).alias("valid"),
+                 ).persist())
     wanted = [current.select("content_id", "ds", F.col(_hash_column(s)).alias("input_hash"), F.lit(name).alias("signal"))
               for name, s in signals.items()]
     missing = (

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from conftest import edit_corpus
 from deltalake import DeltaTable
@@ -253,3 +254,38 @@ def test_the_whole_corpus_is_compared_when_the_changes_cannot_be_known(spark, tw
     corpus.delete(f"content_id = '{corpus.to_pyarrow_table()['content_id'][0]}'")
     corpus.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
     assert "vacuumed" in _scope(settings).why
+
+
+def _ingest_again(settings, ids: list[str], day: str) -> None:
+    """The items' rows appended again on `day`, a day newer, their content unchanged (a double ingestion)."""
+    import datetime as dt
+
+    from deltalake import write_deltalake
+
+    root = settings.table_root("corpus")
+    table = DeltaTable(root).to_pyarrow_table()
+    rows = table.filter(pc.is_in(table["content_id"], pa.array(ids)))
+    later = pa.array([dt.datetime(2026, 12, 1, tzinfo=dt.UTC)] * rows.num_rows, rows.schema.field("updated_at").type)
+    rows = rows.set_column(rows.schema.get_field_index("updated_at"), rows.schema.field("updated_at"), later)
+    rows = rows.set_column(rows.schema.get_field_index("ds"), rows.schema.field("ds"), pa.array([day] * rows.num_rows, rows.schema.field("ds").type))
+    write_deltalake(root, rows, mode="append", partition_by=["ds"])
+
+
+def test_an_item_ingested_again_moves_to_its_new_day_and_a_change_to_its_older_row_leaves_it(spark, two_lakehouses):
+    settings, reference = two_lakehouses
+    run_refresh(spark, settings)
+    corpus = DeltaTable(settings.table_root("corpus")).to_pyarrow_table().sort_by("content_id")
+    last_day = max(corpus["ds"].to_pylist())
+    moved, twice = [c for c, d in zip(corpus["content_id"].to_pylist(), corpus["ds"].to_pylist()) if d != last_day][3:5]
+    old_day = dict(zip(corpus["content_id"].to_pylist(), corpus["ds"].to_pylist()))[twice]
+    for s in (settings, reference):
+        _ingest_again(s, [moved, twice], last_day)
+    run_refresh(spark, settings)  # both move to the last day: their rows in the old day's partition are stale
+    for s in (settings, reference):  # the older row of `twice` edited: its newer row, the one computed, is unchanged
+        DeltaTable(s.table_root("corpus")).update(updates={"title": "'older row edited'"}, predicate=f"content_id = '{twice}' AND ds = '{old_day}'")
+    assert "since version" in run_refresh(spark, settings).message
+    run_refresh(spark, reference, full=True)
+    _assert_same_rows(settings, reference)
+    rows = _embeddings(settings)
+    days = {(c, d) for c, d in zip(rows["content_id"].to_pylist(), rows["ds"].to_pylist()) if c in (moved, twice)}
+    assert days == {(moved, last_day), (twice, last_day)}
