@@ -260,11 +260,11 @@ class Registry:
         previous = self.aliases(name).get(alias)
         if previous == version:
             return previous
-        self.client.set_registered_model_alias(name, alias, version)
         stack = self._tag_list(name, STACK_TAG, alias)
-        if previous is not None:
-            stack.append(previous)
-        self._set_tag_list(name, STACK_TAG, alias, stack)
+        if previous is not None:  # pushed before the move: a promote killed between them leaves a top that rollback skips,
+            stack.append(previous)  # never a moved alias whose previous version rollback cannot find
+            self._set_tag_list(name, STACK_TAG, alias, stack)
+        self.client.set_registered_model_alias(name, alias, version)
         self._log(name, alias, "promote", previous, version)
         self._record(ledger_root, "promote", name, alias, previous, version, signal)
         return previous

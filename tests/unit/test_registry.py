@@ -185,6 +185,24 @@ def test_rollback_after_the_alias_was_moved_by_hand_still_goes_back(registry, tm
     assert registry.rollback("m") == "1"  # not a no-op back to 2
 
 
+def test_a_promote_killed_part_way_leaves_rollback_going_back_to_a_real_champion(registry, tmp_path, monkeypatch):
+    for i in (1, 2, 3):
+        registry.register("m", weights_file(tmp_path, f"{i}.pt", bytes([i])), {})
+    registry.promote("m", "1")
+    registry.promote("m", "2")
+    moved_at = registry.client.set_registered_model_alias
+
+    def killed_after_the_move(*args):
+        moved_at(*args)
+        raise SystemExit("killed")
+    monkeypatch.setattr(registry.client, "set_registered_model_alias", killed_after_the_move)
+    with pytest.raises(SystemExit):
+        registry.promote("m", "3")  # died as the alias moved, before the history and the ledger
+    monkeypatch.undo()
+    assert registry.aliases("m") == {CHAMPION: "3"}
+    assert registry.rollback("m") == "2"  # the version it replaced, not the one before that
+
+
 def test_rollback_without_history_raises(registry, tmp_path):
     registry.register("m", weights_file(tmp_path, "1.pt", b"1"), {})
     with pytest.raises(RegistryError, match="no earlier version"):
