@@ -9,8 +9,9 @@ the profile). The versions named: the corpus version each signal table's (and th
 table's) last refresh compared (the next refresh reads the files of that version to find what
 changed), the corpus version pinned in the profile
 (`corpus.version`), the embeddings version each index was built or last updated from (its next
-`index --update` reads the files changed since), and those `maintain.keep_versions` lists (any
-other reader's pin).
+`index --update` reads the files changed since), the versions each head's champion and
+challenger were trained and evaluated on (their lineage), and those `maintain.keep_versions`
+lists (any other reader's pin).
 
 The corpus is maintained only when it is the lakehouse's own sample corpus (a corpus someone
 else owns is theirs to maintain), and is never compacted: the incremental refresh finds changed
@@ -31,14 +32,18 @@ from conf.settings import Settings, UsageError
 from jobs.engine import Run, RunResult, Tracked, recorded
 from jobs.refresh import last_refresh
 from lake.ledger import NOTHING_TO_DO, SUCCEEDED
+from lake.registry import Registry, registry_exists
 from lake.upkeep import Upkeep, UpkeepPolicy, maintain_table
 from retrieval import index_store
 from signals.base import ModelRef
 from signals.contracts import ALERTS, CORPUS, DUPLICATES, EMBEDDINGS, HUMAN_LABELS, KEYFRAMES, LABELS, RUNS, SIGNAL_STATS, WEAK_LABELS
+from training.gate import is_head
 
 JOB = "maintain"
 TABLES = {c.name: c for c in (EMBEDDINGS, LABELS, KEYFRAMES, DUPLICATES, RUNS, SIGNAL_STATS, ALERTS, HUMAN_LABELS, WEAK_LABELS, CORPUS)}
 REFRESHED_TABLES = (EMBEDDINGS, LABELS, KEYFRAMES)  # tables whose refresh commits record the corpus version they compared
+LINEAGE_PARAMS = {"embeddings_version": EMBEDDINGS, "duplicates_version": DUPLICATES, "human_labels_version": HUMAN_LABELS,
+                  "weak_labels_version": WEAK_LABELS, "labels_table_version": LABELS, "corpus_version": CORPUS}  # a head's MLflow params
 
 
 @dataclass(frozen=True)
@@ -75,8 +80,28 @@ def named_versions(settings: Settings) -> dict[str, set[int]]:
         named[CORPUS.name].add(settings.corpus.version)
     for signal in index_store.indexed_signals(settings.lakehouse_root):
         named[EMBEDDINGS.name].add(index_store.read_manifest(settings.lakehouse_root, signal).table_version)
+    for table, versions in lineage_versions(settings).items():
+        named[table].update(versions)
     for table, versions in settings.maintain.keep_versions.items():
         named[table].update(versions)
+    return named
+
+
+def lineage_versions(settings: Settings) -> dict[str, set[int]]:
+    """table -> the versions the champion and challenger of each head were trained and evaluated
+    on (their MLflow run's lineage, training/train.py), so that either can be trained again or
+    audited; none where no registry was ever made."""
+    named: dict[str, set[int]] = defaultdict(set)
+    if not registry_exists(settings.registry_uri):
+        return named
+    registry = Registry(settings.registry_uri)
+    for signal in filter(is_head, settings.signals):
+        for version in set(registry.aliases_if_registered(signal).values()):
+            run_id = registry.client.get_model_version(signal, version).tags.get("mlflow_run_id")
+            params = registry.client.get_run(run_id).data.params if run_id else {}
+            for param, contract in LINEAGE_PARAMS.items():
+                if params.get(param, "").isdigit():
+                    named[contract.name].add(int(params[param]))
     return named
 
 

@@ -329,3 +329,18 @@ def test_a_run_whose_files_a_vacuum_deleted_before_its_commit_commits_nothing(tm
     with pytest.raises(delta_io.CommitConflict, match="deleted before its commit"):
         delta_io.commit_files(root, EMBEDDINGS, in_flight, "test/1", {"job": "backfill"}, read_version=read_version)
     assert delta_io.snapshot(root).version() == maintained and delta_io.read_arrow(root).num_rows == len(make_rows("run-0"))
+
+
+def test_the_versions_a_registered_head_was_trained_on_are_named(tmp_path: Path, empty_registry_db) -> None:
+    from embedding_tables import registry_in
+
+    settings, _ = _corpus_lakehouse(tmp_path, changes=4)
+    registry = registry_in(Path(settings.lakehouse_root), empty_registry_db, versions=1)
+    model = registry.register("head_low_quality", "code:head", {"kind": "image_embedding_head"})
+    run = registry.client.create_run(registry.client.create_experiment("training"))
+    for param, value in {"embeddings_version": "2", "duplicates_version": "None", "human_labels_version": "3", "labels": "weak"}.items():
+        registry.client.log_param(run.info.run_id, param, value)
+    registry.client.set_model_version_tag("head_low_quality", model.version, "mlflow_run_id", run.info.run_id)
+    registry.client.set_registered_model_alias("head_low_quality", "challenger", model.version)
+    named = named_versions(settings)
+    assert named["embeddings"] == {2} and named["human_labels"] == {3} and "duplicates" not in named
