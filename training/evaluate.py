@@ -87,15 +87,18 @@ class Evaluation:
     frame: pd.DataFrame = field(repr=False)  # content_id, label, one column per scorer, the slice columns
     metrics: dict[str, dict[str, float | None]] = field(default_factory=dict)
     slices: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    slice_items: dict[str, dict[str, int]] = field(default_factory=dict)  # slice kind -> value -> held-out items
 
     def summary(self) -> dict[str, Any]:
-        """What the gate reads and the registry keeps (JSON)."""
-        return {"task": self.task, "metrics": self.metrics, "slices": self.slices}
+        """What the gate reads and the registry keeps (JSON): with each slice's size, so a gate
+        asking for larger slices than the training run did can leave the smaller ones out."""
+        return {"task": self.task, "metrics": self.metrics, "slices": self.slices, "slice_items": self.slice_items}
 
 
 def evaluate(task: str, frame: pd.DataFrame, recall: float, min_slice_items: int, title: str) -> Evaluation:
     """Metrics of every scorer column of `frame` (all but content_id, label and the slices) on its scored items."""
     evaluation = Evaluation(task, title, frame)
+    evaluation.slice_items = {kind: {str(v): int(n) for v, n in frame.groupby(kind, dropna=False).size().items()} for kind in SLICES}
     for scorer in scorers(frame):
         scored = frame.dropna(subset=[scorer])
         evaluation.metrics[scorer] = score_metrics(scored["label"].to_numpy(), scored[scorer].to_numpy(float), recall)

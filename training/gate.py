@@ -45,8 +45,11 @@ def gate_failures(summary: Mapping[str, Any], conf: GateSettings) -> list[str]:
         failures.append(f"no baseline (rule or majority vote) scored the held-out gold items, so the head beats nothing; its "
                         f"ROC-AUC {head['roc_auc']:.3f} is judged against nothing: enable the task's rule signal or make weak labels "
                         f"(content-signals labels weak), then train again (or promote with --force)")
+    sizes = summary.get("slice_items", {})  # kept since; an older summary's slices are judged as they are
     for kind, values in slices.get(HEAD, {}).items():
         for value, auc in values.items():
+            if sizes.get(kind, {}).get(value, conf.min_slice_items) < conf.min_slice_items:
+                continue  # smaller than the gate in force asks for
             for name in baselines:
                 theirs = slices.get(name, {}).get(kind, {}).get(value)
                 if theirs is not None and auc < theirs - conf.max_slice_drop:

@@ -31,6 +31,12 @@ def test_each_failed_condition_is_named(case, needle):
     assert len(failures) == 1 and needle in failures[0]
 
 
+def test_a_slice_smaller_than_the_gate_in_force_asks_for_is_not_judged():
+    small = {**summary(0.9, 0.8, head_slice=0.7, rule_slice=0.8), "slice_items": {"language": {"en": 30}}}
+    assert "slice language=en" in gate_failures(small, GATE)[0]  # the gate's min_slice_items (20 by default) keeps it
+    assert gate_failures(small, GATE.model_copy(update={"min_slice_items": 100})) == []
+
+
 def test_a_head_with_no_baseline_to_beat_does_not_pass():
     alone = summary(0.51, 0.8)
     alone["metrics"]["rule"]["roc_auc"] = None  # e.g. the rule signal off: the held-out items have no rule score
