@@ -123,14 +123,16 @@ def outcomes_of(table_root: str, run_id: str, models: Mapping[str, ModelRef]) ->
 
 def committed_outcome(run_id: str, signal: str, model: ModelRef, table_roots: Sequence[str]) -> tuple[SignalOutcome, int] | None:
     """What run `run_id` committed for `signal` (its outcome and the table version), or None if
-    none of the tables holds rows of it from that run: a commit of the run to another table
-    (the embeddings, before a kill) does not count for a label signal."""
+    the run committed to none of the tables holding the signal: a commit of the run to another
+    table (the embeddings, before a kill) does not count for a label signal. A commit that wrote no
+    row of the signal counts where the table holds it (a refresh that only dropped takedowns)."""
     app_id = f"content-signals/{run_id}"
     for root in table_roots:
         if not delta_io.committed(root, app_id):
             continue
         outcome = outcomes_of(root, run_id, {signal: model})[0]
-        if outcome.rows_in:
+        if outcome.rows_in or any(f.partition_values.get("signal") == signal and f.partition_values.get("model_version") == model.version
+                                  for f in delta_io.live_files(root)):
             return outcome, delta_io.version_of_commit(root, app_id)
     return None
 

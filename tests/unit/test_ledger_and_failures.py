@@ -55,6 +55,18 @@ def test_committed_outcome_counts_only_the_signals_own_rows(tmp_path: Path) -> N
     assert ledger.committed_outcome("r2", "text_embedding", ModelRef("m", "1"), [root]) is None
 
 
+def test_a_refresh_that_only_dropped_takedowns_and_died_after_its_commit_succeeded(tmp_path: Path) -> None:
+    embeddings, labels, runs = (str(tmp_path / name) for name in ("embeddings", "labels", "runs"))
+    delta_io.commit_files(embeddings, EMBEDDINGS, write(embeddings, make_rows(run_id="backfill", per_slice=3)), "content-signals/backfill", {})
+    taken_down = delta_io.live_files(embeddings)[0]
+    version = delta_io.commit_files(embeddings, EMBEDDINGS, [], "content-signals/refresh-killed", {"run_id": "refresh-killed"},
+                                    remove=lambda live: live.path == taken_down.path)
+    ledger.record_runs(runs, [_started("refresh-killed", "text_embedding"), _started("refresh-killed", "image_safety")])
+    closed = {r.signal: r for r in ledger.reconcile(runs, [embeddings, labels])}
+    assert (closed["text_embedding"].status, closed["text_embedding"].rows_in, closed["text_embedding"].table_version) == (ledger.SUCCEEDED, 0, version)
+    assert closed["image_safety"].status == ledger.ABANDONED  # the embeddings table does not hold it
+
+
 @pytest.mark.parametrize("start, end, reason", [
     ("2026/11/19", None, "not a day"), ("2026-11-31", None, "not a day"), (None, "yesterday", "not a day"),
     ("2026-11-20", "2026-11-19", "ends (2026-11-19) before it starts"),
