@@ -31,7 +31,7 @@ from retrieval.embedding_rows import item_vector, pinned_version
 from retrieval.vector_index import neighbours
 from rollout.compare import compare_in_lakehouse, log_to_mlflow, report_metrics, write_report
 from rollout.evaluate import REPORT, replace_section, run_evaluation
-from rollout.models import CHALLENGER, CHAMPION, champion_version, identity_params, registry_for
+from rollout.models import CHALLENGER, CHAMPION, champion_version, configured_signal, identity_params, registry_for
 from rollout.shot_evaluation import evaluate_shots
 from sample_corpus.generate import write_sample_corpus
 from sample_corpus.scenarios import append_scenario_day
@@ -100,6 +100,10 @@ def _register(settings: Settings, args: argparse.Namespace) -> None:
     if not_identity := sorted(given.keys() - params.keys()):
         raise UsageError(f"--param {not_identity}: not what identifies a {conf.kind!r} model (its identity params: "
                          f"{list(signal_class(conf.kind).identity_params)}); how it runs is set in the profile")
+    if configured_signal(settings, args.signal, given).weights_source() is None:  # nothing to hash: the version could never run
+        raise UsageError(f"{args.signal} ({conf.kind}) has no weights to register with these params: a signal whose logic is all "
+                         "code has none (a change to it is released with the code); one that reads a weights file names it "
+                         "(e.g. --param weights_path=PATH)")
     local_path(args.source)  # a path that is not there is refused before a registry is made for it
     registry = registry_for(settings)
     model = registry.register(args.signal, args.source, params, description=conf.model.name)

@@ -121,14 +121,18 @@ def resolve_versions(settings: Settings, signals: dict[str, Signal], role: str =
     return resolved
 
 
+def configured_signal(settings: Settings, name: str, params: Mapping[str, Any] | None = None) -> Signal:
+    """Signal `name` of the profile configured (not loaded), `params` over the profile's, at its
+    pinned model version or "unresolved" until the registry resolves one."""
+    s = settings.signals[name]
+    return build_signal(s.kind, SignalConfig(name, ModelRef(s.model.name, s.model.version or "unresolved"), s.batch_size, s.device,
+                                             {**s.params, **(params or {})}, decode=settings.decode.limits, fetch=settings.fetch.policy))
+
+
 def build_signals(settings: Settings, role: str = CHAMPION) -> dict[str, Signal]:
     """The enabled signals of the profile at the model versions `role` resolves to in the
     registry, configured (not loaded): what a job ships to its executors and the online scorer loads."""
-    enabled = {
-        name: build_signal(s.kind, SignalConfig(name, ModelRef(s.model.name, s.model.version or "unresolved"), s.batch_size, s.device, s.params,
-                                           decode=settings.decode.limits, fetch=settings.fetch.policy))
-        for name, s in settings.enabled_signals.items()
-    }
+    enabled = {name: configured_signal(settings, name) for name in settings.enabled_signals}
     if not enabled:
         raise UsageError(f"profile {settings.profile!r} enables no signals")
     return resolve_versions(settings, enabled, role)

@@ -21,6 +21,7 @@ def cli(capsys, *args: str) -> tuple[int, str]:
     (["show", "--set", "spark.conf[spark.sql.shuffle.partitions]"], "override 'spark.conf[spark.sql.shuffle.partitions]' is not of"),
     (["register", "nope", "--source", "/tmp"], "no signal 'nope' in the profile"),
     (["register", "image_embedding", "--source", "/tmp", "--alias", "champion"], "the champion moves only by `content-signals promote`"),
+    (["register", "image_quality", "--source", "/tmp"], "image_quality (image_quality) has no weights to register"),
     (["register", "image_embedding", "--source", "/tmp", "--param", "foo"], "--param 'foo' is not of the form name=value"),
     (["register", "image_embedding", "--source", "/no/such/weights.pth"], "no weights at /no/such/weights.pth"),
     (["make-corpus", "--scenario", "normal", "--day", "20261201"], "--day '20261201' is not a day"),
