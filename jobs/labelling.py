@@ -23,7 +23,7 @@ from training.weak import run_weak, weak_labels
 
 def champion_versions(settings: Settings) -> dict[str, str]:
     """signal -> champion model version of every signal with rows (labels and embeddings tables)."""
-    lakehouse = Lakehouse(settings.lakehouse_root, settings.registry_uri)
+    lakehouse = Lakehouse.of(settings)  # the versions the jobs run: a pinned one where the profile pins it
     if LABELS.name not in lakehouse.tables():
         raise UsageError(f"no labels table in {settings.lakehouse_root}: run a backfill first (content-signals backfill)")
     return {**lakehouse.champions("embeddings"), **lakehouse.champions(LABELS.name)}

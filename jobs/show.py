@@ -65,7 +65,7 @@ def print_upkeep(result: MaintainResult) -> None:
 
 def show(settings: Settings) -> None:
     """Print every table of the lakehouse, and what the embeddings and the last runs hold."""
-    lakehouse = Lakehouse(settings.lakehouse_root, settings.registry_uri)
+    lakehouse = Lakehouse.of(settings)
     if not lakehouse.tables():
         raise UsageError(f"no Delta table in {lakehouse.root}: is that the lakehouse (--profile, --set lakehouse=...)? "
                          "content-signals make-corpus or demo makes one")

@@ -12,6 +12,7 @@ Reads always go through the Delta log (lake.delta_io), never by listing folders.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -20,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 from deltalake import DeltaTable
 
-from conf.settings import UsageError, load_settings, local_registry_uri
+from conf.settings import Settings, UsageError, load_settings, local_registry_uri
 from lake import delta_io, spark_io
 from signals.contracts import EMBEDDINGS, LABELS
 
@@ -33,9 +34,10 @@ if TYPE_CHECKING:
 class Lakehouse:
     """The Delta tables under one root folder."""
 
-    def __init__(self, root: str, registry_uri: str | None = None) -> None:
+    def __init__(self, root: str, registry_uri: str | None = None, pinned: Mapping[str, str] | None = None) -> None:
         self.root = root.rstrip("/")
         self._registry_uri = registry_uri  # None: the lakehouse's own, worked out when champions are first asked for
+        self.pinned = dict(pinned or {})  # signal -> the model version a profile pins (`model.version`): its jobs run that one
 
     @property
     def registry_uri(self) -> str:
@@ -44,8 +46,13 @@ class Lakehouse:
 
     @classmethod
     def from_profile(cls, profile: str = "local", overrides: tuple[str, ...] = ()) -> Lakehouse:
-        settings = load_settings(profile, overrides)
-        return cls(settings.lakehouse_root, settings.registry_uri)
+        return cls.of(load_settings(profile, overrides))
+
+    @classmethod
+    def of(cls, settings: Settings) -> Lakehouse:
+        """The profile's lakehouse, its registry, and the model versions it pins."""
+        return cls(settings.lakehouse_root, settings.registry_uri,
+                   {name: s.model.version for name, s in settings.signals.items() if s.model.version is not None})
 
     def path(self, name: str) -> str:
         path = f"{self.root}/{name}"
@@ -77,17 +84,20 @@ class Lakehouse:
         return spark_io.read_spark(spark, self.path(name), version)
 
     def champions(self, name: str) -> dict[str, str]:
-        """signal -> the version its registry alias `champion` names now, for the signals in `name`
-        (a signal never registered, as with `registry.enabled: false`, has none)."""
+        """signal -> the version its registry alias `champion` names now (the profile's pinned
+        version, where it pins one, as the jobs run it), for the signals in `name` (a signal never
+        registered and not pinned, as with `registry.enabled: false`, has none)."""
         from lake.registry import Registry, registry_exists
 
         if "signal" not in delta_io.snapshot(self.path(name)).metadata().partition_columns:
             raise UsageError(f"{name} holds no versions of signals (embeddings, labels and keyframes do): read it whole")
         signals = {f.partition_values["signal"] for f in delta_io.live_files(self.path(name))}
+        pinned = {signal: self.pinned[signal] for signal in signals if signal in self.pinned}
         if not registry_exists(self.registry_uri):
-            return {}  # no registry yet: nothing is champion, and a read makes none
+            return pinned  # no registry yet: nothing else is champion, and a read makes none
         registry = Registry(self.registry_uri)
-        return {signal: version for signal in sorted(signals) if (version := registry.aliases_if_registered(signal).get("champion"))}
+        return {signal: version for signal in sorted(signals)
+                if (version := pinned.get(signal) or registry.aliases_if_registered(signal).get("champion"))}
 
     def champion(self, name: str) -> pa.Table:
         """Only the rows of each signal's champion version: consumers follow promotions and

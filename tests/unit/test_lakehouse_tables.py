@@ -36,6 +36,14 @@ def test_champions_without_a_registry_or_a_registered_model(tmp_path, empty_regi
     assert lakehouse.champion("embeddings")["content_id"].to_pylist() == ["pin-1", "pin-2"]
 
 
+def test_a_profile_that_pins_a_version_reads_that_one_as_its_jobs_run_it(tmp_path, empty_registry_db) -> None:
+    append(tmp_path, rows(["pin-1", "pin-2"], random_vectors(2, 0)))
+    append(tmp_path, rows(["pin-1"], random_vectors(1, 1), model_version="2"))
+    registry_in(tmp_path, empty_registry_db)  # champion 1 in the registry
+    lakehouse = Lakehouse.from_profile("local", (f"lakehouse={tmp_path}", f"signals.{SIGNAL}.model.version=2"))
+    assert lakehouse.champions("embeddings") == {SIGNAL: "2"} and lakehouse.champion("embeddings")["content_id"].to_pylist() == ["pin-1"]
+
+
 def test_a_version_a_vacuum_removed_is_named_as_such(tmp_path) -> None:
     append(tmp_path, rows([f"pin-{i}" for i in range(10)], random_vectors(10, 0)))
     delete(tmp_path, "pin-3")  # rewrites the day's file; version 0's file is then an old version's
