@@ -102,7 +102,8 @@ def _parser() -> argparse.ArgumentParser:
     maintain = commands.add_parser("maintain", parents=[common],
                                    help="table upkeep: compact small files, vacuum what no named version needs, checkpoint grown logs")
     maintain.add_argument("--tables", nargs="+", metavar="TABLE",
-                          help="embeddings, labels, duplicates, runs, corpus (default: all of them; the corpus only if it is the sample corpus)")
+                          help="embeddings, labels, keyframes, duplicates, runs, signal_stats, alerts, human_labels, weak_labels, corpus "
+                               "(default: all of them; the corpus only if it is the sample corpus)")
     maintain.add_argument("--dry-run", action="store_true", help="print what it would do, per table, and change nothing")
     index = commands.add_parser("index", parents=[common], help="a nearest-neighbour index of a signal's champion vectors (lakehouse/_indexes)")
     index.add_argument("signal", help="an embedding signal, e.g. image_embedding")
