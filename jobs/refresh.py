@@ -205,16 +205,16 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
     # ingested again on another day moves there: left in the old one, a backfill of either day would duplicate or drop it)
     in_line = F.col("input_hash").eqNullSafe(current_hash) & ~F.col("retry") & (F.col("stored_ds") == F.col("ds"))
     compared = F.col("compared").isNotNull()
-    # an item still in the corpus whose newest row is in a file this refresh does not read is left as it is
-    # (double-ingested, only its older row changed): its rows were in line with that row at the last refresh
-    present = (newest.select("content_id", F.lit(True).alias("in_corpus")) if scope.since is not None and not videos_only
-               else current.select("content_id", F.lit(True).alias("in_corpus")))
-    in_corpus = F.col("in_corpus").isNotNull()
-    annotated = (stored.join(current.select("content_id", "ds", *hashes, F.lit(True).alias("compared")), "content_id", "left")
-                 .join(present, "content_id", "left").select(
-                     *KEY, "file", (~in_corpus | (compared & enabled & ~in_line)).alias("stale"),
-                     (compared & enabled & in_line).alias("valid"),
-                 ).persist())
+    judged = stored.join(current.select("content_id", "ds", *hashes, F.lit(True).alias("compared")), "content_id", "left")
+    in_corpus = compared  # the whole corpus was compared, or (keyframes) only its items with a video count
+    if scope.since is not None and not videos_only:
+        # an item still in the corpus whose newest row is in a file this refresh does not read is left as it is
+        # (double-ingested, only its older row changed): its rows were in line with that row at the last refresh
+        judged = judged.join(newest.select("content_id", F.lit(True).alias("in_corpus")), "content_id", "left")
+        in_corpus = F.col("in_corpus").isNotNull()
+    annotated = judged.select(
+        *KEY, "file", (~in_corpus | (compared & enabled & ~in_line)).alias("stale"), (compared & enabled & in_line).alias("valid"),
+    ).persist()
     wanted = [current.select("content_id", "ds", F.col(_hash_column(s)).alias("input_hash"), F.lit(name).alias("signal"))
               for name, s in signals.items()]
     missing = (

@@ -171,17 +171,16 @@ def filesystem_of(root: str) -> tuple[pafs.FileSystem, str]:
     return pafs.FileSystem.from_uri(root if "://" in root else str(Path(root).resolve()))
 
 
+def absent(root: str, paths: Sequence[str]) -> list[str]:
+    """Those of `paths` (unescaped, relative to the table root) that are not in storage, asked in one call."""
+    filesystem, base = filesystem_of(root)
+    infos = filesystem.get_file_info([f"{base}/{p}" for p in paths])
+    return [p for p, info in zip(paths, infos) if info.type == pafs.FileType.NotFound]
+
+
 def all_exist(root: str, files: Sequence[LiveFile]) -> bool:
     """Whether the data files are still in storage (a vacuum deletes the files of old versions)."""
-    filesystem, base = filesystem_of(root)
-    return all(filesystem.get_file_info(f"{base}/{unquote(f.path)}").type != pafs.FileType.NotFound for f in files)
-
-
-def missing_files(root: str, files: Sequence[DataFile]) -> list[str]:
-    """The paths of written data files that are no longer in storage."""
-    filesystem, base = filesystem_of(root)
-    infos = filesystem.get_file_info([f"{base}/{f.path}" for f in files])
-    return [f.path for f, info in zip(files, infos) if info.type == pafs.FileType.NotFound]
+    return not absent(root, [unquote(f.path) for f in files])
 
 
 def _slices_changed_since(root: str, contract: TableContract, read_version: int, version: int) -> set[tuple]:
@@ -223,7 +222,7 @@ def commit_files(
         table = ensure_table(root, contract)
         if table.transaction_version(app_id) is not None:
             return version_of_commit(root, app_id)
-        gone = missing_files(root, files)
+        gone = absent(root, [f.path for f in files])
         if gone:
             raise CommitConflict(f"{len(gone)} of this run's {len(files)} data files under {root} were deleted before its commit (e.g. {gone[0]}): "
                                  "a vacuum with a retention shorter than the run (maintain.min_retention_hours) removed them; nothing was "

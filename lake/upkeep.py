@@ -161,17 +161,12 @@ def vacuum(root: str, keep: Collection[int], min_retention: timedelta, dry_run: 
     table = DeltaTable(root)
     options = {"retention_hours": hours, "enforce_retention_duration": False, "full": True, "keep_versions": sorted({*named, *current})}
     # delta-rs lists a replaced file until its removal expires from the log, deleted or not: only files still there count
-    deletable = _present(root, table.vacuum(dry_run=True, **options))
+    listed = table.vacuum(dry_run=True, **options)
+    gone = set(delta_io.absent(root, listed))
+    deletable = [p for p in listed if p not in gone]
     if deletable and not dry_run:
         table.vacuum(dry_run=False, **options)
     return deletable, hours, tuple(named), notes
-
-
-def _present(root: str, paths: list[str]) -> list[str]:
-    """The relative paths (as vacuum gives them) that are still in storage."""
-    filesystem, base = delta_io.filesystem_of(root)
-    infos = filesystem.get_file_info([f"{base}/{p}" for p in paths])
-    return [p for p, info in zip(paths, infos) if info.type != pafs.FileType.NotFound]
 
 
 def maintain_table(root: str, contract: TableContract, policy: UpkeepPolicy, keep: Collection[int], app_id: str, file_prefix: str,
