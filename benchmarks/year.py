@@ -44,9 +44,9 @@ from deltalake import DeltaTable
 
 from benchmarks.report import TARGETS, write_json, year_line
 from conf.settings import Settings
-from jobs.engine import Run, RunResult, recorded, tracked
+from jobs.engine import CORPUS_VERSION, Run, RunResult, recorded, tracked
 from jobs.maintain import run_maintain
-from jobs.refresh import CORPUS_VERSION, REFRESHED, refreshed_signature
+from jobs.refresh import REFRESHED, refreshed_signature
 from lake import delta_io, upkeep
 from lake.ledger import SUCCEEDED
 from rollout.models import build_signals

@@ -4,18 +4,23 @@ that slice of the embeddings table in one Delta commit.
     content-signals backfill --profile local --start 2026-11-14 --end 2026-11-20
 
 Re-running the same window replaces the same slice with the same vectors: never duplicates.
+An item of the window with rows in another day's partition (ingested again on a later day) has
+them dropped in the same commit: one row per key, in its newest corpus row's day.
 Re-running with the same --run-id after its commit landed does nothing (the commit is
 recognised by its application transaction id).
 """
 from __future__ import annotations
 
-from pyspark.sql import SparkSession
+from urllib.parse import unquote
+
+from pyspark.sql import DataFrame, SparkSession
 
 from conf.settings import Settings, UsageError
+from jobs.copy_on_write import KEY, Rewrite, broadcast_if_small, no_rewrite, rewrite_dropping
 from jobs.corpus import CorpusSource, Window, check_rows, newest_of_ids, one_row_per_id
-from jobs.engine import Run, RunResult, already_committed, by_output, keep_stats, placements, recorded, run_outcomes, signal_rows, tracked, write_and_commit
+from jobs.engine import CORPUS_VERSION, Run, RunResult, already_committed, by_output, keep_stats, placements, recorded, run_outcomes, signal_rows, tracked, write_and_commit
 from jobs.videos import commit_keyframes, keyframes_read_version, without_videos, write_videos
-from lake import delta_io
+from lake import delta_io, spark_io
 from lake.ledger import NOTHING_TO_DO, SUCCEEDED
 from rollout.models import CHAMPION, build_signals
 from signals.contracts import KEYFRAMES
@@ -61,6 +66,7 @@ def run_backfill(
         read_versions = {c: delta_io.ensure_table(settings.table_root(c.name), c).version() for c in by_output(signals)}
         keyframes_version = keyframes_read_version(settings, corpus, signals)  # None: no videos to write
         corpus_version = corpus.version()  # every phase reads the same corpus (a Delta one: other formats have no versions)
+        corpus_read = {CORPUS_VERSION: str(corpus_version)} if corpus_version is not None else {}  # a later refresh compares from it
         rows = corpus.read(spark, corpus_version, window)
         newest = newest_of_ids(corpus.keys(spark, corpus_version))
         check = check_rows(rows, newest)
@@ -76,22 +82,38 @@ def run_backfill(
         committed = {}
         videos = write_videos(settings, run, items, signals, placed) if keyframes_version is not None else None
         if videos is not None:  # first: a run killed after it is re-run whole, and replaces the same slice
-            committed[KEYFRAMES.name] = commit_keyframes(spark, settings, run, videos, signals, window, keyframes_version)
+            committed[KEYFRAMES.name] = commit_keyframes(spark, settings, run, videos, signals, window, keyframes_version, corpus_read)
         for contract, mine in by_output(signals).items():
             models = {name: s.config.model.version for name, s in mine.items()}
+            moved = rows_on_other_days(spark, settings.table_root(contract.name), read_versions[contract], models, window, items, rows_in)
+            kept = moved.items_kept()
             committed[contract.name] = write_and_commit(
                 spark, settings, run, contract,
-                [signal_rows(without_videos(items, s) if videos else items, s, settings, run, rows_in, placed[name]) for name, s in mine.items()],
-                expected_items={name: rows_in for name in mine},
-                remove=lambda live, models=models: models.get(live.partition_values["signal"]) == live.partition_values["model_version"]
-                and window.contains(live.partition_values["ds"]),
+                [*([moved.kept(spark)] if moved.files else []),
+                 *[signal_rows(without_videos(items, s) if videos else items, s, settings, run, rows_in, placed[name]) for name, s in mine.items()]],
+                expected_items={name: rows_in + kept.get(name, 0) for name in mine},
+                remove=lambda live, models=models, moved=moved: moved.removes(live) or (
+                    models.get(live.partition_values["signal"]) == live.partition_values["model_version"] and window.contains(live.partition_values["ds"])),
                 read_version=read_versions[contract], written=videos.files[contract.name] if videos else (),
                 metadata={"window": f"{window.start}..{window.end}", "model_versions": str(models), "role": role,
-                          "slice_percent": str(slice_percent),
-                          **({"corpus_version": str(corpus_version)} if corpus_version is not None else {})},
+                          "slice_percent": str(slice_percent), "moved_items": str(moved.dropped_items), **corpus_read},
             )
         keep_stats(settings, run, committed.values())
         result = RunResult(run.run_id, SUCCEEDED, {name: c.version for name, c in committed.items()}, run_outcomes(settings, run.run_id, signals),
                            check.describe(), [use for c in committed.values() for use in c.executors])
         finish(result)
     return result
+
+
+def rows_on_other_days(spark: SparkSession, root: str, version: int, models: dict[str, str], window: Window, items: DataFrame,
+                       count: int) -> Rewrite:
+    """The rewrite dropping the rows the window's `items` (`count` of them) have, at these signals'
+    model versions, in day partitions outside the window: an item ingested again on a later day,
+    backfilled for that day, would otherwise keep its old day's row too. No Spark job when the
+    window spans every day or the table has no such partition."""
+    outside = {unquote(f.path) for f in delta_io.live_files(root, version)
+               if models.get(f.partition_values["signal"]) == f.partition_values["model_version"] and not window.contains(f.partition_values["ds"])}
+    if not outside:
+        return no_rewrite(spark, root, version)
+    stored = spark_io.read_spark(spark, root, version, only=outside, file_column="file").select(*KEY, "file").distinct()
+    return rewrite_dropping(spark, root, version, stored.join(broadcast_if_small(items.select("content_id"), count), "content_id", "left_semi"))

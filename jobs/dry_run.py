@@ -84,7 +84,9 @@ def plan_lines(settings: Settings, args: argparse.Namespace) -> list[str]:
             root = settings.table_root(contract.name)
             last = last_refresh(root) if DeltaTable.is_deltatable(root) else None
             lines.append(f"{contract.name}: " + ("compares the whole corpus (--full)" if args.full else
-                         f"last refreshed to corpus version {last[0]} for {last[1]}: compares the corpus files changed since, if the "
+                         f"last refreshed to corpus version {last.corpus_version} for {last.signature}"
+                         + (f", then rows committed from corpus versions {sorted(set(last.read_since), key=str)}" if last.read_since else "")
+                         + ": compares the corpus files changed since, if the "
                          "signals and versions are the same, else the whole corpus" if last else "no refresh recorded: compares the whole corpus"))
     spark = session_conf(settings.spark, launched_conf())
     lines.append("spark: " + ", ".join([f"{k}={v}" for k, v in sorted(spark.items()) if RESOURCES.match(k)]

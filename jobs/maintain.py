@@ -75,7 +75,7 @@ def named_versions(settings: Settings) -> dict[str, set[int]]:
         root = settings.table_root(contract.name)
         last = last_refresh(root) if DeltaTable.is_deltatable(root) else None
         if last is not None:
-            named[CORPUS.name].add(last[0])
+            named[CORPUS.name].update(last.corpus_versions)
     if settings.corpus.version is not None:
         named[CORPUS.name].add(settings.corpus.version)
     for signal in index_store.indexed_signals(settings.lakehouse_root):

@@ -47,8 +47,23 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from conf.settings import Settings
+from jobs.copy_on_write import KEY, Rewrite, broadcast_if_small, no_rewrite, rewrite_dropping
 from jobs.corpus import CorpusCheck, CorpusSource, check_rows, newest_of_ids, one_row_per_id
-from jobs.engine import Committed, Run, RunResult, already_committed, by_output, keep_stats, placements, recorded, run_outcomes, signal_rows, tracked, write_and_commit
+from jobs.engine import (
+    CORPUS_VERSION,
+    Committed,
+    Run,
+    RunResult,
+    already_committed,
+    by_output,
+    keep_stats,
+    placements,
+    recorded,
+    run_outcomes,
+    signal_rows,
+    tracked,
+    write_and_commit,
+)
 from jobs.videos import image_signals, keyframe_rows
 from lake import delta_io, spark_io
 from lake.ledger import NOTHING_TO_DO, SUCCEEDED
@@ -59,8 +74,7 @@ from udfs.columns import input_hash_column
 from udfs.resources import Placement
 
 JOB = "refresh"
-KEY = ["content_id", "signal", "model_version"]
-CORPUS_VERSION, REFRESHED = "corpus_version", "refreshed"  # commit metadata: in line with this corpus version, for these signals
+REFRESHED = "refreshed"  # commit metadata: the refresh brought the table in line with its CORPUS_VERSION for these signals
 CorpusAt = tuple[CorpusSource, int | None]  # the corpus and the Delta version a refresh reads (None: not Delta)
 HISTORY_SEARCH = 50  # commits of a table searched for its last refresh
 
@@ -68,17 +82,18 @@ HISTORY_SEARCH = 50  # commits of a table searched for its last refresh
 @dataclass(frozen=True)
 class Scope:
     """The corpus rows a plan compares with a table: all of them (`since` None, and `why`), or
-    the rows of the files added or removed since corpus version `since`."""
+    the rows of the files added since corpus version `since` and of those removed since, each
+    removed file read at a version (`removed`: (version, file)) where it was live."""
 
     since: int | None
     why: str = ""
     added: tuple[delta_io.LiveFile, ...] = ()
-    removed: tuple[delta_io.LiveFile, ...] = ()
+    removed: tuple[tuple[int, delta_io.LiveFile], ...] = ()
 
     @property
     def items(self) -> int:
         """Corpus rows in the changed files (an upper bound on the items to compare)."""
-        return sum(f.num_records for f in (*self.added, *self.removed))
+        return sum(f.num_records for f in (*self.added, *(f for _, f in self.removed)))
 
     def describe(self) -> str:
         if self.since is None:
@@ -91,46 +106,76 @@ def refreshed_signature(signals: dict[str, Signal]) -> str:
     return ",".join(sorted(f"{name}@{s.config.model.version}" for name, s in signals.items()))
 
 
-def last_refresh(root: str) -> tuple[int, str] | None:
-    """(corpus version, signature) that the table's latest refresh commit brought it in line with."""
+KEEPS_ROWS = ("VACUUM", "SET TBLPROPERTIES", "ADD COLUMN", "CREATE TABLE", "OPTIMIZE")  # operations of commits that add or drop no row
+
+
+@dataclass(frozen=True)
+class LastRefresh:
+    """What a table's latest refresh commit brought it in line with (a corpus version, for these
+    signals), and the corpus version each later commit that changed rows had read (None: it
+    recorded none). A backfill that read the corpus before a takedown the refresh saw commits
+    the taken-down items' rows after it: the next refresh must compare from that version too."""
+
+    corpus_version: int
+    signature: str
+    read_since: tuple[int | None, ...] = ()
+
+    @property
+    def corpus_versions(self) -> set[int]:
+        """The corpus versions the next incremental refresh compares from (all of them must stay readable)."""
+        return {self.corpus_version, *(v for v in self.read_since if v is not None)}
+
+
+def last_refresh(root: str) -> LastRefresh | None:
+    """The table's latest refresh and the commits since it, from its last `HISTORY_SEARCH` commits."""
+    read_since: list[int | None] = []
     for entry in delta_io.snapshot(root).history(HISTORY_SEARCH):
         if entry.get("job") == JOB:
-            return (int(entry[CORPUS_VERSION]), entry.get(REFRESHED, "")) if CORPUS_VERSION in entry else None
+            return LastRefresh(int(entry[CORPUS_VERSION]), entry.get(REFRESHED, ""), tuple(read_since)) if CORPUS_VERSION in entry else None
+        if entry.get("upkeep") != "compaction" and not entry.get("operation", "").startswith(KEEPS_ROWS):
+            read_since.append(int(entry[CORPUS_VERSION]) if CORPUS_VERSION in entry else None)
     return None
 
 
 def plan_scope(table_root: str, signals: dict[str, Signal], corpus: CorpusAt, full: bool = False) -> Scope:
     """What the table's plan must compare: the corpus changes since its last refresh of the same
-    signals, or the whole corpus when those changes cannot be known for certain."""
+    signals (and since the corpus version each later commit read), or the whole corpus when those
+    changes cannot be known for certain."""
     if full:
         return Scope(None, "--full")
     last = last_refresh(table_root) if DeltaTable.is_deltatable(table_root) else None
     if last is None:
         return Scope(None, f"no refresh recorded a corpus version in the table's last {HISTORY_SEARCH} commits")
-    since, refreshed = last
-    if refreshed != refreshed_signature(signals):
-        return Scope(None, f"the last refresh was of {refreshed or 'no signals'}")
+    if last.signature != refreshed_signature(signals):
+        return Scope(None, f"the last refresh was of {last.signature or 'no signals'}")
+    if None in last.read_since:
+        return Scope(None, "a commit since the last refresh recorded no corpus version")
     source, version = corpus
     if version is None:
         return Scope(None, f"the corpus is {source.settings.format}, not Delta: it has no versions to compare")
     root = source.location
-    if since > version:
-        return Scope(None, f"the corpus is at version {version}, before the last refresh's {since}")
+    if max(last.corpus_versions) > version:
+        return Scope(None, f"the corpus is at version {version}, before version {max(last.corpus_versions)} the table's commits read")
     if delta_io.has_deletion_vectors(root):
         return Scope(None, "the corpus deletes rows with deletion vectors")
-    try:
-        added, removed = delta_io.changed_files(root, since, version)
-    except DeltaError:
-        return Scope(None, f"corpus version {since} can no longer be read")
-    if not delta_io.all_exist(root, removed):
-        return Scope(None, f"files of corpus version {since} were vacuumed")
-    return Scope(since, added=tuple(added), removed=tuple(removed))
+    added: dict[str, delta_io.LiveFile] = {}
+    removed: dict[str, tuple[int, delta_io.LiveFile]] = {}
+    for since in sorted(last.corpus_versions):
+        try:
+            now, gone = delta_io.changed_files(root, since, version)
+        except DeltaError:
+            return Scope(None, f"corpus version {since} can no longer be read")
+        if not delta_io.all_exist(root, gone):
+            return Scope(None, f"files of corpus version {since} were vacuumed")
+        added.update((f.path, f) for f in now)
+        removed.update((f.path, (since, f)) for f in gone if f.path not in removed)
+    return Scope(min(last.corpus_versions), added=tuple(added.values()), removed=tuple(removed.values()))
 
 
 @dataclass(frozen=True)
 class Plan:
     """What a refresh will do to one table, decided by two small Spark actions (none when the
-    corpus has not changed since the table's last refresh; a third counts the items of files
+    corpus has not changed since the table's last refresh; another counts the items of files
     holding stale rows).
 
     The keys it found (items to compute, stale rows) and the corpus's newest row per id stay
@@ -143,9 +188,8 @@ class Plan:
     read_version: int
     todo: dict[str, int]  # signal -> items to compute
     todo_days: tuple[str, ...]  # corpus days (ds) holding those items
-    rewritten: dict[str, tuple[int, int]]  # unescaped relative path -> (items in it, stale items in it)
+    rewrite: Rewrite  # the files holding stale items, to write again without them
     todo_items: DataFrame  # signal, content_id of every item to compute
-    stale: DataFrame  # KEY of every stale item
     cached: tuple[DataFrame, ...]
     corpus_check: CorpusCheck | None = None  # what the corpus rule skipped among the rows compared
     reused: dict[str, int] = field(default_factory=dict)  # signal -> items given a copy of a committed row of their input
@@ -155,7 +199,7 @@ class Plan:
 
     @property
     def empty(self) -> bool:
-        return not any(self.todo.values()) and not any(self.reused.values()) and not self.rewritten
+        return not any(self.todo.values()) and not any(self.reused.values()) and not self.rewrite.files
 
     def release(self) -> None:
         for frame in self.cached:
@@ -180,7 +224,7 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
     source, corpus_version = corpus
     retry = _files_to_retry(spark, root, read_version, signals, corpus) if scope.since is not None else set()
     if scope.since is not None and not scope.added and not scope.removed and not retry:
-        return _nothing_changed(spark, contract, signals, scope, read_version)
+        return _nothing_changed(spark, root, contract, signals, scope, read_version)
     changed = None if scope.since is None else {unquote(f.path) for f in scope.added} | retry
     newest = newest_of_ids(source.keys(spark, corpus_version)).persist()  # the corpus check, the plan and its write read it
     rows = source.read(spark, corpus_version, only=changed)
@@ -192,9 +236,10 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
     table = spark_io.read_spark(spark, root, read_version, file_column="file")  # one read of the snapshot, for both joins
     stored = table.select(*KEY, F.col("ds").alias("stored_ds"), "input_hash", _retried_error().alias("retry"), "file")
     if scope.since is not None:  # only the stored rows of items in changed files can be stale or missing
-        removed = source.read(spark, scope.since, only={unquote(f.path) for f in scope.removed})
-        candidates = current.select("content_id").unionByName(removed.select("content_id"))
-        stored = stored.join(_small(candidates, scope.items), "content_id", "left_semi")
+        removed = [source.read(spark, version, only={unquote(f.path) for v, f in scope.removed if v == version}).select("content_id")
+                   for version in sorted({v for v, _ in scope.removed})]
+        candidates = functools.reduce(DataFrame.unionByName, removed, current.select("content_id"))
+        stored = stored.join(broadcast_if_small(candidates, scope.items), "content_id", "left_semi")
     if tuple(KEY) != contract.key:
         stored = stored.distinct()  # a labelled item has a row per label: one per item here
     current_hash, enabled = F.lit(None).cast("string"), F.lit(False)
@@ -228,17 +273,15 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
     todo_items = missing.persist()
     # two actions, in this order: the first fills the caches of `current` and `annotated`, the
     # second reads them (in one action, each branch would scan the corpus and the table again)
-    stale_in = {delta_io.relative_path(root, r["file"]): r["count"] for r in annotated.filter("stale").groupBy("file").count().collect()}
+    rewrite = rewrite_dropping(spark, root, read_version, annotated.filter("stale").select(*KEY, "file"))
     todo_by_day = todo_items.groupBy("signal", "ds", "source_file").count().collect()
-    items_in = _items_per_file(spark, root, read_version, set(stale_in)) if stale_in else {}
     computed = [(r["signal"], r["ds"], r["count"]) for r in todo_by_day if r["source_file"] is None]
     return Plan(
         contract, signals, scope, read_version,
         todo={name: sum(n for signal, _, n in computed if signal == name) for name in signals},
         todo_days=tuple(sorted({day for _, day, _ in computed})),
-        rewritten={path: (items_in[path], stale) for path, stale in stale_in.items()},
+        rewrite=rewrite,
         todo_items=todo_items.filter(F.col("source_file").isNull()).select("signal", "content_id"),
-        stale=annotated.filter("stale").select(*KEY),
         cached=(newest, current, annotated, todo_items),
         corpus_check=corpus_check,
         reused={name: sum(r["count"] for r in todo_by_day if r["signal"] == name and r["source_file"] is not None) for name in signals},
@@ -280,32 +323,17 @@ def _files_to_retry(spark: SparkSession, root: str, version: int, signals: dict[
         return set()
     source, corpus_version = corpus
     files = source.read(spark, corpus_version, file_column="file").select("content_id", "file").join(
-        _small(spark.createDataFrame([(i,) for i in ids], "content_id string"), len(ids)), "content_id", "left_semi")
+        broadcast_if_small(spark.createDataFrame([(i,) for i in ids], "content_id string"), len(ids)), "content_id", "left_semi")
     return {delta_io.relative_path(source.location, r.file) for r in files.select("file").distinct().collect()}
 
 
-def _items_per_file(spark: SparkSession, root: str, version: int, files: set[str]) -> dict[str, int]:
-    """Items in each of these files of the table (counted apart from the plan's joins, which
-    see only the items in changed corpus files)."""
-    rows = spark_io.read_spark(spark, root, version, only=files, file_column="file").select(*KEY, "file").distinct()
-    return {delta_io.relative_path(root, r["file"]): r["n"] for r in rows.groupBy("file").agg(F.count("*").alias("n")).collect()}
-
-
-def _nothing_changed(spark: SparkSession, contract: TableContract, signals: dict[str, Signal], scope: Scope, read_version: int) -> Plan:
+def _nothing_changed(spark: SparkSession, root: str, contract: TableContract, signals: dict[str, Signal], scope: Scope, read_version: int) -> Plan:
     """The empty plan of a table whose corpus has not changed since its last refresh: no Spark job."""
     return Plan(
-        contract, signals, scope, read_version, todo=dict.fromkeys(signals, 0), todo_days=(), rewritten={},
-        todo_items=spark.createDataFrame([], "signal string, content_id string"),
-        stale=spark.createDataFrame([], ", ".join(f"{k} string" for k in KEY)), cached=(),
+        contract, signals, scope, read_version, todo=dict.fromkeys(signals, 0), todo_days=(),
+        rewrite=no_rewrite(spark, root, read_version),
+        todo_items=spark.createDataFrame([], "signal string, content_id string"), cached=(),
     )
-
-
-BROADCAST_MAX_ITEMS = 1_000_000  # ids of items to compute sent to every task: no shuffle of corpus rows
-
-
-def _small(ids: DataFrame, count: int) -> DataFrame:
-    """`ids`, marked for a broadcast join when there are few enough of them (a daily refresh)."""
-    return F.broadcast(ids) if count <= BROADCAST_MAX_ITEMS else ids
 
 
 def apply_plan(spark: SparkSession, settings: Settings, run: Run, plan: Plan, corpus: CorpusAt,
@@ -313,32 +341,24 @@ def apply_plan(spark: SparkSession, settings: Settings, run: Run, plan: Plan, co
     """Compute the plan's items (reading only the days of the corpus (source, version) that hold
     them) where `placed` says, rewrite the files holding stale items without them, one commit."""
     root = settings.table_root(plan.contract.name)
-    live = {unquote(f.path): f for f in delta_io.live_files(root, plan.read_version)}
-    rewritten = set(plan.rewritten)
-    sources = []
-    if rewritten:  # the rows that stay in files holding stale rows, written again without them
-        kept = spark_io.read_spark(spark, root, plan.read_version, only=rewritten).join(plan.stale, KEY, "left_anti")
-        sources.append(spark_io.WriteSource(kept))
+    sources = [plan.rewrite.kept(spark)] if plan.rewrite.files else []  # the rows that stay in files holding stale rows
     if plan.todo_days:
         source, version = corpus
         items = one_row_per_id(source.read(spark, version, days=plan.todo_days), plan.newest)  # a plan with days to do compared the corpus
         rows_of = keyframe_rows if plan.contract is KEYFRAMES else signal_rows
         sources += [
-            rows_of(items.join(_small(plan.todo_items.filter(F.col("signal") == n).select("content_id"), plan.todo[n]),
+            rows_of(items.join(broadcast_if_small(plan.todo_items.filter(F.col("signal") == n).select("content_id"), plan.todo[n]),
                                    "content_id", "left_semi"), s, settings, run, plan.todo[n], placed[n])
             for n, s in plan.signals.items() if plan.todo[n]
         ]
     if plan.reused_items is not None and any(plan.reused.values()):
         sources.append(spark_io.WriteSource(_copies(spark, root, plan, run)))
     expected = {n: plan.todo[n] + plan.reused.get(n, 0) for n in plan.todo}
-    for path, (in_file, stale) in plan.rewritten.items():
-        signal = live[path].partition_values["signal"]
-        expected[signal] = expected.get(signal, 0) + in_file - stale
+    for signal, kept in plan.rewrite.items_kept().items():
+        expected[signal] = expected.get(signal, 0) + kept
     return write_and_commit(
-        spark, settings, run, plan.contract, sources, expected,
-        remove=lambda f: unquote(f.path) in rewritten,
-        read_version=plan.read_version,
-        metadata={"stale_items": str(sum(s for _, s in plan.rewritten.values())), "computed": str(plan.todo), "reused": str(plan.reused),
+        spark, settings, run, plan.contract, sources, expected, remove=plan.rewrite.removes, read_version=plan.read_version,
+        metadata={"stale_items": str(plan.rewrite.dropped_items), "computed": str(plan.todo), "reused": str(plan.reused),
                   REFRESHED: refreshed_signature(plan.signals), **({CORPUS_VERSION: str(corpus[1])} if corpus[1] is not None else {})},
     )
 
@@ -396,7 +416,7 @@ def _apply_plans(spark: SparkSession, settings: Settings, run: Run, signals: dic
             keep_stats(settings, run, committed.values())
             computed = sum(sum(plan.todo.values()) for plan in plans)
             reused = sum(sum(plan.reused.values()) for plan in plans)
-            dropped = sum(s for plan in plans for _, s in plan.rewritten.values())
+            dropped = sum(plan.rewrite.dropped_items for plan in plans)
             result = RunResult(run.run_id, SUCCEEDED, {name: c.version for name, c in committed.items()}, run_outcomes(settings, run.run_id, signals),
                                " ".join(filter(None, [f"computed {computed} items, copied {reused} from committed rows of the same input, "
                                                       f"dropped {dropped} stale items (compared {compared})", skipped])),

@@ -114,13 +114,14 @@ def keyframe_rows(corpus: DataFrame, signal: Signal, settings: Settings, run: Ru
 
 
 def commit_keyframes(spark: SparkSession, settings: Settings, run: Run, videos: VideoFiles, signals: dict[str, Signal],
-                     window: Window, read_version: int) -> Committed:
+                     window: Window, read_version: int, corpus_read: dict[str, str]) -> Committed:
     """Replace the window's slice of the keyframes table with the video pass's keyframes files
-    (a row or more for each video item and image signal), in one commit."""
+    (a row or more for each video item and image signal), in one commit (its metadata saying
+    which corpus version it read, `corpus_read`)."""
     models = {name: s.config.model.version for name, s in image_signals(signals).items()}
     return write_and_commit(
         spark, settings, run, KEYFRAMES, [], expected_items=dict.fromkeys(models, videos.items),
         remove=lambda live: models.get(live.partition_values["signal"]) == live.partition_values["model_version"]
         and window.contains(live.partition_values["ds"]),
-        read_version=read_version, metadata={"window": f"{window.start}..{window.end}", "model_versions": str(models)}, written=videos.files[KEYFRAMES.name],
+        read_version=read_version, metadata={"window": f"{window.start}..{window.end}", "model_versions": str(models), **corpus_read}, written=videos.files[KEYFRAMES.name],
     )

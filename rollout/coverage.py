@@ -1,7 +1,9 @@
 """Coverage, part of every promotion: a version becomes the champion only when it has a row for
-every item the champion has one for, and an ok row wherever the champion's is ok, so readers of
-the champion never silently see fewer items or values (a canary on 10% promoted at once used to
-leave them 50 vectors of 480; a version whose rows were all errors used to count as complete)."""
+every item the champion has one for, of the same input, and an ok row wherever the champion's is
+ok, so readers of the champion never silently see fewer items or values (a canary on 10% promoted
+at once used to leave them 50 vectors of 480; a version whose rows were all errors used to count
+as complete; rows computed before the daily refresh recomputed the champion's for a changed input
+used to count as current)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,35 +25,40 @@ class Coverage:
     candidate_items: int
     missing: tuple[str, ...]  # items of the champion the candidate lacks, sorted
     in_error: tuple[str, ...] = ()  # items the champion has a value for and the candidate only an error row, sorted
+    other_input: tuple[str, ...] = ()  # items whose candidate rows are of another input than the champion's, sorted
 
     @property
     def complete(self) -> bool:
-        return not self.missing and not self.in_error
+        return not self.missing and not self.in_error and not self.other_input
 
     def message(self) -> str:
         lacks = [f"lacks {len(self.missing)} of the {self.champion_items} items the champion (version {self.champion}) covers "
                  f"(e.g. {', '.join(self.missing[:3])})"] if self.missing else []
         lacks += [f"has only an error row for {len(self.in_error)} items the champion has a value for "
                   f"(e.g. {', '.join(self.in_error[:3])})"] if self.in_error else []
+        lacks += [f"has rows of another input than the champion's for {len(self.other_input)} items, computed before their input "
+                  f"changed (e.g. {', '.join(self.other_input[:3])})"] if self.other_input else []
         return (f"{self.signal} version {self.candidate} has rows for {self.candidate_items} items and {' and '.join(lacks)}; compute them "
                 f"first: point the challenger alias at version {self.candidate} and run `content-signals backfill --challenger` "
                 f"(no --slice-pct) over the champion's days, then promote again (or promote with --force)")
 
 
 def coverage(lakehouse: str, signal: str, champion: str, candidate: str) -> Coverage:
-    """The items of `signal` at both versions, read from the embeddings and labels tables (only their partitions)."""
-    items: dict[str, set[str]] = {champion: set(), candidate: set()}
+    """The items of `signal` at both versions, with their input hashes, read from the embeddings
+    and labels tables (only their partitions)."""
+    inputs: dict[str, dict[str, str | None]] = {champion: {}, candidate: {}}  # version -> item -> input hash
     ok: dict[str, set[str]] = {champion: set(), candidate: set()}
     for name in (EMBEDDINGS.name, LABELS.name):
         root = f"{lakehouse.rstrip('/')}/{name}"
         if not DeltaTable.is_deltatable(root):
             continue
-        rows = delta_io.read_arrow(root, where=[("signal", "=", signal), ("model_version", "in", [champion, candidate])],
-                                   columns=["content_id", "model_version", "status"])
-        for content_id, version, status in zip(*(rows[c].to_pylist() for c in ("content_id", "model_version", "status"))):
-            items[version].add(content_id)
+        columns = ["content_id", "model_version", "status", "input_hash"]
+        rows = delta_io.read_arrow(root, where=[("signal", "=", signal), ("model_version", "in", [champion, candidate])], columns=columns)
+        for content_id, version, status, input_hash in zip(*(rows[c].to_pylist() for c in columns)):
+            inputs[version][content_id] = input_hash
             if status == STATUS_OK:
                 ok[version].add(content_id)
-    missing = tuple(sorted(items[champion] - items[candidate]))
-    in_error = tuple(sorted((ok[champion] & items[candidate]) - ok[candidate]))
-    return Coverage(signal, champion, candidate, len(items[champion]), len(items[candidate]), missing, in_error)
+    theirs, mine = inputs[champion], inputs[candidate]
+    other_input = {c for c in theirs.keys() & mine.keys() if theirs[c] != mine[c]}
+    return Coverage(signal, champion, candidate, len(theirs), len(mine), missing=tuple(sorted(theirs.keys() - mine.keys())),
+                    in_error=tuple(sorted((ok[champion] & mine.keys()) - ok[candidate] - other_input)), other_input=tuple(sorted(other_input)))

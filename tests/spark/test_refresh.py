@@ -256,6 +256,43 @@ def test_the_whole_corpus_is_compared_when_the_changes_cannot_be_known(spark, tw
     assert "vacuumed" in _scope(settings).why
 
 
+@pytest.mark.parametrize("old_item_too", [True, False], ids=["racing-refresh-commits", "racing-refresh-commits-nothing"])
+def test_a_backfill_that_read_the_corpus_before_a_takedown_a_refresh_saw_leaves_no_row_of_it(spark, two_lakehouses, monkeypatch, old_item_too):
+    """The backfill of a new day reads the corpus; its items (and an old one) are taken down and
+    the daily refresh runs (nothing of the new day to drop yet: it commits only the old item's
+    removal, or nothing); then the backfill commits the new day's rows. The next incremental
+    refresh must drop them: they are in no corpus file changed since the last refresh's version,
+    only since the backfill's."""
+    from benchmarks.corpus import add_new_items
+
+    settings, reference = two_lakehouses
+    run_refresh(spark, settings)
+    root = settings.table_root("corpus")
+    new = add_new_items(root, 2 / 60)
+    day = DeltaTable(root).to_pyarrow_table(filters=[("content_id", "=", new[0])])["ds"][0].as_py()
+    gone = [*new, *sorted(DeltaTable(root).to_pyarrow_table()["content_id"].to_pylist())[3:4 if old_item_too else 3]]
+    real, raced = delta_io.commit_files, []
+
+    def take_down_and_refresh_first(root_, contract, files, app_id, metadata, **kwargs):
+        if not raced and metadata.get("job") == "backfill":
+            raced.append(True)
+            DeltaTable(root).delete(" OR ".join(f"content_id = '{i}'" for i in gone))
+            assert run_refresh(spark, settings).status == (ledger.SUCCEEDED if old_item_too else ledger.NOTHING_TO_DO)
+        return real(root_, contract, files, app_id, metadata, **kwargs)
+
+    monkeypatch.setattr(delta_io, "commit_files", take_down_and_refresh_first)
+    assert run_backfill(spark, settings, Window(day, day)).status == ledger.SUCCEEDED
+    monkeypatch.undo()
+    assert set(new) <= set(_embeddings(settings)["content_id"].to_pylist())  # the race happened: the backfill landed them
+    assert _scope(settings).since is not None and "since version" in run_refresh(spark, settings).message
+    for table in ("embeddings", "labels"):
+        assert not set(gone) & set(DeltaTable(settings.table_root(table)).to_pyarrow_table()["content_id"].to_pylist()), table
+    add_new_items(reference.table_root("corpus"), 2 / 60)
+    DeltaTable(reference.table_root("corpus")).delete(" OR ".join(f"content_id = '{i}'" for i in gone))
+    run_refresh(spark, reference, full=True)
+    _assert_same_rows(settings, reference)
+
+
 def _ingest_again(settings, ids: list[str], day: str) -> None:
     """The items' rows appended again on `day`, a day newer, their content unchanged (a double ingestion)."""
     import datetime as dt
@@ -289,3 +326,22 @@ def test_an_item_ingested_again_moves_to_its_new_day_and_a_change_to_its_older_r
     rows = _embeddings(settings)
     days = {(c, d) for c, d in zip(rows["content_id"].to_pylist(), rows["ds"].to_pylist()) if c in (moved, twice)}
     assert days == {(moved, last_day), (twice, last_day)}
+
+
+def test_a_backfill_of_the_day_an_item_was_ingested_again_drops_its_row_on_the_older_day(spark, two_lakehouses):
+    settings, reference = two_lakehouses
+    run_backfill(spark, settings)
+    corpus = DeltaTable(settings.table_root("corpus")).to_pyarrow_table().sort_by("content_id")
+    last_day = max(corpus["ds"].to_pylist())
+    moved = [c for c, d in zip(corpus["content_id"].to_pylist(), corpus["ds"].to_pylist()) if d != last_day][3]
+    for s in (settings, reference):
+        _ingest_again(s, [moved], last_day)
+    result = run_backfill(spark, settings, Window(last_day, last_day))
+    assert result.status == ledger.SUCCEEDED
+    run_backfill(spark, reference)
+    _assert_same_rows(settings, reference)  # one row per key, in the newest corpus row's day, in both tables
+    assert {d for c, d in zip(*(_embeddings(settings)[k].to_pylist() for k in ("content_id", "ds"))) if c == moved} == {last_day}
+    from jobs.engine import by_output
+
+    for contract, mine in by_output(build_signals(settings)).items():  # the commit says how many rows it moved: one per signal
+        assert DeltaTable(settings.table_root(contract.name)).history(1)[0]["moved_items"] == str(len(mine)), contract.name

@@ -17,8 +17,9 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from test_delta_io import log_actions, make_rows, write
 
 from conf.settings import UsageError
+from jobs.engine import CORPUS_VERSION
 from jobs.maintain import named_versions, run_maintain
-from jobs.refresh import CORPUS_VERSION, REFRESHED
+from jobs.refresh import REFRESHED
 from lake import delta_io, upkeep
 from retrieval import index_store
 from retrieval.vector_index import EXACT, IndexKind, VectorIndex
@@ -218,6 +219,18 @@ def _corpus_lakehouse(tmp_path: Path, changes: int) -> tuple:
     delta_io.commit_files(root, EMBEDDINGS, write(root, make_rows("refresh-1", per_slice=1), prefix="part-refresh-1"), "test/refresh",
                           {"job": "refresh", CORPUS_VERSION: "2", REFRESHED: "image_embedding@1"})
     return settings, corpus_root
+
+
+def test_maintain_keeps_the_corpus_versions_read_by_commits_since_the_last_refresh(tmp_path: Path) -> None:
+    """A backfill committed after the last refresh read its own corpus version: the next refresh
+    compares from it too, so a vacuum must keep it."""
+    settings, _ = _corpus_lakehouse(tmp_path, changes=7)
+    root = settings.table_root(EMBEDDINGS.name)
+    delta_io.commit_files(root, EMBEDDINGS, write(root, make_rows("backfill-2", per_slice=1), prefix="part-backfill-2"), "test/backfill",
+                          {"job": "backfill", CORPUS_VERSION: "4"})
+    assert named_versions(settings) == {"corpus": {2, 4}}
+    run_maintain(settings)  # its compaction commit reads no corpus: nothing more to keep
+    assert named_versions(settings) == {"corpus": {2, 4}}
 
 
 def test_maintain_keeps_the_corpus_version_the_last_refresh_compared_and_never_compacts_the_corpus(tmp_path: Path) -> None:

@@ -182,5 +182,10 @@ def test_promote_refuses_a_version_covering_fewer_items_than_the_champion(tmp_pa
     assert registry.aliases(SIGNAL)[CHAMPION] == "1"
     DeltaTable(f"{tmp_path}/embeddings").delete("model_version = '2' AND status = 'error'")
     append(tmp_path, rows(ids[5:10], random_vectors(5, 3), model_version="2"))
+    DeltaTable(f"{tmp_path}/embeddings").update(updates={"input_hash": "'hash-of-the-new-picture'"}, predicate=f"model_version = '1' AND content_id = '{ids[7]}'")
+    status, out = main(["promote", SIGNAL, "2", "--set", f"lakehouse={tmp_path}"]), capsys.readouterr().out  # the champion refreshed, not 2
+    assert status == 2 and f"has rows of another input than the champion's for 1 items, computed before their input changed (e.g. {ids[7]})" \
+        in " ".join(out.split())
+    DeltaTable(f"{tmp_path}/embeddings").update(updates={"input_hash": "'hash-of-the-new-picture'"}, predicate=f"model_version = '2' AND content_id = '{ids[7]}'")
     assert main(["promote", SIGNAL, "2", "--set", f"lakehouse={tmp_path}"]) == 0
     assert registry.aliases(SIGNAL)[CHAMPION] == "2"

@@ -1,0 +1,72 @@
+"""Copy on write: the files of a signal table that hold rows a run drops (a takedown, a changed
+input, an item that moved to another day) are written again without them, and the commit that
+adds the run's new rows removes the old files, so readers see the table before or after, never
+between. Shared by the refresh (stale rows) and the backfill (its items' rows on other days)."""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lake import delta_io, spark_io
+
+KEY = ["content_id", "signal", "model_version"]  # an item's rows of a signal: one in embeddings, one per label in labels
+BROADCAST_MAX_ITEMS = 1_000_000  # ids sent to every task: no shuffle of the rows they are joined with
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """Files of one version of a table to write again without some of their items."""
+
+    root: str
+    version: int
+    files: dict[str, tuple[int, int]]  # unescaped relative path -> (items in it, items dropped from it)
+    dropped: DataFrame  # KEY of every item dropped
+
+    @property
+    def dropped_items(self) -> int:
+        return sum(n for _, n in self.files.values())
+
+    def removes(self, live: delta_io.LiveFile) -> bool:
+        """Whether the commit removes this live file (it is written again without the dropped items)."""
+        return unquote(live.path) in self.files
+
+    def kept(self, spark: SparkSession) -> spark_io.WriteSource:
+        """The rows the rewritten files keep, to write as new files."""
+        rows = spark_io.read_spark(spark, self.root, self.version, only=set(self.files))
+        return spark_io.WriteSource(rows.join(self.dropped, KEY, "left_anti"))
+
+    def items_kept(self) -> dict[str, int]:
+        """signal -> items the rewritten files keep (what writing `kept` must write, per signal)."""
+        signal_of = {unquote(f.path): f.partition_values["signal"] for f in delta_io.live_files(self.root, self.version)}
+        kept: dict[str, int] = defaultdict(int)
+        for path, (items, dropped) in self.files.items():
+            kept[signal_of[path]] += items - dropped
+        return dict(kept)
+
+
+def rewrite_dropping(spark: SparkSession, root: str, version: int, dropped: DataFrame) -> Rewrite:
+    """The rewrite of the files holding `dropped` (KEY and `file`: one row per stored item, read
+    from version `version` of the table with `spark_io.read_spark(..., file_column="file")`)."""
+    counts = {delta_io.relative_path(root, r["file"]): r["count"] for r in dropped.groupBy("file").count().collect()}
+    items_in = _items_per_file(spark, root, version, set(counts)) if counts else {}
+    return Rewrite(root, version, {path: (items_in[path], n) for path, n in counts.items()}, dropped.select(*KEY))
+
+
+def no_rewrite(spark: SparkSession, root: str, version: int) -> Rewrite:
+    """A rewrite of no file, without a Spark job."""
+    return Rewrite(root, version, {}, spark.createDataFrame([], ", ".join(f"{k} string" for k in KEY)))
+
+
+def _items_per_file(spark: SparkSession, root: str, version: int, files: set[str]) -> dict[str, int]:
+    """Items in each of these files of the table, all of them (not only the ones dropped)."""
+    rows = spark_io.read_spark(spark, root, version, only=files, file_column="file").select(*KEY, "file").distinct()
+    return {delta_io.relative_path(root, r["file"]): r["n"] for r in rows.groupBy("file").agg(F.count("*").alias("n")).collect()}
+
+
+def broadcast_if_small(ids: DataFrame, count: int) -> DataFrame:
+    """`ids`, marked for a broadcast join when there are few enough of them (a daily refresh, a day's backfill)."""
+    return F.broadcast(ids) if count <= BROADCAST_MAX_ITEMS else ids
