@@ -22,6 +22,9 @@ BASE_CONF = {
     # pandas writes timestamps in nanoseconds, which Spark's parquet reader refuses outright, mapped or
     # not: read as bigint, an unmapped one is carried along and a mapped one is refused by its type
     "spark.sql.legacy.parquet.nanosAsLong": "true",
+    # compiled query code kept for reuse: a refresh's plans need about 140 classes, past the default
+    # 100, so every daily run compiled all of them again (docs/design.md, Refresh)
+    "spark.sql.codegen.cache.maxEntries": "1000",
 }
 EXECUTOR_POLL_S = 0.5
 # Where the object store is, not who may use it: passed on to executors when set on the driver.

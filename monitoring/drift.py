@@ -75,10 +75,13 @@ def two_proportion_pvalue(k_reference: int, n_reference: int, k_current: int, n_
 
 def domain_auc(reference: np.ndarray, current: np.ndarray, seed: int = 0) -> float:
     """Cross-validated ROC-AUC of a logistic regression telling current vectors from reference
-    ones (rows are vectors). Each fold's classifier scores only vectors it was not fitted on."""
+    ones (rows are vectors). Each fold's classifier scores only vectors it was not fitted on.
+    BLAS runs on one thread here: a fit's products are too small for threads to pay, and beside
+    Spark's busy cores they made it several times slower (docs/history.md, twenty-second session)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from threadpoolctl import threadpool_limits
 
     x = np.vstack([reference, current]).astype(np.float64)
     y = np.r_[np.zeros(len(reference)), np.ones(len(current))]
@@ -88,5 +91,6 @@ def domain_auc(reference: np.ndarray, current: np.ndarray, seed: int = 0) -> flo
     x = (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), 1e-12)  # unit-free: no dimension dominates
     model = LogisticRegression(C=0.1, max_iter=1000)
     split = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    scores = cross_val_predict(model, x, y, cv=split, method="decision_function")
+    with threadpool_limits(1):
+        scores = cross_val_predict(model, x, y, cv=split, method="decision_function")
     return float(roc_auc_score(y, scores))
