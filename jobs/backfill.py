@@ -18,7 +18,21 @@ from pyspark.sql import DataFrame, SparkSession
 from conf.settings import Settings, UsageError
 from jobs.copy_on_write import KEY, Rewrite, broadcast_if_small, no_rewrite, rewrite_dropping
 from jobs.corpus import CorpusSource, Window, check_rows, newest_of_ids, one_row_per_id
-from jobs.engine import CORPUS_VERSION, Run, RunResult, already_committed, by_output, keep_stats, placements, recorded, run_outcomes, signal_rows, tracked, write_and_commit
+from jobs.engine import (
+    CORPUS_VERSION,
+    Run,
+    RunResult,
+    already_committed,
+    by_output,
+    keep_stats,
+    of_versions,
+    placements,
+    recorded,
+    run_outcomes,
+    signal_rows,
+    tracked,
+    write_and_commit,
+)
 from jobs.videos import commit_keyframes, keyframes_read_version, without_videos, write_videos
 from lake import delta_io, spark_io
 from lake.ledger import NOTHING_TO_DO, SUCCEEDED
@@ -92,8 +106,7 @@ def run_backfill(
                 [*([moved.kept(spark)] if moved.files else []),
                  *[signal_rows(without_videos(items, s) if videos else items, s, settings, run, rows_in, placed[name]) for name, s in mine.items()]],
                 expected_items={name: rows_in + kept.get(name, 0) for name in mine},
-                remove=lambda live, models=models, moved=moved: moved.removes(live) or (
-                    models.get(live.partition_values["signal"]) == live.partition_values["model_version"] and window.contains(live.partition_values["ds"])),
+                remove=lambda live, models=models, moved=moved: moved.removes(live) or (of_versions(models, live) and window.contains(live.partition_values["ds"])),
                 read_version=read_versions[contract], written=videos.files[contract.name] if videos else (),
                 metadata={"window": f"{window.start}..{window.end}", "model_versions": str(models), "role": role,
                           "slice_percent": str(slice_percent), "moved_items": str(moved.dropped_items), **corpus_read},
@@ -111,8 +124,7 @@ def rows_on_other_days(spark: SparkSession, root: str, version: int, models: dic
     model versions, in day partitions outside the window: an item ingested again on a later day,
     backfilled for that day, would otherwise keep its old day's row too. No Spark job when the
     window spans every day or the table has no such partition."""
-    outside = {unquote(f.path) for f in delta_io.live_files(root, version)
-               if models.get(f.partition_values["signal"]) == f.partition_values["model_version"] and not window.contains(f.partition_values["ds"])}
+    outside = {unquote(f.path) for f in delta_io.live_files(root, version) if of_versions(models, f) and not window.contains(f.partition_values["ds"])}
     if not outside:
         return no_rewrite(spark, root, version)
     stored = spark_io.read_spark(spark, root, version, only=outside, file_column="file").select(*KEY, "file").distinct()

@@ -156,6 +156,11 @@ def signal_rows(corpus: DataFrame, signal: Signal, settings: Settings, run: Run,
     )
 
 
+def of_versions(models: dict[str, str], live: delta_io.LiveFile) -> bool:
+    """Whether a live file of a signal table is in a partition of one of these signals (name -> model version) at its version."""
+    return models.get(live.partition_values["signal"]) == live.partition_values["model_version"]
+
+
 def write_and_commit(
     spark: SparkSession,
     settings: Settings,

@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 
 from conf.settings import Settings
 from jobs.corpus import CorpusSource, Window
-from jobs.engine import Committed, Run, file_summaries, write_and_commit
+from jobs.engine import Committed, Run, file_summaries, of_versions, write_and_commit
 from jobs.progress import spark_progress
 from lake import delta_io, spark_io
 from signals.base import Signal
@@ -121,7 +121,6 @@ def commit_keyframes(spark: SparkSession, settings: Settings, run: Run, videos: 
     models = {name: s.config.model.version for name, s in image_signals(signals).items()}
     return write_and_commit(
         spark, settings, run, KEYFRAMES, [], expected_items=dict.fromkeys(models, videos.items),
-        remove=lambda live: models.get(live.partition_values["signal"]) == live.partition_values["model_version"]
-        and window.contains(live.partition_values["ds"]),
+        remove=lambda live: of_versions(models, live) and window.contains(live.partition_values["ds"]),
         read_version=read_version, metadata={"window": f"{window.start}..{window.end}", "model_versions": str(models), **corpus_read}, written=videos.files[KEYFRAMES.name],
     )
