@@ -14,7 +14,7 @@ from deltalake import DeltaTable
 
 from conf.settings import Settings
 from jobs.corpus import CorpusSource, Window
-from jobs.refresh import last_refresh
+from jobs.refresh import LastRefresh, last_refresh
 from jobs.session import launched_conf, session_conf
 from jobs.show import console
 from lake import delta_io
@@ -82,16 +82,24 @@ def plan_lines(settings: Settings, args: argparse.Namespace) -> list[str]:
     if args.command == "refresh":
         for contract in (EMBEDDINGS, LABELS):
             root = settings.table_root(contract.name)
-            last = last_refresh(root) if DeltaTable.is_deltatable(root) else None
-            lines.append(f"{contract.name}: " + ("compares the whole corpus (--full)" if args.full else
-                         f"last refreshed to corpus version {last.corpus_version} for {last.signature}"
-                         + (f", then rows committed from corpus versions {sorted(set(last.read_since), key=str)}" if last.read_since else "")
-                         + ": compares the corpus files changed since, if the "
-                         "signals and versions are the same, else the whole corpus" if last else "no refresh recorded: compares the whole corpus"))
+            lines.append(f"{contract.name}: {refresh_scope(last_refresh(root) if DeltaTable.is_deltatable(root) else None, args.full)}")
     spark = session_conf(settings.spark, launched_conf())
     lines.append("spark: " + ", ".join([f"{k}={v}" for k, v in sorted(spark.items()) if RESOURCES.match(k)]
                                        + ([] if spark.get("spark.master") else ["no master (spark-submit --master sets it)"])))
     return lines
+
+
+def refresh_scope(last: LastRefresh | None, full: bool) -> str:
+    """What a refresh of a table will compare, as `jobs.refresh.plan_scope` decides it from the table's history."""
+    if full:
+        return "compares the whole corpus (--full)"
+    if last is None:
+        return "no refresh recorded: compares the whole corpus"
+    refreshed = f"last refreshed to corpus version {last.corpus_version} for {last.signature}"
+    if None in last.read_since:
+        return f"{refreshed}, then rows committed with no corpus version recorded: compares the whole corpus"
+    later = f", then rows committed from corpus versions {sorted(set(last.read_since))}" if last.read_since else ""
+    return f"{refreshed}{later}: compares the corpus files changed since, if the signals and versions are the same, else the whole corpus"
 
 
 def print_plan(settings: Settings, args: argparse.Namespace) -> None:

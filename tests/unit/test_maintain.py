@@ -17,9 +17,10 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from test_delta_io import log_actions, make_rows, write
 
 from conf.settings import UsageError
+from jobs.dry_run import refresh_scope
 from jobs.engine import CORPUS_VERSION
 from jobs.maintain import named_versions, run_maintain
-from jobs.refresh import REFRESHED
+from jobs.refresh import REFRESHED, last_refresh
 from lake import delta_io, upkeep
 from retrieval import index_store
 from retrieval.vector_index import EXACT, IndexKind, VectorIndex
@@ -231,6 +232,13 @@ def test_maintain_keeps_the_corpus_versions_read_by_commits_since_the_last_refre
     assert named_versions(settings) == {"corpus": {2, 4}}
     run_maintain(settings)  # its compaction commit reads no corpus: nothing more to keep
     assert named_versions(settings) == {"corpus": {2, 4}}
+    last = last_refresh(root)
+    assert (last.corpus_version, last.read_since) == (2, (4,))
+    assert refresh_scope(last, full=False).startswith("last refreshed to corpus version 2 for image_embedding@1, then rows committed from "
+                                                      "corpus versions [4]: compares the corpus files changed since")
+    delta_io.commit_files(root, EMBEDDINGS, write(root, make_rows("by-hand", per_slice=1), prefix="part-by-hand"), "test/by-hand", {})
+    assert last_refresh(root).read_since == (None, 4)  # newest first: a commit that recorded no corpus version
+    assert refresh_scope(last_refresh(root), full=False).endswith("with no corpus version recorded: compares the whole corpus")
 
 
 def test_maintain_keeps_the_corpus_version_the_last_refresh_compared_and_never_compacts_the_corpus(tmp_path: Path) -> None:
