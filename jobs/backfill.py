@@ -103,7 +103,7 @@ def run_backfill(
             kept = moved.items_kept()
             committed[contract.name] = write_and_commit(
                 spark, settings, run, contract,
-                [*([moved.kept(spark)] if moved.files else []),
+                [*moved.kept(spark),
                  *[signal_rows(without_videos(items, s) if videos else items, s, settings, run, rows_in, placed[name]) for name, s in mine.items()]],
                 expected_items={name: rows_in + kept.get(name, 0) for name in mine},
                 remove=lambda live, models=models, moved=moved: moved.removes(live) or (of_versions(models, live) and window.contains(live.partition_values["ds"])),

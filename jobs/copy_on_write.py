@@ -23,28 +23,29 @@ class Rewrite:
 
     root: str
     version: int
-    files: dict[str, tuple[int, int]]  # unescaped relative path -> (items in it, items dropped from it)
+    files: dict[str, tuple[str, int, int]]  # unescaped relative path -> (its signal, items in it, items dropped from it)
     dropped: DataFrame  # KEY of every item dropped
 
     @property
     def dropped_items(self) -> int:
-        return sum(n for _, n in self.files.values())
+        return sum(n for _, _, n in self.files.values())
 
     def removes(self, live: delta_io.LiveFile) -> bool:
         """Whether the commit removes this live file (it is written again without the dropped items)."""
         return unquote(live.path) in self.files
 
-    def kept(self, spark: SparkSession) -> spark_io.WriteSource:
-        """The rows the rewritten files keep, to write as new files."""
+    def kept(self, spark: SparkSession) -> list[spark_io.WriteSource]:
+        """The rows the rewritten files keep, to write as new files (none when no file is rewritten)."""
+        if not self.files:
+            return []
         rows = spark_io.read_spark(spark, self.root, self.version, only=set(self.files))
-        return spark_io.WriteSource(rows.join(self.dropped, KEY, "left_anti"))
+        return [spark_io.WriteSource(rows.join(self.dropped, KEY, "left_anti"))]
 
     def items_kept(self) -> dict[str, int]:
         """signal -> items the rewritten files keep (what writing `kept` must write, per signal)."""
-        signal_of = {unquote(f.path): f.partition_values["signal"] for f in delta_io.live_files(self.root, self.version)}
         kept: dict[str, int] = defaultdict(int)
-        for path, (items, dropped) in self.files.items():
-            kept[signal_of[path]] += items - dropped
+        for signal, items, dropped in self.files.values():
+            kept[signal] += items - dropped
         return dict(kept)
 
 
@@ -53,7 +54,7 @@ def rewrite_dropping(spark: SparkSession, root: str, version: int, dropped: Data
     from version `version` of the table with `spark_io.read_spark(..., file_column="file")`)."""
     counts = {delta_io.relative_path(root, r["file"]): r["count"] for r in dropped.groupBy("file").count().collect()}
     items_in = _items_per_file(spark, root, version, set(counts)) if counts else {}
-    return Rewrite(root, version, {path: (items_in[path], n) for path, n in counts.items()}, dropped.select(*KEY))
+    return Rewrite(root, version, {path: (*items_in[path], n) for path, n in counts.items()}, dropped.select(*KEY))
 
 
 def no_rewrite(spark: SparkSession, root: str, version: int) -> Rewrite:
@@ -61,10 +62,11 @@ def no_rewrite(spark: SparkSession, root: str, version: int) -> Rewrite:
     return Rewrite(root, version, {}, spark.createDataFrame([], ", ".join(f"{k} string" for k in KEY)))
 
 
-def _items_per_file(spark: SparkSession, root: str, version: int, files: set[str]) -> dict[str, int]:
-    """Items in each of these files of the table, all of them (not only the ones dropped)."""
+def _items_per_file(spark: SparkSession, root: str, version: int, files: set[str]) -> dict[str, tuple[str, int]]:
+    """(its signal, items in it) for each of these files of the table, all its items (not only the ones dropped)."""
     rows = spark_io.read_spark(spark, root, version, only=files, file_column="file").select(*KEY, "file").distinct()
-    return {delta_io.relative_path(root, r["file"]): r["n"] for r in rows.groupBy("file").agg(F.count("*").alias("n")).collect()}
+    return {delta_io.relative_path(root, r["file"]): (r["signal"], r["n"])
+            for r in rows.groupBy("file", "signal").agg(F.count("*").alias("n")).collect()}
 
 
 def broadcast_if_small(ids: DataFrame, count: int) -> DataFrame:

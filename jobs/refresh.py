@@ -341,7 +341,7 @@ def apply_plan(spark: SparkSession, settings: Settings, run: Run, plan: Plan, co
     """Compute the plan's items (reading only the days of the corpus (source, version) that hold
     them) where `placed` says, rewrite the files holding stale items without them, one commit."""
     root = settings.table_root(plan.contract.name)
-    sources = [plan.rewrite.kept(spark)] if plan.rewrite.files else []  # the rows that stay in files holding stale rows
+    sources = plan.rewrite.kept(spark)  # the rows that stay in files holding stale rows
     if plan.todo_days:
         source, version = corpus
         items = one_row_per_id(source.read(spark, version, days=plan.todo_days), plan.newest)  # a plan with days to do compared the corpus
