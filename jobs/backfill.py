@@ -5,7 +5,7 @@ that slice of the embeddings table in one Delta commit.
 
 Re-running the same window replaces the same slice with the same vectors: never duplicates.
 An item of the window with rows in another day's partition (ingested again on a later day) has
-them dropped in the same commit: one row per key, in its newest corpus row's day.
+them dropped in the same commit, its keyframes' too: one row per key, in its newest corpus row's day.
 Re-running with the same --run-id after its commit landed does nothing (the commit is
 recognised by its application transaction id).
 """
@@ -33,7 +33,7 @@ from jobs.engine import (
     tracked,
     write_and_commit,
 )
-from jobs.videos import commit_keyframes, keyframes_read_version, without_videos, write_videos
+from jobs.videos import commit_keyframes, keyframe_models, keyframes_read_version, without_videos, write_videos
 from lake import delta_io, spark_io
 from lake.ledger import NOTHING_TO_DO, SUCCEEDED
 from rollout.models import CHAMPION, build_signals
@@ -95,8 +95,11 @@ def run_backfill(
             return result
         committed = {}
         videos = write_videos(settings, run, items, signals, placed) if keyframes_version is not None else None
-        if videos is not None:  # first: a run killed after it is re-run whole, and replaces the same slice
-            committed[KEYFRAMES.name] = commit_keyframes(spark, settings, run, videos, signals, window, keyframes_version, corpus_read)
+        if keyframes_version is not None:  # first: a run killed after it is re-run whole, and replaces the same slice
+            moved = rows_on_other_days(spark, settings.table_root(KEYFRAMES.name), keyframes_version, keyframe_models(signals), window, items, rows_in)
+            keyframes = commit_keyframes(spark, settings, run, videos, signals, window, keyframes_version, moved, corpus_read)
+            if keyframes is not None:
+                committed[KEYFRAMES.name] = keyframes
         for contract, mine in by_output(signals).items():
             models = {name: s.config.model.version for name, s in mine.items()}
             moved = rows_on_other_days(spark, settings.table_root(contract.name), read_versions[contract], models, window, items, rows_in)

@@ -22,6 +22,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from conf.settings import Settings
+from jobs.copy_on_write import Rewrite
 from jobs.corpus import CorpusSource, Window
 from jobs.engine import Committed, Run, file_summaries, of_versions, write_and_commit
 from jobs.progress import spark_progress
@@ -113,14 +114,28 @@ def keyframe_rows(corpus: DataFrame, signal: Signal, settings: Settings, run: Ru
     return spark_io.WriteSource(evened(inputs, settings.spark.partitions_per_slot, items, 1, placed.cpus), rows, placed.resources, worker_report)
 
 
-def commit_keyframes(spark: SparkSession, settings: Settings, run: Run, videos: VideoFiles, signals: dict[str, Signal],
-                     window: Window, read_version: int, corpus_read: dict[str, str]) -> Committed:
+def keyframe_models(signals: dict[str, Signal]) -> dict[str, str]:
+    """The signals with rows in the keyframes table, at their model versions."""
+    return {name: s.config.model.version for name, s in image_signals(signals).items()}
+
+
+def commit_keyframes(spark: SparkSession, settings: Settings, run: Run, videos: VideoFiles | None, signals: dict[str, Signal],
+                     window: Window, read_version: int, moved: Rewrite, corpus_read: dict[str, str]) -> Committed | None:
     """Replace the window's slice of the keyframes table with the video pass's keyframes files
-    (a row or more for each video item and image signal), in one commit (its metadata saying
-    which corpus version it read, `corpus_read`)."""
-    models = {name: s.config.model.version for name, s in image_signals(signals).items()}
+    (a row or more for each video item and image signal; none when the window has no video), and
+    drop the window's items' keyframes on other days (`moved`), in one commit (its metadata saying
+    which corpus version it read, `corpus_read`); no commit when that changes nothing."""
+    models = keyframe_models(signals)
+
+    def in_window(live: delta_io.LiveFile) -> bool:
+        return of_versions(models, live) and window.contains(live.partition_values["ds"])
+
+    if videos is None and not moved.files and not any(map(in_window, delta_io.live_files(settings.table_root(KEYFRAMES.name), read_version))):
+        return None
+    kept = moved.items_kept()
     return write_and_commit(
-        spark, settings, run, KEYFRAMES, [], expected_items=dict.fromkeys(models, videos.items),
-        remove=lambda live: of_versions(models, live) and window.contains(live.partition_values["ds"]),
-        read_version=read_version, metadata={"window": f"{window.start}..{window.end}", "model_versions": str(models), **corpus_read}, written=videos.files[KEYFRAMES.name],
+        spark, settings, run, KEYFRAMES, moved.kept(spark),
+        expected_items={name: (videos.items if videos else 0) + kept.get(name, 0) for name in models},
+        remove=lambda live: moved.removes(live) or in_window(live), read_version=read_version, written=videos.files[KEYFRAMES.name] if videos else (),
+        metadata={"window": f"{window.start}..{window.end}", "model_versions": str(models), "moved_items": str(moved.dropped_items), **corpus_read},
     )

@@ -182,3 +182,45 @@ def test_a_head_scores_a_video_item_from_its_stored_video_embedding(spark, video
 
     registry.client.set_registered_model_alias("head_low_quality", "champion", version.version)
     assert run_refresh(spark, with_head).status == NOTHING_TO_DO
+
+
+def test_a_backfill_of_the_day_a_video_was_ingested_again_drops_its_keyframes_on_the_older_day(spark, video_lakehouse) -> None:
+    """One key, one day: a video item ingested again on a later day, backfilled for that day, has
+    its keyframes (and its video-level rows) there only, the same as those of its older day; one
+    ingested again as a photo has none left."""
+    settings, _ = video_lakehouse
+    run_backfill(spark, settings)
+    before = [r for r in _table(settings, "keyframes") if r["content_id"] == "v-cuts-vp9"]
+    corpus = DeltaTable(settings.table_root("corpus"))
+    again = corpus.to_pyarrow_table(filters=[("content_id", "=", "v-cuts-vp9")])
+    later_day = "2026-11-21"
+    write_deltalake(corpus.table_uri, again.set_column(again.schema.get_field_index("ds"), "ds", pa.array([later_day], pa.string()))
+                    .set_column(again.schema.get_field_index("updated_at"), "updated_at", pa.array([1_763_700_000_000_000], UTC_MICROS)),
+                    mode="append", partition_by=["ds"])
+    from jobs.corpus import Window
+
+    run_backfill(spark, settings, Window(later_day, later_day))
+    after = [r for r in _table(settings, "keyframes") if r["content_id"] == "v-cuts-vp9"]
+    assert {r["ds"] for r in before} == {DAY} and {r["ds"] for r in after} == {later_day}
+    key = lambda r: (r["signal"], r["keyframe_index"], r["label"])  # noqa: E731
+    assert sorted(map(key, after)) == sorted(map(key, before))
+    olds = {key(r): r for r in before}
+    for row in after:
+        old = olds[key(row)]
+        assert (row["input_hash"], row["status"], row["score"] is None, row["vector"] is None) == \
+            (old["input_hash"], old["status"], old["score"] is None, old["vector"] is None)
+        assert np.allclose(row["vector"] or [], old["vector"] or [], atol=1e-5) and np.isclose(row["score"] or 0, old["score"] or 0, atol=1e-5)
+    assert {r["ds"] for r in _table(settings, "embeddings") if r["content_id"] == "v-cuts-vp9"} == {later_day}
+    assert DeltaTable(settings.table_root("keyframes")).history(1)[0]["moved_items"] == "2"  # the item, for each of the two image signals
+
+    # ingested again as a photo, on a day with no video: the window's keyframes commit drops the old video's
+    photo_day = "2026-11-22"
+    still_again = corpus.to_pyarrow_table(filters=[("content_id", "=", "v-still")])
+    changes = {"ds": pa.array([photo_day], pa.string()), "updated_at": pa.array([1_763_800_000_000_000], UTC_MICROS),
+               "video": pa.array([None], pa.binary()), "image": pa.array([_jpeg(_photo("chelsea"))], pa.binary())}
+    for name, column in changes.items():
+        still_again = still_again.set_column(still_again.schema.get_field_index(name), name, column)
+    write_deltalake(corpus.table_uri, still_again, mode="append", partition_by=["ds"])
+    assert "keyframes" in run_backfill(spark, settings, Window(photo_day, photo_day)).table_versions
+    assert not [r for r in _table(settings, "keyframes") if r["content_id"] == "v-still"]
+    assert {(r["ds"], r["status"]) for r in _table(settings, "embeddings") if r["content_id"] == "v-still"} == {(photo_day, "ok")}
