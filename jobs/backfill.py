@@ -16,14 +16,15 @@ from urllib.parse import unquote
 from pyspark.sql import DataFrame, SparkSession
 
 from conf.settings import Settings, UsageError
-from jobs.copy_on_write import KEY, Rewrite, broadcast_if_small, no_rewrite, rewrite_dropping
-from jobs.corpus import CorpusSource, Window, check_rows, newest_of_ids, one_row_per_id
+from jobs.copy_on_write import KEY, Rewrite, no_rewrite, rewrite_dropping
+from jobs.corpus import CorpusSource, Window, broadcast_if_small, check_rows, newest_of_ids, one_row_per_id
 from jobs.engine import (
     CORPUS_VERSION,
     Run,
     RunResult,
     already_committed,
     by_output,
+    in_window_slice,
     keep_stats,
     of_versions,
     placements,
@@ -84,7 +85,7 @@ def run_backfill(
         rows = corpus.read(spark, corpus_version, window)
         newest = newest_of_ids(corpus.keys(spark, corpus_version))
         check = check_rows(rows, newest)
-        items = one_row_per_id(rows, newest)
+        items = one_row_per_id(rows, newest, check.repeated_ids)
         if slice_percent < 100:
             items = items.filter(in_slice(slice_percent))
         rows_in = check.items if slice_percent == 100 else items.count()
@@ -109,7 +110,7 @@ def run_backfill(
                 [*moved.kept(spark),
                  *[signal_rows(without_videos(items, s) if videos else items, s, settings, run, rows_in, placed[name]) for name, s in mine.items()]],
                 expected_items={name: rows_in + kept.get(name, 0) for name in mine},
-                remove=lambda live, models=models, moved=moved: moved.removes(live) or (of_versions(models, live) and window.contains(live.partition_values["ds"])),
+                remove=lambda live, models=models, moved=moved: moved.removes(live) or in_window_slice(models, window, live),
                 read_version=read_versions[contract], written=videos.files[contract.name] if videos else (),
                 metadata={"window": f"{window.start}..{window.end}", "model_versions": str(models), "role": role,
                           "slice_percent": str(slice_percent), "moved_items": str(moved.dropped_items), **corpus_read},

@@ -14,7 +14,6 @@ from pyspark.sql import functions as F
 from lake import delta_io, spark_io
 
 KEY = ["content_id", "signal", "model_version"]  # an item's rows of a signal: one in embeddings, one per label in labels
-BROADCAST_MAX_ITEMS = 1_000_000  # ids sent to every task: no shuffle of the rows they are joined with
 
 
 @dataclass(frozen=True)
@@ -67,8 +66,3 @@ def _items_per_file(spark: SparkSession, root: str, version: int, files: set[str
     rows = spark_io.read_spark(spark, root, version, only=files, file_column="file").select(*KEY, "file").distinct()
     return {delta_io.relative_path(root, r["file"]): (r["signal"], r["n"])
             for r in rows.groupBy("file", "signal").agg(F.count("*").alias("n")).collect()}
-
-
-def broadcast_if_small(ids: DataFrame, count: int) -> DataFrame:
-    """`ids`, marked for a broadcast join when there are few enough of them (a daily refresh, a day's backfill)."""
-    return F.broadcast(ids) if count <= BROADCAST_MAX_ITEMS else ids

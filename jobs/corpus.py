@@ -31,6 +31,8 @@ from conf.settings import CorpusColumns, CorpusSettings, Settings, UsageError
 from lake import delta_io, spark_io
 from signals.contracts import CORPUS
 
+BROADCAST_MAX_ITEMS = 1_000_000  # ids sent to every task: no shuffle of the rows they are joined with
+
 DAY_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
 EXAMPLES = 5
 
@@ -262,16 +264,37 @@ def newest_of_ids(corpus_keys: DataFrame) -> DataFrame:
     return corpus_keys.filter(_keyable()).groupBy("content_id").agg(F.max(_recency()).alias("_newest"))
 
 
-def one_row_per_id(rows: DataFrame, newest: DataFrame | None = None) -> DataFrame:
+def broadcast_if_small(ids: DataFrame, count: int) -> DataFrame:
+    """`ids`, marked for a broadcast join when there are few enough of them (a daily refresh, a day's backfill)."""
+    return F.broadcast(ids) if count <= BROADCAST_MAX_ITEMS else ids
+
+
+def one_row_per_id(rows: DataFrame, newest: DataFrame | None = None, repeated_ids: int | None = None) -> DataFrame:
     """The corpus rows a job computes, by the rule above: keyable rows, one per id, the latest;
-    with `newest` (`newest_of_ids` of the whole corpus), no id whose newer row is outside `rows`."""
-    order = SparkWindow.partitionBy("content_id").orderBy(
-        F.col("updated_at").desc_nulls_last(), F.col("ds").desc(), F.xxhash64("image", "image_uri", "title", "description").desc()
-    )
-    latest = rows.filter(_keyable()).withColumn("_rank", F.row_number().over(order)).filter("_rank = 1").drop("_rank")
+    with `newest` (`newest_of_ids` of the whole corpus), no id whose newer row is outside `rows`.
+
+    Picking the latest shuffles the rows, images and all; told how many ids `rows` holds more
+    than once (`CorpusCheck.repeated_ids`), only those ids' rows are shuffled, and none when
+    there are none."""
+    keyable = rows.filter(_keyable())
+    if repeated_ids == 0:
+        latest = keyable
+    elif repeated_ids is not None and repeated_ids <= BROADCAST_MAX_ITEMS:
+        repeated = F.broadcast(keyable.groupBy("content_id").count().filter("count > 1").select("content_id"))
+        latest = keyable.join(repeated, "content_id", "left_anti").unionByName(_latest(keyable.join(repeated, "content_id", "left_semi")))
+    else:
+        latest = _latest(keyable)
     if newest is None:
         return latest
     return latest.join(newest, "content_id", "left").filter(F.col("_newest").isNull() | (_recency() >= F.col("_newest"))).drop("_newest")
+
+
+def _latest(keyable: DataFrame) -> DataFrame:
+    """Each id's latest row among `keyable` rows, by the rule above (a shuffle of the rows by id)."""
+    order = SparkWindow.partitionBy("content_id").orderBy(
+        F.col("updated_at").desc_nulls_last(), F.col("ds").desc(), F.xxhash64("image", "image_uri", "title", "description").desc()
+    )
+    return keyable.withColumn("_rank", F.row_number().over(order)).filter("_rank = 1").drop("_rank")
 
 
 def items_by_day(corpus_keys: DataFrame, days: Sequence[str]) -> dict[str, int]:
@@ -292,6 +315,7 @@ class CorpusCheck:
     duplicates: int
     duplicate_examples: list[str]
     bad_day_rows: int
+    repeated_ids: int  # ids with more than one keyable row among those read (`one_row_per_id` shuffles only their rows)
 
     @property
     def skipped(self) -> int:
@@ -327,10 +351,11 @@ def check_rows(rows: DataFrame, newest: DataFrame | None = None) -> CorpusCheck:
         per_id = per_id.withColumn("kept", F.lit(True))
     ids = per_id.agg(
         F.count(F.when(F.col("kept"), 1)).alias("items"),
+        F.count(F.when(F.col("n") > 1, 1)).alias("repeated_ids"),
         F.slice(F.collect_set(F.when((F.col("n") > 1) | ~F.col("kept"), F.col("content_id"))), 1, EXAMPLES).alias("examples"),
     )
     found = counts.crossJoin(ids).first()  # the two one-row aggregates in one Spark action
     return CorpusCheck(
         items=found["items"], null_ids=found["null_ids"], bad_days=sorted(found["bad_days"]), bad_day_rows=found["bad_day_rows"],
-        duplicates=found["keyable"] - found["items"], duplicate_examples=sorted(found["examples"]),
+        duplicates=found["keyable"] - found["items"], duplicate_examples=sorted(found["examples"]), repeated_ids=found["repeated_ids"],
     )

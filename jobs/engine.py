@@ -20,6 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from conf.settings import Settings
+from jobs.corpus import Window
 from jobs.progress import spark_progress
 from lake import delta_io, ledger, spark_io
 from lake.ledger import SignalOutcome
@@ -159,6 +160,12 @@ def signal_rows(corpus: DataFrame, signal: Signal, settings: Settings, run: Run,
 def of_versions(models: dict[str, str], live: delta_io.LiveFile) -> bool:
     """Whether a live file of a signal table is in a partition of one of these signals (name -> model version) at its version."""
     return models.get(live.partition_values["signal"]) == live.partition_values["model_version"]
+
+
+def in_window_slice(models: dict[str, str], window: Window, live: delta_io.LiveFile) -> bool:
+    """Whether a live file of a signal table holds these signals' rows (name -> model version) on
+    a day of the window: the slice a backfill of the window replaces."""
+    return of_versions(models, live) and window.contains(live.partition_values["ds"])
 
 
 def write_and_commit(

@@ -47,8 +47,8 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from conf.settings import Settings
-from jobs.copy_on_write import KEY, Rewrite, broadcast_if_small, no_rewrite, rewrite_dropping
-from jobs.corpus import CorpusCheck, CorpusSource, check_rows, newest_of_ids, one_row_per_id
+from jobs.copy_on_write import KEY, Rewrite, no_rewrite, rewrite_dropping
+from jobs.corpus import CorpusCheck, CorpusSource, broadcast_if_small, check_rows, newest_of_ids, one_row_per_id
 from jobs.engine import (
     CORPUS_VERSION,
     Committed,
@@ -229,7 +229,7 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
     newest = newest_of_ids(source.keys(spark, corpus_version)).persist()  # the corpus check, the plan and its write read it
     rows = source.read(spark, corpus_version, only=changed)
     corpus_check = check_rows(rows, newest)
-    items = one_row_per_id(rows, newest)
+    items = one_row_per_id(rows, newest, corpus_check.repeated_ids)
     if videos_only:
         items = items.filter(F.col("video").isNotNull())
     current = items.select("content_id", "ds", *[expr.alias(name) for name, expr in hashes.items()]).persist()

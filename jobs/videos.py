@@ -24,7 +24,7 @@ from pyspark.sql import functions as F
 from conf.settings import Settings
 from jobs.copy_on_write import Rewrite
 from jobs.corpus import CorpusSource, Window
-from jobs.engine import Committed, Run, file_summaries, of_versions, write_and_commit
+from jobs.engine import Committed, Run, file_summaries, in_window_slice, write_and_commit
 from jobs.progress import spark_progress
 from lake import delta_io, spark_io
 from signals.base import Signal
@@ -126,16 +126,13 @@ def commit_keyframes(spark: SparkSession, settings: Settings, run: Run, videos: 
     drop the window's items' keyframes on other days (`moved`), in one commit (its metadata saying
     which corpus version it read, `corpus_read`); no commit when that changes nothing."""
     models = keyframe_models(signals)
-
-    def in_window(live: delta_io.LiveFile) -> bool:
-        return of_versions(models, live) and window.contains(live.partition_values["ds"])
-
-    if videos is None and not moved.files and not any(map(in_window, delta_io.live_files(settings.table_root(KEYFRAMES.name), read_version))):
+    live = delta_io.live_files(settings.table_root(KEYFRAMES.name), read_version)
+    if videos is None and not moved.files and not any(in_window_slice(models, window, f) for f in live):
         return None
     kept = moved.items_kept()
     return write_and_commit(
         spark, settings, run, KEYFRAMES, moved.kept(spark),
         expected_items={name: (videos.items if videos else 0) + kept.get(name, 0) for name in models},
-        remove=lambda live: moved.removes(live) or in_window(live), read_version=read_version, written=videos.files[KEYFRAMES.name] if videos else (),
+        remove=lambda live: moved.removes(live) or in_window_slice(models, window, live), read_version=read_version, written=videos.files[KEYFRAMES.name] if videos else (),
         metadata={"window": f"{window.start}..{window.end}", "model_versions": str(models), "moved_items": str(moved.dropped_items), **corpus_read},
     )

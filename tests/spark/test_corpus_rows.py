@@ -12,7 +12,7 @@ from conftest import CHEAP_SIGNALS, settings_for
 from deltalake import DeltaTable, write_deltalake
 
 from jobs.backfill import run_backfill
-from jobs.corpus import CorpusSource, Window, items_by_day, newest_of_ids, one_row_per_id
+from jobs.corpus import CorpusSource, Window, check_rows, items_by_day, newest_of_ids, one_row_per_id
 from jobs.dedup import run_dedup
 from jobs.refresh import run_refresh
 from lake import delta_io
@@ -121,3 +121,24 @@ def test_items_by_day_counts_what_one_row_per_id_keeps_on_each_day(spark, crafte
     assert "2020-01-01" not in kept and sum(kept.values()) == 12  # the older copy's day keeps nothing
     wanted = [*sorted({r["ds"] for r in rows})[1:], "2020-01-01"]  # one day left out
     assert items_by_day(keys, wanted) == {day: n for day, n in kept.items() if day in wanted}
+
+
+def _kept(items) -> list[tuple[str, str, str]]:
+    return sorted((r["content_id"], r["ds"], r["title"]) for r in items.select("content_id", "ds", "title").collect())
+
+
+def test_told_which_ids_repeat_the_rule_keeps_the_same_rows_and_shuffles_no_image_when_none_does(spark, crafted):
+    """`one_row_per_id` told the check's count of repeated ids keeps exactly the rows it keeps
+    without it; with none repeated its plan has no shuffle at all (the images stay where they were read)."""
+    settings, rows = crafted
+    source = CorpusSource.of(settings)
+    newest = newest_of_ids(source.keys(spark))
+    every = source.read(spark)
+    check = check_rows(every, newest)
+    assert check.repeated_ids == 2  # the newer copy's id and the older copy's
+    assert _kept(one_row_per_id(every, newest, check.repeated_ids)) == _kept(one_row_per_id(every, newest))
+    unique = every.filter(~every["content_id"].isin(rows[0]["content_id"], rows[1]["content_id"]))
+    assert check_rows(unique, newest).repeated_ids == 0
+    assert _kept(one_row_per_id(unique, newest, 0)) == _kept(one_row_per_id(unique, newest))
+    plan = one_row_per_id(unique, None, 0)._jdf.queryExecution().executedPlan().toString()
+    assert "Exchange" not in plan and "Window" not in plan, plan
