@@ -344,7 +344,11 @@ def apply_plan(spark: SparkSession, settings: Settings, run: Run, plan: Plan, co
     sources = plan.rewrite.kept(spark)  # the rows that stay in files holding stale rows
     if plan.todo_days:
         source, version = corpus
-        items = one_row_per_id(source.read(spark, version, days=plan.todo_days), plan.newest)  # a plan with days to do compared the corpus
+        # only the items to compute go on past the scan: the rule's shuffle by id (jobs.corpus) would otherwise carry every
+        # row of the days that hold them, images and all (Spark does not push the join below it)
+        todo_ids = broadcast_if_small(plan.todo_items.select("content_id").distinct(), sum(plan.todo.values()))
+        items = one_row_per_id(source.read(spark, version, days=plan.todo_days).join(todo_ids, "content_id", "left_semi"),
+                               plan.newest)  # a plan with days to do compared the corpus
         rows_of = keyframe_rows if plan.contract is KEYFRAMES else signal_rows
         sources += [
             rows_of(items.join(broadcast_if_small(plan.todo_items.filter(F.col("signal") == n).select("content_id"), plan.todo[n]),

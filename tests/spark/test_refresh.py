@@ -75,15 +75,24 @@ def test_a_first_refresh_equals_a_backfill_and_a_second_one_commits_nothing(spar
     assert first.status == ledger.SUCCEEDED
 
 
-def test_only_new_and_changed_items_are_computed_and_takedowns_vanish_from_every_signal(spark, two_lakehouses):
+def test_only_new_and_changed_items_are_computed_and_takedowns_vanish_from_every_signal(spark, two_lakehouses, monkeypatch):
+    import jobs.refresh
+
     settings, reference = two_lakehouses
     run_backfill(spark, settings)
     edits = edit_corpus(settings.table_root("corpus"))
     edit_corpus(reference.table_root("corpus"))
     text_only = _text_only(settings)
+    ruled = []  # how many rows each call of the one-row-per-id rule was given (the plan's and the write's)
+    rule = jobs.refresh.one_row_per_id
+    monkeypatch.setattr(jobs.refresh, "one_row_per_id", lambda rows, *args: ruled.append(rows.count()) or rule(rows, *args))
     result = run_refresh(spark, text_only)  # image rows of deleted items must go all the same
     computed = {o.signal: o.rows_in for o in result.outcomes}
     assert computed == {name: len(edits["retitled"]) + len(edits["added"]) for name in text_only.enabled_signals}
+    # the write's rule is given the items it computes, not every row of their days (the new items copy
+    # other items' inputs: compute once copies their rows, so the retitled ones are all it computes)
+    assert min(ruled) == len(edits["retitled"]) < max(ruled)
+    monkeypatch.undo()
     for table in ("embeddings", "labels"):
         rows = DeltaTable(settings.table_root(table)).to_pyarrow_table()
         assert not set(edits["dropped"]) & set(rows["content_id"].to_pylist()), table
