@@ -126,8 +126,8 @@ def commit_keyframes(spark: SparkSession, settings: Settings, run: Run, videos: 
     drop the window's items' keyframes on other days (`moved`), in one commit (its metadata saying
     which corpus version it read, `corpus_read`); no commit when that changes nothing."""
     models = keyframe_models(signals)
-    live = delta_io.live_files(settings.table_root(KEYFRAMES.name), read_version)
-    if videos is None and not moved.files and not any(in_window_slice(models, window, f) for f in live):
+    if videos is None and not moved.files and not any(
+            in_window_slice(models, window, f) for f in delta_io.live_files(settings.table_root(KEYFRAMES.name), read_version)):
         return None
     kept = moved.items_kept()
     return write_and_commit(
