@@ -67,12 +67,14 @@ def make_corpus(settings: Settings, n_items: int | None = None, seed: int | None
 def _promote(settings: Settings, args: argparse.Namespace) -> None:
     registry = registry_for(settings, existing=True)
     target = registry.resolve(args.signal, args.version).version
-    refusals = promotion_refusals(settings, registry, args.signal, target, registry.aliases(args.signal).get(CHAMPION))
+    champion = registry.aliases(args.signal).get(CHAMPION)
+    refusals = promotion_refusals(settings, registry, args.signal, target, champion)
     if refusals and not args.force:
         raise UsageError(f"{args.signal} version {target} not promoted: " + "; ".join(refusals) + " (--force promotes it anyway)")
     for refusal in refusals:
         console.print(f"[yellow]forced past:[/] {refusal}")
-    before = registry.promote(args.signal, target, ledger_root=settings.table_root(RUNS.name), signal=args.signal)
+    before = registry.promote(args.signal, target, ledger_root=settings.table_root(RUNS.name), signal=args.signal,
+                              expected=champion)  # the champion the checks judged against
     console.print(f"{args.signal}: champion {before} -> {target}; readers of the champion follow, nothing recomputed")
 
 

@@ -2,9 +2,10 @@
 the failures a user or a scheduler can act on; a traceback for anything else, which is a bug.
 
 Exit statuses: 2 the command or its configuration is wrong (nothing ran); 3 another run changed
-the same partitions meanwhile (nothing committed: run again); 4 the lakehouse is damaged (a
-table's log or data file is unreadable: the message says how to heal it); 5 a monitored run raised
-alerts (`content-signals monitor`, `--monitor`: its commits landed, the alerts table says what fired).
+the same partitions meanwhile, or another promote or rollback the same alias (nothing committed
+or moved: run again); 4 the lakehouse is damaged (a table's log or data file is unreadable: the
+message says how to heal it); 5 a monitored run raised alerts (`content-signals monitor`,
+`--monitor`: its commits landed, the alerts table says what fired).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from deltalake.exceptions import DeltaError
 from pydantic import ValidationError
 
 from conf.settings import UsageError
+from lake.alias_lock import AliasConflict
 from lake.delta_io import CommitConflict
 from lake.registry import RegistryError
 from monitoring.monitor import AlertsFired
@@ -46,7 +48,7 @@ def explain(exc: BaseException, lakehouse_root: str | None = None) -> Failure | 
         return Failure(BAD_INPUT, str(exc))
     if isinstance(exc, AlertsFired):
         return Failure(ALERTED, f"{exc} (exit {ALERTED})")
-    if isinstance(exc, CommitConflict):
+    if isinstance(exc, CommitConflict | AliasConflict):
         return Failure(CONFLICT, f"{exc} (exit {CONFLICT}: safe to retry)")
     if isinstance(exc, DeltaError) and _LOG_ERROR.search(text):
         broken = unreadable_log_entries(lakehouse_root) if lakehouse_root else []

@@ -11,7 +11,9 @@ listing (location, sizes, modification times) changed since their version was re
 Aliases (`champion`, `challenger`, ...) are the only thing that moves. The job resolves them
 once per run on the driver; promotion and rollback move an alias and never recompute rows.
 Each alias keeps its own history (a registered-model tag) so that rollback knows where to go
-back to, and each move is also appended to the run ledger.
+back to, and each move is also appended to the run ledger. Moves hold the registry's alias lock
+(lake/alias_lock.py), so two at once cannot lose each other's entries, and a promote decided
+against one champion (its gate and coverage checks) refuses to move an alias that moved meanwhile.
 
 MLflow is kept off the network: its usage telemetry is disabled before it is imported.
 
@@ -49,6 +51,7 @@ from mlflow.entities.model_registry import ModelVersion  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.store.db.utils import _initialize_tables, create_sqlalchemy_engine_with_retry  # noqa: E402
 
+from lake.alias_lock import AliasConflict, alias_lock  # noqa: E402
 from lake.ledger import SUCCEEDED, RunRecord, record_runs  # noqa: E402
 from signals.weights import is_weights_location, local_path, weights_sha256, weights_stat  # noqa: E402
 
@@ -62,10 +65,15 @@ STAT_TAG = "weights_stat"  # signals.weights.weights_stat of the weights when la
 STACK_TAG = "alias_stack.{alias}"  # versions the alias named before, for rollback
 HISTORY_TAG = "alias_history.{alias}"  # every promotion and rollback of the alias
 HISTORY_KEEP = 100
+ANY = "any"  # promote's `expected`: whatever version the alias names when it moves
 
 
 class RegistryError(LookupError):
     """A model, version or alias that is not in the registry, or a rollback with nowhere to go."""
+
+
+class AliasMoved(AliasConflict):
+    """A promote refused because the alias no longer names the version its checks were made against."""
 
 
 @dataclass(frozen=True)
@@ -208,7 +216,10 @@ class Registry:
         after that the registry, not the configuration, decides the champion."""
         registered = self.register(name, source, params, description)
         if alias not in self.aliases(name):
-            self.promote(name, registered.version, alias)
+            try:
+                self.promote(name, registered.version, alias, expected=None)
+            except AliasMoved:
+                pass  # another first run set it meanwhile: from now on the registry decides
         return self.resolve(name, alias)
 
     def resolve(self, name: str, ref: str) -> RegisteredModel:
@@ -248,24 +259,29 @@ class Registry:
 
     # -- aliases ----------------------------------------------------------------------------
 
-    def promote(self, name: str, version: str, alias: str = CHAMPION,
-                ledger_root: str | None = None, signal: str | None = None) -> str | None:
+    def promote(self, name: str, version: str, alias: str = CHAMPION, ledger_root: str | None = None,
+                signal: str | None = None, expected: str | None = ANY) -> str | None:
         """Point `alias` at `version` (a number, or another alias: promote("m", "challenger"));
         returns the version the alias pointed to before (None if it was unset).
 
         The previous version is pushed on the alias's rollback stack, the move is logged in the
         alias's history and, with `ledger_root`, appended to the run ledger. Promoting the version
-        the alias already names changes and records nothing."""
+        the alias already names changes and records nothing. With `expected` (a version, or None
+        for an unset alias), an alias that names anything else is not moved (AliasMoved)."""
         version = self.resolve(name, str(version)).version  # refuses unknown versions
-        previous = self.aliases(name).get(alias)
-        if previous == version:
-            return previous
-        stack = self._tag_list(name, STACK_TAG, alias)
-        if previous is not None:  # pushed before the move: a promote killed between them leaves a top that rollback skips,
-            stack.append(previous)  # never a moved alias whose previous version rollback cannot find
-            self._set_tag_list(name, STACK_TAG, alias, stack)
-        self.client.set_registered_model_alias(name, alias, version)
-        self._log(name, alias, "promote", previous, version)
+        with alias_lock(self.client):
+            previous = self.aliases(name).get(alias)
+            if expected != ANY and previous != expected:
+                raise AliasMoved(f"{name} {alias} moved from version {expected} to {previous} after this promote read it "
+                                 "(another promote or rollback): nothing moved; check and promote again")
+            if previous == version:
+                return previous
+            stack = self._tag_list(name, STACK_TAG, alias)
+            if previous is not None:  # pushed before the move: a promote killed between them leaves a top that rollback skips,
+                stack.append(previous)  # never a moved alias whose previous version rollback cannot find
+                self._set_tag_list(name, STACK_TAG, alias, stack)
+            self.client.set_registered_model_alias(name, alias, version)
+            self._log(name, alias, "promote", previous, version)
         self._record(ledger_root, "promote", name, alias, previous, version, signal)
         return previous
 
@@ -275,20 +291,21 @@ class Registry:
 
         Successive rollbacks walk further back; the abandoned version is tagged `rolled_back.<alias>`.
         Raises RegistryError when there is no earlier version."""
-        current = self.aliases(name).get(alias)
-        stack = self._tag_list(name, STACK_TAG, alias)
-        while stack and stack[-1] == current:  # the alias was moved back by hand meanwhile
-            stack.pop()
-        if not stack:
-            raise RegistryError(
-                f"cannot roll back {name!r} {alias!r} (now version {current}): no earlier version to return to"
-            )
-        target = stack.pop()
-        self.client.set_registered_model_alias(name, alias, target)
-        self._set_tag_list(name, STACK_TAG, alias, stack)
-        if current is not None:
-            self.client.set_model_version_tag(name, current, f"rolled_back.{alias}", _now().isoformat())
-        self._log(name, alias, "rollback", current, target)
+        with alias_lock(self.client):
+            current = self.aliases(name).get(alias)
+            stack = self._tag_list(name, STACK_TAG, alias)
+            while stack and stack[-1] == current:  # the alias was moved back by hand meanwhile
+                stack.pop()
+            if not stack:
+                raise RegistryError(
+                    f"cannot roll back {name!r} {alias!r} (now version {current}): no earlier version to return to"
+                )
+            target = stack.pop()
+            self.client.set_registered_model_alias(name, alias, target)
+            self._set_tag_list(name, STACK_TAG, alias, stack)
+            if current is not None:
+                self.client.set_model_version_tag(name, current, f"rolled_back.{alias}", _now().isoformat())
+            self._log(name, alias, "rollback", current, target)
         self._record(ledger_root, "rollback", name, alias, current, target, signal)
         return target
 

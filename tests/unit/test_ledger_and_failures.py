@@ -17,6 +17,7 @@ from jobs.corpus import Window
 from jobs.failures import BAD_INPUT, CONFLICT, DAMAGED, explain
 from lake import delta_io, ledger
 from lake.delta_io import CommitConflict
+from lake.registry import AliasMoved
 from signals.base import ModelRef
 from signals.contracts import EMBEDDINGS
 
@@ -77,8 +78,10 @@ def test_bad_windows_are_refused_before_any_work(start: str | None, end: str | N
     assert explain(UsageError(reason)).status == BAD_INPUT
 
 
-def test_a_conflict_says_it_is_safe_to_retry() -> None:
-    failure = explain(CommitConflict("embeddings changed in 1 of this run's partitions"))
+@pytest.mark.parametrize("conflict", [CommitConflict("embeddings changed in 1 of this run's partitions"),
+                                      AliasMoved("m champion moved from version 1 to 2")])
+def test_a_conflict_says_it_is_safe_to_retry(conflict: Exception) -> None:
+    failure = explain(conflict)
     assert failure.status == CONFLICT and "safe to retry" in failure.message
 
 

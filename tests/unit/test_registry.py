@@ -17,7 +17,8 @@ import pytest
 from deltalake import DeltaTable
 
 from lake import registry as registry_module
-from lake.registry import CHAMPION, Registry, RegistryError, local_store_uri
+from lake.alias_lock import HOLDER_TAG, LOCK_MODEL, AliasConflict, _this_process, alias_lock
+from lake.registry import CHAMPION, AliasMoved, Registry, RegistryError, local_store_uri
 from signals.embedders.efficientnet import default_weights_path
 from signals.embedders.minilm import default_model_dir
 from signals.weights import weights_sha256
@@ -201,6 +202,81 @@ def test_a_promote_killed_part_way_leaves_rollback_going_back_to_a_real_champion
     monkeypatch.undo()
     assert registry.aliases("m") == {CHAMPION: "3"}
     assert registry.rollback("m") == "2"  # the version it replaced, not the one before that
+
+
+def test_a_promote_checked_against_a_champion_that_moved_meanwhile_moves_nothing(registry, tmp_path):
+    for i in (1, 2, 3):
+        registry.register("m", weights_file(tmp_path, f"{i}.pt", bytes([i])), {})
+    registry.promote("m", "1")
+    checked = registry.aliases("m")[CHAMPION]  # the promote command judges version 3 against this champion...
+    registry.promote("m", "2")  # ...while another promote lands
+    with pytest.raises(AliasMoved, match="moved from version 1 to 2"):
+        registry.promote("m", "3", expected=checked)
+    assert registry.aliases("m") == {CHAMPION: "2"}
+    assert [e["to"] for e in registry.history("m")] == ["1", "2"]
+    assert registry.promote("m", "3", expected="2") == "2"
+
+
+def _ticket(registry: Registry, holder: dict) -> None:
+    """A lock ticket as a mover that was killed holding it leaves it."""
+    with alias_lock(registry.client):
+        pass  # makes the lock's registered model
+    registry.client.create_model_version(LOCK_MODEL, "alias-lock", tags={HOLDER_TAG: json.dumps(holder)}, await_creation_for=0)
+
+
+def test_the_alias_lock_skips_a_killed_movers_ticket(registry):
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    _ticket(registry, {**_this_process(), "pid": int(ended.stdout)})  # on this machine, no longer running: skipped at once
+    started = time.monotonic()
+    with alias_lock(registry.client, stale_after_s=60, wait_at_most_s=30):
+        assert time.monotonic() - started < 30
+    _ticket(registry, {"host": "elsewhere", "machine": "another-boot:1", "pid": os.getpid()})  # not known to be gone: waited for
+    with pytest.raises(AliasConflict, match="elsewhere"):
+        with alias_lock(registry.client, stale_after_s=60, wait_at_most_s=0.5):
+            pass
+    started = time.monotonic()
+    with alias_lock(registry.client, stale_after_s=1, wait_at_most_s=30):  # until seen holding it for stale_after_s
+        assert 1 <= time.monotonic() - started < 30
+    assert registry.client.search_model_versions(f"name = '{LOCK_MODEL}'") == []  # every ticket dropped
+
+
+_PROMOTER = """
+import json, pathlib, sys, time
+from lake.registry import Registry
+uri, go, me, rounds = sys.argv[1], pathlib.Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+registry = Registry(uri)
+pathlib.Path(f"{go}.{me}").touch()  # ready: MLflow imported
+while not go.exists():
+    time.sleep(0.01)
+moves = []
+for i in range(rounds):
+    version = str(1 + (me + i) % 3)
+    before = registry.promote("m", version)
+    if before != version:
+        moves.append([before, version])
+print(json.dumps(moves))
+"""
+
+
+@pytest.mark.subprocess
+def test_promotes_at_once_lose_no_rollback_or_history_entry(registry, tmp_path):
+    for i in (1, 2, 3):
+        registry.register("m", weights_file(tmp_path, f"{i}.pt", bytes([i])), {})
+    registry.promote("m", "1")
+    go, movers, rounds = tmp_path / "go", 4, 8
+    children = [subprocess.Popen([sys.executable, "-c", _PROMOTER, registry.tracking_uri, str(go), str(me), str(rounds)],
+                                 env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for me in range(movers)]
+    while not all(Path(f"{go}.{me}").exists() or child.poll() is not None for me, child in enumerate(children)):
+        time.sleep(0.05)
+    go.touch()
+    outputs = [child.communicate(timeout=300) for child in children]
+    assert [child.returncode for child in children] == [0] * movers, [err for _, err in outputs]
+    moves = sorted(tuple(move) for out, _ in outputs for move in json.loads(out))
+    history = [(e["from"], e["to"]) for e in registry.history("m")]
+    assert history[0] == (None, "1") and sorted(history[1:]) == moves  # every move is in the history, once
+    assert all(a[1] == b[0] for a, b in zip(history, history[1:]))  # each from where the one before left it
+    assert registry._tag_list("m", registry_module.STACK_TAG, CHAMPION) == [before for before, _ in history[1:]]
+    assert registry.aliases("m")[CHAMPION] == history[-1][1]
 
 
 def test_rollback_without_history_raises(registry, tmp_path):
