@@ -88,7 +88,12 @@ def _drop(client: MlflowClient, version: str) -> None:
 
 
 def _holder(ticket: ModelVersion) -> dict[str, object]:
-    return json.loads((ticket.tags or {}).get(HOLDER_TAG, "{}"))
+    """Who took the ticket; nothing known of a tag that is not a JSON object (written by hand, say)."""
+    try:
+        holder = json.loads((ticket.tags or {}).get(HOLDER_TAG, "{}"))
+    except ValueError:
+        return {}
+    return holder if isinstance(holder, dict) else {}
 
 
 def _machine() -> str | None:
@@ -106,10 +111,11 @@ def _this_process() -> dict[str, object]:
 def _process_gone(holder: dict[str, object]) -> bool:
     """Whether the ticket's process is known to have ended: it ran on this machine and runs no more."""
     machine = _machine()
-    if machine is None or holder.get("machine") != machine or not isinstance(holder.get("pid"), int):
+    pid = holder.get("pid")
+    if machine is None or holder.get("machine") != machine or not isinstance(pid, int) or pid <= 0:
         return False
     try:
-        os.kill(holder["pid"], 0)  # type: ignore[arg-type]
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:

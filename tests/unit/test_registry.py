@@ -234,9 +234,10 @@ def test_the_alias_lock_skips_a_killed_movers_ticket(registry):
     with pytest.raises(AliasConflict, match="elsewhere"):
         with alias_lock(registry.client, stale_after_s=60, wait_at_most_s=0.5):
             pass
+    registry.client.create_model_version(LOCK_MODEL, "alias-lock", tags={HOLDER_TAG: "set by hand"}, await_creation_for=0)
     started = time.monotonic()
-    with alias_lock(registry.client, stale_after_s=1, wait_at_most_s=30):  # until seen holding it for stale_after_s
-        assert 1 <= time.monotonic() - started < 30
+    with alias_lock(registry.client, stale_after_s=1, wait_at_most_s=30):  # each until seen holding it for stale_after_s
+        assert 2 <= time.monotonic() - started < 30
     assert registry.client.search_model_versions(f"name = '{LOCK_MODEL}'") == []  # every ticket dropped
 
 
