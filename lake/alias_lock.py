@@ -46,7 +46,7 @@ def alias_lock(client: MlflowClient, stale_after_s: float = STALE_AFTER_S, wait_
     except MlflowException as e:
         if e.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    ticket = client.create_model_version(LOCK_MODEL, "alias-lock", tags={HOLDER_TAG: json.dumps(_this_process())}, await_creation_for=0)
+    ticket = client.create_model_version(LOCK_MODEL, "content-signals:/alias-lock", tags={HOLDER_TAG: json.dumps(_this_process())}, await_creation_for=0)
     try:
         _wait_for_turn(client, int(ticket.version), stale_after_s, wait_at_most_s)
         yield

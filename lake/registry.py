@@ -2,7 +2,8 @@
 
 Every model a signal uses is a version of a registered model in an MLflow registry (a local
 sqlite store by default, a tracking server on a cluster). A version records where its weights
-came from, a sha256 of them and the params that identify the model (rollout.models: never
+came from (its `source` tag; MLflow's own source field holds it under our scheme, as a tracking
+server requires), a sha256 of them and the params that identify the model (rollout.models: never
 how it is run), so a row's (`model_name`, `model_version`) always says exactly what computed
 it. Registration is idempotent on (weights hash, params): registering the same weights twice
 reuses the version, changed weights or params make a new one. Weights are read to be hashed only when their
@@ -65,6 +66,7 @@ STAT_TAG = "weights_stat"  # signals.weights.weights_stat of the weights when la
 STACK_TAG = "alias_stack.{alias}"  # versions the alias named before, for rollback
 HISTORY_TAG = "alias_history.{alias}"  # every promotion and rollback of the alias
 HISTORY_KEEP = 100
+SOURCE_SCHEME = "content-signals"  # of MLflow's source of every version (_mlflow_source)
 ANY = "any"  # promote's `expected`: whatever version the alias names when it moves
 
 
@@ -160,6 +162,19 @@ def _canonical(params: Mapping[str, Any]) -> str:
     return json.dumps(dict(params), sort_keys=True, separators=(",", ":"), default=str)
 
 
+def _mlflow_source(source: str) -> str:
+    """What MLflow records as a version's source: a tracking server accepts only an absolute path
+    under a scheme for a version that no run of its own logged (a path, a hub tag or a `code:`
+    source is refused), so every source is put under our own scheme; the source itself is the
+    version's SOURCE_TAG."""
+    return f"{SOURCE_SCHEME}:/{source.lstrip('/')}"
+
+
+def _source(version: ModelVersion) -> str:
+    """Where a version's weights come from, as it was registered."""
+    return (version.tags or {}).get(SOURCE_TAG, version.source)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -194,7 +209,7 @@ class Registry:
         sha = weights_sha256(source) if located else None
         for version in versions:
             tags = version.tags
-            same_weights = tags.get(SHA_TAG) == sha if sha is not None else (SHA_TAG not in tags and version.source == source)
+            same_weights = tags.get(SHA_TAG) == sha if sha is not None else (SHA_TAG not in tags and _source(version) == source)
             if same_weights and tags.get(PARAMS_TAG) == params_json:
                 if stat is not None:  # moved or touched: not hashed again next time
                     self.client.set_model_version_tag(name, version.version, STAT_TAG, stat)
@@ -204,7 +219,7 @@ class Registry:
             tags[SHA_TAG] = sha
         if stat is not None:
             tags[STAT_TAG] = stat
-        created = self.client.create_model_version(name, source, tags=tags, description=description or None,
+        created = self.client.create_model_version(name, _mlflow_source(source), tags=tags, description=description or None,
                                                    await_creation_for=0)
         return self._entity(created)
 
@@ -340,7 +355,7 @@ class Registry:
         return RegisteredModel(
             name=version.name,
             version=str(version.version),  # the sqlite store hands back an int
-            source=version.source,
+            source=_source(version),
             weights_sha256=tags.get(SHA_TAG),
             params=json.loads(tags.get(PARAMS_TAG, "{}")),
         )

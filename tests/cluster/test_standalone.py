@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -31,6 +30,7 @@ from jobs.backfill import run_backfill
 from jobs.corpus import Window
 from jobs.dedup import run_dedup
 from lake.lakehouse import Lakehouse
+from tests.loopback import free_port
 
 pytestmark = pytest.mark.cluster
 
@@ -43,12 +43,6 @@ JOB_S = 400  # a job's limit: about a minute on two idle cores
 # Columns that differ between two computations of the same rows.
 RUN_COLUMNS = {"run_id", "computed_at"}
 SORT_KEYS = {"embeddings": ["content_id", "signal"], "labels": ["content_id", "signal", "label"], "duplicates": ["content_id"]}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _json(url: str) -> dict:
@@ -132,7 +126,7 @@ def _stop(process: subprocess.Popen) -> None:
 def cluster(tmp_path_factory, bare_python) -> Iterator[Cluster]:
     """A master and two one-core workers on loopback; everything started is stopped, also on failure."""
     home = tmp_path_factory.mktemp("standalone")
-    port, web = _free_port(), _free_port()
+    port, web = free_port(), free_port()
     spark_class = str(SPARK_HOME / "bin" / "spark-class")
     started: list[subprocess.Popen] = []
     try:
@@ -140,7 +134,7 @@ def cluster(tmp_path_factory, bare_python) -> Iterator[Cluster]:
                home / "master.log", _clean_env(), started)
         workers, webs = {}, {}
         for name, python_bin in (("full", Path(sys.executable).parent), ("bare", bare_python)):
-            webs[name] = _free_port()
+            webs[name] = free_port()
             workers[name] = _start([spark_class, "org.apache.spark.deploy.worker.Worker", f"spark://127.0.0.1:{port}", "--host", "127.0.0.1",
                                     "--cores", "1", "--memory", "2g", "--webui-port", str(webs[name]), "--work-dir", str(home / name)],
                                    home / f"{name}.log", _clean_env(PATH=_path_with(python_bin)), started)

@@ -11,17 +11,21 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
 
+from conf.settings import load_settings
 from lake import registry as registry_module
 from lake.alias_lock import HOLDER_TAG, LOCK_MODEL, AliasConflict, _this_process, alias_lock
 from lake.registry import CHAMPION, AliasMoved, Registry, RegistryError, local_store_uri
+from rollout.models import build_signals
 from signals.embedders.efficientnet import default_weights_path
 from signals.embedders.minilm import default_model_dir
 from signals.weights import weights_sha256
+from tests.loopback import free_port, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -221,7 +225,7 @@ def _ticket(registry: Registry, holder: dict) -> None:
     """A lock ticket as a mover that was killed holding it leaves it."""
     with alias_lock(registry.client):
         pass  # makes the lock's registered model
-    registry.client.create_model_version(LOCK_MODEL, "alias-lock", tags={HOLDER_TAG: json.dumps(holder)}, await_creation_for=0)
+    registry.client.create_model_version(LOCK_MODEL, "content-signals:/alias-lock", tags={HOLDER_TAG: json.dumps(holder)}, await_creation_for=0)
 
 
 def test_the_alias_lock_skips_a_killed_movers_ticket(registry):
@@ -234,7 +238,7 @@ def test_the_alias_lock_skips_a_killed_movers_ticket(registry):
     with pytest.raises(AliasConflict, match="elsewhere"):
         with alias_lock(registry.client, stale_after_s=60, wait_at_most_s=0.5):
             pass
-    registry.client.create_model_version(LOCK_MODEL, "alias-lock", tags={HOLDER_TAG: "set by hand"}, await_creation_for=0)
+    registry.client.create_model_version(LOCK_MODEL, "content-signals:/alias-lock", tags={HOLDER_TAG: "set by hand"}, await_creation_for=0)
     started = time.monotonic()
     with alias_lock(registry.client, stale_after_s=1, wait_at_most_s=30):  # each until seen holding it for stale_after_s
         assert 2 <= time.monotonic() - started < 30
@@ -259,8 +263,48 @@ print(json.dumps(moves))
 """
 
 
+@pytest.fixture(scope="module")
+def tracking_server(tmp_path_factory, empty_registry_db) -> Iterator[str]:
+    """A real MLflow tracking server on loopback, as a cluster profile's `registry.tracking_uri`."""
+    folder = tmp_path_factory.mktemp("tracking-server")
+    shutil.copy(empty_registry_db, folder / "mlflow.db")  # its migrations already run
+    url = f"http://127.0.0.1:{free_port()}"
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+         "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1], "--workers", "1"],
+        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_until_up(f"{url}/health", server)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # the server and its uvicorn worker
+        server.wait(timeout=60)
+
+
 @pytest.mark.subprocess
-def test_promotes_at_once_lose_no_rollback_or_history_entry(registry, tmp_path):
+def test_a_job_registers_and_moves_its_models_on_a_tracking_server(tracking_server, tmp_path):
+    settings = load_settings("local", [f"lakehouse={tmp_path / 'lakehouse'}", f"registry.tracking_uri={tracking_server}"])
+    signals = build_signals(settings)  # what every job does first: each signal's weights (a path), or its code, on first use
+    registry = Registry(tracking_server)
+    for name, built in signals.items():
+        (version,) = registry.versions(name)
+        assert built.config.model.version == version.version == "1"
+        assert version.source == (built.weights_source() or f"code:{type(built).__module__}.{type(built).__qualname__}")
+    assert registry.register("image_embedding", "laion2b_s34b_b79k", {}).version == "2"  # a hub tag
+    assert registry.register("image_embedding", "laion2b_s34b_b79k", {}).version == "2"  # reused
+    with pytest.raises(AliasMoved):
+        registry.promote("image_embedding", "2", expected="2")
+    assert registry.promote("image_embedding", "2", expected="1") == "1"
+    assert registry.rollback("image_embedding") == "1"
+    assert [(e["action"], e["from"], e["to"]) for e in registry.history("image_embedding")] == [
+        ("promote", None, "1"), ("promote", "1", "2"), ("rollback", "2", "1")]
+    assert registry.client.search_model_versions(f"name = '{LOCK_MODEL}'") == []
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("store", ["sqlite", "tracking server"])
+def test_promotes_at_once_lose_no_rollback_or_history_entry(store, request, tmp_path):
+    registry = request.getfixturevalue("registry") if store == "sqlite" else Registry(request.getfixturevalue("tracking_server"))
     for i in (1, 2, 3):
         registry.register("m", weights_file(tmp_path, f"{i}.pt", bytes([i])), {})
     registry.promote("m", "1")
@@ -272,7 +316,7 @@ def test_promotes_at_once_lose_no_rollback_or_history_entry(registry, tmp_path):
     go.touch()
     outputs = [child.communicate(timeout=300) for child in children]
     assert [child.returncode for child in children] == [0] * movers, [err for _, err in outputs]
-    moves = sorted(tuple(move) for out, _ in outputs for move in json.loads(out))
+    moves = sorted(tuple(move) for out, _ in outputs for move in json.loads(out.strip().splitlines()[-1]))
     history = [(e["from"], e["to"]) for e in registry.history("m")]
     assert history[0] == (None, "1") and sorted(history[1:]) == moves  # every move is in the history, once
     assert all(a[1] == b[0] for a, b in zip(history, history[1:]))  # each from where the one before left it
