@@ -21,6 +21,7 @@ from conf.settings import load_settings
 from lake import registry as registry_module
 from lake.alias_lock import HOLDER_TAG, LOCK_MODEL, AliasConflict, _this_process, alias_lock
 from lake.registry import CHAMPION, AliasMoved, Registry, RegistryError, local_store_uri
+from rollout.compare import log_to_mlflow
 from rollout.models import build_signals
 from signals.embedders.efficientnet import default_weights_path
 from signals.embedders.minilm import default_model_dir
@@ -299,6 +300,11 @@ def test_a_job_registers_and_moves_its_models_on_a_tracking_server(tracking_serv
     assert [(e["action"], e["from"], e["to"]) for e in registry.history("image_embedding")] == [
         ("promote", None, "1"), ("promote", "1", "2"), ("rollback", "2", "1")]
     assert registry.client.search_model_versions(f"name = '{LOCK_MODEL}'") == []
+    report = tmp_path / "latest.html"
+    report.write_text("<html>a comparison</html>")
+    run_id = log_to_mlflow(tracking_server, report, {"image_embedding": {"psi": 0.01}}, "compare")  # compare's and train's run
+    assert [a.path for a in registry.client.list_artifacts(run_id)] == ["latest.html"]
+    assert registry.client.get_run(run_id).data.metrics == {"image_embedding.psi": 0.01}
 
 
 @pytest.mark.subprocess
