@@ -10,8 +10,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -220,6 +222,23 @@ def test_a_promote_checked_against_a_champion_that_moved_meanwhile_moves_nothing
     assert registry.aliases("m") == {CHAMPION: "2"}
     assert [e["to"] for e in registry.history("m")] == ["1", "2"]
     assert registry.promote("m", "3", expected="2") == "2"
+
+
+def test_two_first_uses_at_once_agree_on_one_champion(registry, tmp_path):
+    sources = [weights_file(tmp_path, f"{i}.pt", bytes([i])) for i in (1, 2)]
+    for source in sources:
+        registry.register("m", source, {})
+    original = registry.promote
+    both_read = threading.Barrier(2)
+
+    def promote_after_both_read(*args, **kwargs):  # each first use has seen no champion before either moves it
+        both_read.wait(timeout=30)
+        return original(*args, **kwargs)
+    registry.promote = promote_after_both_read
+    with ThreadPoolExecutor(2) as pool:
+        champions = list(pool.map(lambda source: registry.register_first_use("m", source, {}).version, sources))
+    assert champions[0] == champions[1] == registry.aliases("m")[CHAMPION]
+    assert len(registry.history("m")) == 1  # the second first use moved nothing
 
 
 def _ticket(registry: Registry, holder: dict) -> None:
