@@ -16,6 +16,7 @@ lock for `stale_after_s` by its own clock (a move is a few registry calls, well 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import time
@@ -32,6 +33,9 @@ HOLDER_TAG = "holder"  # JSON: host, machine (boot id and process namespace), pi
 STALE_AFTER_S = 60.0  # a ticket seen holding the lock this long belongs to a killed mover
 WAIT_AT_MOST_S = 180.0  # then a mover gives up, naming the holder
 POLL_S = 0.05
+TELL_AFTER_S = 2.0  # a mover waiting this long says for whom
+
+log = logging.getLogger(__name__)
 
 
 class AliasConflict(Exception):
@@ -56,7 +60,7 @@ def alias_lock(client: MlflowClient, stale_after_s: float = STALE_AFTER_S, wait_
 
 def _wait_for_turn(client: MlflowClient, mine: int, stale_after_s: float, wait_at_most_s: float) -> None:
     """Return once every ticket before `mine` is gone or stale; a stale one is deleted."""
-    started = time.monotonic()
+    started, told = time.monotonic(), False
     head_since: dict[str, float] = {}  # ticket -> when this waiter first saw it hold the lock
     while True:
         ahead = []
@@ -73,6 +77,10 @@ def _wait_for_turn(client: MlflowClient, mine: int, stale_after_s: float, wait_a
         if now - head_since.setdefault(head.version, now) > stale_after_s:
             _drop(client, head.version)
             continue
+        if not told and now - started > TELL_AFTER_S:
+            log.warning("waiting for the registry's alias lock: ticket %s of %r (%s) holds it; a killed mover's ticket "
+                        "is dropped after %.0fs", head.version, LOCK_MODEL, _holder(head), stale_after_s)
+            told = True
         if now - started > wait_at_most_s:
             raise AliasConflict(f"another alias move has held the registry's lock for {now - head_since[head.version]:.0f}s "
                                 f"(ticket {head.version} of {LOCK_MODEL!r}, {_holder(head)}): try again when it is done")
