@@ -53,6 +53,15 @@ def weights_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+def weights_bytes(path: str) -> bytes:
+    """The bytes of a single weights file, local or at a storage URI (a small one: a trained head)."""
+    filesystem, files = _files(path)
+    if [rel for rel, _ in files] != [""]:
+        raise IsADirectoryError(f"{path} is a folder of weights, not one file")
+    with filesystem.open_input_stream(files[0][1].path) as stream:
+        return stream.read()
+
+
 def weights_stat(path: str) -> str | None:
     """A fingerprint of the weights at `path` from their listing alone: the location and each
     file's relative path, size and modification time. The same fingerprint means weights left

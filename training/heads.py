@@ -18,19 +18,22 @@ import hashlib
 import io
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from pyarrow import fs as pafs
 from torch import nn
 from torch.nn import functional as F
 
 from conf.settings import TrainingSettings, UsageError
 from signals.device import configure_threads
 from signals.labels.head import build_head, score_vectors
+from signals.weights import weights_bytes
 from training.loader import Snapshot, batches
 
 
@@ -129,16 +132,35 @@ def train_head(snapshot: Snapshot, conf: TrainingSettings) -> TrainedHead:
     return head
 
 
-def save_head(head: TrainedHead, folder: str | Path, metadata: Mapping[str, str]) -> Path:
-    """Write the head's weights and shape to `<folder>/<sha256 of the file>.pt` (written aside,
-    then moved into place: a file of that name is always whole); returns its path."""
+def save_head(head: TrainedHead, folder: str | Path, metadata: Mapping[str, str]) -> str:
+    """Write the head's weights and shape to `<folder>/<sha256 of the file>.pt`, a local folder
+    (written aside, then moved into place) or a storage URI (one put): a file of that name is
+    always whole. Returns its path or URI."""
     buffer = io.BytesIO()
     torch.save({"state_dict": head.model.state_dict(), "dim": head.dim, "hidden": head.hidden, "standardize": head.standardize, "metadata": dict(metadata)}, buffer)
     data = buffer.getvalue()
+    name = f"{hashlib.sha256(data).hexdigest()[:16]}.pt"
+    if "://" in str(folder):
+        filesystem, base = pafs.FileSystem.from_uri(str(folder))
+        with filesystem.open_output_stream(f"{base.rstrip('/')}/{name}") as out:
+            out.write(data)
+        return f"{str(folder).rstrip('/')}/{name}"
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}.pt"
     with tempfile.NamedTemporaryFile(dir=folder, suffix=".part", delete=False) as out:
         out.write(data)
-    os.replace(out.name, path)
-    return path
+    os.replace(out.name, folder / name)
+    return str(folder / name)
+
+
+@contextmanager
+def local_copy(location: str) -> Iterator[Path]:
+    """A saved head as a file on this machine for the block (MLflow logs local files): itself, or a
+    temporary copy of one at a storage URI."""
+    if "://" not in location:
+        yield Path(location)
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / location.rsplit("/", 1)[1]
+        copy.write_bytes(weights_bytes(location))
+        yield copy

@@ -29,7 +29,7 @@ from signals.labels.head import JOINED_SEPARATOR
 from training import gold, weak
 from training.evaluate import LANGUAGE_SIGNAL, RULES, Evaluation, evaluate, item_slices, report_metrics, rule_scores, write_evaluation_report
 from training.gate import EVALUATION_TAG, head_signal
-from training.heads import TrainedHead, save_head, train_head
+from training.heads import TrainedHead, local_copy, save_head, train_head
 from training.loader import Snapshot, batches, latest_version, pin_snapshot, with_folds
 from training.tasks import task_named
 
@@ -80,7 +80,7 @@ class TrainedVersion:
     model: RegisteredModel
     run_id: str
     snapshot: Snapshot
-    weights: Path
+    weights: str  # a local path, or a URI on the lakehouse's store
     evaluation: Evaluation | None
     report: Path | None
 
@@ -129,11 +129,11 @@ def held_out(settings: Settings, task: str, snapshot: Snapshot, head: TrainedHea
     return frame
 
 
-def head_identity(settings: Settings, snapshot: Snapshot, weights: Path) -> dict[str, str]:
+def head_identity(settings: Settings, snapshot: Snapshot, weights: str) -> dict[str, str]:
     """The params a head's registry version records: its signal kind, its weights and the
     embeddings (signal and model version) it reads, with their input kinds when it joins several."""
     kinds = [signal_class(settings.signals[signal].kind).input_kind for signal in (snapshot.signal, *(s for s, _ in snapshot.joined))]
-    identity = {"weights_path": str(weights), "embedding_signal": snapshot.signal, "embedding_model_version": snapshot.model_version}
+    identity = {"weights_path": weights, "embedding_signal": snapshot.signal, "embedding_model_version": snapshot.model_version}
     if not snapshot.joined:
         return {KIND: HEAD_KINDS[kinds[0]], **identity}
     return {KIND: JOINED_HEAD_KIND, **identity, "joined_embeddings": snapshot.lineage()["joined_embeddings"],
@@ -170,7 +170,7 @@ def train_task(settings: Settings, task_name: str, labels: pd.DataFrame, label_s
     head = train_head(snapshot, conf)
     name = head_signal(task.name)
     lineage = {**snapshot.lineage(), **reads.lineage(), "task": task.name, "labels": label_source}
-    weights = save_head(head, Path(settings.lakehouse_root) / "_heads" / name, lineage)
+    weights = save_head(head, settings.table_root(f"_heads/{name}"), lineage)  # beside the tables, where executors read them
     evaluation, report = None, None
     if gold is not None:
         frame = held_out(settings, task.name, snapshot, head, gold, majority, reads)
@@ -180,10 +180,11 @@ def train_task(settings: Settings, task_name: str, labels: pd.DataFrame, label_s
     params = {**lineage, **{k: str(v) for k, v in conf.model_dump(exclude={"gate", "embeddings"}).items()}}
     losses = {"train_loss": head.train_loss[head.best_epoch], "validation_loss": head.validation_loss[head.best_epoch],
               "best_epoch": head.best_epoch}
-    run_id = log_to_mlflow(settings.registry_uri, report, {**losses, **(report_metrics(evaluation) if evaluation else {})},
-                           f"train {name}", settings.registry.artifact_location, EXPERIMENT, params, [weights])
+    with local_copy(weights) as logged:
+        run_id = log_to_mlflow(settings.registry_uri, report, {**losses, **(report_metrics(evaluation) if evaluation else {})},
+                               f"train {name}", settings.registry.artifact_location, EXPERIMENT, params, [logged])
     registry = registry_for(settings)
-    model = registry.register(name, str(weights), head_identity(settings, snapshot, weights), description=task.question)
+    model = registry.register(name, weights, head_identity(settings, snapshot, weights), description=task.question)
     registry.client.set_model_version_tag(name, model.version, "mlflow_run_id", run_id)
     if evaluation is not None:
         registry.client.set_model_version_tag(name, model.version, EVALUATION_TAG, json.dumps(evaluation.summary()))

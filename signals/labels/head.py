@@ -21,6 +21,7 @@ build the same module from the same saved file.
 """
 from __future__ import annotations
 
+import io
 from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -34,6 +35,7 @@ from signals.contracts import TRANSIENT_PREFIX, is_retried_error
 from signals.decode import InputError
 from signals.inputs import INPUT_COLUMNS
 from signals.labels.base import Labeler, LabelScores
+from signals.weights import weights_bytes
 
 STORED_COLUMNS = ("vector", "embedding_status", "embedding_error", "embedding_input_hash")
 JOINED_SEPARATOR = ","  # between the (signal@version) entries of `joined_embeddings` and the kinds of `embedding_kinds`
@@ -71,8 +73,8 @@ def build_head(dim: int, hidden: int, standardize: bool = False) -> nn.Module:
 
 
 def load_head(path: str | Path, device: torch.device | str = "cpu") -> nn.Module:
-    """The head saved at `path` (training.heads.save_head), in evaluation mode."""
-    saved = torch.load(path, map_location=device, weights_only=True)
+    """The head saved at `path` (training.heads.save_head: a local path or a storage URI), in evaluation mode."""
+    saved = torch.load(io.BytesIO(weights_bytes(str(path))), map_location=device, weights_only=True)
     model = build_head(int(saved["dim"]), int(saved["hidden"]), bool(saved.get("standardize", False)))  # files saved before 2026-12-02 have none
     model.load_state_dict(saved["state_dict"])
     return model.to(device).eval()

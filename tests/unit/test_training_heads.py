@@ -1,6 +1,9 @@
 """Heads on stored embeddings (training/heads.py): seeded, noise-aware, saved and loaded whole."""
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,8 +12,10 @@ from embedding_tables import SIGNAL, append, rows
 from sklearn.metrics import roc_auc_score
 
 from conf.settings import TrainingSettings, UsageError
+from lake.registry import Registry, local_store_uri
 from signals.labels.head import load_head, score_vectors
-from training.heads import positive_weight, save_head, train_head
+from signals.weights import weights_sha256
+from training.heads import local_copy, positive_weight, save_head, train_head
 from training.loader import pin_snapshot
 
 DIM = 16
@@ -85,6 +90,24 @@ def test_a_saved_head_loads_to_the_same_scores(tmp_path):
     logits = z @ head.model[1].weight.detach().double().numpy().T + head.model[1].bias.detach().double().numpy()
     hidden = np.maximum(logits, 0) @ head.model[3].weight.detach().double().numpy().T + head.model[3].bias.detach().double().numpy()
     np.testing.assert_allclose(head.scores(vectors), 1 / (1 + np.exp(-hidden[:, 0])), atol=1e-5)
+
+
+def test_a_head_saved_on_the_lakehouse_store_loads_registers_and_is_logged_from_there(tmp_path, s3_server, monkeypatch, empty_registry_db):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint_url)  # a lakehouse on s3:// takes its store from the environment
+    monkeypatch.setenv("AWS_ALLOW_HTTP", "true")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    s3_server.put("heads", {})
+    labels, vectors, _ = separable_lakehouse(tmp_path / "lake")
+    head = train_head(pin_snapshot(str(tmp_path / "lake"), SIGNAL, "1", labels), CONF)
+    local = save_head(head, tmp_path / "heads", {"task": "low_quality"})
+    uri = save_head(head, "s3://heads/lakehouse/_heads/head_low_quality", {"task": "low_quality"})
+    assert uri == f"s3://heads/lakehouse/_heads/head_low_quality/{Path(local).name}"  # named by its bytes, wherever it is
+    np.testing.assert_allclose(score_vectors(load_head(uri), vectors), head.scores(vectors), atol=0)
+    with local_copy(uri) as logged:  # what `train` hands MLflow
+        assert logged.read_bytes() == Path(local).read_bytes()
+    shutil.copy(empty_registry_db, tmp_path / "mlflow.db")
+    version = Registry(local_store_uri(tmp_path)).register("head_low_quality", uri, {})
+    assert (version.source, version.weights_sha256) == (uri, weights_sha256(local))  # hashed on the store, as a worker checks it
 
 
 def test_labels_without_p_positive_are_refused(tmp_path):

@@ -4,6 +4,7 @@ refusing a head that fails the gate, and any version that covers fewer items tha
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -52,7 +53,7 @@ def test_train_registers_a_challenger_evaluated_on_held_out_gold(lake, tmp_path)
     assert registry.client.get_experiment(run.info.experiment_id).name == EXPERIMENT != COMPARE_EXPERIMENT
     assert run.data.params["embeddings_version"] == str(trained.snapshot.embeddings_version)
     assert run.data.params["labels"] == "weak" and run.data.metrics["head.roc_auc"] == trained.evaluation.metrics["head"]["roc_auc"]
-    assert {a.path for a in registry.client.list_artifacts(trained.run_id)} == {"report.html", trained.weights.name}
+    assert {a.path for a in registry.client.list_artifacts(trained.run_id)} == {"report.html", Path(trained.weights).name}
 
 
 def test_the_evaluation_reads_the_tables_at_the_versions_taken_when_the_run_began(lake, tmp_path):
