@@ -146,6 +146,12 @@ def _auc(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def _margin(baseline: str, margin: dict | None) -> str:
+    if margin is None:
+        return f"{baseline} -"
+    return f"{baseline} {margin['difference']:+.3f} [{margin['ci95_low']:+.3f}, {margin['ci95_high']:+.3f}]"
+
+
 def print_heads(heads: dict) -> None:
     """The heads section: ROC-AUC of every scorer per task on the same held-out gold, the crossover, the loader."""
     scorers = list(next(iter(heads["tasks"].values()))["roc_auc"])
@@ -166,9 +172,12 @@ def print_heads(heads: dict) -> None:
                       + ", ".join(f"{s} {_auc(auc)}" for s, auc in cross["roc_auc"].items())
                       + f"; against the corpus's truth (gold agrees on {truth['gold_agrees']:.1%}): "
                       + ", ".join(f"{s} {_auc(auc)}" for s, auc in truth["roc_auc"].items()))
+        console.print("  the weak-label head minus each baseline, cross-fitted (95% interval): "
+                      + ", ".join(_margin(b, m) for b, m in cross["weak_head_margin"].items()))
     crossed = heads["cross_fitted"]
     console.print(f"cross-fitted, the weak-label head beats both on: {', '.join(crossed['weak_head_beats_baselines_on']) or 'no task'}"
-                  + ("" if crossed["target_met"] else " (target not met)"))
+                  + ("" if crossed["target_met"] else " (target not met)")
+                  + f"; beyond the intervals on: {', '.join(crossed['beyond_noise_on']) or 'no task'}")
     for scale, r in heads["loader"]["scales"].items():
         console.print(f"loader at {scale} ({r['table_rows']} rows, {r['table_mb']} MB of vectors): "
                       + "; ".join(f"{way} {r[way]['rows_per_s']} rows/s, peak {r[way]['peak_mb']} MB" for way in ("loader", "pandas_first")))

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 from deltalake import DeltaTable
+from scipy.stats import rankdata
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
 from lake import delta_io
@@ -35,6 +36,7 @@ LANGUAGE_SIGNAL = "language"
 TEXT_LENGTHS = ((0, 40, "short"), (40, 120, "medium"), (120, math.inf, "long"))  # characters of title + description
 SLICES = ("ds", "language", "image_format", "text_length")
 CALIBRATION_BINS = 10
+BOOTSTRAP_ROUNDS = 2000  # resamples behind an ROC-AUC difference's interval
 MAGIC = ((b"\xff\xd8\xff", "jpeg"), (b"\x89PNG", "png"), (b"GIF8", "gif"), (b"BM", "bmp"), (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"))
 
 
@@ -65,6 +67,42 @@ def score_metrics(labels: np.ndarray, scores: np.ndarray, recall: float) -> dict
         f"precision_at_recall_{recall:g}": precision_at_recall(labels, scores, recall) if both else None,
         "ece": expected_calibration_error(labels, scores),
     }
+
+
+@dataclass(frozen=True)
+class AucDifference:
+    """One scorer's ROC-AUC minus another's on the same items, and the 95% interval of that
+    difference over resamples of the items: whether one ranks better than the other, or only
+    differently on these few items."""
+
+    difference: float
+    low: float
+    high: float
+
+    @property
+    def beyond_noise(self) -> bool:
+        """Whether the first scorer is better on (nearly) every resample, not just on this draw of items."""
+        return self.low > 0
+
+    def as_dict(self) -> dict[str, float]:
+        return {"difference": self.difference, "ci95_low": self.low, "ci95_high": self.high}
+
+
+def auc_difference(labels: np.ndarray, first: np.ndarray, second: np.ndarray, rounds: int = BOOTSTRAP_ROUNDS,
+                   seed: int = 0) -> AucDifference:
+    """ROC-AUC of `first` minus `second`, with a paired, stratified bootstrap interval: each round
+    draws the positives and the negatives again (with replacement, each class at its own count, so
+    every round has both) and scores both scorers on that same draw."""
+    positives, negatives = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    rng = np.random.default_rng(seed)
+    drawn = np.hstack([rng.choice(positives, (rounds, len(positives))), rng.choice(negatives, (rounds, len(negatives)))])
+
+    def aucs(scores: np.ndarray) -> np.ndarray:  # Mann-Whitney: the positives' mean rank among each round's items, ties halved
+        ranks = rankdata(scores[drawn], axis=1)
+        return (ranks[:, :len(positives)].sum(axis=1) - len(positives) * (len(positives) + 1) / 2) / (len(positives) * len(negatives))
+
+    low, high = np.quantile(aucs(first) - aucs(second), [0.025, 0.975])
+    return AucDifference(float(roc_auc_score(labels, first) - roc_auc_score(labels, second)), float(low), float(high))
 
 
 def slice_aucs(frame: pd.DataFrame, scorer: str, min_items: int) -> dict[str, dict[str, float]]:

@@ -51,8 +51,12 @@ def test_every_scorer_is_judged_on_the_same_held_out_gold_and_the_curve_on_its_g
     weak = result["roc_auc"]["weak_head"]
     assert result["crossover"]["gold_labels_to_match_weak_head"] == next((p["gold_labels"] for p in curve if p["roc_auc"] >= weak), None)
 
+    for baseline, margin in result["weak_head_margin"].items():
+        assert margin["difference"] == pytest.approx(weak - result["roc_auc"][baseline], abs=1e-9)
+        assert margin["ci95_low"] < margin["difference"] < margin["ci95_high"]
+
     page = write_heads_report({"tasks": {"low_quality": result}}, tmp_path / "report" / "heads.html").read_text()
-    assert "data:image/png;base64," in page and "gold-only head ROC-AUC" in page
+    assert "data:image/png;base64," in page and "gold-only head ROC-AUC" in page and "weak-label head minus baseline" in page
 
 
 def test_eval_only_heads_replaces_the_heads_section_and_keeps_the_others(tmp_path) -> None:
@@ -101,3 +105,6 @@ def test_cross_fitting_scores_every_gold_item_once_by_heads_and_weak_labels_that
     assert truth["roc_auc"]["majority_vote"] != pytest.approx(expected, abs=1e-3)
     assert truth["gold_agrees"] == pytest.approx(1 - len([c for c in wrong if c in scored]) / len(scored))
     assert set(truth["roc_auc"]) == set(result["roc_auc"])
+    margin = result["weak_head_margin"]["rule"]  # the difference the target turns on, with its interval
+    assert margin["difference"] == pytest.approx(result["roc_auc"]["weak_head"] - result["roc_auc"]["rule"], abs=1e-9)
+    assert margin["ci95_low"] <= margin["difference"] <= margin["ci95_high"]
