@@ -173,11 +173,13 @@ def print_heads(heads: dict) -> None:
                       + f"; against the corpus's truth (gold agrees on {truth['gold_agrees']:.1%}): "
                       + ", ".join(f"{s} {_auc(auc)}" for s, auc in truth["roc_auc"].items()))
         console.print("  the weak-label head minus each baseline, cross-fitted (95% interval): "
-                      + ", ".join(_margin(b, m) for b, m in cross["weak_head_margin"].items()))
+                      + ", ".join(_margin(b, m) for b, m in cross["weak_head_margin"].items())
+                      + "; against the truth: " + ", ".join(_margin(b, m) for b, m in truth["weak_head_margin"].items()))
     crossed = heads["cross_fitted"]
     console.print(f"cross-fitted, the weak-label head beats both on: {', '.join(crossed['weak_head_beats_baselines_on']) or 'no task'}"
                   + ("" if crossed["target_met"] else " (target not met)")
-                  + f"; beyond the intervals on: {', '.join(crossed['beyond_noise_on']) or 'no task'}")
+                  + f"; beyond the intervals on: {', '.join(crossed['beyond_noise_on']) or 'no task'}"
+                  + f" (against the truth: {', '.join(crossed['beyond_noise_against_truth_on']) or 'no task'})")
     for scale, r in heads["loader"]["scales"].items():
         console.print(f"loader at {scale} ({r['table_rows']} rows, {r['table_mb']} MB of vectors): "
                       + "; ".join(f"{way} {r[way]['rows_per_s']} rows/s, peak {r[way]['peak_mb']} MB" for way in ("loader", "pandas_first")))

@@ -105,6 +105,8 @@ def test_cross_fitting_scores_every_gold_item_once_by_heads_and_weak_labels_that
     assert truth["roc_auc"]["majority_vote"] != pytest.approx(expected, abs=1e-3)
     assert truth["gold_agrees"] == pytest.approx(1 - len([c for c in wrong if c in scored]) / len(scored))
     assert set(truth["roc_auc"]) == set(result["roc_auc"])
+    assert truth["weak_head_margin"]["majority_vote"]["difference"] == pytest.approx(
+        truth["roc_auc"]["weak_head"] - truth["roc_auc"]["majority_vote"], abs=1e-9)
     margin = result["weak_head_margin"]["rule"]  # the difference the target turns on, with its interval
     assert margin["difference"] == pytest.approx(result["roc_auc"]["weak_head"] - result["roc_auc"]["rule"], abs=1e-9)
     assert margin["ci95_low"] <= margin["difference"] <= margin["ci95_high"]
