@@ -136,7 +136,7 @@ class DedupSettings(_Strict):
     confirm_hamming: int = Field(20, ge=0, le=64)  # ... or this close with an embedding agreeing
     confirm_cosine: float = Field(0.94, ge=-1, le=1)
     min_cosine: float = Field(0.985, ge=-1, le=1)  # embedding alone: only near-identical pictures
-    max_bucket: int = Field(2000, ge=2)  # larger LSH buckets are skipped: a guard against one hash shared by very many items
+    max_bucket: int = Field(2000, ge=2)  # a larger LSH bucket joins one item per distinct hash; one of more distinct hashes is skipped
     simhash_seed: int = 0
     simhash_bits: int = Field(1024, ge=64, le=4096, multiple_of=64)  # the SimHash's length: the finer, the fewer pairs of a bucket compared
 

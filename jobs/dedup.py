@@ -14,7 +14,8 @@ gets no pHash edge: all flat images share one meaningless pHash (signals.labels.
 so they are duplicates only by their bytes or their embeddings. Groups are the connected
 components of the edges (min-label propagation with pointer jumping: a few rounds, even for
 long chains of copies).
-Buckets over `max_bucket` items are skipped.
+A bucket of more than `max_bucket` items pairs the items of each hash with one of them and
+compares only those; one of more than `max_bucket` distinct hashes is skipped.
 
 A video item is fingerprinted like an image, across formats: the sha256 of its video bytes, the
 pHashes of its keyframes (as the video pass stored them in the keyframes table: no video is
@@ -131,14 +132,25 @@ def _closest_hamming(left: str, right: str) -> Column:
 def _candidates(items: DataFrame, hashes_column: str, within: Callable[[Column], Column], rules: DedupSettings) -> DataFrame:
     """Pairs (a < b) that share an LSH bucket of their hashes' first words (`hashes_column`: an
     array of hashes, each an array of 64-bit words) and that `within` (of the two hashes'
-    distance over all their words; the sides are `a` and `b`) keeps, skipping oversized buckets:
-    the bucket join's chance meetings are dropped on a few longs, before any pair is compared."""
+    distance over all their words; the sides are `a` and `b`) keeps: the bucket join's chance
+    meetings are dropped on a few longs, before any pair is compared.
+
+    A bucket of more than `max_bucket` items (a picture copied thousands of times) is not joined
+    with itself: there, each hash's smallest id is paired with the other items of its hash (equal
+    hashes are within every reach) and with the other hashes' smallest ids, so the bucket costs
+    its distinct hashes times its items, not its items squared. A bucket of more than `max_bucket`
+    distinct hashes is skipped."""
     keyed = items.select("content_id", "edge_phashes", F.explode(hashes_column).alias("hash")).select(
         "content_id", "edge_phashes", "hash", F.explode(_band_keys(F.col("hash")[0], rules.bands)).alias("bucket")).distinct()
-    sized = keyed.withColumn("size", F.count("*").over(Window.partitionBy("bucket"))).filter(F.col("size") <= rules.max_bucket)
-    a, b = sized.alias("a"), sized.alias("b")
+    bucket = Window.partitionBy("bucket")  # one shuffle and one sort for the three windows: (bucket, hash) first
+    anchored = keyed.withColumn("anchor", F.min("content_id").over(Window.partitionBy("bucket", "hash")))
+    sized = anchored.withColumn("items", F.count("*").over(bucket)).withColumn("hashes", F.sum((F.col("content_id") == F.col("anchor")).cast("int")).over(bucket))
+    crowded = F.col("items") > rules.max_bucket
+    comparable = sized.filter(~crowded | (F.col("hashes") <= rules.max_bucket))
+    a, b = comparable.filter(~crowded | (F.col("content_id") == F.col("anchor"))).alias("a"), comparable.alias("b")  # crowded: a side per hash
+    one_per_hash = (F.col("b.items") <= rules.max_bucket) | (F.col("b.content_id") == F.col("b.anchor")) | (F.col("a.content_id") == F.col("b.anchor"))
     return a.join(b, (F.col("a.bucket") == F.col("b.bucket")) & (F.col("a.content_id") < F.col("b.content_id"))).filter(
-        within(_bits_apart(F.col("a.hash"), F.col("b.hash")))
+        one_per_hash & within(_bits_apart(F.col("a.hash"), F.col("b.hash")))
     ).select(F.col("a.content_id").alias("a"), F.col("b.content_id").alias("b"))
 
 

@@ -182,3 +182,22 @@ def test_spark_candidates_are_the_pairs_within_reach_as_brute_force_finds(spark)
     assert in_reach_of_first_words_only and not in_reach_of_first_words_only & candidates  # the second word rules some pairs out
     keys = items.select("phash", _band_keys(F.col("phash"), rules.bands).alias("keys")).collect()
     assert all(r.keys == band_keys(r.phash, rules.bands) for r in keys)  # the Spark column is the Python scheme
+
+
+
+def test_a_picture_copied_more_times_than_a_bucket_holds_is_grouped_through_one_copy_per_hash(spark):
+    """Buckets over `max_bucket` items (here 4): seven copies of one picture at two pHashes 2 bits
+    apart share buckets of 5 and 7 (before, those were skipped, and only the two copies of the
+    second pHash met). Each copy is now paired with the first copy of its pHash, and those two
+    with each other: connected, in 6 pairs of the 21."""
+    from conf.settings import DedupSettings
+    from jobs.dedup import candidate_pairs
+    from signals.labels.perceptual_hash import to_int64
+
+    picture = to_int64(int(np.random.default_rng(11).integers(0, 2**63, dtype=np.uint64)) * 2 + 1)
+    copies = [(f"copy-{i}", picture if i < 5 else picture ^ 0b101) for i in range(7)]
+    items = spark.createDataFrame([(c, f"h-{c}", h, False) for c, h in copies], "content_id string, exact_hash string, phash long, flat boolean").selectExpr(
+        "*", "cast(null as array<float>) as vector", "cast(null as array<bigint>) as simhash", "cast(null as array<bigint>) as keyframe_phashes")
+    pairs = {(r.a, r.b) for r in candidate_pairs(items, DedupSettings(max_bucket=4)).collect()}
+    assert pairs == {*(("copy-0", f"copy-{i}") for i in range(1, 6)), ("copy-5", "copy-6")}
+    assert len({(r.a, r.b) for r in candidate_pairs(items, DedupSettings()).collect()}) == 21  # under the cap: every pair, as before
