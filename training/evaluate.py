@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 from deltalake import DeltaTable
-from scipy.stats import rankdata
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
 from lake import delta_io
@@ -88,21 +87,31 @@ class AucDifference:
         return {"difference": self.difference, "ci95_low": self.low, "ci95_high": self.high}
 
 
-def auc_difference(labels: np.ndarray, first: np.ndarray, second: np.ndarray, rounds: int = BOOTSTRAP_ROUNDS,
-                   seed: int = 0) -> AucDifference:
-    """ROC-AUC of `first` minus `second`, with a paired, stratified bootstrap interval: each round
-    draws the positives and the negatives again (with replacement, each class at its own count, so
-    every round has both) and scores both scorers on that same draw."""
-    positives, negatives = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
-    rng = np.random.default_rng(seed)
-    drawn = np.hstack([rng.choice(positives, (rounds, len(positives))), rng.choice(negatives, (rounds, len(negatives)))])
-
-    def aucs(scores: np.ndarray) -> np.ndarray:  # Mann-Whitney: the positives' mean rank among each round's items, ties halved
-        ranks = rankdata(scores[drawn], axis=1)
-        return (ranks[:, :len(positives)].sum(axis=1) - len(positives) * (len(positives) + 1) / 2) / (len(positives) * len(negatives))
-
-    low, high = np.quantile(aucs(first) - aucs(second), [0.025, 0.975])
+def auc_difference(labels: np.ndarray, first: np.ndarray, second: np.ndarray, groups: np.ndarray | None = None,
+                   rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0) -> AucDifference:
+    """ROC-AUC of `first` minus `second`, with a paired bootstrap interval over `groups` (default:
+    each item its own): each round draws the groups again, with replacement, and weighs every item
+    by how often its group was drawn, so copies of one picture count as the one draw they are, and
+    both scorers are judged on the same draw."""
+    ids = np.arange(len(labels)) if groups is None else pd.factorize(groups)[0]
+    n = ids.max() + 1
+    weights = np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), size=rounds)[:, ids].astype(float)
+    differences = weighted_aucs(labels, first, weights) - weighted_aucs(labels, second, weights)
+    low, high = np.nanquantile(differences, [0.025, 0.975])  # a round that drew one class only has no ROC-AUC
     return AucDifference(float(roc_auc_score(labels, first) - roc_auc_score(labels, second)), float(low), float(high))
+
+
+def weighted_aucs(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """ROC-AUC under each row of item `weights` (rounds x items): the weighted share of (positive,
+    negative) pairs the scores put in order, ties counting half (NaN where a class weighs nothing)."""
+    levels = np.unique(scores, return_inverse=True)[1]  # items of equal score share a level, levels in score order
+    order = np.argsort(levels, kind="stable")
+    negative = weights * (labels == 0)
+    at_level = np.add.reduceat(negative[:, order], np.searchsorted(levels[order], np.arange(levels.max() + 1)), axis=1)  # rounds x levels
+    below = np.cumsum(at_level, axis=1) - at_level
+    positive = weights * (labels == 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (positive * (below[:, levels] + at_level[:, levels] / 2)).sum(axis=1) / (positive.sum(axis=1) * negative.sum(axis=1))
 
 
 def slice_aucs(frame: pd.DataFrame, scorer: str, min_items: int) -> dict[str, dict[str, float]]:

@@ -6,7 +6,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from conf.settings import GateSettings
-from training.evaluate import auc_difference, expected_calibration_error, image_format, precision_at_recall, text_length
+from training.evaluate import auc_difference, expected_calibration_error, image_format, precision_at_recall, text_length, weighted_aucs
 from training.gate import gate_failures
 
 GATE = GateSettings(min_auc_margin=0.02, max_slice_drop=0.05, max_ece=0.1)
@@ -101,3 +101,30 @@ def test_an_auc_difference_interval_is_as_wide_as_delongs_and_says_when_a_scorer
     assert (better.high - better.low) == pytest.approx(2 * 1.96 * delong_sd(labels, sharp, signal), rel=0.15)
     same = auc_difference(labels, close, close)
     assert (same.difference, same.low, same.high) == (0, 0, 0)
+
+
+def test_weighted_aucs_equal_sklearns_with_sample_weights_ties_included():
+    rng = np.random.default_rng(4)
+    labels = (rng.random(300) < 0.2).astype(int)
+    scores = np.round(labels + rng.normal(0, 1, 300), 1)  # many ties
+    weights = rng.integers(0, 3, (5, 300)).astype(float)
+    expected = [roc_auc_score(labels, scores, sample_weight=w) for w in weights]
+    np.testing.assert_allclose(weighted_aucs(labels, scores, weights), expected, atol=1e-12)
+    assert np.isnan(weighted_aucs(labels, scores, np.where(labels == 1, 0.0, 1.0)[None, :])).all()  # no positive drawn
+
+
+def test_copies_of_the_items_do_not_narrow_an_interval_drawn_by_group():
+    """Each item three times over, as a group: the interval drawn by group is the single items'
+    width; drawn by item it would claim a third of the noise (1/sqrt(3) as wide)."""
+    rng = np.random.default_rng(5)
+    labels = (rng.random(400) < 0.2).astype(int)
+    signal = labels + rng.normal(0, 1.0, 400)
+    first, second = signal + rng.normal(0, 0.3, 400), signal + rng.normal(0, 0.3, 400)
+    single = auc_difference(labels, first, second)
+    copied = [np.tile(x, 3) for x in (labels, first, second)]
+    by_group = auc_difference(*copied, groups=np.tile(np.arange(400), 3))
+    by_item = auc_difference(*copied)
+    width = single.high - single.low
+    assert by_group.difference == pytest.approx(single.difference)
+    assert by_group.high - by_group.low == pytest.approx(width, rel=0.15)
+    assert by_item.high - by_item.low == pytest.approx(width / np.sqrt(3), rel=0.15)
