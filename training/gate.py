@@ -40,7 +40,7 @@ def gate_failures(summary: Mapping[str, Any], conf: GateSettings) -> list[str]:
         best = max(baselines, key=baselines.get)
         if head["roc_auc"] < baselines[best] + conf.min_auc_margin:
             failures.append(f"ROC-AUC {head['roc_auc']:.3f} is not above {best}'s {baselines[best]:.3f} by "
-                            f"training.gate.min_auc_margin {conf.min_auc_margin}")
+                            f"training.gate.min_auc_margin {conf.min_auc_margin}{_judged_on(head)}")
     else:  # no rule or majority vote scored the held-out items: nothing to judge the head against
         failures.append(f"no baseline (rule or majority vote) scored the held-out gold items, so the head beats nothing; its "
                         f"ROC-AUC {head['roc_auc']:.3f} is judged against nothing: enable the task's rule signal or make weak labels "
@@ -58,6 +58,14 @@ def gate_failures(summary: Mapping[str, Any], conf: GateSettings) -> list[str]:
     if head["ece"] > conf.max_ece:
         failures.append(f"calibration error (ECE) {head['ece']:.3f} is above training.gate.max_ece {conf.max_ece}")
     return failures
+
+
+def _judged_on(head: Mapping[str, Any]) -> str:
+    """How many held-out gold items (and positives) a ROC-AUC was judged on, where the summary says:
+    a verdict on a handful of positives is mostly chance."""
+    if head.get("items") is None or head.get("positives") is None:
+        return ""
+    return f" (judged on {int(head['items'])} held-out gold items, {int(head['positives'])} positive)"
 
 
 def promotion_refusals(settings: Settings, registry: Registry, signal: str, version: str, champion: str | None) -> list[str]:

@@ -32,6 +32,13 @@ def test_each_failed_condition_is_named(case, needle):
     assert len(failures) == 1 and needle in failures[0]
 
 
+def test_a_refusal_says_how_many_held_out_items_and_positives_it_judged_on():
+    small = summary(0.55, 0.9)
+    small["metrics"]["head"].update(items=19.0, positives=1.0)  # as training.evaluate.score_metrics records them
+    assert gate_failures(small, GATE) == ["ROC-AUC 0.550 is not above rule's 0.900 by training.gate.min_auc_margin 0.02 "
+                                          "(judged on 19 held-out gold items, 1 positive)"]
+
+
 def test_a_slice_smaller_than_the_gate_in_force_asks_for_is_not_judged():
     small = {**summary(0.9, 0.8, head_slice=0.7, rule_slice=0.8), "slice_items": {"language": {"en": 30}}}
     assert "slice language=en" in gate_failures(small, GATE)[0]  # the gate's min_slice_items (20 by default) keeps it
