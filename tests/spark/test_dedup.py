@@ -184,7 +184,6 @@ def test_spark_candidates_are_the_pairs_within_reach_as_brute_force_finds(spark)
     assert all(r.keys == band_keys(r.phash, rules.bands) for r in keys)  # the Spark column is the Python scheme
 
 
-
 def test_a_picture_copied_more_times_than_a_bucket_holds_is_grouped_through_one_copy_per_hash(spark):
     """Buckets over `max_bucket` items (here 4): seven copies of one picture at two pHashes 2 bits
     apart share buckets of 5 and 7 (before, those were skipped, and only the two copies of the
