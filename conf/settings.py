@@ -322,6 +322,8 @@ class GateSettings(_Strict):
     max_slice_drop: float = Field(0.05, ge=0, le=1)  # no slice's ROC-AUC below the champion's (or the rule's) by more than this
     max_ece: float = Field(0.1, gt=0, le=1)  # expected calibration error at most this
     min_slice_items: int = Field(20, ge=2)  # slices with fewer gold items (or one class only) are not judged
+    min_class_items: int = Field(10, ge=1)  # held-out gold items of each class at least this: on fewer, a ROC-AUC is the draw's
+    lead_beyond_noise: bool = False  # the lead over each baseline must hold at its 95% interval's low end, not only on these items
 
 
 class TrainingSettings(_Strict):

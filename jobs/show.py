@@ -264,4 +264,6 @@ def print_trained(trained: TrainedVersion) -> None:
     for scorer, metrics in trained.evaluation.metrics.items():
         table.add_row(scorer, *("–" if metrics[c] is None else f"{metrics[c]:.4g}" for c in columns))
     console.print(table)
+    console.print("the head's ROC-AUC minus each baseline's (95% interval, resampled by near-duplicate group): "
+                  + ", ".join(_margin(b, m) for b, m in trained.evaluation.leads.items()))
     console.print(f"report: {trained.report}")

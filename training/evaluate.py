@@ -34,6 +34,7 @@ RULES: dict[str, tuple[str, str]] = {
 LANGUAGE_SIGNAL = "language"
 TEXT_LENGTHS = ((0, 40, "short"), (40, 120, "medium"), (120, math.inf, "long"))  # characters of title + description
 SLICES = ("ds", "language", "image_format", "text_length")
+ITEMS = ("content_id", "label", "group_id")  # what an evaluation frame says of each item; its other columns but SLICES are scorers
 CALIBRATION_BINS = 10
 BOOTSTRAP_ROUNDS = 2000  # resamples behind an ROC-AUC difference's interval
 MAGIC = ((b"\xff\xd8\xff", "jpeg"), (b"\x89PNG", "png"), (b"GIF8", "gif"), (b"BM", "bmp"), (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"))
@@ -114,6 +115,17 @@ def weighted_aucs(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray) -
         return (positive * (below[:, levels] + at_level[:, levels] / 2)).sum(axis=1) / (positive.sum(axis=1) * negative.sum(axis=1))
 
 
+def leads(frame: pd.DataFrame, scorer: str, others: Sequence[str]) -> dict[str, dict[str, float] | None]:
+    """`scorer`'s ROC-AUC minus each of `others`' on the frame's items, with the 95% interval of
+    that difference, resampled by the frame's `group_id` (near-duplicate group; by item without
+    one). None where the items hold one class only, or the other scorer is not in the frame."""
+    labels = frame["label"].to_numpy(dtype=int)
+    both = 0 < labels.sum() < len(labels)
+    groups = frame["group_id"].to_numpy() if "group_id" in frame else None
+    return {other: auc_difference(labels, frame[scorer].to_numpy(float), frame[other].to_numpy(float), groups).as_dict()
+            if both and other in frame else None for other in others}
+
+
 def slice_aucs(frame: pd.DataFrame, scorer: str, min_items: int) -> dict[str, dict[str, float]]:
     """slice kind -> value -> ROC-AUC of `scorer`, for slices of at least `min_items` items holding both classes."""
     found: dict[str, dict[str, float]] = {}
@@ -135,26 +147,32 @@ class Evaluation:
     metrics: dict[str, dict[str, float | None]] = field(default_factory=dict)
     slices: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     slice_items: dict[str, dict[str, int]] = field(default_factory=dict)  # slice kind -> value -> held-out items
+    lead: str | None = None  # the scorer judged against the others (a head against its baselines)
+    leads: dict[str, dict[str, float] | None] = field(default_factory=dict)  # other scorer -> the lead's difference and interval
 
     def summary(self) -> dict[str, Any]:
         """What the gate reads and the registry keeps (JSON): with each slice's size, so a gate
-        asking for larger slices than the training run did can leave the smaller ones out."""
-        return {"task": self.task, "metrics": self.metrics, "slices": self.slices, "slice_items": self.slice_items}
+        asking for larger slices than the training run did can leave the smaller ones out, and
+        the lead's intervals, so it can tell a lead from chance."""
+        return {"task": self.task, "metrics": self.metrics, "slices": self.slices, "slice_items": self.slice_items, "leads": self.leads}
 
 
-def evaluate(task: str, frame: pd.DataFrame, recall: float, min_slice_items: int, title: str) -> Evaluation:
-    """Metrics of every scorer column of `frame` (all but content_id, label and the slices) on its scored items."""
-    evaluation = Evaluation(task, title, frame)
+def evaluate(task: str, frame: pd.DataFrame, recall: float, min_slice_items: int, title: str, lead: str | None = None) -> Evaluation:
+    """Metrics of every scorer column of `frame` (all but ITEMS and the slices) on its scored
+    items; with `lead`, that scorer's ROC-AUC lead over each other one, with its interval."""
+    evaluation = Evaluation(task, title, frame, lead=lead)
     evaluation.slice_items = {kind: {str(v): int(n) for v, n in frame.groupby(kind, dropna=False).size().items()} for kind in SLICES}
     for scorer in scorers(frame):
         scored = frame.dropna(subset=[scorer])
         evaluation.metrics[scorer] = score_metrics(scored["label"].to_numpy(), scored[scorer].to_numpy(float), recall)
         evaluation.slices[scorer] = slice_aucs(frame, scorer, min_slice_items)
+    if lead is not None:
+        evaluation.leads = leads(frame, lead, [s for s in scorers(frame) if s != lead])
     return evaluation
 
 
 def scorers(frame: pd.DataFrame) -> list[str]:
-    return [c for c in frame.columns if c not in ("content_id", "label", *SLICES)]
+    return [c for c in frame.columns if c not in (*ITEMS, *SLICES)]
 
 
 # -- what the lakehouse says about the items ---------------------------------------------------
@@ -252,6 +270,10 @@ def write_evaluation_report(evaluation: Evaluation, path: Path, notes: Sequence[
     columns = list(next(iter(evaluation.metrics.values()), {}))
     parts = [f"<p>{html.escape(note)}</p>" for note in notes]
     parts.append(html_table([[n, *(evaluation.metrics[n].get(c) for c in columns)] for n in names], ["scorer", *columns]))
+    if evaluation.leads:
+        parts.append(f"<h2>{html.escape(str(evaluation.lead))}'s ROC-AUC minus each other scorer's (95% interval, by near-duplicate group)</h2>")
+        parts.append(html_table([[n, *((None, None, None) if d is None else (d["difference"], d["ci95_low"], d["ci95_high"]))]
+                                 for n, d in evaluation.leads.items()], ["scorer", "difference", "ci95_low", "ci95_high"]))
     parts.append("<h2>ROC-AUC per slice</h2>")
     keys = sorted({(kind, value) for n in names for kind, values in evaluation.slices[n].items() for value in values})
     parts.append(html_table([[f"{kind}={value}", *(evaluation.slices[n].get(kind, {}).get(value) for n in names)] for kind, value in keys],

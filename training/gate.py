@@ -36,11 +36,14 @@ def gate_failures(summary: Mapping[str, Any], conf: GateSettings) -> list[str]:
     failures = []
     if head.get("roc_auc") is None:
         return ["the held-out gold items hold one class only: no ROC-AUC to judge; label more items"]
+    failures += _too_few(summary["task"], head, conf)
     if baselines:
         best = max(baselines, key=baselines.get)
         if head["roc_auc"] < baselines[best] + conf.min_auc_margin:
             failures.append(f"ROC-AUC {head['roc_auc']:.3f} is not above {best}'s {baselines[best]:.3f} by "
                             f"training.gate.min_auc_margin {conf.min_auc_margin}{_judged_on(head)}")
+        if conf.lead_beyond_noise:
+            failures += _leads_within_noise(summary.get("leads"), baselines)
     else:  # no rule or majority vote scored the held-out items: nothing to judge the head against
         failures.append(f"no baseline (rule or majority vote) scored the held-out gold items, so the head beats nothing; its "
                         f"ROC-AUC {head['roc_auc']:.3f} is judged against nothing: enable the task's rule signal or make weak labels "
@@ -57,6 +60,34 @@ def gate_failures(summary: Mapping[str, Any], conf: GateSettings) -> list[str]:
                                     f"training.gate.max_slice_drop {conf.max_slice_drop}")
     if head["ece"] > conf.max_ece:
         failures.append(f"calibration error (ECE) {head['ece']:.3f} is above training.gate.max_ece {conf.max_ece}")
+    return failures
+
+
+def _too_few(task: str, head: Mapping[str, Any], conf: GateSettings) -> list[str]:
+    """The refusal of a verdict on fewer held-out positives or negatives than the gate asks for
+    (none for an older summary that did not count them)."""
+    if head.get("items") is None or head.get("positives") is None:
+        return []
+    positives, negatives = int(head["positives"]), int(head["items"] - head["positives"])
+    if min(positives, negatives) >= conf.min_class_items:
+        return []
+    return [f"the held-out gold holds {positives} positive and {negatives} negative items, fewer than training.gate.min_class_items "
+            f"{conf.min_class_items} of a class: a ROC-AUC on so few is mostly which items were held out; label more "
+            f"(content-signals label-sample {task}) and train again"]
+
+
+def _leads_within_noise(leads: Mapping[str, Mapping[str, float] | None] | None, baselines: Mapping[str, float]) -> list[str]:
+    """The refusals of training.gate.lead_beyond_noise: each baseline whose lead's 95% interval reaches zero."""
+    if leads is None:
+        return ["training.gate.lead_beyond_noise: the evaluation has no intervals (trained before they were kept): train it again"]
+    failures = []
+    for name in baselines:
+        lead = leads.get(name)
+        if lead is None or lead["ci95_low"] <= 0:
+            shown = "no interval" if lead is None else (f"{lead['difference']:+.3f}, 95% interval [{lead['ci95_low']:+.3f}, "
+                                                        f"{lead['ci95_high']:+.3f}]")
+            failures.append(f"the ROC-AUC lead over {name} ({shown}) is not above zero across its 95% interval "
+                            f"(training.gate.lead_beyond_noise): label more held-out gold items")
     return failures
 
 

@@ -34,7 +34,7 @@ from conf.settings import Settings
 from lake import delta_io
 from sample_corpus.generate import TRUTH_TABLE
 from training.annotators import TRUTH, simulate, write_exports
-from training.evaluate import auc_difference, evaluate
+from training.evaluate import evaluate, leads
 from training.gold import gold_labels
 from training.heads import train_head
 from training.human_labels import import_labels
@@ -59,7 +59,7 @@ def label_sample_corpus(settings: Settings, task: str, folder: Path) -> None:
     import_labels(settings.lakehouse_root, csv, task)
 
 
-def against_truth(settings: Settings, task: str, frame: pd.DataFrame, scorers: Sequence[str], groups: pd.Series | None = None) -> dict[str, Any]:
+def against_truth(settings: Settings, task: str, frame: pd.DataFrame, scorers: Sequence[str]) -> dict[str, Any]:
     """Each scorer's ROC-AUC on the frame's items against the sample corpus's truth of `task`, and
     the share of their gold labels that truth agrees with; the weak-label head's margins over the
     baselines against the truth, with their intervals."""
@@ -68,19 +68,7 @@ def against_truth(settings: Settings, task: str, frame: pd.DataFrame, scorers: S
     labels = frame["content_id"].map(truth_of).to_numpy(dtype=int)
     return {"roc_auc": {s: float(roc_auc_score(labels, frame[s])) for s in scorers},
             "gold_agrees": float((labels == frame["label"].to_numpy()).mean()),
-            "weak_head_margin": weak_head_margins(frame.assign(label=labels), groups) if "weak_head" in scorers else {}}
-
-
-def weak_head_margins(frame: pd.DataFrame, groups: pd.Series | None = None) -> dict[str, dict[str, float] | None]:
-    """The weak-label head's ROC-AUC minus each baseline's on the frame's items, with the 95%
-    interval of that difference, resampled by near-duplicate group (`groups`: content id -> group
-    id; None: by item). None where the items hold one class only, or a baseline scored none."""
-    labels = frame["label"].to_numpy(dtype=int)
-    both = 0 < labels.sum() < len(labels)
-    ids = frame["content_id"]
-    drawn = None if groups is None else groups.reindex(ids).fillna(ids.set_axis(ids)).to_numpy()  # an item with no group is its own
-    return {b: auc_difference(labels, frame["weak_head"].to_numpy(float), frame[b].to_numpy(float), drawn).as_dict() if both and b in frame else None
-            for b in BASELINES}
+            "weak_head_margin": leads(frame.assign(label=labels), "weak_head", BASELINES) if "weak_head" in scorers else {}}
 
 
 def beyond_noise(margins: Mapping[str, Mapping[str, float] | None]) -> bool:
@@ -136,7 +124,7 @@ def compare_heads(settings: Settings, task: str, weak: pd.DataFrame, gold: pd.Da
         "embedding": JOIN.join(f"{s}@{v}" for s, v in ((signal, model_version), *joined)), "held_out_items": len(frame), "held_out_positives": int(frame["label"].sum()),
         "roc_auc": {scorer: auc.get(scorer) for scorer in SCORERS},
         "weak_head_beats": {b: None if weak_auc is None or auc.get(b) is None else weak_auc > auc[b] for b in BASELINES},
-        "weak_head_margin": weak_head_margins(frame, gold_snapshot.labels.set_index("content_id")["group_id"]),
+        "weak_head_margin": leads(frame, "weak_head", BASELINES),
         "crossover": {"curve": points, "gold_labels_to_match_weak_head": matched, "gold_labels_outside_test": len(outside_test)},
     }
 
@@ -163,14 +151,13 @@ def cross_fitted(settings: Settings, task: str, gold: pd.DataFrame,
         frame["label_model"] = weak.drop_duplicates("content_id").set_index("content_id")["p_positive"].reindex(frame["content_id"]).to_numpy()
         parts.append(frame)
     frame = pd.concat(parts, ignore_index=True).dropna()
-    groups = gold_snapshot.labels.set_index("content_id")["group_id"]
     evaluation = evaluate(task, frame, conf.precision_at_recall, conf.gate.min_slice_items, f"{task}: heads cross-fitted")
     auc = {scorer: evaluation.metrics[scorer]["roc_auc"] for scorer in SCORERS if scorer in evaluation.metrics}
     return {"folds": folds, "items": len(frame), "positives": int(frame["label"].sum()), "roc_auc": auc,
-            "against_truth": against_truth(settings, task, frame, list(auc), groups),
+            "against_truth": against_truth(settings, task, frame, list(auc)),
             "weak_head_beats": {b: None if auc.get("weak_head") is None or auc.get(b) is None else auc["weak_head"] > auc[b]
                                 for b in BASELINES},
-            "weak_head_margin": weak_head_margins(frame, groups)}
+            "weak_head_margin": leads(frame, "weak_head", BASELINES)}
 
 
 def evaluate_heads(settings: Settings, versions: Mapping[str, str], folder: Path) -> dict[str, Any]:

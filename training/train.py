@@ -28,7 +28,7 @@ from signals.contracts import CORPUS, HUMAN_LABELS, LABELS, WEAK_LABELS
 from signals.labels.head import JOINED_SEPARATOR
 from training import gold, weak
 from training.evaluate import LANGUAGE_SIGNAL, RULES, Evaluation, evaluate, item_slices, report_metrics, rule_scores, write_evaluation_report
-from training.gate import EVALUATION_TAG, head_signal
+from training.gate import EVALUATION_TAG, HEAD, head_signal
 from training.heads import TrainedHead, local_copy, save_head, train_head
 from training.loader import Snapshot, batches, latest_version, pin_snapshot, with_folds
 from training.tasks import task_named
@@ -96,9 +96,10 @@ def _version_of(settings: Settings, signal: str) -> str | None:
 def held_out_gold(settings: Settings, task: str, snapshot: Snapshot, gold: pd.DataFrame, majority: pd.DataFrame | None = None,
                   fold: tuple[int, int] | None = None, *, reads: ReadVersions) -> tuple[pd.DataFrame, np.ndarray]:
     """The gold items of the snapshot's test groups (with `fold`, (test fold, folds): that fold's
-    groups) with an ok embedding: their label, the rule's and the majority vote's scores and their
-    slices (a scorer with no score for any of them is left out; labels and corpus read at `reads`'
-    versions), and their vectors in the same order, for any number of heads to be scored on."""
+    groups) with an ok embedding: their label and near-duplicate group, the rule's and the majority
+    vote's scores and their slices (a scorer with no score for any of them is left out; labels and
+    corpus read at `reads`' versions), and their vectors in the same order, for any number of heads
+    to be scored on."""
     pinned = pin_snapshot(snapshot.lakehouse, snapshot.signal, snapshot.model_version,
                           gold.assign(p_positive=gold["label"].astype(float)), snapshot.embeddings_version,
                           snapshot.duplicates_version, settings.training.splits, snapshot.joined)
@@ -110,7 +111,8 @@ def held_out_gold(settings: Settings, task: str, snapshot: Snapshot, gold: pd.Da
     if not ids:
         raise UsageError(f"no held-out gold items of {task} with an ok {snapshot.signal} row: label more items")
     labels = gold.drop_duplicates("content_id").set_index("content_id")["label"]
-    frame = pd.DataFrame({"content_id": ids, "label": labels.loc[ids].astype(int).to_numpy()})
+    groups = pinned.labels.drop_duplicates("content_id").set_index("content_id")["group_id"]
+    frame = pd.DataFrame({"content_id": ids, "label": labels.loc[ids].astype(int).to_numpy(), "group_id": groups.loc[ids].to_numpy()})
     frame["rule"] = rule_scores(snapshot.lakehouse, task, _version_of(settings, RULES[task][0]), ids, reads.labels).to_numpy()
     if majority is not None:
         frame["majority_vote"] = majority.drop_duplicates("content_id").set_index("content_id")["p_positive"].reindex(ids).to_numpy()
@@ -125,7 +127,7 @@ def held_out(settings: Settings, task: str, snapshot: Snapshot, head: TrainedHea
     """held_out_gold's frame with the head's scores beside the other scorers': every scorer on the
     same items."""
     frame, vectors = held_out_gold(settings, task, snapshot, gold, majority, reads=reads)
-    frame.insert(2, "head", head.scores(vectors))
+    frame.insert(3, HEAD, head.scores(vectors))
     return frame
 
 
@@ -175,7 +177,7 @@ def train_task(settings: Settings, task_name: str, labels: pd.DataFrame, label_s
     if gold is not None:
         frame = held_out(settings, task.name, snapshot, head, gold, majority, reads)
         evaluation = evaluate(task.name, frame, conf.precision_at_recall, conf.gate.min_slice_items,
-                              f"{name}: held-out gold ({label_source} labels)")
+                              f"{name}: held-out gold ({label_source} labels)", lead=HEAD)
         report = write_evaluation_report(evaluation, report_path, [f"{k}: {v}" for k, v in lineage.items()])
     params = {**lineage, **{k: str(v) for k, v in conf.model_dump(exclude={"gate", "embeddings"}).items()}}
     losses = {"train_loss": head.train_loss[head.best_epoch], "validation_loss": head.validation_loss[head.best_epoch],

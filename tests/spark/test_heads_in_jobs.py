@@ -4,6 +4,7 @@ a second version canaried on a slice and refused promotion for its coverage, and
 scores new items from the embeddings it commits in the same run and drops a takedown's row."""
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -22,6 +23,7 @@ from sample_corpus.generate import TRUTH_TABLE
 from serving.scorer import Item, Scorer, unservable
 from signals.contracts import TRANSIENT_PREFIX
 from signals.labels.head import load_head, score_vectors
+from training.gate import EVALUATION_TAG
 from training.train import train_task
 
 pytestmark = pytest.mark.spark
@@ -29,8 +31,8 @@ pytestmark = pytest.mark.spark
 OFF = tuple(f"signals.{n}.enabled=false" for n in ("text_embedding", "image_safety", "text_safety", "language", "image_topics", "text_topics"))
 HEAD = "head_low_quality"
 # a lenient gate, and 40% of the 60 items' groups held out, so both classes are among them
-LENIENT = ("training.gate.min_auc_margin=-1", "training.gate.max_ece=1", "training.gate.max_slice_drop=1", "training.epochs=10",
-           "training.splits=[0.5, 0.1, 0.4]")
+LENIENT = ("training.gate.min_auc_margin=-1", "training.gate.min_class_items=1", "training.gate.max_ece=1", "training.gate.max_slice_drop=1",
+           "training.epochs=10", "training.splits=[0.5, 0.1, 0.4]")
 
 
 def labels_from_truth(lakehouse: str, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -138,8 +140,16 @@ def test_the_training_loop_through_the_command_line(spark, backfilled, tmp_path,
     assert main(["train", "low_quality", "--labels", "both", *options]) == 0
     trained = capsys.readouterr().out
     assert "head_low_quality: version 1 is now 'challenger'" in " ".join(trained.split()) and "held-out gold" in trained
+    assert "the head's ROC-AUC minus each baseline's (95% interval" in " ".join(trained.split())
     assert main(["promote", HEAD, "challenger", *options]) == 0
-    assert Registry(settings_for(lakehouse).registry_uri).aliases(HEAD)[CHAMPION] == "1"
+    registry = Registry(settings_for(lakehouse).registry_uri)
+    assert registry.aliases(HEAD)[CHAMPION] == "1"
+    kept = json.loads(registry.client.get_model_version(HEAD, "1").tags[EVALUATION_TAG])
+    capsys.readouterr()
+    strict = main(["promote", HEAD, "challenger", *options, "--set=training.gate.lead_beyond_noise=true"])
+    said = " ".join(capsys.readouterr().out.split())
+    chance = [b for b, lead in kept["leads"].items() if lead is not None and lead["ci95_low"] <= 0]
+    assert (strict == 2) == bool(chance) and all(f"lead over {b}" in said for b in chance)
 
 
 def test_a_head_on_joined_embeddings_in_a_shadow_run_and_a_refresh_that_changes_one_of_its_inputs(spark, backfilled, tmp_path, capsys):

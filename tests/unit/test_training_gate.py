@@ -2,18 +2,27 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
 from conf.settings import GateSettings
-from training.evaluate import auc_difference, expected_calibration_error, image_format, precision_at_recall, text_length, weighted_aucs
+from training.evaluate import (
+    auc_difference,
+    expected_calibration_error,
+    image_format,
+    leads,
+    precision_at_recall,
+    text_length,
+    weighted_aucs,
+)
 from training.gate import gate_failures
 
 GATE = GateSettings(min_auc_margin=0.02, max_slice_drop=0.05, max_ece=0.1)
 
 
 def summary(head_auc: float, rule_auc: float, ece: float = 0.05, head_slice: float = 0.9, rule_slice: float = 0.8) -> dict:
-    return {"metrics": {"head": {"roc_auc": head_auc, "ece": ece}, "rule": {"roc_auc": rule_auc, "ece": 0.2},
+    return {"task": "low_quality", "metrics": {"head": {"roc_auc": head_auc, "ece": ece}, "rule": {"roc_auc": rule_auc, "ece": 0.2},
                         "majority_vote": {"roc_auc": None, "ece": 0.3}},
             "slices": {"head": {"language": {"en": head_slice}}, "rule": {"language": {"en": rule_slice}}}}
 
@@ -35,8 +44,31 @@ def test_each_failed_condition_is_named(case, needle):
 def test_a_refusal_says_how_many_held_out_items_and_positives_it_judged_on():
     small = summary(0.55, 0.9)
     small["metrics"]["head"].update(items=19.0, positives=1.0)  # as training.evaluate.score_metrics records them
-    assert gate_failures(small, GATE) == ["ROC-AUC 0.550 is not above rule's 0.900 by training.gate.min_auc_margin 0.02 "
-                                          "(judged on 19 held-out gold items, 1 positive)"]
+    assert gate_failures(small, GATE.model_copy(update={"min_class_items": 1})) == [
+        "ROC-AUC 0.550 is not above rule's 0.900 by training.gate.min_auc_margin 0.02 (judged on 19 held-out gold items, 1 positive)"]
+
+
+@pytest.mark.parametrize(("positives", "refused"), [(4, True), (10, False), (90, False), (96, True)])
+def test_a_verdict_on_fewer_held_out_items_of_a_class_than_the_gate_asks_for_is_refused(positives, refused):
+    judged = summary(0.9, 0.8)
+    judged["metrics"]["head"].update(items=100.0, positives=float(positives))
+    failures = gate_failures(judged, GATE)
+    assert failures == ([f"the held-out gold holds {positives} positive and {100 - positives} negative items, fewer than "
+                         "training.gate.min_class_items 10 of a class: a ROC-AUC on so few is mostly which items were held out; "
+                         "label more (content-signals label-sample low_quality) and train again"] if refused else [])
+
+
+def test_a_lead_whose_interval_reaches_zero_passes_only_a_gate_that_does_not_ask_for_more():
+    strict = GATE.model_copy(update={"lead_beyond_noise": True})
+    lead = summary(0.9, 0.8)
+    lead["leads"] = {"rule": {"difference": 0.1, "ci95_low": -0.01, "ci95_high": 0.2}, "majority_vote": None}
+    assert gate_failures(lead, GATE) == []
+    assert gate_failures(lead, strict) == ["the ROC-AUC lead over rule (+0.100, 95% interval [-0.010, +0.200]) is not above zero "
+                                           "across its 95% interval (training.gate.lead_beyond_noise): label more held-out gold items"]
+    lead["leads"]["rule"]["ci95_low"] = 0.01  # majority vote scored no item: no baseline of the gate, not judged
+    assert gate_failures(lead, strict) == []
+    del lead["leads"]  # kept by a training run before the intervals were
+    assert "train it again" in gate_failures(lead, strict)[0]
 
 
 def test_a_slice_smaller_than_the_gate_in_force_asks_for_is_not_judged():
@@ -135,3 +167,14 @@ def test_copies_of_the_items_do_not_narrow_an_interval_drawn_by_group():
     assert by_group.difference == pytest.approx(single.difference)
     assert by_group.high - by_group.low == pytest.approx(width, rel=0.15)
     assert by_item.high - by_item.low == pytest.approx(width / np.sqrt(3), rel=0.15)
+
+
+def test_an_evaluations_leads_are_drawn_by_the_frames_near_duplicate_groups():
+    rng = np.random.default_rng(6)
+    labels = np.tile((rng.random(100) < 0.3).astype(int), 2)
+    frame = pd.DataFrame({"content_id": [f"pin-{i}" for i in range(200)], "label": labels, "group_id": np.tile(np.arange(100), 2),
+                          "head": labels + rng.normal(0, 0.5, 200), "rule": labels + rng.normal(0, 1.0, 200)})
+    found = leads(frame, "head", ["rule", "majority_vote"])
+    grouped = auc_difference(labels, frame["head"].to_numpy(), frame["rule"].to_numpy(), groups=frame["group_id"].to_numpy())
+    assert found == {"rule": grouped.as_dict(), "majority_vote": None}  # a baseline that scored nothing has no lead
+    assert found["rule"] != leads(frame.drop(columns="group_id"), "head", ["rule"])["rule"]  # by item, another draw

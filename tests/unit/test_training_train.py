@@ -20,6 +20,7 @@ from lake.registry import CHALLENGER, CHAMPION, Registry
 from rollout.compare import EXPERIMENT as COMPARE_EXPERIMENT
 from signals.contracts import LABELS
 from signals.labels.head import load_head, score_vectors
+from training.gate import EVALUATION_TAG
 from training.gold import gold_labels
 from training.human_labels import import_labels
 from training.loader import latest_version, split_of
@@ -48,7 +49,10 @@ def test_train_registers_a_challenger_evaluated_on_held_out_gold(lake, tmp_path)
     assert trained.evaluation.metrics["rule"]["roc_auc"] == pytest.approx(roc_auc_score(truth, rule), abs=1e-9)
     assert set(trained.evaluation.metrics) == {"head", "rule", "majority_vote"}
     assert set(trained.evaluation.slices["head"]) >= {"ds", "image_format", "text_length"}
-    assert trained.report.read_text().count("data:image/png;base64,") == 2
+    kept = json.loads(registry.client.get_model_version("head_low_quality", "1").tags[EVALUATION_TAG])
+    assert kept["leads"]["rule"]["difference"] == pytest.approx(roc_auc_score(truth, scores) - roc_auc_score(truth, rule), abs=1e-9)
+    assert set(kept["leads"]) == {"rule", "majority_vote"}  # the gate's lead_beyond_noise reads them
+    assert trained.report.read_text().count("data:image/png;base64,") == 2 and "head's ROC-AUC minus each other scorer's" in trained.report.read_text()
     run = registry.client.get_run(trained.run_id)
     assert registry.client.get_experiment(run.info.experiment_id).name == EXPERIMENT != COMPARE_EXPERIMENT
     assert run.data.params["embeddings_version"] == str(trained.snapshot.embeddings_version)
