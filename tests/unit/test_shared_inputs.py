@@ -2,6 +2,7 @@
 rows fanned out equal computing every row, and the model sees each input in flight once."""
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -17,6 +18,7 @@ from signals.runner import run_signal
 from signals.shared_inputs import SharedInputs
 
 pytestmark = pytest.mark.usefixtures("empty_model_cache")
+INSTANCES = itertools.count()  # each CountingEmbedder its own model cache entry, so its own count
 
 
 class CountingEmbedder(Embedder):
@@ -26,8 +28,12 @@ class CountingEmbedder(Embedder):
     input_columns: ClassVar = ("x",)
     dim = 2
 
+    def __init__(self, config: SignalConfig) -> None:
+        super().__init__(config)
+        self.instance = next(INSTANCES)
+
     def resource_key(self) -> Any:
-        return ("counting-shared", id(self))
+        return ("counting-shared", self.instance)  # not id(self): a collected signal's id is reused, and its count with it
 
     def load_resources(self, device: torch.device) -> list[int]:
         return [0]
