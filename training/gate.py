@@ -53,11 +53,12 @@ def gate_failures(summary: Mapping[str, Any], conf: GateSettings) -> list[str]:
         for value, auc in values.items():
             if sizes.get(kind, {}).get(value, conf.min_slice_items) < conf.min_slice_items:
                 continue  # smaller than the gate in force asks for
-            for name in baselines:
-                theirs = slices.get(name, {}).get(kind, {}).get(value)
-                if theirs is not None and auc < theirs - conf.max_slice_drop:
-                    failures.append(f"slice {kind}={value}: ROC-AUC {auc:.3f} is below {name}'s {theirs:.3f} by more than "
-                                    f"training.gate.max_slice_drop {conf.max_slice_drop}")
+            better = {name: theirs for name in baselines
+                      if (theirs := slices.get(name, {}).get(kind, {}).get(value)) is not None and auc < theirs - conf.max_slice_drop}
+            if better:  # one line per slice, however many baselines it trails
+                failures.append(f"slice {kind}={value}: ROC-AUC {auc:.3f} is below "
+                                + " and ".join(f"{name}'s {theirs:.3f}" for name, theirs in better.items())
+                                + f" by more than training.gate.max_slice_drop {conf.max_slice_drop}")
     if head["ece"] > conf.max_ece:
         failures.append(f"calibration error (ECE) {head['ece']:.3f} is above training.gate.max_ece {conf.max_ece}")
     return failures

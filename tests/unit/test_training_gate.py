@@ -71,6 +71,14 @@ def test_a_lead_whose_interval_reaches_zero_passes_only_a_gate_that_does_not_ask
     assert "train it again" in gate_failures(lead, strict)[0]
 
 
+def test_a_slice_trailing_both_baselines_is_one_refusal_naming_both():
+    trailing = summary(0.9, 0.8, head_slice=0.7, rule_slice=0.8)
+    trailing["metrics"]["majority_vote"]["roc_auc"] = 0.85
+    trailing["slices"]["majority_vote"] = {"language": {"en": 0.9}}
+    assert gate_failures(trailing, GATE) == ["slice language=en: ROC-AUC 0.700 is below rule's 0.800 and majority_vote's 0.900 "
+                                             "by more than training.gate.max_slice_drop 0.05"]
+
+
 def test_a_slice_smaller_than_the_gate_in_force_asks_for_is_not_judged():
     small = {**summary(0.9, 0.8, head_slice=0.7, rule_slice=0.8), "slice_items": {"language": {"en": 30}}}
     assert "slice language=en" in gate_failures(small, GATE)[0]  # the gate's min_slice_items (20 by default) keeps it
