@@ -88,6 +88,11 @@ class AucDifference:
         return {"difference": self.difference, "ci95_low": self.low, "ci95_high": self.high}
 
 
+def lead_is_clear(lead: Mapping[str, float] | None) -> bool:
+    """Whether a kept difference (`AucDifference.as_dict`) lies above zero across its whole 95% interval."""
+    return lead is not None and lead["ci95_low"] > 0
+
+
 def auc_difference(labels: np.ndarray, first: np.ndarray, second: np.ndarray, groups: np.ndarray | None = None,
                    rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0) -> AucDifference:
     """ROC-AUC of `first` minus `second`, with a paired bootstrap interval over `groups` (default:

@@ -14,6 +14,7 @@ from typing import Any
 from conf.settings import GateSettings, Settings
 from lake.registry import Registry
 from rollout.coverage import coverage
+from training.evaluate import lead_is_clear
 
 HEAD = "head"  # the head's column among an evaluation's scorers
 EVALUATION_TAG = "evaluation"  # a head version's held-out evaluation summary (JSON) in the registry
@@ -84,7 +85,7 @@ def _leads_within_noise(leads: Mapping[str, Mapping[str, float] | None] | None, 
     failures = []
     for name in baselines:
         lead = leads.get(name)
-        if lead is None or lead["ci95_low"] <= 0:
+        if not lead_is_clear(lead):
             shown = "no interval" if lead is None else (f"{lead['difference']:+.3f}, 95% interval [{lead['ci95_low']:+.3f}, "
                                                         f"{lead['ci95_high']:+.3f}]")
             failures.append(f"the ROC-AUC lead over {name} ({shown}) is not above zero across its 95% interval "

@@ -34,7 +34,7 @@ from conf.settings import Settings
 from lake import delta_io
 from sample_corpus.generate import TRUTH_TABLE
 from training.annotators import TRUTH, simulate, write_exports
-from training.evaluate import evaluate, leads
+from training.evaluate import evaluate, lead_is_clear, leads
 from training.gold import gold_labels
 from training.heads import train_head
 from training.human_labels import import_labels
@@ -73,7 +73,7 @@ def against_truth(settings: Settings, task: str, frame: pd.DataFrame, scorers: S
 
 def beyond_noise(margins: Mapping[str, Mapping[str, float] | None]) -> bool:
     """Whether the weak-label head beats every baseline by more than the interval allows for chance."""
-    return all(m is not None and m["ci95_low"] > 0 for m in margins.values())
+    return all(lead_is_clear(m) for m in margins.values())
 
 
 def crossover_sizes(available: int) -> list[int]:
