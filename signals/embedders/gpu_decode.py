@@ -39,7 +39,7 @@ _EXIF_ORIENTATION = 0x0112
 class EncodedJpeg:
     """A row's JPEG bytes, header checked, waiting to be decoded on the device."""
 
-    data: torch.Tensor  # uint8, 1-D, CPU
+    data: bytes  # as the row holds them: the batch makes its tensors at once (decode_jpegs)
     width: int
     height: int
 
@@ -70,14 +70,25 @@ def jpeg_for_device(data: Any, limits: DecodeLimits, device_max_pixels: int = DE
         return None
     if width * height > device_max_pixels:
         return None
-    return EncodedJpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), width, height)
+    return EncodedJpeg(bytes(data), width, height)
 
 
-def decode_jpegs(datas: Sequence[torch.Tensor], device: torch.device) -> list[torch.Tensor | Exception]:
+def byte_tensors(datas: Sequence[bytes]) -> list[torch.Tensor]:
+    """The batch's encoded images as uint8 tensors: views of one tensor holding them all, made
+    in a few calls; a tensor made per row costs an allocation and a Python call each, holding
+    the GIL that a GPU worker's other threads wait for (docs/history.md)."""
+    if not datas:
+        return []
+    joined = torch.frombuffer(bytearray().join(datas), dtype=torch.uint8)
+    return list(joined.split([len(data) for data in datas]))
+
+
+def decode_jpegs(encoded: Sequence[bytes], device: torch.device) -> list[torch.Tensor | Exception]:
     """Decode JPEGs to uint8 RGB (3, H, W) tensors on `device`: one batched call, and one call per
     image if the batch fails, so a bad image costs only itself (its entry is the exception)."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
+    datas = byte_tensors(encoded)
     if not datas:
         return []
     try:
@@ -199,14 +210,26 @@ class DecodedImage:
     """A row decoded on the CPU (not a JPEG the device decodes: PNG, CMYK, rotated, ...), as
     8-bit RGB pixels, waiting to be resized and normalised on the device with the JPEGs."""
 
-    pixels: torch.Tensor  # uint8 (H, W, 3), CPU
+    pixels: torch.Tensor  # uint8 (H, W, C), CPU: RGB, and where Pillow's memory is shared its padding byte (C = 4)
 
     @classmethod
     def of(cls, image: Image.Image) -> DecodedImage:
+        """The image's pixels, shared with Pillow (which keeps RGB as 4 bytes a pixel) through
+        Arrow where they lie in one block, else copied: a copy (`np.array` calls `tobytes`)
+        holds the GIL for the whole image while a GPU worker's other threads wait."""
         import numpy as np
+        import pyarrow as pa
 
         rgb = image if image.mode == "RGB" else image.convert("RGB")
-        return cls(torch.from_numpy(np.array(rgb, dtype=np.uint8)))
+        try:
+            pixels = torch.from_dlpack(pa.array(rgb).values).view(rgb.height, rgb.width, 4)
+        except ValueError:  # a large image's rows lie in several blocks: nothing to share
+            pixels = torch.from_numpy(np.array(rgb, dtype=np.uint8))
+        return cls(pixels)
+
+    def rgb(self) -> torch.Tensor:
+        """The pixels as uint8 RGB (H, W, 3), without the padding byte."""
+        return self.pixels[..., :3]
 
 
 def decode_and_preprocess(
@@ -228,7 +251,7 @@ def decode_and_preprocess(
     for i, item in enumerate(items):
         if isinstance(item, DecodedImage):
             pixels = item.pixels.pin_memory() if device.type == "cuda" else item.pixels
-            images[i] = pixels.to(device, non_blocking=True).permute(2, 0, 1)
+            images[i] = pixels.to(device, non_blocking=True)[..., :3].permute(2, 0, 1)  # the padding byte dropped there
     order = sorted(images)
     out: list[Any] = [None] * len(items)
     for i, tensor in zip(order, preprocess([images[i] for i in order])):

@@ -136,8 +136,8 @@ class ImageEmbedder(ImageInput, Embedder):
         """A row the device could not take, decoded (if need be) and transformed on the CPU."""
         try:
             if isinstance(item, DecodedImage):
-                return self.transform(Image.fromarray(item.pixels.numpy(), mode="RGB"))
-            return self.transform(self.decode_bytes(item.data.numpy().tobytes()))
+                return self.transform(Image.fromarray(item.rgb().contiguous().numpy(), mode="RGB"))
+            return self.transform(self.decode_bytes(item.data))
         except InputError as exc:
             return RowError(str(exc))
         except Exception as exc:  # noqa: BLE001 - one row's failure is that row's error

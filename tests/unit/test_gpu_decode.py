@@ -23,7 +23,7 @@ from signals.base import ModelRef, RowError, SignalConfig
 from signals.contracts import STATUS_ERROR, STATUS_OK
 from signals.decode import DecodeLimits, decode_image
 from signals.embedders import gpu_decode
-from signals.embedders.gpu_decode import DevicePreprocess, EncodedJpeg, decode_jpegs, jpeg_for_device
+from signals.embedders.gpu_decode import DecodedImage, DevicePreprocess, EncodedJpeg, byte_tensors, decode_jpegs, jpeg_for_device
 from signals.embedders.image import ImageEmbedder, device_decode_wanted, viewed_batch
 from signals.runner import run_signal
 
@@ -132,7 +132,7 @@ def test_a_plain_jpeg_is_kept_for_the_device_with_its_size() -> None:
     data = jpeg(80, 60)
     kept = jpeg_for_device(data, DecodeLimits())
     assert isinstance(kept, EncodedJpeg) and (kept.width, kept.height) == (80, 60)
-    assert kept.data.dtype == torch.uint8 and kept.data.numpy().tobytes() == data
+    assert kept.data == data
 
 
 def test_grayscale_and_progressive_jpegs_are_kept() -> None:
@@ -209,7 +209,7 @@ def test_a_signal_whose_transform_has_no_device_version_decodes_on_the_cpu(monke
 def test_device_preprocessing_matches_the_pil_transform(width: int, height: int) -> None:
     data = jpeg(width, height, seed=width)
     expected = small_transform()(decode_image(data))
-    (decoded,) = decode_jpegs([torch.frombuffer(bytearray(data), dtype=torch.uint8)], torch.device("cpu"))
+    (decoded,) = decode_jpegs([data], torch.device("cpu"))
     (got,) = DevicePreprocess.from_transform(small_transform())([decoded])
     assert got.shape == expected.shape and got.dtype == torch.float32
     diff = (got - expected).abs()
@@ -246,8 +246,7 @@ def test_a_resize_the_device_path_cannot_match_is_refused(transform) -> None:
 
 
 def test_one_bad_jpeg_in_a_batch_fails_alone() -> None:
-    datas = [torch.frombuffer(bytearray(d), dtype=torch.uint8) for d in (jpeg(), corrupt_scan_jpeg(), jpeg(40, 30))]
-    out = decode_jpegs(datas, torch.device("cpu"))
+    out = decode_jpegs([jpeg(), corrupt_scan_jpeg(), jpeg(40, 30)], torch.device("cpu"))
     assert isinstance(out[1], Exception)
     assert tuple(out[0].shape) == (3, 60, 80) and tuple(out[2].shape) == (3, 30, 40)
 
@@ -331,12 +330,10 @@ def test_prepare_batch_leaves_cpu_batches_alone() -> None:
 
 
 def test_other_formats_are_decoded_on_the_cpu_and_preprocessed_on_the_device() -> None:
-    from signals.embedders.gpu_decode import DecodedImage
-
     signal = make_signal("force")
     prepared = signal.prepare({"image": png(40, 30)})
-    assert isinstance(prepared, DecodedImage) and tuple(prepared.pixels.shape) == (30, 40, 3)
-    assert prepared.pixels.dtype == torch.uint8
+    assert isinstance(prepared, DecodedImage) and tuple(prepared.rgb().shape) == (30, 40, 3)
+    assert torch.equal(prepared.rgb(), torch.from_numpy(np.array(decode_image(png(40, 30)))))
     (got,) = signal.materialise([prepared])
     expected = small_transform()(decode_image(png(40, 30)))
     assert (got - expected).abs().max() < 0.1
@@ -381,6 +378,28 @@ def test_a_jpeg_with_malformed_exif_takes_the_cpu_path_and_becomes_an_error_row(
     out = pd.concat(list(run_signal(signal, [pd.DataFrame({"image": [data, jpeg(80, 60)]})])), ignore_index=True)
     assert out["status"].tolist() == [STATUS_ERROR, STATUS_OK]
     assert "corrupt" in out["error"].iloc[0]
+
+
+# ---------------------------------------------------------------------------------- few calls a row
+
+
+def test_a_batchs_bytes_become_views_of_one_tensor() -> None:
+    datas = [jpeg(), b"\xff", jpeg(40, 30)]
+    tensors = byte_tensors(datas)
+    assert [bytes(t.numpy()) for t in tensors] == datas
+    assert len({t.untyped_storage().data_ptr() for t in tensors}) == 1
+    assert byte_tensors([]) == []
+
+
+@pytest.mark.parametrize(("width", "height", "shared"), [(40, 30, True), (2048, 2049, False)], ids=["one-block", "several-blocks"])
+def test_cpu_decoded_pixels_are_shared_with_pillow_where_they_lie_in_one_block(width: int, height: int, shared: bool) -> None:
+    rng = np.random.default_rng(width)
+    image = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+    expected = np.array(image)
+    decoded = DecodedImage.of(image)
+    assert decoded.pixels.shape[-1] == (4 if shared else 3)  # Pillow's padding byte comes along with its memory
+    del image  # the shared memory outlives the image object
+    assert np.array_equal(decoded.rgb().numpy(), expected)
 
 
 # ---------------------------------------------------------------------------------- the batch handed over
