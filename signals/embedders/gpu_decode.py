@@ -157,12 +157,10 @@ class DevicePreprocess:
         Each image is resized and cropped on its own (a corpus rarely has two images of one
         size) into one batch tensor, which is then rounded and normalised in a few whole-batch
         kernels with the constants as scalars: no host-to-device copy, so nothing here waits for
-        the device (a small tensor made from a list on a GPU is a synchronous copy). The rows are
-        views of that batch, which the model then takes as it is (image.viewed_batch)."""
+        the device (a small tensor made from a list on a GPU is a synchronous copy)."""
         if not images:
             return []
-        batch = torch.empty((len(images), len(self.mean), *self.crop), dtype=torch.float32, device=images[0].device,
-                            memory_format=torch.channels_last)  # the layout the model takes (image.ImageEmbedder.forward)
+        batch = torch.empty((len(images), len(self.mean), *self.crop), dtype=torch.float32, device=images[0].device)
         _resize_and_crop_fn()(list(images), self.resize, self.crop[0], self.crop[1], self.interpolation, batch)
         batch.clamp_(0, 255).round_()  # 8 bits, as PIL's resize gives
         for channel, (mean, std) in enumerate(zip(self.mean, self.std)):

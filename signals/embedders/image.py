@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from abc import abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -206,39 +206,13 @@ class ImageEmbedder(ImageInput, Embedder):
         cannot use, and the heap creeps up), and the GPU reuses its tuned kernels. The padding
         rows' outputs are dropped. A smaller batch (a tiny job's only one) runs as it is.
         Channels-last on every device: cuDNN's and oneDNN's convolutions run fastest with it
-        (docs/history.md). Rows that are the views of one batch tensor, in order (the device's
-        preprocessing makes them so, channels-last already), are that tensor: no copy is made
-        of them before the model."""
-        batch = viewed_batch(prepared)
-        if batch is None:
-            cpu = all(t.device.type == "cpu" for t in prepared)
-            batch = torch.stack(prepared if cpu else [t.to(self.device, non_blocking=True) for t in prepared])
-        if batch.device.type == "cpu":
-            batch = self.to_device(batch)
+        (docs/history.md)."""
+        if all(t.device.type == "cpu" for t in prepared):
+            batch = self.to_device(torch.stack(prepared))
+        else:
+            batch = torch.stack([t.to(self.device, non_blocking=True) for t in prepared])
         rows = batch.shape[0]
         if self.batch_size // 2 <= rows < self.batch_size:
             batch = torch.cat([batch, batch.new_zeros((self.batch_size - rows, *batch.shape[1:]))])
         batch = batch.contiguous(memory_format=torch.channels_last)
         return self.image_features(batch)[:rows]
-
-
-def viewed_batch(rows: Sequence[torch.Tensor]) -> torch.Tensor | None:
-    """`rows` as one batch tensor without a copy, where they are equally spaced views of one
-    storage (as a batch's `unbind(0)` gives them), else None: a batch split into rows on the
-    prefetch thread goes to the model as the tensor it was, instead of a copy stacked from its
-    rows (on a GPU, a kernel and a Python call per row holding the GIL). Compared by storage, not
-    by `_base`: views made under inference mode do not record their base."""
-    if not rows:
-        return None
-    first = rows[0]
-    if len(rows) == 1:
-        return first.unsqueeze(0)
-    step = rows[1].storage_offset() - first.storage_offset()
-    if step <= 0:
-        return None
-    storage = first.untyped_storage().data_ptr()
-    for i, row in enumerate(rows):
-        if (row.untyped_storage().data_ptr() != storage or row.storage_offset() != first.storage_offset() + i * step
-                or row.shape != first.shape or row.stride() != first.stride() or row.dtype != first.dtype):
-            return None
-    return first.as_strided((len(rows), *first.shape), (step, *first.stride()), first.storage_offset())

@@ -24,7 +24,7 @@ from signals.contracts import STATUS_ERROR, STATUS_OK
 from signals.decode import DecodeLimits, decode_image
 from signals.embedders import gpu_decode
 from signals.embedders.gpu_decode import DecodedImage, DevicePreprocess, EncodedJpeg, byte_tensors, decode_jpegs, jpeg_for_device
-from signals.embedders.image import ImageEmbedder, device_decode_wanted, viewed_batch
+from signals.embedders.image import ImageEmbedder, device_decode_wanted
 from signals.runner import run_signal
 
 SIZE = 32
@@ -401,45 +401,3 @@ def test_cpu_decoded_pixels_are_shared_with_pillow_where_they_lie_in_one_block(w
     del image  # the shared memory outlives the image object
     assert np.array_equal(decoded.rgb().numpy(), expected)
 
-
-# ---------------------------------------------------------------------------------- the batch handed over
-
-
-def test_rows_that_view_one_batch_are_that_batch_and_others_are_not() -> None:
-    with torch.inference_mode():  # where the device path makes them: its views keep no `_base`
-        batch = torch.randn((4, 3, SIZE, SIZE)).contiguous(memory_format=torch.channels_last)
-        rows = list(batch.unbind(0))
-        whole = viewed_batch(rows)
-        assert whole is not None and whole.data_ptr() == batch.data_ptr() and torch.equal(whole, batch)
-        assert whole.is_contiguous(memory_format=torch.channels_last)  # so forward makes no copy either
-        assert torch.equal(viewed_batch(rows[1:]), batch[1:]) and torch.equal(viewed_batch(rows[::2]), batch[::2])
-        assert viewed_batch(rows[::-1]) is None and viewed_batch([r.clone() for r in rows]) is None
-        assert viewed_batch([rows[0], rows[1].clone()]) is None and viewed_batch([rows[0], rows[0]]) is None
-        assert viewed_batch(rows[:1]).data_ptr() == batch.data_ptr()
-
-
-def test_the_model_takes_the_batch_the_device_preprocessing_made_without_a_copy(monkeypatch) -> None:
-    signal = make_signal("force", batch_size=3)
-    made: list[int] = []
-    preprocess = DevicePreprocess.__call__
-
-    def spy(self, images):
-        rows = preprocess(self, images)
-        made.append(rows[0].data_ptr())
-        return rows
-
-    monkeypatch.setattr(DevicePreprocess, "__call__", spy)
-    taken: list[int] = []
-    features = signal.image_features
-
-    def record(batch: torch.Tensor) -> torch.Tensor:
-        taken.append(batch.data_ptr())
-        return features(batch)
-
-    signal.image_features = record  # type: ignore[method-assign]
-    frame = pd.DataFrame({"content_id": ["a", "b", "c"], "image": [jpeg(seed=s) for s in range(3)]})
-    out = run(signal, frame, 1)
-    assert (out["status"] == STATUS_OK).all() and made and taken == made
-    cpu = run(make_signal(False, batch_size=3), frame, 1)
-    for a, b in zip(cpu["vector"], out["vector"]):
-        assert float(np.dot(a, b)) > 0.999
