@@ -1,6 +1,6 @@
 """The signal path on a GPU, without Spark: open_clip ViT-B-32 image embeddings from JPEG bytes.
 
-    python -m benchmarks.gpu [--items 4096] [--repeat 3] [--batch 512] [--prepare-threads 8] [--corpus c.arrow] [--out gpu.json]
+    python -m benchmarks.gpu [--items 4096] [--repeat 3] [--batch 512] [--prepare-threads 8] [--corpus c.arrow] [--workers 1,2,4] [--out gpu.json]
 
 What a Spark task on a GPU executor runs, minus Spark: Arrow record batches of the generated
 corpus (sample_corpus.generate: real photos up to 512 px, ~93% JPEG, and every kind of bad input)
@@ -12,6 +12,9 @@ OpenClipImageEmbedder (random weights: pretrained=None; speed does not depend on
 - gpu_decode: `params.gpu_decode: true`: header check on the CPU, nvJPEG decode, resize, crop and
   normalise on the GPU, on the prefetch thread while the model runs the previous batch.
 The two paths' rows are compared (same statuses and errors, vectors' cosine) on the first items.
+- workers (`--workers 1,2,4`): gpu_decode in N processes at once, each on its Nth of the corpus,
+  sharing the one device, as Spark runs N tasks of `resources.gpus: 1/N` on one GPU: the threads
+  of one Python process share one interpreter lock, which sets one worker's pace.
 Needs torch, torchvision, pillow, numpy, pandas, pyarrow, open_clip_torch; runs on the CPU too
 (slowly: use small --items to try it).
 """
@@ -21,7 +24,9 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -97,6 +102,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--force-device-decode", action="store_true", help="gpu_decode: force (the device path on a CPU, to try it)")
     p.add_argument("--corpus", type=Path, default=None,
                    help="Arrow file of the corpus: read if it exists (and holds --items rows), else generated and written there")
+    p.add_argument("--workers", default="", help="processes sharing the device for the workers step, e.g. 1,2,4 (empty: no such step)")
+    p.add_argument("--share", default=None, help=argparse.SUPPRESS)  # I/N: run as worker I of N (the workers step starts them)
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "gpu.json")
     return p.parse_args(argv)
 
@@ -159,6 +166,52 @@ def timed_run(signal: Any, table: pa.Table, rows: int, repeat: int) -> dict[str,
             "decodes_on_device": signal.decodes_on_device}
 
 
+def worker_share(args: argparse.Namespace) -> int:
+    """One worker of the workers step: its share of the corpus, loaded and warmed up, then timed
+    from the parent's go (a line on stdin, once every worker is ready) to its last row."""
+    from signals.runner import run_signal
+
+    index, count = (int(x) for x in args.share.split("/"))
+    table, _ = load_corpus(args.corpus, args.items)
+    start, stop = index * table.num_rows // count, (index + 1) * table.num_rows // count
+    share = table.slice(start, stop - start)
+    signal = make_signal(args.arch, args.batch, "gpu_decode", args.gpu_prepare_threads, args.force_device_decode)
+    list(run_signal(signal, frames(share.slice(0, 2 * signal.batch_size), args.arrow_rows, 1)))
+    sync(signal.device)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    began, images = time.time(), 0
+    for out in run_signal(signal, frames(share, args.arrow_rows, args.repeat)):
+        images += len(out)
+    sync(signal.device)
+    print(json.dumps({"images": images, "start": began, "end": time.time()}), flush=True)
+    return 0
+
+
+def shared_device(args: argparse.Namespace) -> dict[str, Any]:
+    """Aggregate images/s of N workers sharing the device, for each N of `--workers`: all start
+    together, and the wall runs from the first start to the last row."""
+    out: dict[str, Any] = {}
+    for count in [int(n) for n in args.workers.split(",") if n]:
+        command = [sys.executable, "-m", "benchmarks.gpu", "--corpus", str(args.corpus), "--items", str(args.items), "--repeat", str(args.repeat),
+                   "--batch", str(args.batch), "--arrow-rows", str(args.arrow_rows), "--gpu-prepare-threads", str(args.gpu_prepare_threads),
+                   "--arch", args.arch, *(["--force-device-decode"] if args.force_device_decode else [])]
+        workers = [subprocess.Popen([*command, "--share", f"{i}/{count}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                   for i in range(count)]
+        for worker in workers:
+            while (line := worker.stdout.readline()) and line.strip() != "ready":  # type: ignore[union-attr]
+                pass
+        for worker in workers:
+            worker.stdin.write("go\n")  # type: ignore[union-attr]
+            worker.stdin.flush()  # type: ignore[union-attr]
+        runs = [json.loads(worker.communicate(timeout=1800)[0].strip().splitlines()[-1]) for worker in workers]
+        wall = max(r["end"] for r in runs) - min(r["start"] for r in runs)
+        images = sum(r["images"] for r in runs)
+        out[str(count)] = {"images": images, "wall_s": round(wall, 3), "images_per_s": round(images / wall, 1),
+                           "prepare_threads_each": args.gpu_prepare_threads}
+    return out
+
+
 def compare(a: Any, b: Any, table: pa.Table, rows: int) -> dict[str, Any]:
     from signals.runner import run_signal
 
@@ -178,6 +231,10 @@ def main(argv: list[str] | None = None) -> int:
     from signals.device import configure_threads
 
     configure_threads(1)  # torch's CPU ops run on the prepare threads: one intra-op thread each
+    if args.share:
+        return worker_share(args)
+    if args.workers and args.corpus is None:  # the workers read the corpus from a file
+        args.corpus = Path(tempfile.mkdtemp(prefix="gpu-bench-")) / "corpus.arrow"
     t0 = time.perf_counter()
     table, generator = load_corpus(args.corpus, args.items)
     images = table["image"].to_pylist()
@@ -200,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     steps = [("ceiling_forward_only", lambda: ceiling(first, args.batch))]
     passes = {mode: (args.cpu_repeat or args.repeat) if mode == "cpu_decode" else args.repeat for mode in signals}
     steps += [(mode, lambda signal=signal, mode=mode: timed_run(signal, table, args.arrow_rows, passes[mode])) for mode, signal in signals.items()]
+    if args.workers:
+        steps.append(("workers", lambda: shared_device(args)))
     if {"cpu_decode", "gpu_decode"} <= signals.keys():
         steps.append(("gpu_vs_cpu_decode", lambda: compare(signals["cpu_decode"], signals["gpu_decode"],
                                                            table.slice(0, args.compare_items), args.arrow_rows)))

@@ -146,6 +146,9 @@ def gpu_line(gpu: dict[str, Any]) -> str:
     line = f"GPU path ({name}, ViT-B-32 from JPEG bytes), images/s: " + ", ".join(f"{k} {v:,.0f}" for k, v in speeds.items())
     if "H100" in name and "gpu_decode" in speeds:
         line += f" (target >= {GPU_TARGET:,} on an H100: {'yes' if speeds['gpu_decode'] >= GPU_TARGET else 'NO'})"
+    shared = {n: run["images_per_s"] for n, run in gpu.get("workers", {}).items() if "images_per_s" in run}
+    if shared:
+        line += "; gpu_decode in N workers sharing it: " + ", ".join(f"{n}: {v:,.0f}" for n, v in shared.items())
     return line
 
 

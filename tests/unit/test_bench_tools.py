@@ -116,6 +116,9 @@ def test_the_table_reports_the_gpu_path_and_its_target_on_an_h100(gpu: str, gpu_
     assert line.startswith(f"GPU path ({gpu}, ViT-B-32 from JPEG bytes)") and f"gpu_decode {gpu_decode:,.0f}" in line
     assert "cpu_decode 671" in line and "ceiling_forward_only 20,444" in line
     assert (verdict in line) if verdict else ("target" not in line)
+    assert "workers" not in line
+    report["gpu"]["workers"] = {"1": {"images_per_s": 3862.1}, "4": {"images_per_s": 8752.9}}
+    assert format_table(report).splitlines()[-1].endswith("; gpu_decode in N workers sharing it: 1: 3,862, 4: 8,753")
 
 
 def uri_rounds(http: float, s3: float) -> dict[str, list[dict]]:
@@ -175,14 +178,15 @@ def test_the_gpu_benchmark_runs_its_device_path_on_the_cpu(tmp_path) -> None:
     corpus, out = tmp_path / "corpus.arrow", tmp_path / "gpu.json"
     args = [sys.executable, "-m", "benchmarks.gpu", "--items", "24", "--repeat", "1", "--batch", "8", "--modes", "gpu_decode",
             "--force-device-decode", "--corpus", str(corpus), "--out", str(out)]
-    for _ in range(2):
-        subprocess.run(args, check=True, capture_output=True, timeout=300)
+    subprocess.run(args, check=True, capture_output=True, timeout=300)
+    subprocess.run([*args, "--workers", "2"], check=True, capture_output=True, timeout=300)
     report = json.loads(out.read_text())
     assert "read from" in report["corpus"]["generator"] and report["corpus"]["items"] == 24
     run = report["gpu_decode"]
     assert run["images"] == 24 and sum(run["statuses"].values()) == 24 and run["statuses"]["ok"] >= 18
     assert run["decodes_on_device"] is True and run["stage_busy_s"]["device_decode"] > 0
     assert report["ceiling_forward_only"]["images_per_s"] > 0
+    assert report["workers"]["2"]["images"] == 24 and report["workers"]["2"]["images_per_s"] > 0  # two halves, every row
 
 
 # ---------------------------------------------------------------------------------- stage times
