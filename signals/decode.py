@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -147,24 +146,22 @@ def decode_image(data: bytes | None, limits: DecodeLimits = DecodeLimits(), resi
     result must stay within `limits.max_resized_pixels`; a large JPEG is then decoded at a
     reduced scale (`_draft`) and charged for the pixels it is decoded to."""
     check_bytes(data, "image", limits.max_bytes)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            data = bytes(data)
-            image = _open(data, limits)
-            check_resized(*image.size, resize_short_side, limits)
-            if image.format == "JPEG":
-                check_jpeg(data, image, limits)
-            _draft(image, resize_short_side)
-            width, height = image.size
-            check_size(width, height, image.mode, limits)
-            image.load()
-            if image.size != (width, height):
-                raise InputError(f"image decoded to {image.width}x{image.height}, not the {width}x{height} its header claims")
-            return to_rgb(ImageOps.exif_transpose(image))
+    try:  # PIL's DecompressionBombWarning stays a warning: `check_size` refuses what our limits do not allow
+        data = bytes(data)
+        image = _open(data, limits)
+        check_resized(*image.size, resize_short_side, limits)
+        if image.format == "JPEG":
+            check_jpeg(data, image, limits)
+        _draft(image, resize_short_side)
+        width, height = image.size
+        check_size(width, height, image.mode, limits)
+        image.load()
+        if image.size != (width, height):
+            raise InputError(f"image decoded to {image.width}x{image.height}, not the {width}x{height} its header claims")
+        return to_rgb(ImageOps.exif_transpose(image))
     except InputError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # the warning too, where a caller made it an error
         raise InputError(f"image too large: {exc}") from exc
     except (OSError, SyntaxError, EOFError) as exc:
         raise InputError(f"image is corrupt or truncated: {exc}") from exc

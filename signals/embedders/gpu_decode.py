@@ -57,13 +57,11 @@ def jpeg_for_device(data: Any, limits: DecodeLimits, device_max_pixels: int = DE
     if not data.startswith(JPEG_SOI) or not data.endswith(JPEG_EOI):  # truncated or trailing bytes: CPU
         return None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:
-                fmt, mode, (width, height) = image.format, image.mode, image.size
-                orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
-            check_size(width, height, mode, limits)
-            check_resized(width, height, resize_short_side, limits)
+        with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:
+            fmt, mode, (width, height) = image.format, image.mode, image.size
+            orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+        check_size(width, height, mode, limits)
+        check_resized(width, height, resize_short_side, limits)
     except Exception:  # noqa: BLE001 - the CPU path says why
         return None
     if fmt != "JPEG" or mode not in ("RGB", "L") or orientation not in (None, 1):

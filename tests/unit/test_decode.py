@@ -96,6 +96,53 @@ def test_header_claiming_a_huge_image_is_rejected_before_decoding(width: int, he
         decode_image(data)
 
 
+def test_a_bombs_reason_does_not_depend_on_another_thread_decoding_meanwhile(monkeypatch) -> None:
+    """Prepare threads decode at once, and one decode must not change what another sees. Here a
+    thread begins a small image, a second begins a 144-megapixel header (between PIL's warning
+    and its error), and the first finishes before the second opens it: process-wide warning
+    filters, set and restored per call, would change the second's reason (docs/history.md,
+    twenty-eighth session)."""
+    import threading
+
+    from signals import decode
+
+    bomb = _with_ihdr_size(SMALL_PNG, 12_000, 12_000)
+    with pytest.raises(InputError) as alone:
+        decode_image(bomb)
+    small_inside, bomb_inside, small_done = threading.Event(), threading.Event(), threading.Event()
+    real_open = decode._open
+
+    def interleaved(data: bytes, limits: DecodeLimits):
+        if data == bomb:  # opens only once the small image's decode is over
+            bomb_inside.set()
+            assert small_done.wait(10)
+        else:  # opens only once the bomb's decode has begun
+            small_inside.set()
+            assert bomb_inside.wait(10)
+        return real_open(data, limits)
+
+    monkeypatch.setattr(decode, "_open", interleaved)
+    reasons: list[str] = []
+
+    def decode_small() -> None:
+        decode_image(SMALL_PNG)
+        small_done.set()
+
+    def decode_bomb() -> None:
+        try:
+            decode_image(bomb)
+        except InputError as exc:
+            reasons.append(str(exc))
+
+    small, big = threading.Thread(target=decode_small), threading.Thread(target=decode_bomb)
+    small.start()
+    assert small_inside.wait(10)
+    big.start()
+    small.join(10)
+    big.join(10)
+    assert reasons == [str(alone.value)]
+
+
 def test_rewritten_header_is_still_a_valid_png_header() -> None:
     # the helper must produce a header PIL believes, or the test above proves nothing
     data = _with_ihdr_size(SMALL_PNG, 9_000, 7_000)
