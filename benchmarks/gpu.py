@@ -26,7 +26,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -233,8 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_threads(1)  # torch's CPU ops run on the prepare threads: one intra-op thread each
     if args.share:
         return worker_share(args)
-    if args.workers and args.corpus is None:  # the workers read the corpus from a file
-        args.corpus = Path(tempfile.mkdtemp(prefix="gpu-bench-")) / "corpus.arrow"
+    if args.workers and args.corpus is None:  # the workers read the corpus from a file, kept beside the results for reruns
+        args.corpus = Path(args.out).parent / ".gpu-corpus.arrow"
     t0 = time.perf_counter()
     table, generator = load_corpus(args.corpus, args.items)
     images = table["image"].to_pylist()
