@@ -8,7 +8,7 @@ there, reproducing the model's own torchvision preprocessing (`DevicePreprocess`
 
 Safety is unchanged: only a plain JPEG (baseline or progressive, RGB or grayscale, no EXIF
 rotation, ending in an EOI marker, within `signals.decode.DecodeLimits` - JPEG allowed, size,
-aspect ratio and resized size - and the device pixel budget) is kept for the device. Anything else - PNG, CMYK, rotated, truncated, oversized,
+aspect ratio, resized size and scans - and the device pixel budget) is kept for the device. Anything else - PNG, CMYK, rotated, truncated, oversized,
 corrupt, null - is decoded on the CPU (`signals.decode.decode_image`), which applies the limits
 and gives the same error reasons as without `gpu_decode`; its pixels are then resized and
 normalised on the device with the JPEGs (`DecodedImage`), the expensive part of the CPU path.
@@ -27,7 +27,7 @@ from typing import Any  # noqa: UP035 - TorchScript reads List[...] annotations
 import torch
 from PIL import Image
 
-from signals.decode import DecodeLimits, check_resized, check_size
+from signals.decode import DecodeLimits, check_jpeg, check_resized, check_size
 
 JPEG_SOI = b"\xff\xd8\xff"
 JPEG_EOI = b"\xff\xd9"
@@ -60,6 +60,7 @@ def jpeg_for_device(data: Any, limits: DecodeLimits, device_max_pixels: int = DE
         with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:
             fmt, mode, (width, height) = image.format, image.mode, image.size
             orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+            check_jpeg(data, image, limits)
         check_size(width, height, mode, limits)
         check_resized(width, height, resize_short_side, limits)
     except Exception:  # noqa: BLE001 - the CPU path says why

@@ -18,10 +18,10 @@ from PIL import Image
 from torchvision import transforms as T
 from torchvision.transforms import functional as TF
 
-from benchmarks.hostile import malformed_exif_jpeg
+from benchmarks.hostile import malformed_exif_jpeg, progressive_jpeg
 from signals.base import ModelRef, RowError, SignalConfig
 from signals.contracts import STATUS_ERROR, STATUS_OK
-from signals.decode import DecodeLimits, decode_image
+from signals.decode import MAX_JPEG_SCANS, DecodeLimits, decode_image
 from signals.embedders import gpu_decode
 from signals.embedders.gpu_decode import DecodedImage, DevicePreprocess, EncodedJpeg, byte_tensors, decode_jpegs, jpeg_for_device
 from signals.embedders.image import ImageEmbedder, device_decode_wanted
@@ -378,6 +378,22 @@ def test_a_jpeg_with_malformed_exif_takes_the_cpu_path_and_becomes_an_error_row(
     out = pd.concat(list(run_signal(signal, [pd.DataFrame({"image": [data, jpeg(80, 60)]})])), ignore_index=True)
     assert out["status"].tolist() == [STATUS_ERROR, STATUS_OK]
     assert "corrupt" in out["error"].iloc[0]
+
+
+@pytest.mark.parametrize(
+    ("data", "refused"),
+    [(progressive_jpeg(1000, 1, MAX_JPEG_SCANS + 1), True), (progressive_jpeg(1000, 1, MAX_JPEG_SCANS), False)],
+    ids=["scans-over-the-limit", "scans-at-the-limit"],
+)
+def test_a_jpeg_of_more_scans_than_the_limit_is_refused_with_the_device_too(data: bytes, refused: bool) -> None:
+    """Every scan walks the whole image in any decoder, nvJPEG's too: 10,000 empty scans of a
+    2000x2000 JPEG took 4.7 s to come out an image on the device path, an error row on the CPU's."""
+    assert (jpeg_for_device(data, DecodeLimits()) is None) == refused
+    frame = pd.DataFrame({"image": [data, jpeg(80, 60)]})
+    cpu = pd.concat(list(run_signal(make_signal(False), [frame])), ignore_index=True)
+    device = pd.concat(list(run_signal(make_signal("force"), [frame])), ignore_index=True)
+    assert device["status"].tolist() == cpu["status"].tolist() == [STATUS_ERROR if refused else STATUS_OK, STATUS_OK]
+    assert device["error"].tolist() == cpu["error"].tolist()
 
 
 # ---------------------------------------------------------------------------------- few calls a row
