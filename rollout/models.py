@@ -96,7 +96,7 @@ def resolve_versions(settings: Settings, signals: dict[str, Signal], role: str =
     if not settings.registry.enabled:
         return signals
     registry = registry_for(settings)
-    resolved = {}
+    resolved, champions = {}, []
     for name, signal in signals.items():
         conf = settings.signals[name]
         if type(signal).trained_here:  # a head: its versions come from `train` alone
@@ -105,8 +105,12 @@ def resolve_versions(settings: Settings, signals: dict[str, Signal], role: str =
             source = signal.weights_source() or f"code:{type(signal).__module__}.{type(signal).__qualname__}"
             registry.register_first_use(name, source, identity_params(conf.kind, signal.config.params), description=conf.model.name)
         if role == CHALLENGER:
-            if conf.challenger not in registry.aliases_if_registered(name):
+            aliases = registry.aliases_if_registered(name)
+            if conf.challenger not in aliases:
                 continue  # a shadow run computes only the signals that have a challenger
+            if aliases[conf.challenger] == (conf.model.version or aliases.get(conf.model.alias)):
+                champions.append(f"{name}'s is its champion, version {aliases[conf.challenger]}")  # promoted, or retrained alike:
+                continue  # its rows are the champion's, which a canary would cut down to its slice
             ref = conf.challenger
         else:
             ref = conf.model.version or conf.model.alias
@@ -117,7 +121,8 @@ def resolve_versions(settings: Settings, signals: dict[str, Signal], role: str =
         resolved[name] = build_signal(kind, replace(signal.config, model=ModelRef(conf.model.name, model.version), params=params,
                                                     weights_sha256=model.weights_sha256))
     if not resolved:
-        raise UsageError(f"no enabled signal has a {role!r} version in the registry; register one first")
+        same = f" other than its champion ({'; '.join(champions)})" if champions else ""
+        raise UsageError(f"no enabled signal has a {role!r} version{same} in the registry; register one first")
     return resolved
 
 

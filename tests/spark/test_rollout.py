@@ -10,6 +10,7 @@ import pytest
 from deltalake import DeltaTable
 
 from jobs.backfill import run_backfill
+from conf.settings import UsageError
 from lake.lakehouse import Lakehouse
 from rollout.compare import compare_in_lakehouse
 from rollout.models import CHALLENGER, build_signals, registry_for
@@ -70,13 +71,16 @@ def test_the_report_shows_differences_and_none_for_identical_versions(with_chall
     assert different.metrics["items_compared"] > 0
 
 
-def test_promote_then_rollback_switch_what_consumers_read_without_recomputing(with_challenger):
+def test_promote_then_rollback_switch_what_consumers_read_without_recomputing(spark, with_challenger):
     settings, registry, v2, *_ = with_challenger
     lakehouse = Lakehouse(settings.lakehouse_root, settings.registry_uri)
     version = DeltaTable(settings.table_root("embeddings")).version()
     assert set(lakehouse.champion("embeddings")["model_version"].to_pylist()) == {"1"}
     registry.promote("image_embedding", v2, ledger_root=settings.table_root("runs"), signal="image_embedding")
     assert set(lakehouse.champion("embeddings")["model_version"].to_pylist()) == {"2"}
+    assert registry.aliases("image_embedding")[CHALLENGER] == v2  # still named, but no challenger: a canary of it would
+    with pytest.raises(UsageError, match="image_embedding's is its champion, version 2"):  # cut the champion to its slice
+        run_backfill(spark, settings, role=CHALLENGER, slice_percent=30)
     registry.rollback("image_embedding", ledger_root=settings.table_root("runs"), signal="image_embedding")
     assert set(lakehouse.champion("embeddings")["model_version"].to_pylist()) == {"1"}
     assert DeltaTable(settings.table_root("embeddings")).version() == version  # nothing recomputed
