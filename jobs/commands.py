@@ -81,7 +81,8 @@ def _promote(settings: Settings, args: argparse.Namespace) -> None:
 def _rollback(settings: Settings, args: argparse.Namespace) -> None:
     registry = registry_for(settings, existing=True)
     before = registry.aliases(args.signal).get(CHAMPION)
-    after = registry.rollback(args.signal, ledger_root=settings.table_root(RUNS.name), signal=args.signal)
+    after = registry.rollback(args.signal, ledger_root=settings.table_root(RUNS.name), signal=args.signal,
+                              expected=before)  # the champion this command says it rolls back
     console.print(f"{args.signal}: champion {before} -> {after} (rolled back); nothing recomputed")
 
 

@@ -75,7 +75,14 @@ class RegistryError(LookupError):
 
 
 class AliasMoved(AliasConflict):
-    """A promote refused because the alias no longer names the version its checks were made against."""
+    """A promote or rollback refused because the alias no longer names the version its caller read."""
+
+
+def _check_unmoved(name: str, alias: str, current: str | None, expected: str | None, move: str) -> None:
+    """AliasMoved unless `alias` still names `expected` (ANY: whatever it names)."""
+    if expected != ANY and current != expected:
+        raise AliasMoved(f"{name} {alias} moved from version {expected} to {current} after this {move} read it "
+                         f"(another promote or rollback): nothing moved; check and {move} again")
 
 
 @dataclass(frozen=True)
@@ -286,9 +293,7 @@ class Registry:
         version = self.resolve(name, str(version)).version  # refuses unknown versions
         with alias_lock(self.client):
             previous = self.aliases(name).get(alias)
-            if expected != ANY and previous != expected:
-                raise AliasMoved(f"{name} {alias} moved from version {expected} to {previous} after this promote read it "
-                                 "(another promote or rollback): nothing moved; check and promote again")
+            _check_unmoved(name, alias, previous, expected, "promote")
             if previous == version:
                 return previous
             stack = self._tag_list(name, STACK_TAG, alias)
@@ -300,14 +305,16 @@ class Registry:
         self._record(ledger_root, "promote", name, alias, previous, version, signal)
         return previous
 
-    def rollback(self, name: str, alias: str = CHAMPION,
-                 ledger_root: str | None = None, signal: str | None = None) -> str:
+    def rollback(self, name: str, alias: str = CHAMPION, ledger_root: str | None = None, signal: str | None = None,
+                 expected: str | None = ANY) -> str:
         """Move `alias` back to the version it named before its last promotion; returns that version.
 
         Successive rollbacks walk further back; the abandoned version is tagged `rolled_back.<alias>`.
-        Raises RegistryError when there is no earlier version."""
+        Raises RegistryError when there is no earlier version. With `expected`, an alias that names
+        another version (a promote landed since the caller read it) is not moved (AliasMoved)."""
         with alias_lock(self.client):
             current = self.aliases(name).get(alias)
+            _check_unmoved(name, alias, current, expected, "rollback")
             stack = self._tag_list(name, STACK_TAG, alias)
             while stack and stack[-1] == current:  # the alias was moved back by hand meanwhile
                 stack.pop()

@@ -224,6 +224,17 @@ def test_a_promote_checked_against_a_champion_that_moved_meanwhile_moves_nothing
     assert registry.promote("m", "3", expected="2") == "2"
 
 
+def test_a_rollback_of_a_champion_that_moved_meanwhile_moves_nothing(registry, tmp_path):
+    for i in (1, 2, 3):
+        registry.promote("m", registry.register("m", weights_file(tmp_path, f"{i}.pt", bytes([i])), {}).version)
+    read = registry.aliases("m")[CHAMPION]  # the rollback command says it rolls back this champion...
+    registry.rollback("m")  # ...while another rollback lands
+    with pytest.raises(AliasMoved, match="moved from version 3 to 2 after this rollback read it"):
+        registry.rollback("m", expected=read)  # would have undone the other's move, not the one it named
+    assert registry.aliases("m") == {CHAMPION: "2"}
+    assert registry.rollback("m", expected="2") == "1"
+
+
 def test_two_first_uses_at_once_agree_on_one_champion(registry, tmp_path):
     sources = [weights_file(tmp_path, f"{i}.pt", bytes([i])) for i in (1, 2)]
     for source in sources:
