@@ -139,6 +139,17 @@ def progressive_jpeg(side: int, components: int = 1, scans: int = 1) -> bytes:
     return head + scan + b"\x00" * ((blocks + 7) // 8) + scan * (scans - 1) + b"\xff\xd9"
 
 
+def multi_picture(jpeg: bytes) -> bytes:
+    """`jpeg` with a multi-picture APP2 segment (PIL's, of two tiny frames) after its SOI: PIL then
+    opens it as an MPO, whose first picture is that JPEG."""
+    from PIL import Image
+
+    frame = Image.new("RGB", (8, 8))
+    mpo = _pil(frame, "MPO", save_all=True, append_images=[frame])
+    start = mpo.index(b"\xff\xe2")
+    return jpeg[:2] + mpo[start : start + 2 + struct.unpack(">H", mpo[start + 2 : start + 4])[0]] + jpeg[2:]
+
+
 EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 100 100\n%%EndComments\nnewpath 0 0 moveto 100 100 lineto stroke\nshowpage\n%%EOF\n"
 
 
@@ -189,6 +200,7 @@ def _malformed_exif() -> Iterator[tuple[str, bytes]]:
 def _progressive() -> Iterator[tuple[str, bytes]]:
     yield "progressive jpeg 4600x4600 grey, 10000 empty scans", progressive_jpeg(4600, 1, 10_000)
     yield "progressive jpeg 9459x9459 CMYK (drafted, but coefficients for every pixel)", progressive_jpeg(9459, 4)
+    yield "progressive jpeg 2000x2000 grey, 10000 empty scans, opened as a multi-picture file", multi_picture(progressive_jpeg(2000, 1, 10_000))
 
 
 def _eps() -> Iterator[tuple[str, bytes]]:

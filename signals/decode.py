@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageFile, ImageOps, JpegImagePlugin
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never a half-grey image
 
@@ -150,7 +150,7 @@ def decode_image(data: bytes | None, limits: DecodeLimits = DecodeLimits(), resi
         data = bytes(data)
         image = _open(data, limits)
         check_resized(*image.size, resize_short_side, limits)
-        if image.format == "JPEG":
+        if is_jpeg(image):
             check_jpeg(data, image, limits)
         _draft(image, resize_short_side)
         width, height = image.size
@@ -167,6 +167,12 @@ def decode_image(data: bytes | None, limits: DecodeLimits = DecodeLimits(), resi
         raise InputError(f"image is corrupt or truncated: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - whatever PIL raises on hostile bytes is this row's error
         raise InputError(f"image is corrupt: {type(exc).__name__}: {exc}") from exc
+
+
+def is_jpeg(image: Image.Image) -> bool:
+    """Whether PIL opened a JPEG: its format is "MPO" where an APP2 segment says multi-picture,
+    and that JPEG's scans cost the same."""
+    return isinstance(image, JpegImagePlugin.JpegImageFile)
 
 
 def check_jpeg(data: bytes, image: ImageFile.ImageFile, limits: DecodeLimits) -> None:
@@ -190,7 +196,7 @@ def _draft(image: ImageFile.ImageFile, resize_short_side: int | None) -> None:
     least four times what the model resizes it to: a 24-megapixel photo then costs what a
     1.5-megapixel one does, in memory and time, and the resize still has enough pixels that its
     antialiased result barely differs from the full decode's (DRAFT_OVERSAMPLING)."""
-    if image.format != "JPEG" or resize_short_side is None:
+    if not is_jpeg(image) or resize_short_side is None:
         return
     width, height = image.size
     scale = DRAFT_OVERSAMPLING * resize_short_side / min(width, height)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.hostile import EPS, lying_ico, malformed_exif_jpeg, png, progressive_jpeg
+from benchmarks.hostile import EPS, lying_ico, malformed_exif_jpeg, multi_picture, png, progressive_jpeg
 from signals.decode import DECODABLE_FORMATS, MAX_JPEG_SCANS, MODE_BYTES_PER_PIXEL, DecodeLimits, InputError, check_size, decode_image
 
 
@@ -405,6 +405,8 @@ def test_a_progressive_jpeg_is_charged_what_its_decoding_costs() -> None:
         decode_image(progressive_jpeg(9459, 4), resize_short_side=224)
     assert time.monotonic() - started < 2
     assert decode_image(progressive_jpeg(256, 1, MAX_JPEG_SCANS)).size == (256, 256)  # at the limit: decoded
+    with pytest.raises(InputError, match=f"JPEG has 10000 scans, over the {MAX_JPEG_SCANS} scan limit"):
+        decode_image(multi_picture(progressive_jpeg(2000, 1, 10_000)))  # PIL's format says MPO: the same JPEG
     photo = io.BytesIO()
     Image.effect_noise((640, 480), 40).convert("RGB").save(photo, "JPEG", progressive=True, quality=85)  # a real encoder's scans
     assert decode_image(photo.getvalue()).size == (640, 480)
