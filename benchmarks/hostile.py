@@ -139,6 +139,15 @@ def progressive_jpeg(side: int, components: int = 1, scans: int = 1) -> bytes:
     return head + scan + b"\x00" * ((blocks + 7) // 8) + scan * (scans - 1) + b"\xff\xd9"
 
 
+def lossless_jpeg(side: int, components: int = 3) -> bytes:
+    """A valid flat lossless (SOF3, predictor 1) JPEG of side x side pixels: every difference 0,
+    a bit a sample. libjpeg decodes it only at full scale."""
+    frame = struct.pack(">BHHB", 8, side, side, components) + b"".join(bytes([i + 1, 0x11, 0]) for i in range(components))
+    table = _segment(0xC4, b"\x00" + bytes([1] + [0] * 15) + b"\x00")
+    scan = _segment(0xDA, bytes([components]) + b"".join(bytes([i + 1, 0]) for i in range(components)) + b"\x01\x00\x00")
+    return b"\xff\xd8" + _segment(0xC3, frame) + table + scan + b"\x00" * ((side * side * components + 7) // 8) + b"\xff\xd9"
+
+
 def multi_picture(jpeg: bytes) -> bytes:
     """`jpeg` with a multi-picture APP2 segment (PIL's, of two tiny frames) after its SOI: PIL then
     opens it as an MPO, whose first picture is that JPEG."""

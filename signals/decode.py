@@ -37,6 +37,9 @@ MODE_BYTES_PER_PIXEL = {
 }
 _UNKNOWN_MODE_BYTES = 17
 DRAFT_OVERSAMPLING = 4  # a drafted JPEG keeps at least this many pixels per pixel of the model's resize
+# JPEG frame (SOFn) markers, DHT, JPG and DAC excepted; a lossless frame cannot be decoded at a reduced scale
+JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+LOSSLESS_JPEG_FRAMES = frozenset({0xC3, 0xC7, 0xCB, 0xCF})
 MAX_JPEG_SCANS = 100  # libjpeg writes 10 scans for a progressive colour JPEG, mozjpeg about a dozen
 
 
@@ -152,7 +155,7 @@ def decode_image(data: bytes | None, limits: DecodeLimits = DecodeLimits(), resi
         check_resized(*image.size, resize_short_side, limits)
         if is_jpeg(image):
             check_jpeg(data, image, limits)
-        _draft(image, resize_short_side)
+        _draft(image, data, resize_short_side)
         width, height = image.size
         check_size(width, height, image.mode, limits)
         image.load()
@@ -175,6 +178,24 @@ def is_jpeg(image: Image.Image) -> bool:
     return isinstance(image, JpegImagePlugin.JpegImageFile)
 
 
+def jpeg_frame(data: bytes) -> int | None:
+    """A JPEG's frame marker (0xC0 baseline, 0xC2 progressive, 0xC3 lossless, ...: the SOFn byte),
+    by walking its segments from SOI, or None where they lead to none before anything unexpected;
+    PIL's header parser does not say which frame it read."""
+    at = 2
+    while at + 4 <= len(data) and data[at] == 0xFF:
+        marker = data[at + 1]
+        if marker == 0xFF:  # a fill byte before the marker
+            at += 1
+        elif marker in JPEG_FRAMES:
+            return marker
+        elif marker == 0xDA or 0xD0 <= marker <= 0xD9 or marker in (0x00, 0x01):  # a scan, or a marker with no segment
+            return None
+        else:
+            at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+    return None
+
+
 def check_jpeg(data: bytes, image: ImageFile.ImageFile, limits: DecodeLimits) -> None:
     """Raise InputError for a JPEG whose decoding would cost what its header does not show: more
     than MAX_JPEG_SCANS scans (each walks every block of the whole image, so a few bytes a scan
@@ -191,13 +212,13 @@ def check_jpeg(data: bytes, image: ImageFile.ImageFile, limits: DecodeLimits) ->
                              f"over the {limits.max_decode_bytes} byte limit")
 
 
-def _draft(image: ImageFile.ImageFile, resize_short_side: int | None) -> None:
+def _draft(image: ImageFile.ImageFile, data: bytes, resize_short_side: int | None) -> None:
     """Have a JPEG decoded at the smallest DCT scale (1/2, 1/4, 1/8) that keeps its short side at
     least four times what the model resizes it to: a 24-megapixel photo then costs what a
     1.5-megapixel one does, in memory and time, and the resize still has enough pixels that its
     antialiased result barely differs from the full decode's (DRAFT_OVERSAMPLING)."""
-    if not is_jpeg(image) or resize_short_side is None:
-        return
+    if not is_jpeg(image) or resize_short_side is None or jpeg_frame(data) in LOSSLESS_JPEG_FRAMES:
+        return  # a lossless JPEG is decoded at its full size (charged for it): libjpeg cannot scale it
     width, height = image.size
     scale = DRAFT_OVERSAMPLING * resize_short_side / min(width, height)
     if scale < 0.5:

@@ -6,7 +6,7 @@ reads the header (tens of microseconds) and keeps the bytes; the batch is decode
 `torchvision.io.decode_jpeg(device=...)` (nvJPEG on CUDA) and resized, cropped and normalised
 there, reproducing the model's own torchvision preprocessing (`DevicePreprocess`).
 
-Safety is unchanged: only a plain JPEG (baseline or progressive, RGB or grayscale, no EXIF
+Safety is unchanged: only a plain JPEG (baseline or progressive Huffman, RGB or grayscale, no EXIF
 rotation, ending in an EOI marker, within `signals.decode.DecodeLimits` - JPEG allowed, size,
 aspect ratio, resized size and scans - and the device pixel budget) is kept for the device. Anything else - PNG, CMYK, rotated, truncated, oversized,
 corrupt, null - is decoded on the CPU (`signals.decode.decode_image`), which applies the limits
@@ -27,10 +27,11 @@ from typing import Any  # noqa: UP035 - TorchScript reads List[...] annotations
 import torch
 from PIL import Image
 
-from signals.decode import DecodeLimits, check_jpeg, check_resized, check_size
+from signals.decode import DecodeLimits, check_jpeg, check_resized, check_size, jpeg_frame
 
 JPEG_SOI = b"\xff\xd8\xff"
 JPEG_EOI = b"\xff\xd9"
+DEVICE_FRAMES = (0xC0, 0xC1, 0xC2)  # baseline, extended and progressive Huffman: what nvJPEG decodes as the CPU path does
 DEFAULT_DEVICE_MAX_PIXELS = 16 * 1024 * 1024  # bigger images are decoded on the CPU, one at a time
 _EXIF_ORIENTATION = 0x0112
 
@@ -55,6 +56,8 @@ def jpeg_for_device(data: Any, limits: DecodeLimits, device_max_pixels: int = DE
     if not isinstance(data, (bytes, bytearray)) or not 0 < len(data) <= limits.max_bytes or "JPEG" not in limits.formats:
         return None
     if not data.startswith(JPEG_SOI) or not data.endswith(JPEG_EOI):  # truncated or trailing bytes: CPU
+        return None
+    if jpeg_frame(data) not in DEVICE_FRAMES:  # lossless, hierarchical, arithmetic-coded, or no frame found: CPU
         return None
     try:
         with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:

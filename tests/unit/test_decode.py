@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.hostile import EPS, lying_ico, malformed_exif_jpeg, multi_picture, png, progressive_jpeg
-from signals.decode import DECODABLE_FORMATS, MAX_JPEG_SCANS, MODE_BYTES_PER_PIXEL, DecodeLimits, InputError, check_size, decode_image
+from benchmarks.hostile import EPS, lossless_jpeg, lying_ico, malformed_exif_jpeg, multi_picture, png, progressive_jpeg
+from signals.decode import DECODABLE_FORMATS, MAX_JPEG_SCANS, MODE_BYTES_PER_PIXEL, DecodeLimits, InputError, check_size, decode_image, jpeg_frame
 
 
 def _encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -392,6 +392,33 @@ def test_a_large_jpeg_for_a_model_is_decoded_at_a_reduced_scale_within_the_budge
     assert drafted.size == (1500, 1000) and min(drafted.size) >= 4 * 224
     reference = small.resize(drafted.size, Image.Resampling.BILINEAR)
     assert np.abs(np.asarray(drafted, dtype=np.float32) - np.asarray(reference, dtype=np.float32)).mean() < 40
+
+
+def test_a_jpegs_frame_is_found_past_its_other_segments() -> None:
+    """The frame marker of the image itself, not of the thumbnail its EXIF may hold (a JPEG of
+    its own, with a baseline frame, inside the APP1 segment before the image's frame)."""
+    photo = _noise_rgb((64, 48))
+    exif = Image.Exif()
+    exif[0x0112] = 1
+    with_thumbnail = _encode(photo, "JPEG", progressive=True, exif=exif.tobytes())
+    app1 = with_thumbnail.index(b"\xff\xe1")
+    thumbnail = _encode(_noise_rgb((8, 8)), "JPEG")
+    body = with_thumbnail[app1 + 4 : app1 + 2 + struct.unpack(">H", with_thumbnail[app1 + 2 : app1 + 4])[0]] + thumbnail
+    with_thumbnail = with_thumbnail[:app1] + b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body + with_thumbnail[app1 + 2 + struct.unpack(">H", with_thumbnail[app1 + 2 : app1 + 4])[0]:]
+    assert decode_image(with_thumbnail).size == (64, 48)
+    assert jpeg_frame(with_thumbnail) == 0xC2
+    assert jpeg_frame(_encode(photo, "JPEG")) == 0xC0
+    assert jpeg_frame(lossless_jpeg(16)) == 0xC3
+    assert jpeg_frame(b"\xff\xd8\xff\xda" + bytes(20)) is None  # a scan before any frame
+    assert jpeg_frame(b"\xff\xd8\xff\xe0\xff\xff") is None  # a segment longer than the bytes
+
+
+def test_a_large_lossless_jpeg_is_decoded_at_its_full_size() -> None:
+    """libjpeg cannot decode a lossless JPEG at a reduced scale: asked to, it failed, and a valid
+    image was an error row ("broken data stream") wherever a model's resize called for a draft."""
+    assert decode_image(lossless_jpeg(1800), resize_short_side=224).size == (1800, 1800)
+    with pytest.raises(InputError, match="decoding needs"):
+        decode_image(lossless_jpeg(1800), DecodeLimits(max_decode_bytes=1800 * 1800 * 9 - 1), resize_short_side=224)
 
 
 def test_a_progressive_jpeg_is_charged_what_its_decoding_costs() -> None:

@@ -18,7 +18,7 @@ from PIL import Image
 from torchvision import transforms as T
 from torchvision.transforms import functional as TF
 
-from benchmarks.hostile import malformed_exif_jpeg, progressive_jpeg
+from benchmarks.hostile import lossless_jpeg, malformed_exif_jpeg, progressive_jpeg
 from signals.base import ModelRef, RowError, SignalConfig
 from signals.contracts import STATUS_ERROR, STATUS_OK
 from signals.decode import MAX_JPEG_SCANS, DecodeLimits, decode_image
@@ -381,14 +381,16 @@ def test_a_jpeg_with_malformed_exif_takes_the_cpu_path_and_becomes_an_error_row(
 
 
 @pytest.mark.parametrize(
-    ("data", "refused"),
-    [(progressive_jpeg(1000, 1, MAX_JPEG_SCANS + 1), True), (progressive_jpeg(1000, 1, MAX_JPEG_SCANS), False)],
-    ids=["scans-over-the-limit", "scans-at-the-limit"],
+    ("data", "refused", "on_device"),
+    [(progressive_jpeg(1000, 1, MAX_JPEG_SCANS + 1), True, False), (progressive_jpeg(1000, 1, MAX_JPEG_SCANS), False, True),
+     (lossless_jpeg(1800), False, False)],
+    ids=["scans-over-the-limit", "scans-at-the-limit", "lossless"],
 )
-def test_a_jpeg_of_more_scans_than_the_limit_is_refused_with_the_device_too(data: bytes, refused: bool) -> None:
+def test_jpegs_the_cpu_path_treats_apart_give_its_rows_with_the_device(data: bytes, refused: bool, on_device: bool) -> None:
     """Every scan walks the whole image in any decoder, nvJPEG's too: 10,000 empty scans of a
-    2000x2000 JPEG took 4.7 s to come out an image on the device path, an error row on the CPU's."""
-    assert (jpeg_for_device(data, DecodeLimits()) is None) == refused
+    2000x2000 JPEG took 4.7 s to come out an image on the device path, an error row on the CPU's.
+    A lossless JPEG is decoded on the CPU, at its full size."""
+    assert (jpeg_for_device(data, DecodeLimits()) is not None) == on_device
     frame = pd.DataFrame({"image": [data, jpeg(80, 60)]})
     cpu = pd.concat(list(run_signal(make_signal(False), [frame])), ignore_index=True)
     device = pd.concat(list(run_signal(make_signal("force"), [frame])), ignore_index=True)
