@@ -26,6 +26,7 @@ from signals.decode import InputError
 from signals.embedders.base import Embedder
 from signals.embedders.gpu_decode import (
     DEFAULT_DEVICE_MAX_PIXELS,
+    HOST_ROW_MAX_PIXELS,
     DecodedImage,
     DevicePreprocess,
     EncodedJpeg,
@@ -126,8 +127,8 @@ class ImageEmbedder(ImageInput, Embedder):
                 return jpeg
         with stage_times.time("decode", 1):
             image = self.decode_bytes(data)
-        if self.decodes_on_device and image.width * image.height <= self.device_max_pixels:
-            with stage_times.time("preprocess", 1):
+        if self.decodes_on_device and image.width * image.height <= min(self.device_max_pixels, HOST_ROW_MAX_PIXELS):
+            with stage_times.time("preprocess", 1):  # held whole until its batch runs: a batch of them stays within 4 MB a row
                 return DecodedImage.of(image)  # resized and normalised on the device
         with stage_times.time("preprocess", 1):
             return self.transform(image)

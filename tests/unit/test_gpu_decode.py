@@ -347,6 +347,32 @@ def test_images_over_the_device_pixel_budget_are_transformed_on_the_cpu() -> Non
     assert isinstance(signal.prepare({"image": jpeg(20, 20)}), EncodedJpeg)
 
 
+def test_a_cpu_decoded_image_is_kept_whole_for_the_device_only_up_to_a_row_bound() -> None:
+    """Kept whole until its batch runs, a 16-megapixel PNG held 64 MB a row: a batch of 32 of them
+    took a worker to 3.5 GB. Larger than the bound, it is transformed on the CPU, as without the device."""
+    signal = make_signal("force")
+    side = int(gpu_decode.HOST_ROW_MAX_PIXELS**0.5)
+    assert isinstance(signal.prepare({"image": png(side, side)}), DecodedImage)
+    assert isinstance(signal.prepare({"image": png(side + 1, side)}), torch.Tensor)
+
+
+def test_the_device_decodes_a_batch_in_runs_of_bounded_pixels(monkeypatch) -> None:
+    """Whatever the batch size, one call decodes at most `max_pixels` full-size pixels (an image
+    larger than that alone), and the inputs are those of the batch decoded in one call."""
+    items = [jpeg_for_device(jpeg(80, 60, seed=s), DecodeLimits()) for s in range(5)]
+    items[2] = DecodedImage.of(decode_image(png(40, 30)))
+    items.insert(3, jpeg_for_device(jpeg(200, 150), DecodeLimits()))
+    preprocess = DevicePreprocess.from_transform(small_transform())
+    cpu = torch.device("cpu")
+    whole = gpu_decode.decode_and_preprocess(items, cpu, preprocess, lambda item: None)
+    calls: list[int] = []
+    real = gpu_decode.decode_jpegs
+    monkeypatch.setattr(gpu_decode, "decode_jpegs", lambda datas, device: calls.append(len(datas)) or real(datas, device))
+    runs = gpu_decode.decode_and_preprocess(items, cpu, preprocess, lambda item: None, max_pixels=2 * 80 * 60)
+    assert calls == [2, 0, 1, 2]  # two JPEGs; the PNG's pixels; the large JPEG alone; two JPEGs
+    assert all(torch.equal(a, b) for a, b in zip(whole, runs, strict=True))
+
+
 def test_a_short_batch_runs_padded_channels_last_and_only_its_rows_come_back() -> None:
     signal = make_signal(batch_size=5)
     seen: list[tuple[tuple[int, ...], bool]] = []
