@@ -9,8 +9,8 @@ import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable
 
-from jobs.backfill import run_backfill
 from conf.settings import UsageError
+from jobs.backfill import run_backfill
 from lake.lakehouse import Lakehouse
 from rollout.compare import compare_in_lakehouse
 from rollout.models import CHALLENGER, build_signals, registry_for
