@@ -42,8 +42,7 @@ class ModelSettings(_Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)  # version: 2 -> "2"
 
     name: str
-    version: str | None = None  # a fixed version; else the registry's version under `alias`
-    alias: str = "champion"
+    version: str | None = None  # a fixed version; else the registry's champion (lake.registry.CHAMPION)
 
     @field_validator("version")
     @classmethod
@@ -76,7 +75,6 @@ class SignalSettings(_Strict):
     model: ModelSettings
     batch_size: int = Field(32, gt=0)
     device: str = Field("auto", pattern="^(auto|cpu|cuda)$")
-    challenger: str = "challenger"  # the registry alias a shadow / canary run computes
     params: dict[str, Any] = Field(default_factory=dict)
     resources: ResourceSettings = ResourceSettings()
 

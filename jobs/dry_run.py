@@ -18,7 +18,7 @@ from jobs.refresh import LastRefresh, last_refresh
 from jobs.session import launched_conf, session_conf
 from jobs.show import console
 from lake import delta_io
-from lake.registry import Registry, RegistryError, registry_exists
+from lake.registry import CHALLENGER, CHAMPION, Registry, RegistryError, registry_exists
 from signals.contracts import EMBEDDINGS, LABELS
 
 # The settings that say where a job runs and what each executor and task gets.
@@ -33,7 +33,7 @@ def model_versions(settings: Settings, names: list[str], challenger: bool = Fals
     versions = {}
     for name in names:
         conf = settings.signals[name]
-        ref = conf.challenger if challenger else conf.model.version or conf.model.alias
+        ref = CHALLENGER if challenger else conf.model.version or CHAMPION
         if conf.model.version and not challenger:
             versions[name] = f"{conf.model.version} (pinned)"
         elif registry is None:

@@ -68,12 +68,12 @@ SHIFTED_SIGNAL, TEMPERATURE_FACTOR = "text_topics", 4.0  # the new version's top
 def register_shifted_version(settings: Settings) -> str:
     """A new version of SHIFTED_SIGNAL, its champion's with the temperature TEMPERATURE_FACTOR times
     higher (every score shifts), as its challenger; returns the version."""
-    from lake.registry import CHALLENGER
+    from lake.registry import CHALLENGER, CHAMPION
     from rollout.models import registry_for
     from signals.labels.topics import TEXT_TEMPERATURE
 
     registry = registry_for(settings)
-    champion = registry.resolve(SHIFTED_SIGNAL, settings.signals[SHIFTED_SIGNAL].model.alias)
+    champion = registry.resolve(SHIFTED_SIGNAL, CHAMPION)
     temperature = float(champion.params.get("temperature", TEXT_TEMPERATURE)) * TEMPERATURE_FACTOR
     model = registry.register(SHIFTED_SIGNAL, champion.source, {**champion.params, "temperature": temperature},
                               description=f"temperature {temperature}")

@@ -80,13 +80,13 @@ def champion_version(settings: Settings, signal: str) -> str:
     conf = settings.signals[signal]
     if conf.model.version or not settings.registry.enabled:
         return str(conf.model.version)
-    return registry_for(settings).resolve(signal, conf.model.alias).version
+    return registry_for(settings).resolve(signal, CHAMPION).version
 
 
-def _check_trained(registry: Registry, name: str, alias: str, role: str, pinned: str | None) -> None:
+def _check_trained(registry: Registry, name: str, role: str, pinned: str | None) -> None:
     """A signal trained here runs as the champion only once a trained version is (a challenger run skips it otherwise)."""
-    if role != CHALLENGER and pinned is None and alias not in registry.aliases_if_registered(name):
-        raise UsageError(f"{name} has no {alias!r} version: train one (content-signals train TASK) and promote it, "
+    if role != CHALLENGER and pinned is None and CHAMPION not in registry.aliases_if_registered(name):
+        raise UsageError(f"{name} has no {CHAMPION!r} version: train one (content-signals train TASK) and promote it, "
                          f"or disable signals.{name}")
 
 
@@ -100,20 +100,20 @@ def resolve_versions(settings: Settings, signals: dict[str, Signal], role: str =
     for name, signal in signals.items():
         conf = settings.signals[name]
         if type(signal).trained_here:  # a head: its versions come from `train` alone
-            _check_trained(registry, name, conf.challenger if role == CHALLENGER else conf.model.alias, role, conf.model.version)
+            _check_trained(registry, name, role, conf.model.version)
         else:
             source = signal.weights_source() or f"code:{type(signal).__module__}.{type(signal).__qualname__}"
             registry.register_first_use(name, source, identity_params(conf.kind, signal.config.params), description=conf.model.name)
         if role == CHALLENGER:
             aliases = registry.aliases_if_registered(name)
-            if conf.challenger not in aliases:
+            if CHALLENGER not in aliases:
                 continue  # a shadow run computes only the signals that have a challenger
-            if aliases[conf.challenger] == (conf.model.version or aliases.get(conf.model.alias)):
-                champions.append(f"{name}'s is its champion, version {aliases[conf.challenger]}")  # promoted, or retrained alike:
+            if aliases[CHALLENGER] == (conf.model.version or aliases.get(CHAMPION)):
+                champions.append(f"{name}'s is its champion, version {aliases[CHALLENGER]}")  # promoted, or retrained alike:
                 continue  # its rows are the champion's, which a canary would cut down to its slice
-            ref = conf.challenger
+            ref = CHALLENGER
         else:
-            ref = conf.model.version or conf.model.alias
+            ref = conf.model.version or CHAMPION
         model = registry.resolve(name, ref)
         kind = trained_kind(name, model, conf.kind) if type(signal).trained_here else conf.kind
         run = {k: v for k, v in signal.config.params.items() if k not in signal.identity_params}

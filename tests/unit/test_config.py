@@ -30,7 +30,6 @@ def test_local_profile_loads_from_the_repo_conf() -> None:
     assert settings.spark.conf["spark.sql.shuffle.partitions"] == "8"  # from base.yaml
     assert settings.signals["image_embedding"].kind == "efficientnet_lite0_image"
     assert settings.signals["image_embedding"].model.version is None  # the registry decides (alias champion)
-    assert settings.signals["image_embedding"].model.alias == "champion"
     assert settings.signals["text_embedding"].batch_size == 64
 
 
@@ -145,6 +144,10 @@ def test_override_without_equals_is_rejected() -> None:
         pytest.param("spark.mastr=local[4]", id="typo-in-spark"),
         pytest.param("signals.image_embedding.model.verison=2", id="typo-in-model"),
         pytest.param("sample_corpus.items=100", id="typo-in-sample-corpus"),
+        # the aliases are the registry's fixed names: an alias of a profile's own was read by the jobs but moved by
+        # `register` alone, past promote's gate (promote and rollback move `champion`); pin model.version instead
+        pytest.param("signals.image_embedding.model.alias=production", id="own-champion-alias"),
+        pytest.param("signals.image_embedding.challenger=candidate", id="own-challenger-alias"),
     ],
 )
 def test_unknown_keys_are_errors(override: str) -> None:
