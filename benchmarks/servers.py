@@ -7,7 +7,9 @@ requests of that path, then the image; /busy/<name> always 503; /reset/<name> th
 reset (RST) after the request is read; /missing/<name> 404; /forbidden/<name> 403; /huge a
 Content-Length of 5 GB and a small body; /endless a body that never ends; /trickle/<name> the
 image a byte every TRICKLE_S (each under a read timeout, the whole far over a deadline);
-/redirect?to=<url> a 302 to `url`.
+/trickle-headers its status line and an endless header a byte every TRICKLE_S; /continues
+interim "100 Continue" responses without end; /endless-trailer a chunked body of three bytes
+followed by trailer lines without end; /redirect?to=<url> a 302 to `url`.
 
 S3 (`S3Server`): keys are stored as uploaded; a key under faults/slow/ answers after the same
 pause, under faults/flaky-<n>/ answers 500 to the first n reads (HEAD or GET), under
@@ -116,6 +118,21 @@ class _Handler(BaseHTTPRequestHandler):
                 if not self._write(image[i : i + 1]):  # the handler's writes are unbuffered: each byte goes at once
                     return
                 time.sleep(TRICKLE_S)
+        elif route == "trickle-headers":
+            self.close_connection = True
+            for byte in b"HTTP/1.1 200 OK\r\nX-Pad: " + b"a" * 60_000:
+                if not self._write(bytes([byte])):
+                    return
+                time.sleep(TRICKLE_S)
+        elif route in ("continues", "endless-trailer"):
+            self.close_connection = True
+            if route == "endless-trailer" and not self._write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n"):
+                return
+            block = (b"HTTP/1.1 100 Continue\r\n\r\n" if route == "continues" else b"X-Trailer: " + b"y" * 100 + b"\r\n") * 1000
+            for _ in range(HUGE_BYTES // len(block)):  # a client that never stops reading gets 5 GB
+                if not self._write(block):
+                    return
         elif route == "redirect":
             self.send_response(302)
             self.send_header("Location", parse_qs(parts.query)["to"][0])

@@ -10,7 +10,10 @@ their network is listed in `allowed_networks`), and the connection goes to the c
 so a DNS answer that changes between the check and the connection (rebinding) cannot reach
 anything else. Redirects are followed by hand, each hop checked like the first.
 
-Each fetch has connect and read timeouts and a deadline, reads at most `max_bytes` (counted while
+Each fetch has connect and read timeouts and a deadline, which no receive of an HTTP attempt waits
+past (`_DeadlineReader`: a server trickling its headers, or sending interim responses or trailer
+lines without end, which the HTTP client reads inside one call, stops there too), reads at most
+`max_bytes` (counted while
 streaming: a Content-Length is never trusted, an endless body stops at the cap), and retries
 with exponential backoff only what may pass (timeouts, refused or reset connections, 5xx, 429).
 A failure is a `FetchError`, an `InputError` whose message is the row's error reason: one of
@@ -23,6 +26,9 @@ otherwise leave a pool of idle connections behind for each one, for as long as t
 """
 from __future__ import annotations
 
+import errno
+import functools
+import io
 import ipaddress
 import os
 import random
@@ -79,7 +85,7 @@ class FetchPolicy:
     s3_region: str | None = None
     connect_timeout_s: float = 3.0
     read_timeout_s: float = 10.0
-    deadline_s: float = 60.0  # one attempt, whole body: a body trickling under the read timeout stops here
+    deadline_s: float = 60.0  # one attempt, its redirects and its body: a server trickling under the read timeout stops here
     retries: int = 2  # attempts after the first, on transient failures only
     backoff_s: float = 0.25  # wait before the first retry; doubles each time
     max_bytes: int = DecodeLimits.max_bytes
@@ -168,7 +174,10 @@ class Fetcher:
         try:
             path = Path(unquote(parts.path)).resolve(strict=True)
         except FileNotFoundError:
-            path = Path(unquote(parts.path)).resolve()  # its existing part's links resolved: a link out of a root is still out
+            try:
+                path = Path(unquote(parts.path)).resolve()  # its existing part's links resolved: a link out of a root is still out
+            except (OSError, RuntimeError) as exc:  # a symlink loop past the missing part
+                raise FetchError(NOT_FOUND, type(exc).__name__) from None
             self._check_file(path)  # outside the roots is "not allowed", whether it exists or not
             raise FetchError(NOT_FOUND) from None
         except (OSError, RuntimeError) as exc:  # a symlink loop, a path component that is a file
@@ -183,7 +192,10 @@ class Fetcher:
             raise FetchError(NOT_FOUND) from None
         except PermissionError:
             raise FetchError(FORBIDDEN) from None
-        except OSError as exc:  # a network file system that failed: may pass
+        except OSError as exc:
+            if exc.errno in (errno.ENXIO, errno.ENODEV):  # a socket or a device file: nothing to read
+                raise FetchError(NOT_FOUND, "not a regular file") from None
+            # a network file system that failed: may pass
             raise FetchError(CONNECTION_FAILED, type(exc).__name__) from None
         return self._capped(data)
 
@@ -230,6 +242,7 @@ class Fetcher:
 
     def _http(self, uri: str) -> bytes:
         url = uri
+        _attempt.deadline = time.monotonic() + self.policy.deadline_s  # for every hop and the body
         for hop in range(self.policy.max_redirects + 1):
             try:
                 response = self._request(url)
@@ -260,7 +273,7 @@ class Fetcher:
             port = parts.port or _DEFAULT_PORTS[scheme]
         except ValueError:
             raise FetchError(NOT_ALLOWED, "bad port") from None
-        if host not in self.policy.http_hosts and f"{host}:{port}" not in self.policy.http_hosts:
+        if host not in self.policy.http_hosts and f"{f'[{host}]' if ':' in host else host}:{port}" not in self.policy.http_hosts:
             raise FetchError(NOT_ALLOWED, f"host {host}:{port} is not in the allowlist")
         address = self._checked_address(host, port)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -274,7 +287,7 @@ class Fetcher:
         except urllib3.exceptions.NewConnectionError as exc:  # refused (urllib3 makes it a kind of timeout)
             raise FetchError(CONNECTION_FAILED, type(exc).__name__) from None
         except (urllib3.exceptions.TimeoutError, urllib3.exceptions.EmptyPoolError) as exc:
-            raise FetchError(TIMEOUT, type(exc).__name__) from None
+            raise FetchError(TIMEOUT, self._late("not answered") or type(exc).__name__) from None
         except urllib3.exceptions.HTTPError as exc:  # reset, TLS, protocol
             raise FetchError(CONNECTION_FAILED, type(exc).__name__) from None
 
@@ -305,6 +318,7 @@ class Fetcher:
                                                                  server_hostname=host, assert_hostname=host)
                 else:
                     pools[address] = urllib3.HTTPConnectionPool(address, port, maxsize=self.policy.pool_size, block=True)
+                pools[address].ConnectionCls = _deadline_connection(pools[address].ConnectionCls)
                 while len(pools) > ADDRESSES_PER_HOST:
                     pools.popitem(last=False)[1].close()  # idle connections close now, those in use when released
             pools.move_to_end(address)
@@ -318,9 +332,9 @@ class Fetcher:
         if status >= 300:
             raise FetchError(*_status_reason(status))
         declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > self.policy.max_bytes:
+        if declared.isascii() and declared.isdigit() and int(declared) > self.policy.max_bytes:
             raise FetchError(TOO_LARGE, f"declared {declared} bytes, over {self.policy.max_bytes}")
-        chunks, held, deadline = [], 0, time.monotonic() + self.policy.deadline_s
+        chunks, held, deadline = [], 0, _attempt.deadline
         try:  # read1: whatever has arrived, so a body trickling in meets the deadline, not a full chunk's wait
             while chunk := response.read1(CHUNK_BYTES, decode_content=False):
                 chunks.append(chunk)
@@ -328,17 +342,84 @@ class Fetcher:
                 if held > self.policy.max_bytes:
                     raise FetchError(TOO_LARGE, f"over {self.policy.max_bytes} bytes")
                 if time.monotonic() > deadline:
-                    raise FetchError(TIMEOUT, f"body not read within {self.policy.deadline_s:g} s")
+                    raise FetchError(TIMEOUT, self._late("body not read"))
         except urllib3.exceptions.TimeoutError as exc:
-            raise FetchError(TIMEOUT, type(exc).__name__) from None
+            raise FetchError(TIMEOUT, self._late("body not read") or type(exc).__name__) from None
         except urllib3.exceptions.HTTPError as exc:  # reset or cut short mid-body
             raise FetchError(CONNECTION_FAILED, type(exc).__name__) from None
         return b"".join(chunks)
+
+    def _late(self, what: str) -> str:
+        """`what` within the deadline, where this thread's HTTP attempt is past it; else ""."""
+        return f"{what} within {self.policy.deadline_s:g} s" if time.monotonic() >= _attempt.deadline else ""
 
     def _capped(self, data: bytes) -> bytes:
         if len(data) > self.policy.max_bytes:
             raise FetchError(TOO_LARGE, f"over {self.policy.max_bytes} bytes")
         return data
+
+
+class _Attempt(threading.local):
+    """When the HTTP attempt this thread runs must end (time.monotonic())."""
+
+    deadline: float = float("inf")
+
+
+_attempt = _Attempt()
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A connection's socket as the HTTP client reads a response from it: every receive waits at
+    most the read timeout and never past the attempt's deadline (then TimeoutError, which urllib3
+    reports as a read timeout)."""
+
+    def __init__(self, sock: socket.socket, file: io.BufferedReader) -> None:
+        # the socket's own file holds it open after the connection lets go (a response read until the server closes)
+        self._sock, self._file, self._read_timeout, self._deadline = sock, file, sock.gettimeout(), _attempt.deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the fetch's deadline passed")
+        self._sock.settimeout(min(remaining, self._read_timeout or remaining))
+        return self._file.raw.readinto(buffer)
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+class _ReadsByDeadline:
+    """A connection's socket, but for the file the HTTP client makes to read a response from it."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def makefile(self, mode: str = "rb", *args: Any, **kwargs: Any) -> io.BufferedReader:
+        return io.BufferedReader(_DeadlineReader(self._sock, self._sock.makefile(mode, *args, **kwargs)))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+@functools.cache
+def _deadline_connection(base: type) -> type:
+    """`base` (urllib3's HTTP or HTTPS connection) reading each response through `_DeadlineReader`."""
+
+    class DeadlineConnection(base):  # type: ignore[misc, valid-type]
+        def getresponse(self) -> Any:
+            sock = self.sock
+            self.sock = _ReadsByDeadline(sock)
+            try:
+                return super().getresponse()
+            finally:
+                if isinstance(self.sock, _ReadsByDeadline):  # None if the response closed the connection
+                    self.sock = sock
+
+    return DeadlineConnection
 
 
 def _under(path: str, prefix: str) -> bool:

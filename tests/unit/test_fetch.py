@@ -301,6 +301,19 @@ def test_a_body_trickling_in_meets_the_deadline(image_server):
     assert time.monotonic() - started < 5
 
 
+@pytest.mark.parametrize(("route", "what"), [("trickle-headers", "not answered"), ("continues", "not answered"),
+                                           ("endless-trailer", "body not read")])
+def test_a_server_that_never_finishes_its_headers_or_trailers_meets_the_deadline(image_server, route: str, what: str) -> None:
+    """Headers a byte at a time, interim responses without end, trailer lines without end: the
+    HTTP client reads each inside one call, under the read timeout or never waiting at all, so
+    only a deadline on every receive ends them (before, each ran for as long as the server liked)."""
+    fetcher = Fetcher(FetchPolicy(http_hosts=(image_server.netloc,), allowed_networks=("127.0.0.1/32",),
+                                  **{**FAST, "read_timeout_s": 2.0, "retries": 0}, deadline_s=1.0))
+    started = time.monotonic()
+    assert _reason(fetcher, image_server.url(f"{route}/a.jpg")).startswith(f"transient: timeout ({what} within 1 s;")
+    assert time.monotonic() - started < 5
+
+
 @pytest.mark.parametrize("uri", ["http://[images.example.com/a.jpg", "s3://[bucket/key", "https://[::1/x", "file:///tmp/a.jpg%00"])
 def test_a_malformed_uri_is_refused_as_the_rows_error(uri):
     """urlsplit and Path raise ValueError on these, which used to escape the fetcher (and fail a dedup task)."""
@@ -314,6 +327,26 @@ def test_a_fifo_is_not_waited_on_and_a_link_out_of_a_root_tells_nothing(files):
     os.symlink(root.parent / "outside", root / "out")
     for missing_or_not in ("secret.jpg", "no_such.jpg"):  # the same answer whether the file outside exists or not
         assert _reason(fetcher, f"file://{root}/out/{missing_or_not}").startswith("not allowed"), missing_or_not
+
+
+def test_a_symlink_loop_and_a_socket_file_are_not_found(files):
+    """Found in review: a loop past a missing part raised RuntimeError out of the fetcher, and a
+    socket file was a connection failure, retried by every refresh."""
+    root, fetcher = files
+    os.symlink("loop", root / "loop")
+    assert _reason(fetcher, f"file://{root}/missing/../loop").startswith("not found")
+    listening = socket.socket(socket.AF_UNIX)
+    listening.bind(str(root / "socket.jpg"))
+    try:
+        assert _reason(fetcher, f"file://{root}/socket.jpg").startswith("not found (not a regular file")
+    finally:
+        listening.close()
+
+
+def test_an_ipv6_host_in_the_allowlist_is_allowed():
+    """`[::1]:9` names the host as a URI writes it; the fetcher compared `::1:9` with it and refused."""
+    fetcher = Fetcher(FetchPolicy(http_hosts=("[::1]:9",), allowed_networks=("::1/128",), **{**FAST, "retries": 0}))
+    assert _reason(fetcher, "http://[::1]:9/a.jpg").startswith("transient: connection failed")  # allowed: nothing listens there
 
 
 def test_a_host_whose_address_keeps_changing_keeps_a_bounded_number_of_pools(monkeypatch):
