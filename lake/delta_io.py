@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import DeltaTable, Field
@@ -261,12 +262,18 @@ def commit_files(
 
 def replace_run_rows(root: str, contract: TableContract, rows: pa.Table, run_id: str, metadata: Mapping[str, str]) -> int:
     """Commit rows made on the driver (statistics, verdicts: small) in place of the rows the table
-    held for `run_id`, in one transaction: done again, it replaces them and never duplicates."""
+    held for `run_id`, in one transaction: done again, it replaces them and never duplicates. The
+    files that may hold them are rewritten with the other runs' rows they hold (a compaction
+    merges runs), and a commit to their partitions since they were read is a CommitConflict."""
     made = time.time_ns()
-    files = write_driver_rows(root, contract, rows, f"part-{run_id}-{made}")
-    mine = {f.path for f in files_of_run(root, run_id)}
+    version = ensure_table(root, contract).version()
+    held = files_of_run(root, run_id, version)
+    others = read_files(root, version, held, contract.schema.names).select(contract.schema.names).cast(contract.schema)
+    others = others.filter(pc.fill_null(pc.not_equal(others["run_id"], run_id), True))
+    files = write_driver_rows(root, contract, pa.concat_tables([others, rows.select(contract.schema.names)]), f"part-{run_id}-{made}")
+    mine = {f.path for f in held}
     return commit_files(root, contract, files, f"content-signals/{run_id}/{contract.name}/{made}", {"run_id": run_id, **metadata},
-                        remove=lambda f: f.path in mine)
+                        remove=lambda f: f.path in mine, read_version=version)
 
 
 def write_driver_rows(root: str, contract: TableContract, rows: pa.Table, prefix: str) -> list[DataFile]:

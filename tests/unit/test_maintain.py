@@ -24,7 +24,7 @@ from jobs.refresh import REFRESHED, last_refresh
 from lake import delta_io, upkeep
 from retrieval import index_store
 from retrieval.vector_index import EXACT, IndexKind, VectorIndex
-from signals.contracts import CORPUS, EMBEDDINGS, KEYFRAMES, RUNS
+from signals.contracts import ALERTS, CORPUS, EMBEDDINGS, KEYFRAMES, RUNS
 
 DAYS = ("2026-11-19", "2026-11-20")
 NO_RETENTION = upkeep.UpkeepPolicy(checkpoint_every=5, small_file_bytes=2**20, min_small_files=3, target_file_bytes=2**27,
@@ -220,6 +220,31 @@ def _corpus_lakehouse(tmp_path: Path, changes: int) -> tuple:
     delta_io.commit_files(root, EMBEDDINGS, write(root, make_rows("refresh-1", per_slice=1), prefix="part-refresh-1"), "test/refresh",
                           {"job": "refresh", CORPUS_VERSION: "2", REFRESHED: "image_embedding@1"})
     return settings, corpus_root
+
+
+def _verdicts(run_id: str, day: str) -> pa.Table:
+    return pa.Table.from_pylist([{"run_id": run_id, "signal": "image_embedding", "model_version": "1", "rule": "error_rate",
+                                  "label": None, "fired": False, "value": 0.0, "threshold": 0.1, "cause": None, "reference": "none",
+                                  "message": "ok", "evaluated_at": dt.datetime.now(dt.UTC), "ds": day}], schema=ALERTS.schema)
+
+
+def test_a_runs_rows_replaced_after_a_compaction_leave_the_other_runs_it_merged(tmp_path: Path) -> None:
+    """A compaction merges several runs' verdicts (or statistics) into one file; replacing one
+    run's rows removed the files whose run-id range held it, and with them the others' rows (found
+    in review: a backfill monitored after a maintain erased the alerts of every run it sorts among)."""
+    root = str(tmp_path / "alerts")
+    runs = ["backfill-20261101T000000-aaaaaa", *(f"refresh-2026111{d}T010000-bbbbbb" for d in range(5))]
+    for run_id in runs:
+        delta_io.replace_run_rows(root, ALERTS, _verdicts(run_id, DAYS[0]), run_id, {"job": "monitor"})
+    done = upkeep.maintain_table(root, ALERTS, NO_RETENTION, set(), "content-signals/maintain-1", "part-maintain-1", {"job": "maintain"})
+    assert done.files_compacted == len(runs) and len(delta_io.live_files(root)) == 1
+    late = "backfill-20261125T000000-cccccc"  # sorts between the merged runs
+    for _ in range(2):  # done again: replaced, not duplicated
+        delta_io.replace_run_rows(root, ALERTS, _verdicts(late, DAYS[1]), late, {"job": "monitor"})
+    delta_io.replace_run_rows(root, ALERTS, _verdicts(runs[2], DAYS[1]), runs[2], {"job": "monitor"})  # a merged run, again
+    rows = delta_io.read_arrow(root)
+    assert sorted(zip(rows["run_id"].to_pylist(), rows["ds"].to_pylist())) == sorted(
+        [*((r, DAYS[0]) for r in runs if r != runs[2]), (late, DAYS[1]), (runs[2], DAYS[1])])
 
 
 def test_maintain_keeps_the_corpus_versions_read_by_commits_since_the_last_refresh(tmp_path: Path) -> None:
