@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 from deltalake import DeltaTable
+from deltalake.exceptions import CommitFailedError
 
 from lake import delta_io
 from lake.file_writer import make_file_writer
@@ -158,14 +159,16 @@ def vacuum(root: str, keep: Collection[int], min_retention: timedelta, dry_run: 
     notes = [f"version {v} is named but cannot be read any more (its log entry is gone)" for v in sorted(set(keep) - set(times))]
     current = versions_current_since(times, datetime.now(UTC) - min_retention)
     hours = math.ceil(min_retention.total_seconds() / 3600)
-    table = DeltaTable(root)
     options = {"retention_hours": hours, "enforce_retention_duration": False, "full": True, "keep_versions": sorted({*named, *current})}
     # delta-rs lists a replaced file until its removal expires from the log, deleted or not: only files still there count
-    listed = table.vacuum(dry_run=True, **options)
+    listed = DeltaTable(root).vacuum(dry_run=True, **options)
     gone = set(delta_io.absent(root, listed))
     deletable = [p for p in listed if p not in gone]
     if deletable and not dry_run:
-        table.vacuum(dry_run=False, **options)
+        try:  # the latest snapshot, loaded now: a file a job committed since the listing is named, not deleted
+            deletable = [p for p in DeltaTable(root).vacuum(dry_run=False, **options) if p not in gone]
+        except CommitFailedError as exc:  # a commit that removed files landed as the vacuum started
+            return [], hours, tuple(named), [*notes, f"vacuum skipped: a concurrent commit ({exc}); the next maintain vacuums"]
     return deletable, hours, tuple(named), notes
 
 

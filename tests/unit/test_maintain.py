@@ -205,6 +205,46 @@ def test_a_commit_that_would_remove_a_file_a_compaction_moved_conflicts(tmp_path
     assert delta_io.commit_files(root, EMBEDDINGS, elsewhere, "test/late", {"job": "refresh"}, read_version=read_version)
 
 
+def test_a_commit_landing_while_a_vacuum_lists_its_files_keeps_its_files(tmp_path: Path, monkeypatch) -> None:
+    """The vacuum deleted from the snapshot it had listed with: files a job committed in between
+    were no file of it, and (inside the retention, here none) were deleted under the latest
+    version (found in review)."""
+    root = str(tmp_path / "embeddings")
+    _daily_commits(root, 3)
+    delta_io.commit_files(root, EMBEDDINGS, write(root, make_rows("run-3", per_slice=1), prefix="part-run-3"), "test/3", {"job": "unit"},
+                          remove=lambda live: True)  # replaced files: something to vacuum
+    real_absent = delta_io.absent
+
+    def listed_then_a_job_commits(root_: str, paths):
+        monkeypatch.setattr(delta_io, "absent", real_absent)
+        delta_io.commit_files(root, EMBEDDINGS, write(root, make_rows("run-late", per_slice=1), prefix="part-run-late"), "test/late",
+                              {"job": "unit"})
+        return real_absent(root_, paths)
+
+    monkeypatch.setattr(delta_io, "absent", listed_then_a_job_commits)
+    deleted, *_ = upkeep.vacuum(root, set(), dt.timedelta(0), dry_run=False)
+    assert deleted and delta_io.read_arrow(root).num_rows == 2 * len(make_rows("run", per_slice=1))
+
+
+def test_a_vacuum_that_loses_its_commit_to_a_job_is_skipped_not_fatal(tmp_path: Path, monkeypatch) -> None:
+    """delta-rs commits a vacuum's start; a commit that removed files meanwhile fails it. The
+    other tables must still be maintained: the vacuum is skipped, said, and left to the next run."""
+    from deltalake.exceptions import CommitFailedError
+
+    root = str(tmp_path / "embeddings")
+    _daily_commits(root, 4)
+    real = DeltaTable.vacuum
+
+    def concurrent(self, *args, dry_run: bool = True, **kwargs):
+        if not dry_run:
+            raise CommitFailedError("a concurrent transaction deleted data this operation read")
+        return real(self, *args, dry_run=dry_run, **kwargs)
+
+    monkeypatch.setattr(DeltaTable, "vacuum", concurrent)
+    done = _maintain(root)
+    assert done.vacuumed == 0 and any(n.startswith("vacuum skipped: a concurrent commit") for n in done.notes)
+
+
 def _corpus_lakehouse(tmp_path: Path, changes: int) -> tuple:
     """A lakehouse with a sample-like corpus of many small versions, and an embeddings table whose
     last refresh recorded comparing corpus version 2."""
