@@ -42,6 +42,19 @@ def test_each_scenario_changes_what_it_says() -> None:
     assert foreign["image"].equals(normal["image"])
 
 
+def test_the_sample_corpus_is_not_written_again_after_a_vacuum(tmp_path) -> None:
+    """`maintain` vacuums the sample corpus; the demo then found its commit marker gone from the
+    newest commit and rewrote every file, so the next refresh compared the whole corpus (found in review)."""
+    assert write_sample_corpus(str(tmp_path), 60, 7)
+    table = DeltaTable(str(tmp_path / "corpus"))
+    (tmp_path / "corpus" / "orphan.parquet").write_bytes(b"never committed")
+    table.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False, full=True)
+    version = DeltaTable(str(tmp_path / "corpus")).version()
+    assert not write_sample_corpus(str(tmp_path), 60, 7)
+    assert DeltaTable(str(tmp_path / "corpus")).version() == version
+    assert write_sample_corpus(str(tmp_path), 60, 8)  # another corpus: written
+
+
 def test_a_scenario_day_is_appended_after_the_last_day(tmp_path) -> None:
     write_sample_corpus(str(tmp_path), 60, 7)
     day = append_scenario_day(str(tmp_path), "truncated", 10, 1)
