@@ -61,7 +61,13 @@ def _text(value: Any, name: str) -> str | None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise _Unreadable(f"{name} {value!r} is not text")
-    return str(value).strip() or None
+    text = str(value).strip()
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate escape ("\ud800") in JSON: not text any table can hold
+            raise _Unreadable(f"{name} is not valid Unicode text") from None
+    return text or None
 
 
 def _timestamp(text: Any) -> dt.datetime | None:
@@ -70,9 +76,11 @@ def _timestamp(text: Any) -> dt.datetime | None:
         return None
     try:
         moment = dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+        return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
     except ValueError:
         raise _Unreadable(f"labelled_at {text!r} is not an ISO-8601 time") from None
-    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+    except OverflowError:  # year 1 east of UTC, year 9999 west of it
+        raise _Unreadable(f"labelled_at {text!r} is outside the years a time in UTC can have") from None
 
 
 def _annotator(completed_by: Any) -> str | None:
@@ -116,7 +124,7 @@ def _annotation_rows(where: str, item: Any, annotation: Any) -> list[LabelRow]:
     annotator, labelled_at = _annotator(annotation.get("completed_by")), _timestamp(annotation.get("created_at"))
     choices = [_object(r, "a result") for r in _list(annotation.get("result"), "the annotation's result")]
     choices = [r for r in choices if r.get("type") == "choices"]
-    chosen = [r for r in choices if r.get("from_name") in TASKS] or choices
+    chosen = [r for r in choices if isinstance(r.get("from_name"), str) and r["from_name"] in TASKS] or choices
     if not chosen:
         return [LabelRow(where, content_id, None, None, annotator, labelled_at)]
     rows = []
@@ -132,8 +140,8 @@ def read_label_studio(path: Path) -> list[LabelRow]:
     skipped (cancelled) annotations are not judgements and are left out."""
     try:
         tasks = json.loads(_read_text(path))
-    except json.JSONDecodeError as e:
-        raise UsageError(f"{path} is not JSON: {e}") from None
+    except (ValueError, RecursionError) as e:  # not JSON, nested past the parser's depth, an integer of thousands of digits
+        raise UsageError(f"{path} is not JSON that can be read: {e}") from None
     if not isinstance(tasks, list):
         raise UsageError(f"{path}: a Label Studio JSON export is a list of tasks, not a {type(tasks).__name__}")
     rows = []
@@ -166,11 +174,15 @@ def read_csv(path: Path) -> list[LabelRow]:
     if missing:
         raise UsageError(f"{path}: the CSV has no column {', '.join(missing)} (its header: {reader.fieldnames})")
     rows = []
-    for n, cells in enumerate(reader, 2):
-        try:
-            rows.append(_csv_row(f"line {n}", cells))
-        except _Unreadable as e:
-            rows.append(LabelRow(f"line {n}", None, None, None, None, None, str(e)))
+    try:
+        for cells in reader:
+            where = f"line {reader.line_num}"  # where the row ends: a quoted value may hold line breaks
+            try:
+                rows.append(_csv_row(where, cells))
+            except _Unreadable as e:
+                rows.append(LabelRow(where, None, None, None, None, None, str(e)))
+    except csv.Error as e:  # a value over the csv module's field limit (an unclosed quote takes the rest of the file)
+        raise UsageError(f"{path}: line {reader.line_num}: {e}; nothing was imported") from None
     return rows
 
 

@@ -124,7 +124,8 @@ def run_weak(lakehouse: str, task: str, versions: Mapping[str, str], model: Labe
     if items.empty:
         raise UsageError(f"no label rows of the signals {sorted(versions)} in {lakehouse}: run a backfill first")
     matrix = np.stack(list(votes.values()), axis=1)
-    model.fit(matrix, float(readable["p_positive"].mean()) if len(readable) else None)
+    share = float(readable["p_positive"].mean()) if len(readable) else None
+    model.fit(matrix, share if share is not None and 0 < share < 1 else None)  # gold of one class says no balance: estimated
     p = model.p_positive(matrix)
     voted = (matrix != ABSTAIN).sum(axis=1)
     majority_p = np.where(voted > 0, (matrix == POSITIVE).sum(axis=1) / np.maximum(voted, 1), np.nan)

@@ -113,6 +113,11 @@ def choice(value: object, control: str = "text_heavy", annotator: object = "a@x"
     (label_studio({"completed_by": 1, "result": []}), "task 2 annotation 1 (pin-000000, annotator 1): needs content_id, annotator and label"),
     (label_studio(choice("yes", annotator=None)), "needs content_id, annotator and label"),  # beside a good task: sorting the batch met a None
     (label_studio({**choice("yes"), "created_at": "yesterday"}), "labelled_at 'yesterday' is not an ISO-8601 time"),
+    # found in review, each a traceback before (nothing was imported then either):
+    (label_studio({**choice("yes"), "created_at": "0001-01-01T00:00:00+05:00"}), "is outside the years a time in UTC can have"),
+    (label_studio({"completed_by": 1, "result": [{"from_name": ["text_heavy"], "type": "choices", "value": {"choices": ["yes"]}}]}),
+     "from_name ['text_heavy'] is not text"),
+    (label_studio(choice("yes", annotator="\ud800@x")), "completed_by is not valid Unicode text"),
 ])
 def test_a_malformed_label_studio_export_is_reported_per_row(lakehouse: Path, tmp_path: Path, capsys, export: list, why: str) -> None:
     path = tmp_path / "export.json"
@@ -148,6 +153,24 @@ def test_csv_encodings_and_extra_cells(lakehouse: Path, tmp_path: Path, capsys) 
     path.write_bytes("\ufeffcontent_id,label,annotator\npin-000001,yes,\"Smith, Jane\"\n".encode())  # a spreadsheet's UTF-8 CSV
     assert cli(capsys, lakehouse, "labels", "import", str(path), "--task", "text_heavy")[0] == 0
     assert DeltaTable(str(lakehouse / "human_labels")).to_pyarrow_table()["annotator"].to_pylist() == ["Smith, Jane"]
+
+
+def test_unreadable_files_are_refused_with_where_and_why(lakehouse: Path, tmp_path: Path, capsys) -> None:
+    """JSON nested past the parser's depth, a CSV value over the csv module's limit (an unclosed
+    quote), and a CSV row after a quoted line break, reported on its own line (found in review)."""
+    nested = tmp_path / "nested.json"
+    nested.write_text("[" * 100_000 + "]" * 100_000)
+    status, out = cli(capsys, lakehouse, "labels", "import", str(nested), "--task", "text_heavy")
+    assert status == 2 and "is not JSON that can be read" in out
+    unclosed = tmp_path / "unclosed.csv"
+    unclosed.write_text('content_id,label,annotator\npin-000001,yes,"a\n' + "x" * 200_000 + "\n")
+    status, out = cli(capsys, lakehouse, "labels", "import", str(unclosed), "--task", "text_heavy")
+    assert status == 2 and "field larger than field limit" in out and "nothing was imported" in out
+    broken = tmp_path / "broken.csv"
+    broken.write_text('content_id,label,annotator\npin-000001,yes,"Smith,\nJane"\npin-000002,maybe,b\n')
+    status, out = cli(capsys, lakehouse, "labels", "import", str(broken), "--task", "text_heavy")
+    assert status == 2 and "line 4 (pin-000002, annotator b): value 'maybe'" in out
+    assert not DeltaTable.is_deltatable(str(lakehouse / "human_labels"))
 
 
 def test_an_import_committed_meanwhile_makes_the_other_conflict(lakehouse: Path, tmp_path: Path, monkeypatch) -> None:

@@ -105,6 +105,30 @@ def test_weak_labels_read_only_the_gold_they_are_given(lakehouse: tuple[Path, np
     assert neighbours["accuracy"] == pytest.approx((gold["label"] == 0).mean())
 
 
+def test_gold_of_one_class_fixes_no_class_balance(lakehouse: tuple[Path, np.ndarray], monkeypatch) -> None:
+    """One annotator saying "no" to every item gives gold shares of exactly 0, which made snorkel
+    refuse the fit ("Class balance prior is 0"; found in review): the balance is then estimated
+    from the votes, as without gold; a share inside (0, 1) is still given."""
+    import training.weak
+
+    class Recording:
+        name = "recording"
+
+        def fit(self, votes: np.ndarray, positive_share: float | None = None) -> None:
+            shares.append(positive_share)
+
+        def p_positive(self, votes: np.ndarray) -> np.ndarray:
+            return np.full(len(votes), 0.5)
+
+    root, _ = lakehouse
+    gold, shares = gold_labels(str(root), "spam_text"), []
+    for p in (0.0, 1.0, None):
+        one_class = gold.assign(p_positive=gold["p_positive"] if p is None else p)
+        monkeypatch.setattr(training.weak, "gold_labels", lambda lakehouse, task, one_class=one_class: one_class)
+        run_weak(str(root), "spam_text", VERSIONS, model=Recording())
+    assert shares == [None, None, pytest.approx(gold["p_positive"].mean())]
+
+
 def test_label_sample_most_uncertain_over_days(lakehouse: tuple[Path, np.ndarray], tmp_path: Path) -> None:
     """The items to label next: unlabelled, each day served in turn by its share, the most uncertain
     of a day first (checked against a sort of each day's candidates), written for Label Studio."""
