@@ -136,6 +136,7 @@ class Fetcher:
         self._pools: dict[tuple[str, str, int], OrderedDict[str, Any]] = {}  # (scheme, host, port) -> address -> pool, oldest first
         self._s3: Any = None
         self._roots = tuple(Path(root).resolve() for root in policy.file_roots)
+        self._written_roots = tuple(Path(os.path.normpath(os.path.abspath(root))) for root in policy.file_roots)
         self._networks = tuple(ipaddress.ip_network(n, strict=False) for n in policy.allowed_networks)
 
     def fetch(self, uri: str) -> bytes:
@@ -171,6 +172,7 @@ class Fetcher:
         parts = urlsplit(uri)
         if parts.netloc not in ("", "localhost") or parts.query or parts.fragment:
             raise FetchError(NOT_ALLOWED, "a file URI names no host, query or fragment")
+        self._check_file(Path(os.path.normpath(unquote(parts.path))), lexical=True)  # before the file system is asked anything
         try:
             path = Path(unquote(parts.path)).resolve(strict=True)
         except FileNotFoundError:
@@ -199,8 +201,11 @@ class Fetcher:
             raise FetchError(CONNECTION_FAILED, type(exc).__name__) from None
         return self._capped(data)
 
-    def _check_file(self, path: Path) -> None:
-        if not any(path.is_relative_to(root) for root in self._roots):
+    def _check_file(self, path: Path, lexical: bool = False) -> None:
+        """NOT_ALLOWED unless `path` is in a file root: a resolved path in a resolved root, or (`lexical`,
+        the URI's path as written) in a root as configured too, so no path outside is ever looked up."""
+        roots = (*self._roots, *self._written_roots) if lexical else self._roots
+        if not any(path.is_relative_to(root) for root in roots):
             raise FetchError(NOT_ALLOWED, "outside the file roots")
 
     # s3://

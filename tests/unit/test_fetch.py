@@ -343,6 +343,18 @@ def test_a_symlink_loop_and_a_socket_file_are_not_found(files):
         listening.close()
 
 
+def test_a_path_outside_the_roots_is_never_looked_up(files, tmp_path):
+    """Found in review: the path was resolved before it was checked, so the reason told whether a
+    file or folder existed anywhere on the machine ("not found (NotADirectoryError)" for
+    /etc/passwd/x, "not allowed" for a path that does not exist)."""
+    root, fetcher = files
+    for path in ("/etc/passwd/x", "/etc/no-such-file/x", "/proc/1/cwd/x", f"{root}/../outside/secret.jpg"):
+        assert _reason(fetcher, f"file://{path}") == "not allowed (outside the file roots)", path
+    os.symlink(root, tmp_path / "alias")  # a root configured through a link still reads its files
+    aliased = Fetcher(FetchPolicy(file_roots=(str(tmp_path / "alias"),), **FAST))
+    assert aliased.fetch(f"file://{tmp_path}/alias/a.jpg") == fetcher.fetch(f"file://{root}/a.jpg")
+
+
 def test_an_ipv6_host_in_the_allowlist_is_allowed():
     """`[::1]:9` names the host as a URI writes it; the fetcher compared `::1:9` with it and refused."""
     fetcher = Fetcher(FetchPolicy(http_hosts=("[::1]:9",), allowed_networks=("::1/128",), **{**FAST, "retries": 0}))
