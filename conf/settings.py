@@ -362,6 +362,7 @@ class ServeSettings(_Strict):
     max_batch: int = Field(16, ge=1)  # items of concurrent requests scored in one pass of each model
     max_wait_ms: float = Field(5, ge=0)  # how long the first item of a batch waits for others
     max_queue: int = Field(256, ge=1)  # items waiting for a batch; more are refused at once (503)
+    max_connections: int = Field(32, ge=1)  # connections served at once, more answered 503: with max_body_bytes, what bodies may hold
     max_body_bytes: int = Field(45 * 2**20, gt=0)  # a request body past this is refused (413), counted while read
     body_timeout_s: float = Field(10, gt=0)  # a body not received in full by then is refused (408): slow clients
     request_timeout_s: float = Field(30, gt=0)  # an item not scored by then is answered 504

@@ -23,7 +23,7 @@ from conf.settings import ServeSettings
 from serving.batcher import Busy, MicroBatcher
 from serving.reload import Champions
 from serving.requests import Refused, parse_item, read_body
-from serving.scorer import Item, ItemResult
+from serving.scorer import Item, ItemResult, fetched
 
 
 def create_app(champions: Champions, serve: ServeSettings) -> Starlette:
@@ -32,8 +32,8 @@ def create_app(champions: Champions, serve: ServeSettings) -> Starlette:
 
     async def score(request: Request) -> JSONResponse:
         try:
-            item = parse_item(await read_body(request, serve.max_body_bytes, serve.body_timeout_s))
-            result = await asyncio.wait_for(batcher.submit(item), serve.request_timeout_s)
+            item = await asyncio.to_thread(parse_item, await read_body(request, serve.max_body_bytes, serve.body_timeout_s))
+            result = await asyncio.wait_for(scored(item), serve.request_timeout_s)
         except Refused as refused:  # the connection is closed after it: the rest of a body refused is never read
             return JSONResponse({"error": refused.reason}, refused.status, headers={"Connection": "close"})
         except Busy as busy:
@@ -46,6 +46,10 @@ def create_app(champions: Champions, serve: ServeSettings) -> Starlette:
         body["errors"] = errors
         body["error"] = "; ".join(f"{name}: {reason}" for name, reason in sorted(errors.items()))
         return JSONResponse(body, 503 if result.retryable else 422)
+
+    async def scored(item: Item) -> ItemResult:
+        """The item's result: its image fetched on a thread of its own, then scored in a batch."""
+        return await batcher.submit(await asyncio.to_thread(fetched, item, champions.settings.fetch.policy))
 
     async def health(request: Request) -> JSONResponse:
         current = champions.current

@@ -19,6 +19,9 @@ from starlette.requests import ClientDisconnect, Request
 from serving.scorer import Item
 
 FIELDS = ("image", "image_uri", "title", "description")
+# '[' and '{' a body may hold: an item is one object of text fields, and each would cost a Python
+# object while parsing (a 45 MB body of empty lists took 1.2 GB and seconds, found in review)
+MAX_CONTAINERS = 10_000
 
 
 class Refused(Exception):
@@ -62,6 +65,8 @@ async def read_body(request: Request, max_bytes: int, timeout_s: float) -> bytes
 def parse_item(body: bytes) -> Item:
     """The item a JSON body describes; Refused (400) for anything but an object of FIELDS with
     string (or null) values and an `image` in base64."""
+    if (containers := body.count(b"[") + body.count(b"{")) > MAX_CONTAINERS:
+        raise Refused(400, f"the body holds {containers} '[' and '{{', over {MAX_CONTAINERS}: an item is one JSON object of text fields")
     try:
         data = json.loads(body)
     except (ValueError, RecursionError) as e:  # RecursionError: nested deeper than the parser goes

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -27,8 +27,9 @@ from retrieval.index_store import Manifest
 from retrieval.vector_index import VectorIndex
 from rollout.models import build_signals
 from signals.base import Signal
-from signals.contracts import STATUS_OK, is_retried_error
+from signals.contracts import STATUS_ERROR, STATUS_OK, is_retried_error
 from signals.embedders.base import Embedder
+from signals.fetch import FetchError, FetchPolicy, fetch
 from signals.labels.head import EmbeddingHead, part_columns, part_hash_column
 from signals.runner import run_signal
 from signals.shared_forward import share_backbones
@@ -40,12 +41,26 @@ SAME_REQUEST = "computed in this request"  # the input hash of a head's inputs a
 
 @dataclass(frozen=True)
 class Item:
-    """One item to score, as the corpus holds one: image bytes or an image URI, title, description."""
+    """One item to score, as the corpus holds one: image bytes or an image URI, title, description;
+    and why its URI's image could not be fetched (`fetched`), which is then its image signals' error."""
 
     image: bytes | None = None
     image_uri: str | None = None
     title: str | None = None
     description: str | None = None
+    fetch_error: str | None = None
+
+
+def fetched(item: Item, policy: FetchPolicy) -> Item:
+    """The item with the image its URI names fetched, or the reason it could not be: done for each
+    request on its own thread before it joins a batch, so a slow server holds up that request only,
+    not every item of the batch (and once per item, not once per image signal)."""
+    if item.image is not None or item.image_uri is None:
+        return item
+    try:
+        return replace(item, image=fetch(item.image_uri, policy))
+    except FetchError as e:
+        return replace(item, fetch_error=str(e))
 
 
 @dataclass(frozen=True)
@@ -137,10 +152,16 @@ class Scorer:
             return []
         frame = pd.DataFrame({name: pd.Series([getattr(item, name) for item in items], dtype=object)
                               for name in ("image", "image_uri", "title", "description")})
+        failed = [i for i, item in enumerate(items) if item.fetch_error is not None]
+        frame.loc[failed, "image_uri"] = None  # fetched once already: not again by each image signal
         results = [ItemResult() for _ in items]
         for name, signal in sorted(self.signals.items(), key=lambda named: isinstance(named[1], EmbeddingHead)):  # heads after what they read
             inputs = _head_inputs(signal, results) if isinstance(signal, EmbeddingHead) else frame
-            _record(results, name, signal, pd.concat(list(run_signal(signal, [inputs], prefetch=0)), ignore_index=True))
+            rows = pd.concat(list(run_signal(signal, [inputs], prefetch=0)), ignore_index=True)
+            if signal.input_kind == "image" and not isinstance(signal, EmbeddingHead):
+                for i in failed:  # the reason its fetch gave, as the batch job's row would hold it
+                    rows.loc[i, ["status", "error"]] = [STATUS_ERROR, items[i].fetch_error]
+            _record(results, name, signal, rows)
         for name, loaded in self.indexes.items():
             found = [i for i, r in enumerate(results) if r.embeddings[name]["status"] == STATUS_OK]
             if found and self.neighbours:

@@ -19,9 +19,9 @@ START_TIMEOUT_S = 60.0
 KEEP_ALIVE_S = 5  # an idle connection is closed after this
 
 
-def _server(app: Starlette, host: str, port: int, log_level: str) -> uvicorn.Server:
+def _server(app: Starlette, host: str, port: int, log_level: str, max_connections: int | None) -> uvicorn.Server:
     return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on",
-                                         timeout_keep_alive=KEEP_ALIVE_S))
+                                         timeout_keep_alive=KEEP_ALIVE_S, limit_concurrency=max_connections))
 
 
 def bound_port(server: uvicorn.Server) -> int:
@@ -30,10 +30,10 @@ def bound_port(server: uvicorn.Server) -> int:
 
 
 @contextmanager
-def running(app: Starlette, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+def running(app: Starlette, host: str = "127.0.0.1", port: int = 0, max_connections: int | None = None) -> Iterator[str]:
     """The app served by uvicorn in a thread of this process; yields its base URL, and stops it
     (connections closed, the lifespan's shutdown run) when the block ends."""
-    server = _server(app, host, port, "warning")
+    server = _server(app, host, port, "warning", max_connections)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -53,4 +53,4 @@ def serve(settings: Settings) -> None:
     """Load the champion signals and serve them until interrupted (Ctrl-C, SIGTERM)."""
     torch.set_num_threads(settings.torch_threads)
     champions = Champions(settings)
-    _server(create_app(champions, settings.serve), settings.serve.host, settings.serve.port, "info").run()
+    _server(create_app(champions, settings.serve), settings.serve.host, settings.serve.port, "info", settings.serve.max_connections).run()

@@ -102,7 +102,7 @@ def test_bad_input_is_a_4xx_with_the_batch_jobs_reason(service, settings, tmp_pa
 
     wrapped = json.dumps({"image": base64.encodebytes(jpeg_bytes(6)).decode(), "title": "t"}).encode()  # base64 in 76-column lines
     assert post(where, wrapped) == post(where, item(jpeg_bytes(6), title="t"))
-    for bad, reason in ((b"{not json", "not JSON"), (b"[" * 100_000, "not JSON"), (item(title=3), "must be strings"), (b"[1]", "not an object"),
+    for bad, reason in ((b"{not json", "not JSON"), (b"[" * 100_000, "an item is one JSON object"), (b"[]," * 10_001, "over 10000"), (item(title=3), "must be strings"), (b"[1]", "not an object"),
                         (json.dumps({"image": "%%%"}).encode(), "not base64"), (item(title="t", colour="red"), "unknown fields")):
         status, body = post(where, bad)
         assert status == 400 and reason in body["error"], (bad, body)
@@ -149,6 +149,50 @@ def test_a_slow_client_is_cut_off_and_holds_no_one_up(service) -> None:
     thread.join(10)
     assert status == 200 and quick < 1.0  # answered while the slow body trickles
     assert answer and answer[0].startswith(b"HTTP/1.1 408") and b"timeout" in answer[0]
+
+
+def test_a_slow_image_server_holds_up_its_own_request_only(settings, image_server) -> None:
+    """An image URI is fetched for its request before it joins a batch, once: fetched inside the
+    batch, by each image signal, one server trickling its bytes held every client's items for its
+    deadline (and retries) per image signal (found in review: minutes, every request a 504)."""
+    slow_server = settings.model_copy(update={"fetch": settings.fetch.model_copy(update={
+        "http_hosts": (image_server.netloc,), "allowed_networks": ("127.0.0.1/32",), "deadline_s": 3.0, "read_timeout_s": 2.0,
+        "retries": 0})})
+    with running(create_app(Champions(slow_server), slow_server.serve)) as url:
+        where, answers = urlsplit(url), []
+        slow = threading.Thread(target=lambda: answers.append(post(where, json.dumps(
+            {"image_uri": image_server.url("trickle/a.jpg"), "title": "slow"}).encode())))
+        slow.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        status, _ = post(where, item(jpeg_bytes(6), title="quick"))
+        quick = time.monotonic() - started
+        slow.join(20)
+    assert status == 200 and quick < 1.5
+    status, body = answers[0]
+    assert status == 503 and body["errors"] == {"image_quality": "transient: timeout (body not read within 3 s; 1 attempts)"}
+    assert body["labels"]["text_safety"]["status"] == "ok"
+
+
+def test_connections_past_the_limit_are_answered_503(settings) -> None:
+    """Each connection may hold a body of up to `max_body_bytes`: without a limit on connections,
+    20 clients holding 45 MB bodies each took the service's memory up by 907 MB (found in review)."""
+    with running(create_app(Champions(settings), settings.serve), max_connections=2) as url:
+        where = urlsplit(url)
+        held = [socket.create_connection((where.hostname, where.port), timeout=10) for _ in range(2)]
+        try:
+            for s in held:  # a body announced, not sent: each connection stays busy
+                s.sendall(b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n")
+            deadline, statuses = time.monotonic() + 5, []
+            while 503 not in statuses and time.monotonic() < deadline:  # once the server has taken both connections
+                connection = http.client.HTTPConnection(where.hostname, where.port, timeout=10)
+                connection.request("POST", "/score", item(title="third"), {"Content-Type": "application/json"})
+                statuses.append(connection.getresponse().status)
+                connection.close()
+            assert statuses[-1] == 503
+        finally:
+            for s in held:
+                s.close()
 
 
 def test_concurrent_requests_share_a_model_batch(service) -> None:
