@@ -186,12 +186,13 @@ def sample_frames(data: bytes | None, limits: VideoLimits, sample_fps: float, sh
         header = check_header(container, limits)
         stream = sampling_stream(container, header, sample_fps)
         step = 1.0 / sample_fps
-        next_time, count, last_time = None, 0, None
+        next_time, count, last_time, first_time = None, 0, None, None
         try:
             for frame in container.decode(stream):
                 count += 1
                 time_s = float(frame.time) if frame.time is not None else (count - 1) / (header.frame_rate or 25.0)
-                _check_decoded(frame, time_s, count, limits)
+                first_time = time_s if first_time is None else min(first_time, time_s)
+                _check_decoded(frame, time_s, first_time, count, limits)
                 last_time = time_s if last_time is None else max(last_time, time_s)
                 if next_time is not None and time_s < next_time:
                     continue
@@ -206,12 +207,13 @@ def sample_frames(data: bytes | None, limits: VideoLimits, sample_fps: float, sh
         _check_complete(header, last_time)
 
 
-def _check_decoded(frame: av.VideoFrame, time_s: float, count: int, limits: VideoLimits) -> None:
-    """The header's limits held against a decoded frame (a header can lie)."""
+def _check_decoded(frame: av.VideoFrame, time_s: float, first_time: float, count: int, limits: VideoLimits) -> None:
+    """The header's limits held against a decoded frame (a header can lie): its time, counted from 0
+    either way and from the earliest frame (timestamps shifted far below 0 ran hours past the limit)."""
     check_frame_size(frame.width, frame.height, limits)
     if count > limits.max_frames:
         raise InputError(f"video has more than {limits.max_frames} frames, over the frame limit")
-    if time_s > limits.max_duration_s:
+    if max(time_s, -time_s, time_s - first_time) > limits.max_duration_s:
         raise InputError(f"video runs past {limits.max_duration_s:g} s, over the duration limit")
 
 

@@ -128,7 +128,10 @@ def video_result(signal: Signal, keys: dict[str, Any], result: pd.DataFrame) -> 
     if ok.empty:
         return _item_result(signal, keys, f"no keyframe has a value: {result['error'].iloc[0]}", None)
     if output_of(signal) == EMBEDDINGS:
-        vector = pooled_embedding(list(ok["vector"]), list(ok["end_s"] - ok["start_s"]))
+        try:
+            vector = pooled_embedding(list(ok["vector"]), list(ok["end_s"] - ok["start_s"]))
+        except ValueError as e:  # shots of no length (timestamps too large for their differences), vectors cancelling out
+            return _item_result(signal, keys, f"keyframes cannot be pooled: {e}", None)
         return _item_result(signal, keys, None, vector)
     by_label: dict[str, list[tuple[dict[str, Any], float, int]]] = {}
     for scores, time_s, index in zip(ok["scores"], ok["time_s"], ok["keyframe_index"]):

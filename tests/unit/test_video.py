@@ -83,6 +83,20 @@ def test_a_header_that_understates_the_duration_is_caught_on_the_frames(small_vi
         list(sample_frames(mkv, limits, 5.0, 64))
 
 
+@pytest.mark.parametrize(("time_s", "first_s"), [(-5000.0, -5000.0), (-0.2, -1300.0), (1300.0, 0.0)])
+def test_a_frames_time_is_held_to_the_duration_limit_either_side_of_zero(time_s: float, first_s: float) -> None:
+    """Found in review: only frames past +limit were refused, so an MP4 whose composition offsets
+    put every frame below 0 decoded 6,000 s of keyframes from 254 KB."""
+    from types import SimpleNamespace
+
+    from signals.video.decode import _check_decoded
+
+    frame = SimpleNamespace(width=160, height=120)
+    with pytest.raises(InputError, match="runs past 1200 s"):
+        _check_decoded(frame, time_s, first_s, 1, VideoLimits())
+    _check_decoded(frame, -0.05, -0.05, 1, VideoLimits())  # a decoder's delay before 0 is no duration
+
+
 def test_limits_refuse_unknown_containers_and_codecs() -> None:
     with pytest.raises(ValueError, match="not supported"):
         VideoLimits(codecs=("h264", "prores"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -59,6 +60,20 @@ def test_keyframe_embeddings_are_the_signal_on_the_decoded_frame_and_the_video_r
     expected = pooled_embedding([np.asarray(v) for v in direct], [k.end_s - k.start_s for k in decoded])
     assert video_row["content_id"] == "v1" and video_row["status"] == "ok"
     assert np.allclose(video_row["vector"], expected, atol=1e-5)
+
+
+def test_keyframes_that_cannot_be_pooled_are_the_videos_error_not_the_tasks(two_shot_video: bytes, monkeypatch) -> None:
+    """A video whose timestamps are too large for their differences (a cluster at -1e17 s: found in
+    review) has shots of no length; pooling them raised out of the task, and every retry failed."""
+    import signals.video.rows as rows
+
+    real = rows.video_keyframes
+    monkeypatch.setattr(rows, "video_keyframes",
+                        lambda *args, **kwargs: (replace(k, start_s=1e17, end_s=1e17) for k in real(*args, **kwargs)))
+    embedder = EfficientNetImageEmbedder(config("image_embedding")).load()
+    _, video_batch = video_rows([(embedder, _stamp(embedder))], _item(two_shot_video), VideoReading())[0]
+    (row,) = video_batch.to_pylist()
+    assert row["status"] == "error" and row["error"].startswith("keyframes cannot be pooled: durations [0.0, 0.0]")
 
 
 def test_video_labels_are_the_maximum_over_keyframes_with_its_time(two_shot_video: bytes) -> None:
