@@ -268,8 +268,10 @@ def replace_run_rows(root: str, contract: TableContract, rows: pa.Table, run_id:
     made = time.time_ns()
     version = ensure_table(root, contract).version()
     held = files_of_run(root, run_id, version)
-    others = read_files(root, version, held, contract.schema.names).select(contract.schema.names).cast(contract.schema)
-    others = others.filter(pc.fill_null(pc.not_equal(others["run_id"], run_id), True))
+    others = contract.schema.empty_table()
+    if held:
+        others = read_files(root, version, held, contract.schema.names).select(contract.schema.names).cast(contract.schema)
+        others = others.filter(pc.fill_null(pc.not_equal(others["run_id"], run_id), True))
     files = write_driver_rows(root, contract, pa.concat_tables([others, rows.select(contract.schema.names)]), f"part-{run_id}-{made}")
     mine = {f.path for f in held}
     return commit_files(root, contract, files, f"content-signals/{run_id}/{contract.name}/{made}", {"run_id": run_id, **metadata},

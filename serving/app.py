@@ -48,8 +48,10 @@ def create_app(champions: Champions, serve: ServeSettings) -> Starlette:
         return JSONResponse(body, 503 if result.retryable else 422)
 
     async def scored(item: Item) -> ItemResult:
-        """The item's result: its image fetched on a thread of its own, then scored in a batch."""
-        return await batcher.submit(await asyncio.to_thread(fetched, item, champions.settings.fetch.policy))
+        """The item's result: its image fetched on a thread of its own (an image by URI), then scored in a batch."""
+        if item.to_fetch:
+            item = await asyncio.to_thread(fetched, item, champions.settings.fetch.policy)
+        return await batcher.submit(item)
 
     async def health(request: Request) -> JSONResponse:
         current = champions.current

@@ -50,12 +50,17 @@ class Item:
     description: str | None = None
     fetch_error: str | None = None
 
+    @property
+    def to_fetch(self) -> bool:
+        """Whether the item's image is known by its URI alone."""
+        return self.image is None and self.image_uri is not None
+
 
 def fetched(item: Item, policy: FetchPolicy) -> Item:
     """The item with the image its URI names fetched, or the reason it could not be: done for each
     request on its own thread before it joins a batch, so a slow server holds up that request only,
     not every item of the batch (and once per item, not once per image signal)."""
-    if item.image is not None or item.image_uri is None:
+    if not item.to_fetch:
         return item
     try:
         return replace(item, image=fetch(item.image_uri, policy))

@@ -217,11 +217,11 @@ def _draft(image: ImageFile.ImageFile, data: bytes, resize_short_side: int | Non
     least four times what the model resizes it to: a 24-megapixel photo then costs what a
     1.5-megapixel one does, in memory and time, and the resize still has enough pixels that its
     antialiased result barely differs from the full decode's (DRAFT_OVERSAMPLING)."""
-    if not is_jpeg(image) or resize_short_side is None or jpeg_frame(data) in LOSSLESS_JPEG_FRAMES:
-        return  # a lossless JPEG is decoded at its full size (charged for it): libjpeg cannot scale it
+    if not is_jpeg(image) or resize_short_side is None:
+        return
     width, height = image.size
     scale = DRAFT_OVERSAMPLING * resize_short_side / min(width, height)
-    if scale < 0.5:
+    if scale < 0.5 and jpeg_frame(data) not in LOSSLESS_JPEG_FRAMES:  # libjpeg cannot scale a lossless JPEG: decoded (and charged) whole
         image.draft(image.mode, (math.ceil(width * scale), math.ceil(height * scale)))
 
 
