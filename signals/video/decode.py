@@ -11,6 +11,7 @@ FFmpeg's scaler while decoding, so a worker never holds more than one decoded fr
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import math
 from collections.abc import Iterator
@@ -34,7 +35,8 @@ SKIP_NONREF_RATIO = 2
 @dataclass(frozen=True)
 class VideoLimits:
     """Bounds on a video, checked from its header before any frame is decoded and again on the
-    decoded frames: only `containers` and `codecs` are opened at all."""
+    decoded frames: only `containers` and `codecs` are opened at all; and the memory and CPU time
+    the process that decodes it may take."""
 
     max_bytes: int = 256 * 1024 * 1024
     max_duration_s: float = 1200.0
@@ -43,6 +45,11 @@ class VideoLimits:
     min_side: int = 16
     containers: tuple[str, ...] = ("mov", "mp4", "matroska", "webm")
     codecs: tuple[str, ...] = ("h264", "hevc", "vp8", "vp9", "av1", "mpeg4")
+    # what decoding one video may take in its own process (signals.video.decoder_process), which
+    # also bounds what FFmpeg does while opening a container, before any check above can run
+    max_memory_bytes: int = 1024 * 1024 * 1024  # address space beyond the video's bytes
+    max_open_cpu_s: float = 10.0  # opening the container and checking its header
+    max_decode_cpu_s: float = 1800.0  # the whole video, opening included
 
     def __post_init__(self) -> None:
         for kind, names, known in (("containers", self.containers, KNOWN_CONTAINERS), ("codecs", self.codecs, KNOWN_CODECS)):
@@ -93,9 +100,31 @@ def demuxer_of(data: bytes, limits: VideoLimits) -> str:
     return DEMUXERS[allowed[0]]
 
 
+# AV_CODEC_CAP_HARDWARE and AV_CODEC_CAP_HYBRID: decoders that hand the bytes to a device
+_DEVICE_DECODER = (1 << 18) | (1 << 19)
+
+
+@functools.cache
+def decoder_names(codecs: tuple[str, ...]) -> str:
+    """FFmpeg's software decoders of `codecs` (libdav1d and av1 for av1, say), as its
+    `codec_whitelist` option: FFmpeg opens no other decoder, not even while it probes the streams
+    on opening, where it otherwise decodes a first frame of every stream, allowed or not."""
+    ids = {av.Codec(name, "r").id for name in codecs}
+    names = set()
+    for name in av.codecs_available:
+        try:
+            codec = av.Codec(name, "r")
+        except (ValueError, av.FFmpegError):  # an encoder's name
+            continue
+        if codec.id in ids and not codec.capabilities & _DEVICE_DECODER:
+            names.add(codec.name)
+    return ",".join(sorted(names))
+
+
 def _open(data: bytes, limits: VideoLimits) -> av.container.InputContainer:
+    options = {"codec_whitelist": decoder_names(limits.codecs), "threads": "1", "max_pixels": str(limits.max_pixels)}
     try:
-        return av.open(io.BytesIO(data), mode="r", format=demuxer_of(data, limits))
+        return av.open(io.BytesIO(data), mode="r", format=demuxer_of(data, limits), options=options)
     except av.FFmpegError as exc:
         raise InputError(f"video is corrupt or not a video: {exc}") from exc
 
@@ -145,12 +174,12 @@ def check_frame_size(width: int, height: int, limits: VideoLimits) -> None:
 
 def probe_video(data: bytes | None, limits: VideoLimits = VideoLimits()) -> VideoHeader:
     """The video's header within `limits`, decoding no frame; InputError saying why not."""
-    with _opened(data, limits) as container:
+    with opened(data, limits) as container:
         return check_header(container, limits)
 
 
 @contextlib.contextmanager
-def _opened(data: bytes | None, limits: VideoLimits) -> Iterator[av.container.InputContainer]:
+def opened(data: bytes | None, limits: VideoLimits) -> Iterator[av.container.InputContainer]:
     """The bytes opened as a container once the byte checks pass, closed on leaving."""
     check_bytes(data, "video", limits.max_bytes)
     container = _open(bytes(data), limits)
@@ -182,29 +211,34 @@ def sample_frames(data: bytes | None, limits: VideoLimits, sample_fps: float, sh
     short side at most `short_side`, one at a time (frames that are not references skipped when
     sampling is sparse enough not to need them); InputError (raised while iterating) for a video
     outside `limits`, corrupt, cut short or without frames. The header is checked first."""
-    with _opened(data, limits) as container:
-        header = check_header(container, limits)
-        stream = sampling_stream(container, header, sample_fps)
-        step = 1.0 / sample_fps
-        next_time, count, last_time, first_time = None, 0, None, None
-        try:
-            for frame in container.decode(stream):
-                count += 1
-                time_s = float(frame.time) if frame.time is not None else (count - 1) / (header.frame_rate or 25.0)
-                first_time = time_s if first_time is None else min(first_time, time_s)
-                _check_decoded(frame, time_s, first_time, count, limits)
-                last_time = time_s if last_time is None else max(last_time, time_s)
-                if next_time is not None and time_s < next_time:
-                    continue
-                width, height = scaled_size(frame.width, frame.height, short_side)
-                pixels = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="BILINEAR")
-                yield SampledFrame(time_s, pixels)
-                next_time = time_s + step if next_time is None else next_time + step * max(1, math.floor((time_s - next_time) / step) + 1)
-        except av.FFmpegError as exc:
-            raise InputError(f"video is corrupt or truncated: {exc}") from exc
-        if count == 0:
-            raise InputError("video has no frames")
-        _check_complete(header, last_time)
+    with opened(data, limits) as container:
+        yield from sampled_frames(container, check_header(container, limits), limits, sample_fps, short_side)
+
+
+def sampled_frames(container: av.container.InputContainer, header: VideoHeader, limits: VideoLimits, sample_fps: float,
+                   short_side: int) -> Iterator[SampledFrame]:
+    """`sample_frames` of a container already opened and its header already checked."""
+    stream = sampling_stream(container, header, sample_fps)
+    step = 1.0 / sample_fps
+    next_time, count, last_time, first_time = None, 0, None, None
+    try:
+        for frame in container.decode(stream):
+            count += 1
+            time_s = float(frame.time) if frame.time is not None else (count - 1) / (header.frame_rate or 25.0)
+            first_time = time_s if first_time is None else min(first_time, time_s)
+            _check_decoded(frame, time_s, first_time, count, limits)
+            last_time = time_s if last_time is None else max(last_time, time_s)
+            if next_time is not None and time_s < next_time:
+                continue
+            width, height = scaled_size(frame.width, frame.height, short_side)
+            pixels = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="BILINEAR")
+            yield SampledFrame(time_s, pixels)
+            next_time = time_s + step if next_time is None else next_time + step * max(1, math.floor((time_s - next_time) / step) + 1)
+    except av.FFmpegError as exc:
+        raise InputError(f"video is corrupt or truncated: {exc}") from exc
+    if count == 0:
+        raise InputError("video has no frames")
+    _check_complete(header, last_time)
 
 
 def _check_decoded(frame: av.VideoFrame, time_s: float, first_time: float, count: int, limits: VideoLimits) -> None:

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from signals.video.decode import SampledFrame, VideoLimits, sample_frames
+from signals.video.decode import SampledFrame, VideoLimits
+from signals.video.decoder_process import DECODER
 from signals.video.shots import ShotDetection, ShotDetector, hsv_histogram
 
 MAX_CANDIDATES = 8
@@ -95,13 +96,14 @@ class _Span:
 
 
 def video_keyframes(data: bytes | None, limits: VideoLimits = VideoLimits(), sampling: VideoSampling = VideoSampling()) -> Iterator[Keyframe]:
-    """The video's keyframes in time order, each as soon as its span closes; InputError (raised
-    while iterating) for a video outside `limits` or undecodable. The last span ends one sampling
+    """The video's keyframes in time order, each as soon as its span closes, from frames decoded in
+    this worker's decoding child; InputError (raised while iterating) for a video outside `limits`
+    or undecodable. The last span ends one sampling
     step after the last sample."""
     detector = ShotDetector(sampling.shots)
     span: _Span | None = None
     shot_index, index, last_time = -1, 0, 0.0
-    for frame in sample_frames(data, limits, sampling.sample_fps, sampling.short_side):
+    for frame in DECODER.frames(data, limits, sampling.sample_fps, sampling.short_side):
         cut = detector.is_cut(frame.time_s, hsv_histogram(frame.pixels))
         if span is not None and (cut or frame.time_s - span.start_s >= sampling.keyframe_every_s):
             yield span.keyframe(index, frame.time_s)

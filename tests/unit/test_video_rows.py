@@ -139,8 +139,8 @@ def test_one_decode_serves_every_signal_and_both_tables(two_shot_video: bytes, m
 
     embedder, labeler = EfficientNetImageEmbedder(config("image_embedding")).load(), ImageQualityLabeler(config("image_quality")).load()
     alone = [video_rows([(s, _stamp(s))], _item(two_shot_video), VideoReading())[0] for s in (embedder, labeler)]
-    decodes, sample_frames = [], keyframes.sample_frames
-    monkeypatch.setattr(keyframes, "sample_frames", lambda *a, **k: decodes.append(1) or sample_frames(*a, **k))
+    decodes, frames = [], keyframes.DECODER.frames
+    monkeypatch.setattr(keyframes.DECODER, "frames", lambda *a, **k: decodes.append(1) or frames(*a, **k))
     batch = pa.RecordBatch.from_pylist([{**_item(two_shot_video), "content_id": "v1"}, {**_item(b"junk"), "content_id": "v2"}])
     out = list(video_output_rows([(embedder, _stamp(embedder)), (labeler, _stamp(labeler))])(iter([batch])))
     assert len(decodes) == 2  # one per video, for both signals and all three tables
