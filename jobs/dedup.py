@@ -12,10 +12,10 @@ LSH scheme). A pair is an edge when the bytes are equal, or the pHashes are at m
 `confirm_cosine` or more, or the embeddings alone reach `min_cosine`. A flat image (one colour)
 gets no pHash edge: all flat images share one meaningless pHash (signals.labels.perceptual_hash),
 so they are duplicates only by their bytes or their embeddings. Groups are the connected
-components of the edges (min-label propagation with pointer jumping: a few rounds, even for
-long chains of copies).
-A bucket of more than `max_bucket` items pairs the items of each hash with one of them and
-compares only those; one of more than `max_bucket` distinct hashes is skipped.
+components of the edges (labels hooked onto their smallest neighbour, pointer jumping, links
+contracted: about log2(n) rounds for n copies, whatever the order of their ids).
+A bucket pairs the items of each hash with one of them and compares only those (equal hashes
+say nothing more); one of more than `max_bucket` distinct hashes is skipped.
 
 A video item is fingerprinted like an image, across formats: the sha256 of its video bytes, the
 pHashes of its keyframes (as the video pass stored them in the keyframes table: no video is
@@ -55,7 +55,7 @@ from signals.video.rows import NO_KEYFRAME
 from udfs.fingerprints import phash_column, simhash_column
 
 JOB = "dedup"
-MAX_ITERATIONS = 30  # rounds of connected_components: pointer jumping halves a chain's length each round
+MAX_ROUNDS = 64  # of connected_components, and of its pointer jumping: each halves what is left, so 2^64 items
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()  # empty inputs share it, and are not copies of each other
 COSINE_DIGITS = 5  # an item's best edge is chosen on cosines rounded to this many digits
 
@@ -135,20 +135,19 @@ def _candidates(items: DataFrame, hashes_column: str, within: Callable[[Column],
     distance over all their words; the sides are `a` and `b`) keeps: the bucket join's chance
     meetings are dropped on a few longs, before any pair is compared.
 
-    A bucket of more than `max_bucket` items (a picture copied thousands of times) is not joined
-    with itself: there, each hash's smallest id is paired with the other items of its hash (equal
-    hashes are within every reach) and with the other hashes' smallest ids, so the bucket costs
-    its distinct hashes times its items, not its items squared. A bucket of more than `max_bucket`
-    distinct hashes is skipped."""
+    A bucket is never joined with itself whole: each hash's smallest id is paired with the other
+    items of its hash (equal hashes are within every reach, and their pairs would say nothing
+    more) and with the other hashes' smallest ids, so a bucket costs its distinct hashes times its
+    items, not its items squared (a picture copied thousands of times fills every bucket of its
+    hashes). A bucket of more than `max_bucket` distinct hashes is skipped."""
     keyed = items.select("content_id", "edge_phashes", F.explode(hashes_column).alias("hash")).select(
         "content_id", "edge_phashes", "hash", F.explode(_band_keys(F.col("hash")[0], rules.bands)).alias("bucket")).distinct()
-    bucket = Window.partitionBy("bucket")  # one shuffle and one sort for the three windows: (bucket, hash) first
+    bucket = Window.partitionBy("bucket")  # one shuffle and one sort for both windows: (bucket, hash) first
     anchored = keyed.withColumn("anchor", F.min("content_id").over(Window.partitionBy("bucket", "hash")))
-    sized = anchored.withColumn("items", F.count("*").over(bucket)).withColumn("hashes", F.sum((F.col("content_id") == F.col("anchor")).cast("int")).over(bucket))
-    crowded = F.col("items") > rules.max_bucket
-    comparable = sized.filter(~crowded | (F.col("hashes") <= rules.max_bucket))
-    a, b = comparable.filter(~crowded | (F.col("content_id") == F.col("anchor"))).alias("a"), comparable.alias("b")  # crowded: a side per hash
-    one_per_hash = (F.col("b.items") <= rules.max_bucket) | (F.col("b.content_id") == F.col("b.anchor")) | (F.col("a.content_id") == F.col("b.anchor"))
+    comparable = anchored.withColumn("hashes", F.sum((F.col("content_id") == F.col("anchor")).cast("int")).over(bucket)).filter(
+        F.col("hashes") <= rules.max_bucket)
+    a, b = comparable.filter(F.col("content_id") == F.col("anchor")).alias("a"), comparable.alias("b")  # a side per hash
+    one_per_hash = (F.col("b.content_id") == F.col("b.anchor")) | (F.col("a.content_id") == F.col("b.anchor"))
     return a.join(b, (F.col("a.bucket") == F.col("b.bucket")) & (F.col("a.content_id") < F.col("b.content_id"))).filter(
         one_per_hash & within(_bits_apart(F.col("a.hash"), F.col("b.hash")))
     ).select(F.col("a.content_id").alias("a"), F.col("b.content_id").alias("b"))
@@ -205,22 +204,36 @@ def edges(items: DataFrame, rules: DedupSettings) -> DataFrame:
 
 
 def connected_components(nodes: DataFrame, links: DataFrame) -> DataFrame:
-    """(content_id, group_id): the smallest content_id reachable through `links` (a, b). Each
-    round an item takes the smallest label among its neighbours', then its label's own label
-    (pointer jumping), so a chain of n copies settles in about log2(n) rounds, not n."""
-    both_ways = links.select("a", "b").unionByName(links.select(F.col("b").alias("a"), F.col("a").alias("b"))).localCheckpoint()
-    groups = nodes.select("content_id", F.col("content_id").alias("group_id")).localCheckpoint()
-    for _ in range(MAX_ITERATIONS):
-        offered = both_ways.join(groups, F.col("b") == F.col("content_id")).groupBy(F.col("a").alias("content_id")).agg(F.min("group_id").alias("offer"))
-        taken = groups.join(offered, "content_id", "left").select(
-            "content_id", F.least("group_id", F.coalesce("offer", "group_id")).alias("group_id"), F.col("group_id").alias("before")).localCheckpoint()
-        labels = taken.select(F.col("content_id").alias("label"), F.col("group_id").alias("label_of_label"))
-        updated = taken.join(labels, F.col("group_id") == F.col("label"), "left").select(
-            "content_id", F.least("group_id", F.coalesce("label_of_label", "group_id")).alias("group_id"), "before").localCheckpoint()
-        groups = updated.select("content_id", "group_id")
-        if updated.filter(F.col("group_id") < F.col("before")).isEmpty():
+    """(content_id, group_id): the smallest content_id reachable through `links` (a, b). Each round
+    every linked label hooks onto its smallest linked label, the hooks are followed to their roots
+    (pointer jumping), and the links are contracted onto those roots: a label still linked merges
+    with at least one other, so the linked labels at least halve each round and n copies settle in
+    at most about log2(n) rounds, whatever the order of their ids."""
+    both_ways = links.select("a", "b").unionByName(links.select(F.col("b").alias("a"), F.col("a").alias("b")))
+    linked = both_ways.filter(F.col("a") != F.col("b")).distinct().localCheckpoint()
+    groups = nodes.select("content_id", F.col("content_id").alias("group_id"))
+    for _ in range(MAX_ROUNDS):
+        if linked.isEmpty():
             return groups
-    raise RuntimeError(f"duplicate groups did not converge in {MAX_ITERATIONS} iterations")
+        roots = _roots(linked.groupBy("a").agg(F.least(F.col("a"), F.min("b")).alias("root")).withColumnRenamed("a", "label"))
+        groups = groups.join(roots, F.col("group_id") == F.col("label"), "left").select(
+            "content_id", F.coalesce("root", "group_id").alias("group_id")).localCheckpoint()
+        ends = [roots.select(F.col("label").alias(end), F.col("root").alias(f"{end}_root")) for end in ("a", "b")]
+        linked = linked.join(ends[0], "a").join(ends[1], "b").select(F.col("a_root").alias("a"), F.col("b_root").alias("b")) \
+            .filter(F.col("a") != F.col("b")).distinct().localCheckpoint()
+    raise RuntimeError(f"duplicate groups did not settle in {MAX_ROUNDS} rounds")
+
+
+def _roots(hooks: DataFrame) -> DataFrame:
+    """(label, root): each label's hook (label, root) followed until it reaches a label hooked onto
+    itself; each pass doubles the distance jumped, so it takes log2 of the longest path of hooks."""
+    for _ in range(MAX_ROUNDS):
+        after = hooks.alias("x").join(hooks.alias("y"), F.col("x.root") == F.col("y.label"), "left").select(
+            F.col("x.label"), F.coalesce("y.root", "x.root").alias("root"), F.col("x.root").alias("before")).localCheckpoint()
+        hooks = after.select("label", "root")
+        if after.filter(F.col("root") != F.col("before")).isEmpty():
+            return hooks
+    raise RuntimeError(f"duplicate groups' hooks did not reach their roots in {MAX_ROUNDS} passes")
 
 
 def run_dedup(spark: SparkSession, settings: Settings, run_id: str | None = None) -> RunResult:
