@@ -50,7 +50,7 @@ def alias_lock(client: MlflowClient, stale_after_s: float = STALE_AFTER_S, wait_
     except MlflowException as e:
         if e.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    ticket = client.create_model_version(LOCK_MODEL, "content-signals:/alias-lock", tags={HOLDER_TAG: json.dumps(_this_process())}, await_creation_for=0)
+    ticket = client.create_model_version(LOCK_MODEL, "content-signals:/alias-lock", tags={HOLDER_TAG: json.dumps(this_process())}, await_creation_for=0)
     try:
         _wait_for_turn(client, int(ticket.version), stale_after_s, wait_at_most_s)
         yield
@@ -67,7 +67,7 @@ def _wait_for_turn(client: MlflowClient, mine: int, stale_after_s: float, wait_a
         for ticket in sorted(client.search_model_versions(f"name = '{LOCK_MODEL}'"), key=lambda t: int(t.version)):
             if int(ticket.version) >= mine:
                 break
-            if _process_gone(_holder(ticket)):
+            if process_gone(_holder(ticket)):
                 _drop(client, ticket.version)
             else:
                 ahead.append(ticket)
@@ -112,11 +112,11 @@ def _machine() -> str | None:
         return None
 
 
-def _this_process() -> dict[str, object]:
+def this_process() -> dict[str, object]:
     return {"host": socket.gethostname(), "machine": _machine(), "pid": os.getpid()}
 
 
-def _process_gone(holder: dict[str, object]) -> bool:
+def process_gone(holder: dict[str, object]) -> bool:
     """Whether the ticket's process is known to have ended: it ran on this machine and runs no more."""
     machine = _machine()
     pid = holder.get("pid")

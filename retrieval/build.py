@@ -7,6 +7,8 @@ reads the data files added and removed in the signal's partitions since the mani
 of the added files, so new and changed items are in, and takedowns and items whose row became an
 error are out. It rebuilds instead when the files of the old version are gone (vacuumed), or
 when the number of items calls for the other kind of index; the result is the same either way.
+Builds and updates of one signal take turns (retrieval.writer_lock), from reading its manifest to
+replacing it.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from retrieval import index_store
 from retrieval.embedding_rows import changes, pinned_version, signal_rows, vectors_of
 from retrieval.index_store import Manifest
 from retrieval.vector_index import VectorIndex, choose_kind
+from retrieval.writer_lock import writer_lock
 from signals.contracts import EMBEDDINGS
 
 
@@ -41,9 +44,22 @@ def _describe(manifest: Manifest) -> str:
             f"{manifest.model_version}, from {EMBEDDINGS.name} version {manifest.table_version}")
 
 
-def build_index(lakehouse_root: str, signal: str, model_version: str, settings: IndexSettings, version: int | None = None,
-                reason: str = "") -> IndexOutcome:
+def build_index(lakehouse_root: str, signal: str, model_version: str, settings: IndexSettings, version: int | None = None) -> IndexOutcome:
     """A new index of the signal's ok rows at `model_version` in the table at `version` (latest if None)."""
+    pinned_version(embeddings_root(lakehouse_root), version)  # a wrong lakehouse is said before its lock is made there
+    with writer_lock(index_store.signal_folder(lakehouse_root, signal)):
+        return _build(lakehouse_root, signal, model_version, settings, version)
+
+
+def update_index(lakehouse_root: str, signal: str, model_version: str, settings: IndexSettings, version: int | None = None) -> IndexOutcome:
+    """The signal's index brought to the table at `version` (latest if None) by its changes alone."""
+    index_store.read_manifest(lakehouse_root, signal)  # no index: said before its lock is made
+    with writer_lock(index_store.signal_folder(lakehouse_root, signal)):
+        return _update(lakehouse_root, signal, model_version, settings, version)
+
+
+def _build(lakehouse_root: str, signal: str, model_version: str, settings: IndexSettings, version: int | None,
+           reason: str = "") -> IndexOutcome:
     table = embeddings_root(lakehouse_root)
     version = pinned_version(table, version)
     vectors = vectors_of(signal_rows(table, signal, model_version, version), model_version)
@@ -55,8 +71,7 @@ def build_index(lakehouse_root: str, signal: str, model_version: str, settings: 
     return IndexOutcome(manifest, f"built {_describe(manifest)}{f' ({reason})' if reason else ''}")
 
 
-def update_index(lakehouse_root: str, signal: str, model_version: str, settings: IndexSettings, version: int | None = None) -> IndexOutcome:
-    """The signal's index brought to the table at `version` (latest if None) by its changes alone."""
+def _update(lakehouse_root: str, signal: str, model_version: str, settings: IndexSettings, version: int | None) -> IndexOutcome:
     manifest, index = index_store.load(lakehouse_root, signal)
     if manifest.model_version != model_version:
         raise UsageError(f"the index of {signal} holds model version {manifest.model_version} and the champion is now {model_version}: "
@@ -70,15 +85,15 @@ def update_index(lakehouse_root: str, signal: str, model_version: str, settings:
         return IndexOutcome(manifest, f"nothing to do: {_describe(manifest)}")
     found = changes(table, signal, model_version, manifest.table_version, version)
     if found is None:
-        return build_index(lakehouse_root, signal, model_version, settings, version,
-                           f"rebuilt: the files of version {manifest.table_version} are no longer all there")
+        return _build(lakehouse_root, signal, model_version, settings, version,
+                      f"rebuilt: the files of version {manifest.table_version} are no longer all there")
     before = set(index.ids)
     fresh = vectors_of(found.rows, model_version)
     index.remove(found.removed_ids | set(pc.unique(found.rows["content_id"]).to_pylist()))
     index.add(fresh.content_ids, fresh.matrix)
     if len(index) and choose_kind(len(index), settings).name != index.kind.name:  # emptied: saved empty, as it is
-        return build_index(lakehouse_root, signal, model_version, settings, version,
-                           f"rebuilt: {len(index)} items call for another kind of index than {index.kind.name}")
+        return _build(lakehouse_root, signal, model_version, settings, version,
+                      f"rebuilt: {len(index)} items call for another kind of index than {index.kind.name}")
     after = set(index.ids)
     # re-added: items of the added files that were in the index already (changed, or in a file rewritten around a change)
     counts = {"added": len(after - before), "re_added": len(fresh.content_ids) - len(after - before), "removed": len(before - after)}

@@ -7,7 +7,10 @@ through pyarrow's filesystems), one folder per signal:
 
 A build's files are never rewritten: a new build (or update) writes a new folder, then replaces
 the manifest (written aside and moved into place), so a reader that read the manifest finds its
-files. The folders of builds before the previous one are deleted then.
+files. The folders of builds before the previous one are deleted then; a folder named after the
+previous build (a later one, or one still being written) is never deleted. Writers of one signal
+take turns (retrieval.writer_lock); a reader whose build was deleted after it read the manifest
+reads the manifest again.
 """
 from __future__ import annotations
 
@@ -78,7 +81,7 @@ def save(lakehouse_root: str, signal: str, index: VectorIndex, table: str, table
     with filesystem.open_output_stream(aside) as out:
         out.write(json.dumps(asdict(manifest), indent=2).encode())
     filesystem.move(aside, f"{folder}/{MANIFEST}")
-    _delete_old_builds(filesystem, folder, keep={build, previous})
+    _delete_builds_before(filesystem, folder, previous)
     return manifest
 
 
@@ -94,9 +97,12 @@ def _read(filesystem: pafs.FileSystem, path: str) -> bytes:
         return stream.read()
 
 
-def _delete_old_builds(filesystem: pafs.FileSystem, folder: str, keep: set[str | None]) -> None:
+def _delete_builds_before(filesystem: pafs.FileSystem, folder: str, previous: str | None) -> None:
+    """Delete the folders of builds made before `previous` (build names begin with their UTC time)."""
+    if previous is None:
+        return
     for entry in filesystem.get_file_info(pafs.FileSelector(f"{folder}/builds", allow_not_found=True)):
-        if entry.type == pafs.FileType.Directory and entry.base_name not in keep:
+        if entry.type == pafs.FileType.Directory and entry.base_name < previous:
             filesystem.delete_dir(entry.path)
 
 

@@ -21,7 +21,7 @@ from deltalake import DeltaTable
 
 from conf.settings import load_settings
 from lake import registry as registry_module
-from lake.alias_lock import HOLDER_TAG, LOCK_MODEL, AliasConflict, _this_process, alias_lock
+from lake.alias_lock import HOLDER_TAG, LOCK_MODEL, AliasConflict, alias_lock, this_process
 from lake.registry import CHAMPION, AliasMoved, Registry, RegistryError, local_store_uri
 from rollout.compare import log_to_mlflow
 from rollout.models import build_signals
@@ -261,7 +261,7 @@ def _ticket(registry: Registry, holder: dict) -> None:
 
 def test_the_alias_lock_skips_a_killed_movers_ticket(registry, caplog):
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
-    _ticket(registry, {**_this_process(), "pid": int(ended.stdout)})  # on this machine, no longer running: skipped at once
+    _ticket(registry, {**this_process(), "pid": int(ended.stdout)})  # on this machine, no longer running: skipped at once
     started = time.monotonic()
     with alias_lock(registry.client, stale_after_s=60, wait_at_most_s=30):
         assert time.monotonic() - started < 30

@@ -2,8 +2,10 @@
 table's contract schema, checked against numpy brute force over the same table version."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -199,3 +201,44 @@ def test_an_index_on_the_object_store_is_built_updated_and_read_there(s3_server,
     store = pafs.S3FileSystem(endpoint_override=s3_server.endpoint_url, scheme="http", region="us-east-1")
     builds = {e.base_name for e in store.get_file_info(pafs.FileSelector("indexes/lakehouse/_indexes/image_embedding/builds"))}
     assert len(builds) == 2 and first.build not in builds and manifest.build in builds
+
+
+def test_two_builds_at_once_take_turns_and_the_manifest_names_a_build_that_is_there(lakehouse, monkeypatch) -> None:
+    """Two saves at once used to delete each other's builds, leaving a manifest that named a deleted
+    one. Writer 1 is paused after writing its build's files, before its manifest; writer 2 must wait."""
+    root = str(lakehouse)
+    build_index(root, SIGNAL, "1", EXACT_ONLY)
+    paused, release = threading.Event(), threading.Event()
+
+    def pausing_asdict(manifest):
+        if threading.current_thread().name == "writer-1":
+            paused.set()
+            release.wait(30)
+        return dataclasses.asdict(manifest)
+
+    monkeypatch.setattr(index_store, "asdict", pausing_asdict)
+    built = {}
+    writers = [threading.Thread(target=lambda n=n: built.update({n: build_index(root, SIGNAL, "1", EXACT_ONLY).manifest}), name=n)
+               for n in ("writer-1", "writer-2")]
+    writers[0].start()
+    assert paused.wait(30)
+    writers[1].start()
+    writers[1].join(1.0)
+    assert "writer-2" not in built  # waits for writer 1 to finish
+    release.set()
+    for writer in writers:
+        writer.join(30)
+    manifest, index = index_store.load(root, SIGNAL)
+    assert manifest == built["writer-2"] and len(index) == manifest.items == 140
+    builds = {p.name for p in (Path(index_store.signal_folder(root, SIGNAL)) / "builds").iterdir()}
+    assert {built["writer-1"].build, built["writer-2"].build} <= builds
+
+
+def test_a_save_never_deletes_a_build_newer_than_the_current_one(lakehouse) -> None:
+    root = str(lakehouse)
+    build_index(root, SIGNAL, "1", EXACT_ONLY)
+    later = Path(index_store.signal_folder(root, SIGNAL)) / "builds" / "99991231T000000000000-inflight"  # another writer's, in progress
+    later.mkdir()
+    build_index(root, SIGNAL, "1", EXACT_ONLY)
+    build_index(root, SIGNAL, "1", EXACT_ONLY)
+    assert later.is_dir()
