@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow.compute as pc
 
 from conf.settings import IndexSettings, UsageError
 from retrieval import index_store
-from retrieval.embedding_rows import changes, pinned_version, signal_rows, vectors_of
+from retrieval.embedding_rows import changes, held_by, pinned_version, signal_rows, vectors_of
 from retrieval.index_store import Manifest
-from retrieval.vector_index import VectorIndex, choose_kind
+from retrieval.vector_index import EXACT, IndexKind, VectorIndex, choose_kind
 from retrieval.writer_lock import writer_lock
 from signals.contracts import EMBEDDINGS
 
@@ -59,13 +60,19 @@ def update_index(lakehouse_root: str, signal: str, model_version: str, settings:
 
 
 def _build(lakehouse_root: str, signal: str, model_version: str, settings: IndexSettings, version: int | None,
-           reason: str = "") -> IndexOutcome:
+           reason: str = "", replacing: Manifest | None = None) -> IndexOutcome:
+    """A new index; when it replaces the index `replacing` (an update that rebuilds), a signal with
+    no ok rows left gives an empty index of its dimension, as an update in place empties it."""
     table = embeddings_root(lakehouse_root)
     version = pinned_version(table, version)
-    vectors = vectors_of(signal_rows(table, signal, model_version, version), model_version)
-    if not vectors.content_ids:
+    has_rows = replacing is None or (signal, model_version) in held_by(table, version)  # else signal_rows refuses
+    vectors = vectors_of(signal_rows(table, signal, model_version, version), model_version) if has_rows else None
+    if vectors is not None and vectors.content_ids:
+        index = VectorIndex.build(vectors.content_ids, vectors.matrix, choose_kind(len(vectors.content_ids), settings))
+    elif replacing is not None:
+        index = VectorIndex.build([], np.empty((0, replacing.dim), np.float32), IndexKind(EXACT))
+    else:
         raise UsageError(f"{table} version {version} has no ok rows of {signal} at model version {model_version}: nothing to index")
-    index = VectorIndex.build(vectors.content_ids, vectors.matrix, choose_kind(len(vectors.content_ids), settings))
     manifest = index_store.save(lakehouse_root, signal, index, EMBEDDINGS.name, version, model_version,
                                 {"how": "build", **({"reason": reason} if reason else {})})
     return IndexOutcome(manifest, f"built {_describe(manifest)}{f' ({reason})' if reason else ''}")
@@ -86,7 +93,7 @@ def _update(lakehouse_root: str, signal: str, model_version: str, settings: Inde
     found = changes(table, signal, model_version, manifest.table_version, version)
     if found is None:
         return _build(lakehouse_root, signal, model_version, settings, version,
-                      f"rebuilt: the files of version {manifest.table_version} are no longer all there")
+                      f"rebuilt: the files of version {manifest.table_version} are no longer all there", manifest)
     before = set(index.ids)
     fresh = vectors_of(found.rows, model_version)
     index.remove(found.removed_ids | set(pc.unique(found.rows["content_id"]).to_pylist()))

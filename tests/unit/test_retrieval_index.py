@@ -242,3 +242,23 @@ def test_a_save_never_deletes_a_build_newer_than_the_current_one(lakehouse) -> N
     build_index(root, SIGNAL, "1", EXACT_ONLY)
     build_index(root, SIGNAL, "1", EXACT_ONLY)
     assert later.is_dir()
+
+
+def test_an_update_that_rebuilds_after_a_vacuum_empties_an_index_whose_items_are_all_taken_down(tmp_path) -> None:
+    """The rebuild used to refuse a signal with no rows left, so the index kept answering with
+    taken-down items; it now saves an empty index, as the update in place does."""
+    ids = [f"pin-{i:03d}" for i in range(50)]
+    root = str(tmp_path)
+    append(root, rows(ids, random_vectors(50, 0)))
+    append(root, rows(["other-1"], random_vectors(1, 1), signal="text_embedding"))
+    build_index(root, SIGNAL, "1", EXACT_ONLY)
+    before = DeltaTable(embeddings_root(root)).version()
+    after = delete(root, *ids)
+    _, gone = delta_io.changed_files(embeddings_root(root), before, after)
+    for f in gone:  # what a vacuum does to the old files
+        (tmp_path / "embeddings" / f.path).unlink()
+    outcome = update_index(root, SIGNAL, "1", EXACT_ONLY)
+    assert outcome.manifest.made_by["how"] == "build" and "no longer all there" in outcome.message
+    manifest, index = index_store.load(root, SIGNAL)
+    assert (manifest.items, len(index), manifest.table_version, manifest.dim) == (0, 0, after, DIM)
+    assert neighbours(index, random_vectors(1, 0)[0], 3) == []
