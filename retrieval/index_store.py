@@ -130,6 +130,14 @@ def read_manifest(lakehouse_root: str, signal: str) -> Manifest:
         raise UsageError(f"{folder}/{MANIFEST} describes an index of {manifest.signal}, not {signal}: build the index of {signal} again")
     if manifest.format != FORMAT:
         raise UsageError(f"{folder}/{MANIFEST} has format {manifest.format}, this code reads {FORMAT}: build the index again")
+    if "/" in manifest.build or manifest.build in ("", ".", "..") or \
+            (manifest.index_file, manifest.ids_file) != (f"builds/{manifest.build}/index.faiss", f"builds/{manifest.build}/ids.parquet"):
+        raise UsageError(f"{folder}/{MANIFEST} names files outside its build's folder ({manifest.index_file}, {manifest.ids_file}): "
+                         f"build the index again")
+    try:
+        manifest.index_kind  # noqa: B018 (refused here rather than when the index is loaded)
+    except TypeError as e:
+        raise UsageError(f"{folder}/{MANIFEST} has an index kind this code does not know ({e}): build the index again") from e
     return manifest
 
 
@@ -138,6 +146,17 @@ def load(lakehouse_root: str, signal: str, manifest: Manifest | None = None) -> 
     manifest = manifest or read_manifest(lakehouse_root, signal)
     filesystem, folder = filesystem_of(signal_folder(lakehouse_root, signal))
     data = _read(filesystem, f"{folder}/{manifest.index_file}")
-    ids = pq.read_table(f"{folder}/{manifest.ids_file}", filesystem=filesystem)
-    mapping = dict(zip(ids["content_id"].to_pylist(), ids["faiss_id"].to_pylist()))
-    return manifest, VectorIndex.from_bytes(data, manifest.index_kind, mapping, manifest.next_id)
+    damaged = f"the index files of build {manifest.build} of {signal} are damaged"
+    if len(data) < manifest.items * manifest.dim * 4:  # before faiss allocates what a damaged header claims
+        raise UsageError(f"{damaged} ({manifest.index_file} has {len(data)} bytes, too few for {manifest.items} vectors of "
+                         f"{manifest.dim} floats): build the index again (content-signals index {signal})")
+    try:
+        ids = pq.read_table(f"{folder}/{manifest.ids_file}", filesystem=filesystem)
+        mapping = dict(zip(ids["content_id"].to_pylist(), ids["faiss_id"].to_pylist()))
+        index = VectorIndex.from_bytes(data, manifest.index_kind, mapping, manifest.next_id)
+    except (RuntimeError, KeyError, pa.ArrowInvalid) as e:  # faiss reports a bad file as a RuntimeError
+        raise UsageError(f"{damaged} ({str(e).strip().splitlines()[0][:200]}): build the index again (content-signals index {signal})") from e
+    if not len(index) == manifest.items == ids.num_rows == len(mapping) or index.dim != manifest.dim:
+        raise UsageError(f"{damaged}: they hold {len(index)} vectors of {index.dim} dimensions and {ids.num_rows} ids, its manifest "
+                         f"says {manifest.items} of {manifest.dim}: build the index again (content-signals index {signal})")
+    return manifest, index

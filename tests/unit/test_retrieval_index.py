@@ -17,6 +17,7 @@ from deltalake import DeltaTable
 from embedding_tables import DIM, SIGNAL, append, assert_same, brute_force, delete, random_vectors, rows
 
 from conf.settings import IndexSettings, UsageError
+from jobs.failures import explain
 from lake import delta_io
 from retrieval import index_store
 from retrieval.build import build_index, embeddings_root, update_index
@@ -262,3 +263,32 @@ def test_an_update_that_rebuilds_after_a_vacuum_empties_an_index_whose_items_are
     manifest, index = index_store.load(root, SIGNAL)
     assert (manifest.items, len(index), manifest.table_version, manifest.dim) == (0, 0, after, DIM)
     assert neighbours(index, random_vectors(1, 0)[0], 3) == []
+
+
+def test_damaged_index_files_and_a_manifest_that_points_elsewhere_are_usage_errors(lakehouse) -> None:
+    """faiss's errors and a kind the code cannot make used to end in tracebacks, and a manifest's
+    `../` file names were followed; each is now a message (exit 2) naming what to do."""
+    root = str(lakehouse)
+    folder = Path(index_store.signal_folder(root, SIGNAL))
+    good = build_index(root, SIGNAL, "1", EXACT_ONLY).manifest
+    index_bytes = (folder / good.index_file).read_bytes()
+    doc = json.loads((folder / index_store.MANIFEST).read_text())
+    damages = {
+        "truncated": lambda: (folder / good.index_file).write_bytes(index_bytes[: len(index_bytes) // 2]),
+        "garbage": lambda: (folder / good.index_file).write_bytes(b"x" * len(index_bytes)),
+        "unknown kind key": lambda: (folder / index_store.MANIFEST).write_text(json.dumps({**doc, "kind": {"name": "flat", "metric": "ip"}})),
+        "ivf of a flat index": lambda: (folder / index_store.MANIFEST).write_text(json.dumps({**doc, "kind": {"name": IVF_FLAT, "lists": 4, "probes": 2}})),
+        "outside its build": lambda: (folder / index_store.MANIFEST).write_text(json.dumps({**doc, "index_file": "../../x/index.faiss"})),
+        "build with ../": lambda: (folder / index_store.MANIFEST).write_text(json.dumps(
+            {**doc, "build": "..", "index_file": "builds/../index.faiss", "ids_file": "builds/../ids.parquet"})),
+        "fewer items than the manifest": lambda: (folder / index_store.MANIFEST).write_text(json.dumps({**doc, "items": doc["items"] - 1})),
+        "another dimension": lambda: (folder / index_store.MANIFEST).write_text(json.dumps({**doc, "dim": DIM // 2})),
+    }
+    for what, damage in damages.items():
+        damage()
+        with pytest.raises(UsageError, match="damaged|outside its build|index kind this code does not know") as raised:
+            index_store.load(root, SIGNAL)
+        assert explain(raised.value).status == 2, what
+        (folder / good.index_file).write_bytes(index_bytes)
+        (folder / index_store.MANIFEST).write_text(json.dumps(doc))
+    assert len(index_store.load(root, SIGNAL)[1]) == good.items
