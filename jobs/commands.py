@@ -132,7 +132,7 @@ def _compare(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def _train(settings: Settings, args: argparse.Namespace) -> None:
-    reads = ReadVersions.latest(settings.lakehouse_root)
+    reads = ReadVersions.latest(settings)
     labels, gold, majority = label_frames(settings.lakehouse_root, args.task, args.labels, reads)
     trained = train_task(settings, args.task, labels, args.labels, args.embedding, gold, majority, reads=reads)
     print_trained(trained)

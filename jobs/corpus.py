@@ -1,4 +1,5 @@
-"""The corpus a job reads: where it is and how its columns map onto the job's (`CorpusSource`),
+"""The corpus a job reads in Spark: where it is and how its columns map onto the job's (`CorpusSource`,
+on lake/corpus.py's `CorpusTable`),
 the window of days a job covers, and the rule that gives every content id exactly one row
 before anything is computed.
 
@@ -14,22 +15,19 @@ Skipped rows are counted, with examples, in the run's message (ledger and consol
 """
 from __future__ import annotations
 
-import difflib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-import pyarrow as pa
-from deltalake import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import Window as SparkWindow
 from pyspark.sql import functions as F
 
-from conf.settings import CorpusColumns, CorpusSettings, Settings, UsageError
+from conf.settings import UsageError
 from lake import delta_io, spark_io
-from signals.contracts import CORPUS
+from lake.corpus import CANONICAL, CorpusTable
 
 BROADCAST_MAX_ITEMS = 1_000_000  # ids sent to every task: no shuffle of the rows they are joined with
 
@@ -65,66 +63,15 @@ def check_day(day: str, option: str) -> str:
     raise UsageError(f"{option} {day!r} is not a day (YYYY-MM-DD)")
 
 
-CANONICAL = (("content_id", "string"), ("image", "binary"), ("image_uri", "string"), ("title", "string"),
-             ("description", "string"), ("created_at", "timestamp"), ("updated_at", "timestamp"), ("ds", "string"),
-             ("video", "binary"))
-OPTIONAL = {"image", "image_uri", "title", "description", "created_at", "updated_at", "video"}  # a job can do without them
-# the Spark types each mapped column may have in the source (anything else is a mapping error)
-ACCEPTED_TYPES = {"content_id": ("string", "bigint", "int"), "image": ("binary",), "image_uri": ("string",),
-                  "title": ("string",), "description": ("string",), "created_at": ("timestamp", "timestamp_ntz", "date"),
-                  "updated_at": ("timestamp", "timestamp_ntz", "date"), "ds": ("string", "date"),
-                  "day_from": ("timestamp", "timestamp_ntz", "date"), "video": ("binary",)}
-
-
 def _named(column: str) -> Column:
     """The source column of that exact name (quoted: a dot in it is part of the name, not a struct's field)."""
     return F.col(f"`{column.replace('`', '``')}`")
 
 
-def _spark_type(arrow_type: pa.DataType, from_arrow_type: Callable[[pa.DataType], Any]) -> str:
-    """The Spark type of an Arrow column as the job reads it (nanosecond timestamps as bigint:
-    jobs.session.BASE_CONF), "unsupported" where pyspark's conversion has none (an unmapped uint64 is read
-    by Spark all the same; a mapped one is refused by its type)."""
-    if pa.types.is_timestamp(arrow_type) and arrow_type.unit == "ns":
-        return "bigint"
-    try:
-        return from_arrow_type(arrow_type).simpleString()
-    except (TypeError, ValueError, NotImplementedError) as exc:
-        return f"unsupported ({type(exc).__name__})"
-
-
-@dataclass(frozen=True)
-class CorpusSource:
-    """The corpus as configured (`corpus:` in the profile): a Delta table or parquet dataset at a
-    path or URI, or a Spark catalog table, whose columns are mapped onto the ones the jobs read
-    (`CANONICAL`). Every job reads it through `read`, so a corpus someone else owns, with its
-    own column names and its own day column, is read as the sample corpus is."""
-
-    settings: CorpusSettings
-    location: str
-
-    @classmethod
-    def of(cls, settings: Settings) -> CorpusSource:
-        """The profile's corpus, or a FileNotFoundError saying how to make one."""
-        conf = settings.corpus
-        location = conf.table or conf.path or settings.table_root(CORPUS.name)
-        if conf.format == "delta" and not DeltaTable.is_deltatable(location):
-            hint = "create one with `content-signals make-corpus`" if conf.path is None else "check corpus.path"
-            raise FileNotFoundError(f"no corpus Delta table at {location}; {hint}")
-        return cls(conf, location)
-
-    @property
-    def is_delta(self) -> bool:
-        return self.settings.format == "delta"
-
-    def version(self) -> int | None:
-        """The Delta version a run reads (the pinned one, else the latest); None for other formats."""
-        if not self.is_delta:
-            return None
-        latest, pinned = delta_io.snapshot(self.location).version(), self.settings.version
-        if pinned is not None and not 0 <= pinned <= latest:
-            raise UsageError(f"corpus.version {pinned}: the corpus at {self.location} has versions 0 to {latest}")
-        return latest if pinned is None else pinned
+class CorpusSource(CorpusTable):
+    """The configured corpus (lake/corpus.py `CorpusTable`) as the Spark jobs read it. Every job
+    reads it through `read`, so a corpus someone else owns, with its own column names and its own
+    day column, is read as the sample corpus is."""
 
     def maps_video(self) -> bool:
         """Whether the source has the mapped `video` column (its items may carry videos); told by
@@ -176,58 +123,6 @@ class CorpusSource:
     def keys(self, spark: SparkSession, version: int | None = None) -> DataFrame:
         """(content_id, ds, updated_at) of the whole corpus: what the one-row-per-id rule compares."""
         return self.read(spark, version).select("content_id", "ds", "updated_at")
-
-    def arrow_schema(self) -> pa.Schema | None:
-        """The source's schema read without Spark: a Delta table's from its log, a parquet
-        dataset's from its files; None for a catalog table, which only Spark can read."""
-        if self.is_delta:
-            return pa.schema(delta_io.snapshot(self.location, self.version()).schema().to_arrow())
-        if self.settings.format != "parquet":
-            return None
-        import pyarrow.dataset as pads
-
-        filesystem, base = delta_io.filesystem_of(self.location)
-        try:
-            return pads.dataset(base, filesystem=filesystem, format="parquet",
-                                partitioning=pads.HivePartitioning.discover(infer_dictionary=False)).schema
-        except FileNotFoundError:
-            raise UsageError(f"no parquet corpus at {self.location}: check corpus.path") from None
-
-    def check_schema(self) -> bool:
-        """`check_mapping` on `arrow_schema` (for `--dry-run`, which starts no Spark), its types as
-        Spark reads them; False when the source has no schema to read without Spark."""
-        from pyspark.sql.pandas.types import from_arrow_type
-
-        schema = self.arrow_schema()
-        if schema is not None:
-            self.check_mapping({f.name: _spark_type(f.type, from_arrow_type) for f in schema})
-        return schema is not None
-
-    def check_mapping(self, types: dict[str, str]) -> CorpusColumns:
-        """The mapping as it applies to a source of these columns (name -> Spark type; optional
-        columns left at their default names and absent are unmapped), or a UsageError naming every
-        column that is missing or of the wrong type (with the source's columns, and the nearest name)."""
-        mapping = self.settings.columns
-        defaults = CorpusColumns().model_dump()
-        absent = {name for name, column in mapping.model_dump().items()
-                  if column is not None and column not in types and name in OPTIONAL and column == defaults[name]}
-        mapping = mapping.model_copy(update=dict.fromkeys(absent))
-        problems = []
-        for name, column in mapping.model_dump().items():
-            if column is None:
-                continue
-            if column not in types:
-                near = difflib.get_close_matches(column, list(types), n=1)
-                problems.append(f"{name} -> {column!r} is not a column" + (f" (did you mean {near[0]!r}?)" if near else ""))
-            elif types[column] not in ACCEPTED_TYPES[name]:
-                nanos = types[column] == "bigint" and "timestamp" in ACCEPTED_TYPES[name]
-                problems.append(f"{name} -> {column!r} is {types[column]}, not {' or '.join(ACCEPTED_TYPES[name])}"
-                                + (" (nanosecond timestamps, as pandas writes them, are read as bigint: write them in microseconds, "
-                                   "e.g. to_parquet(..., coerce_timestamps='us'))" if nanos else ""))
-        if problems:
-            raise UsageError(f"the corpus at {self.location} does not match corpus.columns: {'; '.join(problems)}. "
-                             f"Its columns: {', '.join(f'{n} {t}' for n, t in types.items())}")
-        return mapping
 
     def _mapped(self, source: DataFrame) -> list[Column]:
         """The source's columns as the job's (`check_mapping` first)."""

@@ -9,6 +9,7 @@ from pathlib import Path
 from conf.settings import Settings, UsageError
 from jobs.show import console, print_agreement, print_weak
 from lake import delta_io
+from lake.corpus import CorpusTable
 from lake.lakehouse import Lakehouse
 from sample_corpus.generate import TRUTH_TABLE
 from signals.contracts import LABELS
@@ -34,7 +35,7 @@ def run_labels(settings: Settings, args: argparse.Namespace) -> None:
     task = task_named(args.task).name
     root = settings.lakehouse_root
     if args.labels_command == "import":
-        outcome = import_labels(root, Path(args.file), task)
+        outcome = import_labels(root, CorpusTable.of(settings), Path(args.file), task)
         console.print(f"{args.file}: {outcome.rows} labels of {task}, batch {outcome.batch}: "
                       + ("already imported, nothing done" if outcome.version is None else f"imported (human_labels version {outcome.version})"))
     elif args.labels_command == "simulate":
@@ -75,6 +76,6 @@ def label_sample(settings: Settings, args: argparse.Namespace) -> None:
     if chosen.empty:
         console.print(f"every item with an ok {signal} row is labelled for {task} (or has no probability yet): nothing to sample")
         return
-    out = write_task_file(settings.lakehouse_root, chosen, task, Path(args.out or f"reports/labels/{task}-tasks.json"), scored_by)
+    out = write_task_file(CorpusTable.of(settings), chosen, task, Path(args.out or f"reports/labels/{task}-tasks.json"), scored_by)
     console.print(f"{len(chosen)} items of {task} to label next, the most uncertain under {scored_by}, "
                   f"over {chosen['ds'].nunique()} days: {out} (config {out.with_suffix('.xml')})")

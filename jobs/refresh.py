@@ -220,7 +220,7 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
     video count as in the corpus."""
     root = settings.table_root(contract.name)
     read_version = delta_io.ensure_table(root, contract).version()
-    hashes = {_hash_column(s): input_hash_column(s, video=True) for s in signals.values()}  # corpus rows have `video` (jobs.corpus.CANONICAL)
+    hashes = {_hash_column(s): input_hash_column(s, video=True) for s in signals.values()}  # corpus rows have `video` (lake.corpus.CANONICAL)
     source, corpus_version = corpus
     retry = _files_to_retry(spark, root, read_version, signals, corpus) if scope.since is not None else set()
     if scope.since is not None and not scope.added and not scope.removed and not retry:

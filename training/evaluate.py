@@ -22,8 +22,9 @@ from deltalake import DeltaTable
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
 from lake import delta_io
+from lake.corpus import CorpusTable
 from rollout.html_report import figure_png, html_page, html_table, image_tag
-from signals.contracts import CORPUS, LABELS, STATUS_OK
+from signals.contracts import LABELS, STATUS_OK
 
 # task -> (signal, label) of the rule-based labeler a head for it would replace (signals/labels/)
 RULES: dict[str, tuple[str, str]] = {
@@ -215,12 +216,11 @@ def text_length(title: str | None, description: str | None) -> str:
     return next(name for low, high, name in TEXT_LENGTHS if low <= n < high)
 
 
-def item_slices(lakehouse: str, ids: Sequence[str], language_version: str | None,
+def item_slices(lakehouse: str, corpus: CorpusTable, ids: Sequence[str], language_version: str | None,
                 labels_version: int | None, corpus_version: int | None) -> pd.DataFrame:
     """Per item: its day, language (the language signal's `language_version` in the labels table at
-    `labels_version`), image format and text length (the corpus at `corpus_version`)."""
-    corpus = delta_io.read_arrow(f"{lakehouse.rstrip('/')}/{CORPUS.name}", corpus_version, filters=pc.field("content_id").isin(list(ids)),
-                                 columns=["content_id", "ds", "image", "title", "description"]).to_pandas()
+    `labels_version`), image format and text length (the configured `corpus` at `corpus_version`)."""
+    corpus = corpus.rows(["content_id", "ds", "image", "title", "description"], corpus_version, ids).to_pandas()
     corpus = corpus.drop_duplicates("content_id", keep="last").set_index("content_id").reindex(list(ids))
     languages = _champion_rows(lakehouse, LANGUAGE_SIGNAL, language_version, ids, ["content_id", "label"], labels_version)
     return pd.DataFrame({

@@ -32,6 +32,7 @@ from sklearn.metrics import roc_auc_score
 
 from conf.settings import Settings
 from lake import delta_io
+from lake.corpus import CorpusTable
 from sample_corpus.generate import TRUTH_TABLE
 from training.annotators import TRUTH, simulate, write_exports
 from training.evaluate import evaluate, lead_is_clear, leads
@@ -56,7 +57,7 @@ def label_sample_corpus(settings: Settings, task: str, folder: Path) -> None:
     `task` (a file imported before is recognised and not imported again)."""
     truth = delta_io.read_arrow(settings.table_root(TRUTH_TABLE))
     _, csv = write_exports(simulate(truth, task_named(task), settings.sample_corpus.seed), task_named(task), folder)
-    import_labels(settings.lakehouse_root, csv, task)
+    import_labels(settings.lakehouse_root, CorpusTable.of(settings), csv, task)
 
 
 def against_truth(settings: Settings, task: str, frame: pd.DataFrame, scorers: Sequence[str]) -> dict[str, Any]:
@@ -97,7 +98,7 @@ def compare_heads(settings: Settings, task: str, weak: pd.DataFrame, gold: pd.Da
     conf = settings.training
     root = settings.lakehouse_root
     weak_snapshot = pin_snapshot(root, signal, model_version, weak, fractions=conf.splits, joined=joined)
-    frame, vectors = held_out_gold(settings, task, weak_snapshot, gold, majority, reads=ReadVersions.latest(root))  # read once, for every head
+    frame, vectors = held_out_gold(settings, task, weak_snapshot, gold, majority, reads=ReadVersions.latest(settings))  # read once, for every head
     frame["weak_head"] = train_head(weak_snapshot, conf).scores(vectors)
     frame["label_model"] = weak.drop_duplicates("content_id").set_index("content_id")["p_positive"].reindex(frame["content_id"]).to_numpy()
 
@@ -145,7 +146,7 @@ def cross_fitted(settings: Settings, task: str, gold: pd.DataFrame,
         weak, majority = weak_without(list(gold_folds.targets("test")))
         weak_snapshot = pin_snapshot(root, signal, model_version, weak, gold_snapshot.embeddings_version, gold_snapshot.duplicates_version,
                                      conf.splits, joined)
-        frame, vectors = held_out_gold(settings, task, weak_snapshot, gold, majority, (f, folds), reads=ReadVersions.latest(root))
+        frame, vectors = held_out_gold(settings, task, weak_snapshot, gold, majority, (f, folds), reads=ReadVersions.latest(settings))
         frame["weak_head"] = train_head(with_folds(weak_snapshot, f, folds), conf).scores(vectors)
         frame["gold_head"] = train_head(gold_folds, conf).scores(vectors)
         frame["label_model"] = weak.drop_duplicates("content_id").set_index("content_id")["p_positive"].reindex(frame["content_id"]).to_numpy()
@@ -175,7 +176,7 @@ def evaluate_heads(settings: Settings, versions: Mapping[str, str], folder: Path
 
         def weak_without(held: list[str], task: str = name, gold: pd.DataFrame = gold) -> tuple[pd.DataFrame, pd.DataFrame]:
             run_weak(settings.lakehouse_root, task, versions, readable_gold=sorted(set(gold["content_id"]) - set(held)))
-            weak, _, majority = label_frames(settings.lakehouse_root, task, "weak", ReadVersions.latest(settings.lakehouse_root))
+            weak, _, majority = label_frames(settings.lakehouse_root, task, "weak", ReadVersions.latest(settings))
             return weak, majority
 
         cross = cross_fitted(settings, name, gold, weak_without, signal, versions[signal], joined)

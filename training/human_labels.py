@@ -17,7 +17,8 @@ from deltalake import DeltaTable
 
 from conf.settings import UsageError
 from lake import delta_io
-from signals.contracts import CORPUS, HUMAN_LABELS
+from lake.corpus import CorpusTable
+from signals.contracts import HUMAN_LABELS
 from training.tasks import TASKS, Task, task_named
 
 CSV_COLUMNS = ("content_id", "label", "annotator")  # required; `task` and `labelled_at` are optional
@@ -242,9 +243,10 @@ def batch_of(rows: list[LabelRow], task: Task) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def import_labels(lakehouse: str, path: Path, task_name: str, now: dt.datetime | None = None) -> ImportOutcome:
+def import_labels(lakehouse: str, corpus: CorpusTable, path: Path, task_name: str, now: dt.datetime | None = None) -> ImportOutcome:
     """Import a label file for `task_name` in one commit, or refuse all of it with a per-row report
-    (UsageError: exit 2) and import nothing. The same file again is a no-op."""
+    (UsageError: exit 2) and import nothing; its ids are checked against the configured `corpus`.
+    The same file again is a no-op."""
     task = task_named(task_name)
     rows = read_export(path)
     if not rows:
@@ -253,10 +255,7 @@ def import_labels(lakehouse: str, path: Path, task_name: str, now: dt.datetime |
     root, app_id = table_root(lakehouse), f"content-signals/human_labels/{batch}"
     if delta_io.committed(root, app_id):
         return ImportOutcome(batch, len(rows), None)
-    corpus_root = f"{lakehouse.rstrip('/')}/{CORPUS.name}"
-    if not DeltaTable.is_deltatable(corpus_root):
-        raise UsageError(f"no corpus table at {corpus_root}: labels are checked against it (content-signals make-corpus)")
-    corpus_ids = set(delta_io.read_arrow(corpus_root, columns=["content_id"])["content_id"].to_pylist())
+    corpus_ids = set(corpus.rows(["content_id"])["content_id"].to_pylist())
     read_version = DeltaTable(root).version() if DeltaTable.is_deltatable(root) else 0  # a new table's first version
     held = labels_of(lakehouse, task.name, read_version)
     imported = set(zip(held["content_id"].to_pylist(), held["annotator"].to_pylist()))

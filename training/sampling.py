@@ -13,10 +13,11 @@ import pyarrow.compute as pc
 
 from conf.settings import Settings
 from lake import delta_io
+from lake.corpus import CorpusTable
 from lake.registry import CHALLENGER, CHAMPION, RegisteredModel, RegistryError
 from retrieval.embedding_rows import pinned_version, signal_rows, vectors_of
 from rollout.models import registry_for
-from signals.contracts import CORPUS, EMBEDDINGS, STATUS_OK
+from signals.contracts import EMBEDDINGS, STATUS_OK
 from signals.labels.head import embedding_reads, load_head, score_vectors
 from training.gate import head_signal
 from training.human_labels import labels_of
@@ -65,11 +66,11 @@ def most_uncertain(items: pd.DataFrame, n: int) -> pd.DataFrame:
     return ranked.sort_values(["turn", "uncertainty", "content_id"]).head(n).drop(columns=["turn"])
 
 
-def write_task_file(lakehouse: str, chosen: pd.DataFrame, task: str, out: Path, scored_by: str) -> Path:
-    """The chosen items as a Label Studio task file (image inline as a data URI, title, description,
-    the probability they were chosen at and what gave it), with the labelling config beside it (`.xml`)."""
-    corpus = delta_io.read_arrow(f"{lakehouse.rstrip('/')}/{CORPUS.name}", filters=pc.field("content_id").isin(chosen["content_id"].tolist()),
-                                 columns=["content_id", "image", "title", "description"]).to_pylist()
+def write_task_file(corpus: CorpusTable, chosen: pd.DataFrame, task: str, out: Path, scored_by: str) -> Path:
+    """The chosen items as a Label Studio task file (image inline as a data URI, title, description
+    from the configured `corpus`, the probability they were chosen at and what gave it), with the
+    labelling config beside it (`.xml`)."""
+    corpus = corpus.rows(["content_id", "image", "title", "description"], ids=chosen["content_id"].tolist()).to_pylist()
     by_id = {r["content_id"]: r for r in corpus}
     tasks = [{"data": {"content_id": c, "ds": ds, "p_positive": round(float(p), 4), "scored_by": scored_by, "title": by_id[c]["title"] or "",
                        "description": (by_id[c]["description"] or "")[:2000],

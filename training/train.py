@@ -20,11 +20,12 @@ import numpy as np
 import pandas as pd
 
 from conf.settings import Settings, UsageError
+from lake.corpus import CorpusTable
 from lake.registry import CHALLENGER, RegisteredModel, RegistryError
 from rollout.compare import log_to_mlflow
 from rollout.models import KIND, champion_version, registry_for
 from signals.catalog import signal_class
-from signals.contracts import CORPUS, HUMAN_LABELS, LABELS, WEAK_LABELS
+from signals.contracts import HUMAN_LABELS, LABELS, WEAK_LABELS
 from signals.labels.head import JOINED_SEPARATOR
 from training import gold, weak
 from training.evaluate import LANGUAGE_SIGNAL, RULES, Evaluation, evaluate, item_slices, report_metrics, rule_scores, write_evaluation_report
@@ -51,9 +52,15 @@ class ReadVersions:
     corpus: int | None
 
     @classmethod
-    def latest(cls, lakehouse: str) -> ReadVersions:
-        """Each table's latest version now: taken once, before the run reads any of them."""
-        return cls(*(latest_version(f"{lakehouse.rstrip('/')}/{t.name}") for t in (HUMAN_LABELS, WEAK_LABELS, LABELS, CORPUS)))
+    def latest(cls, settings: Settings) -> ReadVersions:
+        """Each table's latest version now, the configured corpus's the one it reads (`corpus.version`
+        where pinned): taken once, before the run reads any of them."""
+        lakehouse = settings.lakehouse_root
+        try:
+            corpus = CorpusTable.of(settings).version()
+        except FileNotFoundError:
+            corpus = None  # no corpus: nothing reads it unless there is gold to evaluate on
+        return cls(*(latest_version(f"{lakehouse.rstrip('/')}/{t.name}") for t in (HUMAN_LABELS, WEAK_LABELS, LABELS)), corpus)
 
     def lineage(self) -> dict[str, str]:
         """The versions as MLflow params."""
@@ -117,7 +124,8 @@ def held_out_gold(settings: Settings, task: str, snapshot: Snapshot, gold: pd.Da
     if majority is not None:
         frame["majority_vote"] = majority.drop_duplicates("content_id").set_index("content_id")["p_positive"].reindex(ids).to_numpy()
     frame = frame.dropna(axis="columns", how="all").dropna()
-    slices = item_slices(snapshot.lakehouse, list(frame["content_id"]), _version_of(settings, LANGUAGE_SIGNAL), reads.labels, reads.corpus)
+    slices = item_slices(snapshot.lakehouse, CorpusTable.of(settings), list(frame["content_id"]), _version_of(settings, LANGUAGE_SIGNAL),
+                         reads.labels, reads.corpus)
     frame = frame.merge(slices, on="content_id")
     return frame, np.concatenate(vectors)[pd.Index(ids).get_indexer(frame["content_id"])]
 
@@ -167,7 +175,7 @@ def train_task(settings: Settings, task_name: str, labels: pd.DataFrame, label_s
     task; `reads`: the versions its label frames were read at (default: the latest now)."""
     task = task_named(task_name)
     conf = settings.training
-    reads = reads or ReadVersions.latest(settings.lakehouse_root)
+    reads = reads or ReadVersions.latest(settings)
     snapshot = pin_embeddings(settings, embedding_signals(settings, task.name, embedding), labels)
     head = train_head(snapshot, conf)
     name = head_signal(task.name)

@@ -11,7 +11,9 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
+from conf.settings import CorpusSettings
 from jobs.cli import main
+from lake.corpus import CorpusTable
 from signals.contracts import CORPUS
 from training.aggregate import dawid_skene
 from training.annotators import simulate, write_exports
@@ -187,12 +189,12 @@ def test_an_import_committed_meanwhile_makes_the_other_conflict(lakehouse: Path,
     def first_lands_meanwhile(*args, **kwargs):
         found = checked(*args, **kwargs)
         monkeypatch.setattr(human_labels, "problems", checked)
-        human_labels.import_labels(str(lakehouse), first, "text_heavy")
+        human_labels.import_labels(str(lakehouse), CorpusTable(CorpusSettings(), str(lakehouse / "corpus")), first, "text_heavy")
         return found
 
     monkeypatch.setattr(human_labels, "problems", first_lands_meanwhile)
     with pytest.raises(CommitConflict):
-        human_labels.import_labels(str(lakehouse), second, "text_heavy")
+        human_labels.import_labels(str(lakehouse), CorpusTable(CorpusSettings(), str(lakehouse / "corpus")), second, "text_heavy")
     rows = DeltaTable(str(lakehouse / "human_labels")).to_pyarrow_table()
     assert rows["label"].to_pylist() == ["yes"]
 

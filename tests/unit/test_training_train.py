@@ -16,15 +16,17 @@ from training_lakehouse import ERRORS, training_lakehouse
 
 from jobs.cli import main
 from lake import delta_io
+from lake.corpus import CorpusTable
 from lake.registry import CHALLENGER, CHAMPION, Registry
 from rollout.compare import EXPERIMENT as COMPARE_EXPERIMENT
 from signals.contracts import LABELS
 from signals.labels.head import load_head, score_vectors
+from training.evaluate import image_format, text_length
 from training.gate import EVALUATION_TAG
 from training.gold import gold_labels
 from training.human_labels import import_labels
 from training.loader import latest_version, split_of
-from training.sampling import head_probabilities
+from training.sampling import head_probabilities, write_task_file
 from training.train import EXPERIMENT, ReadVersions, train_task
 
 
@@ -64,7 +66,7 @@ def test_the_evaluation_reads_the_tables_at_the_versions_taken_when_the_run_bega
     """The rule rescored while a head trains does not reach its evaluation, and the versions read are logged,
     so the gate's verdict can be repeated."""
     root = lake.settings.lakehouse_root
-    reads = ReadVersions.latest(root)
+    reads = ReadVersions.latest(lake.settings)
     before = delta_io.read_arrow(f"{root}/labels").to_pandas()
     write_deltalake(f"{root}/labels", pa.Table.from_pandas(before.assign(score=1 - before["score"]), schema=LABELS.schema, preserve_index=False),
                     mode="overwrite", partition_by=list(LABELS.partition_by))
@@ -84,11 +86,43 @@ def test_gold_is_read_at_a_pinned_human_labels_version(lake, tmp_path):
     first, second = tmp_path / "first.csv", tmp_path / "second.csv"
     first.write_text("content_id,label,annotator\n" + "".join(f"{c},yes,a\n" for c in lake.ids[:4]))
     second.write_text("content_id,label,annotator\n" + "".join(f"{c},no,{who}\n" for c in lake.ids[:4] for who in "bc"))
-    import_labels(root, first, "low_quality")
-    pinned = ReadVersions.latest(root).human_labels
-    import_labels(root, second, "low_quality")
+    import_labels(root, CorpusTable.of(lake.settings), first, "low_quality")
+    pinned = ReadVersions.latest(lake.settings).human_labels
+    import_labels(root, CorpusTable.of(lake.settings), second, "low_quality")
     assert gold_labels(root, "low_quality", pinned)["label"].tolist() == [1] * 4
     assert gold_labels(root, "low_quality")["label"].tolist() == [0] * 4
+
+
+def test_training_reads_the_configured_corpus(tmp_path, empty_registry_db):
+    """The held-out slices and label-sample's tasks read the corpus as configured (corpus.path, its
+    column mapping, its filter, its pinned version), not a stale copy at <lakehouse>/corpus, and the
+    version read is logged."""
+    source = tmp_path / "source" / "pins"
+    lake = training_lakehouse(tmp_path, empty_registry_db, overrides=(
+        f"corpus.path={source}", "corpus.version=0", "corpus.columns.content_id=pin_id", "corpus.columns.title=headline",
+        "corpus.filter=state = 'live'"))
+    corpus = delta_io.read_arrow(f"{tmp_path}/corpus")
+    removed = set(lake.ids[::7])
+    mapped = corpus.rename_columns(["pin_id" if n == "content_id" else "headline" if n == "title" else n for n in corpus.column_names])
+    mapped = mapped.append_column("state", pa.array(["removed" if c in removed else "live" for c in corpus["content_id"].to_pylist()]))
+    blank = {"image": pa.nulls(len(corpus), pa.binary()), "title": pa.array([""] * len(corpus))}
+    write_deltalake(source, mapped, partition_by=["ds"])
+    write_deltalake(source, mapped.set_column(mapped.schema.get_field_index("headline"), "headline", blank["title"]), mode="overwrite")
+    write_deltalake(f"{tmp_path}/corpus", corpus.set_column(corpus.schema.get_field_index("image"), "image", blank["image"]), mode="overwrite")
+    trained = train_task(lake.settings, "low_quality", lake.weak, "weak", gold=lake.gold, majority=lake.majority,
+                         report_path=tmp_path / "report.html")
+    frame = trained.evaluation.frame.set_index("content_id")
+    rows = corpus.to_pandas().set_index("content_id").loc[frame.index]
+    live = ~frame.index.isin(removed)
+    assert 0 < (~live).sum() and live.sum() > 20
+    assert frame.loc[live, "ds"].tolist() == rows.loc[live, "ds"].tolist()
+    assert frame.loc[live, "image_format"].tolist() == [image_format(b) for b in rows.loc[live, "image"]] != ["none"] * live.sum()
+    assert frame.loc[live, "text_length"].tolist() == [text_length(t, d) for t, d in zip(rows.loc[live, "title"], rows.loc[live, "description"])]
+    assert set(frame.loc[~live, "image_format"]) == {"none"} and set(frame.loc[~live, "ds"]) == {"unknown"}
+    assert Registry(lake.settings.registry_uri).client.get_run(trained.run_id).data.params["corpus_version"] == "0"
+    chosen = frame[live].reset_index()[["content_id", "ds"]].head(3).assign(p_positive=0.5)
+    tasks = json.loads(write_task_file(CorpusTable.of(lake.settings), chosen, "low_quality", tmp_path / "t.json", "x").read_text())
+    assert [t["data"]["title"] for t in tasks] == rows.loc[live, "title"].head(3).tolist()
 
 
 def test_label_sample_asks_for_the_items_the_trained_head_is_least_sure_of(lake, tmp_path, capsys):

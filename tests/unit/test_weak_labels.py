@@ -13,6 +13,8 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
+from conf.settings import CorpusSettings
+from lake.corpus import CorpusTable
 from signals.contracts import CORPUS, EMBEDDINGS, LABELS
 from training.gold import gold_labels
 from training.human_labels import import_labels
@@ -62,7 +64,7 @@ def lakehouse(tmp_path_factory) -> tuple[Path, np.ndarray]:
         for i in (i for i in range(N) if i % 4 in (0, 3)):  # half the items (every spam one) judged by two careful annotators
             said = "no" if IDS[i] == WRONG else ("yes" if spam[i] else "no")
             writer.writerows([[IDS[i], said, "a"], [IDS[i], said, "b"]])
-    import_labels(str(root), gold, "spam_text")
+    import_labels(str(root), CorpusTable(CorpusSettings(), str(root / "corpus")), gold, "spam_text")
     return root, spam
 
 
@@ -147,7 +149,7 @@ def test_label_sample_most_uncertain_over_days(lakehouse: tuple[Path, np.ndarray
         of_day = pool[pool["ds"] == day]
         first = of_day.iloc[np.lexsort((of_day["content_id"], (of_day["p_positive"] - 0.5).abs()))]["content_id"].head(3)
         assert set(rows["content_id"]) == set(first)
-    out = write_task_file(str(root), chosen, "spam_text", tmp_path / "tasks.json", "the label model")
+    out = write_task_file(CorpusTable(CorpusSettings(), str(root / "corpus")), chosen, "spam_text", tmp_path / "tasks.json", "the label model")
     tasks = json.loads(out.read_text())
     assert [t["data"]["content_id"] for t in tasks] == chosen["content_id"].tolist()
     assert {t["data"]["scored_by"] for t in tasks} == {"the label model"}

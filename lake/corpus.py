@@ -1,0 +1,190 @@
+"""The configured corpus (`corpus:` in the profile) read without Spark: where it is, its Delta
+version, its schema and how its columns map onto the ones the jobs read (`CorpusTable`;
+docs/design.md, "Where the corpus comes from"). The jobs read it in Spark through jobs/corpus.py's
+`CorpusSource`, built on this; training reads it here, with delta-rs and pyarrow, through the
+same mapping, filter and version.
+"""
+from __future__ import annotations
+
+import difflib
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Self
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import DeltaTable, QueryBuilder, write_deltalake
+
+from conf.settings import CorpusColumns, CorpusSettings, Settings, UsageError
+from lake import delta_io
+from signals.contracts import CORPUS
+
+CANONICAL = (("content_id", "string"), ("image", "binary"), ("image_uri", "string"), ("title", "string"),
+             ("description", "string"), ("created_at", "timestamp"), ("updated_at", "timestamp"), ("ds", "string"),
+             ("video", "binary"))
+OPTIONAL = {"image", "image_uri", "title", "description", "created_at", "updated_at", "video"}  # a job can do without them
+# the Spark types each mapped column may have in the source (anything else is a mapping error)
+ACCEPTED_TYPES = {"content_id": ("string", "bigint", "int"), "image": ("binary",), "image_uri": ("string",),
+                  "title": ("string",), "description": ("string",), "created_at": ("timestamp", "timestamp_ntz", "date"),
+                  "updated_at": ("timestamp", "timestamp_ntz", "date"), "ds": ("string", "date"),
+                  "day_from": ("timestamp", "timestamp_ntz", "date"), "video": ("binary",)}
+_ARROW_TYPES = {"string": pa.string(), "binary": pa.binary(), "timestamp": pa.timestamp("us", tz="UTC")}
+
+
+def _spark_type(arrow_type: pa.DataType, from_arrow_type: Callable[[pa.DataType], Any]) -> str:
+    """The Spark type of an Arrow column as the job reads it (nanosecond timestamps as bigint:
+    jobs.session.BASE_CONF), "unsupported" where pyspark's conversion has none (an unmapped uint64 is read
+    by Spark all the same; a mapped one is refused by its type)."""
+    if pa.types.is_timestamp(arrow_type) and arrow_type.unit == "ns":
+        return "bigint"
+    try:
+        return from_arrow_type(arrow_type).simpleString()
+    except (TypeError, ValueError, NotImplementedError) as exc:
+        return f"unsupported ({type(exc).__name__})"
+
+
+@dataclass(frozen=True)
+class CorpusTable:
+    """The corpus as configured: a Delta table or parquet dataset at a path or URI, or a Spark
+    catalog table, whose columns are mapped onto the ones the jobs read (`CANONICAL`)."""
+
+    settings: CorpusSettings
+    location: str
+
+    @classmethod
+    def of(cls, settings: Settings) -> Self:
+        """The profile's corpus, or a FileNotFoundError saying how to make one."""
+        conf = settings.corpus
+        location = conf.table or conf.path or settings.table_root(CORPUS.name)
+        if conf.format == "delta" and not DeltaTable.is_deltatable(location):
+            hint = "create one with `content-signals make-corpus`" if conf.path is None else "check corpus.path"
+            raise FileNotFoundError(f"no corpus Delta table at {location}; {hint}")
+        return cls(conf, location)
+
+    @property
+    def is_delta(self) -> bool:
+        return self.settings.format == "delta"
+
+    def version(self) -> int | None:
+        """The Delta version a run reads (the pinned one, else the latest); None for other formats."""
+        if not self.is_delta:
+            return None
+        latest, pinned = delta_io.snapshot(self.location).version(), self.settings.version
+        if pinned is not None and not 0 <= pinned <= latest:
+            raise UsageError(f"corpus.version {pinned}: the corpus at {self.location} has versions 0 to {latest}")
+        return latest if pinned is None else pinned
+
+    def arrow_schema(self) -> pa.Schema | None:
+        """The source's schema read without Spark: a Delta table's from its log, a parquet
+        dataset's from its files; None for a catalog table, which only Spark can read."""
+        if self.is_delta:
+            return pa.schema(delta_io.snapshot(self.location, self.version()).schema().to_arrow())
+        if self.settings.format != "parquet":
+            return None
+        return self._parquet_dataset().schema
+
+    def _parquet_dataset(self) -> Any:
+        import pyarrow.dataset as pads
+
+        filesystem, base = delta_io.filesystem_of(self.location)
+        try:
+            return pads.dataset(base, filesystem=filesystem, format="parquet",
+                                partitioning=pads.HivePartitioning.discover(infer_dictionary=False))
+        except FileNotFoundError:
+            raise UsageError(f"no parquet corpus at {self.location}: check corpus.path") from None
+
+    def check_schema(self) -> bool:
+        """`check_mapping` on `arrow_schema` (for `--dry-run`, which starts no Spark), its types as
+        Spark reads them; False when the source has no schema to read without Spark."""
+        schema = self.arrow_schema()
+        if schema is not None:
+            self.check_mapping(spark_types(schema))
+        return schema is not None
+
+    def check_mapping(self, types: dict[str, str]) -> CorpusColumns:
+        """The mapping as it applies to a source of these columns (name -> Spark type; optional
+        columns left at their default names and absent are unmapped), or a UsageError naming every
+        column that is missing or of the wrong type (with the source's columns, and the nearest name)."""
+        mapping = self.settings.columns
+        defaults = CorpusColumns().model_dump()
+        absent = {name for name, column in mapping.model_dump().items()
+                  if column is not None and column not in types and name in OPTIONAL and column == defaults[name]}
+        mapping = mapping.model_copy(update=dict.fromkeys(absent))
+        problems = []
+        for name, column in mapping.model_dump().items():
+            if column is None:
+                continue
+            if column not in types:
+                near = difflib.get_close_matches(column, list(types), n=1)
+                problems.append(f"{name} -> {column!r} is not a column" + (f" (did you mean {near[0]!r}?)" if near else ""))
+            elif types[column] not in ACCEPTED_TYPES[name]:
+                nanos = types[column] == "bigint" and "timestamp" in ACCEPTED_TYPES[name]
+                problems.append(f"{name} -> {column!r} is {types[column]}, not {' or '.join(ACCEPTED_TYPES[name])}"
+                                + (" (nanosecond timestamps, as pandas writes them, are read as bigint: write them in microseconds, "
+                                   "e.g. to_parquet(..., coerce_timestamps='us'))" if nanos else ""))
+        if problems:
+            raise UsageError(f"the corpus at {self.location} does not match corpus.columns: {'; '.join(problems)}. "
+                             f"Its columns: {', '.join(f'{n} {t}' for n, t in types.items())}")
+        return mapping
+
+    def rows(self, columns: Sequence[str], version: int | None = None, ids: Sequence[str] | None = None) -> pa.Table:
+        """The corpus rows as the jobs read them, without Spark: the source at `version` (Delta;
+        default `version()`), `corpus.filter` applied, mapped onto the jobs' `columns` (of
+        `CANONICAL`); only those of `ids` when given. The filter, a condition on the source's own
+        columns, is evaluated by DataFusion (deltalake's QueryBuilder): SQL that Spark and DataFusion
+        read alike (comparisons, AND/OR, IN, IS NULL, backquoted names)."""
+        schema = self.arrow_schema()
+        if schema is None:
+            raise UsageError(f"the corpus is the catalog table {self.location}, which only Spark reads: "
+                             "point corpus.path at its Delta table or parquet files for training")
+        mapping = self.check_mapping(spark_types(schema))
+        wanted = {name: getattr(mapping, name) for name in columns}
+        if "ds" in wanted and wanted["ds"] is None:
+            wanted["ds"] = mapping.day_from
+        condition = self.settings.filter
+        named = [c for c in schema.names if condition and c.lower() in condition.lower()]  # a superset of the columns it reads
+        read = list(dict.fromkeys([c for c in wanted.values() if c is not None] + named))
+        where = None
+        if ids is not None:
+            key = pc.field(mapping.content_id)
+            where = (key if pa.types.is_string(schema.field(mapping.content_id).type) else key.cast(pa.string())).isin(list(ids))
+        if self.is_delta:
+            source = delta_io.read_arrow(self.location, self.version() if version is None else version, filters=where, columns=read)
+        else:
+            source = self._parquet_dataset().to_table(filter=where, columns=read)
+        if condition and len(source):
+            source = source.take(_matching(source.select(named), condition))
+        return pa.table({name: _canonical(source, name, column, day_from=name == "ds" and mapping.ds is None)
+                         for name, column in wanted.items()})
+
+
+def spark_types(schema: pa.Schema) -> dict[str, str]:
+    """Each column's Spark type as a job reads it (what `check_mapping` judges)."""
+    from pyspark.sql.pandas.types import from_arrow_type  # a type conversion only: no session is started
+
+    return {f.name: _spark_type(f.type, from_arrow_type) for f in schema}
+
+
+def _matching(columns: pa.Table, condition: str) -> pa.Array:
+    """The positions of the rows of `columns` where `condition` (SQL) holds, by DataFusion."""
+    with tempfile.TemporaryDirectory(prefix="corpus-filter-") as folder:
+        write_deltalake(folder, columns.append_column("_row", pa.array(range(len(columns)), pa.int64())))
+        try:
+            found = QueryBuilder().register("corpus", DeltaTable(folder)).execute(f"SELECT _row FROM corpus WHERE ({condition})")
+        except Exception as exc:  # DataFusion's errors are of its own kinds: a condition it cannot read, said in one line
+            raise UsageError(f"corpus.filter {condition!r} cannot be evaluated without Spark: {exc}") from None
+        return pa.table(found)["_row"].combine_chunks().sort()  # in the order read
+
+
+def _canonical(source: pa.Table, name: str, column: str | None, day_from: bool) -> pa.Array:
+    """One of the jobs' columns from the source's `column` (nulls where the source has none), as
+    jobs/corpus.py's Spark mapping makes it: cast to the jobs' type; `ds` from a timestamp its UTC day."""
+    arrow_type = _ARROW_TYPES[dict(CANONICAL)[name]]
+    if column is None:
+        return pa.nulls(len(source), arrow_type)
+    values = source[column].combine_chunks()
+    if day_from:
+        return pc.strftime(values.cast(pa.timestamp("us", tz="UTC")) if not pa.types.is_date(values.type) else values, "%Y-%m-%d")
+    return values.cast(arrow_type)
+
