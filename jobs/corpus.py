@@ -27,11 +27,10 @@ from pyspark.sql import functions as F
 
 from conf.settings import UsageError
 from lake import delta_io, spark_io
-from lake.corpus import CANONICAL, CorpusTable
+from lake.corpus import CANONICAL, DAY_PATTERN, HASHED, CorpusTable
 
 BROADCAST_MAX_ITEMS = 1_000_000  # ids sent to every task: no shuffle of the rows they are joined with
 
-DAY_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
 EXAMPLES = 5
 
 
@@ -185,9 +184,10 @@ def one_row_per_id(rows: DataFrame, newest: DataFrame | None = None, repeated_id
 
 
 def _latest(keyable: DataFrame) -> DataFrame:
-    """Each id's latest row among `keyable` rows, by the rule above (a shuffle of the rows by id)."""
+    """Each id's latest row among `keyable` rows, by the rule above (a shuffle of the rows by id;
+    lake/corpus.py `latest_rows` keeps the same row without Spark)."""
     order = SparkWindow.partitionBy("content_id").orderBy(
-        F.col("updated_at").desc_nulls_last(), F.col("ds").desc(), F.xxhash64("image", "image_uri", "title", "description").desc()
+        F.col("updated_at").desc_nulls_last(), F.col("ds").desc(), F.xxhash64(*HASHED).desc()
     )
     return keyable.withColumn("_rank", F.row_number().over(order)).filter("_rank = 1").drop("_rank")
 

@@ -1,6 +1,7 @@
 """The configured corpus (`corpus:` in the profile) read without Spark: where it is, its Delta
 version, its schema and how its columns map onto the ones the jobs read (`CorpusTable`;
-docs/design.md, "Where the corpus comes from"). The jobs read it in Spark through jobs/corpus.py's
+docs/design.md, "Where the corpus comes from"), and which of an id's rows the jobs keep
+(`latest_rows`; "Corpus rows"). The jobs read it in Spark through jobs/corpus.py's
 `CorpusSource`, built on this; training reads it here, with delta-rs and pyarrow, through the
 same mapping, filter and version.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
@@ -18,8 +20,10 @@ from deltalake import DeltaTable, QueryBuilder, write_deltalake
 
 from conf.settings import CorpusColumns, CorpusSettings, Settings, UsageError
 from lake import delta_io
+from lake.spark_hash import spark_xxhash64
 from signals.contracts import CORPUS
 
+DAY_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
 CANONICAL = (("content_id", "string"), ("image", "binary"), ("image_uri", "string"), ("title", "string"),
              ("description", "string"), ("created_at", "timestamp"), ("updated_at", "timestamp"), ("ds", "string"),
              ("video", "binary"))
@@ -29,6 +33,7 @@ ACCEPTED_TYPES = {"content_id": ("string", "bigint", "int"), "image": ("binary",
                   "title": ("string",), "description": ("string",), "created_at": ("timestamp", "timestamp_ntz", "date"),
                   "updated_at": ("timestamp", "timestamp_ntz", "date"), "ds": ("string", "date"),
                   "day_from": ("timestamp", "timestamp_ntz", "date"), "video": ("binary",)}
+HASHED = ("image", "image_uri", "title", "description")  # the inputs whose xxhash64 breaks a tie between two rows of an id
 _ARROW_TYPES = {"string": pa.string(), "binary": pa.binary(), "timestamp": pa.timestamp("us", tz="UTC")}
 
 
@@ -158,6 +163,11 @@ class CorpusTable:
         return pa.table({name: _canonical(source, name, column, day_from=name == "ds" and mapping.ds is None)
                          for name, column in wanted.items()})
 
+    def latest(self, columns: Sequence[str], version: int | None = None, ids: Sequence[str] | None = None) -> pa.Table:
+        """`rows`, one per content id: the row the jobs keep of it (`latest_rows`)."""
+        compared = ("content_id", "ds", "updated_at", *HASHED)
+        return latest_rows(self.rows(list(dict.fromkeys([*compared, *columns])), version, ids)).select(list(columns))
+
 
 def spark_types(schema: pa.Schema) -> dict[str, str]:
     """Each column's Spark type as a job reads it (what `check_mapping` judges)."""
@@ -188,3 +198,20 @@ def _canonical(source: pa.Table, name: str, column: str | None, day_from: bool) 
         return pc.strftime(values.cast(pa.timestamp("us", tz="UTC")) if not pa.types.is_date(values.type) else values, "%Y-%m-%d")
     return values.cast(arrow_type)
 
+
+def latest_rows(rows: pa.Table) -> pa.Table:
+    """One row per content id among corpus `rows` (in the jobs' columns), the one the jobs keep
+    (jobs/corpus.py `one_row_per_id`): keyable rows only (an id, a `ds` that is a day), then each
+    id's latest by `updated_at` (null oldest), then `ds`, then Spark's xxhash64 of `HASHED`."""
+    keyable = rows.filter(pc.and_(pc.fill_null(pc.match_substring_regex(rows["ds"], DAY_PATTERN), False), pc.is_valid(rows["content_id"])))
+    keys = list(zip(*(keyable[c].to_pylist() for c in ("content_id", "updated_at", "ds"))))
+    tied = Counter(keys)  # only rows tied on the rest are hashed (the hash reads whole images)
+    hashed = [keyable[c] if c in keyable.column_names else pa.nulls(len(keyable)) for c in HASHED]
+    ranked = keyable.append_column("_hash", pa.array(
+        [spark_xxhash64(v.as_py() for v in values) if tied[key] > 1 else 0 for key, *values in zip(keys, *hashed)], pa.int64()))
+    order = [("content_id", "ascending", "at_end"), ("updated_at", "descending", "at_end"), ("ds", "descending", "at_end"),
+             ("_hash", "descending", "at_end")]  # a null updated_at the oldest
+    ranked = ranked.take(pc.sort_indices(ranked, sort_keys=order))
+    ids = ranked["content_id"].combine_chunks()
+    first = pc.not_equal(ids[1:], ids[:-1]) if len(ids) > 1 else pa.array([], pa.bool_())
+    return ranked.filter(pa.concat_arrays([pa.array([True] * min(len(ids), 1)), first])).drop_columns(["_hash"])

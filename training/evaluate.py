@@ -219,9 +219,9 @@ def text_length(title: str | None, description: str | None) -> str:
 def item_slices(lakehouse: str, corpus: CorpusTable, ids: Sequence[str], language_version: str | None,
                 labels_version: int | None, corpus_version: int | None) -> pd.DataFrame:
     """Per item: its day, language (the language signal's `language_version` in the labels table at
-    `labels_version`), image format and text length (the configured `corpus` at `corpus_version`)."""
-    corpus = corpus.rows(["content_id", "ds", "image", "title", "description"], corpus_version, ids).to_pandas()
-    corpus = corpus.drop_duplicates("content_id", keep="last").set_index("content_id").reindex(list(ids))
+    `labels_version`), image format and text length (the configured `corpus` at `corpus_version`, the row of each id the jobs keep)."""
+    corpus = corpus.latest(["content_id", "ds", "image", "title", "description"], corpus_version, ids).to_pandas()
+    corpus = corpus.set_index("content_id").reindex(list(ids))
     languages = _champion_rows(lakehouse, LANGUAGE_SIGNAL, language_version, ids, ["content_id", "label"], labels_version)
     return pd.DataFrame({
         "content_id": list(ids),

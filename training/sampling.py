@@ -68,9 +68,9 @@ def most_uncertain(items: pd.DataFrame, n: int) -> pd.DataFrame:
 
 def write_task_file(corpus: CorpusTable, chosen: pd.DataFrame, task: str, out: Path, scored_by: str) -> Path:
     """The chosen items as a Label Studio task file (image inline as a data URI, title, description
-    from the configured `corpus`, the probability they were chosen at and what gave it), with the
+    from the configured `corpus`, of the row of each id the jobs keep, the probability they were chosen at and what gave it), with the
     labelling config beside it (`.xml`)."""
-    corpus = corpus.rows(["content_id", "image", "title", "description"], ids=chosen["content_id"].tolist()).to_pylist()
+    corpus = corpus.latest(["content_id", "image", "title", "description"], ids=chosen["content_id"].tolist()).to_pylist()
     by_id = {r["content_id"]: r for r in corpus}
     tasks = [{"data": {"content_id": c, "ds": ds, "p_positive": round(float(p), 4), "scored_by": scored_by, "title": by_id[c]["title"] or "",
                        "description": (by_id[c]["description"] or "")[:2000],

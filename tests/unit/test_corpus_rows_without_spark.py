@@ -1,0 +1,65 @@
+"""The row of an id that the jobs keep, picked without Spark (lake/corpus.py `latest_rows`, on
+lake/spark_hash.py's xxhash64), and training reading that row, not whichever delta-rs reads last."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import struct
+
+import numpy as np
+import pyarrow as pa
+from deltalake import write_deltalake
+from training_lakehouse import PNG, training_lakehouse
+
+from lake.corpus import CorpusTable, latest_rows
+from lake.spark_hash import spark_xxhash64, xxh64
+from signals.contracts import CORPUS
+from training.evaluate import item_slices
+from training.sampling import write_task_file
+
+
+def test_xxhash64_is_sparks() -> None:
+    """XXH64's published vectors, and Spark's documented `xxhash64('Spark', array(123), 2)` (an int hashed as its 4 bytes)."""
+    assert (xxh64(b"", 0), xxh64(b"abc", 0)) == (0xEF46DB3751D8E999, 0x44BC2CF5AD770999)
+    assert xxh64(b"Nobody inspects the spammish repetition", 0) == 0xFBCEA83C8A378BF1  # over 32 bytes: the four lanes
+    seed = 42
+    for value in (b"Spark", struct.pack("<i", 123), struct.pack("<i", 2)):
+        seed = xxh64(value, seed)
+    assert seed == 5602566077635097486
+    assert spark_xxhash64(["a", None]) == spark_xxhash64(["a"]) and spark_xxhash64([b"a"]) == spark_xxhash64(["a"])
+
+
+def test_latest_rows_keep_each_ids_latest_by_the_jobs_rule() -> None:
+    """Against a plain sort: latest updated_at (null oldest), then ds, then the hash; rows that cannot be keyed are skipped."""
+    rng = np.random.default_rng(3)
+    t0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    rows = [{"content_id": f"pin-{rng.integers(8)}", "ds": f"2026-11-0{rng.integers(1, 4)}", "title": f"t{i}",
+             "updated_at": None if rng.random() < 0.3 else t0 + dt.timedelta(days=int(rng.integers(2))),
+             "image": None, "image_uri": None, "description": None} for i in range(200)]
+    rows += [{**rows[0], "ds": "2026-13-01", "updated_at": t0 + dt.timedelta(days=9)}, {**rows[0], "content_id": None}]
+    table = pa.Table.from_pylist(rows, schema=pa.schema([("content_id", pa.string()), ("ds", pa.string()), ("title", pa.string()),
+                                                         ("updated_at", pa.timestamp("us", tz="UTC")), ("image", pa.binary()),
+                                                         ("image_uri", pa.string()), ("description", pa.string())]))
+    expected = {}
+    for r in rows[:200]:
+        key = (r["updated_at"] or dt.datetime.min.replace(tzinfo=dt.UTC), r["ds"], spark_xxhash64([r["title"]]))
+        if r["content_id"] not in expected or key > expected[r["content_id"]][0]:
+            expected[r["content_id"]] = (key, r["title"])
+    kept = latest_rows(table).to_pylist()
+    assert {r["content_id"]: r["title"] for r in kept} == {c: title for c, (_, title) in expected.items()} and len(kept) == len(expected)
+
+
+def test_slices_and_tasks_read_the_row_the_jobs_keep(tmp_path, empty_registry_db) -> None:
+    """An item re-ingested, corrected (a PNG, a long title, a newer updated_at), is sliced and shown to annotators as corrected."""
+    lake = training_lakehouse(tmp_path, empty_registry_db, n=30)
+    root, item = str(tmp_path), lake.ids[1]  # a JPEG with a short title in the helper's corpus
+    newer = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    write_deltalake(f"{root}/corpus", pa.Table.from_pylist([{"content_id": item, "image": PNG, "title": "corrected " * 20, "description": "",
+                                                             "created_at": newer, "updated_at": newer, "ds": "2026-11-02"}],
+                                                           schema=CORPUS.schema), mode="append", partition_by=["ds"])
+    corpus = CorpusTable.of(lake.settings)
+    slices = item_slices(root, corpus, [item], None, None, corpus.version()).iloc[0]
+    assert (slices["ds"], slices["image_format"], slices["text_length"]) == ("2026-11-02", "png", "long")
+    chosen = slices.to_frame().T[["content_id", "ds"]].assign(p_positive=0.5)
+    task = json.loads(write_task_file(corpus, chosen, "low_quality", tmp_path / "t.json", "x").read_text())[0]["data"]
+    assert task["title"] == "corrected " * 20
