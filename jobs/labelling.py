@@ -76,6 +76,8 @@ def label_sample(settings: Settings, args: argparse.Namespace) -> None:
     if chosen.empty:
         console.print(f"every item with an ok {signal} row is labelled for {task} (or has no probability yet): nothing to sample")
         return
-    out = write_task_file(CorpusTable.of(settings), chosen, task, Path(args.out or f"reports/labels/{task}-tasks.json"), scored_by)
-    console.print(f"{len(chosen)} items of {task} to label next, the most uncertain under {scored_by}, "
+    out, imageless = write_task_file(CorpusTable.of(settings), chosen, task, Path(args.out or f"reports/labels/{task}-tasks.json"), scored_by)
+    if imageless:
+        console.print(f"left out {len(imageless)} items with neither image bytes nor an image_uri to show (e.g. {', '.join(imageless[:5])})")
+    console.print(f"{len(chosen) - len(imageless)} items of {task} to label next, the most uncertain under {scored_by}, "
                   f"over {chosen['ds'].nunique()} days: {out} (config {out.with_suffix('.xml')})")

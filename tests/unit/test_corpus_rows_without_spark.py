@@ -1,7 +1,9 @@
 """The row of an id that the jobs keep, picked without Spark (lake/corpus.py `latest_rows`, on
-lake/spark_hash.py's xxhash64), and training reading that row, not whichever delta-rs reads last."""
+lake/spark_hash.py's xxhash64), and training reading that row, not whichever delta-rs reads last;
+a labelling task's image given by URI."""
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import struct
@@ -11,6 +13,7 @@ import pyarrow as pa
 from deltalake import write_deltalake
 from training_lakehouse import PNG, training_lakehouse
 
+from conf.settings import CorpusSettings
 from lake.corpus import CorpusTable, latest_rows
 from lake.spark_hash import spark_xxhash64, xxh64
 from signals.contracts import CORPUS
@@ -61,5 +64,16 @@ def test_slices_and_tasks_read_the_row_the_jobs_keep(tmp_path, empty_registry_db
     slices = item_slices(root, corpus, [item], None, None, corpus.version()).iloc[0]
     assert (slices["ds"], slices["image_format"], slices["text_length"]) == ("2026-11-02", "png", "long")
     chosen = slices.to_frame().T[["content_id", "ds"]].assign(p_positive=0.5)
-    task = json.loads(write_task_file(corpus, chosen, "low_quality", tmp_path / "t.json", "x").read_text())[0]["data"]
+    task = json.loads(write_task_file(corpus, chosen, "low_quality", tmp_path / "t.json", "x")[0].read_text())[0]["data"]
     assert task["title"] == "corrected " * 20
+
+
+def test_a_task_shows_an_image_given_by_uri_and_leaves_out_an_item_without_one(tmp_path) -> None:
+    """An item whose image is an image_uri is shown by that URI (not an empty data URI); one with neither bytes nor URI is left out, by id."""
+    rows = pa.table({"content_id": ["pin-a", "pin-b", "pin-c"], "image": [PNG, None, None],
+                     "image_uri": [None, "s3://pins/b.jpg", None], "title": ["a", "b", "c"], "ds": ["2026-11-02"] * 3})
+    write_deltalake(tmp_path / "pins", rows)
+    chosen = rows.select(["content_id", "ds"]).to_pandas().assign(p_positive=0.5)
+    out, imageless = write_task_file(CorpusTable(CorpusSettings(), str(tmp_path / "pins")), chosen, "low_quality", tmp_path / "t.json", "x")
+    shown = {t["data"]["content_id"]: t["data"]["image"] for t in json.loads(out.read_text())}
+    assert shown == {"pin-a": "data:image;base64," + base64.b64encode(PNG).decode(), "pin-b": "s3://pins/b.jpg"} and imageless == ["pin-c"]

@@ -121,7 +121,7 @@ def test_training_reads_the_configured_corpus(tmp_path, empty_registry_db):
     assert set(frame.loc[~live, "image_format"]) == {"none"} and set(frame.loc[~live, "ds"]) == {"unknown"}
     assert Registry(lake.settings.registry_uri).client.get_run(trained.run_id).data.params["corpus_version"] == "0"
     chosen = frame[live].reset_index()[["content_id", "ds"]].head(3).assign(p_positive=0.5)
-    tasks = json.loads(write_task_file(CorpusTable.of(lake.settings), chosen, "low_quality", tmp_path / "t.json", "x").read_text())
+    tasks = json.loads(write_task_file(CorpusTable.of(lake.settings), chosen, "low_quality", tmp_path / "t.json", "x")[0].read_text())
     assert [t["data"]["title"] for t in tasks] == rows.loc[live, "title"].head(3).tolist()
 
 

@@ -54,7 +54,7 @@ def lakehouse(tmp_path_factory) -> tuple[Path, np.ndarray]:
          "dim": 8, "status": "ok", "error": None, "run_id": "run", "computed_at": T0, "ds": "2026-11-20"} for c, v in zip(IDS, vectors)
     ], schema=EMBEDDINGS.schema)
     write_deltalake(root / "embeddings", embeddings, partition_by=list(EMBEDDINGS.partition_by))
-    corpus = pa.table({"content_id": IDS, "image": [None] * N, "title": ["t"] * N, "description": ["d"] * N, "created_at": [None] * N,
+    corpus = pa.table({"content_id": IDS, "image": [b"\xff\xd8\xff"] * N, "title": ["t"] * N, "description": ["d"] * N, "created_at": [None] * N,
                        "updated_at": [None] * N, "ds": ["2026-11-20"] * N}, schema=CORPUS.schema)
     write_deltalake(root / "corpus", corpus, partition_by=["ds"])
     gold = root.parent / "gold.csv"
@@ -149,9 +149,9 @@ def test_label_sample_most_uncertain_over_days(lakehouse: tuple[Path, np.ndarray
         of_day = pool[pool["ds"] == day]
         first = of_day.iloc[np.lexsort((of_day["content_id"], (of_day["p_positive"] - 0.5).abs()))]["content_id"].head(3)
         assert set(rows["content_id"]) == set(first)
-    out = write_task_file(CorpusTable(CorpusSettings(), str(root / "corpus")), chosen, "spam_text", tmp_path / "tasks.json", "the label model")
+    out, imageless = write_task_file(CorpusTable(CorpusSettings(), str(root / "corpus")), chosen, "spam_text", tmp_path / "tasks.json", "the label model")
     tasks = json.loads(out.read_text())
-    assert [t["data"]["content_id"] for t in tasks] == chosen["content_id"].tolist()
+    assert [t["data"]["content_id"] for t in tasks] == chosen["content_id"].tolist() and imageless == []
     assert {t["data"]["scored_by"] for t in tasks} == {"the label model"}
     assert '<Choices name="spam_text"' in out.with_suffix(".xml").read_text()
 
