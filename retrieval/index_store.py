@@ -143,9 +143,15 @@ def read_manifest(lakehouse_root: str, signal: str) -> Manifest:
 
 def load(lakehouse_root: str, signal: str, manifest: Manifest | None = None) -> tuple[Manifest, VectorIndex]:
     """The signal's current index and its manifest (or the build `manifest`, already read, names)."""
-    manifest = manifest or read_manifest(lakehouse_root, signal)
     filesystem, folder = filesystem_of(signal_folder(lakehouse_root, signal))
-    data = _read(filesystem, f"{folder}/{manifest.index_file}")
+    read_here, manifest = manifest is None, manifest or read_manifest(lakehouse_root, signal)
+    try:
+        data = _read(filesystem, f"{folder}/{manifest.index_file}")
+    except FileNotFoundError:
+        if not read_here:
+            raise
+        manifest = read_manifest(lakehouse_root, signal)  # two saves landed since it was read: the second deleted its build
+        data = _read(filesystem, f"{folder}/{manifest.index_file}")
     damaged = f"the index files of build {manifest.build} of {signal} are damaged"
     if len(data) < manifest.items * manifest.dim * 4:  # before faiss allocates what a damaged header claims
         raise UsageError(f"{damaged} ({manifest.index_file} has {len(data)} bytes, too few for {manifest.items} vectors of "

@@ -245,6 +245,20 @@ def test_a_save_never_deletes_a_build_newer_than_the_current_one(lakehouse) -> N
     assert later.is_dir()
 
 
+def test_a_reader_whose_build_went_since_it_read_the_manifest_reads_the_manifest_again(lakehouse, monkeypatch) -> None:
+    root = str(lakehouse)
+    stale = build_index(root, SIGNAL, "1", EXACT_ONLY).manifest
+    build_index(root, SIGNAL, "1", EXACT_ONLY)
+    current = build_index(root, SIGNAL, "1", EXACT_ONLY).manifest  # the stale manifest's build is deleted now
+    manifests = iter([stale])
+    read = index_store.read_manifest
+    monkeypatch.setattr(index_store, "read_manifest", lambda *a: next(manifests, None) or read(*a))
+    manifest, index = index_store.load(root, SIGNAL)
+    assert manifest == current and len(index) == current.items
+    with pytest.raises(FileNotFoundError):  # a build the caller named is not swapped for another
+        index_store.load(root, SIGNAL, stale)
+
+
 def test_an_update_that_rebuilds_after_a_vacuum_empties_an_index_whose_items_are_all_taken_down(tmp_path) -> None:
     """The rebuild used to refuse a signal with no rows left, so the index kept answering with
     taken-down items; it now saves an empty index, as the update in place does."""
