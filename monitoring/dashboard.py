@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.compute as pc
 from deltalake import DeltaTable
 
 from conf.settings import Settings
@@ -171,19 +170,16 @@ def _histogram_figure(j: Judged, today: dict) -> bytes:
 def _rows_behind(settings: Settings, run_id: str, index: int, j: Judged, v: Verdict) -> str:
     """The rows an alert is about (the run's error rows for an error rate, its rows of the label
     by score for a label's drift, its rows for anything else), ROWS_SHOWN of them, and the
-    query that reads them all."""
+    query that reads them all. Only the columns shown are read (never an embedding's vectors), of the
+    files whose partition values and statistics may hold the alert's rows."""
     table = SIGNAL_TABLES[j.kind]
     where = [("signal", j.signal), ("model_version", j.model_version), ("ds", j.ds), ("run_id", run_id)]
     if v.rule == ERROR_RATE:
         where.append(("status", STATUS_ERROR))
     if v.label and "label" in table.schema.names:
         where.append(("label", v.label))
-    condition = None
-    for column, value in where:
-        term = pc.field(column) == value
-        condition = term if condition is None else condition & term
     columns = [c for c in ("content_id", "label", "score", "decision", "status", "error") if c in table.schema.names]
-    rows = delta_io.read_arrow(settings.table_root(table.name), filters=condition).select(columns)
+    rows = delta_io.read_arrow(settings.table_root(table.name), columns=columns, where=[(c, "=", val) for c, val in where])
     if "score" in columns and v.rule != ERROR_RATE:
         rows = rows.sort_by([("score", "descending")])
     query = (f"import pyarrow.compute as pc\nfrom lake.lakehouse import Lakehouse\n\nrows = Lakehouse({settings.lakehouse_root!r}).pandas(\n"
