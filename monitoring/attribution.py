@@ -3,21 +3,25 @@ versions are compared on the same items (the rows a shadow or canary run left be
 champion's), with the champion-versus-challenger comparison of rollout/compare.py. Versions that
 disagree on the same items are the cause ("model"); versions that agree leave the corpus
 ("corpus"); fewer than `min_rows` items with rows of both leave it "unknown", and the message
-says how to know.
+says how to know. Of the rows, only the shared items' (sampled as rollout.compare samples them)
+and the columns compared are read: the versions' ids first, then those rows.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable
 
 from conf.settings import MonitorSettings
 from lake import delta_io
-from rollout.compare import compare_embeddings, compare_labels
+from rollout.compare import compare_embeddings, compare_labels, sample_ids
 
 MODEL, CORPUS, UNKNOWN = "model", "corpus", "unknown"
+COMPARED_COLUMNS = {"embedding": ["content_id", "status", "vector"],  # what rollout.compare reads of each kind's rows
+                    "label": ["content_id", "status", "label", "score", "decision", "threshold"]}
 
 
 @dataclass(frozen=True)
@@ -55,13 +59,13 @@ def attribute(table_root: str, kind: str, signal: str, reference_versions: Seque
     if not DeltaTable.is_deltatable(table_root):
         return Attribution(UNKNOWN, f"no table at {table_root}")
     found = []
+    new_ids = _ids(table_root, signal, version, days)
     for old in reference_versions:
-        rows = delta_io.read_arrow(table_root, where=[("signal", "=", signal), ("ds", "in", list(days)), ("model_version", "in", [old, version])])
-        a = rows.filter(pc.equal(rows["model_version"], old))
-        b = rows.filter(pc.equal(rows["model_version"], version))
-        shared = set(a["content_id"].to_pylist()) & set(b["content_id"].to_pylist())
+        shared = _ids(table_root, signal, old, days) & new_ids
         if not shared:
             continue
+        chosen = sample_ids(shared)  # the items rollout.compare would compare: only their rows are read
+        a, b = (_rows(table_root, signal, v, days, chosen, COMPARED_COLUMNS[kind]) for v in (old, version))
         metrics = compare_embeddings(a, b) if kind == "embedding" else compare_labels(a, b)
         if not conclusive(kind, metrics, settings):
             continue
@@ -75,3 +79,17 @@ def attribute(table_root: str, kind: str, signal: str, reference_versions: Seque
     return Attribution(UNKNOWN, f"the model version changed ({','.join(reference_versions)} -> {version}) and fewer than "
                                 f"{settings.min_rows} items have ok rows of both: "
                                 "compute the new version beside the old (backfill --challenger) to tell the model's drift from the corpus's")
+
+
+def _where(signal: str, version: str, days: Sequence[str]) -> delta_io.Where:
+    return [("signal", "=", signal), ("model_version", "=", version), ("ds", "in", list(days))]
+
+
+def _ids(table_root: str, signal: str, version: str, days: Sequence[str]) -> set[str]:
+    """The items a version has rows of over `days`, from its `content_id` column alone."""
+    return set(pc.unique(delta_io.read_arrow(table_root, columns=["content_id"], where=_where(signal, version, days))["content_id"]).to_pylist())
+
+
+def _rows(table_root: str, signal: str, version: str, days: Sequence[str], ids: list[str], columns: list[str]) -> pa.Table:
+    """A version's rows of `ids` over `days`, only the `columns` compared: a window of vectors is never read whole."""
+    return delta_io.read_arrow(table_root, columns=columns, where=_where(signal, version, days), filters=pc.field("content_id").isin(ids))

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from deltalake import write_deltalake
 from embedding_tables import SIGNAL, append, delete, random_vectors, rows
@@ -127,3 +128,33 @@ def test_item_counts_from_the_log_are_the_distinct_items_a_read_finds(tmp_path) 
     assert expected[(SIGNAL, "1", "2026-11-19")] == 6 and expected[("image_quality", "1", "2026-11-04")] == 6  # the table as written
     assert rows_are_items(EMBEDDINGS) and not rows_are_items(LABELS)
     assert table_items(settings, asked) == expected
+
+
+def test_attribution_reads_the_ids_then_only_the_shared_items_rows_and_the_columns_compared(tmp_path, monkeypatch) -> None:
+    """A canary's 25 items beside the champion's full days: the vectors read are those 25 items' of
+    each version, and the cause is the one a comparison of every row of both versions gives."""
+    from conf.settings import MonitorSettings
+    from monitoring.attribution import conclusive, model_differs
+    from rollout.compare import compare_embeddings
+
+    settings = _settings(tmp_path)
+    root = settings.table_root(EMBEDDINGS.name)
+    for i, day in enumerate(DAYS):
+        append(tmp_path, rows([f"{day}-{n}" for n in range(60)], random_vectors(60, i), ds=day))
+    canary = [f"{DAYS[-1]}-{n}" for n in range(25)]
+    append(tmp_path, rows(canary, random_vectors(60, len(DAYS) - 1)[:25] * 2, model_version="2", ds=DAYS[-1]))  # the same directions
+    full = delta_io.read_arrow(root)
+    expected = compare_embeddings(*(full.filter(pc.equal(full["model_version"], v)) for v in ("1", "2")))
+    monitor = MonitorSettings()
+    reads: list[pa.Table] = []
+    read_arrow = delta_io.read_arrow
+    monkeypatch.setattr(delta_io, "read_arrow", lambda *a, **k: reads.append(read_arrow(*a, **k)) or reads[-1])
+
+    found = attribute(root, "embedding", SIGNAL, ["1"], "2", DAYS, monitor)
+
+    assert conclusive("embedding", expected, monitor) and not model_differs("embedding", expected, monitor)
+    assert found.cause == "corpus"
+    assert all(t.column_names == ["content_id"] for t in reads if "vector" not in t.column_names)
+    vectors = [t for t in reads if "vector" in t.column_names]
+    assert [t.column_names for t in vectors] == [["content_id", "status", "vector"]] * 2
+    assert [sorted(t["content_id"].to_pylist()) for t in vectors] == [sorted(canary)] * 2
