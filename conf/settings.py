@@ -311,6 +311,25 @@ class MonitorSettings(_Strict):
         """YAML reads `2026-11-14` as a date: the day is kept as the string a `ds` is."""
         return day.isoformat() if isinstance(day, date) else day
 
+    @model_validator(mode="after")
+    def _can_judge_drift(self) -> MonitorSettings:
+        """Refuses values with which drift could never be judged: every verdict would say "not judged", and nothing alert."""
+        if self.reference_day is not None:
+            try:
+                date.fromisoformat(self.reference_day)
+            except ValueError:
+                raise ValueError(f"monitor.reference_day {self.reference_day} is not a day of the calendar") from None
+        elif self.min_reference_days > self.reference_days:
+            raise ValueError(f"monitor.min_reference_days {self.min_reference_days} is more than monitor.reference_days "
+                             f"{self.reference_days}: a rolling reference never holds enough days and drift is never judged; "
+                             "lower min_reference_days or raise reference_days")
+        vectors = min(self.sample_size, self.max_reference_sample)
+        if self.min_rows > vectors:
+            raise ValueError(f"monitor.min_rows {self.min_rows} is more than the vectors an embedding's drift test has on a side "
+                             f"(sample_size {self.sample_size}, max_reference_sample {self.max_reference_sample}): embedding "
+                             "drift is never judged; lower min_rows or raise those")
+        return self
+
 
 class GateSettings(_Strict):
     """What a head's challenger must show on held-out gold before `promote` moves the champion to it

@@ -380,3 +380,20 @@ def test_signals_get_the_decode_section_and_registry_params_cannot_change_it() -
     assert stored.decode == signal.config.decode
     with pytest.raises(InputError, match=r"1000 pixel limit"):
         type(signal)(stored).decode({"image": png(40, 30)})
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["monitor.reference_days=2"], "min_reference_days 3 is more than monitor.reference_days 2"),
+    (["monitor.min_reference_days=10"], "min_reference_days 10 is more than monitor.reference_days 7"),
+    (["monitor.min_rows=300"], "min_rows 300 is more than the vectors .*sample_size 256"),
+    (["monitor.max_reference_sample=8"], "min_rows 20 is more than the vectors .*max_reference_sample 8"),
+    (["monitor.reference_day=2026-02-30"], "reference_day 2026-02-30 is not a day"),
+])
+def test_monitor_settings_with_which_drift_is_never_judged_are_refused_at_load(tmp_path, overrides, message) -> None:
+    with pytest.raises(ValidationError, match=message):
+        load_settings("local", [f"lakehouse={tmp_path}", *overrides])
+
+
+def test_a_pinned_reference_day_needs_no_rolling_window_of_min_reference_days(tmp_path) -> None:
+    monitor = load_settings("local", [f"lakehouse={tmp_path}", "monitor.reference_days=1", "monitor.reference_day=2026-11-01"]).monitor
+    assert (monitor.reference_days, monitor.min_reference_days, monitor.reference_day) == (1, 3, "2026-11-01")
