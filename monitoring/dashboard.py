@@ -120,7 +120,7 @@ def _trend_figure(signal: str, kind: str, days: Sequence[dict], verdicts: Sequen
     for ax in axes:
         ax.set_xlim(-0.5, len(names) - 0.5)
         ax.set_xticks(x, labels=names, rotation=60, fontsize=7)
-    fig.suptitle(signal)
+    fig.suptitle(_plain(signal))
     fig.tight_layout()
     return figure_png(fig)
 
@@ -132,10 +132,17 @@ def _decision_rates(ax: Any, x: Sequence[int], days: Sequence[dict], verdicts: S
     for label in labels[:TREND_LABELS]:
         rates = [next((m["positives"] / m["decided"] for m in r["labels"] or [] if m["label"] == label and m["decided"]), math.nan)
                  for r in days]
-        ax.plot(x, rates, marker=".", label=label)
+        ax.plot(x, rates, marker=".", label=_plain(label))
     ax.set_title("decision rate" if labels else "decision rate (no decisions)")
     if labels:
         ax.legend(fontsize=7)
+
+
+def _plain(text: str) -> str:
+    """Text as matplotlib draws it literally: `$` would start mathtext (a bad formula raises) and a
+    leading `_` drops a line from its legend."""
+    text = text.replace("$", r"\$")
+    return "\u200b" + text if text.startswith("_") else text
 
 
 def _mark_fired(ax: Any, days: Sequence[str], fired: Sequence[dict]) -> None:
@@ -159,10 +166,10 @@ def _histogram_figure(j: Judged, today: dict) -> bytes:
         reference = j.window.labels[m["label"]].histogram
         for counts, name, colour in ((reference, "reference", "tab:blue"), (np.asarray(m["histogram"]), j.ds, "tab:orange")):
             ax.stairs(counts / max(1, counts.sum()), edges, fill=True, alpha=0.5, label=name, color=colour)
-        ax.set_title(m["label"] + (" (alert)" if m["label"] in fired else ""), fontsize=9, color="tab:red" if m["label"] in fired else "black")
+        ax.set_title(_plain(m["label"]) + (" (alert)" if m["label"] in fired else ""), fontsize=9, color="tab:red" if m["label"] in fired else "black")
         if i == 0:
             ax.legend(fontsize=7)
-    fig.suptitle(f"{j.signal} {j.ds}: scores against {j.reference}", fontsize=10)
+    fig.suptitle(_plain(f"{j.signal} {j.ds}: scores against {j.reference}"), fontsize=10)
     fig.tight_layout()
     return figure_png(fig)
 

@@ -44,3 +44,20 @@ def test_the_rows_behind_an_embedding_alert_read_only_the_columns_shown_and_only
 
     assert "30 row(s); the first 20:" in page and page.count("<td>run-1-") == 20
     assert [t.column_names for t in reads] == [["content_id", "status", "error"]]  # no vector decoded
+
+
+def test_label_names_are_drawn_as_written_in_the_decision_rate_legend() -> None:
+    """A `$` would start matplotlib's mathtext (an unclosed formula raised when drawn) and a leading
+    `_` dropped the label's line from the legend."""
+    from matplotlib.figure import Figure
+
+    from rollout.html_report import figure_png
+
+    names = ["$x^$", "_private", "cat"]
+    days = [{"ds": d, "labels": [{"label": n, "decided": 10, "positives": i} for i, n in enumerate(names)]} for d in ("a", "b")]
+    fig = Figure()
+    ax = fig.subplots()
+    dashboard._decision_rates(ax, [0, 1], days, [])
+    assert figure_png(fig).startswith(b"\x89PNG")  # drawn, mathtext not parsed
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert [t.replace("\\$", "$").lstrip("\u200b") for t in legend] == sorted(names)
