@@ -51,7 +51,7 @@ def error_rate(stats: dict, settings: MonitorSettings) -> Verdict:
         return Verdict(ERROR_RATE, False, f"{errors} of {items} items are errors: too few items to judge", value=rate,
                        threshold=settings.max_error_rate)
     fired = rate > settings.max_error_rate
-    return Verdict(ERROR_RATE, fired, f"{errors} of {items} items are errors ({rate:.1%}; alert above {settings.max_error_rate:.0%})"
+    return Verdict(ERROR_RATE, fired, f"{errors} of {items} items are errors ({rate:.1%}; alert above {settings.max_error_rate * 100:g}%)"
                    + (f": {reasons}" if reasons and fired else ""), value=rate, threshold=settings.max_error_rate)
 
 
@@ -88,7 +88,7 @@ def label_rules(stats: dict, reference: Reference, settings: MonitorSettings, ca
         p = two_proportion_pvalue(ref.positives, ref.decided, m["positives"], m["decided"])
         fired = abs(rate - ref_rate) > settings.max_decision_rate_change and p < settings.max_decision_pvalue
         verdicts.append(Verdict(DECISION_RATE, fired, f"decision rate {rate:.1%} against {ref_rate:.1%} "
-                                f"(band +-{settings.max_decision_rate_change:.0%}, p={p:.2g})", m["label"], abs(rate - ref_rate),
+                                f"(band +-{settings.max_decision_rate_change * 100:g}%, p={p:.2g})", m["label"], abs(rate - ref_rate),
                                 settings.max_decision_rate_change, cause if fired else None))  # value and threshold: both a change
     mix = label_mix(stats, reference, settings, cause)
     return verdicts if mix is None else [*verdicts, mix]

@@ -165,3 +165,12 @@ def test_an_open_label_sets_mix_of_labels_is_judged() -> None:
     assert not alike.fired and alike.value < SETTINGS.max_psi
     assert (LABEL_MIX, None) not in by_rule(judge(label_stats(np.random.default_rng(0).random(80)),
                                                   reference_of([label_stats(np.random.default_rng(1).random(80), ds="2026-11-01")]), SETTINGS))
+
+
+def test_the_messages_state_the_thresholds_as_configured_not_rounded_to_a_whole_percent() -> None:
+    rng = np.random.default_rng(5)
+    settings = MonitorSettings(min_reference_days=1, max_error_rate=0.025, max_decision_rate_change=0.125)
+    before = label_stats(rng.beta(2, 5, 400), ds="2026-11-01")
+    verdicts = by_rule(judge(label_stats(rng.beta(5, 2, 97), errors=3), reference_of([before]), settings))
+    assert verdicts[(ERROR_RATE, None)].fired and "(3.0%; alert above 2.5%)" in verdicts[(ERROR_RATE, None)].message
+    assert verdicts[(DECISION_RATE, "blurry")].fired and "band +-12.5%," in verdicts[(DECISION_RATE, "blurry")].message
