@@ -5,7 +5,8 @@ An index holds the ok rows of one model version (the caller resolves the champio
 reads the data files added and removed in the signal's partitions since the manifest's version
 (lake.delta_io.changed_files): it removes every item of those files, then adds back the ok rows
 of the added files, so new and changed items are in, and takedowns and items whose row became an
-error are out. It rebuilds instead when the files of the old version are gone (vacuumed), or
+error are out. It rebuilds instead when the table is not the one the index was built from (its
+Delta id differs: dropped and written again), when the files of the old version are gone (vacuumed), or
 when the number of items calls for the other kind of index; the result is the same either way.
 Builds and updates of one signal take turns (retrieval.writer_lock), from reading its manifest to
 replacing it.
@@ -19,7 +20,7 @@ import pyarrow.compute as pc
 
 from conf.settings import IndexSettings, UsageError
 from retrieval import index_store
-from retrieval.embedding_rows import changes, held_by, pinned_version, signal_rows, vectors_of
+from retrieval.embedding_rows import changes, held_by, pinned_version, signal_rows, table_id, vectors_of
 from retrieval.index_store import Manifest
 from retrieval.vector_index import EXACT, IndexKind, VectorIndex, choose_kind
 from retrieval.writer_lock import writer_lock
@@ -73,7 +74,7 @@ def _build(lakehouse_root: str, signal: str, model_version: str, settings: Index
         index = VectorIndex.build([], np.empty((0, replacing.dim), np.float32), IndexKind(EXACT))
     else:
         raise UsageError(f"{table} version {version} has no ok rows of {signal} at model version {model_version}: nothing to index")
-    manifest = index_store.save(lakehouse_root, signal, index, EMBEDDINGS.name, version, model_version,
+    manifest = index_store.save(lakehouse_root, signal, index, EMBEDDINGS.name, table_id(table, version), version, model_version,
                                 {"how": "build", **({"reason": reason} if reason else {})})
     return IndexOutcome(manifest, f"built {_describe(manifest)}{f' ({reason})' if reason else ''}")
 
@@ -85,6 +86,11 @@ def _update(lakehouse_root: str, signal: str, model_version: str, settings: Inde
                          f"one index never mixes two models' vectors; build a new one (content-signals index {signal}, without --update)")
     table = embeddings_root(lakehouse_root)
     version = pinned_version(table, version)
+    identity = table_id(table, version)
+    if manifest.table_id != identity:  # version numbers of another table: its changes say nothing about the index's items
+        why = (f"the index was built from table {manifest.table_id}, and {table} is now table {identity} (dropped and written again)"
+               if manifest.table_id else "its manifest does not say which table it was built from (it predates table ids)")
+        return _build(lakehouse_root, signal, model_version, settings, version, f"rebuilt: {why}", manifest)
     if version < manifest.table_version:
         raise UsageError(f"the index of {signal} is at {EMBEDDINGS.name} version {manifest.table_version}, after {version}: "
                          f"build one at {version} instead (without --update)")
@@ -104,6 +110,6 @@ def _update(lakehouse_root: str, signal: str, model_version: str, settings: Inde
     after = set(index.ids)
     # re-added: items of the added files that were in the index already (changed, or in a file rewritten around a change)
     counts = {"added": len(after - before), "re_added": len(fresh.content_ids) - len(after - before), "removed": len(before - after)}
-    manifest = index_store.save(lakehouse_root, signal, index, EMBEDDINGS.name, version, model_version,
+    manifest = index_store.save(lakehouse_root, signal, index, EMBEDDINGS.name, identity, version, model_version,
                                 {"how": "update", "from_table_version": manifest.table_version, **counts})
     return IndexOutcome(manifest, f"updated {_describe(manifest)}: " + ", ".join(f"{n} {what.replace('_', '-')}" for what, n in counts.items()))

@@ -55,6 +55,11 @@ def pinned_version(root: str, version: int | None) -> int:
     return version
 
 
+def table_id(root: str, version: int) -> str:
+    """The table's Delta id at `version`: a table dropped and written again reuses version numbers, not its id."""
+    return delta_io.snapshot(root, version).metadata().id
+
+
 def _partition(signal: str, model_version: str) -> delta_io.Where:
     """The partition of one signal at one model version: only its files are opened."""
     return [("signal", "=", signal), ("model_version", "=", model_version)]

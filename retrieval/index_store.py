@@ -50,6 +50,7 @@ class Manifest:
     ids_file: str
     built_at: str
     made_by: dict[str, Any] = field(default_factory=dict)  # build, or update of which version with what counts
+    table_id: str | None = None  # the table's Delta id (its version numbers restart when it is written anew); None: not recorded
     format: int = FORMAT
 
     @property
@@ -61,7 +62,7 @@ def signal_folder(lakehouse_root: str, signal: str) -> str:
     return f"{lakehouse_root.rstrip('/')}/{INDEXES}/{signal}"
 
 
-def save(lakehouse_root: str, signal: str, index: VectorIndex, table: str, table_version: int, model_version: str,
+def save(lakehouse_root: str, signal: str, index: VectorIndex, table: str, table_id: str, table_version: int, model_version: str,
          made_by: dict[str, Any]) -> Manifest:
     """Write the index as a new build and make it the signal's current one; returns its manifest."""
     filesystem, folder = filesystem_of(signal_folder(lakehouse_root, signal))
@@ -76,7 +77,7 @@ def save(lakehouse_root: str, signal: str, index: VectorIndex, table: str, table
     pq.write_table(pa.table({"content_id": pa.array([c for c, _ in pairs], pa.string()), "faiss_id": pa.array([i for _, i in pairs], pa.int64())}),
                    f"{folder}/{ids_file}", filesystem=filesystem)
     manifest = Manifest(signal, table, table_version, model_version, index.dim, index.kind.as_dict(), len(index), index.next_id, build,
-                        index_file, ids_file, now.isoformat(timespec="seconds"), made_by)
+                        index_file, ids_file, now.isoformat(timespec="seconds"), made_by, table_id)
     aside = f"{folder}/{MANIFEST}.{build}"
     with filesystem.open_output_stream(aside) as out:
         out.write(json.dumps(asdict(manifest), indent=2).encode())

@@ -351,7 +351,7 @@ def test_the_embeddings_version_an_index_was_built_from_is_named(tmp_path: Path)
     settings, _ = _corpus_lakehouse(tmp_path, changes=4)
     index = VectorIndex.build(["a", "b"], np.eye(2, dtype=np.float32), IndexKind(EXACT))
     for signal, version in (("image_embedding", 3), ("text_embedding", 5)):
-        index_store.save(settings.lakehouse_root, signal, index, settings.table_root("embeddings"), version, "1", {"build": True})
+        index_store.save(settings.lakehouse_root, signal, index, settings.table_root("embeddings"), "table-id", version, "1", {"build": True})
     (Path(settings.lakehouse_root) / "_indexes" / "half-written").mkdir()  # no manifest: not an index
     assert named_versions(settings)["embeddings"] == {3, 5}
 

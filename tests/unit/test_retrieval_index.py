@@ -306,3 +306,41 @@ def test_damaged_index_files_and_a_manifest_that_points_elsewhere_are_usage_erro
         (folder / good.index_file).write_bytes(index_bytes)
         (folder / index_store.MANIFEST).write_text(json.dumps(doc))
     assert len(index_store.load(root, SIGNAL)[1]) == good.items
+
+
+@pytest.mark.parametrize("new_versions", [1, 2, 3])
+def test_an_update_after_the_table_was_dropped_and_written_again_rebuilds_from_the_new_table(tmp_path, new_versions) -> None:
+    """The manifest named a version number, not which table: an update applied the new table's
+    changes to the old table's items (or said "nothing to do", or refused, at a version number the
+    old table had reached); it now sees the table's Delta id differ and rebuilds, saying why."""
+    root = str(tmp_path)
+    append(root, rows([f"old-{i}" for i in range(40)], random_vectors(40, 0)))
+    append(root, rows([f"old-{i}" for i in range(40, 60)], random_vectors(20, 1)))
+    old = build_index(root, SIGNAL, "1", EXACT_ONLY).manifest
+    shutil.rmtree(embeddings_root(root))
+    for day in range(new_versions):
+        latest = append(root, rows([f"new-{day}-{i}" for i in range(10)], random_vectors(10, 10 + day), ds=f"2026-11-2{day}"))
+    outcome = update_index(root, SIGNAL, "1", EXACT_ONLY)
+    new_id = DeltaTable(embeddings_root(root)).metadata().id
+    assert outcome.manifest.made_by["how"] == "build" and "dropped and written again" in outcome.message
+    assert (outcome.manifest.table_id, outcome.manifest.table_version) == (new_id, latest) and old.table_id != new_id
+    _, index = index_store.load(root, SIGNAL)
+    assert sorted(index.ids) == sorted(f"new-{d}-{i}" for d in range(new_versions) for i in range(10))
+    query = random_vectors(1, 7)[0]
+    assert_same(neighbours(index, query, 10), brute_force(tmp_path, latest, query, 10))
+
+
+def test_an_update_of_an_index_whose_manifest_predates_table_ids_rebuilds(lakehouse) -> None:
+    """A manifest written before table ids were recorded cannot say its table is this one: the
+    update rebuilds once, saying so, and the next update is an update again."""
+    root = str(lakehouse)
+    build_index(root, SIGNAL, "1", EXACT_ONLY, version=1)
+    manifest_file = Path(index_store.signal_folder(root, SIGNAL)) / index_store.MANIFEST
+    doc = json.loads(manifest_file.read_text())
+    manifest_file.write_text(json.dumps({k: v for k, v in doc.items() if k != "table_id"}))
+    assert index_store.read_manifest(root, SIGNAL).table_id is None  # still readable, by neighbours and the service
+    outcome = update_index(root, SIGNAL, "1", EXACT_ONLY)
+    assert outcome.manifest.made_by["how"] == "build" and "does not say which table" in outcome.message
+    assert outcome.manifest.table_id == DeltaTable(embeddings_root(root)).metadata().id
+    refresh_like_change(lakehouse)
+    assert update_index(root, SIGNAL, "1", EXACT_ONLY).manifest.made_by["how"] == "update"
