@@ -76,8 +76,9 @@ def label_sample(settings: Settings, args: argparse.Namespace) -> None:
     if chosen.empty:
         console.print(f"every item with an ok {signal} row is labelled for {task} (or has no probability yet): nothing to sample")
         return
-    out, imageless = write_task_file(CorpusTable.of(settings), chosen, task, Path(args.out or f"reports/labels/{task}-tasks.json"), scored_by)
-    if imageless:
-        console.print(f"left out {len(imageless)} items with neither image bytes nor an image_uri to show (e.g. {', '.join(imageless[:5])})")
-    console.print(f"{len(chosen) - len(imageless)} items of {task} to label next, the most uncertain under {scored_by}, "
+    out, left_out = write_task_file(CorpusTable.of(settings), chosen, task, Path(args.out or f"reports/labels/{task}-tasks.json"), scored_by)
+    if left_out:
+        console.print(f"left out {len(left_out)} items with no image to show (neither bytes nor an image_uri) or no longer in the corpus "
+                      f"(e.g. {', '.join(left_out[:5])})")
+    console.print(f"{len(chosen) - len(left_out)} items of {task} to label next, the most uncertain under {scored_by}, "
                   f"over {chosen['ds'].nunique()} days: {out} (config {out.with_suffix('.xml')})")

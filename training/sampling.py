@@ -76,14 +76,15 @@ def task_image(row: dict) -> str | None:
 def write_task_file(corpus: CorpusTable, chosen: pd.DataFrame, task: str, out: Path, scored_by: str) -> tuple[Path, list[str]]:
     """The chosen items as a Label Studio task file (the image `task_image` gives, title, description
     from the configured `corpus`, of the row of each id the jobs keep, the probability they were
-    chosen at and what gave it), with the labelling config beside it (`.xml`); and the ids left out
-    because they have no image to show."""
+    chosen at and what gave it), with the labelling config beside it (`.xml`); and the ids left out:
+    no image to show, or no longer in the corpus (taken down since its embedding was computed)."""
     corpus = corpus.latest(["content_id", "image", "image_uri", "title", "description"], ids=chosen["content_id"].tolist()).to_pylist()
     by_id = {r["content_id"]: {**r, "shown": task_image(r)} for r in corpus}
+    shown = [c in by_id and by_id[c]["shown"] is not None for c in chosen["content_id"]]
     tasks = [{"data": {"content_id": c, "ds": ds, "p_positive": round(float(p), 4), "scored_by": scored_by, "title": by_id[c]["title"] or "",
                        "description": (by_id[c]["description"] or "")[:2000], "image": by_id[c]["shown"]}}
-             for c, ds, p in zip(chosen["content_id"], chosen["ds"], chosen["p_positive"]) if by_id[c]["shown"] is not None]
-    imageless = [c for c in chosen["content_id"] if by_id[c]["shown"] is None]
+             for c, ds, p, ok in zip(chosen["content_id"], chosen["ds"], chosen["p_positive"], shown) if ok]
+    left_out = [c for c, ok in zip(chosen["content_id"], shown) if not ok]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(tasks), encoding="utf-8")
     spec = task_named(task)
@@ -92,4 +93,4 @@ def write_task_file(corpus: CorpusTable, chosen: pd.DataFrame, task: str, out: P
         f'<View><Image name="image" value="$image"/><Text name="text" value="$title"/>'
         f'<Header value="{spec.question}"/><Choices name="{spec.name}" toName="image" choice="single">{choices}</Choices></View>\n',
         encoding="utf-8")
-    return out, imageless
+    return out, left_out

@@ -9,6 +9,7 @@ import json
 import struct
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 from deltalake import write_deltalake
 from training_lakehouse import PNG, training_lakehouse
@@ -68,12 +69,16 @@ def test_slices_and_tasks_read_the_row_the_jobs_keep(tmp_path, empty_registry_db
     assert task["title"] == "corrected " * 20
 
 
-def test_a_task_shows_an_image_given_by_uri_and_leaves_out_an_item_without_one(tmp_path) -> None:
-    """An item whose image is an image_uri is shown by that URI (not an empty data URI); one with neither bytes nor URI is left out, by id."""
+def test_a_task_shows_an_image_given_by_uri_and_leaves_out_an_item_without_one_or_gone(tmp_path) -> None:
+    """An item whose image is an image_uri is shown by that URI (not an empty data URI); one with
+    neither bytes nor URI is left out, by id, and so is one taken down from the corpus since its
+    embedding was computed (a KeyError before)."""
     rows = pa.table({"content_id": ["pin-a", "pin-b", "pin-c"], "image": [PNG, None, None],
                      "image_uri": [None, "s3://pins/b.jpg", None], "title": ["a", "b", "c"], "ds": ["2026-11-02"] * 3})
     write_deltalake(tmp_path / "pins", rows)
-    chosen = rows.select(["content_id", "ds"]).to_pandas().assign(p_positive=0.5)
-    out, imageless = write_task_file(CorpusTable(CorpusSettings(), str(tmp_path / "pins")), chosen, "low_quality", tmp_path / "t.json", "x")
+    chosen = pd.concat([rows.select(["content_id", "ds"]).to_pandas(), pd.DataFrame({"content_id": ["pin-gone"], "ds": ["2026-11-02"]})])
+    chosen = chosen.assign(p_positive=0.5)
+    out, left_out = write_task_file(CorpusTable(CorpusSettings(), str(tmp_path / "pins")), chosen, "low_quality", tmp_path / "t.json", "x")
     shown = {t["data"]["content_id"]: t["data"]["image"] for t in json.loads(out.read_text())}
-    assert shown == {"pin-a": "data:image;base64," + base64.b64encode(PNG).decode(), "pin-b": "s3://pins/b.jpg"} and imageless == ["pin-c"]
+    assert shown == {"pin-a": "data:image;base64," + base64.b64encode(PNG).decode(), "pin-b": "s3://pins/b.jpg"}
+    assert left_out == ["pin-c", "pin-gone"]

@@ -149,9 +149,9 @@ def test_label_sample_most_uncertain_over_days(lakehouse: tuple[Path, np.ndarray
         of_day = pool[pool["ds"] == day]
         first = of_day.iloc[np.lexsort((of_day["content_id"], (of_day["p_positive"] - 0.5).abs()))]["content_id"].head(3)
         assert set(rows["content_id"]) == set(first)
-    out, imageless = write_task_file(CorpusTable(CorpusSettings(), str(root / "corpus")), chosen, "spam_text", tmp_path / "tasks.json", "the label model")
+    out, left_out = write_task_file(CorpusTable(CorpusSettings(), str(root / "corpus")), chosen, "spam_text", tmp_path / "tasks.json", "the label model")
     tasks = json.loads(out.read_text())
-    assert [t["data"]["content_id"] for t in tasks] == chosen["content_id"].tolist() and imageless == []
+    assert [t["data"]["content_id"] for t in tasks] == chosen["content_id"].tolist() and left_out == []
     assert {t["data"]["scored_by"] for t in tasks} == {"the label model"}
     assert '<Choices name="spam_text"' in out.with_suffix(".xml").read_text()
 
