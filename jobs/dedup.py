@@ -21,7 +21,8 @@ A video item is fingerprinted like an image, across formats: the sha256 of its v
 pHashes of its keyframes (as the video pass stored them in the keyframes table: no video is
 decoded here), each one a candidate in the LSH buckets, and the SimHash of its pooled embedding.
 Two items' Hamming distance is that of their closest pHashes, so a video re-encoded matches its
-source, and a still video the photo it shows.
+source, and a still video the photo it shows; a video keeps only its best edge to a picture, so a
+slideshow does not make the photos it shows one group.
 
 The duplicates table is rebuilt whole each run, in one commit: every item has one row with
 its group, the group's size, whether it is the group's canonical item (the oldest whose input
@@ -203,6 +204,26 @@ def edges(items: DataFrame, rules: DedupSettings) -> DataFrame:
     return scored.select("a", "b", method.alias("method"), "hamming", "cosine").filter(F.col("method").isNotNull())
 
 
+def _best_first(matched: Column) -> list[Column]:
+    """The order of an item's edges, best first: byte copies, then by cosine (its first
+    COSINE_DIGITS digits only: a vector computed in another batch differs in its last bits), then
+    by pHash distance, then by the matched id (two copies of one picture are told apart by it)."""
+    return [F.col("method") != "exact", F.desc_nulls_last(F.round("cosine", COSINE_DIGITS)), F.col("hamming"), matched]
+
+
+def one_picture_per_video(links: DataFrame, items: DataFrame) -> DataFrame:
+    """`links` with each video's edges to pictures cut to its best one (its edges to videos kept):
+    a slideshow of unrelated photos is close to each of them through one keyframe each, and would
+    make them all one group."""
+    videos = items.filter(F.col("keyframe_phashes").isNotNull()).select("content_id", F.lit(True).alias("video"))
+    tagged = links.join(videos.toDF("a", "a_video"), "a", "left").join(videos.toDF("b", "b_video"), "b", "left").select(
+        *links.columns, F.coalesce("a_video", F.lit(False)).alias("a_video"), F.coalesce("b_video", F.lit(False)).alias("b_video"))
+    mixed = F.col("a_video") != F.col("b_video")
+    video, picture = F.when(F.col("a_video"), F.col("a")).otherwise(F.col("b")), F.when(F.col("a_video"), F.col("b")).otherwise(F.col("a"))
+    best = tagged.filter(mixed).withColumn("rank", F.row_number().over(Window.partitionBy(video).orderBy(*_best_first(picture))))
+    return tagged.filter(~mixed).select(*links.columns).unionByName(best.filter(F.col("rank") == 1).select(*links.columns))
+
+
 def connected_components(nodes: DataFrame, links: DataFrame) -> DataFrame:
     """(content_id, group_id): the smallest content_id reachable through `links` (a, b). Each round
     every linked label hooks onto its smallest linked label, the hooks are followed to their roots
@@ -252,13 +273,10 @@ def run_dedup(spark: SparkSession, settings: Settings, run_id: str | None = None
         check = check_rows(corpus.read(spark))
         with spark_progress(spark.sparkContext, "dedup fingerprints and edges"):
             items = fingerprints(spark, settings).localCheckpoint()
-            links = edges(items, settings.dedup).localCheckpoint()
+            links = one_picture_per_video(edges(items, settings.dedup), items).localCheckpoint()
             groups = connected_components(items.select("content_id"), links)
         best = links.select("a", "b", "method", "hamming", "cosine").unionByName(links.select(F.col("b").alias("a"), F.col("a").alias("b"), "method", "hamming", "cosine"))
-        # equally good edges (an item and two copies of one picture) are told apart by the matched id, and cosines
-        # by their first COSINE_DIGITS digits only: a vector computed in another batch differs in its last bits
-        order = [F.col("method") != "exact", F.desc_nulls_last(F.round("cosine", COSINE_DIGITS)), "hamming", "b"]
-        best = best.withColumn("rank", F.row_number().over(Window.partitionBy("a").orderBy(*order))).filter("rank = 1")
+        best = best.withColumn("rank", F.row_number().over(Window.partitionBy("a").orderBy(*_best_first(F.col("b"))))).filter("rank = 1")
         rows = (
             items.join(groups, "content_id")
             .join(best.select(F.col("a").alias("content_id"), F.col("b").alias("matched_id"), F.col("method").alias("match_method"), "hamming", "cosine"), "content_id", "left")

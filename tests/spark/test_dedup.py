@@ -154,6 +154,27 @@ def test_each_keyframe_of_a_video_is_a_candidate_and_the_closest_pair_counts(spa
     assert found[("photo", "video")][1] == 3 and min(hamming(other, h) for h in [photo, *keyframes["video"]]) > DedupSettings().confirm_hamming
 
 
+def test_a_slideshow_joins_the_group_of_one_photo_it_shows_not_all_of_them(spark):
+    """A video whose keyframes are three unrelated photos is within reach of each; through it they
+    were one group. It keeps its best edge to a picture (the photo 1 bit away), and its re-encoding."""
+    from conf.settings import DedupSettings
+    from jobs.dedup import one_picture_per_video
+    from signals.labels.perceptual_hash import to_int64
+
+    photos = [to_int64(int(h)) for h in np.random.default_rng(8).integers(0, 2**63, 3, dtype=np.uint64) * 2 + 1]
+    shows = [photos[0] ^ 0b11, photos[1] ^ 0b1, photos[2] ^ 0b111]
+    rows = [*[(f"photo-{i}", f"h-photo-{i}", h, False, None) for i, h in enumerate(photos)],
+            ("slideshow", "h-slideshow", shows[0], False, shows), ("slideshow-copy", "h-copy", shows[0], False, shows)]
+    items = spark.createDataFrame(rows, "content_id string, exact_hash string, phash long, flat boolean, keyframe_phashes array<bigint>").selectExpr(
+        "*", "cast(null as array<float>) as vector", "cast(null as array<bigint>) as simhash")
+    links = edges(items, DedupSettings())
+    assert {(r.a, r.b) for r in links.collect()} == {*((f"photo-{i}", "slideshow") for i in range(3)), ("slideshow", "slideshow-copy")}
+    kept = one_picture_per_video(links, items)
+    assert {(r.a, r.b) for r in kept.collect()} == {("photo-1", "slideshow"), ("slideshow", "slideshow-copy")}
+    groups = dict(connected_components(items.select("content_id"), kept).collect())
+    assert groups == {"photo-0": "photo-0", "photo-1": "photo-1", "photo-2": "photo-2", "slideshow": "photo-1", "slideshow-copy": "photo-1"}
+
+
 def test_spark_candidates_are_the_pairs_within_reach_as_brute_force_finds(spark):
     from pyspark.sql import functions as F
 
