@@ -8,6 +8,7 @@ the majority vote of the labelling functions, whichever of them the evaluation h
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,6 +36,10 @@ def gate_failures(summary: Mapping[str, Any], conf: GateSettings) -> list[str]:
     head = metrics[HEAD]
     baselines = {name: m["roc_auc"] for name, m in metrics.items() if name != HEAD and m.get("roc_auc") is not None}
     failures = []
+    not_finite = [f"{name}'s {figure}" for name, m in metrics.items() for figure in ("roc_auc", "ece")
+                  if isinstance(m.get(figure), float) and not math.isfinite(m[figure])]
+    if not_finite:  # every comparison with NaN is false: each condition would pass
+        return [f"the evaluation holds figures that are not numbers ({', '.join(not_finite)}): it cannot be judged; train and evaluate again"]
     if head.get("roc_auc") is None:
         return ["the held-out gold items hold one class only: no ROC-AUC to judge; label more items"]
     failures += _too_few(summary["task"], head, conf)

@@ -41,6 +41,15 @@ def test_each_failed_condition_is_named(case, needle):
     assert len(failures) == 1 and needle in failures[0]
 
 
+@pytest.mark.parametrize(("case", "figure"), [
+    (summary(float("nan"), 0.95), "head's roc_auc"), (summary(0.6, float("nan")), "rule's roc_auc"), (summary(0.9, 0.8, ece=float("nan")), "head's ece"),
+])
+def test_an_evaluation_with_a_figure_that_is_not_a_number_cannot_pass(case, figure):
+    """Every comparison with NaN is false, so each condition passed a NaN (the registry's JSON keeps one)."""
+    failures = gate_failures(case, GATE)
+    assert len(failures) == 1 and figure in failures[0] and "cannot be judged" in failures[0]
+
+
 def test_a_refusal_says_how_many_held_out_items_and_positives_it_judged_on():
     small = summary(0.55, 0.9)
     small["metrics"]["head"].update(items=19.0, positives=1.0)  # as training.evaluate.score_metrics records them
