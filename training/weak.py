@@ -19,8 +19,8 @@ from conf.settings import UsageError
 from lake import delta_io
 from signals.contracts import WEAK_LABELS
 from training.gold import gold_labels
-from training.label_model import LabelModel, SnorkelLabelModel
-from training.labeling_functions import ABSTAIN, LABELING_FUNCTIONS, NEIGHBOUR_SIGNAL, POSITIVE, item_signals, neighbour_votes
+from training.label_model import LabelModel, label_model_for, vote_share
+from training.labeling_functions import ABSTAIN, LABELING_FUNCTIONS, NEIGHBOUR_SIGNAL, item_signals, neighbour_votes
 from training.tasks import task_named
 
 NEIGHBOURS_LF = "neighbours"
@@ -117,18 +117,18 @@ def run_weak(lakehouse: str, task: str, versions: Mapping[str, str], model: Labe
     `readable_gold`: the gold items the votes and the class balance may read (default: all), so an
     evaluation can keep its held-out items' gold from every scorer."""
     task = task_named(task).name
-    model = model or SnorkelLabelModel()
     gold = gold_labels(lakehouse, task)
     readable = gold if readable_gold is None else gold[gold["content_id"].isin(readable_gold)]
     items, votes = lf_votes(lakehouse, task, versions, readable)
     if items.empty:
         raise UsageError(f"no label rows of the signals {sorted(versions)} in {lakehouse}: run a backfill first")
     matrix = np.stack(list(votes.values()), axis=1)
+    model = model or label_model_for(matrix)
     share = float(readable["p_positive"].mean()) if len(readable) else None
     model.fit(matrix, share if share is not None and 0 < share < 1 else None)  # gold of one class says no balance: estimated
     p = model.p_positive(matrix)
     voted = (matrix != ABSTAIN).sum(axis=1)
-    majority_p = np.where(voted > 0, (matrix == POSITIVE).sum(axis=1) / np.maximum(voted, 1), np.nan)
+    majority_p = vote_share(matrix)
     run_id = f"weak-{task}-{uuid.uuid4().hex[:12]}"
     rows = pa.table({
         "content_id": items["content_id"].tolist(), "task": [task] * len(items), "p_positive": p, "votes": voted.astype(np.int32),
