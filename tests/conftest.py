@@ -22,6 +22,9 @@ os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Every JVM the tests start (the shared session's, spark-submit's, a cluster's) runs for seconds to
+# minutes on small data: the quick compiler alone and one GC thread halve their CPU time.
+os.environ.setdefault("JAVA_TOOL_OPTIONS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
 
 from conf.settings import Settings, SparkSettings, load_settings  # noqa: E402
 from jobs.backfill import run_backfill  # noqa: E402
