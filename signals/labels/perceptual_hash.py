@@ -26,7 +26,6 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageFilter
 from scipy.fft import dctn
-from scipy.stats import binom
 
 HASH_BITS = 64
 _MASK = (1 << HASH_BITS) - 1
@@ -107,7 +106,12 @@ def simhash_reach(cosine: float, bits: int = HASH_BITS, miss: float = 1e-4) -> i
     probability below `miss`: each bit differs independently with probability angle / pi
     (random hyperplanes)."""
     p = math.acos(max(-1.0, min(1.0, cosine))) / math.pi
-    return int(binom.isf(miss, bits, p))
+    beyond = 0.0  # P(distance > k), summed from the top so that small tails stay exact
+    for k in range(bits, -1, -1):
+        if beyond > miss:
+            return k + 1
+        beyond += math.comb(bits, k) * p**k * (1 - p) ** (bits - k)
+    return 0
 
 
 def embedding_simhash(vectors: np.ndarray, seed: int = 0, bits: int = HASH_BITS) -> np.ndarray:

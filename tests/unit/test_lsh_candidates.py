@@ -4,6 +4,7 @@ and SimHash pairs at the confirming cosine are found."""
 from __future__ import annotations
 
 import itertools
+import math
 from collections import defaultdict
 
 import numpy as np
@@ -113,6 +114,16 @@ def test_simhash_pairs_at_the_confirming_cosine_are_candidates() -> None:
     assert found[rules.confirm_cosine] >= 0.99 and found[rules.min_cosine] == 1.0, found
     assert simhash_reach(1.0) == 0 and simhash_reach(-1.0) == 64 and simhash_reach(-1.0, 1024) == 1024
     assert rules.simhash_hamming < rules.simhash_confirm_hamming
+
+
+@pytest.mark.parametrize("bits", [64, 256])
+def test_simhash_reach_is_the_binomial_tail_scipy_inverts(bits: int) -> None:
+    from scipy.stats import binom
+
+    for miss in (1e-2, 1e-4, 1e-7):
+        for cosine in np.linspace(-0.99, 0.9999, 400):
+            want = int(binom.isf(miss, bits, math.acos(cosine) / math.pi))
+            assert simhash_reach(float(cosine), bits, miss) == want, (miss, cosine)
 
 
 def test_a_longer_simhash_tells_near_copies_from_similar_pictures() -> None:
