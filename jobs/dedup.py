@@ -231,17 +231,17 @@ def connected_components(nodes: DataFrame, links: DataFrame) -> DataFrame:
     with at least one other, so the linked labels at least halve each round and n copies settle in
     at most about log2(n) rounds, whatever the order of their ids."""
     both_ways = links.select("a", "b").unionByName(links.select(F.col("b").alias("a"), F.col("a").alias("b")))
-    linked = both_ways.filter(F.col("a") != F.col("b")).distinct().localCheckpoint()
+    linked = _checkpointed(both_ways.filter(F.col("a") != F.col("b")).distinct())
     groups = nodes.select("content_id", F.col("content_id").alias("group_id"))
     for _ in range(MAX_ROUNDS):
         if linked.isEmpty():
             return groups
         roots = _roots(linked.groupBy("a").agg(F.least(F.col("a"), F.min("b")).alias("root")).withColumnRenamed("a", "label"))
-        groups = groups.join(roots, F.col("group_id") == F.col("label"), "left").select(
-            "content_id", F.coalesce("root", "group_id").alias("group_id")).localCheckpoint()
+        groups = _checkpointed(groups.join(roots, F.col("group_id") == F.col("label"), "left").select(
+            "content_id", F.coalesce("root", "group_id").alias("group_id")))
         ends = [roots.select(F.col("label").alias(end), F.col("root").alias(f"{end}_root")) for end in ("a", "b")]
-        linked = linked.join(ends[0], "a").join(ends[1], "b").select(F.col("a_root").alias("a"), F.col("b_root").alias("b")) \
-            .filter(F.col("a") != F.col("b")).distinct().localCheckpoint()
+        linked = _checkpointed(linked.join(ends[0], "a").join(ends[1], "b").select(F.col("a_root").alias("a"), F.col("b_root").alias("b"))
+                               .filter(F.col("a") != F.col("b")).distinct())
     raise RuntimeError(f"duplicate groups did not settle in {MAX_ROUNDS} rounds")
 
 
@@ -249,12 +249,21 @@ def _roots(hooks: DataFrame) -> DataFrame:
     """(label, root): each label's hook (label, root) followed until it reaches a label hooked onto
     itself; each pass doubles the distance jumped, so it takes log2 of the longest path of hooks."""
     for _ in range(MAX_ROUNDS):
-        after = hooks.alias("x").join(hooks.alias("y"), F.col("x.root") == F.col("y.label"), "left").select(
-            F.col("x.label"), F.coalesce("y.root", "x.root").alias("root"), F.col("x.root").alias("before")).localCheckpoint()
+        after = _checkpointed(hooks.alias("x").join(hooks.alias("y"), F.col("x.root") == F.col("y.label"), "left").select(
+            F.col("x.label"), F.coalesce("y.root", "x.root").alias("root"), F.col("x.root").alias("before")))
         hooks = after.select("label", "root")
         if after.filter(F.col("root") != F.col("before")).isEmpty():
             return hooks
     raise RuntimeError(f"duplicate groups' hooks did not reach their roots in {MAX_ROUNDS} passes")
+
+
+def _checkpointed(frame: DataFrame) -> DataFrame:
+    """`frame` computed once, as a plan that keeps neither its lineage nor the planner's estimate
+    of its size: Spark estimates a join as the product of its sides, and a checkpoint keeps that
+    estimate, so in the loops above it squared each pass until estimating took minutes."""
+    done = frame.localCheckpoint()
+    session = done.sparkSession
+    return DataFrame(session._jsparkSession.createDataFrame(done._jdf.rdd(), done._jdf.schema()), session)
 
 
 def run_dedup(spark: SparkSession, settings: Settings, run_id: str | None = None) -> RunResult:
