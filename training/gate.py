@@ -19,6 +19,7 @@ from training.evaluate import lead_is_clear
 
 HEAD = "head"  # the head's column among an evaluation's scorers
 EVALUATION_TAG = "evaluation"  # a head version's held-out evaluation summary (JSON) in the registry
+ROUNDING = 1e-9  # a figure this close to its bound meets it: 0.80 + 0.02 is 0.8200000000000001 in floats
 
 
 def head_signal(task: str) -> str:
@@ -45,7 +46,7 @@ def gate_failures(summary: Mapping[str, Any], conf: GateSettings) -> list[str]:
     failures += _too_few(summary["task"], head, conf)
     if baselines:
         best = max(baselines, key=baselines.get)
-        if head["roc_auc"] < baselines[best] + conf.min_auc_margin:
+        if head["roc_auc"] < baselines[best] + conf.min_auc_margin - ROUNDING:
             failures.append(f"ROC-AUC {head['roc_auc']:.3f} is not above {best}'s {baselines[best]:.3f} by "
                             f"training.gate.min_auc_margin {conf.min_auc_margin}{_judged_on(head)}")
         if conf.lead_beyond_noise:
@@ -60,12 +61,12 @@ def gate_failures(summary: Mapping[str, Any], conf: GateSettings) -> list[str]:
             if sizes.get(kind, {}).get(value, conf.min_slice_items) < conf.min_slice_items:
                 continue  # smaller than the gate in force asks for
             better = {name: theirs for name in baselines
-                      if (theirs := slices.get(name, {}).get(kind, {}).get(value)) is not None and auc < theirs - conf.max_slice_drop}
+                      if (theirs := slices.get(name, {}).get(kind, {}).get(value)) is not None and auc < theirs - conf.max_slice_drop - ROUNDING}
             if better:  # one line per slice, however many baselines it trails
                 failures.append(f"slice {kind}={value}: ROC-AUC {auc:.3f} is below "
                                 + " and ".join(f"{name}'s {theirs:.3f}" for name, theirs in better.items())
                                 + f" by more than training.gate.max_slice_drop {conf.max_slice_drop}")
-    if head["ece"] > conf.max_ece:
+    if head["ece"] > conf.max_ece + ROUNDING:
         failures.append(f"calibration error (ECE) {head['ece']:.3f} is above training.gate.max_ece {conf.max_ece}")
     return failures
 

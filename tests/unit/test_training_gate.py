@@ -41,6 +41,11 @@ def test_each_failed_condition_is_named(case, needle):
     assert len(failures) == 1 and needle in failures[0]
 
 
+def test_a_figure_exactly_at_its_bound_meets_it():
+    """In floats 0.80 + 0.02 is above 0.82 and 0.53 - 0.05 above 0.48: the ties must not fail on rounding."""
+    assert gate_failures(summary(0.82, 0.80, ece=0.1, head_slice=0.48, rule_slice=0.53), GATE) == []
+
+
 @pytest.mark.parametrize(("case", "figure"), [
     (summary(float("nan"), 0.95), "head's roc_auc"), (summary(0.6, float("nan")), "rule's roc_auc"), (summary(0.9, 0.8, ece=float("nan")), "head's ece"),
 ])
