@@ -68,15 +68,17 @@ class ReadVersions:
                 "labels_table_version": str(self.labels), "corpus_version": str(self.corpus)}
 
 
-def label_frames(lakehouse: str, task: str, source: str, reads: ReadVersions) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def label_frames(lakehouse: str, task: str, source: str, reads: ReadVersions) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
     """(training labels as `--labels` names them, gold labels, majority vote), the training labels
     as (content_id, p_positive), gold first where `both`: the one place the label tables of
-    training.gold and training.weak (human labels, weak supervision) are read, at `reads`' versions."""
+    training.gold and training.weak (human labels, weak supervision) are read, at `reads`' versions.
+    Gold alone needs no weak labels: without a weak_labels table there is no majority vote (None)."""
     gold_frame = gold.gold_labels(lakehouse, task, reads.human_labels)
     frames = ([gold_frame] if source in ("gold", "both") else []) + \
         ([weak.weak_labels(lakehouse, task, reads.weak_labels)] if source in ("weak", "both") else [])
     labels = pd.concat([f[["content_id", "p_positive"]] for f in frames], ignore_index=True).drop_duplicates("content_id")
-    return labels, gold_frame, weak.majority_vote(lakehouse, task, reads.weak_labels)
+    no_weak_labels = source == "gold" and reads.weak_labels is None
+    return labels, gold_frame, None if no_weak_labels else weak.majority_vote(lakehouse, task, reads.weak_labels)
 
 
 @dataclass(frozen=True)

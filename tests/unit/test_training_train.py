@@ -14,6 +14,7 @@ from embedding_tables import SIGNAL, append, random_vectors, rows
 from sklearn.metrics import roc_auc_score
 from training_lakehouse import ERRORS, training_lakehouse
 
+from conf.settings import UsageError
 from jobs.cli import main
 from lake import delta_io
 from lake.corpus import CorpusTable
@@ -27,7 +28,7 @@ from training.gold import gold_labels
 from training.human_labels import import_labels
 from training.loader import latest_version, split_of
 from training.sampling import head_probabilities, write_task_file
-from training.train import EXPERIMENT, ReadVersions, train_task
+from training.train import EXPERIMENT, ReadVersions, label_frames, train_task
 
 
 @pytest.fixture
@@ -91,6 +92,19 @@ def test_gold_is_read_at_a_pinned_human_labels_version(lake, tmp_path):
     import_labels(root, CorpusTable.of(lake.settings), second, "low_quality")
     assert gold_labels(root, "low_quality", pinned)["label"].tolist() == [1] * 4
     assert gold_labels(root, "low_quality")["label"].tolist() == [0] * 4
+
+
+def test_gold_alone_trains_without_weak_labels_and_weak_labels_say_they_are_missing(lake, tmp_path):
+    """`train --labels gold` needs no weak_labels table: there is then no majority vote to score."""
+    root = lake.settings.lakehouse_root
+    labelled = tmp_path / "gold.csv"
+    labelled.write_text("content_id,label,annotator\n" + "".join(f"{c},{'yes' if i % 2 else 'no'},a\n" for i, c in enumerate(lake.ids[:6])))
+    import_labels(root, CorpusTable.of(lake.settings), labelled, "low_quality")
+    reads = ReadVersions.latest(lake.settings)
+    labels, gold, majority = label_frames(root, "low_quality", "gold", reads)
+    assert majority is None and sorted(labels["content_id"]) == sorted(gold["content_id"]) == sorted(lake.ids[:6])
+    with pytest.raises(UsageError, match="weak_labels"):
+        label_frames(root, "low_quality", "weak", reads)
 
 
 def test_training_reads_the_configured_corpus(tmp_path, empty_registry_db):
