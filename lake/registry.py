@@ -65,6 +65,7 @@ STAT_TAG = "weights_stat"  # signals.weights.weights_stat of the weights when la
 # registered-model tags, JSON lists, oldest first; a tag value holds at most 100,000 characters
 STACK_TAG = "alias_stack.{alias}"  # versions the alias named before, for rollback
 HISTORY_TAG = "alias_history.{alias}"  # every promotion and rollback of the alias
+UNRECORDED = "unrecorded"  # a history entry's action for a move that left none (killed before logging it, or made by hand)
 HISTORY_KEEP = 100
 SOURCE_SCHEME = "content-signals"  # of MLflow's source of every version (_mlflow_source)
 ANY = "any"  # promote's `expected`: whatever version the alias names when it moves
@@ -180,6 +181,15 @@ def _mlflow_source(source: str) -> str:
 def _source(version: ModelVersion) -> str:
     """Where a version's weights come from, as it was registered."""
     return (version.tags or {}).get(SOURCE_TAG, version.source)
+
+
+def _with_unrecorded(events: list[dict[str, Any]], current: str | None) -> list[dict[str, Any]]:
+    """An alias's history entries and, where the alias no longer names the version the last entry
+    moved it to, one for the move that left none (its time is when it was found)."""
+    last = events[-1]["to"] if events else None
+    if current == last:
+        return events
+    return [*events, {"action": UNRECORDED, "from": last, "to": current, "at": _now().isoformat()}]
 
 
 def _now() -> datetime:
@@ -332,8 +342,10 @@ class Registry:
         return target
 
     def history(self, name: str, alias: str = CHAMPION) -> list[dict[str, Any]]:
-        """The alias's promotions and rollbacks (action, from, to, at), oldest first."""
-        return self._tag_list(name, HISTORY_TAG, alias)
+        """The alias's promotions and rollbacks (action, from, to, at), oldest first, and a move
+        that left no entry as UNRECORDED (kept by the alias's next promotion or rollback)."""
+        events = self._tag_list(name, HISTORY_TAG, alias)
+        return _with_unrecorded(events, self.aliases(name).get(alias))
 
     # -- internals --------------------------------------------------------------------------
 
@@ -386,7 +398,7 @@ class Registry:
         self.client.set_registered_model_tag(name, template.format(alias=alias), json.dumps(values[-HISTORY_KEEP:]))
 
     def _log(self, name: str, alias: str, action: str, old: str | None, new: str) -> None:
-        events = self._tag_list(name, HISTORY_TAG, alias)
+        events = _with_unrecorded(self._tag_list(name, HISTORY_TAG, alias), old)
         events.append({"action": action, "from": old, "to": new, "at": _now().isoformat()})
         self._set_tag_list(name, HISTORY_TAG, alias, events)
 

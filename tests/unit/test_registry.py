@@ -22,7 +22,7 @@ from deltalake import DeltaTable
 from conf.settings import load_settings
 from lake import registry as registry_module
 from lake.alias_lock import HOLDER_TAG, LOCK_MODEL, AliasConflict, alias_lock, this_process
-from lake.registry import CHAMPION, AliasMoved, Registry, RegistryError, local_store_uri
+from lake.registry import CHAMPION, UNRECORDED, AliasMoved, Registry, RegistryError, local_store_uri
 from rollout.compare import log_to_mlflow
 from rollout.models import build_signals
 from signals.embedders.efficientnet import default_weights_path
@@ -208,7 +208,10 @@ def test_a_promote_killed_part_way_leaves_rollback_going_back_to_a_real_champion
         registry.promote("m", "3")  # died as the alias moved, before the history and the ledger
     monkeypatch.undo()
     assert registry.aliases("m") == {CHAMPION: "3"}
+    assert registry.history("m")[-1]["action"] == UNRECORDED  # the move is not lost with its entry
     assert registry.rollback("m") == "2"  # the version it replaced, not the one before that
+    assert [(e["action"], e["from"], e["to"]) for e in registry.history("m")] == [
+        ("promote", None, "1"), ("promote", "1", "2"), (UNRECORDED, "2", "3"), ("rollback", "3", "2")]  # kept by the rollback
 
 
 def test_a_promote_checked_against_a_champion_that_moved_meanwhile_moves_nothing(registry, tmp_path):
