@@ -98,11 +98,14 @@ def test_gold_alone_trains_without_weak_labels_and_weak_labels_say_they_are_miss
     """`train --labels gold` needs no weak_labels table: there is then no majority vote to score."""
     root = lake.settings.lakehouse_root
     labelled = tmp_path / "gold.csv"
-    labelled.write_text("content_id,label,annotator\n" + "".join(f"{c},{'yes' if i % 2 else 'no'},a\n" for i, c in enumerate(lake.ids[:6])))
+    truth = lake.gold.set_index("content_id")["label"]
+    labelled.write_text("content_id,label,annotator\n" + "".join(f"{c},{'yes' if truth[c] else 'no'},a\n" for c in truth.index))
     import_labels(root, CorpusTable.of(lake.settings), labelled, "low_quality")
     reads = ReadVersions.latest(lake.settings)
     labels, gold, majority = label_frames(root, "low_quality", "gold", reads)
-    assert majority is None and sorted(labels["content_id"]) == sorted(gold["content_id"]) == sorted(lake.ids[:6])
+    assert majority is None and sorted(labels["content_id"]) == sorted(gold["content_id"]) == sorted(truth.index)
+    trained = train_task(lake.settings, "low_quality", labels, "gold", gold=gold, majority=majority, report_path=tmp_path / "report.html", reads=reads)
+    assert set(trained.evaluation.metrics) == {"head", "rule"}  # judged against the rule alone
     with pytest.raises(UsageError, match="weak_labels"):
         label_frames(root, "low_quality", "weak", reads)
 
