@@ -34,6 +34,11 @@ def named_state(settings: Settings, embedders: set[str]) -> dict[str, Any]:
     return {"signals": versions, "indexes": indexes}
 
 
+def models_of(scorer: Scorer) -> set[Any]:
+    """The model cache entries a scorer uses: its signals' and their backing embedders' (a labeler's model is its embedder's)."""
+    return {key for s in scorer.signals.values() for key in (s.cache_key, *(b.cache_key for b in s.backbones()))}
+
+
 class Champions:
     """The current scorer, and how many times it was replaced."""
 
@@ -54,6 +59,7 @@ class Champions:
             embedders = {name for name, s in self.current.signals.items() if isinstance(s, Embedder)}
             if named_state(self.settings, embedders) == self.current.state:
                 self.last_error = None
+                model_cache.retain(models_of(self.current))  # what a reload that failed halfway loaded (kept for its retries)
                 return False
             fresh = Scorer.load(self.settings)
         except Exception as exc:  # noqa: BLE001 - a service keeps serving what it has
@@ -64,6 +70,6 @@ class Champions:
         self.current = fresh  # the swap: one reference assignment
         self.reloads += 1
         self.last_error = None
-        model_cache.retain({key for s in fresh.signals.values() for key in (s.cache_key, *(b.cache_key for b in s.backbones()))})
+        model_cache.retain(models_of(fresh))
         log.warning("reloaded: %s -> %s", before, fresh.state)
         return True

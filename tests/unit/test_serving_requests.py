@@ -251,6 +251,38 @@ def test_a_reload_keeps_the_models_of_backing_embedders(tmp_path, empty_registry
     assert model_cache.load_count(backbone) == loads
 
 
+def test_a_reload_that_fails_halfway_leaves_none_of_its_models_in_the_cache(settings, monkeypatch) -> None:
+    """A promote moves text_safety and image_quality's weights do not load: the reload loads the
+    new text_safety model, then fails, and the service serves the loaded scorer on. Once the
+    promote is rolled back no reload is due any more: the model only the failed reload loaded must
+    then leave the cache, or it stays in memory for the life of the process."""
+    from signals.labels.quality import ImageQualityLabeler
+
+    champions = Champions(settings)
+    served = {name: s.config.model.version for name, s in champions.current.signals.items()}
+    registry = Registry(settings.registry_uri)
+    current = registry.resolve("text_safety", "champion")
+    registry.promote("text_safety", registry.register("text_safety", "code:test-build-halfway", dict(current.params)).version)
+    loaded: list = []
+    real = model_cache.get_or_load
+    monkeypatch.setattr(model_cache, "get_or_load", lambda key, load: (loaded.append(key), real(key, load))[1])
+
+    def unreadable(self, gpu_addresses=()):
+        raise OSError("the weights could not be read")
+
+    monkeypatch.setattr(ImageQualityLabeler, "load", unreadable)
+    assert not champions.check() and "the weights could not be read" in champions.last_error
+    monkeypatch.undo()
+    kept = {key for s in champions.current.signals.values() for key in (s.cache_key, *(b.cache_key for b in s.backbones()))}
+    only_failed = [key for key in loaded if key not in kept]
+    assert only_failed  # the new text_safety model was loaded before image_quality failed
+    registry.rollback("text_safety")
+    assert not champions.check() and champions.last_error is None  # the loaded champions are the registry's again
+    assert {name: s.config.model.version for name, s in champions.current.signals.items()} == served
+    for key in only_failed:  # loaded again on asking: it had left the cache
+        assert model_cache.get_or_load(key, lambda: "loaded again") == "loaded again"
+
+
 def test_the_batcher_bounds_batches_and_its_queue_and_drops_what_timed_out() -> None:
     import asyncio
 
