@@ -287,6 +287,8 @@ class Comparison:
 def differences(kind: str, m: Mapping[str, Any]) -> list[str]:
     """Human-readable differences found in a comparison's metrics (none for identical versions)."""
     found = []
+    if not m.get("items_compared"):  # nothing measured: every figure below is None alike, which is no likeness
+        found.append(f"no item in common to compare ({m.get('only_in_a')} items only in a, {m.get('only_in_b')} only in b)")
     if m.get("error_rate_a") != m.get("error_rate_b"):
         found.append(f"error rate {_pct(m.get('error_rate_a'))} -> {_pct(m.get('error_rate_b'))}")
     if m.get("status_agreement") is not None and m["status_agreement"] < 1:

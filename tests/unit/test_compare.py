@@ -116,6 +116,21 @@ def test_only_shared_items_are_compared_and_dimensions_may_differ():
     assert any("dimension 32 -> 16" in d for d in build_comparison("s", a, b).differences)
 
 
+def test_versions_with_no_item_in_common_are_not_reported_as_the_same():
+    """A challenger run on other days than the champion's: nothing can be compared, which is not
+    "no differences" (what the report and `compare` printed)."""
+    v = clustered_vectors()
+    a, b = embedding_rows(v, "1", ids=range(0, 100)), embedding_rows(clustered_vectors(dim=16), "2", ids=range(100, 240))
+    labels_a = label_rows("1").filter(pa.compute.less(label_rows("1")["content_id"], "pin-00100"))
+    labels_b = label_rows("2", shift=0.3).filter(pa.compute.greater_equal(label_rows("2")["content_id"], "pin-00100"))
+    for x, y, shared in ((a, b, set()), (labels_a, labels_b, set())):
+        assert set(x["content_id"].to_pylist()) & set(y["content_id"].to_pylist()) == shared  # independently: no item in common
+        comparison = build_comparison("s", x, y)
+        assert comparison.metrics["items_compared"] == 0
+        assert comparison.differences, "versions compared on no item were reported as having no differences"
+        assert any("no item" in d for d in comparison.differences)
+
+
 def test_the_sample_is_capped_and_chosen_by_content_hash():
     ids = {f"pin-{i:05d}" for i in range(1000)}
     chosen = sample_ids(ids, 100)
