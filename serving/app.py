@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from starlette.applications import Starlette
@@ -29,6 +30,9 @@ from serving.scorer import Item, ItemResult, fetched
 def create_app(champions: Champions, serve: ServeSettings) -> Starlette:
     """The service of `champions`, with the limits and batching of `serve`."""
     batcher: MicroBatcher[Item, ItemResult] = MicroBatcher(champions.score, serve.max_batch, serve.max_wait_ms / 1000, serve.max_queue)
+    # fetches wait on other servers for up to their deadline: on the loop's default pool (cpu count + 4
+    # threads) a few slow servers held every body's parsing and the reload check (found in review)
+    fetches = ThreadPoolExecutor(serve.max_connections, thread_name_prefix="fetch")
 
     async def score(request: Request) -> JSONResponse:
         try:
@@ -50,7 +54,7 @@ def create_app(champions: Champions, serve: ServeSettings) -> Starlette:
     async def scored(item: Item) -> ItemResult:
         """The item's result: its image fetched on a thread of its own (an image by URI), then scored in a batch."""
         if item.to_fetch:
-            item = await asyncio.to_thread(fetched, item, champions.settings.fetch.policy)
+            item = await asyncio.get_running_loop().run_in_executor(fetches, fetched, item, champions.settings.fetch.policy)
         return await batcher.submit(item)
 
     async def health(request: Request) -> JSONResponse:
@@ -78,5 +82,6 @@ def create_app(champions: Champions, serve: ServeSettings) -> Starlette:
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
             await batcher.stop()
+            fetches.shutdown(wait=False, cancel_futures=True)  # a fetch under way ends by its deadline
 
     return Starlette(routes=[Route("/score", score, methods=["POST"]), Route("/health", health, methods=["GET"])], lifespan=lifespan)

@@ -174,6 +174,34 @@ def test_a_slow_image_server_holds_up_its_own_request_only(settings, image_serve
     assert body["labels"]["text_safety"]["status"] == "ok"
 
 
+def test_many_slow_image_servers_hold_up_no_other_request(settings, image_server) -> None:
+    """Fetches held the event loop's default thread pool (os.cpu_count() + 4 threads, 6 on two
+    cores), which also parses every body and runs the reload check: that many requests whose image
+    server trickles held every other request, with no URI to fetch, for a fetch's deadline (found in
+    review: 3.6 s for an item without a URI, with a 3 s deadline). Each request's fetch has a thread of its own."""
+    import os
+
+    slow_requests = min(32, (os.cpu_count() or 1) + 4)  # the default pool's threads, all of them held
+    slow_server = settings.model_copy(update={"fetch": settings.fetch.model_copy(update={
+        "http_hosts": (image_server.netloc,), "allowed_networks": ("127.0.0.1/32",), "deadline_s": 3.0, "read_timeout_s": 2.0,
+        "retries": 0, "pool_size": slow_requests})})  # every fetch under way at once
+    with running(create_app(Champions(slow_server), slow_server.serve)) as url:
+        where, answers = urlsplit(url), []
+        assert post(where, item(jpeg_bytes(5), title="warm"))[0] == 200
+        slow = [threading.Thread(target=lambda: answers.append(post(where, json.dumps(
+            {"image_uri": image_server.url("trickle/a.jpg"), "title": "slow"}).encode()))) for _ in range(slow_requests)]
+        for thread in slow:
+            thread.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        status, _ = post(where, item(jpeg_bytes(6), title="quick, its image in the body"))
+        quick = time.monotonic() - started
+        for thread in slow:
+            thread.join(20)
+    assert status == 200 and quick < 1.5, f"an item without a URI took {quick:.1f} s behind {slow_requests} slow image fetches"
+    assert [a[0] for a in answers] == [503] * slow_requests
+
+
 def test_connections_past_the_limit_are_answered_503(settings) -> None:
     """Each connection may hold a body of up to `max_body_bytes`: without a limit on connections,
     20 clients holding 45 MB bodies each took the service's memory up by 907 MB (found in review)."""
