@@ -52,8 +52,11 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-cache
 
+# The unit tests run on two workers (each is single-threaded Python: both cores busy), then the
+# tests that start Spark or other processes one at a time (each of those keeps both cores busy).
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest tests/unit -n 2
+	$(PY) -m pytest --ignore=tests/unit
 
 # For iteration: the unit tests, without Spark and without starting other processes, on two workers.
 test-fast: lint
