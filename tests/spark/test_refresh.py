@@ -354,3 +354,19 @@ def test_a_backfill_of_the_day_an_item_was_ingested_again_drops_its_row_on_the_o
 
     for contract, mine in by_output(build_signals(settings)).items():  # the commit says how many rows it moved: one per signal
         assert DeltaTable(settings.table_root(contract.name)).history(1)[0]["moved_items"] == str(len(mine)), contract.name
+
+
+def test_an_item_whose_newer_row_is_deleted_moves_back_to_its_older_row_as_a_full_refresh_moves_it(spark, two_lakehouses):
+    settings, reference = two_lakehouses
+    corpus = DeltaTable(settings.table_root("corpus")).to_pyarrow_table().sort_by("content_id")
+    last_day = max(corpus["ds"].to_pylist())
+    moved = [c for c, d in zip(corpus["content_id"].to_pylist(), corpus["ds"].to_pylist()) if d != last_day][3]
+    for s in (settings, reference):
+        _ingest_again(s, [moved], last_day)
+    run_refresh(spark, settings)  # its rows move to the last day
+    for s in (settings, reference):  # the newer ingestion is retracted: its older row is the item again
+        DeltaTable(s.table_root("corpus")).delete(f"content_id = '{moved}' AND ds = '{last_day}'")
+    assert "since version" in run_refresh(spark, settings).message
+    run_refresh(spark, reference, full=True)
+    _assert_same_rows(settings, reference)
+
