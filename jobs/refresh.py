@@ -226,6 +226,11 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
     if scope.since is not None and not scope.added and not scope.removed and not retry:
         return _nothing_changed(spark, root, contract, signals, scope, read_version)
     changed = None if scope.since is None else {unquote(f.path) for f in scope.added} | retry
+    # the ids of the rows in removed files, each read at a version where its file was live
+    removed = [source.read(spark, version, only={unquote(f.path) for v, f in scope.removed if v == version}).select("content_id")
+               for version in sorted({v for v, _ in scope.removed})]
+    if removed and changed is not None:  # every row of those ids is compared: an id whose newest row was removed has another one now
+        changed |= _files_holding(spark, corpus, functools.reduce(DataFrame.unionByName, removed).distinct(), scope.items)
     newest = newest_of_ids(source.keys(spark, corpus_version)).persist()  # the corpus check, the plan and its write read it
     rows = source.read(spark, corpus_version, only=changed)
     corpus_check = check_rows(rows, newest)
@@ -236,8 +241,6 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
     table = spark_io.read_spark(spark, root, read_version, file_column="file")  # one read of the snapshot, for both joins
     stored = table.select(*KEY, F.col("ds").alias("stored_ds"), "input_hash", _retried_error().alias("retry"), "file")
     if scope.since is not None:  # only the stored rows of items in changed files can be stale or missing
-        removed = [source.read(spark, version, only={unquote(f.path) for v, f in scope.removed if v == version}).select("content_id")
-                   for version in sorted({v for v, _ in scope.removed})]
         candidates = functools.reduce(DataFrame.unionByName, removed, current.select("content_id"))
         stored = stored.join(broadcast_if_small(candidates, scope.items), "content_id", "left_semi")
     if tuple(KEY) != contract.key:
@@ -321,9 +324,15 @@ def _files_to_retry(spark: SparkSession, root: str, version: int, signals: dict[
     ids = sorted({r["content_id"] for r in errors.to_pylist() if versions.get(r["signal"]) == r["model_version"] and is_retried_error(r["error"])})
     if not ids:
         return set()
+    return _files_holding(spark, corpus, spark.createDataFrame([(i,) for i in ids], "content_id string"), len(ids))
+
+
+def _files_holding(spark: SparkSession, corpus: CorpusAt, ids: DataFrame, count: int) -> set[str]:
+    """Corpus files (unescaped relative paths) holding a row of one of `ids` (about `count`), by a
+    scan of the corpus's ids and file names (no image is read)."""
     source, corpus_version = corpus
     files = source.read(spark, corpus_version, file_column="file").select("content_id", "file").join(
-        broadcast_if_small(spark.createDataFrame([(i,) for i in ids], "content_id string"), len(ids)), "content_id", "left_semi")
+        broadcast_if_small(ids, count), "content_id", "left_semi")
     return {delta_io.relative_path(source.location, r.file) for r in files.select("file").distinct().collect()}
 
 
