@@ -142,3 +142,20 @@ def test_told_which_ids_repeat_the_rule_keeps_the_same_rows_and_shuffles_no_imag
     assert _kept(one_row_per_id(unique, newest, 0)) == _kept(one_row_per_id(unique, newest))
     plan = one_row_per_id(unique, None, 0)._jdf.queryExecution().executedPlan().toString()
     assert "Exchange" not in plan and "Window" not in plan, plan
+
+
+def test_an_undated_row_is_older_than_a_row_dated_before_1970_as_training_keeps_it(spark, corpus_lakehouse, tmp_path):
+    from datetime import UTC, datetime
+
+    rows = DeltaTable(corpus_lakehouse.root).to_pyarrow_table().sort_by("content_id").slice(0, 3).to_pylist()
+    undated = {**rows[0], "title": "undated", "updated_at": None, "ds": "2026-11-20"}
+    dated = {**rows[0], "title": "dated 1960", "updated_at": datetime(1960, 1, 1, tzinfo=UTC), "ds": "2026-11-14"}
+    schema = pa.schema([f.with_nullable(True) for f in CORPUS.schema])
+    write_deltalake(str(tmp_path / "lakehouse" / "corpus"), pa.Table.from_pylist([*rows[1:], undated, dated], schema=schema), partition_by=["ds"])
+    source = CorpusSource.of(settings_for(tmp_path / "lakehouse", *CHEAP_SIGNALS))
+    newest = newest_of_ids(source.keys(spark))
+    every = source.read(spark)
+    kept = _kept(one_row_per_id(every, newest))
+    training = source.latest(["content_id", "ds", "title"])
+    assert kept == sorted(zip(*(training[c].to_pylist() for c in ("content_id", "ds", "title"))))
+    assert check_rows(every, newest).items == len(kept) == 3
