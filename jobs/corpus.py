@@ -147,8 +147,10 @@ def _keyable() -> Column:
 
 
 def _recency() -> Column:
-    """What makes one row of an id newer than another (compared as a struct: field by field)."""
-    return F.struct(F.coalesce(F.col("updated_at"), F.lit(0).cast("timestamp")).alias("updated_at"), F.col("ds"))
+    """What makes one row of an id newer than another (compared as a struct: field by field), a
+    null `updated_at` older than any timestamp (one before 1970 included), as `_latest` orders them."""
+    return F.struct(F.col("updated_at").isNotNull().alias("dated"), F.coalesce(F.col("updated_at"), F.lit(0).cast("timestamp")).alias("updated_at"),
+                    F.col("ds"))
 
 
 def newest_of_ids(corpus_keys: DataFrame) -> DataFrame:
