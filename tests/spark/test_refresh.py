@@ -370,3 +370,14 @@ def test_an_item_whose_newer_row_is_deleted_moves_back_to_its_older_row_as_a_ful
     run_refresh(spark, reference, full=True)
     _assert_same_rows(settings, reference)
 
+
+def test_a_refresh_after_the_corpus_filter_changed_ends_where_a_full_one_ends(spark, two_lakehouses):
+    settings, reference = two_lakehouses
+    run_refresh(spark, settings)
+    excluded = sorted(DeltaTable(settings.table_root("corpus")).to_pyarrow_table()["content_id"].to_pylist())[3]
+    settings, reference = (s.model_copy(update={"corpus": s.corpus.model_copy(update={"filter": f"content_id <> '{excluded}'"})})
+                           for s in (settings, reference))
+    run_refresh(spark, settings)
+    run_refresh(spark, reference, full=True)
+    _assert_same_rows(settings, reference)
+    assert excluded not in _embeddings(settings)["content_id"].to_pylist()
