@@ -19,6 +19,7 @@ from conf.settings import Settings, UsageError
 from jobs.copy_on_write import KEY, Rewrite, no_rewrite, rewrite_dropping
 from jobs.corpus import CorpusSource, Window, broadcast_if_small, check_rows, newest_of_ids, one_row_per_id
 from jobs.engine import (
+    CORPUS_MAPPING,
     CORPUS_VERSION,
     Run,
     RunResult,
@@ -81,7 +82,8 @@ def run_backfill(
         read_versions = {c: delta_io.ensure_table(settings.table_root(c.name), c).version() for c in by_output(signals)}
         keyframes_version = keyframes_read_version(settings, corpus, signals)  # None: no videos to write
         corpus_version = corpus.version()  # every phase reads the same corpus (a Delta one: other formats have no versions)
-        corpus_read = {CORPUS_VERSION: str(corpus_version)} if corpus_version is not None else {}  # a later refresh compares from it
+        corpus_read = ({CORPUS_VERSION: str(corpus_version), CORPUS_MAPPING: corpus.mapping_id()}  # a later refresh compares from it
+                       if corpus_version is not None else {})
         rows = corpus.read(spark, corpus_version, window)
         newest = newest_of_ids(corpus.keys(spark, corpus_version))
         check = check_rows(rows, newest)

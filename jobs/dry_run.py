@@ -99,7 +99,7 @@ def refresh_scope(last: LastRefresh | None, full: bool) -> str:
     if None in last.read_since:
         return f"{refreshed}, then rows committed with no corpus version recorded: compares the whole corpus"
     later = f", then rows committed from corpus versions {sorted(set(last.read_since))}" if last.read_since else ""
-    return f"{refreshed}{later}: compares the corpus files changed since, if the signals and versions are the same, else the whole corpus"
+    return f"{refreshed}{later}: compares the corpus files changed since, if the signals, versions and corpus mapping are the same, else the whole corpus"
 
 
 def print_plan(settings: Settings, args: argparse.Namespace) -> None:

@@ -236,6 +236,7 @@ def tracked(signals: dict[str, Signal]) -> list[Tracked]:
 
 LEDGER_TABLES = (EMBEDDINGS, LABELS, DUPLICATES)  # where the runs in the ledger commit
 CORPUS_VERSION = "corpus_version"  # commit metadata of the jobs that write signal rows: the corpus version they read
+CORPUS_MAPPING = "corpus_mapping"  # ... and the corpus they read, but for its version (lake.corpus.CorpusTable.mapping_id)
 
 
 @contextmanager

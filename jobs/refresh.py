@@ -50,6 +50,7 @@ from conf.settings import Settings
 from jobs.copy_on_write import KEY, Rewrite, no_rewrite, rewrite_dropping
 from jobs.corpus import CorpusCheck, CorpusSource, broadcast_if_small, check_rows, newest_of_ids, one_row_per_id
 from jobs.engine import (
+    CORPUS_MAPPING,
     CORPUS_VERSION,
     Committed,
     Run,
@@ -119,6 +120,7 @@ class LastRefresh:
     corpus_version: int
     signature: str
     read_since: tuple[int | None, ...] = ()
+    mappings: frozenset[str | None] = frozenset()  # the corpus (CorpusTable.mapping_id) the refresh and each later commit read
 
     @property
     def corpus_versions(self) -> set[int]:
@@ -129,11 +131,14 @@ class LastRefresh:
 def last_refresh(root: str) -> LastRefresh | None:
     """The table's latest refresh and the commits since it, from its last `HISTORY_SEARCH` commits."""
     read_since: list[int | None] = []
+    mappings: set[str | None] = set()
     for entry in delta_io.snapshot(root).history(HISTORY_SEARCH):
         if entry.get("job") == JOB:
-            return LastRefresh(int(entry[CORPUS_VERSION]), entry.get(REFRESHED, ""), tuple(read_since)) if CORPUS_VERSION in entry else None
+            return (LastRefresh(int(entry[CORPUS_VERSION]), entry.get(REFRESHED, ""), tuple(read_since),
+                                frozenset({*mappings, entry.get(CORPUS_MAPPING)})) if CORPUS_VERSION in entry else None)
         if entry.get("upkeep") != "compaction" and not entry.get("operation", "").startswith(KEEPS_ROWS):
             read_since.append(int(entry[CORPUS_VERSION]) if CORPUS_VERSION in entry else None)
+            mappings.add(entry.get(CORPUS_MAPPING))
     return None
 
 
@@ -153,6 +158,8 @@ def plan_scope(table_root: str, signals: dict[str, Signal], corpus: CorpusAt, fu
     source, version = corpus
     if version is None:
         return Scope(None, f"the corpus is {source.settings.format}, not Delta: it has no versions to compare")
+    if last.mappings != {source.mapping_id()}:  # another table, filter or column mapping: its changed files say nothing
+        return Scope(None, "the corpus's location, filter or column mapping is not the one read since the last refresh")
     root = source.location
     if max(last.corpus_versions) > version:
         return Scope(None, f"the corpus is at version {version}, before version {max(last.corpus_versions)} the table's commits read")
@@ -372,7 +379,8 @@ def apply_plan(spark: SparkSession, settings: Settings, run: Run, plan: Plan, co
     return write_and_commit(
         spark, settings, run, plan.contract, sources, expected, remove=plan.rewrite.removes, read_version=plan.read_version,
         metadata={"stale_items": str(plan.rewrite.dropped_items), "computed": str(plan.todo), "reused": str(plan.reused),
-                  REFRESHED: refreshed_signature(plan.signals), **({CORPUS_VERSION: str(corpus[1])} if corpus[1] is not None else {})},
+                  REFRESHED: refreshed_signature(plan.signals),
+                  **({CORPUS_VERSION: str(corpus[1]), CORPUS_MAPPING: corpus[0].mapping_id()} if corpus[1] is not None else {})},
     )
 
 

@@ -8,6 +8,7 @@ same mapping, filter and version.
 from __future__ import annotations
 
 import difflib
+import json
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -70,6 +71,11 @@ class CorpusTable:
     @property
     def is_delta(self) -> bool:
         return self.settings.format == "delta"
+
+    def mapping_id(self) -> str:
+        """What the jobs read as the corpus, but for its version: its location, format, filter and
+        column mapping (a refresh compares only the files changed since a read of the same)."""
+        return json.dumps({"location": self.location, **self.settings.model_dump(exclude={"path", "table", "version"})}, sort_keys=True)
 
     def version(self) -> int | None:
         """The Delta version a run reads (the pinned one, else the latest); None for other formats."""
