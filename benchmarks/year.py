@@ -44,7 +44,8 @@ from deltalake import DeltaTable
 
 from benchmarks.report import TARGETS, write_json, year_line
 from conf.settings import Settings
-from jobs.engine import CORPUS_VERSION, Run, RunResult, recorded, tracked
+from jobs.corpus import CorpusSource
+from jobs.engine import CORPUS_MAPPING, CORPUS_VERSION, Run, RunResult, recorded, tracked
 from jobs.maintain import run_maintain
 from jobs.refresh import REFRESHED, refreshed_signature
 from lake import delta_io, upkeep
@@ -129,7 +130,7 @@ def change_corpus(corpus_root: str, number: int, alive: list[str], rng: np.rando
 def commit_day(settings: Settings, signals: dict[str, Signal], changes: DayChanges, run: Run) -> dict[str, int]:
     """Bring the signal tables in line with the day's corpus commit as the refresh's commit does
     (copies of the sources' rows for new and changed items; files holding their old rows or a
-    takedown's rewritten without them; the corpus version compared recorded), one commit per table."""
+    takedown's rewritten without them; the corpus version and mapping compared recorded), one commit per table."""
     items = {**changes.new, **changes.changed}
     versions = {}
     for contract, names in _by_table(signals).items():
@@ -143,7 +144,8 @@ def commit_day(settings: Settings, signals: dict[str, Signal], changes: DayChang
                  for f in delta_io.write_driver_rows(root, contract, new, f"part-{run.run_id}-{prefix}")]
         metadata = {"stale_items": str(sum(t.num_rows for t in holding.values()) - sum(t.num_rows for t in kept)),
                     "computed": str(dict.fromkeys(names, 0)), "reused": str(dict.fromkeys(names, len(items))),
-                    REFRESHED: refreshed_signature({n: signals[n] for n in names}), CORPUS_VERSION: str(changes.corpus_version)}
+                    REFRESHED: refreshed_signature({n: signals[n] for n in names}), CORPUS_VERSION: str(changes.corpus_version),
+                    CORPUS_MAPPING: CorpusSource.of(settings).mapping_id()}
         versions[contract.name] = delta_io.commit_files(root, contract, files, run.app_id, {"job": run.job, "run_id": run.run_id, **metadata},
                                                         remove=lambda f, holding=holding: unquote(f.path) in holding, read_version=table.version())
     return versions
