@@ -27,6 +27,7 @@ from datetime import timedelta
 
 import deltalake
 from deltalake import DeltaTable
+from mlflow.exceptions import MlflowException
 
 from conf.settings import Settings, UsageError
 from jobs.engine import Run, RunResult, Tracked, recorded
@@ -54,6 +55,7 @@ class MaintainResult:
     dry_run: bool
     tables: list[Upkeep]
     skipped: dict[str, str] = field(default_factory=dict)  # table -> why it was left alone
+    unknown: list[str] = field(default_factory=list)  # what names versions no one can know any more (lineage_versions)
 
 
 def policy_of(settings: Settings) -> UpkeepPolicy:
@@ -68,8 +70,9 @@ def owns_corpus(settings: Settings) -> bool:
     return settings.corpus.format == "delta" and (settings.corpus.path or own).rstrip("/") == own
 
 
-def named_versions(settings: Settings) -> dict[str, set[int]]:
-    """table -> the versions of it that something still names, which a vacuum must keep readable."""
+def named_versions(settings: Settings, unknown: list[str] | None = None) -> dict[str, set[int]]:
+    """table -> the versions of it that something still names, which a vacuum must keep readable;
+    what names versions no one can know any more is said in `unknown` (lineage_versions)."""
     named: dict[str, set[int]] = defaultdict(set)
     for contract in REFRESHED_TABLES:
         root = settings.table_root(contract.name)
@@ -80,17 +83,18 @@ def named_versions(settings: Settings) -> dict[str, set[int]]:
         named[CORPUS.name].add(settings.corpus.version)
     for signal in index_store.indexed_signals(settings.lakehouse_root):
         named[EMBEDDINGS.name].add(index_store.read_manifest(settings.lakehouse_root, signal).table_version)
-    for table, versions in lineage_versions(settings).items():
+    for table, versions in lineage_versions(settings, unknown).items():
         named[table].update(versions)
     for table, versions in settings.maintain.keep_versions.items():
         named[table].update(versions)
     return named
 
 
-def lineage_versions(settings: Settings) -> dict[str, set[int]]:
+def lineage_versions(settings: Settings, unknown: list[str] | None = None) -> dict[str, set[int]]:
     """table -> the versions the champion and challenger of each head were trained and evaluated
     on (their MLflow run's lineage, training/train.py), so that either can be trained again or
-    audited; none where no registry was ever made."""
+    audited; none where no registry was ever made. A version whose training run is gone from
+    MLflow (`mlflow gc`) names nothing: said in `unknown`, rather than stopping every upkeep."""
     named: dict[str, set[int]] = defaultdict(set)
     if not registry_exists(settings.registry_uri):
         return named
@@ -98,7 +102,15 @@ def lineage_versions(settings: Settings) -> dict[str, set[int]]:
     for signal in filter(is_head, settings.signals):
         for version in set(registry.aliases_if_registered(signal).values()):
             run_id = registry.client.get_model_version(signal, version).tags.get("mlflow_run_id")
-            params = registry.client.get_run(run_id).data.params if run_id else {}
+            try:
+                params = registry.client.get_run(run_id).data.params if run_id else {}
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_DOES_NOT_EXIST":  # an unreachable registry stops upkeep: nothing it names is known
+                    raise
+                if unknown is not None:
+                    unknown.append(f"{signal} version {version}: its training run {run_id} is gone from MLflow, so the table "
+                                   "versions it was trained on are not known and not kept")
+                continue
             for param, contract in LINEAGE_PARAMS.items():
                 if params.get(param, "").isdigit():
                     named[contract.name].add(int(params[param]))
@@ -131,21 +143,22 @@ def run_maintain(settings: Settings, tables: Sequence[str] | None = None, dry_ru
     """Maintain the lakehouse's tables (all of them by default), recorded in the run ledger;
     `dry_run` says what would be done and changes nothing."""
     present, skipped = _tables(settings, tables)
-    run, policy, keep = Run.begin(JOB), policy_of(settings), named_versions(settings)
+    unknown: list[str] = []
+    run, policy, keep = Run.begin(JOB), policy_of(settings), named_versions(settings, unknown)
 
     def upkeep(name: str) -> Upkeep:
         return maintain_table(settings.table_root(name), TABLES[name], policy, keep.get(name, set()), run.app_id, f"part-{run.run_id}",
                               {"job": JOB, "run_id": run.run_id}, compaction=name != CORPUS.name, dry_run=dry_run)
 
     if dry_run:
-        return MaintainResult(run.run_id, True, [upkeep(name) for name in present], skipped)
+        return MaintainResult(run.run_id, True, [upkeep(name) for name in present], skipped, unknown)
     entries = [Tracked(name, ModelRef("delta-rs", deltalake.__version__), name) for name in present]
     with recorded(settings, run, entries) as finish:
         done = [upkeep(name) for name in present]
         worked = any(u.compaction_version is not None or u.vacuumed or u.checkpoint is not None for u in done)
         finish(RunResult(run.run_id, SUCCEEDED if worked else NOTHING_TO_DO, {u.table: u.version for u in done},
-                         message="; ".join(describe(u) for u in done)))
-    return MaintainResult(run.run_id, False, done, skipped)
+                         message="; ".join([*(describe(u) for u in done), *unknown])))
+    return MaintainResult(run.run_id, False, done, skipped, unknown)
 
 
 def describe(upkeep: Upkeep) -> str:

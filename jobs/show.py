@@ -61,6 +61,8 @@ def print_upkeep(result: MaintainResult) -> None:
             console.print(f"{u.table}: {note}", soft_wrap=True)
     for name, why in result.skipped.items():
         console.print(f"{name}: left alone ({why})")
+    for what in result.unknown:
+        console.print(what, soft_wrap=True)
 
 
 def show(settings: Settings) -> None:

@@ -430,3 +430,21 @@ def test_the_versions_a_registered_head_was_trained_on_are_named(tmp_path: Path,
     registry.client.set_registered_model_alias("head_low_quality", "challenger", model.version)
     named = named_versions(settings)
     assert named["embeddings"] == {2} and named["human_labels"] == {3} and "duplicates" not in named
+
+
+def test_a_head_whose_training_run_is_gone_names_nothing_and_maintain_says_so(tmp_path: Path, empty_registry_db) -> None:
+    from embedding_tables import registry_in
+
+    settings, _ = _corpus_lakehouse(tmp_path, changes=4)
+    registry = registry_in(Path(settings.lakehouse_root), empty_registry_db, versions=1)
+    model = registry.register("head_low_quality", "code:head", {"kind": "image_embedding_head"})
+    gone = "0" * 32  # a run `mlflow gc` deleted for good: MLflow no longer knows it
+    registry.client.set_model_version_tag("head_low_quality", model.version, "mlflow_run_id", gone)
+    registry.client.set_registered_model_alias("head_low_quality", "champion", model.version)
+    unknown: list[str] = []
+    assert "embeddings" not in named_versions(settings, unknown)
+    assert len(unknown) == 1 and gone in unknown[0] and "head_low_quality" in unknown[0]
+    result = run_maintain(settings)
+    assert result.unknown == unknown and result.tables
+    ledger_messages = {r["message"] for r in delta_io.read_arrow(settings.table_root(RUNS.name)).to_pylist() if r["run_id"] == result.run_id}
+    assert any(gone in (m or "") for m in ledger_messages)
