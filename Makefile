@@ -55,8 +55,8 @@ lint: install
 # The unit tests run on two workers (each is single-threaded Python: both cores busy), then the
 # tests that start Spark or other processes one at a time (each of those keeps both cores busy).
 test: lint
-	$(PY) -m pytest tests/unit -n 2
-	$(PY) -m pytest --ignore=tests/unit
+	$(PY) -m pytest tests/unit -n 2; units=$$?; $(PY) -m pytest --ignore=tests/unit; rest=$$?; \
+	if [ $$units -ne 0 ]; then exit $$units; fi; exit $$rest
 
 # For iteration: the unit tests, without Spark and without starting other processes, on two workers.
 test-fast: lint
