@@ -70,7 +70,7 @@ from lake import delta_io, spark_io
 from lake.ledger import NOTHING_TO_DO, SUCCEEDED
 from rollout.models import build_signals
 from signals.base import Signal
-from signals.contracts import EMBEDDINGS, KEYFRAMES, LABELS, RETRIED_ERROR_PREFIXES, STATUS_ERROR, TableContract, is_retried_error
+from signals.contracts import EMBEDDINGS, KEYFRAMES, LABELS, RETRIED_ERROR_PREFIXES, STATUS_ERROR, STATUS_OK, TableContract, is_retried_error
 from udfs.columns import input_hash_column
 from udfs.resources import Placement
 
@@ -306,17 +306,20 @@ REUSE_COLUMNS = ("signal", "content_id", "ds", "input_hash", "source_id")  # an 
 
 def _committed_inputs(table: DataFrame, enabled: Column) -> DataFrame:
     """One committed row per (signal, input hash) at the enabled signals' model versions, not a
-    retried error: (signal, input_hash, source_id, source_file), the item and file it is in, of
-    the table's rows with their files in `file`. Only its key columns are read (its vectors and
-    scores are not)."""
+    retried error, an ok one where the input has one (an input fetched by URI can have failed for
+    one item and not another): (signal, input_hash, source_id, source_file), the item and file it
+    is in, of the table's rows with their files in `file`. Only its key columns are read (its
+    vectors and scores are not)."""
     rows = table.filter(enabled & ~_retried_error() & F.col("input_hash").isNotNull())
-    return rows.groupBy("signal", "input_hash").agg(F.min(F.struct(F.col("content_id").alias("source_id"), F.col("file").alias("source_file")))
-                                                    .alias("source")).select("signal", "input_hash", "source.source_id", "source.source_file")
+    first = F.min(F.struct((F.col("status") != STATUS_OK).alias("failed"), F.col("content_id").alias("source_id"), F.col("file").alias("source_file")))
+    return rows.groupBy("signal", "input_hash").agg(first.alias("source")).select("signal", "input_hash", "source.source_id", "source.source_file")
 
 
 def _retried_error() -> Column:
-    """Whether a stored row is an error that the next refresh computes again (signals.contracts.is_retried_error)."""
-    return (F.col("status") == STATUS_ERROR) & functools.reduce(Column.__or__, [F.col("error").startswith(p) for p in RETRIED_ERROR_PREFIXES])
+    """Whether a stored row is an error that the next refresh computes again (signals.contracts.is_retried_error):
+    never null, so an error row without a reason (a table written by hand) is judged like any other."""
+    retried = (F.col("status") == STATUS_ERROR) & functools.reduce(Column.__or__, [F.col("error").startswith(p) for p in RETRIED_ERROR_PREFIXES])
+    return F.coalesce(retried, F.lit(False))
 
 
 def _files_to_retry(spark: SparkSession, root: str, version: int, signals: dict[str, Signal], corpus: CorpusAt) -> set[str]:

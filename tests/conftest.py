@@ -150,6 +150,15 @@ def backfilled(spark, corpus_lakehouse, tmp_path_factory) -> Backfilled:
     return Backfilled(settings, run_backfill(spark, settings))
 
 
+@pytest.fixture(scope="session")
+def cheap_backfilled(spark, corpus_lakehouse, tmp_path_factory) -> Settings:
+    """The sample corpus with one full backfill of the embeddings and CHEAP_SIGNALS' labelers: the
+    uninterrupted run the mechanics tests compare theirs with. Read only."""
+    settings = lakehouse_with_corpus(corpus_lakehouse, tmp_path_factory.mktemp("cheap-backfilled") / "lakehouse", *CHEAP_SIGNALS)
+    run_backfill(spark, settings)
+    return settings
+
+
 # Loopback servers (benchmarks/servers.py), started once per test run by the tests that ask for them.
 # `images` is the HTTP server's live image map: a test may add images to it.
 

@@ -15,7 +15,6 @@ import pytest
 from conftest import CHEAP_SIGNALS, lakehouse_with_corpus
 from deltalake import DeltaTable
 
-from jobs.backfill import run_backfill
 from jobs.refresh import run_refresh
 from lake import ledger
 
@@ -64,11 +63,9 @@ def _assert_exact(settings, reference) -> None:
 
 
 @pytest.fixture
-def lakehouses(tmp_path, corpus_lakehouse, spark):
+def lakehouses(tmp_path, corpus_lakehouse, cheap_backfilled):
     """(a lakehouse for the interrupted run, a reference lakehouse backfilled without interruption)."""
-    reference = lakehouse_with_corpus(corpus_lakehouse, tmp_path / "reference", *CHEAP_SIGNALS)
-    run_backfill(spark, reference)
-    return lakehouse_with_corpus(corpus_lakehouse, tmp_path / "interrupted", *CHEAP_SIGNALS), reference
+    return lakehouse_with_corpus(corpus_lakehouse, tmp_path / "interrupted", *CHEAP_SIGNALS), cheap_backfilled
 
 
 def test_losing_an_executor_mid_job_still_gives_exact_tables(lakehouses):

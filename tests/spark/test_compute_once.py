@@ -129,3 +129,42 @@ def test_tables_equal_computing_each_item(spark, corpus_lakehouse, tmp_path, emp
     rows = DeltaTable(once.table_root("labels")).to_pyarrow_table()
     copied = rows.filter(pc.is_in(rows["content_id"], pa.array(ids)))
     assert set(copied["run_id"].to_pylist()) == {refreshed.run_id} and set(copied["ds"].to_pylist()) == {REPIN_DAY}
+
+
+def _copy_of(root: str, content_id: str, new_id: str) -> None:
+    """Append to the corpus at `root` the item's row under a new id (a repin, on the item's day)."""
+    corpus = DeltaTable(root).to_pyarrow_table()
+    copy = corpus.filter(pc.equal(corpus["content_id"], content_id))
+    copy = copy.set_column(copy.schema.get_field_index("content_id"), corpus.schema.field("content_id"), pa.array([new_id], pa.string()))
+    write_deltalake(root, copy.cast(corpus.schema), mode="append", partition_by=["ds"])
+
+
+def test_a_refresh_copies_an_ok_row_of_an_input_rather_than_an_error_row_of_it(spark, corpus_lakehouse, tmp_path, empty_registry_db):
+    """Two committed items of one input, the first (by id) an error row that is not retried (as a
+    fetch by URI that failed for one item and not another leaves): a new repin of that input gets
+    a copy of the ok row."""
+    settings = lakehouse_with_corpus(corpus_lakehouse, tmp_path / "lake", *CHEAP_SIGNALS, LAST_DAYS,
+                                     "signals.image_quality.enabled=false", "signals.text_safety.enabled=false")
+    (Path(settings.lakehouse_root) / "_registry").mkdir()
+    shutil.copy(empty_registry_db, Path(settings.lakehouse_root) / "_registry" / "mlflow.db")
+    corpus_root, root = settings.table_root("corpus"), settings.table_root("embeddings")
+    corpus = DeltaTable(corpus_root).to_pyarrow_table().sort_by("content_id")
+    bad = set(pc.filter(*(DeltaTable(settings.table_root("corpus_truth")).to_pyarrow_table()[c] for c in ("content_id", "is_bad_image"))).to_pylist())
+    original = next(c for c, image, day in zip(*(corpus[k].to_pylist() for k in ("content_id", "image", "ds")))
+                    if image is not None and day >= FIRST_DAY and c not in bad)
+    _copy_of(corpus_root, original, f"repin-{original}")  # after the original by id: the one a plain min picks is the original
+    run_backfill(spark, settings)
+    rows = DeltaTable(root).to_pyarrow_table()
+    failed = pc.and_(pc.equal(rows["content_id"], original), pc.equal(rows["signal"], "image_embedding"))
+    for column, value in (("status", pa.scalar("error")), ("error", pa.scalar("not found: the URI answered 404")),
+                          ("vector", pa.scalar(None, rows.schema.field("vector").type))):
+        rows = rows.set_column(rows.schema.get_field_index(column), column, pc.if_else(failed, value, rows[column]))
+    write_deltalake(root, rows, mode="overwrite", partition_by=list(EMBEDDINGS.partition_by))
+    _copy_of(corpus_root, original, "repin-again")
+
+    run_refresh(spark, settings)
+
+    rows = {(r["content_id"], r["signal"]): r for r in DeltaTable(root).to_pyarrow_table().to_pylist()}
+    copied, source = rows[("repin-again", "image_embedding")], rows[(f"repin-{original}", "image_embedding")]
+    assert rows[(original, "image_embedding")]["status"] == "error" and source["status"] == "ok"
+    assert copied["status"] == "ok" and copied["vector"] == source["vector"] and copied["input_hash"] == source["input_hash"]

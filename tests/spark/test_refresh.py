@@ -4,18 +4,21 @@ runs either both land or one stops with a conflict and succeeds when retried. Ev
 compared with a from-scratch backfill of the same corpus that was never interrupted."""
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from conftest import edit_corpus
-from deltalake import DeltaTable
+from conftest import CHEAP_SIGNALS, edit_corpus, lakehouse_with_corpus, settings_for
+from deltalake import DeltaTable, write_deltalake
 
 from jobs.backfill import run_backfill
 from jobs.corpus import Window
 from jobs.refresh import run_refresh
 from lake import delta_io, ledger, spark_io
 from rollout.models import build_signals
+from signals.contracts import EMBEDDINGS
 
 pytestmark = pytest.mark.spark
 
@@ -53,19 +56,22 @@ def _text_only(settings):
 
 
 @pytest.fixture
-def two_lakehouses(tmp_path, corpus_lakehouse):
-    """(the lakehouse under test, a reference lakehouse) with the same corpus."""
-    from conftest import CHEAP_SIGNALS, lakehouse_with_corpus
-
-    return (lakehouse_with_corpus(corpus_lakehouse, tmp_path / "a", *CHEAP_SIGNALS),
-            lakehouse_with_corpus(corpus_lakehouse, tmp_path / "b", *CHEAP_SIGNALS))
+def lakehouse(tmp_path, corpus_lakehouse):
+    """A lakehouse with the sample corpus, for the run under test."""
+    return lakehouse_with_corpus(corpus_lakehouse, tmp_path / "a", *CHEAP_SIGNALS)
 
 
-def test_a_first_refresh_equals_a_backfill_and_a_second_one_commits_nothing(spark, two_lakehouses):
-    settings, reference = two_lakehouses
+@pytest.fixture
+def two_lakehouses(tmp_path, corpus_lakehouse, lakehouse):
+    """(the lakehouse under test, a reference lakehouse) with the same corpus, for tests that edit
+    both corpora (the others compare with the shared `cheap_backfilled`)."""
+    return lakehouse, lakehouse_with_corpus(corpus_lakehouse, tmp_path / "b", *CHEAP_SIGNALS)
+
+
+def test_a_first_refresh_equals_a_backfill_and_a_second_one_commits_nothing(spark, lakehouse, cheap_backfilled):
+    settings = lakehouse
     first = run_refresh(spark, settings)
-    run_backfill(spark, reference)
-    _assert_same_rows(settings, reference)
+    _assert_same_rows(settings, cheap_backfilled)
     embeddings = DeltaTable(settings.table_root("embeddings")).version()
     again = run_refresh(spark, settings)
     assert again.status == ledger.NOTHING_TO_DO and not again.table_versions
@@ -104,8 +110,8 @@ def test_only_new_and_changed_items_are_computed_and_takedowns_vanish_from_every
 
 
 @pytest.mark.parametrize("module, die_at", [(spark_io, "write_files"), (delta_io, "commit_files")], ids=["write", "commit"])
-def test_a_run_that_dies_before_its_commit_is_finished_by_the_next(spark, two_lakehouses, monkeypatch, module, die_at):
-    settings, reference = two_lakehouses
+def test_a_run_that_dies_before_its_commit_is_finished_by_the_next(spark, lakehouse, cheap_backfilled, monkeypatch, module, die_at):
+    settings = lakehouse
     real = getattr(module, die_at)
 
     def dies(*args, **kwargs):  # in commit_files: the data files are written, the commit never made
@@ -117,15 +123,14 @@ def test_a_run_that_dies_before_its_commit_is_finished_by_the_next(spark, two_la
     monkeypatch.setattr(module, die_at, real)
     assert delta_io.read_arrow(settings.table_root("embeddings")).num_rows == 0  # nothing half-written is visible
     run_refresh(spark, settings)
-    run_backfill(spark, reference)
-    _assert_same_rows(settings, reference)
+    _assert_same_rows(settings, cheap_backfilled)
     statuses = [r["status"] for r in DeltaTable(settings.table_root("runs")).to_pyarrow_table().to_pylist()]
     signals = len(settings.enabled_signals)
     assert statuses.count(ledger.FAILED) == signals and statuses.count(ledger.SUCCEEDED) == signals
 
 
-def test_a_run_that_dies_after_its_commit_is_recovered_not_redone(spark, two_lakehouses, monkeypatch):
-    settings, reference = two_lakehouses
+def test_a_run_that_dies_after_its_commit_is_recovered_not_redone(spark, lakehouse, cheap_backfilled, monkeypatch):
+    settings = lakehouse
     real = ledger.record_runs
 
     def dead_after_commit(root, records):
@@ -140,8 +145,7 @@ def test_a_run_that_dies_after_its_commit_is_recovered_not_redone(spark, two_lak
     committed = DeltaTable(settings.table_root("embeddings")).version()
     again = run_refresh(spark, settings)
     assert again.status == ledger.NOTHING_TO_DO  # nothing computed twice
-    run_backfill(spark, settings.model_copy(update={"lakehouse": reference.lakehouse}))
-    _assert_same_rows(settings, reference)
+    _assert_same_rows(settings, cheap_backfilled)
     assert DeltaTable(settings.table_root("embeddings")).version() == committed
     # the next run that writes the ledger closes the dead run's entry from the commit log
     run_backfill(spark, settings, Window("2000-01-01", "2000-01-01"))
@@ -180,13 +184,12 @@ def test_racing_runs_on_the_same_slice_conflict_clearly_and_the_retry_is_exact(s
     assert rows.num_rows == len(set(rows["content_id"].to_pylist())) == in_day
 
 
-def test_racing_runs_on_disjoint_slices_both_land(spark, two_lakehouses, monkeypatch):
-    settings, reference = two_lakehouses
+def test_racing_runs_on_disjoint_slices_both_land(spark, lakehouse, cheap_backfilled, monkeypatch):
+    settings = lakehouse
     days = sorted(set(DeltaTable(settings.table_root("corpus")).to_pyarrow_table()["ds"].to_pylist()))
     early, late = Window(days[0], days[len(days) // 2]), Window(days[len(days) // 2 + 1], days[-1])
     _race(monkeypatch, spark, settings, early, settings, late)()
-    run_backfill(spark, reference)
-    _assert_same_rows(settings, reference)
+    _assert_same_rows(settings, cheap_backfilled)
 
 
 def _edit_in_place(settings) -> dict[str, list[str]]:
@@ -381,3 +384,25 @@ def test_a_refresh_after_the_corpus_filter_changed_ends_where_a_full_one_ends(sp
     run_refresh(spark, reference, full=True)
     _assert_same_rows(settings, reference)
     assert excluded not in _embeddings(settings)["content_id"].to_pylist()
+
+
+def test_an_error_row_without_a_reason_is_kept_once_not_computed_beside_itself(spark, backfilled, tmp_path):
+    """A row written by hand with status error and no reason is not a retried error (as
+    `is_retried_error(None)`), so a refresh leaves it: it was judged neither stale nor in line, and
+    computed again beside itself (a second row of its key)."""
+    shutil.copytree(backfilled.settings.lakehouse_root, tmp_path / "lake")
+    settings = settings_for(tmp_path / "lake")
+    root = settings.table_root("embeddings")
+    rows = DeltaTable(root).to_pyarrow_table().sort_by([("content_id", "ascending"), ("signal", "ascending")])
+    edited = pc.and_(pc.equal(rows["content_id"], rows["content_id"][0]), pc.equal(rows["signal"], rows["signal"][0]))
+    for column, value in (("status", pa.scalar("error")), ("error", pa.scalar(None, pa.string())), ("vector", pa.scalar(None, rows.schema.field("vector").type))):
+        rows = rows.set_column(rows.schema.get_field_index(column), column, pc.if_else(edited, value, rows[column]))
+    write_deltalake(root, rows, mode="overwrite", partition_by=list(EMBEDDINGS.partition_by))
+
+    run_refresh(spark, settings)
+
+    after = DeltaTable(root).to_pyarrow_table()
+    keys = list(zip(after["content_id"].to_pylist(), after["signal"].to_pylist(), after["model_version"].to_pylist()))
+    assert len(keys) == len(set(keys)) and after.num_rows == rows.num_rows
+    kept = after.filter(pc.and_(pc.equal(after["content_id"], rows["content_id"][0]), pc.equal(after["signal"], rows["signal"][0])))
+    assert kept["status"].to_pylist() == ["error"] and kept["error"].to_pylist() == [None]
