@@ -150,6 +150,21 @@ def backfilled(spark, corpus_lakehouse, tmp_path_factory) -> Backfilled:
     return Backfilled(settings, run_backfill(spark, settings))
 
 
+def rewrite_as_errors(root: str, which: Callable[[pa.Table], pa.ChunkedArray], reason: str | None) -> pa.Table:
+    """Rewrite the embeddings table at `root` with the rows `which` selects made error rows with
+    this reason (no vector), as a writer other than the jobs could leave them; returns the rows
+    written, sorted by content id and signal."""
+    from signals.contracts import EMBEDDINGS
+
+    rows = DeltaTable(root).to_pyarrow_table().sort_by([("content_id", "ascending"), ("signal", "ascending")])
+    chosen = which(rows)
+    for column, value in (("status", pa.scalar("error")), ("error", pa.scalar(reason, pa.string())),
+                          ("vector", pa.scalar(None, rows.schema.field("vector").type))):
+        rows = rows.set_column(rows.schema.get_field_index(column), column, pc.if_else(chosen, value, rows[column]))
+    write_deltalake(root, rows, mode="overwrite", partition_by=list(EMBEDDINGS.partition_by))
+    return rows
+
+
 @pytest.fixture(scope="session")
 def cheap_backfilled(spark, corpus_lakehouse, tmp_path_factory) -> Settings:
     """The sample corpus with one full backfill of the embeddings and CHEAP_SIGNALS' labelers: the

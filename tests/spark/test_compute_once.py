@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 import torch
-from conftest import CHEAP_SIGNALS, lakehouse_with_corpus, settings_for
+from conftest import CHEAP_SIGNALS, lakehouse_with_corpus, rewrite_as_errors, settings_for
 from deltalake import DeltaTable, write_deltalake
 from pyspark.sql import functions as F
 from test_refresh import _assert_same_rows
@@ -154,12 +154,8 @@ def test_a_refresh_copies_an_ok_row_of_an_input_rather_than_an_error_row_of_it(s
                     if image is not None and day >= FIRST_DAY and c not in bad)
     _copy_of(corpus_root, original, f"repin-{original}")  # after the original by id: the one a plain min picks is the original
     run_backfill(spark, settings)
-    rows = DeltaTable(root).to_pyarrow_table()
-    failed = pc.and_(pc.equal(rows["content_id"], original), pc.equal(rows["signal"], "image_embedding"))
-    for column, value in (("status", pa.scalar("error")), ("error", pa.scalar("not found: the URI answered 404")),
-                          ("vector", pa.scalar(None, rows.schema.field("vector").type))):
-        rows = rows.set_column(rows.schema.get_field_index(column), column, pc.if_else(failed, value, rows[column]))
-    write_deltalake(root, rows, mode="overwrite", partition_by=list(EMBEDDINGS.partition_by))
+    rewrite_as_errors(root, lambda t: pc.and_(pc.equal(t["content_id"], original), pc.equal(t["signal"], "image_embedding")),
+                      "not found: the URI answered 404")
     _copy_of(corpus_root, original, "repin-again")
 
     run_refresh(spark, settings)

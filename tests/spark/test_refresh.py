@@ -10,8 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from conftest import CHEAP_SIGNALS, edit_corpus, lakehouse_with_corpus, settings_for
-from deltalake import DeltaTable, write_deltalake
+from conftest import CHEAP_SIGNALS, edit_corpus, lakehouse_with_corpus, rewrite_as_errors, settings_for
+from deltalake import DeltaTable
 
 from jobs.backfill import run_backfill
 from jobs.corpus import Window
@@ -211,8 +211,7 @@ def _scope(settings, full: bool = False):
     from jobs.corpus import CorpusSource
     from jobs.engine import by_output
     from jobs.refresh import plan_scope
-    from signals.contracts import EMBEDDINGS
-
+    
     source = CorpusSource.of(settings)
     mine = by_output(build_signals(settings))[EMBEDDINGS]
     return plan_scope(settings.table_root("embeddings"), mine, (source, source.version()), full)
@@ -393,11 +392,7 @@ def test_an_error_row_without_a_reason_is_kept_once_not_computed_beside_itself(s
     shutil.copytree(backfilled.settings.lakehouse_root, tmp_path / "lake")
     settings = settings_for(tmp_path / "lake")
     root = settings.table_root("embeddings")
-    rows = DeltaTable(root).to_pyarrow_table().sort_by([("content_id", "ascending"), ("signal", "ascending")])
-    edited = pc.and_(pc.equal(rows["content_id"], rows["content_id"][0]), pc.equal(rows["signal"], rows["signal"][0]))
-    for column, value in (("status", pa.scalar("error")), ("error", pa.scalar(None, pa.string())), ("vector", pa.scalar(None, rows.schema.field("vector").type))):
-        rows = rows.set_column(rows.schema.get_field_index(column), column, pc.if_else(edited, value, rows[column]))
-    write_deltalake(root, rows, mode="overwrite", partition_by=list(EMBEDDINGS.partition_by))
+    rows = rewrite_as_errors(root, lambda t: pc.and_(pc.equal(t["content_id"], t["content_id"][0]), pc.equal(t["signal"], t["signal"][0])), None)
 
     run_refresh(spark, settings)
 
