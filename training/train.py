@@ -44,28 +44,41 @@ JOIN = "+"  # between embedding signals whose vectors a head reads concatenated
 class ReadVersions:
     """The versions at which a training run reads the tables beside its embeddings snapshot: gold
     (human_labels), the weak labels and their majority vote, the rule's and the language's rows
-    (labels) and the slices' corpus; None where a table does not exist."""
+    (labels) and the slices' corpus, None where a table does not exist; and the model versions of
+    the rules and the language signal whose rows it reads (their champions then, None where a
+    signal has none)."""
 
     human_labels: int | None
     weak_labels: int | None
     labels: int | None
     corpus: int | None
+    champions: dict[str, str | None]  # signal -> model version, for the signals of RULES and LANGUAGE_SIGNAL
 
     @classmethod
     def latest(cls, settings: Settings) -> ReadVersions:
         """Each table's latest version now, the configured corpus's the one it reads (`corpus.version`
-        where pinned): taken once, before the run reads any of them."""
+        where pinned), and each read signal's champion now: taken once, before the run reads any of them."""
         lakehouse = settings.lakehouse_root
         try:
             corpus = CorpusTable.of(settings).version()
         except FileNotFoundError:
             corpus = None  # no corpus: nothing reads it unless there is gold to evaluate on
-        return cls(*(latest_version(f"{lakehouse.rstrip('/')}/{t.name}") for t in (HUMAN_LABELS, WEAK_LABELS, LABELS)), corpus)
+        champions = {signal: _champion_of(settings, signal) for signal in (*(s for s, _ in RULES.values()), LANGUAGE_SIGNAL)}
+        return cls(*(latest_version(f"{lakehouse.rstrip('/')}/{t.name}") for t in (HUMAN_LABELS, WEAK_LABELS, LABELS)), corpus, champions)
 
     def lineage(self) -> dict[str, str]:
         """The versions as MLflow params."""
         return {"human_labels_version": str(self.human_labels), "weak_labels_version": str(self.weak_labels),
-                "labels_table_version": str(self.labels), "corpus_version": str(self.corpus)}
+                "labels_table_version": str(self.labels), "corpus_version": str(self.corpus),
+                **{f"{signal}_model_version": str(version) for signal, version in self.champions.items()}}
+
+
+def _champion_of(settings: Settings, signal: str) -> str | None:
+    """A signal's champion model version, None when the profile or the registry does not have it (never run here)."""
+    try:
+        return champion_version(settings, signal) if signal in settings.signals else None
+    except RegistryError:
+        return None
 
 
 def label_frames(lakehouse: str, task: str, source: str, reads: ReadVersions) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
@@ -94,21 +107,13 @@ class TrainedVersion:
     report: Path | None
 
 
-def _version_of(settings: Settings, signal: str) -> str | None:
-    """A signal's champion model version, None when the profile or the registry does not have it (never run here)."""
-    try:
-        return champion_version(settings, signal) if signal in settings.signals else None
-    except RegistryError:
-        return None
-
-
 def held_out_gold(settings: Settings, task: str, snapshot: Snapshot, gold: pd.DataFrame, majority: pd.DataFrame | None = None,
                   fold: tuple[int, int] | None = None, *, reads: ReadVersions) -> tuple[pd.DataFrame, np.ndarray]:
     """The gold items of the snapshot's test groups (with `fold`, (test fold, folds): that fold's
     groups) with an ok embedding: their label and near-duplicate group, the rule's and the majority
-    vote's scores and their slices (a scorer with no score for any of them is left out; labels and
-    corpus read at `reads`' versions), and their vectors in the same order, for any number of heads
-    to be scored on."""
+    vote's scores and their slices (a scorer with no score for any of them is left out; tables,
+    the rule's and the language's model versions as `reads` says), and their vectors in the same
+    order, for any number of heads to be scored on."""
     pinned = pin_snapshot(snapshot.lakehouse, snapshot.signal, snapshot.model_version,
                           gold.assign(p_positive=gold["label"].astype(float)), snapshot.embeddings_version,
                           snapshot.duplicates_version, settings.training.splits, snapshot.joined)
@@ -122,11 +127,11 @@ def held_out_gold(settings: Settings, task: str, snapshot: Snapshot, gold: pd.Da
     labels = gold.drop_duplicates("content_id").set_index("content_id")["label"]
     groups = pinned.labels.drop_duplicates("content_id").set_index("content_id")["group_id"]
     frame = pd.DataFrame({"content_id": ids, "label": labels.loc[ids].astype(int).to_numpy(), "group_id": groups.loc[ids].to_numpy()})
-    frame["rule"] = rule_scores(snapshot.lakehouse, task, _version_of(settings, RULES[task][0]), ids, reads.labels).to_numpy()
+    frame["rule"] = rule_scores(snapshot.lakehouse, task, reads.champions[RULES[task][0]], ids, reads.labels).to_numpy()
     if majority is not None:
         frame["majority_vote"] = majority.drop_duplicates("content_id").set_index("content_id")["p_positive"].reindex(ids).to_numpy()
     frame = frame.dropna(axis="columns", how="all").dropna()
-    slices = item_slices(snapshot.lakehouse, CorpusTable.of(settings), list(frame["content_id"]), _version_of(settings, LANGUAGE_SIGNAL),
+    slices = item_slices(snapshot.lakehouse, CorpusTable.of(settings), list(frame["content_id"]), reads.champions[LANGUAGE_SIGNAL],
                          reads.labels, reads.corpus)
     frame = frame.merge(slices, on="content_id")
     return frame, np.concatenate(vectors)[pd.Index(ids).get_indexer(frame["content_id"])]

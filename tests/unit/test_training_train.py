@@ -64,22 +64,30 @@ def test_train_registers_a_challenger_evaluated_on_held_out_gold(lake, tmp_path)
 
 
 def test_the_evaluation_reads_the_tables_at_the_versions_taken_when_the_run_began(lake, tmp_path):
-    """The rule rescored while a head trains does not reach its evaluation, and the versions read are logged,
-    so the gate's verdict can be repeated."""
+    """The rule rescored, or another rule version promoted, while a head trains does not reach its
+    evaluation, and the versions read (tables and the rule's model) are logged, so the gate's verdict
+    can be repeated."""
     root = lake.settings.lakehouse_root
-    reads = ReadVersions.latest(lake.settings)
     before = delta_io.read_arrow(f"{root}/labels").to_pandas()
-    write_deltalake(f"{root}/labels", pa.Table.from_pandas(before.assign(score=1 - before["score"]), schema=LABELS.schema, preserve_index=False),
+    inverted = before.assign(score=1 - before["score"])
+    registry = Registry(lake.settings.registry_uri)
+    registry.register("image_quality", "code:rule-2", {"kind": "image_quality"})  # a second rule version, its rows scored the other way
+    write_deltalake(f"{root}/labels", pa.Table.from_pandas(inverted.assign(model_version="2"), schema=LABELS.schema, preserve_index=False),
+                    mode="append", partition_by=list(LABELS.partition_by))
+    reads = ReadVersions.latest(lake.settings)
+    write_deltalake(f"{root}/labels", pa.Table.from_pandas(inverted, schema=LABELS.schema, preserve_index=False),
                     mode="overwrite", partition_by=list(LABELS.partition_by))
+    registry.promote("image_quality", "2")
     trained = train_task(lake.settings, "low_quality", lake.weak, "weak", gold=lake.gold, majority=lake.majority,
                          report_path=tmp_path / "report.html", reads=reads)
     held_out = trained.evaluation.frame["content_id"]
     truth = lake.gold.set_index("content_id").loc[held_out, "label"]
     rule = before.set_index("content_id").loc[held_out, "score"]
     assert trained.evaluation.metrics["rule"]["roc_auc"] == pytest.approx(roc_auc_score(truth, rule), abs=1e-9) != 0.5
-    params = Registry(lake.settings.registry_uri).client.get_run(trained.run_id).data.params
+    params = registry.client.get_run(trained.run_id).data.params
     assert params["labels_table_version"] == str(reads.labels) != str(latest_version(f"{root}/labels"))
     assert (params["corpus_version"], params["human_labels_version"], params["weak_labels_version"]) == (str(reads.corpus), "None", "None")
+    assert (params["image_quality_model_version"], params["language_model_version"]) == ("1", "None")
 
 
 def test_gold_is_read_at_a_pinned_human_labels_version(lake, tmp_path):
