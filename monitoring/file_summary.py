@@ -12,6 +12,7 @@ partition), so a file's distinct items add up across files.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -226,12 +227,13 @@ class FileSummary:
 
 def _labels(rows: list[dict]) -> dict[str, _Label]:
     """Per label, its ok rows' counts, decisions, histogram and scores (rows without a label
-    are left out)."""
+    are left out; a score that is no number, which only another writer makes, counts as a row
+    but not as a score)."""
     out: dict[str, _Label] = {}
     for label in {r["label"] for r in rows if r["label"] is not None}:
         mine = [r for r in rows if r["label"] == label]
         decisions = [r["decision"] for r in mine if r["decision"] is not None]
-        scores = np.array([r["score"] for r in mine if r["score"] is not None], np.float64)
+        scores = np.array([r["score"] for r in mine if r["score"] is not None and math.isfinite(r["score"])], np.float64)
         bins = np.clip(np.floor(scores * HISTOGRAM_BINS), 0, HISTOGRAM_BINS - 1).astype(np.int64)
         out[label] = _Label(len(mine), len(decisions), sum(decisions), np.bincount(bins, minlength=HISTOGRAM_BINS).astype(np.int64), [scores])
     return out

@@ -86,8 +86,14 @@ def test_embedding_files_merged_are_numpys_statistics_of_the_runs_rows() -> None
         assert row["dim"] == DIM
 
 
-def test_label_files_merged_are_numpys_statistics_of_the_runs_rows() -> None:
+@pytest.mark.parametrize("unscored", [(), (math.nan, math.inf, None)], ids=["scores", "a-foreign-writers-nan-inf-and-null-scores"])
+def test_label_files_merged_are_numpys_statistics_of_the_runs_rows(unscored: tuple) -> None:
+    """Scores that are not numbers (rows only another writer makes: ours refuses them) count as rows
+    but stay out of the histogram and quantiles, instead of failing the summary."""
     rows = _label_rows(300, seed=4)
+    if unscored:
+        scores = [unscored[i % len(unscored)] if i % 13 == 0 else s for i, s in enumerate(rows["score"].to_pylist())]
+        rows = rows.set_column(rows.schema.get_field_index("score"), "score", pa.array(scores, pa.float64()))
     stats = {r["ds"]: r for r in merged_stats(_summaries(rows, files=4, seed=5, contract=LABELS), sample_size=5)}
     every = rows.to_pylist()
     for ds, row in stats.items():
@@ -97,7 +103,7 @@ def test_label_files_merged_are_numpys_statistics_of_the_runs_rows() -> None:
         assert row["error_items"] == len({r["content_id"] for r in day if r["status"] != STATUS_OK})
         assert [m["label"] for m in row["labels"]] == ["nsfw", "sfw"]
         for m in row["labels"]:
-            scores = np.array([r["score"] for r in day if r["label"] == m["label"]])
+            scores = np.array([r["score"] for r in day if r["label"] == m["label"] and r["score"] is not None and math.isfinite(r["score"])])
             expected, _ = np.histogram(scores, np.linspace(0, 1, HISTOGRAM_BINS + 1))
             assert m["histogram"] == expected.tolist()
             assert m["quantiles"] == np.quantile(scores, QUANTILES, method="inverted_cdf").tolist()
