@@ -202,6 +202,24 @@ def test_many_slow_image_servers_hold_up_no_other_request(settings, image_server
     assert [a[0] for a in answers] == [503] * slow_requests
 
 
+def test_a_request_that_timed_out_frees_its_fetch_thread_by_its_time_limit(settings, image_server) -> None:
+    """A fetch ends by its request's time limit: each ran on to the fetch policy's deadline (and its
+    retries) after its request was answered 504, so `max_connections` slow image servers held every
+    fetch thread, and a request for an image on a fast server timed out behind them (found in review)."""
+    slow_server = settings.model_copy(update={
+        "fetch": settings.fetch.model_copy(update={"http_hosts": (image_server.netloc,), "allowed_networks": ("127.0.0.1/32",),
+                                                   "deadline_s": 8.0, "read_timeout_s": 2.0, "retries": 1, "pool_size": 4}),
+        "serve": settings.serve.model_copy(update={"max_connections": 2, "request_timeout_s": 1.5})})
+    with running(create_app(Champions(slow_server), slow_server.serve)) as url:
+        where = urlsplit(url)
+        assert post(where, item(jpeg_bytes(5), title="warm"))[0] == 200
+        with ThreadPoolExecutor(2) as clients:
+            slow = list(clients.map(lambda _: post(where, json.dumps({"image_uri": image_server.url("trickle/a.jpg")}).encode()), range(2)))
+        status, body = post(where, json.dumps({"image_uri": image_server.url("img/a.jpg"), "title": "quick"}).encode())
+    assert [s for s, _ in slow] == [504, 504]
+    assert status == 200, body
+
+
 def test_connections_past_the_limit_are_answered_503(settings) -> None:
     """Each connection may hold a body of up to `max_body_bytes`: without a limit on connections,
     20 clients holding 45 MB bodies each took the service's memory up by 907 MB (found in review)."""
