@@ -9,9 +9,10 @@ of its embedding (from the embeddings table), and only items sharing a bucket wh
 whole SimHash) are within reach of a rule (`candidate_pairs`) are compared (docs/design.md, the
 LSH scheme). A pair is an edge when the bytes are equal, or the pHashes are at most
 `max_hamming` bits apart, or at most `confirm_hamming` apart with embeddings at cosine
-`confirm_cosine` or more, or the embeddings alone reach `min_cosine`. A flat image (one colour)
-gets no pHash edge: all flat images share one meaningless pHash (signals.labels.perceptual_hash),
-so they are duplicates only by their bytes or their embeddings. Groups are the connected
+`confirm_cosine` or more, or the embeddings alone reach `min_cosine`. A flat image (no structure
+the pHash sees: one colour, stripes, a gradient) gets no pHash edge: all flat images share one
+meaningless pHash (signals.labels.perceptual_hash), so they are duplicates only by their bytes or
+their embeddings. Groups are the connected
 components of the edges (labels hooked onto their smallest neighbour, pointer jumping, links
 contracted: about log2(n) rounds for n copies, whatever the order of their ids).
 A bucket pairs the items of each hash with one of them and compares only those (equal hashes

@@ -6,11 +6,13 @@ column (the DC term and the coarsest gradients carry brightness, not structure),
 per coefficient that is above their median. Re-encoding, mild resizing and brightness changes
 move few bits; different photos differ in ~32 of 64.
 
-A flat image (one colour, or variations under half a grey level) has no structure for the hash
-to describe: its 64 coefficients are all about zero, so every bit is rounding noise, and all
-flat images share the hash 0 (nothing is above the median). `phash_of` says so: such a hash
-must not link images, or every blank, all-white or all-black upload would join one duplicate
-group. A cosine pattern of amplitude a grey levels gives a coefficient of 16a (orthonormal DCT
+A flat image has no structure for the hash to describe: one colour, variations under half a
+grey level, structure along one axis only (stripes, a gradient, two bands: the first row and
+column are left out), or only finer than the 8x8 lowest frequencies. Its 64 coefficients are all
+about zero, so every bit is rounding noise, and all flat images share the hash 0 (nothing is
+above the median). `phash_of` says so: such a hash must not link images, or every blank,
+all-white or all-black upload would join one duplicate group; their copies are found by the
+embeddings alone (jobs.dedup). A cosine pattern of amplitude a grey levels gives a coefficient of 16a (orthonormal DCT
 over 32x32), so FLAT_COEFFICIENT = 8 means no pattern of half a grey level, below what 8 bits
 can show.
 

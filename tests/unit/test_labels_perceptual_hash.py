@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import itertools
 
+import numpy as np
 import pytest
 from PIL import Image
 from reference import real_photos
@@ -68,6 +69,18 @@ def test_to_int64_round_trips_the_bits() -> None:
 def test_flat_images_all_hash_to_zero_and_are_flagged_as_flat() -> None:
     for value in (0, 1, 128, 254, 255):
         assert phash_of(Image.new("L", (50, 40), value)) == (0, True)
+
+
+def test_structure_along_one_axis_is_flat_to_the_hash_and_along_both_is_not() -> None:
+    """The hash leaves out the DCT's first row and column, so stripes, a gradient or two bands (one
+    axis) give it nothing to describe, as the docs say; a checkerboard (both axes) does."""
+    side = np.arange(256)
+    one_axis = {"stripes": np.tile(side // 16 % 2 * 255, (256, 1)), "gradient": np.tile(side, (256, 1)),
+                "two bands": np.repeat([0, 255], 128)[:, None] * np.ones(256)}
+    for name, pixels in one_axis.items():
+        assert phash_of(Image.fromarray(pixels.astype(np.uint8)))[1], name
+    checkerboard = (side[:, None] // 32 + side[None, :] // 32) % 2 * 255
+    assert not phash_of(Image.fromarray(checkerboard.astype(np.uint8)))[1]
 
 
 def test_real_photos_are_not_flat() -> None:
