@@ -24,7 +24,7 @@ from conf.settings import ServeSettings
 from serving.batcher import Busy, MicroBatcher
 from serving.reload import Champions
 from serving.requests import Refused, parse_item, read_body
-from serving.scorer import Item, ItemResult, fetched
+from serving.scorer import Item, ItemResult, fetched, online_policy
 
 
 def create_app(champions: Champions, serve: ServeSettings) -> Starlette:
@@ -33,6 +33,7 @@ def create_app(champions: Champions, serve: ServeSettings) -> Starlette:
     # fetches wait on other servers for up to their deadline: on the loop's default pool (cpu count + 4
     # threads) a few slow servers held every body's parsing and the reload check (found in review)
     fetches = ThreadPoolExecutor(serve.max_connections, thread_name_prefix="fetch")
+    fetch_policy = online_policy(champions.settings.fetch.policy, serve.request_timeout_s)
 
     async def score(request: Request) -> JSONResponse:
         try:
@@ -54,7 +55,7 @@ def create_app(champions: Champions, serve: ServeSettings) -> Starlette:
     async def scored(item: Item) -> ItemResult:
         """The item's result: its image fetched on a thread of its own (an image by URI), then scored in a batch."""
         if item.to_fetch:
-            item = await asyncio.get_running_loop().run_in_executor(fetches, fetched, item, champions.settings.fetch.policy)
+            item = await asyncio.get_running_loop().run_in_executor(fetches, fetched, item, fetch_policy)
         return await batcher.submit(item)
 
     async def health(request: Request) -> JSONResponse:
@@ -82,6 +83,6 @@ def create_app(champions: Champions, serve: ServeSettings) -> Starlette:
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
             await batcher.stop()
-            fetches.shutdown(wait=False, cancel_futures=True)  # a fetch under way ends by its deadline
+            fetches.shutdown(wait=False, cancel_futures=True)  # a fetch under way ends by its request's time limit
 
     return Starlette(routes=[Route("/score", score, methods=["POST"]), Route("/health", health, methods=["GET"])], lifespan=lifespan)

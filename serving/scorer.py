@@ -56,6 +56,12 @@ class Item:
         return self.image is None and self.image_uri is not None
 
 
+def online_policy(policy: FetchPolicy, time_limit_s: float) -> FetchPolicy:
+    """The policy of a fetch for one request: one attempt that ends by the request's time limit
+    (the client retries a 503), so a request answered 504 leaves no fetch behind holding a thread."""
+    return replace(policy, deadline_s=min(policy.deadline_s, time_limit_s), retries=0)
+
+
 def fetched(item: Item, policy: FetchPolicy) -> Item:
     """The item with the image its URI names fetched, or the reason it could not be: done for each
     request on its own thread before it joins a batch, so a slow server holds up that request only,
