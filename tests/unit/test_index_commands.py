@@ -8,12 +8,13 @@ import pytest
 from deltalake import DeltaTable
 from embedding_tables import SIGNAL, append, brute_force, delete, random_vectors, registry_in, rows
 
-from conf.settings import load_settings
+from conf.settings import Settings, load_settings
 from jobs.cli import main
 from lake import delta_io
 from lake.registry import Registry
 from retrieval import index_store
 from retrieval.build import embeddings_root, update_index
+from serving.reload import Champions
 from serving.scorer import Scorer
 
 IDS = [f"pin-{i:03d}" for i in range(50)]
@@ -32,6 +33,12 @@ def lakehouse(tmp_path, empty_registry_db):
 def run(capsys, lakehouse, *args: str) -> tuple[int, str]:
     status = main([*args, "--set", f"lakehouse={lakehouse}"])
     return status, capsys.readouterr().out
+
+
+def serving_settings(lakehouse: Path) -> Settings:
+    """The local profile on the lakehouse with SIGNAL its only enabled signal."""
+    enabled = load_settings("local").enabled_signals
+    return load_settings("local", [f"lakehouse={lakehouse}", *(f"signals.{n}.enabled={'true' if n == SIGNAL else 'false'}" for n in enabled)])
 
 
 def test_index_then_neighbours_prints_the_exact_neighbours(lakehouse, capsys) -> None:
@@ -82,11 +89,29 @@ def test_the_service_skips_an_outdated_index_without_reading_it(lakehouse, capsy
     Registry(f"sqlite:///{lakehouse}/_registry/mlflow.db").promote(SIGNAL, "2")
     manifest = index_store.read_manifest(str(lakehouse), SIGNAL)
     (Path(index_store.signal_folder(str(lakehouse), SIGNAL)) / manifest.index_file).write_bytes(b"not an index")
-    enabled = load_settings("local").enabled_signals
-    scorer = Scorer.load(load_settings("local", [f"lakehouse={lakehouse}",
-                                                 *(f"signals.{n}.enabled={'true' if n == SIGNAL else 'false'}" for n in enabled)]))
+    scorer = Scorer.load(serving_settings(lakehouse))
     assert list(scorer.signals) == [SIGNAL] and not scorer.indexes
     assert "its index holds model version 1, the champion is 2" in scorer.skipped[SIGNAL]
+
+
+def test_the_service_skips_a_damaged_index_rather_than_serve_the_build_before_it(lakehouse, capsys) -> None:
+    """A damaged build (or manifest) is skipped like an outdated index: before, the service would not
+    start, and a reload to it failed, so the build before it, with the item taken down since, was
+    served on (and every other signal's reload was held back)."""
+    assert run(capsys, lakehouse, "index", SIGNAL)[0] == 0
+    champions = Champions(serving_settings(lakehouse))
+    assert "pin-001" in champions.current.indexes[SIGNAL].index.ids
+    delete(lakehouse, "pin-001")
+    assert run(capsys, lakehouse, "index", SIGNAL, "--update")[0] == 0
+    folder = Path(index_store.signal_folder(str(lakehouse), SIGNAL))
+    (folder / index_store.read_manifest(str(lakehouse), SIGNAL).index_file).write_bytes(b"not an index")
+    assert champions.check() and champions.last_error is None
+    assert SIGNAL not in champions.current.indexes and "are damaged" in champions.current.skipped[SIGNAL]
+    assert not champions.check()  # skipped once, not reloaded at every check
+    assert SIGNAL not in Champions(serving_settings(lakehouse)).current.indexes  # and the service starts
+    (folder / index_store.MANIFEST).write_text("not a manifest")
+    assert champions.check() and "is not an index manifest" in champions.current.skipped[SIGNAL]
+    assert not champions.check()
 
 
 def test_a_version_a_vacuum_removed_is_bad_input_not_damage(lakehouse, capsys, monkeypatch) -> None:
