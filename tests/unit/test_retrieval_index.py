@@ -3,10 +3,12 @@ table's contract schema, checked against numpy brute force over the same table v
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import shutil
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
@@ -243,6 +245,26 @@ def test_a_save_never_deletes_a_build_newer_than_the_current_one(lakehouse) -> N
     build_index(root, SIGNAL, "1", EXACT_ONLY)
     build_index(root, SIGNAL, "1", EXACT_ONLY)
     assert later.is_dir()
+
+
+def test_a_save_after_one_whose_clock_ran_ahead_keeps_the_build_it_publishes(lakehouse, monkeypatch) -> None:
+    """Builds are named by their writer's clock: a save after one made on a machine whose clock ran
+    ahead deleted the build it had just published, as older than that one, leaving a manifest that
+    names nothing (every update and reload then failed until a build on a clock ahead again)."""
+    root = str(lakehouse)
+
+    class Ahead(dt.datetime):
+        @classmethod
+        def now(cls, tz: dt.tzinfo | None = None) -> dt.datetime:
+            return dt.datetime(2099, 1, 1, tzinfo=tz)
+
+    with monkeypatch.context() as ahead:
+        ahead.setattr(index_store, "dt", SimpleNamespace(datetime=Ahead, UTC=dt.UTC))
+        build_index(root, SIGNAL, "1", EXACT_ONLY)
+    current = build_index(root, SIGNAL, "1", EXACT_ONLY).manifest
+    assert index_store.load(root, SIGNAL)[0] == current
+    delete(lakehouse, "pin-003")
+    assert update_index(root, SIGNAL, "1", EXACT_ONLY).manifest.items == current.items - 1
 
 
 def test_a_reader_whose_build_went_since_it_read_the_manifest_reads_the_manifest_again(lakehouse, monkeypatch) -> None:
