@@ -129,6 +129,10 @@ class Scorer:
                                                                         if isinstance(s, Embedder)})
         indexes = {}
         for name, manifest in manifests.items():
+            if manifest.dim != (dim := signals[name].dim):  # another model's vectors under this version's number: every query would fail
+                skipped[name] = (f"its index holds vectors of {manifest.dim} dimensions, model version {manifest.model_version} gives {dim}: "
+                                 f"another model's; build its index (content-signals index {name})")
+                continue
             try:
                 indexes[name] = LoadedIndex(*index_store.load(settings.lakehouse_root, name, manifest))
             except UsageError as damaged:  # no neighbours rather than the build before it, whose items may be taken down since

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+import skimage.data
 from deltalake import DeltaTable
 from embedding_tables import SIGNAL, append, brute_force, delete, random_vectors, registry_in, rows
+from labels_helpers import jpeg
 
 from conf.settings import Settings, load_settings
 from jobs.cli import main
@@ -15,7 +18,7 @@ from lake.registry import Registry
 from retrieval import index_store
 from retrieval.build import embeddings_root, update_index
 from serving.reload import Champions
-from serving.scorer import Scorer
+from serving.scorer import Item, Scorer
 
 IDS = [f"pin-{i:03d}" for i in range(50)]
 
@@ -94,10 +97,13 @@ def test_the_service_skips_an_outdated_index_without_reading_it(lakehouse, capsy
     assert "its index holds model version 1, the champion is 2" in scorer.skipped[SIGNAL]
 
 
-def test_the_service_skips_a_damaged_index_rather_than_serve_the_build_before_it(lakehouse, capsys) -> None:
+def test_the_service_skips_a_damaged_index_rather_than_serve_the_build_before_it(tmp_path, empty_registry_db, capsys) -> None:
     """A damaged build (or manifest) is skipped like an outdated index: before, the service would not
     start, and a reload to it failed, so the build before it, with the item taken down since, was
     served on (and every other signal's reload was held back)."""
+    lakehouse = tmp_path
+    registry_in(lakehouse, empty_registry_db)
+    append(lakehouse, rows(IDS, np.random.default_rng(0).standard_normal((len(IDS), 1280)).astype(np.float32)))  # EfficientNet's dimension
     assert run(capsys, lakehouse, "index", SIGNAL)[0] == 0
     champions = Champions(serving_settings(lakehouse))
     assert "pin-001" in champions.current.indexes[SIGNAL].index.ids
@@ -112,6 +118,18 @@ def test_the_service_skips_a_damaged_index_rather_than_serve_the_build_before_it
     (folder / index_store.MANIFEST).write_text("not a manifest")
     assert champions.check() and "is not an index manifest" in champions.current.skipped[SIGNAL]
     assert not champions.check()
+
+
+def test_the_service_skips_an_index_of_another_dimension_rather_than_fail_every_request(lakehouse, capsys) -> None:
+    """An index whose manifest names the served model version but not its dimension holds another
+    model's vectors (here 16 floats a vector against EfficientNet's 1280; a registry that numbered its
+    versions anew): every batch failed on it, so every request was answered 500."""
+    assert run(capsys, lakehouse, "index", SIGNAL)[0] == 0
+    scorer = Scorer.load(serving_settings(lakehouse))
+    assert not scorer.indexes and "vectors of 16 dimensions, model version 1 gives 1280" in scorer.skipped[SIGNAL]
+    result = scorer.score([Item(image=jpeg(skimage.data.chelsea()))])[0]
+    assert result.embeddings[SIGNAL]["status"] == "ok" and not result.neighbours
+    assert not Champions(serving_settings(lakehouse), scorer).check()  # skipped once, not reloaded at every check
 
 
 def test_a_version_a_vacuum_removed_is_bad_input_not_damage(lakehouse, capsys, monkeypatch) -> None:
