@@ -128,6 +128,26 @@ def test_an_index_whose_items_are_all_taken_down_is_emptied_whatever_its_kind(tm
         assert len(index) == 0 and neighbours(index, random_vectors(1, 5)[0], 3) == []
 
 
+def test_ok_rows_without_a_usable_vector_are_left_out_of_either_kind_of_index(tmp_path) -> None:
+    """ok rows another writer left with a vector that has no direction (NaN, inf, all zeros) are not
+    indexed, as error rows are not: faiss's k-means refused the first two, so no IVF index of the
+    signal could be built, and an exact index answered with them (a zero vector's item at cosine 0)."""
+    ids = [f"pin-{i:03d}" for i in range(120)]
+    vectors = random_vectors(120, 0)
+    vectors[3], vectors[4, 5], vectors[5], vectors[110] = np.nan, np.inf, 0, np.nan
+    unusable = {"pin-003", "pin-004", "pin-005", "pin-110"}
+    for settings in (EXACT_ONLY, IndexSettings(exact_below=50, ivf_lists=2, ivf_probes=2)):
+        root = tmp_path / f"below-{settings.exact_below}"
+        append(root, rows(ids[:100], vectors[:100]))
+        assert build_index(str(root), SIGNAL, "1", settings).manifest.items == 97
+        latest = append(root, rows(ids[100:], vectors[100:], ds="2026-11-20"))
+        assert update_index(str(root), SIGNAL, "1", settings).manifest.items == 116
+        _, index = index_store.load(str(root), SIGNAL)
+        assert unusable.isdisjoint(index.ids)
+        for query in random_vectors(5, 9):  # every list searched: exact, so the lists hold the usable rows alone
+            assert_same(neighbours(index, query, 20), brute_force(root, latest, query, 20))
+
+
 def test_an_update_rebuilds_when_the_old_files_were_vacuumed(lakehouse) -> None:
     root = str(lakehouse)
     build_index(root, SIGNAL, "1", EXACT_ONLY)
