@@ -137,6 +137,8 @@ class Scorer:
                 indexes[name] = LoadedIndex(*index_store.load(settings.lakehouse_root, name, manifest))
             except UsageError as damaged:  # no neighbours rather than the build before it, whose items may be taken down since
                 skipped[name] = str(damaged)
+            except FileNotFoundError as gone:  # deleted by hand, or by two saves since its manifest was read: the next check reloads
+                skipped[name] = f"the files of its build {manifest.build} are gone ({gone}): build its index (content-signals index {name})"
         for name, why in skipped.items():
             log.warning("%s: %s", name, why)
         return cls(signals, indexes, settings.serve.neighbours, skipped, {name: built[name] for name in unserved},

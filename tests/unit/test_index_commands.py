@@ -2,6 +2,7 @@
 and a registry whose champion says which model version to index (no Spark)."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from jobs.cli import main
 from lake import delta_io
 from lake.registry import Registry
 from retrieval import index_store
-from retrieval.build import embeddings_root, update_index
+from retrieval.build import build_index, embeddings_root, update_index
 from serving.reload import Champions
 from serving.scorer import Item, Scorer
 
@@ -97,14 +98,20 @@ def test_the_service_skips_an_outdated_index_without_reading_it(lakehouse, capsy
     assert "its index holds model version 1, the champion is 2" in scorer.skipped[SIGNAL]
 
 
-def test_the_service_skips_a_damaged_index_rather_than_serve_the_build_before_it(tmp_path, empty_registry_db, capsys) -> None:
+@pytest.fixture
+def served_lakehouse(tmp_path, empty_registry_db) -> Path:
+    """Champion version 1 of SIGNAL, with vectors of the served model's dimension (EfficientNet's 1280), and their index."""
+    registry_in(tmp_path, empty_registry_db)
+    append(tmp_path, rows(IDS, np.random.default_rng(0).standard_normal((len(IDS), 1280)).astype(np.float32)))
+    build_index(str(tmp_path), SIGNAL, "1", load_settings("local").index)
+    return tmp_path
+
+
+def test_the_service_skips_a_damaged_index_rather_than_serve_the_build_before_it(served_lakehouse, capsys) -> None:
     """A damaged build (or manifest) is skipped like an outdated index: before, the service would not
     start, and a reload to it failed, so the build before it, with the item taken down since, was
     served on (and every other signal's reload was held back)."""
-    lakehouse = tmp_path
-    registry_in(lakehouse, empty_registry_db)
-    append(lakehouse, rows(IDS, np.random.default_rng(0).standard_normal((len(IDS), 1280)).astype(np.float32)))  # EfficientNet's dimension
-    assert run(capsys, lakehouse, "index", SIGNAL)[0] == 0
+    lakehouse = served_lakehouse
     champions = Champions(serving_settings(lakehouse))
     assert "pin-001" in champions.current.indexes[SIGNAL].index.ids
     delete(lakehouse, "pin-001")
@@ -118,6 +125,22 @@ def test_the_service_skips_a_damaged_index_rather_than_serve_the_build_before_it
     (folder / index_store.MANIFEST).write_text("not a manifest")
     assert champions.check() and "is not an index manifest" in champions.current.skipped[SIGNAL]
     assert not champions.check()
+
+
+def test_the_service_skips_an_index_whose_build_is_gone_and_loads_the_next_one(served_lakehouse, capsys) -> None:
+    """A manifest that names a build whose files are gone (a partial copy of the lakehouse, a folder
+    deleted by hand) stopped the service from starting, and a reload to it failed, as damaged files did."""
+    champions = Champions(serving_settings(served_lakehouse))
+    delete(served_lakehouse, "pin-001")
+    assert run(capsys, served_lakehouse, "index", SIGNAL, "--update")[0] == 0
+    build = index_store.read_manifest(str(served_lakehouse), SIGNAL).build
+    shutil.rmtree(Path(index_store.signal_folder(str(served_lakehouse), SIGNAL)) / "builds" / build)
+    assert champions.check() and SIGNAL not in champions.current.indexes
+    assert f"the files of its build {build} are gone" in champions.current.skipped[SIGNAL]
+    assert not champions.check()
+    assert SIGNAL not in Champions(serving_settings(served_lakehouse)).current.indexes  # and the service starts
+    assert run(capsys, served_lakehouse, "index", SIGNAL)[0] == 0
+    assert champions.check() and "pin-001" not in champions.current.indexes[SIGNAL].index.ids
 
 
 def test_the_service_skips_an_index_of_another_dimension_rather_than_fail_every_request(lakehouse, capsys) -> None:
