@@ -85,11 +85,16 @@ def signal_rows(root: str, signal: str, model_version: str, version: int) -> pa.
 def vectors_of(rows: pa.Table, model_version: str) -> Vectors:
     """The ok rows' vectors, ordered by content id, but for vectors with no direction (not finite,
     or zero: another writer's); refuses rows of another model version (two models' vectors are not
-    comparable) and vectors of differing lengths."""
+    comparable), an item's second row and vectors of differing lengths."""
     versions = set(pc.unique(rows["model_version"]).to_pylist())
     if versions - {model_version}:
         raise UsageError(f"rows of model versions {sorted(versions)}: an index holds one model version's vectors "
                          f"({model_version}), whose distances to another model's mean nothing")
+    counts = pc.value_counts(rows["content_id"])
+    repeated = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1)).to_pylist()
+    if repeated:
+        raise UsageError(f"rows of model version {model_version} hold {len(repeated)} content id{'s' * (len(repeated) > 1)} more than once "
+                         f"({', '.join(sorted(repeated)[:5])}): the table must hold one row per item and model version")
     ok = rows.filter(pc.equal(rows["status"], STATUS_OK)).sort_by("content_id")
     lengths = set(pc.unique(pc.list_value_length(ok["vector"])).to_pylist())
     if len(lengths) > 1:

@@ -148,6 +148,15 @@ def test_ok_rows_without_a_usable_vector_are_left_out_of_either_kind_of_index(tm
             assert_same(neighbours(index, query, 20), brute_force(root, latest, query, 20))
 
 
+def test_an_item_with_two_rows_of_one_model_version_is_a_usage_error_naming_it(tmp_path) -> None:
+    """A table that breaks one row per key (another writer's rows) is said, with the item, rather than
+    failing inside the index with a ValueError (exit 1, a traceback)."""
+    append(tmp_path, rows(["pin-1", "pin-2"], random_vectors(2, 0)))
+    append(tmp_path, rows(["pin-2"], random_vectors(1, 1), ds="2026-11-20"))
+    with pytest.raises(UsageError, match=r"rows of model version 1 hold 1 content id more than once \(pin-2\)"):
+        build_index(str(tmp_path), SIGNAL, "1", EXACT_ONLY)
+
+
 def test_an_update_rebuilds_when_the_old_files_were_vacuumed(lakehouse) -> None:
     root = str(lakehouse)
     build_index(root, SIGNAL, "1", EXACT_ONLY)
