@@ -25,6 +25,7 @@ from retrieval import index_store
 from retrieval.build import build_index, embeddings_root, update_index
 from retrieval.embedding_rows import vectors_of
 from retrieval.vector_index import EXACT, IVF_FLAT, neighbours
+from retrieval.writer_lock import writer_lock
 
 EXACT_ONLY = IndexSettings()
 
@@ -233,6 +234,33 @@ def test_an_index_on_the_object_store_is_built_updated_and_read_there(s3_server,
     store = pafs.S3FileSystem(endpoint_override=s3_server.endpoint_url, scheme="http", region="us-east-1")
     builds = {e.base_name for e in store.get_file_info(pafs.FileSelector("indexes/lakehouse/_indexes/image_embedding/builds"))}
     assert len(builds) == 2 and first.build not in builds and manifest.build in builds
+
+
+def test_a_writer_whose_s3_lock_was_taken_as_stale_leaves_the_next_holders_lock(s3_server, monkeypatch) -> None:
+    """A writer that outlived `stale_after_s` (a long build) has its lock object taken by a waiter; at
+    its end it deleted whatever lock object was there, the waiter's, so a third writer got in beside it."""
+    import boto3
+
+    for name, value in {"AWS_ENDPOINT_URL": s3_server.endpoint_url, "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    s3_server.put("indexes", {})
+    folder = "s3://indexes/lakehouse/_indexes/image_embedding"
+    holding, done = threading.Event(), threading.Event()
+
+    def waiter() -> None:
+        with writer_lock(folder, stale_after_s=0.5, wait_at_most_s=30):
+            holding.set()
+            done.wait(30)
+
+    with writer_lock(folder, stale_after_s=0.5, wait_at_most_s=30):
+        second = threading.Thread(target=waiter)
+        second.start()
+        assert holding.wait(30)  # the waiter took the lock as stale
+    try:  # the waiter's lock object is still there once the first writer has ended
+        boto3.client("s3").head_object(Bucket="indexes", Key="lakehouse/_indexes/image_embedding/writer.lock")
+    finally:
+        done.set()
+        second.join()
 
 
 def test_two_builds_at_once_take_turns_and_the_manifest_names_a_build_that_is_there(lakehouse, monkeypatch) -> None:
