@@ -55,7 +55,7 @@ class MaintainResult:
     dry_run: bool
     tables: list[Upkeep]
     skipped: dict[str, str] = field(default_factory=dict)  # table -> why it was left alone
-    unknown: list[str] = field(default_factory=list)  # what names versions no one can know any more (lineage_versions)
+    unknown: list[str] = field(default_factory=list)  # what names versions no one can know any more (lineage_versions, damaged index manifests)
 
 
 def policy_of(settings: Settings) -> UpkeepPolicy:
@@ -72,7 +72,7 @@ def owns_corpus(settings: Settings) -> bool:
 
 def named_versions(settings: Settings, unknown: list[str] | None = None) -> dict[str, set[int]]:
     """table -> the versions of it that something still names, which a vacuum must keep readable;
-    what names versions no one can know any more is said in `unknown` (lineage_versions)."""
+    what names versions no one can know any more is said in `unknown` (lineage_versions, an index manifest that cannot be read)."""
     named: dict[str, set[int]] = defaultdict(set)
     for contract in REFRESHED_TABLES:
         root = settings.table_root(contract.name)
@@ -82,7 +82,11 @@ def named_versions(settings: Settings, unknown: list[str] | None = None) -> dict
     if settings.corpus.version is not None:
         named[CORPUS.name].add(settings.corpus.version)
     for signal in index_store.indexed_signals(settings.lakehouse_root):
-        named[EMBEDDINGS.name].add(index_store.read_manifest(settings.lakehouse_root, signal).table_version)
+        try:
+            named[EMBEDDINGS.name].add(index_store.read_manifest(settings.lakehouse_root, signal).table_version)
+        except UsageError as damaged:  # its version cannot be known, and it must be built again anyway: not a reason to stop upkeep
+            if unknown is not None:
+                unknown.append(f"the index of {signal} names no version: {damaged}")
     for table, versions in lineage_versions(settings, unknown).items():
         named[table].update(versions)
     for table, versions in settings.maintain.keep_versions.items():

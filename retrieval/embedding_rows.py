@@ -4,6 +4,7 @@ between two versions (the data files added and removed in the signal's partition
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +18,8 @@ from lake import delta_io
 from signals.contracts import STATUS_OK
 
 COLUMNS = ("content_id", "model_version", "status", "vector")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -80,19 +83,30 @@ def signal_rows(root: str, signal: str, model_version: str, version: int) -> pa.
 
 
 def vectors_of(rows: pa.Table, model_version: str) -> Vectors:
-    """The ok rows' vectors, ordered by content id; refuses rows of another model version (two
-    models' vectors are not comparable) and vectors of differing lengths."""
+    """The ok rows' vectors, ordered by content id, but for vectors with no direction (not finite,
+    or zero: another writer's); refuses rows of another model version (two models' vectors are not
+    comparable), an item's second row and vectors of differing lengths."""
     versions = set(pc.unique(rows["model_version"]).to_pylist())
     if versions - {model_version}:
         raise UsageError(f"rows of model versions {sorted(versions)}: an index holds one model version's vectors "
                          f"({model_version}), whose distances to another model's mean nothing")
+    counts = pc.value_counts(rows["content_id"])
+    repeated = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1)).to_pylist()
+    if repeated:
+        raise UsageError(f"rows of model version {model_version} hold {len(repeated)} content id{'s' * (len(repeated) > 1)} more than once "
+                         f"({', '.join(sorted(repeated)[:5])}): the table must hold one row per item and model version")
     ok = rows.filter(pc.equal(rows["status"], STATUS_OK)).sort_by("content_id")
     lengths = set(pc.unique(pc.list_value_length(ok["vector"])).to_pylist())
     if len(lengths) > 1:
         raise UsageError(f"vectors of model version {model_version} have different lengths {sorted(lengths)}")
     dim = lengths.pop() if lengths else 0
     flat = ok["vector"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
-    return Vectors(ok["content_id"].to_pylist(), flat.astype(np.float32).reshape(ok.num_rows, dim), model_version)
+    matrix = flat.astype(np.float32).reshape(ok.num_rows, dim)
+    usable = np.isfinite(matrix).all(axis=1) & matrix.any(axis=1)  # no direction, no neighbours: NaN, inf, all zeros
+    if not usable.all():
+        log.warning("%d ok rows of model version %s have a vector that is not finite or is zero, left out as error rows are: %s",
+                    (~usable).sum(), model_version, ", ".join(pc.filter(ok["content_id"], pa.array(~usable)).to_pylist()[:5]))
+    return Vectors(pc.filter(ok["content_id"], pa.array(usable)).to_pylist(), matrix[usable], model_version)
 
 
 def changes(root: str, signal: str, model_version: str, since: int, version: int) -> Changes | None:

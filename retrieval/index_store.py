@@ -8,7 +8,8 @@ through pyarrow's filesystems), one folder per signal:
 A build's files are never rewritten: a new build (or update) writes a new folder, then replaces
 the manifest (written aside and moved into place), so a reader that read the manifest finds its
 files. The folders of builds before the previous one are deleted then; a folder named after the
-previous build (a later one, or one still being written) is never deleted. Writers of one signal
+previous build (a later one, or one still being written) is never deleted, nor the build just
+published (build names begin with their writer's clock, which may be behind the previous writer's). Writers of one signal
 take turns (retrieval.writer_lock); a reader whose build was deleted after it read the manifest
 reads the manifest again.
 """
@@ -82,7 +83,7 @@ def save(lakehouse_root: str, signal: str, index: VectorIndex, table: str, table
     with filesystem.open_output_stream(aside) as out:
         out.write(json.dumps(asdict(manifest), indent=2).encode())
     filesystem.move(aside, f"{folder}/{MANIFEST}")
-    _delete_builds_before(filesystem, folder, previous)
+    _delete_builds_before(filesystem, folder, previous, build)
     return manifest
 
 
@@ -98,12 +99,13 @@ def _read(filesystem: pafs.FileSystem, path: str) -> bytes:
         return stream.read()
 
 
-def _delete_builds_before(filesystem: pafs.FileSystem, folder: str, previous: str | None) -> None:
-    """Delete the folders of builds made before `previous` (build names begin with their UTC time)."""
+def _delete_builds_before(filesystem: pafs.FileSystem, folder: str, previous: str | None, published: str) -> None:
+    """Delete the folders of builds made before `previous` (build names begin with their writer's
+    UTC time), never the build just `published`: its writer's clock may be behind previous's."""
     if previous is None:
         return
     for entry in filesystem.get_file_info(pafs.FileSelector(f"{folder}/builds", allow_not_found=True)):
-        if entry.type == pafs.FileType.Directory and entry.base_name < previous:
+        if entry.type == pafs.FileType.Directory and entry.base_name < previous and entry.base_name != published:
             filesystem.delete_dir(entry.path)
 
 

@@ -5,7 +5,8 @@ A writer holds the lock from reading the manifest to replacing it, so an update 
 changes to the current build. In a local lakehouse the lock is `flock` on a file in the signal's
 folder (the kernel releases it when the process dies). On S3 it is an object created with a
 conditional put (`If-None-Match: *`, the condition delta-rs commits with: docs/design.md, The
-lakehouse on object storage) and deleted when done; a lock object whose writer ran on this
+lakehouse on object storage) and deleted when done, only if it is still its own (`If-Match`:
+a writer whose lock was taken as stale deleted its successor's); a lock object whose writer ran on this
 machine and has ended, or that a waiter has seen unchanged for `stale_after_s` by its own clock,
 belonged to a killed writer and is deleted (only if still unchanged: `If-Match`).
 """
@@ -75,7 +76,7 @@ def _object_lock(path: str, stale_after_s: float, wait_at_most_s: float) -> Iter
     first_seen: dict[str, float] = {}  # ETag of a lock object -> when this writer first saw it
     while True:
         try:
-            client.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*")
+            mine = client.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*")["ETag"]
             break
         except ClientError as e:
             if e.response["Error"]["Code"] not in ("PreconditionFailed", "ConditionalRequestConflict"):
@@ -98,7 +99,12 @@ def _object_lock(path: str, stale_after_s: float, wait_at_most_s: float) -> Iter
     try:
         yield
     finally:
-        client.delete_object(Bucket=bucket, Key=key)
+        try:  # only its own: a waiter that took it as stale holds another, which deleting would hand to a third writer
+            client.delete_object(Bucket=bucket, Key=key, IfMatch=mine)
+        except ClientError as e:
+            if e.response["Error"]["Code"] not in ("PreconditionFailed", "NoSuchKey"):
+                raise
+            log.warning("the index lock s3://%s was taken as stale while this writer held it (held longer than %.0fs)", path, stale_after_s)
 
 
 def _holder(body: bytes) -> dict[str, Any]:

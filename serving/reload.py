@@ -12,9 +12,8 @@ import logging
 from typing import Any
 
 from conf.settings import Settings
-from retrieval import index_store
 from rollout.models import champion_version
-from serving.scorer import Scorer
+from serving.scorer import Scorer, index_manifests
 from signals import model_cache
 from signals.embedders.base import Embedder
 
@@ -25,13 +24,8 @@ def named_state(settings: Settings, embedders: set[str]) -> dict[str, Any]:
     """What a scorer loaded now would hold (Scorer.state's shape): the champion version of each
     enabled signal, and the build of each embedder's index that holds its champion's vectors."""
     versions = {name: champion_version(settings, name) for name in sorted(settings.enabled_signals)}
-    indexes = {}
-    for name in index_store.indexed_signals(settings.lakehouse_root):
-        if name in embedders:
-            manifest = index_store.read_manifest(settings.lakehouse_root, name)
-            if manifest.model_version == versions.get(name):
-                indexes[name] = manifest.build
-    return {"signals": versions, "indexes": indexes}
+    manifests, _ = index_manifests(settings.lakehouse_root, {name: versions[name] for name in embedders if name in versions})
+    return {"signals": versions, "indexes": {name: manifest.build for name, manifest in sorted(manifests.items())}}
 
 
 def models_of(scorer: Scorer) -> set[Any]:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from conf.settings import Settings
+from conf.settings import Settings, UsageError
 from retrieval import index_store
 from retrieval.index_store import Manifest
 from retrieval.vector_index import VectorIndex
@@ -110,12 +110,14 @@ class Scorer:
     """Loaded signals and indexes, fixed for its lifetime."""
 
     def __init__(self, signals: Mapping[str, Signal], indexes: Mapping[str, LoadedIndex], neighbours: int, skipped: Mapping[str, str],
-                 unserved_heads: Mapping[str, Signal] | None = None) -> None:
+                 unserved_heads: Mapping[str, Signal] | None = None, *, index_builds: Mapping[str, str]) -> None:
         self.signals = dict(signals)
         self.indexes = dict(indexes)
         self.neighbours = neighbours
-        self.skipped = dict(skipped)  # indexed signal -> why its index is not used (its model version is not the champion's)
+        self.skipped = dict(skipped)  # indexed signal -> why its index is not used (another model version's, or damaged)
         self.unserved_heads = dict(unserved_heads or {})  # enabled heads not loaded: an embedding they read is not served
+        # indexed signal -> the build its manifest named, loaded or found damaged (a reload is due when the manifest names another)
+        self.index_builds = dict(index_builds)
         self.loaded_at = dt.datetime.now(dt.UTC)
 
     @classmethod
@@ -129,19 +131,24 @@ class Scorer:
             log.warning("%s: %s", name, why)
         signals = {name: signal.load() for name, signal in built.items() if name not in unserved}
         share_backbones(signals.values(), settings.serve.max_batch)
-        indexes, skipped = {}, {}
-        for name in index_store.indexed_signals(settings.lakehouse_root):
-            signal = signals.get(name)
-            if not isinstance(signal, Embedder):
+        manifests, skipped = index_manifests(settings.lakehouse_root, {name: s.config.model.version for name, s in signals.items()
+                                                                        if isinstance(s, Embedder)})
+        indexes = {}
+        for name, manifest in manifests.items():
+            if manifest.dim != (dim := signals[name].dim):  # another model's vectors under this version's number: every query would fail
+                skipped[name] = (f"its index holds vectors of {manifest.dim} dimensions, model version {manifest.model_version} gives {dim}: "
+                                 f"another model's; build its index (content-signals index {name})")
                 continue
-            manifest = index_store.read_manifest(settings.lakehouse_root, name)  # an outdated index is skipped unread
-            if manifest.model_version != signal.config.model.version:
-                skipped[name] = (f"its index holds model version {manifest.model_version}, the champion is {signal.config.model.version}: "
-                                 f"build its index (content-signals index {name})")
-                log.warning("%s: %s", name, skipped[name])
-                continue
-            indexes[name] = LoadedIndex(*index_store.load(settings.lakehouse_root, name, manifest))
-        return cls(signals, indexes, settings.serve.neighbours, skipped, {name: built[name] for name in unserved})
+            try:
+                indexes[name] = LoadedIndex(*index_store.load(settings.lakehouse_root, name, manifest))
+            except UsageError as damaged:  # no neighbours rather than the build before it, whose items may be taken down since
+                skipped[name] = str(damaged)
+            except FileNotFoundError as gone:  # deleted by hand, or by two saves since its manifest was read: the next check reloads
+                skipped[name] = f"the files of its build {manifest.build} are gone ({gone}): build its index (content-signals index {name})"
+        for name, why in skipped.items():
+            log.warning("%s: %s", name, why)
+        return cls(signals, indexes, settings.serve.neighbours, skipped, {name: built[name] for name in unserved},
+                   index_builds={name: manifest.build for name, manifest in manifests.items()})
 
     @property
     def state(self) -> dict[str, Any]:
@@ -149,7 +156,7 @@ class Scorer:
         build (a reload is due when the lakehouse names others)."""
         every = {**self.signals, **self.unserved_heads}
         return {"signals": {name: s.config.model.version for name, s in sorted(every.items())},
-                "indexes": {name: i.manifest.build for name, i in sorted(self.indexes.items())}}
+                "indexes": dict(sorted(self.index_builds.items()))}
 
     @property
     def skipped_heads(self) -> dict[str, str]:
@@ -192,6 +199,27 @@ def _record(results: list[ItemResult], name: str, signal: Signal, rows: pd.DataF
             result.embeddings[name] = {**base, "vector": np.asarray(row["vector"]).tolist() if ok else None}
         else:
             result.labels[name] = {**base, "labels": row["scores"] if ok else None, "detail": row["detail"] if ok else None}
+
+
+def index_manifests(lakehouse_root: str, versions: Mapping[str, str]) -> tuple[dict[str, Manifest], dict[str, str]]:
+    """The manifest of each index of a served embedding signal (signal -> the model version served)
+    that holds that version's vectors, and why each other one is not used (another version's, or a
+    manifest that cannot be read): read by the scorer that loads them and the check that reloads it."""
+    manifests, skipped = {}, {}
+    for name in index_store.indexed_signals(lakehouse_root):
+        if name not in versions:
+            continue
+        try:
+            manifest = index_store.read_manifest(lakehouse_root, name)  # an outdated index is skipped unread
+        except UsageError as unreadable:
+            skipped[name] = str(unreadable)
+            continue
+        if manifest.model_version != versions[name]:
+            skipped[name] = (f"its index holds model version {manifest.model_version}, the champion is {versions[name]}: "
+                             f"build its index (content-signals index {name})")
+            continue
+        manifests[name] = manifest
+    return manifests, skipped
 
 
 def unservable(signal: Signal, signals: Mapping[str, Signal]) -> str | None:

@@ -2,19 +2,24 @@
 and a registry whose champion says which model version to index (no Spark)."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import skimage.data
 from deltalake import DeltaTable
 from embedding_tables import SIGNAL, append, brute_force, delete, random_vectors, registry_in, rows
+from labels_helpers import jpeg
 
-from conf.settings import load_settings
+from conf.settings import Settings, load_settings
 from jobs.cli import main
 from lake import delta_io
 from lake.registry import Registry
 from retrieval import index_store
-from retrieval.build import embeddings_root, update_index
-from serving.scorer import Scorer
+from retrieval.build import build_index, embeddings_root, update_index
+from serving.reload import Champions
+from serving.scorer import Item, Scorer
 
 IDS = [f"pin-{i:03d}" for i in range(50)]
 
@@ -32,6 +37,12 @@ def lakehouse(tmp_path, empty_registry_db):
 def run(capsys, lakehouse, *args: str) -> tuple[int, str]:
     status = main([*args, "--set", f"lakehouse={lakehouse}"])
     return status, capsys.readouterr().out
+
+
+def serving_settings(lakehouse: Path) -> Settings:
+    """The local profile on the lakehouse with SIGNAL its only enabled signal."""
+    enabled = load_settings("local").enabled_signals
+    return load_settings("local", [f"lakehouse={lakehouse}", *(f"signals.{n}.enabled={'true' if n == SIGNAL else 'false'}" for n in enabled)])
 
 
 def test_index_then_neighbours_prints_the_exact_neighbours(lakehouse, capsys) -> None:
@@ -82,11 +93,66 @@ def test_the_service_skips_an_outdated_index_without_reading_it(lakehouse, capsy
     Registry(f"sqlite:///{lakehouse}/_registry/mlflow.db").promote(SIGNAL, "2")
     manifest = index_store.read_manifest(str(lakehouse), SIGNAL)
     (Path(index_store.signal_folder(str(lakehouse), SIGNAL)) / manifest.index_file).write_bytes(b"not an index")
-    enabled = load_settings("local").enabled_signals
-    scorer = Scorer.load(load_settings("local", [f"lakehouse={lakehouse}",
-                                                 *(f"signals.{n}.enabled={'true' if n == SIGNAL else 'false'}" for n in enabled)]))
+    scorer = Scorer.load(serving_settings(lakehouse))
     assert list(scorer.signals) == [SIGNAL] and not scorer.indexes
     assert "its index holds model version 1, the champion is 2" in scorer.skipped[SIGNAL]
+
+
+@pytest.fixture
+def served_lakehouse(tmp_path, empty_registry_db) -> Path:
+    """Champion version 1 of SIGNAL, with vectors of the served model's dimension (EfficientNet's 1280), and their index."""
+    registry_in(tmp_path, empty_registry_db)
+    append(tmp_path, rows(IDS, np.random.default_rng(0).standard_normal((len(IDS), 1280)).astype(np.float32)))
+    build_index(str(tmp_path), SIGNAL, "1", load_settings("local").index)
+    return tmp_path
+
+
+def test_the_service_skips_a_damaged_index_rather_than_serve_the_build_before_it(served_lakehouse, capsys) -> None:
+    """A damaged build (or manifest) is skipped like an outdated index: before, the service would not
+    start, and a reload to it failed, so the build before it, with the item taken down since, was
+    served on (and every other signal's reload was held back)."""
+    lakehouse = served_lakehouse
+    champions = Champions(serving_settings(lakehouse))
+    assert "pin-001" in champions.current.indexes[SIGNAL].index.ids
+    delete(lakehouse, "pin-001")
+    assert run(capsys, lakehouse, "index", SIGNAL, "--update")[0] == 0
+    folder = Path(index_store.signal_folder(str(lakehouse), SIGNAL))
+    (folder / index_store.read_manifest(str(lakehouse), SIGNAL).index_file).write_bytes(b"not an index")
+    assert champions.check() and champions.last_error is None
+    assert SIGNAL not in champions.current.indexes and "are damaged" in champions.current.skipped[SIGNAL]
+    assert not champions.check()  # skipped once, not reloaded at every check
+    assert SIGNAL not in Champions(serving_settings(lakehouse)).current.indexes  # and the service starts
+    (folder / index_store.MANIFEST).write_text("not a manifest")
+    assert champions.check() and "is not an index manifest" in champions.current.skipped[SIGNAL]
+    assert not champions.check()
+
+
+def test_the_service_skips_an_index_whose_build_is_gone_and_loads_the_next_one(served_lakehouse, capsys) -> None:
+    """A manifest that names a build whose files are gone (a partial copy of the lakehouse, a folder
+    deleted by hand) stopped the service from starting, and a reload to it failed, as damaged files did."""
+    champions = Champions(serving_settings(served_lakehouse))
+    delete(served_lakehouse, "pin-001")
+    assert run(capsys, served_lakehouse, "index", SIGNAL, "--update")[0] == 0
+    build = index_store.read_manifest(str(served_lakehouse), SIGNAL).build
+    shutil.rmtree(Path(index_store.signal_folder(str(served_lakehouse), SIGNAL)) / "builds" / build)
+    assert champions.check() and SIGNAL not in champions.current.indexes
+    assert f"the files of its build {build} are gone" in champions.current.skipped[SIGNAL]
+    assert not champions.check()
+    assert SIGNAL not in Champions(serving_settings(served_lakehouse)).current.indexes  # and the service starts
+    assert run(capsys, served_lakehouse, "index", SIGNAL)[0] == 0
+    assert champions.check() and "pin-001" not in champions.current.indexes[SIGNAL].index.ids
+
+
+def test_the_service_skips_an_index_of_another_dimension_rather_than_fail_every_request(lakehouse, capsys) -> None:
+    """An index whose manifest names the served model version but not its dimension holds another
+    model's vectors (here 16 floats a vector against EfficientNet's 1280; a registry that numbered its
+    versions anew): every batch failed on it, so every request was answered 500."""
+    assert run(capsys, lakehouse, "index", SIGNAL)[0] == 0
+    scorer = Scorer.load(serving_settings(lakehouse))
+    assert not scorer.indexes and "vectors of 16 dimensions, model version 1 gives 1280" in scorer.skipped[SIGNAL]
+    result = scorer.score([Item(image=jpeg(skimage.data.chelsea()))])[0]
+    assert result.embeddings[SIGNAL]["status"] == "ok" and not result.neighbours
+    assert not Champions(serving_settings(lakehouse), scorer).check()  # skipped once, not reloaded at every check
 
 
 def test_a_version_a_vacuum_removed_is_bad_input_not_damage(lakehouse, capsys, monkeypatch) -> None:

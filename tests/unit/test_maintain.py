@@ -356,6 +356,21 @@ def test_the_embeddings_version_an_index_was_built_from_is_named(tmp_path: Path)
     assert named_versions(settings)["embeddings"] == {3, 5}
 
 
+def test_an_index_whose_manifest_is_damaged_names_nothing_and_maintain_says_so(tmp_path: Path) -> None:
+    """Its version cannot be known and the index must be built again anyway (an update refuses it):
+    before, one damaged manifest stopped the upkeep of every table."""
+    settings, _ = _corpus_lakehouse(tmp_path, changes=4)
+    index = VectorIndex.build(["a", "b"], np.eye(2, dtype=np.float32), IndexKind(EXACT))
+    for signal, version in (("image_embedding", 3), ("text_embedding", 5)):
+        index_store.save(settings.lakehouse_root, signal, index, settings.table_root("embeddings"), "table-id", version, "1", {"build": True})
+    (Path(index_store.signal_folder(settings.lakehouse_root, "text_embedding")) / index_store.MANIFEST).write_text("{")
+    unknown: list[str] = []
+    assert named_versions(settings, unknown)["embeddings"] == {3}
+    assert len(unknown) == 1 and "text_embedding" in unknown[0] and "is not an index manifest" in unknown[0]
+    result = run_maintain(settings)
+    assert result.unknown == unknown and result.tables
+
+
 def test_a_dry_run_changes_nothing(tmp_path: Path) -> None:
     settings, corpus_root = _corpus_lakehouse(tmp_path, changes=4)
     roots = [settings.table_root(n) for n in ("corpus", "embeddings")]

@@ -3,10 +3,12 @@ table's contract schema, checked against numpy brute force over the same table v
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import shutil
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
@@ -23,6 +25,7 @@ from retrieval import index_store
 from retrieval.build import build_index, embeddings_root, update_index
 from retrieval.embedding_rows import vectors_of
 from retrieval.vector_index import EXACT, IVF_FLAT, neighbours
+from retrieval.writer_lock import writer_lock
 
 EXACT_ONLY = IndexSettings()
 
@@ -126,6 +129,35 @@ def test_an_index_whose_items_are_all_taken_down_is_emptied_whatever_its_kind(tm
         assert len(index) == 0 and neighbours(index, random_vectors(1, 5)[0], 3) == []
 
 
+def test_ok_rows_without_a_usable_vector_are_left_out_of_either_kind_of_index(tmp_path) -> None:
+    """ok rows another writer left with a vector that has no direction (NaN, inf, all zeros) are not
+    indexed, as error rows are not: faiss's k-means refused the first two, so no IVF index of the
+    signal could be built, and an exact index answered with them (a zero vector's item at cosine 0)."""
+    ids = [f"pin-{i:03d}" for i in range(120)]
+    vectors = random_vectors(120, 0)
+    vectors[3], vectors[4, 5], vectors[5], vectors[110] = np.nan, np.inf, 0, np.nan
+    unusable = {"pin-003", "pin-004", "pin-005", "pin-110"}
+    for settings in (EXACT_ONLY, IndexSettings(exact_below=50, ivf_lists=2, ivf_probes=2)):
+        root = tmp_path / f"below-{settings.exact_below}"
+        append(root, rows(ids[:100], vectors[:100]))
+        assert build_index(str(root), SIGNAL, "1", settings).manifest.items == 97
+        latest = append(root, rows(ids[100:], vectors[100:], ds="2026-11-20"))
+        assert update_index(str(root), SIGNAL, "1", settings).manifest.items == 116
+        _, index = index_store.load(str(root), SIGNAL)
+        assert unusable.isdisjoint(index.ids)
+        for query in random_vectors(5, 9):  # every list searched: exact, so the lists hold the usable rows alone
+            assert_same(neighbours(index, query, 20), brute_force(root, latest, query, 20))
+
+
+def test_an_item_with_two_rows_of_one_model_version_is_a_usage_error_naming_it(tmp_path) -> None:
+    """A table that breaks one row per key (another writer's rows) is said, with the item, rather than
+    failing inside the index with a ValueError (exit 1, a traceback)."""
+    append(tmp_path, rows(["pin-1", "pin-2"], random_vectors(2, 0)))
+    append(tmp_path, rows(["pin-2"], random_vectors(1, 1), ds="2026-11-20"))
+    with pytest.raises(UsageError, match=r"rows of model version 1 hold 1 content id more than once \(pin-2\)"):
+        build_index(str(tmp_path), SIGNAL, "1", EXACT_ONLY)
+
+
 def test_an_update_rebuilds_when_the_old_files_were_vacuumed(lakehouse) -> None:
     root = str(lakehouse)
     build_index(root, SIGNAL, "1", EXACT_ONLY)
@@ -204,6 +236,33 @@ def test_an_index_on_the_object_store_is_built_updated_and_read_there(s3_server,
     assert len(builds) == 2 and first.build not in builds and manifest.build in builds
 
 
+def test_a_writer_whose_s3_lock_was_taken_as_stale_leaves_the_next_holders_lock(s3_server, monkeypatch) -> None:
+    """A writer that outlived `stale_after_s` (a long build) has its lock object taken by a waiter; at
+    its end it deleted whatever lock object was there, the waiter's, so a third writer got in beside it."""
+    import boto3
+
+    for name, value in {"AWS_ENDPOINT_URL": s3_server.endpoint_url, "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    s3_server.put("indexes", {})
+    folder = "s3://indexes/lakehouse/_indexes/image_embedding"
+    holding, done = threading.Event(), threading.Event()
+
+    def waiter() -> None:
+        with writer_lock(folder, stale_after_s=0.5, wait_at_most_s=30):
+            holding.set()
+            done.wait(30)
+
+    with writer_lock(folder, stale_after_s=0.5, wait_at_most_s=30):
+        second = threading.Thread(target=waiter)
+        second.start()
+        assert holding.wait(30)  # the waiter took the lock as stale
+    try:  # the waiter's lock object is still there once the first writer has ended
+        boto3.client("s3").head_object(Bucket="indexes", Key="lakehouse/_indexes/image_embedding/writer.lock")
+    finally:
+        done.set()
+        second.join()
+
+
 def test_two_builds_at_once_take_turns_and_the_manifest_names_a_build_that_is_there(lakehouse, monkeypatch) -> None:
     """Two saves at once used to delete each other's builds, leaving a manifest that named a deleted
     one. Writer 1 is paused after writing its build's files, before its manifest; writer 2 must wait."""
@@ -243,6 +302,26 @@ def test_a_save_never_deletes_a_build_newer_than_the_current_one(lakehouse) -> N
     build_index(root, SIGNAL, "1", EXACT_ONLY)
     build_index(root, SIGNAL, "1", EXACT_ONLY)
     assert later.is_dir()
+
+
+def test_a_save_after_one_whose_clock_ran_ahead_keeps_the_build_it_publishes(lakehouse, monkeypatch) -> None:
+    """Builds are named by their writer's clock: a save after one made on a machine whose clock ran
+    ahead deleted the build it had just published, as older than that one, leaving a manifest that
+    names nothing (every update and reload then failed until a build on a clock ahead again)."""
+    root = str(lakehouse)
+
+    class Ahead(dt.datetime):
+        @classmethod
+        def now(cls, tz: dt.tzinfo | None = None) -> dt.datetime:
+            return dt.datetime(2099, 1, 1, tzinfo=tz)
+
+    with monkeypatch.context() as ahead:
+        ahead.setattr(index_store, "dt", SimpleNamespace(datetime=Ahead, UTC=dt.UTC))
+        build_index(root, SIGNAL, "1", EXACT_ONLY)
+    current = build_index(root, SIGNAL, "1", EXACT_ONLY).manifest
+    assert index_store.load(root, SIGNAL)[0] == current
+    delete(lakehouse, "pin-003")
+    assert update_index(root, SIGNAL, "1", EXACT_ONLY).manifest.items == current.items - 1
 
 
 def test_a_reader_whose_build_went_since_it_read_the_manifest_reads_the_manifest_again(lakehouse, monkeypatch) -> None:
