@@ -331,7 +331,7 @@ def test_the_alias_lock_skips_a_killed_movers_ticket(registry, caplog):
 _PROMOTER = """
 import json, pathlib, sys, time
 from lake.registry import Registry
-uri, go, me, rounds = sys.argv[1], pathlib.Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+uri, go, me, rounds, ledger = sys.argv[1], pathlib.Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 registry = Registry(uri)
 pathlib.Path(f"{go}.{me}").touch()  # ready: MLflow imported
 while not go.exists():
@@ -339,7 +339,7 @@ while not go.exists():
 moves = []
 for i in range(rounds):
     version = str(1 + (me + i) % 3)
-    before = registry.promote("m", version)
+    before = registry.promote("m", version, ledger_root=ledger)
     if before != version:
         moves.append([before, version])
 print(json.dumps(moves))
@@ -397,7 +397,8 @@ def test_promotes_at_once_lose_no_rollback_or_history_entry(store, request, tmp_
         registry.register("m", weights_file(tmp_path, f"{i}.pt", bytes([i])), {})
     registry.promote("m", "1")
     go, movers, rounds = tmp_path / "go", 4, 8
-    children = [subprocess.Popen([sys.executable, "-c", _PROMOTER, registry.tracking_uri, str(go), str(me), str(rounds)],
+    ledger = str(tmp_path / "runs")
+    children = [subprocess.Popen([sys.executable, "-c", _PROMOTER, registry.tracking_uri, str(go), str(me), str(rounds), ledger],
                                  env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for me in range(movers)]
     while not all(Path(f"{go}.{me}").exists() or child.poll() is not None for me, child in enumerate(children)):
         time.sleep(0.05)
@@ -410,6 +411,7 @@ def test_promotes_at_once_lose_no_rollback_or_history_entry(store, request, tmp_
     assert all(a[1] == b[0] for a, b in zip(history, history[1:]))  # each from where the one before left it
     assert registry._tag_list("m", registry_module.STACK_TAG, CHAMPION) == [before for before, _ in history[1:]]
     assert registry.aliases("m")[CHAMPION] == history[-1][1]
+    assert sorted(tuple(message.split()[1::2]) for _, message, _ in ledger_moves(ledger)) == moves  # each in the ledger, once
 
 
 def test_rollback_without_history_raises(registry, tmp_path):
