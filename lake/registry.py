@@ -69,6 +69,7 @@ HISTORY_TAG = "alias_history.{alias}"  # every promotion and rollback of the ali
 UNRECORDED = "unrecorded"  # a history entry's action for a move that left none (killed before logging it, or made by hand)
 HISTORY_KEEP = 100
 LEDGER_RUN_ID = "run_id"  # of a history entry: its record in the run ledger, written by this move or the alias's next
+LEDGER_ROOT = "ledger"  # of a history entry: the ledger owed that record (lakehouses may share one registry)
 SOURCE_SCHEME = "content-signals"  # of MLflow's source of every version (_mlflow_source)
 ANY = "any"  # promote's `expected`: whatever version the alias names when it moves
 
@@ -185,21 +186,22 @@ def _source(version: ModelVersion) -> str:
     return (version.tags or {}).get(SOURCE_TAG, version.source)
 
 
-def _with_unrecorded(events: list[dict[str, Any]], current: str | None, ledgered: bool = False) -> list[dict[str, Any]]:
+def _with_unrecorded(events: list[dict[str, Any]], current: str | None, ledger: str | None = None) -> list[dict[str, Any]]:
     """An alias's history entries and, where the alias no longer names the version the last entry
     moved it to, one for the move that left none (its time is when it was found)."""
     last = events[-1]["to"] if events else None
     if current == last:
         return events
-    return [*events, _entry(UNRECORDED, last, current, ledgered)]
+    return [*events, _entry(UNRECORDED, last, current, ledger)]
 
 
-def _entry(action: str, old: str | None, new: str | None, ledgered: bool) -> dict[str, Any]:
-    """A history entry; one `ledgered` names the run ledger record it is owed (LEDGER_RUN_ID), which
-    a move killed before writing it leaves to the alias's next move."""
+def _entry(action: str, old: str | None, new: str | None, ledger: str | None) -> dict[str, Any]:
+    """A history entry; with a `ledger`, it names that ledger and the record it is owed there, which
+    a move killed before writing it leaves to the alias's next move with that ledger."""
     now = _now()
     entry = {"action": action, "from": old, "to": new, "at": now.isoformat()}
-    if ledgered:
+    if ledger is not None:
+        entry[LEDGER_ROOT] = ledger
         entry[LEDGER_RUN_ID] = f"{action}-{now.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     return entry
 
@@ -323,7 +325,7 @@ class Registry:
                 stack.append(previous)  # never a moved alias whose previous version rollback cannot find
                 self._set_tag_list(name, STACK_TAG, alias, stack)
             self.client.set_registered_model_alias(name, alias, version)
-            events = self._log(name, alias, "promote", previous, version, ledger_root is not None)
+            events = self._log(name, alias, "promote", previous, version, ledger_root)
             self._record(ledger_root, name, alias, events, signal)
         return previous
 
@@ -349,7 +351,7 @@ class Registry:
             self._set_tag_list(name, STACK_TAG, alias, stack)
             if current is not None:
                 self.client.set_model_version_tag(name, current, f"rolled_back.{alias}", _now().isoformat())
-            events = self._log(name, alias, "rollback", current, target, ledger_root is not None)
+            events = self._log(name, alias, "rollback", current, target, ledger_root)
             self._record(ledger_root, name, alias, events, signal)
         return target
 
@@ -409,20 +411,20 @@ class Registry:
     def _set_tag_list(self, name: str, template: str, alias: str, values: list[Any]) -> None:
         self.client.set_registered_model_tag(name, template.format(alias=alias), json.dumps(values[-HISTORY_KEEP:]))
 
-    def _log(self, name: str, alias: str, action: str, old: str | None, new: str, ledgered: bool) -> list[dict[str, Any]]:
+    def _log(self, name: str, alias: str, action: str, old: str | None, new: str, ledger: str | None) -> list[dict[str, Any]]:
         """Append the move (and one that left no entry) to the alias's history; returns the history."""
-        events = _with_unrecorded(self._tag_list(name, HISTORY_TAG, alias), old, ledgered)
-        events.append(_entry(action, old, new, ledgered))
+        events = _with_unrecorded(self._tag_list(name, HISTORY_TAG, alias), old, ledger)
+        events.append(_entry(action, old, new, ledger))
         self._set_tag_list(name, HISTORY_TAG, alias, events)
         return events
 
     def _record(self, ledger_root: str | None, name: str, alias: str, events: list[dict[str, Any]], signal: str | None) -> None:
-        """Write the ledger records the history's entries are owed and the ledger lacks: this move's
-        and those of moves killed before writing theirs. Under the alias lock, so no two movers
-        write one record twice."""
+        """Write the records the history's entries owe `ledger_root` and it lacks: this move's and
+        those of moves killed before writing theirs. Under the alias lock, so no two movers write
+        one record twice."""
         if ledger_root is None:
             return
-        owed = {e[LEDGER_RUN_ID]: e for e in events if LEDGER_RUN_ID in e}
+        owed = {e[LEDGER_RUN_ID]: e for e in events if e.get(LEDGER_ROOT) == ledger_root}
         written = recorded(ledger_root, owed)
         missing = [e for run_id, e in owed.items() if run_id not in written]
         if not missing:

@@ -508,3 +508,16 @@ def test_two_first_runs_at_once_both_set_up_the_registry(tmp_path):
     assert [child.returncode for child in children] == [0, 0], outputs
     registry = Registry(uri)
     assert [registry.resolve(name, "latest").version for name in ("a", "b")] == ["1", "1"]
+
+
+def test_a_lakehouse_sharing_the_registry_writes_no_record_of_another_lakehouses_moves(registry, tmp_path):
+    """Records owed by the history go to the ledger of the move that made them, not to whichever
+    lakehouse (with one tracking server for several) moves the alias next."""
+    ours, theirs = str(tmp_path / "ours" / "runs"), str(tmp_path / "theirs" / "runs")
+    for i in (1, 2):
+        registry.register("m", weights_file(tmp_path, f"{i}.pt", bytes([i])), {})
+    registry.promote("m", "1")
+    registry.promote("m", "2", ledger_root=theirs)
+    registry.rollback("m", ledger_root=ours)
+    assert ledger_moves(theirs) == [("promote", "champion 1 -> 2", "succeeded")]
+    assert ledger_moves(ours) == [("rollback", "champion 2 -> 1", "succeeded")]
