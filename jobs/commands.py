@@ -24,12 +24,13 @@ from jobs.refresh import run_refresh
 from jobs.session import build_session
 from jobs.show import console, print_evaluation, print_heads, print_monitor, print_neighbours, print_result, print_trained, print_upkeep, show
 from lake.ledger import SUCCEEDED
+from lake.registry import Registry
 from monitoring.monitor import MonitorResult
 from retrieval import index_store
 from retrieval.build import build_index, embeddings_root, update_index
 from retrieval.embedding_rows import item_vector, pinned_version
 from retrieval.vector_index import neighbours
-from rollout.compare import compare_in_lakehouse, log_to_mlflow, report_metrics, write_report
+from rollout.compare import Comparison, compare_in_lakehouse, log_to_mlflow, report_metrics, write_report
 from rollout.evaluate import REPORT, replace_section, run_evaluation
 from rollout.models import CHALLENGER, CHAMPION, champion_version, configured_signal, identity_params, registry_for
 from rollout.shot_evaluation import evaluate_shots
@@ -119,16 +120,23 @@ def _compare(settings: Settings, args: argparse.Namespace) -> None:
     names = args.signals or [n for n in settings.enabled_signals if args.b in registry.aliases_if_registered(n)]
     if not names:
         raise UsageError(f"no signal has a {args.b!r} version to compare; register one first (content-signals register)")
-    comparisons = [
-        compare_in_lakehouse(settings.lakehouse_root, n, registry.resolve(n, args.a).version, registry.resolve(n, args.b).version)
-        for n in names
-    ]
+    comparisons = [_comparison(settings, registry, n, args.a, args.b) for n in names]
     report = write_report(comparisons, Path("reports/compare/latest.html"), f"{args.a} vs {args.b}")
     run_id = log_to_mlflow(settings.registry_uri, report, report_metrics(comparisons), f"compare {args.a} vs {args.b}",
                            settings.registry.artifact_location)
     for c in comparisons:
         console.print(f"{c.signal} {c.version_a} vs {c.version_b}: " + ("; ".join(c.differences) or "no differences"))
     console.print(f"report: {report} (MLflow run {run_id})")
+
+
+def _comparison(settings: Settings, registry: Registry, signal: str, a: str, b: str) -> Comparison:
+    """`signal` at versions `a` and `b` compared; a version without rows is the user's to compute, not a bug."""
+    version_a, version_b = registry.resolve(signal, a).version, registry.resolve(signal, b).version
+    try:
+        return compare_in_lakehouse(settings.lakehouse_root, signal, version_a, version_b)
+    except LookupError as e:
+        raise UsageError(f"{e}: compute its rows first (`content-signals backfill --challenger` for the challenger; a "
+                         "--slice-pct whose share of the window holds no item computes none)") from None
 
 
 def _train(settings: Settings, args: argparse.Namespace) -> None:

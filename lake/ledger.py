@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -98,6 +98,14 @@ def record_runs(root: str, records: Sequence[RunRecord]) -> None:
     """Append the records to the ledger table at `root` (created on first use)."""
     rows = [{**asdict(r), "duration_s": r.duration_s} for r in records]
     write_deltalake(root, pa.Table.from_pylist(rows, schema=RUNS.schema), mode="append")
+
+
+def recorded(root: str, run_ids: Collection[str]) -> set[str]:
+    """Those of `run_ids` that the ledger at `root` holds a row of (none where it has no table yet)."""
+    if not run_ids or not DeltaTable.is_deltatable(root):
+        return set()
+    rows = delta_io.read_arrow(root, filters=pc.field("run_id").isin(sorted(run_ids)), columns=["run_id"])
+    return set(rows["run_id"].to_pylist())
 
 
 def outcomes_of(table_root: str, run_id: str, models: Mapping[str, ModelRef]) -> list[SignalOutcome]:

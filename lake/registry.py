@@ -12,7 +12,8 @@ listing (location, sizes, modification times) changed since their version was re
 Aliases (`champion`, `challenger`, ...) are the only thing that moves. The job resolves them
 once per run on the driver; promotion and rollback move an alias and never recompute rows.
 Each alias keeps its own history (a registered-model tag) so that rollback knows where to go
-back to, and each move is also appended to the run ledger. Moves hold the registry's alias lock
+back to, and each move is also appended to the run ledger (its history entry names the record, so
+the alias's next move writes the record of one killed before it). Moves hold the registry's alias lock
 (lake/alias_lock.py), so two at once cannot lose each other's entries, and a promote decided
 against one champion (its gate and coverage checks) refuses to move an alias that moved meanwhile.
 
@@ -53,7 +54,7 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.store.db.utils import _initialize_tables, create_sqlalchemy_engine_with_retry  # noqa: E402
 
 from lake.alias_lock import AliasConflict, alias_lock  # noqa: E402
-from lake.ledger import SUCCEEDED, RunRecord, record_runs  # noqa: E402
+from lake.ledger import SUCCEEDED, RunRecord, record_runs, recorded  # noqa: E402
 from signals.weights import is_weights_location, local_path, weights_sha256, weights_stat  # noqa: E402
 
 if mlflow.telemetry.get_telemetry_client() is not None:
@@ -67,6 +68,8 @@ STACK_TAG = "alias_stack.{alias}"  # versions the alias named before, for rollba
 HISTORY_TAG = "alias_history.{alias}"  # every promotion and rollback of the alias
 UNRECORDED = "unrecorded"  # a history entry's action for a move that left none (killed before logging it, or made by hand)
 HISTORY_KEEP = 100
+LEDGER_RUN_ID = "run_id"  # of a history entry: its record in the run ledger, written by this move or the alias's next
+LEDGER_ROOT = "ledger"  # of a history entry: the ledger owed that record (lakehouses may share one registry)
 SOURCE_SCHEME = "content-signals"  # of MLflow's source of every version (_mlflow_source)
 ANY = "any"  # promote's `expected`: whatever version the alias names when it moves
 
@@ -183,13 +186,24 @@ def _source(version: ModelVersion) -> str:
     return (version.tags or {}).get(SOURCE_TAG, version.source)
 
 
-def _with_unrecorded(events: list[dict[str, Any]], current: str | None) -> list[dict[str, Any]]:
+def _with_unrecorded(events: list[dict[str, Any]], current: str | None, ledger: str | None = None) -> list[dict[str, Any]]:
     """An alias's history entries and, where the alias no longer names the version the last entry
     moved it to, one for the move that left none (its time is when it was found)."""
     last = events[-1]["to"] if events else None
     if current == last:
         return events
-    return [*events, {"action": UNRECORDED, "from": last, "to": current, "at": _now().isoformat()}]
+    return [*events, _entry(UNRECORDED, last, current, ledger)]
+
+
+def _entry(action: str, old: str | None, new: str | None, ledger: str | None) -> dict[str, Any]:
+    """A history entry; with a `ledger`, it names that ledger and the record it is owed there, which
+    a move killed before writing it leaves to the alias's next move with that ledger."""
+    now = _now()
+    entry = {"action": action, "from": old, "to": new, "at": now.isoformat()}
+    if ledger is not None:
+        entry[LEDGER_ROOT] = ledger
+        entry[LEDGER_RUN_ID] = f"{action}-{now.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    return entry
 
 
 def _now() -> datetime:
@@ -311,8 +325,8 @@ class Registry:
                 stack.append(previous)  # never a moved alias whose previous version rollback cannot find
                 self._set_tag_list(name, STACK_TAG, alias, stack)
             self.client.set_registered_model_alias(name, alias, version)
-            self._log(name, alias, "promote", previous, version)
-        self._record(ledger_root, "promote", name, alias, previous, version, signal)
+            events = self._log(name, alias, "promote", previous, version, ledger_root)
+            self._record(ledger_root, name, alias, events, signal)
         return previous
 
     def rollback(self, name: str, alias: str = CHAMPION, ledger_root: str | None = None, signal: str | None = None,
@@ -337,8 +351,8 @@ class Registry:
             self._set_tag_list(name, STACK_TAG, alias, stack)
             if current is not None:
                 self.client.set_model_version_tag(name, current, f"rolled_back.{alias}", _now().isoformat())
-            self._log(name, alias, "rollback", current, target)
-        self._record(ledger_root, "rollback", name, alias, current, target, signal)
+            events = self._log(name, alias, "rollback", current, target, ledger_root)
+            self._record(ledger_root, name, alias, events, signal)
         return target
 
     def history(self, name: str, alias: str = CHAMPION) -> list[dict[str, Any]]:
@@ -397,20 +411,28 @@ class Registry:
     def _set_tag_list(self, name: str, template: str, alias: str, values: list[Any]) -> None:
         self.client.set_registered_model_tag(name, template.format(alias=alias), json.dumps(values[-HISTORY_KEEP:]))
 
-    def _log(self, name: str, alias: str, action: str, old: str | None, new: str) -> None:
-        events = _with_unrecorded(self._tag_list(name, HISTORY_TAG, alias), old)
-        events.append({"action": action, "from": old, "to": new, "at": _now().isoformat()})
+    def _log(self, name: str, alias: str, action: str, old: str | None, new: str, ledger: str | None) -> list[dict[str, Any]]:
+        """Append the move (and one that left no entry) to the alias's history; returns the history."""
+        events = _with_unrecorded(self._tag_list(name, HISTORY_TAG, alias), old, ledger)
+        events.append(_entry(action, old, new, ledger))
         self._set_tag_list(name, HISTORY_TAG, alias, events)
+        return events
 
-    def _record(self, ledger_root: str | None, job: str, name: str, alias: str,
-                old: str | None, new: str, signal: str | None) -> None:
+    def _record(self, ledger_root: str | None, name: str, alias: str, events: list[dict[str, Any]], signal: str | None) -> None:
+        """Write the records the history's entries owe `ledger_root` and it lacks: this move's and
+        those of moves killed before writing theirs. Under the alias lock, so no two movers write
+        one record twice."""
         if ledger_root is None:
             return
-
+        owed = {e[LEDGER_RUN_ID]: e for e in events if e.get(LEDGER_ROOT) == ledger_root}
+        written = recorded(ledger_root, owed)
+        missing = [e for run_id, e in owed.items() if run_id not in written]
+        if not missing:
+            return
         now = _now()
         record_runs(ledger_root, [RunRecord(
-            run_id=f"{job}-{now.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}", job=job, signal=signal or name,
-            model_name=name, model_version=new, window_start=None, window_end=None, rows_in=None, rows_ok=None,
-            rows_error=None, status=SUCCEEDED, message=f"{alias} {old} -> {new}", table_version=None,
-            started_at=now, finished_at=now,
-        )])
+            run_id=e[LEDGER_RUN_ID], job=e["action"], signal=signal or name, model_name=name, model_version=e["to"],
+            window_start=None, window_end=None, rows_in=None, rows_ok=None, rows_error=None, status=SUCCEEDED,
+            message=f"{alias} {e['from']} -> {e['to']}", table_version=None,
+            started_at=datetime.fromisoformat(e["at"]), finished_at=now,
+        ) for e in missing])

@@ -3,9 +3,10 @@
 Before a challenger is promoted its owners need to see what would change for consumers: score
 distributions (PSI, KS), label decisions, embedding neighbourhoods (nearest-neighbour overlap),
 error rates and throughput. Everything here works on Arrow tables of the signal's rows at two
-model versions (numpy, faiss and scipy; no Spark), compares only the items both versions have,
-and caps the items compared with a sample chosen by a hash of `content_id`, so that the same
-items are compared in every run. Two identical versions show no differences at all.
+model versions (numpy, faiss and scipy; no Spark), compares only the items both versions have
+(the differences say which version lacks how many of the others: a canary lacks most), and caps
+the items compared with a sample chosen by a hash of `content_id`, so that the same items are
+compared in every run. Two identical versions show no differences at all.
 
     comparison = build_comparison("image_embedding", champion_rows, challenger_rows, ledger=runs)
     write_report([comparison], Path("reports/compare.html"), "image_embedding 1 vs 2")
@@ -281,14 +282,18 @@ class Comparison:
     @property
     def differences(self) -> list[str]:
         """What differs between the versions, in words; empty for two identical versions."""
-        return differences(self.kind, self.metrics)
+        return differences(self.kind, self.metrics, self.version_a, self.version_b)
 
 
-def differences(kind: str, m: Mapping[str, Any]) -> list[str]:
+def differences(kind: str, m: Mapping[str, Any], version_a: str = "a", version_b: str = "b") -> list[str]:
     """Human-readable differences found in a comparison's metrics (none for identical versions)."""
     found = []
     if not m.get("items_compared"):  # nothing measured: every figure below is None alike, which is no likeness
         found.append(f"no item in common to compare ({m.get('only_in_a')} items only in a, {m.get('only_in_b')} only in b)")
+    else:  # a partial overlap (a canary): what one version did not score is compared nowhere else
+        for lacking, having, missing in ((version_b, version_a, m.get("only_in_a")), (version_a, version_b, m.get("only_in_b"))):
+            if missing:
+                found.append(f"version {lacking} lacks {missing} items that version {having} has (not compared)")
     if m.get("error_rate_a") != m.get("error_rate_b"):
         found.append(f"error rate {_pct(m.get('error_rate_a'))} -> {_pct(m.get('error_rate_b'))}")
     if m.get("status_agreement") is not None and m["status_agreement"] < 1:

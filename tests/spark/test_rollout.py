@@ -8,6 +8,7 @@ import shutil
 import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable
+from pyspark.sql import functions as F
 
 from conf.settings import UsageError
 from jobs.backfill import run_backfill
@@ -16,6 +17,7 @@ from rollout.compare import compare_in_lakehouse
 from rollout.models import CHALLENGER, build_signals, registry_for
 from signals.embedders.efficientnet import default_weights_path
 from tests.reference import perturbed_efficientnet
+from udfs.columns import in_slice
 
 pytestmark = pytest.mark.spark
 
@@ -69,6 +71,19 @@ def test_the_report_shows_differences_and_none_for_identical_versions(with_chall
     same = compare_in_lakehouse(settings.lakehouse_root, "image_embedding", "1", "1")
     assert different.differences and not same.differences
     assert different.metrics["items_compared"] > 0
+
+
+def test_a_canary_whose_share_holds_no_item_replaces_the_canary_before_it(spark, with_challenger):
+    """A narrower canary is the window's challenger rows replaced by its share; one whose share
+    held no item committed nothing, said the window held no items, and left the wider canary's rows."""
+    settings, _, v2, *_ = with_challenger
+    assert _rows(settings, v2).num_rows > 0  # the 30% canary
+    ids = spark.createDataFrame([(i,) for i in _rows(settings, "1")["content_id"].to_pylist()], "content_id string")
+    empty_share = ids.select(F.min(F.pmod(F.xxhash64("content_id"), F.lit(100)))).first()[0]  # every bucket below it is empty
+    assert empty_share >= 1 and ids.filter(in_slice(empty_share)).count() == 0
+    result = run_backfill(spark, settings, role=CHALLENGER, slice_percent=empty_share)
+    assert "holds no corpus items" not in (result.message or "")
+    assert _rows(settings, v2).num_rows == 0  # as a 10% canary after a 30% one leaves 10%
 
 
 def test_promote_then_rollback_switch_what_consumers_read_without_recomputing(spark, with_challenger):

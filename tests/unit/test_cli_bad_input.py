@@ -90,3 +90,22 @@ def test_a_dry_run_refuses_the_corpus_a_run_would_refuse(capsys, tmp_path) -> No
                       "--set", f"corpus.path={tmp_path}/nowhere")
     assert status == 2 and f"no parquet corpus at {tmp_path}/nowhere" in out
     assert cli(capsys, "backfill", "--dry-run", "--set", f"lakehouse={tmp_path}")[0] == 0
+
+
+def test_compare_of_a_challenger_with_no_rows_says_so(capsys, tmp_path, empty_registry_db) -> None:
+    """A challenger registered but not yet computed (or a canary whose share held no item): compare
+    ended in a traceback (an uncaught LookupError), as if it were a bug."""
+    import shutil
+
+    from lake.registry import CHALLENGER, Registry
+
+    (tmp_path / "_registry").mkdir()
+    shutil.copy(empty_registry_db, tmp_path / "_registry" / "mlflow.db")
+    registry = Registry(f"sqlite:///{tmp_path}/_registry/mlflow.db")
+    for i in (1, 2):
+        (tmp_path / f"{i}.pt").write_bytes(bytes([i]))
+        registry.register("image_embedding", str(tmp_path / f"{i}.pt"), {})
+    registry.promote("image_embedding", "1")
+    registry.client.set_registered_model_alias("image_embedding", CHALLENGER, "2")
+    status, out = cli(capsys, "compare", "image_embedding", "--set", f"lakehouse={tmp_path}")
+    assert status == 2 and "image_embedding: no rows at version" in out and "backfill --challenger" in out, out

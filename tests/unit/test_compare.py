@@ -307,3 +307,19 @@ def test_compare_with_no_names_takes_the_signals_with_a_challenger_and_skips_tho
     monkeypatch.chdir(tmp_path)  # the report lands under reports/
     assert main(["compare", "--set", f"lakehouse={tmp_path}"]) == 0
     assert "image_embedding 1 vs 2" in capsys.readouterr().out
+
+
+def test_items_only_one_version_has_are_among_the_differences():
+    """A canary on 10% against the champion: the items the canary did not score were counted in the
+    metrics but not named in the differences, so a reader of `compare` could not see them."""
+    v = clustered_vectors()
+    champion = embedding_rows(v, "1")
+    canary = embedding_rows(v, "2", ids=range(0, 24))  # the same model on a tenth of the items
+    found = build_comparison("image_embedding", champion, canary).differences
+    assert found == ["version 2 lacks 216 items that version 1 has (not compared)"]
+    found = build_comparison("image_embedding", canary, champion).differences
+    assert found == ["version 2 lacks 216 items that version 1 has (not compared)"]  # whichever side it is on
+    labels_a, labels_b = label_rows("1"), label_rows("2")
+    labels_b = labels_b.filter(pa.compute.less(labels_b["content_id"], "pin-00030"))
+    assert build_comparison("image_quality", labels_a, labels_b).differences == \
+        ["version 2 lacks 270 items that version 1 has (not compared)"]

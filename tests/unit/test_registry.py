@@ -193,11 +193,18 @@ def test_rollback_after_the_alias_was_moved_by_hand_still_goes_back(registry, tm
     assert registry.rollback("m") == "1"  # not a no-op back to 2
 
 
+def ledger_moves(ledger: str) -> list[tuple[str, str, str]]:
+    """(job, message, status) of the ledger's alias moves, in the order they were made."""
+    rows = sorted(DeltaTable(ledger).to_pyarrow_table().to_pylist(), key=lambda r: r["started_at"])
+    return [(r["job"], r["message"], r["status"]) for r in rows]
+
+
 def test_a_promote_killed_part_way_leaves_rollback_going_back_to_a_real_champion(registry, tmp_path, monkeypatch):
+    ledger = str(tmp_path / "runs")
     for i in (1, 2, 3):
         registry.register("m", weights_file(tmp_path, f"{i}.pt", bytes([i])), {})
     registry.promote("m", "1")
-    registry.promote("m", "2")
+    registry.promote("m", "2", ledger_root=ledger)
     moved_at = registry.client.set_registered_model_alias
 
     def killed_after_the_move(*args):
@@ -205,13 +212,38 @@ def test_a_promote_killed_part_way_leaves_rollback_going_back_to_a_real_champion
         raise SystemExit("killed")
     monkeypatch.setattr(registry.client, "set_registered_model_alias", killed_after_the_move)
     with pytest.raises(SystemExit):
-        registry.promote("m", "3")  # died as the alias moved, before the history and the ledger
+        registry.promote("m", "3", ledger_root=ledger)  # died as the alias moved, before the history and the ledger
     monkeypatch.undo()
     assert registry.aliases("m") == {CHAMPION: "3"}
     assert registry.history("m")[-1]["action"] == UNRECORDED  # the move is not lost with its entry
-    assert registry.rollback("m") == "2"  # the version it replaced, not the one before that
+    assert registry.rollback("m", ledger_root=ledger) == "2"  # the version it replaced, not the one before that
     assert [(e["action"], e["from"], e["to"]) for e in registry.history("m")] == [
         ("promote", None, "1"), ("promote", "1", "2"), (UNRECORDED, "2", "3"), ("rollback", "3", "2")]  # kept by the rollback
+    assert ledger_moves(ledger) == [("promote", "champion 1 -> 2", "succeeded"), (UNRECORDED, "champion 2 -> 3", "succeeded"),
+                                    ("rollback", "champion 3 -> 2", "succeeded")]  # and by the ledger
+
+
+def test_a_promote_killed_before_its_ledger_record_has_it_written_by_the_next_move(registry, tmp_path, monkeypatch):
+    """Killed between its two writes (the alias's history entry, then the ledger record): the
+    record was lost for good, though the history kept the move."""
+    ledger = str(tmp_path / "runs")
+    for i in (1, 2, 3):
+        registry.register("m", weights_file(tmp_path, f"{i}.pt", bytes([i])), {})
+    registry.promote("m", "1")
+    registry.promote("m", "2", ledger_root=ledger)
+
+    def killed(*args, **kwargs):
+        raise SystemExit("killed")
+    monkeypatch.setattr(registry_module, "record_runs", killed)
+    with pytest.raises(SystemExit):
+        registry.promote("m", "3", ledger_root=ledger)  # the alias moved and its history entry is written
+    monkeypatch.undo()
+    assert registry.aliases("m") == {CHAMPION: "3"} and registry.history("m")[-1]["action"] == "promote"
+    assert registry.rollback("m", ledger_root=ledger) == "2"
+    assert ledger_moves(ledger) == [("promote", "champion 1 -> 2", "succeeded"), ("promote", "champion 2 -> 3", "succeeded"),
+                                    ("rollback", "champion 3 -> 2", "succeeded")]
+    registry.promote("m", "3", ledger_root=ledger)
+    assert len(ledger_moves(ledger)) == 4  # each record once
 
 
 def test_a_promote_checked_against_a_champion_that_moved_meanwhile_moves_nothing(registry, tmp_path):
@@ -283,7 +315,7 @@ def test_the_alias_lock_skips_a_killed_movers_ticket(registry, caplog):
 _PROMOTER = """
 import json, pathlib, sys, time
 from lake.registry import Registry
-uri, go, me, rounds = sys.argv[1], pathlib.Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+uri, go, me, rounds, ledger = sys.argv[1], pathlib.Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 registry = Registry(uri)
 pathlib.Path(f"{go}.{me}").touch()  # ready: MLflow imported
 while not go.exists():
@@ -291,7 +323,7 @@ while not go.exists():
 moves = []
 for i in range(rounds):
     version = str(1 + (me + i) % 3)
-    before = registry.promote("m", version)
+    before = registry.promote("m", version, ledger_root=ledger)
     if before != version:
         moves.append([before, version])
 print(json.dumps(moves))
@@ -349,7 +381,8 @@ def test_promotes_at_once_lose_no_rollback_or_history_entry(store, request, tmp_
         registry.register("m", weights_file(tmp_path, f"{i}.pt", bytes([i])), {})
     registry.promote("m", "1")
     go, movers, rounds = tmp_path / "go", 4, 8
-    children = [subprocess.Popen([sys.executable, "-c", _PROMOTER, registry.tracking_uri, str(go), str(me), str(rounds)],
+    ledger = str(tmp_path / "runs")
+    children = [subprocess.Popen([sys.executable, "-c", _PROMOTER, registry.tracking_uri, str(go), str(me), str(rounds), ledger],
                                  env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for me in range(movers)]
     while not all(Path(f"{go}.{me}").exists() or child.poll() is not None for me, child in enumerate(children)):
         time.sleep(0.05)
@@ -362,6 +395,7 @@ def test_promotes_at_once_lose_no_rollback_or_history_entry(store, request, tmp_
     assert all(a[1] == b[0] for a, b in zip(history, history[1:]))  # each from where the one before left it
     assert registry._tag_list("m", registry_module.STACK_TAG, CHAMPION) == [before for before, _ in history[1:]]
     assert registry.aliases("m")[CHAMPION] == history[-1][1]
+    assert sorted(tuple(message.split()[1::2]) for _, message, _ in ledger_moves(ledger)) == moves  # each in the ledger, once
 
 
 def test_rollback_without_history_raises(registry, tmp_path):
@@ -474,3 +508,16 @@ def test_two_first_runs_at_once_both_set_up_the_registry(tmp_path):
     assert [child.returncode for child in children] == [0, 0], outputs
     registry = Registry(uri)
     assert [registry.resolve(name, "latest").version for name in ("a", "b")] == ["1", "1"]
+
+
+def test_a_lakehouse_sharing_the_registry_writes_no_record_of_another_lakehouses_moves(registry, tmp_path):
+    """Records owed by the history go to the ledger of the move that made them, not to whichever
+    lakehouse (with one tracking server for several) moves the alias next."""
+    ours, theirs = str(tmp_path / "ours" / "runs"), str(tmp_path / "theirs" / "runs")
+    for i in (1, 2):
+        registry.register("m", weights_file(tmp_path, f"{i}.pt", bytes([i])), {})
+    registry.promote("m", "1")
+    registry.promote("m", "2", ledger_root=theirs)
+    registry.rollback("m", ledger_root=ours)
+    assert ledger_moves(theirs) == [("promote", "champion 1 -> 2", "succeeded")]
+    assert ledger_moves(ours) == [("rollback", "champion 2 -> 1", "succeeded")]
