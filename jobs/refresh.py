@@ -15,7 +15,8 @@ enabled or not: takedowns disappear from everything consumers read. Files holdin
 are rewritten without them (copy on write) in the same commit that adds the new rows, so
 readers see either the old table or the new one. Nothing to do means no commit at all. The
 keyframes table is refreshed the same way, its items being the corpus items that carry a video: a
-new or changed video gets its keyframe rows, a taken-down or changed one loses its old ones.
+new or changed video gets its keyframe rows, a taken-down or changed one loses its old ones, and
+a corpus that maps no `video` column has no video item: an existing keyframes table is emptied.
 
 Only the corpus rows that can have changed are compared. Each refresh commit records the corpus
 version it brought the table in line with, for which signals at which versions; the next refresh
@@ -412,9 +413,10 @@ def run_refresh(spark: SparkSession, settings: Settings, run_id: str | None = No
         return done
     corpus = (source, source.version())  # plan and apply read the same corpus
     grouped = by_output(signals)
-    tables = [(EMBEDDINGS, grouped.get(EMBEDDINGS, {}), False), (LABELS, grouped.get(LABELS, {}), False)]
-    if source.maps_video():  # a video item's image signals have rows in the keyframes table too
-        tables.append((KEYFRAMES, image_signals(signals), True))
+    # a video item's image signals have rows in the keyframes table too; a corpus that maps no video has no video item,
+    # so an existing keyframes table is still planned (with nothing to compute) and every row of it is stale
+    keyframe_signals = image_signals(signals) if source.maps_video() else {}
+    tables = [(EMBEDDINGS, grouped.get(EMBEDDINGS, {}), False), (LABELS, grouped.get(LABELS, {}), False), (KEYFRAMES, keyframe_signals, True)]
     plans = []
     for contract, mine, videos_only in tables:
         table_root = settings.table_root(contract.name)

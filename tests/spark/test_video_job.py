@@ -2,7 +2,8 @@
 three photos) gives every item its rows, the keyframes table holds the image signals on each
 keyframe, equal to the signal called directly on the decoded frame, a re-run never duplicates,
 dedup groups a re-encoding with its video and a still video with its photo and nothing else, and
-a refresh brings the keyframes in line with a changed and a taken-down video."""
+a refresh brings the keyframes in line with a changed and a taken-down video, and with a corpus that
+stops mapping `video`."""
 from __future__ import annotations
 
 import hashlib
@@ -31,6 +32,8 @@ from tests.unit.labels_helpers import config
 
 FPS, SIZE = 12, (160, 120)
 DAY = "2026-11-20"
+# one embedder, one labeler (both of a video's tables), tasks as scanned
+VIDEO_SIGNALS = (*CHEAP_SIGNALS, "signals.text_embedding.enabled=false", "signals.text_safety.enabled=false", "spark.partitions_per_slot=0")
 
 
 def _jpeg(image: Image.Image) -> bytes:
@@ -69,8 +72,7 @@ def video_lakehouse(tmp_path, empty_registry_db):
         "video": [items[i]["video"] for i in ids],
     }, schema=VIDEO_CORPUS_SCHEMA)
     write_deltalake(str(tmp_path / "lakehouse" / "corpus"), corpus, partition_by=["ds"])
-    text_off = ("signals.text_embedding.enabled=false", "signals.text_safety.enabled=false", "spark.partitions_per_slot=0")
-    return settings_for(tmp_path / "lakehouse", *CHEAP_SIGNALS, *text_off), items
+    return settings_for(tmp_path / "lakehouse", *VIDEO_SIGNALS), items
 
 
 def _table(settings, name: str) -> list[dict]:
@@ -147,6 +149,12 @@ def test_videos_through_the_backfill_and_the_refresh(spark, video_lakehouse) -> 
     assert {(r["content_id"], r["signal"], r["keyframe_index"], r["label"]): r["run_id"] for r in untouched} == \
         {k: v for k, v in before.items() if k[0] not in ("v-cuts", "v-still")}
 
+    # the corpus stops mapping `video` as v-cuts-vp9 is taken down: no item carries a video any more, so the
+    # refresh leaves no keyframe row, the taken-down item's included (they stayed for good before)
+    corpus.delete("content_id = 'v-cuts-vp9'")
+    run_refresh(spark, settings_for(settings.lakehouse_root, *VIDEO_SIGNALS, "corpus.columns.video=null"))
+    assert {r["content_id"] for r in _table(settings, "keyframes")} == set()
+
 
 def test_a_head_scores_a_video_item_from_its_stored_video_embedding(spark, video_lakehouse, tmp_path) -> None:
     """A head is not run on keyframes: it scores each item's stored embedding row, a video's
@@ -168,8 +176,7 @@ def test_a_head_scores_a_video_item_from_its_stored_video_embedding(spark, video
     version = registry.register("head_low_quality", str(weights), {"kind": "image_embedding_head", "weights_path": str(weights),
                                                                    "embedding_signal": "image_embedding", "embedding_model_version": "1"})
     registry.client.set_registered_model_alias("head_low_quality", CHALLENGER, version.version)
-    with_head = settings_for(settings.lakehouse_root, *CHEAP_SIGNALS, "signals.text_embedding.enabled=false", "signals.text_safety.enabled=false",
-                             "spark.partitions_per_slot=0", "signals.head_low_quality.enabled=true")
+    with_head = settings_for(settings.lakehouse_root, *VIDEO_SIGNALS, "signals.head_low_quality.enabled=true")
     run_backfill(spark, with_head, role=CHALLENGER)
 
     rows = {r["content_id"]: r for r in _table(settings, "labels") if r["signal"] == "head_low_quality"}
