@@ -194,7 +194,7 @@ def test_a_head_scores_a_video_item_from_its_stored_video_embedding(spark, video
 def test_a_backfill_of_the_day_a_video_was_ingested_again_drops_its_keyframes_on_the_older_day(spark, video_lakehouse) -> None:
     """One key, one day: a video item ingested again on a later day, backfilled for that day, has
     its keyframes (and its video-level rows) there only, the same as those of its older day; one
-    ingested again as a photo has none left."""
+    ingested again as a photo has none left, nor has the day backfilled once the corpus maps no video."""
     settings, _ = video_lakehouse
     run_backfill(spark, settings)
     before = [r for r in _table(settings, "keyframes") if r["content_id"] == "v-cuts-vp9"]
@@ -231,3 +231,9 @@ def test_a_backfill_of_the_day_a_video_was_ingested_again_drops_its_keyframes_on
     assert "keyframes" in run_backfill(spark, settings, Window(photo_day, photo_day)).table_versions
     assert not [r for r in _table(settings, "keyframes") if r["content_id"] == "v-still"]
     assert {(r["ds"], r["status"]) for r in _table(settings, "embeddings") if r["content_id"] == "v-still"} == {(photo_day, "ok")}
+
+    # a backfill of the first day once the corpus stops mapping `video` (v-empty taken down): no item of the window carries
+    # a video, so the window's keyframes slice is replaced by nothing (it was left as it was, the takedown's included)
+    corpus.delete("content_id = 'v-empty'")
+    run_backfill(spark, settings_for(settings.lakehouse_root, *VIDEO_SIGNALS, "corpus.columns.video=null"), Window(DAY, DAY))
+    assert {(r["content_id"], r["ds"]) for r in _table(settings, "keyframes")} == {("v-cuts-vp9", later_day)}
