@@ -243,13 +243,14 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
     rows = source.read(spark, corpus_version, only=changed)
     corpus_check = check_rows(rows, newest)
     items = one_row_per_id(rows, newest, corpus_check.repeated_ids)
-    if videos_only:
-        items = items.filter(F.col("video").isNotNull())
-    current = items.select("content_id", "ds", *[expr.alias(name) for name, expr in hashes.items()]).persist()
+    with_video = items.filter(F.col("video").isNotNull()) if videos_only else items
+    current = with_video.select("content_id", "ds", *[expr.alias(name) for name, expr in hashes.items()]).persist()
     table = spark_io.read_spark(spark, root, read_version, file_column="file")  # one read of the snapshot, for both joins
     stored = table.select(*KEY, F.col("ds").alias("stored_ds"), "input_hash", _retried_error().alias("retry"), "file")
     if scope.since is not None:  # only the stored rows of items in changed files can be stale or missing
-        candidates = functools.reduce(DataFrame.unionByName, removed, current.select("content_id"))
+        # (keyframes: of every such item, one whose newer row carries no video included, though it is not in `current`)
+        compared_ids = (items if videos_only else current).select("content_id")
+        candidates = functools.reduce(DataFrame.unionByName, removed, compared_ids)
         stored = stored.join(broadcast_if_small(candidates, scope.items), "content_id", "left_semi")
     if tuple(KEY) != contract.key:
         stored = stored.distinct()  # a labelled item has a row per label: one per item here

@@ -2,13 +2,14 @@
 three photos) gives every item its rows, the keyframes table holds the image signals on each
 keyframe, equal to the signal called directly on the decoded frame, a re-run never duplicates,
 dedup groups a re-encoding with its video and a still video with its photo and nothing else, and
-a refresh brings the keyframes in line with a changed and a taken-down video, and with a corpus that
-stops mapping `video`."""
+a refresh brings the keyframes in line with a changed and a taken-down video, a video item that
+becomes a photo, and a corpus that stops mapping `video`."""
 from __future__ import annotations
 
 import hashlib
 import io
 import shutil
+from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
@@ -149,9 +150,19 @@ def test_videos_through_the_backfill_and_the_refresh(spark, video_lakehouse) -> 
     assert {(r["content_id"], r["signal"], r["keyframe_index"], r["label"]): r["run_id"] for r in untouched} == \
         {k: v for k, v in before.items() if k[0] not in ("v-cuts", "v-still")}
 
-    # the corpus stops mapping `video` as v-cuts-vp9 is taken down: no item carries a video any more, so the
+    # v-cuts-vp9 becomes a photo by a newer row of the same day, its video row left in place: the incremental refresh (the
+    # corpus has only an added file since the last one) drops its keyframes (they stayed: it was no changed video item)
+    (video_row,) = [r for r in _table(settings, "corpus") if r["content_id"] == "v-cuts-vp9"]
+    as_photo = {**video_row, "video": None, "image": _jpeg(_photo("camera").resize(SIZE)), "updated_at": datetime.fromtimestamp(1_763_800_000, UTC)}
+    write_deltalake(corpus.table_uri, pa.Table.from_pylist([as_photo], schema=VIDEO_CORPUS_SCHEMA), mode="append")
+    photo = run_refresh(spark, settings)
+    assert "keyframes: 1 corpus files added and 0 removed" in photo.message
+    assert not [r for r in _table(settings, "keyframes") if r["content_id"] == "v-cuts-vp9"]
+    assert {r["status"] for r in _table(settings, "embeddings") if r["content_id"] == "v-cuts-vp9"} == {"ok"}
+
+    # the corpus stops mapping `video` as v-empty is taken down: no item carries a video any more, so the
     # refresh leaves no keyframe row, the taken-down item's included (they stayed for good before)
-    corpus.delete("content_id = 'v-cuts-vp9'")
+    corpus.delete("content_id = 'v-empty'")
     run_refresh(spark, settings_for(settings.lakehouse_root, *VIDEO_SIGNALS, "corpus.columns.video=null"))
     assert {r["content_id"] for r in _table(settings, "keyframes")} == set()
 
