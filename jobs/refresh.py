@@ -15,7 +15,8 @@ enabled or not: takedowns disappear from everything consumers read. Files holdin
 are rewritten without them (copy on write) in the same commit that adds the new rows, so
 readers see either the old table or the new one. Nothing to do means no commit at all. The
 keyframes table is refreshed the same way, its items being the corpus items that carry a video: a
-new or changed video gets its keyframe rows, a taken-down or changed one loses its old ones.
+new or changed video gets its keyframe rows, a taken-down or changed one loses its old ones, and
+a corpus that maps no `video` column has no video item: an existing keyframes table is emptied.
 
 Only the corpus rows that can have changed are compared. Each refresh commit records the corpus
 version it brought the table in line with, for which signals at which versions; the next refresh
@@ -242,13 +243,14 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
     rows = source.read(spark, corpus_version, only=changed)
     corpus_check = check_rows(rows, newest)
     items = one_row_per_id(rows, newest, corpus_check.repeated_ids)
-    if videos_only:
-        items = items.filter(F.col("video").isNotNull())
-    current = items.select("content_id", "ds", *[expr.alias(name) for name, expr in hashes.items()]).persist()
+    with_video = items.filter(F.col("video").isNotNull()) if videos_only else items
+    current = with_video.select("content_id", "ds", *[expr.alias(name) for name, expr in hashes.items()]).persist()
     table = spark_io.read_spark(spark, root, read_version, file_column="file")  # one read of the snapshot, for both joins
     stored = table.select(*KEY, F.col("ds").alias("stored_ds"), "input_hash", _retried_error().alias("retry"), "file")
     if scope.since is not None:  # only the stored rows of items in changed files can be stale or missing
-        candidates = functools.reduce(DataFrame.unionByName, removed, current.select("content_id"))
+        # (keyframes: of every such item, one whose newer row carries no video included, though it is not in `current`)
+        compared_ids = (items if videos_only else current).select("content_id")
+        candidates = functools.reduce(DataFrame.unionByName, removed, compared_ids)
         stored = stored.join(broadcast_if_small(candidates, scope.items), "content_id", "left_semi")
     if tuple(KEY) != contract.key:
         stored = stored.distinct()  # a labelled item has a row per label: one per item here
@@ -412,9 +414,10 @@ def run_refresh(spark: SparkSession, settings: Settings, run_id: str | None = No
         return done
     corpus = (source, source.version())  # plan and apply read the same corpus
     grouped = by_output(signals)
-    tables = [(EMBEDDINGS, grouped.get(EMBEDDINGS, {}), False), (LABELS, grouped.get(LABELS, {}), False)]
-    if source.maps_video():  # a video item's image signals have rows in the keyframes table too
-        tables.append((KEYFRAMES, image_signals(signals), True))
+    # a video item's image signals have rows in the keyframes table too; a corpus that maps no video has no video item,
+    # so an existing keyframes table is still planned (with nothing to compute) and every row of it is stale
+    keyframe_signals = image_signals(signals) if source.maps_video() else {}
+    tables = [(EMBEDDINGS, grouped.get(EMBEDDINGS, {}), False), (LABELS, grouped.get(LABELS, {}), False), (KEYFRAMES, keyframe_signals, True)]
     plans = []
     for contract, mine, videos_only in tables:
         table_root = settings.table_root(contract.name)

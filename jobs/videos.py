@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
+from deltalake import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -49,10 +50,13 @@ def image_signals(signals: dict[str, Signal]) -> dict[str, Signal]:
 
 def keyframes_read_version(settings: Settings, corpus: CorpusSource, signals: dict[str, Signal]) -> int | None:
     """The keyframes table's version before the corpus is read (the table created if need be), or
-    None when this run writes none: no image signal, or a corpus without a video column."""
-    if not image_signals(signals) or not corpus.maps_video():
+    None when this run has no slice of it to replace: no image signal, or a corpus without a video
+    column and no keyframes table (with one, the window's slice is replaced by nothing: no item of
+    such a corpus carries a video)."""
+    root = settings.table_root(KEYFRAMES.name)
+    if not image_signals(signals) or not (corpus.maps_video() or DeltaTable.is_deltatable(root)):
         return None
-    return delta_io.ensure_table(settings.table_root(KEYFRAMES.name), KEYFRAMES).version()
+    return delta_io.ensure_table(root, KEYFRAMES).version()
 
 
 def videos_of(items: DataFrame) -> DataFrame:

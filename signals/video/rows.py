@@ -22,7 +22,7 @@ import pyarrow as pa
 from PIL import Image
 
 from signals.base import Signal
-from signals.contracts import EMBEDDINGS, KEYFRAMES, STATUS_ERROR, STATUS_OK
+from signals.contracts import EMBEDDINGS, KEYFRAMES, STATUS_ERROR, STATUS_OK, is_retried_error
 from signals.decode import InputError
 from signals.labels.perceptual_hash import phash_of
 from signals.runner import run_signal
@@ -123,7 +123,11 @@ def keyframe_rows(signal: Signal, stamp: RowStamp, result: pd.DataFrame) -> pa.R
 def video_result(signal: Signal, keys: dict[str, Any], result: pd.DataFrame) -> pd.DataFrame:
     """The video's value from its keyframes' (a one-row frame in the runner's form): the pooled
     embedding, or per label the maximum score over keyframes with that keyframe's threshold,
-    decision and time (in `detail`); an error when no keyframe has a value."""
+    decision and time (in `detail`); an error when no keyframe has a value, and the retried error of
+    a keyframe that has one (the refresh computes its keyframes again: a value of the others would stay)."""
+    retried = [error for error in result["error"] if is_retried_error(error)]
+    if retried:
+        return _item_result(signal, keys, f"{retried[0]} (on a keyframe)", None)
     ok = result[result["status"] == STATUS_OK]
     if ok.empty:
         return _item_result(signal, keys, f"no keyframe has a value: {result['error'].iloc[0]}", None)

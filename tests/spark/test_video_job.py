@@ -2,12 +2,14 @@
 three photos) gives every item its rows, the keyframes table holds the image signals on each
 keyframe, equal to the signal called directly on the decoded frame, a re-run never duplicates,
 dedup groups a re-encoding with its video and a still video with its photo and nothing else, and
-a refresh brings the keyframes in line with a changed and a taken-down video."""
+a refresh brings the keyframes in line with a changed and a taken-down video, a video item that
+becomes a photo, and a corpus that stops mapping `video`."""
 from __future__ import annotations
 
 import hashlib
 import io
 import shutil
+from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
@@ -31,6 +33,8 @@ from tests.unit.labels_helpers import config
 
 FPS, SIZE = 12, (160, 120)
 DAY = "2026-11-20"
+# one embedder, one labeler (both of a video's tables), tasks as scanned
+VIDEO_SIGNALS = (*CHEAP_SIGNALS, "signals.text_embedding.enabled=false", "signals.text_safety.enabled=false", "spark.partitions_per_slot=0")
 
 
 def _jpeg(image: Image.Image) -> bytes:
@@ -69,8 +73,7 @@ def video_lakehouse(tmp_path, empty_registry_db):
         "video": [items[i]["video"] for i in ids],
     }, schema=VIDEO_CORPUS_SCHEMA)
     write_deltalake(str(tmp_path / "lakehouse" / "corpus"), corpus, partition_by=["ds"])
-    text_off = ("signals.text_embedding.enabled=false", "signals.text_safety.enabled=false", "spark.partitions_per_slot=0")
-    return settings_for(tmp_path / "lakehouse", *CHEAP_SIGNALS, *text_off), items
+    return settings_for(tmp_path / "lakehouse", *VIDEO_SIGNALS), items
 
 
 def _table(settings, name: str) -> list[dict]:
@@ -147,6 +150,22 @@ def test_videos_through_the_backfill_and_the_refresh(spark, video_lakehouse) -> 
     assert {(r["content_id"], r["signal"], r["keyframe_index"], r["label"]): r["run_id"] for r in untouched} == \
         {k: v for k, v in before.items() if k[0] not in ("v-cuts", "v-still")}
 
+    # v-cuts-vp9 becomes a photo by a newer row of the same day, its video row left in place: the incremental refresh (the
+    # corpus has only an added file since the last one) drops its keyframes (they stayed: it was no changed video item)
+    (video_row,) = [r for r in _table(settings, "corpus") if r["content_id"] == "v-cuts-vp9"]
+    as_photo = {**video_row, "video": None, "image": _jpeg(_photo("camera").resize(SIZE)), "updated_at": datetime.fromtimestamp(1_763_800_000, UTC)}
+    write_deltalake(corpus.table_uri, pa.Table.from_pylist([as_photo], schema=VIDEO_CORPUS_SCHEMA), mode="append")
+    photo = run_refresh(spark, settings)
+    assert "keyframes: 1 corpus files added and 0 removed" in photo.message
+    assert not [r for r in _table(settings, "keyframes") if r["content_id"] == "v-cuts-vp9"]
+    assert {r["status"] for r in _table(settings, "embeddings") if r["content_id"] == "v-cuts-vp9"} == {"ok"}
+
+    # the corpus stops mapping `video` as v-empty is taken down: no item carries a video any more, so the
+    # refresh leaves no keyframe row, the taken-down item's included (they stayed for good before)
+    corpus.delete("content_id = 'v-empty'")
+    run_refresh(spark, settings_for(settings.lakehouse_root, *VIDEO_SIGNALS, "corpus.columns.video=null"))
+    assert {r["content_id"] for r in _table(settings, "keyframes")} == set()
+
 
 def test_a_head_scores_a_video_item_from_its_stored_video_embedding(spark, video_lakehouse, tmp_path) -> None:
     """A head is not run on keyframes: it scores each item's stored embedding row, a video's
@@ -168,8 +187,7 @@ def test_a_head_scores_a_video_item_from_its_stored_video_embedding(spark, video
     version = registry.register("head_low_quality", str(weights), {"kind": "image_embedding_head", "weights_path": str(weights),
                                                                    "embedding_signal": "image_embedding", "embedding_model_version": "1"})
     registry.client.set_registered_model_alias("head_low_quality", CHALLENGER, version.version)
-    with_head = settings_for(settings.lakehouse_root, *CHEAP_SIGNALS, "signals.text_embedding.enabled=false", "signals.text_safety.enabled=false",
-                             "spark.partitions_per_slot=0", "signals.head_low_quality.enabled=true")
+    with_head = settings_for(settings.lakehouse_root, *VIDEO_SIGNALS, "signals.head_low_quality.enabled=true")
     run_backfill(spark, with_head, role=CHALLENGER)
 
     rows = {r["content_id"]: r for r in _table(settings, "labels") if r["signal"] == "head_low_quality"}
@@ -187,7 +205,7 @@ def test_a_head_scores_a_video_item_from_its_stored_video_embedding(spark, video
 def test_a_backfill_of_the_day_a_video_was_ingested_again_drops_its_keyframes_on_the_older_day(spark, video_lakehouse) -> None:
     """One key, one day: a video item ingested again on a later day, backfilled for that day, has
     its keyframes (and its video-level rows) there only, the same as those of its older day; one
-    ingested again as a photo has none left."""
+    ingested again as a photo has none left, nor has the day backfilled once the corpus maps no video."""
     settings, _ = video_lakehouse
     run_backfill(spark, settings)
     before = [r for r in _table(settings, "keyframes") if r["content_id"] == "v-cuts-vp9"]
@@ -224,3 +242,9 @@ def test_a_backfill_of_the_day_a_video_was_ingested_again_drops_its_keyframes_on
     assert "keyframes" in run_backfill(spark, settings, Window(photo_day, photo_day)).table_versions
     assert not [r for r in _table(settings, "keyframes") if r["content_id"] == "v-still"]
     assert {(r["ds"], r["status"]) for r in _table(settings, "embeddings") if r["content_id"] == "v-still"} == {(photo_day, "ok")}
+
+    # a backfill of the first day once the corpus stops mapping `video` (v-empty taken down): no item of the window carries
+    # a video, so the window's keyframes slice is replaced by nothing (it was left as it was, the takedown's included)
+    corpus.delete("content_id = 'v-empty'")
+    run_backfill(spark, settings_for(settings.lakehouse_root, *VIDEO_SIGNALS, "corpus.columns.video=null"), Window(DAY, DAY))
+    assert {(r["content_id"], r["ds"]) for r in _table(settings, "keyframes")} == {("v-cuts-vp9", later_day)}

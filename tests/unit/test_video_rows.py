@@ -14,7 +14,7 @@ import torch
 
 from sample_corpus.generate import _photo
 from sample_corpus.videos import bad_videos, encode_video, pan
-from signals.contracts import EMBEDDINGS, KEYFRAMES, LABELS
+from signals.contracts import EMBEDDINGS, KEYFRAMES, LABELS, is_retried_error
 from signals.embedders.efficientnet import EfficientNetImageEmbedder
 from signals.labels.perceptual_hash import perceptual_hash
 from signals.labels.quality import ImageQualityLabeler
@@ -74,6 +74,27 @@ def test_keyframes_that_cannot_be_pooled_are_the_videos_error_not_the_tasks(two_
     _, video_batch = video_rows([(embedder, _stamp(embedder))], _item(two_shot_video), VideoReading())[0]
     (row,) = video_batch.to_pylist()
     assert row["status"] == "error" and row["error"].startswith("keyframes cannot be pooled: durations [0.0, 0.0]")
+
+
+@pytest.mark.parametrize("failing_calls", [{1, 3}, {1, 2, 3}], ids=["one-keyframe", "every-keyframe"])
+def test_a_model_failure_on_a_keyframe_makes_the_video_row_a_retried_error(two_shot_video: bytes, failing_calls: set[int]) -> None:
+    """A keyframe the model failed on is computed again by the next refresh (a retried error in
+    `keyframes`); the video's row must be one too, or it stays for good: pooled from the other
+    keyframes only, or a permanent "no keyframe has a value" error."""
+    embedder = EfficientNetImageEmbedder(config("image_embedding")).load()
+    real, calls = embedder.compute, []
+
+    def flaky(inputs):  # call 1: the chunk of both keyframes; then the runner's retry of each alone
+        calls.append(1)
+        if len(calls) in failing_calls:
+            raise RuntimeError("CUDA out of memory")
+        return real(inputs)
+
+    embedder.compute = flaky
+    keyframes_batch, video_batch = video_rows([(embedder, _stamp(embedder))], _item(two_shot_video), VideoReading())[0]
+    assert [is_retried_error(r["error"]) for r in keyframes_batch.to_pylist()] == [len(failing_calls) == 3, True]
+    (row,) = video_batch.to_pylist()
+    assert row["status"] == "error" and is_retried_error(row["error"]) and row["vector"] is None
 
 
 def test_video_labels_are_the_maximum_over_keyframes_with_its_time(two_shot_video: bytes) -> None:
