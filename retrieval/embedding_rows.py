@@ -82,6 +82,11 @@ def signal_rows(root: str, signal: str, model_version: str, version: int) -> pa.
     return delta_io.read_arrow(root, version, where=_partition(signal, model_version), columns=COLUMNS)
 
 
+def with_direction(matrix: np.ndarray) -> np.ndarray:
+    """Per row (a vector), whether it has a direction to find neighbours along: finite and not zero."""
+    return np.isfinite(matrix).all(axis=1) & matrix.any(axis=1)
+
+
 def vectors_of(rows: pa.Table, model_version: str) -> Vectors:
     """The ok rows' vectors, ordered by content id, but for vectors with no direction (not finite,
     or zero: another writer's); refuses rows of another model version (two models' vectors are not
@@ -102,7 +107,7 @@ def vectors_of(rows: pa.Table, model_version: str) -> Vectors:
     dim = lengths.pop() if lengths else 0
     flat = ok["vector"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
     matrix = flat.astype(np.float32).reshape(ok.num_rows, dim)
-    usable = np.isfinite(matrix).all(axis=1) & matrix.any(axis=1)  # no direction, no neighbours: NaN, inf, all zeros
+    usable = with_direction(matrix)
     if not usable.all():
         log.warning("%d ok rows of model version %s have a vector that is not finite or is zero, left out as error rows are: %s",
                     (~usable).sum(), model_version, ", ".join(pc.filter(ok["content_id"], pa.array(~usable)).to_pylist()[:5]))
@@ -133,4 +138,8 @@ def item_vector(root: str, signal: str, model_version: str, version: int, conten
     row = rows.to_pylist()[0]
     if row["status"] != STATUS_OK:
         raise UsageError(f"{content_id!r} has no vector for {signal} at model version {model_version}: {row['error']}")
-    return np.asarray(row["vector"], dtype=np.float32)
+    vector = np.asarray(row["vector"] or [], dtype=np.float32)
+    if not with_direction(vector[None, :])[0]:  # left out of every index (vectors_of): no neighbours to find
+        raise UsageError(f"{content_id!r} has a vector without a direction (not finite, or zero) for {signal} at model version "
+                         f"{model_version}: another writer's row, not indexed")
+    return vector

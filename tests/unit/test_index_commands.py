@@ -68,9 +68,12 @@ def test_bad_requests_exit_2_with_the_reason(lakehouse, tmp_path, capsys) -> Non
     assert status == 2 and "cannot resolve 'text_embedding'" in out
     status, out = run(capsys, lakehouse, "neighbours", SIGNAL, "pin-001")
     assert status == 2 and "no index of image_embedding" in out
+    append(lakehouse, rows(["pin-nan"], random_vectors(1, 2) * np.nan))  # an ok row without a direction (another writer's)
     assert run(capsys, lakehouse, "index", SIGNAL)[0] == 0
     status, out = run(capsys, lakehouse, "neighbours", SIGNAL, "pin-047")
     assert status == 2 and "'pin-047' has no vector for image_embedding at model version 1: image is corrupt" in out
+    status, out = run(capsys, lakehouse, "neighbours", SIGNAL, "pin-nan")
+    assert status == 2 and "'pin-nan' has a vector without a direction (not finite, or zero)" in out
     status, out = run(capsys, lakehouse, "neighbours", SIGNAL, "pin-999")
     assert status == 2 and "no row of 'pin-999'" in out
 
