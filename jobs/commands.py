@@ -31,6 +31,7 @@ from retrieval.build import build_index, embeddings_root, update_index
 from retrieval.embedding_rows import item_vector, pinned_version
 from retrieval.vector_index import neighbours
 from rollout.compare import Comparison, compare_in_lakehouse, log_to_mlflow, report_metrics, write_report
+from rollout.coverage import coverage
 from rollout.evaluate import REPORT, replace_section, run_evaluation
 from rollout.models import CHALLENGER, CHAMPION, champion_version, configured_signal, identity_params, registry_for
 from rollout.shot_evaluation import evaluate_shots
@@ -85,6 +86,10 @@ def _rollback(settings: Settings, args: argparse.Namespace) -> None:
     after = registry.rollback(args.signal, ledger_root=settings.table_root(RUNS.name), signal=args.signal,
                               expected=before)  # the champion this command says it rolls back
     console.print(f"{args.signal}: champion {before} -> {after} (rolled back); nothing recomputed")
+    if before is not None and not (covered := coverage(settings.lakehouse_root, args.signal, before, after)).complete:
+        console.print(f"[yellow]note:[/] version {after} {' and '.join(covered.shortfalls('the version rolled back from'))}: readers of "
+                      "the champion see them so until `content-signals refresh` computes them (after a champion change it compares "
+                      "the whole corpus)", soft_wrap=True)
 
 
 def _register(settings: Settings, args: argparse.Namespace) -> None:

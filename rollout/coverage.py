@@ -31,15 +31,19 @@ class Coverage:
     def complete(self) -> bool:
         return not self.missing and not self.in_error and not self.other_input
 
-    def message(self) -> str:
-        lacks = [f"lacks {len(self.missing)} of the {self.champion_items} items the champion (version {self.champion}) covers "
+    def shortfalls(self, reference: str = "the champion") -> list[str]:
+        """What the candidate lacks against `reference`, the version whose items it is judged by."""
+        lacks = [f"lacks {len(self.missing)} of the {self.champion_items} items {reference} (version {self.champion}) covers "
                  f"(e.g. {', '.join(self.missing[:3])})"] if self.missing else []
-        lacks += [f"has only an error row for {len(self.in_error)} items the champion has a value for "
+        lacks += [f"has only an error row for {len(self.in_error)} items {reference} has a value for "
                   f"(e.g. {', '.join(self.in_error[:3])})"] if self.in_error else []
-        lacks += [f"has rows of another input than the champion's for {len(self.other_input)} items, computed before their input "
+        lacks += [f"has rows of another input than {reference}'s for {len(self.other_input)} items, computed before their input "
                   f"changed (e.g. {', '.join(self.other_input[:3])})"] if self.other_input else []
-        return (f"{self.signal} version {self.candidate} has rows for {self.candidate_items} items and {' and '.join(lacks)}; compute them "
-                f"first: point the challenger alias at version {self.candidate} and run `content-signals backfill --challenger` "
+        return lacks
+
+    def message(self) -> str:
+        return (f"{self.signal} version {self.candidate} has rows for {self.candidate_items} items and {' and '.join(self.shortfalls())}; "
+                f"compute them first: point the challenger alias at version {self.candidate} and run `content-signals backfill --challenger` "
                 f"(no --slice-pct) over the champion's days, then promote again (or promote with --force)")
 
 

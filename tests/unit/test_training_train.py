@@ -253,3 +253,10 @@ def test_promote_refuses_a_version_covering_fewer_items_than_the_champion(tmp_pa
     DeltaTable(f"{tmp_path}/embeddings").update(updates={"input_hash": "'hash-of-the-new-picture'"}, predicate=f"model_version = '2' AND content_id = '{ids[7]}'")
     assert main(["promote", SIGNAL, "2", "--set", f"lakehouse={tmp_path}"]) == 0
     assert registry.aliases(SIGNAL)[CHAMPION] == "2"
+    capsys.readouterr()
+    append(tmp_path, rows(["pin-new"], random_vectors(1, 4), model_version="2"))  # a refresh on champion 2 adds an item
+    status, out = main(["rollback", SIGNAL, "--set", f"lakehouse={tmp_path}"]), capsys.readouterr().out  # an emergency: never refused
+    assert status == 0 and registry.aliases(SIGNAL)[CHAMPION] == "1"
+    said = " ".join(out.split())
+    assert "version 1 lacks 1 of the 51 items the version rolled back from (version 2) covers (e.g. pin-new)" in said
+    assert "until `content-signals refresh` computes them" in said
