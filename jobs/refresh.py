@@ -281,24 +281,24 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
     if settings.compute_once:  # an item whose input has a committed row at the signal's version gets a copy of it
         missing = missing.join(_committed_inputs(table, enabled), ["signal", "input_hash"], "left")
     else:
-        missing = missing.select("*", *[F.lit(None).cast("string").alias(c) for c in ("source_id", "source_file")])
+        missing = missing.select("*", F.lit(None).cast("string").alias("source_id"), F.lit(None).cast("array<string>").alias("source_files"))
     todo_items = missing.persist()
     # two actions, in this order: the first fills the caches of `current` and `annotated`, the
     # second reads them (in one action, each branch would scan the corpus and the table again)
     rewrite = rewrite_dropping(spark, root, read_version, annotated.filter("stale").select(*KEY, "file"))
-    todo_by_day = todo_items.groupBy("signal", "ds", "source_file").count().collect()
-    computed = [(r["signal"], r["ds"], r["count"]) for r in todo_by_day if r["source_file"] is None]
+    todo_by_day = todo_items.groupBy("signal", "ds", "source_files").count().collect()
+    computed = [(r["signal"], r["ds"], r["count"]) for r in todo_by_day if r["source_files"] is None]
     return Plan(
         contract, signals, scope, read_version,
         todo={name: sum(n for signal, _, n in computed if signal == name) for name in signals},
         todo_days=tuple(sorted({day for _, day, _ in computed})),
         rewrite=rewrite,
-        todo_items=todo_items.filter(F.col("source_file").isNull()).select("signal", "content_id"),
+        todo_items=todo_items.filter(F.col("source_files").isNull()).select("signal", "content_id"),
         cached=(newest, current, annotated, todo_items),
         corpus_check=corpus_check,
-        reused={name: sum(r["count"] for r in todo_by_day if r["signal"] == name and r["source_file"] is not None) for name in signals},
-        reused_items=todo_items.filter(F.col("source_file").isNotNull()).select(*REUSE_COLUMNS),
-        reused_files=frozenset(delta_io.relative_path(root, r["source_file"]) for r in todo_by_day if r["source_file"] is not None),
+        reused={name: sum(r["count"] for r in todo_by_day if r["signal"] == name and r["source_files"] is not None) for name in signals},
+        reused_items=todo_items.filter(F.col("source_files").isNotNull()).select(*REUSE_COLUMNS),
+        reused_files=frozenset(delta_io.relative_path(root, f) for r in todo_by_day if r["source_files"] is not None for f in r["source_files"]),
         newest=newest,
     )
 
@@ -307,14 +307,17 @@ REUSE_COLUMNS = ("signal", "content_id", "ds", "input_hash", "source_id")  # an 
 
 
 def _committed_inputs(table: DataFrame, enabled: Column) -> DataFrame:
-    """One committed row per (signal, input hash) at the enabled signals' model versions, not a
+    """One committed item per (signal, input hash) at the enabled signals' model versions, not a
     retried error, an ok one where the input has one (an input fetched by URI can have failed for
-    one item and not another): (signal, input_hash, source_id, source_file), the item and file it
-    is in, of the table's rows with their files in `file`. Only its key columns are read (its
-    vectors and scores are not)."""
+    one item and not another): (signal, input_hash, source_id, source_files), the item and every
+    file holding its rows (a compaction may have split an item's label rows across files), of the
+    table's rows with their files in `file`. Only its key columns are read (its vectors and scores
+    are not)."""
     rows = table.filter(enabled & ~_retried_error() & F.col("input_hash").isNotNull())
-    first = F.min(F.struct((F.col("status") != STATUS_OK).alias("failed"), F.col("content_id").alias("source_id"), F.col("file").alias("source_file")))
-    return rows.groupBy("signal", "input_hash").agg(first.alias("source")).select("signal", "input_hash", "source.source_id", "source.source_file")
+    items = rows.groupBy("signal", "input_hash", F.col("content_id").alias("source_id")).agg(
+        F.max(F.col("status") != STATUS_OK).alias("failed"), F.array_sort(F.collect_set("file")).alias("source_files"))
+    first = F.min(F.struct("failed", "source_id", "source_files"))
+    return items.groupBy("signal", "input_hash").agg(first.alias("source")).select("signal", "input_hash", "source.source_id", "source.source_files")
 
 
 def _retried_error() -> Column:
@@ -392,13 +395,15 @@ def apply_plan(spark: SparkSession, settings: Settings, run: Run, plan: Plan, co
 def _copies(spark: SparkSession, root: str, plan: Plan, run: Run) -> DataFrame:
     """The rows of the plan's reused items: each a copy of the committed row (rows, for labels)
     of the item with the same input at the same model version, with the item's own key, day,
-    run and time."""
+    run and time; an item's rows in one task, so in one file, wherever its source's rows were
+    (split across files, they went to two writers, and the written-items check counted the item
+    twice and refused the commit)."""
     versions = F.create_map(*[F.lit(v) for name, s in plan.signals.items() for v in (name, s.config.model.version)])
     items = plan.reused_items.select(*REUSE_COLUMNS, versions[F.col("signal")].alias("model_version"))  # type: ignore[union-attr]
     stored = spark_io.read_spark(spark, root, plan.read_version, only=set(plan.reused_files)).withColumnRenamed("content_id", "source_id")
     copied = stored.drop("ds", "run_id", "computed_at").join(items, ["signal", "model_version", "source_id", "input_hash"])
     return copied.select(*[F.lit(run.run_id).alias(c) if c == "run_id" else F.lit(run.started).alias(c) if c == "computed_at" else F.col(c)
-                           for c in plan.contract.schema.names])
+                           for c in plan.contract.schema.names]).repartition("content_id")
 
 
 def run_refresh(spark: SparkSession, settings: Settings, run_id: str | None = None, full: bool = False) -> RunResult:

@@ -21,7 +21,7 @@ from jobs.engine import Run, signal_rows
 from jobs.refresh import run_refresh
 from lake import spark_io
 from signals.base import ModelRef, SignalConfig
-from signals.contracts import EMBEDDINGS
+from signals.contracts import EMBEDDINGS, LABELS
 from signals.hashing import text_input_hash
 from udfs.resources import Placement
 from udfs.rows import grouped_by_input
@@ -117,6 +117,7 @@ def test_tables_equal_computing_each_item(spark, corpus_lakehouse, tmp_path, emp
     run_backfill(spark, once)
     ids = repin(once.table_root("corpus"), every=3)
     repin(every.table_root("corpus"), every=3)
+    _split_across_files(once.table_root("labels"), [i.removeprefix("repin-") for i in ids], "image_quality", "blurry")
 
     refreshed = run_refresh(spark, once)
     run_backfill(spark, every)
@@ -129,6 +130,16 @@ def test_tables_equal_computing_each_item(spark, corpus_lakehouse, tmp_path, emp
     rows = DeltaTable(once.table_root("labels")).to_pyarrow_table()
     copied = rows.filter(pc.is_in(rows["content_id"], pa.array(ids)))
     assert set(copied["run_id"].to_pylist()) == {refreshed.run_id} and set(copied["ds"].to_pylist()) == {REPIN_DAY}
+
+
+def _split_across_files(root: str, candidates: list[str], signal: str, label: str) -> None:
+    """Move the first candidate's row of the label (an item with an ok row of `signal`) to a file of
+    its own, as a compaction that cut its output files between an item's label rows leaves them."""
+    table = DeltaTable(root)
+    rows = table.to_pyarrow_table(filters=[("signal", "=", signal), ("label", "=", label)])
+    content_id = next(c for c in candidates if c in set(rows["content_id"].to_pylist()))
+    table.delete(f"content_id = '{content_id}' AND signal = '{signal}' AND label = '{label}'")
+    write_deltalake(root, rows.filter(pc.equal(rows["content_id"], content_id)), mode="append", partition_by=list(LABELS.partition_by))
 
 
 def _copy_of(root: str, content_id: str, new_id: str) -> None:
