@@ -285,7 +285,7 @@ class Comparison:
         return differences(self.kind, self.metrics, self.version_a, self.version_b)
 
 
-def differences(kind: str, m: Mapping[str, Any], version_a: str = "a", version_b: str = "b") -> list[str]:
+def differences(kind: str, m: Mapping[str, Any], version_a: str, version_b: str) -> list[str]:
     """Human-readable differences found in a comparison's metrics (none for identical versions)."""
     found = []
     if not m.get("items_compared"):  # nothing measured: every figure below is None alike, which is no likeness
