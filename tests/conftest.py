@@ -117,6 +117,13 @@ def lakehouse_with_corpus(corpus: Corpus, dest: Path, *overrides: str) -> Settin
     return settings_for(dest, *overrides)
 
 
+def copy_lakehouse(source: Settings, dest: Path, *overrides: str) -> Settings:
+    """Settings for a writable copy at `dest` of the lakehouse `source` names (tables, run ledger,
+    registry), as its runs left it: a test starts from a shared fixture's runs instead of its own."""
+    shutil.copytree(source.lakehouse_root, dest)
+    return settings_for(dest, *overrides)
+
+
 @pytest.fixture
 def fresh_lakehouse(tmp_path, corpus_lakehouse) -> Callable[..., Settings]:
     """Factory: a new, writable lakehouse with the sample corpus, settings overridden as asked."""

@@ -72,15 +72,19 @@ def test_every_item_has_one_valid_row_per_enabled_signal(demo):
     assert set(keyframes["content_id"].to_pylist()) == set(video_truth["content_id"].to_pylist())  # every video: keyframes or its error
 
 
-def test_running_the_demo_again_changes_no_vector(demo):
+def test_running_the_demo_again_over_a_day_changes_no_vector(demo):
     lakehouse, _ = demo
     before = _rows(lakehouse, "embeddings").sort_by([("content_id", "ascending"), ("signal", "ascending")])
-    again = _demo(lakehouse, *EMBEDDINGS_ONLY)  # the same backfill of the embeddings, again
+    corpus = _rows(lakehouse, "corpus")
+    day = pc.filter(corpus["ds"], pc.is_in(corpus["content_id"], _rows(lakehouse, "video_truth")["content_id"]))[0].as_py()
+    again = _demo(lakehouse, "--start", day, "--end", day, *EMBEDDINGS_ONLY)  # a day of photos and a video, backfilled again
     assert again.returncode == 0, again.stderr[-3000:]
     assert "already" in again.stdout  # the corpus is not regenerated
     after = _rows(lakehouse, "embeddings").sort_by([("content_id", "ascending"), ("signal", "ascending")])
     for column in ("content_id", "signal", "vector", "status", "error", "input_hash"):
         assert after[column].equals(before[column]), column
+    rewritten = {ds for ds, new, old in zip(after["ds"].to_pylist(), after["run_id"].to_pylist(), before["run_id"].to_pylist()) if new != old}
+    assert rewritten == {day}  # that day's rows were computed again, no other day's
     operations = [h["operation"] for h in DeltaTable(str(lakehouse / "embeddings")).history()]
     assert len(operations) == 3  # create, first backfill, second backfill
 

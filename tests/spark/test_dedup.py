@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import shutil
 from collections import defaultdict
 
 import numpy as np
 import pyarrow as pa
 import pytest
-from conftest import settings_for
+from conftest import copy_lakehouse
 from deltalake import DeltaTable, write_deltalake
 
 from jobs.dedup import connected_components, edges, fingerprints, run_dedup
@@ -28,8 +27,7 @@ def deduped(spark, backfilled, tmp_path_factory):
     """The dedup job on a copy of the backfill (which other tests read as it is), whose corpus then
     lost two images (their embeddings from the backfill stay) and one item's date."""
     lakehouse = tmp_path_factory.mktemp("deduped") / "lakehouse"
-    shutil.copytree(backfilled.settings.lakehouse_root, lakehouse)
-    settings = settings_for(lakehouse)
+    settings = copy_lakehouse(backfilled.settings, lakehouse)
     corpus = DeltaTable(settings.table_root("corpus")).to_pyarrow_table()
     ids = corpus["content_id"].to_pylist()
     images = [b"" if c in TAKEN_DOWN else i for c, i in zip(ids, corpus["image"].to_pylist())]

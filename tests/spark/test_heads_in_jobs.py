@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import edit_corpus, settings_for
+from conftest import copy_lakehouse, edit_corpus, settings_for
 
 from jobs.backfill import run_backfill
 from jobs.cli import main
@@ -53,8 +53,7 @@ def head_rows(settings, version: str) -> pd.DataFrame:
 
 def test_a_trained_head_through_shadow_gate_canary_and_refresh(spark, backfilled, tmp_path, capsys):
     lakehouse = tmp_path / "lakehouse"
-    shutil.copytree(backfilled.settings.lakehouse_root, lakehouse)
-    settings = settings_for(lakehouse, *OFF, *LENIENT, "signals.head_low_quality.enabled=true")
+    settings = copy_lakehouse(backfilled.settings, lakehouse, *OFF, *LENIENT, "signals.head_low_quality.enabled=true")
     weak, gold = labels_from_truth(str(lakehouse), seed=0)
     first = train_task(settings, "low_quality", weak, "weak", gold=gold, report_path=tmp_path / "report.html")
     run_backfill(spark, settings, role=CHALLENGER)  # only the head has a challenger: a shadow run of it on every item
@@ -157,8 +156,7 @@ def test_a_head_on_joined_embeddings_in_a_shadow_run_and_a_refresh_that_changes_
     profile's: each stored score equals the head on the two stored vectors, an item's image error
     is its error, and a retitled item (the text embedding alone recomputed) is scored again."""
     lakehouse = tmp_path / "lakehouse"
-    shutil.copytree(backfilled.settings.lakehouse_root, lakehouse)
-    settings = settings_for(lakehouse, *(o for o in OFF if not o.startswith("signals.text_embedding.")), *LENIENT,
+    settings = copy_lakehouse(backfilled.settings, lakehouse, *(o for o in OFF if not o.startswith("signals.text_embedding.")), *LENIENT,
                             "signals.head_low_quality.enabled=true")
     weak, gold = labels_from_truth(str(lakehouse), seed=0)
     trained = train_task(settings, "low_quality", weak, "weak", "image_embedding+text_embedding", gold=gold, report_path=tmp_path / "r.html")

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.compute as pc
 import pytest
-from conftest import CHEAP_SIGNALS, lakehouse_with_corpus, settings_for
+from conftest import CHEAP_SIGNALS, copy_lakehouse
 
 from jobs.backfill import run_backfill
 from jobs.failures import ALERTED, explain
@@ -114,23 +114,22 @@ def _check_dashboard(settings, result, day: str, folder: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def watched(spark, corpus_lakehouse, tmp_path_factory):
-    """The sample corpus backfilled with the cheap signals, its statistics checked. Read only: a
-    test copies it (`_copy`)."""
-    settings = lakehouse_with_corpus(corpus_lakehouse, tmp_path_factory.mktemp("watched") / "lakehouse", *CHEAP_SIGNALS)
-    backfill = run_backfill(spark, settings)
-    quiet = run_monitor(spark, settings, backfill.run_id)
+def watched(spark, cheap_backfilled, tmp_path_factory):
+    """The sample corpus backfilled with the cheap signals (a copy of the shared backfill), its
+    statistics checked. Read only: a test copies it (`_copy`)."""
+    settings = copy_lakehouse(cheap_backfilled, tmp_path_factory.mktemp("watched") / "lakehouse", *CHEAP_SIGNALS)
+    (backfill,) = set(delta_io.read_arrow(settings.table_root("runs"))["run_id"].to_pylist())
+    quiet = run_monitor(spark, settings, backfill)
     assert not quiet.fired, [v.message for _, v in quiet.fired]
-    _check_stats_against_the_rows(settings, backfill.run_id)  # kept by the backfill as it wrote its rows
-    kept = read_stats(settings, pc.field("run_id") == backfill.run_id)
-    _check_same_stats(kept, stats_of_run(spark, settings, backfill.run_id, recompute=True))  # its files read again
+    _check_stats_against_the_rows(settings, backfill)  # kept by the backfill as it wrote its rows
+    kept = read_stats(settings, pc.field("run_id") == backfill)
+    _check_same_stats(kept, stats_of_run(spark, settings, backfill, recompute=True))  # its files read again
     return settings
 
 
 def _copy(settings, tmp_path: Path, *overrides: str):
     """A writable copy of a lakehouse (tables and registry), with the same overrides and these."""
-    shutil.copytree(settings.lakehouse_root, tmp_path / "lakehouse")
-    return settings_for(tmp_path / "lakehouse", *CHEAP_SIGNALS, *overrides)
+    return copy_lakehouse(settings, tmp_path / "lakehouse", *CHEAP_SIGNALS, *overrides)
 
 
 def test_a_day_of_truncated_images_raises_error_rate_alerts_and_exit_5(spark, watched, tmp_path) -> None:

@@ -4,13 +4,11 @@ runs either both land or one stops with a conflict and succeeds when retried. Ev
 compared with a from-scratch backfill of the same corpus that was never interrupted."""
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from conftest import CHEAP_SIGNALS, edit_corpus, lakehouse_with_corpus, rewrite_as_errors, settings_for
+from conftest import CHEAP_SIGNALS, copy_lakehouse, edit_corpus, lakehouse_with_corpus, rewrite_as_errors
 from deltalake import DeltaTable
 
 from jobs.backfill import run_backfill
@@ -68,6 +66,15 @@ def two_lakehouses(tmp_path, corpus_lakehouse, lakehouse):
     return lakehouse, lakehouse_with_corpus(corpus_lakehouse, tmp_path / "b", *CHEAP_SIGNALS)
 
 
+@pytest.fixture
+def backfilled_and_reference(tmp_path, corpus_lakehouse, cheap_backfilled):
+    """(a copy of the shared backfill's lakehouse, for the run under test; a reference lakehouse
+    with the same corpus). Only after a backfill: a refresh records the corpus's location, which
+    a copy changes, so the copy of a refreshed lakehouse would compare its whole corpus."""
+    return (copy_lakehouse(cheap_backfilled, tmp_path / "a", *CHEAP_SIGNALS),
+            lakehouse_with_corpus(corpus_lakehouse, tmp_path / "b", *CHEAP_SIGNALS))
+
+
 def test_a_first_refresh_equals_a_backfill_and_a_second_one_commits_nothing(spark, lakehouse, cheap_backfilled):
     settings = lakehouse
     first = run_refresh(spark, settings)
@@ -81,11 +88,10 @@ def test_a_first_refresh_equals_a_backfill_and_a_second_one_commits_nothing(spar
     assert first.status == ledger.SUCCEEDED
 
 
-def test_only_new_and_changed_items_are_computed_and_takedowns_vanish_from_every_signal(spark, two_lakehouses, monkeypatch):
+def test_only_new_and_changed_items_are_computed_and_takedowns_vanish_from_every_signal(spark, backfilled_and_reference, monkeypatch):
     import jobs.refresh
 
-    settings, reference = two_lakehouses
-    run_backfill(spark, settings)
+    settings, reference = backfilled_and_reference
     edits = edit_corpus(settings.table_root("corpus"))
     edit_corpus(reference.table_root("corpus"))
     text_only = _text_only(settings)
@@ -251,9 +257,8 @@ def test_an_unchanged_corpus_is_not_read_at_all(spark, two_lakehouses):
     assert list(tracker.getJobIdsForGroup("unchanged-corpus")) == []
 
 
-def test_the_whole_corpus_is_compared_when_the_changes_cannot_be_known(spark, two_lakehouses):
-    settings, _ = two_lakehouses
-    run_backfill(spark, settings)
+def test_the_whole_corpus_is_compared_when_the_changes_cannot_be_known(spark, backfilled_and_reference):
+    settings, _ = backfilled_and_reference
     assert "no refresh" in _scope(settings).why  # a backfill brings only its window in line
     _edit_in_place(settings)
     run_refresh(spark, _text_only(settings))
@@ -339,9 +344,8 @@ def test_an_item_ingested_again_moves_to_its_new_day_and_a_change_to_its_older_r
     assert days == {(moved, last_day), (twice, last_day)}
 
 
-def test_a_backfill_of_the_day_an_item_was_ingested_again_drops_its_row_on_the_older_day(spark, two_lakehouses):
-    settings, reference = two_lakehouses
-    run_backfill(spark, settings)
+def test_a_backfill_of_the_day_an_item_was_ingested_again_drops_its_row_on_the_older_day(spark, backfilled_and_reference):
+    settings, reference = backfilled_and_reference
     corpus = DeltaTable(settings.table_root("corpus")).to_pyarrow_table().sort_by("content_id")
     last_day = max(corpus["ds"].to_pylist())
     moved = [c for c, d in zip(corpus["content_id"].to_pylist(), corpus["ds"].to_pylist()) if d != last_day][3]
@@ -389,8 +393,7 @@ def test_an_error_row_without_a_reason_is_kept_once_not_computed_beside_itself(s
     """A row written by hand with status error and no reason is not a retried error (as
     `is_retried_error(None)`), so a refresh leaves it: it was judged neither stale nor in line, and
     computed again beside itself (a second row of its key)."""
-    shutil.copytree(backfilled.settings.lakehouse_root, tmp_path / "lake")
-    settings = settings_for(tmp_path / "lake")
+    settings = copy_lakehouse(backfilled.settings, tmp_path / "lake")
     root = settings.table_root("embeddings")
     rows = rewrite_as_errors(root, lambda t: pc.and_(pc.equal(t["content_id"], t["content_id"][0]), pc.equal(t["signal"], t["signal"][0])), None)
 

@@ -7,11 +7,13 @@ import shutil
 
 import pyarrow.compute as pc
 import pytest
+from conftest import copy_lakehouse, lakehouse_with_corpus
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
 from conf.settings import UsageError
 from jobs.backfill import run_backfill
+from lake import delta_io
 from lake.lakehouse import Lakehouse
 from rollout.compare import compare_in_lakehouse
 from rollout.models import CHALLENGER, build_signals, registry_for
@@ -32,29 +34,43 @@ def _rows(settings, version: str):
     return rows.filter(pc.equal(rows["model_version"], version)).sort_by("content_id")
 
 
-@pytest.fixture
-def with_challenger(spark, fresh_lakehouse, tmp_path):
+def _files(settings) -> set[str]:
+    """The embeddings table's live files, as its log names them (relative: alike in a copy)."""
+    return {f.path for f in delta_io.live_files(settings.table_root("embeddings"))}
+
+
+@pytest.fixture(scope="module")
+def challenged(spark, corpus_lakehouse, tmp_path_factory):
     """A lakehouse whose image embedding has champion v1 (computed) and a challenger v2 with
-    perturbed weights, computed on a stable 30% canary slice."""
-    settings = fresh_lakehouse(*ONLY_IMAGE_EMBEDDING)
+    perturbed weights, computed on a stable 30% canary slice. Read only: `with_challenger` copies it."""
+    folder = tmp_path_factory.mktemp("challenged")
+    settings = lakehouse_with_corpus(corpus_lakehouse, folder / "lakehouse", *ONLY_IMAGE_EMBEDDING)
     run_backfill(spark, settings)
     registry = registry_for(settings)
     assert registry.aliases("image_embedding") == {"champion": "1"}
-    champion_files = set(DeltaTable(settings.table_root("embeddings")).file_uris())
+    champion_files = _files(settings)
     champion_rows = _rows(settings, "1")
 
-    path = perturbed_efficientnet(tmp_path / "efficientnet-v2.pth")
+    path = perturbed_efficientnet(folder / "efficientnet-v2.pth")
     v2 = registry.register("image_embedding", path, {"kind": "efficientnet_lite0_image", "weights_path": path})
     registry.client.set_registered_model_alias("image_embedding", CHALLENGER, v2.version)
     canary = run_backfill(spark, settings, role=CHALLENGER, slice_percent=30)
-    return settings, registry, v2.version, champion_files, champion_rows, canary
+    return settings, v2.version, champion_files, champion_rows, canary
+
+
+@pytest.fixture
+def with_challenger(challenged, tmp_path):
+    """A writable copy of `challenged`, with its registry."""
+    settings, v2, champion_files, champion_rows, canary = challenged
+    copy = copy_lakehouse(settings, tmp_path / "lakehouse", *ONLY_IMAGE_EMBEDDING)
+    return copy, registry_for(copy), v2, champion_files, champion_rows, canary
 
 
 def test_the_challenger_lands_beside_the_champion_on_a_stable_slice(spark, with_challenger):
     settings, registry, v2, champion_files, champion_rows, canary = with_challenger
     assert v2 == "2" and [o.model.version for o in canary.outcomes] == ["2"]
     assert _rows(settings, "1").equals(champion_rows)  # byte for byte, run ids and times included
-    assert champion_files <= set(DeltaTable(settings.table_root("embeddings")).file_uris())
+    assert champion_files <= _files(settings)
     slice_ids = _rows(settings, "2")["content_id"].to_pylist()
     total = champion_rows.num_rows
     assert 0.15 * total <= len(slice_ids) <= 0.45 * total
