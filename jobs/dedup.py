@@ -83,11 +83,12 @@ def keyframe_hashes(spark: SparkSession, settings: Settings) -> DataFrame:
     )
 
 
-def fingerprints(spark: SparkSession, settings: Settings) -> DataFrame:
-    """Per corpus item: exact hash, pHash and flatness (or the decode error), and the embedding if
-    any; a video item's hash is that of its video bytes, its `keyframe_phashes` its keyframes' (its
-    `phash` the longest span's), its error that of its video."""
-    corpus = one_row_per_id(CorpusSource.of(settings).read(spark))
+def fingerprints(spark: SparkSession, settings: Settings, corpus_rows: DataFrame) -> DataFrame:
+    """Per item of `corpus_rows` (as `CorpusSource.read` gives them, one row per id kept): exact
+    hash, pHash and flatness (or the decode error), and the embedding if any; a video item's hash
+    is that of its video bytes, its `keyframe_phashes` its keyframes' (its `phash` the longest
+    span's), its error that of its video."""
+    corpus = one_row_per_id(corpus_rows)
     signal = settings.dedup.embedding_signal
     vectors = (
         spark_io.read_spark(spark, settings.table_root(EMBEDDINGS.name))
@@ -280,9 +281,10 @@ def run_dedup(spark: SparkSession, settings: Settings, run_id: str | None = None
     entry = Tracked(JOB, ModelRef(signal, champion_version(settings, signal)), DUPLICATES.name)
     with recorded(settings, run, [entry]) as finish:
         read_version = delta_io.ensure_table(root, DUPLICATES).version()
-        check = check_rows(corpus.read(spark))
+        rows_read = corpus.read(spark, corpus.version())  # one read, of the pinned version: what is counted is what is grouped
+        check = check_rows(rows_read)
         with spark_progress(spark.sparkContext, "dedup fingerprints and edges"):
-            items = fingerprints(spark, settings).localCheckpoint()
+            items = fingerprints(spark, settings, rows_read).localCheckpoint()
             links = one_picture_per_video(edges(items, settings.dedup), items).localCheckpoint()
             groups = connected_components(items.select("content_id"), links)
         best = links.select("a", "b", "method", "hamming", "cosine").unionByName(links.select(F.col("b").alias("a"), F.col("a").alias("b"), "method", "hamming", "cosine"))

@@ -9,7 +9,7 @@ from collections import defaultdict
 import numpy as np
 import pyarrow as pa
 import pytest
-from conftest import settings_for
+from conftest import edit_corpus, settings_for
 from deltalake import DeltaTable, write_deltalake
 
 from jobs.dedup import connected_components, edges, fingerprints, run_dedup
@@ -40,6 +40,47 @@ def deduped(spark, backfilled, tmp_path_factory):
     write_deltalake(settings.table_root("corpus"), corpus, mode="overwrite", partition_by=["ds"])
     result = run_dedup(spark, settings)
     return settings, result, DeltaTable(settings.table_root("duplicates")).to_pyarrow_table().to_pylist()
+
+
+def _copy_of(backfilled, folder) -> str:
+    """A copy of the backfilled lakehouse (other tests read it as it is): its corpus table's root."""
+    shutil.copytree(backfilled.settings.lakehouse_root, folder)
+    return settings_for(folder).table_root("corpus")
+
+
+def _grouped_ids(settings) -> list[str]:
+    return sorted(DeltaTable(settings.table_root("duplicates")).to_pyarrow_table()["content_id"].to_pylist())
+
+
+def test_dedup_groups_the_pinned_corpus_version(spark, backfilled, tmp_path):
+    """With `corpus.version` pinned (what the backfill computed and `--dry-run` names), dedup
+    groups the items of that version, not those of a later one (before, it read the latest)."""
+    root = _copy_of(backfilled, tmp_path / "lakehouse")
+    pinned = DeltaTable(root).version()
+    edit_corpus(root)  # a later version: some items gone, some new
+    settings = settings_for(tmp_path / "lakehouse", f"corpus.version={pinned}")
+    run_dedup(spark, settings)
+    assert _grouped_ids(settings) == sorted(DeltaTable(root, version=pinned).to_pyarrow_table()["content_id"].to_pylist())
+
+
+def test_a_corpus_commit_while_dedup_runs_is_not_read_half(spark, backfilled, tmp_path, monkeypatch):
+    """Dedup counts and groups one read of the corpus: before, a corpus commit landing after it
+    counted the items and before it grouped them failed the run (N items written for M)."""
+    import jobs.dedup
+
+    root = _copy_of(backfilled, tmp_path / "lakehouse")
+    read = DeltaTable(root).version()
+    counted = jobs.dedup.check_rows
+
+    def count_then_commit(rows):
+        check = counted(rows)
+        edit_corpus(root)
+        return check
+
+    monkeypatch.setattr(jobs.dedup, "check_rows", count_then_commit)
+    settings = settings_for(tmp_path / "lakehouse")
+    run_dedup(spark, settings)
+    assert _grouped_ids(settings) == sorted(DeltaTable(root, version=read).to_pyarrow_table()["content_id"].to_pylist())
 
 
 def test_connected_components_take_the_smallest_reachable_id(spark):
@@ -87,7 +128,9 @@ def test_a_taken_down_item_is_an_error_row_alone_and_its_copies_keep_a_live_cano
 
 
 def test_spark_fingerprints_equal_python(spark, backfilled):
-    rows = fingerprints(spark, backfilled.settings).collect()
+    from jobs.corpus import CorpusSource
+
+    rows = fingerprints(spark, backfilled.settings, CorpusSource.of(backfilled.settings).read(spark)).collect()
     corpus = {r["content_id"]: r["image"] for r in DeltaTable(backfilled.settings.table_root("corpus")).to_pyarrow_table().to_pylist()}
     for row in rows:
         image = corpus[row.content_id]
