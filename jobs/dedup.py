@@ -142,11 +142,15 @@ def _candidates(items: DataFrame, hashes_column: str, within: Callable[[Column],
     items of its hash (equal hashes are within every reach, and their pairs would say nothing
     more) and with the other hashes' smallest ids, so a bucket costs its distinct hashes times its
     items, not its items squared (a picture copied thousands of times fills every bucket of its
-    hashes). A bucket of more than `max_bucket` distinct hashes is skipped."""
-    keyed = items.select("content_id", "edge_phashes", F.explode(hashes_column).alias("hash")).select(
-        "content_id", "edge_phashes", "hash", F.explode(_band_keys(F.col("hash")[0], rules.bands)).alias("bucket")).distinct()
-    bucket = Window.partitionBy("bucket")  # one shuffle and one sort for both windows: (bucket, hash) first
-    anchored = keyed.withColumn("anchor", F.min("content_id").over(Window.partitionBy("bucket", "hash")))
+    hashes). The pictures and the videos of a hash have a smallest id each: a video keeps only its
+    best edge to a picture (`one_picture_per_video`), so a picture cannot stand for the videos of
+    its hash, whose edges to each other all count. A bucket of more than `max_bucket` distinct
+    hashes (of pictures, and of videos, apart) is skipped."""
+    video = F.col("keyframe_phashes").isNotNull().alias("video")
+    keyed = items.select("content_id", "edge_phashes", video, F.explode(hashes_column).alias("hash")).select(
+        "content_id", "edge_phashes", "video", "hash", F.explode(_band_keys(F.col("hash")[0], rules.bands)).alias("bucket")).distinct()
+    bucket = Window.partitionBy("bucket")  # one shuffle and one sort for both windows: (bucket, hash, video) first
+    anchored = keyed.withColumn("anchor", F.min("content_id").over(Window.partitionBy("bucket", "hash", "video")))
     comparable = anchored.withColumn("hashes", F.sum((F.col("content_id") == F.col("anchor")).cast("int")).over(bucket)).filter(
         F.col("hashes") <= rules.max_bucket)
     a, b = comparable.filter(F.col("content_id") == F.col("anchor")).alias("a"), comparable.alias("b")  # a side per hash

@@ -223,6 +223,26 @@ def test_a_slideshow_joins_the_group_of_one_photo_it_shows_not_all_of_them(spark
     assert groups == {"photo-0": "photo-0", "photo-1": "photo-1", "photo-2": "photo-2", "slideshow": "photo-1", "slideshow-copy": "photo-1"}
 
 
+def test_two_encodings_of_a_video_stay_together_when_a_photo_shares_their_keyframe(spark):
+    """Both encodings of a slideshow show photo-1 at its very pHash, photo-1's id being smaller: as
+    that hash's smallest id it stood for them, so they were paired with it and never with each
+    other, each then kept its own best picture (photo-0, photo-1), and the copies fell in two
+    groups. The videos of a hash are paired with its smallest video, and their edge counts."""
+    from conf.settings import DedupSettings
+    from jobs.dedup import one_picture_per_video
+    from signals.labels.perceptual_hash import to_int64
+
+    p0, p1 = (to_int64(int(h)) for h in np.random.default_rng(9).integers(0, 2**63, 2, dtype=np.uint64) * 2 + 1)
+    rows = [("photo-0", "h-photo-0", p0, False, None), ("photo-1", "h-photo-1", p1, False, None),
+            ("slideshow", "h-slideshow", p0, False, [p0, p1]), ("slideshow-copy", "h-copy", p0 ^ 0b1, False, [p0 ^ 0b1, p1])]
+    items = spark.createDataFrame(rows, "content_id string, exact_hash string, phash long, flat boolean, keyframe_phashes array<bigint>").selectExpr(
+        "*", "cast(null as array<float>) as vector", "cast(null as array<bigint>) as simhash")
+    kept = one_picture_per_video(edges(items, DedupSettings()), items)
+    assert ("slideshow", "slideshow-copy") in {(r.a, r.b) for r in kept.collect()}
+    groups = dict(connected_components(items.select("content_id"), kept).collect())
+    assert groups["slideshow"] == groups["slideshow-copy"] == "photo-0"
+
+
 def test_spark_candidates_are_the_pairs_within_reach_as_brute_force_finds(spark):
     from pyspark.sql import functions as F
 
