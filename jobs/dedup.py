@@ -45,7 +45,7 @@ from pyspark.sql import functions as F
 
 from conf.settings import DedupSettings, Settings
 from jobs.corpus import CorpusSource, check_rows, one_row_per_id
-from jobs.engine import Run, RunResult, Tracked, recorded
+from jobs.engine import Run, RunResult, Tracked, already_committed, recorded
 from jobs.progress import spark_progress
 from lake import delta_io, ledger, spark_io
 from lake.ledger import SUCCEEDED
@@ -275,6 +275,9 @@ def _checkpointed(frame: DataFrame) -> DataFrame:
 def run_dedup(spark: SparkSession, settings: Settings, run_id: str | None = None) -> RunResult:
     """Rebuild the duplicates table from the corpus and the embeddings, in one commit."""
     run = Run.begin(JOB, run_id)
+    done = already_committed(settings, run, [DUPLICATES])  # a retry of a run whose commit landed computes nothing
+    if done:
+        return done
     root = settings.table_root(DUPLICATES.name)
     corpus = CorpusSource.of(settings)
     signal = settings.dedup.embedding_signal
