@@ -392,6 +392,7 @@ class Bench:
         it compares the whole corpus) and the dedup job, each timed; and the pairs dedup compared
         (counted after its timed run)."""
         from jobs.backfill import run_backfill
+        from jobs.corpus import CorpusSource
         from jobs.dedup import candidate_pairs, fingerprints, run_dedup
 
         rows: list[dict[str, Any]] = []
@@ -407,7 +408,7 @@ class Bench:
                 _, refresh, _ = self.refresh_new_day(spark, settings, enabled, f"bench-scale-{level}x-refresh")
                 with CpuShare() as dedup:
                     run_dedup(spark, settings, run_id=f"bench-scale-{level}x-dedup")
-                pairs = candidate_pairs(fingerprints(spark, settings), settings.dedup).count()
+                pairs = candidate_pairs(fingerprints(spark, settings, CorpusSource.of(settings).read(spark)), settings.dedup).count()
                 row = {"level": level, "items": n, "corpus_written_s": self.corpora[n]["written_s"], "backfill_s": round(backfill.wall, 2),
                        "refresh_1pct_s": round(refresh.wall, 2), "dedup_s": round(dedup.wall, 2), "dedup_pairs": pairs}
                 rows.append(row)

@@ -45,7 +45,7 @@ from pyspark.sql import functions as F
 
 from conf.settings import DedupSettings, Settings
 from jobs.corpus import CorpusSource, check_rows, one_row_per_id
-from jobs.engine import Run, RunResult, Tracked, recorded
+from jobs.engine import Run, RunResult, Tracked, already_committed, recorded
 from jobs.progress import spark_progress
 from lake import delta_io, ledger, spark_io
 from lake.ledger import SUCCEEDED
@@ -83,11 +83,12 @@ def keyframe_hashes(spark: SparkSession, settings: Settings) -> DataFrame:
     )
 
 
-def fingerprints(spark: SparkSession, settings: Settings) -> DataFrame:
-    """Per corpus item: exact hash, pHash and flatness (or the decode error), and the embedding if
-    any; a video item's hash is that of its video bytes, its `keyframe_phashes` its keyframes' (its
-    `phash` the longest span's), its error that of its video."""
-    corpus = one_row_per_id(CorpusSource.of(settings).read(spark))
+def fingerprints(spark: SparkSession, settings: Settings, corpus_rows: DataFrame) -> DataFrame:
+    """Per item of `corpus_rows` (as `CorpusSource.read` gives them, one row per id kept): exact
+    hash, pHash and flatness (or the decode error), and the embedding if any; a video item's hash
+    is that of its video bytes, its `keyframe_phashes` its keyframes' (its `phash` the longest
+    span's), its error that of its video."""
+    corpus = one_row_per_id(corpus_rows)
     signal = settings.dedup.embedding_signal
     vectors = (
         spark_io.read_spark(spark, settings.table_root(EMBEDDINGS.name))
@@ -141,11 +142,15 @@ def _candidates(items: DataFrame, hashes_column: str, within: Callable[[Column],
     items of its hash (equal hashes are within every reach, and their pairs would say nothing
     more) and with the other hashes' smallest ids, so a bucket costs its distinct hashes times its
     items, not its items squared (a picture copied thousands of times fills every bucket of its
-    hashes). A bucket of more than `max_bucket` distinct hashes is skipped."""
-    keyed = items.select("content_id", "edge_phashes", F.explode(hashes_column).alias("hash")).select(
-        "content_id", "edge_phashes", "hash", F.explode(_band_keys(F.col("hash")[0], rules.bands)).alias("bucket")).distinct()
-    bucket = Window.partitionBy("bucket")  # one shuffle and one sort for both windows: (bucket, hash) first
-    anchored = keyed.withColumn("anchor", F.min("content_id").over(Window.partitionBy("bucket", "hash")))
+    hashes). The pictures and the videos of a hash have a smallest id each: a video keeps only its
+    best edge to a picture (`one_picture_per_video`), so a picture cannot stand for the videos of
+    its hash, whose edges to each other all count. A bucket of more than `max_bucket` distinct
+    hashes (of pictures, and of videos, apart) is skipped."""
+    video = F.col("keyframe_phashes").isNotNull().alias("video")
+    keyed = items.select("content_id", "edge_phashes", video, F.explode(hashes_column).alias("hash")).select(
+        "content_id", "edge_phashes", "video", "hash", F.explode(_band_keys(F.col("hash")[0], rules.bands)).alias("bucket")).distinct()
+    bucket = Window.partitionBy("bucket")  # one shuffle and one sort for both windows: (bucket, hash, video) first
+    anchored = keyed.withColumn("anchor", F.min("content_id").over(Window.partitionBy("bucket", "hash", "video")))
     comparable = anchored.withColumn("hashes", F.sum((F.col("content_id") == F.col("anchor")).cast("int")).over(bucket)).filter(
         F.col("hashes") <= rules.max_bucket)
     a, b = comparable.filter(F.col("content_id") == F.col("anchor")).alias("a"), comparable.alias("b")  # a side per hash
@@ -270,6 +275,9 @@ def _checkpointed(frame: DataFrame) -> DataFrame:
 def run_dedup(spark: SparkSession, settings: Settings, run_id: str | None = None) -> RunResult:
     """Rebuild the duplicates table from the corpus and the embeddings, in one commit."""
     run = Run.begin(JOB, run_id)
+    done = already_committed(settings, run, [DUPLICATES])  # a retry of a run whose commit landed computes nothing
+    if done:
+        return done
     root = settings.table_root(DUPLICATES.name)
     corpus = CorpusSource.of(settings)
     signal = settings.dedup.embedding_signal
@@ -280,9 +288,10 @@ def run_dedup(spark: SparkSession, settings: Settings, run_id: str | None = None
     entry = Tracked(JOB, ModelRef(signal, champion_version(settings, signal)), DUPLICATES.name)
     with recorded(settings, run, [entry]) as finish:
         read_version = delta_io.ensure_table(root, DUPLICATES).version()
-        check = check_rows(corpus.read(spark))
+        rows_read = corpus.read(spark, corpus.version())  # one read, of the pinned version: what is counted is what is grouped
+        check = check_rows(rows_read)
         with spark_progress(spark.sparkContext, "dedup fingerprints and edges"):
-            items = fingerprints(spark, settings).localCheckpoint()
+            items = fingerprints(spark, settings, rows_read).localCheckpoint()
             links = one_picture_per_video(edges(items, settings.dedup), items).localCheckpoint()
             groups = connected_components(items.select("content_id"), links)
         best = links.select("a", "b", "method", "hamming", "cosine").unionByName(links.select(F.col("b").alias("a"), F.col("a").alias("b"), "method", "hamming", "cosine"))

@@ -208,10 +208,10 @@ def keep_stats(settings: Settings, run: Run, committed: Iterable[Committed]) -> 
     keep_run_stats(settings.lakehouse_root, run.run_id, run.job, [s for c in committed for s in c.summaries], settings.monitor.sample_size)
 
 
-def already_committed(settings: Settings, run: Run, signals: dict[str, Signal]) -> RunResult | None:
+def already_committed(settings: Settings, run: Run, tables: Iterable[TableContract]) -> RunResult | None:
     """The result of a run whose commits are all in their tables already (a repeated run id)."""
     versions = {}
-    for contract in by_output(signals):
+    for contract in tables:
         root = settings.table_root(contract.name)
         if not delta_io.committed(root, run.app_id):
             return None

@@ -414,7 +414,7 @@ def run_refresh(spark: SparkSession, settings: Settings, run_id: str | None = No
     run = Run.begin(JOB, run_id)
     signals = build_signals(settings)
     placed = placements(spark, settings, signals)
-    done = already_committed(settings, run, signals)
+    done = already_committed(settings, run, by_output(signals))
     if done:
         return done
     corpus = (source, source.version())  # plan and apply read the same corpus

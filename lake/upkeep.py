@@ -28,7 +28,7 @@ from urllib.parse import unquote
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
-from deltalake import DeltaTable
+from deltalake import DeltaTable, Schema
 from deltalake.exceptions import CommitFailedError
 
 from lake import delta_io
@@ -116,6 +116,26 @@ def _rows_of(root: str, contract: TableContract, files: list[delta_io.LiveFile])
         yield from table.to_batches()
 
 
+def uncompactable(root: str, contract: TableContract, version: int) -> list[str]:
+    """Why compaction, which reads the files' columns by their names and writes the contract's
+    columns into the contract's partitions, would not give back the rows of this table (one
+    another writer made) as they are, one reason each; none where it would."""
+    table = delta_io.snapshot(root, version)
+    have, want = {f.name: f for f in table.schema().fields}, {f.name: f for f in Schema.from_arrow(contract.schema).fields}
+    reasons = []
+    if unknown := sorted(have.keys() - want.keys()):
+        reasons.append(f"the table has columns its contract lacks ({', '.join(unknown)}), which it would drop")
+    if other := [n for n in have if n in want and have[n].type != want[n].type]:
+        reasons.append(f"its columns {', '.join(other)} are not of the contract's types, which it would cast them to")
+    if set(table.metadata().partition_columns) != set(contract.partition_by):
+        reasons.append(f"it is partitioned by {list(table.metadata().partition_columns)}, not {list(contract.partition_by)}")
+    if table.metadata().configuration.get("delta.columnMapping.mode", "none") != "none":
+        reasons.append("its files name their columns otherwise (delta.columnMapping.mode)")
+    if delta_io.has_deletion_vectors(root):
+        reasons.append("it may delete rows with deletion vectors, which it would bring back")
+    return reasons
+
+
 def compact(root: str, contract: TableContract, bins: list[list[delta_io.LiveFile]], read_version: int, app_id: str,
             file_prefix: str, metadata: Mapping[str, str]) -> int:
     """Write each group's rows as one file and commit them, with the removal of the groups'
@@ -178,10 +198,9 @@ def maintain_table(root: str, contract: TableContract, policy: UpkeepPolicy, kee
     grown enough (so the checkpoint holds the compaction); in a dry run, only say what would be done."""
     version = delta_io.snapshot(root).version()
     before = len(delta_io.live_files(root, version))
-    unknown = sorted(set(delta_io.snapshot(root, version).schema().to_arrow().names) - set(contract.schema.names))
-    bins = compaction_bins(root, version, policy) if compaction and not unknown else []
-    notes, compacted_at = ([f"compaction skipped: the table has columns its contract lacks ({', '.join(unknown)}), which it would drop"]
-                           if compaction and unknown else []), None
+    reasons = uncompactable(root, contract, version) if compaction else []
+    bins = compaction_bins(root, version, policy) if compaction and not reasons else []
+    notes, compacted_at = ([f"compaction skipped: {'; '.join(reasons)}"] if reasons else []), None
     if bins and not dry_run:
         try:
             compacted_at = compact(root, contract, bins, version, app_id, file_prefix, metadata)

@@ -8,7 +8,7 @@ from collections import defaultdict
 import numpy as np
 import pyarrow as pa
 import pytest
-from conftest import copy_lakehouse
+from conftest import copy_lakehouse, edit_corpus, settings_for
 from deltalake import DeltaTable, write_deltalake
 
 from jobs.dedup import connected_components, edges, fingerprints, run_dedup
@@ -38,6 +38,46 @@ def deduped(spark, backfilled, tmp_path_factory):
     write_deltalake(settings.table_root("corpus"), corpus, mode="overwrite", partition_by=["ds"])
     result = run_dedup(spark, settings)
     return settings, result, DeltaTable(settings.table_root("duplicates")).to_pyarrow_table().to_pylist()
+
+
+def _copy_of(backfilled, folder) -> str:
+    """A copy of the backfilled lakehouse (other tests read it as it is): its corpus table's root."""
+    return copy_lakehouse(backfilled.settings, folder).table_root("corpus")
+
+
+def _grouped_ids(settings) -> list[str]:
+    return sorted(DeltaTable(settings.table_root("duplicates")).to_pyarrow_table()["content_id"].to_pylist())
+
+
+def test_dedup_groups_the_pinned_corpus_version(spark, backfilled, tmp_path):
+    """With `corpus.version` pinned (what the backfill computed and `--dry-run` names), dedup
+    groups the items of that version, not those of a later one (before, it read the latest)."""
+    root = _copy_of(backfilled, tmp_path / "lakehouse")
+    pinned = DeltaTable(root).version()
+    edit_corpus(root)  # a later version: some items gone, some new
+    settings = settings_for(tmp_path / "lakehouse", f"corpus.version={pinned}")
+    run_dedup(spark, settings)
+    assert _grouped_ids(settings) == sorted(DeltaTable(root, version=pinned).to_pyarrow_table()["content_id"].to_pylist())
+
+
+def test_a_corpus_commit_while_dedup_runs_is_not_read_half(spark, backfilled, tmp_path, monkeypatch):
+    """Dedup counts and groups one read of the corpus: before, a corpus commit landing after it
+    counted the items and before it grouped them failed the run (N items written for M)."""
+    import jobs.dedup
+
+    root = _copy_of(backfilled, tmp_path / "lakehouse")
+    read = DeltaTable(root).version()
+    counted = jobs.dedup.check_rows
+
+    def count_then_commit(rows):
+        check = counted(rows)
+        edit_corpus(root)
+        return check
+
+    monkeypatch.setattr(jobs.dedup, "check_rows", count_then_commit)
+    settings = settings_for(tmp_path / "lakehouse")
+    run_dedup(spark, settings)
+    assert _grouped_ids(settings) == sorted(DeltaTable(root, version=read).to_pyarrow_table()["content_id"].to_pylist())
 
 
 def test_connected_components_take_the_smallest_reachable_id(spark):
@@ -85,7 +125,9 @@ def test_a_taken_down_item_is_an_error_row_alone_and_its_copies_keep_a_live_cano
 
 
 def test_spark_fingerprints_equal_python(spark, backfilled):
-    rows = fingerprints(spark, backfilled.settings).collect()
+    from jobs.corpus import CorpusSource
+
+    rows = fingerprints(spark, backfilled.settings, CorpusSource.of(backfilled.settings).read(spark)).collect()
     corpus = {r["content_id"]: r["image"] for r in DeltaTable(backfilled.settings.table_root("corpus")).to_pyarrow_table().to_pylist()}
     for row in rows:
         image = corpus[row.content_id]
@@ -176,6 +218,26 @@ def test_a_slideshow_joins_the_group_of_one_photo_it_shows_not_all_of_them(spark
     assert {(r.a, r.b) for r in kept.collect()} == {("photo-1", "slideshow"), ("slideshow", "slideshow-copy")}
     groups = dict(connected_components(items.select("content_id"), kept).collect())
     assert groups == {"photo-0": "photo-0", "photo-1": "photo-1", "photo-2": "photo-2", "slideshow": "photo-1", "slideshow-copy": "photo-1"}
+
+
+def test_two_encodings_of_a_video_stay_together_when_a_photo_shares_their_keyframe(spark):
+    """Both encodings of a slideshow show photo-1 at its very pHash, photo-1's id being smaller: as
+    that hash's smallest id it stood for them, so they were paired with it and never with each
+    other, each then kept its own best picture (photo-0, photo-1), and the copies fell in two
+    groups. The videos of a hash are paired with its smallest video, and their edge counts."""
+    from conf.settings import DedupSettings
+    from jobs.dedup import one_picture_per_video
+    from signals.labels.perceptual_hash import to_int64
+
+    p0, p1 = (to_int64(int(h)) for h in np.random.default_rng(9).integers(0, 2**63, 2, dtype=np.uint64) * 2 + 1)
+    rows = [("photo-0", "h-photo-0", p0, False, None), ("photo-1", "h-photo-1", p1, False, None),
+            ("slideshow", "h-slideshow", p0, False, [p0, p1]), ("slideshow-copy", "h-copy", p0 ^ 0b1, False, [p0 ^ 0b1, p1])]
+    items = spark.createDataFrame(rows, "content_id string, exact_hash string, phash long, flat boolean, keyframe_phashes array<bigint>").selectExpr(
+        "*", "cast(null as array<float>) as vector", "cast(null as array<bigint>) as simhash")
+    kept = one_picture_per_video(edges(items, DedupSettings()), items)
+    assert ("slideshow", "slideshow-copy") in {(r.a, r.b) for r in kept.collect()}
+    groups = dict(connected_components(items.select("content_id"), kept).collect())
+    assert groups["slideshow"] == groups["slideshow-copy"] == "photo-0"
 
 
 def test_spark_candidates_are_the_pairs_within_reach_as_brute_force_finds(spark):

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from conftest import settings_for
-from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake import CommitProperties, DeltaTable, QueryBuilder, write_deltalake
 from test_delta_io import log_actions, make_rows, write
 
 from conf.settings import UsageError
@@ -415,6 +415,35 @@ def test_the_keyframes_refresh_names_its_corpus_version_and_a_table_with_unknown
     done = {u.table: u for u in run_maintain(settings, ["keyframes"]).tables}["keyframes"]
     assert done.files_compacted == 0 and "columns its contract lacks (legacy)" in done.notes[0]
     assert DeltaTable(root).to_pyarrow_table().num_rows == 12
+
+
+LAID_OUT_OTHERWISE = {  # tables another writer made, as write_deltalake options on the contract's rows
+    "partitioned by day only": {"partition_by": ["ds"]},  # before: a KeyError that stopped the upkeep of every table
+    "vectors of doubles": {"schema": EMBEDDINGS.schema.set(EMBEDDINGS.schema.get_field_index("vector"), pa.field("vector", pa.list_(pa.float64())))},
+    "column mapping": {"configuration": {"delta.columnMapping.mode": "name"}},  # before: the files' columns read as nulls, a crash
+}
+
+
+@pytest.mark.parametrize("layout", list(LAID_OUT_OTHERWISE))
+def test_a_table_another_writer_laid_out_otherwise_is_vacuumed_not_compacted(tmp_path: Path, layout: str) -> None:
+    """Compaction reads the files' columns by name and writes the contract's columns and
+    partitions: on a table laid out otherwise it would fail or change rows (doubles narrowed to the
+    contract's floats), so it is skipped with a note, and the table is still vacuumed."""
+    root, options = str(tmp_path / "embeddings"), dict(LAID_OUT_OTHERWISE[layout])
+    schema, options["partition_by"] = options.pop("schema", EMBEDDINGS.schema), options.get("partition_by", list(EMBEDDINGS.partition_by))
+    rows = [{**r, "content_id": f"{r['content_id']}-{n}", "vector": r["vector"] and [v + 0.1 for v in r["vector"]]}
+            for n in range(6) for r in make_rows(f"run-{n}", per_slice=2)]
+    for n, mode in enumerate(["append", "overwrite", "append", "append", "append", "append", "append"]):  # files replaced, small files
+        write_deltalake(root, pa.Table.from_pylist(rows[max(n - 1, 0) * 8 : n * 8 + 8], schema=schema), mode=mode, **options)
+        options.pop("configuration", None)
+    def read() -> pa.Table:  # through DataFusion, which reads a column-mapped table (delta-rs's pyarrow dataset does not)
+        return pa.table(QueryBuilder().register("t", DeltaTable(root)).execute("SELECT * FROM t ORDER BY content_id").read_all())
+    before = read()
+
+    done = _maintain(root)
+
+    assert done.files_compacted == 0 and done.compaction_version is None and done.notes[0].startswith("compaction skipped: ")
+    assert done.vacuumed > 0 and read().equals(before) and before["content_id"].null_count == 0
 
 
 def test_a_run_whose_files_a_vacuum_deleted_before_its_commit_commits_nothing(tmp_path: Path) -> None:
