@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from conf.settings import Settings, UsageError
@@ -223,10 +224,10 @@ def print_agreement(found: Agreement) -> None:
                   f"positive share {estimate.prior[1]:.3f}")
     table = Table("annotator", "items", "P(yes | no)", "P(no | yes)")
     for j, name in enumerate(votes.annotators):
-        table.add_row(name, str(int((votes.matrix[:, j] >= 0).sum())), f"{estimate.confusion[j, 0, 1]:.3f}", f"{estimate.confusion[j, 1, 0]:.3f}")
+        table.add_row(escape(name), str(int((votes.matrix[:, j] >= 0).sum())), f"{estimate.confusion[j, 0, 1]:.3f}", f"{estimate.confusion[j, 1, 0]:.3f}")
     console.print(table)
     for (a, b), kappa in found.kappa.items():
-        console.print(f"Cohen's kappa {a} / {b}: {kappa:.3f}")
+        console.print(f"Cohen's kappa {escape(a)} / {escape(b)}: {kappa:.3f}")  # names as written in the file, not Rich markup
 
 
 def print_weak(report: dict) -> None:
