@@ -202,8 +202,12 @@ class FileSummary:
             with_vector = rows if len(good) == rows.num_rows else rows.take(pa.array(good, pa.int64()))
             if with_vector["vector"].null_count:
                 with_vector = with_vector.filter(pc.is_valid(with_vector["vector"]))
+            vectors = vector_matrix(with_vector["vector"])
+            finite = np.isfinite(vectors).all(axis=1)
+            if not finite.all():  # another writer's NaN or infinite vector: left out as a null one is (the drift test cannot take it)
+                with_vector, vectors = with_vector.filter(pa.array(finite)), vectors[finite]
             good_ids = with_vector["content_id"].to_pylist()
-            vectors, keys = vector_matrix(with_vector["vector"]), sample_keys(good_ids, self.seed)
+            keys = sample_keys(good_ids, self.seed)
             chosen = sorted(range(len(good_ids)), key=lambda i: (keys[i], good_ids[i]))[:self.sample_size]
             batch.vectors = VectorSummary.of(vectors, keys[chosen], [good_ids[i] for i in chosen], vectors[chosen])
             batch.dim = max((d for d in with_vector["dim"].to_pylist() if d is not None), default=None)
