@@ -26,6 +26,8 @@ from monitoring.vector_summary import VectorSummary, vector_matrix
 from signals.contracts import EMBEDDINGS, HISTOGRAM_BINS, LABELS, QUANTILES, STATUS_OK, TableContract
 
 KEYS = ("signal", "model_version", "ds")  # a signal's day at one model version: one row of statistics
+ROW_COLUMNS = (*KEYS, "run_id", "content_id", "status", "error")  # what a summary reads of every row, and of each table's:
+COLUMNS_READ = {EMBEDDINGS.name: (*ROW_COLUMNS, "vector", "dim"), LABELS.name: (*ROW_COLUMNS, "label", "score", "decision")}
 TOP_REASONS = 5
 _CATEGORY = re.compile(r"^((?:transient: |model failed: )?[^:]*)")
 
@@ -180,7 +182,7 @@ class FileSummary:
     def add(self, rows: pa.Table) -> None:
         """Take in a batch of the file's rows. A batch is small (a writer's), so its rows are
         sorted into groups in Python: a few column reads a batch, not a compute call per group."""
-        columns = {name: rows[name].to_pylist() for name in (*KEYS, "run_id", "content_id", "status", "error")}
+        columns = {name: rows[name].to_pylist() for name in ROW_COLUMNS}
         by_group: dict[tuple[str, ...], list[int]] = {}
         for i, run in enumerate(columns["run_id"]):
             if run == self.run_id:

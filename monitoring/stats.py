@@ -23,8 +23,9 @@ import pyarrow as pa
 from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
+from conf.settings import UsageError
 from lake import delta_io, spark_io
-from monitoring.file_summary import list_column, matrix_column, merged_stats, summarise_file
+from monitoring.file_summary import COLUMNS_READ, list_column, matrix_column, merged_stats, summarise_file
 from signals.contracts import EMBEDDINGS, LABELS, SIGNAL_STATS, TableContract
 
 VECTOR_COLUMNS = ("dim_mean", "dim_std", "sample")  # what merged_stats gives as numpy
@@ -53,6 +54,15 @@ def keep_run_stats(lakehouse_root: str, run_id: str, job: str, summaries: Iterab
     return delta_io.replace_run_rows(f"{lakehouse_root.rstrip('/')}/{SIGNAL_STATS.name}", SIGNAL_STATS, stats, run_id, {"job": job})
 
 
+def require_columns(root: str, columns: Iterable[str]) -> None:
+    """A UsageError naming the `columns` the table at `root` lacks (a table another writer made),
+    before a job reads it and fails on the first, in a Spark task's traceback."""
+    missing = [c for c in columns if c not in DeltaTable(root).schema().to_arrow().names]
+    if missing:
+        raise UsageError(f"the table at {root} has no column {', '.join(missing)}: the monitor reads a signal table of the "
+                         "contract in docs/tables.md (written by another writer? add the columns)")
+
+
 def compute_stats(spark: SparkSession, lakehouse_root: str, run_id: str, job: str | None, sample_size: int, seed: int) -> pa.Table:
     """The `signal_stats` rows of everything `run_id` (a run of `job`) wrote to the embeddings
     and labels tables, from its files read again (none: an empty table)."""
@@ -63,5 +73,6 @@ def compute_stats(spark: SparkSession, lakehouse_root: str, run_id: str, job: st
         root = f"{lakehouse_root.rstrip('/')}/{contract.name}"
         files = delta_io.files_of_run(root, run_id) if DeltaTable.is_deltatable(root) else []
         if files:
+            require_columns(root, COLUMNS_READ[contract.name])
             summaries += spark_io.summarise_files(spark, root, {unquote(f.path) for f in files}, summarise)
     return stats_table(summaries, run_id, job, sample_size)

@@ -16,7 +16,7 @@ from test_monitor_rules import label_stats
 from conf.settings import UsageError, load_settings
 from lake import delta_io
 from monitoring.attribution import attribute
-from monitoring.monitor import monitor_run, read_stats, rows_are_items, table_items
+from monitoring.monitor import latest_run, monitor_run, read_stats, rows_are_items, table_items
 from signals.contracts import ALERTS, EMBEDDINGS, LABELS, SIGNAL_STATS
 
 DAYS = ["2026-11-01", "2026-11-02", "2026-11-03"]
@@ -158,3 +158,16 @@ def test_attribution_reads_the_ids_then_only_the_shared_items_rows_and_the_colum
     vectors = [t for t in reads if "vector" in t.column_names]
     assert [t.column_names for t in vectors] == [["content_id", "status", "vector"]] * 2
     assert [sorted(t["content_id"].to_pylist()) for t in vectors] == [sorted(canary)] * 2
+
+
+def test_a_signal_table_of_another_writer_without_columns_the_monitor_reads_is_a_usage_error(tmp_path) -> None:
+    """Found in review: an embeddings table written without `error` and `dim` stopped `monitor` with a
+    KeyError in a Spark task's traceback, and `monitor --day` on one without `computed_at` with an Arrow error."""
+    settings = _settings(tmp_path)
+    written = rows([f"pin-{i}" for i in range(30)], random_vectors(30, 0), ds=DAYS[0])
+    write_deltalake(settings.table_root(EMBEDDINGS.name), written.drop_columns(["error", "dim", "computed_at"]),
+                    partition_by=list(EMBEDDINGS.partition_by))
+    with pytest.raises(UsageError, match="has no column error, dim: the monitor reads a signal table of the contract"):
+        monitor_run(None, settings, "run")  # no Spark session: refused before the job that would read the files
+    with pytest.raises(UsageError, match="has no column computed_at"):
+        latest_run(settings, DAYS[0])
