@@ -35,6 +35,11 @@ def stats_table(summaries: Iterable[bytes], run_id: str, job: str | None, sample
     """The `signal_stats` rows of a run (a run of `job`) from its files' summaries."""
     computed_at = datetime.now(UTC)
     rows = merged_stats(summaries, sample_size)
+    for row in rows:
+        if len(row.get("widths", ())) > 1:
+            raise UsageError(f"{row['signal']} at model version {row['model_version']} on {row['ds']}: ok vectors of "
+                             f"{' and '.join(map(str, row['widths']))} dimensions (another writer's?). One model version's "
+                             "vectors have one width: rewrite that day's rows, or register the other model as a version of its own")
     table = pa.Table.from_pylist([{**{k: v for k, v in row.items() if k not in VECTOR_COLUMNS}, "run_id": run_id, "job": job,
                                    "computed_at": computed_at, "error_rate": row["error_items"] / row["items"] if row["items"] else None}
                                   for row in rows], schema=SIGNAL_STATS.schema)

@@ -154,3 +154,20 @@ def test_norms_merged_batch_by_batch_stay_in_few_pieces_and_lose_none() -> None:
     assert np.allclose(np.sort(summary.norms), np.sort(np.linalg.norm(every, axis=1)), rtol=1e-12)
     assert len(summary.norm_chunks) <= math.log2(len(every)) + 1
     assert all(len(a) > len(b) for a, b in zip(summary.norm_chunks, summary.norm_chunks[1:]))  # largest first
+
+
+@pytest.mark.parametrize("files", [1, 3], ids=["in-one-file", "across-files"])
+def test_vectors_of_several_widths_in_one_signals_day_are_refused_naming_them(files: int) -> None:
+    """Found in review: another writer's vectors of 16 and 8 dimensions under one model version were
+    reshaped into rows of a width neither has (or a traceback), in one file; a traceback on the driver,
+    across files. The statistics are refused instead, as retrieval refuses them."""
+    from conf.settings import UsageError
+    from monitoring.stats import stats_table
+
+    rows = _embedding_rows(60, seed=1).to_pylist()
+    for i, r in enumerate(rows):
+        if r["vector"] is not None and i % 2:
+            r["vector"], r["dim"] = r["vector"][:8], 8
+    mixed = pa.Table.from_pylist(rows, schema=EMBEDDINGS.schema)
+    with pytest.raises(UsageError, match=r"image_embedding at model version 1 on 2026-11-1\d: ok vectors of 8 and 16 dimensions"):
+        stats_table(_summaries(mixed, files=files, seed=2), RUN, "backfill", sample_size=5)
