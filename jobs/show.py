@@ -209,11 +209,11 @@ def print_monitor(result: MonitorResult) -> None:
     for j in result.judged:
         for v in j.verdicts:
             verdict = "[bold red]ALERT[/]" if v.fired else "ok"
-            table.add_row(j.signal, j.model_version, j.ds, v.rule, v.label or "", verdict, v.cause or "", v.message)
-    console.print(table)
+            table.add_row(*map(escape, (j.signal, j.model_version, j.ds, v.rule, v.label or "")), verdict, v.cause or "", escape(v.message))
+    console.print(table)  # what the tables hold (error reasons, labels: another writer's too) as text, not Rich markup
     references = sorted({(j.signal, j.ds, j.reference) for j in result.judged})
     for signal, day, reference in references[:20]:
-        console.print(f"{signal} {day} compared with {reference}", soft_wrap=True)
+        console.print(escape(f"{signal} {day} compared with {reference}"), soft_wrap=True)
 
 
 def print_agreement(found: Agreement) -> None:
