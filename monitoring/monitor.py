@@ -110,7 +110,8 @@ def latest_run(settings: Settings, day: str | None = None) -> str:
     runs = delta_io.read_arrow(root).to_pylist() if DeltaTable.is_deltatable(root) else []
     done = [r for r in runs if r["status"] == "succeeded" and r["job"].startswith(("backfill", "refresh")) and r["table_version"] is not None]
     if not done:
-        raise UsageError(f"no backfill or refresh has committed rows in {settings.lakehouse_root}: nothing to monitor")
+        raise UsageError(f"no backfill or refresh has committed rows in {settings.lakehouse_root} (by its runs ledger): name the run "
+                         "to monitor with --run-id, or a day with --day (rows another writer wrote have no ledger)")
     return max(done, key=lambda r: r["finished_at"])["run_id"]
 
 

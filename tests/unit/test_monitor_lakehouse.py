@@ -171,3 +171,5 @@ def test_a_signal_table_of_another_writer_without_columns_the_monitor_reads_is_a
         monitor_run(None, settings, "run")  # no Spark session: refused before the job that would read the files
     with pytest.raises(UsageError, match="has no column computed_at"):
         latest_run(settings, DAYS[0])
+    with pytest.raises(UsageError, match="by its runs ledger.*--run-id.*--day"):  # no ledger: the latest run is not known
+        latest_run(settings)
