@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from rich.markup import escape
+
 from conf.settings import Settings, UsageError
 from jobs.show import console, print_agreement, print_weak
 from lake import delta_io
@@ -54,7 +56,7 @@ def run_labels(settings: Settings, args: argparse.Namespace) -> None:
     root = settings.lakehouse_root
     if args.labels_command == "import":
         outcome = import_labels(root, CorpusTable.of(settings), Path(args.file), task)
-        console.print(f"{args.file}: {outcome.rows} labels of {task}, batch {outcome.batch}: "
+        console.print(f"{escape(args.file)}: {outcome.rows} labels of {task}, batch {outcome.batch}: "
                       + ("already imported, nothing done" if outcome.version is None else f"imported (human_labels version {outcome.version})"))
     elif args.labels_command == "simulate":
         if args.n is not None and args.n < 1:
@@ -62,7 +64,7 @@ def run_labels(settings: Settings, args: argparse.Namespace) -> None:
         out = _folder(args.out)
         truth = delta_io.read_arrow(settings.table_root(TRUTH_TABLE))
         paths = write_exports(simulate(truth, task_named(task), args.seed, args.n), task_named(task), out)
-        console.print(f"simulated annotators' labels of {task}: " + ", ".join(map(str, paths)))
+        console.print(f"simulated annotators' labels of {task}: " + escape(", ".join(map(str, paths))))
     elif args.labels_command == "gold":
         print_agreement(agreement(root, task))
     else:
@@ -71,7 +73,7 @@ def run_labels(settings: Settings, args: argparse.Namespace) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(run.report, indent=1))
         print_weak(run.report)
-        console.print(f"weak_labels version {run.version} ({run.items} items); report: {out}")
+        console.print(f"weak_labels version {run.version} ({run.items} items); report: {escape(str(out))}")
 
 
 def label_sample(settings: Settings, args: argparse.Namespace) -> None:
@@ -97,6 +99,6 @@ def label_sample(settings: Settings, args: argparse.Namespace) -> None:
     out, left_out = write_task_file(CorpusTable.of(settings), chosen, task, out, scored_by)
     if left_out:
         console.print(f"left out {len(left_out)} items with no image to show (neither bytes nor an image_uri) or no longer in the corpus "
-                      f"(e.g. {', '.join(left_out[:5])})")
+                      f"(e.g. {escape(', '.join(left_out[:5]))})")
     console.print(f"{len(chosen) - len(left_out)} items of {task} to label next, the most uncertain under {scored_by}, "
-                  f"over {chosen['ds'].nunique()} days: {out} (config {out.with_suffix('.xml')})")
+                  f"over {chosen['ds'].nunique()} days: {escape(str(out))} (config {escape(str(out.with_suffix('.xml')))})")

@@ -218,10 +218,11 @@ def test_the_same_judgements_labelled_as_another_task_are_refused_not_taken_for_
 
 
 def test_gold_prints_annotators_as_written_not_as_markup(lakehouse: Path, tmp_path: Path, capsys) -> None:
-    """Found in review: annotator names went to the console as Rich markup: "alice [ops]" lost its
-    team and a name holding "[/]" stopped `labels gold` with a MarkupError traceback."""
-    path = tmp_path / "labels.csv"
+    """Found in review: annotator names and file names went to the console as Rich markup: "alice [ops]"
+    lost its team and a name holding "[/]" stopped `labels gold` with a MarkupError traceback."""
+    path = tmp_path / "labels [v2].csv"  # the file's name too: it is printed once the import has landed
     path.write_text("content_id,label,annotator\n" + "".join(f"{c},yes,{a}\n" for c in IDS[:3] for a in ("alice [ops]", "b[/]")))
-    assert cli(capsys, lakehouse, "labels", "import", str(path), "--task", "text_heavy")[0] == 0
+    status, out = cli(capsys, lakehouse, "labels", "import", str(path), "--task", "text_heavy")
+    assert status == 0 and "labels [v2].csv: 6 labels of text_heavy" in out
     status, out = cli(capsys, lakehouse, "labels", "gold", "--task", "text_heavy")
     assert status == 0 and "alice [ops]" in out and "Cohen's kappa alice [ops] / b[/]" in out
