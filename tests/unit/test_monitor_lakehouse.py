@@ -130,6 +130,18 @@ def test_item_counts_from_the_log_are_the_distinct_items_a_read_finds(tmp_path) 
     assert table_items(settings, asked) == expected
 
 
+def test_items_of_a_table_partitioned_otherwise_are_counted_by_a_read(tmp_path) -> None:
+    """Found in review: an embeddings table another writer partitioned by day alone stopped the
+    row-count rule with a KeyError ('partition.signal') where the log's counts were looked up."""
+    settings = _settings(tmp_path)
+    for day, n in (("2026-11-19", 5), ("2026-11-20", 3)):
+        write_deltalake(settings.table_root(EMBEDDINGS.name), rows([f"p{i}" for i in range(n)], random_vectors(n, n), ds=day),
+                        partition_by=["ds"], mode="append")
+    assert delta_io.rows_per_partition(settings.table_root(EMBEDDINGS.name), ("signal", "model_version", "ds")) is None
+    asked = [{"kind": "embedding", "signal": SIGNAL, "ds": d} for d in ("2026-11-19", "2026-11-20")]
+    assert table_items(settings, asked) == {(SIGNAL, "1", "2026-11-19"): 5, (SIGNAL, "1", "2026-11-20"): 3}
+
+
 def test_attribution_reads_the_ids_then_only_the_shared_items_rows_and_the_columns_compared(tmp_path, monkeypatch) -> None:
     """A canary's 25 items beside the champion's full days: the vectors read are those 25 items' of
     each version, and the cause is the one a comparison of every row of both versions gives."""
