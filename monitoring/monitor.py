@@ -101,7 +101,7 @@ def latest_run(settings: Settings, day: str | None = None) -> str:
         for contract in (EMBEDDINGS, LABELS):
             root = settings.table_root(contract.name)
             if DeltaTable.is_deltatable(root):
-                require_columns(root, ["run_id", "computed_at"])
+                require_columns(root, contract, ["ds", "run_id", "computed_at"])
                 found += delta_io.read_arrow(root, where=[("ds", "=", day)], columns=["run_id", "computed_at"]).to_pylist()
         if not found:
             raise UsageError(f"no signal rows of day {day} in {settings.lakehouse_root}: nothing to monitor")

@@ -59,13 +59,20 @@ def keep_run_stats(lakehouse_root: str, run_id: str, job: str, summaries: Iterab
     return delta_io.replace_run_rows(f"{lakehouse_root.rstrip('/')}/{SIGNAL_STATS.name}", SIGNAL_STATS, stats, run_id, {"job": job})
 
 
-def require_columns(root: str, columns: Iterable[str]) -> None:
-    """A UsageError naming the `columns` the table at `root` lacks (a table another writer made),
-    before a job reads it and fails on the first, in a Spark task's traceback."""
-    missing = [c for c in columns if c not in DeltaTable(root).schema().to_arrow().names]
+def require_columns(root: str, contract: TableContract, columns: Iterable[str]) -> None:
+    """A UsageError naming the `columns` the table at `root` lacks, or holds as other than text where
+    `contract` has text (a table another writer made: a `ds` of dates, say), before a job reads it and
+    fails on the first, in a Spark task's traceback."""
+    held = {f.name: f.type for f in pa.schema(DeltaTable(root).schema().to_arrow())}
+    missing = [c for c in columns if c not in held]
     if missing:
         raise UsageError(f"the table at {root} has no column {', '.join(missing)}: the monitor reads a signal table of the "
                          "contract in docs/tables.md (written by another writer? add the columns)")
+    texts = [c for c in columns if pa.types.is_string(contract.schema.field(c).type) and not pa.types.is_string(held[c])
+             and not pa.types.is_large_string(held[c])]
+    if texts:
+        raise UsageError(f"the table at {root} holds {', '.join(f'{c} as {held[c]}' for c in texts)}, not as text: the monitor reads "
+                         "a signal table of the contract in docs/tables.md (written by another writer? write them as strings)")
 
 
 def compute_stats(spark: SparkSession, lakehouse_root: str, run_id: str, job: str | None, sample_size: int, seed: int) -> pa.Table:
@@ -78,6 +85,6 @@ def compute_stats(spark: SparkSession, lakehouse_root: str, run_id: str, job: st
         root = f"{lakehouse_root.rstrip('/')}/{contract.name}"
         files = delta_io.files_of_run(root, run_id) if DeltaTable.is_deltatable(root) else []
         if files:
-            require_columns(root, COLUMNS_READ[contract.name])
+            require_columns(root, contract, COLUMNS_READ[contract.name])
             summaries += spark_io.summarise_files(spark, root, {unquote(f.path) for f in files}, summarise)
     return stats_table(summaries, run_id, job, sample_size)

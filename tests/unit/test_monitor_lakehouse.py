@@ -130,6 +130,18 @@ def test_item_counts_from_the_log_are_the_distinct_items_a_read_finds(tmp_path) 
     assert table_items(settings, asked) == expected
 
 
+def test_a_signal_table_of_another_writer_with_days_as_dates_is_a_usage_error(tmp_path) -> None:
+    """Found in review: an embeddings table whose `ds` is a date column stopped `monitor` with an
+    ArrowTypeError (a date where the statistics hold the day's text)."""
+    settings = _settings(tmp_path)
+    written = rows([f"pin-{i}" for i in range(30)], random_vectors(30, 0), ds=DAYS[0])
+    written = written.set_column(written.schema.get_field_index("ds"), pa.field("ds", pa.date32()), pc.cast(written["ds"], pa.date32()))
+    write_deltalake(settings.table_root(EMBEDDINGS.name), written, partition_by=list(EMBEDDINGS.partition_by))
+    for monitor in (lambda: monitor_run(None, settings, "run"), lambda: latest_run(settings, DAYS[0])):
+        with pytest.raises(UsageError, match="holds ds as date32.*, not as text"):
+            monitor()
+
+
 def test_items_of_a_table_partitioned_otherwise_are_counted_by_a_read(tmp_path) -> None:
     """Found in review: an embeddings table another writer partitioned by day alone stopped the
     row-count rule with a KeyError ('partition.signal') where the log's counts were looked up."""
