@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from rich.markup import escape
+
 from conf.settings import Settings, UsageError
 from jobs.show import console, print_agreement, print_weak
 from lake import delta_io
@@ -30,31 +32,48 @@ def champion_versions(settings: Settings) -> dict[str, str]:
     return {**lakehouse.champions("embeddings"), **lakehouse.champions(LABELS.name)}
 
 
+def _folder(out: str) -> Path:
+    """An `--out` folder, refused before any work when it is a file: `labels weak` writes its report after its commit."""
+    if Path(out).exists() and not Path(out).is_dir():
+        raise UsageError(f"--out {out} is a file: name a folder")
+    return Path(out)
+
+
+def _task_file(out: str | None, task: str) -> Path:
+    """label-sample's task file, refused before any work where it cannot be written: a folder, a path under
+    a file, or an `.xml`, the name its labelling config takes beside it."""
+    path = Path(out or f"reports/labels/{task}-tasks.json")
+    above = next((p for p in path.parents if p.exists()), Path("."))
+    if path.is_dir() or not above.is_dir() or path.suffix.lower() == ".xml":
+        raise UsageError(f"--out {path}: name a task file (.json) in a folder, not a folder, a path under a file or an .xml "
+                         "(the labelling config is written beside it as .xml)")
+    return path
+
+
 def run_labels(settings: Settings, args: argparse.Namespace) -> None:
     """`labels import|simulate|gold|weak --task T`."""
     task = task_named(args.task).name
     root = settings.lakehouse_root
     if args.labels_command == "import":
         outcome = import_labels(root, CorpusTable.of(settings), Path(args.file), task)
-        console.print(f"{args.file}: {outcome.rows} labels of {task}, batch {outcome.batch}: "
+        console.print(f"{escape(args.file)}: {outcome.rows} labels of {task}, batch {outcome.batch}: "
                       + ("already imported, nothing done" if outcome.version is None else f"imported (human_labels version {outcome.version})"))
     elif args.labels_command == "simulate":
         if args.n is not None and args.n < 1:
             raise UsageError(f"--n {args.n}: simulate at least one item")
-        if Path(args.out).exists() and not Path(args.out).is_dir():
-            raise UsageError(f"--out {args.out} is a file: name a folder for the exports")
+        out = _folder(args.out)
         truth = delta_io.read_arrow(settings.table_root(TRUTH_TABLE))
-        paths = write_exports(simulate(truth, task_named(task), args.seed, args.n), task_named(task), Path(args.out))
-        console.print(f"simulated annotators' labels of {task}: " + ", ".join(map(str, paths)))
+        paths = write_exports(simulate(truth, task_named(task), args.seed, args.n), task_named(task), out)
+        console.print(f"simulated annotators' labels of {task}: " + escape(", ".join(map(str, paths))))
     elif args.labels_command == "gold":
         print_agreement(agreement(root, task))
     else:
+        out = _folder(args.out) / f"{task}-weak.json"
         run = run_weak(root, task, champion_versions(settings))
-        out = Path(args.out) / f"{task}-weak.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(run.report, indent=1))
         print_weak(run.report)
-        console.print(f"weak_labels version {run.version} ({run.items} items); report: {out}")
+        console.print(f"weak_labels version {run.version} ({run.items} items); report: {escape(str(out))}")
 
 
 def label_sample(settings: Settings, args: argparse.Namespace) -> None:
@@ -62,6 +81,7 @@ def label_sample(settings: Settings, args: argparse.Namespace) -> None:
     task = task_named(args.task).name
     if args.n < 1:
         raise UsageError(f"--n {args.n}: ask for at least one item")
+    out = _task_file(args.out, task)
     head = current_head(settings, task)
     if head is not None:
         signal, version = head.params["embedding_signal"], head.params["embedding_model_version"]
@@ -76,9 +96,9 @@ def label_sample(settings: Settings, args: argparse.Namespace) -> None:
     if chosen.empty:
         console.print(f"every item with an ok {signal} row is labelled for {task} (or has no probability yet): nothing to sample")
         return
-    out, left_out = write_task_file(CorpusTable.of(settings), chosen, task, Path(args.out or f"reports/labels/{task}-tasks.json"), scored_by)
+    out, left_out = write_task_file(CorpusTable.of(settings), chosen, task, out, scored_by)
     if left_out:
         console.print(f"left out {len(left_out)} items with no image to show (neither bytes nor an image_uri) or no longer in the corpus "
-                      f"(e.g. {', '.join(left_out[:5])})")
+                      f"(e.g. {escape(', '.join(left_out[:5]))})")
     console.print(f"{len(chosen) - len(left_out)} items of {task} to label next, the most uncertain under {scored_by}, "
-                  f"over {chosen['ds'].nunique()} days: {out} (config {out.with_suffix('.xml')})")
+                  f"over {chosen['ds'].nunique()} days: {escape(str(out))} (config {escape(str(out.with_suffix('.xml')))})")

@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from conf.settings import Settings, UsageError
@@ -208,11 +209,11 @@ def print_monitor(result: MonitorResult) -> None:
     for j in result.judged:
         for v in j.verdicts:
             verdict = "[bold red]ALERT[/]" if v.fired else "ok"
-            table.add_row(j.signal, j.model_version, j.ds, v.rule, v.label or "", verdict, v.cause or "", v.message)
-    console.print(table)
+            table.add_row(*map(escape, (j.signal, j.model_version, j.ds, v.rule, v.label or "")), verdict, v.cause or "", escape(v.message))
+    console.print(table)  # what the tables hold (error reasons, labels: another writer's too) as text, not Rich markup
     references = sorted({(j.signal, j.ds, j.reference) for j in result.judged})
     for signal, day, reference in references[:20]:
-        console.print(f"{signal} {day} compared with {reference}", soft_wrap=True)
+        console.print(escape(f"{signal} {day} compared with {reference}"), soft_wrap=True)
 
 
 def print_agreement(found: Agreement) -> None:
@@ -223,10 +224,10 @@ def print_agreement(found: Agreement) -> None:
                   f"positive share {estimate.prior[1]:.3f}")
     table = Table("annotator", "items", "P(yes | no)", "P(no | yes)")
     for j, name in enumerate(votes.annotators):
-        table.add_row(name, str(int((votes.matrix[:, j] >= 0).sum())), f"{estimate.confusion[j, 0, 1]:.3f}", f"{estimate.confusion[j, 1, 0]:.3f}")
+        table.add_row(escape(name), str(int((votes.matrix[:, j] >= 0).sum())), f"{estimate.confusion[j, 0, 1]:.3f}", f"{estimate.confusion[j, 1, 0]:.3f}")
     console.print(table)
     for (a, b), kappa in found.kappa.items():
-        console.print(f"Cohen's kappa {a} / {b}: {kappa:.3f}")
+        console.print(f"Cohen's kappa {escape(a)} / {escape(b)}: {kappa:.3f}")  # names as written in the file, not Rich markup
 
 
 def print_weak(report: dict) -> None:

@@ -142,8 +142,11 @@ def files_of_run(root: str, run_id: str, version: int | None = None) -> list[Liv
 def rows_per_partition(root: str, columns: Sequence[str], version: int | None = None) -> dict[tuple[str | None, ...], int] | None:
     """Rows per value of the partition `columns`, added up from the snapshot's add actions (their
     row counts) without opening a data file: a count the log already holds. None when some file
-    has no row count in its statistics."""
-    actions = pa.table(snapshot(root, version).get_add_actions(flatten=True)).to_pylist()
+    has no row count in its statistics, or when the table is not partitioned by `columns` (another writer's)."""
+    table = snapshot(root, version)
+    if not set(columns) <= set(table.metadata().partition_columns):
+        return None
+    actions = pa.table(table.get_add_actions(flatten=True)).to_pylist()
     if any(a["num_records"] is None for a in actions):
         return None
     counts: dict[tuple[str | None, ...], int] = {}

@@ -26,6 +26,8 @@ from monitoring.vector_summary import VectorSummary, vector_matrix
 from signals.contracts import EMBEDDINGS, HISTOGRAM_BINS, LABELS, QUANTILES, STATUS_OK, TableContract
 
 KEYS = ("signal", "model_version", "ds")  # a signal's day at one model version: one row of statistics
+ROW_COLUMNS = (*KEYS, "run_id", "content_id", "status", "error")  # what a summary reads of every row, and of each table's:
+COLUMNS_READ = {EMBEDDINGS.name: (*ROW_COLUMNS, "vector", "dim"), LABELS.name: (*ROW_COLUMNS, "label", "score", "decision")}
 TOP_REASONS = 5
 _CATEGORY = re.compile(r"^((?:transient: |model failed: )?[^:]*)")
 
@@ -37,7 +39,7 @@ PART_SCHEMA = pa.schema([
     pa.field("label", pa.string()), pa.field("rows", pa.int64()), pa.field("items", pa.int64()), pa.field("error_items", pa.int64()),
     pa.field("decided", pa.int64()), pa.field("positives", pa.int64()),
     pa.field("reasons", pa.list_(pa.struct([pa.field("reason", pa.string()), pa.field("count", pa.int64())]))),
-    pa.field("dim", pa.int32()), pa.field("count", pa.int64()),
+    pa.field("dim", pa.int32()), pa.field("widths", pa.list_(pa.int32())), pa.field("count", pa.int64()),
     pa.field("histogram", pa.list_(pa.int64())), pa.field("scores", pa.list_(pa.float64())),
     pa.field("mean", pa.list_(pa.float64())), pa.field("squared_deviations", pa.list_(pa.float64())), pa.field("norms", pa.list_(pa.float64())),
     pa.field("sample_keys", pa.list_(pa.int64())), pa.field("sample_ids", pa.list_(pa.string())),
@@ -127,6 +129,7 @@ class _Group:
     labels: dict[str, _Label] = field(default_factory=dict)
     vectors: VectorSummary = field(default_factory=VectorSummary.empty)
     dim: int | None = None
+    widths: set[int] = field(default_factory=set)  # the ok vectors' lengths: more than one, and no statistics can be made of them
 
     def absorb(self, other: _Group, sample_size: int) -> None:
         self.rows += other.rows
@@ -135,14 +138,16 @@ class _Group:
         self.reasons.update(other.reasons)
         for label, mine in other.labels.items():
             self.labels.setdefault(label, _Label()).absorb(mine)
-        self.vectors = self.vectors.merged(other.vectors).trimmed(sample_size)
+        self.widths |= other.widths
+        if len(self.widths) < 2:
+            self.vectors = self.vectors.merged(other.vectors).trimmed(sample_size)
         self.dim = max((d for d in (self.dim, other.dim) if d is not None), default=None)
 
     def parts(self, key: tuple[str, ...]) -> list[dict]:
         """The group as rows of PART_SCHEMA (arrays as numpy): its own, then one per label."""
         v, common = self.vectors, {**dict(zip(KEYS, key)), "kind": self.kind}
         own = {**common, "label": None, "rows": self.rows, "items": self.items, "error_items": self.error_items,
-               "reasons": [{"reason": r, "count": n} for r, n in self.reasons.items()], "dim": self.dim, "count": v.count,
+               "reasons": [{"reason": r, "count": n} for r, n in self.reasons.items()], "dim": self.dim, "widths": sorted(self.widths), "count": v.count,
                "mean": v.mean, "squared_deviations": v.squared_deviations, "norms": v.norms, "sample_keys": v.sample_keys,
                "sample_ids": list(v.sample_ids), "sample": v.sample}
         return [own, *({**common, "label": label, "rows": m.rows, "decided": m.decided, "positives": m.positives, "histogram": m.histogram,
@@ -152,7 +157,7 @@ class _Group:
     def of_part(cls, part: dict) -> _Group:
         """The group of its own part row (PART_SCHEMA, arrays as numpy); its labels come in their rows."""
         return cls(part["kind"], part["rows"], part["items"], part["error_items"], Counter({r["reason"]: r["count"] for r in part["reasons"]}),
-                   {}, VectorSummary.of_part(part), part["dim"])
+                   {}, VectorSummary.of_part(part), part["dim"], set(part["widths"] or ()))
 
     def stats(self, key: tuple[str, ...], sample_size: int) -> dict:
         """The group's `signal_stats` row, without the run's columns (`dim_mean`, `dim_std` and
@@ -162,6 +167,8 @@ class _Group:
         if self.kind == "label":
             return {**row, "labels": [self.labels[label].stats(label) for label in sorted(self.labels)]}
         v = self.vectors
+        if len(self.widths) > 1:
+            return {**row, "widths": sorted(self.widths)}  # refused by stats_table, naming them
         if not v.count:
             return row
         return {**row, "dim": self.dim, "norm_quantiles": v.norm_quantiles(), "dim_mean": v.mean, "dim_std": v.std(),
@@ -180,7 +187,7 @@ class FileSummary:
     def add(self, rows: pa.Table) -> None:
         """Take in a batch of the file's rows. A batch is small (a writer's), so its rows are
         sorted into groups in Python: a few column reads a batch, not a compute call per group."""
-        columns = {name: rows[name].to_pylist() for name in (*KEYS, "run_id", "content_id", "status", "error")}
+        columns = {name: rows[name].to_pylist() for name in ROW_COLUMNS}
         by_group: dict[tuple[str, ...], list[int]] = {}
         for i, run in enumerate(columns["run_id"]):
             if run == self.run_id:
@@ -202,8 +209,15 @@ class FileSummary:
             with_vector = rows if len(good) == rows.num_rows else rows.take(pa.array(good, pa.int64()))
             if with_vector["vector"].null_count:
                 with_vector = with_vector.filter(pc.is_valid(with_vector["vector"]))
+            batch.widths = set(pc.unique(pc.list_value_length(with_vector["vector"])).to_pylist())
+            if len(batch.widths) > 1:  # another writer's vectors of several lengths: no matrix to make of them
+                with_vector = with_vector.slice(0, 0)
+            vectors = vector_matrix(with_vector["vector"])
+            finite = np.isfinite(vectors).all(axis=1)
+            if not finite.all():  # another writer's NaN or infinite vector: left out as a null one is (the drift test cannot take it)
+                with_vector, vectors = with_vector.filter(pa.array(finite)), vectors[finite]
             good_ids = with_vector["content_id"].to_pylist()
-            vectors, keys = vector_matrix(with_vector["vector"]), sample_keys(good_ids, self.seed)
+            keys = sample_keys(good_ids, self.seed)
             chosen = sorted(range(len(good_ids)), key=lambda i: (keys[i], good_ids[i]))[:self.sample_size]
             batch.vectors = VectorSummary.of(vectors, keys[chosen], [good_ids[i] for i in chosen], vectors[chosen])
             batch.dim = max((d for d in with_vector["dim"].to_pylist() if d is not None), default=None)

@@ -24,7 +24,7 @@ from monitoring.attribution import CORPUS, attribute
 from monitoring.file_summary import KEYS
 from monitoring.reference import Reference, choose_rows, merge, reference_days
 from monitoring.rules import DRIFT_RULES, Verdict, judge
-from monitoring.stats import compute_stats
+from monitoring.stats import compute_stats, require_columns
 from signals.contracts import ALERTS, EMBEDDINGS, LABELS, RUNS, SIGNAL_STATS, TableContract
 
 CHOICE_COLUMNS = ["signal", "model_version", "ds", "run_id", "items", "computed_at"]
@@ -101,6 +101,7 @@ def latest_run(settings: Settings, day: str | None = None) -> str:
         for contract in (EMBEDDINGS, LABELS):
             root = settings.table_root(contract.name)
             if DeltaTable.is_deltatable(root):
+                require_columns(root, contract, ["ds", "run_id", "computed_at"])
                 found += delta_io.read_arrow(root, where=[("ds", "=", day)], columns=["run_id", "computed_at"]).to_pylist()
         if not found:
             raise UsageError(f"no signal rows of day {day} in {settings.lakehouse_root}: nothing to monitor")
@@ -109,7 +110,8 @@ def latest_run(settings: Settings, day: str | None = None) -> str:
     runs = delta_io.read_arrow(root).to_pylist() if DeltaTable.is_deltatable(root) else []
     done = [r for r in runs if r["status"] == "succeeded" and r["job"].startswith(("backfill", "refresh")) and r["table_version"] is not None]
     if not done:
-        raise UsageError(f"no backfill or refresh has committed rows in {settings.lakehouse_root}: nothing to monitor")
+        raise UsageError(f"no backfill or refresh has committed rows in {settings.lakehouse_root} (by its runs ledger): name the run "
+                         "to monitor with --run-id, or a day with --day (rows another writer wrote have no ledger)")
     return max(done, key=lambda r: r["finished_at"])["run_id"]
 
 

@@ -23,8 +23,9 @@ import pyarrow as pa
 from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
+from conf.settings import UsageError
 from lake import delta_io, spark_io
-from monitoring.file_summary import list_column, matrix_column, merged_stats, summarise_file
+from monitoring.file_summary import COLUMNS_READ, list_column, matrix_column, merged_stats, summarise_file
 from signals.contracts import EMBEDDINGS, LABELS, SIGNAL_STATS, TableContract
 
 VECTOR_COLUMNS = ("dim_mean", "dim_std", "sample")  # what merged_stats gives as numpy
@@ -34,6 +35,11 @@ def stats_table(summaries: Iterable[bytes], run_id: str, job: str | None, sample
     """The `signal_stats` rows of a run (a run of `job`) from its files' summaries."""
     computed_at = datetime.now(UTC)
     rows = merged_stats(summaries, sample_size)
+    for row in rows:
+        if len(row.get("widths", ())) > 1:
+            raise UsageError(f"{row['signal']} at model version {row['model_version']} on {row['ds']}: ok vectors of "
+                             f"{' and '.join(map(str, row['widths']))} dimensions (another writer's?). One model version's "
+                             "vectors have one width: rewrite that day's rows, or register the other model as a version of its own")
     table = pa.Table.from_pylist([{**{k: v for k, v in row.items() if k not in VECTOR_COLUMNS}, "run_id": run_id, "job": job,
                                    "computed_at": computed_at, "error_rate": row["error_items"] / row["items"] if row["items"] else None}
                                   for row in rows], schema=SIGNAL_STATS.schema)
@@ -53,6 +59,22 @@ def keep_run_stats(lakehouse_root: str, run_id: str, job: str, summaries: Iterab
     return delta_io.replace_run_rows(f"{lakehouse_root.rstrip('/')}/{SIGNAL_STATS.name}", SIGNAL_STATS, stats, run_id, {"job": job})
 
 
+def require_columns(root: str, contract: TableContract, columns: Iterable[str]) -> None:
+    """A UsageError naming the `columns` the table at `root` lacks, or holds as other than text where
+    `contract` has text (a table another writer made: a `ds` of dates, say), before a job reads it and
+    fails on the first, in a Spark task's traceback."""
+    held = {f.name: f.type for f in pa.schema(DeltaTable(root).schema().to_arrow())}
+    missing = [c for c in columns if c not in held]
+    if missing:
+        raise UsageError(f"the table at {root} has no column {', '.join(missing)}: the monitor reads a signal table of the "
+                         "contract in docs/tables.md (written by another writer? add the columns)")
+    texts = [c for c in columns if pa.types.is_string(contract.schema.field(c).type) and not pa.types.is_string(held[c])
+             and not pa.types.is_large_string(held[c])]
+    if texts:
+        raise UsageError(f"the table at {root} holds {', '.join(f'{c} as {held[c]}' for c in texts)}, not as text: the monitor reads "
+                         "a signal table of the contract in docs/tables.md (written by another writer? write them as strings)")
+
+
 def compute_stats(spark: SparkSession, lakehouse_root: str, run_id: str, job: str | None, sample_size: int, seed: int) -> pa.Table:
     """The `signal_stats` rows of everything `run_id` (a run of `job`) wrote to the embeddings
     and labels tables, from its files read again (none: an empty table)."""
@@ -63,5 +85,6 @@ def compute_stats(spark: SparkSession, lakehouse_root: str, run_id: str, job: st
         root = f"{lakehouse_root.rstrip('/')}/{contract.name}"
         files = delta_io.files_of_run(root, run_id) if DeltaTable.is_deltatable(root) else []
         if files:
+            require_columns(root, contract, COLUMNS_READ[contract.name])
             summaries += spark_io.summarise_files(spark, root, {unquote(f.path) for f in files}, summarise)
     return stats_table(summaries, run_id, job, sample_size)

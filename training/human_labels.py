@@ -237,8 +237,10 @@ def problems(rows: list[LabelRow], task: Task, corpus_ids: set[str], imported: s
 
 def batch_of(rows: list[LabelRow], task: Task) -> str:
     """The import's batch: a digest of the task and its rows, so the same file imported again is
-    recognised (and not imported twice) whatever its name."""
-    fields = sorted(((r.content_id, r.annotator, r.label, str(r.labelled_at)) for r in rows), key=lambda f: tuple(v or "" for v in f))
+    recognised (and not imported twice) whatever its name. A row naming another task digests as
+    such: that file is not one already imported, and is checked (and refused)."""
+    fields = sorted(((r.content_id, r.annotator, r.label, str(r.labelled_at)) + ((r.task,) if r.task not in (None, task.name) else ())
+                     for r in rows), key=lambda f: tuple(v or "" for v in f))
     text = json.dumps([task.name, *fields])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

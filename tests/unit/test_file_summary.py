@@ -18,16 +18,21 @@ DIM, RUN, DAYS = 16, "run-1", ("2026-11-14", "2026-11-15")
 REASONS = ("decode failed: 12 bytes", "transient: timeout after 30 s", "decode failed: 7 bytes")
 
 
-def _embedding_rows(n: int, seed: int) -> pa.Table:
+def _embedding_rows(n: int, seed: int, unusable: tuple = ()) -> pa.Table:
     """Rows of two days of one signal, a tenth of them errors; the vectors far from 0 with a small
-    spread (a sum of squares would lose the spread there); a fifth of them another run's."""
+    spread (a sum of squares would lose the spread there); a fifth of them another run's. Every
+    seventh row's vector, if `unusable`, holds one of its values (None: no vector), as another writer's may."""
     rng = np.random.default_rng(seed)
     error = rng.random(n) < 0.1
     vectors = (100 + 0.01 * rng.standard_normal((n, DIM))).astype(np.float32)
+    if unusable:
+        for i in range(0, n, 7):
+            vectors[i, i % DIM] = np.nan if unusable[i % len(unusable)] is None else unusable[i % len(unusable)]
     return pa.Table.from_pylist([{
         "content_id": f"c{i:05d}", "signal": "image_embedding", "model_version": "1", "ds": str(rng.choice(DAYS)),
         "run_id": "run-0" if rng.random() < 0.2 else RUN, "status": "error" if e else STATUS_OK, "error": REASONS[i % 3] if e else None,
-        "dim": None if e else DIM, "vector": None if e else v.tolist(),
+        "dim": None if e else DIM,
+        "vector": None if e or (unusable and i % 7 == 0 and unusable[i % len(unusable)] is None) else v.tolist(),
     } for i, (e, v) in enumerate(zip(error, vectors))], schema=EMBEDDINGS.schema)
 
 
@@ -61,8 +66,11 @@ def _summaries(rows: pa.Table, files: int, seed: int, contract=EMBEDDINGS) -> li
     return out
 
 
-def test_embedding_files_merged_are_numpys_statistics_of_the_runs_rows() -> None:
-    rows = _embedding_rows(400, seed=1)
+@pytest.mark.parametrize("unusable", [(), (math.nan, math.inf, None)], ids=["vectors", "a-foreign-writers-nan-inf-and-null-vectors"])
+def test_embedding_files_merged_are_numpys_statistics_of_the_runs_rows(unusable: tuple) -> None:
+    """Ok rows without a finite vector (found in review: a NaN one stopped the monitor with a
+    traceback in the drift test) are left out of the vectors' statistics, as a label's NaN score is."""
+    rows = _embedding_rows(400, seed=1, unusable=unusable)
     stats = {r["ds"]: r for r in merged_stats(_summaries(rows, files=3, seed=2), sample_size=5)}
     mine = [r for r in rows.to_pylist() if r["run_id"] == RUN]
     assert set(stats) == set(DAYS)
@@ -74,7 +82,7 @@ def test_embedding_files_merged_are_numpys_statistics_of_the_runs_rows() -> None
         for r in failed:
             counts[reason_category(r["error"])] = counts.get(reason_category(r["error"]), 0) + 1
         assert {(r["reason"], r["count"]) for r in row["error_reasons"]} == set(counts.items())
-        ok = [r for r in day if r["status"] == STATUS_OK]
+        ok = [r for r in day if r["status"] == STATUS_OK and r["vector"] is not None and np.isfinite(r["vector"]).all()]
         vectors = np.array([r["vector"] for r in ok], np.float64)
         assert np.allclose(row["dim_mean"], vectors.mean(axis=0), rtol=0, atol=1e-12)
         assert np.allclose(row["dim_std"], vectors.std(axis=0, ddof=1), rtol=1e-9, atol=0)
@@ -146,3 +154,20 @@ def test_norms_merged_batch_by_batch_stay_in_few_pieces_and_lose_none() -> None:
     assert np.allclose(np.sort(summary.norms), np.sort(np.linalg.norm(every, axis=1)), rtol=1e-12)
     assert len(summary.norm_chunks) <= math.log2(len(every)) + 1
     assert all(len(a) > len(b) for a, b in zip(summary.norm_chunks, summary.norm_chunks[1:]))  # largest first
+
+
+@pytest.mark.parametrize("files", [1, 3], ids=["in-one-file", "across-files"])
+def test_vectors_of_several_widths_in_one_signals_day_are_refused_naming_them(files: int) -> None:
+    """Found in review: another writer's vectors of 16 and 8 dimensions under one model version were
+    reshaped into rows of a width neither has (or a traceback), in one file; a traceback on the driver,
+    across files. The statistics are refused instead, as retrieval refuses them."""
+    from conf.settings import UsageError
+    from monitoring.stats import stats_table
+
+    rows = _embedding_rows(60, seed=1).to_pylist()
+    for i, r in enumerate(rows):
+        if r["vector"] is not None and i % 2:
+            r["vector"], r["dim"] = r["vector"][:8], 8
+    mixed = pa.Table.from_pylist(rows, schema=EMBEDDINGS.schema)
+    with pytest.raises(UsageError, match=r"image_embedding at model version 1 on 2026-11-1\d: ok vectors of 8 and 16 dimensions"):
+        stats_table(_summaries(mixed, files=files, seed=2), RUN, "backfill", sample_size=5)

@@ -16,7 +16,7 @@ from test_monitor_rules import label_stats
 from conf.settings import UsageError, load_settings
 from lake import delta_io
 from monitoring.attribution import attribute
-from monitoring.monitor import monitor_run, read_stats, rows_are_items, table_items
+from monitoring.monitor import latest_run, monitor_run, read_stats, rows_are_items, table_items
 from signals.contracts import ALERTS, EMBEDDINGS, LABELS, SIGNAL_STATS
 
 DAYS = ["2026-11-01", "2026-11-02", "2026-11-03"]
@@ -130,6 +130,30 @@ def test_item_counts_from_the_log_are_the_distinct_items_a_read_finds(tmp_path) 
     assert table_items(settings, asked) == expected
 
 
+def test_a_signal_table_of_another_writer_with_days_as_dates_is_a_usage_error(tmp_path) -> None:
+    """Found in review: an embeddings table whose `ds` is a date column stopped `monitor` with an
+    ArrowTypeError (a date where the statistics hold the day's text)."""
+    settings = _settings(tmp_path)
+    written = rows([f"pin-{i}" for i in range(30)], random_vectors(30, 0), ds=DAYS[0])
+    written = written.set_column(written.schema.get_field_index("ds"), pa.field("ds", pa.date32()), pc.cast(written["ds"], pa.date32()))
+    write_deltalake(settings.table_root(EMBEDDINGS.name), written, partition_by=list(EMBEDDINGS.partition_by))
+    for monitor in (lambda: monitor_run(None, settings, "run"), lambda: latest_run(settings, DAYS[0])):
+        with pytest.raises(UsageError, match="holds ds as date32.*, not as text"):
+            monitor()
+
+
+def test_items_of_a_table_partitioned_otherwise_are_counted_by_a_read(tmp_path) -> None:
+    """Found in review: an embeddings table another writer partitioned by day alone stopped the
+    row-count rule with a KeyError ('partition.signal') where the log's counts were looked up."""
+    settings = _settings(tmp_path)
+    for day, n in (("2026-11-19", 5), ("2026-11-20", 3)):
+        write_deltalake(settings.table_root(EMBEDDINGS.name), rows([f"p{i}" for i in range(n)], random_vectors(n, n), ds=day),
+                        partition_by=["ds"], mode="append")
+    assert delta_io.rows_per_partition(settings.table_root(EMBEDDINGS.name), ("signal", "model_version", "ds")) is None
+    asked = [{"kind": "embedding", "signal": SIGNAL, "ds": d} for d in ("2026-11-19", "2026-11-20")]
+    assert table_items(settings, asked) == {(SIGNAL, "1", "2026-11-19"): 5, (SIGNAL, "1", "2026-11-20"): 3}
+
+
 def test_attribution_reads_the_ids_then_only_the_shared_items_rows_and_the_columns_compared(tmp_path, monkeypatch) -> None:
     """A canary's 25 items beside the champion's full days: the vectors read are those 25 items' of
     each version, and the cause is the one a comparison of every row of both versions gives."""
@@ -158,3 +182,18 @@ def test_attribution_reads_the_ids_then_only_the_shared_items_rows_and_the_colum
     vectors = [t for t in reads if "vector" in t.column_names]
     assert [t.column_names for t in vectors] == [["content_id", "status", "vector"]] * 2
     assert [sorted(t["content_id"].to_pylist()) for t in vectors] == [sorted(canary)] * 2
+
+
+def test_a_signal_table_of_another_writer_without_columns_the_monitor_reads_is_a_usage_error(tmp_path) -> None:
+    """Found in review: an embeddings table written without `error` and `dim` stopped `monitor` with a
+    KeyError in a Spark task's traceback, and `monitor --day` on one without `computed_at` with an Arrow error."""
+    settings = _settings(tmp_path)
+    written = rows([f"pin-{i}" for i in range(30)], random_vectors(30, 0), ds=DAYS[0])
+    write_deltalake(settings.table_root(EMBEDDINGS.name), written.drop_columns(["error", "dim", "computed_at"]),
+                    partition_by=list(EMBEDDINGS.partition_by))
+    with pytest.raises(UsageError, match="has no column error, dim: the monitor reads a signal table of the contract"):
+        monitor_run(None, settings, "run")  # no Spark session: refused before the job that would read the files
+    with pytest.raises(UsageError, match="has no column computed_at"):
+        latest_run(settings, DAYS[0])
+    with pytest.raises(UsageError, match="by its runs ledger.*--run-id.*--day"):  # no ledger: the latest run is not known
+        latest_run(settings)

@@ -174,3 +174,17 @@ def test_the_messages_state_the_thresholds_as_configured_not_rounded_to_a_whole_
     verdicts = by_rule(judge(label_stats(rng.beta(5, 2, 97), errors=3), reference_of([before]), settings))
     assert verdicts[(ERROR_RATE, None)].fired and "(3.0%; alert above 2.5%)" in verdicts[(ERROR_RATE, None)].message
     assert verdicts[(DECISION_RATE, "blurry")].fired and "band +-12.5%," in verdicts[(DECISION_RATE, "blurry")].message
+
+
+def test_the_verdicts_are_printed_as_the_tables_hold_them_not_as_markup(capsys) -> None:
+    """Found in review: an error reason or label written by another writer went to the console as Rich
+    markup: "[nsfw]" vanished, and a "[/]" stopped `monitor` with a traceback before its exit status 5."""
+    from jobs.show import print_monitor
+    from monitoring.monitor import Judged, MonitorResult
+    from monitoring.rules import Verdict
+
+    verdicts = [Verdict("error_rate", True, "30 of 40 items are errors (75.0%; alert above 25%): [/]oops (30)"),
+                Verdict("score_drift", False, "a label the reference does not have: not judged", label="[nsfw]")]
+    print_monitor(MonitorResult("run", [Judged("labels[x]", "1", "2026-11-01", "none", verdicts, "label", None)], None))
+    out = capsys.readouterr().out
+    assert "[/]oops (30)" in out and "[nsfw]" in out and "labels[x] 2026-11-01 compared with none" in out

@@ -150,6 +150,22 @@ def test_training_reads_the_configured_corpus(tmp_path, empty_registry_db):
     assert [t["data"]["title"] for t in tasks] == rows.loc[live, "title"].head(3).tolist()
 
 
+def test_an_out_that_cannot_be_written_is_refused_before_anything_is_committed_or_written(lake, tmp_path, capsys):
+    """Found in review: `labels weak --out FILE` committed its weak labels and then crashed with a
+    traceback writing the report; `label-sample --out` a folder crashed, and an `.xml` was overwritten
+    by the labelling config, the command saying it had written both."""
+    root, taken = lake.settings.lakehouse_root, tmp_path / "taken"
+    taken.write_text("x")
+    (tmp_path / "folder").mkdir()
+    status = main(["labels", "weak", "--task", "low_quality", "--out", str(taken), "--set", f"lakehouse={root}"])
+    assert status == 2 and "is a file: name a folder" in " ".join(capsys.readouterr().out.split())
+    assert not DeltaTable.is_deltatable(f"{root}/weak_labels")
+    for out in (tmp_path / "folder", taken / "tasks.json", tmp_path / "tasks.xml"):
+        assert main(["label-sample", "low_quality", "--out", str(out), "--set", f"lakehouse={root}"]) == 2
+        assert "name a task file (.json) in a folder" in " ".join(capsys.readouterr().out.split())
+    assert not (tmp_path / "tasks.xml").exists()
+
+
 def test_label_sample_asks_for_the_items_the_trained_head_is_least_sure_of(lake, tmp_path, capsys):
     """Once `train` registered a head, `label-sample` ranks by its scores of the stored vectors, not the label model's."""
     trained = train_task(lake.settings, "low_quality", lake.weak, "weak", report_path=tmp_path / "report.html")
