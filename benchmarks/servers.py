@@ -33,6 +33,7 @@ from moto.server import ThreadedMotoServer
 SLOW_S = 2.0  # the pause of slow routes: longer than the read timeouts the tests configure
 TRICKLE_S = 0.2  # the pause between the bytes of /trickle: shorter than those read timeouts
 HUGE_BYTES = 5 * 1024**3
+PUT_TIMEOUT_S = 60.0  # how long S3Server.put waits for a request: the server is on loopback, slow only when the machine is busy
 
 
 class RequestLog:
@@ -283,11 +284,14 @@ class S3Server(ThreadedMotoServer):
         return f"http://{host}:{port}"
 
     def put(self, bucket: str, objects: dict[str, bytes]) -> None:
-        """Create `bucket` (if need be) holding `objects` (key -> bytes), through the S3 API."""
+        """Create `bucket` (if need be) holding `objects` (key -> bytes), through the S3 API. The
+        client waits as long as a loaded machine needs (the SDK's default gives up on a request after
+        3 s, and moto's first request sets up its S3 backend)."""
         from pyarrow import fs
 
         client = fs.S3FileSystem(access_key="testing", secret_key="testing", region="us-east-1", scheme="http",
-                                 endpoint_override=self.endpoint_url.split("://", 1)[1], allow_bucket_creation=True)
+                                 endpoint_override=self.endpoint_url.split("://", 1)[1], allow_bucket_creation=True,
+                                 connect_timeout=PUT_TIMEOUT_S, request_timeout=PUT_TIMEOUT_S)
         client.create_dir(bucket)
         for key, data in objects.items():
             with client.open_output_stream(f"{bucket}/{key}") as out:
