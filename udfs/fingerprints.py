@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 
-import numpy as np
 import pandas as pd
 from pyspark.sql import Column
 from pyspark.sql import types as T
@@ -19,7 +18,7 @@ from pyspark.sql.functions import pandas_udf
 
 from signals.decode import DecodeLimits, InputError, decode_image
 from signals.fetch import FetchPolicy, fetch
-from signals.labels.perceptual_hash import embedding_simhash, phash_of
+from signals.labels.perceptual_hash import embedding_simhashes, phash_of
 
 PHASH_RESULT = T.StructType([T.StructField("phash", T.LongType()), T.StructField("flat", T.BooleanType()),
                              T.StructField("error", T.StringType()), T.StructField("fetched_sha256", T.StringType())])
@@ -67,14 +66,12 @@ def phash_column(image: Column, image_uri: Column, limits: DecodeLimits, policy:
 
 
 def simhash_column(vector: Column, seed: int, bits: int) -> Column:
-    """`bits`-bit SimHash (array of longs, signals.labels.perceptual_hash.embedding_simhash) of an
-    array<float> column; null where the vector is null."""
+    """`bits`-bit SimHash (array of longs, signals.labels.perceptual_hash.embedding_simhashes) of an
+    array<float> column, each width of vector hashed apart; null where the vector is null."""
 
     @pandas_udf(T.ArrayType(T.LongType()))  # type: ignore[call-overload]
     def simhash(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
         for vectors in batches:
-            present = vectors.notna().to_numpy()
-            hashes = iter(embedding_simhash(np.stack(vectors[present].to_numpy()), seed, bits) if present.any() else [])
-            yield pd.Series([next(hashes) if here else None for here in present], dtype=object)
+            yield pd.Series(embedding_simhashes(list(vectors.where(vectors.notna(), None)), seed, bits), dtype=object)
 
     return simhash(vector)

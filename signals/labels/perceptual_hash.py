@@ -134,6 +134,21 @@ def embedding_simhash(vectors: np.ndarray, seed: int = 0, bits: int = HASH_BITS)
     return (signs * weights).sum(axis=2, dtype=np.uint64).view(np.int64)
 
 
+def embedding_simhashes(vectors: Sequence[np.ndarray | None], seed: int = 0, bits: int = HASH_BITS) -> list[np.ndarray | None]:
+    """`embedding_simhash` of each vector (None for None), the vectors of each width hashed apart:
+    another writer's rows of several widths in one signal version cannot be stacked, and a pair
+    across widths has no cosine, so it makes no edge whatever its hashes."""
+    hashes: list[np.ndarray | None] = [None] * len(vectors)
+    by_width: dict[int, list[int]] = {}
+    for i, vector in enumerate(vectors):
+        if vector is not None:
+            by_width.setdefault(len(vector), []).append(i)
+    for rows in by_width.values():
+        for i, words in zip(rows, embedding_simhash(np.stack([vectors[i] for i in rows]), seed, bits), strict=True):
+            hashes[i] = words
+    return hashes
+
+
 @functools.lru_cache(maxsize=4)
 def _hyperplanes(dim: int, seed: int, bits: int) -> np.ndarray:
     """The SimHash's random hyperplanes, drawn once per process, not once per Arrow batch."""

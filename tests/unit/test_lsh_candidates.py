@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conf.settings import DedupSettings
-from signals.labels.perceptual_hash import band_keys, band_probes, bands_for, embedding_simhash, hamming, simhash_reach, to_int64, words_apart
+from signals.labels.perceptual_hash import band_keys, band_probes, bands_for, embedding_simhash, embedding_simhashes, hamming, simhash_reach, to_int64, words_apart
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -137,3 +137,16 @@ def test_a_longer_simhash_tells_near_copies_from_similar_pictures() -> None:
     assert _kept(long, *_pairs_at(rng, long.min_cosine, 2000), long.simhash_hamming) == 1.0
     with pytest.raises(ValueError, match="64-bit words"):
         embedding_simhash(similar[0], bits=100)
+
+
+def test_vectors_of_several_widths_are_hashed_each_with_their_own_widths_planes() -> None:
+    """Another writer's rows of one signal version may hold vectors of two widths: each is hashed
+    as it would be among vectors of its width alone, and a missing vector stays missing."""
+    rng = np.random.default_rng(5)
+    wide, narrow = rng.standard_normal((3, 16)), rng.standard_normal((2, 8))
+    mixed = [wide[0], narrow[0], None, wide[1], narrow[1], wide[2]]
+    hashes = embedding_simhashes(mixed, seed=3, bits=128)
+    assert hashes[2] is None
+    np.testing.assert_array_equal(np.stack([hashes[i] for i in (0, 3, 5)]), embedding_simhash(wide, seed=3, bits=128))
+    np.testing.assert_array_equal(np.stack([hashes[i] for i in (1, 4)]), embedding_simhash(narrow, seed=3, bits=128))
+    assert embedding_simhashes([None, None]) == [None, None]
