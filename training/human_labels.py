@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,11 +85,14 @@ def _timestamp(text: Any) -> dt.datetime | None:
         raise _Unreadable(f"labelled_at {text!r} is outside the years a time in UTC can have") from None
 
 
-def _annotator(completed_by: Any) -> str | None:
-    """Label Studio's `completed_by`: a user object (email, else id) or a user id."""
-    if isinstance(completed_by, dict):
-        return _text(completed_by.get("email") or completed_by.get("id"), "completed_by")
-    return _text(completed_by, "completed_by")
+def _annotator(value: Any, name: str) -> str | None:
+    """An annotator's name in Unicode's composed form (NFC), so that one name typed on two systems
+    (an accent as its own code point or not) is one annotator; Label Studio's `completed_by` is a
+    user object (email, else id) or a user id."""
+    if isinstance(value, dict):
+        value = value.get("email") or value.get("id")
+    text = _text(value, name)
+    return unicodedata.normalize("NFC", text) if text else None
 
 
 def _read_text(path: Path) -> str:
@@ -122,7 +126,7 @@ def _annotation_rows(where: str, item: Any, annotation: Any) -> list[LabelRow]:
     annotation = _object(annotation, "the annotation")
     if annotation.get("was_cancelled"):
         return []
-    annotator, labelled_at = _annotator(annotation.get("completed_by")), _timestamp(annotation.get("created_at"))
+    annotator, labelled_at = _annotator(annotation.get("completed_by"), "completed_by"), _timestamp(annotation.get("created_at"))
     choices = [_object(r, "a result") for r in _list(annotation.get("result"), "the annotation's result")]
     choices = [r for r in choices if r.get("type") == "choices"]
     chosen = [r for r in choices if isinstance(r.get("from_name"), str) and r["from_name"] in TASKS] or choices
@@ -145,6 +149,9 @@ def read_label_studio(path: Path) -> list[LabelRow]:
         raise UsageError(f"{path} is not JSON that can be read: {e}") from None
     if not isinstance(tasks, list):
         raise UsageError(f"{path}: a Label Studio JSON export is a list of tasks, not a {type(tasks).__name__}")
+    if tasks and all(isinstance(t, dict) and "annotations" not in t and "annotator" in t for t in tasks):
+        raise UsageError(f"{path} looks like Label Studio's JSON-MIN export (a row per annotation, no `annotations`): "
+                         "export the project as JSON, the format this import reads")
     rows = []
     for n, item in enumerate(tasks, 1):
         try:
@@ -165,15 +172,17 @@ def _csv_row(where: str, cells: dict[str | None, Any]) -> LabelRow:
     if cells.get(None):  # DictReader files the cells beyond the header under None
         raise _Unreadable(f"{len(cells[None])} more cells than the header has columns (a comma inside an unquoted value?)")
     return LabelRow(where, _text(cells["content_id"], "content_id"), _text(cells.get("task"), "task"), _text(cells["label"], "label"),
-                    _text(cells["annotator"], "annotator"), _timestamp(cells.get("labelled_at")))
+                    _annotator(cells["annotator"], "annotator"), _timestamp(cells.get("labelled_at")))
 
 
 def read_csv(path: Path) -> list[LabelRow]:
     """Rows of a CSV with a header: content_id, label, annotator, and optionally task and labelled_at."""
     reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
-    missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
-    if missing:
+    header = list(reader.fieldnames or [])
+    if missing := [c for c in CSV_COLUMNS if c not in header]:
         raise UsageError(f"{path}: the CSV has no column {', '.join(missing)} (its header: {reader.fieldnames})")
+    if repeated := sorted({c for c in header if header.count(c) > 1}):
+        raise UsageError(f"{path}: the CSV's header names {', '.join(repeated)} more than once: which cells are meant cannot be told")
     rows = []
     try:
         for cells in reader:

@@ -226,3 +226,28 @@ def test_gold_prints_annotators_as_written_not_as_markup(lakehouse: Path, tmp_pa
     assert status == 0 and "labels [v2].csv: 6 labels of text_heavy" in out
     status, out = cli(capsys, lakehouse, "labels", "gold", "--task", "text_heavy")
     assert status == 0 and "alice [ops]" in out and "Cohen's kappa alice [ops] / b[/]" in out
+
+
+def test_one_annotator_typed_two_ways_is_one_annotator(lakehouse: Path, tmp_path: Path, capsys) -> None:
+    """`José` with its accent composed (CSV) and decomposed (Label Studio) names one annotator:
+    their second judgement of the item is a repeat, and the table holds the composed name."""
+    path = tmp_path / "labels.csv"
+    path.write_text(f"content_id,label,annotator\n{IDS[0]},yes,Jos\u00e9\n", encoding="utf-8")
+    assert cli(capsys, lakehouse, "labels", "import", str(path), "--task", "text_heavy")[0] == 0
+    again = tmp_path / "export.json"
+    again.write_text(json.dumps(label_studio(choice("no", annotator="Jose\u0301"))))
+    status, out = cli(capsys, lakehouse, "labels", "import", str(again), "--task", "text_heavy")
+    assert status == 2 and "already imported for this annotator" in out
+    assert DeltaTable(str(lakehouse / "human_labels")).to_pyarrow_table()["annotator"].to_pylist() == ["Jos\u00e9"]
+
+
+def test_a_csv_header_naming_a_column_twice_and_a_json_min_export_are_refused(lakehouse: Path, tmp_path: Path, capsys) -> None:
+    path = tmp_path / "labels.csv"
+    path.write_text(f"content_id,label,annotator,label\n{IDS[0]},yes,ann,no\n")
+    status, out = cli(capsys, lakehouse, "labels", "import", str(path), "--task", "text_heavy")
+    assert status == 2 and "names label more than once" in out
+    json_min = tmp_path / "export.json"  # Label Studio's JSON-MIN: a flat row per annotation
+    json_min.write_text(json.dumps([{"id": 1, "content_id": IDS[0], "text_heavy": "yes", "annotator": "a@x", "annotation_id": 7}]))
+    status, out = cli(capsys, lakehouse, "labels", "import", str(json_min), "--task", "text_heavy")
+    assert status == 2 and "JSON-MIN" in out
+    assert not DeltaTable.is_deltatable(str(lakehouse / "human_labels"))
