@@ -92,13 +92,13 @@ def label_sample(settings: Settings, args: argparse.Namespace) -> None:
         if signal not in versions:
             raise UsageError(f"no champion rows of {signal} in {settings.lakehouse_root}: run a backfill first")
         version, probabilities, scored_by = versions[signal], weak_labels(settings.lakehouse_root, task), "the label model"
-    chosen = most_uncertain(candidates(settings.lakehouse_root, task, signal, version, probabilities), args.n)
-    if chosen.empty:
+    ranked = most_uncertain(candidates(settings.lakehouse_root, task, signal, version, probabilities))
+    if ranked.empty:
         console.print(f"every item with an ok {signal} row is labelled for {task} (or has no probability yet): nothing to sample")
         return
-    out, left_out = write_task_file(CorpusTable.of(settings), chosen, task, out, scored_by)
+    out, chosen, left_out = write_task_file(CorpusTable.of(settings), ranked, task, out, scored_by, args.n)
     if left_out:
-        console.print(f"left out {len(left_out)} items with no image to show (neither bytes nor an image_uri) or no longer in the corpus "
+        console.print(f"passed over {len(left_out)} items with no image to show (neither bytes nor an image_uri) or no longer in the corpus "
                       f"(e.g. {escape(', '.join(left_out[:5]))})")
-    console.print(f"{len(chosen) - len(left_out)} items of {task} to label next, the most uncertain under {scored_by}, "
+    console.print(f"{len(chosen)} items of {task} to label next, the most uncertain under {scored_by}, "
                   f"over {chosen['ds'].nunique()} days: {escape(str(out))} (config {escape(str(out.with_suffix('.xml')))})")

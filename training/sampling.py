@@ -58,12 +58,13 @@ def candidates(lakehouse: str, task: str, signal: str, model_version: str, proba
     return ok[~ok["content_id"].isin(labelled)].merge(probabilities, on="content_id")
 
 
-def most_uncertain(items: pd.DataFrame, n: int) -> pd.DataFrame:
-    """`n` items, each day given its share (by its candidates), the most uncertain (p nearest 0.5) of
-    each day first; days round-robin, so a small n still reaches every day."""
+def most_uncertain(items: pd.DataFrame) -> pd.DataFrame:
+    """`items` in the order they are worth labelling: each day given its share (by its candidates),
+    the most uncertain (p nearest 0.5) of each day first; days round-robin, so a small head of the
+    order still reaches every day."""
     ranked = items.assign(uncertainty=(items["p_positive"] - 0.5).abs()).sort_values(["uncertainty", "content_id"])
     ranked["turn"] = ranked.groupby("ds").cumcount() / ranked.groupby("ds")["content_id"].transform("count")
-    return ranked.sort_values(["turn", "uncertainty", "content_id"]).head(n).drop(columns=["turn"])
+    return ranked.sort_values(["turn", "uncertainty", "content_id"]).drop(columns=["turn"])
 
 
 def task_image(row: dict) -> str | None:
@@ -73,18 +74,30 @@ def task_image(row: dict) -> str | None:
     return row["image_uri"] or None
 
 
-def write_task_file(corpus: CorpusTable, chosen: pd.DataFrame, task: str, out: Path, scored_by: str) -> tuple[Path, list[str]]:
-    """The chosen items as a Label Studio task file (the image `task_image` gives, title, description
-    from the configured `corpus`, of the row of each id the jobs keep, the probability they were
-    chosen at and what gave it), with the labelling config beside it (`.xml`); and the ids left out:
-    no image to show, or no longer in the corpus (taken down since its embedding was computed)."""
-    corpus = corpus.latest(["content_id", "image", "image_uri", "title", "description"], ids=chosen["content_id"].tolist()).to_pylist()
-    by_id = {r["content_id"]: {**r, "shown": task_image(r)} for r in corpus}
-    shown = [c in by_id and by_id[c]["shown"] is not None for c in chosen["content_id"]]
-    tasks = [{"data": {"content_id": c, "ds": ds, "p_positive": round(float(p), 4), "scored_by": scored_by, "title": by_id[c]["title"] or "",
-                       "description": (by_id[c]["description"] or "")[:2000], "image": by_id[c]["shown"]}}
-             for c, ds, p, ok in zip(chosen["content_id"], chosen["ds"], chosen["p_positive"], shown) if ok]
-    left_out = [c for c, ok in zip(chosen["content_id"], shown) if not ok]
+def write_task_file(corpus: CorpusTable, ranked: pd.DataFrame, task: str, out: Path, scored_by: str,
+                    n: int | None = None) -> tuple[Path, pd.DataFrame, list[str]]:
+    """The first `n` items of `ranked` (all when None) that have an image to show, as a Label Studio
+    task file (the image `task_image` gives, title, description from the configured `corpus`, of
+    the row of each id the jobs keep, the probability they were chosen at and what gave it), with
+    the labelling config beside it (`.xml`); the items written; and the ids passed over: no image to
+    show, or no longer in the corpus (taken down since its embedding was computed). Each passed-over
+    item's place goes to the next of the ranking, so the file holds `n` items while there are any."""
+    wanted = len(ranked) if n is None else n
+    tasks: list[dict] = []
+    left_out: list[str] = []
+    start = 0
+    while len(tasks) < wanted and start < len(ranked):
+        batch = ranked.iloc[start:start + wanted - len(tasks)]  # the corpus read for as many as are still wanted
+        start += len(batch)
+        rows = corpus.latest(["content_id", "image", "image_uri", "title", "description"], ids=batch["content_id"].tolist()).to_pylist()
+        by_id = {r["content_id"]: r for r in rows}
+        for c, ds, p in zip(batch["content_id"], batch["ds"], batch["p_positive"], strict=True):
+            shown = task_image(by_id[c]) if c in by_id else None
+            if shown is None:
+                left_out.append(c)
+                continue
+            tasks.append({"data": {"content_id": c, "ds": ds, "p_positive": round(float(p), 4), "scored_by": scored_by,
+                                   "title": by_id[c]["title"] or "", "description": (by_id[c]["description"] or "")[:2000], "image": shown}})
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(tasks), encoding="utf-8")
     spec = task_named(task)
@@ -93,4 +106,5 @@ def write_task_file(corpus: CorpusTable, chosen: pd.DataFrame, task: str, out: P
         f'<View><Image name="image" value="$image"/><Text name="text" value="$title"/>'
         f'<Header value="{spec.question}"/><Choices name="{spec.name}" toName="image" choice="single">{choices}</Choices></View>\n',
         encoding="utf-8")
-    return out, left_out
+    written = ranked[ranked["content_id"].isin({t["data"]["content_id"] for t in tasks})]
+    return out, written, left_out

@@ -69,16 +69,20 @@ def test_slices_and_tasks_read_the_row_the_jobs_keep(tmp_path, empty_registry_db
     assert task["title"] == "corrected " * 20
 
 
-def test_a_task_shows_an_image_given_by_uri_and_leaves_out_an_item_without_one_or_gone(tmp_path) -> None:
+def test_a_task_shows_an_image_given_by_uri_and_passes_over_an_item_without_one_or_gone(tmp_path) -> None:
     """An item whose image is an image_uri is shown by that URI (not an empty data URI); one with
-    neither bytes nor URI is left out, by id, and so is one taken down from the corpus since its
-    embedding was computed (a KeyError before)."""
-    rows = pa.table({"content_id": ["pin-a", "pin-b", "pin-c"], "image": [PNG, None, None],
-                     "image_uri": [None, "s3://pins/b.jpg", None], "title": ["a", "b", "c"], "ds": ["2026-11-02"] * 3})
+    neither bytes nor URI is passed over, by id, and so is one taken down from the corpus since its
+    embedding was computed (a KeyError before); their places go to the next items of the ranking
+    (found in review: the file held fewer than asked for)."""
+    rows = pa.table({"content_id": ["pin-a", "pin-c", "pin-b", "pin-d", "pin-e"], "image": [PNG, None, None, PNG, PNG],
+                     "image_uri": [None, None, "s3://pins/b.jpg", None, None], "title": list("acbde"), "ds": ["2026-11-02"] * 5})
     write_deltalake(tmp_path / "pins", rows)
-    chosen = pd.concat([rows.select(["content_id", "ds"]).to_pandas(), pd.DataFrame({"content_id": ["pin-gone"], "ds": ["2026-11-02"]})])
-    chosen = chosen.assign(p_positive=0.5)
-    out, left_out = write_task_file(CorpusTable(CorpusSettings(), str(tmp_path / "pins")), chosen, "low_quality", tmp_path / "t.json", "x")
+    ranked = rows.select(["content_id", "ds"]).to_pandas()
+    ranked = pd.concat([ranked[:2], pd.DataFrame({"content_id": ["pin-gone"], "ds": ["2026-11-02"]}), ranked[2:]]).assign(p_positive=0.5)
+    corpus = CorpusTable(CorpusSettings(), str(tmp_path / "pins"))
+    out, written, left_out = write_task_file(corpus, ranked, "low_quality", tmp_path / "t.json", "x", 3)
     shown = {t["data"]["content_id"]: t["data"]["image"] for t in json.loads(out.read_text())}
-    assert shown == {"pin-a": "data:image;base64," + base64.b64encode(PNG).decode(), "pin-b": "s3://pins/b.jpg"}
-    assert left_out == ["pin-c", "pin-gone"]
+    data_uri = "data:image;base64," + base64.b64encode(PNG).decode()
+    assert shown == {"pin-a": data_uri, "pin-b": "s3://pins/b.jpg", "pin-d": data_uri}
+    assert written["content_id"].tolist() == ["pin-a", "pin-b", "pin-d"] and left_out == ["pin-c", "pin-gone"]
+    assert len(json.loads(write_task_file(corpus, ranked, "low_quality", tmp_path / "t.json", "x", 10)[0].read_text())) == 4

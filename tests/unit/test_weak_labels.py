@@ -143,15 +143,16 @@ def test_label_sample_most_uncertain_over_days(lakehouse: tuple[Path, np.ndarray
     assert len(pool) == N - len(labelled) and not labelled & set(pool["content_id"])
     days = dict(zip(IDS, [f"2026-11-{18 + int(c[-1]) % 3}" for c in IDS]))
     pool = pool.assign(ds=pool["content_id"].map(days))  # the embeddings hold one day: give the items three
-    chosen = most_uncertain(pool, 9)
+    chosen = most_uncertain(pool).head(9)
     assert chosen["ds"].value_counts().to_dict() == {d: 3 for d in sorted(set(days.values()))}
     for day, rows in chosen.groupby("ds"):
         of_day = pool[pool["ds"] == day]
         first = of_day.iloc[np.lexsort((of_day["content_id"], (of_day["p_positive"] - 0.5).abs()))]["content_id"].head(3)
         assert set(rows["content_id"]) == set(first)
-    out, left_out = write_task_file(CorpusTable(CorpusSettings(), str(root / "corpus")), chosen, "spam_text", tmp_path / "tasks.json", "the label model")
+    out, written, left_out = write_task_file(CorpusTable(CorpusSettings(), str(root / "corpus")), most_uncertain(pool), "spam_text",
+                                             tmp_path / "tasks.json", "the label model", 9)
     tasks = json.loads(out.read_text())
-    assert [t["data"]["content_id"] for t in tasks] == chosen["content_id"].tolist() and left_out == []
+    assert [t["data"]["content_id"] for t in tasks] == chosen["content_id"].tolist() == written["content_id"].tolist() and left_out == []
     assert {t["data"]["scored_by"] for t in tasks} == {"the label model"}
     assert '<Choices name="spam_text"' in out.with_suffix(".xml").read_text()
 
