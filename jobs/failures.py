@@ -18,6 +18,7 @@ from deltalake.exceptions import DeltaError
 from pydantic import ValidationError
 
 from conf.settings import UsageError
+from jobs.maintain import UpkeepFailed
 from lake.alias_lock import AliasConflict
 from lake.delta_io import CommitConflict
 from lake.registry import RegistryError
@@ -38,6 +39,9 @@ class Failure:
 
 def explain(exc: BaseException, lakehouse_root: str | None = None) -> Failure | None:
     """The failure as the user should see it, or None for an unexpected error (a bug)."""
+    if isinstance(exc, UpkeepFailed):  # explained as its first table's failure is, with what was done for the others
+        first = explain(next(iter(exc.failed.values())), lakehouse_root)
+        return Failure(first.status, f"{first.message}\n{exc}") if first else None
     text = f"{type(exc).__name__}: {exc}"
     data_file = _DATA_FILE.search(text)
     if data_file and ("FileNotFound" in text or "No such file" in text or "not found" in text.lower()):

@@ -58,6 +58,18 @@ class MaintainResult:
     unknown: list[str] = field(default_factory=list)  # what names versions no one can know any more (lineage_versions, damaged index manifests)
 
 
+class UpkeepFailed(RuntimeError):
+    """Upkeep of some tables failed (a damaged log entry, say): raised once the other tables' upkeep
+    is done, since one table's damage is no reason to leave the rest of the lakehouse to grow."""
+
+    def __init__(self, failed: dict[str, Exception], done: list[Upkeep]) -> None:
+        self.failed, self.done = failed, done
+        reasons = "; ".join(f"{name}: {type(exc).__name__}: {exc}" for name, exc in failed.items())
+        super().__init__(f"upkeep of {', '.join(failed)} failed ({reasons}); "
+                         + ("; ".join(map(describe, done)) if done else "no other table's upkeep was done"))
+        self.__cause__ = next(iter(failed.values()))
+
+
 def policy_of(settings: Settings) -> UpkeepPolicy:
     conf = settings.maintain
     return UpkeepPolicy(conf.checkpoint_every, conf.small_file_bytes, conf.min_small_files, conf.target_file_bytes,
@@ -158,7 +170,14 @@ def run_maintain(settings: Settings, tables: Sequence[str] | None = None, dry_ru
         return MaintainResult(run.run_id, True, [upkeep(name) for name in present], skipped, unknown)
     entries = [Tracked(name, ModelRef("delta-rs", deltalake.__version__), name) for name in present]
     with recorded(settings, run, entries) as finish:
-        done = [upkeep(name) for name in present]
+        done, failed = [], {}
+        for name in present:
+            try:
+                done.append(upkeep(name))
+            except Exception as exc:  # noqa: BLE001 - raised below, after the other tables' upkeep
+                failed[name] = exc
+        if failed:
+            raise UpkeepFailed(failed, done)
         worked = any(u.compaction_version is not None or u.vacuumed or u.checkpoint is not None for u in done)
         finish(RunResult(run.run_id, SUCCEEDED if worked else NOTHING_TO_DO, {u.table: u.version for u in done},
                          message="; ".join([*(describe(u) for u in done), *unknown])))

@@ -19,7 +19,8 @@ from test_delta_io import log_actions, make_rows, write
 from conf.settings import UsageError
 from jobs.dry_run import refresh_scope
 from jobs.engine import CORPUS_VERSION
-from jobs.maintain import named_versions, run_maintain
+from jobs.failures import DAMAGED, explain
+from jobs.maintain import UpkeepFailed, named_versions, run_maintain
 from jobs.refresh import REFRESHED, last_refresh
 from lake import delta_io, upkeep
 from retrieval import index_store
@@ -492,3 +493,26 @@ def test_a_head_whose_training_run_is_gone_names_nothing_and_maintain_says_so(tm
     assert result.unknown == unknown and result.tables
     ledger_messages = {r["message"] for r in delta_io.read_arrow(settings.table_root(RUNS.name)).to_pylist() if r["run_id"] == result.run_id}
     assert any(gone in (m or "") for m in ledger_messages)
+
+
+def test_a_table_whose_upkeep_fails_does_not_stop_the_others(tmp_path: Path) -> None:
+    """Found in review: one table's unexpected failure stopped `maintain` for every table after it.
+    A data file of the embeddings (maintained first) is missing: the corpus still gets its upkeep,
+    and the run fails as that table's damage is explained (exit 4, how to heal it), saying what was
+    done for the others."""
+    settings, corpus_root = _corpus_lakehouse(tmp_path, changes=4)
+    root = settings.table_root(EMBEDDINGS.name)
+    lost = next(f.path for f in delta_io.live_files(root) if f.partition_values["ds"] == DAYS[0])
+    os.remove(f"{root}/{lost}")
+    corpus_version = DeltaTable(corpus_root).version()
+    with pytest.raises(UpkeepFailed) as failed:
+        run_maintain(settings, ["embeddings", "corpus"])
+    assert list(failed.value.failed) == ["embeddings"] and [u.table for u in failed.value.done] == ["corpus"]
+    assert upkeep.last_checkpoint(corpus_root) == corpus_version  # the corpus's log was checkpointed after the embeddings failed
+    explained = explain(failed.value, settings.lakehouse_root)
+    assert explained is not None and explained.status == DAMAGED
+    assert f"for day {DAYS[0]} is missing" in explained.message and "corpus: files" in explained.message
+    ledger = DeltaTable(settings.table_root(RUNS.name)).to_pyarrow_table().to_pylist()
+    ended = {r["signal"]: r for r in ledger if r["status"] != "started"}
+    assert {s: r["status"] for s, r in ended.items()} == {"embeddings": "failed", "corpus": "failed"}  # the run failed, and says what it did
+    assert all("upkeep of embeddings failed" in r["message"] and "corpus: files" in r["message"] for r in ended.values())
