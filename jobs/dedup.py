@@ -45,7 +45,7 @@ from pyspark.sql import functions as F
 
 from conf.settings import DedupSettings, Settings
 from jobs.corpus import CorpusSource, check_rows, one_row_per_id
-from jobs.engine import Run, RunResult, Tracked, already_committed, recorded
+from jobs.engine import CORPUS_VERSION, Run, RunResult, Tracked, already_committed, recorded
 from jobs.progress import spark_progress
 from lake import delta_io, ledger, spark_io
 from lake.ledger import SUCCEEDED
@@ -288,7 +288,8 @@ def run_dedup(spark: SparkSession, settings: Settings, run_id: str | None = None
     entry = Tracked(JOB, ModelRef(signal, champion_version(settings, signal)), DUPLICATES.name)
     with recorded(settings, run, [entry]) as finish:
         read_version = delta_io.ensure_table(root, DUPLICATES).version()
-        rows_read = corpus.read(spark, corpus.version())  # one read, of the pinned version: what is counted is what is grouped
+        corpus_version = corpus.version()
+        rows_read = corpus.read(spark, corpus_version)  # one read, of the pinned version: what is counted is what is grouped
         check = check_rows(rows_read)
         with spark_progress(spark.sparkContext, "dedup fingerprints and edges"):
             items = fingerprints(spark, settings, rows_read).localCheckpoint()
@@ -314,7 +315,8 @@ def run_dedup(spark: SparkSession, settings: Settings, run_id: str | None = None
         written = sum(f.num_items for f in files)
         if written != check.items:
             raise RuntimeError(f"duplicates: {written} items written for {check.items} corpus items; nothing committed")
-        version = delta_io.commit_files(root, DUPLICATES, files, run.app_id, {"job": JOB, "run_id": run.run_id},
+        read = {CORPUS_VERSION: str(corpus_version)} if corpus_version is not None else {}  # which corpus the groups are of
+        version = delta_io.commit_files(root, DUPLICATES, files, run.app_id, {"job": JOB, "run_id": run.run_id, **read},
                                         remove=lambda live: True, read_version=read_version)
         result = RunResult(run.run_id, SUCCEEDED, {DUPLICATES.name: version}, ledger.outcomes_of(root, run.run_id, {JOB: entry.model}),
                            check.describe())

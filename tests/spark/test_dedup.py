@@ -78,6 +78,7 @@ def test_a_corpus_commit_while_dedup_runs_is_not_read_half(spark, backfilled, tm
     settings = settings_for(tmp_path / "lakehouse")
     run_dedup(spark, settings)
     assert _grouped_ids(settings) == sorted(DeltaTable(root, version=read).to_pyarrow_table()["content_id"].to_pylist())
+    assert DeltaTable(settings.table_root("duplicates")).history(1)[0]["corpus_version"] == str(read)  # the commit says which it read
 
 
 def test_connected_components_take_the_smallest_reachable_id(spark):
