@@ -27,8 +27,8 @@ from lake.ledger import SUCCEEDED
 from lake.registry import Registry
 from monitoring.monitor import MonitorResult
 from retrieval import index_store
-from retrieval.build import build_index, embeddings_root, update_index
-from retrieval.embedding_rows import item_vector, pinned_version
+from retrieval.build import build_index, embeddings_root, indexed_vector, update_index
+from retrieval.embedding_rows import pinned_version
 from retrieval.vector_index import neighbours
 from rollout.compare import Comparison, compare_in_lakehouse, log_to_mlflow, report_metrics, write_report
 from rollout.coverage import coverage
@@ -173,7 +173,7 @@ def _neighbours(settings: Settings, args: argparse.Namespace) -> None:
     if args.k < 1:
         raise UsageError(f"-k {args.k}: ask for at least one neighbour")
     manifest, index = index_store.load(settings.lakehouse_root, args.signal)
-    vector = item_vector(embeddings_root(settings.lakehouse_root), args.signal, manifest.model_version, manifest.table_version, args.content_id)
+    vector = indexed_vector(settings.lakehouse_root, manifest, args.content_id)
     found = [(c, score) for c, score in neighbours(index, vector, args.k + 1) if c != args.content_id][: args.k]
     champion = _champion_of(settings, args.signal)
     print_neighbours(manifest, args.content_id, found)

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from conf.settings import IndexSettings, UsageError
 from retrieval import index_store
-from retrieval.embedding_rows import changes, held_by, pinned_version, signal_rows, table_id, vectors_of
+from retrieval.embedding_rows import changes, held_by, item_vector, pinned_version, signal_rows, table_id, vectors_of
 from retrieval.index_store import Manifest
 from retrieval.vector_index import EXACT, IndexKind, VectorIndex, choose_kind
 from retrieval.writer_lock import writer_lock
@@ -37,6 +37,25 @@ class IndexOutcome:
 
 def embeddings_root(lakehouse_root: str) -> str:
     return f"{lakehouse_root.rstrip('/')}/{EMBEDDINGS.name}"
+
+
+def _another_table(manifest: Manifest, table: str, identity: str) -> str | None:
+    """Why the index is not of the table whose Delta id is `identity`; None when it is."""
+    if manifest.table_id == identity:
+        return None
+    if manifest.table_id:
+        return f"the index was built from table {manifest.table_id}, and {table} is now table {identity} (dropped and written again)"
+    return "its manifest does not say which table it was built from (it predates table ids)"
+
+
+def indexed_vector(lakehouse_root: str, manifest: Manifest, content_id: str) -> np.ndarray:
+    """An item's vector in the snapshot its index was built or updated from (`item_vector`), refused
+    when the table there now is another (dropped and written again): its vectors are not the index's."""
+    table = embeddings_root(lakehouse_root)
+    if why := _another_table(manifest, table, table_id(table, None)):  # a table's id is the same at every version
+        raise UsageError(f"the index of {manifest.signal} cannot be queried: {why}; build the index again "
+                         f"(content-signals index {manifest.signal})")
+    return item_vector(table, manifest.signal, manifest.model_version, manifest.table_version, content_id)
 
 
 def _describe(manifest: Manifest) -> str:
@@ -87,9 +106,7 @@ def _update(lakehouse_root: str, signal: str, model_version: str, settings: Inde
     table = embeddings_root(lakehouse_root)
     version = pinned_version(table, version)
     identity = table_id(table, version)
-    if manifest.table_id != identity:  # version numbers of another table: its changes say nothing about the index's items
-        why = (f"the index was built from table {manifest.table_id}, and {table} is now table {identity} (dropped and written again)"
-               if manifest.table_id else "its manifest does not say which table it was built from (it predates table ids)")
+    if why := _another_table(manifest, table, identity):  # another table's version numbers say nothing about the index's items
         return _build(lakehouse_root, signal, model_version, settings, version, f"rebuilt: {why}", manifest)
     if version < manifest.table_version:
         raise UsageError(f"the index of {signal} is at {EMBEDDINGS.name} version {manifest.table_version}, after {version}: "

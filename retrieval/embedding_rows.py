@@ -58,8 +58,8 @@ def pinned_version(root: str, version: int | None) -> int:
     return version
 
 
-def table_id(root: str, version: int) -> str:
-    """The table's Delta id at `version`: a table dropped and written again reuses version numbers, not its id."""
+def table_id(root: str, version: int | None) -> str:
+    """The table's Delta id at `version` (None: the latest): a table dropped and written again reuses version numbers, not its id."""
     return delta_io.snapshot(root, version).metadata().id
 
 

@@ -169,3 +169,20 @@ def test_a_version_a_vacuum_removed_is_bad_input_not_damage(lakehouse, capsys, m
     delete(lakehouse, "pin-004")
     monkeypatch.chdir(lakehouse.parent)  # an API caller may name the lakehouse relative to where it runs
     assert update_index(lakehouse.name, SIGNAL, "1", load_settings("local").index).manifest.items == 43
+
+
+def test_neighbours_after_the_table_was_dropped_and_written_again_say_to_build_the_index_again(lakehouse, capsys) -> None:
+    """The query vector was read at the manifest's version number of whatever table is there now:
+    another table's vector, queried against the old table's index (found in review, left alone then)."""
+    assert run(capsys, lakehouse, "index", SIGNAL)[0] == 0
+    shutil.rmtree(embeddings_root(str(lakehouse)))
+    for seed in (5, 6, 7):  # the new table reaches the index's version number (2) with other vectors
+        append(lakehouse, rows(IDS, random_vectors(50, seed)))
+    status, out = run(capsys, lakehouse, "neighbours", SIGNAL, "pin-007")
+    assert status == 2 and "dropped and written again" in out and "content-signals index image_embedding" in out
+    shutil.rmtree(embeddings_root(str(lakehouse)))
+    append(lakehouse, rows(IDS, random_vectors(50, 8)))  # one version: the index's is not there at all
+    status, out = run(capsys, lakehouse, "neighbours", SIGNAL, "pin-007")
+    assert status == 2 and "content-signals index image_embedding" in out
+    assert run(capsys, lakehouse, "index", SIGNAL)[0] == 0
+    assert run(capsys, lakehouse, "neighbours", SIGNAL, "pin-007")[0] == 0
