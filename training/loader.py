@@ -227,10 +227,17 @@ class EmbeddingBatches(IterableDataset):
 
 
 def _ok_rows(batch: pa.RecordBatch) -> tuple[list[str], np.ndarray | None]:
-    """The content ids and vectors (one row each) of a record batch's ok rows."""
+    """The content ids and vectors (one row each) of a record batch's ok rows with a usable vector:
+    one whose vector is null, empty or not finite (another writer's) is left out, as an error row is."""
     batch = batch.filter(pc.equal(batch["status"], STATUS_OK))
-    ids = batch["content_id"].to_pylist()
-    return ids, batch["vector"].values.to_numpy(zero_copy_only=False).reshape(len(ids), -1) if ids else None
+    batch = batch.filter(pc.fill_null(pc.greater(pc.list_value_length(batch["vector"]), 0), False))
+    if not batch.num_rows:
+        return [], None
+    matrix = batch["vector"].flatten().to_numpy(zero_copy_only=False).reshape(batch.num_rows, -1)
+    finite = np.isfinite(matrix).all(axis=1)
+    if finite.all():
+        return batch["content_id"].to_pylist(), matrix
+    return pc.filter(batch["content_id"], pa.array(finite)).to_pylist(), matrix[finite]
 
 
 def _labelled(batch: pa.RecordBatch, wanted: Mapping[str, float],

@@ -198,3 +198,24 @@ def test_a_pass_kept_in_memory_serves_only_the_same_files(tmp_path):
     share = stream.files[::2]  # what worker 0 of 2 reads
     expected = sorted(r[0] for r in EmbeddingBatches(share, stream.targets)._rows(share))  # a fresh dataset: nothing kept
     assert sorted(r[0] for r in stream._rows(share)) == expected and len(expected) < len(whole)
+
+
+def test_ok_rows_without_a_usable_vector_are_left_out_as_error_rows_are(tmp_path):
+    """Another writer's ok rows with a NaN, inf, null or empty vector: one such row in the train
+    split made every weight of the head NaN (and its evaluation a ZeroDivisionError), a null one
+    failed the read; they are left out, and every other row keeps its own vector."""
+    ids = [f"v{i:02d}" for i in range(12)]
+    table = rows(ids, vectors(len(ids), 0, 4)).to_pylist()
+    bad = {"v01": [float("nan")] * 4, "v02": [1.0, float("inf"), 0.0, 0.0], "v03": None, "v04": []}
+    for row in table:
+        row["vector"] = bad.get(row["content_id"], row["vector"])
+    append(tmp_path, pa.Table.from_pylist(table, schema=EMBEDDINGS.schema))
+    snapshot = pin_snapshot(str(tmp_path), SIGNAL, "1", pd.DataFrame({"content_id": ids, "p_positive": 0.5}))
+    got = {}
+    for split in SPLITS:
+        for batch in batches(snapshot, split, batch_size=5, shuffle_buffer=1):
+            got.update(zip(batch["content_id"], batch["x"].numpy()))
+    assert sorted(got) == [c for c in ids if c not in bad]
+    for row in table:
+        if row["content_id"] in got:
+            np.testing.assert_array_equal(got[row["content_id"]], np.float32(row["vector"]))
