@@ -40,6 +40,9 @@ from signals.labels.head import JOINED_SEPARATOR
 SPLITS = ("train", "validation", "test")
 READ_ROWS = 1024  # rows per record batch read from a data file
 LATEST = "latest"  # pin_snapshot: the duplicates table's latest version
+READ_COLUMNS = ("content_id", "status", "vector")
+# each file read in the table's types: delta-rs's own rewrites (a delete, say) store strings as string_view
+READ_SCHEMA = pa.schema([EMBEDDINGS.schema.field(c) for c in READ_COLUMNS])
 
 
 def group_point(group_id: str) -> float:
@@ -190,8 +193,8 @@ class EmbeddingBatches(IterableDataset):
         size = 0
         for file in files:  # a dataset per file: a file's metadata is let go once it is read
             # one thread: a threaded scan reads ahead by more than batch_readahead when the consumer is slow (a loaded machine)
-            scan = ds.dataset(file, format="parquet").to_batches(columns=["content_id", "status", "vector"], batch_size=READ_ROWS,
-                                                                 batch_readahead=1, use_threads=False)
+            scan = ds.dataset(file, format="parquet", schema=READ_SCHEMA).to_batches(columns=list(READ_COLUMNS), batch_size=READ_ROWS,
+                                                                                    batch_readahead=1, use_threads=False)
             for batch in scan:
                 for row in _labelled(batch, self.targets, self.appended):
                     if kept is not None:
@@ -261,7 +264,7 @@ def joined_vectors(snapshot: Snapshot, content_ids: Collection[str]) -> dict[str
     for signal, model_version in snapshot.joined:
         mine: dict[str, np.ndarray] = {}
         for file in snapshot.file_uris(signal, model_version):
-            for batch in ds.dataset(file, format="parquet").to_batches(columns=["content_id", "status", "vector"], batch_size=READ_ROWS):
+            for batch in ds.dataset(file, format="parquet", schema=READ_SCHEMA).to_batches(columns=list(READ_COLUMNS), batch_size=READ_ROWS):
                 ids, matrix = _ok_rows(batch)
                 mine.update((c, matrix[i].copy()) for i, c in enumerate(ids) if c in content_ids)
         found = mine if found is None else {c: np.concatenate([v, mine[c]]) for c, v in found.items() if c in mine}
