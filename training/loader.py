@@ -190,13 +190,17 @@ class EmbeddingBatches(IterableDataset):
             yield from self._kept[1]
             return
         kept: list[tuple[str, np.ndarray, float]] | None = [] if self.keep_bytes else None
-        size = 0
+        size, width = 0, None  # width: (content id, length) of the first row read
         for file in files:  # a dataset per file: a file's metadata is let go once it is read
             # one thread: a threaded scan reads ahead by more than batch_readahead when the consumer is slow (a loaded machine)
             scan = ds.dataset(file, format="parquet", schema=READ_SCHEMA).to_batches(columns=list(READ_COLUMNS), batch_size=READ_ROWS,
                                                                                     batch_readahead=1, use_threads=False)
             for batch in scan:
                 for row in _labelled(batch, self.targets, self.appended):
+                    if width is None:
+                        width = row[0], len(row[1])
+                    elif len(row[1]) != width[1]:
+                        _refuse_lengths(width[0], row[0], width[1], len(row[1]))
                     if kept is not None:
                         kept.append(row)
                         size += row[1].nbytes
@@ -236,11 +240,21 @@ def _ok_rows(batch: pa.RecordBatch) -> tuple[list[str], np.ndarray | None]:
     batch = batch.filter(pc.fill_null(pc.greater(pc.list_value_length(batch["vector"]), 0), False))
     if not batch.num_rows:
         return [], None
+    lengths = pc.list_value_length(batch["vector"])
+    if len(found := pc.unique(lengths).to_pylist()) > 1:
+        first, second = (pc.filter(batch["content_id"], pc.equal(lengths, n))[0].as_py() for n in found[:2])
+        _refuse_lengths(first, second, *found[:2])
     matrix = batch["vector"].flatten().to_numpy(zero_copy_only=False).reshape(batch.num_rows, -1)
     finite = np.isfinite(matrix).all(axis=1)
     if finite.all():
         return batch["content_id"].to_pylist(), matrix
     return pc.filter(batch["content_id"], pa.array(finite)).to_pylist(), matrix[finite]
+
+
+def _refuse_lengths(first: str, second: str, first_length: int, second_length: int) -> None:
+    """A usage error: the rows a head reads hold vectors of two lengths (another writer's rows)."""
+    raise UsageError(f"the embedding rows read hold vectors of two lengths ({first_length} floats, e.g. {first!r}, and {second_length}, "
+                     f"e.g. {second!r}): a head reads one length; delete or recompute the rows of the other")
 
 
 def _labelled(batch: pa.RecordBatch, wanted: Mapping[str, float],

@@ -14,6 +14,7 @@ from deltalake import write_deltalake
 from embedding_tables import SIGNAL, append, delete, rows
 from torch.utils.data import DataLoader
 
+from conf.settings import UsageError
 from lake import delta_io
 from signals.contracts import DUPLICATES, EMBEDDINGS
 from training.loader import READ_ROWS, SPLITS, EmbeddingBatches, batches, pin_snapshot, split_of
@@ -233,3 +234,22 @@ def test_data_files_rewritten_by_delta_rs_are_read(tmp_path):
     got = pd.concat([collected(batches(snapshot, s)) for s in SPLITS]).set_index("content_id")
     assert sorted(got.index) == sorted(ok.index) and ids[0] not in got.index
     np.testing.assert_array_equal(got.loc[ok.index, "x0"], [v[0] for v in ok["vector"]])
+
+
+@pytest.mark.parametrize("where", ["one record batch", "another file"])
+def test_vectors_of_two_lengths_in_one_model_version_are_refused(tmp_path, where):
+    """Another writer's rows of another length: within one record batch, a 6 and a 2 beside 4s were
+    reshaped into 4s (each item trained on its neighbour's numbers); in another file, np.stack
+    failed. A head reads one length: a usage error saying which."""
+    ids = [f"v{i:02d}" for i in range(8)]
+    table = rows(ids, vectors(len(ids), 0, 4)).to_pylist()
+    if where == "one record batch":
+        table[1]["vector"], table[2]["vector"] = [1.0] * 6, [2.0] * 2
+    append(tmp_path, pa.Table.from_pylist(table, schema=EMBEDDINGS.schema))
+    if where == "another file":
+        append(tmp_path, rows(["w00"], vectors(1, 1, 8)))
+    labels = pd.DataFrame({"content_id": [*ids, "w00"], "p_positive": 0.5})
+    snapshot = pin_snapshot(str(tmp_path), SIGNAL, "1", labels, fractions=(0.98, 0.01, 0.01))
+    with pytest.raises(UsageError, match="lengths"):
+        for split in SPLITS:
+            list(batches(snapshot, split, batch_size=100))
