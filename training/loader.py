@@ -167,6 +167,7 @@ class EmbeddingBatches(IterableDataset):
                  shuffle_buffer: int = 4096, seed: int = 0, keep_bytes: int = 0, appended: Mapping[str, np.ndarray] | None = None) -> None:
         super().__init__()
         self.files, self.targets, self.appended = files, dict(targets), appended
+        self._slot = dict(zip(self.targets, range(len(self.targets))))  # content id -> its place, for the ids a pass has read
         self.batch_size, self.shuffle_buffer, self.seed = batch_size, shuffle_buffer, seed
         self.keep_bytes = keep_bytes
         self.epoch = 0
@@ -191,6 +192,7 @@ class EmbeddingBatches(IterableDataset):
             return
         kept: list[tuple[str, np.ndarray, float]] | None = [] if self.keep_bytes else None
         size, width = 0, None  # width: (content id, length) of the first row read
+        seen = np.zeros(len(self._slot), dtype=bool)  # which labelled items were read: a byte an item
         for file in files:  # a dataset per file: a file's metadata is let go once it is read
             # one thread: a threaded scan reads ahead by more than batch_readahead when the consumer is slow (a loaded machine)
             scan = ds.dataset(file, format="parquet", schema=READ_SCHEMA).to_batches(columns=list(READ_COLUMNS), batch_size=READ_ROWS,
@@ -201,6 +203,10 @@ class EmbeddingBatches(IterableDataset):
                         width = row[0], len(row[1])
                     elif len(row[1]) != width[1]:
                         _refuse_lengths(width[0], row[0], width[1], len(row[1]))
+                    if seen[slot := self._slot[row[0]]]:
+                        raise UsageError(f"{row[0]!r} has more than one ok row of the embedding read (rows on two days): the table must "
+                                         "hold one row per item and model version; a refresh drops an item's rows of its older days")
+                    seen[slot] = True
                     if kept is not None:
                         kept.append(row)
                         size += row[1].nbytes

@@ -253,3 +253,16 @@ def test_vectors_of_two_lengths_in_one_model_version_are_refused(tmp_path, where
     with pytest.raises(UsageError, match="lengths"):
         for split in SPLITS:
             list(batches(snapshot, split, batch_size=100))
+
+
+def test_an_item_with_two_ok_rows_of_the_model_version_is_refused(tmp_path):
+    """An item left with rows on two days (a lakehouse from before backfills dropped the older day's
+    row): trained on twice, and held out twice, which failed the evaluation with pandas'
+    InvalidIndexError; a usage error naming it, as the retrieval index refuses it."""
+    ids = write_days(tmp_path, days=2, per_day=20)
+    again = ids[0]
+    append(tmp_path, rows([again], vectors(1, 5, 16), ds="2026-11-09"))
+    labels = pd.DataFrame({"content_id": ids, "p_positive": 0.5})
+    snapshot = pin_snapshot(str(tmp_path), SIGNAL, "1", labels)
+    with pytest.raises(UsageError, match=f"{again}.*more than one ok row"):
+        list(batches(snapshot, split_of(again)))
