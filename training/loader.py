@@ -40,6 +40,9 @@ from signals.labels.head import JOINED_SEPARATOR
 SPLITS = ("train", "validation", "test")
 READ_ROWS = 1024  # rows per record batch read from a data file
 LATEST = "latest"  # pin_snapshot: the duplicates table's latest version
+READ_COLUMNS = ("content_id", "status", "vector")
+# each file read in the table's types: delta-rs's own rewrites (a delete, say) store strings as string_view
+READ_SCHEMA = pa.schema([EMBEDDINGS.schema.field(c) for c in READ_COLUMNS])
 
 
 def group_point(group_id: str) -> float:
@@ -164,6 +167,7 @@ class EmbeddingBatches(IterableDataset):
                  shuffle_buffer: int = 4096, seed: int = 0, keep_bytes: int = 0, appended: Mapping[str, np.ndarray] | None = None) -> None:
         super().__init__()
         self.files, self.targets, self.appended = files, dict(targets), appended
+        self._slot = dict(zip(self.targets, range(len(self.targets))))  # content id -> its place, for the ids a pass has read
         self.batch_size, self.shuffle_buffer, self.seed = batch_size, shuffle_buffer, seed
         self.keep_bytes = keep_bytes
         self.epoch = 0
@@ -187,13 +191,22 @@ class EmbeddingBatches(IterableDataset):
             yield from self._kept[1]
             return
         kept: list[tuple[str, np.ndarray, float]] | None = [] if self.keep_bytes else None
-        size = 0
+        size, width = 0, None  # width: (content id, length) of the first row read
+        seen = np.zeros(len(self._slot), dtype=bool)  # which labelled items were read: a byte an item
         for file in files:  # a dataset per file: a file's metadata is let go once it is read
             # one thread: a threaded scan reads ahead by more than batch_readahead when the consumer is slow (a loaded machine)
-            scan = ds.dataset(file, format="parquet").to_batches(columns=["content_id", "status", "vector"], batch_size=READ_ROWS,
-                                                                 batch_readahead=1, use_threads=False)
+            scan = ds.dataset(file, format="parquet", schema=READ_SCHEMA).to_batches(columns=list(READ_COLUMNS), batch_size=READ_ROWS,
+                                                                                    batch_readahead=1, use_threads=False)
             for batch in scan:
                 for row in _labelled(batch, self.targets, self.appended):
+                    if width is None:
+                        width = row[0], len(row[1])
+                    elif len(row[1]) != width[1]:
+                        _refuse_lengths(width[0], row[0], width[1], len(row[1]))
+                    if seen[slot := self._slot[row[0]]]:
+                        raise UsageError(f"{row[0]!r} has more than one ok row of the embedding read (rows on two days): the table must "
+                                         "hold one row per item and model version; a refresh drops an item's rows of its older days")
+                    seen[slot] = True
                     if kept is not None:
                         kept.append(row)
                         size += row[1].nbytes
@@ -227,10 +240,27 @@ class EmbeddingBatches(IterableDataset):
 
 
 def _ok_rows(batch: pa.RecordBatch) -> tuple[list[str], np.ndarray | None]:
-    """The content ids and vectors (one row each) of a record batch's ok rows."""
+    """The content ids and vectors (one row each) of a record batch's ok rows with a usable vector:
+    one whose vector is null, empty or not finite (another writer's) is left out, as an error row is."""
     batch = batch.filter(pc.equal(batch["status"], STATUS_OK))
-    ids = batch["content_id"].to_pylist()
-    return ids, batch["vector"].values.to_numpy(zero_copy_only=False).reshape(len(ids), -1) if ids else None
+    batch = batch.filter(pc.fill_null(pc.greater(pc.list_value_length(batch["vector"]), 0), False))
+    if not batch.num_rows:
+        return [], None
+    lengths = pc.list_value_length(batch["vector"])
+    if len(found := pc.unique(lengths).to_pylist()) > 1:
+        first, second = (pc.filter(batch["content_id"], pc.equal(lengths, n))[0].as_py() for n in found[:2])
+        _refuse_lengths(first, second, *found[:2])
+    matrix = batch["vector"].flatten().to_numpy(zero_copy_only=False).reshape(batch.num_rows, -1)
+    finite = np.isfinite(matrix).all(axis=1)
+    if finite.all():
+        return batch["content_id"].to_pylist(), matrix
+    return pc.filter(batch["content_id"], pa.array(finite)).to_pylist(), matrix[finite]
+
+
+def _refuse_lengths(first: str, second: str, first_length: int, second_length: int) -> None:
+    """A usage error: the rows a head reads hold vectors of two lengths (another writer's rows)."""
+    raise UsageError(f"the embedding rows read hold vectors of two lengths ({first_length} floats, e.g. {first!r}, and {second_length}, "
+                     f"e.g. {second!r}): a head reads one length; delete or recompute the rows of the other")
 
 
 def _labelled(batch: pa.RecordBatch, wanted: Mapping[str, float],
@@ -254,7 +284,7 @@ def joined_vectors(snapshot: Snapshot, content_ids: Collection[str]) -> dict[str
     for signal, model_version in snapshot.joined:
         mine: dict[str, np.ndarray] = {}
         for file in snapshot.file_uris(signal, model_version):
-            for batch in ds.dataset(file, format="parquet").to_batches(columns=["content_id", "status", "vector"], batch_size=READ_ROWS):
+            for batch in ds.dataset(file, format="parquet", schema=READ_SCHEMA).to_batches(columns=list(READ_COLUMNS), batch_size=READ_ROWS):
                 ids, matrix = _ok_rows(batch)
                 mine.update((c, matrix[i].copy()) for i, c in enumerate(ids) if c in content_ids)
         found = mine if found is None else {c: np.concatenate([v, mine[c]]) for c, v in found.items() if c in mine}

@@ -11,9 +11,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
-from embedding_tables import SIGNAL, append, rows
+from embedding_tables import SIGNAL, append, delete, rows
 from torch.utils.data import DataLoader
 
+from conf.settings import UsageError
 from lake import delta_io
 from signals.contracts import DUPLICATES, EMBEDDINGS
 from training.loader import READ_ROWS, SPLITS, EmbeddingBatches, batches, pin_snapshot, split_of
@@ -198,3 +199,70 @@ def test_a_pass_kept_in_memory_serves_only_the_same_files(tmp_path):
     share = stream.files[::2]  # what worker 0 of 2 reads
     expected = sorted(r[0] for r in EmbeddingBatches(share, stream.targets)._rows(share))  # a fresh dataset: nothing kept
     assert sorted(r[0] for r in stream._rows(share)) == expected and len(expected) < len(whole)
+
+
+def test_ok_rows_without_a_usable_vector_are_left_out_as_error_rows_are(tmp_path):
+    """Another writer's ok rows with a NaN, inf, null or empty vector: one such row in the train
+    split made every weight of the head NaN (and its evaluation a ZeroDivisionError), a null one
+    failed the read; they are left out, and every other row keeps its own vector."""
+    ids = [f"v{i:02d}" for i in range(12)]
+    table = rows(ids, vectors(len(ids), 0, 4)).to_pylist()
+    bad = {"v01": [float("nan")] * 4, "v02": [1.0, float("inf"), 0.0, 0.0], "v03": None, "v04": []}
+    for row in table:
+        row["vector"] = bad.get(row["content_id"], row["vector"])
+    append(tmp_path, pa.Table.from_pylist(table, schema=EMBEDDINGS.schema))
+    snapshot = pin_snapshot(str(tmp_path), SIGNAL, "1", pd.DataFrame({"content_id": ids, "p_positive": 0.5}))
+    got = {}
+    for split in SPLITS:
+        for batch in batches(snapshot, split, batch_size=5, shuffle_buffer=1):
+            got.update(zip(batch["content_id"], batch["x"].numpy()))
+    assert sorted(got) == [c for c in ids if c not in bad]
+    for row in table:
+        if row["content_id"] in got:
+            np.testing.assert_array_equal(got[row["content_id"]], np.float32(row["vector"]))
+
+
+def test_data_files_rewritten_by_delta_rs_are_read(tmp_path):
+    """delta-rs's own delete (a takedown by another tool) rewrites a file with string_view columns,
+    which the loader's status filter had no kernel for (ArrowNotImplementedError): each file is read
+    in the table's types."""
+    ids = write_days(tmp_path, days=2, per_day=20)
+    delete(tmp_path, ids[0])
+    snapshot = pin_snapshot(str(tmp_path), SIGNAL, "1", pd.DataFrame({"content_id": ids, "p_positive": 0.5}))
+    table = delta_io.read_arrow(f"{tmp_path}/{EMBEDDINGS.name}", snapshot.embeddings_version).to_pandas()
+    ok = table[(table["signal"] == SIGNAL) & (table["model_version"] == "1") & (table["status"] == "ok")].set_index("content_id")
+    got = pd.concat([collected(batches(snapshot, s)) for s in SPLITS]).set_index("content_id")
+    assert sorted(got.index) == sorted(ok.index) and ids[0] not in got.index
+    np.testing.assert_array_equal(got.loc[ok.index, "x0"], [v[0] for v in ok["vector"]])
+
+
+@pytest.mark.parametrize("where", ["one record batch", "another file"])
+def test_vectors_of_two_lengths_in_one_model_version_are_refused(tmp_path, where):
+    """Another writer's rows of another length: within one record batch, a 6 and a 2 beside 4s were
+    reshaped into 4s (each item trained on its neighbour's numbers); in another file, np.stack
+    failed. A head reads one length: a usage error saying which."""
+    ids = [f"v{i:02d}" for i in range(8)]
+    table = rows(ids, vectors(len(ids), 0, 4)).to_pylist()
+    if where == "one record batch":
+        table[1]["vector"], table[2]["vector"] = [1.0] * 6, [2.0] * 2
+    append(tmp_path, pa.Table.from_pylist(table, schema=EMBEDDINGS.schema))
+    if where == "another file":
+        append(tmp_path, rows(["w00"], vectors(1, 1, 8)))
+    labels = pd.DataFrame({"content_id": [*ids, "w00"], "p_positive": 0.5})
+    snapshot = pin_snapshot(str(tmp_path), SIGNAL, "1", labels, fractions=(0.98, 0.01, 0.01))
+    with pytest.raises(UsageError, match="lengths"):
+        for split in SPLITS:
+            list(batches(snapshot, split, batch_size=100))
+
+
+def test_an_item_with_two_ok_rows_of_the_model_version_is_refused(tmp_path):
+    """An item left with rows on two days (a lakehouse from before backfills dropped the older day's
+    row): trained on twice, and held out twice, which failed the evaluation with pandas'
+    InvalidIndexError; a usage error naming it, as the retrieval index refuses it."""
+    ids = write_days(tmp_path, days=2, per_day=20)
+    again = ids[0]
+    append(tmp_path, rows([again], vectors(1, 5, 16), ds="2026-11-09"))
+    labels = pd.DataFrame({"content_id": ids, "p_positive": 0.5})
+    snapshot = pin_snapshot(str(tmp_path), SIGNAL, "1", labels)
+    with pytest.raises(UsageError, match=f"{again}.*more than one ok row"):
+        list(batches(snapshot, split_of(again)))
