@@ -132,7 +132,7 @@ class EmbeddingHead(Labeler):
         return np.concatenate([self._embedding(row, part) for part in range(len(self.reads))])
 
     def _embedding(self, row: Mapping[str, Any], part: int) -> np.ndarray:
-        """The vector of the row's `part`-th embedding, or InputError where it is an error or not current."""
+        """The vector of the row's `part`-th embedding, or InputError where it is an error, not current, or unusable."""
         (signal, version), (vector, status, error, computed_from) = self.reads[part], part_columns(part)
         expected = row.get("input_hash" if len(self.reads) == 1 else part_hash_column(part))
         if row.get(status) is None or row.get(computed_from) != expected:
@@ -140,7 +140,12 @@ class EmbeddingHead(Labeler):
         if row[status] != "ok":
             reason = row.get(error)
             raise InputError(reason if is_retried_error(reason) else f"input embedding: {reason}")
-        return np.asarray(row[vector], dtype=np.float32)
+        values = np.asarray(row[vector] if row[vector] is not None else [], dtype=np.float32)
+        if not len(values):  # another writer's ok rows: not scored into NaN, nor failing the batch
+            raise InputError(f"input embedding: the {signal} vector of this ok row is missing or empty")
+        if not np.isfinite(values).all():
+            raise InputError(f"input embedding: the {signal} vector of this ok row is not finite (NaN or infinite)")
+        return values
 
     def score(self, prepared: list[np.ndarray]) -> list[LabelScores]:
         label = self.labels[0]

@@ -88,3 +88,22 @@ def test_a_head_on_joined_embeddings_scores_their_vectors_one_after_another_and_
     errors = rows.set_index("content_id")["error"]
     assert is_retried_error(errors["c3"]) and "text_embedding" in errors["c3"]  # the text vector is of other inputs
     assert errors["c4"] == "input embedding: text is not UTF-8" and is_retried_error(errors["c5"])
+
+
+def test_an_ok_embedding_without_a_usable_vector_is_an_error_row_that_names_it(head):
+    """Another writer's ok rows: a NaN, an infinite, an empty or a missing vector is its item's error
+    row naming the embedding (before: "scores outside [0, 1]" for a NaN, and a failed batch for a
+    missing vector); the other items of the batch are scored."""
+    signal, _ = head
+    good = np.random.default_rng(1).standard_normal(DIM).astype(np.float32)
+    vectors = [good.tolist(), [float("nan")] * DIM, [float("inf"), *[0.0] * (DIM - 1)], [], None]
+    frame = pd.DataFrame({"content_id": [f"c{i}" for i in range(5)], "ds": "2026-11-01", "input_hash": [f"h{i}" for i in range(5)],
+                          "vector": vectors, "embedding_status": "ok", "embedding_error": None,
+                          "embedding_input_hash": [f"h{i}" for i in range(5)]})
+    result = pd.concat(run_signal(signal.load(), [frame], prefetch=0, carry=KEY_COLUMNS), ignore_index=True)
+    rows = table_rows(LABELS, RowStamp.of(signal, "run", pd.Timestamp("2026-11-02", tz="UTC").to_pydatetime()), result).to_pandas()
+    by_id = rows.set_index("content_id")
+    assert by_id.loc["c0", "status"] == "ok"
+    for item in ("c1", "c2", "c3", "c4"):
+        assert by_id.loc[item, "status"] == "error" and "image_embedding vector" in by_id.loc[item, "error"], item
+        assert not is_retried_error(by_id.loc[item, "error"])
