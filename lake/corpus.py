@@ -121,6 +121,9 @@ class CorpusTable:
         defaults = CorpusColumns().model_dump()
         absent = {name for name, column in mapping.model_dump().items()
                   if column is not None and column not in types and name in OPTIONAL and column == defaults[name]}
+        images = [n for n in ("image", "image_uri") if getattr(mapping, n) is not None and n not in absent]
+        if not images and mapping.video not in types:  # no picture at all: a column left unmapped, not an error row per item
+            absent -= {"image", "image_uri"}
         mapping = mapping.model_copy(update=dict.fromkeys(absent))
         problems = []
         for name, column in mapping.model_dump().items():
