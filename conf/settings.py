@@ -244,6 +244,13 @@ class FetchSettings(_Strict):
     pool_size: int = Field(FetchPolicy.pool_size, gt=0)
     max_redirects: int = Field(FetchPolicy.max_redirects, ge=0)
 
+    @field_validator("file_roots")
+    @classmethod
+    def _absolute(cls, roots: tuple[str, ...]) -> tuple[str, ...]:
+        """A relative root is taken from the driver's working folder (as a relative lakehouse is):
+        each Python worker resolves the roots, and an executor's working folder is its own."""
+        return tuple(os.path.abspath(root) for root in roots)
+
     @model_validator(mode="after")
     def _valid_policy(self) -> FetchSettings:
         self.policy  # noqa: B018 - FetchPolicy checks the networks
