@@ -182,7 +182,8 @@ class DecodeSettings(_Strict):
 class CorpusColumns(_Strict):
     """Which of the source's columns hold what the jobs read; None where the source has none. An
     optional column left at its default name is taken as absent when the source lacks it (the
-    sample corpus has no `image_uri`); one named here on purpose must exist."""
+    sample corpus has no `image_uri`), unless the source then has no picture at all (image,
+    image_uri or video); one named here on purpose must exist."""
 
     content_id: str = "content_id"
     image: str | None = "image"          # encoded image bytes
@@ -242,6 +243,13 @@ class FetchSettings(_Strict):
     max_bytes: int = Field(FetchPolicy.max_bytes, gt=0)
     pool_size: int = Field(FetchPolicy.pool_size, gt=0)
     max_redirects: int = Field(FetchPolicy.max_redirects, ge=0)
+
+    @field_validator("file_roots")
+    @classmethod
+    def _absolute(cls, roots: tuple[str, ...]) -> tuple[str, ...]:
+        """A relative root is taken from the driver's working folder (as a relative lakehouse is):
+        each Python worker resolves the roots, and an executor's working folder is its own."""
+        return tuple(os.path.abspath(root) for root in roots)
 
     @model_validator(mode="after")
     def _valid_policy(self) -> FetchSettings:

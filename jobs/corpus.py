@@ -16,11 +16,13 @@ Skipped rows are counted, with examples, in the run's message (ledger and consol
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import Window as SparkWindow
 from pyspark.sql import functions as F
@@ -62,6 +64,17 @@ def check_day(day: str, option: str) -> str:
     raise UsageError(f"{option} {day!r} is not a day (YYYY-MM-DD)")
 
 
+@contextmanager
+def _refused_as_usage(what: str) -> Iterator[None]:
+    """Spark's refusal to plan a read of the configured corpus (a missing catalog table or path, a
+    filter it cannot parse or resolve) as a UsageError about `what`, in one line."""
+    try:
+        yield
+    except AnalysisException as exc:  # ParseException is one
+        reason = str(exc).strip().split("SQLSTATE")[0].strip().splitlines()[0]
+        raise UsageError(f"{what}: {reason}") from None
+
+
 def _named(column: str) -> Column:
     """The source column of that exact name (quoted: a dot in it is part of the name, not a struct's field)."""
     return F.col(f"`{column.replace('`', '``')}`")
@@ -79,7 +92,10 @@ class CorpusSource(CorpusTable):
         if column is None:
             return False
         schema = self.arrow_schema()
-        return column in (schema.names if schema is not None else SparkSession.active().table(self.location).columns)
+        if schema is not None:
+            return column in schema.names
+        with _refused_as_usage(f"corpus.table {self.location} cannot be read"):
+            return column in SparkSession.active().table(self.location).columns
 
     def day_partition(self) -> str | None:
         """The source column that partitions a Delta corpus by day, if its day column does (for pruning)."""
@@ -103,12 +119,15 @@ class CorpusSource(CorpusTable):
             source = spark_io.read_spark(spark, self.location, version, partitions=filters or None, only=only,
                                           file_column=file_column)
         elif self.settings.format == "parquet":
-            source = spark_io.read_parquet_dataset(spark, self.location, file_column)
+            with _refused_as_usage(f"the parquet corpus at {self.location} cannot be read (check corpus.path)"):
+                source = spark_io.read_parquet_dataset(spark, self.location, file_column)
         else:
-            source = spark.table(self.location)
+            with _refused_as_usage(f"corpus.table {self.location} cannot be read"):
+                source = spark.table(self.location)
             source = source.withColumn(file_column, F.input_file_name()) if file_column else source
         if self.settings.filter:
-            source = source.filter(self.settings.filter)
+            with _refused_as_usage(f"corpus.filter {self.settings.filter!r} cannot be applied to the corpus at {self.location}"):
+                source = source.filter(self.settings.filter)
         rows = source.select(*self._mapped(source), *([file_column] if file_column else []))
         if days is not None:
             rows = rows.filter(F.col("ds").isin(list(days)))

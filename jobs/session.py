@@ -87,13 +87,22 @@ def build_session(settings: SparkSettings) -> SparkSession:
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
-    if not runs_tasks_in_driver(master):
+    if not runs_tasks_in_driver(master) and not starts_without_executors(conf):
         try:
             await_executor(spark.sparkContext, settings.executor_wait_s)
         except UsageError:
             spark.stop()
             raise
     return spark
+
+
+def starts_without_executors(conf: dict[str, str]) -> bool:
+    """Whether the application asks for no executor until it has tasks (dynamic allocation with no
+    initial, minimum or fixed number of executors): none registers before the job's first stage."""
+    if conf.get("spark.dynamicAllocation.enabled", "false").lower() != "true":
+        return False
+    return not any(int(conf.get(key, "0")) for key in ("spark.dynamicAllocation.minExecutors", "spark.dynamicAllocation.initialExecutors",
+                                                      "spark.executor.instances"))
 
 
 def task_needs(conf: SparkConf) -> dict[str, float]:

@@ -8,6 +8,7 @@ same mapping, filter and version.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import tempfile
 from collections import Counter
@@ -18,6 +19,7 @@ from typing import Any, Self
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable, QueryBuilder, write_deltalake
+from deltalake.exceptions import DeltaError
 
 from conf.settings import CorpusColumns, CorpusSettings, Settings, UsageError
 from lake import delta_io
@@ -84,6 +86,8 @@ class CorpusTable:
         latest, pinned = delta_io.snapshot(self.location).version(), self.settings.version
         if pinned is not None and not 0 <= pinned <= latest:
             raise UsageError(f"corpus.version {pinned}: the corpus at {self.location} has versions 0 to {latest}")
+        if pinned is not None and pinned < latest:
+            _loadable(self.location, pinned)
         return latest if pinned is None else pinned
 
     def arrow_schema(self) -> pa.Schema | None:
@@ -121,6 +125,9 @@ class CorpusTable:
         defaults = CorpusColumns().model_dump()
         absent = {name for name, column in mapping.model_dump().items()
                   if column is not None and column not in types and name in OPTIONAL and column == defaults[name]}
+        images = [n for n in ("image", "image_uri") if getattr(mapping, n) is not None and n not in absent]
+        if not images and mapping.video not in types:  # no picture at all: a column left unmapped, not an error row per item
+            absent -= {"image", "image_uri"}
         mapping = mapping.model_copy(update=dict.fromkeys(absent))
         problems = []
         for name, column in mapping.model_dump().items():
@@ -173,6 +180,18 @@ class CorpusTable:
         """`rows`, one per content id: the row the jobs keep of it (`latest_rows`)."""
         compared = ("content_id", "ds", "updated_at", *HASHED)
         return latest_rows(self.rows(list(dict.fromkeys([*compared, *columns])), version, ids)).select(list(columns))
+
+
+@functools.cache  # a version once loaded is not looked up again by every read of a run
+def _loadable(location: str, version: int) -> None:
+    """Nothing if the Delta log still holds `version` of the corpus at `location`, else a UsageError
+    saying so (its entries are cleaned up after the log retention, 30 days by default)."""
+    try:
+        delta_io.snapshot(location, version)
+    except DeltaError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"corpus.version {version} of the corpus at {location} can no longer be read ({reason}): its log entries "
+                         "were cleaned up after the table's log retention; pin a later version, or none for the latest") from None
 
 
 def spark_types(schema: pa.Schema) -> dict[str, str]:

@@ -3,7 +3,10 @@ timestamp to derive the day from, Delta or parquet, at any path. The jobs read i
 configured mapping and compute what they compute on the sample corpus."""
 from __future__ import annotations
 
+import re
+
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
@@ -93,3 +96,22 @@ def test_a_pandas_written_corpus_with_dotted_names_reads_and_its_nanosecond_time
     for check in (nanos.check_schema, lambda: nanos.read(spark)):  # the dry run says what the run says
         with pytest.raises(UsageError, match="created_at -> 'seen_at' is bigint.*coerce_timestamps='us'"):
             check()
+
+
+def test_a_filter_spark_cannot_read_and_a_missing_table_or_path_are_usage_errors(spark, tmp_path):
+    """A misspelt column or a syntax error in corpus.filter, a catalog table or parquet path that is
+    not there: Spark's AnalysisException was a traceback (exit 1, read as a bug) instead of the
+    setting named in one line (exit 2; found in review)."""
+    write_deltalake(str(tmp_path / "pins"), pa.table({"content_id": ["pin-a", "pin-b"], "image": [b"a", b"b"], "status": ["live", "gone"],
+                                                        "ds": ["2026-11-14"] * 2}))
+    def source(*overrides):
+        return CorpusSource.of(settings_for(tmp_path / "lakehouse", f"corpus.path={tmp_path / 'pins'}", *overrides))
+    assert [r["content_id"] for r in source("corpus.filter=status = 'live'").read(spark).collect()] == ["pin-a"]
+    for condition, reason in (("staus = 'live'", r"`staus` cannot be resolved. Did you mean .*`status`"),
+                              ("status =", "PARSE_SYNTAX_ERROR")):
+        with pytest.raises(UsageError, match=rf"^corpus.filter {re.escape(repr(condition))} cannot be applied to the corpus at .*pins: .*{reason}"):
+            source(f"corpus.filter={condition}").read(spark)
+    with pytest.raises(UsageError, match="^corpus.table no_such_pins cannot be read: .*TABLE_OR_VIEW_NOT_FOUND"):
+        source("corpus.format=table", "corpus.table=no_such_pins").read(spark)
+    with pytest.raises(UsageError, match="^the parquet corpus at .*nothere cannot be read .*PATH_NOT_FOUND"):
+        source("corpus.format=parquet", f"corpus.path={tmp_path / 'nothere'}").read(spark)

@@ -361,6 +361,23 @@ def test_signals_get_the_fetch_section() -> None:
     assert signal.config.fetch.http_hosts == ("images.example.com",) and signal.config.fetch.enabled
 
 
+def test_a_relative_file_root_is_the_drivers_folder_wherever_a_worker_runs(tmp_path, monkeypatch) -> None:
+    """A relative `fetch.file_roots` entry was resolved by each Python worker from its own working
+    folder: the driver's under local[N], but an executor's work folder on a cluster, where every
+    file URI became a permanent "not allowed" error row (found in review). It is the driver's
+    folder, as a relative lakehouse is."""
+    from signals.fetch import Fetcher
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.jpg").write_bytes(b"jpeg")
+    monkeypatch.chdir(tmp_path)
+    policy = load_settings("local", ["fetch.file_roots=[images, ./images/../images]"]).fetch.policy
+    assert policy.file_roots == (str(tmp_path / "images"),) * 2
+    (tmp_path / "executor").mkdir()
+    monkeypatch.chdir(tmp_path / "executor")  # where a cluster's worker runs
+    assert Fetcher(policy).fetch(f"file://{tmp_path}/images/a.jpg") == b"jpeg"
+
+
 def test_decode_limits_in_a_signals_params_are_an_error_pointing_to_the_section() -> None:
     with pytest.raises(ValidationError, match=r"top-level `decode:` section"):
         load_settings("local", ["signals.image_embedding.params.decode_limits.max_pixels=1000000000000"])

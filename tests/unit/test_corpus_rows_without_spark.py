@@ -11,10 +11,11 @@ import struct
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from deltalake import write_deltalake
+import pytest
+from deltalake import DeltaTable, write_deltalake
 from training_lakehouse import PNG, training_lakehouse
 
-from conf.settings import CorpusSettings
+from conf.settings import CorpusSettings, UsageError
 from lake.corpus import CorpusTable, latest_rows
 from lake.spark_hash import spark_xxhash64, xxh64
 from signals.contracts import CORPUS
@@ -86,3 +87,39 @@ def test_a_task_shows_an_image_given_by_uri_and_passes_over_an_item_without_one_
     assert shown == {"pin-a": data_uri, "pin-b": "s3://pins/b.jpg", "pin-d": data_uri}
     assert written["content_id"].tolist() == ["pin-a", "pin-b", "pin-d"] and left_out == ["pin-c", "pin-gone"]
     assert len(json.loads(write_task_file(corpus, ranked, "low_quality", tmp_path / "t.json", "x", 10)[0].read_text())) == 4
+
+
+def test_a_corpus_whose_image_column_is_left_unmapped_is_refused_naming_it(tmp_path) -> None:
+    """A source with neither `image` nor `image_uri` under its default names (its bytes in `img`)
+    was read as one without images: every image signal wrote an error row for every item (found
+    in review). A mapping needs a picture of some kind; a video column is one."""
+    rows = pa.table({"pin_id": ["pin-a"], "img": [PNG], "title": ["a"], "ds": ["2026-11-02"]})
+    write_deltalake(tmp_path / "pins", rows)
+    corpus = CorpusTable(CorpusSettings(columns={"content_id": "pin_id"}), str(tmp_path / "pins"))
+    with pytest.raises(UsageError, match=r"image -> 'image' is not a column \(did you mean 'img'\?\); image_uri -> 'image_uri'"):
+        corpus.check_schema()
+    without_image = CorpusTable(CorpusSettings(columns={"content_id": "pin_id", "image": None}), str(tmp_path / "pins"))
+    with pytest.raises(UsageError, match="image_uri -> 'image_uri' is not a column"):
+        without_image.check_schema()
+    mapped = CorpusTable(CorpusSettings(columns={"content_id": "pin_id", "image": "img"}), str(tmp_path / "pins"))
+    assert mapped.rows(["content_id", "image", "image_uri"]).to_pylist() == [{"content_id": "pin-a", "image": PNG, "image_uri": None}]
+    videos = pa.table({"pin_id": ["pin-v"], "video": [b"mp4"], "ds": ["2026-11-02"]})
+    write_deltalake(tmp_path / "videos", videos)
+    assert CorpusTable(CorpusSettings(columns={"content_id": "pin_id"}), str(tmp_path / "videos")).check_schema()
+
+
+def test_a_pinned_version_whose_log_was_cleaned_up_is_a_usage_error(tmp_path) -> None:
+    """A corpus pinned at a version whose log entries its owner's table cleaned up (after a
+    checkpoint, past the log retention) failed with delta-rs' TableNotFoundError, a traceback (found
+    in review); it is a setting to change, said as such. The latest version still reads."""
+    root = str(tmp_path / "pins")
+    for i in range(4):
+        write_deltalake(root, pa.table({"content_id": [f"pin-{i}"], "image": [PNG], "ds": ["2026-11-02"]}), mode="append")
+    DeltaTable(root).create_checkpoint()
+    for entry in ("00000000000000000000.json", "00000000000000000001.json"):
+        (tmp_path / "pins" / "_delta_log" / entry).unlink()
+    pinned = CorpusTable(CorpusSettings(version=1), root)
+    for read in (pinned.version, pinned.check_schema, lambda: pinned.rows(["content_id"])):
+        with pytest.raises(UsageError, match=r"^corpus.version 1 of the corpus at .*pins can no longer be read .*pin a later version"):
+            read()
+    assert CorpusTable(CorpusSettings(version=3), root).rows(["content_id"]).num_rows == 4

@@ -48,3 +48,30 @@ def test_an_executor_is_enough_when_it_can_run_one_task() -> None:
     assert not can_run_a_task({"cpus": 4.0}, needs)  # no GPU on the worker
     assert not can_run_a_task({"cpus": 1.0, "gpu": 1.0}, needs)  # fewer cores than a task asks for
     assert can_run_a_task({"cpus": 1.0}, task_needs(SparkConf(loadDefaults=False)))
+
+
+def test_an_application_whose_executors_start_with_its_tasks_does_not_wait_for_one(monkeypatch) -> None:
+    """Under dynamic allocation with no minimum (EMR's and YARN's usual settings), executors are
+    asked for only when tasks wait: the session waited spark.executor_wait_s (120 s) for one that
+    could not come, then stopped with exit 2 saying a cluster without GPUs never grants one (found
+    in review). It does not wait there; with executors to start with, it still does."""
+    import jobs.session as session
+
+    waited = []
+
+    class Builder:
+        def config(self, key, value):
+            return self
+
+        def getOrCreate(self):
+            return type("Spark", (), {"sparkContext": type("Context", (), {"setLogLevel": lambda self, level: None})()})()
+
+    monkeypatch.delenv("PYSPARK_GATEWAY_PORT", raising=False)
+    monkeypatch.setattr(session, "SparkSession", type("Session", (), {"builder": Builder()}))
+    monkeypatch.setattr(session, "await_executor", lambda sc, timeout_s: waited.append(timeout_s))
+    dynamic = {"spark.dynamicAllocation.enabled": "true", "spark.dynamicAllocation.shuffleTracking.enabled": "true"}
+    session.build_session(SparkSettings(master="yarn", conf=dynamic))
+    assert waited == []
+    session.build_session(SparkSettings(master="yarn", conf={**dynamic, "spark.dynamicAllocation.minExecutors": "2"}))
+    session.build_session(SparkSettings(master="spark://10.0.0.1:7077"))
+    assert waited == [120, 120]
