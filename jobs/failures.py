@@ -23,8 +23,10 @@ from lake.alias_lock import AliasConflict
 from lake.delta_io import CommitConflict
 from lake.registry import RegistryError
 from monitoring.monitor import AlertsFired
+from signals.contracts import DUPLICATES, EMBEDDINGS, KEYFRAMES, LABELS
 
 BAD_INPUT, CONFLICT, DAMAGED, ALERTED = 2, 3, 4, 5
+BACKFILLED_TABLES = {c.name for c in (EMBEDDINGS, LABELS, KEYFRAMES)}  # a backfill of a day writes that day's files again
 _DATA_FILE = re.compile(r"(?P<table>[A-Za-z0-9_]+)/(?:[a-z_]+=[^/\s]+/)*?ds=(?P<ds>\d{4}-\d{2}-\d{2})/[^\s'\"]+\.parquet")
 _LOG_ERROR = re.compile(r"json|parse|truncated|invalid log", re.IGNORECASE)
 
@@ -45,9 +47,14 @@ def explain(exc: BaseException, lakehouse_root: str | None = None) -> Failure | 
     text = f"{type(exc).__name__}: {exc}"
     data_file = _DATA_FILE.search(text)
     if data_file and ("FileNotFound" in text or "No such file" in text or "not found" in text.lower()):
-        day = data_file["ds"]
-        return Failure(DAMAGED, f"a data file of table {data_file['table']!r} for day {day} is missing ({data_file[0]}). "
-                                f"A backfill of that day writes it again: content-signals backfill --start {day} --end {day}")
+        table, day = data_file["table"], data_file["ds"]
+        missing = f"a data file of table {table!r} for day {day} is missing ({data_file[0]})"
+        if table in BACKFILLED_TABLES:
+            return Failure(DAMAGED, f"{missing}. A backfill of that day writes it again: content-signals backfill --start {day} --end {day}")
+        if table == DUPLICATES.name:
+            return Failure(DAMAGED, f"{missing}. A dedup run writes the table again: content-signals dedup")
+        return Failure(DAMAGED, f"{missing}: it was deleted or vacuumed, and no job of this project writes it. If it is the corpus's, "
+                                "with corpus.version pinned, pin a version whose files are there (a later one, or none for the latest)")
     if isinstance(exc, UsageError | ValidationError | FileNotFoundError | NotADirectoryError | RegistryError):
         return Failure(BAD_INPUT, str(exc))
     if isinstance(exc, AlertsFired):

@@ -114,3 +114,17 @@ def test_a_deleted_data_file_is_healed_by_a_backfill_of_its_day(tmp_path: Path) 
 def test_an_unexpected_error_is_left_to_its_traceback() -> None:
     assert explain(KeyError("signal")) is None
     assert explain(ValueError("bug")) is None
+
+
+def test_a_missing_data_file_of_a_table_no_backfill_writes_is_not_healed_by_one() -> None:
+    """Found in review: a pinned corpus version whose files were vacuumed was told to run a backfill
+    of the day, which reads the corpus and writes nothing of it."""
+    def missing(path: str) -> Exception:
+        return FileNotFoundError(f"Object at location /data/{path} not found: No such file or directory")
+
+    corpus = explain(missing("pins/ds=2026-11-20/part-0.parquet"))
+    assert corpus is not None and corpus.status == DAMAGED and "backfill" not in corpus.message and "corpus.version" in corpus.message
+    duplicates = explain(missing("lakehouse/duplicates/ds=2026-11-20/part-1.parquet"))
+    assert duplicates is not None and "content-signals dedup" in duplicates.message
+    labels = explain(missing("lakehouse/labels/signal=x/model_version=1/ds=2026-11-20/part-2.parquet"))
+    assert labels is not None and "backfill --start 2026-11-20 --end 2026-11-20" in labels.message
