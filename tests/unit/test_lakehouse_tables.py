@@ -95,3 +95,26 @@ def test_show_of_tables_without_ok_label_rows(tmp_path, capsys, labels_rows) -> 
                         partition_by=list(LABELS.partition_by))
     show(load_settings("local", [f"lakehouse={tmp_path}"]))
     assert "labels: 0 items labelled" in capsys.readouterr().out
+
+
+def test_show_and_a_runs_outcome_print_what_tables_hold_as_text_not_rich_markup(tmp_path, capsys) -> None:
+    """An error reason (another writer's, a URI) or a run id (--run-id) holding `[/...]` stopped show, and a run
+    after its commits landed, with rich's MarkupError."""
+    from conf.settings import load_settings
+    from jobs.engine import RunResult
+    from jobs.show import print_result, show
+    from lake.ledger import SignalOutcome
+    from signals.base import ModelRef
+
+    lakehouse = tmp_path
+    errors = rows(["pin-1"], None)
+    append(lakehouse, errors.set_column(errors.schema.get_field_index("error"), "error", pa.array(["not allowed: [/srv/a.jpg]"])))
+    write_deltalake(str(lakehouse / "runs"), pa.table({"run_id": ["[/]run"], "signal": [SIGNAL], "rows_in": [1], "rows_ok": [0],
+                                                       "rows_error": [1], "status": ["succeeded"], "table_version": [0],
+                                                       "duration_s": [1.0], "finished_at": [1]}))
+    settings = load_settings("local", [f"lakehouse={lakehouse}"])
+    show(settings)
+    print_result(RunResult("[/]run", "succeeded", {"embeddings": 0}, [SignalOutcome(SIGNAL, ModelRef("[b]m", "1"), 1, 0, 1)]), settings)
+    print_result(RunResult("[/]run", "skipped", {"embeddings": 0}), settings)
+    out = capsys.readouterr().out
+    assert '"not allowed: [/srv/a.jpg]": 1' in out and "[/]run" in out and "[b]m@1" in out
