@@ -27,6 +27,7 @@ from monitoring.monitor import AlertsFired
 BAD_INPUT, CONFLICT, DAMAGED, ALERTED = 2, 3, 4, 5
 _DATA_FILE = re.compile(r"(?P<table>[A-Za-z0-9_]+)/(?:[a-z_]+=[^/\s]+/)*?ds=(?P<ds>\d{4}-\d{2}-\d{2})/[^\s'\"]+\.parquet")
 _LOG_ERROR = re.compile(r"json|parse|truncated|invalid log", re.IGNORECASE)
+_PARQUET_PATH = re.compile(r"(/[^\s'\"]+?\.parquet)")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,11 @@ def explain(exc: BaseException, lakehouse_root: str | None = None) -> Failure | 
         day = data_file["ds"]
         return Failure(DAMAGED, f"a data file of table {data_file['table']!r} for day {day} is missing ({data_file[0]}). "
                                 f"A backfill of that day writes it again: content-signals backfill --start {day} --end {day}")
+    if missing := _missing_table_file(text):  # a table with no day folders (the runs ledger, the tables by task)
+        table, path = missing
+        return Failure(DAMAGED, f"a data file of the Delta table {table} is missing ({path}). Restore it from a backup, or "
+                                f"drop it from the table, losing its rows: python -c \"from deltalake import DeltaTable; "
+                                f"DeltaTable('{table}').repair()\"")
     if isinstance(exc, UsageError | ValidationError | FileNotFoundError | NotADirectoryError | RegistryError):
         return Failure(BAD_INPUT, str(exc))
     if isinstance(exc, AlertsFired):
@@ -60,6 +66,18 @@ def explain(exc: BaseException, lakehouse_root: str | None = None) -> Failure | 
         return Failure(DAMAGED, f"the Delta log of {where} cannot be read ({_first_line(exc)}). A commit file was truncated "
                                 "or edited: restore it from a backup, or, if it is a table's newest entry and its run is not "
                                 "recorded as succeeded in the runs table, remove it; then run the command again.")
+    return None
+
+
+def _missing_table_file(text: str) -> tuple[str, str] | None:
+    """The local Delta table, and the data file of it, that a reader found missing; None if the error names none."""
+    if not ("FileNotFound" in text or "No such file" in text or "not found" in text.lower()):
+        return None
+    for match in _PARQUET_PATH.finditer(text):
+        path = Path(match[1])
+        table = next((folder for folder in path.parents if (folder / "_delta_log").is_dir()), None)
+        if table is not None and not path.exists():
+            return str(table), match[1]
     return None
 
 
