@@ -527,6 +527,8 @@ def _override(dotted: str) -> dict[str, Any]:
     """`signals.image_embedding.enabled=false` -> nested dict, the value parsed as YAML.
 
     A key that itself contains dots goes in brackets: `spark.conf[spark.sql.shuffle.partitions]=4`.
+    A decimal is kept as written (`model.version=1.10`), except in a signal's free-form params,
+    where it is the number YAML reads (`params.thresholds.nsfw=0.7`), as in a profile.
     """
     if "=" not in dotted:
         raise UsageError(f"override {dotted!r} is not of the form key.path=value")
@@ -540,7 +542,9 @@ def _override(dotted: str) -> dict[str, Any]:
         raise UsageError(f"override {dotted!r}: the value is not YAML ({str(e).splitlines()[0]}); quote it") from None
     except ValueError:  # a timestamp YAML cannot make a date of (2026-13-01): the text is the value
         value = raw.strip()
-    if isinstance(value, float) or (value is None or isinstance(value, str)) and "#" in raw:
+    names = [bracketed or plain for bracketed, plain in keys]
+    in_params = names[:1] == ["signals"] and names[2:3] == ["params"]  # free-form (Any): taken as YAML reads them, as in a profile
+    if isinstance(value, float) and not in_params or (value is None or isinstance(value, str)) and "#" in raw:
         value = raw.strip()  # "1.10" as written (pydantic still parses it where a float is wanted); '#' is not a YAML comment here
     for bracketed, plain in reversed(keys):
         value = {bracketed or plain: value}

@@ -12,7 +12,7 @@ from collections import defaultdict
 
 from deltalake import DeltaTable
 
-from conf.settings import Settings
+from conf.settings import Settings, UsageError
 from jobs.corpus import CorpusSource, Window
 from jobs.refresh import LastRefresh, last_refresh
 from jobs.session import launched_conf, session_conf
@@ -27,14 +27,23 @@ RESOURCES = re.compile(r"^spark\.(master|cores\.max|pyspark\.python|submit\.pyFi
 
 
 def model_versions(settings: Settings, names: list[str], challenger: bool = False) -> dict[str, str]:
-    """signal -> the model version a run would compute, looked up without registering anything."""
+    """signal -> the model version a run would compute, looked up without registering anything; a
+    UsageError where a shadow run would refuse (no signal has a challenger: rollout.models.resolve_versions)."""
     uri = settings.registry_uri if settings.registry.enabled else None
     registry = Registry(uri) if uri and registry_exists(uri) else None
     versions = {}
     for name in names:
         conf = settings.signals[name]
         ref = CHALLENGER if challenger else conf.model.version or CHAMPION
-        if conf.model.version and not challenger:
+        if challenger and uri:  # a shadow run computes the signals whose challenger is not their champion, only them
+            aliases = registry.aliases_if_registered(name) if registry else {}
+            if CHALLENGER not in aliases:
+                versions[name] = "none: no challenger version, not computed"
+            elif aliases[CHALLENGER] == (conf.model.version or aliases.get(CHAMPION)):
+                versions[name] = f"none: its challenger is its champion (version {aliases[CHALLENGER]}), not computed"
+            else:
+                versions[name] = f"{aliases[CHALLENGER]} ({CHALLENGER})"
+        elif conf.model.version and (not challenger or not uri):
             versions[name] = f"{conf.model.version} (pinned)"
         elif registry is None:
             versions[name] = f"{ref}: not registered yet (a run registers the configured weights as the champion)"
@@ -43,6 +52,8 @@ def model_versions(settings: Settings, names: list[str], challenger: bool = Fals
                 versions[name] = f"{registry.resolve(name, ref).version} ({ref})"
             except RegistryError:
                 versions[name] = f"{ref}: not registered yet (a run registers the configured weights as the champion)"
+    if challenger and uri and all(v.startswith("none:") for v in versions.values()):
+        raise UsageError(f"no enabled signal has a {CHALLENGER!r} version other than its champion in the registry; register one first")
     return versions
 
 

@@ -29,6 +29,7 @@ BAD_INPUT, CONFLICT, DAMAGED, ALERTED = 2, 3, 4, 5
 BACKFILLED_TABLES = {c.name for c in (EMBEDDINGS, LABELS, KEYFRAMES)}  # a backfill of a day writes that day's files again
 _DATA_FILE = re.compile(r"(?P<table>[A-Za-z0-9_]+)/(?:[a-z_]+=[^/\s]+/)*?ds=(?P<ds>\d{4}-\d{2}-\d{2})/[^\s'\"]+\.parquet")
 _LOG_ERROR = re.compile(r"json|parse|truncated|invalid log", re.IGNORECASE)
+_PARQUET_PATH = re.compile(r"(/[^\s'\"]+?\.parquet)")
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,13 @@ def explain(exc: BaseException, lakehouse_root: str | None = None) -> Failure | 
             return Failure(DAMAGED, f"{missing}. A backfill of that day writes it again: content-signals backfill --start {day} --end {day}")
         if table == DUPLICATES.name:
             return Failure(DAMAGED, f"{missing}. A dedup run writes the table again: content-signals dedup")
-        return Failure(DAMAGED, f"{missing}: it was deleted or vacuumed, and no job of this project writes it. If it is the corpus's, "
-                                "with corpus.version pinned, pin a version whose files are there (a later one, or none for the latest)")
+        return Failure(DAMAGED, f"{missing}: it was deleted or vacuumed. If it is the corpus's, with corpus.version pinned, pin a "
+                                "version whose files are there (a later one, or none for the latest); otherwise restore it from a backup")
+    if missing := _missing_table_file(text):  # a table with no day folders (the runs ledger, the tables by task)
+        table, path = missing
+        return Failure(DAMAGED, f"a data file of the Delta table {table} is missing ({path}). Restore it from a backup, or "
+                                f"drop it from the table, losing its rows: python -c \"from deltalake import DeltaTable; "
+                                f"DeltaTable('{table}').repair()\"")
     if isinstance(exc, UsageError | ValidationError | FileNotFoundError | NotADirectoryError | RegistryError):
         return Failure(BAD_INPUT, str(exc))
     if isinstance(exc, AlertsFired):
@@ -67,6 +73,18 @@ def explain(exc: BaseException, lakehouse_root: str | None = None) -> Failure | 
         return Failure(DAMAGED, f"the Delta log of {where} cannot be read ({_first_line(exc)}). A commit file was truncated "
                                 "or edited: restore it from a backup, or, if it is a table's newest entry and its run is not "
                                 "recorded as succeeded in the runs table, remove it; then run the command again.")
+    return None
+
+
+def _missing_table_file(text: str) -> tuple[str, str] | None:
+    """The local Delta table, and the data file of it, that a reader found missing; None if the error names none."""
+    if not ("FileNotFound" in text or "No such file" in text or "not found" in text.lower()):
+        return None
+    for match in _PARQUET_PATH.finditer(text):
+        path = Path(match[1])
+        table = next((folder for folder in path.parents if (folder / "_delta_log").is_dir()), None)
+        if table is not None and not path.exists():
+            return str(table), match[1]
     return None
 
 

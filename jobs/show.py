@@ -27,20 +27,20 @@ console = Console(width=None if sys.stdout.isatty() else 160)  # logs and pipes 
 
 def print_result(result: RunResult, settings: Settings) -> None:
     if result.status == "skipped":
-        console.print(f"run {result.run_id} was already committed (table versions {result.table_versions}): nothing to do")
+        console.print(f"run {result.run_id} was already committed (table versions {result.table_versions}): nothing to do", markup=False)
         return
     if not result.table_versions:
-        console.print(f"run {result.run_id}: {result.status} ({result.message}); nothing committed")
+        console.print(f"run {result.run_id}: {result.status} ({result.message}); nothing committed", markup=False)
         return
     committed = ", ".join(f"{settings.table_root(name)} version {v}" for name, v in result.table_versions.items())
     if not result.outcomes:
-        console.print(f"{result.run_id}: {result.status} -> {committed}")
+        console.print(f"{result.run_id}: {result.status} -> {committed}", markup=False)
         return
-    table = Table(title=f"{result.run_id} -> {committed}")
+    table = Table(title=escape(f"{result.run_id} -> {committed}"))  # a run id (--run-id) and paths as text, not Rich markup
     for column in ("signal", "model", "rows computed", "ok", "error"):
         table.add_column(column, justify="left" if column in ("signal", "model") else "right")
     for o in result.outcomes:
-        table.add_row(o.signal, f"{o.model.name}@{o.model.version}", str(o.rows_in), str(o.rows_ok), str(o.rows_error))
+        table.add_row(escape(o.signal), escape(f"{o.model.name}@{o.model.version}"), str(o.rows_in), str(o.rows_ok), str(o.rows_error))
     console.print(table)
     for use in result.executors:  # which executors ran what: one line per (signal, executor process)
         console.print(use.describe(), soft_wrap=True)
@@ -72,12 +72,12 @@ def show(settings: Settings) -> None:
     if not lakehouse.tables():
         raise UsageError(f"no Delta table in {lakehouse.root}: is that the lakehouse (--profile, --set lakehouse=...)? "
                          "content-signals make-corpus or demo makes one")
-    overview = Table(title=f"lakehouse {lakehouse.root}")
+    overview = Table(title=escape(f"lakehouse {lakehouse.root}"))  # what the tables hold (another writer's too) as text, not Rich markup
     for column in ("table", "version", "rows", "path"):
         overview.add_column(column)
     for name in lakehouse.tables():
         dataset = DeltaTable(lakehouse.path(name)).to_pyarrow_dataset()
-        overview.add_row(name, str(lakehouse.version(name)), str(dataset.count_rows()), lakehouse.path(name))
+        overview.add_row(escape(name), str(lakehouse.version(name)), str(dataset.count_rows()), escape(lakehouse.path(name)))
     console.print(overview)
     if EMBEDDINGS.name in lakehouse.tables():
         rows = lakehouse.arrow(EMBEDDINGS.name).select(["signal", "model_version", "status", "dim", "error"])
@@ -86,18 +86,19 @@ def show(settings: Settings) -> None:
         for column in counts.column_names:
             summary.add_column(column)
         for row in counts.sort_by([("signal", "ascending"), ("status", "ascending")]).to_pylist():
-            summary.add_row(*[str(v) for v in row.values()])
+            summary.add_row(*[escape(str(v)) for v in row.values()])
         console.print(summary)
         errors = rows.filter(pc.equal(rows["status"], "error"))
         reasons = pa.table({"reason": pc.utf8_slice_codeunits(errors["error"], 0, 60)}).group_by("reason").aggregate([([], "count_all")])
-        console.print("error reasons:", json.dumps(dict(zip(reasons["reason"].to_pylist(), reasons["count_all"].to_pylist())), indent=1))
+        console.print("error reasons:", json.dumps(dict(zip(reasons["reason"].to_pylist(), reasons["count_all"].to_pylist())), indent=1),
+                      markup=False)
     if LABELS.name in lakehouse.tables():
         labels = lakehouse.pandas(LABELS.name, filters=pc.field("status") == "ok")
         champions = lakehouse.champions(LABELS.name)  # a registered signal's champion rows; one never registered has one version
-        labels = labels[[champions.get(s, v) == v for s, v in zip(labels["signal"], labels["model_version"])]]
+        labels = labels.loc[[champions.get(s, v) == v for s, v in zip(labels["signal"], labels["model_version"])]]  # rows: [] keeps the columns
         decided = labels[labels.decision.eq(True)].groupby(["signal", "label"]).size().sort_values(ascending=False)
         console.print(f"labels: {labels.content_id.nunique()} items labelled; items per positive decision (top 15):")
-        console.print(decided.head(15).to_string())
+        console.print(decided.head(15).to_string(), markup=False)
     if DUPLICATES.name in lakehouse.tables():
         groups = lakehouse.pandas(DUPLICATES.name).groupby("group_id").size()
         console.print(f"duplicates: {len(groups)} groups; {int((groups > 1).sum())} with copies, "
@@ -108,11 +109,13 @@ def show(settings: Settings) -> None:
         failed = keyframes[keyframes.status == "error"].content_id.nunique()
         console.print(f"keyframes: {keyframes.content_id.nunique()} videos, {len(ok)} keyframes, {failed} videos in error; the first rows:")
         shown = keyframes.sort_values(["content_id", "signal", "keyframe_index"]).head(12)
-        console.print(shown[["content_id", "signal", "keyframe_index", "shot_index", "start_s", "end_s", "time_s", "status", "error"]].to_string(index=False))
+        console.print(shown[["content_id", "signal", "keyframe_index", "shot_index", "start_s", "end_s", "time_s", "status", "error"]].to_string(index=False),
+                      markup=False)
     if RUNS.name in lakehouse.tables():
         runs = lakehouse.pandas(RUNS.name).sort_values("finished_at").tail(6)
         console.print("latest runs:")
-        console.print(runs[["run_id", "signal", "rows_in", "rows_ok", "rows_error", "status", "table_version", "duration_s"]].to_string(index=False))
+        console.print(runs[["run_id", "signal", "rows_in", "rows_ok", "rows_error", "status", "table_version", "duration_s"]].to_string(index=False),
+                      markup=False)
 
 
 def print_evaluation(result: dict) -> None:

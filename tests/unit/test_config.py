@@ -131,6 +131,16 @@ def test_numeric_model_version_override_is_kept_as_written(version: str) -> None
     assert settings.signals["image_embedding"].model.version == version
 
 
+def test_a_decimal_in_a_signals_params_is_a_number_as_in_a_profile() -> None:
+    """`--set ...params.thresholds.nsfw=0.7` was kept as the text "0.7": every label row's decision then raised TypeError."""
+    from rollout.models import configured_signal
+
+    settings = load_settings("local", ["signals.image_safety.params.thresholds.nsfw=0.7", "signals.image_quality.params.thresholds.blurry=0.25"])
+    assert settings.signals["image_safety"].params["thresholds"] == {"nsfw": 0.7}
+    decided = configured_signal(settings, "image_quality").decide({"blurry": 0.3, "low_resolution": 0.1, "bad_exposure": 0.1, "low_quality": 0.1})
+    assert decided[0] == {"label": "blurry", "score": 0.3, "threshold": 0.25, "decision": True}
+
+
 def test_override_without_equals_is_rejected() -> None:
     with pytest.raises(ValueError, match="key.path=value"):
         load_settings("local", ["signals.image_embedding.batch_size"])

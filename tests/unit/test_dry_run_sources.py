@@ -31,3 +31,24 @@ def test_a_parquet_dataset_with_its_day_in_the_folders_and_an_unsigned_column_pa
                      partitioning=ds.partitioning(pa.schema([("day", pa.string())]), flavor="hive"))
     settings = settings_for(tmp_path / "lakehouse", "corpus.format=parquet", f"corpus.path={tmp_path / 'parquet'}", *MAPPING)
     assert CorpusSource.of(settings).check_schema()
+
+
+def test_a_challenger_plan_lists_the_signals_a_shadow_run_computes_and_refuses_one_with_none(tmp_path, empty_registry_db):
+    """A shadow run computes only the signals that have a challenger other than their champion, and refuses when none
+    has: the plan listed every signal as "not registered yet (a run registers ... as the champion)" and exited 0."""
+    import pytest
+    from embedding_tables import SIGNAL, registry_in
+
+    from conf.settings import UsageError
+    from jobs.dry_run import model_versions
+
+    settings = settings_for(tmp_path)
+    with pytest.raises(UsageError, match="no enabled signal has a 'challenger' version"):
+        model_versions(settings, [SIGNAL, "text_embedding"], challenger=True)  # no registry at all
+    registry = registry_in(tmp_path, empty_registry_db)  # versions 1 and 2 of SIGNAL, champion 1
+    with pytest.raises(UsageError, match="no enabled signal has a 'challenger' version"):
+        model_versions(settings, [SIGNAL, "text_embedding"], challenger=True)
+    registry.client.set_registered_model_alias(SIGNAL, "challenger", "2")
+    assert model_versions(settings, [SIGNAL, "text_embedding"], challenger=True) == {
+        SIGNAL: "2 (challenger)", "text_embedding": "none: no challenger version, not computed"}
+    assert model_versions(settings, [SIGNAL])[SIGNAL] == "1 (champion)"

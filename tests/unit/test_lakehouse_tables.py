@@ -6,7 +6,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
-from embedding_tables import SIGNAL, append, delete, random_vectors, registry_in, rows
+from embedding_tables import SIGNAL, T0, append, delete, random_vectors, registry_in, rows
 
 from conf.settings import UsageError
 from lake.lakehouse import Lakehouse
@@ -75,3 +75,46 @@ def test_show_counts_the_champions_label_decisions_only(tmp_path, empty_registry
     show(lake.settings)
     counted = [line for line in capsys.readouterr().out.splitlines() if line.startswith("image_quality")]
     assert counted == [f"image_quality  low_quality    {positives}"] and 0 < positives < champion.num_rows
+
+
+@pytest.mark.parametrize("labels_rows", ["none", "errors only"])
+def test_show_of_tables_without_ok_label_rows(tmp_path, capsys, labels_rows) -> None:
+    """A first backfill that stopped before committing leaves its tables empty, and a labels table may hold error rows
+    only: show selected the champions' rows with an empty list, which pandas took as no columns (AttributeError)."""
+    from conf.settings import load_settings
+    from jobs.show import show
+    from lake import delta_io
+    from signals.contracts import EMBEDDINGS, LABELS, RUNS
+
+    for contract in (EMBEDDINGS, LABELS, RUNS):
+        delta_io.ensure_table(str(tmp_path / contract.name), contract)
+    if labels_rows == "errors only":
+        error = {"content_id": "pin-1", "signal": "image_quality", "label": None, "model_name": "m", "model_version": "1",
+                 "input_hash": "h", "status": "error", "error": "image is corrupt", "run_id": "run", "computed_at": T0, "ds": "2026-11-19"}
+        write_deltalake(str(tmp_path / LABELS.name), pa.Table.from_pylist([error], schema=LABELS.schema), mode="append",
+                        partition_by=list(LABELS.partition_by))
+    show(load_settings("local", [f"lakehouse={tmp_path}"]))
+    assert "labels: 0 items labelled" in capsys.readouterr().out
+
+
+def test_show_and_a_runs_outcome_print_what_tables_hold_as_text_not_rich_markup(tmp_path, capsys) -> None:
+    """An error reason (another writer's, a URI) or a run id (--run-id) holding `[/...]` stopped show, and a run
+    after its commits landed, with rich's MarkupError."""
+    from conf.settings import load_settings
+    from jobs.engine import RunResult
+    from jobs.show import print_result, show
+    from lake.ledger import SignalOutcome
+    from signals.base import ModelRef
+
+    lakehouse = tmp_path
+    errors = rows(["pin-1"], None)
+    append(lakehouse, errors.set_column(errors.schema.get_field_index("error"), "error", pa.array(["not allowed: [/srv/a.jpg]"])))
+    write_deltalake(str(lakehouse / "runs"), pa.table({"run_id": ["[/]run"], "signal": [SIGNAL], "rows_in": [1], "rows_ok": [0],
+                                                       "rows_error": [1], "status": ["succeeded"], "table_version": [0],
+                                                       "duration_s": [1.0], "finished_at": [1]}))
+    settings = load_settings("local", [f"lakehouse={lakehouse}"])
+    show(settings)
+    print_result(RunResult("[/]run", "succeeded", {"embeddings": 0}, [SignalOutcome(SIGNAL, ModelRef("[b]m", "1"), 1, 0, 1)]), settings)
+    print_result(RunResult("[/]run", "skipped", {"embeddings": 0}), settings)
+    out = capsys.readouterr().out
+    assert '"not allowed: [/srv/a.jpg]": 1' in out and "[/]run" in out and "[b]m@1" in out

@@ -128,3 +128,22 @@ def test_a_missing_data_file_of_a_table_no_backfill_writes_is_not_healed_by_one(
     assert duplicates is not None and "content-signals dedup" in duplicates.message
     labels = explain(missing("lakehouse/labels/signal=x/model_version=1/ds=2026-11-20/part-2.parquet"))
     assert labels is not None and "backfill --start 2026-11-20 --end 2026-11-20" in labels.message
+
+
+def test_a_deleted_data_file_of_a_table_without_days_is_damage_with_how_to_heal(tmp_path: Path) -> None:
+    """The runs ledger (and the tables by task) have no `ds` folder: a missing data file of one was bad input (exit 2)."""
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    root = tmp_path / "runs"
+    for n in (1, 2):
+        write_deltalake(str(root), pa.table({"run_id": [f"r{n}"]}), mode="append")
+    sorted(root.glob("*.parquet"))[0].unlink()
+    with pytest.raises(Exception) as caught:  # noqa: PT011 - whichever reader error the store gives
+        delta_io.read_arrow(str(root))
+    failure = explain(caught.value, str(tmp_path))
+    assert failure is not None and failure.status == DAMAGED, caught.value
+    assert f"a data file of the Delta table {root} is missing" in failure.message
+    advice = re.search(r"python -c \"(.+?)\"", failure.message)[1]
+    exec(advice)  # what the message says heals the table: its other rows read again
+    assert delta_io.read_arrow(str(root))["run_id"].to_pylist() in (["r1"], ["r2"])
