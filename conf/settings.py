@@ -467,7 +467,7 @@ class Settings(_Strict):
     @field_validator("lakehouse")
     @classmethod
     def _expand(cls, v: str) -> str:
-        expanded = os.path.expandvars(v)
+        expanded = os.path.expanduser(os.path.expandvars(v))  # `~/lh` from a profile, or a shell that left it, is the home folder
         if "$" in expanded:
             raise ValueError(f"lakehouse {v!r} names an environment variable that is not set")
         if not expanded.strip():  # an empty variable would put the lakehouse in whatever folder the command runs from
@@ -523,6 +523,9 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+_KEY_PATH = re.compile(r"(?:\[[^\]]+\]|[^.\[\]]+)(?:\.?(?:\[[^\]]+\]|[^.\[\]]+))*")  # keys between dots, or [in.brackets]
+
+
 def _override(dotted: str) -> dict[str, Any]:
     """`signals.image_embedding.enabled=false` -> nested dict, the value parsed as YAML.
 
@@ -533,9 +536,9 @@ def _override(dotted: str) -> dict[str, Any]:
     if "=" not in dotted:
         raise UsageError(f"override {dotted!r} is not of the form key.path=value")
     path, raw = dotted.split("=", 1)
+    if not _KEY_PATH.fullmatch(path.strip()):  # `spark..master`, `.x`, `x.`: a key left empty is a typo, not a setting
+        raise UsageError(f"override {dotted!r} names no setting (key.path=value; a key holding dots goes in brackets)")
     keys = re.findall(r"\[([^\]]+)\]|([^.\[\]]+)", path.strip())
-    if not keys:
-        raise UsageError(f"override {dotted!r} names no setting (key.path=value)")
     try:
         value: Any = yaml.safe_load(raw)
     except yaml.YAMLError as e:
@@ -546,6 +549,8 @@ def _override(dotted: str) -> dict[str, Any]:
     in_params = names[:1] == ["signals"] and names[2:3] == ["params"]  # free-form (Any): taken as YAML reads them, as in a profile
     if isinstance(value, float) and not in_params or (value is None or isinstance(value, str)) and "#" in raw:
         value = raw.strip()  # "1.10" as written (pydantic still parses it where a float is wanted); '#' is not a YAML comment here
+    elif isinstance(value, int) and not isinstance(value, bool) and not re.fullmatch(r"[-+]?(0|[1-9][0-9]*)", raw.strip()):
+        value = raw.strip()  # YAML 1.1's octal, hex, `1_000` and `1:20` integers: `model.version=010` is "010", not "8"
     for bracketed, plain in reversed(keys):
         value = {bracketed or plain: value}
     return value

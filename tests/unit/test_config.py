@@ -125,8 +125,9 @@ def test_later_overrides_win() -> None:
     assert settings.prefetch == 5
 
 
-@pytest.mark.parametrize("version", ["2", "1.10"])
+@pytest.mark.parametrize("version", ["2", "1.10", "010", "0x10", "1_000"])
 def test_numeric_model_version_override_is_kept_as_written(version: str) -> None:
+    """Found in review: YAML 1.1 reads `010` as octal 8 and `0x10` as 16, so another version was run."""
     settings = load_settings("local", [f"signals.image_embedding.model.version={version}"])
     assert settings.signals["image_embedding"].model.version == version
 
@@ -144,6 +145,25 @@ def test_a_decimal_in_a_signals_params_is_a_number_as_in_a_profile() -> None:
 def test_override_without_equals_is_rejected() -> None:
     with pytest.raises(ValueError, match="key.path=value"):
         load_settings("local", ["signals.image_embedding.batch_size"])
+
+
+@pytest.mark.parametrize("override", ["spark..master=local[1]", ".prefetch=1", "prefetch.=1", "spark.conf[]=1"])
+def test_an_override_with_a_key_left_empty_is_rejected(override: str) -> None:
+    """Found in review: `spark..master=x` was taken as `spark.master=x`, the empty key dropped."""
+    with pytest.raises(UsageError, match="names no setting"):
+        load_settings("local", [override])
+
+
+def test_an_integer_override_not_written_in_decimal_is_not_another_number() -> None:
+    with pytest.raises(ValidationError, match="batch_size"):
+        load_settings("local", ["signals.image_embedding.batch_size=0x10"])
+    assert load_settings("local", ["signals.image_embedding.batch_size=16"]).signals["image_embedding"].batch_size == 16
+
+
+def test_a_lakehouse_under_the_home_folder_is_expanded(monkeypatch, tmp_path) -> None:
+    """Found in review: `lakehouse: ~/lh` made a folder named `~` in the working folder."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert load_settings("local", ["lakehouse=~/lh"]).lakehouse_root == str(tmp_path / "lh")
 
 
 @pytest.mark.parametrize(
