@@ -75,13 +75,23 @@ class Lakehouse:
         return pd.DataFrame(DeltaTable(self.path(name)).history(limit))
 
     def arrow(self, name: str, version: int | None = None, filters: Any = None) -> pa.Table:
-        return delta_io.read_arrow(self.path(name), version, filters)
+        return delta_io.read_arrow(self.path(name), self._version(name, version), filters)
 
     def pandas(self, name: str, version: int | None = None, filters: Any = None) -> pd.DataFrame:
         return self.arrow(name, version, filters).to_pandas()
 
     def spark(self, spark: SparkSession, name: str, version: int | None = None) -> DataFrame:
-        return spark_io.read_spark(spark, self.path(name), version)
+        return spark_io.read_spark(spark, self.path(name), self._version(name, version))
+
+    def _version(self, name: str, version: int | None) -> int | None:
+        """`version` when the table has it (None: the latest), else a UsageError naming those it has
+        (delta-rs's own error for a version past the latest is about log segments, and -1 overflows)."""
+        if version is None:
+            return None
+        latest = delta_io.snapshot(self.path(name)).version()
+        if not 0 <= version <= latest:
+            raise UsageError(f"{name} has versions 0 to {latest}, not {version}")
+        return version
 
     def champions(self, name: str) -> dict[str, str]:
         """signal -> the version its registry alias `champion` names now (the profile's pinned

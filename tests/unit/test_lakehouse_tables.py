@@ -52,6 +52,10 @@ def test_a_version_a_vacuum_removed_is_named_as_such(tmp_path) -> None:
     assert lakehouse.arrow("embeddings", version=1).num_rows == 9
     with pytest.raises(UsageError, match="version 0 of .* can no longer be read: a vacuum"):
         lakehouse.arrow("embeddings", version=0)
+    latest = DeltaTable(str(tmp_path / "embeddings")).version()  # the vacuum's own commits are versions too
+    for missing in (latest + 1, -1):  # found in review: delta-rs's log-segment error, and an OverflowError
+        with pytest.raises(UsageError, match=f"embeddings has versions 0 to {latest}, not {missing}"):
+            lakehouse.pandas("embeddings", version=missing)
 
 
 def test_a_table_without_signal_versions_has_no_champions(tmp_path) -> None:
