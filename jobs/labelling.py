@@ -14,7 +14,7 @@ from lake import delta_io
 from lake.corpus import CorpusTable
 from lake.lakehouse import Lakehouse
 from sample_corpus.generate import TRUTH_TABLE
-from signals.contracts import LABELS
+from signals.contracts import EMBEDDINGS, LABELS
 from training.annotators import simulate, write_exports
 from training.gold import agreement
 from training.human_labels import import_labels
@@ -27,9 +27,9 @@ from training.weak import run_weak, weak_labels
 def champion_versions(settings: Settings) -> dict[str, str]:
     """signal -> champion model version of every signal with rows (labels and embeddings tables)."""
     lakehouse = Lakehouse.of(settings)  # the versions the jobs run: a pinned one where the profile pins it
-    if LABELS.name not in lakehouse.tables():
-        raise UsageError(f"no labels table in {settings.lakehouse_root}: run a backfill first (content-signals backfill)")
-    return {**lakehouse.champions("embeddings"), **lakehouse.champions(LABELS.name)}
+    if missing := [name for name in (EMBEDDINGS.name, LABELS.name) if name not in lakehouse.tables()]:
+        raise UsageError(f"no {' or '.join(missing)} table in {settings.lakehouse_root}: run a backfill first (content-signals backfill)")
+    return {**lakehouse.champions(EMBEDDINGS.name), **lakehouse.champions(LABELS.name)}
 
 
 def _folder(out: str) -> Path:

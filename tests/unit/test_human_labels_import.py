@@ -14,7 +14,7 @@ from deltalake import DeltaTable, write_deltalake
 from conf.settings import CorpusSettings
 from jobs.cli import main
 from lake.corpus import CorpusTable
-from signals.contracts import CORPUS
+from signals.contracts import CORPUS, LABELS
 from training.aggregate import dawid_skene
 from training.annotators import simulate, write_exports
 from training.gold import gold_labels, votes_of
@@ -251,3 +251,10 @@ def test_a_csv_header_naming_a_column_twice_and_a_json_min_export_are_refused(la
     status, out = cli(capsys, lakehouse, "labels", "import", str(json_min), "--task", "text_heavy")
     assert status == 2 and "JSON-MIN" in out
     assert not DeltaTable.is_deltatable(str(lakehouse / "human_labels"))
+
+
+def test_weak_labels_of_a_lakehouse_with_labels_but_no_embeddings_say_to_backfill(lakehouse: Path, capsys) -> None:
+    """Found in review: a labels table without an embeddings table was a KeyError traceback."""
+    write_deltalake(lakehouse / "labels", LABELS.schema.empty_table(), partition_by=list(LABELS.partition_by))
+    status, out = cli(capsys, lakehouse, "labels", "weak", "--task", "text_heavy")
+    assert status == 2 and "no embeddings table" in out and "run a backfill first" in out
