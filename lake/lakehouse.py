@@ -12,6 +12,7 @@ Reads always go through the Delta log (lake.delta_io), never by listing folders.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -115,7 +116,12 @@ class Lakehouse:
         champions = self.champions(name)
         rows = self.arrow(name, filters=pc.field("signal").isin(pa.array(list(champions), pa.string())))
         wanted = pa.array([champions[s] for s in rows["signal"].to_pylist()], pa.string())
-        return rows.filter(pc.equal(rows["model_version"], wanted))
+        chosen = rows.filter(pc.equal(rows["model_version"], wanted))
+        held = set(zip(chosen["signal"].to_pylist(), chosen["model_version"].to_pylist()))
+        if unheld := sorted(f"{s} (model version {v})" for s, v in champions.items() if (s, v) not in held):
+            warnings.warn(f"{name}: no rows of the champion of {', '.join(unheld)}: a version promoted before it was computed "
+                          "(promote --force) reads as no items; backfill it, or roll back", stacklevel=2)
+        return chosen
 
     def register_views(self, spark: SparkSession, versions: dict[str, int] | None = None) -> list[str]:
         """A temporary view per table, named after it: latest, or the version `versions` gives;

@@ -44,6 +44,16 @@ def test_a_profile_that_pins_a_version_reads_that_one_as_its_jobs_run_it(tmp_pat
     assert lakehouse.champions("embeddings") == {SIGNAL: "2"} and lakehouse.champion("embeddings")["content_id"].to_pylist() == ["pin-1"]
 
 
+def test_a_champion_without_rows_reads_as_none_with_a_warning(tmp_path, empty_registry_db) -> None:
+    """Found in review: a champion alias on a version never computed (promote --force) read as no
+    items of the signal, silently."""
+    append(tmp_path, rows(["pin-1", "pin-2"], random_vectors(2, 0)))
+    registry_in(tmp_path, empty_registry_db)
+    lakehouse = Lakehouse.from_profile("local", (f"lakehouse={tmp_path}", f"signals.{SIGNAL}.model.version=3"))
+    with pytest.warns(UserWarning, match=f"no rows of the champion of {SIGNAL} .model version 3."):
+        assert lakehouse.champion("embeddings").num_rows == 0
+
+
 def test_a_version_a_vacuum_removed_is_named_as_such(tmp_path) -> None:
     append(tmp_path, rows([f"pin-{i}" for i in range(10)], random_vectors(10, 0)))
     delete(tmp_path, "pin-3")  # rewrites the day's file; version 0's file is then an old version's
