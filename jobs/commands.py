@@ -145,6 +145,7 @@ def _comparison(settings: Settings, registry: Registry, signal: str, a: str, b: 
 
 
 def _train(settings: Settings, args: argparse.Namespace) -> None:
+    pinned_version(embeddings_root(settings.lakehouse_root), None)  # a lakehouse without embeddings (mistyped?) before a registry is made there
     reads = ReadVersions.latest(settings)
     labels, gold, majority = label_frames(settings.lakehouse_root, args.task, args.labels, reads)
     trained = train_task(settings, args.task, labels, args.labels, args.embedding, gold, majority, reads=reads)

@@ -276,3 +276,10 @@ def test_promote_refuses_a_version_covering_fewer_items_than_the_champion(tmp_pa
     said = " ".join(out.split())
     assert "version 1 lacks 1 of the 51 items the version rolled back from (version 2) covers (e.g. pin-new)" in said
     assert "until `content-signals refresh` computes them" in said
+
+
+def test_train_on_a_lakehouse_without_embeddings_says_so_and_makes_no_registry_there(tmp_path, capsys) -> None:
+    """Found in review: a mistyped `lakehouse` got a registry database made in it before the refusal."""
+    typo = tmp_path / "typo"
+    assert main(["train", "low_quality", "--set", f"lakehouse={typo}"]) == 2
+    assert "no embeddings table" in capsys.readouterr().out and not typo.exists()
