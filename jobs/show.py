@@ -222,15 +222,20 @@ def print_monitor(result: MonitorResult) -> None:
 def print_agreement(found: Agreement) -> None:
     """Annotators' reliability (Dawid-Skene), pairwise kappa and alpha of a task's human labels."""
     votes, estimate = found.votes, found.estimate
+    alpha = f"{found.alpha:.3f}" if found.alpha_missing() is None else f"not a number ({found.alpha_missing()})"
     console.print(f"{found.task}: {len(votes.content_ids)} items, {len(votes.annotators)} annotators; "
-                  f"Krippendorff's alpha {found.alpha:.3f}; majority and Dawid-Skene differ on {found.majority_disagrees} items; "
+                  f"Krippendorff's alpha {alpha}; majority and Dawid-Skene differ on {found.majority_disagrees} items; "
                   f"positive share {estimate.prior[1]:.3f}")
     table = Table("annotator", "items", "P(yes | no)", "P(no | yes)")
     for j, name in enumerate(votes.annotators):
-        table.add_row(escape(name), str(int((votes.matrix[:, j] >= 0).sum())), f"{estimate.confusion[j, 0, 1]:.3f}", f"{estimate.confusion[j, 1, 0]:.3f}")
+        rates = (f"{estimate.confusion[j, 0, 1]:.3f}", f"{estimate.confusion[j, 1, 0]:.3f}") if found.estimated[j] else ("-", "-")
+        table.add_row(escape(name), str(int((votes.matrix[:, j] >= 0).sum())), *rates)
     console.print(table)
+    if not found.estimated.all():
+        console.print("-: an annotator who shares no item with another cannot be weighed (their items keep their own votes)")
     for (a, b), kappa in found.kappa.items():
-        console.print(f"Cohen's kappa {escape(a)} / {escape(b)}: {kappa:.3f}")  # names as written in the file, not Rich markup
+        why = found.kappa_missing(a, b)
+        console.print(f"Cohen's kappa {escape(a)} / {escape(b)}: " + (f"{kappa:.3f}" if why is None else f"not a number ({why})"))  # names as written, not markup
 
 
 def print_weak(report: dict) -> None:

@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
+from conf.settings import UsageError
 from lake import delta_io
 from lake.corpus import CorpusTable
 from rollout.html_report import figure_png, html_page, html_table, image_tag
@@ -190,7 +191,12 @@ def _champion_rows(lakehouse: str, signal: str, model_version: str | None, ids: 
         return pd.DataFrame(columns=columns)
     condition = (pc.field("signal") == signal) & (pc.field("model_version") == model_version) & (pc.field("status") == STATUS_OK)
     condition &= pc.field("content_id").isin(list(ids))
-    return delta_io.read_arrow(root, version, filters=condition, columns=columns).to_pandas()
+    rows = delta_io.read_arrow(root, version, filters=condition, columns=columns).to_pandas()
+    repeated = rows[rows.duplicated(["content_id", "label"])]["content_id"]
+    if len(repeated):
+        raise UsageError(f"{repeated.iloc[0]!r} has more than one ok row of {signal} model version {model_version} (rows on two days): "
+                         "the labels table must hold one row per item, label and model version; a refresh drops an item's rows of its older days")
+    return rows
 
 
 def rule_scores(lakehouse: str, task: str, model_version: str | None, ids: Sequence[str], labels_version: int | None) -> pd.Series:

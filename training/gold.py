@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 
 from conf.settings import UsageError
-from training.aggregate import MISSING, DawidSkene, dawid_skene, krippendorff_alpha, majority, pairwise_kappa
+from training.aggregate import MISSING, DawidSkene, dawid_skene, krippendorff_alpha, majority, overlapping, pairwise_kappa
 from training.human_labels import labels_of
 from training.tasks import task_named
 
@@ -34,6 +34,25 @@ class Agreement:
     kappa: dict[tuple[str, str], float]
     alpha: float
     majority_disagrees: int  # items whose majority label (ties: neither) differs from Dawid-Skene's
+
+    @property
+    def estimated(self) -> np.ndarray:
+        """Per annotator (sorted names): whether Dawid-Skene could weigh them, having judged an item someone else judged."""
+        return overlapping(self.votes.matrix)
+
+    def alpha_missing(self) -> str | None:
+        """Why alpha is not a number (None when it is): no item judged twice, or a single value said throughout."""
+        if not np.isnan(self.alpha):
+            return None
+        return "no item judged twice" if not ((self.votes.matrix != MISSING).sum(axis=1) >= 2).any() else "one value said throughout"
+
+    def kappa_missing(self, a: str, b: str) -> str | None:
+        """Why the kappa of annotators `a` and `b` is not a number (None when it is): no item judged by both, or one value said by both throughout."""
+        if not np.isnan(self.kappa[(a, b)]):
+            return None
+        i, j = self.votes.annotators.index(a), self.votes.annotators.index(b)
+        shared = ((self.votes.matrix[:, i] != MISSING) & (self.votes.matrix[:, j] != MISSING)).any()
+        return "one value said by both throughout" if shared else "no item judged by both"
 
 
 def votes_of(labels: pa.Table, positive: str) -> Votes:

@@ -148,7 +148,8 @@ def run_weak(lakehouse: str, task: str, versions: Mapping[str, str], model: Labe
         "task": task, "run_id": run_id, "weak_labels_version": version, "items": len(items), "gold_items": int(has_gold.sum()),
         "label_model": model.name, "labeling_functions": lf_report(votes, gold_label),
         "label_model_accuracy": float(((p[has_gold] >= 0.5) == gold_label[has_gold]).mean()) if has_gold.any() else None,
-        "majority_accuracy": float(((majority_p[has_gold] > 0.5) == gold_label[has_gold]).mean()) if has_gold.any() else None,
+        # yes at >= 0.5 as the label model's (and gold's): a tie is a yes; no vote cast (NaN) a no
+        "majority_accuracy": float(((majority_p[has_gold] >= 0.5) == gold_label[has_gold]).mean()) if has_gold.any() else None,
         "label_issues": label_issues(gold, pd.Series(p, index=items["content_id"], name="p")),
     }
     return WeakRun(task, run_id, version, len(items), report)

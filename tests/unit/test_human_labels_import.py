@@ -228,6 +228,22 @@ def test_gold_prints_annotators_as_written_not_as_markup(lakehouse: Path, tmp_pa
     assert status == 0 and "alice [ops]" in out and "Cohen's kappa alice [ops] / b[/]" in out
 
 
+def test_gold_says_which_figures_cannot_be_estimated_instead_of_printing_them(lakehouse: Path, tmp_path: Path, capsys) -> None:
+    """Found in review: an annotator who shares no item with another (one annotator only, say) was
+    printed with P(yes | no) 0.000 and P(no | yes) 0.001, read against their own votes, as if they
+    never erred; and kappa or alpha without items to compare printed "nan"."""
+    path = tmp_path / "labels.csv"
+    path.write_text("content_id,label,annotator\n" + "".join(f"{c},yes,{a}\n" for c in IDS[:3] for a in ("a", "b"))
+                    + "".join(f"{c},{label},solo\n" for c, label in ((IDS[3], "yes"), (IDS[4], "no"))))
+    assert cli(capsys, lakehouse, "labels", "import", str(path), "--task", "text_heavy")[0] == 0
+    status, out = cli(capsys, lakehouse, "labels", "gold", "--task", "text_heavy")
+    assert status == 0 and "nan" not in out
+    assert "│ solo │ 2 │ - │ - │" in out and "│ a │ 3 │ - │" not in out and "cannot be weighed" in out
+    assert "Krippendorff's alpha not a number (one value said throughout)" in out
+    assert "Cohen's kappa a / b: not a number (one value said by both throughout)" in out
+    assert "Cohen's kappa a / solo: not a number (no item judged by both)" in out
+
+
 def test_one_annotator_typed_two_ways_is_one_annotator(lakehouse: Path, tmp_path: Path, capsys) -> None:
     """`José` with its accent composed (CSV) and decomposed (Label Studio) names one annotator:
     their second judgement of the item is a repeat, and the table holds the composed name."""

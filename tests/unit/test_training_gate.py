@@ -136,6 +136,31 @@ def test_slices_read_the_format_from_the_bytes_and_bucket_the_text():
     assert [text_length("a" * n, None) for n in (0, 39, 40, 119, 120)] == ["short", "short", "medium", "medium", "long"]
 
 
+def test_an_item_with_two_rule_rows_is_a_usage_error_naming_it(tmp_path):
+    """Found in review: an item with ok rows of the rule on two days (left by backfills before they dropped
+    the older day's) stopped the evaluation with pandas' "cannot reindex on an axis with duplicate labels"."""
+    import datetime as dt
+
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from conf.settings import UsageError
+    from signals.contracts import LABELS
+    from training.evaluate import rule_scores
+
+    def row(content_id: str, score: float, ds: str) -> dict:
+        return {"content_id": content_id, "signal": "text_safety", "label": "spam", "score": score, "threshold": 0.5, "decision": score >= 0.5,
+                "detail": None, "model_name": "m", "model_version": "1", "input_hash": "h", "status": "ok", "error": None, "run_id": "run",
+                "computed_at": dt.datetime(2026, 11, 20, tzinfo=dt.UTC), "ds": ds}
+
+    rows = [row("a", 0.9, "2026-11-20"), row("b", 0.2, "2026-11-20")]
+    write_deltalake(tmp_path / "labels", pa.Table.from_pylist(rows, schema=LABELS.schema), partition_by=list(LABELS.partition_by))
+    assert rule_scores(str(tmp_path), "spam_text", "1", ["b", "a", "c"], None).tolist()[:2] == [0.2, 0.9]
+    write_deltalake(tmp_path / "labels", pa.Table.from_pylist([row("a", 0.1, "2026-11-19")], schema=LABELS.schema), mode="append")
+    with pytest.raises(UsageError, match="'a' has more than one ok row of text_safety"):
+        rule_scores(str(tmp_path), "spam_text", "1", ["a", "b"], None)
+
+
 def delong_sd(labels: np.ndarray, first: np.ndarray, second: np.ndarray) -> float:
     """DeLong's standard deviation of the difference of two correlated ROC-AUCs: an analytic
     estimate, independent of the bootstrap."""
