@@ -172,7 +172,7 @@ class CorpusTable:
         else:
             source = self._parquet_dataset().to_table(filter=where, columns=read)
         if condition and len(source):
-            source = source.take(_matching(source.select(named), condition))
+            source = source.take(_matching(source.select(named), condition, schema.names))
         return pa.table({name: _canonical(source, name, column, day_from=name == "ds" and mapping.ds is None)
                          for name, column in wanted.items()})
 
@@ -201,14 +201,17 @@ def spark_types(schema: pa.Schema) -> dict[str, str]:
     return {f.name: _spark_type(f.type, from_arrow_type) for f in schema}
 
 
-def _matching(columns: pa.Table, condition: str) -> pa.Array:
-    """The positions of the rows of `columns` where `condition` (SQL) holds, by DataFusion."""
+def _matching(columns: pa.Table, condition: str, source_columns: Sequence[str]) -> pa.Array:
+    """The positions of the rows of `columns` where `condition` (SQL) holds, by DataFusion; an
+    error names `source_columns`, all the corpus has (DataFusion knows only those read for it)."""
     with tempfile.TemporaryDirectory(prefix="corpus-filter-") as folder:
         write_deltalake(folder, columns.append_column("_row", pa.array(range(len(columns)), pa.int64())))
         try:
             found = QueryBuilder().register("corpus", DeltaTable(folder)).execute(f"SELECT _row FROM corpus WHERE ({condition})")
         except Exception as exc:  # DataFusion's errors are of its own kinds: a condition it cannot read, said in one line
-            raise UsageError(f"corpus.filter {condition!r} cannot be evaluated without Spark: {exc}") from None
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UsageError(f"corpus.filter {condition!r} cannot be evaluated without Spark: {reason} "
+                             f"(the corpus's columns: {', '.join(source_columns)})") from None
         return pa.table(found)["_row"].combine_chunks().sort()  # in the order read
 
 

@@ -123,3 +123,12 @@ def test_a_pinned_version_whose_log_was_cleaned_up_is_a_usage_error(tmp_path) ->
         with pytest.raises(UsageError, match=r"^corpus.version 1 of the corpus at .*pins can no longer be read .*pin a later version"):
             read()
     assert CorpusTable(CorpusSettings(version=3), root).rows(["content_id"]).num_rows == 4
+
+
+def test_a_filter_naming_a_column_the_corpus_lacks_says_which_columns_it_has(tmp_path) -> None:
+    """Found in review: DataFusion's message named only the columns read for it ("Valid fields are corpus._row")."""
+    write_deltalake(tmp_path / "pins", pa.table({"content_id": ["pin-a"], "image": [PNG], "state": ["live"], "ds": ["2026-11-02"]}))
+    corpus = CorpusTable(CorpusSettings(filter="stat = 'live'"), str(tmp_path / "pins"))
+    with pytest.raises(UsageError, match=r"cannot be evaluated without Spark: .*\(the corpus's columns: content_id, image, state, ds\)"):
+        corpus.rows(["content_id"])
+    assert CorpusTable(CorpusSettings(filter="state = 'live'"), str(tmp_path / "pins")).rows(["content_id"])["content_id"].to_pylist() == ["pin-a"]
