@@ -442,3 +442,17 @@ def test_compare_tables_finds_any_column_a_null_or_nan_vector_and_missing_rows()
     nan = arms.compare_tables(table(), table(vector=[[1.0, float("nan")], [3.0, 4.0]]), key, ignore)
     assert not nan["identical"] and nan["largest_vector_difference"] == float("inf")
     assert not arms.compare_tables(table(), table().slice(0, 1), key, ignore)["identical"]
+
+
+def test_the_years_real_refresh_is_timed_only_when_it_refreshed() -> None:
+    """benchmarks.year's timed refreshes (days 28-30 against the last three) were never checked: a
+    refresh that found nothing to do, a no-op's seconds, counted as the day's refresh."""
+    from benchmarks.year import timed_refresh
+    from jobs.engine import RunResult
+    from lake.ledger import NOTHING_TO_DO, SUCCEEDED
+
+    said = []
+    assert timed_refresh(None, None, lambda spark, settings: RunResult("r1", SUCCEEDED, message="computed 0 items, copied 5"), said.append) >= 0
+    with pytest.raises(RuntimeError, match="nothing to do"):
+        timed_refresh(None, None, lambda spark, settings: RunResult("r2", NOTHING_TO_DO, message="the tables already match"), said.append)
+    assert len(said) == 2 and "copied 5" in said[0]
