@@ -260,3 +260,27 @@ def compare_vectors(reference: pa.Table, other: pa.Table) -> dict[str, float]:
             worst = max(worst, float(np.max(np.abs(np.subtract(v, w)))))
             compared += 1
     return {"max_abs_diff": worst, "compared": compared, "ok_status_disagreements": disagree}
+
+
+def compare_tables(a: pa.Table, b: pa.Table, key: list[str], ignore: tuple[str, ...] = (), tolerance: float = 1e-5) -> dict[str, Any]:
+    """Whether two signal tables hold the same rows: sorted by `key`, every column but `ignore`
+    equal, vectors null in the same rows and elsewhere within `tolerance` (float noise of
+    batching); a NaN where the other has a number is a difference."""
+    if sorted(a.column_names) != sorted(b.column_names) or a.num_rows != b.num_rows:
+        return {"identical": False, "rows": [a.num_rows, b.num_rows], "differing_columns": sorted(set(a.column_names) ^ set(b.column_names)),
+                "vector_nulls_differ": None, "largest_vector_difference": None}
+    a, b = (t.sort_by([(k, "ascending") for k in key]) for t in (a, b))
+    differing = [c for c in a.column_names if c not in ignore and c != "vector" and not a[c].equals(b[c])]
+    nulls, largest = 0, 0.0
+    if "vector" in a.column_names:
+        for v, w in zip(a["vector"].to_pylist(), b["vector"].to_pylist()):
+            if v is None or w is None:
+                nulls += (v is None) != (w is None)
+                continue
+            v, w = np.asarray(v, np.float64), np.asarray(w, np.float64)
+            if v.shape != w.shape or not np.array_equal(np.isnan(v), np.isnan(w)):
+                largest = float("inf")
+            elif (present := ~np.isnan(v)).any():
+                largest = max(largest, float(np.max(np.abs(v[present] - w[present]))))
+    return {"identical": not differing and not nulls and largest <= tolerance, "rows": [a.num_rows, b.num_rows], "differing_columns": differing,
+            "vector_nulls_differ": nulls, "largest_vector_difference": largest}

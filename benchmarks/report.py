@@ -201,11 +201,12 @@ def uri_line(uri: dict[str, Any]) -> str:
             f"peak worker MB by URI: {rss} -- {met}")
 def compute_once_line(report: dict[str, Any]) -> str:
     """One line for the compute-once step: the backfill's seconds both ways, the time saved and the target."""
-    s = report["backfill_s"]
+    s, largest = report["backfill_s"], report["largest_vector_difference"]
+    differences = "" if report["identical_tables"] else f", {report.get('table_differences')}"
     return (f"compute once: backfill of {report['items']} items, {report['repin_fraction']:.0%} repins: {s['once']:.1f}s vs "
             f"{s['every']:.1f}s computing every item, {report['time_saved']:.1%} less (target >= "
             f"{TARGETS['compute_once_saving']:.0%}: {'yes' if report['target_met'] else 'NO'}); identical tables: "
-            f"{'yes' if report['identical_tables'] else 'NO'} (largest vector difference {report['largest_vector_difference']:.1e})")
+            f"{'yes' if report['identical_tables'] else 'NO'} (largest vector difference {'-' if largest is None else f'{largest:.1e}'}{differences})")
 
 
 def summarise_scale(rows: list[dict[str, Any]], signals: int) -> dict[str, Any]:

@@ -218,6 +218,19 @@ def read_seconds(root: str, day: str, version: int, rounds: int) -> dict[str, fl
 Refresh = Callable[[Settings], float]  # a real refresh of the lakehouse; its seconds
 
 
+def timed_refresh(spark: Any, settings: Settings, refresh: Callable[[Any, Settings], RunResult], log: Callable[[str], None] = print) -> float:
+    """The seconds of `refresh` (jobs.refresh.run_refresh) of the lakehouse; an error unless it
+    succeeded: every day commits new, changed and taken-down items, so a refresh that found nothing
+    to do (or skipped) timed a run that refreshed nothing."""
+    start = time.perf_counter()
+    result = refresh(spark, settings)
+    took = time.perf_counter() - start
+    log(f"year: real refresh {took:.1f}s: {result.message}")
+    if result.status != SUCCEEDED:
+        raise RuntimeError(f"a real refresh of the year did not refresh the day's changes: {result.status} ({result.message})")
+    return took
+
+
 def simulate(settings: Settings, days: int, upkeep_every: int | None, changes_per_day: tuple[int, int, int], seed: int,
              refresh: Refresh | None = None, refresh_days: Sequence[int] = (), reads: bool = True,
              measured: Sequence[TableContract] = TABLES, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -359,11 +372,7 @@ def run(days: int = 365, items: int = 480, arms: Sequence[str] = ("upkeep", "non
             per_day = (changing - changing // 2, changing // 2, takedowns)  # new, changed, taken down
 
             def refresh(arm_settings: Settings) -> float:
-                start = time.perf_counter()
-                result = run_refresh(spark, arm_settings)
-                took = time.perf_counter() - start
-                log(f"year: real refresh {took:.1f}s: {result.message}")
-                return took
+                return timed_refresh(spark, arm_settings, run_refresh, log)
 
             results = {}
             for arm in arms:

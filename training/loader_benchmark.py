@@ -15,7 +15,7 @@ import multiprocessing
 import shutil
 import time
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -60,12 +60,11 @@ def write_table(lakehouse: Path, files: int, rows_per_file: int = ROWS_PER_FILE,
     return pd.DataFrame({"content_id": ids, "p_positive": 0.5})
 
 
-def pandas_first(snapshot: Snapshot, split: str, batch_size: int) -> Iterator[dict[str, Any]]:
-    """The split's batches the other way: the signal's whole table read into pandas, joined with the labels, then cut."""
+def pandas_first(snapshot: Snapshot, targets: dict[str, float], batch_size: int) -> Iterator[dict[str, Any]]:
+    """A split's batches the other way (`targets`: its label map): the signal's whole table read into pandas, joined with the labels, then cut."""
     table = delta_io.read_arrow(snapshot.embeddings_root, snapshot.embeddings_version,
                                 (pc.field("signal") == snapshot.signal) & (pc.field("model_version") == snapshot.model_version),
                                 ["content_id", "status", "vector"]).to_pandas()
-    targets = snapshot.targets(split)
     table = table[(table["status"] == STATUS_OK) & table["content_id"].isin(targets.keys())]
     x = torch.from_numpy(np.stack(table["vector"].to_list()).astype(np.float32, copy=False))
     y = torch.tensor(table["content_id"].map(targets).to_numpy(), dtype=torch.float32)
@@ -73,23 +72,31 @@ def pandas_first(snapshot: Snapshot, split: str, batch_size: int) -> Iterator[di
         yield {"x": x[start:start + batch_size], "y": y[start:start + batch_size]}
 
 
-def _stream(snapshot: Snapshot, way: str, conf: TrainingSettings) -> int:
-    stream = batches(snapshot, "train", conf.batch_size, conf.shuffle_buffer, conf.seed) if way == "loader" else pandas_first(snapshot, "train", conf.batch_size)
+def _stream(snapshot: Snapshot, way: str, conf: TrainingSettings) -> Iterable[dict[str, Any]]:
+    """The way's batches of the train split, its label map (one entry per labelled item) made here, before the first batch."""
+    if way == "loader":
+        return batches(snapshot, "train", conf.batch_size, conf.shuffle_buffer, conf.seed)
+    return pandas_first(snapshot, snapshot.targets("train"), conf.batch_size)
+
+
+def _rows(stream: Iterable[dict[str, Any]]) -> int:
     return sum(len(batch["y"]) for batch in stream)
 
 
 def measure(lakehouse: str, labels: pd.DataFrame, way: str, conf: TrainingSettings) -> dict[str, float]:
-    """One way over the table at `lakehouse`: its peak bytes (a pass under tracemalloc), then its rows a second (a timed pass)."""
+    """One way over the table at `lakehouse`: its peak bytes (a pass under tracemalloc, the label map made
+    before it), then its rows a second (a timed pass)."""
     snapshot = pin_snapshot(lakehouse, SIGNAL, MODEL_VERSION, labels, fractions=conf.splits)
+    stream = _stream(snapshot, way, conf)  # the label map grows with the labelled items, not the table: outside the peak
     pool = pa.default_memory_pool()
     arrow_before = pool.bytes_allocated()
     tracemalloc.start()
-    _stream(snapshot, way, conf)
+    _rows(stream)
     python_peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     peak = python_peak + max(pool.max_memory() - arrow_before, 0)
     started = time.perf_counter()
-    rows = _stream(snapshot, way, conf)
+    rows = _rows(_stream(snapshot, way, conf))
     seconds = time.perf_counter() - started
     return {"rows": rows, "seconds": round(seconds, 3), "rows_per_s": round(rows / seconds), "peak_mb": round(peak / 2**20, 1)}
 

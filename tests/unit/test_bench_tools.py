@@ -388,3 +388,71 @@ def test_repins_take_another_items_inputs_and_keep_their_own_id_and_day():
     assert repinned["content_id"].equals(corpus["content_id"]) and repinned["ds"].equals(corpus["ds"])
     moved = {i for i in range(n) if images[i] != corpus["image"][i].as_py()}
     assert len(moved) == 60 and not {images[i][0] + 256 * images[i][1] for i in moved} & moved  # every source is an original
+
+
+@pytest.mark.parametrize(("lost_vector", "identical"), [(True, False), (False, True)])
+def test_compute_once_calls_the_tables_identical_only_when_every_row_is(tmp_path, monkeypatch, lost_vector: bool, identical: bool) -> None:
+    """Bench.bench_compute_once without Spark (its backfills write the embeddings rows here): an ok
+    row whose vector went missing in one way's table, its status, key and hash the same, was
+    skipped by the vector comparison and the tables reported identical."""
+    import datetime as dt
+
+    from deltalake import DeltaTable, write_deltalake
+
+    from benchmarks import bench
+    from jobs import backfill
+    from signals.contracts import CORPUS, EMBEDDINGS
+    from signals.profiling import PROFILE_DIR_ENV
+
+    monkeypatch.setenv(PROFILE_DIR_ENV, str(tmp_path / "profile"))  # Bench sets it; restored after the test
+
+    def fake_backfill(spark, settings, run_id=None, **_):
+        ids = sorted(DeltaTable(settings.table_root(CORPUS.name)).to_pyarrow_table()["content_id"].to_pylist())[:4]
+        vectors = [[0.5, 0.25 + i] for i in range(len(ids))]
+        if lost_vector and settings.compute_once:
+            vectors[1] = None
+        n = len(ids)
+        write_deltalake(settings.table_root(EMBEDDINGS.name), pa.table({
+            "content_id": ids, "signal": ["image_embedding"] * n, "model_name": ["m"] * n, "model_version": ["1"] * n, "input_hash": ids,
+            "vector": vectors, "dim": [2] * n, "status": ["ok"] * n, "error": [None] * n, "run_id": [run_id] * n,
+            "computed_at": [dt.datetime.now(dt.UTC)] * n, "ds": ["2026-11-20"] * n}, schema=EMBEDDINGS.schema),
+            partition_by=list(EMBEDDINGS.partition_by))
+
+    monkeypatch.setattr(backfill, "run_backfill", fake_backfill)
+    monkeypatch.setattr(bench.Bench, "session", lambda self, settings: type("Spark", (), {"stop": lambda self: None})())
+    monkeypatch.setattr(bench.Bench, "warm_up", lambda self, *args, **kwargs: 0.0)
+    runner = bench.Bench(bench.parse_args(["--workdir", str(tmp_path / "work"), "--repeat", "1"]))
+    report = runner.bench_compute_once(12)
+    assert report["identical_tables"] is identical
+    assert report["table_differences"]["vector_nulls_differ"] == (1 if lost_vector else 0)
+    assert ("identical tables: yes" in bench.compute_once_line(report)) is identical
+
+
+def test_compare_tables_finds_any_column_a_null_or_nan_vector_and_missing_rows() -> None:
+    def table(**change) -> pa.Table:
+        columns = {"content_id": ["b", "a"], "signal": ["s", "s"], "dim": [2, 2], "vector": [[1.0, 2.0], [3.0, 4.0]], "run_id": ["r1", "r1"]}
+        return pa.table({**columns, **change})
+
+    key, ignore = ["content_id", "signal"], ("run_id",)
+    same = arms.compare_tables(table(), table(content_id=["b", "a"], run_id=["r2", "r2"]).take([1, 0]), key, ignore)
+    assert same["identical"] and same["largest_vector_difference"] == 0.0  # row order and the ignored column do not count
+    assert arms.compare_tables(table(), table(vector=[[1.0, 2.0 + 1e-7], [3.0, 4.0]]), key, ignore)["identical"]
+    assert arms.compare_tables(table(), table(dim=[2, 3]), key, ignore)["differing_columns"] == ["dim"]
+    assert arms.compare_tables(table(), table(vector=[None, [3.0, 4.0]]), key, ignore)["vector_nulls_differ"] == 1
+    nan = arms.compare_tables(table(), table(vector=[[1.0, float("nan")], [3.0, 4.0]]), key, ignore)
+    assert not nan["identical"] and nan["largest_vector_difference"] == float("inf")
+    assert not arms.compare_tables(table(), table().slice(0, 1), key, ignore)["identical"]
+
+
+def test_the_years_real_refresh_is_timed_only_when_it_refreshed() -> None:
+    """benchmarks.year's timed refreshes (days 28-30 against the last three) were never checked: a
+    refresh that found nothing to do, a no-op's seconds, counted as the day's refresh."""
+    from benchmarks.year import timed_refresh
+    from jobs.engine import RunResult
+    from lake.ledger import NOTHING_TO_DO, SUCCEEDED
+
+    said = []
+    assert timed_refresh(None, None, lambda spark, settings: RunResult("r1", SUCCEEDED, message="computed 0 items, copied 5"), said.append) >= 0
+    with pytest.raises(RuntimeError, match="nothing to do"):
+        timed_refresh(None, None, lambda spark, settings: RunResult("r2", NOTHING_TO_DO, message="the tables already match"), said.append)
+    assert len(said) == 2 and "copied 5" in said[0]
