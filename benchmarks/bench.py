@@ -496,11 +496,13 @@ class Bench:
         return report
 
     def child_report(self, module: str, args: list[str]) -> dict[str, Any]:
-        """`python -m <module> <args> --out FILE` in a process of its own; its JSON, or the error."""
+        """`python -m <module> <args> --out FILE` in a process of its own, FILE beside the report
+        (`benchmarks/results/<module>.json` by default, as the module alone writes it); its JSON, or the error."""
         import subprocess
 
-        out = self.work / f"{module.rpartition('.')[2]}.json"
-        out.unlink(missing_ok=True)  # a kept --workdir may hold an earlier run's
+        out = self.args.out.parent / f"{module.rpartition('.')[2]}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.unlink(missing_ok=True)  # an earlier run's must not stand in for this one's
         done = subprocess.run([sys.executable, "-m", module, *args, "--out", str(out)], check=False)
         if not out.exists():
             return {"error": f"{module} exited with {done.returncode} and wrote nothing"}

@@ -477,3 +477,27 @@ def test_the_years_real_refresh_is_timed_only_when_it_refreshed() -> None:
         timed_refresh(None, None, lambda spark, settings: RunResult("r2", NOTHING_TO_DO, message="the tables already match"), said.append)
     assert len(said) == 2 and "copied 5" in said[0]
 
+
+
+def test_a_child_benchmarks_json_lands_beside_the_report(tmp_path, monkeypatch) -> None:
+    """Found in review: `make bench` wrote the year's (and the GPU and URI steps') JSON into its
+    temporary work folder, deleted after, where the README says `benchmarks/results/<step>.json`."""
+    from benchmarks import bench
+    from signals.profiling import PROFILE_DIR_ENV
+
+    monkeypatch.setenv(PROFILE_DIR_ENV, str(tmp_path / "profile"))
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "year.json").write_text('{"stale": true}')
+    ran: list[list[str]] = []
+
+    def child(command, check):
+        ran.append(command)
+        if "--fail" not in command:
+            Path(command[command.index("--out") + 1]).write_text('{"days": 3}')
+        return subprocess.CompletedProcess(command, 0 if "--fail" not in command else 1)
+
+    monkeypatch.setattr(subprocess, "run", child)
+    runner = bench.Bench(bench.parse_args(["--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "results" / "latest.json")]))
+    assert runner.child_report("benchmarks.year", ["--days", "3"]) == {"days": 3}
+    assert json.loads((tmp_path / "results" / "year.json").read_text()) == {"days": 3}
+    assert "error" in runner.child_report("benchmarks.year", ["--fail"])  # a stale file is not read as this run's
