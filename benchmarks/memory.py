@@ -2,7 +2,8 @@
 
 The workers are the descendants of this driver's JVM whose command line runs pyspark.daemon or
 pyspark.worker (the daemon forks one worker per concurrent Python evaluation). Other Spark
-applications on the machine are not descendants, so they are never counted.
+applications on the machine are not descendants, so they are never counted. A process's own
+peak can be restarted after a warm-up (`restart_peak_rss`).
 """
 from __future__ import annotations
 
@@ -10,9 +11,18 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psutil
+
+
+def restart_peak_rss() -> int:
+    """This process's RSS now, from which its high-water mark (VmHWM) counts again (Linux's
+    `clear_refs` 5): a peak measured after a warm-up is then over what the process holds, where
+    the warm-up's own peak hid any lower one."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return int(Path("/proc/self/status").read_text().split("VmRSS:")[1].split()[0]) * 1024  # kilobytes
 
 
 def _is_python_worker(proc: psutil.Process) -> bool:

@@ -501,3 +501,19 @@ def test_a_child_benchmarks_json_lands_beside_the_report(tmp_path, monkeypatch) 
     assert runner.child_report("benchmarks.year", ["--days", "3"]) == {"days": 3}
     assert json.loads((tmp_path / "results" / "year.json").read_text()) == {"days": 3}
     assert "error" in runner.child_report("benchmarks.year", ["--fail"])  # a stale file is not read as this run's
+
+
+def test_a_restarted_peak_counts_from_what_the_process_holds() -> None:
+    """Found in review: the video step's baseline was the warm-up's peak (VmHWM), so a run whose
+    peak stayed under it read as costing no memory at all."""
+    from benchmarks.hostile import _peak_rss_bytes
+    from benchmarks.memory import restart_peak_rss
+
+    held = np.ones(40 * 2**20 // 8)  # 40 MiB touched, then let go: the peak is above what is held
+    del held
+    assert _peak_rss_bytes() >= 40 * 2**20
+    baseline = restart_peak_rss()
+    assert baseline <= _peak_rss_bytes() < baseline + 8 * 2**20
+    again = np.ones(16 * 2**20 // 8)
+    assert _peak_rss_bytes() - baseline >= 15 * 2**20  # a smaller peak than the first is seen over the baseline
+    del again
