@@ -28,7 +28,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -194,10 +194,18 @@ def run(clients: Sequence[int] = (1, 8, 32), requests: int = 300, duration_s: fl
         "torch_threads": settings.torch_threads, "levels": levels,
     }
     if "8" in levels:
-        p99 = {mode: levels["8"][mode]["p99_ms"] for mode in MODES}
-        report["p99_ms_at_8_clients"] = p99
-        report["target_met"] = {"micro-batching lowers p99 at 8 clients": None not in p99.values() and p99["micro_batching"] < p99["one_per_forward"]}
+        report["p99_ms_at_8_clients"] = {mode: levels["8"][mode]["p99_ms"] for mode in MODES}
+        report["target_met"] = {"micro-batching lowers p99 at 8 clients": lowers_p99(levels["8"]["micro_batching"], levels["8"]["one_per_forward"])}
     return report
+
+
+def lowers_p99(batched: Mapping[str, Any], single: Mapping[str, Any]) -> bool:
+    """Whether micro-batching's p99 is below one item per pass's without leaving more requests
+    unanswered: a p99 is of the answered requests, and a service that times out its slowest ones
+    would otherwise lower its own."""
+    if batched["p99_ms"] is None or single["p99_ms"] is None:
+        return False
+    return batched["p99_ms"] < single["p99_ms"] and batched["unanswered"] <= single["unanswered"]
 
 
 def serving_line(report: dict[str, Any]) -> str:
