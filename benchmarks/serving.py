@@ -174,9 +174,9 @@ def run(clients: Sequence[int] = (1, 8, 32), requests: int = 300, duration_s: fl
                 load(services[mode].port, bodies, warm, 2 * warm, START_TIMEOUT_S)  # every batch size seen once: excluded
                 log(f"serving: {mode} service up on port {services[mode].port}, warmed up")
             levels: dict[str, dict[str, Any]] = {}
-            for n in clients:
+            for level, n in enumerate(clients):
                 levels[str(n)] = {}
-                for mode, service in services.items():
+                for mode, service in list(services.items())[:: 1 if level % 2 == 0 else -1]:  # neither service always goes first
                     before = service.health()
                     result = load(service.port, bodies, n, requests, duration_s)
                     after = service.health()
