@@ -15,7 +15,7 @@ from deltalake import DeltaTable
 from conf.settings import Settings, UsageError
 from jobs.corpus import CorpusSource, Window
 from jobs.refresh import LastRefresh, last_refresh
-from jobs.session import launched_conf, session_conf
+from jobs.session import launched_conf, session_conf, unapplied_driver_settings
 from jobs.show import console
 from lake import delta_io
 from lake.registry import CHALLENGER, CHAMPION, Registry, RegistryError, registry_exists
@@ -94,9 +94,12 @@ def plan_lines(settings: Settings, args: argparse.Namespace) -> list[str]:
         for contract in (EMBEDDINGS, LABELS):
             root = settings.table_root(contract.name)
             lines.append(f"{contract.name}: {refresh_scope(last_refresh(root) if DeltaTable.is_deltatable(root) else None, args.full)}")
-    spark = session_conf(settings.spark, launched_conf())
+    launched = launched_conf()
+    spark = session_conf(settings.spark, launched)
     lines.append("spark: " + ", ".join([f"{k}={v}" for k, v in sorted(spark.items()) if RESOURCES.match(k)]
                                        + ([] if spark.get("spark.master") else ["no master (spark-submit --master sets it)"])))
+    lines += [f"spark: {key}={value} from the profile does not apply under spark-submit (--conf {key}={value} there)"
+              for key, value in unapplied_driver_settings(settings.spark, launched).items()]
     return lines
 
 

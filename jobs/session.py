@@ -7,6 +7,7 @@ import math
 import os
 import sys
 import time
+import warnings
 
 from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
@@ -27,6 +28,9 @@ BASE_CONF = {
     "spark.sql.codegen.cache.maxEntries": "1000",
 }
 EXECUTOR_POLL_S = 0.5
+# Settings of the driver's JVM as it is launched: under spark-submit it runs before the profile is read.
+DRIVER_JVM = frozenset({"spark.driver.memory", "spark.driver.extraJavaOptions", "spark.driver.extraClassPath",
+                        "spark.driver.extraLibraryPath"})
 # Where the object store is, not who may use it: passed on to executors when set on the driver.
 # Credentials are not (Spark settings show in its UI and event logs): executors take theirs from
 # their own environment (an instance role, a secret mounted by the cluster).
@@ -49,16 +53,26 @@ def storage_env(environ: dict[str, str]) -> dict[str, str]:
     return {f"spark.executorEnv.{name}": environ[name] for name in STORAGE_ENV if name in environ}
 
 
+def unapplied_driver_settings(settings: SparkSettings, launched: dict[str, str]) -> dict[str, str]:
+    """The profile's settings of the driver's own JVM (`DRIVER_JVM`) that cannot apply because
+    spark-submit started that JVM already (`launched` non-empty), where spark-submit did not give them."""
+    if not launched:
+        return {}
+    return {key: value for key, value in settings.conf.items() if key in DRIVER_JVM and key not in launched}
+
+
 def session_conf(settings: SparkSettings, launched: dict[str, str]) -> dict[str, str]:
     """The session's settings: the jobs' base settings, the driver's object-store location for the
-    executors, then the profile's, then spark-submit's, which win."""
+    executors, then the profile's, then spark-submit's, which win; without the profile's settings
+    of a driver JVM spark-submit started (`unapplied_driver_settings`), which would only show."""
+    unapplied = unapplied_driver_settings(settings, launched)
     profile = {
         **BASE_CONF,
         **storage_env(dict(os.environ)),
         "spark.app.name": settings.app_name,
         "spark.sql.execution.arrow.maxRecordsPerBatch": str(settings.arrow_batch_rows),
         **({"spark.master": settings.master} if settings.master else {}),
-        **settings.conf,
+        **{key: value for key, value in settings.conf.items() if key not in unapplied},
     }
     return {**profile, **launched}
 
@@ -72,7 +86,11 @@ def build_session(settings: SparkSettings) -> SparkSession:
     """A session on the master spark-submit set (else the profile's), whose Python workers run
     `spark.pyspark.python` where it is set, this interpreter on a master on this machine, and
     otherwise the executors' own `python3`."""
-    conf = session_conf(settings, launched_conf())
+    launched = launched_conf()
+    conf = session_conf(settings, launched)
+    for key, value in unapplied_driver_settings(settings, launched).items():
+        warnings.warn(f"{key}={value} from the profile does not apply: spark-submit started the driver's JVM before the profile "
+                      f"was read; give it to spark-submit (--conf {key}={value})", stacklevel=2)
     master = conf.get("spark.master")
     if not master:
         raise UsageError("no Spark master: the profile leaves it to spark-submit (spark-submit --master ...), "

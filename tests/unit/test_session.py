@@ -6,7 +6,7 @@ import pytest
 from pyspark import SparkConf
 
 from conf.settings import SparkSettings, UsageError
-from jobs.session import build_session, can_run_a_task, session_conf, task_needs
+from jobs.session import build_session, can_run_a_task, session_conf, task_needs, unapplied_driver_settings
 
 
 def test_spark_submit_settings_win_over_the_profile() -> None:
@@ -14,7 +14,10 @@ def test_spark_submit_settings_win_over_the_profile() -> None:
     conf = session_conf(profile, {"spark.master": "spark://10.0.0.1:7077", "spark.sql.shuffle.partitions": "200"})
     assert conf["spark.master"] == "spark://10.0.0.1:7077"
     assert conf["spark.sql.shuffle.partitions"] == "200"
-    assert conf["spark.driver.memory"] == "4g"  # what spark-submit did not set stays the profile's
+    assert "spark.driver.memory" not in conf  # the driver's JVM spark-submit started cannot take the profile's (found in review)
+    assert unapplied_driver_settings(profile, {"spark.master": "yarn"}) == {"spark.driver.memory": "4g"}
+    assert unapplied_driver_settings(profile, {"spark.driver.memory": "8g"}) == {}  # spark-submit gave its own
+    assert session_conf(profile, {})["spark.driver.memory"] == "4g"  # this process starts the JVM: the profile's applies
 
 
 def test_executors_get_the_object_store_location_but_never_the_credentials(monkeypatch) -> None:
