@@ -7,7 +7,8 @@ items the label could score (ok rows). Near-duplicates: pairs of items in the sa
 group against pairs in the same true copy group (`corpus_truth.dup_group`, and the sample videos'
 `video_truth.dup_group`: a re-encoding with its video, a pin's video version with the pin); a pair of an
 *edit* (a crop, flip, blur, text overlay, low-resolution copy) with the group of the picture
-it was made from is ambiguous and counted neither way. Retrieval: per embedding signal, recall@10 of the approximate (IVF-Flat) index against exact search
+it was made from is ambiguous and counted neither way, and so is a pair of two inputs without a
+picture (byte-identical error pages, which dedup groups by their bytes). Retrieval: per embedding signal, recall@10 of the approximate (IVF-Flat) index against exact search
 on the champion's vectors, and for each item with copies (the same `dup_group`) the share of them
 among its 10 nearest neighbours (retrieval/quality.py). Writes reports/eval/latest.json.
 This is the gate a model version passes before promotion.
@@ -90,6 +91,11 @@ def _pairs(groups: dict[str, list[str]]) -> set[tuple[str, str]]:
     return {tuple(sorted(p)) for members in groups.values() for p in itertools.combinations(members, 2)}
 
 
+def without_picture(truth: dict) -> bool:
+    """Whether a truth row is a bad input with no picture (noise, zero bytes, error text, NULL)."""
+    return truth.get("bad_image_kind") is not None and truth["dup_relation"] == NONE
+
+
 def evaluate_duplicates(duplicates: pa.Table, truth: dict[str, dict]) -> dict:
     """Pair precision and recall of the predicted groups against the true copy groups."""
     predicted, true = defaultdict(list), defaultdict(list)
@@ -102,7 +108,10 @@ def evaluate_duplicates(duplicates: pa.Table, truth: dict[str, dict]) -> dict:
         for cid, t in truth.items() if t["dup_relation"] == "edit" and t["source_id"]
         for other in true[truth[t["source_id"]]["dup_group"]] + [c for c, u in truth.items() if u["source_id"] == t["source_id"] and c != cid]
     }
-    predicted_pairs, true_pairs = _pairs(predicted) - ambiguous, _pairs(true)
+    # two inputs without a picture (the same error page uploaded twice) have no copy truth: dedup
+    # groups their exact bytes by design, and the pair is counted neither way
+    pictureless = {p for p in _pairs(predicted) if all(c in truth and without_picture(truth[c]) for c in p)}
+    predicted_pairs, true_pairs = _pairs(predicted) - ambiguous - pictureless, _pairs(true)
     hits = len(predicted_pairs & true_pairs)
     return {
         "precision": hits / len(predicted_pairs) if predicted_pairs else None,
@@ -110,6 +119,7 @@ def evaluate_duplicates(duplicates: pa.Table, truth: dict[str, dict]) -> dict:
         "true_pairs": len(true_pairs),
         "predicted_pairs": len(predicted_pairs),
         "ambiguous_pairs_ignored": len(ambiguous),
+        "pictureless_pairs_ignored": len(pictureless),
         "n": duplicates.num_rows,
     }
 

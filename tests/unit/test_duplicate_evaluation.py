@@ -43,3 +43,20 @@ def test_the_pin_video_is_the_pins_picture() -> None:
     pin = Image.open(io.BytesIO(corpus["image"][0].as_py()))
     assert hamming(perceptual_hash(keyframe.image), perceptual_hash(pin)) <= 4
     assert np.asarray(keyframe.image).std() > 10  # a picture, not a flat frame
+
+
+def test_byte_identical_inputs_without_a_picture_are_not_false_positives() -> None:
+    """The same error page uploaded twice (no picture in either): dedup groups its exact bytes, as
+    it should; the corpus's truth has no copy relation for them, so the pair counts neither way."""
+    corpus, truth = generate_corpus(n_items=480, seed=7)
+    rows = {r["content_id"]: r for r in truth.to_pylist()}
+    images = dict(zip(corpus["content_id"].to_pylist(), corpus["image"].to_pylist()))
+    same_page = [c for c, r in rows.items() if r["bad_image_kind"] == "not_image" and images[c] == images[next(
+        c for c, r in rows.items() if r["bad_image_kind"] == "not_image")]]
+    assert len(same_page) >= 2  # the seeded corpus holds such uploads
+    groups = {c: ("page" if c in same_page else r["dup_group"]) for c, r in rows.items()}  # a dedup exact in every other way
+    result = evaluate_duplicates(pa.table({"content_id": list(groups), "group_id": list(groups.values())}), rows)
+    assert (result["precision"], result["recall"]) == (1.0, 1.0)
+    # a pictureless input grouped with a picture is still wrong
+    wrong = {**groups, same_page[0]: groups["pin-000000"]}
+    assert evaluate_duplicates(pa.table({"content_id": list(wrong), "group_id": list(wrong.values())}), rows)["precision"] < 1.0
