@@ -125,7 +125,7 @@ def evaluate_monitoring(spark: SparkSession, settings: Settings) -> dict:
     normal = run_monitor(spark, base, backfill.run_id)
     monitor_s = time.monotonic() - started
     report: dict = {
-        "normal_days": EVAL_DAYS, "items_per_day": EVAL_ITEMS_PER_DAY,
+        "normal_days": EVAL_DAYS, "items_per_day": EVAL_ITEMS_PER_DAY, "drift_judged_days": len(normal.drift_judged_days),
         "false_alerts": [f"{j.signal} {j.ds} {v.rule}: {v.message}" for j, v in normal.fired],
         "cost": {"backfill_s": round(backfill_s, 1), "monitor_s": round(monitor_s, 1), "share": round(monitor_s / backfill_s, 3)},
         "scenarios": {},

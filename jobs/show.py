@@ -137,7 +137,8 @@ def print_evaluation(result: dict) -> None:
                       f"within {shots['tolerance_s']} s ({shots['videos']} sample videos)")
     monitoring = result.get("monitoring")
     if monitoring:
-        console.print(f"monitoring: {len(monitoring['false_alerts'])} alerts on {monitoring['normal_days']} ordinary days "
+        console.print(f"monitoring: {len(monitoring['false_alerts'])} alerts on {monitoring['normal_days']} ordinary days, "
+                      f"drift judged on {monitoring.get('drift_judged_days', '?')} of them (the first lack a reference) "
                       f"(monitor {monitoring['cost']['monitor_s']}s after a {monitoring['cost']['backfill_s']}s backfill)")
         for name, s in monitoring["scenarios"].items():
             attributed = {None: "no drift to attribute", True: f"drift put down to the {s['expected_cause']}"}.get(

@@ -54,6 +54,12 @@ class MonitorResult:
     def fired(self) -> list[tuple[Judged, Verdict]]:
         return [(j, v) for j in self.judged for v in j.verdicts if v.fired]
 
+    @property
+    def drift_judged_days(self) -> list[str]:
+        """The days on which some signal's drift was judged (a drift verdict with a value: not left
+        unjudged for want of a reference or of rows): what "no false drift alert" was checked on."""
+        return sorted({j.ds for j in self.judged if any(v.rule in DRIFT_RULES and v.value is not None for v in j.verdicts)})
+
 
 class AlertsFired(RuntimeError):
     """A monitored run raised alerts: the exit status tells a scheduler to stop the pipeline."""

@@ -188,3 +188,22 @@ def test_the_verdicts_are_printed_as_the_tables_hold_them_not_as_markup(capsys) 
     print_monitor(MonitorResult("run", [Judged("labels[x]", "1", "2026-11-01", "none", verdicts, "label", None)], None))
     out = capsys.readouterr().out
     assert "[/]oops (30)" in out and "[nsfw]" in out and "labels[x] 2026-11-01 compared with none" in out
+
+
+def test_the_days_drift_was_judged_on_leave_out_days_without_a_reference_or_rows() -> None:
+    """Found in review: `make eval` said "no alert on 14 ordinary days" where drift could be judged
+    on at most 10 of them (the first lack reference days, a small one too few rows)."""
+    from monitoring.monitor import Judged, MonitorResult
+    from monitoring.rules import EMBEDDING_DRIFT, REFERENCE, SCORE_DRIFT, Verdict
+
+    def day(ds: str, *verdicts: Verdict) -> Judged:
+        return Judged("image_embedding", "1", ds, "x", list(verdicts), "embedding", None)
+
+    result = MonitorResult("run", [
+        day("2026-11-01", Verdict(REFERENCE, False, "no statistics in the reference window: drift not judged")),
+        day("2026-11-02", Verdict(EMBEDDING_DRIFT, False, "12 vectors against 40: too few to judge")),
+        day("2026-11-03", Verdict(EMBEDDING_DRIFT, False, "ROC-AUC 0.51", value=0.51, threshold=0.75)),
+        day("2026-11-04", Verdict(SCORE_DRIFT, False, "a label the reference does not have: not judged", label="x"),
+            Verdict(SCORE_DRIFT, False, "score PSI 0.01", "y", 0.01, 0.2)),
+    ], None)
+    assert result.drift_judged_days == ["2026-11-03", "2026-11-04"]
