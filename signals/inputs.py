@@ -20,7 +20,7 @@ from signals.base import InputKind, SignalConfig
 from signals.decode import InputError, decode_image
 from signals.fetch import fetch
 from signals.profiling import stage_times
-from signals.text import compose_text
+from signals.text import compose_text, field_text
 
 
 class ImageInput:
@@ -43,12 +43,13 @@ class ImageInput:
 
     def image_bytes(self, row: Mapping[str, Any]) -> Any:
         """The row's encoded image: its `image` bytes, else those fetched from its `image_uri`
-        (signals.fetch.FetchError, an InputError, saying why not); None when it has neither."""
+        (signals.fetch.FetchError, an InputError, saying why not); None when it has neither. The
+        URI may come as bytes (udfs.rows.as_bytes): one that is not UTF-8 is an InputError."""
         image, uri = row.get("image"), row.get("image_uri")
         if image is not None or uri is None:
             return image
         with stage_times.time("fetch", 1):
-            return fetch(uri, self.config.fetch)
+            return fetch(field_text(uri, "image_uri"), self.config.fetch)
 
     def decode_bytes(self, data: Any) -> Image.Image:
         """Encoded bytes as an RGB image within the configured limits, or InputError."""

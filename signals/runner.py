@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 SORT_WINDOW_BATCHES = 8  # rows of this many model batches are reordered together (signal.sort_keys)
 PREPARE_CHUNK_ROWS = 16  # at most, rows per task of the prepare threads: small enough to share slow rows out
+MAX_REASON_CHARS = 1000  # an error row's reason is cut to this: a message may quote a whole input
 
 
 @dataclass
@@ -129,6 +130,14 @@ def prepare_batch_of(signal: Signal, prepared: _Prepared) -> _Prepared:
     return _Prepared(inputs, errors, prepared.carried)
 
 
+def short_reason(reason: str | None) -> str | None:
+    """`reason` cut to MAX_REASON_CHARS, its start kept and its full length said."""
+    if reason is None or len(reason) <= MAX_REASON_CHARS:
+        return reason
+    suffix = f"... ({len(reason)} characters)"
+    return reason[: MAX_REASON_CHARS - len(suffix)] + suffix
+
+
 def _checked(signal: Signal, value: Any) -> tuple[Any, str | None]:
     if isinstance(value, RowError):
         return None, value.reason
@@ -157,6 +166,7 @@ def compute_prepared(signal: Signal, prepared: _Prepared) -> pd.DataFrame:
                     errors[i] = f"{MODEL_FAILED_PREFIX}{type(exc).__name__}: {exc}"
     for i, value in outputs.items():
         values[i], errors[i] = _checked(signal, value)
+    errors = [short_reason(err) for err in errors]
     return pd.DataFrame(
         {
             **prepared.carried,

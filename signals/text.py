@@ -1,6 +1,7 @@
 """The text a text signal reads, built the same way everywhere (job, tests, online scorer)."""
 from __future__ import annotations
 
+import math
 import unicodedata
 
 from signals.decode import InputError
@@ -10,9 +11,14 @@ FIELD_SEPARATOR = "\n"
 
 def field_text(value: str | bytes | None, name: str) -> str | None:
     """A text field as str. Spark hands text to the workers as bytes, so that a row whose text is
-    not valid UTF-8 is that row's InputError instead of a failure of the whole Arrow batch."""
+    not valid UTF-8 is that row's InputError instead of a failure of the whole Arrow batch. NaN
+    (pandas' missing value) is missing; any other value is an InputError naming its type."""
     if value is None or isinstance(value, str):
         return value
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if not isinstance(value, bytes | bytearray | memoryview):  # bytes(n) of an int n is n NULs
+        raise InputError(f"{name} is {type(value).__name__}, not text")
     try:
         return bytes(value).decode("utf-8")
     except UnicodeDecodeError as exc:

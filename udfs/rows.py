@@ -30,6 +30,16 @@ from udfs.columns import input_columns, input_hash_column, part_hash_columns
 from udfs.worker import attach_worker, run_in_worker
 
 RowsFunction = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
+URI_COLUMNS = ("image_uri",)  # string inputs handed to the runner as bytes (decoded per row: signals.inputs)
+
+
+def as_bytes(batch: pa.RecordBatch, names: Sequence[str]) -> pa.RecordBatch:
+    """`batch` with its string columns among `names` viewed as binary (no copy): Spark hands a
+    string's bytes to Arrow unchecked, and one that is not UTF-8 failed the whole batch's
+    conversion to pandas; as bytes it is that row's error (signals.text.field_text)."""
+    binary = {pa.string(): pa.binary(), pa.large_string(): pa.large_binary()}
+    columns = [c.view(binary[c.type]) if n in names and c.type in binary else c for n, c in zip(batch.schema.names, batch.columns)]
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
 
 
 def signal_inputs(corpus: DataFrame, signal: Signal) -> DataFrame:
@@ -123,7 +133,7 @@ def output_rows(signal: Signal, stamp: RowStamp, prefetch: int = 2, torch_thread
                     videos_done.append(video_rows([(signal, stamp)], item, video)[0][1])
                 batch = batch.filter(pc.invert(has_video))
             if batch.num_rows:
-                yield batch.select(columns).to_pandas()
+                yield as_bytes(batch.select(columns), URI_COLUMNS).to_pandas()
 
     def rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         videos_done: deque[pa.RecordBatch] = deque()

@@ -128,8 +128,16 @@ class EmbeddingHead(Labeler):
     def load_resources(self, device: torch.device) -> nn.Module:
         return load_head(self.config.params["weights_path"], device)
 
+    @property
+    def input_dim(self) -> int:
+        """The width of the vector the loaded head reads (its embeddings' joined)."""
+        return next(m for m in self.resources.modules() if isinstance(m, nn.Linear)).in_features
+
     def prepare(self, row: Mapping[str, Any]) -> np.ndarray:
-        return np.concatenate([self._embedding(row, part) for part in range(len(self.reads))])
+        values = np.concatenate([self._embedding(row, part) for part in range(len(self.reads))])
+        if len(values) != self.input_dim:  # another writer's row of another width: permanent, never "model failed"
+            raise InputError(f"input embedding: {len(values)} values, the head reads {self.input_dim}")
+        return values
 
     def _embedding(self, row: Mapping[str, Any], part: int) -> np.ndarray:
         """The vector of the row's `part`-th embedding, or InputError where it is an error, not current, or unusable."""

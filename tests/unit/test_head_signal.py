@@ -107,3 +107,20 @@ def test_an_ok_embedding_without_a_usable_vector_is_an_error_row_that_names_it(h
     for item in ("c1", "c2", "c3", "c4"):
         assert by_id.loc[item, "status"] == "error" and "image_embedding vector" in by_id.loc[item, "error"], item
         assert not is_retried_error(by_id.loc[item, "error"])
+
+
+def test_a_stored_vector_of_another_width_is_a_permanent_error_row_not_a_model_failure(head):
+    """Another writer's ok row whose vector is not as wide as the head reads: before, the batch
+    failed in the model, was run again row by row, and the row was "model failed: ...", an error
+    every refresh computes again, forever; now prepare refuses it naming both widths."""
+    signal, _ = head
+    good = np.random.default_rng(2).standard_normal(DIM).astype(np.float32)
+    vectors = [good.tolist(), [0.5] * (DIM + 1), [0.5] * (DIM - 1), good.tolist()]
+    frame = pd.DataFrame({"content_id": [f"c{i}" for i in range(4)], "ds": "2026-11-01", "input_hash": [f"h{i}" for i in range(4)],
+                          "vector": vectors, "embedding_status": "ok", "embedding_error": None,
+                          "embedding_input_hash": [f"h{i}" for i in range(4)]})
+    result = pd.concat(run_signal(signal.load(), [frame], prefetch=0, carry=KEY_COLUMNS), ignore_index=True)
+    assert result["status"].tolist() == ["ok", "error", "error", "ok"]
+    for i, width in ((1, DIM + 1), (2, DIM - 1)):
+        assert result["error"][i] == f"input embedding: {width} values, the head reads {DIM}"
+        assert not is_retried_error(result["error"][i])

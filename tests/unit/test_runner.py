@@ -17,10 +17,10 @@ import torch
 
 from signals import model_cache
 from signals.base import ModelRef, SignalConfig
-from signals.contracts import STATUS_ERROR, STATUS_OK
+from signals.contracts import STATUS_ERROR, STATUS_OK, is_retried_error
 from signals.decode import InputError
 from signals.embedders.base import Embedder
-from signals.runner import rows_in_batches, run_signal
+from signals.runner import MAX_REASON_CHARS, rows_in_batches, run_signal
 
 pytestmark = pytest.mark.usefixtures("empty_model_cache")
 
@@ -221,6 +221,35 @@ def test_unexpected_prepare_failure_is_that_rows_error() -> None:
     out = run(signal, frames_of([4]))
     assert out["status"].tolist() == [STATUS_OK, STATUS_OK, STATUS_ERROR, STATUS_OK]
     assert out["error"][2] == "preprocessing failed: KeyError: 'no such feature'"
+
+
+class LongReasonEmbedder(FakeEmbedder):
+    """A fake whose bad rows say why at length: x = 1 in its InputError, x = 2 in another exception,
+    x = 3 in the model's failure (each 5 MB, as an exception quoting a whole input would)."""
+
+    def prepare(self, row: Mapping[str, Any]) -> float:
+        if row["x"] == 1:
+            raise InputError("input embedding: " + "e" * 5_000_000)
+        if row["x"] == 2:
+            raise ValueError("could not convert string to float: " + "t" * 5_000_000)
+        return super().prepare(row)
+
+    def forward(self, prepared: list[float]) -> torch.Tensor:
+        if 3.0 in prepared:
+            raise RuntimeError("m" * 5_000_000)
+        return super().forward(prepared)
+
+
+def test_an_error_reason_is_short_whatever_the_failure_said() -> None:
+    """A reason is stored on every row of its item: a 5 MB message (an upstream error, an exception
+    quoting the input) went into the table whole; now it is cut to MAX_REASON_CHARS, its start
+    (and so its kind: "model failed: " is retried) kept."""
+    out = run(make_signal(batch_size=4, cls=LongReasonEmbedder), frames_of([4]))
+    assert out["status"].tolist() == [STATUS_OK, STATUS_ERROR, STATUS_ERROR, STATUS_ERROR]
+    for i, start in ((1, "input embedding: eee"), (2, "preprocessing failed: ValueError: could not convert"), (3, "model failed: RuntimeError: mmm")):
+        assert out["error"][i].startswith(start) and len(out["error"][i]) <= MAX_REASON_CHARS, i
+    assert out["error"][1].endswith("(5000017 characters)")
+    assert is_retried_error(out["error"][3])
 
 
 def test_model_failing_on_one_row_fails_only_that_row() -> None:

@@ -100,3 +100,31 @@ def test_label_rows_are_one_per_label_and_one_for_a_failed_item() -> None:
         ("c+075", "is_even", 0.0, None, None, "x=75", STATUS_OK),
         ("c+075", "big", 0.75, 0.5, True, "x=75", STATUS_OK),
     ]
+
+
+def test_an_image_uri_that_is_not_utf8_is_its_rows_error_not_a_failed_batch(tmp_path) -> None:
+    """A corpus string column holds whatever bytes its files hold, and Spark hands them to Arrow
+    unchecked: an `image_uri` that is not valid UTF-8 failed the conversion of its whole batch
+    (the task, then the job); now it is that row's error and the row beside it is fetched."""
+    import io
+    from dataclasses import replace
+
+    from PIL import Image
+
+    from signals.fetch import FetchPolicy
+    from signals.labels.quality import ImageQualityLabeler
+
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), (200, 40, 40)).save(buf, format="PNG")
+    (tmp_path / "a.png").write_bytes(buf.getvalue())
+    config = SignalConfig("image_quality", ModelRef("image_quality", "1"), 2, "cpu", {})
+    labeler = ImageQualityLabeler(replace(config, fetch=FetchPolicy(file_roots=(str(tmp_path),)))).load()
+    uris = pa.array([f"file://{tmp_path}/a.png".encode(), f"file://{tmp_path}/\xff.png".encode("latin-1")]).view(pa.string())
+    batch = pa.RecordBatch.from_arrays(
+        [pa.array(["c1", "c2"]), pa.array(["2026-11-20"] * 2), pa.array(["h1", "h2"]), pa.nulls(2, pa.binary()), uris],
+        names=["content_id", "ds", "input_hash", "image", "image_uri"])
+    rows = pa.Table.from_batches(list(output_rows(labeler, RowStamp.of(labeler, "r", WHEN))(iter([batch])))).to_pylist()
+    status = {(r["content_id"], r["status"]) for r in rows}
+    assert status == {("c1", STATUS_OK), ("c2", STATUS_ERROR)}
+    (error,) = {r["error"] for r in rows if r["content_id"] == "c2"}
+    assert error.startswith("image_uri is not valid UTF-8 (byte ")

@@ -66,6 +66,19 @@ def test_nothing_to_read_is_an_input_error(title, description) -> None:
         compose_text(title, description)
 
 
+@pytest.mark.parametrize(("value", "kind"), [(5, "int"), (10**12, "int"), (True, "bool"), (["a"], "list"), (2.5, "float")])
+def test_a_field_that_is_not_text_is_an_input_error_naming_its_type(value, kind: str) -> None:
+    """bytes(value) was taken of any value: an int n became n NUL characters (an ok row of NULs,
+    or for 10**12 a terabyte asked of the allocator), a list failed as a TypeError."""
+    with pytest.raises(InputError, match=rf"^title is {kind}, not text$"):
+        compose_text(value, "a description")
+
+
+def test_a_missing_field_as_pandas_writes_it_is_missing() -> None:
+    """NaN, pandas' missing value in a column of objects, is a missing field, not a failed row."""
+    assert compose_text("a title", float("nan")) == "a title"
+
+
 @pytest.mark.parametrize(
     ("title", "description", "max_chars", "expected"),
     [
