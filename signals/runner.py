@@ -144,7 +144,7 @@ def _checked(signal: Signal, value: Any) -> tuple[Any, str | None]:
     try:
         signal.check(value)
         return value, None
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:  # a value of the wrong kind (None for a score) is its row's error, not the batch's
         return None, str(exc)
 
 
@@ -157,7 +157,7 @@ def compute_prepared(signal: Signal, prepared: _Prepared) -> pd.DataFrame:
     if good:
         try:
             with stage_times.time("compute", len(good)):
-                outputs = dict(zip(good, signal.compute([prepared.inputs[i] for i in good])))
+                outputs = dict(zip(good, signal.compute([prepared.inputs[i] for i in good]), strict=True))  # a value per row, or none
         except Exception:  # noqa: BLE001 - retry row by row to find the culprit
             for i in good:
                 try:

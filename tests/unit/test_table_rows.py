@@ -102,6 +102,33 @@ def test_label_rows_are_one_per_label_and_one_for_a_failed_item() -> None:
     ]
 
 
+class ShortBatchParity(ParityLabeler):
+    """Gives one score fewer than its batch's rows (from two rows on): a bug of the signal's own."""
+
+    def score(self, prepared: list[int]) -> list[LabelScores]:
+        out = super().score(prepared)
+        return out[:-1] if len(prepared) > 1 else out
+
+
+class NoneScoreParity(ParityLabeler):
+    """Scores x == 3 as None: a bug of the signal's own."""
+
+    def score(self, prepared: list[int]) -> list[LabelScores]:
+        return [LabelScores({"is_even": None, "big": 0.0}) if x == 3 else s for x, s in zip(prepared, super().score(prepared), strict=True)]
+
+
+def test_a_labeler_giving_fewer_scores_or_one_none_fails_rows_not_the_batch_nor_silently() -> None:
+    """Found in review: `zip` dropped the rows past the scores, which stood as ok items without a
+    label row; a None score raised TypeError out of the check, failing the whole batch."""
+    for cls, wanted in ((ShortBatchParity, set()), (NoneScoreParity, {"c+003"})):
+        labeler = cls(SignalConfig("parity", ModelRef("parity-rules", "2"), 4, "cpu", {})).load()
+        rows = pa.Table.from_batches(list(output_rows(labeler, RowStamp.of(labeler, "run-3", WHEN))(iter(batches_of(list(range(6)), [6])))))
+        failed = {r["content_id"] for r in rows.to_pylist() if r["status"] == STATUS_ERROR}
+        assert failed == wanted, cls.__name__
+        labelled = {(r["content_id"], r["label"]) for r in rows.to_pylist() if r["status"] == STATUS_OK}
+        assert labelled == {(f"c+{x:03d}", label) for x in range(6) if f"c+{x:03d}" not in wanted for label in ("is_even", "big")}, cls.__name__
+
+
 def test_an_image_uri_that_is_not_utf8_is_its_rows_error_not_a_failed_batch(tmp_path) -> None:
     """A corpus string column holds whatever bytes its files hold, and Spark hands them to Arrow
     unchecked: an `image_uri` that is not valid UTF-8 failed the conversion of its whole batch
