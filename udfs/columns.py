@@ -45,6 +45,9 @@ def result_type(signal: Signal) -> T.StructType:
     raise TypeError(f"no Spark result type for {type(signal).__name__}")
 
 
+URI_COLUMNS = ("image_uri",)  # string inputs handed to the workers as bytes (decoded per row: signals.inputs)
+
+
 def result_column(signal: Signal, prefetch: int = 2, torch_threads: int = 1) -> Column:
     """The signal's UDF applied to its input columns: a struct column of `result_type(signal)`."""
 
@@ -56,9 +59,10 @@ def result_column(signal: Signal, prefetch: int = 2, torch_threads: int = 1) -> 
 
 
 def input_columns(signal: Signal) -> list[Column]:
-    """The signal's input columns as its workers receive them: text as bytes, so that text that
-    is not valid UTF-8 reaches the signal (an error row) instead of failing Arrow's conversion."""
-    return [F.col(c).cast("binary").alias(c) if signal.input_kind == "text" else F.col(c) for c in signal.input_columns]
+    """The signal's input columns as its workers receive them: text and URIs as bytes, so that a
+    value that is not valid UTF-8 reaches the signal (an error row) instead of failing Arrow's conversion."""
+    return [F.col(c).cast("binary").alias(c) if signal.input_kind == "text" or c in URI_COLUMNS else F.col(c)
+            for c in signal.input_columns]
 
 
 def in_slice(percent: int) -> Column:

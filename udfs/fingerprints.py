@@ -19,6 +19,7 @@ from pyspark.sql.functions import pandas_udf
 from signals.decode import DecodeLimits, InputError, decode_image
 from signals.fetch import FetchPolicy, fetch
 from signals.labels.perceptual_hash import embedding_simhashes, phash_of
+from signals.text import field_text
 
 PHASH_RESULT = T.StructType([T.StructField("phash", T.LongType()), T.StructField("flat", T.BooleanType()),
                              T.StructField("error", T.StringType()), T.StructField("fetched_sha256", T.StringType())])
@@ -35,14 +36,14 @@ def phash_or_error(data: bytes | None, limits: DecodeLimits) -> dict:
         return {"phash": None, "flat": None, "error": f"hashing failed: {type(exc).__name__}: {exc}"}
 
 
-def fingerprint_or_error(image: bytes | None, uri: str | None, limits: DecodeLimits, policy: FetchPolicy) -> dict:
+def fingerprint_or_error(image: bytes | None, uri: str | bytes | None, limits: DecodeLimits, policy: FetchPolicy) -> dict:
     """{phash, flat, error, fetched_sha256} of an item's image: its bytes, else those fetched
     from its URI within `policy` (then also their sha256, the exact-duplicate hash Spark computes
-    for inline bytes)."""
+    for inline bytes); a URI comes as bytes, and one that is not UTF-8 is the row's error."""
     if image is not None or uri is None:
         return {**phash_or_error(image, limits), "fetched_sha256": None}
     try:
-        data = fetch(uri, policy)
+        data = fetch(field_text(uri, "image_uri"), policy)
     except Exception as exc:  # noqa: BLE001 - whatever a row's URI does is that row's error, never the task's
         return {"phash": None, "flat": None, "error": str(exc) if isinstance(exc, InputError) else f"fetch failed: {type(exc).__name__}: {exc}",
                 "fetched_sha256": None}
@@ -62,7 +63,7 @@ def phash_column(image: Column, image_uri: Column, limits: DecodeLimits, policy:
                                 "flat": pd.array([r["flat"] for r in results], dtype="boolean"),
                                 "error": [r["error"] for r in results], "fetched_sha256": [r["fetched_sha256"] for r in results]})
 
-    return phash(image, image_uri)
+    return phash(image, image_uri.cast("binary"))  # as bytes: a URI that is not UTF-8 is its row's error, not the task's
 
 
 def simhash_column(vector: Column, seed: int, bits: int) -> Column:

@@ -26,11 +26,10 @@ from signals.shared_inputs import SharedInputs
 from signals.table_rows import KEY_COLUMNS, RowStamp, output_of, table_rows
 from signals.video.keyframes import VideoReading
 from signals.video.rows import video_rows
-from udfs.columns import input_columns, input_hash_column, part_hash_columns
+from udfs.columns import URI_COLUMNS, input_columns, input_hash_column, part_hash_columns
 from udfs.worker import attach_worker, run_in_worker
 
 RowsFunction = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
-URI_COLUMNS = ("image_uri",)  # string inputs handed to the runner as bytes (decoded per row: signals.inputs)
 
 
 def as_bytes(batch: pa.RecordBatch, names: Sequence[str]) -> pa.RecordBatch:

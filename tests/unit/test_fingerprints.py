@@ -55,6 +55,11 @@ def test_an_image_by_uri_is_fingerprinted_as_its_bytes_and_a_uri_outside_the_all
     assert by_uri["phash"] == inline["phash"] and by_uri["fetched_sha256"] == hashlib.sha256(data).hexdigest()
     outside = fingerprint_or_error(None, (tmp_path / "secret.png").as_uri(), DecodeLimits(), policy)
     assert outside["phash"] is None and outside["fetched_sha256"] is None and "not allowed" in outside["error"]
+    # dedup hands the UDF its URIs as bytes: one that is not UTF-8 (Spark passes a string's bytes on unchecked) is its row's error
+    as_bytes = fingerprint_or_error(None, (tmp_path / "allowed" / "a.png").as_uri().encode(), DecodeLimits(), policy)
+    assert as_bytes["phash"] == inline["phash"]
+    not_utf8 = fingerprint_or_error(None, b"file:///\xff.png", DecodeLimits(), policy)
+    assert not_utf8["phash"] is None and not_utf8["error"].startswith("image_uri is not valid UTF-8")
 
 
 def test_whatever_a_uri_does_is_its_rows_error_never_the_tasks(monkeypatch) -> None:
