@@ -44,7 +44,7 @@ class ImageInput:
     def image_bytes(self, row: Mapping[str, Any]) -> Any:
         """The row's encoded image: its `image` bytes, else those fetched from its `image_uri`
         (signals.fetch.FetchError, an InputError, saying why not); None when it has neither. The
-        URI may come as bytes (udfs.rows.as_bytes): one that is not UTF-8 is an InputError."""
+        URI comes as bytes (udfs.columns.input_columns): one that is not UTF-8 is an InputError."""
         image, uri = row.get("image"), row.get("image_uri")
         if image is not None or uri is None:
             return image

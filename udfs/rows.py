@@ -26,19 +26,10 @@ from signals.shared_inputs import SharedInputs
 from signals.table_rows import KEY_COLUMNS, RowStamp, output_of, table_rows
 from signals.video.keyframes import VideoReading
 from signals.video.rows import video_rows
-from udfs.columns import URI_COLUMNS, input_columns, input_hash_column, part_hash_columns
+from udfs.columns import input_columns, input_hash_column, part_hash_columns
 from udfs.worker import attach_worker, run_in_worker
 
 RowsFunction = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
-
-
-def as_bytes(batch: pa.RecordBatch, names: Sequence[str]) -> pa.RecordBatch:
-    """`batch` with its string columns among `names` viewed as binary (no copy): Spark hands a
-    string's bytes to Arrow unchecked, and one that is not UTF-8 failed the whole batch's
-    conversion to pandas; as bytes it is that row's error (signals.text.field_text)."""
-    binary = {pa.string(): pa.binary(), pa.large_string(): pa.large_binary()}
-    columns = [c.view(binary[c.type]) if n in names and c.type in binary else c for n, c in zip(batch.schema.names, batch.columns)]
-    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
 
 
 def signal_inputs(corpus: DataFrame, signal: Signal) -> DataFrame:
@@ -132,7 +123,7 @@ def output_rows(signal: Signal, stamp: RowStamp, prefetch: int = 2, torch_thread
                     videos_done.append(video_rows([(signal, stamp)], item, video)[0][1])
                 batch = batch.filter(pc.invert(has_video))
             if batch.num_rows:
-                yield as_bytes(batch.select(columns), URI_COLUMNS).to_pandas()
+                yield batch.select(columns).to_pandas()
 
     def rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         videos_done: deque[pa.RecordBatch] = deque()

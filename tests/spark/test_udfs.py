@@ -10,6 +10,7 @@ import pytest
 import torch
 from conftest import SMALL_CORPUS, settings_for
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from jobs.corpus import CorpusSource
 from jobs.engine import Run, signal_rows
@@ -20,7 +21,7 @@ from signals.contracts import EMBEDDINGS, UTC_MICROS
 from signals.hashing import image_input_hash, text_input_hash
 from udfs.columns import input_hash_column, result_column
 from udfs.resources import Placement
-from udfs.rows import evened
+from udfs.rows import evened, signal_inputs
 
 pytestmark = pytest.mark.spark
 
@@ -107,6 +108,18 @@ def test_spark_input_hashes_of_images_by_uri_equal_the_python_definition(spark, 
     hashes = [r.h for r in spark.createDataFrame(table).select(input_hash_column(signal).alias("h")).collect()]
     assert hashes == [image_input_hash(*row.values()) for row in table.to_pylist()]
     assert hashes[0] == hashes[1] and hashes[-1] is None and len(set(hashes[:4])) == 3
+
+
+def test_an_image_signals_uris_reach_the_workers_as_bytes(spark, corpus_lakehouse):
+    """Spark hands a string's bytes to Arrow unchecked: a URI that is not UTF-8 failed its whole
+    batch's conversion to pandas, so the workers get URIs as bytes and decode each row's alone."""
+    signal = build_signals(corpus_lakehouse.settings)["image_embedding"]
+    uris = ["http://images.test/a.jpg", "s3://images/caf\u00e9.jpg"]
+    corpus = spark.createDataFrame(pa.table({"content_id": ["a", "b"], "ds": ["2026-11-20"] * 2, "image": pa.nulls(2, pa.binary()),
+                                             "image_uri": uris, "updated_at": pa.nulls(2, UTC_MICROS)}))
+    inputs = signal_inputs(corpus, signal)
+    assert isinstance(inputs.schema["image_uri"].dataType, T.BinaryType)
+    assert [bytes(r.image_uri) for r in inputs.orderBy("content_id").collect()] == [u.encode() for u in uris]
 
 
 def test_small_jobs_are_spread_over_the_slots_and_tiny_ones_coalesced(spark):

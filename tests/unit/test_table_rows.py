@@ -132,7 +132,8 @@ def test_a_labeler_giving_fewer_scores_or_one_none_fails_rows_not_the_batch_nor_
 def test_an_image_uri_that_is_not_utf8_is_its_rows_error_not_a_failed_batch(tmp_path) -> None:
     """A corpus string column holds whatever bytes its files hold, and Spark hands them to Arrow
     unchecked: an `image_uri` that is not valid UTF-8 failed the conversion of its whole batch
-    (the task, then the job); now it is that row's error and the row beside it is fetched."""
+    (the task, then the job). The workers now get URIs as bytes (`udfs.columns.input_columns`,
+    as this batch holds them): a bad one is that row's error and the row beside it is fetched."""
     import io
     from dataclasses import replace
 
@@ -146,7 +147,7 @@ def test_an_image_uri_that_is_not_utf8_is_its_rows_error_not_a_failed_batch(tmp_
     (tmp_path / "a.png").write_bytes(buf.getvalue())
     config = SignalConfig("image_quality", ModelRef("image_quality", "1"), 2, "cpu", {})
     labeler = ImageQualityLabeler(replace(config, fetch=FetchPolicy(file_roots=(str(tmp_path),)))).load()
-    uris = pa.array([f"file://{tmp_path}/a.png".encode(), f"file://{tmp_path}/\xff.png".encode("latin-1")]).view(pa.string())
+    uris = pa.array([f"file://{tmp_path}/a.png".encode(), f"file://{tmp_path}/\xff.png".encode("latin-1")], pa.binary())
     batch = pa.RecordBatch.from_arrays(
         [pa.array(["c1", "c2"]), pa.array(["2026-11-20"] * 2), pa.array(["h1", "h2"]), pa.nulls(2, pa.binary()), uris],
         names=["content_id", "ds", "input_hash", "image", "image_uri"])
