@@ -18,7 +18,7 @@ from jobs.refresh import LastRefresh, last_refresh
 from jobs.session import launched_conf, session_conf, unapplied_driver_settings
 from jobs.show import console
 from lake import delta_io
-from lake.registry import CHALLENGER, CHAMPION, Registry, RegistryError, registry_exists
+from lake.registry import CHALLENGER, CHAMPION, Registry, RegistryError, challenger_is_champion, registry_exists
 from signals.contracts import EMBEDDINGS, LABELS
 
 # The settings that say where a job runs and what each executor and task gets.
@@ -39,7 +39,7 @@ def model_versions(settings: Settings, names: list[str], challenger: bool = Fals
             aliases = registry.aliases_if_registered(name) if registry else {}
             if CHALLENGER not in aliases:
                 versions[name] = "none: no challenger version, not computed"
-            elif aliases[CHALLENGER] == (conf.model.version or aliases.get(CHAMPION)):
+            elif challenger_is_champion(aliases, conf.model.version):
                 versions[name] = f"none: its challenger is its champion (version {aliases[CHALLENGER]}), not computed"
             else:
                 versions[name] = f"{aliases[CHALLENGER]} ({CHALLENGER})"

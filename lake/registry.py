@@ -74,6 +74,12 @@ SOURCE_SCHEME = "content-signals"  # of MLflow's source of every version (_mlflo
 ANY = "any"  # promote's `expected`: whatever version the alias names when it moves
 
 
+def challenger_is_champion(aliases: Mapping[str, str], pinned: str | None) -> bool:
+    """Whether a signal's challenger is the version its jobs run as champion (`pinned`, else the
+    champion alias): promoted, or retrained alike; a shadow run does not compute it again."""
+    return aliases[CHALLENGER] == (pinned or aliases.get(CHAMPION))
+
+
 class RegistryError(LookupError):
     """A model, version or alias that is not in the registry, or a rollback with nowhere to go."""
 

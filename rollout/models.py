@@ -23,7 +23,7 @@ from dataclasses import replace
 from typing import Any
 
 from conf.settings import Settings, UsageError
-from lake.registry import CHALLENGER, CHAMPION, RegisteredModel, Registry, registry_exists
+from lake.registry import CHALLENGER, CHAMPION, RegisteredModel, Registry, challenger_is_champion, registry_exists
 from signals.base import ModelRef, Signal, SignalConfig
 from signals.catalog import build_signal, signal_class
 
@@ -108,7 +108,7 @@ def resolve_versions(settings: Settings, signals: dict[str, Signal], role: str =
             aliases = registry.aliases_if_registered(name)
             if CHALLENGER not in aliases:
                 continue  # a shadow run computes only the signals that have a challenger
-            if aliases[CHALLENGER] == (conf.model.version or aliases.get(CHAMPION)):
+            if challenger_is_champion(aliases, conf.model.version):
                 champions.append(f"{name}'s is its champion, version {aliases[CHALLENGER]}")  # promoted, or retrained alike:
                 continue  # its rows are the champion's, which a canary would cut down to its slice
             ref = CHALLENGER
