@@ -46,8 +46,8 @@ def explain(exc: BaseException, lakehouse_root: str | None = None) -> Failure | 
         first = explain(next(iter(exc.failed.values())), lakehouse_root)
         return Failure(first.status, f"{first.message}\n{exc}") if first else None
     text = f"{type(exc).__name__}: {exc}"
-    data_file = _DATA_FILE.search(text)
-    if data_file and ("FileNotFound" in text or "No such file" in text or "not found" in text.lower()):
+    data_file = _DATA_FILE.search(text) if _says_missing(text) else None
+    if data_file:
         table, day = data_file["table"], data_file["ds"]
         missing = f"a data file of table {table!r} for day {day} is missing ({data_file[0]})"
         if table in BACKFILLED_TABLES:
@@ -56,7 +56,7 @@ def explain(exc: BaseException, lakehouse_root: str | None = None) -> Failure | 
             return Failure(DAMAGED, f"{missing}. A dedup run writes the table again: content-signals dedup")
         return Failure(DAMAGED, f"{missing}: it was deleted or vacuumed. If it is the corpus's, with corpus.version pinned, pin a "
                                 "version whose files are there (a later one, or none for the latest); otherwise restore it from a backup")
-    if missing := _missing_table_file(text):  # a table with no day folders (the runs ledger, the tables by task)
+    if _says_missing(text) and (missing := _missing_table_file(text)):  # a table with no day folders (the runs ledger, the tables by task)
         table, path = missing
         return Failure(DAMAGED, f"a data file of the Delta table {table} is missing ({path}). Restore it from a backup, or "
                                 f"drop it from the table, losing its rows: python -c \"from deltalake import DeltaTable; "
@@ -76,10 +76,13 @@ def explain(exc: BaseException, lakehouse_root: str | None = None) -> Failure | 
     return None
 
 
+def _says_missing(text: str) -> bool:
+    """Whether an error's text says a file was not found (each store says it its own way)."""
+    return "FileNotFound" in text or "No such file" in text or "not found" in text.lower()
+
+
 def _missing_table_file(text: str) -> tuple[str, str] | None:
     """The local Delta table, and the data file of it, that a reader found missing; None if the error names none."""
-    if not ("FileNotFound" in text or "No such file" in text or "not found" in text.lower()):
-        return None
     for match in _PARQUET_PATH.finditer(text):
         path = Path(match[1])
         table = next((folder for folder in path.parents if (folder / "_delta_log").is_dir()), None)

@@ -67,7 +67,6 @@ class UpkeepFailed(RuntimeError):
         reasons = "; ".join(f"{name}: {type(exc).__name__}: {exc}" for name, exc in failed.items())
         super().__init__(f"upkeep of {', '.join(failed)} failed ({reasons}); "
                          + ("; ".join(map(describe, done)) if done else "no other table's upkeep was done"))
-        self.__cause__ = next(iter(failed.values()))
 
 
 def policy_of(settings: Settings) -> UpkeepPolicy:
@@ -177,7 +176,7 @@ def run_maintain(settings: Settings, tables: Sequence[str] | None = None, dry_ru
             except Exception as exc:  # noqa: BLE001 - raised below, after the other tables' upkeep
                 failed[name] = exc
         if failed:
-            raise UpkeepFailed(failed, done)
+            raise UpkeepFailed(failed, done) from next(iter(failed.values()))
         worked = any(u.compaction_version is not None or u.vacuumed or u.checkpoint is not None for u in done)
         finish(RunResult(run.run_id, SUCCEEDED if worked else NOTHING_TO_DO, {u.table: u.version for u in done},
                          message="; ".join([*(describe(u) for u in done), *unknown])))

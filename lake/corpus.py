@@ -189,9 +189,13 @@ def _loadable(location: str, version: int) -> None:
     try:
         delta_io.snapshot(location, version)
     except DeltaError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"corpus.version {version} of the corpus at {location} can no longer be read ({reason}): its log entries "
+        raise UsageError(f"corpus.version {version} of the corpus at {location} can no longer be read ({_first_line(exc)}): its log entries "
                          "were cleaned up after the table's log retention; pin a later version, or none for the latest") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    """An error's message in one line (its first), for a UsageError quoting it."""
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def spark_types(schema: pa.Schema) -> dict[str, str]:
@@ -209,8 +213,7 @@ def _matching(columns: pa.Table, condition: str, source_columns: Sequence[str]) 
         try:
             found = QueryBuilder().register("corpus", DeltaTable(folder)).execute(f"SELECT _row FROM corpus WHERE ({condition})")
         except Exception as exc:  # DataFusion's errors are of its own kinds: a condition it cannot read, said in one line
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UsageError(f"corpus.filter {condition!r} cannot be evaluated without Spark: {reason} "
+            raise UsageError(f"corpus.filter {condition!r} cannot be evaluated without Spark: {_first_line(exc)} "
                              f"(the corpus's columns: {', '.join(source_columns)})") from None
         return pa.table(found)["_row"].combine_chunks().sort()  # in the order read
 
