@@ -25,6 +25,16 @@ def field_text(value: str | bytes | None, name: str) -> str | None:
         raise InputError(f"{name} is not valid UTF-8 (byte {exc.start})") from exc
 
 
+_INVISIBLE = ("Cc", "Cf", "Zs", "Zl", "Zp")  # control, format (zero-width space, BOM, ...) and space characters
+
+
+def _is_blank(text: str) -> bool:
+    """Whether a text shows nothing: only spaces, control characters and format characters such as
+    a zero-width space or a byte-order mark, which `str.strip` keeps, so a model would be handed a
+    text with nothing to read and its row would be ok."""
+    return all(unicodedata.category(c) in _INVISIBLE for c in text)
+
+
 def compose_text(title: str | bytes | None, description: str | bytes | None, max_chars: int = 4096) -> str:
     """Title and description as one NFC-normalised text, truncated; InputError if nothing is left
     or if it cannot be written as UTF-8 (a lone surrogate).
@@ -34,7 +44,7 @@ def compose_text(title: str | bytes | None, description: str | bytes | None, max
     """
     fields = (field_text(title, "title"), field_text(description, "description"))
     parts = [unicodedata.normalize("NFC", p).strip() for p in fields if p is not None]
-    text = FIELD_SEPARATOR.join(p for p in parts if p)
+    text = FIELD_SEPARATOR.join(p for p in parts if not _is_blank(p))
     if not text:
         raise InputError("text is empty (no title or description)")
     try:

@@ -30,6 +30,8 @@ from signals.text import FIELD_SEPARATOR, compose_text
         pytest.param("Line one\nline two", None, "Line one\nline two", id="inner-newlines-kept"),
         pytest.param("Cafe\u0301", "nai\u0308ve", "Caf\u00e9\nna\u00efve", id="nfc-combining-marks"),
         pytest.param("\u212b", None, "\u00c5", id="nfc-angstrom-sign"),
+        pytest.param("Red shoes", "\u200b", "Red shoes", id="zero-width-description-left-out"),
+        pytest.param("\U0001f469\u200d\U0001f692", None, "\U0001f469\u200d\U0001f692", id="inner-zero-width-joiner-kept"),
     ],
 )
 def test_compose_text(title, description, expected: str) -> None:
@@ -59,6 +61,8 @@ def test_the_field_separator_keeps_title_and_description_apart(left, right) -> N
         pytest.param("", None, id="empty-and-none"),
         pytest.param("   ", "\n\t ", id="whitespace"),
         pytest.param(None, "\u00a0\u3000", id="unicode-whitespace"),
+        pytest.param("\u200b", "\ufeff\u2060 \u200d", id="zero-width-and-byte-order-marks"),
+        pytest.param("\x00\x00", "\u00ad", id="nuls-and-a-soft-hyphen"),
     ],
 )
 def test_nothing_to_read_is_an_input_error(title, description) -> None:
