@@ -86,6 +86,8 @@ def plan_lines(settings: Settings, args: argparse.Namespace) -> list[str]:
                      + (f", challenger versions on {args.slice_pct}% of items" if args.challenger else ""))
     lines.append(f"corpus: version {version}; partitions read: {partitions}"
                  + ("" if mapping_checked else "; its columns are checked against corpus.columns when a run starts (a catalog table)"))
+    if corpus.settings.filter:
+        lines.append(filter_line(corpus, mapping_checked))
     names = [settings.dedup.embedding_signal] if args.command == "dedup" else list(settings.enabled_signals)
     role = "embeddings for dedup" if args.command == "dedup" else "signals"
     for name, model in model_versions(settings, names, getattr(args, "challenger", False)).items():
@@ -101,6 +103,18 @@ def plan_lines(settings: Settings, args: argparse.Namespace) -> list[str]:
     lines += [f"spark: {key}={value} from the profile does not apply under spark-submit (--conf {key}={value} there)"
               for key, value in unapplied_driver_settings(settings.spark, launched).items()]
     return lines
+
+
+def filter_line(corpus: CorpusSource, schema_read: bool) -> str:
+    """What the dry run can say of `corpus.filter`: DataFusion evaluates it on the corpus's columns
+    (no rows), which catches a misspelt column; a run judges it with Spark, whose SQL may read
+    what DataFusion's does not, so a problem is shown, not refused."""
+    if not schema_read:
+        return f"corpus filter: {corpus.settings.filter} (a catalog table: checked when a run starts)"
+    problem = corpus.filter_problem()
+    if problem:
+        return f"corpus filter: WARNING {problem}; a run judges it with Spark when it starts, and refuses it if Spark cannot read it either"
+    return f"corpus filter: {corpus.settings.filter} (it reads the corpus's columns)"
 
 
 def refresh_scope(last: LastRefresh | None, full: bool) -> str:

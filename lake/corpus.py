@@ -117,6 +117,20 @@ class CorpusTable:
             self.check_mapping(spark_types(schema))
         return schema is not None
 
+    def filter_problem(self) -> str | None:
+        """Why DataFusion cannot evaluate `corpus.filter` on the source's columns (None: it can, or
+        there is no filter or no schema to read without Spark), judged on no rows: for `--dry-run`,
+        which starts no Spark. A run's Spark judges the filter itself; training's reads use DataFusion."""
+        schema = self.arrow_schema()
+        condition = self.settings.filter
+        if not condition or schema is None:
+            return None
+        try:
+            _matching(schema.empty_table().select(_named(schema, condition)), condition, schema.names)
+        except UsageError as exc:
+            return str(exc)
+        return None
+
     def check_mapping(self, types: dict[str, str]) -> CorpusColumns:
         """The mapping as it applies to a source of these columns (name -> Spark type; optional
         columns left at their default names and absent are unmapped), or a UsageError naming every
@@ -161,7 +175,7 @@ class CorpusTable:
         if "ds" in wanted and wanted["ds"] is None:
             wanted["ds"] = mapping.day_from
         condition = self.settings.filter
-        named = [c for c in schema.names if condition and c.lower() in condition.lower()]  # a superset of the columns it reads
+        named = _named(schema, condition) if condition else []
         read = list(dict.fromkeys([c for c in wanted.values() if c is not None] + named))
         where = None
         if ids is not None:
@@ -203,6 +217,11 @@ def spark_types(schema: pa.Schema) -> dict[str, str]:
     from pyspark.sql.pandas.types import from_arrow_type  # a type conversion only: no session is started
 
     return {f.name: _spark_type(f.type, from_arrow_type) for f in schema}
+
+
+def _named(schema: pa.Schema, condition: str) -> list[str]:
+    """The source columns a filter may read: those whose names it contains (a superset)."""
+    return [c for c in schema.names if c.lower() in condition.lower()]
 
 
 def _matching(columns: pa.Table, condition: str, source_columns: Sequence[str]) -> pa.Array:

@@ -52,3 +52,20 @@ def test_a_challenger_plan_lists_the_signals_a_shadow_run_computes_and_refuses_o
     assert model_versions(settings, [SIGNAL, "text_embedding"], challenger=True) == {
         SIGNAL: "2 (challenger)", "text_embedding": "none: no challenger version, not computed"}
     assert model_versions(settings, [SIGNAL])[SIGNAL] == "1 (champion)"
+
+
+def test_the_plan_warns_of_a_filter_on_a_column_the_corpus_lacks(tmp_path):
+    """`--dry-run` said nothing of `corpus.filter`: a misspelt column passed it and the run refused it (exit 2)."""
+    from jobs.dry_run import filter_line
+
+    write_deltalake(str(tmp_path / "corpus"), ROWS, partition_by=["day"])
+
+    def line(condition: str) -> str:
+        source = CorpusSource.of(settings_for(tmp_path / "lakehouse", f"corpus.path={tmp_path / 'corpus'}", *MAPPING,
+                                              f"corpus.filter={condition}"))
+        return filter_line(source, source.check_schema())
+
+    assert line("views > 1") == "corpus filter: views > 1 (it reads the corpus's columns)"
+    misspelt = line("veiws > 1")
+    assert misspelt.startswith("corpus filter: WARNING corpus.filter 'veiws > 1' cannot be evaluated without Spark")
+    assert "veiws" in misspelt and "pin_id, img, views, day" in misspelt
