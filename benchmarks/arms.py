@@ -5,7 +5,7 @@
   No Spark, no prefetch, no error bookkeeping: the practical limit of the machine (with the C
   heap kept as our CPU workers keep it, udfs.worker.keeps_freed_heap).
 - `pbu_arm`: Spark's `pyspark.ml.functions.predict_batch_udf` over the same Spark read of the
-  corpus (jobs.spark_io.read_spark), its predict function doing decode, preprocess and forward
+  corpus (lake.spark_io.read_spark), its predict function doing decode, preprocess and forward
   with the same signal object (same model, batch size, torch threads per task as our job),
   writing content_id + vector as plain parquet.
 - `ours_arm`: jobs.backfill.run_backfill end to end (input hashes, error rows, data files with

@@ -208,7 +208,7 @@ ALERTS = TableContract(
             pa.field("fired", pa.bool_(), nullable=False),
             pa.field("value", pa.float64()),
             pa.field("threshold", pa.float64()),
-            pa.field("cause", pa.string()),  # drift: "corpus" or "model" (model versions compared on the same items)
+            pa.field("cause", pa.string()),  # drift: "corpus", "model" or "unknown" (model versions compared on the same items: monitoring/attribution.py)
             pa.field("reference", pa.string()),  # the days and model versions compared with
             pa.field("message", pa.string(), nullable=False),
             pa.field("evaluated_at", UTC_MICROS, nullable=False),

@@ -2,6 +2,7 @@
 exists, and docs/design.md covers every package of the layout (the layers of .importlinter)."""
 from __future__ import annotations
 
+import argparse
 import ast
 import configparser
 import re
@@ -60,6 +61,38 @@ def missing_paths(markdown: str) -> list[str]:
     return sorted({p for p in named_paths(markdown) if not exists(p)})
 
 
+# `content-signals CMD [SUB] ... --flag` (or `jobs/cli.py CMD ...` after spark-submit), on one line of code.
+INVOCATION = re.compile(r"(?:content-signals|jobs/cli\.py)\s+([a-z][a-z-]*)((?:[ \t]+[^\s`#;|&]+)*)")
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    return next((a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)), {})
+
+
+def unknown_invocations(markdown: str) -> list[str]:
+    """The `content-signals` commands and flags a Markdown text names that the CLI's parser lacks:
+    in fenced blocks (comments cut) and inline code; a subcommand (`labels import`) is followed."""
+    from jobs.cli import _parser  # the standard library only: no Spark, no torch
+
+    commands = _subcommands(_parser())
+    lines = [line.split("#")[0] for block in FENCE.findall(markdown) for line in block.splitlines()]
+    unknown = []
+    for text in lines + INLINE_CODE.findall(FENCE.sub("", markdown)):
+        for match in INVOCATION.finditer(text):
+            name, words = match[1], match[2].split()
+            if name not in commands:
+                unknown.append(f"content-signals {name}")
+                continue
+            parser = commands[name]
+            steps = _subcommands(parser)
+            if steps and words and words[0] in steps:
+                parser, name = steps[words[0]], f"{name} {words[0]}"
+            known = {option for action in parser._actions for option in action.option_strings}
+            unknown += [f"content-signals {name} {flag}" for word in words if word.startswith("--")
+                        for flag in [word.split("=")[0].rstrip(".,:;)")] if flag not in known]
+    return sorted(set(unknown))
+
+
 def layout_packages() -> list[str]:
     """The top-level packages of the layout: the root packages .importlinter checks."""
     config = configparser.ConfigParser()
@@ -95,6 +128,19 @@ def test_the_path_checks_can_fail() -> None:
     assert missing_paths("```bash\npython notebooks/gone.ipynb\n```") == ["notebooks/gone.ipynb"]
     assert missing_paths("`base.py`, `conf/<profile>.yaml`, `s3://b/x`, `udfs.rows.evened`, `reports/eval`") == ["base.py"]
     assert missing_paths("`signals/runner.run_signal`, `lake/file_writer`, `signals/runner.no_such`") == ["signals/runner.no_such"]
+
+
+@pytest.mark.parametrize("doc", (*CHECKED_DOCS, "docs/tables.md"))
+def test_every_command_and_flag_a_doc_names_exists(doc: str) -> None:
+    assert unknown_invocations((REPO / doc).read_text()) == [], f"{doc} names commands or flags jobs/cli.py lacks"
+
+
+def test_the_command_check_can_fail() -> None:
+    """A renamed command, a flag of another command, a subcommand's flag, in both kinds of code."""
+    text = ("`content-signals backfil --start 2026-01-01`, `content-signals refresh --full --slice-pct 5`\n"
+            "```bash\n.venv/bin/content-signals labels import f.json --task t --n 3   # --nope in a comment\n```\n"
+            "```bash\nspark-submit --master m jobs/cli.py dedup --profile p --dry-run\n```")
+    assert unknown_invocations(text) == ["content-signals backfil", "content-signals labels import --n", "content-signals refresh --slice-pct"]
 
 
 def test_test_modules_have_unique_names() -> None:
