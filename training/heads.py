@@ -69,15 +69,19 @@ def positive_weight(targets: Iterable[float], balance: bool) -> float:
 
 
 def _moments(loader: Iterable[dict[str, Any]], dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and 1 / standard deviation of each dimension over a split's rows (1 where a dimension is constant)."""
-    total, squares, rows = np.zeros(dim), np.zeros(dim), 0
+    """Mean and 1 / standard deviation of each dimension over a split's rows (1 where a dimension is constant).
+    Summed about the first row, so a constant dimension's variance is exactly 0: raw sums of squares
+    left it a rounding error, a scale of 1e7 that turned an unseen item's slightly other value into a saturated score."""
+    shift, total, squares, rows = np.zeros(dim), np.zeros(dim), np.zeros(dim), 0
     for batch in loader:
         x = batch["x"].double().numpy()
+        shift = x[0] if rows == 0 else shift
+        x = x - shift
         total, squares, rows = total + x.sum(axis=0), squares + (x * x).sum(axis=0), rows + len(x)
-    mean = total / rows
-    std = np.sqrt(np.maximum(squares / rows - mean * mean, 0.0))
+    offset = total / rows
+    std = np.sqrt(np.maximum(squares / rows - offset * offset, 0.0))
     scale = np.divide(1.0, std, out=np.ones_like(std), where=std > 0)
-    return torch.tensor(mean, dtype=torch.float32), torch.tensor(scale, dtype=torch.float32)
+    return torch.tensor(shift + offset, dtype=torch.float32), torch.tensor(scale, dtype=torch.float32)
 
 
 def _mean_loss(model: nn.Module, loader: Iterable[dict[str, Any]], weight: torch.Tensor) -> float:

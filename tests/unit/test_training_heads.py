@@ -16,7 +16,7 @@ from lake.registry import Registry, local_store_uri
 from signals.labels.head import load_head, score_vectors
 from signals.weights import weights_sha256
 from training.heads import local_copy, positive_weight, save_head, train_head
-from training.loader import pin_snapshot
+from training.loader import pin_snapshot, split_of
 
 DIM = 16
 
@@ -90,6 +90,30 @@ def test_a_saved_head_loads_to_the_same_scores(tmp_path):
     logits = z @ head.model[1].weight.detach().double().numpy().T + head.model[1].bias.detach().double().numpy()
     hidden = np.maximum(logits, 0) @ head.model[3].weight.detach().double().numpy().T + head.model[3].bias.detach().double().numpy()
     np.testing.assert_allclose(head.scores(vectors), 1 / (1 + np.exp(-hidden[:, 0])), atol=1e-5)
+
+
+def test_a_dimension_constant_over_the_train_split_is_not_scaled_up_and_moves_no_unseen_score(tmp_path):
+    """Found in review: the one-pass sums of squares left a constant dimension's variance a rounding
+    error (here 774 train rows of 2.3262897 in batches of 64: a scale of 3.4e7), so an unseen item
+    0.001 away in it scored 0 or 1 whatever its other dimensions said."""
+    constant = np.float32(2.326289653778076)
+    ids = [c for c in (f"c{i:05d}" for i in range(3000)) if split_of(c) == "train"][:774]
+    ids += [c for c in (f"v{i:05d}" for i in range(3000)) if split_of(c) == "validation"][:150]
+    vectors = np.random.default_rng(0).standard_normal((len(ids), DIM)).astype(np.float32)
+    vectors[:, 1] = constant
+    append(tmp_path, rows(ids, vectors))
+    labels = pd.DataFrame({"content_id": ids, "p_positive": np.where(vectors[:, 0] > 0, 0.9, 0.1)})
+    head = train_head(pin_snapshot(str(tmp_path), SIGNAL, "1", labels), CONF.model_copy(update={"hidden": 0, "batch_size": 64}))
+    train = vectors[:774].astype(np.float64)
+    np.testing.assert_allclose(head.model[0].mean.numpy(), train.mean(axis=0), atol=1e-6)
+    std = train.std(axis=0)
+    assert std[1] == 0 and head.model[0].scale[1] == 1  # constant: not scaled
+    np.testing.assert_allclose(head.model[0].scale.numpy()[std > 0], 1 / std[std > 0], rtol=1e-5)
+    unseen = np.random.default_rng(1).standard_normal((200, DIM)).astype(np.float32)
+    unseen[:, 1] = constant
+    moved = unseen.copy()
+    moved[:, 1] += np.float32(1e-3)
+    np.testing.assert_allclose(head.scores(moved), head.scores(unseen), atol=1e-3)
 
 
 def test_a_head_saved_on_the_lakehouse_store_loads_registers_and_is_logged_from_there(tmp_path, s3_server, monkeypatch, empty_registry_db):
