@@ -87,6 +87,9 @@ class Signal(ABC):
     stored_columns: ClassVar[tuple[str, ...]] = ()
     # versions come only from training here (`content-signals train`), never registered from the configuration
     trained_here: ClassVar[bool] = False
+    # runs on the CPU whatever its device preference: a few small products per item, where a GPU gains
+    # nothing and its half precision and TF32 would move the scores from the model called directly
+    cpu_only: ClassVar[bool] = False
 
     def __init__(self, config: SignalConfig) -> None:
         self.config = config
@@ -215,7 +218,7 @@ class Signal(ABC):
 
     def load(self, gpu_addresses: tuple[str, ...] = ()) -> Signal:
         """Attach the worker's cached model, loading it (weights verified) on first use in this process."""
-        self.device = select_device(self.config.device, gpu_addresses)
+        self.device = torch.device("cpu") if self.cpu_only else select_device(self.config.device, gpu_addresses)
 
         def load_now() -> Any:
             with stage_times.time("model_load", 1):  # counted only when this worker really loads

@@ -101,6 +101,7 @@ class EmbeddingHead(Labeler):
 
     identity_params: ClassVar[tuple[str, ...]] = ("weights_path", "embedding_signal", "embedding_model_version")
     trained_here: ClassVar[bool] = True
+    cpu_only: ClassVar[bool] = True  # its stored scores equal the head called directly on the CPU (1e-6)
     default_threshold: ClassVar[float] = 0.5
 
     @property
