@@ -42,3 +42,13 @@ def test_the_load_sends_the_bounded_requests_and_counts_what_the_service_scored(
     assert 7 / (wall + 0.005) - 0.01 <= result["requests_per_s"] <= 7 / max(wall - 0.005, 1e-3) + 0.01
     line = serving_line({"levels": {"2": {"micro_batching": result, "one_per_forward": result}}})
     assert line.startswith("serving") and f"{result['p50_ms']}/{result['p99_ms']} ms" in line
+
+
+def test_the_line_shows_micro_batching_first_whichever_service_ran_first():
+    """The services swap places from one level to the next; the line showed them in the order they ran, so at 8 clients
+    it put one item per pass's figures under "micro-batching"."""
+    def figures(p99: float) -> dict[str, float]:
+        return {"p50_ms": 1.0, "p99_ms": p99, "requests_per_s": 2.0}
+
+    line = serving_line({"levels": {"8": {"one_per_forward": figures(200.0), "micro_batching": figures(100.0)}}})
+    assert line == "serving (micro-batching vs one per pass; p50/p99): 8 clients 1.0/100.0 ms, 2.0/s vs 1.0/200.0 ms, 2.0/s"
