@@ -20,8 +20,11 @@ KEEP_ALIVE_S = 5  # an idle connection is closed after this
 
 
 def _server(app: Starlette, host: str, port: int, log_level: str, max_connections: int | None) -> uvicorn.Server:
+    """A uvicorn server that serves `max_connections` connections at once. uvicorn answers 503 once
+    the open connections reach its limit, counting the one asking, so its limit is one above."""
+    limit = None if max_connections is None else max_connections + 1
     return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on",
-                                         timeout_keep_alive=KEEP_ALIVE_S, limit_concurrency=max_connections))
+                                         timeout_keep_alive=KEEP_ALIVE_S, limit_concurrency=limit))
 
 
 def bound_port(server: uvicorn.Server) -> int:
