@@ -77,6 +77,7 @@ from udfs.resources import Placement
 
 JOB = "refresh"
 REFRESHED = "refreshed"  # commit metadata: the refresh brought the table in line with its CORPUS_VERSION for these signals
+READ_VERSION = "read_version"  # commit metadata: the table version the refresh compared the corpus with
 CorpusAt = tuple[CorpusSource, int | None]  # the corpus and the Delta version a refresh reads (None: not Delta)
 HISTORY_SEARCH = 50  # commits of a table searched for its last refresh
 
@@ -114,9 +115,10 @@ KEEPS_ROWS = ("VACUUM", "SET TBLPROPERTIES", "ADD COLUMN", "CREATE TABLE", "OPTI
 @dataclass(frozen=True)
 class LastRefresh:
     """What a table's latest refresh commit brought it in line with (a corpus version, for these
-    signals), and the corpus version each later commit that changed rows had read (None: it
-    recorded none). A backfill that read the corpus before a takedown the refresh saw commits
-    the taken-down items' rows after it: the next refresh must compare from that version too."""
+    signals), and the corpus version each commit that changed rows since the refresh read the
+    table had read (None: it recorded none). A backfill that read the corpus before a takedown the
+    refresh saw commits the taken-down items' rows after that read: the next refresh must compare
+    from that version too."""
 
     corpus_version: int
     signature: str
@@ -130,16 +132,21 @@ class LastRefresh:
 
 
 def last_refresh(root: str) -> LastRefresh | None:
-    """The table's latest refresh and the commits since it, from its last `HISTORY_SEARCH` commits."""
-    read_since: list[int | None] = []
-    mappings: set[str | None] = set()
-    for entry in delta_io.snapshot(root).history(HISTORY_SEARCH):
-        if entry.get("job") == JOB:
-            return (LastRefresh(int(entry[CORPUS_VERSION]), entry.get(REFRESHED, ""), tuple(read_since),
-                                frozenset({*mappings, entry.get(CORPUS_MAPPING)})) if CORPUS_VERSION in entry else None)
-        if entry.get("upkeep") != "compaction" and not entry.get("operation", "").startswith(KEEPS_ROWS):
-            read_since.append(int(entry[CORPUS_VERSION]) if CORPUS_VERSION in entry else None)
-            mappings.add(entry.get(CORPUS_MAPPING))
+    """The table's latest refresh and the commits since it, from its last `HISTORY_SEARCH` commits:
+    since it read the table, so a commit that landed between its read and its commit (to other
+    partitions, which do not conflict) counts too, as its rows were not compared."""
+    history = delta_io.snapshot(root).history(HISTORY_SEARCH)
+    for at, entry in enumerate(history):
+        if entry.get("job") != JOB:
+            continue
+        if CORPUS_VERSION not in entry:
+            return None
+        read = int(entry.get(READ_VERSION, entry["version"]))
+        since = [e for e in [*history[:at], *(e for e in history[at + 1:] if int(e["version"]) > read)]
+                 if e.get("upkeep") != "compaction" and not e.get("operation", "").startswith(KEEPS_ROWS)]
+        return LastRefresh(int(entry[CORPUS_VERSION]), entry.get(REFRESHED, ""),
+                           tuple(int(e[CORPUS_VERSION]) if CORPUS_VERSION in e else None for e in since),
+                           frozenset({entry.get(CORPUS_MAPPING), *(e.get(CORPUS_MAPPING) for e in since)}))
     return None
 
 
@@ -387,7 +394,7 @@ def apply_plan(spark: SparkSession, settings: Settings, run: Run, plan: Plan, co
     return write_and_commit(
         spark, settings, run, plan.contract, sources, expected, remove=plan.rewrite.removes, read_version=plan.read_version,
         metadata={"stale_items": str(plan.rewrite.dropped_items), "computed": str(plan.todo), "reused": str(plan.reused),
-                  REFRESHED: refreshed_signature(plan.signals),
+                  REFRESHED: refreshed_signature(plan.signals), READ_VERSION: str(plan.read_version),
                   **({CORPUS_VERSION: str(corpus[1]), CORPUS_MAPPING: corpus[0].mapping_id()} if corpus[1] is not None else {})},
     )
 

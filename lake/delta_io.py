@@ -263,11 +263,24 @@ def commit_files(
     raise CommitConflict(f"{root}: gave up after {max_attempts} attempts lost to concurrent commits")
 
 
-def replace_run_rows(root: str, contract: TableContract, rows: pa.Table, run_id: str, metadata: Mapping[str, str]) -> int:
+def replace_run_rows(root: str, contract: TableContract, rows: pa.Table, run_id: str, metadata: Mapping[str, str],
+                     max_attempts: int = 8) -> int:
     """Commit rows made on the driver (statistics, verdicts: small) in place of the rows the table
     held for `run_id`, in one transaction: done again, it replaces them and never duplicates. The
     files that may hold them are rewritten with the other runs' rows they hold (a compaction
-    merges runs), and a commit to their partitions since they were read is a CommitConflict."""
+    merges runs); a commit to their partitions since they were read (another run keeping its rows
+    of the same day, a compaction) makes it read and replace again, which is exact: a
+    CommitConflict only after `max_attempts` (it came after a job's own commits, which had landed)."""
+    for _ in range(max_attempts - 1):
+        try:
+            return _replace_run_rows_once(root, contract, rows, run_id, metadata)
+        except CommitConflict:
+            continue
+    return _replace_run_rows_once(root, contract, rows, run_id, metadata)
+
+
+def _replace_run_rows_once(root: str, contract: TableContract, rows: pa.Table, run_id: str, metadata: Mapping[str, str]) -> int:
+    """One attempt of `replace_run_rows`, against the table's latest version."""
     made = time.time_ns()
     version = ensure_table(root, contract).version()
     held = files_of_run(root, run_id, version)

@@ -404,3 +404,41 @@ def test_an_error_row_without_a_reason_is_kept_once_not_computed_beside_itself(s
     assert len(keys) == len(set(keys)) and after.num_rows == rows.num_rows
     kept = after.filter(pc.and_(pc.equal(after["content_id"], rows["content_id"][0]), pc.equal(after["signal"], rows["signal"][0])))
     assert kept["status"].to_pylist() == ["error"] and kept["error"].to_pylist() == [None]
+
+
+def test_a_backfill_that_lands_between_a_refresh_s_read_and_its_commit_leaves_no_row_of_a_takedown(spark, two_lakehouses, monkeypatch):
+    """The backfill of a new day reads the corpus; its items and an old one are taken down; the
+    daily refresh reads the table (nothing of the new day yet) and, before it commits the old
+    item's removal, the backfill's embeddings commit lands (other partitions: both land). The
+    refresh's commit says the table is in line with a corpus without those items, but the
+    backfill's rows of them came in under it: the next incremental refresh must drop them."""
+    from benchmarks.corpus import add_new_items
+
+    settings, reference = (_text_only(s) for s in two_lakehouses)
+    run_refresh(spark, settings)
+    root = settings.table_root("corpus")
+    new = add_new_items(root, 2 / 60)
+    day = DeltaTable(root).to_pyarrow_table(filters=[("content_id", "=", new[0])])["ds"][0].as_py()
+    gone = [*new, sorted(DeltaTable(root).to_pyarrow_table()["content_id"].to_pylist())[3]]
+    real, pending = delta_io.commit_files, []
+
+    def backfill_lands_inside_the_refresh(root_, contract, files, app_id, metadata, **kwargs):
+        if metadata.get("job") == "refresh" and pending:
+            pending.pop()()  # the backfill's commit, after the refresh read the table
+        elif metadata.get("job") == "backfill" and contract is EMBEDDINGS and not delta_io.committed(root_, app_id):
+            pending.append(lambda: real(root_, contract, files, app_id, metadata, **kwargs))
+            DeltaTable(root).delete(" OR ".join(f"content_id = '{i}'" for i in gone))
+            assert run_refresh(spark, settings).status == ledger.SUCCEEDED
+        return real(root_, contract, files, app_id, metadata, **kwargs)
+
+    monkeypatch.setattr(delta_io, "commit_files", backfill_lands_inside_the_refresh)
+    assert run_backfill(spark, settings, Window(day, day)).status == ledger.SUCCEEDED
+    monkeypatch.undo()
+    assert not pending and set(new) <= set(_embeddings(settings)["content_id"].to_pylist())  # the race happened
+    assert "since version" in run_refresh(spark, settings).message
+    for table in ("embeddings", "labels"):
+        assert not set(gone) & set(DeltaTable(settings.table_root(table)).to_pyarrow_table()["content_id"].to_pylist()), table
+    add_new_items(reference.table_root("corpus"), 2 / 60)
+    DeltaTable(reference.table_root("corpus")).delete(" OR ".join(f"content_id = '{i}'" for i in gone))
+    run_refresh(spark, reference, full=True)
+    _assert_same_rows(settings, reference)

@@ -288,6 +288,28 @@ def test_a_runs_rows_replaced_after_a_compaction_leave_the_other_runs_it_merged(
         [*((r, DAYS[0]) for r in runs if r != runs[2]), (late, DAYS[1]), (runs[2], DAYS[1])])
 
 
+def test_a_runs_rows_replaced_while_another_run_keeps_its_own_in_the_same_day_are_both_kept(tmp_path: Path, monkeypatch) -> None:
+    """Two jobs keep their statistics (or two monitors their verdicts) of the same day at once: the
+    one whose commit came second raised CommitConflict, though replacing its rows again from the
+    newer version is exact, and a backfill or refresh keeping its statistics after its commits
+    failed with exit 3, "nothing was committed" (found in review)."""
+    root = str(tmp_path / "alerts")
+    first, second = "refresh-20261120T010000-aaaaaa", "backfill-20261120T010000-bbbbbb"
+    real, raced = delta_io.write_driver_rows, []
+
+    def the_other_lands_first(root_, contract, rows, prefix):
+        files = real(root_, contract, rows, prefix)
+        if not raced:  # between this replacement's read and its commit
+            raced.append(True)
+            delta_io.replace_run_rows(root, ALERTS, _verdicts(second, DAYS[0]), second, {"job": "monitor"})
+        return files
+
+    monkeypatch.setattr(delta_io, "write_driver_rows", the_other_lands_first)
+    delta_io.replace_run_rows(root, ALERTS, _verdicts(first, DAYS[0]), first, {"job": "monitor"})
+    rows = delta_io.read_arrow(root)
+    assert raced and sorted(rows["run_id"].to_pylist()) == sorted([first, second])
+
+
 def test_maintain_keeps_the_corpus_versions_read_by_commits_since_the_last_refresh(tmp_path: Path) -> None:
     """A backfill committed after the last refresh read its own corpus version: the next refresh
     compares from it too, so a vacuum must keep it."""
