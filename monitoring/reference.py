@@ -34,6 +34,7 @@ class Reference:
     versions: tuple[str, ...]
     items: int
     error_items: int
+    days_with_values: int  # days whose row holds ok items: a day of only error rows adds nothing to compare with
     labels: dict[str, LabelReference] = field(default_factory=dict)
     sample: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 
@@ -85,5 +86,6 @@ def merge(rows: Sequence[dict], max_sample: int, seed: int) -> Reference:
         sample = sample[np.sort(np.random.default_rng(seed).choice(len(sample), max_sample, replace=False))]
     return Reference(
         days=tuple(r["ds"] for r in rows), versions=tuple(sorted({r["model_version"] for r in rows})),
-        items=sum(r["items"] for r in rows), error_items=sum(r["error_items"] for r in rows), labels=labels, sample=sample,
+        items=sum(r["items"] for r in rows), error_items=sum(r["error_items"] for r in rows),
+        days_with_values=sum(r["items"] > r["error_items"] for r in rows), labels=labels, sample=sample,
     )

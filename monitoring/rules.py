@@ -140,11 +140,12 @@ def judge(stats: dict, reference: Reference | None, settings: MonitorSettings, c
         return [*verdicts, Verdict(REFERENCE, False, "no statistics in the reference window: drift not judged")]
     if stats["items"] == stats["error_items"]:
         return [*verdicts, Verdict(REFERENCE, False, "only error rows: no values to compare with the reference")]
-    if settings.reference_day is None and len(reference.days) < settings.min_reference_days:
-        return [*verdicts, Verdict(REFERENCE, False, f"the reference holds {len(reference.days)} day(s) ({reference.describe()}), "
-                                                     f"fewer than monitor.min_reference_days {settings.min_reference_days}: drift not judged")]
-    if reference.items == reference.error_items:
+    if not reference.days_with_values:
         return [*verdicts, Verdict(REFERENCE, False, f"the reference ({reference.describe()}) holds only error rows: drift not judged")]
+    if settings.reference_day is None and reference.days_with_values < settings.min_reference_days:
+        return [*verdicts, Verdict(REFERENCE, False, f"the reference holds {reference.days_with_values} day(s) with values "
+                                                     f"({reference.describe()}), fewer than monitor.min_reference_days "
+                                                     f"{settings.min_reference_days}: drift not judged")]
     if stats["kind"] == "embedding":
         sample = np.asarray(stats.get("sample") or [], np.float32)
         return [*verdicts, embedding_rule(sample.reshape(len(sample), -1), reference, settings, cause)]

@@ -140,6 +140,20 @@ def test_a_rolling_reference_of_too_few_days_judges_no_drift() -> None:
     assert by_rule(judge(shifted, one_day, pinned))[(SCORE_DRIFT, "blurry")].fired
 
 
+def test_days_of_only_error_rows_do_not_count_towards_the_reference_days() -> None:
+    """Found in review: a window of one ordinary day and two days the signal wrote only error rows
+    (its fetches failing) held three days, so a day was judged against the one day's values alone
+    (score drift, PSI 2.6, and a decision rate compared) where a one-day window judges none."""
+    rng = np.random.default_rng(9)
+    broken = [{**label_stats(np.zeros(0), errors=40, ds=d), "labels": []} for d in ("2026-11-02", "2026-11-03")]
+    window = reference_of([label_stats(rng.beta(2, 5, 400), ds="2026-11-01"), *broken])
+    verdicts = by_rule(judge(label_stats(rng.beta(5, 2, 80)), window, MonitorSettings()))
+    assert set(verdicts) == {(ERROR_RATE, None), (REFERENCE, None)}
+    assert "1 day(s) with values" in verdicts[(REFERENCE, None)].message and "fewer than monitor.min_reference_days 3" in verdicts[(REFERENCE, None)].message
+    valued = reference_of([label_stats(rng.beta(2, 5, 200), ds=d) for d in ("2026-11-01", "2026-11-04", "2026-11-05")] + broken)
+    assert by_rule(judge(label_stats(rng.beta(5, 2, 80)), valued, MonitorSettings()))[(SCORE_DRIFT, "blurry")].fired
+
+
 def language_stats(counts: dict[str, int], ds: str = "2026-11-10") -> dict:
     """A day of an open label set (language): each label's confidences, no decisions."""
     rng = np.random.default_rng(len(counts))
