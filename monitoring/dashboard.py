@@ -58,7 +58,9 @@ def write_dashboard(settings: Settings, result: MonitorResult, path: Path) -> Pa
         parts.append(f"<h2 id='signal-{html.escape(signal)}'>{html.escape(signal)}</h2>")
         mine = [r for r in history if r["signal"] == signal]
         chosen = choose_rows(mine, judged[-1].model_version)
-        parts.append(image_tag(f"{signal}: trends", _trend_figure(signal, judged[-1].kind, chosen, [v for v in verdicts if v["signal"] == signal])))
+        drawn = {(r["ds"], r["model_version"]) for r in chosen}  # a day's verdicts on the version drawn, not a challenger's beside it
+        parts.append(image_tag(f"{signal}: trends", _trend_figure(signal, judged[-1].kind, chosen,
+                                                                  [v for v in verdicts if v["signal"] == signal and (v["ds"], v["model_version"]) in drawn])))
         for j in judged:
             today = next((r for r in mine if r["run_id"] == result.run_id and r["ds"] == j.ds and r["model_version"] == j.model_version), None)
             if today and today["labels"] and j.window is not None and j.window.labels:
@@ -70,13 +72,13 @@ def write_dashboard(settings: Settings, result: MonitorResult, path: Path) -> Pa
 
 
 def _all_verdicts(settings: Settings) -> list[dict]:
-    """Every kept verdict, the latest per (signal, day, rule, label): the drift trend's points."""
+    """Every kept verdict, the latest per (signal, model version, day, rule, label): the drift trend's points."""
     root = settings.table_root(ALERTS.name)
     if not DeltaTable.is_deltatable(root):
         return []
     latest: dict[tuple, dict] = {}
     for row in delta_io.read_arrow(root).to_pylist():
-        key = (row["signal"], row["ds"], row["rule"], row["label"])
+        key = (row["signal"], row["model_version"], row["ds"], row["rule"], row["label"])
         if key not in latest or row["evaluated_at"] > latest[key]["evaluated_at"]:
             latest[key] = row
     return list(latest.values())

@@ -61,3 +61,44 @@ def test_label_names_are_drawn_as_written_in_the_decision_rate_legend() -> None:
     assert figure_png(fig).startswith(b"\x89PNG")  # drawn, mathtext not parsed
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert [t.replace("\\$", "$").lstrip("\u200b") for t in legend] == sorted(names)
+
+
+def test_a_signals_trend_shows_the_verdicts_of_its_own_model_version(tmp_path, monkeypatch) -> None:
+    """Found in review: the trend took the latest verdict per day, rule and label whatever its model
+    version, so a challenger's model drift on a day drew its PSI and an alert mark on the champion's
+    trend, where the champion's own verdict that day had not fired."""
+    from datetime import UTC, datetime
+
+    from monitoring.monitor import MonitorResult
+    from monitoring.rules import SCORE_DRIFT
+    from signals.contracts import ALERTS, SIGNAL_STATS
+
+    settings = load_settings("local", [f"lakehouse={tmp_path}"])
+    days = [f"2026-11-0{d}" for d in range(1, 7)]
+    at = datetime(2026, 11, 7, tzinfo=UTC)
+
+    def stats(run: str, version: str, ds: str, items: int) -> dict:
+        return {"signal": "text_topics", "model_version": version, "ds": ds, "run_id": run, "job": "backfill", "kind": "label",
+                "rows": items, "items": items, "error_items": 0, "computed_at": at,
+                "labels": [{"label": "food", "rows": items, "decided": items, "positives": 3, "histogram": [items] + [0] * 19}]}
+
+    def verdict(run: str, version: str, ds: str, fired: bool, value: float, minute: int) -> dict:
+        return {"run_id": run, "signal": "text_topics", "model_version": version, "ds": ds, "rule": SCORE_DRIFT, "label": "food",
+                "fired": fired, "value": value, "threshold": 0.25, "message": "", "evaluated_at": at.replace(minute=minute)}
+
+    for run, version, these in (("backfill-1", "1", days[:5]), ("backfill-2", "1", days[5:]), ("challenger-1", "2", days[4:5])):
+        delta_io.replace_run_rows(settings.table_root(SIGNAL_STATS.name), SIGNAL_STATS,
+                                  pa.Table.from_pylist([stats(run, version, d, 30) for d in these], schema=SIGNAL_STATS.schema), run, {})
+    for run, rows_ in (("backfill-1", [verdict("backfill-1", "1", days[4], False, 0.05, 1)]),
+                       ("challenger-1", [verdict("challenger-1", "2", days[4], True, 3.0, 2)])):
+        delta_io.replace_run_rows(settings.table_root(ALERTS.name), ALERTS, pa.Table.from_pylist(rows_, schema=ALERTS.schema), run, {})
+    drawn: list = []
+    monkeypatch.setattr(dashboard, "_trend_figure", lambda signal, kind, chosen, verdicts: drawn.append((chosen, verdicts)) or b"")
+    monkeypatch.setattr(dashboard, "image_tag", lambda *a: "")
+    result = MonitorResult("backfill-2", [Judged("text_topics", "1", days[5], "x", [], "label", None)], None)
+
+    dashboard.write_dashboard(settings, result, tmp_path / "page.html")
+
+    chosen, verdicts = drawn[0]
+    assert [r["model_version"] for r in chosen] == ["1"] * 6
+    assert [(v["model_version"], v["value"], v["fired"]) for v in verdicts] == [("1", 0.05, False)]
