@@ -46,6 +46,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.window import Window
 
 from conf.settings import Settings
 from jobs.copy_on_write import KEY, Rewrite, no_rewrite, rewrite_dropping
@@ -259,8 +260,9 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
         compared_ids = (items if videos_only else current).select("content_id")
         candidates = functools.reduce(DataFrame.unionByName, removed, compared_ids)
         stored = stored.join(broadcast_if_small(candidates, scope.items), "content_id", "left_semi")
-    if tuple(KEY) != contract.key:
-        stored = stored.distinct()  # a labelled item has a row per label: one per item here
+    if tuple(KEY) != contract.key:  # a labelled item has a row per label, a video a row per keyframe (and label): one per item here,
+        # retried when any of its rows is (a keyframe the model failed on: the others in line kept the item and computed nothing)
+        stored = stored.withColumn("retry", F.max("retry").over(Window.partitionBy(*KEY))).distinct()
     current_hash, enabled = F.lit(None).cast("string"), F.lit(False)
     for name, signal in signals.items():
         mine = (F.col("signal") == name) & (F.col("model_version") == signal.config.model.version)
@@ -314,17 +316,20 @@ REUSE_COLUMNS = ("signal", "content_id", "ds", "input_hash", "source_id")  # an 
 
 
 def _committed_inputs(table: DataFrame, enabled: Column) -> DataFrame:
-    """One committed item per (signal, input hash) at the enabled signals' model versions, not a
-    retried error, an ok one where the input has one (an input fetched by URI can have failed for
-    one item and not another): (signal, input_hash, source_id, source_files), the item and every
-    file holding its rows (a compaction may have split an item's label rows across files), of the
+    """One committed item per (signal, input hash) at the enabled signals' model versions, no row
+    of it a retried error (a video's keyframe the model failed on would be copied with the
+    others), an ok one where the input has one (an input fetched by URI can have failed for one
+    item and not another): (signal, input_hash, source_id, source_files), the item and every file
+    holding its rows (a compaction may have split an item's label rows across files), of the
     table's rows with their files in `file`. Only its key columns are read (its vectors and scores
     are not)."""
-    rows = table.filter(enabled & ~_retried_error() & F.col("input_hash").isNotNull())
+    rows = table.filter(enabled & F.col("input_hash").isNotNull())
     items = rows.groupBy("signal", "input_hash", F.col("content_id").alias("source_id")).agg(
-        F.max(F.col("status") != STATUS_OK).alias("failed"), F.array_sort(F.collect_set("file")).alias("source_files"))
+        F.max(F.col("status") != STATUS_OK).alias("failed"), F.max(_retried_error()).alias("retried"),
+        F.array_sort(F.collect_set("file")).alias("source_files"))
     first = F.min(F.struct("failed", "source_id", "source_files"))
-    return items.groupBy("signal", "input_hash").agg(first.alias("source")).select("signal", "input_hash", "source.source_id", "source.source_files")
+    return items.filter(~F.col("retried")).groupBy("signal", "input_hash").agg(first.alias("source")).select(
+        "signal", "input_hash", "source.source_id", "source.source_files")
 
 
 def _retried_error() -> Column:

@@ -39,6 +39,11 @@ _CHILD_THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS") 
 _EXIT_WAIT_S = 10.0
 
 
+class DecoderNotStarted(RuntimeError):
+    """The decoding child could not start: the worker is broken, not the video, so the task fails
+    (and Spark retries it) rather than any video getting an error row for it."""
+
+
 class VideoDecoder:
     """A worker's decoding child, kept between videos and replaced after any video it fails on; a
     video being decoded owns it, so a second caller at the same time starts a child of its own."""
@@ -87,11 +92,14 @@ def _child_env() -> dict[str, str]:
 
 
 def _start() -> subprocess.Popen[bytes]:
-    """A new child, once it has imported what it needs; RuntimeError (the worker is broken, not the video) if it cannot."""
-    child = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_child_env())
+    """A new child, once it has imported what it needs; DecoderNotStarted if it cannot."""
+    try:
+        child = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_child_env())
+    except OSError as exc:  # no process to be had (EAGAIN, ENOMEM) or no interpreter
+        raise DecoderNotStarted(f"the video decoder process did not start: {exc}") from exc
     if child.stdout.read(1) != _READY:
         _stop(child)
-        raise RuntimeError(f"the video decoder process did not start (exit status {child.returncode}; its error is in this worker's log)")
+        raise DecoderNotStarted(f"the video decoder process did not start (exit status {child.returncode}; its error is in this worker's log)")
     return child
 
 

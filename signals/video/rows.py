@@ -28,6 +28,7 @@ from signals.labels.perceptual_hash import phash_of
 from signals.runner import run_signal
 from signals.shared_forward import share_backbones
 from signals.table_rows import KEY_COLUMNS, RowStamp, output_of, table_rows
+from signals.video.decoder_process import DecoderNotStarted
 from signals.video.keyframes import Keyframe, VideoReading, video_keyframes
 from signals.video.pooling import max_with_time, pooled_embedding
 
@@ -86,6 +87,8 @@ def video_rows(signals: Sequence[tuple[Signal, RowStamp]], item: Mapping[str, An
                 done.extend(run_signal(signal, iter([frame]), prefetch=0, carry=carry))
     except InputError as exc:
         return [_failed(signal, stamp, keys, str(exc)) for signal, stamp in signals]
+    except DecoderNotStarted:  # the worker is broken, not the video: no row would be computed again
+        raise
     except Exception as exc:  # noqa: BLE001 - whatever a hostile video makes FFmpeg or PyAV raise is this item's error
         return [_failed(signal, stamp, keys, f"video decoding failed: {type(exc).__name__}: {exc}") for signal, stamp in signals]
     rows = []

@@ -248,3 +248,30 @@ def test_a_backfill_of_the_day_a_video_was_ingested_again_drops_its_keyframes_on
     corpus.delete("content_id = 'v-empty'")
     run_backfill(spark, settings_for(settings.lakehouse_root, *VIDEO_SIGNALS, "corpus.columns.video=null"), Window(DAY, DAY))
     assert {(r["content_id"], r["ds"]) for r in _table(settings, "keyframes")} == {("v-cuts-vp9", later_day)}
+
+
+def test_a_refresh_computes_again_a_video_whose_keyframe_the_model_failed_on(spark, video_lakehouse) -> None:
+    """A model failure on one keyframe leaves the video's keyframe rows part ok, part a retried
+    error (signals.video.rows): the refresh computes all of them again, for the video and for a
+    new item of the same video, never keeping or copying the ok part alone (it dropped the
+    video's keyframes and computed none, and copied the ok part to the new item)."""
+    settings, items = video_lakehouse
+    run_backfill(spark, settings)
+    failed = "model failed: RuntimeError: CUDA out of memory"
+    DeltaTable(settings.table_root("keyframes")).update(
+        {"status": "'error'", "error": f"'{failed}'", "vector": "null", "dim": "null"},
+        predicate="content_id = 'v-cuts' AND signal = 'image_embedding' AND keyframe_index = 1")
+    DeltaTable(settings.table_root("embeddings")).update(  # the video's row, as video_result makes it
+        {"status": "'error'", "error": f"'{failed} (on a keyframe)'", "vector": "null", "dim": "null"},
+        predicate="content_id = 'v-cuts' AND signal = 'image_embedding'")
+    corpus = DeltaTable(settings.table_root("corpus"))
+    repin = corpus.to_pyarrow_table(filters=[("content_id", "=", "v-cuts")])
+    write_deltalake(corpus.table_uri, repin.set_column(repin.schema.get_field_index("content_id"), "content_id", pa.array(["v-repin"]))
+                    .set_column(repin.schema.get_field_index("updated_at"), "updated_at", pa.array([1_763_700_000_000_000], UTC_MICROS)),
+                    mode="append", partition_by=["ds"])
+    run_refresh(spark, settings)
+    decoded = list(video_keyframes(items["v-cuts"]["video"], settings.video.limits, settings.video.sampling))
+    keyframes = _table(settings, "keyframes")
+    stored = {item: sorted((r["keyframe_index"], r["status"]) for r in keyframes if r["content_id"] == item and r["signal"] == "image_embedding")
+              for item in ("v-cuts", "v-repin")}
+    assert stored == dict.fromkeys(("v-cuts", "v-repin"), [(k.index, "ok") for k in decoded])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -19,6 +20,7 @@ from signals.embedders.efficientnet import EfficientNetImageEmbedder
 from signals.labels.perceptual_hash import perceptual_hash
 from signals.labels.quality import ImageQualityLabeler
 from signals.table_rows import RowStamp
+from signals.video.decoder_process import DECODER
 from signals.video.keyframes import VideoReading, video_keyframes
 from signals.video.pooling import pooled_embedding
 from signals.video.rows import NO_KEYFRAME, video_rows
@@ -74,6 +76,17 @@ def test_keyframes_that_cannot_be_pooled_are_the_videos_error_not_the_tasks(two_
     _, video_batch = video_rows([(embedder, _stamp(embedder))], _item(two_shot_video), VideoReading())[0]
     (row,) = video_batch.to_pylist()
     assert row["status"] == "error" and row["error"].startswith("keyframes cannot be pooled: durations [0.0, 0.0]")
+
+
+@pytest.mark.parametrize("executable", ["/bin/false", "/nonexistent/python"], ids=["exits", "no-process"])
+def test_a_decoder_that_cannot_start_fails_the_task_not_the_video(two_shot_video: bytes, executable: str, monkeypatch) -> None:
+    """A worker that cannot start its decoding child is broken, not the video: the task fails (Spark
+    retries it); the video got a permanent error row ("video decoding failed: ..."), never computed again."""
+    DECODER.close()
+    monkeypatch.setattr(sys, "executable", executable)
+    embedder = EfficientNetImageEmbedder(config("image_embedding")).load()
+    with pytest.raises(RuntimeError, match="video decoder process did not start"):
+        video_rows([(embedder, _stamp(embedder))], _item(two_shot_video), VideoReading())
 
 
 @pytest.mark.parametrize("failing_calls", [{1, 3}, {1, 2, 3}], ids=["one-keyframe", "every-keyframe"])
