@@ -29,8 +29,8 @@ with `--full` (after a table was edited by hand).
 
 A stored error row whose reason may pass on another try (`signals.contracts.is_retried_error`: a
 fetch that timed out or met a server error, the model failing on a batch) is not a valid row:
-the next refresh, incremental or not, computes its item again, as if its input had changed.
-Other errors (a corrupt image, a URI not found or not allowed) stay until their input changes.
+the next refresh, incremental or not, computes its item again, as if its input had changed (an
+item of several rows, labels or keyframes, when any of them is one). Other errors (a corrupt image, a URI not found or not allowed) stay until their input changes.
 
 Resume needs no bookkeeping: the comparison is against what is committed, so a run killed
 before its commit is simply redone by the next one, and one killed after it finds nothing left.
