@@ -179,7 +179,9 @@ def print_heads(heads: dict) -> None:
                       + ", ".join(f"{s} {_auc(auc)}" for s, auc in cross["roc_auc"].items())
                       + f"; against the corpus's truth (gold agrees on {truth['gold_agrees']:.1%}): "
                       + ", ".join(f"{s} {_auc(auc)}" for s, auc in truth["roc_auc"].items()))
-        console.print("  the weak-label head minus each baseline, cross-fitted (95% interval): "
+        compared = cross.get("compared")  # a report written before the comparison stated its items has none
+        on = "" if compared is None else f" on the {compared['items']} items every scorer scored"
+        console.print(f"  the weak-label head minus each baseline, cross-fitted{on} (95% interval): "
                       + ", ".join(_margin(b, m) for b, m in cross["weak_head_margin"].items())
                       + "; against the truth: " + ", ".join(_margin(b, m) for b, m in truth["weak_head_margin"].items()))
     crossed = heads["cross_fitted"]

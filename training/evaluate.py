@@ -182,6 +182,13 @@ def scorers(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c not in (*ITEMS, *SLICES)]
 
 
+def common_items(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame without the scorers that scored none of its items, and of its items those every
+    other scorer scored: scorers judged against each other are judged on the same items."""
+    frame = frame.drop(columns=[s for s in scorers(frame) if frame[s].isna().all()])
+    return frame.dropna(subset=scorers(frame))
+
+
 # -- what the lakehouse says about the items ---------------------------------------------------
 
 def _champion_rows(lakehouse: str, signal: str, model_version: str | None, ids: Sequence[str], columns: list[str],

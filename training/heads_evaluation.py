@@ -1,6 +1,7 @@
 """The `heads` section of `make eval` (issue #19's targets): per task, the head trained on weak
-labels against the head trained on gold, the label model, the majority vote and the rule, all on
-the same held-out gold items; and the crossover: how many gold labels a gold-only head needs to
+labels against the head trained on gold, the label model, the majority vote and the rule on the
+held-out gold items (each scorer on those it scored, every comparison of two on the items all of
+them scored: `compared`); and the crossover: how many gold labels a gold-only head needs to
 match the weak-label head. Built from train_head, held_out_gold and evaluate: nothing here trains
 or scores in a way `content-signals train` does not.
 
@@ -35,7 +36,7 @@ from lake import delta_io
 from lake.corpus import CorpusTable
 from sample_corpus.generate import TRUTH_TABLE
 from training.annotators import TRUTH, simulate, write_exports
-from training.evaluate import evaluate, lead_is_clear, leads
+from training.evaluate import common_items, evaluate, lead_is_clear, leads, scorers
 from training.gold import gold_labels
 from training.heads import train_head
 from training.human_labels import import_labels
@@ -61,15 +62,15 @@ def label_sample_corpus(settings: Settings, task: str, folder: Path) -> None:
 
 
 def against_truth(settings: Settings, task: str, frame: pd.DataFrame, scorers: Sequence[str]) -> dict[str, Any]:
-    """Each scorer's ROC-AUC on the frame's items against the sample corpus's truth of `task`, and
-    the share of their gold labels that truth agrees with; the weak-label head's margins over the
-    baselines against the truth, with their intervals."""
+    """Each scorer's ROC-AUC on the frame's items it scored against the sample corpus's truth of
+    `task`, and the share of their gold labels that truth agrees with; the weak-label head's margins
+    over the baselines against the truth on the items every scorer scored, with their intervals."""
     truth = delta_io.read_arrow(settings.table_root(TRUTH_TABLE), filters=pc.field("content_id").isin(list(frame["content_id"]))).to_pylist()
     truth_of = {row["content_id"]: int(TRUTH[task](row)) for row in truth}
-    labels = frame["content_id"].map(truth_of).to_numpy(dtype=int)
-    return {"roc_auc": {s: float(roc_auc_score(labels, frame[s])) for s in scorers},
-            "gold_agrees": float((labels == frame["label"].to_numpy()).mean()),
-            "weak_head_margin": leads(frame.assign(label=labels), "weak_head", BASELINES) if "weak_head" in scorers else {}}
+    judged = frame.assign(label=frame["content_id"].map(truth_of).astype(int))  # the same scores, against the truth
+    return {"roc_auc": {s: float(roc_auc_score(judged["label"][judged[s].notna()], judged[s].dropna())) for s in scorers},
+            "gold_agrees": float((judged["label"] == frame["label"]).mean()),
+            "weak_head_margin": leads(common_items(judged), "weak_head", BASELINES) if "weak_head" in scorers else {}}
 
 
 def beyond_noise(margins: Mapping[str, Mapping[str, float] | None]) -> bool:
@@ -92,7 +93,7 @@ def held_out_items(settings: Settings, gold: pd.DataFrame, signal: str, model_ve
 
 def compare_heads(settings: Settings, task: str, weak: pd.DataFrame, gold: pd.DataFrame, majority: pd.DataFrame,
                   signal: str, model_version: str, joined: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
-    """Every scorer's metrics on the same held-out gold items, and the crossover curve: a head
+    """Every scorer's metrics on the held-out gold items (scorer_figures), and the crossover curve: a head
     trained on a seeded sample of n gold labels (from outside the test split) per curve point,
     the last being all of them (the gold head)."""
     conf = settings.training
@@ -115,17 +116,13 @@ def compare_heads(settings: Settings, task: str, weak: pd.DataFrame, gold: pd.Da
         column = "gold_head" if n == len(outside_test) else f"gold_{n}"
         frame[column] = train_head(gold_snapshot if n == len(outside_test) else pinned(chosen), conf).scores(vectors)
         curve.append((n, column))
-    frame = frame.dropna()
-    evaluation = evaluate(task, frame, conf.precision_at_recall, conf.gate.min_slice_items, f"{task}: heads on held-out gold")
-    auc = {scorer: evaluation.metrics[scorer]["roc_auc"] for scorer in evaluation.metrics}
+    figures, auc = scorer_figures(task, frame, settings, f"{task}: heads on held-out gold")
     weak_auc = auc["weak_head"]
-    points = [{"gold_labels": n, "roc_auc": auc[column]} for n, column in curve]
+    points = [{"gold_labels": n, "roc_auc": auc[column]} for n, column in curve]  # heads score every item: on the same items
     matched = next((p["gold_labels"] for p in points if weak_auc is not None and p["roc_auc"] is not None and p["roc_auc"] >= weak_auc), None)
     return {
         "embedding": JOIN.join(f"{s}@{v}" for s, v in ((signal, model_version), *joined)), "held_out_items": len(frame), "held_out_positives": int(frame["label"].sum()),
-        "roc_auc": {scorer: auc.get(scorer) for scorer in SCORERS},
-        "weak_head_beats": {b: None if weak_auc is None or auc.get(b) is None else weak_auc > auc[b] for b in BASELINES},
-        "weak_head_margin": leads(frame, "weak_head", BASELINES),
+        **figures, "roc_auc": {scorer: auc.get(scorer) for scorer in SCORERS},
         "crossover": {"curve": points, "gold_labels_to_match_weak_head": matched, "gold_labels_outside_test": len(outside_test)},
     }
 
@@ -136,7 +133,8 @@ def cross_fitted(settings: Settings, task: str, gold: pd.DataFrame,
     """Every scorer's ROC-AUC over all gold items, not one test split's: per fold of near-duplicate
     groups, weak labels and majority vote made without that fold's gold (`weak_without(held ids)`),
     a weak-label head and a gold head trained on the other folds (the next one for validation), and
-    the fold's items scored by them; the rule as it is."""
+    the fold's items scored by them; the rule as it is. A fold a scorer scored none of keeps its
+    items for the others (scorer_figures)."""
     conf = settings.training
     root = settings.lakehouse_root
     gold_snapshot = pin_snapshot(root, signal, model_version, gold, fractions=conf.splits, joined=joined)  # as compare_heads' gold head
@@ -151,14 +149,30 @@ def cross_fitted(settings: Settings, task: str, gold: pd.DataFrame,
         frame["gold_head"] = train_head(gold_folds, conf).scores(vectors)
         frame["label_model"] = weak.drop_duplicates("content_id").set_index("content_id")["p_positive"].reindex(frame["content_id"]).to_numpy()
         parts.append(frame)
-    frame = pd.concat(parts, ignore_index=True).dropna()
-    evaluation = evaluate(task, frame, conf.precision_at_recall, conf.gate.min_slice_items, f"{task}: heads cross-fitted")
-    auc = {scorer: evaluation.metrics[scorer]["roc_auc"] for scorer in SCORERS if scorer in evaluation.metrics}
-    return {"folds": folds, "items": len(frame), "positives": int(frame["label"].sum()), "roc_auc": auc,
-            "against_truth": against_truth(settings, task, frame, list(auc)),
-            "weak_head_beats": {b: None if auc.get("weak_head") is None or auc.get(b) is None else auc["weak_head"] > auc[b]
-                                for b in BASELINES},
-            "weak_head_margin": leads(frame, "weak_head", BASELINES)}
+    frame = pd.concat(parts, ignore_index=True)
+    figures, auc = scorer_figures(task, frame, settings, f"{task}: heads cross-fitted")
+    auc = {scorer: auc[scorer] for scorer in SCORERS if scorer in auc}
+    return {"folds": folds, "items": len(frame), "positives": int(frame["label"].sum()), **figures, "roc_auc": auc,
+            "against_truth": against_truth(settings, task, frame, list(auc))}
+
+
+def scorer_figures(task: str, frame: pd.DataFrame, settings: Settings, title: str) -> tuple[dict[str, Any], dict[str, float | None]]:
+    """Each scorer's ROC-AUC on the frame's items it scored (and how many: a rule or a majority vote
+    may have no score of some), and, as every comparison of two scorers must be paired, the
+    weak-label head against each baseline on the items every scorer scored (`compared`, how many
+    and their ROC-AUCs there): the figures, and the ROC-AUCs by scorer."""
+    evaluation = evaluate(task, frame.dropna(axis="columns", how="all"), settings.training.precision_at_recall,
+                          settings.training.gate.min_slice_items, title)
+    auc = {scorer: metrics["roc_auc"] for scorer, metrics in evaluation.metrics.items()}
+    compared = common_items(frame)
+    labels = compared["label"].to_numpy(dtype=int)
+    both = 0 < labels.sum() < len(labels)
+    margin = leads(compared, "weak_head", BASELINES)
+    return {"scored_items": {scorer: int(metrics["items"]) for scorer, metrics in evaluation.metrics.items()},
+            "compared": {"items": len(compared), "positives": int(labels.sum()),
+                         "roc_auc": {s: float(roc_auc_score(labels, compared[s])) if both else None for s in scorers(compared)}},
+            "weak_head_beats": {b: None if margin[b] is None else margin[b]["difference"] > 0 for b in BASELINES},
+            "weak_head_margin": margin}, auc
 
 
 def evaluate_heads(settings: Settings, versions: Mapping[str, str], folder: Path) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from signals.catalog import signal_class
 from signals.contracts import HUMAN_LABELS, LABELS, WEAK_LABELS
 from signals.labels.head import JOINED_SEPARATOR
 from training import gold, weak
-from training.evaluate import LANGUAGE_SIGNAL, RULES, Evaluation, evaluate, item_slices, report_metrics, rule_scores, write_evaluation_report
+from training.evaluate import LANGUAGE_SIGNAL, RULES, Evaluation, common_items, evaluate, item_slices, report_metrics, rule_scores, write_evaluation_report
 from training.gate import EVALUATION_TAG, HEAD, head_signal
 from training.heads import TrainedHead, local_copy, save_head, train_head
 from training.loader import Snapshot, batches, latest_version, pin_snapshot, with_folds
@@ -111,9 +111,10 @@ def held_out_gold(settings: Settings, task: str, snapshot: Snapshot, gold: pd.Da
                   fold: tuple[int, int] | None = None, *, reads: ReadVersions) -> tuple[pd.DataFrame, np.ndarray]:
     """The gold items of the snapshot's test groups (with `fold`, (test fold, folds): that fold's
     groups) with an ok embedding: their label and near-duplicate group, the rule's and the majority
-    vote's scores and their slices (a scorer with no score for any of them is left out; tables,
-    the rule's and the language's model versions as `reads` says), and their vectors in the same
-    order, for any number of heads to be scored on."""
+    vote's scores (NaN where one has no score of an item: every item is kept, for each scorer to be
+    judged on those it scored) and their slices (tables, the rule's and the language's model
+    versions as `reads` says), and their vectors in the same order, for any number of heads to be
+    scored on."""
     pinned = pin_snapshot(snapshot.lakehouse, snapshot.signal, snapshot.model_version,
                           gold.assign(p_positive=gold["label"].astype(float)), snapshot.embeddings_version,
                           snapshot.duplicates_version, settings.training.splits, snapshot.joined)
@@ -130,7 +131,6 @@ def held_out_gold(settings: Settings, task: str, snapshot: Snapshot, gold: pd.Da
     frame["rule"] = rule_scores(snapshot.lakehouse, task, reads.champions[RULES[task][0]], ids, reads.labels).to_numpy()
     if majority is not None:
         frame["majority_vote"] = majority.drop_duplicates("content_id").set_index("content_id")["p_positive"].reindex(ids).to_numpy()
-    frame = frame.dropna(axis="columns", how="all").dropna()
     slices = item_slices(snapshot.lakehouse, CorpusTable.of(settings), list(frame["content_id"]), reads.champions[LANGUAGE_SIGNAL],
                          reads.labels, reads.corpus)
     frame = frame.merge(slices, on="content_id")
@@ -139,11 +139,11 @@ def held_out_gold(settings: Settings, task: str, snapshot: Snapshot, gold: pd.Da
 
 def held_out(settings: Settings, task: str, snapshot: Snapshot, head: TrainedHead, gold: pd.DataFrame,
              majority: pd.DataFrame | None, reads: ReadVersions) -> pd.DataFrame:
-    """held_out_gold's frame with the head's scores beside the other scorers': every scorer on the
-    same items."""
+    """held_out_gold's frame with the head's scores beside the other scorers', on its common_items:
+    the gate compares their ROC-AUCs, so every scorer is judged on the same items."""
     frame, vectors = held_out_gold(settings, task, snapshot, gold, majority, reads=reads)
     frame.insert(3, HEAD, head.scores(vectors))
-    return frame
+    return common_items(frame)
 
 
 def head_identity(settings: Settings, snapshot: Snapshot, weights: str) -> dict[str, str]:

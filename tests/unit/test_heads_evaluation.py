@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
+from deltalake import DeltaTable
 from sklearn.metrics import roc_auc_score
 from training_lakehouse import ERRORS, training_lakehouse
 
@@ -110,3 +112,31 @@ def test_cross_fitting_scores_every_gold_item_once_by_heads_and_weak_labels_that
     margin = result["weak_head_margin"]["rule"]  # the difference the target turns on, with its interval
     assert margin["difference"] == pytest.approx(result["roc_auc"]["weak_head"] - result["roc_auc"]["rule"], abs=1e-9)
     assert margin["ci95_low"] <= margin["difference"] <= margin["ci95_high"]
+
+
+def test_cross_fitting_keeps_a_fold_the_rule_never_scored_and_compares_the_scorers_on_the_items_all_of_them_scored(
+        tmp_path, empty_registry_db) -> None:
+    lake = training_lakehouse(tmp_path, empty_registry_db, overrides=("training.learning_rate=0.05",))
+    unruled = [c for c in lake.ids if fold_of(c, 3) == 0]  # the rule abstained on every item of the first fold
+    DeltaTable(f"{tmp_path}/labels").delete(" OR ".join(f"content_id = '{c}'" for c in unruled))
+    result = heads_evaluation.cross_fitted(lake.settings, "low_quality", lake.gold, lambda held: (lake.weak, lake.majority),
+                                           "image_embedding", "1", folds=3)
+
+    scored = lake.ids[:-ERRORS]
+    ruled = [c for c in scored if c not in unruled]
+    gold = lake.gold.set_index("content_id")["label"]
+    majority = lake.majority.set_index("content_id")["p_positive"]
+    assert result["items"] == len(scored)  # before, the first fold's items were dropped for every scorer
+    assert result["scored_items"] == {"weak_head": len(scored), "gold_head": len(scored), "label_model": len(scored),
+                                      "majority_vote": len(scored), "rule": len(ruled)}
+    assert result["roc_auc"]["majority_vote"] == pytest.approx(roc_auc_score(gold[scored], majority[scored]), abs=1e-9)
+    rule = pd.Series(lake.rule, index=lake.ids)  # each scorer on the items it scored
+    assert result["roc_auc"]["rule"] == pytest.approx(roc_auc_score(gold[ruled], rule[ruled]), abs=1e-9)
+    compared = result["compared"]  # the scorers against each other: on the items every one of them scored
+    assert (compared["items"], compared["positives"]) == (len(ruled), int(gold[ruled].sum()))
+    assert compared["roc_auc"]["majority_vote"] == pytest.approx(roc_auc_score(gold[ruled], majority[ruled]), abs=1e-9)
+    for baseline, margin in result["weak_head_margin"].items():
+        assert margin["difference"] == pytest.approx(compared["roc_auc"]["weak_head"] - compared["roc_auc"][baseline], abs=1e-9)
+        assert result["weak_head_beats"][baseline] == (margin["difference"] > 0)
+    truth = result["against_truth"]
+    assert truth["roc_auc"]["rule"] == pytest.approx(roc_auc_score(lake.truth[[lake.ids.index(c) for c in ruled]], rule[ruled]), abs=1e-9)

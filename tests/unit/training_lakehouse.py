@@ -29,6 +29,7 @@ class TrainingLake:
     ids: list[str]
     vectors: np.ndarray  # of every id (error rows' vectors are not stored)
     truth: np.ndarray
+    rule: np.ndarray  # the rule's score of every id, in the labels table
     gold: pd.DataFrame
     weak: pd.DataFrame
     majority: pd.DataFrame
@@ -66,4 +67,4 @@ def training_lakehouse(root: Path, empty_registry_db: Path, n: int = 400, seed: 
     gold = pd.DataFrame({"content_id": ids, "p_positive": truth.astype(float), "label": truth, "n_annotators": 3})
     settings = load_settings("local", [f"lakehouse={root}", "training.epochs=12", "training.hidden=0", "training.gate.min_slice_items=10",
                                        *overrides])
-    return TrainingLake(settings, ids, vectors, truth, gold, weak, majority)
+    return TrainingLake(settings, ids, vectors, truth, rule, gold, weak, majority)
