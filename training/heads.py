@@ -4,7 +4,7 @@ A head (its architecture: signals/labels/head.py, shared with the job that runs 
 vectors. Its loss is binary cross-entropy against each item's probability of the positive value
 (`p_positive`), so weak labels count as sure as their label model is, and gold labels (0/1, or
 annotators' shares) as they are. With `balance_classes` the positives' loss is weighted by the
-train split's negative over positive mass, so a rare label's few (and, as weak labels, often
+negative over positive mass of the train split's rows (its labelled items with an ok row), so a rare label's few (and, as weak labels, often
 unsure) positives are not drowned by the negatives; that weight shifts every logit by its log at
 the optimum, which is taken off the output bias after training, so scores stay calibrated.
 With `standardize` each input dimension is centred and scaled by the train split's mean and
@@ -109,7 +109,8 @@ def train_head(snapshot: Snapshot, conf: TrainingSettings) -> TrainedHead:
     head = TrainedHead(model, dim, conf.hidden, conf.standardize)
     if conf.standardize:
         model[0].mean, model[0].scale = _moments(train, dim)
-    weight = torch.tensor(positive_weight(snapshot.targets("train").values(), conf.balance_classes))
+    # the rows trained on: a labelled item without an ok row is never trained on, so it weighs nothing
+    weight = torch.tensor(positive_weight(torch.cat([batch["y"] for batch in train]).double().numpy(), conf.balance_classes))
     best: tuple[float, dict[str, torch.Tensor]] | None = None
     for epoch in range(conf.epochs):
         train.set_epoch(epoch)

@@ -75,6 +75,20 @@ def test_balanced_classes_weigh_rare_positives_and_the_scores_stay_calibrated(tm
     assert weighted.mean() > p.mean() + 0.1
 
 
+def test_labels_of_items_without_an_ok_row_change_neither_the_balance_nor_the_head(tmp_path):
+    """The positives' weight is the mass of the rows trained on: before, labelled items the loader
+    never yields (no ok embedding row: failed, not computed yet) counted, and the undone shift
+    moved every score (here 300 positive labels without rows lifted the mean score far above the labels')."""
+    labels, vectors, ids = separable_lakehouse(tmp_path, seed=3, cut=1.2)
+    without_rows = pd.DataFrame({"content_id": [f"gone{i:04d}" for i in range(300)], "p_positive": 1.0})
+    conf = CONF.model_copy(update={"hidden": 0, "epochs": 30, "balance_classes": True})
+    heads = [train_head(pin_snapshot(str(tmp_path), SIGNAL, "1", frame), conf) for frame in (labels, pd.concat([labels, without_rows]))]
+    assert all(torch.equal(heads[0].model.state_dict()[k], heads[1].model.state_dict()[k]) for k in heads[0].model.state_dict())
+    train = pin_snapshot(str(tmp_path), SIGNAL, "1", labels).labels.query("split == 'train'")
+    scores = heads[1].scores(vectors[[ids.index(c) for c in train["content_id"]]])
+    assert scores.mean() == pytest.approx(train["p_positive"].mean(), abs=0.03)
+
+
 def test_a_saved_head_loads_to_the_same_scores(tmp_path):
     labels, vectors, _ = separable_lakehouse(tmp_path / "lake")
     snapshot = pin_snapshot(str(tmp_path / "lake"), SIGNAL, "1", labels)
