@@ -40,7 +40,7 @@ from training.evaluate import common_items, evaluate, lead_is_clear, leads, scor
 from training.gold import gold_labels
 from training.heads import train_head
 from training.human_labels import import_labels
-from training.loader import Snapshot, pin_snapshot, with_folds
+from training.loader import Snapshot, batches, pin_snapshot, with_folds
 from training.loader_benchmark import loader_against_pandas
 from training.tasks import TASKS, task_named
 from training.train import JOIN, ReadVersions, embedding_signals, held_out_gold, label_frames
@@ -94,8 +94,8 @@ def held_out_items(settings: Settings, gold: pd.DataFrame, signal: str, model_ve
 def compare_heads(settings: Settings, task: str, weak: pd.DataFrame, gold: pd.DataFrame, majority: pd.DataFrame,
                   signal: str, model_version: str, joined: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
     """Every scorer's metrics on the held-out gold items (scorer_figures), and the crossover curve: a head
-    trained on a seeded sample of n gold labels (from outside the test split) per curve point,
-    the last being all of them (the gold head)."""
+    trained on a seeded sample of n gold labels (from outside the test split, of items with an ok
+    row: a label without one is never trained on) per curve point, the last being all of them (the gold head)."""
     conf = settings.training
     root = settings.lakehouse_root
     weak_snapshot = pin_snapshot(root, signal, model_version, weak, fractions=conf.splits, joined=joined)
@@ -108,7 +108,8 @@ def compare_heads(settings: Settings, task: str, weak: pd.DataFrame, gold: pd.Da
                             conf.splits, joined)
 
     gold_snapshot = pinned(gold)
-    outside_test = gold_snapshot.labels[gold_snapshot.labels["split"] != "test"]["content_id"].to_numpy()
+    with_rows = {c for split in ("train", "validation") for batch in batches(gold_snapshot, split, 1024, 1) for c in batch["content_id"]}
+    outside_test = gold_snapshot.labels["content_id"][gold_snapshot.labels["content_id"].isin(with_rows)].to_numpy()  # gold a head trains on
     rng = np.random.default_rng(conf.seed)
     curve = []
     for n in crossover_sizes(len(outside_test)):
