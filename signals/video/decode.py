@@ -54,6 +54,10 @@ class VideoLimits:
     max_memory_bytes: int = 1024 * 1024 * 1024  # address space beyond the video's bytes
     max_open_cpu_s: float = 10.0  # opening the container and checking its header
     max_decode_cpu_s: float = 1800.0  # the whole video, opening included
+    # and what the worker may wait on that process for the whole video (handing it the bytes,
+    # reading its frames; not the worker's own time between frames): twice the CPU limit, so a
+    # decode it stops is one starved of CPU or not running at all (stopped, in a kernel wait)
+    max_wait_s: float = 3600.0
 
     def __post_init__(self) -> None:
         for kind, names, known in (("containers", self.containers, KNOWN_CONTAINERS), ("codecs", self.codecs, KNOWN_CODECS)):
