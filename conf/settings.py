@@ -399,7 +399,7 @@ class ServeSettings(_Strict):
 
 class VideoSettings(_Strict):
     """Limits on every video decoded (signals.video.decode.VideoLimits: checked from the header,
-    then on the frames; the decoding process's memory and CPU time) and how it is sampled into shots and keyframes (signals.video.keyframes)."""
+    then on the frames; the decoding process's memory, CPU time and the wait on it) and how it is sampled into shots and keyframes (signals.video.keyframes)."""
 
     max_bytes: int = Field(VideoLimits.max_bytes, gt=0)
     max_duration_s: float = Field(VideoLimits.max_duration_s, gt=0)
@@ -411,6 +411,7 @@ class VideoSettings(_Strict):
     max_memory_bytes: int = Field(VideoLimits.max_memory_bytes, gt=0)
     max_open_cpu_s: float = Field(VideoLimits.max_open_cpu_s, gt=0)
     max_decode_cpu_s: float = Field(VideoLimits.max_decode_cpu_s, gt=0)
+    max_wait_s: float = Field(VideoLimits.max_wait_s, gt=0)
     sample_fps: float = Field(VideoSampling.sample_fps, gt=0)
     short_side: int = Field(VideoSampling.short_side, ge=16)
     keyframe_every_s: float = Field(VideoSampling.keyframe_every_s, gt=0)
@@ -430,7 +431,7 @@ class VideoSettings(_Strict):
     @property
     def limits(self) -> VideoLimits:
         return VideoLimits(self.max_bytes, self.max_duration_s, self.max_frames, self.max_pixels, self.min_side, self.containers, self.codecs,
-                           self.max_memory_bytes, self.max_open_cpu_s, self.max_decode_cpu_s)
+                           self.max_memory_bytes, self.max_open_cpu_s, self.max_decode_cpu_s, self.max_wait_s)
 
     @property
     def sampling(self) -> VideoSampling:

@@ -30,6 +30,10 @@ TRUNCATION_SLACK_S = 1.0  # frames may end this much (or 10%) before the header'
 # Sampling at most every SKIP_NONREF_RATIO-th frame never needs the frames no other frame is
 # predicted from (most B-frames): the decoder skips them, about half of an H.264 stream's work.
 SKIP_NONREF_RATIO = 2
+# A sample's long side is at most this many times `short_side` (1152 at 288): wider than any real
+# frame (32:9 is 3.6), so only a thin one is made thinner, and a sample is at most
+# 4 x short_side^2 pixels whatever the video's shape (a 287x28900 frame was 24 MiB a sample).
+MAX_SAMPLE_ASPECT = 4
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,10 @@ class VideoLimits:
     max_memory_bytes: int = 1024 * 1024 * 1024  # address space beyond the video's bytes
     max_open_cpu_s: float = 10.0  # opening the container and checking its header
     max_decode_cpu_s: float = 1800.0  # the whole video, opening included
+    # and what the worker may wait on that process for the whole video (handing it the bytes,
+    # reading its frames; not the worker's own time between frames): twice the CPU limit, so a
+    # decode it stops is one starved of CPU or not running at all (stopped, in a kernel wait)
+    max_wait_s: float = 3600.0
 
     def __post_init__(self) -> None:
         for kind, names, known in (("containers", self.containers, KNOWN_CONTAINERS), ("codecs", self.codecs, KNOWN_CODECS)):
@@ -190,8 +198,9 @@ def opened(data: bytes | None, limits: VideoLimits) -> Iterator[av.container.Inp
 
 
 def scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
-    """(width, height) with the short side at most `short_side`, the aspect kept; never enlarged."""
-    scale = min(1.0, short_side / min(width, height))
+    """(width, height) with the short side at most `short_side` and the long side at most
+    MAX_SAMPLE_ASPECT times it, the aspect kept (but no side under 1); never enlarged."""
+    scale = min(1.0, short_side / min(width, height), MAX_SAMPLE_ASPECT * short_side / max(width, height))
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
@@ -208,7 +217,7 @@ def sampling_stream(container: av.container.InputContainer, header: VideoHeader,
 
 def sample_frames(data: bytes | None, limits: VideoLimits, sample_fps: float, short_side: int) -> Iterator[SampledFrame]:
     """Frames at about `sample_fps` (the first frame at or after each sampling time), RGB with the
-    short side at most `short_side`, one at a time (frames that are not references skipped when
+    short side at most `short_side` (the long side at most MAX_SAMPLE_ASPECT times it), one at a time (frames that are not references skipped when
     sampling is sparse enough not to need them); InputError (raised while iterating) for a video
     outside `limits`, corrupt, cut short or without frames. The header is checked first."""
     with opened(data, limits) as container:

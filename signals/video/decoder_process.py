@@ -8,6 +8,8 @@ space and CPU time (`VideoLimits.max_memory_bytes`, `max_open_cpu_s`, `max_decod
 opens the video, and sends back the sampled frames one at a time. A video that breaks a limit or
 kills the child is that video's InputError, and the next video gets a fresh child. What the child
 sends is read as raw pixels and checked against the limits: nothing from it is unpickled or run.
+The worker waits on the child at most `max_wait_s` in all for a video: a child that stops without
+using CPU (stopped, in a kernel wait) breaks no CPU limit, so it is killed then, a retried error.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import json
 import math
 import os
 import resource
+import select
 import signal
 import struct
 import subprocess
@@ -27,6 +30,7 @@ from typing import IO
 
 import numpy as np
 
+from signals.contracts import TRANSIENT_PREFIX
 from signals.decode import InputError, check_bytes
 from signals.video.decode import SampledFrame, VideoLimits, check_header, opened, sampled_frames
 
@@ -44,6 +48,26 @@ class DecoderNotStarted(RuntimeError):
     (and Spark retries it) rather than any video getting an error row for it."""
 
 
+class _Stalled(Exception):
+    """The child kept the worker waiting past the video's `max_wait_s`."""
+
+
+class _Waits:
+    """One video's waits on the child's pipes, `limit_s` seconds of them in all (the worker's own
+    time between them is not counted): _Stalled once they are spent."""
+
+    def __init__(self, limit_s: float) -> None:
+        self.left = limit_s
+
+    def until_ready(self, pipe: IO[bytes], writing: bool = False) -> None:
+        """Return when the pipe can be read (or written) without blocking."""
+        started = time.monotonic()
+        ready = select.select([] if writing else [pipe], [pipe] if writing else [], [], max(self.left, 0.0))
+        self.left -= time.monotonic() - started
+        if not any(ready):
+            raise _Stalled
+
+
 class VideoDecoder:
     """A worker's decoding child, kept between videos and replaced after any video it fails on; a
     video being decoded owns it, so a second caller at the same time starts a child of its own."""
@@ -54,14 +78,19 @@ class VideoDecoder:
 
     def frames(self, data: bytes | None, limits: VideoLimits, sample_fps: float, short_side: int) -> Iterator[SampledFrame]:
         """`signals.video.decode.sample_frames`, decoded in the child: InputError (raised while
-        iterating) also for a video that breaks the child's memory or CPU limits or kills it."""
+        iterating) also for a video that breaks the child's memory or CPU limits or kills it, and
+        a retried one when the child keeps this worker waiting past `max_wait_s`."""
         check_bytes(data, "video", limits.max_bytes)
         child = self._take()
-        finished = False
+        finished, waits = False, _Waits(limits.max_wait_s)
         try:
-            _send(child, bytes(data), limits, sample_fps, short_side)
-            yield from _received(child, limits)
+            _send(child, bytes(data), limits, sample_fps, short_side, waits)
+            yield from _received(child, limits, waits)
             finished = True
+        except _Stalled:  # a retried error: a process that uses no CPU is the machine's doing, not the video's
+            child.kill()
+            raise InputError(f"{TRANSIENT_PREFIX}video decoding kept the worker waiting over {limits.max_wait_s:g} s, over the limit "
+                             "(its process stopped or starved of CPU, and killed)") from None
         finally:
             if finished:  # kept for the next video; a child another caller left idle meanwhile is stopped instead
                 with self._lock:
@@ -94,12 +123,14 @@ def _child_env() -> dict[str, str]:
 def _start() -> subprocess.Popen[bytes]:
     """A new child, once it has imported what it needs; DecoderNotStarted if it cannot."""
     try:
-        child = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_child_env())
+        # unbuffered, so that what select says is ready is what a read or write of the pipe finds
+        child = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_child_env(), bufsize=0)
     except OSError as exc:  # no process to be had (EAGAIN, ENOMEM) or no interpreter
         raise DecoderNotStarted(f"the video decoder process did not start: {exc}") from exc
     if child.stdout.read(1) != _READY:
         _stop(child)
         raise DecoderNotStarted(f"the video decoder process did not start (exit status {child.returncode}; its error is in this worker's log)")
+    os.set_blocking(child.stdin.fileno(), False)  # a video's bytes are written as the child takes them, within its waits
     return child
 
 
@@ -117,21 +148,34 @@ def _stop(child: subprocess.Popen[bytes]) -> None:
         child.wait()
 
 
-def _send(child: subprocess.Popen[bytes], data: bytes, limits: VideoLimits, sample_fps: float, short_side: int) -> None:
+def _send(child: subprocess.Popen[bytes], data: bytes, limits: VideoLimits, sample_fps: float, short_side: int, waits: _Waits) -> None:
     """One video's request: its settings as JSON, then its bytes, each after its length."""
     settings = json.dumps({"limits": dataclasses.asdict(limits), "sample_fps": sample_fps, "short_side": short_side}).encode()
     try:
-        for part in (settings, data):
-            child.stdin.write(_LENGTH.pack(len(part)) + part)
-        child.stdin.flush()
+        for part in (_LENGTH.pack(len(settings)) + settings, _LENGTH.pack(len(data)), data):
+            left = memoryview(part)
+            while left:
+                waits.until_ready(child.stdin, writing=True)
+                left = left[child.stdin.write(left) or 0:]  # None: the pipe filled up after all
     except BrokenPipeError:  # the child died; what it died of is read from its exit
         pass
 
 
-def _received(child: subprocess.Popen[bytes], limits: VideoLimits) -> Iterator[SampledFrame]:
+def _received(child: subprocess.Popen[bytes], limits: VideoLimits, waits: _Waits) -> Iterator[SampledFrame]:
     """The frames the child sends for one video, until it says the video is done; InputError for
     an error it reports, for its death, and for anything it sends outside the limits."""
-    read, opened_ok = child.stdout.read, False
+    opened_ok = False
+
+    def read(size: int) -> bytes:
+        """`size` bytes from the child, fewer only where its pipe ends."""
+        data = bytearray()
+        while len(data) < size:
+            waits.until_ready(child.stdout)
+            if not (part := child.stdout.read(size - len(data))):
+                break
+            data += part
+        return bytes(data)
+
     try:
         while (kind := read(1)) != _DONE:
             if kind == _OPENED:

@@ -26,8 +26,8 @@ MIDDLE = (0.25, 0.75)  # the middle of a span, as fractions of its length
 @dataclass(frozen=True)
 class VideoSampling:
     """How a video is read: `sample_fps` frames a second are looked at, downscaled to a short side
-    of at most `short_side` (keyframes keep that size), and a shot longer than `keyframe_every_s`
-    gets a keyframe for each such part of it."""
+    of at most `short_side` and a long side of at most MAX_SAMPLE_ASPECT times it (keyframes keep
+    that size), and a shot longer than `keyframe_every_s` gets a keyframe for each such part of it."""
 
     sample_fps: float = 5.0
     short_side: int = 288

@@ -144,6 +144,21 @@ def test_frames_are_sampled_and_downscaled_while_decoding(small_video: bytes) ->
     assert {f.pixels.shape for f in frames} == {(60, 80, 3)}
 
 
+@pytest.mark.parametrize(("width", "height", "sample"), [
+    (16, 65536, (1, 1152)),    # 1152 = MAX_SAMPLE_ASPECT x 288; 16 x 1152 / 65536 rounds to 0, kept at 1
+    (4096, 32, (1152, 9)),     # 32 x 1152 / 4096 = 9
+    (16, 1024, (16, 1024)),    # within both bounds: as it is
+    (1080, 2340, (288, 624)),  # a phone's portrait video keeps its short side
+])
+def test_a_thin_videos_keyframes_are_bounded_by_their_long_side(width: int, height: int, sample: tuple[int, int]) -> None:
+    """The short side alone left a thin video as it was: a 16x65536 VP9 frame reached the signals at
+    3 MiB a keyframe, 7 times a 4K frame's (x264 refuses heights over 16384, VP9 does not)."""
+    data = encode_video([np.full((height, width, 3), 40 * i, np.uint8) for i in range(3)], 5, codec="libvpx-vp9", container="webm",
+                        options={"deadline": "realtime", "cpu-used": "8"})
+    keyframes = list(video_keyframes(data))
+    assert keyframes and {k.pixels.shape for k in keyframes} == {(sample[1], sample[0], 3)}
+
+
 def _frame_times(data: bytes, skip: str | None = None) -> list[float]:
     import av
 

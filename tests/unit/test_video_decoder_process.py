@@ -9,6 +9,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 
 from sample_corpus.videos import bad_videos, encode_video
+from signals.contracts import is_retried_error
 from signals.decode import InputError
 from signals.video.decode import VideoLimits, sample_frames
 from signals.video.decoder_process import DECODER
@@ -86,6 +88,44 @@ def test_a_child_killed_mid_video_is_that_videos_error(small_video: bytes) -> No
     with pytest.raises(InputError, match=r"video decoding crashed \(Killed\)"):
         list(frames)
     assert len(_decoded(small_video)) == 5
+
+
+def test_a_stopped_child_is_killed_after_the_wait_limit_a_retried_error(small_video: bytes) -> None:
+    """A child stopped mid-video uses no CPU, so no CPU limit ends it: the worker waited on it for
+    good. Now it is killed once the worker has waited `max_wait_s` on it, and the video's error is
+    retried (the stop was the machine's doing); the next video gets a fresh child."""
+    frames = DECODER.frames(encode_video(_ramp(240), 24), replace(VideoLimits(), max_wait_s=2.0), 5.0, 32)
+    next(frames)
+    (stopped,) = _decoder_pids()
+    os.kill(stopped, signal.SIGSTOP)
+    started = time.monotonic()
+    with pytest.raises(InputError, match=r"^transient: video decoding kept the worker waiting over 2 s, over the limit") as error:
+        list(frames)
+    assert 1.0 < time.monotonic() - started < 30 and is_retried_error(str(error.value))
+    assert stopped not in _decoder_pids() and not Path(f"/proc/{stopped}").exists()  # killed and reaped
+    assert len(_decoded(small_video)) == 5
+
+
+def test_a_child_stopped_between_videos_does_not_hold_the_next_ones_bytes(small_video: bytes) -> None:
+    """Bytes beyond the pipe's buffer (64 KiB) wait on the child to read them: stopped while idle,
+    it held the worker in that write; the same limit ends it."""
+    _decoded(small_video)
+    (stopped,) = _decoder_pids()
+    os.kill(stopped, signal.SIGSTOP)
+    with pytest.raises(InputError, match=r"^transient: video decoding kept the worker waiting over 1 s"):
+        _decoded(small_video + bytes(4 * 2**20), replace(VideoLimits(), max_wait_s=1.0))
+    assert not Path(f"/proc/{stopped}").exists() and len(_decoded(small_video)) == 5
+
+
+def test_the_wait_limit_counts_only_the_wait_on_the_child(small_video: bytes) -> None:
+    """The worker's own time between frames (its signals on a chunk of keyframes) is not the
+    child's: a worker slower than the limit between every two frames gets every frame."""
+    here = [(f.time_s, f.pixels.tobytes()) for f in sample_frames(small_video, VideoLimits(), 5.0, 32)]
+    received = []
+    for frame in DECODER.frames(small_video, replace(VideoLimits(), max_wait_s=0.5), 5.0, 32):
+        received.append((frame.time_s, frame.pixels.tobytes()))
+        time.sleep(0.6)
+    assert received == here
 
 
 def test_a_video_left_unfinished_stops_its_child(small_video: bytes) -> None:

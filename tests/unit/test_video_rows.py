@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import sys
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -142,6 +144,20 @@ def test_a_bad_video_is_one_error_row_in_each_table() -> None:
         assert row["status"] == "error" and row["error"], bad.kind
         assert keyframe_row["keyframe_index"] == NO_KEYFRAME and keyframe_row["time_s"] is None
         assert (keyframe_row["status"], keyframe_row["error"]) == (row["status"], row["error"])
+
+
+def test_a_video_whose_decoder_stopped_is_a_retried_error_in_each_table(two_shot_video: bytes) -> None:
+    """A decoding child stopped without using CPU is killed after `max_wait_s`: the machine's
+    doing, so the next refresh computes the video again (a permanent error would keep it for good)."""
+    embedder = EfficientNetImageEmbedder(config("image_embedding"))  # never loaded: nothing reaches the model
+    assert list(video_keyframes(two_shot_video))  # the worker's child is idle now
+    os.kill(DECODER._idle.pid, signal.SIGSTOP)
+    reading = VideoReading(replace(VideoReading().limits, max_wait_s=1.0))
+    padded = two_shot_video + bytes(4 * 2**20)  # more than the pipe holds: the stopped child must take it
+    keyframes_batch, video_batch = video_rows([(embedder, _stamp(embedder))], _item(padded), reading)[0]
+    (row,), (keyframe_row,) = video_batch.to_pylist(), keyframes_batch.to_pylist()
+    assert row["error"].startswith("transient: video decoding kept the worker waiting over 1 s") and is_retried_error(row["error"])
+    assert keyframe_row["keyframe_index"] == NO_KEYFRAME and keyframe_row["error"] == row["error"]
 
 
 def test_output_rows_give_video_items_their_video_rows_and_photos_theirs(two_shot_video: bytes) -> None:
