@@ -70,6 +70,7 @@ from jobs.engine import (
 from jobs.videos import image_signals, keyframe_rows
 from lake import delta_io, spark_io
 from lake.ledger import NOTHING_TO_DO, SUCCEEDED
+from lake.upkeep import is_compaction
 from rollout.models import build_signals
 from signals.base import Signal
 from signals.contracts import EMBEDDINGS, KEYFRAMES, LABELS, RETRIED_ERROR_PREFIXES, STATUS_ERROR, STATUS_OK, TableContract, is_retried_error
@@ -144,7 +145,7 @@ def last_refresh(root: str) -> LastRefresh | None:
             return None
         read = int(entry.get(READ_VERSION, entry["version"]))
         since = [e for e in [*history[:at], *(e for e in history[at + 1:] if int(e["version"]) > read)]
-                 if e.get("upkeep") != "compaction" and not e.get("operation", "").startswith(KEEPS_ROWS)]
+                 if not is_compaction(e) and not e.get("operation", "").startswith(KEEPS_ROWS)]
         return LastRefresh(int(entry[CORPUS_VERSION]), entry.get(REFRESHED, ""),
                            tuple(int(e[CORPUS_VERSION]) if CORPUS_VERSION in e else None for e in since),
                            frozenset({entry.get(CORPUS_MAPPING), *(e.get(CORPUS_MAPPING) for e in since)}))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable, write_deltalake
 
 from lake import delta_io
+from lake.upkeep import is_compaction
 from signals.base import ModelRef
 from signals.contracts import RUNS, STATUS_OK
 
@@ -129,15 +130,20 @@ def outcomes_of(table_root: str, run_id: str, models: Mapping[str, ModelRef]) ->
     return outcomes
 
 
-def committed_outcome(run_id: str, signal: str, model: ModelRef, table_roots: Sequence[str]) -> tuple[SignalOutcome, int] | None:
+def committed_outcome(run_id: str, signal: str, model: ModelRef, table_roots: Sequence[str]) -> tuple[SignalOutcome | None, int] | None:
     """What run `run_id` committed for `signal` (its outcome and the table version), or None if
     the run committed to none of the tables holding the signal: a commit of the run to another
     table (the embeddings, before a kill) does not count for a label signal. A commit that wrote no
-    row of the signal counts where the table holds it (a refresh that only dropped takedowns)."""
+    row of the signal counts where the table holds it (a refresh that only dropped takedowns), and
+    a compaction (maintain's, whose rows name the table in `signal`) counts as is, with no outcome:
+    it wrote no row of its own."""
     app_id = f"content-signals/{run_id}"
     for root in table_roots:
         if not delta_io.committed(root, app_id):
             continue
+        commit = delta_io.commit_of(root, app_id)
+        if is_compaction(commit):
+            return None, int(commit["version"])
         outcome = outcomes_of(root, run_id, {signal: model})[0]
         if outcome.rows_in or any(f.partition_values.get("signal") == signal and f.partition_values.get("model_version") == model.version
                                   for f in delta_io.live_files(root)):
@@ -145,9 +151,10 @@ def committed_outcome(run_id: str, signal: str, model: ModelRef, table_roots: Se
     return None
 
 
-def reconcile(root: str, table_roots: Sequence[str]) -> list[RunRecord]:
-    """Close the ledger entries of runs that started but never ended: `succeeded` where a
-    table holds the signal's rows from the run's commit, else `abandoned`. Returns what was added."""
+def reconcile(root: str, tables_of: Callable[[RunRecord], Sequence[str]]) -> list[RunRecord]:
+    """Close the ledger entries of runs that started but never ended: `succeeded` where one of
+    the tables the entry's run commits to (`tables_of`: their roots) holds the signal's rows from
+    the run's commit (or its compaction), else `abandoned`. Returns what was added."""
     if not DeltaTable.is_deltatable(root):
         return []
     runs = delta_io.read_arrow(root).to_pylist()
@@ -158,12 +165,12 @@ def reconcile(root: str, table_roots: Sequence[str]) -> list[RunRecord]:
                  if not _may_be_alive(record, now)]
     closed = []
     for record in open_runs:
-        found = committed_outcome(record.run_id, record.signal, ModelRef(record.model_name, record.model_version), table_roots)
+        found = committed_outcome(record.run_id, record.signal, ModelRef(record.model_name, record.model_version), tables_of(record))
         if found:
             outcome, version = found
+            counts = {"rows_in": outcome.rows_in, "rows_ok": outcome.rows_ok, "rows_error": outcome.rows_error} if outcome else {}
             closed.append(replace(record, status=SUCCEEDED, message="recovered: committed before the run died",
-                                  rows_in=outcome.rows_in, rows_ok=outcome.rows_ok, rows_error=outcome.rows_error,
-                                  table_version=version, finished_at=now))
+                                  table_version=version, finished_at=now, **counts))
         else:
             closed.append(replace(record, status=ABANDONED, message="died before committing; its files were never visible",
                                   finished_at=now))

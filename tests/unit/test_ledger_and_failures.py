@@ -24,10 +24,10 @@ from signals.contracts import EMBEDDINGS
 NOW = dt.datetime(2026, 11, 20, 6, tzinfo=dt.UTC)
 
 
-def _started(run_id: str, signal: str) -> ledger.RunRecord:
+def _started(run_id: str, signal: str, job: str = "backfill") -> ledger.RunRecord:
     """A `started` row of a run whose driver (a pid that is not alive here) died."""
     dead = max(os.getpid() + 1_000_000, 4_000_000)
-    return ledger.RunRecord(run_id, "backfill", signal, "m", "1", None, None, None, None, None, ledger.STARTED,
+    return ledger.RunRecord(run_id, job, signal, "m", "1", None, None, None, None, None, ledger.STARTED,
                             f"driver {os.uname().nodename}:{dead}", None, NOW, NOW)
 
 
@@ -37,7 +37,7 @@ def test_a_run_killed_after_its_embeddings_commit_is_succeeded_for_those_and_aba
     rows = make_rows(run_id=run_id, per_slice=3)
     version = delta_io.commit_files(embeddings, EMBEDDINGS, write(embeddings, rows), f"content-signals/{run_id}", {"run_id": run_id})
     ledger.record_runs(runs, [_started(run_id, "image_embedding"), _started(run_id, "image_safety")])
-    closed = {r.signal: r for r in ledger.reconcile(runs, [embeddings, labels])}
+    closed = {r.signal: r for r in ledger.reconcile(runs, lambda _: [embeddings, labels])}
     assert closed["image_embedding"].status == ledger.SUCCEEDED
     assert closed["image_embedding"].rows_in == len({r["content_id"] for r in rows if r["signal"] == "image_embedding"})
     assert closed["image_embedding"].table_version == version
@@ -63,7 +63,7 @@ def test_a_refresh_that_only_dropped_takedowns_and_died_after_its_commit_succeed
     version = delta_io.commit_files(embeddings, EMBEDDINGS, [], "content-signals/refresh-killed", {"run_id": "refresh-killed"},
                                     remove=lambda live: live.path == taken_down.path)
     ledger.record_runs(runs, [_started("refresh-killed", "text_embedding"), _started("refresh-killed", "image_safety")])
-    closed = {r.signal: r for r in ledger.reconcile(runs, [embeddings, labels])}
+    closed = {r.signal: r for r in ledger.reconcile(runs, lambda _: [embeddings, labels])}
     assert (closed["text_embedding"].status, closed["text_embedding"].rows_in, closed["text_embedding"].table_version) == (ledger.SUCCEEDED, 0, version)
     assert closed["image_safety"].status == ledger.ABANDONED  # the embeddings table does not hold it
 
