@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
@@ -97,8 +98,12 @@ class RunRecord:
 
 def record_runs(root: str, records: Sequence[RunRecord]) -> None:
     """Append the records to the ledger table at `root` (created on first use)."""
-    rows = [{**asdict(r), "duration_s": r.duration_s} for r in records]
-    write_deltalake(root, pa.Table.from_pylist(rows, schema=RUNS.schema), mode="append")
+    write_deltalake(root, _as_rows(records), mode="append")
+
+
+def _as_rows(records: Sequence[RunRecord]) -> pa.Table:
+    """The records as rows of the ledger table."""
+    return pa.Table.from_pylist([{**asdict(r), "duration_s": r.duration_s} for r in records], schema=RUNS.schema)
 
 
 def recorded(root: str, run_ids: Collection[str]) -> set[str]:
@@ -151,13 +156,33 @@ def committed_outcome(run_id: str, signal: str, model: ModelRef, table_roots: Se
     return None
 
 
-def reconcile(root: str, tables_of: Callable[[RunRecord], Sequence[str]]) -> list[RunRecord]:
+def reconcile(root: str, tables_of: Callable[[RunRecord], Sequence[str]], max_attempts: int = 8) -> list[RunRecord]:
     """Close the ledger entries of runs that started but never ended: `succeeded` where one of
     the tables the entry's run commits to (`tables_of`: their roots) holds the signal's rows from
-    the run's commit (or its compaction), else `abandoned`. Returns what was added."""
+    the run's commit (or its compaction), else `abandoned`. The closing rows are committed against
+    the ledger version read: if anything was appended since (another job starting at once may have
+    closed the same entries), the ledger is read again, so no entry is closed twice; after
+    `max_attempts` the entries are left to the next run. Returns what was added."""
     if not DeltaTable.is_deltatable(root):
         return []
-    runs = delta_io.read_arrow(root).to_pylist()
+    for _ in range(max_attempts):
+        version = delta_io.snapshot(root).version()
+        closed = _closing(root, version, tables_of)
+        if not closed:
+            return []
+        files = delta_io.write_driver_rows(root, RUNS, _as_rows(closed), f"part-reconcile-{uuid.uuid4().hex}")
+        try:
+            delta_io.commit_files(root, RUNS, files, f"content-signals/reconcile/{uuid.uuid4().hex}", {"job": "reconcile"},
+                                  read_version=version)
+        except delta_io.CommitConflict:
+            continue
+        return closed
+    return []
+
+
+def _closing(root: str, read: int, tables_of: Callable[[RunRecord], Sequence[str]]) -> list[RunRecord]:
+    """The closing rows of the entries open at version `read` of the ledger whose runs are dead."""
+    runs = delta_io.read_arrow(root, read).to_pylist()
     ended = {(r["run_id"], r["signal"]) for r in runs if r["status"] in TERMINAL}
     now = datetime.now(UTC)
     open_runs = [record for record in (RunRecord(**{k: v for k, v in r.items() if k != "duration_s"}) for r in runs
@@ -174,6 +199,4 @@ def reconcile(root: str, tables_of: Callable[[RunRecord], Sequence[str]]) -> lis
         else:
             closed.append(replace(record, status=ABANDONED, message="died before committing; its files were never visible",
                                   finished_at=now))
-    if closed:
-        record_runs(root, closed)
     return closed

@@ -147,3 +147,26 @@ def test_a_deleted_data_file_of_a_table_without_days_is_damage_with_how_to_heal(
     advice = re.search(r"python -c \"(.+?)\"", failure.message)[1]
     exec(advice)  # what the message says heals the table: its other rows read again
     assert delta_io.read_arrow(str(root))["run_id"].to_pylist() in (["r1"], ["r2"])
+
+
+def test_two_runs_reconciling_a_dead_run_at_once_close_it_once(tmp_path: Path, monkeypatch) -> None:
+    """Found in review: two jobs starting at once after a run died both read its entry open, and
+    both appended its closing rows. Here the other job's reconciliation lands between this one's
+    read of the ledger and its append."""
+    embeddings, runs = str(tmp_path / "embeddings"), str(tmp_path / "runs")
+    version = delta_io.commit_files(embeddings, EMBEDDINGS, write(embeddings, make_rows(run_id="killed", per_slice=2)),
+                                    "content-signals/killed", {"run_id": "killed"})
+    ledger.record_runs(runs, [_started("killed", "image_embedding"), _started("killed", "image_safety")])
+    real, other = ledger.committed_outcome, {}
+
+    def other_job_reconciles_first(*args, **kwargs):
+        if "closed" not in other:
+            other["closed"] = []  # the other job's own reads are not raced
+            other["closed"] = ledger.reconcile(runs, lambda _: [embeddings])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ledger, "committed_outcome", other_job_reconciles_first)
+    mine = ledger.reconcile(runs, lambda _: [embeddings])
+    closing = sorted((r["signal"], r["status"], r["table_version"]) for r in delta_io.read_arrow(runs).to_pylist() if r["status"] != ledger.STARTED)
+    assert closing == [("image_embedding", ledger.SUCCEEDED, version), ("image_safety", ledger.ABANDONED, None)]
+    assert len(other["closed"]) == 2 and mine == []  # the other job closed them; this one, reading again, found nothing open
