@@ -235,6 +235,7 @@ def tracked(signals: dict[str, Signal]) -> list[Tracked]:
 
 
 LEDGER_TABLES = (EMBEDDINGS, LABELS, DUPLICATES)  # where the runs in the ledger commit
+UPKEEP_JOB = "maintain"  # its ledger rows are one per table it maintains (named in `signal`), its commits that table's compaction
 CORPUS_VERSION = "corpus_version"  # commit metadata of the jobs that write signal rows: the corpus version they read
 CORPUS_MAPPING = "corpus_mapping"  # ... and the corpus they read, but for its version (lake.corpus.CorpusTable.mapping_id)
 
@@ -247,7 +248,7 @@ def recorded(settings: Settings, run: Run, entries: Sequence[Tracked],
     table the run did not commit to, and `succeeded` for those it did (a run that died after
     its embeddings commit did compute its embeddings)."""
     root = settings.table_root(RUNS.name)
-    ledger.reconcile(root, [settings.table_root(c.name) for c in LEDGER_TABLES])
+    ledger.reconcile(root, lambda record: committed_to(settings, record))
 
     def record(entry: Tracked, status: str, message: str | None, outcome: SignalOutcome | None, version: int | None) -> ledger.RunRecord:
         counts = (outcome.rows_in, outcome.rows_ok, outcome.rows_error) if outcome else (None, None, None)
@@ -272,6 +273,12 @@ def recorded(settings: Settings, run: Run, entries: Sequence[Tracked],
                             else record(e, ledger.FAILED, reason, None, None))
             ledger.record_runs(root, rows)
             raise
+
+
+def committed_to(settings: Settings, record: ledger.RunRecord) -> list[str]:
+    """The roots of the tables a ledger row's run commits to, where reconciling looks for its commit:
+    upkeep's commit to the table the row names is no commit of another table's row."""
+    return [settings.table_root(record.signal)] if record.job == UPKEEP_JOB else [settings.table_root(c.name) for c in LEDGER_TABLES]
 
 
 def run_outcomes(settings: Settings, run_id: str, signals: dict[str, Signal]) -> list[SignalOutcome]:

@@ -30,7 +30,7 @@ from deltalake import DeltaTable
 from mlflow.exceptions import MlflowException
 
 from conf.settings import Settings, UsageError
-from jobs.engine import Run, RunResult, Tracked, recorded
+from jobs.engine import UPKEEP_JOB, Run, RunResult, Tracked, recorded
 from jobs.refresh import last_refresh
 from lake.ledger import NOTHING_TO_DO, SUCCEEDED
 from lake.registry import Registry, registry_exists
@@ -40,7 +40,7 @@ from signals.base import ModelRef
 from signals.contracts import ALERTS, CORPUS, DUPLICATES, EMBEDDINGS, HUMAN_LABELS, KEYFRAMES, LABELS, RUNS, SIGNAL_STATS, WEAK_LABELS
 from training.gate import is_head
 
-JOB = "maintain"
+JOB = UPKEEP_JOB
 TABLES = {c.name: c for c in (EMBEDDINGS, LABELS, KEYFRAMES, DUPLICATES, RUNS, SIGNAL_STATS, ALERTS, HUMAN_LABELS, WEAK_LABELS, CORPUS)}
 REFRESHED_TABLES = (EMBEDDINGS, LABELS, KEYFRAMES)  # tables whose refresh commits record the corpus version they compared
 LINEAGE_PARAMS = {"embeddings_version": EMBEDDINGS, "duplicates_version": DUPLICATES, "human_labels_version": HUMAN_LABELS,

@@ -34,6 +34,10 @@ item of several rows, labels or keyframes, when any of them is one). Other error
 
 Resume needs no bookkeeping: the comparison is against what is committed, so a run killed
 before its commit is simply redone by the next one, and one killed after it finds nothing left.
+A retry with the run id (`--run-id`) of a run killed between its tables' commits computes only
+the tables the run has not committed to (a table's commit is made once per run id: work for
+another could not be committed), from the corpus version the run read; what changed in the
+corpus since is the next refresh's.
 """
 from __future__ import annotations
 
@@ -70,6 +74,7 @@ from jobs.engine import (
 from jobs.videos import image_signals, keyframe_rows
 from lake import delta_io, spark_io
 from lake.ledger import NOTHING_TO_DO, SUCCEEDED
+from lake.upkeep import is_compaction
 from rollout.models import build_signals
 from signals.base import Signal
 from signals.contracts import EMBEDDINGS, KEYFRAMES, LABELS, RETRIED_ERROR_PREFIXES, STATUS_ERROR, STATUS_OK, TableContract, is_retried_error
@@ -144,7 +149,7 @@ def last_refresh(root: str) -> LastRefresh | None:
             return None
         read = int(entry.get(READ_VERSION, entry["version"]))
         since = [e for e in [*history[:at], *(e for e in history[at + 1:] if int(e["version"]) > read)]
-                 if e.get("upkeep") != "compaction" and not e.get("operation", "").startswith(KEEPS_ROWS)]
+                 if not is_compaction(e) and not e.get("operation", "").startswith(KEEPS_ROWS)]
         return LastRefresh(int(entry[CORPUS_VERSION]), entry.get(REFRESHED, ""),
                            tuple(int(e[CORPUS_VERSION]) if CORPUS_VERSION in e else None for e in since),
                            frozenset({entry.get(CORPUS_MAPPING), *(e.get(CORPUS_MAPPING) for e in since)}))
@@ -429,7 +434,8 @@ def run_refresh(spark: SparkSession, settings: Settings, run_id: str | None = No
     done = already_committed(settings, run, by_output(signals))
     if done:
         return done
-    corpus = (source, source.version())  # plan and apply read the same corpus
+    earlier = earlier_commits(settings, run)
+    corpus = (source, read_by(earlier, source) or source.version())  # plan and apply read the same corpus
     grouped = by_output(signals)
     # a video item's image signals have rows in the keyframes table too; a corpus that maps no video has no video item,
     # so an existing keyframes table is still planned (with nothing to compute) and every row of it is stale
@@ -438,17 +444,34 @@ def run_refresh(spark: SparkSession, settings: Settings, run_id: str | None = No
     plans = []
     for contract, mine, videos_only in tables:
         table_root = settings.table_root(contract.name)
+        if contract.name in earlier:  # its commit for this run id is made: work for it could not be committed
+            continue
         if mine or DeltaTable.is_deltatable(table_root):  # takedowns reach every table
             plans.append(plan_refresh(spark, settings, contract, mine, corpus, plan_scope(table_root, mine, corpus, full), videos_only))
     try:
-        return _apply_plans(spark, settings, run, signals, placed, plans, corpus)
+        return _apply_plans(spark, settings, run, signals, placed, plans, corpus, {name: int(c["version"]) for name, c in earlier.items()})
     finally:
         for plan in plans:
             plan.release()
 
 
+def earlier_commits(settings: Settings, run: Run) -> dict[str, dict]:
+    """table -> the log's record of this run id's commit to it, made by an earlier attempt of the
+    run (`--run-id`, killed between its tables' commits): a retry makes the others only."""
+    roots = {c.name: settings.table_root(c.name) for c in (EMBEDDINGS, LABELS, KEYFRAMES)}
+    return {name: delta_io.commit_of(root, run.app_id) for name, root in roots.items() if delta_io.committed(root, run.app_id)}
+
+
+def read_by(commits: dict[str, dict], source: CorpusSource) -> int | None:
+    """The version of this corpus that these commits of a run read (None: none, or another corpus
+    or a corpus without versions): a retry reads it too, so its tables agree with those committed."""
+    return next((int(c[CORPUS_VERSION]) for c in commits.values() if CORPUS_VERSION in c and c.get(CORPUS_MAPPING) == source.mapping_id()),
+                None)
+
+
 def _apply_plans(spark: SparkSession, settings: Settings, run: Run, signals: dict[str, Signal], placed: dict[str, Placement],
-                 plans: list[Plan], corpus: CorpusAt) -> RunResult:
+                 plans: list[Plan], corpus: CorpusAt, earlier: dict[str, int]) -> RunResult:
+    """Apply the plans in the ledger; `earlier`: the versions of the run's commits an earlier attempt made (table -> version)."""
     compared = "; ".join(f"{plan.contract.name}: {plan.scope.describe()}" for plan in plans)
     skipped = next((plan.corpus_check.describe() for plan in plans if plan.corpus_check and plan.corpus_check.skipped), None)
     with recorded(settings, run, tracked(signals)) as finish:
@@ -461,7 +484,7 @@ def _apply_plans(spark: SparkSession, settings: Settings, run: Run, signals: dic
             computed = sum(sum(plan.todo.values()) for plan in plans)
             reused = sum(sum(plan.reused.values()) for plan in plans)
             dropped = sum(plan.rewrite.dropped_items for plan in plans)
-            result = RunResult(run.run_id, SUCCEEDED, {name: c.version for name, c in committed.items()}, run_outcomes(settings, run.run_id, signals),
+            result = RunResult(run.run_id, SUCCEEDED, {**earlier, **{name: c.version for name, c in committed.items()}}, run_outcomes(settings, run.run_id, signals),
                                " ".join(filter(None, [f"computed {computed} items, copied {reused} from committed rows of the same input, "
                                                       f"dropped {dropped} stale items (compared {compared})", skipped])),
                                [use for c in committed.values() for use in c.executors])

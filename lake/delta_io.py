@@ -305,14 +305,20 @@ def write_driver_rows(root: str, contract: TableContract, rows: pa.Table, prefix
 
 
 def version_of_commit(root: str, app_id: str) -> int:
-    """The table version whose commit carries `app_id`, however old: the newest commits are
-    searched first (a run just committed is found in one short read), then ever more of the log."""
+    """The table version whose commit carries `app_id`, however old."""
+    return int(commit_of(root, app_id)["version"])
+
+
+def commit_of(root: str, app_id: str) -> dict[str, Any]:
+    """The log's record of the commit that carries `app_id` (its version, operation and custom
+    metadata), however old: the newest commits are searched first (a run just committed is found
+    in one short read), then ever more of the log."""
     table, limit = DeltaTable(root), 64
     while True:
         entries = table.history(limit)
         for entry in entries:
             if entry.get("app_id") == app_id:
-                return int(entry["version"])
+                return entry
         if len(entries) < limit:
             raise LookupError(f"no commit tagged {app_id!r} in the {len(entries)} versions of {root} still in its log")
         limit *= 8

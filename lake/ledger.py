@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Collection, Iterator, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable, write_deltalake
 
 from lake import delta_io
+from lake.upkeep import is_compaction
 from signals.base import ModelRef
 from signals.contracts import RUNS, STATUS_OK
 
@@ -96,8 +98,12 @@ class RunRecord:
 
 def record_runs(root: str, records: Sequence[RunRecord]) -> None:
     """Append the records to the ledger table at `root` (created on first use)."""
-    rows = [{**asdict(r), "duration_s": r.duration_s} for r in records]
-    write_deltalake(root, pa.Table.from_pylist(rows, schema=RUNS.schema), mode="append")
+    write_deltalake(root, _as_rows(records), mode="append")
+
+
+def _as_rows(records: Sequence[RunRecord]) -> pa.Table:
+    """The records as rows of the ledger table."""
+    return pa.Table.from_pylist([{**asdict(r), "duration_s": r.duration_s} for r in records], schema=RUNS.schema)
 
 
 def recorded(root: str, run_ids: Collection[str]) -> set[str]:
@@ -129,15 +135,20 @@ def outcomes_of(table_root: str, run_id: str, models: Mapping[str, ModelRef]) ->
     return outcomes
 
 
-def committed_outcome(run_id: str, signal: str, model: ModelRef, table_roots: Sequence[str]) -> tuple[SignalOutcome, int] | None:
+def committed_outcome(run_id: str, signal: str, model: ModelRef, table_roots: Sequence[str]) -> tuple[SignalOutcome | None, int] | None:
     """What run `run_id` committed for `signal` (its outcome and the table version), or None if
     the run committed to none of the tables holding the signal: a commit of the run to another
     table (the embeddings, before a kill) does not count for a label signal. A commit that wrote no
-    row of the signal counts where the table holds it (a refresh that only dropped takedowns)."""
+    row of the signal counts where the table holds it (a refresh that only dropped takedowns), and
+    a compaction (maintain's, whose rows name the table in `signal`) counts as is, with no outcome:
+    it wrote no row of its own."""
     app_id = f"content-signals/{run_id}"
     for root in table_roots:
         if not delta_io.committed(root, app_id):
             continue
+        commit = delta_io.commit_of(root, app_id)
+        if is_compaction(commit):
+            return None, int(commit["version"])
         outcome = outcomes_of(root, run_id, {signal: model})[0]
         if outcome.rows_in or any(f.partition_values.get("signal") == signal and f.partition_values.get("model_version") == model.version
                                   for f in delta_io.live_files(root)):
@@ -145,12 +156,33 @@ def committed_outcome(run_id: str, signal: str, model: ModelRef, table_roots: Se
     return None
 
 
-def reconcile(root: str, table_roots: Sequence[str]) -> list[RunRecord]:
-    """Close the ledger entries of runs that started but never ended: `succeeded` where a
-    table holds the signal's rows from the run's commit, else `abandoned`. Returns what was added."""
+def reconcile(root: str, tables_of: Callable[[RunRecord], Sequence[str]], max_attempts: int = 8) -> list[RunRecord]:
+    """Close the ledger entries of runs that started but never ended: `succeeded` where one of
+    the tables the entry's run commits to (`tables_of`: their roots) holds the signal's rows from
+    the run's commit (or its compaction), else `abandoned`. The closing rows are committed against
+    the ledger version read: if anything was appended since (another job starting at once may have
+    closed the same entries), the ledger is read again, so no entry is closed twice; after
+    `max_attempts` the entries are left to the next run. Returns what was added."""
     if not DeltaTable.is_deltatable(root):
         return []
-    runs = delta_io.read_arrow(root).to_pylist()
+    for _ in range(max_attempts):
+        version = delta_io.snapshot(root).version()
+        closed = _closing(root, version, tables_of)
+        if not closed:
+            return []
+        files = delta_io.write_driver_rows(root, RUNS, _as_rows(closed), f"part-reconcile-{uuid.uuid4().hex}")
+        try:
+            delta_io.commit_files(root, RUNS, files, f"content-signals/reconcile/{uuid.uuid4().hex}", {"job": "reconcile"},
+                                  read_version=version)
+        except delta_io.CommitConflict:
+            continue
+        return closed
+    return []
+
+
+def _closing(root: str, read: int, tables_of: Callable[[RunRecord], Sequence[str]]) -> list[RunRecord]:
+    """The closing rows of the entries open at version `read` of the ledger whose runs are dead."""
+    runs = delta_io.read_arrow(root, read).to_pylist()
     ended = {(r["run_id"], r["signal"]) for r in runs if r["status"] in TERMINAL}
     now = datetime.now(UTC)
     open_runs = [record for record in (RunRecord(**{k: v for k, v in r.items() if k != "duration_s"}) for r in runs
@@ -158,15 +190,13 @@ def reconcile(root: str, table_roots: Sequence[str]) -> list[RunRecord]:
                  if not _may_be_alive(record, now)]
     closed = []
     for record in open_runs:
-        found = committed_outcome(record.run_id, record.signal, ModelRef(record.model_name, record.model_version), table_roots)
+        found = committed_outcome(record.run_id, record.signal, ModelRef(record.model_name, record.model_version), tables_of(record))
         if found:
             outcome, version = found
+            counts = {"rows_in": outcome.rows_in, "rows_ok": outcome.rows_ok, "rows_error": outcome.rows_error} if outcome else {}
             closed.append(replace(record, status=SUCCEEDED, message="recovered: committed before the run died",
-                                  rows_in=outcome.rows_in, rows_ok=outcome.rows_ok, rows_error=outcome.rows_error,
-                                  table_version=version, finished_at=now))
+                                  table_version=version, finished_at=now, **counts))
         else:
             closed.append(replace(record, status=ABANDONED, message="died before committing; its files were never visible",
                                   finished_at=now))
-    if closed:
-        record_runs(root, closed)
     return closed

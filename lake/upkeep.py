@@ -23,6 +23,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import unquote
 
 import pyarrow as pa
@@ -136,6 +137,15 @@ def uncompactable(root: str, contract: TableContract, version: int) -> list[str]
     return reasons
 
 
+UPKEEP, COMPACTION = "upkeep", "compaction"  # the commit metadata of a compaction
+
+
+def is_compaction(commit: Mapping[str, Any]) -> bool:
+    """Whether a log entry (`DeltaTable.history`) is a compaction's, which moves rows and writes
+    none of its run's: no row tells that the run committed it."""
+    return commit.get(UPKEEP) == COMPACTION
+
+
 def compact(root: str, contract: TableContract, bins: list[list[delta_io.LiveFile]], read_version: int, app_id: str,
             file_prefix: str, metadata: Mapping[str, str]) -> int:
     """Write each group's rows as one file and commit them, with the removal of the groups'
@@ -150,7 +160,7 @@ def compact(root: str, contract: TableContract, bins: list[list[delta_io.LiveFil
             raise RuntimeError(f"{root}: compacting {len(group)} files of {rows_in} rows wrote {rows_out}; nothing committed")
         files += written
     inputs = {f.path for group in bins for f in group}
-    return delta_io.commit_files(root, contract, files, app_id, {**metadata, "upkeep": "compaction"},
+    return delta_io.commit_files(root, contract, files, app_id, {**metadata, UPKEEP: COMPACTION},
                                  remove=lambda live: live.path in inputs, read_version=read_version, data_change=False)
 
 

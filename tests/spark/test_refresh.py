@@ -4,6 +4,9 @@ runs either both land or one stops with a conflict and succeeds when retried. Ev
 compared with a from-scratch backfill of the same corpus that was never interrupted."""
 from __future__ import annotations
 
+from pathlib import Path
+from urllib.parse import unquote
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -13,10 +16,11 @@ from deltalake import DeltaTable
 
 from jobs.backfill import run_backfill
 from jobs.corpus import Window
+from jobs.engine import CORPUS_VERSION
 from jobs.refresh import run_refresh
 from lake import delta_io, ledger, spark_io
 from rollout.models import build_signals
-from signals.contracts import EMBEDDINGS
+from signals.contracts import EMBEDDINGS, LABELS
 
 pytestmark = pytest.mark.spark
 
@@ -445,3 +449,37 @@ def test_a_backfill_that_lands_between_a_refresh_s_read_and_its_commit_leaves_no
     assert not pending and set(new) <= set(_embeddings(settings)["content_id"].to_pylist())  # the race happened
     assert "since version" in run_refresh(spark, settings).message
     _assert_taken_down_as_a_full_refresh_takes_them_down(spark, settings, reference, gone)
+
+
+def test_a_refresh_retried_on_a_changed_corpus_after_its_embeddings_commit_claims_no_work_it_did_not_commit(
+        spark, backfilled_and_reference, monkeypatch):
+    """Found in review: a `refresh --run-id` retried after its embeddings commit landed, the corpus
+    having changed in between, computed the embeddings of the change and did not commit them (the
+    run id's commit was already in the log), and said it succeeded."""
+    settings, reference = backfilled_and_reference
+    for lakehouse in (settings, reference):
+        edit_corpus(lakehouse.table_root("corpus"))
+    real = delta_io.commit_files
+
+    def killed_before_the_labels_commit(root, contract, *args, **kwargs):
+        if contract is LABELS:
+            raise KeyboardInterrupt("killed after the embeddings commit")
+        return real(root, contract, *args, **kwargs)
+
+    monkeypatch.setattr(delta_io, "commit_files", killed_before_the_labels_commit)
+    with pytest.raises(KeyboardInterrupt):
+        run_refresh(spark, settings, run_id="refresh-retried")
+    monkeypatch.undo()
+    for lakehouse in (settings, reference):
+        edit_corpus(lakehouse.table_root("corpus"), drop=0, add=0)  # retitles the same items again before the retry
+    root, app_id = settings.table_root("embeddings"), "content-signals/refresh-retried"
+    committed = delta_io.version_of_commit(root, app_id)
+    retried = run_refresh(spark, settings, run_id="refresh-retried")
+    written = {str(p.relative_to(root)) for p in Path(root).rglob("part-refresh-retried*.parquet")}
+    assert written and written <= {unquote(f.path) for f in delta_io.live_files(root)}  # nothing computed and left uncommitted
+    assert retried.status == ledger.SUCCEEDED and retried.table_versions["embeddings"] == committed
+    read = {table: delta_io.commit_of(settings.table_root(table), app_id)[CORPUS_VERSION] for table in ("embeddings", "labels")}
+    assert read["embeddings"] == read["labels"]  # the run's tables agree with one corpus version
+    run_refresh(spark, settings)  # the next refresh brings every table to the corpus
+    run_backfill(spark, reference)
+    _assert_same_rows(settings, reference)

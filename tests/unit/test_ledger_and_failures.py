@@ -24,10 +24,10 @@ from signals.contracts import EMBEDDINGS
 NOW = dt.datetime(2026, 11, 20, 6, tzinfo=dt.UTC)
 
 
-def _started(run_id: str, signal: str) -> ledger.RunRecord:
+def _started(run_id: str, signal: str, job: str = "backfill") -> ledger.RunRecord:
     """A `started` row of a run whose driver (a pid that is not alive here) died."""
     dead = max(os.getpid() + 1_000_000, 4_000_000)
-    return ledger.RunRecord(run_id, "backfill", signal, "m", "1", None, None, None, None, None, ledger.STARTED,
+    return ledger.RunRecord(run_id, job, signal, "m", "1", None, None, None, None, None, ledger.STARTED,
                             f"driver {os.uname().nodename}:{dead}", None, NOW, NOW)
 
 
@@ -37,7 +37,7 @@ def test_a_run_killed_after_its_embeddings_commit_is_succeeded_for_those_and_aba
     rows = make_rows(run_id=run_id, per_slice=3)
     version = delta_io.commit_files(embeddings, EMBEDDINGS, write(embeddings, rows), f"content-signals/{run_id}", {"run_id": run_id})
     ledger.record_runs(runs, [_started(run_id, "image_embedding"), _started(run_id, "image_safety")])
-    closed = {r.signal: r for r in ledger.reconcile(runs, [embeddings, labels])}
+    closed = {r.signal: r for r in ledger.reconcile(runs, lambda _: [embeddings, labels])}
     assert closed["image_embedding"].status == ledger.SUCCEEDED
     assert closed["image_embedding"].rows_in == len({r["content_id"] for r in rows if r["signal"] == "image_embedding"})
     assert closed["image_embedding"].table_version == version
@@ -63,7 +63,7 @@ def test_a_refresh_that_only_dropped_takedowns_and_died_after_its_commit_succeed
     version = delta_io.commit_files(embeddings, EMBEDDINGS, [], "content-signals/refresh-killed", {"run_id": "refresh-killed"},
                                     remove=lambda live: live.path == taken_down.path)
     ledger.record_runs(runs, [_started("refresh-killed", "text_embedding"), _started("refresh-killed", "image_safety")])
-    closed = {r.signal: r for r in ledger.reconcile(runs, [embeddings, labels])}
+    closed = {r.signal: r for r in ledger.reconcile(runs, lambda _: [embeddings, labels])}
     assert (closed["text_embedding"].status, closed["text_embedding"].rows_in, closed["text_embedding"].table_version) == (ledger.SUCCEEDED, 0, version)
     assert closed["image_safety"].status == ledger.ABANDONED  # the embeddings table does not hold it
 
@@ -147,3 +147,26 @@ def test_a_deleted_data_file_of_a_table_without_days_is_damage_with_how_to_heal(
     advice = re.search(r"python -c \"(.+?)\"", failure.message)[1]
     exec(advice)  # what the message says heals the table: its other rows read again
     assert delta_io.read_arrow(str(root))["run_id"].to_pylist() in (["r1"], ["r2"])
+
+
+def test_two_runs_reconciling_a_dead_run_at_once_close_it_once(tmp_path: Path, monkeypatch) -> None:
+    """Found in review: two jobs starting at once after a run died both read its entry open, and
+    both appended its closing rows. Here the other job's reconciliation lands between this one's
+    read of the ledger and its append."""
+    embeddings, runs = str(tmp_path / "embeddings"), str(tmp_path / "runs")
+    version = delta_io.commit_files(embeddings, EMBEDDINGS, write(embeddings, make_rows(run_id="killed", per_slice=2)),
+                                    "content-signals/killed", {"run_id": "killed"})
+    ledger.record_runs(runs, [_started("killed", "image_embedding"), _started("killed", "image_safety")])
+    real, other = ledger.committed_outcome, {}
+
+    def other_job_reconciles_first(*args, **kwargs):
+        if "closed" not in other:
+            other["closed"] = []  # the other job's own reads are not raced
+            other["closed"] = ledger.reconcile(runs, lambda _: [embeddings])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ledger, "committed_outcome", other_job_reconciles_first)
+    mine = ledger.reconcile(runs, lambda _: [embeddings])
+    closing = sorted((r["signal"], r["status"], r["table_version"]) for r in delta_io.read_arrow(runs).to_pylist() if r["status"] != ledger.STARTED)
+    assert closing == [("image_embedding", ledger.SUCCEEDED, version), ("image_safety", ledger.ABANDONED, None)]
+    assert len(other["closed"]) == 2 and mine == []  # the other job closed them; this one, reading again, found nothing open

@@ -15,14 +15,16 @@ import pytest
 from conftest import settings_for
 from deltalake import CommitProperties, DeltaTable, QueryBuilder, write_deltalake
 from test_delta_io import log_actions, make_rows, write
+from test_ledger_and_failures import _started
 
 from conf.settings import UsageError
+from jobs import maintain
 from jobs.dry_run import refresh_scope
 from jobs.engine import CORPUS_VERSION
 from jobs.failures import DAMAGED, explain
-from jobs.maintain import UpkeepFailed, named_versions, run_maintain
+from jobs.maintain import UpkeepFailed, named_versions, policy_of, run_maintain
 from jobs.refresh import REFRESHED, last_refresh
-from lake import delta_io, upkeep
+from lake import delta_io, ledger, upkeep
 from retrieval import index_store
 from retrieval.vector_index import EXACT, IndexKind, VectorIndex
 from signals.contracts import ALERTS, CORPUS, EMBEDDINGS, KEYFRAMES, RUNS
@@ -538,3 +540,51 @@ def test_a_table_whose_upkeep_fails_does_not_stop_the_others(tmp_path: Path) -> 
     ended = {r["signal"]: r for r in ledger if r["status"] != "started"}
     assert {s: r["status"] for s, r in ended.items()} == {"embeddings": "failed", "corpus": "failed"}  # the run failed, and says what it did
     assert all("upkeep of embeddings failed" in r["message"] and "corpus: files" in r["message"] for r in ended.values())
+
+
+def _closing_rows(settings, run_id: str) -> dict[str, list[tuple]]:
+    """table -> the (status, table version) of each row the ledger closed `run_id`'s entry for it with."""
+    rows = delta_io.read_arrow(settings.table_root(RUNS.name)).to_pylist()
+    closing: dict[str, list[tuple]] = {}
+    for r in rows:
+        if r["run_id"] == run_id and r["status"] != ledger.STARTED:
+            closing.setdefault(r["signal"], []).append((r["status"], r["table_version"]))
+    return closing
+
+
+def test_a_maintain_killed_after_its_compaction_commit_is_recovered_as_succeeded(tmp_path: Path) -> None:
+    """Found in review: the next run closed it as `abandoned` ("died before committing"), since a
+    compaction writes no row of its run and the ledger looked for the run's rows."""
+    settings, _ = _corpus_lakehouse(tmp_path, changes=4)
+    root = settings.table_root(EMBEDDINGS.name)
+    done = upkeep.maintain_table(root, EMBEDDINGS, policy_of(settings), set(), "content-signals/maintain-killed", "part-maintain-killed",
+                                 {"job": maintain.JOB, "run_id": "maintain-killed"})
+    assert done.compaction_version is not None
+    ledger.record_runs(settings.table_root(RUNS.name), [_started("maintain-killed", name, maintain.JOB) for name in ("embeddings", "labels")])
+
+    run_maintain(settings, ["corpus"])  # the next run reconciles the killed one
+
+    assert _closing_rows(settings, "maintain-killed") == {"embeddings": [(ledger.SUCCEEDED, done.compaction_version)],
+                                                          "labels": [(ledger.ABANDONED, None)]}
+
+
+def test_a_maintain_that_fails_after_compacting_tables_records_them_as_succeeded(tmp_path: Path, monkeypatch) -> None:
+    """Found in review: a compacted table was recorded `failed`, and a compacted run ledger made the
+    recording of the failure itself raise KeyError (it counted the ledger's rows as signal rows)."""
+    settings, _ = _corpus_lakehouse(tmp_path, changes=4)
+    run_maintain(settings, ["corpus"])  # the ledger gets rows, and files to compact
+    real = maintain.maintain_table
+
+    def failing_on_the_corpus(root: str, *args, **kwargs) -> upkeep.Upkeep:
+        if root == settings.table_root(CORPUS.name):
+            raise OSError("the corpus's store went away")
+        return real(root, *args, **kwargs)
+
+    monkeypatch.setattr(maintain, "maintain_table", failing_on_the_corpus)
+    with pytest.raises(UpkeepFailed) as failed:
+        run_maintain(settings, ["embeddings", "runs", "corpus"])
+    compacted = {u.table: u.compaction_version for u in failed.value.done}
+    assert None not in compacted.values() and set(compacted) == {"embeddings", "runs"}
+    run_id = next(r["run_id"] for r in delta_io.read_arrow(settings.table_root(RUNS.name)).to_pylist() if r["signal"] == "runs")
+    assert _closing_rows(settings, run_id) == {"embeddings": [(ledger.SUCCEEDED, compacted["embeddings"])],
+                                               "runs": [(ledger.SUCCEEDED, compacted["runs"])], "corpus": [(ledger.FAILED, None)]}
