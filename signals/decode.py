@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -178,38 +179,70 @@ def is_jpeg(image: Image.Image) -> bool:
     return isinstance(image, JpegImagePlugin.JpegImageFile)
 
 
-def jpeg_frame(data: bytes) -> int | None:
-    """A JPEG's frame marker (0xC0 baseline, 0xC2 progressive, 0xC3 lossless, ...: the SOFn byte),
-    by walking its segments from SOI, or None where they lead to none before anything unexpected;
-    PIL's header parser does not say which frame it read."""
+def _jpeg_segments(data: bytes) -> Iterator[tuple[int, int]]:
+    """(marker, offset of its 0xFF) of a JPEG's segments from SOI, up to and including its first
+    scan (SOS), stopping at anything unexpected; a thumbnail inside a segment is skipped with it."""
     at = 2
     while at + 4 <= len(data) and data[at] == 0xFF:
         marker = data[at + 1]
         if marker == 0xFF:  # a fill byte before the marker
             at += 1
-        elif marker in JPEG_FRAMES:
+            continue
+        if 0xD0 <= marker <= 0xD9 or marker in (0x00, 0x01):  # a marker with no segment
+            return
+        yield marker, at
+        if marker == 0xDA:
+            return
+        at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+
+
+def jpeg_frame(data: bytes) -> int | None:
+    """A JPEG's frame marker (0xC0 baseline, 0xC2 progressive, 0xC3 lossless, ...: the SOFn byte),
+    by walking its segments from SOI, or None where they lead to none before a scan or anything
+    unexpected; PIL's header parser does not say which frame it read."""
+    for marker, _ in _jpeg_segments(data):
+        if marker in JPEG_FRAMES:
             return marker
-        elif marker == 0xDA or 0xD0 <= marker <= 0xD9 or marker in (0x00, 0x01):  # a scan, or a marker with no segment
+        if marker == 0xDA:
             return None
-        else:
-            at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+    return None
+
+
+def first_scan_components(data: bytes) -> int | None:
+    """How many components a JPEG's first scan holds (its SOS's Ns), or None where its segments
+    lead to no scan: libjpeg buffers the whole image's coefficients when it holds fewer than the
+    frame (a sequential JPEG of one scan per component)."""
+    for marker, at in _jpeg_segments(data):
+        if marker == 0xDA and at + 4 < len(data):
+            return data[at + 4]
     return None
 
 
 def check_jpeg(data: bytes, image: ImageFile.ImageFile, limits: DecodeLimits) -> None:
     """Raise InputError for a JPEG whose decoding would cost what its header does not show: more
     than MAX_JPEG_SCANS scans (each walks every block of the whole image, so a few bytes a scan
-    buy seconds each: 10,000 empty scans took 49 s), or, progressive, coefficients for every
-    pixel of its full size (2 bytes a component), which a draft's smaller output does not save."""
+    buy seconds each: 10,000 empty scans took 49 s), or coefficients for every pixel of its full
+    size (2 bytes a component), which a draft's smaller output does not save: libjpeg holds them
+    for a progressive JPEG and for a sequential one whose first scan holds fewer components than
+    its frame (a 2 MB 13000x13000 JPEG of one scan per component, drafted to 1625x1625, held 1 GB),
+    so a JPEG whose first scan its segments do not lead to is charged them too."""
     scans = data.count(b"\xff\xda")  # SOS markers: entropy-coded data stuffs every 0xff, so each is a scan (or a thumbnail's)
     if scans > MAX_JPEG_SCANS:
         raise InputError(f"JPEG has {scans} scans, over the {MAX_JPEG_SCANS} scan limit")
+    first_scan = first_scan_components(data)
     if image.info.get("progressive") or image.info.get("progression"):
-        width, height = image.size
-        cost = 2 * len(image.getbands()) * width * height
-        if cost > limits.max_decode_bytes:
-            raise InputError(f"progressive JPEG {width}x{height} {image.mode}: its coefficients need {cost} bytes, "
-                             f"over the {limits.max_decode_bytes} byte limit")
+        kind = "progressive JPEG"
+    elif first_scan is None:  # libjpeg skips bytes between segments that our walk stops at: it may be either
+        kind = "JPEG whose first scan is not found"
+    elif first_scan < image.layers:
+        kind = "JPEG of non-interleaved scans"
+    else:
+        return
+    width, height = image.size
+    cost = 2 * len(image.getbands()) * width * height
+    if cost > limits.max_decode_bytes:
+        raise InputError(f"{kind} {width}x{height} {image.mode}: its coefficients need {cost} bytes, "
+                         f"over the {limits.max_decode_bytes} byte limit")
 
 
 def _draft(image: ImageFile.ImageFile, data: bytes, resize_short_side: int | None) -> None:

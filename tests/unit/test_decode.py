@@ -12,8 +12,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.hostile import EPS, lossless_jpeg, lying_ico, malformed_exif_jpeg, multi_picture, png, progressive_jpeg
-from signals.decode import DECODABLE_FORMATS, MAX_JPEG_SCANS, MODE_BYTES_PER_PIXEL, DecodeLimits, InputError, check_size, decode_image, jpeg_frame
+from benchmarks.hostile import EPS, lossless_jpeg, lying_ico, malformed_exif_jpeg, multi_picture, png, progressive_jpeg, sequential_jpeg
+from signals.decode import (
+    DECODABLE_FORMATS,
+    MAX_JPEG_SCANS,
+    MODE_BYTES_PER_PIXEL,
+    DecodeLimits,
+    InputError,
+    check_size,
+    decode_image,
+    first_scan_components,
+    jpeg_frame,
+)
 
 
 def _encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -437,3 +447,21 @@ def test_a_progressive_jpeg_is_charged_what_its_decoding_costs() -> None:
     photo = io.BytesIO()
     Image.effect_noise((640, 480), 40).convert("RGB").save(photo, "JPEG", progressive=True, quality=85)  # a real encoder's scans
     assert decode_image(photo.getvalue()).size == (640, 480)
+
+
+def test_a_sequential_jpeg_of_a_scan_per_component_is_charged_its_coefficients() -> None:
+    """libjpeg holds every coefficient of the full size for a sequential JPEG whose first scan
+    holds fewer components than its frame, as for a progressive one, whatever the draft: a 2 MB
+    13000x13000 one drafted to 1625x1625 for a model held 1 GB. The same pixels in one
+    interleaved scan are streamed, and decode."""
+    separate, together = sequential_jpeg(8000), sequential_jpeg(8000, interleaved=True)
+    assert (first_scan_components(separate), first_scan_components(together)) == (1, 3)
+    assert jpeg_frame(separate) == 0xC0
+    with pytest.raises(InputError, match="JPEG of non-interleaved scans 8000x8000 RGB: its coefficients need 384000000 bytes"):
+        decode_image(separate, resize_short_side=224)
+    assert decode_image(together, resize_short_side=224).size == (1000, 1000)
+    scan = separate.index(b"\xff\xda")  # a stray byte before the scan: libjpeg skips it, our walk of the segments stops
+    with pytest.raises(InputError, match="JPEG whose first scan is not found 8000x8000 RGB: its coefficients need"):
+        decode_image(separate[:scan] + b"\x00" + separate[scan:], resize_short_side=224)
+    small = decode_image(sequential_jpeg(2000), resize_short_side=224)  # within the budget: decoded, the same pixels
+    assert np.array_equal(np.asarray(small), np.asarray(decode_image(sequential_jpeg(2000, interleaved=True), resize_short_side=224)))
