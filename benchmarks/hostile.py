@@ -197,7 +197,9 @@ def _deep_png() -> Iterator[tuple[str, bytes]]:
 
 def _largest_allowed() -> Iterator[tuple[str, bytes]]:
     """Images just inside the default limits: what a worker must be able to afford."""
-    from signals.decode import MODE_BYTES_PER_PIXEL, DecodeLimits
+    from PIL import Image
+
+    from signals.decode import FORMAT_BYTES_PER_PIXEL, MODE_BYTES_PER_PIXEL, DecodeLimits
 
     limits = DecodeLimits()
     for label, color_type, depth, mode, channels in (("RGB", 2, 8, "RGB", 3), ("RGBA", 6, 8, "RGBA", 4), ("16-bit grey", 0, 16, "I;16", 2)):
@@ -208,6 +210,8 @@ def _largest_allowed() -> Iterator[tuple[str, bytes]]:
     yield f"png grey {side}x{side} (P/L modes)", png(side, side, 0, 8, _noisy_rows(side, 1))
     side = int(min(limits.max_pixels, limits.max_decode_bytes // MODE_BYTES_PER_PIXEL["RGB"]) ** 0.5)
     yield f"jpeg RGB {side}x{side} rotated by EXIF", _rotated_jpeg(side)
+    side = int(min(limits.max_pixels, limits.max_decode_bytes // (MODE_BYTES_PER_PIXEL["RGB"] + FORMAT_BYTES_PER_PIXEL["WEBP"])) ** 0.5)
+    yield f"webp RGB {side}x{side}", _pil(Image.effect_noise((side, side), 60).convert("RGB"), "WEBP", quality=90)
     short = 200
     yield f"png {short}x{int(short * limits.max_aspect)} (the widest aspect)", png(int(short * limits.max_aspect), short, 2, 8, _noisy_rows(int(short * limits.max_aspect), 3))
 

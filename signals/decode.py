@@ -37,6 +37,10 @@ MODE_BYTES_PER_PIXEL = {
     "I": 17, "F": 17,  # 4 + 4 (array) + 1 + 4 (RGB) + 4 (rotated source)
 }
 _UNKNOWN_MODE_BYTES = 17
+# Bytes per pixel a format's decoder holds on top of its mode's: libwebp decodes into an RGBA
+# canvas of its own, which Pillow copies out as bytes before filling its image (a 4600x4600 RGB
+# WebP peaked at 324 MiB, 16 bytes a pixel, where its mode is charged 9).
+FORMAT_BYTES_PER_PIXEL = {"WEBP": 8}
 DRAFT_OVERSAMPLING = 4  # a drafted JPEG keeps at least this many pixels per pixel of the model's resize
 # JPEG frame (SOFn) markers, DHT, JPG and DAC excepted; a lossless frame cannot be decoded at a reduced scale
 JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
@@ -54,8 +58,9 @@ class DecodeLimits:
 
     Budget the defaults guarantee, per image, on one core: decoding and the model's preprocessing
     hold at most about `max_decode_bytes` (192 MiB) beyond the worker's baseline whatever the mode,
-    because each mode is charged its peak bytes per pixel (MODE_BYTES_PER_PIXEL): an 8-bit RGB
-    JPEG may have 22M pixels (5760x3840), a 16-bit grey PNG 18M, an RGBA PNG 16M, never 8000x8000;
+    because each mode is charged its peak bytes per pixel (MODE_BYTES_PER_PIXEL, and a WebP its
+    decoder's canvas: FORMAT_BYTES_PER_PIXEL): an 8-bit RGB JPEG may have 22M pixels (5760x3840),
+    a 16-bit grey PNG 18M, an RGBA PNG 16M, an RGB WebP 11.8M, never 8000x8000;
     and they take under 2 s (the worst image of each hostile class and the largest images
     allowed are measured by `make bench`, benchmarks/hostile.py). No side may be more than
     `max_aspect` times the other, and a model's resize of the short side to N (N x N*aspect
@@ -82,17 +87,19 @@ class DecodeLimits:
         object.__setattr__(self, "formats", formats)
 
 
-def check_size(width: int, height: int, mode: str, limits: DecodeLimits) -> None:
-    """Raise InputError when an image of this header size and mode is outside `limits`."""
+def check_size(width: int, height: int, mode: str, limits: DecodeLimits, image_format: str | None = None) -> None:
+    """Raise InputError when an image of this header size and mode (and format, whose decoder
+    may hold more: FORMAT_BYTES_PER_PIXEL) is outside `limits`."""
     if width * height > limits.max_pixels:
         raise InputError(f"image claims {width}x{height} pixels, over the {limits.max_pixels} pixel limit")
     if min(width, height) < limits.min_side:
         raise InputError(f"image is {width}x{height}, under the minimum side {limits.min_side}")
     if max(width, height) > limits.max_aspect * min(width, height):
         raise InputError(f"image is {width}x{height}, an aspect ratio over the {limits.max_aspect:g}:1 limit")
-    cost = width * height * MODE_BYTES_PER_PIXEL.get(mode, _UNKNOWN_MODE_BYTES)
+    cost = width * height * (MODE_BYTES_PER_PIXEL.get(mode, _UNKNOWN_MODE_BYTES) + FORMAT_BYTES_PER_PIXEL.get(image_format or "", 0))
     if cost > limits.max_decode_bytes:
-        raise InputError(f"image is {width}x{height} {mode}: decoding needs {cost} bytes, over the {limits.max_decode_bytes} byte limit")
+        what = f"{mode} {image_format}" if image_format in FORMAT_BYTES_PER_PIXEL else mode
+        raise InputError(f"image is {width}x{height} {what}: decoding needs {cost} bytes, over the {limits.max_decode_bytes} byte limit")
 
 
 def check_resized(width: int, height: int, short_side: int | None, limits: DecodeLimits) -> None:
@@ -158,7 +165,7 @@ def decode_image(data: bytes | None, limits: DecodeLimits = DecodeLimits(), resi
             check_jpeg(data, image, limits)
         _draft(image, data, resize_short_side)
         width, height = image.size
-        check_size(width, height, image.mode, limits)
+        check_size(width, height, image.mode, limits, image.format)
         image.load()
         if image.size != (width, height):
             raise InputError(f"image decoded to {image.width}x{image.height}, not the {width}x{height} its header claims")

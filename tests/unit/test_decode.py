@@ -15,6 +15,7 @@ from PIL import Image
 from benchmarks.hostile import EPS, lossless_jpeg, lying_ico, malformed_exif_jpeg, multi_picture, png, progressive_jpeg, sequential_jpeg
 from signals.decode import (
     DECODABLE_FORMATS,
+    FORMAT_BYTES_PER_PIXEL,
     MAX_JPEG_SCANS,
     MODE_BYTES_PER_PIXEL,
     DecodeLimits,
@@ -465,3 +466,16 @@ def test_a_sequential_jpeg_of_a_scan_per_component_is_charged_its_coefficients()
         decode_image(separate[:scan] + b"\x00" + separate[scan:], resize_short_side=224)
     small = decode_image(sequential_jpeg(2000), resize_short_side=224)  # within the budget: decoded, the same pixels
     assert np.array_equal(np.asarray(small), np.asarray(decode_image(sequential_jpeg(2000, interleaved=True), resize_short_side=224)))
+
+
+def test_a_webp_is_charged_its_decoders_canvas() -> None:
+    """libwebp decodes into an RGBA canvas of its own, which Pillow copies out as bytes before
+    filling its image: a 4600x4600 RGB WebP, within the budget by its mode alone, peaked at
+    324 MiB against the 192 MiB budget. The same pixels as a PNG cost only their mode."""
+    photo = _noise_rgb((100, 100))
+    limits = DecodeLimits(max_decode_bytes=100 * 100 * MODE_BYTES_PER_PIXEL["RGB"])
+    assert decode_image(_encode(photo, "PNG"), limits).size == (100, 100)
+    with pytest.raises(InputError, match=r"100x100 RGB WEBP: decoding needs 170000 bytes, over the 90000 byte limit"):
+        decode_image(_encode(photo, "WEBP", lossless=True), limits)
+    roomy = DecodeLimits(max_decode_bytes=100 * 100 * (MODE_BYTES_PER_PIXEL["RGB"] + FORMAT_BYTES_PER_PIXEL["WEBP"]))
+    assert np.array_equal(np.asarray(decode_image(_encode(photo, "WEBP", lossless=True), roomy)), np.asarray(photo))
