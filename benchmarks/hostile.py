@@ -202,7 +202,8 @@ def _largest_allowed() -> Iterator[tuple[str, bytes]]:
     from signals.decode import FORMAT_BYTES_PER_PIXEL, MODE_BYTES_PER_PIXEL, DecodeLimits
 
     limits = DecodeLimits()
-    for label, color_type, depth, mode, channels in (("RGB", 2, 8, "RGB", 3), ("RGBA", 6, 8, "RGBA", 4), ("16-bit grey", 0, 16, "I;16", 2)):
+    for label, color_type, depth, mode, channels in (("RGB", 2, 8, "RGB", 3), ("RGBA", 6, 8, "RGBA", 4), ("grey+alpha", 4, 8, "LA", 2),
+                                                     ("16-bit grey", 0, 16, "I;16", 2)):
         pixels = min(limits.max_pixels, limits.max_decode_bytes // MODE_BYTES_PER_PIXEL[mode])
         side = int(pixels**0.5)
         yield f"png {label} {side}x{side}", png(side, side, color_type, depth, _noisy_rows(side, channels))

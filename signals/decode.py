@@ -28,12 +28,15 @@ DECODABLE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 
 # Peak bytes per pixel that `decode_image` holds for an image of each mode PIL opens: PIL's own
 # storage (1 byte a pixel for one 8-bit band, 2 for 16-bit, 4 for everything else), plus the
-# conversion to RGB (4 bytes a pixel), plus a second copy where an EXIF rotation transposes it.
+# conversion to RGB (4 bytes a pixel), plus a second copy of the source from `exif_transpose`
+# (rotated, or copied as it is where no rotation is asked for).
 MODE_BYTES_PER_PIXEL = {
-    "1": 9, "L": 9, "P": 9,  # 1 + 4 (RGB) + 4 (rotated RGB); P with transparency goes through RGBA: 1 + 4 + 4
+    "1": 9, "L": 9,  # 1 + 4 (RGB) + 4 (rotated RGB)
+    "P": 10,  # with transparency it goes through RGBA: 1 + 1 (rotated) + 4 (RGBA) + 4 (RGB)
     "I;16": 11, "I;16B": 11, "I;16L": 11, "I;16N": 11,  # 2 + 2 (array) + 1 (8-bit) + 4 (RGB) + 2 (rotated source)
     "RGB": 9, "YCbCr": 9,  # 4 + 4 (rotated) + the JPEG decoder's buffers
-    "RGBA": 12, "LA": 12, "PA": 12, "CMYK": 12, "LAB": 12, "HSV": 12,  # 4 + 4 (rotated) + 4 (RGB)
+    "RGBA": 12, "CMYK": 12, "LAB": 12, "HSV": 12,  # 4 + 4 (rotated) + 4 (RGB)
+    "LA": 16, "PA": 16,  # 4 + 4 (rotated) + 4 (RGBA) + 4 (RGB)
     "I": 17, "F": 17,  # 4 + 4 (array) + 1 + 4 (RGB) + 4 (rotated source)
 }
 _UNKNOWN_MODE_BYTES = 17

@@ -4,7 +4,10 @@ every colour mode comes out as 8-bit RGB with the right pixels."""
 from __future__ import annotations
 
 import io
+import os
 import struct
+import subprocess
+import sys
 import time
 import zlib
 
@@ -479,3 +482,34 @@ def test_a_webp_is_charged_its_decoders_canvas() -> None:
         decode_image(_encode(photo, "WEBP", lossless=True), limits)
     roomy = DecodeLimits(max_decode_bytes=100 * 100 * (MODE_BYTES_PER_PIXEL["RGB"] + FORMAT_BYTES_PER_PIXEL["WEBP"]))
     assert np.array_equal(np.asarray(decode_image(_encode(photo, "WEBP", lossless=True), roomy)), np.asarray(photo))
+
+
+_PEAK_OF_DECODE = """
+import sys
+from pathlib import Path
+from signals.decode import decode_image
+def peak():
+    return int(Path("/proc/self/status").read_text().split("VmHWM:")[1].split()[0]) * 1024
+data = Path(sys.argv[1]).read_bytes()
+decode_image(data[:0] + Path(sys.argv[2]).read_bytes())  # the decoder's code and tables loaded
+before = peak()
+decode_image(data)
+print(peak() - before)
+"""
+
+
+@pytest.mark.parametrize("mode", ["LA", "P"])
+def test_the_largest_image_of_a_mode_with_alpha_decodes_within_the_budget(mode: str, tmp_path) -> None:
+    """An image with alpha is converted to RGBA before it is put over white, beside the copy
+    `exif_transpose` makes of its source: a grey+alpha PNG held 16 bytes a pixel (a 4000x4000
+    one peaked at 245 MiB) where its mode was charged 12, a transparent palette one 10 where it was
+    charged 9. The largest each mode is allowed is decoded in a fresh process, whose peak is measured."""
+    limits = DecodeLimits()
+    side = int((limits.max_decode_bytes // MODE_BYTES_PER_PIXEL[mode]) ** 0.5)
+    source = Image.new(mode, (side, side))
+    (tmp_path / "big").write_bytes(_encode(source, "PNG", compress_level=1, **({"transparency": 0} if mode == "P" else {})))
+    (tmp_path / "small").write_bytes(_encode(Image.new(mode, (8, 8)), "PNG", **({"transparency": 0} if mode == "P" else {})))
+    assert Image.open(tmp_path / "big").mode == mode
+    run = subprocess.run([sys.executable, "-c", _PEAK_OF_DECODE, str(tmp_path / "big"), str(tmp_path / "small")],
+                         capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert int(run.stdout) <= limits.max_decode_bytes + 2**20  # and a decoder's buffers: 57 KB for the palette PNG
