@@ -17,9 +17,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, JpegImagePlugin
+from PIL import Image, ImageFile, ImageOps, JpegImagePlugin, PngImagePlugin
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never a half-grey image
+# A PNG's text chunks are decompressed into its info, up to 64 MB by PIL's default, on top of the
+# pixels' budget: 64 zTXt chunks of a megabyte of one letter (a 64 KB file) held 61 MiB. Photos'
+# text (XMP, comments) is kilobytes; more than this is an error row.
+PngImagePlugin.MAX_TEXT_MEMORY = 4 * 1024 * 1024
 
 # Formats whose header states the size that decoding produces (the first frame of a GIF, WebP or
 # TIFF): the only ones the limits can be checked for before decoding. ICO, ICNS, PSD, EPS, ... are

@@ -513,3 +513,23 @@ def test_the_largest_image_of_a_mode_with_alpha_decodes_within_the_budget(mode: 
     run = subprocess.run([sys.executable, "-c", _PEAK_OF_DECODE, str(tmp_path / "big"), str(tmp_path / "small")],
                          capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert int(run.stdout) <= limits.max_decode_bytes + 2**20  # and a decoder's buffers: 57 KB for the palette PNG
+
+
+def _with_text_chunks(data: bytes, count: int, size: int) -> bytes:
+    """A PNG with `count` zTXt chunks before its IEND, each `size` bytes of one letter once decompressed."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    end = data.index(b"IEND") - 4
+    return data[:end] + b"".join(chunk(b"zTXt", b"k%d\x00\x00" % i + zlib.compress(b"a" * size, 9)) for i in range(count)) + data[end:]
+
+
+def test_a_pngs_text_chunks_are_bounded_far_below_the_pixels_budget() -> None:
+    """PIL decompresses a PNG's text chunks into its info, 64 MB of them by default: 64 chunks of a
+    megabyte of one letter, a 64 KB file, held 61 MiB on top of the pixels' budget."""
+    small = png(8, 8)
+    bomb = _with_text_chunks(small, 64, 1_000_000)
+    assert len(bomb) < 100_000
+    with pytest.raises(InputError, match="Too much memory used in text chunks"):
+        decode_image(bomb)
+    assert decode_image(_with_text_chunks(small, 3, 1_000_000)).size == (8, 8)  # megabytes of text: still a picture
