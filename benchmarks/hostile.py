@@ -139,6 +139,22 @@ def progressive_jpeg(side: int, components: int = 1, scans: int = 1) -> bytes:
     return head + scan + b"\x00" * ((blocks + 7) // 8) + scan * (scans - 1) + b"\xff\xd9"
 
 
+def sequential_jpeg(side: int, components: int = 3, interleaved: bool = False) -> bytes:
+    """A valid flat sequential (SOF0) JPEG of side x side pixels, two bits a block: one scan of
+    every component, or (`interleaved` False) one scan per component, for which libjpeg holds the
+    whole image's coefficients, as for a progressive one, even when drafted to a smaller size."""
+    blocks = ((side + 7) // 8) ** 2
+    frame = struct.pack(">BHHB", 8, side, side, components) + b"".join(bytes([i + 1, 0x11, 0]) for i in range(components))
+    one_code = bytes([1] + [0] * 15) + b"\x00"  # a single code of one bit: DC difference 0, then end of block
+    head = b"\xff\xd8" + _segment(0xDB, b"\x00" + b"\x01" * 64) + _segment(0xC0, frame) + _segment(0xC4, b"\x00" + one_code + b"\x10" + one_code)
+
+    def scan(ids: list[int]) -> bytes:
+        return _segment(0xDA, bytes([len(ids)]) + b"".join(bytes([i, 0]) for i in ids) + b"\x00\x3f\x00") + b"\x00" * ((blocks * len(ids) * 2 + 7) // 8)
+
+    ids = list(range(1, components + 1))
+    return head + (scan(ids) if interleaved else b"".join(scan([i]) for i in ids)) + b"\xff\xd9"
+
+
 def lossless_jpeg(side: int, components: int = 3) -> bytes:
     """A valid flat lossless (SOF3, predictor 1) JPEG of side x side pixels: every difference 0,
     a bit a sample. libjpeg decodes it only at full scale."""
@@ -181,10 +197,13 @@ def _deep_png() -> Iterator[tuple[str, bytes]]:
 
 def _largest_allowed() -> Iterator[tuple[str, bytes]]:
     """Images just inside the default limits: what a worker must be able to afford."""
-    from signals.decode import MODE_BYTES_PER_PIXEL, DecodeLimits
+    from PIL import Image
+
+    from signals.decode import FORMAT_BYTES_PER_PIXEL, MODE_BYTES_PER_PIXEL, DecodeLimits
 
     limits = DecodeLimits()
-    for label, color_type, depth, mode, channels in (("RGB", 2, 8, "RGB", 3), ("RGBA", 6, 8, "RGBA", 4), ("16-bit grey", 0, 16, "I;16", 2)):
+    for label, color_type, depth, mode, channels in (("RGB", 2, 8, "RGB", 3), ("RGBA", 6, 8, "RGBA", 4), ("grey+alpha", 4, 8, "LA", 2),
+                                                     ("16-bit grey", 0, 16, "I;16", 2)):
         pixels = min(limits.max_pixels, limits.max_decode_bytes // MODE_BYTES_PER_PIXEL[mode])
         side = int(pixels**0.5)
         yield f"png {label} {side}x{side}", png(side, side, color_type, depth, _noisy_rows(side, channels))
@@ -192,6 +211,8 @@ def _largest_allowed() -> Iterator[tuple[str, bytes]]:
     yield f"png grey {side}x{side} (P/L modes)", png(side, side, 0, 8, _noisy_rows(side, 1))
     side = int(min(limits.max_pixels, limits.max_decode_bytes // MODE_BYTES_PER_PIXEL["RGB"]) ** 0.5)
     yield f"jpeg RGB {side}x{side} rotated by EXIF", _rotated_jpeg(side)
+    side = int(min(limits.max_pixels, limits.max_decode_bytes // (MODE_BYTES_PER_PIXEL["RGB"] + FORMAT_BYTES_PER_PIXEL["WEBP"])) ** 0.5)
+    yield f"webp RGB {side}x{side}", _pil(Image.effect_noise((side, side), 60).convert("RGB"), "WEBP", quality=90)
     short = 200
     yield f"png {short}x{int(short * limits.max_aspect)} (the widest aspect)", png(int(short * limits.max_aspect), short, 2, 8, _noisy_rows(int(short * limits.max_aspect), 3))
 
@@ -210,6 +231,7 @@ def _progressive() -> Iterator[tuple[str, bytes]]:
     yield "progressive jpeg 4600x4600 grey, 10000 empty scans", progressive_jpeg(4600, 1, 10_000)
     yield "progressive jpeg 9459x9459 CMYK (drafted, but coefficients for every pixel)", progressive_jpeg(9459, 4)
     yield "progressive jpeg 2000x2000 grey, 10000 empty scans, opened as a multi-picture file", multi_picture(progressive_jpeg(2000, 1, 10_000))
+    yield "sequential jpeg 13000x13000 RGB, a scan per component (drafted, but coefficients for every pixel)", sequential_jpeg(13_000)
 
 
 def _eps() -> Iterator[tuple[str, bytes]]:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, field_validat
 
 from signals.decode import DecodeLimits
 from signals.fetch import FetchPolicy
-from signals.labels.perceptual_hash import bands_for, simhash_reach
+from signals.labels.perceptual_hash import bands_for, bands_for_cosine, simhash_reach
 from signals.video.decode import VideoLimits
 from signals.video.keyframes import VideoReading, VideoSampling
 from signals.video.shots import ShotDetection
@@ -143,6 +143,13 @@ class DedupSettings(_Strict):
         """LSH bands of both hashes, derived from `max_hamming`, not from the corpus size: the fewest
         that make every pHash pair within `max_hamming` bits a candidate for certain (docs/design.md)."""
         return bands_for(self.max_hamming)
+
+    @property
+    def simhash_bands(self) -> int:
+        """LSH bands of the SimHash's first word: `bands`, or more where `min_cosine` needs them: a
+        stricter pHash rule (fewer bands) must not lose the embedding rule's pairs (with one band,
+        seven in ten pairs at 0.985 shared no key)."""
+        return max(self.bands, bands_for_cosine(self.min_cosine))
 
     @property
     def simhash_hamming(self) -> int:

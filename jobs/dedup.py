@@ -132,9 +132,9 @@ def _closest_hamming(left: str, right: str) -> Column:
     return F.array_min(F.flatten(F.transform(left, lambda x: F.transform(right, lambda y: F.bit_count(x.bitwiseXOR(y))))))
 
 
-def _candidates(items: DataFrame, hashes_column: str, within: Callable[[Column], Column], rules: DedupSettings) -> DataFrame:
-    """Pairs (a < b) that share an LSH bucket of their hashes' first words (`hashes_column`: an
-    array of hashes, each an array of 64-bit words) and that `within` (of the two hashes'
+def _candidates(items: DataFrame, hashes_column: str, bands: int, within: Callable[[Column], Column], rules: DedupSettings) -> DataFrame:
+    """Pairs (a < b) that share an LSH bucket (of `bands` bands) of their hashes' first words
+    (`hashes_column`: an array of hashes, each an array of 64-bit words) and that `within` (of the two hashes'
     distance over all their words; the sides are `a` and `b`) keeps: the bucket join's chance
     meetings are dropped on a few longs, before any pair is compared.
 
@@ -148,7 +148,7 @@ def _candidates(items: DataFrame, hashes_column: str, within: Callable[[Column],
     hashes (of pictures, and of videos, apart) is skipped."""
     video = F.col("keyframe_phashes").isNotNull().alias("video")
     keyed = items.select("content_id", "edge_phashes", video, F.explode(hashes_column).alias("hash")).select(
-        "content_id", "edge_phashes", "video", "hash", F.explode(_band_keys(F.col("hash")[0], rules.bands)).alias("bucket")).distinct()
+        "content_id", "edge_phashes", "video", "hash", F.explode(_band_keys(F.col("hash")[0], bands)).alias("bucket")).distinct()
     bucket = Window.partitionBy("bucket")  # one shuffle and one sort for both windows: (bucket, hash, video) first
     anchored = keyed.withColumn("anchor", F.min("content_id").over(Window.partitionBy("bucket", "hash", "video")))
     comparable = anchored.withColumn("hashes", F.sum((F.col("content_id") == F.col("anchor")).cast("int")).over(bucket)).filter(
@@ -181,8 +181,8 @@ def candidate_pairs(items: DataFrame, rules: DedupSettings) -> DataFrame:
     exact = items.filter(F.col("exact_hash").isNotNull()).withColumn("anchor", F.min("content_id").over(Window.partitionBy("exact_hash")))
     exact_edges = exact.filter(F.col("content_id") != F.col("anchor")).select(F.col("anchor").alias("a"), F.col("content_id").alias("b"))
     confirmed_phash = _closest_hamming("a.edge_phashes", "b.edge_phashes") <= rules.confirm_hamming
-    phash_pairs = _candidates(items, "phash_words", lambda d: d <= rules.max_hamming, rules)
-    simhash_pairs = _candidates(items, "simhashes", lambda d: (d <= rules.simhash_hamming)
+    phash_pairs = _candidates(items, "phash_words", rules.bands, lambda d: d <= rules.max_hamming, rules)
+    simhash_pairs = _candidates(items, "simhashes", rules.simhash_bands, lambda d: (d <= rules.simhash_hamming)
                                 | ((d <= rules.simhash_confirm_hamming) & F.coalesce(confirmed_phash, F.lit(False))), rules)
     return functools.reduce(DataFrame.unionByName, [exact_edges, phash_pairs, simhash_pairs]).distinct()
 

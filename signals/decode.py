@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, JpegImagePlugin
+from PIL import Image, ImageFile, ImageOps, JpegImagePlugin, PngImagePlugin
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never a half-grey image
+# A PNG's text chunks are decompressed into its info, up to 64 MB by PIL's default, on top of the
+# pixels' budget: 64 zTXt chunks of a megabyte of one letter (a 64 KB file) held 61 MiB. Photos'
+# text (XMP, comments) is kilobytes; more than this is an error row.
+PngImagePlugin.MAX_TEXT_MEMORY = 4 * 1024 * 1024
 
 # Formats whose header states the size that decoding produces (the first frame of a GIF, WebP or
 # TIFF): the only ones the limits can be checked for before decoding. ICO, ICNS, PSD, EPS, ... are
@@ -27,15 +32,22 @@ DECODABLE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 
 # Peak bytes per pixel that `decode_image` holds for an image of each mode PIL opens: PIL's own
 # storage (1 byte a pixel for one 8-bit band, 2 for 16-bit, 4 for everything else), plus the
-# conversion to RGB (4 bytes a pixel), plus a second copy where an EXIF rotation transposes it.
+# conversion to RGB (4 bytes a pixel), plus a second copy of the source from `exif_transpose`
+# (rotated, or copied as it is where no rotation is asked for).
 MODE_BYTES_PER_PIXEL = {
-    "1": 9, "L": 9, "P": 9,  # 1 + 4 (RGB) + 4 (rotated RGB); P with transparency goes through RGBA: 1 + 4 + 4
+    "1": 9, "L": 9,  # 1 + 4 (RGB) + 4 (rotated RGB)
+    "P": 10,  # with transparency it goes through RGBA: 1 + 1 (rotated) + 4 (RGBA) + 4 (RGB)
     "I;16": 11, "I;16B": 11, "I;16L": 11, "I;16N": 11,  # 2 + 2 (array) + 1 (8-bit) + 4 (RGB) + 2 (rotated source)
     "RGB": 9, "YCbCr": 9,  # 4 + 4 (rotated) + the JPEG decoder's buffers
-    "RGBA": 12, "LA": 12, "PA": 12, "CMYK": 12, "LAB": 12, "HSV": 12,  # 4 + 4 (rotated) + 4 (RGB)
+    "RGBA": 12, "CMYK": 12, "LAB": 12, "HSV": 12,  # 4 + 4 (rotated) + 4 (RGB)
+    "LA": 16, "PA": 16,  # 4 + 4 (rotated) + 4 (RGBA) + 4 (RGB)
     "I": 17, "F": 17,  # 4 + 4 (array) + 1 + 4 (RGB) + 4 (rotated source)
 }
 _UNKNOWN_MODE_BYTES = 17
+# Bytes per pixel a format's decoder holds on top of its mode's: libwebp decodes into an RGBA
+# canvas of its own, which Pillow copies out as bytes before filling its image (a 4600x4600 RGB
+# WebP peaked at 324 MiB, 16 bytes a pixel, where its mode is charged 9).
+FORMAT_BYTES_PER_PIXEL = {"WEBP": 8}
 DRAFT_OVERSAMPLING = 4  # a drafted JPEG keeps at least this many pixels per pixel of the model's resize
 # JPEG frame (SOFn) markers, DHT, JPG and DAC excepted; a lossless frame cannot be decoded at a reduced scale
 JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
@@ -53,8 +65,9 @@ class DecodeLimits:
 
     Budget the defaults guarantee, per image, on one core: decoding and the model's preprocessing
     hold at most about `max_decode_bytes` (192 MiB) beyond the worker's baseline whatever the mode,
-    because each mode is charged its peak bytes per pixel (MODE_BYTES_PER_PIXEL): an 8-bit RGB
-    JPEG may have 22M pixels (5760x3840), a 16-bit grey PNG 18M, an RGBA PNG 16M, never 8000x8000;
+    because each mode is charged its peak bytes per pixel (MODE_BYTES_PER_PIXEL, and a WebP its
+    decoder's canvas: FORMAT_BYTES_PER_PIXEL): an 8-bit RGB JPEG may have 22M pixels (5760x3840),
+    a 16-bit grey PNG 18M, an RGBA PNG 16M, an RGB WebP 11.8M, never 8000x8000;
     and they take under 2 s (the worst image of each hostile class and the largest images
     allowed are measured by `make bench`, benchmarks/hostile.py). No side may be more than
     `max_aspect` times the other, and a model's resize of the short side to N (N x N*aspect
@@ -81,17 +94,19 @@ class DecodeLimits:
         object.__setattr__(self, "formats", formats)
 
 
-def check_size(width: int, height: int, mode: str, limits: DecodeLimits) -> None:
-    """Raise InputError when an image of this header size and mode is outside `limits`."""
+def check_size(width: int, height: int, mode: str, limits: DecodeLimits, image_format: str | None = None) -> None:
+    """Raise InputError when an image of this header size and mode (and format, whose decoder
+    may hold more: FORMAT_BYTES_PER_PIXEL) is outside `limits`."""
     if width * height > limits.max_pixels:
         raise InputError(f"image claims {width}x{height} pixels, over the {limits.max_pixels} pixel limit")
     if min(width, height) < limits.min_side:
         raise InputError(f"image is {width}x{height}, under the minimum side {limits.min_side}")
     if max(width, height) > limits.max_aspect * min(width, height):
         raise InputError(f"image is {width}x{height}, an aspect ratio over the {limits.max_aspect:g}:1 limit")
-    cost = width * height * MODE_BYTES_PER_PIXEL.get(mode, _UNKNOWN_MODE_BYTES)
+    cost = width * height * (MODE_BYTES_PER_PIXEL.get(mode, _UNKNOWN_MODE_BYTES) + FORMAT_BYTES_PER_PIXEL.get(image_format or "", 0))
     if cost > limits.max_decode_bytes:
-        raise InputError(f"image is {width}x{height} {mode}: decoding needs {cost} bytes, over the {limits.max_decode_bytes} byte limit")
+        what = f"{mode} {image_format}" if image_format in FORMAT_BYTES_PER_PIXEL else mode
+        raise InputError(f"image is {width}x{height} {what}: decoding needs {cost} bytes, over the {limits.max_decode_bytes} byte limit")
 
 
 def check_resized(width: int, height: int, short_side: int | None, limits: DecodeLimits) -> None:
@@ -157,7 +172,7 @@ def decode_image(data: bytes | None, limits: DecodeLimits = DecodeLimits(), resi
             check_jpeg(data, image, limits)
         _draft(image, data, resize_short_side)
         width, height = image.size
-        check_size(width, height, image.mode, limits)
+        check_size(width, height, image.mode, limits, image.format)
         image.load()
         if image.size != (width, height):
             raise InputError(f"image decoded to {image.width}x{image.height}, not the {width}x{height} its header claims")
@@ -178,38 +193,70 @@ def is_jpeg(image: Image.Image) -> bool:
     return isinstance(image, JpegImagePlugin.JpegImageFile)
 
 
-def jpeg_frame(data: bytes) -> int | None:
-    """A JPEG's frame marker (0xC0 baseline, 0xC2 progressive, 0xC3 lossless, ...: the SOFn byte),
-    by walking its segments from SOI, or None where they lead to none before anything unexpected;
-    PIL's header parser does not say which frame it read."""
+def _jpeg_segments(data: bytes) -> Iterator[tuple[int, int]]:
+    """(marker, offset of its 0xFF) of a JPEG's segments from SOI, up to and including its first
+    scan (SOS), stopping at anything unexpected; a thumbnail inside a segment is skipped with it."""
     at = 2
     while at + 4 <= len(data) and data[at] == 0xFF:
         marker = data[at + 1]
         if marker == 0xFF:  # a fill byte before the marker
             at += 1
-        elif marker in JPEG_FRAMES:
+            continue
+        if 0xD0 <= marker <= 0xD9 or marker in (0x00, 0x01):  # a marker with no segment
+            return
+        yield marker, at
+        if marker == 0xDA:
+            return
+        at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+
+
+def jpeg_frame(data: bytes) -> int | None:
+    """A JPEG's frame marker (0xC0 baseline, 0xC2 progressive, 0xC3 lossless, ...: the SOFn byte),
+    by walking its segments from SOI, or None where they lead to none before a scan or anything
+    unexpected; PIL's header parser does not say which frame it read."""
+    for marker, _ in _jpeg_segments(data):
+        if marker in JPEG_FRAMES:
             return marker
-        elif marker == 0xDA or 0xD0 <= marker <= 0xD9 or marker in (0x00, 0x01):  # a scan, or a marker with no segment
+        if marker == 0xDA:
             return None
-        else:
-            at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+    return None
+
+
+def first_scan_components(data: bytes) -> int | None:
+    """How many components a JPEG's first scan holds (its SOS's Ns), or None where its segments
+    lead to no scan: libjpeg buffers the whole image's coefficients when it holds fewer than the
+    frame (a sequential JPEG of one scan per component)."""
+    for marker, at in _jpeg_segments(data):
+        if marker == 0xDA and at + 4 < len(data):
+            return data[at + 4]
     return None
 
 
 def check_jpeg(data: bytes, image: ImageFile.ImageFile, limits: DecodeLimits) -> None:
     """Raise InputError for a JPEG whose decoding would cost what its header does not show: more
     than MAX_JPEG_SCANS scans (each walks every block of the whole image, so a few bytes a scan
-    buy seconds each: 10,000 empty scans took 49 s), or, progressive, coefficients for every
-    pixel of its full size (2 bytes a component), which a draft's smaller output does not save."""
+    buy seconds each: 10,000 empty scans took 49 s), or coefficients for every pixel of its full
+    size (2 bytes a component), which a draft's smaller output does not save: libjpeg holds them
+    for a progressive JPEG and for a sequential one whose first scan holds fewer components than
+    its frame (a 2 MB 13000x13000 JPEG of one scan per component, drafted to 1625x1625, held 1 GB),
+    so a JPEG whose first scan its segments do not lead to is charged them too."""
     scans = data.count(b"\xff\xda")  # SOS markers: entropy-coded data stuffs every 0xff, so each is a scan (or a thumbnail's)
     if scans > MAX_JPEG_SCANS:
         raise InputError(f"JPEG has {scans} scans, over the {MAX_JPEG_SCANS} scan limit")
+    first_scan = first_scan_components(data)
     if image.info.get("progressive") or image.info.get("progression"):
-        width, height = image.size
-        cost = 2 * len(image.getbands()) * width * height
-        if cost > limits.max_decode_bytes:
-            raise InputError(f"progressive JPEG {width}x{height} {image.mode}: its coefficients need {cost} bytes, "
-                             f"over the {limits.max_decode_bytes} byte limit")
+        kind = "progressive JPEG"
+    elif first_scan is None:  # libjpeg skips bytes between segments that our walk stops at: it may be either
+        kind = "JPEG whose first scan is not found"
+    elif first_scan < image.layers:
+        kind = "JPEG of non-interleaved scans"
+    else:
+        return
+    width, height = image.size
+    cost = 2 * len(image.getbands()) * width * height
+    if cost > limits.max_decode_bytes:
+        raise InputError(f"{kind} {width}x{height} {image.mode}: its coefficients need {cost} bytes, "
+                         f"over the {limits.max_decode_bytes} byte limit")
 
 
 def _draft(image: ImageFile.ImageFile, data: bytes, resize_short_side: int | None) -> None:

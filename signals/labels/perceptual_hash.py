@@ -77,6 +77,20 @@ def bands_for(max_distance: int) -> int:
     return max(1, -(-(max_distance + 1) // 3))
 
 
+def bands_for_cosine(cosine: float, miss: float = 1e-4) -> int:
+    """The fewest bands of `band_probes` that make two vectors at `cosine` share a key of their
+    64-bit SimHashes but with probability under `miss`: each bit differs independently with
+    probability angle / pi, and a band meets when it differs in at most 2 of its bits."""
+    p = math.acos(max(-1.0, min(1.0, cosine))) / math.pi
+    for bands in range(1, HASH_BITS // 2 + 1):
+        base, extra = divmod(HASH_BITS, bands)
+        widths = [base + (band < extra) for band in range(bands)]
+        missed = math.prod(1 - sum(math.comb(w, k) * p**k * (1 - p) ** (w - k) for k in range(3)) for w in widths)
+        if missed < miss:
+            return bands
+    return HASH_BITS // 2
+
+
 def band_probes(bands: int) -> list[tuple[int, int, int]]:
     """The LSH scheme, as (shift, mask, tag) per key: the key is ((h >>> shift) & mask) ^ tag.
 

@@ -260,7 +260,7 @@ def test_spark_candidates_are_the_pairs_within_reach_as_brute_force_finds(spark)
     items = spark.createDataFrame(rows, "content_id string, exact_hash string, phash long, flat boolean, simhash array<bigint>").selectExpr(
         "*", "cast(null as array<float>) as vector", "cast(null as array<bigint>) as keyframe_phashes")
     def simhashes_meet(a, b):  # beyond what the bands promise, a SimHash pair is a candidate only if its first words share a key
-        return bool(set(band_keys(a[4][0], rules.bands)) & set(band_keys(b[4][0], rules.bands)))
+        return bool(set(band_keys(a[4][0], rules.simhash_bands)) & set(band_keys(b[4][0], rules.simhash_bands)))
     brute = {(a[0], b[0]) for a, b in itertools.combinations(rows, 2)
              if hamming(a[2], b[2]) <= rules.max_hamming or simhashes_meet(a, b) and (words_apart(a[4], b[4]) <= rules.simhash_hamming
              or (words_apart(a[4], b[4]) <= rules.simhash_confirm_hamming and hamming(a[2], b[2]) <= rules.confirm_hamming))}
@@ -290,3 +290,27 @@ def test_copies_of_one_picture_are_grouped_through_one_copy_per_hash_in_any_buck
     expected = {*(("copy-0", f"copy-{i}") for i in range(1, 6)), ("copy-5", "copy-6")}
     for rules in (DedupSettings(max_bucket=4), DedupSettings()):
         assert {(r.a, r.b) for r in candidate_pairs(items, rules).collect()} == expected
+
+
+def test_embedding_copies_are_candidates_whatever_the_phash_rules_bands(spark):
+    """Forty pairs of vectors at cosine 0.99 (the embedding rule's: `min_cosine` 0.985) with
+    unrelated pHashes: every pair is compared. With `max_hamming: 2` the SimHash was bucketed on the
+    pHash rule's single band of 64 bits, and most of these pairs never met."""
+    from conf.settings import DedupSettings
+    from jobs.dedup import candidate_pairs
+    from signals.labels.perceptual_hash import embedding_simhash, to_int64
+
+    rules, rng = DedupSettings(max_hamming=2), np.random.default_rng(17)
+    a = rng.standard_normal((40, 64))
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    other = rng.standard_normal((40, 64))
+    other -= (other * a).sum(1, keepdims=True) * a
+    other /= np.linalg.norm(other, axis=1, keepdims=True)
+    b = 0.99 * a + np.sqrt(1 - 0.99**2) * other
+    phashes = [to_int64(int(h)) for h in rng.integers(0, 2**63, 80, dtype=np.uint64)]
+    rows = [(f"{side}-{i:02d}", f"h-{side}-{i}", phashes[2 * i + (side == "b")], False, [float(x) for x in v], [int(w) for w in h])
+            for side, vectors in (("a", a), ("b", b)) for i, (v, h) in enumerate(zip(vectors, embedding_simhash(vectors.astype(np.float32), rules.simhash_seed, rules.simhash_bits)))]
+    items = spark.createDataFrame(rows, "content_id string, exact_hash string, phash long, flat boolean, vector array<float>, simhash array<bigint>").selectExpr(
+        "*", "cast(null as array<bigint>) as keyframe_phashes")
+    candidates = {(r.a, r.b) for r in candidate_pairs(items, rules).collect()}
+    assert {(f"a-{i:02d}", f"b-{i:02d}") for i in range(40)} <= candidates

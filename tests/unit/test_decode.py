@@ -4,7 +4,10 @@ every colour mode comes out as 8-bit RGB with the right pixels."""
 from __future__ import annotations
 
 import io
+import os
 import struct
+import subprocess
+import sys
 import time
 import zlib
 
@@ -12,8 +15,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.hostile import EPS, lossless_jpeg, lying_ico, malformed_exif_jpeg, multi_picture, png, progressive_jpeg
-from signals.decode import DECODABLE_FORMATS, MAX_JPEG_SCANS, MODE_BYTES_PER_PIXEL, DecodeLimits, InputError, check_size, decode_image, jpeg_frame
+from benchmarks.hostile import EPS, lossless_jpeg, lying_ico, malformed_exif_jpeg, multi_picture, png, progressive_jpeg, sequential_jpeg
+from signals.decode import (
+    DECODABLE_FORMATS,
+    FORMAT_BYTES_PER_PIXEL,
+    MAX_JPEG_SCANS,
+    MODE_BYTES_PER_PIXEL,
+    DecodeLimits,
+    InputError,
+    check_size,
+    decode_image,
+    first_scan_components,
+    jpeg_frame,
+)
 
 
 def _encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -437,3 +451,85 @@ def test_a_progressive_jpeg_is_charged_what_its_decoding_costs() -> None:
     photo = io.BytesIO()
     Image.effect_noise((640, 480), 40).convert("RGB").save(photo, "JPEG", progressive=True, quality=85)  # a real encoder's scans
     assert decode_image(photo.getvalue()).size == (640, 480)
+
+
+def test_a_sequential_jpeg_of_a_scan_per_component_is_charged_its_coefficients() -> None:
+    """libjpeg holds every coefficient of the full size for a sequential JPEG whose first scan
+    holds fewer components than its frame, as for a progressive one, whatever the draft: a 2 MB
+    13000x13000 one drafted to 1625x1625 for a model held 1 GB. The same pixels in one
+    interleaved scan are streamed, and decode."""
+    separate, together = sequential_jpeg(8000), sequential_jpeg(8000, interleaved=True)
+    assert (first_scan_components(separate), first_scan_components(together)) == (1, 3)
+    assert jpeg_frame(separate) == 0xC0
+    with pytest.raises(InputError, match="JPEG of non-interleaved scans 8000x8000 RGB: its coefficients need 384000000 bytes"):
+        decode_image(separate, resize_short_side=224)
+    assert decode_image(together, resize_short_side=224).size == (1000, 1000)
+    scan = separate.index(b"\xff\xda")  # a stray byte before the scan: libjpeg skips it, our walk of the segments stops
+    with pytest.raises(InputError, match="JPEG whose first scan is not found 8000x8000 RGB: its coefficients need"):
+        decode_image(separate[:scan] + b"\x00" + separate[scan:], resize_short_side=224)
+    small = decode_image(sequential_jpeg(2000), resize_short_side=224)  # within the budget: decoded, the same pixels
+    assert np.array_equal(np.asarray(small), np.asarray(decode_image(sequential_jpeg(2000, interleaved=True), resize_short_side=224)))
+
+
+def test_a_webp_is_charged_its_decoders_canvas() -> None:
+    """libwebp decodes into an RGBA canvas of its own, which Pillow copies out as bytes before
+    filling its image: a 4600x4600 RGB WebP, within the budget by its mode alone, peaked at
+    324 MiB against the 192 MiB budget. The same pixels as a PNG cost only their mode."""
+    photo = _noise_rgb((100, 100))
+    limits = DecodeLimits(max_decode_bytes=100 * 100 * MODE_BYTES_PER_PIXEL["RGB"])
+    assert decode_image(_encode(photo, "PNG"), limits).size == (100, 100)
+    with pytest.raises(InputError, match=r"100x100 RGB WEBP: decoding needs 170000 bytes, over the 90000 byte limit"):
+        decode_image(_encode(photo, "WEBP", lossless=True), limits)
+    roomy = DecodeLimits(max_decode_bytes=100 * 100 * (MODE_BYTES_PER_PIXEL["RGB"] + FORMAT_BYTES_PER_PIXEL["WEBP"]))
+    assert np.array_equal(np.asarray(decode_image(_encode(photo, "WEBP", lossless=True), roomy)), np.asarray(photo))
+
+
+_PEAK_OF_DECODE = """
+import sys
+from pathlib import Path
+from signals.decode import decode_image
+def peak():
+    return int(Path("/proc/self/status").read_text().split("VmHWM:")[1].split()[0]) * 1024
+data = Path(sys.argv[1]).read_bytes()
+decode_image(data[:0] + Path(sys.argv[2]).read_bytes())  # the decoder's code and tables loaded
+before = peak()
+decode_image(data)
+print(peak() - before)
+"""
+
+
+@pytest.mark.parametrize("mode", ["LA", "P"])
+def test_the_largest_image_of_a_mode_with_alpha_decodes_within_the_budget(mode: str, tmp_path) -> None:
+    """An image with alpha is converted to RGBA before it is put over white, beside the copy
+    `exif_transpose` makes of its source: a grey+alpha PNG held 16 bytes a pixel (a 4000x4000
+    one peaked at 245 MiB) where its mode was charged 12, a transparent palette one 10 where it was
+    charged 9. The largest each mode is allowed is decoded in a fresh process, whose peak is measured."""
+    limits = DecodeLimits()
+    side = int((limits.max_decode_bytes // MODE_BYTES_PER_PIXEL[mode]) ** 0.5)
+    source = Image.new(mode, (side, side))
+    (tmp_path / "big").write_bytes(_encode(source, "PNG", compress_level=1, **({"transparency": 0} if mode == "P" else {})))
+    (tmp_path / "small").write_bytes(_encode(Image.new(mode, (8, 8)), "PNG", **({"transparency": 0} if mode == "P" else {})))
+    assert Image.open(tmp_path / "big").mode == mode
+    run = subprocess.run([sys.executable, "-c", _PEAK_OF_DECODE, str(tmp_path / "big"), str(tmp_path / "small")],
+                         capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert int(run.stdout) <= limits.max_decode_bytes + 2**20  # and a decoder's buffers: 57 KB for the palette PNG
+
+
+def _with_text_chunks(data: bytes, count: int, size: int) -> bytes:
+    """A PNG with `count` zTXt chunks before its IEND, each `size` bytes of one letter once decompressed."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    end = data.index(b"IEND") - 4
+    return data[:end] + b"".join(chunk(b"zTXt", b"k%d\x00\x00" % i + zlib.compress(b"a" * size, 9)) for i in range(count)) + data[end:]
+
+
+def test_a_pngs_text_chunks_are_bounded_far_below_the_pixels_budget() -> None:
+    """PIL decompresses a PNG's text chunks into its info, 64 MB of them by default: 64 chunks of a
+    megabyte of one letter, a 64 KB file, held 61 MiB on top of the pixels' budget."""
+    small = png(8, 8)
+    bomb = _with_text_chunks(small, 64, 1_000_000)
+    assert len(bomb) < 100_000
+    with pytest.raises(InputError, match="Too much memory used in text chunks"):
+        decode_image(bomb)
+    assert decode_image(_with_text_chunks(small, 3, 1_000_000)).size == (8, 8)  # megabytes of text: still a picture

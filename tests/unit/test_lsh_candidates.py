@@ -102,7 +102,7 @@ def _kept(rules: DedupSettings, a: np.ndarray, b: np.ndarray, reach: int) -> flo
     """The share of pairs (a, b) the dedup keeps as candidates on their SimHashes: their first
     words share a band key and the whole hashes are within `reach` bits."""
     ha, hb = (embedding_simhash(v, rules.simhash_seed, rules.simhash_bits) for v in (a, b))
-    return float(np.mean([words_apart(x, y) <= reach and bool(set(band_keys(int(x[0]), rules.bands)) & set(band_keys(int(y[0]), rules.bands)))
+    return float(np.mean([words_apart(x, y) <= reach and bool(set(band_keys(int(x[0]), rules.simhash_bands)) & set(band_keys(int(y[0]), rules.simhash_bands)))
                           for x, y in zip(ha, hb)]))
 
 
@@ -150,3 +150,12 @@ def test_vectors_of_several_widths_are_hashed_each_with_their_own_widths_planes(
     np.testing.assert_array_equal(np.stack([hashes[i] for i in (0, 3, 5)]), embedding_simhash(wide, seed=3, bits=128))
     np.testing.assert_array_equal(np.stack([hashes[i] for i in (1, 4)]), embedding_simhash(narrow, seed=3, bits=128))
     assert embedding_simhashes([None, None]) == [None, None]
+
+
+@pytest.mark.parametrize("max_hamming", [0, 2, 5, 10])
+def test_a_stricter_phash_rule_keeps_the_embedding_rules_pairs(max_hamming: int) -> None:
+    """The SimHash's bands were the pHash rule's: `max_hamming: 2` left one band of 64 bits, and
+    seven in ten pairs at `min_cosine` then shared no key and were never compared."""
+    rules = DedupSettings(max_hamming=max_hamming)
+    assert rules.simhash_bands >= rules.bands and DedupSettings().simhash_bands == DedupSettings().bands == 4
+    assert _kept(rules, *_pairs_at(np.random.default_rng(max_hamming), rules.min_cosine, 3000), rules.simhash_hamming) == 1.0
