@@ -25,10 +25,10 @@ from monitoring.file_summary import KEYS
 from monitoring.reference import Reference, choose_rows, merge, reference_days
 from monitoring.rules import DRIFT_RULES, Verdict, judge
 from monitoring.stats import compute_stats, require_columns
+from monitoring.superseded import SIGNAL_TABLES, Superseded
 from signals.contracts import ALERTS, EMBEDDINGS, LABELS, RUNS, SIGNAL_STATS, TableContract
 
 CHOICE_COLUMNS = ["signal", "model_version", "ds", "run_id", "items", "computed_at"]
-SIGNAL_TABLES = {"embedding": EMBEDDINGS, "label": LABELS}
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,8 @@ def table_items(settings: Settings, rows: Sequence[dict]) -> dict[tuple[str, str
 def monitor_run(spark: SparkSession, settings: Settings, run_id: str, days: Sequence[str] | None = None,
                 corpus_items: Callable[[Sequence[str]], dict[str, int]] | None = None, recompute: bool = False) -> MonitorResult:
     """Judge each (signal, model version, day) the run wrote (only `days`, if given) against its
-    reference window, keep the verdicts in `alerts` (in place of earlier verdicts on the run),
+    reference window, keep the verdicts in `alerts` (in place of earlier verdicts on the run and
+    of those it superseded; none on a day whose rows the run no longer holds: monitoring.superseded),
     and return them. `corpus_items` counts the corpus's items per day, for the row-count rule
     (not applied to challenger runs, which may compute a slice)."""
     conf = settings.monitor
@@ -195,9 +196,12 @@ def monitor_run(spark: SparkSession, settings: Settings, run_id: str, days: Sequ
 
 def _keep_verdicts(settings: Settings, run_id: str, judged: Sequence[Judged]) -> int:
     now = datetime.now(UTC)
+    found = Superseded.of(settings.lakehouse_root, [(j.kind, (j.signal, j.model_version, j.ds)) for j in judged])
+    current = [j for j in judged if run_id in found.holding[(j.signal, j.model_version, j.ds)]]  # none on rows the run no longer holds
     rows = [{"run_id": run_id, "signal": j.signal, "model_version": j.model_version, "ds": j.ds, "reference": j.reference,
              "rule": v.rule, "label": v.label, "fired": v.fired, "value": v.value, "threshold": v.threshold, "cause": v.cause,
-             "message": v.message, "evaluated_at": now} for j in judged for v in j.verdicts]
+             "message": v.message, "evaluated_at": now} for j in current for v in j.verdicts]
     contract: TableContract = ALERTS
-    return delta_io.replace_run_rows(settings.table_root(contract.name), contract, pa.Table.from_pylist(rows, schema=contract.schema),
-                                     run_id, {"job": "monitor"})
+    mine = pc.field("run_id") == run_id
+    return delta_io.replace_rows(settings.table_root(contract.name), contract, pa.Table.from_pylist(rows, schema=contract.schema), run_id,
+                                 [run_id, *found.runs], mine if found.dropped is None else mine | found.dropped, {"job": "monitor"})

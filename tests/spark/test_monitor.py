@@ -6,7 +6,8 @@ command's exit status is 5, the alerts table keeps the verdicts, and monitoring 
 replaces them; the run's dashboard is rendered in a real headless browser. Thumbnails and
 another language: the image, or text, embedding's drift alert on that day, put down to the
 corpus. A new model version of the text topics with a flatter softmax, computed beside the
-champion on the last day: its scores' drift alert, put down to the model."""
+champion on the last day: its scores' drift alert, put down to the model. A day backfilled
+again by a new run: the first run's verdicts on it are dropped, monitored or not."""
 from __future__ import annotations
 
 import math
@@ -181,3 +182,42 @@ def test_a_new_model_versions_shifted_scores_raise_score_drift_put_down_to_the_m
     fired = {(j.signal, j.ds, v.rule, v.cause) for j, v in result.fired}
     assert (SHIFTED_SIGNAL, last_day, "score_drift", "model") in fired, fired
     assert {cause for *_, cause in fired} == {"model"}
+
+
+def test_a_rerun_backfill_of_a_day_supersedes_the_first_runs_verdicts_on_it(spark, watched, tmp_path) -> None:
+    """A day of truncated images refreshed and monitored (error-rate alerts), then its images fixed
+    and the day backfilled again by a new run: the first run's rows of that day are gone, so its
+    verdicts on them must not stay in `alerts` as the day's latest, whether or not the new run is
+    monitored, nor come back when the first run is monitored again."""
+    from deltalake import write_deltalake
+
+    from jobs.corpus import Window
+    from sample_corpus.scenarios import scenario_day
+    from signals.contracts import CORPUS
+
+    settings = _copy(watched, tmp_path)
+    day = append_scenario_day(settings.lakehouse_root, "truncated", 24, seed=1)
+    first = run_refresh(spark, settings).run_id
+    assert {(j.signal, v.rule) for j, v in run_monitor(spark, settings, first).fired} == {("image_embedding", "error_rate"), ("image_quality", "error_rate")}
+    write_deltalake(settings.table_root(CORPUS.name), scenario_day("normal", day, 24, seed=1), mode="overwrite",
+                    predicate=f"ds = '{day}'", partition_by=list(CORPUS.partition_by))  # the day's images fixed
+    second = run_backfill(spark, settings, Window(day, day)).run_id
+
+    def verdicts_of_the_day() -> list[dict]:
+        return delta_io.read_arrow(settings.table_root(ALERTS.name), filters=pc.field("ds") == day).to_pylist()
+
+    def runs_with_rows() -> set[tuple[str, str, str]]:  # (signal, model version, run) of the rows the day holds now
+        rows = [r for c in (EMBEDDINGS, LABELS) for r in delta_io.read_arrow(settings.table_root(c.name), filters=pc.field("ds") == day,
+                                                                           columns=["signal", "model_version", "run_id"]).to_pylist()]
+        return {(r["signal"], r["model_version"], r["run_id"]) for r in rows}
+
+    assert {r for _, _, r in runs_with_rows()} == {second}
+    assert verdicts_of_the_day() == []  # the new run, not monitored: no verdict of the first run's gone rows stays
+    result = run_monitor(spark, settings, second)
+    kept = verdicts_of_the_day()
+    assert {r["run_id"] for r in kept} == {second} and {(r["signal"], r["model_version"], r["run_id"]) for r in kept} == runs_with_rows()
+    assert {(r["signal"], r["rule"], r["label"]) for r in kept if r["fired"]} == {(j.signal, v.rule, v.label) for j, v in result.fired}
+    assert not any(r["fired"] for r in kept if r["rule"] == "error_rate")  # the images fixed: no error-rate alert stays
+    again = run_monitor(spark, settings, first)  # the first run judged again from its kept statistics: its verdicts are not kept
+    assert {j.ds for j in again.judged} == {day}
+    assert sorted(verdicts_of_the_day(), key=repr) == sorted(kept, key=repr)
