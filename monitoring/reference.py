@@ -3,7 +3,8 @@ of the `signal_stats` table as dicts in, numpy out), so the choice is tested wit
 
 The window is the previous `reference_days` days that have statistics of the signal, or one
 pinned day. Of each day, the row with the most items is taken (a backfill's rows describe the
-whole day, a later refresh's only what changed), of the current model version where the window
+whole day, a later refresh's only what changed; a run's row of a day none of whose rows are left
+is no longer kept: monitoring/superseded.py), of the current model version where the window
 has it, else of the versions it has (then the drift may be the model's: monitoring/attribution.py).
 """
 from __future__ import annotations

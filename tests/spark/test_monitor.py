@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.compute as pc
 import pytest
-from conftest import CHEAP_SIGNALS, copy_lakehouse
+from conftest import CHEAP_SIGNALS, copy_lakehouse, settings_for
 
+from conf.settings import UsageError
 from jobs.backfill import run_backfill
 from jobs.failures import ALERTED, explain
 from jobs.monitor import raise_on_alerts, run_monitor
@@ -218,6 +219,32 @@ def test_a_rerun_backfill_of_a_day_supersedes_the_first_runs_verdicts_on_it(spar
     assert {r["run_id"] for r in kept} == {second} and {(r["signal"], r["model_version"], r["run_id"]) for r in kept} == runs_with_rows()
     assert {(r["signal"], r["rule"], r["label"]) for r in kept if r["fired"]} == {(j.signal, v.rule, v.label) for j, v in result.fired}
     assert not any(r["fired"] for r in kept if r["rule"] == "error_rate")  # the images fixed: no error-rate alert stays
-    again = run_monitor(spark, settings, first)  # the first run judged again from its kept statistics: its verdicts are not kept
-    assert {j.ds for j in again.judged} == {day}
+    with pytest.raises(UsageError, match="wrote no signal rows"):  # its statistics of the day went with its rows
+        run_monitor(spark, settings, first)
     assert sorted(verdicts_of_the_day(), key=repr) == sorted(kept, key=repr)
+
+
+def test_a_reference_day_backfilled_again_is_described_by_the_new_runs_rows(spark, watched, tmp_path) -> None:
+    """The pinned reference day, first of truncated images, is fixed with fewer items and backfilled
+    again: the next day is compared with the rows the day holds now (the new run's statistics), not
+    with the first run's, which had the most items but describe error rows that are gone."""
+    from deltalake import write_deltalake
+
+    from jobs.corpus import Window
+    from sample_corpus.scenarios import scenario_day
+    from signals.contracts import CORPUS
+
+    settings = _copy(watched, tmp_path)
+    day = append_scenario_day(settings.lakehouse_root, "truncated", 24, seed=1)
+    run_refresh(spark, settings)
+    write_deltalake(settings.table_root(CORPUS.name), scenario_day("normal", day, 20, seed=1), mode="overwrite",
+                    predicate=f"ds = '{day}'", partition_by=list(CORPUS.partition_by))
+    run_backfill(spark, settings, Window(day, day))
+    later = append_scenario_day(settings.lakehouse_root, "normal", 24, seed=2)
+    pinned = settings_for(settings.lakehouse_root, *CHEAP_SIGNALS, f"monitor.reference_day={day}")
+    result = run_monitor(spark, pinned, run_refresh(spark, pinned).run_id)
+    held = delta_io.read_arrow(settings.table_root(EMBEDDINGS.name), filters=(pc.field("ds") == day) & (pc.field("signal") == "image_embedding"))
+    (image,) = [j for j in result.judged if (j.signal, j.ds) == ("image_embedding", later)]
+    errors = held.filter(pc.field("status") == "error").num_rows
+    assert (image.window.items, image.window.error_items) == (held.num_rows, errors) and held.num_rows == 20 and errors < 20
+    assert not any("holds only error rows" in v.message for v in image.verdicts)  # the first run's truncated images
