@@ -26,6 +26,7 @@ from lake import delta_io, ledger, spark_io
 from lake.ledger import SignalOutcome
 from monitoring.file_summary import FileSummaries
 from monitoring.stats import keep_run_stats
+from monitoring.superseded import drop_superseded
 from signals.base import ModelRef, Signal
 from signals.contracts import DUPLICATES, EMBEDDINGS, LABELS, RUNS, TableContract
 from signals.labels.head import STORED_COLUMNS
@@ -204,8 +205,10 @@ def file_summaries(settings: Settings, run: Run) -> FileSummaries:
 
 def keep_stats(settings: Settings, run: Run, committed: Iterable[Committed]) -> None:
     """Keep the run's statistics, from the summaries of the files it committed, for the monitor:
-    computed as the rows were written, so monitoring a run reads them instead of its rows."""
-    keep_run_stats(settings.lakehouse_root, run.run_id, run.job, [s for c in committed for s in c.summaries], settings.monitor.sample_size)
+    computed as the rows were written, so monitoring a run reads them instead of its rows; then drop
+    the statistics and verdicts of the runs whose rows it replaced, monitored or not."""
+    if keep_run_stats(settings.lakehouse_root, run.run_id, run.job, [s for c in committed for s in c.summaries], settings.monitor.sample_size) is not None:
+        drop_superseded(settings.lakehouse_root, run.run_id, run.job)
 
 
 def already_committed(settings: Settings, run: Run, tables: Iterable[TableContract]) -> RunResult | None:

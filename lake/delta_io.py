@@ -266,28 +266,37 @@ def commit_files(
 def replace_run_rows(root: str, contract: TableContract, rows: pa.Table, run_id: str, metadata: Mapping[str, str],
                      max_attempts: int = 8) -> int:
     """Commit rows made on the driver (statistics, verdicts: small) in place of the rows the table
-    held for `run_id`, in one transaction: done again, it replaces them and never duplicates. The
-    files that may hold them are rewritten with the other runs' rows they hold (a compaction
-    merges runs); a commit to their partitions since they were read (another run keeping its rows
-    of the same day, a compaction) makes it read and replace again, which is exact: a
-    CommitConflict only after `max_attempts` (it came after a job's own commits, which had landed)."""
+    held for `run_id`, in one transaction: done again, it replaces them and never duplicates."""
+    return replace_rows(root, contract, rows, run_id, [run_id], pc.field("run_id") == run_id, metadata, max_attempts)
+
+
+def replace_rows(root: str, contract: TableContract, rows: pa.Table, run_id: str, runs: Sequence[str], dropped: pc.Expression,
+                 metadata: Mapping[str, str], max_attempts: int = 8) -> int:
+    """Commit `rows` of `run_id` in place of the rows `dropped` selects, all of them rows of `runs`
+    (a monitor's verdicts in place of its earlier ones and of verdicts its run superseded), in one
+    transaction. The files that may hold them (by their `run_id` statistics) are rewritten with the
+    other rows they hold (a compaction merges runs); a commit to their partitions since they were
+    read (another run keeping its rows of the same day, a compaction) makes it read and replace
+    again, which is exact: a CommitConflict only after `max_attempts` (it came after a job's own
+    commits, which had landed)."""
     for _ in range(max_attempts - 1):
         try:
-            return _replace_run_rows_once(root, contract, rows, run_id, metadata)
+            return _replace_rows_once(root, contract, rows, run_id, runs, dropped, metadata)
         except CommitConflict:
             continue
-    return _replace_run_rows_once(root, contract, rows, run_id, metadata)
+    return _replace_rows_once(root, contract, rows, run_id, runs, dropped, metadata)
 
 
-def _replace_run_rows_once(root: str, contract: TableContract, rows: pa.Table, run_id: str, metadata: Mapping[str, str]) -> int:
-    """One attempt of `replace_run_rows`, against the table's latest version."""
+def _replace_rows_once(root: str, contract: TableContract, rows: pa.Table, run_id: str, runs: Sequence[str], dropped: pc.Expression,
+                       metadata: Mapping[str, str]) -> int:
+    """One attempt of `replace_rows`, against the table's latest version."""
     made = time.time_ns()
     version = ensure_table(root, contract).version()
-    held = files_of_run(root, run_id, version)
+    held = list({f.path: f for run in runs for f in files_of_run(root, run, version)}.values())
     others = contract.schema.empty_table()
     if held:
         others = read_files(root, version, held, contract.schema.names).select(contract.schema.names).cast(contract.schema)
-        others = others.filter(pc.fill_null(pc.not_equal(others["run_id"], run_id), True))
+        others = others.filter(~dropped | dropped.is_null())  # a row the selection cannot judge (a null run id) stays
     files = write_driver_rows(root, contract, pa.concat_tables([others, rows.select(contract.schema.names)]), f"part-{run_id}-{made}")
     mine = {f.path for f in held}
     return commit_files(root, contract, files, f"content-signals/{run_id}/{contract.name}/{made}", {"run_id": run_id, **metadata},

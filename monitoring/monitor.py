@@ -25,10 +25,10 @@ from monitoring.file_summary import KEYS
 from monitoring.reference import Reference, choose_rows, merge, reference_days
 from monitoring.rules import DRIFT_RULES, Verdict, judge
 from monitoring.stats import compute_stats, require_columns
+from monitoring.superseded import SIGNAL_TABLES, Superseded, drop_superseded, runs_holding
 from signals.contracts import ALERTS, EMBEDDINGS, LABELS, RUNS, SIGNAL_STATS, TableContract
 
 CHOICE_COLUMNS = ["signal", "model_version", "ds", "run_id", "items", "computed_at"]
-SIGNAL_TABLES = {"embedding": EMBEDDINGS, "label": LABELS}
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,8 @@ def read_stats(settings: Settings, filters: pa.compute.Expression | None = None,
 
 def stats_of_run(spark: SparkSession, settings: Settings, run_id: str, recompute: bool = False) -> pa.Table:
     """The run's statistics: those kept in `signal_stats`, else (or with `recompute`) computed
-    in Spark from its rows and kept there in place of any older ones."""
+    in Spark from its rows and kept there in place of any older ones (and of the statistics and
+    verdicts of runs whose rows it replaced: monitoring.superseded)."""
     if not recompute:
         kept = read_stats(settings, pc.field("run_id") == run_id)
         if kept.num_rows:
@@ -96,6 +97,7 @@ def stats_of_run(spark: SparkSession, settings: Settings, run_id: str, recompute
     stats = compute_stats(spark, settings.lakehouse_root, run_id, job, settings.monitor.sample_size, settings.monitor.seed)
     if stats.num_rows:
         delta_io.replace_run_rows(settings.table_root(SIGNAL_STATS.name), SIGNAL_STATS, stats, run_id, {"job": "monitor"})
+        drop_superseded(settings.lakehouse_root, run_id, "monitor")
     return stats
 
 
@@ -150,7 +152,8 @@ def table_items(settings: Settings, rows: Sequence[dict]) -> dict[tuple[str, str
 def monitor_run(spark: SparkSession, settings: Settings, run_id: str, days: Sequence[str] | None = None,
                 corpus_items: Callable[[Sequence[str]], dict[str, int]] | None = None, recompute: bool = False) -> MonitorResult:
     """Judge each (signal, model version, day) the run wrote (only `days`, if given) against its
-    reference window, keep the verdicts in `alerts` (in place of earlier verdicts on the run),
+    reference window, keep the verdicts in `alerts` (in place of earlier verdicts on the run and
+    of those it superseded; none on a day whose rows the run no longer holds: monitoring.superseded),
     and return them. `corpus_items` counts the corpus's items per day, for the row-count rule
     (not applied to challenger runs, which may compute a slice)."""
     conf = settings.monitor
@@ -195,9 +198,13 @@ def monitor_run(spark: SparkSession, settings: Settings, run_id: str, days: Sequ
 
 def _keep_verdicts(settings: Settings, run_id: str, judged: Sequence[Judged]) -> int:
     now = datetime.now(UTC)
+    holding = runs_holding(settings.lakehouse_root, [(j.kind, (j.signal, j.model_version, j.ds)) for j in judged])
+    found = Superseded.of(settings.lakehouse_root, holding, ALERTS)
+    current = [j for j in judged if run_id in holding[(j.signal, j.model_version, j.ds)]]  # none on rows the run no longer holds
     rows = [{"run_id": run_id, "signal": j.signal, "model_version": j.model_version, "ds": j.ds, "reference": j.reference,
              "rule": v.rule, "label": v.label, "fired": v.fired, "value": v.value, "threshold": v.threshold, "cause": v.cause,
-             "message": v.message, "evaluated_at": now} for j in judged for v in j.verdicts]
+             "message": v.message, "evaluated_at": now} for j in current for v in j.verdicts]
     contract: TableContract = ALERTS
-    return delta_io.replace_run_rows(settings.table_root(contract.name), contract, pa.Table.from_pylist(rows, schema=contract.schema),
-                                     run_id, {"job": "monitor"})
+    mine = pc.field("run_id") == run_id
+    return delta_io.replace_rows(settings.table_root(contract.name), contract, pa.Table.from_pylist(rows, schema=contract.schema), run_id,
+                                 [run_id, *found.runs], mine if found.dropped is None else mine | found.dropped, {"job": "monitor"})

@@ -3,7 +3,8 @@ of the `signal_stats` table as dicts in, numpy out), so the choice is tested wit
 
 The window is the previous `reference_days` days that have statistics of the signal, or one
 pinned day. Of each day, the row with the most items is taken (a backfill's rows describe the
-whole day, a later refresh's only what changed), of the current model version where the window
+whole day, a later refresh's only what changed; a run's row of a day none of whose rows are left
+is no longer kept: monitoring/superseded.py), of the current model version where the window
 has it, else of the versions it has (then the drift may be the model's: monitoring/attribution.py).
 """
 from __future__ import annotations
@@ -20,9 +21,10 @@ from conf.settings import MonitorSettings
 class LabelReference:
     """One label's reference values, summed over the window's days."""
 
-    histogram: np.ndarray
+    histogram: np.ndarray  # of its finite scores
     decided: int
     positives: int
+    rows: int  # its ok rows, with a finite score or not (another writer's NaN): the label mix's counts
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,8 @@ def merge(rows: Sequence[dict], max_sample: int, seed: int) -> Reference:
         for m in row.get("labels") or []:
             before = labels.get(m["label"])
             histogram = np.asarray(m["histogram"], np.int64)
-            labels[m["label"]] = LabelReference(histogram, m["decided"], m["positives"]) if before is None else LabelReference(
-                before.histogram + histogram, before.decided + m["decided"], before.positives + m["positives"])
+            labels[m["label"]] = LabelReference(histogram, m["decided"], m["positives"], m["rows"]) if before is None else LabelReference(
+                before.histogram + histogram, before.decided + m["decided"], before.positives + m["positives"], before.rows + m["rows"])
     vectors = [v for row in rows for v in (row.get("sample") or [])]
     dims = {len(v) for v in vectors}
     if len(dims) > 1:  # two model versions of different widths in one window: the latest days' width

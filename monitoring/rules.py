@@ -97,12 +97,13 @@ def label_rules(stats: dict, reference: Reference, settings: MonitorSettings, ca
 def label_mix(stats: dict, reference: Reference, settings: MonitorSettings, cause: str) -> Verdict | None:
     """An open label set's (language's: no decisions) shares of its labels against the reference's,
     labels new to the day or gone from it included; None for a set with decisions (decision_rate
-    judges each of its labels)."""
-    day = {m["label"]: int(np.sum(m["histogram"])) for m in stats.get("labels") or [] if not m["decided"]}
+    judges each of its labels). Counted in rows, not finite scores: a row another writer left a NaN
+    score still carries its label."""
+    day = {m["label"]: m["rows"] for m in stats.get("labels") or [] if not m["decided"]}
     if len(day) < len(stats.get("labels") or []) or any(r.decided for r in reference.labels.values()):
         return None
     labels = sorted(day.keys() | reference.labels.keys())
-    before = np.array([int(reference.labels[label].histogram.sum()) if label in reference.labels else 0 for label in labels])
+    before = np.array([reference.labels[label].rows if label in reference.labels else 0 for label in labels])
     now = np.array([day.get(label, 0) for label in labels])
     if _few(int(now.sum()), settings) or _few(int(before.sum()), settings):
         return Verdict(LABEL_MIX, False, f"{now.sum()} labelled rows against {before.sum()}: too few to judge")

@@ -6,7 +6,8 @@ command's exit status is 5, the alerts table keeps the verdicts, and monitoring 
 replaces them; the run's dashboard is rendered in a real headless browser. Thumbnails and
 another language: the image, or text, embedding's drift alert on that day, put down to the
 corpus. A new model version of the text topics with a flatter softmax, computed beside the
-champion on the last day: its scores' drift alert, put down to the model."""
+champion on the last day: its scores' drift alert, put down to the model. A day backfilled
+again by a new run: the first run's verdicts on it are dropped, monitored or not."""
 from __future__ import annotations
 
 import math
@@ -18,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.compute as pc
 import pytest
-from conftest import CHEAP_SIGNALS, copy_lakehouse
+from conftest import CHEAP_SIGNALS, copy_lakehouse, settings_for
 
+from conf.settings import UsageError
 from jobs.backfill import run_backfill
 from jobs.failures import ALERTED, explain
 from jobs.monitor import raise_on_alerts, run_monitor
@@ -181,3 +183,68 @@ def test_a_new_model_versions_shifted_scores_raise_score_drift_put_down_to_the_m
     fired = {(j.signal, j.ds, v.rule, v.cause) for j, v in result.fired}
     assert (SHIFTED_SIGNAL, last_day, "score_drift", "model") in fired, fired
     assert {cause for *_, cause in fired} == {"model"}
+
+
+def test_a_rerun_backfill_of_a_day_supersedes_the_first_runs_verdicts_on_it(spark, watched, tmp_path) -> None:
+    """A day of truncated images refreshed and monitored (error-rate alerts), then its images fixed
+    and the day backfilled again by a new run: the first run's rows of that day are gone, so its
+    verdicts on them must not stay in `alerts` as the day's latest, whether or not the new run is
+    monitored, nor come back when the first run is monitored again."""
+    from deltalake import write_deltalake
+
+    from jobs.corpus import Window
+    from sample_corpus.scenarios import scenario_day
+    from signals.contracts import CORPUS
+
+    settings = _copy(watched, tmp_path)
+    day = append_scenario_day(settings.lakehouse_root, "truncated", 24, seed=1)
+    first = run_refresh(spark, settings).run_id
+    assert {(j.signal, v.rule) for j, v in run_monitor(spark, settings, first).fired} == {("image_embedding", "error_rate"), ("image_quality", "error_rate")}
+    write_deltalake(settings.table_root(CORPUS.name), scenario_day("normal", day, 24, seed=1), mode="overwrite",
+                    predicate=f"ds = '{day}'", partition_by=list(CORPUS.partition_by))  # the day's images fixed
+    second = run_backfill(spark, settings, Window(day, day)).run_id
+
+    def verdicts_of_the_day() -> list[dict]:
+        return delta_io.read_arrow(settings.table_root(ALERTS.name), filters=pc.field("ds") == day).to_pylist()
+
+    def runs_with_rows() -> set[tuple[str, str, str]]:  # (signal, model version, run) of the rows the day holds now
+        rows = [r for c in (EMBEDDINGS, LABELS) for r in delta_io.read_arrow(settings.table_root(c.name), filters=pc.field("ds") == day,
+                                                                           columns=["signal", "model_version", "run_id"]).to_pylist()]
+        return {(r["signal"], r["model_version"], r["run_id"]) for r in rows}
+
+    assert {r for _, _, r in runs_with_rows()} == {second}
+    assert verdicts_of_the_day() == []  # the new run, not monitored: no verdict of the first run's gone rows stays
+    result = run_monitor(spark, settings, second)
+    kept = verdicts_of_the_day()
+    assert {r["run_id"] for r in kept} == {second} and {(r["signal"], r["model_version"], r["run_id"]) for r in kept} == runs_with_rows()
+    assert {(r["signal"], r["rule"], r["label"]) for r in kept if r["fired"]} == {(j.signal, v.rule, v.label) for j, v in result.fired}
+    assert not any(r["fired"] for r in kept if r["rule"] == "error_rate")  # the images fixed: no error-rate alert stays
+    with pytest.raises(UsageError, match="wrote no signal rows"):  # its statistics of the day went with its rows
+        run_monitor(spark, settings, first)
+    assert sorted(verdicts_of_the_day(), key=repr) == sorted(kept, key=repr)
+
+
+def test_a_reference_day_backfilled_again_is_described_by_the_new_runs_rows(spark, watched, tmp_path) -> None:
+    """The pinned reference day, first of truncated images, is fixed with fewer items and backfilled
+    again: the next day is compared with the rows the day holds now (the new run's statistics), not
+    with the first run's, which had the most items but describe error rows that are gone."""
+    from deltalake import write_deltalake
+
+    from jobs.corpus import Window
+    from sample_corpus.scenarios import scenario_day
+    from signals.contracts import CORPUS
+
+    settings = _copy(watched, tmp_path)
+    day = append_scenario_day(settings.lakehouse_root, "truncated", 24, seed=1)
+    run_refresh(spark, settings)
+    write_deltalake(settings.table_root(CORPUS.name), scenario_day("normal", day, 20, seed=1), mode="overwrite",
+                    predicate=f"ds = '{day}'", partition_by=list(CORPUS.partition_by))
+    run_backfill(spark, settings, Window(day, day))
+    later = append_scenario_day(settings.lakehouse_root, "normal", 24, seed=2)
+    pinned = settings_for(settings.lakehouse_root, *CHEAP_SIGNALS, f"monitor.reference_day={day}")
+    result = run_monitor(spark, pinned, run_refresh(spark, pinned).run_id)
+    held = delta_io.read_arrow(settings.table_root(EMBEDDINGS.name), filters=(pc.field("ds") == day) & (pc.field("signal") == "image_embedding"))
+    (image,) = [j for j in result.judged if (j.signal, j.ds) == ("image_embedding", later)]
+    errors = held.filter(pc.field("status") == "error").num_rows
+    assert (image.window.items, image.window.error_items) == (held.num_rows, errors) and held.num_rows == 20 and errors < 20
+    assert not any("holds only error rows" in v.message for v in image.verdicts)  # the first run's truncated images

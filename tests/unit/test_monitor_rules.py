@@ -181,6 +181,22 @@ def test_an_open_label_sets_mix_of_labels_is_judged() -> None:
                                                   reference_of([label_stats(np.random.default_rng(1).random(80), ds="2026-11-01")]), SETTINGS))
 
 
+def test_the_label_mix_counts_each_labels_rows_not_only_its_finite_scores() -> None:
+    """Rows another writer left without a finite score (NaN) still carry their label: a statistics
+    row counts them in the label's `rows`, not in its histogram (monitoring.file_summary). A day of
+    the reference's mix whose English rows mostly have NaN scores is the same mix; counted from
+    the histograms it read as a shift to French and fired."""
+    from monitoring.drift import psi
+
+    reference = reference_of([language_stats({"en": 150, "fr": 60}, ds="2026-11-01")])
+    day = language_stats({"en": 175, "fr": 70})
+    english = next(m for m in day["labels"] if m["label"] == "en")
+    english["histogram"] = score_histogram(np.random.default_rng(7).uniform(0.6, 1.0, 35), HISTOGRAM_BINS).tolist()  # 140 NaN scores
+    mix = by_rule(judge(day, reference, SETTINGS))[(LABEL_MIX, None)]
+    assert not mix.fired, mix.message
+    assert mix.value == pytest.approx(psi(np.array([150, 60]), np.array([175, 70])))
+
+
 def test_the_messages_state_the_thresholds_as_configured_not_rounded_to_a_whole_percent() -> None:
     rng = np.random.default_rng(5)
     settings = MonitorSettings(min_reference_days=1, max_error_rate=0.025, max_decision_rate_change=0.125)

@@ -1,0 +1,74 @@
+"""Which kept verdicts and statistics are superseded: a run's verdicts (`alerts`) and statistics
+(`signal_stats`) on a (signal, model version, day) stay while the signal table holds rows of that
+run there, and go when no row of it is left (a re-run backfill replaced the day, a refresh took
+down all of the day's items it had): a reader of the latest verdict per signal and day never
+reads one about rows that no longer exist, and no reference describes them.
+
+The backfill or refresh that replaced them drops them as it keeps its statistics, monitored or
+not (`drop_superseded`); the monitor drops superseded verdicts with its own verdicts' commit, and
+keeps none on a day whose rows its run no longer holds.
+"""
+from __future__ import annotations
+
+import functools
+import operator
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import pyarrow.compute as pc
+from deltalake import DeltaTable
+
+from lake import delta_io
+from signals.contracts import ALERTS, EMBEDDINGS, LABELS, SIGNAL_STATS, TableContract
+
+SIGNAL_TABLES = {"embedding": EMBEDDINGS, "label": LABELS}
+Slice = tuple[str, str, str]  # (signal, model version, day)
+
+
+def runs_holding(lakehouse_root: str, slices: Iterable[tuple[str, Slice]]) -> dict[Slice, frozenset[str]]:
+    """The runs whose rows each (kind, slice) holds now: one read of each signal table's run ids on their days."""
+    slices = set(slices)
+    holding: dict[Slice, set[str]] = {s: set() for _, s in slices}
+    for kind in sorted({k for k, _ in slices}):
+        mine = [s for k, s in slices if k == kind]
+        root = f"{lakehouse_root.rstrip('/')}/{SIGNAL_TABLES[kind].name}"
+        if not DeltaTable.is_deltatable(root):
+            continue
+        rows = delta_io.read_arrow(root, where=[("signal", "in", sorted({s[0] for s in mine})), ("ds", "in", sorted({s[2] for s in mine}))],
+                                   columns=["signal", "model_version", "ds", "run_id"])
+        for r in rows.group_by(["signal", "model_version", "ds", "run_id"]).aggregate([]).to_pylist():
+            holding.get((r["signal"], r["model_version"], r["ds"]), set()).add(r["run_id"])
+    return {s: frozenset(runs) for s, runs in holding.items()}
+
+
+@dataclass(frozen=True)
+class Superseded:
+    """The rows a table (`alerts`, `signal_stats`) keeps of runs on slices that no longer hold rows of them."""
+
+    runs: tuple[str, ...]  # the runs whose rows are superseded
+    dropped: pc.Expression | None  # selects those rows; None: there are none
+
+    @classmethod
+    def of(cls, lakehouse_root: str, holding: Mapping[Slice, frozenset[str]], contract: TableContract) -> Superseded:
+        """Those of the table's rows on the slices of `holding` (one read of their days)."""
+        root = f"{lakehouse_root.rstrip('/')}/{contract.name}"
+        kept = delta_io.read_arrow(root, where=[("ds", "in", sorted({s[2] for s in holding}))],
+                                   columns=["signal", "model_version", "ds", "run_id"]).to_pylist() if holding and DeltaTable.is_deltatable(root) else []
+        stale = sorted({(r["signal"], r["model_version"], r["ds"], r["run_id"]) for r in kept
+                        if r["run_id"] not in holding.get((r["signal"], r["model_version"], r["ds"]), {r["run_id"]})})
+        dropped = functools.reduce(operator.or_, [(pc.field("signal") == s) & (pc.field("model_version") == m) & (pc.field("ds") == d)
+                                                  & (pc.field("run_id") == r) for s, m, d, r in stale]) if stale else None
+        return cls(tuple(sorted({r[3] for r in stale})), dropped)
+
+
+def drop_superseded(lakehouse_root: str, run_id: str, job: str) -> None:
+    """Drop the statistics and verdicts of other runs on the slices `run_id` kept statistics of
+    whose rows are gone (it replaced them): one commit of each table that holds some."""
+    stats = f"{lakehouse_root.rstrip('/')}/{SIGNAL_STATS.name}"
+    written = delta_io.read_arrow(stats, filters=pc.field("run_id") == run_id, columns=["kind", "signal", "model_version", "ds"]).to_pylist()
+    holding = runs_holding(lakehouse_root, [(r["kind"], (r["signal"], r["model_version"], r["ds"])) for r in written])
+    for contract in (SIGNAL_STATS, ALERTS):
+        found = Superseded.of(lakehouse_root, holding, contract)
+        if found.dropped is not None:
+            delta_io.replace_rows(f"{lakehouse_root.rstrip('/')}/{contract.name}", contract, contract.schema.empty_table(), run_id,
+                                  found.runs, found.dropped, {"job": job, "superseded_runs": ",".join(found.runs)})
