@@ -19,6 +19,7 @@ from monitoring.monitor import MonitorResult
 from retrieval.index_store import Manifest
 from rollout.evaluate import REPORT
 from signals.contracts import DUPLICATES, EMBEDDINGS, KEYFRAMES, LABELS, RUNS
+from training.evaluate import left_out_said
 from training.gold import Agreement
 from training.train import TrainedVersion
 
@@ -271,7 +272,9 @@ def print_trained(trained: TrainedVersion) -> None:
     if trained.evaluation is None:
         console.print("no gold labels: not evaluated, and `promote` will refuse it until it is")
         return
-    table = Table(title=f"held-out gold ({int(next(iter(trained.evaluation.metrics.values()))['items'])} items)")
+    items, held_out = int(next(iter(trained.evaluation.metrics.values()))["items"]), trained.evaluation.held_out
+    table = Table(title=f"held-out gold ({items} of {held_out['items']} items, those every scorer scored; {left_out_said(held_out)})"
+                  if held_out.get("left_out") else f"held-out gold ({items} items)")
     columns = list(next(iter(trained.evaluation.metrics.values())))
     for column in ("scorer", *columns):
         table.add_column(column, justify="left" if column == "scorer" else "right")

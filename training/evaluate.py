@@ -156,18 +156,23 @@ class Evaluation:
     slice_items: dict[str, dict[str, int]] = field(default_factory=dict)  # slice kind -> value -> held-out items
     lead: str | None = None  # the scorer judged against the others (a head against its baselines)
     leads: dict[str, dict[str, float] | None] = field(default_factory=dict)  # other scorer -> the lead's difference and interval
+    held_out: dict[str, Any] = field(default_factory=dict)  # held_out_coverage of the items `frame` is the common items of
 
     def summary(self) -> dict[str, Any]:
         """What the gate reads and the registry keeps (JSON): with each slice's size, so a gate
-        asking for larger slices than the training run did can leave the smaller ones out, and
-        the lead's intervals, so it can tell a lead from chance."""
-        return {"task": self.task, "metrics": self.metrics, "slices": self.slices, "slice_items": self.slice_items, "leads": self.leads}
+        asking for larger slices than the training run did can leave the smaller ones out, the
+        lead's intervals, so it can tell a lead from chance, and the held-out items before the
+        common ones, so it can tell too few gold labels from a baseline that left items out."""
+        return {"task": self.task, "metrics": self.metrics, "slices": self.slices, "slice_items": self.slice_items, "leads": self.leads,
+                "held_out": self.held_out}
 
 
-def evaluate(task: str, frame: pd.DataFrame, recall: float, min_slice_items: int, title: str, lead: str | None = None) -> Evaluation:
+def evaluate(task: str, frame: pd.DataFrame, recall: float, min_slice_items: int, title: str, lead: str | None = None,
+             held_out: pd.DataFrame | None = None) -> Evaluation:
     """Metrics of every scorer column of `frame` (all but ITEMS and the slices) on its scored
-    items; with `lead`, that scorer's ROC-AUC lead over each other one, with its interval."""
-    evaluation = Evaluation(task, title, frame, lead=lead)
+    items; with `lead`, that scorer's ROC-AUC lead over each other one, with its interval; with
+    `held_out`, the frame `frame` is the common_items of, how many items each scorer left out."""
+    evaluation = Evaluation(task, title, frame, lead=lead, held_out={} if held_out is None else held_out_coverage(held_out))
     evaluation.slice_items = {kind: {str(v): int(n) for v, n in frame.groupby(kind, dropna=False).size().items()} for kind in SLICES}
     for scorer in scorers(frame):
         scored = frame.dropna(subset=[scorer])
@@ -187,6 +192,19 @@ def common_items(frame: pd.DataFrame) -> pd.DataFrame:
     other scorer scored: scorers judged against each other are judged on the same items."""
     frame = frame.drop(columns=[s for s in scorers(frame) if frame[s].isna().all()])
     return frame.dropna(subset=scorers(frame))
+
+
+def held_out_coverage(frame: pd.DataFrame) -> dict[str, Any]:
+    """The frame's items and positives, and per scorer that scored some of its items but not all,
+    how many it left out: why common_items may hold far fewer items than were held out (a baseline's
+    coverage, not too few gold labels)."""
+    return {"items": len(frame), "positives": int(frame["label"].sum()),
+            "left_out": {s: int(frame[s].isna().sum()) for s in scorers(frame) if frame[s].notna().any() and frame[s].isna().any()}}
+
+
+def left_out_said(held_out: Mapping[str, Any]) -> str:
+    """held_out_coverage's scorers that left items out, in words ("rule left out 34")."""
+    return ", ".join(f"{scorer} left out {n}" for scorer, n in held_out["left_out"].items())
 
 
 # -- what the lakehouse says about the items ---------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 from conf.settings import GateSettings, Settings
 from lake.registry import Registry
 from rollout.coverage import coverage
-from training.evaluate import lead_is_clear
+from training.evaluate import lead_is_clear, left_out_said
 
 HEAD = "head"  # the head's column among an evaluation's scorers
 EVALUATION_TAG = "evaluation"  # a head version's held-out evaluation summary (JSON) in the registry
@@ -43,7 +43,7 @@ def gate_failures(summary: Mapping[str, Any], conf: GateSettings) -> list[str]:
         return [f"the evaluation holds figures that are not numbers ({', '.join(not_finite)}): it cannot be judged; train and evaluate again"]
     if head.get("roc_auc") is None:
         return ["the held-out gold items hold one class only: no ROC-AUC to judge; label more items"]
-    failures += _too_few(summary["task"], head, conf)
+    failures += _too_few(summary["task"], head, summary.get("held_out") or {}, conf)
     if baselines:
         best = max(baselines, key=baselines.get)
         if head["roc_auc"] < baselines[best] + conf.min_auc_margin - ROUNDING:
@@ -71,17 +71,26 @@ def gate_failures(summary: Mapping[str, Any], conf: GateSettings) -> list[str]:
     return failures
 
 
-def _too_few(task: str, head: Mapping[str, Any], conf: GateSettings) -> list[str]:
+def _too_few(task: str, head: Mapping[str, Any], held_out: Mapping[str, Any], conf: GateSettings) -> list[str]:
     """The refusal of a verdict on fewer held-out positives or negatives than the gate asks for
-    (none for an older summary that did not count them)."""
+    (none for an older summary that did not count them): where a baseline left held-out items out
+    (`held_out`, training.evaluate.held_out_coverage), how many and which, so the user fixes its
+    coverage where the held-out gold itself holds enough of each class, instead of labelling more."""
     if head.get("items") is None or head.get("positives") is None:
         return []
     positives, negatives = int(head["positives"]), int(head["items"] - head["positives"])
     if min(positives, negatives) >= conf.min_class_items:
         return []
-    return [f"the held-out gold holds {positives} positive and {negatives} negative items, fewer than training.gate.min_class_items "
-            f"{conf.min_class_items} of a class: a ROC-AUC on so few is mostly which items were held out; label more "
-            f"(content-signals label-sample {task}) and train again"]
+    too_few = (f"the held-out gold holds {positives} positive and {negatives} negative items, fewer than training.gate.min_class_items "
+               f"{conf.min_class_items} of a class: ")
+    label_more = f"label more (content-signals label-sample {task})"
+    if not held_out.get("left_out"):
+        return [too_few + f"a ROC-AUC on so few is mostly which items were held out; {label_more} and train again"]
+    names = " and ".join(held_out["left_out"])
+    held = f"of the {held_out['items']} held-out gold items ({held_out['positives']} positive) every scorer scored {int(head['items'])}, {left_out_said(held_out)}"
+    if min(held_out["positives"], held_out["items"] - held_out["positives"]) >= conf.min_class_items:
+        return [too_few + f"{held}: the gold is enough, {names}'s coverage is not: have {names} score them and train again"]
+    return [too_few + f"{held}: {label_more} and have {names} score them, then train again"]
 
 
 def _leads_within_noise(leads: Mapping[str, Mapping[str, float] | None] | None, baselines: Mapping[str, float]) -> list[str]:

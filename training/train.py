@@ -139,11 +139,10 @@ def held_out_gold(settings: Settings, task: str, snapshot: Snapshot, gold: pd.Da
 
 def held_out(settings: Settings, task: str, snapshot: Snapshot, head: TrainedHead, gold: pd.DataFrame,
              majority: pd.DataFrame | None, reads: ReadVersions) -> pd.DataFrame:
-    """held_out_gold's frame with the head's scores beside the other scorers', on its common_items:
-    the gate compares their ROC-AUCs, so every scorer is judged on the same items."""
+    """held_out_gold's frame with the head's scores beside the other scorers' (NaN where a baseline has no score of an item)."""
     frame, vectors = held_out_gold(settings, task, snapshot, gold, majority, reads=reads)
     frame.insert(3, HEAD, head.scores(vectors))
-    return common_items(frame)
+    return frame
 
 
 def head_identity(settings: Settings, snapshot: Snapshot, weights: str) -> dict[str, str]:
@@ -191,8 +190,9 @@ def train_task(settings: Settings, task_name: str, labels: pd.DataFrame, label_s
     evaluation, report = None, None
     if gold is not None:
         frame = held_out(settings, task.name, snapshot, head, gold, majority, reads)
-        evaluation = evaluate(task.name, frame, conf.precision_at_recall, conf.gate.min_slice_items,
-                              f"{name}: held-out gold ({label_source} labels)", lead=HEAD)
+        # every scorer judged on the items all of them scored, as the gate compares their ROC-AUCs; how many each left out kept beside
+        evaluation = evaluate(task.name, common_items(frame), conf.precision_at_recall, conf.gate.min_slice_items,
+                              f"{name}: held-out gold ({label_source} labels)", lead=HEAD, held_out=frame)
         report = write_evaluation_report(evaluation, report_path, [f"{k}: {v}" for k, v in lineage.items()])
     params = {**lineage, **{k: str(v) for k, v in conf.model_dump(exclude={"gate", "embeddings"}).items()}}
     losses = {"train_loss": head.train_loss[head.best_epoch], "validation_loss": head.validation_loss[head.best_epoch],

@@ -72,6 +72,23 @@ def test_a_verdict_on_fewer_held_out_items_of_a_class_than_the_gate_asks_for_is_
                          "label more (content-signals label-sample low_quality) and train again"] if refused else [])
 
 
+@pytest.mark.parametrize(("held_positives", "advice"), [
+    (30, "the gold is enough, rule and majority_vote's coverage is not: have rule and majority_vote score them and train again"),
+    (8, "label more (content-signals label-sample low_quality) and have rule and majority_vote score them, then train again")])
+def test_a_refusal_for_too_few_items_names_the_baselines_that_left_held_out_items_out(held_positives, advice):
+    """Judged on the items every scorer scored, a head's too few items may be a baseline's doing: the
+    refusal says how many were held out and who left how many out, and asks for labels only where the
+    held-out gold itself is short of a class. The verdict is the same refusal either way."""
+    judged = summary(0.9, 0.8)
+    judged["metrics"]["head"].update(items=20.0, positives=4.0)
+    judged["held_out"] = {"items": 80, "positives": held_positives, "left_out": {"rule": 55, "majority_vote": 12}}
+    assert gate_failures(judged, GATE) == [
+        "the held-out gold holds 4 positive and 16 negative items, fewer than training.gate.min_class_items 10 of a class: "
+        f"of the 80 held-out gold items ({held_positives} positive) every scorer scored 20, rule left out 55, majority_vote left out 12: {advice}"]
+    judged["held_out"]["left_out"] = {}  # every scorer scored every held-out item: labels are what is short
+    assert "a ROC-AUC on so few is mostly which items were held out; label more" in gate_failures(judged, GATE)[0]
+
+
 def test_a_lead_whose_interval_reaches_zero_passes_only_a_gate_that_does_not_ask_for_more():
     strict = GATE.model_copy(update={"lead_beyond_noise": True})
     lead = summary(0.9, 0.8)

@@ -283,3 +283,35 @@ def test_train_on_a_lakehouse_without_embeddings_says_so_and_makes_no_registry_t
     typo = tmp_path / "typo"
     assert main(["train", "low_quality", "--set", f"lakehouse={typo}"]) == 2
     assert "no embeddings table" in " ".join(capsys.readouterr().out.split()) and not typo.exists()
+
+
+def test_a_refusal_for_too_few_items_says_which_baseline_left_held_out_items_out(lake, tmp_path, capsys):
+    """Found in review: `train` judges every scorer on the held-out items all of them scored, so a rule
+    that scored a fifth of them shrank the head's evaluation too, and the gate's refusal told the user
+    to label more, though the held-out gold held enough of each class: the rule's coverage was the cause."""
+    from jobs.show import print_trained
+    from training.gate import gate_failures
+
+    root = lake.settings.lakehouse_root
+    kept = lake.ids[::5]
+    rule = delta_io.read_arrow(f"{root}/labels").to_pandas()
+    write_deltalake(f"{root}/labels", pa.Table.from_pandas(rule[rule["content_id"].isin(kept)], schema=LABELS.schema, preserve_index=False),
+                    mode="overwrite", partition_by=list(LABELS.partition_by))
+    trained = train_task(lake.settings, "low_quality", lake.weak, "weak", gold=lake.gold, majority=lake.majority,
+                         report_path=tmp_path / "report.html")
+    held_out = [c for c in lake.ids[:-ERRORS] if split_of(c) == "test"]
+    scored = [c for c in held_out if c in kept]
+    truth = lake.gold.set_index("content_id")["label"]
+    positives, common = int(truth[held_out].sum()), int(truth[scored].sum())
+    assert min(positives, len(held_out) - positives) >= 10 > min(common, len(scored) - common)  # enough gold; too few scored by the rule
+    summary = json.loads(Registry(lake.settings.registry_uri).client.get_model_version("head_low_quality", "1").tags[EVALUATION_TAG])
+    assert summary["held_out"] == {"items": len(held_out), "positives": positives, "left_out": {"rule": len(held_out) - len(scored)}}
+    assert summary["metrics"]["head"]["items"] == len(scored)
+    refusal = gate_failures(summary, lake.settings.training.gate)[0]
+    assert refusal == (f"the held-out gold holds {common} positive and {len(scored) - common} negative items, fewer than "
+                       f"training.gate.min_class_items 10 of a class: of the {len(held_out)} held-out gold items ({positives} positive) "
+                       f"every scorer scored {len(scored)}, rule left out {len(held_out) - len(scored)}: the gold is enough, "
+                       "rule's coverage is not: have rule score them and train again")
+    print_trained(trained)
+    said = " ".join(capsys.readouterr().out.split())
+    assert f"held-out gold ({len(scored)} of {len(held_out)} items, those every scorer scored; rule left out {len(held_out) - len(scored)})" in said
