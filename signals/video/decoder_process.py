@@ -9,7 +9,8 @@ opens the video, and sends back the sampled frames one at a time. A video that b
 kills the child is that video's InputError, and the next video gets a fresh child. What the child
 sends is read as raw pixels and checked against the limits: nothing from it is unpickled or run.
 The worker waits on the child at most `max_wait_s` in all for a video: a child that stops without
-using CPU (stopped, in a kernel wait) breaks no CPU limit, so it is killed then, a retried error.
+using CPU (stopped, in a kernel wait) breaks no CPU limit, so it is killed then, a retried error;
+a new child not ready by then is killed too, and as no video reached it, DecoderNotStarted.
 """
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ class _Waits:
     time between them is not counted): _Stalled once they are spent."""
 
     def __init__(self, limit_s: float) -> None:
-        self.left = limit_s
+        self.limit_s = self.left = limit_s
 
     def until_ready(self, pipe: IO[bytes], writing: bool = False) -> None:
         """Return when the pipe can be read (or written) without blocking."""
@@ -79,10 +80,11 @@ class VideoDecoder:
     def frames(self, data: bytes | None, limits: VideoLimits, sample_fps: float, short_side: int) -> Iterator[SampledFrame]:
         """`signals.video.decode.sample_frames`, decoded in the child: InputError (raised while
         iterating) also for a video that breaks the child's memory or CPU limits or kills it, and
-        a retried one when the child keeps this worker waiting past `max_wait_s`."""
+        a retried one when the child keeps this worker waiting past `max_wait_s`; DecoderNotStarted
+        when a new child cannot start or is not ready within it."""
         check_bytes(data, "video", limits.max_bytes)
-        child = self._take()
-        finished, waits = False, _Waits(limits.max_wait_s)
+        waits = _Waits(limits.max_wait_s)
+        child, finished = self._take(waits), False
         try:
             _send(child, bytes(data), limits, sample_fps, short_side, waits)
             yield from _received(child, limits, waits)
@@ -105,12 +107,12 @@ class VideoDecoder:
         if child is not None:
             _stop(child)
 
-    def _take(self) -> subprocess.Popen[bytes]:
+    def _take(self, waits: _Waits) -> subprocess.Popen[bytes]:
         with self._lock:
             child, self._idle = self._idle, None
         if child is not None and child.poll() is None:
             return child
-        return _start()
+        return _start(waits)
 
 
 def _child_env() -> dict[str, str]:
@@ -120,13 +122,21 @@ def _child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, **dict.fromkeys(_CHILD_THREADS, "1")}
 
 
-def _start() -> subprocess.Popen[bytes]:
-    """A new child, once it has imported what it needs; DecoderNotStarted if it cannot."""
+def _start(waits: _Waits) -> subprocess.Popen[bytes]:
+    """A new child, once it has imported what it needs and said so within the video's waits;
+    DecoderNotStarted if it cannot."""
     try:
         # unbuffered, so that what select says is ready is what a read or write of the pipe finds
         child = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_child_env(), bufsize=0)
     except OSError as exc:  # no process to be had (EAGAIN, ENOMEM) or no interpreter
         raise DecoderNotStarted(f"the video decoder process did not start: {exc}") from exc
+    try:
+        waits.until_ready(child.stdout)
+    except _Stalled:  # stopped or starved before any video reached it: the worker is the broken one, not the video
+        child.kill()
+        _stop(child)
+        raise DecoderNotStarted(f"the video decoder process did not start: not ready within {waits.limit_s:g} s "
+                                "(stopped or starved of CPU, and killed)") from None
     if child.stdout.read(1) != _READY:
         _stop(child)
         raise DecoderNotStarted(f"the video decoder process did not start (exit status {child.returncode}; its error is in this worker's log)")

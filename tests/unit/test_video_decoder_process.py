@@ -21,7 +21,7 @@ from sample_corpus.videos import bad_videos, encode_video
 from signals.contracts import is_retried_error
 from signals.decode import InputError
 from signals.video.decode import VideoLimits, sample_frames
-from signals.video.decoder_process import DECODER
+from signals.video.decoder_process import DECODER, DecoderNotStarted
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -144,6 +144,23 @@ def test_a_child_that_cannot_start_fails_the_worker_not_the_video(small_video: b
         _decoded(small_video)
 
 
+@pytest.mark.timeout(60)
+def test_a_child_stopped_before_it_is_ready_fails_the_worker_after_the_wait_limit(small_video: bytes, tmp_path: Path,
+                                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A child stopped before it says it is ready uses no CPU: the worker waited on its first byte
+    for good. Now that wait is bounded by `max_wait_s` too; the child is killed and, no video having
+    reached it, the worker is the broken one: DecoderNotStarted, as for a child that cannot start."""
+    DECODER.close()
+    stops = tmp_path / "python"
+    stops.write_text("#!/bin/sh\nkill -STOP $$\n")
+    stops.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(stops))
+    started = time.monotonic()
+    with pytest.raises(DecoderNotStarted, match=r"^the video decoder process did not start: not ready within 1 s \(stopped or starved of CPU, and killed\)$"):
+        _decoded(small_video, replace(VideoLimits(), max_wait_s=1.0))
+    assert 1.0 < time.monotonic() - started < 30 and _decoder_pids() == set()  # killed and reaped
+
+
 def _with_hidden_stream(side: int) -> bytes:
     """A small H.264 video with a second video stream beside it: one PNG frame of side x side 16-bit RGB."""
     buffer = io.BytesIO()
@@ -191,7 +208,7 @@ def test_an_index_claiming_millions_of_samples_stays_within_the_childs_memory(tm
         from dataclasses import replace
         from signals.decode import InputError
         from signals.video.decode import VideoLimits
-        from signals.video.decoder_process import DECODER
+        from signals.video.decoder_process import DECODER, DecoderNotStarted
         try:
             list(DECODER.frames(open({str(path)!r}, "rb").read(), replace(VideoLimits(), max_memory_bytes=256 * 2**20), 5.0, 32))
         except InputError as exc:

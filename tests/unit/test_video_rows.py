@@ -22,7 +22,7 @@ from signals.embedders.efficientnet import EfficientNetImageEmbedder
 from signals.labels.perceptual_hash import perceptual_hash
 from signals.labels.quality import ImageQualityLabeler
 from signals.table_rows import RowStamp
-from signals.video.decoder_process import DECODER
+from signals.video.decoder_process import DECODER, DecoderNotStarted
 from signals.video.keyframes import VideoReading, video_keyframes
 from signals.video.pooling import pooled_embedding
 from signals.video.rows import NO_KEYFRAME, video_rows
@@ -89,6 +89,22 @@ def test_a_decoder_that_cannot_start_fails_the_task_not_the_video(two_shot_video
     embedder = EfficientNetImageEmbedder(config("image_embedding")).load()
     with pytest.raises(RuntimeError, match="video decoder process did not start"):
         video_rows([(embedder, _stamp(embedder))], _item(two_shot_video), VideoReading())
+
+
+@pytest.mark.timeout(60)
+def test_a_decoder_stopped_before_it_is_ready_fails_the_task_not_the_video(two_shot_video: bytes, tmp_path, monkeypatch) -> None:
+    """A child stopped before it says it is ready held the worker for good; now it is killed after
+    `max_wait_s`, and as no video reached it the task fails (Spark retries it) rather than the
+    video getting an error row for the worker's state."""
+    DECODER.close()
+    stops = tmp_path / "python"
+    stops.write_text("#!/bin/sh\nkill -STOP $$\n")
+    stops.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(stops))
+    embedder = EfficientNetImageEmbedder(config("image_embedding"))  # never loaded: nothing reaches the model
+    reading = VideoReading(replace(VideoReading().limits, max_wait_s=1.0))
+    with pytest.raises(DecoderNotStarted, match="not ready within 1 s"):
+        video_rows([(embedder, _stamp(embedder))], _item(two_shot_video), reading)
 
 
 @pytest.mark.parametrize("failing_calls", [{1, 3}, {1, 2, 3}], ids=["one-keyframe", "every-keyframe"])
