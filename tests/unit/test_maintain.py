@@ -538,7 +538,9 @@ def test_a_table_whose_upkeep_fails_does_not_stop_the_others(tmp_path: Path) -> 
     assert f"for day {DAYS[0]} is missing" in explained.message and "corpus: files" in explained.message
     ledger = DeltaTable(settings.table_root(RUNS.name)).to_pyarrow_table().to_pylist()
     ended = {r["signal"]: r for r in ledger if r["status"] != "started"}
-    assert {s: r["status"] for s, r in ended.items()} == {"embeddings": "failed", "corpus": "failed"}  # the run failed, and says what it did
+    # found in review: the corpus was recorded `failed` although its upkeep was done (its log checkpointed)
+    assert {s: r["status"] for s, r in ended.items()} == {"embeddings": "failed", "corpus": "succeeded"}
+    assert ended["corpus"]["table_version"] == failed.value.done[0].version  # as a run that ends well records it
     assert all("upkeep of embeddings failed" in r["message"] and "corpus: files" in r["message"] for r in ended.values())
 
 
@@ -585,6 +587,7 @@ def test_a_maintain_that_fails_after_compacting_tables_records_them_as_succeeded
         run_maintain(settings, ["embeddings", "runs", "corpus"])
     compacted = {u.table: u.compaction_version for u in failed.value.done}
     assert None not in compacted.values() and set(compacted) == {"embeddings", "runs"}
+    ended = {u.table: u.version for u in failed.value.done}  # their upkeep was done: the version it ended at, as in a run that ends well
     run_id = next(r["run_id"] for r in delta_io.read_arrow(settings.table_root(RUNS.name)).to_pylist() if r["signal"] == "runs")
-    assert _closing_rows(settings, run_id) == {"embeddings": [(ledger.SUCCEEDED, compacted["embeddings"])],
-                                               "runs": [(ledger.SUCCEEDED, compacted["runs"])], "corpus": [(ledger.FAILED, None)]}
+    assert _closing_rows(settings, run_id) == {"embeddings": [(ledger.SUCCEEDED, ended["embeddings"])],
+                                               "runs": [(ledger.SUCCEEDED, ended["runs"])], "corpus": [(ledger.FAILED, None)]}
