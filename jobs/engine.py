@@ -24,6 +24,7 @@ from jobs.corpus import Window
 from jobs.progress import spark_progress
 from lake import delta_io, ledger, spark_io
 from lake.ledger import SignalOutcome
+from lake.upkeep import UPKEEP_JOB
 from monitoring.file_summary import FileSummaries
 from monitoring.stats import keep_run_stats
 from monitoring.superseded import drop_superseded
@@ -239,7 +240,6 @@ def tracked(signals: dict[str, Signal]) -> list[Tracked]:
 
 
 LEDGER_TABLES = (EMBEDDINGS, LABELS, DUPLICATES)  # where the runs in the ledger commit
-UPKEEP_JOB = "maintain"  # its ledger rows are one per table it maintains (named in `signal`), its commits that table's compaction
 CORPUS_VERSION = "corpus_version"  # commit metadata of the jobs that write signal rows: the corpus version they read
 CORPUS_MAPPING = "corpus_mapping"  # ... and the corpus they read, but for its version (lake.corpus.CorpusTable.mapping_id)
 
