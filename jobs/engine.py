@@ -24,6 +24,7 @@ from jobs.corpus import Window
 from jobs.progress import spark_progress
 from lake import delta_io, ledger, spark_io
 from lake.ledger import SignalOutcome
+from lake.upkeep import UPKEEP_JOB
 from monitoring.file_summary import FileSummaries
 from monitoring.stats import keep_run_stats
 from monitoring.superseded import drop_superseded
@@ -113,6 +114,7 @@ class RunResult:
     outcomes: list[SignalOutcome] = field(default_factory=list)
     message: str | None = None
     executors: list[ExecutorUse] = field(default_factory=list)  # which executors ran what (signals computed by this run)
+    closes: tuple[str, ...] | None = None  # the ledger entries it closes (None: all of the run's; the rest close as the run ends)
 
 
 def by_output(signals: dict[str, Signal]) -> dict[TableContract, dict[str, Signal]]:
@@ -238,7 +240,6 @@ def tracked(signals: dict[str, Signal]) -> list[Tracked]:
 
 
 LEDGER_TABLES = (EMBEDDINGS, LABELS, DUPLICATES)  # where the runs in the ledger commit
-UPKEEP_JOB = "maintain"  # its ledger rows are one per table it maintains (named in `signal`), its commits that table's compaction
 CORPUS_VERSION = "corpus_version"  # commit metadata of the jobs that write signal rows: the corpus version they read
 CORPUS_MAPPING = "corpus_mapping"  # ... and the corpus they read, but for its version (lake.corpus.CorpusTable.mapping_id)
 
@@ -247,9 +248,9 @@ CORPUS_MAPPING = "corpus_mapping"  # ... and the corpus they read, but for its v
 def recorded(settings: Settings, run: Run, entries: Sequence[Tracked],
              window: tuple[str | None, str | None] = (None, None)) -> Iterator[Callable[[RunResult], None]]:
     """Ledger rows for the run: `started` now, then the outcome the block reports through the
-    callable it is given; if the block raises, `failed` with the reason for each entry whose
-    table the run did not commit to, and `succeeded` for those it did (a run that died after
-    its embeddings commit did compute its embeddings)."""
+    callable it is given (for the entries the result `closes`); if the block raises, for each entry
+    not closed yet, `failed` with the reason where the run did not commit to its table, and
+    `succeeded` where it did (a run that died after its embeddings commit did compute its embeddings)."""
     root = settings.table_root(RUNS.name)
     ledger.reconcile(root, lambda record: committed_to(settings, record))
 
@@ -258,10 +259,13 @@ def recorded(settings: Settings, run: Run, entries: Sequence[Tracked],
         return ledger.RunRecord(run.run_id, run.job, entry.name, entry.model.name, entry.model.version, window[0], window[1],
                                 *counts, status, message, version, run.started, datetime.now(UTC))
 
+    closed: set[str] = set()
+
     def finish(result: RunResult) -> None:
-        outcomes = {o.signal: o for o in result.outcomes}
+        outcomes, mine = {o.signal: o for o in result.outcomes}, [e for e in entries if result.closes is None or e.name in result.closes]
         ledger.record_runs(root, [record(e, result.status, result.message, outcomes.get(e.name), result.table_versions.get(e.table))
-                                  for e in entries])
+                                  for e in mine])
+        closed.update(e.name for e in mine)
 
     with ledger.active(run.run_id):
         ledger.record_runs(root, [record(e, ledger.STARTED, ledger.driver_tag(), None, None) for e in entries])
@@ -270,7 +274,7 @@ def recorded(settings: Settings, run: Run, entries: Sequence[Tracked],
         except BaseException as exc:
             reason = f"{type(exc).__name__}: {exc}"[:2000]
             rows = []
-            for e in entries:
+            for e in (e for e in entries if e.name not in closed):
                 found = ledger.committed_outcome(run.run_id, e.name, e.model, [settings.table_root(e.table)])
                 rows.append(record(e, ledger.SUCCEEDED, f"committed before the run failed ({reason})", *found) if found
                             else record(e, ledger.FAILED, reason, None, None))

@@ -175,11 +175,15 @@ def run_maintain(settings: Settings, tables: Sequence[str] | None = None, dry_ru
                 done.append(upkeep(name))
             except Exception as exc:  # noqa: BLE001 - raised below, after the other tables' upkeep
                 failed[name] = exc
-        if failed:
-            raise UpkeepFailed(failed, done) from next(iter(failed.values()))
         worked = any(u.compaction_version is not None or u.vacuumed or u.checkpoint is not None for u in done)
-        finish(RunResult(run.run_id, SUCCEEDED if worked else NOTHING_TO_DO, {u.table: u.version for u in done},
-                         message="; ".join([*(describe(u) for u in done), *unknown])))
+        status, versions = SUCCEEDED if worked else NOTHING_TO_DO, {u.table: u.version for u in done}
+        if failed:
+            error = UpkeepFailed(failed, done)
+            if done:  # their upkeep was done: recorded as it is, not as the failure of the others' (which the message says)
+                finish(RunResult(run.run_id, status, versions, message=f"done before the run failed ({type(error).__name__}: {error})"[:2000],
+                                 closes=tuple(versions)))
+            raise error from next(iter(failed.values()))
+        finish(RunResult(run.run_id, status, versions, message="; ".join([*(describe(u) for u in done), *unknown])))
     return MaintainResult(run.run_id, False, done, skipped, unknown)
 
 

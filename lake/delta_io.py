@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -322,15 +322,24 @@ def commit_of(root: str, app_id: str) -> dict[str, Any]:
     """The log's record of the commit that carries `app_id` (its version, operation and custom
     metadata), however old: the newest commits are searched first (a run just committed is found
     in one short read), then ever more of the log."""
-    table, limit = DeltaTable(root), 64
+    searched = 0
+    for entry in newest_commits(root):
+        if entry.get("app_id") == app_id:
+            return entry
+        searched += 1
+    raise LookupError(f"no commit tagged {app_id!r} in the {searched} versions of {root} still in its log")
+
+
+def newest_commits(root: str) -> Iterator[dict[str, Any]]:
+    """The log's records of the table's commits still in its log, newest first, read in ever
+    larger pieces, so that a search that stops at a recent commit reads little of the log."""
+    table, limit, seen = DeltaTable(root), 64, 0
     while True:
         entries = table.history(limit)
-        for entry in entries:
-            if entry.get("app_id") == app_id:
-                return entry
+        yield from entries[seen:]
         if len(entries) < limit:
-            raise LookupError(f"no commit tagged {app_id!r} in the {len(entries)} versions of {root} still in its log")
-        limit *= 8
+            return
+        seen, limit = len(entries), limit * 8
 
 
 def snapshot(root: str, version: int | None = None) -> DeltaTable:

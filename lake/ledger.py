@@ -3,7 +3,7 @@
 A run appends `started` rows when it begins (naming its driver's host and pid) and `succeeded` /
 `failed` rows when it ends. A run that died in between (killed driver, lost machine) is
 reconciled by the next run: `succeeded` if its commit is in the table's log (the commit is what
-counts), else `abandoned`. A run that may still be alive (running in this process, its driver
+counts; for maintain, its compaction or its vacuum's end), else `abandoned`. A run that may still be alive (running in this process, its driver
 pid alive on this host, or started on another host less than a day ago) is left alone. Operators answer "what computed these rows, over which window, how many failed,
 how long did it take" from here; `run_id` on every signal row joins back to it.
 """
@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable, write_deltalake
 
 from lake import delta_io
-from lake.upkeep import is_compaction
+from lake.upkeep import UPKEEP_JOB, is_compaction, vacuum_of
 from signals.base import ModelRef
 from signals.contracts import RUNS, STATUS_OK
 
@@ -159,7 +159,7 @@ def committed_outcome(run_id: str, signal: str, model: ModelRef, table_roots: Se
 def reconcile(root: str, tables_of: Callable[[RunRecord], Sequence[str]], max_attempts: int = 8) -> list[RunRecord]:
     """Close the ledger entries of runs that started but never ended: `succeeded` where one of
     the tables the entry's run commits to (`tables_of`: their roots) holds the signal's rows from
-    the run's commit (or its compaction), else `abandoned`. The closing rows are committed against
+    the run's commit (or its compaction, or a maintain's vacuum), else `abandoned`. The closing rows are committed against
     the ledger version read: if anything was appended since (another job starting at once may have
     closed the same entries), the ledger is read again, so no entry is closed twice; after
     `max_attempts` the entries are left to the next run. Returns what was added."""
@@ -196,7 +196,26 @@ def _closing(root: str, read: int, tables_of: Callable[[RunRecord], Sequence[str
             counts = {"rows_in": outcome.rows_in, "rows_ok": outcome.rows_ok, "rows_error": outcome.rows_error} if outcome else {}
             closed.append(replace(record, status=SUCCEEDED, message="recovered: committed before the run died",
                                   table_version=version, finished_at=now, **counts))
+        elif record.job == UPKEEP_JOB:
+            closed.append(_closing_of_upkeep(record, tables_of(record), now))
         else:
             closed.append(replace(record, status=ABANDONED, message="died before committing; its files were never visible",
                                   finished_at=now))
     return closed
+
+
+def _closing_of_upkeep(record: RunRecord, table_roots: Sequence[str], now: datetime) -> RunRecord:
+    """The closing row of a dead maintain's entry for a table it made no compaction commit to, by
+    what its vacuum of the table did: deleted files (`succeeded`, at its end commit), died while
+    deleting, or never began (both `abandoned`: no row of the table moved)."""
+    found = next(filter(None, (vacuum_of(root, record.run_id, record.started_at) for root in table_roots
+                               if DeltaTable.is_deltatable(root))), None)
+    if found is None:
+        return replace(record, status=ABANDONED, finished_at=now, message="died before compacting or vacuuming the table: no row moved "
+                       "and no file was deleted (a compaction's files were never visible; a checkpoint changes no row)")
+    version, ended = found
+    if ended:
+        return replace(record, status=SUCCEEDED, message="recovered: its vacuum committed before the run died", table_version=version,
+                       finished_at=now)
+    return replace(record, status=ABANDONED, finished_at=now, message=f"died during its vacuum (started at version {version}): some "
+                   "files no kept version reads may be deleted, no row moved; the next maintain vacuums the rest")

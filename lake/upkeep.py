@@ -29,7 +29,7 @@ from urllib.parse import unquote
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
-from deltalake import DeltaTable, Schema
+from deltalake import CommitProperties, DeltaTable, Schema
 from deltalake.exceptions import CommitFailedError
 
 from lake import delta_io
@@ -137,7 +137,9 @@ def uncompactable(root: str, contract: TableContract, version: int) -> list[str]
     return reasons
 
 
+UPKEEP_JOB = "maintain"  # its ledger rows are one per table it maintains (named in `signal`), its commits that table's upkeep
 UPKEEP, COMPACTION = "upkeep", "compaction"  # the commit metadata of a compaction
+VACUUM_START, VACUUM_END = "VACUUM START", "VACUUM END"  # the operations of a vacuum's commits, before and after it deletes
 
 
 def is_compaction(commit: Mapping[str, Any]) -> bool:
@@ -178,12 +180,26 @@ def versions_current_since(times: Mapping[int, datetime], cutoff: datetime) -> s
     return since | ({max(before)} if before else set())
 
 
-def vacuum(root: str, keep: Collection[int], min_retention: timedelta, dry_run: bool) -> tuple[list[str], int, tuple[int, ...], list[str]]:
+def vacuum_of(root: str, run_id: str, since: datetime) -> tuple[int, bool] | None:
+    """The version of the latest vacuum commit that run `run_id` (started at `since`) made to the
+    table, and whether it is the vacuum's end (between its start and end it deletes files); None
+    where the run made none. Only the commits since the run started are read."""
+    for entry in delta_io.newest_commits(root):
+        if entry.get("timestamp", 0) < since.timestamp() * 1000:
+            return None
+        if entry.get("run_id") == run_id and entry.get("operation") in (VACUUM_START, VACUUM_END):
+            return int(entry["version"]), entry["operation"] == VACUUM_END
+    return None
+
+
+def vacuum(root: str, keep: Collection[int], min_retention: timedelta, dry_run: bool,
+           metadata: Mapping[str, str]) -> tuple[list[str], int, tuple[int, ...], list[str]]:
     """Delete the files no snapshot needs (replaced files, and files of runs and compactions that
     never committed), keeping every file of the versions `keep` names and of every version current
     within `min_retention` (a reader or a run in flight may hold one), and never a file younger than
-    `min_retention`. Returns (files deleted, retention hours, named versions kept, notes on named
-    versions that could no longer be read)."""
+    `min_retention`; its commits carry `metadata` (the run's, so that `vacuum_of` finds them).
+    Returns (files deleted, retention hours, named versions kept, notes on named versions that could
+    no longer be read)."""
     times = commit_times(root)
     named = sorted(v for v in set(keep) if v in times)
     notes = [f"version {v} is named but cannot be read any more (its log entry is gone)" for v in sorted(set(keep) - set(times))]
@@ -196,7 +212,8 @@ def vacuum(root: str, keep: Collection[int], min_retention: timedelta, dry_run: 
     deletable = [p for p in listed if p not in gone]
     if deletable and not dry_run:
         try:  # the latest snapshot, loaded now: a file a job committed since the listing is named, not deleted
-            deletable = [p for p in DeltaTable(root).vacuum(dry_run=False, **options) if p not in gone]
+            deletable = [p for p in DeltaTable(root).vacuum(dry_run=False, commit_properties=CommitProperties(custom_metadata=dict(metadata)),
+                                                            **options) if p not in gone]
         except CommitFailedError as exc:  # a commit that removed files landed as the vacuum started
             return [], hours, tuple(named), [*notes, f"vacuum skipped: a concurrent commit ({exc}); the next maintain vacuums"]
     return deletable, hours, tuple(named), notes
@@ -216,7 +233,7 @@ def maintain_table(root: str, contract: TableContract, policy: UpkeepPolicy, kee
             compacted_at = compact(root, contract, bins, version, app_id, file_prefix, metadata)
         except delta_io.CommitConflict as exc:
             bins, notes = [], [f"compaction skipped: {exc}"]
-    deleted, hours, kept, vacuum_notes = vacuum(root, keep, policy.min_retention, dry_run)
+    deleted, hours, kept, vacuum_notes = vacuum(root, keep, policy.min_retention, dry_run, metadata)
     checkpoint = None
     if checkpoint_due(root, policy.checkpoint_every):
         table = delta_io.snapshot(root)

@@ -3,6 +3,7 @@ own writer and commits (many small commits), then maintained; rows and keys are 
 what the table held before, sorted, and named versions are read back by time travel."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import time
@@ -20,7 +21,7 @@ from test_ledger_and_failures import _started
 from conf.settings import UsageError
 from jobs import maintain
 from jobs.dry_run import refresh_scope
-from jobs.engine import CORPUS_VERSION
+from jobs.engine import CORPUS_VERSION, committed_to
 from jobs.failures import DAMAGED, explain
 from jobs.maintain import UpkeepFailed, named_versions, policy_of, run_maintain
 from jobs.refresh import REFRESHED, last_refresh
@@ -225,7 +226,7 @@ def test_a_commit_landing_while_a_vacuum_lists_its_files_keeps_its_files(tmp_pat
         return real_absent(root_, paths)
 
     monkeypatch.setattr(delta_io, "absent", listed_then_a_job_commits)
-    deleted, *_ = upkeep.vacuum(root, set(), dt.timedelta(0), dry_run=False)
+    deleted, *_ = upkeep.vacuum(root, set(), dt.timedelta(0), dry_run=False, metadata={})
     assert deleted and delta_io.read_arrow(root).num_rows == 2 * len(make_rows("run", per_slice=1))
 
 
@@ -538,7 +539,9 @@ def test_a_table_whose_upkeep_fails_does_not_stop_the_others(tmp_path: Path) -> 
     assert f"for day {DAYS[0]} is missing" in explained.message and "corpus: files" in explained.message
     ledger = DeltaTable(settings.table_root(RUNS.name)).to_pyarrow_table().to_pylist()
     ended = {r["signal"]: r for r in ledger if r["status"] != "started"}
-    assert {s: r["status"] for s, r in ended.items()} == {"embeddings": "failed", "corpus": "failed"}  # the run failed, and says what it did
+    # found in review: the corpus was recorded `failed` although its upkeep was done (its log checkpointed)
+    assert {s: r["status"] for s, r in ended.items()} == {"embeddings": "failed", "corpus": "succeeded"}
+    assert ended["corpus"]["table_version"] == failed.value.done[0].version  # as a run that ends well records it
     assert all("upkeep of embeddings failed" in r["message"] and "corpus: files" in r["message"] for r in ended.values())
 
 
@@ -585,6 +588,59 @@ def test_a_maintain_that_fails_after_compacting_tables_records_them_as_succeeded
         run_maintain(settings, ["embeddings", "runs", "corpus"])
     compacted = {u.table: u.compaction_version for u in failed.value.done}
     assert None not in compacted.values() and set(compacted) == {"embeddings", "runs"}
+    ended = {u.table: u.version for u in failed.value.done}  # their upkeep was done: the version it ended at, as in a run that ends well
     run_id = next(r["run_id"] for r in delta_io.read_arrow(settings.table_root(RUNS.name)).to_pylist() if r["signal"] == "runs")
-    assert _closing_rows(settings, run_id) == {"embeddings": [(ledger.SUCCEEDED, compacted["embeddings"])],
-                                               "runs": [(ledger.SUCCEEDED, compacted["runs"])], "corpus": [(ledger.FAILED, None)]}
+    assert _closing_rows(settings, run_id) == {"embeddings": [(ledger.SUCCEEDED, ended["embeddings"])],
+                                               "runs": [(ledger.SUCCEEDED, ended["runs"])], "corpus": [(ledger.FAILED, None)]}
+
+
+def _killed_in_upkeep(settings, run_id: str, table: str, checkpoint_every: int = 3) -> upkeep.Upkeep:
+    """The upkeep of `table` by a maintain `run_id` that was killed after it, its ledger entries for `table` and the embeddings
+    still `started` (the run got no further)."""
+    contract = {"corpus": CORPUS, "embeddings": EMBEDDINGS}[table]
+    policy = dataclasses.replace(policy_of(settings), checkpoint_every=checkpoint_every)
+    done = upkeep.maintain_table(settings.table_root(table), contract, policy, set(), f"content-signals/{run_id}", f"part-{run_id}",
+                                 {"job": maintain.JOB, "run_id": run_id}, compaction=False)
+    ledger.record_runs(settings.table_root(RUNS.name), [_started(run_id, name, maintain.JOB) for name in (table, "embeddings")])
+    return done
+
+
+def test_a_maintain_killed_after_its_vacuum_is_recovered_and_one_that_did_nothing_is_not_said_to_hide_files(tmp_path: Path) -> None:
+    """Found in review: a maintain killed after vacuuming a table (no compaction) was closed `abandoned`, "died before
+    committing; its files were never visible", though its vacuum had deleted files; and the entry of a table it never
+    reached said its files were never visible, which is no account of upkeep."""
+    settings, corpus_root = _corpus_lakehouse(tmp_path, changes=4)
+    done = _killed_in_upkeep(settings, "maintain-killed", "corpus")
+    assert done.vacuumed and done.compaction_version is None
+    vacuum_end = DeltaTable(corpus_root).history(1)[0]
+    assert vacuum_end["operation"] == "VACUUM END"
+
+    closed = {r.signal: r for r in ledger.reconcile(settings.table_root(RUNS.name), lambda record: committed_to(settings, record))}
+
+    assert (closed["corpus"].status, closed["corpus"].table_version) == (ledger.SUCCEEDED, vacuum_end["version"])
+    assert "vacuum" in closed["corpus"].message
+    assert closed["embeddings"].status == ledger.ABANDONED and closed["embeddings"].table_version is None
+    assert closed["embeddings"].message.startswith("died before compacting or vacuuming the table: no row moved and no file was deleted")
+
+
+def test_a_maintain_killed_during_its_vacuum_is_abandoned_saying_files_may_be_deleted(tmp_path: Path) -> None:
+    """Killed between its vacuum's start and end commits, a maintain may have deleted some of the files it listed (none a
+    kept version reads): its entry is `abandoned`, and says so rather than that nothing happened."""
+    settings, corpus_root = _corpus_lakehouse(tmp_path, changes=4)
+    _killed_in_upkeep(settings, "maintain-killed", "corpus", checkpoint_every=1000)
+    end, start = DeltaTable(corpus_root).history(2)
+    assert (start["operation"], end["operation"]) == ("VACUUM START", "VACUUM END")
+    os.remove(f"{corpus_root}/_delta_log/{end['version']:020d}.json")  # as if killed before the end was committed
+
+    closed = {r.signal: r for r in ledger.reconcile(settings.table_root(RUNS.name), lambda record: committed_to(settings, record))}
+
+    assert (closed["corpus"].status, closed["corpus"].table_version) == (ledger.ABANDONED, None)
+    assert f"during its vacuum (started at version {start['version']})" in closed["corpus"].message
+
+
+def test_a_killed_backfill_is_still_said_to_have_left_its_files_invisible(tmp_path: Path) -> None:
+    """What other jobs' abandoned entries say is unchanged by upkeep's own account."""
+    runs = str(tmp_path / "runs")
+    ledger.record_runs(runs, [_started("backfill-killed", "image_safety")])
+    closed = ledger.reconcile(runs, lambda _: [str(tmp_path / "labels")])
+    assert [(r.status, r.message) for r in closed] == [(ledger.ABANDONED, "died before committing; its files were never visible")]
