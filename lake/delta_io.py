@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import DeltaTable, Field
@@ -360,12 +361,39 @@ def read_arrow(root: str, version: int | None = None, filters: Any = None, colum
         condition = filters if condition is None else condition & filters
     dataset = snapshot(root, version).to_pyarrow_dataset(file_pruning_predicate=list(where) or None)
     try:
-        return dataset.to_table(filter=condition, columns=None if columns is None else list(columns))
+        return _scan(dataset, condition, None if columns is None else list(columns))
     except FileNotFoundError:
         if version is None or version == snapshot(root).version():
             raise  # the latest version missing a file is damage (jobs.failures says what to do), not a question of time
         raise UsageError(f"version {version} of {root} can no longer be read: a vacuum (content-signals maintain) removed its "
                          f"data files, keeping only versions still named (docs/design.md, Table upkeep); read a later version") from None
+
+
+def _scan(dataset: pads.FileSystemDataset, condition: pc.Expression | None, columns: list[str] | None) -> pa.Table:
+    """The dataset's rows that match `condition`, in the table's types whatever wrote the files.
+
+    A file whose columns are not in the table's types (delta-rs writes string_view where it
+    rewrites a file: a delete, an update) fails a filtered scan in pyarrow 25, which cannot test
+    such a column's row-group statistics against the filter ("no kernel matching input types
+    (string, string_view)"). Then such files are read in the table's types a batch at a time and
+    filtered after, the others scanned as before; only then, since telling them apart reads the
+    files' footers one by one (on an object store, a round trip each)."""
+    try:
+        return dataset.to_table(filter=condition, columns=columns)
+    except pa.ArrowNotImplementedError:
+        if condition is None:
+            raise
+    typed, other = [], []
+    for fragment in dataset.get_fragments(filter=condition):
+        physical = fragment.physical_schema
+        same = all(dataset.schema.field(f.name).type == f.type for f in physical if f.name in dataset.schema.names)
+        (typed if same else other).append(fragment)
+    parts = [pads.FileSystemDataset(typed, dataset.schema, dataset.format, dataset.filesystem).to_table(filter=condition, columns=columns)]
+    for fragment in other:
+        for batch in fragment.to_batches(schema=dataset.schema):
+            rows = pa.Table.from_batches([batch]).filter(condition)
+            parts.append(rows if columns is None else rows.select(columns))
+    return pa.concat_tables(parts)
 
 
 def read_files(root: str, version: int, files: Sequence[LiveFile], columns: Sequence[str]) -> pa.Table:

@@ -79,8 +79,7 @@ def read_stats(settings: Settings, filters: pa.compute.Expression | None = None,
         raise UsageError(f"the {SIGNAL_STATS.name} table at {root} was written under another contract (columns missing or of another "
                          f"type: {', '.join(wrong)}). Move it aside; `content-signals monitor --run-id <run>` computes a run's "
                          "statistics again from the signal tables")
-    dataset = delta_io.snapshot(root).to_pyarrow_dataset()
-    return dataset.to_table(filter=filters, columns=list(columns) if columns else None)
+    return delta_io.read_arrow(root, filters=filters, columns=columns or None)
 
 
 def stats_of_run(spark: SparkSession, settings: Settings, run_id: str, recompute: bool = False) -> pa.Table:

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from deltalake import write_deltalake
+from deltalake import DeltaTable, write_deltalake
 from embedding_tables import SIGNAL, append, delete, random_vectors, rows
 from test_monitor_rules import label_stats
 
@@ -197,3 +197,18 @@ def test_a_signal_table_of_another_writer_without_columns_the_monitor_reads_is_a
         latest_run(settings, DAYS[0])
     with pytest.raises(UsageError, match="by its runs ledger.*--run-id.*--day"):  # no ledger: the latest run is not known
         latest_run(settings)
+
+
+def test_a_runs_statistics_are_read_from_a_stats_table_delta_rs_rewrote(tmp_path) -> None:
+    """A delete by delta-rs (another tool's takedown of a run's statistics, after its OPTIMIZE merged
+    the runs' files) rewrites the file with string_view columns, and reading a run's statistics by
+    its run id failed in pyarrow ("no kernel matching input types (string, string_view)")."""
+    settings = _settings(tmp_path)
+    rng = np.random.default_rng(0)
+    kept = [label_stats(rng.random(50), ds=DAYS[0], run_id=run_id, version=version) for run_id in ("a", "b", "c") for version in ("1", "2")]
+    _keep(settings, kept)
+    table = DeltaTable(settings.table_root(SIGNAL_STATS.name))
+    table.optimize.compact()
+    table.delete("run_id = 'c'")
+    read = read_stats(settings, pc.field("run_id") == "a", columns=["run_id", "model_version", "items"]).to_pylist()
+    assert sorted(read, key=lambda r: r["model_version"]) == [{"run_id": "a", "model_version": v, "items": 50} for v in ("1", "2")]
