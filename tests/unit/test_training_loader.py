@@ -2,7 +2,10 @@
 near-duplicate group, in bounded memory (training/loader.py)."""
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import sys
+import time
 import tracemalloc
 from concurrent.futures import ProcessPoolExecutor
 
@@ -18,6 +21,7 @@ from conf.settings import UsageError
 from lake import delta_io
 from signals.contracts import DUPLICATES, EMBEDDINGS
 from training.loader import READ_ROWS, SPLITS, EmbeddingBatches, batches, pin_snapshot, split_of
+from training.loader_benchmark import stop_tracing
 
 
 def day_ids(day: int, n: int) -> list[str]:
@@ -169,7 +173,7 @@ def peak_while_streaming(lakehouse, days: int, per_day: int, dim: int) -> int:
         arrow_peak = max(arrow_peak, pa.total_allocated_bytes() - arrow_base)
         rows_seen += len(batch["content_id"])
     python_peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
+    stop_tracing()
     assert rows_seen > days * per_day / 2
     return arrow_peak + python_peak
 
@@ -293,5 +297,46 @@ def test_the_loader_benchmark_makes_the_label_map_outside_the_measured_peak(tmp_
     conf = TrainingSettings()
     result, made_while_tracing = in_a_fresh_process(measure_noting_the_label_maps, str(tmp_path), labels, way, conf)
     assert made_while_tracing == [False, False]  # the traced pass's label map, then the timed pass's
+    train = pin_snapshot(str(tmp_path), loader_benchmark.SIGNAL, loader_benchmark.MODEL_VERSION, labels, fractions=conf.splits).labels["split"] == "train"
+    assert result["rows"] == int(train.sum()) > 0 and result["peak_mb"] > 0
+
+
+def measure_with_a_thread_left_tracing(lakehouse: str, labels: pd.DataFrame, conf) -> dict:
+    """loader_benchmark.measure, its traced pass ending with a native thread that has seen tracing on
+    and waits for the GIL to record an allocation (as an Arrow thread dropping the pass's Python
+    filesystem does)."""
+    from training import loader_benchmark
+
+    rows = loader_benchmark._rows
+
+    def rows_then_a_waiting_thread(stream) -> int:
+        seen = rows(stream)
+        if tracemalloc.is_tracing():
+            interval = sys.getswitchinterval()
+            sys.setswitchinterval(1000)  # the thread cannot ask for the GIL: only a release hands it over
+            python = ctypes.PyDLL(None)  # the GIL held across the call
+            thread = ctypes.c_ulong()
+            assert python.pthread_create(ctypes.byref(thread), None, ctypes.cast(python.PyTraceMalloc_Track, ctypes.c_void_p), None) == 0
+            end = time.perf_counter() + 0.2
+            while time.perf_counter() < end:  # the GIL held: the thread checks tracing, then waits for it
+                pass
+            sys.setswitchinterval(interval)
+        return seen
+
+    loader_benchmark._rows = rows_then_a_waiting_thread
+    return loader_benchmark.measure(lakehouse, labels, "loader", conf)
+
+
+def test_the_loader_benchmark_stops_tracing_only_once_a_waiting_thread_has_had_the_gil(tmp_path):
+    """Python 3.11's tracemalloc.stop() frees the traceback buffer that a thread already past its
+    tracing check writes once it has the GIL (cpython#128679): in measure, an Arrow thread dropping
+    the pass's filesystem crashed the process (a segmentation fault; once in make test, and within
+    9 to 124 rounds of both ways in a loop)."""
+    from conf.settings import TrainingSettings
+    from training import loader_benchmark
+
+    labels = loader_benchmark.write_table(tmp_path, files=2, rows_per_file=50, dim=8)
+    conf = TrainingSettings()
+    result = in_a_fresh_process(measure_with_a_thread_left_tracing, str(tmp_path), labels, conf)
     train = pin_snapshot(str(tmp_path), loader_benchmark.SIGNAL, loader_benchmark.MODEL_VERSION, labels, fractions=conf.splits).labels["split"] == "train"
     assert result["rows"] == int(train.sum()) > 0 and result["peak_mb"] > 0
