@@ -4,7 +4,8 @@ one and four times a table size, so the loader's flat peak is seen beside the gr
 
 Each measurement runs in a fresh process (Arrow's memory pool and Python's heap are process-wide):
 first a pass under tracemalloc for the peak (Python and numpy by tracemalloc, Arrow by its pool's
-high-water mark), then a timed pass without it. The table is synthetic, in the embeddings
+high-water mark), then a timed pass without it; tracing stops only after the GIL has been let go, so
+no thread still waiting to record an allocation outlives it. The table is synthetic, in the embeddings
 contract, every row labelled: what is held besides the stream (the label map) is made before
 either pass, for both ways alike.
 """
@@ -83,6 +84,15 @@ def _rows(stream: Iterable[dict[str, Any]]) -> int:
     return sum(len(batch["y"]) for batch in stream)
 
 
+def stop_tracing() -> None:
+    """tracemalloc.stop() once the GIL has been let go: an Arrow thread dropping the pass's Python
+    filesystem (delta-rs's) can have seen tracing on and wait for the GIL inside tracemalloc's hook,
+    and on Python 3.11 a stop meanwhile frees the buffer it then writes (a segmentation fault,
+    cpython#128679)."""
+    time.sleep(0.05)
+    tracemalloc.stop()
+
+
 def measure(lakehouse: str, labels: pd.DataFrame, way: str, conf: TrainingSettings) -> dict[str, float]:
     """One way over the table at `lakehouse`: its peak bytes (a pass under tracemalloc, the label map made
     before it), then its rows a second (a timed pass)."""
@@ -93,7 +103,7 @@ def measure(lakehouse: str, labels: pd.DataFrame, way: str, conf: TrainingSettin
     tracemalloc.start()
     _rows(stream)
     python_peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
+    stop_tracing()
     peak = python_peak + max(pool.max_memory() - arrow_before, 0)
     started = time.perf_counter()
     rows = _rows(_stream(snapshot, way, conf))

@@ -2,7 +2,10 @@
 near-duplicate group, in bounded memory (training/loader.py)."""
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import sys
+import time
 import tracemalloc
 from concurrent.futures import ProcessPoolExecutor
 
@@ -18,6 +21,7 @@ from conf.settings import UsageError
 from lake import delta_io
 from signals.contracts import DUPLICATES, EMBEDDINGS
 from training.loader import READ_ROWS, SPLITS, EmbeddingBatches, batches, pin_snapshot, split_of
+from training.loader_benchmark import stop_tracing
 
 
 def day_ids(day: int, n: int) -> list[str]:
@@ -169,21 +173,22 @@ def peak_while_streaming(lakehouse, days: int, per_day: int, dim: int) -> int:
         arrow_peak = max(arrow_peak, pa.total_allocated_bytes() - arrow_base)
         rows_seen += len(batch["content_id"])
     python_peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
+    stop_tracing()
     assert rows_seen > days * per_day / 2
     return arrow_peak + python_peak
 
 
-def peak_in_a_fresh_process(lakehouse, days: int, per_day: int, dim: int) -> int:
-    """peak_while_streaming where no earlier test's threads share Arrow's process-wide pool."""
+def in_a_fresh_process(function, *args):
+    """`function(*args)` in a spawned process: no earlier test's allocations share Arrow's
+    process-wide pool or tracemalloc, and a native crash fails the test, not the xdist worker."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(peak_while_streaming, lakehouse, days, per_day, dim).result()
+        return pool.submit(function, *args).result()
 
 
 def test_memory_stays_flat_when_the_table_grows_fourfold(tmp_path):
     dim, per_day = 256, 1000
-    small = peak_in_a_fresh_process(tmp_path / "small", 3, per_day, dim)
-    large = peak_in_a_fresh_process(tmp_path / "large", 12, per_day, dim)
+    small = in_a_fresh_process(peak_while_streaming, tmp_path / "small", 3, per_day, dim)
+    large = in_a_fresh_process(peak_while_streaming, tmp_path / "large", 12, per_day, dim)
     record_batch = READ_ROWS * dim * 4
     assert large < small + 2 * record_batch, (small, large)  # a record batch more or less in flight, never the table's growth
     assert large < 0.4 * 12 * per_day * dim * 4, (large,)  # far from the table's vectors
@@ -268,20 +273,70 @@ def test_an_item_with_two_ok_rows_of_the_model_version_is_refused(tmp_path):
         list(batches(snapshot, split_of(again)))
 
 
-@pytest.mark.parametrize("way", ["loader", "pandas_first"])
-def test_the_loader_benchmark_makes_the_label_map_outside_the_measured_peak(tmp_path, monkeypatch, way):
-    """training/loader_benchmark.py labels every row, so its label map grows with the table: made
-    under tracemalloc it read as the loader's memory growing (12.8 -> 15.4 MB from 1x to 4x)."""
-    from conf.settings import TrainingSettings
+def measure_noting_the_label_maps(lakehouse: str, labels: pd.DataFrame, way: str, conf) -> tuple[dict, list[bool]]:
+    """loader_benchmark.measure in this (fresh) process, with whether tracemalloc was tracing as each label map was made."""
     from training import loader_benchmark
     from training.loader import Snapshot
 
     made_while_tracing = []
     targets = Snapshot.targets
-    monkeypatch.setattr(Snapshot, "targets", lambda self, split: made_while_tracing.append(tracemalloc.is_tracing()) or targets(self, split))
+    Snapshot.targets = lambda self, split: made_while_tracing.append(tracemalloc.is_tracing()) or targets(self, split)
+    return loader_benchmark.measure(lakehouse, labels, way, conf), made_while_tracing
+
+
+@pytest.mark.parametrize("way", ["loader", "pandas_first"])
+def test_the_loader_benchmark_makes_the_label_map_outside_the_measured_peak(tmp_path, way):
+    """training/loader_benchmark.py labels every row, so its label map grows with the table: made
+    under tracemalloc it read as the loader's memory growing (12.8 -> 15.4 MB from 1x to 4x).
+    Measured in a fresh process, as the benchmark does (in the xdist worker, the pool's high-water
+    mark was earlier tests', and a segmentation fault took the worker down)."""
+    from conf.settings import TrainingSettings
+    from training import loader_benchmark
+
     labels = loader_benchmark.write_table(tmp_path, files=2, rows_per_file=50, dim=8)
     conf = TrainingSettings()
-    result = loader_benchmark.measure(str(tmp_path), labels, way, conf)
+    result, made_while_tracing = in_a_fresh_process(measure_noting_the_label_maps, str(tmp_path), labels, way, conf)
     assert made_while_tracing == [False, False]  # the traced pass's label map, then the timed pass's
+    train = pin_snapshot(str(tmp_path), loader_benchmark.SIGNAL, loader_benchmark.MODEL_VERSION, labels, fractions=conf.splits).labels["split"] == "train"
+    assert result["rows"] == int(train.sum()) > 0 and result["peak_mb"] > 0
+
+
+def measure_with_a_thread_left_tracing(lakehouse: str, labels: pd.DataFrame, conf) -> dict:
+    """loader_benchmark.measure, its traced pass ending with a native thread that has seen tracing on
+    and waits for the GIL to record an allocation (as an Arrow thread dropping the pass's Python
+    filesystem does)."""
+    from training import loader_benchmark
+
+    rows = loader_benchmark._rows
+
+    def rows_then_a_waiting_thread(stream) -> int:
+        seen = rows(stream)
+        if tracemalloc.is_tracing():
+            interval = sys.getswitchinterval()
+            sys.setswitchinterval(1000)  # the thread cannot ask for the GIL: only a release hands it over
+            python = ctypes.PyDLL(None)  # the GIL held across the call
+            thread = ctypes.c_ulong()
+            assert python.pthread_create(ctypes.byref(thread), None, ctypes.cast(python.PyTraceMalloc_Track, ctypes.c_void_p), None) == 0
+            end = time.perf_counter() + 0.2
+            while time.perf_counter() < end:  # the GIL held: the thread checks tracing, then waits for it
+                pass
+            sys.setswitchinterval(interval)
+        return seen
+
+    loader_benchmark._rows = rows_then_a_waiting_thread
+    return loader_benchmark.measure(lakehouse, labels, "loader", conf)
+
+
+def test_the_loader_benchmark_stops_tracing_only_once_a_waiting_thread_has_had_the_gil(tmp_path):
+    """Python 3.11's tracemalloc.stop() frees the traceback buffer that a thread already past its
+    tracing check writes once it has the GIL (cpython#128679): in measure, an Arrow thread dropping
+    the pass's filesystem crashed the process (a segmentation fault; once in make test, and within
+    9 to 124 rounds of both ways in a loop)."""
+    from conf.settings import TrainingSettings
+    from training import loader_benchmark
+
+    labels = loader_benchmark.write_table(tmp_path, files=2, rows_per_file=50, dim=8)
+    conf = TrainingSettings()
+    result = in_a_fresh_process(measure_with_a_thread_left_tracing, str(tmp_path), labels, conf)
     train = pin_snapshot(str(tmp_path), loader_benchmark.SIGNAL, loader_benchmark.MODEL_VERSION, labels, fractions=conf.splits).labels["split"] == "train"
     assert result["rows"] == int(train.sum()) > 0 and result["peak_mb"] > 0
