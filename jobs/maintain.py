@@ -30,11 +30,11 @@ from deltalake import DeltaTable
 from mlflow.exceptions import MlflowException
 
 from conf.settings import Settings, UsageError
-from jobs.engine import UPKEEP_JOB, Run, RunResult, Tracked, recorded
+from jobs.engine import Run, RunResult, Tracked, recorded
 from jobs.refresh import last_refresh
 from lake.ledger import NOTHING_TO_DO, SUCCEEDED
 from lake.registry import Registry, registry_exists
-from lake.upkeep import Upkeep, UpkeepPolicy, maintain_table
+from lake.upkeep import UPKEEP_JOB, Upkeep, UpkeepPolicy, maintain_table
 from retrieval import index_store
 from signals.base import ModelRef
 from signals.contracts import ALERTS, CORPUS, DUPLICATES, EMBEDDINGS, HUMAN_LABELS, KEYFRAMES, LABELS, RUNS, SIGNAL_STATS, WEAK_LABELS

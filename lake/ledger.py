@@ -147,12 +147,13 @@ def committed_outcome(run_id: str, signal: str, model: ModelRef, table_roots: Se
         if not delta_io.committed(root, app_id):
             continue
         commit = delta_io.commit_of(root, app_id)
+        version = int(commit["version"])
         if is_compaction(commit):
-            return None, int(commit["version"])
+            return None, version
         outcome = outcomes_of(root, run_id, {signal: model})[0]
         if outcome.rows_in or any(f.partition_values.get("signal") == signal and f.partition_values.get("model_version") == model.version
                                   for f in delta_io.live_files(root)):
-            return outcome, delta_io.version_of_commit(root, app_id)
+            return outcome, version
     return None
 
 
