@@ -15,7 +15,9 @@ count and how a count maps to s_i (`_saturating(n, scale)` = 1 - exp(-n / scale)
   MIN_LETTERS; s rises linearly from 0 at 0.5 to 1 at 0.9 (titles In Title Case stay near 0.2).
 - repetition: share of word trigrams that repeat an earlier trigram (copy-pasted filler,
   keyword stuffing); prose is near 0. s rises linearly from 0 at 0.2 to 1 at 0.6.
-- char_runs: runs of 4+ identical characters ("!!!!", "soooo"); s = saturating(n, 3).
+- char_runs: runs of 4+ identical characters other than white space ("!!!!", "soooo"); s =
+  saturating(n, 3). Runs of spaces, tabs and newlines are layout (indented lists, blank lines
+  between paragraphs), not emphasis.
 - emoji: emoji beyond the first 3; s = saturating(n - 3, 6).
 - hashtags: hashtags beyond the first 5; s = saturating(n - 5, 5).
 The counts and the combined score go into `detail` as JSON.
@@ -53,7 +55,7 @@ _URL = re.compile(
     re.IGNORECASE,
 )
 _HASHTAG = re.compile(r"(?<![\w#])#\w+")
-_CHAR_RUN = re.compile(r"(.)\1{3,}", re.DOTALL)
+_CHAR_RUN = re.compile(r"(\S)\1{3,}")
 _WORD = re.compile(r"\w+")
 _EMOJI_RANGES = ((0x1F000, 0x1FAFF), (0x2600, 0x27BF), (0x2B00, 0x2BFF))
 

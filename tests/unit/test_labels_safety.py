@@ -134,3 +134,10 @@ def test_the_onnx_session_takes_torchs_thread_cap() -> None:
             assert session.get_session_options().intra_op_num_threads == cap
     finally:
         torch.set_num_threads(threads)
+
+
+def test_layout_white_space_is_no_char_run() -> None:
+    formatted = "Ingredients:\n\n\n\n    pasta,    basil,\t\t\t\ttomatoes\n\n\n\n    Step 1: boil the pasta"
+    indicators = spam_indicators(formatted)
+    assert indicators.char_runs == 0 and spam_score(indicators) == 0.0
+    assert spam_indicators(formatted + " sooooo good!!!!").char_runs == 2  # the runs that are emphasis still count
