@@ -18,7 +18,9 @@ count and how a count maps to s_i (`_saturating(n, scale)` = 1 - exp(-n / scale)
 - char_runs: runs of 4+ identical characters other than white space ("!!!!", "soooo"); s =
   saturating(n, 3). Runs of spaces, tabs and newlines are layout (indented lists, blank lines
   between paragraphs), not emphasis.
-- emoji: emoji beyond the first 3; s = saturating(n - 3, 6).
+- emoji: emoji beyond the first 3; s = saturating(n - 3, 6). An emoji is what shows as one: a
+  flag (two regional indicators), a skin tone or variation selector with the emoji it modifies,
+  and a ZWJ sequence (a family, a rainbow flag) each count once.
 - hashtags: hashtags beyond the first 5; s = saturating(n - 5, 5).
 The counts and the combined score go into `detail` as JSON.
 """
@@ -57,7 +59,9 @@ _URL = re.compile(
 _HASHTAG = re.compile(r"(?<![\w#])#\w+")
 _CHAR_RUN = re.compile(r"(\S)\1{3,}")
 _WORD = re.compile(r"\w+")
-_EMOJI_RANGES = ((0x1F000, 0x1FAFF), (0x2600, 0x27BF), (0x2B00, 0x2BFF))
+_EMOJI_CHAR = "[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF]"
+_EMOJI_MODIFIER = "[\U0001F3FB-\U0001F3FF\uFE0F\U000E0020-\U000E007F]"  # skin tones, emoji presentation, tag letters
+_EMOJI = re.compile(rf"[\U0001F1E6-\U0001F1FF]{{2}}|{_EMOJI_CHAR}{_EMOJI_MODIFIER}*(?:\u200D{_EMOJI_CHAR}{_EMOJI_MODIFIER}*)*")
 
 
 @dataclass(frozen=True)
@@ -92,10 +96,6 @@ def _repetition(text: str) -> float:
     return 1.0 - len(set(trigrams)) / len(trigrams) if trigrams else 0.0
 
 
-def _emoji(text: str) -> int:
-    return sum(any(low <= ord(c) <= high for low, high in _EMOJI_RANGES) for c in text)
-
-
 def spam_indicators(text: str) -> SpamIndicators:
     """The spam indicators of one text (cheap: regular expressions and counts)."""
     return SpamIndicators(
@@ -104,7 +104,7 @@ def spam_indicators(text: str) -> SpamIndicators:
         shouting=_shouting(text),
         repetition=_repetition(text),
         char_runs=len(_CHAR_RUN.findall(text)),
-        emoji=_emoji(text),
+        emoji=len(_EMOJI.findall(text)),
         hashtags=len(_HASHTAG.findall(text)),
     )
 

@@ -141,3 +141,17 @@ def test_layout_white_space_is_no_char_run() -> None:
     indicators = spam_indicators(formatted)
     assert indicators.char_runs == 0 and spam_score(indicators) == 0.0
     assert spam_indicators(formatted + " sooooo good!!!!").char_runs == 2  # the runs that are emphasis still count
+
+
+@pytest.mark.parametrize(
+    ("text", "emoji"),
+    [
+        ("Europe trip \U0001F1EB\U0001F1F7\U0001F1EE\U0001F1F9\U0001F1EA\U0001F1F8\U0001F1E9\U0001F1EA", 4),  # four flags
+        ("Family day \U0001F468\u200d\U0001F469\u200d\U0001F467\u200d\U0001F466", 1),  # one ZWJ family
+        ("Thumbs up \U0001F44D\U0001F3FD\U0001F44D\U0001F3FD", 2),  # skin-toned
+        ("Pride \U0001F3F3\ufe0f\u200d\U0001F308 and love \u2764\ufe0f", 2),  # rainbow flag, red heart
+        ("Fire \U0001F525\U0001F525\U0001F525\U0001F525\U0001F525\U0001F525", 6),
+    ],
+)
+def test_emoji_are_counted_as_they_show(text: str, emoji: int) -> None:
+    assert spam_indicators(text).emoji == emoji
