@@ -21,7 +21,8 @@ count and how a count maps to s_i (`_saturating(n, scale)` = 1 - exp(-n / scale)
 - emoji: emoji beyond the first 3; s = saturating(n - 3, 6). An emoji is what shows as one: a
   flag (two regional indicators), a skin tone or variation selector with the emoji it modifies,
   and a ZWJ sequence (a family, a rainbow flag) each count once.
-- hashtags: hashtags beyond the first 5; s = saturating(n - 5, 5).
+- hashtags: hashtags beyond the first 5; s = saturating(n - 5, 5). A "#" after "&" is an HTML
+  character reference ("&#8217;", a scraped apostrophe), not a hashtag.
 The counts and the combined score go into `detail` as JSON.
 """
 from __future__ import annotations
@@ -56,7 +57,7 @@ _URL = re.compile(
     r"\b(?:https?://|www\.)\S+|\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|net|org|info|biz|ly|io|co|xyz|ru|cn|top|shop)\b(?:/\S*)?",
     re.IGNORECASE,
 )
-_HASHTAG = re.compile(r"(?<![\w#])#\w+")
+_HASHTAG = re.compile(r"(?<![\w#&])#\w+")
 _CHAR_RUN = re.compile(r"(\S)\1{3,}")
 _WORD = re.compile(r"\w+")
 _EMOJI_CHAR = "[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF]"

@@ -155,3 +155,9 @@ def test_layout_white_space_is_no_char_run() -> None:
 )
 def test_emoji_are_counted_as_they_show(text: str, emoji: int) -> None:
     assert spam_indicators(text).emoji == emoji
+
+
+def test_html_character_references_are_no_hashtags() -> None:
+    scraped = "Grandma&#8217;s cookies &#8211; the best&#8230; it&#8217;s easy, don&#8217;t skip &#8220;chilling&#x201D;"
+    assert spam_indicators(scraped).hashtags == 0 and spam_score(spam_indicators(scraped)) == 0.0
+    assert spam_indicators(scraped + " #cookies #baking").hashtags == 2
