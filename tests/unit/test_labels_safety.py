@@ -4,6 +4,7 @@ error row."""
 from __future__ import annotations
 
 import json
+import time
 
 import pandas as pd
 import pytest
@@ -161,3 +162,17 @@ def test_html_character_references_are_no_hashtags() -> None:
     scraped = "Grandma&#8217;s cookies &#8211; the best&#8230; it&#8217;s easy, don&#8217;t skip &#8220;chilling&#x201D;"
     assert spam_indicators(scraped).hashtags == 0 and spam_score(spam_indicators(scraped)) == 0.0
     assert spam_indicators(scraped + " #cookies #baking").hashtags == 2
+
+
+@pytest.mark.parametrize("unit", ["a.", "a-", "1.2-"])
+def test_a_long_run_of_dots_or_hyphens_costs_linear_time(unit: str) -> None:
+    """Every start inside the run was read to its end: 4,096 characters took a second, 16,384 ten to fifteen."""
+    text = unit * (16_384 // len(unit))
+    started = time.perf_counter()
+    indicators = spam_indicators(text)
+    assert time.perf_counter() - started < 1.0 and indicators.links == 0
+
+
+def test_links_of_long_hosts_still_count_once() -> None:
+    host = ".".join(f"cdn{i}" for i in range(15))
+    assert spam_indicators(f"see {host}.com/x and maps.google.co.uk/y").links == 2
