@@ -26,13 +26,21 @@ def field_text(value: str | bytes | None, name: str) -> str | None:
 
 
 _INVISIBLE = ("Cc", "Cf", "Zs", "Zl", "Zp")  # control, format (zero-width space, BOM, ...) and space characters
+# Unicode's default-ignorable code points that are not format characters (the Hangul fillers,
+# variation selectors, Mongolian free variation selectors, ...), and the blank braille pattern:
+# letters and marks by category that show nothing, the usual ways to post an "invisible" title
+_INVISIBLE_CHARACTERS = frozenset(
+    chr(c) for c in (0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180B, 0x180C, 0x180D, 0x180F, 0x2800, 0x3164, 0xFFA0,
+                     *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0))
+)
 
 
 def _is_blank(text: str) -> bool:
-    """Whether a text shows nothing: only spaces, control characters and format characters such as
-    a zero-width space or a byte-order mark, which `str.strip` keeps, so a model would be handed a
-    text with nothing to read and its row would be ok."""
-    return all(unicodedata.category(c) in _INVISIBLE for c in text)
+    """Whether a text shows nothing: only spaces, control characters, format characters such as
+    a zero-width space or a byte-order mark, which `str.strip` keeps, and characters that render
+    as nothing (a Hangul filler, a lone variation selector), so a model would be handed a text
+    with nothing to read and its row would be ok (the language of three Hangul fillers: Polish, 0.999)."""
+    return all(c in _INVISIBLE_CHARACTERS or unicodedata.category(c) in _INVISIBLE for c in text)
 
 
 def compose_text(title: str | bytes | None, description: str | bytes | None, max_chars: int = 4096) -> str:

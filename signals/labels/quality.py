@@ -102,8 +102,10 @@ def working_luminance(image: Image.Image, side: int = WORKING_SIDE) -> np.ndarra
 
 
 def blur_effect(luminance: np.ndarray, filter_size: int = CRETE_FILTER) -> float:
-    """Crete et al.'s blur metric in [0, 1] (0 sharp, 1 blurred): the worse of the two axes."""
-    worst = 0.0
+    """Crete et al.'s blur metric in [0, 1] (0 sharp, 1 blurred): the worse of the two axes
+    measured. An axis with no variation (one colour) shows no edge and reads 1, and so does an
+    image with no neighbouring pixels along either axis (1x1)."""
+    readings = []
     for axis in (0, 1):
         if luminance.shape[axis] < 2:
             continue
@@ -112,8 +114,8 @@ def blur_effect(luminance: np.ndarray, filter_size: int = CRETE_FILTER) -> float
         remaining = np.abs(np.diff(reblurred, axis=axis))
         total = float(variation.sum())
         removed = float(np.maximum(0.0, variation - remaining).sum())
-        worst = max(worst, (total - removed) / total if total > 0 else 1.0)
-    return worst
+        readings.append((total - removed) / total if total > 0 else 1.0)
+    return max(readings, default=1.0)
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,16 @@ def test_motion_blurred_real_photo_is_blurry() -> None:
     assert _scores(Image.fromarray(skimage.data.clock()).convert("RGB"))["blurry"] > 0.5
 
 
+def test_an_image_with_nothing_to_compare_reads_as_blurred_as_a_flat_one() -> None:
+    """A 1x1 pixel (a tracking pixel) has no neighbouring pixels, a flat image no variation
+    between them: neither shows an edge. The 1x1 read 0, perfectly sharp."""
+    flat = measure(Image.new("RGB", (8, 8), (120, 30, 200)))
+    pixel = measure(Image.new("RGB", (1, 1), (120, 30, 200)))
+    assert pixel.blur_effect == flat.blur_effect == 1.0 and quality_scores(pixel)["blurry"] > 0.99
+    strip = Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 1, 3), dtype=np.uint8))
+    assert measure(strip).blur_effect < 0.5  # one axis measured: its noise reads sharp
+
+
 def test_low_resolution_follows_the_short_side() -> None:
     image = PHOTOS["coffee"]
     scores = [_scores(image.resize((round(s * 1.5), s)))["low_resolution"] for s in (48, 128, 180, 256, 400)]

@@ -4,6 +4,7 @@ error row."""
 from __future__ import annotations
 
 import json
+import time
 
 import pandas as pd
 import pytest
@@ -134,3 +135,44 @@ def test_the_onnx_session_takes_torchs_thread_cap() -> None:
             assert session.get_session_options().intra_op_num_threads == cap
     finally:
         torch.set_num_threads(threads)
+
+
+def test_layout_white_space_is_no_char_run() -> None:
+    formatted = "Ingredients:\n\n\n\n    pasta,    basil,\t\t\t\ttomatoes\n\n\n\n    Step 1: boil the pasta"
+    indicators = spam_indicators(formatted)
+    assert indicators.char_runs == 0 and spam_score(indicators) == 0.0
+    assert spam_indicators(formatted + " sooooo good!!!!").char_runs == 2  # the runs that are emphasis still count
+
+
+@pytest.mark.parametrize(
+    ("text", "emoji"),
+    [
+        ("Europe trip \U0001F1EB\U0001F1F7\U0001F1EE\U0001F1F9\U0001F1EA\U0001F1F8\U0001F1E9\U0001F1EA", 4),  # four flags
+        ("Family day \U0001F468\u200d\U0001F469\u200d\U0001F467\u200d\U0001F466", 1),  # one ZWJ family
+        ("Thumbs up \U0001F44D\U0001F3FD\U0001F44D\U0001F3FD", 2),  # skin-toned
+        ("Pride \U0001F3F3\ufe0f\u200d\U0001F308 and love \u2764\ufe0f", 2),  # rainbow flag, red heart
+        ("Fire \U0001F525\U0001F525\U0001F525\U0001F525\U0001F525\U0001F525", 6),
+    ],
+)
+def test_emoji_are_counted_as_they_show(text: str, emoji: int) -> None:
+    assert spam_indicators(text).emoji == emoji
+
+
+def test_html_character_references_are_no_hashtags() -> None:
+    scraped = "Grandma&#8217;s cookies &#8211; the best&#8230; it&#8217;s easy, don&#8217;t skip &#8220;chilling&#x201D;"
+    assert spam_indicators(scraped).hashtags == 0 and spam_score(spam_indicators(scraped)) == 0.0
+    assert spam_indicators(scraped + " #cookies #baking").hashtags == 2
+
+
+@pytest.mark.parametrize("unit", ["a.", "a-", "1.2-"])
+def test_a_long_run_of_dots_or_hyphens_costs_linear_time(unit: str) -> None:
+    """Every start inside the run was read to its end: 4,096 characters took a second, 16,384 ten to fifteen."""
+    text = unit * (16_384 // len(unit))
+    started = time.perf_counter()
+    indicators = spam_indicators(text)
+    assert time.perf_counter() - started < 1.0 and indicators.links == 0
+
+
+def test_links_of_long_hosts_still_count_once() -> None:
+    host = ".".join(f"cdn{i}" for i in range(15))
+    assert spam_indicators(f"see {host}.com/x and maps.google.co.uk/y").links == 2

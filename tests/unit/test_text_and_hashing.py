@@ -32,6 +32,7 @@ from signals.text import FIELD_SEPARATOR, compose_text
         pytest.param("\u212b", None, "\u00c5", id="nfc-angstrom-sign"),
         pytest.param("Red shoes", "\u200b", "Red shoes", id="zero-width-description-left-out"),
         pytest.param("\U0001f469\u200d\U0001f692", None, "\U0001f469\u200d\U0001f692", id="inner-zero-width-joiner-kept"),
+        pytest.param("\u2764\ufe0f", "\u3164Soup", "\u2764\ufe0f\n\u3164Soup", id="a-variation-selector-or-filler-beside-text-kept"),
     ],
 )
 def test_compose_text(title, description, expected: str) -> None:
@@ -63,6 +64,9 @@ def test_the_field_separator_keeps_title_and_description_apart(left, right) -> N
         pytest.param(None, "\u00a0\u3000", id="unicode-whitespace"),
         pytest.param("\u200b", "\ufeff\u2060 \u200d", id="zero-width-and-byte-order-marks"),
         pytest.param("\x00\x00", "\u00ad", id="nuls-and-a-soft-hyphen"),
+        pytest.param("\u3164\u3164\u3164", "\u115f\uffa0", id="hangul-fillers"),
+        pytest.param("\ufe0f\ufe0f", "\U000e0100 \u034f", id="lone-variation-selectors-and-a-grapheme-joiner"),
+        pytest.param("\u2800\u2800", "\u180e\u180b", id="blank-braille-and-mongolian-selectors"),
     ],
 )
 def test_nothing_to_read_is_an_input_error(title, description) -> None:
