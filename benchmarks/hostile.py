@@ -122,6 +122,17 @@ def _bmp_claiming(width: int, height: int) -> bytes:
     return bytes(data)
 
 
+def webp_claiming(width: int, height: int) -> bytes:
+    """An animated lossless WebP of two 1x1 frames whose VP8X header claims a width x height canvas
+    (148 bytes): libwebp allocates two RGBA canvases of that size when the file is opened."""
+    from PIL import Image
+
+    frames = [Image.new("RGB", (1, 1), (1, 2, 3)), Image.new("RGB", (1, 1), (3, 2, 1))]
+    data = bytearray(_pil(frames[0], "WEBP", save_all=True, append_images=frames[1:], lossless=True))
+    data[24:30] = (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    return bytes(data)
+
+
 def _segment(marker: int, payload: bytes) -> bytes:
     return b"\xff" + bytes([marker]) + struct.pack(">H", len(payload) + 2) + payload
 
@@ -257,6 +268,7 @@ def _huge_header() -> Iterator[tuple[str, bytes]]:
     yield "jpeg claiming 65500x65500", _jpeg_claiming(65_500, 65_500)
     yield "gif claiming 65535x65535", _gif_claiming(65_535, 65_535)
     yield "bmp claiming 100000x100000", _bmp_claiming(100_000, 100_000)
+    yield "webp canvas claiming 16384x10000 over 1x1 frames", webp_claiming(16_384, 10_000)
 
 
 CLASSES: dict[str, Callable[[], Iterator[tuple[str, bytes]]]] = {

@@ -133,6 +133,26 @@ def image_format(prefix: bytes) -> str | None:
     return None
 
 
+def webp_canvas(data: bytes) -> tuple[int, int, str] | None:
+    """A WebP's canvas width, height and the mode PIL opens it in, read from its first chunk (VP8X,
+    VP8L or VP8), or None where `data` is not such a WebP: libwebp allocates two RGBA canvases of
+    that size when PIL opens the file, before PIL's size is there to check (a 148-byte WebP whose
+    VP8X header claims 16384x10000 took 1.25 GB of address space, or failed as corrupt under an
+    address-space limit)."""
+    if len(data) < 30 or data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        return None
+    chunk = data[12:16]
+    if chunk == b"VP8X":  # flags (0x10: alpha), 3 reserved bytes, then width - 1 and height - 1 in 24 bits each
+        mode = "RGBA" if data[20] & 0x10 else "RGB"
+        return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1, mode
+    if chunk == b"VP8L" and data[20] == 0x2F:  # signature, then width - 1 and height - 1 in 14 bits each, then alpha
+        bits = int.from_bytes(data[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1, "RGBA" if bits >> 28 & 1 else "RGB"
+    if chunk == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":  # a key frame's start code, then 14-bit width and height
+        return int.from_bytes(data[26:28], "little") & 0x3FFF, int.from_bytes(data[28:30], "little") & 0x3FFF, "RGB"
+    return None
+
+
 def _open(data: bytes, limits: DecodeLimits) -> ImageFile.ImageFile:
     """The image opened (header only) by one of the allowed formats, or InputError saying why not."""
     try:
@@ -166,6 +186,9 @@ def decode_image(data: bytes | None, limits: DecodeLimits = DecodeLimits(), resi
     check_bytes(data, "image", limits.max_bytes)
     try:  # PIL's DecompressionBombWarning stays a warning: `check_size` refuses what our limits do not allow
         data = bytes(data)
+        canvas = webp_canvas(data) if "WEBP" in limits.formats else None
+        if canvas is not None:  # before PIL opens it: libwebp allocates its canvases then
+            check_size(*canvas, limits, "WEBP")
         image = _open(data, limits)
         check_resized(*image.size, resize_short_side, limits)
         if is_jpeg(image):

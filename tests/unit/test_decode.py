@@ -15,7 +15,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.hostile import EPS, lossless_jpeg, lying_ico, malformed_exif_jpeg, multi_picture, png, progressive_jpeg, sequential_jpeg
+from benchmarks.hostile import (
+    EPS,
+    lossless_jpeg,
+    lying_ico,
+    malformed_exif_jpeg,
+    multi_picture,
+    png,
+    progressive_jpeg,
+    sequential_jpeg,
+    webp_claiming,
+)
 from signals.decode import (
     DECODABLE_FORMATS,
     FORMAT_BYTES_PER_PIXEL,
@@ -27,6 +37,7 @@ from signals.decode import (
     decode_image,
     first_scan_components,
     jpeg_frame,
+    webp_canvas,
 )
 
 
@@ -482,6 +493,52 @@ def test_a_webp_is_charged_its_decoders_canvas() -> None:
         decode_image(_encode(photo, "WEBP", lossless=True), limits)
     roomy = DecodeLimits(max_decode_bytes=100 * 100 * (MODE_BYTES_PER_PIXEL["RGB"] + FORMAT_BYTES_PER_PIXEL["WEBP"]))
     assert np.array_equal(np.asarray(decode_image(_encode(photo, "WEBP", lossless=True), roomy)), np.asarray(photo))
+
+
+@pytest.mark.parametrize("mode, options", [("RGB", {}), ("RGB", {"lossless": True}), ("RGBA", {}), ("RGBA", {"lossless": True}),
+                                           ("LA", {"lossless": True}), ("RGB", {"lossless": True, "animated": True}),
+                                           ("RGBA", {"animated": True})])
+def test_a_webps_canvas_is_read_from_its_header_as_pil_opens_it(mode: str, options: dict) -> None:
+    """Lossy (VP8), lossless (VP8L) and extended (VP8X: alpha, animation) WebPs: the header's size
+    and mode are those PIL reports once it has opened the file."""
+    frames = [Image.effect_noise((37, 21), 50 + 20 * i).convert(mode) for i in range(2)]
+    extra = {"save_all": True, "append_images": frames[1:]} if options.pop("animated", False) else {}
+    data = _encode(frames[0], "WEBP", **options, **extra)
+    opened = Image.open(io.BytesIO(data))
+    assert webp_canvas(data) == (*opened.size, opened.mode)
+    assert webp_canvas(NOISY_PNG) is None
+
+
+_ADDRESS_SPACE_OF_DECODE = """
+import resource, sys
+from pathlib import Path
+from signals.decode import InputError, decode_image
+def vm(key):
+    return int(Path("/proc/self/status").read_text().split(key + ":")[1].split()[0]) * 1024
+decode_image(Path(sys.argv[2]).read_bytes())  # libwebp loaded
+limit = vm("VmSize") + 2**30
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))  # as spark.executor.pyspark.memory sets on a worker
+try:
+    decode_image(Path(sys.argv[1]).read_bytes())
+except InputError as exc:
+    print(exc)
+print(vm("VmPeak") - vm("VmSize"))
+"""
+
+
+def test_a_webp_canvas_over_the_limits_is_refused_before_libwebp_allocates_it(tmp_path) -> None:
+    """A 148-byte WebP whose VP8X header claims 16384x10000 over 1x1 frames: PIL's opening had
+    libwebp allocate its two RGBA canvases (1.25 GB of address space) before our limits saw the
+    size, and under an address-space limit of a GiB more than the worker held that failed as
+    "image is corrupt or truncated: could not create decoder object"."""
+    (tmp_path / "hostile").write_bytes(webp_claiming(16_384, 10_000))
+    (tmp_path / "small").write_bytes(_encode(_noise_rgb(), "WEBP", lossless=True))
+    assert len((tmp_path / "hostile").read_bytes()) == 148
+    run = subprocess.run([sys.executable, "-c", _ADDRESS_SPACE_OF_DECODE, str(tmp_path / "hostile"), str(tmp_path / "small")],
+                         capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    reason, peak_over_size = run.stdout.strip().splitlines()
+    assert reason == "image claims 16384x10000 pixels, over the 24000000 pixel limit"
+    assert int(peak_over_size) < 2**26  # no canvas was ever mapped: 16384 * 10000 * 4 bytes is 625 MiB each
 
 
 _PEAK_OF_DECODE = """
