@@ -243,6 +243,8 @@ def _progressive() -> Iterator[tuple[str, bytes]]:
     yield "progressive jpeg 9459x9459 CMYK (drafted, but coefficients for every pixel)", progressive_jpeg(9459, 4)
     yield "progressive jpeg 2000x2000 grey, 10000 empty scans, opened as a multi-picture file", multi_picture(progressive_jpeg(2000, 1, 10_000))
     yield "sequential jpeg 13000x13000 RGB, a scan per component (drafted, but coefficients for every pixel)", sequential_jpeg(13_000)
+    small = _jpeg_claiming(16, 16)
+    yield "jpeg 16x16 after 8 million empty APP5 segments (30 MiB, each parsed by PIL)", small[:2] + b"\xff\xe5\x00\x02" * 8_000_000 + small[2:]
 
 
 def _eps() -> Iterator[tuple[str, bytes]]:

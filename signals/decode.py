@@ -53,6 +53,11 @@ DRAFT_OVERSAMPLING = 4  # a drafted JPEG keeps at least this many pixels per pix
 JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 LOSSLESS_JPEG_FRAMES = frozenset({0xC3, 0xC7, 0xCB, 0xCF})
 MAX_JPEG_SCANS = 100  # libjpeg writes 10 scans for a progressive colour JPEG, mozjpeg about a dozen
+# Markers PIL's JPEG parser steps through before the first scan, in Python, keeping every APPn
+# segment: a photo has a few dozen (an ICC profile at most 255 APP2 segments, 32 MiB at most 512
+# full ones), 8 million empty APP5 segments (a 30 MiB file) took 24 s and about 1 GB.
+MAX_JPEG_MARKERS = 1000
+_JPEG_MARKERS_WITHOUT_LENGTH = frozenset({0xC8, *range(0xD0, 0xDA), *range(0xF0, 0xFE)})  # PIL reads no length after these
 
 
 class InputError(ValueError):
@@ -164,6 +169,16 @@ def _open(data: bytes, limits: DecodeLimits) -> ImageFile.ImageFile:
         raise InputError("not a recognised image format") from None
 
 
+def _check_before_open(data: bytes, limits: DecodeLimits) -> None:
+    """InputError for what PIL's opening alone would spend over the limits on: a WebP's canvases
+    (libwebp allocates them then) and a JPEG's markers (PIL parses each in Python)."""
+    canvas = webp_canvas(data) if "WEBP" in limits.formats else None
+    if canvas is not None:
+        check_size(*canvas, limits, "WEBP")
+    if "JPEG" in limits.formats and data[:3] == b"\xff\xd8\xff":
+        check_jpeg_markers(data)
+
+
 def check_bytes(data: object, what: str, max_bytes: int) -> None:
     """InputError unless `data` is bytes, not empty, and at most `max_bytes` long: the checks every
     decoder (image, video) makes before opening anything; `what` names the input in the reason."""
@@ -186,9 +201,7 @@ def decode_image(data: bytes | None, limits: DecodeLimits = DecodeLimits(), resi
     check_bytes(data, "image", limits.max_bytes)
     try:  # PIL's DecompressionBombWarning stays a warning: `check_size` refuses what our limits do not allow
         data = bytes(data)
-        canvas = webp_canvas(data) if "WEBP" in limits.formats else None
-        if canvas is not None:  # before PIL opens it: libwebp allocates its canvases then
-            check_size(*canvas, limits, "WEBP")
+        _check_before_open(data, limits)
         image = _open(data, limits)
         check_resized(*image.size, resize_short_side, limits)
         if is_jpeg(image):
@@ -231,6 +244,31 @@ def _jpeg_segments(data: bytes) -> Iterator[tuple[int, int]]:
         if marker == 0xDA:
             return
         at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+
+
+def check_jpeg_markers(data: bytes) -> None:
+    """Raise InputError for a JPEG of more than MAX_JPEG_MARKERS markers before its first scan, as
+    PIL's parser walks them: unlike `_jpeg_segments` it skips stray bytes, and steps through fill
+    bytes (0xFF) and stuffed zeros (0xFF00) one at a time; at most MAX_JPEG_MARKERS + 1 are walked."""
+    at, markers = 2, 0
+    while at + 1 < len(data):
+        if data[at] != 0xFF:  # stray bytes, which PIL skips cheaply
+            at = data.find(b"\xff", at)
+            if at < 0:
+                return
+            continue
+        marker = data[at + 1]
+        markers += 1
+        if markers > MAX_JPEG_MARKERS:
+            raise InputError(f"JPEG has over {MAX_JPEG_MARKERS} markers before its first scan, over the limit")
+        if marker == 0xDA or 0x00 < marker < 0xC0:  # the first scan, or what PIL stops at as no marker
+            return
+        if marker == 0xFF:  # a fill byte: the next 0xFF starts the marker
+            at += 1
+        elif marker == 0x00 or marker in _JPEG_MARKERS_WITHOUT_LENGTH:
+            at += 2
+        else:
+            at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
 
 
 def jpeg_frame(data: bytes) -> int | None:

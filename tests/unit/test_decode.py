@@ -29,10 +29,12 @@ from benchmarks.hostile import (
 from signals.decode import (
     DECODABLE_FORMATS,
     FORMAT_BYTES_PER_PIXEL,
+    MAX_JPEG_MARKERS,
     MAX_JPEG_SCANS,
     MODE_BYTES_PER_PIXEL,
     DecodeLimits,
     InputError,
+    _jpeg_segments,
     check_size,
     decode_image,
     first_scan_components,
@@ -480,6 +482,34 @@ def test_a_sequential_jpeg_of_a_scan_per_component_is_charged_its_coefficients()
         decode_image(separate[:scan] + b"\x00" + separate[scan:], resize_short_side=224)
     small = decode_image(sequential_jpeg(2000), resize_short_side=224)  # within the budget: decoded, the same pixels
     assert np.array_equal(np.asarray(small), np.asarray(decode_image(sequential_jpeg(2000, interleaved=True), resize_short_side=224)))
+
+
+EMPTY_APP5 = b"\xff\xe5\x00\x02"  # a segment of no data: 4 bytes, a marker that PIL parses and keeps
+
+
+@pytest.mark.parametrize("flood", [
+    pytest.param(lambda jpeg: jpeg[:2] + EMPTY_APP5 * 200_000 + jpeg[2:], id="empty-segments"),
+    pytest.param(lambda jpeg: jpeg[:2] + b"\xff" * 400_000 + jpeg[2:], id="fill-bytes"),
+    pytest.param(lambda jpeg: jpeg[:2] + EMPTY_APP5 + b"junk" + EMPTY_APP5 * 200_000 + jpeg[2:], id="segments-after-stray-bytes"),
+])
+def test_a_flood_of_jpeg_markers_is_refused_before_pil_parses_them(flood) -> None:
+    """PIL's JPEG parser walks the markers before the first scan in Python and keeps every APPn
+    segment: 8 million empty APP5 segments (a 30 MiB file) took 24 s and about 1 GB, and became a
+    value; so do fill bytes, one step each, and segments after stray bytes, which PIL skips."""
+    plain = _encode(_noise_rgb((16, 16)), "JPEG")
+    started = time.perf_counter()
+    with pytest.raises(InputError, match=f"^JPEG has over {MAX_JPEG_MARKERS} markers before its first scan, over the limit$"):
+        decode_image(flood(plain))
+    assert time.perf_counter() - started < 0.5
+
+
+def test_a_jpeg_of_as_many_markers_as_the_limit_decodes() -> None:
+    plain = _encode(_noise_rgb((16, 16)), "JPEG")
+    own = len(list(_jpeg_segments(plain)))  # its segments up to and including the first scan
+    at_limit = plain[:2] + EMPTY_APP5 * (MAX_JPEG_MARKERS - own) + plain[2:]
+    assert np.array_equal(np.asarray(decode_image(at_limit)), np.asarray(decode_image(plain)))
+    with pytest.raises(InputError, match="markers before its first scan"):
+        decode_image(plain[:2] + EMPTY_APP5 * (MAX_JPEG_MARKERS - own + 1) + plain[2:])
 
 
 def test_a_webp_is_charged_its_decoders_canvas() -> None:
