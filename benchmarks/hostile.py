@@ -35,7 +35,8 @@ TASK_BUDGET_BYTES = int(1.2 * 1024**3)  # what one Spark task's Python worker ma
 IMAGE_BUDGET_S = 5.0  # one image's prepare, on one core
 
 
-def _chunk(kind: bytes, body: bytes) -> bytes:
+def png_chunk(kind: bytes, body: bytes = b"") -> bytes:
+    """A PNG chunk: its length, type, data and CRC."""
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
 
@@ -49,7 +50,7 @@ def png(width: int, height: int, color_type: int = 0, depth: int = 8, rows: Call
     idat = [compressor.compress(zero_row if rows is None else b"\x00" + rows(y)) for y in range(height)]
     idat.append(compressor.flush())
     ihdr = struct.pack(">IIBBBBB", width, height, depth, color_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", b"".join(idat)) + _chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", b"".join(idat)) + png_chunk(b"IEND", b"")
 
 
 def _noisy_rows(width: int, bytes_per_pixel: int) -> Callable[[int], bytes]:
@@ -60,7 +61,7 @@ def _noisy_rows(width: int, bytes_per_pixel: int) -> Callable[[int], bytes]:
 
 def _with_ihdr_size(data: bytes, width: int, height: int) -> bytes:
     ihdr = struct.pack(">II", width, height) + data[24:29]
-    return data[:8] + _chunk(b"IHDR", ihdr) + data[33:]
+    return data[:8] + png_chunk(b"IHDR", ihdr) + data[33:]
 
 
 def _pil(image: Any, fmt: str, **kwargs: Any) -> bytes:
@@ -231,6 +232,8 @@ def _largest_allowed() -> Iterator[tuple[str, bytes]]:
 def _bombs() -> Iterator[tuple[str, bytes]]:
     yield "png 20000x20000 zeros", png(20_000, 20_000)
     yield "png 12000x12000 RGB zeros", png(12_000, 12_000, color_type=2)
+    small = png(8, 8)
+    yield "png 8x8 after 2.7 million empty private chunks (30 MiB, each read by PIL)", small[:33] + png_chunk(b"prVt") * 2_700_000 + small[33:]
 
 
 def _malformed_exif() -> Iterator[tuple[str, bytes]]:

@@ -57,6 +57,10 @@ MAX_JPEG_SCANS = 100  # libjpeg writes 10 scans for a progressive colour JPEG, m
 # segment: a photo has a few dozen (an ICC profile at most 255 APP2 segments, 32 MiB at most 512
 # full ones), 8 million empty APP5 segments (a 30 MiB file) took 24 s and about 1 GB.
 MAX_JPEG_MARKERS = 1000
+# Chunks of a PNG, which PIL reads one at a time in Python (keeping private ones): a PNG's pixels
+# come in IDAT chunks of 8-64 KB (4,096 of 8 KB in 32 MiB); 2.7 million empty private chunks (a
+# 30 MiB file) took 13 s.
+MAX_PNG_CHUNKS = 100_000
 _JPEG_MARKERS_WITHOUT_LENGTH = frozenset({0xC8, *range(0xD0, 0xDA), *range(0xF0, 0xFE)})  # PIL reads no length after these
 
 
@@ -171,12 +175,14 @@ def _open(data: bytes, limits: DecodeLimits) -> ImageFile.ImageFile:
 
 def _check_before_open(data: bytes, limits: DecodeLimits) -> None:
     """InputError for what PIL's opening alone would spend over the limits on: a WebP's canvases
-    (libwebp allocates them then) and a JPEG's markers (PIL parses each in Python)."""
+    (libwebp allocates them then), a JPEG's markers and a PNG's chunks (PIL parses each in Python)."""
     canvas = webp_canvas(data) if "WEBP" in limits.formats else None
     if canvas is not None:
         check_size(*canvas, limits, "WEBP")
     if "JPEG" in limits.formats and data[:3] == b"\xff\xd8\xff":
         check_jpeg_markers(data)
+    if "PNG" in limits.formats and data[:8] == b"\x89PNG\r\n\x1a\n":
+        check_png_chunks(data)
 
 
 def check_bytes(data: object, what: str, max_bytes: int) -> None:
@@ -269,6 +275,19 @@ def check_jpeg_markers(data: bytes) -> None:
             at += 2
         else:
             at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+
+
+def check_png_chunks(data: bytes) -> None:
+    """Raise InputError for a PNG of more than MAX_PNG_CHUNKS chunks up to its IEND, each of which PIL
+    reads in Python, before its first IDAT, between IDATs or after them; at most MAX_PNG_CHUNKS + 1 are walked."""
+    at, chunks = 8, 0
+    while at + 8 <= len(data):
+        chunks += 1
+        if chunks > MAX_PNG_CHUNKS:
+            raise InputError(f"PNG has over {MAX_PNG_CHUNKS} chunks, over the limit")
+        if data[at + 4 : at + 8] == b"IEND":
+            return
+        at += 12 + int.from_bytes(data[at : at + 4], "big")  # length, type, data, CRC
 
 
 def jpeg_frame(data: bytes) -> int | None:
