@@ -115,6 +115,15 @@ def _gif_claiming(width: int, height: int) -> bytes:
     return bytes(data)
 
 
+def _gif_commented(sub_blocks: int) -> bytes:
+    """A 16x16 GIF whose image follows a comment of `sub_blocks` one-byte sub-blocks."""
+    from PIL import Image
+
+    data = _pil(Image.new("P", (16, 16), 1), "GIF")
+    image = 13 + (3 << ((data[10] & 7) + 1))  # after the header, the screen and the global palette
+    return data[:image] + b"\x21\xfe" + b"\x01a" * sub_blocks + b"\x00" + data[image:]
+
+
 def _bmp_claiming(width: int, height: int) -> bytes:
     from PIL import Image
 
@@ -234,6 +243,7 @@ def _bombs() -> Iterator[tuple[str, bytes]]:
     yield "png 12000x12000 RGB zeros", png(12_000, 12_000, color_type=2)
     small = png(8, 8)
     yield "png 8x8 after 2.7 million empty private chunks (30 MiB, each read by PIL)", small[:33] + png_chunk(b"prVt") * 2_700_000 + small[33:]
+    yield "gif 16x16 after a comment of 15 million one-byte sub-blocks (28 MiB, each kept by PIL)", _gif_commented(15_000_000)
 
 
 def _malformed_exif() -> Iterator[tuple[str, bytes]]:

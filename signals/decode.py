@@ -61,6 +61,10 @@ MAX_JPEG_MARKERS = 1000
 # come in IDAT chunks of 8-64 KB (4,096 of 8 KB in 32 MiB); 2.7 million empty private chunks (a
 # 30 MiB file) took 13 s.
 MAX_PNG_CHUNKS = 100_000
+# Steps of PIL's GIF parser before the first image, in Python: an extension's sub-blocks (up to 255
+# bytes each; a comment's it keeps, a bytes object each) and stray bytes. A GIF's comments and XMP
+# take a few hundred; 15 million one-byte comment sub-blocks (a 28 MiB file) took 3 s and 1.4 GB.
+MAX_GIF_BLOCKS = 100_000
 _JPEG_MARKERS_WITHOUT_LENGTH = frozenset({0xC8, *range(0xD0, 0xDA), *range(0xF0, 0xFE)})  # PIL reads no length after these
 
 
@@ -175,7 +179,8 @@ def _open(data: bytes, limits: DecodeLimits) -> ImageFile.ImageFile:
 
 def _check_before_open(data: bytes, limits: DecodeLimits) -> None:
     """InputError for what PIL's opening alone would spend over the limits on: a WebP's canvases
-    (libwebp allocates them then), a JPEG's markers and a PNG's chunks (PIL parses each in Python)."""
+    (libwebp allocates them then), a JPEG's markers, a PNG's chunks and a GIF's blocks (PIL parses
+    each in Python)."""
     canvas = webp_canvas(data) if "WEBP" in limits.formats else None
     if canvas is not None:
         check_size(*canvas, limits, "WEBP")
@@ -183,6 +188,8 @@ def _check_before_open(data: bytes, limits: DecodeLimits) -> None:
         check_jpeg_markers(data)
     if "PNG" in limits.formats and data[:8] == b"\x89PNG\r\n\x1a\n":
         check_png_chunks(data)
+    if "GIF" in limits.formats and data[:6] in (b"GIF87a", b"GIF89a"):
+        check_gif_blocks(data)
 
 
 def check_bytes(data: object, what: str, max_bytes: int) -> None:
@@ -288,6 +295,25 @@ def check_png_chunks(data: bytes) -> None:
         if data[at + 4 : at + 8] == b"IEND":
             return
         at += 12 + int.from_bytes(data[at : at + 4], "big")  # length, type, data, CRC
+
+
+def check_gif_blocks(data: bytes) -> None:
+    """Raise InputError for a GIF of more than MAX_GIF_BLOCKS extension sub-blocks and stray bytes
+    before its first image, as PIL's parser steps through them; at most MAX_GIF_BLOCKS + 1 are walked."""
+    flags = data[10] if len(data) > 10 else 0
+    at = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)  # the header, the screen, the global palette
+    steps, in_extension = 0, False
+    while at < len(data) and (in_extension or data[at] not in b",;"):  # up to the first image, or the end
+        steps += 1
+        if steps > MAX_GIF_BLOCKS:
+            raise InputError(f"GIF has over {MAX_GIF_BLOCKS} blocks before its first image, over the limit")
+        if in_extension:  # a sub-block: its length, then that many bytes; an empty one ends the extension
+            in_extension = data[at] != 0
+            at += 1 + data[at]
+        elif data[at] == 0x21:  # an extension: its label, then its sub-blocks
+            in_extension, at = True, at + 2
+        else:  # a stray byte, which PIL skips
+            at += 1
 
 
 def jpeg_frame(data: bytes) -> int | None:

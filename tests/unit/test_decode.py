@@ -30,6 +30,7 @@ from benchmarks.hostile import (
 from signals.decode import (
     DECODABLE_FORMATS,
     FORMAT_BYTES_PER_PIXEL,
+    MAX_GIF_BLOCKS,
     MAX_JPEG_MARKERS,
     MAX_JPEG_SCANS,
     MAX_PNG_CHUNKS,
@@ -535,6 +536,37 @@ def test_a_png_of_as_many_chunks_as_the_limit_decodes() -> None:
     assert np.array_equal(np.asarray(decode_image(at_limit)), np.asarray(decode_image(small)))
     with pytest.raises(InputError, match="PNG has over"):
         decode_image(small[:33] + png_chunk(b"prVt") * (MAX_PNG_CHUNKS - own + 1) + small[33:])
+
+
+def _gif_with(blocks: bytes) -> bytes:
+    """A 16x16 GIF with `blocks` between its global palette and its image, where PIL's GIF writes nothing."""
+    gif = _encode(Image.new("P", (16, 16), 1), "GIF")
+    image = 13 + (3 << ((gif[10] & 7) + 1))  # after the header, the screen and the global palette
+    assert gif[10] & 0x80 and gif[image : image + 1] == b","
+    return gif[:image] + blocks + gif[image:]
+
+
+@pytest.mark.parametrize("blocks", [
+    pytest.param(b"\x21\xfe\x01a\x00" * 200_000, id="comments"),
+    pytest.param(b"\x21\xfe" + b"\x01a" * 200_000 + b"\x00", id="a-comment-of-one-byte-sub-blocks"),
+    pytest.param(bytes(400_000), id="stray-bytes"),
+])
+def test_a_flood_of_gif_blocks_is_refused_before_pil_parses_them(blocks: bytes) -> None:
+    """PIL's GIF parser steps through the blocks before the first image in Python, keeping a
+    comment's sub-blocks as a bytes object each: 15 million one-byte sub-blocks (a 28 MiB file) took
+    3 s and 1.4 GB and became a value (a 16x16 picture)."""
+    started = time.perf_counter()
+    with pytest.raises(InputError, match=f"^GIF has over {MAX_GIF_BLOCKS} blocks before its first image, over the limit$"):
+        decode_image(_gif_with(blocks))
+    assert time.perf_counter() - started < 0.5
+
+
+def test_a_gif_of_as_many_blocks_as_the_limit_decodes() -> None:
+    """A comment is its introducer, its sub-blocks and the empty one that ends it."""
+    at_limit = _gif_with(b"\x21\xfe" + b"\x01a" * (MAX_GIF_BLOCKS - 2) + b"\x00")
+    assert np.array_equal(np.asarray(decode_image(at_limit)), np.asarray(decode_image(_gif_with(b""))))
+    with pytest.raises(InputError, match="GIF has over"):
+        decode_image(_gif_with(b"\x21\xfe" + b"\x01a" * (MAX_GIF_BLOCKS - 1) + b"\x00"))
 
 
 def test_a_webp_is_charged_its_decoders_canvas() -> None:
