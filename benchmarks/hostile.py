@@ -35,7 +35,8 @@ TASK_BUDGET_BYTES = int(1.2 * 1024**3)  # what one Spark task's Python worker ma
 IMAGE_BUDGET_S = 5.0  # one image's prepare, on one core
 
 
-def _chunk(kind: bytes, body: bytes) -> bytes:
+def png_chunk(kind: bytes, body: bytes = b"") -> bytes:
+    """A PNG chunk: its length, type, data and CRC."""
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
 
@@ -49,7 +50,7 @@ def png(width: int, height: int, color_type: int = 0, depth: int = 8, rows: Call
     idat = [compressor.compress(zero_row if rows is None else b"\x00" + rows(y)) for y in range(height)]
     idat.append(compressor.flush())
     ihdr = struct.pack(">IIBBBBB", width, height, depth, color_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", b"".join(idat)) + _chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", b"".join(idat)) + png_chunk(b"IEND", b"")
 
 
 def _noisy_rows(width: int, bytes_per_pixel: int) -> Callable[[int], bytes]:
@@ -60,7 +61,7 @@ def _noisy_rows(width: int, bytes_per_pixel: int) -> Callable[[int], bytes]:
 
 def _with_ihdr_size(data: bytes, width: int, height: int) -> bytes:
     ihdr = struct.pack(">II", width, height) + data[24:29]
-    return data[:8] + _chunk(b"IHDR", ihdr) + data[33:]
+    return data[:8] + png_chunk(b"IHDR", ihdr) + data[33:]
 
 
 def _pil(image: Any, fmt: str, **kwargs: Any) -> bytes:
@@ -114,11 +115,31 @@ def _gif_claiming(width: int, height: int) -> bytes:
     return bytes(data)
 
 
+def _gif_commented(sub_blocks: int) -> bytes:
+    """A 16x16 GIF whose image follows a comment of `sub_blocks` one-byte sub-blocks."""
+    from PIL import Image
+
+    data = _pil(Image.new("P", (16, 16), 1), "GIF")
+    image = 13 + (3 << ((data[10] & 7) + 1))  # after the header, the screen and the global palette
+    return data[:image] + b"\x21\xfe" + b"\x01a" * sub_blocks + b"\x00" + data[image:]
+
+
 def _bmp_claiming(width: int, height: int) -> bytes:
     from PIL import Image
 
     data = bytearray(_pil(Image.new("RGB", (16, 16), (1, 2, 3)), "BMP"))
     data[18:26] = struct.pack("<ii", width, height)
+    return bytes(data)
+
+
+def webp_claiming(width: int, height: int) -> bytes:
+    """An animated lossless WebP of two 1x1 frames whose VP8X header claims a width x height canvas
+    (148 bytes): libwebp allocates two RGBA canvases of that size when the file is opened."""
+    from PIL import Image
+
+    frames = [Image.new("RGB", (1, 1), (1, 2, 3)), Image.new("RGB", (1, 1), (3, 2, 1))]
+    data = bytearray(_pil(frames[0], "WEBP", save_all=True, append_images=frames[1:], lossless=True))
+    data[24:30] = (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
     return bytes(data)
 
 
@@ -220,6 +241,9 @@ def _largest_allowed() -> Iterator[tuple[str, bytes]]:
 def _bombs() -> Iterator[tuple[str, bytes]]:
     yield "png 20000x20000 zeros", png(20_000, 20_000)
     yield "png 12000x12000 RGB zeros", png(12_000, 12_000, color_type=2)
+    small = png(8, 8)
+    yield "png 8x8 after 2.7 million empty private chunks (30 MiB, each read by PIL)", small[:33] + png_chunk(b"prVt") * 2_700_000 + small[33:]
+    yield "gif 16x16 after a comment of 15 million one-byte sub-blocks (28 MiB, each kept by PIL)", _gif_commented(15_000_000)
 
 
 def _malformed_exif() -> Iterator[tuple[str, bytes]]:
@@ -232,6 +256,8 @@ def _progressive() -> Iterator[tuple[str, bytes]]:
     yield "progressive jpeg 9459x9459 CMYK (drafted, but coefficients for every pixel)", progressive_jpeg(9459, 4)
     yield "progressive jpeg 2000x2000 grey, 10000 empty scans, opened as a multi-picture file", multi_picture(progressive_jpeg(2000, 1, 10_000))
     yield "sequential jpeg 13000x13000 RGB, a scan per component (drafted, but coefficients for every pixel)", sequential_jpeg(13_000)
+    small = _jpeg_claiming(16, 16)
+    yield "jpeg 16x16 after 8 million empty APP5 segments (30 MiB, each parsed by PIL)", small[:2] + b"\xff\xe5\x00\x02" * 8_000_000 + small[2:]
 
 
 def _eps() -> Iterator[tuple[str, bytes]]:
@@ -257,6 +283,7 @@ def _huge_header() -> Iterator[tuple[str, bytes]]:
     yield "jpeg claiming 65500x65500", _jpeg_claiming(65_500, 65_500)
     yield "gif claiming 65535x65535", _gif_claiming(65_535, 65_535)
     yield "bmp claiming 100000x100000", _bmp_claiming(100_000, 100_000)
+    yield "webp canvas claiming 16384x10000 over 1x1 frames", webp_claiming(16_384, 10_000)
 
 
 CLASSES: dict[str, Callable[[], Iterator[tuple[str, bytes]]]] = {

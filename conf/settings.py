@@ -419,6 +419,7 @@ class VideoSettings(_Strict):
     max_open_cpu_s: float = Field(VideoLimits.max_open_cpu_s, gt=0)
     max_decode_cpu_s: float = Field(VideoLimits.max_decode_cpu_s, gt=0)
     max_wait_s: float = Field(VideoLimits.max_wait_s, gt=0)
+    max_start_s: float = Field(VideoLimits.max_start_s, gt=0)
     sample_fps: float = Field(VideoSampling.sample_fps, gt=0)
     short_side: int = Field(VideoSampling.short_side, ge=16)
     keyframe_every_s: float = Field(VideoSampling.keyframe_every_s, gt=0)
@@ -438,7 +439,8 @@ class VideoSettings(_Strict):
     @property
     def limits(self) -> VideoLimits:
         return VideoLimits(self.max_bytes, self.max_duration_s, self.max_frames, self.max_pixels, self.min_side, self.containers, self.codecs,
-                           self.max_memory_bytes, self.max_open_cpu_s, self.max_decode_cpu_s, self.max_wait_s)
+                           self.max_memory_bytes, self.max_open_cpu_s, self.max_decode_cpu_s, self.max_wait_s,
+                           self.max_start_s)
 
     @property
     def sampling(self) -> VideoSampling:

@@ -53,6 +53,19 @@ DRAFT_OVERSAMPLING = 4  # a drafted JPEG keeps at least this many pixels per pix
 JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 LOSSLESS_JPEG_FRAMES = frozenset({0xC3, 0xC7, 0xCB, 0xCF})
 MAX_JPEG_SCANS = 100  # libjpeg writes 10 scans for a progressive colour JPEG, mozjpeg about a dozen
+# Markers PIL's JPEG parser steps through before the first scan, in Python, keeping every APPn
+# segment: a photo has a few dozen (an ICC profile at most 255 APP2 segments, 32 MiB at most 512
+# full ones), 8 million empty APP5 segments (a 30 MiB file) took 24 s and about 1 GB.
+MAX_JPEG_MARKERS = 1000
+# Chunks of a PNG, which PIL reads one at a time in Python (keeping private ones): a PNG's pixels
+# come in IDAT chunks of 8-64 KB (4,096 of 8 KB in 32 MiB); 2.7 million empty private chunks (a
+# 30 MiB file) took 13 s.
+MAX_PNG_CHUNKS = 100_000
+# Steps of PIL's GIF parser before the first image, in Python: an extension's sub-blocks (up to 255
+# bytes each; a comment's it keeps, a bytes object each) and stray bytes. A GIF's comments and XMP
+# take a few hundred; 15 million one-byte comment sub-blocks (a 28 MiB file) took 3 s and 1.4 GB.
+MAX_GIF_BLOCKS = 100_000
+_JPEG_MARKERS_WITHOUT_LENGTH = frozenset({0xC8, *range(0xD0, 0xDA), *range(0xF0, 0xFE)})  # PIL reads no length after these
 
 
 class InputError(ValueError):
@@ -133,6 +146,26 @@ def image_format(prefix: bytes) -> str | None:
     return None
 
 
+def webp_canvas(data: bytes) -> tuple[int, int, str] | None:
+    """A WebP's canvas width, height and the mode PIL opens it in, read from its first chunk (VP8X,
+    VP8L or VP8), or None where `data` is not such a WebP: libwebp allocates two RGBA canvases of
+    that size when PIL opens the file, before PIL's size is there to check (a 148-byte WebP whose
+    VP8X header claims 16384x10000 took 1.25 GB of address space, or failed as corrupt under an
+    address-space limit)."""
+    if len(data) < 30 or data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        return None
+    chunk = data[12:16]
+    if chunk == b"VP8X":  # flags (0x10: alpha), 3 reserved bytes, then width - 1 and height - 1 in 24 bits each
+        mode = "RGBA" if data[20] & 0x10 else "RGB"
+        return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1, mode
+    if chunk == b"VP8L" and data[20] == 0x2F:  # signature, then width - 1 and height - 1 in 14 bits each, then alpha
+        bits = int.from_bytes(data[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1, "RGBA" if bits >> 28 & 1 else "RGB"
+    if chunk == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":  # a key frame's start code, then 14-bit width and height
+        return int.from_bytes(data[26:28], "little") & 0x3FFF, int.from_bytes(data[28:30], "little") & 0x3FFF, "RGB"
+    return None
+
+
 def _open(data: bytes, limits: DecodeLimits) -> ImageFile.ImageFile:
     """The image opened (header only) by one of the allowed formats, or InputError saying why not."""
     try:
@@ -142,6 +175,21 @@ def _open(data: bytes, limits: DecodeLimits) -> ImageFile.ImageFile:
         if found is not None and found not in limits.formats:
             raise InputError(f"format {found} not allowed (allowed: {', '.join(limits.formats)})") from None
         raise InputError("not a recognised image format") from None
+
+
+def _check_before_open(data: bytes, limits: DecodeLimits) -> None:
+    """InputError for what PIL's opening alone would spend over the limits on: a WebP's canvases
+    (libwebp allocates them then), a JPEG's markers, a PNG's chunks and a GIF's blocks (PIL parses
+    each in Python)."""
+    canvas = webp_canvas(data) if "WEBP" in limits.formats else None
+    if canvas is not None:
+        check_size(*canvas, limits, "WEBP")
+    if "JPEG" in limits.formats and data[:3] == b"\xff\xd8\xff":
+        check_jpeg_markers(data)
+    if "PNG" in limits.formats and data[:8] == b"\x89PNG\r\n\x1a\n":
+        check_png_chunks(data)
+    if "GIF" in limits.formats and data[:6] in (b"GIF87a", b"GIF89a"):
+        check_gif_blocks(data)
 
 
 def check_bytes(data: object, what: str, max_bytes: int) -> None:
@@ -166,6 +214,7 @@ def decode_image(data: bytes | None, limits: DecodeLimits = DecodeLimits(), resi
     check_bytes(data, "image", limits.max_bytes)
     try:  # PIL's DecompressionBombWarning stays a warning: `check_size` refuses what our limits do not allow
         data = bytes(data)
+        _check_before_open(data, limits)
         image = _open(data, limits)
         check_resized(*image.size, resize_short_side, limits)
         if is_jpeg(image):
@@ -208,6 +257,63 @@ def _jpeg_segments(data: bytes) -> Iterator[tuple[int, int]]:
         if marker == 0xDA:
             return
         at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+
+
+def check_jpeg_markers(data: bytes) -> None:
+    """Raise InputError for a JPEG of more than MAX_JPEG_MARKERS markers before its first scan, as
+    PIL's parser walks them: unlike `_jpeg_segments` it skips stray bytes, and steps through fill
+    bytes (0xFF) and stuffed zeros (0xFF00) one at a time; at most MAX_JPEG_MARKERS + 1 are walked."""
+    at, markers = 2, 0
+    while at + 1 < len(data):
+        if data[at] != 0xFF:  # stray bytes, which PIL skips cheaply
+            at = data.find(b"\xff", at)
+            if at < 0:
+                return
+            continue
+        marker = data[at + 1]
+        markers += 1
+        if markers > MAX_JPEG_MARKERS:
+            raise InputError(f"JPEG has over {MAX_JPEG_MARKERS} markers before its first scan, over the limit")
+        if marker == 0xDA or 0x00 < marker < 0xC0:  # the first scan, or what PIL stops at as no marker
+            return
+        if marker == 0xFF:  # a fill byte: the next 0xFF starts the marker
+            at += 1
+        elif marker == 0x00 or marker in _JPEG_MARKERS_WITHOUT_LENGTH:
+            at += 2
+        else:
+            at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+
+
+def check_png_chunks(data: bytes) -> None:
+    """Raise InputError for a PNG of more than MAX_PNG_CHUNKS chunks up to its IEND, each of which PIL
+    reads in Python, before its first IDAT, between IDATs or after them; at most MAX_PNG_CHUNKS + 1 are walked."""
+    at, chunks = 8, 0
+    while at + 8 <= len(data):
+        chunks += 1
+        if chunks > MAX_PNG_CHUNKS:
+            raise InputError(f"PNG has over {MAX_PNG_CHUNKS} chunks, over the limit")
+        if data[at + 4 : at + 8] == b"IEND":
+            return
+        at += 12 + int.from_bytes(data[at : at + 4], "big")  # length, type, data, CRC
+
+
+def check_gif_blocks(data: bytes) -> None:
+    """Raise InputError for a GIF of more than MAX_GIF_BLOCKS extension sub-blocks and stray bytes
+    before its first image, as PIL's parser steps through them; at most MAX_GIF_BLOCKS + 1 are walked."""
+    flags = data[10] if len(data) > 10 else 0
+    at = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)  # the header, the screen, the global palette
+    steps, in_extension = 0, False
+    while at < len(data) and (in_extension or data[at] not in b",;"):  # up to the first image, or the end
+        steps += 1
+        if steps > MAX_GIF_BLOCKS:
+            raise InputError(f"GIF has over {MAX_GIF_BLOCKS} blocks before its first image, over the limit")
+        if in_extension:  # a sub-block: its length, then that many bytes; an empty one ends the extension
+            in_extension = data[at] != 0
+            at += 1 + data[at]
+        elif data[at] == 0x21:  # an extension: its label, then its sub-blocks
+            in_extension, at = True, at + 2
+        else:  # a stray byte, which PIL skips
+            at += 1
 
 
 def jpeg_frame(data: bytes) -> int | None:

@@ -27,7 +27,7 @@ from typing import Any  # noqa: UP035 - TorchScript reads List[...] annotations
 import torch
 from PIL import Image
 
-from signals.decode import DecodeLimits, check_jpeg, check_resized, check_size, jpeg_frame
+from signals.decode import DecodeLimits, check_jpeg, check_jpeg_markers, check_resized, check_size, jpeg_frame
 
 JPEG_SOI = b"\xff\xd8\xff"
 JPEG_EOI = b"\xff\xd9"
@@ -59,9 +59,10 @@ def jpeg_for_device(data: Any, limits: DecodeLimits, device_max_pixels: int = DE
         return None
     if not data.startswith(JPEG_SOI) or not data.endswith(JPEG_EOI):  # truncated or trailing bytes: CPU
         return None
-    if jpeg_frame(data) not in DEVICE_FRAMES:  # lossless, hierarchical, arithmetic-coded, or no frame found: CPU
-        return None
     try:
+        check_jpeg_markers(data)  # before our walk of its segments and PIL's
+        if jpeg_frame(data) not in DEVICE_FRAMES:  # lossless, hierarchical, arithmetic-coded, or no frame found: CPU
+            return None
         with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:
             fmt, mode, (width, height) = image.format, image.mode, image.size
             orientation = image.getexif().get(_EXIF_ORIENTATION, 1)

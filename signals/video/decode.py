@@ -58,6 +58,9 @@ class VideoLimits:
     # reading its frames; not the worker's own time between frames): twice the CPU limit, so a
     # decode it stops is one starved of CPU or not running at all (stopped, in a kernel wait)
     max_wait_s: float = 3600.0
+    # and what it may wait for a new process to be ready (its imports: under a second), apart from
+    # the video's waits: one that is not ready by then is stopped or starved, and fails the task
+    max_start_s: float = 120.0
 
     def __post_init__(self) -> None:
         for kind, names, known in (("containers", self.containers, KNOWN_CONTAINERS), ("codecs", self.codecs, KNOWN_CODECS)):

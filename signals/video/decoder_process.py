@@ -10,7 +10,7 @@ kills the child is that video's InputError, and the next video gets a fresh chil
 sends is read as raw pixels and checked against the limits: nothing from it is unpickled or run.
 The worker waits on the child at most `max_wait_s` in all for a video: a child that stops without
 using CPU (stopped, in a kernel wait) breaks no CPU limit, so it is killed then, a retried error;
-a new child not ready by then is killed too, and as no video reached it, DecoderNotStarted.
+a new child not ready within `max_start_s` is killed too, and as no video reached it, DecoderNotStarted.
 """
 from __future__ import annotations
 
@@ -81,10 +81,10 @@ class VideoDecoder:
         """`signals.video.decode.sample_frames`, decoded in the child: InputError (raised while
         iterating) also for a video that breaks the child's memory or CPU limits or kills it, and
         a retried one when the child keeps this worker waiting past `max_wait_s`; DecoderNotStarted
-        when a new child cannot start or is not ready within it."""
+        when a new child cannot start or is not ready within `max_start_s`."""
         check_bytes(data, "video", limits.max_bytes)
+        child, finished = self._take(_Waits(limits.max_start_s)), False
         waits = _Waits(limits.max_wait_s)
-        child, finished = self._take(waits), False
         try:
             _send(child, bytes(data), limits, sample_fps, short_side, waits)
             yield from _received(child, limits, waits)
@@ -123,8 +123,8 @@ def _child_env() -> dict[str, str]:
 
 
 def _start(waits: _Waits) -> subprocess.Popen[bytes]:
-    """A new child, once it has imported what it needs and said so within the video's waits;
-    DecoderNotStarted if it cannot."""
+    """A new child, once it has imported what it needs and said so within `waits` (the start's own,
+    not the video's: a stopped start held the task for the video's hour); DecoderNotStarted if it cannot."""
     try:
         # unbuffered, so that what select says is ready is what a read or write of the pipe finds
         child = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_child_env(), bufsize=0)

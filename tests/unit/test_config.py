@@ -109,6 +109,8 @@ def test_relative_lakehouse_resolves_from_the_cwd(tmp_path, monkeypatch) -> None
                      id="spark-conf-number-is-a-string"),
         pytest.param("video.max_wait_s=5", lambda s: (s.video.limits.max_wait_s, s.video.reading.limits.max_wait_s), (5, 5),
                      id="video-wait-limit-reaches-the-workers"),
+        pytest.param("video.max_start_s=5", lambda s: (s.video.limits.max_start_s, s.video.reading.limits.max_start_s), (5, 5),
+                     id="video-start-limit-reaches-the-workers"),
     ],
 )
 def test_dotted_override_values_parse_as_yaml(override: str, read, expected) -> None:

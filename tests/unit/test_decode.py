@@ -15,18 +15,34 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.hostile import EPS, lossless_jpeg, lying_ico, malformed_exif_jpeg, multi_picture, png, progressive_jpeg, sequential_jpeg
+from benchmarks.hostile import (
+    EPS,
+    lossless_jpeg,
+    lying_ico,
+    malformed_exif_jpeg,
+    multi_picture,
+    png,
+    png_chunk,
+    progressive_jpeg,
+    sequential_jpeg,
+    webp_claiming,
+)
 from signals.decode import (
     DECODABLE_FORMATS,
     FORMAT_BYTES_PER_PIXEL,
+    MAX_GIF_BLOCKS,
+    MAX_JPEG_MARKERS,
     MAX_JPEG_SCANS,
+    MAX_PNG_CHUNKS,
     MODE_BYTES_PER_PIXEL,
     DecodeLimits,
     InputError,
+    _jpeg_segments,
     check_size,
     decode_image,
     first_scan_components,
     jpeg_frame,
+    webp_canvas,
 )
 
 
@@ -471,6 +487,88 @@ def test_a_sequential_jpeg_of_a_scan_per_component_is_charged_its_coefficients()
     assert np.array_equal(np.asarray(small), np.asarray(decode_image(sequential_jpeg(2000, interleaved=True), resize_short_side=224)))
 
 
+EMPTY_APP5 = b"\xff\xe5\x00\x02"  # a segment of no data: 4 bytes, a marker that PIL parses and keeps
+
+
+@pytest.mark.parametrize("flood", [
+    pytest.param(lambda jpeg: jpeg[:2] + EMPTY_APP5 * 200_000 + jpeg[2:], id="empty-segments"),
+    pytest.param(lambda jpeg: jpeg[:2] + b"\xff" * 400_000 + jpeg[2:], id="fill-bytes"),
+    pytest.param(lambda jpeg: jpeg[:2] + EMPTY_APP5 + b"junk" + EMPTY_APP5 * 200_000 + jpeg[2:], id="segments-after-stray-bytes"),
+])
+def test_a_flood_of_jpeg_markers_is_refused_before_pil_parses_them(flood) -> None:
+    """PIL's JPEG parser walks the markers before the first scan in Python and keeps every APPn
+    segment: 8 million empty APP5 segments (a 30 MiB file) took 24 s and about 1 GB, and became a
+    value; so do fill bytes, one step each, and segments after stray bytes, which PIL skips."""
+    plain = _encode(_noise_rgb((16, 16)), "JPEG")
+    started = time.perf_counter()
+    with pytest.raises(InputError, match=f"^JPEG has over {MAX_JPEG_MARKERS} markers before its first scan, over the limit$"):
+        decode_image(flood(plain))
+    assert time.perf_counter() - started < 0.5
+
+
+def test_a_jpeg_of_as_many_markers_as_the_limit_decodes() -> None:
+    plain = _encode(_noise_rgb((16, 16)), "JPEG")
+    own = len(list(_jpeg_segments(plain)))  # its segments up to and including the first scan
+    at_limit = plain[:2] + EMPTY_APP5 * (MAX_JPEG_MARKERS - own) + plain[2:]
+    assert np.array_equal(np.asarray(decode_image(at_limit)), np.asarray(decode_image(plain)))
+    with pytest.raises(InputError, match="markers before its first scan"):
+        decode_image(plain[:2] + EMPTY_APP5 * (MAX_JPEG_MARKERS - own + 1) + plain[2:])
+
+
+@pytest.mark.parametrize("where", ["before-the-pixels", "after-the-pixels"])
+@pytest.mark.parametrize("kind", [b"prVt", b"IDAT"])
+def test_a_flood_of_png_chunks_is_refused_before_pil_reads_them(where: str, kind: bytes) -> None:
+    """PIL reads a PNG's chunks one at a time in Python, keeping private ones: 2.7 million empty
+    chunks (a 30 MiB file) took 13 s and became a value (an 8x8 picture), whether before the
+    pixels' IDAT chunks, among them or after them."""
+    small = png(8, 8)
+    at = 33 if where == "before-the-pixels" else small.index(b"IEND") - 4  # after IHDR, or before IEND
+    started = time.perf_counter()
+    with pytest.raises(InputError, match=f"^PNG has over {MAX_PNG_CHUNKS} chunks, over the limit$"):
+        decode_image(small[:at] + png_chunk(kind) * 200_000 + small[at:])
+    assert time.perf_counter() - started < 0.5
+
+
+def test_a_png_of_as_many_chunks_as_the_limit_decodes() -> None:
+    small = png(8, 8)
+    own = 3  # png() writes IHDR, one IDAT and IEND
+    at_limit = small[:33] + png_chunk(b"prVt") * (MAX_PNG_CHUNKS - own) + small[33:]
+    assert np.array_equal(np.asarray(decode_image(at_limit)), np.asarray(decode_image(small)))
+    with pytest.raises(InputError, match="PNG has over"):
+        decode_image(small[:33] + png_chunk(b"prVt") * (MAX_PNG_CHUNKS - own + 1) + small[33:])
+
+
+def _gif_with(blocks: bytes) -> bytes:
+    """A 16x16 GIF with `blocks` between its global palette and its image, where PIL's GIF writes nothing."""
+    gif = _encode(Image.new("P", (16, 16), 1), "GIF")
+    image = 13 + (3 << ((gif[10] & 7) + 1))  # after the header, the screen and the global palette
+    assert gif[10] & 0x80 and gif[image : image + 1] == b","
+    return gif[:image] + blocks + gif[image:]
+
+
+@pytest.mark.parametrize("blocks", [
+    pytest.param(b"\x21\xfe\x01a\x00" * 200_000, id="comments"),
+    pytest.param(b"\x21\xfe" + b"\x01a" * 200_000 + b"\x00", id="a-comment-of-one-byte-sub-blocks"),
+    pytest.param(bytes(400_000), id="stray-bytes"),
+])
+def test_a_flood_of_gif_blocks_is_refused_before_pil_parses_them(blocks: bytes) -> None:
+    """PIL's GIF parser steps through the blocks before the first image in Python, keeping a
+    comment's sub-blocks as a bytes object each: 15 million one-byte sub-blocks (a 28 MiB file) took
+    3 s and 1.4 GB and became a value (a 16x16 picture)."""
+    started = time.perf_counter()
+    with pytest.raises(InputError, match=f"^GIF has over {MAX_GIF_BLOCKS} blocks before its first image, over the limit$"):
+        decode_image(_gif_with(blocks))
+    assert time.perf_counter() - started < 0.5
+
+
+def test_a_gif_of_as_many_blocks_as_the_limit_decodes() -> None:
+    """A comment is its introducer, its sub-blocks and the empty one that ends it."""
+    at_limit = _gif_with(b"\x21\xfe" + b"\x01a" * (MAX_GIF_BLOCKS - 2) + b"\x00")
+    assert np.array_equal(np.asarray(decode_image(at_limit)), np.asarray(decode_image(_gif_with(b""))))
+    with pytest.raises(InputError, match="GIF has over"):
+        decode_image(_gif_with(b"\x21\xfe" + b"\x01a" * (MAX_GIF_BLOCKS - 1) + b"\x00"))
+
+
 def test_a_webp_is_charged_its_decoders_canvas() -> None:
     """libwebp decodes into an RGBA canvas of its own, which Pillow copies out as bytes before
     filling its image: a 4600x4600 RGB WebP, within the budget by its mode alone, peaked at
@@ -482,6 +580,52 @@ def test_a_webp_is_charged_its_decoders_canvas() -> None:
         decode_image(_encode(photo, "WEBP", lossless=True), limits)
     roomy = DecodeLimits(max_decode_bytes=100 * 100 * (MODE_BYTES_PER_PIXEL["RGB"] + FORMAT_BYTES_PER_PIXEL["WEBP"]))
     assert np.array_equal(np.asarray(decode_image(_encode(photo, "WEBP", lossless=True), roomy)), np.asarray(photo))
+
+
+@pytest.mark.parametrize("mode, options", [("RGB", {}), ("RGB", {"lossless": True}), ("RGBA", {}), ("RGBA", {"lossless": True}),
+                                           ("LA", {"lossless": True}), ("RGB", {"lossless": True, "animated": True}),
+                                           ("RGBA", {"animated": True})])
+def test_a_webps_canvas_is_read_from_its_header_as_pil_opens_it(mode: str, options: dict) -> None:
+    """Lossy (VP8), lossless (VP8L) and extended (VP8X: alpha, animation) WebPs: the header's size
+    and mode are those PIL reports once it has opened the file."""
+    frames = [Image.effect_noise((37, 21), 50 + 20 * i).convert(mode) for i in range(2)]
+    extra = {"save_all": True, "append_images": frames[1:]} if options.pop("animated", False) else {}
+    data = _encode(frames[0], "WEBP", **options, **extra)
+    opened = Image.open(io.BytesIO(data))
+    assert webp_canvas(data) == (*opened.size, opened.mode)
+    assert webp_canvas(NOISY_PNG) is None
+
+
+_ADDRESS_SPACE_OF_DECODE = """
+import resource, sys
+from pathlib import Path
+from signals.decode import InputError, decode_image
+def vm(key):
+    return int(Path("/proc/self/status").read_text().split(key + ":")[1].split()[0]) * 1024
+decode_image(Path(sys.argv[2]).read_bytes())  # libwebp loaded
+limit = vm("VmSize") + 2**30
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))  # as spark.executor.pyspark.memory sets on a worker
+try:
+    decode_image(Path(sys.argv[1]).read_bytes())
+except InputError as exc:
+    print(exc)
+print(vm("VmPeak") - vm("VmSize"))
+"""
+
+
+def test_a_webp_canvas_over_the_limits_is_refused_before_libwebp_allocates_it(tmp_path) -> None:
+    """A 148-byte WebP whose VP8X header claims 16384x10000 over 1x1 frames: PIL's opening had
+    libwebp allocate its two RGBA canvases (1.25 GB of address space) before our limits saw the
+    size, and under an address-space limit of a GiB more than the worker held that failed as
+    "image is corrupt or truncated: could not create decoder object"."""
+    (tmp_path / "hostile").write_bytes(webp_claiming(16_384, 10_000))
+    (tmp_path / "small").write_bytes(_encode(_noise_rgb(), "WEBP", lossless=True))
+    assert len((tmp_path / "hostile").read_bytes()) == 148
+    run = subprocess.run([sys.executable, "-c", _ADDRESS_SPACE_OF_DECODE, str(tmp_path / "hostile"), str(tmp_path / "small")],
+                         capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    reason, peak_over_size = run.stdout.strip().splitlines()
+    assert reason == "image claims 16384x10000 pixels, over the 24000000 pixel limit"
+    assert int(peak_over_size) < 2**26  # no canvas was ever mapped: 16384 * 10000 * 4 bytes is 625 MiB each
 
 
 _PEAK_OF_DECODE = """

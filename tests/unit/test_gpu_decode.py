@@ -152,6 +152,7 @@ def test_grayscale_and_progressive_jpegs_are_kept() -> None:
         pytest.param(jpeg()[:-200], id="truncated"),
         pytest.param(jpeg() + b"trailing", id="trailing-bytes"),
         pytest.param(b"\xff\xd8\xff\xe0" + bytes(100) + b"\xff\xd9", id="header-only-garbage"),
+        pytest.param(jpeg()[:2] + b"\xff\xe5\x00\x02" * 200_000 + jpeg()[2:], id="a-flood-of-markers"),
     ],
 )
 def test_anything_but_a_plain_complete_jpeg_takes_the_cpu_path(data) -> None:

@@ -94,7 +94,7 @@ def test_a_decoder_that_cannot_start_fails_the_task_not_the_video(two_shot_video
 @pytest.mark.timeout(60)
 def test_a_decoder_stopped_before_it_is_ready_fails_the_task_not_the_video(two_shot_video: bytes, tmp_path, monkeypatch) -> None:
     """A child stopped before it says it is ready held the worker for good; now it is killed after
-    `max_wait_s`, and as no video reached it the task fails (Spark retries it) rather than the
+    `max_start_s`, and as no video reached it the task fails (Spark retries it) rather than the
     video getting an error row for the worker's state."""
     DECODER.close()
     stops = tmp_path / "python"
@@ -102,7 +102,7 @@ def test_a_decoder_stopped_before_it_is_ready_fails_the_task_not_the_video(two_s
     stops.chmod(0o755)
     monkeypatch.setattr(sys, "executable", str(stops))
     embedder = EfficientNetImageEmbedder(config("image_embedding"))  # never loaded: nothing reaches the model
-    reading = VideoReading(replace(VideoReading().limits, max_wait_s=1.0))
+    reading = VideoReading(replace(VideoReading().limits, max_start_s=1.0))
     with pytest.raises(DecoderNotStarted, match="not ready within 1 s"):
         video_rows([(embedder, _stamp(embedder))], _item(two_shot_video), reading)
 
