@@ -171,8 +171,14 @@ def evaluate(task: str, frame: pd.DataFrame, recall: float, min_slice_items: int
              held_out: pd.DataFrame | None = None) -> Evaluation:
     """Metrics of every scorer column of `frame` (all but ITEMS and the slices) on its scored
     items; with `lead`, that scorer's ROC-AUC lead over each other one, with its interval; with
-    `held_out`, the frame `frame` is the common_items of, how many items each scorer left out."""
+    `held_out`, the frame `frame` is the common_items of, how many items each scorer left out (a
+    usage error naming the scorers where they share no scored item: there is nothing to judge on)."""
     evaluation = Evaluation(task, title, frame, lead=lead, held_out={} if held_out is None else held_out_coverage(held_out))
+    if held_out is not None and frame.empty:
+        names = " and ".join(evaluation.held_out["left_out"])
+        raise UsageError(f"none of the {len(held_out)} held-out gold items was scored by every scorer ({left_out_said(evaluation.held_out)}): "
+                         f"{names} share no scored item, so the head cannot be judged against them on the same items; "
+                         "have them score the same held-out items and train again")
     evaluation.slice_items = {kind: {str(v): int(n) for v, n in frame.groupby(kind, dropna=False).size().items()} for kind in SLICES}
     for scorer in scorers(frame):
         scored = frame.dropna(subset=[scorer])

@@ -18,7 +18,7 @@ from conf.settings import UsageError
 from jobs.cli import main
 from lake import delta_io
 from lake.corpus import CorpusTable
-from lake.registry import CHALLENGER, CHAMPION, Registry
+from lake.registry import CHALLENGER, CHAMPION, Registry, RegistryError
 from rollout.compare import EXPERIMENT as COMPARE_EXPERIMENT
 from signals.contracts import LABELS
 from signals.labels.head import load_head, score_vectors
@@ -315,3 +315,26 @@ def test_a_refusal_for_too_few_items_says_which_baseline_left_held_out_items_out
     print_trained(trained)
     said = " ".join(capsys.readouterr().out.split())
     assert f"held-out gold ({len(scored)} of {len(held_out)} items, those every scorer scored; rule left out {len(held_out) - len(scored)})" in said
+
+
+def test_baselines_that_scored_no_held_out_item_in_common_are_refused_by_name(lake, tmp_path):
+    """Found in review: a rule and a majority vote that each scored some held-out gold items but
+    none in common left `train` no items to judge the scorers on, and the calibration error divided
+    by zero: a traceback instead of a refusal saying which scorers share no items."""
+    root = lake.settings.lakehouse_root
+    ruled = set(lake.ids[::2])
+    rule = delta_io.read_arrow(f"{root}/labels").to_pandas()
+    write_deltalake(f"{root}/labels", pa.Table.from_pandas(rule[rule["content_id"].isin(ruled)], schema=LABELS.schema, preserve_index=False),
+                    mode="overwrite", partition_by=list(LABELS.partition_by))
+    majority = lake.majority[~lake.majority["content_id"].isin(ruled)]
+    held_out = [c for c in lake.ids[:-ERRORS] if split_of(c) == "test"]
+    by_rule = sum(c in ruled for c in held_out)
+    assert 0 < by_rule < len(held_out)  # each baseline scored some held-out items, none of them the same
+    with pytest.raises(UsageError) as refused:
+        train_task(lake.settings, "low_quality", lake.weak, "weak", gold=lake.gold, majority=majority, report_path=tmp_path / "report.html")
+    assert str(refused.value) == (
+        f"none of the {len(held_out)} held-out gold items was scored by every scorer (rule left out {len(held_out) - by_rule}, "
+        f"majority_vote left out {by_rule}): rule and majority_vote share no scored item, so the head cannot be judged against "
+        "them on the same items; have them score the same held-out items and train again")
+    with pytest.raises(RegistryError, match="no registered model"):  # nothing registered for `promote` to judge
+        Registry(lake.settings.registry_uri).aliases("head_low_quality")
