@@ -19,7 +19,7 @@ from monitoring.monitor import MonitorResult
 from retrieval.index_store import Manifest
 from rollout.evaluate import REPORT
 from signals.contracts import DUPLICATES, EMBEDDINGS, KEYFRAMES, LABELS, RUNS
-from training.evaluate import left_out_said
+from training.evaluate import left_out_said, without_row_said
 from training.gold import Agreement
 from training.train import TrainedVersion
 
@@ -281,6 +281,8 @@ def print_trained(trained: TrainedVersion) -> None:
     for scorer, metrics in trained.evaluation.metrics.items():
         table.add_row(scorer, *("–" if metrics[c] is None else f"{metrics[c]:.4g}" for c in columns))
     console.print(table)
+    for note in without_row_said(held_out, trained.snapshot.signal):
+        console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
     console.print("the head's ROC-AUC minus each baseline's (95% interval, resampled by near-duplicate group): "
                   + ", ".join(_margin(b, m) for b, m in trained.evaluation.leads.items()))
     console.print(f"report: {trained.report}")

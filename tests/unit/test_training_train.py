@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
@@ -305,7 +306,9 @@ def test_a_refusal_for_too_few_items_says_which_baseline_left_held_out_items_out
     positives, common = int(truth[held_out].sum()), int(truth[scored].sum())
     assert min(positives, len(held_out) - positives) >= 10 > min(common, len(scored) - common)  # enough gold; too few scored by the rule
     summary = json.loads(Registry(lake.settings.registry_uri).client.get_model_version("head_low_quality", "1").tags[EVALUATION_TAG])
-    assert summary["held_out"] == {"items": len(held_out), "positives": positives, "left_out": {"rule": len(held_out) - len(scored)}}
+    without_row = sum(split_of(c) == "test" for c in lake.ids[-ERRORS:])  # error rows: no head can score them
+    assert summary["held_out"] == {"items": len(held_out), "positives": positives, "left_out": {"rule": len(held_out) - len(scored)},
+                                   "without_row": without_row}
     assert summary["metrics"]["head"]["items"] == len(scored)
     refusal = gate_failures(summary, lake.settings.training.gate)[0]
     assert refusal == (f"the held-out gold holds {common} positive and {len(scored) - common} negative items, fewer than "
@@ -338,3 +341,25 @@ def test_baselines_that_scored_no_held_out_item_in_common_are_refused_by_name(la
         "them on the same items; have them score the same held-out items and train again")
     with pytest.raises(RegistryError, match="no registered model"):  # nothing registered for `promote` to judge
         Registry(lake.settings.registry_uri).aliases("head_low_quality")
+
+
+def test_held_out_gold_without_an_ok_embedding_row_is_counted_in_the_evaluation_and_said(lake, tmp_path, capsys):
+    """Found in review: held-out gold items without an ok embedding row (an error row, or no row yet)
+    were left out of every scorer's evaluation without a word: the report said N items where more
+    had been labelled and held out."""
+    from jobs.show import print_trained
+
+    unseen = pd.DataFrame({"content_id": [f"unseen-{i:03d}" for i in range(60)], "p_positive": 1.0, "label": 1, "n_annotators": 3})
+    gold = pd.concat([lake.gold, unseen], ignore_index=True)
+    trained = train_task(lake.settings, "low_quality", lake.weak, "weak", gold=gold, majority=lake.majority,
+                         report_path=tmp_path / "report.html")
+    without_row = [c for c in [*lake.ids[-ERRORS:], *unseen["content_id"]] if split_of(c) == "test"]
+    assert ERRORS > 0 < sum(c.startswith("unseen") for c in without_row)  # both kinds: an error row, and no row at all
+    held_out = [c for c in lake.ids[:-ERRORS] if split_of(c) == "test"]
+    assert sorted(trained.evaluation.frame["content_id"]) == held_out
+    summary = json.loads(Registry(lake.settings.registry_uri).client.get_model_version("head_low_quality", "1").tags[EVALUATION_TAG])
+    assert summary["held_out"]["items"] == len(held_out) and summary["held_out"]["without_row"] == len(without_row)
+    said = f"{len(without_row)} held-out gold items have no ok image_embedding row (an error row, or none yet): no head can score them"
+    assert said in trained.report.read_text()
+    print_trained(trained)
+    assert said in " ".join(capsys.readouterr().out.split())
