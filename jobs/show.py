@@ -269,6 +269,9 @@ def print_trained(trained: TrainedVersion) -> None:
         console.print(f"[yellow]note:[/] {ungrouped} of {lineage['labels_items']} labelled items have no row in {where} (newer than the "
                       "last dedup): each is its own group, so a copy of a held-out item may have been trained on; "
                       "content-signals dedup, then train again", soft_wrap=True)
+    if not trained.head.validated:
+        console.print("[yellow]note:[/] no epoch had a validation loss (no labelled item with an ok row in the validation split): "
+                      "the last epoch's weights are kept, not the best epoch's; label more items", soft_wrap=True)
     if trained.evaluation is None:
         console.print("no gold labels: not evaluated, and `promote` will refuse it until it is")
         return

@@ -10,7 +10,8 @@ the optimum, which is taken off the output bias after training, so scores stay c
 With `standardize` each input dimension is centred and scaled by the train split's mean and
 standard deviation, kept in the head (signals.labels.head.Standardize). Training is seeded end to
 end (initial weights, the loader's shuffle): the same snapshot and seed give the same weights. The
-kept weights are those of the epoch with the lowest validation loss.
+kept weights are those of the epoch with the lowest validation loss; without one (no labelled item
+with an ok row in the validation split) those of the last epoch, which `train` says (`TrainedHead.validated`).
 """
 from __future__ import annotations
 
@@ -52,6 +53,11 @@ class TrainedHead:
     def scores(self, vectors: np.ndarray) -> np.ndarray:
         """P(positive) of each row of `vectors` (float64)."""
         return score_vectors(self.model, vectors)
+
+    @property
+    def validated(self) -> bool:
+        """Whether some epoch had a validation loss to choose the kept weights by (else they are the last epoch's)."""
+        return bool(np.isfinite(self.validation_loss).any())
 
 
 def _dim_of(snapshot: Snapshot, split: str) -> int:

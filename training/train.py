@@ -103,6 +103,7 @@ class TrainedVersion:
     run_id: str
     snapshot: Snapshot
     weights: str  # a local path, or a URI on the lakehouse's store
+    head: TrainedHead
     evaluation: Evaluation | None
     report: Path | None
 
@@ -209,4 +210,4 @@ def train_task(settings: Settings, task_name: str, labels: pd.DataFrame, label_s
     if evaluation is not None:
         registry.client.set_model_version_tag(name, model.version, EVALUATION_TAG, json.dumps(evaluation.summary()))
     registry.client.set_registered_model_alias(name, CHALLENGER, model.version)
-    return TrainedVersion(task.name, model, run_id, snapshot, weights, evaluation, report)
+    return TrainedVersion(task.name, model, run_id, snapshot, weights, head, evaluation, report)

@@ -363,3 +363,19 @@ def test_held_out_gold_without_an_ok_embedding_row_is_counted_in_the_evaluation_
     assert said in trained.report.read_text()
     print_trained(trained)
     assert said in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_head_without_a_validation_split_says_it_kept_the_last_epoch(lake, capsys):
+    """Found in review: labels with no item in the validation split gave no epoch a validation loss,
+    so the last epoch's weights were kept where the best epoch's are said to be, without a word."""
+    from jobs.show import print_trained
+
+    trained_only = lake.weak[[split_of(c) == "train" for c in lake.weak["content_id"]]]
+    trained = train_task(lake.settings, "low_quality", trained_only, "weak")
+    epochs = lake.settings.training.epochs
+    assert trained.head.best_epoch == epochs - 1 and np.isnan(trained.head.validation_loss).all()
+    print_trained(trained)
+    assert ("no epoch had a validation loss (no labelled item with an ok row in the validation split): the last epoch's weights "
+            "are kept, not the best epoch's") in " ".join(capsys.readouterr().out.split())
+    print_trained(train_task(lake.settings, "low_quality", lake.weak, "weak"))  # a validation split: nothing to say
+    assert "no epoch had a validation loss" not in capsys.readouterr().out
