@@ -74,6 +74,13 @@ def positive_weight(targets: Iterable[float], balance: bool) -> float:
     return float(negative / positive) if balance and positive > 0 and negative > 0 else 1.0
 
 
+def _noting_targets(loader: Iterable[dict[str, Any]], targets: list[torch.Tensor]) -> Iterator[dict[str, Any]]:
+    """The loader's batches, each one's targets appended to `targets` as it passes: the moments' read gives the positives' weight too."""
+    for batch in loader:
+        targets.append(batch["y"])
+        yield batch
+
+
 def _moments(loader: Iterable[dict[str, Any]], dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and 1 / standard deviation of each dimension over a split's rows (1 where a dimension is constant).
     Summed about the first row, so a constant dimension's variance is exactly 0: raw sums of squares
@@ -113,10 +120,13 @@ def train_head(snapshot: Snapshot, conf: TrainingSettings) -> TrainedHead:
     train = batches(snapshot, "train", conf.batch_size, conf.shuffle_buffer, conf.seed, kept)
     validation = batches(snapshot, "validation", conf.batch_size, 1, conf.seed, kept)
     head = TrainedHead(model, dim, conf.hidden, conf.standardize)
+    # the rows trained on: a labelled item without an ok row is never trained on, so it weighs nothing; one read for both
+    targets: list[torch.Tensor] = []
     if conf.standardize:
-        model[0].mean, model[0].scale = _moments(train, dim)
-    # the rows trained on: a labelled item without an ok row is never trained on, so it weighs nothing
-    weight = torch.tensor(positive_weight(torch.cat([batch["y"] for batch in train]).double().numpy(), conf.balance_classes))
+        model[0].mean, model[0].scale = _moments(_noting_targets(train, targets), dim)
+    elif conf.balance_classes:
+        targets = [batch["y"] for batch in train]
+    weight = torch.tensor(positive_weight(torch.cat(targets).double().numpy(), conf.balance_classes) if targets else 1.0)
     best: tuple[float, dict[str, torch.Tensor]] | None = None
     for epoch in range(conf.epochs):
         train.set_epoch(epoch)
