@@ -12,6 +12,7 @@ standard deviation, kept in the head (signals.labels.head.Standardize). Training
 end (initial weights, the loader's shuffle): the same snapshot and seed give the same weights. The
 kept weights are those of the epoch with the lowest validation loss; without one (no labelled item
 with an ok row in the validation split) those of the last epoch, which `train` says (`TrainedHead.validated`).
+Kept weights that are not numbers (training diverged) are a usage error: no head is saved to score NaN.
 """
 from __future__ import annotations
 
@@ -146,6 +147,9 @@ def train_head(snapshot: Snapshot, conf: TrainingSettings) -> TrainedHead:
             best = (current, {k: v.detach().clone() for k, v in model.state_dict().items()})
             head.best_epoch = epoch
     assert best is not None
+    if not all(torch.isfinite(v).all() for v in best[1].values() if v.is_floating_point()):
+        raise UsageError(f"training diverged: the head's weights are not numbers in every one of its {conf.epochs} epochs "
+                         f"(training.learning_rate {conf.learning_rate}): lower the learning rate and train again")
     model.load_state_dict(best[1])
     with torch.no_grad():
         model[-1].bias -= torch.log(weight)  # the weight's shift of the logits, undone

@@ -182,3 +182,16 @@ def test_labels_without_p_positive_are_refused(tmp_path):
     append(tmp_path, rows(["a"], np.ones((1, DIM), np.float32)))
     with pytest.raises(UsageError, match="p_positive"):
         pin_snapshot(str(tmp_path), SIGNAL, "1", pd.DataFrame({"content_id": ["a"], "label": [1]}))
+
+
+def test_a_head_whose_training_diverged_is_refused_not_evaluated_on_scores_that_are_not_numbers(tmp_path):
+    """Found in review: a learning rate that made every weight NaN kept the last epoch's NaN weights
+    (no epoch had a finite validation loss), and `train`'s evaluation, dropping the head's column as
+    a scorer that scored nothing, failed with KeyError 'head'."""
+    labels, vectors, _ = separable_lakehouse(tmp_path)
+    snapshot = pin_snapshot(str(tmp_path), SIGNAL, "1", labels)
+    with pytest.raises(UsageError, match=r"training diverged: the head's weights are not numbers in every one of its 8 epochs "
+                                         r"\(training.learning_rate 1e\+20\): lower the learning rate"):
+        train_head(snapshot, CONF.model_copy(update={"learning_rate": 1e20}))
+    head = train_head(snapshot, CONF.model_copy(update={"learning_rate": 100.0}))  # large, not diverged: finite, if saturated
+    assert np.isfinite(head.scores(vectors)).all() and np.isfinite(head.validation_loss).all()
