@@ -134,6 +134,21 @@ def test_a_head_with_no_baseline_to_beat_does_not_pass():
     assert "no baseline" in gate_failures(alone, GATE)[0]
 
 
+def test_one_class_on_the_items_every_scorer_scored_names_the_baseline_that_left_the_others_out():
+    """Found in review: where the held-out gold held both classes but a baseline scored only positives,
+    the items every scorer scored held one class, and the refusal said to label more items: the
+    baseline's coverage was the cause, as the too-few refusal says for few items of a class."""
+    cut = summary(None, 0.8)
+    cut["metrics"]["head"].update(items=6.0, positives=6.0)
+    cut["held_out"] = {"items": 80, "positives": 30, "left_out": {"rule": 74}}
+    assert gate_failures(cut, GATE) == [
+        "the held-out gold holds 6 positive and 0 negative items, fewer than training.gate.min_class_items 10 of a class: "
+        "of the 80 held-out gold items (30 positive) every scorer scored 6, rule left out 74: the gold is enough, rule's coverage "
+        "is not: have rule score them and train again"]
+    cut["held_out"]["left_out"] = {}  # the held-out gold itself of one class: labels are what is short
+    assert gate_failures(cut, GATE) == ["the held-out gold items hold one class only: no ROC-AUC to judge; label more items"]
+
+
 def test_one_class_only_cannot_pass():
     assert "one class only" in gate_failures(summary(None, 0.8), GATE)[0]
 
