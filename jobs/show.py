@@ -19,7 +19,7 @@ from monitoring.monitor import MonitorResult
 from retrieval.index_store import Manifest
 from rollout.evaluate import REPORT
 from signals.contracts import DUPLICATES, EMBEDDINGS, KEYFRAMES, LABELS, RUNS
-from training.evaluate import left_out_said
+from training.evaluate import left_out_said, without_row_said
 from training.gold import Agreement
 from training.train import TrainedVersion
 
@@ -269,6 +269,9 @@ def print_trained(trained: TrainedVersion) -> None:
         console.print(f"[yellow]note:[/] {ungrouped} of {lineage['labels_items']} labelled items have no row in {where} (newer than the "
                       "last dedup): each is its own group, so a copy of a held-out item may have been trained on; "
                       "content-signals dedup, then train again", soft_wrap=True)
+    if not trained.head.validated:
+        console.print("[yellow]note:[/] no epoch had a validation loss (no labelled item with an ok row in the validation split): "
+                      "the last epoch's weights are kept, not the best epoch's; label more items", soft_wrap=True)
     if trained.evaluation is None:
         console.print("no gold labels: not evaluated, and `promote` will refuse it until it is")
         return
@@ -281,6 +284,8 @@ def print_trained(trained: TrainedVersion) -> None:
     for scorer, metrics in trained.evaluation.metrics.items():
         table.add_row(scorer, *("–" if metrics[c] is None else f"{metrics[c]:.4g}" for c in columns))
     console.print(table)
+    for note in without_row_said(held_out, trained.snapshot.signal):
+        console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
     console.print("the head's ROC-AUC minus each baseline's (95% interval, resampled by near-duplicate group): "
                   + ", ".join(_margin(b, m) for b, m in trained.evaluation.leads.items()))
     console.print(f"report: {trained.report}")

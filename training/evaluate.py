@@ -168,11 +168,18 @@ class Evaluation:
 
 
 def evaluate(task: str, frame: pd.DataFrame, recall: float, min_slice_items: int, title: str, lead: str | None = None,
-             held_out: pd.DataFrame | None = None) -> Evaluation:
+             held_out: pd.DataFrame | None = None, without_row: int = 0) -> Evaluation:
     """Metrics of every scorer column of `frame` (all but ITEMS and the slices) on its scored
     items; with `lead`, that scorer's ROC-AUC lead over each other one, with its interval; with
-    `held_out`, the frame `frame` is the common_items of, how many items each scorer left out."""
-    evaluation = Evaluation(task, title, frame, lead=lead, held_out={} if held_out is None else held_out_coverage(held_out))
+    `held_out`, the frame `frame` is the common_items of, how many items each scorer left out, and
+    `without_row` held-out gold items no head could score (a usage error naming the scorers where
+    they share no scored item: there is nothing to judge on)."""
+    evaluation = Evaluation(task, title, frame, lead=lead, held_out={} if held_out is None else held_out_coverage(held_out, without_row))
+    if held_out is not None and frame.empty:
+        names = " and ".join(evaluation.held_out["left_out"])
+        raise UsageError(f"none of the {len(held_out)} held-out gold items was scored by every scorer ({left_out_said(evaluation.held_out)}): "
+                         f"{names} share no scored item, so the head cannot be judged against them on the same items; "
+                         "have them score the same held-out items and train again")
     evaluation.slice_items = {kind: {str(v): int(n) for v, n in frame.groupby(kind, dropna=False).size().items()} for kind in SLICES}
     for scorer in scorers(frame):
         scored = frame.dropna(subset=[scorer])
@@ -194,12 +201,21 @@ def common_items(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.dropna(subset=scorers(frame))
 
 
-def held_out_coverage(frame: pd.DataFrame) -> dict[str, Any]:
+def held_out_coverage(frame: pd.DataFrame, without_row: int = 0) -> dict[str, Any]:
     """The frame's items and positives, and per scorer that scored some of its items but not all,
     how many it left out: why common_items may hold far fewer items than were held out (a baseline's
-    coverage, not too few gold labels)."""
+    coverage, not too few gold labels); and the held-out gold items `without_row` (no ok embedding
+    row), which are in no frame: the gold the evaluation could not use."""
     return {"items": len(frame), "positives": int(frame["label"].sum()),
-            "left_out": {s: int(frame[s].isna().sum()) for s in scorers(frame) if frame[s].notna().any() and frame[s].isna().any()}}
+            "left_out": {s: int(frame[s].isna().sum()) for s in scorers(frame) if frame[s].notna().any() and frame[s].isna().any()},
+            "without_row": without_row}
+
+
+def without_row_said(held_out: Mapping[str, Any], signal: str) -> list[str]:
+    """held_out_coverage's held-out gold items without an ok row of `signal`, in words (none: nothing to say)."""
+    n = held_out.get("without_row", 0)
+    return [f"{n} held-out gold items have no ok {signal} row (an error row, or none yet): no head can score them, "
+            "so no scorer is judged on them"] if n else []
 
 
 def left_out_said(held_out: Mapping[str, Any]) -> str:

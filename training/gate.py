@@ -41,14 +41,16 @@ def gate_failures(summary: Mapping[str, Any], conf: GateSettings) -> list[str]:
                   if isinstance(m.get(figure), float) and not math.isfinite(m[figure])]
     if not_finite:  # every comparison with NaN is false: each condition would pass
         return [f"the evaluation holds figures that are not numbers ({', '.join(not_finite)}): it cannot be judged; train and evaluate again"]
-    if head.get("roc_auc") is None:
-        return ["the held-out gold items hold one class only: no ROC-AUC to judge; label more items"]
-    failures += _too_few(summary["task"], head, summary.get("held_out") or {}, conf)
+    held_out = summary.get("held_out") or {}
+    if head.get("roc_auc") is None:  # one class on the items every scorer scored: where a baseline left items out, maybe its doing
+        too_few = _too_few(summary["task"], head, held_out, conf) if held_out.get("left_out") else []
+        return too_few or ["the held-out gold items hold one class only: no ROC-AUC to judge; label more items"]
+    failures += _too_few(summary["task"], head, held_out, conf)
     if baselines:
         best = max(baselines, key=baselines.get)
         if head["roc_auc"] < baselines[best] + conf.min_auc_margin - ROUNDING:
             failures.append(f"ROC-AUC {head['roc_auc']:.3f} is not above {best}'s {baselines[best]:.3f} by "
-                            f"training.gate.min_auc_margin {conf.min_auc_margin}{_judged_on(head)}")
+                            f"training.gate.min_auc_margin {conf.min_auc_margin}{_judged_on(head, held_out)}")
         if conf.lead_beyond_noise:
             failures += _leads_within_noise(summary.get("leads"), baselines)
     else:  # no rule or majority vote scored the held-out items: nothing to judge the head against
@@ -108,11 +110,15 @@ def _leads_within_noise(leads: Mapping[str, Mapping[str, float] | None] | None, 
     return failures
 
 
-def _judged_on(head: Mapping[str, Any]) -> str:
+def _judged_on(head: Mapping[str, Any], held_out: Mapping[str, Any]) -> str:
     """How many held-out gold items (and positives) a ROC-AUC was judged on, where the summary says:
-    a verdict on a handful of positives is mostly chance."""
+    a verdict on a handful of positives is mostly chance; where a baseline left items out
+    (`held_out`), of how many held out, as the too-few refusal beside it counts them."""
     if head.get("items") is None or head.get("positives") is None:
         return ""
+    if held_out.get("left_out"):
+        return (f" (judged on the {int(head['items'])} of the {held_out['items']} held-out gold items every scorer scored, "
+                f"{int(head['positives'])} positive)")
     return f" (judged on {int(head['items'])} held-out gold items, {int(head['positives'])} positive)"
 
 

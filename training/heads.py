@@ -10,7 +10,9 @@ the optimum, which is taken off the output bias after training, so scores stay c
 With `standardize` each input dimension is centred and scaled by the train split's mean and
 standard deviation, kept in the head (signals.labels.head.Standardize). Training is seeded end to
 end (initial weights, the loader's shuffle): the same snapshot and seed give the same weights. The
-kept weights are those of the epoch with the lowest validation loss.
+kept weights are those of the epoch with the lowest validation loss; without one (no labelled item
+with an ok row in the validation split) those of the last epoch, which `train` says (`TrainedHead.validated`).
+Kept weights that are not numbers (training diverged) are a usage error: no head is saved to score NaN.
 """
 from __future__ import annotations
 
@@ -53,6 +55,11 @@ class TrainedHead:
         """P(positive) of each row of `vectors` (float64)."""
         return score_vectors(self.model, vectors)
 
+    @property
+    def validated(self) -> bool:
+        """Whether some epoch had a validation loss to choose the kept weights by (else they are the last epoch's)."""
+        return bool(np.isfinite(self.validation_loss).any())
+
 
 def _dim_of(snapshot: Snapshot, split: str) -> int:
     for batch in batches(snapshot, split, batch_size=1, shuffle_buffer=1):
@@ -66,6 +73,13 @@ def positive_weight(targets: Iterable[float], balance: bool) -> float:
     p = np.fromiter(targets, dtype=float)
     positive, negative = p.sum(), (1 - p).sum()
     return float(negative / positive) if balance and positive > 0 and negative > 0 else 1.0
+
+
+def _noting_targets(loader: Iterable[dict[str, Any]], targets: list[torch.Tensor]) -> Iterator[dict[str, Any]]:
+    """The loader's batches, each one's targets appended to `targets` as it passes: the moments' read gives the positives' weight too."""
+    for batch in loader:
+        targets.append(batch["y"])
+        yield batch
 
 
 def _moments(loader: Iterable[dict[str, Any]], dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,10 +121,13 @@ def train_head(snapshot: Snapshot, conf: TrainingSettings) -> TrainedHead:
     train = batches(snapshot, "train", conf.batch_size, conf.shuffle_buffer, conf.seed, kept)
     validation = batches(snapshot, "validation", conf.batch_size, 1, conf.seed, kept)
     head = TrainedHead(model, dim, conf.hidden, conf.standardize)
+    # the rows trained on: a labelled item without an ok row is never trained on, so it weighs nothing; one read for both
+    targets: list[torch.Tensor] = []
     if conf.standardize:
-        model[0].mean, model[0].scale = _moments(train, dim)
-    # the rows trained on: a labelled item without an ok row is never trained on, so it weighs nothing
-    weight = torch.tensor(positive_weight(torch.cat([batch["y"] for batch in train]).double().numpy(), conf.balance_classes))
+        model[0].mean, model[0].scale = _moments(_noting_targets(train, targets), dim)
+    elif conf.balance_classes:
+        targets = [batch["y"] for batch in train]
+    weight = torch.tensor(positive_weight(torch.cat(targets).double().numpy(), conf.balance_classes) if targets else 1.0)
     best: tuple[float, dict[str, torch.Tensor]] | None = None
     for epoch in range(conf.epochs):
         train.set_epoch(epoch)
@@ -130,6 +147,9 @@ def train_head(snapshot: Snapshot, conf: TrainingSettings) -> TrainedHead:
             best = (current, {k: v.detach().clone() for k, v in model.state_dict().items()})
             head.best_epoch = epoch
     assert best is not None
+    if not all(torch.isfinite(v).all() for v in best[1].values() if v.is_floating_point()):
+        raise UsageError(f"training diverged: the head's weights are not numbers in every one of its {conf.epochs} epochs "
+                         f"(training.learning_rate {conf.learning_rate}): lower the learning rate and train again")
     model.load_state_dict(best[1])
     with torch.no_grad():
         model[-1].bias -= torch.log(weight)  # the weight's shift of the logits, undone

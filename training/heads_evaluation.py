@@ -99,7 +99,7 @@ def compare_heads(settings: Settings, task: str, weak: pd.DataFrame, gold: pd.Da
     conf = settings.training
     root = settings.lakehouse_root
     weak_snapshot = pin_snapshot(root, signal, model_version, weak, fractions=conf.splits, joined=joined)
-    frame, vectors = held_out_gold(settings, task, weak_snapshot, gold, majority, reads=ReadVersions.latest(settings))  # read once, for every head
+    frame, vectors, _ = held_out_gold(settings, task, weak_snapshot, gold, majority, reads=ReadVersions.latest(settings))  # read once, for every head
     frame["weak_head"] = train_head(weak_snapshot, conf).scores(vectors)
     frame["label_model"] = weak.drop_duplicates("content_id").set_index("content_id")["p_positive"].reindex(frame["content_id"]).to_numpy()
 
@@ -145,7 +145,7 @@ def cross_fitted(settings: Settings, task: str, gold: pd.DataFrame,
         weak, majority = weak_without(list(gold_folds.targets("test")))
         weak_snapshot = pin_snapshot(root, signal, model_version, weak, gold_snapshot.embeddings_version, gold_snapshot.duplicates_version,
                                      conf.splits, joined)
-        frame, vectors = held_out_gold(settings, task, weak_snapshot, gold, majority, (f, folds), reads=ReadVersions.latest(settings))
+        frame, vectors, _ = held_out_gold(settings, task, weak_snapshot, gold, majority, (f, folds), reads=ReadVersions.latest(settings))
         frame["weak_head"] = train_head(with_folds(weak_snapshot, f, folds), conf).scores(vectors)
         frame["gold_head"] = train_head(gold_folds, conf).scores(vectors)
         frame["label_model"] = weak.drop_duplicates("content_id").set_index("content_id")["p_positive"].reindex(frame["content_id"]).to_numpy()

@@ -28,7 +28,7 @@ from signals.catalog import signal_class
 from signals.contracts import HUMAN_LABELS, LABELS, WEAK_LABELS
 from signals.labels.head import JOINED_SEPARATOR
 from training import gold, weak
-from training.evaluate import LANGUAGE_SIGNAL, RULES, Evaluation, common_items, evaluate, item_slices, report_metrics, rule_scores, write_evaluation_report
+from training.evaluate import LANGUAGE_SIGNAL, RULES, Evaluation, common_items, evaluate, item_slices, report_metrics, rule_scores, without_row_said, write_evaluation_report
 from training.gate import EVALUATION_TAG, HEAD, head_signal
 from training.heads import TrainedHead, local_copy, save_head, train_head
 from training.loader import Snapshot, batches, latest_version, pin_snapshot, with_folds
@@ -103,18 +103,20 @@ class TrainedVersion:
     run_id: str
     snapshot: Snapshot
     weights: str  # a local path, or a URI on the lakehouse's store
+    head: TrainedHead
     evaluation: Evaluation | None
     report: Path | None
 
 
 def held_out_gold(settings: Settings, task: str, snapshot: Snapshot, gold: pd.DataFrame, majority: pd.DataFrame | None = None,
-                  fold: tuple[int, int] | None = None, *, reads: ReadVersions) -> tuple[pd.DataFrame, np.ndarray]:
+                  fold: tuple[int, int] | None = None, *, reads: ReadVersions) -> tuple[pd.DataFrame, np.ndarray, int]:
     """The gold items of the snapshot's test groups (with `fold`, (test fold, folds): that fold's
     groups) with an ok embedding: their label and near-duplicate group, the rule's and the majority
     vote's scores (NaN where one has no score of an item: every item is kept, for each scorer to be
     judged on those it scored) and their slices (tables, the rule's and the language's model
     versions as `reads` says), and their vectors in the same order, for any number of heads to be
-    scored on."""
+    scored on; and how many of those groups' gold items have no ok embedding row (no head can
+    score them, so no scorer is judged on them)."""
     pinned = pin_snapshot(snapshot.lakehouse, snapshot.signal, snapshot.model_version,
                           gold.assign(p_positive=gold["label"].astype(float)), snapshot.embeddings_version,
                           snapshot.duplicates_version, settings.training.splits, snapshot.joined)
@@ -134,15 +136,16 @@ def held_out_gold(settings: Settings, task: str, snapshot: Snapshot, gold: pd.Da
     slices = item_slices(snapshot.lakehouse, CorpusTable.of(settings), list(frame["content_id"]), reads.champions[LANGUAGE_SIGNAL],
                          reads.labels, reads.corpus)
     frame = frame.merge(slices, on="content_id")
-    return frame, np.concatenate(vectors)[pd.Index(ids).get_indexer(frame["content_id"])]
+    return frame, np.concatenate(vectors)[pd.Index(ids).get_indexer(frame["content_id"])], len(pinned.targets("test")) - len(ids)
 
 
 def held_out(settings: Settings, task: str, snapshot: Snapshot, head: TrainedHead, gold: pd.DataFrame,
-             majority: pd.DataFrame | None, reads: ReadVersions) -> pd.DataFrame:
-    """held_out_gold's frame with the head's scores beside the other scorers' (NaN where a baseline has no score of an item)."""
-    frame, vectors = held_out_gold(settings, task, snapshot, gold, majority, reads=reads)
+             majority: pd.DataFrame | None, reads: ReadVersions) -> tuple[pd.DataFrame, int]:
+    """held_out_gold's frame with the head's scores beside the other scorers' (NaN where a baseline has no score of an item),
+    and its count of held-out gold items without an ok embedding row."""
+    frame, vectors, without_row = held_out_gold(settings, task, snapshot, gold, majority, reads=reads)
     frame.insert(3, HEAD, head.scores(vectors))
-    return frame
+    return frame, without_row
 
 
 def head_identity(settings: Settings, snapshot: Snapshot, weights: str) -> dict[str, str]:
@@ -189,11 +192,12 @@ def train_task(settings: Settings, task_name: str, labels: pd.DataFrame, label_s
     weights = save_head(head, settings.table_root(f"_heads/{name}"), lineage)  # beside the tables, where executors read them
     evaluation, report = None, None
     if gold is not None:
-        frame = held_out(settings, task.name, snapshot, head, gold, majority, reads)
+        frame, without_row = held_out(settings, task.name, snapshot, head, gold, majority, reads)
         # every scorer judged on the items all of them scored, as the gate compares their ROC-AUCs; how many each left out kept beside
         evaluation = evaluate(task.name, common_items(frame), conf.precision_at_recall, conf.gate.min_slice_items,
-                              f"{name}: held-out gold ({label_source} labels)", lead=HEAD, held_out=frame)
-        report = write_evaluation_report(evaluation, report_path, [f"{k}: {v}" for k, v in lineage.items()])
+                              f"{name}: held-out gold ({label_source} labels)", lead=HEAD, held_out=frame, without_row=without_row)
+        report = write_evaluation_report(evaluation, report_path, [*without_row_said(evaluation.held_out, snapshot.signal),
+                                                                   *(f"{k}: {v}" for k, v in lineage.items())])
     params = {**lineage, **{k: str(v) for k, v in conf.model_dump(exclude={"gate", "embeddings"}).items()}}
     losses = {"train_loss": head.train_loss[head.best_epoch], "validation_loss": head.validation_loss[head.best_epoch],
               "best_epoch": head.best_epoch}
@@ -206,4 +210,4 @@ def train_task(settings: Settings, task_name: str, labels: pd.DataFrame, label_s
     if evaluation is not None:
         registry.client.set_model_version_tag(name, model.version, EVALUATION_TAG, json.dumps(evaluation.summary()))
     registry.client.set_registered_model_alias(name, CHALLENGER, model.version)
-    return TrainedVersion(task.name, model, run_id, snapshot, weights, evaluation, report)
+    return TrainedVersion(task.name, model, run_id, snapshot, weights, head, evaluation, report)

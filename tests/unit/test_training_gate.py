@@ -62,6 +62,18 @@ def test_a_refusal_says_how_many_held_out_items_and_positives_it_judged_on():
         "ROC-AUC 0.550 is not above rule's 0.900 by training.gate.min_auc_margin 0.02 (judged on 19 held-out gold items, 1 positive)"]
 
 
+def test_a_margin_refusal_on_the_items_every_scorer_scored_says_of_how_many_held_out_items():
+    """Found in review: the margin refusal said "judged on 20 held-out gold items" where 80 were held
+    out and a baseline left 60 out, beside a too-few refusal giving the 80: the two read as two counts of the same items."""
+    cut = summary(0.81, 0.8)
+    cut["metrics"]["head"].update(items=20.0, positives=4.0)
+    cut["held_out"] = {"items": 80, "positives": 30, "left_out": {"rule": 60}}
+    failures = gate_failures(cut, GATE)
+    assert failures[0].startswith("the held-out gold holds 4 positive and 16 negative items") and "of the 80 held-out gold items" in failures[0]
+    assert failures[1:] == ["ROC-AUC 0.810 is not above rule's 0.800 by training.gate.min_auc_margin 0.02 "
+                            "(judged on the 20 of the 80 held-out gold items every scorer scored, 4 positive)"]
+
+
 @pytest.mark.parametrize(("positives", "refused"), [(4, True), (10, False), (90, False), (96, True)])
 def test_a_verdict_on_fewer_held_out_items_of_a_class_than_the_gate_asks_for_is_refused(positives, refused):
     judged = summary(0.9, 0.8)
@@ -120,6 +132,21 @@ def test_a_head_with_no_baseline_to_beat_does_not_pass():
     alone = summary(0.51, 0.8)
     alone["metrics"]["rule"]["roc_auc"] = None  # e.g. the rule signal off: the held-out items have no rule score
     assert "no baseline" in gate_failures(alone, GATE)[0]
+
+
+def test_one_class_on_the_items_every_scorer_scored_names_the_baseline_that_left_the_others_out():
+    """Found in review: where the held-out gold held both classes but a baseline scored only positives,
+    the items every scorer scored held one class, and the refusal said to label more items: the
+    baseline's coverage was the cause, as the too-few refusal says for few items of a class."""
+    cut = summary(None, 0.8)
+    cut["metrics"]["head"].update(items=6.0, positives=6.0)
+    cut["held_out"] = {"items": 80, "positives": 30, "left_out": {"rule": 74}}
+    assert gate_failures(cut, GATE) == [
+        "the held-out gold holds 6 positive and 0 negative items, fewer than training.gate.min_class_items 10 of a class: "
+        "of the 80 held-out gold items (30 positive) every scorer scored 6, rule left out 74: the gold is enough, rule's coverage "
+        "is not: have rule score them and train again"]
+    cut["held_out"]["left_out"] = {}  # the held-out gold itself of one class: labels are what is short
+    assert gate_failures(cut, GATE) == ["the held-out gold items hold one class only: no ROC-AUC to judge; label more items"]
 
 
 def test_one_class_only_cannot_pass():

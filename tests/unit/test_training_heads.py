@@ -15,6 +15,7 @@ from conf.settings import TrainingSettings, UsageError
 from lake.registry import Registry, local_store_uri
 from signals.labels.head import load_head, score_vectors
 from signals.weights import weights_sha256
+from training import heads
 from training.heads import local_copy, positive_weight, save_head, train_head
 from training.loader import pin_snapshot, split_of
 
@@ -89,6 +90,35 @@ def test_labels_of_items_without_an_ok_row_change_neither_the_balance_nor_the_he
     assert scores.mean() == pytest.approx(train["p_positive"].mean(), abs=0.03)
 
 
+@pytest.mark.parametrize(("standardize", "balance", "passes"), [(True, True, 1), (True, False, 1), (False, True, 1), (False, False, 0)])
+def test_the_moments_and_the_positives_weight_take_one_read_of_the_train_split(tmp_path, monkeypatch, standardize, balance, passes):
+    """Found in review: with both on, the train split was read once for the standardisation's moments
+    and again for the positives' weight (and once for a weight of 1 with balancing off); one read
+    gives both, the same moments and weight as computed here from the rows themselves."""
+    from training.loader import EmbeddingBatches
+
+    labels, vectors, ids = separable_lakehouse(tmp_path, seed=3, cut=1.2)
+    snapshot = pin_snapshot(str(tmp_path), SIGNAL, "1", labels)
+    reads, weights = [], []
+    iterate, weigh = EmbeddingBatches.__iter__, heads.positive_weight
+    monkeypatch.setattr(EmbeddingBatches, "__iter__", lambda self: reads.append(self) or iterate(self))
+    monkeypatch.setattr(heads, "positive_weight", lambda targets, balance: weights.append(weigh(targets, balance)) or weights[-1])
+    conf = CONF.model_copy(update={"standardize": standardize, "balance_classes": balance, "epochs": 3})
+    head = train_head(snapshot, conf)
+    train = [loader for loader in reads if loader.targets == snapshot.targets("train") and loader.batch_size == conf.batch_size]
+    assert len(train) == passes + conf.epochs
+    rows = snapshot.labels.query("split == 'train'")
+    p = rows["p_positive"].to_numpy(np.float32).astype(np.float64)  # as the loader's batches carry them
+    x = vectors[[ids.index(c) for c in rows["content_id"]]].astype(np.float64)
+    if balance:  # the negative over positive mass of the rows themselves
+        assert weights == [pytest.approx((1 - p).sum() / p.sum(), rel=1e-12)] and weights[0] > 2
+    else:
+        assert weights in ([], [1.0])
+    if standardize:
+        np.testing.assert_allclose(head.model[0].mean.numpy(), x.mean(axis=0), atol=1e-6)
+        np.testing.assert_allclose(head.model[0].scale.numpy(), 1 / x.std(axis=0), rtol=1e-5)
+
+
 def test_a_saved_head_loads_to_the_same_scores(tmp_path):
     labels, vectors, _ = separable_lakehouse(tmp_path / "lake")
     snapshot = pin_snapshot(str(tmp_path / "lake"), SIGNAL, "1", labels)
@@ -152,3 +182,16 @@ def test_labels_without_p_positive_are_refused(tmp_path):
     append(tmp_path, rows(["a"], np.ones((1, DIM), np.float32)))
     with pytest.raises(UsageError, match="p_positive"):
         pin_snapshot(str(tmp_path), SIGNAL, "1", pd.DataFrame({"content_id": ["a"], "label": [1]}))
+
+
+def test_a_head_whose_training_diverged_is_refused_not_evaluated_on_scores_that_are_not_numbers(tmp_path):
+    """Found in review: a learning rate that made every weight NaN kept the last epoch's NaN weights
+    (no epoch had a finite validation loss), and `train`'s evaluation, dropping the head's column as
+    a scorer that scored nothing, failed with KeyError 'head'."""
+    labels, vectors, _ = separable_lakehouse(tmp_path)
+    snapshot = pin_snapshot(str(tmp_path), SIGNAL, "1", labels)
+    with pytest.raises(UsageError, match=r"training diverged: the head's weights are not numbers in every one of its 8 epochs "
+                                         r"\(training.learning_rate 1e\+20\): lower the learning rate"):
+        train_head(snapshot, CONF.model_copy(update={"learning_rate": 1e20}))
+    head = train_head(snapshot, CONF.model_copy(update={"learning_rate": 100.0}))  # large, not diverged: finite, if saturated
+    assert np.isfinite(head.scores(vectors)).all() and np.isfinite(head.validation_loss).all()

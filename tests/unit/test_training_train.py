@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
@@ -18,7 +19,7 @@ from conf.settings import UsageError
 from jobs.cli import main
 from lake import delta_io
 from lake.corpus import CorpusTable
-from lake.registry import CHALLENGER, CHAMPION, Registry
+from lake.registry import CHALLENGER, CHAMPION, Registry, RegistryError
 from rollout.compare import EXPERIMENT as COMPARE_EXPERIMENT
 from signals.contracts import LABELS
 from signals.labels.head import load_head, score_vectors
@@ -305,7 +306,9 @@ def test_a_refusal_for_too_few_items_says_which_baseline_left_held_out_items_out
     positives, common = int(truth[held_out].sum()), int(truth[scored].sum())
     assert min(positives, len(held_out) - positives) >= 10 > min(common, len(scored) - common)  # enough gold; too few scored by the rule
     summary = json.loads(Registry(lake.settings.registry_uri).client.get_model_version("head_low_quality", "1").tags[EVALUATION_TAG])
-    assert summary["held_out"] == {"items": len(held_out), "positives": positives, "left_out": {"rule": len(held_out) - len(scored)}}
+    without_row = sum(split_of(c) == "test" for c in lake.ids[-ERRORS:])  # error rows: no head can score them
+    assert summary["held_out"] == {"items": len(held_out), "positives": positives, "left_out": {"rule": len(held_out) - len(scored)},
+                                   "without_row": without_row}
     assert summary["metrics"]["head"]["items"] == len(scored)
     refusal = gate_failures(summary, lake.settings.training.gate)[0]
     assert refusal == (f"the held-out gold holds {common} positive and {len(scored) - common} negative items, fewer than "
@@ -315,3 +318,64 @@ def test_a_refusal_for_too_few_items_says_which_baseline_left_held_out_items_out
     print_trained(trained)
     said = " ".join(capsys.readouterr().out.split())
     assert f"held-out gold ({len(scored)} of {len(held_out)} items, those every scorer scored; rule left out {len(held_out) - len(scored)})" in said
+
+
+def test_baselines_that_scored_no_held_out_item_in_common_are_refused_by_name(lake, tmp_path):
+    """Found in review: a rule and a majority vote that each scored some held-out gold items but
+    none in common left `train` no items to judge the scorers on, and the calibration error divided
+    by zero: a traceback instead of a refusal saying which scorers share no items."""
+    root = lake.settings.lakehouse_root
+    ruled = set(lake.ids[::2])
+    rule = delta_io.read_arrow(f"{root}/labels").to_pandas()
+    write_deltalake(f"{root}/labels", pa.Table.from_pandas(rule[rule["content_id"].isin(ruled)], schema=LABELS.schema, preserve_index=False),
+                    mode="overwrite", partition_by=list(LABELS.partition_by))
+    majority = lake.majority[~lake.majority["content_id"].isin(ruled)]
+    held_out = [c for c in lake.ids[:-ERRORS] if split_of(c) == "test"]
+    by_rule = sum(c in ruled for c in held_out)
+    assert 0 < by_rule < len(held_out)  # each baseline scored some held-out items, none of them the same
+    with pytest.raises(UsageError) as refused:
+        train_task(lake.settings, "low_quality", lake.weak, "weak", gold=lake.gold, majority=majority, report_path=tmp_path / "report.html")
+    assert str(refused.value) == (
+        f"none of the {len(held_out)} held-out gold items was scored by every scorer (rule left out {len(held_out) - by_rule}, "
+        f"majority_vote left out {by_rule}): rule and majority_vote share no scored item, so the head cannot be judged against "
+        "them on the same items; have them score the same held-out items and train again")
+    with pytest.raises(RegistryError, match="no registered model"):  # nothing registered for `promote` to judge
+        Registry(lake.settings.registry_uri).aliases("head_low_quality")
+
+
+def test_held_out_gold_without_an_ok_embedding_row_is_counted_in_the_evaluation_and_said(lake, tmp_path, capsys):
+    """Found in review: held-out gold items without an ok embedding row (an error row, or no row yet)
+    were left out of every scorer's evaluation without a word: the report said N items where more
+    had been labelled and held out."""
+    from jobs.show import print_trained
+
+    unseen = pd.DataFrame({"content_id": [f"unseen-{i:03d}" for i in range(60)], "p_positive": 1.0, "label": 1, "n_annotators": 3})
+    gold = pd.concat([lake.gold, unseen], ignore_index=True)
+    trained = train_task(lake.settings, "low_quality", lake.weak, "weak", gold=gold, majority=lake.majority,
+                         report_path=tmp_path / "report.html")
+    without_row = [c for c in [*lake.ids[-ERRORS:], *unseen["content_id"]] if split_of(c) == "test"]
+    assert ERRORS > 0 < sum(c.startswith("unseen") for c in without_row)  # both kinds: an error row, and no row at all
+    held_out = [c for c in lake.ids[:-ERRORS] if split_of(c) == "test"]
+    assert sorted(trained.evaluation.frame["content_id"]) == held_out
+    summary = json.loads(Registry(lake.settings.registry_uri).client.get_model_version("head_low_quality", "1").tags[EVALUATION_TAG])
+    assert summary["held_out"]["items"] == len(held_out) and summary["held_out"]["without_row"] == len(without_row)
+    said = f"{len(without_row)} held-out gold items have no ok image_embedding row (an error row, or none yet): no head can score them"
+    assert said in trained.report.read_text()
+    print_trained(trained)
+    assert said in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_head_without_a_validation_split_says_it_kept_the_last_epoch(lake, capsys):
+    """Found in review: labels with no item in the validation split gave no epoch a validation loss,
+    so the last epoch's weights were kept where the best epoch's are said to be, without a word."""
+    from jobs.show import print_trained
+
+    trained_only = lake.weak[[split_of(c) == "train" for c in lake.weak["content_id"]]]
+    trained = train_task(lake.settings, "low_quality", trained_only, "weak")
+    epochs = lake.settings.training.epochs
+    assert trained.head.best_epoch == epochs - 1 and np.isnan(trained.head.validation_loss).all()
+    print_trained(trained)
+    assert ("no epoch had a validation loss (no labelled item with an ok row in the validation split): the last epoch's weights "
+            "are kept, not the best epoch's") in " ".join(capsys.readouterr().out.split())
+    print_trained(train_task(lake.settings, "low_quality", lake.weak, "weak"))  # a validation split: nothing to say
+    assert "no epoch had a validation loss" not in capsys.readouterr().out
