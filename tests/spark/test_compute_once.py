@@ -16,6 +16,7 @@ from deltalake import DeltaTable, write_deltalake
 from pyspark.sql import functions as F
 from test_refresh import _assert_same_rows
 
+from conf.settings import Settings
 from jobs.backfill import run_backfill
 from jobs.engine import Run, signal_rows
 from jobs.refresh import run_refresh
@@ -150,19 +151,30 @@ def _copy_of(root: str, content_id: str, new_id: str) -> None:
     write_deltalake(root, copy.cast(corpus.schema), mode="append", partition_by=["ds"])
 
 
+def _with_empty_registry(settings: Settings, empty_registry_db: Path) -> Settings:
+    """The settings, their lakehouse given an empty registry (MLflow's first set-up takes seconds)."""
+    (Path(settings.lakehouse_root) / "_registry").mkdir()
+    shutil.copy(empty_registry_db, Path(settings.lakehouse_root) / "_registry" / "mlflow.db")
+    return settings
+
+
+def _a_good_image_item(settings: Settings) -> str:
+    """The first item (by id) of the corpus's last days with an image that is not a bad one."""
+    corpus = DeltaTable(settings.table_root("corpus")).to_pyarrow_table().sort_by("content_id")
+    bad = set(pc.filter(*(DeltaTable(settings.table_root("corpus_truth")).to_pyarrow_table()[c] for c in ("content_id", "is_bad_image"))).to_pylist())
+    return next(c for c, image, day in zip(*(corpus[k].to_pylist() for k in ("content_id", "image", "ds")))
+                if image is not None and day >= FIRST_DAY and c not in bad)
+
+
 def test_a_refresh_copies_an_ok_row_of_an_input_rather_than_an_error_row_of_it(spark, corpus_lakehouse, tmp_path, empty_registry_db):
     """Two committed items of one input, the first (by id) an error row that is not retried (as a
     fetch by URI that failed for one item and not another leaves): a new repin of that input gets
     a copy of the ok row."""
-    settings = lakehouse_with_corpus(corpus_lakehouse, tmp_path / "lake", *CHEAP_SIGNALS, LAST_DAYS,
-                                     "signals.image_quality.enabled=false", "signals.text_safety.enabled=false")
-    (Path(settings.lakehouse_root) / "_registry").mkdir()
-    shutil.copy(empty_registry_db, Path(settings.lakehouse_root) / "_registry" / "mlflow.db")
+    settings = _with_empty_registry(lakehouse_with_corpus(corpus_lakehouse, tmp_path / "lake", *CHEAP_SIGNALS, LAST_DAYS,
+                                                          "signals.image_quality.enabled=false", "signals.text_safety.enabled=false"),
+                                    empty_registry_db)
     corpus_root, root = settings.table_root("corpus"), settings.table_root("embeddings")
-    corpus = DeltaTable(corpus_root).to_pyarrow_table().sort_by("content_id")
-    bad = set(pc.filter(*(DeltaTable(settings.table_root("corpus_truth")).to_pyarrow_table()[c] for c in ("content_id", "is_bad_image"))).to_pylist())
-    original = next(c for c, image, day in zip(*(corpus[k].to_pylist() for k in ("content_id", "image", "ds")))
-                    if image is not None and day >= FIRST_DAY and c not in bad)
+    original = _a_good_image_item(settings)
     _copy_of(corpus_root, original, f"repin-{original}")  # after the original by id: the one a plain min picks is the original
     run_backfill(spark, settings)
     rewrite_as_errors(root, lambda t: pc.and_(pc.equal(t["content_id"], original), pc.equal(t["signal"], "image_embedding")),
@@ -175,3 +187,24 @@ def test_a_refresh_copies_an_ok_row_of_an_input_rather_than_an_error_row_of_it(s
     copied, source = rows[("repin-again", "image_embedding")], rows[(f"repin-{original}", "image_embedding")]
     assert rows[(original, "image_embedding")]["status"] == "error" and source["status"] == "ok"
     assert copied["status"] == "ok" and copied["vector"] == source["vector"] and copied["input_hash"] == source["input_hash"]
+
+
+def test_a_refresh_decides_a_copied_label_row_at_the_configured_thresholds(spark, corpus_lakehouse, tmp_path, empty_registry_db):
+    """Thresholds come from the profile, not the model version: a repin's label rows copied by a
+    refresh run with other thresholds hold the source's scores decided at the refresh's
+    thresholds, as computing the repin would (not the source's thresholds and decisions)."""
+    only_quality = (*CHEAP_SIGNALS, LAST_DAYS, *(f"signals.{n}.enabled=false" for n in ("image_embedding", "text_embedding", "text_safety")))
+    settings = _with_empty_registry(lakehouse_with_corpus(corpus_lakehouse, tmp_path / "lake", *only_quality), empty_registry_db)
+    run_backfill(spark, settings)
+    original = _a_good_image_item(settings)
+    _copy_of(settings.table_root("corpus"), original, "repin")
+
+    run_refresh(spark, settings_for(settings.lakehouse_root, *only_quality, "signals.image_quality.params.thresholds.blurry=0.01"))
+
+    rows = DeltaTable(settings.table_root("labels")).to_pyarrow_table().to_pandas()
+    source, copied = (rows[rows["content_id"] == c].set_index("label").sort_index() for c in (original, "repin"))
+    assert ast.literal_eval(DeltaTable(settings.table_root("labels")).history(1)[0]["reused"]) == {"image_quality": 1}
+    assert (source["status"] == "ok").all() and list(copied.index) == list(source.index) and (copied["score"] == source["score"]).all()
+    assert source.loc["blurry", "threshold"] == 0.5 and copied.loc["blurry", "threshold"] == 0.01
+    assert (copied["threshold"] == [0.01 if label == "blurry" else 0.5 for label in copied.index]).all()
+    assert (copied["decision"] == (copied["score"] >= copied["threshold"])).all()
