@@ -323,19 +323,19 @@ REUSE_COLUMNS = ("signal", "content_id", "ds", "input_hash", "source_id")  # an 
 
 
 def _committed_inputs(table: DataFrame, enabled: Column) -> DataFrame:
-    """One committed item per (signal, input hash) at the enabled signals' model versions, no row
-    of it a retried error (a video's keyframe the model failed on would be copied with the
-    others), an ok one where the input has one (an input fetched by URI can have failed for one
-    item and not another): (signal, input_hash, source_id, source_files), the item and every file
+    """One committed item per (signal, input hash) at the enabled signals' model versions, every
+    row of it ok: an error row can be of its run's configuration or moment rather than of the
+    input (an image over that run's decode limits, a URI not allowed or not found then, a video's
+    keyframe the model failed on), and an input in error costs a fetch or a decode to compute
+    again, not the model: (signal, input_hash, source_id, source_files), the item and every file
     holding its rows (a compaction may have split an item's label rows across files), of the
     table's rows with their files in `file`. Only its key columns are read (its vectors and scores
     are not)."""
     rows = table.filter(enabled & F.col("input_hash").isNotNull())
     items = rows.groupBy("signal", "input_hash", F.col("content_id").alias("source_id")).agg(
-        F.max(F.col("status") != STATUS_OK).alias("failed"), F.max(_retried_error()).alias("retried"),
-        F.array_sort(F.collect_set("file")).alias("source_files"))
-    first = F.min(F.struct("failed", "source_id", "source_files"))
-    return items.filter(~F.col("retried")).groupBy("signal", "input_hash").agg(first.alias("source")).select(
+        F.max(F.col("status") != STATUS_OK).alias("failed"), F.array_sort(F.collect_set("file")).alias("source_files"))
+    first = F.min(F.struct("source_id", "source_files"))
+    return items.filter(~F.col("failed")).groupBy("signal", "input_hash").agg(first.alias("source")).select(
         "signal", "input_hash", "source.source_id", "source.source_files")
 
 

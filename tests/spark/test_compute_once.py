@@ -24,6 +24,7 @@ from lake import spark_io
 from signals.base import ModelRef, SignalConfig
 from signals.contracts import EMBEDDINGS, LABELS
 from signals.hashing import text_input_hash
+from signals.labels.quality import ImageQualityLabeler
 from udfs.resources import Placement
 from udfs.rows import grouped_by_input
 
@@ -120,14 +121,18 @@ def test_tables_equal_computing_each_item(spark, corpus_lakehouse, tmp_path, emp
     repin(every.table_root("corpus"), every=3)
     _split_across_files(once.table_root("labels"), [i.removeprefix("repin-") for i in ids], "image_quality", "blurry")
 
+    failed = {table: {(r["signal"], r["content_id"]) for r in DeltaTable(once.table_root(table)).to_pyarrow_table(
+        columns=["signal", "content_id", "status"]).to_pylist() if r["status"] != "ok"} for table in ("embeddings", "labels")}
     refreshed = run_refresh(spark, once)
     run_backfill(spark, every)
 
     _assert_same_rows(once, every)
-    for table in ("embeddings", "labels"):  # every repin copied, none computed
+    for table in ("embeddings", "labels"):  # every repin of an ok row copied, the repins of an error computed
         metadata = DeltaTable(once.table_root(table)).history(1)[0]
         computed, reused = ast.literal_eval(metadata["computed"]), ast.literal_eval(metadata["reused"])
-        assert set(computed.values()) == {0} and reused == dict.fromkeys(computed, len(ids)), metadata
+        errors = {signal: sum((signal, i.removeprefix("repin-")) in failed[table] for i in ids) for signal in computed}
+        assert computed == errors and reused == {signal: len(ids) - n for signal, n in errors.items()}, metadata
+        assert sum(errors.values()) < sum(reused.values())
     rows = DeltaTable(once.table_root("labels")).to_pyarrow_table()
     copied = rows.filter(pc.is_in(rows["content_id"], pa.array(ids)))
     assert set(copied["run_id"].to_pylist()) == {refreshed.run_id} and set(copied["ds"].to_pylist()) == {REPIN_DAY}
@@ -208,3 +213,23 @@ def test_a_refresh_decides_a_copied_label_row_at_the_configured_thresholds(spark
     assert source.loc["blurry", "threshold"] == 0.5 and copied.loc["blurry", "threshold"] == 0.01
     assert (copied["threshold"] == [0.01 if label == "blurry" else 0.5 for label in copied.index]).all()
     assert (copied["decision"] == (copied["score"] >= copied["threshold"])).all()
+
+
+def test_a_refresh_computes_a_repin_whose_input_has_only_an_error_row(spark, corpus_lakehouse, tmp_path, empty_registry_db):
+    """A permanent error can be of the configuration or of the moment, not of the input alone (an
+    image over the decode limits of its run, a URI not allowed or not found then): a repin of an
+    input whose only committed row is an error is computed, as without compute once, not copied."""
+    only_quality = (*CHEAP_SIGNALS, LAST_DAYS, *(f"signals.{n}.enabled=false" for n in ("image_embedding", "text_embedding", "text_safety")))
+    settings = _with_empty_registry(lakehouse_with_corpus(corpus_lakehouse, tmp_path / "lake", *only_quality), empty_registry_db)
+    original = _a_good_image_item(settings)
+    image = DeltaTable(settings.table_root("corpus")).to_pyarrow_table(filters=[("content_id", "=", original)])["image"][0].as_py()
+    run_backfill(spark, settings_for(settings.lakehouse_root, *only_quality, f"decode.max_bytes={len(image) - 1}"))
+    _copy_of(settings.table_root("corpus"), original, "repin")
+
+    run_refresh(spark, settings)
+
+    rows = DeltaTable(settings.table_root("labels")).to_pyarrow_table().to_pandas()
+    source, repin = (rows[rows["content_id"] == c] for c in (original, "repin"))
+    assert list(source["status"]) == ["error"] and "byte limit" in source["error"].iloc[0]
+    assert set(repin["status"]) == {"ok"} and sorted(repin["label"]) == sorted(ImageQualityLabeler.default_thresholds)
+    assert ast.literal_eval(DeltaTable(settings.table_root("labels")).history(1)[0]["computed"]) == {"image_quality": 1}
