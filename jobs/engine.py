@@ -33,7 +33,7 @@ from signals.contracts import DUPLICATES, EMBEDDINGS, LABELS, RUNS, TableContrac
 from signals.labels.head import STORED_COLUMNS
 from signals.table_rows import RowStamp, output_of
 from udfs.resources import Cluster, Placement, placement
-from udfs.rows import derived_inputs, evened, grouped_by_input, output_rows, signal_inputs
+from udfs.rows import computes_once, derived_inputs, evened, grouped_by_input, output_rows, signal_inputs
 from udfs.worker import worker_report
 
 
@@ -147,11 +147,12 @@ def signal_rows(corpus: DataFrame, signal: Signal, settings: Settings, run: Run,
     """The rows of the signal's output table for these corpus rows (`items` of them; lazy:
     nothing runs yet), computed where `placed` says, each task reporting its worker. A head
     (a derived signal) reads the item's stored embedding row instead of its corpus inputs. With
-    `settings.compute_once`, items sharing an input are computed once (grouped_by_input)."""
+    `settings.compute_once`, items sharing an input are computed once (grouped_by_input; not a
+    head's: udfs.rows.computes_once)."""
     signal = signal.on_device(placed.device)
     inputs = (derived_inputs(corpus, signal, [stored_embeddings(corpus.sparkSession, settings, *read) for read in signal.reads])
               if signal.stored_columns else signal_inputs(corpus, signal))
-    spread = grouped_by_input if settings.compute_once else evened
+    spread = grouped_by_input if computes_once(signal, settings.compute_once) else evened
     return spark_io.WriteSource(
         spread(inputs, settings.spark.partitions_per_slot, items, signal.batch_size, placed.cpus),
         output_rows(signal, RowStamp.of(signal, run.run_id, run.started), settings.prefetch, settings.torch_threads, settings.compute_once,

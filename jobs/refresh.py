@@ -78,6 +78,8 @@ from lake.upkeep import is_compaction
 from rollout.models import build_signals
 from signals.base import Signal
 from signals.contracts import EMBEDDINGS, KEYFRAMES, LABELS, RETRIED_ERROR_PREFIXES, STATUS_ERROR, STATUS_OK, TableContract, is_retried_error
+from signals.hashing import TEXT_FIELD_SEPARATOR
+from signals.labels.base import Labeler
 from udfs.columns import input_hash_column
 from udfs.resources import Placement
 
@@ -321,19 +323,19 @@ REUSE_COLUMNS = ("signal", "content_id", "ds", "input_hash", "source_id")  # an 
 
 
 def _committed_inputs(table: DataFrame, enabled: Column) -> DataFrame:
-    """One committed item per (signal, input hash) at the enabled signals' model versions, no row
-    of it a retried error (a video's keyframe the model failed on would be copied with the
-    others), an ok one where the input has one (an input fetched by URI can have failed for one
-    item and not another): (signal, input_hash, source_id, source_files), the item and every file
+    """One committed item per (signal, input hash) at the enabled signals' model versions, every
+    row of it ok: an error row can be of its run's configuration or moment rather than of the
+    input (an image over that run's decode limits, a URI not allowed or not found then, a video's
+    keyframe the model failed on), and an input in error costs a fetch or a decode to compute
+    again, not the model: (signal, input_hash, source_id, source_files), the item and every file
     holding its rows (a compaction may have split an item's label rows across files), of the
     table's rows with their files in `file`. Only its key columns are read (its vectors and scores
     are not)."""
     rows = table.filter(enabled & F.col("input_hash").isNotNull())
     items = rows.groupBy("signal", "input_hash", F.col("content_id").alias("source_id")).agg(
-        F.max(F.col("status") != STATUS_OK).alias("failed"), F.max(_retried_error()).alias("retried"),
-        F.array_sort(F.collect_set("file")).alias("source_files"))
-    first = F.min(F.struct("failed", "source_id", "source_files"))
-    return items.filter(~F.col("retried")).groupBy("signal", "input_hash").agg(first.alias("source")).select(
+        F.max(F.col("status") != STATUS_OK).alias("failed"), F.array_sort(F.collect_set("file")).alias("source_files"))
+    first = F.min(F.struct("source_id", "source_files"))
+    return items.filter(~F.col("failed")).groupBy("signal", "input_hash").agg(first.alias("source")).select(
         "signal", "input_hash", "source.source_id", "source.source_files")
 
 
@@ -412,15 +414,26 @@ def apply_plan(spark: SparkSession, settings: Settings, run: Run, plan: Plan, co
 def _copies(spark: SparkSession, root: str, plan: Plan, run: Run) -> DataFrame:
     """The rows of the plan's reused items: each a copy of the committed row (rows, for labels)
     of the item with the same input at the same model version, with the item's own key, day,
-    run and time; an item's rows in one task, so in one file, wherever its source's rows were
-    (split across files, they went to two writers, and the written-items check counted the item
-    twice and refused the commit)."""
+    run and time, its labels decided at this run's thresholds (`_decided`); an item's rows in one
+    task, so in one file, wherever its source's rows were (split across files, they went to two
+    writers, and the written-items check counted the item twice and refused the commit)."""
     versions = F.create_map(*[F.lit(v) for name, s in plan.signals.items() for v in (name, s.config.model.version)])
     items = plan.reused_items.select(*REUSE_COLUMNS, versions[F.col("signal")].alias("model_version"))  # type: ignore[union-attr]
     stored = spark_io.read_spark(spark, root, plan.read_version, only=set(plan.reused_files)).withColumnRenamed("content_id", "source_id")
     copied = stored.drop("ds", "run_id", "computed_at").join(items, ["signal", "model_version", "source_id", "input_hash"])
-    return copied.select(*[F.lit(run.run_id).alias(c) if c == "run_id" else F.lit(run.started).alias(c) if c == "computed_at" else F.col(c)
-                           for c in plan.contract.schema.names]).repartition("content_id")
+    stamped = {"run_id": F.lit(run.run_id), "computed_at": F.lit(run.started), **_decided(plan.signals)}
+    return copied.select(*[stamped[c].alias(c) if c in stamped else F.col(c) for c in plan.contract.schema.names]).repartition("content_id")
+
+
+def _decided(signals: dict[str, Signal]) -> dict[str, Column]:
+    """The threshold and decision of a copied label row at the signals' configured thresholds, as
+    `signals.labels.base.Labeler.decide` makes them: thresholds are the profile's, not the model
+    version's, so a copy kept its source's run's (null where a label has none, as an error row)."""
+    thresholds = [F.lit(v) for name, s in signals.items() if isinstance(s, Labeler)
+                  for label, threshold in s.thresholds.items() for v in (f"{name}{TEXT_FIELD_SEPARATOR}{label}", float(threshold))]
+    threshold = (F.try_element_at(F.create_map(*thresholds), F.concat_ws(TEXT_FIELD_SEPARATOR, "signal", "label")) if thresholds
+                 else F.lit(None)).cast("double")
+    return {"threshold": threshold, "decision": F.when(threshold.isNotNull(), F.col("score") >= threshold)}
 
 
 def run_refresh(spark: SparkSession, settings: Settings, run_id: str | None = None, full: bool = False) -> RunResult:

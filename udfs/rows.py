@@ -102,13 +102,21 @@ def _partitions(frame: DataFrame, partitions_per_slot: int, rows: int, rows_per_
     return wanted, max(1, min(wanted, -(-rows // max(1, rows_per_partition))))
 
 
+def computes_once(signal: Signal, compute_once: bool) -> bool:
+    """Whether a job computes the signal once per input hash (`compute_once` configured): never a
+    derived signal, whose input is the item's stored embedding row, which items of one input hash
+    need not share (a fetch by URI that failed for one and not another), and which costs a few
+    small matrix products an item anyway."""
+    return compute_once and not signal.stored_columns
+
+
 def output_rows(signal: Signal, stamp: RowStamp, prefetch: int = 2, torch_threads: int = 1, compute_once: bool = False,
                 video: VideoReading = VideoReading()) -> RowsFunction:
     """Batches of `signal_inputs` in, batches of the signal's output-table rows out (one row per
     item, or per item and label); bad inputs are error rows. Each row's keys travel through the
     runner with it. With `compute_once`, rows of a task sharing an input hash are computed once
-    and the result is fanned out to each (signals.shared_inputs); otherwise rows come out in input
-    order. Items with a video (batches with a `video` column) get their video-level rows
+    and the result is fanned out to each (signals.shared_inputs; never a derived signal's:
+    `computes_once`); otherwise rows come out in input order. Items with a video (batches with a `video` column) get their video-level rows
     (signals.video.rows, read as `video` says) as they come."""
     contract = output_of(signal)
     columns = [*KEY_COLUMNS, *(signal.stored_columns or signal.input_columns)]
@@ -127,7 +135,7 @@ def output_rows(signal: Signal, stamp: RowStamp, prefetch: int = 2, torch_thread
 
     def rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         videos_done: deque[pa.RecordBatch] = deque()
-        shared = SharedInputs([c for c in KEY_COLUMNS if c != "input_hash"]) if compute_once else None
+        shared = SharedInputs([c for c in KEY_COLUMNS if c != "input_hash"]) if computes_once(signal, compute_once) else None
         inputs = frames(batches, videos_done)
         results = run_in_worker(signal, shared.unique(inputs) if shared else inputs, prefetch, torch_threads, carry=KEY_COLUMNS)
         for result in shared.fanned_out(results) if shared else results:

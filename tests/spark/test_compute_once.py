@@ -16,6 +16,7 @@ from deltalake import DeltaTable, write_deltalake
 from pyspark.sql import functions as F
 from test_refresh import _assert_same_rows
 
+from conf.settings import Settings
 from jobs.backfill import run_backfill
 from jobs.engine import Run, signal_rows
 from jobs.refresh import run_refresh
@@ -23,6 +24,7 @@ from lake import spark_io
 from signals.base import ModelRef, SignalConfig
 from signals.contracts import EMBEDDINGS, LABELS
 from signals.hashing import text_input_hash
+from signals.labels.quality import ImageQualityLabeler
 from udfs.resources import Placement
 from udfs.rows import grouped_by_input
 
@@ -119,14 +121,18 @@ def test_tables_equal_computing_each_item(spark, corpus_lakehouse, tmp_path, emp
     repin(every.table_root("corpus"), every=3)
     _split_across_files(once.table_root("labels"), [i.removeprefix("repin-") for i in ids], "image_quality", "blurry")
 
+    failed = {table: {(r["signal"], r["content_id"]) for r in DeltaTable(once.table_root(table)).to_pyarrow_table(
+        columns=["signal", "content_id", "status"]).to_pylist() if r["status"] != "ok"} for table in ("embeddings", "labels")}
     refreshed = run_refresh(spark, once)
     run_backfill(spark, every)
 
     _assert_same_rows(once, every)
-    for table in ("embeddings", "labels"):  # every repin copied, none computed
+    for table in ("embeddings", "labels"):  # every repin of an ok row copied, the repins of an error computed
         metadata = DeltaTable(once.table_root(table)).history(1)[0]
         computed, reused = ast.literal_eval(metadata["computed"]), ast.literal_eval(metadata["reused"])
-        assert set(computed.values()) == {0} and reused == dict.fromkeys(computed, len(ids)), metadata
+        errors = {signal: sum((signal, i.removeprefix("repin-")) in failed[table] for i in ids) for signal in computed}
+        assert computed == errors and reused == {signal: len(ids) - n for signal, n in errors.items()}, metadata
+        assert sum(errors.values()) < sum(reused.values())
     rows = DeltaTable(once.table_root("labels")).to_pyarrow_table()
     copied = rows.filter(pc.is_in(rows["content_id"], pa.array(ids)))
     assert set(copied["run_id"].to_pylist()) == {refreshed.run_id} and set(copied["ds"].to_pylist()) == {REPIN_DAY}
@@ -150,19 +156,30 @@ def _copy_of(root: str, content_id: str, new_id: str) -> None:
     write_deltalake(root, copy.cast(corpus.schema), mode="append", partition_by=["ds"])
 
 
+def _with_empty_registry(settings: Settings, empty_registry_db: Path) -> Settings:
+    """The settings, their lakehouse given an empty registry (MLflow's first set-up takes seconds)."""
+    (Path(settings.lakehouse_root) / "_registry").mkdir()
+    shutil.copy(empty_registry_db, Path(settings.lakehouse_root) / "_registry" / "mlflow.db")
+    return settings
+
+
+def _a_good_image_item(settings: Settings) -> str:
+    """The first item (by id) of the corpus's last days with an image that is not a bad one."""
+    corpus = DeltaTable(settings.table_root("corpus")).to_pyarrow_table().sort_by("content_id")
+    bad = set(pc.filter(*(DeltaTable(settings.table_root("corpus_truth")).to_pyarrow_table()[c] for c in ("content_id", "is_bad_image"))).to_pylist())
+    return next(c for c, image, day in zip(*(corpus[k].to_pylist() for k in ("content_id", "image", "ds")))
+                if image is not None and day >= FIRST_DAY and c not in bad)
+
+
 def test_a_refresh_copies_an_ok_row_of_an_input_rather_than_an_error_row_of_it(spark, corpus_lakehouse, tmp_path, empty_registry_db):
     """Two committed items of one input, the first (by id) an error row that is not retried (as a
     fetch by URI that failed for one item and not another leaves): a new repin of that input gets
     a copy of the ok row."""
-    settings = lakehouse_with_corpus(corpus_lakehouse, tmp_path / "lake", *CHEAP_SIGNALS, LAST_DAYS,
-                                     "signals.image_quality.enabled=false", "signals.text_safety.enabled=false")
-    (Path(settings.lakehouse_root) / "_registry").mkdir()
-    shutil.copy(empty_registry_db, Path(settings.lakehouse_root) / "_registry" / "mlflow.db")
+    settings = _with_empty_registry(lakehouse_with_corpus(corpus_lakehouse, tmp_path / "lake", *CHEAP_SIGNALS, LAST_DAYS,
+                                                          "signals.image_quality.enabled=false", "signals.text_safety.enabled=false"),
+                                    empty_registry_db)
     corpus_root, root = settings.table_root("corpus"), settings.table_root("embeddings")
-    corpus = DeltaTable(corpus_root).to_pyarrow_table().sort_by("content_id")
-    bad = set(pc.filter(*(DeltaTable(settings.table_root("corpus_truth")).to_pyarrow_table()[c] for c in ("content_id", "is_bad_image"))).to_pylist())
-    original = next(c for c, image, day in zip(*(corpus[k].to_pylist() for k in ("content_id", "image", "ds")))
-                    if image is not None and day >= FIRST_DAY and c not in bad)
+    original = _a_good_image_item(settings)
     _copy_of(corpus_root, original, f"repin-{original}")  # after the original by id: the one a plain min picks is the original
     run_backfill(spark, settings)
     rewrite_as_errors(root, lambda t: pc.and_(pc.equal(t["content_id"], original), pc.equal(t["signal"], "image_embedding")),
@@ -175,3 +192,44 @@ def test_a_refresh_copies_an_ok_row_of_an_input_rather_than_an_error_row_of_it(s
     copied, source = rows[("repin-again", "image_embedding")], rows[(f"repin-{original}", "image_embedding")]
     assert rows[(original, "image_embedding")]["status"] == "error" and source["status"] == "ok"
     assert copied["status"] == "ok" and copied["vector"] == source["vector"] and copied["input_hash"] == source["input_hash"]
+
+
+def test_a_refresh_decides_a_copied_label_row_at_the_configured_thresholds(spark, corpus_lakehouse, tmp_path, empty_registry_db):
+    """Thresholds come from the profile, not the model version: a repin's label rows copied by a
+    refresh run with other thresholds hold the source's scores decided at the refresh's
+    thresholds, as computing the repin would (not the source's thresholds and decisions)."""
+    only_quality = (*CHEAP_SIGNALS, LAST_DAYS, *(f"signals.{n}.enabled=false" for n in ("image_embedding", "text_embedding", "text_safety")))
+    settings = _with_empty_registry(lakehouse_with_corpus(corpus_lakehouse, tmp_path / "lake", *only_quality), empty_registry_db)
+    run_backfill(spark, settings)
+    original = _a_good_image_item(settings)
+    _copy_of(settings.table_root("corpus"), original, "repin")
+
+    run_refresh(spark, settings_for(settings.lakehouse_root, *only_quality, "signals.image_quality.params.thresholds.blurry=0.01"))
+
+    rows = DeltaTable(settings.table_root("labels")).to_pyarrow_table().to_pandas()
+    source, copied = (rows[rows["content_id"] == c].set_index("label").sort_index() for c in (original, "repin"))
+    assert ast.literal_eval(DeltaTable(settings.table_root("labels")).history(1)[0]["reused"]) == {"image_quality": 1}
+    assert (source["status"] == "ok").all() and list(copied.index) == list(source.index) and (copied["score"] == source["score"]).all()
+    assert source.loc["blurry", "threshold"] == 0.5 and copied.loc["blurry", "threshold"] == 0.01
+    assert (copied["threshold"] == [0.01 if label == "blurry" else 0.5 for label in copied.index]).all()
+    assert (copied["decision"] == (copied["score"] >= copied["threshold"])).all()
+
+
+def test_a_refresh_computes_a_repin_whose_input_has_only_an_error_row(spark, corpus_lakehouse, tmp_path, empty_registry_db):
+    """A permanent error can be of the configuration or of the moment, not of the input alone (an
+    image over the decode limits of its run, a URI not allowed or not found then): a repin of an
+    input whose only committed row is an error is computed, as without compute once, not copied."""
+    only_quality = (*CHEAP_SIGNALS, LAST_DAYS, *(f"signals.{n}.enabled=false" for n in ("image_embedding", "text_embedding", "text_safety")))
+    settings = _with_empty_registry(lakehouse_with_corpus(corpus_lakehouse, tmp_path / "lake", *only_quality), empty_registry_db)
+    original = _a_good_image_item(settings)
+    image = DeltaTable(settings.table_root("corpus")).to_pyarrow_table(filters=[("content_id", "=", original)])["image"][0].as_py()
+    run_backfill(spark, settings_for(settings.lakehouse_root, *only_quality, f"decode.max_bytes={len(image) - 1}"))
+    _copy_of(settings.table_root("corpus"), original, "repin")
+
+    run_refresh(spark, settings)
+
+    rows = DeltaTable(settings.table_root("labels")).to_pyarrow_table().to_pandas()
+    source, repin = (rows[rows["content_id"] == c] for c in (original, "repin"))
+    assert list(source["status"]) == ["error"] and "byte limit" in source["error"].iloc[0]
+    assert set(repin["status"]) == {"ok"} and sorted(repin["label"]) == sorted(ImageQualityLabeler.default_thresholds)
+    assert ast.literal_eval(DeltaTable(settings.table_root("labels")).history(1)[0]["computed"]) == {"image_quality": 1}

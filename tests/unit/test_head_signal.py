@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import torch
 
@@ -15,6 +16,7 @@ from signals.labels.head import build_head, load_head, score_vectors
 from signals.runner import run_signal
 from signals.table_rows import KEY_COLUMNS, RowStamp, table_rows
 from training.heads import TrainedHead, save_head
+from udfs.rows import output_rows
 
 DIM = 8
 
@@ -134,3 +136,24 @@ def test_a_head_runs_on_the_cpu_where_a_gpu_is_visible(head, monkeypatch):
     assert signal.config.device == "auto"
     assert signal.load().device == torch.device("cpu")
     assert next(signal.resources.parameters()).device.type == "cpu"
+
+
+def test_items_of_one_input_hash_whose_stored_embeddings_differ_are_each_scored_from_their_own(head):
+    """Compute once (udfs.rows.output_rows) keys a task's rows by the hash of the corpus inputs; a
+    head's input is the item's stored embedding row, which two items of one image URI need not
+    share (a fetch that failed for one): each item's row is scored from its own, as without it."""
+    signal, path = head
+    vector = np.random.default_rng(1).standard_normal(DIM).astype(np.float32)
+    batch = pa.RecordBatch.from_pandas(pd.DataFrame({
+        "content_id": ["c0", "c1"], "ds": "2026-11-01", "input_hash": ["h", "h"], "vector": [None, vector.tolist()],
+        "embedding_status": ["error", "ok"], "embedding_error": ["not found: the URI answered 404", None], "embedding_input_hash": ["h", "h"],
+    }), preserve_index=False)
+    stamp = RowStamp.of(signal, "run", pd.Timestamp("2026-11-02", tz="UTC").to_pydatetime())
+
+    once, every = (pa.Table.from_batches(list(output_rows(signal, stamp, compute_once=flag)(iter([batch])))).to_pandas().set_index("content_id")
+                   for flag in (True, False))
+
+    assert once.loc["c0", "error"] == "input embedding: not found: the URI answered 404"
+    assert once.loc["c1", "status"] == "ok"
+    np.testing.assert_allclose(once.loc["c1", "score"], score_vectors(load_head(path), vector[None])[0], atol=1e-6)
+    pd.testing.assert_frame_equal(once.drop(columns="computed_at"), every.drop(columns="computed_at"))
