@@ -52,9 +52,11 @@ def read_parquet(
     spark: SparkSession, base: str, uris: Sequence[str], schema: pa.Schema, partition_columns: Sequence[str] = (),
     file_column: str | None = None,
 ) -> DataFrame:
-    """Parquet files under `base` (hive-style partition folders) as a DataFrame of `schema`.
+    """Parquet files under `base` (hive-style partition folders) as a DataFrame of `schema`;
+    `base` and `uris` percent-encoded, as delta-rs gives them.
 
-    Spark's own reader where Hadoop can open the files (a local or cluster file system); on an
+    Spark's own reader where Hadoop can open the files (a local or cluster file system), given
+    them unescaped (Hadoop takes a path as written: an escaped space was read as `%20`); on an
     object store (s3://, ...), for which this job ships no Hadoop connector, the executors read
     the files with pyarrow, which takes the store's settings from the standard environment
     (docs/design.md, The lakehouse on object storage).
@@ -66,7 +68,8 @@ def read_parquet(
         return spark.createDataFrame([], spark_schema)
     if hadoop_reads(base):
         with listed_on_driver(spark):
-            frame = spark.read.schema(from_arrow_schema(schema)).option("basePath", base).parquet(*uris).select(*schema.names)
+            frame = spark.read.schema(from_arrow_schema(schema)).option("basePath", unquote(base)).parquet(
+                *map(unquote, uris)).select(*schema.names)
         return frame.withColumn(file_column, F.input_file_name()) if file_column else frame
     files = spark.sparkContext.parallelize([(u,) for u in uris], len(uris)).toDF("uri string")
     return files.mapInArrow(_parquet_reader(base, schema, tuple(partition_columns), file_column), spark_schema)
