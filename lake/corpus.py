@@ -88,7 +88,9 @@ class CorpusTable:
             raise UsageError(f"corpus.version {pinned}: the corpus at {self.location} has versions 0 to {latest}")
         if pinned is not None and pinned < latest:
             _loadable(self.location, pinned)
-        return latest if pinned is None else pinned
+        version = latest if pinned is None else pinned
+        _readable(self.location, version)
+        return version
 
     def arrow_schema(self) -> pa.Schema | None:
         """The source's schema read without Spark: a Delta table's from its log, a parquet
@@ -205,6 +207,23 @@ def _loadable(location: str, version: int) -> None:
     except DeltaError as exc:
         raise UsageError(f"corpus.version {version} of the corpus at {location} can no longer be read ({_first_line(exc)}): its log entries "
                          "were cleaned up after the table's log retention; pin a later version, or none for the latest") from None
+
+
+@functools.cache  # a version's protocol and settings never change
+def _readable(location: str, version: int) -> None:
+    """Nothing if every row of the corpus at `version` is read as it is by reading its files'
+    columns by name (Spark's reads, jobs/corpus.py) and by delta-rs (training's), else a UsageError
+    naming what the table does otherwise: column mapping (every column was read as null) or
+    deletion vectors (Spark's reads brought deleted rows back; delta-rs's refused the table)."""
+    reasons = []
+    if delta_io.maps_columns(location, version):
+        reasons.append("its files name their columns otherwise (delta.columnMapping.mode), so every column would be read as null")
+    if delta_io.has_deletion_vectors(location, version):
+        reasons.append("it may delete rows with deletion vectors (delta.enableDeletionVectors), which would be read back")
+    if reasons:
+        raise UsageError(f"the corpus at {location} (version {version}) cannot be read: {'; '.join(reasons)}. Point corpus.path at "
+                         "a copy without them (e.g. Delta or parquet written from a query of the table), or turn them off "
+                         "and rewrite it (for deletion vectors: REORG TABLE ... APPLY (PURGE))")
 
 
 def _first_line(exc: BaseException) -> str:

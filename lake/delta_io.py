@@ -166,9 +166,15 @@ def changed_files(root: str, since: int, version: int) -> tuple[list[LiveFile], 
     return [after[p] for p in after.keys() - before.keys()], [before[p] for p in before.keys() - after.keys()]
 
 
-def has_deletion_vectors(root: str) -> bool:
-    """Whether the table may delete rows by marking them in a deletion vector, leaving the file in place."""
-    return "deletionVectors" in (snapshot(root).protocol().reader_features or [])
+def has_deletion_vectors(root: str, version: int | None = None) -> bool:
+    """Whether the table (at `version`) may delete rows by marking them in a deletion vector, leaving the file in place."""
+    return "deletionVectors" in (snapshot(root, version).protocol().reader_features or [])
+
+
+def maps_columns(root: str, version: int | None = None) -> bool:
+    """Whether the table (at `version`) names its files' columns otherwise than its schema does
+    (`delta.columnMapping.mode`): reading a file's columns by their names gives nulls."""
+    return snapshot(root, version).metadata().configuration.get("delta.columnMapping.mode", "none") != "none"
 
 
 def filesystem_of(root: str) -> tuple[pafs.FileSystem, str]:
