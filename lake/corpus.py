@@ -135,12 +135,14 @@ class CorpusTable:
 
     def check_mapping(self, types: dict[str, str]) -> CorpusColumns:
         """The mapping as it applies to a source of these columns (name -> Spark type; optional
-        columns left at their default names and absent are unmapped), or a UsageError naming every
-        column that is missing or of the wrong type (with the source's columns, and the nearest name)."""
+        columns left at their default names and absent are unmapped, but not one the source has in
+        other letter cases: `Title` was read as no title), or a UsageError naming every column that
+        is missing or of the wrong type (with the source's columns, and the nearest name)."""
         mapping = self.settings.columns
         defaults = CorpusColumns().model_dump()
-        absent = {name for name, column in mapping.model_dump().items()
-                  if column is not None and column not in types and name in OPTIONAL and column == defaults[name]}
+        folded = {n.lower() for n in types}
+        absent = {name for name, column in mapping.model_dump().items() if column is not None and column not in types
+                  and column.lower() not in folded and name in OPTIONAL and column == defaults[name]}
         images = [n for n in ("image", "image_uri") if getattr(mapping, n) is not None and n not in absent]
         if not images and mapping.video not in types:  # no picture at all: a column left unmapped, not an error row per item
             absent -= {"image", "image_uri"}

@@ -174,3 +174,16 @@ def test_a_delta_corpus_whose_files_are_not_its_rows_is_refused_before_any_work(
     for read in (corpus.version, corpus.check_schema, lambda: corpus.rows(["content_id"])):  # every job and --dry-run call version() first
         with pytest.raises(UsageError, match=rf"^the corpus at .*pins \(version \d\) cannot be read: .*{layout.split()[0]}"):
             read()
+
+
+def test_a_column_at_its_default_name_in_other_letter_cases_is_refused_not_read_as_null(tmp_path) -> None:
+    """`Title` and `Updated_At` were taken as a source without those columns: every item read with
+    no title and no update time (which picks an id's row), silently (found in review)."""
+    updated = pa.array([dt.datetime(2026, 11, 3, tzinfo=dt.UTC)])
+    write_deltalake(tmp_path / "pins", pa.table({"content_id": ["pin-a"], "image": [PNG], "Title": ["A pin"], "Updated_At": updated,
+                                                  "ds": ["2026-11-02"]}))
+    with pytest.raises(UsageError, match=r"title -> 'title' is not a column \(did you mean 'Title'\?\); "
+                                         r"updated_at -> 'updated_at' is not a column \(did you mean 'Updated_At'\?\)"):
+        CorpusTable(CorpusSettings(), str(tmp_path / "pins")).check_schema()
+    mapped = CorpusTable(CorpusSettings(columns={"title": "Title", "updated_at": "Updated_At"}), str(tmp_path / "pins"))
+    assert mapped.rows(["title", "updated_at"]).to_pylist() == [{"title": "A pin", "updated_at": updated[0].as_py()}]
