@@ -102,12 +102,8 @@ class CorpusTable:
         return self._parquet_dataset().schema
 
     def _parquet_dataset(self) -> Any:
-        import pyarrow.dataset as pads
-
-        filesystem, base = delta_io.filesystem_of(self.location)
         try:
-            return pads.dataset(base, filesystem=filesystem, format="parquet",
-                                partitioning=pads.HivePartitioning.discover(infer_dictionary=False))
+            return delta_io.parquet_dataset(self.location)
         except FileNotFoundError:
             raise UsageError(f"no parquet corpus at {self.location}: check corpus.path") from None
 

@@ -177,6 +177,18 @@ def maps_columns(root: str, version: int | None = None) -> bool:
     return snapshot(root, version).metadata().configuration.get("delta.columnMapping.mode", "none") != "none"
 
 
+def parquet_dataset(location: str) -> pads.FileSystemDataset:
+    """A parquet dataset (a folder of files, hive-style partition folders allowed, or one file)
+    in the schema of all its files together: a column only its later files have (one its writer
+    added) was left out by the first file's schema, and read as null in every row."""
+    filesystem, base = filesystem_of(location)
+    found = pads.dataset(base, filesystem=filesystem, format="parquet", partitioning=pads.HivePartitioning.discover(infer_dictionary=False))
+    try:
+        return found.replace_schema(pa.unify_schemas([found.schema, *(f.physical_schema for f in found.get_fragments())]))
+    except (pa.ArrowTypeError, pa.ArrowInvalid) as exc:
+        raise UsageError(f"the parquet files at {location} disagree on a column's type: {str(exc).splitlines()[0]}") from None
+
+
 def filesystem_of(root: str) -> tuple[pafs.FileSystem, str]:
     """The pyarrow filesystem holding `root` (a URI, or a local path, relative ones included) and the path in it."""
     return pafs.FileSystem.from_uri(root if "://" in root else str(Path(root).resolve()))

@@ -130,3 +130,21 @@ def test_a_delta_corpus_at_a_path_with_a_space_and_unicode_reads(spark, tmp_path
     assert sorted((r["content_id"], r["ds"]) for r in read) == [("pin-a", "2026-11-14"), ("pin-b", "2026-11-15")]
     files = {unquote(f.path) for f in delta_io.live_files(str(root))}
     assert {delta_io.relative_path(str(root), r["file"]) for r in read} == files  # what a refresh matches changed files by
+
+
+def test_a_parquet_corpus_whose_later_files_add_a_column_reads_it(spark, tmp_path):
+    """Spark and pyarrow took a parquet dataset's schema from one file: a column its writer added
+    later (`title`) was read as null in every row, and a filter on it refused (found in review).
+    Spark's read and training's (pyarrow) read give the files' values."""
+    folder = tmp_path / "grown"
+    folder.mkdir()
+    pq.write_table(pa.table({"content_id": ["pin-a"], "image": [b"a"], "ds": ["2026-11-14"]}), str(folder / "part-0.parquet"))
+    pq.write_table(pa.table({"content_id": ["pin-b", "pin-c"], "image": [b"b", b"c"], "title": ["new", "old"], "ds": ["2026-11-15"] * 2}),
+                   str(folder / "part-1.parquet"))
+    expected = [("pin-a", None), ("pin-b", "new"), ("pin-c", "old")]
+    source = CorpusSource.of(settings_for(tmp_path / "lakehouse", "corpus.format=parquet", f"corpus.path={folder}"))
+    assert sorted((r["content_id"], r["title"]) for r in source.read(spark).collect()) == expected
+    assert sorted(zip(*source.rows(["content_id", "title"]).to_pydict().values())) == expected
+    only_new = CorpusSource.of(settings_for(tmp_path / "lakehouse", "corpus.format=parquet", f"corpus.path={folder}", "corpus.filter=title = 'new'"))
+    assert [r["content_id"] for r in only_new.read(spark).collect()] == ["pin-b"]
+    assert only_new.rows(["content_id"])["content_id"].to_pylist() == ["pin-b"]
