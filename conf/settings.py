@@ -188,8 +188,8 @@ class DecodeSettings(_Strict):
 
 class CorpusColumns(_Strict):
     """Which of the source's columns hold what the jobs read; None where the source has none. An
-    optional column left at its default name is taken as absent when the source lacks it (the
-    sample corpus has no `image_uri`), unless the source then has no picture at all (image,
+    optional column left at its default name is taken as absent when the source lacks it in any letter case (the
+    sample corpus has no `image_uri`; a `Title` column must be mapped), unless the source then has no picture at all (image,
     image_uri or video); one named here on purpose must exist."""
 
     content_id: str = "content_id"

@@ -24,8 +24,7 @@ of the same signals compares only the rows of corpus files added or removed sinc
 (Delta rewrites a file to change a row), and the stored rows of those items: a daily refresh
 reads the day's new files, not the whole corpus's images. It compares the whole corpus when
 there is no such commit (a first refresh, after a backfill, after a signal or model version
-changed), when that version's files were vacuumed, when the corpus uses deletion vectors, or
-with `--full` (after a table was edited by hand).
+changed), when that version's files were vacuumed, or with `--full` (after a table was edited by hand).
 
 A stored error row whose reason may pass on another try (`signals.contracts.is_retried_error`: a
 fetch that timed out or met a server error, the model failing on a batch) is not a valid row:
@@ -179,8 +178,6 @@ def plan_scope(table_root: str, signals: dict[str, Signal], corpus: CorpusAt, fu
     root = source.location
     if max(last.corpus_versions) > version:
         return Scope(None, f"the corpus is at version {version}, before version {max(last.corpus_versions)} the table's commits read")
-    if delta_io.has_deletion_vectors(root):
-        return Scope(None, "the corpus deletes rows with deletion vectors")
     added: dict[str, delta_io.LiveFile] = {}
     removed: dict[str, tuple[int, delta_io.LiveFile]] = {}
     for since in sorted(last.corpus_versions):

@@ -88,7 +88,9 @@ class CorpusTable:
             raise UsageError(f"corpus.version {pinned}: the corpus at {self.location} has versions 0 to {latest}")
         if pinned is not None and pinned < latest:
             _loadable(self.location, pinned)
-        return latest if pinned is None else pinned
+        version = latest if pinned is None else pinned
+        _readable(self.location, version)
+        return version
 
     def arrow_schema(self) -> pa.Schema | None:
         """The source's schema read without Spark: a Delta table's from its log, a parquet
@@ -100,12 +102,8 @@ class CorpusTable:
         return self._parquet_dataset().schema
 
     def _parquet_dataset(self) -> Any:
-        import pyarrow.dataset as pads
-
-        filesystem, base = delta_io.filesystem_of(self.location)
         try:
-            return pads.dataset(base, filesystem=filesystem, format="parquet",
-                                partitioning=pads.HivePartitioning.discover(infer_dictionary=False))
+            return delta_io.parquet_dataset(self.location)
         except FileNotFoundError:
             raise UsageError(f"no parquet corpus at {self.location}: check corpus.path") from None
 
@@ -133,12 +131,14 @@ class CorpusTable:
 
     def check_mapping(self, types: dict[str, str]) -> CorpusColumns:
         """The mapping as it applies to a source of these columns (name -> Spark type; optional
-        columns left at their default names and absent are unmapped), or a UsageError naming every
-        column that is missing or of the wrong type (with the source's columns, and the nearest name)."""
+        columns left at their default names and absent are unmapped, but not one the source has in
+        other letter cases: `Title` was read as no title), or a UsageError naming every column that
+        is missing or of the wrong type (with the source's columns, and the nearest name)."""
         mapping = self.settings.columns
         defaults = CorpusColumns().model_dump()
-        absent = {name for name, column in mapping.model_dump().items()
-                  if column is not None and column not in types and name in OPTIONAL and column == defaults[name]}
+        folded = {n.lower() for n in types}
+        absent = {name for name, column in mapping.model_dump().items() if column is not None and column not in types
+                  and column.lower() not in folded and name in OPTIONAL and column == defaults[name]}
         images = [n for n in ("image", "image_uri") if getattr(mapping, n) is not None and n not in absent]
         if not images and mapping.video not in types:  # no picture at all: a column left unmapped, not an error row per item
             absent -= {"image", "image_uri"}
@@ -205,6 +205,23 @@ def _loadable(location: str, version: int) -> None:
     except DeltaError as exc:
         raise UsageError(f"corpus.version {version} of the corpus at {location} can no longer be read ({_first_line(exc)}): its log entries "
                          "were cleaned up after the table's log retention; pin a later version, or none for the latest") from None
+
+
+@functools.cache  # a version's protocol and settings never change
+def _readable(location: str, version: int) -> None:
+    """Nothing if every row of the corpus at `version` is read as it is by reading its files'
+    columns by name (Spark's reads, jobs/corpus.py) and by delta-rs (training's), else a UsageError
+    naming what the table does otherwise: column mapping (every column was read as null) or
+    deletion vectors (Spark's reads brought deleted rows back; delta-rs's refused the table)."""
+    reasons = []
+    if delta_io.maps_columns(location, version):
+        reasons.append("its files name their columns otherwise (delta.columnMapping.mode), so every column would be read as null")
+    if delta_io.has_deletion_vectors(location, version):
+        reasons.append("it may delete rows with deletion vectors (delta.enableDeletionVectors), which would be read back")
+    if reasons:
+        raise UsageError(f"the corpus at {location} (version {version}) cannot be read: {'; '.join(reasons)}. Point corpus.path at "
+                         "a copy without them (e.g. Delta or parquet written from a query of the table), or turn them off "
+                         "and rewrite it (for deletion vectors: REORG TABLE ... APPLY (PURGE))")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -166,9 +166,27 @@ def changed_files(root: str, since: int, version: int) -> tuple[list[LiveFile], 
     return [after[p] for p in after.keys() - before.keys()], [before[p] for p in before.keys() - after.keys()]
 
 
-def has_deletion_vectors(root: str) -> bool:
-    """Whether the table may delete rows by marking them in a deletion vector, leaving the file in place."""
-    return "deletionVectors" in (snapshot(root).protocol().reader_features or [])
+def has_deletion_vectors(root: str, version: int | None = None) -> bool:
+    """Whether the table (at `version`) may delete rows by marking them in a deletion vector, leaving the file in place."""
+    return "deletionVectors" in (snapshot(root, version).protocol().reader_features or [])
+
+
+def maps_columns(root: str, version: int | None = None) -> bool:
+    """Whether the table (at `version`) names its files' columns otherwise than its schema does
+    (`delta.columnMapping.mode`): reading a file's columns by their names gives nulls."""
+    return snapshot(root, version).metadata().configuration.get("delta.columnMapping.mode", "none") != "none"
+
+
+def parquet_dataset(location: str) -> pads.FileSystemDataset:
+    """A parquet dataset (a folder of files, hive-style partition folders allowed, or one file)
+    in the schema of all its files together: a column only its later files have (one its writer
+    added) was left out by the first file's schema, and read as null in every row."""
+    filesystem, base = filesystem_of(location)
+    found = pads.dataset(base, filesystem=filesystem, format="parquet", partitioning=pads.HivePartitioning.discover(infer_dictionary=False))
+    try:
+        return found.replace_schema(pa.unify_schemas([found.schema, *(f.physical_schema for f in found.get_fragments())]))
+    except (pa.ArrowTypeError, pa.ArrowInvalid) as exc:
+        raise UsageError(f"the parquet files at {location} disagree on a column's type: {str(exc).splitlines()[0]}") from None
 
 
 def filesystem_of(root: str) -> tuple[pafs.FileSystem, str]:

@@ -14,7 +14,6 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 from pyspark import TaskContext
@@ -23,7 +22,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from lake.delta_io import DataFile, ensure_table, relative_path, snapshot
+from lake.delta_io import DataFile, ensure_table, parquet_dataset, relative_path, snapshot
 from lake.file_writer import FILE_METADATA_SCHEMA, Summarise, make_file_writer, make_tables_writer
 from signals.contracts import TableContract
 
@@ -52,9 +51,11 @@ def read_parquet(
     spark: SparkSession, base: str, uris: Sequence[str], schema: pa.Schema, partition_columns: Sequence[str] = (),
     file_column: str | None = None,
 ) -> DataFrame:
-    """Parquet files under `base` (hive-style partition folders) as a DataFrame of `schema`.
+    """Parquet files under `base` (hive-style partition folders) as a DataFrame of `schema`;
+    `base` and `uris` percent-encoded, as delta-rs gives them.
 
-    Spark's own reader where Hadoop can open the files (a local or cluster file system); on an
+    Spark's own reader where Hadoop can open the files (a local or cluster file system), given
+    them unescaped (Hadoop takes a path as written: an escaped space was read as `%20`); on an
     object store (s3://, ...), for which this job ships no Hadoop connector, the executors read
     the files with pyarrow, which takes the store's settings from the standard environment
     (docs/design.md, The lakehouse on object storage).
@@ -66,7 +67,8 @@ def read_parquet(
         return spark.createDataFrame([], spark_schema)
     if hadoop_reads(base):
         with listed_on_driver(spark):
-            frame = spark.read.schema(from_arrow_schema(schema)).option("basePath", base).parquet(*uris).select(*schema.names)
+            frame = spark.read.schema(from_arrow_schema(schema)).option("basePath", unquote(base)).parquet(
+                *map(unquote, uris)).select(*schema.names)
         return frame.withColumn(file_column, F.input_file_name()) if file_column else frame
     files = spark.sparkContext.parallelize([(u,) for u in uris], len(uris)).toDF("uri string")
     return files.mapInArrow(_parquet_reader(base, schema, tuple(partition_columns), file_column), spark_schema)
@@ -89,9 +91,10 @@ def listed_on_driver(spark: SparkSession) -> Iterator[None]:
 
 
 def read_parquet_dataset(spark: SparkSession, location: str, file_column: str | None = None) -> DataFrame:
-    """A parquet dataset (a folder of files, hive-style partition folders allowed, or one file) as a DataFrame."""
+    """A parquet dataset (a folder of files, hive-style partition folders allowed, or one file) as a
+    DataFrame, in the schema of all its files together (`delta_io.parquet_dataset`)."""
     if hadoop_reads(location):
-        frame = spark.read.parquet(location)
+        frame = spark.read.option("mergeSchema", "true").parquet(location)
         return frame.withColumn(file_column, F.input_file_name()) if file_column else frame
     return read_parquet(spark, *stored_parquet_dataset(location), file_column)
 
@@ -104,7 +107,7 @@ def stored_parquet_dataset(location: str) -> tuple[str, list[str], pa.Schema, li
     base = location.rstrip("/")
     if filesystem.get_file_info(path).type == pafs.FileType.File:
         base = base.rsplit("/", 1)[0]
-    dataset = ds.dataset(location, format="parquet", partitioning=ds.HivePartitioning.discover(infer_dictionary=False))
+    dataset = parquet_dataset(location)
     parts = urlparse(base)
     prefix = f"{parts.netloc}{parts.path}".rstrip("/") + "/"
     folders = {name for f in dataset.files for name in _hive_values(f.removeprefix(prefix))}
@@ -162,11 +165,12 @@ def summarise_files(spark: SparkSession, root: str, only: set[str],
 
 def _file_rows(file: pq.ParquetFile, values: dict[str, str | None], schema: pa.Schema, partition_columns: tuple[str, ...],
                file_column: str | None, uri: str) -> Iterator[pa.RecordBatch]:
-    """One parquet file's rows in `schema`, its partition columns set to `values`, with its `uri`
-    in `file_column` where one is asked for."""
+    """One parquet file's rows in `schema`, its partition columns set to `values`, a column the file
+    lacks (a dataset's later files added it) null, with its `uri` in `file_column` where one is asked for."""
     data = [f for f in schema if f.name not in partition_columns]
-    for rows in file.iter_batches(columns=[f.name for f in data]):
-        columns = {f.name: rows.column(f.name).cast(f.type) for f in data}
+    held = [f.name for f in data if f.name in file.schema_arrow.names]
+    for rows in file.iter_batches(columns=held):
+        columns = {f.name: rows.column(f.name).cast(f.type) if f.name in held else pa.nulls(rows.num_rows, f.type) for f in data}
         columns.update({name: pa.array([values.get(name)] * rows.num_rows, pa.string()).cast(schema.field(name).type)
                         for name in partition_columns})
         out = pa.RecordBatch.from_arrays([columns[f.name] for f in schema], schema=schema)

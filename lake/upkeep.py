@@ -130,7 +130,7 @@ def uncompactable(root: str, contract: TableContract, version: int) -> list[str]
         reasons.append(f"its columns {', '.join(other)} are not of the contract's types, which it would cast them to")
     if set(table.metadata().partition_columns) != set(contract.partition_by):
         reasons.append(f"it is partitioned by {list(table.metadata().partition_columns)}, not {list(contract.partition_by)}")
-    if table.metadata().configuration.get("delta.columnMapping.mode", "none") != "none":
+    if delta_io.maps_columns(root, version):
         reasons.append("its files name their columns otherwise (delta.columnMapping.mode)")
     if delta_io.has_deletion_vectors(root):
         reasons.append("it may delete rows with deletion vectors, which it would bring back")

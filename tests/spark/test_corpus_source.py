@@ -4,6 +4,7 @@ configured mapping and compute what they compute on the sample corpus."""
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote
 
 import pandas as pd
 import pyarrow as pa
@@ -16,6 +17,7 @@ from deltalake import DeltaTable, write_deltalake
 from conf.settings import UsageError
 from jobs.backfill import run_backfill
 from jobs.corpus import CorpusSource, Window
+from lake import delta_io
 
 pytestmark = pytest.mark.spark
 
@@ -115,3 +117,34 @@ def test_a_filter_spark_cannot_read_and_a_missing_table_or_path_are_usage_errors
         source("corpus.format=table", "corpus.table=no_such_pins").read(spark)
     with pytest.raises(UsageError, match="^the parquet corpus at .*nothere cannot be read .*PATH_NOT_FOUND"):
         source("corpus.format=parquet", f"corpus.path={tmp_path / 'nothere'}").read(spark)
+
+
+def test_a_delta_corpus_at_a_path_with_a_space_and_unicode_reads(spark, tmp_path):
+    """delta-rs gives a table's files percent-encoded; Spark was handed them so and looked for a
+    folder named `sp%20ace%20%C3%BC`, failing every job with PATH_NOT_FOUND (found in review)."""
+    root = tmp_path / "their pins ü"
+    rows = pa.table({"content_id": ["pin-a", "pin-b"], "image": [b"a", b"b"], "ds": ["2026-11-14", "2026-11-15"]})
+    write_deltalake(str(root), rows, partition_by=["ds"])
+    source = CorpusSource.of(settings_for(tmp_path / "lakehouse", f"corpus.path={root}"))
+    read = source.read(spark, source.version(), file_column="file").collect()
+    assert sorted((r["content_id"], r["ds"]) for r in read) == [("pin-a", "2026-11-14"), ("pin-b", "2026-11-15")]
+    files = {unquote(f.path) for f in delta_io.live_files(str(root))}
+    assert {delta_io.relative_path(str(root), r["file"]) for r in read} == files  # what a refresh matches changed files by
+
+
+def test_a_parquet_corpus_whose_later_files_add_a_column_reads_it(spark, tmp_path):
+    """Spark and pyarrow took a parquet dataset's schema from one file: a column its writer added
+    later (`title`) was read as null in every row, and a filter on it refused (found in review).
+    Spark's read and training's (pyarrow) read give the files' values."""
+    folder = tmp_path / "grown"
+    folder.mkdir()
+    pq.write_table(pa.table({"content_id": ["pin-a"], "image": [b"a"], "ds": ["2026-11-14"]}), str(folder / "part-0.parquet"))
+    pq.write_table(pa.table({"content_id": ["pin-b", "pin-c"], "image": [b"b", b"c"], "title": ["new", "old"], "ds": ["2026-11-15"] * 2}),
+                   str(folder / "part-1.parquet"))
+    expected = [("pin-a", None), ("pin-b", "new"), ("pin-c", "old")]
+    source = CorpusSource.of(settings_for(tmp_path / "lakehouse", "corpus.format=parquet", f"corpus.path={folder}"))
+    assert sorted((r["content_id"], r["title"]) for r in source.read(spark).collect()) == expected
+    assert sorted(zip(*source.rows(["content_id", "title"]).to_pydict().values())) == expected
+    only_new = CorpusSource.of(settings_for(tmp_path / "lakehouse", "corpus.format=parquet", f"corpus.path={folder}", "corpus.filter=title = 'new'"))
+    assert [r["content_id"] for r in only_new.read(spark).collect()] == ["pin-b"]
+    assert only_new.rows(["content_id"])["content_id"].to_pylist() == ["pin-b"]

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from deltalake import DeltaTable, write_deltalake
+from deltalake import DeltaTable, QueryBuilder, write_deltalake
 from training_lakehouse import PNG, training_lakehouse
 
 from conf.settings import CorpusSettings, UsageError
@@ -132,3 +132,58 @@ def test_a_filter_naming_a_column_the_corpus_lacks_says_which_columns_it_has(tmp
     with pytest.raises(UsageError, match=r"cannot be evaluated without Spark: .*\(the corpus's columns: content_id, image, state, ds\)"):
         corpus.rows(["content_id"])
     assert CorpusTable(CorpusSettings(filter="state = 'live'"), str(tmp_path / "pins")).rows(["content_id"])["content_id"].to_pylist() == ["pin-a"]
+
+
+Z85 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#"
+
+
+def _delete_first_row_in_place(root: str) -> None:
+    """Mark the table's one file's first row deleted with an inline deletion vector, as Spark and
+    Databricks do (delta-rs rewrites the file instead): the Delta protocol's RoaringBitmapArray
+    of one bucket holding row 0, z85-encoded, in a new add action for the same file."""
+    bitmap = struct.pack("<IIHHIH", 12346, 1, 0, 0, 16, 0)  # portable format: cookie, one container, key 0, one value: 0
+    vector = struct.pack("<iqi", 1681511377, 1, 0) + bitmap  # magic, one bucket, its key 0
+    words = struct.unpack(f">{-(-len(vector) // 4)}I", vector + bytes(-len(vector) % 4))
+    inline = "".join(Z85[w // 85**k % 85] for w in words for k in range(4, -1, -1))
+    add = next(e["add"] for e in map(json.loads, open(f"{root}/_delta_log/00000000000000000000.json")) if "add" in e)
+    with open(f"{root}/_delta_log/00000000000000000001.json", "w") as log:
+        log.write(json.dumps({"remove": {"path": add["path"], "dataChange": True, "deletionTimestamp": 1, "partitionValues": {}}}) + "\n")
+        log.write(json.dumps({"add": {**add, "deletionVector": {"storageType": "i", "pathOrInlineDv": inline,
+                                                                 "sizeInBytes": len(vector), "cardinality": 1}}}) + "\n")
+
+
+@pytest.mark.parametrize("layout", ["column mapping", "deletion vectors"])
+def test_a_delta_corpus_whose_files_are_not_its_rows_is_refused_before_any_work(tmp_path, layout) -> None:
+    """Both readers read a Delta corpus's files by their columns' names, every row of a file
+    (found in review): with column mapping every column was read as null (in Spark too: every row
+    skipped as having no content_id); with a deletion vector Spark's read brought the deleted row
+    back, and delta-rs refused the table with a DeltaProtocolError traceback. DataFusion, which
+    applies them, says what the table holds."""
+    root = str(tmp_path / "pins")
+    rows = pa.table({"content_id": ["pin-a", "pin-b"], "image": [PNG, PNG], "ds": ["2026-11-02"] * 2})
+    if layout == "column mapping":
+        write_deltalake(root, rows, configuration={"delta.columnMapping.mode": "name"})
+        held = ["pin-a", "pin-b"]
+    else:
+        write_deltalake(root, rows, configuration={"delta.enableDeletionVectors": "true"})
+        _delete_first_row_in_place(root)
+        held = ["pin-b"]
+    found = QueryBuilder().register("t", DeltaTable(root)).execute("SELECT content_id FROM t ORDER BY content_id").read_all()
+    assert pa.table(found)["content_id"].to_pylist() == held
+    corpus = CorpusTable(CorpusSettings(), root)
+    for read in (corpus.version, corpus.check_schema, lambda: corpus.rows(["content_id"])):  # every job and --dry-run call version() first
+        with pytest.raises(UsageError, match=rf"^the corpus at .*pins \(version \d\) cannot be read: .*{layout.split()[0]}"):
+            read()
+
+
+def test_a_column_at_its_default_name_in_other_letter_cases_is_refused_not_read_as_null(tmp_path) -> None:
+    """`Title` and `Updated_At` were taken as a source without those columns: every item read with
+    no title and no update time (which picks an id's row), silently (found in review)."""
+    updated = pa.array([dt.datetime(2026, 11, 3, tzinfo=dt.UTC)])
+    write_deltalake(tmp_path / "pins", pa.table({"content_id": ["pin-a"], "image": [PNG], "Title": ["A pin"], "Updated_At": updated,
+                                                  "ds": ["2026-11-02"]}))
+    with pytest.raises(UsageError, match=r"title -> 'title' is not a column \(did you mean 'Title'\?\); "
+                                         r"updated_at -> 'updated_at' is not a column \(did you mean 'Updated_At'\?\)"):
+        CorpusTable(CorpusSettings(), str(tmp_path / "pins")).check_schema()
+    mapped = CorpusTable(CorpusSettings(columns={"title": "Title", "updated_at": "Updated_At"}), str(tmp_path / "pins"))
+    assert mapped.rows(["title", "updated_at"]).to_pylist() == [{"title": "A pin", "updated_at": updated[0].as_py()}]

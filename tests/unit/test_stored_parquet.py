@@ -39,3 +39,12 @@ def test_a_flat_dataset_a_partitioned_one_and_one_file_read_every_value(store, t
     assert stored_parquet_dataset("s3://corpora/flat")[3] == [] and stored_parquet_dataset("s3://corpora/hive")[3] == ["day"]
     for location in ("s3://corpora/flat", "s3://corpora/hive", "s3://corpora/one/corpus.parquet"):
         assert _rows(location) == expected, location
+
+
+def test_a_column_only_later_files_have_is_read(store):
+    """A corpus whose writer added a column: the first file's schema left it out, so it was read
+    as null in every row, the files that have it too (found in review)."""
+    pq.write_table(ROWS.slice(0, 2).drop_columns(["title"]), "corpora/grown/part-0.parquet", filesystem=store)
+    pq.write_table(ROWS.slice(2), "corpora/grown/part-1.parquet", filesystem=store)
+    expected = [{**r, "title": None if r["pin_id"] < "c" else r["title"]} for r in ROWS.to_pylist()]
+    assert _rows("s3://corpora/grown") == expected
