@@ -445,7 +445,7 @@ def run_refresh(spark: SparkSession, settings: Settings, run_id: str | None = No
     if done:
         return done
     earlier = earlier_commits(settings, run)
-    corpus = (source, read_by(earlier, source) or source.version())  # plan and apply read the same corpus
+    corpus = (source, version_to_read(earlier, source))  # plan and apply read the same corpus
     grouped = by_output(signals)
     # a video item's image signals have rows in the keyframes table too; a corpus that maps no video has no video item,
     # so an existing keyframes table is still planned (with nothing to compute) and every row of it is stale
@@ -472,11 +472,14 @@ def earlier_commits(settings: Settings, run: Run) -> dict[str, dict]:
     return {name: delta_io.commit_of(root, run.app_id) for name, root in roots.items() if delta_io.committed(root, run.app_id)}
 
 
-def read_by(commits: dict[str, dict], source: CorpusSource) -> int | None:
-    """The version of this corpus that these commits of a run read (None: none, or another corpus
-    or a corpus without versions): a retry reads it too, so its tables agree with those committed."""
-    return next((int(c[CORPUS_VERSION]) for c in commits.values() if CORPUS_VERSION in c and c.get(CORPUS_MAPPING) == source.mapping_id()),
+def version_to_read(commits: dict[str, dict], source: CorpusSource) -> int | None:
+    """The version of the corpus a run reads: the one its earlier commits (`commits`) read, so a
+    retry's tables agree with those committed, else the corpus's own (None: it has no versions).
+    Version 0 is a version like any other (read as "none", a retry of a run that read it read the
+    latest instead)."""
+    read = next((int(c[CORPUS_VERSION]) for c in commits.values() if CORPUS_VERSION in c and c.get(CORPUS_MAPPING) == source.mapping_id()),
                 None)
+    return read if read is not None else source.version()
 
 
 def _apply_plans(spark: SparkSession, settings: Settings, run: Run, signals: dict[str, Signal], placed: dict[str, Placement],

@@ -16,6 +16,9 @@ from deltalake import DeltaTable, QueryBuilder, write_deltalake
 from training_lakehouse import PNG, training_lakehouse
 
 from conf.settings import CorpusSettings, UsageError
+from jobs.corpus import CorpusSource
+from jobs.engine import CORPUS_MAPPING, CORPUS_VERSION
+from jobs.refresh import version_to_read
 from lake.corpus import CorpusTable, latest_rows
 from lake.spark_hash import spark_xxhash64, xxh64
 from signals.contracts import CORPUS
@@ -187,3 +190,16 @@ def test_a_column_at_its_default_name_in_other_letter_cases_is_refused_not_read_
         CorpusTable(CorpusSettings(), str(tmp_path / "pins")).check_schema()
     mapped = CorpusTable(CorpusSettings(columns={"title": "Title", "updated_at": "Updated_At"}), str(tmp_path / "pins"))
     assert mapped.rows(["title", "updated_at"]).to_pylist() == [{"title": "A pin", "updated_at": updated[0].as_py()}]
+
+
+def test_a_retried_refresh_reads_the_corpus_version_its_commits_read_version_0_included(tmp_path) -> None:
+    """Found in review: a `refresh --run-id` retry took the version its earlier commits read with
+    `or`, so a run that had read version 0 read the latest on its retry, and its tables disagreed."""
+    root = str(tmp_path / "pins")
+    for i in range(3):
+        write_deltalake(root, pa.table({"content_id": [f"pin-{i}"], "image": [PNG], "ds": ["2026-11-02"]}), mode="append")
+    source = CorpusSource(CorpusSettings(), root)
+    for read in (0, 1):
+        assert version_to_read({"embeddings": {CORPUS_VERSION: str(read), CORPUS_MAPPING: source.mapping_id()}}, source) == read
+    assert version_to_read({}, source) == 2  # a first attempt reads the latest
+    assert version_to_read({"embeddings": {CORPUS_VERSION: "0", CORPUS_MAPPING: "another corpus"}}, source) == 2
