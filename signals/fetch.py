@@ -8,7 +8,8 @@ resolved once, every address it resolves to is checked (loopback, link-local suc
 metadata endpoint 169.254.169.254, private and other non-global addresses are refused unless
 their network is listed in `allowed_networks`), and the connection goes to the checked address,
 so a DNS answer that changes between the check and the connection (rebinding) cannot reach
-anything else. Redirects are followed by hand, each hop checked like the first.
+anything else. Redirects are followed by hand, each hop checked like the first; interim (1xx)
+responses are passed over to the final one (`_FinalResponse`), whose status must be 2xx.
 
 Each fetch has connect and read timeouts and a deadline, which no receive of an HTTP attempt waits
 past (`_DeadlineReader`: a server trickling its headers, or sending interim responses or trailer
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import http.client
 import io
 import ipaddress
 import os
@@ -334,7 +336,7 @@ class Fetcher:
         import urllib3
 
         status = response.status
-        if status >= 300:
+        if not 200 <= status < 300:  # a 101 too: the connection speaks something else now
             raise FetchError(*_status_reason(status))
         declared = response.headers.get("Content-Length", "")
         if declared.isascii() and declared.isdigit() and int(declared) > self.policy.max_bytes:
@@ -410,11 +412,28 @@ class _ReadsByDeadline:
         return getattr(self._sock, name)
 
 
+class _FinalResponse(http.client.HTTPResponse):
+    """http.client's response, passing over every interim (1xx) response before the final one, where
+    http.client passes over `100 Continue` only: a `103 Early Hints` was taken for the answer (an
+    empty image), and the answer after it was left on the kept-alive connection for the next
+    request to read as its own."""
+
+    def _read_status(self) -> tuple[str, int, str]:
+        while True:
+            version, status, reason = super()._read_status()
+            if not 101 < status < 200:  # 100: passed over by begin(); 101: no more HTTP, refused as a status
+                return version, status, reason
+            http.client.parse_headers(self.fp)  # the interim response's headers, then the next status line
+
+
 @functools.cache
 def _deadline_connection(base: type) -> type:
-    """`base` (urllib3's HTTP or HTTPS connection) reading each response through `_DeadlineReader`."""
+    """`base` (urllib3's HTTP or HTTPS connection) reading each response through `_DeadlineReader`,
+    interim responses passed over (`_FinalResponse`)."""
 
     class DeadlineConnection(base):  # type: ignore[misc, valid-type]
+        response_class = _FinalResponse
+
         def getresponse(self) -> Any:
             sock = self.sock
             self.sock = _ReadsByDeadline(sock)

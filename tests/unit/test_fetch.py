@@ -314,6 +314,15 @@ def test_a_server_that_never_finishes_its_headers_or_trailers_meets_the_deadline
     assert time.monotonic() - started < 5
 
 
+def test_an_early_hints_response_is_passed_over_for_the_image_after_it(http, image_server):
+    """Found in review: the HTTP client passes over `100 Continue` only, so a `103 Early Hints`
+    was the answer (an empty image) and the image after it was left on the kept-alive connection
+    for the next fetch of the host to read as its own."""
+    for name in ("a.jpg", "b.jpg", "a.jpg"):
+        assert http.fetch(image_server.url(f"hints/{name}")) == image_server.images[name], name
+    assert image_server.log.paths == ["/hints/a.jpg", "/hints/b.jpg", "/hints/a.jpg"]
+
+
 @pytest.mark.parametrize("uri", ["http://[images.example.com/a.jpg", "s3://[bucket/key", "https://[::1/x", "file:///tmp/a.jpg%00"])
 def test_a_malformed_uri_is_refused_as_the_rows_error(uri):
     """urlsplit and Path raise ValueError on these, which used to escape the fetcher (and fail a dedup task)."""
