@@ -280,7 +280,8 @@ class Fetcher:
             port = parts.port or _DEFAULT_PORTS[scheme]
         except ValueError:
             raise FetchError(NOT_ALLOWED, "bad port") from None
-        if host not in self.policy.http_hosts and f"{f'[{host}]' if ':' in host else host}:{port}" not in self.policy.http_hosts:
+        written = f"[{host}]" if ":" in host else host  # an IPv6 host as the allowlist (and a URI) writes it
+        if written not in self.policy.http_hosts and f"{written}:{port}" not in self.policy.http_hosts:
             raise FetchError(NOT_ALLOWED, f"host {host}:{port} is not in the allowlist")
         address = self._checked_address(host, port)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")

@@ -370,6 +370,15 @@ def test_an_ipv6_host_in_the_allowlist_is_allowed():
     assert _reason(fetcher, "http://[::1]:9/a.jpg").startswith("transient: connection failed")  # allowed: nothing listens there
 
 
+def test_an_ipv6_host_without_a_port_in_the_allowlist_allows_any_port():
+    """Found in review: `[::1]` passed the allowlist's validation (any port, as `host` does) but was
+    compared with `::1` as the URI's host comes out, so it never matched."""
+    fetcher = Fetcher(FetchPolicy(http_hosts=("[::1]",), allowed_networks=("::1/128",), **{**FAST, "retries": 0}))
+    for uri in ("http://[::1]:9/a.jpg", "http://[::1]:7/a.jpg"):
+        assert _reason(fetcher, uri).startswith("transient: connection failed"), uri  # allowed: nothing listens there
+    assert _reason(fetcher, "http://[::2]:9/a.jpg").startswith("not allowed")
+
+
 def test_a_host_whose_address_keeps_changing_keeps_a_bounded_number_of_pools(monkeypatch):
     """A name answering with a new address each time (a CDN's rotation) leaves at most ADDRESSES_PER_HOST
     pools behind, the oldest closed, however long the worker runs."""
