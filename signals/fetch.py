@@ -215,7 +215,8 @@ class Fetcher:
     def _s3_object(self, uri: str) -> bytes:
         parts = urlsplit(uri)
         bucket, key = parts.netloc, parts.path.lstrip("/")
-        if not bucket or not key or parts.query or parts.fragment or any(s in ("", ".", "..") for s in key.split("/")):
+        # a NUL too: pyarrow's S3 client cuts the key there, and cut short it names another object
+        if not bucket or not key or parts.query or parts.fragment or "\0" in key or any(s in ("", ".", "..") for s in key.split("/")):
             raise FetchError(NOT_ALLOWED, "not a plain s3://bucket/key")
         if not any(_under(f"{bucket}/{key}", prefix) for prefix in self.policy.s3_prefixes):
             raise FetchError(NOT_ALLOWED, f"bucket {bucket!r} or its prefix is not in the allowlist")

@@ -197,6 +197,14 @@ def test_s3_objects_outside_the_allowed_prefixes_are_never_requested(s3, s3_serv
     assert s3_server.log.paths == []
 
 
+def test_an_s3_key_with_a_nul_is_refused_not_cut_short(s3, s3_server):
+    """Found in review: pyarrow's S3 client cut the key at the NUL, so `s3://images/a.jpg<NUL>x`
+    (an object that cannot exist) read images/a.jpg, another URI's bytes."""
+    for uri in ("s3://images/a.jpg\x00x", "s3://images/a.jpg\x00", "s3://images/faults/\x00/a.jpg"):
+        assert _reason(s3, uri).startswith("not allowed"), repr(uri)
+    assert s3_server.log.paths == []
+
+
 def test_an_s3_endpoint_that_refuses_connections_is_transient(s3_server):
     policy = FetchPolicy(s3_prefixes=("images",), s3_endpoint_url="http://127.0.0.1:9", s3_region="us-east-1", **FAST)
     assert _reason(Fetcher(policy), "s3://images/a.jpg").startswith("transient: connection failed")
