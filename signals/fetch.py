@@ -260,7 +260,10 @@ class Fetcher:
                 raise
             try:
                 if response.status in (301, 302, 303, 307, 308) and response.headers.get("Location"):
-                    url = urljoin(url, response.headers["Location"])
+                    try:
+                        url = urljoin(url, response.headers["Location"])
+                    except ValueError as exc:  # the server's fault, not the row's URI
+                        raise FetchError(REDIRECTED_OUT, f"malformed Location ({exc})") from None
                     continue
                 return self._body(response)
             finally:

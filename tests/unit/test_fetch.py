@@ -103,6 +103,13 @@ def test_redirects_are_followed_only_within_the_allowlist(http, image_server, ou
     assert outside_server.log.paths == []
 
 
+def test_a_redirect_to_a_malformed_uri_is_out_of_bounds(http, image_server):
+    """Found in review: the row's own URI was blamed ("not allowed (malformed URI ...)"), where
+    the server's Location was the fault."""
+    for target in ("http://[x", "http://[::1/a.jpg"):
+        assert _reason(http, image_server.url(f"redirect?to={target}")).startswith("redirected out of bounds (malformed"), target
+
+
 def test_uris_outside_the_allowlist_are_never_requested(http, image_server, outside_server, tmp_path):
     for uri in (outside_server.url("img/a.jpg"), f"http://localhost:{image_server.port}/img/a.jpg",
                 "ftp://example.com/a.jpg", "gopher://127.0.0.1/", "a.jpg", f"http://user:pw@{image_server.netloc}/img/a.jpg",
