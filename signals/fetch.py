@@ -13,8 +13,8 @@ responses are passed over to the final one (`_FinalResponse`), whose status must
 
 Each fetch has connect and read timeouts and a deadline, which no receive of an HTTP attempt waits
 past (`_DeadlineReader`: a server trickling its headers, or sending interim responses or trailer
-lines without end, which the HTTP client reads inside one call, stops there too), reads at most
-`max_bytes` (counted while
+lines without end, which the HTTP client reads inside one call, stops there too), nor its
+connect, TLS handshake or wait for a pooled connection, reads at most `max_bytes` (counted while
 streaming: a Content-Length is never trusted, an endless body stops at the cap), and retries
 with exponential backoff only what may pass (timeouts, refused or reset connections, 5xx, 429).
 A failure is a `FetchError`, an `InputError` whose message is the row's error reason: one of
@@ -291,11 +291,14 @@ class Fetcher:
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         headers = {"Host": host if port == _DEFAULT_PORTS[scheme] else f"{host}:{port}", "Accept": "image/*",
                    "Accept-Encoding": "identity", "User-Agent": "content-signals"}
-        timeout = urllib3.Timeout(connect=self.policy.connect_timeout_s, read=self.policy.read_timeout_s)
+        left = _attempt.deadline - time.monotonic()  # a wait for a connection, its connect and TLS handshake wait no longer
+        if left <= 0:
+            raise FetchError(TIMEOUT, self._late("not answered"))
+        timeout = urllib3.Timeout(connect=min(self.policy.connect_timeout_s, left), read=self.policy.read_timeout_s)
         try:
             return self._pool(scheme, address, port, host).urlopen(
                 "GET", path, headers=headers, redirect=False, retries=False, preload_content=False, decode_content=False,
-                assert_same_host=False, timeout=timeout, pool_timeout=self.policy.deadline_s)
+                assert_same_host=False, timeout=timeout, pool_timeout=left)
         except urllib3.exceptions.NewConnectionError as exc:  # refused (urllib3 makes it a kind of timeout)
             raise FetchError(CONNECTION_FAILED, type(exc).__name__) from None
         except (urllib3.exceptions.TimeoutError, urllib3.exceptions.EmptyPoolError) as exc:

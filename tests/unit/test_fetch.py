@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import threading
 import time
 
 import pytest
@@ -336,6 +337,36 @@ def test_an_early_hints_response_is_passed_over_for_the_image_after_it(http, ima
     for name in ("a.jpg", "b.jpg", "a.jpg"):
         assert http.fetch(image_server.url(f"hints/{name}")) == image_server.images[name], name
     assert image_server.log.paths == ["/hints/a.jpg", "/hints/b.jpg", "/hints/a.jpg"]
+
+
+def test_a_tls_handshake_trickling_in_meets_the_deadline():
+    """Found in review: a connection, its TLS handshake included, waited up to the connect timeout
+    whatever was left of the deadline, so a server trickling its handshake held a 1 s attempt 3 s."""
+    listener, stop = socket.create_server(("127.0.0.1", 0)), threading.Event()
+
+    def trickle() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            try:
+                connection.recv(4096)  # the ClientHello
+                connection.sendall(b"\x16\x03\x03\x40\x00")  # a 16 KiB handshake record, then its bytes one at a time
+                while not stop.wait(0.2):
+                    connection.sendall(b"\x02")
+            except OSError:  # the client gave up
+                pass
+    server = threading.Thread(target=trickle, daemon=True)
+    server.start()
+    netloc = f"127.0.0.1:{listener.getsockname()[1]}"
+    fetcher = Fetcher(FetchPolicy(http_hosts=(netloc,), allowed_networks=("127.0.0.1/32",),
+                                  **{**FAST, "connect_timeout_s": 3.0, "retries": 0}, deadline_s=1.0))
+    started = time.monotonic()
+    try:
+        assert _reason(fetcher, f"https://{netloc}/a.jpg").startswith("transient: timeout")
+        assert time.monotonic() - started < 2
+    finally:
+        stop.set()
+        listener.close()
+        server.join(5)
 
 
 @pytest.mark.parametrize("uri", ["http://[images.example.com/a.jpg", "s3://[bucket/key", "https://[::1/x", "file:///tmp/a.jpg%00"])
