@@ -150,7 +150,7 @@ class Fetcher:
         except FetchError:
             raise
         except ValueError as exc:  # urlsplit's "Invalid IPv6 URL", a NUL in a path: the row's error, never the task's
-            raise FetchError(NOT_ALLOWED, f"malformed URI ({exc})") from None
+            raise FetchError(NOT_ALLOWED, f"malformed URI ({_unquoted(exc)})") from None
 
     def _fetch(self, uri: str) -> bytes:
         scheme = urlsplit(uri).scheme.lower()
@@ -458,6 +458,11 @@ def _under(path: str, prefix: str) -> bool:
     """Whether `path` (bucket/key) is at or under `prefix` (a bucket, or bucket/prefix) at a `/` boundary."""
     prefix = prefix.strip("/")
     return path == prefix or path.startswith(prefix + "/")
+
+
+def _unquoted(exc: ValueError) -> str:
+    """A URI's parse error without what it quotes of the URI: urlsplit quotes a netloc, whose userinfo may hold a password."""
+    return re.sub(r"'.*'", "'...'", str(exc), flags=re.DOTALL)
 
 
 def _status_reason(status: int) -> tuple[str, str]:

@@ -375,6 +375,15 @@ def test_a_malformed_uri_is_refused_as_the_rows_error(uri):
     assert _reason(Fetcher(FetchPolicy(file_roots=("/tmp",), **FAST)), uri).startswith("not allowed (malformed URI")
 
 
+def test_a_malformed_uri_reason_quotes_none_of_it(http):
+    """Found in review: urlsplit's error quotes the netloc, so the reason of a URI whose userinfo
+    holds a character NFKC makes `#` carried its password."""
+    secret = "s3cr3t\uff03x"
+    for uri in (f"http://user:{secret}@example.com/a.jpg", f"s3://user:{secret}@images/a.jpg", f"https://{secret}@[::1/"):
+        reason = _reason(http, uri)
+        assert "malformed" in reason and "s3cr3t" not in reason, reason
+
+
 def test_a_fifo_is_not_waited_on_and_a_link_out_of_a_root_tells_nothing(files):
     root, fetcher = files
     os.mkfifo(root / "pipe.jpg")
