@@ -215,8 +215,10 @@ class Fetcher:
     def _s3_object(self, uri: str) -> bytes:
         parts = urlsplit(uri)
         bucket, key = parts.netloc, parts.path.lstrip("/")
-        # a NUL too: pyarrow's S3 client cuts the key there, and cut short it names another object
-        if not bucket or not key or parts.query or parts.fragment or "\0" in key or any(s in ("", ".", "..") for s in key.split("/")):
+        # userinfo or a port is no bucket (and the reason would name it, a password with it); pyarrow's S3
+        # client cuts a key at a NUL, and cut short it names another object
+        odd = "@" in bucket or ":" in bucket or "\0" in key
+        if odd or not bucket or not key or parts.query or parts.fragment or any(s in ("", ".", "..") for s in key.split("/")):
             raise FetchError(NOT_ALLOWED, "not a plain s3://bucket/key")
         if not any(_under(f"{bucket}/{key}", prefix) for prefix in self.policy.s3_prefixes):
             raise FetchError(NOT_ALLOWED, f"bucket {bucket!r} or its prefix is not in the allowlist")

@@ -213,6 +213,15 @@ def test_an_s3_key_with_a_nul_is_refused_not_cut_short(s3, s3_server):
     assert s3_server.log.paths == []
 
 
+def test_an_s3_uri_with_userinfo_is_refused_naming_no_password(s3, s3_server):
+    """Found in review: the netloc was taken whole for the bucket and named in the reason, so
+    `s3://user:password@images/a.jpg` was "not allowed (bucket 'user:password@images' ...)"."""
+    for uri in ("s3://user:s3cr3t@images/a.jpg", "s3://s3cr3t@images/a.jpg"):
+        reason = _reason(s3, uri)
+        assert reason.startswith("not allowed") and "s3cr3t" not in reason, reason
+    assert s3_server.log.paths == []
+
+
 def test_an_s3_endpoint_that_refuses_connections_is_transient(s3_server):
     policy = FetchPolicy(s3_prefixes=("images",), s3_endpoint_url="http://127.0.0.1:9", s3_region="us-east-1", **FAST)
     assert _reason(Fetcher(policy), "s3://images/a.jpg").startswith("transient: connection failed")
