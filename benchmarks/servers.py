@@ -8,7 +8,8 @@ reset (RST) after the request is read; /missing/<name> 404; /forbidden/<name> 40
 Content-Length of 5 GB and a small body; /endless a body that never ends; /trickle/<name> the
 image a byte every TRICKLE_S (each under a read timeout, the whole far over a deadline);
 /trickle-headers its status line and an endless header a byte every TRICKLE_S; /continues
-interim "100 Continue" responses without end; /endless-trailer a chunked body of three bytes
+interim "100 Continue" responses without end; /hints/<name> an interim "103 Early Hints"
+response, then the image; /endless-trailer a chunked body of three bytes
 followed by trailer lines without end; /redirect?to=<url> a 302 to `url`.
 
 S3 (`S3Server`): keys are stored as uploaded; a key under faults/slow/ answers after the same
@@ -134,6 +135,9 @@ class _Handler(BaseHTTPRequestHandler):
             for _ in range(HUGE_BYTES // len(block)):  # a client that never stops reading gets 5 GB
                 if not self._write(block):
                     return
+        elif route == "hints":
+            if self._write(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"):
+                self._image(rest)
         elif route == "redirect":
             self.send_response(302)
             self.send_header("Location", parse_qs(parts.query)["to"][0])

@@ -8,12 +8,13 @@ resolved once, every address it resolves to is checked (loopback, link-local suc
 metadata endpoint 169.254.169.254, private and other non-global addresses are refused unless
 their network is listed in `allowed_networks`), and the connection goes to the checked address,
 so a DNS answer that changes between the check and the connection (rebinding) cannot reach
-anything else. Redirects are followed by hand, each hop checked like the first.
+anything else. Redirects are followed by hand, each hop checked like the first; interim (1xx)
+responses are passed over to the final one (`_FinalResponse`), whose status must be 2xx.
 
 Each fetch has connect and read timeouts and a deadline, which no receive of an HTTP attempt waits
 past (`_DeadlineReader`: a server trickling its headers, or sending interim responses or trailer
-lines without end, which the HTTP client reads inside one call, stops there too), reads at most
-`max_bytes` (counted while
+lines without end, which the HTTP client reads inside one call, stops there too), nor its
+connect, TLS handshake or wait for a pooled connection, reads at most `max_bytes` (counted while
 streaming: a Content-Length is never trusted, an endless body stops at the cap), and retries
 with exponential backoff only what may pass (timeouts, refused or reset connections, 5xx, 429).
 A failure is a `FetchError`, an `InputError` whose message is the row's error reason: one of
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import http.client
 import io
 import ipaddress
 import os
@@ -148,7 +150,7 @@ class Fetcher:
         except FetchError:
             raise
         except ValueError as exc:  # urlsplit's "Invalid IPv6 URL", a NUL in a path: the row's error, never the task's
-            raise FetchError(NOT_ALLOWED, f"malformed URI ({exc})") from None
+            raise FetchError(NOT_ALLOWED, f"malformed URI ({_unquoted(exc)})") from None
 
     def _fetch(self, uri: str) -> bytes:
         scheme = urlsplit(uri).scheme.lower()
@@ -213,7 +215,10 @@ class Fetcher:
     def _s3_object(self, uri: str) -> bytes:
         parts = urlsplit(uri)
         bucket, key = parts.netloc, parts.path.lstrip("/")
-        if not bucket or not key or parts.query or parts.fragment or any(s in ("", ".", "..") for s in key.split("/")):
+        # userinfo or a port is no bucket (and the reason would name it, a password with it); pyarrow's S3
+        # client cuts a key at a NUL, and cut short it names another object
+        odd = "@" in bucket or ":" in bucket or "\0" in key
+        if odd or not bucket or not key or parts.query or parts.fragment or any(s in ("", ".", "..") for s in key.split("/")):
             raise FetchError(NOT_ALLOWED, "not a plain s3://bucket/key")
         if not any(_under(f"{bucket}/{key}", prefix) for prefix in self.policy.s3_prefixes):
             raise FetchError(NOT_ALLOWED, f"bucket {bucket!r} or its prefix is not in the allowlist")
@@ -257,7 +262,10 @@ class Fetcher:
                 raise
             try:
                 if response.status in (301, 302, 303, 307, 308) and response.headers.get("Location"):
-                    url = urljoin(url, response.headers["Location"])
+                    try:
+                        url = urljoin(url, response.headers["Location"])
+                    except ValueError as exc:  # the server's fault, not the row's URI
+                        raise FetchError(REDIRECTED_OUT, f"malformed Location ({exc})") from None
                     continue
                 return self._body(response)
             finally:
@@ -278,17 +286,21 @@ class Fetcher:
             port = parts.port or _DEFAULT_PORTS[scheme]
         except ValueError:
             raise FetchError(NOT_ALLOWED, "bad port") from None
-        if host not in self.policy.http_hosts and f"{f'[{host}]' if ':' in host else host}:{port}" not in self.policy.http_hosts:
+        written = f"[{host}]" if ":" in host else host  # an IPv6 host as the allowlist (and a URI) writes it
+        if written not in self.policy.http_hosts and f"{written}:{port}" not in self.policy.http_hosts:
             raise FetchError(NOT_ALLOWED, f"host {host}:{port} is not in the allowlist")
         address = self._checked_address(host, port)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         headers = {"Host": host if port == _DEFAULT_PORTS[scheme] else f"{host}:{port}", "Accept": "image/*",
                    "Accept-Encoding": "identity", "User-Agent": "content-signals"}
-        timeout = urllib3.Timeout(connect=self.policy.connect_timeout_s, read=self.policy.read_timeout_s)
+        left = _attempt.deadline - time.monotonic()  # a wait for a connection, its connect and TLS handshake wait no longer
+        if left <= 0:
+            raise FetchError(TIMEOUT, self._late("not answered"))
+        timeout = urllib3.Timeout(connect=min(self.policy.connect_timeout_s, left), read=self.policy.read_timeout_s)
         try:
             return self._pool(scheme, address, port, host).urlopen(
                 "GET", path, headers=headers, redirect=False, retries=False, preload_content=False, decode_content=False,
-                assert_same_host=False, timeout=timeout, pool_timeout=self.policy.deadline_s)
+                assert_same_host=False, timeout=timeout, pool_timeout=left)
         except urllib3.exceptions.NewConnectionError as exc:  # refused (urllib3 makes it a kind of timeout)
             raise FetchError(CONNECTION_FAILED, type(exc).__name__) from None
         except (urllib3.exceptions.TimeoutError, urllib3.exceptions.EmptyPoolError) as exc:
@@ -334,7 +346,7 @@ class Fetcher:
         import urllib3
 
         status = response.status
-        if status >= 300:
+        if not 200 <= status < 300:  # a 101 too: the connection speaks something else now
             raise FetchError(*_status_reason(status))
         declared = response.headers.get("Content-Length", "")
         if declared.isascii() and declared.isdigit() and int(declared) > self.policy.max_bytes:
@@ -410,11 +422,28 @@ class _ReadsByDeadline:
         return getattr(self._sock, name)
 
 
+class _FinalResponse(http.client.HTTPResponse):
+    """http.client's response, passing over every interim (1xx) response before the final one, where
+    http.client passes over `100 Continue` only: a `103 Early Hints` was taken for the answer (an
+    empty image), and the answer after it was left on the kept-alive connection for the next
+    request to read as its own."""
+
+    def _read_status(self) -> tuple[str, int, str]:
+        while True:
+            version, status, reason = super()._read_status()
+            if not 101 < status < 200:  # 100: passed over by begin(); 101: no more HTTP, refused as a status
+                return version, status, reason
+            http.client.parse_headers(self.fp)  # the interim response's headers, then the next status line
+
+
 @functools.cache
 def _deadline_connection(base: type) -> type:
-    """`base` (urllib3's HTTP or HTTPS connection) reading each response through `_DeadlineReader`."""
+    """`base` (urllib3's HTTP or HTTPS connection) reading each response through `_DeadlineReader`,
+    interim responses passed over (`_FinalResponse`)."""
 
     class DeadlineConnection(base):  # type: ignore[misc, valid-type]
+        response_class = _FinalResponse
+
         def getresponse(self) -> Any:
             sock = self.sock
             self.sock = _ReadsByDeadline(sock)
@@ -431,6 +460,11 @@ def _under(path: str, prefix: str) -> bool:
     """Whether `path` (bucket/key) is at or under `prefix` (a bucket, or bucket/prefix) at a `/` boundary."""
     prefix = prefix.strip("/")
     return path == prefix or path.startswith(prefix + "/")
+
+
+def _unquoted(exc: ValueError) -> str:
+    """A URI's parse error without what it quotes of the URI: urlsplit quotes a netloc, whose userinfo may hold a password."""
+    return re.sub(r"'.*'", "'...'", str(exc), flags=re.DOTALL)
 
 
 def _status_reason(status: int) -> tuple[str, str]:

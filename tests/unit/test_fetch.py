@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import threading
 import time
 
 import pytest
@@ -103,6 +104,13 @@ def test_redirects_are_followed_only_within_the_allowlist(http, image_server, ou
     assert outside_server.log.paths == []
 
 
+def test_a_redirect_to_a_malformed_uri_is_out_of_bounds(http, image_server):
+    """Found in review: the row's own URI was blamed ("not allowed (malformed URI ...)"), where
+    the server's Location was the fault."""
+    for target in ("http://[x", "http://[::1/a.jpg"):
+        assert _reason(http, image_server.url(f"redirect?to={target}")).startswith("redirected out of bounds (malformed"), target
+
+
 def test_uris_outside_the_allowlist_are_never_requested(http, image_server, outside_server, tmp_path):
     for uri in (outside_server.url("img/a.jpg"), f"http://localhost:{image_server.port}/img/a.jpg",
                 "ftp://example.com/a.jpg", "gopher://127.0.0.1/", "a.jpg", f"http://user:pw@{image_server.netloc}/img/a.jpg",
@@ -194,6 +202,23 @@ def test_s3_objects_outside_the_allowed_prefixes_are_never_requested(s3, s3_serv
         assert _reason(s3, uri).startswith("not allowed"), uri
     prefixed = Fetcher(FetchPolicy(s3_prefixes=("images/faults/",), s3_endpoint_url=s3_server.endpoint_url, s3_region="us-east-1"))
     assert _reason(prefixed, "s3://images/a.jpg").startswith("not allowed")
+    assert s3_server.log.paths == []
+
+
+def test_an_s3_key_with_a_nul_is_refused_not_cut_short(s3, s3_server):
+    """Found in review: pyarrow's S3 client cut the key at the NUL, so `s3://images/a.jpg<NUL>x`
+    (an object that cannot exist) read images/a.jpg, another URI's bytes."""
+    for uri in ("s3://images/a.jpg\x00x", "s3://images/a.jpg\x00", "s3://images/faults/\x00/a.jpg"):
+        assert _reason(s3, uri).startswith("not allowed"), repr(uri)
+    assert s3_server.log.paths == []
+
+
+def test_an_s3_uri_with_userinfo_is_refused_naming_no_password(s3, s3_server):
+    """Found in review: the netloc was taken whole for the bucket and named in the reason, so
+    `s3://user:password@images/a.jpg` was "not allowed (bucket 'user:password@images' ...)"."""
+    for uri in ("s3://user:s3cr3t@images/a.jpg", "s3://s3cr3t@images/a.jpg"):
+        reason = _reason(s3, uri)
+        assert reason.startswith("not allowed") and "s3cr3t" not in reason, reason
     assert s3_server.log.paths == []
 
 
@@ -314,10 +339,58 @@ def test_a_server_that_never_finishes_its_headers_or_trailers_meets_the_deadline
     assert time.monotonic() - started < 5
 
 
+def test_an_early_hints_response_is_passed_over_for_the_image_after_it(http, image_server):
+    """Found in review: the HTTP client passes over `100 Continue` only, so a `103 Early Hints`
+    was the answer (an empty image) and the image after it was left on the kept-alive connection
+    for the next fetch of the host to read as its own."""
+    for name in ("a.jpg", "b.jpg", "a.jpg"):
+        assert http.fetch(image_server.url(f"hints/{name}")) == image_server.images[name], name
+    assert image_server.log.paths == ["/hints/a.jpg", "/hints/b.jpg", "/hints/a.jpg"]
+
+
+def test_a_tls_handshake_trickling_in_meets_the_deadline():
+    """Found in review: a connection, its TLS handshake included, waited up to the connect timeout
+    whatever was left of the deadline, so a server trickling its handshake held a 1 s attempt 3 s."""
+    listener, stop = socket.create_server(("127.0.0.1", 0)), threading.Event()
+
+    def trickle() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            try:
+                connection.recv(4096)  # the ClientHello
+                connection.sendall(b"\x16\x03\x03\x40\x00")  # a 16 KiB handshake record, then its bytes one at a time
+                while not stop.wait(0.2):
+                    connection.sendall(b"\x02")
+            except OSError:  # the client gave up
+                pass
+    server = threading.Thread(target=trickle, daemon=True)
+    server.start()
+    netloc = f"127.0.0.1:{listener.getsockname()[1]}"
+    fetcher = Fetcher(FetchPolicy(http_hosts=(netloc,), allowed_networks=("127.0.0.1/32",),
+                                  **{**FAST, "connect_timeout_s": 3.0, "retries": 0}, deadline_s=1.0))
+    started = time.monotonic()
+    try:
+        assert _reason(fetcher, f"https://{netloc}/a.jpg").startswith("transient: timeout")
+        assert time.monotonic() - started < 2
+    finally:
+        stop.set()
+        listener.close()
+        server.join(5)
+
+
 @pytest.mark.parametrize("uri", ["http://[images.example.com/a.jpg", "s3://[bucket/key", "https://[::1/x", "file:///tmp/a.jpg%00"])
 def test_a_malformed_uri_is_refused_as_the_rows_error(uri):
     """urlsplit and Path raise ValueError on these, which used to escape the fetcher (and fail a dedup task)."""
     assert _reason(Fetcher(FetchPolicy(file_roots=("/tmp",), **FAST)), uri).startswith("not allowed (malformed URI")
+
+
+def test_a_malformed_uri_reason_quotes_none_of_it(http):
+    """Found in review: urlsplit's error quotes the netloc, so the reason of a URI whose userinfo
+    holds a character NFKC makes `#` carried its password."""
+    secret = "s3cr3t\uff03x"
+    for uri in (f"http://user:{secret}@example.com/a.jpg", f"s3://user:{secret}@images/a.jpg", f"https://{secret}@[::1/"):
+        reason = _reason(http, uri)
+        assert "malformed" in reason and "s3cr3t" not in reason, reason
 
 
 def test_a_fifo_is_not_waited_on_and_a_link_out_of_a_root_tells_nothing(files):
@@ -359,6 +432,15 @@ def test_an_ipv6_host_in_the_allowlist_is_allowed():
     """`[::1]:9` names the host as a URI writes it; the fetcher compared `::1:9` with it and refused."""
     fetcher = Fetcher(FetchPolicy(http_hosts=("[::1]:9",), allowed_networks=("::1/128",), **{**FAST, "retries": 0}))
     assert _reason(fetcher, "http://[::1]:9/a.jpg").startswith("transient: connection failed")  # allowed: nothing listens there
+
+
+def test_an_ipv6_host_without_a_port_in_the_allowlist_allows_any_port():
+    """Found in review: `[::1]` passed the allowlist's validation (any port, as `host` does) but was
+    compared with `::1` as the URI's host comes out, so it never matched."""
+    fetcher = Fetcher(FetchPolicy(http_hosts=("[::1]",), allowed_networks=("::1/128",), **{**FAST, "retries": 0}))
+    for uri in ("http://[::1]:9/a.jpg", "http://[::1]:7/a.jpg"):
+        assert _reason(fetcher, uri).startswith("transient: connection failed"), uri  # allowed: nothing listens there
+    assert _reason(fetcher, "http://[::2]:9/a.jpg").startswith("not allowed")
 
 
 def test_a_host_whose_address_keeps_changing_keeps_a_bounded_number_of_pools(monkeypatch):
