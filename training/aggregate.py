@@ -43,30 +43,39 @@ def dawid_skene(votes: np.ndarray, classes: int = 2, max_iterations: int = 200, 
     pseudo-counts keep a confusion entry never seen from becoming a certain zero. The items of
     annotators who share none with anyone keep their majority shares (EM would drift them to the
     prior), and their confusion is read against those shares."""
-    said = np.stack([votes == c for c in range(classes)], axis=2).astype(float)  # items x annotators x said class
+    item, annotator = np.nonzero(votes != MISSING)  # one entry per judgement: EM's work grows with them, not items x annotators
+    said = votes[item, annotator].astype(np.intp)
     estimated = overlapping(votes)
     items = (votes[:, estimated] != MISSING).any(axis=1)
-    posterior, weighed = majority(votes, classes), said[items][:, estimated]
+    weighed = estimated[annotator]
+    row = (np.cumsum(items) - 1)[item[weighed]]  # each weighed judgement's row among the weighed items
+    posterior, judged = majority(votes, classes), (row, annotator[weighed], said[weighed])
     iterations = 0
     while estimated.any() and iterations < max_iterations:
         iterations += 1
-        prior, confusion = _m_step(posterior[items], weighed, smoothing)
-        log_post = np.log(prior)[None, :] + np.einsum("ias,ats->it", weighed, np.log(confusion))
+        prior, confusion = _m_step(posterior[items], judged, votes.shape[1], smoothing)
+        log_confusion = np.log(confusion)[judged[1], :, judged[2]]  # per judgement: log P(said | each true class)
+        log_post = np.log(prior)[None, :] + np.stack([np.bincount(row, log_confusion[:, t], items.sum()) for t in range(classes)], axis=1)
         new = np.exp(log_post - log_post.max(axis=1, keepdims=True))
         new /= new.sum(axis=1, keepdims=True)
         done = np.abs(new - posterior[items]).max() < tolerance
         posterior[items] = new
         if done:
             break
-    prior, confusion = _m_step(posterior, said, smoothing)
+    prior, confusion = _m_step(posterior, (item, annotator, said), votes.shape[1], smoothing)
     return DawidSkene(posterior, confusion, prior, iterations)
 
 
-def _m_step(posterior: np.ndarray, said: np.ndarray, smoothing: float) -> tuple[np.ndarray, np.ndarray]:
-    """The class prior and each annotator's confusion matrix that the posterior implies."""
+def _m_step(posterior: np.ndarray, judged: tuple[np.ndarray, np.ndarray, np.ndarray], annotators: int,
+            smoothing: float) -> tuple[np.ndarray, np.ndarray]:
+    """The class prior and each annotator's confusion matrix that the posterior implies; `judged` is
+    (row of `posterior`, annotator, said class) per judgement."""
     classes = posterior.shape[1]
     prior = (posterior.sum(axis=0) + smoothing) / (len(posterior) + classes * smoothing)
-    counts = np.einsum("it,ias->ats", posterior, said) + smoothing
+    row, annotator, said = judged
+    cells = annotator * classes + said
+    counts = np.stack([np.bincount(cells, posterior[row, t], annotators * classes).reshape(annotators, classes) for t in range(classes)],
+                      axis=1) + smoothing
     return prior, counts / counts.sum(axis=2, keepdims=True)
 
 

@@ -38,11 +38,14 @@ def current_head(settings: Settings, task: str) -> RegisteredModel | None:
 
 
 def head_probabilities(lakehouse: str, head: RegisteredModel) -> pd.DataFrame:
-    """content_id and p_positive: the head's scores of the items with an ok row of every embedding it was trained on."""
+    """content_id and p_positive: the head's scores of the items with an ok row of every embedding it was trained on (none
+    when no item has them all)."""
     root = f"{lakehouse.rstrip('/')}/{EMBEDDINGS.name}"
     version = pinned_version(root, None)
     parts = [vectors_of(signal_rows(root, signal, model_version, version), model_version) for signal, model_version in embedding_reads(head.params)]
     ids = sorted(set.intersection(*(set(part.content_ids) for part in parts)))  # each part's ok rows, ordered by content id
+    if not ids:  # every row in error (an embedding of no items): nothing the head can score
+        return pd.DataFrame({"content_id": pd.Series(dtype=str), "p_positive": pd.Series(dtype=float)})
     matrix = np.hstack([part.matrix[np.isin(part.content_ids, ids)] for part in parts])
     return pd.DataFrame({"content_id": ids, "p_positive": score_vectors(load_head(head.params["weights_path"]), matrix)})
 

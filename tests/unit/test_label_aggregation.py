@@ -99,3 +99,28 @@ def test_simulated_annotators_reliability_recovered() -> None:
         column = votes.annotators.index(a.name)
         assert estimate.confusion[column, 0, 1] == pytest.approx(a.false_yes, abs=0.04)
         assert estimate.confusion[column, 1, 0] == pytest.approx(a.false_no, abs=0.06)
+
+
+def test_dawid_skene_on_a_crowd_takes_seconds() -> None:
+    """Found in review: 100,000 judgements by 102 annotators (three per item, each trio on its own
+    thousand items) took 45 to 140 s (a busy 2-core machine), in `labels gold` and in `labels weak`:
+    EM's einsums ran over a dense items x annotators array, mostly empty. It now works on the
+    judgements alone (about 1 s); the simulated error rates are still recovered."""
+    import time
+
+    rng = np.random.default_rng(8)
+    items = 33_334
+    truth = rng.random(items) < 0.3
+    votes = np.full((items, 102), M, dtype=np.int8)
+    trio = 3 * (np.arange(items) // 1000)
+    false_yes, false_no = np.array([0.05, 0.1, 0.2]), np.array([0.1, 0.2, 0.3])
+    for k in range(3):
+        flip = rng.random(items) < np.where(truth, false_no[k], false_yes[k])
+        votes[np.arange(items), trio + k] = truth != flip
+    start = time.perf_counter()
+    estimate = dawid_skene(votes)
+    assert time.perf_counter() - start < 15
+    assert np.mean((estimate.posterior[:, 1] >= 0.5) == truth) > 0.9
+    for k in range(3):
+        np.testing.assert_allclose(estimate.confusion[k::3, 0, 1].mean(), false_yes[k], atol=0.02)
+        np.testing.assert_allclose(estimate.confusion[k::3, 1, 0].mean(), false_no[k], atol=0.03)

@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
-from embedding_tables import SIGNAL, append, random_vectors, rows
+from embedding_tables import SIGNAL, append, delete, random_vectors, rows
 from sklearn.metrics import roc_auc_score
 from training_lakehouse import ERRORS, training_lakehouse
 
@@ -28,7 +28,7 @@ from training.gate import EVALUATION_TAG
 from training.gold import gold_labels
 from training.human_labels import import_labels
 from training.loader import latest_version, split_of
-from training.sampling import head_probabilities, write_task_file
+from training.sampling import current_head, head_probabilities, write_task_file
 from training.train import EXPERIMENT, ReadVersions, label_frames, train_task
 
 
@@ -182,6 +182,19 @@ def test_label_sample_asks_for_the_items_the_trained_head_is_least_sure_of(lake,
         of_day = np.abs(scores[(ok["ds"] == day).to_numpy()] - 0.5)
         chosen = [abs(t["p_positive"] - 0.5) for t in tasks if t["ds"] == day]
         assert sorted(chosen) == pytest.approx(sorted(of_day)[:len(chosen)], abs=1e-4)
+
+
+def test_label_sample_under_a_head_whose_embedding_rows_are_all_in_error_has_nothing_to_sample(lake, tmp_path, capsys):
+    """Found in review: with every row of the head's embedding in error, `label-sample` fed the head a
+    0 x 0 matrix and stopped with a torch RuntimeError traceback (the sizes of the tensors)."""
+    train_task(lake.settings, "low_quality", lake.weak, "weak", report_path=tmp_path / "report.html")
+    root = lake.settings.lakehouse_root
+    delete(root, *lake.ids)
+    append(root, rows(lake.ids, None))
+    assert head_probabilities(root, current_head(lake.settings, "low_quality")).empty
+    out = tmp_path / "tasks.json"
+    assert main(["label-sample", "low_quality", "--out", str(out), "--set", f"lakehouse={root}"]) == 0
+    assert "nothing to sample" in " ".join(capsys.readouterr().out.split()) and not out.exists()
 
 
 def test_a_head_on_joined_embeddings_reads_both_vectors_and_is_registered_as_one(lake, tmp_path):
