@@ -101,13 +101,12 @@ def test_simulated_annotators_reliability_recovered() -> None:
         assert estimate.confusion[column, 1, 0] == pytest.approx(a.false_no, abs=0.06)
 
 
-def test_dawid_skene_on_a_crowd_takes_seconds() -> None:
+def test_dawid_skene_on_a_crowd_recovers_each_annotators_error_rates() -> None:
     """Found in review: 100,000 judgements by 102 annotators (three per item, each trio on its own
     thousand items) took 45 to 140 s (a busy 2-core machine), in `labels gold` and in `labels weak`:
     EM's einsums ran over a dense items x annotators array, mostly empty. It now works on the
-    judgements alone (about 1 s); the simulated error rates are still recovered."""
-    import time
-
+    judgements alone (about 1 s, measured by hand: no timed test); on that crowd the simulated error
+    rates are still recovered."""
     rng = np.random.default_rng(8)
     items = 33_334
     truth = rng.random(items) < 0.3
@@ -117,9 +116,7 @@ def test_dawid_skene_on_a_crowd_takes_seconds() -> None:
     for k in range(3):
         flip = rng.random(items) < np.where(truth, false_no[k], false_yes[k])
         votes[np.arange(items), trio + k] = truth != flip
-    start = time.perf_counter()
     estimate = dawid_skene(votes)
-    assert time.perf_counter() - start < 15
     assert np.mean((estimate.posterior[:, 1] >= 0.5) == truth) > 0.9
     for k in range(3):
         np.testing.assert_allclose(estimate.confusion[k::3, 0, 1].mean(), false_yes[k], atol=0.02)
