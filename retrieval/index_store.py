@@ -163,9 +163,13 @@ def load(lakehouse_root: str, signal: str, manifest: Manifest | None = None) -> 
         ids = pq.read_table(f"{folder}/{manifest.ids_file}", filesystem=filesystem)
         mapping = dict(zip(ids["content_id"].to_pylist(), ids["faiss_id"].to_pylist()))
         index = VectorIndex.from_bytes(data, manifest.index_kind, mapping, manifest.next_id)
+        held = set(index.faiss_ids())
     except (RuntimeError, KeyError, pa.ArrowInvalid) as e:  # faiss reports a bad file as a RuntimeError
         raise UsageError(f"{damaged} ({str(e).strip().splitlines()[0][:200]}): build the index again (content-signals index {signal})") from e
     if not len(index) == manifest.items == ids.num_rows == len(mapping) or index.dim != manifest.dim:
         raise UsageError(f"{damaged}: they hold {len(index)} vectors of {index.dim} dimensions and {ids.num_rows} ids, its manifest "
                          f"says {manifest.items} of {manifest.dim}: build the index again (content-signals index {signal})")
+    if held != set(mapping.values()):  # else a search that finds an id the ids file does not name fails: every request of the service
+        raise UsageError(f"{damaged}: {manifest.ids_file} does not name the faiss ids {manifest.index_file} holds: build the index again "
+                         f"(content-signals index {signal})")
     return manifest, index

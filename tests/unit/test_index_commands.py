@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import skimage.data
 from deltalake import DeltaTable
-from embedding_tables import SIGNAL, append, brute_force, delete, random_vectors, registry_in, rows
+from embedding_tables import SIGNAL, append, brute_force, delete, random_vectors, registry_in, rows, shift_faiss_ids
 from labels_helpers import jpeg
 
 from conf.settings import Settings, load_settings
@@ -144,6 +144,16 @@ def test_the_service_skips_an_index_whose_build_is_gone_and_loads_the_next_one(s
     assert SIGNAL not in Champions(serving_settings(served_lakehouse)).current.indexes  # and the service starts
     assert run(capsys, served_lakehouse, "index", SIGNAL)[0] == 0
     assert champions.check() and "pin-001" not in champions.current.indexes[SIGNAL].index.ids
+
+
+def test_the_service_skips_an_index_whose_ids_file_names_other_faiss_ids_rather_than_fail_every_request(served_lakehouse) -> None:
+    """An ids file naming other faiss ids than its index holds (as many of them) was loaded: the
+    search of every batch met an id it does not name (a KeyError), so every request was answered 500."""
+    shift_faiss_ids(served_lakehouse)
+    scorer = Scorer.load(serving_settings(served_lakehouse))
+    assert not scorer.indexes and "does not name the faiss ids" in scorer.skipped[SIGNAL]
+    result = scorer.score([Item(image=jpeg(skimage.data.chelsea()))])[0]
+    assert result.embeddings[SIGNAL]["status"] == "ok" and not result.neighbours
 
 
 def test_the_service_skips_an_index_of_another_dimension_rather_than_fail_every_request(lakehouse, capsys) -> None:

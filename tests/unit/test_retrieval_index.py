@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pytest
 from deltalake import DeltaTable
-from embedding_tables import DIM, SIGNAL, append, assert_same, brute_force, delete, random_vectors, rows
+from embedding_tables import DIM, SIGNAL, append, assert_same, brute_force, delete, random_vectors, rows, shift_faiss_ids
 
 from conf.settings import IndexSettings, UsageError
 from jobs.failures import explain
@@ -385,6 +385,19 @@ def test_damaged_index_files_and_a_manifest_that_points_elsewhere_are_usage_erro
         (folder / good.index_file).write_bytes(index_bytes)
         (folder / index_store.MANIFEST).write_text(json.dumps(doc))
     assert len(index_store.load(root, SIGNAL)[1]) == good.items
+
+
+@pytest.mark.parametrize("settings", [EXACT_ONLY, IndexSettings(exact_below=1)], ids=[EXACT, IVF_FLAT])
+def test_an_ids_file_that_names_other_faiss_ids_than_its_index_is_damage(lakehouse, settings) -> None:
+    """An ids file of the index's count naming other faiss ids (another build's, copied by hand) was
+    read as good: a search that found an id it does not name raised a KeyError, in the service on
+    every request (a 500)."""
+    root = str(lakehouse)
+    kind = build_index(root, SIGNAL, "1", settings).manifest.kind["name"]
+    shift_faiss_ids(lakehouse)
+    with pytest.raises(UsageError, match="damaged: .*ids.parquet does not name the faiss ids .*index.faiss holds") as raised:
+        index_store.load(root, SIGNAL)
+    assert explain(raised.value).status == 2 and kind == (EXACT if settings is EXACT_ONLY else IVF_FLAT)
 
 
 @pytest.mark.parametrize("new_versions", [1, 2, 3])
