@@ -210,6 +210,20 @@ def test_bad_requests_are_usage_errors(lakehouse, tmp_path) -> None:
         update_index(root, SIGNAL, "1", EXACT_ONLY, version=pinned - 1)
 
 
+def test_an_update_that_adds_vectors_of_another_length_is_refused_as_a_build_is(lakehouse) -> None:
+    """A build refused ok rows whose vectors have another length (another writer's) with a message;
+    an update met them in VectorIndex.add, a ValueError traceback. Both now say it (exit 2), and the
+    index stays as it was."""
+    root = str(lakehouse)
+    before = build_index(root, SIGNAL, "1", EXACT_ONLY).manifest
+    append(lakehouse, rows(["pin-short"], random_vectors(1, 5)[:, : DIM // 2]))
+    for make in (update_index, build_index):
+        with pytest.raises(UsageError, match=rf"vectors of model version 1 have different lengths \[{DIM // 2}, {DIM}\]") as raised:
+            make(root, SIGNAL, "1", EXACT_ONLY)
+        assert explain(raised.value).status == 2
+    assert index_store.read_manifest(root, SIGNAL) == before
+
+
 def test_old_builds_are_deleted_but_the_previous_one(lakehouse) -> None:
     root = str(lakehouse)
     builds = [build_index(root, SIGNAL, "1", EXACT_ONLY).manifest.build for _ in range(3)]
