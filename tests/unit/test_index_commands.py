@@ -2,6 +2,7 @@
 and a registry whose champion says which model version to index (no Spark)."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -128,6 +129,22 @@ def test_the_service_skips_a_damaged_index_rather_than_serve_the_build_before_it
     (folder / index_store.MANIFEST).write_text("not a manifest")
     assert champions.check() and "is not an index manifest" in champions.current.skipped[SIGNAL]
     assert not champions.check()
+
+
+def test_the_service_skips_an_index_whose_manifest_holds_a_value_of_another_type(served_lakehouse, capsys) -> None:
+    """A manifest whose values are not of their fields' types (a count as a string, a build as a
+    number: another writer's, or edited by hand) was taken for a manifest: the service did not start
+    (a TypeError), a reload to it failed and served the build before it on, and `neighbours` was a traceback."""
+    path = Path(index_store.signal_folder(str(served_lakehouse), SIGNAL)) / index_store.MANIFEST
+    doc = json.loads(path.read_text())
+    champions = Champions(serving_settings(served_lakehouse))
+    for field, value in (("items", str(doc["items"])), ("build", 5), ("dim", str(doc["dim"])), ("made_by", None)):
+        path.write_text(json.dumps({**doc, field: value}))
+        scorer = Scorer.load(serving_settings(served_lakehouse))
+        assert not scorer.indexes and f"is not an index manifest (its {field} is a" in scorer.skipped[SIGNAL], field
+        status, out = run(capsys, served_lakehouse, "neighbours", SIGNAL, IDS[0])
+        assert status == 2 and "is not an index manifest" in out, field
+    assert champions.check() and champions.last_error is None and SIGNAL not in champions.current.indexes
 
 
 def test_the_service_skips_an_index_whose_build_is_gone_and_loads_the_next_one(served_lakehouse, capsys) -> None:
