@@ -118,7 +118,7 @@ def _update(lakehouse_root: str, signal: str, model_version: str, settings: Inde
         return _build(lakehouse_root, signal, model_version, settings, version,
                       f"rebuilt: the files of version {manifest.table_version} are no longer all there", manifest)
     before = set(index.ids)
-    fresh = vectors_of(found.rows, model_version)
+    fresh = vectors_of(found.rows, model_version, index.dim)
     index.remove(found.removed_ids | set(pc.unique(found.rows["content_id"]).to_pylist()))
     index.add(fresh.content_ids, fresh.matrix)
     if len(index) and choose_kind(len(index), settings).name != index.kind.name:  # emptied: saved empty, as it is

@@ -87,10 +87,11 @@ def with_direction(matrix: np.ndarray) -> np.ndarray:
     return np.isfinite(matrix).all(axis=1) & matrix.any(axis=1)
 
 
-def vectors_of(rows: pa.Table, model_version: str) -> Vectors:
+def vectors_of(rows: pa.Table, model_version: str, dim: int | None = None) -> Vectors:
     """The ok rows' vectors, ordered by content id, but for vectors with no direction (not finite,
     or zero: another writer's); refuses rows of another model version (two models' vectors are not
-    comparable), an item's second row and vectors of differing lengths."""
+    comparable), an item's second row and vectors of differing lengths, or of another length than
+    `dim` (the vectors of the index they join)."""
     versions = set(pc.unique(rows["model_version"]).to_pylist())
     if versions - {model_version}:
         raise UsageError(f"rows of model versions {sorted(versions)}: an index holds one model version's vectors "
@@ -101,7 +102,7 @@ def vectors_of(rows: pa.Table, model_version: str) -> Vectors:
         raise UsageError(f"rows of model version {model_version} hold {len(repeated)} content id{'s' * (len(repeated) > 1)} more than once "
                          f"({', '.join(sorted(repeated)[:5])}): the table must hold one row per item and model version")
     ok = rows.filter(pc.equal(rows["status"], STATUS_OK)).sort_by("content_id")
-    lengths = set(pc.unique(pc.list_value_length(ok["vector"])).to_pylist())
+    lengths = set(pc.unique(pc.list_value_length(ok["vector"])).to_pylist()) | ({dim} if dim is not None else set())
     if len(lengths) > 1:
         raise UsageError(f"vectors of model version {model_version} have different lengths {sorted(lengths)}")
     dim = lengths.pop() if lengths else 0

@@ -19,7 +19,8 @@ import datetime as dt
 import json
 import uuid
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from types import UnionType
+from typing import Any, get_origin, get_type_hints
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -129,6 +130,8 @@ def read_manifest(lakehouse_root: str, signal: str) -> Manifest:
         manifest = Manifest(**json.loads(text))
     except (ValueError, TypeError) as e:
         raise UsageError(f"{folder}/{MANIFEST} is not an index manifest ({e}): build the index again") from e
+    if wrong := _of_another_type(manifest):
+        raise UsageError(f"{folder}/{MANIFEST} is not an index manifest (its {wrong}): build the index again")
     if manifest.signal != signal:
         raise UsageError(f"{folder}/{MANIFEST} describes an index of {manifest.signal}, not {signal}: build the index of {signal} again")
     if manifest.format != FORMAT:
@@ -142,6 +145,16 @@ def read_manifest(lakehouse_root: str, signal: str) -> Manifest:
     except TypeError as e:
         raise UsageError(f"{folder}/{MANIFEST} has an index kind this code does not know ({e}): build the index again") from e
     return manifest
+
+
+def _of_another_type(manifest: Manifest) -> str | None:
+    """The first field whose value is not of the field's type, and what it is (another writer's
+    manifest, or one edited by hand: a count as a string failed comparisons later); None if none."""
+    for name, hint in get_type_hints(Manifest).items():
+        value = getattr(manifest, name)
+        if not isinstance(value, hint if get_origin(hint) in (None, UnionType) else get_origin(hint)):
+            return f"{name} is a {type(value).__name__}, not {hint.__name__ if isinstance(hint, type) else hint}"
+    return None
 
 
 def load(lakehouse_root: str, signal: str, manifest: Manifest | None = None) -> tuple[Manifest, VectorIndex]:
@@ -163,9 +176,13 @@ def load(lakehouse_root: str, signal: str, manifest: Manifest | None = None) -> 
         ids = pq.read_table(f"{folder}/{manifest.ids_file}", filesystem=filesystem)
         mapping = dict(zip(ids["content_id"].to_pylist(), ids["faiss_id"].to_pylist()))
         index = VectorIndex.from_bytes(data, manifest.index_kind, mapping, manifest.next_id)
+        held = set(index.faiss_ids())
     except (RuntimeError, KeyError, pa.ArrowInvalid) as e:  # faiss reports a bad file as a RuntimeError
         raise UsageError(f"{damaged} ({str(e).strip().splitlines()[0][:200]}): build the index again (content-signals index {signal})") from e
     if not len(index) == manifest.items == ids.num_rows == len(mapping) or index.dim != manifest.dim:
         raise UsageError(f"{damaged}: they hold {len(index)} vectors of {index.dim} dimensions and {ids.num_rows} ids, its manifest "
                          f"says {manifest.items} of {manifest.dim}: build the index again (content-signals index {signal})")
+    if held != set(mapping.values()):  # else a search that finds an id the ids file does not name fails: every request of the service
+        raise UsageError(f"{damaged}: {manifest.ids_file} does not name the faiss ids {manifest.index_file} holds: build the index again "
+                         f"(content-signals index {signal})")
     return manifest, index

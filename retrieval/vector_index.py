@@ -135,6 +135,14 @@ class VectorIndex:
         return [[(self.content[int(i)], float(s)) for i, s in zip(row_ids, row_scores) if i >= 0]
                 for row_ids, row_scores in zip(found, scores)]
 
+    def faiss_ids(self) -> list[int]:
+        """The faiss ids the index holds, in no order: read back, they must be the ids file's (a
+        search that finds one it does not name fails)."""
+        if hasattr(self.index, "id_map"):  # exact search: IndexIDMap2
+            return faiss.vector_to_array(self.index.id_map).tolist()
+        lists = faiss.extract_index_ivf(self.index).invlists  # a RuntimeError for an index of neither kind
+        return [i for n in range(lists.nlist) if (size := lists.list_size(n)) for i in faiss.rev_swig_ptr(lists.get_ids(n), size).tolist()]
+
     def to_bytes(self) -> bytes:
         return faiss.serialize_index(self.index).tobytes()
 

@@ -8,10 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from deltalake import DeltaTable, write_deltalake
 
 from lake import delta_io
 from lake.registry import Registry
+from retrieval import index_store
 from retrieval.build import embeddings_root
 from signals.contracts import EMBEDDINGS
 
@@ -71,3 +74,12 @@ def registry_in(lakehouse: Path, empty_registry_db: Path, versions: int = 2) -> 
         registry.register(SIGNAL, f"code:version-{n + 1}", {"kind": "efficientnet_lite0_image"})
     registry.promote(SIGNAL, "1")
     return registry
+
+
+def shift_faiss_ids(lakehouse: Path | str) -> None:
+    """Damage the current index of SIGNAL: its ids file names each faiss id plus one (as many ids,
+    the lowest of the index's named by none, one the index does not hold named instead)."""
+    manifest = index_store.read_manifest(str(lakehouse), SIGNAL)
+    path = Path(index_store.signal_folder(str(lakehouse), SIGNAL)) / manifest.ids_file
+    ids = pq.read_table(path)
+    pq.write_table(ids.set_column(1, "faiss_id", pc.add(ids["faiss_id"], 1)), path)

@@ -2,6 +2,7 @@
 and a registry whose champion says which model version to index (no Spark)."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 import skimage.data
 from deltalake import DeltaTable
-from embedding_tables import SIGNAL, append, brute_force, delete, random_vectors, registry_in, rows
+from embedding_tables import SIGNAL, append, brute_force, delete, random_vectors, registry_in, rows, shift_faiss_ids
 from labels_helpers import jpeg
 
 from conf.settings import Settings, load_settings
@@ -130,6 +131,22 @@ def test_the_service_skips_a_damaged_index_rather_than_serve_the_build_before_it
     assert not champions.check()
 
 
+def test_the_service_skips_an_index_whose_manifest_holds_a_value_of_another_type(served_lakehouse, capsys) -> None:
+    """A manifest whose values are not of their fields' types (a count as a string, a build as a
+    number: another writer's, or edited by hand) was taken for a manifest: the service did not start
+    (a TypeError), a reload to it failed and served the build before it on, and `neighbours` was a traceback."""
+    path = Path(index_store.signal_folder(str(served_lakehouse), SIGNAL)) / index_store.MANIFEST
+    doc = json.loads(path.read_text())
+    champions = Champions(serving_settings(served_lakehouse))
+    for field, value in (("items", str(doc["items"])), ("build", 5), ("dim", str(doc["dim"])), ("made_by", None)):
+        path.write_text(json.dumps({**doc, field: value}))
+        scorer = Scorer.load(serving_settings(served_lakehouse))
+        assert not scorer.indexes and f"is not an index manifest (its {field} is a" in scorer.skipped[SIGNAL], field
+        status, out = run(capsys, served_lakehouse, "neighbours", SIGNAL, IDS[0])
+        assert status == 2 and "is not an index manifest" in out, field
+    assert champions.check() and champions.last_error is None and SIGNAL not in champions.current.indexes
+
+
 def test_the_service_skips_an_index_whose_build_is_gone_and_loads_the_next_one(served_lakehouse, capsys) -> None:
     """A manifest that names a build whose files are gone (a partial copy of the lakehouse, a folder
     deleted by hand) stopped the service from starting, and a reload to it failed, as damaged files did."""
@@ -144,6 +161,16 @@ def test_the_service_skips_an_index_whose_build_is_gone_and_loads_the_next_one(s
     assert SIGNAL not in Champions(serving_settings(served_lakehouse)).current.indexes  # and the service starts
     assert run(capsys, served_lakehouse, "index", SIGNAL)[0] == 0
     assert champions.check() and "pin-001" not in champions.current.indexes[SIGNAL].index.ids
+
+
+def test_the_service_skips_an_index_whose_ids_file_names_other_faiss_ids_rather_than_fail_every_request(served_lakehouse) -> None:
+    """An ids file naming other faiss ids than its index holds (as many of them) was loaded: the
+    search of every batch met an id it does not name (a KeyError), so every request was answered 500."""
+    shift_faiss_ids(served_lakehouse)
+    scorer = Scorer.load(serving_settings(served_lakehouse))
+    assert not scorer.indexes and "does not name the faiss ids" in scorer.skipped[SIGNAL]
+    result = scorer.score([Item(image=jpeg(skimage.data.chelsea()))])[0]
+    assert result.embeddings[SIGNAL]["status"] == "ok" and not result.neighbours
 
 
 def test_the_service_skips_an_index_of_another_dimension_rather_than_fail_every_request(lakehouse, capsys) -> None:

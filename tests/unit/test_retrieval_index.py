@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pytest
 from deltalake import DeltaTable
-from embedding_tables import DIM, SIGNAL, append, assert_same, brute_force, delete, random_vectors, rows
+from embedding_tables import DIM, SIGNAL, append, assert_same, brute_force, delete, random_vectors, rows, shift_faiss_ids
 
 from conf.settings import IndexSettings, UsageError
 from jobs.failures import explain
@@ -210,6 +210,20 @@ def test_bad_requests_are_usage_errors(lakehouse, tmp_path) -> None:
         update_index(root, SIGNAL, "1", EXACT_ONLY, version=pinned - 1)
 
 
+def test_an_update_that_adds_vectors_of_another_length_is_refused_as_a_build_is(lakehouse) -> None:
+    """A build refused ok rows whose vectors have another length (another writer's) with a message;
+    an update met them in VectorIndex.add, a ValueError traceback. Both now say it (exit 2), and the
+    index stays as it was."""
+    root = str(lakehouse)
+    before = build_index(root, SIGNAL, "1", EXACT_ONLY).manifest
+    append(lakehouse, rows(["pin-short"], random_vectors(1, 5)[:, : DIM // 2]))
+    for make in (update_index, build_index):
+        with pytest.raises(UsageError, match=rf"vectors of model version 1 have different lengths \[{DIM // 2}, {DIM}\]") as raised:
+            make(root, SIGNAL, "1", EXACT_ONLY)
+        assert explain(raised.value).status == 2
+    assert index_store.read_manifest(root, SIGNAL) == before
+
+
 def test_old_builds_are_deleted_but_the_previous_one(lakehouse) -> None:
     root = str(lakehouse)
     builds = [build_index(root, SIGNAL, "1", EXACT_ONLY).manifest.build for _ in range(3)]
@@ -385,6 +399,19 @@ def test_damaged_index_files_and_a_manifest_that_points_elsewhere_are_usage_erro
         (folder / good.index_file).write_bytes(index_bytes)
         (folder / index_store.MANIFEST).write_text(json.dumps(doc))
     assert len(index_store.load(root, SIGNAL)[1]) == good.items
+
+
+@pytest.mark.parametrize("settings", [EXACT_ONLY, IndexSettings(exact_below=1)], ids=[EXACT, IVF_FLAT])
+def test_an_ids_file_that_names_other_faiss_ids_than_its_index_is_damage(lakehouse, settings) -> None:
+    """An ids file of the index's count naming other faiss ids (another build's, copied by hand) was
+    read as good: a search that found an id it does not name raised a KeyError, in the service on
+    every request (a 500)."""
+    root = str(lakehouse)
+    kind = build_index(root, SIGNAL, "1", settings).manifest.kind["name"]
+    shift_faiss_ids(lakehouse)
+    with pytest.raises(UsageError, match="damaged: .*ids.parquet does not name the faiss ids .*index.faiss holds") as raised:
+        index_store.load(root, SIGNAL)
+    assert explain(raised.value).status == 2 and kind == (EXACT if settings is EXACT_ONLY else IVF_FLAT)
 
 
 @pytest.mark.parametrize("new_versions", [1, 2, 3])
