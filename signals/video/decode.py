@@ -158,7 +158,7 @@ def check_header(container: av.container.InputContainer, limits: VideoLimits) ->
         kinds = sorted({s.type for s in container.streams}) or ["nothing"]
         raise InputError(f"video has no video stream (it holds {', '.join(kinds)})")
     stream = container.streams.video[0]
-    codec = stream.codec_context.name
+    codec = stream.codec_context.codec.canonical_name  # the codec, not its decoder's name (libdav1d decodes av1)
     if codec not in limits.codecs:
         raise InputError(f"codec {codec} not allowed (allowed: {', '.join(limits.codecs)})")
     width, height = stream.codec_context.width, stream.codec_context.height

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from dataclasses import replace
 
+import av
 import numpy as np
 import pytest
 from PIL import Image, ImageFilter
@@ -97,6 +98,27 @@ def test_a_frames_time_is_held_to_the_duration_limit_either_side_of_zero(time_s:
     _check_decoded(frame, -0.05, -0.05, 1, VideoLimits())  # a decoder's delay before 0 is no duration
 
 
+def _direct_frames(data: bytes) -> dict[float, av.VideoFrame]:
+    """Every frame of the video decoded by PyAV directly, by its time: the independent decode."""
+    with av.open(io.BytesIO(data)) as container:
+        return {float(f.time): f for f in container.decode(container.streams.video[0])}
+
+
+def test_an_av1_video_is_decoded_as_the_codec_allowlist_says() -> None:
+    """Found in review: the codec was checked by its decoder's name, and FFmpeg decodes AV1 with
+    libdav1d, so every AV1 video was "codec libdav1d not allowed (allowed: ..., av1, ...)"."""
+    images = [np.full((64, 96, 3), 20 * k, np.uint8) for k in range(10)]
+    data = encode_video(images, 5, codec="libsvtav1", container="matroska")
+    assert probe_video(data).codec == "av1"
+    direct = _direct_frames(data)
+    keyframes = list(video_keyframes(data))
+    assert keyframes
+    for k in keyframes:
+        assert np.array_equal(k.pixels, direct[k.time_s].to_ndarray(format="rgb24", width=96, height=64, interpolation="BILINEAR"))
+    with pytest.raises(InputError, match="codec av1 not allowed"):
+        probe_video(data, replace(VideoLimits(), codecs=("h264",)))
+
+
 def test_limits_refuse_unknown_containers_and_codecs() -> None:
     with pytest.raises(ValueError, match="not supported"):
         VideoLimits(codecs=("h264", "prores"))
@@ -160,8 +182,6 @@ def test_a_thin_videos_keyframes_are_bounded_by_their_long_side(width: int, heig
 
 
 def _frame_times(data: bytes, skip: str | None = None) -> list[float]:
-    import av
-
     with av.open(io.BytesIO(data)) as container:
         stream = container.streams.video[0]
         if skip:
