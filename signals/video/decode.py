@@ -207,6 +207,14 @@ def scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
+def upright(pixels: np.ndarray, rotation: int) -> np.ndarray:
+    """The frame turned as its display matrix says a player shows it (`rotation` degrees
+    counterclockwise, to the nearest quarter turn), as an EXIF-rotated photo is turned upright:
+    a phone stores a portrait video sideways and says so there."""
+    turns = round(rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(pixels, turns)) if turns else pixels
+
+
 def sampling_stream(container: av.container.InputContainer, header: VideoHeader, sample_fps: float) -> av.VideoStream:
     """The container's video stream set up to be sampled at `sample_fps`: one decoder thread (Spark
     already runs a task per core), and the frames no other frame refers to skipped when sampling
@@ -220,7 +228,7 @@ def sampling_stream(container: av.container.InputContainer, header: VideoHeader,
 
 def sample_frames(data: bytes | None, limits: VideoLimits, sample_fps: float, short_side: int) -> Iterator[SampledFrame]:
     """Frames at about `sample_fps` (the first frame at or after each sampling time), RGB with the
-    short side at most `short_side` (the long side at most MAX_SAMPLE_ASPECT times it), one at a time (frames that are not references skipped when
+    short side at most `short_side` (the long side at most MAX_SAMPLE_ASPECT times it), upright, one at a time (frames that are not references skipped when
     sampling is sparse enough not to need them); InputError (raised while iterating) for a video
     outside `limits`, corrupt, cut short or without frames. The header is checked first."""
     with opened(data, limits) as container:
@@ -244,7 +252,7 @@ def sampled_frames(container: av.container.InputContainer, header: VideoHeader, 
                 continue
             width, height = scaled_size(frame.width, frame.height, short_side)
             pixels = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="BILINEAR")
-            yield SampledFrame(time_s, pixels)
+            yield SampledFrame(time_s, upright(pixels, frame.rotation))
             next_time = time_s + step if next_time is None else next_time + step * max(1, math.floor((time_s - next_time) / step) + 1)
     except av.FFmpegError as exc:
         raise InputError(f"video is corrupt or truncated: {exc}") from exc

@@ -181,6 +181,23 @@ def test_a_thin_videos_keyframes_are_bounded_by_their_long_side(width: int, heig
     assert keyframes and {k.pixels.shape for k in keyframes} == {(sample[1], sample[0], 3)}
 
 
+@pytest.mark.parametrize("rotation", [90, 180, -90])
+def test_a_rotated_videos_keyframes_are_upright(rotation: int) -> None:
+    """Found in review: a phone stores a portrait video sideways with a display matrix saying how to
+    turn it, and the keyframes were the stored frames, sideways (EXIF-rotated photos are upright).
+    The upright picture (four coloured quadrants, 160 high, 96 wide) is stored turned the other way."""
+    upright = np.zeros((160, 96, 3), np.uint8)
+    upright[:80, :48], upright[:80, 48:], upright[80:, :48], upright[80:, 48:] = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
+    stored = np.ascontiguousarray(np.rot90(upright, -rotation // 90))
+    data = encode_video([stored] * 5, 5, rotation=rotation)
+    assert {round(f.rotation) % 360 for f in _direct_frames(data).values()} == {rotation % 360}  # what PyAV reads back
+    keyframes = list(video_keyframes(data))
+    assert keyframes and {k.pixels.shape for k in keyframes} == {upright.shape}
+    for k in keyframes:  # each quadrant its colour, away from the edges the encoder blurs
+        for rows, columns in ((slice(8, 72), slice(8, 40)), (slice(8, 72), slice(56, 88)), (slice(88, 152), slice(8, 40)), (slice(88, 152), slice(56, 88))):
+            assert np.abs(k.pixels[rows, columns].astype(int) - upright[rows, columns]).mean() < 16
+
+
 def _frame_times(data: bytes, skip: str | None = None) -> list[float]:
     with av.open(io.BytesIO(data)) as container:
         stream = container.streams.video[0]
