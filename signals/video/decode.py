@@ -16,6 +16,7 @@ import io
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -200,6 +201,13 @@ def opened(data: bytes | None, limits: VideoLimits) -> Iterator[av.container.Inp
         container.close()
 
 
+def displayed_size(width: int, height: int, sample_aspect: Fraction | None) -> tuple[int, int]:
+    """(width, height) as a player shows a frame whose pixels are `sample_aspect` times as wide as
+    high (its sample aspect ratio: an anamorphic 1440x1080 frame at 4:3 is shown 1920x1080), so
+    that a sample is not squeezed; the frame's own size when the ratio is unknown (no side under 1)."""
+    return (max(1, round(width * sample_aspect)) if sample_aspect else width), height
+
+
 def scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     """(width, height) with the short side at most `short_side` and the long side at most
     MAX_SAMPLE_ASPECT times it, the aspect kept (but no side under 1); never enlarged."""
@@ -228,7 +236,8 @@ def sampling_stream(container: av.container.InputContainer, header: VideoHeader,
 
 def sample_frames(data: bytes | None, limits: VideoLimits, sample_fps: float, short_side: int) -> Iterator[SampledFrame]:
     """Frames at about `sample_fps` (the first frame at or after each sampling time), RGB with the
-    short side at most `short_side` (the long side at most MAX_SAMPLE_ASPECT times it), upright, one at a time (frames that are not references skipped when
+    short side at most `short_side` (the long side at most MAX_SAMPLE_ASPECT times it), at the
+    shape a player shows (pixel aspect ratio applied, upright), one at a time (frames that are not references skipped when
     sampling is sparse enough not to need them); InputError (raised while iterating) for a video
     outside `limits`, corrupt, cut short or without frames. The header is checked first."""
     with opened(data, limits) as container:
@@ -239,7 +248,7 @@ def sampled_frames(container: av.container.InputContainer, header: VideoHeader, 
                    short_side: int) -> Iterator[SampledFrame]:
     """`sample_frames` of a container already opened and its header already checked."""
     stream = sampling_stream(container, header, sample_fps)
-    step = 1.0 / sample_fps
+    step, sample_aspect = 1.0 / sample_fps, stream.sample_aspect_ratio
     next_time, count, last_time, first_time = None, 0, None, None
     try:
         for frame in container.decode(stream):
@@ -250,7 +259,7 @@ def sampled_frames(container: av.container.InputContainer, header: VideoHeader, 
             last_time = time_s if last_time is None else max(last_time, time_s)
             if next_time is not None and time_s < next_time:
                 continue
-            width, height = scaled_size(frame.width, frame.height, short_side)
+            width, height = scaled_size(*displayed_size(frame.width, frame.height, sample_aspect), short_side)
             pixels = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="BILINEAR")
             yield SampledFrame(time_s, upright(pixels, frame.rotation))
             next_time = time_s + step if next_time is None else next_time + step * max(1, math.floor((time_s - next_time) / step) + 1)

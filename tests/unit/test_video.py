@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import replace
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -181,21 +182,53 @@ def test_a_thin_videos_keyframes_are_bounded_by_their_long_side(width: int, heig
     assert keyframes and {k.pixels.shape for k in keyframes} == {(sample[1], sample[0], 3)}
 
 
+QUADRANT_COLOURS = ((255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255))  # top left, top right, bottom left, bottom right
+
+
+def _quadrants(height: int, width: int) -> np.ndarray:
+    """A picture of four coloured quadrants: which way up and how wide it is shows."""
+    pixels = np.zeros((height, width, 3), np.uint8)
+    h, w = height // 2, width // 2
+    pixels[:h, :w], pixels[:h, w:], pixels[h:, :w], pixels[h:, w:] = QUADRANT_COLOURS
+    return pixels
+
+
+def _assert_quadrants(pixels: np.ndarray, height: int, width: int) -> None:
+    """The pixels are `_quadrants(height, width)`, compared in each quadrant's middle (the encoder blurs its edges)."""
+    assert pixels.shape == (height, width, 3)
+    h, w = height // 2, width // 2
+    for (top, left), colour in zip(((0, 0), (0, w), (h, 0), (h, w)), QUADRANT_COLOURS):
+        middle = pixels[top + h // 4: top + 3 * h // 4, left + w // 4: left + 3 * w // 4].astype(int)
+        assert np.abs(middle - colour).mean() < 16, (top, left, middle.mean(axis=(0, 1)))
+
+
 @pytest.mark.parametrize("rotation", [90, 180, -90])
 def test_a_rotated_videos_keyframes_are_upright(rotation: int) -> None:
     """Found in review: a phone stores a portrait video sideways with a display matrix saying how to
     turn it, and the keyframes were the stored frames, sideways (EXIF-rotated photos are upright).
-    The upright picture (four coloured quadrants, 160 high, 96 wide) is stored turned the other way."""
-    upright = np.zeros((160, 96, 3), np.uint8)
-    upright[:80, :48], upright[:80, 48:], upright[80:, :48], upright[80:, 48:] = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
-    stored = np.ascontiguousarray(np.rot90(upright, -rotation // 90))
+    The upright picture (160 high, 96 wide) is stored turned the other way."""
+    stored = np.ascontiguousarray(np.rot90(_quadrants(160, 96), -rotation // 90))
     data = encode_video([stored] * 5, 5, rotation=rotation)
     assert {round(f.rotation) % 360 for f in _direct_frames(data).values()} == {rotation % 360}  # what PyAV reads back
     keyframes = list(video_keyframes(data))
-    assert keyframes and {k.pixels.shape for k in keyframes} == {upright.shape}
-    for k in keyframes:  # each quadrant its colour, away from the edges the encoder blurs
-        for rows, columns in ((slice(8, 72), slice(8, 40)), (slice(8, 72), slice(56, 88)), (slice(88, 152), slice(8, 40)), (slice(88, 152), slice(56, 88))):
-            assert np.abs(k.pixels[rows, columns].astype(int) - upright[rows, columns]).mean() < 16
+    assert keyframes
+    for k in keyframes:
+        _assert_quadrants(k.pixels, 160, 96)
+
+
+@pytest.mark.parametrize(("sample_aspect", "shown"), [(Fraction(2), (64, 192)), (Fraction(2, 3), (64, 64)), (Fraction(8, 9), (64, 85))])
+def test_a_videos_keyframes_have_the_shape_it_is_shown_at(sample_aspect: Fraction, shown: tuple[int, int]) -> None:
+    """Found in review: the pixel aspect ratio (anamorphic DVDs and camcorders: pixels wider or
+    narrower than high) was ignored, so a 96x64 frame shown 192x64 was a keyframe squeezed to half
+    its width. The sizes are those FFmpeg's stream says it is shown at (its display aspect ratio)."""
+    data = encode_video([_quadrants(64, 96)] * 5, 5, sample_aspect=sample_aspect)
+    with av.open(io.BytesIO(data)) as container:
+        assert container.streams.video[0].display_aspect_ratio == Fraction(96, 64) * sample_aspect
+    assert shown[1] / shown[0] == pytest.approx(float(Fraction(96, 64) * sample_aspect), abs=0.02)
+    keyframes = list(video_keyframes(data))
+    assert keyframes
+    for k in keyframes:
+        _assert_quadrants(k.pixels, *shown)
 
 
 def _frame_times(data: bytes, skip: str | None = None) -> list[float]:
