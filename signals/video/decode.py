@@ -218,7 +218,10 @@ def scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
 def upright(pixels: np.ndarray, rotation: int) -> np.ndarray:
     """The frame turned as its display matrix says a player shows it (`rotation` degrees
     counterclockwise, to the nearest quarter turn), as an EXIF-rotated photo is turned upright:
-    a phone stores a portrait video sideways and says so there."""
+    a phone stores a portrait video sideways and says so there. A matrix with no rotation in it
+    (all zeros: PyAV reads its angle, NaN, as -2^31, outside the -180..180 it promises) turns nothing."""
+    if not -180 <= rotation <= 180:
+        return pixels
     turns = round(rotation / 90) % 4
     return np.ascontiguousarray(np.rot90(pixels, turns)) if turns else pixels
 

@@ -216,6 +216,26 @@ def test_a_rotated_videos_keyframes_are_upright(rotation: int) -> None:
         _assert_quadrants(k.pixels, 160, 96)
 
 
+def test_a_display_matrix_of_no_rotation_turns_nothing() -> None:
+    """Found in review (of the turn above): an all-zero matrix reads as a rotation of -2^31 degrees,
+    which turned the keyframes a quarter turn though no player turns such a video."""
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as output:
+        stream = output.add_stream("libx264", rate=5)
+        stream.height, stream.width, stream.pix_fmt = 64, 96, "yuv420p"
+        stream.set_display_matrix([0] * 9)
+        for _ in range(5):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(_quadrants(64, 96), format="rgb24")):
+                output.mux(packet)
+        for packet in stream.encode():
+            output.mux(packet)
+    assert {f.rotation for f in _direct_frames(buffer.getvalue()).values()} == {-2**31}
+    keyframes = list(video_keyframes(buffer.getvalue()))
+    assert keyframes
+    for k in keyframes:
+        _assert_quadrants(k.pixels, 64, 96)
+
+
 @pytest.mark.parametrize(("sample_aspect", "shown"), [(Fraction(2), (64, 192)), (Fraction(2, 3), (64, 64)), (Fraction(8, 9), (64, 85))])
 def test_a_videos_keyframes_have_the_shape_it_is_shown_at(sample_aspect: Fraction, shown: tuple[int, int]) -> None:
     """Found in review: the pixel aspect ratio (anamorphic DVDs and camcorders: pixels wider or
