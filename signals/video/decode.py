@@ -16,6 +16,7 @@ import io
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -158,7 +159,7 @@ def check_header(container: av.container.InputContainer, limits: VideoLimits) ->
         kinds = sorted({s.type for s in container.streams}) or ["nothing"]
         raise InputError(f"video has no video stream (it holds {', '.join(kinds)})")
     stream = container.streams.video[0]
-    codec = stream.codec_context.name
+    codec = stream.codec_context.codec.canonical_name  # the codec, not its decoder's name (libdav1d decodes av1)
     if codec not in limits.codecs:
         raise InputError(f"codec {codec} not allowed (allowed: {', '.join(limits.codecs)})")
     width, height = stream.codec_context.width, stream.codec_context.height
@@ -200,11 +201,29 @@ def opened(data: bytes | None, limits: VideoLimits) -> Iterator[av.container.Inp
         container.close()
 
 
+def displayed_size(width: int, height: int, sample_aspect: Fraction | None) -> tuple[int, int]:
+    """(width, height) as a player shows a frame whose pixels are `sample_aspect` times as wide as
+    high (its sample aspect ratio: an anamorphic 1440x1080 frame at 4:3 is shown 1920x1080), so
+    that a sample is not squeezed; the frame's own size when the ratio is unknown (no side under 1)."""
+    return (max(1, round(width * sample_aspect)) if sample_aspect else width), height
+
+
 def scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     """(width, height) with the short side at most `short_side` and the long side at most
     MAX_SAMPLE_ASPECT times it, the aspect kept (but no side under 1); never enlarged."""
     scale = min(1.0, short_side / min(width, height), MAX_SAMPLE_ASPECT * short_side / max(width, height))
     return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def upright(pixels: np.ndarray, rotation: int) -> np.ndarray:
+    """The frame turned as its display matrix says a player shows it (`rotation` degrees
+    counterclockwise, to the nearest quarter turn), as an EXIF-rotated photo is turned upright:
+    a phone stores a portrait video sideways and says so there. A matrix with no rotation in it
+    (all zeros: PyAV reads its angle, NaN, as -2^31, outside the -180..180 it promises) turns nothing."""
+    if not -180 <= rotation <= 180:
+        return pixels
+    turns = round(rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(pixels, turns)) if turns else pixels
 
 
 def sampling_stream(container: av.container.InputContainer, header: VideoHeader, sample_fps: float) -> av.VideoStream:
@@ -220,7 +239,8 @@ def sampling_stream(container: av.container.InputContainer, header: VideoHeader,
 
 def sample_frames(data: bytes | None, limits: VideoLimits, sample_fps: float, short_side: int) -> Iterator[SampledFrame]:
     """Frames at about `sample_fps` (the first frame at or after each sampling time), RGB with the
-    short side at most `short_side` (the long side at most MAX_SAMPLE_ASPECT times it), one at a time (frames that are not references skipped when
+    short side at most `short_side` (the long side at most MAX_SAMPLE_ASPECT times it), at the
+    shape a player shows (pixel aspect ratio applied, upright), one at a time (frames that are not references skipped when
     sampling is sparse enough not to need them); InputError (raised while iterating) for a video
     outside `limits`, corrupt, cut short or without frames. The header is checked first."""
     with opened(data, limits) as container:
@@ -231,7 +251,7 @@ def sampled_frames(container: av.container.InputContainer, header: VideoHeader, 
                    short_side: int) -> Iterator[SampledFrame]:
     """`sample_frames` of a container already opened and its header already checked."""
     stream = sampling_stream(container, header, sample_fps)
-    step = 1.0 / sample_fps
+    step, sample_aspect = 1.0 / sample_fps, stream.sample_aspect_ratio
     next_time, count, last_time, first_time = None, 0, None, None
     try:
         for frame in container.decode(stream):
@@ -242,9 +262,9 @@ def sampled_frames(container: av.container.InputContainer, header: VideoHeader, 
             last_time = time_s if last_time is None else max(last_time, time_s)
             if next_time is not None and time_s < next_time:
                 continue
-            width, height = scaled_size(frame.width, frame.height, short_side)
+            width, height = scaled_size(*displayed_size(frame.width, frame.height, sample_aspect), short_side)
             pixels = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="BILINEAR")
-            yield SampledFrame(time_s, pixels)
+            yield SampledFrame(time_s, upright(pixels, frame.rotation))
             next_time = time_s + step if next_time is None else next_time + step * max(1, math.floor((time_s - next_time) / step) + 1)
     except av.FFmpegError as exc:
         raise InputError(f"video is corrupt or truncated: {exc}") from exc

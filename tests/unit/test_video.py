@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 from dataclasses import replace
+from fractions import Fraction
 
+import av
 import numpy as np
 import pytest
 from PIL import Image, ImageFilter
@@ -97,6 +99,27 @@ def test_a_frames_time_is_held_to_the_duration_limit_either_side_of_zero(time_s:
     _check_decoded(frame, -0.05, -0.05, 1, VideoLimits())  # a decoder's delay before 0 is no duration
 
 
+def _direct_frames(data: bytes) -> dict[float, av.VideoFrame]:
+    """Every frame of the video decoded by PyAV directly, by its time: the independent decode."""
+    with av.open(io.BytesIO(data)) as container:
+        return {float(f.time): f for f in container.decode(container.streams.video[0])}
+
+
+def test_an_av1_video_is_decoded_as_the_codec_allowlist_says() -> None:
+    """Found in review: the codec was checked by its decoder's name, and FFmpeg decodes AV1 with
+    libdav1d, so every AV1 video was "codec libdav1d not allowed (allowed: ..., av1, ...)"."""
+    images = [np.full((64, 96, 3), 20 * k, np.uint8) for k in range(10)]
+    data = encode_video(images, 5, codec="libsvtav1", container="matroska")
+    assert probe_video(data).codec == "av1"
+    direct = _direct_frames(data)
+    keyframes = list(video_keyframes(data))
+    assert keyframes
+    for k in keyframes:
+        assert np.array_equal(k.pixels, direct[k.time_s].to_ndarray(format="rgb24", width=96, height=64, interpolation="BILINEAR"))
+    with pytest.raises(InputError, match="codec av1 not allowed"):
+        probe_video(data, replace(VideoLimits(), codecs=("h264",)))
+
+
 def test_limits_refuse_unknown_containers_and_codecs() -> None:
     with pytest.raises(ValueError, match="not supported"):
         VideoLimits(codecs=("h264", "prores"))
@@ -159,9 +182,76 @@ def test_a_thin_videos_keyframes_are_bounded_by_their_long_side(width: int, heig
     assert keyframes and {k.pixels.shape for k in keyframes} == {(sample[1], sample[0], 3)}
 
 
-def _frame_times(data: bytes, skip: str | None = None) -> list[float]:
-    import av
+QUADRANT_COLOURS = ((255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255))  # top left, top right, bottom left, bottom right
 
+
+def _quadrants(height: int, width: int) -> np.ndarray:
+    """A picture of four coloured quadrants: which way up and how wide it is shows."""
+    pixels = np.zeros((height, width, 3), np.uint8)
+    h, w = height // 2, width // 2
+    pixels[:h, :w], pixels[:h, w:], pixels[h:, :w], pixels[h:, w:] = QUADRANT_COLOURS
+    return pixels
+
+
+def _assert_quadrants(pixels: np.ndarray, height: int, width: int) -> None:
+    """The pixels are `_quadrants(height, width)`, compared in each quadrant's middle (the encoder blurs its edges)."""
+    assert pixels.shape == (height, width, 3)
+    h, w = height // 2, width // 2
+    for (top, left), colour in zip(((0, 0), (0, w), (h, 0), (h, w)), QUADRANT_COLOURS):
+        middle = pixels[top + h // 4: top + 3 * h // 4, left + w // 4: left + 3 * w // 4].astype(int)
+        assert np.abs(middle - colour).mean() < 16, (top, left, middle.mean(axis=(0, 1)))
+
+
+@pytest.mark.parametrize("rotation", [90, 180, -90])
+def test_a_rotated_videos_keyframes_are_upright(rotation: int) -> None:
+    """Found in review: a phone stores a portrait video sideways with a display matrix saying how to
+    turn it, and the keyframes were the stored frames, sideways (EXIF-rotated photos are upright).
+    The upright picture (160 high, 96 wide) is stored turned the other way."""
+    stored = np.ascontiguousarray(np.rot90(_quadrants(160, 96), -rotation // 90))
+    data = encode_video([stored] * 5, 5, rotation=rotation)
+    assert {round(f.rotation) % 360 for f in _direct_frames(data).values()} == {rotation % 360}  # what PyAV reads back
+    keyframes = list(video_keyframes(data))
+    assert keyframes
+    for k in keyframes:
+        _assert_quadrants(k.pixels, 160, 96)
+
+
+def test_a_display_matrix_of_no_rotation_turns_nothing() -> None:
+    """Found in review (of the turn above): an all-zero matrix reads as a rotation of -2^31 degrees,
+    which turned the keyframes a quarter turn though no player turns such a video."""
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as output:
+        stream = output.add_stream("libx264", rate=5)
+        stream.height, stream.width, stream.pix_fmt = 64, 96, "yuv420p"
+        stream.set_display_matrix([0] * 9)
+        for _ in range(5):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(_quadrants(64, 96), format="rgb24")):
+                output.mux(packet)
+        for packet in stream.encode():
+            output.mux(packet)
+    assert {f.rotation for f in _direct_frames(buffer.getvalue()).values()} == {-2**31}
+    keyframes = list(video_keyframes(buffer.getvalue()))
+    assert keyframes
+    for k in keyframes:
+        _assert_quadrants(k.pixels, 64, 96)
+
+
+@pytest.mark.parametrize(("sample_aspect", "shown"), [(Fraction(2), (64, 192)), (Fraction(2, 3), (64, 64)), (Fraction(8, 9), (64, 85))])
+def test_a_videos_keyframes_have_the_shape_it_is_shown_at(sample_aspect: Fraction, shown: tuple[int, int]) -> None:
+    """Found in review: the pixel aspect ratio (anamorphic DVDs and camcorders: pixels wider or
+    narrower than high) was ignored, so a 96x64 frame shown 192x64 was a keyframe squeezed to half
+    its width. The sizes are those FFmpeg's stream says it is shown at (its display aspect ratio)."""
+    data = encode_video([_quadrants(64, 96)] * 5, 5, sample_aspect=sample_aspect)
+    with av.open(io.BytesIO(data)) as container:
+        assert container.streams.video[0].display_aspect_ratio == Fraction(96, 64) * sample_aspect
+    assert shown[1] / shown[0] == pytest.approx(float(Fraction(96, 64) * sample_aspect), abs=0.02)
+    keyframes = list(video_keyframes(data))
+    assert keyframes
+    for k in keyframes:
+        _assert_quadrants(k.pixels, *shown)
+
+
+def _frame_times(data: bytes, skip: str | None = None) -> list[float]:
     with av.open(io.BytesIO(data)) as container:
         stream = container.streams.video[0]
         if skip:
