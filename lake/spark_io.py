@@ -52,10 +52,10 @@ def read_parquet(
     file_column: str | None = None,
 ) -> DataFrame:
     """Parquet files under `base` (hive-style partition folders) as a DataFrame of `schema`;
-    `base` and `uris` percent-encoded, as delta-rs gives them.
+    `base` and `uris` as delta-rs gives them (`hadoop_path`).
 
     Spark's own reader where Hadoop can open the files (a local or cluster file system), given
-    them unescaped (Hadoop takes a path as written: an escaped space was read as `%20`); on an
+    their paths as they are on disk (Hadoop takes a path as written); on an
     object store (s3://, ...), for which this job ships no Hadoop connector, the executors read
     the files with pyarrow, which takes the store's settings from the standard environment
     (docs/design.md, The lakehouse on object storage).
@@ -68,10 +68,21 @@ def read_parquet(
     if hadoop_reads(base):
         with listed_on_driver(spark):
             frame = spark.read.schema(from_arrow_schema(schema)).option("basePath", unquote(base)).parquet(
-                *map(unquote, uris)).select(*schema.names)
+                *(hadoop_path(base, u) for u in uris)).select(*schema.names)
         return frame.withColumn(file_column, F.input_file_name()) if file_column else frame
     files = spark.sparkContext.parallelize([(u,) for u in uris], len(uris)).toDF("uri string")
     return files.mapInArrow(_parquet_reader(base, schema, tuple(partition_columns), file_column), spark_schema)
+
+
+def hadoop_path(base: str, uri: str) -> str:
+    """A data file's path on disk, from delta-rs's URI of it: delta-rs escapes the table's root
+    (`base`, a root with a space is `d%20x`) but not the file's path under it, which is as on disk
+    (a partition folder `ds=x%20y` holds the escape Delta writes into its name): only the root is
+    unescaped (unescaping the whole URI made `ds=x y` of it, a folder that does not exist)."""
+    root, parsed = urlparse(base).path.rstrip("/"), urlparse(uri)
+    if not parsed.path.startswith(root + "/"):
+        return uri
+    return parsed._replace(path=unquote(root) + parsed.path[len(root):]).geturl()
 
 
 PARALLEL_LISTING = "spark.sql.sources.parallelPartitionDiscovery.threshold"  # more paths than this: Spark lists them with a job

@@ -16,7 +16,7 @@ from urllib.parse import unquote
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from deltalake import DeltaTable
+from deltalake import DeltaTable, write_deltalake
 
 from lake import delta_io
 from lake.delta_io import DataFile
@@ -365,8 +365,6 @@ def test_rows_with_partition_values_spark_would_misread_are_refused(root: str) -
 
 
 def _corpus_days(root: str, days: list[str], mode: str = "append", **kwargs) -> None:
-    from deltalake import write_deltalake
-
     rows = pa.table({"content_id": [f"pin-{d}" for d in days], "ds": days})
     write_deltalake(root, rows, mode=mode, partition_by=["ds"], **kwargs)
 
@@ -443,3 +441,16 @@ def test_filtered_reads_of_a_table_delta_rs_rewrote_give_its_rows_in_the_contrac
     assert sorted(where[column].to_pylist()) == sorted(r[column] for r in kept if r[column] in ("v1", "v9"))
     files = delta_io.read_files(root, DeltaTable(root).version(), live, contract.schema.names)
     assert _canonical(files.to_pylist()) == _canonical(kept)
+
+
+def test_hadoop_reads_a_file_at_its_path_on_disk_the_tables_root_unescaped_its_partition_folder_not(tmp_path) -> None:
+    """delta-rs escapes a table's root in a file's URI (`d%20x%C3%A9`) but gives the path under it
+    as on disk, where a partition folder holds Delta's own escapes (`ds=x%20y`): unescaping the
+    whole URI (a change of this session) sent Spark to `ds=x y`, a folder that does not exist."""
+    from lake.spark_io import hadoop_path
+
+    root = tmp_path / "d xé"
+    write_deltalake(root, pa.table({"a": [1, 2, 3], "ds": ["2026-11-2é", "x y", "p%q"]}), partition_by=["ds"])
+    table = DeltaTable(str(root))
+    on_disk = {hadoop_path(table.table_uri, uri) for uri in table.file_uris()}
+    assert on_disk == {str(p) for p in root.rglob("*.parquet")}
