@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
+from conf.settings import UsageError, load_settings
 from jobs.cli import main
 
 
@@ -109,3 +110,23 @@ def test_compare_of_a_challenger_with_no_rows_says_so(capsys, tmp_path, empty_re
     registry.client.set_registered_model_alias("image_embedding", CHALLENGER, "2")
     status, out = cli(capsys, "compare", "image_embedding", "--set", f"lakehouse={tmp_path}")
     assert status == 2 and "image_embedding: no rows at version" in out and "backfill --challenger" in out, out
+
+
+def test_a_challenger_without_the_registry_is_refused_by_a_run_and_its_dry_run(capsys, tmp_path) -> None:
+    """Found in review: with `registry.enabled: false` every signal has only its pinned version,
+    the champion's, and `backfill --challenger --slice-pct 5` computed it on its 5% and replaced
+    the window's champion rows with them (a probe: 8 items' rows became none). A shadow run
+    without the registry has no challenger to compute: the run and its dry run refuse it."""
+    from rollout.models import build_signals
+
+    pins = [f"signals.{name}.model.version=1" for name in load_settings("local").signals]
+    sets = [arg for setting in [f"lakehouse={tmp_path}", "registry.enabled=false", *pins] for arg in ("--set", setting)]
+    settings = load_settings("local", sets[1::2])
+    assert {s.config.model.version for s in build_signals(settings).values()} == {"1"}  # the champion run is as it was
+    with pytest.raises(UsageError, match="--challenger needs the model registry"):
+        build_signals(settings, "challenger")
+    assert cli(capsys, "make-corpus", "--n-items", "8", "--set", f"lakehouse={tmp_path}")[0] == 0
+    before = sorted(tmp_path.rglob("*"))
+    status, out = cli(capsys, "backfill", "--dry-run", "--challenger", "--slice-pct", "5", *sets)
+    assert status == 2 and "--challenger needs the model registry (registry.enabled is false)" in out, out
+    assert sorted(tmp_path.rglob("*")) == before
