@@ -61,12 +61,20 @@ def test_a_pinned_corpus_version_past_the_latest_is_bad_input(capsys, tmp_path) 
     assert DeltaTable(str(tmp_path / "corpus")).version() == 0
 
 
+PINNED = [arg for name in load_settings("local").signals for arg in ("--set", f"signals.{name}.model.version=1")]
+
+
 @pytest.mark.parametrize("args, reason", [
     (["backfill", "--start", "2026-13-01"], "--start '2026-13-01' is not a day"),
     (["backfill", "--challenger", "--slice-pct", "0"], "--slice-pct 0: a share of the items"),
     (["backfill", "--dry-run", "--challenger", "--slice-pct", "500"], "--slice-pct 500: a share of the items"),
     (["backfill", "--slice-pct", "25"], "--slice-pct 25 is a canary of the challenger: add --challenger"),
     (["monitor", "--day", "2026-13-01"], "--day '2026-13-01' is not a day"),
+    (["backfill", "--start", "2026-02-30"], "--start '2026-02-30' is not a day"),
+    (["backfill", "--start", "2026-11-20", "--end", "2026-11-19"], "the window ends (2026-11-19) before it starts (2026-11-20)"),
+    # found in review: these two started Spark (and made a registry) before the refusal
+    (["backfill", "--challenger", "--slice-pct", "5"], "no enabled signal has a 'challenger' version other than its champion"),
+    (["backfill", "--challenger", "--set", "registry.enabled=false", *PINNED], "--challenger needs the model registry"),
 ])
 def test_what_the_command_line_shows_wrong_is_refused_before_spark_starts(capsys, tmp_path, monkeypatch, args, reason) -> None:
     from jobs import commands
@@ -74,6 +82,7 @@ def test_what_the_command_line_shows_wrong_is_refused_before_spark_starts(capsys
     monkeypatch.setattr(commands, "build_session", lambda _: pytest.fail("a Spark session started for a command refused from its arguments"))
     status, out = cli(capsys, *args, "--set", f"lakehouse={tmp_path}")
     assert status == 2 and reason in out, out
+    assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("args", [["promote", "image_embedding", "challenger"], ["rollback", "image_embedding"], ["compare", "image_embedding"]])
