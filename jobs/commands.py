@@ -14,7 +14,7 @@ from conf.settings import Settings, UsageError, load_settings
 from jobs.backfill import check_slice, run_backfill
 from jobs.corpus import Window, check_day
 from jobs.dedup import run_dedup
-from jobs.dry_run import print_plan
+from jobs.dry_run import model_versions, print_plan
 from jobs.engine import RunResult
 from jobs.failures import Failure, explain
 from jobs.labelling import champion_versions, label_sample, run_labels
@@ -266,6 +266,8 @@ def run(args: argparse.Namespace) -> None:
     if getattr(args, "dry_run", False):
         print_plan(settings, args)
         return
+    if getattr(args, "challenger", False):  # no challenger to compute: refused before a Spark session starts or a registry is made
+        model_versions(settings, list(settings.enabled_signals), challenger=True)
     if args.command in ("demo", "eval"):
         make_corpus(settings, videos=True)  # eval: the sample videos' duplicates are counted against their truth
     spark = build_session(settings.spark)

@@ -5,8 +5,9 @@ before anything is computed.
 
 The corpus is input, and input can be wrong. The rule (docs/design.md, "Corpus rows"):
 - a row whose `content_id` is null or not valid UTF-8 cannot be keyed: it is skipped;
-- a row whose `ds` is not a day (`YYYY-MM-DD`) would name a partition that readers decode
-  differently from writers: it is skipped;
+- a row whose `ds` is not a calendar day (`YYYY-MM-DD`; not 2026-02-30) would name a partition
+  that readers decode differently from writers, or one no `--start`, `--end` or `--day` can name:
+  it is skipped;
 - an id with several rows keeps the latest, by `updated_at` (null oldest), then `ds`, then a
   hash of its inputs (so double-ingested rows resolve the same way every run); the others are
   skipped. The latest is looked for in the whole corpus, not only in a job's window, so a
@@ -19,7 +20,6 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 from pyspark.errors import AnalysisException
@@ -56,11 +56,8 @@ class Window:
 
 def check_day(day: str, option: str) -> str:
     """`day` if it is a calendar day written YYYY-MM-DD (the form of a `ds` partition), else a UsageError naming `option`."""
-    try:
-        if re.match(DAY_PATTERN, day) and date.fromisoformat(day):
-            return day
-    except ValueError:
-        pass
+    if re.fullmatch(DAY_PATTERN, day):  # `$` alone lets a trailing newline through
+        return day
     raise UsageError(f"{option} {day!r} is not a day (YYYY-MM-DD)")
 
 
@@ -162,7 +159,8 @@ def _valid_id() -> Column:
 
 def _keyable() -> Column:
     """A row whose id can key a table row (present, valid UTF-8) and whose day can name a partition."""
-    return _valid_id() & F.coalesce(F.col("ds").rlike(DAY_PATTERN), F.lit(False))
+    day = F.col("ds").rlike(DAY_PATTERN) & (F.length("ds") == len("YYYY-MM-DD"))  # Java's `$` lets a trailing newline through
+    return _valid_id() & F.coalesce(day, F.lit(False))
 
 
 def _recency() -> Column:

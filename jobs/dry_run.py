@@ -19,6 +19,7 @@ from jobs.session import launched_conf, session_conf, unapplied_driver_settings
 from jobs.show import console
 from lake import delta_io
 from lake.registry import CHALLENGER, CHAMPION, Registry, RegistryError, challenger_is_champion, registry_exists
+from rollout.models import NO_CHALLENGER_WITHOUT_REGISTRY
 from signals.contracts import EMBEDDINGS, LABELS
 
 # The settings that say where a job runs and what each executor and task gets.
@@ -30,6 +31,8 @@ def model_versions(settings: Settings, names: list[str], challenger: bool = Fals
     """signal -> the model version a run would compute, looked up without registering anything; a
     UsageError where a shadow run would refuse (no signal has a challenger: rollout.models.resolve_versions)."""
     uri = settings.registry_uri if settings.registry.enabled else None
+    if challenger and uri is None:
+        raise UsageError(NO_CHALLENGER_WITHOUT_REGISTRY)
     registry = Registry(uri) if uri and registry_exists(uri) else None
     versions = {}
     for name in names:
@@ -43,7 +46,7 @@ def model_versions(settings: Settings, names: list[str], challenger: bool = Fals
                 versions[name] = f"none: its challenger is its champion (version {aliases[CHALLENGER]}), not computed"
             else:
                 versions[name] = f"{aliases[CHALLENGER]} ({CHALLENGER})"
-        elif conf.model.version and (not challenger or not uri):
+        elif conf.model.version:
             versions[name] = f"{conf.model.version} (pinned)"
         elif registry is None:
             versions[name] = f"{ref}: not registered yet (a run registers the configured weights as the champion)"

@@ -26,7 +26,13 @@ from lake import delta_io
 from lake.spark_hash import spark_xxhash64
 from signals.contracts import CORPUS
 
-DAY_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
+# A calendar day written YYYY-MM-DD, as `datetime.date.fromisoformat` reads one (2026-02-30 and year 0000 are not), in the
+# syntax Python's `re`, Spark's (Java's) `rlike` and Arrow's RE2 read alike: the corpus rule and the command line refuse the same days
+# (Python's and Java's `$` also match before a trailing newline: their callers match the whole value).
+_YEAR = "(?:[0-9]{3}[1-9]|[0-9]{2}[1-9]0|[0-9][1-9]00|[1-9]000)"
+_MONTH_DAY = "(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))"
+_LEAP_YEAR = "(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)"
+DAY_PATTERN = f"^(?:{_YEAR}-{_MONTH_DAY}|{_LEAP_YEAR}-02-29)$"
 CANONICAL = (("content_id", "string"), ("image", "binary"), ("image_uri", "string"), ("title", "string"),
              ("description", "string"), ("created_at", "timestamp"), ("updated_at", "timestamp"), ("ds", "string"),
              ("video", "binary"))

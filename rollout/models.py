@@ -28,6 +28,10 @@ from signals.base import ModelRef, Signal, SignalConfig
 from signals.catalog import build_signal, signal_class
 
 KIND = "kind"
+# Without the registry a signal has one version, its pinned one, which is also the champion's: a "challenger"
+# run would compute the champion's rows again, and a canary's commit would replace the window's with its slice.
+NO_CHALLENGER_WITHOUT_REGISTRY = ("--challenger needs the model registry (registry.enabled is false): every signal has only its "
+                                  "pinned version, the champion's, whose rows a canary would cut down to its slice")
 # Run settings that versions registered before identity params recorded together with them
 # (the whole configured params): dropped when read, never taken.
 LEGACY_RUN_PARAMS = frozenset({
@@ -91,9 +95,11 @@ def _check_trained(registry: Registry, name: str, role: str, pinned: str | None)
 
 
 def resolve_versions(settings: Settings, signals: dict[str, Signal], role: str = CHAMPION) -> dict[str, Signal]:
-    """The signals rebuilt at the registry version their role names (unchanged without a registry):
-    that version's identity params, the configuration's run settings."""
+    """The signals rebuilt at the registry version their role names (unchanged without a registry,
+    where a challenger is a UsageError): that version's identity params, the configuration's run settings."""
     if not settings.registry.enabled:
+        if role == CHALLENGER:
+            raise UsageError(NO_CHALLENGER_WITHOUT_REGISTRY)
         return signals
     registry = registry_for(settings)
     resolved, champions = {}, []

@@ -159,3 +159,32 @@ def test_an_undated_row_is_older_than_a_row_dated_before_1970_as_training_keeps_
     training = source.latest(["content_id", "ds", "title"])
     assert kept == sorted(zip(*(training[c].to_pylist() for c in ("content_id", "ds", "title"))))
     assert check_rows(every, newest).items == len(kept) == 3
+
+
+def test_a_day_no_calendar_has_is_skipped_and_reported_as_the_command_line_refuses_it(spark, corpus_lakehouse, tmp_path):
+    """Found in review: `ds` 2026-02-30 matched the day pattern, so its item was computed into a
+    partition that `--start`, `--end` and `monitor --day` refuse to name; a day with a trailing
+    newline passed Spark's `$`. Kept days are exactly those `date.fromisoformat` reads, as training keeps them."""
+    from datetime import date
+
+    rows = DeltaTable(corpus_lakehouse.root).to_pyarrow_table().sort_by("content_id").slice(0, 2).to_pylist()
+    days = {"feb-30": "2026-02-30", "leap": "2024-02-29", "not-leap": "2100-02-29", "year-0": "0000-01-01", "newline": "2026-11-20\n"}
+    schema = pa.schema([f.with_nullable(True) for f in CORPUS.schema])
+    odd = [{**rows[0], "content_id": name, "ds": day} for name, day in days.items()]
+    write_deltalake(str(tmp_path / "lakehouse" / "corpus"), pa.Table.from_pylist([*rows, *odd], schema=schema))
+    source = CorpusSource.of(settings_for(tmp_path / "lakehouse", *CHEAP_SIGNALS))
+    newest = newest_of_ids(source.keys(spark))
+    every = source.read(spark)
+
+    def is_day(ds: str) -> bool:
+        try:
+            return len(ds) == 10 and bool(date.fromisoformat(ds))
+        except ValueError:
+            return False
+
+    kept = _kept(one_row_per_id(every, newest))
+    assert [c for c, _, _ in kept] == sorted(r["content_id"] for r in [*rows, *odd] if is_day(r["ds"])) == sorted([*(r["content_id"] for r in rows), "leap"])
+    training = source.latest(["content_id", "ds", "title"])
+    assert kept == sorted(zip(*(training[c].to_pylist() for c in ("content_id", "ds", "title"))))
+    check = check_rows(every, newest)
+    assert check.items == 3 and check.bad_day_rows == 4 and "'2026-02-30'" in check.describe()

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
+from conf.settings import UsageError, load_settings
 from jobs.cli import main
 
 
@@ -60,12 +61,20 @@ def test_a_pinned_corpus_version_past_the_latest_is_bad_input(capsys, tmp_path) 
     assert DeltaTable(str(tmp_path / "corpus")).version() == 0
 
 
+PINNED = [arg for name in load_settings("local").signals for arg in ("--set", f"signals.{name}.model.version=1")]
+
+
 @pytest.mark.parametrize("args, reason", [
     (["backfill", "--start", "2026-13-01"], "--start '2026-13-01' is not a day"),
     (["backfill", "--challenger", "--slice-pct", "0"], "--slice-pct 0: a share of the items"),
     (["backfill", "--dry-run", "--challenger", "--slice-pct", "500"], "--slice-pct 500: a share of the items"),
     (["backfill", "--slice-pct", "25"], "--slice-pct 25 is a canary of the challenger: add --challenger"),
     (["monitor", "--day", "2026-13-01"], "--day '2026-13-01' is not a day"),
+    (["backfill", "--start", "2026-02-30"], "--start '2026-02-30' is not a day"),
+    (["backfill", "--start", "2026-11-20", "--end", "2026-11-19"], "the window ends (2026-11-19) before it starts (2026-11-20)"),
+    # found in review: these two started Spark (and made a registry) before the refusal
+    (["backfill", "--challenger", "--slice-pct", "5"], "no enabled signal has a 'challenger' version other than its champion"),
+    (["backfill", "--challenger", "--set", "registry.enabled=false", *PINNED], "--challenger needs the model registry"),
 ])
 def test_what_the_command_line_shows_wrong_is_refused_before_spark_starts(capsys, tmp_path, monkeypatch, args, reason) -> None:
     from jobs import commands
@@ -73,6 +82,7 @@ def test_what_the_command_line_shows_wrong_is_refused_before_spark_starts(capsys
     monkeypatch.setattr(commands, "build_session", lambda _: pytest.fail("a Spark session started for a command refused from its arguments"))
     status, out = cli(capsys, *args, "--set", f"lakehouse={tmp_path}")
     assert status == 2 and reason in out, out
+    assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("args", [["promote", "image_embedding", "challenger"], ["rollback", "image_embedding"], ["compare", "image_embedding"]])
@@ -109,3 +119,23 @@ def test_compare_of_a_challenger_with_no_rows_says_so(capsys, tmp_path, empty_re
     registry.client.set_registered_model_alias("image_embedding", CHALLENGER, "2")
     status, out = cli(capsys, "compare", "image_embedding", "--set", f"lakehouse={tmp_path}")
     assert status == 2 and "image_embedding: no rows at version" in out and "backfill --challenger" in out, out
+
+
+def test_a_challenger_without_the_registry_is_refused_by_a_run_and_its_dry_run(capsys, tmp_path) -> None:
+    """Found in review: with `registry.enabled: false` every signal has only its pinned version,
+    the champion's, and `backfill --challenger --slice-pct 5` computed it on its 5% and replaced
+    the window's champion rows with them (a probe: 8 items' rows became none). A shadow run
+    without the registry has no challenger to compute: the run and its dry run refuse it."""
+    from rollout.models import build_signals
+
+    pins = [f"signals.{name}.model.version=1" for name in load_settings("local").signals]
+    sets = [arg for setting in [f"lakehouse={tmp_path}", "registry.enabled=false", *pins] for arg in ("--set", setting)]
+    settings = load_settings("local", sets[1::2])
+    assert {s.config.model.version for s in build_signals(settings).values()} == {"1"}  # the champion run is as it was
+    with pytest.raises(UsageError, match="--challenger needs the model registry"):
+        build_signals(settings, "challenger")
+    assert cli(capsys, "make-corpus", "--n-items", "8", "--set", f"lakehouse={tmp_path}")[0] == 0
+    before = sorted(tmp_path.rglob("*"))
+    status, out = cli(capsys, "backfill", "--dry-run", "--challenger", "--slice-pct", "5", *sets)
+    assert status == 2 and "--challenger needs the model registry (registry.enabled is false)" in out, out
+    assert sorted(tmp_path.rglob("*")) == before

@@ -6,20 +6,22 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import re
 import struct
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable, QueryBuilder, write_deltalake
 from training_lakehouse import PNG, training_lakehouse
 
 from conf.settings import CorpusSettings, UsageError
-from jobs.corpus import CorpusSource
+from jobs.corpus import CorpusSource, check_day
 from jobs.engine import CORPUS_MAPPING, CORPUS_VERSION
 from jobs.refresh import version_to_read
-from lake.corpus import CorpusTable, latest_rows
+from lake.corpus import DAY_PATTERN, CorpusTable, latest_rows
 from lake.spark_hash import spark_xxhash64, xxh64
 from signals.contracts import CORPUS
 from training.evaluate import item_slices
@@ -203,3 +205,30 @@ def test_a_retried_refresh_reads_the_corpus_version_its_commits_read_version_0_i
         assert version_to_read({"embeddings": {CORPUS_VERSION: str(read), CORPUS_MAPPING: source.mapping_id()}}, source) == read
     assert version_to_read({}, source) == 2  # a first attempt reads the latest
     assert version_to_read({"embeddings": {CORPUS_VERSION: "0", CORPUS_MAPPING: "another corpus"}}, source) == 2
+
+
+def test_the_day_pattern_reads_the_days_the_calendar_has() -> None:
+    """Found in review: 2026-02-30 matched the pattern the corpus rule keeps days by, though
+    `--start` refused it. Against `date.fromisoformat`, in Python and in Arrow's RE2 alike (Spark's
+    `rlike`: tests/spark/test_corpus_rows.py); a trailing newline is no day in either."""
+    candidates = [f"{y:04d}-{m:02d}-{d:02d}" for y in (0, 1, 4, 100, 400, 1900, 2000, 2024, 2026, 2100, 9996, 9999)
+                  for m in range(14) for d in range(33)] + ["2026-11-20\n", "2026-1-20", "20261120"]
+
+    def is_day(text: str) -> bool:
+        try:
+            return len(text) == 10 and bool(dt.date.fromisoformat(text))
+        except ValueError:
+            return False
+
+    wanted = [is_day(c) for c in candidates]
+    assert sum(wanted) == 11 * 365 + 5  # year 0000 has no day; 4, 400, 2000, 2024 and 9996 are leap years, 1, 100, 1900, 2026, 2100 and 9999 not
+    assert [bool(re.fullmatch(DAY_PATTERN, c)) for c in candidates] == wanted
+    assert pc.match_substring_regex(pa.array(candidates), DAY_PATTERN).to_pylist() == wanted
+
+    def accepted(text: str) -> bool:
+        try:
+            return check_day(text, "--start") == text
+        except UsageError:
+            return False
+
+    assert [accepted(c) for c in candidates] == wanted
