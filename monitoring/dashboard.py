@@ -29,6 +29,7 @@ from signals.contracts import ALERTS, HISTOGRAM_BINS, STATUS_ERROR
 ROWS_SHOWN = 20  # rows listed under an alert; the query beside them reads them all
 TREND_LABELS = 6  # decision-rate lines per signal: the labels that alerted first, then by name
 HISTOGRAM_LABELS = 12
+TREND_TICKS = 14  # days named under a trend at most (every one of two weeks), the latest among them: a year's overprinted one another
 HISTORY_COLUMNS = ["signal", "model_version", "run_id", "ds", "items", "error_items", "labels", "computed_at"]
 _STYLE = ".alert{color:#b00020;font-weight:600}pre{background:#f6f6f6;padding:.5em;overflow-x:auto}"
 
@@ -119,9 +120,10 @@ def _trend_figure(signal: str, kind: str, days: Sequence[dict], verdicts: Sequen
     title = "drift: domain classifier ROC-AUC" if drift_rule == EMBEDDING_DRIFT else "drift: largest score PSI"
     drift_ax.set_title(title if by_day else f"{title}\n(no day judged: too few rows or no reference)", fontsize=9 if not by_day else None)
     _mark_fired(drift_ax, names, [v for v in drift if v["fired"]])
+    named = x[::-1][::math.ceil(len(x) / TREND_TICKS) or 1][::-1]  # every step-th day back from the latest
     for ax in axes:
         ax.set_xlim(-0.5, len(names) - 0.5)
-        ax.set_xticks(x, labels=names, rotation=60, fontsize=7)
+        ax.set_xticks(named, labels=[names[i] for i in named], rotation=60, fontsize=7)
     fig.suptitle(_plain(signal))
     fig.tight_layout()
     return figure_png(fig)

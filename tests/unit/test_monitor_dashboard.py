@@ -102,3 +102,33 @@ def test_a_signals_trend_shows_the_verdicts_of_its_own_model_version(tmp_path, m
     chosen, verdicts = drawn[0]
     assert [r["model_version"] for r in chosen] == ["1"] * 6
     assert [(v["model_version"], v["value"], v["fired"]) for v in verdicts] == [("1", 0.05, False)]
+
+
+def _days(n: int) -> list[str]:
+    from datetime import date, timedelta
+
+    return [(date(2025, 12, 1) + timedelta(i)).isoformat() for i in range(n)]
+
+
+@pytest.mark.parametrize("n", [14, 365])
+def test_a_trend_names_its_days_far_enough_apart_to_read_and_the_latest_among_them(monkeypatch, n) -> None:
+    """Found in review: a year's trend named every day under its axes, 365 dates overprinted into a black band."""
+    names = _days(n)
+    days = [{"ds": d, "items": 100, "error_items": i % 7, "labels": [{"label": "spam", "decided": 100, "positives": i % 5}]}
+            for i, d in enumerate(names)]
+    figures: list = []
+    figure_png = dashboard.figure_png
+    monkeypatch.setattr(dashboard, "figure_png", lambda fig: figures.append(fig) or figure_png(fig))
+
+    dashboard._trend_figure("text_safety", "label", days, [])
+
+    fig = figures[0]
+    font_px = 7 * fig.dpi / 72  # the tick labels' size, in the figure's pixels
+    for ax in fig.axes:
+        named = [(tick, label.get_text()) for tick, label in zip(ax.get_xticks(), ax.get_xticklabels())]
+        assert [text for _, text in named] == [names[int(tick)] for tick, _ in named] and named[-1][1] == names[-1]
+        spots = [ax.transData.transform((tick, 0))[0] for tick, _ in named]
+        assert min(b - a for a, b in zip(spots, spots[1:])) >= 1.5 * font_px  # rotated 60°, a line's height apart at least
+    if n == 14:
+        assert [label.get_text() for label in fig.axes[0].get_xticklabels()] == names  # two weeks: every day named, as before
+
