@@ -82,7 +82,17 @@ class Lakehouse:
         return self.arrow(name, version, filters).to_pandas()
 
     def spark(self, spark: SparkSession, name: str, version: int | None = None) -> DataFrame:
-        return spark_io.read_spark(spark, self.path(name), self._version(name, version))
+        """The table (latest, or `version`) as a Spark DataFrame; an old version whose files a vacuum removed is
+        refused as `arrow` refuses it, where Spark named a missing data file (as damage reads)."""
+        from pyspark.errors import AnalysisException
+
+        version = self._version(name, version)
+        try:
+            return spark_io.read_spark(spark, self.path(name), version)
+        except AnalysisException:
+            if version is None or version == self.version(name) or delta_io.all_exist(self.path(name), delta_io.live_files(self.path(name), version)):
+                raise  # the latest version missing a file is damage (jobs.failures says what to do), not a question of time
+            raise delta_io.vacuumed(self.path(name), version) from None
 
     def _version(self, name: str, version: int | None) -> int | None:
         """`version` when the table has it (None: the latest), else a UsageError naming those it has

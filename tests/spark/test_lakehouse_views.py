@@ -28,3 +28,21 @@ def test_register_views_starts_no_job_and_the_views_read_the_tables(spark, tmp_p
         sc.setLocalProperty("spark.jobGroup.id", None)
     assert spark.conf.get(PARALLEL_LISTING) == threshold
     assert spark.sql("SELECT count(*) AS n, sum(rows_in) AS s FROM runs").first().asDict() == {"n": FILES, "s": sum(range(FILES))}
+
+
+def test_a_version_a_vacuum_removed_is_refused_in_spark_as_in_arrow(spark, tmp_path) -> None:
+    """Found in review: `Lakehouse.arrow` of a version whose files a vacuum removed says so, but `Lakehouse.spark` and
+    `register_views(spark, versions)` of it were Spark's PATH_NOT_FOUND naming a data file, which reads as damage."""
+    from deltalake import DeltaTable
+
+    from conf.settings import UsageError
+
+    root = str(tmp_path / "runs")
+    write_deltalake(root, pa.table({"run_id": [f"r{i}" for i in range(5)], "rows_in": list(range(5))}))
+    DeltaTable(root).delete("run_id = 'r3'")  # rewrites the file: version 0's is then an old version's only
+    DeltaTable(root).vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
+    lakehouse = Lakehouse(str(tmp_path))
+    assert lakehouse.spark(spark, "runs", 1).count() == 4  # the version after the delete still reads
+    for read in (lambda: lakehouse.spark(spark, "runs", 0), lambda: lakehouse.register_views(spark, {"runs": 0})):
+        with pytest.raises(UsageError, match="version 0 of .*runs can no longer be read: a vacuum"):
+            read()
