@@ -132,3 +132,30 @@ def test_show_and_a_runs_outcome_print_what_tables_hold_as_text_not_rich_markup(
     print_result(RunResult("[/]run", "skipped", {"embeddings": 0}), settings)
     out = capsys.readouterr().out
     assert '"not allowed: [/srv/a.jpg]": 1' in out and "[/]run" in out and "[b]m@1" in out
+
+
+def test_show_prints_each_table_at_one_version_while_another_writer_commits(tmp_path, capsys, monkeypatch) -> None:
+    """Found in review: show counted a table's rows in one snapshot, printed the version of a later one and summed its
+    embeddings in a third, so a refresh committing meanwhile printed a version beside another version's rows."""
+    from conf.settings import load_settings
+    from jobs.show import show
+
+    append(tmp_path, rows([f"pin-{i}" for i in range(5)], random_vectors(5, 0)))
+    root = str(tmp_path / "embeddings")
+    opened = DeltaTable.__init__
+    commits = []
+
+    def commit_after_the_first_read(self, table_uri, *args, **kwargs) -> None:  # another writer commits once show has read the log
+        opened(self, table_uri, *args, **kwargs)
+        if not commits and str(table_uri).rstrip("/") == root:
+            commits.append(None)  # the writer's own reads open the table too
+            commits[0] = append(tmp_path, rows([f"pin-{i}" for i in range(5, 8)], random_vectors(3, 1), ds="2026-11-20"))
+
+    monkeypatch.setattr(DeltaTable, "__init__", commit_after_the_first_read)
+    show(load_settings("local", [f"lakehouse={tmp_path}"]))
+
+    out = capsys.readouterr().out
+    printed = next(line.split("│")[1:4] for line in out.splitlines() if line.startswith("│ embeddings "))
+    version, count = int(printed[1]), int(printed[2])
+    summed = sum(int(line.split("│")[-2]) for line in out.splitlines() if line.startswith(f"│ {SIGNAL} "))
+    assert commits == [1] and count == summed == DeltaTable(root, version=version).to_pyarrow_table().num_rows
