@@ -127,15 +127,14 @@ class Lakehouse:
         rows = self.arrow(name, filters=pc.field("signal").isin(pa.array(list(champions), pa.string())))
         wanted = pa.array([champions[s] for s in rows["signal"].to_pylist()], pa.string())
         chosen = rows.filter(pc.equal(rows["model_version"], wanted))
-        held = set(zip(chosen["signal"].to_pylist(), chosen["model_version"].to_pylist()))
-        if unheld := sorted(f"{s} (model version {v})" for s, v in champions.items() if (s, v) not in held):
-            warnings.warn(f"{name}: no rows of the champion of {', '.join(unheld)}: a version promoted before it was computed "
-                          "(promote --force) reads as no items; backfill it, or roll back", stacklevel=2)
+        _warn_unheld(name, champions, set(zip(chosen["signal"].to_pylist(), chosen["model_version"].to_pylist())))
         return chosen
 
     def register_views(self, spark: SparkSession, versions: dict[str, int] | None = None) -> list[str]:
         """A temporary view per table, named after it: latest, or the version `versions` gives;
-        and `<table>_champion` views of the signal tables, holding champion rows only.
+        and `<table>_champion` views of the signal tables, holding champion rows only (warning of a champion
+        without rows, as `champion` does). A view holds the snapshot and the champions of when it was
+        registered: registering again follows a commit, a promote or a rollback.
 
         Registering starts no Spark job: a view reads its table when a query uses it (the
         snapshot's files are looked up on the driver: `spark_io.listed_on_driver`)."""
@@ -149,7 +148,17 @@ class Lakehouse:
             views.append(name)
             if name in SIGNAL_TABLES:
                 champions = self.champions(name)
+                _warn_unheld(f"{name}_champion", champions, {(f.partition_values["signal"], f.partition_values["model_version"])
+                                                             for f in delta_io.live_files(self.path(name), versions.get(name))})
                 pairs = [(F.col("signal") == s) & (F.col("model_version") == v) for s, v in champions.items()]
                 frame.filter(functools.reduce(lambda a, b: a | b, pairs, F.lit(False))).createOrReplaceTempView(f"{name}_champion")
                 views.append(f"{name}_champion")
         return views
+
+
+def _warn_unheld(name: str, champions: Mapping[str, str], held: set[tuple[str, str]]) -> None:
+    """Warn of the champions without rows in `held` (signal, model version): a version forced into place before it was
+    computed would otherwise read as a signal without items."""
+    if unheld := sorted(f"{s} (model version {v})" for s, v in champions.items() if (s, v) not in held):
+        warnings.warn(f"{name}: no rows of the champion of {', '.join(unheld)}: a version promoted before it was computed "
+                      "(promote --force) reads as no items; backfill it, or roll back", stacklevel=3)

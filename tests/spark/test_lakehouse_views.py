@@ -2,6 +2,8 @@
 of a table (Spark lists more than 32 paths with a job), and they read the latest snapshot."""
 from __future__ import annotations
 
+import warnings
+
 import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
@@ -46,3 +48,24 @@ def test_a_version_a_vacuum_removed_is_refused_in_spark_as_in_arrow(spark, tmp_p
     for read in (lambda: lakehouse.spark(spark, "runs", 0), lambda: lakehouse.register_views(spark, {"runs": 0})):
         with pytest.raises(UsageError, match="version 0 of .*runs can no longer be read: a vacuum"):
             read()
+
+
+def test_a_champion_view_without_rows_warns_as_lakehouse_champion_does(spark, tmp_path) -> None:
+    """Found in review: `Lakehouse.champion` warns of a champion without rows (a version put in place before it was
+    computed), but its `<table>_champion` view read as a signal without items, silently."""
+    from datetime import UTC, datetime
+
+    from signals.contracts import EMBEDDINGS
+
+    row = {"content_id": "pin-1", "signal": "image_embedding", "model_name": "m", "model_version": "1", "input_hash": "h",
+           "vector": [1.0, 0.0], "dim": 2, "status": "ok", "error": None, "run_id": "run", "computed_at": datetime(2026, 11, 20, tzinfo=UTC),
+           "ds": "2026-11-19"}
+    write_deltalake(str(tmp_path / "embeddings"), pa.Table.from_pylist([row], schema=EMBEDDINGS.schema), partition_by=list(EMBEDDINGS.partition_by))
+    held, unheld = Lakehouse(str(tmp_path), pinned={"image_embedding": "1"}), Lakehouse(str(tmp_path), pinned={"image_embedding": "3"})
+    with pytest.warns(UserWarning, match=r"embeddings_champion: no rows of the champion of image_embedding \(model version 3\)"):
+        unheld.register_views(spark)
+    assert spark.table("embeddings_champion").count() == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        held.register_views(spark)
+    assert spark.table("embeddings_champion").count() == 1
