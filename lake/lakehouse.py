@@ -63,11 +63,13 @@ class Lakehouse:
 
     def tables(self) -> list[str]:
         """Names of the Delta tables under the root, listed through pyarrow's filesystems so that
-        object storage (s3://, gs://, hdfs://) lists as a local folder does."""
+        object storage (s3://, gs://, hdfs://) lists as a local folder does; a folder whose log holds
+        no commit yet (a first commit under way) is not one yet, as `path` says."""
         filesystem, base = delta_io.filesystem_of(self.root)
         folders = [e for e in filesystem.get_file_info(pafs.FileSelector(base, allow_not_found=True)) if e.type == pafs.FileType.Directory]
         logs = filesystem.get_file_info([f"{e.path}/_delta_log" for e in folders])
-        return sorted(folder.base_name for folder, log in zip(folders, logs) if log.type == pafs.FileType.Directory)
+        return sorted(folder.base_name for folder, log in zip(folders, logs)
+                      if log.type == pafs.FileType.Directory and DeltaTable.is_deltatable(f"{self.root}/{folder.base_name}"))
 
     def version(self, name: str) -> int:
         return DeltaTable(self.path(name)).version()

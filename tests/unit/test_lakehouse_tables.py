@@ -159,3 +159,21 @@ def test_show_prints_each_table_at_one_version_while_another_writer_commits(tmp_
     version, count = int(printed[1]), int(printed[2])
     summed = sum(int(line.split("│")[-2]) for line in out.splitlines() if line.startswith(f"│ {SIGNAL} "))
     assert commits == [1] and count == summed == DeltaTable(root, version=version).to_pyarrow_table().num_rows
+
+
+def test_a_table_whose_first_commit_is_under_way_is_not_yet_a_table(tmp_path, capsys) -> None:
+    """Found in review: a folder whose `_delta_log` holds no commit yet (a first day's first commit under way: delta-rs
+    writes a temporary file there, then renames it) was listed as a table, so show stopped with KeyError
+    "no Delta table 'embeddings' ...; tables: embeddings, runs"."""
+    from conf.settings import load_settings
+    from jobs.show import show
+
+    write_deltalake(str(tmp_path / "runs"), pa.table({"run_id": ["r"], "signal": [SIGNAL], "rows_in": [1], "rows_ok": [1], "rows_error": [0],
+                                                      "status": ["succeeded"], "table_version": [0], "duration_s": [1.0], "finished_at": [1]}))
+    (tmp_path / "embeddings" / "_delta_log").mkdir(parents=True)
+    (tmp_path / "embeddings" / "_delta_log" / "_commit_0b1c.json.tmp").write_text("{}")
+    assert Lakehouse(str(tmp_path)).tables() == ["runs"]
+    show(load_settings("local", [f"lakehouse={tmp_path}"]))
+    assert "│ runs " in capsys.readouterr().out
+    append(tmp_path, rows(["pin-1"], random_vectors(1, 0)))  # the commit lands: a table now
+    assert Lakehouse(str(tmp_path)).tables() == ["embeddings", "runs"]
