@@ -24,9 +24,9 @@ from deltalake import DeltaTable
 
 from conf.settings import Settings, UsageError, load_settings, local_registry_uri
 from lake import delta_io, spark_io
-from signals.contracts import EMBEDDINGS, LABELS
+from signals.contracts import EMBEDDINGS, KEYFRAMES, LABELS
 
-SIGNAL_TABLES = {EMBEDDINGS.name: EMBEDDINGS, LABELS.name: LABELS}
+SIGNAL_TABLES = {EMBEDDINGS.name: EMBEDDINGS, LABELS.name: LABELS, KEYFRAMES.name: KEYFRAMES}  # versions side by side: champion views
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -134,7 +134,7 @@ class Lakehouse:
 
     def register_views(self, spark: SparkSession, versions: dict[str, int] | None = None) -> list[str]:
         """A temporary view per table, named after it: latest, or the version `versions` gives;
-        and `<table>_champion` views of the signal tables, holding champion rows only (warning of a champion
+        and `<table>_champion` views of the signal tables (embeddings, labels, keyframes), holding champion rows only (warning of a champion
         without rows, as `champion` does). A view holds the snapshot and the champions of when it was
         registered: registering again follows a commit, a promote or a rollback.
 

@@ -69,3 +69,24 @@ def test_a_champion_view_without_rows_warns_as_lakehouse_champion_does(spark, tm
         warnings.simplefilter("error")
         held.register_views(spark)
     assert spark.table("embeddings_champion").count() == 1
+
+
+def test_the_keyframes_table_has_a_champion_view_as_the_other_signal_tables(spark, tmp_path) -> None:
+    """Found in review: `Lakehouse.champion("keyframes")` read its champion rows, but `register_views` made champion
+    views of embeddings and labels only, so a video challenger's keyframe rows could not be told apart in Spark."""
+    from datetime import UTC, datetime
+
+    from signals.contracts import KEYFRAMES
+
+    def keyframe(version: str, index: int) -> dict:
+        return {"content_id": "video-1", "keyframe_index": index, "signal": "image_embedding", "vector": [1.0, 0.0], "dim": 2,
+                "model_name": "m", "model_version": version, "input_hash": "h", "status": "ok", "run_id": f"run-{version}",
+                "computed_at": datetime(2026, 11, 20, tzinfo=UTC), "ds": "2026-11-19"}
+
+    write_deltalake(str(tmp_path / "keyframes"), pa.Table.from_pylist([keyframe("1", 0), keyframe("1", 1), keyframe("2", 0)], schema=KEYFRAMES.schema),
+                    partition_by=list(KEYFRAMES.partition_by))
+    lakehouse = Lakehouse(str(tmp_path), pinned={"image_embedding": "1"})
+
+    assert lakehouse.register_views(spark) == ["keyframes", "keyframes_champion"]
+    expected = sorted((r["model_version"], r["keyframe_index"]) for r in lakehouse.champion("keyframes").to_pylist())
+    assert sorted(tuple(r) for r in spark.sql("SELECT model_version, keyframe_index FROM keyframes_champion").collect()) == expected == [("1", 0), ("1", 1)]
