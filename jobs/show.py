@@ -23,6 +23,7 @@ from training.evaluate import left_out_said, without_row_said
 from training.gold import Agreement
 from training.train import TrainedVersion
 
+KEYFRAME_COLUMNS = ["content_id", "signal", "keyframe_index", "shot_index", "start_s", "end_s", "time_s", "status", "error"]  # what show prints of them
 console = Console(width=None if sys.stdout.isatty() else 160)  # logs and pipes keep whole paths
 
 
@@ -85,7 +86,7 @@ def show(settings: Settings) -> None:
         overview.add_row(escape(name), str(versions[name]), str(table.to_pyarrow_dataset().count_rows()), escape(lakehouse.path(name)))
     console.print(overview)
     if EMBEDDINGS.name in tables:
-        rows = lakehouse.arrow(EMBEDDINGS.name, versions[EMBEDDINGS.name]).select(["signal", "model_version", "status", "dim", "error"])
+        rows = lakehouse.arrow(EMBEDDINGS.name, versions[EMBEDDINGS.name], columns=["signal", "model_version", "status", "dim", "error"])  # no vector
         counts = rows.group_by(["signal", "model_version", "status", "dim"]).aggregate([([], "count_all")])
         summary = Table(title="embeddings by signal, model version and status")
         for column in counts.column_names:
@@ -98,23 +99,25 @@ def show(settings: Settings) -> None:
         console.print("error reasons:", json.dumps(dict(zip(reasons["reason"].to_pylist(), reasons["count_all"].to_pylist())), indent=1),
                       markup=False)
     if LABELS.name in tables:
-        labels = lakehouse.pandas(LABELS.name, versions[LABELS.name], filters=pc.field("status") == "ok")
+        labels = lakehouse.pandas(LABELS.name, versions[LABELS.name], filters=pc.field("status") == "ok",
+                                  columns=["content_id", "signal", "label", "model_version", "decision"])
         champions = lakehouse.champions(LABELS.name)  # a registered signal's champion rows; one never registered has one version
         labels = labels.loc[[champions.get(s, v) == v for s, v in zip(labels["signal"], labels["model_version"])]]  # rows: [] keeps the columns
         decided = labels[labels.decision.eq(True)].groupby(["signal", "label"]).size().sort_values(ascending=False)
         console.print(f"labels: {labels.content_id.nunique()} items labelled; items per positive decision (top 15):")
         console.print(decided.head(15).to_string(), markup=False)
     if DUPLICATES.name in tables:
-        groups = lakehouse.pandas(DUPLICATES.name, versions[DUPLICATES.name]).groupby("group_id").size()
+        groups = lakehouse.pandas(DUPLICATES.name, versions[DUPLICATES.name], columns=["group_id"]).groupby("group_id").size()
         console.print(f"duplicates: {len(groups)} groups; {int((groups > 1).sum())} with copies, "
                       f"{int(groups[groups > 1].sum() - (groups > 1).sum())} items to drop if consumers keep one per group")
     if KEYFRAMES.name in tables:
-        keyframes = lakehouse.pandas(KEYFRAMES.name, versions[KEYFRAMES.name], filters=pc.field("label").is_null())  # the embedding rows: one per keyframe
+        keyframes = lakehouse.pandas(KEYFRAMES.name, versions[KEYFRAMES.name], filters=pc.field("label").is_null(),  # the embedding rows: one per keyframe
+                                     columns=KEYFRAME_COLUMNS)
         ok = keyframes[keyframes.status == "ok"][["content_id", "keyframe_index"]].drop_duplicates()
         failed = keyframes[keyframes.status == "error"].content_id.nunique()
         console.print(f"keyframes: {keyframes.content_id.nunique()} videos, {len(ok)} keyframes, {failed} videos in error; the first rows:")
         shown = keyframes.sort_values(["content_id", "signal", "keyframe_index"]).head(12)
-        console.print(shown[["content_id", "signal", "keyframe_index", "shot_index", "start_s", "end_s", "time_s", "status", "error"]].to_string(index=False),
+        console.print(shown[KEYFRAME_COLUMNS].to_string(index=False),
                       markup=False)
     if RUNS.name in tables:
         runs = lakehouse.pandas(RUNS.name, versions[RUNS.name]).sort_values("finished_at").tail(6)

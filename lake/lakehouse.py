@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -77,11 +77,12 @@ class Lakehouse:
     def history(self, name: str, limit: int | None = None) -> pd.DataFrame:
         return pd.DataFrame(DeltaTable(self.path(name)).history(limit))
 
-    def arrow(self, name: str, version: int | None = None, filters: Any = None) -> pa.Table:
-        return delta_io.read_arrow(self.path(name), self._version(name, version), filters)
+    def arrow(self, name: str, version: int | None = None, filters: Any = None, columns: Sequence[str] | None = None) -> pa.Table:
+        """The table's rows (of `version`, those `filters` keeps, only `columns`: an embeddings table's vectors are most of it)."""
+        return delta_io.read_arrow(self.path(name), self._version(name, version), filters, columns)
 
-    def pandas(self, name: str, version: int | None = None, filters: Any = None) -> pd.DataFrame:
-        return self.arrow(name, version, filters).to_pandas()
+    def pandas(self, name: str, version: int | None = None, filters: Any = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        return self.arrow(name, version, filters, columns).to_pandas()
 
     def spark(self, spark: SparkSession, name: str, version: int | None = None) -> DataFrame:
         """The table (latest, or `version`) as a Spark DataFrame; an old version whose files a vacuum removed is

@@ -177,3 +177,30 @@ def test_a_table_whose_first_commit_is_under_way_is_not_yet_a_table(tmp_path, ca
     assert "│ runs " in capsys.readouterr().out
     append(tmp_path, rows(["pin-1"], random_vectors(1, 0)))  # the commit lands: a table now
     assert Lakehouse(str(tmp_path)).tables() == ["embeddings", "runs"]
+
+
+def test_show_reads_no_vector_of_the_signal_tables(tmp_path, capsys, monkeypatch) -> None:
+    """Found in review: show read every column of the embeddings (and the keyframes) table, vectors and all, to count
+    rows by signal, model version and status: a year's vectors in memory for a table of counts."""
+    from conf.settings import load_settings
+    from jobs.show import show
+    from lake import delta_io
+
+    append(tmp_path, rows([f"pin-{i}" for i in range(6)], random_vectors(6, 0)))
+    append(tmp_path, rows(["bad-1", "bad-2"], None))
+    append(tmp_path, rows(["pin-1", "pin-2"], random_vectors(2, 1), model_version="2"))
+    read_arrow, reads = delta_io.read_arrow, []
+
+    def recorded(root, version=None, filters=None, columns=None, **kwargs):
+        reads.append((root, columns))
+        return read_arrow(root, version, filters, columns, **kwargs)
+
+    monkeypatch.setattr(delta_io, "read_arrow", recorded)
+    show(load_settings("local", [f"lakehouse={tmp_path}"]))
+
+    embeddings = [columns for root, columns in reads if root.endswith("/embeddings")]
+    assert embeddings and all(columns is not None and "vector" not in columns for columns in embeddings)
+    printed = {tuple(cell.strip() for cell in line.split("│")[1:-1]) for line in capsys.readouterr().out.splitlines() if line.startswith(f"│ {SIGNAL} ")}
+    table = DeltaTable(str(tmp_path / "embeddings")).to_pyarrow_table()
+    counted = table.group_by(["signal", "model_version", "status", "dim"]).aggregate([([], "count_all")]).to_pylist()
+    assert printed == {(r["signal"], r["model_version"], r["status"], str(r["dim"]), str(r["count_all"])) for r in counted}
