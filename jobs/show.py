@@ -23,6 +23,7 @@ from training.evaluate import left_out_said, without_row_said
 from training.gold import Agreement
 from training.train import TrainedVersion
 
+KEYFRAME_COLUMNS = ["content_id", "signal", "keyframe_index", "shot_index", "start_s", "end_s", "time_s", "status", "error"]  # what show prints of them
 console = Console(width=None if sys.stdout.isatty() else 160)  # logs and pipes keep whole paths
 
 
@@ -68,20 +69,24 @@ def print_upkeep(result: MaintainResult) -> None:
 
 
 def show(settings: Settings) -> None:
-    """Print every table of the lakehouse, and what the embeddings and the last runs hold."""
+    """Print every table of the lakehouse, and what the embeddings and the last runs hold, each table read at the one
+    version printed (a refresh committing meanwhile shows in the next show, not half in this one)."""
     lakehouse = Lakehouse.of(settings)
-    if not lakehouse.tables():
+    tables = lakehouse.tables()
+    if not tables:
         raise UsageError(f"no Delta table in {lakehouse.root}: is that the lakehouse (--profile, --set lakehouse=...)? "
                          "content-signals make-corpus or demo makes one")
     overview = Table(title=escape(f"lakehouse {lakehouse.root}"))  # what the tables hold (another writer's too) as text, not Rich markup
     for column in ("table", "version", "rows", "path"):
         overview.add_column(column)
-    for name in lakehouse.tables():
-        dataset = DeltaTable(lakehouse.path(name)).to_pyarrow_dataset()
-        overview.add_row(escape(name), str(lakehouse.version(name)), str(dataset.count_rows()), escape(lakehouse.path(name)))
+    versions: dict[str, int] = {}  # each table read at the one version printed, whatever another writer commits meanwhile
+    for name in tables:
+        table = DeltaTable(lakehouse.path(name))
+        versions[name] = table.version()
+        overview.add_row(escape(name), str(versions[name]), str(table.to_pyarrow_dataset().count_rows()), escape(lakehouse.path(name)))
     console.print(overview)
-    if EMBEDDINGS.name in lakehouse.tables():
-        rows = lakehouse.arrow(EMBEDDINGS.name).select(["signal", "model_version", "status", "dim", "error"])
+    if EMBEDDINGS.name in tables:
+        rows = lakehouse.arrow(EMBEDDINGS.name, versions[EMBEDDINGS.name], columns=["signal", "model_version", "status", "dim", "error"])  # no vector
         counts = rows.group_by(["signal", "model_version", "status", "dim"]).aggregate([([], "count_all")])
         summary = Table(title="embeddings by signal, model version and status")
         for column in counts.column_names:
@@ -93,27 +98,29 @@ def show(settings: Settings) -> None:
         reasons = pa.table({"reason": pc.utf8_slice_codeunits(errors["error"], 0, 60)}).group_by("reason").aggregate([([], "count_all")])
         console.print("error reasons:", json.dumps(dict(zip(reasons["reason"].to_pylist(), reasons["count_all"].to_pylist())), indent=1),
                       markup=False)
-    if LABELS.name in lakehouse.tables():
-        labels = lakehouse.pandas(LABELS.name, filters=pc.field("status") == "ok")
+    if LABELS.name in tables:
+        labels = lakehouse.pandas(LABELS.name, versions[LABELS.name], filters=pc.field("status") == "ok",
+                                  columns=["content_id", "signal", "label", "model_version", "decision"])
         champions = lakehouse.champions(LABELS.name)  # a registered signal's champion rows; one never registered has one version
         labels = labels.loc[[champions.get(s, v) == v for s, v in zip(labels["signal"], labels["model_version"])]]  # rows: [] keeps the columns
         decided = labels[labels.decision.eq(True)].groupby(["signal", "label"]).size().sort_values(ascending=False)
         console.print(f"labels: {labels.content_id.nunique()} items labelled; items per positive decision (top 15):")
         console.print(decided.head(15).to_string(), markup=False)
-    if DUPLICATES.name in lakehouse.tables():
-        groups = lakehouse.pandas(DUPLICATES.name).groupby("group_id").size()
+    if DUPLICATES.name in tables:
+        groups = lakehouse.pandas(DUPLICATES.name, versions[DUPLICATES.name], columns=["group_id"]).groupby("group_id").size()
         console.print(f"duplicates: {len(groups)} groups; {int((groups > 1).sum())} with copies, "
                       f"{int(groups[groups > 1].sum() - (groups > 1).sum())} items to drop if consumers keep one per group")
-    if KEYFRAMES.name in lakehouse.tables():
-        keyframes = lakehouse.pandas(KEYFRAMES.name, filters=pc.field("label").is_null())  # the embedding rows: one per keyframe
+    if KEYFRAMES.name in tables:
+        keyframes = lakehouse.pandas(KEYFRAMES.name, versions[KEYFRAMES.name], filters=pc.field("label").is_null(),  # the embedding rows: one per keyframe
+                                     columns=KEYFRAME_COLUMNS)
         ok = keyframes[keyframes.status == "ok"][["content_id", "keyframe_index"]].drop_duplicates()
         failed = keyframes[keyframes.status == "error"].content_id.nunique()
         console.print(f"keyframes: {keyframes.content_id.nunique()} videos, {len(ok)} keyframes, {failed} videos in error; the first rows:")
         shown = keyframes.sort_values(["content_id", "signal", "keyframe_index"]).head(12)
-        console.print(shown[["content_id", "signal", "keyframe_index", "shot_index", "start_s", "end_s", "time_s", "status", "error"]].to_string(index=False),
+        console.print(shown[KEYFRAME_COLUMNS].to_string(index=False),
                       markup=False)
-    if RUNS.name in lakehouse.tables():
-        runs = lakehouse.pandas(RUNS.name).sort_values("finished_at").tail(6)
+    if RUNS.name in tables:
+        runs = lakehouse.pandas(RUNS.name, versions[RUNS.name]).sort_values("finished_at").tail(6)
         console.print("latest runs:")
         console.print(runs[["run_id", "signal", "rows_in", "rows_ok", "rows_error", "status", "table_version", "duration_s"]].to_string(index=False),
                       markup=False)

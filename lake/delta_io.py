@@ -383,8 +383,13 @@ def read_arrow(root: str, version: int | None = None, filters: Any = None, colum
     except FileNotFoundError:
         if version is None or version == snapshot(root).version():
             raise  # the latest version missing a file is damage (jobs.failures says what to do), not a question of time
-        raise UsageError(f"version {version} of {root} can no longer be read: a vacuum (content-signals maintain) removed its "
-                         f"data files, keeping only versions still named (docs/design.md, Table upkeep); read a later version") from None
+        raise vacuumed(root, version) from None
+
+
+def vacuumed(root: str, version: int) -> UsageError:
+    """The refusal of a read of an old version whose data files are gone, whichever reader (delta-rs or Spark) tried."""
+    return UsageError(f"version {version} of {root} can no longer be read: a vacuum (content-signals maintain) removed its "
+                      f"data files, keeping only versions still named (docs/design.md, Table upkeep); read a later version")
 
 
 def _scan(dataset: pads.FileSystemDataset, condition: pc.Expression | None, columns: list[str] | None) -> pa.Table:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -24,9 +24,9 @@ from deltalake import DeltaTable
 
 from conf.settings import Settings, UsageError, load_settings, local_registry_uri
 from lake import delta_io, spark_io
-from signals.contracts import EMBEDDINGS, LABELS
+from signals.contracts import EMBEDDINGS, KEYFRAMES, LABELS
 
-SIGNAL_TABLES = {EMBEDDINGS.name: EMBEDDINGS, LABELS.name: LABELS}
+SIGNAL_TABLES = {EMBEDDINGS.name: EMBEDDINGS, LABELS.name: LABELS, KEYFRAMES.name: KEYFRAMES}  # versions side by side: champion views
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -63,11 +63,13 @@ class Lakehouse:
 
     def tables(self) -> list[str]:
         """Names of the Delta tables under the root, listed through pyarrow's filesystems so that
-        object storage (s3://, gs://, hdfs://) lists as a local folder does."""
+        object storage (s3://, gs://, hdfs://) lists as a local folder does; a folder whose log holds
+        no commit yet (a first commit under way) is not one yet, as `path` says."""
         filesystem, base = delta_io.filesystem_of(self.root)
         folders = [e for e in filesystem.get_file_info(pafs.FileSelector(base, allow_not_found=True)) if e.type == pafs.FileType.Directory]
         logs = filesystem.get_file_info([f"{e.path}/_delta_log" for e in folders])
-        return sorted(folder.base_name for folder, log in zip(folders, logs) if log.type == pafs.FileType.Directory)
+        return sorted(folder.base_name for folder, log in zip(folders, logs)
+                      if log.type == pafs.FileType.Directory and DeltaTable.is_deltatable(f"{self.root}/{folder.base_name}"))
 
     def version(self, name: str) -> int:
         return DeltaTable(self.path(name)).version()
@@ -75,14 +77,25 @@ class Lakehouse:
     def history(self, name: str, limit: int | None = None) -> pd.DataFrame:
         return pd.DataFrame(DeltaTable(self.path(name)).history(limit))
 
-    def arrow(self, name: str, version: int | None = None, filters: Any = None) -> pa.Table:
-        return delta_io.read_arrow(self.path(name), self._version(name, version), filters)
+    def arrow(self, name: str, version: int | None = None, filters: Any = None, columns: Sequence[str] | None = None) -> pa.Table:
+        """The table's rows (of `version`, those `filters` keeps, only `columns`: an embeddings table's vectors are most of it)."""
+        return delta_io.read_arrow(self.path(name), self._version(name, version), filters, columns)
 
-    def pandas(self, name: str, version: int | None = None, filters: Any = None) -> pd.DataFrame:
-        return self.arrow(name, version, filters).to_pandas()
+    def pandas(self, name: str, version: int | None = None, filters: Any = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        return self.arrow(name, version, filters, columns).to_pandas()
 
     def spark(self, spark: SparkSession, name: str, version: int | None = None) -> DataFrame:
-        return spark_io.read_spark(spark, self.path(name), self._version(name, version))
+        """The table (latest, or `version`) as a Spark DataFrame; an old version whose files a vacuum removed is
+        refused as `arrow` refuses it, where Spark named a missing data file (as damage reads)."""
+        from pyspark.errors import AnalysisException
+
+        version = self._version(name, version)
+        try:
+            return spark_io.read_spark(spark, self.path(name), version)
+        except AnalysisException:
+            if version is None or version == self.version(name) or delta_io.all_exist(self.path(name), delta_io.live_files(self.path(name), version)):
+                raise  # the latest version missing a file is damage (jobs.failures says what to do), not a question of time
+            raise delta_io.vacuumed(self.path(name), version) from None
 
     def _version(self, name: str, version: int | None) -> int | None:
         """`version` when the table has it (None: the latest), else a UsageError naming those it has
@@ -117,15 +130,14 @@ class Lakehouse:
         rows = self.arrow(name, filters=pc.field("signal").isin(pa.array(list(champions), pa.string())))
         wanted = pa.array([champions[s] for s in rows["signal"].to_pylist()], pa.string())
         chosen = rows.filter(pc.equal(rows["model_version"], wanted))
-        held = set(zip(chosen["signal"].to_pylist(), chosen["model_version"].to_pylist()))
-        if unheld := sorted(f"{s} (model version {v})" for s, v in champions.items() if (s, v) not in held):
-            warnings.warn(f"{name}: no rows of the champion of {', '.join(unheld)}: a version promoted before it was computed "
-                          "(promote --force) reads as no items; backfill it, or roll back", stacklevel=2)
+        _warn_unheld(name, champions, set(zip(chosen["signal"].to_pylist(), chosen["model_version"].to_pylist())))
         return chosen
 
     def register_views(self, spark: SparkSession, versions: dict[str, int] | None = None) -> list[str]:
         """A temporary view per table, named after it: latest, or the version `versions` gives;
-        and `<table>_champion` views of the signal tables, holding champion rows only.
+        and `<table>_champion` views of the signal tables (embeddings, labels, keyframes), holding champion rows only (warning of a champion
+        without rows, as `champion` does). A view holds the snapshot and the champions of when it was
+        registered: registering again follows a commit, a promote or a rollback.
 
         Registering starts no Spark job: a view reads its table when a query uses it (the
         snapshot's files are looked up on the driver: `spark_io.listed_on_driver`)."""
@@ -139,7 +151,17 @@ class Lakehouse:
             views.append(name)
             if name in SIGNAL_TABLES:
                 champions = self.champions(name)
+                _warn_unheld(f"{name}_champion", champions, {(f.partition_values["signal"], f.partition_values["model_version"])
+                                                             for f in delta_io.live_files(self.path(name), versions.get(name))})
                 pairs = [(F.col("signal") == s) & (F.col("model_version") == v) for s, v in champions.items()]
                 frame.filter(functools.reduce(lambda a, b: a | b, pairs, F.lit(False))).createOrReplaceTempView(f"{name}_champion")
                 views.append(f"{name}_champion")
         return views
+
+
+def _warn_unheld(name: str, champions: Mapping[str, str], held: set[tuple[str, str]]) -> None:
+    """Warn of the champions without rows in `held` (signal, model version): a version forced into place before it was
+    computed would otherwise read as a signal without items."""
+    if unheld := sorted(f"{s} (model version {v})" for s, v in champions.items() if (s, v) not in held):
+        warnings.warn(f"{name}: no rows of the champion of {', '.join(unheld)}: a version promoted before it was computed "
+                      "(promote --force) reads as no items; backfill it, or roll back", stacklevel=3)

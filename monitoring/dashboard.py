@@ -1,7 +1,7 @@
 """The monitoring dashboard: one static HTML page per monitored run, for the people who would
 rather look than read a table of verdicts. Per signal: the trend over the days of its error rate,
 its decision rates and its drift (alert days marked), the run's score histograms against the
-reference window's, and every alert with the rows behind it and the query that reads them all.
+reference window's (of its alert days, then its latest: HISTOGRAM_DAYS), and every alert with the rows behind it and the query that reads them all.
 Read from the `signal_stats`, `alerts` and signal tables with delta-rs (no Spark); no asset from
 the network, so the page opens offline and travels as an MLflow artifact.
 
@@ -29,6 +29,8 @@ from signals.contracts import ALERTS, HISTOGRAM_BINS, STATUS_ERROR
 ROWS_SHOWN = 20  # rows listed under an alert; the query beside them reads them all
 TREND_LABELS = 6  # decision-rate lines per signal: the labels that alerted first, then by name
 HISTOGRAM_LABELS = 12
+HISTOGRAM_DAYS = 7  # days per signal whose histograms are drawn (a figure each): those with an alert first, then the latest
+TREND_TICKS = 14  # days named under a trend at most (every one of two weeks), the latest among them: a year's overprinted one another
 HISTORY_COLUMNS = ["signal", "model_version", "run_id", "ds", "items", "error_items", "labels", "computed_at"]
 _STYLE = ".alert{color:#b00020;font-weight:600}pre{background:#f6f6f6;padding:.5em;overflow-x:auto}"
 
@@ -61,14 +63,25 @@ def write_dashboard(settings: Settings, result: MonitorResult, path: Path) -> Pa
         drawn = {(r["ds"], r["model_version"]) for r in chosen}  # a day's verdicts on the version drawn, not a challenger's beside it
         parts.append(image_tag(f"{signal}: trends", _trend_figure(signal, judged[-1].kind, chosen,
                                                                   [v for v in verdicts if v["signal"] == signal and (v["ds"], v["model_version"]) in drawn])))
-        for j in judged:
-            today = next((r for r in mine if r["run_id"] == result.run_id and r["ds"] == j.ds and r["model_version"] == j.model_version), None)
-            if today and today["labels"] and j.window is not None and j.window.labels:
-                parts.append(image_tag(f"{signal} {j.ds}: scores against the reference", _histogram_figure(j, today)))
+        todays = [(j, today) for j in judged if j.window is not None and j.window.labels
+                  and (today := next((r for r in mine if r["run_id"] == result.run_id and r["ds"] == j.ds
+                                      and r["model_version"] == j.model_version), None)) and today["labels"]]
+        drawn_days = _histogram_days(todays)
+        parts += [image_tag(f"{signal} {j.ds}: scores against the reference", _histogram_figure(j, today)) for j, today in drawn_days]
+        if len(todays) > len(drawn_days):
+            parts.append(f"<p>Score histograms of {len(todays) - len(drawn_days)} other day(s) not drawn (those of the days with "
+                         f"an alert first, then the latest, {HISTOGRAM_DAYS} at most): their verdicts are in the table above.</p>")
     for i, (j, v) in enumerate(fired):
         parts.append(_rows_behind(settings, result.run_id, i, j, v))
     path.write_text(html_page(f"Monitoring: run {result.run_id}", parts, _STYLE), encoding="utf-8")
     return path
+
+
+def _histogram_days(todays: Sequence[tuple[Judged, dict]]) -> list[tuple[Judged, dict]]:
+    """The judged days whose histograms are drawn, in day order: a figure per day made a year's
+    backfill a page of tens of megabytes per signal, drawn for minutes."""
+    ranked = sorted(todays, key=lambda pair: (any(v.fired for v in pair[0].verdicts), pair[0].ds), reverse=True)
+    return sorted(ranked[:HISTOGRAM_DAYS], key=lambda pair: pair[0].ds)
 
 
 def _all_verdicts(settings: Settings) -> list[dict]:
@@ -119,9 +132,10 @@ def _trend_figure(signal: str, kind: str, days: Sequence[dict], verdicts: Sequen
     title = "drift: domain classifier ROC-AUC" if drift_rule == EMBEDDING_DRIFT else "drift: largest score PSI"
     drift_ax.set_title(title if by_day else f"{title}\n(no day judged: too few rows or no reference)", fontsize=9 if not by_day else None)
     _mark_fired(drift_ax, names, [v for v in drift if v["fired"]])
+    named = x[::-1][::math.ceil(len(x) / TREND_TICKS) or 1][::-1]  # every step-th day back from the latest
     for ax in axes:
         ax.set_xlim(-0.5, len(names) - 0.5)
-        ax.set_xticks(x, labels=names, rotation=60, fontsize=7)
+        ax.set_xticks(named, labels=[names[i] for i in named], rotation=60, fontsize=7)
     fig.suptitle(_plain(signal))
     fig.tight_layout()
     return figure_png(fig)

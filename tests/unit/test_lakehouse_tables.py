@@ -132,3 +132,75 @@ def test_show_and_a_runs_outcome_print_what_tables_hold_as_text_not_rich_markup(
     print_result(RunResult("[/]run", "skipped", {"embeddings": 0}), settings)
     out = capsys.readouterr().out
     assert '"not allowed: [/srv/a.jpg]": 1' in out and "[/]run" in out and "[b]m@1" in out
+
+
+def test_show_prints_each_table_at_one_version_while_another_writer_commits(tmp_path, capsys, monkeypatch) -> None:
+    """Found in review: show counted a table's rows in one snapshot, printed the version of a later one and summed its
+    embeddings in a third, so a refresh committing meanwhile printed a version beside another version's rows."""
+    from conf.settings import load_settings
+    from jobs.show import show
+
+    append(tmp_path, rows([f"pin-{i}" for i in range(5)], random_vectors(5, 0)))
+    root = str(tmp_path / "embeddings")
+    opened = DeltaTable.__init__
+    commits = []
+
+    def commit_after_the_first_read(self, table_uri, *args, **kwargs) -> None:  # another writer commits once show has read the log
+        opened(self, table_uri, *args, **kwargs)
+        if not commits and str(table_uri).rstrip("/") == root:
+            commits.append(None)  # the writer's own reads open the table too
+            commits[0] = append(tmp_path, rows([f"pin-{i}" for i in range(5, 8)], random_vectors(3, 1), ds="2026-11-20"))
+
+    monkeypatch.setattr(DeltaTable, "__init__", commit_after_the_first_read)
+    show(load_settings("local", [f"lakehouse={tmp_path}"]))
+
+    out = capsys.readouterr().out
+    printed = next(line.split("│")[1:4] for line in out.splitlines() if line.startswith("│ embeddings "))
+    version, count = int(printed[1]), int(printed[2])
+    summed = sum(int(line.split("│")[-2]) for line in out.splitlines() if line.startswith(f"│ {SIGNAL} "))
+    assert commits == [1] and count == summed == DeltaTable(root, version=version).to_pyarrow_table().num_rows
+
+
+def test_a_table_whose_first_commit_is_under_way_is_not_yet_a_table(tmp_path, capsys) -> None:
+    """Found in review: a folder whose `_delta_log` holds no commit yet (a first day's first commit under way: delta-rs
+    writes a temporary file there, then renames it) was listed as a table, so show stopped with KeyError
+    "no Delta table 'embeddings' ...; tables: embeddings, runs"."""
+    from conf.settings import load_settings
+    from jobs.show import show
+
+    write_deltalake(str(tmp_path / "runs"), pa.table({"run_id": ["r"], "signal": [SIGNAL], "rows_in": [1], "rows_ok": [1], "rows_error": [0],
+                                                      "status": ["succeeded"], "table_version": [0], "duration_s": [1.0], "finished_at": [1]}))
+    (tmp_path / "embeddings" / "_delta_log").mkdir(parents=True)
+    (tmp_path / "embeddings" / "_delta_log" / "_commit_0b1c.json.tmp").write_text("{}")
+    assert Lakehouse(str(tmp_path)).tables() == ["runs"]
+    show(load_settings("local", [f"lakehouse={tmp_path}"]))
+    assert "│ runs " in capsys.readouterr().out
+    append(tmp_path, rows(["pin-1"], random_vectors(1, 0)))  # the commit lands: a table now
+    assert Lakehouse(str(tmp_path)).tables() == ["embeddings", "runs"]
+
+
+def test_show_reads_no_vector_of_the_signal_tables(tmp_path, capsys, monkeypatch) -> None:
+    """Found in review: show read every column of the embeddings (and the keyframes) table, vectors and all, to count
+    rows by signal, model version and status: a year's vectors in memory for a table of counts."""
+    from conf.settings import load_settings
+    from jobs.show import show
+    from lake import delta_io
+
+    append(tmp_path, rows([f"pin-{i}" for i in range(6)], random_vectors(6, 0)))
+    append(tmp_path, rows(["bad-1", "bad-2"], None))
+    append(tmp_path, rows(["pin-1", "pin-2"], random_vectors(2, 1), model_version="2"))
+    read_arrow, reads = delta_io.read_arrow, []
+
+    def recorded(root, version=None, filters=None, columns=None, **kwargs):
+        reads.append((root, columns))
+        return read_arrow(root, version, filters, columns, **kwargs)
+
+    monkeypatch.setattr(delta_io, "read_arrow", recorded)
+    show(load_settings("local", [f"lakehouse={tmp_path}"]))
+
+    embeddings = [columns for root, columns in reads if root.endswith("/embeddings")]
+    assert embeddings and all(columns is not None and "vector" not in columns for columns in embeddings)
+    printed = {tuple(cell.strip() for cell in line.split("│")[1:-1]) for line in capsys.readouterr().out.splitlines() if line.startswith(f"│ {SIGNAL} ")}
+    table = DeltaTable(str(tmp_path / "embeddings")).to_pyarrow_table()
+    counted = table.group_by(["signal", "model_version", "status", "dim"]).aggregate([([], "count_all")]).to_pylist()
+    assert printed == {(r["signal"], r["model_version"], r["status"], str(r["dim"]), str(r["count_all"])) for r in counted}

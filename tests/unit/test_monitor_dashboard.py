@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from urllib.parse import unquote
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from embedding_tables import SIGNAL, append, random_vectors, rows
@@ -102,3 +103,62 @@ def test_a_signals_trend_shows_the_verdicts_of_its_own_model_version(tmp_path, m
     chosen, verdicts = drawn[0]
     assert [r["model_version"] for r in chosen] == ["1"] * 6
     assert [(v["model_version"], v["value"], v["fired"]) for v in verdicts] == [("1", 0.05, False)]
+
+
+def _days(n: int) -> list[str]:
+    from datetime import date, timedelta
+
+    return [(date(2025, 12, 1) + timedelta(i)).isoformat() for i in range(n)]
+
+
+@pytest.mark.parametrize("n", [14, 365])
+def test_a_trend_names_its_days_far_enough_apart_to_read_and_the_latest_among_them(monkeypatch, n) -> None:
+    """Found in review: a year's trend named every day under its axes, 365 dates overprinted into a black band."""
+    names = _days(n)
+    days = [{"ds": d, "items": 100, "error_items": i % 7, "labels": [{"label": "spam", "decided": 100, "positives": i % 5}]}
+            for i, d in enumerate(names)]
+    figures: list = []
+    figure_png = dashboard.figure_png
+    monkeypatch.setattr(dashboard, "figure_png", lambda fig: figures.append(fig) or figure_png(fig))
+
+    dashboard._trend_figure("text_safety", "label", days, [])
+
+    fig = figures[0]
+    font_px = 7 * fig.dpi / 72  # the tick labels' size, in the figure's pixels
+    for ax in fig.axes:
+        named = [(tick, label.get_text()) for tick, label in zip(ax.get_xticks(), ax.get_xticklabels())]
+        assert [text for _, text in named] == [names[int(tick)] for tick, _ in named] and named[-1][1] == names[-1]
+        spots = [ax.transData.transform((tick, 0))[0] for tick, _ in named]
+        assert min(b - a for a, b in zip(spots, spots[1:])) >= 1.5 * font_px  # rotated 60°, a line's height apart at least
+    if n == 14:
+        assert [label.get_text() for label in fig.axes[0].get_xticklabels()] == names  # two weeks: every day named, as before
+
+
+def test_a_long_runs_page_draws_the_histograms_of_its_alert_days_and_its_latest_only(tmp_path, monkeypatch) -> None:
+    """Found in review: a figure of score histograms per judged day made a year's backfill a page of about 12 MB per
+    label signal (30 days: 1 MB and 31 images), drawn for minutes."""
+    from datetime import UTC, datetime
+
+    from monitoring.monitor import MonitorResult
+    from monitoring.reference import LabelReference, Reference
+    from monitoring.rules import SCORE_DRIFT
+    from signals.contracts import SIGNAL_STATS
+
+    settings = load_settings("local", [f"lakehouse={tmp_path}"])
+    days = _days(30)
+    histogram = [5] * 20
+    stats = [{"signal": "text_safety", "model_version": "1", "ds": d, "run_id": "bf", "job": "backfill", "kind": "label", "rows": 100,
+              "items": 100, "error_items": 0, "computed_at": datetime(2026, 1, 1, tzinfo=UTC),
+              "labels": [{"label": "spam", "rows": 100, "decided": 100, "positives": 3, "histogram": histogram}]} for d in days]
+    delta_io.replace_run_rows(settings.table_root(SIGNAL_STATS.name), SIGNAL_STATS, pa.Table.from_pylist(stats, schema=SIGNAL_STATS.schema), "bf", {})
+    window = Reference(("x",), ("1",), 100, 0, 1, {"spam": LabelReference(np.array(histogram), 100, 3, 100)})
+    alert_days = {days[2], days[9]}
+    judged = [Judged("text_safety", "1", d, "x", [Verdict(SCORE_DRIFT, d in alert_days, "", label="spam")], "label", window) for d in days]
+    drawn: list[str] = []
+    monkeypatch.setattr(dashboard, "_histogram_figure", lambda j, today: drawn.append(j.ds) or b"")
+    monkeypatch.setattr(dashboard, "_rows_behind", lambda *a: "")  # no labels table here: the alerts' rows are not the question
+
+    page = dashboard.write_dashboard(settings, MonitorResult("bf", judged, None), tmp_path / "page.html").read_text()
+
+    assert drawn == sorted(alert_days) + days[-(dashboard.HISTOGRAM_DAYS - 2):]
+    assert f"Score histograms of {30 - dashboard.HISTOGRAM_DAYS} other day(s) not drawn" in page
