@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import quote, unquote, urlparse
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -141,12 +141,13 @@ def _parquet_reader(
 
 
 def _opened(base: str, uris: Sequence[str]) -> Iterator[tuple[str, str, pq.ParquetFile]]:
-    """Each of `uris` (files under `base`) as (URI, path relative to `base`, the file opened with
-    pyarrow), on the executor."""
+    """Each of `uris` (files under `base`) as (URI, percent-encoded throughout as Spark's reader
+    names a file; path relative to `base` as stored, `stored_path`; the file opened with pyarrow),
+    on the executor."""
     fs, base_path = pafs.FileSystem.from_uri(base)
     for uri in uris:
         relative = stored_path(base, uri)
-        yield uri, relative, pq.ParquetFile(f"{base_path.rstrip('/')}/{unquote(relative)}", filesystem=fs)
+        yield f"{uri.removesuffix(relative)}{quote(relative, safe='/=')}", relative, pq.ParquetFile(f"{base_path.rstrip('/')}/{relative}", filesystem=fs)
 
 
 def summarise_files(spark: SparkSession, root: str, only: set[str],
