@@ -425,11 +425,13 @@ def _scan(dataset: pads.FileSystemDataset, condition: pc.Expression | None, colu
 
 def read_files(root: str, version: int, files: Sequence[LiveFile], columns: Sequence[str]) -> pa.Table:
     """The rows of some data files of the snapshot at `version` (partition columns filled from
-    the log): what changed between two versions is read without reading the rest."""
+    the log): what changed between two versions is read without reading the rest. A fragment's
+    path is the file's as stored (the log's, unescaped once): unescaped again, a Hive-escaped
+    partition folder (`ds=a%20b`) matched no file of the log."""
     dataset = snapshot(root, version).to_pyarrow_dataset()
     wanted = {unquote(f.path) for f in files}
     parts = [fragment.to_table(schema=dataset.schema, columns=list(columns))
-             for fragment in dataset.get_fragments() if unquote(fragment.path) in wanted]
+             for fragment in dataset.get_fragments() if fragment.path in wanted]
     return pa.concat_tables(parts) if parts else dataset.schema.empty_table().select(list(columns))
 
 

@@ -410,6 +410,19 @@ def test_changed_files_are_the_files_added_and_removed_between_two_versions(tmp_
     assert delta_io.all_exist(root, added)
 
 
+def test_read_files_reads_the_files_of_escaped_partition_folders(tmp_path: Path) -> None:
+    """delta-rs names a folder of a value outside plain names Hive-escaped (`ds=a%20b`); read_files
+    unescaped the stored path once more and read none of those files. Each file read alone gives
+    the rows pyarrow reads from it."""
+    root = str(tmp_path / "escaped")
+    days = ["2026-11-20", "a b", "a/b", "a%2Fb", "a=b", "caf\u00e9"]
+    _corpus_days(root, days)
+    for live in delta_io.live_files(root):
+        stored = pq.read_table(f"{root}/{unquote(live.path)}", columns=["content_id"])["content_id"].to_pylist()
+        read = delta_io.read_files(root, DeltaTable(root).version(), [live], ["content_id", "ds"]).to_pylist()
+        assert read == [{"content_id": i, "ds": live.partition_values["ds"]} for i in stored], live.path
+
+
 def test_a_table_that_may_delete_rows_in_place_is_recognised(tmp_path: Path) -> None:
     plain, with_dv = str(tmp_path / "plain"), str(tmp_path / "dv")
     _corpus_days(plain, ["2026-01-01"])
