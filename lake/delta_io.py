@@ -373,11 +373,12 @@ def read_arrow(root: str, version: int | None = None, filters: Any = None, colum
                where: Where = ()) -> pa.Table:
     """The table's rows as Arrow, through the Delta log (partition columns included): those that
     match `where` and the pyarrow expression `filters`. Only the files whose partition values or
-    statistics may match `where` are opened: a day's read costs that day's files, not the table's."""
+    statistics may match `where` are opened: a day's read costs that day's files, not the table's.
+    A filter on the empty string prunes no file (`_prunes`); it still selects the rows."""
     condition = pq.filters_to_expression(list(where)) if where else None
     if filters is not None:
         condition = filters if condition is None else condition & filters
-    dataset = snapshot(root, version).to_pyarrow_dataset(file_pruning_predicate=list(where) or None)
+    dataset = snapshot(root, version).to_pyarrow_dataset(file_pruning_predicate=[f for f in where if _prunes(f)] or None)
     try:
         return _scan(dataset, condition, None if columns is None else list(columns))
     except FileNotFoundError:
@@ -390,6 +391,14 @@ def vacuumed(root: str, version: int) -> UsageError:
     """The refusal of a read of an old version whose data files are gone, whichever reader (delta-rs or Spark) tried."""
     return UsageError(f"version {version} of {root} can no longer be read: a vacuum (content-signals maintain) removed its "
                       f"data files, keeping only versions still named (docs/design.md, Table upkeep); read a later version")
+
+
+def _prunes(condition: tuple[str, str, Any]) -> bool:
+    """Whether a `where` filter may choose the files read: not one on the empty string, which
+    delta-rs takes for null in a tuple filter (its way to match a null partition value), so that
+    `content_id = ''` (a valid id: jobs/corpus.py) opened no file and found no row."""
+    _, _, value = condition
+    return "" not in (value if isinstance(value, (list, tuple, set, frozenset)) else [value])
 
 
 def _scan(dataset: pads.FileSystemDataset, condition: pc.Expression | None, columns: list[str] | None) -> pa.Table:
@@ -421,11 +430,13 @@ def _scan(dataset: pads.FileSystemDataset, condition: pc.Expression | None, colu
 
 def read_files(root: str, version: int, files: Sequence[LiveFile], columns: Sequence[str]) -> pa.Table:
     """The rows of some data files of the snapshot at `version` (partition columns filled from
-    the log): what changed between two versions is read without reading the rest."""
+    the log): what changed between two versions is read without reading the rest. A fragment's
+    path is the file's as stored (the log's, unescaped once): unescaped again, a Hive-escaped
+    partition folder (`ds=a%20b`) matched no file of the log."""
     dataset = snapshot(root, version).to_pyarrow_dataset()
     wanted = {unquote(f.path) for f in files}
     parts = [fragment.to_table(schema=dataset.schema, columns=list(columns))
-             for fragment in dataset.get_fragments() if unquote(fragment.path) in wanted]
+             for fragment in dataset.get_fragments() if fragment.path in wanted]
     return pa.concat_tables(parts) if parts else dataset.schema.empty_table().select(list(columns))
 
 

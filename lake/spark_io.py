@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import quote, unquote, urlparse
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -22,7 +22,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from lake.delta_io import DataFile, ensure_table, parquet_dataset, relative_path, snapshot
+from lake.delta_io import DataFile, ensure_table, parquet_dataset, snapshot
 from lake.file_writer import FILE_METADATA_SCHEMA, Summarise, make_file_writer, make_tables_writer
 from signals.contracts import TableContract
 
@@ -42,7 +42,7 @@ def read_spark(
     arrow_schema = pa.schema(table.schema().to_arrow())
     uris = table.file_uris(partitions)
     if only is not None:
-        uris = [u for u in uris if relative_path(root, u) in only]
+        uris = [u for u in uris if stored_path(table.table_uri, u) in only]
     partition_columns = table.metadata().partition_columns
     return read_parquet(spark, table.table_uri, uris, arrow_schema, partition_columns, file_column)
 
@@ -52,10 +52,11 @@ def read_parquet(
     file_column: str | None = None,
 ) -> DataFrame:
     """Parquet files under `base` (hive-style partition folders) as a DataFrame of `schema`;
-    `base` and `uris` as delta-rs gives them (`hadoop_path`).
+    `base` percent-encoded and `uris` under it, as delta-rs gives them.
 
     Spark's own reader where Hadoop can open the files (a local or cluster file system), given
-    their paths as they are on disk (Hadoop takes a path as written); on an
+    the root unescaped (Hadoop takes a path as written: an escaped space was read as `%20`) and
+    the rest as stored (`hadoop_path`); on an
     object store (s3://, ...), for which this job ships no Hadoop connector, the executors read
     the files with pyarrow, which takes the store's settings from the standard environment
     (docs/design.md, The lakehouse on object storage).
@@ -75,14 +76,11 @@ def read_parquet(
 
 
 def hadoop_path(base: str, uri: str) -> str:
-    """A data file's path on disk, from delta-rs's URI of it: delta-rs escapes the table's root
-    (`base`, a root with a space is `d%20x`) but not the file's path under it, which is as on disk
-    (a partition folder `ds=x%20y` holds the escape Delta writes into its name): only the root is
-    unescaped (unescaping the whole URI made `ds=x y` of it, a folder that does not exist)."""
-    root, parsed = urlparse(base).path.rstrip("/"), urlparse(uri)
-    if not parsed.path.startswith(root + "/"):
-        return uri
-    return parsed._replace(path=unquote(root) + parsed.path[len(root):]).geturl()
+    """A data file's path on disk, from delta-rs's URI of it under the table root `base`: the root
+    unescaped (delta-rs escapes it: a root with a space is `d%20x`), the rest as stored
+    (`stored_path`: a partition folder `ds=x%20y` holds the escape Delta writes into its name)."""
+    relative = stored_path(base, uri)
+    return f"{unquote(uri.removesuffix(relative))}{relative}"
 
 
 PARALLEL_LISTING = "spark.sql.sources.parallelPartitionDiscovery.threshold"  # more paths than this: Spark lists them with a job
@@ -125,6 +123,13 @@ def stored_parquet_dataset(location: str) -> tuple[str, list[str], pa.Schema, li
     return base, [f"{parts.scheme}://{f}" for f in dataset.files], dataset.schema, [n for n in dataset.schema.names if n in folders]
 
 
+def stored_path(base: str, uri: str) -> str:
+    """The path under the table root `base` of a file delta-rs lists, as stored (as
+    `unquote(LiveFile.path)`): delta-rs percent-encodes the root in the URI but gives the rest as
+    the folders are named, Hive-escaped (`ds=a%20b`), which unescaping again named another folder."""
+    return urlparse(uri).path.split(urlparse(base).path.rstrip("/") + "/", 1)[-1]
+
+
 def hadoop_reads(uri: str) -> bool:
     """Whether Spark's JVM can open files at `uri`: local paths and `file:` URIs (the job ships no
     object-store connector jars)."""
@@ -144,13 +149,13 @@ def _parquet_reader(
 
 
 def _opened(base: str, uris: Sequence[str]) -> Iterator[tuple[str, str, pq.ParquetFile]]:
-    """Each of `uris` (files under `base`) as (URI, path relative to `base`, the file opened with
-    pyarrow), on the executor."""
+    """Each of `uris` (files under `base`) as (URI, percent-encoded throughout as Spark's reader
+    names a file; path relative to `base` as stored, `stored_path`; the file opened with pyarrow),
+    on the executor."""
     fs, base_path = pafs.FileSystem.from_uri(base)
-    base_prefix = urlparse(base).path.rstrip("/") + "/"
     for uri in uris:
-        relative = urlparse(uri).path.split(base_prefix, 1)[-1]
-        yield uri, relative, pq.ParquetFile(f"{base_path.rstrip('/')}/{unquote(relative)}", filesystem=fs)
+        relative = stored_path(base, uri)
+        yield f"{uri.removesuffix(relative)}{quote(relative, safe='/=')}", relative, pq.ParquetFile(f"{base_path.rstrip('/')}/{relative}", filesystem=fs)
 
 
 def summarise_files(spark: SparkSession, root: str, only: set[str],
@@ -160,7 +165,7 @@ def summarise_files(spark: SparkSession, root: str, only: set[str],
     no more tasks than there are task slots, each read with pyarrow on an executor; files it
     gives no summary (None) are left out."""
     table = snapshot(root)
-    uris = [u for u in table.file_uris() if relative_path(root, u) in only]
+    uris = [u for u in table.file_uris() if stored_path(table.table_uri, u) in only]
     if not uris:
         return []
     base, schema, partition_columns = table.table_uri, pa.schema(table.schema().to_arrow()), tuple(table.metadata().partition_columns)

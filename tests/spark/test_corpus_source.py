@@ -132,6 +132,28 @@ def test_a_delta_corpus_at_a_path_with_a_space_and_unicode_reads(spark, tmp_path
     assert {delta_io.relative_path(str(root), r["file"]) for r in read} == files  # what a refresh matches changed files by
 
 
+def test_a_delta_corpus_whose_day_folders_are_escaped_reads_every_file_once(spark, tmp_path):
+    """delta-rs names a partition folder Hive-escaped (`ds=2026%2011%2014`) and lists it so under
+    a percent-encoded root; Spark was handed it unescaped once more, a folder that does not exist,
+    and every job failed with PATH_NOT_FOUND (a day that is not a day is to be skipped, not fatal).
+    Each file is read once, its ASCII day as written, and maps onto the log's files."""
+    root = tmp_path / "their pins"
+    days = ["2026-11-14", "2026 11 14", "a/b", "a%2Fb", "a=b", "a#b?c", "%", None]
+    write_deltalake(str(root), pa.table({"content_id": [f"pin-{i}" for i in range(len(days))], "image": [b"x"] * len(days),
+                                         "ds": pa.array(days, pa.string())}), partition_by=["ds"])
+    live = delta_io.live_files(str(root))
+    expected = sorted((i, f.partition_values["ds"]) for f in live
+                      for i in pq.read_table(str(root / unquote(f.path)), columns=["content_id"])["content_id"].to_pylist())
+    assert sorted(expected, key=repr) == sorted(((f"pin-{i}", d) for i, d in enumerate(days)), key=repr)
+    source = CorpusSource.of(settings_for(tmp_path / "lakehouse", f"corpus.path={root}"))
+    read = source.read(spark, source.version(), file_column="file").collect()
+    assert sorted(((r["content_id"], r["ds"]) for r in read), key=repr) == sorted(expected, key=repr)
+    assert {delta_io.relative_path(str(root), r["file"]) for r in read} == {unquote(f.path) for f in live}
+    escaped = {unquote(f.path) for f in live if f.partition_values["ds"] in ("2026 11 14", "a/b")}
+    only = source.read(spark, source.version(), only=escaped).collect()
+    assert sorted(r["content_id"] for r in only) == ["pin-1", "pin-2"]
+
+
 def test_a_parquet_corpus_whose_later_files_add_a_column_reads_it(spark, tmp_path):
     """Spark and pyarrow took a parquet dataset's schema from one file: a column its writer added
     later (`title`) was read as null in every row, and a filter on it refused (found in review).

@@ -238,6 +238,29 @@ def test_a_read_where_opens_only_the_files_that_may_match(committed_table, tmp_p
         delta_io.read_arrow(str(copy))
 
 
+ODD_IDS = ["", " ", "a/b", "a=b", "a%2Fb", "a b", "a\x00b", "a\nb", "it's", "a\\b", "NULL", "__HIVE_DEFAULT_PARTITION__", "x" * 10_000,
+           "cafe\u0301", "caf\u00e9", "\U0001f600"]
+
+
+@pytest.mark.parametrize("op", ["=", "in", "not in", ">=", "<=", ">", "<", "!="])
+def test_a_read_where_on_odd_ids_finds_the_rows_a_read_of_the_live_files_finds(root: str, op: str) -> None:
+    """Each odd id in a file of its own (its statistics a single value): `where` on it selects the
+    rows an independent read (pyarrow over the files the log lists, compared in Python) selects.
+    `content_id = ''` found no row: delta-rs takes '' in a tuple filter for null, and pruned every file."""
+    files = []
+    for n, content_id in enumerate(ODD_IDS):
+        files += write(root, [{**make_rows(per_slice=1, slices=SLICES[:1])[0], "content_id": content_id}], prefix=f"part-{n}")
+    delta_io.commit_files(root, EMBEDDINGS, files, "test/odd", {})
+    stored = [i for f in delta_io.live_files(root) for i in pq.read_table(f"{root}/{unquote(f.path)}")["content_id"].to_pylist()]
+    assert sorted(stored) == sorted(ODD_IDS)
+    holds = {"=": str.__eq__, "!=": str.__ne__, ">=": str.__ge__, "<=": str.__le__, ">": str.__gt__, "<": str.__lt__,
+             "in": lambda a, b: a in b, "not in": lambda a, b: a not in b}[op]
+    for content_id in ODD_IDS:
+        value = [content_id] if "in" in op else content_id
+        found = delta_io.read_arrow(root, where=[("content_id", op, value)], columns=["content_id"])["content_id"].to_pylist()
+        assert sorted(found) == sorted(i for i in stored if holds(i, value)), (op, content_id[:20])
+
+
 def test_add_action_stats(committed_table) -> None:
     root, rows, _, _ = committed_table
     actions = add_actions(root)
@@ -383,6 +406,19 @@ def test_changed_files_are_the_files_added_and_removed_between_two_versions(tmp_
     DeltaTable(root).vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
     assert not delta_io.all_exist(root, removed)
     assert delta_io.all_exist(root, added)
+
+
+def test_read_files_reads_the_files_of_escaped_partition_folders(tmp_path: Path) -> None:
+    """delta-rs names a folder of a value outside plain names Hive-escaped (`ds=a%20b`); read_files
+    unescaped the stored path once more and read none of those files. Each file read alone gives
+    the rows pyarrow reads from it."""
+    root = str(tmp_path / "escaped")
+    days = ["2026-11-20", "a b", "a/b", "a%2Fb", "a=b", "caf\u00e9"]
+    _corpus_days(root, days)
+    for live in delta_io.live_files(root):
+        stored = pq.read_table(f"{root}/{unquote(live.path)}", columns=["content_id"])["content_id"].to_pylist()
+        read = delta_io.read_files(root, DeltaTable(root).version(), [live], ["content_id", "ds"]).to_pylist()
+        assert read == [{"content_id": i, "ds": live.partition_values["ds"]} for i in stored], live.path
 
 
 def test_a_table_that_may_delete_rows_in_place_is_recognised(tmp_path: Path) -> None:

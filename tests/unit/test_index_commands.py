@@ -60,6 +60,19 @@ def test_index_then_neighbours_prints_the_exact_neighbours(lakehouse, capsys) ->
     assert "note:" not in out
 
 
+def test_neighbours_of_the_empty_id_are_found(lakehouse, capsys) -> None:
+    """"" is a valid content id (jobs/corpus.py keys any non-null UTF-8 id): it is indexed, and
+    `neighbours SIGNAL ""` found no row of it (delta-rs read the filter `content_id = ''` as null)."""
+    append(lakehouse, rows([""], random_vectors(1, 3)))
+    assert run(capsys, lakehouse, "index", SIGNAL)[0] == 0
+    status, out = run(capsys, lakehouse, "neighbours", SIGNAL, "", "-k", "5")
+    assert status == 0, out
+    query = next(r["vector"] for r in delta_io.read_arrow(embeddings_root(str(lakehouse))).to_pylist()
+                 if r["content_id"] == "" and r["model_version"] == "1")
+    expected = [c for c, _ in brute_force(lakehouse, 3, query, 6) if c != ""]
+    assert [line.split("│")[2].strip() for line in out.splitlines() if line.startswith("│")] == expected
+
+
 def test_bad_requests_exit_2_with_the_reason(lakehouse, tmp_path, capsys) -> None:
     status, out = run(capsys, tmp_path / "elsewhere", "index", SIGNAL)
     assert status == 2 and "no embeddings table at" in out
