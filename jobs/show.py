@@ -20,9 +20,10 @@ from retrieval.index_store import Manifest
 from rollout.evaluate import REPORT
 from signals.contracts import DUPLICATES, EMBEDDINGS, KEYFRAMES, LABELS, RUNS
 from training.evaluate import left_out_said, without_row_said
-from training.gold import Agreement
+from training.gold import NO_ITEM_IN_COMMON, Agreement
 from training.train import TrainedVersion
 
+KAPPA_PAIRS_NAMED = 5  # pairs of annotators without a shared item named by `labels gold`, the rest counted
 KEYFRAME_COLUMNS = ["content_id", "signal", "keyframe_index", "shot_index", "start_s", "end_s", "time_s", "status", "error"]  # what show prints of them
 console = Console(width=None if sys.stdout.isatty() else 160)  # logs and pipes keep whole paths
 
@@ -244,9 +245,16 @@ def print_agreement(found: Agreement) -> None:
     console.print(table)
     if not found.estimated.all():
         console.print("-: an annotator who shares no item with another cannot be weighed (their items keep their own votes)")
+    apart = []  # pairs who judged no item in common: a crowd has thousands, so they are counted, not listed
     for (a, b), kappa in found.kappa.items():
         why = found.kappa_missing(a, b)
+        if why == NO_ITEM_IN_COMMON:
+            apart.append(f"{a} / {b}")
+            continue
         console.print(f"Cohen's kappa {escape(a)} / {escape(b)}: " + (f"{kappa:.3f}" if why is None else f"not a number ({why})"))  # names as written, not markup
+    if apart:
+        shown = ", ".join(apart[:KAPPA_PAIRS_NAMED]) + (", ..." if len(apart) > KAPPA_PAIRS_NAMED else "")
+        console.print(escape(f"Cohen's kappa not a number for {len(apart)} pairs of annotators who judged no item in common ({shown})"))
 
 
 def print_weak(report: dict) -> None:

@@ -13,6 +13,8 @@ from training.aggregate import MISSING, DawidSkene, dawid_skene, krippendorff_al
 from training.human_labels import labels_of
 from training.tasks import task_named
 
+NO_ITEM_IN_COMMON = "no item judged by both"  # why a pair's kappa is not a number, where they share no item
+
 
 @dataclass(frozen=True)
 class Votes:
@@ -52,7 +54,7 @@ class Agreement:
             return None
         i, j = self.votes.annotators.index(a), self.votes.annotators.index(b)
         shared = ((self.votes.matrix[:, i] != MISSING) & (self.votes.matrix[:, j] != MISSING)).any()
-        return "one value said by both throughout" if shared else "no item judged by both"
+        return "one value said by both throughout" if shared else NO_ITEM_IN_COMMON
 
 
 def votes_of(labels: pa.Table, positive: str) -> Votes:
