@@ -16,7 +16,7 @@ from pyspark.sql.functions import pandas_udf
 
 from signals.base import InputKind, Signal
 from signals.embedders.base import Embedder
-from signals.hashing import TEXT_FIELD_SEPARATOR, URI_HASH_TAG
+from signals.hashing import TEXT_FIELD_ESCAPES, TEXT_FIELD_SEPARATOR, URI_HASH_TAG
 from signals.inputs import INPUT_COLUMNS
 from signals.labels.base import Labeler
 from udfs.worker import run_in_worker
@@ -94,5 +94,13 @@ def kind_hash_column(kind: InputKind, video: bool = False, columns: tuple[str, .
                              F.coalesce(F.unix_micros(F.col("updated_at")).cast("string"), F.lit("")))
         image = F.when(F.col("image").isNotNull(), F.sha2(F.col("image"), 256)).when(F.col("image_uri").isNotNull(), F.sha2(by_uri, 256))
         return F.when(F.col("video").isNotNull(), F.sha2(F.col("video"), 256)).otherwise(image) if video else image
-    fields = [F.coalesce(F.col(c), F.lit("")) for c in columns]
+    fields = [escaped_field(F.coalesce(F.col(c), F.lit(""))) for c in columns]
     return F.sha2(F.concat_ws(TEXT_FIELD_SEPARATOR, *fields), 256)
+
+
+def escaped_field(field: Column) -> Column:
+    """A text field escaped as `signals.hashing.escape_text_field` escapes it: plain (not regex)
+    replacements of the same characters, byte for byte, so text that is not UTF-8 keeps its bytes."""
+    for character, escaped in TEXT_FIELD_ESCAPES:
+        field = F.replace(field, F.lit(character), F.lit(escaped))
+    return field

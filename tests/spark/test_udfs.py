@@ -1,6 +1,7 @@
 """The UDF layer inside Spark: one model per Python worker, hashes that match Python's."""
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from datetime import UTC, datetime
@@ -93,6 +94,23 @@ def test_spark_input_hashes_equal_the_python_definition(spark, corpus_lakehouse)
     for row in rows:
         assert row.image_hash == image_input_hash(row.image)
         assert row.text_hash == text_input_hash(row.title, row.description)
+
+
+def test_spark_text_hashes_of_fields_holding_the_separator_or_the_escape_equal_the_python_definition(spark, corpus_lakehouse):
+    """The JVM escapes a field's own unit separator and escape as Python does: pairs whose bare
+    join is the same text get different hashes, each Python's; Java regex and replacement
+    characters are plain text; text that is not UTF-8 is hashed by its bytes, as before."""
+    signal = build_signals(corpus_lakehouse.settings)["text_embedding"]
+    pairs = [("a\x1fb", None), ("a", "b\x1f"), ("a\x1f b", "c"), ("a", " b\x1fc"), ("\x1f", ""), ("", "\x1f"),
+             ("a\x1b", "b"), ("a", "\x1bb"), ("a\x1b\x1f", "b"), ("a", "\x1b\x1fb"), ("a\x1b\x1b\x1f\x1f", "\x1b"),
+             ("$1 \\ .* [\\x1f]", "\\u001f \\Q\x1f\\E $0"), ("Caf\u00e9 \U0001f45f\x1f", "\x1bline\nline"), (None, None)]
+    texts = spark.createDataFrame(pairs, "title string, description string")
+    hashes = [r.h for r in texts.select(input_hash_column(signal).alias("h")).collect()]
+    assert hashes == [text_input_hash(*pair) for pair in pairs]
+    assert len(set(hashes)) == len(pairs)
+    not_utf8 = b"caf\xed\xa0\x80 \xff"  # no escape or separator: its hash is the bare join's
+    raw = spark.createDataFrame([(not_utf8,)], "b binary").select(F.col("b").cast("string").alias("title"), F.lit("d").alias("description"))
+    assert raw.select(input_hash_column(signal).alias("h")).first().h == hashlib.sha256(not_utf8 + b"\x1fd").hexdigest()
 
 
 def test_spark_input_hashes_of_images_by_uri_equal_the_python_definition(spark, corpus_lakehouse):
