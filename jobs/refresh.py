@@ -6,7 +6,10 @@ videos) in line with the corpus, computing only what changed since they were las
 For every enabled signal, at its model version, the corpus is compared with the stored rows
 by (content_id, input_hash, ds):
 - a corpus item with no stored row of the same input hash in its day's partition is computed (new,
-  its input changed, or it was ingested again on another day: compute-once copies its row there);
+  its input changed, or it was ingested again on another day), or with compute once given a copy
+  of an ok committed row of its input at the signal's version (an item ingested again, its own
+  row); never a head's row, whose input is the item's own stored embedding row, which items of
+  one input hash need not share (`udfs.rows.computes_once`): a head computes every such item;
 - a stored row with no corpus item of the same hash and day is stale (the old row of a changed or
   moved item). An item still in the corpus whose newest row is in a file this refresh does not
   read (ingested twice, only its older row changed) is left as it is.
@@ -81,6 +84,7 @@ from signals.hashing import TEXT_FIELD_SEPARATOR
 from signals.labels.base import Labeler
 from udfs.columns import input_hash_column
 from udfs.resources import Placement
+from udfs.rows import computes_once
 
 JOB = "refresh"
 REFRESHED = "refreshed"  # commit metadata: the refresh brought the table in line with its CORPUS_VERSION for these signals
@@ -291,8 +295,9 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
         functools.reduce(DataFrame.unionByName, wanted).join(annotated.filter("valid").select("content_id", "signal"), ["content_id", "signal"], "left_anti")
         if wanted else spark.createDataFrame([], "content_id string, ds string, input_hash string, signal string")
     )
-    if settings.compute_once:  # an item whose input has a committed row at the signal's version gets a copy of it
-        missing = missing.join(_committed_inputs(table, enabled), ["signal", "input_hash"], "left")
+    shared = [name for name, s in signals.items() if computes_once(s, settings.compute_once)]  # never a head's (as in a run)
+    if shared:  # an item whose input has a committed row at the signal's version gets a copy of it
+        missing = missing.join(_committed_inputs(table, enabled & F.col("signal").isin(shared)), ["signal", "input_hash"], "left")
     else:
         missing = missing.select("*", F.lit(None).cast("string").alias("source_id"), F.lit(None).cast("array<string>").alias("source_files"))
     todo_items = missing.persist()
@@ -320,11 +325,13 @@ REUSE_COLUMNS = ("signal", "content_id", "ds", "input_hash", "source_id")  # an 
 
 
 def _committed_inputs(table: DataFrame, enabled: Column) -> DataFrame:
-    """One committed item per (signal, input hash) at the enabled signals' model versions, every
-    row of it ok: an error row can be of its run's configuration or moment rather than of the
-    input (an image over that run's decode limits, a URI not allowed or not found then, a video's
-    keyframe the model failed on), and an input in error costs a fetch or a decode to compute
-    again, not the model: (signal, input_hash, source_id, source_files), the item and every file
+    """One committed item per (signal, input hash) of the rows `enabled` selects (the signals
+    that compute once, at their model versions: never a head, whose input is the item's own
+    stored embedding row, which items of one input hash need not share), every row of it ok: an
+    error row can be of its run's configuration or moment rather than of the input (an image
+    over that run's decode limits, a URI not allowed or not found then, a video's keyframe the
+    model failed on), and an input in error costs a fetch or a decode to compute again, not the
+    model: (signal, input_hash, source_id, source_files), the item and every file
     holding its rows (a compaction may have split an item's label rows across files), of the
     table's rows with their files in `file`. Only its key columns are read (its vectors and scores
     are not)."""

@@ -1,5 +1,5 @@
 """Compute once per unique input in the jobs: items sharing an input reach the model once per
-run, a refresh copies committed rows of the same input, and the tables equal computing each item."""
+run, a refresh copies committed rows of the same input (never a head's), and the tables equal computing each item."""
 from __future__ import annotations
 
 import ast
@@ -233,3 +233,40 @@ def test_a_refresh_computes_a_repin_whose_input_has_only_an_error_row(spark, cor
     assert list(source["status"]) == ["error"] and "byte limit" in source["error"].iloc[0]
     assert set(repin["status"]) == {"ok"} and sorted(repin["label"]) == sorted(ImageQualityLabeler.default_thresholds)
     assert ast.literal_eval(DeltaTable(settings.table_root("labels")).history(1)[0]["computed"]) == {"image_quality": 1}
+
+
+def test_a_refresh_computes_a_heads_row_rather_than_copying_it_from_another_item_of_its_input(spark, corpus_lakehouse, tmp_path,
+                                                                                               empty_registry_db):
+    """A head's input is the item's own stored embedding row, which items of one input hash need
+    not share (a fetch by URI that failed for one and not another): a repin whose embedding is an
+    error and which has no head row yet (as a canary that did not reach it leaves) gets the head's
+    error row of that embedding, not a copy of the ok row of the item it repins."""
+    from lake.registry import CHAMPION, Registry
+    from signals.labels.head import build_head
+    from training.heads import TrainedHead, save_head
+
+    only_head = (*CHEAP_SIGNALS, LAST_DAYS, *(f"signals.{n}.enabled=false" for n in ("text_embedding", "image_quality", "text_safety")),
+                 "signals.head_low_quality.enabled=true")
+    settings = _with_empty_registry(lakehouse_with_corpus(corpus_lakehouse, tmp_path / "lake", *only_head), empty_registry_db)
+    torch.manual_seed(0)
+    weights = save_head(TrainedHead(build_head(1280, 0), 1280, 0), tmp_path / "head", {"task": "low_quality"})
+    registry = Registry(settings.registry_uri)
+    version = registry.register("head_low_quality", str(weights), {"kind": "image_embedding_head", "weights_path": str(weights),
+                                                                   "embedding_signal": "image_embedding", "embedding_model_version": "1"})
+    registry.client.set_registered_model_alias("head_low_quality", CHAMPION, version.version)
+    settings = settings_for(settings.lakehouse_root, *only_head)  # the head's version is the registry's champion
+    original = _a_good_image_item(settings)
+    _copy_of(settings.table_root("corpus"), original, "repin")
+    run_backfill(spark, settings)
+    rewrite_as_errors(settings.table_root("embeddings"), lambda t: pc.equal(t["content_id"], "repin"), "not found: the URI answered 404")
+    DeltaTable(settings.table_root("labels")).delete("content_id = 'repin'")
+
+    refreshed = run_refresh(spark, settings)
+
+    labels = DeltaTable(settings.table_root("labels"))
+    rows = {r["content_id"]: r for r in labels.to_pyarrow_table().to_pylist() if r["content_id"] in (original, "repin")}
+    assert rows[original]["status"] == "ok" and rows["repin"]["input_hash"] == rows[original]["input_hash"]
+    assert rows["repin"]["status"] == "error" and rows["repin"]["error"] == "input embedding: not found: the URI answered 404"
+    metadata = labels.history(1)[0]
+    assert ast.literal_eval(metadata["computed"]) == {"head_low_quality": 1} and ast.literal_eval(metadata["reused"]) == {"head_low_quality": 0}
+    assert refreshed.message.startswith("computed 1 items, copied 0 from committed rows of the same input")
