@@ -37,6 +37,8 @@ def test_every_scorer_is_judged_on_the_same_held_out_gold_and_the_curve_on_its_g
 
     held_out = [c for c in lake.ids[:-ERRORS] if split_of(c) == "test"]  # no duplicates table: every item its own group
     assert result["held_out_items"] == len(held_out)
+    without_row = [c for c in lake.ids[-ERRORS:] if split_of(c) == "test"]  # held-out gold of error rows: no head can score it
+    assert without_row and result["held_out_without_row"] == len(without_row)  # train says it; before, the section dropped it
     truth = lake.gold.set_index("content_id").loc[held_out, "label"]
     for scorer, frame in (("label_model", lake.weak), ("majority_vote", lake.majority)):
         expected = roc_auc_score(truth, frame.set_index("content_id").loc[held_out, "p_positive"])
@@ -99,6 +101,7 @@ def test_cross_fitting_scores_every_gold_item_once_by_heads_and_weak_labels_that
     assert trained_on[0::2] == trained_on[1::2] == [set(lake.ids) - fold for fold in folds]  # weak head, gold head per fold
     scored = lake.ids[:-ERRORS]
     assert result["items"] == len(scored) and result["positives"] == int(gold.set_index("content_id").loc[scored, "label"].sum())
+    assert result["without_row"] == ERRORS  # every fold's gold without an ok row, counted (before, dropped)
     majority = lake.majority.set_index("content_id").loc[scored, "p_positive"]
     expected = roc_auc_score(gold.set_index("content_id").loc[scored, "label"], majority)
     assert result["roc_auc"]["majority_vote"] == pytest.approx(expected, abs=1e-9)
