@@ -63,12 +63,17 @@ def label_sample_corpus(settings: Settings, task: str, folder: Path) -> None:
 
 def against_truth(settings: Settings, task: str, frame: pd.DataFrame, scorers: Sequence[str]) -> dict[str, Any]:
     """Each scorer's ROC-AUC on the frame's items it scored against the sample corpus's truth of
-    `task`, and the share of their gold labels that truth agrees with; the weak-label head's margins
+    `task` (None where the truth holds one class on those items, as scorer_figures leaves it, with
+    the reason in `roc_auc_not_defined`: sklearn gives NaN, which is not JSON, and an older one raised),
+    and the share of their gold labels that truth agrees with; the weak-label head's margins
     over the baselines against the truth on the items every scorer scored, with their intervals."""
     truth = delta_io.read_arrow(settings.table_root(TRUTH_TABLE), filters=pc.field("content_id").isin(list(frame["content_id"]))).to_pylist()
     truth_of = {row["content_id"]: int(TRUTH[task](row)) for row in truth}
     judged = frame.assign(label=frame["content_id"].map(truth_of).astype(int))  # the same scores, against the truth
-    return {"roc_auc": {s: float(roc_auc_score(judged["label"][judged[s].notna()], judged[s].dropna())) for s in scorers},
+    labels = {s: judged["label"][judged[s].notna()] for s in scorers}
+    one_class = {s: f"the truth holds one class on its {len(labels[s])} scored items" for s in scorers if labels[s].nunique() < 2}
+    return {"roc_auc": {s: None if s in one_class else float(roc_auc_score(labels[s], judged[s].dropna())) for s in scorers},
+            "roc_auc_not_defined": one_class,
             "gold_agrees": float((judged["label"] == frame["label"]).mean()),
             "weak_head_margin": leads(common_items(judged), "weak_head", BASELINES) if "weak_head" in scorers else {}}
 
