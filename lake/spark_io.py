@@ -59,20 +59,27 @@ def read_parquet(
     the rest as stored (`hadoop_path`); on an
     object store (s3://, ...), for which this job ships no Hadoop connector, the executors read
     the files with pyarrow, which takes the store's settings from the standard environment
-    (docs/design.md, The lakehouse on object storage).
+    (docs/design.md, The lakehouse on object storage). Files in a partition folder without a
+    value (`ds=`, where delta-rs writes an empty string and logs null) are read with pyarrow
+    too: Spark's partition discovery refuses the whole read (EMPTY_PARTITION_COLUMN_VALUE).
     """
     spark_schema = from_arrow_schema(schema)
     if file_column is not None:
         spark_schema = spark_schema.add(file_column, "string")
     if not uris:
         return spark.createDataFrame([], spark_schema)
-    if hadoop_reads(base):
+    refused = {u for u in uris if not hadoop_reads(base) or _empty_partition_value(stored_path(base, u))}  # by Spark's reader
+    spark_reads, pyarrow_reads = [u for u in uris if u not in refused], [u for u in uris if u in refused]
+    frames = []
+    if spark_reads:
         with listed_on_driver(spark):
             frame = spark.read.schema(from_arrow_schema(schema)).option("basePath", unquote(base)).parquet(
-                *(hadoop_path(base, u) for u in uris)).select(*schema.names)
-        return frame.withColumn(file_column, F.input_file_name()) if file_column else frame
-    files = spark.sparkContext.parallelize([(u,) for u in uris], len(uris)).toDF("uri string")
-    return files.mapInArrow(_parquet_reader(base, schema, tuple(partition_columns), file_column), spark_schema)
+                *(hadoop_path(base, u) for u in spark_reads)).select(*schema.names)
+        frames.append(frame.withColumn(file_column, F.input_file_name()) if file_column else frame)
+    if pyarrow_reads:
+        files = spark.sparkContext.parallelize([(u,) for u in pyarrow_reads], len(pyarrow_reads)).toDF("uri string")
+        frames.append(files.mapInArrow(_parquet_reader(base, schema, tuple(partition_columns), file_column), spark_schema))
+    return functools.reduce(DataFrame.unionByName, frames)
 
 
 def hadoop_path(base: str, uri: str) -> str:
@@ -197,13 +204,19 @@ HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 
 
 def _hive_values(relative: str) -> dict[str, str | None]:
-    """The partition values of a file from its `column=value` folders, unescaped."""
+    """The partition values of a file from its `column=value` folders, unescaped; null for Hive's
+    null folder and for one without a value (`ds=`: delta-rs writes an empty string so, and logs null)."""
     values: dict[str, str | None] = {}
     for folder in relative.split("/")[:-1]:
         name, sep, value = folder.partition("=")
         if sep:
-            values[unquote(name)] = None if value == HIVE_NULL else unquote(value)
+            values[unquote(name)] = None if value in (HIVE_NULL, "") else unquote(value)
     return values
+
+
+def _empty_partition_value(relative: str) -> bool:
+    """Whether a file lies in a `column=` folder without a value, which Spark's reader refuses."""
+    return any(folder.endswith("=") for folder in relative.split("/")[:-1])
 
 
 TaskResources = tuple[tuple[str, float], ...]  # what each task of a stage asks for, e.g. (("cpus", 4), ("gpu", 1))
