@@ -17,12 +17,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 from pyspark import TaskContext
+from pyspark.errors import SparkRuntimeException
 from pyspark.resource import ResourceProfile, ResourceProfileBuilder, TaskResourceRequests
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from lake.delta_io import DataFile, ensure_table, parquet_dataset, snapshot
+from conf.settings import UsageError
+from lake.delta_io import DataFile, ensure_table, filesystem_of, parquet_dataset, snapshot
 from lake.file_writer import FILE_METADATA_SCHEMA, Summarise, make_file_writer, make_tables_writer
 from signals.contracts import TableContract
 
@@ -90,6 +92,7 @@ def hadoop_path(base: str, uri: str) -> str:
     return f"{unquote(uri.removesuffix(relative))}{relative}"
 
 
+SHOWN_FILES = 5  # a refusal names this many files, then counts the rest
 PARALLEL_LISTING = "spark.sql.sources.parallelPartitionDiscovery.threshold"  # more paths than this: Spark lists them with a job
 
 
@@ -110,9 +113,27 @@ def read_parquet_dataset(spark: SparkSession, location: str, file_column: str | 
     """A parquet dataset (a folder of files, hive-style partition folders allowed, or one file) as a
     DataFrame, in the schema of all its files together (`delta_io.parquet_dataset`)."""
     if hadoop_reads(location):
-        frame = spark.read.option("mergeSchema", "true").parquet(location)
+        try:
+            frame = spark.read.option("mergeSchema", "true").parquet(location)
+        except SparkRuntimeException as exc:
+            if exc.getCondition() != "EMPTY_PARTITION_COLUMN_VALUE":
+                raise
+            raise UsageError(_without_value(location)) from None
         return frame.withColumn(file_column, F.input_file_name()) if file_column else frame
     return read_parquet(spark, *stored_parquet_dataset(location), file_column)
+
+
+def _without_value(location: str) -> str:
+    """Why Spark cannot read the parquet dataset at `location`, and how to fix it: its files in a
+    `column=` folder without a value, which Spark's partition discovery refuses (a Delta table's
+    are read from its log with pyarrow instead; a plain dataset is read by Spark's discovery alone)."""
+    base = filesystem_of(location)[1].rstrip("/") + "/"
+    refused = sorted(r for f in parquet_dataset(location).files if _empty_partition_value(r := f.removeprefix(base)))
+    folders = sorted({folder for r in refused for folder in r.split("/")[:-1] if folder.endswith("=")})
+    shown = ", ".join(refused[:SHOWN_FILES]) + (f" and {len(refused) - SHOWN_FILES} more" if len(refused) > SHOWN_FILES else "")
+    return (f"the parquet corpus at {location} has {len(refused)} file{'s' if len(refused) != 1 else ''} in a partition folder without a "
+            f"value, which Spark cannot read: {shown}; rename each such folder "
+            + " or ".join(f"`{folder}{HIVE_NULL}`" for folder in folders) + " (Hive's null) or move its files out of the corpus")
 
 
 def stored_parquet_dataset(location: str) -> tuple[str, list[str], pa.Schema, list[str]]:

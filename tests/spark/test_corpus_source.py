@@ -174,6 +174,20 @@ def test_a_delta_corpus_with_an_empty_day_reads_it_as_the_log_says_null(spark, t
     assert check_rows(source.read(spark, source.version())).bad_day_rows == 2  # skipped as no day, as the null day is
 
 
+def test_a_parquet_corpus_with_a_partition_folder_without_a_value_is_refused_naming_its_files(spark, tmp_path):
+    """A parquet dataset (not Delta: no log to read the files from) with a folder `ds=` failed with
+    Spark's EMPTY_PARTITION_COLUMN_VALUE as a traceback; it is a usage error naming the folder's
+    files and how to fix the corpus (found in review)."""
+    root = tmp_path / "pins"
+    for day, content_id in (("2026-11-14", "pin-a"), ("", "pin-b")):
+        (root / f"ds={day}").mkdir(parents=True)
+        pq.write_table(pa.table({"content_id": [content_id], "image": [b"x"]}), str(root / f"ds={day}" / "part.parquet"))
+    source = CorpusSource.of(settings_for(tmp_path / "lakehouse", f"corpus.path={root}", "corpus.format=parquet"))
+    with pytest.raises(UsageError, match=rf"^the parquet corpus at {re.escape(str(root))} has 1 file in a partition folder without a value, "
+                                         r"which Spark cannot read: ds=/part.parquet; rename each such folder `ds=__HIVE_DEFAULT_PARTITION__`"):
+        source.read(spark)
+
+
 def test_a_parquet_corpus_whose_later_files_add_a_column_reads_it(spark, tmp_path):
     """Spark and pyarrow took a parquet dataset's schema from one file: a column its writer added
     later (`title`) was read as null in every row, and a filter on it refused (found in review).
