@@ -241,7 +241,8 @@ class CorpusCheck:
         if self.null_ids:
             parts.append(f"{self.null_ids} with a null or undecodable content_id")
         if self.bad_day_rows:
-            parts.append(f"{self.bad_day_rows} whose ds is not a day (e.g. {', '.join(map(repr, self.bad_days))})")
+            examples = f"e.g. {', '.join(map(repr, self.bad_days))}" if self.bad_days else "null"  # collect_set leaves nulls out
+            parts.append(f"{self.bad_day_rows} whose ds is not a day ({examples})")
         if self.duplicates:
             parts.append(f"{self.duplicates} older copies of a duplicated content_id (e.g. {', '.join(self.duplicate_examples)})")
         return f"skipped {self.skipped} corpus rows: {'; '.join(parts)}" if parts else None

@@ -17,12 +17,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 from pyspark import TaskContext
+from pyspark.errors import SparkRuntimeException
 from pyspark.resource import ResourceProfile, ResourceProfileBuilder, TaskResourceRequests
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from lake.delta_io import DataFile, ensure_table, parquet_dataset, snapshot
+from conf.settings import UsageError
+from lake.delta_io import DataFile, ensure_table, filesystem_of, parquet_dataset, snapshot
 from lake.file_writer import FILE_METADATA_SCHEMA, Summarise, make_file_writer, make_tables_writer
 from signals.contracts import TableContract
 
@@ -59,20 +61,27 @@ def read_parquet(
     the rest as stored (`hadoop_path`); on an
     object store (s3://, ...), for which this job ships no Hadoop connector, the executors read
     the files with pyarrow, which takes the store's settings from the standard environment
-    (docs/design.md, The lakehouse on object storage).
+    (docs/design.md, The lakehouse on object storage). Files in a partition folder without a
+    value (`ds=`, where delta-rs writes an empty string and logs null) are read with pyarrow
+    too: Spark's partition discovery refuses the whole read (EMPTY_PARTITION_COLUMN_VALUE).
     """
     spark_schema = from_arrow_schema(schema)
     if file_column is not None:
         spark_schema = spark_schema.add(file_column, "string")
     if not uris:
         return spark.createDataFrame([], spark_schema)
-    if hadoop_reads(base):
+    refused = {u for u in uris if not hadoop_reads(base) or _empty_partition_value(stored_path(base, u))}  # by Spark's reader
+    spark_reads, pyarrow_reads = [u for u in uris if u not in refused], [u for u in uris if u in refused]
+    frames = []
+    if spark_reads:
         with listed_on_driver(spark):
             frame = spark.read.schema(from_arrow_schema(schema)).option("basePath", unquote(base)).parquet(
-                *(hadoop_path(base, u) for u in uris)).select(*schema.names)
-        return frame.withColumn(file_column, F.input_file_name()) if file_column else frame
-    files = spark.sparkContext.parallelize([(u,) for u in uris], len(uris)).toDF("uri string")
-    return files.mapInArrow(_parquet_reader(base, schema, tuple(partition_columns), file_column), spark_schema)
+                *(hadoop_path(base, u) for u in spark_reads)).select(*schema.names)
+        frames.append(frame.withColumn(file_column, F.input_file_name()) if file_column else frame)
+    if pyarrow_reads:
+        files = spark.sparkContext.parallelize([(u,) for u in pyarrow_reads], len(pyarrow_reads)).toDF("uri string")
+        frames.append(files.mapInArrow(_parquet_reader(base, schema, tuple(partition_columns), file_column), spark_schema))
+    return functools.reduce(DataFrame.unionByName, frames)
 
 
 def hadoop_path(base: str, uri: str) -> str:
@@ -83,6 +92,7 @@ def hadoop_path(base: str, uri: str) -> str:
     return f"{unquote(uri.removesuffix(relative))}{relative}"
 
 
+SHOWN_FILES = 5  # a refusal names this many files, then counts the rest
 PARALLEL_LISTING = "spark.sql.sources.parallelPartitionDiscovery.threshold"  # more paths than this: Spark lists them with a job
 
 
@@ -103,9 +113,27 @@ def read_parquet_dataset(spark: SparkSession, location: str, file_column: str | 
     """A parquet dataset (a folder of files, hive-style partition folders allowed, or one file) as a
     DataFrame, in the schema of all its files together (`delta_io.parquet_dataset`)."""
     if hadoop_reads(location):
-        frame = spark.read.option("mergeSchema", "true").parquet(location)
+        try:
+            frame = spark.read.option("mergeSchema", "true").parquet(location)
+        except SparkRuntimeException as exc:
+            if exc.getCondition() != "EMPTY_PARTITION_COLUMN_VALUE":
+                raise
+            raise UsageError(_without_value(location)) from None
         return frame.withColumn(file_column, F.input_file_name()) if file_column else frame
     return read_parquet(spark, *stored_parquet_dataset(location), file_column)
+
+
+def _without_value(location: str) -> str:
+    """Why Spark cannot read the parquet dataset at `location`, and how to fix it: its files in a
+    `column=` folder without a value, which Spark's partition discovery refuses (a Delta table's
+    are read from its log with pyarrow instead; a plain dataset is read by Spark's discovery alone)."""
+    base = filesystem_of(location)[1].rstrip("/") + "/"
+    refused = sorted(r for f in parquet_dataset(location).files if _empty_partition_value(r := f.removeprefix(base)))
+    folders = sorted({folder for r in refused for folder in r.split("/")[:-1] if folder.endswith("=")})
+    shown = ", ".join(refused[:SHOWN_FILES]) + (f" and {len(refused) - SHOWN_FILES} more" if len(refused) > SHOWN_FILES else "")
+    return (f"the parquet corpus at {location} has {len(refused)} file{'s' if len(refused) != 1 else ''} in a partition folder without a "
+            f"value, which Spark cannot read: {shown}; rename each such folder "
+            + " or ".join(f"`{folder}{HIVE_NULL}`" for folder in folders) + " (Hive's null) or move its files out of the corpus")
 
 
 def stored_parquet_dataset(location: str) -> tuple[str, list[str], pa.Schema, list[str]]:
@@ -197,13 +225,19 @@ HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 
 
 def _hive_values(relative: str) -> dict[str, str | None]:
-    """The partition values of a file from its `column=value` folders, unescaped."""
+    """The partition values of a file from its `column=value` folders, unescaped; null for Hive's
+    null folder and for one without a value (`ds=`: delta-rs writes an empty string so, and logs null)."""
     values: dict[str, str | None] = {}
     for folder in relative.split("/")[:-1]:
         name, sep, value = folder.partition("=")
         if sep:
-            values[unquote(name)] = None if value == HIVE_NULL else unquote(value)
+            values[unquote(name)] = None if value in (HIVE_NULL, "") else unquote(value)
     return values
+
+
+def _empty_partition_value(relative: str) -> bool:
+    """Whether a file lies in a `column=` folder without a value, which Spark's reader refuses."""
+    return any(folder.endswith("=") for folder in relative.split("/")[:-1])
 
 
 TaskResources = tuple[tuple[str, float], ...]  # what each task of a stage asks for, e.g. (("cpus", 4), ("gpu", 1))

@@ -63,12 +63,17 @@ def label_sample_corpus(settings: Settings, task: str, folder: Path) -> None:
 
 def against_truth(settings: Settings, task: str, frame: pd.DataFrame, scorers: Sequence[str]) -> dict[str, Any]:
     """Each scorer's ROC-AUC on the frame's items it scored against the sample corpus's truth of
-    `task`, and the share of their gold labels that truth agrees with; the weak-label head's margins
+    `task` (None where the truth holds one class on those items, as scorer_figures leaves it, with
+    the reason in `roc_auc_not_defined`: sklearn gives NaN, which is not JSON, and an older one raised),
+    and the share of their gold labels that truth agrees with; the weak-label head's margins
     over the baselines against the truth on the items every scorer scored, with their intervals."""
     truth = delta_io.read_arrow(settings.table_root(TRUTH_TABLE), filters=pc.field("content_id").isin(list(frame["content_id"]))).to_pylist()
     truth_of = {row["content_id"]: int(TRUTH[task](row)) for row in truth}
     judged = frame.assign(label=frame["content_id"].map(truth_of).astype(int))  # the same scores, against the truth
-    return {"roc_auc": {s: float(roc_auc_score(judged["label"][judged[s].notna()], judged[s].dropna())) for s in scorers},
+    labels = {s: judged["label"][judged[s].notna()] for s in scorers}
+    one_class = {s: f"the truth holds one class on its {len(labels[s])} scored items" for s in scorers if labels[s].nunique() < 2}
+    return {"roc_auc": {s: None if s in one_class else float(roc_auc_score(labels[s], judged[s].dropna())) for s in scorers},
+            "roc_auc_not_defined": one_class,
             "gold_agrees": float((judged["label"] == frame["label"]).mean()),
             "weak_head_margin": leads(common_items(judged), "weak_head", BASELINES) if "weak_head" in scorers else {}}
 
@@ -93,13 +98,14 @@ def held_out_items(settings: Settings, gold: pd.DataFrame, signal: str, model_ve
 
 def compare_heads(settings: Settings, task: str, weak: pd.DataFrame, gold: pd.DataFrame, majority: pd.DataFrame,
                   signal: str, model_version: str, joined: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
-    """Every scorer's metrics on the held-out gold items (scorer_figures), and the crossover curve: a head
+    """Every scorer's metrics on the held-out gold items (scorer_figures), how many held-out gold items
+    have no ok embedding row (`held_out_without_row`: no head can score them, as `train` says), and the crossover curve: a head
     trained on a seeded sample of n gold labels (from outside the test split, of items with an ok
     row: a label without one is never trained on) per curve point, the last being all of them (the gold head)."""
     conf = settings.training
     root = settings.lakehouse_root
     weak_snapshot = pin_snapshot(root, signal, model_version, weak, fractions=conf.splits, joined=joined)
-    frame, vectors, _ = held_out_gold(settings, task, weak_snapshot, gold, majority, reads=ReadVersions.latest(settings))  # read once, for every head
+    frame, vectors, without_row = held_out_gold(settings, task, weak_snapshot, gold, majority, reads=ReadVersions.latest(settings))  # read once, for every head
     frame["weak_head"] = train_head(weak_snapshot, conf).scores(vectors)
     frame["label_model"] = weak.drop_duplicates("content_id").set_index("content_id")["p_positive"].reindex(frame["content_id"]).to_numpy()
 
@@ -123,6 +129,7 @@ def compare_heads(settings: Settings, task: str, weak: pd.DataFrame, gold: pd.Da
     matched = next((p["gold_labels"] for p in points if weak_auc is not None and p["roc_auc"] is not None and p["roc_auc"] >= weak_auc), None)
     return {
         "embedding": JOIN.join(f"{s}@{v}" for s, v in ((signal, model_version), *joined)), "held_out_items": len(frame), "held_out_positives": int(frame["label"].sum()),
+        "held_out_without_row": without_row,
         **figures, "roc_auc": {scorer: auc.get(scorer) for scorer in SCORERS},
         "crossover": {"curve": points, "gold_labels_to_match_weak_head": matched, "gold_labels_outside_test": len(outside_test)},
     }
@@ -135,17 +142,19 @@ def cross_fitted(settings: Settings, task: str, gold: pd.DataFrame,
     groups, weak labels and majority vote made without that fold's gold (`weak_without(held ids)`),
     a weak-label head and a gold head trained on the other folds (the next one for validation), and
     the fold's items scored by them; the rule as it is. A fold a scorer scored none of keeps its
-    items for the others (scorer_figures)."""
+    items for the others (scorer_figures); the gold items without an ok embedding row, in no fold's
+    frame, are counted (`without_row`)."""
     conf = settings.training
     root = settings.lakehouse_root
     gold_snapshot = pin_snapshot(root, signal, model_version, gold, fractions=conf.splits, joined=joined)  # as compare_heads' gold head
-    parts = []
+    parts, without_row = [], 0
     for f in range(folds):
         gold_folds = with_folds(gold_snapshot, f, folds)
         weak, majority = weak_without(list(gold_folds.targets("test")))
         weak_snapshot = pin_snapshot(root, signal, model_version, weak, gold_snapshot.embeddings_version, gold_snapshot.duplicates_version,
                                      conf.splits, joined)
-        frame, vectors, _ = held_out_gold(settings, task, weak_snapshot, gold, majority, (f, folds), reads=ReadVersions.latest(settings))
+        frame, vectors, fold_without_row = held_out_gold(settings, task, weak_snapshot, gold, majority, (f, folds), reads=ReadVersions.latest(settings))
+        without_row += fold_without_row
         frame["weak_head"] = train_head(with_folds(weak_snapshot, f, folds), conf).scores(vectors)
         frame["gold_head"] = train_head(gold_folds, conf).scores(vectors)
         frame["label_model"] = weak.drop_duplicates("content_id").set_index("content_id")["p_positive"].reindex(frame["content_id"]).to_numpy()
@@ -153,7 +162,7 @@ def cross_fitted(settings: Settings, task: str, gold: pd.DataFrame,
     frame = pd.concat(parts, ignore_index=True)
     figures, auc = scorer_figures(task, frame, settings, f"{task}: heads cross-fitted")
     auc = {scorer: auc[scorer] for scorer in SCORERS if scorer in auc}
-    return {"folds": folds, "items": len(frame), "positives": int(frame["label"].sum()), **figures, "roc_auc": auc,
+    return {"folds": folds, "items": len(frame), "positives": int(frame["label"].sum()), "without_row": without_row, **figures, "roc_auc": auc,
             "against_truth": against_truth(settings, task, frame, list(auc))}
 
 

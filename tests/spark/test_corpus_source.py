@@ -16,7 +16,7 @@ from deltalake import DeltaTable, write_deltalake
 
 from conf.settings import UsageError
 from jobs.backfill import run_backfill
-from jobs.corpus import CorpusSource, Window
+from jobs.corpus import CorpusSource, Window, check_rows
 from lake import delta_io
 
 pytestmark = pytest.mark.spark
@@ -152,6 +152,40 @@ def test_a_delta_corpus_whose_day_folders_are_escaped_reads_every_file_once(spar
     escaped = {unquote(f.path) for f in live if f.partition_values["ds"] in ("2026 11 14", "a/b")}
     only = source.read(spark, source.version(), only=escaped).collect()
     assert sorted(r["content_id"] for r in only) == ["pin-1", "pin-2"]
+
+
+def test_a_delta_corpus_with_an_empty_day_reads_it_as_the_log_says_null(spark, tmp_path):
+    """delta-rs writes a day of `""` to a folder `ds=` and logs the value null; Spark's reader
+    refused that folder (EMPTY_PARTITION_COLUMN_VALUE), failing every job over a row the corpus
+    rules skip as not a day (found in review). Its files are read with pyarrow, `ds` null as in
+    the log, and name the log's files as the others do."""
+    root = tmp_path / "their pins"
+    days = ["2026-11-14", "", None]
+    write_deltalake(str(root), pa.table({"content_id": [f"pin-{i}" for i in range(len(days))], "image": [b"x"] * len(days),
+                                         "ds": pa.array(days, pa.string())}), partition_by=["ds"])
+    live = delta_io.live_files(str(root))
+    assert "ds=" in {unquote(f.path).split("/")[0] for f in live}
+    source = CorpusSource.of(settings_for(tmp_path / "lakehouse", f"corpus.path={root}"))
+    read = source.read(spark, source.version(), file_column="file").collect()
+    assert sorted(((r["content_id"], r["ds"]) for r in read), key=repr) == sorted([("pin-0", "2026-11-14"), ("pin-1", None), ("pin-2", None)], key=repr)
+    assert {delta_io.relative_path(str(root), r["file"]) for r in read} == {unquote(f.path) for f in live}
+    empty = {unquote(f.path) for f in live if unquote(f.path).startswith("ds=/")}
+    assert [r["content_id"] for r in source.read(spark, source.version(), only=empty).collect()] == ["pin-1"]
+    assert check_rows(source.read(spark, source.version())).bad_day_rows == 2  # skipped as no day, as the null day is
+
+
+def test_a_parquet_corpus_with_a_partition_folder_without_a_value_is_refused_naming_its_files(spark, tmp_path):
+    """A parquet dataset (not Delta: no log to read the files from) with a folder `ds=` failed with
+    Spark's EMPTY_PARTITION_COLUMN_VALUE as a traceback; it is a usage error naming the folder's
+    files and how to fix the corpus (found in review)."""
+    root = tmp_path / "pins"
+    for day, content_id in (("2026-11-14", "pin-a"), ("", "pin-b")):
+        (root / f"ds={day}").mkdir(parents=True)
+        pq.write_table(pa.table({"content_id": [content_id], "image": [b"x"]}), str(root / f"ds={day}" / "part.parquet"))
+    source = CorpusSource.of(settings_for(tmp_path / "lakehouse", f"corpus.path={root}", "corpus.format=parquet"))
+    with pytest.raises(UsageError, match=rf"^the parquet corpus at {re.escape(str(root))} has 1 file in a partition folder without a value, "
+                                         r"which Spark cannot read: ds=/part.parquet; rename each such folder `ds=__HIVE_DEFAULT_PARTITION__`"):
+        source.read(spark)
 
 
 def test_a_parquet_corpus_whose_later_files_add_a_column_reads_it(spark, tmp_path):

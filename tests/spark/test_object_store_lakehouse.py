@@ -178,16 +178,17 @@ def test_a_delta_table_on_the_store_with_escaped_partition_folders_reads_every_f
     """delta-rs lists a file on the store under its percent-encoded root and the rest as stored,
     partition folders Hive-escaped (`ds=2026%2011%2014`); the executors unescaped all of it again
     and looked for a folder that does not exist. Each file is read once with its day as written,
-    and its file column maps onto the log's files (what a refresh matches changed files by)."""
+    and its file column maps onto the log's files (what a refresh matches changed files by); an
+    empty day, in a folder `ds=`, is null as the log says (it was read as "")."""
     from urllib.parse import unquote
 
     from lake import delta_io
     from lake.spark_io import read_spark
 
     root = f"s3://{BUCKET}/their pins-{tmp_path.name}"
-    days = ["2026-11-14", "2026 11 14", "a/b", "a%2Fb", "a=b", None]
+    days = ["2026-11-14", "2026 11 14", "a/b", "a%2Fb", "a=b", None, ""]
     write_deltalake(root, pa.table({"content_id": [f"pin-{i}" for i in range(len(days))], "ds": pa.array(days, pa.string())}),
                     partition_by=["ds"])
     read = read_spark(spark_on_store, root, file_column="file").collect()
-    assert sorted(((r.content_id, r.ds) for r in read), key=repr) == sorted(((f"pin-{i}", d) for i, d in enumerate(days)), key=repr)
+    assert sorted(((r.content_id, r.ds) for r in read), key=repr) == sorted(((f"pin-{i}", d or None) for i, d in enumerate(days)), key=repr)
     assert {delta_io.relative_path(root, r.file) for r in read} == {unquote(f.path) for f in delta_io.live_files(root)}

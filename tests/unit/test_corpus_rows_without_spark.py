@@ -18,7 +18,7 @@ from deltalake import DeltaTable, QueryBuilder, write_deltalake
 from training_lakehouse import PNG, training_lakehouse
 
 from conf.settings import CorpusSettings, UsageError
-from jobs.corpus import CorpusSource, check_day
+from jobs.corpus import CorpusCheck, CorpusSource, check_day
 from jobs.engine import CORPUS_MAPPING, CORPUS_VERSION
 from jobs.refresh import version_to_read
 from lake.corpus import DAY_PATTERN, CorpusTable, latest_rows
@@ -232,3 +232,12 @@ def test_the_day_pattern_reads_the_days_the_calendar_has() -> None:
             return False
 
     assert [accepted(c) for c in candidates] == wanted
+
+
+def test_rows_whose_day_is_null_are_reported_as_null_not_as_no_example() -> None:
+    """A null `ds` (an empty-string or Hive-null day folder) is no example of `check_rows`'s
+    collect_set, so a run that skipped only such rows said "not a day (e.g. )" (found in review)."""
+    nulls = CorpusCheck(items=2, null_ids=0, bad_days=[], duplicates=0, duplicate_examples=[], bad_day_rows=2, repeated_ids=0)
+    assert nulls.describe() == "skipped 2 corpus rows: 2 whose ds is not a day (null)"
+    named = CorpusCheck(items=2, null_ids=0, bad_days=["2026-02-30"], duplicates=0, duplicate_examples=[], bad_day_rows=3, repeated_ids=0)
+    assert named.describe() == "skipped 3 corpus rows: 3 whose ds is not a day (e.g. '2026-02-30')"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from deltalake import DeltaTable
@@ -37,6 +38,8 @@ def test_every_scorer_is_judged_on_the_same_held_out_gold_and_the_curve_on_its_g
 
     held_out = [c for c in lake.ids[:-ERRORS] if split_of(c) == "test"]  # no duplicates table: every item its own group
     assert result["held_out_items"] == len(held_out)
+    without_row = [c for c in lake.ids[-ERRORS:] if split_of(c) == "test"]  # held-out gold of error rows: no head can score it
+    assert without_row and result["held_out_without_row"] == len(without_row)  # train says it; before, the section dropped it
     truth = lake.gold.set_index("content_id").loc[held_out, "label"]
     for scorer, frame in (("label_model", lake.weak), ("majority_vote", lake.majority)):
         expected = roc_auc_score(truth, frame.set_index("content_id").loc[held_out, "p_positive"])
@@ -99,6 +102,7 @@ def test_cross_fitting_scores_every_gold_item_once_by_heads_and_weak_labels_that
     assert trained_on[0::2] == trained_on[1::2] == [set(lake.ids) - fold for fold in folds]  # weak head, gold head per fold
     scored = lake.ids[:-ERRORS]
     assert result["items"] == len(scored) and result["positives"] == int(gold.set_index("content_id").loc[scored, "label"].sum())
+    assert result["without_row"] == ERRORS  # every fold's gold without an ok row, counted (before, dropped)
     majority = lake.majority.set_index("content_id").loc[scored, "p_positive"]
     expected = roc_auc_score(gold.set_index("content_id").loc[scored, "label"], majority)
     assert result["roc_auc"]["majority_vote"] == pytest.approx(expected, abs=1e-9)
@@ -113,6 +117,23 @@ def test_cross_fitting_scores_every_gold_item_once_by_heads_and_weak_labels_that
     margin = result["weak_head_margin"]["rule"]  # the difference the target turns on, with its interval
     assert margin["difference"] == pytest.approx(result["roc_auc"]["weak_head"] - result["roc_auc"]["rule"], abs=1e-9)
     assert margin["ci95_low"] <= margin["difference"] <= margin["ci95_high"]
+
+
+def test_a_scorer_whose_items_hold_one_class_against_the_truth_has_no_roc_auc_there_and_says_why(tmp_path, empty_registry_db) -> None:
+    """The rule scored only items the truth calls positive: its ROC-AUC against the truth is not
+    defined (None and the reason, as scorer_figures leaves it None), not sklearn's ValueError; the
+    other scorers' are computed, and the margins on the items all of them scored (one class) are None."""
+    lake = training_lakehouse(tmp_path, empty_registry_db)
+    gold = lake.gold.set_index("content_id")["label"]
+    frame = pd.DataFrame({"content_id": lake.ids, "label": gold[lake.ids].to_numpy(), "weak_head": lake.rule,
+                          "majority_vote": lake.majority["p_positive"].to_numpy(), "rule": np.where(lake.truth == 1, lake.rule, np.nan)})
+    truth = heads_evaluation.against_truth(lake.settings, "low_quality", frame, ["weak_head", "majority_vote", "rule"])
+
+    positives = int(lake.truth.sum())
+    assert truth["roc_auc"]["rule"] is None
+    assert truth["roc_auc_not_defined"] == {"rule": f"the truth holds one class on its {positives} scored items"}
+    assert truth["roc_auc"]["weak_head"] == pytest.approx(roc_auc_score(lake.truth, lake.rule), abs=1e-9)
+    assert truth["weak_head_margin"] == {"majority_vote": None, "rule": None}
 
 
 def test_cross_fitting_keeps_a_fold_the_rule_never_scored_and_compares_the_scorers_on_the_items_all_of_them_scored(

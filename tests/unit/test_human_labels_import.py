@@ -3,6 +3,7 @@ the same file again a no-op, bad files refused whole with a per-row report; gold
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from deltalake import DeltaTable, write_deltalake
 from conf.settings import CorpusSettings
 from jobs.cli import main
 from lake.corpus import CorpusTable
-from signals.contracts import CORPUS, LABELS
+from signals.contracts import CORPUS, HUMAN_LABELS, LABELS
 from training.aggregate import dawid_skene
 from training.annotators import simulate, write_exports
 from training.gold import gold_labels, votes_of
@@ -270,6 +271,38 @@ def test_one_annotator_typed_two_ways_is_one_annotator(lakehouse: Path, tmp_path
     status, out = cli(capsys, lakehouse, "labels", "import", str(again), "--task", "text_heavy")
     assert status == 2 and "already imported for this annotator" in out
     assert DeltaTable(str(lakehouse / "human_labels")).to_pyarrow_table()["annotator"].to_pylist() == ["Jos\u00e9"]
+
+
+def test_one_email_in_two_letter_cases_is_one_annotator(lakehouse: Path, tmp_path: Path, capsys) -> None:
+    """`Ann@Example.com` and `ann@example.com` are one person: in one file, their two judgements of an
+    item are a repeat; across imports, already imported; the table holds the address in lower case, so
+    gold has one annotator. A name that is not an email keeps its case (`Bob` and `bob` are two)."""
+    path = tmp_path / "labels.csv"
+    path.write_text(f"content_id,label,annotator\n{IDS[0]},yes,Ann@Example.com\n{IDS[0]},no,ann@example.com\n", encoding="utf-8")
+    status, out = cli(capsys, lakehouse, "labels", "import", str(path), "--task", "text_heavy")
+    assert status == 2 and "line 3 (pin-000000, annotator ann@example.com): a duplicate of an earlier row of the file" in out
+    path.write_text(f"content_id,label,annotator\n{IDS[0]},yes,Ann@Example.com\n{IDS[1]},no,ANN@EXAMPLE.COM\n"
+                    f"{IDS[0]},no,Bob\n{IDS[1]},yes,bob\n", encoding="utf-8")
+    assert cli(capsys, lakehouse, "labels", "import", str(path), "--task", "text_heavy")[0] == 0
+    again = tmp_path / "export.json"
+    again.write_text(json.dumps(label_studio(choice("no", annotator="aNN@example.COM"))))
+    status, out = cli(capsys, lakehouse, "labels", "import", str(again), "--task", "text_heavy")
+    assert status == 2 and "already imported for this annotator" in out
+    rows = DeltaTable(str(lakehouse / "human_labels")).to_pyarrow_table()
+    assert sorted(rows["annotator"].to_pylist()) == ["Bob", "ann@example.com", "ann@example.com", "bob"]
+    assert votes_of(rows, "yes").annotators == ["Bob", "ann@example.com", "bob"]
+
+
+def test_an_email_stored_in_another_case_before_is_already_imported(lakehouse: Path, tmp_path: Path, capsys) -> None:
+    """A table written before emails were lower-cased holds `Ann@Example.com`: the same person's
+    judgement of that item, now `ann@example.com`, is refused as already imported, not added."""
+    stored = pa.table({"content_id": [IDS[0]], "task": ["text_heavy"], "label": ["yes"], "annotator": ["Ann@Example.com"],
+                       "labelled_at": [dt.datetime(2026, 11, 23, tzinfo=dt.UTC)], "batch": ["before"]}, schema=HUMAN_LABELS.schema)
+    write_deltalake(lakehouse / "human_labels", stored, partition_by=["task"])
+    path = tmp_path / "labels.csv"
+    path.write_text(f"content_id,label,annotator\n{IDS[0]},no,ann@example.com\n", encoding="utf-8")
+    status, out = cli(capsys, lakehouse, "labels", "import", str(path), "--task", "text_heavy")
+    assert status == 2 and "already imported for this annotator" in out
 
 
 def test_a_csv_header_naming_a_column_twice_and_a_json_min_export_are_refused(lakehouse: Path, tmp_path: Path, capsys) -> None:
