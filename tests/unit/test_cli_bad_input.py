@@ -139,3 +139,23 @@ def test_a_challenger_without_the_registry_is_refused_by_a_run_and_its_dry_run(c
     status, out = cli(capsys, "backfill", "--dry-run", "--challenger", "--slice-pct", "5", *sets)
     assert status == 2 and "--challenger needs the model registry (registry.enabled is false)" in out, out
     assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_register_refuses_a_source_other_than_the_weights_its_version_loads(capsys, tmp_path) -> None:
+    """Found in review: `register image_embedding --source v2.pth` without `--param weights_path=v2.pth`
+    registered v2's sha256 on a version whose params load the packaged weights, so every worker of
+    its canary refused them (WeightsMismatch): a version no job could ever run, said to be the challenger."""
+    from rollout.models import build_signals
+
+    weights = tmp_path / "weights" / "v2.pth"
+    weights.parent.mkdir()
+    weights.write_bytes(b"the new weights")
+    lakehouse = ["--set", f"lakehouse={tmp_path / 'lh'}"]
+    status, out = cli(capsys, "register", "image_embedding", "--source", str(weights), *lakehouse)
+    assert status == 2 and f"--source {weights} is not the weights" in out and "weights_path" in out, out
+    assert not (tmp_path / "lh").exists()
+    status, out = cli(capsys, "register", "image_embedding", "--source", f"file://{weights}", "--param", f"weights_path={weights}", *lakehouse)
+    assert status == 0, out
+    challenger = build_signals(load_settings("local", [f"lakehouse={tmp_path / 'lh'}"]), "challenger")["image_embedding"]
+    assert challenger.weights_source() == str(weights)
+    challenger.verify_weights()  # what a worker checks before its first row
