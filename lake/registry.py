@@ -57,6 +57,8 @@ from lake.alias_lock import AliasConflict, alias_lock  # noqa: E402
 from lake.ledger import SUCCEEDED, RunRecord, record_runs, recorded  # noqa: E402
 from signals.weights import is_weights_location, local_path, weights_sha256, weights_stat  # noqa: E402
 
+log = logging.getLogger(__name__)
+
 if mlflow.telemetry.get_telemetry_client() is not None:
     mlflow.telemetry.set_telemetry_client()  # re-reads the setting: no client
 
@@ -339,15 +341,19 @@ class Registry:
                  expected: str | None = ANY) -> str:
         """Move `alias` back to the version it named before its last promotion; returns that version.
 
-        Successive rollbacks walk further back; the abandoned version is tagged `rolled_back.<alias>`.
-        Raises RegistryError when there is no earlier version. With `expected`, an alias that names
-        another version (a promote landed since the caller read it) is not moved (AliasMoved)."""
+        Successive rollbacks walk further back, past versions deleted from the registry since; the
+        abandoned version is tagged `rolled_back.<alias>`. Raises RegistryError when there is no
+        earlier version. With `expected`, an alias that names another version (a promote landed
+        since the caller read it) is not moved (AliasMoved)."""
         with alias_lock(self.client):
             current = self.aliases(name).get(alias)
             _check_unmoved(name, alias, current, expected, "rollback")
             stack = self._tag_list(name, STACK_TAG, alias)
-            while stack and stack[-1] == current:  # the alias was moved back by hand meanwhile
-                stack.pop()
+            while stack and (stack[-1] == current or not self._registered(name, stack[-1])):
+                gone = stack.pop()  # the alias was moved back by hand meanwhile, or the version deleted by hand (no alias can name it)
+                if gone != current:
+                    log.warning("%s version %s, which %s's %r named before, is no longer in the registry: rolled back past it",
+                                name, gone, name, alias)
             if not stack:
                 raise RegistryError(
                     f"cannot roll back {name!r} {alias!r} (now version {current}): no earlier version to return to"
@@ -378,6 +384,16 @@ class Registry:
             except MlflowException as e:  # created meanwhile by another driver
                 if e.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
+
+    def _registered(self, name: str, version: str) -> bool:
+        """Whether the version is (still) in the registry."""
+        try:
+            self.client.get_model_version(name, version)
+        except MlflowException as e:
+            if e.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            return False
+        return True
 
     def _versions(self, name: str) -> list[ModelVersion]:
         escaped = name.replace("'", "\\'")
