@@ -34,9 +34,10 @@ import fcntl
 import json
 import logging
 import os
+import sqlite3
 import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -86,6 +87,10 @@ class RegistryError(LookupError):
     """A model, version or alias that is not in the registry, or a rollback with nowhere to go."""
 
 
+class RegistryDamaged(Exception):
+    """A local registry database that cannot be read whole: restored from a backup, not made again."""
+
+
 class AliasMoved(AliasConflict):
     """A promote or rollback refused because the alias no longer names the version its caller read."""
 
@@ -129,11 +134,29 @@ def registry_exists(tracking_uri: str) -> bool:
 
 
 def mlflow_client(tracking_uri: str) -> MlflowClient:
-    """A client whose tracking and registry are both `tracking_uri` (a local database set up first)."""
+    """A client whose tracking and registry are both `tracking_uri` (a local database set up, or checked, first)."""
     db = sqlite_path(tracking_uri)
     if db is not None:
         set_up_sqlite(db)
+        check_sqlite(db)
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def check_sqlite(db: Path) -> None:
+    """RegistryDamaged unless `db` reads as a whole SQLite database (`PRAGMA quick_check`, milliseconds):
+    MLflow met one that is not a database with a sqlalchemy traceback, and read one cut short as a
+    registry without the model, on which a job registers the packaged weights as champion again."""
+    try:
+        with closing(sqlite3.connect(db, timeout=60)) as connection:  # waits out a writer's lock, as MLflow's own connections do
+            found = [row[0] for row in connection.execute("PRAGMA quick_check")]
+    except sqlite3.OperationalError:
+        raise  # locked or unreachable, not damaged
+    except sqlite3.DatabaseError as e:
+        found = [str(e)]
+    if found != ["ok"]:
+        raise RegistryDamaged(f"the model registry's database {db} is damaged ({'; '.join(found[:3])}): restore it from a backup. "
+                              "It says which version each signal's champion is: a new one in its place would make the configured "
+                              "weights the champion again, numbered from 1 like versions the tables hold rows of")
 
 
 def set_up_sqlite(db: Path) -> None:

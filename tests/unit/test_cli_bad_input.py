@@ -159,3 +159,28 @@ def test_register_refuses_a_source_other_than_the_weights_its_version_loads(caps
     challenger = build_signals(load_settings("local", [f"lakehouse={tmp_path / 'lh'}"]), "challenger")["image_embedding"]
     assert challenger.weights_source() == str(weights)
     challenger.verify_weights()  # what a worker checks before its first row
+
+
+@pytest.mark.parametrize("damage", ["not a database", "truncated"])
+def test_a_damaged_registry_database_is_said_to_be_damaged(capsys, tmp_path, empty_registry_db, damage) -> None:
+    """Found in review: a local registry database that is not one (overwritten, say) was a sqlalchemy
+    traceback, and one cut short (a copy that did not finish) read as a registry without the model
+    ("no registered model", exit 2), on which a job would register the packaged weights as champion again."""
+    import shutil
+
+    from lake.registry import Registry
+
+    db = tmp_path / "_registry" / "mlflow.db"
+    db.parent.mkdir()
+    shutil.copy(empty_registry_db, db)
+    registry = Registry(f"sqlite:///{db}")
+    (tmp_path / "1.pt").write_bytes(b"1")
+    registry.promote("image_embedding", registry.register("image_embedding", str(tmp_path / "1.pt"), {}).version)
+    if damage == "not a database":
+        db.write_bytes(b"not sqlite at all " * 100)
+    else:
+        with open(db, "r+b") as f:
+            f.truncate(db.stat().st_size // 3)
+    for args in (["promote", "image_embedding", "1"], ["rollback", "image_embedding"]):
+        status, out = cli(capsys, *args, "--set", f"lakehouse={tmp_path}")
+        assert status == 4 and f"the model registry's database {db} is damaged" in out and "restore it from a backup" in out, out
