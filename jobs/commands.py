@@ -33,7 +33,7 @@ from retrieval.vector_index import neighbours
 from rollout.compare import Comparison, compare_in_lakehouse, log_to_mlflow, report_metrics, write_report
 from rollout.coverage import coverage
 from rollout.evaluate import REPORT, replace_section, run_evaluation
-from rollout.models import CHALLENGER, CHAMPION, champion_version, configured_signal, identity_params, registry_for
+from rollout.models import CHALLENGER, CHAMPION, champion_version, configured_signal, identity_params, registry_for, runnable
 from rollout.shot_evaluation import evaluate_shots
 from sample_corpus.generate import write_sample_corpus
 from sample_corpus.scenarios import append_scenario_day
@@ -68,8 +68,10 @@ def make_corpus(settings: Settings, n_items: int | None = None, seed: int | None
 
 def _promote(settings: Settings, args: argparse.Namespace) -> None:
     registry = registry_for(settings, existing=True)
-    target = registry.resolve(args.signal, args.version).version
-    champion = registry.aliases(args.signal).get(CHAMPION)
+    model = registry.resolve(args.signal, args.version)
+    if args.signal in settings.signals:  # a version every run would refuse is not forced into place either
+        runnable(args.signal, model, settings.signals[args.signal].kind)
+    target, champion = model.version, registry.aliases(args.signal).get(CHAMPION)
     refusals = promotion_refusals(settings, registry, args.signal, target, champion)
     if refusals and not args.force:
         raise UsageError(f"{args.signal} version {target} not promoted: " + "; ".join(refusals) + " (--force promotes it anyway)")
