@@ -33,7 +33,7 @@ from retrieval.vector_index import neighbours
 from rollout.compare import Comparison, compare_in_lakehouse, log_to_mlflow, report_metrics, write_report
 from rollout.coverage import coverage
 from rollout.evaluate import REPORT, replace_section, run_evaluation
-from rollout.models import CHALLENGER, CHAMPION, champion_version, configured_signal, identity_params, registry_for
+from rollout.models import CHALLENGER, CHAMPION, champion_version, configured_signal, identity_params, registry_for, runnable
 from rollout.shot_evaluation import evaluate_shots
 from sample_corpus.generate import write_sample_corpus
 from sample_corpus.scenarios import append_scenario_day
@@ -68,8 +68,10 @@ def make_corpus(settings: Settings, n_items: int | None = None, seed: int | None
 
 def _promote(settings: Settings, args: argparse.Namespace) -> None:
     registry = registry_for(settings, existing=True)
-    target = registry.resolve(args.signal, args.version).version
-    champion = registry.aliases(args.signal).get(CHAMPION)
+    model = registry.resolve(args.signal, args.version)
+    if args.signal in settings.signals:  # a version every run would refuse is not forced into place either
+        runnable(args.signal, model, settings.signals[args.signal].kind)
+    target, champion = model.version, registry.aliases(args.signal).get(CHAMPION)
     refusals = promotion_refusals(settings, registry, args.signal, target, champion)
     if refusals and not args.force:
         raise UsageError(f"{args.signal} version {target} not promoted: " + "; ".join(refusals) + " (--force promotes it anyway)")
@@ -109,11 +111,15 @@ def _register(settings: Settings, args: argparse.Namespace) -> None:
     if not_identity := sorted(given.keys() - params.keys()):
         raise UsageError(f"--param {not_identity}: not what identifies a {conf.kind!r} model (its identity params: "
                          f"{list(signal_class(conf.kind).identity_params)}); how it runs is set in the profile")
-    if configured_signal(settings, args.signal, given).weights_source() is None:  # nothing to hash: the version could never run
+    loads = configured_signal(settings, args.signal, given).weights_source()
+    if loads is None:  # nothing to hash: the version could never run
         raise UsageError(f"{args.signal} ({conf.kind}) has no weights to register with these params: a signal whose logic is all "
                          "code has none (a change to it is released with the code); one that reads a weights file names it "
                          "(e.g. --param weights_path=PATH)")
-    local_path(args.source)  # a path that is not there is refused before a registry is made for it
+    if (local_path(args.source) or args.source) != (local_path(loads) or loads):  # a path not there is refused before a registry is made
+        raise UsageError(f"--source {args.source} is not the weights the version's params load ({loads}): its workers would refuse "
+                         f"them against the sha256 of --source; name the source in its identity param too (of "
+                         f"{list(signal_class(conf.kind).identity_params)}, e.g. --param weights_path={args.source})")
     registry = registry_for(settings)
     model = registry.register(args.signal, args.source, params, description=conf.model.name)
     registry.client.set_registered_model_alias(args.signal, args.alias, model.version)

@@ -3,9 +3,9 @@ the failures a user or a scheduler can act on; a traceback for anything else, wh
 
 Exit statuses: 2 the command or its configuration is wrong (nothing ran); 3 another run changed
 the same partitions meanwhile, or another promote or rollback the same alias (nothing committed
-or moved: run again); 4 the lakehouse is damaged (a table's log or data file is unreadable: the
-message says how to heal it); 5 a monitored run raised alerts (`content-signals monitor`,
-`--monitor`: its commits landed, the alerts table says what fired).
+or moved: run again); 4 the lakehouse is damaged (a table's log or data file, or the local
+registry's database, is unreadable: the message says how to heal it); 5 a monitored run raised
+alerts (`content-signals monitor`, `--monitor`: its commits landed, the alerts table says what fired).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from conf.settings import UsageError
 from jobs.maintain import UpkeepFailed
 from lake.alias_lock import AliasConflict
 from lake.delta_io import CommitConflict
-from lake.registry import RegistryError
+from lake.registry import RegistryDamaged, RegistryError
 from monitoring.monitor import AlertsFired
 from signals.contracts import DUPLICATES, EMBEDDINGS, KEYFRAMES, LABELS
 
@@ -63,6 +63,8 @@ def explain(exc: BaseException, lakehouse_root: str | None = None) -> Failure | 
                                 f"DeltaTable('{table}').repair()\"")
     if isinstance(exc, UsageError | ValidationError | FileNotFoundError | NotADirectoryError | RegistryError):
         return Failure(BAD_INPUT, str(exc))
+    if isinstance(exc, RegistryDamaged):
+        return Failure(DAMAGED, str(exc))
     if isinstance(exc, AlertsFired):
         return Failure(ALERTED, f"{exc} (exit {ALERTED})")
     if isinstance(exc, CommitConflict | AliasConflict):

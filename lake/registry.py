@@ -34,9 +34,10 @@ import fcntl
 import json
 import logging
 import os
+import sqlite3
 import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,6 +57,8 @@ from mlflow.store.db.utils import _initialize_tables, create_sqlalchemy_engine_w
 from lake.alias_lock import AliasConflict, alias_lock  # noqa: E402
 from lake.ledger import SUCCEEDED, RunRecord, record_runs, recorded  # noqa: E402
 from signals.weights import is_weights_location, local_path, weights_sha256, weights_stat  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 if mlflow.telemetry.get_telemetry_client() is not None:
     mlflow.telemetry.set_telemetry_client()  # re-reads the setting: no client
@@ -82,6 +85,10 @@ def challenger_is_champion(aliases: Mapping[str, str], pinned: str | None) -> bo
 
 class RegistryError(LookupError):
     """A model, version or alias that is not in the registry, or a rollback with nowhere to go."""
+
+
+class RegistryDamaged(Exception):
+    """A local registry database that cannot be read whole: restored from a backup, not made again."""
 
 
 class AliasMoved(AliasConflict):
@@ -127,11 +134,29 @@ def registry_exists(tracking_uri: str) -> bool:
 
 
 def mlflow_client(tracking_uri: str) -> MlflowClient:
-    """A client whose tracking and registry are both `tracking_uri` (a local database set up first)."""
+    """A client whose tracking and registry are both `tracking_uri` (a local database set up, or checked, first)."""
     db = sqlite_path(tracking_uri)
     if db is not None:
         set_up_sqlite(db)
+        check_sqlite(db)
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def check_sqlite(db: Path) -> None:
+    """RegistryDamaged unless `db` reads as a whole SQLite database (`PRAGMA quick_check`, milliseconds):
+    MLflow met one that is not a database with a sqlalchemy traceback, and read one cut short as a
+    registry without the model, on which a job registers the packaged weights as champion again."""
+    try:
+        with closing(sqlite3.connect(db, timeout=60)) as connection:  # waits out a writer's lock, as MLflow's own connections do
+            found = [row[0] for row in connection.execute("PRAGMA quick_check")]
+    except sqlite3.OperationalError:
+        raise  # locked or unreachable, not damaged
+    except sqlite3.DatabaseError as e:
+        found = [str(e)]
+    if found != ["ok"]:
+        raise RegistryDamaged(f"the model registry's database {db} is damaged ({'; '.join(found[:3])}): restore it from a backup. "
+                              "It says which version each signal's champion is: a new one in its place would make the configured "
+                              "weights the champion again, numbered from 1 like versions the tables hold rows of")
 
 
 def set_up_sqlite(db: Path) -> None:
@@ -339,15 +364,19 @@ class Registry:
                  expected: str | None = ANY) -> str:
         """Move `alias` back to the version it named before its last promotion; returns that version.
 
-        Successive rollbacks walk further back; the abandoned version is tagged `rolled_back.<alias>`.
-        Raises RegistryError when there is no earlier version. With `expected`, an alias that names
-        another version (a promote landed since the caller read it) is not moved (AliasMoved)."""
+        Successive rollbacks walk further back, past versions deleted from the registry since; the
+        abandoned version is tagged `rolled_back.<alias>`. Raises RegistryError when there is no
+        earlier version. With `expected`, an alias that names another version (a promote landed
+        since the caller read it) is not moved (AliasMoved)."""
         with alias_lock(self.client):
             current = self.aliases(name).get(alias)
             _check_unmoved(name, alias, current, expected, "rollback")
             stack = self._tag_list(name, STACK_TAG, alias)
-            while stack and stack[-1] == current:  # the alias was moved back by hand meanwhile
-                stack.pop()
+            while stack and (stack[-1] == current or not self._registered(name, stack[-1])):
+                gone = stack.pop()  # the alias was moved back by hand meanwhile, or the version deleted by hand (no alias can name it)
+                if gone != current:
+                    log.warning("%s version %s, which %s's %r named before, is no longer in the registry: rolled back past it",
+                                name, gone, name, alias)
             if not stack:
                 raise RegistryError(
                     f"cannot roll back {name!r} {alias!r} (now version {current}): no earlier version to return to"
@@ -378,6 +407,16 @@ class Registry:
             except MlflowException as e:  # created meanwhile by another driver
                 if e.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
+
+    def _registered(self, name: str, version: str) -> bool:
+        """Whether the version is (still) in the registry."""
+        try:
+            self.client.get_model_version(name, version)
+        except MlflowException as e:
+            if e.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            return False
+        return True
 
     def _versions(self, name: str) -> list[ModelVersion]:
         escaped = name.replace("'", "\\'")

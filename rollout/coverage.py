@@ -1,11 +1,12 @@
 """Coverage, part of every promotion: a version becomes the champion only when it has a row for
-every item the champion has one for, of the same input, and an ok row wherever the champion's is
+every item and day the champion has one for, of the same input, and an ok row wherever the champion's is
 ok, so readers of the champion never silently see fewer items or values (a canary on 10% promoted
 at once used to leave them 50 vectors of 480; a version whose rows were all errors used to count
 as complete; rows computed before the daily refresh recomputed the champion's for a changed input
 used to count as current)."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from deltalake import DeltaTable
@@ -49,20 +50,28 @@ class Coverage:
 
 def coverage(lakehouse: str, signal: str, champion: str, candidate: str) -> Coverage:
     """The items of `signal` at both versions, with their input hashes, read from the embeddings
-    and labels tables (only their partitions)."""
-    inputs: dict[str, dict[str, str | None]] = {champion: {}, candidate: {}}  # version -> item -> input hash
-    ok: dict[str, set[str]] = {champion: set(), candidate: set()}
+    and labels tables (only their partitions). An item is judged on each day it has rows for: one
+    ingested again on another day, with another input, has a row of each (found in review: one
+    input kept per item, the last row read, made such an item "of another input" whenever the two
+    versions' rows were read in another order)."""
+    inputs: dict[str, dict[tuple[str, str], str | None]] = {champion: {}, candidate: {}}  # version -> (item, day) -> input hash
+    ok: dict[str, set[tuple[str, str]]] = {champion: set(), candidate: set()}
     for name in (EMBEDDINGS.name, LABELS.name):
         root = f"{lakehouse.rstrip('/')}/{name}"
         if not DeltaTable.is_deltatable(root):
             continue
-        columns = ["content_id", "model_version", "status", "input_hash"]
+        columns = ["content_id", "ds", "model_version", "status", "input_hash"]
         rows = delta_io.read_arrow(root, where=[("signal", "=", signal), ("model_version", "in", [champion, candidate])], columns=columns)
-        for content_id, version, status, input_hash in zip(*(rows[c].to_pylist() for c in columns)):
-            inputs[version][content_id] = input_hash
+        for content_id, ds, version, status, input_hash in zip(*(rows[c].to_pylist() for c in columns)):
+            inputs[version][content_id, ds] = input_hash
             if status == STATUS_OK:
-                ok[version].add(content_id)
+                ok[version].add((content_id, ds))
     theirs, mine = inputs[champion], inputs[candidate]
-    other_input = {c for c in theirs.keys() & mine.keys() if theirs[c] != mine[c]}
-    return Coverage(signal, champion, candidate, len(theirs), len(mine), missing=tuple(sorted(theirs.keys() - mine.keys())),
-                    in_error=tuple(sorted((ok[champion] & mine.keys()) - ok[candidate] - other_input)), other_input=tuple(sorted(other_input)))
+    other_input = {k for k in theirs.keys() & mine.keys() if theirs[k] != mine[k]}
+    return Coverage(signal, champion, candidate, len(_items(theirs)), len(_items(mine)), missing=_items(theirs.keys() - mine.keys()),
+                    in_error=_items((ok[champion] & mine.keys()) - ok[candidate] - other_input), other_input=_items(other_input))
+
+
+def _items(keys: Iterable[tuple[str, str]]) -> tuple[str, ...]:
+    """The items of (item, day) keys, sorted."""
+    return tuple(sorted({content_id for content_id, _ in keys}))

@@ -59,11 +59,11 @@ def registered_identity(name: str, model: RegisteredModel, kind: str) -> dict[st
     params = dict(model.params)
     registered_kind = params.pop(KIND, kind)
     if registered_kind != kind:
-        raise ValueError(f"{name} version {model.version} is a {registered_kind!r} model; the configuration runs {name} as {kind!r}")
+        raise UsageError(f"{name} version {model.version} is a {registered_kind!r} model; the configuration runs {name} as {kind!r}")
     allowed = signal_class(kind).identity_params
     unknown = sorted(params.keys() - set(allowed) - LEGACY_RUN_PARAMS)
     if unknown:
-        raise ValueError(
+        raise UsageError(
             f"{name} version {model.version}: its params in the registry hold {unknown}, which do not identify a {kind!r} "
             f"model (its identity params: {list(allowed)}); how a model runs comes from the configuration, not the registry"
         )
@@ -75,8 +75,16 @@ def trained_kind(name: str, model: RegisteredModel, configured: str) -> str:
     a text one, or several joined: the same task's versions may differ), if it is a head's."""
     kind = str(model.params.get(KIND, configured))
     if not signal_class(kind).trained_here:
-        raise ValueError(f"{name} version {model.version} is a {kind!r} model, not a head trained here")
+        raise UsageError(f"{name} version {model.version} is a {kind!r} model, not a head trained here")
     return kind
+
+
+def runnable(name: str, model: RegisteredModel, configured: str) -> tuple[str, dict[str, Any]]:
+    """The kind and identity params a version of signal `name` (configured as kind `configured`)
+    runs with; a UsageError for a version the profile cannot run (of another kind, say), which
+    `promote` refuses as every run on it would."""
+    kind = trained_kind(name, model, configured) if signal_class(configured).trained_here else configured
+    return kind, registered_identity(name, model, kind)
 
 
 def champion_version(settings: Settings, signal: str) -> str:
@@ -121,9 +129,9 @@ def resolve_versions(settings: Settings, signals: dict[str, Signal], role: str =
         else:
             ref = conf.model.version or CHAMPION
         model = registry.resolve(name, ref)
-        kind = trained_kind(name, model, conf.kind) if type(signal).trained_here else conf.kind
+        kind, identity = runnable(name, model, conf.kind)
         run = {k: v for k, v in signal.config.params.items() if k not in signal.identity_params}
-        params = {**run, **registered_identity(name, model, kind)}
+        params = {**run, **identity}
         resolved[name] = build_signal(kind, replace(signal.config, model=ModelRef(conf.model.name, model.version), params=params,
                                                     weights_sha256=model.weights_sha256))
     if not resolved:

@@ -139,3 +139,48 @@ def test_a_challenger_without_the_registry_is_refused_by_a_run_and_its_dry_run(c
     status, out = cli(capsys, "backfill", "--dry-run", "--challenger", "--slice-pct", "5", *sets)
     assert status == 2 and "--challenger needs the model registry (registry.enabled is false)" in out, out
     assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_register_refuses_a_source_other_than_the_weights_its_version_loads(capsys, tmp_path) -> None:
+    """Found in review: `register image_embedding --source v2.pth` without `--param weights_path=v2.pth`
+    registered v2's sha256 on a version whose params load the packaged weights, so every worker of
+    its canary refused them (WeightsMismatch): a version no job could ever run, said to be the challenger."""
+    from rollout.models import build_signals
+
+    weights = tmp_path / "weights" / "v2.pth"
+    weights.parent.mkdir()
+    weights.write_bytes(b"the new weights")
+    lakehouse = ["--set", f"lakehouse={tmp_path / 'lh'}"]
+    status, out = cli(capsys, "register", "image_embedding", "--source", str(weights), *lakehouse)
+    assert status == 2 and f"--source {weights} is not the weights" in out and "weights_path" in out, out
+    assert not (tmp_path / "lh").exists()
+    status, out = cli(capsys, "register", "image_embedding", "--source", f"file://{weights}", "--param", f"weights_path={weights}", *lakehouse)
+    assert status == 0, out
+    challenger = build_signals(load_settings("local", [f"lakehouse={tmp_path / 'lh'}"]), "challenger")["image_embedding"]
+    assert challenger.weights_source() == str(weights)
+    challenger.verify_weights()  # what a worker checks before its first row
+
+
+@pytest.mark.parametrize("damage", ["not a database", "truncated"])
+def test_a_damaged_registry_database_is_said_to_be_damaged(capsys, tmp_path, empty_registry_db, damage) -> None:
+    """Found in review: a local registry database that is not one (overwritten, say) was a sqlalchemy
+    traceback, and one cut short (a copy that did not finish) read as a registry without the model
+    ("no registered model", exit 2), on which a job would register the packaged weights as champion again."""
+    import shutil
+
+    from lake.registry import Registry
+
+    db = tmp_path / "_registry" / "mlflow.db"
+    db.parent.mkdir()
+    shutil.copy(empty_registry_db, db)
+    registry = Registry(f"sqlite:///{db}")
+    (tmp_path / "1.pt").write_bytes(b"1")
+    registry.promote("image_embedding", registry.register("image_embedding", str(tmp_path / "1.pt"), {}).version)
+    if damage == "not a database":
+        db.write_bytes(b"not sqlite at all " * 100)
+    else:
+        with open(db, "r+b") as f:
+            f.truncate(db.stat().st_size // 3)
+    for args in (["promote", "image_embedding", "1"], ["rollback", "image_embedding"]):
+        status, out = cli(capsys, *args, "--set", f"lakehouse={tmp_path}")
+        assert status == 4 and f"the model registry's database {db} is damaged" in out and "restore it from a backup" in out, out

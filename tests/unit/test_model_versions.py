@@ -101,3 +101,29 @@ def test_the_registry_names_the_weights_and_nothing_else(lakehouse, tmp_path):
     tag_params(kind="minilm_text", model_dir=str(tmp_path))
     with pytest.raises(ValueError, match="version 2 is a 'minilm_text' model"):
         build_signals(settings)
+
+
+def test_a_version_the_profile_cannot_run_is_not_promoted_and_a_run_on_it_says_why(lakehouse, tmp_path, capsys):
+    """Found in review: `promote --force` made a version of another kind the champion (the model of
+    a profile that ran the signal otherwise, say), and every job after it ended in a ValueError
+    traceback, a bug's exit; the profile that will run a version is the one to promote it under."""
+    from conf.settings import UsageError
+    from jobs.cli import main
+    from jobs.failures import explain
+
+    settings = image_embedding_only(lakehouse)
+    build_signals(settings)  # the first run registers version 1 as the champion
+    registry = registry_for(settings)
+    text_model = tmp_path / "minilm"
+    text_model.mkdir()
+    (text_model / "config.json").write_text("{}")
+    v2 = registry.register("image_embedding", str(text_model), {"kind": "minilm_text", "model_dir": str(text_model)}).version
+    status = main(["promote", "image_embedding", v2, "--force", "--set", f"lakehouse={lakehouse}"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert status == 2 and "image_embedding version 2 is a 'minilm_text' model" in out, out
+    assert registry.aliases("image_embedding")["champion"] == "1"
+
+    registry.client.set_registered_model_alias("image_embedding", "champion", v2)  # moved by hand in MLflow
+    with pytest.raises(UsageError, match="the configuration runs image_embedding as 'efficientnet_lite0_image'") as refused:
+        build_signals(settings)
+    assert explain(refused.value).status == 2

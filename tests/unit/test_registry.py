@@ -193,6 +193,22 @@ def test_rollback_after_the_alias_was_moved_by_hand_still_goes_back(registry, tm
     assert registry.rollback("m") == "1"  # not a no-op back to 2
 
 
+def test_a_rollback_goes_past_a_version_deleted_from_the_registry(registry, tmp_path, caplog):
+    """Found in review: a version deleted by hand (the MLflow UI's delete) stayed on the rollback
+    stack, and every rollback after ended in MLflow's "not found" traceback, the alias unmoved and
+    the stack as it was: no rerun could get past it."""
+    for i in (1, 2, 3):
+        registry.promote("m", registry.register("m", weights_file(tmp_path, f"{i}.pt", bytes([i])), {}).version)
+    registry.client.delete_model_version("m", "2")
+    assert [v.version for v in registry.versions("m")] == ["1", "3"]
+    assert registry.rollback("m", expected="3") == "1"  # the version before, of those still registered
+    assert registry.aliases("m") == {CHAMPION: "1"}
+    assert "version 2, which m's 'champion' named before, is no longer in the registry" in caplog.text
+    assert [(e["action"], e["from"], e["to"]) for e in registry.history("m")][-1] == ("rollback", "3", "1")
+    with pytest.raises(RegistryError, match="no earlier version"):
+        registry.rollback("m")
+
+
 def ledger_moves(ledger: str) -> list[tuple[str, str, str]]:
     """(job, message, status) of the ledger's alias moves, in the order they were made."""
     rows = sorted(DeltaTable(ledger).to_pyarrow_table().to_pylist(), key=lambda r: r["started_at"])

@@ -292,6 +292,28 @@ def test_promote_refuses_a_version_covering_fewer_items_than_the_champion(tmp_pa
     assert "until `content-signals refresh` computes them" in said
 
 
+def test_coverage_judges_an_item_of_two_days_day_by_day(tmp_path, empty_registry_db, capsys):
+    """Found in review: coverage kept one input hash per item, the last row read, so an item in the
+    corpus on two days with two inputs (ingested again, changed) was "of another input" whenever the
+    challenger's rows were read in another order than the champion's: promote refused a version with
+    the very rows the champion has, and the backfill it advised could not change that."""
+    from embedding_tables import registry_in
+
+    registry = registry_in(tmp_path, empty_registry_db)
+
+    def day_rows(version: str, ds: str) -> pa.Table:
+        table = rows(["x"], random_vectors(1, 0), model_version=version, ds=ds)
+        return table.set_column(table.schema.get_field_index("input_hash"), "input_hash", pa.array([f"x-of-{ds}"]))
+    for version, days in (("1", ["2026-11-18", "2026-11-19"]), ("2", ["2026-11-19", "2026-11-18"])):  # the backfill's order
+        for ds in days:
+            append(tmp_path, day_rows(version, ds))
+    assert main(["promote", SIGNAL, "2", "--set", f"lakehouse={tmp_path}"]) == 0, capsys.readouterr().out
+    assert registry.aliases(SIGNAL)[CHAMPION] == "2"
+    DeltaTable(f"{tmp_path}/embeddings").delete("model_version = '1' AND ds = '2026-11-18'")  # version 1 now lacks x's first day
+    status, out = main(["rollback", SIGNAL, "--set", f"lakehouse={tmp_path}"]), " ".join(capsys.readouterr().out.split())
+    assert status == 0 and "version 1 lacks 1 of the 1 items the version rolled back from (version 2) covers (e.g. x)" in out, out
+
+
 def test_train_on_a_lakehouse_without_embeddings_says_so_and_makes_no_registry_there(tmp_path, capsys) -> None:
     """Found in review: a mistyped `lakehouse` got a registry database made in it before the refusal."""
     typo = tmp_path / "typo"
