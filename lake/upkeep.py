@@ -33,7 +33,7 @@ from deltalake import CommitProperties, DeltaTable, Schema
 from deltalake.exceptions import CommitFailedError
 
 from lake import delta_io
-from lake.file_writer import make_file_writer
+from lake.file_writer import make_file_writer, refused_partition_values
 from signals.contracts import TableContract
 
 
@@ -226,13 +226,17 @@ def maintain_table(root: str, contract: TableContract, policy: UpkeepPolicy, kee
     version = delta_io.snapshot(root).version()
     before = len(delta_io.live_files(root, version))
     reasons = uncompactable(root, contract, version) if compaction else []
-    bins = compaction_bins(root, version, policy) if compaction and not reasons else []
-    notes, compacted_at = ([f"compaction skipped: {'; '.join(reasons)}"] if reasons else []), None
+    crowded = compaction_bins(root, version, policy) if compaction and not reasons else []
+    bins = [group for group in crowded if not refused_partition_values(contract, group[0].partition_values)]
+    notes, compacted_at = [f"compaction skipped: {'; '.join(reasons)}"] if reasons else [], None
+    if refused := {tuple(g[0].partition_values.items()) for g in crowded} - {tuple(g[0].partition_values.items()) for g in bins}:
+        notes.append(f"{len(refused)} partitions not compacted: their values are not plain names the file writer writes "
+                     f"(another writer's, e.g. {dict(min(refused, key=str))})")
     if bins and not dry_run:
         try:
             compacted_at = compact(root, contract, bins, version, app_id, file_prefix, metadata)
         except delta_io.CommitConflict as exc:
-            bins, notes = [], [f"compaction skipped: {exc}"]
+            bins, notes = [], [*notes, f"compaction skipped: {exc}"]
     deleted, hours, kept, vacuum_notes = vacuum(root, keep, policy.min_retention, dry_run, metadata)
     checkpoint = None
     if checkpoint_due(root, policy.checkpoint_every):

@@ -472,6 +472,29 @@ def test_a_table_another_writer_laid_out_otherwise_is_vacuumed_not_compacted(tmp
     assert done.vacuumed > 0 and read().equals(before) and before["content_id"].null_count == 0
 
 
+def test_a_partition_whose_value_the_writer_refuses_is_left_alone_and_the_rest_is_maintained(tmp_path: Path) -> None:
+    """Another writer's partition value that is not a plain name (`ds=2026 11 20`, escaped in its
+    folder) cannot be written again by the file writer: that partition is not compacted, with a
+    note, and the table's other partitions are compacted, vacuumed and checkpointed. Before, the
+    writer's ValueError ended the table's upkeep (no vacuum, no checkpoint) and maintain with a traceback."""
+    root, odd = str(tmp_path / "embeddings"), "2026 11 20"
+    for n, mode in enumerate(["append", "overwrite", "append", "append", "append", "append"]):  # replaced files, small files
+        rows = make_rows(f"run-{n}", per_slice=2, slices=[("image_embedding", DAYS[0]), ("image_embedding", odd)])
+        write_deltalake(root, pa.Table.from_pylist([{**r, "content_id": f"{r['content_id']}-{n}"} for r in rows], schema=EMBEDDINGS.schema),
+                        mode=mode, partition_by=list(EMBEDDINGS.partition_by))
+    before, odd_files = _sorted(delta_io.read_arrow(root)), {f.path for f in delta_io.live_files(root) if f.partition_values["ds"] == odd}
+
+    done = _maintain(root, policy=dataclasses.replace(NO_RETENTION, min_small_files=1))
+
+    assert _sorted(delta_io.read_arrow(root)).equals(before)
+    live = delta_io.live_files(root)
+    assert {f.path for f in live if f.partition_values["ds"] == odd} == odd_files  # left as it was
+    assert len([f for f in live if f.partition_values["ds"] == DAYS[0]]) == 1  # compacted
+    assert (done.partitions_compacted, done.files_compacted) == (1, 5)
+    assert any(odd in note and "not compacted" in note for note in done.notes)
+    assert done.vacuumed > 0 and done.checkpoint == DeltaTable(root).version()
+
+
 def test_a_run_whose_files_a_vacuum_deleted_before_its_commit_commits_nothing(tmp_path: Path) -> None:
     """A retention shorter than a run in flight (here none) deletes the files it wrote and has not
     committed: its commit refuses, and the table stays readable, rather than naming files that are gone."""
