@@ -145,6 +145,50 @@ def test_a_retention_longer_than_the_logs_removal_records_still_keeps_its_versio
     assert done.vacuumed == 0 and _sorted(delta_io.read_arrow(root, 0)).equals(expected)
 
 
+def _aged_log(root: str, committed: dict[int, dt.datetime], checkpoint: int) -> None:
+    """The log's files as old as their commits (version 0 as the first), and a checkpoint at
+    `checkpoint` as old as its commit (one delta-rs or an earlier maintain wrote then)."""
+    DeltaTable(root, version=checkpoint).create_checkpoint()
+    for version, at in {0: committed[1], **committed}.items():
+        for path in (Path(root) / "_delta_log").glob(f"{version:020d}.*"):
+            os.utime(path, (at.timestamp(), at.timestamp()))
+
+
+def test_a_named_version_behind_a_checkpoint_older_than_the_log_retention_stays_readable(tmp_path: Path, monkeypatch) -> None:
+    """delta-rs deletes the log entries before a checkpoint older than `delta.logRetentionDuration`
+    (30 days) at any commit, named or not: a head's lineage naming a version 45 days old, behind a
+    checkpoint 34 days old, could not be read after the next commit, though the vacuum had kept its
+    files. Maintain now makes the retention outlast that checkpoint."""
+    root = str(tmp_path / "embeddings")
+    committed = _commits_at(root, [50 * 24, 45 * 24, 34 * 24], monkeypatch)
+    _aged_log(root, committed, 3)
+    expected = _sorted(delta_io.read_arrow(root, 2))
+    week = upkeep.UpkeepPolicy(1, 2**20, 3, 2**27, dt.timedelta(days=7))
+
+    done = _maintain(root, keep=[2], policy=week)
+    delta_io.commit_files(root, EMBEDDINGS, write(root, make_rows("run-9"), prefix="part-run-9"), "test/9", {"job": "unit"})
+
+    assert done.vacuumed > 0  # version 1's files are gone, version 2's kept
+    assert _sorted(delta_io.read_arrow(root, 2)).equals(expected)
+    assert done.notes[0].startswith("log retention set to 63 days (was 30)")  # the checkpoint's 34 days (and seconds), two margins of 14
+    again = _maintain(root, keep=[2], policy=week, app_id="content-signals/maintain-2")
+    assert again.kept_versions == (2,) and again.notes == ()
+
+
+def test_a_version_inside_a_retention_over_a_month_stays_readable_behind_an_old_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    """A `min_retention_hours` over the log's 30 days keeps the files of every version current
+    within it; their log entries went the same way as a named version's (above)."""
+    root = str(tmp_path / "embeddings")
+    committed = _commits_at(root, [44 * 24, 42 * 24, 34 * 24], monkeypatch)
+    _aged_log(root, committed, 3)
+    expected = _sorted(delta_io.read_arrow(root, 2))
+
+    done = _maintain(root, policy=upkeep.UpkeepPolicy(100, 2**20, 3, 2**27, dt.timedelta(days=43)))
+    delta_io.commit_files(root, EMBEDDINGS, write(root, make_rows("run-9"), prefix="part-run-9"), "test/9", {"job": "unit"})
+
+    assert done.vacuumed == 0 and _sorted(delta_io.read_arrow(root, 2)).equals(expected)  # committed 42 days ago: current within 43
+
+
 def test_without_a_named_version_only_the_latest_is_kept(tmp_path: Path) -> None:
     root = str(tmp_path / "embeddings")
     for n in range(3):
