@@ -622,6 +622,24 @@ def _closing_rows(settings, run_id: str) -> dict[str, list[tuple]]:
     return closing
 
 
+def test_a_table_whose_log_is_damaged_is_recorded_failed_and_the_run_explained(tmp_path: Path) -> None:
+    """Found in review: recording the failure read the damaged table again (was the run's commit in
+    it?), which raised the damage itself in place of `UpkeepFailed`: no ledger row closed the run,
+    the others' upkeep went unsaid, and the next job's reconciliation read the same table."""
+    settings, corpus_root = _corpus_lakehouse(tmp_path, changes=4)
+    root = settings.table_root(ALERTS.name)
+    for day in DAYS:
+        delta_io.replace_run_rows(root, ALERTS, _verdicts("refresh-1", day), "refresh-1", {"job": "monitor"})
+    (Path(root) / "_delta_log" / f"{1:020d}.json").write_text("{not json\n")
+    with pytest.raises(UpkeepFailed) as failed:
+        run_maintain(settings, ["alerts", "corpus"])
+    assert list(failed.value.failed) == ["alerts"] and [u.table for u in failed.value.done] == ["corpus"]
+    assert explain(failed.value, settings.lakehouse_root).status == DAMAGED
+    run_id = next(r["run_id"] for r in delta_io.read_arrow(settings.table_root(RUNS.name)).to_pylist() if r["signal"] == "alerts")
+    closing = _closing_rows(settings, run_id)
+    assert closing == {"alerts": [(ledger.FAILED, None)], "corpus": [(ledger.SUCCEEDED, failed.value.done[0].version)]}
+
+
 def test_a_maintain_killed_after_its_compaction_commit_is_recovered_as_succeeded(tmp_path: Path) -> None:
     """Found in review: the next run closed it as `abandoned` ("died before committing"), since a
     compaction writes no row of its run and the ledger looked for the run's rows."""
