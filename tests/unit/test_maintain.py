@@ -612,6 +612,22 @@ def test_a_table_whose_upkeep_fails_does_not_stop_the_others(tmp_path: Path) -> 
     assert all("upkeep of embeddings failed" in r["message"] and "corpus: files" in r["message"] for r in ended.values())
 
 
+def test_a_refreshed_table_whose_log_is_damaged_does_not_stop_the_others_upkeep(tmp_path: Path) -> None:
+    """Found in review: a damaged log entry of the embeddings made reading its last refresh (for
+    the corpus versions to keep) raise before any table's upkeep, so no table was maintained; it
+    now names nothing, said, and the run fails as that table's damage is explained after the
+    others' upkeep (the next refresh of the healed table compares the whole corpus if it must)."""
+    settings, corpus_root = _corpus_lakehouse(tmp_path, changes=4)
+    (Path(settings.table_root(EMBEDDINGS.name)) / "_delta_log" / f"{2:020d}.json").write_text("{not json\n")
+    with pytest.raises(UpkeepFailed) as failed:
+        run_maintain(settings, ["embeddings", "corpus"])
+    assert list(failed.value.failed) == ["embeddings"] and [u.table for u in failed.value.done] == ["corpus"]
+    assert upkeep.last_checkpoint(corpus_root) == DeltaTable(corpus_root).version()  # the corpus's upkeep was done
+    assert explain(failed.value, settings.lakehouse_root).status == DAMAGED
+    unknown: list[str] = []
+    assert CORPUS.name not in named_versions(settings, unknown) and "embeddings table's last refresh cannot be read" in unknown[0]
+
+
 def _closing_rows(settings, run_id: str) -> dict[str, list[tuple]]:
     """table -> the (status, table version) of each row the ledger closed `run_id`'s entry for it with."""
     rows = delta_io.read_arrow(settings.table_root(RUNS.name)).to_pylist()
