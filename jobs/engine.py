@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from deltalake.exceptions import DeltaError
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -250,7 +251,7 @@ def recorded(settings: Settings, run: Run, entries: Sequence[Tracked],
              window: tuple[str | None, str | None] = (None, None)) -> Iterator[Callable[[RunResult], None]]:
     """Ledger rows for the run: `started` now, then the outcome the block reports through the
     callable it is given (for the entries the result `closes`); if the block raises, for each entry
-    not closed yet, `failed` with the reason where the run did not commit to its table, and
+    not closed yet, `failed` with the reason where the run did not commit to its table (or its log cannot be read), and
     `succeeded` where it did (a run that died after its embeddings commit did compute its embeddings)."""
     root = settings.table_root(RUNS.name)
     ledger.reconcile(root, lambda record: committed_to(settings, record))
@@ -276,7 +277,10 @@ def recorded(settings: Settings, run: Run, entries: Sequence[Tracked],
             reason = f"{type(exc).__name__}: {exc}"[:2000]
             rows = []
             for e in (e for e in entries if e.name not in closed):
-                found = ledger.committed_outcome(run.run_id, e.name, e.model, [settings.table_root(e.table)])
+                try:
+                    found = ledger.committed_outcome(run.run_id, e.name, e.model, [settings.table_root(e.table)])
+                except DeltaError:  # a table whose log cannot be read holds no commit anyone can see: the failure is recorded, and raised
+                    found = None
                 rows.append(record(e, ledger.SUCCEEDED, f"committed before the run failed ({reason})", *found) if found
                             else record(e, ledger.FAILED, reason, None, None))
             ledger.record_runs(root, rows)

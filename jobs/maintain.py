@@ -27,6 +27,7 @@ from datetime import timedelta
 
 import deltalake
 from deltalake import DeltaTable
+from deltalake.exceptions import DeltaError
 from mlflow.exceptions import MlflowException
 
 from conf.settings import Settings, UsageError
@@ -83,11 +84,18 @@ def owns_corpus(settings: Settings) -> bool:
 
 def named_versions(settings: Settings, unknown: list[str] | None = None) -> dict[str, set[int]]:
     """table -> the versions of it that something still names, which a vacuum must keep readable;
-    what names versions no one can know any more is said in `unknown` (lineage_versions, an index manifest that cannot be read)."""
+    what names versions no one can know any more is said in `unknown` (lineage_versions, an index manifest that cannot be read,
+    a refreshed table whose log cannot be read)."""
     named: dict[str, set[int]] = defaultdict(set)
     for contract in REFRESHED_TABLES:
         root = settings.table_root(contract.name)
-        last = last_refresh(root) if DeltaTable.is_deltatable(root) else None
+        try:
+            last = last_refresh(root) if DeltaTable.is_deltatable(root) else None
+        except DeltaError as damaged:  # that table's own upkeep fails on it, explained: not a reason to stop the others'
+            if unknown is not None:
+                unknown.append(f"the {contract.name} table's last refresh cannot be read ({damaged}): the corpus versions it compared "
+                               "are not known and not kept (its next refresh, once the table is healed, may compare the whole corpus)")
+            continue
         if last is not None:
             named[CORPUS.name].update(last.corpus_versions)
     if settings.corpus.version is not None:

@@ -66,13 +66,19 @@ Summarise = Callable[[TableContract], RowsSummary | None]
 SAFE_PARTITION_VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
+def refused_partition_values(contract: TableContract, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The partition values `partition_path` refuses (not plain ASCII names), by column, none where
+    it writes them all: a partition another writer named so cannot be rewritten (lake.upkeep leaves it)."""
+    return {name: values[name] for name in contract.partition_by if not SAFE_PARTITION_VALUE.match(str(values[name] or ""))}
+
+
 def partition_path(contract: TableContract, values: dict[str, str]) -> str:
     """Hive-style folder of a partition, e.g. `signal=text_embedding/model_version=1/ds=2026-11-20`.
 
     Only plain ASCII values: Spark decodes a folder's percent-encoding byte by byte, so any other
     value would be read back as a different partition (the jobs skip corpus rows whose `ds` is
     not a day before they get here; this refuses whatever else slips through)."""
-    bad = {name: values[name] for name in contract.partition_by if not SAFE_PARTITION_VALUE.match(str(values[name] or ""))}
+    bad = refused_partition_values(contract, values)
     if bad:
         raise ValueError(f"{contract.name}: partition values {bad} are not plain ASCII names; nothing written")
     return "/".join(f"{name}={values[name]}" for name in contract.partition_by)

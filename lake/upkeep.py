@@ -13,7 +13,9 @@ Each step is safe beside the jobs and safe to kill:
 - a vacuum deletes only files that no version current within the retention, and none of the
   versions it is told to keep, names; every one of those versions is handed to delta-rs by
   number, so what is kept never depends on removal records, which a checkpoint drops once they
-  are older than the table's `delta.deletedFileRetentionDuration` (a week by default).
+  are older than the table's `delta.deletedFileRetentionDuration` (a week by default); and their
+  log entries outlast the run (`keep_log`: at any commit delta-rs deletes those before a checkpoint
+  older than the table's log retention).
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from deltalake import CommitProperties, DeltaTable, Schema
 from deltalake.exceptions import CommitFailedError
 
 from lake import delta_io
-from lake.file_writer import make_file_writer
+from lake.file_writer import make_file_writer, refused_partition_values
 from signals.contracts import TableContract
 
 
@@ -192,6 +194,55 @@ def vacuum_of(root: str, run_id: str, since: datetime) -> tuple[int, bool] | Non
     return None
 
 
+LOG_RETENTION = "delta.logRetentionDuration"  # delta-rs deletes log entries older than this behind an old enough checkpoint
+LOG_MARGIN = timedelta(days=14)  # how long past a maintain run the log of the versions it keeps is sure to stay: twice the weekly schedule
+_INTERVAL_UNITS = {"nanosecond": 1e-9, "microsecond": 1e-6, "millisecond": 1e-3, "second": 1, "minute": 60, "hour": 3600, "day": 86400,
+                   "week": 604800}
+
+
+def log_retention(table: DeltaTable) -> timedelta:
+    """The table's `delta.logRetentionDuration` (`interval 30 days`, the default); none where it cannot be read."""
+    words = table.metadata().configuration.get(LOG_RETENTION, "interval 30 days").lower().split()
+    if len(words) != 3 or words[0] != "interval" or not words[1].isdigit() or words[2].removesuffix("s") not in _INTERVAL_UNITS:
+        return timedelta(0)
+    return timedelta(seconds=int(words[1]) * _INTERVAL_UNITS[words[2].removesuffix("s")])
+
+
+def checkpoint_versions(root: str) -> list[int]:
+    """The versions the log holds a checkpoint of (single, multi-part or v2 files)."""
+    filesystem, base = delta_io.filesystem_of(root)
+    names = [info.base_name for info in filesystem.get_file_info(pafs.FileSelector(f"{base}/_delta_log"))]
+    return sorted({int(name[:20]) for name in names if name[:20].isdigit() and name[20:].startswith(".checkpoint.")})
+
+
+def keep_log(root: str, keep: Collection[int], min_retention: timedelta, dry_run: bool, metadata: Mapping[str, str]) -> list[str]:
+    """Make the table's log retention outlast, by `LOG_MARGIN` from now, the first checkpoint after
+    each version of `keep` and each current within `min_retention` (a vacuum keeps their files): at
+    any commit, delta-rs deletes the log entries before a checkpoint older than the retention, and
+    a version before that checkpoint can no longer be read, its files kept or not. One property
+    commit (`metadata`), only when the retention falls short, then extended by another margin so
+    that the next runs need none (skipped, said, when a concurrent commit wins). Returns a note of
+    what was (dry: would be) changed."""
+    times, checkpoints, now = commit_times(root), checkpoint_versions(root), datetime.now(UTC)
+    first_after: dict[int, datetime] = {}  # version -> when the first checkpoint after it was committed (none yet: now)
+    for version in {*keep, *versions_current_since(times, now - min_retention)} & times.keys():
+        after = [c for c in checkpoints if c > version]
+        first_after[version] = times.get(min(after), now) if after else now
+    if not first_after:
+        return []
+    version, at = min(first_after.items(), key=lambda item: item[1])
+    was = log_retention(table := DeltaTable(root))
+    if was >= now - at + LOG_MARGIN:
+        return []
+    days = math.ceil((now - at + 2 * LOG_MARGIN) / timedelta(days=1))
+    if not dry_run:
+        try:
+            table.alter.set_table_properties({LOG_RETENTION: f"interval {days} days"}, commit_properties=CommitProperties(custom_metadata=dict(metadata)))
+        except CommitFailedError as exc:  # a commit that removed files landed meanwhile
+            return [f"log retention not extended for version {version}: a concurrent commit ({exc}); the next maintain extends it"]
+    return [f"log retention set to {days} days (was {was.days}), so that version {version} stays readable"]
+
+
 def vacuum(root: str, keep: Collection[int], min_retention: timedelta, dry_run: bool,
            metadata: Mapping[str, str]) -> tuple[list[str], int, tuple[int, ...], list[str]]:
     """Delete the files no snapshot needs (replaced files, and files of runs and compactions that
@@ -222,17 +273,24 @@ def vacuum(root: str, keep: Collection[int], min_retention: timedelta, dry_run: 
 def maintain_table(root: str, contract: TableContract, policy: UpkeepPolicy, keep: Collection[int], app_id: str, file_prefix: str,
                    metadata: Mapping[str, str], compaction: bool = True, dry_run: bool = False) -> Upkeep:
     """Compact (unless `compaction` is off), vacuum, then checkpoint the table if its log has
-    grown enough (so the checkpoint holds the compaction); in a dry run, only say what would be done."""
+    grown enough (so the checkpoint holds the compaction), having first made the log of the kept
+    versions outlast the run (`keep_log`, before any commit of its own can delete it); in a dry
+    run, only say what would be done."""
+    log_notes = keep_log(root, keep, policy.min_retention, dry_run, metadata)
     version = delta_io.snapshot(root).version()
     before = len(delta_io.live_files(root, version))
     reasons = uncompactable(root, contract, version) if compaction else []
-    bins = compaction_bins(root, version, policy) if compaction and not reasons else []
-    notes, compacted_at = ([f"compaction skipped: {'; '.join(reasons)}"] if reasons else []), None
+    crowded = compaction_bins(root, version, policy) if compaction and not reasons else []
+    bins = [group for group in crowded if not refused_partition_values(contract, group[0].partition_values)]
+    notes, compacted_at = [f"compaction skipped: {'; '.join(reasons)}"] if reasons else [], None
+    if refused := {tuple(g[0].partition_values.items()) for g in crowded} - {tuple(g[0].partition_values.items()) for g in bins}:
+        notes.append(f"{len(refused)} partitions not compacted: their values are not plain names the file writer writes "
+                     f"(another writer's, e.g. {dict(min(refused, key=str))})")
     if bins and not dry_run:
         try:
             compacted_at = compact(root, contract, bins, version, app_id, file_prefix, metadata)
         except delta_io.CommitConflict as exc:
-            bins, notes = [], [f"compaction skipped: {exc}"]
+            bins, notes = [], [*notes, f"compaction skipped: {exc}"]
     deleted, hours, kept, vacuum_notes = vacuum(root, keep, policy.min_retention, dry_run, metadata)
     checkpoint = None
     if checkpoint_due(root, policy.checkpoint_every):
@@ -242,4 +300,4 @@ def maintain_table(root: str, contract: TableContract, policy: UpkeepPolicy, kee
         checkpoint = table.version()
     after = before - sum(len(group) - 1 for group in bins) if dry_run else len(delta_io.live_files(root))
     return Upkeep(contract.name, delta_io.snapshot(root).version(), before, after, len({tuple(g[0].partition_values.items()) for g in bins}),
-                  sum(len(g) for g in bins), compacted_at, checkpoint, len(deleted), hours, kept, (*notes, *vacuum_notes))
+                  sum(len(g) for g in bins), compacted_at, checkpoint, len(deleted), hours, kept, (*log_notes, *notes, *vacuum_notes))

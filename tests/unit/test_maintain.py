@@ -145,6 +145,50 @@ def test_a_retention_longer_than_the_logs_removal_records_still_keeps_its_versio
     assert done.vacuumed == 0 and _sorted(delta_io.read_arrow(root, 0)).equals(expected)
 
 
+def _aged_log(root: str, committed: dict[int, dt.datetime], checkpoint: int) -> None:
+    """The log's files as old as their commits (version 0 as the first), and a checkpoint at
+    `checkpoint` as old as its commit (one delta-rs or an earlier maintain wrote then)."""
+    DeltaTable(root, version=checkpoint).create_checkpoint()
+    for version, at in {0: committed[1], **committed}.items():
+        for path in (Path(root) / "_delta_log").glob(f"{version:020d}.*"):
+            os.utime(path, (at.timestamp(), at.timestamp()))
+
+
+def test_a_named_version_behind_a_checkpoint_older_than_the_log_retention_stays_readable(tmp_path: Path, monkeypatch) -> None:
+    """delta-rs deletes the log entries before a checkpoint older than `delta.logRetentionDuration`
+    (30 days) at any commit, named or not: a head's lineage naming a version 45 days old, behind a
+    checkpoint 34 days old, could not be read after the next commit, though the vacuum had kept its
+    files. Maintain now makes the retention outlast that checkpoint."""
+    root = str(tmp_path / "embeddings")
+    committed = _commits_at(root, [50 * 24, 45 * 24, 34 * 24], monkeypatch)
+    _aged_log(root, committed, 3)
+    expected = _sorted(delta_io.read_arrow(root, 2))
+    week = upkeep.UpkeepPolicy(1, 2**20, 3, 2**27, dt.timedelta(days=7))
+
+    done = _maintain(root, keep=[2], policy=week)
+    delta_io.commit_files(root, EMBEDDINGS, write(root, make_rows("run-9"), prefix="part-run-9"), "test/9", {"job": "unit"})
+
+    assert done.vacuumed > 0  # version 1's files are gone, version 2's kept
+    assert _sorted(delta_io.read_arrow(root, 2)).equals(expected)
+    assert done.notes[0].startswith("log retention set to 63 days (was 30)")  # the checkpoint's 34 days (and seconds), two margins of 14
+    again = _maintain(root, keep=[2], policy=week, app_id="content-signals/maintain-2")
+    assert again.kept_versions == (2,) and again.notes == ()
+
+
+def test_a_version_inside_a_retention_over_a_month_stays_readable_behind_an_old_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    """A `min_retention_hours` over the log's 30 days keeps the files of every version current
+    within it; their log entries went the same way as a named version's (above)."""
+    root = str(tmp_path / "embeddings")
+    committed = _commits_at(root, [44 * 24, 42 * 24, 34 * 24], monkeypatch)
+    _aged_log(root, committed, 3)
+    expected = _sorted(delta_io.read_arrow(root, 2))
+
+    done = _maintain(root, policy=upkeep.UpkeepPolicy(100, 2**20, 3, 2**27, dt.timedelta(days=43)))
+    delta_io.commit_files(root, EMBEDDINGS, write(root, make_rows("run-9"), prefix="part-run-9"), "test/9", {"job": "unit"})
+
+    assert done.vacuumed == 0 and _sorted(delta_io.read_arrow(root, 2)).equals(expected)  # committed 42 days ago: current within 43
+
+
 def test_without_a_named_version_only_the_latest_is_kept(tmp_path: Path) -> None:
     root = str(tmp_path / "embeddings")
     for n in range(3):
@@ -472,6 +516,29 @@ def test_a_table_another_writer_laid_out_otherwise_is_vacuumed_not_compacted(tmp
     assert done.vacuumed > 0 and read().equals(before) and before["content_id"].null_count == 0
 
 
+def test_a_partition_whose_value_the_writer_refuses_is_left_alone_and_the_rest_is_maintained(tmp_path: Path) -> None:
+    """Another writer's partition value that is not a plain name (`ds=2026 11 20`, escaped in its
+    folder) cannot be written again by the file writer: that partition is not compacted, with a
+    note, and the table's other partitions are compacted, vacuumed and checkpointed. Before, the
+    writer's ValueError ended the table's upkeep (no vacuum, no checkpoint) and maintain with a traceback."""
+    root, odd = str(tmp_path / "embeddings"), "2026 11 20"
+    for n, mode in enumerate(["append", "overwrite", "append", "append", "append", "append"]):  # replaced files, small files
+        rows = make_rows(f"run-{n}", per_slice=2, slices=[("image_embedding", DAYS[0]), ("image_embedding", odd)])
+        write_deltalake(root, pa.Table.from_pylist([{**r, "content_id": f"{r['content_id']}-{n}"} for r in rows], schema=EMBEDDINGS.schema),
+                        mode=mode, partition_by=list(EMBEDDINGS.partition_by))
+    before, odd_files = _sorted(delta_io.read_arrow(root)), {f.path for f in delta_io.live_files(root) if f.partition_values["ds"] == odd}
+
+    done = _maintain(root, policy=dataclasses.replace(NO_RETENTION, min_small_files=1))
+
+    assert _sorted(delta_io.read_arrow(root)).equals(before)
+    live = delta_io.live_files(root)
+    assert {f.path for f in live if f.partition_values["ds"] == odd} == odd_files  # left as it was
+    assert len([f for f in live if f.partition_values["ds"] == DAYS[0]]) == 1  # compacted
+    assert (done.partitions_compacted, done.files_compacted) == (1, 5)
+    assert any(odd in note and "not compacted" in note for note in done.notes)
+    assert done.vacuumed > 0 and done.checkpoint == DeltaTable(root).version()
+
+
 def test_a_run_whose_files_a_vacuum_deleted_before_its_commit_commits_nothing(tmp_path: Path) -> None:
     """A retention shorter than a run in flight (here none) deletes the files it wrote and has not
     committed: its commit refuses, and the table stays readable, rather than naming files that are gone."""
@@ -545,6 +612,22 @@ def test_a_table_whose_upkeep_fails_does_not_stop_the_others(tmp_path: Path) -> 
     assert all("upkeep of embeddings failed" in r["message"] and "corpus: files" in r["message"] for r in ended.values())
 
 
+def test_a_refreshed_table_whose_log_is_damaged_does_not_stop_the_others_upkeep(tmp_path: Path) -> None:
+    """Found in review: a damaged log entry of the embeddings made reading its last refresh (for
+    the corpus versions to keep) raise before any table's upkeep, so no table was maintained; it
+    now names nothing, said, and the run fails as that table's damage is explained after the
+    others' upkeep (the next refresh of the healed table compares the whole corpus if it must)."""
+    settings, corpus_root = _corpus_lakehouse(tmp_path, changes=4)
+    (Path(settings.table_root(EMBEDDINGS.name)) / "_delta_log" / f"{2:020d}.json").write_text("{not json\n")
+    with pytest.raises(UpkeepFailed) as failed:
+        run_maintain(settings, ["embeddings", "corpus"])
+    assert list(failed.value.failed) == ["embeddings"] and [u.table for u in failed.value.done] == ["corpus"]
+    assert upkeep.last_checkpoint(corpus_root) == DeltaTable(corpus_root).version()  # the corpus's upkeep was done
+    assert explain(failed.value, settings.lakehouse_root).status == DAMAGED
+    unknown: list[str] = []
+    assert CORPUS.name not in named_versions(settings, unknown) and "embeddings table's last refresh cannot be read" in unknown[0]
+
+
 def _closing_rows(settings, run_id: str) -> dict[str, list[tuple]]:
     """table -> the (status, table version) of each row the ledger closed `run_id`'s entry for it with."""
     rows = delta_io.read_arrow(settings.table_root(RUNS.name)).to_pylist()
@@ -553,6 +636,24 @@ def _closing_rows(settings, run_id: str) -> dict[str, list[tuple]]:
         if r["run_id"] == run_id and r["status"] != ledger.STARTED:
             closing.setdefault(r["signal"], []).append((r["status"], r["table_version"]))
     return closing
+
+
+def test_a_table_whose_log_is_damaged_is_recorded_failed_and_the_run_explained(tmp_path: Path) -> None:
+    """Found in review: recording the failure read the damaged table again (was the run's commit in
+    it?), which raised the damage itself in place of `UpkeepFailed`: no ledger row closed the run,
+    the others' upkeep went unsaid, and the next job's reconciliation read the same table."""
+    settings, corpus_root = _corpus_lakehouse(tmp_path, changes=4)
+    root = settings.table_root(ALERTS.name)
+    for day in DAYS:
+        delta_io.replace_run_rows(root, ALERTS, _verdicts("refresh-1", day), "refresh-1", {"job": "monitor"})
+    (Path(root) / "_delta_log" / f"{1:020d}.json").write_text("{not json\n")
+    with pytest.raises(UpkeepFailed) as failed:
+        run_maintain(settings, ["alerts", "corpus"])
+    assert list(failed.value.failed) == ["alerts"] and [u.table for u in failed.value.done] == ["corpus"]
+    assert explain(failed.value, settings.lakehouse_root).status == DAMAGED
+    run_id = next(r["run_id"] for r in delta_io.read_arrow(settings.table_root(RUNS.name)).to_pylist() if r["signal"] == "alerts")
+    closing = _closing_rows(settings, run_id)
+    assert closing == {"alerts": [(ledger.FAILED, None)], "corpus": [(ledger.SUCCEEDED, failed.value.done[0].version)]}
 
 
 def test_a_maintain_killed_after_its_compaction_commit_is_recovered_as_succeeded(tmp_path: Path) -> None:
