@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import socket
 from types import SimpleNamespace
 
 import pyarrow as pa
@@ -124,7 +125,9 @@ def test_the_file_writer_reports_which_task_and_worker_wrote_each_file(tmp_path)
     assert out.num_rows == 2  # one file per day
     assert all({"task": "s1-p00000-a0", **report}.items() <= r.items() for r in out.to_pylist())
     unreported = make_file_writer(str(tmp_path), EMBEDDINGS, "part", lambda: "t")(iter(pa.Table.from_pylist(rows, schema=EMBEDDINGS.schema).to_batches()))
-    assert all(r[c] is None for r in pa.Table.from_batches(list(unreported)).to_pylist() for c in REPORT_COLUMNS)
+    unreported_rows = pa.Table.from_batches(list(unreported)).to_pylist()
+    assert all(r[c] is None for r in unreported_rows for c in REPORT_COLUMNS if c != "host")
+    assert {r["host"] for r in unreported_rows} == {socket.gethostname()}  # every file's host: the driver tells unshared storage
 
 
 def _file(signal: str, task: str, host: str, executor: int, items: int, load_s: float = 0.0, gpus: str = "", pid: int = 1) -> DataFile:
