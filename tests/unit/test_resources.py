@@ -3,6 +3,7 @@ cluster (udfs.resources), the grouping of a table's sources into one Spark actio
 profile (lake.spark_io), and the report of which executors ran what (jobs.engine)."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import socket
@@ -96,8 +97,26 @@ def test_the_cluster_is_read_from_the_spark_configuration() -> None:
 
     assert Cluster.of(sc("local[2]")) == LOCAL
     assert Cluster.of(sc("local")).task_profiles is False
-    assert Cluster.of(sc("local-cluster[2,1,1024]")) == CPU_CLUSTER
+    assert Cluster.of(sc("local-cluster[2,1,1024]")) == dataclasses.replace(CPU_CLUSTER, executor_cores=1)  # its executors' cores
     assert Cluster.of(sc("spark://m:7077", **{"spark.executor.resource.gpu.amount": "1", "spark.executor.cores": "8"})) == GPU_CLUSTER
+
+
+def test_executor_cores_the_master_fixes_without_spark_executor_cores_refuse_a_signal_asking_for_more() -> None:
+    """Unset, spark.executor.cores is still known where the master fixes it: the cores of a
+    local-cluster's executors, 1 on YARN and Kubernetes (Spark's default there). A signal's tasks
+    asking for more were never scheduled: the job waited forever (reproduced on local-cluster[1,1,512]
+    with a 2-CPU task profile). A standalone executor takes its worker's cores: unknown here."""
+    def sc(master: str) -> SimpleNamespace:
+        return SimpleNamespace(master=master, getConf=lambda: SparkConf(loadDefaults=False))
+
+    cores = {m: Cluster.of(sc(m)).executor_cores for m in ("local-cluster[2,1,1024]", "local-cluster[1, 3, 512]", "yarn",
+                                                            "k8s://https://api:6443", "spark://m:7077")}
+    assert cores == {"local-cluster[2,1,1024]": 1, "local-cluster[1, 3, 512]": 3, "yarn": 1, "k8s://https://api:6443": 1,
+                     "spark://m:7077": None}
+    image = load_settings("cluster", ["lakehouse=/lh"]).signals["image_embedding"].model_copy(
+        update={"resources": ResourceSettings(cpus=4)})
+    with pytest.raises(UsageError, match=r"resources.cpus is 4 but executors have 1 cores \(spark.executor.cores"):
+        placement("image_embedding", image, Cluster.of(sc("yarn")))
 
 
 def test_sources_are_grouped_by_the_resources_they_ask_for_in_order() -> None:
