@@ -107,17 +107,17 @@ def _register(settings: Settings, args: argparse.Namespace) -> None:
         given = {k: yaml.safe_load(v) for k, v in (p.split("=", 1) for p in args.param)}
     except yaml.YAMLError as e:
         raise UsageError(f"--param {args.param}: a value is not YAML ({str(e).splitlines()[0]}); quote it") from None
-    params = identity_params(conf.kind, {**conf.params, **given})
+    weights = configured_signal(settings, args.signal, given).weights_source()
+    params = identity_params(conf.kind, {**conf.params, **given}, weights)
     if not_identity := sorted(given.keys() - params.keys()):
         raise UsageError(f"--param {not_identity}: not what identifies a {conf.kind!r} model (its identity params: "
                          f"{list(signal_class(conf.kind).identity_params)}); how it runs is set in the profile")
-    loads = configured_signal(settings, args.signal, given).weights_source()
-    if loads is None:  # nothing to hash: the version could never run
+    if weights is None:  # nothing to hash: the version could never run
         raise UsageError(f"{args.signal} ({conf.kind}) has no weights to register with these params: a signal whose logic is all "
                          "code has none (a change to it is released with the code); one that reads a weights file names it "
                          "(e.g. --param weights_path=PATH)")
-    if (local_path(args.source) or args.source) != (local_path(loads) or loads):  # a path not there is refused before a registry is made
-        raise UsageError(f"--source {args.source} is not the weights the version's params load ({loads}): its workers would refuse "
+    if (local_path(args.source) or args.source) != (local_path(weights) or weights):  # a path not there is refused before a registry is made
+        raise UsageError(f"--source {args.source} is not the weights the version's params load ({weights}): its workers would refuse "
                          f"them against the sha256 of --source; name the source in its identity param too (of "
                          f"{list(signal_class(conf.kind).identity_params)}, e.g. --param weights_path={args.source})")
     registry = registry_for(settings)

@@ -9,6 +9,7 @@ alerts (`content-signals monitor`, `--monitor`: its commits landed, the alerts t
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ BACKFILLED_TABLES = {c.name for c in (EMBEDDINGS, LABELS, KEYFRAMES)}  # a backf
 _DATA_FILE = re.compile(r"(?P<table>[A-Za-z0-9_]+)/(?:[a-z_]+=[^/\s]+/)*?ds=(?P<ds>\d{4}-\d{2}-\d{2})/[^\s'\"]+\.parquet")
 _LOG_ERROR = re.compile(r"json|parse|truncated|invalid log", re.IGNORECASE)
 _PARQUET_PATH = re.compile(r"(/[^\s'\"]+?\.parquet)")
+_WORKER_FAILED = "exception was thrown from the Python worker"  # PySpark's words for a task's Python error
+_NO_MODULE = re.compile(r"ModuleNotFoundError: No module named '([^']+)'")
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,11 @@ def explain(exc: BaseException, lakehouse_root: str | None = None) -> Failure | 
         return Failure(DAMAGED, f"a data file of the Delta table {table} is missing ({path}). Restore it from a backup, or "
                                 f"drop it from the table, losing its rows: python -c \"from deltalake import DeltaTable; "
                                 f"DeltaTable('{table}').repair()\"")
+    if (module := _executors_lack(text)) is not None:
+        return Failure(BAD_INPUT, f"the executors' Python cannot import {module!r}, which the driver's can: give the executors this "
+                                  "package's code (spark-submit --py-files dist/content_signals-<version>.zip, from make dist) and "
+                                  "requirements.txt's packages in the Python spark.pyspark.python names, or ship the whole environment "
+                                  "(make dist-env; README, Running on a cluster)")
     if isinstance(exc, UsageError | ValidationError | FileNotFoundError | NotADirectoryError | RegistryError):
         return Failure(BAD_INPUT, str(exc))
     if isinstance(exc, RegistryDamaged):
@@ -76,6 +84,20 @@ def explain(exc: BaseException, lakehouse_root: str | None = None) -> Failure | 
                                 "or edited: restore it from a backup, or, if it is a table's newest entry and its run is not "
                                 "recorded as succeeded in the runs table, remove it; then run the command again.")
     return None
+
+
+def _executors_lack(text: str) -> str | None:
+    """The module a task's Python worker could not import where the driver can (the executors'
+    Python lacks our code or a dependency), from the failure's text; None for anything else,
+    and for a module the driver lacks too (a bug)."""
+    found = _NO_MODULE.findall(text) if _WORKER_FAILED in text else []
+    if not found:
+        return None
+    module = found[-1]  # the worker's own failure is its traceback's last line
+    try:
+        return module if importlib.util.find_spec(module) is not None else None
+    except (ImportError, ValueError):  # a parent package the driver lacks
+        return None
 
 
 def _says_missing(text: str) -> bool:

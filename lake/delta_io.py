@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from deltalake.transaction import AddAction, CommitProperties, RemoveAction, Tra
 
 from conf.settings import UsageError
 from signals.contracts import TableContract
+
+CLOCK_SKEW_MS = 10 * 60_000  # executors' clocks (their files' times) against the driver's (its commits'): a vacuum is looked for this much earlier
 
 
 @dataclass(frozen=True)
@@ -232,7 +235,8 @@ def commit_files(
     compaction moved elsewhere meanwhile still counts), raise CommitConflict; commits to other
     partitions are fine and the commit is retried on top of them. A commit whose `app_id` is
     already in the log is not made twice, and one whose data files are no longer all in storage
-    (a vacuum with a retention shorter than the run) is not made at all: CommitConflict.
+    is not made at all: CommitConflict where a vacuum with a retention shorter than the run deleted
+    them, UsageError where other machines wrote them to storage the driver does not see.
     `data_change=False` marks a commit that only moves rows between files (a compaction). Returns the version.
     """
     def partitions(chosen: Sequence[DataFile | LiveFile]) -> set[tuple]:
@@ -247,9 +251,7 @@ def commit_files(
             return version_of_commit(root, app_id)
         gone = absent(root, [f.path for f in files])
         if gone:
-            raise CommitConflict(f"{len(gone)} of this run's {len(files)} data files under {root} were deleted before its commit (e.g. {gone[0]}): "
-                                 "a vacuum with a retention shorter than the run (maintain.min_retention_hours) removed them; nothing was "
-                                 "committed. Re-run.")
+            raise _gone_before_commit(root, files, gone)
         live = live_files(root, table.version())
         removed = [f for f in live if remove is not None and remove(f)]
         mine = touched | partitions(removed)
@@ -280,6 +282,34 @@ def commit_files(
             continue
         return version_of_commit(root, app_id)
     raise CommitConflict(f"{root}: gave up after {max_attempts} attempts lost to concurrent commits")
+
+
+def _gone_before_commit(root: str, files: Sequence[DataFile], gone: Sequence[str]) -> Exception:
+    """Why data files the tasks reported are not in storage at their commit: written on other
+    machines with no vacuum since, the driver does not see the storage they wrote to (a lakehouse
+    path that is a folder of each machine: a usage error, a retry writes them there again); else
+    a vacuum with a retention shorter than the run deleted them (a conflict: a retry succeeds)."""
+    gone_paths = set(gone)
+    missing = [f for f in files if f.path in gone_paths]
+    elsewhere = sorted({f.host for f in missing if f.host is not None} - {socket.gethostname()})
+    if elsewhere and not _vacuumed_since(root, min(f.modification_time for f in missing) - CLOCK_SKEW_MS):
+        return UsageError(f"{len(gone)} of this run's {len(files)} data files under {root} are not there for the driver (e.g. {gone[0]}, "
+                          f"written on {elsewhere[0]}), and no vacuum ran since: the lakehouse must be storage the driver and every "
+                          "executor share (a shared folder mounted at the same path, s3://, hdfs://), not a folder of each machine. "
+                          "Nothing was committed.")
+    return CommitConflict(f"{len(gone)} of this run's {len(files)} data files under {root} were deleted before its commit (e.g. {gone[0]}): "
+                          "a vacuum with a retention shorter than the run (maintain.min_retention_hours) removed them; nothing was "
+                          "committed. Re-run.")
+
+
+def _vacuumed_since(root: str, ms: int) -> bool:
+    """Whether the table's log holds a vacuum's commit made at or after `ms` (epoch milliseconds)."""
+    for entry in newest_commits(root):
+        if entry.get("timestamp", 0) < ms:
+            return False
+        if str(entry.get("operation", "")).startswith("VACUUM"):
+            return True
+    return False
 
 
 def replace_run_rows(root: str, contract: TableContract, rows: pa.Table, run_id: str, metadata: Mapping[str, str],

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import socket
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -33,7 +34,8 @@ FILE_METADATA_SCHEMA = pa.schema(
         pa.field("num_items", pa.int64()),
         pa.field("stats", pa.string()),
         pa.field("modification_time", pa.int64()),
-        # which task and worker wrote the file (the `report` of make_file_writer; null without one)
+        # which task and worker wrote the file (the `report` of make_file_writer; null without one, but for
+    # the host, always given: the driver tells a file written elsewhere from a vacuumed one)
         pa.field("task", pa.string()),
         pa.field("host", pa.string()),
         pa.field("pid", pa.int64()),
@@ -187,6 +189,7 @@ class _TableFiles:
                     "modification_time": info.mtime_ns // 1_000_000,
                     "task": task,
                     **{name: worker.get(name) for name in REPORT_COLUMNS},
+                    "host": worker.get("host") or socket.gethostname(),
                     "table": table,
                     "summary": f.summary.to_bytes() if f.summary is not None else None,
                 }

@@ -18,6 +18,7 @@ write the registry database does not decide how every executor reads its input.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -26,6 +27,7 @@ from conf.settings import Settings, UsageError
 from lake.registry import CHALLENGER, CHAMPION, RegisteredModel, Registry, challenger_is_champion, registry_exists
 from signals.base import ModelRef, Signal, SignalConfig
 from signals.catalog import build_signal, signal_class
+from signals.weights import local_path
 
 KIND = "kind"
 # Without the registry a signal has one version, its pinned one, which is also the champion's: a "challenger"
@@ -48,9 +50,14 @@ def registry_for(settings: Settings, existing: bool = False) -> Registry:
     return Registry(settings.registry_uri)
 
 
-def identity_params(kind: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    """What the registry records of a signal's params: its kind and the params that identify its model."""
-    return {KIND: kind, **signal_class(kind).identity(params)}
+def identity_params(kind: str, params: Mapping[str, Any], weights: str | None = None) -> dict[str, Any]:
+    """What the registry records of a signal's params: its kind and the params that identify its
+    model, the one naming its `weights` (`Signal.weights_source`) made absolute where it is a relative
+    local path (or `~`): the workers read it from their own folders, an executor's work folder on a cluster."""
+    relative = weights is not None and "://" not in weights and not os.path.isabs(weights) and local_path(weights) is not None
+    located = os.path.abspath(os.path.expanduser(weights)) if relative else None  # an absolute one is kept as written
+    identity = signal_class(kind).identity(params)
+    return {KIND: kind, **{k: located if located is not None and v == weights else v for k, v in identity.items()}}
 
 
 def registered_identity(name: str, model: RegisteredModel, kind: str) -> dict[str, Any]:
@@ -117,7 +124,8 @@ def resolve_versions(settings: Settings, signals: dict[str, Signal], role: str =
             _check_trained(registry, name, role, conf.model.version)
         else:
             source = signal.weights_source() or f"code:{type(signal).__module__}.{type(signal).__qualname__}"
-            registry.register_first_use(name, source, identity_params(conf.kind, signal.config.params), description=conf.model.name)
+            params = identity_params(conf.kind, signal.config.params, signal.weights_source())
+            registry.register_first_use(name, source, params, description=conf.model.name)
         if role == CHALLENGER:
             aliases = registry.aliases_if_registered(name)
             if CHALLENGER not in aliases:

@@ -5,6 +5,7 @@ every signal before anything is computed, so a job that cannot run refuses at on
 (docs/design.md, Per-signal resources)."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from pyspark import SparkContext
@@ -20,19 +21,30 @@ class Cluster:
 
     task_profiles: bool  # stage-level task resource profiles: every master but local[N]
     executor_gpus: float  # spark.executor.resource.gpu.amount: 0 when unset, a cluster without GPUs
-    executor_cores: int | None  # spark.executor.cores, where set
+    executor_cores: int | None  # spark.executor.cores, where set or the master fixes it (`executor_cores`)
     dynamic_allocation: bool
 
     @classmethod
     def of(cls, sc: SparkContext) -> Cluster:
         conf = sc.getConf()
-        cores = conf.get("spark.executor.cores")
         return cls(
             task_profiles=not (sc.master == "local" or sc.master.startswith("local[")),
             executor_gpus=float(conf.get(f"spark.executor.resource.{GPU}.amount", "0")),
-            executor_cores=int(cores) if cores else None,
+            executor_cores=executor_cores(sc.master, conf.get("spark.executor.cores")),
             dynamic_allocation=conf.get("spark.dynamicAllocation.enabled", "false").lower() == "true",
         )
+
+
+def executor_cores(master: str, configured: str | None) -> int | None:
+    """An executor's cores: `spark.executor.cores` where set, else what the master gives one (a
+    local-cluster's second number; Spark's default of 1 on YARN and Kubernetes); None on a
+    standalone master, whose executors take their worker's cores, unknown to the configuration."""
+    if configured:
+        return int(configured)
+    local_cluster = re.fullmatch(r"local-cluster\[\s*\d+\s*,\s*(\d+)\s*,\s*\d+\s*\]", master)
+    if local_cluster:
+        return int(local_cluster[1])
+    return 1 if master == "yarn" or master.startswith("k8s://") else None
 
 
 @dataclass(frozen=True)

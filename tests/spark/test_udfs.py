@@ -152,3 +152,20 @@ def test_small_jobs_are_spread_over_the_slots_and_tiny_ones_coalesced(spark):
     assert evened(scattered, 0, rows=10, rows_per_partition=32) is scattered  # 0: the scan's partitions, always
     many = days.repartition(12)
     assert evened(many, 4, rows=4000, rows_per_partition=32) is many  # enough partitions: no shuffle
+
+
+def test_a_module_the_executors_python_cannot_import_is_a_usage_error_naming_it_not_a_traceback(spark, tmp_path, monkeypatch):
+    """Code or a dependency the driver has and the executors' Python lacks (no --py-files archive,
+    requirements not installed there): the task's ModuleNotFoundError is told as exit 2 naming
+    the module and what to ship, not as a bug's traceback."""
+    from jobs.failures import BAD_INPUT, explain
+
+    (tmp_path / "driver_only_code.py").write_text("def rows(batches):\n    yield from batches\n")
+    monkeypatch.syspath_prepend(str(tmp_path))  # the driver's path only: the workers started without it
+    from driver_only_code import rows
+
+    with pytest.raises(Exception, match="No module named 'driver_only_code'") as failed:
+        spark.range(3).mapInArrow(rows, "id long").collect()
+    failure = explain(failed.value)
+    assert failure is not None and failure.status == BAD_INPUT
+    assert "executors' Python cannot import 'driver_only_code'" in failure.message and "--py-files" in failure.message

@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote
@@ -18,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
+from conf.settings import UsageError
 from lake import delta_io
 from lake.delta_io import DataFile
 from lake.file_writer import FILE_METADATA_SCHEMA, make_file_writer, partition_path
@@ -138,6 +140,22 @@ def test_two_attempts_of_the_same_task_never_share_a_file(root: str) -> None:
     second = write(root, rows, task="s1-p00000-a0")
     assert not {f.path for f in first} & {f.path for f in second}
     assert all((Path(root) / f.path).exists() for f in first + second)
+
+
+def test_files_an_executor_wrote_to_its_own_machines_folder_are_a_lakehouse_not_shared_not_a_vacuum(tmp_path: Path, root: str,
+                                                                                                   monkeypatch) -> None:
+    """A lakehouse path that is a folder on each machine: the executors (another host) write their
+    files to their own disk, the driver finds none of them. Not a vacuum, and not safe to retry:
+    a usage error naming the storage, and nothing committed."""
+    executor_disk = str(tmp_path / "worker-7-disk" / "embeddings")
+    with monkeypatch.context() as executor:
+        executor.setattr(socket, "gethostname", lambda: "worker-7")
+        files = write(executor_disk, make_rows())  # no report, as a dedup's or a refresh's copies
+    assert {f.host for f in files} == {"worker-7"}
+    delta_io.ensure_table(root, EMBEDDINGS)
+    with pytest.raises(UsageError, match=r"written on worker-7.*storage the driver and every executor share") as refused:
+        delta_io.commit_files(root, EMBEDDINGS, files, "test/1", {"job": "backfill"})
+    assert not isinstance(refused.value, delta_io.CommitConflict) and delta_io.snapshot(root).version() == 0
 
 
 def test_partition_path_names_plain_values_and_refuses_the_rest() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -552,6 +553,20 @@ def test_a_run_whose_files_a_vacuum_deleted_before_its_commit_commits_nothing(tm
     with pytest.raises(delta_io.CommitConflict, match="deleted before its commit"):
         delta_io.commit_files(root, EMBEDDINGS, in_flight, "test/1", {"job": "backfill"}, read_version=read_version)
     assert delta_io.snapshot(root).version() == maintained and delta_io.read_arrow(root).num_rows == len(make_rows("run-0"))
+
+
+def test_files_another_machine_wrote_that_a_vacuum_deleted_are_still_told_as_a_vacuum(tmp_path: Path, monkeypatch) -> None:
+    """On a cluster the files come from executors on other hosts: where the log holds a vacuum
+    since they were written, that vacuum, not unshared storage, is what the commit says deleted them."""
+    settings = settings_for(tmp_path, "maintain.min_retention_hours=0")
+    root = settings.table_root(EMBEDDINGS.name)
+    delta_io.commit_files(root, EMBEDDINGS, write(root, make_rows("run-0"), prefix="part-run-0"), "test/0", {"job": "backfill"})
+    with monkeypatch.context() as executor:
+        executor.setattr(socket, "gethostname", lambda: "worker-7")
+        in_flight = write(root, make_rows("run-1", slices=[("text_embedding", "2026-11-21")]), prefix="part-run-1")
+    assert {f.host for f in in_flight} == {"worker-7"} and run_maintain(settings).tables[0].vacuumed == len(in_flight)
+    with pytest.raises(delta_io.CommitConflict, match="deleted before its commit"):
+        delta_io.commit_files(root, EMBEDDINGS, in_flight, "test/1", {"job": "backfill"})
 
 
 def test_the_versions_a_registered_head_was_trained_on_are_named(tmp_path: Path, empty_registry_db) -> None:

@@ -53,6 +53,22 @@ def test_weights_overwritten_after_registration_are_refused_when_loaded(lakehous
         assert all(part in str(refused.value) for part in (str(weights), registered, sha256_of(weights)))
 
 
+def test_weights_given_by_a_path_relative_to_the_drivers_folder_load_in_an_executors_folder(lakehouse, tmp_path, monkeypatch):
+    """A relative weights path (`--set ...params.weights_path=models/x.pth` from the driver's
+    checkout) names the driver's file; an executor's Python worker runs in its own work folder,
+    where the same words name nothing: the signal shipped to it names the driver's file."""
+    driver, executor = tmp_path / "driver", tmp_path / "executor-work"
+    (driver / "models").mkdir(parents=True)
+    executor.mkdir()
+    shutil.copy(default_weights_path(), driver / "models" / "efficientnet.pth")
+    monkeypatch.chdir(driver)
+    signal = build_signals(image_embedding_only(lakehouse, "signals.image_embedding.params.weights_path=models/efficientnet.pth"))["image_embedding"]
+    monkeypatch.chdir(executor)
+    signal.load()  # hashed and loaded from the driver's file
+    assert signal.weights_source() == str(driver / "models" / "efficientnet.pth")
+    assert signal.config.weights_sha256 == sha256_of(driver / "models" / "efficientnet.pth")
+
+
 def test_weights_are_hashed_once_per_worker_not_per_task(lakehouse, monkeypatch):
     signal = build_signals(image_embedding_only(lakehouse))["image_embedding"]
     hashed = []

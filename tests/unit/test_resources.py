@@ -3,8 +3,10 @@ cluster (udfs.resources), the grouping of a table's sources into one Spark actio
 profile (lake.spark_io), and the report of which executors ran what (jobs.engine)."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
+import socket
 from types import SimpleNamespace
 
 import pyarrow as pa
@@ -95,8 +97,26 @@ def test_the_cluster_is_read_from_the_spark_configuration() -> None:
 
     assert Cluster.of(sc("local[2]")) == LOCAL
     assert Cluster.of(sc("local")).task_profiles is False
-    assert Cluster.of(sc("local-cluster[2,1,1024]")) == CPU_CLUSTER
+    assert Cluster.of(sc("local-cluster[2,1,1024]")) == dataclasses.replace(CPU_CLUSTER, executor_cores=1)  # its executors' cores
     assert Cluster.of(sc("spark://m:7077", **{"spark.executor.resource.gpu.amount": "1", "spark.executor.cores": "8"})) == GPU_CLUSTER
+
+
+def test_executor_cores_the_master_fixes_without_spark_executor_cores_refuse_a_signal_asking_for_more() -> None:
+    """Unset, spark.executor.cores is still known where the master fixes it: the cores of a
+    local-cluster's executors, 1 on YARN and Kubernetes (Spark's default there). A signal's tasks
+    asking for more were never scheduled: the job waited forever (reproduced on local-cluster[1,1,512]
+    with a 2-CPU task profile). A standalone executor takes its worker's cores: unknown here."""
+    def sc(master: str) -> SimpleNamespace:
+        return SimpleNamespace(master=master, getConf=lambda: SparkConf(loadDefaults=False))
+
+    cores = {m: Cluster.of(sc(m)).executor_cores for m in ("local-cluster[2,1,1024]", "local-cluster[1, 3, 512]", "yarn",
+                                                            "k8s://https://api:6443", "spark://m:7077")}
+    assert cores == {"local-cluster[2,1,1024]": 1, "local-cluster[1, 3, 512]": 3, "yarn": 1, "k8s://https://api:6443": 1,
+                     "spark://m:7077": None}
+    image = load_settings("cluster", ["lakehouse=/lh"]).signals["image_embedding"].model_copy(
+        update={"resources": ResourceSettings(cpus=4)})
+    with pytest.raises(UsageError, match=r"resources.cpus is 4 but executors have 1 cores \(spark.executor.cores"):
+        placement("image_embedding", image, Cluster.of(sc("yarn")))
 
 
 def test_sources_are_grouped_by_the_resources_they_ask_for_in_order() -> None:
@@ -124,7 +144,9 @@ def test_the_file_writer_reports_which_task_and_worker_wrote_each_file(tmp_path)
     assert out.num_rows == 2  # one file per day
     assert all({"task": "s1-p00000-a0", **report}.items() <= r.items() for r in out.to_pylist())
     unreported = make_file_writer(str(tmp_path), EMBEDDINGS, "part", lambda: "t")(iter(pa.Table.from_pylist(rows, schema=EMBEDDINGS.schema).to_batches()))
-    assert all(r[c] is None for r in pa.Table.from_batches(list(unreported)).to_pylist() for c in REPORT_COLUMNS)
+    unreported_rows = pa.Table.from_batches(list(unreported)).to_pylist()
+    assert all(r[c] is None for r in unreported_rows for c in REPORT_COLUMNS if c != "host")
+    assert {r["host"] for r in unreported_rows} == {socket.gethostname()}  # every file's host: the driver tells unshared storage
 
 
 def _file(signal: str, task: str, host: str, executor: int, items: int, load_s: float = 0.0, gpus: str = "", pid: int = 1) -> DataFile:
