@@ -153,11 +153,13 @@ def can_run_a_task(offer: dict[str, float], needs: dict[str, float]) -> bool:
     return all(offer.get(name, 0.0) >= math.ceil(amount) for name, amount in needs.items())
 
 
-def await_executor(sc: SparkContext, timeout_s: float) -> None:
-    """Return once an executor that can run a task has registered; else fail saying what a task
-    asks for and what registered. A cluster that cannot grant a request (GPUs on CPU-only
-    workers, more task cpus than an executor has) otherwise leaves the job waiting forever."""
-    needs = task_needs(sc.getConf())
+def await_executor(sc: SparkContext, timeout_s: float, needs: dict[str, float] | None = None,
+                   asker: str = "a task", asked_by: str = "spark.task.cpus, spark.task.resource.*") -> None:
+    """Return once an executor that can run `asker` (what `needs` say, the job's `task_needs` by
+    default) has registered; else fail saying what it asks for and what registered. A cluster that
+    cannot grant a request (GPUs on CPU-only workers, more task cpus than an executor has) otherwise
+    leaves the job waiting forever."""
+    needs = task_needs(sc.getConf()) if needs is None else needs
     deadline = time.monotonic() + timeout_s
     while True:
         executors = _executors(sc)
@@ -169,6 +171,6 @@ def await_executor(sc: SparkContext, timeout_s: float) -> None:
     asked = ", ".join(f"{amount:g} {name}" for name, amount in needs.items())
     seen = "; ".join(", ".join(f"{v:g} {k}" for k, v in e.items()) for e in executors) or "none"
     raise UsageError(
-        f"no executor that can run a task registered with {sc.master} within {timeout_s:g}s (spark.executor_wait_s): a task asks for "
-        f"{asked} (spark.task.cpus, spark.task.resource.*), executors registered: {seen}. A cluster without GPUs never grants "
+        f"no executor that can run {asker} registered with {sc.master} within {timeout_s:g}s (spark.executor_wait_s): a task asks for "
+        f"{asked} ({asked_by}), executors registered: {seen}. A cluster without GPUs never grants "
         "one: use --profile cluster-cpu, or ask for what the workers have.")
