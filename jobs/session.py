@@ -58,13 +58,14 @@ def unapplied_driver_settings(settings: SparkSettings, launched: dict[str, str])
     spark-submit started that JVM already (`launched` non-empty), where spark-submit did not give them."""
     if not launched:
         return {}
-    return {key: value for key, value in settings.conf.items() if key in DRIVER_JVM and key not in launched}
+    return {key: value for key, value in settings.conf.items() if key in DRIVER_JVM and key not in launched and value is not None}
 
 
 def session_conf(settings: SparkSettings, launched: dict[str, str]) -> dict[str, str]:
     """The session's settings: the jobs' base settings, the driver's object-store location for the
     executors, then the profile's, then spark-submit's, which win; without the profile's settings
-    of a driver JVM spark-submit started (`unapplied_driver_settings`), which would only show."""
+    of a driver JVM spark-submit started (`unapplied_driver_settings`), which would only show, or
+    those it leaves to the cluster (null: spark-defaults.conf's, else Spark's default)."""
     unapplied = unapplied_driver_settings(settings, launched)
     profile = {
         **BASE_CONF,
@@ -72,7 +73,7 @@ def session_conf(settings: SparkSettings, launched: dict[str, str]) -> dict[str,
         "spark.app.name": settings.app_name,
         "spark.sql.execution.arrow.maxRecordsPerBatch": str(settings.arrow_batch_rows),
         **({"spark.master": settings.master} if settings.master else {}),
-        **{key: value for key, value in settings.conf.items() if key not in unapplied},
+        **{key: value for key, value in settings.conf.items() if key not in unapplied and value is not None},
     }
     return {**profile, **launched}
 
