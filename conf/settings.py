@@ -103,7 +103,8 @@ class SparkSettings(_Strict):
     arrow_batch_rows: int = Field(128, gt=0)
     partitions_per_slot: int = Field(4, ge=0)  # fewer input partitions than this per task slot: even them out (udfs.rows.evened)
     executor_wait_s: float = Field(120, gt=0)  # on a cluster: fail when no executor able to run a task registers by then
-    conf: dict[str, str] = Field(default_factory=dict)
+    # None: left to the cluster (spark-defaults.conf, else Spark's default), a profile's way out of base.yaml's local setting
+    conf: dict[str, str | None] = Field(default_factory=dict)
 
     @field_validator("conf", mode="before")
     @classmethod
@@ -117,7 +118,7 @@ class SparkSettings(_Strict):
     def worker_env(self) -> dict[str, str]:
         """Environment variables of the executors and their Python workers (`spark.executorEnv.*`)."""
         prefix = "spark.executorEnv."
-        return {k[len(prefix):]: v for k, v in self.conf.items() if k.startswith(prefix)}
+        return {k[len(prefix):]: v for k, v in self.conf.items() if k.startswith(prefix) and v is not None}
 
 
 class SampleCorpusSettings(_Strict):

@@ -107,8 +107,8 @@ def _register(settings: Settings, args: argparse.Namespace) -> None:
         given = {k: yaml.safe_load(v) for k, v in (p.split("=", 1) for p in args.param)}
     except yaml.YAMLError as e:
         raise UsageError(f"--param {args.param}: a value is not YAML ({str(e).splitlines()[0]}); quote it") from None
-    weights = configured_signal(settings, args.signal, given).weights_source()
-    params = identity_params(conf.kind, {**conf.params, **given}, weights)
+    signal = configured_signal(settings, args.signal, given)
+    weights, params = signal.weights_source(), identity_params(conf.kind, signal.config.params)
     if not_identity := sorted(given.keys() - params.keys()):
         raise UsageError(f"--param {not_identity}: not what identifies a {conf.kind!r} model (its identity params: "
                          f"{list(signal_class(conf.kind).identity_params)}); how it runs is set in the profile")

@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 from conf.settings import Settings
 from jobs.corpus import Window
 from jobs.progress import spark_progress
+from jobs.session import await_executor
 from lake import delta_io, ledger, spark_io
 from lake.ledger import SignalOutcome
 from lake.upkeep import UPKEEP_JOB
@@ -130,9 +131,16 @@ def by_output(signals: dict[str, Signal]) -> dict[TableContract, dict[str, Signa
 
 def placements(spark: SparkSession, settings: Settings, signals: dict[str, Signal]) -> dict[str, Placement]:
     """Where each signal's tasks run (udfs.resources); a UsageError, before anything is computed,
-    where the cluster cannot run one."""
+    where the cluster cannot run one: by the configuration, or because no executor registered by
+    spark.executor_wait_s can run a signal's task (a standalone executor's cores are its worker's,
+    which no setting says: its stage would wait forever)."""
     cluster = Cluster.of(spark.sparkContext)
-    return {name: placement(name, settings.signals[name], cluster) for name in signals}
+    placed = {name: placement(name, settings.signals[name], cluster) for name in signals}
+    for name, where in placed.items():
+        if where.resources:
+            await_executor(spark.sparkContext, settings.spark.executor_wait_s, dict(where.resources), f"a task of signals.{name}",
+                           f"signals.{name}.resources")
+    return placed
 
 
 def stored_embeddings(spark: SparkSession, settings: Settings, signal: str, model_version: str) -> DataFrame:

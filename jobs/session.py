@@ -58,13 +58,14 @@ def unapplied_driver_settings(settings: SparkSettings, launched: dict[str, str])
     spark-submit started that JVM already (`launched` non-empty), where spark-submit did not give them."""
     if not launched:
         return {}
-    return {key: value for key, value in settings.conf.items() if key in DRIVER_JVM and key not in launched}
+    return {key: value for key, value in settings.conf.items() if key in DRIVER_JVM and key not in launched and value is not None}
 
 
 def session_conf(settings: SparkSettings, launched: dict[str, str]) -> dict[str, str]:
     """The session's settings: the jobs' base settings, the driver's object-store location for the
     executors, then the profile's, then spark-submit's, which win; without the profile's settings
-    of a driver JVM spark-submit started (`unapplied_driver_settings`), which would only show."""
+    of a driver JVM spark-submit started (`unapplied_driver_settings`), which would only show, or
+    those it leaves to the cluster (null: spark-defaults.conf's, else Spark's default)."""
     unapplied = unapplied_driver_settings(settings, launched)
     profile = {
         **BASE_CONF,
@@ -72,7 +73,7 @@ def session_conf(settings: SparkSettings, launched: dict[str, str]) -> dict[str,
         "spark.app.name": settings.app_name,
         "spark.sql.execution.arrow.maxRecordsPerBatch": str(settings.arrow_batch_rows),
         **({"spark.master": settings.master} if settings.master else {}),
-        **{key: value for key, value in settings.conf.items() if key not in unapplied},
+        **{key: value for key, value in settings.conf.items() if key not in unapplied and value is not None},
     }
     return {**profile, **launched}
 
@@ -153,11 +154,13 @@ def can_run_a_task(offer: dict[str, float], needs: dict[str, float]) -> bool:
     return all(offer.get(name, 0.0) >= math.ceil(amount) for name, amount in needs.items())
 
 
-def await_executor(sc: SparkContext, timeout_s: float) -> None:
-    """Return once an executor that can run a task has registered; else fail saying what a task
-    asks for and what registered. A cluster that cannot grant a request (GPUs on CPU-only
-    workers, more task cpus than an executor has) otherwise leaves the job waiting forever."""
-    needs = task_needs(sc.getConf())
+def await_executor(sc: SparkContext, timeout_s: float, needs: dict[str, float] | None = None,
+                   asker: str = "a task", asked_by: str = "spark.task.cpus, spark.task.resource.*") -> None:
+    """Return once an executor that can run `asker` (what `needs` say, the job's `task_needs` by
+    default) has registered; else fail saying what it asks for and what registered. A cluster that
+    cannot grant a request (GPUs on CPU-only workers, more task cpus than an executor has) otherwise
+    leaves the job waiting forever."""
+    needs = task_needs(sc.getConf()) if needs is None else needs
     deadline = time.monotonic() + timeout_s
     while True:
         executors = _executors(sc)
@@ -169,6 +172,6 @@ def await_executor(sc: SparkContext, timeout_s: float) -> None:
     asked = ", ".join(f"{amount:g} {name}" for name, amount in needs.items())
     seen = "; ".join(", ".join(f"{v:g} {k}" for k, v in e.items()) for e in executors) or "none"
     raise UsageError(
-        f"no executor that can run a task registered with {sc.master} within {timeout_s:g}s (spark.executor_wait_s): a task asks for "
-        f"{asked} (spark.task.cpus, spark.task.resource.*), executors registered: {seen}. A cluster without GPUs never grants "
+        f"no executor that can run {asker} registered with {sc.master} within {timeout_s:g}s (spark.executor_wait_s): a task asks for "
+        f"{asked} ({asked_by}), executors registered: {seen}. A cluster without GPUs never grants "
         "one: use --profile cluster-cpu, or ask for what the workers have.")

@@ -18,7 +18,6 @@ write the registry database does not decide how every executor reads its input.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -27,7 +26,7 @@ from conf.settings import Settings, UsageError
 from lake.registry import CHALLENGER, CHAMPION, RegisteredModel, Registry, challenger_is_champion, registry_exists
 from signals.base import ModelRef, Signal, SignalConfig
 from signals.catalog import build_signal, signal_class
-from signals.weights import local_path
+from signals.weights import driver_path
 
 KIND = "kind"
 # Without the registry a signal has one version, its pinned one, which is also the champion's: a "challenger"
@@ -50,14 +49,9 @@ def registry_for(settings: Settings, existing: bool = False) -> Registry:
     return Registry(settings.registry_uri)
 
 
-def identity_params(kind: str, params: Mapping[str, Any], weights: str | None = None) -> dict[str, Any]:
-    """What the registry records of a signal's params: its kind and the params that identify its
-    model, the one naming its `weights` (`Signal.weights_source`) made absolute where it is a relative
-    local path (or `~`): the workers read it from their own folders, an executor's work folder on a cluster."""
-    relative = weights is not None and "://" not in weights and not os.path.isabs(weights) and local_path(weights) is not None
-    located = os.path.abspath(os.path.expanduser(weights)) if relative else None  # an absolute one is kept as written
-    identity = signal_class(kind).identity(params)
-    return {KIND: kind, **{k: located if located is not None and v == weights else v for k, v in identity.items()}}
+def identity_params(kind: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """What the registry records of a signal's params: its kind and the params that identify its model."""
+    return {KIND: kind, **signal_class(kind).identity(params)}
 
 
 def registered_identity(name: str, model: RegisteredModel, kind: str) -> dict[str, Any]:
@@ -124,8 +118,7 @@ def resolve_versions(settings: Settings, signals: dict[str, Signal], role: str =
             _check_trained(registry, name, role, conf.model.version)
         else:
             source = signal.weights_source() or f"code:{type(signal).__module__}.{type(signal).__qualname__}"
-            params = identity_params(conf.kind, signal.config.params, signal.weights_source())
-            registry.register_first_use(name, source, params, description=conf.model.name)
+            registry.register_first_use(name, source, identity_params(conf.kind, signal.config.params), description=conf.model.name)
         if role == CHALLENGER:
             aliases = registry.aliases_if_registered(name)
             if CHALLENGER not in aliases:
@@ -150,10 +143,14 @@ def resolve_versions(settings: Settings, signals: dict[str, Signal], role: str =
 
 def configured_signal(settings: Settings, name: str, params: Mapping[str, Any] | None = None) -> Signal:
     """Signal `name` of the profile configured (not loaded), `params` over the profile's, at its
-    pinned model version or "unresolved" until the registry resolves one."""
+    pinned model version or "unresolved" until the registry resolves one. Its `path_params` given
+    relative to this (the driver's) folder or `~` are made absolute: the executors' Python workers
+    read them from work folders of their own, so a job ships and registers the driver's files."""
     s = settings.signals[name]
+    paths = signal_class(s.kind).path_params
+    given = {k: driver_path(v) if k in paths and isinstance(v, str) else v for k, v in {**s.params, **(params or {})}.items()}
     return build_signal(s.kind, SignalConfig(name, ModelRef(s.model.name, s.model.version or "unresolved"), s.batch_size, s.device,
-                                             {**s.params, **(params or {})}, decode=settings.decode.limits, fetch=settings.fetch.policy))
+                                             given, decode=settings.decode.limits, fetch=settings.fetch.policy))
 
 
 def build_signals(settings: Settings, role: str = CHAMPION) -> dict[str, Signal]:

@@ -82,6 +82,9 @@ class Signal(ABC):
     # model registry records them per version and decides them; every other param says how the
     # model is RUN (batch sizes, threads, thresholds, decoding) and comes from the configuration
     identity_params: ClassVar[tuple[str, ...]] = ()
+    # the params that may name a local file or folder the workers read (weights, a model's configs):
+    # one relative to the driver's folder is made absolute there (rollout.models.configured_signal)
+    path_params: ClassVar[tuple[str, ...]] = ()
     # a derived signal reads these columns of a stored row (a head: the item's embedding row),
     # joined in by the job, instead of its corpus inputs (which still make its input hash)
     stored_columns: ClassVar[tuple[str, ...]] = ()

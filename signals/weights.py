@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -32,6 +33,17 @@ def local_path(source: str) -> str | None:
     if explicit:
         raise FileNotFoundError(f"no weights at {source}")
     return None
+
+
+def driver_path(source: str) -> str:
+    """`source` made absolute where it is a local path relative to this process's folder or to `~`
+    (an existing file or folder, or one written `./`, `../`, `~`): each Python worker reads it from
+    its own working folder, an executor's on a cluster. Absolute paths (symlinks kept), URIs and hub
+    tags are returned as written."""
+    path = os.path.expanduser(source)
+    if "://" in source or os.path.isabs(source) or not (source.startswith(("./", "../", "~")) or os.path.exists(path)):
+        return source
+    return os.path.abspath(path)
 
 
 def is_weights_location(source: str) -> bool:

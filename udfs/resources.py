@@ -38,7 +38,8 @@ class Cluster:
 def executor_cores(master: str, configured: str | None) -> int | None:
     """An executor's cores: `spark.executor.cores` where set, else what the master gives one (a
     local-cluster's second number; Spark's default of 1 on YARN and Kubernetes); None on a
-    standalone master, whose executors take their worker's cores, unknown to the configuration."""
+    standalone master, whose executors take their worker's cores, unknown to the configuration
+    (jobs.engine.placements then looks at the executors that register)."""
     if configured:
         return int(configured)
     local_cluster = re.fullmatch(r"local-cluster\[\s*\d+\s*,\s*(\d+)\s*,\s*\d+\s*\]", master)

@@ -80,6 +80,7 @@ class MiniLMTextEmbedder(TextEmbedder):
 
     pads_batches = True
     identity_params = ("model_dir",)
+    path_params = ("model_dir",)
 
     @property
     def dim(self) -> int:

@@ -56,6 +56,7 @@ def declared_dim(params: Mapping[str, Any]) -> int:
 class _OpenClipMixin:
     config: SignalConfig
     identity_params: ClassVar[tuple[str, ...]] = ("arch", "pretrained", "model_config_dir")
+    path_params: ClassVar[tuple[str, ...]] = ("pretrained", "model_config_dir")
 
     @property
     def dim(self) -> int:

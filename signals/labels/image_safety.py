@@ -43,6 +43,7 @@ class ImageSafetyLabeler(ImageInput, Labeler):
 
     default_thresholds: ClassVar[Mapping[str, float]] = {NSFW: 0.8}  # the model authors' "likely NSFW" level
     identity_params = ("model_path",)
+    path_params = ("model_path",)
 
     @property
     def labels(self) -> tuple[str, ...]:

@@ -97,6 +97,7 @@ class ImageTopicLabeler(ImageInput, _TopicLabeler):
     """ImageNet-1k probabilities of EfficientNet-Lite0, summed per topic."""
 
     identity_params = EfficientNetImageEmbedder.identity_params
+    path_params = EfficientNetImageEmbedder.path_params
 
     def backing_signals(self) -> tuple[Embedder, ...]:
         return (EfficientNetImageEmbedder(self.config),)
@@ -135,6 +136,7 @@ class TextTopicLabeler(TextInput, _TopicLabeler):
 
     pads_batches = True
     identity_params = (*MiniLMTextEmbedder.identity_params, "temperature")  # the temperature shapes every score
+    path_params = MiniLMTextEmbedder.path_params
 
     def backing_signals(self) -> tuple[Embedder, ...]:
         return (MiniLMTextEmbedder(self.config),)
@@ -165,6 +167,7 @@ class ClipImageTopicLabeler(ImageInput, _TopicLabeler):
     """CLIP zero-shot classification of the image over the taxonomy's prompts."""
 
     identity_params = OpenClipImageEmbedder.identity_params
+    path_params = OpenClipImageEmbedder.path_params
 
     def backing_signals(self) -> tuple[Embedder, ...]:
         return (OpenClipImageEmbedder(self.config), OpenClipTextEmbedder(self.config))

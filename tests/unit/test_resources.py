@@ -173,3 +173,24 @@ def test_the_model_cache_counts_the_seconds_of_real_loads_only(empty_model_cache
     loaded = model_cache.load_seconds()
     model_cache.get_or_load("k", lambda: pytest.fail("cached"))
     assert loaded > before and model_cache.load_seconds() == loaded
+
+
+def test_a_signal_asking_more_cores_than_any_standalone_executor_has_is_refused_after_the_wait_not_waited_on(monkeypatch) -> None:
+    """A standalone executor takes its worker's cores, which no setting says (spark.executor.cores
+    unset): a signal asking for more was placed, and its stage waited forever with no error. The
+    executors registered say their cores: a signal waits spark.executor_wait_s for one that can run
+    its task, then is refused before anything is computed; one registering within the wait is enough."""
+    import jobs.session
+    from jobs.engine import placements
+
+    registered = [[{"cpus": 2.0}]]
+    monkeypatch.setattr(jobs.session, "_executors", lambda sc: registered[0] if len(registered) == 1 else registered.pop(0))
+    spark = SimpleNamespace(sparkContext=SimpleNamespace(master="spark://m:7077", getConf=lambda: SparkConf(loadDefaults=False)))
+    settings = load_settings("cluster-cpu", ["lakehouse=/lh", "spark.executor_wait_s=0.2", "signals.text_safety.resources.cpus=4"])
+    assert settings.spark.conf.get("spark.executor.cores") is None
+    with pytest.raises(UsageError, match=r"no executor that can run a task of signals.text_safety registered with spark://m:7077 "
+                                         r"within 0.2s .*asks for 4 cpus \(signals.text_safety.resources\), executors registered: 2 cpus"):
+        placements(spark, settings, {"language": None, "text_safety": None})
+    registered[:] = [[{"cpus": 2.0}], [{"cpus": 2.0}, {"cpus": 8.0}]]  # a larger worker's executor registers during the wait
+    placed = placements(spark, settings, {"language": None, "text_safety": None})
+    assert {name: p.cpus for name, p in placed.items()} == {"language": 1, "text_safety": 4}

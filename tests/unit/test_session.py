@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pyspark import SparkConf
 
-from conf.settings import SparkSettings, UsageError
+from conf.settings import SparkSettings, UsageError, load_settings
 from jobs.session import build_session, can_run_a_task, session_conf, task_needs, unapplied_driver_settings
 
 
@@ -78,3 +78,21 @@ def test_an_application_whose_executors_start_with_its_tasks_does_not_wait_for_o
     session.build_session(SparkSettings(master="yarn", conf={**dynamic, "spark.dynamicAllocation.minExecutors": "2"}))
     session.build_session(SparkSettings(master="spark://10.0.0.1:7077"))
     assert waited == [120, 120]
+
+
+@pytest.mark.parametrize("profile", ["cluster", "cluster-cpu"])
+def test_a_cluster_profile_leaves_shuffle_partitions_to_the_cluster_and_a_setting_given_still_wins(profile) -> None:
+    """base.yaml's 8 shuffle partitions (local[2] x 4) held on the cluster profiles: a refresh's
+    copies and dedup's shuffles ran in 8 tasks on any cluster (found in review). A cluster profile
+    leaves the setting to the cluster: spark-defaults.conf or --conf (spark-submit's, which win as
+    ever), the user's --set, else Spark's own default, which adaptive execution coalesces."""
+    key = "spark.sql.shuffle.partitions"
+    launched = {"spark.master": "spark://10.0.0.1:7077"}
+    settings = load_settings(profile, ["lakehouse=/lh"])
+    assert key not in session_conf(settings.spark, launched)
+    assert session_conf(settings.spark, {**launched, key: "400"})[key] == "400"  # spark-defaults.conf or --conf
+    given = load_settings(profile, ["lakehouse=/lh", f"spark.conf[{key}]=64"])
+    assert session_conf(given.spark, launched)[key] == "64"
+    assert session_conf(given.spark, {**launched, key: "400"})[key] == "400"  # spark-submit's still win over the profile's
+    for local in ("local", "base"):  # local runs as before (the tests and benchmarks count on it)
+        assert session_conf(load_settings(local).spark, {})[key] == "8"
