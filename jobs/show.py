@@ -180,14 +180,20 @@ def print_heads(heads: dict) -> None:
         table.add_row(task, str(r["held_out_items"]), *(_auc(r["roc_auc"][s]) for s in scorers),
                       f"{to_match if to_match is not None else 'not within ' + str(r['crossover']['gold_labels_outside_test'])} ({curve})")
     console.print(table)
+    for task, r in heads["tasks"].items():  # as train says it; a report written before the count has none
+        for note in without_row_said({"without_row": r.get("held_out_without_row", 0)}, r["embedding"]):
+            console.print(f"[yellow]note:[/] {task}: {note}", soft_wrap=True)
     console.print(f"the weak-label head beats majority vote and the rule on: {', '.join(heads['weak_head_beats_baselines_on']) or 'no task'}")
     for task, r in heads["tasks"].items():
         cross = r["cross_fitted"]
         truth = cross["against_truth"]
+        undefined = truth.get("roc_auc_not_defined", {})  # why a scorer has no ROC-AUC against the truth
         console.print(f"{task}, cross-fitted over {cross['folds']} folds ({cross['items']} gold items, {cross['positives']} positive): "
                       + ", ".join(f"{s} {_auc(auc)}" for s, auc in cross["roc_auc"].items())
                       + f"; against the corpus's truth (gold agrees on {truth['gold_agrees']:.1%}): "
-                      + ", ".join(f"{s} {_auc(auc)}" for s, auc in truth["roc_auc"].items()))
+                      + ", ".join(f"{s} {_auc(auc)}" + (f" ({undefined[s]})" if s in undefined else "") for s, auc in truth["roc_auc"].items()))
+        for note in without_row_said(cross, r["embedding"]):
+            console.print(f"[yellow]note:[/] {task}, cross-fitted: {note}", soft_wrap=True)
         compared = cross.get("compared")  # a report written before the comparison stated its items has none
         on = "" if compared is None else f" on the {compared['items']} items every scorer scored"
         console.print(f"  the weak-label head minus each baseline, cross-fitted{on} (95% interval): "

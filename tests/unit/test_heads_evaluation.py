@@ -162,3 +162,30 @@ def test_cross_fitting_keeps_a_fold_the_rule_never_scored_and_compares_the_score
         assert result["weak_head_beats"][baseline] == (margin["difference"] > 0)
     truth = result["against_truth"]
     assert truth["roc_auc"]["rule"] == pytest.approx(roc_auc_score(lake.truth[[lake.ids.index(c) for c in ruled]], rule[ruled]), abs=1e-9)
+
+
+def test_the_heads_section_says_the_gold_without_an_ok_row_and_why_a_roc_auc_against_the_truth_is_missing(
+        tmp_path, empty_registry_db, capsys) -> None:
+    """What `make eval` prints of the heads section: the held-out gold without an ok embedding row
+    (test split and cross-fitted), in train's words, and the reason a scorer has no ROC-AUC against
+    the truth. Before, both were in reports/eval/latest.json only; the console printed "-"."""
+    from jobs.show import print_heads
+
+    lake = training_lakehouse(tmp_path, empty_registry_db, overrides=("training.learning_rate=0.05",))
+    DeltaTable(f"{tmp_path}/labels").delete(" OR ".join(f"content_id = '{c}'" for c, t in zip(lake.ids, lake.truth) if not t))  # the rule scores truth's positives only
+    wrong = lake.ids[::20]  # gold the annotators got wrong, so the rule's gold holds both classes
+    gold = lake.gold.assign(label=lake.gold["label"].where(~lake.gold["content_id"].isin(wrong), 1 - lake.gold["label"]))
+    task = compare_heads(lake.settings, "low_quality", lake.weak, gold, lake.majority, "image_embedding", "1")
+    cross = heads_evaluation.cross_fitted(lake.settings, "low_quality", gold, lambda held: (lake.weak, lake.majority), "image_embedding", "1", folds=3)
+    ruled = int(lake.truth[:-ERRORS].sum())  # the rule's items against the truth: positives with an ok row
+    assert cross["against_truth"]["roc_auc_not_defined"] == {"rule": f"the truth holds one class on its {ruled} scored items"}
+    print_heads({"tasks": {"low_quality": {**task, "cross_fitted": cross}}, "weak_head_beats_baselines_on": [], "target_met": False,
+                 "cross_fitted": {"weak_head_beats_baselines_on": [], "target_met": False, "beyond_noise_on": [], "beyond_noise_against_truth_on": []},
+                 "loader": {"scales": {}}})
+    said = " ".join(capsys.readouterr().out.split())
+    test_split = len([c for c in lake.ids[-ERRORS:] if split_of(c) == "test"])
+    assert (f"low_quality: {test_split} held-out gold items have no ok image_embedding@1 row (an error row, or none yet): "
+            "no head can score them, so no scorer is judged on them") in said
+    assert (f"low_quality, cross-fitted: {ERRORS} held-out gold items have no ok image_embedding@1 row (an error row, or none yet): "
+            "no head can score them, so no scorer is judged on them") in said
+    assert f"rule - (the truth holds one class on its {ruled} scored items)" in said
