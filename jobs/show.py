@@ -19,7 +19,7 @@ from monitoring.monitor import MonitorResult
 from retrieval.index_store import Manifest
 from rollout.evaluate import REPORT
 from signals.contracts import DUPLICATES, EMBEDDINGS, KEYFRAMES, LABELS, RUNS
-from training.evaluate import left_out_said, without_row_said
+from training.evaluate import scored_said, without_row_said
 from training.gold import NO_ITEM_IN_COMMON, Agreement
 from training.train import TrainedVersion
 
@@ -296,16 +296,14 @@ def print_trained(trained: TrainedVersion) -> None:
     if trained.evaluation is None:
         console.print("no gold labels: not evaluated, and `promote` will refuse it until it is")
         return
-    items, held_out = int(next(iter(trained.evaluation.metrics.values()))["items"]), trained.evaluation.held_out
-    table = Table(title=f"held-out gold ({items} of {held_out['items']} items, those every scorer scored; {left_out_said(held_out)})"
-                  if held_out.get("left_out") else f"held-out gold ({items} items)")
+    table = Table(title=scored_said(trained.evaluation))
     columns = list(next(iter(trained.evaluation.metrics.values())))
     for column in ("scorer", *columns):
         table.add_column(column, justify="left" if column == "scorer" else "right")
     for scorer, metrics in trained.evaluation.metrics.items():
         table.add_row(scorer, *("–" if metrics[c] is None else f"{metrics[c]:.4g}" for c in columns))
     console.print(table)
-    for note in without_row_said(held_out, trained.snapshot.signal):
+    for note in without_row_said(trained.evaluation.held_out, trained.snapshot.signal):
         console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
     console.print("the head's ROC-AUC minus each baseline's (95% interval, resampled by near-duplicate group): "
                   + ", ".join(_margin(b, m) for b, m in trained.evaluation.leads.items()))

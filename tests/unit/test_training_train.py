@@ -352,7 +352,9 @@ def test_a_refusal_for_too_few_items_says_which_baseline_left_held_out_items_out
                        "rule's coverage is not: have rule score them and train again")
     print_trained(trained)
     said = " ".join(capsys.readouterr().out.split())
-    assert f"held-out gold ({len(scored)} of {len(held_out)} items, those every scorer scored; rule left out {len(held_out) - len(scored)})" in said
+    scored_said = f"held-out gold ({len(scored)} of {len(held_out)} items, those every scorer scored; rule left out {len(held_out) - len(scored)})"
+    assert scored_said in said
+    assert scored_said in trained.report.read_text()  # the report's figures are on those items too; before, it did not say so
 
 
 def test_baselines_that_scored_no_held_out_item_in_common_are_refused_by_name(lake, tmp_path):
