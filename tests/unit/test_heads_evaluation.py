@@ -63,6 +63,7 @@ def test_every_scorer_is_judged_on_the_same_held_out_gold_and_the_curve_on_its_g
 
     page = write_heads_report({"tasks": {"low_quality": result}}, tmp_path / "report" / "heads.html").read_text()
     assert "data:image/png;base64," in page and "gold-only head ROC-AUC" in page and "weak-label head minus baseline" in page
+    assert f"<td>low_quality</td><td>{len(held_out)}</td><td>{len(without_row)}</td>" in page  # before, the page dropped the count
 
 
 def test_eval_only_heads_replaces_the_heads_section_and_keeps_the_others(tmp_path) -> None:
