@@ -346,5 +346,7 @@ def write_evaluation_report(evaluation: Evaluation, path: Path, notes: Sequence[
 
 
 def report_metrics(evaluation: Evaluation) -> Mapping[str, Any]:
-    """The metrics nested by scorer, slices under `slices`, as rollout.compare.log_to_mlflow takes them."""
-    return {**evaluation.metrics, "slices": evaluation.slices}
+    """The metrics nested by scorer, slices under `slices`, and the held-out gold they were judged on
+    under `held_out` (held_out_coverage: items, positives, without_row, left_out per scorer), as
+    rollout.compare.log_to_mlflow takes them."""
+    return {**evaluation.metrics, "slices": evaluation.slices, "held_out": evaluation.held_out}
