@@ -162,6 +162,13 @@ def _auc(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def _scored_auc(scorer: str, figures: dict, items: int) -> str:
+    """A scorer's ROC-AUC, saying how many items it is on where the scorer left some of the `items` out
+    (`scored_items`; a report written before kept no count)."""
+    scored = figures.get("scored_items", {}).get(scorer, items)
+    return _auc(figures["roc_auc"][scorer]) + ("" if scored == items else f" (on its {scored} scored items)")
+
+
 def _margin(baseline: str, margin: dict | None) -> str:
     if margin is None:
         return f"{baseline} -"
@@ -177,7 +184,7 @@ def print_heads(heads: dict) -> None:
     for task, r in heads["tasks"].items():
         to_match = r["crossover"]["gold_labels_to_match_weak_head"]
         curve = ", ".join(f"{p['gold_labels']}: {_auc(p['roc_auc'])}" for p in r["crossover"]["curve"])
-        table.add_row(task, str(r["held_out_items"]), *(_auc(r["roc_auc"][s]) for s in scorers),
+        table.add_row(task, str(r["held_out_items"]), *(_scored_auc(s, r, r["held_out_items"]) for s in scorers),
                       f"{to_match if to_match is not None else 'not within ' + str(r['crossover']['gold_labels_outside_test'])} ({curve})")
     console.print(table)
     for task, r in heads["tasks"].items():  # as train says it; a report written before the count has none
@@ -189,7 +196,7 @@ def print_heads(heads: dict) -> None:
         truth = cross["against_truth"]
         undefined = truth.get("roc_auc_not_defined", {})  # why a scorer has no ROC-AUC against the truth
         console.print(f"{task}, cross-fitted over {cross['folds']} folds ({cross['items']} gold items, {cross['positives']} positive): "
-                      + ", ".join(f"{s} {_auc(auc)}" for s, auc in cross["roc_auc"].items())
+                      + ", ".join(f"{s} {_scored_auc(s, cross, cross['items'])}" for s in cross["roc_auc"])
                       + f"; against the corpus's truth (gold agrees on {truth['gold_agrees']:.1%}): "
                       + ", ".join(f"{s} {_auc(auc)}" + (f" ({undefined[s]})" if s in undefined else "") for s, auc in truth["roc_auc"].items()))
         for note in without_row_said(cross, r["embedding"]):

@@ -190,3 +190,6 @@ def test_the_heads_section_says_the_gold_without_an_ok_row_and_why_a_roc_auc_aga
     assert (f"low_quality, cross-fitted: {ERRORS} held-out gold items have no ok image_embedding@1 row (an error row, or none yet): "
             "no head can score them, so no scorer is judged on them") in said
     assert f"rule - (the truth holds one class on its {ruled} scored items)" in said
+    rule = cross["scored_items"]["rule"]  # of the gold items, the rule scored the truth's positives: its ROC-AUC is on those
+    assert rule == ruled < cross["items"] and f"rule {cross['roc_auc']['rule']:.3f} (on its {rule} scored items)" in said
+    assert f"weak_head {cross['roc_auc']['weak_head']:.3f}," in said  # a scorer of every item: no count
