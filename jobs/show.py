@@ -19,7 +19,7 @@ from monitoring.monitor import MonitorResult
 from retrieval.index_store import Manifest
 from rollout.evaluate import REPORT
 from signals.contracts import DUPLICATES, EMBEDDINGS, KEYFRAMES, LABELS, RUNS
-from training.evaluate import left_out_said, without_row_said
+from training.evaluate import scored_said, without_row_said
 from training.gold import NO_ITEM_IN_COMMON, Agreement
 from training.train import TrainedVersion
 
@@ -162,6 +162,13 @@ def _auc(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def _scored_auc(scorer: str, figures: dict, items: int) -> str:
+    """A scorer's ROC-AUC, saying how many items it is on where the scorer left some of the `items` out
+    (`scored_items`; a report written before kept no count)."""
+    scored = figures.get("scored_items", {}).get(scorer, items)
+    return _auc(figures["roc_auc"][scorer]) + ("" if scored == items else f" (on its {scored} scored items)")
+
+
 def _margin(baseline: str, margin: dict | None) -> str:
     if margin is None:
         return f"{baseline} -"
@@ -177,17 +184,23 @@ def print_heads(heads: dict) -> None:
     for task, r in heads["tasks"].items():
         to_match = r["crossover"]["gold_labels_to_match_weak_head"]
         curve = ", ".join(f"{p['gold_labels']}: {_auc(p['roc_auc'])}" for p in r["crossover"]["curve"])
-        table.add_row(task, str(r["held_out_items"]), *(_auc(r["roc_auc"][s]) for s in scorers),
+        table.add_row(task, str(r["held_out_items"]), *(_scored_auc(s, r, r["held_out_items"]) for s in scorers),
                       f"{to_match if to_match is not None else 'not within ' + str(r['crossover']['gold_labels_outside_test'])} ({curve})")
     console.print(table)
+    for task, r in heads["tasks"].items():  # as train says it; a report written before the count has none
+        for note in without_row_said({"without_row": r.get("held_out_without_row", 0)}, r["embedding"]):
+            console.print(f"[yellow]note:[/] {task}: {note}", soft_wrap=True)
     console.print(f"the weak-label head beats majority vote and the rule on: {', '.join(heads['weak_head_beats_baselines_on']) or 'no task'}")
     for task, r in heads["tasks"].items():
         cross = r["cross_fitted"]
         truth = cross["against_truth"]
+        undefined = truth.get("roc_auc_not_defined", {})  # why a scorer has no ROC-AUC against the truth
         console.print(f"{task}, cross-fitted over {cross['folds']} folds ({cross['items']} gold items, {cross['positives']} positive): "
-                      + ", ".join(f"{s} {_auc(auc)}" for s, auc in cross["roc_auc"].items())
+                      + ", ".join(f"{s} {_scored_auc(s, cross, cross['items'])}" for s in cross["roc_auc"])
                       + f"; against the corpus's truth (gold agrees on {truth['gold_agrees']:.1%}): "
-                      + ", ".join(f"{s} {_auc(auc)}" for s, auc in truth["roc_auc"].items()))
+                      + ", ".join(f"{s} {_auc(auc)}" + (f" ({undefined[s]})" if s in undefined else "") for s, auc in truth["roc_auc"].items()))
+        for note in without_row_said(cross, r["embedding"]):
+            console.print(f"[yellow]note:[/] {task}, cross-fitted: {note}", soft_wrap=True)
         compared = cross.get("compared")  # a report written before the comparison stated its items has none
         on = "" if compared is None else f" on the {compared['items']} items every scorer scored"
         console.print(f"  the weak-label head minus each baseline, cross-fitted{on} (95% interval): "
@@ -290,16 +303,14 @@ def print_trained(trained: TrainedVersion) -> None:
     if trained.evaluation is None:
         console.print("no gold labels: not evaluated, and `promote` will refuse it until it is")
         return
-    items, held_out = int(next(iter(trained.evaluation.metrics.values()))["items"]), trained.evaluation.held_out
-    table = Table(title=f"held-out gold ({items} of {held_out['items']} items, those every scorer scored; {left_out_said(held_out)})"
-                  if held_out.get("left_out") else f"held-out gold ({items} items)")
+    table = Table(title=scored_said(trained.evaluation))
     columns = list(next(iter(trained.evaluation.metrics.values())))
     for column in ("scorer", *columns):
         table.add_column(column, justify="left" if column == "scorer" else "right")
     for scorer, metrics in trained.evaluation.metrics.items():
         table.add_row(scorer, *("–" if metrics[c] is None else f"{metrics[c]:.4g}" for c in columns))
     console.print(table)
-    for note in without_row_said(held_out, trained.snapshot.signal):
+    for note in without_row_said(trained.evaluation.held_out, trained.snapshot.signal):
         console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
     console.print("the head's ROC-AUC minus each baseline's (95% interval, resampled by near-duplicate group): "
                   + ", ".join(_margin(b, m) for b, m in trained.evaluation.leads.items()))

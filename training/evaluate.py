@@ -218,6 +218,16 @@ def without_row_said(held_out: Mapping[str, Any], signal: str) -> list[str]:
             "so no scorer is judged on them"] if n else []
 
 
+def scored_said(evaluation: Evaluation) -> str:
+    """Which held-out gold items the scorers' figures are on, in words: where a baseline left some
+    out, those every scorer scored, of how many, and who left how many out (`train` prints it above
+    its figures, and its report says it)."""
+    items, held_out = int(next(iter(evaluation.metrics.values()))["items"]), evaluation.held_out
+    if held_out.get("left_out"):
+        return f"held-out gold ({items} of {held_out['items']} items, those every scorer scored; {left_out_said(held_out)})"
+    return f"held-out gold ({items} items)"
+
+
 def left_out_said(held_out: Mapping[str, Any]) -> str:
     """held_out_coverage's scorers that left items out, in words ("rule left out 34")."""
     return ", ".join(f"{scorer} left out {n}" for scorer, n in held_out["left_out"].items())
@@ -336,5 +346,7 @@ def write_evaluation_report(evaluation: Evaluation, path: Path, notes: Sequence[
 
 
 def report_metrics(evaluation: Evaluation) -> Mapping[str, Any]:
-    """The metrics nested by scorer, slices under `slices`, as rollout.compare.log_to_mlflow takes them."""
-    return {**evaluation.metrics, "slices": evaluation.slices}
+    """The metrics nested by scorer, slices under `slices`, and the held-out gold they were judged on
+    under `held_out` (held_out_coverage: items, positives, without_row, left_out per scorer), as
+    rollout.compare.log_to_mlflow takes them."""
+    return {**evaluation.metrics, "slices": evaluation.slices, "held_out": evaluation.held_out}

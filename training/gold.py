@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from conf.settings import UsageError
 from training.aggregate import MISSING, DawidSkene, dawid_skene, krippendorff_alpha, majority, overlapping, pairwise_kappa
-from training.human_labels import labels_of
+from training.human_labels import canonical_annotator, labels_of
 from training.tasks import task_named
 
 NO_ITEM_IN_COMMON = "no item judged by both"  # why a pair's kappa is not a number, where they share no item
@@ -58,13 +58,20 @@ class Agreement:
 
 
 def votes_of(labels: pa.Table, positive: str) -> Votes:
-    """The votes matrix of a task's human label rows."""
-    ids = sorted(set(labels["content_id"].to_pylist()))
-    names = sorted(set(labels["annotator"].to_pylist()))
+    """The votes matrix of a task's human label rows, each annotator identified as import identifies
+    them (`canonical_annotator`): a table written before holds one person typed two ways (an email in
+    two letter cases), who is one vote, not two. Of their two judgements of one item, the first
+    labelled counts, as import keeps the judgement stored first and refuses a later one."""
+    rows = sorted(labels.select(["content_id", "annotator", "label", "labelled_at"]).to_pylist(), key=lambda r: (r["labelled_at"], r["label"]))
+    for r in rows:
+        r["annotator"] = canonical_annotator(r["annotator"])
+    ids, names = sorted({r["content_id"] for r in rows}), sorted({r["annotator"] for r in rows})
     matrix = np.full((len(ids), len(names)), MISSING, dtype=np.int8)
     row, column = {c: i for i, c in enumerate(ids)}, {a: j for j, a in enumerate(names)}
-    for r in labels.to_pylist():
-        matrix[row[r["content_id"]], column[r["annotator"]]] = int(r["label"] == positive)
+    for r in rows:
+        cell = row[r["content_id"]], column[r["annotator"]]
+        if matrix[cell] == MISSING:
+            matrix[cell] = int(r["label"] == positive)
     return Votes(ids, names, matrix)
 
 

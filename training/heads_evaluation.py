@@ -220,12 +220,13 @@ def evaluate_heads(settings: Settings, versions: Mapping[str, str], folder: Path
 
 
 def write_heads_report(section: Mapping[str, Any], path: Path) -> Path:
-    """The section as one self-contained HTML page: the ROC-AUC table, the crossover and the figure."""
+    """The section as one self-contained HTML page: the ROC-AUC table (with the held-out gold no head
+    could score), the crossover and the figure."""
     from rollout.html_report import html_page, html_table, image_tag
 
     tasks = section["tasks"]
-    parts = [html_table([[t, r["held_out_items"], *(r["roc_auc"][s] for s in SCORERS)] for t, r in tasks.items()],
-                        ["task", "held-out gold items", *SCORERS]),
+    parts = [html_table([[t, r["held_out_items"], r["held_out_without_row"], *(r["roc_auc"][s] for s in SCORERS)] for t, r in tasks.items()],
+                        ["task", "held-out gold items", "held-out gold without an ok embedding row (no scorer judged on them)", *SCORERS]),
              html_table([[t, p["gold_labels"], p["roc_auc"], r["roc_auc"]["weak_head"]] for t, r in tasks.items() for p in r["crossover"]["curve"]],
                         ["task", "gold labels", "gold-only head ROC-AUC", "weak-label head ROC-AUC"]),
              html_table([[t, items, b, *(None if m is None else m[k] for k in ("difference", "ci95_low", "ci95_high"))]

@@ -85,12 +85,13 @@ def _timestamp(text: Any) -> dt.datetime | None:
         raise _Unreadable(f"labelled_at {text!r} is outside the years a time in UTC can have") from None
 
 
-def _canonical_annotator(name: str) -> str:
+def canonical_annotator(name: str) -> str:
     """An annotator as stored, so that one person typed two ways is one annotator: in Unicode's
     composed form (NFC: an accent as its own code point or not), and an email address (a name
     holding `@`) in lower case throughout. Only the domain is case-insensitive by RFC 5321, but
     labeling tools and mail providers treat the local part so too, and one person's address typed
-    `Ann@` and `ann@` counted twice in every vote; a name that is no email keeps its case."""
+    `Ann@` and `ann@` counted twice in every vote; a name that is no email keeps its case. Gold
+    (`training.gold.votes_of`) identifies annotators by it too, for rows stored before."""
     name = unicodedata.normalize("NFC", name)
     return name.lower() if "@" in name else name
 
@@ -101,7 +102,7 @@ def _annotator(value: Any, name: str) -> str | None:
     if isinstance(value, dict):
         value = value.get("email") or value.get("id")
     text = _text(value, name)
-    return _canonical_annotator(text) if text else None
+    return canonical_annotator(text) if text else None
 
 
 def _read_text(path: Path) -> str:
@@ -278,7 +279,7 @@ def import_labels(lakehouse: str, corpus: CorpusTable, path: Path, task_name: st
     corpus_ids = set(corpus.rows(["content_id"])["content_id"].to_pylist())
     read_version = DeltaTable(root).version() if DeltaTable.is_deltatable(root) else 0  # a new table's first version
     held = labels_of(lakehouse, task.name, read_version)
-    imported = set(zip(held["content_id"].to_pylist(), map(_canonical_annotator, held["annotator"].to_pylist())))  # rows stored before emails were lower-cased too
+    imported = set(zip(held["content_id"].to_pylist(), map(canonical_annotator, held["annotator"].to_pylist())))  # rows stored before emails were lower-cased too
     if found := problems(rows, task, corpus_ids, imported):
         shown = found[:REPORT_LINES] + ([f"... and {len(found) - REPORT_LINES} more"] if len(found) > REPORT_LINES else [])
         raise UsageError(f"{path}: {len(found)} of {len(rows)} rows cannot be imported for task {task.name!r}; nothing was imported:\n  "

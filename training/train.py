@@ -28,7 +28,19 @@ from signals.catalog import signal_class
 from signals.contracts import HUMAN_LABELS, LABELS, WEAK_LABELS
 from signals.labels.head import JOINED_SEPARATOR
 from training import gold, weak
-from training.evaluate import LANGUAGE_SIGNAL, RULES, Evaluation, common_items, evaluate, item_slices, report_metrics, rule_scores, without_row_said, write_evaluation_report
+from training.evaluate import (
+    LANGUAGE_SIGNAL,
+    RULES,
+    Evaluation,
+    common_items,
+    evaluate,
+    item_slices,
+    report_metrics,
+    rule_scores,
+    scored_said,
+    without_row_said,
+    write_evaluation_report,
+)
 from training.gate import EVALUATION_TAG, HEAD, head_signal
 from training.heads import TrainedHead, local_copy, save_head, train_head
 from training.loader import Snapshot, batches, latest_version, pin_snapshot, with_folds
@@ -196,7 +208,7 @@ def train_task(settings: Settings, task_name: str, labels: pd.DataFrame, label_s
         # every scorer judged on the items all of them scored, as the gate compares their ROC-AUCs; how many each left out kept beside
         evaluation = evaluate(task.name, common_items(frame), conf.precision_at_recall, conf.gate.min_slice_items,
                               f"{name}: held-out gold ({label_source} labels)", lead=HEAD, held_out=frame, without_row=without_row)
-        report = write_evaluation_report(evaluation, report_path, [*without_row_said(evaluation.held_out, snapshot.signal),
+        report = write_evaluation_report(evaluation, report_path, [scored_said(evaluation), *without_row_said(evaluation.held_out, snapshot.signal),
                                                                    *(f"{k}: {v}" for k, v in lineage.items())])
     params = {**lineage, **{k: str(v) for k, v in conf.model_dump(exclude={"gate", "embeddings"}).items()}}
     losses = {"train_loss": head.train_loss[head.best_epoch], "validation_loss": head.validation_loss[head.best_epoch],

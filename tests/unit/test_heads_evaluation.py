@@ -63,6 +63,7 @@ def test_every_scorer_is_judged_on_the_same_held_out_gold_and_the_curve_on_its_g
 
     page = write_heads_report({"tasks": {"low_quality": result}}, tmp_path / "report" / "heads.html").read_text()
     assert "data:image/png;base64," in page and "gold-only head ROC-AUC" in page and "weak-label head minus baseline" in page
+    assert f"<td>low_quality</td><td>{len(held_out)}</td><td>{len(without_row)}</td>" in page  # before, the page dropped the count
 
 
 def test_eval_only_heads_replaces_the_heads_section_and_keeps_the_others(tmp_path) -> None:
@@ -162,3 +163,33 @@ def test_cross_fitting_keeps_a_fold_the_rule_never_scored_and_compares_the_score
         assert result["weak_head_beats"][baseline] == (margin["difference"] > 0)
     truth = result["against_truth"]
     assert truth["roc_auc"]["rule"] == pytest.approx(roc_auc_score(lake.truth[[lake.ids.index(c) for c in ruled]], rule[ruled]), abs=1e-9)
+
+
+def test_the_heads_section_says_the_gold_without_an_ok_row_and_why_a_roc_auc_against_the_truth_is_missing(
+        tmp_path, empty_registry_db, capsys) -> None:
+    """What `make eval` prints of the heads section: the held-out gold without an ok embedding row
+    (test split and cross-fitted), in train's words, and the reason a scorer has no ROC-AUC against
+    the truth. Before, both were in reports/eval/latest.json only; the console printed "-"."""
+    from jobs.show import print_heads
+
+    lake = training_lakehouse(tmp_path, empty_registry_db, overrides=("training.learning_rate=0.05",))
+    DeltaTable(f"{tmp_path}/labels").delete(" OR ".join(f"content_id = '{c}'" for c, t in zip(lake.ids, lake.truth) if not t))  # the rule scores truth's positives only
+    wrong = lake.ids[::20]  # gold the annotators got wrong, so the rule's gold holds both classes
+    gold = lake.gold.assign(label=lake.gold["label"].where(~lake.gold["content_id"].isin(wrong), 1 - lake.gold["label"]))
+    task = compare_heads(lake.settings, "low_quality", lake.weak, gold, lake.majority, "image_embedding", "1")
+    cross = heads_evaluation.cross_fitted(lake.settings, "low_quality", gold, lambda held: (lake.weak, lake.majority), "image_embedding", "1", folds=3)
+    ruled = int(lake.truth[:-ERRORS].sum())  # the rule's items against the truth: positives with an ok row
+    assert cross["against_truth"]["roc_auc_not_defined"] == {"rule": f"the truth holds one class on its {ruled} scored items"}
+    print_heads({"tasks": {"low_quality": {**task, "cross_fitted": cross}}, "weak_head_beats_baselines_on": [], "target_met": False,
+                 "cross_fitted": {"weak_head_beats_baselines_on": [], "target_met": False, "beyond_noise_on": [], "beyond_noise_against_truth_on": []},
+                 "loader": {"scales": {}}})
+    said = " ".join(capsys.readouterr().out.split())
+    test_split = len([c for c in lake.ids[-ERRORS:] if split_of(c) == "test"])
+    assert (f"low_quality: {test_split} held-out gold items have no ok image_embedding@1 row (an error row, or none yet): "
+            "no head can score them, so no scorer is judged on them") in said
+    assert (f"low_quality, cross-fitted: {ERRORS} held-out gold items have no ok image_embedding@1 row (an error row, or none yet): "
+            "no head can score them, so no scorer is judged on them") in said
+    assert f"rule - (the truth holds one class on its {ruled} scored items)" in said
+    rule = cross["scored_items"]["rule"]  # of the gold items, the rule scored the truth's positives: its ROC-AUC is on those
+    assert rule == ruled < cross["items"] and f"rule {cross['roc_auc']['rule']:.3f} (on its {rule} scored items)" in said
+    assert f"weak_head {cross['roc_auc']['weak_head']:.3f}," in said  # a scorer of every item: no count

@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
+from sklearn.metrics import cohen_kappa_score
 
 from conf.settings import CorpusSettings
 from jobs.cli import main
@@ -303,6 +304,35 @@ def test_an_email_stored_in_another_case_before_is_already_imported(lakehouse: P
     path.write_text(f"content_id,label,annotator\n{IDS[0]},no,ann@example.com\n", encoding="utf-8")
     status, out = cli(capsys, lakehouse, "labels", "import", str(path), "--task", "text_heavy")
     assert status == 2 and "already imported for this annotator" in out
+
+
+def test_one_person_stored_in_two_cases_before_is_one_annotator_in_gold(lakehouse: Path, tmp_path: Path, capsys) -> None:
+    """A table written before emails were lower-cased (and names composed) holds one person as
+    `Ann@Example.com` and `ann@example.com`, and `Jose\u0301` beside `Jos\u00e9`: gold and `labels gold`
+    count each as one annotator, as import identifies them (before: four annotators, a kappa of Ann
+    with herself "no item judged by both", her item judged in both cases two votes). Of one person's
+    two judgements of an item, the first labelled counts, as import keeps the judgement stored first."""
+    at = [dt.datetime(2026, 11, 23, h, tzinfo=dt.UTC) for h in range(3)]
+    stored = [(IDS[0], "yes", "Ann@Example.com", at[0]), (IDS[1], "no", "Ann@Example.com", at[0]),
+              (IDS[2], "yes", "ann@example.com", at[0]), (IDS[3], "no", "ann@example.com", at[0]),
+              (IDS[4], "no", "ann@example.com", at[2]), (IDS[4], "yes", "ANN@example.com", at[1]),  # judged twice: yes first
+              (IDS[0], "yes", "Jos\u00e9", at[0]), (IDS[1], "no", "Jose\u0301", at[0]), (IDS[2], "no", "Jos\u00e9", at[0]),
+              (IDS[3], "no", "Jose\u0301", at[0]), (IDS[4], "yes", "Jos\u00e9", at[0])]
+    write_deltalake(lakehouse / "human_labels", pa.table(
+        {"content_id": [r[0] for r in stored], "task": ["text_heavy"] * len(stored), "label": [r[1] for r in stored],
+         "annotator": [r[2] for r in stored], "labelled_at": [r[3] for r in stored], "batch": ["before"] * len(stored)},
+        schema=HUMAN_LABELS.schema), partition_by=["task"])
+    ann, jose = [1, 0, 1, 0, 1], [1, 0, 0, 0, 1]  # by hand: one column each, items 0..4
+    votes = votes_of(DeltaTable(str(lakehouse / "human_labels")).to_pyarrow_table(), "yes")
+    assert votes.annotators == ["Jos\u00e9", "ann@example.com"] and votes.content_ids == IDS[:5]  # sorted: upper case first
+    np.testing.assert_array_equal(votes.matrix, np.array([jose, ann]).T)
+    gold = gold_labels(str(lakehouse), "text_heavy")
+    assert gold["n_annotators"].tolist() == [2] * 5
+    np.testing.assert_allclose(gold["p_positive"], dawid_skene(np.array([jose, ann], dtype=np.int8).T).posterior[:, 1])
+    status, out = cli(capsys, lakehouse, "labels", "gold", "--task", "text_heavy")
+    assert status == 0 and "text_heavy: 5 items, 2 annotators;" in out and "Ann@Example.com" not in out
+    assert f"Cohen's kappa Jos\u00e9 / ann@example.com: {cohen_kappa_score(jose, ann):.3f}" in out
+    assert "│ ann@example.com │ 5 │" in out and "no item in common" not in out
 
 
 def test_a_csv_header_naming_a_column_twice_and_a_json_min_export_are_refused(lakehouse: Path, tmp_path: Path, capsys) -> None:

@@ -88,7 +88,7 @@ def test_simulated_annotators_reliability_recovered() -> None:
     task = task_named("text_heavy")
     judged = [j for j in simulate(truth, task, seed=3) if j.label is not None]
     labels = pa.table({"content_id": [j.content_id for j in judged], "annotator": [j.annotator for j in judged],
-                       "label": [j.label for j in judged]})
+                       "label": [j.label for j in judged], "labelled_at": [j.labelled_at for j in judged]})
     votes = votes_of(labels, task.positive)
     expected = np.array([TRUTH["text_heavy"]({"has_text_overlay": f}) for f in flags])[np.argsort([f"pin-{i:06d}" for i in range(3000)])]
     estimate = dawid_skene(votes.matrix)

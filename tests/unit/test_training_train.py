@@ -345,6 +345,8 @@ def test_a_refusal_for_too_few_items_says_which_baseline_left_held_out_items_out
     assert summary["held_out"] == {"items": len(held_out), "positives": positives, "left_out": {"rule": len(held_out) - len(scored)},
                                    "without_row": without_row}
     assert summary["metrics"]["head"]["items"] == len(scored)
+    logged = Registry(lake.settings.registry_uri).client.get_run(trained.run_id).data.metrics
+    assert (logged["head.items"], logged["held_out.items"], logged["held_out.left_out.rule"]) == (len(scored), len(held_out), len(held_out) - len(scored))
     refusal = gate_failures(summary, lake.settings.training.gate)[0]
     assert refusal == (f"the held-out gold holds {common} positive and {len(scored) - common} negative items, fewer than "
                        f"training.gate.min_class_items 10 of a class: of the {len(held_out)} held-out gold items ({positives} positive) "
@@ -352,7 +354,9 @@ def test_a_refusal_for_too_few_items_says_which_baseline_left_held_out_items_out
                        "rule's coverage is not: have rule score them and train again")
     print_trained(trained)
     said = " ".join(capsys.readouterr().out.split())
-    assert f"held-out gold ({len(scored)} of {len(held_out)} items, those every scorer scored; rule left out {len(held_out) - len(scored)})" in said
+    scored_said = f"held-out gold ({len(scored)} of {len(held_out)} items, those every scorer scored; rule left out {len(held_out) - len(scored)})"
+    assert scored_said in said
+    assert scored_said in trained.report.read_text()  # the report's figures are on those items too; before, it did not say so
 
 
 def test_baselines_that_scored_no_held_out_item_in_common_are_refused_by_name(lake, tmp_path):
@@ -394,6 +398,8 @@ def test_held_out_gold_without_an_ok_embedding_row_is_counted_in_the_evaluation_
     assert sorted(trained.evaluation.frame["content_id"]) == held_out
     summary = json.loads(Registry(lake.settings.registry_uri).client.get_model_version("head_low_quality", "1").tags[EVALUATION_TAG])
     assert summary["held_out"]["items"] == len(held_out) and summary["held_out"]["without_row"] == len(without_row)
+    logged = Registry(lake.settings.registry_uri).client.get_run(trained.run_id).data.metrics  # before, MLflow had the common items' counts only
+    assert (logged["held_out.items"], logged["held_out.without_row"]) == (len(held_out), len(without_row))
     said = f"{len(without_row)} held-out gold items have no ok image_embedding row (an error row, or none yet): no head can score them"
     assert said in trained.report.read_text()
     print_trained(trained)
