@@ -6,7 +6,9 @@ error rates and throughput. Everything here works on Arrow tables of the signal'
 model versions (numpy, faiss and scipy; no Spark), compares only the items both versions have
 (the differences say which version lacks how many of the others: a canary lacks most), and caps
 the items compared with a sample chosen by a hash of `content_id`, so that the same items are
-compared in every run. Two identical versions show no differences at all.
+compared in every run. Rows are lined up by item and day (`signals.contracts.ITEM_DAY`, as
+rollout.coverage judges them): an item with rows on two days counts once per day. Two identical
+versions show no differences at all.
 
     comparison = build_comparison("image_embedding", champion_rows, challenger_rows, ledger=runs)
     write_report([comparison], Path("reports/compare.html"), "image_embedding 1 vs 2")
@@ -27,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rollout.html_report import figure_png, format_value, html_page, html_table, image_tag
+from signals.contracts import ITEM_DAY
 
 EXPERIMENT = "content-signals-compare"
 MAX_ITEMS = 20_000
@@ -43,21 +46,40 @@ def _hash64(content_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(content_id.encode(), digest_size=8).digest(), "big")
 
 
-def sample_ids(ids: set[str], max_items: int = MAX_ITEMS) -> list[str]:
-    """At most `max_items` ids, the ones with the smallest hash: the same items in every run."""
-    if len(ids) <= max_items:
-        return sorted(ids)
-    return sorted(sorted(ids, key=_hash64)[:max_items])
+def sample_keys(keys: set[tuple[str, str]], max_items: int = MAX_ITEMS) -> list[tuple[str, str]]:
+    """At most `max_items` (item, day) keys, those of the items with the smallest hash (an item's
+    days together): the same items in every run."""
+    if len(keys) <= max_items:
+        return sorted(keys)
+    return sorted(sorted(keys, key=lambda key: (_hash64(key[0]), key))[:max_items])
 
 
-def _ids(table: pa.Table) -> set[str]:
-    return set(pc.unique(table["content_id"]).to_pylist())
+def item_days(table: pa.Table) -> list[tuple[str, str]]:
+    """Each row's (item, day) key (`signals.contracts.ITEM_DAY`), in the table's order."""
+    return list(zip(*(table[c].to_pylist() for c in ITEM_DAY)))
 
 
-def _aligned(table: pa.Table, ids: pa.Array) -> pa.Table:
-    """The first row of each of `ids`, in that order (every id must be present)."""
-    table = table.filter(pc.is_in(table["content_id"], value_set=ids))
-    return table.take(pc.index_in(ids, value_set=table["content_id"].combine_chunks()))
+def _keys(table: pa.Table) -> set[tuple[str, str]]:
+    return set(item_days(table.select(list(ITEM_DAY)).group_by(list(ITEM_DAY), use_threads=False).aggregate([])))
+
+
+def _matches(table: pa.Table, keys: Sequence[tuple[str, str]]) -> pa.Table:
+    """Each row of `table` whose key is one of `keys`: its row number ("row") and its key's place in `keys` ("at")."""
+    wanted = pa.table([pa.array([key[i] for key in keys], pa.string()) for i in range(len(ITEM_DAY))] + [pa.array(range(len(keys)), pa.int64())],
+                      names=[*ITEM_DAY, "at"])
+    rows = table.select(list(ITEM_DAY)).append_column("row", pa.array(range(table.num_rows), pa.int64()))
+    return rows.join(wanted, list(ITEM_DAY), join_type="inner", use_threads=False).select(["row", "at"])
+
+
+def _aligned(table: pa.Table, keys: Sequence[tuple[str, str]]) -> pa.Table:
+    """The first row of each of `keys`, in that order (every key must be present)."""
+    first = _matches(table, keys).group_by("at", use_threads=False).aggregate([("row", "min")]).sort_by("at")
+    return table.take(first["row_min"])
+
+
+def _of(table: pa.Table, keys: Sequence[tuple[str, str]]) -> pa.Table:
+    """The rows of `table` whose key is one of `keys`, in the table's order."""
+    return table.take(np.sort(_matches(table, keys)["row"].to_numpy()))
 
 
 def _versions(table: pa.Table) -> str:
@@ -100,9 +122,9 @@ def compare_embeddings(a: pa.Table, b: pa.Table, k: int = 10, max_items: int = M
     space; exact search costs queries x items x dim, so it is measured for at most `max_queries`
     items, chosen by hash, against all of them), and where the dimensions match the cosine
     between an item's two vectors. Per-item values for plots are under "distributions"."""
-    ids_a, ids_b = _ids(a), _ids(b)
+    ids_a, ids_b = _keys(a), _keys(b)
     shared = ids_a & ids_b
-    chosen = pa.array(sample_ids(shared, max_items), pa.string())
+    chosen = sample_keys(shared, max_items)
     ta, tb = _aligned(a, chosen), _aligned(b, chosen)
     n = len(chosen)
     ok_a = pc.fill_null(pc.and_(pc.equal(ta["status"], "ok"), pc.is_valid(ta["vector"])), False).to_numpy(zero_copy_only=False)
@@ -124,7 +146,7 @@ def compare_embeddings(a: pa.Table, b: pa.Table, k: int = 10, max_items: int = M
     metrics["dim_b"] = int(xb.shape[1]) if len(both) else None
     k_eff = min(k, len(both) - 1)
     if k_eff >= 1:
-        ok_ids = chosen.take(pa.array(both)).to_pylist()
+        ok_ids = [chosen[i][0] for i in both]
         queries = np.sort(np.argsort([_hash64(i) for i in ok_ids], kind="stable")[:max_queries])
         na, nb = _neighbours(xa, k_eff, queries), _neighbours(xb, k_eff, queries)
         overlap = (na[:, :, None] == nb[:, None, :]).any(axis=2).sum(axis=1) / k_eff
@@ -187,15 +209,14 @@ def compare_labels(a: pa.Table, b: pa.Table, max_items: int = MAX_ITEMS) -> dict
     agreement, worst PSI and KS. Score arrays for plots are under "distributions"."""
     from scipy.stats import ks_2samp
 
-    ids_a, ids_b = _ids(a), _ids(b)
+    ids_a, ids_b = _keys(a), _keys(b)
     shared = ids_a & ids_b
-    chosen = pa.array(sample_ids(shared, max_items), pa.string())
-    ta = a.filter(pc.is_in(a["content_id"], value_set=chosen))
-    tb = b.filter(pc.is_in(b["content_id"], value_set=chosen))
+    chosen = sample_keys(shared, max_items)
+    ta, tb = _of(a, chosen), _of(b, chosen)
     err_a, err_b = _errored(ta, chosen), _errored(tb, chosen)
-    fine = pa.array([i for i, bad in zip(chosen.to_pylist(), err_a | err_b) if not bad], pa.string())
+    fine = [key for key, bad in zip(chosen, err_a | err_b) if not bad]
     ok_a, ok_b = _ok_labels(ta, fine), _ok_labels(tb, fine)  # items ok in both: label sets compared
-    pairs = ok_a.join(ok_b, keys=["content_id", "label"], join_type="inner", left_suffix="_a", right_suffix="_b")
+    pairs = ok_a.join(ok_b, keys=[*ITEM_DAY, "label"], join_type="inner", left_suffix="_a", right_suffix="_b")
     per_label: dict[str, dict[str, Any]] = {}
     scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     agree_total = decided_total = 0
@@ -236,15 +257,16 @@ def compare_labels(a: pa.Table, b: pa.Table, max_items: int = MAX_ITEMS) -> dict
     }
 
 
-def _ok_labels(table: pa.Table, ids: pa.Array) -> pa.Table:
-    ok = pc.and_(pc.and_(pc.equal(table["status"], "ok"), pc.is_valid(table["label"])), pc.is_in(table["content_id"], value_set=ids))
-    return table.filter(pc.fill_null(ok, False)).select(["content_id", "label", "score", "decision", "threshold"])
+def _ok_labels(table: pa.Table, keys: Sequence[tuple[str, str]]) -> pa.Table:
+    table = _of(table, keys)
+    ok = pc.and_(pc.equal(table["status"], "ok"), pc.is_valid(table["label"]))
+    return table.filter(pc.fill_null(ok, False)).select([*ITEM_DAY, "label", "score", "decision", "threshold"])
 
 
-def _errored(table: pa.Table, ids: pa.Array) -> np.ndarray:
-    """Per id of `ids`: whether any of its rows is an error."""
-    bad = set(table.filter(pc.fill_null(pc.not_equal(table["status"], "ok"), True))["content_id"].to_pylist())
-    return np.array([i in bad for i in ids.to_pylist()], dtype=bool)
+def _errored(table: pa.Table, keys: Sequence[tuple[str, str]]) -> np.ndarray:
+    """Per key of `keys`: whether any of its rows is an error."""
+    bad = set(item_days(table.filter(pc.fill_null(pc.not_equal(table["status"], "ok"), True))))
+    return np.array([key in bad for key in keys], dtype=bool)
 
 
 def _mean(values: Sequence[Any]) -> float | None:
