@@ -300,6 +300,7 @@ class Comparison:
     version_b: str
     metrics: dict[str, Any]
     figures: dict[str, bytes] = field(default_factory=dict)
+    read_versions: dict[str, int] = field(default_factory=dict)  # table -> the Delta version its rows were read at
 
     @property
     def differences(self) -> list[str]:
@@ -363,26 +364,33 @@ def build_comparison(signal: str, a: pa.Table, b: pa.Table, ledger: pa.Table | N
 
 def compare_in_lakehouse(root: str, signal: str, version_a: str, version_b: str, table: str | None = None,
                          k: int = 10, max_items: int = MAX_ITEMS) -> Comparison:
-    """Read a signal's rows at two versions from the lakehouse at `root` (`embeddings`, else `labels`) and compare them."""
-    from deltalake import DeltaTable
-
+    """Read a signal's rows at two versions from the lakehouse at `root` (`embeddings`, else `labels`) and compare them.
+    Each table (and the run ledger) is read once, at the Delta version it had when the comparison began, which the
+    comparison names (`read_versions`): read one after the other at their latest, a refresh committing between the
+    reads compared two snapshots (found in review)."""
     from lake import delta_io
 
-    def rows(name: str, version: str) -> pa.Table:
-        path = f"{root.rstrip('/')}/{name}"
-        if not DeltaTable.is_deltatable(path):
-            return pa.table({})
-        return delta_io.read_arrow(path, where=[("signal", "=", signal), ("model_version", "=", version)])
+    names = [table] if table else ["embeddings", "labels"]
+    pinned = {name: delta_io.latest_version(f"{root.rstrip('/')}/{name}") for name in [*names, "runs"]}
 
-    for name in [table] if table else ["embeddings", "labels"]:
-        a, b = rows(name, version_a), rows(name, version_b)
+    def rows(name: str) -> pa.Table:
+        """Both versions' rows, in one read at the pinned version (none where there is no table)."""
+        if pinned[name] is None:
+            return pa.table({"model_version": pa.array([], pa.string())})
+        return delta_io.read_arrow(f"{root.rstrip('/')}/{name}", pinned[name],
+                                   where=[("signal", "=", signal), ("model_version", "in", sorted({version_a, version_b}))])
+
+    for name in names:
+        both = rows(name)
+        a, b = (both.filter(pc.equal(both["model_version"], version)) for version in (version_a, version_b))
         if a.num_rows or b.num_rows or table:
             break
     if not a.num_rows or not b.num_rows:
         raise LookupError(f"{signal}: no rows at version {version_a if not a.num_rows else version_b} in {root}")
-    runs = f"{root.rstrip('/')}/runs"
-    ledger = delta_io.read_arrow(runs) if DeltaTable.is_deltatable(runs) else None
-    return build_comparison(signal, a, b, ledger, k, max_items)
+    ledger = delta_io.read_arrow(f"{root.rstrip('/')}/runs", pinned["runs"]) if pinned["runs"] is not None else None
+    comparison = build_comparison(signal, a, b, ledger, k, max_items)
+    comparison.read_versions = {t: pinned[t] for t in (name, "runs") if pinned[t] is not None}
+    return comparison
 
 
 def _figures(c: Comparison, distributions: Mapping[str, Any]) -> dict[str, bytes]:
@@ -450,6 +458,8 @@ def write_report(comparisons: Sequence[Comparison], path: Path, title: str) -> P
     for c in comparisons:
         parts.append(f"<h2 id='{html.escape(c.signal)}'>{html.escape(c.signal)}: version {html.escape(c.version_a)} "
                      f"vs {html.escape(c.version_b)}</h2>")
+        if c.read_versions:
+            parts.append("<p>Read at " + ", ".join(f"{html.escape(t)} version {v}" for t, v in c.read_versions.items()) + ".</p>")
         found = c.differences
         if found:
             parts.append("<ul class='diff'>" + "".join(f"<li>{html.escape(d)}</li>" for d in found) + "</ul>")

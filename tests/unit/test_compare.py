@@ -358,3 +358,44 @@ def test_an_item_on_two_days_is_compared_day_by_day():
     assert {label: (lm["pairs"], lm["unmatched_a"], lm["unmatched_b"], lm["decision_agreement"], lm["psi"])
             for label, lm in m["labels"].items()} == {label: (21, 0, 0, 1.0, 0.0) for label in LABELS}
     assert build_comparison("image_quality", la, lb).differences == []
+
+
+def test_compare_in_lakehouse_reads_each_table_once_at_one_version_and_says_which(tmp_path, monkeypatch):
+    """Found in review: the two versions' rows and the ledger were read one after the other, each at
+    the table's latest version, so a refresh committing between the reads compared two snapshots
+    (here: 20 items of version 2 that version 1's read never saw, and a run its throughput counted)."""
+    from deltalake import DeltaTable, write_deltalake
+
+    from lake import delta_io
+    from lake.ledger import RunRecord, record_runs
+    from rollout.compare import compare_in_lakehouse
+
+    v = clustered_vectors(n=260)
+    write_deltalake(str(tmp_path / "embeddings"), pa.concat_tables([embedding_rows(v, "1", ids=range(240)), embedding_rows(v, "2", ids=range(240))]),
+                    partition_by=list(EMBEDDINGS.partition_by))
+
+    def run(version: str, seconds: float) -> RunRecord:
+        return RunRecord(f"r{version}-{seconds}", "backfill", "image_embedding", "m", version, None, None, 240, 240, 0, "succeeded",
+                         None, 0, T0, T0 + timedelta(seconds=seconds))
+    record_runs(str(tmp_path / "runs"), [run("2", 12.0)])
+    before = {name: DeltaTable(str(tmp_path / name)).version() for name in ("embeddings", "runs")}
+    read_arrow, reads = delta_io.read_arrow, []
+
+    def read_then_a_refresh_commits(*args, **kwargs):
+        reads.append(args[0])
+        found = read_arrow(*args, **kwargs)
+        if len(reads) == 1:  # a refresh commits between this read and the next
+            write_deltalake(str(tmp_path / "embeddings"), embedding_rows(v, "2", ids=range(240, 260)), mode="append",
+                            partition_by=list(EMBEDDINGS.partition_by))
+            record_runs(str(tmp_path / "runs"), [run("2", 1.0)])
+        return found
+    monkeypatch.setattr(delta_io, "read_arrow", read_then_a_refresh_commits)
+
+    found = compare_in_lakehouse(str(tmp_path), "image_embedding", "1", "2")
+
+    assert found.differences == [] and found.metrics["only_in_b"] == 0
+    assert found.metrics["throughput_b"] == pytest.approx(20.0)  # 240 rows in 12 s: the run committed after is not counted
+    assert reads == [str(tmp_path / "embeddings"), str(tmp_path / "runs")]  # each table once
+    assert found.read_versions == before
+    report = write_report([found], tmp_path / "compare.html", "1 vs 2").read_text()
+    assert f"embeddings version {before['embeddings']}, runs version {before['runs']}" in report
