@@ -79,7 +79,7 @@ def _promote(settings: Settings, args: argparse.Namespace) -> None:
         console.print(f"[yellow]forced past:[/] {refusal}")
     before = registry.promote(args.signal, target, ledger_root=settings.table_root(RUNS.name), signal=args.signal,
                               expected=champion)  # the champion the checks judged against
-    console.print(f"{args.signal}: champion {before} -> {target}; readers of the champion follow, nothing recomputed")
+    console.print(f"{args.signal}: champion {before} -> {target}; " + (_pin_kept(settings, args.signal) or "readers of the champion follow, nothing recomputed"))
 
 
 def _rollback(settings: Settings, args: argparse.Namespace) -> None:
@@ -87,11 +87,19 @@ def _rollback(settings: Settings, args: argparse.Namespace) -> None:
     before = registry.aliases(args.signal).get(CHAMPION)
     after = registry.rollback(args.signal, ledger_root=settings.table_root(RUNS.name), signal=args.signal,
                               expected=before)  # the champion this command says it rolls back
-    console.print(f"{args.signal}: champion {before} -> {after} (rolled back); nothing recomputed")
+    console.print(f"{args.signal}: champion {before} -> {after} (rolled back); " + (_pin_kept(settings, args.signal) or "nothing recomputed"))
     if before is not None and not (covered := coverage(settings.lakehouse_root, args.signal, before, after)).complete:
         console.print(f"[yellow]note:[/] version {after} {' and '.join(covered.shortfalls('the version rolled back from'))}: readers of "
                       "the champion see them so until `content-signals refresh` computes them (after a champion change it compares "
                       "the whole corpus)", soft_wrap=True)
+
+
+def _pin_kept(settings: Settings, signal: str) -> str | None:
+    """What a move of the champion changes nothing of where the profile pins the signal's `model.version`
+    (the jobs and `Lakehouse.of(settings)` read the pin): said, where promote once said readers follow."""
+    pinned = settings.signals[signal].model.version if signal in settings.signals else None
+    return (f"the profile pins {signal} to model version {pinned} (signals.{signal}.model.version): its jobs, and readers of "
+            f"Lakehouse.of(settings), keep running and reading version {pinned} until the pin is removed") if pinned else None
 
 
 def _register(settings: Settings, args: argparse.Namespace) -> None:

@@ -396,6 +396,11 @@ def snapshot(root: str, version: int | None = None) -> DeltaTable:
     return DeltaTable(root) if version is None else DeltaTable(root, version=version)
 
 
+def latest_version(root: str) -> int | None:
+    """The latest version of the Delta table at `root`, None when there is no table."""
+    return DeltaTable(root).version() if DeltaTable.is_deltatable(root) else None
+
+
 Where = Sequence[tuple[str, str, Any]]  # (column, op, value) filters, all of which hold: ("ds", "=", day), ("signal", "in", [...])
 
 

@@ -36,7 +36,7 @@ import logging
 import os
 import sqlite3
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -69,6 +69,13 @@ STAT_TAG = "weights_stat"  # signals.weights.weights_stat of the weights when la
 # registered-model tags, JSON lists, oldest first; a tag value holds at most 100,000 characters
 STACK_TAG = "alias_stack.{alias}"  # versions the alias named before, for rollback
 HISTORY_TAG = "alias_history.{alias}"  # every promotion and rollback of the alias
+# What each of those tags holds, as a damaged one is told: its shape, its entries' check, and what deleting it loses.
+_TAG_SHAPES = {
+    STACK_TAG: ('a JSON list of the versions the alias named before, oldest first (e.g. ["1", "2"])',
+                lambda entry: isinstance(entry, str), "the versions rollback can return to"),
+    HISTORY_TAG: ('a JSON list of the alias\'s moves, oldest first, each an object with its "action", "from", "to" and "at"',
+                  lambda entry: isinstance(entry, dict) and {"action", "from", "to", "at"} <= entry.keys(), "the alias's history"),
+}
 UNRECORDED = "unrecorded"  # a history entry's action for a move that left none (killed before logging it, or made by hand)
 HISTORY_KEEP = 100
 LEDGER_RUN_ID = "run_id"  # of a history entry: its record in the run ledger, written by this move or the alias's next
@@ -88,7 +95,8 @@ class RegistryError(LookupError):
 
 
 class RegistryDamaged(Exception):
-    """A local registry database that cannot be read whole: restored from a backup, not made again."""
+    """A local registry database that cannot be read whole (restored from a backup, not made again), or
+    a rollback stack or history tag edited into something else (set back by hand)."""
 
 
 class AliasMoved(AliasConflict):
@@ -237,6 +245,22 @@ def _entry(action: str, old: str | None, new: str | None, ledger: str | None) ->
     return entry
 
 
+def _tag_values(name: str, tag: str, text: str, shape: str, fits: Callable[[Any], bool], lost: str) -> list[Any]:
+    """A rollback stack or history tag's list; RegistryDamaged, naming the tag and its repair, where it
+    was edited by hand into something else (a JSONDecodeError traceback in promote and rollback before)."""
+    try:
+        values = json.loads(text)
+        found = "" if isinstance(values, list) and all(fits(v) for v in values) else f"it holds {text[:80]!r}"
+    except json.JSONDecodeError as e:
+        values, found = None, f"not JSON: {e}"
+    if found:
+        raise RegistryDamaged(f"the registry tag {tag!r} of {name!r} is not {shape} ({found}): it was edited by hand. "
+                              f"In the MLflow UI (or MlflowClient.set_registered_model_tag), set it back to what it held; the "
+                              f"alias's moves are in the run ledger too (the runs table's promote and rollback rows). Or delete "
+                              f"the tag to start it anew, losing {lost}")
+    return values
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -351,12 +375,12 @@ class Registry:
             _check_unmoved(name, alias, previous, expected, "promote")
             if previous == version:
                 return previous
-            stack = self._tag_list(name, STACK_TAG, alias)
+            stack, history = self._tag_list(name, STACK_TAG, alias), self._tag_list(name, HISTORY_TAG, alias)  # both read whole before anything moves
             if previous is not None:  # pushed before the move: a promote killed between them leaves a top that rollback skips,
                 stack.append(previous)  # never a moved alias whose previous version rollback cannot find
                 self._set_tag_list(name, STACK_TAG, alias, stack)
             self.client.set_registered_model_alias(name, alias, version)
-            events = self._log(name, alias, "promote", previous, version, ledger_root)
+            events = self._log(name, alias, history, "promote", previous, version, ledger_root)
             self._record(ledger_root, name, alias, events, signal)
         return previous
 
@@ -371,7 +395,7 @@ class Registry:
         with alias_lock(self.client):
             current = self.aliases(name).get(alias)
             _check_unmoved(name, alias, current, expected, "rollback")
-            stack = self._tag_list(name, STACK_TAG, alias)
+            stack, history = self._tag_list(name, STACK_TAG, alias), self._tag_list(name, HISTORY_TAG, alias)  # both read whole before anything moves
             while stack and (stack[-1] == current or not self._registered(name, stack[-1])):
                 gone = stack.pop()  # the alias was moved back by hand meanwhile, or the version deleted by hand (no alias can name it)
                 if gone != current:
@@ -386,7 +410,7 @@ class Registry:
             self._set_tag_list(name, STACK_TAG, alias, stack)
             if current is not None:
                 self.client.set_model_version_tag(name, current, f"rolled_back.{alias}", _now().isoformat())
-            events = self._log(name, alias, "rollback", current, target, ledger_root)
+            events = self._log(name, alias, history, "rollback", current, target, ledger_root)
             self._record(ledger_root, name, alias, events, signal)
         return target
 
@@ -451,14 +475,15 @@ class Registry:
             tags = self.client.get_registered_model(name).tags
         except MlflowException as e:
             raise RegistryError(f"no registered model {name!r}") from e
-        return json.loads(tags.get(template.format(alias=alias), "[]"))
+        return _tag_values(name, template.format(alias=alias), tags.get(template.format(alias=alias), "[]"), *_TAG_SHAPES[template])
 
     def _set_tag_list(self, name: str, template: str, alias: str, values: list[Any]) -> None:
         self.client.set_registered_model_tag(name, template.format(alias=alias), json.dumps(values[-HISTORY_KEEP:]))
 
-    def _log(self, name: str, alias: str, action: str, old: str | None, new: str, ledger: str | None) -> list[dict[str, Any]]:
-        """Append the move (and one that left no entry) to the alias's history; returns the history."""
-        events = _with_unrecorded(self._tag_list(name, HISTORY_TAG, alias), old, ledger)
+    def _log(self, name: str, alias: str, history: list[dict[str, Any]], action: str, old: str | None, new: str,
+             ledger: str | None) -> list[dict[str, Any]]:
+        """Append the move (and one that left no entry) to the alias's `history`, read under the same lock; returns the history."""
+        events = _with_unrecorded(history, old, ledger)
         events.append(_entry(action, old, new, ledger))
         self._set_tag_list(name, HISTORY_TAG, alias, events)
         return events

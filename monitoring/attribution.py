@@ -4,7 +4,7 @@ champion's), with the champion-versus-challenger comparison of rollout/compare.p
 disagree on the same items are the cause ("model"); versions that agree leave the corpus
 ("corpus"); fewer than `min_rows` items with rows of both leave it "unknown", and the message
 says how to know. Of the rows, only the shared items' (sampled as rollout.compare samples them)
-and the columns compared are read: the versions' ids first, then those rows.
+and the columns compared are read: the versions' (item, day) keys first, then those rows.
 """
 from __future__ import annotations
 
@@ -17,11 +17,12 @@ from deltalake import DeltaTable
 
 from conf.settings import MonitorSettings
 from lake import delta_io
-from rollout.compare import compare_embeddings, compare_labels, sample_ids
+from rollout.compare import compare_embeddings, compare_labels, item_days, sample_keys
+from signals.contracts import ITEM_DAY
 
 MODEL, CORPUS, UNKNOWN = "model", "corpus", "unknown"
-COMPARED_COLUMNS = {"embedding": ["content_id", "status", "vector"],  # what rollout.compare reads of each kind's rows
-                    "label": ["content_id", "status", "label", "score", "decision", "threshold"]}
+COMPARED_COLUMNS = {"embedding": [*ITEM_DAY, "status", "vector"],  # what rollout.compare reads of each kind's rows
+                    "label": [*ITEM_DAY, "status", "label", "score", "decision", "threshold"]}
 
 
 @dataclass(frozen=True)
@@ -59,12 +60,12 @@ def attribute(table_root: str, kind: str, signal: str, reference_versions: Seque
     if not DeltaTable.is_deltatable(table_root):
         return Attribution(UNKNOWN, f"no table at {table_root}")
     found = []
-    new_ids = _ids(table_root, signal, version, days)
+    new_keys = _keys(table_root, signal, version, days)
     for old in reference_versions:
-        shared = _ids(table_root, signal, old, days) & new_ids
+        shared = _keys(table_root, signal, old, days) & new_keys
         if not shared:
             continue
-        chosen = sample_ids(shared)  # the items rollout.compare would compare: only their rows are read
+        chosen = sorted({item for item, _ in sample_keys(shared)})  # the items rollout.compare would compare: only their rows are read
         a, b = (_rows(table_root, signal, v, days, chosen, COMPARED_COLUMNS[kind]) for v in (old, version))
         metrics = compare_embeddings(a, b) if kind == "embedding" else compare_labels(a, b)
         if not conclusive(kind, metrics, settings):
@@ -85,9 +86,9 @@ def _where(signal: str, version: str, days: Sequence[str]) -> delta_io.Where:
     return [("signal", "=", signal), ("model_version", "=", version), ("ds", "in", list(days))]
 
 
-def _ids(table_root: str, signal: str, version: str, days: Sequence[str]) -> set[str]:
-    """The items a version has rows of over `days`, from its `content_id` column alone."""
-    return set(pc.unique(delta_io.read_arrow(table_root, columns=["content_id"], where=_where(signal, version, days))["content_id"]).to_pylist())
+def _keys(table_root: str, signal: str, version: str, days: Sequence[str]) -> set[tuple[str, str]]:
+    """The (item, day) keys a version has rows of over `days`, from those columns alone."""
+    return set(item_days(delta_io.read_arrow(table_root, columns=list(ITEM_DAY), where=_where(signal, version, days))))
 
 
 def _rows(table_root: str, signal: str, version: str, days: Sequence[str], ids: list[str], columns: list[str]) -> pa.Table:

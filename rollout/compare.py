@@ -6,7 +6,9 @@ error rates and throughput. Everything here works on Arrow tables of the signal'
 model versions (numpy, faiss and scipy; no Spark), compares only the items both versions have
 (the differences say which version lacks how many of the others: a canary lacks most), and caps
 the items compared with a sample chosen by a hash of `content_id`, so that the same items are
-compared in every run. Two identical versions show no differences at all.
+compared in every run. Rows are lined up by item and day (`signals.contracts.ITEM_DAY`, as
+rollout.coverage judges them): an item with rows on two days counts once per day. Two identical
+versions show no differences at all.
 
     comparison = build_comparison("image_embedding", champion_rows, challenger_rows, ledger=runs)
     write_report([comparison], Path("reports/compare.html"), "image_embedding 1 vs 2")
@@ -27,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rollout.html_report import figure_png, format_value, html_page, html_table, image_tag
+from signals.contracts import ITEM_DAY
 
 EXPERIMENT = "content-signals-compare"
 MAX_ITEMS = 20_000
@@ -43,21 +46,40 @@ def _hash64(content_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(content_id.encode(), digest_size=8).digest(), "big")
 
 
-def sample_ids(ids: set[str], max_items: int = MAX_ITEMS) -> list[str]:
-    """At most `max_items` ids, the ones with the smallest hash: the same items in every run."""
-    if len(ids) <= max_items:
-        return sorted(ids)
-    return sorted(sorted(ids, key=_hash64)[:max_items])
+def sample_keys(keys: set[tuple[str, str]], max_items: int = MAX_ITEMS) -> list[tuple[str, str]]:
+    """At most `max_items` (item, day) keys, those of the items with the smallest hash (an item's
+    days together): the same items in every run."""
+    if len(keys) <= max_items:
+        return sorted(keys)
+    return sorted(sorted(keys, key=lambda key: (_hash64(key[0]), key))[:max_items])
 
 
-def _ids(table: pa.Table) -> set[str]:
-    return set(pc.unique(table["content_id"]).to_pylist())
+def item_days(table: pa.Table) -> list[tuple[str, str]]:
+    """Each row's (item, day) key (`signals.contracts.ITEM_DAY`), in the table's order."""
+    return list(zip(*(table[c].to_pylist() for c in ITEM_DAY)))
 
 
-def _aligned(table: pa.Table, ids: pa.Array) -> pa.Table:
-    """The first row of each of `ids`, in that order (every id must be present)."""
-    table = table.filter(pc.is_in(table["content_id"], value_set=ids))
-    return table.take(pc.index_in(ids, value_set=table["content_id"].combine_chunks()))
+def _keys(table: pa.Table) -> set[tuple[str, str]]:
+    return set(item_days(table.select(list(ITEM_DAY)).group_by(list(ITEM_DAY), use_threads=False).aggregate([])))
+
+
+def _matches(table: pa.Table, keys: Sequence[tuple[str, str]]) -> pa.Table:
+    """Each row of `table` whose key is one of `keys`: its row number ("row") and its key's place in `keys` ("at")."""
+    wanted = pa.table([pa.array([key[i] for key in keys], pa.string()) for i in range(len(ITEM_DAY))] + [pa.array(range(len(keys)), pa.int64())],
+                      names=[*ITEM_DAY, "at"])
+    rows = table.select(list(ITEM_DAY)).append_column("row", pa.array(range(table.num_rows), pa.int64()))
+    return rows.join(wanted, list(ITEM_DAY), join_type="inner", use_threads=False).select(["row", "at"])
+
+
+def _aligned(table: pa.Table, keys: Sequence[tuple[str, str]]) -> pa.Table:
+    """The first row of each of `keys`, in that order (every key must be present)."""
+    first = _matches(table, keys).group_by("at", use_threads=False).aggregate([("row", "min")]).sort_by("at")
+    return table.take(first["row_min"])
+
+
+def _of(table: pa.Table, keys: Sequence[tuple[str, str]]) -> pa.Table:
+    """The rows of `table` whose key is one of `keys`, in the table's order."""
+    return table.take(np.sort(_matches(table, keys)["row"].to_numpy()))
 
 
 def _versions(table: pa.Table) -> str:
@@ -100,9 +122,9 @@ def compare_embeddings(a: pa.Table, b: pa.Table, k: int = 10, max_items: int = M
     space; exact search costs queries x items x dim, so it is measured for at most `max_queries`
     items, chosen by hash, against all of them), and where the dimensions match the cosine
     between an item's two vectors. Per-item values for plots are under "distributions"."""
-    ids_a, ids_b = _ids(a), _ids(b)
+    ids_a, ids_b = _keys(a), _keys(b)
     shared = ids_a & ids_b
-    chosen = pa.array(sample_ids(shared, max_items), pa.string())
+    chosen = sample_keys(shared, max_items)
     ta, tb = _aligned(a, chosen), _aligned(b, chosen)
     n = len(chosen)
     ok_a = pc.fill_null(pc.and_(pc.equal(ta["status"], "ok"), pc.is_valid(ta["vector"])), False).to_numpy(zero_copy_only=False)
@@ -124,7 +146,7 @@ def compare_embeddings(a: pa.Table, b: pa.Table, k: int = 10, max_items: int = M
     metrics["dim_b"] = int(xb.shape[1]) if len(both) else None
     k_eff = min(k, len(both) - 1)
     if k_eff >= 1:
-        ok_ids = chosen.take(pa.array(both)).to_pylist()
+        ok_ids = [chosen[i][0] for i in both]
         queries = np.sort(np.argsort([_hash64(i) for i in ok_ids], kind="stable")[:max_queries])
         na, nb = _neighbours(xa, k_eff, queries), _neighbours(xb, k_eff, queries)
         overlap = (na[:, :, None] == nb[:, None, :]).any(axis=2).sum(axis=1) / k_eff
@@ -187,15 +209,14 @@ def compare_labels(a: pa.Table, b: pa.Table, max_items: int = MAX_ITEMS) -> dict
     agreement, worst PSI and KS. Score arrays for plots are under "distributions"."""
     from scipy.stats import ks_2samp
 
-    ids_a, ids_b = _ids(a), _ids(b)
+    ids_a, ids_b = _keys(a), _keys(b)
     shared = ids_a & ids_b
-    chosen = pa.array(sample_ids(shared, max_items), pa.string())
-    ta = a.filter(pc.is_in(a["content_id"], value_set=chosen))
-    tb = b.filter(pc.is_in(b["content_id"], value_set=chosen))
+    chosen = sample_keys(shared, max_items)
+    ta, tb = _of(a, chosen), _of(b, chosen)
     err_a, err_b = _errored(ta, chosen), _errored(tb, chosen)
-    fine = pa.array([i for i, bad in zip(chosen.to_pylist(), err_a | err_b) if not bad], pa.string())
+    fine = [key for key, bad in zip(chosen, err_a | err_b) if not bad]
     ok_a, ok_b = _ok_labels(ta, fine), _ok_labels(tb, fine)  # items ok in both: label sets compared
-    pairs = ok_a.join(ok_b, keys=["content_id", "label"], join_type="inner", left_suffix="_a", right_suffix="_b")
+    pairs = ok_a.join(ok_b, keys=[*ITEM_DAY, "label"], join_type="inner", left_suffix="_a", right_suffix="_b")
     per_label: dict[str, dict[str, Any]] = {}
     scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     agree_total = decided_total = 0
@@ -236,15 +257,16 @@ def compare_labels(a: pa.Table, b: pa.Table, max_items: int = MAX_ITEMS) -> dict
     }
 
 
-def _ok_labels(table: pa.Table, ids: pa.Array) -> pa.Table:
-    ok = pc.and_(pc.and_(pc.equal(table["status"], "ok"), pc.is_valid(table["label"])), pc.is_in(table["content_id"], value_set=ids))
-    return table.filter(pc.fill_null(ok, False)).select(["content_id", "label", "score", "decision", "threshold"])
+def _ok_labels(table: pa.Table, keys: Sequence[tuple[str, str]]) -> pa.Table:
+    table = _of(table, keys)
+    ok = pc.and_(pc.equal(table["status"], "ok"), pc.is_valid(table["label"]))
+    return table.filter(pc.fill_null(ok, False)).select([*ITEM_DAY, "label", "score", "decision", "threshold"])
 
 
-def _errored(table: pa.Table, ids: pa.Array) -> np.ndarray:
-    """Per id of `ids`: whether any of its rows is an error."""
-    bad = set(table.filter(pc.fill_null(pc.not_equal(table["status"], "ok"), True))["content_id"].to_pylist())
-    return np.array([i in bad for i in ids.to_pylist()], dtype=bool)
+def _errored(table: pa.Table, keys: Sequence[tuple[str, str]]) -> np.ndarray:
+    """Per key of `keys`: whether any of its rows is an error."""
+    bad = set(item_days(table.filter(pc.fill_null(pc.not_equal(table["status"], "ok"), True))))
+    return np.array([key in bad for key in keys], dtype=bool)
 
 
 def _mean(values: Sequence[Any]) -> float | None:
@@ -278,6 +300,7 @@ class Comparison:
     version_b: str
     metrics: dict[str, Any]
     figures: dict[str, bytes] = field(default_factory=dict)
+    read_versions: dict[str, int] = field(default_factory=dict)  # table -> the Delta version its rows were read at
 
     @property
     def differences(self) -> list[str]:
@@ -341,26 +364,33 @@ def build_comparison(signal: str, a: pa.Table, b: pa.Table, ledger: pa.Table | N
 
 def compare_in_lakehouse(root: str, signal: str, version_a: str, version_b: str, table: str | None = None,
                          k: int = 10, max_items: int = MAX_ITEMS) -> Comparison:
-    """Read a signal's rows at two versions from the lakehouse at `root` (`embeddings`, else `labels`) and compare them."""
-    from deltalake import DeltaTable
-
+    """Read a signal's rows at two versions from the lakehouse at `root` (`embeddings`, else `labels`) and compare them.
+    Each table (and the run ledger) is read once, at the Delta version it had when the comparison began, which the
+    comparison names (`read_versions`): read one after the other at their latest, a refresh committing between the
+    reads compared two snapshots (found in review)."""
     from lake import delta_io
 
-    def rows(name: str, version: str) -> pa.Table:
-        path = f"{root.rstrip('/')}/{name}"
-        if not DeltaTable.is_deltatable(path):
-            return pa.table({})
-        return delta_io.read_arrow(path, where=[("signal", "=", signal), ("model_version", "=", version)])
+    names = [table] if table else ["embeddings", "labels"]
+    pinned = {name: delta_io.latest_version(f"{root.rstrip('/')}/{name}") for name in [*names, "runs"]}
 
-    for name in [table] if table else ["embeddings", "labels"]:
-        a, b = rows(name, version_a), rows(name, version_b)
+    def rows(name: str) -> pa.Table:
+        """Both versions' rows, in one read at the pinned version (none where there is no table)."""
+        if pinned[name] is None:
+            return pa.table({"model_version": pa.array([], pa.string())})
+        return delta_io.read_arrow(f"{root.rstrip('/')}/{name}", pinned[name],
+                                   where=[("signal", "=", signal), ("model_version", "in", sorted({version_a, version_b}))])
+
+    for name in names:
+        both = rows(name)
+        a, b = (both.filter(pc.equal(both["model_version"], version)) for version in (version_a, version_b))
         if a.num_rows or b.num_rows or table:
             break
     if not a.num_rows or not b.num_rows:
         raise LookupError(f"{signal}: no rows at version {version_a if not a.num_rows else version_b} in {root}")
-    runs = f"{root.rstrip('/')}/runs"
-    ledger = delta_io.read_arrow(runs) if DeltaTable.is_deltatable(runs) else None
-    return build_comparison(signal, a, b, ledger, k, max_items)
+    ledger = delta_io.read_arrow(f"{root.rstrip('/')}/runs", pinned["runs"]) if pinned["runs"] is not None else None
+    comparison = build_comparison(signal, a, b, ledger, k, max_items)
+    comparison.read_versions = {t: pinned[t] for t in (name, "runs") if pinned[t] is not None}
+    return comparison
 
 
 def _figures(c: Comparison, distributions: Mapping[str, Any]) -> dict[str, bytes]:
@@ -428,6 +458,8 @@ def write_report(comparisons: Sequence[Comparison], path: Path, title: str) -> P
     for c in comparisons:
         parts.append(f"<h2 id='{html.escape(c.signal)}'>{html.escape(c.signal)}: version {html.escape(c.version_a)} "
                      f"vs {html.escape(c.version_b)}</h2>")
+        if c.read_versions:
+            parts.append("<p>Read at " + ", ".join(f"{html.escape(t)} version {v}" for t, v in c.read_versions.items()) + ".</p>")
         found = c.differences
         if found:
             parts.append("<ul class='diff'>" + "".join(f"<li>{html.escape(d)}</li>" for d in found) + "</ul>")

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from deltalake import DeltaTable
 
 from lake import delta_io
-from signals.contracts import EMBEDDINGS, LABELS, STATUS_OK
+from rollout.compare import item_days
+from signals.contracts import EMBEDDINGS, ITEM_DAY, LABELS, STATUS_OK
 
 
 @dataclass(frozen=True)
@@ -60,12 +61,12 @@ def coverage(lakehouse: str, signal: str, champion: str, candidate: str) -> Cove
         root = f"{lakehouse.rstrip('/')}/{name}"
         if not DeltaTable.is_deltatable(root):
             continue
-        columns = ["content_id", "ds", "model_version", "status", "input_hash"]
-        rows = delta_io.read_arrow(root, where=[("signal", "=", signal), ("model_version", "in", [champion, candidate])], columns=columns)
-        for content_id, ds, version, status, input_hash in zip(*(rows[c].to_pylist() for c in columns)):
-            inputs[version][content_id, ds] = input_hash
+        columns = ["model_version", "status", "input_hash"]
+        rows = delta_io.read_arrow(root, where=[("signal", "=", signal), ("model_version", "in", [champion, candidate])], columns=[*ITEM_DAY, *columns])
+        for key, version, status, input_hash in zip(item_days(rows), *(rows[c].to_pylist() for c in columns)):
+            inputs[version][key] = input_hash
             if status == STATUS_OK:
-                ok[version].add((content_id, ds))
+                ok[version].add(key)
     theirs, mine = inputs[champion], inputs[candidate]
     other_input = {k for k in theirs.keys() & mine.keys() if theirs[k] != mine[k]}
     return Coverage(signal, champion, candidate, len(_items(theirs)), len(_items(mine)), missing=_items(theirs.keys() - mine.keys()),

@@ -89,6 +89,11 @@ LABELS = TableContract(
     partition_by=("signal", "model_version", "ds"),
     key=("content_id", "signal", "label", "model_version"),
 )
+# What two versions' rows of a signal are lined up by (rollout.coverage, rollout.compare): an item
+# and its corpus day. An item ingested again on another day, with another input, can have a row of
+# each at one version; lined up by item alone, one version's row of a day met the other's of the
+# other day (found in review).
+ITEM_DAY = ("content_id", "ds")
 
 DUPLICATES = TableContract(
     name="duplicates",

@@ -75,11 +75,6 @@ def group_ids(lakehouse: str, content_ids: pd.Series, version: int | None) -> tu
     return found.fillna(own), int(found.isna().sum())
 
 
-def latest_version(root: str) -> int | None:
-    """The latest version of the Delta table at `root`, None when there is no table."""
-    return DeltaTable(root).version() if DeltaTable.is_deltatable(root) else None
-
-
 @dataclass(frozen=True)
 class Snapshot:
     """What a head trains on: one embedding signal's rows at a pinned embeddings version, the
@@ -129,11 +124,11 @@ def pin_snapshot(lakehouse: str, signal: str, model_version: str, labels: pd.Dat
     if missing:
         raise UsageError(f"a label frame needs the columns content_id and p_positive; it lacks {sorted(missing)}")
     root = f"{lakehouse.rstrip('/')}/{EMBEDDINGS.name}"
-    embeddings_version = latest_version(root) if embeddings_version is None else embeddings_version
+    embeddings_version = delta_io.latest_version(root) if embeddings_version is None else embeddings_version
     if embeddings_version is None:
         raise UsageError(f"no embeddings table at {root}: run a backfill first")
     if duplicates_version == LATEST:
-        duplicates_version = latest_version(f"{lakehouse.rstrip('/')}/{DUPLICATES.name}")
+        duplicates_version = delta_io.latest_version(f"{lakehouse.rstrip('/')}/{DUPLICATES.name}")
     frame = labels[["content_id", "p_positive"]].drop_duplicates("content_id").reset_index(drop=True)
     groups, ungrouped = group_ids(lakehouse, frame["content_id"], duplicates_version)
     frame["group_id"] = groups.to_numpy()

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from conf.settings import Settings, UsageError
+from lake import delta_io
 from lake.corpus import CorpusTable
 from lake.registry import CHALLENGER, RegisteredModel, RegistryError
 from rollout.compare import log_to_mlflow
@@ -43,7 +44,7 @@ from training.evaluate import (
 )
 from training.gate import EVALUATION_TAG, HEAD, head_signal
 from training.heads import TrainedHead, local_copy, save_head, train_head
-from training.loader import Snapshot, batches, latest_version, pin_snapshot, with_folds
+from training.loader import Snapshot, batches, pin_snapshot, with_folds
 from training.tasks import task_named
 
 EXPERIMENT = "content-signals-training"
@@ -76,7 +77,7 @@ class ReadVersions:
         except FileNotFoundError:
             corpus = None  # no corpus: nothing reads it unless there is gold to evaluate on
         champions = {signal: _champion_of(settings, signal) for signal in (*(s for s, _ in RULES.values()), LANGUAGE_SIGNAL)}
-        return cls(*(latest_version(f"{lakehouse.rstrip('/')}/{t.name}") for t in (HUMAN_LABELS, WEAK_LABELS, LABELS)), corpus, champions)
+        return cls(*(delta_io.latest_version(f"{lakehouse.rstrip('/')}/{t.name}") for t in (HUMAN_LABELS, WEAK_LABELS, LABELS)), corpus, champions)
 
     def lineage(self) -> dict[str, str]:
         """The versions as MLflow params."""

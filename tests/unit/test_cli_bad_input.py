@@ -184,3 +184,32 @@ def test_a_damaged_registry_database_is_said_to_be_damaged(capsys, tmp_path, emp
     for args in (["promote", "image_embedding", "1"], ["rollback", "image_embedding"]):
         status, out = cli(capsys, *args, "--set", f"lakehouse={tmp_path}")
         assert status == 4 and f"the model registry's database {db} is damaged" in out and "restore it from a backup" in out, out
+
+
+@pytest.mark.parametrize("tag, value", [("alias_stack.champion", '["1"'), ("alias_history.champion", "edited"),
+                                        ("alias_stack.champion", '{"1": "2"}'), ("alias_history.champion", '["1", "2"]')])
+def test_a_rollback_stack_or_history_tag_edited_into_something_else_is_said_to_be_damaged(capsys, tmp_path, empty_registry_db,
+                                                                                         tag, value) -> None:
+    """Found in review: an `alias_stack.*` or `alias_history.*` tag edited by hand (the MLflow UI)
+    into something not JSON was a JSONDecodeError traceback in promote and rollback (and JSON of
+    another shape an AttributeError or a TypeError): now exit 4, naming the tag and how to repair it."""
+    import shutil
+
+    from lake.registry import Registry
+
+    db = tmp_path / "_registry" / "mlflow.db"
+    db.parent.mkdir()
+    shutil.copy(empty_registry_db, db)
+    registry = Registry(f"sqlite:///{db}")
+    for i in (1, 2, 3):
+        (tmp_path / f"{i}.pt").write_bytes(bytes([i]))
+        registry.register("image_embedding", str(tmp_path / f"{i}.pt"), {})
+    registry.promote("image_embedding", "1")
+    registry.promote("image_embedding", "2")
+    registry.client.set_registered_model_tag("image_embedding", tag, value)
+    for args in (["promote", "image_embedding", "3", "--force"], ["rollback", "image_embedding"]):
+        status, out = cli(capsys, *args, "--set", f"lakehouse={tmp_path}")
+        assert status == 4 and f"the registry tag {tag!r} of 'image_embedding' is not a JSON list of" in out, out
+        assert "edited by hand" in out and "set it back" in out and "delete the tag" in out, out
+        assert registry.aliases("image_embedding")["champion"] == "2"  # nothing moved (a promote moved it, then met the history)
+    assert registry.client.get_registered_model("image_embedding").tags[tag] == value  # nor written

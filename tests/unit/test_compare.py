@@ -19,7 +19,7 @@ from rollout.compare import (
     log_to_mlflow,
     psi,
     report_metrics,
-    sample_ids,
+    sample_keys,
     throughput,
     write_report,
 )
@@ -132,10 +132,15 @@ def test_versions_with_no_item_in_common_are_not_reported_as_the_same():
 
 
 def test_the_sample_is_capped_and_chosen_by_content_hash():
-    ids = {f"pin-{i:05d}" for i in range(1000)}
-    chosen = sample_ids(ids, 100)
-    assert len(chosen) == 100 and chosen == sample_ids(set(sorted(ids, reverse=True)), 100)
+    ids = {(f"pin-{i:05d}", "2026-11-19") for i in range(1000)}
+    chosen = sample_keys(ids, 100)
+    assert len(chosen) == 100 and chosen == sample_keys(set(sorted(ids, reverse=True)), 100)
     assert chosen != sorted(ids)[:100]  # a hash slice, not the first ids
+    days = ids | {(item, "2026-11-20") for item, _ in sorted(ids)[::2]}  # half the items on a second day too
+    fewer = sample_keys(days, 100)
+    items = {item for item, _ in fewer}
+    assert len(fewer) == 100 and items < {item for item, _ in chosen}  # fewer items, of the smallest hashes still
+    assert len([key for key in days if key[0] in items]) - len(fewer) <= 1  # an item's days together (the cut may split one)
     v = clustered_vectors(n=400)
     a, b = embedding_rows(v, "1"), embedding_rows(noised(v), "2")
     assert compare_embeddings(a, b, max_items=150)["items_compared"] == 150
@@ -323,3 +328,74 @@ def test_items_only_one_version_has_are_among_the_differences():
     labels_b = labels_b.filter(pa.compute.less(labels_b["content_id"], "pin-00030"))
     assert build_comparison("image_quality", labels_a, labels_b).differences == \
         ["version 2 lacks 270 items that version 1 has (not compared)"]
+
+
+def test_an_item_on_two_days_is_compared_day_by_day():
+    """Found in review: compare lined up each item's first row, so an item in the corpus on two days
+    with two inputs (ingested again, changed) made two identical versions differ whenever their rows
+    came in another order ("vectors differ on 4.76% of items", cosine min 0.09), and the labels' join
+    paired each day's scores with the other day's too."""
+    v, other = clustered_vectors(n=21), clustered_vectors(n=21, seed=9)
+    first = embedding_rows(v, "1").to_pylist()
+    again = [dict(first[0], ds="2026-11-20", input_hash="f" * 64, vector=other[0].tolist())]
+    a = pa.Table.from_pylist(first + again, schema=EMBEDDINGS.schema)
+    b = pa.Table.from_pylist([dict(r, model_version="2") for r in again + first], schema=EMBEDDINGS.schema)  # another order
+    m = compare_embeddings(a, b)
+    assert (m["items_compared"], m["items_ok_both"], m["identical_vectors"], m["input_hash_agreement"]) == (22, 22, 1.0, 1.0)
+    assert build_comparison("image_embedding", a, b).differences == []
+    changed = pa.Table.from_pylist([dict(r, model_version="2", vector=v[1].tolist() if r["ds"] == "2026-11-20" else r["vector"])
+                                    for r in again + first], schema=EMBEDDINGS.schema)  # the later day's vector alone changed
+    m = compare_embeddings(a, changed)
+    x, y = other[0].astype(np.float64), v[1].astype(np.float64)
+    assert m["identical_vectors"] == pytest.approx(21 / 22)
+    assert m["cosine_min"] == pytest.approx(x @ y / np.linalg.norm(x) / np.linalg.norm(y), abs=1e-6)
+    labels = label_rows("1", n=20).to_pylist()
+    again = [dict(r, ds="2026-11-20", input_hash="f" * 64, score=0.99, decision=True) for r in labels if r["content_id"] == "pin-00000"]
+    la = pa.Table.from_pylist(labels + again)
+    lb = pa.Table.from_pylist([dict(r, model_version="2") for r in again + labels])
+    m = compare_labels(la, lb)
+    assert m["items_compared"] == 21
+    assert {label: (lm["pairs"], lm["unmatched_a"], lm["unmatched_b"], lm["decision_agreement"], lm["psi"])
+            for label, lm in m["labels"].items()} == {label: (21, 0, 0, 1.0, 0.0) for label in LABELS}
+    assert build_comparison("image_quality", la, lb).differences == []
+
+
+def test_compare_in_lakehouse_reads_each_table_once_at_one_version_and_says_which(tmp_path, monkeypatch):
+    """Found in review: the two versions' rows and the ledger were read one after the other, each at
+    the table's latest version, so a refresh committing between the reads compared two snapshots
+    (here: 20 items of version 2 that version 1's read never saw, and a run its throughput counted)."""
+    from deltalake import DeltaTable, write_deltalake
+
+    from lake import delta_io
+    from lake.ledger import RunRecord, record_runs
+    from rollout.compare import compare_in_lakehouse
+
+    v = clustered_vectors(n=260)
+    write_deltalake(str(tmp_path / "embeddings"), pa.concat_tables([embedding_rows(v, "1", ids=range(240)), embedding_rows(v, "2", ids=range(240))]),
+                    partition_by=list(EMBEDDINGS.partition_by))
+
+    def run(version: str, seconds: float) -> RunRecord:
+        return RunRecord(f"r{version}-{seconds}", "backfill", "image_embedding", "m", version, None, None, 240, 240, 0, "succeeded",
+                         None, 0, T0, T0 + timedelta(seconds=seconds))
+    record_runs(str(tmp_path / "runs"), [run("2", 12.0)])
+    before = {name: DeltaTable(str(tmp_path / name)).version() for name in ("embeddings", "runs")}
+    read_arrow, reads = delta_io.read_arrow, []
+
+    def read_then_a_refresh_commits(*args, **kwargs):
+        reads.append(args[0])
+        found = read_arrow(*args, **kwargs)
+        if len(reads) == 1:  # a refresh commits between this read and the next
+            write_deltalake(str(tmp_path / "embeddings"), embedding_rows(v, "2", ids=range(240, 260)), mode="append",
+                            partition_by=list(EMBEDDINGS.partition_by))
+            record_runs(str(tmp_path / "runs"), [run("2", 1.0)])
+        return found
+    monkeypatch.setattr(delta_io, "read_arrow", read_then_a_refresh_commits)
+
+    found = compare_in_lakehouse(str(tmp_path), "image_embedding", "1", "2")
+
+    assert found.differences == [] and found.metrics["only_in_b"] == 0
+    assert found.metrics["throughput_b"] == pytest.approx(20.0)  # 240 rows in 12 s: the run committed after is not counted
+    assert reads == [str(tmp_path / "embeddings"), str(tmp_path / "runs")]  # each table once
+    assert found.read_versions == before
+    report = write_report([found], tmp_path / "compare.html", "1 vs 2").read_text()
+    assert f"embeddings version {before['embeddings']}, runs version {before['runs']}" in report

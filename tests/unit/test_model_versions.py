@@ -185,3 +185,34 @@ def test_a_version_the_profile_cannot_run_is_not_promoted_and_a_run_on_it_says_w
     with pytest.raises(UsageError, match="the configuration runs image_embedding as 'efficientnet_lite0_image'") as refused:
         build_signals(settings)
     assert explain(refused.value).status == 2
+
+
+def test_promoting_a_signal_the_profile_pins_says_its_jobs_keep_running_the_pinned_version(lakehouse, tmp_path, capsys):
+    """Found in review: a promote under a profile pinning `model.version` moved the alias and said
+    "readers of the champion follow", while the jobs and `Lakehouse.of(settings)` keep reading the pin."""
+    from embedding_tables import append, random_vectors, rows
+
+    from jobs.cli import main
+    from lake.lakehouse import Lakehouse
+    from rollout.models import champion_version
+
+    build_signals(image_embedding_only(lakehouse))  # the first run registers version 1 as the champion
+    for version in ("1", "2", "3"):  # what Lakehouse reads champions of
+        append(lakehouse, rows(["x"], random_vectors(1, 0), model_version=version))
+    registry = registry_for(image_embedding_only(lakehouse))
+    for version in ("2", "3"):
+        weights = perturbed_efficientnet(tmp_path / f"{version}.pth")
+        assert registry.register("image_embedding", weights, {"weights_path": weights}).version == version
+    pin = "signals.image_embedding.model.version=1"
+    pinned = image_embedding_only(lakehouse, pin)
+    for args in (["promote", "image_embedding", "2", "--force"], ["rollback", "image_embedding"]):
+        status = main([*args, "--set", f"lakehouse={lakehouse}", "--set", pin])
+        out = " ".join(capsys.readouterr().out.split())
+        assert status == 0 and "readers of the champion follow" not in out, out
+        assert ("the profile pins image_embedding to model version 1 (signals.image_embedding.model.version): its jobs, and "
+                "readers of Lakehouse.of(settings), keep running and reading version 1 until the pin is removed") in out, out
+        assert champion_version(pinned, "image_embedding") == "1" == Lakehouse.of(pinned).champions("embeddings")["image_embedding"]
+    status = main(["promote", "image_embedding", "3", "--force", "--set", f"lakehouse={lakehouse}"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert status == 0 and "champion 1 -> 3; readers of the champion follow" in out and "pins" not in out, out
+    assert champion_version(image_embedding_only(lakehouse), "image_embedding") == "3"

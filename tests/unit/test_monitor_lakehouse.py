@@ -154,7 +154,7 @@ def test_items_of_a_table_partitioned_otherwise_are_counted_by_a_read(tmp_path) 
     assert table_items(settings, asked) == {(SIGNAL, "1", "2026-11-19"): 5, (SIGNAL, "1", "2026-11-20"): 3}
 
 
-def test_attribution_reads_the_ids_then_only_the_shared_items_rows_and_the_columns_compared(tmp_path, monkeypatch) -> None:
+def test_attribution_reads_the_keys_then_only_the_shared_items_rows_and_the_columns_compared(tmp_path, monkeypatch) -> None:
     """A canary's 25 items beside the champion's full days: the vectors read are those 25 items' of
     each version, and the cause is the one a comparison of every row of both versions gives."""
     from conf.settings import MonitorSettings
@@ -178,9 +178,9 @@ def test_attribution_reads_the_ids_then_only_the_shared_items_rows_and_the_colum
 
     assert conclusive("embedding", expected, monitor) and not model_differs("embedding", expected, monitor)
     assert found.cause == "corpus"
-    assert all(t.column_names == ["content_id"] for t in reads if "vector" not in t.column_names)
+    assert all(t.column_names == ["content_id", "ds"] for t in reads if "vector" not in t.column_names)
     vectors = [t for t in reads if "vector" in t.column_names]
-    assert [t.column_names for t in vectors] == [["content_id", "status", "vector"]] * 2
+    assert [t.column_names for t in vectors] == [["content_id", "ds", "status", "vector"]] * 2
     assert [sorted(t["content_id"].to_pylist()) for t in vectors] == [sorted(canary)] * 2
 
 

@@ -27,7 +27,7 @@ from training.evaluate import image_format, text_length
 from training.gate import EVALUATION_TAG
 from training.gold import gold_labels
 from training.human_labels import import_labels
-from training.loader import latest_version, split_of
+from training.loader import split_of
 from training.sampling import current_head, head_probabilities, write_task_file
 from training.train import EXPERIMENT, ReadVersions, label_frames, train_task
 
@@ -86,7 +86,7 @@ def test_the_evaluation_reads_the_tables_at_the_versions_taken_when_the_run_bega
     rule = before.set_index("content_id").loc[held_out, "score"]
     assert trained.evaluation.metrics["rule"]["roc_auc"] == pytest.approx(roc_auc_score(truth, rule), abs=1e-9) != 0.5
     params = registry.client.get_run(trained.run_id).data.params
-    assert params["labels_table_version"] == str(reads.labels) != str(latest_version(f"{root}/labels"))
+    assert params["labels_table_version"] == str(reads.labels) != str(delta_io.latest_version(f"{root}/labels"))
     assert (params["corpus_version"], params["human_labels_version"], params["weak_labels_version"]) == (str(reads.corpus), "None", "None")
     assert (params["image_quality_model_version"], params["language_model_version"]) == ("1", "None")
 
