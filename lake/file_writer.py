@@ -35,7 +35,7 @@ FILE_METADATA_SCHEMA = pa.schema(
         pa.field("stats", pa.string()),
         pa.field("modification_time", pa.int64()),
         # which task and worker wrote the file (the `report` of make_file_writer; null without one, but for
-    # the host, always given: the driver tells a file written elsewhere from a vacuumed one)
+        # the host, always given: the driver tells a file written elsewhere from a vacuumed one)
         pa.field("task", pa.string()),
         pa.field("host", pa.string()),
         pa.field("pid", pa.int64()),

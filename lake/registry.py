@@ -375,7 +375,7 @@ class Registry:
             _check_unmoved(name, alias, previous, expected, "promote")
             if previous == version:
                 return previous
-            stack, history = self._tag_list(name, STACK_TAG, alias), self._tag_list(name, HISTORY_TAG, alias)  # both read whole before anything moves
+            stack, history = self._tag_lists(name, alias, STACK_TAG, HISTORY_TAG)  # both read whole before anything moves
             if previous is not None:  # pushed before the move: a promote killed between them leaves a top that rollback skips,
                 stack.append(previous)  # never a moved alias whose previous version rollback cannot find
                 self._set_tag_list(name, STACK_TAG, alias, stack)
@@ -395,7 +395,7 @@ class Registry:
         with alias_lock(self.client):
             current = self.aliases(name).get(alias)
             _check_unmoved(name, alias, current, expected, "rollback")
-            stack, history = self._tag_list(name, STACK_TAG, alias), self._tag_list(name, HISTORY_TAG, alias)  # both read whole before anything moves
+            stack, history = self._tag_lists(name, alias, STACK_TAG, HISTORY_TAG)  # both read whole before anything moves
             while stack and (stack[-1] == current or not self._registered(name, stack[-1])):
                 gone = stack.pop()  # the alias was moved back by hand meanwhile, or the version deleted by hand (no alias can name it)
                 if gone != current:
@@ -471,11 +471,16 @@ class Registry:
         return f"versions {versions}, aliases {aliases}"
 
     def _tag_list(self, name: str, template: str, alias: str) -> list[Any]:
+        return self._tag_lists(name, alias, template)[0]
+
+    def _tag_lists(self, name: str, alias: str, *templates: str) -> list[list[Any]]:
+        """The alias's lists of these tags (`_TAG_SHAPES`), from one read of the model's tags."""
         try:
             tags = self.client.get_registered_model(name).tags
         except MlflowException as e:
             raise RegistryError(f"no registered model {name!r}") from e
-        return _tag_values(name, template.format(alias=alias), tags.get(template.format(alias=alias), "[]"), *_TAG_SHAPES[template])
+        tag_names = [template.format(alias=alias) for template in templates]
+        return [_tag_values(name, tag, tags.get(tag, "[]"), *_TAG_SHAPES[template]) for tag, template in zip(tag_names, templates, strict=True)]
 
     def _set_tag_list(self, name: str, template: str, alias: str, values: list[Any]) -> None:
         self.client.set_registered_model_tag(name, template.format(alias=alias), json.dumps(values[-HISTORY_KEEP:]))

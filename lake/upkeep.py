@@ -281,9 +281,10 @@ def maintain_table(root: str, contract: TableContract, policy: UpkeepPolicy, kee
     before = len(delta_io.live_files(root, version))
     reasons = uncompactable(root, contract, version) if compaction else []
     crowded = compaction_bins(root, version, policy) if compaction and not reasons else []
-    bins = [group for group in crowded if not refused_partition_values(contract, group[0].partition_values)]
+    refused = {tuple(g[0].partition_values.items()) for g in crowded if refused_partition_values(contract, g[0].partition_values)}
+    bins = [group for group in crowded if tuple(group[0].partition_values.items()) not in refused]
     notes, compacted_at = [f"compaction skipped: {'; '.join(reasons)}"] if reasons else [], None
-    if refused := {tuple(g[0].partition_values.items()) for g in crowded} - {tuple(g[0].partition_values.items()) for g in bins}:
+    if refused:
         notes.append(f"{len(refused)} partitions not compacted: their values are not plain names the file writer writes "
                      f"(another writer's, e.g. {dict(min(refused, key=str))})")
     if bins and not dry_run:
