@@ -4,7 +4,9 @@ A run appends `started` rows when it begins (naming its driver's host and pid) a
 `failed` rows when it ends. A run that died in between (killed driver, lost machine) is
 reconciled by the next run: `succeeded` if its commit is in the table's log (the commit is what
 counts; for maintain, its compaction or its vacuum's end), else `abandoned`. A run that may still be alive (running in this process, its driver
-pid alive on this host, or started on another host less than a day ago) is left alone. Operators answer "what computed these rows, over which window, how many failed,
+pid alive on this host, or started on another host less than a day ago) is left alone, and so, said
+in a warning, is one whose tables cannot be read (its commit may be in what cannot be read) until
+they are healed: the other entries are closed, and only a job that reads that table stops. Operators answer "what computed these rows, over which window, how many failed,
 how long did it take" from here; `run_id` on every signal row joins back to it.
 """
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+import warnings
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
@@ -20,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import DeltaError
 
 from lake import delta_io
 from lake.upkeep import UPKEEP_JOB, is_compaction, vacuum_of
@@ -160,7 +164,8 @@ def committed_outcome(run_id: str, signal: str, model: ModelRef, table_roots: Se
 def reconcile(root: str, tables_of: Callable[[RunRecord], Sequence[str]], max_attempts: int = 8) -> list[RunRecord]:
     """Close the ledger entries of runs that started but never ended: `succeeded` where one of
     the tables the entry's run commits to (`tables_of`: their roots) holds the signal's rows from
-    the run's commit (or its compaction, or a maintain's vacuum), else `abandoned`. The closing rows are committed against
+    the run's commit (or its compaction, or a maintain's vacuum), else `abandoned`; an entry whose tables
+    cannot be read is left open, said in a warning, until they are healed. The closing rows are committed against
     the ledger version read: if anything was appended since (another job starting at once may have
     closed the same entries), the ledger is read again, so no entry is closed twice; after
     `max_attempts` the entries are left to the next run. Returns what was added."""
@@ -191,18 +196,26 @@ def _closing(root: str, read: int, tables_of: Callable[[RunRecord], Sequence[str
                  if not _may_be_alive(record, now)]
     closed = []
     for record in open_runs:
-        found = committed_outcome(record.run_id, record.signal, ModelRef(record.model_name, record.model_version), tables_of(record))
-        if found:
-            outcome, version = found
-            counts = {"rows_in": outcome.rows_in, "rows_ok": outcome.rows_ok, "rows_error": outcome.rows_error} if outcome else {}
-            closed.append(replace(record, status=SUCCEEDED, message="recovered: committed before the run died",
-                                  table_version=version, finished_at=now, **counts))
-        elif record.job == UPKEEP_JOB:
-            closed.append(_closing_of_upkeep(record, tables_of(record), now))
-        else:
-            closed.append(replace(record, status=ABANDONED, message="died before committing; its files were never visible",
-                                  finished_at=now))
+        try:
+            closed.append(_closing_of(record, tables_of(record), now))
+        except (DeltaError, OSError) as damaged:  # its commit may be in what cannot be read: closed once the table is healed
+            warnings.warn(f"the ledger entry of {record.job} run {record.run_id} for {record.signal} is left open: a table it may have "
+                          f"committed to cannot be read ({type(damaged).__name__}: {str(damaged).strip()[:300]}); a run after the "
+                          "table is healed closes it", stacklevel=2)
     return closed
+
+
+def _closing_of(record: RunRecord, table_roots: Sequence[str], now: datetime) -> RunRecord:
+    """The closing row of a dead run's entry, by what the tables it commits to (`table_roots`) hold of it."""
+    found = committed_outcome(record.run_id, record.signal, ModelRef(record.model_name, record.model_version), table_roots)
+    if found:
+        outcome, version = found
+        counts = {"rows_in": outcome.rows_in, "rows_ok": outcome.rows_ok, "rows_error": outcome.rows_error} if outcome else {}
+        return replace(record, status=SUCCEEDED, message="recovered: committed before the run died", table_version=version,
+                       finished_at=now, **counts)
+    if record.job == UPKEEP_JOB:
+        return _closing_of_upkeep(record, table_roots, now)
+    return replace(record, status=ABANDONED, message="died before committing; its files were never visible", finished_at=now)
 
 
 def _closing_of_upkeep(record: RunRecord, table_roots: Sequence[str], now: datetime) -> RunRecord:

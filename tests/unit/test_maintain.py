@@ -671,6 +671,31 @@ def test_a_table_whose_log_is_damaged_is_recorded_failed_and_the_run_explained(t
     assert closing == {"alerts": [(ledger.FAILED, None)], "corpus": [(ledger.SUCCEEDED, failed.value.done[0].version)]}
 
 
+def test_a_killed_runs_entry_on_a_table_whose_log_is_damaged_stays_open_and_stops_no_job_that_does_not_read_it(tmp_path: Path) -> None:
+    """Found in review: a killed maintain's open entry for a table whose log cannot be read made every later job's
+    reconciliation raise that damage (exit 4), here a maintain of the corpus alone, and no other dead run's entry was
+    closed. The entry is left open, said, and closed by the first run after the table is healed; the others are closed."""
+    settings, corpus_root = _corpus_lakehouse(tmp_path, changes=4)
+    root = settings.table_root(ALERTS.name)
+    for day in DAYS:
+        delta_io.replace_run_rows(root, ALERTS, _verdicts("refresh-1", day), "refresh-1", {"job": "monitor"})
+    ledger.record_runs(settings.table_root(RUNS.name), [_started("maintain-killed", "alerts", maintain.JOB),
+                                                        _started("backfill-killed", "image_safety")])
+    entry = Path(root) / "_delta_log" / f"{1:020d}.json"
+    kept = entry.read_bytes()
+    entry.write_text("{not json\n")
+
+    with pytest.warns(UserWarning, match="maintain run maintain-killed for alerts is left open: a table it may have committed to"):
+        result = run_maintain(settings, ["corpus"])
+
+    assert [u.table for u in result.tables] == ["corpus"] and upkeep.last_checkpoint(corpus_root) == DeltaTable(corpus_root).version()
+    assert _closing_rows(settings, "maintain-killed") == {}  # its commit may be in the entry that cannot be read
+    assert _closing_rows(settings, "backfill-killed") == {"image_safety": [(ledger.ABANDONED, None)]}
+    entry.write_bytes(kept)  # healed
+    run_maintain(settings, ["corpus"])
+    assert _closing_rows(settings, "maintain-killed") == {"alerts": [(ledger.ABANDONED, None)]}  # it never reached the table
+
+
 def test_a_maintain_killed_after_its_compaction_commit_is_recovered_as_succeeded(tmp_path: Path) -> None:
     """Found in review: the next run closed it as `abandoned` ("died before committing"), since a
     compaction writes no row of its run and the ledger looked for the run's rows."""
