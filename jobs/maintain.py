@@ -9,8 +9,8 @@ the profile). The versions named: the corpus version each signal table's (and th
 table's) last refresh compared (the next refresh reads the files of that version to find what
 changed), the corpus version pinned in the profile
 (`corpus.version`), the embeddings version each index was built or last updated from (its next
-`index --update` reads the files changed since), the versions each head's champion and
-challenger were trained and evaluated on (their lineage), and those `maintain.keep_versions`
+`index --update` reads the files changed since), the versions each registered head's champion
+and challenger were trained and evaluated on (their lineage, the profile's heads or not), and those `maintain.keep_versions`
 lists (any other reader's pin).
 
 The corpus is maintained only when it is the lakehouse's own sample corpus (a corpus someone
@@ -114,16 +114,19 @@ def named_versions(settings: Settings, unknown: list[str] | None = None) -> dict
 
 
 def lineage_versions(settings: Settings, unknown: list[str] | None = None) -> dict[str, set[int]]:
-    """table -> the versions the champion and challenger of each head were trained and evaluated
-    on (their MLflow run's lineage, training/train.py), so that either can be trained again or
-    audited; none where no registry was ever made. A version whose training run is gone from
-    MLflow (`mlflow gc`) names nothing: said in `unknown`, rather than stopping every upkeep."""
+    """table -> the versions the champion and challenger of each head registered in the lakehouse's
+    registry (the profile's or not) were trained and evaluated on (their MLflow run's lineage,
+    training/train.py), so that either can be trained again or audited; none where no registry was
+    ever made. A version whose training run is gone from MLflow (`mlflow gc`) names nothing: said in
+    `unknown`, rather than stopping every upkeep."""
     named: dict[str, set[int]] = defaultdict(set)
     if not registry_exists(settings.registry_uri):
         return named
     registry = Registry(settings.registry_uri)
-    for signal in filter(is_head, settings.signals):
-        for version in set(registry.aliases_if_registered(signal).values()):
+    for signal, aliases in registry.every_alias().items():  # every head registered here, the profile's or not
+        if not is_head(signal):
+            continue
+        for version in set(aliases.values()):
             run_id = registry.client.get_model_version(signal, version).tags.get("mlflow_run_id")
             try:
                 params = registry.client.get_run(run_id).data.params if run_id else {}

@@ -354,6 +354,11 @@ class Registry:
         except RegistryError:
             return {}
 
+    def every_alias(self) -> dict[str, dict[str, str]]:
+        """model -> alias -> version of every registered model, in one paged read (not a read per model)."""
+        return {m.name: {alias: str(version) for alias, version in m.aliases.items()}
+                for m in self._paged(self.client.search_registered_models, None)}
+
     def versions(self, name: str) -> list[RegisteredModel]:
         """Every version of a model, oldest first."""
         return [self._entity(v) for v in sorted(self._versions(name), key=lambda v: int(v.version))]
@@ -444,9 +449,14 @@ class Registry:
 
     def _versions(self, name: str) -> list[ModelVersion]:
         escaped = name.replace("'", "\\'")
+        return self._paged(self.client.search_model_versions, f"name = '{escaped}'")
+
+    @staticmethod
+    def _paged(search: Callable[..., list[Any]], filter_string: str | None) -> list[Any]:
+        """Everything an MLflow search finds, page after page."""
         found, token = [], None
         while True:
-            page = self.client.search_model_versions(f"name = '{escaped}'", page_token=token)
+            page = search(filter_string, page_token=token)
             found.extend(page)
             token = page.token
             if not token:

@@ -584,6 +584,28 @@ def test_the_versions_a_registered_head_was_trained_on_are_named(tmp_path: Path,
     assert named["embeddings"] == {2} and named["human_labels"] == {3} and "duplicates" not in named
 
 
+def test_the_versions_a_head_the_profile_does_not_name_was_trained_on_are_named_too(tmp_path: Path, empty_registry_db) -> None:
+    """Found in review: only the profile's heads were read, so the lineage of a head registered in the lakehouse's
+    registry under a task the profile does not name (a task since dropped or renamed, another profile's) was not
+    kept, and a vacuum could delete the files its training snapshot reads. Every registered head's aliases are read."""
+    from embedding_tables import registry_in
+
+    settings, _ = _corpus_lakehouse(tmp_path, changes=4)
+    registry = registry_in(Path(settings.lakehouse_root), empty_registry_db, versions=1)
+    experiment = registry.client.create_experiment("training")
+    for head, embeddings_version in (("head_retired_task", "1"), ("head_low_quality", "3")):
+        assert (head in settings.signals) == (head == "head_low_quality")
+        model = registry.register(head, "code:head", {"kind": "image_embedding_head"})
+        run = registry.client.create_run(experiment)
+        registry.client.log_param(run.info.run_id, "embeddings_version", embeddings_version)
+        registry.client.set_model_version_tag(head, model.version, "mlflow_run_id", run.info.run_id)
+        registry.client.set_registered_model_alias(head, "champion", model.version)
+    assert named_versions(settings)["embeddings"] == {1, 3}
+    result = run_maintain(settings, ["embeddings"])
+    assert result.tables[0].kept_versions == (1, 3)
+    assert _sorted(delta_io.read_arrow(settings.table_root(EMBEDDINGS.name), 1)).num_rows > 0  # its training snapshot still reads
+
+
 def test_a_head_whose_training_run_is_gone_names_nothing_and_maintain_says_so(tmp_path: Path, empty_registry_db) -> None:
     from embedding_tables import registry_in
 
