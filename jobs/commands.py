@@ -89,15 +89,22 @@ def _rollback(settings: Settings, args: argparse.Namespace) -> None:
                               expected=before)  # the champion this command says it rolls back
     console.print(f"{args.signal}: champion {before} -> {after} (rolled back); " + (_pin_kept(settings, args.signal) or "nothing recomputed"))
     if before is not None and not (covered := coverage(settings.lakehouse_root, args.signal, before, after)).complete:
-        console.print(f"[yellow]note:[/] version {after} {' and '.join(covered.shortfalls('the version rolled back from'))}: readers of "
-                      "the champion see them so until `content-signals refresh` computes them (after a champion change it compares "
-                      "the whole corpus)", soft_wrap=True)
+        readers, refresh = ((f"readers of the champion without the pin (another profile, a Lakehouse without "
+                             f"signals.{args.signal}.model.version)", "`content-signals refresh` under a profile without the pin")
+                            if _pinned(settings, args.signal) else ("readers of the champion", "`content-signals refresh`"))
+        console.print(f"[yellow]note:[/] version {after} {' and '.join(covered.shortfalls('the version rolled back from'))}: {readers} "
+                      f"see them so until {refresh} computes them (after a champion change it compares the whole corpus)", soft_wrap=True)
+
+
+def _pinned(settings: Settings, signal: str) -> str | None:
+    """The model version the profile pins `signal` to (`model.version`), which its jobs and `Lakehouse.of(settings)` read; None unpinned."""
+    return settings.signals[signal].model.version if signal in settings.signals else None
 
 
 def _pin_kept(settings: Settings, signal: str) -> str | None:
     """What a move of the champion changes nothing of where the profile pins the signal's `model.version`
     (the jobs and `Lakehouse.of(settings)` read the pin): said, where promote once said readers follow."""
-    pinned = settings.signals[signal].model.version if signal in settings.signals else None
+    pinned = _pinned(settings, signal)
     return (f"the profile pins {signal} to model version {pinned} (signals.{signal}.model.version): its jobs, and readers of "
             f"Lakehouse.of(settings), keep running and reading version {pinned} until the pin is removed") if pinned else None
 

@@ -314,6 +314,27 @@ def test_coverage_judges_an_item_of_two_days_day_by_day(tmp_path, empty_registry
     assert status == 0 and "version 1 lacks 1 of the 1 items the version rolled back from (version 2) covers (e.g. x)" in out, out
 
 
+def test_a_rollback_under_a_pin_says_the_coverage_it_lacks_is_seen_by_readers_without_the_pin(tmp_path, empty_registry_db, capsys):
+    """Found in review: under a profile pinning the signal's `model.version`, a rollback to a version
+    lacking items said "readers of the champion see them so until `content-signals refresh` computes
+    them", while this profile's readers and refresh keep the pinned version: only readers without the
+    pin see the gap, and only a refresh under a profile without the pin computes it."""
+    from embedding_tables import registry_in
+
+    registry = registry_in(tmp_path, empty_registry_db)
+    append(tmp_path, rows(["x"], random_vectors(1, 0)))
+    append(tmp_path, rows(["x", "y"], random_vectors(2, 1), model_version="2"))
+    assert main(["promote", SIGNAL, "2", "--set", f"lakehouse={tmp_path}"]) == 0, capsys.readouterr().out
+    capsys.readouterr()
+    status = main(["rollback", SIGNAL, "--set", f"lakehouse={tmp_path}", "--set", f"signals.{SIGNAL}.model.version=2"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert status == 0 and registry.aliases(SIGNAL)[CHAMPION] == "1", out
+    assert "version 1 lacks 1 of the 2 items the version rolled back from (version 2) covers (e.g. y)" in out, out
+    assert "readers of the champion see them so" not in out, out
+    assert (f"readers of the champion without the pin (another profile, a Lakehouse without signals.{SIGNAL}.model.version) see "
+            "them so until `content-signals refresh` under a profile without the pin computes them") in out, out
+
+
 def test_train_on_a_lakehouse_without_embeddings_says_so_and_makes_no_registry_there(tmp_path, capsys) -> None:
     """Found in review: a mistyped `lakehouse` got a registry database made in it before the refusal."""
     typo = tmp_path / "typo"
