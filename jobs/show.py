@@ -21,6 +21,7 @@ from rollout.evaluate import REPORT
 from signals.contracts import DUPLICATES, EMBEDDINGS, KEYFRAMES, LABELS, RUNS
 from training.evaluate import scored_said, without_row_said
 from training.gold import NO_ITEM_IN_COMMON, Agreement
+from training.heads import unvalidated_said
 from training.train import TrainedVersion
 
 KAPPA_PAIRS_NAMED = 5  # pairs of annotators without a shared item named by `labels gold`, the rest counted
@@ -297,9 +298,8 @@ def print_trained(trained: TrainedVersion) -> None:
         console.print(f"[yellow]note:[/] {ungrouped} of {lineage['labels_items']} labelled items have no row in {where} (newer than the "
                       "last dedup): each is its own group, so a copy of a held-out item may have been trained on; "
                       "content-signals dedup, then train again", soft_wrap=True)
-    if not trained.head.validated:
-        console.print("[yellow]note:[/] no epoch had a validation loss (no labelled item with an ok row in the validation split): "
-                      "the last epoch's weights are kept, not the best epoch's; label more items", soft_wrap=True)
+    for note in unvalidated_said(trained.head):
+        console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
     if trained.evaluation is None:
         console.print("no gold labels: not evaluated, and `promote` will refuse it until it is")
         return

@@ -441,3 +441,24 @@ def test_a_head_without_a_validation_split_says_it_kept_the_last_epoch(lake, cap
             "are kept, not the best epoch's") in " ".join(capsys.readouterr().out.split())
     print_trained(train_task(lake.settings, "low_quality", lake.weak, "weak"))  # a validation split: nothing to say
     assert "no epoch had a validation loss" not in capsys.readouterr().out
+
+
+def test_a_head_without_a_validation_split_says_it_kept_the_last_epoch_in_its_report_too(lake, tmp_path):
+    """Found in review: `train` printed that no epoch had a validation loss, but its HTML report (the
+    MLflow run's artifact, what a reviewer of the version opens) did not say it."""
+    from html import escape
+
+    from mlflow.artifacts import download_artifacts
+
+    said = escape("no epoch had a validation loss (no labelled item with an ok row in the validation split): the last epoch's weights "
+            "are kept, not the best epoch's")  # as the report escapes it
+    trained_only = lake.weak[[split_of(c) == "train" for c in lake.weak["content_id"]]]
+    trained = train_task(lake.settings, "low_quality", trained_only, "weak", gold=lake.gold, majority=lake.majority,
+                         report_path=tmp_path / "unvalidated.html")
+    assert not trained.head.validated and said in trained.report.read_text()
+    logged = Path(download_artifacts(run_id=trained.run_id, artifact_path="unvalidated.html", tracking_uri=lake.settings.registry_uri,
+                                     dst_path=str(tmp_path / "logged")))
+    assert said in logged.read_text()
+    validated = train_task(lake.settings, "low_quality", lake.weak, "weak", gold=lake.gold, majority=lake.majority,
+                           report_path=tmp_path / "validated.html")
+    assert validated.head.validated and "no epoch had a validation loss" not in validated.report.read_text()
