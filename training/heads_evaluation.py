@@ -64,18 +64,25 @@ def label_sample_corpus(settings: Settings, task: str, folder: Path) -> None:
 def against_truth(settings: Settings, task: str, frame: pd.DataFrame, scorers: Sequence[str]) -> dict[str, Any]:
     """Each scorer's ROC-AUC on the frame's items it scored against the sample corpus's truth of
     `task` (None where the truth holds one class on those items, as scorer_figures leaves it, with
-    the reason in `roc_auc_not_defined`: sklearn gives NaN, which is not JSON, and an older one raised),
+    the reason in `roc_auc_not_defined`, as there: sklearn gives NaN, which is not JSON, and an older one raised),
     and the share of their gold labels that truth agrees with; the weak-label head's margins
     over the baselines against the truth on the items every scorer scored, with their intervals."""
     truth = delta_io.read_arrow(settings.table_root(TRUTH_TABLE), filters=pc.field("content_id").isin(list(frame["content_id"]))).to_pylist()
     truth_of = {row["content_id"]: int(TRUTH[task](row)) for row in truth}
     judged = frame.assign(label=frame["content_id"].map(truth_of).astype(int))  # the same scores, against the truth
-    labels = {s: judged["label"][judged[s].notna()] for s in scorers}
-    one_class = {s: f"the truth holds one class on its {len(labels[s])} scored items" for s in scorers if labels[s].nunique() < 2}
-    return {"roc_auc": {s: None if s in one_class else float(roc_auc_score(labels[s], judged[s].dropna())) for s in scorers},
+    one_class = roc_auc_not_defined(judged, scorers, "the truth")
+    return {"roc_auc": {s: None if s in one_class else float(roc_auc_score(judged["label"][judged[s].notna()], judged[s].dropna()))
+                        for s in scorers},
             "roc_auc_not_defined": one_class,
             "gold_agrees": float((judged["label"] == frame["label"]).mean()),
             "weak_head_margin": leads(common_items(judged), "weak_head", BASELINES) if "weak_head" in scorers else {}}
+
+
+def roc_auc_not_defined(frame: pd.DataFrame, scorers: Sequence[str], labels: str) -> dict[str, str]:
+    """Why each of `scorers` whose scored items of the frame hold one class of `label` has no ROC-AUC (`labels`: whose
+    labels those are, "the gold", "the truth"), kept beside the None so that a report says more than "-"."""
+    held = {s: frame["label"][frame[s].notna()] for s in scorers}
+    return {s: f"{labels} holds one class on its {len(held[s])} scored items" for s in scorers if held[s].nunique() < 2}
 
 
 def beyond_noise(margins: Mapping[str, Mapping[str, float] | None]) -> bool:
@@ -170,7 +177,8 @@ def scorer_figures(task: str, frame: pd.DataFrame, settings: Settings, title: st
     """Each scorer's ROC-AUC on the frame's items it scored (and how many: a rule or a majority vote
     may have no score of some), and, as every comparison of two scorers must be paired, the
     weak-label head against each baseline on the items every scorer scored (`compared`, how many
-    and their ROC-AUCs there): the figures, and the ROC-AUCs by scorer."""
+    and their ROC-AUCs there), and why a scorer has none (`roc_auc_not_defined`: its scored items hold
+    one class of gold): the figures, and the ROC-AUCs by scorer."""
     evaluation = evaluate(task, frame.dropna(axis="columns", how="all"), settings.training.precision_at_recall,
                           settings.training.gate.min_slice_items, title)
     auc = {scorer: metrics["roc_auc"] for scorer, metrics in evaluation.metrics.items()}
@@ -179,6 +187,7 @@ def scorer_figures(task: str, frame: pd.DataFrame, settings: Settings, title: st
     both = 0 < labels.sum() < len(labels)
     margin = leads(compared, "weak_head", BASELINES)
     return {"scored_items": {scorer: int(metrics["items"]) for scorer, metrics in evaluation.metrics.items()},
+            "roc_auc_not_defined": roc_auc_not_defined(frame, list(evaluation.metrics), "the gold"),
             "compared": {"items": len(compared), "positives": int(labels.sum()),
                          "roc_auc": {s: float(roc_auc_score(labels, compared[s])) if both else None for s in scorers(compared)}},
             "weak_head_beats": {b: None if margin[b] is None else margin[b]["difference"] > 0 for b in BASELINES},
