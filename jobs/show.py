@@ -22,6 +22,7 @@ from signals.contracts import DUPLICATES, EMBEDDINGS, KEYFRAMES, LABELS, RUNS
 from training.evaluate import scored_said, without_row_said
 from training.gold import NO_ITEM_IN_COMMON, Agreement
 from training.heads import unvalidated_said
+from training.heads_evaluation import undefined_said
 from training.train import TrainedVersion
 
 KAPPA_PAIRS_NAMED = 5  # pairs of annotators without a shared item named by `labels gold`, the rest counted
@@ -198,8 +199,8 @@ def print_heads(heads: dict) -> None:
     for task, r in heads["tasks"].items():  # as train says it; a report written before the count has none
         for note in without_row_said({"without_row": r.get("held_out_without_row", 0)}, r["embedding"]):
             console.print(f"[yellow]note:[/] {task}: {note}", soft_wrap=True)
-        for scorer in r.get("roc_auc_not_defined", {}):
-            console.print(f"[yellow]note:[/] {task}: {scorer} has no ROC-AUC on held-out gold{_undefined(scorer, r)}", soft_wrap=True)
+        for note in undefined_said(r):
+            console.print(f"[yellow]note:[/] {task}: {note}", soft_wrap=True)
     console.print(f"the weak-label head beats majority vote and the rule on: {', '.join(heads['weak_head_beats_baselines_on']) or 'no task'}")
     for task, r in heads["tasks"].items():
         cross = r["cross_fitted"]

@@ -85,6 +85,12 @@ def roc_auc_not_defined(frame: pd.DataFrame, scorers: Sequence[str], labels: str
     return {s: f"{labels} holds one class on its {len(held[s])} scored items" for s in scorers if held[s].nunique() < 2}
 
 
+def undefined_said(result: Mapping[str, Any]) -> list[str]:
+    """Each scorer of a task's test-split figures (compare_heads) without a ROC-AUC, and why (`roc_auc_not_defined`),
+    in words (none: nothing to say; a report written before kept no reason)."""
+    return [f"{scorer} has no ROC-AUC on held-out gold ({why})" for scorer, why in result.get("roc_auc_not_defined", {}).items()]
+
+
 def beyond_noise(margins: Mapping[str, Mapping[str, float] | None]) -> bool:
     """Whether the weak-label head beats every baseline by more than the interval allows for chance."""
     return all(lead_is_clear(m) for m in margins.values())
@@ -230,12 +236,15 @@ def evaluate_heads(settings: Settings, versions: Mapping[str, str], folder: Path
 
 def write_heads_report(section: Mapping[str, Any], path: Path) -> Path:
     """The section as one self-contained HTML page: the ROC-AUC table (with the held-out gold no head
-    could score), the crossover and the figure."""
+    could score, and why a scorer has no ROC-AUC), the crossover and the figure."""
+    import html
+
     from rollout.html_report import html_page, html_table, image_tag
 
     tasks = section["tasks"]
     parts = [html_table([[t, r["held_out_items"], r["held_out_without_row"], *(r["roc_auc"][s] for s in SCORERS)] for t, r in tasks.items()],
                         ["task", "held-out gold items", "held-out gold without an ok embedding row (no scorer judged on them)", *SCORERS]),
+             *(f"<p>{html.escape(f'{t}: {note}')}</p>" for t, r in tasks.items() for note in undefined_said(r)),
              html_table([[t, p["gold_labels"], p["roc_auc"], r["roc_auc"]["weak_head"]] for t, r in tasks.items() for p in r["crossover"]["curve"]],
                         ["task", "gold labels", "gold-only head ROC-AUC", "weak-label head ROC-AUC"]),
              html_table([[t, items, b, *(None if m is None else m[k] for k in ("difference", "ci95_low", "ci95_high"))]
@@ -250,7 +259,8 @@ def write_heads_report(section: Mapping[str, Any], path: Path) -> Path:
 
 
 def heads_figure(section: Mapping[str, Any]) -> bytes:
-    """ROC-AUC bars per task and scorer beside each task's crossover curve (against its weak-label head), as PNG."""
+    """ROC-AUC bars per task and scorer beside each task's crossover curve (against its weak-label head), as PNG;
+    a scorer without a ROC-AUC has no bar but, where it would stand, a mark and why (`roc_auc_not_defined`)."""
     from matplotlib.figure import Figure
 
     from rollout.html_report import figure_png
@@ -258,12 +268,17 @@ def heads_figure(section: Mapping[str, Any]) -> bytes:
     tasks: Sequence[str] = list(section["tasks"])
     figure = Figure(figsize=(11, 4))
     bars, curves = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
-    width = 0.8 / len(SCORERS)
+    width, low = 0.8 / len(SCORERS), 0.4
     for i, scorer in enumerate(SCORERS):
-        values = [section["tasks"][t]["roc_auc"].get(scorer) or 0.0 for t in tasks]
-        bars.bar(np.arange(len(tasks)) + i * width, values, width, label=scorer)
+        at = np.arange(len(tasks)) + i * width
+        values = [section["tasks"][t]["roc_auc"].get(scorer) for t in tasks]
+        drawn = bars.bar([x for x, v in zip(at, values) if v is not None], [v for v in values if v is not None], width, label=scorer)
+        for x, t in ((x, t) for x, t, v in zip(at, tasks, values) if v is None):  # a bar of 0 would lie below the axis, unseen
+            why = section["tasks"][t].get("roc_auc_not_defined", {}).get(scorer)
+            bars.plot(x, low, marker="x", color=drawn.patches[0].get_facecolor() if drawn.patches else "black", clip_on=False)
+            bars.text(x, low + 0.01, "no ROC-AUC" + (f": {why}" if why else ""), rotation=90, ha="center", va="bottom", fontsize=6)
     bars.set_xticks(np.arange(len(tasks)) + width * (len(SCORERS) - 1) / 2, tasks)
-    bars.set(ylim=(0.4, 1.0), ylabel="ROC-AUC on held-out gold", title="scorers per task")
+    bars.set(ylim=(low, 1.0), ylabel="ROC-AUC on held-out gold", title="scorers per task")
     bars.legend(fontsize=7)
     for t in tasks:
         result = section["tasks"][t]

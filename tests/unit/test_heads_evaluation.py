@@ -222,3 +222,36 @@ def test_a_scorer_whose_held_out_gold_holds_one_class_has_no_roc_auc_and_the_rep
     said = " ".join(capsys.readouterr().out.split())
     assert f"low_quality: rule has no ROC-AUC on held-out gold (the gold holds one class on its {ruled} scored items)" in said, said
     assert f"rule - (on its {crossed} scored items) (the gold holds one class on its {crossed} scored items)" in said, said
+
+
+def test_the_heads_figure_draws_no_bar_for_a_roc_auc_not_defined_and_says_why_there_and_on_the_page(tmp_path, monkeypatch) -> None:
+    """Found in review: heads_figure drew a scorer without a ROC-AUC (None: its held-out gold holds
+    one class) as a bar of 0, below the axis's 0.4, so the figure showed nothing where the other
+    scorers' bars stood, and nothing said why; the page's table said "–" alone."""
+    from rollout import html_report
+    from training.heads_evaluation import SCORERS
+
+    why = "the gold holds one class on its 14 scored items"
+
+    def task(auc: dict, undefined: dict) -> dict:
+        return {"held_out_items": 80, "held_out_without_row": 0, "roc_auc": auc, "roc_auc_not_defined": undefined,
+                "crossover": {"curve": [{"gold_labels": 25, "roc_auc": 0.8}, {"gold_labels": 50, "roc_auc": 0.9}]},
+                "weak_head_margin": {"majority_vote": None, "rule": None}}
+    defined = {s: 0.6 + 0.05 * i for i, s in enumerate(SCORERS)}
+    section = {"tasks": {"low_quality": task({**defined, "rule": None}, {"rule": why}), "text_heavy": task(defined, {})}}
+    drawn = []
+    figure_png = html_report.figure_png
+    monkeypatch.setattr(html_report, "figure_png", lambda figure: drawn.append(figure) or figure_png(figure))
+
+    page = write_heads_report(section, tmp_path / "heads.html").read_text()
+
+    bars = drawn[0].axes[0]
+    heights = {c.get_label(): [(round(p.get_x() + p.get_width() / 2, 6), p.get_height()) for p in c.patches] for c in bars.containers}
+    at = {s: [x for x, _ in heights[s]] for s in SCORERS}
+    assert [h for _, h in heights["rule"]] == [defined["rule"]]  # text_heavy's alone: before, low_quality's was a bar of 0.0
+    assert all([h for _, h in heights[s]] == [defined[s]] * 2 for s in SCORERS if s != "rule")
+    rule_low_quality = at["weak_head"][0] + (at["rule"][0] - at["weak_head"][1])  # where low_quality's rule bar would stand
+    said = [t for t in bars.texts if why in t.get_text()]
+    assert len(said) == 1 and said[0].get_position()[0] == pytest.approx(rule_low_quality)
+    assert bars.get_ylim()[0] <= said[0].get_position()[1]  # within the axis, not below it
+    assert "low_quality: rule has no ROC-AUC on held-out gold (the gold holds one class on its 14 scored items)" in page
