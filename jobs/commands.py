@@ -30,7 +30,7 @@ from retrieval import index_store
 from retrieval.build import build_index, embeddings_root, indexed_vector, update_index
 from retrieval.embedding_rows import pinned_version
 from retrieval.vector_index import neighbours
-from rollout.compare import Comparison, compare_in_lakehouse, log_to_mlflow, report_metrics, write_report
+from rollout.compare import Comparison, compare_in_lakehouse, log_to_mlflow, pin_tables, read_said, report_metrics, write_report
 from rollout.coverage import coverage
 from rollout.evaluate import REPORT, replace_section, run_evaluation
 from rollout.models import CHALLENGER, CHAMPION, champion_version, configured_signal, identity_params, registry_for, runnable
@@ -89,15 +89,22 @@ def _rollback(settings: Settings, args: argparse.Namespace) -> None:
                               expected=before)  # the champion this command says it rolls back
     console.print(f"{args.signal}: champion {before} -> {after} (rolled back); " + (_pin_kept(settings, args.signal) or "nothing recomputed"))
     if before is not None and not (covered := coverage(settings.lakehouse_root, args.signal, before, after)).complete:
-        console.print(f"[yellow]note:[/] version {after} {' and '.join(covered.shortfalls('the version rolled back from'))}: readers of "
-                      "the champion see them so until `content-signals refresh` computes them (after a champion change it compares "
-                      "the whole corpus)", soft_wrap=True)
+        readers, refresh = ((f"readers of the champion without the pin (another profile, a Lakehouse without "
+                             f"signals.{args.signal}.model.version)", "`content-signals refresh` under a profile without the pin")
+                            if _pinned(settings, args.signal) else ("readers of the champion", "`content-signals refresh`"))
+        console.print(f"[yellow]note:[/] version {after} {' and '.join(covered.shortfalls('the version rolled back from'))}: {readers} "
+                      f"see them so until {refresh} computes them (after a champion change it compares the whole corpus)", soft_wrap=True)
+
+
+def _pinned(settings: Settings, signal: str) -> str | None:
+    """The model version the profile pins `signal` to (`model.version`), which its jobs and `Lakehouse.of(settings)` read; None unpinned."""
+    return settings.signals[signal].model.version if signal in settings.signals else None
 
 
 def _pin_kept(settings: Settings, signal: str) -> str | None:
     """What a move of the champion changes nothing of where the profile pins the signal's `model.version`
     (the jobs and `Lakehouse.of(settings)` read the pin): said, where promote once said readers follow."""
-    pinned = settings.signals[signal].model.version if signal in settings.signals else None
+    pinned = _pinned(settings, signal)
     return (f"the profile pins {signal} to model version {pinned} (signals.{signal}.model.version): its jobs, and readers of "
             f"Lakehouse.of(settings), keep running and reading version {pinned} until the pin is removed") if pinned else None
 
@@ -139,20 +146,23 @@ def _compare(settings: Settings, args: argparse.Namespace) -> None:
     names = args.signals or [n for n in settings.enabled_signals if args.b in registry.aliases_if_registered(n)]
     if not names:
         raise UsageError(f"no signal has a {args.b!r} version to compare; register one first (content-signals register)")
-    comparisons = [_comparison(settings, registry, n, args.a, args.b) for n in names]
+    pinned = pin_tables(settings.lakehouse_root)  # one snapshot for every signal compared, whatever commits meanwhile
+    comparisons = [_comparison(settings, registry, n, args.a, args.b, pinned) for n in names]
+    read = {table: version for c in comparisons for table, version in c.read_versions.items()}  # the tables any of them read
     report = write_report(comparisons, Path("reports/compare/latest.html"), f"{args.a} vs {args.b}")
     run_id = log_to_mlflow(settings.registry_uri, report, report_metrics(comparisons), f"compare {args.a} vs {args.b}",
-                           settings.registry.artifact_location)
+                           settings.registry.artifact_location, params={f"{table}_version": str(v) for table, v in read.items()})
     for c in comparisons:
         console.print(f"{c.signal} {c.version_a} vs {c.version_b}: " + ("; ".join(c.differences) or "no differences"))
+    console.print(f"read at {read_said(read)}", soft_wrap=True)
     console.print(f"report: {report} (MLflow run {run_id})")
 
 
-def _comparison(settings: Settings, registry: Registry, signal: str, a: str, b: str) -> Comparison:
-    """`signal` at versions `a` and `b` compared; a version without rows is the user's to compute, not a bug."""
+def _comparison(settings: Settings, registry: Registry, signal: str, a: str, b: str, pinned: dict[str, int | None]) -> Comparison:
+    """`signal` at versions `a` and `b` compared, its tables read at `pinned`; a version without rows is the user's to compute, not a bug."""
     version_a, version_b = registry.resolve(signal, a).version, registry.resolve(signal, b).version
     try:
-        return compare_in_lakehouse(settings.lakehouse_root, signal, version_a, version_b)
+        return compare_in_lakehouse(settings.lakehouse_root, signal, version_a, version_b, pinned=pinned)
     except LookupError as e:
         raise UsageError(f"{e}: compute its rows first (`content-signals backfill --challenger` for the challenger; a "
                          "--slice-pct whose share of the window holds no item computes none)") from None

@@ -21,6 +21,8 @@ from rollout.evaluate import REPORT
 from signals.contracts import DUPLICATES, EMBEDDINGS, KEYFRAMES, LABELS, RUNS
 from training.evaluate import scored_said, without_row_said
 from training.gold import NO_ITEM_IN_COMMON, Agreement
+from training.heads import unvalidated_said
+from training.heads_evaluation import undefined_said
 from training.train import TrainedVersion
 
 KAPPA_PAIRS_NAMED = 5  # pairs of annotators without a shared item named by `labels gold`, the rest counted
@@ -169,6 +171,13 @@ def _scored_auc(scorer: str, figures: dict, items: int) -> str:
     return _auc(figures["roc_auc"][scorer]) + ("" if scored == items else f" (on its {scored} scored items)")
 
 
+def _undefined(scorer: str, figures: dict) -> str:
+    """Why a scorer has no ROC-AUC in `figures` (`roc_auc_not_defined`), in parentheses; nothing where it has one
+    (or a report written before kept no reason)."""
+    why = figures.get("roc_auc_not_defined", {}).get(scorer)
+    return "" if why is None else f" ({why})"
+
+
 def _margin(baseline: str, margin: dict | None) -> str:
     if margin is None:
         return f"{baseline} -"
@@ -190,15 +199,16 @@ def print_heads(heads: dict) -> None:
     for task, r in heads["tasks"].items():  # as train says it; a report written before the count has none
         for note in without_row_said({"without_row": r.get("held_out_without_row", 0)}, r["embedding"]):
             console.print(f"[yellow]note:[/] {task}: {note}", soft_wrap=True)
+        for note in undefined_said(r):
+            console.print(f"[yellow]note:[/] {task}: {note}", soft_wrap=True)
     console.print(f"the weak-label head beats majority vote and the rule on: {', '.join(heads['weak_head_beats_baselines_on']) or 'no task'}")
     for task, r in heads["tasks"].items():
         cross = r["cross_fitted"]
         truth = cross["against_truth"]
-        undefined = truth.get("roc_auc_not_defined", {})  # why a scorer has no ROC-AUC against the truth
         console.print(f"{task}, cross-fitted over {cross['folds']} folds ({cross['items']} gold items, {cross['positives']} positive): "
-                      + ", ".join(f"{s} {_scored_auc(s, cross, cross['items'])}" for s in cross["roc_auc"])
+                      + ", ".join(f"{s} {_scored_auc(s, cross, cross['items'])}{_undefined(s, cross)}" for s in cross["roc_auc"])
                       + f"; against the corpus's truth (gold agrees on {truth['gold_agrees']:.1%}): "
-                      + ", ".join(f"{s} {_auc(auc)}" + (f" ({undefined[s]})" if s in undefined else "") for s, auc in truth["roc_auc"].items()))
+                      + ", ".join(f"{s} {_auc(auc)}{_undefined(s, truth)}" for s, auc in truth["roc_auc"].items()))
         for note in without_row_said(cross, r["embedding"]):
             console.print(f"[yellow]note:[/] {task}, cross-fitted: {note}", soft_wrap=True)
         compared = cross.get("compared")  # a report written before the comparison stated its items has none
@@ -297,9 +307,8 @@ def print_trained(trained: TrainedVersion) -> None:
         console.print(f"[yellow]note:[/] {ungrouped} of {lineage['labels_items']} labelled items have no row in {where} (newer than the "
                       "last dedup): each is its own group, so a copy of a held-out item may have been trained on; "
                       "content-signals dedup, then train again", soft_wrap=True)
-    if not trained.head.validated:
-        console.print("[yellow]note:[/] no epoch had a validation loss (no labelled item with an ok row in the validation split): "
-                      "the last epoch's weights are kept, not the best epoch's; label more items", soft_wrap=True)
+    for note in unvalidated_said(trained.head):
+        console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
     if trained.evaluation is None:
         console.print("no gold labels: not evaluated, and `promote` will refuse it until it is")
         return

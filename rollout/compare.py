@@ -362,16 +362,24 @@ def build_comparison(signal: str, a: pa.Table, b: pa.Table, ledger: pa.Table | N
     return comparison
 
 
+def pin_tables(root: str, names: Sequence[str] = ("embeddings", "labels")) -> dict[str, int | None]:
+    """The Delta version each of `names` and the run ledger has now in the lakehouse at `root` (None where there is no
+    such table): what comparisons read at, taken once for every signal one `compare` compares."""
+    from lake import delta_io
+
+    return {name: delta_io.latest_version(f"{root.rstrip('/')}/{name}") for name in [*names, "runs"]}
+
+
 def compare_in_lakehouse(root: str, signal: str, version_a: str, version_b: str, table: str | None = None,
-                         k: int = 10, max_items: int = MAX_ITEMS) -> Comparison:
+                         k: int = 10, max_items: int = MAX_ITEMS, pinned: Mapping[str, int | None] | None = None) -> Comparison:
     """Read a signal's rows at two versions from the lakehouse at `root` (`embeddings`, else `labels`) and compare them.
-    Each table (and the run ledger) is read once, at the Delta version it had when the comparison began, which the
-    comparison names (`read_versions`): read one after the other at their latest, a refresh committing between the
-    reads compared two snapshots (found in review)."""
+    Each table (and the run ledger) is read once, at the Delta version `pinned` gives it (pin_tables; default: the
+    version it had when the comparison began), which the comparison names (`read_versions`): read one after the other
+    at their latest, a refresh committing between the reads compared two snapshots (found in review)."""
     from lake import delta_io
 
     names = [table] if table else ["embeddings", "labels"]
-    pinned = {name: delta_io.latest_version(f"{root.rstrip('/')}/{name}") for name in [*names, "runs"]}
+    pinned = pin_tables(root, names) if pinned is None else pinned
 
     def rows(name: str) -> pa.Table:
         """Both versions' rows, in one read at the pinned version (none where there is no table)."""
@@ -443,6 +451,11 @@ def _figures(c: Comparison, distributions: Mapping[str, Any]) -> dict[str, bytes
     return figures
 
 
+def read_said(read_versions: Mapping[str, int]) -> str:
+    """The Delta versions a comparison read its tables at, in words ("embeddings version 3, runs version 2")."""
+    return ", ".join(f"{table} version {version}" for table, version in read_versions.items())
+
+
 def _pct(value: float | None) -> str:
     return "–" if value is None else f"{value:.2%}"
 
@@ -459,7 +472,7 @@ def write_report(comparisons: Sequence[Comparison], path: Path, title: str) -> P
         parts.append(f"<h2 id='{html.escape(c.signal)}'>{html.escape(c.signal)}: version {html.escape(c.version_a)} "
                      f"vs {html.escape(c.version_b)}</h2>")
         if c.read_versions:
-            parts.append("<p>Read at " + ", ".join(f"{html.escape(t)} version {v}" for t, v in c.read_versions.items()) + ".</p>")
+            parts.append(f"<p>Read at {html.escape(read_said(c.read_versions))}.</p>")
         found = c.differences
         if found:
             parts.append("<ul class='diff'>" + "".join(f"<li>{html.escape(d)}</li>" for d in found) + "</ul>")

@@ -11,7 +11,7 @@ With `standardize` each input dimension is centred and scaled by the train split
 standard deviation, kept in the head (signals.labels.head.Standardize). Training is seeded end to
 end (initial weights, the loader's shuffle): the same snapshot and seed give the same weights. The
 kept weights are those of the epoch with the lowest validation loss; without one (no labelled item
-with an ok row in the validation split) those of the last epoch, which `train` says (`TrainedHead.validated`).
+with an ok row in the validation split) those of the last epoch, which `train` says, and its report (`unvalidated_said`).
 Kept weights that are not numbers (training diverged) are a usage error: no head is saved to score NaN.
 """
 from __future__ import annotations
@@ -59,6 +59,13 @@ class TrainedHead:
     def validated(self) -> bool:
         """Whether some epoch had a validation loss to choose the kept weights by (else they are the last epoch's)."""
         return bool(np.isfinite(self.validation_loss).any())
+
+
+def unvalidated_said(head: TrainedHead) -> list[str]:
+    """That the head kept its last epoch's weights for want of a validation loss, in words (validated: nothing to say), as
+    `train` prints it and its report and MLflow run keep it."""
+    return [] if head.validated else ["no epoch had a validation loss (no labelled item with an ok row in the validation split): "
+                                      "the last epoch's weights are kept, not the best epoch's; label more items"]
 
 
 def _dim_of(snapshot: Snapshot, split: str) -> int:

@@ -64,18 +64,31 @@ def label_sample_corpus(settings: Settings, task: str, folder: Path) -> None:
 def against_truth(settings: Settings, task: str, frame: pd.DataFrame, scorers: Sequence[str]) -> dict[str, Any]:
     """Each scorer's ROC-AUC on the frame's items it scored against the sample corpus's truth of
     `task` (None where the truth holds one class on those items, as scorer_figures leaves it, with
-    the reason in `roc_auc_not_defined`: sklearn gives NaN, which is not JSON, and an older one raised),
+    the reason in `roc_auc_not_defined`, as there: sklearn gives NaN, which is not JSON, and an older one raised),
     and the share of their gold labels that truth agrees with; the weak-label head's margins
     over the baselines against the truth on the items every scorer scored, with their intervals."""
     truth = delta_io.read_arrow(settings.table_root(TRUTH_TABLE), filters=pc.field("content_id").isin(list(frame["content_id"]))).to_pylist()
     truth_of = {row["content_id"]: int(TRUTH[task](row)) for row in truth}
     judged = frame.assign(label=frame["content_id"].map(truth_of).astype(int))  # the same scores, against the truth
-    labels = {s: judged["label"][judged[s].notna()] for s in scorers}
-    one_class = {s: f"the truth holds one class on its {len(labels[s])} scored items" for s in scorers if labels[s].nunique() < 2}
-    return {"roc_auc": {s: None if s in one_class else float(roc_auc_score(labels[s], judged[s].dropna())) for s in scorers},
+    one_class = roc_auc_not_defined(judged, scorers, "the truth")
+    return {"roc_auc": {s: None if s in one_class else float(roc_auc_score(judged["label"][judged[s].notna()], judged[s].dropna()))
+                        for s in scorers},
             "roc_auc_not_defined": one_class,
             "gold_agrees": float((judged["label"] == frame["label"]).mean()),
             "weak_head_margin": leads(common_items(judged), "weak_head", BASELINES) if "weak_head" in scorers else {}}
+
+
+def roc_auc_not_defined(frame: pd.DataFrame, scorers: Sequence[str], labels: str) -> dict[str, str]:
+    """Why each of `scorers` whose scored items of the frame hold one class of `label` has no ROC-AUC (`labels`: whose
+    labels those are, "the gold", "the truth"), kept beside the None so that a report says more than "-"."""
+    held = {s: frame["label"][frame[s].notna()] for s in scorers}
+    return {s: f"{labels} holds one class on its {len(held[s])} scored items" for s in scorers if held[s].nunique() < 2}
+
+
+def undefined_said(result: Mapping[str, Any]) -> list[str]:
+    """Each scorer of a task's test-split figures (compare_heads) without a ROC-AUC, and why (`roc_auc_not_defined`),
+    in words (none: nothing to say; a report written before kept no reason)."""
+    return [f"{scorer} has no ROC-AUC on held-out gold ({why})" for scorer, why in result.get("roc_auc_not_defined", {}).items()]
 
 
 def beyond_noise(margins: Mapping[str, Mapping[str, float] | None]) -> bool:
@@ -170,7 +183,8 @@ def scorer_figures(task: str, frame: pd.DataFrame, settings: Settings, title: st
     """Each scorer's ROC-AUC on the frame's items it scored (and how many: a rule or a majority vote
     may have no score of some), and, as every comparison of two scorers must be paired, the
     weak-label head against each baseline on the items every scorer scored (`compared`, how many
-    and their ROC-AUCs there): the figures, and the ROC-AUCs by scorer."""
+    and their ROC-AUCs there), and why a scorer has none (`roc_auc_not_defined`: its scored items hold
+    one class of gold): the figures, and the ROC-AUCs by scorer."""
     evaluation = evaluate(task, frame.dropna(axis="columns", how="all"), settings.training.precision_at_recall,
                           settings.training.gate.min_slice_items, title)
     auc = {scorer: metrics["roc_auc"] for scorer, metrics in evaluation.metrics.items()}
@@ -179,6 +193,7 @@ def scorer_figures(task: str, frame: pd.DataFrame, settings: Settings, title: st
     both = 0 < labels.sum() < len(labels)
     margin = leads(compared, "weak_head", BASELINES)
     return {"scored_items": {scorer: int(metrics["items"]) for scorer, metrics in evaluation.metrics.items()},
+            "roc_auc_not_defined": roc_auc_not_defined(frame, list(evaluation.metrics), "the gold"),
             "compared": {"items": len(compared), "positives": int(labels.sum()),
                          "roc_auc": {s: float(roc_auc_score(labels, compared[s])) if both else None for s in scorers(compared)}},
             "weak_head_beats": {b: None if margin[b] is None else margin[b]["difference"] > 0 for b in BASELINES},
@@ -221,12 +236,15 @@ def evaluate_heads(settings: Settings, versions: Mapping[str, str], folder: Path
 
 def write_heads_report(section: Mapping[str, Any], path: Path) -> Path:
     """The section as one self-contained HTML page: the ROC-AUC table (with the held-out gold no head
-    could score), the crossover and the figure."""
+    could score, and why a scorer has no ROC-AUC), the crossover and the figure."""
+    import html
+
     from rollout.html_report import html_page, html_table, image_tag
 
     tasks = section["tasks"]
     parts = [html_table([[t, r["held_out_items"], r["held_out_without_row"], *(r["roc_auc"][s] for s in SCORERS)] for t, r in tasks.items()],
                         ["task", "held-out gold items", "held-out gold without an ok embedding row (no scorer judged on them)", *SCORERS]),
+             *(f"<p>{html.escape(f'{t}: {note}')}</p>" for t, r in tasks.items() for note in undefined_said(r)),
              html_table([[t, p["gold_labels"], p["roc_auc"], r["roc_auc"]["weak_head"]] for t, r in tasks.items() for p in r["crossover"]["curve"]],
                         ["task", "gold labels", "gold-only head ROC-AUC", "weak-label head ROC-AUC"]),
              html_table([[t, items, b, *(None if m is None else m[k] for k in ("difference", "ci95_low", "ci95_high"))]
@@ -241,7 +259,8 @@ def write_heads_report(section: Mapping[str, Any], path: Path) -> Path:
 
 
 def heads_figure(section: Mapping[str, Any]) -> bytes:
-    """ROC-AUC bars per task and scorer beside each task's crossover curve (against its weak-label head), as PNG."""
+    """ROC-AUC bars per task and scorer beside each task's crossover curve (against its weak-label head), as PNG;
+    a scorer without a ROC-AUC has no bar but, where it would stand, a mark and why (`roc_auc_not_defined`)."""
     from matplotlib.figure import Figure
 
     from rollout.html_report import figure_png
@@ -249,12 +268,17 @@ def heads_figure(section: Mapping[str, Any]) -> bytes:
     tasks: Sequence[str] = list(section["tasks"])
     figure = Figure(figsize=(11, 4))
     bars, curves = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
-    width = 0.8 / len(SCORERS)
+    width, low = 0.8 / len(SCORERS), 0.4
     for i, scorer in enumerate(SCORERS):
-        values = [section["tasks"][t]["roc_auc"].get(scorer) or 0.0 for t in tasks]
-        bars.bar(np.arange(len(tasks)) + i * width, values, width, label=scorer)
+        at = np.arange(len(tasks)) + i * width
+        values = [section["tasks"][t]["roc_auc"].get(scorer) for t in tasks]
+        drawn = bars.bar([x for x, v in zip(at, values) if v is not None], [v for v in values if v is not None], width, label=scorer)
+        for x, t in ((x, t) for x, t, v in zip(at, tasks, values) if v is None):  # a bar of 0 would lie below the axis, unseen
+            why = section["tasks"][t].get("roc_auc_not_defined", {}).get(scorer)
+            bars.plot(x, low, marker="x", color=drawn.patches[0].get_facecolor() if drawn.patches else "black", clip_on=False)
+            bars.text(x, low + 0.01, "no ROC-AUC" + (f": {why}" if why else ""), rotation=90, ha="center", va="bottom", fontsize=6)
     bars.set_xticks(np.arange(len(tasks)) + width * (len(SCORERS) - 1) / 2, tasks)
-    bars.set(ylim=(0.4, 1.0), ylabel="ROC-AUC on held-out gold", title="scorers per task")
+    bars.set(ylim=(low, 1.0), ylabel="ROC-AUC on held-out gold", title="scorers per task")
     bars.legend(fontsize=7)
     for t in tasks:
         result = section["tasks"][t]

@@ -43,7 +43,7 @@ from training.evaluate import (
     write_evaluation_report,
 )
 from training.gate import EVALUATION_TAG, HEAD, head_signal
-from training.heads import TrainedHead, local_copy, save_head, train_head
+from training.heads import TrainedHead, local_copy, save_head, train_head, unvalidated_said
 from training.loader import Snapshot, batches, pin_snapshot, with_folds
 from training.tasks import task_named
 
@@ -210,7 +210,7 @@ def train_task(settings: Settings, task_name: str, labels: pd.DataFrame, label_s
         evaluation = evaluate(task.name, common_items(frame), conf.precision_at_recall, conf.gate.min_slice_items,
                               f"{name}: held-out gold ({label_source} labels)", lead=HEAD, held_out=frame, without_row=without_row)
         report = write_evaluation_report(evaluation, report_path, [scored_said(evaluation), *without_row_said(evaluation.held_out, snapshot.signal),
-                                                                   *(f"{k}: {v}" for k, v in lineage.items())])
+                                                                   *unvalidated_said(head), *(f"{k}: {v}" for k, v in lineage.items())])
     params = {**lineage, **{k: str(v) for k, v in conf.model_dump(exclude={"gate", "embeddings"}).items()}}
     losses = {"train_loss": head.train_loss[head.best_epoch], "validation_loss": head.validation_loss[head.best_epoch],
               "best_epoch": head.best_epoch}

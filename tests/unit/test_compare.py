@@ -399,3 +399,52 @@ def test_compare_in_lakehouse_reads_each_table_once_at_one_version_and_says_whic
     assert found.read_versions == before
     report = write_report([found], tmp_path / "compare.html", "1 vs 2").read_text()
     assert f"embeddings version {before['embeddings']}, runs version {before['runs']}" in report
+
+
+def test_compare_of_several_signals_reads_them_all_at_one_version_of_each_table_and_logs_and_prints_it(
+        tmp_path, empty_registry_db, monkeypatch, capsys):
+    """Found in review: `compare` of several signals pinned the tables when each signal was compared,
+    so a refresh committing between two signals' comparisons compared them at two snapshots (here:
+    the text embedding's 20 items a refresh added after the image embedding was read), and the
+    versions read were in the HTML report only, not in the MLflow run's params or on the console."""
+    from deltalake import DeltaTable, write_deltalake
+    from embedding_tables import registry_in
+
+    from jobs.cli import main
+    from lake import delta_io
+    from lake.ledger import RunRecord, record_runs
+
+    registry = registry_in(tmp_path, empty_registry_db)  # image_embedding 1 (champion) and 2
+    for n in (1, 2):
+        registry.register("text_embedding", f"code:text-{n}", {"kind": "minilm_text"})
+    registry.promote("text_embedding", "1")
+    for signal in ("image_embedding", "text_embedding"):
+        registry.client.set_registered_model_alias(signal, "challenger", "2")
+    v = clustered_vectors(n=260)
+    write_deltalake(str(tmp_path / "embeddings"), pa.concat_tables(
+        [embedding_rows(v, version, ids=range(240), signal=s) for s in ("image_embedding", "text_embedding") for version in ("1", "2")]),
+        partition_by=list(EMBEDDINGS.partition_by))
+    record_runs(str(tmp_path / "runs"), [RunRecord("r2", "backfill", "text_embedding", "m", "2", None, None, 240, 240, 0, "succeeded",
+                                                   None, 0, T0, T0 + timedelta(seconds=12.0))])
+    before = {name: DeltaTable(str(tmp_path / name)).version() for name in ("embeddings", "runs")}
+    read_arrow, reads = delta_io.read_arrow, []
+
+    def read_then_a_refresh_commits(*args, **kwargs):
+        reads.append(args[0])
+        found = read_arrow(*args, **kwargs)
+        if len(reads) == 2:  # the first signal's rows and ledger read: a refresh of the second commits before it is read
+            write_deltalake(str(tmp_path / "embeddings"), embedding_rows(v, "2", ids=range(240, 260), signal="text_embedding"),
+                            mode="append", partition_by=list(EMBEDDINGS.partition_by))
+        return found
+    monkeypatch.setattr(delta_io, "read_arrow", read_then_a_refresh_commits)
+    monkeypatch.chdir(tmp_path)  # the report lands under reports/
+
+    assert main(["compare", "image_embedding", "text_embedding", "--set", f"lakehouse={tmp_path}"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "text_embedding 1 vs 2: no differences" in out, out  # before: "version 1 lacks 20 items that version 2 has"
+    said = f"embeddings version {before['embeddings']}, runs version {before['runs']}"
+    assert f"read at {said}" in out, out
+    assert f"Read at {said}." in (tmp_path / "reports" / "compare" / "latest.html").read_text()
+    run_id = re.search(r"MLflow run (\w+)", out).group(1)
+    params = registry.client.get_run(run_id).data.params
+    assert params == {"embeddings_version": str(before["embeddings"]), "runs_version": str(before["runs"])}

@@ -193,3 +193,65 @@ def test_the_heads_section_says_the_gold_without_an_ok_row_and_why_a_roc_auc_aga
     rule = cross["scored_items"]["rule"]  # of the gold items, the rule scored the truth's positives: its ROC-AUC is on those
     assert rule == ruled < cross["items"] and f"rule {cross['roc_auc']['rule']:.3f} (on its {rule} scored items)" in said
     assert f"weak_head {cross['roc_auc']['weak_head']:.3f}," in said  # a scorer of every item: no count
+
+
+def test_a_scorer_whose_held_out_gold_holds_one_class_has_no_roc_auc_and_the_report_and_console_say_why(
+        tmp_path, empty_registry_db, capsys) -> None:
+    """Found in review: a scorer whose items of the held-out gold hold one class (the rule scored only
+    gold positives) has no ROC-AUC on the test split (None, as cross-fitted), but no reason was kept
+    (only against_truth kept one), so reports/eval/latest.json and the console said "-" alone."""
+    from jobs.show import print_heads
+
+    lake = training_lakehouse(tmp_path, empty_registry_db, overrides=("training.learning_rate=0.05",))
+    gold = lake.gold.set_index("content_id")["label"]
+    DeltaTable(f"{tmp_path}/labels").delete(" OR ".join(f"content_id = '{c}'" for c in lake.ids if not gold[c]))  # the rule scores gold's positives only
+    task = compare_heads(lake.settings, "low_quality", lake.weak, lake.gold, lake.majority, "image_embedding", "1")
+    cross = heads_evaluation.cross_fitted(lake.settings, "low_quality", lake.gold, lambda held: (lake.weak, lake.majority),
+                                          "image_embedding", "1", folds=3)
+
+    ruled = len([c for c in lake.ids[:-ERRORS] if split_of(c) == "test" and gold[c]])  # held-out positives with an ok row
+    assert task["roc_auc"]["rule"] is None and task["scored_items"]["rule"] == ruled
+    assert task["roc_auc_not_defined"] == {"rule": f"the gold holds one class on its {ruled} scored items"}
+    crossed = int(gold[lake.ids[:-ERRORS]].sum())
+    assert cross["roc_auc"]["rule"] is None
+    assert cross["roc_auc_not_defined"] == {"rule": f"the gold holds one class on its {crossed} scored items"}
+    assert json.loads(json.dumps(task))["roc_auc_not_defined"] == task["roc_auc_not_defined"]  # as reports/eval/latest.json keeps it
+    print_heads({"tasks": {"low_quality": {**task, "cross_fitted": cross}}, "weak_head_beats_baselines_on": [], "target_met": False,
+                 "cross_fitted": {"weak_head_beats_baselines_on": [], "target_met": False, "beyond_noise_on": [], "beyond_noise_against_truth_on": []},
+                 "loader": {"scales": {}}})
+    said = " ".join(capsys.readouterr().out.split())
+    assert f"low_quality: rule has no ROC-AUC on held-out gold (the gold holds one class on its {ruled} scored items)" in said, said
+    assert f"rule - (on its {crossed} scored items) (the gold holds one class on its {crossed} scored items)" in said, said
+
+
+def test_the_heads_figure_draws_no_bar_for_a_roc_auc_not_defined_and_says_why_there_and_on_the_page(tmp_path, monkeypatch) -> None:
+    """Found in review: heads_figure drew a scorer without a ROC-AUC (None: its held-out gold holds
+    one class) as a bar of 0, below the axis's 0.4, so the figure showed nothing where the other
+    scorers' bars stood, and nothing said why; the page's table said "–" alone."""
+    from rollout import html_report
+    from training.heads_evaluation import SCORERS
+
+    why = "the gold holds one class on its 14 scored items"
+
+    def task(auc: dict, undefined: dict) -> dict:
+        return {"held_out_items": 80, "held_out_without_row": 0, "roc_auc": auc, "roc_auc_not_defined": undefined,
+                "crossover": {"curve": [{"gold_labels": 25, "roc_auc": 0.8}, {"gold_labels": 50, "roc_auc": 0.9}]},
+                "weak_head_margin": {"majority_vote": None, "rule": None}}
+    defined = {s: 0.6 + 0.05 * i for i, s in enumerate(SCORERS)}
+    section = {"tasks": {"low_quality": task({**defined, "rule": None}, {"rule": why}), "text_heavy": task(defined, {})}}
+    drawn = []
+    figure_png = html_report.figure_png
+    monkeypatch.setattr(html_report, "figure_png", lambda figure: drawn.append(figure) or figure_png(figure))
+
+    page = write_heads_report(section, tmp_path / "heads.html").read_text()
+
+    bars = drawn[0].axes[0]
+    heights = {c.get_label(): [(round(p.get_x() + p.get_width() / 2, 6), p.get_height()) for p in c.patches] for c in bars.containers}
+    at = {s: [x for x, _ in heights[s]] for s in SCORERS}
+    assert [h for _, h in heights["rule"]] == [defined["rule"]]  # text_heavy's alone: before, low_quality's was a bar of 0.0
+    assert all([h for _, h in heights[s]] == [defined[s]] * 2 for s in SCORERS if s != "rule")
+    rule_low_quality = at["weak_head"][0] + (at["rule"][0] - at["weak_head"][1])  # where low_quality's rule bar would stand
+    said = [t for t in bars.texts if why in t.get_text()]
+    assert len(said) == 1 and said[0].get_position()[0] == pytest.approx(rule_low_quality)
+    assert bars.get_ylim()[0] <= said[0].get_position()[1]  # within the axis, not below it
+    assert "low_quality: rule has no ROC-AUC on held-out gold (the gold holds one class on its 14 scored items)" in page

@@ -314,6 +314,27 @@ def test_coverage_judges_an_item_of_two_days_day_by_day(tmp_path, empty_registry
     assert status == 0 and "version 1 lacks 1 of the 1 items the version rolled back from (version 2) covers (e.g. x)" in out, out
 
 
+def test_a_rollback_under_a_pin_says_the_coverage_it_lacks_is_seen_by_readers_without_the_pin(tmp_path, empty_registry_db, capsys):
+    """Found in review: under a profile pinning the signal's `model.version`, a rollback to a version
+    lacking items said "readers of the champion see them so until `content-signals refresh` computes
+    them", while this profile's readers and refresh keep the pinned version: only readers without the
+    pin see the gap, and only a refresh under a profile without the pin computes it."""
+    from embedding_tables import registry_in
+
+    registry = registry_in(tmp_path, empty_registry_db)
+    append(tmp_path, rows(["x"], random_vectors(1, 0)))
+    append(tmp_path, rows(["x", "y"], random_vectors(2, 1), model_version="2"))
+    assert main(["promote", SIGNAL, "2", "--set", f"lakehouse={tmp_path}"]) == 0, capsys.readouterr().out
+    capsys.readouterr()
+    status = main(["rollback", SIGNAL, "--set", f"lakehouse={tmp_path}", "--set", f"signals.{SIGNAL}.model.version=2"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert status == 0 and registry.aliases(SIGNAL)[CHAMPION] == "1", out
+    assert "version 1 lacks 1 of the 2 items the version rolled back from (version 2) covers (e.g. y)" in out, out
+    assert "readers of the champion see them so" not in out, out
+    assert (f"readers of the champion without the pin (another profile, a Lakehouse without signals.{SIGNAL}.model.version) see "
+            "them so until `content-signals refresh` under a profile without the pin computes them") in out, out
+
+
 def test_train_on_a_lakehouse_without_embeddings_says_so_and_makes_no_registry_there(tmp_path, capsys) -> None:
     """Found in review: a mistyped `lakehouse` got a registry database made in it before the refusal."""
     typo = tmp_path / "typo"
@@ -420,3 +441,24 @@ def test_a_head_without_a_validation_split_says_it_kept_the_last_epoch(lake, cap
             "are kept, not the best epoch's") in " ".join(capsys.readouterr().out.split())
     print_trained(train_task(lake.settings, "low_quality", lake.weak, "weak"))  # a validation split: nothing to say
     assert "no epoch had a validation loss" not in capsys.readouterr().out
+
+
+def test_a_head_without_a_validation_split_says_it_kept_the_last_epoch_in_its_report_too(lake, tmp_path):
+    """Found in review: `train` printed that no epoch had a validation loss, but its HTML report (the
+    MLflow run's artifact, what a reviewer of the version opens) did not say it."""
+    from html import escape
+
+    from mlflow.artifacts import download_artifacts
+
+    said = escape("no epoch had a validation loss (no labelled item with an ok row in the validation split): the last epoch's weights "
+            "are kept, not the best epoch's")  # as the report escapes it
+    trained_only = lake.weak[[split_of(c) == "train" for c in lake.weak["content_id"]]]
+    trained = train_task(lake.settings, "low_quality", trained_only, "weak", gold=lake.gold, majority=lake.majority,
+                         report_path=tmp_path / "unvalidated.html")
+    assert not trained.head.validated and said in trained.report.read_text()
+    logged = Path(download_artifacts(run_id=trained.run_id, artifact_path="unvalidated.html", tracking_uri=lake.settings.registry_uri,
+                                     dst_path=str(tmp_path / "logged")))
+    assert said in logged.read_text()
+    validated = train_task(lake.settings, "low_quality", lake.weak, "weak", gold=lake.gold, majority=lake.majority,
+                           report_path=tmp_path / "validated.html")
+    assert validated.head.validated and "no epoch had a validation loss" not in validated.report.read_text()
