@@ -6,8 +6,9 @@ allowlist of the configuration's `fetch:` section (`FetchPolicy`, travelling to 
 so neither `..` nor a symlink leaves them), S3 buckets or prefixes, HTTP hosts. An HTTP host is
 resolved once, every address it resolves to is checked (loopback, link-local such as the cloud
 metadata endpoint 169.254.169.254, private and other non-global addresses are refused unless
-their network is listed in `allowed_networks`), and the connection goes to the checked address,
-so a DNS answer that changes between the check and the connection (rebinding) cannot reach
+their network is listed in `allowed_networks`, and so is an IPv6 address reaching a non-global
+IPv4 one through NAT64, 6to4 or the IPv4-compatible form), and the connection goes to the checked
+address, so a DNS answer that changes between the check and the connection (rebinding) cannot reach
 anything else. Redirects are followed by hand, each hop checked like the first; interim (1xx)
 responses are passed over to the final one (`_FinalResponse`), whose status must be 2xx.
 
@@ -320,9 +321,18 @@ class Fetcher:
             ip = ipaddress.ip_address(address.split("%", 1)[0])
             if ip.version == 6 and ip.ipv4_mapped is not None:
                 ip = ip.ipv4_mapped
-            if not ip.is_global and not any(ip in network for network in self._networks):
+            if self._allowed(ip):
+                continue
+            if not ip.is_global or ip in _LOCAL_NAT64:
                 raise FetchError(NOT_ALLOWED, f"host {host} resolves to the non-global address {ip}")
+            inner = _embedded_ipv4(ip)
+            if inner is not None and not inner.is_global and not self._allowed(inner):
+                raise FetchError(NOT_ALLOWED, f"host {host} resolves to {ip}, which embeds the non-global address {inner}")
         return addresses[0]
+
+    def _allowed(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        """Whether `allowed_networks` names `ip`."""
+        return any(ip in network for network in self._networks)
 
     def _pool(self, scheme: str, address: str, port: int, host: str) -> Any:
         import urllib3
@@ -454,6 +464,25 @@ def _deadline_connection(base: type) -> type:
                     self.sock = sock
 
     return DeadlineConnection
+
+
+def _embedded_ipv4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one reaches through a translator or relay (NAT64, 6to4) or as the
+    deprecated IPv4-compatible form, all `is_global` to Python 3.11 whatever the address inside.
+    (Teredo, 2001::/32, and the mapped form, ::ffff:0:0/96, are not global themselves.)"""
+    if ip.version == 4:
+        return None
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if any(ip in network for network in _LOW_32_BITS_IPV4):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+_LOW_32_BITS_IPV4 = (ipaddress.IPv6Network("::/96"), ipaddress.IPv6Network("64:ff9b::/96"))  # IPv4-compatible, NAT64
+# not globally reachable (IANA), but `is_global` to Python 3.11: NAT64 for a network's own translators, whose
+# prefix length (and so where the IPv4 address sits in it) only they know
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
 
 
 def _under(path: str, prefix: str) -> bool:
