@@ -14,10 +14,10 @@ responses are passed over to the final one (`_FinalResponse`), whose status must
 
 Each fetch has connect and read timeouts and a deadline, which no receive of an HTTP attempt waits
 past (`_DeadlineReader`: a server trickling its headers, or sending interim responses or trailer
-lines without end, which the HTTP client reads inside one call, stops there too), nor its
-connect, TLS handshake or wait for a pooled connection, reads at most `max_bytes` (counted while
-streaming: a Content-Length is never trusted, an endless body stops at the cap), and retries
-with exponential backoff only what may pass (timeouts, refused or reset connections, 5xx, 429).
+lines without end, which the HTTP client reads inside one call, stops there too), nor the
+lookup of its host, its connect, TLS handshake or wait for a pooled connection, reads at most
+`max_bytes` (counted while streaming: a Content-Length is never trusted, an endless body stops
+at the cap), and retries with exponential backoff only what may pass (timeouts, refused or reset connections, 5xx, 429).
 A failure is a `FetchError`, an `InputError` whose message is the row's error reason: one of
 REASONS, prefixed `transient: ` (signals.contracts.TRANSIENT_PREFIX) when a later refresh
 should try again. A worker holds at most `max_bytes` (twice, while joining chunks) per fetch
@@ -313,7 +313,7 @@ class Fetcher:
         """The address to connect to for `host`: every address it resolves to must be global or in
         `allowed_networks` (else NOT_ALLOWED), so a name cannot be half public, half internal."""
         try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            infos = self._resolved(host, port)
         except socket.gaierror as exc:
             raise FetchError(NOT_FOUND if exc.errno == socket.EAI_NONAME else CONNECTION_FAILED, "host does not resolve") from None
         addresses = list(dict.fromkeys(info[4][0] for info in infos))
@@ -329,6 +329,26 @@ class Fetcher:
             if inner is not None and not inner.is_global and not self._allowed(inner):
                 raise FetchError(NOT_ALLOWED, f"host {host} resolves to {ip}, which embeds the non-global address {inner}")
         return addresses[0]
+
+    def _resolved(self, host: str, port: int) -> list[Any]:
+        """getaddrinfo's answer for `host`, waited for no longer than the attempt's deadline (TIMEOUT):
+        the resolver's own timeouts, per server and attempt, can add up to many times it. A lookup
+        given up on runs on in the background until the resolver gives up too."""
+        answer: list[Any] = []
+
+        def resolve() -> None:
+            try:
+                answer.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+            except Exception as exc:  # noqa: BLE001 - raised below, in the fetch's thread
+                answer.append(exc)
+        lookup = threading.Thread(target=resolve, name=f"resolve {host}", daemon=True)
+        lookup.start()
+        lookup.join(max(0.0, _attempt.deadline - time.monotonic()))
+        if not answer:
+            raise FetchError(TIMEOUT, self._late("host not resolved"))
+        if isinstance(answer[0], Exception):
+            raise answer[0]
+        return answer[0]
 
     def _allowed(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         """Whether `allowed_networks` names `ip`."""
