@@ -65,6 +65,8 @@ MAX_PNG_CHUNKS = 100_000
 # bytes each; a comment's it keeps, a bytes object each) and stray bytes. A GIF's comments and XMP
 # take a few hundred; 15 million one-byte comment sub-blocks (a 28 MiB file) took 3 s and 1.4 GB.
 MAX_GIF_BLOCKS = 100_000
+# Entropy-coded bytes (no 0xFF) put before a JPEG's EOI to tell whether its last scan reads past its own data
+SCAN_FILLER = bytes(range(1, 255))
 _JPEG_MARKERS_WITHOUT_LENGTH = frozenset({0xC8, *range(0xD0, 0xDA), *range(0xF0, 0xFE)})  # PIL reads no length after these
 
 
@@ -225,6 +227,8 @@ def decode_image(data: bytes | None, limits: DecodeLimits = DecodeLimits(), resi
         image.load()
         if image.size != (width, height):
             raise InputError(f"image decoded to {image.width}x{image.height}, not the {width}x{height} its header claims")
+        if is_jpeg(image):
+            check_jpeg_scan_data(data, image)
         return to_rgb(ImageOps.exif_transpose(image))
     except InputError:
         raise
@@ -363,6 +367,31 @@ def check_jpeg(data: bytes, image: ImageFile.ImageFile, limits: DecodeLimits) ->
     if cost > limits.max_decode_bytes:
         raise InputError(f"{kind} {width}x{height} {image.mode}: its coefficients need {cost} bytes, "
                          f"over the {limits.max_decode_bytes} byte limit")
+
+
+def check_jpeg_scan_data(data: bytes, image: Image.Image) -> None:
+    """Raise InputError for a decoded JPEG whose last scan's entropy-coded data ends before the image
+    does, its EOI kept (a file cut short and "repaired", or a header claiming more than its scan
+    holds): libjpeg decodes the missing blocks as zero coefficients, mid-grey, with a warning PIL does
+    not pass on. An image whose bottom-right pixel is mid-grey is decoded twice more at 1/8 scale (its
+    DC coefficients only), as it is and with bytes before its EOI (SCAN_FILLER), which a complete
+    scan never reads: the two differ only where the decoder ran out of data and read them."""
+    corner = image.getpixel((image.width - 1, image.height - 1))
+    if any(abs(band - 128) > 4 for band in (corner if isinstance(corner, tuple) else (corner,))):  # mid-grey, or near it where libjpeg smooths
+        return
+    first_scan = next((at for marker, at in _jpeg_segments(data) if marker == 0xDA), None)
+    end = data.find(b"\xff\xd9", first_scan) if first_scan is not None else -1
+    if end < 0 or jpeg_frame(data) in LOSSLESS_JPEG_FRAMES:  # a lossless JPEG predicts its missing samples, at full scale only
+        return
+    if _dc_only(data) != _dc_only(data[:end] + SCAN_FILLER + data[end:]):
+        raise InputError("image is corrupt or truncated: its JPEG scan data ends before the image does")
+
+
+def _dc_only(data: bytes) -> bytes:
+    """A JPEG's pixels decoded at 1/8 scale, where each block is its DC coefficient alone."""
+    image = Image.open(io.BytesIO(data), formats=["JPEG"])
+    image.draft(image.mode, (math.ceil(image.width / 8), math.ceil(image.height / 8)))
+    return image.tobytes()
 
 
 def _draft(image: ImageFile.ImageFile, data: bytes, resize_short_side: int | None) -> None:

@@ -6,17 +6,18 @@ allowlist of the configuration's `fetch:` section (`FetchPolicy`, travelling to 
 so neither `..` nor a symlink leaves them), S3 buckets or prefixes, HTTP hosts. An HTTP host is
 resolved once, every address it resolves to is checked (loopback, link-local such as the cloud
 metadata endpoint 169.254.169.254, private and other non-global addresses are refused unless
-their network is listed in `allowed_networks`), and the connection goes to the checked address,
-so a DNS answer that changes between the check and the connection (rebinding) cannot reach
+their network is listed in `allowed_networks`, and so is an IPv6 address reaching a non-global
+IPv4 one through NAT64, 6to4 or the IPv4-compatible form), and the connection goes to the checked
+address, so a DNS answer that changes between the check and the connection (rebinding) cannot reach
 anything else. Redirects are followed by hand, each hop checked like the first; interim (1xx)
 responses are passed over to the final one (`_FinalResponse`), whose status must be 2xx.
 
 Each fetch has connect and read timeouts and a deadline, which no receive of an HTTP attempt waits
 past (`_DeadlineReader`: a server trickling its headers, or sending interim responses or trailer
-lines without end, which the HTTP client reads inside one call, stops there too), nor its
-connect, TLS handshake or wait for a pooled connection, reads at most `max_bytes` (counted while
-streaming: a Content-Length is never trusted, an endless body stops at the cap), and retries
-with exponential backoff only what may pass (timeouts, refused or reset connections, 5xx, 429).
+lines without end, which the HTTP client reads inside one call, stops there too), nor the
+lookup of its host, its connect, TLS handshake or wait for a pooled connection, reads at most
+`max_bytes` (counted while streaming: a Content-Length is never trusted, an endless body stops
+at the cap), and retries with exponential backoff only what may pass (timeouts, refused or reset connections, 5xx, 429).
 A failure is a `FetchError`, an `InputError` whose message is the row's error reason: one of
 REASONS, prefixed `transient: ` (signals.contracts.TRANSIENT_PREFIX) when a later refresh
 should try again. A worker holds at most `max_bytes` (twice, while joining chunks) per fetch
@@ -312,7 +313,7 @@ class Fetcher:
         """The address to connect to for `host`: every address it resolves to must be global or in
         `allowed_networks` (else NOT_ALLOWED), so a name cannot be half public, half internal."""
         try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            infos = self._resolved(host, port)
         except socket.gaierror as exc:
             raise FetchError(NOT_FOUND if exc.errno == socket.EAI_NONAME else CONNECTION_FAILED, "host does not resolve") from None
         addresses = list(dict.fromkeys(info[4][0] for info in infos))
@@ -320,9 +321,38 @@ class Fetcher:
             ip = ipaddress.ip_address(address.split("%", 1)[0])
             if ip.version == 6 and ip.ipv4_mapped is not None:
                 ip = ip.ipv4_mapped
-            if not ip.is_global and not any(ip in network for network in self._networks):
+            if self._allowed(ip):
+                continue
+            if not ip.is_global or ip in _LOCAL_NAT64:
                 raise FetchError(NOT_ALLOWED, f"host {host} resolves to the non-global address {ip}")
+            inner = _embedded_ipv4(ip)
+            if inner is not None and not inner.is_global and not self._allowed(inner):
+                raise FetchError(NOT_ALLOWED, f"host {host} resolves to {ip}, which embeds the non-global address {inner}")
         return addresses[0]
+
+    def _resolved(self, host: str, port: int) -> list[Any]:
+        """getaddrinfo's answer for `host`, waited for no longer than the attempt's deadline (TIMEOUT):
+        the resolver's own timeouts, per server and attempt, can add up to many times it. A lookup
+        given up on runs on in the background until the resolver gives up too."""
+        answer: list[Any] = []
+
+        def resolve() -> None:
+            try:
+                answer.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+            except Exception as exc:  # noqa: BLE001 - raised below, in the fetch's thread
+                answer.append(exc)
+        lookup = threading.Thread(target=resolve, name=f"resolve {host}", daemon=True)
+        lookup.start()
+        lookup.join(max(0.0, _attempt.deadline - time.monotonic()))
+        if not answer:
+            raise FetchError(TIMEOUT, self._late("host not resolved"))
+        if isinstance(answer[0], Exception):
+            raise answer[0]
+        return answer[0]
+
+    def _allowed(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        """Whether `allowed_networks` names `ip`."""
+        return any(ip in network for network in self._networks)
 
     def _pool(self, scheme: str, address: str, port: int, host: str) -> Any:
         import urllib3
@@ -454,6 +484,25 @@ def _deadline_connection(base: type) -> type:
                     self.sock = sock
 
     return DeadlineConnection
+
+
+def _embedded_ipv4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one reaches through a translator or relay (NAT64, 6to4) or as the
+    deprecated IPv4-compatible form, all `is_global` to Python 3.11 whatever the address inside.
+    (Teredo, 2001::/32, and the mapped form, ::ffff:0:0/96, are not global themselves.)"""
+    if ip.version == 4:
+        return None
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if any(ip in network for network in _LOW_32_BITS_IPV4):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+_LOW_32_BITS_IPV4 = (ipaddress.IPv6Network("::/96"), ipaddress.IPv6Network("64:ff9b::/96"))  # IPv4-compatible, NAT64
+# not globally reachable (IANA), but `is_global` to Python 3.11: NAT64 for a network's own translators, whose
+# prefix length (and so where the IPv4 address sits in it) only they know
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
 
 
 def _under(path: str, prefix: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -464,6 +465,56 @@ def test_a_progressive_jpeg_is_charged_what_its_decoding_costs() -> None:
     photo = io.BytesIO()
     Image.effect_noise((640, 480), 40).convert("RGB").save(photo, "JPEG", progressive=True, quality=85)  # a real encoder's scans
     assert decode_image(photo.getvalue()).size == (640, 480)
+
+
+def _scan_cut(jpeg: bytes, keep: float) -> bytes:
+    """The JPEG with its first scan's entropy-coded data cut to its first `keep` share, the EOI kept."""
+    sos = next(at for marker, at in _jpeg_segments(jpeg) if marker == 0xDA)
+    start = sos + 2 + struct.unpack(">H", jpeg[sos + 2 : sos + 4])[0]
+    end = next(m.start() for m in re.finditer(rb"\xff[^\x00\xd0-\xd7]", jpeg[start:])) + start  # the marker after it
+    return jpeg[: start + int((end - start) * keep)] + b"\xff\xd9"
+
+
+def _claiming(jpeg: bytes, width: int, height: int) -> bytes:
+    """The JPEG with its frame header rewritten to claim width x height pixels."""
+    sof = next(at for marker, at in _jpeg_segments(jpeg) if marker == 0xC0)
+    return jpeg[: sof + 5] + struct.pack(">HH", height, width) + jpeg[sof + 9 :]
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
+@pytest.mark.parametrize("options", [{}, {"optimize": True}, {"progressive": True}])
+@pytest.mark.parametrize("keep", [0.02, 0.5, 0.9])
+def test_a_jpeg_whose_scan_data_ends_before_its_image_is_truncated(mode: str, options: dict, keep: float) -> None:
+    """Found in review: with its EOI kept, libjpeg decodes the missing blocks as zero coefficients
+    (flat mid-grey, from the cut to the end) with a warning PIL does not pass on, so a file cut in
+    its scan data was an ok, mostly grey image; the design makes a truncated file an error row."""
+    photo = _encode(_noise_rgb((200, 120)).convert(mode), "JPEG", quality=90, **options)
+    assert decode_image(photo).size == (200, 120)
+    cut = _scan_cut(photo, keep)
+    decoded = np.asarray(Image.open(io.BytesIO(cut))).astype(int)  # what was stored before: mid-grey from the cut on
+    assert np.all(np.abs(decoded[-1, -1] - 128) <= 4) and np.mean(np.abs(decoded - 128) <= 4) > (1 - keep) / 2
+    with pytest.raises(InputError, match="^image is corrupt or truncated: its JPEG scan data ends before the image does"):
+        decode_image(cut)
+    with pytest.raises(InputError, match="truncated"):
+        decode_image(cut, resize_short_side=16)  # drafted to a smaller scale: the same
+    if options.get("progressive"):  # cut after its first scan, EOI kept: valid, its later scans are optional
+        first_scan_only = _scan_cut(photo, 1.0)
+        assert len(first_scan_only) < len(photo) / 2 and decode_image(first_scan_only).size == (200, 120)
+
+
+def test_a_jpeg_whose_header_claims_more_than_its_scan_holds_is_truncated() -> None:
+    """A 16x16 JPEG whose frame claims 2000x2000: a grey image of 4 million pixels before."""
+    with pytest.raises(InputError, match="scan data ends before the image does"):
+        decode_image(_claiming(_encode(_noise_rgb((16, 16)), "JPEG"), 2000, 2000))
+
+
+def test_a_flat_mid_grey_jpeg_is_decoded() -> None:
+    """Zero coefficients decode to mid-grey in a whole image too: its scan data ends with its blocks."""
+    for image in (Image.new("RGB", (200, 120), (128, 128, 128)), Image.new("L", (64, 64), 128)):
+        data = _encode(image, "JPEG", quality=90)
+        assert np.array_equal(np.asarray(decode_image(data)), np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+    assert decode_image(sequential_jpeg(256)).size == (256, 256)
+    assert decode_image(progressive_jpeg(256, 3)).size == (256, 256)
 
 
 def test_a_sequential_jpeg_of_a_scan_per_component_is_charged_its_coefficients() -> None:

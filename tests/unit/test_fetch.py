@@ -3,6 +3,7 @@ only transient faults are retried (the servers count the requests), the byte cap
 the server claims or sends, and nothing outside the allowlist is ever requested."""
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import socket
@@ -12,6 +13,7 @@ import time
 import pytest
 from conftest import jpeg_bytes
 
+from signals import fetch as fetch_module
 from signals.contracts import is_retried_error
 from signals.fetch import ADDRESSES_PER_HOST, REASONS, Fetcher, FetchError, FetchPolicy
 
@@ -126,12 +128,58 @@ def test_loopback_is_refused_unless_its_network_is_allowed(image_server):
     assert image_server.log.paths == []
 
 
+@pytest.fixture
+def in_an_attempt(monkeypatch):
+    """This thread inside an HTTP attempt, its deadline ahead (the lookup waits no longer), for a check of an address alone."""
+    monkeypatch.setattr(fetch_module._attempt, "deadline", time.monotonic() + 60)
+
+
 @pytest.mark.parametrize("address", ["169.254.169.254", "fd00:ec2::254", "::ffff:169.254.169.254", "10.0.0.1", "100.64.0.1", "0.0.0.0"])
-def test_metadata_private_and_mapped_addresses_are_refused(monkeypatch, address):
+def test_metadata_private_and_mapped_addresses_are_refused(monkeypatch, in_an_attempt, address):
     fetcher = Fetcher(FetchPolicy(http_hosts=("metadata.test",), allowed_networks=("127.0.0.1/32",)))
     monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, 80))])
     with pytest.raises(FetchError, match="not allowed"):
         fetcher._checked_address("metadata.test", 80)
+
+
+def _resolving_to(monkeypatch, address: str) -> None:
+    """socket.getaddrinfo answering `address` (IPv6) for every name."""
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", (address, 80, 0, 0))])
+
+
+@pytest.mark.parametrize(("address", "inner"), [
+    ("::7f00:1", "127.0.0.1"), ("::a9fe:a9fe", "169.254.169.254"),  # IPv4-compatible
+    ("64:ff9b::a9fe:a9fe", "169.254.169.254"), ("64:ff9b::a00:1", "10.0.0.1"),  # NAT64, the well-known prefix
+    ("2002:7f00:1::", "127.0.0.1"), ("2002:a9fe:a9fe::1", "169.254.169.254"),  # 6to4
+])
+def test_ipv6_forms_of_non_global_ipv4_addresses_are_refused(monkeypatch, address, inner):
+    """Found in review: these are `is_global` to Python 3.11, so a name resolving to one (or a URI
+    naming one) passed the check; a translator or relay on the network reaches the IPv4 inside."""
+    fetcher = Fetcher(FetchPolicy(http_hosts=("images.test", f"[{address}]"), **FAST))
+    assert ipaddress.ip_address(address).is_global  # what the check took it for
+    _resolving_to(monkeypatch, address)
+    expected = f"not allowed (host images.test resolves to {address}, which embeds the non-global address {inner})"
+    assert _reason(fetcher, "http://images.test/a.jpg") == expected
+    assert _reason(fetcher, f"http://[{address}]/a.jpg").startswith("not allowed")
+
+
+@pytest.mark.parametrize("address", ["64:ff9b:1::a9fe:a9fe", "64:ff9b:1:7f00:0:100::"])
+def test_the_local_use_nat64_prefix_is_not_global(monkeypatch, in_an_attempt, address):
+    """64:ff9b:1::/48 (RFC 8215) is for a network's own translators, whose prefix length, and so where
+    the IPv4 address sits, only they know; IANA lists it as not globally reachable (Python 3.11 does not)."""
+    _resolving_to(monkeypatch, address)
+    with pytest.raises(FetchError, match=f"^not allowed \\(host images.test resolves to the non-global address {address}\\)$"):
+        Fetcher(FetchPolicy(http_hosts=("images.test",)))._checked_address("images.test", 80)
+
+
+@pytest.mark.parametrize(("address", "networks"), [
+    ("64:ff9b::808:808", ()), ("2002:808:808::1", ()), ("::ffff:8.8.8.8", ()),  # a global IPv4 address inside
+    ("64:ff9b::7f00:1", ("127.0.0.0/8",)), ("64:ff9b::a9fe:a9fe", ("64:ff9b::/96",)),  # the allowlist names it
+    ("64:ff9b:1::a00:1", ("64:ff9b:1::/48",)), ("2002:7f00:1::", ("127.0.0.1/32",)),
+])
+def test_ipv6_forms_of_global_or_allowed_ipv4_addresses_are_fetched(monkeypatch, in_an_attempt, address, networks):
+    _resolving_to(monkeypatch, address)
+    assert Fetcher(FetchPolicy(http_hosts=("images.test",), allowed_networks=networks))._checked_address("images.test", 80) == address
 
 
 def test_a_name_with_any_address_not_allowed_is_refused(monkeypatch, image_server):
@@ -337,6 +385,27 @@ def test_a_server_that_never_finishes_its_headers_or_trailers_meets_the_deadline
     started = time.monotonic()
     assert _reason(fetcher, image_server.url(f"{route}/a.jpg")).startswith(f"transient: timeout ({what} within 1 s;")
     assert time.monotonic() - started < 5
+
+
+def test_a_name_resolving_slowly_meets_the_deadline(monkeypatch):
+    """Found in review: the lookup of a host had no deadline of ours, so a resolver slow to answer
+    (its own timeouts, per server and attempt, add up to many seconds) held the attempt past it."""
+    answer, real = threading.Event(), socket.getaddrinfo
+
+    def slow(host, *args, **kwargs):
+        if host != "slow.test":
+            return real(host, *args, **kwargs)
+        answer.wait(10)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 9))]
+    monkeypatch.setattr(socket, "getaddrinfo", slow)
+    fetcher = Fetcher(FetchPolicy(http_hosts=("slow.test:9",), allowed_networks=("127.0.0.1/32",),
+                                  **{**FAST, "retries": 0}, deadline_s=0.5))
+    started = time.monotonic()
+    try:
+        assert _reason(fetcher, "http://slow.test:9/a.jpg") == "transient: timeout (host not resolved within 0.5 s; 1 attempts)"
+        assert time.monotonic() - started < 5
+    finally:
+        answer.set()
 
 
 def test_an_early_hints_response_is_passed_over_for_the_image_after_it(http, image_server):
