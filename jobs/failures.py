@@ -33,6 +33,8 @@ _LOG_ERROR = re.compile(r"json|parse|truncated|invalid log", re.IGNORECASE)
 _PARQUET_PATH = re.compile(r"(/[^\s'\"]+?\.parquet)")
 _WORKER_FAILED = "exception was thrown from the Python worker"  # PySpark's words for a task's Python error
 _NO_MODULE = re.compile(r"ModuleNotFoundError: No module named '([^']+)'")
+# PySpark's words when a worker's Python minor version is not the driver's (pyspark/worker_util.py)
+_OTHER_PYTHON = re.compile(r"\[PYTHON_VERSION_MISMATCH\] Python in worker has different version:? (?P<worker>[\d.]+) than that in driver:? (?P<driver>[\d.]+)")
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,11 @@ def explain(exc: BaseException, lakehouse_root: str | None = None) -> Failure | 
                                   "package's code (spark-submit --py-files dist/content_signals-<version>.zip, from make dist) and "
                                   "requirements.txt's packages in the Python spark.pyspark.python names, or ship the whole environment "
                                   "(make dist-env; README, Running on a cluster)")
+    if (versions := _OTHER_PYTHON.search(text)) is not None:
+        return Failure(BAD_INPUT, f"the executors' Python is {versions['worker']} and the driver's {versions['driver']}: PySpark runs "
+                                  f"tasks only in the driver's minor version. Name a Python {versions['driver']} with requirements.txt's "
+                                  "packages in spark.pyspark.python, or ship the driver's environment (make dist-env; README, "
+                                  "Running on a cluster)")
     if isinstance(exc, UsageError | ValidationError | FileNotFoundError | NotADirectoryError | RegistryError):
         return Failure(BAD_INPUT, str(exc))
     if isinstance(exc, RegistryDamaged):
