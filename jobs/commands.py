@@ -3,6 +3,7 @@ then: it loads torch, MLflow and pyspark)."""
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,6 +48,7 @@ from training.train import ReadVersions, label_frames, train_task
 
 EVAL_FOLDER = REPORT.parent  # the heads page and the simulated annotators' exports, beside the report
 SCENARIO_ITEMS = 64  # items of an appended scenario day: enough for every rule's min_rows
+RUN_ID = re.compile(r"[^\s/]+")  # a run id is part of its data files' names (jobs.engine.Run)
 
 
 def make_corpus(settings: Settings, n_items: int | None = None, seed: int | None = None, videos: bool | None = None) -> None:
@@ -245,6 +247,10 @@ def _check_arguments(args: argparse.Namespace) -> None:
     check_slice(getattr(args, "slice_pct", 100), CHALLENGER if getattr(args, "challenger", False) else CHAMPION)
     if args.command in ("monitor", "make-corpus") and args.day is not None:
         check_day(args.day, "--day")
+    run_id = getattr(args, "run_id", None)
+    if run_id is not None and not RUN_ID.fullmatch(run_id):  # empty: `--run-id "$UNSET"`, which ran under a new id
+        raise UsageError(f"--run-id {run_id!r}: a run id names the run's data files and commits: give one that is not empty "
+                         "(an unset variable?), without '/' or spaces")
     if args.command == "make-corpus" and args.scenario and args.n_items is not None and args.n_items < 1:
         raise UsageError(f"--n-items {args.n_items}: a scenario day needs at least one item")
 

@@ -75,6 +75,12 @@ PINNED = [arg for name in load_settings("local").signals for arg in ("--set", f"
     # found in review: these two started Spark (and made a registry) before the refusal
     (["backfill", "--challenger", "--slice-pct", "5"], "no enabled signal has a 'challenger' version other than its champion"),
     (["backfill", "--challenger", "--set", "registry.enabled=false", *PINNED], "--challenger needs the model registry"),
+    # found in review: an empty run id (`--run-id "$SCHEDULER_RUN_ID"`, the variable unset) ran under a new id, so a
+    # scheduler's retry of a run that landed redid it; one holding '/' nested the data files in a folder of the partition
+    (["backfill", "--run-id", ""], "--run-id '': a run id names the run's data files and commits"),
+    (["refresh", "--run-id", "nightly/2026-11-20"], "--run-id 'nightly/2026-11-20': a run id names the run's data files"),
+    (["dedup", "--run-id", "a b"], "--run-id 'a b': a run id names"),
+    (["monitor", "--run-id", " "], "--run-id ' ': a run id names"),
 ])
 def test_what_the_command_line_shows_wrong_is_refused_before_spark_starts(capsys, tmp_path, monkeypatch, args, reason) -> None:
     from jobs import commands
