@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
+from pydantic import ValidationError
 from pyspark.sql import SparkSession
 
 from conf.settings import Settings, UsageError, load_settings
@@ -17,7 +18,7 @@ from jobs.corpus import Window, check_day
 from jobs.dedup import run_dedup
 from jobs.dry_run import model_versions, print_plan
 from jobs.engine import RunResult
-from jobs.failures import Failure, explain
+from jobs.failures import Failure, explain, settings_errors
 from jobs.labelling import champion_versions, label_sample, run_labels
 from jobs.maintain import run_maintain
 from jobs.monitor import evaluate_monitoring, publish_dashboard, raise_on_alerts, run_monitor
@@ -208,8 +209,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
     where = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     try:
         serve_settings = settings.serve.model_validate({**settings.serve.model_dump(), **where})
-    except ValueError as e:
-        raise UsageError(f"serve: {e}") from None
+    except ValidationError as e:
+        raise UsageError(f"serve: {settings_errors(e)}") from None
     serve(settings.model_copy(update={"serve": serve_settings}))
 
 

@@ -38,6 +38,28 @@ def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, args: list[str], rea
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("args, line", [
+    (["--set", "signals.image_embedding.batch_size=abc"],
+     "signals.image_embedding.batch_size: Input should be a valid integer, unable to parse string as an integer (given 'abc')"),
+    (["--set", "nosuch.key=1"], "nosuch: no such setting"),
+    (["--set", "signals.image_embedding.batch_size=0", "--set", "spark.executor_wait_s=soon"],
+     "spark.executor_wait_s: Input should be a valid number, unable to parse string as a number (given 'soon'); "
+     "signals.image_embedding.batch_size: Input should be greater than 0 (given 0)"),
+    (["--set", "signals.image_embedding.model.version=-1"],
+     "signals.image_embedding.model.version: model version '-1' must match ^[A-Za-z0-9][A-Za-z0-9._-]*$ (it names a partition folder)"),
+    (["--set", "registry.enabled=false"], "without the registry every model needs a version; none for ['image_embedding', "),
+])
+def test_a_setting_pydantic_refuses_is_one_line_naming_it_and_the_value(capsys, tmp_path, monkeypatch, args, line) -> None:
+    """Found in review: a wrong `--set` was told as pydantic's paragraphs (a title, the key path, the
+    error with its type and input, a link to pydantic's docs), four lines or more for one mistake."""
+    from jobs import commands
+
+    monkeypatch.setattr(commands.console, "soft_wrap", True)  # what is printed, unwrapped
+    assert main(["show", *args, "--set", f"lakehouse={tmp_path}"]) == 2
+    out = capsys.readouterr().out
+    assert out.startswith(f"error: {line}") and out.count("\n") == 1, out
+
+
 def test_a_hash_in_a_value_is_kept_and_a_file_is_no_lakehouse(capsys, tmp_path) -> None:
     status, out = cli(capsys, "show", "--set", f"lakehouse={tmp_path}/lh #2")
     assert status == 2 and f"no Delta table in {tmp_path}/lh #2:" in out
