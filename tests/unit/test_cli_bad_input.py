@@ -30,6 +30,9 @@ def cli(capsys, *args: str) -> tuple[int, str]:
     (["labels", "simulate", "--task", "low_quality", "--n", "-1"], "--n -1: simulate at least one item"),
     (["show", "--set", "lakehouse=/tmp/[/bold]x"], "no Delta table in /tmp/[/bold]x"),  # printed as text, not Rich markup
     (["show", "--profile", "../../etc/x"], "a profile is named by a file of"),
+    # found in review: a lakehouse without the sample corpus's truth (mistyped) was a TableNotFoundError's traceback
+    (["labels", "simulate", "--task", "low_quality"], "no sample corpus truth at"),
+    (["evaluate"], "no sample corpus truth at"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, args: list[str], reason: str) -> None:
     lakehouse = [] if any(a.startswith("lakehouse=") for a in args) else ["--set", f"lakehouse={tmp_path}"]
@@ -118,6 +121,13 @@ def test_registry_commands_on_a_lakehouse_without_one_make_none(capsys, tmp_path
     status, out = cli(capsys, *args, "--set", f"lakehouse={tmp_path / 'typo'}")
     assert status == 2 and "no model registry at" in out, out
     assert not (tmp_path / "typo").exists()
+
+
+def test_evaluate_before_a_backfill_says_to_run_one(capsys, tmp_path) -> None:
+    """Found in review: the sample corpus made and nothing computed yet, `evaluate` was a TableNotFoundError's traceback."""
+    assert cli(capsys, "make-corpus", "--n-items", "8", "--set", f"lakehouse={tmp_path}")[0] == 0
+    status, out = cli(capsys, "evaluate", "--set", f"lakehouse={tmp_path}")
+    assert status == 2 and f"no labels table at {tmp_path / 'labels'}: run a backfill first" in out, out
 
 
 def test_a_dry_run_refuses_the_corpus_a_run_would_refuse(capsys, tmp_path) -> None:
