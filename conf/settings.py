@@ -123,7 +123,7 @@ class SparkSettings(_Strict):
 
 class SampleCorpusSettings(_Strict):
     n_items: int = Field(480, ge=60)
-    seed: int = 7
+    seed: int = Field(7, ge=0)  # numpy's generators refuse a negative one
     videos: bool = False  # the sample videos as extra items (sample_corpus/videos.py); the demo turns them on
 
 

@@ -252,6 +252,8 @@ def _check_arguments(args: argparse.Namespace) -> None:
     if run_id is not None and not RUN_ID.fullmatch(run_id):  # empty: `--run-id "$UNSET"`, which ran under a new id
         raise UsageError(f"--run-id {run_id!r}: a run id names the run's data files and commits: give one that is not empty "
                          "(an unset variable?), without '/' or spaces")
+    if getattr(args, "seed", None) is not None and args.seed < 0:  # make-corpus, labels simulate: numpy's generators refuse it
+        raise UsageError(f"--seed {args.seed}: a seed is not negative")
     if args.command == "make-corpus" and args.scenario and args.n_items is not None and args.n_items < 1:
         raise UsageError(f"--n-items {args.n_items}: a scenario day needs at least one item")
 

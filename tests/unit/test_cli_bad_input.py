@@ -33,6 +33,9 @@ def cli(capsys, *args: str) -> tuple[int, str]:
     # found in review: a lakehouse without the sample corpus's truth (mistyped) was a TableNotFoundError's traceback
     (["labels", "simulate", "--task", "low_quality"], "no sample corpus truth at"),
     (["evaluate"], "no sample corpus truth at"),
+    (["make-corpus", "--n-items", "8", "--seed", "-1"], "--seed -1: a seed is not negative"),  # numpy's ValueError's traceback
+    (["labels", "simulate", "--task", "low_quality", "--seed", "-2"], "--seed -2: a seed is not negative"),
+    (["make-corpus", "--n-items", "8", "--set", "sample_corpus.seed=-1"], "sample_corpus.seed: Input should be greater than or equal to 0"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, args: list[str], reason: str) -> None:
     lakehouse = [] if any(a.startswith("lakehouse=") for a in args) else ["--set", f"lakehouse={tmp_path}"]
