@@ -123,7 +123,7 @@ class SparkSettings(_Strict):
 
 class SampleCorpusSettings(_Strict):
     n_items: int = Field(480, ge=60)
-    seed: int = 7
+    seed: int = Field(7, ge=0)  # numpy's generators refuse a negative one
     videos: bool = False  # the sample videos as extra items (sample_corpus/videos.py); the demo turns them on
 
 
@@ -578,9 +578,14 @@ def load_settings(profile: str = "local", overrides: list[str] | tuple[str, ...]
             known = sorted(p.name.removesuffix(".yaml") for p in conf_dir.iterdir() if p.name.endswith(".yaml"))
             raise FileNotFoundError(f"no profile {layer.name.removesuffix('.yaml')!r} in {conf_dir}; known profiles: {', '.join(known)}")
         try:
-            merged = _merge(merged, yaml.safe_load(layer.read_text()) or {})
+            read = yaml.safe_load(layer.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as e:
             raise UsageError(f"the profile {layer} is not valid YAML: {' '.join(str(e).split())}") from None
+        except UnicodeDecodeError as e:
+            raise UsageError(f"the profile {layer} is not UTF-8 text (byte {e.start}: {e.reason})") from None
+        if not isinstance(read, dict):  # a list or a scalar: nothing to merge key by key
+            raise UsageError(f"the profile {layer} is not a mapping of settings (key: value lines) but a {type(read).__name__}")
+        merged = _merge(merged, read)
     for dotted in overrides:
         merged = _merge(merged, _override(dotted))
     return Settings.model_validate(merged)

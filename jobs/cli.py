@@ -39,7 +39,7 @@ if __name__ == "__main__" and os.path.abspath(sys.path[0]) == os.path.dirname(os
     del sys.path[0]  # run as a file (spark-submit jobs/cli.py): the modules beside it must not shadow top-level ones
 
 
-RUN_ID_HELP = ("the run's id (default: a new one); a scheduler that retries with the same id gets a run whose commits "
+RUN_ID_HELP = ("the run's id (default: a new one; no '/' or spaces); a scheduler that retries with the same id gets a run whose commits "
                "landed recognised and not redone, and one that died before committing redone")
 
 

@@ -3,11 +3,13 @@ then: it loads torch, MLflow and pyspark)."""
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
+from pydantic import ValidationError
 from pyspark.sql import SparkSession
 
 from conf.settings import Settings, UsageError, load_settings
@@ -16,7 +18,7 @@ from jobs.corpus import Window, check_day
 from jobs.dedup import run_dedup
 from jobs.dry_run import model_versions, print_plan
 from jobs.engine import RunResult
-from jobs.failures import Failure, explain
+from jobs.failures import Failure, explain, settings_errors
 from jobs.labelling import champion_versions, label_sample, run_labels
 from jobs.maintain import run_maintain
 from jobs.monitor import evaluate_monitoring, publish_dashboard, raise_on_alerts, run_monitor
@@ -47,6 +49,7 @@ from training.train import ReadVersions, label_frames, train_task
 
 EVAL_FOLDER = REPORT.parent  # the heads page and the simulated annotators' exports, beside the report
 SCENARIO_ITEMS = 64  # items of an appended scenario day: enough for every rule's min_rows
+RUN_ID = re.compile(r"[^\s/]+")  # a run id is part of its data files' names (jobs.engine.Run)
 
 
 def make_corpus(settings: Settings, n_items: int | None = None, seed: int | None = None, videos: bool | None = None) -> None:
@@ -216,8 +219,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
     where = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     try:
         serve_settings = settings.serve.model_validate({**settings.serve.model_dump(), **where})
-    except ValueError as e:
-        raise UsageError(f"serve: {e}") from None
+    except ValidationError as e:
+        raise UsageError(f"serve: {settings_errors(e)}") from None
     serve(settings.model_copy(update={"serve": serve_settings}))
 
 
@@ -255,6 +258,12 @@ def _check_arguments(args: argparse.Namespace) -> None:
     check_slice(getattr(args, "slice_pct", 100), CHALLENGER if getattr(args, "challenger", False) else CHAMPION)
     if args.command in ("monitor", "make-corpus") and args.day is not None:
         check_day(args.day, "--day")
+    run_id = getattr(args, "run_id", None)
+    if run_id is not None and not RUN_ID.fullmatch(run_id):  # empty: `--run-id "$UNSET"`, which ran under a new id
+        raise UsageError(f"--run-id {run_id!r}: a run id names the run's data files and commits: give one that is not empty "
+                         "(an unset variable?), without '/' or spaces")
+    if getattr(args, "seed", None) is not None and args.seed < 0:  # make-corpus, labels simulate: numpy's generators refuse it
+        raise UsageError(f"--seed {args.seed}: a seed is not negative")
     if args.command == "make-corpus" and args.scenario and args.n_items is not None and args.n_items < 1:
         raise UsageError(f"--n-items {args.n_items}: a scenario day needs at least one item")
 

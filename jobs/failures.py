@@ -12,11 +12,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from deltalake.exceptions import DeltaError
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from conf.settings import UsageError
 from jobs.maintain import UpkeepFailed
@@ -33,6 +35,8 @@ _LOG_ERROR = re.compile(r"json|parse|truncated|invalid log", re.IGNORECASE)
 _PARQUET_PATH = re.compile(r"(/[^\s'\"]+?\.parquet)")
 _WORKER_FAILED = "exception was thrown from the Python worker"  # PySpark's words for a task's Python error
 _NO_MODULE = re.compile(r"ModuleNotFoundError: No module named '([^']+)'")
+# PySpark's words when a worker's Python minor version is not the driver's (pyspark/worker_util.py)
+_OTHER_PYTHON = re.compile(r"\[PYTHON_VERSION_MISMATCH\] Python in worker has different version:? (?P<worker>[\d.]+) than that in driver:? (?P<driver>[\d.]+)")
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,14 @@ def explain(exc: BaseException, lakehouse_root: str | None = None) -> Failure | 
                                   "package's code (spark-submit --py-files dist/content_signals-<version>.zip, from make dist) and "
                                   "requirements.txt's packages in the Python spark.pyspark.python names, or ship the whole environment "
                                   "(make dist-env; README, Running on a cluster)")
-    if isinstance(exc, UsageError | ValidationError | FileNotFoundError | NotADirectoryError | RegistryError):
+    if (versions := _OTHER_PYTHON.search(text)) is not None:
+        return Failure(BAD_INPUT, f"the executors' Python is {versions['worker']} and the driver's {versions['driver']}: PySpark runs "
+                                  f"tasks only in the driver's minor version. Name a Python {versions['driver']} with requirements.txt's "
+                                  "packages in spark.pyspark.python, or ship the driver's environment (make dist-env; README, "
+                                  "Running on a cluster)")
+    if isinstance(exc, ValidationError):
+        return Failure(BAD_INPUT, settings_errors(exc))
+    if isinstance(exc, UsageError | FileNotFoundError | NotADirectoryError | RegistryError):
         return Failure(BAD_INPUT, str(exc))
     if isinstance(exc, RegistryDamaged):
         return Failure(DAMAGED, str(exc))
@@ -84,6 +95,22 @@ def explain(exc: BaseException, lakehouse_root: str | None = None) -> Failure | 
                                 "or edited: restore it from a backup, or, if it is a table's newest entry and its run is not "
                                 "recorded as succeeded in the runs table, remove it; then run the command again.")
     return None
+
+
+def settings_errors(exc: ValidationError) -> str:
+    """The settings pydantic refused, on one line: each one's key path, what is wrong and the value
+    given (pydantic's own text is a paragraph per error, with a link to its documentation)."""
+    return "; ".join(_setting_error(error) for error in exc.errors())
+
+
+def _setting_error(error: ErrorDetails) -> str:
+    where = ".".join(str(key) for key in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"{where}: no such setting"
+    what = error["msg"].removeprefix("Value error, ")  # our validators' words, which name the value
+    shown = error["type"] not in ("missing", "value_error") and not isinstance(error["input"], dict)
+    given = f" (given {reprlib.repr(error['input'])})" if shown else ""
+    return f"{where}: {what}{given}" if where else what
 
 
 def _executors_lack(text: str) -> str | None:

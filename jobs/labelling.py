@@ -13,7 +13,7 @@ from jobs.show import console, print_agreement, print_weak
 from lake import delta_io
 from lake.corpus import CorpusTable
 from lake.lakehouse import Lakehouse
-from sample_corpus.generate import TRUTH_TABLE
+from sample_corpus.generate import truth_root
 from signals.contracts import EMBEDDINGS, LABELS
 from training.annotators import simulate, write_exports
 from training.gold import agreement
@@ -62,7 +62,7 @@ def run_labels(settings: Settings, args: argparse.Namespace) -> None:
         if args.n is not None and args.n < 1:
             raise UsageError(f"--n {args.n}: simulate at least one item")
         out = _folder(args.out)
-        truth = delta_io.read_arrow(settings.table_root(TRUTH_TABLE))
+        truth = delta_io.read_arrow(truth_root(settings.lakehouse_root))
         paths = write_exports(simulate(truth, task_named(task), args.seed, args.n), task_named(task), out)
         console.print(f"simulated annotators' labels of {task}: " + escape(", ".join(map(str, paths))))
     elif args.labels_command == "gold":

@@ -34,7 +34,7 @@ from retrieval.build import embeddings_root
 from retrieval.embedding_rows import held_by, pinned_version, signal_rows, vectors_of
 from retrieval.quality import retrieval_quality
 from rollout.models import champion_version
-from sample_corpus.generate import COPY, NONE, TRUTH_TABLE
+from sample_corpus.generate import COPY, NONE, truth_root
 from sample_corpus.videos import VIDEO_TRUTH_TABLE
 from signals.contracts import DUPLICATES, LABELS, STATUS_OK
 
@@ -163,8 +163,11 @@ def replace_section(name: str, section: dict, report: Path = REPORT) -> dict:
 def run_evaluation(settings: Settings, sections: dict | None = None, report: Path = REPORT) -> dict:
     """Evaluate what the lakehouse holds; write the JSON report, with the `sections` evaluated
     elsewhere (the monitoring's), and return it."""
-    truth = {r["content_id"]: r for r in delta_io.read_arrow(settings.table_root(TRUTH_TABLE)).to_pylist()}
-    result = {"labels": evaluate_labels(delta_io.read_arrow(settings.table_root(LABELS.name)), truth)}
+    truth = {r["content_id"]: r for r in delta_io.read_arrow(truth_root(settings.lakehouse_root)).to_pylist()}
+    labels_root = settings.table_root(LABELS.name)
+    if not DeltaTable.is_deltatable(labels_root):  # the sample corpus made, nothing computed yet
+        raise FileNotFoundError(f"no labels table at {labels_root}: run a backfill first (content-signals backfill)")
+    result = {"labels": evaluate_labels(delta_io.read_arrow(labels_root), truth)}
     duplicates_root = settings.table_root(DUPLICATES.name)
     if DeltaTable.is_deltatable(duplicates_root):
         videos = settings.table_root(VIDEO_TRUTH_TABLE)  # the sample videos are corpus items too, across formats

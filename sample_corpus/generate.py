@@ -922,6 +922,18 @@ def generate_corpus(
 TRUTH_TABLE = "corpus_truth"
 
 
+def truth_root(lakehouse_root: str) -> str:
+    """The sample corpus truth table of the lakehouse, or a FileNotFoundError saying where it comes
+    from: only `make-corpus` writes it (a lakehouse without it holds another corpus, or is mistyped)."""
+    from deltalake import DeltaTable
+
+    root = f"{lakehouse_root.rstrip('/')}/{TRUTH_TABLE}"
+    if not DeltaTable.is_deltatable(root):
+        raise FileNotFoundError(f"no sample corpus truth at {root}: it is written with the sample corpus (content-signals "
+                                "make-corpus); or check --profile/--set lakehouse")
+    return root
+
+
 def write_sample_corpus(lakehouse_root: str, n_items: int, seed: int, videos: bool = False) -> bool:
     """Write the corpus and truth tables under `lakehouse_root`; False if this exact corpus is
     already there (same generator, size, seed and videos), so repeated demos do not rewrite it.

@@ -169,3 +169,33 @@ def test_a_module_the_executors_python_cannot_import_is_a_usage_error_naming_it_
     failure = explain(failed.value)
     assert failure is not None and failure.status == BAD_INPUT
     assert "executors' Python cannot import 'driver_only_code'" in failure.message and "--py-files" in failure.message
+
+
+def test_an_executors_python_of_another_minor_version_is_a_usage_error_naming_both_not_a_traceback(spark, tmp_path, monkeypatch):
+    """PySpark runs a task only in a worker of the driver's Python minor version: a worker
+    started with another (spark.pyspark.python naming the cluster's python3, an environment built
+    elsewhere) fails every task with PYTHON_VERSION_MISMATCH, which is told as exit 2 naming both
+    versions and what to ship, not as a bug's traceback. The worker's version is faked by a
+    sitecustomize on the workers' path only (spark.executorEnv.PYTHONPATH), which pyspark's
+    worker reads as sys.version_info."""
+    import sys
+
+    from jobs.failures import BAD_INPUT, explain
+
+    driver = f"{sys.version_info.major}.{sys.version_info.minor}"
+    worker = f"{sys.version_info.major}.{sys.version_info.minor + 1}"
+    (tmp_path / "sitecustomize.py").write_text(
+        "import collections, sys\n"
+        "sys.version_info = collections.namedtuple('version_info', 'major minor micro releaselevel serial')"
+        f"({sys.version_info.major}, {sys.version_info.minor + 1}, 0, 'final', 0)\n")
+    monkeypatch.setitem(spark.sparkContext.environment, "PYTHONPATH", str(tmp_path))  # new workers for this environment
+
+    def rows(batches):
+        yield from batches
+
+    with pytest.raises(Exception, match="PYTHON_VERSION_MISMATCH") as failed:
+        spark.range(3).mapInArrow(rows, "id long").collect()
+    failure = explain(failed.value)
+    assert failure is not None and failure.status == BAD_INPUT
+    assert f"executors' Python is {worker} and the driver's {driver}" in failure.message
+    assert "spark.pyspark.python" in failure.message and "make dist-env" in failure.message

@@ -30,12 +30,40 @@ def cli(capsys, *args: str) -> tuple[int, str]:
     (["labels", "simulate", "--task", "low_quality", "--n", "-1"], "--n -1: simulate at least one item"),
     (["show", "--set", "lakehouse=/tmp/[/bold]x"], "no Delta table in /tmp/[/bold]x"),  # printed as text, not Rich markup
     (["show", "--profile", "../../etc/x"], "a profile is named by a file of"),
+    # found in review: a lakehouse without the sample corpus's truth (mistyped) was a TableNotFoundError's traceback
+    (["labels", "simulate", "--task", "low_quality"], "no sample corpus truth at"),
+    (["evaluate"], "no sample corpus truth at"),
+    (["make-corpus", "--n-items", "8", "--seed", "-1"], "--seed -1: a seed is not negative"),  # numpy's ValueError's traceback
+    (["labels", "simulate", "--task", "low_quality", "--seed", "-2"], "--seed -2: a seed is not negative"),
+    (["make-corpus", "--n-items", "8", "--set", "sample_corpus.seed=-1"], "sample_corpus.seed: Input should be greater than or equal to 0"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, args: list[str], reason: str) -> None:
     lakehouse = [] if any(a.startswith("lakehouse=") for a in args) else ["--set", f"lakehouse={tmp_path}"]
     status, out = cli(capsys, *args, *lakehouse)
     assert status == 2 and reason in out, out
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("args, line", [
+    (["--set", "signals.image_embedding.batch_size=abc"],
+     "signals.image_embedding.batch_size: Input should be a valid integer, unable to parse string as an integer (given 'abc')"),
+    (["--set", "nosuch.key=1"], "nosuch: no such setting"),
+    (["--set", "signals.image_embedding.batch_size=0", "--set", "spark.executor_wait_s=soon"],
+     "spark.executor_wait_s: Input should be a valid number, unable to parse string as a number (given 'soon'); "
+     "signals.image_embedding.batch_size: Input should be greater than 0 (given 0)"),
+    (["--set", "signals.image_embedding.model.version=-1"],
+     "signals.image_embedding.model.version: model version '-1' must match ^[A-Za-z0-9][A-Za-z0-9._-]*$ (it names a partition folder)"),
+    (["--set", "registry.enabled=false"], "without the registry every model needs a version; none for ['image_embedding', "),
+])
+def test_a_setting_pydantic_refuses_is_one_line_naming_it_and_the_value(capsys, tmp_path, monkeypatch, args, line) -> None:
+    """Found in review: a wrong `--set` was told as pydantic's paragraphs (a title, the key path, the
+    error with its type and input, a link to pydantic's docs), four lines or more for one mistake."""
+    from jobs import commands
+
+    monkeypatch.setattr(commands.console, "soft_wrap", True)  # what is printed, unwrapped
+    assert main(["show", *args, "--set", f"lakehouse={tmp_path}"]) == 2
+    out = capsys.readouterr().out
+    assert out.startswith(f"error: {line}") and out.count("\n") == 1, out
 
 
 def test_a_hash_in_a_value_is_kept_and_a_file_is_no_lakehouse(capsys, tmp_path) -> None:
@@ -75,6 +103,12 @@ PINNED = [arg for name in load_settings("local").signals for arg in ("--set", f"
     # found in review: these two started Spark (and made a registry) before the refusal
     (["backfill", "--challenger", "--slice-pct", "5"], "no enabled signal has a 'challenger' version other than its champion"),
     (["backfill", "--challenger", "--set", "registry.enabled=false", *PINNED], "--challenger needs the model registry"),
+    # found in review: an empty run id (`--run-id "$SCHEDULER_RUN_ID"`, the variable unset) ran under a new id, so a
+    # scheduler's retry of a run that landed redid it; one holding '/' nested the data files in a folder of the partition
+    (["backfill", "--run-id", ""], "--run-id '': a run id names the run's data files and commits"),
+    (["refresh", "--run-id", "nightly/2026-11-20"], "--run-id 'nightly/2026-11-20': a run id names the run's data files"),
+    (["dedup", "--run-id", "a b"], "--run-id 'a b': a run id names"),
+    (["monitor", "--run-id", " "], "--run-id ' ': a run id names"),
 ])
 def test_what_the_command_line_shows_wrong_is_refused_before_spark_starts(capsys, tmp_path, monkeypatch, args, reason) -> None:
     from jobs import commands
@@ -90,6 +124,13 @@ def test_registry_commands_on_a_lakehouse_without_one_make_none(capsys, tmp_path
     status, out = cli(capsys, *args, "--set", f"lakehouse={tmp_path / 'typo'}")
     assert status == 2 and "no model registry at" in out, out
     assert not (tmp_path / "typo").exists()
+
+
+def test_evaluate_before_a_backfill_says_to_run_one(capsys, tmp_path) -> None:
+    """Found in review: the sample corpus made and nothing computed yet, `evaluate` was a TableNotFoundError's traceback."""
+    assert cli(capsys, "make-corpus", "--n-items", "8", "--set", f"lakehouse={tmp_path}")[0] == 0
+    status, out = cli(capsys, "evaluate", "--set", f"lakehouse={tmp_path}")
+    assert status == 2 and f"no labels table at {tmp_path / 'labels'}: run a backfill first" in out, out
 
 
 def test_a_dry_run_refuses_the_corpus_a_run_would_refuse(capsys, tmp_path) -> None:

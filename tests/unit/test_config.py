@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -325,6 +326,19 @@ def test_custom_conf_dir_profile_that_is_not_yaml_names_its_file(conf_dir: Path)
     (conf_dir / "tabbed.yaml").write_text("spark:\n\tmaster: local[1]\n")
     with pytest.raises(UsageError, match=r"the profile .*tabbed.yaml is not valid YAML"):
         load_settings("tabbed", conf_dir=conf_dir)
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"- spark\n- signals\n", "is not a mapping of settings (key: value lines) but a list"),
+    (b"local[2]\n", "is not a mapping of settings (key: value lines) but a str"),
+    (b"prefetch: 2\n# caf\xe9\n", "is not UTF-8 text"),  # written in Latin-1
+])
+def test_custom_conf_dir_profile_that_is_not_a_mapping_of_utf8_text_names_its_file(conf_dir: Path, content: bytes, reason: str) -> None:
+    """A profile whose YAML is a list or a scalar ended in a traceback (AttributeError while merging), one not UTF-8
+    in a UnicodeDecodeError's: both are a wrong configuration (exit 2), named by file."""
+    (conf_dir / "odd.yaml").write_bytes(content)
+    with pytest.raises(UsageError, match=rf"the profile .*odd.yaml {re.escape(reason)}"):
+        load_settings("odd", conf_dir=conf_dir)
 
 
 def test_a_lakehouse_variable_set_to_nothing_is_an_error(monkeypatch) -> None:
