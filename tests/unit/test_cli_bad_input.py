@@ -92,6 +92,15 @@ def test_registry_commands_on_a_lakehouse_without_one_make_none(capsys, tmp_path
     assert not (tmp_path / "typo").exists()
 
 
+def test_serve_on_a_lakehouse_without_a_registry_makes_none_and_serves_nothing(capsys, tmp_path, monkeypatch) -> None:
+    """`serve` reads the champions: run from another folder (the profile's lakehouse is relative) it once made a
+    registry there, registered every signal's first version and served those."""
+    monkeypatch.setattr("serving.server.serve", lambda settings: pytest.fail("served a lakehouse that holds nothing"))
+    status, out = cli(capsys, "serve", "--set", f"lakehouse={tmp_path / 'typo'}")
+    assert status == 2 and "no model registry at" in out, out
+    assert not (tmp_path / "typo").exists()
+
+
 def test_a_dry_run_refuses_the_corpus_a_run_would_refuse(capsys, tmp_path) -> None:
     assert cli(capsys, "make-corpus", "--n-items", "8", "--set", f"lakehouse={tmp_path}")[0] == 0
     status, out = cli(capsys, "backfill", "--dry-run", "--set", f"lakehouse={tmp_path}", "--set", "corpus.columns.ds=day")
