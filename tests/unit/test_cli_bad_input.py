@@ -222,3 +222,12 @@ def test_a_rollback_stack_or_history_tag_edited_into_something_else_is_said_to_b
         assert "edited by hand" in out and "set it back" in out and "delete the tag" in out, out
         assert registry.aliases("image_embedding")["champion"] == "2"  # nothing moved (a promote moved it, then met the history)
     assert registry.client.get_registered_model("image_embedding").tags[tag] == value  # nor written
+
+
+def test_a_promotion_refused_for_coverage_names_force_once() -> None:
+    """`promote` ends every refusal with "(--force promotes it anyway)"; the coverage refusal said "(or promote with
+    --force)" before it as well, so a newcomer's first refused promote named --force twice."""
+    from rollout.coverage import Coverage
+
+    message = Coverage("image_embedding", "1", "2", champion_items=500, candidate_items=22, missing=("pin-000000",)).message()
+    assert "--force" not in message and message.endswith("then promote again"), message
