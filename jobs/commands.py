@@ -221,6 +221,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         serve_settings = settings.serve.model_validate({**settings.serve.model_dump(), **where})
     except ValidationError as e:
         raise UsageError(f"serve: {settings_errors(e)}") from None
+    if settings.registry.enabled:  # the champions are read, never made: a mistyped (or cwd-relative) lakehouse is refused
+        registry_for(settings, existing=True)
     serve(settings.model_copy(update={"serve": serve_settings}))
 
 

@@ -20,7 +20,7 @@ from jobs.show import console
 from lake import delta_io
 from lake.registry import CHALLENGER, CHAMPION, Registry, RegistryError, challenger_is_champion, registry_exists
 from rollout.models import NO_CHALLENGER_WITHOUT_REGISTRY
-from signals.contracts import EMBEDDINGS, LABELS
+from signals.contracts import EMBEDDINGS, KEYFRAMES, LABELS
 
 # The settings that say where a job runs and what each executor and task gets.
 RESOURCES = re.compile(r"^spark\.(master|cores\.max|pyspark\.python|submit\.pyFiles|archives|dynamicAllocation\.enabled|"
@@ -96,7 +96,9 @@ def plan_lines(settings: Settings, args: argparse.Namespace) -> list[str]:
     for name, model in model_versions(settings, names, getattr(args, "challenger", False)).items():
         lines.append(f"{role}: {name} ({settings.signals[name].model.name}) at model version {model}")
     if args.command == "refresh":
-        for contract in (EMBEDDINGS, LABELS):
+        # the run plans the keyframes table where the corpus maps videos or the table exists (jobs.refresh.run_refresh)
+        keyframes = [KEYFRAMES] if corpus.maps_video() or DeltaTable.is_deltatable(settings.table_root(KEYFRAMES.name)) else []
+        for contract in (EMBEDDINGS, LABELS, *keyframes):
             root = settings.table_root(contract.name)
             lines.append(f"{contract.name}: {refresh_scope(last_refresh(root) if DeltaTable.is_deltatable(root) else None, args.full)}")
     launched = launched_conf()

@@ -46,7 +46,7 @@ class Coverage:
     def message(self) -> str:
         return (f"{self.signal} version {self.candidate} has rows for {self.candidate_items} items and {' and '.join(self.shortfalls())}; "
                 f"compute them first: point the challenger alias at version {self.candidate} and run `content-signals backfill --challenger` "
-                f"(no --slice-pct) over the champion's days, then promote again (or promote with --force)")
+                f"(no --slice-pct) over the champion's days, then promote again")  # promote adds how to force it
 
 
 def coverage(lakehouse: str, signal: str, champion: str, candidate: str) -> Coverage:

@@ -133,6 +133,15 @@ def test_evaluate_before_a_backfill_says_to_run_one(capsys, tmp_path) -> None:
     assert status == 2 and f"no labels table at {tmp_path / 'labels'}: run a backfill first" in out, out
 
 
+def test_serve_on_a_lakehouse_without_a_registry_makes_none_and_serves_nothing(capsys, tmp_path, monkeypatch) -> None:
+    """`serve` reads the champions: run from another folder (the profile's lakehouse is relative) it once made a
+    registry there, registered every signal's first version and served those."""
+    monkeypatch.setattr("serving.server.serve", lambda settings: pytest.fail("served a lakehouse that holds nothing"))
+    status, out = cli(capsys, "serve", "--set", f"lakehouse={tmp_path / 'typo'}")
+    assert status == 2 and "no model registry at" in out, out
+    assert not (tmp_path / "typo").exists()
+
+
 def test_a_dry_run_refuses_the_corpus_a_run_would_refuse(capsys, tmp_path) -> None:
     assert cli(capsys, "make-corpus", "--n-items", "8", "--set", f"lakehouse={tmp_path}")[0] == 0
     status, out = cli(capsys, "backfill", "--dry-run", "--set", f"lakehouse={tmp_path}", "--set", "corpus.columns.ds=day")
@@ -254,3 +263,12 @@ def test_a_rollback_stack_or_history_tag_edited_into_something_else_is_said_to_b
         assert "edited by hand" in out and "set it back" in out and "delete the tag" in out, out
         assert registry.aliases("image_embedding")["champion"] == "2"  # nothing moved (a promote moved it, then met the history)
     assert registry.client.get_registered_model("image_embedding").tags[tag] == value  # nor written
+
+
+def test_a_promotion_refused_for_coverage_names_force_once() -> None:
+    """`promote` ends every refusal with "(--force promotes it anyway)"; the coverage refusal said "(or promote with
+    --force)" before it as well, so a newcomer's first refused promote named --force twice."""
+    from rollout.coverage import Coverage
+
+    message = Coverage("image_embedding", "1", "2", champion_items=500, candidate_items=22, missing=("pin-000000",)).message()
+    assert "--force" not in message and message.endswith("then promote again"), message

@@ -69,3 +69,20 @@ def test_the_plan_warns_of_a_filter_on_a_column_the_corpus_lacks(tmp_path):
     misspelt = line("veiws > 1")
     assert misspelt.startswith("corpus filter: WARNING corpus.filter 'veiws > 1' cannot be evaluated without Spark")
     assert "veiws" in misspelt and "pin_id, img, views, day" in misspelt
+
+
+def test_a_refresh_plan_says_what_it_compares_of_the_keyframes_table(tmp_path):
+    """A refresh compares the keyframes table beside embeddings and labels (a takedown leaves it too), and its run
+    message says so; its `--dry-run` named only embeddings and labels."""
+    import argparse
+
+    from jobs.commands import make_corpus
+    from jobs.dry_run import plan_lines
+    from signals.contracts import KEYFRAMES
+
+    settings = settings_for(tmp_path)
+    make_corpus(settings, n_items=12, videos=False)
+    write_deltalake(settings.table_root(KEYFRAMES.name), KEYFRAMES.schema.empty_table(), partition_by=list(KEYFRAMES.partition_by))
+    lines = plan_lines(settings, argparse.Namespace(command="refresh", full=True))
+    assert [line for line in lines if line.startswith(("embeddings:", "labels:", "keyframes:"))] == [
+        f"{table}: compares the whole corpus (--full)" for table in ("embeddings", "labels", "keyframes")]
