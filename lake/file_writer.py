@@ -142,19 +142,38 @@ class _OpenFile:
 Batches = Iterator[pa.RecordBatch]
 
 
+# Bytes of rows a task's writer gathers before splitting them by partition and appending them
+# to its files: a model batch of a few rows over several days (compute once: a task holds every
+# day) was a write, a row group and a statistics pass per day it held (benchmarks/README.md).
+GATHER_BYTES = 8 << 20
+
+
 class _TableFiles:
-    """One task's open files of one table, one per partition, and their metadata rows once closed."""
+    """One task's open files of one table, one per partition, and their metadata rows once closed.
+    Rows are gathered up to GATHER_BYTES before they are written (`flush`)."""
 
     def __init__(self, table_root: str, contract: TableContract, prefix: str, summarise: Summarise | None = None) -> None:
         self.fs, self.root = pafs.FileSystem.from_uri(table_root)
         self.contract, self.prefix, self.summarise = contract, prefix, summarise
         self.data_schema = pa.schema([contract.schema.field(n) for n in contract.data_columns])
         self.files: dict[tuple[str, ...], _OpenFile] = {}
+        self.gathered: list[pa.RecordBatch] = []
+        self.gathered_bytes = 0
 
     def write(self, batch: pa.RecordBatch) -> None:
-        """The batch's rows appended to the files of their partitions (opened on first use)."""
+        """The batch's rows gathered, and written once GATHER_BYTES of them wait."""
+        self.gathered.append(batch)
+        self.gathered_bytes += batch.nbytes
+        if self.gathered_bytes >= GATHER_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        """The gathered rows appended, in order, to the files of their partitions (opened on first use)."""
+        if not self.gathered:
+            return
         contract = self.contract
-        table = pa.Table.from_batches([batch])
+        table = pa.Table.from_batches(self.gathered)
+        self.gathered, self.gathered_bytes = [], 0
         keys = pa.Table.from_arrays([table[n] for n in contract.partition_by], names=list(contract.partition_by))
         groups = keys.group_by(list(contract.partition_by)).aggregate([]).to_pylist() if contract.partition_by else [{}]
         for values in groups:  # an unpartitioned table (the run ledger) is one group
@@ -172,7 +191,9 @@ class _TableFiles:
                 self.files[key].summary.add(chosen)
 
     def close(self, task: str, worker: dict[str, Any], table: str | None = None) -> list[dict[str, Any]]:
-        """Close the files; their metadata rows (FILE_METADATA_SCHEMA), naming `table` if given."""
+        """Close the files, the rows still gathered written first; their metadata rows
+        (FILE_METADATA_SCHEMA), naming `table` if given."""
+        self.flush()
         written = []
         for f in self.files.values():
             f.writer.close()
@@ -213,6 +234,7 @@ def make_file_writer(
         files = _TableFiles(table_root, contract, f"{file_prefix}-{task}-{uuid.uuid4().hex[:8]}", summarise)
         for batch in rows(batches) if rows else batches:
             files.write(batch)
+        files.flush()  # the files exist before the report is asked for
         worker = report() if report and files.files else {}
         yield pa.RecordBatch.from_pylist(files.close(task, worker), schema=FILE_METADATA_SCHEMA)
 
@@ -235,6 +257,8 @@ def make_tables_writer(
         files = {name: _TableFiles(root, contract, prefix, summarise) for name, (root, contract) in tables.items()}
         for name, batch in rows(batches):
             files[name].write(batch)
+        for f in files.values():
+            f.flush()  # the files exist before the report is asked for
         worker = report() if report and any(f.files for f in files.values()) else {}
         yield pa.RecordBatch.from_pylist([row for name, f in files.items() for row in f.close(task, worker, name)],
                                          schema=FILE_METADATA_SCHEMA)

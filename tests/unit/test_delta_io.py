@@ -20,7 +20,7 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 
 from conf.settings import UsageError
-from lake import delta_io
+from lake import delta_io, file_writer
 from lake.delta_io import DataFile
 from lake.file_writer import FILE_METADATA_SCHEMA, make_file_writer, partition_path
 from signals.contracts import ALERTS, EMBEDDINGS, HUMAN_LABELS, LABELS, RUNS, SIGNAL_STATS, WEAK_LABELS
@@ -125,6 +125,35 @@ def test_writer_writes_one_file_per_partition(root: str) -> None:
         # partition columns live in the folder names, not in the data files
         assert pq.read_schema(on_disk).names == EMBEDDINGS.data_columns
         assert pq.read_table(on_disk).num_rows == len(expected)
+
+
+def interleaved(rows: list[dict]) -> list[dict]:
+    """The rows in turn from each slice, as a compute-once task sends them: every small batch spans several partitions."""
+    slices = [[r for r in rows if (r["signal"], r["ds"]) == s] for s in SLICES]
+    return [r for turn in zip(*slices) for r in turn]
+
+
+def test_writer_gathers_a_tasks_small_batches_into_one_row_group_per_file(root: str) -> None:
+    # before, each batch's rows of a partition were a write of their own: a row group per batch and partition
+    rows = interleaved(make_rows(per_slice=12))
+    files = write(root, rows, batch_rows=3)
+    assert len(files) == len(SLICES)
+    for f in files:
+        expected = [r["content_id"] for r in rows if (r["signal"], r["ds"]) == (f.partition_values["signal"], f.partition_values["ds"])]
+        on_disk = pq.ParquetFile(Path(root) / f.path)
+        assert on_disk.metadata.num_row_groups == 1
+        assert on_disk.read().column("content_id").to_pylist() == expected  # the task's order kept
+
+
+def test_writer_writes_what_it_gathered_once_it_holds_enough(root: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = interleaved(make_rows(per_slice=12))
+    batches = pa.Table.from_pylist(rows, schema=EMBEDDINGS.schema).to_batches(max_chunksize=3)
+    monkeypatch.setattr(file_writer, "GATHER_BYTES", max(b.nbytes for b in batches) + 1)  # written every second batch
+    files = write(root, rows, batch_rows=3)
+    # each file a row group per write holding its rows: not one (all gathered), not one per batch (12)
+    assert all(1 < pq.ParquetFile(Path(root) / f.path).metadata.num_row_groups < 12 for f in files)
+    delta_io.commit_files(root, EMBEDDINGS, files, "test/1", {"run_id": "run-1", "job": "unit"})
+    assert read_rows(root) == sorted_rows(rows)
 
 
 def test_writer_of_no_rows_writes_nothing(root: str) -> None:
