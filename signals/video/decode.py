@@ -81,6 +81,7 @@ class VideoHeader:
     duration_s: float | None
     frame_rate: float | None
     frames: int | None
+    start_s: float  # the first timestamp: the duration counts from it
 
 
 @dataclass(frozen=True)
@@ -141,13 +142,29 @@ def _open(data: bytes, limits: VideoLimits) -> av.container.InputContainer:
         raise InputError(f"video is corrupt or not a video: {exc}") from exc
 
 
+def _start_s(container: av.container.InputContainer, stream: av.VideoStream) -> float:
+    """The video stream's first timestamp from the header, else the container's; 0 when neither
+    says (a clip cut from a stream keeps the stream's timestamps)."""
+    if stream.start_time is not None and stream.time_base is not None:
+        return float(stream.start_time * stream.time_base)
+    if container.start_time is not None:
+        return container.start_time / av.time_base
+    return 0.0
+
+
 def _duration_s(container: av.container.InputContainer, stream: av.VideoStream) -> float | None:
-    """The video stream's duration from the header, else the container's; None when neither says."""
+    """The video's own length from the header: the video stream's duration, else the container's;
+    None when neither says. FFmpeg reads a Matroska segment's Duration as it stands, which its own
+    muxer writes as the end time (a 4 s clip from 5000 s claims 5004 s): there it is counted from
+    the container's start when it ends after it (a muxer that writes the length is then read as
+    shorter, and the limits on the frames hold it)."""
     if stream.duration is not None and stream.time_base is not None and stream.duration > 0:
         return float(stream.duration * stream.time_base)
-    if container.duration is not None and container.duration > 0:
-        return container.duration / av.time_base
-    return None
+    if container.duration is None or container.duration <= 0:
+        return None
+    duration = container.duration / av.time_base
+    start = container.start_time / av.time_base if container.start_time is not None else 0.0
+    return duration - start if "matroska" in container.format.name.split(",") and 0 < start < duration else duration
 
 
 def check_header(container: av.container.InputContainer, limits: VideoLimits) -> VideoHeader:
@@ -173,7 +190,7 @@ def check_header(container: av.container.InputContainer, limits: VideoLimits) ->
     frames = stream.frames or (math.ceil(duration * rate) if duration and rate else None)
     if frames is not None and frames > limits.max_frames:
         raise InputError(f"video claims {frames} frames, over the {limits.max_frames} frame limit")
-    return VideoHeader(container.format.name, codec, width, height, duration, rate, frames)
+    return VideoHeader(container.format.name, codec, width, height, duration, rate, frames, _start_s(container, stream))
 
 
 def check_frame_size(width: int, height: int, limits: VideoLimits) -> None:
@@ -258,8 +275,8 @@ def sampled_frames(container: av.container.InputContainer, header: VideoHeader, 
             count += 1
             time_s = float(frame.time) if frame.time is not None else (count - 1) / (header.frame_rate or 25.0)
             first_time = time_s if first_time is None else min(first_time, time_s)
-            _check_decoded(frame, time_s, first_time, count, limits)
             last_time = time_s if last_time is None else max(last_time, time_s)
+            _check_decoded(frame, first_time, last_time, count, limits)
             if next_time is not None and time_s < next_time:
                 continue
             width, height = scaled_size(*displayed_size(frame.width, frame.height, sample_aspect), short_side)
@@ -273,21 +290,21 @@ def sampled_frames(container: av.container.InputContainer, header: VideoHeader, 
     _check_complete(header, last_time)
 
 
-def _check_decoded(frame: av.VideoFrame, time_s: float, first_time: float, count: int, limits: VideoLimits) -> None:
-    """The header's limits held against a decoded frame (a header can lie): its time, counted from 0
-    either way and from the earliest frame (timestamps shifted far below 0 ran hours past the limit)."""
+def _check_decoded(frame: av.VideoFrame, first_time: float, last_time: float, count: int, limits: VideoLimits) -> None:
+    """The header's limits held against a decoded frame (a header can lie): the earliest and the
+    latest frame so far at most `max_duration_s` apart, whatever time they start at (timestamps
+    shifted far below 0 ran hours past the limit; a clip cut from a stream starts far above it)."""
     check_frame_size(frame.width, frame.height, limits)
     if count > limits.max_frames:
         raise InputError(f"video has more than {limits.max_frames} frames, over the frame limit")
-    if max(time_s, -time_s, time_s - first_time) > limits.max_duration_s:
-        raise InputError(f"video runs past {limits.max_duration_s:g} s, over the duration limit")
+    if last_time - first_time > limits.max_duration_s:
+        raise InputError(f"video runs longer than {limits.max_duration_s:g} s, over the duration limit")
 
 
 def _check_complete(header: VideoHeader, last_time: float | None) -> None:
     """InputError when the frames stop well before the duration the header claims (a cut file)."""
     if header.duration_s is None or last_time is None:
         return
-    frame_s = 1.0 / header.frame_rate if header.frame_rate else 0.0
-    missing = header.duration_s - (last_time + frame_s)
-    if missing > max(TRUNCATION_SLACK_S, 0.1 * header.duration_s):
-        raise InputError(f"video is truncated: its frames end at {last_time + frame_s:.2f} s of the {header.duration_s:.2f} s its header claims")
+    end = last_time + (1.0 / header.frame_rate if header.frame_rate else 0.0) - header.start_s
+    if header.duration_s - end > max(TRUNCATION_SLACK_S, 0.1 * header.duration_s):
+        raise InputError(f"video is truncated: its frames end at {end:.2f} s of the {header.duration_s:.2f} s its header claims")
