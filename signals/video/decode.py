@@ -72,7 +72,7 @@ class VideoLimits:
 
 @dataclass(frozen=True)
 class VideoHeader:
-    """What the container says about its video stream, once the limits have accepted it."""
+    """What the container says about the video stream it is read from, once the limits have accepted it."""
 
     container: str
     codec: str
@@ -82,6 +82,7 @@ class VideoHeader:
     frame_rate: float | None
     frames: int | None
     start_s: float  # the first timestamp: the duration counts from it
+    stream_index: int  # the container's stream that is read: its first video stream of an allowed codec
 
 
 @dataclass(frozen=True)
@@ -175,10 +176,14 @@ def check_header(container: av.container.InputContainer, limits: VideoLimits) ->
     if not container.streams.video:
         kinds = sorted({s.type for s in container.streams}) or ["nothing"]
         raise InputError(f"video has no video stream (it holds {', '.join(kinds)})")
-    stream = container.streams.video[0]
-    codec = stream.codec_context.codec.canonical_name  # the codec, not its decoder's name (libdav1d decodes av1)
-    if codec not in limits.codecs:
-        raise InputError(f"codec {codec} not allowed (allowed: {', '.join(limits.codecs)})")
+    # the codec, not its decoder's name (libdav1d decodes av1); the first video stream of an allowed
+    # one is read (a cover picture or a stream of another codec may come before it)
+    codecs = {s.index: s.codec_context.codec.canonical_name for s in container.streams.video}
+    allowed = [index for index, codec in codecs.items() if codec in limits.codecs]
+    if not allowed:
+        raise InputError(f"codec {', '.join(dict.fromkeys(codecs.values()))} not allowed (allowed: {', '.join(limits.codecs)})")
+    stream = container.streams[allowed[0]]
+    codec = codecs[stream.index]
     width, height = stream.codec_context.width, stream.codec_context.height
     if width == 0 or height == 0:  # FFmpeg trusts the frames over the container and could decode none
         raise InputError("video has no decodable frame size (its first frames are not valid)")
@@ -190,7 +195,7 @@ def check_header(container: av.container.InputContainer, limits: VideoLimits) ->
     frames = stream.frames or (math.ceil(duration * rate) if duration and rate else None)
     if frames is not None and frames > limits.max_frames:
         raise InputError(f"video claims {frames} frames, over the {limits.max_frames} frame limit")
-    return VideoHeader(container.format.name, codec, width, height, duration, rate, frames, _start_s(container, stream))
+    return VideoHeader(container.format.name, codec, width, height, duration, rate, frames, _start_s(container, stream), stream.index)
 
 
 def check_frame_size(width: int, height: int, limits: VideoLimits) -> None:
@@ -244,10 +249,10 @@ def upright(pixels: np.ndarray, rotation: int) -> np.ndarray:
 
 
 def sampling_stream(container: av.container.InputContainer, header: VideoHeader, sample_fps: float) -> av.VideoStream:
-    """The container's video stream set up to be sampled at `sample_fps`: one decoder thread (Spark
+    """The header's video stream set up to be sampled at `sample_fps`: one decoder thread (Spark
     already runs a task per core), and the frames no other frame refers to skipped when sampling
     takes at most every SKIP_NONREF_RATIO-th frame."""
-    stream = container.streams.video[0]
+    stream = container.streams[header.stream_index]
     stream.thread_count = 1
     if header.frame_rate and sample_fps * SKIP_NONREF_RATIO <= header.frame_rate:
         stream.codec_context.skip_frame = "NONREF"

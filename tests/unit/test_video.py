@@ -159,6 +159,37 @@ def test_an_av1_video_is_decoded_as_the_codec_allowlist_says() -> None:
         probe_video(data, replace(VideoLimits(), codecs=("h264",)))
 
 
+def _two_streams(codecs: tuple[str, str], shades: tuple[int, int], container: str) -> bytes:
+    """A video of two video streams, 64x64 at 5 fps for 2 s, each of `codecs` showing its own shade."""
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format=container) as output:
+        streams = [output.add_stream(codec, rate=5) for codec in codecs]
+        for stream in streams:
+            stream.width = stream.height = 64
+            stream.pix_fmt = "yuvj420p" if stream.codec_context.name == "mjpeg" else "yuv420p"
+        for _ in range(10):
+            for stream, shade in zip(streams, shades):
+                output.mux(stream.encode(av.VideoFrame.from_ndarray(np.full((64, 64, 3), shade, np.uint8), format="rgb24")))
+        for stream in streams:
+            output.mux(stream.encode())
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("codecs", "container"), [(("mpeg2video", "libx264"), "matroska"), (("mjpeg", "libx264"), "mp4")])
+def test_the_first_video_stream_of_an_allowed_codec_is_read(codecs: tuple[str, str], container: str) -> None:
+    """Found in review: a first video stream of a codec not allowed refused the whole file ("codec
+    mpeg2video not allowed") though a later one is allowed; the first allowed one is read."""
+    data = _two_streams(codecs, (200, 50), container)
+    assert probe_video(data).codec == "h264"
+    frames = list(sample_frames(data, VideoLimits(), 2.0, 64))
+    assert len(frames) == 4 and all(abs(int(f.pixels.mean()) - 50) <= 2 for f in frames)
+    with av.open(io.BytesIO(data)) as direct:
+        pixels = {float(f.time): f.to_ndarray(format="rgb24") for f in direct.decode(direct.streams.video[1])}
+    assert all(np.array_equal(f.pixels, pixels[f.time_s]) for f in frames)
+    with pytest.raises(InputError, match=f"codec {codecs[0]}, h264 not allowed"):
+        probe_video(data, replace(VideoLimits(), codecs=("vp9",)))
+
+
 def test_limits_refuse_unknown_containers_and_codecs() -> None:
     with pytest.raises(ValueError, match="not supported"):
         VideoLimits(codecs=("h264", "prores"))
