@@ -81,7 +81,7 @@ class VideoHeader:
     duration_s: float | None
     frame_rate: float | None
     frames: int | None
-    start_s: float  # the first timestamp: the duration counts from it
+    start_s: float  # the first timestamp the header says: the duration counts from it
     stream_index: int  # the container's stream that is read: its first video stream of an allowed codec
 
 
@@ -143,29 +143,21 @@ def _open(data: bytes, limits: VideoLimits) -> av.container.InputContainer:
         raise InputError(f"video is corrupt or not a video: {exc}") from exc
 
 
-def _start_s(container: av.container.InputContainer, stream: av.VideoStream) -> float:
-    """The video stream's first timestamp from the header, else the container's; 0 when neither
-    says (a clip cut from a stream keeps the stream's timestamps)."""
-    if stream.start_time is not None and stream.time_base is not None:
-        return float(stream.start_time * stream.time_base)
-    if container.start_time is not None:
-        return container.start_time / av.time_base
-    return 0.0
-
-
-def _duration_s(container: av.container.InputContainer, stream: av.VideoStream) -> float | None:
-    """The video's own length from the header: the video stream's duration, else the container's;
-    None when neither says. FFmpeg reads a Matroska segment's Duration as it stands, which its own
+def _timing(container: av.container.InputContainer, stream: av.VideoStream) -> tuple[float, float | None]:
+    """(start, duration) of the video from the header: the video stream's first timestamp and
+    duration, else the container's (its duration None when neither says), so that the duration
+    is the video's own length, counted from the start (a clip cut from a stream keeps the
+    stream's timestamps). FFmpeg reads a Matroska segment's Duration as it stands, which its own
     muxer writes as the end time (a 4 s clip from 5000 s claims 5004 s): there it is counted from
     the container's start when it ends after it (a muxer that writes the length is then read as
     shorter, and the limits on the frames hold it)."""
     if stream.duration is not None and stream.time_base is not None and stream.duration > 0:
-        return float(stream.duration * stream.time_base)
-    if container.duration is None or container.duration <= 0:
-        return None
-    duration = container.duration / av.time_base
+        return float((stream.start_time or 0) * stream.time_base), float(stream.duration * stream.time_base)
     start = container.start_time / av.time_base if container.start_time is not None else 0.0
-    return duration - start if "matroska" in container.format.name.split(",") and 0 < start < duration else duration
+    if container.duration is None or container.duration <= 0:
+        return start, None
+    duration = container.duration / av.time_base
+    return start, duration - start if "matroska" in container.format.name.split(",") and 0 < start < duration else duration
 
 
 def check_header(container: av.container.InputContainer, limits: VideoLimits) -> VideoHeader:
@@ -188,14 +180,14 @@ def check_header(container: av.container.InputContainer, limits: VideoLimits) ->
     if width == 0 or height == 0:  # FFmpeg trusts the frames over the container and could decode none
         raise InputError("video has no decodable frame size (its first frames are not valid)")
     check_frame_size(width, height, limits)
-    duration = _duration_s(container, stream)
+    start, duration = _timing(container, stream)
     if duration is not None and duration > limits.max_duration_s:
         raise InputError(f"video claims {duration:.1f} s, over the {limits.max_duration_s:g} s limit")
     rate = float(stream.average_rate) if stream.average_rate else None
     frames = stream.frames or (math.ceil(duration * rate) if duration and rate else None)
     if frames is not None and frames > limits.max_frames:
         raise InputError(f"video claims {frames} frames, over the {limits.max_frames} frame limit")
-    return VideoHeader(container.format.name, codec, width, height, duration, rate, frames, _start_s(container, stream), stream.index)
+    return VideoHeader(container.format.name, codec, width, height, duration, rate, frames, start, stream.index)
 
 
 def check_frame_size(width: int, height: int, limits: VideoLimits) -> None:

@@ -159,6 +159,29 @@ def test_an_av1_video_is_decoded_as_the_codec_allowlist_says() -> None:
         probe_video(data, replace(VideoLimits(), codecs=("h264",)))
 
 
+@pytest.mark.parametrize("container", ["matroska", "mp4"])
+def test_a_video_stream_starting_after_its_audio_is_not_truncated(container: str) -> None:
+    """Video from 3 s to 5 s beside audio from 0 s: a Matroska Duration (the end, 5.1 s) counts
+    from the container's start, not the video stream's (2 s of 5.1 s would be "truncated")."""
+    buffer, rng = io.BytesIO(), np.random.default_rng(0)
+    with av.open(buffer, "w", format=container) as output:
+        video, audio = output.add_stream("libx264", rate=5), output.add_stream("aac", rate=8000)
+        video.width = video.height = 64
+        for k in range(40):
+            samples = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            samples.sample_rate, samples.pts = 8000, 1024 * k
+            output.mux(audio.encode(samples))
+        output.mux(audio.encode())
+        for k in range(10):
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 256, (64, 64, 3), np.uint8), format="rgb24")
+            frame.pts = 15 + k
+            output.mux(video.encode(frame))
+        output.mux(video.encode())
+    frames = list(sample_frames(buffer.getvalue(), VideoLimits(), 2.0, 64))
+    assert frames[0].time_s == 3.0 and len(frames) == 4
+    _assert_direct_frames(buffer.getvalue(), frames)
+
+
 def _two_streams(codecs: tuple[str, str], shades: tuple[int, int], container: str) -> bytes:
     """A video of two video streams, 64x64 at 5 fps for 2 s, each of `codecs` showing its own shade."""
     buffer = io.BytesIO()
