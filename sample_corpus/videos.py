@@ -57,15 +57,16 @@ class SampleVideo:
 
 def encode_video(frames: Iterable[np.ndarray], fps: int = FPS, codec: str = "libx264", container: str = "mp4",
                  options: dict[str, str] | None = None, container_options: dict[str, str] | None = None, rotation: int = 0,
-                 sample_aspect: Fraction | None = None) -> bytes:
+                 sample_aspect: Fraction | None = None, start_s: float = 0.0) -> bytes:
     """RGB frames (height x width x 3, uint8, even sides) encoded as a video file's bytes; `options`
     are the codec's (for libx264, over X264_OPTIONS); `rotation` (degrees counterclockwise) goes in
     the display matrix, as a phone says how its sideways-stored frames are shown; `sample_aspect`
-    is the pixels' width over their height (an anamorphic video's)."""
+    is the pixels' width over their height (an anamorphic video's); `start_s` is the first frame's
+    time (a clip cut from a stream keeps the stream's timestamps)."""
     with tempfile.NamedTemporaryFile(suffix=f".{container}") as file:  # a file: faststart rewrites it
         with av.open(file.name, "w", format=container, options=container_options or {}) as output:
             stream = None
-            for pixels in frames:
+            for index, pixels in enumerate(frames):
                 if stream is None:
                     stream = output.add_stream(codec, rate=fps, options={**(X264_OPTIONS if codec == "libx264" else {}), **(options or {})})
                     stream.height, stream.width = pixels.shape[:2]
@@ -74,7 +75,10 @@ def encode_video(frames: Iterable[np.ndarray], fps: int = FPS, codec: str = "lib
                         stream.set_display_rotation(rotation)
                     if sample_aspect:
                         stream.codec_context.sample_aspect_ratio = sample_aspect
-                for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
+                frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+                if start_s:
+                    frame.pts = round(start_s * fps) + index
+                for packet in stream.encode(frame):
                     output.mux(packet)
             if stream is not None:
                 for packet in stream.encode():

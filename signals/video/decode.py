@@ -72,7 +72,7 @@ class VideoLimits:
 
 @dataclass(frozen=True)
 class VideoHeader:
-    """What the container says about its video stream, once the limits have accepted it."""
+    """What the container says about the video stream it is read from, once the limits have accepted it."""
 
     container: str
     codec: str
@@ -81,6 +81,8 @@ class VideoHeader:
     duration_s: float | None
     frame_rate: float | None
     frames: int | None
+    start_s: float  # the first timestamp the header says: the duration counts from it
+    stream_index: int  # the container's stream that is read: its first video stream of an allowed codec
 
 
 @dataclass(frozen=True)
@@ -141,13 +143,21 @@ def _open(data: bytes, limits: VideoLimits) -> av.container.InputContainer:
         raise InputError(f"video is corrupt or not a video: {exc}") from exc
 
 
-def _duration_s(container: av.container.InputContainer, stream: av.VideoStream) -> float | None:
-    """The video stream's duration from the header, else the container's; None when neither says."""
+def _timing(container: av.container.InputContainer, stream: av.VideoStream) -> tuple[float, float | None]:
+    """(start, duration) of the video from the header: the video stream's first timestamp and
+    duration, else the container's (its duration None when neither says), so that the duration
+    is the video's own length, counted from the start (a clip cut from a stream keeps the
+    stream's timestamps). FFmpeg reads a Matroska segment's Duration as it stands, which its own
+    muxer writes as the end time (a 4 s clip from 5000 s claims 5004 s): there it is counted from
+    the container's start when it ends after it (a muxer that writes the length is then read as
+    shorter, and the limits on the frames hold it)."""
     if stream.duration is not None and stream.time_base is not None and stream.duration > 0:
-        return float(stream.duration * stream.time_base)
-    if container.duration is not None and container.duration > 0:
-        return container.duration / av.time_base
-    return None
+        return float((stream.start_time or 0) * stream.time_base), float(stream.duration * stream.time_base)
+    start = container.start_time / av.time_base if container.start_time is not None else 0.0
+    if container.duration is None or container.duration <= 0:
+        return start, None
+    duration = container.duration / av.time_base
+    return start, duration - start if "matroska" in container.format.name.split(",") and 0 < start < duration else duration
 
 
 def check_header(container: av.container.InputContainer, limits: VideoLimits) -> VideoHeader:
@@ -158,22 +168,26 @@ def check_header(container: av.container.InputContainer, limits: VideoLimits) ->
     if not container.streams.video:
         kinds = sorted({s.type for s in container.streams}) or ["nothing"]
         raise InputError(f"video has no video stream (it holds {', '.join(kinds)})")
-    stream = container.streams.video[0]
-    codec = stream.codec_context.codec.canonical_name  # the codec, not its decoder's name (libdav1d decodes av1)
-    if codec not in limits.codecs:
-        raise InputError(f"codec {codec} not allowed (allowed: {', '.join(limits.codecs)})")
+    # the codec, not its decoder's name (libdav1d decodes av1); the first video stream of an allowed
+    # one is read (a cover picture or a stream of another codec may come before it)
+    codecs = {s.index: s.codec_context.codec.canonical_name for s in container.streams.video}
+    allowed = [index for index, codec in codecs.items() if codec in limits.codecs]
+    if not allowed:
+        raise InputError(f"codec {', '.join(dict.fromkeys(codecs.values()))} not allowed (allowed: {', '.join(limits.codecs)})")
+    stream = container.streams[allowed[0]]
+    codec = codecs[stream.index]
     width, height = stream.codec_context.width, stream.codec_context.height
     if width == 0 or height == 0:  # FFmpeg trusts the frames over the container and could decode none
         raise InputError("video has no decodable frame size (its first frames are not valid)")
     check_frame_size(width, height, limits)
-    duration = _duration_s(container, stream)
+    start, duration = _timing(container, stream)
     if duration is not None and duration > limits.max_duration_s:
         raise InputError(f"video claims {duration:.1f} s, over the {limits.max_duration_s:g} s limit")
     rate = float(stream.average_rate) if stream.average_rate else None
     frames = stream.frames or (math.ceil(duration * rate) if duration and rate else None)
     if frames is not None and frames > limits.max_frames:
         raise InputError(f"video claims {frames} frames, over the {limits.max_frames} frame limit")
-    return VideoHeader(container.format.name, codec, width, height, duration, rate, frames)
+    return VideoHeader(container.format.name, codec, width, height, duration, rate, frames, start, stream.index)
 
 
 def check_frame_size(width: int, height: int, limits: VideoLimits) -> None:
@@ -227,10 +241,10 @@ def upright(pixels: np.ndarray, rotation: int) -> np.ndarray:
 
 
 def sampling_stream(container: av.container.InputContainer, header: VideoHeader, sample_fps: float) -> av.VideoStream:
-    """The container's video stream set up to be sampled at `sample_fps`: one decoder thread (Spark
+    """The header's video stream set up to be sampled at `sample_fps`: one decoder thread (Spark
     already runs a task per core), and the frames no other frame refers to skipped when sampling
     takes at most every SKIP_NONREF_RATIO-th frame."""
-    stream = container.streams.video[0]
+    stream = container.streams[header.stream_index]
     stream.thread_count = 1
     if header.frame_rate and sample_fps * SKIP_NONREF_RATIO <= header.frame_rate:
         stream.codec_context.skip_frame = "NONREF"
@@ -258,8 +272,8 @@ def sampled_frames(container: av.container.InputContainer, header: VideoHeader, 
             count += 1
             time_s = float(frame.time) if frame.time is not None else (count - 1) / (header.frame_rate or 25.0)
             first_time = time_s if first_time is None else min(first_time, time_s)
-            _check_decoded(frame, time_s, first_time, count, limits)
             last_time = time_s if last_time is None else max(last_time, time_s)
+            _check_decoded(frame, first_time, last_time, count, limits)
             if next_time is not None and time_s < next_time:
                 continue
             width, height = scaled_size(*displayed_size(frame.width, frame.height, sample_aspect), short_side)
@@ -273,21 +287,21 @@ def sampled_frames(container: av.container.InputContainer, header: VideoHeader, 
     _check_complete(header, last_time)
 
 
-def _check_decoded(frame: av.VideoFrame, time_s: float, first_time: float, count: int, limits: VideoLimits) -> None:
-    """The header's limits held against a decoded frame (a header can lie): its time, counted from 0
-    either way and from the earliest frame (timestamps shifted far below 0 ran hours past the limit)."""
+def _check_decoded(frame: av.VideoFrame, first_time: float, last_time: float, count: int, limits: VideoLimits) -> None:
+    """The header's limits held against a decoded frame (a header can lie): the earliest and the
+    latest frame so far at most `max_duration_s` apart, whatever time they start at (timestamps
+    shifted far below 0 ran hours past the limit; a clip cut from a stream starts far above it)."""
     check_frame_size(frame.width, frame.height, limits)
     if count > limits.max_frames:
         raise InputError(f"video has more than {limits.max_frames} frames, over the frame limit")
-    if max(time_s, -time_s, time_s - first_time) > limits.max_duration_s:
-        raise InputError(f"video runs past {limits.max_duration_s:g} s, over the duration limit")
+    if last_time - first_time > limits.max_duration_s:
+        raise InputError(f"video runs longer than {limits.max_duration_s:g} s, over the duration limit")
 
 
 def _check_complete(header: VideoHeader, last_time: float | None) -> None:
     """InputError when the frames stop well before the duration the header claims (a cut file)."""
     if header.duration_s is None or last_time is None:
         return
-    frame_s = 1.0 / header.frame_rate if header.frame_rate else 0.0
-    missing = header.duration_s - (last_time + frame_s)
-    if missing > max(TRUNCATION_SLACK_S, 0.1 * header.duration_s):
-        raise InputError(f"video is truncated: its frames end at {last_time + frame_s:.2f} s of the {header.duration_s:.2f} s its header claims")
+    end = last_time + (1.0 / header.frame_rate if header.frame_rate else 0.0) - header.start_s
+    if header.duration_s - end > max(TRUNCATION_SLACK_S, 0.1 * header.duration_s):
+        raise InputError(f"video is truncated: its frames end at {end:.2f} s of the {header.duration_s:.2f} s its header claims")

@@ -81,28 +81,67 @@ def test_a_header_that_understates_the_duration_is_caught_on_the_frames(small_vi
                                              FPS, container="matroska"), 500.0)
     limits = replace(VideoLimits(), max_duration_s=1.0)
     assert probe_video(mkv, limits).duration_s == pytest.approx(0.5)
-    with pytest.raises(InputError, match="runs past 1 s"):
+    with pytest.raises(InputError, match="runs longer than 1 s"):
         list(sample_frames(mkv, limits, 5.0, 64))
 
 
-@pytest.mark.parametrize(("time_s", "first_s"), [(-5000.0, -5000.0), (-0.2, -1300.0), (1300.0, 0.0)])
-def test_a_frames_time_is_held_to_the_duration_limit_either_side_of_zero(time_s: float, first_s: float) -> None:
+@pytest.mark.parametrize(("first_s", "last_s"), [(-5000.0, -3799.0), (-1300.0, -0.2), (0.0, 1300.0), (5000.0, 6201.0)])
+def test_the_frames_times_are_held_to_the_duration_limit_wherever_they_start(first_s: float, last_s: float) -> None:
     """Found in review: only frames past +limit were refused, so an MP4 whose composition offsets
-    put every frame below 0 decoded 6,000 s of keyframes from 254 KB."""
+    put every frame below 0 decoded 6,000 s of keyframes from 254 KB. The earliest and latest frame
+    are held to the limit, wherever they start (a clip cut from a stream at 5000 s is not refused)."""
     from types import SimpleNamespace
 
     from signals.video.decode import _check_decoded
 
     frame = SimpleNamespace(width=160, height=120)
-    with pytest.raises(InputError, match="runs past 1200 s"):
-        _check_decoded(frame, time_s, first_s, 1, VideoLimits())
+    with pytest.raises(InputError, match="runs longer than 1200 s"):
+        _check_decoded(frame, first_s, last_s, 1, VideoLimits())
     _check_decoded(frame, -0.05, -0.05, 1, VideoLimits())  # a decoder's delay before 0 is no duration
+    _check_decoded(frame, first_s, first_s + 1200.0, 1, VideoLimits())
 
 
 def _direct_frames(data: bytes) -> dict[float, av.VideoFrame]:
     """Every frame of the video decoded by PyAV directly, by its time: the independent decode."""
     with av.open(io.BytesIO(data)) as container:
         return {float(f.time): f for f in container.decode(container.streams.video[0])}
+
+
+def _tiny_video(seconds: float, **kwargs) -> bytes:
+    """`seconds` of 64x64 frames of noise at 5 fps (frames, not the header, are most of the bytes)."""
+    rng = np.random.default_rng(0)
+    return encode_video([rng.integers(0, 256, (64, 64, 3), np.uint8) for _ in range(round(5 * seconds))], 5, **kwargs)
+
+
+def _assert_direct_frames(data: bytes, frames: list) -> None:
+    """Frames sampled in time order, each with the pixels of PyAV's own decode at its time."""
+    direct = _direct_frames(data)
+    assert [f.time_s for f in frames] == sorted({f.time_s for f in frames} & set(direct))
+    for f in frames:
+        height, width = f.pixels.shape[:2]
+        assert np.array_equal(f.pixels, direct[f.time_s].to_ndarray(format="rgb24", width=width, height=height, interpolation="BILINEAR"))
+
+
+@pytest.mark.parametrize(("container", "start_s"), [("matroska", 5000.0), ("mp4", 1300.0)])
+def test_a_clip_cut_from_a_stream_is_held_to_its_own_length(container: str, start_s: float) -> None:
+    """Found in review: the duration limit counted from 0, so a 4 s clip whose timestamps start
+    where the stream it was cut from was (FFmpeg keeps them) was refused: "video claims 5004.0 s"
+    (Matroska, whose Duration FFmpeg writes as the end time), "video runs past 1200 s" (MP4). The
+    limit is on the video's own length; a clip longer than it is still refused from its header,
+    and one cut short is still truncated."""
+    options = {"container_options": {"movflags": "faststart"}} if container == "mp4" else {}
+    data = _tiny_video(4.0, container=container, start_s=start_s, **options)
+    assert probe_video(data).duration_s == pytest.approx(4.0)
+    frames = list(sample_frames(data, VideoLimits(), 2.0, 64))
+    assert frames[0].time_s == start_s and len(frames) == 8
+    _assert_direct_frames(data, frames)
+    limits = replace(VideoLimits(), max_duration_s=3.0)
+    with pytest.raises(InputError, match="video claims 4.0 s, over the 3 s limit"):
+        probe_video(data, limits)
+    with pytest.raises(InputError, match="video claims 4.0 s"):
+        next(sample_frames(data, limits, 5.0, 64))  # refused before the first frame is handed out
+    with pytest.raises(InputError, match="truncated"):
+        list(sample_frames(data[: len(data) // 2], VideoLimits(), 5.0, 64))
 
 
 def test_an_av1_video_is_decoded_as_the_codec_allowlist_says() -> None:
@@ -118,6 +157,60 @@ def test_an_av1_video_is_decoded_as_the_codec_allowlist_says() -> None:
         assert np.array_equal(k.pixels, direct[k.time_s].to_ndarray(format="rgb24", width=96, height=64, interpolation="BILINEAR"))
     with pytest.raises(InputError, match="codec av1 not allowed"):
         probe_video(data, replace(VideoLimits(), codecs=("h264",)))
+
+
+@pytest.mark.parametrize("container", ["matroska", "mp4"])
+def test_a_video_stream_starting_after_its_audio_is_not_truncated(container: str) -> None:
+    """Video from 3 s to 5 s beside audio from 0 s: a Matroska Duration (the end, 5.1 s) counts
+    from the container's start, not the video stream's (2 s of 5.1 s would be "truncated")."""
+    buffer, rng = io.BytesIO(), np.random.default_rng(0)
+    with av.open(buffer, "w", format=container) as output:
+        video, audio = output.add_stream("libx264", rate=5), output.add_stream("aac", rate=8000)
+        video.width = video.height = 64
+        for k in range(40):
+            samples = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            samples.sample_rate, samples.pts = 8000, 1024 * k
+            output.mux(audio.encode(samples))
+        output.mux(audio.encode())
+        for k in range(10):
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 256, (64, 64, 3), np.uint8), format="rgb24")
+            frame.pts = 15 + k
+            output.mux(video.encode(frame))
+        output.mux(video.encode())
+    frames = list(sample_frames(buffer.getvalue(), VideoLimits(), 2.0, 64))
+    assert frames[0].time_s == 3.0 and len(frames) == 4
+    _assert_direct_frames(buffer.getvalue(), frames)
+
+
+def _two_streams(codecs: tuple[str, str], shades: tuple[int, int], container: str) -> bytes:
+    """A video of two video streams, 64x64 at 5 fps for 2 s, each of `codecs` showing its own shade."""
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format=container) as output:
+        streams = [output.add_stream(codec, rate=5) for codec in codecs]
+        for stream in streams:
+            stream.width = stream.height = 64
+            stream.pix_fmt = "yuvj420p" if stream.codec_context.name == "mjpeg" else "yuv420p"
+        for _ in range(10):
+            for stream, shade in zip(streams, shades):
+                output.mux(stream.encode(av.VideoFrame.from_ndarray(np.full((64, 64, 3), shade, np.uint8), format="rgb24")))
+        for stream in streams:
+            output.mux(stream.encode())
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("codecs", "container"), [(("mpeg2video", "libx264"), "matroska"), (("mjpeg", "libx264"), "mp4")])
+def test_the_first_video_stream_of_an_allowed_codec_is_read(codecs: tuple[str, str], container: str) -> None:
+    """Found in review: a first video stream of a codec not allowed refused the whole file ("codec
+    mpeg2video not allowed") though a later one is allowed; the first allowed one is read."""
+    data = _two_streams(codecs, (200, 50), container)
+    assert probe_video(data).codec == "h264"
+    frames = list(sample_frames(data, VideoLimits(), 2.0, 64))
+    assert len(frames) == 4 and all(abs(int(f.pixels.mean()) - 50) <= 2 for f in frames)
+    with av.open(io.BytesIO(data)) as direct:
+        pixels = {float(f.time): f.to_ndarray(format="rgb24") for f in direct.decode(direct.streams.video[1])}
+    assert all(np.array_equal(f.pixels, pixels[f.time_s]) for f in frames)
+    with pytest.raises(InputError, match=f"codec {codecs[0]}, h264 not allowed"):
+        probe_video(data, replace(VideoLimits(), codecs=("vp9",)))
 
 
 def test_limits_refuse_unknown_containers_and_codecs() -> None:
