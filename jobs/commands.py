@@ -45,7 +45,8 @@ from signals.contracts import CORPUS, RUNS
 from signals.weights import local_path
 from training.gate import promotion_refusals
 from training.heads_evaluation import evaluate_heads, write_heads_report
-from training.train import ReadVersions, label_frames, train_task
+from training.tasks import task_named
+from training.train import ReadVersions, embedding_signals, label_frames, train_task
 
 EVAL_FOLDER = REPORT.parent  # the heads page and the simulated annotators' exports, beside the report
 SCENARIO_ITEMS = 64  # items of an appended scenario day: enough for every rule's min_rows
@@ -172,6 +173,7 @@ def _comparison(settings: Settings, registry: Registry, signal: str, a: str, b: 
 
 
 def _train(settings: Settings, args: argparse.Namespace) -> None:
+    embedding_signals(settings, task_named(args.task).name, args.embedding)  # an unknown task, or a signal that is no embedding, before any table is read
     pinned_version(embeddings_root(settings.lakehouse_root), None)  # a lakehouse without embeddings (mistyped?) before a registry is made there
     reads = ReadVersions.latest(settings)
     labels, gold, majority = label_frames(settings.lakehouse_root, args.task, args.labels, reads)
