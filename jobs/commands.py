@@ -27,7 +27,7 @@ from jobs.session import build_session
 from jobs.show import console, print_evaluation, print_heads, print_monitor, print_neighbours, print_result, print_trained, print_upkeep, show
 from lake.ledger import SUCCEEDED
 from lake.registry import Registry
-from monitoring.monitor import MonitorResult
+from monitoring.monitor import MonitorResult, require_signal_tables
 from retrieval import index_store
 from retrieval.build import build_index, embeddings_root, indexed_vector, update_index
 from retrieval.embedding_rows import pinned_version
@@ -305,6 +305,8 @@ def run(args: argparse.Namespace) -> None:
         return
     if getattr(args, "challenger", False):  # no challenger to compute: refused before a Spark session starts or a registry is made
         model_versions(settings, list(settings.enabled_signals), challenger=True)
+    if args.command == "monitor":  # a mistyped lakehouse is refused before a Spark session starts (seconds)
+        require_signal_tables(settings)
     if args.command in ("demo", "eval"):
         make_corpus(settings, videos=True)  # eval: the sample videos' duplicates are counted against their truth
     spark = build_session(settings.spark)
