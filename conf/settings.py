@@ -1,7 +1,8 @@
 """Run configuration: YAML profiles in conf/ layered base -> profile -> command-line overrides.
 
 Profiles are validated with pydantic (`extra="forbid"`), so a typo in a key is an error at
-start-up, not a silently ignored setting discovered after a six-hour backfill.
+start-up, not a silently ignored setting discovered after a six-hour backfill; so is a key given
+twice in one mapping, whose last value PyYAML would keep without a word.
 """
 from __future__ import annotations
 
@@ -32,6 +33,34 @@ _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 class UsageError(ValueError):
     """A command, window or setting the user gave that cannot be run: said in one line, no traceback."""
+
+
+class _DuplicateKey(yaml.YAMLError):
+    """A key given twice in one YAML mapping: PyYAML keeps the last one silently, almost always a mistake."""
+
+    def __init__(self, key: Any, first_line: int, second_line: int) -> None:
+        super().__init__(f"{key!r} is given twice in one mapping (lines {first_line} and {second_line})")
+        self.key, self.first_line, self.second_line = key, first_line, second_line
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a mapping that gives a key twice (_DuplicateKey) where PyYAML keeps the last."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor` merges keys an explicit one may override; a key that is no scalar is refused by the base
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise _DuplicateKey(key, seen[key], key_node.start_mark.line + 1)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+def _yaml(text: str) -> Any:
+    """`text` read as YAML, safely, a key given twice in one mapping refused (_DuplicateKey)."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: plain data only
 
 
 class _Strict(BaseModel):
@@ -551,7 +580,9 @@ def _override(dotted: str) -> dict[str, Any]:
         raise UsageError(f"override {dotted!r} names no setting (key.path=value; a key holding dots goes in brackets)")
     keys = re.findall(r"\[([^\]]+)\]|([^.\[\]]+)", path.strip())
     try:
-        value: Any = yaml.safe_load(raw)
+        value: Any = _yaml(raw)
+    except _DuplicateKey as e:
+        raise UsageError(f"override {dotted!r}: the value gives {e.key!r} twice; keep one") from None
     except yaml.YAMLError as e:
         raise UsageError(f"override {dotted!r}: the value is not YAML ({str(e).splitlines()[0]}); quote it") from None
     except ValueError:  # a timestamp YAML cannot make a date of (2026-13-01): the text is the value
@@ -578,7 +609,10 @@ def load_settings(profile: str = "local", overrides: list[str] | tuple[str, ...]
             known = sorted(p.name.removesuffix(".yaml") for p in conf_dir.iterdir() if p.name.endswith(".yaml"))
             raise FileNotFoundError(f"no profile {layer.name.removesuffix('.yaml')!r} in {conf_dir}; known profiles: {', '.join(known)}")
         try:
-            read = yaml.safe_load(layer.read_text(encoding="utf-8")) or {}
+            read = _yaml(layer.read_text(encoding="utf-8")) or {}
+        except _DuplicateKey as e:  # the last would win silently: two values for one setting are almost always a mistake
+            raise UsageError(f"the profile {layer} gives {e.key!r} twice in one mapping (lines {e.first_line} and {e.second_line}); "
+                             "keep one") from None
         except yaml.YAMLError as e:
             raise UsageError(f"the profile {layer} is not valid YAML: {' '.join(str(e).split())}") from None
         except UnicodeDecodeError as e:

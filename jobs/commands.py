@@ -27,7 +27,7 @@ from jobs.session import build_session
 from jobs.show import console, print_evaluation, print_heads, print_monitor, print_neighbours, print_result, print_trained, print_upkeep, show
 from lake.ledger import SUCCEEDED
 from lake.registry import Registry
-from monitoring.monitor import MonitorResult
+from monitoring.monitor import MonitorResult, require_signal_tables
 from retrieval import index_store
 from retrieval.build import build_index, embeddings_root, indexed_vector, update_index
 from retrieval.embedding_rows import pinned_version
@@ -45,7 +45,8 @@ from signals.contracts import CORPUS, RUNS
 from signals.weights import local_path
 from training.gate import promotion_refusals
 from training.heads_evaluation import evaluate_heads, write_heads_report
-from training.train import ReadVersions, label_frames, train_task
+from training.tasks import task_named
+from training.train import ReadVersions, embedding_signals, label_frames, train_task
 
 EVAL_FOLDER = REPORT.parent  # the heads page and the simulated annotators' exports, beside the report
 SCENARIO_ITEMS = 64  # items of an appended scenario day: enough for every rule's min_rows
@@ -172,6 +173,7 @@ def _comparison(settings: Settings, registry: Registry, signal: str, a: str, b: 
 
 
 def _train(settings: Settings, args: argparse.Namespace) -> None:
+    embedding_signals(settings, task_named(args.task).name, args.embedding)  # an unknown task, or a signal that is no embedding, before any table is read
     pinned_version(embeddings_root(settings.lakehouse_root), None)  # a lakehouse without embeddings (mistyped?) before a registry is made there
     reads = ReadVersions.latest(settings)
     labels, gold, majority = label_frames(settings.lakehouse_root, args.task, args.labels, reads)
@@ -303,6 +305,8 @@ def run(args: argparse.Namespace) -> None:
         return
     if getattr(args, "challenger", False):  # no challenger to compute: refused before a Spark session starts or a registry is made
         model_versions(settings, list(settings.enabled_signals), challenger=True)
+    if args.command == "monitor":  # a mistyped lakehouse is refused before a Spark session starts (seconds)
+        require_signal_tables(settings)
     if args.command in ("demo", "eval"):
         make_corpus(settings, videos=True)  # eval: the sample videos' duplicates are counted against their truth
     spark = build_session(settings.spark)

@@ -178,6 +178,13 @@ def _undefined(scorer: str, figures: dict) -> str:
     return "" if why is None else f" ({why})"
 
 
+def _compared(compared: dict) -> str:
+    """The scorers' ROC-AUCs on the items every one of them scored, or why they have none (one reason: they are
+    on the same items; a report written before kept none)."""
+    whys = sorted(set(compared.get("roc_auc_not_defined", {}).values()))
+    return f"no ROC-AUC ({'; '.join(whys)})" if whys else ", ".join(f"{s} {_auc(auc)}" for s, auc in compared["roc_auc"].items())
+
+
 def _margin(baseline: str, margin: dict | None) -> str:
     if margin is None:
         return f"{baseline} -"
@@ -193,8 +200,9 @@ def print_heads(heads: dict) -> None:
     for task, r in heads["tasks"].items():
         to_match = r["crossover"]["gold_labels_to_match_weak_head"]
         curve = ", ".join(f"{p['gold_labels']}: {_auc(p['roc_auc'])}" for p in r["crossover"]["curve"])
+        unmatched = "-" if r["roc_auc"]["weak_head"] is None else f"not within {r['crossover']['gold_labels_outside_test']}"  # nothing to match
         table.add_row(task, str(r["held_out_items"]), *(_scored_auc(s, r, r["held_out_items"]) for s in scorers),
-                      f"{to_match if to_match is not None else 'not within ' + str(r['crossover']['gold_labels_outside_test'])} ({curve})")
+                      f"{to_match if to_match is not None else unmatched} ({curve})")
     console.print(table)
     for task, r in heads["tasks"].items():  # as train says it; a report written before the count has none
         for note in without_row_said({"without_row": r.get("held_out_without_row", 0)}, r["embedding"]):
@@ -212,7 +220,7 @@ def print_heads(heads: dict) -> None:
         for note in without_row_said(cross, r["embedding"]):
             console.print(f"[yellow]note:[/] {task}, cross-fitted: {note}", soft_wrap=True)
         compared = cross.get("compared")  # a report written before the comparison stated its items has none
-        on = "" if compared is None else f" on the {compared['items']} items every scorer scored"
+        on = "" if compared is None else f" on the {compared['items']} items every scorer scored ({_compared(compared)})"
         console.print(f"  the weak-label head minus each baseline, cross-fitted{on} (95% interval): "
                       + ", ".join(_margin(b, m) for b, m in cross["weak_head_margin"].items())
                       + "; against the truth: " + ", ".join(_margin(b, m) for b, m in truth["weak_head_margin"].items()))

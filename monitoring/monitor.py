@@ -100,6 +100,14 @@ def stats_of_run(spark: SparkSession, settings: Settings, run_id: str, recompute
     return stats
 
 
+def require_signal_tables(settings: Settings) -> None:
+    """A usage error where the lakehouse holds no signal table: nothing was computed there to monitor
+    (a mistyped lakehouse?), said from the folder alone, before a Spark session starts."""
+    if not any(DeltaTable.is_deltatable(settings.table_root(c.name)) for c in SIGNAL_TABLES.values()):
+        raise UsageError(f"no signal tables ({', '.join(c.name for c in SIGNAL_TABLES.values())}) in {settings.lakehouse_root}: "
+                         "nothing was computed there to monitor (is --set lakehouse right?)")
+
+
 def latest_run(settings: Settings, day: str | None = None) -> str:
     """The run to monitor: the latest that wrote rows of `day`, or else the latest backfill or
     refresh that succeeded, by the ledger."""

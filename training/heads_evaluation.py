@@ -86,9 +86,21 @@ def roc_auc_not_defined(frame: pd.DataFrame, scorers: Sequence[str], labels: str
 
 
 def undefined_said(result: Mapping[str, Any]) -> list[str]:
-    """Each scorer of a task's test-split figures (compare_heads) without a ROC-AUC, and why (`roc_auc_not_defined`),
+    """Each scorer of a task's test-split figures (compare_heads) without a ROC-AUC, the crossover's points
+    without one and the items every scorer scored where none has one, and why (`roc_auc_not_defined`),
     in words (none: nothing to say; a report written before kept no reason)."""
-    return [f"{scorer} has no ROC-AUC on held-out gold ({why})" for scorer, why in result.get("roc_auc_not_defined", {}).items()]
+    said = [f"{scorer} has no ROC-AUC on held-out gold ({why})" for scorer, why in result.get("roc_auc_not_defined", {}).items()
+            if scorer in SCORERS]  # the crossover's heads (gold_<n>) are said by their points, below
+    points: dict[str, list[str]] = {}
+    for point in result.get("crossover", {}).get("curve", []):
+        if "roc_auc_not_defined" in point:
+            points.setdefault(point["roc_auc_not_defined"], []).append(str(point["gold_labels"]))
+    said += [f"the crossover's gold-only heads on {', '.join(sizes)} gold labels have no ROC-AUC on held-out gold ({why})"
+             for why, sizes in points.items()]
+    compared = result.get("compared", {})
+    said += [f"no scorer has a ROC-AUC on the {compared['items']} held-out items every scorer scored, so no margin over a baseline ({why})"
+             for why in sorted(set(compared.get("roc_auc_not_defined", {}).values()))]  # one reason: every scorer is on those items
+    return said
 
 
 def beyond_noise(margins: Mapping[str, Mapping[str, float] | None]) -> bool:
@@ -138,7 +150,9 @@ def compare_heads(settings: Settings, task: str, weak: pd.DataFrame, gold: pd.Da
         curve.append((n, column))
     figures, auc = scorer_figures(task, frame, settings, f"{task}: heads on held-out gold")
     weak_auc = auc["weak_head"]
-    points = [{"gold_labels": n, "roc_auc": auc[column]} for n, column in curve]  # heads score every item: on the same items
+    undefined = figures["roc_auc_not_defined"]  # heads score every item: on the same items, each point with its reason where it has no ROC-AUC
+    points = [{"gold_labels": n, "roc_auc": auc[column], **({"roc_auc_not_defined": undefined[column]} if column in undefined else {})}
+              for n, column in curve]
     matched = next((p["gold_labels"] for p in points if weak_auc is not None and p["roc_auc"] is not None and p["roc_auc"] >= weak_auc), None)
     return {
         "embedding": JOIN.join(f"{s}@{v}" for s, v in ((signal, model_version), *joined)), "held_out_items": len(frame), "held_out_positives": int(frame["label"].sum()),
@@ -183,8 +197,8 @@ def scorer_figures(task: str, frame: pd.DataFrame, settings: Settings, title: st
     """Each scorer's ROC-AUC on the frame's items it scored (and how many: a rule or a majority vote
     may have no score of some), and, as every comparison of two scorers must be paired, the
     weak-label head against each baseline on the items every scorer scored (`compared`, how many
-    and their ROC-AUCs there), and why a scorer has none (`roc_auc_not_defined`: its scored items hold
-    one class of gold): the figures, and the ROC-AUCs by scorer."""
+    and their ROC-AUCs there, and why they have none), and why a scorer has none (`roc_auc_not_defined`:
+    its scored items hold one class of gold): the figures, and the ROC-AUCs by scorer."""
     evaluation = evaluate(task, frame.dropna(axis="columns", how="all"), settings.training.precision_at_recall,
                           settings.training.gate.min_slice_items, title)
     auc = {scorer: metrics["roc_auc"] for scorer, metrics in evaluation.metrics.items()}
@@ -195,7 +209,8 @@ def scorer_figures(task: str, frame: pd.DataFrame, settings: Settings, title: st
     return {"scored_items": {scorer: int(metrics["items"]) for scorer, metrics in evaluation.metrics.items()},
             "roc_auc_not_defined": roc_auc_not_defined(frame, list(evaluation.metrics), "the gold"),
             "compared": {"items": len(compared), "positives": int(labels.sum()),
-                         "roc_auc": {s: float(roc_auc_score(labels, compared[s])) if both else None for s in scorers(compared)}},
+                         "roc_auc": {s: float(roc_auc_score(labels, compared[s])) if both else None for s in scorers(compared)},
+                         "roc_auc_not_defined": roc_auc_not_defined(compared, scorers(compared), "the gold")},
             "weak_head_beats": {b: None if margin[b] is None else margin[b]["difference"] > 0 for b in BASELINES},
             "weak_head_margin": margin}, auc
 

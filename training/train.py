@@ -27,6 +27,7 @@ from rollout.compare import log_to_mlflow
 from rollout.models import KIND, champion_version, registry_for
 from signals.catalog import signal_class
 from signals.contracts import HUMAN_LABELS, LABELS, WEAK_LABELS
+from signals.embedders.base import Embedder
 from signals.labels.head import JOINED_SEPARATOR
 from training import gold, weak
 from training.evaluate import (
@@ -174,12 +175,16 @@ def head_identity(settings: Settings, snapshot: Snapshot, weights: str) -> dict[
 
 def embedding_signals(settings: Settings, task: str, embedding: str | None = None) -> list[str]:
     """The embedding signals a task's head reads (`embedding`, default `training.embeddings`), in the
-    order their vectors are concatenated; a usage error for one the profile does not have."""
+    order their vectors are concatenated; a usage error, before anything is read, for one the profile
+    does not have as an embedding signal (a labeler's rows are not vectors) or one named twice."""
     names = (embedding or settings.training.embeddings.get(task) or "").split(JOIN)
-    for signal in names:
-        if signal not in settings.signals:
-            raise UsageError(f"no embedding signal {signal!r} in the profile for {task}; pass --embedding (e.g. image_embedding, "
-                             f"or image_embedding{JOIN}text_embedding for both)")
+    embedders = [n for n, s in settings.signals.items() if issubclass(signal_class(s.kind), Embedder)]
+    said = f"--embedding {embedding}" if embedding else f"training.embeddings.{task} {JOIN.join(names)!r}"
+    if not_embedding := [n for n in names if n not in embedders]:
+        raise UsageError(f"{said}: {not_embedding[0]!r} is not an embedding signal of the profile; its embedding signals: "
+                         f"{', '.join(embedders)} (join different ones with {JOIN!r}, e.g. image_embedding{JOIN}text_embedding)")
+    if len(set(names)) < len(names):  # the same vector twice: a head on no more than one of them, with twice the weights
+        raise UsageError(f"{said}: an embedding signal is named twice; join different ones of the profile's: {', '.join(embedders)}")
     return names
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
+from embedding_tables import append, random_vectors, rows
 
 from conf.settings import UsageError, load_settings
 from jobs.cli import main
@@ -272,3 +273,26 @@ def test_a_promotion_refused_for_coverage_names_force_once() -> None:
 
     message = Coverage("image_embedding", "1", "2", champion_items=500, candidate_items=22, missing=("pin-000000",)).message()
     assert "--force" not in message and message.endswith("then promote again"), message
+
+
+@pytest.mark.parametrize("which", [[], ["--run-id", "r1"], ["--day", "2026-11-01"]])
+def test_monitor_on_a_lakehouse_without_signal_tables_says_so_before_spark_starts(capsys, tmp_path, monkeypatch, which) -> None:
+    """Found in review: a mistyped lakehouse started Spark (about ten seconds), then said to name a run with --run-id,
+    or that the run named wrote no rows."""
+    from jobs import commands
+
+    monkeypatch.setattr(commands, "build_session", lambda _: pytest.fail("a Spark session started on a lakehouse without signal tables"))
+    typo = tmp_path / "typo"
+    status, out = cli(capsys, "monitor", *which, "--set", f"lakehouse={typo}")
+    assert status == 2 and out == f"error: no signal tables (embeddings, labels) in {typo}: nothing was computed there to monitor (is --set lakehouse right?)"
+    assert not typo.exists()
+
+    class Started(Exception):
+        pass
+
+    def started(_):
+        raise Started
+    monkeypatch.setattr(commands, "build_session", started)
+    append(str(typo), rows(["pin-0001"], random_vectors(1, 0)))  # one signal table: there is something to monitor
+    with pytest.raises(Started):
+        main(["monitor", *which, "--set", f"lakehouse={typo}"])

@@ -462,3 +462,35 @@ def test_monitor_settings_with_which_drift_is_never_judged_are_refused_at_load(t
 def test_a_pinned_reference_day_needs_no_rolling_window_of_min_reference_days(tmp_path) -> None:
     monitor = load_settings("local", [f"lakehouse={tmp_path}", "monitor.reference_days=1", "monitor.reference_day=2026-11-01"]).monitor
     assert (monitor.reference_days, monitor.min_reference_days, monitor.reference_day) == (1, 3, "2026-11-01")
+
+
+@pytest.mark.parametrize("text, key, lines", [
+    ("signals:\n  only_text:\n    batch_size: 4\n    batch_size: 16\n", "batch_size", (3, 4)),
+    ("prefetch: 2\nsignals: {}\nprefetch: 3\n", "prefetch", (1, 3)),
+    ("signals:\n  spare: {enabled: true}\n  spare:\n    enabled: false\n", "spare", (2, 3)),
+])
+def test_a_profile_giving_a_key_twice_is_refused_naming_the_file_the_key_and_both_lines(conf_dir: Path, text: str, key: str, lines) -> None:
+    """Found in review: PyYAML kept the last of two values silently (batch_size 16 above), almost always a mistake."""
+    (conf_dir / "twice.yaml").write_text(text)
+    message = f"the profile {conf_dir / 'twice.yaml'} gives {key!r} twice in one mapping (lines {lines[0]} and {lines[1]}); keep one"
+    with pytest.raises(UsageError, match=f"^{re.escape(message)}$"):
+        load_settings("twice", conf_dir=conf_dir)
+
+
+def test_an_override_value_giving_a_key_twice_is_refused() -> None:
+    with pytest.raises(UsageError, match=r"^override 'signals.image_quality.params=\{a: 1, a: 2\}': the value gives 'a' twice; keep one$"):
+        load_settings("local", ["signals.image_quality.params={a: 1, a: 2}"])
+
+
+def test_a_key_a_merge_brings_may_still_be_overridden_once(conf_dir: Path, monkeypatch) -> None:
+    monkeypatch.setenv("MY_TEST_LAKE", "/srv/lake")
+    (conf_dir / "merged.yaml").write_text("signals:\n  only_text: &text {batch_size: 4, enabled: false}\n"
+                                          "  spare:\n    <<: *text\n    batch_size: 16\n")
+    settings = load_settings("merged", conf_dir=conf_dir)
+    assert (settings.signals["spare"].batch_size, settings.signals["spare"].enabled, settings.signals["only_text"].batch_size) == (16, False, 4)
+
+
+@pytest.mark.parametrize("profile", sorted(p.name.removesuffix(".yaml") for p in CONF_DIR.iterdir() if p.name.endswith(".yaml")))
+def test_every_shipped_profile_loads_and_gives_no_key_twice(profile: str, monkeypatch) -> None:
+    monkeypatch.setenv("CONTENT_SIGNALS_LAKEHOUSE", "/srv/lake")
+    assert load_settings(profile).profile == profile

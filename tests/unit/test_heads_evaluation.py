@@ -255,3 +255,49 @@ def test_the_heads_figure_draws_no_bar_for_a_roc_auc_not_defined_and_says_why_th
     assert len(said) == 1 and said[0].get_position()[0] == pytest.approx(rule_low_quality)
     assert bars.get_ylim()[0] <= said[0].get_position()[1]  # within the axis, not below it
     assert "low_quality: rule has no ROC-AUC on held-out gold (the gold holds one class on its 14 scored items)" in page
+
+
+def test_the_roc_aucs_on_the_items_every_scorer_scored_and_the_crossover_points_without_one_say_why(
+        tmp_path, empty_registry_db, capsys) -> None:
+    """Found in review: where the items every scorer scored hold one class of gold (the rule scored only gold
+    positives), `compared` kept its ROC-AUCs as None with no reason and the console printed none of them; where
+    the held-out gold holds one class, the crossover's points were None with no reason of their own (the
+    console said "-", and "not within" n gold labels of a weak-label head that had no ROC-AUC to match)."""
+    from jobs.show import print_heads
+
+    lake = training_lakehouse(tmp_path, empty_registry_db, overrides=("training.learning_rate=0.05",))
+    gold = lake.gold.set_index("content_id")["label"]
+    DeltaTable(f"{tmp_path}/labels").delete(" OR ".join(f"content_id = '{c}'" for c in lake.ids if not gold[c]))  # the rule scores gold's positives only
+    task = compare_heads(lake.settings, "low_quality", lake.weak, lake.gold, lake.majority, "image_embedding", "1")
+    cross = heads_evaluation.cross_fitted(lake.settings, "low_quality", lake.gold, lambda held: (lake.weak, lake.majority),
+                                          "image_embedding", "1", folds=3)
+    positive_held_out = lake.gold.assign(label=lake.gold["label"].where(lake.gold["content_id"].map(split_of) != "test", 1))
+    one_class = compare_heads(lake.settings, "low_quality", lake.weak, positive_held_out, lake.majority, "image_embedding", "1")
+
+    ruled = len([c for c in lake.ids[:-ERRORS] if split_of(c) == "test" and gold[c]])  # held-out positives with an ok row
+    crossed = int(gold[lake.ids[:-ERRORS]].sum())
+    for figures, items in ((task, ruled), (cross, crossed)):
+        compared = json.loads(json.dumps(figures))["compared"]  # as reports/eval/latest.json keeps it
+        assert compared["items"] == compared["positives"] == items and set(compared["roc_auc"].values()) == {None}
+        assert compared["roc_auc_not_defined"] == {s: f"the gold holds one class on its {items} scored items" for s in compared["roc_auc"]}
+    held_out = len([c for c in lake.ids[:-ERRORS] if split_of(c) == "test"])
+    why = f"the gold holds one class on its {held_out} scored items"
+    curve = one_class["crossover"]["curve"]
+    assert [p["roc_auc"] for p in curve] == [None] * len(curve) and [p["roc_auc_not_defined"] for p in curve] == [why] * len(curve)
+    assert all("roc_auc_not_defined" not in p for p in task["crossover"]["curve"])  # defined: no reason
+
+    section = {"tasks": {"low_quality": {**task, "cross_fitted": cross}, "text_heavy": {**one_class, "cross_fitted": cross}},
+               "weak_head_beats_baselines_on": [], "target_met": False, "loader": {"scales": {}},
+               "cross_fitted": {"weak_head_beats_baselines_on": [], "target_met": False, "beyond_noise_on": [], "beyond_noise_against_truth_on": []}}
+    print_heads(section)
+    said = " ".join(capsys.readouterr().out.split())
+    compared_note = (f"low_quality: no scorer has a ROC-AUC on the {ruled} held-out items every scorer scored, so no margin over a baseline "
+                     f"(the gold holds one class on its {ruled} scored items)")
+    sizes = ", ".join(str(p["gold_labels"]) for p in curve)
+    crossover_note = f"text_heavy: the crossover's gold-only heads on {sizes} gold labels have no ROC-AUC on held-out gold ({why})"
+    assert compared_note in said and crossover_note in said, said
+    assert (f"cross-fitted on the {crossed} items every scorer scored (no ROC-AUC (the gold holds one class on its {crossed} "
+            "scored items))") in said, said
+    assert "gold_25 has no ROC-AUC" not in said and "not within" not in said  # the curve's heads are said by their points
+    page = " ".join(write_heads_report(section, tmp_path / "heads.html").read_text().split())
+    assert compared_note in page and crossover_note.replace("'", "&#x27;") in page

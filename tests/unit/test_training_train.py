@@ -462,3 +462,17 @@ def test_a_head_without_a_validation_split_says_it_kept_the_last_epoch_in_its_re
     validated = train_task(lake.settings, "low_quality", lake.weak, "weak", gold=lake.gold, majority=lake.majority,
                            report_path=tmp_path / "validated.html")
     assert validated.head.validated and "no epoch had a validation loss" not in validated.report.read_text()
+
+
+@pytest.mark.parametrize("embedding", ["image_quality", "image_embedding+image_embedding", "image_embedding+image_quality"])
+def test_an_embedding_that_is_no_embedding_signal_or_is_named_twice_is_refused_before_any_table_is_read(lake, capsys, embedding):
+    """Found in review: a labeler's name failed later for want of rows (here: of a weak_labels table the lake lacks),
+    and the same embedding twice trained a joined head on one vector repeated."""
+    assert main(["train", "low_quality", "--labels", "weak", "--embedding", embedding, "--set", f"lakehouse={lake.settings.lakehouse_root}"]) == 2
+    out = " ".join(capsys.readouterr().out.split())  # one message, wrapped by the console
+    assert out.count("error:") == 1 and "weak_labels" not in out and f"--embedding {embedding}:" in out
+    assert out.endswith("image_embedding, text_embedding, clip_image_embedding, clip_text_embedding (join different ones with '+', e.g. "
+                           "image_embedding+text_embedding)") or out.endswith("named twice; join different ones of the profile's: "
+                                                                                "image_embedding, text_embedding, clip_image_embedding, clip_text_embedding")
+    with pytest.raises(UsageError, match="named twice" if embedding.count("image_embedding") == 2 else "'image_quality' is not an embedding"):
+        train_task(lake.settings, "low_quality", lake.weak, "weak", embedding)
