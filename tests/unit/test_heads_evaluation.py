@@ -195,6 +195,17 @@ def test_the_heads_section_says_the_gold_without_an_ok_row_and_why_a_roc_auc_aga
     assert f"weak_head {cross['roc_auc']['weak_head']:.3f}," in said  # a scorer of every item: no count
 
 
+def _rule_of_gold_positives_only(tmp_path, empty_registry_db):
+    """A training lakehouse whose rule scored only gold's positives, with its test-split and cross-fitted figures."""
+    lake = training_lakehouse(tmp_path, empty_registry_db, overrides=("training.learning_rate=0.05",))
+    gold = lake.gold.set_index("content_id")["label"]
+    DeltaTable(f"{tmp_path}/labels").delete(" OR ".join(f"content_id = '{c}'" for c in lake.ids if not gold[c]))
+    task = compare_heads(lake.settings, "low_quality", lake.weak, lake.gold, lake.majority, "image_embedding", "1")
+    cross = heads_evaluation.cross_fitted(lake.settings, "low_quality", lake.gold, lambda held: (lake.weak, lake.majority),
+                                          "image_embedding", "1", folds=3)
+    return lake, gold, task, cross
+
+
 def test_a_scorer_whose_held_out_gold_holds_one_class_has_no_roc_auc_and_the_report_and_console_say_why(
         tmp_path, empty_registry_db, capsys) -> None:
     """Found in review: a scorer whose items of the held-out gold hold one class (the rule scored only
@@ -202,12 +213,7 @@ def test_a_scorer_whose_held_out_gold_holds_one_class_has_no_roc_auc_and_the_rep
     (only against_truth kept one), so reports/eval/latest.json and the console said "-" alone."""
     from jobs.show import print_heads
 
-    lake = training_lakehouse(tmp_path, empty_registry_db, overrides=("training.learning_rate=0.05",))
-    gold = lake.gold.set_index("content_id")["label"]
-    DeltaTable(f"{tmp_path}/labels").delete(" OR ".join(f"content_id = '{c}'" for c in lake.ids if not gold[c]))  # the rule scores gold's positives only
-    task = compare_heads(lake.settings, "low_quality", lake.weak, lake.gold, lake.majority, "image_embedding", "1")
-    cross = heads_evaluation.cross_fitted(lake.settings, "low_quality", lake.gold, lambda held: (lake.weak, lake.majority),
-                                          "image_embedding", "1", folds=3)
+    lake, gold, task, cross = _rule_of_gold_positives_only(tmp_path, empty_registry_db)
 
     ruled = len([c for c in lake.ids[:-ERRORS] if split_of(c) == "test" and gold[c]])  # held-out positives with an ok row
     assert task["roc_auc"]["rule"] is None and task["scored_items"]["rule"] == ruled
@@ -265,12 +271,7 @@ def test_the_roc_aucs_on_the_items_every_scorer_scored_and_the_crossover_points_
     console said "-", and "not within" n gold labels of a weak-label head that had no ROC-AUC to match)."""
     from jobs.show import print_heads
 
-    lake = training_lakehouse(tmp_path, empty_registry_db, overrides=("training.learning_rate=0.05",))
-    gold = lake.gold.set_index("content_id")["label"]
-    DeltaTable(f"{tmp_path}/labels").delete(" OR ".join(f"content_id = '{c}'" for c in lake.ids if not gold[c]))  # the rule scores gold's positives only
-    task = compare_heads(lake.settings, "low_quality", lake.weak, lake.gold, lake.majority, "image_embedding", "1")
-    cross = heads_evaluation.cross_fitted(lake.settings, "low_quality", lake.gold, lambda held: (lake.weak, lake.majority),
-                                          "image_embedding", "1", folds=3)
+    lake, gold, task, cross = _rule_of_gold_positives_only(tmp_path, empty_registry_db)
     positive_held_out = lake.gold.assign(label=lake.gold["label"].where(lake.gold["content_id"].map(split_of) != "test", 1))
     one_class = compare_heads(lake.settings, "low_quality", lake.weak, positive_held_out, lake.majority, "image_embedding", "1")
 
