@@ -35,7 +35,7 @@ class UsageError(ValueError):
     """A command, window or setting the user gave that cannot be run: said in one line, no traceback."""
 
 
-class _DuplicateKey(yaml.YAMLError):
+class DuplicateKey(yaml.YAMLError):
     """A key given twice in one YAML mapping: PyYAML keeps the last one silently, almost always a mistake."""
 
     def __init__(self, key: Any, first_line: int, second_line: int) -> None:
@@ -44,7 +44,7 @@ class _DuplicateKey(yaml.YAMLError):
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, refusing a mapping that gives a key twice (_DuplicateKey) where PyYAML keeps the last."""
+    """YAML's safe loader, refusing a mapping that gives a key twice (DuplicateKey) where PyYAML keeps the last."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
@@ -53,13 +53,13 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 continue  # `<<: *anchor` merges keys an explicit one may override; a key that is no scalar is refused by the base
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
-                raise _DuplicateKey(key, seen[key], key_node.start_mark.line + 1)
+                raise DuplicateKey(key, seen[key], key_node.start_mark.line + 1)
             seen[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep)
 
 
-def _yaml(text: str) -> Any:
-    """`text` read as YAML, safely, a key given twice in one mapping refused (_DuplicateKey)."""
+def read_yaml(text: str) -> Any:
+    """`text` read as YAML, safely, a key given twice in one mapping refused (DuplicateKey)."""
     return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: plain data only
 
 
@@ -580,8 +580,8 @@ def _override(dotted: str) -> dict[str, Any]:
         raise UsageError(f"override {dotted!r} names no setting (key.path=value; a key holding dots goes in brackets)")
     keys = re.findall(r"\[([^\]]+)\]|([^.\[\]]+)", path.strip())
     try:
-        value: Any = _yaml(raw)
-    except _DuplicateKey as e:
+        value: Any = read_yaml(raw)
+    except DuplicateKey as e:
         raise UsageError(f"override {dotted!r}: the value gives {e.key!r} twice; keep one") from None
     except yaml.YAMLError as e:
         raise UsageError(f"override {dotted!r}: the value is not YAML ({str(e).splitlines()[0]}); quote it") from None
@@ -609,8 +609,8 @@ def load_settings(profile: str = "local", overrides: list[str] | tuple[str, ...]
             known = sorted(p.name.removesuffix(".yaml") for p in conf_dir.iterdir() if p.name.endswith(".yaml"))
             raise FileNotFoundError(f"no profile {layer.name.removesuffix('.yaml')!r} in {conf_dir}; known profiles: {', '.join(known)}")
         try:
-            read = _yaml(layer.read_text(encoding="utf-8")) or {}
-        except _DuplicateKey as e:  # the last would win silently: two values for one setting are almost always a mistake
+            read = read_yaml(layer.read_text(encoding="utf-8")) or {}
+        except DuplicateKey as e:  # the last would win silently: two values for one setting are almost always a mistake
             raise UsageError(f"the profile {layer} gives {e.key!r} twice in one mapping (lines {e.first_line} and {e.second_line}); "
                              "keep one") from None
         except yaml.YAMLError as e:

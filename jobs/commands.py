@@ -12,7 +12,7 @@ import yaml
 from pydantic import ValidationError
 from pyspark.sql import SparkSession
 
-from conf.settings import Settings, UsageError, load_settings
+from conf.settings import DuplicateKey, Settings, UsageError, load_settings, read_yaml
 from jobs.backfill import check_slice, run_backfill
 from jobs.corpus import Window, check_day
 from jobs.dedup import run_dedup
@@ -123,7 +123,9 @@ def _register(settings: Settings, args: argparse.Namespace) -> None:
         raise UsageError(f"--param {malformed[0]!r} is not of the form name=value")
     conf = settings.signals[args.signal]
     try:
-        given = {k: yaml.safe_load(v) for k, v in (p.split("=", 1) for p in args.param)}
+        given = {k: read_yaml(v) for k, v in (p.split("=", 1) for p in args.param)}
+    except DuplicateKey as e:
+        raise UsageError(f"--param {args.param}: a value gives {e.key!r} twice; keep one") from None
     except yaml.YAMLError as e:
         raise UsageError(f"--param {args.param}: a value is not YAML ({str(e).splitlines()[0]}); quote it") from None
     signal = configured_signal(settings, args.signal, given)

@@ -25,6 +25,7 @@ def cli(capsys, *args: str) -> tuple[int, str]:
     (["register", "image_embedding", "--source", "/tmp", "--alias", "champion"], "the champion moves only by `content-signals promote`"),
     (["register", "image_quality", "--source", "/tmp"], "image_quality (image_quality) has no weights to register"),
     (["register", "image_embedding", "--source", "/tmp", "--param", "foo"], "--param 'foo' is not of the form name=value"),
+    (["register", "image_embedding", "--source", "/tmp", "--param", "x={a: 1, a: 2}"], "a value gives 'a' twice; keep one"),
     (["register", "image_embedding", "--source", "/no/such/weights.pth"], "no weights at /no/such/weights.pth"),
     (["make-corpus", "--scenario", "normal", "--day", "20261201"], "--day '20261201' is not a day"),
     (["make-corpus", "--scenario", "normal", "--n-items", "0"], "--n-items 0: a scenario day needs at least one item"),
