@@ -204,13 +204,13 @@ def scorer_figures(task: str, frame: pd.DataFrame, settings: Settings, title: st
     auc = {scorer: metrics["roc_auc"] for scorer, metrics in evaluation.metrics.items()}
     compared = common_items(frame)
     labels = compared["label"].to_numpy(dtype=int)
-    both = 0 < labels.sum() < len(labels)
+    undefined = roc_auc_not_defined(compared, scorers(compared), "the gold")  # every scorer is on these items: all or none
     margin = leads(compared, "weak_head", BASELINES)
     return {"scored_items": {scorer: int(metrics["items"]) for scorer, metrics in evaluation.metrics.items()},
             "roc_auc_not_defined": roc_auc_not_defined(frame, list(evaluation.metrics), "the gold"),
             "compared": {"items": len(compared), "positives": int(labels.sum()),
-                         "roc_auc": {s: float(roc_auc_score(labels, compared[s])) if both else None for s in scorers(compared)},
-                         "roc_auc_not_defined": roc_auc_not_defined(compared, scorers(compared), "the gold")},
+                         "roc_auc": {s: None if s in undefined else float(roc_auc_score(labels, compared[s])) for s in scorers(compared)},
+                         "roc_auc_not_defined": undefined},
             "weak_head_beats": {b: None if margin[b] is None else margin[b]["difference"] > 0 for b in BASELINES},
             "weak_head_margin": margin}, auc
 
