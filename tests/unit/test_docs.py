@@ -116,6 +116,41 @@ def test_every_path_a_doc_names_exists(doc: str) -> None:
     assert missing_paths((REPO / doc).read_text()) == [], f"{doc} names paths that do not exist"
 
 
+def layer_order() -> dict[str, int]:
+    """Each package's layer in .importlinter, counted from the top (packages on one line share one)."""
+    config = configparser.ConfigParser()
+    config.read(REPO / ".importlinter")
+    lines = config["importlinter:contract:layers"]["layers"].split("\n")
+    return {name.strip(): depth for depth, line in enumerate(filter(None, lines)) for name in line.split("|")}
+
+
+def packages_out_of_layer_order(markdown: str) -> list[str]:
+    """The packages a layers table lists above a package of a higher layer: the table says that a
+    package imports only those below it, so it must run from the top layer down."""
+    order = layer_order()
+    listed = [name for name, _ in re.findall(r"^\| `([a-z_]+)/` \|(.*)$", markdown, re.MULTILINE) if name in order]
+    return [below for above, below in zip(listed, listed[1:]) if order[below] < order[above]]
+
+
+@pytest.mark.parametrize("doc", ("README.md", "docs/design.md"))
+def test_the_layers_tables_run_from_the_top_layer_down(doc: str) -> None:
+    assert packages_out_of_layer_order((REPO / doc).read_text()) == [], f"{doc}'s layers table is not in .importlinter's order"
+
+
+def test_the_layer_order_check_can_fail() -> None:
+    assert packages_out_of_layer_order("| `jobs/` | x |\n| `lake/` | x |\n| `conf/` | x |") == []
+    assert packages_out_of_layer_order("| `signals/` | x |\n| `conf/` | x |\n| `udfs/` | x |") == ["conf", "udfs"]
+
+
+def test_design_says_which_packages_never_import_pyspark() -> None:
+    """Each package .importlinter forbids pyspark says so in its row of docs/design.md's layers table."""
+    config = configparser.ConfigParser()
+    config.read(REPO / ".importlinter")
+    forbidden = config["importlinter:contract:signals-without-spark"]["source_modules"].split()
+    rows = layer_rows((REPO / "docs" / "design.md").read_text())
+    assert [p for p in forbidden if "never pyspark" not in rows[p].rsplit("|", 2)[-2]] == []
+
+
 def test_design_names_every_package_of_the_layout() -> None:
     design = (REPO / "docs" / "design.md").read_text()
     packages = layout_packages()
