@@ -1,5 +1,6 @@
 """The backfill job: compute the configured signals for a window of the corpus and replace
-that slice of the embeddings table in one Delta commit.
+that slice of each table they write (embeddings, labels, and keyframes for a corpus with videos),
+in one Delta commit per table.
 
     content-signals backfill --profile local --start 2026-11-14 --end 2026-11-20
 

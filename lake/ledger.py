@@ -1,7 +1,7 @@
 """The run ledger: what each run did, one row per (run, signal) at each step of its life.
 
-A run appends `started` rows when it begins (naming its driver's host and pid) and `succeeded` /
-`failed` rows when it ends. A run that died in between (killed driver, lost machine) is
+A run appends `started` rows when it begins (naming its driver's host and pid) and `succeeded`,
+`nothing to do` or `failed` rows when it ends. A run that died in between (killed driver, lost machine) is
 reconciled by the next run: `succeeded` if its commit is in the table's log (the commit is what
 counts; for maintain, its compaction or its vacuum's end), else `abandoned`. A run that may still be alive (running in this process, its driver
 pid alive on this host, or started on another host less than a day ago) is left alone, and so, said
