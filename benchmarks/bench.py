@@ -10,24 +10,26 @@ For each signal (image_embedding, text_embedding), with only that signal enabled
    in a Spark session of its own (Python workers that never ran our code);
 3. ours: jobs.backfill.run_backfill end to end, Delta commit included;
 then ours again on a corpus `--scale` times larger, in a fresh Spark session, for the peak
-memory of the Python workers at both sizes. Finally a full backfill (both embedding signals) of a
+memory of the Python workers at both sizes. Then a full backfill (both embedding signals) of a
 corpus of `--refresh-items` against jobs.refresh.run_refresh after adding 1% new items: the first
 refresh after the backfill (it compares the whole corpus), then the next day's (only the files
 added since: the daily run, which the target is checked on); then `content-signals monitor` of
-that backfill, against its time ("monitor"). Then the scale step: backfill, daily refresh and dedup
+that backfill, against its time ("monitor"); then that corpus with 30% repins, backfilled with
+compute once and without ("compute_once"). Then the scale step: backfill, daily refresh and dedup
 at 1x, 4x and 16x --scale-base items in one session, items per second and dedup's compared pairs
 per item ("scale"). Where CUDA is available (or with
 --gpu on), benchmarks.gpu runs next: open_clip ViT-B-32 from JPEG bytes on the GPU path. Then
 benchmarks.uri: the image embedding on the same images inline, by URI on a loopback HTTP server and
-on an S3-compatible one, and the workers' memory by URI at N and scale x N items ("uri"). Last,
+on an S3-compatible one, and the workers' memory by URI at N and scale x N items ("uri"). Then
 benchmarks.hostile: each class of hostile image through the image signal's prepare, one fresh
 process per class, its peak memory and slowest image against the per-task budget ("hostile").
 Then benchmarks.index: a 100k-vector synthetic embeddings table, the index `content-signals index`
 builds of it against exact search, recall@10 and query cost measured in one run ("index").
 Then benchmarks.serving: `content-signals serve` on loopback, p50/p99 latency and requests per
 second at 1, 8 and 32 concurrent clients, micro-batching against one item per pass ("serving").
-Then benchmarks.year: a backfill and a year of daily refreshes with `maintain` weekly and without,
-the log, the files and typical reads per day ("year"; its plot in benchmarks/results/year.png).
+Then benchmarks.video: the video pass on videos of 10 s to 10 minutes, seconds of video per
+CPU-second and memory ("video"). Last, benchmarks.year: a backfill and a year of daily refreshes
+with `maintain` weekly and without, the log, the files and typical reads per day ("year"; its plot in benchmarks/results/year.png).
 
 Every Spark session is warmed up first (Python workers started, model loaded in them, one small
 job of the arm) and that time is excluded from all arms alike; the raw loop's model load and

@@ -207,6 +207,29 @@ def test_the_command_check_can_fail() -> None:
     assert unknown_invocations(text) == ["content-signals backfil", "content-signals labels import --n", "content-signals refresh --slice-pct"]
 
 
+def bench_steps(source: str) -> list[str]:
+    """The steps `make bench` can leave out: benchmarks/bench.py's flags that take `off`."""
+    return re.findall(r'add_argument\("(--[a-z-]+)", choices=\([^)]*"off"[^)]*\)', source)
+
+
+def steps_not_described(readme: str, steps: list[str]) -> list[str]:
+    """The steps whose flag the prose of a benchmarks README's "How it measures" never names."""
+    section = readme.split("## How it measures", 1)[-1].split("\n## ", 1)[0]
+    prose = FENCE.sub("", section)
+    return [step for step in steps if f"`{step}" not in prose]
+
+
+def test_how_the_benchmark_measures_describes_every_step() -> None:
+    steps = bench_steps((REPO / "benchmarks" / "bench.py").read_text())
+    assert {"--gpu", "--uri", "--hostile", "--index", "--serving", "--video", "--year"} <= set(steps)
+    assert steps_not_described((REPO / "benchmarks" / "README.md").read_text(), steps) == []
+
+
+def test_the_bench_step_check_can_fail() -> None:
+    readme = "## How it measures\n- **GPU** (`--gpu auto`)\n```bash\nbench --video off\n```\n## Targets\n`--year on`"
+    assert steps_not_described(readme, ["--gpu", "--video", "--year"]) == ["--video", "--year"]
+
+
 def test_test_modules_have_unique_names() -> None:
     """pytest imports test modules by basename (rootdir-relative, no packages): two folders with
     one name of a test module fail the whole collection."""
