@@ -381,7 +381,7 @@ class GateSettings(_Strict):
     (training/gate.py; docs/design.md, Heads, evaluation and the gate)."""
 
     min_auc_margin: float = Field(0.02, ge=-1, le=1)  # ROC-AUC above the best baseline's (the rule, majority vote) by this
-    max_slice_drop: float = Field(0.05, ge=0, le=1)  # no slice's ROC-AUC below the champion's (or the rule's) by more than this
+    max_slice_drop: float = Field(0.05, ge=0, le=1)  # no slice's ROC-AUC below a baseline's (the rule's, majority vote's) by more than this
     max_ece: float = Field(0.1, gt=0, le=1)  # expected calibration error at most this
     min_slice_items: int = Field(20, ge=2)  # slices with fewer gold items (or one class only) are not judged
     min_class_items: int = Field(10, ge=1)  # held-out gold items of each class at least this: on fewer, a ROC-AUC is the draw's
