@@ -119,7 +119,8 @@ def pin_snapshot(lakehouse: str, signal: str, model_version: str, labels: pd.Dat
                  fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), joined: tuple[tuple[str, str], ...] = ()) -> Snapshot:
     """A snapshot at the given versions (default: the latest; a duplicates version of None: no
     table, as a snapshot pinned before any dedup says, never "the latest now"), its labels given
-    their group and split, with the `joined` embeddings' vectors appended to each row's."""
+    their group and split, with the `joined` embeddings' vectors appended to each row's. A label
+    whose p_positive is not a number in [0, 1] is a usage error naming its item."""
     missing = {"content_id", "p_positive"} - set(labels.columns)
     if missing:
         raise UsageError(f"a label frame needs the columns content_id and p_positive; it lacks {sorted(missing)}")
@@ -130,10 +131,22 @@ def pin_snapshot(lakehouse: str, signal: str, model_version: str, labels: pd.Dat
     if duplicates_version == LATEST:
         duplicates_version = delta_io.latest_version(f"{lakehouse.rstrip('/')}/{DUPLICATES.name}")
     frame = labels[["content_id", "p_positive"]].drop_duplicates("content_id").reset_index(drop=True)
+    _refuse_non_probabilities(frame)
     groups, ungrouped = group_ids(lakehouse, frame["content_id"], duplicates_version)
     frame["group_id"] = groups.to_numpy()
     frame["split"] = [split_of(g, fractions) for g in frame["group_id"]]
     return Snapshot(lakehouse, signal, model_version, embeddings_version, duplicates_version, frame, tuple(joined), ungrouped)
+
+
+def _refuse_non_probabilities(frame: pd.DataFrame) -> None:
+    """A usage error naming an item whose p_positive is not a number in [0, 1]: a NaN made every weight of the
+    head NaN (refused as diverged training, with the wrong cure) and one past 0 or 1 was trained on as more than sure."""
+    p = pd.to_numeric(frame["p_positive"], errors="coerce")
+    if (outside := frame[~p.between(0, 1)]).empty:
+        return
+    first = outside.iloc[0]
+    raise UsageError(f"p_positive is the probability of the positive value: {len(outside)} label(s) are not a number in [0, 1], "
+                     f"e.g. {first['content_id']!r} ({first['p_positive']!r})")
 
 
 def fold_of(group_id: str, folds: int) -> int:
