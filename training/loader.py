@@ -120,14 +120,18 @@ def pin_snapshot(lakehouse: str, signal: str, model_version: str, labels: pd.Dat
     """A snapshot at the given versions (default: the latest; a duplicates version of None: no
     table, as a snapshot pinned before any dedup says, never "the latest now"), its labels given
     their group and split, with the `joined` embeddings' vectors appended to each row's. A label
-    whose p_positive is not a number in [0, 1] is a usage error naming its item."""
+    whose p_positive is not a number in [0, 1] is a usage error naming its item, as is an older
+    embeddings version whose files of the signals read a vacuum removed."""
     missing = {"content_id", "p_positive"} - set(labels.columns)
     if missing:
         raise UsageError(f"a label frame needs the columns content_id and p_positive; it lacks {sorted(missing)}")
     root = f"{lakehouse.rstrip('/')}/{EMBEDDINGS.name}"
-    embeddings_version = delta_io.latest_version(root) if embeddings_version is None else embeddings_version
+    latest = delta_io.latest_version(root)
+    embeddings_version = latest if embeddings_version is None else embeddings_version
     if embeddings_version is None:
         raise UsageError(f"no embeddings table at {root}: run a backfill first")
+    if embeddings_version != latest:
+        _refuse_vacuumed(root, embeddings_version, {(signal, model_version), *joined})
     if duplicates_version == LATEST:
         duplicates_version = delta_io.latest_version(f"{lakehouse.rstrip('/')}/{DUPLICATES.name}")
     frame = labels[["content_id", "p_positive"]].drop_duplicates("content_id").reset_index(drop=True)
@@ -136,6 +140,14 @@ def pin_snapshot(lakehouse: str, signal: str, model_version: str, labels: pd.Dat
     frame["group_id"] = groups.to_numpy()
     frame["split"] = [split_of(g, fractions) for g in frame["group_id"]]
     return Snapshot(lakehouse, signal, model_version, embeddings_version, duplicates_version, frame, tuple(joined), ungrouped)
+
+
+def _refuse_vacuumed(root: str, version: int, parts: Collection[tuple[str, str]]) -> None:
+    """`delta_io.vacuumed` where a data file of the (signal, model version) `parts` at an older `version`
+    is gone, as every other reader of an old version says it: the loader's first read was a FileNotFoundError of one file."""
+    files = [f for f in delta_io.live_files(root, version) if (f.partition_values["signal"], f.partition_values["model_version"]) in parts]
+    if not delta_io.all_exist(root, files):
+        raise delta_io.vacuumed(root, version)
 
 
 def _refuse_non_probabilities(frame: pd.DataFrame) -> None:
