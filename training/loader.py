@@ -153,12 +153,12 @@ def _refuse_vacuumed(root: str, version: int, parts: Collection[tuple[str, str]]
 def _refuse_non_probabilities(frame: pd.DataFrame) -> None:
     """A usage error naming an item whose p_positive is not a number in [0, 1]: a NaN made every weight of the
     head NaN (refused as diverged training, with the wrong cure) and one past 0 or 1 was trained on as more than sure."""
-    p = pd.to_numeric(frame["p_positive"], errors="coerce")
+    p = pd.to_numeric(frame["p_positive"], errors="coerce").astype(float)  # a missing value (None, pd.NA) NaN
     if (outside := frame[~p.between(0, 1)]).empty:
         return
     first = outside.iloc[0]
     raise UsageError(f"p_positive is the probability of the positive value: {len(outside)} label(s) are not a number in [0, 1], "
-                     f"e.g. {first['content_id']!r} ({first['p_positive']!r})")
+                     f"e.g. {first['content_id']!r} ({first['p_positive']})")
 
 
 def fold_of(group_id: str, folds: int) -> int:
