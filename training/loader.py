@@ -177,7 +177,7 @@ def with_folds(snapshot: Snapshot, test_fold: int, folds: int) -> Snapshot:
 class EmbeddingBatches(IterableDataset):
     """Batches {"x": float32 [n, dim], "y": float32 [n], "content_id": list} of one split of a
     snapshot: the `ok` rows of labelled items, each once per epoch, shuffled through a buffer of
-    `shuffle_buffer` rows seeded by (seed, epoch, worker). Use with DataLoader(batch_size=None).
+    `shuffle_buffer` rows seeded by (seed, epoch, worker). Use with DataLoader(batch_size=None), persistent workers or not.
 
     A split whose rows come to at most `keep_bytes` is read from the table once and kept for the
     later epochs (a small split's epochs are otherwise spent opening files); larger ones, and all
@@ -190,12 +190,13 @@ class EmbeddingBatches(IterableDataset):
         self._slot = dict(zip(self.targets, range(len(self.targets))))  # content id -> its place, for the ids a pass has read
         self.batch_size, self.shuffle_buffer, self.seed = batch_size, shuffle_buffer, seed
         self.keep_bytes = keep_bytes
-        self.epoch = 0
+        # in shared memory: a DataLoader's persistent workers keep the copy they started with, and saw epoch 0 every epoch
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self._kept: tuple[tuple[str, ...], list[tuple[str, np.ndarray, float]]] | None = None  # (the files read, their rows)
 
     def set_epoch(self, epoch: int) -> None:
-        """Reshuffle differently (and reproducibly) in the next pass."""
-        self.epoch = epoch
+        """Reshuffle differently (and reproducibly) in the next pass, in this process and its DataLoader's workers."""
+        self._epoch.fill_(epoch)
 
     def _my_files(self) -> tuple[list[str], int]:
         info = get_worker_info()
@@ -235,7 +236,7 @@ class EmbeddingBatches(IterableDataset):
         self._kept = None if kept is None else (tuple(files), kept)
 
     def _shuffled(self, rows: Iterator[tuple[str, np.ndarray, float]], worker: int) -> Iterator[tuple[str, np.ndarray, float]]:
-        rng = np.random.default_rng([self.seed, self.epoch, worker])
+        rng = np.random.default_rng([self.seed, int(self._epoch), worker])
         buffer: list[tuple[str, np.ndarray, float]] = []
         for row in rows:
             if len(buffer) < self.shuffle_buffer:

@@ -70,6 +70,24 @@ def test_two_workers_yield_every_labelled_ok_row_of_the_split_once(tmp_path):
         np.testing.assert_allclose(got["x0"], [v[0] for v in expected["vector"]], rtol=1e-6)
 
 
+@pytest.mark.subprocess  # DataLoader workers are processes
+def test_set_epoch_reaches_persistent_workers(tmp_path):
+    """Found in review: with `persistent_workers` the workers kept the copy of the stream they were
+    started with, so `set_epoch` never reached them and every epoch gave the first one's order."""
+    ids = write_days(tmp_path, days=3, per_day=30)
+    snapshot = pin_snapshot(str(tmp_path), SIGNAL, "1", pd.DataFrame({"content_id": ids, "p_positive": 0.5}), fractions=(0.98, 0.01, 0.01))
+    stream = batches(snapshot, "train", batch_size=8, shuffle_buffer=16, seed=1)
+    persistent = DataLoader(stream, batch_size=None, num_workers=2, persistent_workers=True)
+    orders = []
+    for epoch in range(3):
+        stream.set_epoch(epoch)
+        orders.append(list(collected(persistent)["content_id"]))
+        fresh = batches(snapshot, "train", batch_size=8, shuffle_buffer=16, seed=1)
+        fresh.set_epoch(epoch)
+        assert orders[-1] == list(collected(DataLoader(fresh, batch_size=None, num_workers=2))["content_id"])  # workers started anew
+    assert orders[0] != orders[1] != orders[2] and sorted(orders[0]) == sorted(orders[2])
+
+
 def test_a_later_commit_is_not_read_from_a_pinned_snapshot(tmp_path):
     ids = write_days(tmp_path, days=2, per_day=20)
     labels = pd.DataFrame({"content_id": ids, "p_positive": 1.0})
