@@ -119,21 +119,46 @@ def pin_snapshot(lakehouse: str, signal: str, model_version: str, labels: pd.Dat
                  fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), joined: tuple[tuple[str, str], ...] = ()) -> Snapshot:
     """A snapshot at the given versions (default: the latest; a duplicates version of None: no
     table, as a snapshot pinned before any dedup says, never "the latest now"), its labels given
-    their group and split, with the `joined` embeddings' vectors appended to each row's."""
+    their group and split, with the `joined` embeddings' vectors appended to each row's. A label
+    whose p_positive is not a number in [0, 1] is a usage error naming its item, as is an older
+    embeddings version whose files of the signals read a vacuum removed."""
     missing = {"content_id", "p_positive"} - set(labels.columns)
     if missing:
         raise UsageError(f"a label frame needs the columns content_id and p_positive; it lacks {sorted(missing)}")
     root = f"{lakehouse.rstrip('/')}/{EMBEDDINGS.name}"
-    embeddings_version = delta_io.latest_version(root) if embeddings_version is None else embeddings_version
+    latest = delta_io.latest_version(root)
+    embeddings_version = latest if embeddings_version is None else embeddings_version
     if embeddings_version is None:
         raise UsageError(f"no embeddings table at {root}: run a backfill first")
+    if embeddings_version != latest:
+        _refuse_vacuumed(root, embeddings_version, {(signal, model_version), *joined})
     if duplicates_version == LATEST:
         duplicates_version = delta_io.latest_version(f"{lakehouse.rstrip('/')}/{DUPLICATES.name}")
     frame = labels[["content_id", "p_positive"]].drop_duplicates("content_id").reset_index(drop=True)
+    _refuse_non_probabilities(frame)
     groups, ungrouped = group_ids(lakehouse, frame["content_id"], duplicates_version)
     frame["group_id"] = groups.to_numpy()
     frame["split"] = [split_of(g, fractions) for g in frame["group_id"]]
     return Snapshot(lakehouse, signal, model_version, embeddings_version, duplicates_version, frame, tuple(joined), ungrouped)
+
+
+def _refuse_vacuumed(root: str, version: int, parts: Collection[tuple[str, str]]) -> None:
+    """`delta_io.vacuumed` where a data file of the (signal, model version) `parts` at an older `version`
+    is gone, as every other reader of an old version says it: the loader's first read was a FileNotFoundError of one file."""
+    files = [f for f in delta_io.live_files(root, version) if (f.partition_values["signal"], f.partition_values["model_version"]) in parts]
+    if not delta_io.all_exist(root, files):
+        raise delta_io.vacuumed(root, version)
+
+
+def _refuse_non_probabilities(frame: pd.DataFrame) -> None:
+    """A usage error naming an item whose p_positive is not a number in [0, 1]: a NaN made every weight of the
+    head NaN (refused as diverged training, with the wrong cure) and one past 0 or 1 was trained on as more than sure."""
+    p = pd.to_numeric(frame["p_positive"], errors="coerce").astype(float)  # a missing value (None, pd.NA) NaN
+    if (outside := frame[~p.between(0, 1)]).empty:
+        return
+    first = outside.iloc[0]
+    raise UsageError(f"p_positive is the probability of the positive value: {len(outside)} label(s) are not a number in [0, 1], "
+                     f"e.g. {first['content_id']!r} ({first['p_positive']})")
 
 
 def fold_of(group_id: str, folds: int) -> int:
@@ -152,7 +177,7 @@ def with_folds(snapshot: Snapshot, test_fold: int, folds: int) -> Snapshot:
 class EmbeddingBatches(IterableDataset):
     """Batches {"x": float32 [n, dim], "y": float32 [n], "content_id": list} of one split of a
     snapshot: the `ok` rows of labelled items, each once per epoch, shuffled through a buffer of
-    `shuffle_buffer` rows seeded by (seed, epoch, worker). Use with DataLoader(batch_size=None).
+    `shuffle_buffer` rows seeded by (seed, epoch, worker). Use with DataLoader(batch_size=None), persistent workers or not.
 
     A split whose rows come to at most `keep_bytes` is read from the table once and kept for the
     later epochs (a small split's epochs are otherwise spent opening files); larger ones, and all
@@ -165,12 +190,13 @@ class EmbeddingBatches(IterableDataset):
         self._slot = dict(zip(self.targets, range(len(self.targets))))  # content id -> its place, for the ids a pass has read
         self.batch_size, self.shuffle_buffer, self.seed = batch_size, shuffle_buffer, seed
         self.keep_bytes = keep_bytes
-        self.epoch = 0
+        # in shared memory: a DataLoader's persistent workers keep the copy they started with, and saw epoch 0 every epoch
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self._kept: tuple[tuple[str, ...], list[tuple[str, np.ndarray, float]]] | None = None  # (the files read, their rows)
 
     def set_epoch(self, epoch: int) -> None:
-        """Reshuffle differently (and reproducibly) in the next pass."""
-        self.epoch = epoch
+        """Reshuffle differently (and reproducibly) in the next pass, in this process and its DataLoader's workers."""
+        self._epoch.fill_(epoch)
 
     def _my_files(self) -> tuple[list[str], int]:
         info = get_worker_info()
@@ -210,7 +236,7 @@ class EmbeddingBatches(IterableDataset):
         self._kept = None if kept is None else (tuple(files), kept)
 
     def _shuffled(self, rows: Iterator[tuple[str, np.ndarray, float]], worker: int) -> Iterator[tuple[str, np.ndarray, float]]:
-        rng = np.random.default_rng([self.seed, self.epoch, worker])
+        rng = np.random.default_rng([self.seed, int(self._epoch), worker])
         buffer: list[tuple[str, np.ndarray, float]] = []
         for row in rows:
             if len(buffer) < self.shuffle_buffer:

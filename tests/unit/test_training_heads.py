@@ -195,3 +195,18 @@ def test_a_head_whose_training_diverged_is_refused_not_evaluated_on_scores_that_
         train_head(snapshot, CONF.model_copy(update={"learning_rate": 1e20}))
     head = train_head(snapshot, CONF.model_copy(update={"learning_rate": 100.0}))  # large, not diverged: finite, if saturated
     assert np.isfinite(head.scores(vectors)).all() and np.isfinite(head.validation_loss).all()
+
+
+@pytest.mark.parametrize(("dtype", "p"), [("float64", np.nan), ("object", None), ("Float64", pd.NA), ("float64", 1.5), ("float64", -0.2),
+                                         ("object", "yes")])
+def test_a_label_that_is_no_probability_is_refused_naming_its_item_not_trained_into_nan_weights(tmp_path, dtype, p):
+    """Found in review: one NaN p_positive made every weight NaN, refused as "training diverged: lower the
+    learning rate" (the wrong cure), and a p_positive of 1.5 or -0.2 was trained on as a target past sure."""
+    labels, _, ids = separable_lakehouse(tmp_path, n=60)
+    labels["p_positive"] = labels["p_positive"].astype(dtype)
+    labels.loc[7, "p_positive"] = p
+    with pytest.raises(UsageError, match=rf"p_positive.*1 label.*{ids[7]}"):
+        pin_snapshot(str(tmp_path), SIGNAL, "1", labels)
+    labels.loc[7, "p_positive"] = 1.0  # 0 and 1 exactly are probabilities
+    labels.loc[8, "p_positive"] = 0.0
+    assert pin_snapshot(str(tmp_path), SIGNAL, "1", labels).labels["p_positive"].between(0, 1).all()

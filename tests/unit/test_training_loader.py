@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from deltalake import write_deltalake
+from deltalake import DeltaTable, write_deltalake
 from embedding_tables import SIGNAL, append, delete, rows
 from torch.utils.data import DataLoader
 
@@ -68,6 +68,24 @@ def test_two_workers_yield_every_labelled_ok_row_of_the_split_once(tmp_path):
         got = got.set_index("content_id").loc[expected["content_id"]]
         np.testing.assert_allclose(got["y"], expected["p_positive"], rtol=1e-6)
         np.testing.assert_allclose(got["x0"], [v[0] for v in expected["vector"]], rtol=1e-6)
+
+
+@pytest.mark.subprocess  # DataLoader workers are processes
+def test_set_epoch_reaches_persistent_workers(tmp_path):
+    """Found in review: with `persistent_workers` the workers kept the copy of the stream they were
+    started with, so `set_epoch` never reached them and every epoch gave the first one's order."""
+    ids = write_days(tmp_path, days=3, per_day=30)
+    snapshot = pin_snapshot(str(tmp_path), SIGNAL, "1", pd.DataFrame({"content_id": ids, "p_positive": 0.5}), fractions=(0.98, 0.01, 0.01))
+    stream = batches(snapshot, "train", batch_size=8, shuffle_buffer=16, seed=1)
+    persistent = DataLoader(stream, batch_size=None, num_workers=2, persistent_workers=True)
+    orders = []
+    for epoch in range(3):
+        stream.set_epoch(epoch)
+        orders.append(list(collected(persistent)["content_id"]))
+        fresh = batches(snapshot, "train", batch_size=8, shuffle_buffer=16, seed=1)
+        fresh.set_epoch(epoch)
+        assert orders[-1] == list(collected(DataLoader(fresh, batch_size=None, num_workers=2))["content_id"])  # workers started anew
+    assert orders[0] != orders[1] != orders[2] and sorted(orders[0]) == sorted(orders[2])
 
 
 def test_a_later_commit_is_not_read_from_a_pinned_snapshot(tmp_path):
@@ -239,6 +257,26 @@ def test_data_files_rewritten_by_delta_rs_are_read(tmp_path):
     got = pd.concat([collected(batches(snapshot, s)) for s in SPLITS]).set_index("content_id")
     assert sorted(got.index) == sorted(ok.index) and ids[0] not in got.index
     np.testing.assert_array_equal(got.loc[ok.index, "x0"], [v[0] for v in ok["vector"]])
+
+
+def test_a_pinned_version_whose_files_a_vacuum_removed_is_refused_as_every_reader_refuses_it(tmp_path):
+    """Found in review: pinning an older embeddings version whose data files a vacuum had removed was
+    accepted, and its first read was pyarrow's FileNotFoundError of one file (read_arrow and Spark's
+    reads say `delta_io.vacuumed`); the latest version, and a vacuum of another signal's files, are read."""
+    ids = write_days(tmp_path, days=2, per_day=20)
+    append(tmp_path, rows(["t0"], vectors(1, 9, 8), signal="text_embedding"))
+    pinned = DeltaTable(f"{tmp_path}/{EMBEDDINGS.name}").version()
+    labels = pd.DataFrame({"content_id": ids, "p_positive": 0.5})
+    delete(tmp_path, "t0")  # another signal's file rewritten and vacuumed: the pinned image rows are all still there
+    DeltaTable(f"{tmp_path}/{EMBEDDINGS.name}").vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
+    kept = pin_snapshot(str(tmp_path), SIGNAL, "1", labels, embeddings_version=pinned)
+    assert sum(len(collected(batches(kept, s))) for s in SPLITS) == 2 * 17
+    delete(tmp_path, ids[0])
+    DeltaTable(f"{tmp_path}/{EMBEDDINGS.name}").vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
+    with pytest.raises(UsageError, match=f"version {pinned} of .* can no longer be read: a vacuum"):
+        pin_snapshot(str(tmp_path), SIGNAL, "1", labels, embeddings_version=pinned)
+    latest = pin_snapshot(str(tmp_path), SIGNAL, "1", labels)
+    assert sum(len(collected(batches(latest, s))) for s in SPLITS) == 2 * 17 - 1
 
 
 @pytest.mark.parametrize("where", ["one record batch", "another file"])
