@@ -223,3 +223,24 @@ def test_with_two_voting_functions_a_yes_vote_raises_p_above_the_balance(seed: i
     assert model.name == MAJORITY and p[lone_yes].min() > p[none].max() == pytest.approx(truth.mean())
     assert roc_auc_score(truth, p) > 0.85
     assert label_model_for(_simulated_votes(3, seed)[0]).name != MAJORITY
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_functions_that_never_vote_no_raise_p_above_the_balance(seed: int) -> None:
+    """Found in review: three functions that only ever vote yes (no function votes no: before gold, say, with
+    the rules' no-votes off) told snorkel's LabelModel, its balance fixed, nothing of which class their votes
+    mean, and it took them for no: an item all three called yes got p about 0.001, under the 0.2 of an item
+    nobody voted on. With one value never voted the label model is the majority vote."""
+    from training.label_model import MAJORITY, label_model_for
+
+    rng = np.random.default_rng(seed)
+    truth = (rng.random(600) < 0.2).astype(int)
+    votes = np.full((600, 3), ABSTAIN)
+    for j, coverage in enumerate((0.6, 0.4, 0.3)):
+        votes[(truth == 1) & (rng.random(600) < coverage) | (truth == 0) & (rng.random(600) < 0.03), j] = POSITIVE
+    model = label_model_for(votes)
+    model.fit(votes, float(truth.mean()))
+    p = model.p_positive(votes)
+    every_yes, none = (votes == POSITIVE).all(axis=1), (votes == ABSTAIN).all(axis=1)
+    assert every_yes.any() and p[every_yes].min() > p[none].max() == pytest.approx(truth.mean())
+    assert model.name == MAJORITY
