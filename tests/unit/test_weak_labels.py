@@ -244,3 +244,23 @@ def test_functions_that_never_vote_no_raise_p_above_the_balance(seed: int) -> No
     every_yes, none = (votes == POSITIVE).all(axis=1), (votes == ABSTAIN).all(axis=1)
     assert every_yes.any() and p[every_yes].min() > p[none].max() == pytest.approx(truth.mean())
     assert model.name == MAJORITY
+
+
+def test_an_item_with_ok_rows_of_a_signal_on_two_days_is_refused_naming_it(tmp_path: Path) -> None:
+    """Found in review: an item an old backfill left with ok rows of text_safety on two days (a newer 0.05,
+    an older 0.9) was read with whichever row came first, here the older, so spam_rule voted yes on an item
+    its newest score says no to; the rule baseline refuses such a table. The labeling functions refuse it
+    too, naming the item; an item with an error row beside its ok one, or rows of two signals, is fine."""
+    from conf.settings import UsageError
+    from training.labeling_functions import item_signals
+
+    rows = [_label_row("pin-000001", "text_safety", "spam", 0.9, {"links": 3}), _label_row("pin-000002", "language", "en", 0.95, {})]
+    rows += [{**_label_row("pin-000002", "text_safety", "spam", 0.0, {}), "status": "error", "score": None, "error": "no text"}]
+    write_deltalake(tmp_path / "labels", pa.Table.from_pylist(rows, schema=LABELS.schema), partition_by=list(LABELS.partition_by))
+    versions = {"text_safety": "1", "language": "1"}
+    items = item_signals(str(tmp_path), versions).set_index("content_id")
+    assert items.loc["pin-000001", "text_safety.spam"] == 0.9 and np.isnan(items.loc["pin-000002", "text_safety.spam"])
+    newer = {**_label_row("pin-000001", "text_safety", "spam", 0.05, {"links": 0}), "ds": "2026-11-30"}
+    write_deltalake(tmp_path / "labels", pa.Table.from_pylist([newer], schema=LABELS.schema), mode="append")
+    with pytest.raises(UsageError, match="'pin-000001' has more than one ok row of text_safety model version 1"):
+        item_signals(str(tmp_path), versions)
