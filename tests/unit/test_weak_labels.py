@@ -264,3 +264,23 @@ def test_an_item_with_ok_rows_of_a_signal_on_two_days_is_refused_naming_it(tmp_p
     write_deltalake(tmp_path / "labels", pa.Table.from_pylist([newer], schema=LABELS.schema), mode="append")
     with pytest.raises(UsageError, match="'pin-000001' has more than one ok row of text_safety model version 1"):
         item_signals(str(tmp_path), versions)
+
+
+def test_the_labelling_config_shows_the_description_the_spam_question_asks_about(lakehouse: tuple[Path, np.ndarray], tmp_path: Path) -> None:
+    """Found in review: the config beside the task file showed the image and the title only, so an annotator
+    asked "Are the title and description spam?" never saw the description the file carries. It is shown
+    now; every field the config names is in each task's data, and the config is XML Label Studio can parse."""
+    import re
+    import xml.etree.ElementTree as ET
+
+    import pandas as pd
+
+    from training.sampling import write_task_file
+
+    root, _ = lakehouse
+    ranked = pd.DataFrame({"content_id": IDS[:2], "ds": ["2026-11-20"] * 2, "p_positive": [0.5, 0.4]})
+    out, _, _ = write_task_file(CorpusTable(CorpusSettings(), str(root / "corpus")), ranked, "spam_text", tmp_path / "tasks.json", "x")
+    config = out.with_suffix(".xml").read_text()
+    shown = {e.get("value") for e in ET.fromstring(config).iter() if e.tag in ("Image", "Text")}
+    assert {"$image", "$title", "$description"} <= shown
+    assert all(set(re.findall(r"\$(\w+)", config)) <= set(t["data"]) for t in json.loads(out.read_text()))
