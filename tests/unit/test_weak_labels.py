@@ -284,3 +284,15 @@ def test_the_labelling_config_shows_the_description_the_spam_question_asks_about
     shown = {e.get("value") for e in ET.fromstring(config).iter() if e.tag in ("Image", "Text")}
     assert {"$image", "$title", "$description"} <= shown
     assert all(set(re.findall(r"\$(\w+)", config)) <= set(t["data"]) for t in json.loads(out.read_text()))
+
+
+def test_the_report_prints_content_ids_as_the_tables_hold_them_not_as_markup(lakehouse: tuple[Path, np.ndarray], capsys) -> None:
+    """Found in review: `labels weak` printed the label issues' content ids as Rich markup, so an id holding
+    "[/]" stopped the command with a MarkupError traceback after its commit, and "[b]" vanished."""
+    from jobs.show import print_weak
+
+    root, _ = lakehouse
+    report = run_weak(str(root), "spam_text", VERSIONS).report
+    capsys.readouterr()
+    print_weak({**report, "label_issues": [{**report["label_issues"][0], "content_id": c} for c in ("pin-[/]1", "pin-[b]2")]})
+    assert "2 gold items likely mislabelled, for re-review: pin-[/]1, pin-[b]2" in capsys.readouterr().out
