@@ -299,7 +299,8 @@ def print_weak(report: dict) -> None:
         if report[key] is not None:
             console.print(f"{key.replace('_', ' ')} on {report['gold_items']} gold items: {report[key]:.3f}")
     issues = report["label_issues"]
-    console.print(f"{len(issues)} gold items likely mislabelled, for re-review" + (": " + ", ".join(i["content_id"] for i in issues[:20]) if issues else ""))
+    console.print(f"{len(issues)} gold items likely mislabelled, for re-review"  # content ids as text, not Rich markup
+                  + (": " + escape(", ".join(i["content_id"] for i in issues[:20])) if issues else ""))
 
 
 def print_trained(trained: TrainedVersion) -> None:

@@ -26,6 +26,7 @@ from lake import delta_io
 from lake.corpus import CorpusTable
 from rollout.html_report import figure_png, html_page, html_table, image_tag
 from signals.contracts import LABELS, STATUS_OK
+from training.labeling_functions import one_day_each
 
 # task -> (signal, label) of the rule-based labeler a head for it would replace (signals/labels/)
 RULES: dict[str, tuple[str, str]] = {
@@ -242,12 +243,9 @@ def _champion_rows(lakehouse: str, signal: str, model_version: str | None, ids: 
         return pd.DataFrame(columns=columns)
     condition = (pc.field("signal") == signal) & (pc.field("model_version") == model_version) & (pc.field("status") == STATUS_OK)
     condition &= pc.field("content_id").isin(list(ids))
-    rows = delta_io.read_arrow(root, version, filters=condition, columns=columns).to_pandas()
-    repeated = rows[rows.duplicated(["content_id", "label"])]["content_id"]
-    if len(repeated):
-        raise UsageError(f"{repeated.iloc[0]!r} has more than one ok row of {signal} model version {model_version} (rows on two days): "
-                         "the labels table must hold one row per item, label and model version; a refresh drops an item's rows of its older days")
-    return rows
+    rows = delta_io.read_arrow(root, version, filters=condition, columns=list(dict.fromkeys([*columns, "signal", "ds"]))).to_pandas()
+    one_day_each(rows, {signal: model_version})
+    return rows[columns]
 
 
 def rule_scores(lakehouse: str, task: str, model_version: str | None, ids: Sequence[str], labels_version: int | None) -> pd.Series:

@@ -6,7 +6,7 @@ from typing import Protocol
 
 import numpy as np
 
-from training.labeling_functions import ABSTAIN, POSITIVE
+from training.labeling_functions import ABSTAIN, NEGATIVE, POSITIVE
 
 SNORKEL = "snorkel-0.10.0-LabelModel"
 MAJORITY = "majority-vote"
@@ -57,7 +57,9 @@ def vote_share(votes: np.ndarray) -> np.ndarray:
 class MajorityVoteLabelModel:
     """The share of yes votes, and the class balance where none was cast: the label model when fewer
     than MIN_VOTING labeling functions vote, where snorkel's cannot tell their accuracies apart (two,
-    with the balance fixed: a lone yes vote fell below the balance, 0.09 against 0.15)."""
+    with the balance fixed: a lone yes vote fell below the balance, 0.09 against 0.15), or when no
+    function ever votes one of the values, where it cannot tell which class the votes mean (yes votes
+    only, the balance fixed at 0.2: an item every function called yes got 0.001)."""
 
     name = MAJORITY
 
@@ -73,6 +75,8 @@ class MajorityVoteLabelModel:
 
 
 def label_model_for(votes: np.ndarray) -> LabelModel:
-    """snorkel's LabelModel when at least MIN_VOTING labeling functions vote on some item, else majority vote."""
+    """snorkel's LabelModel when at least MIN_VOTING labeling functions vote on some item and both
+    values are voted somewhere, else majority vote."""
     voting = int((votes != ABSTAIN).any(axis=0).sum())
-    return SnorkelLabelModel() if voting >= MIN_VOTING else MajorityVoteLabelModel()
+    both = bool((votes == POSITIVE).any() and (votes == NEGATIVE).any())
+    return SnorkelLabelModel() if voting >= MIN_VOTING and both else MajorityVoteLabelModel()

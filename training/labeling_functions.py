@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 
-from conf.settings import IndexSettings
+from conf.settings import IndexSettings, UsageError
 from lake import delta_io
 from retrieval.embedding_rows import pinned_version, signal_rows, vectors_of
 from retrieval.vector_index import VectorIndex, choose_kind
@@ -88,10 +88,21 @@ NEIGHBOUR_SIGNAL = {"low_quality": "image_embedding", "text_heavy": "image_embed
 SPAM_DETAIL = ("spam_phrases", "links", "repetition", "shouting")
 
 
+def one_day_each(ok: pd.DataFrame, versions: Mapping[str, str]) -> None:
+    """Refuse ok label rows (content_id, signal, ds) of one item and signal on two days, left by old
+    backfills (a refresh drops an item's rows of its older days): which day's score is meant cannot be told."""
+    days = ok.groupby(["content_id", "signal"])["ds"].nunique()
+    if (days > 1).any():
+        content_id, signal = days[days > 1].index[0]
+        raise UsageError(f"{content_id!r} has more than one ok row of {signal} model version {versions[signal]} (rows on two days): "
+                         "the labels table must hold one row per item, label and model version; a refresh drops an item's rows of its older days")
+
+
 def item_signals(lakehouse: str, versions: Mapping[str, str], version: int | None = None) -> pd.DataFrame:
     """One row per item of the labels table (at `version`, default latest), rows of each signal at the
     model version `versions` names (the champions): `<signal>.<label>` scores of ok rows, and
-    `<signal>.detail` (the evidence, parsed) with text_safety's spam indicators as columns."""
+    `<signal>.detail` (the evidence, parsed) with text_safety's spam indicators as columns; a UsageError
+    for an item with ok rows of a signal on two days (`one_day_each`)."""
     root = f"{lakehouse.rstrip('/')}/{LABELS.name}"
     wanted = None
     for signal, model_version in versions.items():
@@ -102,6 +113,7 @@ def item_signals(lakehouse: str, versions: Mapping[str, str], version: int | Non
     items = pd.DataFrame({"content_id": sorted(frame["content_id"].unique())}).set_index("content_id")
     items["ds"] = frame.groupby("content_id")["ds"].first()
     ok = frame[frame["status"] == STATUS_OK]
+    one_day_each(ok, versions)
     scores = ok.pivot_table(index="content_id", columns=["signal", "label"], values="score", aggfunc="first")
     scores.columns = [f"{s}.{label}" for s, label in scores.columns]
     details = ok.groupby(["content_id", "signal"])["detail"].first().unstack()

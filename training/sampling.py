@@ -82,9 +82,10 @@ def write_task_file(corpus: CorpusTable, ranked: pd.DataFrame, task: str, out: P
     """The first `n` items of `ranked` (all when None) that have an image to show, as a Label Studio
     task file (the image `task_image` gives, title, description from the configured `corpus`, of
     the row of each id the jobs keep, the probability they were chosen at and what gave it), with
-    the labelling config beside it (`.xml`); the items written; and the ids passed over: no image to
-    show, or no longer in the corpus (taken down since its embedding was computed). Each passed-over
-    item's place goes to the next of the ranking, so the file holds `n` items while there are any."""
+    the labelling config beside it (`.xml`: image, title and description, and the task's question);
+    the items written; and the ids passed over: no image to show, or no longer in the corpus (taken
+    down since its embedding was computed). Each passed-over item's place goes to the next of the
+    ranking, so the file holds `n` items while there are any."""
     wanted = len(ranked) if n is None else n
     tasks: list[dict] = []
     left_out: list[str] = []
@@ -106,7 +107,7 @@ def write_task_file(corpus: CorpusTable, ranked: pd.DataFrame, task: str, out: P
     spec = task_named(task)
     choices = "".join(f'<Choice value="{v}"/>' for v in spec.values)
     out.with_suffix(".xml").write_text(
-        f'<View><Image name="image" value="$image"/><Text name="text" value="$title"/>'
+        f'<View><Image name="image" value="$image"/><Text name="text" value="$title"/><Text name="description" value="$description"/>'
         f'<Header value="{spec.question}"/><Choices name="{spec.name}" toName="image" choice="single">{choices}</Choices></View>\n',
         encoding="utf-8")
     written = ranked[ranked["content_id"].isin({t["data"]["content_id"] for t in tasks})]

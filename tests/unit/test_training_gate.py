@@ -205,6 +205,37 @@ def test_an_item_with_two_rule_rows_is_a_usage_error_naming_it(tmp_path):
         rule_scores(str(tmp_path), "spam_text", "1", ["a", "b"], None)
 
 
+def test_an_item_with_language_rows_of_two_days_naming_two_languages_is_a_usage_error_naming_it(tmp_path):
+    """Found in review: the check above compared (item, label), so an item whose language rows of two days
+    name two languages passed it, and the language slices stopped with pandas' "cannot reindex on an axis
+    with duplicate labels". Both reads refuse an item's ok rows of a signal on two days (`one_day_each`)."""
+    import datetime as dt
+
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from conf.settings import CorpusSettings, UsageError
+    from lake.corpus import CorpusTable
+    from signals.contracts import CORPUS, LABELS
+    from training.evaluate import item_slices
+
+    def row(content_id: str, language: str, ds: str) -> dict:
+        return {"content_id": content_id, "signal": "language", "label": language, "score": 0.9, "threshold": 0.5, "decision": None,
+                "detail": None, "model_name": "m", "model_version": "1", "input_hash": "h", "status": "ok", "error": None, "run_id": "run",
+                "computed_at": dt.datetime(2026, 11, 20, tzinfo=dt.UTC), "ds": ds}
+
+    write_deltalake(tmp_path / "corpus", pa.table({"content_id": ["a", "b"], "image": [None, None], "title": ["t", "u"], "description": [None, None],
+                                                   "created_at": [None] * 2, "updated_at": [None] * 2, "ds": ["2026-11-20"] * 2},
+                                                  schema=CORPUS.schema), partition_by=["ds"])
+    corpus = CorpusTable(CorpusSettings(), str(tmp_path / "corpus"))
+    write_deltalake(tmp_path / "labels", pa.Table.from_pylist([row("a", "en", "2026-11-20"), row("b", "de", "2026-11-20")], schema=LABELS.schema),
+                    partition_by=list(LABELS.partition_by))
+    assert item_slices(str(tmp_path), corpus, ["b", "a"], "1", None, None)["language"].tolist() == ["de", "en"]
+    write_deltalake(tmp_path / "labels", pa.Table.from_pylist([row("a", "fr", "2026-11-21")], schema=LABELS.schema), mode="append")
+    with pytest.raises(UsageError, match="'a' has more than one ok row of language model version 1"):
+        item_slices(str(tmp_path), corpus, ["a", "b"], "1", None, None)
+
+
 def delong_sd(labels: np.ndarray, first: np.ndarray, second: np.ndarray) -> float:
     """DeLong's standard deviation of the difference of two correlated ROC-AUCs: an analytic
     estimate, independent of the bootstrap."""

@@ -223,3 +223,76 @@ def test_with_two_voting_functions_a_yes_vote_raises_p_above_the_balance(seed: i
     assert model.name == MAJORITY and p[lone_yes].min() > p[none].max() == pytest.approx(truth.mean())
     assert roc_auc_score(truth, p) > 0.85
     assert label_model_for(_simulated_votes(3, seed)[0]).name != MAJORITY
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_functions_that_never_vote_no_raise_p_above_the_balance(seed: int) -> None:
+    """Found in review: three functions that only ever vote yes (no function votes no: before gold, say, with
+    the rules' no-votes off) told snorkel's LabelModel, its balance fixed, nothing of which class their votes
+    mean, and it took them for no: an item all three called yes got p about 0.001, under the 0.2 of an item
+    nobody voted on. With one value never voted the label model is the majority vote."""
+    from training.label_model import MAJORITY, label_model_for
+
+    rng = np.random.default_rng(seed)
+    truth = (rng.random(600) < 0.2).astype(int)
+    votes = np.full((600, 3), ABSTAIN)
+    for j, coverage in enumerate((0.6, 0.4, 0.3)):
+        votes[(truth == 1) & (rng.random(600) < coverage) | (truth == 0) & (rng.random(600) < 0.03), j] = POSITIVE
+    model = label_model_for(votes)
+    model.fit(votes, float(truth.mean()))
+    p = model.p_positive(votes)
+    every_yes, none = (votes == POSITIVE).all(axis=1), (votes == ABSTAIN).all(axis=1)
+    assert every_yes.any() and p[every_yes].min() > p[none].max() == pytest.approx(truth.mean())
+    assert model.name == MAJORITY
+
+
+def test_an_item_with_ok_rows_of_a_signal_on_two_days_is_refused_naming_it(tmp_path: Path) -> None:
+    """Found in review: an item an old backfill left with ok rows of text_safety on two days (a newer 0.05,
+    an older 0.9) was read with whichever row came first, here the older, so spam_rule voted yes on an item
+    its newest score says no to; the rule baseline refuses such a table. The labeling functions refuse it
+    too, naming the item; an item with an error row beside its ok one, or rows of two signals, is fine."""
+    from conf.settings import UsageError
+    from training.labeling_functions import item_signals
+
+    rows = [_label_row("pin-000001", "text_safety", "spam", 0.9, {"links": 3}), _label_row("pin-000002", "language", "en", 0.95, {})]
+    rows += [{**_label_row("pin-000002", "text_safety", "spam", 0.0, {}), "status": "error", "score": None, "error": "no text"}]
+    write_deltalake(tmp_path / "labels", pa.Table.from_pylist(rows, schema=LABELS.schema), partition_by=list(LABELS.partition_by))
+    versions = {"text_safety": "1", "language": "1"}
+    items = item_signals(str(tmp_path), versions).set_index("content_id")
+    assert items.loc["pin-000001", "text_safety.spam"] == 0.9 and np.isnan(items.loc["pin-000002", "text_safety.spam"])
+    newer = {**_label_row("pin-000001", "text_safety", "spam", 0.05, {"links": 0}), "ds": "2026-11-30"}
+    write_deltalake(tmp_path / "labels", pa.Table.from_pylist([newer], schema=LABELS.schema), mode="append")
+    with pytest.raises(UsageError, match="'pin-000001' has more than one ok row of text_safety model version 1"):
+        item_signals(str(tmp_path), versions)
+
+
+def test_the_labelling_config_shows_the_description_the_spam_question_asks_about(lakehouse: tuple[Path, np.ndarray], tmp_path: Path) -> None:
+    """Found in review: the config beside the task file showed the image and the title only, so an annotator
+    asked "Are the title and description spam?" never saw the description the file carries. It is shown
+    now; every field the config names is in each task's data, and the config is XML Label Studio can parse."""
+    import re
+    import xml.etree.ElementTree as ET
+
+    import pandas as pd
+
+    from training.sampling import write_task_file
+
+    root, _ = lakehouse
+    ranked = pd.DataFrame({"content_id": IDS[:2], "ds": ["2026-11-20"] * 2, "p_positive": [0.5, 0.4]})
+    out, _, _ = write_task_file(CorpusTable(CorpusSettings(), str(root / "corpus")), ranked, "spam_text", tmp_path / "tasks.json", "x")
+    config = out.with_suffix(".xml").read_text()
+    shown = {e.get("value") for e in ET.fromstring(config).iter() if e.tag in ("Image", "Text")}
+    assert {"$image", "$title", "$description"} <= shown
+    assert all(set(re.findall(r"\$(\w+)", config)) <= set(t["data"]) for t in json.loads(out.read_text()))
+
+
+def test_the_report_prints_content_ids_as_the_tables_hold_them_not_as_markup(lakehouse: tuple[Path, np.ndarray], capsys) -> None:
+    """Found in review: `labels weak` printed the label issues' content ids as Rich markup, so an id holding
+    "[/]" stopped the command with a MarkupError traceback after its commit, and "[b]" vanished."""
+    from jobs.show import print_weak
+
+    root, _ = lakehouse
+    report = run_weak(str(root), "spam_text", VERSIONS).report
+    capsys.readouterr()
+    print_weak({**report, "label_issues": [{**report["label_issues"][0], "content_id": c} for c in ("pin-[/]1", "pin-[b]2")]})
+    assert "2 gold items likely mislabelled, for re-review: pin-[/]1, pin-[b]2" in capsys.readouterr().out
