@@ -50,11 +50,16 @@ def _threshold(column: str, yes_at: float | None = None, no_below: float | None 
     return vote
 
 
+def _top_classes(detail: object) -> set[str]:
+    """The ImageNet classes image_topics' evidence names (none where it names them otherwise: another writer's rows)."""
+    tops = detail.get("imagenet_top") if isinstance(detail, dict) else None
+    return {top["class"] for top in tops if isinstance(top, dict) and isinstance(top.get("class"), str)} if isinstance(tops, list) else set()
+
+
 def _text_like_topics(items: pd.DataFrame) -> np.ndarray:
     """Yes where one of the image's top ImageNet classes is a picture of text."""
     tops = items["image_topics.detail"] if "image_topics.detail" in items else pd.Series([None] * len(items))
-    return np.array([POSITIVE if isinstance(d, dict) and TEXT_LIKE_CLASSES & {top["class"] for top in d.get("imagenet_top", [])}
-                     else ABSTAIN for d in tops])
+    return np.array([POSITIVE if TEXT_LIKE_CLASSES & _top_classes(d) else ABSTAIN for d in tops])
 
 
 def _english_prose(items: pd.DataFrame) -> np.ndarray:
@@ -88,6 +93,21 @@ NEIGHBOUR_SIGNAL = {"low_quality": "image_embedding", "text_heavy": "image_embed
 SPAM_DETAIL = ("spam_phrases", "links", "repetition", "shouting")
 
 
+def _evidence(detail: object) -> dict | None:
+    """A row's detail as the JSON object the labelers write, or None, no evidence, where it is missing, not JSON or not an
+    object (another writer's rows: a traceback before), so the functions reading it abstain, as on a null score."""
+    try:
+        parsed = json.loads(detail) if isinstance(detail, str) else None
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def _number(value: object) -> float:
+    """An indicator of the evidence as a number, NaN (abstain) where it is none (another writer's rows)."""
+    return float(value) if isinstance(value, int | float) else np.nan
+
+
 def one_day_each(ok: pd.DataFrame, versions: Mapping[str, str]) -> None:
     """Refuse ok label rows (content_id, signal, ds) of one item and signal on two days, left by old
     backfills (a refresh drops an item's rows of its older days): which day's score is meant cannot be told."""
@@ -101,8 +121,9 @@ def one_day_each(ok: pd.DataFrame, versions: Mapping[str, str]) -> None:
 def item_signals(lakehouse: str, versions: Mapping[str, str], version: int | None = None) -> pd.DataFrame:
     """One row per item of the labels table (at `version`, default latest), rows of each signal at the
     model version `versions` names (the champions): `<signal>.<label>` scores of ok rows, and
-    `<signal>.detail` (the evidence, parsed) with text_safety's spam indicators as columns; a UsageError
-    for an item with ok rows of a signal on two days (`one_day_each`)."""
+    `<signal>.detail` (the evidence, parsed; None where it is not a JSON object) with text_safety's spam
+    indicators as columns (NaN where one is not a number); a UsageError for an item with ok rows of a
+    signal on two days (`one_day_each`)."""
     root = f"{lakehouse.rstrip('/')}/{LABELS.name}"
     wanted = None
     for signal, model_version in versions.items():
@@ -119,10 +140,10 @@ def item_signals(lakehouse: str, versions: Mapping[str, str], version: int | Non
     details = ok.groupby(["content_id", "signal"])["detail"].first().unstack()
     items = items.join(scores)
     for signal in details.columns:
-        items[f"{signal}.detail"] = details[signal].map(lambda d: json.loads(d) if isinstance(d, str) else None)
+        items[f"{signal}.detail"] = details[signal].map(_evidence)
     if "text_safety.detail" in items:
         for key in SPAM_DETAIL:
-            items[f"text_safety.{key}"] = items["text_safety.detail"].map(lambda d, k=key: d.get(k, np.nan) if isinstance(d, dict) else np.nan)
+            items[f"text_safety.{key}"] = items["text_safety.detail"].map(lambda d, k=key: _number(d.get(k)) if isinstance(d, dict) else np.nan)
     return items.reset_index()
 
 

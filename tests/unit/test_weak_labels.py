@@ -266,6 +266,30 @@ def test_an_item_with_ok_rows_of_a_signal_on_two_days_is_refused_naming_it(tmp_p
         item_signals(str(tmp_path), versions)
 
 
+def test_evidence_another_writer_left_unreadable_is_an_abstain_not_a_traceback(tmp_path: Path) -> None:
+    """Found in review: a detail that is not JSON stopped item_signals with a JSONDecodeError, and image_topics'
+    `imagenet_top` given as null stopped text_like_topics with a TypeError. Evidence that is not a JSON object, a
+    list of classes that is not one, and an indicator that is not a number are no evidence: those functions abstain,
+    as on a null score, and the same items' readable scores and evidence still vote."""
+    from training.labeling_functions import LABELING_FUNCTIONS, item_signals
+
+    def row(content_id: str, signal: str, label: str, score: float, detail: str) -> dict:
+        return {**_label_row(content_id, signal, label, score, {}), "detail": detail}
+
+    spam = {"pin-000001": "links=3", "pin-000002": "[3]", "pin-000003": json.dumps({"links": "many", "spam_phrases": [1]}),
+            "pin-000004": json.dumps({"links": 3, "spam_phrases": 1})}
+    tops = {"pin-000001": json.dumps({"imagenet_top": None}), "pin-000002": json.dumps({"imagenet_top": "website"}),
+            "pin-000003": json.dumps({"imagenet_top": [{"p": 0.4}, "website", {"class": ["website"]}]}),
+            "pin-000004": json.dumps({"imagenet_top": [{"class": "website", "p": 0.4}]})}
+    rows = [row(c, "text_safety", "spam", 0.9, d) for c, d in spam.items()] + [row(c, "image_topics", "t", 0.5, d) for c, d in tops.items()]
+    write_deltalake(tmp_path / "labels", pa.Table.from_pylist(rows, schema=LABELS.schema), partition_by=list(LABELS.partition_by))
+    items = item_signals(str(tmp_path), {"text_safety": "1", "image_topics": "1"})
+    votes = {lf.name: lf.vote(items).tolist() for task in ("spam_text", "text_heavy") for lf in LABELING_FUNCTIONS[task]}
+    assert items["content_id"].tolist() == list(spam)
+    assert votes["spam_rule"] == [POSITIVE] * 4  # the score is read whatever the evidence beside it
+    assert votes["links"] == votes["spam_phrases"] == votes["text_like_topics"] == [ABSTAIN] * 3 + [POSITIVE]
+
+
 def test_the_labelling_config_shows_the_description_the_spam_question_asks_about(lakehouse: tuple[Path, np.ndarray], tmp_path: Path) -> None:
     """Found in review: the config beside the task file showed the image and the title only, so an annotator
     asked "Are the title and description spam?" never saw the description the file carries. It is shown
