@@ -142,6 +142,13 @@ def pin_snapshot(lakehouse: str, signal: str, model_version: str, labels: pd.Dat
     return Snapshot(lakehouse, signal, model_version, embeddings_version, duplicates_version, frame, tuple(joined), ungrouped)
 
 
+def two_ok_rows(content_id: str, signal: str, model_version: str) -> UsageError:
+    """The refusal of an item with two ok rows of an embedding (rows on two days, left by backfills before they dropped the
+    older day's): which day's vector is meant cannot be told, and read twice it was trained on, or sampled, twice."""
+    return UsageError(f"{content_id!r} has more than one ok row of {signal} model version {model_version} (rows on two days): the "
+                      "embeddings table must hold one row per item and model version; a refresh drops an item's rows of its older days")
+
+
 def _refuse_vacuumed(root: str, version: int, parts: Collection[tuple[str, str]]) -> None:
     """`delta_io.vacuumed` where a data file of the (signal, model version) `parts` at an older `version`
     is gone, as every other reader of an old version says it: the loader's first read was a FileNotFoundError of one file."""

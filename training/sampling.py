@@ -21,6 +21,7 @@ from signals.contracts import EMBEDDINGS, STATUS_OK
 from signals.labels.head import embedding_reads, load_head, score_vectors
 from training.gate import head_signal
 from training.human_labels import labels_of
+from training.loader import two_ok_rows
 from training.tasks import task_named
 
 
@@ -52,11 +53,14 @@ def head_probabilities(lakehouse: str, head: RegisteredModel) -> pd.DataFrame:
 
 def candidates(lakehouse: str, task: str, signal: str, model_version: str, probabilities: pd.DataFrame) -> pd.DataFrame:
     """Items not yet labelled for `task` whose row of the embedding `signal` at `model_version` is
-    ok, with their day and their p_positive in `probabilities` (content_id, p_positive)."""
+    ok, with their day and their p_positive in `probabilities` (content_id, p_positive); a usage
+    error naming an item with ok rows on two days (it was listed, and written to the task file, twice)."""
     rows = delta_io.read_arrow(f"{lakehouse.rstrip('/')}/{EMBEDDINGS.name}",
                                filters=(pc.field("signal") == signal) & (pc.field("model_version") == model_version),
                                columns=["content_id", "ds", "status"]).to_pandas()
     ok = rows[rows["status"] == STATUS_OK][["content_id", "ds"]]
+    if not (again := ok["content_id"][ok["content_id"].duplicated()]).empty:
+        raise two_ok_rows(again.iloc[0], signal, model_version)
     labelled = set(labels_of(lakehouse, task)["content_id"].to_pylist())
     return ok[~ok["content_id"].isin(labelled)].merge(probabilities, on="content_id")
 

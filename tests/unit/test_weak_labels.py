@@ -172,6 +172,33 @@ def test_label_sample_most_uncertain_over_days(lakehouse: tuple[Path, np.ndarray
     assert '<Choices name="spam_text"' in out.with_suffix(".xml").read_text()
 
 
+def test_an_item_with_ok_embedding_rows_on_two_days_is_refused_by_label_sample_naming_it(tmp_path: Path) -> None:
+    """Found in review: `candidates` listed an item with ok rows of the embedding on two days twice, and the task
+    file of `label-sample --n 3` named it twice (with weak labels made before the second row, no step refused it).
+    A usage error naming it, as the head's scores and the neighbours refuse such a table; an error row on another
+    day beside an ok one is fine."""
+    import pandas as pd
+
+    from conf.settings import UsageError
+    from training.sampling import candidates
+
+    def embedding_rows(ids: list[str], ds: str, status: str = "ok") -> pa.Table:
+        return pa.Table.from_pylist([{"content_id": c, "signal": "text_embedding", "model_name": "m", "model_version": "1", "input_hash": "h",
+                                      "vector": [1.0, 0.0] if status == "ok" else None, "dim": 2 if status == "ok" else None, "status": status,
+                                      "error": None if status == "ok" else "no text", "run_id": "run", "computed_at": T0, "ds": ds}
+                                     for c in ids], schema=EMBEDDINGS.schema)
+
+    root = tmp_path / "embeddings"
+    write_deltalake(root, embedding_rows(["a", "b", "c"], "2026-11-19"), partition_by=list(EMBEDDINGS.partition_by))
+    write_deltalake(root, embedding_rows(["b"], "2026-11-20", "error"), mode="append")
+    probabilities = pd.DataFrame({"content_id": ["a", "b", "c"], "p_positive": [0.5, 0.4, 0.1]})
+    pool = candidates(str(tmp_path), "spam_text", "text_embedding", "1", probabilities)
+    assert sorted(pool["content_id"]) == ["a", "b", "c"] and set(pool["ds"]) == {"2026-11-19"}
+    write_deltalake(root, embedding_rows(["a"], "2026-11-20"), mode="append")
+    with pytest.raises(UsageError, match="'a' has more than one ok row of text_embedding model version 1"):
+        candidates(str(tmp_path), "spam_text", "text_embedding", "1", probabilities)
+
+
 def test_labeling_functions_vote_and_abstain() -> None:
     """Thresholds vote yes, no or abstain (a missing score abstains), and the text-like ImageNet
     classes in image_topics' evidence vote yes."""
