@@ -207,7 +207,6 @@ def train_task(settings: Settings, task_name: str, labels: pd.DataFrame, label_s
     head = train_head(snapshot, conf)
     name = head_signal(task.name)
     lineage = {**snapshot.lineage(), **reads.lineage(), "task": task.name, "labels": label_source}
-    weights = save_head(head, settings.table_root(f"_heads/{name}"), lineage)  # beside the tables, where executors read them
     evaluation, report = None, None
     if gold is not None:
         frame, without_row = held_out(settings, task.name, snapshot, head, gold, majority, reads)
@@ -216,6 +215,8 @@ def train_task(settings: Settings, task_name: str, labels: pd.DataFrame, label_s
                               f"{name}: held-out gold ({label_source} labels)", lead=HEAD, held_out=frame, without_row=without_row)
         report = write_evaluation_report(evaluation, report_path, [scored_said(evaluation), *without_row_said(evaluation.held_out, snapshot.signal),
                                                                    *unvalidated_said(head), *(f"{k}: {v}" for k, v in lineage.items())])
+    # saved once the evaluation has not refused (an unregistered file was left behind), before MLflow and the registry, which read it
+    weights = save_head(head, settings.table_root(f"_heads/{name}"), lineage)  # beside the tables, where executors read them
     params = {**lineage, **{k: str(v) for k, v in conf.model_dump(exclude={"gate", "embeddings"}).items()}}
     losses = {"train_loss": head.train_loss[head.best_epoch], "validation_loss": head.validation_loss[head.best_epoch],
               "best_epoch": head.best_epoch}

@@ -403,6 +403,21 @@ def test_baselines_that_scored_no_held_out_item_in_common_are_refused_by_name(la
         Registry(lake.settings.registry_uri).aliases("head_low_quality")
 
 
+def test_an_evaluation_that_refuses_leaves_no_weights_file_where_nothing_is_registered(lake, tmp_path):
+    """Found in review: `train` saved the head's weights under <lakehouse>/_heads before its evaluation, so a refusal
+    there (no held-out gold item, here) left a file no registry version names. Nothing is written now; the same
+    head trained and evaluated writes the one file its version names."""
+    heads = Path(lake.settings.lakehouse_root) / "_heads"
+    not_held_out = lake.gold[[split_of(c) != "test" for c in lake.gold["content_id"]]]
+    with pytest.raises(UsageError, match="no held-out gold items of low_quality"):
+        train_task(lake.settings, "low_quality", lake.weak, "weak", gold=not_held_out, majority=lake.majority, report_path=tmp_path / "r.html")
+    with pytest.raises(RegistryError, match="no registered model"):
+        Registry(lake.settings.registry_uri).aliases("head_low_quality")
+    assert not heads.exists() or not any(heads.rglob("*"))
+    trained = train_task(lake.settings, "low_quality", lake.weak, "weak", gold=lake.gold, majority=lake.majority, report_path=tmp_path / "r.html")
+    assert [p for p in heads.rglob("*") if p.is_file()] == [Path(trained.weights)]
+
+
 def test_held_out_gold_without_an_ok_embedding_row_is_counted_in_the_evaluation_and_said(lake, tmp_path, capsys):
     """Found in review: held-out gold items without an ok embedding row (an error row, or no row yet)
     were left out of every scorer's evaluation without a word: the report said N items where more
