@@ -6,7 +6,9 @@ the snapshot's own parquet files are read with pyarrow: the data files of the si
 at the pinned version (`DeltaTable(root, version=v).file_uris`), dealt out to the DataLoader's
 workers by worker id, read one record batch at a time, kept to the labelled rows of one split,
 mixed in a seeded shuffle buffer and handed on as tensors. What is held at once is the label
-frame (one entry per labelled item, never per table row), one record batch and the buffer.
+frame (one entry per labelled item, never per table row), one record batch and the buffer. What
+must hold over every worker's files (one ok row per labelled item, vectors of one length) is
+checked when the snapshot is pinned, over the rows' key columns only.
 
 A snapshot may join further embedding signals (`joined`): each labelled row's vector is then its
 own followed by theirs (a head on image and text embeddings together). Their vectors are read first,
@@ -43,6 +45,8 @@ LATEST = "latest"  # pin_snapshot: the duplicates table's latest version
 READ_COLUMNS = ("content_id", "status", "vector")
 # each file read in the table's types: delta-rs's own rewrites (a delete, say) store strings as string_view
 READ_SCHEMA = pa.schema([EMBEDDINGS.schema.field(c) for c in READ_COLUMNS])
+KEY_COLUMNS = ("content_id", "status", "dim")  # what pin_snapshot reads of every row: no vector
+KEY_SCHEMA = pa.schema([EMBEDDINGS.schema.field(c) for c in KEY_COLUMNS])
 
 
 def group_point(group_id: str) -> float:
@@ -88,6 +92,7 @@ class Snapshot:
     labels: pd.DataFrame = field(repr=False)  # content_id, p_positive, group_id, split
     joined: tuple[tuple[str, str], ...] = ()  # (signal, model version) of embeddings appended to each row's vector, in order
     ungrouped: int = 0  # labelled items with no row in the duplicates version: each its own group, a copy of it may be in another split
+    width: tuple[str, int] | None = None  # a labelled item and the length of every row's vector, joined ones too, by the dim column
 
     @property
     def embeddings_root(self) -> str:
@@ -121,7 +126,8 @@ def pin_snapshot(lakehouse: str, signal: str, model_version: str, labels: pd.Dat
     table, as a snapshot pinned before any dedup says, never "the latest now"), its labels given
     their group and split, with the `joined` embeddings' vectors appended to each row's. A label
     whose p_positive is not a number in [0, 1] is a usage error naming its item, as is an older
-    embeddings version whose files of the signals read a vacuum removed."""
+    embeddings version whose files of the signals read a vacuum removed, a labelled item with two
+    ok rows of a signal read, and rows of one signal whose dim differs (`_one_ok_row_each`)."""
     missing = {"content_id", "p_positive"} - set(labels.columns)
     if missing:
         raise UsageError(f"a label frame needs the columns content_id and p_positive; it lacks {sorted(missing)}")
@@ -139,7 +145,37 @@ def pin_snapshot(lakehouse: str, signal: str, model_version: str, labels: pd.Dat
     groups, ungrouped = group_ids(lakehouse, frame["content_id"], duplicates_version)
     frame["group_id"] = groups.to_numpy()
     frame["split"] = [split_of(g, fractions) for g in frame["group_id"]]
-    return Snapshot(lakehouse, signal, model_version, embeddings_version, duplicates_version, frame, tuple(joined), ungrouped)
+    snapshot = Snapshot(lakehouse, signal, model_version, embeddings_version, duplicates_version, frame, tuple(joined), ungrouped)
+    widths = [_one_ok_row_each(snapshot, part) for part in ((signal, model_version), *joined)]
+    return snapshot if None in widths else replace(snapshot, width=(widths[0][0], sum(n for _, n in widths)))
+
+
+def _one_ok_row_each(snapshot: Snapshot, part: tuple[str, str]) -> tuple[str, int] | None:
+    """A labelled item with an ok row of the (signal, model version) `part` and its dim, after a pass
+    over the key columns of the part's files, a record batch at a time (a byte per labelled item is
+    kept), refusing a labelled item with two ok rows (`two_ok_rows`) and ok rows of two dims. Made
+    here, before the stream is dealt out: DataLoader workers each see their own files, and an item
+    with ok rows in two of them was yielded twice an epoch, and rows of two lengths in two batches."""
+    slots = dict(zip(snapshot.labels["content_id"], range(len(snapshot.labels))))
+    seen = np.zeros(len(slots), dtype=bool)
+    width = None
+    for file in snapshot.file_uris(*part):
+        scan = ds.dataset(file, format="parquet", schema=KEY_SCHEMA).to_batches(columns=list(KEY_COLUMNS), batch_size=READ_ROWS,
+                                                                                batch_readahead=1, use_threads=False)
+        for batch in scan:
+            ok = batch.filter(pc.equal(batch["status"], STATUS_OK))
+            for content_id, dim in zip(ok["content_id"].to_pylist(), ok["dim"].to_pylist()):
+                if (slot := slots.get(content_id)) is None:
+                    continue
+                if seen[slot]:
+                    raise two_ok_rows(content_id, *part)
+                seen[slot] = True
+                if dim is None:  # another writer's row without it: its vector's length is checked as it is read
+                    continue
+                width = width or (content_id, dim)
+                if dim != width[1]:
+                    _refuse_lengths(width[0], content_id, width[1], dim)
+    return width
 
 
 def two_ok_rows(content_id: str, signal: str, model_version: str) -> UsageError:
@@ -188,13 +224,16 @@ class EmbeddingBatches(IterableDataset):
 
     A split whose rows come to at most `keep_bytes` is read from the table once and kept for the
     later epochs (a small split's epochs are otherwise spent opening files); larger ones, and all
-    with `keep_bytes=0`, stream every epoch. Either way an epoch yields the same batches."""
+    with `keep_bytes=0`, stream every epoch. Either way an epoch yields the same batches.
+
+    A row whose vector is not `width`'s length (an item and the length the pin found) is refused,
+    in whichever worker reads it; an item's second ok row the pin refused already."""
 
     def __init__(self, files: list[str], targets: Mapping[str, float], batch_size: int = 256,
-                 shuffle_buffer: int = 4096, seed: int = 0, keep_bytes: int = 0, appended: Mapping[str, np.ndarray] | None = None) -> None:
+                 shuffle_buffer: int = 4096, seed: int = 0, keep_bytes: int = 0, appended: Mapping[str, np.ndarray] | None = None,
+                 width: tuple[str, int] | None = None) -> None:
         super().__init__()
-        self.files, self.targets, self.appended = files, dict(targets), appended
-        self._slot = dict(zip(self.targets, range(len(self.targets))))  # content id -> its place, for the ids a pass has read
+        self.files, self.targets, self.appended, self.width = files, dict(targets), appended, width
         self.batch_size, self.shuffle_buffer, self.seed = batch_size, shuffle_buffer, seed
         self.keep_bytes = keep_bytes
         # in shared memory: a DataLoader's persistent workers keep the copy they started with, and saw epoch 0 every epoch
@@ -219,8 +258,7 @@ class EmbeddingBatches(IterableDataset):
             yield from self._kept[1]
             return
         kept: list[tuple[str, np.ndarray, float]] | None = [] if self.keep_bytes else None
-        size, width = 0, None  # width: (content id, length) of the first row read
-        seen = np.zeros(len(self._slot), dtype=bool)  # which labelled items were read: a byte an item
+        size, width = 0, self.width  # width: (content id, length) the pin gave, else of the first row read
         for file in files:  # a dataset per file: a file's metadata is let go once it is read
             # one thread: a threaded scan reads ahead by more than batch_readahead when the consumer is slow (a loaded machine)
             scan = ds.dataset(file, format="parquet", schema=READ_SCHEMA).to_batches(columns=list(READ_COLUMNS), batch_size=READ_ROWS,
@@ -231,10 +269,6 @@ class EmbeddingBatches(IterableDataset):
                         width = row[0], len(row[1])
                     elif len(row[1]) != width[1]:
                         _refuse_lengths(width[0], row[0], width[1], len(row[1]))
-                    if seen[slot := self._slot[row[0]]]:
-                        raise UsageError(f"{row[0]!r} has more than one ok row of the embedding read (rows on two days): the table must "
-                                         "hold one row per item and model version; a refresh drops an item's rows of its older days")
-                    seen[slot] = True
                     if kept is not None:
                         kept.append(row)
                         size += row[1].nbytes
@@ -330,4 +364,4 @@ def batches(snapshot: Snapshot, split: str, batch_size: int = 256, shuffle_buffe
     """The split's stream over the snapshot's files (kept in memory after a pass if it fits in `keep_bytes`)."""
     targets = snapshot.targets(split)
     appended = joined_vectors(snapshot, targets.keys()) if snapshot.joined else None
-    return EmbeddingBatches(snapshot.file_uris(), targets, batch_size, shuffle_buffer, seed, keep_bytes, appended)
+    return EmbeddingBatches(snapshot.file_uris(), targets, batch_size, shuffle_buffer, seed, keep_bytes, appended, snapshot.width)

@@ -47,6 +47,11 @@ def write_days(lakehouse, days: int, per_day: int, first: int = 0, dim: int = 16
     return ids
 
 
+def with_dim(table: pa.Table, dim: int) -> pa.Table:
+    """`table` with every row's dim column saying `dim`, whatever its vectors' length (another writer's rows)."""
+    return table.set_column(table.schema.get_field_index("dim"), "dim", pa.array([dim] * table.num_rows, pa.int32()))
+
+
 def collected(loader) -> pd.DataFrame:
     parts = [pd.DataFrame({"content_id": b["content_id"], "y": b["y"].numpy(), "x0": b["x"][:, 0].numpy()}) for b in loader]
     return pd.concat(parts, ignore_index=True)
@@ -279,36 +284,72 @@ def test_a_pinned_version_whose_files_a_vacuum_removed_is_refused_as_every_reade
     assert sum(len(collected(batches(latest, s))) for s in SPLITS) == 2 * 17 - 1
 
 
-@pytest.mark.parametrize("where", ["one record batch", "another file"])
+@pytest.mark.parametrize("where", ["one record batch", "another file", "another file, its dim as the others'"])
 def test_vectors_of_two_lengths_in_one_model_version_are_refused(tmp_path, where):
     """Another writer's rows of another length: within one record batch, a 6 and a 2 beside 4s were
     reshaped into 4s (each item trained on its neighbour's numbers); in another file, np.stack
-    failed. A head reads one length: a usage error saying which."""
+    failed. A head reads one length: a usage error saying which (when pinned, where the dim column
+    says so)."""
     ids = [f"v{i:02d}" for i in range(8)]
     table = rows(ids, vectors(len(ids), 0, 4)).to_pylist()
     if where == "one record batch":
         table[1]["vector"], table[2]["vector"] = [1.0] * 6, [2.0] * 2
     append(tmp_path, pa.Table.from_pylist(table, schema=EMBEDDINGS.schema))
-    if where == "another file":
-        append(tmp_path, rows(["w00"], vectors(1, 1, 8)))
+    if where != "one record batch":
+        append(tmp_path, with_dim(rows(["w00"], vectors(1, 1, 8)), 4 if "dim" in where else 8))
     labels = pd.DataFrame({"content_id": [*ids, "w00"], "p_positive": 0.5})
-    snapshot = pin_snapshot(str(tmp_path), SIGNAL, "1", labels, fractions=(0.98, 0.01, 0.01))
     with pytest.raises(UsageError, match="lengths"):
+        snapshot = pin_snapshot(str(tmp_path), SIGNAL, "1", labels, fractions=(0.98, 0.01, 0.01))
         for split in SPLITS:
             list(batches(snapshot, split, batch_size=100))
 
 
-def test_an_item_with_two_ok_rows_of_the_model_version_is_refused(tmp_path):
+@pytest.mark.subprocess  # DataLoader workers are processes
+@pytest.mark.parametrize("dim_said", [16, 8])
+def test_vectors_of_two_lengths_in_two_workers_files_are_refused(tmp_path, dim_said):
+    """Found in review: the loader compared lengths within a DataLoader worker's own files, so with a file
+    of 8-float vectors among files of 16 each worker's batches passed, one of them 8 wide. Refused when
+    pinned where the dim column says 8, and where it says 16 by the worker that reads the 8 floats."""
+    ids = write_days(tmp_path, days=2, per_day=20)
+    append(tmp_path, with_dim(rows(["w00"], vectors(1, 1, 8)), dim_said))
+    labels = pd.DataFrame({"content_id": [*ids, "w00"], "p_positive": 0.5})
+    with pytest.raises(UsageError, match=r"two lengths \(16 floats, e.g. 'd00-0000', and 8, e.g. 'w00'\)"):
+        snapshot = pin_snapshot(str(tmp_path), SIGNAL, "1", labels, fractions=(0.98, 0.01, 0.01))
+        assert len(snapshot.file_uris()) == 3  # one worker each: the 8 floats alone in one of them
+        list(DataLoader(batches(snapshot, "train", batch_size=100), batch_size=None, num_workers=3))
+
+
+@pytest.mark.subprocess  # DataLoader workers are processes
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_item_with_two_ok_rows_of_the_model_version_is_refused(tmp_path, workers):
     """An item left with rows on two days (a lakehouse from before backfills dropped the older day's
     row): trained on twice, and held out twice, which failed the evaluation with pandas'
-    InvalidIndexError; a usage error naming it, as the retrieval index refuses it."""
+    InvalidIndexError; a usage error naming it, as the retrieval index refuses it. Found in review:
+    with DataLoader workers each saw its own files, and an item whose two rows two workers read was
+    yielded twice an epoch; it is refused when pinned, whatever the workers. An unlabelled item's
+    two rows are not read, nor a labelled item's error row beside its ok one."""
     ids = write_days(tmp_path, days=2, per_day=20)
-    again = ids[0]
-    append(tmp_path, rows([again], vectors(1, 5, 16), ds="2026-11-09"))
+    again = ids[20]  # the second day's file, read by the second worker; its other row's file, the third, by the first
+    append(tmp_path, pa.concat_tables([rows([again, ids[1]], vectors(2, 5, 16), ds="2026-11-09"), rows([ids[2]], None, ds="2026-11-09")]))
+    labels = pd.DataFrame({"content_id": [c for c in ids if c != ids[1]], "p_positive": 0.5})  # ids[1]'s two rows: not read
+    kept = pin_snapshot(str(tmp_path), SIGNAL, "1", labels[labels["content_id"] != again])
+    assert kept.width == ("d00-0000", 16)
+    with pytest.raises(UsageError, match=f"'{again}' has more than one ok row of {SIGNAL} model version 1"):
+        snapshot = pin_snapshot(str(tmp_path), SIGNAL, "1", labels)
+        assert len(snapshot.file_uris()) == 3 and "ds=2026-11-02" in snapshot.file_uris()[1]
+        collected(DataLoader(batches(snapshot, split_of(again)), batch_size=None, num_workers=workers))
+
+
+def test_an_item_with_two_ok_rows_of_a_joined_embedding_is_refused(tmp_path):
+    """Found in review: a joined embedding's second ok row of an item replaced its first silently
+    (whichever file was read last gave the vector appended); refused when pinned, naming it."""
+    ids = write_days(tmp_path, days=1, per_day=10)
+    append(tmp_path, rows(ids, vectors(10, 7, 4), signal="text_embedding"))
+    append(tmp_path, rows(ids[:1], vectors(1, 8, 4), signal="text_embedding", ds="2026-11-30"))
     labels = pd.DataFrame({"content_id": ids, "p_positive": 0.5})
-    snapshot = pin_snapshot(str(tmp_path), SIGNAL, "1", labels)
-    with pytest.raises(UsageError, match=f"{again}.*more than one ok row"):
-        list(batches(snapshot, split_of(again)))
+    assert pin_snapshot(str(tmp_path), SIGNAL, "1", labels[1:], joined=(("text_embedding", "1"),)).width == (ids[1], 16 + 4)
+    with pytest.raises(UsageError, match=f"'{ids[0]}' has more than one ok row of text_embedding model version 1"):
+        pin_snapshot(str(tmp_path), SIGNAL, "1", labels, joined=(("text_embedding", "1"),))
 
 
 def measure_noting_the_label_maps(lakehouse: str, labels: pd.DataFrame, way: str, conf) -> tuple[dict, list[bool]]:
