@@ -324,6 +324,31 @@ def test_two_registrations_of_the_same_weights_at_once_make_one_version(registry
     assert [(v.version, v.weights_sha256) for v in registry.versions("m")] == [("1", hashlib.sha256(b"weights").hexdigest())]
 
 
+def test_two_first_runs_logged_at_once_share_one_experiment(registry, tmp_path, monkeypatch):
+    """Found in review: two first `train`s (or `compare`s) at once each found no experiment and
+    created it; the second's MLflow "already exists" was a traceback after its head was trained."""
+    from mlflow import MlflowClient
+
+    looked_up = MlflowClient.get_experiment_by_name
+    both_looked, waited = threading.Barrier(2), set()
+
+    def look_up_then_wait_for_the_other(client, name):  # each run finds no experiment before either creates it
+        found = looked_up(client, name)
+        if threading.get_ident() not in waited:
+            waited.add(threading.get_ident())
+            both_looked.wait(timeout=30)
+        return found
+    monkeypatch.setattr(MlflowClient, "get_experiment_by_name", look_up_then_wait_for_the_other)
+    report = tmp_path / "latest.html"
+    report.write_text("<html>a report</html>")
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(lambda i: log_to_mlflow(registry.tracking_uri, report, {"loss": i}, f"train {i}", experiment="e"), range(2)))
+    monkeypatch.setattr(MlflowClient, "get_experiment_by_name", looked_up)
+    experiment = registry.client.get_experiment_by_name("e").experiment_id
+    assert sorted(registry.client.get_run(r).data.metrics["loss"] for r in runs) == [0.0, 1.0]
+    assert {registry.client.get_run(r).info.experiment_id for r in runs} == {experiment}
+
+
 def _ticket(registry: Registry, holder: dict) -> None:
     """A lock ticket as a mover that was killed holding it leaves it."""
     with alias_lock(registry.client):
