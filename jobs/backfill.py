@@ -39,7 +39,7 @@ from jobs.engine import (
 from jobs.videos import commit_keyframes, keyframe_models, keyframes_read_version, without_videos, write_videos
 from lake import delta_io, spark_io
 from lake.ledger import NOTHING_TO_DO, SUCCEEDED
-from rollout.models import CHAMPION, build_signals
+from rollout.models import CHALLENGER, CHAMPION, build_signals, check_still_challengers
 from signals.contracts import KEYFRAMES
 from udfs.columns import in_slice
 
@@ -98,10 +98,13 @@ def run_backfill(
             finish(result)
             return result
         committed = {}
+        # a challenger promoted meanwhile is the champion, whose rows a canary's commit would cut down to its slice
+        before_commit = (lambda: check_still_challengers(settings, signals)) if role == CHALLENGER else (lambda: None)
         videos = write_videos(settings, run, items, signals, placed) if keyframes_version is not None else None
         if keyframes_version is not None:  # first: a run killed after it is re-run whole, and replaces the same slice
             moved = rows_on_other_days(spark, settings.table_root(KEYFRAMES.name), keyframes_version, keyframe_models(signals), window, items, rows_in)
-            keyframes = commit_keyframes(spark, settings, run, videos, signals, window, keyframes_version, moved, corpus_read)
+            keyframes = commit_keyframes(spark, settings, run, videos, signals, window, keyframes_version, moved, corpus_read,
+                                         before_commit)
             if keyframes is not None:
                 committed[KEYFRAMES.name] = keyframes
         for contract, mine in by_output(signals).items():
@@ -115,6 +118,7 @@ def run_backfill(
                 expected_items={name: rows_in + kept.get(name, 0) for name in mine},
                 remove=lambda live, models=models, moved=moved: moved.removes(live) or in_window_slice(models, window, live),
                 read_version=read_versions[contract], written=videos.files[contract.name] if videos else (),
+                before_commit=before_commit,
                 metadata={"window": f"{window.start}..{window.end}", "model_versions": str(models), "role": role,
                           "slice_percent": str(slice_percent), "moved_items": str(moved.dropped_items), **corpus_read},
             )

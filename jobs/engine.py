@@ -192,10 +192,12 @@ def write_and_commit(
     read_version: int,
     metadata: dict[str, str],
     written: Sequence[delta_io.DataFile] = (),
+    before_commit: Callable[[], None] = lambda: None,
 ) -> Committed:
     """Write the sources' rows as files of one table (one Spark action per resource profile),
     check each signal wrote exactly its expected items (with the files `written` for it already,
-    by the video pass), then commit them all with the removals in one transaction."""
+    by the video pass), and `before_commit` (which raises to commit nothing), then commit them all
+    with the removals in one transaction."""
     root = settings.table_root(contract.name)
     with spark_progress(spark.sparkContext, f"{run.job} {contract.name}: {len(expected_items)} signals"):
         files = [*written, *spark_io.write_files(sources, root, contract, f"part-{run.run_id}", file_summaries(settings, run))]
@@ -205,6 +207,7 @@ def write_and_commit(
     wrong = {s: (items[s], n) for s, n in expected_items.items() if items[s] != n}
     if wrong:
         raise RuntimeError(f"{contract.name}: items written differ from items expected (written, expected): {wrong}; nothing committed")
+    before_commit()
     version = delta_io.commit_files(root, contract, files, run.app_id, {"job": run.job, "run_id": run.run_id, **metadata},
                                     remove=remove, read_version=read_version)
     return Committed(version, executor_uses(files), tuple(f.summary for f in files if f.summary is not None))

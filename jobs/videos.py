@@ -14,7 +14,7 @@ expected as the other tables.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -124,11 +124,12 @@ def keyframe_models(signals: dict[str, Signal]) -> dict[str, str]:
 
 
 def commit_keyframes(spark: SparkSession, settings: Settings, run: Run, videos: VideoFiles | None, signals: dict[str, Signal],
-                     window: Window, read_version: int, moved: Rewrite, corpus_read: dict[str, str]) -> Committed | None:
+                     window: Window, read_version: int, moved: Rewrite, corpus_read: dict[str, str],
+                     before_commit: Callable[[], None] = lambda: None) -> Committed | None:
     """Replace the window's slice of the keyframes table with the video pass's keyframes files
     (a row or more for each video item and image signal; none when the window has no video), and
     drop the window's items' keyframes on other days (`moved`), in one commit (its metadata saying
-    which corpus version it read, `corpus_read`); no commit when that changes nothing."""
+    which corpus version it read, `corpus_read`; `before_commit` as write_and_commit's); no commit when that changes nothing."""
     models = keyframe_models(signals)
     if videos is None and not moved.files and not any(
             in_window_slice(models, window, f) for f in delta_io.live_files(settings.table_root(KEYFRAMES.name), read_version)):
@@ -139,4 +140,5 @@ def commit_keyframes(spark: SparkSession, settings: Settings, run: Run, videos: 
         expected_items={name: (videos.items if videos else 0) + kept.get(name, 0) for name in models},
         remove=lambda live: moved.removes(live) or in_window_slice(models, window, live), read_version=read_version, written=videos.files[KEYFRAMES.name] if videos else (),
         metadata={"window": f"{window.start}..{window.end}", "model_versions": str(models), "moved_items": str(moved.dropped_items), **corpus_read},
+        before_commit=before_commit,
     )

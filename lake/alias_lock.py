@@ -1,5 +1,6 @@
 """A lock on the registry's aliases, so that two promotes or rollbacks at once cannot lose each
-other's rollback-stack or history entries.
+other's rollback-stack or history entries; new versions are created under it too (lake.registry's
+`register` searches again holding it), so two registrations of the same weights make one version.
 
 MLflow has no compare-and-set: an alias move reads the registered model's tags (its rollback
 stack, its history), changes them and writes them back, and two moves at once each write back

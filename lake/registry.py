@@ -6,7 +6,8 @@ came from (its `source` tag; MLflow's own source field holds it under our scheme
 server requires), a sha256 of them and the params that identify the model (rollout.models: never
 how it is run), so a row's (`model_name`, `model_version`) always says exactly what computed
 it. Registration is idempotent on (weights hash, params): registering the same weights twice
-reuses the version, changed weights or params make a new one. Weights are read to be hashed only when their
+reuses the version, changed weights or params make a new one; a new version is created under the
+registry's lock (lake/alias_lock.py), so two registrations of the same weights at once make one. Weights are read to be hashed only when their
 listing (location, sizes, modification times) changed since their version was registered.
 
 Aliases (`champion`, `challenger`, ...) are the only thing that moves. The job resolves them
@@ -275,7 +276,8 @@ class Registry:
     # -- versions ---------------------------------------------------------------------------
 
     def register(self, name: str, source: str, params: Mapping[str, Any], description: str = "") -> RegisteredModel:
-        """Idempotent: a version with the same weights hash and params is reused, else a new version is created.
+        """Idempotent: a version with the same weights hash and params is reused, else a new version is created,
+        under the registry's lock after searching again, so that two registrations at once make one version.
 
         The weights are hashed once per version, not on every run: a version records the listing
         fingerprint of the weights it hashed (`weights_stat`: location, sizes, modification
@@ -293,6 +295,24 @@ class Registry:
             if stat is not None and version.tags.get(STAT_TAG) == stat and version.tags.get(PARAMS_TAG) == params_json:
                 return self._entity(version)
         sha = weights_sha256(source) if located else None
+        if (same := self._same_model(name, versions, source, sha, stat, params_json)) is not None:
+            return same
+        with alias_lock(self.client):  # searched again under the lock: two registrations at once made two versions of one model
+            if (same := self._same_model(name, self._versions(name), source, sha, stat, params_json)) is not None:
+                return same
+            tags = {PARAMS_TAG: params_json, SOURCE_TAG: source}
+            if sha is not None:
+                tags[SHA_TAG] = sha
+            if stat is not None:
+                tags[STAT_TAG] = stat
+            created = self.client.create_model_version(name, _mlflow_source(source), tags=tags, description=description or None,
+                                                       await_creation_for=0)
+        return self._entity(created)
+
+    def _same_model(self, name: str, versions: list[ModelVersion], source: str, sha: str | None, stat: str | None,
+                    params_json: str) -> RegisteredModel | None:
+        """The version of `versions` with these weights (`sha`; a hub tag's `source` where there is none) and params, its
+        fingerprint set to `stat` so they are not hashed again next time; None where there is none."""
         for version in versions:
             tags = version.tags
             same_weights = tags.get(SHA_TAG) == sha if sha is not None else (SHA_TAG not in tags and _source(version) == source)
@@ -300,14 +320,7 @@ class Registry:
                 if stat is not None:  # moved or touched: not hashed again next time
                     self.client.set_model_version_tag(name, version.version, STAT_TAG, stat)
                 return self._entity(version)
-        tags = {PARAMS_TAG: params_json, SOURCE_TAG: source}
-        if sha is not None:
-            tags[SHA_TAG] = sha
-        if stat is not None:
-            tags[STAT_TAG] = stat
-        created = self.client.create_model_version(name, _mlflow_source(source), tags=tags, description=description or None,
-                                                   await_creation_for=0)
-        return self._entity(created)
+        return None
 
     def register_first_use(self, name: str, source: str, params: Mapping[str, Any],
                            description: str = "", alias: str = CHAMPION) -> RegisteredModel:

@@ -514,10 +514,11 @@ def log_to_mlflow(tracking_uri: str, report: Path | None, metrics: Mapping[str, 
                   params: Mapping[str, str] | None = None, artifacts: Sequence[Path] = ()) -> str:
     """An MLflow run in `experiment` (default `content-signals-compare`) with the metrics and the HTML report
     as an artifact (and `params`, other `artifacts`: a training run's lineage and model); returns
-    its run id. The experiment, when new, keeps its artifacts at
+    its run id. The experiment, when new (made by whichever of two first runs at once comes first), keeps its artifacts at
     `artifact_location`, else (a local sqlite store) in an `mlartifacts` folder beside the
     database (not ./mlruns under the working directory), else where the tracking server says."""
     from mlflow.entities import Metric, Param
+    from mlflow.exceptions import MlflowException
 
     from lake.registry import mlflow_client, sqlite_path  # imports mlflow with its telemetry off
 
@@ -526,7 +527,12 @@ def log_to_mlflow(tracking_uri: str, report: Path | None, metrics: Mapping[str, 
     if found is None:
         db = sqlite_path(tracking_uri)
         location = artifact_location or ((db.resolve().parent / "mlartifacts").as_uri() if db is not None else None)
-        experiment_id = client.create_experiment(experiment, artifact_location=location)
+        try:
+            experiment_id = client.create_experiment(experiment, artifact_location=location)
+        except MlflowException as e:  # created meanwhile by another first run (two first trains at once)
+            if e.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            experiment_id = client.get_experiment_by_name(experiment).experiment_id
     else:
         experiment_id = found.experiment_id
     run = client.create_run(experiment_id, run_name=run_name)

@@ -23,7 +23,7 @@ from dataclasses import replace
 from typing import Any
 
 from conf.settings import Settings, UsageError
-from lake.registry import CHALLENGER, CHAMPION, RegisteredModel, Registry, challenger_is_champion, registry_exists
+from lake.registry import CHALLENGER, CHAMPION, AliasMoved, RegisteredModel, Registry, challenger_is_champion, registry_exists
 from signals.base import ModelRef, Signal, SignalConfig
 from signals.catalog import build_signal, signal_class
 from signals.weights import driver_path
@@ -139,6 +139,18 @@ def resolve_versions(settings: Settings, signals: dict[str, Signal], role: str =
         same = f" other than its champion ({'; '.join(champions)})" if champions else ""
         raise UsageError(f"no enabled signal has a {role!r} version{same} in the registry; register one first")
     return resolved
+
+
+def check_still_challengers(settings: Settings, signals: Mapping[str, Signal]) -> None:
+    """AliasMoved where a challenger run's version became its signal's champion while it ran (a promote
+    meanwhile), checked before each of its commits: its canary would cut the new champion's rows of the
+    window down to its slice, as `resolve_versions` refuses at the start of a run."""
+    registry = registry_for(settings)
+    promoted = [f"{name} version {s.config.model.version}" for name, s in signals.items()
+                if challenger_is_champion({**registry.aliases(name), CHALLENGER: s.config.model.version}, settings.signals[name].model.version)]
+    if promoted:
+        raise AliasMoved(f"{', '.join(promoted)} became the champion while this challenger run computed it (a promote meanwhile): "
+                         "this commit and the run's later ones were not made, so the champion's rows stay whole")
 
 
 def configured_signal(settings: Settings, name: str, params: Mapping[str, Any] | None = None) -> Signal:

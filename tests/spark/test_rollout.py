@@ -12,9 +12,11 @@ from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
 from conf.settings import UsageError
+from jobs import backfill
 from jobs.backfill import run_backfill
 from lake import delta_io
 from lake.lakehouse import Lakehouse
+from lake.registry import AliasMoved
 from rollout.compare import compare_in_lakehouse
 from rollout.models import CHALLENGER, build_signals, registry_for
 from signals.embedders.efficientnet import default_weights_path
@@ -117,6 +119,25 @@ def test_promote_then_rollback_switch_what_consumers_read_without_recomputing(sp
     assert DeltaTable(settings.table_root("embeddings")).version() == version  # nothing recomputed
     jobs = [r["job"] for r in DeltaTable(settings.table_root("runs")).to_pyarrow_table().to_pylist()]
     assert jobs.count("promote") == 1 and jobs.count("rollback") == 1
+
+
+def test_a_canary_whose_version_is_promoted_while_it_runs_leaves_the_champions_rows_whole(spark, with_challenger, monkeypatch):
+    """Found in review: a promote landing while a canary of the promoted version ran (judged on a
+    shadow run's rows of every item) had the canary's commit cut the new champion's rows down to its slice."""
+    settings, registry, v2, *_ = with_challenger
+    run_backfill(spark, settings, role=CHALLENGER)  # a shadow run: version 2 has a row of every item, as version 1
+    every_item = _rows(settings, "1")["content_id"].to_pylist()
+    assert _rows(settings, v2)["content_id"].to_pylist() == every_item
+    compute_and_commit = backfill.write_and_commit
+
+    def promoted_meanwhile(*args, **kwargs):
+        registry.promote("image_embedding", v2, expected="1")
+        return compute_and_commit(*args, **kwargs)
+    monkeypatch.setattr(backfill, "write_and_commit", promoted_meanwhile)
+    with pytest.raises(AliasMoved, match="image_embedding version 2 became the champion"):
+        run_backfill(spark, settings, role=CHALLENGER, slice_percent=30)
+    assert set(Lakehouse(settings.lakehouse_root, settings.registry_uri).champion("embeddings")["model_version"].to_pylist()) == {v2}
+    assert _rows(settings, v2)["content_id"].to_pylist() == every_item
 
 
 def test_weights_overwritten_after_registration_fail_the_job(spark, fresh_lakehouse, tmp_path):

@@ -303,6 +303,52 @@ def test_two_first_uses_at_once_agree_on_one_champion(registry, tmp_path):
     assert len(registry.history("m")) == 1  # the second first use moved nothing
 
 
+def test_two_registrations_of_the_same_weights_at_once_make_one_version(registry, tmp_path):
+    """Found in review: two `register`s (or `train`s, or first runs) of the same weights, each having
+    searched the versions before either created one, made two versions of one model."""
+    source = weights_file(tmp_path, "w.pt", b"weights")
+    searched = registry._versions
+    both_searched, waited = threading.Barrier(2), set()
+
+    def search_then_wait_for_the_other(name):  # each registration's first search sees no version before either creates one
+        found = searched(name)
+        if threading.get_ident() not in waited:
+            waited.add(threading.get_ident())
+            both_searched.wait(timeout=30)
+        return found
+    registry._versions = search_then_wait_for_the_other
+    with ThreadPoolExecutor(2) as pool:
+        made = list(pool.map(lambda _: registry.register("m", source, {"size": 1}).version, range(2)))
+    registry._versions = searched
+    assert made == ["1", "1"]
+    assert [(v.version, v.weights_sha256) for v in registry.versions("m")] == [("1", hashlib.sha256(b"weights").hexdigest())]
+
+
+def test_two_first_runs_logged_at_once_share_one_experiment(registry, tmp_path, monkeypatch):
+    """Found in review: two first `train`s (or `compare`s) at once each found no experiment and
+    created it; the second's MLflow "already exists" was a traceback after its head was trained."""
+    from mlflow import MlflowClient
+
+    looked_up = MlflowClient.get_experiment_by_name
+    both_looked, waited = threading.Barrier(2), set()
+
+    def look_up_then_wait_for_the_other(client, name):  # each run finds no experiment before either creates it
+        found = looked_up(client, name)
+        if threading.get_ident() not in waited:
+            waited.add(threading.get_ident())
+            both_looked.wait(timeout=30)
+        return found
+    monkeypatch.setattr(MlflowClient, "get_experiment_by_name", look_up_then_wait_for_the_other)
+    report = tmp_path / "latest.html"
+    report.write_text("<html>a report</html>")
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(lambda i: log_to_mlflow(registry.tracking_uri, report, {"loss": i}, f"train {i}", experiment="e"), range(2)))
+    monkeypatch.setattr(MlflowClient, "get_experiment_by_name", looked_up)
+    experiment = registry.client.get_experiment_by_name("e").experiment_id
+    assert sorted(registry.client.get_run(r).data.metrics["loss"] for r in runs) == [0.0, 1.0]
+    assert {registry.client.get_run(r).info.experiment_id for r in runs} == {experiment}
+
+
 def _ticket(registry: Registry, holder: dict) -> None:
     """A lock ticket as a mover that was killed holding it leaves it."""
     with alias_lock(registry.client):
