@@ -79,10 +79,10 @@ def domain_auc(reference: np.ndarray, current: np.ndarray, seed: int = 0) -> flo
     """Cross-validated ROC-AUC of a classifier telling current vectors from reference ones (rows
     are vectors, standardised): per fold, the first Newton step of a logistic regression (L2
     penalty 1/AUC_C, as sklearn's C) from its intercept-only fit, scoring only vectors it was not
-    fitted on. A closed form, one n x n solve in the dual, because the iterative fits it replaces
-    were most of a monitor's seconds (docs/history.md, forty-first session); BLAS runs on one
-    thread, since beside Spark's busy cores threads made such products several times slower."""
-    from scipy.linalg import solve
+    fitted on. A closed form, one solve per fold in the smaller of the n x n (dual) and d x d
+    (primal) systems, because the iterative fits it replaces were most of a monitor's seconds
+    (docs/history.md, forty-first session); BLAS runs on one thread, since beside Spark's busy
+    cores threads made such products several times slower."""
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold
     from threadpoolctl import threadpool_limits
@@ -95,14 +95,49 @@ def domain_auc(reference: np.ndarray, current: np.ndarray, seed: int = 0) -> flo
     x = (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), 1e-12)  # unit-free: no dimension dominates
     scores = np.empty(len(y))
     with threadpool_limits(1):
-        gram = x @ x.T
+        step = _DualStep(x) if x.shape[1] > len(x) else _PrimalStep(x)
         for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
             rate = y[train].mean()
             weight = rate * (1 - rate)  # the logistic loss's curvature at the intercept-only fit
-            inner = gram[np.ix_(train, train)]
-            means = inner.mean(axis=1)  # the vectors centred on the fold's mean, in the dual
-            centred = inner - means[:, None] - means[None, :] + means.mean()
-            dual = solve(centred + np.eye(len(train)) / (AUC_C * weight), (y[train] - rate) / weight, assume_a="pos")
-            cross = gram[np.ix_(test, train)]
-            scores[test] = math.log(rate / (1 - rate)) + (cross - cross.mean(axis=1)[:, None] - means[None, :] + means.mean()) @ dual
+            scores[test] = math.log(rate / (1 - rate)) + step.scores(train, test, (y[train] - rate) / weight, 1 / (AUC_C * weight))
     return float(roc_auc_score(y, scores))
+
+
+class _DualStep:
+    """The ridge solve of a Newton step on the vectors' n x n Gram matrix (wide vectors)."""
+
+    def __init__(self, x: np.ndarray) -> None:
+        self.gram = x @ x.T
+
+    def scores(self, train: np.ndarray, test: np.ndarray, target: np.ndarray, ridge: float) -> np.ndarray:
+        """The `test` rows' scores (less the intercept) of the ridge fit of `target` on the `train`
+        rows, each centred on the train rows' mean."""
+        inner = self.gram[np.ix_(train, train)]
+        means = inner.mean(axis=1)
+        centred = inner - means[:, None] - means[None, :] + means.mean()
+        dual = _ridge_solve(centred, ridge, target)
+        cross = self.gram[np.ix_(test, train)]
+        return (cross - cross.mean(axis=1)[:, None] - means[None, :] + means.mean()) @ dual
+
+
+class _PrimalStep:
+    """The same solve on the d x d scatter matrix (narrow vectors, more of them than dimensions)."""
+
+    def __init__(self, x: np.ndarray) -> None:
+        self.x, self.scatter = x, x.T @ x
+
+    def scores(self, train: np.ndarray, test: np.ndarray, target: np.ndarray, ridge: float) -> np.ndarray:
+        """As _DualStep.scores."""
+        mean = self.x[train].mean(axis=0)
+        held = self.x[test]
+        centred = self.scatter - held.T @ held - len(train) * np.outer(mean, mean)  # the train rows', centred
+        weights = _ridge_solve(centred, ridge, self.x[train].T @ target)  # the target sums to 0: no centring needed
+        return (held - mean) @ weights
+
+
+def _ridge_solve(matrix: np.ndarray, ridge: float, b: np.ndarray) -> np.ndarray:
+    """(matrix + ridge I)^-1 b for a symmetric positive semi-definite `matrix` (overwritten), by Cholesky."""
+    from scipy.linalg import cho_factor, cho_solve
+
+    matrix[np.diag_indices_from(matrix)] += ridge
+    return cho_solve(cho_factor(matrix, overwrite_a=True, check_finite=False), b, check_finite=False)
