@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable
@@ -21,7 +22,7 @@ from pyspark.sql import SparkSession
 from conf.settings import Settings, UsageError
 from lake import delta_io
 from monitoring.attribution import CORPUS, attribute
-from monitoring.file_summary import KEYS
+from monitoring.file_summary import KEYS, column_arrays
 from monitoring.reference import Reference, choose_rows, merge, reference_days
 from monitoring.rules import DRIFT_RULES, Verdict, judge
 from monitoring.stats import compute_stats, require_columns
@@ -80,6 +81,20 @@ def read_stats(settings: Settings, filters: pa.compute.Expression | None = None,
                          f"type: {', '.join(wrong)}). Move it aside; `content-signals monitor --run-id <run>` computes a run's "
                          "statistics again from the signal tables")
     return delta_io.read_arrow(root, filters=filters, columns=columns or None)
+
+
+def stats_rows(table: pa.Table) -> list[dict]:
+    """Statistics rows as dicts, each `sample` a float32 matrix of its vectors (None where null):
+    from the column's one buffer, not a Python float apiece (tens of thousands a row)."""
+    if "sample" not in table.column_names:
+        return table.to_pylist()
+    rows = table.drop_columns(["sample"]).to_pylist()
+    samples = table.column("sample").combine_chunks()
+    vectors = column_arrays(samples.flatten())
+    offsets = samples.offsets.to_numpy() - samples.offsets[0].as_py()
+    for row, null, start, end in zip(rows, samples.is_null().to_pylist(), offsets[:-1], offsets[1:], strict=True):
+        row["sample"] = None if null else np.asarray(vectors[start:end], np.float32) if end > start else np.zeros((0, 0), np.float32)
+    return rows
 
 
 def stats_of_run(spark: SparkSession, settings: Settings, run_id: str, recompute: bool = False) -> pa.Table:
@@ -165,7 +180,8 @@ def monitor_run(spark: SparkSession, settings: Settings, run_id: str, days: Sequ
     (not applied to challenger runs, which may compute a slice)."""
     conf = settings.monitor
     stats = stats_of_run(spark, settings, run_id, recompute)
-    rows = [r for r in stats.to_pylist() if days is None or r["ds"] in days]
+    kept = stats_rows(stats)
+    rows = [r for r in kept if days is None or r["ds"] in days]
     if not rows:
         raise UsageError(f"run {run_id} wrote no signal rows{' of ' + ', '.join(days) if days else ''}: nothing to monitor")
     index = read_stats(settings, columns=CHOICE_COLUMNS).to_pylist()
@@ -176,19 +192,15 @@ def monitor_run(spark: SparkSession, settings: Settings, run_id: str, days: Sequ
     challenger = any((r["job"] or "").endswith("challenger") for r in rows)
     counted = corpus_items(sorted({r["ds"] for r in rows})) if corpus_items and not challenger else {}
     in_tables = table_items(settings, [r for r in rows if r["ds"] in counted]) if counted else {}
-    judged = []
+    plans = []
     for row in sorted(rows, key=lambda r: (r["signal"], r["ds"])):
         mine = [r for r in index if r["signal"] == row["signal"]]
         window = reference_days([r["ds"] for r in mine], row["ds"], conf)
-        chosen = choose_rows([r for r in mine if r["ds"] in window], row["model_version"], (run_id, row["ds"]))
-        reference = None
-        if chosen:
-            wanted = pc.field("signal") == row["signal"]
-            full = read_stats(settings, wanted & pc.field("run_id").isin([r["run_id"] for r in chosen])
-                              & pc.field("ds").isin([r["ds"] for r in chosen])).to_pylist()
-            keys = {(r["run_id"], r["ds"], r["model_version"]) for r in chosen}
-            reference = merge([r for r in sorted(full, key=lambda r: r["ds"]) if (r["run_id"], r["ds"], r["model_version"]) in keys],
-                              conf.max_reference_sample, conf.seed)
+        plans.append((row, choose_rows([r for r in mine if r["ds"] in window], row["model_version"], (run_id, row["ds"]))))
+    references = _reference_rows(settings, kept, [r for _, chosen in plans for r in chosen])
+    judged = []
+    for row, chosen in plans:
+        reference = merge([references[_key(r)] for r in chosen], conf.max_reference_sample, conf.seed) if chosen else None
         attribution = attribute(settings.table_root(SIGNAL_TABLES[row["kind"]].name), row["kind"], row["signal"], reference.versions,
                                 row["model_version"], [*reference.days, row["ds"]], conf) if reference else None
         completeness = None
@@ -201,6 +213,24 @@ def monitor_run(spark: SparkSession, settings: Settings, run_id: str, days: Sequ
         judged.append(Judged(row["signal"], row["model_version"], row["ds"], reference.describe() if reference else "none", verdicts,
                              row["kind"], reference))
     return MonitorResult(run_id, judged, _keep_verdicts(settings, run_id, judged))
+
+
+def _key(row: dict) -> tuple[str, str, str, str]:
+    return row["signal"], row["model_version"], row["ds"], row["run_id"]  # SIGNAL_STATS.key
+
+
+def _reference_rows(settings: Settings, kept: Sequence[dict], chosen: Sequence[dict]) -> dict[tuple[str, str, str, str], dict]:
+    """The whole statistics rows of the `chosen` index rows, by key: the monitored run's from its
+    rows at hand (`kept`), every other run's in one read, not one read per judged day (a day's
+    reference is most of the next day's)."""
+    found = {_key(r): r for r in kept}
+    missing = {_key(r) for r in chosen} - found.keys()
+    if missing:
+        signals, versions, days, runs = (sorted({k[i] for k in missing}) for i in range(4))
+        read = read_stats(settings, pc.field("signal").isin(signals) & pc.field("model_version").isin(versions)
+                          & pc.field("ds").isin(days) & pc.field("run_id").isin(runs))
+        found |= {_key(r): r for r in stats_rows(read) if _key(r) in missing}
+    return found
 
 
 def _keep_verdicts(settings: Settings, run_id: str, judged: Sequence[Judged]) -> int:

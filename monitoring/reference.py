@@ -78,7 +78,7 @@ def merge(rows: Sequence[dict], max_sample: int, seed: int) -> Reference:
             histogram = np.asarray(m["histogram"], np.int64)
             labels[m["label"]] = LabelReference(histogram, m["decided"], m["positives"], m["rows"]) if before is None else LabelReference(
                 before.histogram + histogram, before.decided + m["decided"], before.positives + m["positives"], before.rows + m["rows"])
-    vectors = [v for row in rows for v in (row.get("sample") or [])]
+    vectors = [v for row in rows if row.get("sample") is not None for v in row["sample"]]
     dims = {len(v) for v in vectors}
     if len(dims) > 1:  # two model versions of different widths in one window: the latest days' width
         width = len(vectors[-1])

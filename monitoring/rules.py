@@ -148,6 +148,6 @@ def judge(stats: dict, reference: Reference | None, settings: MonitorSettings, c
                                                      f"({reference.describe()}), fewer than monitor.min_reference_days "
                                                      f"{settings.min_reference_days}: drift not judged")]
     if stats["kind"] == "embedding":
-        sample = np.asarray(stats.get("sample") or [], np.float32)
+        sample = np.asarray([] if stats.get("sample") is None else stats["sample"], np.float32)
         return [*verdicts, embedding_rule(sample.reshape(len(sample), -1), reference, settings, cause)]
     return [*verdicts, *label_rules(stats, reference, settings, cause)]

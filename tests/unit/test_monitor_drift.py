@@ -55,3 +55,33 @@ def test_the_domain_classifier_cannot_tell_one_distribution_from_itself_and_tell
     assert domain_auc(reference, same) < 0.7
     assert domain_auc(reference, shifted) > 0.95
     assert math.isnan(domain_auc(reference, shifted[:1]))
+
+
+def _newton_step_auc(reference: np.ndarray, current: np.ndarray, seed: int) -> float:
+    """The same classifier by its definition, in the primal: per fold, one Newton step of the
+    penalised logistic loss (penalty |w|^2 / (2 C) on the weights, not the intercept) from its
+    intercept-only minimum, solved as the full (d + 1) x (d + 1) system."""
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+
+    x = np.vstack([reference, current]).astype(np.float64)
+    y = np.r_[np.zeros(len(reference)), np.ones(len(current))]
+    x = np.c_[(x - x.mean(axis=0)) / x.std(axis=0), np.ones(len(x))]  # the last column: the intercept
+    scores = np.empty(len(y))
+    for train, test in StratifiedKFold(5, shuffle=True, random_state=seed).split(x, y):
+        rate = y[train].mean()
+        start = np.r_[np.zeros(x.shape[1] - 1), math.log(rate / (1 - rate))]
+        probability = 1 / (1 + np.exp(-x[train] @ start))
+        penalty = np.diag(np.r_[np.full(x.shape[1] - 1, 1 / 0.1), 0.0])
+        hessian = x[train].T @ (x[train] * (probability * (1 - probability))[:, None]) + penalty
+        gradient = x[train].T @ (probability - y[train]) + penalty @ start
+        scores[test] = x[test] @ (start - np.linalg.solve(hessian, gradient))
+    return float(roc_auc_score(y, scores))
+
+
+@pytest.mark.parametrize("width", [24, 300])
+def test_the_domain_classifier_is_a_logistic_regressions_first_newton_step(width: int) -> None:
+    rng = np.random.default_rng(4)
+    reference = rng.normal(size=(160, width))
+    current = rng.normal(size=(40, width)) + np.r_[0.3, np.zeros(width - 1)]  # one dimension moved
+    assert domain_auc(reference, current, seed=2) == pytest.approx(_newton_step_auc(reference, current, 2), abs=1e-9)

@@ -212,3 +212,38 @@ def test_a_runs_statistics_are_read_from_a_stats_table_delta_rs_rewrote(tmp_path
     table.delete("run_id = 'c'")
     read = read_stats(settings, pc.field("run_id") == "a", columns=["run_id", "model_version", "items"]).to_pylist()
     assert sorted(read, key=lambda r: r["model_version"]) == [{"run_id": "a", "model_version": v, "items": 50} for v in ("1", "2")]
+
+
+def test_a_multi_day_run_is_judged_with_the_statistics_read_once_not_once_per_day(tmp_path, monkeypatch) -> None:
+    """A backfill of 5 days after another run's 2: each day's drift is what its reference, merged
+    from the rows as written, gives, while `signal_stats` is read three times however many days
+    (the run's rows, the index, the other run's rows), not once more per judged day."""
+    from embedding_tables import append, random_vectors, rows
+    from test_monitor_rules import embedding_stats
+
+    from monitoring.reference import merge
+    from monitoring.rules import judge
+
+    settings = _settings(tmp_path)
+    days = [f"2026-11-0{d}" for d in range(1, 8)]
+    written = []
+    for i, day in enumerate(days):
+        run = "older" if i < 2 else "backfill"
+        vectors = random_vectors(40, i) + (0.8 if i == 6 else 0.0)  # the last day moved
+        written.append(embedding_stats(vectors, ds=day, run_id=run))
+        table = rows([f"{day}-{n}" for n in range(40)], vectors, ds=day)
+        append(tmp_path, table.set_column(table.schema.get_field_index("run_id"), "run_id", pa.array([run] * 40)))
+    _keep(settings, written)
+    reads: list[str] = []
+    read_arrow = delta_io.read_arrow
+    monkeypatch.setattr(delta_io, "read_arrow", lambda root, *a, **k: reads.append(root) or read_arrow(root, *a, **k))
+
+    result = monitor_run(None, settings, "backfill")
+
+    assert sum(root.endswith(SIGNAL_STATS.name) for root in reads) == 3
+    expected = {}
+    for i, day in enumerate(days[2:], start=2):
+        reference = merge(written[max(0, i - 7):i], settings.monitor.max_reference_sample, settings.monitor.seed)
+        expected[day] = [(v.rule, v.fired, v.value) for v in judge(written[i], reference, settings.monitor)]
+    assert {j.ds: [(v.rule, v.fired, v.value) for v in j.verdicts] for j in result.judged} == expected
+    assert [j.ds for j, v in result.fired if v.rule == "embedding_drift"] == [days[-1]]
