@@ -5,9 +5,9 @@
 Exact copies share the sha256 of their bytes (an image by URI: of the bytes fetched, as the
 signals fetch them). Near copies are found without comparing all pairs: items are bucketed by
 LSH bands of two fingerprints, the image's 64-bit pHash and the first 64 bits of a longer SimHash
-of its embedding (from the embeddings table), and only items sharing a bucket whose hashes (the
-whole SimHash) are within reach of a rule (`candidate_pairs`) are compared (docs/design.md, the
-LSH scheme). A pair is an edge when the bytes are equal, or the pHashes are at most
+of its embedding (from the embeddings table: the row of its input as it is now), and only items
+sharing a bucket whose hashes (the whole SimHash) are within reach of a rule (`candidate_pairs`)
+are compared (docs/design.md, the LSH scheme). A pair is an edge when the bytes are equal, or the pHashes are at most
 `max_hamming` bits apart, or at most `confirm_hamming` apart with embeddings at cosine
 `confirm_cosine` or more, or the embeddings alone reach `min_cosine`. A flat image (no structure
 the pHash sees: one colour, stripes, a gradient) gets no pHash edge: all flat images share one
@@ -49,11 +49,12 @@ from jobs.engine import CORPUS_VERSION, Run, RunResult, Tracked, already_committ
 from jobs.progress import spark_progress
 from lake import delta_io, ledger, spark_io
 from lake.ledger import SUCCEEDED
-from rollout.models import champion_version
+from rollout.models import champion_version, configured_signal
 from signals.base import ModelRef
 from signals.contracts import DUPLICATES, EMBEDDINGS, KEYFRAMES, STATUS_ERROR, STATUS_OK
 from signals.labels.perceptual_hash import band_probes
 from signals.video.rows import NO_KEYFRAME
+from udfs.columns import input_hash_column
 from udfs.fingerprints import phash_column, simhash_column
 
 JOB = "dedup"
@@ -85,20 +86,22 @@ def keyframe_hashes(spark: SparkSession, settings: Settings) -> DataFrame:
 
 def fingerprints(spark: SparkSession, settings: Settings, corpus_rows: DataFrame) -> DataFrame:
     """Per item of `corpus_rows` (as `CorpusSource.read` gives them, one row per id kept): exact
-    hash, pHash and flatness (or the decode error), and the embedding if any; a video item's hash
+    hash, pHash and flatness (or the decode error), and the embedding of its input as it is now
+    (its stored row's `input_hash`; of a day's if several) if any; a video item's hash
     is that of its video bytes, its `keyframe_phashes` its keyframes' (its `phash` the longest
     span's), its error that of its video."""
     corpus = one_row_per_id(corpus_rows)
     signal = settings.dedup.embedding_signal
-    vectors = (
+    vectors = (  # of the item's input as it is now (an image changed since describes another picture), one of a re-ingested item's days
         spark_io.read_spark(spark, settings.table_root(EMBEDDINGS.name))
         .filter((F.col("signal") == signal) & (F.col("model_version") == champion_version(settings, signal)))
         .filter(F.col("status") == STATUS_OK)
-        .select("content_id", "vector")
+        .groupBy("content_id", "input_hash").agg(F.max(F.struct("ds", "vector"))["vector"].alias("vector"))
     )
     video = F.col("video").isNotNull()
     hashed = corpus.select(  # one read of the corpus: a video item's image fingerprint is a null input's error, replaced below
         "content_id", "ds", "created_at", video.alias("is_video"), F.sha2(F.coalesce("video", "image"), 256).alias("inline_hash"),
+        input_hash_column(configured_signal(settings, signal), video=True).alias("input_hash"),
         phash_column(F.when(~video, F.col("image")), F.when(~video, F.col("image_uri")), settings.decode.limits, settings.fetch.policy).alias("p"))
     is_video = F.col("is_video")
     unseen = f"no keyframe rows of {signal} {champion_version(settings, signal)} for this video: run a backfill"
@@ -107,7 +110,7 @@ def fingerprints(spark: SparkSession, settings: Settings, corpus_rows: DataFrame
              .otherwise(F.col("p.error")))
     vector = F.when(error.isNull(), F.col("vector"))  # an item whose input fails now (taken down) is not matched by its old embedding
     return (
-        hashed.join(keyframe_hashes(spark, settings), "content_id", "left").join(vectors, "content_id", "left")
+        hashed.join(keyframe_hashes(spark, settings), "content_id", "left").join(vectors, ["content_id", "input_hash"], "left")
         .select("content_id", "ds", "created_at", F.when(exact_hash != EMPTY_SHA256, exact_hash).alias("exact_hash"),
                 F.when(is_video, F.col("video_phash")).otherwise(F.col("p.phash")).alias("phash"),
                 F.when(is_video, F.col("video_phash").isNull()).otherwise(F.col("p.flat")).alias("flat"),

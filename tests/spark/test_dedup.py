@@ -8,7 +8,7 @@ from collections import defaultdict
 import numpy as np
 import pyarrow as pa
 import pytest
-from conftest import copy_lakehouse, edit_corpus, settings_for
+from conftest import copy_lakehouse, edit_corpus, jpeg_bytes, settings_for
 from deltalake import DeltaTable, write_deltalake
 
 from jobs.dedup import connected_components, edges, fingerprints, run_dedup
@@ -314,3 +314,29 @@ def test_embedding_copies_are_candidates_whatever_the_phash_rules_bands(spark):
         "*", "cast(null as array<bigint>) as keyframe_phashes")
     candidates = {(r.a, r.b) for r in candidate_pairs(items, rules).collect()}
     assert {(f"a-{i:02d}", f"b-{i:02d}") for i in range(40)} <= candidates
+
+
+def test_an_items_embedding_is_that_of_its_input_as_it_is_now_and_one_row_per_item(spark, tmp_path):
+    """An item whose image changed since its embedding was computed (no refresh yet) was matched by
+    the old picture's vector, and an item ingested again on a later day (its embedding rows in both
+    days' partitions until a refresh moves them) had two fingerprint rows, which failed the run
+    (N items written for M). Only rows of the item's current input count, one of them."""
+    import datetime as dt
+
+    from lake.corpus import CANONICAL
+    from signals.contracts import EMBEDDINGS
+    from signals.hashing import image_input_hash
+
+    settings = settings_for(tmp_path / "lakehouse", "signals.image_embedding.model.version=1")
+    images = {"kept": jpeg_bytes(1), "changed": jpeg_bytes(2), "again": jpeg_bytes(3)}
+    day = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+    corpus = spark.createDataFrame([(c, image, None, "t", None, day, day, "2026-01-02", None) for c, image in images.items()],
+                                   ", ".join(f"{name} {kind}" for name, kind in CANONICAL))
+    kept, again = (v / np.linalg.norm(v) for v in np.random.default_rng(0).standard_normal((2, 16)).astype(np.float32))
+    stored = [("kept", kept, images["kept"], "2026-01-02"), ("changed", kept, jpeg_bytes(4), "2026-01-01"),  # its picture was kept's copy
+              ("again", again, images["again"], "2026-01-01"), ("again", again, images["again"], "2026-01-02")]
+    rows = [{"content_id": c, "signal": settings.dedup.embedding_signal, "model_name": "m", "model_version": "1", "input_hash": image_input_hash(image),
+             "vector": v.tolist(), "dim": len(v), "status": "ok", "error": None, "run_id": "r", "computed_at": day, "ds": ds} for c, v, image, ds in stored]
+    write_deltalake(settings.table_root("embeddings"), pa.Table.from_pylist(rows, EMBEDDINGS.schema), partition_by=list(EMBEDDINGS.partition_by))
+    found = sorted((r.content_id, r.vector) for r in fingerprints(spark, settings, corpus).collect())
+    assert found == [("again", again.tolist()), ("changed", None), ("kept", kept.tolist())]
