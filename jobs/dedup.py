@@ -15,8 +15,9 @@ meaningless pHash (signals.labels.perceptual_hash), so they are duplicates only 
 their embeddings. Groups are the connected
 components of the edges (labels hooked onto their smallest neighbour, pointer jumping, links
 contracted: about log2(n) rounds for n copies, whatever the order of their ids).
-A bucket pairs the items of each hash with one of them and compares only those (equal hashes
-say nothing more); one of more than `max_bucket` distinct hashes is skipped.
+The items of each hash are paired with one of them, however crowded its buckets, and a bucket
+compares only those (equal hashes say nothing more); one of more than `max_bucket` distinct
+hashes is skipped.
 
 A video item is fingerprinted like an image, across formats: the sha256 of its video bytes, the
 pHashes of its keyframes (as the video pass stored them in the keyframes table: no video is
@@ -141,26 +142,28 @@ def _candidates(items: DataFrame, hashes_column: str, bands: int, within: Callab
     distance over all their words; the sides are `a` and `b`) keeps: the bucket join's chance
     meetings are dropped on a few longs, before any pair is compared.
 
-    A bucket is never joined with itself whole: each hash's smallest id is paired with the other
-    items of its hash (equal hashes are within every reach, and their pairs would say nothing
-    more) and with the other hashes' smallest ids, so a bucket costs its distinct hashes times its
-    items, not its items squared (a picture copied thousands of times fills every bucket of its
-    hashes). The pictures and the videos of a hash have a smallest id each: a video keeps only its
-    best edge to a picture (`one_picture_per_video`), so a picture cannot stand for the videos of
-    its hash, whose edges to each other all count. A bucket of more than `max_bucket` distinct
-    hashes (of pictures, and of videos, apart) is skipped."""
+    A bucket is never joined with itself whole: each item is paired with its hash's smallest id
+    (equal hashes are within every reach, and their pairs would say nothing more), once and
+    whatever the crowd of its buckets, and in each bucket the hashes' smallest ids are paired with
+    each other, so a bucket costs its distinct hashes squared, not its items squared (a picture
+    copied thousands of times fills every bucket of its hashes). The pictures and the videos of a
+    hash have a smallest id each: a video keeps only its best edge to a picture
+    (`one_picture_per_video`), so a picture cannot stand for the videos of its hash, whose edges to
+    each other all count. A bucket of more than `max_bucket` distinct hashes (of pictures, and of
+    videos, apart) is skipped: its hashes' items are still paired with the first of their own."""
     video = F.col("keyframe_phashes").isNotNull().alias("video")
     keyed = items.select("content_id", "edge_phashes", video, F.explode(hashes_column).alias("hash")).select(
-        "content_id", "edge_phashes", "video", "hash", F.explode(_band_keys(F.col("hash")[0], bands)).alias("bucket")).distinct()
+        "content_id", "edge_phashes", "video", "hash", F.posexplode(_band_keys(F.col("hash")[0], bands)).alias("probe", "bucket")).distinct()
     bucket = Window.partitionBy("bucket")  # one shuffle and one sort for both windows: (bucket, hash, video) first
     anchored = keyed.withColumn("anchor", F.min("content_id").over(Window.partitionBy("bucket", "hash", "video")))
-    comparable = anchored.withColumn("hashes", F.sum((F.col("content_id") == F.col("anchor")).cast("int")).over(bucket)).filter(
-        F.col("hashes") <= rules.max_bucket)
-    a, b = comparable.filter(F.col("content_id") == F.col("anchor")).alias("a"), comparable.alias("b")  # a side per hash
-    one_per_hash = (F.col("b.content_id") == F.col("b.anchor")) | (F.col("a.content_id") == F.col("b.anchor"))
+    same_hash = anchored.filter((F.col("probe") == 0) & (F.col("content_id") != F.col("anchor"))).select(  # one bucket of each hash: its first key
+        F.col("anchor").alias("a"), F.col("content_id").alias("b"))
+    anchors = anchored.filter(F.col("content_id") == F.col("anchor"))
+    comparable = anchors.withColumn("hashes", F.count("*").over(bucket)).filter(F.col("hashes") <= rules.max_bucket)
+    a, b = comparable.alias("a"), comparable.alias("b")
     return a.join(b, (F.col("a.bucket") == F.col("b.bucket")) & (F.col("a.content_id") < F.col("b.content_id"))).filter(
-        one_per_hash & within(_bits_apart(F.col("a.hash"), F.col("b.hash")))
-    ).select(F.col("a.content_id").alias("a"), F.col("b.content_id").alias("b"))
+        within(_bits_apart(F.col("a.hash"), F.col("b.hash")))
+    ).select(F.col("a.content_id").alias("a"), F.col("b.content_id").alias("b")).unionByName(same_hash)
 
 
 def _with_hash_lists(items: DataFrame) -> DataFrame:

@@ -340,3 +340,28 @@ def test_an_items_embedding_is_that_of_its_input_as_it_is_now_and_one_row_per_it
     write_deltalake(settings.table_root("embeddings"), pa.Table.from_pylist(rows, EMBEDDINGS.schema), partition_by=list(EMBEDDINGS.partition_by))
     found = sorted((r.content_id, r.vector) for r in fingerprints(spark, settings, corpus).collect())
     assert found == [("again", again.tolist()), ("changed", None), ("kept", kept.tolist())]
+
+
+def test_copies_of_one_phash_are_paired_when_every_bucket_of_it_is_crowded(spark):
+    """A viral picture: two re-saves at one pHash (other bytes) among its 64 re-encodes one bit away
+    each. Every bucket of that pHash holds 50 to 65 distinct hashes, over `max_bucket` (here 4):
+    all were skipped, and the two copies (and the re-encodes) were never paired with them, though
+    equal hashes need no bucket to be within reach. Each item is now paired with the first of its
+    hash whatever the crowd; a bucket over the cap still pairs none of its distinct hashes."""
+    from conf.settings import DedupSettings
+    from jobs.dedup import candidate_pairs
+    from signals.labels.perceptual_hash import band_keys, to_int64
+
+    picture = to_int64(int(np.random.default_rng(12).integers(0, 2**63, dtype=np.uint64)) * 2 + 1)
+    hashes = {"copy-0": picture, "copy-1": picture, **{f"re-{bit:02d}": to_int64(picture ^ (1 << bit)) for bit in range(64)}}
+    rules = DedupSettings(max_bucket=4)
+    buckets = defaultdict(set)
+    for h in set(hashes.values()):
+        for key in band_keys(h, rules.bands):
+            buckets[key].add(h)
+    assert min(len(buckets[key]) for key in band_keys(picture, rules.bands)) > rules.max_bucket  # every bucket of the picture is skipped
+    items = spark.createDataFrame([(c, f"h-{c}", h, False) for c, h in hashes.items()], "content_id string, exact_hash string, phash long, flat boolean").selectExpr(
+        "*", "cast(null as array<float>) as vector", "cast(null as array<bigint>) as simhash", "cast(null as array<bigint>) as keyframe_phashes")
+    candidates = {(r.a, r.b) for r in candidate_pairs(items, rules).collect()}
+    assert ("copy-0", "copy-1") in candidates
+    assert not any("copy-0" in pair and pair != ("copy-0", "copy-1") for pair in candidates)  # its crowded buckets still pair no distinct hashes
