@@ -65,19 +65,20 @@ COSINE_DIGITS = 5  # an item's best edge is chosen on cosines rounded to this ma
 
 
 def keyframe_hashes(spark: SparkSession, settings: Settings) -> DataFrame:
-    """Per video item with rows in the keyframes table (those of the dedup's embedding signal and
-    its champion): its keyframes' pHashes (flat ones left out), the pHash of the keyframe standing
-    for the longest span (the video's `phash` in the duplicates table), or its error row's reason."""
+    """Per video item and input hash with rows in the keyframes table (those of the dedup's
+    embedding signal and its champion): its keyframes' pHashes (flat ones left out), the pHash of
+    the keyframe standing for the longest span (the video's `phash` in the duplicates table), or
+    its error row's reason."""
     root = settings.table_root(KEYFRAMES.name)
     if not DeltaTable.is_deltatable(root):
-        return spark.createDataFrame([], "content_id string, keyframe_phashes array<bigint>, video_phash bigint, video_error string")
+        return spark.createDataFrame([], "content_id string, input_hash string, keyframe_phashes array<bigint>, video_phash bigint, video_error string")
     delta_io.ensure_table(root, KEYFRAMES)  # a table from before keyframes had a phash gets the column (null: no pHash yet)
     signal = settings.dedup.embedding_signal
     in_order = F.sort_array(F.collect_list(F.struct("keyframe_index", "phash")))
     return (
         spark_io.read_spark(spark, root)
         .filter((F.col("signal") == signal) & (F.col("model_version") == champion_version(settings, signal)))
-        .groupBy("content_id").agg(
+        .groupBy("content_id", "input_hash").agg(
             F.filter(F.transform(in_order, lambda k: k["phash"]), lambda h: h.isNotNull()).alias("keyframe_phashes"),
             F.max(F.struct(F.col("end_s") - F.col("start_s"), -F.col("keyframe_index"), F.col("phash").alias("phash")))["phash"].alias("video_phash"),
             F.max(F.when(F.col("keyframe_index") == NO_KEYFRAME, F.col("error"))).alias("video_error"),
@@ -89,8 +90,8 @@ def fingerprints(spark: SparkSession, settings: Settings, corpus_rows: DataFrame
     """Per item of `corpus_rows` (as `CorpusSource.read` gives them, one row per id kept): exact
     hash, pHash and flatness (or the decode error), and the embedding of its input as it is now
     (its stored row's `input_hash`; of a day's if several) if any; a video item's hash
-    is that of its video bytes, its `keyframe_phashes` its keyframes' (its `phash` the longest
-    span's), its error that of its video."""
+    is that of its video bytes, its `keyframe_phashes` those of its video as it is now (its
+    `phash` the longest span's), its error that of its video."""
     corpus = one_row_per_id(corpus_rows)
     signal = settings.dedup.embedding_signal
     vectors = (  # of the item's input as it is now (an image changed since describes another picture), one of a re-ingested item's days
@@ -105,13 +106,13 @@ def fingerprints(spark: SparkSession, settings: Settings, corpus_rows: DataFrame
         input_hash_column(configured_signal(settings, signal), video=True).alias("input_hash"),
         phash_column(F.when(~video, F.col("image")), F.when(~video, F.col("image_uri")), settings.decode.limits, settings.fetch.policy).alias("p"))
     is_video = F.col("is_video")
-    unseen = f"no keyframe rows of {signal} {champion_version(settings, signal)} for this video: run a backfill"
+    unseen = f"no keyframe rows of {signal} {champion_version(settings, signal)} for this video as it is now: run a backfill or a refresh"
     exact_hash = F.coalesce("inline_hash", "p.fetched_sha256")
     error = (F.when(is_video, F.when(F.col("keyframe_phashes").isNull(), F.lit(unseen)).otherwise(F.col("video_error")))
              .otherwise(F.col("p.error")))
     vector = F.when(error.isNull(), F.col("vector"))  # an item whose input fails now (taken down) is not matched by its old embedding
     return (
-        hashed.join(keyframe_hashes(spark, settings), "content_id", "left").join(vectors, ["content_id", "input_hash"], "left")
+        hashed.join(keyframe_hashes(spark, settings), ["content_id", "input_hash"], "left").join(vectors, ["content_id", "input_hash"], "left")
         .select("content_id", "ds", "created_at", F.when(exact_hash != EMPTY_SHA256, exact_hash).alias("exact_hash"),
                 F.when(is_video, F.col("video_phash")).otherwise(F.col("p.phash")).alias("phash"),
                 F.when(is_video, F.col("video_phash").isNull()).otherwise(F.col("p.flat")).alias("flat"),

@@ -365,3 +365,29 @@ def test_copies_of_one_phash_are_paired_when_every_bucket_of_it_is_crowded(spark
     candidates = {(r.a, r.b) for r in candidate_pairs(items, rules).collect()}
     assert ("copy-0", "copy-1") in candidates
     assert not any("copy-0" in pair and pair != ("copy-0", "copy-1") for pair in candidates)  # its crowded buckets still pair no distinct hashes
+
+
+def test_a_videos_keyframes_are_those_of_its_video_as_it_is_now(spark, tmp_path):
+    """A video replaced since the video pass (no refresh yet) kept the old video's keyframes'
+    pHashes, and was grouped with the photo the old video showed. Only keyframe rows of the item's
+    current bytes count; without them it is an error row saying so, as an unseen video is."""
+    import datetime as dt
+
+    from lake.corpus import CANONICAL
+    from signals.contracts import EMBEDDINGS, KEYFRAMES
+    from signals.hashing import image_input_hash
+
+    settings = settings_for(tmp_path / "lakehouse", "signals.image_embedding.model.version=1")
+    signal, day = settings.dedup.embedding_signal, dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+    videos = {"replaced": (b"the new video", b"the old video"), "kept": (b"a kept video", b"a kept video")}  # (now, when its keyframes were made)
+    corpus = spark.createDataFrame([(c, None, None, "t", None, day, day, "2026-01-02", now) for c, (now, _) in videos.items()],
+                                   ", ".join(f"{name} {kind}" for name, kind in CANONICAL))
+    phashes = {"replaced": 0x1234_5678_9ABC_DEF1, "kept": 0x0FED_CBA9_8765_4321}
+    keyframes = [{"content_id": c, "keyframe_index": 0, "shot_index": 0, "start_s": 0.0, "end_s": 1.0, "time_s": 0.5, "phash": phashes[c],
+                  "signal": signal, "model_name": "m", "model_version": "1", "input_hash": image_input_hash(then), "status": "ok",
+                  "run_id": "r", "computed_at": day, "ds": "2026-01-02"} for c, (_, then) in videos.items()]
+    write_deltalake(settings.table_root("keyframes"), pa.Table.from_pylist(keyframes, KEYFRAMES.schema), partition_by=list(KEYFRAMES.partition_by))
+    write_deltalake(settings.table_root("embeddings"), EMBEDDINGS.schema.empty_table(), partition_by=list(EMBEDDINGS.partition_by))
+    found = {r.content_id: (r.keyframe_phashes, r.error) for r in fingerprints(spark, settings, corpus).collect()}
+    assert found["kept"] == ([phashes["kept"]], None)
+    assert found["replaced"][0] is None and found["replaced"][1].startswith(f"no keyframe rows of {signal} 1 for this video")
