@@ -5,9 +5,9 @@
 Exact copies share the sha256 of their bytes (an image by URI: of the bytes fetched, as the
 signals fetch them). Near copies are found without comparing all pairs: items are bucketed by
 LSH bands of two fingerprints, the image's 64-bit pHash and the first 64 bits of a longer SimHash
-of its embedding (from the embeddings table), and only items sharing a bucket whose hashes (the
-whole SimHash) are within reach of a rule (`candidate_pairs`) are compared (docs/design.md, the
-LSH scheme). A pair is an edge when the bytes are equal, or the pHashes are at most
+of its embedding (from the embeddings table: the row of its input as it is now), and only items
+sharing a bucket whose hashes (the whole SimHash) are within reach of a rule (`candidate_pairs`)
+are compared (docs/design.md, the LSH scheme). A pair is an edge when the bytes are equal, or the pHashes are at most
 `max_hamming` bits apart, or at most `confirm_hamming` apart with embeddings at cosine
 `confirm_cosine` or more, or the embeddings alone reach `min_cosine`. A flat image (no structure
 the pHash sees: one colour, stripes, a gradient) gets no pHash edge: all flat images share one
@@ -15,8 +15,9 @@ meaningless pHash (signals.labels.perceptual_hash), so they are duplicates only 
 their embeddings. Groups are the connected
 components of the edges (labels hooked onto their smallest neighbour, pointer jumping, links
 contracted: about log2(n) rounds for n copies, whatever the order of their ids).
-A bucket pairs the items of each hash with one of them and compares only those (equal hashes
-say nothing more); one of more than `max_bucket` distinct hashes is skipped.
+The items of each hash are paired with one of them, however crowded its buckets, and a bucket
+compares only those (equal hashes say nothing more); one of more than `max_bucket` distinct
+hashes is skipped.
 
 A video item is fingerprinted like an image, across formats: the sha256 of its video bytes, the
 pHashes of its keyframes (as the video pass stored them in the keyframes table: no video is
@@ -49,11 +50,12 @@ from jobs.engine import CORPUS_VERSION, Run, RunResult, Tracked, already_committ
 from jobs.progress import spark_progress
 from lake import delta_io, ledger, spark_io
 from lake.ledger import SUCCEEDED
-from rollout.models import champion_version
+from rollout.models import champion_version, configured_signal
 from signals.base import ModelRef
 from signals.contracts import DUPLICATES, EMBEDDINGS, KEYFRAMES, STATUS_ERROR, STATUS_OK
 from signals.labels.perceptual_hash import band_probes
 from signals.video.rows import NO_KEYFRAME
+from udfs.columns import input_hash_column
 from udfs.fingerprints import phash_column, simhash_column
 
 JOB = "dedup"
@@ -63,19 +65,20 @@ COSINE_DIGITS = 5  # an item's best edge is chosen on cosines rounded to this ma
 
 
 def keyframe_hashes(spark: SparkSession, settings: Settings) -> DataFrame:
-    """Per video item with rows in the keyframes table (those of the dedup's embedding signal and
-    its champion): its keyframes' pHashes (flat ones left out), the pHash of the keyframe standing
-    for the longest span (the video's `phash` in the duplicates table), or its error row's reason."""
+    """Per video item and input hash with rows in the keyframes table (those of the dedup's
+    embedding signal and its champion): its keyframes' pHashes (flat ones left out), the pHash of
+    the keyframe standing for the longest span (the video's `phash` in the duplicates table), or
+    its error row's reason."""
     root = settings.table_root(KEYFRAMES.name)
     if not DeltaTable.is_deltatable(root):
-        return spark.createDataFrame([], "content_id string, keyframe_phashes array<bigint>, video_phash bigint, video_error string")
+        return spark.createDataFrame([], "content_id string, input_hash string, keyframe_phashes array<bigint>, video_phash bigint, video_error string")
     delta_io.ensure_table(root, KEYFRAMES)  # a table from before keyframes had a phash gets the column (null: no pHash yet)
     signal = settings.dedup.embedding_signal
     in_order = F.sort_array(F.collect_list(F.struct("keyframe_index", "phash")))
     return (
         spark_io.read_spark(spark, root)
         .filter((F.col("signal") == signal) & (F.col("model_version") == champion_version(settings, signal)))
-        .groupBy("content_id").agg(
+        .groupBy("content_id", "input_hash").agg(
             F.filter(F.transform(in_order, lambda k: k["phash"]), lambda h: h.isNotNull()).alias("keyframe_phashes"),
             F.max(F.struct(F.col("end_s") - F.col("start_s"), -F.col("keyframe_index"), F.col("phash").alias("phash")))["phash"].alias("video_phash"),
             F.max(F.when(F.col("keyframe_index") == NO_KEYFRAME, F.col("error"))).alias("video_error"),
@@ -85,29 +88,31 @@ def keyframe_hashes(spark: SparkSession, settings: Settings) -> DataFrame:
 
 def fingerprints(spark: SparkSession, settings: Settings, corpus_rows: DataFrame) -> DataFrame:
     """Per item of `corpus_rows` (as `CorpusSource.read` gives them, one row per id kept): exact
-    hash, pHash and flatness (or the decode error), and the embedding if any; a video item's hash
-    is that of its video bytes, its `keyframe_phashes` its keyframes' (its `phash` the longest
-    span's), its error that of its video."""
+    hash, pHash and flatness (or the decode error), and the embedding of its input as it is now
+    (its stored row's `input_hash`; of a day's if several) if any; a video item's hash
+    is that of its video bytes, its `keyframe_phashes` those of its video as it is now (its
+    `phash` the longest span's), its error that of its video."""
     corpus = one_row_per_id(corpus_rows)
     signal = settings.dedup.embedding_signal
-    vectors = (
+    vectors = (  # of the item's input as it is now (an image changed since describes another picture), one of a re-ingested item's days
         spark_io.read_spark(spark, settings.table_root(EMBEDDINGS.name))
         .filter((F.col("signal") == signal) & (F.col("model_version") == champion_version(settings, signal)))
         .filter(F.col("status") == STATUS_OK)
-        .select("content_id", "vector")
+        .groupBy("content_id", "input_hash").agg(F.max(F.struct("ds", "vector"))["vector"].alias("vector"))
     )
     video = F.col("video").isNotNull()
     hashed = corpus.select(  # one read of the corpus: a video item's image fingerprint is a null input's error, replaced below
         "content_id", "ds", "created_at", video.alias("is_video"), F.sha2(F.coalesce("video", "image"), 256).alias("inline_hash"),
+        input_hash_column(configured_signal(settings, signal), video=True).alias("input_hash"),
         phash_column(F.when(~video, F.col("image")), F.when(~video, F.col("image_uri")), settings.decode.limits, settings.fetch.policy).alias("p"))
     is_video = F.col("is_video")
-    unseen = f"no keyframe rows of {signal} {champion_version(settings, signal)} for this video: run a backfill"
+    unseen = f"no keyframe rows of {signal} {champion_version(settings, signal)} for this video as it is now: run a backfill or a refresh"
     exact_hash = F.coalesce("inline_hash", "p.fetched_sha256")
     error = (F.when(is_video, F.when(F.col("keyframe_phashes").isNull(), F.lit(unseen)).otherwise(F.col("video_error")))
              .otherwise(F.col("p.error")))
     vector = F.when(error.isNull(), F.col("vector"))  # an item whose input fails now (taken down) is not matched by its old embedding
     return (
-        hashed.join(keyframe_hashes(spark, settings), "content_id", "left").join(vectors, "content_id", "left")
+        hashed.join(keyframe_hashes(spark, settings), ["content_id", "input_hash"], "left").join(vectors, ["content_id", "input_hash"], "left")
         .select("content_id", "ds", "created_at", F.when(exact_hash != EMPTY_SHA256, exact_hash).alias("exact_hash"),
                 F.when(is_video, F.col("video_phash")).otherwise(F.col("p.phash")).alias("phash"),
                 F.when(is_video, F.col("video_phash").isNull()).otherwise(F.col("p.flat")).alias("flat"),
@@ -138,26 +143,28 @@ def _candidates(items: DataFrame, hashes_column: str, bands: int, within: Callab
     distance over all their words; the sides are `a` and `b`) keeps: the bucket join's chance
     meetings are dropped on a few longs, before any pair is compared.
 
-    A bucket is never joined with itself whole: each hash's smallest id is paired with the other
-    items of its hash (equal hashes are within every reach, and their pairs would say nothing
-    more) and with the other hashes' smallest ids, so a bucket costs its distinct hashes times its
-    items, not its items squared (a picture copied thousands of times fills every bucket of its
-    hashes). The pictures and the videos of a hash have a smallest id each: a video keeps only its
-    best edge to a picture (`one_picture_per_video`), so a picture cannot stand for the videos of
-    its hash, whose edges to each other all count. A bucket of more than `max_bucket` distinct
-    hashes (of pictures, and of videos, apart) is skipped."""
+    A bucket is never joined with itself whole: each item is paired with its hash's smallest id
+    (equal hashes are within every reach, and their pairs would say nothing more), once and
+    whatever the crowd of its buckets, and in each bucket the hashes' smallest ids are paired with
+    each other, so a bucket costs its distinct hashes squared, not its items squared (a picture
+    copied thousands of times fills every bucket of its hashes). The pictures and the videos of a
+    hash have a smallest id each: a video keeps only its best edge to a picture
+    (`one_picture_per_video`), so a picture cannot stand for the videos of its hash, whose edges to
+    each other all count. A bucket of more than `max_bucket` distinct hashes (of pictures, and of
+    videos, apart) is skipped: its hashes' items are still paired with the first of their own."""
     video = F.col("keyframe_phashes").isNotNull().alias("video")
     keyed = items.select("content_id", "edge_phashes", video, F.explode(hashes_column).alias("hash")).select(
-        "content_id", "edge_phashes", "video", "hash", F.explode(_band_keys(F.col("hash")[0], bands)).alias("bucket")).distinct()
+        "content_id", "edge_phashes", "video", "hash", F.posexplode(_band_keys(F.col("hash")[0], bands)).alias("probe", "bucket")).distinct()
     bucket = Window.partitionBy("bucket")  # one shuffle and one sort for both windows: (bucket, hash, video) first
     anchored = keyed.withColumn("anchor", F.min("content_id").over(Window.partitionBy("bucket", "hash", "video")))
-    comparable = anchored.withColumn("hashes", F.sum((F.col("content_id") == F.col("anchor")).cast("int")).over(bucket)).filter(
-        F.col("hashes") <= rules.max_bucket)
-    a, b = comparable.filter(F.col("content_id") == F.col("anchor")).alias("a"), comparable.alias("b")  # a side per hash
-    one_per_hash = (F.col("b.content_id") == F.col("b.anchor")) | (F.col("a.content_id") == F.col("b.anchor"))
+    same_hash = anchored.filter((F.col("probe") == 0) & (F.col("content_id") != F.col("anchor"))).select(  # one bucket of each hash: its first key
+        F.col("anchor").alias("a"), F.col("content_id").alias("b"))
+    anchors = anchored.filter(F.col("content_id") == F.col("anchor"))
+    comparable = anchors.withColumn("hashes", F.count("*").over(bucket)).filter(F.col("hashes") <= rules.max_bucket)
+    a, b = comparable.alias("a"), comparable.alias("b")
     return a.join(b, (F.col("a.bucket") == F.col("b.bucket")) & (F.col("a.content_id") < F.col("b.content_id"))).filter(
-        one_per_hash & within(_bits_apart(F.col("a.hash"), F.col("b.hash")))
-    ).select(F.col("a.content_id").alias("a"), F.col("b.content_id").alias("b"))
+        within(_bits_apart(F.col("a.hash"), F.col("b.hash")))
+    ).select(F.col("a.content_id").alias("a"), F.col("b.content_id").alias("b")).unionByName(same_hash)
 
 
 def _with_hash_lists(items: DataFrame) -> DataFrame:

@@ -8,7 +8,7 @@ from collections import defaultdict
 import numpy as np
 import pyarrow as pa
 import pytest
-from conftest import copy_lakehouse, edit_corpus, settings_for
+from conftest import copy_lakehouse, edit_corpus, jpeg_bytes, settings_for
 from deltalake import DeltaTable, write_deltalake
 
 from jobs.dedup import connected_components, edges, fingerprints, run_dedup
@@ -314,3 +314,80 @@ def test_embedding_copies_are_candidates_whatever_the_phash_rules_bands(spark):
         "*", "cast(null as array<bigint>) as keyframe_phashes")
     candidates = {(r.a, r.b) for r in candidate_pairs(items, rules).collect()}
     assert {(f"a-{i:02d}", f"b-{i:02d}") for i in range(40)} <= candidates
+
+
+def test_an_items_embedding_is_that_of_its_input_as_it_is_now_and_one_row_per_item(spark, tmp_path):
+    """An item whose image changed since its embedding was computed (no refresh yet) was matched by
+    the old picture's vector, and an item ingested again on a later day (its embedding rows in both
+    days' partitions until a refresh moves them) had two fingerprint rows, which failed the run
+    (N items written for M). Only rows of the item's current input count, one of them."""
+    import datetime as dt
+
+    from lake.corpus import CANONICAL
+    from signals.contracts import EMBEDDINGS
+    from signals.hashing import image_input_hash
+
+    settings = settings_for(tmp_path / "lakehouse", "signals.image_embedding.model.version=1")
+    images = {"kept": jpeg_bytes(1), "changed": jpeg_bytes(2), "again": jpeg_bytes(3)}
+    day = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+    corpus = spark.createDataFrame([(c, image, None, "t", None, day, day, "2026-01-02", None) for c, image in images.items()],
+                                   ", ".join(f"{name} {kind}" for name, kind in CANONICAL))
+    kept, again = (v / np.linalg.norm(v) for v in np.random.default_rng(0).standard_normal((2, 16)).astype(np.float32))
+    stored = [("kept", kept, images["kept"], "2026-01-02"), ("changed", kept, jpeg_bytes(4), "2026-01-01"),  # its picture was kept's copy
+              ("again", again, images["again"], "2026-01-01"), ("again", again, images["again"], "2026-01-02")]
+    rows = [{"content_id": c, "signal": settings.dedup.embedding_signal, "model_name": "m", "model_version": "1", "input_hash": image_input_hash(image),
+             "vector": v.tolist(), "dim": len(v), "status": "ok", "error": None, "run_id": "r", "computed_at": day, "ds": ds} for c, v, image, ds in stored]
+    write_deltalake(settings.table_root("embeddings"), pa.Table.from_pylist(rows, EMBEDDINGS.schema), partition_by=list(EMBEDDINGS.partition_by))
+    found = sorted((r.content_id, r.vector) for r in fingerprints(spark, settings, corpus).collect())
+    assert found == [("again", again.tolist()), ("changed", None), ("kept", kept.tolist())]
+
+
+def test_copies_of_one_phash_are_paired_when_every_bucket_of_it_is_crowded(spark):
+    """A viral picture: two re-saves at one pHash (other bytes) among its 64 re-encodes one bit away
+    each. Every bucket of that pHash holds 50 to 65 distinct hashes, over `max_bucket` (here 4):
+    all were skipped, and the two copies (and the re-encodes) were never paired with them, though
+    equal hashes need no bucket to be within reach. Each item is now paired with the first of its
+    hash whatever the crowd; a bucket over the cap still pairs none of its distinct hashes."""
+    from conf.settings import DedupSettings
+    from jobs.dedup import candidate_pairs
+    from signals.labels.perceptual_hash import band_keys, to_int64
+
+    picture = to_int64(int(np.random.default_rng(12).integers(0, 2**63, dtype=np.uint64)) * 2 + 1)
+    hashes = {"copy-0": picture, "copy-1": picture, **{f"re-{bit:02d}": to_int64(picture ^ (1 << bit)) for bit in range(64)}}
+    rules = DedupSettings(max_bucket=4)
+    buckets = defaultdict(set)
+    for h in set(hashes.values()):
+        for key in band_keys(h, rules.bands):
+            buckets[key].add(h)
+    assert min(len(buckets[key]) for key in band_keys(picture, rules.bands)) > rules.max_bucket  # every bucket of the picture is skipped
+    items = spark.createDataFrame([(c, f"h-{c}", h, False) for c, h in hashes.items()], "content_id string, exact_hash string, phash long, flat boolean").selectExpr(
+        "*", "cast(null as array<float>) as vector", "cast(null as array<bigint>) as simhash", "cast(null as array<bigint>) as keyframe_phashes")
+    candidates = {(r.a, r.b) for r in candidate_pairs(items, rules).collect()}
+    assert ("copy-0", "copy-1") in candidates
+    assert not any("copy-0" in pair and pair != ("copy-0", "copy-1") for pair in candidates)  # its crowded buckets still pair no distinct hashes
+
+
+def test_a_videos_keyframes_are_those_of_its_video_as_it_is_now(spark, tmp_path):
+    """A video replaced since the video pass (no refresh yet) kept the old video's keyframes'
+    pHashes, and was grouped with the photo the old video showed. Only keyframe rows of the item's
+    current bytes count; without them it is an error row saying so, as an unseen video is."""
+    import datetime as dt
+
+    from lake.corpus import CANONICAL
+    from signals.contracts import EMBEDDINGS, KEYFRAMES
+    from signals.hashing import image_input_hash
+
+    settings = settings_for(tmp_path / "lakehouse", "signals.image_embedding.model.version=1")
+    signal, day = settings.dedup.embedding_signal, dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+    videos = {"replaced": (b"the new video", b"the old video"), "kept": (b"a kept video", b"a kept video")}  # (now, when its keyframes were made)
+    corpus = spark.createDataFrame([(c, None, None, "t", None, day, day, "2026-01-02", now) for c, (now, _) in videos.items()],
+                                   ", ".join(f"{name} {kind}" for name, kind in CANONICAL))
+    phashes = {"replaced": 0x1234_5678_9ABC_DEF1, "kept": 0x0FED_CBA9_8765_4321}
+    keyframes = [{"content_id": c, "keyframe_index": 0, "shot_index": 0, "start_s": 0.0, "end_s": 1.0, "time_s": 0.5, "phash": phashes[c],
+                  "signal": signal, "model_name": "m", "model_version": "1", "input_hash": image_input_hash(then), "status": "ok",
+                  "run_id": "r", "computed_at": day, "ds": "2026-01-02"} for c, (_, then) in videos.items()]
+    write_deltalake(settings.table_root("keyframes"), pa.Table.from_pylist(keyframes, KEYFRAMES.schema), partition_by=list(KEYFRAMES.partition_by))
+    write_deltalake(settings.table_root("embeddings"), EMBEDDINGS.schema.empty_table(), partition_by=list(EMBEDDINGS.partition_by))
+    found = {r.content_id: (r.keyframe_phashes, r.error) for r in fingerprints(spark, settings, corpus).collect()}
+    assert found["kept"] == ([phashes["kept"]], None)
+    assert found["replaced"][0] is None and found["replaced"][1].startswith(f"no keyframe rows of {signal} 1 for this video")
