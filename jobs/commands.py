@@ -24,7 +24,7 @@ from jobs.maintain import run_maintain
 from jobs.monitor import evaluate_monitoring, publish_dashboard, raise_on_alerts, run_monitor
 from jobs.refresh import run_refresh
 from jobs.session import build_session
-from jobs.show import console, print_evaluation, print_heads, print_monitor, print_neighbours, print_result, print_trained, print_upkeep, show
+from jobs.show import alias_move_said, console, print_evaluation, print_heads, print_monitor, print_neighbours, print_result, print_trained, print_upkeep, show
 from lake.ledger import SUCCEEDED
 from lake.registry import Registry
 from monitoring.monitor import MonitorResult, require_signal_tables
@@ -143,8 +143,9 @@ def _register(settings: Settings, args: argparse.Namespace) -> None:
                          f"{list(signal_class(conf.kind).identity_params)}, e.g. --param weights_path={args.source})")
     registry = registry_for(settings)
     model = registry.register(args.signal, args.source, params, description=conf.model.name)
-    registry.client.set_registered_model_alias(args.signal, args.alias, model.version)
-    console.print(f"{args.signal}: version {model.version} ({args.source}, sha256 {model.weights_sha256}) is now {args.alias!r}")
+    replaced = registry.point_alias(args.signal, args.alias, model.version)
+    console.print(f"{args.signal}: version {model.version} ({args.source}, sha256 {model.weights_sha256}) "
+                  f"{alias_move_said(args.alias, model.version, replaced)}")
 
 
 def _compare(settings: Settings, args: argparse.Namespace) -> None:

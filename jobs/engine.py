@@ -106,6 +106,7 @@ class Committed:
     version: int
     executors: list[ExecutorUse]
     summaries: tuple[bytes, ...] = ()
+    made: bool = True  # False: the log held the run id's commit already (another process's), not of these files
 
 
 @dataclass(frozen=True)
@@ -208,9 +209,9 @@ def write_and_commit(
     if wrong:
         raise RuntimeError(f"{contract.name}: items written differ from items expected (written, expected): {wrong}; nothing committed")
     before_commit()
-    version = delta_io.commit_files(root, contract, files, run.app_id, {"job": run.job, "run_id": run.run_id, **metadata},
-                                    remove=remove, read_version=read_version)
-    return Committed(version, executor_uses(files), tuple(f.summary for f in files if f.summary is not None))
+    version, made = delta_io.commit_files_made(root, contract, files, run.app_id, {"job": run.job, "run_id": run.run_id, **metadata},
+                                               remove=remove, read_version=read_version)
+    return Committed(version, executor_uses(files), tuple(f.summary for f in files if f.summary is not None), made)
 
 
 def file_summaries(settings: Settings, run: Run) -> FileSummaries:
@@ -221,7 +222,13 @@ def file_summaries(settings: Settings, run: Run) -> FileSummaries:
 def keep_stats(settings: Settings, run: Run, committed: Iterable[Committed]) -> None:
     """Keep the run's statistics, from the summaries of the files it committed, for the monitor:
     computed as the rows were written, so monitoring a run reads them instead of its rows; then drop
-    the statistics and verdicts of the runs whose rows it replaced, monitored or not."""
+    the statistics and verdicts of the runs whose rows it replaced, monitored or not. None where a
+    commit of the run id was another process's (two runs given one id at once, or a retry after a
+    kill): its files are not these, and statistics of files no table holds were kept in place of
+    the maker's; its maker keeps them, else the monitor makes them from the committed files."""
+    committed = list(committed)
+    if not all(c.made for c in committed):
+        return
     if keep_run_stats(settings.lakehouse_root, run.run_id, run.job, [s for c in committed for s in c.summaries], settings.monitor.sample_size) is not None:
         drop_superseded(settings.lakehouse_root, run.run_id, run.job)
 

@@ -77,7 +77,7 @@ def register_shifted_version(settings: Settings) -> str:
     temperature = float(champion.params.get("temperature", TEXT_TEMPERATURE)) * TEMPERATURE_FACTOR
     model = registry.register(SHIFTED_SIGNAL, champion.source, {**champion.params, "temperature": temperature},
                               description=f"temperature {temperature}")
-    registry.client.set_registered_model_alias(SHIFTED_SIGNAL, CHALLENGER, model.version)
+    registry.point_alias(SHIFTED_SIGNAL, CHALLENGER, model.version)
     return model.version
 
 

@@ -15,6 +15,7 @@ from conf.settings import Settings, UsageError
 from jobs.engine import RunResult
 from jobs.maintain import MaintainResult
 from lake.lakehouse import Lakehouse
+from lake.registry import CHALLENGER
 from monitoring.monitor import MonitorResult
 from retrieval.index_store import Manifest
 from rollout.evaluate import REPORT
@@ -303,11 +304,19 @@ def print_weak(report: dict) -> None:
                   + (": " + escape(", ".join(i["content_id"] for i in issues[:20])) if issues else ""))
 
 
+def alias_move_said(alias: str, version: str, replaced: str | None) -> str:
+    """What a move of `alias` to `version` did, in the past: another command may move it again before this is read."""
+    if replaced == version:
+        return f"was already {alias!r}"
+    return f"became {alias!r} " + (f"in place of version {replaced}" if replaced is not None else "(it named no version before)")
+
+
 def print_trained(trained: TrainedVersion) -> None:
     """A trained head: its registry version, what it was trained on, its held-out metrics per scorer."""
     lineage = trained.snapshot.lineage()
     joined = f" joined with {lineage['joined_embeddings']}" if "joined_embeddings" in lineage else ""
-    console.print(f"{trained.model.name}: version {trained.model.version} is now 'challenger' (MLflow run {trained.run_id}); "
+    console.print(f"{trained.model.name}: version {trained.model.version} {alias_move_said(CHALLENGER, trained.model.version, trained.replaced)} "
+                  f"(MLflow run {trained.run_id}); "
                   f"trained on {lineage['labels_items']} labelled items, "
                   f"{lineage['embedding_signal']} model version {lineage['embedding_model_version']}{joined} "
                   f"at embeddings version {lineage['embeddings_version']}", soft_wrap=True)

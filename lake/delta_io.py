@@ -239,6 +239,23 @@ def commit_files(
     them, UsageError where other machines wrote them to storage the driver does not see.
     `data_change=False` marks a commit that only moves rows between files (a compaction). Returns the version.
     """
+    return commit_files_made(root, contract, files, app_id, metadata, remove=remove, read_version=read_version, max_attempts=max_attempts,
+                             data_change=data_change)[0]
+
+
+def commit_files_made(
+    root: str,
+    contract: TableContract,
+    files: Sequence[DataFile],
+    app_id: str,
+    metadata: Mapping[str, str],
+    remove: Callable[[LiveFile], bool] | None = None,
+    read_version: int | None = None,
+    max_attempts: int = 8,
+    data_change: bool = True,
+) -> tuple[int, bool]:
+    """`commit_files`, and whether this call made the commit: not where the log held `app_id`'s
+    already (another process's with the same run id, whose files are not `files`)."""
     def partitions(chosen: Sequence[DataFile | LiveFile]) -> set[tuple]:
         return {tuple(f.partition_values[n] for n in contract.partition_by) for f in chosen}
 
@@ -248,7 +265,7 @@ def commit_files(
     for _ in range(max_attempts):
         table = ensure_table(root, contract)
         if table.transaction_version(app_id) is not None:
-            return version_of_commit(root, app_id)
+            return version_of_commit(root, app_id), False
         gone = absent(root, [f.path for f in files])
         if gone:
             raise _gone_before_commit(root, files, gone)
@@ -280,7 +297,7 @@ def commit_files(
             )
         except CommitFailedError:
             continue
-        return version_of_commit(root, app_id)
+        return version_of_commit(root, app_id), True
     raise CommitConflict(f"{root}: gave up after {max_attempts} attempts lost to concurrent commits")
 
 

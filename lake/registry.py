@@ -17,6 +17,9 @@ back to, and each move is also appended to the run ledger (its history entry nam
 the alias's next move writes the record of one killed before it). Moves hold the registry's alias lock
 (lake/alias_lock.py), so two at once cannot lose each other's entries, and a promote decided
 against one champion (its gate and coverage checks) refuses to move an alias that moved meanwhile.
+`register` and `train` point the challenger under the same lock (`point_alias`, no history) and say
+which version it replaced: two at once each said its own version was now the challenger, or one
+ended in a traceback (MLflow's sqlite store inserts a new alias after finding none: a UNIQUE constraint).
 
 MLflow is kept off the network: its usage telemetry is disabled before it is imported.
 
@@ -377,6 +380,14 @@ class Registry:
         return [self._entity(v) for v in sorted(self._versions(name), key=lambda v: int(v.version))]
 
     # -- aliases ----------------------------------------------------------------------------
+
+    def point_alias(self, name: str, alias: str, version: str) -> str | None:
+        """Point `alias` (a `challenger`, which keeps no history) at `version` under the registry's lock and return
+        the version it named before (None: unset), read with the move, so that of two moves at once each says what it replaced."""
+        with alias_lock(self.client):
+            previous = self.aliases(name).get(alias)
+            self.client.set_registered_model_alias(name, alias, version)
+        return previous
 
     def promote(self, name: str, version: str, alias: str = CHAMPION, ledger_root: str | None = None,
                 signal: str | None = None, expected: str | None = ANY) -> str | None:

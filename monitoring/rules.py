@@ -149,5 +149,8 @@ def judge(stats: dict, reference: Reference | None, settings: MonitorSettings, c
                                                      f"{settings.min_reference_days}: drift not judged")]
     if stats["kind"] == "embedding":
         sample = np.asarray([] if stats.get("sample") is None else stats["sample"], np.float32)
+        if not sample.size:  # ok items without a sample: another writer's (or an older version's) row, not reshaped into a traceback
+            return [*verdicts, Verdict(EMBEDDING_DRIFT, False, f"the day's statistics hold no sampled vectors of its "
+                                                               f"{stats['items'] - stats['error_items']} ok items: drift not judged")]
         return [*verdicts, embedding_rule(sample.reshape(len(sample), -1), reference, settings, cause)]
     return [*verdicts, *label_rules(stats, reference, settings, cause)]

@@ -6,7 +6,9 @@ reads one about rows that no longer exist, and no reference describes them.
 
 The backfill or refresh that replaced them drops them as it keeps its statistics, monitored or
 not (`drop_superseded`); the monitor drops superseded verdicts with its own verdicts' commit, and
-keeps none on a day whose rows its run no longer holds.
+keeps none on a day whose rows its run no longer holds. It reads which runs hold its days again after
+that commit: a refresh that replaced one of them meanwhile dropped what it superseded before the
+monitor's verdicts landed, so the monitor drops them itself (a refresh committing later drops them).
 """
 from __future__ import annotations
 
@@ -66,7 +68,13 @@ def drop_superseded(lakehouse_root: str, run_id: str, job: str) -> None:
     whose rows are gone (it replaced them): one commit of each table that holds some."""
     stats = f"{lakehouse_root.rstrip('/')}/{SIGNAL_STATS.name}"
     written = delta_io.read_arrow(stats, filters=pc.field("run_id") == run_id, columns=["kind", "signal", "model_version", "ds"]).to_pylist()
-    holding = runs_holding(lakehouse_root, [(r["kind"], (r["signal"], r["model_version"], r["ds"])) for r in written])
+    drop_not_holding(lakehouse_root, runs_holding(lakehouse_root, [(r["kind"], (r["signal"], r["model_version"], r["ds"])) for r in written]),
+                     run_id, job)
+
+
+def drop_not_holding(lakehouse_root: str, holding: Mapping[Slice, frozenset[str]], run_id: str, job: str) -> None:
+    """Drop the statistics and verdicts on the slices of `holding` of runs whose rows they no longer
+    hold, committed as `run_id`'s: one commit of each table that keeps some."""
     for contract in (SIGNAL_STATS, ALERTS):
         found = Superseded.of(lakehouse_root, holding, contract)
         if found.dropped is not None:

@@ -120,6 +120,7 @@ class TrainedVersion:
     head: TrainedHead
     evaluation: Evaluation | None
     report: Path | None
+    replaced: str | None  # the version the challenger named before this one (None: none), read as it moved
 
 
 def held_out_gold(settings: Settings, task: str, snapshot: Snapshot, gold: pd.DataFrame, majority: pd.DataFrame | None = None,
@@ -228,5 +229,5 @@ def train_task(settings: Settings, task_name: str, labels: pd.DataFrame, label_s
     registry.client.set_model_version_tag(name, model.version, "mlflow_run_id", run_id)
     if evaluation is not None:
         registry.client.set_model_version_tag(name, model.version, EVALUATION_TAG, json.dumps(evaluation.summary()))
-    registry.client.set_registered_model_alias(name, CHALLENGER, model.version)
-    return TrainedVersion(task.name, model, run_id, snapshot, weights, head, evaluation, report)
+    replaced = registry.point_alias(name, CHALLENGER, model.version)
+    return TrainedVersion(task.name, model, run_id, snapshot, weights, head, evaluation, report, replaced)

@@ -138,7 +138,7 @@ def test_the_training_loop_through_the_command_line(spark, backfilled, tmp_path,
 
     assert main(["train", "low_quality", "--labels", "both", *options]) == 0
     trained = capsys.readouterr().out
-    assert "head_low_quality: version 1 is now 'challenger'" in " ".join(trained.split()) and "held-out gold" in trained
+    assert "head_low_quality: version 1 became 'challenger' (it named no version before)" in " ".join(trained.split()) and "held-out gold" in trained
     assert "the head's ROC-AUC minus each baseline's (95% interval" in " ".join(trained.split())
     assert main(["promote", HEAD, "challenger", *options]) == 0
     registry = Registry(settings_for(lakehouse).registry_uri)

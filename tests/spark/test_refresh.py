@@ -119,12 +119,12 @@ def test_only_new_and_changed_items_are_computed_and_takedowns_vanish_from_every
     assert history[0]["job"] == "refresh" and int(history[0]["stale_items"]) == 0
 
 
-@pytest.mark.parametrize("module, die_at", [(spark_io, "write_files"), (delta_io, "commit_files")], ids=["write", "commit"])
+@pytest.mark.parametrize("module, die_at", [(spark_io, "write_files"), (delta_io, "commit_files_made")], ids=["write", "commit"])
 def test_a_run_that_dies_before_its_commit_is_finished_by_the_next(spark, lakehouse, cheap_backfilled, monkeypatch, module, die_at):
     settings = lakehouse
     real = getattr(module, die_at)
 
-    def dies(*args, **kwargs):  # in commit_files: the data files are written, the commit never made
+    def dies(*args, **kwargs):  # in commit_files_made: the data files are written, the commit never made
         raise KeyboardInterrupt(f"killed in {die_at}")
 
     monkeypatch.setattr(module, die_at, dies)
@@ -291,7 +291,7 @@ def test_a_backfill_that_read_the_corpus_before_a_takedown_a_refresh_saw_leaves_
     new = add_new_items(root, 2 / 60)
     day = DeltaTable(root).to_pyarrow_table(filters=[("content_id", "=", new[0])])["ds"][0].as_py()
     gone = [*new, *sorted(DeltaTable(root).to_pyarrow_table()["content_id"].to_pylist())[3:4 if old_item_too else 3]]
-    real, raced = delta_io.commit_files, []
+    real, raced = delta_io.commit_files_made, []
 
     def take_down_and_refresh_first(root_, contract, files, app_id, metadata, **kwargs):
         if not raced and metadata.get("job") == "backfill":
@@ -300,7 +300,7 @@ def test_a_backfill_that_read_the_corpus_before_a_takedown_a_refresh_saw_leaves_
             assert run_refresh(spark, settings).status == (ledger.SUCCEEDED if old_item_too else ledger.NOTHING_TO_DO)
         return real(root_, contract, files, app_id, metadata, **kwargs)
 
-    monkeypatch.setattr(delta_io, "commit_files", take_down_and_refresh_first)
+    monkeypatch.setattr(delta_io, "commit_files_made", take_down_and_refresh_first)
     assert run_backfill(spark, settings, Window(day, day)).status == ledger.SUCCEEDED
     monkeypatch.undo()
     assert set(new) <= set(_embeddings(settings)["content_id"].to_pylist())  # the race happened: the backfill landed them
@@ -432,7 +432,7 @@ def test_a_backfill_that_lands_between_a_refresh_s_read_and_its_commit_leaves_no
     new = add_new_items(root, 2 / 60)
     day = DeltaTable(root).to_pyarrow_table(filters=[("content_id", "=", new[0])])["ds"][0].as_py()
     gone = [*new, sorted(DeltaTable(root).to_pyarrow_table()["content_id"].to_pylist())[3]]
-    real, pending = delta_io.commit_files, []
+    real, pending = delta_io.commit_files_made, []
 
     def backfill_lands_inside_the_refresh(root_, contract, files, app_id, metadata, **kwargs):
         if metadata.get("job") == "refresh" and pending:
@@ -443,7 +443,7 @@ def test_a_backfill_that_lands_between_a_refresh_s_read_and_its_commit_leaves_no
             assert run_refresh(spark, settings).status == ledger.SUCCEEDED
         return real(root_, contract, files, app_id, metadata, **kwargs)
 
-    monkeypatch.setattr(delta_io, "commit_files", backfill_lands_inside_the_refresh)
+    monkeypatch.setattr(delta_io, "commit_files_made", backfill_lands_inside_the_refresh)
     assert run_backfill(spark, settings, Window(day, day)).status == ledger.SUCCEEDED
     monkeypatch.undo()
     assert not pending and set(new) <= set(_embeddings(settings)["content_id"].to_pylist())  # the race happened
@@ -459,14 +459,14 @@ def test_a_refresh_retried_on_a_changed_corpus_after_its_embeddings_commit_claim
     settings, reference = backfilled_and_reference
     for lakehouse in (settings, reference):
         edit_corpus(lakehouse.table_root("corpus"))
-    real = delta_io.commit_files
+    real = delta_io.commit_files_made
 
     def killed_before_the_labels_commit(root, contract, *args, **kwargs):
         if contract is LABELS:
             raise KeyboardInterrupt("killed after the embeddings commit")
         return real(root, contract, *args, **kwargs)
 
-    monkeypatch.setattr(delta_io, "commit_files", killed_before_the_labels_commit)
+    monkeypatch.setattr(delta_io, "commit_files_made", killed_before_the_labels_commit)
     with pytest.raises(KeyboardInterrupt):
         run_refresh(spark, settings, run_id="refresh-retried")
     monkeypatch.undo()
@@ -483,3 +483,44 @@ def test_a_refresh_retried_on_a_changed_corpus_after_its_embeddings_commit_claim
     run_refresh(spark, settings)  # the next refresh brings every table to the corpus
     run_backfill(spark, reference)
     _assert_same_rows(settings, reference)
+
+
+def test_two_refreshes_with_one_run_id_at_once_keep_the_statistics_of_the_commits_that_landed(spark, backfilled_and_reference, monkeypatch):
+    """Left alone twice, reproduced here: the first of two refreshes given one run id, paused at its first commit
+    while the corpus changes and the second runs whole, finds each commit of the run id made (the second's) and
+    kept the statistics of its own files, which no table holds, in place of the second's."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from monitoring.monitor import read_stats
+    from monitoring.stats import compute_stats
+
+    settings, _ = backfilled_and_reference
+    edit_corpus(settings.table_root("corpus"))
+    real, at_commit, other_done, first = delta_io.commit_files_made, threading.Event(), threading.Event(), []
+
+    def first_waits_for_the_other(*args, **kwargs):
+        if first == [threading.get_ident()] and not other_done.is_set():
+            at_commit.set()
+            other_done.wait(timeout=600)
+        return real(*args, **kwargs)
+
+    def refresh_first():
+        first.append(threading.get_ident())
+        return run_refresh(spark, settings, run_id="refresh-twice")
+
+    monkeypatch.setattr(delta_io, "commit_files_made", first_waits_for_the_other)
+    with ThreadPoolExecutor(1) as pool:
+        paused = pool.submit(refresh_first)
+        assert at_commit.wait(timeout=600)
+        edit_corpus(settings.table_root("corpus"), drop=0, retitle=2, add=0)  # the second computes two items the first did not
+        second = run_refresh(spark, settings, run_id="refresh-twice")
+        other_done.set()
+        first_result = paused.result(timeout=600)
+    assert second.status == first_result.status == ledger.SUCCEEDED and first_result.table_versions == second.table_versions
+
+    def items(stats: pa.Table) -> dict:
+        return {(r["kind"], r["signal"], r["model_version"], r["ds"]): (r["items"], r["error_items"]) for r in stats.to_pylist()}
+    kept = read_stats(settings, pc.field("run_id") == "refresh-twice")
+    in_tables = compute_stats(spark, settings.lakehouse_root, "refresh-twice", "refresh", settings.monitor.sample_size, settings.monitor.seed)
+    assert items(kept) == items(in_tables)  # of the files the tables hold, as `monitor --recompute` makes them

@@ -247,3 +247,40 @@ def test_a_multi_day_run_is_judged_with_the_statistics_read_once_not_once_per_da
         expected[day] = [(v.rule, v.fired, v.value) for v in judge(written[i], reference, settings.monitor)]
     assert {j.ds: [(v.rule, v.fired, v.value) for v in j.verdicts] for j in result.judged} == expected
     assert [j.ds for j, v in result.fired if v.rule == "embedding_drift"] == [days[-1]]
+
+
+def test_verdicts_on_a_day_a_refresh_replaced_while_the_monitor_judged_it_are_not_kept_as_current(tmp_path, monkeypatch) -> None:
+    """A refresh that replaces the monitored run's rows of a day between the monitor's read of the runs
+    holding it and its verdicts' commit drops the superseded verdicts before the monitor's land: they
+    stayed, the latest verdicts of that day (as the dashboard and `show` read them) about rows gone."""
+    import monitoring.monitor as monitor
+    from monitoring.superseded import drop_superseded
+
+    settings = _settings(tmp_path)
+    rng = np.random.default_rng(3)
+    day = "2026-11-04"
+    _keep(settings, [label_stats(rng.beta(2, 5, 60), ds=d, run_id="backfill") for d in DAYS]
+          + [label_stats(rng.beta(2, 5, 60), ds=day, run_id="run-1")])
+    root = settings.table_root(LABELS.name)
+    write_deltalake(root, pa.Table.from_pylist(_label_rows("1", rng.beta(2, 5, 60), day), schema=LABELS.schema),
+                    partition_by=list(LABELS.partition_by))
+    holding, refreshes = monitor.runs_holding, []
+
+    def refreshed_meanwhile(*args, **kwargs):  # the monitor has read which runs hold the day; a refresh replaces it now
+        found = holding(*args, **kwargs)
+        if not refreshes:
+            refreshes.append(day)
+            refreshed = [{**r, "run_id": "refresh"} for r in _label_rows("1", rng.beta(2, 5, 60), day)]
+            write_deltalake(root, pa.Table.from_pylist(refreshed, schema=LABELS.schema), mode="overwrite",
+                            predicate=f"ds = '{day}'")
+            _keep(settings, [label_stats(rng.beta(2, 5, 60), ds=day, run_id="refresh")])
+            drop_superseded(settings.lakehouse_root, "refresh", "refresh")  # as the refresh does as it keeps its statistics
+        return found
+
+    monkeypatch.setattr(monitor, "runs_holding", refreshed_meanwhile)
+    monitor_run(None, settings, "run-1")
+
+    assert {r["run_id"] for r in delta_io.read_arrow(root).to_pylist()} == {"refresh"}
+    kept = delta_io.read_arrow(settings.table_root(ALERTS.name)).to_pylist()
+    assert [r for r in kept if r["ds"] == day] == []  # no verdict about rows the table no longer holds
+    assert {r["run_id"] for r in read_stats(settings, pc.field("ds") == day).to_pylist()} == {"refresh"}

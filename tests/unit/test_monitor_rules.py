@@ -237,3 +237,16 @@ def test_the_days_drift_was_judged_on_leave_out_days_without_a_reference_or_rows
             Verdict(SCORE_DRIFT, False, "score PSI 0.01", "y", 0.01, 0.2)),
     ], None)
     assert result.drift_judged_days == ["2026-11-03", "2026-11-04"]
+
+
+@pytest.mark.parametrize("sample", [np.zeros((0, 0), np.float32), None], ids=["empty", "null"])
+def test_a_day_of_ok_items_whose_statistics_hold_no_sample_judges_no_drift_saying_why(sample) -> None:
+    """Found by reading: a statistics row of ok items with an empty (or null) sample, which another
+    writer or an older version could leave, stopped `judge` at numpy's reshape of an empty array."""
+    rng = np.random.default_rng(7)
+    reference = reference_of([embedding_stats(rng.normal(size=(300, 64)), ds="2026-11-01")])
+    day = {**embedding_stats(rng.normal(size=(40, 64))), "sample": sample}  # as `stats_rows` reads it: 40 ok items, no vectors
+    verdicts = by_rule(judge(day, reference, SETTINGS))
+    assert set(verdicts) == {(ERROR_RATE, None), (EMBEDDING_DRIFT, None)}
+    drift = verdicts[(EMBEDDING_DRIFT, None)]
+    assert not drift.fired and drift.value is None and "no sampled vectors of its 40 ok items" in drift.message

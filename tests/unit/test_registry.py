@@ -349,6 +349,48 @@ def test_two_first_runs_logged_at_once_share_one_experiment(registry, tmp_path, 
     assert {registry.client.get_run(r).info.experiment_id for r in runs} == {experiment}
 
 
+def test_two_registers_at_once_each_say_which_challenger_their_version_replaced(tmp_path, empty_registry_db, monkeypatch):
+    """Found in review: `register` (and `train`) pointed the challenger outside the registry's lock and
+    said "is now 'challenger'"; two at once left the last to move it, and the other's words were false,
+    or (on the sqlite store, two moves at the same moment) one ended in a traceback of MLflow's UNIQUE constraint.
+    Here both have made their versions before either moves the alias, and the first to report waits
+    until the other has reported: each says which version its move replaced, read with the move."""
+    import re
+
+    from jobs import commands
+    from jobs.cli import main
+
+    (tmp_path / "_registry").mkdir()
+    shutil.copy(empty_registry_db, tmp_path / "_registry" / "mlflow.db")
+    registered, register = threading.Barrier(2), Registry.register
+    monkeypatch.setattr(Registry, "register", lambda self, *a, **k: (register(self, *a, **k), registered.wait(timeout=30))[0])
+    said, other_said = [], threading.Event()
+
+    def report_after_the_other(message, *args, **kwargs):  # the first to report does so once the other command has moved and reported
+        said.append(" ".join(str(message).split()))
+        if len(said) == 1:
+            other_said.wait(timeout=30)
+        else:
+            other_said.set()
+    monkeypatch.setattr(commands.console, "print", report_after_the_other)
+
+    def register_weights(name: str) -> int:
+        weights = weights_file(tmp_path / "weights", name, name.encode())
+        return main(["register", "image_embedding", "--source", weights, "--param", f"weights_path={weights}", "--set", f"lakehouse={tmp_path}"])
+    with ThreadPoolExecutor(2) as pool:
+        assert list(pool.map(register_weights, ["a.pth", "b.pth"])) == [0, 0], said
+
+    final = Registry(f"sqlite:///{tmp_path}/_registry/mlflow.db").aliases("image_embedding")["challenger"]
+    assert [m for m in said if "is now 'challenger'" in m and f"version {final} " not in m] == []  # before: one said so of a version replaced
+    moves = {}
+    for message in said:
+        made = re.search(r"version (\d+) \(.*\) became 'challenger' (?:in place of version (\d+)|\(it named no version before\))", message)
+        assert made, message
+        moves[made[1]] = made[2]
+    first = next(v for v in moves if v != final)
+    assert moves == {first: None, final: first}
+
+
 def _ticket(registry: Registry, holder: dict) -> None:
     """A lock ticket as a mover that was killed holding it leaves it."""
     with alias_lock(registry.client):
