@@ -28,6 +28,7 @@ from rollout.models import build_signals
 from signals.embedders.efficientnet import default_weights_path
 from signals.embedders.minilm import default_model_dir
 from signals.weights import weights_sha256
+from tests.killed import child_env
 from tests.loopback import free_port, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,11 +39,6 @@ def registry(tmp_path, empty_registry_db) -> Registry:
     """A registry of its own for each test (a copy of the empty database)."""
     shutil.copy(empty_registry_db, tmp_path / "mlflow.db")
     return Registry(local_store_uri(tmp_path))
-
-
-def child_env() -> dict[str, str]:
-    """The environment of a Python child process that imports this checkout."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
 
 def folder_sha256(root: Path) -> str:
