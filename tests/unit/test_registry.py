@@ -266,6 +266,23 @@ def test_a_promote_process_killed_at_each_step_leaves_a_rollback_that_goes_back_
     assert registry.client.search_model_versions(f"name = '{LOCK_MODEL}'") == []
 
 
+@pytest.mark.subprocess
+def test_a_rollback_process_killed_after_the_alias_moved_leaves_the_next_rollback_going_further_back(registry, tmp_path):
+    """Killed after moving the alias back, before popping its rollback stack: the next rollback does not return to
+    the version the alias names now, and the ledger keeps the killed move once, as unrecorded."""
+    ledger = str(tmp_path / "runs")
+    for i in (1, 2, 3):
+        registry.register("m", weights_file(tmp_path, f"{i}.pt", bytes([i])), {})
+        registry.promote("m", str(i), ledger_root=ledger)
+    run_killed("lake.registry:Registry._set_tag_list", "a[2] == __import__('lake.registry').registry.STACK_TAG",
+               "from lake.registry import Registry; Registry(argv[0]).rollback('m', ledger_root=argv[1])", registry.tracking_uri, ledger)
+    assert registry.aliases("m") == {CHAMPION: "2"}
+    assert registry.rollback("m", ledger_root=ledger) == "1"
+    assert ledger_moves(ledger)[-2:] == [(UNRECORDED, "champion 3 -> 2", "succeeded"), ("rollback", "champion 2 -> 1", "succeeded")]
+    with pytest.raises(RegistryError, match="no earlier version"):
+        registry.rollback("m")
+
+
 def test_a_promote_killed_before_its_ledger_record_has_it_written_by_the_next_move(registry, tmp_path, monkeypatch):
     """Killed between its two writes (the alias's history entry, then the ledger record): the
     record was lost for good, though the history kept the move."""
