@@ -448,7 +448,7 @@ def run_refresh(spark: SparkSession, settings: Settings, run_id: str | None = No
     run = Run.begin(JOB, run_id)
     signals = build_signals(settings)
     placed = placements(spark, settings, signals)
-    done = already_committed(settings, run, by_output(signals))
+    done = already_committed(spark, settings, run, by_output(signals))
     if done:
         return done
     earlier = earlier_commits(settings, run)
