@@ -229,15 +229,17 @@ def keep_stats(settings: Settings, run: Run, committed: Iterable[Committed]) -> 
 
 def already_committed(spark: SparkSession, settings: Settings, run: Run, tables: Iterable[TableContract]) -> RunResult | None:
     """The result of a run whose commits are all in their tables already (a repeated run id), once it has
-    done what a run killed after its commits left undone: the statistics of a run that wrote signal rows
-    kept (computed from its rows where it died before keeping them), and the statistics and verdicts of the
-    runs whose rows it replaced dropped."""
+    done what a run killed after its commits left undone: its ledger entries closed (reconciled, as a run
+    that starts reconciles them), the statistics of a run that wrote signal rows kept (computed from its
+    rows where it died before keeping them), and the statistics and verdicts of the runs whose rows it
+    replaced dropped."""
     versions = {}
     for contract in tables:
         root = settings.table_root(contract.name)
         if not delta_io.committed(root, run.app_id):
             return None
         versions[contract.name] = delta_io.version_of_commit(root, run.app_id)
+    ledger.reconcile(settings.table_root(RUNS.name), lambda record: committed_to(settings, record))
     if {EMBEDDINGS.name, LABELS.name} & versions.keys() and stats_of_run(spark, settings, run.run_id).num_rows:
         drop_superseded(settings.lakehouse_root, run.run_id, run.job)  # done already where stats_of_run computed them
     return RunResult(run.run_id, "skipped", versions)
