@@ -74,7 +74,7 @@ def run_backfill(
     run = Run.begin(JOB if role == CHAMPION else f"{JOB}-{role}", run_id)
     signals = build_signals(settings, role)
     placed = placements(spark, settings, signals)
-    done = already_committed(settings, run, by_output(signals))
+    done = already_committed(spark, settings, run, by_output(signals))
     if done:
         return done
     with recorded(settings, run, tracked(signals), (window.start, window.end)) as finish:

@@ -282,7 +282,7 @@ def _checkpointed(frame: DataFrame) -> DataFrame:
 def run_dedup(spark: SparkSession, settings: Settings, run_id: str | None = None) -> RunResult:
     """Rebuild the duplicates table from the corpus and the embeddings, in one commit."""
     run = Run.begin(JOB, run_id)
-    done = already_committed(settings, run, [DUPLICATES])  # a retry of a run whose commit landed computes nothing
+    done = already_committed(spark, settings, run, [DUPLICATES])  # a retry of a run whose commit landed computes nothing
     if done:
         return done
     root = settings.table_root(DUPLICATES.name)

@@ -28,6 +28,7 @@ from lake import delta_io, ledger, spark_io
 from lake.ledger import SignalOutcome
 from lake.upkeep import UPKEEP_JOB
 from monitoring.file_summary import FileSummaries
+from monitoring.monitor import stats_of_run
 from monitoring.stats import keep_run_stats
 from monitoring.superseded import drop_superseded
 from signals.base import ModelRef, Signal
@@ -233,14 +234,21 @@ def keep_stats(settings: Settings, run: Run, committed: Iterable[Committed]) -> 
         drop_superseded(settings.lakehouse_root, run.run_id, run.job)
 
 
-def already_committed(settings: Settings, run: Run, tables: Iterable[TableContract]) -> RunResult | None:
-    """The result of a run whose commits are all in their tables already (a repeated run id)."""
+def already_committed(spark: SparkSession, settings: Settings, run: Run, tables: Iterable[TableContract]) -> RunResult | None:
+    """The result of a run whose commits are all in their tables already (a repeated run id), once it has
+    done what a run killed after its commits left undone: its ledger entries closed (reconciled, as a run
+    that starts reconciles them), the statistics of a run that wrote signal rows kept (computed from its
+    rows where it died before keeping them), and the statistics and verdicts of the runs whose rows it
+    replaced dropped."""
     versions = {}
     for contract in tables:
         root = settings.table_root(contract.name)
         if not delta_io.committed(root, run.app_id):
             return None
         versions[contract.name] = delta_io.version_of_commit(root, run.app_id)
+    ledger.reconcile(settings.table_root(RUNS.name), lambda record: committed_to(settings, record))
+    if {EMBEDDINGS.name, LABELS.name} & versions.keys() and stats_of_run(spark, settings, run.run_id).num_rows:
+        drop_superseded(settings.lakehouse_root, run.run_id, run.job)  # done already where stats_of_run computed them
     return RunResult(run.run_id, "skipped", versions)
 
 

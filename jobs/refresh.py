@@ -77,6 +77,7 @@ from jobs.videos import image_signals, keyframe_rows
 from lake import delta_io, spark_io
 from lake.ledger import NOTHING_TO_DO, SUCCEEDED
 from lake.upkeep import is_compaction
+from monitoring.monitor import stats_of_run
 from rollout.models import build_signals
 from signals.base import Signal
 from signals.contracts import EMBEDDINGS, KEYFRAMES, LABELS, RETRIED_ERROR_PREFIXES, STATUS_ERROR, STATUS_OK, TableContract, is_retried_error
@@ -448,7 +449,7 @@ def run_refresh(spark: SparkSession, settings: Settings, run_id: str | None = No
     run = Run.begin(JOB, run_id)
     signals = build_signals(settings)
     placed = placements(spark, settings, signals)
-    done = already_committed(settings, run, by_output(signals))
+    done = already_committed(spark, settings, run, by_output(signals))
     if done:
         return done
     earlier = earlier_commits(settings, run)
@@ -500,7 +501,10 @@ def _apply_plans(spark: SparkSession, settings: Settings, run: Run, signals: dic
                                message=" ".join(filter(None, [f"the tables already match the corpus (compared {compared})", skipped])))
         else:
             committed = {plan.contract.name: apply_plan(spark, settings, run, plan, corpus, placed) for plan in plans if not plan.empty}
-            keep_stats(settings, run, committed.values())
+            if earlier:  # the commits of an attempt killed before keeping statistics have no summaries here: all the run's rows read
+                stats_of_run(spark, settings, run.run_id, recompute=True)
+            else:
+                keep_stats(settings, run, committed.values())
             computed = sum(sum(plan.todo.values()) for plan in plans)
             reused = sum(sum(plan.reused.values()) for plan in plans)
             dropped = sum(plan.rewrite.dropped_items for plan in plans)

@@ -938,7 +938,8 @@ def write_sample_corpus(lakehouse_root: str, n_items: int, seed: int, videos: bo
     """Write the corpus and truth tables under `lakehouse_root`; False if this exact corpus is
     already there (same generator, size, seed and videos), so repeated demos do not rewrite it.
     With `videos`, the sample videos (sample_corpus/videos.py) are extra items in a `video` column,
-    with their own truth table."""
+    with their own truth table. The corpus is committed last: its commit's marker says the truths are
+    written, so a run killed between the tables' commits is written again by the next."""
     from deltalake import CommitProperties, DeltaTable, write_deltalake
 
     root = f"{lakehouse_root.rstrip('/')}/{CORPUS.name}"
@@ -956,6 +957,6 @@ def write_sample_corpus(lakehouse_root: str, n_items: int, seed: int, videos: bo
 
         corpus, video_truth = with_videos(corpus, seed)
         write_deltalake(f"{lakehouse_root.rstrip('/')}/{VIDEO_TRUTH_TABLE}", video_truth, **overwrite)
-    write_deltalake(root, corpus, partition_by=list(CORPUS.partition_by), **overwrite)
     write_deltalake(f"{lakehouse_root.rstrip('/')}/{TRUTH_TABLE}", truth, **overwrite)
+    write_deltalake(root, corpus, partition_by=list(CORPUS.partition_by), **overwrite)
     return True

@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 from conftest import CHEAP_SIGNALS, copy_lakehouse, settings_for
+from deltalake import DeltaTable
 
 from conf.settings import UsageError
 from jobs.backfill import run_backfill
@@ -222,6 +223,38 @@ def test_a_rerun_backfill_of_a_day_supersedes_the_first_runs_verdicts_on_it(spar
     with pytest.raises(UsageError, match="wrote no signal rows"):  # its statistics of the day went with its rows
         run_monitor(spark, settings, first)
     assert sorted(verdicts_of_the_day(), key=repr) == sorted(kept, key=repr)
+
+
+@pytest.mark.parametrize("die_in", ["keep_run_stats", "drop_superseded"])
+def test_a_rerun_backfill_killed_after_its_commits_has_its_retry_drop_the_first_runs_verdicts(spark, watched, tmp_path, monkeypatch,
+                                                                                                die_in) -> None:
+    """Found in review: a backfill of a day again killed after its commits, before it kept its statistics or dropped
+    those and the verdicts of the run it replaced, was recognised by its retry (the same run id) as done and
+    skipped, so the first run's verdicts on rows that are gone stayed the day's latest, and its statistics the
+    day's reference, until someone monitored the new run."""
+    from jobs import engine
+    from jobs.corpus import Window
+
+    settings = _copy(watched, tmp_path)
+    day = append_scenario_day(settings.lakehouse_root, "truncated", 24, seed=1)
+    first = run_refresh(spark, settings).run_id
+    assert run_monitor(spark, settings, first).fired
+    real = getattr(engine, die_in)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt(f"killed in {die_in}, after the run's commits")
+
+    monkeypatch.setattr(engine, die_in, killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_backfill(spark, settings, Window(day, day), run_id="again")
+    monkeypatch.setattr(engine, die_in, real)
+    committed = {c.name: DeltaTable(settings.table_root(c.name)).version() for c in (EMBEDDINGS, LABELS)}
+    assert run_backfill(spark, settings, Window(day, day), run_id="again").status == "skipped"  # the retry: nothing computed twice
+    assert {c.name: DeltaTable(settings.table_root(c.name)).version() for c in (EMBEDDINGS, LABELS)} == committed
+    assert delta_io.read_arrow(settings.table_root(ALERTS.name), filters=pc.field("ds") == day).num_rows == 0
+    kept = read_stats(settings, pc.field("ds") == day)
+    assert set(kept["run_id"].to_pylist()) == {"again"}  # the first run's statistics of the day went with its rows
+    _check_stats_against_the_rows(settings, "again")
 
 
 def test_a_reference_day_backfilled_again_is_described_by_the_new_runs_rows(spark, watched, tmp_path) -> None:

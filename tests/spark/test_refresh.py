@@ -524,3 +524,33 @@ def test_two_refreshes_with_one_run_id_at_once_keep_the_statistics_of_the_commit
     kept = read_stats(settings, pc.field("run_id") == "refresh-twice")
     in_tables = compute_stats(spark, settings.lakehouse_root, "refresh-twice", "refresh", settings.monitor.sample_size, settings.monitor.seed)
     assert items(kept) == items(in_tables)  # of the files the tables hold, as `monitor --recompute` makes them
+
+
+def test_a_refresh_retried_after_its_embeddings_commit_keeps_the_statistics_of_every_row_it_wrote(spark, backfilled_and_reference, monkeypatch):
+    """Found in review: a `refresh --run-id` killed after its embeddings commit, retried, kept statistics from the
+    files of the retry's commits alone, in place of the run's: its embeddings had none, so the monitor never
+    judged them (nor were the statistics and verdicts they superseded dropped)."""
+    from monitoring.monitor import read_stats
+
+    settings, _ = backfilled_and_reference
+    edit_corpus(settings.table_root("corpus"))
+    real = delta_io.commit_files_made
+
+    def killed_before_the_labels_commit(root, contract, *args, **kwargs):
+        if contract is LABELS:
+            raise KeyboardInterrupt("killed after the embeddings commit")
+        return real(root, contract, *args, **kwargs)
+
+    monkeypatch.setattr(delta_io, "commit_files_made", killed_before_the_labels_commit)
+    with pytest.raises(KeyboardInterrupt):
+        run_refresh(spark, settings, run_id="refresh-retried")
+    monkeypatch.undo()
+    assert run_refresh(spark, settings, run_id="refresh-retried").status == ledger.SUCCEEDED
+    written = pa.concat_tables([delta_io.read_arrow(settings.table_root(c.name), filters=pc.field("run_id") == "refresh-retried",
+                                                    columns=["signal", "ds", "content_id"]) for c in (EMBEDDINGS, LABELS)])
+    items = {(r["signal"], r["ds"]): r["content_id_count_distinct"]
+             for r in written.group_by(["signal", "ds"]).aggregate([("content_id", "count_distinct")]).to_pylist()}
+    assert {"image_embedding", "text_embedding"} <= {signal for signal, _ in items}  # the first attempt's embeddings
+    kept = read_stats(settings, pc.field("run_id") == "refresh-retried").to_pylist()
+    assert {(r["signal"], r["ds"]): r["items"] for r in kept} == items
+

@@ -17,6 +17,7 @@ from conf.settings import CorpusSettings
 from jobs.cli import main
 from lake.corpus import CorpusTable
 from signals.contracts import CORPUS, HUMAN_LABELS, LABELS
+from tests.killed import run_killed
 from training.aggregate import dawid_skene
 from training.annotators import simulate, write_exports
 from training.gold import gold_labels, votes_of
@@ -199,6 +200,24 @@ def test_an_import_committed_meanwhile_makes_the_other_conflict(lakehouse: Path,
         human_labels.import_labels(str(lakehouse), CorpusTable(CorpusSettings(), str(lakehouse / "corpus")), second, "text_heavy")
     rows = DeltaTable(str(lakehouse / "human_labels")).to_pyarrow_table()
     assert rows["label"].to_pylist() == ["yes"]
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("target, landed", [("lake.delta_io:commit_files", False), ("training.human_labels:ImportOutcome", True)],
+                         ids=["files-written", "committed"])
+def test_an_import_killed_before_or_after_its_commit_is_imported_once_by_the_retry(lakehouse: Path, tmp_path: Path, capsys, target,
+                                                                                  landed) -> None:
+    """`labels import` killed (a process ended at once) with its data files written and not committed, or after its
+    commit: the retry leaves the table holding the file's judgements once, and says whether it imported them."""
+    as_json, as_csv = exports(lakehouse, tmp_path)
+    run_killed(target, "True", "from jobs.cli import main; main(['labels', 'import', argv[0], '--task', 'text_heavy', '--set', "
+               "f'lakehouse={argv[1]}'])", str(as_json), str(lakehouse))
+    status, out = cli(capsys, lakehouse, "labels", "import", str(as_json), "--task", "text_heavy")
+    assert status == 0 and ("already imported" if landed else "imported (human_labels version") in out
+    rows = DeltaTable(str(lakehouse / "human_labels")).to_pyarrow_table()
+    with as_csv.open() as f:
+        expected = sorted((r["content_id"], r["annotator"], r["label"]) for r in csv.DictReader(f))
+    assert sorted(zip(rows["content_id"].to_pylist(), rows["annotator"].to_pylist(), rows["label"].to_pylist())) == expected
 
 
 def test_gold_of_a_task_without_labels_says_so(lakehouse: Path, capsys) -> None:

@@ -28,6 +28,7 @@ from rollout.models import build_signals
 from signals.embedders.efficientnet import default_weights_path
 from signals.embedders.minilm import default_model_dir
 from signals.weights import weights_sha256
+from tests.killed import child_env, run_killed
 from tests.loopback import free_port, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,11 +39,6 @@ def registry(tmp_path, empty_registry_db) -> Registry:
     """A registry of its own for each test (a copy of the empty database)."""
     shutil.copy(empty_registry_db, tmp_path / "mlflow.db")
     return Registry(local_store_uri(tmp_path))
-
-
-def child_env() -> dict[str, str]:
-    """The environment of a Python child process that imports this checkout."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
 
 def folder_sha256(root: Path) -> str:
@@ -237,6 +233,54 @@ def test_a_promote_killed_part_way_leaves_rollback_going_back_to_a_real_champion
         ("promote", None, "1"), ("promote", "1", "2"), (UNRECORDED, "2", "3"), ("rollback", "3", "2")]  # kept by the rollback
     assert ledger_moves(ledger) == [("promote", "champion 1 -> 2", "succeeded"), (UNRECORDED, "champion 2 -> 3", "succeeded"),
                                     ("rollback", "champion 3 -> 2", "succeeded")]  # and by the ledger
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("target, when, moved", [
+    ("lake.registry:Registry._set_tag_list", "a[2] == registry.STACK_TAG", None),  # holding the lock, nothing written
+    ("mlflow:MlflowClient.set_registered_model_alias", "a[2] == 'champion'", None),  # the rollback stack pushed
+    ("lake.registry:Registry._set_tag_list", "a[2] == registry.HISTORY_TAG", UNRECORDED),  # the alias moved, no entry of it
+    ("lake.registry:record_runs", "True", "promote"),  # its history entry written
+    ("lake.alias_lock:_drop", "True", "promote"),  # done, its lock ticket not dropped
+], ids=["in-the-lock", "stack-pushed", "alias-moved", "history-written", "ticket-left"])
+def test_a_promote_process_killed_at_each_step_leaves_a_rollback_that_goes_back_and_records_each_move_once(
+        registry, tmp_path, target, when, moved):
+    """A promote process killed (no `finally`: its lock ticket stays) at each step of its move: the next
+    command is not held by the lock, rolls back to the champion before the move that landed, and the ledger
+    has every landed move once (`moved`: as what; one that left no history entry as unrecorded); no lock ticket is left."""
+    ledger = str(tmp_path / "runs")
+    for i in (1, 2, 3):
+        registry.register("m", weights_file(tmp_path, f"{i}.pt", bytes([i])), {})
+    registry.promote("m", "1", ledger_root=ledger)
+    registry.promote("m", "2", ledger_root=ledger)
+    run_killed(target, when.replace("registry.", "__import__('lake.registry').registry."),
+               "from lake.registry import Registry; Registry(argv[0]).promote('m', '3', ledger_root=argv[1])", registry.tracking_uri, ledger)
+    assert registry.aliases("m") == {CHAMPION: "3" if moved else "2"}
+    started = time.monotonic()
+    assert registry.rollback("m", ledger_root=ledger) == ("2" if moved else "1")
+    assert time.monotonic() - started < 30  # the killed mover's ticket skipped at once, not after it is stale (60 s)
+    landed = [("promote", "champion None -> 1"), ("promote", "champion 1 -> 2")] + ([(moved, "champion 2 -> 3")] if moved else [])
+    rollback = ("rollback", "champion 3 -> 2") if moved else ("rollback", "champion 2 -> 1")
+    assert ledger_moves(ledger) == [(job, message, "succeeded") for job, message in [*landed, rollback]]
+    assert [(e["action"], e["from"], e["to"]) for e in registry.history("m")][-1] == ("rollback", *rollback[1].split()[1::2])
+    assert registry.client.search_model_versions(f"name = '{LOCK_MODEL}'") == []
+
+
+@pytest.mark.subprocess
+def test_a_rollback_process_killed_after_the_alias_moved_leaves_the_next_rollback_going_further_back(registry, tmp_path):
+    """Killed after moving the alias back, before popping its rollback stack: the next rollback does not return to
+    the version the alias names now, and the ledger keeps the killed move once, as unrecorded."""
+    ledger = str(tmp_path / "runs")
+    for i in (1, 2, 3):
+        registry.register("m", weights_file(tmp_path, f"{i}.pt", bytes([i])), {})
+        registry.promote("m", str(i), ledger_root=ledger)
+    run_killed("lake.registry:Registry._set_tag_list", "a[2] == __import__('lake.registry').registry.STACK_TAG",
+               "from lake.registry import Registry; Registry(argv[0]).rollback('m', ledger_root=argv[1])", registry.tracking_uri, ledger)
+    assert registry.aliases("m") == {CHAMPION: "2"}
+    assert registry.rollback("m", ledger_root=ledger) == "1"
+    assert ledger_moves(ledger)[-2:] == [(UNRECORDED, "champion 3 -> 2", "succeeded"), ("rollback", "champion 2 -> 1", "succeeded")]
+    with pytest.raises(RegistryError, match="no earlier version"):
+        registry.rollback("m")
 
 
 def test_a_promote_killed_before_its_ledger_record_has_it_written_by_the_next_move(registry, tmp_path, monkeypatch):

@@ -26,6 +26,7 @@ from retrieval.build import build_index, embeddings_root, update_index
 from retrieval.embedding_rows import vectors_of
 from retrieval.vector_index import EXACT, IVF_FLAT, neighbours
 from retrieval.writer_lock import writer_lock
+from tests.killed import run_killed
 
 EXACT_ONLY = IndexSettings()
 
@@ -228,6 +229,39 @@ def test_old_builds_are_deleted_but_the_previous_one(lakehouse) -> None:
     root = str(lakehouse)
     builds = [build_index(root, SIGNAL, "1", EXACT_ONLY).manifest.build for _ in range(3)]
     assert sorted(p.name for p in (Path(index_store.signal_folder(root, SIGNAL)) / "builds").iterdir()) == sorted(builds[1:])
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("target, when", [
+    ("pyarrow.parquet:write_table", "True"),  # its index file written, its ids file not
+    ("retrieval.index_store:asdict", "True"),  # its build's files written, no manifest
+    ("retrieval.index_store:_delete_builds_before", "True"),  # its manifest published, the old builds not deleted
+], ids=["index-file-written", "build-written", "manifest-published"])
+def test_an_update_killed_as_it_saves_is_redone_by_the_retry_and_its_leftovers_go_with_the_next_saves(lakehouse, target, when) -> None:
+    """An `index --update` process killed (no `finally`) at each step of its save: the retry is not held by
+    the writer lock, brings the index to the table's latest version as the brute force over it finds, and
+    the folder the killed run wrote goes with the next build but one, as any replaced build does."""
+    root = str(lakehouse)
+    first = build_index(root, SIGNAL, "1", EXACT_ONLY).manifest
+    refresh_like_change(lakehouse)
+    run_killed(target, when, "from conf.settings import IndexSettings; from retrieval.build import update_index; "
+               f"update_index(argv[0], {SIGNAL!r}, '1', IndexSettings())", root)
+    builds = Path(index_store.signal_folder(root, SIGNAL)) / "builds"
+    killed = {p.name for p in builds.iterdir()} - {first.build}
+    assert len(killed) == 1
+    published = index_store.read_manifest(root, SIGNAL).build
+    assert published == (killed.pop() if target.endswith("_delete_builds_before") else first.build)
+    retried = update_index(root, SIGNAL, "1", EXACT_ONLY).manifest
+    latest = DeltaTable(embeddings_root(root)).version()
+    assert retried.table_version == latest
+    manifest, index = index_store.load(root, SIGNAL)
+    assert manifest == retried and len(index) == manifest.items
+    for query in random_vectors(20, 50):
+        assert_same(neighbours(index, query, 15), brute_force(lakehouse, latest, query, 15))
+    build_index(root, SIGNAL, "1", EXACT_ONLY)
+    last = build_index(root, SIGNAL, "1", EXACT_ONLY).manifest
+    left = {p.name for p in builds.iterdir()}
+    assert len(left) == 2 and last.build in left  # the published build and the one before it, nothing the killed run wrote
 
 
 def test_an_index_on_the_object_store_is_built_updated_and_read_there(s3_server, monkeypatch) -> None:

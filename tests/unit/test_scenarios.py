@@ -7,8 +7,9 @@ import pytest
 from deltalake import DeltaTable
 from PIL import Image
 
-from sample_corpus.generate import write_sample_corpus
+from sample_corpus.generate import TRUTH_TABLE, generate_corpus, write_sample_corpus
 from sample_corpus.scenarios import SENTENCES, append_scenario_day, scenario_day
+from tests.killed import run_killed
 
 
 def _decodes(data: bytes | None) -> Image.Image | None:
@@ -53,6 +54,22 @@ def test_the_sample_corpus_is_not_written_again_after_a_vacuum(tmp_path) -> None
     assert not write_sample_corpus(str(tmp_path), 60, 7)
     assert DeltaTable(str(tmp_path / "corpus")).version() == version
     assert write_sample_corpus(str(tmp_path), 60, 8)  # another corpus: written
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("table", [TRUTH_TABLE, "corpus"])
+def test_a_make_corpus_killed_between_its_tables_commits_is_written_whole_by_the_next(tmp_path, table) -> None:
+    """Found in review: the corpus was committed before its truth, and its commit's marker made the next
+    make-corpus say "already there", so a run killed between the two left the truth of the corpus
+    before (or none) beside the new corpus, for every evaluation to score against."""
+    assert write_sample_corpus(str(tmp_path), 30, 7)
+    run_killed("deltalake:write_deltalake", f"a[0].endswith('/{table}')",
+               "from sample_corpus.generate import write_sample_corpus; write_sample_corpus(argv[0], 40, 8)", str(tmp_path))
+    assert write_sample_corpus(str(tmp_path), 40, 8)  # the retry
+    corpus, truth = generate_corpus(n_items=40, seed=8)
+    assert DeltaTable(str(tmp_path / "corpus")).to_pyarrow_table().sort_by("content_id").equals(corpus.sort_by("content_id"))
+    assert DeltaTable(str(tmp_path / TRUTH_TABLE)).to_pyarrow_table().sort_by("content_id").equals(truth.sort_by("content_id"))
+    assert not write_sample_corpus(str(tmp_path), 40, 8)
 
 
 def test_a_scenario_day_is_appended_after_the_last_day(tmp_path) -> None:

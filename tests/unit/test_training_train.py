@@ -15,7 +15,7 @@ from embedding_tables import SIGNAL, append, delete, random_vectors, rows
 from sklearn.metrics import roc_auc_score
 from training_lakehouse import ERRORS, training_lakehouse
 
-from conf.settings import UsageError
+from conf.settings import UsageError, load_settings
 from jobs.cli import main
 from lake import delta_io
 from lake.corpus import CorpusTable
@@ -23,6 +23,7 @@ from lake.registry import CHALLENGER, CHAMPION, Registry, RegistryError
 from rollout.compare import EXPERIMENT as COMPARE_EXPERIMENT
 from signals.contracts import LABELS
 from signals.labels.head import load_head, score_vectors
+from tests.killed import run_killed
 from training.evaluate import image_format, text_length
 from training.gate import EVALUATION_TAG
 from training.gold import gold_labels
@@ -231,6 +232,35 @@ def test_the_same_seed_registers_the_same_version_and_another_seed_a_new_one(lak
                        "low_quality", lake.weak, "weak")
     assert first.weights == again.weights and first.model.version == again.model.version == "1"
     assert other.model.version == "2" and other.weights != first.weights
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("target, when", [
+    ("lake.registry:Registry.register", "True"),  # its MLflow run logged, nothing registered
+    ("mlflow:MlflowClient.set_model_version_tag", "a[3] == 'mlflow_run_id'"),  # its version registered, without its tags
+    ("mlflow:MlflowClient.set_registered_model_alias", "a[2] == 'challenger'"),  # evaluated and tagged, the alias not moved
+], ids=["logged", "registered", "tagged"])
+def test_a_train_killed_before_the_registry_moved_is_made_whole_by_the_retry(lake, tmp_path, target, when):
+    """`train` killed (a process ended at once) between MLflow and the registry's alias: the retry registers the
+    same weights as the same version, with its run and its evaluation, as the challenger; no second version."""
+    frames = {name: tmp_path / f"{name}.pkl" for name in ("weak", "gold", "majority")}
+    for name, path in frames.items():
+        getattr(lake, name).to_pickle(path)
+    overrides = [f"lakehouse={lake.settings.lakehouse_root}", "training.epochs=12", "training.hidden=0", "training.gate.min_slice_items=10"]
+    assert load_settings("local", overrides) == lake.settings
+    run_killed(target, when, "import pandas as pd; from conf.settings import load_settings; from training.train import train_task; "
+               "weak, gold, majority = (pd.read_pickle(p) for p in argv[:3]); "
+               "train_task(load_settings('local', argv[3:]), 'low_quality', weak, 'weak', gold=gold, majority=majority, "
+               "report_path=__import__('pathlib').Path(argv[3].split('=', 1)[1]) / 'report.html')",
+               *map(str, frames.values()), *overrides)
+    retried = train_task(lake.settings, "low_quality", lake.weak, "weak", gold=lake.gold, majority=lake.majority,
+                         report_path=tmp_path / "report.html")
+    registry = Registry(lake.settings.registry_uri)
+    assert [v.version for v in registry.versions("head_low_quality")] == ["1"] == [retried.model.version]
+    assert registry.aliases("head_low_quality") == {CHALLENGER: "1"}
+    tags = registry.client.get_model_version("head_low_quality", "1").tags
+    assert tags["mlflow_run_id"] == retried.run_id
+    assert json.loads(tags[EVALUATION_TAG]) == json.loads(json.dumps(retried.evaluation.summary()))
 
 
 def promote(capsys, lake, *args: str) -> tuple[int, str]:
