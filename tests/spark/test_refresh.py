@@ -451,14 +451,8 @@ def test_a_backfill_that_lands_between_a_refresh_s_read_and_its_commit_leaves_no
     _assert_taken_down_as_a_full_refresh_takes_them_down(spark, settings, reference, gone)
 
 
-def test_a_refresh_retried_on_a_changed_corpus_after_its_embeddings_commit_claims_no_work_it_did_not_commit(
-        spark, backfilled_and_reference, monkeypatch):
-    """Found in review: a `refresh --run-id` retried after its embeddings commit landed, the corpus
-    having changed in between, computed the embeddings of the change and did not commit them (the
-    run id's commit was already in the log), and said it succeeded."""
-    settings, reference = backfilled_and_reference
-    for lakehouse in (settings, reference):
-        edit_corpus(lakehouse.table_root("corpus"))
+def _killed_after_the_embeddings_commit(spark, settings, run_id: str, monkeypatch) -> None:
+    """A refresh with this run id killed between its embeddings commit and its labels commit."""
     real = delta_io.commit_files_made
 
     def killed_before_the_labels_commit(root, contract, *args, **kwargs):
@@ -468,8 +462,19 @@ def test_a_refresh_retried_on_a_changed_corpus_after_its_embeddings_commit_claim
 
     monkeypatch.setattr(delta_io, "commit_files_made", killed_before_the_labels_commit)
     with pytest.raises(KeyboardInterrupt):
-        run_refresh(spark, settings, run_id="refresh-retried")
+        run_refresh(spark, settings, run_id=run_id)
     monkeypatch.undo()
+
+
+def test_a_refresh_retried_on_a_changed_corpus_after_its_embeddings_commit_claims_no_work_it_did_not_commit(
+        spark, backfilled_and_reference, monkeypatch):
+    """Found in review: a `refresh --run-id` retried after its embeddings commit landed, the corpus
+    having changed in between, computed the embeddings of the change and did not commit them (the
+    run id's commit was already in the log), and said it succeeded."""
+    settings, reference = backfilled_and_reference
+    for lakehouse in (settings, reference):
+        edit_corpus(lakehouse.table_root("corpus"))
+    _killed_after_the_embeddings_commit(spark, settings, "refresh-retried", monkeypatch)
     for lakehouse in (settings, reference):
         edit_corpus(lakehouse.table_root("corpus"), drop=0, add=0)  # retitles the same items again before the retry
     root, app_id = settings.table_root("embeddings"), "content-signals/refresh-retried"
@@ -534,17 +539,7 @@ def test_a_refresh_retried_after_its_embeddings_commit_keeps_the_statistics_of_e
 
     settings, _ = backfilled_and_reference
     edit_corpus(settings.table_root("corpus"))
-    real = delta_io.commit_files_made
-
-    def killed_before_the_labels_commit(root, contract, *args, **kwargs):
-        if contract is LABELS:
-            raise KeyboardInterrupt("killed after the embeddings commit")
-        return real(root, contract, *args, **kwargs)
-
-    monkeypatch.setattr(delta_io, "commit_files_made", killed_before_the_labels_commit)
-    with pytest.raises(KeyboardInterrupt):
-        run_refresh(spark, settings, run_id="refresh-retried")
-    monkeypatch.undo()
+    _killed_after_the_embeddings_commit(spark, settings, "refresh-retried", monkeypatch)
     assert run_refresh(spark, settings, run_id="refresh-retried").status == ledger.SUCCEEDED
     written = pa.concat_tables([delta_io.read_arrow(settings.table_root(c.name), filters=pc.field("run_id") == "refresh-retried",
                                                     columns=["signal", "ds", "content_id"]) for c in (EMBEDDINGS, LABELS)])
