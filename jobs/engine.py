@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import pyarrow.compute as pc
 from deltalake.exceptions import DeltaError
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -28,7 +29,7 @@ from lake import delta_io, ledger, spark_io
 from lake.ledger import SignalOutcome
 from lake.upkeep import UPKEEP_JOB
 from monitoring.file_summary import FileSummaries
-from monitoring.monitor import stats_of_run
+from monitoring.monitor import read_stats, stats_of_run
 from monitoring.stats import keep_run_stats
 from monitoring.superseded import drop_superseded
 from signals.base import ModelRef, Signal
@@ -246,9 +247,12 @@ def already_committed(spark: SparkSession, settings: Settings, run: Run, tables:
         if not delta_io.committed(root, run.app_id):
             return None
         versions[contract.name] = delta_io.version_of_commit(root, run.app_id)
-    ledger.reconcile(settings.table_root(RUNS.name), lambda record: committed_to(settings, record))
-    if {EMBEDDINGS.name, LABELS.name} & versions.keys() and stats_of_run(spark, settings, run.run_id).num_rows:
-        drop_superseded(settings.lakehouse_root, run.run_id, run.job)  # done already where stats_of_run computed them
+    close_dead_runs(settings)
+    if {EMBEDDINGS.name, LABELS.name} & versions.keys():
+        if read_stats(settings, pc.field("run_id") == run.run_id).num_rows:  # kept before the kill: what they supersede may remain
+            drop_superseded(settings.lakehouse_root, run.run_id, run.job)
+        else:
+            stats_of_run(spark, settings, run.run_id)  # computed from its rows, kept, and what they supersede dropped
     return RunResult(run.run_id, "skipped", versions)
 
 
@@ -272,6 +276,11 @@ CORPUS_VERSION = "corpus_version"  # commit metadata of the jobs that write sign
 CORPUS_MAPPING = "corpus_mapping"  # ... and the corpus they read, but for its version (lake.corpus.CorpusTable.mapping_id)
 
 
+def close_dead_runs(settings: Settings) -> None:
+    """Close the ledger entries of runs that died (`ledger.reconcile`), judged by their tables' logs."""
+    ledger.reconcile(settings.table_root(RUNS.name), lambda record: committed_to(settings, record))
+
+
 @contextmanager
 def recorded(settings: Settings, run: Run, entries: Sequence[Tracked],
              window: tuple[str | None, str | None] = (None, None)) -> Iterator[Callable[[RunResult], None]]:
@@ -280,7 +289,7 @@ def recorded(settings: Settings, run: Run, entries: Sequence[Tracked],
     not closed yet, `failed` with the reason where the run did not commit to its table (or its log cannot be read), and
     `succeeded` where it did (a run that died after its embeddings commit did compute its embeddings)."""
     root = settings.table_root(RUNS.name)
-    ledger.reconcile(root, lambda record: committed_to(settings, record))
+    close_dead_runs(settings)
 
     def record(entry: Tracked, status: str, message: str | None, outcome: SignalOutcome | None, version: int | None) -> ledger.RunRecord:
         counts = (outcome.rows_in, outcome.rows_ok, outcome.rows_error) if outcome else (None, None, None)
