@@ -47,10 +47,10 @@ def make_video(seconds: float, path: Path) -> None:
     """The benchmark video at `path`: a pan over each photo in turn, a cut every SHOT_S seconds."""
     from PIL import Image
 
-    from sample_corpus.generate import _photo
+    from sample_corpus.photos import base_photo
     from sample_corpus.videos import encode_video
 
-    bigs = [np.asarray(_photo(p).resize((int(SIZE[0] * 1.5), int(SIZE[1] * 1.5)), Image.Resampling.BILINEAR)) for p in PHOTOS]
+    bigs = [np.asarray(base_photo(p).resize((int(SIZE[0] * 1.5), int(SIZE[1] * 1.5)), Image.Resampling.BILINEAR)) for p in PHOTOS]
 
     def frames() -> Any:
         for k in range(round(seconds * FPS)):

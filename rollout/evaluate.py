@@ -34,7 +34,8 @@ from retrieval.build import embeddings_root
 from retrieval.embedding_rows import held_by, pinned_version, signal_rows, vectors_of
 from retrieval.quality import retrieval_quality
 from rollout.models import champion_version
-from sample_corpus.generate import COPY, NONE, truth_root
+from sample_corpus.generate import truth_root
+from sample_corpus.kinds import COPY, NONE
 from sample_corpus.videos import VIDEO_TRUTH_TABLE
 from signals.contracts import DUPLICATES, LABELS, STATUS_OK
 

@@ -22,7 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from PIL import Image
 
-from sample_corpus.generate import SUBJECTS, generate_corpus
+from sample_corpus.generate import generate_corpus
+from sample_corpus.photos import SUBJECTS
 from signals.contracts import CORPUS
 
 SCENARIOS = ("normal", "thumbnails", "truncated", "language")

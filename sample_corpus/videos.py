@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from sample_corpus.generate import SKIMAGE_PHOTOS, _photo
+from sample_corpus.photos import SKIMAGE_PHOTOS, base_photo
 from signals.contracts import CORPUS, UTC_MICROS
 
 FPS = 24
@@ -151,7 +151,7 @@ def _cut_video(rng: np.random.Generator, photos: tuple[str, ...]) -> tuple[list[
     def frames() -> Iterator[Image.Image]:
         for base_id, seconds in zip(photos, lengths):
             move: Callable[..., Iterator[Image.Image]] = pan if rng.uniform() < 0.5 else zoom
-            yield from move(_photo(base_id), seconds, rng)
+            yield from move(base_photo(base_id), seconds, rng)
 
     return frames(), cuts, float(sum(lengths))
 
@@ -187,17 +187,17 @@ def good_videos(seed: int = 7) -> list[SampleVideo]:
     for k, move in enumerate((pan, zoom)):
         base_id = picks[(12 + k) % len(picks)]
         cid = f"video-{move.__name__}-{k}"
-        videos.append(SampleVideo(cid, move.__name__, encode_video(_arrays(move(_photo(base_id), 4.0, rng))), (base_id,), (), 4.0, dup_group=cid))
+        videos.append(SampleVideo(cid, move.__name__, encode_video(_arrays(move(base_photo(base_id), 4.0, rng))), (base_id,), (), 4.0, dup_group=cid))
     base_id = picks[14 % len(picks)]
     overlay = (1.0, 2.5)
-    data = encode_video(_arrays(_with_text(pan(_photo(base_id), 4.0, rng), overlay, "SALE 50% OFF")))
+    data = encode_video(_arrays(_with_text(pan(base_photo(base_id), 4.0, rng), overlay, "SALE 50% OFF")))
     videos.append(SampleVideo("video-text-overlay", "text_overlay", data, (base_id,), (), 4.0, overlay_s=overlay, dup_group="video-text-overlay"))
     base_id = picks[15 % len(picks)]
     blur = (1.5, 3.0)
-    data = encode_video(_arrays(_blurred(zoom(_photo(base_id), 4.0, rng), blur)))
+    data = encode_video(_arrays(_blurred(zoom(base_photo(base_id), 4.0, rng), blur)))
     videos.append(SampleVideo("video-blur", "blur", data, (base_id,), (), 4.0, blur_s=blur, dup_group="video-blur"))
     base_id = picks[16 % len(picks)]
-    videos.append(SampleVideo("video-still", "still", encode_video(_arrays(still(_photo(base_id), 3.0))), (base_id,), (), 3.0, dup_group="video-still"))
+    videos.append(SampleVideo("video-still", "still", encode_video(_arrays(still(base_photo(base_id), 3.0))), (base_id,), (), 3.0, dup_group="video-still"))
     source = videos[0]
     for cid, codec, container, fps, height in (("video-cuts-0-vp9", "libvpx-vp9", "webm", 15, 180), ("video-cuts-0-mpeg4", "mpeg4", "mp4", 30, 240)):
         options = {"deadline": "realtime", "cpu-used": "8"} if codec == "libvpx-vp9" else {"qscale": "4"}
@@ -250,7 +250,7 @@ def _audio_only(seconds: float = 2.0, rate: int = 44100) -> bytes:
 def bad_videos(seed: int = 7) -> list[SampleVideo]:
     """Bad video inputs, each of which must become an error row with its reason."""
     rng = np.random.default_rng(seed + 1)
-    photo = _photo(PHOTOS[0])
+    photo = base_photo(PHOTOS[0])
     short = list(_arrays(pan(photo, 2.0, rng)))
     faststart = encode_video(short, container_options={"movflags": "faststart"})  # the index first, as streamed uploads have it
     corrupt = faststart[:64] + rng.integers(0, 256, len(faststart) - 64, dtype=np.uint8).tobytes()

@@ -20,7 +20,7 @@ from PIL import Image
 from jobs.backfill import run_backfill
 from jobs.dedup import run_dedup
 from jobs.refresh import run_refresh
-from sample_corpus.generate import _photo
+from sample_corpus.photos import base_photo
 from sample_corpus.videos import VIDEO_CORPUS_SCHEMA, bad_videos, encode_video, pan, reencode, still
 from signals.contracts import UTC_MICROS
 from signals.embedders.efficientnet import EfficientNetImageEmbedder
@@ -45,16 +45,16 @@ def _jpeg(image: Image.Image) -> bytes:
 
 def _items() -> dict[str, dict]:
     rng = np.random.default_rng(5)
-    frames = [*pan(_photo("rocket"), 1.5, rng, FPS, SIZE), *pan(_photo("coffee"), 1.5, rng, FPS, SIZE)]
+    frames = [*pan(base_photo("rocket"), 1.5, rng, FPS, SIZE), *pan(base_photo("coffee"), 1.5, rng, FPS, SIZE)]
     cuts = encode_video([np.asarray(f) for f in frames], FPS)
     videos = {
         "v-cuts": cuts,
         "v-cuts-vp9": reencode(cuts, "libvpx-vp9", "webm", 24, 90, {"deadline": "realtime", "cpu-used": "8"}),  # the same video
-        "v-still": encode_video([np.asarray(f) for f in still(_photo("chelsea"), 1.0, FPS, 120)], FPS),
+        "v-still": encode_video([np.asarray(f) for f in still(base_photo("chelsea"), 1.0, FPS, 120)], FPS),
         **{f"v-{b.kind}": b.data for b in bad_videos() if b.kind in ("empty", "audio_only", "image_renamed")},
     }
-    photos = {"p-camera": _jpeg(_photo("camera").resize(SIZE)), "p-coffee": _jpeg(_photo("coffee").resize(SIZE)),
-              "p-chelsea": _jpeg(_photo("chelsea"))}  # the picture v-still shows: a pin and its video version
+    photos = {"p-camera": _jpeg(base_photo("camera").resize(SIZE)), "p-coffee": _jpeg(base_photo("coffee").resize(SIZE)),
+              "p-chelsea": _jpeg(base_photo("chelsea"))}  # the picture v-still shows: a pin and its video version
     return {**{k: {"video": v, "image": None} for k, v in videos.items()}, **{k: {"video": None, "image": v} for k, v in photos.items()}}
 
 
@@ -132,7 +132,7 @@ def test_videos_through_the_backfill_and_the_refresh(spark, video_lakehouse) -> 
     # the refresh: v-still taken down, v-cuts re-encoded as another video, the rest unchanged
     corpus = DeltaTable(settings.table_root("corpus"))
     changed = corpus.to_pyarrow_table(filters=[("content_id", "=", "v-cuts")])
-    new_video = encode_video([np.asarray(f) for f in still(_photo("camera"), 1.0, FPS, 120)], FPS)
+    new_video = encode_video([np.asarray(f) for f in still(base_photo("camera"), 1.0, FPS, 120)], FPS)
     corpus.delete("content_id = 'v-cuts' OR content_id = 'v-still'")
     later = pa.array([1_763_700_000_000_000], UTC_MICROS)
     write_deltalake(corpus.table_uri, changed.set_column(changed.schema.get_field_index("video"), "video", pa.array([new_video], pa.binary()))
@@ -153,7 +153,7 @@ def test_videos_through_the_backfill_and_the_refresh(spark, video_lakehouse) -> 
     # v-cuts-vp9 becomes a photo by a newer row of the same day, its video row left in place: the incremental refresh (the
     # corpus has only an added file since the last one) drops its keyframes (they stayed: it was no changed video item)
     (video_row,) = [r for r in _table(settings, "corpus") if r["content_id"] == "v-cuts-vp9"]
-    as_photo = {**video_row, "video": None, "image": _jpeg(_photo("camera").resize(SIZE)), "updated_at": datetime.fromtimestamp(1_763_800_000, UTC)}
+    as_photo = {**video_row, "video": None, "image": _jpeg(base_photo("camera").resize(SIZE)), "updated_at": datetime.fromtimestamp(1_763_800_000, UTC)}
     write_deltalake(corpus.table_uri, pa.Table.from_pylist([as_photo], schema=VIDEO_CORPUS_SCHEMA), mode="append")
     photo = run_refresh(spark, settings)
     assert "keyframes: 1 corpus files added and 0 removed" in photo.message
@@ -235,7 +235,7 @@ def test_a_backfill_of_the_day_a_video_was_ingested_again_drops_its_keyframes_on
     photo_day = "2026-11-22"
     still_again = corpus.to_pyarrow_table(filters=[("content_id", "=", "v-still")])
     changes = {"ds": pa.array([photo_day], pa.string()), "updated_at": pa.array([1_763_800_000_000_000], UTC_MICROS),
-               "video": pa.array([None], pa.binary()), "image": pa.array([_jpeg(_photo("chelsea"))], pa.binary())}
+               "video": pa.array([None], pa.binary()), "image": pa.array([_jpeg(base_photo("chelsea"))], pa.binary())}
     for name, column in changes.items():
         still_again = still_again.set_column(still_again.schema.get_field_index(name), name, column)
     write_deltalake(corpus.table_uri, still_again, mode="append", partition_by=["ds"])

@@ -15,7 +15,9 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
-from sample_corpus.generate import CORPUS_SCHEMA, KINDS, TEXT_WEIGHTS, TRUTH_SCHEMA, generate_corpus
+from sample_corpus.generate import CORPUS_SCHEMA, TRUTH_SCHEMA, generate_corpus
+from sample_corpus.kinds import KINDS
+from sample_corpus.texts import TEXT_WEIGHTS
 
 BAD_KINDS = {kind.name for kind in KINDS if kind.group == "bad"}
 COPY_KINDS = {

@@ -97,14 +97,14 @@ def test_an_embedding_and_its_topics_run_the_backbone_once_and_equal_each_alone(
 def test_the_video_pass_runs_the_backbone_once_per_chunk_of_keyframes(monkeypatch: pytest.MonkeyPatch) -> None:
     from datetime import UTC, datetime
 
-    from sample_corpus.generate import _photo
+    from sample_corpus.photos import base_photo
     from sample_corpus.videos import encode_video, pan
     from signals.table_rows import RowStamp
     from signals.video.keyframes import VideoReading
     from signals.video.rows import video_rows
 
     rng = np.random.default_rng(5)
-    frames = [*pan(_photo("rocket"), 1.5, rng, 12, (160, 120)), *pan(_photo("coffee"), 2.0, rng, 12, (160, 120))]
+    frames = [*pan(base_photo("rocket"), 1.5, rng, 12, (160, 120)), *pan(base_photo("coffee"), 2.0, rng, 12, (160, 120))]
     item = {"content_id": "v1", "ds": "2026-12-01", "input_hash": "h", "video": encode_video([np.asarray(f.convert("RGB")) for f in frames], 12)}
 
     def stamped(*signals):

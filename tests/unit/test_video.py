@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from sample_corpus.generate import _photo
+from sample_corpus.photos import base_photo
 from sample_corpus.videos import _patched_mkv_duration, bad_videos, encode_video, pan, still
 from signals.decode import InputError
 from signals.embedders.efficientnet import EfficientNetImageEmbedder
@@ -32,7 +32,7 @@ def _frames(images: list[Image.Image]) -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def small_video() -> bytes:
     """Two seconds of a pan over one photo, 160x120 at 12 fps, H.264 in MP4."""
-    return encode_video(_frames(list(pan(_photo("chelsea"), 2.0, np.random.default_rng(0), FPS, SIZE))), FPS)
+    return encode_video(_frames(list(pan(base_photo("chelsea"), 2.0, np.random.default_rng(0), FPS, SIZE))), FPS)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def cut_video() -> tuple[bytes, list[float]]:
     lengths = [1.5, 2.25, 1.75]
     images: list[Image.Image] = []
     for base_id, seconds in zip(("astronaut", "coffee", "rocket"), lengths):
-        images += list(pan(_photo(base_id), seconds, rng, FPS, SIZE))
+        images += list(pan(base_photo(base_id), seconds, rng, FPS, SIZE))
     return encode_video(_frames(images), FPS), list(np.cumsum(lengths)[:-1])
 
 
@@ -77,7 +77,7 @@ def test_within_limits_the_header_is_read(small_video: bytes) -> None:
 def test_a_header_that_understates_the_duration_is_caught_on_the_frames(small_video: bytes) -> None:
     """The limits hold on the decoded frames too: a header claiming 0.5 s passes a 1 s limit, and
     decoding stops with an error at the first frame past it."""
-    mkv = _patched_mkv_duration(encode_video(_frames(list(pan(_photo("chelsea"), 2.0, np.random.default_rng(0), FPS, SIZE))),
+    mkv = _patched_mkv_duration(encode_video(_frames(list(pan(base_photo("chelsea"), 2.0, np.random.default_rng(0), FPS, SIZE))),
                                              FPS, container="matroska"), 500.0)
     limits = replace(VideoLimits(), max_duration_s=1.0)
     assert probe_video(mkv, limits).duration_s == pytest.approx(0.5)
@@ -384,14 +384,14 @@ def test_a_long_shot_has_a_keyframe_per_part(small_video: bytes) -> None:
 
 def test_the_keyframe_is_the_sharpest_middle_frame() -> None:
     """A still photo blurred everywhere but in 1.0-1.5 s of 3 s: the keyframe comes from there."""
-    photo = _photo("coffee").resize(SIZE)
+    photo = base_photo("coffee").resize(SIZE)
     images = [photo if 1.0 <= k / FPS < 1.5 else photo.filter(ImageFilter.GaussianBlur(3)) for k in range(3 * FPS)]
     keyframes = list(video_keyframes(encode_video(_frames(images), FPS)))
     assert len(keyframes) == 1 and 1.0 <= keyframes[0].time_s < 1.5
 
 
 def test_laplacian_variance_ranks_blur() -> None:
-    pixels = np.asarray(_photo("camera").convert("RGB").resize(SIZE))
+    pixels = np.asarray(base_photo("camera").convert("RGB").resize(SIZE))
     blurred = np.asarray(Image.fromarray(pixels).filter(ImageFilter.GaussianBlur(2)))
     assert sharpness(pixels) > 2 * sharpness(blurred) > 0
 
@@ -444,7 +444,7 @@ def _png(image: Image.Image) -> bytes:
 def test_a_still_photo_videos_pooled_embedding_is_the_photos() -> None:
     """Cosine >= 0.95 between the pooled embedding of a video of a still photo and the photo's own
     embedding, with the default image embedder."""
-    photo = _photo("astronaut")
+    photo = base_photo("astronaut")
     data = encode_video(_frames(list(still(photo, 2.0, FPS, 240))), FPS)
     embedder = EfficientNetImageEmbedder(config("image_embedding")).load()
     keyframes = list(video_keyframes(data))

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pytest
 import torch
 
-from sample_corpus.generate import _photo
+from sample_corpus.photos import base_photo
 from sample_corpus.videos import bad_videos, encode_video, pan
 from signals.contracts import EMBEDDINGS, KEYFRAMES, LABELS, is_retried_error
 from signals.embedders.efficientnet import EfficientNetImageEmbedder
@@ -35,7 +35,7 @@ SIZE = (160, 120)
 @pytest.fixture(scope="module")
 def two_shot_video() -> bytes:
     rng = np.random.default_rng(3)
-    images = [*pan(_photo("rocket"), 1.5, rng, FPS, SIZE), *pan(_photo("coffee"), 2.0, rng, FPS, SIZE)]
+    images = [*pan(base_photo("rocket"), 1.5, rng, FPS, SIZE), *pan(base_photo("coffee"), 2.0, rng, FPS, SIZE)]
     return encode_video([np.asarray(i.convert("RGB")) for i in images], FPS)
 
 
@@ -183,7 +183,7 @@ def test_output_rows_give_video_items_their_video_rows_and_photos_theirs(two_sho
 
     labeler = ImageQualityLabeler(config("image_quality"))
     photo = io.BytesIO()
-    _photo("camera").resize((160, 120)).save(photo, "PNG")
+    base_photo("camera").resize((160, 120)).save(photo, "PNG")
     ids = ["photo", "video", "bad-video"]
     batch = pa.record_batch({
         "content_id": ids, "ds": ["2026-12-01"] * 3, "input_hash": ["h"] * 3,
