@@ -32,7 +32,8 @@ FPS = 24
 SIZE = (320, 240)  # width, height
 PHOTOS = tuple(base_id for base_id, _ in SKIMAGE_PHOTOS)  # scikit-image's: scikit-learn's cost seconds to import
 TEN_HOURS_MS = 10 * 3600 * 1000.0
-X264_OPTIONS = {"preset": "veryfast", "crf": "23"}
+BITEXACT = {"fflags": "+bitexact"}  # a muxer's random ids and version tags left out: one seed, one file
+X264_OPTIONS = {"preset": "veryfast", "crf": "23", "mbtree": "0"}  # x264's macroblock tree gives other bytes from run to run
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def encode_video(frames: Iterable[np.ndarray], fps: int = FPS, codec: str = "lib
     is the pixels' width over their height (an anamorphic video's); `start_s` is the first frame's
     time (a clip cut from a stream keeps the stream's timestamps)."""
     with tempfile.NamedTemporaryFile(suffix=f".{container}") as file:  # a file: faststart rewrites it
-        with av.open(file.name, "w", format=container, options=container_options or {}) as output:
+        with av.open(file.name, "w", format=container, options={**BITEXACT, **(container_options or {})}) as output:
             stream = None
             for index, pixels in enumerate(frames):
                 if stream is None:
@@ -218,7 +219,7 @@ def _patched_mkv_duration(data: bytes, milliseconds: float) -> bytes:
 def _claimed_size_over_junk(data: bytes, claimed: int, rng: np.random.Generator) -> bytes:
     """A WebM whose header claims `claimed` x `claimed` pixels, its packets replaced by noise."""
     buffer = io.BytesIO()
-    with av.open(io.BytesIO(data)) as source, av.open(buffer, "w", format="webm") as output:
+    with av.open(io.BytesIO(data)) as source, av.open(buffer, "w", format="webm", options=BITEXACT) as output:
         stream = output.add_stream_from_template(source.streams.video[0])
         stream.codec_context.width = stream.codec_context.height = claimed
         for packet in source.demux(source.streams.video[0]):
