@@ -10,7 +10,8 @@ table's) last refresh compared (the next refresh reads the files of that version
 changed), the corpus version pinned in the profile
 (`corpus.version`), the embeddings version each index was built or last updated from (its next
 `index --update` reads the files changed since), the versions each registered head's champion
-and challenger were trained and evaluated on (their lineage, the profile's heads or not), and those `maintain.keep_versions`
+and challenger (the profile's heads or not), and each head version the profile pins, were trained and
+evaluated on (their lineage), and those `maintain.keep_versions`
 lists (any other reader's pin).
 
 The corpus is maintained only when it is the lakehouse's own sample corpus (a corpus someone
@@ -115,27 +116,31 @@ def named_versions(settings: Settings, unknown: list[str] | None = None) -> dict
 
 def lineage_versions(settings: Settings, unknown: list[str] | None = None) -> dict[str, set[int]]:
     """table -> the versions the champion and challenger of each head registered in the lakehouse's
-    registry (the profile's or not) were trained and evaluated on (their MLflow run's lineage,
-    training/train.py), so that either can be trained again or audited; none where no registry was
-    ever made. A version whose training run is gone from MLflow (`mlflow gc`) names nothing: said in
-    `unknown`, rather than stopping every upkeep."""
+    registry (the profile's or not), and the head versions the profile pins (its jobs run them in the
+    champion's place), were trained and evaluated on (their MLflow run's lineage, training/train.py),
+    so that each can be trained again or audited; none where no registry was ever made. A version
+    whose training run is gone from MLflow (`mlflow gc`), or a pinned one never registered, names
+    nothing: said in `unknown`, rather than stopping every upkeep."""
     named: dict[str, set[int]] = defaultdict(set)
     if not registry_exists(settings.registry_uri):
         return named
     registry = Registry(settings.registry_uri)
-    for signal, aliases in registry.every_alias().items():  # every head registered here, the profile's or not
-        if not is_head(signal):
-            continue
-        for version in set(aliases.values()):
-            run_id = registry.client.get_model_version(signal, version).tags.get("mlflow_run_id")
+    heads = {signal: set(aliases.values()) for signal, aliases in registry.every_alias().items() if is_head(signal)}  # the profile's or not
+    for signal, conf in settings.signals.items():
+        if is_head(signal) and conf.model.version is not None:
+            heads.setdefault(signal, set()).add(str(conf.model.version))
+    for signal, versions in heads.items():
+        for version in versions:
+            run_id = None
             try:
+                run_id = registry.client.get_model_version(signal, version).tags.get("mlflow_run_id")
                 params = registry.client.get_run(run_id).data.params if run_id else {}
             except MlflowException as exc:
                 if exc.error_code != "RESOURCE_DOES_NOT_EXIST":  # an unreachable registry stops upkeep: nothing it names is known
                     raise
                 if unknown is not None:
-                    unknown.append(f"{signal} version {version}: its training run {run_id} is gone from MLflow, so the table "
-                                   "versions it was trained on are not known and not kept")
+                    gone = f"its training run {run_id} is gone from MLflow" if run_id else "it is pinned but not registered"
+                    unknown.append(f"{signal} version {version}: {gone}, so the table versions it was trained on are not known and not kept")
                 continue
             for param, contract in LINEAGE_PARAMS.items():
                 if params.get(param, "").isdigit():

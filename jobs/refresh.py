@@ -80,7 +80,7 @@ from lake.upkeep import is_compaction
 from monitoring.monitor import stats_of_run
 from rollout.models import build_signals
 from signals.base import Signal
-from signals.contracts import EMBEDDINGS, KEYFRAMES, LABELS, RETRIED_ERROR_PREFIXES, STATUS_ERROR, STATUS_OK, TableContract, is_retried_error
+from signals.contracts import EMBEDDINGS, KEYFRAMES, LABELS, RETRIED_ERROR_PREFIXES, STATUS_ERROR, STATUS_OK, TableContract, is_retried_error, keeps_rows
 from signals.hashing import TEXT_FIELD_SEPARATOR
 from signals.labels.base import Labeler
 from udfs.columns import input_hash_column
@@ -121,9 +121,6 @@ def refreshed_signature(signals: dict[str, Signal]) -> str:
     return ",".join(sorted(f"{name}@{s.config.model.version}" for name, s in signals.items()))
 
 
-KEEPS_ROWS = ("VACUUM", "SET TBLPROPERTIES", "ADD COLUMN", "CREATE TABLE", "OPTIMIZE")  # operations of commits that add or drop no row
-
-
 @dataclass(frozen=True)
 class LastRefresh:
     """What a table's latest refresh commit brought it in line with (a corpus version, for these
@@ -155,7 +152,7 @@ def last_refresh(root: str) -> LastRefresh | None:
             return None
         read = int(entry.get(READ_VERSION, entry["version"]))
         since = [e for e in [*history[:at], *(e for e in history[at + 1:] if int(e["version"]) > read)]
-                 if not is_compaction(e) and not e.get("operation", "").startswith(KEEPS_ROWS)]
+                 if not is_compaction(e) and not keeps_rows(e)]
         return LastRefresh(int(entry[CORPUS_VERSION]), entry.get(REFRESHED, ""),
                            tuple(int(e[CORPUS_VERSION]) if CORPUS_VERSION in e else None for e in since),
                            frozenset({entry.get(CORPUS_MAPPING), *(e.get(CORPUS_MAPPING) for e in since)}))

@@ -66,7 +66,7 @@ from sample_corpus.kinds import COPY, EDIT, KIND_BY_NAME, KINDS, Source
 from sample_corpus.originals import original
 from sample_corpus.photos import BASE_IDS, SUBJECTS, base_caption
 from sample_corpus.texts import TEXT_WEIGHTS, pin_text, spam_text
-from signals.contracts import CORPUS, UTC_MICROS
+from signals.contracts import CORPUS, UTC_MICROS, keeps_rows
 
 CORPUS_SCHEMA = CORPUS.schema  # the job's input contract (signals.contracts)
 
@@ -280,8 +280,8 @@ def write_sample_corpus(lakehouse_root: str, n_items: int, seed: int, videos: bo
     root = f"{lakehouse_root.rstrip('/')}/{CORPUS.name}"
     marker = {"generator": __name__, "n_items": str(n_items), "seed": str(seed), "videos": str(videos).lower()}
     if DeltaTable.is_deltatable(root):
-        # the newest commit that wrote rows: `maintain` vacuums the sample corpus, which changes none
-        written = next((c for c in DeltaTable(root).history() if not c.get("operation", "").startswith("VACUUM")), {})
+        # the newest commit that wrote rows: `maintain` vacuums the sample corpus and may set its log retention, which change none
+        written = next((c for c in DeltaTable(root).history() if not keeps_rows(c)), {})
         if all(written.get(k, "false" if k == "videos" else None) == v for k, v in marker.items()):
             return False
     corpus, truth = generate_corpus(n_items=n_items, seed=seed)

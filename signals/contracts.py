@@ -5,7 +5,9 @@ change of contract and belongs in the README's table section too.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 
@@ -18,6 +20,14 @@ TRANSIENT_PREFIX = "transient: "
 MODEL_FAILED_PREFIX = "model failed: "
 RETRIED_ERROR_PREFIXES = (TRANSIENT_PREFIX, MODEL_FAILED_PREFIX)
 UTC_MICROS = pa.timestamp("us", tz="UTC")
+# The operations of Delta commits that add or drop no row (maintain's vacuums and log-retention property, a
+# schema change): a reader after the last commit that changed rows (a refresh's, the demo corpus's) passes them.
+KEEPS_ROWS = ("VACUUM", "SET TBLPROPERTIES", "ADD COLUMN", "CREATE TABLE", "OPTIMIZE")
+
+
+def keeps_rows(commit: Mapping[str, Any]) -> bool:
+    """Whether a log entry (`DeltaTable.history`) is a commit that adds or drops no row, so that no reader takes it for a write."""
+    return str(commit.get("operation", "")).startswith(KEEPS_ROWS)
 
 
 def is_retried_error(reason: str | None) -> bool:

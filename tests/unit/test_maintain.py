@@ -807,3 +807,35 @@ def test_a_killed_backfill_is_still_said_to_have_left_its_files_invisible(tmp_pa
     ledger.record_runs(runs, [_started("backfill-killed", "image_safety")])
     closed = ledger.reconcile(runs, lambda _: [str(tmp_path / "labels")])
     assert [(r.status, r.message) for r in closed] == [(ledger.ABANDONED, "died before committing; its files were never visible")]
+
+
+def test_the_versions_a_head_version_the_profile_pins_was_trained_on_are_named(tmp_path: Path, empty_registry_db) -> None:
+    """Found in review: only the heads' aliased versions named their lineage, so a profile pinning an older head
+    version (`signals.head_low_quality.model.version`, which its jobs run in place of the champion) had the
+    embeddings version that head was trained on vacuumed, and its training snapshot no longer read."""
+    from embedding_tables import registry_in
+
+    settings, _ = _corpus_lakehouse(tmp_path, changes=4)
+    root = settings.table_root(EMBEDDINGS.name)
+    expected = _sorted(delta_io.read_arrow(root, 1))
+    replaced = delta_io.commit_files(root, EMBEDDINGS, write(root, make_rows("backfill-2", per_slice=1, slices=[("image_embedding", DAYS[0])]),
+                                                            prefix="part-backfill-2"),
+                                     "test/backfill", {"job": "backfill"}, remove=lambda f: f.partition_values["ds"] == DAYS[0])
+    registry = registry_in(Path(settings.lakehouse_root), empty_registry_db, versions=1)
+    experiment = registry.client.create_experiment("training")
+    for number, embeddings_version in (("1", 1), ("2", replaced)):
+        model = registry.register("head_low_quality", f"code:head-{number}", {"kind": "image_embedding_head"})
+        run = registry.client.create_run(experiment)
+        registry.client.log_param(run.info.run_id, "embeddings_version", str(embeddings_version))
+        registry.client.set_model_version_tag("head_low_quality", model.version, "mlflow_run_id", run.info.run_id)
+        assert model.version == number
+    registry.client.set_registered_model_alias("head_low_quality", "champion", "2")
+    pinned = settings_for(Path(settings.lakehouse_root), "maintain.min_retention_hours=0", "maintain.min_small_files=1",
+                          "signals.head_low_quality.model.version=1")
+    assert named_versions(settings)["embeddings"] == {replaced}  # the profile that does not pin it runs the champion only
+    assert named_versions(pinned)["embeddings"] == {1, replaced}
+    assert run_maintain(pinned, ["embeddings"]).tables[0].kept_versions == (1, replaced)
+    assert _sorted(delta_io.read_arrow(root, 1)).equals(expected)  # its training snapshot still reads
+    unknown: list[str] = []  # a pin of a version never registered (a typo) names nothing, said, and stops no upkeep
+    typo = settings_for(Path(settings.lakehouse_root), "signals.head_low_quality.model.version=9")
+    assert named_versions(typo, unknown)["embeddings"] == {replaced} and len(unknown) == 1 and "version 9" in unknown[0]

@@ -1,12 +1,14 @@
 """The scenario days of the sample corpus: seeded, changed as they say, and appended to the corpus."""
 from __future__ import annotations
 
+import datetime as dt
 import io
 
 import pytest
 from deltalake import DeltaTable
 from PIL import Image
 
+from lake import upkeep
 from sample_corpus.generate import TRUTH_TABLE, generate_corpus, write_sample_corpus
 from sample_corpus.scenarios import SENTENCES, append_scenario_day, scenario_day
 from tests.killed import run_killed
@@ -54,6 +56,25 @@ def test_the_sample_corpus_is_not_written_again_after_a_vacuum(tmp_path) -> None
     assert not write_sample_corpus(str(tmp_path), 60, 7)
     assert DeltaTable(str(tmp_path / "corpus")).version() == version
     assert write_sample_corpus(str(tmp_path), 60, 8)  # another corpus: written
+
+
+def test_the_sample_corpus_is_not_written_again_after_maintain_extends_its_log_retention(tmp_path, monkeypatch) -> None:
+    """Found in review: `maintain` also commits a table property to the sample corpus (`lake.upkeep.keep_log`, where
+    the corpus version a refresh compared is behind a checkpoint older than the log's retention allows), and the demo
+    took that commit, which carries no marker, for the corpus's newest write: it rewrote every file, and the next
+    refresh compared the whole corpus."""
+    assert write_sample_corpus(str(tmp_path), 60, 7)
+    root = str(tmp_path / "corpus")
+    (tmp_path / "corpus" / "orphan.parquet").write_bytes(b"never committed")
+    DeltaTable(root).vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False, full=True)
+    DeltaTable(root).create_checkpoint()
+    weeks_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=20)  # the checkpoint after version 0: past 30 days minus the margin of 14
+    monkeypatch.setattr(upkeep, "commit_times", lambda root: dict.fromkeys(range(DeltaTable(root).version() + 1), weeks_ago))
+    assert upkeep.keep_log(root, [0], dt.timedelta(days=7), False, {"job": "maintain", "run_id": "maintain-1"})
+    assert DeltaTable(root).history(1)[0]["operation"] == "SET TBLPROPERTIES"
+    version = DeltaTable(root).version()
+    assert not write_sample_corpus(str(tmp_path), 60, 7)
+    assert DeltaTable(root).version() == version
 
 
 @pytest.mark.subprocess
