@@ -9,7 +9,10 @@ import base64
 import http.client
 import json
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import tracemalloc
@@ -420,3 +423,28 @@ def test_serve_refuses_a_port_that_is_no_port(tmp_path) -> None:
     from jobs.cli import main
 
     assert main(["serve", "--port", "70000", "--set", f"lakehouse={tmp_path}"]) == 2
+
+
+@pytest.mark.subprocess
+def test_ctrl_c_stops_the_service_cleanly_without_a_traceback(tmp_path, empty_registry_db) -> None:
+    """`content-signals serve` is stopped with Ctrl-C: uvicorn shuts down, then raises the SIGINT it
+    caught again, and the command ended in a KeyboardInterrupt traceback after its clean shutdown
+    (exit by SIGINT), where uvicorn's own command line exits 0."""
+    shutil.copytree(empty_registry_db.parent, tmp_path / "_registry")
+    off = [arg for n in load_settings("local").enabled_signals if n != "text_safety" for arg in ("--set", f"signals.{n}.enabled=false")]
+    command = [sys.executable, "-m", "jobs.cli", "serve", "--port", "0", "--set", f"lakehouse={tmp_path}", *off]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        for line in process.stdout:  # uvicorn says where it listens once the champions are loaded
+            lines.append(line)
+            if "Uvicorn running on" in line:
+                break
+        url = urlsplit(lines[-1].split("running on ")[1].split()[0])
+        assert post(url, item(title="fine text"))[0] == 200
+        process.send_signal(signal.SIGINT)
+        out = "".join(lines) + process.communicate(timeout=120)[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0 and "Application shutdown complete" in out and "Traceback" not in out, out
