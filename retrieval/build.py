@@ -22,7 +22,7 @@ from conf.settings import IndexSettings, UsageError
 from retrieval import index_store
 from retrieval.embedding_rows import changes, held_by, item_vector, pinned_version, signal_rows, table_id, vectors_of
 from retrieval.index_store import Manifest
-from retrieval.vector_index import EXACT, IndexKind, VectorIndex, choose_kind
+from retrieval.vector_index import EXACT, IndexKind, VectorIndex, choose_kind, probed
 from retrieval.writer_lock import writer_lock
 from signals.contracts import EMBEDDINGS
 
@@ -99,7 +99,8 @@ def _build(lakehouse_root: str, signal: str, model_version: str, settings: Index
 
 
 def _update(lakehouse_root: str, signal: str, model_version: str, settings: IndexSettings, version: int | None) -> IndexOutcome:
-    manifest, index = index_store.load(lakehouse_root, signal)
+    manifest, loaded = index_store.load(lakehouse_root, signal)
+    index = VectorIndex(loaded.index, probed(loaded.kind, settings), loaded.ids, loaded.next_id)  # the lists of its build, the probes set now
     if manifest.model_version != model_version:
         raise UsageError(f"the index of {signal} holds model version {manifest.model_version} and the champion is now {model_version}: "
                          f"one index never mixes two models' vectors; build a new one (content-signals index {signal}, without --update)")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import faiss
@@ -43,7 +43,13 @@ def approximate_kind(items: int, settings: IndexSettings) -> IndexKind:
     so many that a list has fewer than 39 training points, `ivf_probes` of them searched."""
     lists = settings.ivf_lists or round(4 * math.sqrt(items))
     lists = max(1, min(lists, items // MIN_TRAIN_PER_LIST))
-    return IndexKind(IVF_FLAT, lists, min(settings.ivf_probes, lists), settings.train_per_list)
+    return probed(IndexKind(IVF_FLAT, lists, None, settings.train_per_list), settings)
+
+
+def probed(kind: IndexKind, settings: IndexSettings) -> IndexKind:
+    """`kind` searching `ivf_probes` of its lists (at most all): a query's setting, so an update of
+    an index takes it without training the lists again (exact search has no lists to probe)."""
+    return kind if kind.lists is None else replace(kind, probes=min(settings.ivf_probes, kind.lists))
 
 
 def choose_kind(items: int, settings: IndexSettings) -> IndexKind:

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import binascii
 import json
+from typing import NoReturn
 
 from starlette.requests import ClientDisconnect, Request
 
@@ -22,6 +23,10 @@ FIELDS = ("image", "image_uri", "title", "description")
 # '[' and '{' a body may hold: an item is one object of text fields, and each would cost a Python
 # object while parsing (a 45 MB body of empty lists took 1.2 GB and seconds, found in review)
 MAX_CONTAINERS = 10_000
+# quotes not escaped a body may hold: an item's strings are its keys and values (at most eight, two
+# quotes each), and a quote inside a string is escaped; a body of distinct keys took 30 s and 560 MB
+# to parse and was named key by key in a 43 MB reason (found in review)
+MAX_QUOTES = 64
 
 
 class Refused(Exception):
@@ -67,14 +72,17 @@ def parse_item(body: bytes) -> Item:
     string (or null) values and an `image` in base64."""
     if (containers := body.count(b"[") + body.count(b"{")) > MAX_CONTAINERS:
         raise Refused(400, f"the body holds {containers} '[' and '{{', over {MAX_CONTAINERS}: an item is one JSON object of text fields")
-    try:
-        data = json.loads(body)
+    if (quotes := body.count(b'"') - body.count(b'\\"')) > MAX_QUOTES:
+        raise Refused(400, f"the body holds {quotes} JSON strings' quotes, over {MAX_QUOTES}: an item is one JSON object of text fields")
+    try:  # an item holds no number: the first one met is refused, not every one made (45 MB of floats took 400 MB)
+        data = json.loads(body, parse_int=_number, parse_float=_number, parse_constant=_number)
     except (ValueError, RecursionError) as e:  # RecursionError: nested deeper than the parser goes
         raise Refused(400, f"the body is not JSON: {e}") from None
     if not isinstance(data, dict):
         raise Refused(400, f"the body is a JSON {type(data).__name__}, not an object with {', '.join(FIELDS)}")
     if unknown := sorted(set(data) - set(FIELDS)):
-        raise Refused(400, f"unknown fields {unknown}; an item has {', '.join(FIELDS)}")
+        raise Refused(400, f"unknown fields {', '.join(repr(name[:40]) for name in unknown[:5])}{' ...' * (len(unknown) > 5)}; "
+                           f"an item has {', '.join(FIELDS)}")
     if wrong := sorted(name for name, value in data.items() if value is not None and not isinstance(value, str)):
         raise Refused(400, f"fields {wrong} must be strings or null")
     image = data.get("image")
@@ -84,3 +92,8 @@ def parse_item(body: bytes) -> Item:
         except (binascii.Error, ValueError):
             raise Refused(400, "image is not base64") from None
     return Item(image, data.get("image_uri"), data.get("title"), data.get("description"))
+
+
+def _number(text: str) -> NoReturn:
+    """Refuses the body at its first number (json.loads calls it for each): an item's fields are strings or null."""
+    raise Refused(400, f"the body holds a number ({text[:40]}): an item's fields must be strings or null")

@@ -116,6 +116,20 @@ def test_an_ivf_index_takes_the_same_update_in_place(lakehouse) -> None:
         assert_same(neighbours(updated, query, 20), brute_force(lakehouse, manifest.table_version, query, 20))
 
 
+def test_an_update_searches_the_ivf_probes_configured_now(lakehouse) -> None:
+    """The lists stay those trained at the build, but how many a query searches is a query's
+    setting: an update kept the build's probes (here 1 of 2) whatever `ivf_probes` said since, so
+    raising it for recall took effect only at the next full build, in `neighbours` and the service."""
+    root = str(lakehouse)
+    assert build_index(root, SIGNAL, "1", IndexSettings(exact_below=50, ivf_lists=2, ivf_probes=1)).manifest.kind["probes"] == 1
+    refresh_like_change(lakehouse)
+    manifest = update_index(root, SIGNAL, "1", IndexSettings(exact_below=50, ivf_lists=2, ivf_probes=9)).manifest
+    assert manifest.made_by["how"] == "update" and manifest.kind == {"name": IVF_FLAT, "lists": 2, "probes": 2, "train_per_list": 64}
+    _, updated = index_store.load(root, SIGNAL)
+    for query in random_vectors(20, 41):  # every list searched: exact
+        assert_same(neighbours(updated, query, 20), brute_force(lakehouse, manifest.table_version, query, 20))
+
+
 def test_an_index_whose_items_are_all_taken_down_is_emptied_whatever_its_kind(tmp_path) -> None:
     """An IVF index emptied by an update used to ask for a rebuild of nothing, which refused, so the
     index kept answering with taken-down items."""
