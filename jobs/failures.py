@@ -23,7 +23,7 @@ from pydantic_core import ErrorDetails
 from conf.settings import UsageError
 from jobs.maintain import UpkeepFailed
 from lake.alias_lock import AliasConflict
-from lake.delta_io import CommitConflict
+from lake.delta_io import SHARED_STORAGE, CommitConflict
 from lake.registry import RegistryDamaged, RegistryError
 from monitoring.monitor import AlertsFired
 from signals.contracts import DUPLICATES, EMBEDDINGS, KEYFRAMES, LABELS
@@ -53,6 +53,8 @@ def explain(exc: BaseException, lakehouse_root: str | None = None) -> Failure | 
         first = explain(next(iter(exc.failed.values())), lakehouse_root)
         return Failure(first.status, f"{first.message}\n{exc}") if first else None
     text = f"{type(exc).__name__}: {exc}"
+    if _says_missing(text) and (there := _there_for_the_driver(text)):
+        return Failure(BAD_INPUT, f"the executors found no {there}, which is there for the driver: {SHARED_STORAGE}")
     data_file = _DATA_FILE.search(text) if _says_missing(text) else None
     if data_file:
         table, day = data_file["table"], data_file["ds"]
@@ -130,6 +132,17 @@ def _executors_lack(text: str) -> str | None:
 def _says_missing(text: str) -> bool:
     """Whether an error's text says a file was not found (each store says it its own way)."""
     return "FileNotFound" in text or "No such file" in text or "not found" in text.lower()
+
+
+def _there_for_the_driver(text: str) -> str | None:
+    """A data file of a local Delta table that a task found missing but the driver finds (the
+    executors, on other machines, do not see the driver's folder), from the error's text; None if
+    the error names none."""
+    for match in _PARQUET_PATH.finditer(text):
+        path = Path(match[1])
+        if path.is_file() and any((folder / "_delta_log").is_dir() for folder in path.parents):
+            return match[1]
+    return None
 
 
 def _missing_table_file(text: str) -> tuple[str, str] | None:

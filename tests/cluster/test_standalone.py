@@ -15,7 +15,7 @@ import sysconfig
 import time
 import urllib.request
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,9 +93,11 @@ class Cluster:
     driver_path: str  # PATH of the spark-submit processes: python3 is the bare venv's
     started: list[subprocess.Popen]  # every process the fixture stops, drivers included
 
-    def submit(self, archive: Path, lakehouse: Path, *args: str, profile: str = PROFILE, events: Path | None = None) -> subprocess.Popen:
-        """The README's spark-submit line, with the test's cheap signals (and an event log to read)."""
-        command = [str(SPARK_HOME / "bin" / "spark-submit"), "--master", self.master, "--py-files", str(archive),
+    def submit(self, archive: Path, lakehouse: Path, *args: str, profile: str = PROFILE, events: Path | None = None,
+               launcher: Sequence[str] = ()) -> subprocess.Popen:
+        """The README's spark-submit line, with the test's cheap signals (and an event log to read),
+        started through `launcher` if given."""
+        command = [*launcher, str(SPARK_HOME / "bin" / "spark-submit"), "--master", self.master, "--py-files", str(archive),
                    "--conf", "spark.pyspark.python=python3"]
         if events:
             command += ["--conf", "spark.eventLog.enabled=true", "--conf", "spark.eventLog.compress=false", "--conf", f"spark.eventLog.dir={events}"]
@@ -214,6 +216,29 @@ def test_spark_submit_master_wins_and_gpus_the_workers_lack_fail_fast(cluster, a
     out = _finish(job)
     assert job.returncode == 2, out[-3000:]
     assert f"no executor that can run a task registered with {cluster.master}" in out and "1 gpu" in out, out[-3000:]
+
+
+def _on_the_drivers_disk(disk: Path, lakehouse: Path) -> list[str]:
+    """A launcher running its command in a mount namespace of its own where `lakehouse` is `disk`:
+    the driver's local folder, which the workers (outside it) see empty, as another machine would."""
+    if subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode != 0:
+        pytest.skip("no mount namespace can be made here (unshare --mount needs root or user namespaces)")
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", 'mount --bind "$1" "$2" && shift 2 && exec "$@"', "sh",
+            str(disk), str(lakehouse)]
+
+
+def test_a_lakehouse_on_the_drivers_own_disk_is_refused_as_a_setting_not_called_damaged(cluster, archive, corpus_lakehouse, tmp_path) -> None:
+    """Executors on other machines find no file of a lakehouse folder on the driver's disk: that is
+    the lakehouse setting (exit 2), not a damaged table that a backfill would write again (exit 4)."""
+    disk, lakehouse = tmp_path / "driver-disk", tmp_path / "lakehouse"
+    lakehouse_with_corpus(corpus_lakehouse, disk)
+    lakehouse.mkdir()
+    job = cluster.submit(archive, lakehouse, "backfill", "--start", FIRST_DAYS.start, "--end", FIRST_DAYS.end,
+                         launcher=_on_the_drivers_disk(disk, lakehouse))
+    out = _finish(job)
+    assert job.returncode == 2, out[-5000:]
+    assert "storage the driver and every executor share" in out, out[-5000:]
+    assert not any(lakehouse.iterdir())  # nothing reached the folder the workers see
 
 
 def test_backfill_refresh_dedup_on_two_workers_equal_local_even_when_a_worker_dies(cluster, archive, corpus_lakehouse, reference, tmp_path) -> None:
