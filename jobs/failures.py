@@ -27,6 +27,7 @@ from lake.delta_io import SHARED_STORAGE, CommitConflict
 from lake.registry import RegistryDamaged, RegistryError
 from monitoring.monitor import AlertsFired
 from signals.contracts import DUPLICATES, EMBEDDINGS, KEYFRAMES, LABELS
+from signals.weights import NO_WEIGHTS
 
 BAD_INPUT, CONFLICT, DAMAGED, ALERTED = 2, 3, 4, 5
 BACKFILLED_TABLES = {c.name for c in (EMBEDDINGS, LABELS, KEYFRAMES)}  # a backfill of a day writes that day's files again
@@ -34,6 +35,7 @@ _DATA_FILE = re.compile(r"(?P<table>[A-Za-z0-9_]+)/(?:[a-z_]+=[^/\s]+/)*?ds=(?P<
 _LOG_ERROR = re.compile(r"json|parse|truncated|invalid log", re.IGNORECASE)
 _PARQUET_PATH = re.compile(r"(/[^\s'\"]+?\.parquet)")
 _WORKER_FAILED = "exception was thrown from the Python worker"  # PySpark's words for a task's Python error
+_NO_WEIGHTS = re.compile(rf"FileNotFoundError: {re.escape(NO_WEIGHTS)} (\S+)")
 _NO_MODULE = re.compile(r"ModuleNotFoundError: No module named '([^']+)'")
 # PySpark's words when a worker's Python minor version is not the driver's (pyspark/worker_util.py)
 _OTHER_PYTHON = re.compile(r"\[PYTHON_VERSION_MISMATCH\] Python in worker has different version:? (?P<worker>[\d.]+) than that in driver:? (?P<driver>[\d.]+)")
@@ -75,6 +77,10 @@ def explain(exc: BaseException, lakehouse_root: str | None = None) -> Failure | 
                                   "package's code (spark-submit --py-files dist/content_signals-<version>.zip, from make dist) and "
                                   "requirements.txt's packages in the Python spark.pyspark.python names, or ship the whole environment "
                                   "(make dist-env; README, Running on a cluster)")
+    if (weights := _weights_the_driver_alone_reads(text)) is not None:
+        return Failure(BAD_INPUT, f"the executors' Python workers found {NO_WEIGHTS} {weights}, which the driver reads (and registered): "
+                                  "a signal's weights must be at a path every executor reads too (storage mounted at the same path on "
+                                  "every machine, s3://, hdfs://) or a hub tag they reach (README, Running on a cluster)")
     if (versions := _OTHER_PYTHON.search(text)) is not None:
         return Failure(BAD_INPUT, f"the executors' Python is {versions['worker']} and the driver's {versions['driver']}: PySpark runs "
                                   f"tasks only in the driver's minor version. Name a Python {versions['driver']} with requirements.txt's "
@@ -127,6 +133,13 @@ def _executors_lack(text: str) -> str | None:
         return module if importlib.util.find_spec(module) is not None else None
     except (ImportError, ValueError):  # a parent package the driver lacks
         return None
+
+
+def _weights_the_driver_alone_reads(text: str) -> str | None:
+    """The weights path a task's Python worker found missing (signals.weights) that the driver
+    finds: the executors, on other machines, do not see the driver's disk; None for anything else."""
+    found = _NO_WEIGHTS.findall(text) if _WORKER_FAILED in text else []
+    return next((path for path in found if Path(path).exists()), None)
 
 
 def _says_missing(text: str) -> bool:

@@ -129,6 +129,23 @@ def test_a_data_file_an_executor_misses_but_the_driver_has_is_a_lakehouse_not_sh
     assert failure is not None and failure.status == DAMAGED and "backfill --start 2026-11-20 --end 2026-11-20" in failure.message
 
 
+def test_weights_a_worker_misses_but_the_driver_has_are_a_setting_not_a_bug(tmp_path: Path) -> None:
+    """Found in review: a checkpoint on the driver's disk, registered there, failed every task on
+    executors of other machines and the run ended in a traceback, exit 1 (reproduced in
+    tests/cluster/test_standalone.py)."""
+    weights = tmp_path / "v2.pth"
+    weights.write_bytes(b"weights")
+
+    def worker_failed(path: Path) -> Exception:  # PySpark's words (from the reproduction)
+        return RuntimeError("An exception was thrown from the Python worker: Traceback (most recent call last):\n"
+                            f'  File "./content_signals-0.1.0.zip/signals/weights.py", line 34\nFileNotFoundError: no weights at {path}')
+
+    failure = explain(worker_failed(weights))
+    assert failure is not None and failure.status == BAD_INPUT, failure
+    assert f"found no weights at {weights}, which the driver reads" in failure.message
+    assert explain(worker_failed(tmp_path / "nowhere.pth")) is None  # missing for the driver too: not this case
+
+
 def test_an_unexpected_error_is_left_to_its_traceback() -> None:
     assert explain(KeyError("signal")) is None
     assert explain(ValueError("bug")) is None
