@@ -23,10 +23,11 @@ from pydantic_core import ErrorDetails
 from conf.settings import UsageError
 from jobs.maintain import UpkeepFailed
 from lake.alias_lock import AliasConflict
-from lake.delta_io import CommitConflict
+from lake.delta_io import SHARED_STORAGE, CommitConflict
 from lake.registry import RegistryDamaged, RegistryError
 from monitoring.monitor import AlertsFired
 from signals.contracts import DUPLICATES, EMBEDDINGS, KEYFRAMES, LABELS
+from signals.weights import NO_WEIGHTS
 
 BAD_INPUT, CONFLICT, DAMAGED, ALERTED = 2, 3, 4, 5
 BACKFILLED_TABLES = {c.name for c in (EMBEDDINGS, LABELS, KEYFRAMES)}  # a backfill of a day writes that day's files again
@@ -34,6 +35,7 @@ _DATA_FILE = re.compile(r"(?P<table>[A-Za-z0-9_]+)/(?:[a-z_]+=[^/\s]+/)*?ds=(?P<
 _LOG_ERROR = re.compile(r"json|parse|truncated|invalid log", re.IGNORECASE)
 _PARQUET_PATH = re.compile(r"(/[^\s'\"]+?\.parquet)")
 _WORKER_FAILED = "exception was thrown from the Python worker"  # PySpark's words for a task's Python error
+_NO_WEIGHTS = re.compile(rf"FileNotFoundError: {re.escape(NO_WEIGHTS)} (\S+)")
 _NO_MODULE = re.compile(r"ModuleNotFoundError: No module named '([^']+)'")
 # PySpark's words when a worker's Python minor version is not the driver's (pyspark/worker_util.py)
 _OTHER_PYTHON = re.compile(r"\[PYTHON_VERSION_MISMATCH\] Python in worker has different version:? (?P<worker>[\d.]+) than that in driver:? (?P<driver>[\d.]+)")
@@ -53,6 +55,8 @@ def explain(exc: BaseException, lakehouse_root: str | None = None) -> Failure | 
         first = explain(next(iter(exc.failed.values())), lakehouse_root)
         return Failure(first.status, f"{first.message}\n{exc}") if first else None
     text = f"{type(exc).__name__}: {exc}"
+    if _says_missing(text) and (there := _there_for_the_driver(text)):
+        return Failure(BAD_INPUT, f"the executors found no {there}, which is there for the driver: {SHARED_STORAGE}")
     data_file = _DATA_FILE.search(text) if _says_missing(text) else None
     if data_file:
         table, day = data_file["table"], data_file["ds"]
@@ -73,6 +77,10 @@ def explain(exc: BaseException, lakehouse_root: str | None = None) -> Failure | 
                                   "package's code (spark-submit --py-files dist/content_signals-<version>.zip, from make dist) and "
                                   "requirements.txt's packages in the Python spark.pyspark.python names, or ship the whole environment "
                                   "(make dist-env; README, Running on a cluster)")
+    if (weights := _weights_the_driver_alone_reads(text)) is not None:
+        return Failure(BAD_INPUT, f"the executors' Python workers found {NO_WEIGHTS} {weights}, which the driver reads (and registered): "
+                                  "a signal's weights must be at a path every executor reads too (storage mounted at the same path on "
+                                  "every machine, s3://, hdfs://) or a hub tag they reach (README, Running on a cluster)")
     if (versions := _OTHER_PYTHON.search(text)) is not None:
         return Failure(BAD_INPUT, f"the executors' Python is {versions['worker']} and the driver's {versions['driver']}: PySpark runs "
                                   f"tasks only in the driver's minor version. Name a Python {versions['driver']} with requirements.txt's "
@@ -127,9 +135,27 @@ def _executors_lack(text: str) -> str | None:
         return None
 
 
+def _weights_the_driver_alone_reads(text: str) -> str | None:
+    """The weights path a task's Python worker found missing (signals.weights) that the driver
+    finds: the executors, on other machines, do not see the driver's disk; None for anything else."""
+    found = _NO_WEIGHTS.findall(text) if _WORKER_FAILED in text else []
+    return next((path for path in found if Path(path).exists()), None)
+
+
 def _says_missing(text: str) -> bool:
     """Whether an error's text says a file was not found (each store says it its own way)."""
     return "FileNotFound" in text or "No such file" in text or "not found" in text.lower()
+
+
+def _there_for_the_driver(text: str) -> str | None:
+    """A data file of a local Delta table that a task found missing but the driver finds (the
+    executors, on other machines, do not see the driver's folder), from the error's text; None if
+    the error names none."""
+    for match in _PARQUET_PATH.finditer(text):
+        path = Path(match[1])
+        if path.is_file() and any((folder / "_delta_log").is_dir() for folder in path.parents):
+            return match[1]
+    return None
 
 
 def _missing_table_file(text: str) -> tuple[str, str] | None:

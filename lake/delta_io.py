@@ -31,6 +31,9 @@ from deltalake.transaction import AddAction, CommitProperties, RemoveAction, Tra
 from conf.settings import UsageError
 from signals.contracts import TableContract
 
+# What a lakehouse must be on a cluster, said where a run finds it is not (here, and jobs.failures)
+SHARED_STORAGE = ("the lakehouse must be storage the driver and every executor share (a shared folder mounted at the same path, "
+                  "s3://, hdfs://), not a folder of each machine")
 CLOCK_SKEW_MS = 10 * 60_000  # executors' clocks (their files' times) against the driver's (its commits'): a vacuum is looked for this much earlier
 
 
@@ -311,9 +314,7 @@ def _gone_before_commit(root: str, files: Sequence[DataFile], gone: Sequence[str
     elsewhere = sorted({f.host for f in missing if f.host is not None} - {socket.gethostname()})
     if elsewhere and not _vacuumed_since(root, min(f.modification_time for f in missing) - CLOCK_SKEW_MS):
         return UsageError(f"{len(gone)} of this run's {len(files)} data files under {root} are not there for the driver (e.g. {gone[0]}, "
-                          f"written on {elsewhere[0]}), and no vacuum ran since: the lakehouse must be storage the driver and every "
-                          "executor share (a shared folder mounted at the same path, s3://, hdfs://), not a folder of each machine. "
-                          "Nothing was committed.")
+                          f"written on {elsewhere[0]}), and no vacuum ran since: {SHARED_STORAGE}. Nothing was committed.")
     return CommitConflict(f"{len(gone)} of this run's {len(files)} data files under {root} were deleted before its commit (e.g. {gone[0]}): "
                           "a vacuum with a retention shorter than the run (maintain.min_retention_hours) removed them; nothing was "
                           "committed. Re-run.")

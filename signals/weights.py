@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 _CHUNK = 1 << 20
+NO_WEIGHTS = "no weights at"  # how a missing weights path is said, here and wherever a worker said it (jobs.failures)
 STORAGE_SCHEMES = {"s3", "s3a", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss"}
 
 
@@ -31,7 +32,7 @@ def local_path(source: str) -> str | None:
     if path.exists() and "://" not in source:
         return str(path.resolve())
     if explicit:
-        raise FileNotFoundError(f"no weights at {source}")
+        raise FileNotFoundError(f"{NO_WEIGHTS} {source}")
     return None
 
 
@@ -99,7 +100,7 @@ def _files(path: str) -> tuple[Any, list[tuple[str, Any]]]:
     if info.type == pafs.FileType.File:
         return filesystem, [("", info)]
     if info.type != pafs.FileType.Directory:
-        raise FileNotFoundError(f"no weights at {path}")
+        raise FileNotFoundError(f"{NO_WEIGHTS} {path}")
     prefix = base.rstrip("/") + "/"
     entries = filesystem.get_file_info(pafs.FileSelector(base, recursive=True))
     return filesystem, sorted(((e.path[len(prefix):], e) for e in entries if e.type == pafs.FileType.File), key=lambda f: f[0])

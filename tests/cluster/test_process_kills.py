@@ -47,7 +47,9 @@ def _wait_for_data_files(settings, process: subprocess.Popen, timeout_s: float =
 
 
 def _executor_pids(driver: subprocess.Popen) -> list[int]:
-    out = subprocess.run(["pgrep", "-f", "CoarseGrainedExecutorBackend"], capture_output=True, text=True).stdout
+    """The executor JVMs of `driver`'s application: those in its session (started in a new one), not
+    every executor on the machine (another application's, whose kill would fail someone else's run)."""
+    out = subprocess.run(["pgrep", "-s", str(driver.pid), "-f", "CoarseGrainedExecutorBackend"], capture_output=True, text=True).stdout
     return [int(p) for p in out.split()]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import sysconfig
 import time
 import urllib.request
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,9 +94,11 @@ class Cluster:
     driver_path: str  # PATH of the spark-submit processes: python3 is the bare venv's
     started: list[subprocess.Popen]  # every process the fixture stops, drivers included
 
-    def submit(self, archive: Path, lakehouse: Path, *args: str, profile: str = PROFILE, events: Path | None = None) -> subprocess.Popen:
-        """The README's spark-submit line, with the test's cheap signals (and an event log to read)."""
-        command = [str(SPARK_HOME / "bin" / "spark-submit"), "--master", self.master, "--py-files", str(archive),
+    def submit(self, archive: Path, lakehouse: Path, *args: str, profile: str = PROFILE, events: Path | None = None,
+               launcher: Sequence[str] = ()) -> subprocess.Popen:
+        """The README's spark-submit line, with the test's cheap signals (and an event log to read),
+        started through `launcher` if given."""
+        command = [*launcher, str(SPARK_HOME / "bin" / "spark-submit"), "--master", self.master, "--py-files", str(archive),
                    "--conf", "spark.pyspark.python=python3"]
         if events:
             command += ["--conf", "spark.eventLog.enabled=true", "--conf", "spark.eventLog.compress=false", "--conf", f"spark.eventLog.dir={events}"]
@@ -214,6 +217,48 @@ def test_spark_submit_master_wins_and_gpus_the_workers_lack_fail_fast(cluster, a
     out = _finish(job)
     assert job.returncode == 2, out[-3000:]
     assert f"no executor that can run a task registered with {cluster.master}" in out and "1 gpu" in out, out[-3000:]
+
+
+def _on_the_drivers_disk(disk: Path, folder: Path) -> list[str]:
+    """A launcher running its command in a mount namespace of its own where `folder` is `disk`:
+    the driver's local folder, which the workers (outside it) see empty, as another machine would."""
+    if subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode != 0:
+        pytest.skip("no mount namespace can be made here (unshare --mount needs root or user namespaces)")
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", 'mount --bind "$1" "$2" && shift 2 && exec "$@"', "sh",
+            str(disk), str(folder)]
+
+
+def test_a_lakehouse_on_the_drivers_own_disk_is_refused_as_a_setting_not_called_damaged(cluster, archive, corpus_lakehouse, tmp_path) -> None:
+    """Executors on other machines find no file of a lakehouse folder on the driver's disk: that is
+    the lakehouse setting (exit 2), not a damaged table that a backfill would write again (exit 4)."""
+    disk, lakehouse = tmp_path / "driver-disk", tmp_path / "lakehouse"
+    lakehouse_with_corpus(corpus_lakehouse, disk)
+    lakehouse.mkdir()
+    job = cluster.submit(archive, lakehouse, "backfill", "--start", FIRST_DAYS.start, "--end", FIRST_DAYS.end,
+                         launcher=_on_the_drivers_disk(disk, lakehouse))
+    out = _finish(job)
+    assert job.returncode == 2, out[-5000:]
+    assert "storage the driver and every executor share" in " ".join(out.split()), out[-5000:]  # as the console wraps it
+    assert not any(lakehouse.iterdir())  # nothing reached the folder the workers see
+
+
+def test_weights_only_the_driver_can_read_are_refused_as_a_setting(cluster, archive, corpus_lakehouse, tmp_path) -> None:
+    """A checkpoint path on the driver's disk (registered there, shipped as a path): the executors'
+    workers cannot load it, which is the weights setting (exit 2), not a bug's traceback."""
+    from signals.embedders.efficientnet import default_weights_path
+
+    lakehouse, disk, weights = tmp_path / "lakehouse", tmp_path / "driver-disk", tmp_path / "weights"
+    lakehouse_with_corpus(corpus_lakehouse, lakehouse)
+    disk.mkdir()
+    weights.mkdir()
+    shutil.copy(default_weights_path(), disk / "lite0.pth")
+    job = cluster.submit(archive, lakehouse, "backfill", "--start", FIRST_DAYS.start, "--end", FIRST_DAYS.end,
+                         "--set", f"signals.image_embedding.params.weights_path={weights / 'lite0.pth'}",
+                         "--set", "spark.conf[spark.task.maxFailures]=1",  # each task's retries would fail the same way
+                         launcher=_on_the_drivers_disk(disk, weights))
+    out = _finish(job)
+    assert job.returncode == 2, out[-5000:]
+    assert f"found no weights at {weights / 'lite0.pth'}, which the driver reads" in " ".join(out.split()), out[-5000:]
 
 
 def test_backfill_refresh_dedup_on_two_workers_equal_local_even_when_a_worker_dies(cluster, archive, corpus_lakehouse, reference, tmp_path) -> None:

@@ -111,6 +111,41 @@ def test_a_deleted_data_file_is_healed_by_a_backfill_of_its_day(tmp_path: Path) 
     assert "backfill --start 2026-11-20 --end 2026-11-20" in failure.message
 
 
+def test_a_data_file_an_executor_misses_but_the_driver_has_is_a_lakehouse_not_shared(tmp_path: Path) -> None:
+    """Found in review: executors on other machines, reading a lakehouse folder on the driver's
+    disk, were said to have found a damaged table (exit 4, "a backfill of that day writes it
+    again"), though every file is there (tests/cluster/test_standalone.py reproduces it)."""
+    root = str(tmp_path / "embeddings")
+    files = write(root, make_rows(per_slice=2))
+    delta_io.commit_files(root, EMBEDDINGS, files, "app/1", {})
+    path = Path(root) / next(f for f in files if f.partition_values["ds"] == "2026-11-20").path
+    # Spark's words for an executor's failed read (from the reproduction)
+    error = RuntimeError(f"Task 0 in stage 0.0 failed 4 times\nCaused by: java.io.FileNotFoundException: File file:{path} does not exist")
+    failure = explain(error)
+    assert failure is not None and failure.status == BAD_INPUT, failure
+    assert str(path) in failure.message and "storage the driver and every executor share" in failure.message
+    path.unlink()  # gone for the driver too: damage, healed by a backfill of the day
+    failure = explain(error)
+    assert failure is not None and failure.status == DAMAGED and "backfill --start 2026-11-20 --end 2026-11-20" in failure.message
+
+
+def test_weights_a_worker_misses_but_the_driver_has_are_a_setting_not_a_bug(tmp_path: Path) -> None:
+    """Found in review: a checkpoint on the driver's disk, registered there, failed every task on
+    executors of other machines and the run ended in a traceback, exit 1 (reproduced in
+    tests/cluster/test_standalone.py)."""
+    weights = tmp_path / "v2.pth"
+    weights.write_bytes(b"weights")
+
+    def worker_failed(path: Path) -> Exception:  # PySpark's words (from the reproduction)
+        return RuntimeError("An exception was thrown from the Python worker: Traceback (most recent call last):\n"
+                            f'  File "./content_signals-0.1.0.zip/signals/weights.py", line 34\nFileNotFoundError: no weights at {path}')
+
+    failure = explain(worker_failed(weights))
+    assert failure is not None and failure.status == BAD_INPUT, failure
+    assert f"found no weights at {weights}, which the driver reads" in failure.message
+    assert explain(worker_failed(tmp_path / "nowhere.pth")) is None  # missing for the driver too: not this case
+
+
 def test_an_unexpected_error_is_left_to_its_traceback() -> None:
     assert explain(KeyError("signal")) is None
     assert explain(ValueError("bug")) is None
