@@ -38,6 +38,9 @@ def cli(capsys, *args: str) -> tuple[int, str]:
     (["make-corpus", "--n-items", "8", "--seed", "-1"], "--seed -1: a seed is not negative"),  # numpy's ValueError's traceback
     (["labels", "simulate", "--task", "low_quality", "--seed", "-2"], "--seed -2: a seed is not negative"),
     (["make-corpus", "--n-items", "8", "--set", "sample_corpus.seed=-1"], "sample_corpus.seed: Input should be greater than or equal to 0"),
+    # found in review: a misspelled signal was taken for a new one and refused as "kind: Field required; model: Field required"
+    (["show", "--set", "signals.imag_embedding.enabled=false"],
+     "--set signals.imag_embedding...: no signal 'imag_embedding' in the profile; its signals: clip_image_embedding,"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, args: list[str], reason: str) -> None:
     lakehouse = [] if any(a.startswith("lakehouse=") for a in args) else ["--set", f"lakehouse={tmp_path}"]
