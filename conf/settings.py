@@ -620,6 +620,19 @@ def load_settings(profile: str = "local", overrides: list[str] | tuple[str, ...]
         if not isinstance(read, dict):  # a list or a scalar: nothing to merge key by key
             raise UsageError(f"the profile {layer} is not a mapping of settings (key: value lines) but a {type(read).__name__}")
         merged = _merge(merged, read)
+    profiled = set(merged.get("signals") or {})
     for dotted in overrides:
         merged = _merge(merged, _override(dotted))
+    _refuse_unknown_signals(merged.get("signals"), profiled)
     return Settings.model_validate(merged)
+
+
+def _refuse_unknown_signals(signals: Any, profiled: set[str]) -> None:
+    """Refuse a signal that only `--set` names and without its kind: a misspelled one (`signals.imag_embedding.enabled=false`),
+    which pydantic would refuse as a new signal missing fields ("kind: Field required")."""
+    if not isinstance(signals, dict):
+        return
+    unknown = sorted(name for name, conf in signals.items() if name not in profiled and isinstance(conf, dict) and "kind" not in conf)
+    if unknown:
+        raise UsageError(f"--set signals.{unknown[0]}...: no signal {unknown[0]!r} in the profile; its signals: {', '.join(sorted(profiled))} "
+                         f"(a new signal needs its kind and model: --set signals.{unknown[0]}.kind=...)")

@@ -273,6 +273,11 @@ def _check_arguments(args: argparse.Namespace) -> None:
         raise UsageError(f"--seed {args.seed}: a seed is not negative")
     if args.command == "make-corpus" and args.scenario and args.n_items is not None and args.n_items < 1:
         raise UsageError(f"--n-items {args.n_items}: a scenario day needs at least one item")
+    if args.command == "make-corpus" and not args.scenario and args.day is not None:  # it wrote the whole corpus again, the day ignored
+        raise UsageError(f"--day {args.day}: the day of an appended --scenario day; without --scenario make-corpus writes the whole "
+                         "corpus again (add --scenario normal to append a day)")
+    if args.command == "make-corpus" and args.scenario and args.videos:
+        raise UsageError("--videos: the sample videos join a whole corpus (make-corpus --videos), not an appended --scenario day")
 
 
 def run(args: argparse.Namespace) -> None:

@@ -32,6 +32,8 @@ console = Console(width=None if sys.stdout.isatty() else 160)  # logs and pipes 
 
 
 def print_result(result: RunResult, settings: Settings) -> None:
+    """A run's outcome: what it committed, its rows per signal, and its message (the corpus rows it skipped, what a
+    refresh computed and dropped), which the runs ledger keeps too."""
     if result.status == "skipped":
         console.print(f"run {result.run_id} was already committed (table versions {result.table_versions}): nothing to do", markup=False)
         return
@@ -41,15 +43,17 @@ def print_result(result: RunResult, settings: Settings) -> None:
     committed = ", ".join(f"{settings.table_root(name)} version {v}" for name, v in result.table_versions.items())
     if not result.outcomes:
         console.print(f"{result.run_id}: {result.status} -> {committed}", markup=False)
-        return
-    table = Table(title=escape(f"{result.run_id} -> {committed}"))  # a run id (--run-id) and paths as text, not Rich markup
-    for column in ("signal", "model", "rows computed", "ok", "error"):
-        table.add_column(column, justify="left" if column in ("signal", "model") else "right")
-    for o in result.outcomes:
-        table.add_row(escape(o.signal), escape(f"{o.model.name}@{o.model.version}"), str(o.rows_in), str(o.rows_ok), str(o.rows_error))
-    console.print(table)
-    for use in result.executors:  # which executors ran what: one line per (signal, executor process)
-        console.print(use.describe(), soft_wrap=True)
+    else:
+        table = Table(title=escape(f"{result.run_id} -> {committed}"))  # a run id (--run-id) and paths as text, not Rich markup
+        for column in ("signal", "model", "rows computed", "ok", "error"):
+            table.add_column(column, justify="left" if column in ("signal", "model") else "right")
+        for o in result.outcomes:
+            table.add_row(escape(o.signal), escape(f"{o.model.name}@{o.model.version}"), str(o.rows_in), str(o.rows_ok), str(o.rows_error))
+        console.print(table)
+        for use in result.executors:  # which executors ran what: one line per (signal, executor process)
+            console.print(use.describe(), soft_wrap=True)
+    if result.message:
+        console.print(result.message, markup=False, soft_wrap=True)
 
 
 def print_upkeep(result: MaintainResult) -> None:

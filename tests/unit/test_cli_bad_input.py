@@ -38,6 +38,11 @@ def cli(capsys, *args: str) -> tuple[int, str]:
     (["make-corpus", "--n-items", "8", "--seed", "-1"], "--seed -1: a seed is not negative"),  # numpy's ValueError's traceback
     (["labels", "simulate", "--task", "low_quality", "--seed", "-2"], "--seed -2: a seed is not negative"),
     (["make-corpus", "--n-items", "8", "--set", "sample_corpus.seed=-1"], "sample_corpus.seed: Input should be greater than or equal to 0"),
+    # found in review: ignored without --scenario, --day wrote a whole new corpus (over an existing one: a different --n-items)
+    (["make-corpus", "--n-items", "8", "--day", "2026-12-01"], "--day 2026-12-01: the day of an appended --scenario day"),
+    # found in review: a misspelled signal was taken for a new one and refused as "kind: Field required; model: Field required"
+    (["show", "--set", "signals.imag_embedding.enabled=false"],
+     "--set signals.imag_embedding...: no signal 'imag_embedding' in the profile; its signals: clip_image_embedding,"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, args: list[str], reason: str) -> None:
     lakehouse = [] if any(a.startswith("lakehouse=") for a in args) else ["--set", f"lakehouse={tmp_path}"]
@@ -88,6 +93,14 @@ def test_a_pinned_corpus_version_past_the_latest_is_bad_input(capsys, tmp_path) 
     assert cli(capsys, "make-corpus", "--n-items", "8", "--set", f"lakehouse={tmp_path}")[0] == 0
     status, out = cli(capsys, "backfill", "--dry-run", "--set", f"lakehouse={tmp_path}", "--set", "corpus.version=99")
     assert status == 2 and f"corpus.version 99: the corpus at {Path(tmp_path) / 'corpus'} has versions 0 to 0" in out
+    assert DeltaTable(str(tmp_path / "corpus")).version() == 0
+
+
+def test_videos_with_a_scenario_day_are_refused_not_ignored(capsys, tmp_path) -> None:
+    """Found in review: `make-corpus --scenario normal --videos` appended a day without videos and said nothing of them."""
+    assert cli(capsys, "make-corpus", "--n-items", "8", "--set", f"lakehouse={tmp_path}")[0] == 0
+    status, out = cli(capsys, "make-corpus", "--scenario", "normal", "--videos", "--set", f"lakehouse={tmp_path}")
+    assert status == 2 and "--videos: the sample videos join a whole corpus" in out, out
     assert DeltaTable(str(tmp_path / "corpus")).version() == 0
 
 
