@@ -50,8 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a setting")
     commands = parser.add_subparsers(dest="command", required=True)
     corpus = commands.add_parser("make-corpus", parents=[common], help="generate the sample corpus from real photos")
-    corpus.add_argument("--n-items", type=int)
-    corpus.add_argument("--seed", type=int)
+    corpus.add_argument("--n-items", type=int, help="items in the corpus (default: the profile's sample_corpus.n_items, 480)")
+    corpus.add_argument("--seed", type=int, help="one seed, one corpus (default: the profile's sample_corpus.seed, 7)")
     corpus.add_argument("--scenario", choices=("normal", "thumbnails", "truncated", "language"),
                         help="append a day of this scenario to the corpus (sample_corpus/scenarios.py): --n-items items (default 64)")
     corpus.add_argument("--day", help="with --scenario: the day to append (default: the day after the corpus's last)")
@@ -82,8 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     register.add_argument("--alias", default="challenger", help="alias to point at the new version (default: challenger)")
     compare = commands.add_parser("compare", parents=[common], help="champion against challenger: an HTML report, logged to MLflow")
     compare.add_argument("signals", nargs="*", help="default: every enabled signal with a challenger")
-    compare.add_argument("--a", default="champion")
-    compare.add_argument("--b", default="challenger")
+    compare.add_argument("--a", default="champion", help="an alias, latest or a version number (default: champion)")
+    compare.add_argument("--b", default="challenger", help="an alias, latest or a version number (default: challenger)")
     dedup = commands.add_parser("dedup", parents=[common], help="rebuild the near-duplicate groups of the whole corpus")
     dedup.add_argument("--run-id", help=RUN_ID_HELP)
     for command in (commands.choices["backfill"], refresh):
@@ -95,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--run-id", help="the run to monitor")
     which.add_argument("--day", help="monitor the latest run that wrote this day (YYYY-MM-DD), that day only")
     monitor.add_argument("--recompute", action="store_true", help="compute the run's statistics again, even if kept")
+    monitor.add_argument("--all", action="store_true", help="print every verdict, not only the alerts")
     for command in (commands.choices["backfill"], refresh, dedup):
         command.add_argument("--dry-run", action="store_true",
                              help="print the plan (window, signals and model versions, corpus version and partitions, Spark master and "
@@ -143,7 +144,7 @@ def _labels_parsers(commands: argparse._SubParsersAction, common: argparse.Argum
     simulate = steps.add_parser("simulate", parents=[common], help="simulated annotators' exports from the sample corpus truth")
     simulate.add_argument("--out", default="reports/labels", help="folder of the exports (default reports/labels)")
     simulate.add_argument("--n", type=int, help="items judged (default: every item)")
-    simulate.add_argument("--seed", type=int, default=7)
+    simulate.add_argument("--seed", type=int, default=7, help="one seed, the same annotators' votes (default 7)")
     steps.add_parser("gold", parents=[common], help="gold labels (Dawid-Skene), annotators' reliability and agreement")
     weak = steps.add_parser("weak", parents=[common], help="labeling functions -> label model -> weak_labels; a report per task")
     weak.add_argument("--out", default="reports/labels", help="folder of the JSON report (default reports/labels)")
@@ -151,7 +152,7 @@ def _labels_parsers(commands: argparse._SubParsersAction, common: argparse.Argum
         step.add_argument("--task", required=True, help="low_quality, text_heavy or spam_text (training/tasks.py)")
     sample = commands.add_parser("label-sample", parents=[common], help="items worth labelling next, as a Label Studio task file")
     sample.add_argument("task")
-    sample.add_argument("--n", type=int, default=200)
+    sample.add_argument("--n", type=int, default=200, help="items to pick (default 200)")
     sample.add_argument("--out", help="the task file (default reports/labels/<task>-tasks.json)")
 
 

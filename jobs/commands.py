@@ -250,10 +250,11 @@ def _spark_steps(spark: SparkSession, settings: Settings, args: argparse.Namespa
             yield run_dedup(spark, settings)
 
 
-def _monitor(spark: SparkSession, settings: Settings, run_id: str | None, day: str | None = None, recompute: bool = False) -> MonitorResult:
-    """Monitor a run, print its verdicts, and publish its dashboard (a page and an MLflow artifact)."""
+def _monitor(spark: SparkSession, settings: Settings, run_id: str | None, day: str | None = None, recompute: bool = False,
+             every: bool = False) -> MonitorResult:
+    """Monitor a run, print its alerts (`every`: each verdict), and publish its dashboard (a page and an MLflow artifact)."""
     result = run_monitor(spark, settings, run_id, day, recompute)
-    print_monitor(result)
+    print_monitor(result, every)
     page, mlflow_run = publish_dashboard(settings, result)
     console.print(f"dashboard: {page} (MLflow run {mlflow_run})", soft_wrap=True)
     return result
@@ -321,7 +322,7 @@ def run(args: argparse.Namespace) -> None:
     monitored, monitoring_report = [], {}
     try:
         if args.command == "monitor":
-            monitored.append(_monitor(spark, settings, args.run_id, args.day, args.recompute))
+            monitored.append(_monitor(spark, settings, args.run_id, args.day, args.recompute, args.all))
         for result in _spark_steps(spark, settings, args):
             print_result(result, settings)
             if getattr(args, "monitor", False):

@@ -26,6 +26,7 @@ from training.heads import unvalidated_said
 from training.heads_evaluation import undefined_said
 from training.train import TrainedVersion
 
+SHOWN_REFERENCES = 20  # signal days whose reference `monitor` prints, the rest counted
 KAPPA_PAIRS_NAMED = 5  # pairs of annotators without a shared item named by `labels gold`, the rest counted
 KEYFRAME_COLUMNS = ["content_id", "signal", "keyframe_index", "shot_index", "start_s", "end_s", "time_s", "status", "error"]  # what show prints of them
 console = Console(width=None if sys.stdout.isatty() else 160)  # logs and pipes keep whole paths
@@ -251,20 +252,31 @@ def print_neighbours(manifest: Manifest, content_id: str, found: list[tuple[str,
     console.print(table)
 
 
-def print_monitor(result: MonitorResult) -> None:
-    """A monitored run: per signal and day, what it was compared with and each verdict; alerts in red."""
-    table = Table(title=f"monitor {result.run_id}: {len(result.fired)} alert(s)"
-                        + (f" -> alerts version {result.alerts_version}" if result.alerts_version is not None else ""))
-    for column in ("signal", "version", "day", "rule", "label", "verdict", "cause", "what"):
-        table.add_column(column)
-    for j in result.judged:
-        for v in j.verdicts:
+def print_monitor(result: MonitorResult, every: bool = False) -> None:
+    """A monitored run: its alerts (in red; `every`: each verdict), what the rest came to, and what each
+    signal's day was compared with; an on-call reads the few alerts, not hundreds of ok rows."""
+    title = f"monitor {result.run_id}: {len(result.fired)} alert(s)" + (
+        f" -> alerts version {result.alerts_version}" if result.alerts_version is not None else "")
+    shown = [(j, v) for j in result.judged for v in j.verdicts if every or v.fired]
+    if shown:
+        table = Table(title=title)
+        for column in ("signal", "version", "day", "rule", "label", "verdict", "cause", "what"):
+            table.add_column(column)
+        for j, v in shown:
             verdict = "[bold red]ALERT[/]" if v.fired else "ok"
             table.add_row(*map(escape, (j.signal, j.model_version, j.ds, v.rule, v.label or "")), verdict, v.cause or "", escape(v.message))
-    console.print(table)  # what the tables hold (error reasons, labels: another writer's too) as text, not Rich markup
+        console.print(table)  # what the tables hold (error reasons, labels: another writer's too) as text, not Rich markup
+    else:
+        console.print(title)
+    quiet = sum(not v.fired for j in result.judged for v in j.verdicts)
+    if quiet and not every:
+        console.print(f"{quiet} more verdicts ok or not judged, on {len(result.judged)} signal days: "
+                      "`content-signals monitor --all` prints them, the alerts table holds them")
     references = sorted({(j.signal, j.ds, j.reference) for j in result.judged})
-    for signal, day, reference in references[:20]:
+    for signal, day, reference in references[:SHOWN_REFERENCES]:
         console.print(escape(f"{signal} {day} compared with {reference}"), soft_wrap=True)
+    if len(references) > SHOWN_REFERENCES:
+        console.print(f"and {len(references) - SHOWN_REFERENCES} more signal days (the alerts table names each one's reference)")
 
 
 def print_agreement(found: Agreement) -> None:

@@ -58,3 +58,24 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path) -> None:
     assert "image_embedding (efficientnet-lite0) at model version champion: not registered yet" in done.stdout
     assert "spark.master=local[2]" in done.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus", "corpus_truth"]  # no table, no registry
+
+
+def test_every_option_of_every_command_says_what_it_is_in_its_help() -> None:
+    """Found in review: `make-corpus --n-items` and `--seed`, `compare --a` and `--b`, `label-sample --n`
+    were bare names in `--help`, their defaults unsaid."""
+    import argparse
+
+    from jobs.cli import _parser
+
+    def commands(parser: argparse.ArgumentParser, path: str) -> list[tuple[str, argparse.ArgumentParser]]:
+        found = [(path, parser)]
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    found += commands(sub, f"{path} {name}")
+        return found
+
+    bare = [f"{path} {action.option_strings or action.dest}" for path, parser in commands(_parser(), "content-signals")
+            for action in parser._actions
+            if action.option_strings and not isinstance(action, argparse._HelpAction) and not action.help]
+    assert not bare

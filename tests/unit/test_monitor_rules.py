@@ -215,9 +215,33 @@ def test_the_verdicts_are_printed_as_the_tables_hold_them_not_as_markup(capsys) 
 
     verdicts = [Verdict("error_rate", True, "30 of 40 items are errors (75.0%; alert above 25%): [/]oops (30)"),
                 Verdict("score_drift", False, "a label the reference does not have: not judged", label="[nsfw]")]
-    print_monitor(MonitorResult("run", [Judged("labels[x]", "1", "2026-11-01", "none", verdicts, "label", None)], None))
+    print_monitor(MonitorResult("run", [Judged("labels[x]", "1", "2026-11-01", "none", verdicts, "label", None)], None), every=True)
     out = capsys.readouterr().out
     assert "[/]oops (30)" in out and "[nsfw]" in out and "labels[x] 2026-11-01 compared with none" in out
+
+
+def test_the_monitor_prints_its_alerts_and_counts_the_rest_unless_asked_for_every_verdict(capsys) -> None:
+    """Found in review: a 16-item backfill's monitor printed hundreds of ok rows, where an alert is
+    one red row among them; and its "compared with" lines stopped at 20 without a word."""
+    from jobs.show import SHOWN_REFERENCES, print_monitor
+    from monitoring.monitor import Judged, MonitorResult
+    from monitoring.rules import Verdict
+
+    def day(ds: str, fired: bool) -> Judged:
+        verdicts = [Verdict("error_rate", fired, f"error rate on {ds}"), Verdict("row_count", False, f"rows on {ds}")]
+        return Judged("image_embedding", "1", ds, f"days before {ds}", verdicts, "embedding", None)
+
+    days = [f"2026-10-{d:02d}" for d in range(1, SHOWN_REFERENCES + 4)]
+    result = MonitorResult("run", [day(ds, fired=ds == days[-1]) for ds in days], None)
+    print_monitor(result)
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"error rate on {days[-1]}" in out and "ALERT" in out
+    assert not any(f"rows on {ds}" in out or f"error rate on {ds}" in out for ds in days[:-1])
+    assert f"{2 * len(days) - 1} more verdicts ok or not judged, on {len(days)} signal days" in out
+    assert "and 3 more signal days" in out
+    print_monitor(result, every=True)
+    out = " ".join(capsys.readouterr().out.split())
+    assert all(f"rows on {ds}" in out for ds in days) and "more verdicts" not in out
 
 
 def test_the_days_drift_was_judged_on_leave_out_days_without_a_reference_or_rows() -> None:
