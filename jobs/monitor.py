@@ -19,10 +19,13 @@ EXPERIMENT = "content-signals-monitor"
 
 def corpus_items(spark: SparkSession, settings: Settings) -> Callable[[Sequence[str]], dict[str, int]]:
     """Items per day of the configured corpus, as the jobs count them (one row per id, the
-    corpus's latest version), for the days asked."""
+    corpus's latest version), for the days asked: without Spark where that count is the same
+    (`CorpusTable.count_items`), else by a Spark job over the corpus's key columns."""
     def count(days: Sequence[str]) -> dict[str, int]:
         source = CorpusSource.of(settings)
-        return items_by_day(source.keys(spark, source.version()), days)
+        version = source.version()
+        counted = source.count_items(days, version)
+        return counted if counted is not None else items_by_day(source.keys(spark, version), days)
     return count
 
 

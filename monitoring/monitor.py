@@ -26,7 +26,7 @@ from monitoring.file_summary import KEYS, column_arrays
 from monitoring.reference import Reference, choose_rows, merge, reference_days
 from monitoring.rules import DRIFT_RULES, Verdict, judge
 from monitoring.stats import compute_stats, require_columns
-from monitoring.superseded import SIGNAL_TABLES, Superseded, drop_not_holding, drop_superseded, runs_holding
+from monitoring.superseded import SIGNAL_TABLES, Superseded, drop_not_holding, drop_superseded, runs_holding, table_versions
 from signals.contracts import ALERTS, EMBEDDINGS, LABELS, RUNS, SIGNAL_STATS, TableContract
 
 CHOICE_COLUMNS = ["signal", "model_version", "ds", "run_id", "items", "computed_at"]
@@ -236,6 +236,7 @@ def _reference_rows(settings: Settings, kept: Sequence[dict], chosen: Sequence[d
 def _keep_verdicts(settings: Settings, run_id: str, judged: Sequence[Judged]) -> int:
     now = datetime.now(UTC)
     holding_slices = [(j.kind, (j.signal, j.model_version, j.ds)) for j in judged]
+    versions = table_versions(settings.lakehouse_root, [j.kind for j in judged])
     holding = runs_holding(settings.lakehouse_root, holding_slices)
     found = Superseded.of(settings.lakehouse_root, holding, ALERTS)
     current = [j for j in judged if run_id in holding[(j.signal, j.model_version, j.ds)]]  # none on rows the run no longer holds
@@ -247,8 +248,10 @@ def _keep_verdicts(settings: Settings, run_id: str, judged: Sequence[Judged]) ->
     version = delta_io.replace_rows(settings.table_root(contract.name), contract, pa.Table.from_pylist(rows, schema=contract.schema), run_id,
                                     [run_id, *found.runs], mine if found.dropped is None else mine | found.dropped, {"job": "monitor"})
     # a refresh that replaced a judged day since `holding` was read dropped the superseded verdicts before these landed: checked again
-    # after the commit (one that commits later drops these itself), so no verdict about rows gone stays as the day's latest
-    if (now_holding := runs_holding(settings.lakehouse_root, holding_slices)) != holding:
+    # after the commit (one that commits later drops these itself), so no verdict about rows gone stays as the day's latest; read
+    # again only where a signal table moved since `versions` (read before `holding`: unmoved, `holding` is what a read now finds)
+    if (table_versions(settings.lakehouse_root, [j.kind for j in judged]) != versions
+            and (now_holding := runs_holding(settings.lakehouse_root, holding_slices)) != holding):
         drop_not_holding(settings.lakehouse_root, now_holding, run_id, "monitor")
         return DeltaTable(settings.table_root(contract.name)).version()
     return version

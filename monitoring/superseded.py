@@ -8,7 +8,8 @@ The backfill or refresh that replaced them drops them as it keeps its statistics
 not (`drop_superseded`); the monitor drops superseded verdicts with its own verdicts' commit, and
 keeps none on a day whose rows its run no longer holds. It reads which runs hold its days again after
 that commit: a refresh that replaced one of them meanwhile dropped what it superseded before the
-monitor's verdicts landed, so the monitor drops them itself (a refresh committing later drops them).
+monitor's verdicts landed, so the monitor drops them itself (a refresh committing later drops them);
+it reads them again only where a signal table's version moved since its first read (`table_versions`).
 """
 from __future__ import annotations
 
@@ -41,6 +42,12 @@ def runs_holding(lakehouse_root: str, slices: Iterable[tuple[str, Slice]]) -> di
         for r in rows.group_by(["signal", "model_version", "ds", "run_id"]).aggregate([]).to_pylist():
             holding.get((r["signal"], r["model_version"], r["ds"]), set()).add(r["run_id"])
     return {s: frozenset(runs) for s, runs in holding.items()}
+
+
+def table_versions(lakehouse_root: str, kinds: Iterable[str]) -> dict[str, int | None]:
+    """The latest version of each kind's signal table (None: no table): where none moved between
+    these and a later call, a `runs_holding` read made in between finds what a read now would."""
+    return {k: delta_io.latest_version(f"{lakehouse_root.rstrip('/')}/{SIGNAL_TABLES[k].name}") for k in sorted(set(kinds))}
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from conftest import CHEAP_SIGNALS, settings_for
 from deltalake import DeltaTable, write_deltalake
@@ -121,6 +122,53 @@ def test_items_by_day_counts_what_one_row_per_id_keeps_on_each_day(spark, crafte
     assert "2020-01-01" not in kept and sum(kept.values()) == 12  # the older copy's day keeps nothing
     wanted = [*sorted({r["ds"] for r in rows})[1:], "2020-01-01"]  # one day left out
     assert items_by_day(keys, wanted) == {day: n for day, n in kept.items() if day in wanted}
+
+
+def test_the_monitor_counts_items_per_day_without_spark_only_where_the_count_is_sparks(spark, crafted, tmp_path, monkeypatch):
+    """The row-count rule's items per day, counted from a small Delta corpus's key columns on the
+    driver (`CorpusTable.count_items`), are Spark's (`items_by_day`) on a corpus of repins to a later
+    day, same-day copies, an older and an undated copy, a tie, a null id and a day no calendar has,
+    and no Spark job runs for them; a corpus.filter, a parquet corpus, a corpus above
+    KEYS_WITHOUT_SPARK rows and an id that is not UTF-8 (`latest_rows` fails on it) go to Spark."""
+    from jobs.monitor import corpus_items
+    from lake import corpus as lake_corpus
+    from lake.corpus import latest_rows
+
+    _, rows = crafted
+    latest_day = max(r["ds"] for r in rows)
+    edited = [{**rows[0], "title": "newer, same day", "updated_at": rows[0]["updated_at"] + timedelta(days=1)},
+              {**rows[1], "title": "older, another day", "ds": "2020-01-01", "updated_at": rows[1]["updated_at"] - timedelta(days=1)},
+              {**rows[2], "title": "repinned later", "ds": latest_day, "updated_at": rows[2]["updated_at"] + timedelta(days=1)},
+              {**rows[3], "title": "undated, later", "ds": latest_day, "updated_at": None},
+              {**rows[4], "title": "tied"}, {**rows[5], "content_id": None}, {**rows[6], "content_id": "bad-day", "ds": "2026-02-30"}]
+    schema = pa.schema([f.with_nullable(True) for f in CORPUS.schema])
+    lakehouse = tmp_path / "lakehouse"
+    write_deltalake(str(lakehouse / "corpus"), pa.Table.from_pylist([*rows, *edited], schema=schema), partition_by=["ds"])
+    settings = settings_for(lakehouse, *CHEAP_SIGNALS)
+    source = CorpusSource.of(settings)
+    days = sorted({r["ds"] for r in [*rows, *edited]} | {"2026-01-01"})
+    expected = {}
+    for r in rows:  # by hand: every sample id once, the repinned one on the latest day
+        day = latest_day if r["content_id"] == rows[2]["content_id"] else r["ds"]
+        expected[day] = expected.get(day, 0) + 1
+    assert items_by_day(source.keys(spark), days) == expected
+    tracker = spark.sparkContext.statusTracker()
+    before = set(tracker.getJobIdsForGroup(None))
+    assert source.count_items(days) == corpus_items(spark, settings)(days) == expected
+    assert set(tracker.getJobIdsForGroup(None)) == before  # no Spark job
+    assert CorpusSource.of(settings_for(lakehouse, *CHEAP_SIGNALS, "corpus.filter=title <> 'tied'")).count_items(days) is None
+    monkeypatch.setattr(lake_corpus, "KEYS_WITHOUT_SPARK", len(rows) + len(edited) - 1)
+    assert source.count_items(days) is None
+    assert corpus_items(spark, settings)(days) == expected  # by Spark
+    monkeypatch.undo()
+    pq.write_table(pa.Table.from_pylist([*rows, *edited], schema=schema), str(tmp_path / "corpus.parquet"))
+    assert CorpusSource.of(settings_for(lakehouse, "corpus.format=parquet", f"corpus.path={tmp_path / 'corpus.parquet'}")).count_items(days) is None
+    crafted_source = CorpusSource.of(crafted[0])  # its last row's id is not UTF-8
+    crafted_days = sorted({r["ds"] for r in rows})
+    by_spark = items_by_day(crafted_source.keys(spark), crafted_days)
+    with pytest.raises(UnicodeDecodeError):  # what the validation spares the monitor
+        latest_rows(crafted_source.rows(["content_id", "ds", "updated_at"]))
+    assert crafted_source.count_items(crafted_days) is None and corpus_items(spark, crafted[0])(crafted_days) == by_spark
 
 
 def _kept(items) -> list[tuple[str, str, str]]:

@@ -284,3 +284,32 @@ def test_verdicts_on_a_day_a_refresh_replaced_while_the_monitor_judged_it_are_no
     kept = delta_io.read_arrow(settings.table_root(ALERTS.name)).to_pylist()
     assert [r for r in kept if r["ds"] == day] == []  # no verdict about rows the table no longer holds
     assert {r["run_id"] for r in read_stats(settings, pc.field("ds") == day).to_pylist()} == {"refresh"}
+
+
+def test_the_runs_holding_the_judged_days_are_read_again_after_the_verdicts_commit_only_where_a_signal_table_moved(tmp_path, monkeypatch) -> None:
+    """With no commit to a signal table since the monitor read which runs hold its days, it does not
+    read them again after its verdicts' commit (it did: the same runs, a read of every judged day's
+    rows); the verdicts kept are those of the read again (forced here), and where a refresh replaced
+    a day meanwhile it reads again (the test above)."""
+    import monitoring.monitor as monitor
+
+    settings = _settings(tmp_path)
+    rng = np.random.default_rng(3)
+    day = "2026-11-04"
+    _keep(settings, [label_stats(rng.beta(2, 5, 60), ds=d, run_id="backfill") for d in DAYS]
+          + [label_stats(rng.beta(2, 5, 60), ds=day, run_id="run-1")])
+    write_deltalake(settings.table_root(LABELS.name), pa.Table.from_pylist(_label_rows("1", rng.beta(2, 5, 60), day), schema=LABELS.schema),
+                    partition_by=list(LABELS.partition_by))
+    holding, reads = monitor.runs_holding, []
+    monkeypatch.setattr(monitor, "runs_holding", lambda *a, **k: reads.append(a) or holding(*a, **k))
+
+    def verdicts() -> list[tuple]:
+        kept = delta_io.read_arrow(settings.table_root(ALERTS.name)).drop_columns(["evaluated_at"]).to_pylist()
+        return sorted(tuple(r.values()) for r in kept)
+
+    monitor_run(None, settings, "run-1")
+    assert len(reads) == 1
+    once, versions, moved = verdicts(), monitor.table_versions, iter(range(10**6))
+    monkeypatch.setattr(monitor, "table_versions", lambda *a: {**versions(*a), "moved": next(moved)})  # as if a table moved
+    monitor_run(None, settings, "run-1")
+    assert len(reads) == 3 and verdicts() == once and once
