@@ -248,28 +248,35 @@ class CorpusCheck:
         return f"skipped {self.skipped} corpus rows: {'; '.join(parts)}" if parts else None
 
 
+def _total(column: str) -> Column:
+    """The sum of a count column over the rows: 0 where there is no row (Spark's sum of none is null)."""
+    return F.coalesce(F.sum(column), F.lit(0))
+
+
 def check_rows(rows: DataFrame, newest: DataFrame | None = None) -> CorpusCheck:
     """Count what `one_row_per_id` keeps and skips among `rows` (with `newest`, as it does with
-    it), from their key columns only (one small Spark action; no image is read)."""
-    keys = rows.select("content_id", "ds", "updated_at")
-    counts = keys.agg(
+    it), from their key columns only (one small Spark action, one scan of the rows, grouped by
+    id once; no image is read)."""
+    bad_day = _valid_id() & ~_keyable()
+    per_id = rows.select("content_id", "ds", "updated_at").groupBy("content_id").agg(
         F.count(F.when(~_valid_id(), 1)).alias("null_ids"),
-        F.count(F.when(_valid_id() & ~_keyable(), 1)).alias("bad_day_rows"),
-        F.slice(F.collect_set(F.when(_valid_id() & ~_keyable(), F.col("ds"))), 1, EXAMPLES).alias("bad_days"),
-        F.count(F.when(_keyable(), 1)).alias("keyable"),
+        F.count(F.when(bad_day, 1)).alias("bad_day_rows"),
+        F.collect_set(F.when(bad_day, F.col("ds"))).alias("bad_days"),
+        F.count(F.when(_keyable(), 1)).alias("n"),
+        F.max(F.when(_keyable(), _recency())).alias("_latest"),
     )
-    per_id = keys.filter(_keyable()).groupBy("content_id").agg(F.count("*").alias("n"), F.max(_recency()).alias("_latest"))
     if newest is not None:
         per_id = per_id.join(newest, "content_id", "left").withColumn(
-            "kept", F.col("_newest").isNull() | (F.col("_latest") >= F.col("_newest")))
+            "kept", (F.col("n") > 0) & (F.col("_newest").isNull() | (F.col("_latest") >= F.col("_newest"))))
     else:
-        per_id = per_id.withColumn("kept", F.lit(True))
-    ids = per_id.agg(
+        per_id = per_id.withColumn("kept", F.col("n") > 0)
+    found = per_id.agg(
+        _total("null_ids").alias("null_ids"), _total("bad_day_rows").alias("bad_day_rows"), _total("n").alias("keyable"),
+        F.slice(F.array_distinct(F.flatten(F.collect_list(F.when(F.size("bad_days") > 0, F.col("bad_days"))))), 1, EXAMPLES).alias("bad_days"),
         F.count(F.when(F.col("kept"), 1)).alias("items"),
         F.count(F.when(F.col("n") > 1, 1)).alias("repeated_ids"),
-        F.slice(F.collect_set(F.when((F.col("n") > 1) | ~F.col("kept"), F.col("content_id"))), 1, EXAMPLES).alias("examples"),
-    )
-    found = counts.crossJoin(ids).first()  # the two one-row aggregates in one Spark action
+        F.slice(F.collect_set(F.when((F.col("n") > 1) | ((F.col("n") > 0) & ~F.col("kept")), F.col("content_id"))), 1, EXAMPLES).alias("examples"),
+    ).first()
     return CorpusCheck(
         items=found["items"], null_ids=found["null_ids"], bad_days=sorted(found["bad_days"]), bad_day_rows=found["bad_day_rows"],
         duplicates=found["keyable"] - found["items"], duplicate_examples=sorted(found["examples"]), repeated_ids=found["repeated_ids"],

@@ -92,6 +92,7 @@ REFRESHED = "refreshed"  # commit metadata: the refresh brought the table in lin
 READ_VERSION = "read_version"  # commit metadata: the table version the refresh compared the corpus with
 CorpusAt = tuple[CorpusSource, int | None]  # the corpus and the Delta version a refresh reads (None: not Delta)
 HISTORY_SEARCH = 50  # commits of a table searched for its last refresh
+Checked = dict[frozenset[str] | None, CorpusCheck]  # a run's corpus checks by the corpus files they read (None: all of them)
 
 
 @dataclass(frozen=True)
@@ -234,12 +235,13 @@ def _hash_column(signal: Signal) -> str:
 
 
 def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContract, signals: dict[str, Signal],
-                 corpus: CorpusAt, scope: Scope, videos_only: bool = False) -> Plan:
+                 corpus: CorpusAt, scope: Scope, videos_only: bool = False, checked: Checked | None = None) -> Plan:
     """Compare the corpus (source, version) within `scope` with the committed rows of one table,
     in two joins whatever the number of signals: each stored row against its corpus item (stale:
     the item is gone, or its input hash changed), then each (item, enabled signal) against the
     rows still valid (todo). With `videos_only` (the keyframes table) only items that carry a
-    video count as in the corpus."""
+    video count as in the corpus. `checked` holds the corpus checks of the run's other tables'
+    plans: a table comparing the same corpus rows reuses theirs (the same Spark action again)."""
     root = settings.table_root(contract.name)
     read_version = delta_io.ensure_table(root, contract).version()
     hashes = {_hash_column(s): input_hash_column(s, video=True) for s in signals.values()}  # corpus rows have `video` (lake.corpus.CANONICAL)
@@ -255,7 +257,10 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
         changed |= _files_holding(spark, corpus, functools.reduce(DataFrame.unionByName, removed).distinct(), scope.items)
     newest = newest_of_ids(source.keys(spark, corpus_version)).persist()  # the corpus check, the plan and its write read it
     rows = source.read(spark, corpus_version, only=changed)
-    corpus_check = check_rows(rows, newest)
+    checks, key = {} if checked is None else checked, None if changed is None else frozenset(changed)
+    if key not in checks:
+        checks[key] = check_rows(rows, newest)
+    corpus_check = checks[key]
     items = one_row_per_id(rows, newest, corpus_check.repeated_ids)
     with_video = items.filter(F.col("video").isNotNull()) if videos_only else items
     current = with_video.select("content_id", "ds", *[expr.alias(name) for name, expr in hashes.items()]).persist()
@@ -456,13 +461,14 @@ def run_refresh(spark: SparkSession, settings: Settings, run_id: str | None = No
     # so an existing keyframes table is still planned (with nothing to compute) and every row of it is stale
     keyframe_signals = image_signals(signals) if source.maps_video() else {}
     tables = [(EMBEDDINGS, grouped.get(EMBEDDINGS, {}), False), (LABELS, grouped.get(LABELS, {}), False), (KEYFRAMES, keyframe_signals, True)]
-    plans = []
+    plans, checked = [], {}
     for contract, mine, videos_only in tables:
         table_root = settings.table_root(contract.name)
         if contract.name in earlier:  # its commit for this run id is made: work for it could not be committed
             continue
         if mine or DeltaTable.is_deltatable(table_root):  # takedowns reach every table
-            plans.append(plan_refresh(spark, settings, contract, mine, corpus, plan_scope(table_root, mine, corpus, full), videos_only))
+            plans.append(plan_refresh(spark, settings, contract, mine, corpus, plan_scope(table_root, mine, corpus, full), videos_only,
+                                       checked))
     try:
         return _apply_plans(spark, settings, run, signals, placed, plans, corpus, {name: int(c["version"]) for name, c in earlier.items()})
     finally:

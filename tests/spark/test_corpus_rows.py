@@ -13,7 +13,7 @@ from conftest import CHEAP_SIGNALS, settings_for
 from deltalake import DeltaTable, write_deltalake
 
 from jobs.backfill import run_backfill
-from jobs.corpus import CorpusSource, Window, check_rows, items_by_day, newest_of_ids, one_row_per_id
+from jobs.corpus import CorpusCheck, CorpusSource, Window, check_rows, items_by_day, newest_of_ids, one_row_per_id
 from jobs.dedup import run_dedup
 from jobs.refresh import run_refresh
 from lake import delta_io
@@ -190,6 +190,28 @@ def test_told_which_ids_repeat_the_rule_keeps_the_same_rows_and_shuffles_no_imag
     assert _kept(one_row_per_id(unique, newest, 0)) == _kept(one_row_per_id(unique, newest))
     plan = one_row_per_id(unique, None, 0)._jdf.queryExecution().executedPlan().toString()
     assert "Exchange" not in plan and "Window" not in plan, plan
+
+
+def test_the_check_reads_its_rows_once_and_counts_what_the_rule_skips(spark, crafted):
+    """`check_rows` groups the rows by id once (the refresh's, backfill's and dedup's corpus check:
+    it aggregated them twice, each aggregate its own scan and jobs, and joined the two), and counts
+    what the crafted corpus holds: two ids not UTF-8 or null, one day not a day, two older copies."""
+    settings, rows = crafted
+    source = CorpusSource.of(settings)
+    newest = newest_of_ids(source.keys(spark)).persist()  # as the refresh has it: computed and cached before the check
+    newest.count()
+    sc = spark.sparkContext
+    sc.setJobGroup("corpus-check", "the corpus check")
+    try:
+        check = check_rows(source.read(spark), newest)
+    finally:
+        sc.setLocalProperty("spark.jobGroup.id", None)
+        newest.unpersist()
+    jobs = len(sc.statusTracker().getJobIdsForGroup("corpus-check"))
+    assert len(check.bad_days) == 1  # the day as the partition folder is read back (not the string written)
+    assert check == CorpusCheck(items=12, null_ids=2, bad_days=check.bad_days, duplicates=2,
+                                duplicate_examples=sorted([rows[0]["content_id"], rows[1]["content_id"]]), bad_day_rows=1, repeated_ids=2)
+    assert jobs <= 4, jobs  # 6 when the check aggregated its rows twice (Spark 4.2, AQE: a job per query stage)
 
 
 def test_an_undated_row_is_older_than_a_row_dated_before_1970_as_training_keeps_it(spark, corpus_lakehouse, tmp_path):

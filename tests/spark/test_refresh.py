@@ -248,6 +248,31 @@ def test_a_refresh_after_a_refresh_compares_only_the_changed_corpus_files_and_en
         assert not set(edits["dropped"]) & set(rows["content_id"].to_pylist()), table
 
 
+def test_the_tables_of_one_refresh_share_its_corpus_check(spark, backfilled_and_reference, monkeypatch):
+    """The corpus check (one Spark action) is made once per set of corpus rows a refresh compares,
+    not once per table, and it is what checking those rows alone finds."""
+    import jobs.refresh
+    from jobs.corpus import CorpusSource, check_rows, newest_of_ids
+
+    settings, _ = backfilled_and_reference
+    source = CorpusSource.of(settings)
+    checks, plans = [], []
+    check, plan = jobs.refresh.check_rows, jobs.refresh.plan_refresh
+    monkeypatch.setattr(jobs.refresh, "check_rows", lambda rows, newest: checks.append(rows.inputFiles()) or check(rows, newest))
+    monkeypatch.setattr(jobs.refresh, "plan_refresh", lambda *args, **kwargs: plans.append(plan(*args, **kwargs)) or plans[-1])
+    for edit in (lambda: None, lambda: _edit_in_place(settings)):  # the whole corpus (after the backfill), then the changed files
+        edit()
+        checks.clear()
+        plans.clear()
+        run_refresh(spark, settings)
+        assert [p.contract.name for p in plans] == ["embeddings", "labels"] and len(checks) == 1
+        rows = source.read(spark, source.version(), only=None if plans[0].scope.since is None else
+                           {unquote(f.path) for f in plans[0].scope.added})
+        alone = check_rows(rows, newest_of_ids(source.keys(spark, source.version())))
+        assert all(p.corpus_check == alone for p in plans)
+    assert alone.items > 0
+
+
 def test_an_unchanged_corpus_is_not_read_at_all(spark, two_lakehouses):
     settings, _ = two_lakehouses
     run_refresh(spark, settings)
