@@ -13,6 +13,7 @@ import importlib.util
 import json
 import re
 import reprlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,21 +152,20 @@ def _there_for_the_driver(text: str) -> str | None:
     """A data file of a local Delta table that a task found missing but the driver finds (the
     executors, on other machines, do not see the driver's folder), from the error's text; None if
     the error names none."""
-    for match in _PARQUET_PATH.finditer(text):
-        path = Path(match[1])
-        if path.is_file() and any((folder / "_delta_log").is_dir() for folder in path.parents):
-            return match[1]
-    return None
+    return next((path for _, path in _named_table_files(text) if Path(path).is_file()), None)
 
 
 def _missing_table_file(text: str) -> tuple[str, str] | None:
     """The local Delta table, and the data file of it, that a reader found missing; None if the error names none."""
+    return next(((table, path) for table, path in _named_table_files(text) if not Path(path).exists()), None)
+
+
+def _named_table_files(text: str) -> Iterator[tuple[str, str]]:
+    """The data files of local Delta tables an error's text names, each with its table's folder."""
     for match in _PARQUET_PATH.finditer(text):
-        path = Path(match[1])
-        table = next((folder for folder in path.parents if (folder / "_delta_log").is_dir()), None)
-        if table is not None and not path.exists():
-            return str(table), match[1]
-    return None
+        table = next((folder for folder in Path(match[1]).parents if (folder / "_delta_log").is_dir()), None)
+        if table is not None:
+            yield str(table), match[1]
 
 
 def unreadable_log_entries(lakehouse_root: str) -> list[str]:
