@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, field_validator, model_validator
 
+from signals.contracts import lakehouse_table
 from signals.decode import DecodeLimits
 from signals.fetch import FetchPolicy
 from signals.labels.perceptual_hash import bands_for, bands_for_cosine, simhash_reach
@@ -541,7 +542,7 @@ class Settings(_Strict):
         return local_registry_uri(self.lakehouse_root)
 
     def table_root(self, name: str) -> str:
-        return f"{self.lakehouse_root.rstrip('/')}/{name}"
+        return lakehouse_table(self.lakehouse_root, name)
 
     @property
     def enabled_signals(self) -> dict[str, SignalSettings]:

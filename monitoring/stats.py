@@ -26,7 +26,7 @@ from pyspark.sql import SparkSession
 from conf.settings import UsageError
 from lake import delta_io, spark_io
 from monitoring.file_summary import COLUMNS_READ, list_column, matrix_column, merged_stats, summarise_file
-from signals.contracts import EMBEDDINGS, LABELS, SIGNAL_STATS, TableContract
+from signals.contracts import EMBEDDINGS, LABELS, SIGNAL_STATS, TableContract, lakehouse_table
 
 VECTOR_COLUMNS = ("dim_mean", "dim_std", "sample")  # what merged_stats gives as numpy
 
@@ -56,7 +56,7 @@ def keep_run_stats(lakehouse_root: str, run_id: str, job: str, summaries: Iterab
     stats = stats_table(summaries, run_id, job, sample_size)
     if not stats.num_rows:
         return None
-    return delta_io.replace_run_rows(f"{lakehouse_root.rstrip('/')}/{SIGNAL_STATS.name}", SIGNAL_STATS, stats, run_id, {"job": job})
+    return delta_io.replace_run_rows(lakehouse_table(lakehouse_root, SIGNAL_STATS.name), SIGNAL_STATS, stats, run_id, {"job": job})
 
 
 def require_columns(root: str, contract: TableContract, columns: Iterable[str]) -> None:
@@ -82,7 +82,7 @@ def compute_stats(spark: SparkSession, lakehouse_root: str, run_id: str, job: st
     summaries: list[bytes] = []
     tables: tuple[TableContract, ...] = (EMBEDDINGS, LABELS)
     for contract in tables:
-        root = f"{lakehouse_root.rstrip('/')}/{contract.name}"
+        root = lakehouse_table(lakehouse_root, contract.name)
         files = delta_io.files_of_run(root, run_id) if DeltaTable.is_deltatable(root) else []
         if files:
             require_columns(root, contract, COLUMNS_READ[contract.name])

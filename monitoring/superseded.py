@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable
 
 from lake import delta_io
-from signals.contracts import ALERTS, EMBEDDINGS, LABELS, SIGNAL_STATS, TableContract
+from signals.contracts import ALERTS, EMBEDDINGS, LABELS, SIGNAL_STATS, TableContract, lakehouse_table
 
 SIGNAL_TABLES = {"embedding": EMBEDDINGS, "label": LABELS}
 Slice = tuple[str, str, str]  # (signal, model version, day)
@@ -34,7 +34,7 @@ def runs_holding(lakehouse_root: str, slices: Iterable[tuple[str, Slice]]) -> di
     holding: dict[Slice, set[str]] = {s: set() for _, s in slices}
     for kind in sorted({k for k, _ in slices}):
         mine = [s for k, s in slices if k == kind]
-        root = f"{lakehouse_root.rstrip('/')}/{SIGNAL_TABLES[kind].name}"
+        root = lakehouse_table(lakehouse_root, SIGNAL_TABLES[kind].name)
         if not DeltaTable.is_deltatable(root):
             continue
         rows = delta_io.read_arrow(root, where=[("signal", "in", sorted({s[0] for s in mine})), ("ds", "in", sorted({s[2] for s in mine}))],
@@ -47,7 +47,7 @@ def runs_holding(lakehouse_root: str, slices: Iterable[tuple[str, Slice]]) -> di
 def table_versions(lakehouse_root: str, kinds: Iterable[str]) -> dict[str, int | None]:
     """The latest version of each kind's signal table (None: no table): where none moved between
     these and a later call, a `runs_holding` read made in between finds what a read now would."""
-    return {k: delta_io.latest_version(f"{lakehouse_root.rstrip('/')}/{SIGNAL_TABLES[k].name}") for k in sorted(set(kinds))}
+    return {k: delta_io.latest_version(lakehouse_table(lakehouse_root, SIGNAL_TABLES[k].name)) for k in sorted(set(kinds))}
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class Superseded:
     @classmethod
     def of(cls, lakehouse_root: str, holding: Mapping[Slice, frozenset[str]], contract: TableContract) -> Superseded:
         """Those of the table's rows on the slices of `holding` (one read of their days)."""
-        root = f"{lakehouse_root.rstrip('/')}/{contract.name}"
+        root = lakehouse_table(lakehouse_root, contract.name)
         kept = delta_io.read_arrow(root, where=[("ds", "in", sorted({s[2] for s in holding}))],
                                    columns=["signal", "model_version", "ds", "run_id"]).to_pylist() if holding and DeltaTable.is_deltatable(root) else []
         stale = sorted({(r["signal"], r["model_version"], r["ds"], r["run_id"]) for r in kept
@@ -73,7 +73,7 @@ class Superseded:
 def drop_superseded(lakehouse_root: str, run_id: str, job: str) -> None:
     """Drop the statistics and verdicts of other runs on the slices `run_id` kept statistics of
     whose rows are gone (it replaced them): one commit of each table that holds some."""
-    stats = f"{lakehouse_root.rstrip('/')}/{SIGNAL_STATS.name}"
+    stats = lakehouse_table(lakehouse_root, SIGNAL_STATS.name)
     written = delta_io.read_arrow(stats, filters=pc.field("run_id") == run_id, columns=["kind", "signal", "model_version", "ds"]).to_pylist()
     drop_not_holding(lakehouse_root, runs_holding(lakehouse_root, [(r["kind"], (r["signal"], r["model_version"], r["ds"])) for r in written]),
                      run_id, job)
@@ -85,5 +85,5 @@ def drop_not_holding(lakehouse_root: str, holding: Mapping[Slice, frozenset[str]
     for contract in (SIGNAL_STATS, ALERTS):
         found = Superseded.of(lakehouse_root, holding, contract)
         if found.dropped is not None:
-            delta_io.replace_rows(f"{lakehouse_root.rstrip('/')}/{contract.name}", contract, contract.schema.empty_table(), run_id,
+            delta_io.replace_rows(lakehouse_table(lakehouse_root, contract.name), contract, contract.schema.empty_table(), run_id,
                                   found.runs, found.dropped, {"job": job, "superseded_runs": ",".join(found.runs)})

@@ -24,7 +24,7 @@ from retrieval.embedding_rows import changes, held_by, item_vector, pinned_versi
 from retrieval.index_store import Manifest
 from retrieval.vector_index import EXACT, IndexKind, VectorIndex, choose_kind, probed
 from retrieval.writer_lock import writer_lock
-from signals.contracts import EMBEDDINGS
+from signals.contracts import EMBEDDINGS, lakehouse_table
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class IndexOutcome:
 
 
 def embeddings_root(lakehouse_root: str) -> str:
-    return f"{lakehouse_root.rstrip('/')}/{EMBEDDINGS.name}"
+    return lakehouse_table(lakehouse_root, EMBEDDINGS.name)
 
 
 def _another_table(manifest: Manifest, table: str, identity: str) -> str | None:

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rollout.html_report import figure_png, format_value, html_page, html_table, image_tag
-from signals.contracts import ITEM_DAY
+from signals.contracts import ITEM_DAY, lakehouse_table
 
 EXPERIMENT = "content-signals-compare"
 MAX_ITEMS = 20_000
@@ -367,7 +367,7 @@ def pin_tables(root: str, names: Sequence[str] = ("embeddings", "labels")) -> di
     such table): what comparisons read at, taken once for every signal one `compare` compares."""
     from lake import delta_io
 
-    return {name: delta_io.latest_version(f"{root.rstrip('/')}/{name}") for name in [*names, "runs"]}
+    return {name: delta_io.latest_version(lakehouse_table(root, name)) for name in [*names, "runs"]}
 
 
 def compare_in_lakehouse(root: str, signal: str, version_a: str, version_b: str, table: str | None = None,
@@ -385,7 +385,7 @@ def compare_in_lakehouse(root: str, signal: str, version_a: str, version_b: str,
         """Both versions' rows, in one read at the pinned version (none where there is no table)."""
         if pinned[name] is None:
             return pa.table({"model_version": pa.array([], pa.string())})
-        return delta_io.read_arrow(f"{root.rstrip('/')}/{name}", pinned[name],
+        return delta_io.read_arrow(lakehouse_table(root, name), pinned[name],
                                    where=[("signal", "=", signal), ("model_version", "in", sorted({version_a, version_b}))])
 
     for name in names:

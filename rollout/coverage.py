@@ -13,7 +13,7 @@ from deltalake import DeltaTable
 
 from lake import delta_io
 from rollout.compare import item_days
-from signals.contracts import EMBEDDINGS, ITEM_DAY, LABELS, STATUS_OK
+from signals.contracts import EMBEDDINGS, ITEM_DAY, LABELS, STATUS_OK, lakehouse_table
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def coverage(lakehouse: str, signal: str, champion: str, candidate: str) -> Cove
     inputs: dict[str, dict[tuple[str, str], str | None]] = {champion: {}, candidate: {}}  # version -> (item, day) -> input hash
     ok: dict[str, set[tuple[str, str]]] = {champion: set(), candidate: set()}
     for name in (EMBEDDINGS.name, LABELS.name):
-        root = f"{lakehouse.rstrip('/')}/{name}"
+        root = lakehouse_table(lakehouse, name)
         if not DeltaTable.is_deltatable(root):
             continue
         columns = ["model_version", "status", "input_hash"]

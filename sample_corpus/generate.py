@@ -66,7 +66,7 @@ from sample_corpus.kinds import COPY, EDIT, KIND_BY_NAME, KINDS, Source
 from sample_corpus.originals import original
 from sample_corpus.photos import BASE_IDS, SUBJECTS, base_caption
 from sample_corpus.texts import TEXT_WEIGHTS, pin_text, spam_text
-from signals.contracts import CORPUS, UTC_MICROS, keeps_rows
+from signals.contracts import CORPUS, UTC_MICROS, keeps_rows, lakehouse_table
 
 CORPUS_SCHEMA = CORPUS.schema  # the job's input contract (signals.contracts)
 
@@ -262,7 +262,7 @@ def truth_root(lakehouse_root: str) -> str:
     from: only `make-corpus` writes it (a lakehouse without it holds another corpus, or is mistyped)."""
     from deltalake import DeltaTable
 
-    root = f"{lakehouse_root.rstrip('/')}/{TRUTH_TABLE}"
+    root = lakehouse_table(lakehouse_root, TRUTH_TABLE)
     if not DeltaTable.is_deltatable(root):
         raise FileNotFoundError(f"no sample corpus truth at {root}: it is written with the sample corpus (content-signals "
                                 "make-corpus); or check --profile/--set lakehouse")
@@ -277,7 +277,7 @@ def write_sample_corpus(lakehouse_root: str, n_items: int, seed: int, videos: bo
     written, so a run killed between the tables' commits is written again by the next."""
     from deltalake import CommitProperties, DeltaTable, write_deltalake
 
-    root = f"{lakehouse_root.rstrip('/')}/{CORPUS.name}"
+    root = lakehouse_table(lakehouse_root, CORPUS.name)
     marker = {"generator": __name__, "n_items": str(n_items), "seed": str(seed), "videos": str(videos).lower()}
     if DeltaTable.is_deltatable(root):
         # the newest commit that wrote rows: `maintain` vacuums the sample corpus and may set its log retention, which change none
@@ -291,7 +291,7 @@ def write_sample_corpus(lakehouse_root: str, n_items: int, seed: int, videos: bo
         from sample_corpus.videos import VIDEO_TRUTH_TABLE, with_videos
 
         corpus, video_truth = with_videos(corpus, seed)
-        write_deltalake(f"{lakehouse_root.rstrip('/')}/{VIDEO_TRUTH_TABLE}", video_truth, **overwrite)
-    write_deltalake(f"{lakehouse_root.rstrip('/')}/{TRUTH_TABLE}", truth, **overwrite)
+        write_deltalake(lakehouse_table(lakehouse_root, VIDEO_TRUTH_TABLE), video_truth, **overwrite)
+    write_deltalake(lakehouse_table(lakehouse_root, TRUTH_TABLE), truth, **overwrite)
     write_deltalake(root, corpus, partition_by=list(CORPUS.partition_by), **overwrite)
     return True

@@ -24,7 +24,7 @@ from PIL import Image
 
 from sample_corpus.generate import generate_corpus
 from sample_corpus.photos import SUBJECTS
-from signals.contracts import CORPUS
+from signals.contracts import CORPUS, lakehouse_table
 
 SCENARIOS = ("normal", "thumbnails", "truncated", "language")
 DRAW_DAYS = 7
@@ -99,7 +99,7 @@ def write_normal_days(lakehouse_root: str, days: int, items_per_day: int, seed: 
     from deltalake import write_deltalake
 
     corpus, _ = generate_corpus(n_items=days * items_per_day, seed=seed, end_date=end_date, days=days)
-    write_deltalake(f"{lakehouse_root.rstrip('/')}/{CORPUS.name}", corpus, mode="overwrite", partition_by=list(CORPUS.partition_by))
+    write_deltalake(lakehouse_table(lakehouse_root, CORPUS.name), corpus, mode="overwrite", partition_by=list(CORPUS.partition_by))
 
 
 def append_scenario_day(lakehouse_root: str, scenario: str, n_items: int, seed: int, day: str | None = None) -> str:
@@ -107,7 +107,7 @@ def append_scenario_day(lakehouse_root: str, scenario: str, n_items: int, seed: 
     table of the lakehouse, in one commit; returns the day."""
     from deltalake import DeltaTable, write_deltalake
 
-    root = f"{lakehouse_root.rstrip('/')}/{CORPUS.name}"
+    root = lakehouse_table(lakehouse_root, CORPUS.name)
     if not DeltaTable.is_deltatable(root):
         raise FileNotFoundError(f"no sample corpus at {root}: content-signals make-corpus first")
     day = day or next_day(DeltaTable(root).to_pyarrow_dataset().to_table(columns=["ds"]))

@@ -25,6 +25,11 @@ UTC_MICROS = pa.timestamp("us", tz="UTC")
 KEEPS_ROWS = ("VACUUM", "SET TBLPROPERTIES", "ADD COLUMN", "CREATE TABLE", "OPTIMIZE")
 
 
+def lakehouse_table(lakehouse_root: str, name: str) -> str:
+    """Where the table `name` lives in the lakehouse at `lakehouse_root` (a folder or an object store URI): one rule for every writer and reader."""
+    return f"{lakehouse_root.rstrip('/')}/{name}"
+
+
 def keeps_rows(commit: Mapping[str, Any]) -> bool:
     """Whether a log entry (`DeltaTable.history`) is a commit that adds or drops no row, so that no reader takes it for a write."""
     return str(commit.get("operation", "")).startswith(KEEPS_ROWS)

@@ -25,7 +25,7 @@ from conf.settings import UsageError
 from lake import delta_io
 from lake.corpus import CorpusTable
 from rollout.html_report import figure_png, html_page, html_table, image_tag
-from signals.contracts import LABELS, STATUS_OK
+from signals.contracts import LABELS, STATUS_OK, lakehouse_table
 from training.labeling_functions import one_day_each
 
 # task -> (signal, label) of the rule-based labeler a head for it would replace (signals/labels/)
@@ -238,7 +238,7 @@ def left_out_said(held_out: Mapping[str, Any]) -> str:
 
 def _champion_rows(lakehouse: str, signal: str, model_version: str | None, ids: Sequence[str], columns: list[str],
                    version: int | None) -> pd.DataFrame:
-    root = f"{lakehouse.rstrip('/')}/{LABELS.name}"
+    root = lakehouse_table(lakehouse, LABELS.name)
     if model_version is None or not DeltaTable.is_deltatable(root):
         return pd.DataFrame(columns=columns)
     condition = (pc.field("signal") == signal) & (pc.field("model_version") == model_version) & (pc.field("status") == STATUS_OK)

@@ -19,7 +19,7 @@ from deltalake import DeltaTable
 from conf.settings import UsageError
 from lake import delta_io
 from lake.corpus import CorpusTable
-from signals.contracts import HUMAN_LABELS
+from signals.contracts import HUMAN_LABELS, lakehouse_table
 from training.tasks import TASKS, Task, task_named
 
 CSV_COLUMNS = ("content_id", "label", "annotator")  # required; `task` and `labelled_at` are optional
@@ -54,7 +54,7 @@ class _Unreadable(ValueError):
 
 
 def table_root(lakehouse: str) -> str:
-    return f"{lakehouse.rstrip('/')}/{HUMAN_LABELS.name}"
+    return lakehouse_table(lakehouse, HUMAN_LABELS.name)
 
 
 def _text(value: Any, name: str) -> str | None:

@@ -15,7 +15,7 @@ from conf.settings import IndexSettings, UsageError
 from lake import delta_io
 from retrieval.embedding_rows import pinned_version, signal_rows, vectors_of
 from retrieval.vector_index import VectorIndex, choose_kind
-from signals.contracts import EMBEDDINGS, LABELS, STATUS_OK
+from signals.contracts import EMBEDDINGS, LABELS, STATUS_OK, lakehouse_table
 
 ABSTAIN, NEGATIVE, POSITIVE = -1, 0, 1
 NEIGHBOURS, NEIGHBOURS_AGREE = 5, 4  # the labelled neighbours asked, and how many must agree for a vote
@@ -124,7 +124,7 @@ def item_signals(lakehouse: str, versions: Mapping[str, str], version: int | Non
     `<signal>.detail` (the evidence, parsed; None where it is not a JSON object) with text_safety's spam
     indicators as columns (NaN where one is not a number); a UsageError for an item with ok rows of a
     signal on two days (`one_day_each`)."""
-    root = f"{lakehouse.rstrip('/')}/{LABELS.name}"
+    root = lakehouse_table(lakehouse, LABELS.name)
     wanted = None
     for signal, model_version in versions.items():
         part = (pc.field("signal") == signal) & (pc.field("model_version") == model_version)
@@ -150,7 +150,7 @@ def item_signals(lakehouse: str, versions: Mapping[str, str], version: int | Non
 def neighbour_votes(lakehouse: str, signal: str, model_version: str, content_ids: list[str], gold: pd.DataFrame) -> np.ndarray:
     """Votes from each item's NEIGHBOURS nearest items with a gold label (itself left out) in the
     embedding `signal` at `model_version`: their label where NEIGHBOURS_AGREE of them share it."""
-    root = f"{lakehouse.rstrip('/')}/{EMBEDDINGS.name}"
+    root = lakehouse_table(lakehouse, EMBEDDINGS.name)
     vectors = vectors_of(signal_rows(root, signal, model_version, pinned_version(root, None)), model_version)
     gold_of = dict(zip(gold["content_id"], gold["label"]))
     labelled = [i for i, c in enumerate(vectors.content_ids) if c in gold_of]

@@ -36,7 +36,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from conf.settings import UsageError
 from lake import delta_io
-from signals.contracts import DUPLICATES, EMBEDDINGS, STATUS_OK
+from signals.contracts import DUPLICATES, EMBEDDINGS, STATUS_OK, lakehouse_table
 from signals.labels.head import JOINED_SEPARATOR
 
 SPLITS = ("train", "validation", "test")
@@ -69,7 +69,7 @@ def group_ids(lakehouse: str, content_ids: pd.Series, version: int | None) -> tu
     """Each content id's near-duplicate group at the duplicates table's `version` (its own id
     when it has no row there: newer than the last dedup, or dedup never ran, `version` None), and
     how many have no row. Only the rows of these ids are read, whatever the corpus's size."""
-    root = f"{lakehouse.rstrip('/')}/{DUPLICATES.name}"
+    root = lakehouse_table(lakehouse, DUPLICATES.name)
     own = pd.Series(content_ids.to_numpy(), index=content_ids.to_numpy(), name="group_id")
     if version is None:
         return own, len(own)
@@ -96,7 +96,7 @@ class Snapshot:
 
     @property
     def embeddings_root(self) -> str:
-        return f"{self.lakehouse.rstrip('/')}/{EMBEDDINGS.name}"
+        return lakehouse_table(self.lakehouse, EMBEDDINGS.name)
 
     def file_uris(self, signal: str | None = None, model_version: str | None = None) -> list[str]:
         """The data files of a signal's partitions (default: the snapshot's own) at the pinned version, in a stable order."""
@@ -131,7 +131,7 @@ def pin_snapshot(lakehouse: str, signal: str, model_version: str, labels: pd.Dat
     missing = {"content_id", "p_positive"} - set(labels.columns)
     if missing:
         raise UsageError(f"a label frame needs the columns content_id and p_positive; it lacks {sorted(missing)}")
-    root = f"{lakehouse.rstrip('/')}/{EMBEDDINGS.name}"
+    root = lakehouse_table(lakehouse, EMBEDDINGS.name)
     latest = delta_io.latest_version(root)
     embeddings_version = latest if embeddings_version is None else embeddings_version
     if embeddings_version is None:
@@ -139,7 +139,7 @@ def pin_snapshot(lakehouse: str, signal: str, model_version: str, labels: pd.Dat
     if embeddings_version != latest:
         _refuse_vacuumed(root, embeddings_version, {(signal, model_version), *joined})
     if duplicates_version == LATEST:
-        duplicates_version = delta_io.latest_version(f"{lakehouse.rstrip('/')}/{DUPLICATES.name}")
+        duplicates_version = delta_io.latest_version(lakehouse_table(lakehouse, DUPLICATES.name))
     frame = labels[["content_id", "p_positive"]].drop_duplicates("content_id").reset_index(drop=True)
     _refuse_non_probabilities(frame)
     groups, ungrouped = group_ids(lakehouse, frame["content_id"], duplicates_version)

@@ -17,7 +17,7 @@ from lake.corpus import CorpusTable
 from lake.registry import CHALLENGER, CHAMPION, RegisteredModel, RegistryError
 from retrieval.embedding_rows import pinned_version, signal_rows, vectors_of
 from rollout.models import registry_for
-from signals.contracts import EMBEDDINGS, STATUS_OK
+from signals.contracts import EMBEDDINGS, STATUS_OK, lakehouse_table
 from signals.labels.head import embedding_reads, load_head, score_vectors
 from training.gate import head_signal
 from training.human_labels import labels_of
@@ -41,7 +41,7 @@ def current_head(settings: Settings, task: str) -> RegisteredModel | None:
 def head_probabilities(lakehouse: str, head: RegisteredModel) -> pd.DataFrame:
     """content_id and p_positive: the head's scores of the items with an ok row of every embedding it was trained on (none
     when no item has them all)."""
-    root = f"{lakehouse.rstrip('/')}/{EMBEDDINGS.name}"
+    root = lakehouse_table(lakehouse, EMBEDDINGS.name)
     version = pinned_version(root, None)
     parts = [vectors_of(signal_rows(root, signal, model_version, version), model_version) for signal, model_version in embedding_reads(head.params)]
     ids = sorted(set.intersection(*(set(part.content_ids) for part in parts)))  # each part's ok rows, ordered by content id
@@ -55,7 +55,7 @@ def candidates(lakehouse: str, task: str, signal: str, model_version: str, proba
     """Items not yet labelled for `task` whose row of the embedding `signal` at `model_version` is
     ok, with their day and their p_positive in `probabilities` (content_id, p_positive); a usage
     error naming an item with ok rows on two days (it was listed, and written to the task file, twice)."""
-    rows = delta_io.read_arrow(f"{lakehouse.rstrip('/')}/{EMBEDDINGS.name}",
+    rows = delta_io.read_arrow(lakehouse_table(lakehouse, EMBEDDINGS.name),
                                filters=(pc.field("signal") == signal) & (pc.field("model_version") == model_version),
                                columns=["content_id", "ds", "status"]).to_pandas()
     ok = rows[rows["status"] == STATUS_OK][["content_id", "ds"]]

@@ -26,7 +26,7 @@ from lake.registry import CHALLENGER, RegisteredModel, RegistryError
 from rollout.compare import log_to_mlflow
 from rollout.models import KIND, champion_version, registry_for
 from signals.catalog import signal_class
-from signals.contracts import HUMAN_LABELS, LABELS, WEAK_LABELS
+from signals.contracts import HUMAN_LABELS, LABELS, WEAK_LABELS, lakehouse_table
 from signals.embedders.base import Embedder
 from signals.labels.head import JOINED_SEPARATOR
 from training import gold, weak
@@ -78,7 +78,7 @@ class ReadVersions:
         except FileNotFoundError:
             corpus = None  # no corpus: nothing reads it unless there is gold to evaluate on
         champions = {signal: _champion_of(settings, signal) for signal in (*(s for s, _ in RULES.values()), LANGUAGE_SIGNAL)}
-        return cls(*(delta_io.latest_version(f"{lakehouse.rstrip('/')}/{t.name}") for t in (HUMAN_LABELS, WEAK_LABELS, LABELS)), corpus, champions)
+        return cls(*(delta_io.latest_version(lakehouse_table(lakehouse, t.name)) for t in (HUMAN_LABELS, WEAK_LABELS, LABELS)), corpus, champions)
 
     def lineage(self) -> dict[str, str]:
         """The versions as MLflow params."""

@@ -17,7 +17,7 @@ from deltalake import DeltaTable
 
 from conf.settings import UsageError
 from lake import delta_io
-from signals.contracts import WEAK_LABELS
+from signals.contracts import WEAK_LABELS, lakehouse_table
 from training.gold import gold_labels
 from training.label_model import LabelModel, label_model_for, vote_share
 from training.labeling_functions import ABSTAIN, LABELING_FUNCTIONS, NEIGHBOUR_SIGNAL, item_signals, neighbour_votes
@@ -38,7 +38,7 @@ class WeakRun:
 
 
 def table_root(lakehouse: str) -> str:
-    return f"{lakehouse.rstrip('/')}/{WEAK_LABELS.name}"
+    return lakehouse_table(lakehouse, WEAK_LABELS.name)
 
 
 def _task_rows(lakehouse: str, task: str, version: int | None = None) -> pd.DataFrame:
