@@ -257,10 +257,11 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
         changed |= _files_holding(spark, corpus, functools.reduce(DataFrame.unionByName, removed).distinct(), scope.items)
     newest = newest_of_ids(source.keys(spark, corpus_version)).persist()  # the corpus check, the plan and its write read it
     rows = source.read(spark, corpus_version, only=changed)
-    checks, key = {} if checked is None else checked, None if changed is None else frozenset(changed)
-    if key not in checks:
-        checks[key] = check_rows(rows, newest)
-    corpus_check = checks[key]
+    checks = {} if checked is None else checked
+    compared = None if changed is None else frozenset(changed)
+    if compared not in checks:
+        checks[compared] = check_rows(rows, newest)
+    corpus_check = checks[compared]
     items = one_row_per_id(rows, newest, corpus_check.repeated_ids)
     with_video = items.filter(F.col("video").isNotNull()) if videos_only else items
     current = with_video.select("content_id", "ds", *[expr.alias(name) for name, expr in hashes.items()]).persist()
