@@ -131,7 +131,10 @@ class VectorIndex:
         return len(faiss_ids)
 
     def search(self, vectors: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
-        """The k nearest items of each query row, nearest first, as (content id, cosine)."""
+        """The k nearest items of each query row, nearest first, as (content id, cosine); a ValueError
+        for k below 1 (faiss's own refusal is a bare AssertionError)."""
+        if k < 1:
+            raise ValueError(f"k is {k}: a search returns at least 1 neighbour")
         matrix = unit_rows(np.atleast_2d(vectors))
         if matrix.shape[1] != self.dim:
             raise ValueError(f"a query of {matrix.shape[1]} dimensions for an index of {self.dim}")

@@ -24,7 +24,7 @@ from lake import delta_io
 from retrieval import index_store
 from retrieval.build import build_index, embeddings_root, update_index
 from retrieval.embedding_rows import vectors_of
-from retrieval.vector_index import EXACT, IVF_FLAT, neighbours
+from retrieval.vector_index import EXACT, IVF_FLAT, IndexKind, VectorIndex, neighbours
 from retrieval.writer_lock import writer_lock
 from tests.killed import run_killed
 
@@ -223,6 +223,20 @@ def test_bad_requests_are_usage_errors(lakehouse, tmp_path) -> None:
     pinned = build_index(root, SIGNAL, "1", EXACT_ONLY, version=1).manifest.table_version
     with pytest.raises(UsageError, match=f"after {pinned - 1}"):
         update_index(root, SIGNAL, "1", EXACT_ONLY, version=pinned - 1)
+
+
+@pytest.mark.parametrize("kind", [IndexKind(EXACT), IndexKind(IVF_FLAT, lists=1, probes=1, train_per_list=256)], ids=lambda k: k.name)
+def test_neighbours_of_fewer_than_one_item_is_a_value_error_naming_k(kind) -> None:
+    """`neighbours(index, vector, 0)` (or a negative k) was faiss's bare AssertionError, with no word of what was wrong."""
+    ids = [f"pin-{i:03d}" for i in range(50)]
+    index = VectorIndex.build(ids, random_vectors(50, 0), kind)
+    for k in (0, -3):
+        with pytest.raises(ValueError, match=f"k is {k}: a search returns at least 1 neighbour"):
+            neighbours(index, random_vectors(1, 1)[0], k)
+    index.remove(ids)
+    with pytest.raises(ValueError, match="k is 0"):  # an empty index refuses it too, rather than answer nothing
+        neighbours(index, random_vectors(1, 1)[0], 0)
+    assert len(neighbours(VectorIndex.build(ids, random_vectors(50, 0), kind), random_vectors(1, 1)[0], 1)) == 1
 
 
 def test_an_update_that_adds_vectors_of_another_length_is_refused_as_a_build_is(lakehouse) -> None:
