@@ -289,6 +289,46 @@ def test_as_many_kept_alive_clients_as_the_limit_are_all_answered(settings) -> N
     assert statuses == [200] * 4
 
 
+def closed_by_the_server(connection: socket.socket, trickle: bytes = b"") -> bool:
+    """Whether the server closes the connection within 20 s, while `trickle` is sent a byte every 0.2 s."""
+    deadline = time.monotonic() + 20
+    connection.settimeout(0.2)
+    while time.monotonic() < deadline:
+        try:
+            if trickle:
+                connection.sendall(trickle[:1])
+                trickle = trickle[1:]
+            if connection.recv(1024) == b"":
+                return True
+        except TimeoutError:
+            continue
+        except (BrokenPipeError, ConnectionResetError):
+            return True
+    return False
+
+
+def test_connections_that_send_no_whole_request_head_are_closed_and_free_their_place(settings) -> None:
+    """A connection that sent nothing held one of `max_connections` for ever (uvicorn sets no time
+    limit before a request's head), so that many idle sockets locked every client out (503). Each is
+    closed `head_timeout_s` after it opened, or after its last answer, and clients are answered again:
+    one that sent nothing, one that trickles its head a byte at a time, one that sent part of its next head."""
+    with running(create_app(Champions(settings), settings.serve), max_connections=3, head_timeout_s=2) as url:
+        where = urlsplit(url)
+        idle, trickling, kept_alive = (socket.create_connection((where.hostname, where.port), timeout=10) for _ in range(3))
+        try:
+            kept_alive.sendall(b"GET /health HTTP/1.1\r\nHost: service\r\n\r\n")
+            assert kept_alive.recv(65536).startswith(b"HTTP/1.1 200")
+            kept_alive.sendall(b"POST /score HTTP/1.1\r\nHost: service\r\n")  # the next request's head, never finished
+            head = b"POST /score HTTP/1.1\r\nHost: service\r\nX-Slow: " + b"a" * 200  # 40 s of bytes: they do not put the deadline off
+            with ThreadPoolExecutor(3) as watch:
+                closed = list(watch.map(closed_by_the_server, (idle, trickling, kept_alive), (b"", head, b"")))
+            assert closed == [True, True, True]
+            assert post(where, item(jpeg_bytes(1), title="after the idle connections"))[0] == 200
+        finally:
+            for s in (idle, trickling, kept_alive):
+                s.close()
+
+
 def test_concurrent_requests_share_a_model_batch(service) -> None:
     where, _ = service
     before = health(where)
