@@ -1,6 +1,7 @@
 """The HTTP service (Starlette, ASGI): `POST /score` one item, `GET /health`.
 
-`/score` answers 200 with the item's embeddings, labels and neighbours; 422 when a signal found
+`/score` answers 200 with the item's embeddings, labels and neighbours (with `index_builds`: the
+build of each index they came from, as /health names it); 422 when a signal found
 the input bad (the batch job's reason per signal under `errors`, the other signals' results
 still given); 503 when every error may pass on another try (a fetch that timed out) or the queue
 is full; 400, 408, 413 for a request that is not an item, too slow or too large; 504 when it was

@@ -77,11 +77,13 @@ def fetched(item: Item, policy: FetchPolicy) -> Item:
 @dataclass(frozen=True)
 class ItemResult:
     """What the signals made of one item: per signal its row as the tables would hold it (status,
-    error, model version, then the vector or the labels), and per indexed signal its neighbours."""
+    error, model version, then the vector or the labels), and per indexed signal its neighbours
+    and the index build they came from (consumers that cache an answer know when it is outdated)."""
 
     embeddings: dict[str, dict[str, Any]] = field(default_factory=dict)
     labels: dict[str, dict[str, Any]] = field(default_factory=dict)
     neighbours: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    index_builds: dict[str, str] = field(default_factory=dict)
 
     @property
     def errors(self) -> dict[str, str]:
@@ -95,7 +97,7 @@ class ItemResult:
         return all(is_retried_error(reason) for reason in self.errors.values())
 
     def as_dict(self) -> dict[str, Any]:
-        return {"embeddings": self.embeddings, "labels": self.labels, "neighbours": self.neighbours}
+        return {"embeddings": self.embeddings, "labels": self.labels, "neighbours": self.neighbours, "index_builds": self.index_builds}
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,7 @@ class Scorer:
 
     def score(self, items: list[Item]) -> list[ItemResult]:
         """Every signal on the items (one model batch each, through the batch job's runner), and
-        the neighbours of each ok vector in its signal's index."""
+        the neighbours of each ok vector in its signal's index, with that index's build."""
         if not items:
             return []
         frame = pd.DataFrame({name: pd.Series([getattr(item, name) for item in items], dtype=object)
@@ -186,6 +188,7 @@ class Scorer:
                 matrix = np.array([results[i].embeddings[name]["vector"] for i in found], dtype=np.float32)
                 for i, near in zip(found, loaded.index.search(matrix, self.neighbours)):
                     results[i].neighbours[name] = [{"content_id": c, "score": s} for c, s in near]
+                    results[i].index_builds[name] = loaded.manifest.build
         return results
 
 

@@ -2,8 +2,10 @@
 and a registry whose champion says which model version to index (no Spark)."""
 from __future__ import annotations
 
+import base64
 import json
 import shutil
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +21,10 @@ from lake import delta_io
 from lake.registry import Registry
 from retrieval import index_store
 from retrieval.build import build_index, embeddings_root, update_index
+from serving.app import create_app
 from serving.reload import Champions
 from serving.scorer import Item, Scorer
+from serving.server import running
 
 IDS = [f"pin-{i:03d}" for i in range(50)]
 
@@ -174,6 +178,26 @@ def test_the_service_skips_an_index_whose_build_is_gone_and_loads_the_next_one(s
     assert SIGNAL not in Champions(serving_settings(served_lakehouse)).current.indexes  # and the service starts
     assert run(capsys, served_lakehouse, "index", SIGNAL)[0] == 0
     assert champions.check() and "pin-001" not in champions.current.indexes[SIGNAL].index.ids
+
+
+def test_each_answer_names_the_index_build_its_neighbours_came_from(served_lakehouse, capsys) -> None:
+    """An answer's neighbours did not say which build they came from (only /health did, and a reload may
+    come between the two requests): a consumer that caches answers could not tell which a new build outdates."""
+    settings = serving_settings(served_lakehouse)
+    champions = Champions(settings)
+    item = json.dumps({"image": base64.b64encode(jpeg(skimage.data.chelsea())).decode()}).encode()
+    with running(create_app(champions, settings.serve)) as url:
+        def score() -> dict:
+            with urllib.request.urlopen(urllib.request.Request(f"{url}/score", item, {"Content-Type": "application/json"}), timeout=60) as answer:
+                return json.loads(answer.read())
+
+        first, first_build = score(), index_store.read_manifest(str(served_lakehouse), SIGNAL).build
+        delete(served_lakehouse, "pin-001")
+        assert run(capsys, served_lakehouse, "index", SIGNAL, "--update")[0] == 0
+        assert champions.check()  # the new build picked up
+        second, second_build = score(), index_store.read_manifest(str(served_lakehouse), SIGNAL).build
+    assert first["neighbours"][SIGNAL] and first["index_builds"] == {SIGNAL: first_build}
+    assert second["neighbours"][SIGNAL] and second["index_builds"] == {SIGNAL: second_build} and second_build != first_build
 
 
 def test_the_service_skips_an_index_whose_ids_file_names_other_faiss_ids_rather_than_fail_every_request(served_lakehouse) -> None:
