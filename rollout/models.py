@@ -103,6 +103,30 @@ def _check_trained(registry: Registry, name: str, role: str, pinned: str | None)
                          f"or disable signals.{name}")
 
 
+def check_configured_identity(registry: Registry, name: str, kind: str, configured: Mapping[str, Any]) -> None:
+    """UsageError where signal `name` has a champion of its configured kind and the profile's identity
+    params (`configured`, as `identity_params` makes them) are those of none of its versions: the run
+    would register them as a version nothing computes and compute the champion without them."""
+    champion = registry.aliases_if_registered(name).get(CHAMPION)
+    if champion is None:
+        return  # first use: the configured params become the champion
+    versions = registry.versions(name)
+    if any({KIND: v.params.get(KIND, kind), **signal_class(kind).identity(v.params)} == configured for v in versions):
+        return
+    running = next((v for v in versions if v.version == champion), None)
+    if running is None or running.params.get(KIND, kind) != kind:
+        return  # a champion of another kind: refused with its own message (`runnable`)
+    given = {k: v for k, v in configured.items() if k != KIND}
+    theirs = signal_class(kind).identity(running.params)
+    raise UsageError(
+        f"signals.{name}.params {given} are not those of any registered version of {name} (its champion, version "
+        f"{champion}, has {theirs or 'the defaults'}). The registry, not the profile, decides which version runs: a "
+        f"run would compute the version its alias or pin names without them, its rows saying nothing changed. To run "
+        f"them, register them as the challenger (content-signals register {name} --source WEIGHTS --param NAME=VALUE), "
+        f"compute it beside the champion (backfill --challenger), compare and promote it; or set signals.{name}.params back"
+    )
+
+
 def resolve_versions(settings: Settings, signals: dict[str, Signal], role: str = CHAMPION) -> dict[str, Signal]:
     """The signals rebuilt at the registry version their role names (unchanged without a registry,
     where a challenger is a UsageError): that version's identity params, the configuration's run settings."""
@@ -118,7 +142,9 @@ def resolve_versions(settings: Settings, signals: dict[str, Signal], role: str =
             _check_trained(registry, name, role, conf.model.version)
         else:
             source = signal.weights_source() or f"code:{type(signal).__module__}.{type(signal).__qualname__}"
-            registry.register_first_use(name, source, identity_params(conf.kind, signal.config.params), description=conf.model.name)
+            configured = identity_params(conf.kind, signal.config.params)
+            check_configured_identity(registry, name, conf.kind, configured)
+            registry.register_first_use(name, source, configured, description=conf.model.name)
         if role == CHALLENGER:
             aliases = registry.aliases_if_registered(name)
             if CHALLENGER not in aliases:

@@ -16,6 +16,7 @@ from conf.settings import Settings, load_settings
 from rollout.models import build_signals, registry_for
 from signals import base
 from signals.embedders.efficientnet import default_weights_path
+from signals.labels.topics import TEXT_TEMPERATURE
 from signals.weights import WeightsMismatch, driver_path
 from tests.reference import perturbed_efficientnet
 
@@ -216,3 +217,32 @@ def test_promoting_a_signal_the_profile_pins_says_its_jobs_keep_running_the_pinn
     out = " ".join(capsys.readouterr().out.split())
     assert status == 0 and "champion 1 -> 3; readers of the champion follow" in out and "pins" not in out, out
     assert champion_version(image_embedding_only(lakehouse), "image_embedding") == "3"
+
+
+def test_identity_params_edited_in_the_profile_after_a_champion_exists_are_refused_not_run_as_the_champion(lakehouse, capsys):
+    """Reproduced on a small lakehouse: `refresh --set signals.text_topics.params.temperature=0.2`
+    after a backfill said "nothing to do", registered version 2 (nothing ran it) and kept
+    computing version 1 at the old temperature: the profile's edit was dropped without a word."""
+    from conf.settings import UsageError
+    from jobs.cli import main
+    from jobs.failures import explain
+
+    def text_topics_only(*overrides: str) -> Settings:
+        others = [name for name in load_settings("local").signals if name != "text_topics"]
+        return load_settings("local", [f"lakehouse={lakehouse}", *(f"signals.{n}.enabled=false" for n in others), *overrides])
+
+    build_signals(text_topics_only())  # the first run registers version 1 as the champion
+    registry = registry_for(text_topics_only())
+    edited = text_topics_only("signals.text_topics.params.temperature=0.2")
+    with pytest.raises(UsageError, match=r"signals.text_topics.params \{'temperature': 0.2\} are not those of any registered "
+                                         r"version of text_topics \(its champion, version 1, has the defaults\)") as refused:
+        build_signals(edited)
+    assert "content-signals register text_topics" in str(refused.value) and explain(refused.value).status == 2
+    assert [v.version for v in registry.versions("text_topics")] == ["1"]  # no version that nothing runs
+
+    model_dir = build_signals(text_topics_only())["text_topics"].weights_source()
+    status = main(["register", "text_topics", "--source", model_dir, "--param", "temperature=0.2", "--set", f"lakehouse={lakehouse}"])
+    assert status == 0, capsys.readouterr().out
+    champion, challenger = build_signals(edited)["text_topics"], build_signals(edited, "challenger")["text_topics"]
+    assert (champion.config.model.version, champion.temperature) == ("1", pytest.approx(TEXT_TEMPERATURE))  # the registry decides
+    assert (challenger.config.model.version, challenger.temperature) == ("2", pytest.approx(0.2))
