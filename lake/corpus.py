@@ -209,19 +209,14 @@ class CorpusTable:
         from the key columns without Spark (`latest_rows`); None where that count could differ from
         Spark's or cost more than its job: a source other than a Delta table, a `corpus.filter` (read
         by DataFusion here, by Spark there), more than KEYS_WITHOUT_SPARK rows by the log (or rows
-        it does not count), or an id that is not UTF-8 (Spark skips its row; `latest_rows` fails on it)."""
+        it does not count)."""
         if not self.is_delta or self.settings.filter:
             return None
         version = self.version() if version is None else version
         logged = delta_io.rows_per_partition(self.location, [], version)  # no partition column: the table's rows
         if logged is None or sum(logged.values()) > KEYS_WITHOUT_SPARK:
             return None
-        keys = self.rows(["content_id", "ds", "updated_at"], version)
-        try:
-            keys["content_id"].validate(full=True)
-        except pa.ArrowInvalid:
-            return None
-        kept = latest_rows(keys)["ds"]
+        kept = latest_rows(self.rows(["content_id", "ds", "updated_at"], version))["ds"]
         counted = pc.value_counts(kept.filter(pc.is_in(kept, pa.array(list(days), pa.string())))).to_pylist()
         return {c["values"]: c["counts"] for c in counted}
 
@@ -296,14 +291,33 @@ def _canonical(source: pa.Table, name: str, column: str | None, day_from: bool) 
     return values.cast(arrow_type)
 
 
+def _valid_utf8(values: pa.ChunkedArray) -> pa.Array:
+    """Whether each string is present and valid UTF-8, as Spark's `is_valid_utf8` judges it: delta-rs
+    and pyarrow read a string column's bytes as stored, unchecked, and Python cannot decode such a value."""
+    try:
+        values.validate(full=True)  # every value valid: the usual case, checked in one pass
+        return pc.is_valid(values)
+    except pa.ArrowInvalid:
+        return pa.array([v is not None and _decodes(v) for v in values.cast(pa.binary()).to_pylist()], pa.bool_())
+
+
+def _decodes(value: bytes) -> bool:
+    try:
+        value.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def latest_rows(rows: pa.Table) -> pa.Table:
     """One row per content id among corpus `rows` (in the jobs' columns), the one the jobs keep
-    (jobs/corpus.py `one_row_per_id`): keyable rows only (an id, a `ds` that is a day), then each
-    id's latest by `updated_at` (null oldest), then `ds`, then Spark's xxhash64 of `HASHED`."""
-    keyable = rows.filter(pc.and_(pc.fill_null(pc.match_substring_regex(rows["ds"], DAY_PATTERN), False), pc.is_valid(rows["content_id"])))
+    (jobs/corpus.py `one_row_per_id`): keyable rows only (an id that is valid UTF-8, a `ds` that is
+    a day), then each id's latest by `updated_at` (null oldest), then `ds`, then Spark's xxhash64 of
+    `HASHED` (their bytes, as Spark hashes a string, UTF-8 or not)."""
+    keyable = rows.filter(pc.and_(pc.fill_null(pc.match_substring_regex(rows["ds"], DAY_PATTERN), False), _valid_utf8(rows["content_id"])))
     keys = list(zip(*(keyable[c].to_pylist() for c in ("content_id", "updated_at", "ds"))))
     tied = Counter(keys)  # only rows tied on the rest are hashed (the hash reads whole images)
-    hashed = [keyable[c] if c in keyable.column_names else pa.nulls(len(keyable)) for c in HASHED]
+    hashed = [keyable[c].cast(pa.binary()) if c in keyable.column_names else pa.nulls(len(keyable)) for c in HASHED]
     ranked = keyable.append_column("_hash", pa.array(
         [spark_xxhash64(v.as_py() for v in values) if tied[key] > 1 else 0 for key, *values in zip(keys, *hashed)], pa.int64()))
     order = [("content_id", "ascending", "at_end"), ("updated_at", "descending", "at_end"), ("ds", "descending", "at_end"),

@@ -62,15 +62,17 @@ def read_parquet(
     object store (s3://, ...), for which this job ships no Hadoop connector, the executors read
     the files with pyarrow, which takes the store's settings from the standard environment
     (docs/design.md, The lakehouse on object storage). Files in a partition folder without a
-    value (`ds=`, where delta-rs writes an empty string and logs null) are read with pyarrow
-    too: Spark's partition discovery refuses the whole read (EMPTY_PARTITION_COLUMN_VALUE).
+    value (`ds=`, where delta-rs writes an empty string and logs null) or whose value is not
+    ASCII are read with pyarrow too: Spark's partition discovery refuses the whole read
+    (EMPTY_PARTITION_COLUMN_VALUE), or decodes delta-rs's escape of each UTF-8 byte as a character
+    of its own (`ds=2026-11-2%C3%A9` read as `2026-11-2Ã©`).
     """
     spark_schema = from_arrow_schema(schema)
     if file_column is not None:
         spark_schema = spark_schema.add(file_column, "string")
     if not uris:
         return spark.createDataFrame([], spark_schema)
-    refused = {u for u in uris if not hadoop_reads(base) or _empty_partition_value(stored_path(base, u))}  # by Spark's reader
+    refused = {u for u in uris if not hadoop_reads(base) or _misread_by_spark(stored_path(base, u))}  # by Spark's reader
     spark_reads, pyarrow_reads = [u for u in uris if u not in refused], [u for u in uris if u in refused]
     frames = []
     if spark_reads:
@@ -238,6 +240,13 @@ def _hive_values(relative: str) -> dict[str, str | None]:
 def _empty_partition_value(relative: str) -> bool:
     """Whether a file lies in a `column=` folder without a value, which Spark's reader refuses."""
     return any(folder.endswith("=") for folder in relative.split("/")[:-1])
+
+
+def _misread_by_spark(relative: str) -> bool:
+    """Whether Spark's reader would refuse a file's partition folders (`_empty_partition_value`) or
+    read a value other than the one stored: it unescapes a folder's `%XX` byte by byte, each byte a
+    character, so only an ASCII value comes back as written."""
+    return _empty_partition_value(relative) or not all(v.isascii() for v in _hive_values(relative).values() if v is not None)
 
 
 TaskResources = tuple[tuple[str, float], ...]  # what each task of a stage asks for, e.g. (("cpus", 4), ("gpu", 1))

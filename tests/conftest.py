@@ -33,6 +33,23 @@ from jobs.engine import RunResult  # noqa: E402
 SMALL_CORPUS = 60
 
 
+NOT_UTF8 = b"caf\xed\xa0\x80 title"  # a lone surrogate as Java would write it: not UTF-8
+
+
+def not_utf8(table: pa.Table, column: str, row: int) -> pa.Table:
+    """`table` with `column` of row `row` replaced by bytes that are not UTF-8, as a corpus someone
+    else wrote may hold them (pyarrow refuses to build such a string from Python, so the array is
+    built from its buffers)."""
+    values = [v.encode() if v is not None else b"" for v in table[column].to_pylist()]
+    values[row] = NOT_UTF8
+    offsets = [0]
+    for v in values:
+        offsets.append(offsets[-1] + len(v))
+    nulls = table[column].combine_chunks().buffers()[0]
+    array = pa.Array.from_buffers(pa.string(), len(values), [nulls, pa.array(offsets, pa.int32()).buffers()[1], pa.py_buffer(b"".join(values))])
+    return table.set_column(table.schema.get_field_index(column), column, array)
+
+
 @pytest.fixture
 def empty_model_cache(monkeypatch):
     """An empty per-process model cache for the test (fakes load their own models); whatever the

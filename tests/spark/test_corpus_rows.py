@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from conftest import CHEAP_SIGNALS, settings_for
+from conftest import CHEAP_SIGNALS, not_utf8, settings_for
 from deltalake import DeltaTable, write_deltalake
 
 from jobs.backfill import run_backfill
@@ -20,22 +20,6 @@ from lake import delta_io
 from signals.contracts import CORPUS
 
 pytestmark = pytest.mark.spark
-
-NOT_UTF8 = b"caf\xed\xa0\x80 title"  # a lone surrogate as Java would write it: not UTF-8
-
-
-def _not_utf8(table: pa.Table, column: str, row: int) -> pa.Table:
-    """`table` with `column` of row `row` replaced by bytes that are not UTF-8 (pyarrow refuses
-    to build such a string from Python, so the array is built from its buffers)."""
-    values = [v.encode() if v is not None else b"" for v in table[column].to_pylist()]
-    values[row] = NOT_UTF8
-    offsets = [0]
-    for v in values:
-        offsets.append(offsets[-1] + len(v))
-    nulls = table[column].combine_chunks().buffers()[0]
-    array = pa.Array.from_buffers(pa.string(), len(values), [nulls, pa.array(offsets, pa.int32()).buffers()[1], pa.py_buffer(b"".join(values))])
-    return table.set_column(table.schema.get_field_index(column), column, array)
-
 
 @pytest.fixture(scope="module")
 def crafted(corpus_lakehouse, tmp_path_factory):
@@ -51,7 +35,7 @@ def crafted(corpus_lakehouse, tmp_path_factory):
     bad_day = {**rows[3], "content_id": "bad-day", "ds": "2026-11-2\u00e9"}
     schema = pa.schema([f.with_nullable(True) for f in CORPUS.schema])  # a corpus someone else owns may allow null ids
     table = pa.Table.from_pylist([*rows, newer, older, null_id, bad_day, {**rows[5], "content_id": "undecodable"}], schema=schema)
-    table = _not_utf8(_not_utf8(table, "title", 4), "content_id", table.num_rows - 1)
+    table = not_utf8(not_utf8(table, "title", 4), "content_id", table.num_rows - 1)
     lakehouse = tmp_path_factory.mktemp("crafted") / "lakehouse"
     write_deltalake(str(lakehouse / "corpus"), table, partition_by=["ds"])
     settings = settings_for(lakehouse, *CHEAP_SIGNALS)
@@ -63,8 +47,7 @@ def test_backfill_keeps_one_row_per_id_and_reports_what_it_skipped(spark, crafte
     result = run_backfill(spark, settings)
     assert result.status == "succeeded"
     assert "skipped 5 corpus rows" in result.message
-    # (the day is reported as Spark read it back from its folder name: garbled, which is why it is skipped)
-    assert "2 with a null or undecodable content_id" in result.message and "1 whose ds is not a day" in result.message
+    assert "2 with a null or undecodable content_id" in result.message and "1 whose ds is not a day (e.g. '2026-11-2\u00e9')" in result.message
     assert rows[0]["content_id"] in result.message and rows[1]["content_id"] in result.message
     ids = sorted(r["content_id"] for r in rows)
     for table in ("embeddings", "labels"):
@@ -128,11 +111,11 @@ def test_the_monitor_counts_items_per_day_without_spark_only_where_the_count_is_
     """The row-count rule's items per day, counted from a small Delta corpus's key columns on the
     driver (`CorpusTable.count_items`), are Spark's (`items_by_day`) on a corpus of repins to a later
     day, same-day copies, an older and an undated copy, a tie, a null id and a day no calendar has,
-    and no Spark job runs for them; a corpus.filter, a parquet corpus, a corpus above
-    KEYS_WITHOUT_SPARK rows and an id that is not UTF-8 (`latest_rows` fails on it) go to Spark."""
+    and no Spark job runs for them; on a corpus whose ids are null or not UTF-8 too (`latest_rows`
+    failed on such an id: that corpus went to Spark); a corpus.filter, a parquet corpus and a corpus
+    above KEYS_WITHOUT_SPARK rows go to Spark."""
     from jobs.monitor import corpus_items
     from lake import corpus as lake_corpus
-    from lake.corpus import latest_rows
 
     _, rows = crafted
     latest_day = max(r["ds"] for r in rows)
@@ -166,9 +149,9 @@ def test_the_monitor_counts_items_per_day_without_spark_only_where_the_count_is_
     crafted_source = CorpusSource.of(crafted[0])  # its last row's id is not UTF-8
     crafted_days = sorted({r["ds"] for r in rows})
     by_spark = items_by_day(crafted_source.keys(spark), crafted_days)
-    with pytest.raises(UnicodeDecodeError):  # what the validation spares the monitor
-        latest_rows(crafted_source.rows(["content_id", "ds", "updated_at"]))
-    assert crafted_source.count_items(crafted_days) is None and corpus_items(spark, crafted[0])(crafted_days) == by_spark
+    before = set(tracker.getJobIdsForGroup(None))
+    assert crafted_source.count_items(crafted_days) == corpus_items(spark, crafted[0])(crafted_days) == by_spark
+    assert set(tracker.getJobIdsForGroup(None)) == before
 
 
 def _kept(items) -> list[tuple[str, str, str]]:
@@ -195,7 +178,8 @@ def test_told_which_ids_repeat_the_rule_keeps_the_same_rows_and_shuffles_no_imag
 def test_the_check_reads_its_rows_once_and_counts_what_the_rule_skips(spark, crafted):
     """`check_rows` groups the rows by id once (the refresh's, backfill's and dedup's corpus check:
     it aggregated them twice, each aggregate its own scan and jobs, and joined the two), and counts
-    what the crafted corpus holds: two ids not UTF-8 or null, one day not a day, two older copies."""
+    what the crafted corpus holds: two ids not UTF-8 or null, one day not a day, two older copies.
+    The day is the one written: Spark's reader decoded its folder `ds=2026-11-2%C3%A9` byte by byte."""
     settings, rows = crafted
     source = CorpusSource.of(settings)
     newest = newest_of_ids(source.keys(spark)).persist()  # as the refresh has it: computed and cached before the check
@@ -208,8 +192,7 @@ def test_the_check_reads_its_rows_once_and_counts_what_the_rule_skips(spark, cra
         sc.setLocalProperty("spark.jobGroup.id", None)
         newest.unpersist()
     jobs = len(sc.statusTracker().getJobIdsForGroup("corpus-check"))
-    assert len(check.bad_days) == 1  # the day as the partition folder is read back (not the string written)
-    assert check == CorpusCheck(items=12, null_ids=2, bad_days=check.bad_days, duplicates=2,
+    assert check == CorpusCheck(items=12, null_ids=2, bad_days=["2026-11-2\u00e9"], duplicates=2,  # the day written, not `2026-11-2Ã©`
                                 duplicate_examples=sorted([rows[0]["content_id"], rows[1]["content_id"]]), bad_day_rows=1, repeated_ids=2)
     assert jobs <= 4, jobs  # 6 when the check aggregated its rows twice (Spark 4.2, AQE: a job per query stage)
 

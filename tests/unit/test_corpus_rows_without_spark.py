@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from conftest import NOT_UTF8, not_utf8
 from deltalake import DeltaTable, QueryBuilder, write_deltalake
 from training_lakehouse import PNG, training_lakehouse
 
@@ -58,6 +59,27 @@ def test_latest_rows_keep_each_ids_latest_by_the_jobs_rule() -> None:
     kept = latest_rows(table).to_pylist()
     assert {r["content_id"]: r["title"] for r in kept} == {c: title for c, (_, title) in expected.items()} and len(kept) == len(expected)
 
+
+
+def test_a_corpus_whose_ids_and_titles_are_not_all_utf8_is_read_by_the_jobs_rule(tmp_path) -> None:
+    """Training's read of the corpus (`CorpusTable.latest`, `latest_rows`) raised UnicodeDecodeError
+    on a content id that is not UTF-8, which the jobs' rule skips (jobs/corpus.py), and on a tie of
+    two rows whose title is not UTF-8, which Spark's hash takes as bytes; such values come as stored
+    from a corpus another writer made. The monitor's count without Spark went to Spark for them."""
+    root = str(tmp_path / "pins")
+    t0 = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
+    rows = [{"content_id": "pin-a", "title": "a", "ds": "2026-11-02", "updated_at": t0, "image": PNG},
+            {"content_id": "pin-x", "title": "x", "ds": "2026-11-02", "updated_at": t0, "image": PNG},
+            {"content_id": "pin-b", "title": "b", "ds": "2026-11-03", "updated_at": t0, "image": PNG},
+            {"content_id": "pin-b", "title": "b2", "ds": "2026-11-03", "updated_at": t0, "image": PNG}]
+    table = not_utf8(not_utf8(pa.Table.from_pylist(rows), "content_id", 1), "title", 3)
+    write_deltalake(root, table, partition_by=["ds"])
+    corpus = CorpusTable(CorpusSettings(), root)
+    kept = corpus.latest(["content_id", "title"])
+    tied = max((b"b", NOT_UTF8), key=lambda title: spark_xxhash64([PNG, None, title, None]))  # HASHED: image, image_uri, title, description
+    assert kept["content_id"].to_pylist() == ["pin-a", "pin-b"]
+    assert kept["title"].cast(pa.binary()).to_pylist() == [b"a", tied]
+    assert corpus.count_items(["2026-11-02", "2026-11-03"]) == {"2026-11-02": 1, "2026-11-03": 1}
 
 def test_slices_and_tasks_read_the_row_the_jobs_keep(tmp_path, empty_registry_db) -> None:
     """An item re-ingested, corrected (a PNG, a long title, a newer updated_at), is sliced and shown to annotators as corrected."""
