@@ -1,11 +1,6 @@
 """What the command line says when a command fails: one message and a distinct exit status for
 the failures a user or a scheduler can act on; a traceback for anything else, which is a bug.
-
-Exit statuses: 2 the command or its configuration is wrong (nothing ran); 3 another run changed
-the same partitions meanwhile, or another promote or rollback the same alias (nothing committed
-or moved: run again); 4 the lakehouse is damaged (a table's log or data file, or the local
-registry's database, is unreadable: the message says how to heal it); 5 a monitored run raised
-alerts (`content-signals monitor`, `--monitor`: its commits landed, the alerts table says what fired).
+The statuses and what each means: jobs/exit_statuses.py (the top-level `--help` lists them).
 """
 from __future__ import annotations
 
@@ -22,6 +17,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from conf.settings import UsageError
+from jobs.exit_statuses import ALERTED, BAD_INPUT, CONFLICT, DAMAGED
 from jobs.maintain import UpkeepFailed
 from lake.alias_lock import AliasConflict
 from lake.delta_io import SHARED_STORAGE, CommitConflict
@@ -30,7 +26,6 @@ from monitoring.monitor import AlertsFired
 from signals.contracts import DUPLICATES, EMBEDDINGS, KEYFRAMES, LABELS
 from signals.weights import NO_WEIGHTS
 
-BAD_INPUT, CONFLICT, DAMAGED, ALERTED = 2, 3, 4, 5
 BACKFILLED_TABLES = {c.name for c in (EMBEDDINGS, LABELS, KEYFRAMES)}  # a backfill of a day writes that day's files again
 _DATA_FILE = re.compile(r"(?P<table>[A-Za-z0-9_]+)/(?:[a-z_]+=[^/\s]+/)*?ds=(?P<ds>\d{4}-\d{2}-\d{2})/[^\s'\"]+\.parquet")
 _LOG_ERROR = re.compile(r"json|parse|truncated|invalid log", re.IGNORECASE)
