@@ -24,7 +24,7 @@ from lake.delta_io import SHARED_STORAGE, CommitConflict
 from lake.registry import RegistryDamaged, RegistryError
 from monitoring.monitor import AlertsFired
 from signals.contracts import DUPLICATES, EMBEDDINGS, KEYFRAMES, LABELS
-from signals.weights import NO_WEIGHTS
+from signals.weights import NO_HUB_WEIGHTS, NO_WEIGHTS
 
 BACKFILLED_TABLES = {c.name for c in (EMBEDDINGS, LABELS, KEYFRAMES)}  # a backfill of a day writes that day's files again
 _DATA_FILE = re.compile(r"(?P<table>[A-Za-z0-9_]+)/(?:[a-z_]+=[^/\s]+/)*?ds=(?P<ds>\d{4}-\d{2}-\d{2})/[^\s'\"]+\.parquet")
@@ -32,6 +32,7 @@ _LOG_ERROR = re.compile(r"json|parse|truncated|invalid log", re.IGNORECASE)
 _PARQUET_PATH = re.compile(r"(/[^\s'\"]+?\.parquet)")
 _WORKER_FAILED = "exception was thrown from the Python worker"  # PySpark's words for a task's Python error
 _NO_WEIGHTS = re.compile(rf"FileNotFoundError: {re.escape(NO_WEIGHTS)} (\S+)")
+_NO_HUB_WEIGHTS = re.compile(rf"HubWeightsUnavailable: ({re.escape(NO_HUB_WEIGHTS)} [^\n]+)")
 _NO_MODULE = re.compile(r"ModuleNotFoundError: No module named '([^']+)'")
 # PySpark's words when a worker's Python minor version is not the driver's (pyspark/worker_util.py)
 _OTHER_PYTHON = re.compile(r"\[PYTHON_VERSION_MISMATCH\] Python in worker has different version:? (?P<worker>[\d.]+) than that in driver:? (?P<driver>[\d.]+)")
@@ -77,6 +78,8 @@ def explain(exc: BaseException, lakehouse_root: str | None = None) -> Failure | 
         return Failure(BAD_INPUT, f"the executors' Python workers found {NO_WEIGHTS} {weights}, which the driver reads (and registered): "
                                   "a signal's weights must be at a path every executor reads too (storage mounted at the same path on "
                                   "every machine, s3://, hdfs://) or a hub tag they reach (README, Running on a cluster)")
+    if _WORKER_FAILED in text and (hub := _NO_HUB_WEIGHTS.findall(text)):  # the worker's own words, its traceback's last line
+        return Failure(BAD_INPUT, hub[-1])
     if (versions := _OTHER_PYTHON.search(text)) is not None:
         return Failure(BAD_INPUT, f"the executors' Python is {versions['worker']} and the driver's {versions['driver']}: PySpark runs "
                                   f"tasks only in the driver's minor version. Name a Python {versions['driver']} with requirements.txt's "
