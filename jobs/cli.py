@@ -35,6 +35,8 @@ import sys
 import traceback
 from collections.abc import Sequence
 
+from jobs.exit_statuses import BUG, DONE, exit_statuses_help
+
 if __name__ == "__main__" and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
     del sys.path[0]  # run as a file (spark-submit jobs/cli.py): the modules beside it must not shadow top-level ones
 
@@ -44,7 +46,8 @@ RUN_ID_HELP = ("the run's id (default: a new one; no '/' or spaces); a scheduler
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="content-signals", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="content-signals", description=__doc__, epilog=exit_statuses_help(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--profile", default="local", help="conf/<profile>.yaml over conf/base.yaml (default: local)")
     common.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a setting")
@@ -171,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise  # a bug: its traceback is what a developer needs
         commands.console.print(f"[bold red]error:[/] {escape(failure.message)}")
         return failure.status
-    return 0
+    return DONE
 
 
 def entry() -> None:
@@ -187,7 +190,7 @@ def entry() -> None:
         code = main()
     except Exception:  # noqa: BLE001 - printed whole: an unexpected error is a bug to report
         traceback.print_exc()
-        code = 1
+        code = BUG
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

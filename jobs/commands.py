@@ -255,6 +255,7 @@ def _monitor(spark: SparkSession, settings: Settings, run_id: str | None, day: s
     """Monitor a run, print its alerts (`every`: each verdict), and publish its dashboard (a page and an MLflow artifact)."""
     result = run_monitor(spark, settings, run_id, day, recompute)
     print_monitor(result, every)
+    console.print(f"drawing the dashboard of run {result.run_id} and logging it to MLflow ...", soft_wrap=True)
     page, mlflow_run = publish_dashboard(settings, result)
     console.print(f"dashboard: {page} (MLflow run {mlflow_run})", soft_wrap=True)
     return result

@@ -1,11 +1,6 @@
 """What the command line says when a command fails: one message and a distinct exit status for
 the failures a user or a scheduler can act on; a traceback for anything else, which is a bug.
-
-Exit statuses: 2 the command or its configuration is wrong (nothing ran); 3 another run changed
-the same partitions meanwhile, or another promote or rollback the same alias (nothing committed
-or moved: run again); 4 the lakehouse is damaged (a table's log or data file, or the local
-registry's database, is unreadable: the message says how to heal it); 5 a monitored run raised
-alerts (`content-signals monitor`, `--monitor`: its commits landed, the alerts table says what fired).
+The statuses and what each means: jobs/exit_statuses.py (the top-level `--help` lists them).
 """
 from __future__ import annotations
 
@@ -22,21 +17,22 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from conf.settings import UsageError
+from jobs.exit_statuses import ALERTED, BAD_INPUT, CONFLICT, DAMAGED
 from jobs.maintain import UpkeepFailed
 from lake.alias_lock import AliasConflict
 from lake.delta_io import SHARED_STORAGE, CommitConflict
 from lake.registry import RegistryDamaged, RegistryError
 from monitoring.monitor import AlertsFired
 from signals.contracts import DUPLICATES, EMBEDDINGS, KEYFRAMES, LABELS
-from signals.weights import NO_WEIGHTS
+from signals.weights import NO_HUB_WEIGHTS, NO_WEIGHTS
 
-BAD_INPUT, CONFLICT, DAMAGED, ALERTED = 2, 3, 4, 5
 BACKFILLED_TABLES = {c.name for c in (EMBEDDINGS, LABELS, KEYFRAMES)}  # a backfill of a day writes that day's files again
 _DATA_FILE = re.compile(r"(?P<table>[A-Za-z0-9_]+)/(?:[a-z_]+=[^/\s]+/)*?ds=(?P<ds>\d{4}-\d{2}-\d{2})/[^\s'\"]+\.parquet")
 _LOG_ERROR = re.compile(r"json|parse|truncated|invalid log", re.IGNORECASE)
 _PARQUET_PATH = re.compile(r"(/[^\s'\"]+?\.parquet)")
 _WORKER_FAILED = "exception was thrown from the Python worker"  # PySpark's words for a task's Python error
 _NO_WEIGHTS = re.compile(rf"FileNotFoundError: {re.escape(NO_WEIGHTS)} (\S+)")
+_NO_HUB_WEIGHTS = re.compile(rf"HubWeightsUnavailable: ({re.escape(NO_HUB_WEIGHTS)} [^\n]+)")
 _NO_MODULE = re.compile(r"ModuleNotFoundError: No module named '([^']+)'")
 # PySpark's words when a worker's Python minor version is not the driver's (pyspark/worker_util.py)
 _OTHER_PYTHON = re.compile(r"\[PYTHON_VERSION_MISMATCH\] Python in worker has different version:? (?P<worker>[\d.]+) than that in driver:? (?P<driver>[\d.]+)")
@@ -82,6 +78,8 @@ def explain(exc: BaseException, lakehouse_root: str | None = None) -> Failure | 
         return Failure(BAD_INPUT, f"the executors' Python workers found {NO_WEIGHTS} {weights}, which the driver reads (and registered): "
                                   "a signal's weights must be at a path every executor reads too (storage mounted at the same path on "
                                   "every machine, s3://, hdfs://) or a hub tag they reach (README, Running on a cluster)")
+    if _WORKER_FAILED in text and (hub := _NO_HUB_WEIGHTS.findall(text)):  # the worker's own words, its traceback's last line
+        return Failure(BAD_INPUT, hub[-1])
     if (versions := _OTHER_PYTHON.search(text)) is not None:
         return Failure(BAD_INPUT, f"the executors' Python is {versions['worker']} and the driver's {versions['driver']}: PySpark runs "
                                   f"tasks only in the driver's minor version. Name a Python {versions['driver']} with requirements.txt's "

@@ -29,6 +29,7 @@ from signals.contracts import ALERTS, HISTOGRAM_BINS, STATUS_ERROR
 ROWS_SHOWN = 20  # rows listed under an alert; the query beside them reads them all
 TREND_LABELS = 6  # decision-rate lines per signal: the labels that alerted first, then by name
 HISTOGRAM_LABELS = 12
+SCORE_TICKS = (0.0, 0.5, 1.0)
 HISTOGRAM_DAYS = 7  # days per signal whose histograms are drawn (a figure each): those with an alert first, then the latest
 TREND_TICKS = 14  # days named under a trend at most (every one of two weeks), the latest among them: a year's overprinted one another
 HISTORY_COLUMNS = ["signal", "model_version", "run_id", "ds", "items", "error_items", "labels", "computed_at"]
@@ -169,6 +170,7 @@ def _mark_fired(ax: Any, days: Sequence[str], fired: Sequence[dict]) -> None:
 def _histogram_figure(j: Judged, today: dict) -> bytes:
     """Each label's score histogram on the day against the reference window's, as shares of rows."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fired = {v.label for v in j.verdicts if v.fired and v.label}
     labels = sorted((m for m in today["labels"] if m["label"] in j.window.labels and sum(m["histogram"])),
@@ -179,6 +181,8 @@ def _histogram_figure(j: Judged, today: dict) -> bytes:
     edges = np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)
     for i, m in enumerate(labels):
         ax = fig.add_subplot(rows, cols, i + 1)
+        ax.set_xticks(SCORE_TICKS, labels=[f"{t:g}" for t in SCORE_TICKS] if i >= len(labels) - cols else [])  # shared: named under the last row
+        ax.yaxis.set_major_locator(MaxNLocator(3))
         reference = j.window.labels[m["label"]].histogram
         for counts, name, colour in ((reference, "reference", "tab:blue"), (np.asarray(m["histogram"]), j.ds, "tab:orange")):
             ax.stairs(counts / max(1, counts.sum()), edges, fill=True, alpha=0.5, label=name, color=colour)

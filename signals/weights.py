@@ -14,7 +14,20 @@ from urllib.parse import urlparse
 
 _CHUNK = 1 << 20
 NO_WEIGHTS = "no weights at"  # how a missing weights path is said, here and wherever a worker said it (jobs.failures)
+NO_HUB_WEIGHTS = "cannot load the weights of hub tag"  # how an unavailable hub tag is said, here and by a worker (jobs.failures)
 STORAGE_SCHEMES = {"s3", "s3a", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss"}
+
+
+class HubWeightsUnavailable(FileNotFoundError):
+    """Weights named by a hub tag that neither the hub (unreachable, or without the tag) nor the local
+    hub cache gives: a setting to change, said in one line, not the download library's traceback."""
+
+    @classmethod
+    def of(cls, tag: str, reason: str) -> HubWeightsUnavailable:
+        """The error for `tag`, with the first line of why and where weights may come from instead."""
+        why = (reason.strip() or "no reason given").splitlines()[0]
+        return cls(f"{NO_HUB_WEIGHTS} {tag!r} ({why}): weights come from a hub tag every Python worker reaches or finds "
+                   "in its hub cache (HF_HOME), or a checkpoint path on storage every worker reads (README, Running on a cluster)")
 
 
 class WeightsMismatch(RuntimeError):

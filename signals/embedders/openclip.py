@@ -18,6 +18,7 @@ import torch
 from signals.base import SignalConfig
 from signals.embedders.image import ImageEmbedder
 from signals.embedders.text import TextEmbedder
+from signals.weights import HubWeightsUnavailable, is_weights_location
 
 
 @dataclass
@@ -34,11 +35,28 @@ def load_open_clip(arch: str, pretrained: str | None, model_config_dir: str | No
 
     if model_config_dir:
         open_clip.add_model_config(model_config_dir)
+    if pretrained and not is_weights_location(pretrained):
+        fetch_hub_weights(arch, pretrained)
     model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=pretrained, device=device)
     model.eval()
     model = model.to(memory_format=torch.channels_last)  # see ImageEmbedder.forward
     embed_dim = int(open_clip.get_model_config(arch)["embed_dim"])
     return OpenClipModel(model, preprocess, open_clip.get_tokenizer(arch), embed_dim)
+
+
+def fetch_hub_weights(arch: str, tag: str) -> None:
+    """The weights of an open_clip hub tag in the local hub cache (downloaded if need be) before the
+    model is built, so that a tag open_clip does not know, or a hub neither reachable nor cached,
+    is HubWeightsUnavailable naming the tag rather than open_clip's traceback."""
+    from open_clip.pretrained import download_pretrained, get_pretrained_cfg, list_pretrained_tags_by_model
+
+    found = get_pretrained_cfg(arch, tag)
+    if not found:
+        raise HubWeightsUnavailable.of(tag, f"open_clip knows no such tag for {arch}; it knows {', '.join(list_pretrained_tags_by_model(arch)) or 'none'}")
+    try:
+        download_pretrained(found)
+    except Exception as e:  # noqa: BLE001 - whichever the hub client raises: offline and not cached, unreachable, not found
+        raise HubWeightsUnavailable.of(tag, f"{arch}: {e}") from e
 
 
 def declared_dim(params: Mapping[str, Any]) -> int:

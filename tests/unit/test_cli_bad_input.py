@@ -310,3 +310,22 @@ def test_monitor_on_a_lakehouse_without_signal_tables_says_so_before_spark_start
     append(str(typo), rows(["pin-0001"], random_vectors(1, 0)))  # one signal table: there is something to monitor
     with pytest.raises(Started):
         main(["monitor", *which, "--set", f"lakehouse={typo}"])
+
+
+def test_the_top_level_help_lists_every_exit_status_a_failure_is_given(capsys) -> None:
+    """Found in review: `content-signals --help` named no exit status (README and jobs/failures.py did);
+    its epilog now lists them from jobs/exit_statuses.py, each status `explain` gives among them."""
+    import ast
+    import inspect
+
+    from jobs import failures
+    from jobs.exit_statuses import BUG, DONE, EXIT_STATUSES
+
+    given = {getattr(failures, call.args[0].id) for call in ast.walk(ast.parse(inspect.getsource(failures)))
+             if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "Failure" and isinstance(call.args[0], ast.Name)}
+    assert given, "no Failure(STATUS, ...) found in jobs/failures.py"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    shown = capsys.readouterr().out
+    for status in sorted({DONE, BUG} | given):
+        assert f"  {status}  {EXIT_STATUSES[status]}" in shown, status

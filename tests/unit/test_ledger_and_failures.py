@@ -146,6 +146,29 @@ def test_weights_a_worker_misses_but_the_driver_has_are_a_setting_not_a_bug(tmp_
     assert explain(worker_failed(tmp_path / "nowhere.pth")) is None  # missing for the driver too: not this case
 
 
+@pytest.mark.parametrize("tag, why", [("laion2b_s34b_b79k", "cannot find the requested files in the local cache"),
+                                      ("no_such_tag", "open_clip knows no such tag for ViT-B-32")])
+def test_a_hub_tag_neither_reachable_nor_cached_is_one_line_naming_it_exit_2(tmp_path: Path, monkeypatch, tag: str, why: str) -> None:
+    """Found in review: an open_clip `pretrained` hub tag offline and not in the hub cache (or one open_clip
+    does not know) was open_clip's traceback, exit 1, on the driver (serve) as in a Spark worker."""
+    import huggingface_hub.constants
+    import torch
+
+    from signals.embedders.openclip import load_open_clip
+    from signals.weights import HubWeightsUnavailable
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))  # nothing cached; conftest: HF_HUB_OFFLINE
+    with pytest.raises(HubWeightsUnavailable) as caught:
+        load_open_clip("ViT-B-32", tag, None, torch.device("cpu"))
+    in_a_worker = RuntimeError("An exception was thrown from the Python worker: Traceback (most recent call last):\n"
+                               f'  File "/x/signals/embedders/openclip.py", line 60\nsignals.weights.HubWeightsUnavailable: {caught.value}\n')
+    for failed in (caught.value, in_a_worker):
+        failure = explain(failed)
+        assert failure is not None and failure.status == BAD_INPUT, failed
+        assert f"hub tag {tag!r}" in failure.message and why in failure.message and "\n" not in failure.message
+        assert "checkpoint path on storage every worker reads" in failure.message
+
+
 def test_an_unexpected_error_is_left_to_its_traceback() -> None:
     assert explain(KeyError("signal")) is None
     assert explain(ValueError("bug")) is None
