@@ -20,7 +20,7 @@ from jobs.failures import BAD_INPUT, CONFLICT, DAMAGED, explain
 from lake import delta_io, ledger
 from lake.delta_io import CommitConflict
 from lake.registry import AliasMoved
-from lake.upkeep import LOG_RETENTION
+from lake.upkeep import COMPACTION, LOG_RETENTION, UPKEEP, UPKEEP_JOB
 from signals.base import ModelRef
 from signals.contracts import EMBEDDINGS
 
@@ -247,3 +247,27 @@ def test_appends_racing_maintains_property_commits_all_land_once(tmp_path: Path,
         maintain.join()
     assert Counter(delta_io.read_arrow(root, columns=["run_id"])["run_id"].to_pylist()) == {f"r{n}": rows_per_append for n in range(appended)}
     assert DeltaTable(root).metadata().configuration.get(LOG_RETENTION)  # the property commits landed too
+
+
+@pytest.mark.parametrize("job", ["backfill", UPKEEP_JOB])
+def test_a_dead_run_whose_commits_log_entry_was_cleaned_up_is_closed_succeeded(tmp_path: Path, job: str) -> None:
+    """Found in review: reconciling a dead run's entry after its commit's log entry was cleaned up
+    (log retention, behind a checkpoint) raised LookupError from `commit_of`, at the start of every
+    job. The checkpoint still holds the run's app id: it committed, at a version no longer known
+    (a backfill's counts are read from its rows; a maintain's commit is its compaction)."""
+    embeddings, runs = str(tmp_path / "embeddings"), str(tmp_path / "runs")
+    signal = "image_embedding" if job == "backfill" else EMBEDDINGS.name
+    delta_io.commit_files(embeddings, EMBEDDINGS, write(embeddings, make_rows(run_id="before", per_slice=2), prefix="part-before"),
+                          "content-signals/before", {})
+    rows = make_rows(run_id="killed", per_slice=2)
+    delta_io.commit_files(embeddings, EMBEDDINGS, write(embeddings, rows, prefix="part-killed"), "content-signals/killed",
+                          {"run_id": "killed", **({UPKEEP: COMPACTION} if job == UPKEEP_JOB else {})})
+    ledger.record_runs(runs, [_started("killed", signal, job)])
+    DeltaTable(embeddings).alter.set_table_properties({LOG_RETENTION: "interval 0 seconds"})
+    DeltaTable(embeddings).create_checkpoint()
+    DeltaTable(embeddings).cleanup_metadata()
+    assert delta_io.committed(embeddings, "content-signals/killed") and len(DeltaTable(embeddings).history()) == 1  # only the checkpointed version
+    closed = ledger.reconcile(runs, lambda _: [embeddings])
+    assert [(r.signal, r.status, r.table_version) for r in closed] == [(signal, ledger.SUCCEEDED, None)]
+    if job == "backfill":
+        assert closed[0].rows_in == len({r["content_id"] for r in rows if r["signal"] == signal})
