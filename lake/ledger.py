@@ -19,10 +19,11 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import DeltaTable, write_deltalake
+from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError
 
 from lake import delta_io
@@ -101,8 +102,11 @@ class RunRecord:
 
 
 def record_runs(root: str, records: Sequence[RunRecord]) -> None:
-    """Append the records to the ledger table at `root` (created on first use)."""
-    write_deltalake(root, _as_rows(records), mode="append")
+    """Append the records to the ledger table at `root` (created on first use), in one commit made
+    like the jobs' (`delta_io.commit_files`): one racing maintain's property commit on the ledger is
+    made again on the new snapshot, and its app id keeps a retried append from landing twice."""
+    files = delta_io.write_driver_rows(root, RUNS, _as_rows(records), f"part-ledger-{uuid.uuid4().hex}")
+    delta_io.commit_files(root, RUNS, files, f"content-signals/ledger/{uuid.uuid4().hex}", {"job": "ledger"})
 
 
 def _as_rows(records: Sequence[RunRecord]) -> pa.Table:
@@ -139,8 +143,9 @@ def outcomes_of(table_root: str, run_id: str, models: Mapping[str, ModelRef]) ->
     return outcomes
 
 
-def committed_outcome(run_id: str, signal: str, model: ModelRef, table_roots: Sequence[str]) -> tuple[SignalOutcome | None, int] | None:
-    """What run `run_id` committed for `signal` (its outcome and the table version), or None if
+def committed_outcome(run_id: str, signal: str, model: ModelRef, table_roots: Sequence[str]) -> tuple[SignalOutcome | None, int | None] | None:
+    """What run `run_id` committed for `signal` (its outcome and the table version: None where the
+    commit's log entry was cleaned up behind a checkpoint, which keeps its app id), or None if
     the run committed to none of the tables holding the signal: a commit of the run to another
     table (the embeddings, before a kill) does not count for a label signal. A commit that wrote no
     row of the signal counts where the table holds it (a refresh that only dropped takedowns), and
@@ -150,9 +155,12 @@ def committed_outcome(run_id: str, signal: str, model: ModelRef, table_roots: Se
     for root in table_roots:
         if not delta_io.committed(root, app_id):
             continue
-        commit = delta_io.commit_of(root, app_id)
-        version = int(commit["version"])
-        if is_compaction(commit):
+        try:
+            commit: Mapping[str, Any] | None = delta_io.commit_of(root, app_id)
+        except LookupError:  # its log entry is gone (the log's retention): its rows still tell what it wrote
+            commit = None
+        version = None if commit is None else int(commit["version"])
+        if commit is not None and is_compaction(commit):
             return None, version
         outcome = outcomes_of(root, run_id, {signal: model})[0]
         if outcome.rows_in or any(f.partition_values.get("signal") == signal and f.partition_values.get("model_version") == model.version
@@ -205,14 +213,17 @@ def _closing(root: str, read: int, tables_of: Callable[[RunRecord], Sequence[str
     return closed
 
 
+_LOG_GONE = " (its log entry was since cleaned up behind a checkpoint: the version is no longer known)"
+
+
 def _closing_of(record: RunRecord, table_roots: Sequence[str], now: datetime) -> RunRecord:
     """The closing row of a dead run's entry, by what the tables it commits to (`table_roots`) hold of it."""
     found = committed_outcome(record.run_id, record.signal, ModelRef(record.model_name, record.model_version), table_roots)
     if found:
         outcome, version = found
         counts = {"rows_in": outcome.rows_in, "rows_ok": outcome.rows_ok, "rows_error": outcome.rows_error} if outcome else {}
-        return replace(record, status=SUCCEEDED, message="recovered: committed before the run died", table_version=version,
-                       finished_at=now, **counts)
+        return replace(record, status=SUCCEEDED, message=f"recovered: committed before the run died{_LOG_GONE if version is None else ''}",
+                       table_version=version, finished_at=now, **counts)
     if record.job == UPKEEP_JOB:
         return _closing_of_upkeep(record, table_roots, now)
     return replace(record, status=ABANDONED, message="died before committing; its files were never visible", finished_at=now)
@@ -221,7 +232,10 @@ def _closing_of(record: RunRecord, table_roots: Sequence[str], now: datetime) ->
 def _closing_of_upkeep(record: RunRecord, table_roots: Sequence[str], now: datetime) -> RunRecord:
     """The closing row of a dead maintain's entry for a table it made no compaction commit to, by
     what its vacuum of the table did: deleted files (`succeeded`, at its end commit), died while
-    deleting, or never began (both `abandoned`: no row of the table moved)."""
+    deleting, or never began (both `abandoned`: no row of the table moved). A compaction commit
+    whose log entry is gone is known by its app id alone (`committed_outcome` cannot tell it)."""
+    if any(delta_io.committed(root, f"content-signals/{record.run_id}") for root in table_roots):
+        return replace(record, status=SUCCEEDED, message=f"recovered: its compaction committed before the run died{_LOG_GONE}", finished_at=now)
     found = next(filter(None, (vacuum_of(root, record.run_id, record.started_at) for root in table_roots
                                if DeltaTable.is_deltatable(root))), None)
     if found is None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import threading
+from collections import Counter
 from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
-from deltalake.exceptions import DeltaError
+from deltalake.exceptions import CommitFailedError, DeltaError
 from test_delta_io import make_rows, write
 
 from conf.settings import UsageError
@@ -18,6 +20,7 @@ from jobs.failures import BAD_INPUT, CONFLICT, DAMAGED, explain
 from lake import delta_io, ledger
 from lake.delta_io import CommitConflict
 from lake.registry import AliasMoved
+from lake.upkeep import COMPACTION, LOG_RETENTION, UPKEEP, UPKEEP_JOB
 from signals.base import ModelRef
 from signals.contracts import EMBEDDINGS
 
@@ -228,3 +231,66 @@ def test_two_runs_reconciling_a_dead_run_at_once_close_it_once(tmp_path: Path, m
     closing = sorted((r["signal"], r["status"], r["table_version"]) for r in delta_io.read_arrow(runs).to_pylist() if r["status"] != ledger.STARTED)
     assert closing == [("image_embedding", ledger.SUCCEEDED, version), ("image_safety", ledger.ABANDONED, None)]
     assert len(other["closed"]) == 2 and mine == []  # the other job closed them; this one, reading again, found nothing open
+
+
+PROPERTY_COMMITS = 5  # maintain's log-retention commits made back to back: fewer than a commit's attempts (commit_files' max_attempts)
+
+
+@pytest.mark.parametrize("writer", ["ledger", "job"])
+def test_appends_racing_maintains_property_commits_all_land_once(tmp_path: Path, writer: str) -> None:
+    """Found in review: an append to the ledger (`record_runs`) racing maintain's property commit on
+    it (`lake.upkeep.keep_log`) failed with delta-rs's "Metadata changed since last commit". Here a
+    thread makes that commit in a loop while this one appends; the jobs' commits to a signal table
+    (`commit_files`) are raced the same way. Every append lands, once."""
+    root = str(tmp_path / writer)
+    rows_per_append = 1 if writer == "ledger" else len(make_rows(per_slice=1))
+
+    def append(n: int) -> None:
+        if writer == "ledger":
+            ledger.record_runs(root, [_started(f"r{n}", "image_embedding")])
+        else:
+            delta_io.commit_files(root, EMBEDDINGS, write(root, make_rows(run_id=f"r{n}", per_slice=1), prefix=f"part-{n}"),
+                                  f"content-signals/r{n}", {})
+
+    def property_commits() -> None:
+        for days in range(31, 31 + PROPERTY_COMMITS):
+            try:
+                DeltaTable(root).alter.set_table_properties({LOG_RETENTION: f"interval {days} days"})
+            except CommitFailedError:
+                pass  # an append won: keep_log leaves it to the next maintain
+
+    append(0)
+    maintain, appended = threading.Thread(target=property_commits), 1
+    maintain.start()
+    try:
+        while maintain.is_alive() or appended < 4:
+            append(appended)
+            appended += 1
+    finally:
+        maintain.join()
+    assert Counter(delta_io.read_arrow(root, columns=["run_id"])["run_id"].to_pylist()) == {f"r{n}": rows_per_append for n in range(appended)}
+    assert DeltaTable(root).metadata().configuration.get(LOG_RETENTION)  # the property commits landed too
+
+
+@pytest.mark.parametrize("job", ["backfill", UPKEEP_JOB])
+def test_a_dead_run_whose_commits_log_entry_was_cleaned_up_is_closed_succeeded(tmp_path: Path, job: str) -> None:
+    """Found in review: reconciling a dead run's entry after its commit's log entry was cleaned up
+    (log retention, behind a checkpoint) raised LookupError from `commit_of`, at the start of every
+    job. The checkpoint still holds the run's app id: it committed, at a version no longer known
+    (a backfill's counts are read from its rows; a maintain's commit is its compaction)."""
+    embeddings, runs = str(tmp_path / "embeddings"), str(tmp_path / "runs")
+    signal = "image_embedding" if job == "backfill" else EMBEDDINGS.name
+    delta_io.commit_files(embeddings, EMBEDDINGS, write(embeddings, make_rows(run_id="before", per_slice=2), prefix="part-before"),
+                          "content-signals/before", {})
+    rows = make_rows(run_id="killed", per_slice=2)
+    delta_io.commit_files(embeddings, EMBEDDINGS, write(embeddings, rows, prefix="part-killed"), "content-signals/killed",
+                          {"run_id": "killed", **({UPKEEP: COMPACTION} if job == UPKEEP_JOB else {})})
+    ledger.record_runs(runs, [_started("killed", signal, job)])
+    DeltaTable(embeddings).alter.set_table_properties({LOG_RETENTION: "interval 0 seconds"})
+    DeltaTable(embeddings).create_checkpoint()
+    DeltaTable(embeddings).cleanup_metadata()
+    assert delta_io.committed(embeddings, "content-signals/killed") and len(DeltaTable(embeddings).history()) == 1  # only the checkpointed version
+    closed = ledger.reconcile(runs, lambda _: [embeddings])
+    assert [(r.signal, r.status, r.table_version) for r in closed] == [(signal, ledger.SUCCEEDED, None)]
+    if job == "backfill":
+        assert closed[0].rows_in == len({r["content_id"] for r in rows if r["signal"] == signal})
