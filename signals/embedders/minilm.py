@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from signals.embedders.text import TextEmbedder
+from signals.weights import HubWeightsUnavailable, is_weights_location
 
 MAX_TOKENS = 256
 TOKENS_PER_ROW = 128  # the default token budget of a forward pass is batch_size rows of this many
@@ -105,10 +106,15 @@ class MiniLMTextEmbedder(TextEmbedder):
     def load_resources(self, device: torch.device) -> _Loaded:
         from transformers import AutoModel, AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+            model = AutoModel.from_pretrained(self.model_dir)
+        except OSError as e:  # a hub id offline and not cached, unreachable or unknown: a setting to change, in one line
+            if is_weights_location(self.model_dir):
+                raise
+            raise HubWeightsUnavailable.of(self.model_dir, str(e)) from e
         tokenizer.padding_side = "right"  # token_chunks cuts the padding off the end
-        model = AutoModel.from_pretrained(self.model_dir).eval().to(device)
-        return _Loaded(model, tokenizer)
+        return _Loaded(model.eval().to(device), tokenizer)
 
     def forward(self, prepared: list[str]) -> torch.Tensor:
         tokens = self.resources.tokenizer(

@@ -172,6 +172,26 @@ def test_a_hub_tag_neither_reachable_nor_cached_is_one_line_naming_it_exit_2(tmp
         assert "checkpoint path on storage every worker reads" in failure.message
 
 
+def test_a_minilm_hub_id_neither_reachable_nor_cached_is_one_line_naming_it_exit_2(tmp_path: Path, monkeypatch) -> None:
+    """Found in review: a MiniLM `model_dir` given as a hub id, offline and not in the hub cache, was
+    transformers' traceback (OSError, exit 1), where an open_clip tag is one line."""
+    import huggingface_hub.constants
+    import torch
+
+    from signals.base import ModelRef, SignalConfig
+    from signals.embedders.minilm import MiniLMTextEmbedder
+    from signals.weights import HubWeightsUnavailable
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))  # nothing cached; conftest: HF_HUB_OFFLINE
+    hub_id = "sentence-transformers/all-MiniLM-L6-v2"
+    embedder = MiniLMTextEmbedder(SignalConfig("text_embedding", ModelRef("minilm", "1"), params={"model_dir": hub_id}))
+    with pytest.raises(HubWeightsUnavailable) as caught:
+        embedder.load_resources(torch.device("cpu"))
+    failure = explain(caught.value)
+    assert failure is not None and failure.status == BAD_INPUT
+    assert f"hub tag {hub_id!r}" in failure.message and "\n" not in failure.message
+
+
 def test_an_unexpected_error_is_left_to_its_traceback() -> None:
     assert explain(KeyError("signal")) is None
     assert explain(ValueError("bug")) is None
