@@ -185,8 +185,12 @@ def configured_signal(settings: Settings, name: str, params: Mapping[str, Any] |
     relative to this (the driver's) folder or `~` are made absolute: the executors' Python workers
     read them from work folders of their own, so a job ships and registers the driver's files."""
     s = settings.signals[name]
-    paths = signal_class(s.kind).path_params
-    given = {k: driver_path(v) if k in paths and isinstance(v, str) else v for k, v in {**s.params, **(params or {})}.items()}
+    kind = signal_class(s.kind)
+    given = {**s.params, **(params or {})}
+    if unread := sorted(set(given) - kind.known_params()):
+        raise UsageError(f"signals.{name}.params: {', '.join(map(repr, unread))} is read by no {name} signal ({s.kind}), which "
+                         f"reads {', '.join(sorted(kind.known_params()))}")
+    given = {k: driver_path(v) if k in kind.path_params and isinstance(v, str) else v for k, v in given.items()}
     return build_signal(s.kind, SignalConfig(name, ModelRef(s.model.name, s.model.version or "unresolved"), s.batch_size, s.device,
                                              given, decode=settings.decode.limits, fetch=settings.fetch.policy))
 

@@ -85,6 +85,9 @@ class Signal(ABC):
     # the params that may name a local file or folder the workers read (weights, a model's configs):
     # one relative to the driver's folder is made absolute there (rollout.models.configured_signal)
     path_params: ClassVar[tuple[str, ...]] = ()
+    # the params that say how it is run, each class naming those it reads itself (`known_params`
+    # gathers them over its bases): a profile's param that is neither these nor identity is a typo
+    run_params: ClassVar[tuple[str, ...]] = ("gpu_batch_size", "prepare_threads", "mixed_precision")
     # a derived signal reads these columns of a stored row (a head: the item's embedding row),
     # joined in by the job, instead of its corpus inputs (which still make its input hash)
     stored_columns: ClassVar[tuple[str, ...]] = ()
@@ -113,6 +116,11 @@ class Signal(ABC):
     def identity(cls, params: Mapping[str, Any]) -> dict[str, Any]:
         """The identity params among `params` (see `identity_params`)."""
         return {name: params[name] for name in cls.identity_params if name in params}
+
+    @classmethod
+    def known_params(cls) -> frozenset[str]:
+        """Every param this signal reads: its identity params and the run params of its class and bases."""
+        return frozenset(cls.identity_params).union(*(vars(k).get("run_params", ()) for k in cls.__mro__))
 
     def on_device(self, device: str) -> Signal:
         """This signal with device preference `device` ("auto", "cpu", "cuda"): itself if it has

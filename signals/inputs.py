@@ -65,6 +65,7 @@ class TextInput:
 
     input_kind: ClassVar[InputKind] = "text"
     input_columns: ClassVar[tuple[str, ...]] = ("title", "description")
+    run_params: ClassVar[tuple[str, ...]] = ("max_chars",)
     config: SignalConfig
 
     @property

@@ -16,7 +16,7 @@ import logging
 import threading
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from PIL import Image
@@ -82,6 +82,7 @@ class ImageEmbedder(ImageInput, Embedder):
     """Decode -> transform (on the CPU, per row) -> stack -> image model; or, with gpu_decode,
     header check (CPU, per row) -> decode and transform on the device (per batch) -> model."""
 
+    run_params: ClassVar[tuple[str, ...]] = ("gpu_decode", "gpu_decode_max_pixels")
     _device_preprocess: DevicePreprocess | None = None
 
     @property

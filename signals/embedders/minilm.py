@@ -82,6 +82,7 @@ class MiniLMTextEmbedder(TextEmbedder):
     pads_batches = True
     identity_params = ("model_dir",)
     path_params = ("model_dir",)
+    run_params = ("max_batch_tokens",)
 
     @property
     def dim(self) -> int:

@@ -32,6 +32,7 @@ class Labeler(Signal):
 
     default_thresholds: ClassVar[Mapping[str, float]] = {}
     open_label_set: ClassVar[bool] = False  # True where labels are not known in advance (language)
+    run_params: ClassVar[tuple[str, ...]] = ("thresholds",)
 
     @property
     @abstractmethod

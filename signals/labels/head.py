@@ -100,6 +100,7 @@ class EmbeddingHead(Labeler):
     """A trained head on one embedding signal's stored vectors; its label is `params.label` (the task)."""
 
     identity_params: ClassVar[tuple[str, ...]] = ("weights_path", "embedding_signal", "embedding_model_version")
+    run_params: ClassVar[tuple[str, ...]] = ("label",)
     trained_here: ClassVar[bool] = True
     cpu_only: ClassVar[bool] = True  # its stored scores equal the head called directly on the CPU (1e-6)
     default_threshold: ClassVar[float] = 0.5

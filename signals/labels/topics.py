@@ -98,6 +98,7 @@ class ImageTopicLabeler(ImageInput, _TopicLabeler):
 
     identity_params = EfficientNetImageEmbedder.identity_params
     path_params = EfficientNetImageEmbedder.path_params
+    run_params = EfficientNetImageEmbedder.run_params  # its backing embedder reads them
 
     def backing_signals(self) -> tuple[Embedder, ...]:
         return (EfficientNetImageEmbedder(self.config),)
@@ -137,6 +138,7 @@ class TextTopicLabeler(TextInput, _TopicLabeler):
     pads_batches = True
     identity_params = (*MiniLMTextEmbedder.identity_params, "temperature")  # the temperature shapes every score
     path_params = MiniLMTextEmbedder.path_params
+    run_params = MiniLMTextEmbedder.run_params  # its backing embedder reads them
 
     def backing_signals(self) -> tuple[Embedder, ...]:
         return (MiniLMTextEmbedder(self.config),)
@@ -168,6 +170,7 @@ class ClipImageTopicLabeler(ImageInput, _TopicLabeler):
 
     identity_params = OpenClipImageEmbedder.identity_params
     path_params = OpenClipImageEmbedder.path_params
+    run_params = OpenClipImageEmbedder.run_params  # its backing image embedder reads them
 
     def backing_signals(self) -> tuple[Embedder, ...]:
         return (OpenClipImageEmbedder(self.config), OpenClipTextEmbedder(self.config))

@@ -246,3 +246,30 @@ def test_identity_params_edited_in_the_profile_after_a_champion_exists_are_refus
     champion, challenger = build_signals(edited)["text_topics"], build_signals(edited, "challenger")["text_topics"]
     assert (champion.config.model.version, champion.temperature) == ("1", pytest.approx(TEXT_TEMPERATURE))  # the registry decides
     assert (challenger.config.model.version, challenger.temperature) == ("2", pytest.approx(0.2))
+
+
+def test_a_param_no_signal_reads_is_refused_naming_the_ones_it_reads():
+    """Found in review: `--set signals.text_topics.params.temprature=0.2` (or `--param` of `register`)
+    was taken without a word and the signal ran at its default temperature."""
+    from conf.settings import UsageError
+    from jobs.failures import explain
+    from rollout.models import configured_signal
+
+    misspelled = load_settings("local", ["signals.text_topics.params.temprature=0.2"])
+    with pytest.raises(UsageError, match=r"signals.text_topics.params: 'temprature' is read by no text_topics") as refused:
+        configured_signal(misspelled, "text_topics")
+    assert "temperature" in str(refused.value) and "thresholds" in str(refused.value) and explain(refused.value).status == 2
+    with pytest.raises(UsageError, match="'weights'"):
+        configured_signal(load_settings("local"), "image_embedding", {"weights": "/x.pt"})
+    assert configured_signal(load_settings("local", ["signals.text_topics.params.temperature=0.2"]), "text_topics").temperature == 0.2
+
+
+def test_every_param_of_every_profile_is_one_its_signal_reads(monkeypatch, tmp_path):
+    """The shipped profiles set no param that is silently ignored (a renamed param left behind)."""
+    from rollout.models import configured_signal
+
+    monkeypatch.setenv("CONTENT_SIGNALS_LAKEHOUSE", str(tmp_path))  # the cluster profiles' lakehouse
+    for profile in sorted(p.stem for p in Path("conf").glob("*.yaml") if p.stem not in ("base",)):
+        settings = load_settings(profile)
+        for name in settings.signals:
+            configured_signal(settings, name)
