@@ -325,6 +325,7 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
     )
 
 
+TODO_SIGNALS = "_todo_signals"  # apply_plan's column of a corpus item to compute: the signals that compute it
 REUSE_COLUMNS = ("signal", "content_id", "ds", "input_hash", "source_id")  # an item, and the item whose committed row of the same input it copies
 
 
@@ -393,17 +394,20 @@ def apply_plan(spark: SparkSession, settings: Settings, run: Run, plan: Plan, co
     them) where `placed` says, rewrite the files holding stale items without them, one commit."""
     root = settings.table_root(plan.contract.name)
     sources = plan.rewrite.kept(spark)  # the rows that stay in files holding stale rows
+    items = None
     if plan.todo_days:
         source, version = corpus
-        # only the items to compute go on past the scan: the rule's shuffle by id (jobs.corpus) would otherwise carry every
-        # row of the days that hold them, images and all (Spark does not push the join below it)
-        todo_ids = broadcast_if_small(plan.todo_items.select("content_id").distinct(), sum(plan.todo.values()))
-        items = one_row_per_id(source.read(spark, version, days=plan.todo_days).join(todo_ids, "content_id", "left_semi"),
+        # only the items to compute go on past the scan, each with the signals that compute it: the rule's shuffle by id
+        # (jobs.corpus) would otherwise carry every row of the days that hold them, images and all (Spark does not push the
+        # join below it)
+        todo = plan.todo_items.groupBy("content_id").agg(F.collect_set("signal").alias(TODO_SIGNALS))
+        items = one_row_per_id(source.read(spark, version, days=plan.todo_days).join(broadcast_if_small(todo, sum(plan.todo.values())), "content_id"),
                                plan.newest)  # a plan with days to do compared the corpus
+        if sum(1 for n in plan.signals if plan.todo[n]) > 1:  # each signal's rows read the cache: the days' scan and the rule's
+            items = items.persist()  # window once, not once per signal (Spark reuses no exchange between their branches)
         rows_of = keyframe_rows if plan.contract is KEYFRAMES else signal_rows
         sources += [
-            rows_of(items.join(broadcast_if_small(plan.todo_items.filter(F.col("signal") == n).select("content_id"), plan.todo[n]),
-                                   "content_id", "left_semi"), s, settings, run, plan.todo[n], placed[n])
+            rows_of(items.filter(F.array_contains(TODO_SIGNALS, n)).drop(TODO_SIGNALS), s, settings, run, plan.todo[n], placed[n])
             for n, s in plan.signals.items() if plan.todo[n]
         ]
     if plan.reused_items is not None and any(plan.reused.values()):
@@ -411,12 +415,16 @@ def apply_plan(spark: SparkSession, settings: Settings, run: Run, plan: Plan, co
     expected = {n: plan.todo[n] + plan.reused.get(n, 0) for n in plan.todo}
     for signal, kept in plan.rewrite.items_kept().items():
         expected[signal] = expected.get(signal, 0) + kept
-    return write_and_commit(
-        spark, settings, run, plan.contract, sources, expected, remove=plan.rewrite.removes, read_version=plan.read_version,
-        metadata={"stale_items": str(plan.rewrite.dropped_items), "computed": str(plan.todo), "reused": str(plan.reused),
-                  REFRESHED: refreshed_signature(plan.signals), READ_VERSION: str(plan.read_version),
-                  **({CORPUS_VERSION: str(corpus[1]), CORPUS_MAPPING: corpus[0].mapping_id()} if corpus[1] is not None else {})},
-    )
+    try:
+        return write_and_commit(
+            spark, settings, run, plan.contract, sources, expected, remove=plan.rewrite.removes, read_version=plan.read_version,
+            metadata={"stale_items": str(plan.rewrite.dropped_items), "computed": str(plan.todo), "reused": str(plan.reused),
+                      REFRESHED: refreshed_signature(plan.signals), READ_VERSION: str(plan.read_version),
+                      **({CORPUS_VERSION: str(corpus[1]), CORPUS_MAPPING: corpus[0].mapping_id()} if corpus[1] is not None else {})},
+        )
+    finally:
+        if items is not None:
+            items.unpersist()
 
 
 def _copies(spark: SparkSession, root: str, plan: Plan, run: Run) -> DataFrame:

@@ -4,6 +4,7 @@ runs either both land or one stops with a conflict and succeeds when retried. Ev
 compared with a from-scratch backfill of the same corpus that was never interrupted."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -227,7 +228,24 @@ def _scope(settings, full: bool = False):
     return plan_scope(settings.table_root("embeddings"), mine, (source, source.version()), full)
 
 
-def test_a_refresh_after_a_refresh_compares_only_the_changed_corpus_files_and_ends_where_a_full_one_ends(spark, two_lakehouses):
+def _write_jobs(spark, monkeypatch) -> dict[str, list[int]]:
+    """Spark jobs of each table's write (jobs.engine.write_and_commit's block), by its description, filled as writes end."""
+    import jobs.engine
+
+    shown, written = jobs.engine.spark_progress, {}
+
+    @contextmanager
+    def watched(sc, description, *args, **kwargs):
+        with shown(sc, description, *args, **kwargs):
+            group = sc.getLocalProperty("spark.jobGroup.id")
+            yield
+        written[description] = list(spark.sparkContext.statusTracker().getJobIdsForGroup(group))
+
+    monkeypatch.setattr(jobs.engine, "spark_progress", watched)
+    return written
+
+
+def test_a_refresh_after_a_refresh_compares_only_the_changed_corpus_files_and_ends_where_a_full_one_ends(spark, two_lakehouses, monkeypatch):
     settings, reference = two_lakehouses
     assert _scope(settings).since is None  # nothing refreshed yet: the whole corpus
     for s in (settings, reference):
@@ -236,7 +254,14 @@ def test_a_refresh_after_a_refresh_compares_only_the_changed_corpus_files_and_en
     scope = _scope(settings)
     total = DeltaTable(settings.table_root("corpus")).to_pyarrow_table().num_rows
     assert scope.since is not None and 0 < scope.items < total
+    written = _write_jobs(spark, monkeypatch)
     result = run_refresh(spark, settings)
+    monkeypatch.undo()
+    # each table's write reads the days' corpus rows and runs the one-row-per-id rule once for both of its signals:
+    # 12 jobs each when every signal's rows scanned the days, ran the rule's window and broadcast its ids again (8 now;
+    # Spark 4.2, AQE: a job per query stage)
+    counts = {description: len(ids) for description, ids in written.items()}
+    assert len(counts) == 2 and max(counts.values()) <= 9, counts
     assert "since version" in result.message
     computed = {o.signal: o.rows_in for o in result.outcomes}
     image = {n for n, s in build_signals(settings).items() if s.input_kind == "image"}
