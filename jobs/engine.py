@@ -57,7 +57,7 @@ class Run:
     @property
     def app_id(self) -> str:
         """The Delta application transaction id of this run's commits (one per table)."""
-        return f"content-signals/{self.run_id}"
+        return ledger.run_app_id(self.run_id)
 
 
 @dataclass(frozen=True)

@@ -143,6 +143,12 @@ def outcomes_of(table_root: str, run_id: str, models: Mapping[str, ModelRef]) ->
     return outcomes
 
 
+def run_app_id(run_id: str) -> str:
+    """The Delta application transaction id of run `run_id`'s commits (one per table), by which a
+    retry and the reconciliation know whether it committed."""
+    return f"content-signals/{run_id}"
+
+
 def committed_outcome(run_id: str, signal: str, model: ModelRef, table_roots: Sequence[str]) -> tuple[SignalOutcome | None, int | None] | None:
     """What run `run_id` committed for `signal` (its outcome and the table version: None where the
     commit's log entry was cleaned up behind a checkpoint, which keeps its app id), or None if
@@ -151,7 +157,7 @@ def committed_outcome(run_id: str, signal: str, model: ModelRef, table_roots: Se
     row of the signal counts where the table holds it (a refresh that only dropped takedowns), and
     a compaction (maintain's, whose rows name the table in `signal`) counts as is, with no outcome:
     it wrote no row of its own."""
-    app_id = f"content-signals/{run_id}"
+    app_id = run_app_id(run_id)
     for root in table_roots:
         if not delta_io.committed(root, app_id):
             continue
@@ -234,7 +240,7 @@ def _closing_of_upkeep(record: RunRecord, table_roots: Sequence[str], now: datet
     what its vacuum of the table did: deleted files (`succeeded`, at its end commit), died while
     deleting, or never began (both `abandoned`: no row of the table moved). A compaction commit
     whose log entry is gone is known by its app id alone (`committed_outcome` cannot tell it)."""
-    if any(delta_io.committed(root, f"content-signals/{record.run_id}") for root in table_roots):
+    if any(delta_io.committed(root, run_app_id(record.run_id)) for root in table_roots):
         return replace(record, status=SUCCEEDED, message=f"recovered: its compaction committed before the run died{_LOG_GONE}", finished_at=now)
     found = next(filter(None, (vacuum_of(root, record.run_id, record.started_at) for root in table_roots
                                if DeltaTable.is_deltatable(root))), None)
