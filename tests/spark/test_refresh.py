@@ -126,6 +126,8 @@ def test_a_run_that_dies_before_its_commit_is_finished_by_the_next(spark, lakeho
     real = getattr(module, die_at)
 
     def dies(*args, **kwargs):  # in commit_files_made: the data files are written, the commit never made
+        if ledger.RUNS in args:  # the ledger's appends commit the same way: the run is killed in its table's commit, not in them
+            return real(*args, **kwargs)
         raise KeyboardInterrupt(f"killed in {die_at}")
 
     monkeypatch.setattr(module, die_at, dies)
