@@ -34,6 +34,7 @@ from jobs.engine import (
     run_outcomes,
     signal_rows,
     tracked,
+    unknown_versions_said,
     write_and_commit,
 )
 from jobs.videos import commit_keyframes, keyframe_models, keyframes_read_version, without_videos, write_videos
@@ -123,8 +124,10 @@ def run_backfill(
                           "slice_percent": str(slice_percent), "moved_items": str(moved.dropped_items), **corpus_read},
             )
         keep_stats(settings, run, committed.values())
-        result = RunResult(run.run_id, SUCCEEDED, {name: c.version for name, c in committed.items()}, run_outcomes(settings, run.run_id, signals),
-                           check.describe(), [use for c in committed.values() for use in c.executors])
+        versions = {name: c.version for name, c in committed.items()}
+        result = RunResult(run.run_id, SUCCEEDED, versions, run_outcomes(settings, run.run_id, signals),
+                           " ".join(filter(None, [check.describe(), unknown_versions_said(versions)])) or None,
+                           [use for c in committed.values() for use in c.executors])
         finish(result)
     return result
 

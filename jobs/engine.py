@@ -105,7 +105,7 @@ class Committed:
     """A table's commit: its version, which executors computed its rows, and what its files add
     to the run's statistics (monitoring.file_summary)."""
 
-    version: int
+    version: int | None  # None: not made here, and the log entry of the run id's commit is gone (delta_io.commit_of)
     executors: list[ExecutorUse]
     summaries: tuple[bytes, ...] = ()
     made: bool = True  # False: the log held the run id's commit already (another process's), not of these files
@@ -115,7 +115,7 @@ class Committed:
 class RunResult:
     run_id: str
     status: str  # succeeded | skipped (already committed) | nothing to do
-    table_versions: dict[str, int] = field(default_factory=dict)  # table -> version committed
+    table_versions: dict[str, int | None] = field(default_factory=dict)  # table -> version committed (None: no longer known)
     outcomes: list[SignalOutcome] = field(default_factory=list)
     message: str | None = None
     executors: list[ExecutorUse] = field(default_factory=list)  # which executors ran what (signals computed by this run)
@@ -240,8 +240,9 @@ def already_committed(spark: SparkSession, settings: Settings, run: Run, tables:
     done what a run killed after its commits left undone: its ledger entries closed (reconciled, as a run
     that starts reconciles them), the statistics of a run that wrote signal rows kept (computed from its
     rows where it died before keeping them), and the statistics and verdicts of the runs whose rows it
-    replaced dropped."""
-    versions = {}
+    replaced dropped. A table whose commit of the run has no log entry any more (cleaned up behind a
+    checkpoint) has its version None, and the result says so."""
+    versions: dict[str, int | None] = {}
     for contract in tables:
         root = settings.table_root(contract.name)
         if not delta_io.committed(root, run.app_id):
@@ -253,7 +254,17 @@ def already_committed(spark: SparkSession, settings: Settings, run: Run, tables:
             drop_superseded(settings.lakehouse_root, run.run_id, run.job)
         else:
             stats_of_run(spark, settings, run.run_id)  # computed from its rows, kept, and what they supersede dropped
-    return RunResult(run.run_id, "skipped", versions)
+    return RunResult(run.run_id, "skipped", versions, message=unknown_versions_said(versions))
+
+
+def unknown_versions_said(versions: dict[str, int | None]) -> str | None:
+    """What a result says of the tables whose commit of the run is no longer in their log (a retry long
+    after it), so that a null version reads as a known gap; None where every version is known."""
+    gone = sorted(name for name, version in versions.items() if version is None)
+    if not gone:
+        return None
+    return (f"the version of this run's commit to {', '.join(gone)} is no longer known: its log entry was cleaned up behind a "
+            "checkpoint (past the log's retention), which keeps only the run id")
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,7 @@ from jobs.engine import (
     run_outcomes,
     signal_rows,
     tracked,
+    unknown_versions_said,
     write_and_commit,
 )
 from jobs.videos import image_signals, keyframe_rows
@@ -479,32 +480,36 @@ def run_refresh(spark: SparkSession, settings: Settings, run_id: str | None = No
             plans.append(plan_refresh(spark, settings, contract, mine, corpus, plan_scope(table_root, mine, corpus, full), videos_only,
                                        checked))
     try:
-        return _apply_plans(spark, settings, run, signals, placed, plans, corpus, {name: int(c["version"]) for name, c in earlier.items()})
+        return _apply_plans(spark, settings, run, signals, placed, plans, corpus,
+                            {name: None if c is None else int(c["version"]) for name, c in earlier.items()})
     finally:
         for plan in plans:
             plan.release()
 
 
-def earlier_commits(settings: Settings, run: Run) -> dict[str, dict]:
+def earlier_commits(settings: Settings, run: Run) -> dict[str, dict | None]:
     """table -> the log's record of this run id's commit to it, made by an earlier attempt of the
-    run (`--run-id`, killed between its tables' commits): a retry makes the others only."""
+    run (`--run-id`, killed between its tables' commits): a retry makes the others only. None where
+    the table holds the commit but its log entry was cleaned up since (`delta_io.commit_of`)."""
     roots = {c.name: settings.table_root(c.name) for c in (EMBEDDINGS, LABELS, KEYFRAMES)}
     return {name: delta_io.commit_of(root, run.app_id) for name, root in roots.items() if delta_io.committed(root, run.app_id)}
 
 
-def version_to_read(commits: dict[str, dict], source: CorpusSource) -> int | None:
+def version_to_read(commits: dict[str, dict | None], source: CorpusSource) -> int | None:
     """The version of the corpus a run reads: the one its earlier commits (`commits`) read, so a
-    retry's tables agree with those committed, else the corpus's own (None: it has no versions).
+    retry's tables agree with those committed, else the corpus's own (None: it has no versions),
+    also where their records are gone from the log (the next refresh brings the committed tables in line).
     Version 0 is a version like any other (read as "none", a retry of a run that read it read the
     latest instead)."""
-    read = next((int(c[CORPUS_VERSION]) for c in commits.values() if CORPUS_VERSION in c and c.get(CORPUS_MAPPING) == source.mapping_id()),
-                None)
+    read = next((int(c[CORPUS_VERSION]) for c in commits.values()
+                 if c is not None and CORPUS_VERSION in c and c.get(CORPUS_MAPPING) == source.mapping_id()), None)
     return read if read is not None else source.version()
 
 
 def _apply_plans(spark: SparkSession, settings: Settings, run: Run, signals: dict[str, Signal], placed: dict[str, Placement],
-                 plans: list[Plan], corpus: CorpusAt, earlier: dict[str, int]) -> RunResult:
-    """Apply the plans in the ledger; `earlier`: the versions of the run's commits an earlier attempt made (table -> version)."""
+                 plans: list[Plan], corpus: CorpusAt, earlier: dict[str, int | None]) -> RunResult:
+    """Apply the plans in the ledger; `earlier`: the versions of the run's commits an earlier attempt made (table -> version, None: no
+    longer known)."""
     compared = "; ".join(f"{plan.contract.name}: {plan.scope.describe()}" for plan in plans)
     skipped = next((plan.corpus_check.describe() for plan in plans if plan.corpus_check and plan.corpus_check.skipped), None)
     with recorded(settings, run, tracked(signals)) as finish:
@@ -520,9 +525,11 @@ def _apply_plans(spark: SparkSession, settings: Settings, run: Run, signals: dic
             computed = sum(sum(plan.todo.values()) for plan in plans)
             reused = sum(sum(plan.reused.values()) for plan in plans)
             dropped = sum(plan.rewrite.dropped_items for plan in plans)
-            result = RunResult(run.run_id, SUCCEEDED, {**earlier, **{name: c.version for name, c in committed.items()}}, run_outcomes(settings, run.run_id, signals),
+            versions = {**earlier, **{name: c.version for name, c in committed.items()}}
+            result = RunResult(run.run_id, SUCCEEDED, versions, run_outcomes(settings, run.run_id, signals),
                                " ".join(filter(None, [f"computed {computed} items, copied {reused} from committed rows of the same input, "
-                                                      f"dropped {dropped} stale items (compared {compared})", skipped])),
+                                                      f"dropped {dropped} stale items (compared {compared})", skipped,
+                                                      unknown_versions_said(versions)])),
                                [use for c in committed.values() for use in c.executors])
         finish(result)
     return result

@@ -36,12 +36,15 @@ def print_result(result: RunResult, settings: Settings) -> None:
     """A run's outcome: what it committed, its rows per signal, and its message (the corpus rows it skipped, what a
     refresh computed and dropped), which the runs ledger keeps too."""
     if result.status == "skipped":
-        console.print(f"run {result.run_id} was already committed (table versions {result.table_versions}): nothing to do", markup=False)
+        committed = ", ".join(f"{name} {_version_said(v)}" for name, v in result.table_versions.items())
+        console.print(f"run {result.run_id} was already committed ({committed}): nothing to do", markup=False)
+        if result.message:
+            console.print(result.message, markup=False, soft_wrap=True)
         return
     if not result.table_versions:
         console.print(f"run {result.run_id}: {result.status} ({result.message}); nothing committed", markup=False)
         return
-    committed = ", ".join(f"{settings.table_root(name)} version {v}" for name, v in result.table_versions.items())
+    committed = ", ".join(f"{settings.table_root(name)} {_version_said(v)}" for name, v in result.table_versions.items())
     if not result.outcomes:
         console.print(f"{result.run_id}: {result.status} -> {committed}", markup=False)
     else:
@@ -55,6 +58,11 @@ def print_result(result: RunResult, settings: Settings) -> None:
             console.print(use.describe(), soft_wrap=True)
     if result.message:
         console.print(result.message, markup=False, soft_wrap=True)
+
+
+def _version_said(version: int | None) -> str:
+    """A committed table version as the run's output shows it; None (its log entry cleaned up) as unknown, not "None"."""
+    return "version unknown" if version is None else f"version {version}"
 
 
 def print_upkeep(result: MaintainResult) -> None:

@@ -228,7 +228,7 @@ def commit_files(
     read_version: int | None = None,
     max_attempts: int = 8,
     data_change: bool = True,
-) -> int:
+) -> int | None:
     """Commit `files` in one transaction, together with the removal of every live file that
     `remove` selects (a slice replacement, or the rewrite of files holding stale rows).
 
@@ -240,7 +240,8 @@ def commit_files(
     already in the log is not made twice, and one whose data files are no longer all in storage
     is not made at all: CommitConflict where a vacuum with a retention shorter than the run deleted
     them, UsageError where other machines wrote them to storage the driver does not see.
-    `data_change=False` marks a commit that only moves rows between files (a compaction). Returns the version.
+    `data_change=False` marks a commit that only moves rows between files (a compaction). Returns the
+    version: None only where `app_id`'s commit was in the log already and its entry is gone (`commit_of`).
     """
     return commit_files_made(root, contract, files, app_id, metadata, remove=remove, read_version=read_version, max_attempts=max_attempts,
                              data_change=data_change)[0]
@@ -256,9 +257,10 @@ def commit_files_made(
     read_version: int | None = None,
     max_attempts: int = 8,
     data_change: bool = True,
-) -> tuple[int, bool]:
+) -> tuple[int | None, bool]:
     """`commit_files`, and whether this call made the commit: not where the log held `app_id`'s
-    already (another process's with the same run id, whose files are not `files`)."""
+    already (another process's with the same run id, whose files are not `files`; its version None
+    where its log entry was cleaned up since, as in a retry long after a run killed between its tables' commits)."""
     def partitions(chosen: Sequence[DataFile | LiveFile]) -> set[tuple]:
         return {tuple(f.partition_values[n] for n in contract.partition_by) for f in chosen}
 
@@ -380,20 +382,24 @@ def write_driver_rows(root: str, contract: TableContract, rows: pa.Table, prefix
     return [DataFile.from_row(r) for batch in writer(iter(rows.to_batches())) for r in batch.to_pylist()] if rows.num_rows else []
 
 
-def version_of_commit(root: str, app_id: str) -> int:
-    """The table version whose commit carries `app_id`, however old."""
-    return int(commit_of(root, app_id)["version"])
+def version_of_commit(root: str, app_id: str) -> int | None:
+    """The table version whose commit carries `app_id`, however old; None where its log entry is gone (`commit_of`)."""
+    commit = commit_of(root, app_id)
+    return None if commit is None else int(commit["version"])
 
 
-def commit_of(root: str, app_id: str) -> dict[str, Any]:
+def commit_of(root: str, app_id: str) -> dict[str, Any] | None:
     """The log's record of the commit that carries `app_id` (its version, operation and custom
     metadata), however old: the newest commits are searched first (a run just committed is found
-    in one short read), then ever more of the log."""
+    in one short read), then ever more of the log. None where the table holds the commit but its
+    log entry was cleaned up behind a checkpoint (past the log's retention), which keeps only its app id."""
     searched = 0
     for entry in newest_commits(root):
         if entry.get("app_id") == app_id:
             return entry
         searched += 1
+    if committed(root, app_id):
+        return None
     raise LookupError(f"no commit tagged {app_id!r} in the {searched} versions of {root} still in its log")
 
 

@@ -19,7 +19,6 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -161,10 +160,7 @@ def committed_outcome(run_id: str, signal: str, model: ModelRef, table_roots: Se
     for root in table_roots:
         if not delta_io.committed(root, app_id):
             continue
-        try:
-            commit: Mapping[str, Any] | None = delta_io.commit_of(root, app_id)
-        except LookupError:  # its log entry is gone (the log's retention): its rows still tell what it wrote
-            commit = None
+        commit = delta_io.commit_of(root, app_id)  # None: its log entry is gone (the log's retention): its rows still tell what it wrote
         version = None if commit is None else int(commit["version"])
         if commit is not None and is_compaction(commit):
             return None, version

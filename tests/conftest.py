@@ -88,6 +88,16 @@ TEST_SPARK = SparkSettings(
 CHEAP_SIGNALS = tuple(f"signals.{name}.enabled=false" for name in ("image_safety", "language", "image_topics", "text_topics"))
 
 
+def clean_up_log(root: str) -> None:
+    """What `maintain` does to a Delta log past its retention (made 0 seconds): a checkpoint, then every
+    log entry behind it deleted; the checkpoint keeps the app ids of the commits it replaces, not their records."""
+    from lake.upkeep import LOG_RETENTION
+
+    DeltaTable(root).alter.set_table_properties({LOG_RETENTION: "interval 0 seconds"})
+    DeltaTable(root).create_checkpoint()
+    DeltaTable(root).cleanup_metadata()
+
+
 def settings_for(lakehouse: Path | str, *overrides: str) -> Settings:
     """The local profile pointed at `lakehouse`, with small model batches."""
     return load_settings(

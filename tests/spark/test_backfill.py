@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 import reference
-from conftest import copy_lakehouse
+from conftest import clean_up_log, copy_lakehouse
 from deltalake import DeltaTable
 
 from jobs.backfill import run_backfill
@@ -130,11 +130,20 @@ def test_rerunning_the_same_backfill_leaves_the_same_rows(spark, backfilled, tmp
 
 
 def test_a_committed_run_id_is_not_redone(spark, fresh_lakehouse):
+    """Nor once its commits' log entries are cleaned up (a retry more than the log's retention later):
+    before, that retry raised LookupError; it is skipped now, commits nothing, and says the versions are unknown."""
     settings = fresh_lakehouse("signals.image_embedding.enabled=false")
     first = run_backfill(spark, settings, run_id="nightly-2026-11-20")
     again = run_backfill(spark, settings, run_id="nightly-2026-11-20")
     assert again.status == "skipped" and again.table_versions == first.table_versions
     assert DeltaTable(settings.table_root("embeddings")).version() == first.table_versions["embeddings"]
+    for table in first.table_versions:
+        clean_up_log(settings.table_root(table))
+    cleaned = {table: DeltaTable(settings.table_root(table)).version() for table in first.table_versions}
+    late = run_backfill(spark, settings, run_id="nightly-2026-11-20")
+    assert late.status == "skipped" and late.table_versions == dict.fromkeys(first.table_versions)
+    assert late.message and "no longer known" in late.message
+    assert {table: DeltaTable(settings.table_root(table)).version() for table in first.table_versions} == cleaned
 
 
 def test_a_window_backfill_replaces_only_its_slice(spark, fresh_lakehouse):

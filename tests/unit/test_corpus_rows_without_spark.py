@@ -14,17 +14,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from conftest import NOT_UTF8, not_utf8
+from conftest import NOT_UTF8, clean_up_log, not_utf8, settings_for
 from deltalake import DeltaTable, QueryBuilder, write_deltalake
 from training_lakehouse import PNG, training_lakehouse
 
 from conf.settings import CorpusSettings, UsageError
 from jobs.corpus import CorpusCheck, CorpusSource, check_day
-from jobs.engine import CORPUS_MAPPING, CORPUS_VERSION
-from jobs.refresh import version_to_read
+from jobs.engine import CORPUS_MAPPING, CORPUS_VERSION, Run
+from jobs.refresh import earlier_commits, version_to_read
+from lake import delta_io
 from lake.corpus import DAY_PATTERN, CorpusTable, latest_rows
 from lake.spark_hash import spark_xxhash64, xxh64
-from signals.contracts import CORPUS
+from signals.contracts import CORPUS, EMBEDDINGS
 from training.evaluate import item_slices
 from training.sampling import write_task_file
 
@@ -227,6 +228,25 @@ def test_a_retried_refresh_reads_the_corpus_version_its_commits_read_version_0_i
         assert version_to_read({"embeddings": {CORPUS_VERSION: str(read), CORPUS_MAPPING: source.mapping_id()}}, source) == read
     assert version_to_read({}, source) == 2  # a first attempt reads the latest
     assert version_to_read({"embeddings": {CORPUS_VERSION: "0", CORPUS_MAPPING: "another corpus"}}, source) == 2
+
+
+def test_a_refresh_retried_after_its_earlier_commits_log_entry_is_gone_reads_the_latest_corpus(tmp_path) -> None:
+    """Found in review: a refresh retried (`--run-id`) more than the log's retention after an attempt
+    killed between its tables' commits raised LookupError reading the corpus version its commit read:
+    the checkpoint keeps the commit's app id, not its record. The committed table is still skipped
+    (None: no record), and the others read the corpus's latest version, the next refresh's to reconcile."""
+    settings = settings_for(tmp_path / "lakehouse")
+    run = Run("refresh", "refresh-old", dt.datetime(2026, 11, 2, tzinfo=dt.UTC))
+    embeddings = settings.table_root(EMBEDDINGS.name)
+    delta_io.ensure_table(embeddings, EMBEDDINGS)
+    delta_io.commit_files(embeddings, EMBEDDINGS, [], run.app_id, {"job": "refresh", "run_id": run.run_id, CORPUS_VERSION: "0"})
+    clean_up_log(embeddings)
+    earlier = earlier_commits(settings, run)
+    assert earlier == {EMBEDDINGS.name: None}
+    root = str(tmp_path / "pins")
+    for i in range(2):
+        write_deltalake(root, pa.table({"content_id": [f"pin-{i}"], "image": [PNG], "ds": ["2026-11-02"]}), mode="append")
+    assert version_to_read(earlier, CorpusSource(CorpusSettings(), root)) == 1
 
 
 def test_the_day_pattern_reads_the_days_the_calendar_has() -> None:

@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 import pyarrow as pa
-from conftest import settings_for
+from conftest import clean_up_log, settings_for
+from deltalake import DeltaTable
 
 import jobs.dedup
 from jobs.dedup import run_dedup
@@ -50,3 +51,23 @@ def test_a_retry_whose_commit_landed_closes_the_killed_attempts_ledger_entry(tmp
     entries = [(r["status"], r["table_version"]) for r in delta_io.read_arrow(runs).to_pylist() if r["run_id"] == "dedup-killed"]
     assert sorted(entries) == [(ledger.STARTED, None), (ledger.SUCCEEDED, version)]
 
+
+
+def test_a_retry_long_after_the_commit_skips_and_says_the_version_is_unknown(tmp_path: Path) -> None:
+    """Found in review: a scheduler's retry of a run id after its commit's log entry was cleaned up
+    behind a checkpoint (more than the log's retention later) raised LookupError from `version_of_commit`:
+    the checkpoint keeps the run's app id, not its commit's record. The retry commits nothing, is
+    "skipped", and says the version is no longer known."""
+    settings = settings_for(tmp_path / "lakehouse")
+    root = settings.table_root(DUPLICATES.name)
+    delta_io.ensure_table(root, DUPLICATES)
+    delta_io.commit_files(root, DUPLICATES, [], "content-signals/dedup-old", {"job": "dedup", "run_id": "dedup-old"})
+    clean_up_log(root)
+    before = DeltaTable(root).version()
+    assert delta_io.committed(root, "content-signals/dedup-old") and len(DeltaTable(root).history()) == 1
+
+    result = run_dedup(None, settings, "dedup-old")  # type: ignore[arg-type]  # no Spark session: nothing may be computed
+
+    assert (result.status, result.table_versions) == ("skipped", {DUPLICATES.name: None})
+    assert result.message and "no longer known" in result.message
+    assert DeltaTable(root).version() == before

@@ -17,6 +17,7 @@ from urllib.parse import unquote
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import clean_up_log
 from deltalake import DeltaTable, write_deltalake
 
 from conf.settings import UsageError
@@ -348,6 +349,23 @@ def test_version_of_commit_finds_a_commit_however_old(committed_table) -> None:
     assert delta_io.version_of_commit(root, "test/71") == version + 70
     with pytest.raises(LookupError, match="test/72"):
         delta_io.version_of_commit(root, "test/72")
+
+
+def test_a_commit_whose_log_entry_was_cleaned_up_has_no_known_version_and_is_not_made_again(committed_table) -> None:
+    """Found in review: a retry of a run id more than the log's retention after its commit (behind a
+    checkpoint, which keeps the app id) raised LookupError from `version_of_commit`, in the retry's
+    check and in `commit_files_made`. Its version is None now; the commit is still not made twice,
+    and an app id no commit carries still raises."""
+    root, rows, _, _ = committed_table
+    clean_up_log(root)
+    version = DeltaTable(root).version()
+    assert delta_io.committed(root, "test/1") and len(DeltaTable(root).history()) == 1
+    assert delta_io.commit_of(root, "test/1") is None and delta_io.version_of_commit(root, "test/1") is None
+    again = write(root, rows, prefix="part-retry")
+    assert delta_io.commit_files_made(root, EMBEDDINGS, again, "test/1", {"run_id": "run-1"}) == (None, False)
+    assert DeltaTable(root).version() == version
+    with pytest.raises(LookupError, match="test/2"):
+        delta_io.commit_of(root, "test/2")
 
 
 def test_replace_removes_exactly_one_slice_in_the_same_commit(committed_table) -> None:

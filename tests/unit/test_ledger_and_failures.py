@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import clean_up_log
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError, DeltaError
 from test_delta_io import make_rows, write
@@ -306,9 +307,7 @@ def test_a_dead_run_whose_commits_log_entry_was_cleaned_up_is_closed_succeeded(t
     delta_io.commit_files(embeddings, EMBEDDINGS, write(embeddings, rows, prefix="part-killed"), "content-signals/killed",
                           {"run_id": "killed", **({UPKEEP: COMPACTION} if job == UPKEEP_JOB else {})})
     ledger.record_runs(runs, [_started("killed", signal, job)])
-    DeltaTable(embeddings).alter.set_table_properties({LOG_RETENTION: "interval 0 seconds"})
-    DeltaTable(embeddings).create_checkpoint()
-    DeltaTable(embeddings).cleanup_metadata()
+    clean_up_log(embeddings)
     assert delta_io.committed(embeddings, "content-signals/killed") and len(DeltaTable(embeddings).history()) == 1  # only the checkpointed version
     closed = ledger.reconcile(runs, lambda _: [embeddings])
     assert [(r.signal, r.status, r.table_version) for r in closed] == [(signal, ledger.SUCCEEDED, None)]

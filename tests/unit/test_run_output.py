@@ -10,7 +10,7 @@ from rich.console import Console
 
 from conf.settings import load_settings
 from jobs.corpus import CorpusCheck
-from jobs.engine import RunResult
+from jobs.engine import RunResult, unknown_versions_said
 from lake.ledger import SignalOutcome
 from signals.base import ModelRef
 
@@ -40,6 +40,24 @@ def test_a_runs_printed_outcome_says_what_it_skipped_and_dropped(tmp_path, monke
     assert "skipped 1 corpus rows: 1 older copies of a duplicated content_id (e.g. pin-000001)" in printed, printed
     assert "image_embedding" in printed and f"refresh-1: succeeded -> {tmp_path}/embeddings version 3" in printed
     assert dropped in printed, printed
+
+
+
+def test_a_retry_long_after_its_commits_prints_the_versions_it_cannot_name_as_unknown(tmp_path, monkeypatch) -> None:
+    """A retry of a run id after its commits' log entries were cleaned up has versions it can no longer
+    name (None): before, a skipped run printed its versions as a dict ("{'labels': None}") and not the
+    message saying why, and a run that found such a commit printed "version None"."""
+    from jobs import show
+
+    out = _captured(monkeypatch, show)
+    settings = load_settings("local", [f"lakehouse={tmp_path}"])
+    versions = {"embeddings": 4, "labels": None}
+    show.print_result(RunResult("nightly-1", "skipped", versions, message=unknown_versions_said(versions)), settings)
+    show.print_result(RunResult("backfill-1", "succeeded", versions, message=unknown_versions_said(versions)), settings)
+    printed = out.getvalue()
+    assert "run nightly-1 was already committed (embeddings version 4, labels version unknown): nothing to do" in printed, printed
+    assert f"backfill-1: succeeded -> {tmp_path}/embeddings version 4, {tmp_path}/labels version unknown" in printed, printed
+    assert printed.count("the version of this run's commit to labels is no longer known") == 2 and "None" not in printed, printed
 
 
 class _Tracker:
