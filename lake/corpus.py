@@ -205,6 +205,11 @@ class CorpusTable:
         compared = ("content_id", "ds", "updated_at", *HASHED)
         return readable_text(latest_rows(self.rows(list(dict.fromkeys([*compared, *columns])), version, ids)).select(list(columns)))
 
+    def keyable_ids(self) -> set[str]:
+        """The content ids of every corpus row that the jobs can key (present, valid UTF-8: `_valid_utf8`)."""
+        ids = self.rows(["content_id"])["content_id"]
+        return set(ids.filter(_valid_utf8(ids)).to_pylist())
+
     def count_items(self, days: Sequence[str], version: int | None = None) -> dict[str, int] | None:
         """How many items the jobs keep on each of `days` (jobs/corpus.py `items_by_day`), counted
         from the key columns without Spark (`latest_rows`); None where that count could differ from
