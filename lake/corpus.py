@@ -200,9 +200,15 @@ class CorpusTable:
                          for name, column in wanted.items()})
 
     def latest(self, columns: Sequence[str], version: int | None = None, ids: Sequence[str] | None = None) -> pa.Table:
-        """`rows`, one per content id: the row the jobs keep of it (`latest_rows`)."""
+        """`rows`, one per content id: the row the jobs keep of it (`latest_rows`), its text readable
+        by Python (`readable_text`: a title that is not UTF-8 failed training's conversion of every row)."""
         compared = ("content_id", "ds", "updated_at", *HASHED)
-        return latest_rows(self.rows(list(dict.fromkeys([*compared, *columns])), version, ids)).select(list(columns))
+        return readable_text(latest_rows(self.rows(list(dict.fromkeys([*compared, *columns])), version, ids)).select(list(columns)))
+
+    def keyable_ids(self) -> set[str]:
+        """The content ids of every corpus row that the jobs can key (present, valid UTF-8: `_valid_utf8`)."""
+        ids = self.rows(["content_id"])["content_id"]
+        return set(ids.filter(_valid_utf8(ids)).to_pylist())
 
     def count_items(self, days: Sequence[str], version: int | None = None) -> dict[str, int] | None:
         """How many items the jobs keep on each of `days` (jobs/corpus.py `items_by_day`), counted
@@ -291,14 +297,32 @@ def _canonical(source: pa.Table, name: str, column: str | None, day_from: bool) 
     return values.cast(arrow_type)
 
 
-def _valid_utf8(values: pa.ChunkedArray) -> pa.Array:
-    """Whether each string is present and valid UTF-8, as Spark's `is_valid_utf8` judges it: delta-rs
-    and pyarrow read a string column's bytes as stored, unchecked, and Python cannot decode such a value."""
+def _all_utf8(values: pa.ChunkedArray) -> bool:
+    """Whether every string is valid UTF-8 (the usual case, checked in one pass): delta-rs and pyarrow
+    read a string column's bytes as stored, unchecked, and Python cannot decode such a value."""
     try:
-        values.validate(full=True)  # every value valid: the usual case, checked in one pass
-        return pc.is_valid(values)
+        values.validate(full=True)
     except pa.ArrowInvalid:
-        return pa.array([v is not None and _decodes(v) for v in values.cast(pa.binary()).to_pylist()], pa.bool_())
+        return False
+    return True
+
+
+def _valid_utf8(values: pa.ChunkedArray) -> pa.Array:
+    """Whether each string is present and valid UTF-8, as Spark's `is_valid_utf8` judges it."""
+    if _all_utf8(values):
+        return pc.is_valid(values)
+    return pa.array([v is not None and _decodes(v) for v in values.cast(pa.binary()).to_pylist()], pa.bool_())
+
+
+def readable_text(rows: pa.Table) -> pa.Table:
+    """`rows` with each string that is not valid UTF-8 decoded as Python's `errors="replace"` does
+    (U+FFFD for each sequence that is not UTF-8), the rest as stored: the item is kept, as the jobs
+    keep it (its image computed, its text that row's error), and its text shown so."""
+    for i, field in enumerate(rows.schema):
+        if pa.types.is_string(field.type) and not _all_utf8(rows[i]):
+            text = [None if v is None else v.decode(errors="replace") for v in rows[i].cast(pa.binary()).to_pylist()]
+            rows = rows.set_column(i, field, pa.array(text, pa.string()))
+    return rows
 
 
 def _decodes(value: bytes) -> bool:

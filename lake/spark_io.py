@@ -10,6 +10,7 @@ import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlparse
 
@@ -113,8 +114,10 @@ def listed_on_driver(spark: SparkSession) -> Iterator[None]:
 
 def read_parquet_dataset(spark: SparkSession, location: str, file_column: str | None = None) -> DataFrame:
     """A parquet dataset (a folder of files, hive-style partition folders allowed, or one file) as a
-    DataFrame, in the schema of all its files together (`delta_io.parquet_dataset`)."""
-    if hadoop_reads(location):
+    DataFrame, in the schema of all its files together (`delta_io.parquet_dataset`). A local one
+    whose partition values Spark's discovery would misread (`_misread_values`) is read as one in an
+    object store is (`read_parquet`: those files with pyarrow, the others by Spark's reader)."""
+    if hadoop_reads(location) and not _misread_values(location):
         try:
             frame = spark.read.option("mergeSchema", "true").parquet(location)
         except SparkRuntimeException as exc:
@@ -123,6 +126,18 @@ def read_parquet_dataset(spark: SparkSession, location: str, file_column: str | 
             raise UsageError(_without_value(location)) from None
         return frame.withColumn(file_column, F.input_file_name()) if file_column else frame
     return read_parquet(spark, *stored_parquet_dataset(location), file_column)
+
+
+def _misread_values(location: str) -> bool:
+    """Whether a file of the local dataset at `location` lies in a partition folder whose value is
+    not ASCII, which Spark's discovery decodes byte by byte (pyarrow writes `ds=2026-11-2%C3%A9`, read
+    as `2026-11-2Ã©`), in a dataset it reads at all (no folder without a value): one listing."""
+    filesystem, path = filesystem_of(location)
+    if filesystem.get_file_info(path).type != pafs.FileType.Directory:
+        return False
+    listed = filesystem.get_file_info(pafs.FileSelector(path, recursive=True))
+    relative = [info.path.removeprefix(path.rstrip("/") + "/") for info in listed if info.type == pafs.FileType.File]
+    return any(_non_ascii_value(r) for r in relative) and not any(_empty_partition_value(r) for r in relative)
 
 
 def _without_value(location: str) -> str:
@@ -139,18 +154,19 @@ def _without_value(location: str) -> str:
 
 
 def stored_parquet_dataset(location: str) -> tuple[str, list[str], pa.Schema, list[str]]:
-    """(base folder, file URIs, schema, partition columns) of a parquet dataset in an object store:
-    the partition columns are those named by the files' `column=value` folders under the base (a
-    flat dataset has none, whatever pyarrow's discovery lists), and one file's base is its folder."""
-    filesystem, path = pafs.FileSystem.from_uri(location)
-    base = location.rstrip("/")
+    """(base folder, file URIs, schema, partition columns) of a parquet dataset in an object store
+    or on a local disk (a `file:` base, percent-encoded as delta-rs gives a table's), each URI the
+    base and the file's path under it as stored: the partition columns are those named by the
+    files' `column=value` folders under the base (a flat dataset has none, whatever pyarrow's
+    discovery lists), and one file's base is its folder."""
+    filesystem, path = filesystem_of(location)
+    base, path = (location.rstrip("/") if "://" in location else Path(path).as_uri()), path.rstrip("/")
     if filesystem.get_file_info(path).type == pafs.FileType.File:
-        base = base.rsplit("/", 1)[0]
+        base, path = base.rsplit("/", 1)[0], path.rsplit("/", 1)[0]
     dataset = parquet_dataset(location)
-    parts = urlparse(base)
-    prefix = f"{parts.netloc}{parts.path}".rstrip("/") + "/"
-    folders = {name for f in dataset.files for name in _hive_values(f.removeprefix(prefix))}
-    return base, [f"{parts.scheme}://{f}" for f in dataset.files], dataset.schema, [n for n in dataset.schema.names if n in folders]
+    relative = [f.removeprefix(f"{path}/") for f in dataset.files]
+    folders = {name for r in relative for name in _hive_values(r)}
+    return base, [f"{base}/{r}" for r in relative], dataset.schema, [n for n in dataset.schema.names if n in folders]
 
 
 def stored_path(base: str, uri: str) -> str:
@@ -244,9 +260,14 @@ def _empty_partition_value(relative: str) -> bool:
 
 def _misread_by_spark(relative: str) -> bool:
     """Whether Spark's reader would refuse a file's partition folders (`_empty_partition_value`) or
-    read a value other than the one stored: it unescapes a folder's `%XX` byte by byte, each byte a
-    character, so only an ASCII value comes back as written."""
-    return _empty_partition_value(relative) or not all(v.isascii() for v in _hive_values(relative).values() if v is not None)
+    read a value other than the one stored (`_non_ascii_value`): it unescapes a folder's `%XX` byte
+    by byte, each byte a character, so only an ASCII value comes back as written."""
+    return _empty_partition_value(relative) or _non_ascii_value(relative)
+
+
+def _non_ascii_value(relative: str) -> bool:
+    """Whether a file lies in a partition folder whose value, unescaped, is not ASCII."""
+    return not all(v.isascii() for v in _hive_values(relative).values() if v is not None)
 
 
 TaskResources = tuple[tuple[str, float], ...]  # what each task of a stage asks for, e.g. (("cpus", 4), ("gpu", 1))

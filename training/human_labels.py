@@ -276,7 +276,7 @@ def import_labels(lakehouse: str, corpus: CorpusTable, path: Path, task_name: st
     root, app_id = table_root(lakehouse), f"content-signals/human_labels/{batch}"
     if delta_io.committed(root, app_id):
         return ImportOutcome(batch, len(rows), None)
-    corpus_ids = set(corpus.rows(["content_id"])["content_id"].to_pylist())
+    corpus_ids = corpus.keyable_ids()
     read_version = DeltaTable(root).version() if DeltaTable.is_deltatable(root) else 0  # a new table's first version
     held = labels_of(lakehouse, task.name, read_version)
     imported = set(zip(held["content_id"].to_pylist(), map(canonical_annotator, held["annotator"].to_pylist())))  # rows stored before emails were lower-cased too

@@ -4,11 +4,12 @@ configured mapping and compute what they compute on the sample corpus."""
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote
+from urllib.parse import unquote, urlparse
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 from conftest import settings_for
@@ -186,6 +187,22 @@ def test_a_parquet_corpus_with_a_partition_folder_without_a_value_is_refused_nam
     with pytest.raises(UsageError, match=rf"^the parquet corpus at {re.escape(str(root))} has 1 file in a partition folder without a value, "
                                          r"which Spark cannot read: ds=/part.parquet; rename each such folder `ds=__HIVE_DEFAULT_PARTITION__`"):
         source.read(spark)
+
+
+def test_a_parquet_corpus_whose_day_folder_is_not_ascii_reads_the_day_written(spark, tmp_path):
+    """pyarrow escapes each UTF-8 byte of a folder value (`ds=2026-11-2%C3%A9`) and Spark's partition
+    discovery unescaped each `%XX` as a character of its own: the corpus check reported the day
+    skipped as `2026-11-2Ã©`, as it did for a Delta corpus before. Rows of the other folders, read
+    by Spark, and the file of each row are read as before."""
+    root = tmp_path / "pins ü"
+    rows = pa.table({"content_id": ["pin-a", "pin-b"], "image": [b"a", b"b"], "ds": ["2026-11-14", "2026-11-2\u00e9"]})
+    ds.write_dataset(rows, root, format="parquet", partitioning=ds.partitioning(pa.schema([("ds", pa.string())]), flavor="hive"))
+    assert sorted(p.name for p in root.iterdir()) == ["ds=2026-11-14", "ds=2026-11-2%C3%A9"]
+    source = CorpusSource.of(settings_for(tmp_path / "lakehouse", "corpus.format=parquet", f"corpus.path={root}"))
+    read = source.read(spark, file_column="file").collect()
+    assert sorted((r["content_id"], r["ds"]) for r in read) == [("pin-a", "2026-11-14"), ("pin-b", "2026-11-2\u00e9")]
+    assert {unquote(urlparse(r["file"]).path) for r in read} == {str(p) for p in root.glob("*/*.parquet")}  # as stored
+    assert check_rows(source.read(spark)).bad_days == ["2026-11-2\u00e9"]
 
 
 def test_a_parquet_corpus_whose_later_files_add_a_column_reads_it(spark, tmp_path):

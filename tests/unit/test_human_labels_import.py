@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from conftest import not_utf8
 from deltalake import DeltaTable, write_deltalake
 from sklearn.metrics import cohen_kappa_score
 
@@ -68,6 +69,18 @@ def test_import_once_then_a_no_op_and_gold(lakehouse: Path, tmp_path: Path, caps
     assert (gold["label"] == (gold["content_id"].map(lambda c: IDS.index(c) % 4 == 0))).mean() > 0.9
     status, out = cli(capsys, lakehouse, "labels", "gold", "--task", "text_heavy")
     assert status == 0 and "Krippendorff's alpha" in out and "Cohen's kappa" in out
+
+
+def test_a_corpus_row_whose_id_is_not_utf8_refuses_no_import(lakehouse: Path, tmp_path: Path, capsys) -> None:
+    """`labels import` checks a file's ids against the corpus's, converted to Python: one row whose
+    content_id is not UTF-8 (the jobs skip it) raised UnicodeDecodeError and refused every import
+    into that corpus. Such an id is left out of the corpus's ids, as the jobs leave it out."""
+    row = pa.table({"content_id": ["x"], "image": [None], "title": ["t"], "description": ["d"], "created_at": [None], "updated_at": [None],
+                    "ds": ["2026-11-20"]}, schema=CORPUS.schema)
+    write_deltalake(lakehouse / "corpus", not_utf8(row, "content_id", 0), mode="append")
+    as_json, _ = exports(lakehouse, tmp_path)
+    status, out = cli(capsys, lakehouse, "labels", "import", str(as_json), "--task", "text_heavy")
+    assert status == 0 and "imported (human_labels version" in out
 
 
 def test_a_bad_file_is_refused_whole(lakehouse: Path, tmp_path: Path, capsys) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from conftest import NOT_UTF8, not_utf8
 from deltalake import DeltaTable, write_deltalake
 from embedding_tables import SIGNAL, append, delete, random_vectors, rows
 from sklearn.metrics import roc_auc_score
@@ -150,6 +151,27 @@ def test_training_reads_the_configured_corpus(tmp_path, empty_registry_db):
     chosen = frame[live].reset_index()[["content_id", "ds"]].head(3).assign(p_positive=0.5)
     tasks = json.loads(write_task_file(CorpusTable.of(lake.settings), chosen, "low_quality", tmp_path / "t.json", "x")[0].read_text())
     assert [t["data"]["title"] for t in tasks] == rows.loc[live, "title"].head(3).tolist()
+
+
+def test_a_title_and_description_that_are_not_utf8_fail_neither_train_nor_label_sample(lake, tmp_path, capsys):
+    """The corpus rows training reads keep one whose title or description is not UTF-8 (the jobs
+    compute its image; its text is that row's error), and `train`'s slices by text length
+    (`to_pandas`: ArrowException) and `label-sample`'s task file (`to_pylist`: UnicodeDecodeError)
+    failed over that one row. Such text is read with U+FFFD for each sequence that is not UTF-8."""
+    root = lake.settings.lakehouse_root
+    corpus = delta_io.read_arrow(f"{root}/corpus")
+    ids = corpus["content_id"].to_pylist()
+    bad = next(i for i, c in enumerate(ids[:-ERRORS]) if split_of(c) == "test")  # held out, with an ok embedding
+    write_deltalake(f"{root}/corpus", not_utf8(not_utf8(corpus, "title", bad), "description", bad), mode="overwrite", partition_by=["ds"])
+    shown = NOT_UTF8.decode(errors="replace")
+    trained = train_task(lake.settings, "low_quality", lake.weak, "weak", gold=lake.gold, majority=lake.majority,
+                         report_path=tmp_path / "report.html")
+    assert trained.evaluation.frame.set_index("content_id").loc[ids[bad], "text_length"] == text_length(shown, shown)
+    out = tmp_path / "tasks.json"
+    assert main(["label-sample", "low_quality", "--n", str(len(ids)), "--out", str(out), "--set", f"lakehouse={root}"]) == 0
+    tasks = {t["data"]["content_id"]: t["data"] for t in json.loads(out.read_text())}
+    assert (tasks[ids[bad]]["title"], tasks[ids[bad]]["description"]) == (shown, shown)
+    assert tasks[ids[bad + 1]]["title"] == corpus["title"][bad + 1].as_py()
 
 
 def test_an_out_that_cannot_be_written_is_refused_before_anything_is_committed_or_written(lake, tmp_path, capsys):
