@@ -430,6 +430,7 @@ class ServeSettings(_Strict):
     max_connections: int = Field(32, ge=1)  # connections served at once, more answered 503: with max_body_bytes, what bodies may hold
     max_body_bytes: int = Field(45 * 2**20, gt=0)  # a request body past this is refused (413), counted while read
     head_timeout_s: float = Field(10, gt=0)  # a connection whose request head (request line, headers) is not in by then is closed: idle sockets
+    write_timeout_s: float = Field(10, gt=0)  # a connection whose client takes none of its answers for this long is closed: clients that never read
     body_timeout_s: float = Field(10, gt=0)  # a body not received in full by then is refused (408): slow clients
     request_timeout_s: float = Field(30, gt=0)  # an item not scored by then is answered 504
     neighbours: int = Field(10, ge=0, le=1000)  # nearest items returned per embedding signal with an index

@@ -1,27 +1,40 @@
-"""HTTP connections that must send their request head in time.
+"""HTTP connections that must send their request head, and take their answers, in time.
 
 uvicorn closes a connection left idle after an answer (`timeout_keep_alive`) but sets no limit on
 the head of a request: a connection that sent nothing, or part of a head, held one of
 `max_connections` for ever, and that many of them locked every other client out (503). Here a
 connection whose request line and headers have not all arrived within `head_timeout_s` of its
 opening, or of its previous answer, is closed. The body has its own limit (serving.requests).
+
+Nor does uvicorn limit the time an answer takes to leave: a client that sends requests (several
+pipelined, or one with a large answer) and never reads fills the socket's buffers, uvicorn's writes
+pause, and closing the connection waits for a buffer that never drains. Here a connection whose
+writing is paused and whose client took none of its answer's bytes for `write_timeout_s` is aborted
+(its buffers dropped); a client that reads slowly but steadily is not, as nginx's `send_timeout`.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import struct
+import termios
 from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 
-class HeadTimedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, closing a connection whose request head is not in by its deadline."""
+class TimedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, closing a connection whose request head is not in by its deadline or whose client stopped taking its answers."""
 
-    def __init__(self, *args: Any, head_timeout_s: float, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, head_timeout_s: float, write_timeout_s: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.head_timeout_s = head_timeout_s
         self.head_deadline: asyncio.TimerHandle | None = None
+        self.write_timeout_s = write_timeout_s
+        self.write_deadline: asyncio.TimerHandle | None = None
+        self.unsent_at_start = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -30,24 +43,33 @@ class HeadTimedH11Protocol(H11Protocol):
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
         if self.conn.their_state is not h11.IDLE:  # h11 parsed a whole head: a request is under way
-            self._cancel_deadline()
+            self._cancel_head_deadline()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
         if self.conn.their_state is h11.IDLE:  # kept alive for the next request (one pipelined is parsed already)
             self._await_head()
 
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._await_progress()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._cancel_write_deadline()
+
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_deadline()
+        self._cancel_head_deadline()
+        self._cancel_write_deadline()
         super().connection_lost(exc)
 
     def _await_head(self) -> None:
         """Start the time the next request's head has to arrive in full (bytes that come meanwhile do not restart it)."""
-        self._cancel_deadline()
+        self._cancel_head_deadline()
         if not self.transport.is_closing():
             self.head_deadline = self.loop.call_later(self.head_timeout_s, self._head_timed_out)
 
-    def _cancel_deadline(self) -> None:
+    def _cancel_head_deadline(self) -> None:
         if self.head_deadline is not None:
             self.head_deadline.cancel()
             self.head_deadline = None
@@ -56,3 +78,30 @@ class HeadTimedH11Protocol(H11Protocol):
         self.head_deadline = None
         if self.conn.their_state is h11.IDLE:
             self.timeout_keep_alive_handler()  # uvicorn's close of a connection with no request under way
+
+    def _await_progress(self) -> None:
+        """Start the time in which the client has to take some of what waits to be sent."""
+        self._cancel_write_deadline()
+        self.unsent_at_start = self._unsent()
+        self.write_deadline = self.loop.call_later(self.write_timeout_s, self._write_timed_out)
+
+    def _write_timed_out(self) -> None:
+        if self._unsent() < self.unsent_at_start:  # the client read some: it has as long again for more
+            self._await_progress()
+            return
+        self.write_deadline = None
+        client = f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
+        self.logger.warning("Closed the connection of %s: it took none of its answers for %gs.", client, self.write_timeout_s)
+        self.transport.abort()  # a close would wait for the buffer to drain
+
+    def _cancel_write_deadline(self) -> None:
+        if self.write_deadline is not None:
+            self.write_deadline.cancel()
+            self.write_deadline = None
+
+    def _unsent(self) -> int:
+        """Bytes of answers the client has not taken: in the transport's buffer, and those its socket holds not yet acknowledged (Linux)."""
+        in_socket = 0
+        with contextlib.suppress(OSError, AttributeError):  # SIOCOUTQ is Linux's; elsewhere only the transport's buffer counts
+            in_socket = struct.unpack("i", fcntl.ioctl(self.transport.get_extra_info("socket").fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+        return self.transport.get_write_buffer_size() + in_socket

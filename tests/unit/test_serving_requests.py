@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import http.client
 import json
 import shutil
@@ -20,7 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import pytest
+from starlette.applications import Starlette
 from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from conf.settings import load_settings
 from lake.registry import Registry
@@ -327,6 +331,79 @@ def test_connections_that_send_no_whole_request_head_are_closed_and_free_their_p
         finally:
             for s in (idle, trickling, kept_alive):
                 s.close()
+
+
+LARGE_ANSWER = 16 * MB  # beyond what the socket buffers on loopback hold (about 4 MB in the server's, a client's capped at 64 KiB)
+
+
+def large_answers() -> Starlette:
+    """An app whose answer to `GET /bytes?n=N` is N bytes: answers beyond the socket buffers, as many
+    pipelined answers (or one with many neighbours) add up to, without the cost of scoring them."""
+
+    async def answer(request: Request) -> Response:
+        return Response(b"x" * int(request.query_params["n"]))
+
+    return Starlette(routes=[Route("/bytes", answer)])
+
+
+def asking(where, answers: int, answer_bytes: int) -> socket.socket:
+    """A connection that has sent `answers` pipelined requests for `answer_bytes` each and reads through a small receive buffer."""
+    connection = socket.socket()
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # before connecting: the window stays small
+    connection.settimeout(10)
+    connection.connect((where.hostname, where.port))
+    connection.sendall(f"GET /bytes?n={answer_bytes} HTTP/1.1\r\nHost: service\r\n\r\n".encode() * answers)
+    return connection
+
+
+def bytes_until_closed(connection: socket.socket) -> int:
+    """What the connection still gives before the server's close ends it (a timeout when the server never closes)."""
+    read = 0
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := connection.recv(1 << 20):
+            read += len(chunk)
+    return read
+
+
+def test_connections_whose_client_never_reads_its_answers_are_closed_and_free_their_place() -> None:
+    """A client that sends requests and never reads its answers held its connection for ever once the
+    socket buffers were full (uvicorn sets no write timeout, and its close waits for its buffer to
+    drain), so `max_connections` such clients locked every other client out (503): here one asking for
+    a large answer and one pipelining a hundred smaller ones. Each is closed once it has taken none of
+    its answers for `write_timeout_s`, its answers cut short, and clients are answered again."""
+    with running(large_answers(), max_connections=2, write_timeout_s=1) as url:
+        where = urlsplit(url)
+        large, pipelining = asking(where, 1, LARGE_ANSWER), asking(where, 100, LARGE_ANSWER // 100)
+        try:
+            statuses, deadline = [], time.monotonic() + 30
+            while statuses[-1:] != [200] and time.monotonic() < deadline:
+                time.sleep(0.5)
+                connection = http.client.HTTPConnection(where.hostname, where.port, timeout=10)
+                connection.request("GET", "/bytes?n=10")
+                statuses.append(connection.getresponse().status)
+                connection.close()
+            assert statuses[-1] == 200, f"still refused after 30 s: {statuses}"
+            assert [bytes_until_closed(s) < LARGE_ANSWER for s in (large, pipelining)] == [True, True]
+        finally:
+            for s in (large, pipelining):
+                s.close()
+
+
+def test_a_client_that_reads_slowly_but_steadily_gets_its_whole_answer() -> None:
+    """The write timeout is on a client that takes nothing, not on an answer's time to leave: reading
+    128 KiB every 0.05 s, a 16 MB answer takes seconds, most of them with the server's writing paused."""
+    with running(large_answers(), write_timeout_s=1) as url:
+        where = urlsplit(url)
+        connection = http.client.HTTPConnection(where.hostname, where.port, timeout=10)
+        try:
+            connection.request("GET", f"/bytes?n={LARGE_ANSWER}")
+            response, read = connection.getresponse(), 0
+            while chunk := response.read(128 * 1024):  # an answer cut short ends early (no exception)
+                read += len(chunk)
+                time.sleep(0.05)
+        finally:
+            connection.close()
+    assert response.status == 200 and read == LARGE_ANSWER
 
 
 def test_concurrent_requests_share_a_model_batch(service) -> None:
