@@ -132,7 +132,7 @@ def _register(settings: Settings, args: argparse.Namespace) -> None:
     weights, params = signal.weights_source(), identity_params(conf.kind, signal.config.params)
     if not_identity := sorted(given.keys() - params.keys()):
         raise UsageError(f"--param {not_identity}: not what identifies a {conf.kind!r} model (its identity params: "
-                         f"{list(signal_class(conf.kind).identity_params)}); how it runs is set in the profile")
+                         f"{list(signal_class(conf.kind).identity_names())}); how it runs is set in the profile")
     if weights is None:  # nothing to hash: the version could never run
         raise UsageError(f"{args.signal} ({conf.kind}) has no weights to register with these params: a signal whose logic is all "
                          "code has none (a change to it is released with the code); one that reads a weights file names it "
@@ -140,7 +140,7 @@ def _register(settings: Settings, args: argparse.Namespace) -> None:
     if (local_path(args.source) or args.source) != (local_path(weights) or weights):  # a path not there is refused before a registry is made
         raise UsageError(f"--source {args.source} is not the weights the version's params load ({weights}): its workers would refuse "
                          f"them against the sha256 of --source; name the source in its identity param too (of "
-                         f"{list(signal_class(conf.kind).identity_params)}, e.g. --param weights_path={args.source})")
+                         f"{list(signal_class(conf.kind).identity_names())}, e.g. --param weights_path={args.source})")
     registry = registry_for(settings)
     model = registry.register(args.signal, args.source, params, description=conf.model.name)
     replaced = registry.point_alias(args.signal, args.alias, model.version)

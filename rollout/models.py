@@ -11,8 +11,8 @@ onto every row and commit. The sha256 of the version's weights travels with it: 
 checks the weights it loads against it.
 
 The registry decides WHICH model runs, never HOW: a version records only its signal kind and
-the params its class declares as identity params (`Signal.identity_params`: the weights'
-location, the architecture). Batch sizes, threads, thresholds and decoding limits always come
+the params its class and bases declare as identity params (`Signal.identity_names`: the weights'
+location, the architecture, a text signal's `max_chars`). Batch sizes, threads, thresholds and decoding limits always come
 from the configuration, and a version whose params hold anything else is refused: whoever can
 write the registry database does not decide how every executor reads its input.
 """
@@ -61,7 +61,7 @@ def registered_identity(name: str, model: RegisteredModel, kind: str) -> dict[st
     registered_kind = params.pop(KIND, kind)
     if registered_kind != kind:
         raise UsageError(f"{name} version {model.version} is a {registered_kind!r} model; the configuration runs {name} as {kind!r}")
-    allowed = signal_class(kind).identity_params
+    allowed = signal_class(kind).identity_names()
     unknown = sorted(params.keys() - set(allowed) - LEGACY_RUN_PARAMS)
     if unknown:
         raise UsageError(
@@ -157,7 +157,7 @@ def resolve_versions(settings: Settings, signals: dict[str, Signal], role: str =
             ref = conf.model.version or CHAMPION
         model = registry.resolve(name, ref)
         kind, identity = runnable(name, model, conf.kind)
-        run = {k: v for k, v in signal.config.params.items() if k not in signal.identity_params}
+        run = {k: v for k, v in signal.config.params.items() if k not in signal.identity_names()}
         params = {**run, **identity}
         resolved[name] = build_signal(kind, replace(signal.config, model=ModelRef(conf.model.name, model.version), params=params,
                                                     weights_sha256=model.weights_sha256))

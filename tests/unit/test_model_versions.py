@@ -248,6 +248,32 @@ def test_identity_params_edited_in_the_profile_after_a_champion_exists_are_refus
     assert (challenger.config.model.version, challenger.temperature) == ("2", pytest.approx(0.2))
 
 
+def test_max_chars_set_in_the_profile_after_a_champion_exists_is_refused_and_left_unset_keeps_the_champion(lakehouse):
+    """Reproduced on a small lakehouse: text_safety run with `params.max_chars=40` after a run at the
+    default scored a long text's spam 0.0 instead of 0.93, both runs' rows version 1; the input hash
+    (title and description) did not change either, so a refresh kept each row at its old truncation.
+    `max_chars` is now an identity param of every text signal: a version names it."""
+    from conf.settings import UsageError
+    from signals.catalog import signal_class
+    from signals.inputs import TextInput
+
+    def text_safety_only(*overrides: str) -> Settings:
+        others = [name for name in load_settings("local").signals if name != "text_safety"]
+        return load_settings("local", [f"lakehouse={lakehouse}", *(f"signals.{n}.enabled=false" for n in others), *overrides])
+
+    champion = build_signals(text_safety_only())["text_safety"]  # the first run registers version 1 without max_chars
+    registry = registry_for(text_safety_only())
+    with pytest.raises(UsageError, match=r"signals.text_safety.params \{'max_chars': 40\} are not those of any registered "
+                                         r"version of text_safety \(its champion, version 1, has the defaults\)"):
+        build_signals(text_safety_only("signals.text_safety.params.max_chars=40"))
+    again = build_signals(text_safety_only())["text_safety"]  # a profile that does not set it keeps the champion
+    assert (champion.config.model.version, again.config.model.version, again.max_chars) == ("1", "1", 4096)
+    assert [v.version for v in registry.versions("text_safety")] == ["1"]
+    text_kinds = {s.kind for s in load_settings("local").signals.values() if issubclass(signal_class(s.kind), TextInput)}
+    assert {"minilm_text", "open_clip_text", "text_safety", "fasttext_language", "minilm_text_topics"} <= text_kinds
+    assert all(signal_class(kind).identity({"max_chars": 40, "batch": 1}) == {"max_chars": 40} for kind in text_kinds)
+
+
 def test_a_param_no_signal_reads_is_refused_naming_the_ones_it_reads():
     """Found in review: `--set signals.text_topics.params.temprature=0.2` (or `--param` of `register`)
     was taken without a word and the signal ran at its default temperature."""
