@@ -54,6 +54,12 @@ def identity_params(kind: str, params: Mapping[str, Any]) -> dict[str, Any]:
     return {KIND: kind, **signal_class(kind).identity(params)}
 
 
+def model_source(signal: Signal) -> str:
+    """What the registry records a version of `signal` comes from: its weights, or the name of its
+    code (`code:module.Class`) for a signal whose logic is all code, whose versions differ in their params alone."""
+    return signal.weights_source() or f"code:{type(signal).__module__}.{type(signal).__qualname__}"
+
+
 def registered_identity(name: str, model: RegisteredModel, kind: str) -> dict[str, Any]:
     """The identity params of a registry version of signal `name` (kind left out), refusing a
     version of another kind and params that identify nothing."""
@@ -103,10 +109,10 @@ def _check_trained(registry: Registry, name: str, role: str, pinned: str | None)
                          f"or disable signals.{name}")
 
 
-def check_configured_identity(registry: Registry, name: str, kind: str, configured: Mapping[str, Any]) -> None:
+def check_configured_identity(registry: Registry, name: str, kind: str, configured: Mapping[str, Any], source: str) -> None:
     """UsageError where signal `name` has a champion of its configured kind and the profile's identity
-    params (`configured`, as `identity_params` makes them) are those of none of its versions: the run
-    would register them as a version nothing computes and compute the champion without them."""
+    params (`configured`, as `identity_params` makes them, of the model at `source`) are those of none of
+    its versions: the run would register them as a version nothing computes and compute the champion without them."""
     champion = registry.aliases_if_registered(name).get(CHAMPION)
     if champion is None:
         return  # first use: the configured params become the champion
@@ -122,7 +128,7 @@ def check_configured_identity(registry: Registry, name: str, kind: str, configur
         f"signals.{name}.params {given} are not those of any registered version of {name} (its champion, version "
         f"{champion}, has {theirs or 'the defaults'}). The registry, not the profile, decides which version runs: a "
         f"run would compute the version its alias or pin names without them, its rows saying nothing changed. To run "
-        f"them, register them as the challenger (content-signals register {name} --source WEIGHTS --param NAME=VALUE), "
+        f"them, register them as the challenger (content-signals register {name} --source {source} --param NAME=VALUE), "
         f"compute it beside the champion (backfill --challenger), compare and promote it; or set signals.{name}.params back"
     )
 
@@ -141,9 +147,9 @@ def resolve_versions(settings: Settings, signals: dict[str, Signal], role: str =
         if type(signal).trained_here:  # a head: its versions come from `train` alone
             _check_trained(registry, name, role, conf.model.version)
         else:
-            source = signal.weights_source() or f"code:{type(signal).__module__}.{type(signal).__qualname__}"
+            source = model_source(signal)
             configured = identity_params(conf.kind, signal.config.params)
-            check_configured_identity(registry, name, conf.kind, configured)
+            check_configured_identity(registry, name, conf.kind, configured, source)
             registry.register_first_use(name, source, configured, description=conf.model.name)
         if role == CHALLENGER:
             aliases = registry.aliases_if_registered(name)

@@ -274,6 +274,31 @@ def test_max_chars_set_in_the_profile_after_a_champion_exists_is_refused_and_lef
     assert all(signal_class(kind).identity({"max_chars": 40, "batch": 1}) == {"max_chars": 40} for kind in text_kinds)
 
 
+def test_max_chars_of_a_signal_without_weights_registers_as_a_challenger_as_the_refusal_says(lakehouse, capsys):
+    """Found in the forty-fourth session: text_safety and language have no weights, and `register`
+    refused any version of them ("has no weights to register"), so the refusal of a profile's
+    `max_chars` named a way to run it that was refused too. Their versions' source is their code."""
+    from conf.settings import UsageError
+    from jobs.cli import main
+
+    def text_safety_only(*overrides: str) -> Settings:
+        others = [name for name in load_settings("local").signals if name != "text_safety"]
+        return load_settings("local", [f"lakehouse={lakehouse}", *(f"signals.{n}.enabled=false" for n in others), *overrides])
+
+    build_signals(text_safety_only())  # the first run registers version 1 as the champion
+    edited = text_safety_only("signals.text_safety.params.max_chars=512")
+    source = "code:signals.labels.text_safety.TextSafetyLabeler"
+    with pytest.raises(UsageError, match=f"content-signals register text_safety --source {source} --param"):
+        build_signals(edited)
+    status = main(["register", "text_safety", "--source", source, "--param", "max_chars=512", "--set", f"lakehouse={lakehouse}"])
+    assert status == 0, capsys.readouterr().out
+    champion, challenger = build_signals(edited)["text_safety"], build_signals(edited, "challenger")["text_safety"]
+    assert (champion.config.model.version, champion.max_chars) == ("1", 4096)  # the registry decides
+    assert (challenger.config.model.version, challenger.max_chars, challenger.config.weights_sha256) == ("2", 512, None)
+    status = main(["register", "text_safety", "--source", source, "--set", f"lakehouse={lakehouse}"])
+    assert status == 2 and "its code's version is registered by its first run" in " ".join(capsys.readouterr().out.split())
+
+
 def test_a_param_no_signal_reads_is_refused_naming_the_ones_it_reads():
     """Found in review: `--set signals.text_topics.params.temprature=0.2` (or `--param` of `register`)
     was taken without a word and the signal ran at its default temperature."""
