@@ -34,7 +34,8 @@ KIND = "kind"
 NO_CHALLENGER_WITHOUT_REGISTRY = ("--challenger needs the model registry (registry.enabled is false): every signal has only its "
                                   "pinned version, the champion's, whose rows a canary would cut down to its slice")
 # Run settings that versions registered before identity params recorded together with them
-# (the whole configured params): dropped when read, never taken.
+# (the whole configured params): dropped when read, never taken (a text signal's `max_chars`, an
+# identity param since, is taken from such a version).
 LEGACY_RUN_PARAMS = frozenset({
     "gpu_batch_size", "prepare_threads", "mixed_precision", "gpu_decode", "gpu_decode_max_pixels", "decode_limits",
     "max_chars", "max_batch_tokens", "thresholds",

@@ -274,6 +274,26 @@ def test_max_chars_set_in_the_profile_after_a_champion_exists_is_refused_and_lef
     assert all(signal_class(kind).identity({"max_chars": 40, "batch": 1}) == {"max_chars": 40} for kind in text_kinds)
 
 
+def test_a_version_registered_with_the_whole_profile_params_runs_at_its_max_chars_and_drops_its_run_settings(lakehouse):
+    """Versions registered before identity params recorded the whole configured params: their run
+    settings are dropped when read, but their `max_chars` is what their rows were computed with, so
+    it is taken, and the profile that registered it (which set it) runs it as before."""
+    from conf.settings import UsageError
+
+    def text_safety_only(*overrides: str) -> Settings:
+        others = [name for name in load_settings("local").signals if name != "text_safety"]
+        return load_settings("local", [f"lakehouse={lakehouse}", *(f"signals.{n}.enabled=false" for n in others), *overrides])
+
+    registry = registry_for(text_safety_only())
+    source = "code:signals.labels.text_safety.TextSafetyLabeler"
+    registry.promote("text_safety", registry.register("text_safety", source, {"kind": "text_safety", "max_chars": 1000,
+                                                                                 "prepare_threads": 3}).version)
+    signal = build_signals(text_safety_only("signals.text_safety.params.max_chars=1000"))["text_safety"]
+    assert (signal.config.model.version, signal.max_chars, signal.prepare_threads) == ("1", 1000, 1)
+    with pytest.raises(UsageError, match=r"its champion, version 1, has \{'max_chars': 1000\}"):
+        build_signals(text_safety_only())  # it would have computed version 1's rows at 4096
+
+
 def test_max_chars_of_a_signal_without_weights_registers_as_a_challenger_as_the_refusal_says(lakehouse, capsys):
     """Found in the forty-fourth session: text_safety and language have no weights, and `register`
     refused any version of them ("has no weights to register"), so the refusal of a profile's
