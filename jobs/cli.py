@@ -79,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
                                  help="promote even when the version covers fewer items than the champion or a head fails the gate")
     register = commands.add_parser("register", parents=[common], help="register new weights for a signal's model")
     register.add_argument("signal")
-    register.add_argument("--source", required=True, help="a checkpoint file or folder, or a hub tag")
+    register.add_argument("--source", required=True, help="a checkpoint file or folder, or a hub tag; a signal without weights: its code (code:module.Class)")
     register.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                           help="a param that identifies the model, e.g. weights_path (YAML values)")
     register.add_argument("--alias", default="challenger", help="alias to point at the new version (default: challenger)")

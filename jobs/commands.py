@@ -35,7 +35,7 @@ from retrieval.vector_index import neighbours
 from rollout.compare import Comparison, compare_in_lakehouse, log_to_mlflow, pin_tables, read_said, report_metrics, write_report
 from rollout.coverage import coverage
 from rollout.evaluate import REPORT, replace_section, run_evaluation
-from rollout.models import CHALLENGER, CHAMPION, champion_version, configured_signal, identity_params, registry_for, runnable
+from rollout.models import CHALLENGER, CHAMPION, champion_version, configured_signal, identity_params, model_source, registry_for, runnable
 from rollout.shot_evaluation import evaluate_shots
 from sample_corpus.generate import write_sample_corpus
 from sample_corpus.scenarios import append_scenario_day
@@ -130,17 +130,22 @@ def _register(settings: Settings, args: argparse.Namespace) -> None:
         raise UsageError(f"--param {args.param}: a value is not YAML ({str(e).splitlines()[0]}); quote it") from None
     signal = configured_signal(settings, args.signal, given)
     weights, params = signal.weights_source(), identity_params(conf.kind, signal.config.params)
+    names = list(signal_class(conf.kind).identity_names())
     if not_identity := sorted(given.keys() - params.keys()):
         raise UsageError(f"--param {not_identity}: not what identifies a {conf.kind!r} model (its identity params: "
-                         f"{list(signal_class(conf.kind).identity_params)}); how it runs is set in the profile")
-    if weights is None:  # nothing to hash: the version could never run
-        raise UsageError(f"{args.signal} ({conf.kind}) has no weights to register with these params: a signal whose logic is all "
-                         "code has none (a change to it is released with the code); one that reads a weights file names it "
-                         "(e.g. --param weights_path=PATH)")
-    if (local_path(args.source) or args.source) != (local_path(weights) or weights):  # a path not there is refused before a registry is made
-        raise UsageError(f"--source {args.source} is not the weights the version's params load ({weights}): its workers would refuse "
+                         f"{names}); how it runs is set in the profile")
+    if weights is None and not given:  # all code: its version at the default params is its first run's
+        other = f", one of other identity params ({names}) with --param" if names else ""
+        raise UsageError(f"{args.signal} ({conf.kind}) has no weights to register: a signal whose logic is all code has none (a change "
+                         f"to it is released with the code) and its code's version is registered by its first run{other}; one that "
+                         "reads a weights file names it (e.g. --param weights_path=PATH)")
+    source = model_source(signal)
+    if weights is None and args.source != source:
+        raise UsageError(f"--source {args.source}: the versions of {args.signal} ({conf.kind}) come from its code, --source {source}")
+    if (local_path(args.source) or args.source) != (local_path(source) or source):  # a path not there is refused before a registry is made
+        raise UsageError(f"--source {args.source} is not the weights the version's params load ({source}): its workers would refuse "
                          f"them against the sha256 of --source; name the source in its identity param too (of "
-                         f"{list(signal_class(conf.kind).identity_params)}, e.g. --param weights_path={args.source})")
+                         f"{names}, e.g. --param weights_path={args.source})")
     registry = registry_for(settings)
     model = registry.register(args.signal, args.source, params, description=conf.model.name)
     replaced = registry.point_alias(args.signal, args.alias, model.version)

@@ -11,8 +11,8 @@ onto every row and commit. The sha256 of the version's weights travels with it: 
 checks the weights it loads against it.
 
 The registry decides WHICH model runs, never HOW: a version records only its signal kind and
-the params its class declares as identity params (`Signal.identity_params`: the weights'
-location, the architecture). Batch sizes, threads, thresholds and decoding limits always come
+the params its class and bases declare as identity params (`Signal.identity_names`: the weights'
+location, the architecture, a text signal's `max_chars`). Batch sizes, threads, thresholds and decoding limits always come
 from the configuration, and a version whose params hold anything else is refused: whoever can
 write the registry database does not decide how every executor reads its input.
 """
@@ -34,7 +34,8 @@ KIND = "kind"
 NO_CHALLENGER_WITHOUT_REGISTRY = ("--challenger needs the model registry (registry.enabled is false): every signal has only its "
                                   "pinned version, the champion's, whose rows a canary would cut down to its slice")
 # Run settings that versions registered before identity params recorded together with them
-# (the whole configured params): dropped when read, never taken.
+# (the whole configured params): dropped when read, never taken (a text signal's `max_chars`, an
+# identity param since, is taken from such a version).
 LEGACY_RUN_PARAMS = frozenset({
     "gpu_batch_size", "prepare_threads", "mixed_precision", "gpu_decode", "gpu_decode_max_pixels", "decode_limits",
     "max_chars", "max_batch_tokens", "thresholds",
@@ -54,6 +55,12 @@ def identity_params(kind: str, params: Mapping[str, Any]) -> dict[str, Any]:
     return {KIND: kind, **signal_class(kind).identity(params)}
 
 
+def model_source(signal: Signal) -> str:
+    """What the registry records a version of `signal` comes from: its weights, or the name of its
+    code (`code:module.Class`) for a signal whose logic is all code, whose versions differ in their params alone."""
+    return signal.weights_source() or f"code:{type(signal).__module__}.{type(signal).__qualname__}"
+
+
 def registered_identity(name: str, model: RegisteredModel, kind: str) -> dict[str, Any]:
     """The identity params of a registry version of signal `name` (kind left out), refusing a
     version of another kind and params that identify nothing."""
@@ -61,7 +68,7 @@ def registered_identity(name: str, model: RegisteredModel, kind: str) -> dict[st
     registered_kind = params.pop(KIND, kind)
     if registered_kind != kind:
         raise UsageError(f"{name} version {model.version} is a {registered_kind!r} model; the configuration runs {name} as {kind!r}")
-    allowed = signal_class(kind).identity_params
+    allowed = signal_class(kind).identity_names()
     unknown = sorted(params.keys() - set(allowed) - LEGACY_RUN_PARAMS)
     if unknown:
         raise UsageError(
@@ -103,10 +110,10 @@ def _check_trained(registry: Registry, name: str, role: str, pinned: str | None)
                          f"or disable signals.{name}")
 
 
-def check_configured_identity(registry: Registry, name: str, kind: str, configured: Mapping[str, Any]) -> None:
+def check_configured_identity(registry: Registry, name: str, kind: str, configured: Mapping[str, Any], source: str) -> None:
     """UsageError where signal `name` has a champion of its configured kind and the profile's identity
-    params (`configured`, as `identity_params` makes them) are those of none of its versions: the run
-    would register them as a version nothing computes and compute the champion without them."""
+    params (`configured`, as `identity_params` makes them, of the model at `source`) are those of none of
+    its versions: the run would register them as a version nothing computes and compute the champion without them."""
     champion = registry.aliases_if_registered(name).get(CHAMPION)
     if champion is None:
         return  # first use: the configured params become the champion
@@ -122,7 +129,7 @@ def check_configured_identity(registry: Registry, name: str, kind: str, configur
         f"signals.{name}.params {given} are not those of any registered version of {name} (its champion, version "
         f"{champion}, has {theirs or 'the defaults'}). The registry, not the profile, decides which version runs: a "
         f"run would compute the version its alias or pin names without them, its rows saying nothing changed. To run "
-        f"them, register them as the challenger (content-signals register {name} --source WEIGHTS --param NAME=VALUE), "
+        f"them, register them as the challenger (content-signals register {name} --source {source} --param NAME=VALUE), "
         f"compute it beside the champion (backfill --challenger), compare and promote it; or set signals.{name}.params back"
     )
 
@@ -141,9 +148,9 @@ def resolve_versions(settings: Settings, signals: dict[str, Signal], role: str =
         if type(signal).trained_here:  # a head: its versions come from `train` alone
             _check_trained(registry, name, role, conf.model.version)
         else:
-            source = signal.weights_source() or f"code:{type(signal).__module__}.{type(signal).__qualname__}"
+            source = model_source(signal)
             configured = identity_params(conf.kind, signal.config.params)
-            check_configured_identity(registry, name, conf.kind, configured)
+            check_configured_identity(registry, name, conf.kind, configured, source)
             registry.register_first_use(name, source, configured, description=conf.model.name)
         if role == CHALLENGER:
             aliases = registry.aliases_if_registered(name)
@@ -157,7 +164,7 @@ def resolve_versions(settings: Settings, signals: dict[str, Signal], role: str =
             ref = conf.model.version or CHAMPION
         model = registry.resolve(name, ref)
         kind, identity = runnable(name, model, conf.kind)
-        run = {k: v for k, v in signal.config.params.items() if k not in signal.identity_params}
+        run = {k: v for k, v in signal.config.params.items() if k not in signal.identity_names()}
         params = {**run, **identity}
         resolved[name] = build_signal(kind, replace(signal.config, model=ModelRef(conf.model.name, model.version), params=params,
                                                     weights_sha256=model.weights_sha256))

@@ -78,9 +78,10 @@ class Signal(ABC):
     # the model pads each batch to its longest row (a text transformer): batches of rows of
     # similar `sort_keys` run several times faster, so the runner forms them
     pads_batches: ClassVar[bool] = False
-    # the params that say WHICH model this is (where its weights are, its architecture): the
-    # model registry records them per version and decides them; every other param says how the
-    # model is RUN (batch sizes, threads, thresholds, decoding) and comes from the configuration
+    # the params that say WHICH model this is (where its weights are, its architecture, how much of
+    # a text it reads), each class naming those it reads itself (`identity_names` gathers them over
+    # its bases): the model registry records them per version and decides them; every other param
+    # says how the model is RUN (batch sizes, threads, thresholds, decoding) and comes from the configuration
     identity_params: ClassVar[tuple[str, ...]] = ()
     # the params that may name a local file or folder the workers read (weights, a model's configs):
     # one relative to the driver's folder is made absolute there (rollout.models.configured_signal)
@@ -113,14 +114,19 @@ class Signal(ABC):
         return (self.input_kind,)
 
     @classmethod
+    def identity_names(cls) -> tuple[str, ...]:
+        """The identity params of its class and bases (a text input's `max_chars` too), so that a version names all of them."""
+        return tuple(dict.fromkeys(name for k in cls.__mro__ for name in vars(k).get("identity_params", ())))
+
+    @classmethod
     def identity(cls, params: Mapping[str, Any]) -> dict[str, Any]:
         """The identity params among `params` (see `identity_params`)."""
-        return {name: params[name] for name in cls.identity_params if name in params}
+        return {name: params[name] for name in cls.identity_names() if name in params}
 
     @classmethod
     def known_params(cls) -> frozenset[str]:
         """Every param this signal reads: its identity params and the run params of its class and bases."""
-        return frozenset(cls.identity_params).union(*(vars(k).get("run_params", ()) for k in cls.__mro__))
+        return frozenset(cls.identity_names()).union(*(vars(k).get("run_params", ()) for k in cls.__mro__))
 
     def on_device(self, device: str) -> Signal:
         """This signal with device preference `device` ("auto", "cpu", "cuda"): itself if it has

@@ -65,7 +65,8 @@ class TextInput:
 
     input_kind: ClassVar[InputKind] = "text"
     input_columns: ClassVar[tuple[str, ...]] = ("title", "description")
-    run_params: ClassVar[tuple[str, ...]] = ("max_chars",)
+    # how much of a text the model reads changes the scores of longer texts: a version names it (docs/design.md)
+    identity_params: ClassVar[tuple[str, ...]] = ("max_chars",)
     config: SignalConfig
 
     @property

@@ -248,6 +248,77 @@ def test_identity_params_edited_in_the_profile_after_a_champion_exists_are_refus
     assert (challenger.config.model.version, challenger.temperature) == ("2", pytest.approx(0.2))
 
 
+def test_max_chars_set_in_the_profile_after_a_champion_exists_is_refused_and_left_unset_keeps_the_champion(lakehouse):
+    """Reproduced on a small lakehouse: text_safety run with `params.max_chars=40` after a run at the
+    default scored a long text's spam 0.0 instead of 0.93, both runs' rows version 1; the input hash
+    (title and description) did not change either, so a refresh kept each row at its old truncation.
+    `max_chars` is now an identity param of every text signal: a version names it."""
+    from conf.settings import UsageError
+    from signals.catalog import signal_class
+    from signals.inputs import TextInput
+
+    def text_safety_only(*overrides: str) -> Settings:
+        others = [name for name in load_settings("local").signals if name != "text_safety"]
+        return load_settings("local", [f"lakehouse={lakehouse}", *(f"signals.{n}.enabled=false" for n in others), *overrides])
+
+    champion = build_signals(text_safety_only())["text_safety"]  # the first run registers version 1 without max_chars
+    registry = registry_for(text_safety_only())
+    with pytest.raises(UsageError, match=r"signals.text_safety.params \{'max_chars': 40\} are not those of any registered "
+                                         r"version of text_safety \(its champion, version 1, has the defaults\)"):
+        build_signals(text_safety_only("signals.text_safety.params.max_chars=40"))
+    again = build_signals(text_safety_only())["text_safety"]  # a profile that does not set it keeps the champion
+    assert (champion.config.model.version, again.config.model.version, again.max_chars) == ("1", "1", 4096)
+    assert [v.version for v in registry.versions("text_safety")] == ["1"]
+    text_kinds = {s.kind for s in load_settings("local").signals.values() if issubclass(signal_class(s.kind), TextInput)}
+    assert {"minilm_text", "open_clip_text", "text_safety", "fasttext_language", "minilm_text_topics"} <= text_kinds
+    assert all(signal_class(kind).identity({"max_chars": 40, "batch": 1}) == {"max_chars": 40} for kind in text_kinds)
+
+
+def test_a_version_registered_with_the_whole_profile_params_runs_at_its_max_chars_and_drops_its_run_settings(lakehouse):
+    """Versions registered before identity params recorded the whole configured params: their run
+    settings are dropped when read, but their `max_chars` is what their rows were computed with, so
+    it is taken, and the profile that registered it (which set it) runs it as before."""
+    from conf.settings import UsageError
+
+    def text_safety_only(*overrides: str) -> Settings:
+        others = [name for name in load_settings("local").signals if name != "text_safety"]
+        return load_settings("local", [f"lakehouse={lakehouse}", *(f"signals.{n}.enabled=false" for n in others), *overrides])
+
+    registry = registry_for(text_safety_only())
+    source = "code:signals.labels.text_safety.TextSafetyLabeler"
+    registry.promote("text_safety", registry.register("text_safety", source, {"kind": "text_safety", "max_chars": 1000,
+                                                                                 "prepare_threads": 3}).version)
+    signal = build_signals(text_safety_only("signals.text_safety.params.max_chars=1000"))["text_safety"]
+    assert (signal.config.model.version, signal.max_chars, signal.prepare_threads) == ("1", 1000, 1)
+    with pytest.raises(UsageError, match=r"its champion, version 1, has \{'max_chars': 1000\}"):
+        build_signals(text_safety_only())  # it would have computed version 1's rows at 4096
+
+
+def test_max_chars_of_a_signal_without_weights_registers_as_a_challenger_as_the_refusal_says(lakehouse, capsys):
+    """Found in the forty-fourth session: text_safety and language have no weights, and `register`
+    refused any version of them ("has no weights to register"), so the refusal of a profile's
+    `max_chars` named a way to run it that was refused too. Their versions' source is their code."""
+    from conf.settings import UsageError
+    from jobs.cli import main
+
+    def text_safety_only(*overrides: str) -> Settings:
+        others = [name for name in load_settings("local").signals if name != "text_safety"]
+        return load_settings("local", [f"lakehouse={lakehouse}", *(f"signals.{n}.enabled=false" for n in others), *overrides])
+
+    build_signals(text_safety_only())  # the first run registers version 1 as the champion
+    edited = text_safety_only("signals.text_safety.params.max_chars=512")
+    source = "code:signals.labels.text_safety.TextSafetyLabeler"
+    with pytest.raises(UsageError, match=f"content-signals register text_safety --source {source} --param"):
+        build_signals(edited)
+    status = main(["register", "text_safety", "--source", source, "--param", "max_chars=512", "--set", f"lakehouse={lakehouse}"])
+    assert status == 0, capsys.readouterr().out
+    champion, challenger = build_signals(edited)["text_safety"], build_signals(edited, "challenger")["text_safety"]
+    assert (champion.config.model.version, champion.max_chars) == ("1", 4096)  # the registry decides
+    assert (challenger.config.model.version, challenger.max_chars, challenger.config.weights_sha256) == ("2", 512, None)
+    status = main(["register", "text_safety", "--source", source, "--set", f"lakehouse={lakehouse}"])
+    assert status == 2 and "its code's version is registered by its first run" in " ".join(capsys.readouterr().out.split())
+
+
 def test_a_param_no_signal_reads_is_refused_naming_the_ones_it_reads():
     """Found in review: `--set signals.text_topics.params.temprature=0.2` (or `--param` of `register`)
     was taken without a word and the signal ran at its default temperature."""
