@@ -149,7 +149,7 @@ def test_training_reads_the_configured_corpus(tmp_path, empty_registry_db):
     assert set(frame.loc[~live, "image_format"]) == {"none"} and set(frame.loc[~live, "ds"]) == {"unknown"}
     assert Registry(lake.settings.registry_uri).client.get_run(trained.run_id).data.params["corpus_version"] == "0"
     chosen = frame[live].reset_index()[["content_id", "ds"]].head(3).assign(p_positive=0.5)
-    tasks = json.loads(write_task_file(CorpusTable.of(lake.settings), chosen, "low_quality", tmp_path / "t.json", "x")[0].read_text())
+    tasks = json.loads(write_task_file(CorpusTable.of(lake.settings), chosen, "low_quality", tmp_path / "t.json", "x").path.read_text())
     assert [t["data"]["title"] for t in tasks] == rows.loc[live, "title"].head(3).tolist()
 
 
@@ -157,7 +157,8 @@ def test_a_title_and_description_that_are_not_utf8_fail_neither_train_nor_label_
     """The corpus rows training reads keep one whose title or description is not UTF-8 (the jobs
     compute its image; its text is that row's error), and `train`'s slices by text length
     (`to_pandas`: ArrowException) and `label-sample`'s task file (`to_pylist`: UnicodeDecodeError)
-    failed over that one row. Such text is read with U+FFFD for each sequence that is not UTF-8."""
+    failed over that one row. Such text is read with U+FFFD for each sequence that is not UTF-8, and
+    `label-sample` says how many items it wrote so (it said nothing)."""
     root = lake.settings.lakehouse_root
     corpus = delta_io.read_arrow(f"{root}/corpus")
     ids = corpus["content_id"].to_pylist()
@@ -172,6 +173,8 @@ def test_a_title_and_description_that_are_not_utf8_fail_neither_train_nor_label_
     tasks = {t["data"]["content_id"]: t["data"] for t in json.loads(out.read_text())}
     assert (tasks[ids[bad]]["title"], tasks[ids[bad]]["description"]) == (shown, shown)
     assert tasks[ids[bad + 1]]["title"] == corpus["title"][bad + 1].as_py()
+    said = " ".join(capsys.readouterr().out.split())
+    assert f"1 items written with a title or description that is not UTF-8 (shown with U+FFFD) (e.g. {ids[bad]})" in said
 
 
 def test_an_out_that_cannot_be_written_is_refused_before_anything_is_committed_or_written(lake, tmp_path, capsys):
