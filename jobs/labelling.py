@@ -100,6 +100,9 @@ def label_sample(settings: Settings, args: argparse.Namespace) -> None:
     if task_file.passed_over:
         console.print(f"passed over {len(task_file.passed_over)} items with no image to show (neither bytes nor an image_uri) or no longer "
                       f"in the corpus (e.g. {escape(', '.join(task_file.passed_over[:5]))})")
+    if task_file.uri_not_utf8:
+        console.print(f"passed over {len(task_file.uri_not_utf8)} items whose image_uri is not UTF-8 (and no image bytes): "
+                      f"no address Label Studio can load (e.g. {escape(', '.join(task_file.uri_not_utf8[:5]))})")
     if task_file.text_not_utf8:
         console.print(f"{len(task_file.text_not_utf8)} items written with a title or description that is not UTF-8 (shown with U+FFFD) "
                       f"(e.g. {escape(', '.join(task_file.text_not_utf8[:5]))})")

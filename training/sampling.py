@@ -76,9 +76,12 @@ def most_uncertain(items: pd.DataFrame) -> pd.DataFrame:
 
 
 def task_image(row: dict) -> str | None:
-    """What Label Studio shows of an item's image: its bytes inline as a data URI, else its URI; None with neither."""
+    """What Label Studio shows of an item's image: its bytes inline as a data URI, else its URI; None
+    with neither, or with a URI that is not UTF-8 (`uri_not_utf8`: read with U+FFFD, no address it can load)."""
     if row["image"]:
         return "data:image;base64," + base64.b64encode(row["image"]).decode()
+    if row["uri_not_utf8"]:
+        return None
     return row["image_uri"] or None
 
 
@@ -89,6 +92,7 @@ class TaskFile:
     path: Path
     written: pd.DataFrame  # the items in it, rows of the ranking
     passed_over: list[str]  # no image to show, or no longer in the corpus
+    uri_not_utf8: list[str]  # passed over: no image bytes, and an image_uri that is not UTF-8
     text_not_utf8: list[str]  # written with a title or description that is not UTF-8 (shown with U+FFFD)
 
 
@@ -98,12 +102,13 @@ def write_task_file(corpus: CorpusTable, ranked: pd.DataFrame, task: str, out: P
     task file (the image `task_image` gives, title, description from the configured `corpus`, of
     the row of each id the jobs keep, the probability they were chosen at and what gave it), with
     the labelling config beside it (`.xml`: image, title and description, and the task's question),
-    and what `label-sample` says of them (`TaskFile`). Passed over: no image to show, or no longer in the corpus (taken down since its
-    embedding was computed). Each passed-over item's place goes to the next of the ranking, so the
+    and what `label-sample` says of them (`TaskFile`). Passed over: no image to show (an image_uri
+    that is not UTF-8 is none), or no longer in the corpus (taken down since its embedding was computed). Each passed-over item's place goes to the next of the ranking, so the
     file holds `n` items while there are any."""
     wanted = len(ranked) if n is None else n
     tasks: list[dict] = []
     left_out: list[str] = []
+    uri_not_utf8: list[str] = []
     text_not_utf8: list[str] = []
     start = 0
     while len(tasks) < wanted and start < len(ranked):
@@ -111,11 +116,12 @@ def write_task_file(corpus: CorpusTable, ranked: pd.DataFrame, task: str, out: P
         start += len(batch)
         rows = corpus.kept(["content_id", "image", "image_uri", "title", "description"], ids=batch["content_id"].tolist())
         replaced = pc.or_(undecodable(rows["title"]), undecodable(rows["description"]))
-        by_id = {r["content_id"]: r for r in readable_text(rows).append_column("text_not_utf8", replaced).to_pylist()}
+        marked = readable_text(rows).append_column("text_not_utf8", replaced).append_column("uri_not_utf8", undecodable(rows["image_uri"]))
+        by_id = {r["content_id"]: r for r in marked.to_pylist()}
         for c, ds, p in zip(batch["content_id"], batch["ds"], batch["p_positive"], strict=True):
             shown = task_image(by_id[c]) if c in by_id else None
             if shown is None:
-                left_out.append(c)
+                (uri_not_utf8 if c in by_id and by_id[c]["uri_not_utf8"] else left_out).append(c)
                 continue
             if by_id[c]["text_not_utf8"]:
                 text_not_utf8.append(c)
@@ -130,4 +136,4 @@ def write_task_file(corpus: CorpusTable, ranked: pd.DataFrame, task: str, out: P
         f'<Header value="{spec.question}"/><Choices name="{spec.name}" toName="image" choice="single">{choices}</Choices></View>\n',
         encoding="utf-8")
     written = ranked[ranked["content_id"].isin({t["data"]["content_id"] for t in tasks})]
-    return TaskFile(out, written, left_out, text_not_utf8)
+    return TaskFile(out, written, left_out, uri_not_utf8, text_not_utf8)
