@@ -96,9 +96,15 @@ def label_sample(settings: Settings, args: argparse.Namespace) -> None:
     if ranked.empty:
         console.print(f"every item with an ok {signal} row is labelled for {task} (or has no probability yet): nothing to sample")
         return
-    out, chosen, left_out = write_task_file(CorpusTable.of(settings), ranked, task, out, scored_by, args.n)
-    if left_out:
-        console.print(f"passed over {len(left_out)} items with no image to show (neither bytes nor an image_uri) or no longer in the corpus "
-                      f"(e.g. {escape(', '.join(left_out[:5]))})")
-    console.print(f"{len(chosen)} items of {task} to label next, the most uncertain under {scored_by}, "
-                  f"over {chosen['ds'].nunique()} days: {escape(str(out))} (config {escape(str(out.with_suffix('.xml')))})")
+    task_file = write_task_file(CorpusTable.of(settings), ranked, task, out, scored_by, args.n)
+    if task_file.passed_over:
+        console.print(f"passed over {len(task_file.passed_over)} items with no image to show (neither bytes nor an image_uri) or no longer "
+                      f"in the corpus (e.g. {escape(', '.join(task_file.passed_over[:5]))})")
+    if task_file.uri_not_utf8:
+        console.print(f"passed over {len(task_file.uri_not_utf8)} items whose image_uri is not UTF-8 (and no image bytes): "
+                      f"no address Label Studio can load (e.g. {escape(', '.join(task_file.uri_not_utf8[:5]))})")
+    if task_file.text_not_utf8:
+        console.print(f"{len(task_file.text_not_utf8)} items written with a title or description that is not UTF-8 (shown with U+FFFD) "
+                      f"(e.g. {escape(', '.join(task_file.text_not_utf8[:5]))})")
+    console.print(f"{len(task_file.written)} items of {task} to label next, the most uncertain under {scored_by}, "
+                  f"over {task_file.written['ds'].nunique()} days: {escape(str(out))} (config {escape(str(out.with_suffix('.xml')))})")

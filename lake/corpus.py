@@ -199,11 +199,16 @@ class CorpusTable:
         return pa.table({name: _canonical(source, name, column, day_from=name == "ds" and mapping.ds is None)
                          for name, column in wanted.items()})
 
-    def latest(self, columns: Sequence[str], version: int | None = None, ids: Sequence[str] | None = None) -> pa.Table:
-        """`rows`, one per content id: the row the jobs keep of it (`latest_rows`), its text readable
-        by Python (`readable_text`: a title that is not UTF-8 failed training's conversion of every row)."""
+    def kept(self, columns: Sequence[str], version: int | None = None, ids: Sequence[str] | None = None) -> pa.Table:
+        """`rows`, one per content id: the row the jobs keep of it (`latest_rows`), its strings as
+        stored (`undecodable` tells those that are not UTF-8)."""
         compared = ("content_id", "ds", "updated_at", *HASHED)
-        return readable_text(latest_rows(self.rows(list(dict.fromkeys([*compared, *columns])), version, ids)).select(list(columns)))
+        return latest_rows(self.rows(list(dict.fromkeys([*compared, *columns])), version, ids)).select(list(columns))
+
+    def latest(self, columns: Sequence[str], version: int | None = None, ids: Sequence[str] | None = None) -> pa.Table:
+        """`kept`, its text readable by Python (`readable_text`: a title that is not UTF-8 failed
+        training's conversion of every row)."""
+        return readable_text(self.kept(columns, version, ids))
 
     def keyable_ids(self) -> set[str]:
         """The content ids of every corpus row that the jobs can key (present, valid UTF-8: `_valid_utf8`)."""
@@ -312,6 +317,12 @@ def _valid_utf8(values: pa.ChunkedArray) -> pa.Array:
     if _all_utf8(values):
         return pc.is_valid(values)
     return pa.array([v is not None and _decodes(v) for v in values.cast(pa.binary()).to_pylist()], pa.bool_())
+
+
+def undecodable(values: pa.ChunkedArray) -> pa.Array:
+    """Whether each string is present and not valid UTF-8: a value `readable_text` replaces, which a
+    caller showing it may need to count, or not show at all (a URI)."""
+    return pc.and_(pc.is_valid(values), pc.invert(_valid_utf8(values)))
 
 
 def readable_text(rows: pa.Table) -> pa.Table:

@@ -40,7 +40,7 @@ def not_utf8(table: pa.Table, column: str, row: int) -> pa.Table:
     """`table` with `column` of row `row` replaced by bytes that are not UTF-8, as a corpus someone
     else wrote may hold them (pyarrow refuses to build such a string from Python, so the array is
     built from its buffers)."""
-    values = [v.encode() if v is not None else b"" for v in table[column].to_pylist()]
+    values = [v if v is not None else b"" for v in table[column].cast(pa.binary()).to_pylist()]  # bytes: a row made so before stays so
     values[row] = NOT_UTF8
     offsets = [0]
     for v in values:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import pyarrow.compute as pc
 
 from conf.settings import Settings
 from lake import delta_io
-from lake.corpus import CorpusTable
+from lake.corpus import CorpusTable, readable_text, undecodable
 from lake.registry import CHALLENGER, CHAMPION, RegisteredModel, RegistryError
 from retrieval.embedding_rows import pinned_version, signal_rows, vectors_of
 from rollout.models import registry_for
@@ -75,35 +76,55 @@ def most_uncertain(items: pd.DataFrame) -> pd.DataFrame:
 
 
 def task_image(row: dict) -> str | None:
-    """What Label Studio shows of an item's image: its bytes inline as a data URI, else its URI; None with neither."""
+    """What Label Studio shows of an item's image: its bytes inline as a data URI, else its URI; None
+    with neither, or with a URI that is not UTF-8 (`uri_not_utf8`: read with U+FFFD, no address it can load)."""
     if row["image"]:
         return "data:image;base64," + base64.b64encode(row["image"]).decode()
+    if row["uri_not_utf8"]:
+        return None
     return row["image_uri"] or None
 
 
+@dataclass(frozen=True)
+class TaskFile:
+    """A task file written for Label Studio: what `label-sample` writes and says of the items it chose."""
+
+    path: Path
+    written: pd.DataFrame  # the items in it, rows of the ranking
+    passed_over: list[str]  # no image to show, or no longer in the corpus
+    uri_not_utf8: list[str]  # passed over: no image bytes, and an image_uri that is not UTF-8
+    text_not_utf8: list[str]  # written with a title or description that is not UTF-8 (shown with U+FFFD)
+
+
 def write_task_file(corpus: CorpusTable, ranked: pd.DataFrame, task: str, out: Path, scored_by: str,
-                    n: int | None = None) -> tuple[Path, pd.DataFrame, list[str]]:
+                    n: int | None = None) -> TaskFile:
     """The first `n` items of `ranked` (all when None) that have an image to show, as a Label Studio
     task file (the image `task_image` gives, title, description from the configured `corpus`, of
     the row of each id the jobs keep, the probability they were chosen at and what gave it), with
-    the labelling config beside it (`.xml`: image, title and description, and the task's question);
-    the items written; and the ids passed over: no image to show, or no longer in the corpus (taken
-    down since its embedding was computed). Each passed-over item's place goes to the next of the
-    ranking, so the file holds `n` items while there are any."""
+    the labelling config beside it (`.xml`: image, title and description, and the task's question),
+    and what `label-sample` says of them (`TaskFile`). Passed over: no image to show (an image_uri
+    that is not UTF-8 is none), or no longer in the corpus (taken down since its embedding was computed). Each passed-over item's place goes to the next of the ranking, so the
+    file holds `n` items while there are any."""
     wanted = len(ranked) if n is None else n
     tasks: list[dict] = []
     left_out: list[str] = []
+    uri_not_utf8: list[str] = []
+    text_not_utf8: list[str] = []
     start = 0
     while len(tasks) < wanted and start < len(ranked):
         batch = ranked.iloc[start:start + wanted - len(tasks)]  # the corpus read for as many as are still wanted
         start += len(batch)
-        rows = corpus.latest(["content_id", "image", "image_uri", "title", "description"], ids=batch["content_id"].tolist()).to_pylist()
-        by_id = {r["content_id"]: r for r in rows}
+        rows = corpus.kept(["content_id", "image", "image_uri", "title", "description"], ids=batch["content_id"].tolist())
+        replaced = pc.or_(undecodable(rows["title"]), undecodable(rows["description"]))
+        marked = readable_text(rows).append_column("text_not_utf8", replaced).append_column("uri_not_utf8", undecodable(rows["image_uri"]))
+        by_id = {r["content_id"]: r for r in marked.to_pylist()}
         for c, ds, p in zip(batch["content_id"], batch["ds"], batch["p_positive"], strict=True):
             shown = task_image(by_id[c]) if c in by_id else None
             if shown is None:
-                left_out.append(c)
+                (uri_not_utf8 if c in by_id and by_id[c]["uri_not_utf8"] else left_out).append(c)
                 continue
+            if by_id[c]["text_not_utf8"]:
+                text_not_utf8.append(c)
             tasks.append({"data": {"content_id": c, "ds": ds, "p_positive": round(float(p), 4), "scored_by": scored_by,
                                    "title": by_id[c]["title"] or "", "description": (by_id[c]["description"] or "")[:2000], "image": shown}})
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -115,4 +136,4 @@ def write_task_file(corpus: CorpusTable, ranked: pd.DataFrame, task: str, out: P
         f'<Header value="{spec.question}"/><Choices name="{spec.name}" toName="image" choice="single">{choices}</Choices></View>\n',
         encoding="utf-8")
     written = ranked[ranked["content_id"].isin({t["data"]["content_id"] for t in tasks})]
-    return out, written, left_out
+    return TaskFile(out, written, left_out, uri_not_utf8, text_not_utf8)

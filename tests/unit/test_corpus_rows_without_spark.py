@@ -94,7 +94,7 @@ def test_slices_and_tasks_read_the_row_the_jobs_keep(tmp_path, empty_registry_db
     slices = item_slices(root, corpus, [item], None, None, corpus.version()).iloc[0]
     assert (slices["ds"], slices["image_format"], slices["text_length"]) == ("2026-11-02", "png", "long")
     chosen = slices.to_frame().T[["content_id", "ds"]].assign(p_positive=0.5)
-    task = json.loads(write_task_file(corpus, chosen, "low_quality", tmp_path / "t.json", "x")[0].read_text())[0]["data"]
+    task = json.loads(write_task_file(corpus, chosen, "low_quality", tmp_path / "t.json", "x").path.read_text())[0]["data"]
     assert task["title"] == "corrected " * 20
 
 
@@ -109,12 +109,12 @@ def test_a_task_shows_an_image_given_by_uri_and_passes_over_an_item_without_one_
     ranked = rows.select(["content_id", "ds"]).to_pandas()
     ranked = pd.concat([ranked[:2], pd.DataFrame({"content_id": ["pin-gone"], "ds": ["2026-11-02"]}), ranked[2:]]).assign(p_positive=0.5)
     corpus = CorpusTable(CorpusSettings(), str(tmp_path / "pins"))
-    out, written, left_out = write_task_file(corpus, ranked, "low_quality", tmp_path / "t.json", "x", 3)
-    shown = {t["data"]["content_id"]: t["data"]["image"] for t in json.loads(out.read_text())}
+    task_file = write_task_file(corpus, ranked, "low_quality", tmp_path / "t.json", "x", 3)
+    shown = {t["data"]["content_id"]: t["data"]["image"] for t in json.loads(task_file.path.read_text())}
     data_uri = "data:image;base64," + base64.b64encode(PNG).decode()
     assert shown == {"pin-a": data_uri, "pin-b": "s3://pins/b.jpg", "pin-d": data_uri}
-    assert written["content_id"].tolist() == ["pin-a", "pin-b", "pin-d"] and left_out == ["pin-c", "pin-gone"]
-    assert len(json.loads(write_task_file(corpus, ranked, "low_quality", tmp_path / "t.json", "x", 10)[0].read_text())) == 4
+    assert task_file.written["content_id"].tolist() == ["pin-a", "pin-b", "pin-d"] and task_file.passed_over == ["pin-c", "pin-gone"]
+    assert len(json.loads(write_task_file(corpus, ranked, "low_quality", tmp_path / "t.json", "x", 10).path.read_text())) == 4
 
 
 def test_a_corpus_whose_image_column_is_left_unmapped_is_refused_naming_it(tmp_path) -> None:

@@ -149,7 +149,7 @@ def test_training_reads_the_configured_corpus(tmp_path, empty_registry_db):
     assert set(frame.loc[~live, "image_format"]) == {"none"} and set(frame.loc[~live, "ds"]) == {"unknown"}
     assert Registry(lake.settings.registry_uri).client.get_run(trained.run_id).data.params["corpus_version"] == "0"
     chosen = frame[live].reset_index()[["content_id", "ds"]].head(3).assign(p_positive=0.5)
-    tasks = json.loads(write_task_file(CorpusTable.of(lake.settings), chosen, "low_quality", tmp_path / "t.json", "x")[0].read_text())
+    tasks = json.loads(write_task_file(CorpusTable.of(lake.settings), chosen, "low_quality", tmp_path / "t.json", "x").path.read_text())
     assert [t["data"]["title"] for t in tasks] == rows.loc[live, "title"].head(3).tolist()
 
 
@@ -157,7 +157,8 @@ def test_a_title_and_description_that_are_not_utf8_fail_neither_train_nor_label_
     """The corpus rows training reads keep one whose title or description is not UTF-8 (the jobs
     compute its image; its text is that row's error), and `train`'s slices by text length
     (`to_pandas`: ArrowException) and `label-sample`'s task file (`to_pylist`: UnicodeDecodeError)
-    failed over that one row. Such text is read with U+FFFD for each sequence that is not UTF-8."""
+    failed over that one row. Such text is read with U+FFFD for each sequence that is not UTF-8, and
+    `label-sample` says how many items it wrote so (it said nothing)."""
     root = lake.settings.lakehouse_root
     corpus = delta_io.read_arrow(f"{root}/corpus")
     ids = corpus["content_id"].to_pylist()
@@ -172,6 +173,31 @@ def test_a_title_and_description_that_are_not_utf8_fail_neither_train_nor_label_
     tasks = {t["data"]["content_id"]: t["data"] for t in json.loads(out.read_text())}
     assert (tasks[ids[bad]]["title"], tasks[ids[bad]]["description"]) == (shown, shown)
     assert tasks[ids[bad + 1]]["title"] == corpus["title"][bad + 1].as_py()
+    said = " ".join(capsys.readouterr().out.split())
+    assert f"1 items written with a title or description that is not UTF-8 (shown with U+FFFD) (e.g. {ids[bad]})" in said
+
+
+def test_label_sample_passes_over_an_item_whose_image_uri_is_not_utf8(lake, tmp_path, capsys):
+    """An item given by an `image_uri` that is not UTF-8 (no image bytes) was written with the URI
+    replaced (U+FFFD), which Label Studio cannot load: it is passed over like an item without an
+    image, and counted; one with image bytes as well is shown by its bytes."""
+    root = lake.settings.lakehouse_root
+    train_task(lake.settings, "low_quality", lake.weak, "weak", report_path=tmp_path / "report.html")
+    corpus = delta_io.read_arrow(f"{root}/corpus")
+    ids = corpus["content_id"].to_pylist()
+    by_uri, with_bytes = 0, 1  # each with an ok embedding row
+    corpus = corpus.append_column("image_uri", pa.array([f"s3://pins/{c}.jpg" for c in ids]))  # a corpus giving both
+    corpus = corpus.set_column(corpus.schema.get_field_index("image"), "image",
+                               pa.array([None if i == by_uri else b for i, b in enumerate(corpus["image"].to_pylist())], pa.binary()))
+    write_deltalake(f"{root}/corpus", not_utf8(not_utf8(corpus, "image_uri", by_uri), "image_uri", with_bytes),
+                    mode="overwrite", schema_mode="overwrite", partition_by=["ds"])
+    out = tmp_path / "tasks.json"
+    assert main(["label-sample", "low_quality", "--n", str(len(ids)), "--out", str(out), "--set", f"lakehouse={root}"]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    tasks = {t["data"]["content_id"]: t["data"] for t in json.loads(out.read_text())}
+    assert ids[by_uri] not in tasks and tasks[ids[with_bytes]]["image"].startswith("data:image;base64,")
+    assert "passed over 1 items whose image_uri is not UTF-8" in said and f"(e.g. {ids[by_uri]})" in said
+    assert "written with a title or description that is not UTF-8" not in said
 
 
 def test_an_out_that_cannot_be_written_is_refused_before_anything_is_committed_or_written(lake, tmp_path, capsys):

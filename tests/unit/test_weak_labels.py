@@ -164,12 +164,13 @@ def test_label_sample_most_uncertain_over_days(lakehouse: tuple[Path, np.ndarray
         of_day = pool[pool["ds"] == day]
         first = of_day.iloc[np.lexsort((of_day["content_id"], (of_day["p_positive"] - 0.5).abs()))]["content_id"].head(3)
         assert set(rows["content_id"]) == set(first)
-    out, written, left_out = write_task_file(CorpusTable(CorpusSettings(), str(root / "corpus")), most_uncertain(pool), "spam_text",
-                                             tmp_path / "tasks.json", "the label model", 9)
-    tasks = json.loads(out.read_text())
-    assert [t["data"]["content_id"] for t in tasks] == chosen["content_id"].tolist() == written["content_id"].tolist() and left_out == []
+    task_file = write_task_file(CorpusTable(CorpusSettings(), str(root / "corpus")), most_uncertain(pool), "spam_text",
+                                tmp_path / "tasks.json", "the label model", 9)
+    tasks = json.loads(task_file.path.read_text())
+    assert [t["data"]["content_id"] for t in tasks] == chosen["content_id"].tolist() == task_file.written["content_id"].tolist()
+    assert task_file.passed_over == []
     assert {t["data"]["scored_by"] for t in tasks} == {"the label model"}
-    assert '<Choices name="spam_text"' in out.with_suffix(".xml").read_text()
+    assert '<Choices name="spam_text"' in task_file.path.with_suffix(".xml").read_text()
 
 
 def test_an_item_with_ok_embedding_rows_on_two_days_is_refused_by_label_sample_naming_it(tmp_path: Path) -> None:
@@ -330,7 +331,7 @@ def test_the_labelling_config_shows_the_description_the_spam_question_asks_about
 
     root, _ = lakehouse
     ranked = pd.DataFrame({"content_id": IDS[:2], "ds": ["2026-11-20"] * 2, "p_positive": [0.5, 0.4]})
-    out, _, _ = write_task_file(CorpusTable(CorpusSettings(), str(root / "corpus")), ranked, "spam_text", tmp_path / "tasks.json", "x")
+    out = write_task_file(CorpusTable(CorpusSettings(), str(root / "corpus")), ranked, "spam_text", tmp_path / "tasks.json", "x").path
     config = out.with_suffix(".xml").read_text()
     shown = {e.get("value") for e in ET.fromstring(config).iter() if e.tag in ("Image", "Text")}
     assert {"$image", "$title", "$description"} <= shown
