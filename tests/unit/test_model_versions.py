@@ -344,3 +344,40 @@ def test_every_param_of_every_profile_is_one_its_signal_reads(monkeypatch, tmp_p
         settings = load_settings(profile)
         for name in settings.signals:
             configured_signal(settings, name)
+
+
+def only(lakehouse: Path, signal: str, *overrides: str) -> Settings:
+    """The local profile on `lakehouse` with `signal` alone enabled."""
+    others = [name for name in load_settings("local").signals if name != signal]
+    return load_settings("local", [f"lakehouse={lakehouse}", *(f"signals.{n}.enabled=false" for n in others), *overrides])
+
+
+def test_an_identity_param_set_at_its_default_runs_the_champion_registered_without_it(lakehouse):
+    """Found in the forty-fourth session: `params.max_chars: 4096` (or text topics' `temperature` at
+    its default) in a profile whose champion was registered without it was refused (exit 2), though
+    it runs exactly the champion's model. A param at its default is the same identity as unset."""
+    from signals.catalog import signal_class
+
+    build_signals(only(lakehouse, "text_safety"))  # the first runs register version 1 without the params
+    build_signals(only(lakehouse, "text_topics"))
+    registry = registry_for(only(lakehouse, "text_safety"))
+    safety = build_signals(only(lakehouse, "text_safety", "signals.text_safety.params.max_chars=4096"))["text_safety"]
+    topics = build_signals(only(lakehouse, "text_topics", f"signals.text_topics.params.temperature={TEXT_TEMPERATURE}"))["text_topics"]
+    assert (safety.config.model.version, safety.max_chars) == ("1", 4096)
+    assert (topics.config.model.version, topics.temperature) == ("1", pytest.approx(TEXT_TEMPERATURE))
+    assert [v.version for v in registry.versions("text_safety")] == ["1"] == [v.version for v in registry.versions("text_topics")]
+    assert signal_class("minilm_text_topics").identity({"max_chars": 4096, "temperature": TEXT_TEMPERATURE}) == {}
+
+
+def test_a_version_registered_with_a_default_spelled_out_stays_the_champion_of_a_profile_without_it(lakehouse):
+    """The other way round: a version whose params record a default (registered before defaults were
+    dropped, from a profile that set it) is the champion of a profile that leaves it unset, and of one
+    that sets it, with nothing registered again."""
+    registry = registry_for(only(lakehouse, "language"))
+    source = "code:signals.labels.language.LanguageLabeler"
+    registry.promote("language", registry.register("language", source, {"kind": "fasttext_language", "max_chars": 4096}).version)
+    for settings in (only(lakehouse, "language"), only(lakehouse, "language", "signals.language.params.max_chars=4096")):
+        signal = build_signals(settings)["language"]
+        assert (signal.config.model.version, signal.max_chars) == ("1", 4096)
+    assert [v.version for v in registry.versions("language")] == ["1"]
+
