@@ -381,3 +381,18 @@ def test_a_version_registered_with_a_default_spelled_out_stays_the_champion_of_a
         assert (signal.config.model.version, signal.max_chars) == ("1", 4096)
     assert [v.version for v in registry.versions("language")] == ["1"]
 
+
+def test_registering_an_identity_param_at_its_default_is_the_version_without_it(lakehouse, capsys):
+    """`register --param` at a default names the model the param unset names: no copy of the champion
+    as a new version, and for a signal whose logic is all code, its first run's version, refused as without `--param`."""
+    from jobs.cli import main
+
+    build_signals(only(lakehouse, "text_topics"))  # version 1, without temperature
+    model_dir = build_signals(only(lakehouse, "text_topics"))["text_topics"].weights_source()
+    status = main(["register", "text_topics", "--source", model_dir, "--param", f"temperature={TEXT_TEMPERATURE}",
+                   "--set", f"lakehouse={lakehouse}"])
+    assert status == 0, capsys.readouterr().out
+    assert [v.version for v in registry_for(only(lakehouse, "text_topics")).versions("text_topics")] == ["1"]
+    source = "code:signals.labels.text_safety.TextSafetyLabeler"
+    status = main(["register", "text_safety", "--source", source, "--param", "max_chars=4096", "--set", f"lakehouse={lakehouse}"])
+    assert status == 2 and "its code's version is registered by its first run" in " ".join(capsys.readouterr().out.split())
