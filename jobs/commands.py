@@ -35,7 +35,7 @@ from retrieval.vector_index import neighbours
 from rollout.compare import Comparison, compare_in_lakehouse, log_to_mlflow, pin_tables, read_said, report_metrics, write_report
 from rollout.coverage import coverage
 from rollout.evaluate import REPORT, replace_section, run_evaluation
-from rollout.models import CHALLENGER, CHAMPION, champion_version, configured_signal, identity_params, model_source, registry_for, runnable
+from rollout.models import CHALLENGER, CHAMPION, KIND, champion_version, configured_signal, identity_params, model_source, registry_for, runnable
 from rollout.shot_evaluation import evaluate_shots
 from sample_corpus.generate import write_sample_corpus
 from sample_corpus.scenarios import append_scenario_day
@@ -131,10 +131,10 @@ def _register(settings: Settings, args: argparse.Namespace) -> None:
     signal = configured_signal(settings, args.signal, given)
     weights, params = signal.weights_source(), identity_params(conf.kind, signal.config.params)
     names = list(signal_class(conf.kind).identity_names())
-    if not_identity := sorted(given.keys() - params.keys()):
+    if not_identity := sorted(given.keys() - set(names)):
         raise UsageError(f"--param {not_identity}: not what identifies a {conf.kind!r} model (its identity params: "
                          f"{names}); how it runs is set in the profile")
-    if weights is None and not given:  # all code: its version at the default params is its first run's
+    if weights is None and params.keys() == {KIND}:  # all code: its version at the default params (given or not) is its first run's
         other = f", one of other identity params ({names}) with --param" if names else ""
         raise UsageError(f"{args.signal} ({conf.kind}) has no weights to register: a signal whose logic is all code has none (a change "
                          f"to it is released with the code) and its code's version is registered by its first run{other}; one that "
@@ -147,7 +147,8 @@ def _register(settings: Settings, args: argparse.Namespace) -> None:
                          f"them against the sha256 of --source; name the source in its identity param too (of "
                          f"{names}, e.g. --param weights_path={args.source})")
     registry = registry_for(settings)
-    model = registry.register(args.signal, args.source, params, description=conf.model.name)
+    model = registry.register(args.signal, args.source, params, description=conf.model.name,
+                              defaults=signal_class(conf.kind).identity_default_values())
     replaced = registry.point_alias(args.signal, args.alias, model.version)
     console.print(f"{args.signal}: version {model.version} ({args.source}, sha256 {model.weights_sha256}) "
                   f"{alias_move_said(args.alias, model.version, replaced)}")

@@ -60,6 +60,7 @@ from mlflow.store.db.utils import _initialize_tables, create_sqlalchemy_engine_w
 
 from lake.alias_lock import AliasConflict, alias_lock  # noqa: E402
 from lake.ledger import SUCCEEDED, RunRecord, record_runs, recorded  # noqa: E402
+from signals.base import without_defaults  # noqa: E402
 from signals.weights import is_weights_location, local_path, weights_sha256, weights_stat  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -265,6 +266,17 @@ def _tag_values(name: str, tag: str, text: str, shape: str, fits: Callable[[Any]
     return values
 
 
+def _recorded_params(version: ModelVersion, defaults: Mapping[str, Any]) -> str | None:
+    """A version's params as `register` compares them (canonical, less those at their `defaults`); as written where
+    they are not a JSON object (edited by hand: then no params match them), None where it has none."""
+    recorded = version.tags.get(PARAMS_TAG)
+    try:
+        params = json.loads(recorded) if recorded is not None else None
+    except json.JSONDecodeError:
+        return recorded
+    return _canonical(without_defaults(params, defaults)) if isinstance(params, dict) else recorded
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -278,9 +290,12 @@ class Registry:
 
     # -- versions ---------------------------------------------------------------------------
 
-    def register(self, name: str, source: str, params: Mapping[str, Any], description: str = "") -> RegisteredModel:
+    def register(self, name: str, source: str, params: Mapping[str, Any], description: str = "",
+                 defaults: Mapping[str, Any] | None = None) -> RegisteredModel:
         """Idempotent: a version with the same weights hash and params is reused, else a new version is created,
         under the registry's lock after searching again, so that two registrations at once make one version.
+        A param at its value in `defaults` is the param unset: never recorded, and dropped from the versions'
+        params before comparing (a version that recorded it, registered before defaults were dropped, is reused).
 
         The weights are hashed once per version, not on every run: a version records the listing
         fingerprint of the weights it hashed (`weights_stat`: location, sizes, modification
@@ -291,17 +306,18 @@ class Registry:
         source = local_path(source) or source
         located = is_weights_location(source)
         stat = weights_stat(source) if located else None  # before hashing: weights changed meanwhile differ from it next time
-        params_json = _canonical(params)
+        defaults = defaults or {}
+        params_json = _canonical(without_defaults(params, defaults))
         self._ensure_model(name, description)
         versions = self._versions(name)
         for version in versions:
-            if stat is not None and version.tags.get(STAT_TAG) == stat and version.tags.get(PARAMS_TAG) == params_json:
+            if stat is not None and version.tags.get(STAT_TAG) == stat and _recorded_params(version, defaults) == params_json:
                 return self._entity(version)
         sha = weights_sha256(source) if located else None
-        if (same := self._same_model(name, versions, source, sha, stat, params_json)) is not None:
+        if (same := self._same_model(name, versions, source, sha, stat, params_json, defaults)) is not None:
             return same
         with alias_lock(self.client):  # searched again under the lock: two registrations at once made two versions of one model
-            if (same := self._same_model(name, self._versions(name), source, sha, stat, params_json)) is not None:
+            if (same := self._same_model(name, self._versions(name), source, sha, stat, params_json, defaults)) is not None:
                 return same
             tags = {PARAMS_TAG: params_json, SOURCE_TAG: source}
             if sha is not None:
@@ -313,25 +329,25 @@ class Registry:
         return self._entity(created)
 
     def _same_model(self, name: str, versions: list[ModelVersion], source: str, sha: str | None, stat: str | None,
-                    params_json: str) -> RegisteredModel | None:
+                    params_json: str, defaults: Mapping[str, Any]) -> RegisteredModel | None:
         """The version of `versions` with these weights (`sha`; a hub tag's `source` where there is none) and params, its
         fingerprint set to `stat` so they are not hashed again next time; None where there is none."""
         for version in versions:
             tags = version.tags
             same_weights = tags.get(SHA_TAG) == sha if sha is not None else (SHA_TAG not in tags and _source(version) == source)
-            if same_weights and tags.get(PARAMS_TAG) == params_json:
+            if same_weights and _recorded_params(version, defaults) == params_json:
                 if stat is not None:  # moved or touched: not hashed again next time
                     self.client.set_model_version_tag(name, version.version, STAT_TAG, stat)
                 return self._entity(version)
         return None
 
-    def register_first_use(self, name: str, source: str, params: Mapping[str, Any],
-                           description: str = "", alias: str = CHAMPION) -> RegisteredModel:
-        """Register packaged weights and, if the model has no `alias` yet, point it at them.
+    def register_first_use(self, name: str, source: str, params: Mapping[str, Any], description: str = "",
+                           alias: str = CHAMPION, defaults: Mapping[str, Any] | None = None) -> RegisteredModel:
+        """Register packaged weights (`register`) and, if the model has no `alias` yet, point it at them.
 
         Returns what `alias` resolves to, which is the registered version only on first use:
         after that the registry, not the configuration, decides the champion."""
-        registered = self.register(name, source, params, description)
+        registered = self.register(name, source, params, description, defaults)
         if alias not in self.aliases(name):
             try:
                 self.promote(name, registered.version, alias, expected=None)

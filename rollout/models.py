@@ -51,7 +51,7 @@ def registry_for(settings: Settings, existing: bool = False) -> Registry:
 
 
 def identity_params(kind: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    """What the registry records of a signal's params: its kind and the params that identify its model."""
+    """What the registry records of a signal's params: its kind and the params that identify its model, less those at their default."""
     return {KIND: kind, **signal_class(kind).identity(params)}
 
 
@@ -151,7 +151,8 @@ def resolve_versions(settings: Settings, signals: dict[str, Signal], role: str =
             source = model_source(signal)
             configured = identity_params(conf.kind, signal.config.params)
             check_configured_identity(registry, name, conf.kind, configured, source)
-            registry.register_first_use(name, source, configured, description=conf.model.name)
+            registry.register_first_use(name, source, configured, description=conf.model.name,
+                                        defaults=signal_class(conf.kind).identity_default_values())
         if role == CHALLENGER:
             aliases = registry.aliases_if_registered(name)
             if CHALLENGER not in aliases:

@@ -34,6 +34,11 @@ InputKind = Literal["image", "text"]
 FETCH_THREADS = 4  # default prepare threads of a signal that fetches: each holds at most one fetch's bytes
 
 
+def without_defaults(params: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """`params` less those at their value in `defaults`: a param at its default names the model the param unset names."""
+    return {name: value for name, value in params.items() if name not in defaults or value != defaults[name]}
+
+
 @dataclass(frozen=True)
 class ModelRef:
     """Which model a signal row was computed with: recorded on every row."""
@@ -83,6 +88,10 @@ class Signal(ABC):
     # its bases): the model registry records them per version and decides them; every other param
     # says how the model is RUN (batch sizes, threads, thresholds, decoding) and comes from the configuration
     identity_params: ClassVar[tuple[str, ...]] = ()
+    # the default of each identity param that has one, written here once and read by its getter: a param
+    # at its default names the model the param unset names, so the registry records and compares neither
+    # (`identity`); a param that must be given (weights with no default) has none
+    identity_defaults: ClassVar[Mapping[str, Any]] = {}
     # the params that may name a local file or folder the workers read (weights, a model's configs):
     # one relative to the driver's folder is made absolute there (rollout.models.configured_signal)
     path_params: ClassVar[tuple[str, ...]] = ()
@@ -119,9 +128,14 @@ class Signal(ABC):
         return tuple(dict.fromkeys(name for k in cls.__mro__ for name in vars(k).get("identity_params", ())))
 
     @classmethod
+    def identity_default_values(cls) -> dict[str, Any]:
+        """The defaults of the identity params of its class and bases (see `identity_defaults`)."""
+        return {name: value for k in reversed(cls.__mro__) for name, value in vars(k).get("identity_defaults", {}).items()}
+
+    @classmethod
     def identity(cls, params: Mapping[str, Any]) -> dict[str, Any]:
-        """The identity params among `params` (see `identity_params`)."""
-        return {name: params[name] for name in cls.identity_names() if name in params}
+        """The identity params among `params` (see `identity_params`) less those at their default, which name the same model unset."""
+        return without_defaults({name: params[name] for name in cls.identity_names() if name in params}, cls.identity_default_values())
 
     @classmethod
     def known_params(cls) -> frozenset[str]:

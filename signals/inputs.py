@@ -67,11 +67,12 @@ class TextInput:
     input_columns: ClassVar[tuple[str, ...]] = ("title", "description")
     # how much of a text the model reads changes the scores of longer texts: a version names it (docs/design.md)
     identity_params: ClassVar[tuple[str, ...]] = ("max_chars",)
+    identity_defaults: ClassVar[Mapping[str, Any]] = {"max_chars": 4096}
     config: SignalConfig
 
     @property
     def max_chars(self) -> int:
-        return int(self.config.params.get("max_chars", 4096))
+        return int(self.config.params.get("max_chars", TextInput.identity_defaults["max_chars"]))
 
     def text(self, row: Mapping[str, Any]) -> str:
         """Title and description as one text, or InputError when both are blank."""

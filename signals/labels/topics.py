@@ -137,6 +137,7 @@ class TextTopicLabeler(TextInput, _TopicLabeler):
 
     pads_batches = True
     identity_params = (*MiniLMTextEmbedder.identity_params, "temperature")  # the temperature shapes every score
+    identity_defaults = {"temperature": TEXT_TEMPERATURE}
     path_params = MiniLMTextEmbedder.path_params
     run_params = MiniLMTextEmbedder.run_params  # its backing embedder reads them
 
@@ -145,7 +146,7 @@ class TextTopicLabeler(TextInput, _TopicLabeler):
 
     @property
     def temperature(self) -> float:
-        return float(self.config.params.get("temperature", TEXT_TEMPERATURE))
+        return float(self.config.params.get("temperature", TextTopicLabeler.identity_defaults["temperature"]))
 
     def resource_key(self) -> Hashable:
         return ("minilm-topics", self.backing[0].resource_key(), TAXONOMY_VERSION)

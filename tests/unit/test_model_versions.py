@@ -344,3 +344,55 @@ def test_every_param_of_every_profile_is_one_its_signal_reads(monkeypatch, tmp_p
         settings = load_settings(profile)
         for name in settings.signals:
             configured_signal(settings, name)
+
+
+def only(lakehouse: Path, signal: str, *overrides: str) -> Settings:
+    """The local profile on `lakehouse` with `signal` alone enabled."""
+    others = [name for name in load_settings("local").signals if name != signal]
+    return load_settings("local", [f"lakehouse={lakehouse}", *(f"signals.{n}.enabled=false" for n in others), *overrides])
+
+
+def test_an_identity_param_set_at_its_default_runs_the_champion_registered_without_it(lakehouse):
+    """Found in the forty-fourth session: `params.max_chars: 4096` (or text topics' `temperature` at
+    its default) in a profile whose champion was registered without it was refused (exit 2), though
+    it runs exactly the champion's model. A param at its default is the same identity as unset."""
+    from signals.catalog import signal_class
+
+    build_signals(only(lakehouse, "text_safety"))  # the first runs register version 1 without the params
+    build_signals(only(lakehouse, "text_topics"))
+    registry = registry_for(only(lakehouse, "text_safety"))
+    safety = build_signals(only(lakehouse, "text_safety", "signals.text_safety.params.max_chars=4096"))["text_safety"]
+    topics = build_signals(only(lakehouse, "text_topics", f"signals.text_topics.params.temperature={TEXT_TEMPERATURE}"))["text_topics"]
+    assert (safety.config.model.version, safety.max_chars) == ("1", 4096)
+    assert (topics.config.model.version, topics.temperature) == ("1", pytest.approx(TEXT_TEMPERATURE))
+    assert [v.version for v in registry.versions("text_safety")] == ["1"] == [v.version for v in registry.versions("text_topics")]
+    assert signal_class("minilm_text_topics").identity({"max_chars": 4096, "temperature": TEXT_TEMPERATURE}) == {}
+
+
+def test_a_version_registered_with_a_default_spelled_out_stays_the_champion_of_a_profile_without_it(lakehouse):
+    """The other way round: a version whose params record a default (registered before defaults were
+    dropped, from a profile that set it) is the champion of a profile that leaves it unset, and of one
+    that sets it, with nothing registered again."""
+    registry = registry_for(only(lakehouse, "language"))
+    source = "code:signals.labels.language.LanguageLabeler"
+    registry.promote("language", registry.register("language", source, {"kind": "fasttext_language", "max_chars": 4096}).version)
+    for settings in (only(lakehouse, "language"), only(lakehouse, "language", "signals.language.params.max_chars=4096")):
+        signal = build_signals(settings)["language"]
+        assert (signal.config.model.version, signal.max_chars) == ("1", 4096)
+    assert [v.version for v in registry.versions("language")] == ["1"]
+
+
+def test_registering_an_identity_param_at_its_default_is_the_version_without_it(lakehouse, capsys):
+    """`register --param` at a default names the model the param unset names: no copy of the champion
+    as a new version, and for a signal whose logic is all code, its first run's version, refused as without `--param`."""
+    from jobs.cli import main
+
+    build_signals(only(lakehouse, "text_topics"))  # version 1, without temperature
+    model_dir = build_signals(only(lakehouse, "text_topics"))["text_topics"].weights_source()
+    status = main(["register", "text_topics", "--source", model_dir, "--param", f"temperature={TEXT_TEMPERATURE}",
+                   "--set", f"lakehouse={lakehouse}"])
+    assert status == 0, capsys.readouterr().out
+    assert [v.version for v in registry_for(only(lakehouse, "text_topics")).versions("text_topics")] == ["1"]
+    source = "code:signals.labels.text_safety.TextSafetyLabeler"
+    status = main(["register", "text_safety", "--source", source, "--param", "max_chars=4096", "--set", f"lakehouse={lakehouse}"])
+    assert status == 2 and "its code's version is registered by its first run" in " ".join(capsys.readouterr().out.split())
