@@ -35,7 +35,18 @@ from retrieval.vector_index import neighbours
 from rollout.compare import Comparison, compare_in_lakehouse, log_to_mlflow, pin_tables, read_said, report_metrics, write_report
 from rollout.coverage import coverage
 from rollout.evaluate import REPORT, replace_section, run_evaluation
-from rollout.models import CHALLENGER, CHAMPION, KIND, champion_version, configured_signal, identity_params, model_source, registry_for, runnable
+from rollout.models import (
+    CHALLENGER,
+    CHAMPION,
+    KIND,
+    champion_version,
+    configured_signal,
+    identity_params,
+    legacy_run_params,
+    model_source,
+    registry_for,
+    runnable,
+)
 from rollout.shot_evaluation import evaluate_shots
 from sample_corpus.generate import write_sample_corpus
 from sample_corpus.scenarios import append_scenario_day
@@ -148,7 +159,7 @@ def _register(settings: Settings, args: argparse.Namespace) -> None:
                          f"{names}, e.g. --param weights_path={args.source})")
     registry = registry_for(settings)
     model = registry.register(args.signal, args.source, params, description=conf.model.name,
-                              defaults=signal_class(conf.kind).identity_default_values())
+                              defaults=signal_class(conf.kind).identity_default_values(), ignored=legacy_run_params(conf.kind))
     replaced = registry.point_alias(args.signal, args.alias, model.version)
     console.print(f"{args.signal}: version {model.version} ({args.source}, sha256 {model.weights_sha256}) "
                   f"{alias_move_said(args.alias, model.version, replaced)}")

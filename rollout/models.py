@@ -34,12 +34,18 @@ KIND = "kind"
 NO_CHALLENGER_WITHOUT_REGISTRY = ("--challenger needs the model registry (registry.enabled is false): every signal has only its "
                                   "pinned version, the champion's, whose rows a canary would cut down to its slice")
 # Run settings that versions registered before identity params recorded together with them
-# (the whole configured params): dropped when read, never taken (a text signal's `max_chars`, an
-# identity param since, is taken from such a version).
+# (the whole configured params): dropped when read, never taken, and left out when versions are compared
+# (`legacy_run_params`; a text signal's `max_chars`, an identity param since, is taken from such a version).
 LEGACY_RUN_PARAMS = frozenset({
     "gpu_batch_size", "prepare_threads", "mixed_precision", "gpu_decode", "gpu_decode_max_pixels", "decode_limits",
     "max_chars", "max_batch_tokens", "thresholds",
 })
+
+
+def legacy_run_params(kind: str) -> frozenset[str]:
+    """The run settings a version of `kind` may record from before identity params were recorded alone, which
+    `register` ignores so that such a version is reused, not copied, by params that identify the same model."""
+    return LEGACY_RUN_PARAMS - set(signal_class(kind).identity_names())
 
 
 def registry_for(settings: Settings, existing: bool = False) -> Registry:
@@ -152,7 +158,8 @@ def resolve_versions(settings: Settings, signals: dict[str, Signal], role: str =
             configured = identity_params(conf.kind, signal.config.params)
             check_configured_identity(registry, name, conf.kind, configured, source)
             registry.register_first_use(name, source, configured, description=conf.model.name,
-                                        defaults=signal_class(conf.kind).identity_default_values())
+                                        defaults=signal_class(conf.kind).identity_default_values(),
+                                        ignored=legacy_run_params(conf.kind))
         if role == CHALLENGER:
             aliases = registry.aliases_if_registered(name)
             if CHALLENGER not in aliases:

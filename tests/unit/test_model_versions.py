@@ -396,3 +396,23 @@ def test_registering_an_identity_param_at_its_default_is_the_version_without_it(
     source = "code:signals.labels.text_safety.TextSafetyLabeler"
     status = main(["register", "text_safety", "--source", source, "--param", "max_chars=4096", "--set", f"lakehouse={lakehouse}"])
     assert status == 2 and "its code's version is registered by its first run" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_version_registered_with_run_settings_is_the_version_of_its_identity_params_and_not_registered_again(lakehouse, capsys):
+    """Found in the forty-fourth session: a version registered with the whole profile's params (run
+    settings included) got a copy, version 2, from the first run whose identity params matched it, and
+    `register --param` of them pointed the challenger at the copy: `register` compared the whole tag."""
+    from jobs.cli import main
+
+    registry = registry_for(only(lakehouse, "text_safety"))
+    source = "code:signals.labels.text_safety.TextSafetyLabeler"
+    registry.promote("text_safety", registry.register("text_safety", source, {"kind": "text_safety", "max_chars": 1000,
+                                                                                 "prepare_threads": 3}).version)
+    for _ in range(2):
+        signal = build_signals(only(lakehouse, "text_safety", "signals.text_safety.params.max_chars=1000"))["text_safety"]
+        assert (signal.config.model.version, signal.max_chars) == ("1", 1000)
+    status = main(["register", "text_safety", "--source", source, "--param", "max_chars=1000", "--set", f"lakehouse={lakehouse}"])
+    assert status == 0, capsys.readouterr().out
+    assert [v.version for v in registry.versions("text_safety")] == ["1"]
+    assert registry.aliases("text_safety") == {"champion": "1", "challenger": "1"}
+    assert registry.resolve("text_safety", "1").params == {"kind": "text_safety", "max_chars": 1000, "prepare_threads": 3}
