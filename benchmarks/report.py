@@ -121,7 +121,8 @@ def format_table(report: dict[str, Any]) -> str:
                    f"(whole corpus compared) {r['first_refresh_1pct_s']:.1f}s, ratio {r['first_ratio']:.3f}")
     if "monitor" in report:
         m = report["monitor"]
-        out.append(f"monitor of that backfill: {m['monitor_s']:.1f}s, with its statistics kept by the backfill {m['cost_s']:.1f}s, ratio {m['ratio']:.3f} "
+        out.append(f"monitor of that backfill: {m['monitor_s']:.1f}s, its dashboard drawn and logged {m['publish_s']:.1f}s, with its "
+                   f"statistics kept by the backfill {m['cost_s']:.1f}s, ratio {m['ratio']:.3f} "
                    f"(target <= {TARGETS['monitor_ratio']:.2f}: {'yes' if m['target_met'] else 'NO'})")
     if "gpu" in report:
         out.append(gpu_line(report["gpu"]))

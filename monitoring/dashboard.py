@@ -139,7 +139,7 @@ def _trend_figure(signal: str, kind: str, days: Sequence[dict], verdicts: Sequen
         ax.set_xticks(named, labels=[names[i] for i in named], rotation=60, fontsize=7)
     fig.suptitle(_plain(signal))
     fig.tight_layout()
-    return figure_png(fig)
+    return figure_png(fig, crop=False)  # laid out: drawn once
 
 
 def _decision_rates(ax: Any, x: Sequence[int], days: Sequence[dict], verdicts: Sequence[dict]) -> None:
@@ -191,7 +191,7 @@ def _histogram_figure(j: Judged, today: dict) -> bytes:
             ax.legend(fontsize=7)
     fig.suptitle(_plain(f"{j.signal} {j.ds}: scores against {j.reference}"), fontsize=10)
     fig.tight_layout()
-    return figure_png(fig)
+    return figure_png(fig, crop=False)  # laid out: drawn once
 
 
 def _rows_behind(settings: Settings, run_id: str, index: int, j: Judged, v: Verdict) -> str:

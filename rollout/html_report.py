@@ -12,15 +12,25 @@ from typing import Any
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:.5em 0 1em}
 td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
 .same{color:#2a7d2a}.diff{color:#b04a00}img{max-width:100%;margin:.5em 1em .5em 0}"""
+PNG_DPI = 90
 
 
-def figure_png(fig: Any) -> bytes:
-    """A matplotlib Figure as PNG bytes, drawn on the Agg canvas (no pyplot, no global backend change)."""
+def figure_png(fig: Any, crop: bool = True) -> bytes:
+    """A matplotlib Figure as PNG bytes, drawn on the Agg canvas (no pyplot, no global backend change),
+    cropped to what it draws; without `crop` (a figure laid out already, `tight_layout`) drawn once
+    as it is: savefig drew a figure once to find its extent or its layout, then again."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    FigureCanvasAgg(fig)
+    canvas = FigureCanvasAgg(fig)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    if crop:
+        fig.savefig(buffer, format="png", dpi=PNG_DPI, bbox_inches="tight")
+    else:
+        from PIL import Image
+
+        fig.set_dpi(PNG_DPI)
+        canvas.draw()
+        Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1).save(buffer, format="png")
     return buffer.getvalue()
 
 

@@ -119,7 +119,7 @@ def test_a_trend_names_its_days_far_enough_apart_to_read_and_the_latest_among_th
             for i, d in enumerate(names)]
     figures: list = []
     figure_png = dashboard.figure_png
-    monkeypatch.setattr(dashboard, "figure_png", lambda fig: figures.append(fig) or figure_png(fig))
+    monkeypatch.setattr(dashboard, "figure_png", lambda fig, **kw: figures.append(fig) or figure_png(fig, **kw))
 
     dashboard._trend_figure("text_safety", "label", days, [])
 
@@ -162,3 +162,19 @@ def test_a_long_runs_page_draws_the_histograms_of_its_alert_days_and_its_latest_
 
     assert drawn == sorted(alert_days) + days[-(dashboard.HISTOGRAM_DAYS - 2):]
     assert f"Score histograms of {30 - dashboard.HISTOGRAM_DAYS} other day(s) not drawn" in page
+
+
+@pytest.mark.parametrize("kind", ["embedding", "label"])
+def test_a_dashboard_figure_is_drawn_once(monkeypatch, kind) -> None:
+    """A trend laid out (tight_layout) and then saved cropped to its content was drawn twice, most of the dashboard's
+    seconds and as many as the monitor's own on the bench's 960-item backfill (benchmarks/README.md)."""
+    from matplotlib.figure import Figure
+
+    draws: list = []
+    draw = Figure.draw
+    monkeypatch.setattr(Figure, "draw", lambda fig, renderer: draws.append(fig) or draw(fig, renderer))
+    days = [{"ds": d, "items": 100, "error_items": i % 7, "labels": [{"label": "spam", "decided": 100, "positives": i % 5}]}
+            for i, d in enumerate(_days(14))]
+
+    assert dashboard._trend_figure("a_signal", kind, days, []).startswith(b"\x89PNG")
+    assert len(draws) == 1
