@@ -6,12 +6,13 @@ the input bad (the batch job's reason per signal under `errors`, the other signa
 still given); 503 when every error may pass on another try (a fetch that timed out) or the queue
 is full; 400, 408, 413 for a request that is not an item, too slow or too large; 504 when it was
 not scored within the time limit. `/health` says what is loaded (model versions, index builds),
-the reloads and the queue. A task looks for new champions every `serve.reload_check_s`.
+the reloads, the queue, and the connections each time limit closed. A task looks for new champions every `serve.reload_check_s`.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -23,13 +24,14 @@ from starlette.routing import Route
 
 from conf.settings import ServeSettings
 from serving.batcher import Busy, MicroBatcher
+from serving.connections import ClosedConnections
 from serving.reload import Champions
 from serving.requests import Refused, parse_item, read_body
 from serving.scorer import Item, ItemResult, fetched, online_policy
 
 
-def create_app(champions: Champions, serve: ServeSettings) -> Starlette:
-    """The service of `champions`, with the limits and batching of `serve`."""
+def create_app(champions: Champions, serve: ServeSettings, closed: ClosedConnections) -> Starlette:
+    """The service of `champions`, with the limits and batching of `serve`, reporting the connections its server's timeouts counted in `closed`."""
     batcher: MicroBatcher[Item, ItemResult] = MicroBatcher(champions.score, serve.max_batch, serve.max_wait_ms / 1000, serve.max_queue)
     # fetches wait on other servers for up to their deadline: on the loop's default pool (cpu count + 4
     # threads) a few slow servers held every body's parsing and the reload check (found in review)
@@ -64,7 +66,7 @@ def create_app(champions: Champions, serve: ServeSettings) -> Starlette:
         return JSONResponse({
             "status": "ok", **current.state, "skipped_indexes": current.skipped, "skipped_heads": current.skipped_heads, "loaded_at": current.loaded_at.isoformat(),
             "reloads": champions.reloads, "reload_error": champions.last_error,
-            "waiting": batcher.waiting, "batches": batcher.batches, "items": batcher.items,
+            "waiting": batcher.waiting, "batches": batcher.batches, "items": batcher.items, "closed_connections": dataclasses.asdict(closed),
         })
 
     async def watch() -> None:

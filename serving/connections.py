@@ -4,13 +4,18 @@ uvicorn closes a connection left idle after an answer (`timeout_keep_alive`) but
 the head of a request: a connection that sent nothing, or part of a head, held one of
 `max_connections` for ever, and that many of them locked every other client out (503). Here a
 connection whose request line and headers have not all arrived within `head_timeout_s` of its
-opening, or of its previous answer, is closed. The body has its own limit (serving.requests).
+opening, or of its previous answer's leaving, is closed. The body has its own limit (serving.requests).
 
 Nor does uvicorn limit the time an answer takes to leave: a client that sends requests (several
 pipelined, or one with a large answer) and never reads fills the socket's buffers, uvicorn's writes
 pause, and closing the connection waits for a buffer that never drains. Here a connection whose
 writing is paused and whose client took none of its answer's bytes for `write_timeout_s` is aborted
 (its buffers dropped); a client that reads slowly but steadily is not, as nginx's `send_timeout`.
+The head's clock starts only once the answer before has left (writing no longer paused), so a
+client that is not taking its answer is cut off by the write timeout alone.
+
+Each such close logs a warning naming the client and is counted in a `ClosedConnections` the
+server's protocols share with the app, whose `/health` reports it.
 """
 from __future__ import annotations
 
@@ -19,17 +24,27 @@ import contextlib
 import fcntl
 import struct
 import termios
+from dataclasses import dataclass
 from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 
+@dataclass
+class ClosedConnections:
+    """How many connections each time limit has closed since the service started: one object for all its connections and its `/health`."""
+
+    head_timeout: int = 0
+    write_timeout: int = 0
+
+
 class TimedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol, closing a connection whose request head is not in by its deadline or whose client stopped taking its answers."""
 
-    def __init__(self, *args: Any, head_timeout_s: float, write_timeout_s: float, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, head_timeout_s: float, write_timeout_s: float, closed: ClosedConnections, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.closed = closed
         self.head_timeout_s = head_timeout_s
         self.head_deadline: asyncio.TimerHandle | None = None
         self.write_timeout_s = write_timeout_s
@@ -47,7 +62,7 @@ class TimedH11Protocol(H11Protocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if self.conn.their_state is h11.IDLE:  # kept alive for the next request (one pipelined is parsed already)
+        if self.conn.their_state is h11.IDLE and not self.flow.write_paused:  # kept alive for the next request (one pipelined is parsed already)
             self._await_head()
 
     def pause_writing(self) -> None:
@@ -57,6 +72,8 @@ class TimedH11Protocol(H11Protocol):
     def resume_writing(self) -> None:
         super().resume_writing()
         self._cancel_write_deadline()
+        if self.conn.their_state is h11.IDLE:  # the answer before has left: the next request's head is due
+            self._await_head()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_deadline()
@@ -76,7 +93,9 @@ class TimedH11Protocol(H11Protocol):
 
     def _head_timed_out(self) -> None:
         self.head_deadline = None
-        if self.conn.their_state is h11.IDLE:
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.closed.head_timeout += 1
+            self.logger.warning("Closed the connection of %s: it sent no whole request head within %gs.", self._client_name(), self.head_timeout_s)
             self.timeout_keep_alive_handler()  # uvicorn's close of a connection with no request under way
 
     def _await_progress(self) -> None:
@@ -90,14 +109,17 @@ class TimedH11Protocol(H11Protocol):
             self._await_progress()
             return
         self.write_deadline = None
-        client = f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
-        self.logger.warning("Closed the connection of %s: it took none of its answers for %gs.", client, self.write_timeout_s)
+        self.closed.write_timeout += 1
+        self.logger.warning("Closed the connection of %s: it took none of its answers for %gs.", self._client_name(), self.write_timeout_s)
         self.transport.abort()  # a close would wait for the buffer to drain
 
     def _cancel_write_deadline(self) -> None:
         if self.write_deadline is not None:
             self.write_deadline.cancel()
             self.write_deadline = None
+
+    def _client_name(self) -> str:
+        return f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
 
     def _unsent(self) -> int:
         """Bytes of answers the client has not taken: in the transport's buffer, and those its socket holds not yet acknowledged (Linux)."""

@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 
 from conf.settings import ServeSettings, Settings
 from serving.app import create_app
-from serving.connections import TimedH11Protocol
+from serving.connections import ClosedConnections, TimedH11Protocol
 from serving.reload import Champions
 
 START_TIMEOUT_S = 60.0
@@ -23,12 +23,14 @@ KEEP_ALIVE_S = 5  # an idle connection is closed after this
 
 
 def _server(app: Starlette, host: str, port: int, log_level: str, max_connections: int | None, head_timeout_s: float,
-            write_timeout_s: float) -> uvicorn.Server:
+            write_timeout_s: float, closed: ClosedConnections) -> uvicorn.Server:
     """A uvicorn server that serves `max_connections` connections at once, each closed when a request's
-    head has not arrived within `head_timeout_s` or its client took none of its answers for `write_timeout_s`.
-    uvicorn answers 503 once the open connections reach its limit, counting the one asking, so its limit is one above."""
+    head has not arrived within `head_timeout_s` or its client took none of its answers for `write_timeout_s`
+    (counted in `closed`). uvicorn answers 503 once the open connections reach its limit, counting the one
+    asking, so its limit is one above."""
     limit = None if max_connections is None else max_connections + 1
-    protocol = functools.partial(TimedH11Protocol, head_timeout_s=head_timeout_s, write_timeout_s=write_timeout_s)  # uvicorn calls it as it calls a protocol class
+    protocol = functools.partial(TimedH11Protocol, head_timeout_s=head_timeout_s, write_timeout_s=write_timeout_s,
+                                 closed=closed)  # uvicorn calls it as it calls a protocol class
     return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on", http=protocol,
                                          timeout_keep_alive=KEEP_ALIVE_S, limit_concurrency=limit))
 
@@ -40,10 +42,12 @@ def bound_port(server: uvicorn.Server) -> int:
 
 @contextmanager
 def running(app: Starlette, host: str = "127.0.0.1", port: int = 0, max_connections: int | None = None,
-            head_timeout_s: float = ServeSettings().head_timeout_s, write_timeout_s: float = ServeSettings().write_timeout_s) -> Iterator[str]:
-    """The app served by uvicorn in a thread of this process; yields its base URL, and stops it
+            head_timeout_s: float = ServeSettings().head_timeout_s, write_timeout_s: float = ServeSettings().write_timeout_s,
+            closed: ClosedConnections | None = None) -> Iterator[str]:
+    """The app served by uvicorn in a thread of this process, its connections closed by a timeout counted
+    in `closed` (the one the app reports, if it reports them); yields its base URL, and stops it
     (connections closed, the lifespan's shutdown run) when the block ends."""
-    server = _server(app, host, port, "warning", max_connections, head_timeout_s, write_timeout_s)
+    server = _server(app, host, port, "warning", max_connections, head_timeout_s, write_timeout_s, ClosedConnections() if closed is None else closed)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -62,9 +66,9 @@ def running(app: Starlette, host: str = "127.0.0.1", port: int = 0, max_connecti
 def serve(settings: Settings) -> None:
     """Load the champion signals and serve them until interrupted (Ctrl-C, SIGTERM)."""
     torch.set_num_threads(settings.torch_threads)
-    champions = Champions(settings)
-    server = _server(create_app(champions, settings.serve), settings.serve.host, settings.serve.port, "info", settings.serve.max_connections,
-                     settings.serve.head_timeout_s, settings.serve.write_timeout_s)
+    champions, closed = Champions(settings), ClosedConnections()
+    server = _server(create_app(champions, settings.serve, closed), settings.serve.host, settings.serve.port, "info", settings.serve.max_connections,
+                     settings.serve.head_timeout_s, settings.serve.write_timeout_s, closed)
     # after its shutdown uvicorn raises the signal it caught again: Ctrl-C's KeyboardInterrupt is the
     # end asked for, not a failure (a traceback after a clean shutdown, found in review), as in uvicorn.run
     with contextlib.suppress(KeyboardInterrupt):

@@ -20,6 +20,7 @@ from lake import delta_io
 from retrieval.build import build_index
 from rollout.models import champion_version
 from serving.app import create_app
+from serving.connections import ClosedConnections
 from serving.reload import Champions
 from serving.server import running
 
@@ -66,7 +67,7 @@ def test_the_service_answers_what_the_backfill_stored(backfilled, tmp_path) -> N
                 if rows["image_embedding"]["status"] == "ok"}
     ids, matrix = list(ok_image), np.array(list(ok_image.values()))
 
-    with running(create_app(Champions(settings), settings.serve)) as url, ThreadPoolExecutor(len(chosen)) as pool:
+    with running(create_app(Champions(settings), settings.serve, ClosedConnections())) as url, ThreadPoolExecutor(len(chosen)) as pool:
         answers = list(pool.map(lambda row: score(url, row), chosen))  # at once: they share model batches
 
     for row, (status, body) in zip(chosen, answers):

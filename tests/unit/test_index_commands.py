@@ -22,6 +22,7 @@ from lake.registry import Registry
 from retrieval import index_store
 from retrieval.build import build_index, embeddings_root, update_index
 from serving.app import create_app
+from serving.connections import ClosedConnections
 from serving.reload import Champions
 from serving.scorer import Item, Scorer
 from serving.server import running
@@ -186,7 +187,7 @@ def test_each_answer_names_the_index_build_its_neighbours_came_from(served_lakeh
     settings = serving_settings(served_lakehouse)
     champions = Champions(settings)
     item = json.dumps({"image": base64.b64encode(jpeg(skimage.data.chelsea())).decode()}).encode()
-    with running(create_app(champions, settings.serve)) as url:
+    with running(create_app(champions, settings.serve, ClosedConnections())) as url:
         def score() -> dict:
             with urllib.request.urlopen(urllib.request.Request(f"{url}/score", item, {"Content-Type": "application/json"}), timeout=60) as answer:
                 return json.loads(answer.read())

@@ -12,6 +12,7 @@ import pytest
 from benchmarks.serving import good_items, latency_summary, load, serving_line
 from conf.settings import load_settings
 from serving.app import create_app
+from serving.connections import ClosedConnections
 from serving.reload import Champions
 from serving.server import running
 from tests.unit.test_serving_requests import SIGNALS, health
@@ -31,7 +32,7 @@ def test_the_load_sends_the_bounded_requests_and_counts_what_the_service_scored(
     settings = load_settings("local", [f"lakehouse={tmp_path}", *(f"signals.{n}.enabled={'true' if n in SIGNALS else 'false'}" for n in enabled)])
     bodies = good_items(3, seed=7)
     assert len(bodies) == 3 and all(json.loads(b)["image"] and json.loads(b)["title"] for b in bodies)
-    with running(create_app(Champions(settings), settings.serve)) as url:
+    with running(create_app(Champions(settings), settings.serve, ClosedConnections())) as url:
         where = urlsplit(url)
         before = health(where)
         result = load(where.port, bodies, clients=2, requests=7, duration_s=60)

@@ -9,6 +9,7 @@ import base64
 import contextlib
 import http.client
 import json
+import logging
 import shutil
 import signal
 import socket
@@ -29,6 +30,7 @@ from starlette.routing import Route
 from conf.settings import load_settings
 from lake.registry import Registry
 from serving.app import create_app
+from serving.connections import ClosedConnections
 from serving.reload import Champions
 from serving.requests import Refused, parse_item, read_body
 from serving.server import running
@@ -53,7 +55,7 @@ def settings(tmp_path, empty_registry_db):
 @pytest.fixture
 def service(settings):
     champions = Champions(settings)
-    with running(create_app(champions, settings.serve)) as url:
+    with running(create_app(champions, settings.serve, ClosedConnections())) as url:
         yield urlsplit(url), champions
 
 
@@ -191,7 +193,7 @@ def test_a_slow_image_server_holds_up_its_own_request_only(settings, image_serve
     slow_server = settings.model_copy(update={"fetch": settings.fetch.model_copy(update={
         "http_hosts": (image_server.netloc,), "allowed_networks": ("127.0.0.1/32",), "deadline_s": 3.0, "read_timeout_s": 2.0,
         "retries": 0})})
-    with running(create_app(Champions(slow_server), slow_server.serve)) as url:
+    with running(create_app(Champions(slow_server), slow_server.serve, ClosedConnections())) as url:
         where, answers = urlsplit(url), []
         slow = threading.Thread(target=lambda: answers.append(post(where, json.dumps(
             {"image_uri": image_server.url("trickle/a.jpg"), "title": "slow"}).encode())))
@@ -218,7 +220,7 @@ def test_many_slow_image_servers_hold_up_no_other_request(settings, image_server
     slow_server = settings.model_copy(update={"fetch": settings.fetch.model_copy(update={
         "http_hosts": (image_server.netloc,), "allowed_networks": ("127.0.0.1/32",), "deadline_s": 3.0, "read_timeout_s": 2.0,
         "retries": 0, "pool_size": slow_requests})})  # every fetch under way at once
-    with running(create_app(Champions(slow_server), slow_server.serve)) as url:
+    with running(create_app(Champions(slow_server), slow_server.serve, ClosedConnections())) as url:
         where, answers = urlsplit(url), []
         assert post(where, item(jpeg_bytes(5), title="warm"))[0] == 200
         slow = [threading.Thread(target=lambda: answers.append(post(where, json.dumps(
@@ -243,7 +245,7 @@ def test_a_request_that_timed_out_frees_its_fetch_thread_by_its_time_limit(setti
         "fetch": settings.fetch.model_copy(update={"http_hosts": (image_server.netloc,), "allowed_networks": ("127.0.0.1/32",),
                                                    "deadline_s": 8.0, "read_timeout_s": 2.0, "retries": 1, "pool_size": 4}),
         "serve": settings.serve.model_copy(update={"max_connections": 2, "request_timeout_s": 1.5})})
-    with running(create_app(Champions(slow_server), slow_server.serve)) as url:
+    with running(create_app(Champions(slow_server), slow_server.serve, ClosedConnections())) as url:
         where = urlsplit(url)
         assert post(where, item(jpeg_bytes(5), title="warm"))[0] == 200
         with ThreadPoolExecutor(2) as clients:
@@ -256,7 +258,7 @@ def test_a_request_that_timed_out_frees_its_fetch_thread_by_its_time_limit(setti
 def test_connections_past_the_limit_are_answered_503(settings) -> None:
     """Each connection may hold a body of up to `max_body_bytes`: without a limit on connections,
     20 clients holding 45 MB bodies each took the service's memory up by 907 MB (found in review)."""
-    with running(create_app(Champions(settings), settings.serve), max_connections=2) as url:
+    with running(create_app(Champions(settings), settings.serve, ClosedConnections()), max_connections=2) as url:
         where = urlsplit(url)
         held = [socket.create_connection((where.hostname, where.port), timeout=10) for _ in range(2)]  # open, nothing sent yet
         try:
@@ -275,7 +277,7 @@ def test_connections_past_the_limit_are_answered_503(settings) -> None:
 def test_as_many_kept_alive_clients_as_the_limit_are_all_answered(settings) -> None:
     """uvicorn refuses at its limit counting the connection asking: with `max_connections` given to it as its limit,
     as many kept-alive clients as that were all answered 503 (the benchmark's 32 clients: 269 of 300 requests)."""
-    with running(create_app(Champions(settings), settings.serve), max_connections=2) as url:
+    with running(create_app(Champions(settings), settings.serve, ClosedConnections()), max_connections=2) as url:
         where = urlsplit(url)
         clients = [http.client.HTTPConnection(where.hostname, where.port, timeout=30) for _ in range(2)]
         statuses = []
@@ -316,7 +318,7 @@ def test_connections_that_send_no_whole_request_head_are_closed_and_free_their_p
     limit before a request's head), so that many idle sockets locked every client out (503). Each is
     closed `head_timeout_s` after it opened, or after its last answer, and clients are answered again:
     one that sent nothing, one that trickles its head a byte at a time, one that sent part of its next head."""
-    with running(create_app(Champions(settings), settings.serve), max_connections=3, head_timeout_s=2) as url:
+    with running(create_app(Champions(settings), settings.serve, ClosedConnections()), max_connections=3, head_timeout_s=2) as url:
         where = urlsplit(url)
         idle, trickling, kept_alive = (socket.create_connection((where.hostname, where.port), timeout=10) for _ in range(3))
         try:
@@ -336,14 +338,15 @@ def test_connections_that_send_no_whole_request_head_are_closed_and_free_their_p
 LARGE_ANSWER = 16 * MB  # beyond what the socket buffers on loopback hold (about 4 MB in the server's, a client's capped at 64 KiB)
 
 
+async def n_bytes(request: Request) -> Response:
+    """N bytes for `GET /bytes?n=N`: answers beyond the socket buffers, as many pipelined answers (or
+    one with many neighbours) add up to, without the cost of scoring them."""
+    return Response(b"x" * int(request.query_params["n"]))
+
+
 def large_answers() -> Starlette:
-    """An app whose answer to `GET /bytes?n=N` is N bytes: answers beyond the socket buffers, as many
-    pipelined answers (or one with many neighbours) add up to, without the cost of scoring them."""
-
-    async def answer(request: Request) -> Response:
-        return Response(b"x" * int(request.query_params["n"]))
-
-    return Starlette(routes=[Route("/bytes", answer)])
+    """An app that answers only `GET /bytes?n=N`."""
+    return Starlette(routes=[Route("/bytes", n_bytes)])
 
 
 def asking(where, answers: int, answer_bytes: int) -> socket.socket:
@@ -404,6 +407,37 @@ def test_a_client_that_reads_slowly_but_steadily_gets_its_whole_answer() -> None
         finally:
             connection.close()
     assert response.status == 200 and read == LARGE_ANSWER
+
+
+def test_health_counts_the_connections_each_timeout_closed_and_the_log_names_their_clients(settings) -> None:
+    """A connection closed for its head or its answers was neither counted nor, for its head, logged:
+    `/health` could not tell an operator that clients were being cut off. After one of each, it says
+    1 and 1, and the log has a line naming each client and its timeout."""
+    closed = ClosedConnections()
+    app = create_app(Champions(settings), settings.serve, closed)
+    app.router.routes.append(Route("/bytes", n_bytes))
+    lines: list[str] = []
+    keep = logging.Handler()
+    keep.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    with running(app, head_timeout_s=1, write_timeout_s=1, closed=closed) as url:
+        logging.getLogger("uvicorn.error").addHandler(keep)  # uvicorn's loggers do not reach pytest's handler
+        where = urlsplit(url)
+        idle, large = socket.create_connection((where.hostname, where.port), timeout=10), asking(where, 1, LARGE_ANSWER)
+        idle_client, large_client = (":".join(map(str, s.getsockname())) for s in (idle, large))
+        try:
+            assert closed_by_the_server(idle)
+            deadline, counts = time.monotonic() + 20, {}
+            while counts != {"head_timeout": 1, "write_timeout": 1} and time.monotonic() < deadline:  # large's abort, without reading it
+                time.sleep(0.2)
+                counts = health(where)["closed_connections"]
+            assert counts == {"head_timeout": 1, "write_timeout": 1}
+            assert bytes_until_closed(large) < LARGE_ANSWER
+        finally:
+            for s in (idle, large):
+                s.close()
+            logging.getLogger("uvicorn.error").removeHandler(keep)
+    assert sorted(lines) == sorted([f"Closed the connection of {idle_client}: it sent no whole request head within 1s.",
+                                    f"Closed the connection of {large_client}: it took none of its answers for 1s."])
 
 
 def test_concurrent_requests_share_a_model_batch(service) -> None:
