@@ -3,6 +3,7 @@ then: it loads torch, MLflow and pyspark)."""
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import time
 from collections.abc import Iterator
@@ -42,7 +43,6 @@ from rollout.models import (
     champion_version,
     configured_signal,
     identity_params,
-    legacy_run_params,
     model_source,
     registry_for,
     runnable,
@@ -159,7 +159,7 @@ def _register(settings: Settings, args: argparse.Namespace) -> None:
                          f"{names}, e.g. --param weights_path={args.source})")
     registry = registry_for(settings)
     model = registry.register(args.signal, args.source, params, description=conf.model.name,
-                              defaults=signal_class(conf.kind).identity_default_values(), ignored=legacy_run_params(conf.kind))
+                              identifies=functools.partial(identity_params, conf.kind))
     replaced = registry.point_alias(args.signal, args.alias, model.version)
     console.print(f"{args.signal}: version {model.version} ({args.source}, sha256 {model.weights_sha256}) "
                   f"{alias_move_said(args.alias, model.version, replaced)}")

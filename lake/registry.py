@@ -5,7 +5,7 @@ sqlite store by default, a tracking server on a cluster). A version records wher
 came from (its `source` tag; MLflow's own source field holds it under our scheme, as a tracking
 server requires), a sha256 of them and the params that identify the model (rollout.models: never
 how it is run), so a row's (`model_name`, `model_version`) always says exactly what computed
-it. Registration is idempotent on (weights hash, params, less the caller's defaults and old run settings): registering the same weights twice
+it. Registration is idempotent on (weights hash, what of the params identifies the model, as the caller says): registering the same weights twice
 reuses the version, changed weights or params make a new one; a new version is created under the
 registry's lock (lake/alias_lock.py), so two registrations of the same weights at once make one. Weights are read to be hashed only when their
 listing (location, sizes, modification times) changed since their version was registered.
@@ -40,7 +40,7 @@ import logging
 import os
 import sqlite3
 import uuid
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -60,7 +60,6 @@ from mlflow.store.db.utils import _initialize_tables, create_sqlalchemy_engine_w
 
 from lake.alias_lock import AliasConflict, alias_lock  # noqa: E402
 from lake.ledger import SUCCEEDED, RunRecord, record_runs, recorded  # noqa: E402
-from signals.base import without_defaults  # noqa: E402
 from signals.weights import is_weights_location, local_path, weights_sha256, weights_stat  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -266,20 +265,18 @@ def _tag_values(name: str, tag: str, text: str, shape: str, fits: Callable[[Any]
     return values
 
 
-def _compared(params: Mapping[str, Any], defaults: Mapping[str, Any], ignored: Collection[str]) -> str:
-    """Params as `register` compares them: canonical, less those at their `defaults` and those `ignored`."""
-    return _canonical({name: value for name, value in without_defaults(params, defaults).items() if name not in ignored})
+Identifies = Callable[[Mapping[str, Any]], Mapping[str, Any]]  # what of a version's params names its model
 
 
-def _recorded_params(version: ModelVersion, defaults: Mapping[str, Any], ignored: Collection[str]) -> str | None:
-    """A version's params as `register` compares them (`_compared`); as written where they are not a JSON object
-    (edited by hand: then no params match them), None where it has none."""
+def _identified(version: ModelVersion, identifies: Identifies) -> str | None:
+    """A version's params as `register` compares them (canonical, as `identifies` keeps them); as written where they are
+    not a JSON object (edited by hand: then no params match them), None where it has none."""
     recorded = version.tags.get(PARAMS_TAG)
     try:
         params = json.loads(recorded) if recorded is not None else None
     except json.JSONDecodeError:
         return recorded
-    return _compared(params, defaults, ignored) if isinstance(params, dict) else recorded
+    return _canonical(identifies(params)) if isinstance(params, dict) else recorded
 
 
 def _now() -> datetime:
@@ -296,13 +293,12 @@ class Registry:
     # -- versions ---------------------------------------------------------------------------
 
     def register(self, name: str, source: str, params: Mapping[str, Any], description: str = "",
-                 defaults: Mapping[str, Any] | None = None, ignored: Collection[str] = ()) -> RegisteredModel:
+                 identifies: Identifies = dict) -> RegisteredModel:
         """Idempotent: a version with the same weights hash and params is reused, else a new version is created,
         under the registry's lock after searching again, so that two registrations at once make one version.
-        A param at its value in `defaults` is the param unset: never recorded, and dropped from the versions'
-        params before comparing (a version that recorded it, registered before defaults were dropped, is reused).
-        Params named in `ignored` (run settings a version recorded before its params identified it alone) are
-        dropped from both before comparing, so such a version is reused, its params left as they are.
+        Params are compared as `identifies` keeps them (all of them by default): a version that recorded
+        more (run settings, a param at its default, from before its params identified it alone) is reused,
+        its params left as they are; a new version records `params` as given.
 
         The weights are hashed once per version, not on every run: a version records the listing
         fingerprint of the weights it hashed (`weights_stat`: location, sizes, modification
@@ -313,20 +309,19 @@ class Registry:
         source = local_path(source) or source
         located = is_weights_location(source)
         stat = weights_stat(source) if located else None  # before hashing: weights changed meanwhile differ from it next time
-        defaults = defaults or {}
-        params_json, compared = _canonical(without_defaults(params, defaults)), _compared(params, defaults, ignored)
+        compared = _canonical(identifies(params))
         self._ensure_model(name, description)
         versions = self._versions(name)
         for version in versions:
-            if stat is not None and version.tags.get(STAT_TAG) == stat and _recorded_params(version, defaults, ignored) == compared:
+            if stat is not None and version.tags.get(STAT_TAG) == stat and _identified(version, identifies) == compared:
                 return self._entity(version)
         sha = weights_sha256(source) if located else None
-        if (same := self._same_model(name, versions, source, sha, stat, compared, defaults, ignored)) is not None:
+        if (same := self._same_model(name, versions, source, sha, stat, compared, identifies)) is not None:
             return same
         with alias_lock(self.client):  # searched again under the lock: two registrations at once made two versions of one model
-            if (same := self._same_model(name, self._versions(name), source, sha, stat, compared, defaults, ignored)) is not None:
+            if (same := self._same_model(name, self._versions(name), source, sha, stat, compared, identifies)) is not None:
                 return same
-            tags = {PARAMS_TAG: params_json, SOURCE_TAG: source}
+            tags = {PARAMS_TAG: _canonical(params), SOURCE_TAG: source}
             if sha is not None:
                 tags[SHA_TAG] = sha
             if stat is not None:
@@ -336,26 +331,25 @@ class Registry:
         return self._entity(created)
 
     def _same_model(self, name: str, versions: list[ModelVersion], source: str, sha: str | None, stat: str | None,
-                    compared: str, defaults: Mapping[str, Any], ignored: Collection[str]) -> RegisteredModel | None:
+                    compared: str, identifies: Identifies) -> RegisteredModel | None:
         """The version of `versions` with these weights (`sha`; a hub tag's `source` where there is none) and params (as
-        `_compared` makes them), its fingerprint set to `stat` so they are not hashed again next time; None where there is none."""
+        `identifies` keeps them: `compared`), its fingerprint set to `stat` so they are not hashed again next time; None where there is none."""
         for version in versions:
             tags = version.tags
             same_weights = tags.get(SHA_TAG) == sha if sha is not None else (SHA_TAG not in tags and _source(version) == source)
-            if same_weights and _recorded_params(version, defaults, ignored) == compared:
+            if same_weights and _identified(version, identifies) == compared:
                 if stat is not None:  # moved or touched: not hashed again next time
                     self.client.set_model_version_tag(name, version.version, STAT_TAG, stat)
                 return self._entity(version)
         return None
 
     def register_first_use(self, name: str, source: str, params: Mapping[str, Any], description: str = "",
-                           alias: str = CHAMPION, defaults: Mapping[str, Any] | None = None,
-                           ignored: Collection[str] = ()) -> RegisteredModel:
+                           alias: str = CHAMPION, identifies: Identifies = dict) -> RegisteredModel:
         """Register packaged weights (`register`) and, if the model has no `alias` yet, point it at them.
 
         Returns what `alias` resolves to, which is the registered version only on first use:
         after that the registry, not the configuration, decides the champion."""
-        registered = self.register(name, source, params, description, defaults, ignored)
+        registered = self.register(name, source, params, description, identifies)
         if alias not in self.aliases(name):
             try:
                 self.promote(name, registered.version, alias, expected=None)

@@ -18,6 +18,7 @@ write the registry database does not decide how every executor reads its input.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -35,17 +36,11 @@ NO_CHALLENGER_WITHOUT_REGISTRY = ("--challenger needs the model registry (regist
                                   "pinned version, the champion's, whose rows a canary would cut down to its slice")
 # Run settings that versions registered before identity params recorded together with them
 # (the whole configured params): dropped when read, never taken, and left out when versions are compared
-# (`legacy_run_params`; a text signal's `max_chars`, an identity param since, is taken from such a version).
+# (`identity_params`; a text signal's `max_chars`, an identity param since, is taken from such a version).
 LEGACY_RUN_PARAMS = frozenset({
     "gpu_batch_size", "prepare_threads", "mixed_precision", "gpu_decode", "gpu_decode_max_pixels", "decode_limits",
     "max_chars", "max_batch_tokens", "thresholds",
 })
-
-
-def legacy_run_params(kind: str) -> frozenset[str]:
-    """The run settings a version of `kind` may record from before identity params were recorded alone, which
-    `register` ignores so that such a version is reused, not copied, by params that identify the same model."""
-    return LEGACY_RUN_PARAMS - set(signal_class(kind).identity_names())
 
 
 def registry_for(settings: Settings, existing: bool = False) -> Registry:
@@ -57,8 +52,10 @@ def registry_for(settings: Settings, existing: bool = False) -> Registry:
 
 
 def identity_params(kind: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    """What the registry records of a signal's params: its kind and the params that identify its model, less those at their default."""
-    return {KIND: kind, **signal_class(kind).identity(params)}
+    """What the registry records of a signal's params, and compares of a version's (`Registry.register`'s
+    `identifies`): its kind (a version's own, where it records one) and the params that identify its model,
+    less those at their default; not the run settings a version recorded before it recorded these alone."""
+    return {KIND: params.get(KIND, kind), **signal_class(kind).identity(params)}
 
 
 def model_source(signal: Signal) -> str:
@@ -124,7 +121,7 @@ def check_configured_identity(registry: Registry, name: str, kind: str, configur
     if champion is None:
         return  # first use: the configured params become the champion
     versions = registry.versions(name)
-    if any({KIND: v.params.get(KIND, kind), **signal_class(kind).identity(v.params)} == configured for v in versions):
+    if any(identity_params(kind, v.params) == configured for v in versions):
         return
     running = next((v for v in versions if v.version == champion), None)
     if running is None or running.params.get(KIND, kind) != kind:
@@ -158,8 +155,7 @@ def resolve_versions(settings: Settings, signals: dict[str, Signal], role: str =
             configured = identity_params(conf.kind, signal.config.params)
             check_configured_identity(registry, name, conf.kind, configured, source)
             registry.register_first_use(name, source, configured, description=conf.model.name,
-                                        defaults=signal_class(conf.kind).identity_default_values(),
-                                        ignored=legacy_run_params(conf.kind))
+                                        identifies=functools.partial(identity_params, conf.kind))
         if role == CHALLENGER:
             aliases = registry.aliases_if_registered(name)
             if CHALLENGER not in aliases:

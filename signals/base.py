@@ -34,11 +34,6 @@ InputKind = Literal["image", "text"]
 FETCH_THREADS = 4  # default prepare threads of a signal that fetches: each holds at most one fetch's bytes
 
 
-def without_defaults(params: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
-    """`params` less those at their value in `defaults`: a param at its default names the model the param unset names."""
-    return {name: value for name, value in params.items() if name not in defaults or value != defaults[name]}
-
-
 @dataclass(frozen=True)
 class ModelRef:
     """Which model a signal row was computed with: recorded on every row."""
@@ -135,7 +130,8 @@ class Signal(ABC):
     @classmethod
     def identity(cls, params: Mapping[str, Any]) -> dict[str, Any]:
         """The identity params among `params` (see `identity_params`) less those at their default, which name the same model unset."""
-        return without_defaults({name: params[name] for name in cls.identity_names() if name in params}, cls.identity_default_values())
+        defaults = cls.identity_default_values()
+        return {name: params[name] for name in cls.identity_names() if name in params and (name not in defaults or params[name] != defaults[name])}
 
     @classmethod
     def known_params(cls) -> frozenset[str]:

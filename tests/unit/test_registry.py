@@ -120,15 +120,19 @@ def test_weights_are_hashed_once_per_version_not_on_every_run(registry, tmp_path
     assert registry.register("m", str(folder), {}).version == "5" and len(hashed) == 7
 
 
+def _without_threads(params):
+    return {k: v for k, v in params.items() if k != "threads"}
+
+
 def test_params_the_caller_ignores_are_left_out_of_comparing_not_of_what_a_version_records(registry, tmp_path):
     """A version that recorded run settings (registered before a version's params identified it alone) is the version
     of the params without them where the caller ignores them, found by its fingerprint or hashed again: no copy."""
     path = weights_file(tmp_path / "a", "w.pt", b"weights one")
     legacy = registry.register("m", path, {"arch": "a", "threads": 3})
-    assert registry.register("m", path, {"arch": "a"}, ignored={"threads"}) == legacy  # by its fingerprint
+    assert registry.register("m", path, {"arch": "a"}, identifies=_without_threads) == legacy  # by its fingerprint
     os.utime(path, ns=(1_000_000_000, 1_000_000_000))
-    assert registry.register("m", path, {"arch": "a"}, ignored={"threads"}) == legacy  # hashed again
-    assert registry.register("m", path, {"arch": "b"}, ignored={"threads"}).version == "2"  # other identity: its own
+    assert registry.register("m", path, {"arch": "a"}, identifies=_without_threads) == legacy  # hashed again
+    assert registry.register("m", path, {"arch": "b"}, identifies=_without_threads).version == "2"  # other identity: its own
     assert registry.register("m", path, {"arch": "a"}).params == {"arch": "a"}  # not ignored: compared, and recorded, whole
     assert registry.resolve("m", "1").params == {"arch": "a", "threads": 3}
 
