@@ -194,7 +194,9 @@ def configured_signal(settings: Settings, name: str, params: Mapping[str, Any] |
     """Signal `name` of the profile configured (not loaded), `params` over the profile's, at its
     pinned model version or "unresolved" until the registry resolves one. Its `path_params` given
     relative to this (the driver's) folder or `~` are made absolute: the executors' Python workers
-    read them from work folders of their own, so a job ships and registers the driver's files."""
+    read them from work folders of their own, so a job ships and registers the driver's files. Its identity params are
+    typed as their defaults (`Signal.identity_value`: "4096" from a quoted YAML value is 4096), so that a run compares
+    and registers the value, not its spelling; one that is not of that type is a UsageError naming it."""
     s = settings.signals[name]
     kind = signal_class(s.kind)
     given = {**s.params, **(params or {})}
@@ -202,6 +204,10 @@ def configured_signal(settings: Settings, name: str, params: Mapping[str, Any] |
         raise UsageError(f"signals.{name}.params: {', '.join(map(repr, unread))} is read by no {name} signal ({s.kind}), which "
                          f"reads {', '.join(sorted(kind.known_params()))}")
     given = {k: driver_path(v) if k in kind.path_params and isinstance(v, str) else v for k, v in given.items()}
+    try:
+        given = {k: kind.identity_value(k, v) if k in kind.identity_names() else v for k, v in given.items()}
+    except ValueError as e:
+        raise UsageError(f"signals.{name}.{e}") from None
     return build_signal(s.kind, SignalConfig(name, ModelRef(s.model.name, s.model.version or "unresolved"), s.batch_size, s.device,
                                              given, decode=settings.decode.limits, fetch=settings.fetch.policy))
 

@@ -11,6 +11,7 @@ neighbours. The same object serves the Spark UDF, the tests, the benchmarks and 
 """
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -128,10 +129,39 @@ class Signal(ABC):
         return {name: value for k in reversed(cls.__mro__) for name, value in vars(k).get("identity_defaults", {}).items()}
 
     @classmethod
+    def identity_value(cls, name: str, value: Any) -> Any:
+        """`value` of identity param `name` as the type of its default (`max_chars` "4096" or 4096.0 is 4096, `temperature`
+        "0.5" is 0.5), so that spellings of one value name one version; ValueError naming the param for a value
+        not of that type (a param without a numeric default is kept as given)."""
+        default = cls.identity_default_values().get(name)
+        if not isinstance(default, int | float):
+            return value
+        kind = type(default)
+        try:
+            number = math.nan if isinstance(value, bool) else float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if not math.isfinite(number) or (kind is int and not number.is_integer()):
+            raise ValueError(f"params.{name}: {value!r} is not {'an integer' if kind is int else 'a number'}, "
+                             f"which {name} is (its default: {default!r})")
+        return kind(number)
+
+    @classmethod
     def identity(cls, params: Mapping[str, Any]) -> dict[str, Any]:
-        """The identity params among `params` (see `identity_params`) less those at their default, which name the same model unset."""
+        """The identity params among `params` (see `identity_params`), each as `identity_value` reads it (one it cannot read
+        kept as written: a version recorded so matches no configured value), less those at their default, which name
+        the same model unset."""
         defaults = cls.identity_default_values()
-        return {name: params[name] for name in cls.identity_names() if name in params and (name not in defaults or params[name] != defaults[name])}
+        identity = {name: cls._identity_value_as_recorded(name, params[name]) for name in cls.identity_names() if name in params}
+        return {name: value for name, value in identity.items() if name not in defaults or value != defaults[name]}
+
+    @classmethod
+    def _identity_value_as_recorded(cls, name: str, value: Any) -> Any:
+        """`identity_value`, or `value` as written where it is not of its default's type."""
+        try:
+            return cls.identity_value(name, value)
+        except ValueError:
+            return value
 
     @classmethod
     def known_params(cls) -> frozenset[str]:

@@ -416,3 +416,64 @@ def test_a_version_registered_with_run_settings_is_the_version_of_its_identity_p
     assert [v.version for v in registry.versions("text_safety")] == ["1"]
     assert registry.aliases("text_safety") == {"champion": "1", "challenger": "1"}
     assert registry.resolve("text_safety", "1").params == {"kind": "text_safety", "max_chars": 1000, "prepare_threads": 3}
+
+
+def test_an_identity_param_spelled_as_a_string_or_a_float_names_the_version_of_its_value(lakehouse, capsys):
+    """Found in the forty-fifth session: defaults and versions were compared by Python equality of the
+    values as given, so `max_chars: "4096"` (quoted YAML, `--set ...='"4096"'`) was refused against a
+    champion registered without it, `"512"` against a version of 512, and `512.0` passed that check
+    but registered a copy of version 2 as version 3 (the registry compares JSON, where 512.0 is not 512)."""
+    from jobs.cli import main
+    from signals.catalog import signal_class
+
+    build_signals(only(lakehouse, "text_safety"))  # version 1, the champion, without max_chars
+    registry = registry_for(only(lakehouse, "text_safety"))
+    for spelled in ('"4096"', "4096.0"):
+        signal = build_signals(only(lakehouse, "text_safety", f"signals.text_safety.params.max_chars={spelled}"))["text_safety"]
+        assert (signal.config.model.version, signal.max_chars) == ("1", 4096)
+    source = "code:signals.labels.text_safety.TextSafetyLabeler"
+    for spelled in ("512", '"512"', "512.0"):
+        status = main(["register", "text_safety", "--source", source, "--param", f"max_chars={spelled}", "--set", f"lakehouse={lakehouse}"])
+        assert status == 0, capsys.readouterr().out
+        edited = only(lakehouse, "text_safety", f"signals.text_safety.params.max_chars={spelled}")
+        assert build_signals(edited, "challenger")["text_safety"].config.model.version == "2"
+    assert [(v.version, v.params) for v in registry.versions("text_safety")] == [
+        ("1", {"kind": "text_safety"}), ("2", {"kind": "text_safety", "max_chars": 512})]
+    topics = signal_class("minilm_text_topics")
+    assert topics.identity({"temperature": str(TEXT_TEMPERATURE), "max_chars": "4096"}) == {}
+    assert topics.identity({"temperature": "0.50"}) == topics.identity({"temperature": 0.5}) == {"temperature": 0.5}
+
+
+def test_a_version_recorded_with_a_spelling_of_its_value_is_the_version_of_that_value(lakehouse):
+    """Versions registered before identity params were typed may record `"1000"` or `1000.0`: a profile
+    giving 1000 runs them, with nothing registered again."""
+    registry = registry_for(only(lakehouse, "text_safety"))
+    source = "code:signals.labels.text_safety.TextSafetyLabeler"
+    registry.promote("text_safety", registry.register("text_safety", source, {"kind": "text_safety", "max_chars": "1000"}).version)
+    signal = build_signals(only(lakehouse, "text_safety", "signals.text_safety.params.max_chars=1000"))["text_safety"]
+    assert (signal.config.model.version, signal.max_chars) == ("1", 1000)
+    assert [v.version for v in registry.versions("text_safety")] == ["1"]
+
+
+@pytest.mark.parametrize(("param", "value", "said"), [
+    ("max_chars", "abc", "'abc' is not an integer"),
+    ("max_chars", "12.7", "12.7 is not an integer"),
+    ("max_chars", "true", "True is not an integer"),
+    ("temperature", "warm", "'warm' is not a number"),
+    ("temperature", ".nan", "nan is not a number"),
+])
+def test_an_identity_param_not_of_its_defaults_type_is_refused_naming_it_and_registers_nothing(lakehouse, capsys, param, value, said):
+    """Found in the forty-fifth session: `max_chars: abc` was registered as the first run's champion (and
+    `register --param max_chars=abc` as a challenger), whose every worker then failed in `int("abc")`;
+    12.7 ran at 12 as a version recording 12.7."""
+    from conf.settings import UsageError
+    from jobs.cli import main
+    from jobs.failures import explain
+
+    with pytest.raises(UsageError, match=f"signals.text_topics.params.{param}: {said}") as refused:
+        build_signals(only(lakehouse, "text_topics", f"signals.text_topics.params.{param}={value}"))
+    assert explain(refused.value).status == 2
+    status = main(["register", "text_safety", "--source", "code:signals.labels.text_safety.TextSafetyLabeler",
+                   "--param", f"max_chars={value}", "--set", f"lakehouse={lakehouse}"])
+    assert status == 2 and "params.max_chars" in capsys.readouterr().out
+    assert registry_for(only(lakehouse, "text_topics")).every_alias() == {}
