@@ -12,8 +12,9 @@ neighbours. The same object serves the Spark UDF, the tests, the benchmarks and 
 from __future__ import annotations
 
 import math
+import os
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -88,6 +89,9 @@ class Signal(ABC):
     # at its default names the model the param unset names, so the registry records and compares neither
     # (`identity`); a param that must be given (weights with no default) has none
     identity_defaults: ClassVar[Mapping[str, Any]] = {}
+    # the identity params whose default is a place only the install knows (its packaged weights), each with what
+    # finds that place: one naming it (however the path is spelled) names the model the param unset names (`identity`)
+    installed_defaults: ClassVar[Mapping[str, Callable[[], str]]] = {}
     # the params that may name a local file or folder the workers read (weights, a model's configs):
     # one relative to the driver's folder is made absolute there (rollout.models.configured_signal)
     path_params: ClassVar[tuple[str, ...]] = ()
@@ -126,7 +130,12 @@ class Signal(ABC):
     @classmethod
     def identity_default_values(cls) -> dict[str, Any]:
         """The defaults of the identity params of its class and bases (see `identity_defaults`)."""
-        return {name: value for k in reversed(cls.__mro__) for name, value in vars(k).get("identity_defaults", {}).items()}
+        return cls._declared_over_bases("identity_defaults")
+
+    @classmethod
+    def _declared_over_bases(cls, attribute: str) -> dict[str, Any]:
+        """A mapping class attribute merged over its class and bases, a class's own entries over its bases'."""
+        return {name: value for k in reversed(cls.__mro__) for name, value in vars(k).get(attribute, {}).items()}
 
     @classmethod
     def identity_value(cls, name: str, value: Any) -> Any:
@@ -149,11 +158,20 @@ class Signal(ABC):
     @classmethod
     def identity(cls, params: Mapping[str, Any]) -> dict[str, Any]:
         """The identity params among `params` (see `identity_params`), each as `identity_value` reads it (one it cannot read
-        kept as written: a version recorded so matches no configured value), less those at their default, which name
-        the same model unset."""
-        defaults = cls.identity_default_values()
+        kept as written: a version recorded so matches no configured value), less those at their default (`_at_default`),
+        which name the same model unset."""
         identity = {name: cls._identity_value_as_recorded(name, params[name]) for name in cls.identity_names() if name in params}
-        return {name: value for name, value in identity.items() if name not in defaults or value != defaults[name]}
+        return {name: value for name, value in identity.items() if not cls._at_default(name, value)}
+
+    @classmethod
+    def _at_default(cls, name: str, value: Any) -> bool:
+        """Whether `value` of identity param `name` is its default: its declared one (`identity_defaults`), or the place
+        its installed default finds (`installed_defaults`) on this install, symlinks resolved."""
+        defaults = cls.identity_default_values()
+        if name in defaults:
+            return value == defaults[name]
+        locate = cls._declared_over_bases("installed_defaults").get(name)
+        return locate is not None and isinstance(value, str) and os.path.realpath(value) == os.path.realpath(locate())
 
     @classmethod
     def _identity_value_as_recorded(cls, name: str, value: Any) -> Any:

@@ -98,6 +98,7 @@ class EfficientNetImageEmbedder(ImageEmbedder):
     """Pooled EfficientNet-Lite0 features of an image."""
 
     identity_params = ("weights_path",)
+    installed_defaults = {"weights_path": default_weights_path}
     path_params = ("weights_path",)
 
     @property

@@ -81,6 +81,7 @@ class MiniLMTextEmbedder(TextEmbedder):
 
     pads_batches = True
     identity_params = ("model_dir",)
+    installed_defaults = {"model_dir": default_model_dir}
     path_params = ("model_dir",)
     run_params = ("max_batch_tokens",)
 

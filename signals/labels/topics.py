@@ -97,6 +97,7 @@ class ImageTopicLabeler(ImageInput, _TopicLabeler):
     """ImageNet-1k probabilities of EfficientNet-Lite0, summed per topic."""
 
     identity_params = EfficientNetImageEmbedder.identity_params
+    installed_defaults = EfficientNetImageEmbedder.installed_defaults
     path_params = EfficientNetImageEmbedder.path_params
     run_params = EfficientNetImageEmbedder.run_params  # its backing embedder reads them
 
@@ -138,6 +139,7 @@ class TextTopicLabeler(TextInput, _TopicLabeler):
     pads_batches = True
     identity_params = (*MiniLMTextEmbedder.identity_params, "temperature")  # the temperature shapes every score
     identity_defaults = {"temperature": TEXT_TEMPERATURE}
+    installed_defaults = MiniLMTextEmbedder.installed_defaults
     path_params = MiniLMTextEmbedder.path_params
     run_params = MiniLMTextEmbedder.run_params  # its backing embedder reads them
 

@@ -477,3 +477,26 @@ def test_an_identity_param_not_of_its_defaults_type_is_refused_naming_it_and_reg
                    "--param", f"max_chars={value}", "--set", f"lakehouse={lakehouse}"])
     assert status == 2 and "params.max_chars" in capsys.readouterr().out
     assert registry_for(only(lakehouse, "text_topics")).every_alias() == {}
+
+
+def test_a_weights_location_naming_the_packaged_weights_is_the_version_without_it(lakehouse, capsys, tmp_path):
+    """Found in the forty-fifth session: `weights_path` has no declared default (where the packaged weights
+    are depends on the install), so a profile spelling out the packaged file was refused against the
+    champion its first run registered without it, and `register --param weights_path=<packaged>` made
+    version 2, a copy of version 1 (the same sha256). The packaged place, found on this install, is its default."""
+    from jobs.cli import main
+    from signals.catalog import signal_class
+    from signals.embedders.minilm import default_model_dir
+
+    packaged = default_weights_path()
+    (tmp_path / "linked.pth").symlink_to(packaged)
+    build_signals(image_embedding_only(lakehouse))  # version 1, the champion, without weights_path
+    for spelled in (packaged, tmp_path / "linked.pth"):
+        signal = build_signals(image_embedding_only(lakehouse, f"signals.image_embedding.params.weights_path={spelled}"))["image_embedding"]
+        assert signal.config.model.version == "1"
+    status = main(["register", "image_embedding", "--source", packaged, "--param", f"weights_path={packaged}", "--set", f"lakehouse={lakehouse}"])
+    assert status == 0, capsys.readouterr().out
+    assert [(v.version, v.params) for v in registry_for(image_embedding_only(lakehouse)).versions("image_embedding")] == [
+        ("1", {"kind": "efficientnet_lite0_image"})]
+    assert signal_class("minilm_text_topics").identity({"model_dir": default_model_dir()}) == {}
+    assert signal_class("imagenet_image_topics").identity({"weights_path": "/elsewhere/v2.pth"}) == {"weights_path": "/elsewhere/v2.pth"}
