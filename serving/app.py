@@ -6,7 +6,7 @@ the input bad (the batch job's reason per signal under `errors`, the other signa
 still given); 503 when every error may pass on another try (a fetch that timed out) or the queue
 is full; 400, 408, 413 for a request that is not an item, too slow or too large; 504 when it was
 not scored within the time limit. `/health` says what is loaded (model versions, index builds),
-the reloads, the queue, and the connections each time limit closed. A task looks for new champions every `serve.reload_check_s`.
+the reloads, the queue, and the connections each limit closed (timeouts, and refusals at `max_connections`). A task looks for new champions every `serve.reload_check_s`.
 """
 from __future__ import annotations
 

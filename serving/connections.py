@@ -1,4 +1,4 @@
-"""HTTP connections that must send their request head, and take their answers, in time.
+"""HTTP connections that must send their request head, and take their answers, in time, and no more of them than `max_connections`.
 
 uvicorn closes a connection left idle after an answer (`timeout_keep_alive`) but sets no limit on
 the head of a request: a connection that sent nothing, or part of a head, held one of
@@ -14,8 +14,14 @@ writing is paused and whose client took none of its answer's bytes for `write_ti
 The head's clock starts only once the answer before has left (writing no longer paused), so a
 client that is not taking its answer is cut off by the write timeout alone.
 
-Each such close logs a warning naming the client and is counted in a `ClosedConnections` the
-server's protocols share with the app, whose `/health` reports it.
+A request that arrives while more than `max_connections` connections are open (this one
+included), or more requests than that are still being answered, gets uvicorn's own 503 (its
+`service_unavailable`, `Connection: close`). uvicorn decides that inside its request handling
+(`limit_concurrency`), logging a line that names no client and counting nothing, so its limit is
+left unset and the same condition is decided here instead, where the refusal can be counted.
+
+Each such close or refusal logs a warning naming the client and is counted in a `ClosedConnections`
+the server's protocols share with the app, whose `/health` reports it.
 """
 from __future__ import annotations
 
@@ -28,23 +34,29 @@ from dataclasses import dataclass
 from typing import Any
 
 import h11
+from starlette.types import Receive, Scope, Send
+from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 
 @dataclass
 class ClosedConnections:
-    """How many connections each time limit has closed since the service started: one object for all its connections and its `/health`."""
+    """How many connections each limit has closed since the service started: one object for all its connections and its `/health`."""
 
     head_timeout: int = 0
     write_timeout: int = 0
+    max_connections: int = 0  # refused (503, closed): more than `max_connections` connections open or requests under way
 
 
-class TimedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, closing a connection whose request head is not in by its deadline or whose client stopped taking its answers."""
+class LimitedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, closing a connection whose request head is not in by its deadline or whose client stopped taking its answers, and refusing requests beyond `max_connections`."""
 
-    def __init__(self, *args: Any, head_timeout_s: float, write_timeout_s: float, closed: ClosedConnections, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, max_connections: int | None, head_timeout_s: float, write_timeout_s: float, closed: ClosedConnections,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.closed = closed
+        self.served_app = self.app
+        self.max_connections = max_connections
         self.head_timeout_s = head_timeout_s
         self.head_deadline: asyncio.TimerHandle | None = None
         self.write_timeout_s = write_timeout_s
@@ -54,6 +66,13 @@ class TimedH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._await_head()
+
+    def handle_events(self) -> None:
+        # uvicorn answers a request parsed in this call with `self.app`; its connections and tasks
+        # cannot change before the call parses one (a second request in one call needs the first's
+        # answer sent, which happens in its task), so deciding here decides as uvicorn's check would
+        self.app = self._refuse if self._at_limit() else self.served_app
+        super().handle_events()
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -79,6 +98,16 @@ class TimedH11Protocol(H11Protocol):
         self._cancel_head_deadline()
         self._cancel_write_deadline()
         super().connection_lost(exc)
+
+    def _at_limit(self) -> bool:
+        """Whether a request now is one too many: uvicorn's `limit_concurrency` condition, with `max_connections` + 1 as that limit."""
+        return self.max_connections is not None and max(len(self.connections), len(self.tasks)) > self.max_connections
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """uvicorn's own 503 for a request beyond `max_connections`, counted and logged with its client."""
+        self.closed.max_connections += 1
+        self.logger.warning("Refused the request of %s with 503: max_connections (%d) reached.", self._client_name(), self.max_connections)
+        await service_unavailable(scope, receive, send)
 
     def _await_head(self) -> None:
         """Start the time the next request's head has to arrive in full (bytes that come meanwhile do not restart it)."""

@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 
 from conf.settings import ServeSettings, Settings
 from serving.app import create_app
-from serving.connections import ClosedConnections, TimedH11Protocol
+from serving.connections import ClosedConnections, LimitedH11Protocol
 from serving.reload import Champions
 
 START_TIMEOUT_S = 60.0
@@ -24,15 +24,14 @@ KEEP_ALIVE_S = 5  # an idle connection is closed after this
 
 def _server(app: Starlette, host: str, port: int, log_level: str, max_connections: int | None, head_timeout_s: float,
             write_timeout_s: float, closed: ClosedConnections) -> uvicorn.Server:
-    """A uvicorn server that serves `max_connections` connections at once, each closed when a request's
-    head has not arrived within `head_timeout_s` or its client took none of its answers for `write_timeout_s`
-    (counted in `closed`). uvicorn answers 503 once the open connections reach its limit, counting the one
-    asking, so its limit is one above."""
-    limit = None if max_connections is None else max_connections + 1
-    protocol = functools.partial(TimedH11Protocol, head_timeout_s=head_timeout_s, write_timeout_s=write_timeout_s,
+    """A uvicorn server that serves `max_connections` connections at once, more answered 503, each closed
+    when a request's head has not arrived within `head_timeout_s` or its client took none of its answers
+    for `write_timeout_s` (refusals and closes counted in `closed`); the protocol decides the limit, not
+    uvicorn's `limit_concurrency`, whose refusals nothing could count."""
+    protocol = functools.partial(LimitedH11Protocol, max_connections=max_connections, head_timeout_s=head_timeout_s, write_timeout_s=write_timeout_s,
                                  closed=closed)  # uvicorn calls it as it calls a protocol class
     return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on", http=protocol,
-                                         timeout_keep_alive=KEEP_ALIVE_S, limit_concurrency=limit))
+                                         timeout_keep_alive=KEEP_ALIVE_S))
 
 
 def bound_port(server: uvicorn.Server) -> int:
@@ -44,8 +43,8 @@ def bound_port(server: uvicorn.Server) -> int:
 def running(app: Starlette, host: str = "127.0.0.1", port: int = 0, max_connections: int | None = None,
             head_timeout_s: float = ServeSettings().head_timeout_s, write_timeout_s: float = ServeSettings().write_timeout_s,
             closed: ClosedConnections | None = None) -> Iterator[str]:
-    """The app served by uvicorn in a thread of this process, its connections closed by a timeout counted
-    in `closed` (the one the app reports, if it reports them); yields its base URL, and stops it
+    """The app served by uvicorn in a thread of this process, its connections closed by a timeout or refused
+    at `max_connections` counted in `closed` (the one the app reports, if it reports them); yields its base URL, and stops it
     (connections closed, the lifespan's shutdown run) when the block ends."""
     server = _server(app, host, port, "warning", max_connections, head_timeout_s, write_timeout_s, ClosedConnections() if closed is None else closed)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)

@@ -427,10 +427,10 @@ def test_health_counts_the_connections_each_timeout_closed_and_the_log_names_the
         try:
             assert closed_by_the_server(idle)
             deadline, counts = time.monotonic() + 20, {}
-            while counts != {"head_timeout": 1, "write_timeout": 1} and time.monotonic() < deadline:  # large's abort, without reading it
+            while counts != {"head_timeout": 1, "write_timeout": 1, "max_connections": 0} and time.monotonic() < deadline:  # large's abort, without reading it
                 time.sleep(0.2)
                 counts = health(where)["closed_connections"]
-            assert counts == {"head_timeout": 1, "write_timeout": 1}
+            assert counts == {"head_timeout": 1, "write_timeout": 1, "max_connections": 0}
             assert bytes_until_closed(large) < LARGE_ANSWER
         finally:
             for s in (idle, large):
@@ -438,6 +438,52 @@ def test_health_counts_the_connections_each_timeout_closed_and_the_log_names_the
             logging.getLogger("uvicorn.error").removeHandler(keep)
     assert sorted(lines) == sorted([f"Closed the connection of {idle_client}: it sent no whole request head within 1s.",
                                     f"Closed the connection of {large_client}: it took none of its answers for 1s."])
+
+
+def get_health(where) -> tuple[str, int, dict[str, str], bytes]:
+    """`GET /health` on a connection of its own: the client's address, and the answer's status, headers (its date left out) and body."""
+    connection = http.client.HTTPConnection(where.hostname, where.port, timeout=10)
+    try:
+        connection.connect()
+        client = ":".join(map(str, connection.sock.getsockname()))
+        connection.request("GET", "/health")
+        response = connection.getresponse()
+        return client, response.status, {k.lower(): v for k, v in response.getheaders() if k.lower() != "date"}, response.read()
+    finally:
+        connection.close()
+
+
+def test_health_counts_the_requests_refused_at_max_connections_and_the_log_names_their_clients(settings) -> None:
+    """uvicorn's own 503 once `max_connections` were open was not counted, and its log line named no
+    client: `/health` could not tell an operator that clients were turned away. With the one
+    connection allowed held, two requests get uvicorn's 503 as before, and afterwards `/health` counts
+    2 and the log has one line naming each client."""
+    closed = ClosedConnections()
+    lines: list[str] = []
+    keep = logging.Handler()
+    keep.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    with running(create_app(Champions(settings), settings.serve, closed), max_connections=1, closed=closed) as url:
+        logging.getLogger("uvicorn.error").addHandler(keep)  # uvicorn's loggers do not reach pytest's handler
+        where = urlsplit(url)
+        held = socket.create_connection((where.hostname, where.port), timeout=10)  # open, nothing sent yet
+        try:
+            answers, deadline = [], time.monotonic() + 10
+            while sum(status == 503 for _, status, _, _ in answers) < 2 and time.monotonic() < deadline:  # once the server has taken it
+                answers.append(get_health(where))
+        finally:
+            held.close()
+            answers.append(get_health(where))
+            while answers[-1][1] != 200 and time.monotonic() < deadline:  # once the server has seen it closed
+                answers.append(get_health(where))
+            logging.getLogger("uvicorn.error").removeHandler(keep)
+    refused = [(client, headers, body) for client, status, headers, body in answers if status == 503]
+    assert len(refused) >= 2 and answers[-1][1] == 200
+    assert {(json.dumps(headers, sort_keys=True), body) for _, headers, body in refused} == {
+        (json.dumps({"connection": "close", "content-length": "19", "content-type": "text/plain; charset=utf-8", "server": "uvicorn"}, sort_keys=True),
+         b"Service Unavailable")}
+    assert json.loads(answers[-1][3])["closed_connections"] == {"head_timeout": 0, "write_timeout": 0, "max_connections": len(refused)}
+    assert sorted(line for line in lines if "503" in line or "concurrency" in line) == sorted(
+        f"Refused the request of {client} with 503: max_connections (1) reached." for client, _, _ in refused)
 
 
 def test_concurrent_requests_share_a_model_batch(service) -> None:
