@@ -23,7 +23,7 @@ from lake import delta_io
 from monitoring.monitor import SIGNAL_TABLES, Judged, MonitorResult, read_stats
 from monitoring.reference import choose_rows
 from monitoring.rules import DECISION_RATE, EMBEDDING_DRIFT, ERROR_RATE, SCORE_DRIFT, Verdict
-from rollout.html_report import figure_png, html_page, html_table, image_tag
+from rollout.html_report import agg_figure, figure_png, html_page, html_table, image_tag
 from signals.contracts import ALERTS, HISTOGRAM_BINS, STATUS_ERROR
 
 ROWS_SHOWN = 20  # rows listed under an alert; the query beside them reads them all
@@ -110,12 +110,10 @@ def _number(value: float | None) -> str:
 
 def _trend_figure(signal: str, kind: str, days: Sequence[dict], verdicts: Sequence[dict]) -> bytes:
     """Error rate, decision rates and drift per day, the days where a rule fired marked in red."""
-    from matplotlib.figure import Figure
-
     names = [r["ds"] for r in days]
     x = list(range(len(names)))
     panels = 2 if kind == "embedding" else 3  # embeddings decide nothing: no decision-rate panel
-    fig = Figure(figsize=(3.7 * panels, 3))
+    fig = agg_figure(figsize=(3.7 * panels, 3))
     axes = list(fig.subplots(1, panels))
     error_ax, drift_ax = axes[0], axes[-1]
     error_ax.plot(x, [r["error_items"] / r["items"] if r["items"] else math.nan for r in days], marker="o")
@@ -169,7 +167,6 @@ def _mark_fired(ax: Any, days: Sequence[str], fired: Sequence[dict]) -> None:
 
 def _histogram_figure(j: Judged, today: dict) -> bytes:
     """Each label's score histogram on the day against the reference window's, as shares of rows."""
-    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     fired = {v.label for v in j.verdicts if v.fired and v.label}
@@ -177,7 +174,7 @@ def _histogram_figure(j: Judged, today: dict) -> bytes:
                     key=lambda m: (m["label"] not in fired, m["label"]))[:HISTOGRAM_LABELS]
     cols = max(1, min(4, len(labels)))
     rows = max(1, math.ceil(len(labels) / cols))
-    fig = Figure(figsize=(3.2 * cols, 2.4 * rows))
+    fig = agg_figure(figsize=(3.2 * cols, 2.4 * rows))
     edges = np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)
     for i, m in enumerate(labels):
         ax = fig.add_subplot(rows, cols, i + 1)

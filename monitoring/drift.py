@@ -82,10 +82,11 @@ def domain_auc(reference: np.ndarray, current: np.ndarray, seed: int = 0) -> flo
     fitted on. A closed form, one solve per fold in the smaller of the n x n (dual) and d x d
     (primal) systems, because the iterative fits it replaces were most of a monitor's seconds
     (docs/history.md, forty-first session); BLAS runs on one thread, since beside Spark's busy
-    cores threads made such products several times slower."""
+    cores threads made such products several times slower, limited through threadpoolctl's cached
+    controller: a new one per call scanned the process's libraries each time."""
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import get_cached_controller
 
     x = np.vstack([reference, current]).astype(np.float64)
     y = np.r_[np.zeros(len(reference)), np.ones(len(current))]
@@ -94,7 +95,7 @@ def domain_auc(reference: np.ndarray, current: np.ndarray, seed: int = 0) -> flo
         return math.nan
     x = (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), 1e-12)  # unit-free: no dimension dominates
     scores = np.empty(len(y))
-    with threadpool_limits(1):
+    with get_cached_controller().limit(limits=1):
         step = _DualStep(x) if x.shape[1] > len(x) else _PrimalStep(x)
         for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
             rate = y[train].mean()

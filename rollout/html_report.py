@@ -15,13 +15,26 @@ td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}th{background:#f
 PNG_DPI = 90
 
 
+def agg_figure(**kwargs: Any) -> Any:
+    """A matplotlib Figure at PNG_DPI on its own Agg canvas, so that laying it out (`tight_layout`) and
+    drawing it (`figure_png(crop=False)`) share one renderer and measure each text once: laid out on
+    a default canvas at another dpi, every text was measured again to be drawn."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(dpi=PNG_DPI, **kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def figure_png(fig: Any, crop: bool = True) -> bytes:
     """A matplotlib Figure as PNG bytes, drawn on the Agg canvas (no pyplot, no global backend change),
     cropped to what it draws; without `crop` (a figure laid out already, `tight_layout`) drawn once
-    as it is: savefig drew a figure once to find its extent or its layout, then again."""
+    as it is, on its own canvas where it has one (`agg_figure`): savefig drew a figure once to find
+    its extent or its layout, then again."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    canvas = FigureCanvasAgg(fig)
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
     buffer = io.BytesIO()
     if crop:
         fig.savefig(buffer, format="png", dpi=PNG_DPI, bbox_inches="tight")

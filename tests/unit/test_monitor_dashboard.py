@@ -178,3 +178,22 @@ def test_a_dashboard_figure_is_drawn_once(monkeypatch, kind) -> None:
 
     assert dashboard._trend_figure("a_signal", kind, days, []).startswith(b"\x89PNG")
     assert len(draws) == 1
+
+
+def test_a_dashboard_figure_measures_each_text_once(monkeypatch) -> None:
+    """A trend laid out on a default canvas at 100 dpi and drawn on another at the page's 90 measured every text twice
+    (57 measurements of its 31 texts, on two renderers), a cost of every `monitor` run's dashboard."""
+    from collections import Counter
+
+    from matplotlib.backends.backend_agg import RendererAgg
+
+    measured: Counter = Counter()
+    measure = RendererAgg.get_text_width_height_descent
+    monkeypatch.setattr(RendererAgg, "get_text_width_height_descent",
+                        lambda renderer, s, prop, ismath: measured.update([(s, id(renderer))]) or measure(renderer, s, prop, ismath))
+    days = [{"ds": d, "items": 100, "error_items": i % 7, "labels": [{"label": "spam", "decided": 100, "positives": i % 5}]}
+            for i, d in enumerate(_days(14))]
+
+    assert dashboard._trend_figure("a_signal", "label", days, []).startswith(b"\x89PNG")
+    assert len({renderer for _, renderer in measured}) == 1
+    assert set(measured.values()) == {1}

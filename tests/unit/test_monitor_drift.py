@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import ks_2samp
 
+from monitoring import drift
 from monitoring.drift import binned_ks, domain_auc, psi, score_histogram, two_proportion_pvalue
 from signals.contracts import HISTOGRAM_BINS
 
@@ -85,3 +86,28 @@ def test_the_domain_classifier_is_a_logistic_regressions_first_newton_step(width
     reference = rng.normal(size=(160, width))
     current = rng.normal(size=(40, width)) + np.r_[0.3, np.zeros(width - 1)]  # one dimension moved
     assert domain_auc(reference, current, seed=2) == pytest.approx(_newton_step_auc(reference, current, 2), abs=1e-9)
+
+
+def test_the_domain_classifier_limits_blas_without_scanning_the_libraries_on_every_call(monkeypatch) -> None:
+    """Found profiling the bench's monitor: each call built a new threadpoolctl controller, which scans every library
+    the process has loaded, once per embedding signal and day judged (8 in the bench, 730 in a
+    year's backfill). BLAS still runs on one thread inside."""
+    import threadpoolctl
+
+    rng = np.random.default_rng(5)
+    reference, current = rng.normal(size=(60, 8)), rng.normal(size=(30, 8))
+    threads = []
+    solve = drift._ridge_solve
+    with monkeypatch.context() as patched:
+        patched.setattr(drift, "_ridge_solve", lambda *a: threads.extend(i["num_threads"] for i in threadpoolctl.threadpool_info()
+                                                                         if i["user_api"] == "blas") or solve(*a))
+        first = domain_auc(reference, current)  # the first call may scan: the libraries it loads are new
+    scans = []
+    load = threadpoolctl.ThreadpoolController._load_libraries
+    monkeypatch.setattr(threadpoolctl.ThreadpoolController, "_load_libraries", lambda self: scans.append(1) or load(self))
+
+    values = [domain_auc(reference, current, seed) for seed in range(3)]
+
+    assert scans == []
+    assert threads and set(threads) == {1}
+    assert values[0] == first
