@@ -296,7 +296,7 @@ def commit_files_made(
                 partition_by=list(contract.partition_by) or None,
                 commit_properties=CommitProperties(
                     custom_metadata={**metadata, "app_id": app_id},
-                    app_transactions=[Transaction(app_id, 1)],
+                    app_transactions=[Transaction(app_id, 1, now_ms)],  # dated: a table's app id retention expires it by this
                     max_commit_retries=0,  # a concurrent commit comes back here, to be checked above
                 ),
             )

@@ -337,6 +337,14 @@ def test_committed_and_version_of_commit(committed_table, tmp_path: Path) -> Non
     assert commit["app_id"] == "test/1" and commit["run_id"] == "run-1" and commit["job"] == "unit"
 
 
+def test_a_commit_dates_its_app_id_so_that_a_retention_can_expire_it(committed_table) -> None:
+    """Delta expires an app id by its txn's `lastUpdated`: one without it stayed in every checkpoint for good."""
+    root, _, _, version = committed_table
+    txn = next(a["txn"] for a in log_actions(root, version) if "txn" in a)
+    committed_at = next(h["timestamp"] for h in DeltaTable(root).history() if h["version"] == version)
+    assert txn["appId"] == "test/1" and abs(txn.get("lastUpdated", 0) - committed_at) < 60_000
+
+
 def test_version_of_commit_finds_a_commit_however_old(committed_table) -> None:
     """A re-run of an old run id on a busy table: its commit is more than 50 versions back."""
     root, _, _, version = committed_table
