@@ -243,6 +243,28 @@ def keep_log(root: str, keep: Collection[int], min_retention: timedelta, dry_run
     return [f"log retention set to {days} days (was {was.days}), so that version {version} stays readable"]
 
 
+TXN_RETENTION = "delta.setTransactionRetentionDuration"  # delta-rs forgets an app id whose txn's lastUpdated is older than this
+APP_ID_RETENTION = timedelta(days=90)  # a retry of a run id within this is recognised as committed (docs/design.md, Table upkeep)
+
+
+def expire_app_ids(root: str, dry_run: bool, metadata: Mapping[str, str]) -> list[str]:
+    """Give the table an app id retention (`APP_ID_RETENTION`) where it has none, so that its
+    checkpoints stop carrying the app id of every run ever made: delta-rs then forgets, and leaves
+    out of its checkpoints, the app ids committed (their txn's lastUpdated) longer ago than that. One
+    property commit (`metadata`) per table, ever, skipped (said) when a concurrent commit wins; a
+    value an operator set is kept. Returns a note of what was (dry: would be) set."""
+    table = DeltaTable(root)
+    if TXN_RETENTION in table.metadata().configuration:
+        return []
+    if not dry_run:
+        try:
+            table.alter.set_table_properties({TXN_RETENTION: f"interval {APP_ID_RETENTION.days} days"},
+                                             commit_properties=CommitProperties(custom_metadata=dict(metadata)))
+        except CommitFailedError as exc:
+            return [f"app id retention not set: a concurrent commit ({exc}); the next maintain sets it"]
+    return [f"app id retention set to {APP_ID_RETENTION.days} days"]
+
+
 def vacuum(root: str, keep: Collection[int], min_retention: timedelta, dry_run: bool,
            metadata: Mapping[str, str]) -> tuple[list[str], int, tuple[int, ...], list[str]]:
     """Delete the files no snapshot needs (replaced files, and files of runs and compactions that
@@ -272,10 +294,11 @@ def vacuum(root: str, keep: Collection[int], min_retention: timedelta, dry_run: 
 
 def maintain_table(root: str, contract: TableContract, policy: UpkeepPolicy, keep: Collection[int], app_id: str, file_prefix: str,
                    metadata: Mapping[str, str], compaction: bool = True, dry_run: bool = False) -> Upkeep:
-    """Compact (unless `compaction` is off), vacuum, then checkpoint the table if its log has
-    grown enough (so the checkpoint holds the compaction), having first made the log of the kept
-    versions outlast the run (`keep_log`, before any commit of its own can delete it); in a dry
-    run, only say what would be done."""
+    """Compact (unless `compaction` is off), give the table an app id retention where it has none
+    (`expire_app_ids`), vacuum, then checkpoint the table if its log has grown enough (so the
+    checkpoint holds the compaction and leaves out the expired app ids), having first made the log
+    of the kept versions outlast the run (`keep_log`, before any commit of its own can delete it);
+    in a dry run, only say what would be done."""
     log_notes = keep_log(root, keep, policy.min_retention, dry_run, metadata)
     version = delta_io.snapshot(root).version()
     before = len(delta_io.live_files(root, version))
@@ -292,6 +315,7 @@ def maintain_table(root: str, contract: TableContract, policy: UpkeepPolicy, kee
             compacted_at = compact(root, contract, bins, version, app_id, file_prefix, metadata)
         except delta_io.CommitConflict as exc:
             bins, notes = [], [*notes, f"compaction skipped: {exc}"]
+    app_id_notes = expire_app_ids(root, dry_run, metadata)  # before the checkpoint, which then leaves the expired ones out
     deleted, hours, kept, vacuum_notes = vacuum(root, keep, policy.min_retention, dry_run, metadata)
     checkpoint = None
     if checkpoint_due(root, policy.checkpoint_every):
@@ -301,4 +325,5 @@ def maintain_table(root: str, contract: TableContract, policy: UpkeepPolicy, kee
         checkpoint = table.version()
     after = before - sum(len(group) - 1 for group in bins) if dry_run else len(delta_io.live_files(root))
     return Upkeep(contract.name, delta_io.snapshot(root).version(), before, after, len({tuple(g[0].partition_values.items()) for g in bins}),
-                  sum(len(g) for g in bins), compacted_at, checkpoint, len(deleted), hours, kept, (*log_notes, *notes, *vacuum_notes))
+                  sum(len(g) for g in bins), compacted_at, checkpoint, len(deleted), hours, kept,
+                  (*log_notes, *notes, *vacuum_notes, *app_id_notes))

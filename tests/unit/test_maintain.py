@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from conftest import settings_for
 from deltalake import CommitProperties, DeltaTable, QueryBuilder, write_deltalake
@@ -94,6 +95,29 @@ def test_a_second_run_finds_nothing_to_do(tmp_path: Path) -> None:
     version = DeltaTable(root).version()
     again = _maintain(root, app_id="content-signals/maintain-2")
     assert (again.files_compacted, again.vacuumed, again.checkpoint, again.compaction_version) == (0, 0, None, None)
+    assert DeltaTable(root).version() == version
+
+
+def test_maintain_gives_app_ids_a_retention_so_checkpoints_stop_carrying_every_run(tmp_path: Path, monkeypatch) -> None:
+    """Each commit's app id stayed in every checkpoint for good (a run a day: thousands after some years);
+    maintain sets the table's app id retention, so a checkpoint drops those older than it, a retry
+    within it is still recognised, and the next maintain makes no second property commit."""
+    root = str(tmp_path / "embeddings")
+    aged = time.time() - (upkeep.APP_ID_RETENTION + dt.timedelta(days=1)).total_seconds()
+    for app_id, at in (("test/old", aged), ("test/new", time.time())):
+        monkeypatch.setattr(delta_io.time, "time", lambda at=at: at)
+        delta_io.commit_files(root, EMBEDDINGS, write(root, make_rows(app_id, per_slice=1), prefix=f"part-{app_id[5:]}"), app_id, {"job": "unit"})
+    monkeypatch.undo()
+    assert delta_io.committed(root, "test/old")
+
+    done = _maintain(root, policy=dataclasses.replace(NO_RETENTION, checkpoint_every=0))
+
+    assert DeltaTable(root).metadata().configuration[upkeep.TXN_RETENTION] == f"interval {upkeep.APP_ID_RETENTION.days} days"
+    checkpoint = pq.read_table(Path(root) / "_delta_log" / f"{done.checkpoint:020d}.checkpoint.parquet", columns=["txn"])
+    assert {t["appId"] for t in checkpoint["txn"].to_pylist() if t} == {"test/new"}
+    assert not delta_io.committed(root, "test/old") and delta_io.committed(root, "test/new")
+    version = DeltaTable(root).version()
+    _maintain(root, app_id="content-signals/maintain-2")
     assert DeltaTable(root).version() == version
 
 
@@ -637,7 +661,8 @@ def test_a_table_whose_upkeep_fails_does_not_stop_the_others(tmp_path: Path) -> 
     with pytest.raises(UpkeepFailed) as failed:
         run_maintain(settings, ["embeddings", "corpus"])
     assert list(failed.value.failed) == ["embeddings"] and [u.table for u in failed.value.done] == ["corpus"]
-    assert upkeep.last_checkpoint(corpus_root) == corpus_version  # the corpus's log was checkpointed after the embeddings failed
+    # the corpus's log was checkpointed after the embeddings failed (and after its app id retention's property commit)
+    assert upkeep.last_checkpoint(corpus_root) == corpus_version + 1
     explained = explain(failed.value, settings.lakehouse_root)
     assert explained is not None and explained.status == DAMAGED
     assert f"for day {DAYS[0]} is missing" in explained.message and "corpus: files" in explained.message
