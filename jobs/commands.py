@@ -39,7 +39,6 @@ from rollout.evaluate import REPORT, replace_section, run_evaluation
 from rollout.models import (
     CHALLENGER,
     CHAMPION,
-    KIND,
     champion_version,
     configured_signal,
     identity_params,
@@ -145,11 +144,6 @@ def _register(settings: Settings, args: argparse.Namespace) -> None:
     if not_identity := sorted(given.keys() - set(names)):
         raise UsageError(f"--param {not_identity}: not what identifies a {conf.kind!r} model (its identity params: "
                          f"{names}); how it runs is set in the profile")
-    if weights is None and params.keys() == {KIND}:  # all code: its version at the default params (given or not) is its first run's
-        other = f", one of other identity params ({names}) with --param" if names else ""
-        raise UsageError(f"{args.signal} ({conf.kind}) has no weights to register: a signal whose logic is all code has none (a change "
-                         f"to it is released with the code) and its code's version is registered by its first run{other}; one that "
-                         "reads a weights file names it (e.g. --param weights_path=PATH)")
     source = model_source(signal)
     if weights is None and args.source != source:
         raise UsageError(f"--source {args.source}: the versions of {args.signal} ({conf.kind}) come from its code, --source {source}")
@@ -159,9 +153,10 @@ def _register(settings: Settings, args: argparse.Namespace) -> None:
                          f"{names}, e.g. --param weights_path={args.source})")
     registry = registry_for(settings)
     model = registry.register(args.signal, args.source, params, description=conf.model.name,
-                              identifies=functools.partial(identity_params, conf.kind))
+                              identifies=functools.partial(identity_params, conf.kind), code_sha256=signal.code_sha256())
     replaced = registry.point_alias(args.signal, args.alias, model.version)
-    console.print(f"{args.signal}: version {model.version} ({args.source}, sha256 {model.weights_sha256}) "
+    hashed = f"sha256 {model.weights_sha256}" if weights is not None else f"code sha256 {signal.code_sha256()}"
+    console.print(f"{args.signal}: version {model.version} ({args.source}, {hashed}) "
                   f"{alias_move_said(args.alias, model.version, replaced)}")
 
 

@@ -70,6 +70,7 @@ if mlflow.telemetry.get_telemetry_client() is not None:
 CHAMPION, CHALLENGER = "champion", "challenger"
 SHA_TAG, PARAMS_TAG, SOURCE_TAG = "weights_sha256", "params", "source"
 STAT_TAG = "weights_stat"  # signals.weights.weights_stat of the weights when last hashed
+CODE_TAG = "code_sha256"  # signals.code_fingerprint of a signal whose logic is all code: its rules
 # registered-model tags, JSON lists, oldest first; a tag value holds at most 100,000 characters
 STACK_TAG = "alias_stack.{alias}"  # versions the alias named before, for rollback
 HISTORY_TAG = "alias_history.{alias}"  # every promotion and rollback of the alias
@@ -123,6 +124,7 @@ class RegisteredModel:
     source: str
     weights_sha256: str | None
     params: dict[str, Any]
+    code_sha256: str | None = None  # of a signal whose logic is all code; None where not recorded (registered before)
 
 
 def local_store_uri(folder: str | Path) -> str:
@@ -293,7 +295,7 @@ class Registry:
     # -- versions ---------------------------------------------------------------------------
 
     def register(self, name: str, source: str, params: Mapping[str, Any], description: str = "",
-                 identifies: Identifies = dict) -> RegisteredModel:
+                 identifies: Identifies = dict, code_sha256: str | None = None) -> RegisteredModel:
         """Idempotent: a version with the same weights hash and params is reused, else a new version is created,
         under the registry's lock after searching again, so that two registrations at once make one version.
         Params are compared as `identifies` keeps them (all of them by default): a version that recorded
@@ -305,7 +307,9 @@ class Registry:
         times), and weights whose fingerprint and params match a version are that version
         without being read again. Weights rewritten with the same size and time pass here; the
         workers' check of the sha256 on load still refuses them.
-        Hub tags cannot be hashed; for them the source itself stands in for the hash."""
+        Hub tags cannot be hashed; for them the source itself stands in for the hash.
+        A signal whose logic is all code gives its `code_sha256`: a version of other code is another version, and one
+        that recorded none (registered before) is taken to be of this code, which it records from now on."""
         source = local_path(source) or source
         located = is_weights_location(source)
         stat = weights_stat(source) if located else None  # before hashing: weights changed meanwhile differ from it next time
@@ -316,40 +320,50 @@ class Registry:
             if stat is not None and version.tags.get(STAT_TAG) == stat and _identified(version, identifies) == compared:
                 return self._entity(version)
         sha = weights_sha256(source) if located else None
-        if (same := self._same_model(name, versions, source, sha, stat, compared, identifies)) is not None:
+        if (same := self._same_model(name, versions, source, sha, stat, compared, identifies, code_sha256)) is not None:
             return same
         with alias_lock(self.client):  # searched again under the lock: two registrations at once made two versions of one model
-            if (same := self._same_model(name, self._versions(name), source, sha, stat, compared, identifies)) is not None:
+            if (same := self._same_model(name, self._versions(name), source, sha, stat, compared, identifies, code_sha256)) is not None:
                 return same
             tags = {PARAMS_TAG: _canonical(params), SOURCE_TAG: source}
             if sha is not None:
                 tags[SHA_TAG] = sha
             if stat is not None:
                 tags[STAT_TAG] = stat
+            if code_sha256 is not None:
+                tags[CODE_TAG] = code_sha256
             created = self.client.create_model_version(name, _mlflow_source(source), tags=tags, description=description or None,
                                                        await_creation_for=0)
         return self._entity(created)
 
     def _same_model(self, name: str, versions: list[ModelVersion], source: str, sha: str | None, stat: str | None,
-                    compared: str, identifies: Identifies) -> RegisteredModel | None:
-        """The version of `versions` with these weights (`sha`; a hub tag's `source` where there is none) and params (as
-        `identifies` keeps them: `compared`), its fingerprint set to `stat` so they are not hashed again next time; None where there is none."""
+                    compared: str, identifies: Identifies, code_sha256: str | None) -> RegisteredModel | None:
+        """The version of `versions` with these weights (`sha`; a hub tag's `source` where there is none), code (`code_sha256`,
+        or none recorded) and params (as `identifies` keeps them: `compared`), its fingerprint set to `stat` so they are not
+        hashed again next time, and the code recorded where it had none; None where there is none."""
         for version in versions:
             tags = version.tags
             same_weights = tags.get(SHA_TAG) == sha if sha is not None else (SHA_TAG not in tags and _source(version) == source)
-            if same_weights and _identified(version, identifies) == compared:
+            same_code = code_sha256 is None or tags.get(CODE_TAG, code_sha256) == code_sha256
+            if same_weights and same_code and _identified(version, identifies) == compared:
                 if stat is not None:  # moved or touched: not hashed again next time
                     self.client.set_model_version_tag(name, version.version, STAT_TAG, stat)
+                if code_sha256 is not None and CODE_TAG not in tags:
+                    self.record_code(name, version.version, code_sha256)
                 return self._entity(version)
         return None
 
+    def record_code(self, name: str, version: str, code_sha256: str) -> None:
+        """Record the fingerprint of the code of a version that recorded none (registered before versions recorded it)."""
+        self.client.set_model_version_tag(name, version, CODE_TAG, code_sha256)
+
     def register_first_use(self, name: str, source: str, params: Mapping[str, Any], description: str = "",
-                           alias: str = CHAMPION, identifies: Identifies = dict) -> RegisteredModel:
+                           alias: str = CHAMPION, identifies: Identifies = dict, code_sha256: str | None = None) -> RegisteredModel:
         """Register packaged weights (`register`) and, if the model has no `alias` yet, point it at them.
 
         Returns what `alias` resolves to, which is the registered version only on first use:
         after that the registry, not the configuration, decides the champion."""
-        registered = self.register(name, source, params, description, identifies)
+        registered = self.register(name, source, params, description, identifies, code_sha256)
         if alias not in self.aliases(name):
             try:
                 self.promote(name, registered.version, alias, expected=None)
@@ -512,6 +526,7 @@ class Registry:
             source=_source(version),
             weights_sha256=tags.get(SHA_TAG),
             params=json.loads(tags.get(PARAMS_TAG, "{}")),
+            code_sha256=tags.get(CODE_TAG),
         )
 
     def _known(self, name: str) -> str:

@@ -113,20 +113,25 @@ def _check_trained(registry: Registry, name: str, role: str, pinned: str | None)
                          f"or disable signals.{name}")
 
 
-def check_configured_identity(registry: Registry, name: str, kind: str, configured: Mapping[str, Any], source: str) -> None:
+def check_configured_identity(registry: Registry, name: str, kind: str, configured: Mapping[str, Any], source: str,
+                              code: str | None = None) -> None:
     """UsageError where signal `name` has a champion of its configured kind and the profile's identity
-    params (`configured`, as `identity_params` makes them, of the model at `source`) are those of none of
-    its versions: the run would register them as a version nothing computes and compute the champion without them."""
+    params (`configured`, as `identity_params` makes them, of the model at `source`) with its `code` (a rule's
+    fingerprint) are those of none of its versions: the run would register them as a version nothing computes
+    and compute the champion without them. A version that recorded no code (registered before) is of any."""
     champion = registry.aliases_if_registered(name).get(CHAMPION)
     if champion is None:
         return  # first use: the configured params become the champion
     versions = registry.versions(name)
-    if any(identity_params(kind, v.params) == configured for v in versions):
+    if any(identity_params(kind, v.params) == configured and v.code_sha256 in (None, code) for v in versions):
         return
     running = next((v for v in versions if v.version == champion), None)
     if running is None or running.params.get(KIND, kind) != kind:
         return  # a champion of another kind: refused with its own message (`runnable`)
     given = {k: v for k, v in configured.items() if k != KIND}
+    if any(identity_params(kind, v.params) == configured for v in versions):  # the params of a version, its code of none
+        raise UsageError(_code_edited(name, f"no registered version of {name} has this code (its champion is version {champion})",
+                                      source, given))
     theirs = signal_class(kind).identity(running.params)
     raise UsageError(
         f"signals.{name}.params {given} are not those of any registered version of {name} (its champion, version "
@@ -135,6 +140,36 @@ def check_configured_identity(registry: Registry, name: str, kind: str, configur
         f"them, register them as the challenger (content-signals register {name} --source {source} --param NAME=VALUE), "
         f"compute it beside the champion (backfill --challenger), compare and promote it; or set signals.{name}.params back"
     )
+
+
+def check_code(registry: Registry, name: str, model: RegisteredModel, code: str, source: str,
+                given: Mapping[str, Any]) -> None:
+    """UsageError where `model`, the version a run computes of signal `name`, recorded other code than the signal's now
+    (`code`: a rule edited since), whose rows would be written as that version beside its rows of the old rules; the
+    code recorded where the version recorded none (registered before versions did: this run's is all that can say)."""
+    if model.code_sha256 == code:
+        return
+    if model.code_sha256 is None:
+        registry.record_code(name, model.version, code)
+        return
+    found = f"version {model.version} was registered with other code than {name}'s now"
+    same = [v.version for v in registry.versions(name) if v.code_sha256 == code]
+    if not same:
+        raise UsageError(_code_edited(name, found, source, given))
+    target = CHALLENGER if registry.aliases(name).get(CHALLENGER) in same else same[-1]
+    raise UsageError(f"{found} ({source}): its rules were edited since, and a run would write rows of the new ones as version "
+                     f"{model.version}, beside its rows of the old, which nothing can compute any more. This code is version "
+                     f"{' and '.join(same)}'s: compute it beside the champion (backfill --challenger), compare and promote it "
+                     f"(content-signals promote {name} {target}); or put the code back")
+
+
+def _code_edited(name: str, found: str, source: str, given: Mapping[str, Any]) -> str:
+    """The refusal of a rule whose code is no version's: how to register it."""
+    params = "".join(f" --param {k}={v}" for k, v in given.items())
+    return (f"{found} ({source}): its rules were edited since it was registered, and a run would write rows of the new ones as "
+            f"the old version, beside its rows of the old. To run it, register it as the challenger (content-signals register "
+            f"{name} --source {source}{params}), compute it beside the champion (backfill --challenger), compare and promote it; "
+            f"or put the code back")
 
 
 def resolve_versions(settings: Settings, signals: dict[str, Signal], role: str = CHAMPION) -> dict[str, Signal]:
@@ -148,14 +183,15 @@ def resolve_versions(settings: Settings, signals: dict[str, Signal], role: str =
     resolved, champions = {}, []
     for name, signal in signals.items():
         conf = settings.signals[name]
+        code = None  # a rule's fingerprint: a head's version is its trained weights
         if type(signal).trained_here:  # a head: its versions come from `train` alone
             _check_trained(registry, name, role, conf.model.version)
         else:
-            source = model_source(signal)
+            source, code = model_source(signal), signal.code_sha256()
             configured = identity_params(conf.kind, signal.config.params)
-            check_configured_identity(registry, name, conf.kind, configured, source)
+            check_configured_identity(registry, name, conf.kind, configured, source, code)
             registry.register_first_use(name, source, configured, description=conf.model.name,
-                                        identifies=functools.partial(identity_params, conf.kind))
+                                        identifies=functools.partial(identity_params, conf.kind), code_sha256=code)
         if role == CHALLENGER:
             aliases = registry.aliases_if_registered(name)
             if CHALLENGER not in aliases:
@@ -168,6 +204,8 @@ def resolve_versions(settings: Settings, signals: dict[str, Signal], role: str =
             ref = conf.model.version or CHAMPION
         model = registry.resolve(name, ref)
         kind, identity = runnable(name, model, conf.kind)
+        if code is not None:
+            check_code(registry, name, model, code, source, identity)
         run = {k: v for k, v in signal.config.params.items() if k not in signal.identity_names()}
         params = {**run, **identity}
         resolved[name] = build_signal(kind, replace(signal.config, model=ModelRef(conf.model.name, model.version), params=params,

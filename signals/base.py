@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import torch
 
 from signals import model_cache
+from signals.code_fingerprint import code_sha256
 from signals.decode import DecodeLimits
 from signals.device import select_device
 from signals.fetch import FetchPolicy
@@ -265,6 +266,11 @@ class Signal(ABC):
         """Where the weights come from (a file, a folder, a hub tag), for the model registry;
         None for signals whose logic is all code."""
         return None
+
+    def code_sha256(self) -> str | None:
+        """The fingerprint of its code (signals.code_fingerprint) where its logic is all code (no `weights_source`): its
+        version records it, as another's records its weights' sha256, so that an edited rule is not run as that version."""
+        return code_sha256(type(self)) if self.weights_source() is None else None
 
     def check(self, value: Any) -> None:  # noqa: B027 - an optional hook: most signals check nothing
         """Raise ValueError if one row's output is unusable (it becomes that row's error)."""

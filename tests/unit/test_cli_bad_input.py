@@ -23,7 +23,7 @@ def cli(capsys, *args: str) -> tuple[int, str]:
     (["show", "--set", "spark.conf[spark.sql.shuffle.partitions]"], "override 'spark.conf[spark.sql.shuffle.partitions]' is not of"),
     (["register", "nope", "--source", "/tmp"], "no signal 'nope' in the profile"),
     (["register", "image_embedding", "--source", "/tmp", "--alias", "champion"], "the champion moves only by `content-signals promote`"),
-    (["register", "image_quality", "--source", "/tmp"], "image_quality (image_quality) has no weights to register"),
+    (["register", "image_quality", "--source", "/tmp"], "--source /tmp: the versions of image_quality (image_quality) come from its code"),
     (["register", "image_embedding", "--source", "/tmp", "--param", "foo"], "--param 'foo' is not of the form name=value"),
     (["register", "image_embedding", "--source", "/tmp", "--param", "x={a: 1, a: 2}"], "a value gives 'a' twice; keep one"),
     (["register", "image_embedding", "--source", "/no/such/weights.pth"], "no weights at /no/such/weights.pth"),
