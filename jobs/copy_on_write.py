@@ -56,6 +56,18 @@ def rewrite_dropping(spark: SparkSession, root: str, version: int, dropped: Data
     return Rewrite(root, version, {path: (*items_in[path], n) for path, n in counts.items()}, dropped.select(*KEY))
 
 
+def rewrite_on_driver(spark: SparkSession, root: str, version: int, dropped: dict[str, list[tuple[str, str, str]]]) -> Rewrite:
+    """`rewrite_dropping` of the items `dropped` from each file (unescaped relative path -> their
+    KEY), told by a plan made on the driver: each file's items counted with delta-rs, no Spark job."""
+    live = {unquote(f.path): f for f in delta_io.live_files(root, version)}
+    files = {}
+    for path, keys in dropped.items():
+        items = delta_io.read_files(root, version, [live[path]], KEY).to_pylist()
+        files[path] = (items[0]["signal"], len({tuple(r[k] for k in KEY) for r in items}), len(keys))
+    rows = [key for keys in dropped.values() for key in keys]
+    return Rewrite(root, version, files, spark.createDataFrame(rows, ", ".join(f"{k} string" for k in KEY)))
+
+
 def no_rewrite(spark: SparkSession, root: str, version: int) -> Rewrite:
     """A rewrite of no file, without a Spark job."""
     return Rewrite(root, version, {}, spark.createDataFrame([], ", ".join(f"{k} string" for k in KEY)))

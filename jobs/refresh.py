@@ -47,7 +47,7 @@ import functools
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
-import pyarrow.compute as pc
+import pyarrow as pa
 from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -55,8 +55,9 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
 from conf.settings import Settings
-from jobs.copy_on_write import KEY, Rewrite, no_rewrite, rewrite_dropping
-from jobs.corpus import CorpusCheck, CorpusSource, broadcast_if_small, check_rows, newest_of_ids, one_row_per_id
+from jobs import driver_plan
+from jobs.copy_on_write import KEY, Rewrite, no_rewrite, rewrite_dropping, rewrite_on_driver
+from jobs.corpus import CorpusCheck, CorpusSource, broadcast_if_small, check_rows, newest_of_ids, newest_of_rows, one_row_per_id
 from jobs.engine import (
     CORPUS_MAPPING,
     CORPUS_VERSION,
@@ -76,12 +77,13 @@ from jobs.engine import (
 )
 from jobs.videos import image_signals, keyframe_rows
 from lake import delta_io, spark_io
+from lake.corpus import valid_utf8
 from lake.ledger import NOTHING_TO_DO, SUCCEEDED
 from lake.upkeep import is_compaction
 from monitoring.monitor import stats_of_run
 from rollout.models import build_signals
 from signals.base import Signal
-from signals.contracts import EMBEDDINGS, KEYFRAMES, LABELS, RETRIED_ERROR_PREFIXES, STATUS_ERROR, STATUS_OK, TableContract, is_retried_error, keeps_rows
+from signals.contracts import EMBEDDINGS, KEYFRAMES, LABELS, RETRIED_ERROR_PREFIXES, STATUS_ERROR, STATUS_OK, TableContract, keeps_rows
 from signals.hashing import TEXT_FIELD_SEPARATOR
 from signals.labels.base import Labeler
 from udfs.columns import input_hash_column
@@ -247,10 +249,14 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
     read_version = delta_io.ensure_table(root, contract).version()
     hashes = {_hash_column(s): input_hash_column(s, video=True) for s in signals.values()}  # corpus rows have `video` (lake.corpus.CANONICAL)
     source, corpus_version = corpus
-    retry = _files_to_retry(spark, root, read_version, signals, corpus) if scope.since is not None else set()
+    retry = driver_plan.retried_ids(root, read_version, {n: s.config.model.version for n, s in signals.items()}) if scope.since is not None else set()
     if scope.since is not None and not scope.added and not scope.removed and not retry:
         return _nothing_changed(spark, root, contract, signals, scope, read_version)
-    changed = None if scope.since is None else {unquote(f.path) for f in scope.added} | retry
+    if scope.since is not None and driver_plan.compares_on_driver(source, [*scope.added, *(f for _, f in scope.removed)]):
+        return _plan_on_driver(spark, settings, contract, signals, corpus, scope, read_version, retry, videos_only, hashes)
+    changed = None if scope.since is None else {unquote(f.path) for f in scope.added}
+    if retry:
+        changed |= _files_holding(spark, corpus, spark.createDataFrame([(i,) for i in sorted(retry)], "content_id string"), len(retry))
     # the ids of the rows in removed files, each read at a version where its file was live
     removed = [source.read(spark, version, only={unquote(f.path) for v, f in scope.removed if v == version}).select("content_id")
                for version in sorted({v for v, _ in scope.removed})]
@@ -356,21 +362,6 @@ def _retried_error() -> Column:
     return F.coalesce(retried, F.lit(False))
 
 
-def _files_to_retry(spark: SparkSession, root: str, version: int, signals: dict[str, Signal], corpus: CorpusAt) -> set[str]:
-    """Corpus files (unescaped relative paths) holding the items whose stored rows of `signals`
-    are retried errors, so an incremental refresh compares them too. Without a Spark job: the
-    table's error rows are read with delta-rs (files whose statistics show none are skipped), and
-    the corpus is read only when some are retried errors."""
-    if not signals or not delta_io.files_with_errors(root, version):
-        return set()
-    versions = {name: s.config.model.version for name, s in signals.items()}
-    errors = delta_io.read_arrow(root, version, filters=pc.field("status") == STATUS_ERROR, columns=["content_id", "signal", "model_version", "error"])
-    ids = sorted({r["content_id"] for r in errors.to_pylist() if versions.get(r["signal"]) == r["model_version"] and is_retried_error(r["error"])})
-    if not ids:
-        return set()
-    return _files_holding(spark, corpus, spark.createDataFrame([(i,) for i in ids], "content_id string"), len(ids))
-
-
 def _files_holding(spark: SparkSession, corpus: CorpusAt, ids: DataFrame, count: int) -> set[str]:
     """Corpus files (unescaped relative paths) holding a row of one of `ids` (about `count`), by a
     scan of the corpus's ids and file names (no image is read)."""
@@ -378,6 +369,40 @@ def _files_holding(spark: SparkSession, corpus: CorpusAt, ids: DataFrame, count:
     files = source.read(spark, corpus_version, file_column="file").select("content_id", "file").join(
         broadcast_if_small(ids, count), "content_id", "left_semi")
     return {delta_io.relative_path(source.location, r.file) for r in files.select("file").distinct().collect()}
+
+
+def _plan_on_driver(spark: SparkSession, settings: Settings, contract: TableContract, signals: dict[str, Signal], corpus: CorpusAt,
+                    scope: Scope, read_version: int, retry: set[str], videos_only: bool, hashes: dict[str, Column]) -> Plan:
+    """`plan_refresh`'s plan of a small incremental scope, compared on the driver (jobs/driver_plan.py):
+    the same plan without a Spark job; `retry`: the ids of the table's retried errors."""
+    root = settings.table_root(contract.name)
+    source, corpus_version = corpus
+    removed: set[str] = set()
+    for version in sorted({v for v, _ in scope.removed}):
+        ids = source.rows(["content_id"], version, files=[f for v, f in scope.removed if v == version])["content_id"]
+        removed |= set(ids.filter(valid_utf8(ids)).to_pylist())
+    changed = {unquote(f.path) for f in scope.added} | (source.files_holding(retry | removed, corpus_version) if retry or removed else set())
+    found = driver_plan.compare(
+        spark, root, read_version, {name: (s.config.model.version, _hash_column(s)) for name, s in signals.items()}, hashes,
+        source, corpus_version, changed, removed, [name for name, s in signals.items() if computes_once(s, settings.compute_once)], videos_only)
+    computed = [t for t in found.todo if t.source_id is None]
+    reused = [t for t in found.todo if t.source_id is not None]
+    recent = pa.table({"content_id": list(found.newest), "ds": [ds for _, _, ds in found.newest.values()],
+                       "updated_at": pa.array([at if dated else None for dated, at, _ in found.newest.values()], pa.timestamp("us", tz="UTC"))})
+    return Plan(
+        contract, signals, scope, read_version,
+        todo={name: sum(1 for t in computed if t.signal == name) for name in signals},
+        todo_days=tuple(sorted({t.ds for t in computed})),
+        rewrite=rewrite_on_driver(spark, root, read_version, found.stale),
+        todo_items=spark.createDataFrame([(t.signal, t.content_id) for t in computed], "signal string, content_id string"),
+        cached=(),
+        corpus_check=found.check,
+        reused={name: sum(1 for t in reused if t.signal == name) for name in signals},
+        reused_items=spark.createDataFrame([tuple(getattr(t, c) for c in REUSE_COLUMNS) for t in reused],
+                                           ", ".join(f"{c} string" for c in REUSE_COLUMNS)) if reused else None,
+        reused_files=frozenset(f for t in reused for f in t.source_files or ()),
+        newest=newest_of_rows(spark.createDataFrame(recent)),
+    )
 
 
 def _nothing_changed(spark: SparkSession, root: str, contract: TableContract, signals: dict[str, Signal], scope: Scope, read_version: int) -> Plan:
