@@ -13,7 +13,7 @@ evaluates on the driver (a projection of local rows runs no job).
 """
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -69,6 +69,7 @@ class Comparison:
     todo: list[Todo]
     stale: dict[str, list[tuple[str, str, str]]]  # unescaped relative path -> KEY of each stale item in it
     newest: dict[str, Recency]
+    repeated_ids: int  # computed items with several keyable rows among the changed files' rows of their days
 
 
 def retried_ids(root: str, version: int, versions: dict[str, str]) -> set[str]:
@@ -112,8 +113,10 @@ def compare(spark: SparkSession, root: str, read_version: int, signals: dict[str
     sources = _committed_inputs(root, read_version, {name: signals[name][0] for name in shared},
                                 {t.input_hash for t in missing if t.signal in shared and t.input_hash is not None})
     todo = [Todo(t.signal, t.content_id, t.ds, t.input_hash, *sources.get((t.signal, t.input_hash), (None, None))) for t in missing]
-    computed = {t.content_id for t in todo if t.source_id is None}
-    return Comparison(_check(rows, newest), todo, dict(stale), {i: newest[i] for i in computed})
+    computed = {t.content_id: t.ds for t in todo if t.source_id is None}
+    days = set(computed.values())
+    held = Counter(i for i, _, ds in _keys(keyable) if i in computed and ds in days)
+    return Comparison(_check(rows, newest), todo, dict(stale), {i: newest[i] for i in computed}, sum(1 for n in held.values() if n > 1))
 
 
 def _keys(rows: pa.Table) -> list[tuple[str, datetime | None, str]]:

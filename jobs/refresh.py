@@ -44,6 +44,7 @@ corpus since is the next refresh's.
 from __future__ import annotations
 
 import functools
+from collections import defaultdict
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
@@ -83,7 +84,17 @@ from lake.upkeep import is_compaction
 from monitoring.monitor import stats_of_run
 from rollout.models import build_signals
 from signals.base import Signal
-from signals.contracts import EMBEDDINGS, KEYFRAMES, LABELS, RETRIED_ERROR_PREFIXES, STATUS_ERROR, STATUS_OK, TableContract, keeps_rows
+from signals.contracts import (
+    EMBEDDINGS,
+    KEYFRAMES,
+    LABELS,
+    RETRIED_ERROR_PREFIXES,
+    STATUS_ERROR,
+    STATUS_OK,
+    UTC_MICROS,
+    TableContract,
+    keeps_rows,
+)
 from signals.hashing import TEXT_FIELD_SEPARATOR
 from signals.labels.base import Labeler
 from udfs.columns import input_hash_column
@@ -198,6 +209,11 @@ def plan_scope(table_root: str, signals: dict[str, Signal], corpus: CorpusAt, fu
     return Scope(min(last.corpus_versions), added=tuple(added.values()), removed=tuple(removed.values()))
 
 
+TODO_SIGNALS = "_todo_signals"  # apply_plan's column of a corpus item to compute: the signals that compute it
+REUSE_COLUMNS = ("signal", "content_id", "ds", "input_hash", "source_id")  # an item, and the item whose committed row of the same input it copies
+TODO_SCHEMA = f"content_id string, {TODO_SIGNALS} array<string>"
+
+
 @dataclass(frozen=True)
 class Plan:
     """What a refresh will do to one table, decided by two small Spark actions (none when the
@@ -215,13 +231,15 @@ class Plan:
     todo: dict[str, int]  # signal -> items to compute
     todo_days: tuple[str, ...]  # corpus days (ds) holding those items
     rewrite: Rewrite  # the files holding stale items, to write again without them
-    todo_items: DataFrame  # signal, content_id of every item to compute
+    todo_items: DataFrame  # content_id and TODO_SIGNALS (the signals that compute it) of every item to compute
     cached: tuple[DataFrame, ...]
     corpus_check: CorpusCheck | None = None  # what the corpus rule skipped among the rows compared
     reused: dict[str, int] = field(default_factory=dict)  # signal -> items given a copy of a committed row of their input
     reused_items: DataFrame | None = None  # REUSE_COLUMNS of every such item
     reused_files: frozenset[str] = frozenset()  # unescaped relative paths of the files holding the rows copied
     newest: DataFrame | None = None  # jobs.corpus.newest_of_ids of the corpus compared, cached (None: nothing was compared)
+    todo_files: frozenset[str] | None = None  # the corpus files (unescaped relative paths) holding the items to compute (None: their days')
+    repeated_ids: int | None = None  # ids with several keyable rows among those files' rows of its days (None: not known)
 
     @property
     def empty(self) -> bool:
@@ -322,7 +340,7 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
         todo={name: sum(n for signal, _, n in computed if signal == name) for name in signals},
         todo_days=tuple(sorted({day for _, day, _ in computed})),
         rewrite=rewrite,
-        todo_items=todo_items.filter(F.col("source_files").isNull()).select("signal", "content_id"),
+        todo_items=todo_items.filter(F.col("source_files").isNull()).groupBy("content_id").agg(F.collect_set("signal").alias(TODO_SIGNALS)),
         cached=(newest, current, annotated, todo_items),
         corpus_check=corpus_check,
         reused={name: sum(r["count"] for r in todo_by_day if r["signal"] == name and r["source_files"] is not None) for name in signals},
@@ -330,10 +348,6 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
         reused_files=frozenset(delta_io.relative_path(root, f) for r in todo_by_day if r["source_files"] is not None for f in r["source_files"]),
         newest=newest,
     )
-
-
-TODO_SIGNALS = "_todo_signals"  # apply_plan's column of a corpus item to compute: the signals that compute it
-REUSE_COLUMNS = ("signal", "content_id", "ds", "input_hash", "source_id")  # an item, and the item whose committed row of the same input it copies
 
 
 def _committed_inputs(table: DataFrame, enabled: Column) -> DataFrame:
@@ -387,14 +401,17 @@ def _plan_on_driver(spark: SparkSession, settings: Settings, contract: TableCont
         source, corpus_version, changed, removed, [name for name, s in signals.items() if computes_once(s, settings.compute_once)], videos_only)
     computed = [t for t in found.todo if t.source_id is None]
     reused = [t for t in found.todo if t.source_id is not None]
-    recent = pa.table({"content_id": list(found.newest), "ds": [ds for _, _, ds in found.newest.values()],
-                       "updated_at": pa.array([at if dated else None for dated, at, _ in found.newest.values()], pa.timestamp("us", tz="UTC"))})
+    signals_of = defaultdict(list)
+    for t in computed:
+        signals_of[t.content_id].append(t.signal)
+    recent = pa.table({"content_id": pa.array(list(found.newest), pa.string()), "ds": pa.array([ds for _, _, ds in found.newest.values()], pa.string()),
+                       "updated_at": pa.array([at if dated else None for dated, at, _ in found.newest.values()], UTC_MICROS)})
     return Plan(
         contract, signals, scope, read_version,
         todo={name: sum(1 for t in computed if t.signal == name) for name in signals},
         todo_days=tuple(sorted({t.ds for t in computed})),
         rewrite=rewrite_on_driver(spark, root, read_version, found.stale),
-        todo_items=spark.createDataFrame([(t.signal, t.content_id) for t in computed], "signal string, content_id string"),
+        todo_items=spark.createDataFrame(sorted(signals_of.items()), TODO_SCHEMA),
         cached=(),
         corpus_check=found.check,
         reused={name: sum(1 for t in reused if t.signal == name) for name in signals},
@@ -402,6 +419,8 @@ def _plan_on_driver(spark: SparkSession, settings: Settings, contract: TableCont
                                            ", ".join(f"{c} string" for c in REUSE_COLUMNS)) if reused else None,
         reused_files=frozenset(f for t in reused for f in t.source_files or ()),
         newest=newest_of_rows(spark.createDataFrame(recent)),
+        todo_files=frozenset(changed),
+        repeated_ids=found.repeated_ids,
     )
 
 
@@ -410,7 +429,7 @@ def _nothing_changed(spark: SparkSession, root: str, contract: TableContract, si
     return Plan(
         contract, signals, scope, read_version, todo=dict.fromkeys(signals, 0), todo_days=(),
         rewrite=no_rewrite(spark, root, read_version),
-        todo_items=spark.createDataFrame([], "signal string, content_id string"), cached=(),
+        todo_items=spark.createDataFrame([], TODO_SCHEMA), cached=(),
     )
 
 
@@ -426,9 +445,9 @@ def apply_plan(spark: SparkSession, settings: Settings, run: Run, plan: Plan, co
         # only the items to compute go on past the scan, each with the signals that compute it: the rule's shuffle by id
         # (jobs.corpus) would otherwise carry every row of the days that hold them, images and all (Spark does not push the
         # join below it)
-        todo = plan.todo_items.groupBy("content_id").agg(F.collect_set("signal").alias(TODO_SIGNALS))
-        items = one_row_per_id(source.read(spark, version, days=plan.todo_days).join(broadcast_if_small(todo, sum(plan.todo.values())), "content_id"),
-                               plan.newest)  # a plan with days to do compared the corpus
+        rows = source.read(spark, version, days=plan.todo_days, only=plan.todo_files)
+        items = one_row_per_id(rows.join(broadcast_if_small(plan.todo_items, sum(plan.todo.values())), "content_id"),
+                               plan.newest, plan.repeated_ids)  # a plan with days to do compared the corpus
         if sum(1 for n in plan.signals if plan.todo[n]) > 1:  # each signal's rows read the cache: the days' scan and the rule's
             items = items.persist()  # window once, not once per signal (Spark reuses no exchange between their branches)
         rows_of = keyframe_rows if plan.contract is KEYFRAMES else signal_rows
