@@ -59,11 +59,12 @@ def rewrite_dropping(spark: SparkSession, root: str, version: int, dropped: Data
 def rewrite_on_driver(spark: SparkSession, root: str, version: int, dropped: dict[str, list[tuple[str, str, str]]]) -> Rewrite:
     """`rewrite_dropping` of the items `dropped` from each file (unescaped relative path -> their
     KEY), told by a plan made on the driver: each file's items counted with delta-rs, no Spark job."""
-    live = {unquote(f.path): f for f in delta_io.live_files(root, version)}
-    files = {}
-    for path, keys in dropped.items():
-        items = delta_io.read_files(root, version, [live[path]], KEY).to_pylist()
-        files[path] = (items[0]["signal"], len({tuple(r[k] for k in KEY) for r in items}), len(keys))
+    items: dict[str, set[tuple[str, ...]]] = defaultdict(set)
+    if dropped:
+        held = [f for f in delta_io.live_files(root, version) if unquote(f.path) in dropped]
+        for row in delta_io.read_files(root, version, held, [*KEY, delta_io.FILE_COLUMN]).to_pylist():
+            items[row[delta_io.FILE_COLUMN]].add(tuple(row[k] for k in KEY))
+    files = {path: (next(iter(items[path]))[1], len(items[path]), len(keys)) for path, keys in dropped.items()}
     rows = [key for keys in dropped.values() for key in keys]
     return Rewrite(root, version, files, spark.createDataFrame(rows, ", ".join(f"{k} string" for k in KEY)))
 

@@ -25,7 +25,9 @@ Only the corpus rows that can have changed are compared. Each refresh commit rec
 version it brought the table in line with, for which signals at which versions; the next refresh
 of the same signals compares only the rows of corpus files added or removed since that version
 (Delta rewrites a file to change a row), and the stored rows of those items: a daily refresh
-reads the day's new files, not the whole corpus's images. It compares the whole corpus when
+reads the day's new files, not the whole corpus's images. When those files are few, the
+comparison is made on the driver from their key columns (`jobs.driver_plan`): the same plan
+without the Spark comparison's jobs. It compares the whole corpus when
 there is no such commit (a first refresh, after a backfill, after a signal or model version
 changed), when that version's files were vacuumed, or with `--full` (after a table was edited by hand).
 
@@ -217,8 +219,8 @@ TODO_SCHEMA = f"content_id string, {TODO_SIGNALS} array<string>"
 @dataclass(frozen=True)
 class Plan:
     """What a refresh will do to one table, decided by two small Spark actions (none when the
-    corpus has not changed since the table's last refresh; another counts the items of files
-    holding stale rows).
+    corpus has not changed since the table's last refresh, or when a small day's changes are
+    compared on the driver: `jobs.driver_plan`; another counts the items of files holding stale rows).
 
     The keys it found (items to compute, stale rows) and the corpus's newest row per id stay
     cached, so applying the plan never hashes the corpus or aggregates its keys again; `release`
