@@ -381,4 +381,4 @@ def latest_rows(rows: pa.Table) -> pa.Table:
     ranked = ranked.take(pc.sort_indices(ranked, sort_keys=order))
     ids = ranked["content_id"].combine_chunks()
     first = pc.not_equal(ids[1:], ids[:-1]) if len(ids) > 1 else pa.array([], pa.bool_())
-    return ranked.filter(pa.concat_arrays([pa.array([True] * min(len(ids), 1)), first])).drop_columns(["_hash"])
+    return ranked.filter(pa.concat_arrays([pa.array([True] * min(len(ids), 1), pa.bool_()), first])).drop_columns(["_hash"])
