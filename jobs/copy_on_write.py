@@ -56,6 +56,19 @@ def rewrite_dropping(spark: SparkSession, root: str, version: int, dropped: Data
     return Rewrite(root, version, {path: (*items_in[path], n) for path, n in counts.items()}, dropped.select(*KEY))
 
 
+def rewrite_on_driver(spark: SparkSession, root: str, version: int, dropped: dict[str, list[tuple[str, str, str]]]) -> Rewrite:
+    """`rewrite_dropping` of the items `dropped` from each file (unescaped relative path -> their
+    KEY), told by a plan made on the driver: each file's items counted with delta-rs, no Spark job."""
+    items: dict[str, set[tuple[str, ...]]] = defaultdict(set)
+    if dropped:
+        held = [f for f in delta_io.live_files(root, version) if unquote(f.path) in dropped]
+        for row in delta_io.read_files(root, version, held, [*KEY, delta_io.FILE_COLUMN]).to_pylist():
+            items[row[delta_io.FILE_COLUMN]].add(tuple(row[k] for k in KEY))
+    files = {path: (next(iter(items[path]))[1], len(items[path]), len(keys)) for path, keys in dropped.items()}
+    rows = [key for keys in dropped.values() for key in keys]
+    return Rewrite(root, version, files, spark.createDataFrame(rows, ", ".join(f"{k} string" for k in KEY)))
+
+
 def no_rewrite(spark: SparkSession, root: str, version: int) -> Rewrite:
     """A rewrite of no file, without a Spark job."""
     return Rewrite(root, version, {}, spark.createDataFrame([], ", ".join(f"{k} string" for k in KEY)))

@@ -177,6 +177,12 @@ def newest_of_ids(corpus_keys: DataFrame) -> DataFrame:
     return corpus_keys.filter(_keyable()).groupBy("content_id").agg(F.max(_recency()).alias("_newest"))
 
 
+def newest_of_rows(rows: DataFrame) -> DataFrame:
+    """`newest_of_ids` of rows that are already each id's newest (a plan made on the driver chose
+    them): their recency without the aggregation, so a small frame of them costs no Spark job."""
+    return rows.select("content_id", _recency().alias("_newest"))
+
+
 def broadcast_if_small(ids: DataFrame, count: int) -> DataFrame:
     """`ids`, marked for a broadcast join when there are few enough of them (a daily refresh, a day's backfill)."""
     return F.broadcast(ids) if count <= BROADCAST_MAX_ITEMS else ids

@@ -25,7 +25,9 @@ Only the corpus rows that can have changed are compared. Each refresh commit rec
 version it brought the table in line with, for which signals at which versions; the next refresh
 of the same signals compares only the rows of corpus files added or removed since that version
 (Delta rewrites a file to change a row), and the stored rows of those items: a daily refresh
-reads the day's new files, not the whole corpus's images. It compares the whole corpus when
+reads the day's new files, not the whole corpus's images. When those files are few, the
+comparison is made on the driver from their key columns (`jobs.driver_plan`): the same plan
+without the Spark comparison's jobs. It compares the whole corpus when
 there is no such commit (a first refresh, after a backfill, after a signal or model version
 changed), when that version's files were vacuumed, or with `--full` (after a table was edited by hand).
 
@@ -44,10 +46,11 @@ corpus since is the next refresh's.
 from __future__ import annotations
 
 import functools
+from collections import defaultdict
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
-import pyarrow.compute as pc
+import pyarrow as pa
 from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -55,8 +58,9 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
 from conf.settings import Settings
-from jobs.copy_on_write import KEY, Rewrite, no_rewrite, rewrite_dropping
-from jobs.corpus import CorpusCheck, CorpusSource, broadcast_if_small, check_rows, newest_of_ids, one_row_per_id
+from jobs import driver_plan
+from jobs.copy_on_write import KEY, Rewrite, no_rewrite, rewrite_dropping, rewrite_on_driver
+from jobs.corpus import CorpusCheck, CorpusSource, broadcast_if_small, check_rows, newest_of_ids, newest_of_rows, one_row_per_id
 from jobs.engine import (
     CORPUS_MAPPING,
     CORPUS_VERSION,
@@ -76,12 +80,23 @@ from jobs.engine import (
 )
 from jobs.videos import image_signals, keyframe_rows
 from lake import delta_io, spark_io
+from lake.corpus import valid_utf8
 from lake.ledger import NOTHING_TO_DO, SUCCEEDED
 from lake.upkeep import is_compaction
 from monitoring.monitor import stats_of_run
 from rollout.models import build_signals
 from signals.base import Signal
-from signals.contracts import EMBEDDINGS, KEYFRAMES, LABELS, RETRIED_ERROR_PREFIXES, STATUS_ERROR, STATUS_OK, TableContract, is_retried_error, keeps_rows
+from signals.contracts import (
+    EMBEDDINGS,
+    KEYFRAMES,
+    LABELS,
+    RETRIED_ERROR_PREFIXES,
+    STATUS_ERROR,
+    STATUS_OK,
+    UTC_MICROS,
+    TableContract,
+    keeps_rows,
+)
 from signals.hashing import TEXT_FIELD_SEPARATOR
 from signals.labels.base import Labeler
 from udfs.columns import input_hash_column
@@ -196,11 +211,16 @@ def plan_scope(table_root: str, signals: dict[str, Signal], corpus: CorpusAt, fu
     return Scope(min(last.corpus_versions), added=tuple(added.values()), removed=tuple(removed.values()))
 
 
+TODO_SIGNALS = "_todo_signals"  # apply_plan's column of a corpus item to compute: the signals that compute it
+REUSE_COLUMNS = ("signal", "content_id", "ds", "input_hash", "source_id")  # an item, and the item whose committed row of the same input it copies
+TODO_SCHEMA = f"content_id string, {TODO_SIGNALS} array<string>"
+
+
 @dataclass(frozen=True)
 class Plan:
     """What a refresh will do to one table, decided by two small Spark actions (none when the
-    corpus has not changed since the table's last refresh; another counts the items of files
-    holding stale rows).
+    corpus has not changed since the table's last refresh, or when a small day's changes are
+    compared on the driver: `jobs.driver_plan`; another counts the items of files holding stale rows).
 
     The keys it found (items to compute, stale rows) and the corpus's newest row per id stay
     cached, so applying the plan never hashes the corpus or aggregates its keys again; `release`
@@ -213,13 +233,15 @@ class Plan:
     todo: dict[str, int]  # signal -> items to compute
     todo_days: tuple[str, ...]  # corpus days (ds) holding those items
     rewrite: Rewrite  # the files holding stale items, to write again without them
-    todo_items: DataFrame  # signal, content_id of every item to compute
+    todo_items: DataFrame  # content_id and TODO_SIGNALS (the signals that compute it) of every item to compute
     cached: tuple[DataFrame, ...]
     corpus_check: CorpusCheck | None = None  # what the corpus rule skipped among the rows compared
     reused: dict[str, int] = field(default_factory=dict)  # signal -> items given a copy of a committed row of their input
     reused_items: DataFrame | None = None  # REUSE_COLUMNS of every such item
     reused_files: frozenset[str] = frozenset()  # unescaped relative paths of the files holding the rows copied
     newest: DataFrame | None = None  # jobs.corpus.newest_of_ids of the corpus compared, cached (None: nothing was compared)
+    todo_files: frozenset[str] | None = None  # the corpus files (unescaped relative paths) holding the items to compute (None: their days')
+    repeated_ids: int | None = None  # ids with several keyable rows among those files' rows of its days (None: not known)
 
     @property
     def empty(self) -> bool:
@@ -247,10 +269,14 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
     read_version = delta_io.ensure_table(root, contract).version()
     hashes = {_hash_column(s): input_hash_column(s, video=True) for s in signals.values()}  # corpus rows have `video` (lake.corpus.CANONICAL)
     source, corpus_version = corpus
-    retry = _files_to_retry(spark, root, read_version, signals, corpus) if scope.since is not None else set()
+    retry = driver_plan.retried_ids(root, read_version, {n: s.config.model.version for n, s in signals.items()}) if scope.since is not None else set()
     if scope.since is not None and not scope.added and not scope.removed and not retry:
         return _nothing_changed(spark, root, contract, signals, scope, read_version)
-    changed = None if scope.since is None else {unquote(f.path) for f in scope.added} | retry
+    if scope.since is not None and driver_plan.compares_on_driver(source, [*scope.added, *(f for _, f in scope.removed)]):
+        return _plan_on_driver(spark, settings, contract, signals, corpus, scope, read_version, retry, videos_only, hashes)
+    changed = None if scope.since is None else {unquote(f.path) for f in scope.added}
+    if retry:
+        changed |= _files_holding(spark, corpus, spark.createDataFrame([(i,) for i in sorted(retry)], "content_id string"), len(retry))
     # the ids of the rows in removed files, each read at a version where its file was live
     removed = [source.read(spark, version, only={unquote(f.path) for v, f in scope.removed if v == version}).select("content_id")
                for version in sorted({v for v, _ in scope.removed})]
@@ -316,7 +342,7 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
         todo={name: sum(n for signal, _, n in computed if signal == name) for name in signals},
         todo_days=tuple(sorted({day for _, day, _ in computed})),
         rewrite=rewrite,
-        todo_items=todo_items.filter(F.col("source_files").isNull()).select("signal", "content_id"),
+        todo_items=todo_items.filter(F.col("source_files").isNull()).groupBy("content_id").agg(F.collect_set("signal").alias(TODO_SIGNALS)),
         cached=(newest, current, annotated, todo_items),
         corpus_check=corpus_check,
         reused={name: sum(r["count"] for r in todo_by_day if r["signal"] == name and r["source_files"] is not None) for name in signals},
@@ -324,10 +350,6 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
         reused_files=frozenset(delta_io.relative_path(root, f) for r in todo_by_day if r["source_files"] is not None for f in r["source_files"]),
         newest=newest,
     )
-
-
-TODO_SIGNALS = "_todo_signals"  # apply_plan's column of a corpus item to compute: the signals that compute it
-REUSE_COLUMNS = ("signal", "content_id", "ds", "input_hash", "source_id")  # an item, and the item whose committed row of the same input it copies
 
 
 def _committed_inputs(table: DataFrame, enabled: Column) -> DataFrame:
@@ -356,21 +378,6 @@ def _retried_error() -> Column:
     return F.coalesce(retried, F.lit(False))
 
 
-def _files_to_retry(spark: SparkSession, root: str, version: int, signals: dict[str, Signal], corpus: CorpusAt) -> set[str]:
-    """Corpus files (unescaped relative paths) holding the items whose stored rows of `signals`
-    are retried errors, so an incremental refresh compares them too. Without a Spark job: the
-    table's error rows are read with delta-rs (files whose statistics show none are skipped), and
-    the corpus is read only when some are retried errors."""
-    if not signals or not delta_io.files_with_errors(root, version):
-        return set()
-    versions = {name: s.config.model.version for name, s in signals.items()}
-    errors = delta_io.read_arrow(root, version, filters=pc.field("status") == STATUS_ERROR, columns=["content_id", "signal", "model_version", "error"])
-    ids = sorted({r["content_id"] for r in errors.to_pylist() if versions.get(r["signal"]) == r["model_version"] and is_retried_error(r["error"])})
-    if not ids:
-        return set()
-    return _files_holding(spark, corpus, spark.createDataFrame([(i,) for i in ids], "content_id string"), len(ids))
-
-
 def _files_holding(spark: SparkSession, corpus: CorpusAt, ids: DataFrame, count: int) -> set[str]:
     """Corpus files (unescaped relative paths) holding a row of one of `ids` (about `count`), by a
     scan of the corpus's ids and file names (no image is read)."""
@@ -380,12 +387,51 @@ def _files_holding(spark: SparkSession, corpus: CorpusAt, ids: DataFrame, count:
     return {delta_io.relative_path(source.location, r.file) for r in files.select("file").distinct().collect()}
 
 
+def _plan_on_driver(spark: SparkSession, settings: Settings, contract: TableContract, signals: dict[str, Signal], corpus: CorpusAt,
+                    scope: Scope, read_version: int, retry: set[str], videos_only: bool, hashes: dict[str, Column]) -> Plan:
+    """`plan_refresh`'s plan of a small incremental scope, compared on the driver (jobs/driver_plan.py):
+    the same plan without a Spark job; `retry`: the ids of the table's retried errors."""
+    root = settings.table_root(contract.name)
+    source, corpus_version = corpus
+    removed: set[str] = set()
+    for version in sorted({v for v, _ in scope.removed}):
+        ids = source.rows(["content_id"], version, files=[f for v, f in scope.removed if v == version])["content_id"]
+        removed |= set(ids.filter(valid_utf8(ids)).to_pylist())
+    changed = {unquote(f.path) for f in scope.added} | (source.files_holding(retry | removed, corpus_version) if retry or removed else set())
+    found = driver_plan.compare(
+        spark, root, read_version, {name: (s.config.model.version, _hash_column(s)) for name, s in signals.items()}, hashes,
+        source, corpus_version, changed, removed, [name for name, s in signals.items() if computes_once(s, settings.compute_once)], videos_only)
+    computed = [t for t in found.todo if t.source_id is None]
+    reused = [t for t in found.todo if t.source_id is not None]
+    signals_of = defaultdict(list)
+    for t in computed:
+        signals_of[t.content_id].append(t.signal)
+    recent = pa.table({"content_id": pa.array(list(found.newest), pa.string()), "ds": pa.array([ds for _, _, ds in found.newest.values()], pa.string()),
+                       "updated_at": pa.array([at if dated else None for dated, at, _ in found.newest.values()], UTC_MICROS)})
+    return Plan(
+        contract, signals, scope, read_version,
+        todo={name: sum(1 for t in computed if t.signal == name) for name in signals},
+        todo_days=tuple(sorted({t.ds for t in computed})),
+        rewrite=rewrite_on_driver(spark, root, read_version, found.stale),
+        todo_items=spark.createDataFrame(sorted(signals_of.items()), TODO_SCHEMA),
+        cached=(),
+        corpus_check=found.check,
+        reused={name: sum(1 for t in reused if t.signal == name) for name in signals},
+        reused_items=spark.createDataFrame([tuple(getattr(t, c) for c in REUSE_COLUMNS) for t in reused],
+                                           ", ".join(f"{c} string" for c in REUSE_COLUMNS)) if reused else None,
+        reused_files=frozenset(f for t in reused for f in t.source_files or ()),
+        newest=newest_of_rows(spark.createDataFrame(recent)),
+        todo_files=frozenset(changed),
+        repeated_ids=found.repeated_ids,
+    )
+
+
 def _nothing_changed(spark: SparkSession, root: str, contract: TableContract, signals: dict[str, Signal], scope: Scope, read_version: int) -> Plan:
     """The empty plan of a table whose corpus has not changed since its last refresh: no Spark job."""
     return Plan(
         contract, signals, scope, read_version, todo=dict.fromkeys(signals, 0), todo_days=(),
         rewrite=no_rewrite(spark, root, read_version),
-        todo_items=spark.createDataFrame([], "signal string, content_id string"), cached=(),
+        todo_items=spark.createDataFrame([], TODO_SCHEMA), cached=(),
     )
 
 
@@ -401,9 +447,9 @@ def apply_plan(spark: SparkSession, settings: Settings, run: Run, plan: Plan, co
         # only the items to compute go on past the scan, each with the signals that compute it: the rule's shuffle by id
         # (jobs.corpus) would otherwise carry every row of the days that hold them, images and all (Spark does not push the
         # join below it)
-        todo = plan.todo_items.groupBy("content_id").agg(F.collect_set("signal").alias(TODO_SIGNALS))
-        items = one_row_per_id(source.read(spark, version, days=plan.todo_days).join(broadcast_if_small(todo, sum(plan.todo.values())), "content_id"),
-                               plan.newest)  # a plan with days to do compared the corpus
+        rows = source.read(spark, version, days=plan.todo_days, only=plan.todo_files)
+        items = one_row_per_id(rows.join(broadcast_if_small(plan.todo_items, sum(plan.todo.values())), "content_id"),
+                               plan.newest, plan.repeated_ids)  # a plan with days to do compared the corpus
         if sum(1 for n in plan.signals if plan.todo[n]) > 1:  # each signal's rows read the cache: the days' scan and the rule's
             items = items.persist()  # window once, not once per signal (Spark reuses no exchange between their branches)
         rows_of = keyframe_rows if plan.contract is KEYFRAMES else signal_rows

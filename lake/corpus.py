@@ -12,7 +12,7 @@ import functools
 import json
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -169,10 +169,11 @@ class CorpusTable:
                              f"Its columns: {', '.join(f'{n} {t}' for n, t in types.items())}")
         return mapping
 
-    def rows(self, columns: Sequence[str], version: int | None = None, ids: Sequence[str] | None = None) -> pa.Table:
+    def rows(self, columns: Sequence[str], version: int | None = None, ids: Collection[str] | None = None,
+             files: Sequence[delta_io.LiveFile] | None = None) -> pa.Table:
         """The corpus rows as the jobs read them, without Spark: the source at `version` (Delta;
         default `version()`), `corpus.filter` applied, mapped onto the jobs' `columns` (of
-        `CANONICAL`); only those of `ids` when given. The filter, a condition on the source's own
+        `CANONICAL`); only those of `ids` when given, only those of the Delta data `files` when given. The filter, a condition on the source's own
         columns, is evaluated by DataFusion (deltalake's QueryBuilder): SQL that Spark and DataFusion
         read alike (comparisons, AND/OR, IN, IS NULL, backquoted names)."""
         schema = self.arrow_schema()
@@ -186,18 +187,33 @@ class CorpusTable:
         condition = self.settings.filter
         named = _named(schema, condition) if condition else []
         read = list(dict.fromkeys([c for c in wanted.values() if c is not None] + named))
-        where = None
-        if ids is not None:
-            key = pc.field(mapping.content_id)
-            where = (key if pa.types.is_string(schema.field(mapping.content_id).type) else key.cast(pa.string())).isin(list(ids))
-        if self.is_delta:
-            source = delta_io.read_arrow(self.location, self.version() if version is None else version, filters=where, columns=read)
+        where = None if ids is None else self._id_key(schema, mapping).isin(list(ids))
+        version = self.version() if version is None else version
+        if files is not None:
+            source = delta_io.read_files(self.location, version, files, read)
+            source = source if where is None else source.filter(where)
+        elif self.is_delta:
+            source = delta_io.read_arrow(self.location, version, filters=where, columns=read)
         else:
             source = self._parquet_dataset().to_table(filter=where, columns=read)
         if condition and len(source):
             source = source.take(_matching(source.select(named), condition, schema.names))
         return pa.table({name: _canonical(source, name, column, day_from=name == "ds" and mapping.ds is None)
                          for name, column in wanted.items()})
+
+    @staticmethod
+    def _id_key(schema: pa.Schema, mapping: CorpusColumns) -> pc.Expression:
+        """The source's id column as the jobs' string content_id, for a filter on ids."""
+        key = pc.field(mapping.content_id)
+        return key if pa.types.is_string(schema.field(mapping.content_id).type) else key.cast(pa.string())
+
+    def files_holding(self, ids: Collection[str], version: int) -> set[str]:
+        """The Delta corpus's data files (unescaped relative paths) holding a row of one of `ids`
+        at `version`: a scan of its id column alone."""
+        schema = self.arrow_schema()
+        mapping = self.check_mapping(spark_types(schema))
+        found = delta_io.read_arrow(self.location, version, filters=self._id_key(schema, mapping).isin(list(ids)), columns=[delta_io.FILE_COLUMN])
+        return set(found[delta_io.FILE_COLUMN].to_pylist())
 
     def kept(self, columns: Sequence[str], version: int | None = None, ids: Sequence[str] | None = None) -> pa.Table:
         """`rows`, one per content id: the row the jobs keep of it (`latest_rows`), its strings as
@@ -211,9 +227,9 @@ class CorpusTable:
         return readable_text(self.kept(columns, version, ids))
 
     def keyable_ids(self) -> set[str]:
-        """The content ids of every corpus row that the jobs can key (present, valid UTF-8: `_valid_utf8`)."""
+        """The content ids of every corpus row that the jobs can key (present, valid UTF-8: `valid_utf8`)."""
         ids = self.rows(["content_id"])["content_id"]
-        return set(ids.filter(_valid_utf8(ids)).to_pylist())
+        return set(ids.filter(valid_utf8(ids)).to_pylist())
 
     def count_items(self, days: Sequence[str], version: int | None = None) -> dict[str, int] | None:
         """How many items the jobs keep on each of `days` (jobs/corpus.py `items_by_day`), counted
@@ -312,7 +328,7 @@ def _all_utf8(values: pa.ChunkedArray) -> bool:
     return True
 
 
-def _valid_utf8(values: pa.ChunkedArray) -> pa.Array:
+def valid_utf8(values: pa.ChunkedArray) -> pa.Array:
     """Whether each string is present and valid UTF-8, as Spark's `is_valid_utf8` judges it."""
     if _all_utf8(values):
         return pc.is_valid(values)
@@ -322,7 +338,7 @@ def _valid_utf8(values: pa.ChunkedArray) -> pa.Array:
 def undecodable(values: pa.ChunkedArray) -> pa.Array:
     """Whether each string is present and not valid UTF-8: a value `readable_text` replaces, which a
     caller showing it may need to count, or not show at all (a URI)."""
-    return pc.and_(pc.is_valid(values), pc.invert(_valid_utf8(values)))
+    return pc.and_(pc.is_valid(values), pc.invert(valid_utf8(values)))
 
 
 def readable_text(rows: pa.Table) -> pa.Table:
@@ -344,12 +360,17 @@ def _decodes(value: bytes) -> bool:
     return True
 
 
+def keyable_rows(rows: pa.Table) -> pa.Array:
+    """Whether each corpus row can key a table row (jobs/corpus.py `_keyable`): an id that is valid UTF-8, a `ds` that is a day."""
+    return pc.and_(pc.fill_null(pc.match_substring_regex(rows["ds"], DAY_PATTERN), False), valid_utf8(rows["content_id"]))
+
+
 def latest_rows(rows: pa.Table) -> pa.Table:
     """One row per content id among corpus `rows` (in the jobs' columns), the one the jobs keep
     (jobs/corpus.py `one_row_per_id`): keyable rows only (an id that is valid UTF-8, a `ds` that is
     a day), then each id's latest by `updated_at` (null oldest), then `ds`, then Spark's xxhash64 of
     `HASHED` (their bytes, as Spark hashes a string, UTF-8 or not)."""
-    keyable = rows.filter(pc.and_(pc.fill_null(pc.match_substring_regex(rows["ds"], DAY_PATTERN), False), _valid_utf8(rows["content_id"])))
+    keyable = rows.filter(keyable_rows(rows))
     keys = list(zip(*(keyable[c].to_pylist() for c in ("content_id", "updated_at", "ds"))))
     tied = Counter(keys)  # only rows tied on the rest are hashed (the hash reads whole images)
     hashed = [keyable[c].cast(pa.binary()) if c in keyable.column_names else pa.nulls(len(keyable)) for c in HASHED]
@@ -360,4 +381,4 @@ def latest_rows(rows: pa.Table) -> pa.Table:
     ranked = ranked.take(pc.sort_indices(ranked, sort_keys=order))
     ids = ranked["content_id"].combine_chunks()
     first = pc.not_equal(ids[1:], ids[:-1]) if len(ids) > 1 else pa.array([], pa.bool_())
-    return ranked.filter(pa.concat_arrays([pa.array([True] * min(len(ids), 1)), first])).drop_columns(["_hash"])
+    return ranked.filter(pa.concat_arrays([pa.array([True] * min(len(ids), 1), pa.bool_()), first])).drop_columns(["_hash"])

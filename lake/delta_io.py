@@ -425,6 +425,7 @@ def latest_version(root: str) -> int | None:
     return DeltaTable(root).version() if DeltaTable.is_deltatable(root) else None
 
 
+FILE_COLUMN = "__filename"  # a column `read_arrow` may be asked for: each row's data file (unescaped, relative to the root)
 Where = Sequence[tuple[str, str, Any]]  # (column, op, value) filters, all of which hold: ("ds", "=", day), ("signal", "in", [...])
 
 
@@ -483,6 +484,8 @@ def _scan(dataset: pads.FileSystemDataset, condition: pc.Expression | None, colu
     for fragment in other:
         for batch in fragment.to_batches(schema=dataset.schema):
             rows = pa.Table.from_batches([batch]).filter(condition)
+            if columns is not None and FILE_COLUMN in columns:
+                rows = rows.append_column(FILE_COLUMN, pa.array([fragment.path] * len(rows), pa.string()))
             parts.append(rows if columns is None else rows.select(columns))
     return pa.concat_tables(parts)
 

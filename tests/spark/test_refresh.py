@@ -283,6 +283,7 @@ def test_the_tables_of_one_refresh_share_its_corpus_check(spark, backfilled_and_
 
     settings, _ = backfilled_and_reference
     source = CorpusSource.of(settings)
+    monkeypatch.setattr(jobs.refresh.driver_plan, "compares_on_driver", lambda *args: False)  # a large day's: Spark compares it
     checks, plans = [], []
     check, plan = jobs.refresh.check_rows, jobs.refresh.plan_refresh
     monkeypatch.setattr(jobs.refresh, "check_rows", lambda rows, newest: checks.append(rows.inputFiles()) or check(rows, newest))
@@ -298,6 +299,72 @@ def test_the_tables_of_one_refresh_share_its_corpus_check(spark, backfilled_and_
         alone = check_rows(rows, newest_of_ids(source.keys(spark, source.version())))
         assert all(p.corpus_check == alone for p in plans)
     assert alone.items > 0
+
+
+def _plan_facts(plan) -> dict:
+    """Everything a plan tells its apply, its frames collected."""
+    def rows(frame):
+        return sorted(tuple(sorted(v) if isinstance(v, list) else v for v in r) for r in frame.collect())
+
+    reused = plan.reused_items if plan.reused_items is not None and any(plan.reused.values()) else None
+    return {"todo": plan.todo, "todo_days": plan.todo_days, "reused": plan.reused, "reused_files": plan.reused_files,
+            "corpus_check": plan.corpus_check, "rewrite": plan.rewrite.files, "dropped": rows(plan.rewrite.dropped),
+            "todo_items": rows(plan.todo_items), "reused_items": [] if reused is None else rows(reused),
+            "newest": rows(plan.newest.join(plan.todo_items.select("content_id"), "content_id"))}
+
+
+def test_a_small_day_compared_on_the_driver_is_planned_as_spark_plans_it(spark, backfilled_and_reference, monkeypatch):
+    """A daily refresh's few changed files are compared on the driver without a Spark job
+    (jobs/driver_plan.py), into the plan Spark's comparison makes of them, field for field: a new
+    day, takedowns, a retitle, items ingested again, a repin, a row whose day is not a day, and
+    stored errors that are retried."""
+    import datetime as dt
+
+    from deltalake import write_deltalake
+
+    import jobs.refresh
+    from benchmarks.corpus import add_new_items
+    from jobs.corpus import CorpusSource
+    from jobs.engine import by_output
+
+    settings, _ = backfilled_and_reference
+    root = settings.table_root("corpus")
+    add_new_items(root, 0.05)
+    run_refresh(spark, settings)  # records the corpus version the next one compares from
+    _edit_in_place(settings)
+    corpus = DeltaTable(root).to_pyarrow_table().sort_by("content_id")
+    _ingest_again(settings, corpus["content_id"].to_pylist()[20:22], "2026-12-01")
+    extra = corpus.slice(25, 2)  # a repin of an item's image and text, and a row whose day is not a day
+    extra = extra.set_column(0, corpus.schema.field("content_id"), pa.array(["pin-repin", "pin-bad-day"]))
+    extra = extra.set_column(extra.schema.get_field_index("ds"), corpus.schema.field("ds"), pa.array(["2026-12-01", "2026-02-30"]))
+    extra = extra.set_column(extra.schema.get_field_index("updated_at"), corpus.schema.field("updated_at"),
+                             pa.array([dt.datetime(2026, 12, 1, tzinfo=dt.UTC)] * 2, corpus.schema.field("updated_at").type))
+    write_deltalake(root, extra.cast(corpus.schema), mode="append", partition_by=["ds"])
+    scope = _scope(settings)
+    assert scope.since is not None
+    retried = corpus["content_id"].to_pylist()[30:32]  # in files the day did not change
+    rewrite_as_errors(settings.table_root("embeddings"), lambda rows: pc.is_in(rows["content_id"], pa.array(retried)), "transient: timed out")
+
+    source = CorpusSource.of(settings)
+    signals = by_output(build_signals(settings))
+    tracker, facts = spark.sparkContext.statusTracker(), {}
+    for contract in (EMBEDDINGS, LABELS):
+        spark.sparkContext.setJobGroup("driver-plan", "a small day's plan")
+        try:
+            on_driver = jobs.refresh.plan_refresh(spark, settings, contract, signals[contract], (source, source.version()), scope)
+        finally:
+            spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+        assert list(tracker.getJobIdsForGroup("driver-plan")) == []
+        with monkeypatch.context() as m:
+            m.setattr(jobs.refresh.driver_plan, "compares_on_driver", lambda *args: False)
+            in_spark = jobs.refresh.plan_refresh(spark, settings, contract, signals[contract], (source, source.version()), scope)
+        facts[contract.name] = _plan_facts(on_driver)
+        assert facts[contract.name] == _plan_facts(in_spark), contract.name
+        in_spark.release()
+    embeddings = facts["embeddings"]
+    assert embeddings["rewrite"] and embeddings["reused_items"] and embeddings["corpus_check"].bad_day_rows == 1
+    again = {r[0] for r in embeddings["todo_items"]} | {r[1] for r in embeddings["reused_items"]}
+    assert {"pin-repin", *retried} <= again and set(retried) <= {r[0] for r in embeddings["dropped"]}
 
 
 def test_an_unchanged_corpus_is_not_read_at_all(spark, two_lakehouses):

@@ -61,6 +61,15 @@ def test_latest_rows_keep_each_ids_latest_by_the_jobs_rule() -> None:
     assert {r["content_id"]: r["title"] for r in kept} == {c: title for c, (_, title) in expected.items()} and len(kept) == len(expected)
 
 
+def test_latest_rows_of_no_keyable_row_are_none() -> None:
+    """Found with the refresh's plan on the driver: the ids of a takedown, read back from a corpus
+    that no longer holds any of them, failed to concatenate an empty mask of no type."""
+    table = pa.table({"content_id": pa.array([None, "pin-1"], pa.string()), "ds": pa.array(["2026-11-01", "not a day"], pa.string()),
+                      "updated_at": pa.array([None, None], pa.timestamp("us", tz="UTC"))})
+    for rows in (table, table.slice(0, 0)):
+        assert latest_rows(rows).num_rows == 0
+
+
 
 def test_a_corpus_whose_ids_and_titles_are_not_all_utf8_is_read_by_the_jobs_rule(tmp_path) -> None:
     """Training's read of the corpus (`CorpusTable.latest`, `latest_rows`) raised UnicodeDecodeError
