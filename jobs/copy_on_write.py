@@ -64,7 +64,8 @@ def rewrite_on_driver(spark: SparkSession, root: str, version: int, dropped: dic
         held = [f for f in delta_io.live_files(root, version) if unquote(f.path) in dropped]
         for row in delta_io.read_files(root, version, held, [*KEY, delta_io.FILE_COLUMN]).to_pylist():
             items[row[delta_io.FILE_COLUMN]].add(tuple(row[k] for k in KEY))
-    files = {path: (next(iter(items[path]))[1], len(items[path]), len(keys)) for path, keys in dropped.items()}
+    signal = KEY.index("signal")
+    files = {path: (next(iter(items[path]))[signal], len(items[path]), len(keys)) for path, keys in dropped.items()}
     rows = [key for keys in dropped.values() for key in keys]
     return Rewrite(root, version, files, spark.createDataFrame(rows, ", ".join(f"{k} string" for k in KEY)))
 

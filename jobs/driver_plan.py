@@ -7,7 +7,7 @@ only the rows of the corpus files changed since the table's last refresh (`jobs.
 when those are few (`compares_on_driver`), the same comparison is made here from key columns
 read with delta-rs: the changed files' rows, every corpus row of their ids (the one-row-per-id
 rule looks at the whole corpus), and the table's rows of those ids and of their inputs. Its
-result is the Spark comparison's, field for field (tests/spark/test_refresh_on_driver.py).
+result is the Spark comparison's, field for field (tests/spark/test_refresh.py plans a day both ways).
 The inputs' hashes are Spark's own expressions over a frame of the few rows, which Spark
 evaluates on the driver (a projection of local rows runs no job).
 """
@@ -61,6 +61,31 @@ class Todo:
 
 
 @dataclass(frozen=True)
+class ChangedCorpus:
+    """The corpus side of a comparison, the same for every table of a refresh that compares the
+    same changed files and removed ids: their rows, each id's newest row in the whole corpus, the
+    row the rule keeps of each id whose newest row is among them, and the rule's counts."""
+
+    rows: pa.Table
+    keyable: pa.Table
+    newest: dict[str, Recency]
+    items: pa.Table
+    check: CorpusCheck
+
+
+def read_changed(source: CorpusTable, corpus_version: int, changed: set[str], removed_ids: set[str]) -> ChangedCorpus:
+    """The corpus rows of the `changed` files (unescaped relative paths) at `corpus_version`, with
+    what the one-row-per-id rule needs of the whole corpus for their ids and `removed_ids`."""
+    live = {unquote(f.path): f for f in delta_io.live_files(source.location, corpus_version)}
+    rows = source.rows([name for name, _ in CANONICAL], corpus_version, files=[live[path] for path in sorted(changed)])
+    keyable = rows.filter(keyable_rows(rows))
+    newest = _newest(source, corpus_version, set(keyable["content_id"].to_pylist()) | removed_ids)
+    items = latest_rows(rows)
+    items = items.filter(pa.array([recency(u, d) >= newest[i] for i, u, d in _keys(items)], pa.bool_()))
+    return ChangedCorpus(rows, keyable, newest, items, _check(rows, newest))
+
+
+@dataclass(frozen=True)
 class Comparison:
     """What the comparison found: the corpus rule's counts, the items to compute or copy, the
     stored items that are stale by file, and the recency of each computed item's corpus row."""
@@ -82,18 +107,12 @@ def retried_ids(root: str, version: int, versions: dict[str, str]) -> set[str]:
 
 
 def compare(spark: SparkSession, root: str, read_version: int, signals: dict[str, tuple[str, str]], hashes: dict[str, Column],
-            source: CorpusTable, corpus_version: int, changed: set[str], removed_ids: set[str], shared: Collection[str],
-            videos_only: bool) -> Comparison:
-    """Compare the corpus rows of the `changed` files (unescaped relative paths) and the items of
-    `removed_ids` with the table at `read_version`, as `jobs.refresh.plan_refresh` does in Spark:
-    `signals` maps each enabled signal to (its model version, its column in `hashes`); `shared`
-    names those that compute once."""
-    live = {unquote(f.path): f for f in delta_io.live_files(source.location, corpus_version)}
-    rows = source.rows([name for name, _ in CANONICAL], corpus_version, files=[live[path] for path in sorted(changed)])
-    keyable = rows.filter(keyable_rows(rows))
-    newest = _newest(source, corpus_version, set(keyable["content_id"].to_pylist()) | removed_ids)
-    items = latest_rows(rows)
-    items = items.filter(pa.array([recency(u, d) >= newest[i] for i, u, d in _keys(items)], pa.bool_()))
+            corpus: ChangedCorpus, removed_ids: set[str], shared: Collection[str], videos_only: bool) -> Comparison:
+    """Compare the `corpus` rows read of the changed files and the items of `removed_ids` with the
+    table at `read_version`, as `jobs.refresh.plan_refresh` does in Spark: `signals` maps each
+    enabled signal to (its model version, its column in `hashes`); `shared` names those that
+    compute once."""
+    items, newest = corpus.items, corpus.newest
     compared = items.filter(pc.is_valid(items["video"])) if videos_only else items
     current = _hashed(spark, compared, hashes)
     candidates = set(items["content_id"].to_pylist()) | removed_ids
@@ -115,8 +134,8 @@ def compare(spark: SparkSession, root: str, read_version: int, signals: dict[str
     todo = [Todo(t.signal, t.content_id, t.ds, t.input_hash, *sources.get((t.signal, t.input_hash), (None, None))) for t in missing]
     computed = {t.content_id: t.ds for t in todo if t.source_id is None}
     days = set(computed.values())
-    held = Counter(i for i, _, ds in _keys(keyable) if i in computed and ds in days)
-    return Comparison(_check(rows, newest), todo, dict(stale), {i: newest[i] for i in computed}, sum(1 for n in held.values() if n > 1))
+    held = Counter(i for i, _, ds in _keys(corpus.keyable) if i in computed and ds in days)
+    return Comparison(corpus.check, todo, dict(stale), {i: newest[i] for i in computed}, sum(1 for n in held.values() if n > 1))
 
 
 def _keys(rows: pa.Table) -> list[tuple[str, datetime | None, str]]:
@@ -172,10 +191,11 @@ def _committed_inputs(root: str, version: int, versions: dict[str, str], wanted:
         if r["status"] != STATUS_OK:
             failed.add(item)
     chosen: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {}
-    for (signal, input_hash, content_id), held in files.items():
-        candidate = (content_id, tuple(sorted(held)))
-        if (signal, input_hash, content_id) not in failed and candidate < chosen.get((signal, input_hash), (chr(0x10FFFF), ())):
-            chosen[(signal, input_hash)] = candidate
+    for item, held in files.items():
+        if item not in failed:
+            signal, input_hash, content_id = item
+            candidate = (content_id, tuple(sorted(held)))
+            chosen[(signal, input_hash)] = min(chosen.get((signal, input_hash), candidate), candidate)
     return chosen
 
 
@@ -192,7 +212,7 @@ def _check(rows: pa.Table, newest: dict[str, Recency]) -> CorpusCheck:
     kept = {i for i, r in latest.items() if i not in newest or r >= newest[i]}
     examples = sorted(i for i in latest if count[i] > 1 or i not in kept)
     return CorpusCheck(
-        items=len(kept), null_ids=len(rows) - pc.sum(valid.cast(pa.int64())).as_py() if len(rows) else 0,
+        items=len(kept), null_ids=pc.sum(pc.invert(valid).cast(pa.int64())).as_py() or 0,
         bad_days=sorted({d.decode(errors="replace") for d in days if d is not None})[:EXAMPLES],
         duplicates=sum(count.values()) - len(kept), duplicate_examples=examples[:EXAMPLES], bad_day_rows=len(days),
         repeated_ids=sum(1 for n in count.values() if n > 1),

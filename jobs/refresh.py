@@ -108,7 +108,16 @@ REFRESHED = "refreshed"  # commit metadata: the refresh brought the table in lin
 READ_VERSION = "read_version"  # commit metadata: the table version the refresh compared the corpus with
 CorpusAt = tuple[CorpusSource, int | None]  # the corpus and the Delta version a refresh reads (None: not Delta)
 HISTORY_SEARCH = 50  # commits of a table searched for its last refresh
-Checked = dict[frozenset[str] | None, CorpusCheck]  # a run's corpus checks by the corpus files they read (None: all of them)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What a run's plans read of the corpus rows they compare, for its tables that compare the same
+    rows: the Spark plans' corpus checks by the files read (None: all of them), the driver plans'
+    changed rows by the files and the removed ids."""
+
+    spark: dict[frozenset[str] | None, CorpusCheck] = field(default_factory=dict)
+    driver: dict[tuple[frozenset[str], frozenset[str]], driver_plan.ChangedCorpus] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -263,17 +272,18 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
     in two joins whatever the number of signals: each stored row against its corpus item (stale:
     the item is gone, or its input hash changed), then each (item, enabled signal) against the
     rows still valid (todo). With `videos_only` (the keyframes table) only items that carry a
-    video count as in the corpus. `checked` holds the corpus checks of the run's other tables'
-    plans: a table comparing the same corpus rows reuses theirs (the same Spark action again)."""
+    video count as in the corpus. `checked` holds what the run's other tables' plans read of the
+    corpus: a table comparing the same corpus rows reuses it (the same Spark action or reads again)."""
     root = settings.table_root(contract.name)
     read_version = delta_io.ensure_table(root, contract).version()
     hashes = {_hash_column(s): input_hash_column(s, video=True) for s in signals.values()}  # corpus rows have `video` (lake.corpus.CANONICAL)
     source, corpus_version = corpus
+    checks = Checked() if checked is None else checked
     retry = driver_plan.retried_ids(root, read_version, {n: s.config.model.version for n, s in signals.items()}) if scope.since is not None else set()
     if scope.since is not None and not scope.added and not scope.removed and not retry:
         return _nothing_changed(spark, root, contract, signals, scope, read_version)
     if scope.since is not None and driver_plan.compares_on_driver(source, [*scope.added, *(f for _, f in scope.removed)]):
-        return _plan_on_driver(spark, settings, contract, signals, corpus, scope, read_version, retry, videos_only, hashes)
+        return _plan_on_driver(spark, settings, contract, signals, corpus, scope, read_version, retry, videos_only, hashes, checks)
     changed = None if scope.since is None else {unquote(f.path) for f in scope.added}
     if retry:
         changed |= _files_holding(spark, corpus, spark.createDataFrame([(i,) for i in sorted(retry)], "content_id string"), len(retry))
@@ -284,11 +294,10 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
         changed |= _files_holding(spark, corpus, functools.reduce(DataFrame.unionByName, removed).distinct(), scope.items)
     newest = newest_of_ids(source.keys(spark, corpus_version)).persist()  # the corpus check, the plan and its write read it
     rows = source.read(spark, corpus_version, only=changed)
-    checks = {} if checked is None else checked
     compared = None if changed is None else frozenset(changed)
-    if compared not in checks:
-        checks[compared] = check_rows(rows, newest)
-    corpus_check = checks[compared]
+    if compared not in checks.spark:
+        checks.spark[compared] = check_rows(rows, newest)
+    corpus_check = checks.spark[compared]
     items = one_row_per_id(rows, newest, corpus_check.repeated_ids)
     with_video = items.filter(F.col("video").isNotNull()) if videos_only else items
     current = with_video.select("content_id", "ds", *[expr.alias(name) for name, expr in hashes.items()]).persist()
@@ -388,7 +397,8 @@ def _files_holding(spark: SparkSession, corpus: CorpusAt, ids: DataFrame, count:
 
 
 def _plan_on_driver(spark: SparkSession, settings: Settings, contract: TableContract, signals: dict[str, Signal], corpus: CorpusAt,
-                    scope: Scope, read_version: int, retry: set[str], videos_only: bool, hashes: dict[str, Column]) -> Plan:
+                    scope: Scope, read_version: int, retry: set[str], videos_only: bool, hashes: dict[str, Column],
+                    checks: Checked) -> Plan:
     """`plan_refresh`'s plan of a small incremental scope, compared on the driver (jobs/driver_plan.py):
     the same plan without a Spark job; `retry`: the ids of the table's retried errors."""
     root = settings.table_root(contract.name)
@@ -398,9 +408,12 @@ def _plan_on_driver(spark: SparkSession, settings: Settings, contract: TableCont
         ids = source.rows(["content_id"], version, files=[f for v, f in scope.removed if v == version])["content_id"]
         removed |= set(ids.filter(valid_utf8(ids)).to_pylist())
     changed = {unquote(f.path) for f in scope.added} | (source.files_holding(retry | removed, corpus_version) if retry or removed else set())
+    read = (frozenset(changed), frozenset(removed))
+    if read not in checks.driver:
+        checks.driver[read] = driver_plan.read_changed(source, corpus_version, changed, removed)
     found = driver_plan.compare(
         spark, root, read_version, {name: (s.config.model.version, _hash_column(s)) for name, s in signals.items()}, hashes,
-        source, corpus_version, changed, removed, [name for name, s in signals.items() if computes_once(s, settings.compute_once)], videos_only)
+        checks.driver[read], removed, [name for name, s in signals.items() if computes_once(s, settings.compute_once)], videos_only)
     computed = [t for t in found.todo if t.source_id is None]
     reused = [t for t in found.todo if t.source_id is not None]
     signals_of = defaultdict(list)
@@ -517,7 +530,7 @@ def run_refresh(spark: SparkSession, settings: Settings, run_id: str | None = No
     # so an existing keyframes table is still planned (with nothing to compute) and every row of it is stale
     keyframe_signals = image_signals(signals) if source.maps_video() else {}
     tables = [(EMBEDDINGS, grouped.get(EMBEDDINGS, {}), False), (LABELS, grouped.get(LABELS, {}), False), (KEYFRAMES, keyframe_signals, True)]
-    plans, checked = [], {}
+    plans, checked = [], Checked()
     for contract, mine, videos_only in tables:
         table_root = settings.table_root(contract.name)
         if contract.name in earlier:  # its commit for this run id is made: work for it could not be committed
