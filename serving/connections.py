@@ -14,11 +14,16 @@ writing is paused and whose client took none of its answer's bytes for `write_ti
 The head's clock starts only once the answer before has left (writing no longer paused), so a
 client that is not taking its answer is cut off by the write timeout alone.
 
-A request that arrives while more than `max_connections` connections are open (this one
-included), or more requests than that are still being answered, gets uvicorn's own 503 (its
-`service_unavailable`, `Connection: close`). uvicorn decides that inside its request handling
-(`limit_concurrency`), logging a line that names no client and counting nothing, so its limit is
-left unset and the same condition is decided here instead, where the refusal can be counted.
+A connection made while `max_connections` connections are open, or more requests than that are
+still being answered, gets uvicorn's 503 (its `service_unavailable`: `Connection: close`) as it
+opens, before any request: decided per request, a connection that sent nothing held a place until
+its head timed out and was never counted as refused. h11 lets a server answer before a request, and
+the close lingers (RFC 9112, 9.6): what the client sends is read and dropped until it closes, or for
+`head_timeout_s`, since a socket closed with bytes unread, or that receives the request after its
+close, resets the connection and the client may lose its 503. A request that arrives while more
+requests than that are under way (a client gone leaves its request running) gets uvicorn's 503 too.
+uvicorn decides that inside its request handling (`limit_concurrency`), logging a line that names no
+client and counting nothing, so its limit is left unset and the same condition is decided here.
 
 Each such close or refusal logs a warning naming the client and is counted in a `ClosedConnections`
 the server's protocols share with the app, whose `/health` reports it.
@@ -28,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import http
 import struct
 import termios
 from dataclasses import dataclass
@@ -45,11 +51,12 @@ class ClosedConnections:
 
     head_timeout: int = 0
     write_timeout: int = 0
-    max_connections: int = 0  # refused (503, closed): more than `max_connections` connections open or requests under way
+    max_connections: int = 0  # requests refused (503, closed): more than `max_connections` requests under way
+    max_connections_at_accept: int = 0  # connections refused as they opened (503, closed): `max_connections` open or requests under way
 
 
 class LimitedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, closing a connection whose request head is not in by its deadline or whose client stopped taking its answers, and refusing requests beyond `max_connections`."""
+    """uvicorn's h11 protocol, closing a connection whose request head is not in by its deadline or whose client stopped taking its answers, and refusing connections and requests beyond `max_connections`."""
 
     def __init__(self, *args: Any, max_connections: int | None, head_timeout_s: float, write_timeout_s: float, closed: ClosedConnections,
                  **kwargs: Any) -> None:
@@ -65,7 +72,10 @@ class LimitedH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._await_head()
+        if self._at_limit():
+            self._refuse_connection()
+        else:
+            self._await_head()
 
     def handle_events(self) -> None:
         # uvicorn answers a request parsed in this call with `self.app`; its connections and tasks
@@ -100,7 +110,7 @@ class LimitedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def _at_limit(self) -> bool:
-        """Whether a request now is one too many: uvicorn's `limit_concurrency` condition, with `max_connections` + 1 as that limit."""
+        """Whether a connection or request now is one too many: uvicorn's `limit_concurrency` condition, with `max_connections` + 1 as that limit."""
         return self.max_connections is not None and max(len(self.connections), len(self.tasks)) > self.max_connections
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -108,6 +118,18 @@ class LimitedH11Protocol(H11Protocol):
         self.closed.max_connections += 1
         self.logger.warning("Refused the request of %s with 503: max_connections (%d) reached.", self._client_name(), self.max_connections)
         await service_unavailable(scope, receive, send)
+
+    def _refuse_connection(self) -> None:
+        """uvicorn's 503 for a connection beyond `max_connections` as it opens, counted and logged with its client; it holds no place while its close lingers."""
+        self.connections.discard(self)
+        self.closed.max_connections_at_accept += 1
+        self.logger.warning("Refused the connection of %s with 503: max_connections (%d) reached.", self._client_name(), self.max_connections)
+        phrase = http.HTTPStatus.SERVICE_UNAVAILABLE.phrase.encode()  # service_unavailable's reason and body
+        headers = [*self.server_state.default_headers, (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(phrase)),
+                   (b"connection", b"close")]
+        self.transport.write(self.conn.send(h11.Response(status_code=503, headers=headers, reason=phrase)) + self.conn.send(h11.Data(data=phrase))
+                             + self.conn.send(h11.EndOfMessage()))
+        self.transport.set_protocol(LingeringClose(self.transport, self.head_timeout_s))
 
     def _await_head(self) -> None:
         """Start the time the next request's head has to arrive in full (bytes that come meanwhile do not restart it)."""
@@ -156,3 +178,17 @@ class LimitedH11Protocol(H11Protocol):
         with contextlib.suppress(OSError, AttributeError):  # SIOCOUTQ is Linux's; elsewhere only the transport's buffer counts
             in_socket = struct.unpack("i", fcntl.ioctl(self.transport.get_extra_info("socket").fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
         return self.transport.get_write_buffer_size() + in_socket
+
+
+class LingeringClose(asyncio.Protocol):
+    """A connection answered and closing: its writing shut, what its client still sends read and dropped until the client closes or `linger_s` passes, so no reset costs the client its answer."""
+
+    def __init__(self, transport: asyncio.Transport, linger_s: float) -> None:
+        transport.write_eof()
+        self.deadline = asyncio.get_running_loop().call_later(linger_s, transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.deadline.cancel()

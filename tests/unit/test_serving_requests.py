@@ -427,10 +427,10 @@ def test_health_counts_the_connections_each_timeout_closed_and_the_log_names_the
         try:
             assert closed_by_the_server(idle)
             deadline, counts = time.monotonic() + 20, {}
-            while counts != {"head_timeout": 1, "write_timeout": 1, "max_connections": 0} and time.monotonic() < deadline:  # large's abort, without reading it
+            while counts != {"head_timeout": 1, "write_timeout": 1, "max_connections": 0, "max_connections_at_accept": 0} and time.monotonic() < deadline:  # large's abort, without reading it
                 time.sleep(0.2)
                 counts = health(where)["closed_connections"]
-            assert counts == {"head_timeout": 1, "write_timeout": 1, "max_connections": 0}
+            assert counts == {"head_timeout": 1, "write_timeout": 1, "max_connections": 0, "max_connections_at_accept": 0}
             assert bytes_until_closed(large) < LARGE_ANSWER
         finally:
             for s in (idle, large):
@@ -453,11 +453,11 @@ def get_health(where) -> tuple[str, int, dict[str, str], bytes]:
         connection.close()
 
 
-def test_health_counts_the_requests_refused_at_max_connections_and_the_log_names_their_clients(settings) -> None:
+def test_health_counts_the_connections_refused_at_max_connections_and_the_log_names_their_clients(settings) -> None:
     """uvicorn's own 503 once `max_connections` were open was not counted, and its log line named no
     client: `/health` could not tell an operator that clients were turned away. With the one
-    connection allowed held, two requests get uvicorn's 503 as before, and afterwards `/health` counts
-    2 and the log has one line naming each client."""
+    connection allowed held, two clients get uvicorn's 503 as before (as their connections open), and
+    afterwards `/health` counts 2 and the log has one line naming each client."""
     closed = ClosedConnections()
     lines: list[str] = []
     keep = logging.Handler()
@@ -481,9 +481,55 @@ def test_health_counts_the_requests_refused_at_max_connections_and_the_log_names
     assert {(json.dumps(headers, sort_keys=True), body) for _, headers, body in refused} == {
         (json.dumps({"connection": "close", "content-length": "19", "content-type": "text/plain; charset=utf-8", "server": "uvicorn"}, sort_keys=True),
          b"Service Unavailable")}
-    assert json.loads(answers[-1][3])["closed_connections"] == {"head_timeout": 0, "write_timeout": 0, "max_connections": len(refused)}
+    assert json.loads(answers[-1][3])["closed_connections"] == {"head_timeout": 0, "write_timeout": 0, "max_connections": 0,
+                                                               "max_connections_at_accept": len(refused)}
     assert sorted(line for line in lines if "503" in line or "concurrency" in line) == sorted(
-        f"Refused the request of {client} with 503: max_connections (1) reached." for client, _, _ in refused)
+        f"Refused the connection of {client} with 503: max_connections (1) reached." for client, _, _ in refused)
+
+
+def test_a_connection_beyond_the_limit_that_sends_nothing_is_answered_503_at_once_and_counted() -> None:
+    """A connection made while `max_connections` were open was accepted and, sending nothing, held until
+    `head_timeout_s`, then counted as a head timeout, never as refused: under a flood of idle sockets an
+    operator saw the slots taken and nothing in `/health` that said why. It gets uvicorn's 503 as it
+    opens, counted under `max_connections_at_accept` and logged with its client, and holds no place:
+    once the connection allowed closes the next client is served. One that sent its request at once
+    gets the 503 too: what it sent is read and dropped (a socket closed with it unread reset the
+    connection, and the client lost its 503)."""
+    closed = ClosedConnections()
+    lines: list[str] = []
+    keep = logging.Handler()
+    keep.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    with running(large_answers(), max_connections=1, head_timeout_s=30, closed=closed) as url:
+        logging.getLogger("uvicorn.error").addHandler(keep)  # uvicorn's loggers do not reach pytest's handler
+        where = urlsplit(url)
+        held = socket.create_connection((where.hostname, where.port), timeout=5)  # accepted first, nothing sent
+        flood = socket.create_connection((where.hostname, where.port), timeout=5)  # nothing sent either
+        asking = socket.create_connection((where.hostname, where.port), timeout=5)
+        asking.sendall(b"GET /bytes?n=1 HTTP/1.1\r\nHost: service\r\n\r\n")
+        flood_client = ":".join(map(str, flood.getsockname()))
+        try:
+            time.sleep(0.5)  # the server has refused both by now, asking's request in its buffer
+            answers = [b"", b""]
+            for i, s in enumerate((flood, asking)):
+                while chunk := s.recv(65536):  # a timeout when it is held instead
+                    answers[i] += chunk
+            held.close()
+            statuses, deadline = [], time.monotonic() + 10
+            while statuses[-1:] != [200] and time.monotonic() < deadline:  # once the server has seen it closed; flood and asking are still open
+                connection = http.client.HTTPConnection(where.hostname, where.port, timeout=10)
+                connection.request("GET", "/bytes?n=2")
+                statuses.append(connection.getresponse().status)
+                connection.close()
+        finally:
+            for s in (held, flood, asking):
+                s.close()
+            logging.getLogger("uvicorn.error").removeHandler(keep)
+    for answer in answers:
+        assert answer.startswith(b"HTTP/1.1 503 Service Unavailable\r\n") and answer.endswith(b"\r\n\r\nService Unavailable")
+        assert b"connection: close\r\n" in answer
+    assert statuses[-1] == 200 and set(statuses[:-1]) <= {503}
+    assert closed == ClosedConnections(max_connections_at_accept=2 + len(statuses) - 1)  # flood's, asking's and the 503s before the 200
+    assert f"Refused the connection of {flood_client} with 503: max_connections (1) reached." in lines
 
 
 def test_concurrent_requests_share_a_model_batch(service) -> None:
