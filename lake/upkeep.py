@@ -62,11 +62,11 @@ class Upkeep:
     files_compacted: int = 0  # small files replaced by compacted ones
     compaction_version: int | None = None
     checkpoint: int | None = None  # the version checkpointed
-    relayout_version: int | None = None  # the commit that laid the table out again in its contract's partitions
     vacuumed: int = 0  # files deleted (a dry run: that would be)
     retention_hours: int | None = None
     kept_versions: tuple[int, ...] = ()
     notes: tuple[str, ...] = ()
+    relayout_version: int | None = None  # the commit that laid the table out again in its contract's partitions
 
 
 def last_checkpoint(root: str) -> int | None:
