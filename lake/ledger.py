@@ -26,7 +26,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError
 
 from lake import delta_io
-from lake.upkeep import UPKEEP_JOB, is_compaction, vacuum_of
+from lake.upkeep import UPKEEP_JOB, is_compaction, relayout_app_id, vacuum_of
 from signals.base import ModelRef
 from signals.contracts import RUNS, STATUS_OK
 
@@ -238,6 +238,8 @@ def _closing_of_upkeep(record: RunRecord, table_roots: Sequence[str], now: datet
     whose log entry is gone is known by its app id alone (`committed_outcome` cannot tell it)."""
     if any(delta_io.committed(root, run_app_id(record.run_id)) for root in table_roots):
         return replace(record, status=SUCCEEDED, message=f"recovered: its compaction committed before the run died{_LOG_GONE}", finished_at=now)
+    if any(delta_io.committed(root, relayout_app_id(run_app_id(record.run_id))) for root in table_roots):
+        return replace(record, status=SUCCEEDED, message="recovered: it laid the table out again (the same rows) before the run died", finished_at=now)
     found = next(filter(None, (vacuum_of(root, record.run_id, record.started_at) for root in table_roots
                                if DeltaTable.is_deltatable(root))), None)
     if found is None:

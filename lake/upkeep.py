@@ -141,7 +141,13 @@ def uncompactable(root: str, contract: TableContract, version: int) -> list[str]
 
 
 UPKEEP_JOB = "maintain"  # its ledger rows are one per table it maintains (named in `signal`), its commits that table's upkeep
-UPKEEP, COMPACTION, RELAYOUT = "upkeep", "compaction", "relayout"  # the commit metadata of a compaction, of a relayout
+UPKEEP, COMPACTION = "upkeep", "compaction"  # the commit metadata of a compaction, a relayout's too (it moves rows, writes none)
+RELAYOUT = "relayout"  # the metadata key of a relayout's commit: the partition columns before it
+
+
+def relayout_app_id(app_id: str) -> str:
+    """The app id of a maintain run's relayout of a table, beside its compaction's (`app_id`), which a relayout must not pass for."""
+    return f"{app_id}-{RELAYOUT}"
 VACUUM_START, VACUUM_END = "VACUUM START", "VACUUM END"  # the operations of a vacuum's commits, before and after it deletes
 
 
@@ -164,7 +170,7 @@ def relayout(root: str, contract: TableContract, app_id: str, metadata: Mapping[
     before = sum(f.num_records for f in delta_io.live_files(root, table.version()))
     write_deltalake(root, pa.RecordBatchReader.from_batches(rows.schema, rows.to_batches()), mode="overwrite",
                     partition_by=list(contract.partition_by), schema_mode="overwrite",
-                    commit_properties=CommitProperties(custom_metadata={**metadata, UPKEEP: RELAYOUT, "partitioned_by_before": json.dumps(older)},
+                    commit_properties=CommitProperties(custom_metadata={**metadata, UPKEEP: COMPACTION, RELAYOUT: json.dumps(older)},
                                                        app_transactions=[Transaction(app_id, 1, int(datetime.now(UTC).timestamp() * 1000))],
                                                        max_commit_retries=0))
     version = delta_io.version_of_commit(root, app_id)
@@ -326,7 +332,7 @@ def maintain_table(root: str, contract: TableContract, policy: UpkeepPolicy, kee
     log_notes = keep_log(root, keep, policy.min_retention, dry_run, metadata)
     older = compaction and contract.partition_by and delta_io.snapshot(root).metadata().partition_columns == [*contract.partition_by, delta_io.DAY]
     before = len(delta_io.live_files(root))
-    relaid = relayout(root, contract, f"{app_id}-{RELAYOUT}", metadata) if older and not dry_run else None
+    relaid = relayout(root, contract, relayout_app_id(app_id), metadata) if older and not dry_run else None
     version = delta_io.snapshot(root).version()
     reasons = uncompactable(root, contract, version) if compaction else []
     crowded = compaction_bins(root, version, policy) if compaction and not reasons else []
