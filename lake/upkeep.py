@@ -143,12 +143,12 @@ def uncompactable(root: str, contract: TableContract, version: int) -> list[str]
 UPKEEP_JOB = "maintain"  # its ledger rows are one per table it maintains (named in `signal`), its commits that table's upkeep
 UPKEEP, COMPACTION = "upkeep", "compaction"  # the commit metadata of a compaction, a relayout's too (it moves rows, writes none)
 RELAYOUT = "relayout"  # the metadata key of a relayout's commit: the partition columns before it
+VACUUM_START, VACUUM_END = "VACUUM START", "VACUUM END"  # the operations of a vacuum's commits, before and after it deletes
 
 
 def relayout_app_id(app_id: str) -> str:
     """The app id of a maintain run's relayout of a table, beside its compaction's (`app_id`), which a relayout must not pass for."""
     return f"{app_id}-{RELAYOUT}"
-VACUUM_START, VACUUM_END = "VACUUM START", "VACUUM END"  # the operations of a vacuum's commits, before and after it deletes
 
 
 def is_compaction(commit: Mapping[str, Any]) -> bool:
@@ -164,7 +164,7 @@ def relayout(root: str, contract: TableContract, app_id: str, metadata: Mapping[
     layout and stay readable."""
     table = delta_io.snapshot(root)
     older = table.metadata().partition_columns
-    if older == list(contract.partition_by) or table.transaction_version(app_id) is not None:  # done already (by this run, killed after it)
+    if older == list(contract.partition_by):
         return None
     rows = table.to_pyarrow_dataset()
     before = sum(f.num_records for f in delta_io.live_files(root, table.version()))
