@@ -435,6 +435,56 @@ def test_replace_without_matching_files_only_adds(committed_table) -> None:
     assert read_rows(root) == sorted_rows(rows + new_rows)
 
 
+def _commit_day(root: str, run: str, day: str, read_version: int, remove=None) -> int:
+    """A run of image_embedding version 1 that read the table at `read_version` and commits its rows of `day`."""
+    files = write(root, make_rows(run, per_slice=2, slices=[("image_embedding", day)]), prefix=f"part-{run}")
+    return delta_io.commit_files(root, EMBEDDINGS, files, f"test/{run}", {"run_id": run}, remove=remove, read_version=read_version)
+
+
+def test_two_runs_of_one_signal_version_conflict_only_where_their_days_overlap(committed_table) -> None:
+    """Commit conflicts are per slice (a partition and the days of the rows a commit adds or
+    removes), not per partition: with the day no longer a partition, two runs of one signal version
+    of different days, read at the same version, both land; of overlapping days, the second is refused."""
+    root, rows, _, read_version = committed_table
+    _commit_day(root, "today", "2026-11-21", read_version, remove=slice_of("image_embedding", "2026-11-21"))
+    _commit_day(root, "last-month", "2026-10-21", read_version, remove=slice_of("image_embedding", "2026-10-21"))  # lands too
+    both = delta_io.snapshot(root).version()
+    assert both == read_version + 2
+    _commit_day(root, "again", "2026-11-19", both, remove=slice_of("image_embedding", "2026-11-19"))
+    with pytest.raises(delta_io.CommitConflict, match=r"image_embedding/1, days 2026-11-19\.\.2026-11-19.*Re-run"):
+        _commit_day(root, "late", "2026-11-19", both, remove=slice_of("image_embedding", "2026-11-19"))
+    assert delta_io.snapshot(root).version() == both + 1
+    found = delta_io.read_arrow(root, where=[("signal", "=", "image_embedding")], columns=["run_id", "ds"]).to_pylist()
+    assert sorted({(r["run_id"], r["ds"]) for r in found}) == [("again", "2026-11-19"), ("last-month", "2026-10-21"), ("run-1", "2026-11-20"),
+                                                              ("today", "2026-11-21")]
+
+
+@pytest.mark.parametrize("day", ["2026-11-19", "2026-11-20"])
+@pytest.mark.parametrize("first", ["the day's commit", "the rewrite"])
+def test_a_commit_removing_a_file_of_both_days_conflicts_with_a_commit_of_either(root: str, day: str, first: str) -> None:
+    """A compacted file holds rows of several days: a commit rewriting it (a refresh dropping a
+    changed item's row) and a commit of any one of its days, both read before either landed, clash
+    whichever comes first, as a commit to one day partition clashed with another to it."""
+    rows = make_rows(slices=[("image_embedding", "2026-11-19"), ("image_embedding", "2026-11-20")])
+    read_version = delta_io.commit_files(root, EMBEDDINGS, write(root, rows), "test/1", {})
+    compacted = next(f for f in delta_io.live_files(root))
+    assert compacted.days == ("2026-11-19", "2026-11-20")
+
+    def rewrite() -> int:
+        kept = write(root, rows[1:], prefix="part-rewrite")
+        return delta_io.commit_files(root, EMBEDDINGS, kept, "test/rewrite", {}, remove=lambda live: live.path == compacted.path,
+                                     read_version=read_version)
+
+    def of_the_day() -> int:
+        return _commit_day(root, "day", day, read_version)
+
+    landed, refused = (of_the_day, rewrite) if first == "the day's commit" else (rewrite, of_the_day)
+    landed()
+    with pytest.raises(delta_io.CommitConflict, match="Re-run"):
+        refused()
+    assert delta_io.snapshot(root).version() == read_version + 1
+
+
 def test_append_without_replace_keeps_everything(committed_table) -> None:
     root, rows, _, _ = committed_table
     more = make_rows(run_id="run-2", per_slice=1, model_version="2")
