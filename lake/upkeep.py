@@ -164,7 +164,8 @@ def relayout(root: str, contract: TableContract, app_id: str, metadata: Mapping[
     before = sum(f.num_records for f in delta_io.live_files(root, table.version()))
     write_deltalake(root, pa.RecordBatchReader.from_batches(rows.schema, rows.to_batches()), mode="overwrite",
                     partition_by=list(contract.partition_by), schema_mode="overwrite",
-                    commit_properties=CommitProperties(custom_metadata={**metadata, UPKEEP: RELAYOUT, "partitioned_by_before": json.dumps(older)},
+                    commit_properties=CommitProperties(custom_metadata={**metadata, "app_id": app_id, UPKEEP: RELAYOUT,
+                                                                        "partitioned_by_before": json.dumps(older)},
                                                        app_transactions=[Transaction(app_id, 1, int(datetime.now(UTC).timestamp() * 1000))],
                                                        max_commit_retries=0))
     version = delta_io.version_of_commit(root, app_id)

@@ -544,6 +544,62 @@ def test_a_table_another_writer_laid_out_otherwise_is_vacuumed_not_compacted(tmp
     assert done.vacuumed > 0 and read().equals(before) and before["content_id"].null_count == 0
 
 
+OLDER_LAYOUT = ["signal", "model_version", "ds"]  # the signal tables' partitions before the forty-sixth session
+
+
+def _day_partitioned(root: str, commits: int = 4) -> pa.Table:
+    """An embeddings table written with the older layout (a partition a day), in small commits, one replacing
+    what came before: its latest rows."""
+    for n in range(commits):
+        rows = [{**r, "content_id": f"{r['content_id']}-{n}"} for r in make_rows(f"run-{n}", per_slice=2)]
+        write_deltalake(root, pa.Table.from_pylist(rows, schema=EMBEDDINGS.schema), mode="overwrite" if n == 1 else "append",
+                        partition_by=OLDER_LAYOUT)
+    return _sorted(delta_io.read_arrow(root))
+
+
+def test_a_table_of_the_older_layout_is_refused_then_laid_out_again_by_maintain(tmp_path: Path) -> None:
+    """A table written when the day was a partition: a job refuses it, naming maintain; maintain lays
+    it out in the contract's partitions, with the same rows and keys, the version before still readable by
+    time travel, and the table usable again; a second maintain does not lay it out again."""
+    root = str(tmp_path / "embeddings")
+    before = _day_partitioned(root)
+    older = DeltaTable(root).version()
+    with pytest.raises(UsageError, match="partitioned by \\['signal', 'model_version', 'ds'\\].*`content-signals maintain"):
+        delta_io.ensure_table(root, EMBEDDINGS)
+    assert DeltaTable(root).version() == older
+
+    done = _maintain(root, keep=[older])
+
+    assert done.relayout_version == older + 1 and done.notes[0].startswith("laid out again by ['signal', 'model_version']")
+    assert DeltaTable(root).metadata().partition_columns == list(EMBEDDINGS.partition_by)
+    assert delta_io.ensure_table(root, EMBEDDINGS).version() == DeltaTable(root).version()  # usable: no refusal, no schema commit
+    after = _sorted(delta_io.read_arrow(root))
+    assert after.equals(before)
+    keys = list(zip(*(after[c].to_pylist() for c in EMBEDDINGS.key)))
+    assert len(keys) == len(set(keys)) == before.num_rows
+    assert all(f.days is not None and "ds=" not in f.path for f in delta_io.live_files(root))  # days from the files' statistics
+    assert DeltaTable(root, version=older).metadata().partition_columns == OLDER_LAYOUT
+    assert _sorted(delta_io.read_arrow(root, older)).equals(before)  # time travel to the version before, in its layout
+    version = DeltaTable(root).version()
+    again = _maintain(root, keep=[older], app_id="content-signals/maintain-2")
+    assert again.relayout_version is None and not any("laid out again" in n for n in again.notes)
+    assert DeltaTable(root).version() == version
+
+
+def test_a_dry_run_says_it_would_lay_out_a_table_of_the_older_layout_and_changes_nothing(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, "maintain.min_retention_hours=0")
+    root = settings.table_root(EMBEDDINGS.name)
+    before = _day_partitioned(root)
+    state = (DeltaTable(root).version(), _files_on_disk(root), sorted(p.name for p in (Path(root) / "_delta_log").iterdir()))
+
+    result = run_maintain(settings, ["embeddings"], dry_run=True)
+
+    done = result.tables[0]
+    assert done.relayout_version is None and done.notes[0].startswith("would lay out again by ['signal', 'model_version']")
+    assert (DeltaTable(root).version(), _files_on_disk(root), sorted(p.name for p in (Path(root) / "_delta_log").iterdir())) == state
+    assert DeltaTable(root).metadata().partition_columns == OLDER_LAYOUT and _sorted(delta_io.read_arrow(root)).equals(before)
+
+
 def test_a_partition_whose_value_the_writer_refuses_is_left_alone_and_the_rest_is_maintained(tmp_path: Path) -> None:
     """Another writer's partition value that is not a plain name (`signal=image embedding`, escaped in its
     folder) cannot be written again by the file writer: that partition is not compacted, with a
