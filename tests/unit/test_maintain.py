@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import re
 import socket
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from test_ledger_and_failures import _started
 
 from conf.settings import UsageError
 from jobs import maintain
+from jobs.cli import _parser
 from jobs.dry_run import refresh_scope
 from jobs.engine import CORPUS_VERSION, committed_to
 from jobs.failures import DAMAGED, explain
@@ -564,9 +566,11 @@ def test_a_table_of_the_older_layout_is_refused_then_laid_out_again_by_maintain(
     root = str(tmp_path / "embeddings")
     before = _day_partitioned(root)
     older = DeltaTable(root).version()
-    with pytest.raises(UsageError, match="partitioned by \\['signal', 'model_version', 'ds'\\].*`content-signals maintain"):
+    with pytest.raises(UsageError, match="partitioned by \\['signal', 'model_version', 'ds'\\].*`content-signals maintain") as refused:
         delta_io.ensure_table(root, EMBEDDINGS)
     assert DeltaTable(root).version() == older
+    named = re.search(r"`content-signals ([^`]*)`", str(refused.value))[1]
+    assert _parser().parse_args(named.split()).command == "maintain"  # a command the CLI takes as it is said
 
     done = _maintain(root, keep=[older])
 
