@@ -151,6 +151,11 @@ def is_compaction(commit: Mapping[str, Any]) -> bool:
     return commit.get(UPKEEP) == COMPACTION
 
 
+def relayout_app_id(app_id: str) -> str:
+    """The app id of a maintain's relayout commit, its own: a compaction's commit, tagged the run's, comes after it."""
+    return f"{app_id}-{RELAYOUT}"
+
+
 def relayout(root: str, contract: TableContract, app_id: str, metadata: Mapping[str, str]) -> int | None:
     """Write the latest rows of a table made under the older layout of its contract (a partition a
     day) again in the contract's partitions, in one overwrite commit tagged `app_id`, streamed;
@@ -327,7 +332,7 @@ def maintain_table(root: str, contract: TableContract, policy: UpkeepPolicy, kee
     log_notes = keep_log(root, keep, policy.min_retention, dry_run, metadata)
     older = compaction and contract.partition_by and delta_io.snapshot(root).metadata().partition_columns == [*contract.partition_by, delta_io.DAY]
     before = len(delta_io.live_files(root))
-    relaid = relayout(root, contract, f"{app_id}-{RELAYOUT}", metadata) if older and not dry_run else None
+    relaid = relayout(root, contract, relayout_app_id(app_id), metadata) if older and not dry_run else None
     version = delta_io.snapshot(root).version()
     reasons = uncompactable(root, contract, version) if compaction else []
     crowded = compaction_bins(root, version, policy) if compaction and not reasons else []

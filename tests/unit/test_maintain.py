@@ -889,6 +889,22 @@ def test_a_maintain_killed_during_its_vacuum_is_abandoned_saying_files_may_be_de
     assert f"during its vacuum (started at version {start['version']})" in closed["corpus"].message
 
 
+def test_a_maintain_killed_after_laying_a_table_out_again_is_recovered_as_succeeded(tmp_path: Path) -> None:
+    """A maintain killed after its relayout commit (every row of the table written again), before compacting or
+    vacuuming: its entry is `succeeded` at that commit, not "no row moved"."""
+    settings = settings_for(tmp_path, "maintain.min_retention_hours=0")
+    root = settings.table_root(EMBEDDINGS.name)
+    _day_partitioned(root)
+    relaid = upkeep.relayout(root, EMBEDDINGS, upkeep.relayout_app_id(ledger.run_app_id("maintain-killed")),
+                             {"job": maintain.JOB, "run_id": "maintain-killed"})
+    assert relaid is not None
+    ledger.record_runs(settings.table_root(RUNS.name), [_started("maintain-killed", "embeddings", maintain.JOB)])
+
+    closed = ledger.reconcile(settings.table_root(RUNS.name), lambda record: committed_to(settings, record))
+
+    assert [(r.status, r.table_version) for r in closed] == [(ledger.SUCCEEDED, relaid)] and "laid the table out again" in closed[0].message
+
+
 def test_a_killed_backfill_is_still_said_to_have_left_its_files_invisible(tmp_path: Path) -> None:
     """What other jobs' abandoned entries say is unchanged by upkeep's own account."""
     runs = str(tmp_path / "runs")
