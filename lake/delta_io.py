@@ -85,7 +85,7 @@ def ensure_table(root: str, contract: TableContract) -> DeltaTable:
     laid_out = table.metadata().partition_columns
     if laid_out != list(contract.partition_by):
         raise UsageError(f"{root} is partitioned by {laid_out}, an older layout than the {contract.name} contract's {list(contract.partition_by)}: "
-                         "`content-signals maintain` lays it out again")
+                         "lay it out again with `content-signals maintain`")
     missing = _missing_fields(table, contract)
     if missing:
         try:

@@ -146,15 +146,15 @@ RELAYOUT = "relayout"  # the metadata key of a relayout's commit: the partition 
 VACUUM_START, VACUUM_END = "VACUUM START", "VACUUM END"  # the operations of a vacuum's commits, before and after it deletes
 
 
-def relayout_app_id(app_id: str) -> str:
-    """The app id of a maintain run's relayout of a table, beside its compaction's (`app_id`), which a relayout must not pass for."""
-    return f"{app_id}-{RELAYOUT}"
-
-
 def is_compaction(commit: Mapping[str, Any]) -> bool:
     """Whether a log entry (`DeltaTable.history`) is a compaction's, which moves rows and writes
     none of its run's: no row tells that the run committed it."""
     return commit.get(UPKEEP) == COMPACTION
+
+
+def relayout_app_id(app_id: str) -> str:
+    """The app id of a maintain's relayout commit, its own: a compaction's commit, tagged the run's, comes after it."""
+    return f"{app_id}-{RELAYOUT}"
 
 
 def relayout(root: str, contract: TableContract, app_id: str, metadata: Mapping[str, str]) -> int | None:
@@ -170,7 +170,7 @@ def relayout(root: str, contract: TableContract, app_id: str, metadata: Mapping[
     before = sum(f.num_records for f in delta_io.live_files(root, table.version()))
     write_deltalake(root, pa.RecordBatchReader.from_batches(rows.schema, rows.to_batches()), mode="overwrite",
                     partition_by=list(contract.partition_by), schema_mode="overwrite",
-                    commit_properties=CommitProperties(custom_metadata={**metadata, UPKEEP: COMPACTION, RELAYOUT: json.dumps(older)},
+                    commit_properties=CommitProperties(custom_metadata={**metadata, "app_id": app_id, UPKEEP: COMPACTION, RELAYOUT: json.dumps(older)},
                                                        app_transactions=[Transaction(app_id, 1, int(datetime.now(UTC).timestamp() * 1000))],
                                                        max_commit_retries=0))
     version = delta_io.version_of_commit(root, app_id)
