@@ -121,7 +121,7 @@ def run_backfill(
                 read_version=read_versions[contract], written=videos.files[contract.name] if videos else (),
                 before_commit=before_commit,
                 metadata={"window": f"{window.start}..{window.end}", "model_versions": str(models), "role": role,
-                          "slice_percent": str(slice_percent), "moved_items": str(moved.dropped_items), **corpus_read},
+                          "slice_percent": str(slice_percent), "moved_items": str(moved.moved_items), **corpus_read},
             )
         keep_stats(settings, run, committed.values())
         versions = {name: c.version for name, c in committed.items()}
@@ -143,5 +143,6 @@ def replaced_rows(spark: SparkSession, root: str, version: int, models: dict[str
     if not outside:
         return no_rewrite(spark, root, version)
     stored = spark_io.read_spark(spark, root, version, only=outside, file_column="file").select(*KEY, "ds", "file").distinct()
-    moved = stored.join(broadcast_if_small(items.select("content_id"), count), "content_id", "left_semi")
-    return rewrite_dropping(spark, root, version, moved.unionByName(stored.filter(window.condition())).select(*KEY, "file").distinct())
+    window_items = stored.join(broadcast_if_small(items.select("content_id"), count), "content_id", "left_semi")
+    dropped = window_items.unionByName(stored.filter(window.condition())).distinct()
+    return rewrite_dropping(spark, root, version, dropped, moved=~window.condition())

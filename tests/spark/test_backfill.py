@@ -149,20 +149,23 @@ def test_a_committed_run_id_is_not_redone(spark, fresh_lakehouse):
 
 def test_a_window_backfill_replaces_only_its_slice_even_in_a_file_it_shares_with_other_days(spark, fresh_lakehouse):
     """A table's files hold rows of several days (a task's, a compaction's): a backfill of one day
-    writes such a file again without that day's rows, and the other days' rows stay as they were."""
-    settings = fresh_lakehouse("signals.image_embedding.enabled=false", "maintain.min_small_files=0")
+    writes such a file again without that day's rows (an item taken down since included), and the
+    other days' rows stay as they were."""
+    settings = fresh_lakehouse("signals.image_embedding.enabled=false", "maintain.min_small_files=1")
     full = run_backfill(spark, settings)
     run_maintain(settings, ["embeddings"])  # every day's rows folded into one file
     assert [f.days[0] < f.days[1] for f in delta_io.live_files(settings.table_root("embeddings"))] == [True]
     days = sorted(set(_table(settings, "corpus")["ds"].to_pylist()))
     before = _table(settings)
+    taken_down = min(c for c, d in _corpus(settings).items() if d["ds"] == days[-1])
+    DeltaTable(settings.table_root("corpus")).delete(f"content_id = '{taken_down}'")
     window = run_backfill(spark, settings, Window(days[-1], days[-1]))
     rows = _table(settings)
     last_day = pc.equal(rows["ds"], days[-1])
     assert set(pc.filter(rows["run_id"], last_day).to_pylist()) == {window.run_id}
     others = [t.filter(pc.invert(pc.equal(t["ds"], days[-1]))).sort_by("content_id") for t in (rows, before)]
     assert others[0].equals(others[1]) and set(others[0]["run_id"].to_pylist()) == {full.run_id}
-    assert rows.num_rows == _table(settings, "corpus").num_rows
+    assert rows.num_rows == _table(settings, "corpus").num_rows and taken_down not in rows["content_id"].to_pylist()
 
 
 def test_spark_and_delta_rs_read_the_same_rows_at_every_version(spark, backfilled):
@@ -182,6 +185,6 @@ def test_reads_ignore_files_that_were_never_committed(backfilled, tmp_path):
     root = backfilled.settings.table_root("embeddings")
     copy = tmp_path / "embeddings"
     shutil.copytree(root, copy)
-    stray = next(copy.glob("signal=*/model_version=*/ds=*/*.parquet"))
+    stray = next(copy.glob("signal=*/model_version=*/*.parquet"))
     shutil.copy(stray, stray.with_name("part-orphan-of-a-failed-attempt.parquet"))
     assert delta_io.read_arrow(str(copy)).num_rows == delta_io.read_arrow(root).num_rows
