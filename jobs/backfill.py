@@ -103,14 +103,14 @@ def run_backfill(
         before_commit = (lambda: check_still_challengers(settings, signals)) if role == CHALLENGER else (lambda: None)
         videos = write_videos(settings, run, items, signals, placed) if keyframes_version is not None else None
         if keyframes_version is not None:  # first: a run killed after it is re-run whole, and replaces the same slice
-            moved = rows_on_other_days(spark, settings.table_root(KEYFRAMES.name), keyframes_version, keyframe_models(signals), window, items, rows_in)
+            moved = replaced_rows(spark, settings.table_root(KEYFRAMES.name), keyframes_version, keyframe_models(signals), window, items, rows_in)
             keyframes = commit_keyframes(spark, settings, run, videos, signals, window, keyframes_version, moved, corpus_read,
                                          before_commit)
             if keyframes is not None:
                 committed[KEYFRAMES.name] = keyframes
         for contract, mine in by_output(signals).items():
             models = {name: s.config.model.version for name, s in mine.items()}
-            moved = rows_on_other_days(spark, settings.table_root(contract.name), read_versions[contract], models, window, items, rows_in)
+            moved = replaced_rows(spark, settings.table_root(contract.name), read_versions[contract], models, window, items, rows_in)
             kept = moved.items_kept()
             committed[contract.name] = write_and_commit(
                 spark, settings, run, contract,
@@ -121,7 +121,7 @@ def run_backfill(
                 read_version=read_versions[contract], written=videos.files[contract.name] if videos else (),
                 before_commit=before_commit,
                 metadata={"window": f"{window.start}..{window.end}", "model_versions": str(models), "role": role,
-                          "slice_percent": str(slice_percent), "moved_items": str(moved.dropped_items), **corpus_read},
+                          "slice_percent": str(slice_percent), "moved_items": str(moved.moved_items), **corpus_read},
             )
         keep_stats(settings, run, committed.values())
         versions = {name: c.version for name, c in committed.items()}
@@ -132,14 +132,17 @@ def run_backfill(
     return result
 
 
-def rows_on_other_days(spark: SparkSession, root: str, version: int, models: dict[str, str], window: Window, items: DataFrame,
+def replaced_rows(spark: SparkSession, root: str, version: int, models: dict[str, str], window: Window, items: DataFrame,
                        count: int) -> Rewrite:
-    """The rewrite dropping the rows the window's `items` (`count` of them) have, at these signals'
-    model versions, in day partitions outside the window: an item ingested again on a later day,
-    backfilled for that day, would otherwise keep its old day's row too. No Spark job when the
-    window spans every day or the table has no such partition."""
-    outside = {unquote(f.path) for f in delta_io.live_files(root, version) if of_versions(models, f) and not window.contains(f.partition_values["ds"])}
+    """The rewrite of these signals' files (at their model versions) that hold rows of days outside
+    the window: it drops their rows of the window's days, which the backfill replaces, and their
+    rows of the window's `items` (`count` of them) on other days (an item ingested again on a later
+    day, backfilled for that day, would otherwise keep its old day's row too). No Spark job when
+    every such file's days are in the window (`in_window_slice`: removed whole)."""
+    outside = {unquote(f.path) for f in delta_io.live_files(root, version) if of_versions(models, f) and not window.holds(f.days)}
     if not outside:
         return no_rewrite(spark, root, version)
-    stored = spark_io.read_spark(spark, root, version, only=outside, file_column="file").select(*KEY, "file").distinct()
-    return rewrite_dropping(spark, root, version, stored.join(broadcast_if_small(items.select("content_id"), count), "content_id", "left_semi"))
+    stored = spark_io.read_spark(spark, root, version, only=outside, file_column="file").select(*KEY, "ds", "file").distinct()
+    window_items = stored.join(broadcast_if_small(items.select("content_id"), count), "content_id", "left_semi")
+    dropped = window_items.unionByName(stored.filter(window.condition())).distinct()
+    return rewrite_dropping(spark, root, version, dropped, moved=~window.condition())

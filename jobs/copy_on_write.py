@@ -8,7 +8,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lake import delta_io, spark_io
@@ -24,6 +24,7 @@ class Rewrite:
     version: int
     files: dict[str, tuple[str, int, int]]  # unescaped relative path -> (its signal, items in it, items dropped from it)
     dropped: DataFrame  # KEY of every item dropped
+    moved_items: int = 0  # of the items dropped, those whose rows are written on another day (a backfill's items ingested again)
 
     @property
     def dropped_items(self) -> int:
@@ -48,12 +49,16 @@ class Rewrite:
         return dict(kept)
 
 
-def rewrite_dropping(spark: SparkSession, root: str, version: int, dropped: DataFrame) -> Rewrite:
+def rewrite_dropping(spark: SparkSession, root: str, version: int, dropped: DataFrame, moved: Column | None = None) -> Rewrite:
     """The rewrite of the files holding `dropped` (KEY and `file`: one row per stored item, read
-    from version `version` of the table with `spark_io.read_spark(..., file_column="file")`)."""
-    counts = {delta_io.relative_path(root, r["file"]): r["count"] for r in dropped.groupBy("file").count().collect()}
+    from version `version` of the table with `spark_io.read_spark(..., file_column="file")`), `moved`
+    telling the items among them whose rows are written on another day (None: none)."""
+    moved_count = F.sum(moved.cast("int")) if moved is not None else F.lit(0)
+    per_file = dropped.groupBy("file").agg(F.count("*").alias("count"), moved_count.alias("moved")).collect()
+    counts = {delta_io.relative_path(root, r["file"]): r["count"] for r in per_file}
     items_in = _items_per_file(spark, root, version, set(counts)) if counts else {}
-    return Rewrite(root, version, {path: (*items_in[path], n) for path, n in counts.items()}, dropped.select(*KEY))
+    return Rewrite(root, version, {path: (*items_in[path], n) for path, n in counts.items()}, dropped.select(*KEY),
+                   sum(r["moved"] for r in per_file))
 
 
 def rewrite_on_driver(spark: SparkSession, root: str, version: int, dropped: dict[str, list[tuple[str, str, str]]]) -> Rewrite:

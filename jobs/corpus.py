@@ -16,6 +16,8 @@ Skipped rows are counted, with examples, in the run's message (ledger and consol
 """
 from __future__ import annotations
 
+import functools
+import operator
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -52,6 +54,15 @@ class Window:
 
     def contains(self, ds: str | None) -> bool:
         return ds is not None and (self.start is None or ds >= self.start) and (self.end is None or ds <= self.end)
+
+    def holds(self, days: tuple[str, str] | None) -> bool:
+        """Whether every day from the first to the last of `days` (a file's: None, not known) is in the window."""
+        return days is not None and self.contains(days[0]) and self.contains(days[1])
+
+    def condition(self) -> Column:
+        """The Spark condition that a row's `ds` is in the window."""
+        bounds = [F.col("ds") >= self.start] if self.start else []
+        return functools.reduce(operator.and_, [*bounds, *([F.col("ds") <= self.end] if self.end else [])], F.lit(True))
 
 
 def check_day(day: str, option: str) -> str:
@@ -128,12 +139,7 @@ class CorpusSource(CorpusTable):
         rows = source.select(*self._mapped(source), *([file_column] if file_column else []))
         if days is not None:
             rows = rows.filter(F.col("ds").isin(list(days)))
-        if window is not None:
-            if window.start:
-                rows = rows.filter(F.col("ds") >= window.start)
-            if window.end:
-                rows = rows.filter(F.col("ds") <= window.end)
-        return rows
+        return rows.filter(window.condition()) if window is not None else rows
 
     def keys(self, spark: SparkSession, version: int | None = None) -> DataFrame:
         """(content_id, ds, updated_at) of the whole corpus: what the one-row-per-id rule compares."""

@@ -179,9 +179,9 @@ def of_versions(models: dict[str, str], live: delta_io.LiveFile) -> bool:
 
 
 def in_window_slice(models: dict[str, str], window: Window, live: delta_io.LiveFile) -> bool:
-    """Whether a live file of a signal table holds these signals' rows (name -> model version) on
-    a day of the window: the slice a backfill of the window replaces."""
-    return of_versions(models, live) and window.contains(live.partition_values["ds"])
+    """Whether a live file of a signal table holds these signals' rows (name -> model version) of
+    days in the window only: part of the slice a backfill of the window replaces, removed whole."""
+    return of_versions(models, live) and window.holds(live.days)
 
 
 def write_and_commit(

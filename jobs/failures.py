@@ -11,6 +11,7 @@ import reprlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 from deltalake.exceptions import DeltaError
 from pydantic import ValidationError
@@ -19,6 +20,7 @@ from pydantic_core import ErrorDetails
 from conf.settings import UsageError
 from jobs.exit_statuses import ALERTED, BAD_INPUT, CONFLICT, DAMAGED
 from jobs.maintain import UpkeepFailed
+from lake import delta_io
 from lake.alias_lock import AliasConflict
 from lake.delta_io import SHARED_STORAGE, CommitConflict
 from lake.registry import RegistryDamaged, RegistryError
@@ -64,8 +66,12 @@ def explain(exc: BaseException, lakehouse_root: str | None = None) -> Failure | 
             return Failure(DAMAGED, f"{missing}. A dedup run writes the table again: content-signals dedup")
         return Failure(DAMAGED, f"{missing}: it was deleted or vacuumed. If it is the corpus's, with corpus.version pinned, pin a "
                                 "version whose files are there (a later one, or none for the latest); otherwise restore it from a backup")
-    if _says_missing(text) and (missing := _missing_table_file(text)):  # a table with no day folders (the runs ledger, the tables by task)
+    if _says_missing(text) and (missing := _missing_table_file(text)):  # a table with no day folders (signal tables, the runs ledger, the tables by task)
         table, path = missing
+        days = _days_of(table, path) if Path(table).name in BACKFILLED_TABLES else None
+        if days is not None:
+            return Failure(DAMAGED, f"a data file of table {Path(table).name!r} with rows of days {days[0]}..{days[1]} is missing ({path}). "
+                                    f"A backfill of those days writes them again: content-signals backfill --start {days[0]} --end {days[1]}")
         return Failure(DAMAGED, f"a data file of the Delta table {table} is missing ({path}). Restore it from a backup, or "
                                 f"drop it from the table, losing its rows: python -c \"from deltalake import DeltaTable; "
                                 f"DeltaTable('{table}').repair()\"")
@@ -156,6 +162,12 @@ def _there_for_the_driver(text: str) -> str | None:
 def _missing_table_file(text: str) -> tuple[str, str] | None:
     """The local Delta table, and the data file of it, that a reader found missing; None if the error names none."""
     return next(((table, path) for table, path in _named_table_files(text) if not Path(path).exists()), None)
+
+
+def _days_of(table: str, path: str) -> tuple[str, str] | None:
+    """The first and last day of the rows of a data file of the table's latest snapshot, by its statistics (None: not found)."""
+    relative = Path(path).relative_to(table).as_posix()
+    return next((f.days for f in delta_io.live_files(table) if unquote(f.path) == relative), None)
 
 
 def _named_table_files(text: str) -> Iterator[tuple[str, str]]:

@@ -139,6 +139,6 @@ def commit_keyframes(spark: SparkSession, settings: Settings, run: Run, videos: 
         spark, settings, run, KEYFRAMES, moved.kept(spark),
         expected_items={name: (videos.items if videos else 0) + kept.get(name, 0) for name in models},
         remove=lambda live: moved.removes(live) or in_window_slice(models, window, live), read_version=read_version, written=videos.files[KEYFRAMES.name] if videos else (),
-        metadata={"window": f"{window.start}..{window.end}", "model_versions": str(models), "moved_items": str(moved.dropped_items), **corpus_read},
+        metadata={"window": f"{window.start}..{window.end}", "model_versions": str(models), "moved_items": str(moved.moved_items), **corpus_read},
         before_commit=before_commit,
     )

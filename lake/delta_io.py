@@ -61,6 +61,12 @@ class DataFile:
     table: str | None = None  # the table it belongs to, where one task wrote several (lake.file_writer.make_tables_writer)
     summary: bytes | None = None  # what its rows add to their run's statistics (lake.file_writer.Summarise)
 
+    @property
+    def days(self) -> Days:
+        """The first and last day of its rows."""
+        stats = json.loads(self.stats or "{}")
+        return day_range(self.partition_values, stats.get("minValues", {}), stats.get("maxValues", {}))
+
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> DataFile:
         summary = row.get("summary")
@@ -76,6 +82,10 @@ def ensure_table(root: str, contract: TableContract) -> DeltaTable:
             root, schema=contract.schema, partition_by=list(contract.partition_by) or None, mode="ignore", name=contract.name
         )
     table = DeltaTable(root)
+    laid_out = table.metadata().partition_columns
+    if laid_out != list(contract.partition_by):
+        raise UsageError(f"{root} is partitioned by {laid_out}, an older layout than the {contract.name} contract's {list(contract.partition_by)}: "
+                         "lay it out again with `content-signals maintain`")
     missing = _missing_fields(table, contract)
     if missing:
         try:
@@ -105,14 +115,45 @@ def committed(root: str, app_id: str) -> bool:
     return DeltaTable.is_deltatable(root) and DeltaTable(root).transaction_version(app_id) is not None
 
 
+DAY = "ds"  # the corpus day of a row: a partition column of day-partitioned tables, in the files' statistics of the others
+Days = tuple[str, str] | None  # a file's first and last day (None: not known, any day)
+
+
+def day_range(partition_values: Mapping[str, str | None], min_values: Mapping[str, Any], max_values: Mapping[str, Any]) -> Days:
+    """The first and last day of a file's rows: its day partition's where the table has one, else its
+    statistics' (None where it has neither: any day)."""
+    if DAY in partition_values:
+        return (partition_values[DAY], partition_values[DAY]) if partition_values[DAY] is not None else None
+    first, last = min_values.get(DAY), max_values.get(DAY)
+    return (first, last) if first is not None and last is not None else None
+
+
+@dataclass(frozen=True)
+class Slice:
+    """What a commit adds or removes rows of: a partition, and the days of the rows (None: any day)."""
+
+    partition: tuple
+    days: Days
+
+    def __str__(self) -> str:
+        return f"{'/'.join(map(str, self.partition))}, days {self.days[0]}..{self.days[1]}" if self.days else '/'.join(map(str, self.partition))
+
+    def meets(self, other: Slice) -> bool:
+        """Whether the two may hold rows of one item's day: the same partition and overlapping days."""
+        if self.partition != other.partition:
+            return False
+        return self.days is None or other.days is None or (self.days[0] <= other.days[1] and other.days[0] <= self.days[1])
+
+
 @dataclass(frozen=True)
 class LiveFile:
-    """A file in a snapshot: its log path (as the log spells it) and partition values."""
+    """A file in a snapshot: its log path (as the log spells it), partition values and the days of its rows."""
 
     path: str
     size: int
     partition_values: dict[str, str | None]
     num_records: int
+    days: Days = None
 
 
 class CommitConflict(RuntimeError):
@@ -128,7 +169,8 @@ def live_files(root: str, version: int | None = None) -> list[LiveFile]:
 def _live_file(action: dict[str, Any]) -> LiveFile:
     """A snapshot's flattened add action as a LiveFile."""
     partition_values = {k.removeprefix("partition."): v for k, v in action.items() if k.startswith("partition.")}
-    return LiveFile(action["path"], action["size_bytes"], partition_values, action["num_records"] or 0)
+    days = day_range(partition_values, {DAY: action.get(f"min.{DAY}")}, {DAY: action.get(f"max.{DAY}")})
+    return LiveFile(action["path"], action["size_bytes"], partition_values, action["num_records"] or 0, days)
 
 
 def files_with_errors(root: str, version: int | None = None) -> set[str]:
@@ -212,10 +254,15 @@ def all_exist(root: str, files: Sequence[LiveFile]) -> bool:
     return not absent(root, [unquote(f.path) for f in files])
 
 
-def _slices_changed_since(root: str, contract: TableContract, read_version: int, version: int) -> set[tuple]:
-    """Partition values of the files added or removed by commits after `read_version`."""
+def slices(contract: TableContract, files: Sequence[DataFile | LiveFile]) -> set[Slice]:
+    """The slices the files hold rows of."""
+    return {Slice(tuple(f.partition_values[n] for n in contract.partition_by), f.days) for f in files}
+
+
+def _slices_changed_since(root: str, contract: TableContract, read_version: int, version: int) -> set[Slice]:
+    """The slices of the files added or removed by commits after `read_version`."""
     added, removed = changed_files(root, read_version, version)
-    return {tuple(f.partition_values[n] for n in contract.partition_by) for f in [*added, *removed]}
+    return slices(contract, [*added, *removed])
 
 
 def commit_files(
@@ -261,12 +308,9 @@ def commit_files_made(
     """`commit_files`, and whether this call made the commit: not where the log held `app_id`'s
     already (another process's with the same run id, whose files are not `files`; its version None
     where its log entry was cleaned up since, as in a retry long after a run killed between its tables' commits)."""
-    def partitions(chosen: Sequence[DataFile | LiveFile]) -> set[tuple]:
-        return {tuple(f.partition_values[n] for n in contract.partition_by) for f in chosen}
-
-    touched = partitions(files)
+    touched = slices(contract, files)
     if read_version is not None and remove is not None:
-        touched |= partitions([f for f in live_files(root, read_version) if remove(f)])
+        touched |= slices(contract, [f for f in live_files(root, read_version) if remove(f)])
     for _ in range(max_attempts):
         table = ensure_table(root, contract)
         if table.transaction_version(app_id) is not None:
@@ -276,12 +320,13 @@ def commit_files_made(
             raise _gone_before_commit(root, files, gone)
         live = live_files(root, table.version())
         removed = [f for f in live if remove is not None and remove(f)]
-        mine = touched | partitions(removed)
+        mine = touched | slices(contract, removed)
         if read_version is not None:
-            clash = mine & _slices_changed_since(root, contract, read_version, table.version())
+            theirs = _slices_changed_since(root, contract, read_version, table.version())
+            clash = sorted({str(m) for m in mine if any(m.meets(t) for t in theirs)})
             if clash:
                 raise CommitConflict(
-                    f"{root} changed in {len(clash)} of this run's partitions (e.g. {sorted(clash)[0]}) after version "
+                    f"{root} changed in {len(clash)} of this run's slices (e.g. {clash[0]}) after version "
                     f"{read_version}, which this run read; nothing was committed. Re-run to include those changes."
                 )
         now_ms = int(time.time() * 1000)

@@ -75,11 +75,10 @@ def refused_partition_values(contract: TableContract, values: Mapping[str, Any])
 
 
 def partition_path(contract: TableContract, values: dict[str, str]) -> str:
-    """Hive-style folder of a partition, e.g. `signal=text_embedding/model_version=1/ds=2026-11-20`.
+    """Hive-style folder of a partition, e.g. `signal=text_embedding/model_version=1`.
 
     Only plain ASCII values: Spark decodes a folder's percent-encoding byte by byte, so any other
-    value would be read back as a different partition (the jobs skip corpus rows whose `ds` is
-    not a day before they get here; this refuses whatever else slips through)."""
+    value would be read back as a different partition: this refuses it, and the rows are not written."""
     bad = refused_partition_values(contract, values)
     if bad:
         raise ValueError(f"{contract.name}: partition values {bad} are not plain ASCII names; nothing written")

@@ -26,7 +26,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError
 
 from lake import delta_io
-from lake.upkeep import UPKEEP_JOB, is_compaction, vacuum_of
+from lake.upkeep import UPKEEP_JOB, is_compaction, relayout_app_id, vacuum_of
 from signals.base import ModelRef
 from signals.contracts import RUNS, STATUS_OK
 
@@ -234,12 +234,19 @@ def _closing_of(record: RunRecord, table_roots: Sequence[str], now: datetime) ->
 def _closing_of_upkeep(record: RunRecord, table_roots: Sequence[str], now: datetime) -> RunRecord:
     """The closing row of a dead maintain's entry for a table it made no compaction commit to, by
     what its vacuum of the table did: deleted files (`succeeded`, at its end commit), died while
-    deleting, or never began (both `abandoned`: no row of the table moved). A compaction commit
-    whose log entry is gone is known by its app id alone (`committed_outcome` cannot tell it)."""
+    deleting, or never began (both `abandoned`: no row of the table moved, unless it laid the
+    table out again first: `succeeded`, at that commit). A compaction commit whose log entry is
+    gone is known by its app id alone (`committed_outcome` cannot tell it)."""
     if any(delta_io.committed(root, run_app_id(record.run_id)) for root in table_roots):
         return replace(record, status=SUCCEEDED, message=f"recovered: its compaction committed before the run died{_LOG_GONE}", finished_at=now)
     found = next(filter(None, (vacuum_of(root, record.run_id, record.started_at) for root in table_roots
                                if DeltaTable.is_deltatable(root))), None)
+    relayout = relayout_app_id(run_app_id(record.run_id))
+    relaid = next((root for root in table_roots if delta_io.committed(root, relayout)), None)
+    if found is None and relaid is not None:
+        commit = delta_io.commit_of(relaid, relayout)
+        return replace(record, status=SUCCEEDED, message="recovered: it laid the table out again before the run died"
+                       f"{_LOG_GONE if commit is None else ''}", table_version=None if commit is None else int(commit["version"]), finished_at=now)
     if found is None:
         return replace(record, status=ABANDONED, finished_at=now, message="died before compacting or vacuuming the table: no row moved "
                        "and no file was deleted (a compaction's files were never visible; a checkpoint changes no row)")

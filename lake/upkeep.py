@@ -31,7 +31,7 @@ from urllib.parse import unquote
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
-from deltalake import CommitProperties, DeltaTable, Schema
+from deltalake import CommitProperties, DeltaTable, Schema, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
 from lake import delta_io
@@ -66,6 +66,7 @@ class Upkeep:
     retention_hours: int | None = None
     kept_versions: tuple[int, ...] = ()
     notes: tuple[str, ...] = ()
+    relayout_version: int | None = None  # the commit that laid the table out again in its contract's partitions
 
 
 def last_checkpoint(root: str) -> int | None:
@@ -140,7 +141,8 @@ def uncompactable(root: str, contract: TableContract, version: int) -> list[str]
 
 
 UPKEEP_JOB = "maintain"  # its ledger rows are one per table it maintains (named in `signal`), its commits that table's upkeep
-UPKEEP, COMPACTION = "upkeep", "compaction"  # the commit metadata of a compaction
+UPKEEP, COMPACTION = "upkeep", "compaction"  # the commit metadata of a compaction, a relayout's too (it moves rows, writes none)
+RELAYOUT = "relayout"  # the metadata key of a relayout's commit: the partition columns before it
 VACUUM_START, VACUUM_END = "VACUUM START", "VACUUM END"  # the operations of a vacuum's commits, before and after it deletes
 
 
@@ -148,6 +150,34 @@ def is_compaction(commit: Mapping[str, Any]) -> bool:
     """Whether a log entry (`DeltaTable.history`) is a compaction's, which moves rows and writes
     none of its run's: no row tells that the run committed it."""
     return commit.get(UPKEEP) == COMPACTION
+
+
+def relayout_app_id(app_id: str) -> str:
+    """The app id of a maintain's relayout commit, its own: a compaction's commit, tagged the run's, comes after it."""
+    return f"{app_id}-{RELAYOUT}"
+
+
+def relayout(root: str, contract: TableContract, app_id: str, metadata: Mapping[str, str]) -> int | None:
+    """Write the latest rows of a table made under the older layout of its contract (a partition a
+    day) again in the contract's partitions, in one overwrite commit tagged `app_id`, streamed;
+    None where the table is laid out as its contract says already. Older versions keep their
+    layout and stay readable."""
+    table = delta_io.snapshot(root)
+    older = table.metadata().partition_columns
+    if older == list(contract.partition_by):
+        return None
+    rows = table.to_pyarrow_dataset()
+    before = sum(f.num_records for f in delta_io.live_files(root, table.version()))
+    write_deltalake(root, pa.RecordBatchReader.from_batches(rows.schema, rows.to_batches()), mode="overwrite",
+                    partition_by=list(contract.partition_by), schema_mode="overwrite",
+                    commit_properties=CommitProperties(custom_metadata={**metadata, "app_id": app_id, UPKEEP: COMPACTION, RELAYOUT: json.dumps(older)},
+                                                       app_transactions=[Transaction(app_id, 1, int(datetime.now(UTC).timestamp() * 1000))],
+                                                       max_commit_retries=0))
+    version = delta_io.version_of_commit(root, app_id)
+    after = sum(f.num_records for f in delta_io.live_files(root, version))
+    if after != before:
+        raise RuntimeError(f"{root}: laying out {before} rows again gave {after} at version {version}; restore version {table.version()}")
+    return version
 
 
 def compact(root: str, contract: TableContract, bins: list[list[delta_io.LiveFile]], read_version: int, app_id: str,
@@ -300,13 +330,17 @@ def maintain_table(root: str, contract: TableContract, policy: UpkeepPolicy, kee
     of the kept versions outlast the run (`keep_log`, before any commit of its own can delete it);
     in a dry run, only say what would be done."""
     log_notes = keep_log(root, keep, policy.min_retention, dry_run, metadata)
+    older = compaction and contract.partition_by and delta_io.snapshot(root).metadata().partition_columns == [*contract.partition_by, delta_io.DAY]
+    before = len(delta_io.live_files(root))
+    relaid = relayout(root, contract, relayout_app_id(app_id), metadata) if older and not dry_run else None
     version = delta_io.snapshot(root).version()
-    before = len(delta_io.live_files(root, version))
     reasons = uncompactable(root, contract, version) if compaction else []
     crowded = compaction_bins(root, version, policy) if compaction and not reasons else []
     refused = {tuple(g[0].partition_values.items()) for g in crowded if refused_partition_values(contract, g[0].partition_values)}
     bins = [group for group in crowded if tuple(group[0].partition_values.items()) not in refused]
     notes, compacted_at = [f"compaction skipped: {'; '.join(reasons)}"] if reasons else [], None
+    if older:
+        notes.insert(0, f"{'would lay' if dry_run else 'laid'} out again by {list(contract.partition_by)}, without day partitions")
     if refused:
         notes.append(f"{len(refused)} partitions not compacted: their values are not plain names the file writer writes "
                      f"(another writer's, e.g. {dict(min(refused, key=str))})")
@@ -326,4 +360,4 @@ def maintain_table(root: str, contract: TableContract, policy: UpkeepPolicy, kee
     after = before - sum(len(group) - 1 for group in bins) if dry_run else len(delta_io.live_files(root))
     return Upkeep(contract.name, delta_io.snapshot(root).version(), before, after, len({tuple(g[0].partition_values.items()) for g in bins}),
                   sum(len(g) for g in bins), compacted_at, checkpoint, len(deleted), hours, kept,
-                  (*log_notes, *notes, *vacuum_notes, *app_id_notes))
+                  (*log_notes, *notes, *vacuum_notes, *app_id_notes), relaid)

@@ -82,7 +82,7 @@ EMBEDDINGS = TableContract(
             *_OUTCOME_FIELDS,
         ]
     ),
-    partition_by=("signal", "model_version", "ds"),
+    partition_by=("signal", "model_version"),
     key=("content_id", "signal", "model_version"),
 )
 
@@ -101,7 +101,7 @@ LABELS = TableContract(
             *_OUTCOME_FIELDS,
         ]
     ),
-    partition_by=("signal", "model_version", "ds"),
+    partition_by=("signal", "model_version"),
     key=("content_id", "signal", "label", "model_version"),
 )
 # What two versions' rows of a signal are lined up by (rollout.coverage, rollout.compare): an item
@@ -307,6 +307,6 @@ KEYFRAMES = TableContract(
             *_OUTCOME_FIELDS,
         ]
     ),
-    partition_by=("signal", "model_version", "ds"),
+    partition_by=("signal", "model_version"),
     key=("content_id", "keyframe_index", "signal", "label", "model_version"),
 )

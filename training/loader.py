@@ -3,7 +3,7 @@ with a label frame by content id, into torch batches with bounded memory whateve
 
 petastorm did this for Spark users and cannot run with pyspark 4 (docs/design.md, petastorm), so
 the snapshot's own parquet files are read with pyarrow: the data files of the signal's partitions
-at the pinned version (`DeltaTable(root, version=v).file_uris`), dealt out to the DataLoader's
+at the pinned version (from its log, in the order of their days), dealt out to the DataLoader's
 workers by worker id, read one record batch at a time, kept to the labelled rows of one split,
 mixed in a seeded shuffle buffer and handed on as tensors. What is held at once is the label
 frame (one entry per labelled item, never per table row), one record batch and the buffer. What
@@ -24,6 +24,7 @@ import hashlib
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
+from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
@@ -31,7 +32,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import torch
-from deltalake import DeltaTable
 from torch.utils.data import IterableDataset, get_worker_info
 
 from conf.settings import UsageError
@@ -99,9 +99,13 @@ class Snapshot:
         return lakehouse_table(self.lakehouse, EMBEDDINGS.name)
 
     def file_uris(self, signal: str | None = None, model_version: str | None = None) -> list[str]:
-        """The data files of a signal's partitions (default: the snapshot's own) at the pinned version, in a stable order."""
-        table = DeltaTable(self.embeddings_root, version=self.embeddings_version)
-        return sorted(table.file_uris([("signal", "=", signal or self.signal), ("model_version", "=", model_version or self.model_version)]))
+        """The data files of a signal's partitions (default: the snapshot's own) at the pinned version, in a stable order: by
+        their rows' days, then their paths."""
+        chosen = {"signal": signal or self.signal, "model_version": model_version or self.model_version}
+        files = [f for f in delta_io.live_files(self.embeddings_root, self.embeddings_version)
+                 if all(f.partition_values.get(k) == v for k, v in chosen.items())]
+        base = self.embeddings_root.rstrip("/")
+        return [f"{base}/{unquote(f.path)}" for f in sorted(files, key=lambda f: (f.days or ("", ""), f.path))]
 
     def targets(self, split: str) -> dict[str, float]:
         """content_id -> p_positive of the labelled items in `split`."""

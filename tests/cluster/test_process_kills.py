@@ -39,7 +39,7 @@ def _wait_for_data_files(settings, process: subprocess.Popen, timeout_s: float =
     deadline = time.monotonic() + timeout_s
     root = Path(settings.table_root("embeddings"))
     while time.monotonic() < deadline:
-        if any(root.glob("signal=*/*/*/*.parquet")):
+        if any(root.glob("signal=*/model_version=*/*.parquet")):
             return
         assert process.poll() is None, process.stdout.read()[-3000:]
         time.sleep(0.2)

@@ -279,7 +279,7 @@ def test_backfill_refresh_dedup_on_two_workers_equal_local_even_when_a_worker_di
 
     refresh = cluster.submit(archive, lakehouse, "refresh", "--run-id", "refresh-on-one-worker")
     deadline = time.monotonic() + JOB_S
-    while not any(lakehouse.glob("embeddings/*/*/*/part-refresh-on-one-worker*.parquet")):
+    while not any(lakehouse.glob("embeddings/signal=*/model_version=*/part-refresh-on-one-worker*.parquet")):
         assert refresh.poll() is None, refresh.stdout.read()[-5000:]
         assert time.monotonic() < deadline, "the refresh wrote no data file"
         time.sleep(0.2)

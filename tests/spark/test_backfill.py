@@ -14,6 +14,7 @@ from deltalake import DeltaTable
 
 from jobs.backfill import run_backfill
 from jobs.corpus import Window
+from jobs.maintain import run_maintain
 from lake import delta_io
 from lake.lakehouse import Lakehouse
 from signals.contracts import EMBEDDINGS
@@ -146,18 +147,25 @@ def test_a_committed_run_id_is_not_redone(spark, fresh_lakehouse):
     assert {table: DeltaTable(settings.table_root(table)).version() for table in first.table_versions} == cleaned
 
 
-def test_a_window_backfill_replaces_only_its_slice(spark, fresh_lakehouse):
-    settings = fresh_lakehouse("signals.image_embedding.enabled=false")
+def test_a_window_backfill_replaces_only_its_slice_even_in_a_file_it_shares_with_other_days(spark, fresh_lakehouse):
+    """A table's files hold rows of several days (a task's, a compaction's): a backfill of one day
+    writes such a file again without that day's rows (an item taken down since included), and the
+    other days' rows stay as they were."""
+    settings = fresh_lakehouse("signals.image_embedding.enabled=false", "maintain.min_small_files=1")
     full = run_backfill(spark, settings)
+    run_maintain(settings, ["embeddings"])  # every day's rows folded into one file
+    assert [f.days[0] < f.days[1] for f in delta_io.live_files(settings.table_root("embeddings"))] == [True]
     days = sorted(set(_table(settings, "corpus")["ds"].to_pylist()))
-    untouched_before = set(DeltaTable(settings.table_root("embeddings")).file_uris([("ds", "!=", days[-1])]))
+    before = _table(settings)
+    taken_down = min(c for c, d in _corpus(settings).items() if d["ds"] == days[-1])
+    DeltaTable(settings.table_root("corpus")).delete(f"content_id = '{taken_down}'")
     window = run_backfill(spark, settings, Window(days[-1], days[-1]))
     rows = _table(settings)
-    assert untouched_before == set(DeltaTable(settings.table_root("embeddings")).file_uris([("ds", "!=", days[-1])]))
     last_day = pc.equal(rows["ds"], days[-1])
     assert set(pc.filter(rows["run_id"], last_day).to_pylist()) == {window.run_id}
-    assert set(pc.filter(rows["run_id"], pc.invert(last_day)).to_pylist()) == {full.run_id}
-    assert rows.num_rows == _table(settings, "corpus").num_rows
+    others = [t.filter(pc.invert(pc.equal(t["ds"], days[-1]))).sort_by("content_id") for t in (rows, before)]
+    assert others[0].equals(others[1]) and set(others[0]["run_id"].to_pylist()) == {full.run_id}
+    assert rows.num_rows == _table(settings, "corpus").num_rows and taken_down not in rows["content_id"].to_pylist()
 
 
 def test_spark_and_delta_rs_read_the_same_rows_at_every_version(spark, backfilled):
@@ -177,6 +185,6 @@ def test_reads_ignore_files_that_were_never_committed(backfilled, tmp_path):
     root = backfilled.settings.table_root("embeddings")
     copy = tmp_path / "embeddings"
     shutil.copytree(root, copy)
-    stray = next(copy.glob("signal=*/model_version=*/ds=*/*.parquet"))
+    stray = next(copy.glob("signal=*/model_version=*/*.parquet"))
     shutil.copy(stray, stray.with_name("part-orphan-of-a-failed-attempt.parquet"))
     assert delta_io.read_arrow(str(copy)).num_rows == delta_io.read_arrow(root).num_rows

@@ -84,7 +84,13 @@ def log_actions(root: str, version: int) -> list[dict]:
 
 
 def slice_of(signal: str, ds: str) -> Callable[[delta_io.LiveFile], bool]:
-    return lambda live: live.partition_values["signal"] == signal and live.partition_values["ds"] == ds
+    """The files of a signal whose rows are all of one day, by their statistics (what a replacement of that day removes)."""
+    return lambda live: live.partition_values["signal"] == signal and live.days == (ds, ds)
+
+
+def write_by_day(root: str, rows: list[dict], prefix: str = "part-test") -> list[DataFile]:
+    """`write` a day at a time, as daily runs do: a file per signal and day."""
+    return [f for day in sorted({r["ds"] for r in rows}) for f in write(root, [r for r in rows if r["ds"] == day], prefix=f"{prefix}-{day}")]
 
 
 @pytest.fixture
@@ -94,9 +100,9 @@ def root(tmp_path: Path) -> str:
 
 @pytest.fixture
 def committed_table(root: str):
-    """A table with one commit ("test/1") of the rows of make_rows()."""
+    """A table with one commit ("test/1") of the rows of make_rows(), a file per signal and day (`write_by_day`)."""
     rows = make_rows()
-    files = write(root, rows)
+    files = write_by_day(root, rows)
     version = delta_io.commit_files(root, EMBEDDINGS, files, "test/1", {"run_id": "run-1", "job": "unit"})
     return root, rows, files, version
 
@@ -109,13 +115,15 @@ def committed_table(root: str):
 def test_writer_writes_one_file_per_partition(root: str) -> None:
     rows = make_rows()
     files = write(root, rows, batch_rows=3)  # batches straddle partitions
-    assert len(files) == len(SLICES)
-    by_slice = {(f.partition_values["signal"], f.partition_values["ds"]): f for f in files}
-    assert set(by_slice) == set(SLICES)
-    for (signal, ds), f in by_slice.items():
-        expected = [r for r in rows if (r["signal"], r["ds"]) == (signal, ds)]
-        assert f.partition_values == {"signal": signal, "model_version": "1", "ds": ds}
-        assert f.path.startswith(f"signal={signal}/model_version=1/ds={ds}/part-test-t0-")
+    signals = {signal for signal, _ in SLICES}
+    assert len(files) == len(signals)  # a file per (signal, model version), holding every day of the task's rows
+    by_signal = {f.partition_values["signal"]: f for f in files}
+    assert set(by_signal) == signals
+    for signal, f in by_signal.items():
+        expected = [r for r in rows if r["signal"] == signal]
+        assert f.partition_values == {"signal": signal, "model_version": "1"}
+        assert f.days == (min(r["ds"] for r in expected), max(r["ds"] for r in expected)) == ("2026-11-19", "2026-11-20")
+        assert f.path.startswith(f"signal={signal}/model_version=1/part-test-t0-")
         assert f.path.endswith(".parquet")
         on_disk = Path(root) / f.path
         assert f.size == on_disk.stat().st_size
@@ -138,9 +146,9 @@ def test_writer_gathers_a_tasks_small_batches_into_one_row_group_per_file(root: 
     # before, each batch's rows of a partition were a write of their own: a row group per batch and partition
     rows = interleaved(make_rows(per_slice=12))
     files = write(root, rows, batch_rows=3)
-    assert len(files) == len(SLICES)
+    assert len(files) == len({signal for signal, _ in SLICES})
     for f in files:
-        expected = [r["content_id"] for r in rows if (r["signal"], r["ds"]) == (f.partition_values["signal"], f.partition_values["ds"])]
+        expected = [r["content_id"] for r in rows if r["signal"] == f.partition_values["signal"]]
         on_disk = pq.ParquetFile(Path(root) / f.path)
         assert on_disk.metadata.num_row_groups == 1
         assert on_disk.read().column("content_id").to_pylist() == expected  # the task's order kept
@@ -189,28 +197,28 @@ def test_files_an_executor_wrote_to_its_own_machines_folder_are_a_lakehouse_not_
 
 
 def test_partition_path_names_plain_values_and_refuses_the_rest() -> None:
-    assert partition_path(EMBEDDINGS, {"signal": "text_embedding", "model_version": "1", "ds": "2026-11-20"}) == (
-        "signal=text_embedding/model_version=1/ds=2026-11-20"
-    )
-    for bad in ({"signal": "a/b"}, {"ds": "x y"}, {"ds": "2026-11-2\u00e9"}, {"model_version": ""}, {"ds": None}):
+    assert partition_path(EMBEDDINGS, {"signal": "text_embedding", "model_version": "1"}) == "signal=text_embedding/model_version=1"
+    for bad in ({"signal": "a/b"}, {"signal": "x y"}, {"model_version": "1\u00e9"}, {"model_version": ""}, {"signal": None}):
         with pytest.raises(ValueError, match="not plain ASCII names"):
-            partition_path(EMBEDDINGS, {"signal": "text_embedding", "model_version": "1", "ds": "2026-11-20", **bad})
+            partition_path(EMBEDDINGS, {"signal": "text_embedding", "model_version": "1", **bad})
 
 
 def test_datafile_from_row_parses_partition_values() -> None:
     row = {
-        "path": "signal=s/model_version=1/ds=d/f.parquet",
+        "path": "signal=s/model_version=1/f.parquet",
         "size": 10,
-        "partition_values": json.dumps({"signal": "s", "model_version": "1", "ds": "d"}),
+        "partition_values": json.dumps({"signal": "s", "model_version": "1"}),
         "num_records": 2,
         "num_ok": 1,
         "num_items": 2,
-        "stats": "{}",
+        "stats": json.dumps({"minValues": {"ds": "2026-11-19"}, "maxValues": {"ds": "2026-11-20"}}),
         "modification_time": 5,
     }
     f = DataFile.from_row(row)
-    assert f.partition_values == {"signal": "s", "model_version": "1", "ds": "d"}
+    assert f.partition_values == {"signal": "s", "model_version": "1"}
     assert (f.path, f.size, f.num_records, f.num_ok, f.modification_time) == (row["path"], 10, 2, 1, 5)
+    assert f.days == ("2026-11-19", "2026-11-20")  # its days from its statistics
+    assert DataFile.from_row({**row, "stats": "{}"}).days is None  # none known: any day
 
 
 # --------------------------------------------------------------------------------------
@@ -271,14 +279,17 @@ def test_partition_values_of_the_add_actions(committed_table) -> None:
 
 
 def test_a_read_where_opens_only_the_files_that_may_match(committed_table, tmp_path: Path) -> None:
-    """`where` on partition columns reads the rows those filters select and opens only their
-    files: with another partition's file gone from disk, it still reads, and a plain read fails."""
+    """`where` on a partition column and on the day reads the rows those filters select and opens
+    only the files whose partition values and day statistics may match: with every other file gone
+    from disk (another signal's, and the same signal's of the other day), it still reads, and a plain read fails."""
     root, rows, _, _ = committed_table
     copy = tmp_path / "table"
     shutil.copytree(root, copy)
     signal, day = SLICES[3]
-    gone = next(a["path"] for a in add_actions(root) if (a["partition.signal"], a["partition.ds"]) != (signal, day))
-    (copy / gone).unlink()
+    gone = [a["path"] for a in add_actions(root) if (a["partition.signal"], a["min.ds"], a["max.ds"]) != (signal, day, day)]
+    assert len(gone) == len(SLICES) - 1 and any(a["partition.signal"] == signal for a in add_actions(root) if a["path"] in gone)
+    for path in gone:
+        (copy / path).unlink()
     only = delta_io.read_arrow(str(copy), where=[("ds", "=", day), ("signal", "in", [signal])], columns=["content_id", "ds"])
     assert sorted(only["content_id"].to_pylist()) == sorted(r["content_id"] for r in rows if (r["signal"], r["ds"]) == (signal, day))
     assert set(only["ds"].to_pylist()) == {day}
@@ -312,11 +323,11 @@ def test_a_read_where_on_odd_ids_finds_the_rows_a_read_of_the_live_files_finds(r
 def test_add_action_stats(committed_table) -> None:
     root, rows, _, _ = committed_table
     actions = add_actions(root)
-    assert len(actions) == len(SLICES)
+    assert len(actions) == len(SLICES)  # a file per signal and day (`write_by_day`)
     for a in actions:
-        mine = [r for r in rows if (r["signal"], r["ds"]) == (a["partition.signal"], a["partition.ds"])]
+        mine = [r for r in rows if (r["signal"], r["ds"]) == (a["partition.signal"], a["min.ds"])]
         assert a["num_records"] == len(mine)
-        for col in ("content_id", "input_hash", "dim", "status", "error", "run_id", "model_name"):
+        for col in ("content_id", "input_hash", "dim", "status", "error", "run_id", "model_name", "ds"):
             present = [r[col] for r in mine if r[col] is not None]
             assert a[f"null_count.{col}"] == len(mine) - len(present), col
             assert a[f"min.{col}"] == min(present), col
@@ -390,7 +401,8 @@ def test_replace_removes_exactly_one_slice_in_the_same_commit(committed_table) -
     actions = log_actions(root, v2)
     adds = [a["add"]["path"] for a in actions if "add" in a]
     removes = [a["remove"]["path"] for a in actions if "remove" in a]
-    old_target = [f.path for f in files if (f.partition_values["signal"], f.partition_values["ds"]) == target]
+    old_target = [f.path for f in files if slice_of(*target)(f)]
+    assert len(old_target) == 1
     assert sorted(adds) == sorted(f.path for f in new_files)
     assert sorted(removes) == sorted(old_target)
 
@@ -423,6 +435,56 @@ def test_replace_without_matching_files_only_adds(committed_table) -> None:
     assert read_rows(root) == sorted_rows(rows + new_rows)
 
 
+def _commit_day(root: str, run: str, day: str, read_version: int, remove=None) -> int:
+    """A run of image_embedding version 1 that read the table at `read_version` and commits its rows of `day`."""
+    files = write(root, make_rows(run, per_slice=2, slices=[("image_embedding", day)]), prefix=f"part-{run}")
+    return delta_io.commit_files(root, EMBEDDINGS, files, f"test/{run}", {"run_id": run}, remove=remove, read_version=read_version)
+
+
+def test_two_runs_of_one_signal_version_conflict_only_where_their_days_overlap(committed_table) -> None:
+    """Commit conflicts are per slice (a partition and the days of the rows a commit adds or
+    removes), not per partition: with the day no longer a partition, two runs of one signal version
+    of different days, read at the same version, both land; of overlapping days, the second is refused."""
+    root, rows, _, read_version = committed_table
+    _commit_day(root, "today", "2026-11-21", read_version, remove=slice_of("image_embedding", "2026-11-21"))
+    _commit_day(root, "last-month", "2026-10-21", read_version, remove=slice_of("image_embedding", "2026-10-21"))  # lands too
+    both = delta_io.snapshot(root).version()
+    assert both == read_version + 2
+    _commit_day(root, "again", "2026-11-19", both, remove=slice_of("image_embedding", "2026-11-19"))
+    with pytest.raises(delta_io.CommitConflict, match=r"image_embedding/1, days 2026-11-19\.\.2026-11-19.*Re-run"):
+        _commit_day(root, "late", "2026-11-19", both, remove=slice_of("image_embedding", "2026-11-19"))
+    assert delta_io.snapshot(root).version() == both + 1
+    found = delta_io.read_arrow(root, where=[("signal", "=", "image_embedding")], columns=["run_id", "ds"]).to_pylist()
+    assert sorted({(r["run_id"], r["ds"]) for r in found}) == [("again", "2026-11-19"), ("last-month", "2026-10-21"), ("run-1", "2026-11-20"),
+                                                              ("today", "2026-11-21")]
+
+
+@pytest.mark.parametrize("day", ["2026-11-19", "2026-11-20"])
+@pytest.mark.parametrize("first", ["the day's commit", "the rewrite"])
+def test_a_commit_removing_a_file_of_both_days_conflicts_with_a_commit_of_either(root: str, day: str, first: str) -> None:
+    """A compacted file holds rows of several days: a commit rewriting it (a refresh dropping a
+    changed item's row) and a commit of any one of its days, both read before either landed, clash
+    whichever comes first, as a commit to one day partition clashed with another to it."""
+    rows = make_rows(slices=[("image_embedding", "2026-11-19"), ("image_embedding", "2026-11-20")])
+    read_version = delta_io.commit_files(root, EMBEDDINGS, write(root, rows), "test/1", {})
+    compacted = next(f for f in delta_io.live_files(root))
+    assert compacted.days == ("2026-11-19", "2026-11-20")
+
+    def rewrite() -> int:
+        kept = write(root, rows[1:], prefix="part-rewrite")
+        return delta_io.commit_files(root, EMBEDDINGS, kept, "test/rewrite", {}, remove=lambda live: live.path == compacted.path,
+                                     read_version=read_version)
+
+    def of_the_day() -> int:
+        return _commit_day(root, "day", day, read_version)
+
+    landed, refused = (of_the_day, rewrite) if first == "the day's commit" else (rewrite, of_the_day)
+    landed()
+    with pytest.raises(delta_io.CommitConflict, match="Re-run"):
+        refused()
+    assert delta_io.snapshot(root).version() == read_version + 1
+
+
 def test_append_without_replace_keeps_everything(committed_table) -> None:
     root, rows, _, _ = committed_table
     more = make_rows(run_id="run-2", per_slice=1, model_version="2")
@@ -435,8 +497,8 @@ def test_stray_parquet_files_are_never_read(committed_table, where: str) -> None
     root, rows, _, _ = committed_table
     folder = {
         "table-root": Path(root),
-        "live-partition": Path(root) / "signal=image_embedding/model_version=1/ds=2026-11-19",
-        "new-partition": Path(root) / "signal=image_embedding/model_version=1/ds=2030-01-01",
+        "live-partition": Path(root) / "signal=image_embedding/model_version=1",
+        "new-partition": Path(root) / "signal=image_embedding/model_version=9",
     }[where]
     folder.mkdir(parents=True, exist_ok=True)
     stray = pa.Table.from_pylist(make_rows(run_id="stray"), schema=EMBEDDINGS.schema).select(EMBEDDINGS.data_columns)
@@ -452,7 +514,7 @@ def test_written_but_uncommitted_files_are_never_read(committed_table) -> None:
 
 
 def test_rows_with_partition_values_spark_would_misread_are_refused(root: str) -> None:
-    rows = make_rows(per_slice=2, slices=[("image_embedding", "2026-11-20"), ("image_embedding", "2026-11-2\u00e9")])
+    rows = make_rows(per_slice=2, slices=[("image_embedding", "2026-11-20"), ("image_embedding\u00e9", "2026-11-20")])
     with pytest.raises(ValueError, match="not plain ASCII names"):
         write(root, rows)
 

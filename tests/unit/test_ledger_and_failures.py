@@ -104,10 +104,10 @@ def test_a_truncated_log_entry_is_a_damaged_lakehouse_with_what_to_do(tmp_path: 
 
 def test_a_deleted_data_file_is_healed_by_a_backfill_of_its_day(tmp_path: Path) -> None:
     root = str(tmp_path / "embeddings")
-    files = write(root, make_rows(per_slice=2))
+    delta_io.commit_files(root, EMBEDDINGS, write(root, [r for r in make_rows(per_slice=2) if r["ds"] == "2026-11-19"]), "app/0", {})
+    files = write(root, [r for r in make_rows(per_slice=2) if r["ds"] == "2026-11-20"])
     delta_io.commit_files(root, EMBEDDINGS, files, "app/1", {})
-    gone = next(f for f in files if f.partition_values["ds"] == "2026-11-20")
-    (Path(root) / gone.path).unlink()
+    (Path(root) / files[0].path).unlink()  # a file of the day's rows: its statistics say which day
     with pytest.raises(Exception) as caught:  # noqa: PT011 - whichever reader error the store gives
         delta_io.read_arrow(root)
     failure = explain(caught.value)
@@ -120,9 +120,9 @@ def test_a_data_file_an_executor_misses_but_the_driver_has_is_a_lakehouse_not_sh
     disk, were said to have found a damaged table (exit 4, "a backfill of that day writes it
     again"), though every file is there (tests/cluster/test_standalone.py reproduces it)."""
     root = str(tmp_path / "embeddings")
-    files = write(root, make_rows(per_slice=2))
+    files = write(root, [r for r in make_rows(per_slice=2) if r["ds"] == "2026-11-20"])
     delta_io.commit_files(root, EMBEDDINGS, files, "app/1", {})
-    path = Path(root) / next(f for f in files if f.partition_values["ds"] == "2026-11-20").path
+    path = Path(root) / files[0].path
     # Spark's words for an executor's failed read (from the reproduction)
     error = RuntimeError(f"Task 0 in stage 0.0 failed 4 times\nCaused by: java.io.FileNotFoundException: File file:{path} does not exist")
     failure = explain(error)

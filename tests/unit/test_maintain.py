@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import re
 import socket
 import time
 from pathlib import Path
@@ -17,11 +18,12 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import settings_for
 from deltalake import CommitProperties, DeltaTable, QueryBuilder, write_deltalake
-from test_delta_io import log_actions, make_rows, write
+from test_delta_io import log_actions, make_rows, write, write_by_day
 from test_ledger_and_failures import _started
 
 from conf.settings import UsageError
 from jobs import maintain
+from jobs.cli import _parser
 from jobs.dry_run import refresh_scope
 from jobs.engine import CORPUS_VERSION, committed_to
 from jobs.failures import DAMAGED, explain
@@ -43,10 +45,12 @@ def _sorted(table: pa.Table) -> pa.Table:
 
 
 def _daily_commits(root: str, commits: int, slices=(("image_embedding", DAYS[0]), ("image_embedding", DAYS[1]))) -> None:
-    """`commits` small commits, each adding 2 new items to each slice: many small files per partition."""
+    """`commits` small commits, each adding 2 new items to each slice, a file per slice (`write_by_day`): many small
+    files per partition, of different days."""
     for n in range(commits):
         rows = [{**r, "content_id": f"{r['content_id']}-{n}"} for r in make_rows(f"run-{n}", per_slice=2, slices=list(slices))]
-        delta_io.commit_files(root, EMBEDDINGS, write(root, rows, prefix=f"part-run-{n}"), f"test/{n}", {"job": "unit", "run_id": f"run-{n}"})
+        delta_io.commit_files(root, EMBEDDINGS, write_by_day(root, rows, prefix=f"part-run-{n}"), f"test/{n}",
+                              {"job": "unit", "run_id": f"run-{n}"})
 
 
 def _files_on_disk(root: str) -> set[str]:
@@ -73,11 +77,12 @@ def test_compaction_keeps_every_row_and_key_and_the_log_gets_a_checkpoint(tmp_pa
     live = delta_io.live_files(root)
     assert {f.path for f in live if f.partition_values["signal"] == "text_embedding"} == quiet  # left alone
     crowded = [f for f in live if f.partition_values["signal"] == "image_embedding"]
-    assert len(crowded) == 2 and not {f.path for f in crowded} & files_before  # one file per crowded partition
-    assert (done.files_before, done.files_after, done.files_compacted, done.partitions_compacted) == (len(files_before), len(live), 16, 2)
+    assert len(crowded) == 1 and not {f.path for f in crowded} & files_before  # one file per crowded partition
+    assert crowded[0].days == DAYS  # the small files of both days folded into it
+    assert (done.files_before, done.files_after, done.files_compacted, done.partitions_compacted) == (len(files_before), len(live), 16, 1)
     # one commit, moving rows only: every action says dataChange false
     actions = [a for a in log_actions(root, done.compaction_version) if "add" in a or "remove" in a]
-    assert len(actions) == 16 + 2 and all(not (a.get("add") or a.get("remove"))["dataChange"] for a in actions)
+    assert len(actions) == 16 + 1 and all(not (a.get("add") or a.get("remove"))["dataChange"] for a in actions)
     # the statistics the jobs rely on are there (files holding errors are found by them)
     assert delta_io.files_with_errors(root) == {f.path for f in crowded}
     # the log is checkpointed at the version maintain ended on, and a fresh reader starts from it
@@ -219,9 +224,9 @@ def test_without_a_named_version_only_the_latest_is_kept(tmp_path: Path) -> None
     for n in range(3):
         delta_io.commit_files(root, EMBEDDINGS, write(root, make_rows(f"run-{n}"), prefix=f"part-run-{n}"), f"test/{n}", {"job": "unit"},
                               remove=lambda live: True)
-    latest = _sorted(delta_io.read_arrow(root))
+    latest, files = _sorted(delta_io.read_arrow(root)), len(delta_io.live_files(root))
     done = _maintain(root)
-    assert done.vacuumed == 2 * len(make_rows()) // 5 and done.kept_versions == ()  # a file per slice of 5 rows, two old versions
+    assert files == 2 and done.vacuumed == 2 * files and done.kept_versions == ()  # a file per signal, two old versions
     assert _sorted(delta_io.read_arrow(root)).equals(latest)
     assert _files_on_disk(root) == {f.path for f in delta_io.live_files(root)}
 
@@ -268,8 +273,8 @@ def test_a_commit_that_would_remove_a_file_a_compaction_moved_conflicts(tmp_path
     root = str(tmp_path / "embeddings")
     _daily_commits(root, 5)
     read_version = DeltaTable(root).version()
-    stale = next(f for f in delta_io.live_files(root) if f.partition_values["ds"] == DAYS[0])
-    _maintain(root)  # compacts both days' partitions
+    stale = next(f for f in delta_io.live_files(root) if f.days == (DAYS[0], DAYS[0]))
+    _maintain(root)  # compacts both days' files into one
     elsewhere = write(root, make_rows("run-late", per_slice=2, slices=[("text_embedding", DAYS[1])]), prefix="part-run-late")
     with pytest.raises(delta_io.CommitConflict, match="Re-run"):
         delta_io.commit_files(root, EMBEDDINGS, elsewhere, "test/late", {"job": "refresh"},
@@ -541,24 +546,82 @@ def test_a_table_another_writer_laid_out_otherwise_is_vacuumed_not_compacted(tmp
     assert done.vacuumed > 0 and read().equals(before) and before["content_id"].null_count == 0
 
 
+OLDER_LAYOUT = ["signal", "model_version", "ds"]  # the signal tables' partitions before the forty-sixth session
+
+
+def _day_partitioned(root: str, commits: int = 4) -> pa.Table:
+    """An embeddings table written with the older layout (a partition a day), in small commits, one replacing
+    what came before: its latest rows."""
+    for n in range(commits):
+        rows = [{**r, "content_id": f"{r['content_id']}-{n}"} for r in make_rows(f"run-{n}", per_slice=2)]
+        write_deltalake(root, pa.Table.from_pylist(rows, schema=EMBEDDINGS.schema), mode="overwrite" if n == 1 else "append",
+                        partition_by=OLDER_LAYOUT)
+    return _sorted(delta_io.read_arrow(root))
+
+
+def test_a_table_of_the_older_layout_is_refused_then_laid_out_again_by_maintain(tmp_path: Path) -> None:
+    """A table written when the day was a partition: a job refuses it, naming maintain; maintain lays
+    it out in the contract's partitions, with the same rows and keys, the version before still readable by
+    time travel, and the table usable again; a second maintain does not lay it out again."""
+    root = str(tmp_path / "embeddings")
+    before = _day_partitioned(root)
+    older = DeltaTable(root).version()
+    with pytest.raises(UsageError, match="partitioned by \\['signal', 'model_version', 'ds'\\].*`content-signals maintain") as refused:
+        delta_io.ensure_table(root, EMBEDDINGS)
+    assert DeltaTable(root).version() == older
+    named = re.search(r"`content-signals ([^`]*)`", str(refused.value))[1]
+    assert _parser().parse_args(named.split()).command == "maintain"  # a command the CLI takes as it is said
+
+    done = _maintain(root, keep=[older])
+
+    assert done.relayout_version == older + 1 and done.notes[0].startswith("laid out again by ['signal', 'model_version']")
+    assert DeltaTable(root).metadata().partition_columns == list(EMBEDDINGS.partition_by)
+    assert delta_io.ensure_table(root, EMBEDDINGS).version() == DeltaTable(root).version()  # usable: no refusal, no schema commit
+    after = _sorted(delta_io.read_arrow(root))
+    assert after.equals(before)
+    keys = list(zip(*(after[c].to_pylist() for c in EMBEDDINGS.key)))
+    assert len(keys) == len(set(keys)) == before.num_rows
+    assert all(f.days is not None and "ds=" not in f.path for f in delta_io.live_files(root))  # days from the files' statistics
+    assert DeltaTable(root, version=older).metadata().partition_columns == OLDER_LAYOUT
+    assert _sorted(delta_io.read_arrow(root, older)).equals(before)  # time travel to the version before, in its layout
+    version = DeltaTable(root).version()
+    again = _maintain(root, keep=[older], app_id="content-signals/maintain-2")
+    assert again.relayout_version is None and not any("laid out again" in n for n in again.notes)
+    assert DeltaTable(root).version() == version
+
+
+def test_a_dry_run_says_it_would_lay_out_a_table_of_the_older_layout_and_changes_nothing(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, "maintain.min_retention_hours=0")
+    root = settings.table_root(EMBEDDINGS.name)
+    before = _day_partitioned(root)
+    state = (DeltaTable(root).version(), _files_on_disk(root), sorted(p.name for p in (Path(root) / "_delta_log").iterdir()))
+
+    result = run_maintain(settings, ["embeddings"], dry_run=True)
+
+    done = result.tables[0]
+    assert done.relayout_version is None and done.notes[0].startswith("would lay out again by ['signal', 'model_version']")
+    assert (DeltaTable(root).version(), _files_on_disk(root), sorted(p.name for p in (Path(root) / "_delta_log").iterdir())) == state
+    assert DeltaTable(root).metadata().partition_columns == OLDER_LAYOUT and _sorted(delta_io.read_arrow(root)).equals(before)
+
+
 def test_a_partition_whose_value_the_writer_refuses_is_left_alone_and_the_rest_is_maintained(tmp_path: Path) -> None:
-    """Another writer's partition value that is not a plain name (`ds=2026 11 20`, escaped in its
+    """Another writer's partition value that is not a plain name (`signal=image embedding`, escaped in its
     folder) cannot be written again by the file writer: that partition is not compacted, with a
     note, and the table's other partitions are compacted, vacuumed and checkpointed. Before, the
     writer's ValueError ended the table's upkeep (no vacuum, no checkpoint) and maintain with a traceback."""
-    root, odd = str(tmp_path / "embeddings"), "2026 11 20"
+    root, odd = str(tmp_path / "embeddings"), "image embedding"
     for n, mode in enumerate(["append", "overwrite", "append", "append", "append", "append"]):  # replaced files, small files
-        rows = make_rows(f"run-{n}", per_slice=2, slices=[("image_embedding", DAYS[0]), ("image_embedding", odd)])
+        rows = make_rows(f"run-{n}", per_slice=2, slices=[("image_embedding", DAYS[0]), (odd, DAYS[0])])
         write_deltalake(root, pa.Table.from_pylist([{**r, "content_id": f"{r['content_id']}-{n}"} for r in rows], schema=EMBEDDINGS.schema),
                         mode=mode, partition_by=list(EMBEDDINGS.partition_by))
-    before, odd_files = _sorted(delta_io.read_arrow(root)), {f.path for f in delta_io.live_files(root) if f.partition_values["ds"] == odd}
+    before, odd_files = _sorted(delta_io.read_arrow(root)), {f.path for f in delta_io.live_files(root) if f.partition_values["signal"] == odd}
 
     done = _maintain(root, policy=dataclasses.replace(NO_RETENTION, min_small_files=1))
 
     assert _sorted(delta_io.read_arrow(root)).equals(before)
     live = delta_io.live_files(root)
-    assert {f.path for f in live if f.partition_values["ds"] == odd} == odd_files  # left as it was
-    assert len([f for f in live if f.partition_values["ds"] == DAYS[0]]) == 1  # compacted
+    assert {f.path for f in live if f.partition_values["signal"] == odd} == odd_files  # left as it was
+    assert len([f for f in live if f.partition_values["signal"] == "image_embedding"]) == 1  # compacted
     assert (done.partitions_compacted, done.files_compacted) == (1, 5)
     assert any(odd in note and "not compacted" in note for note in done.notes)
     assert done.vacuumed > 0 and done.checkpoint == DeltaTable(root).version()
@@ -655,7 +718,7 @@ def test_a_table_whose_upkeep_fails_does_not_stop_the_others(tmp_path: Path) -> 
     done for the others."""
     settings, corpus_root = _corpus_lakehouse(tmp_path, changes=4)
     root = settings.table_root(EMBEDDINGS.name)
-    lost = next(f.path for f in delta_io.live_files(root) if f.partition_values["ds"] == DAYS[0])
+    lost = next(f.path for f in delta_io.live_files(root) if f.days == (DAYS[0], DAYS[0]))
     os.remove(f"{root}/{lost}")
     corpus_version = DeltaTable(corpus_root).version()
     with pytest.raises(UpkeepFailed) as failed:
@@ -665,7 +728,7 @@ def test_a_table_whose_upkeep_fails_does_not_stop_the_others(tmp_path: Path) -> 
     assert upkeep.last_checkpoint(corpus_root) == corpus_version + 1
     explained = explain(failed.value, settings.lakehouse_root)
     assert explained is not None and explained.status == DAMAGED
-    assert f"for day {DAYS[0]} is missing" in explained.message and "corpus: files" in explained.message
+    assert f"with rows of days {DAYS[0]}..{DAYS[0]} is missing" in explained.message and "corpus: files" in explained.message
     ledger = DeltaTable(settings.table_root(RUNS.name)).to_pyarrow_table().to_pylist()
     ended = {r["signal"]: r for r in ledger if r["status"] != "started"}
     # found in review: the corpus was recorded `failed` although its upkeep was done (its log checkpointed)
@@ -826,6 +889,22 @@ def test_a_maintain_killed_during_its_vacuum_is_abandoned_saying_files_may_be_de
     assert f"during its vacuum (started at version {start['version']})" in closed["corpus"].message
 
 
+def test_a_maintain_killed_after_laying_a_table_out_again_is_recovered_as_succeeded(tmp_path: Path) -> None:
+    """A maintain killed after its relayout commit (every row of the table written again), before compacting or
+    vacuuming: its entry is `succeeded` at that commit, not "no row moved"."""
+    settings = settings_for(tmp_path, "maintain.min_retention_hours=0")
+    root = settings.table_root(EMBEDDINGS.name)
+    _day_partitioned(root)
+    relaid = upkeep.relayout(root, EMBEDDINGS, upkeep.relayout_app_id(ledger.run_app_id("maintain-killed")),
+                             {"job": maintain.JOB, "run_id": "maintain-killed"})
+    assert relaid is not None
+    ledger.record_runs(settings.table_root(RUNS.name), [_started("maintain-killed", "embeddings", maintain.JOB)])
+
+    closed = ledger.reconcile(settings.table_root(RUNS.name), lambda record: committed_to(settings, record))
+
+    assert [(r.status, r.table_version) for r in closed] == [(ledger.SUCCEEDED, relaid)] and "laid the table out again" in closed[0].message
+
+
 def test_a_killed_backfill_is_still_said_to_have_left_its_files_invisible(tmp_path: Path) -> None:
     """What other jobs' abandoned entries say is unchanged by upkeep's own account."""
     runs = str(tmp_path / "runs")
@@ -845,7 +924,7 @@ def test_the_versions_a_head_version_the_profile_pins_was_trained_on_are_named(t
     expected = _sorted(delta_io.read_arrow(root, 1))
     replaced = delta_io.commit_files(root, EMBEDDINGS, write(root, make_rows("backfill-2", per_slice=1, slices=[("image_embedding", DAYS[0])]),
                                                             prefix="part-backfill-2"),
-                                     "test/backfill", {"job": "backfill"}, remove=lambda f: f.partition_values["ds"] == DAYS[0])
+                                     "test/backfill", {"job": "backfill"}, remove=lambda f: f.days == (DAYS[0], DAYS[0]))
     registry = registry_in(Path(settings.lakehouse_root), empty_registry_db, versions=1)
     experiment = registry.client.create_experiment("training")
     for number, embeddings_version in (("1", 1), ("2", replaced)):

@@ -32,7 +32,7 @@ def test_the_rows_behind_an_embedding_alert_read_only_the_columns_shown_and_only
     append(tmp_path, _run_rows("run-0", 7, seed=1))  # the same day, another run: its own file
     append(tmp_path, _run_rows("run-1", 5, ds="2026-11-03", seed=2))  # the run's other day
     for f in delta_io.live_files(root):  # a file the read would open raises FileNotFoundError
-        if f.partition_values["ds"] != DAY or f.num_records == 7:
+        if f.days != (DAY, DAY) or f.num_records == 7:
             os.remove(os.path.join(root, unquote(f.path)))
     with pytest.raises(FileNotFoundError):
         delta_io.read_arrow(root, columns=["content_id"])

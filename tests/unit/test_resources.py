@@ -141,7 +141,7 @@ def test_the_file_writer_reports_which_task_and_worker_wrote_each_file(tmp_path)
     report = {"host": "h1", "pid": 7, "parent_pid": 3, "cpus": 4, "gpus": "0", "device": "cuda:0", "load_s": 1.5}
     write = make_file_writer(str(tmp_path), EMBEDDINGS, "part", lambda: "s1-p00000-a0", report=lambda: report)
     out = pa.Table.from_batches(list(write(iter(pa.Table.from_pylist(rows, schema=EMBEDDINGS.schema).to_batches()))), schema=FILE_METADATA_SCHEMA)
-    assert out.num_rows == 2  # one file per day
+    assert out.num_rows == 1  # one file per signal and model version, the days in its statistics
     assert all({"task": "s1-p00000-a0", **report}.items() <= r.items() for r in out.to_pylist())
     unreported = make_file_writer(str(tmp_path), EMBEDDINGS, "part", lambda: "t")(iter(pa.Table.from_pylist(rows, schema=EMBEDDINGS.schema).to_batches()))
     unreported_rows = pa.Table.from_batches(list(unreported)).to_pylist()
