@@ -15,6 +15,7 @@ from __future__ import annotations
 from urllib.parse import unquote
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from conf.settings import Settings, UsageError
 from jobs.copy_on_write import KEY, Rewrite, no_rewrite, rewrite_dropping
@@ -144,5 +145,6 @@ def replaced_rows(spark: SparkSession, root: str, version: int, models: dict[str
         return no_rewrite(spark, root, version)
     stored = spark_io.read_spark(spark, root, version, only=outside, file_column="file").select(*KEY, "ds", "file").distinct()
     window_items = stored.join(broadcast_if_small(items.select("content_id"), count), "content_id", "left_semi")
-    dropped = window_items.unionByName(stored.filter(window.condition())).distinct()
-    return rewrite_dropping(spark, root, version, dropped, moved=~window.condition())
+    dropped = (window_items.unionByName(stored.filter(window.condition()))  # an item once per file, moved if a row of it is on another day
+               .groupBy(*KEY, "file").agg(F.max((~window.condition()).cast("int")).alias("moved")))
+    return rewrite_dropping(spark, root, version, dropped, moved=F.col("moved") == 1)
