@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 import pytest
 import reference
 from conftest import clean_up_log, copy_lakehouse
-from deltalake import DeltaTable
+from deltalake import DeltaTable, write_deltalake
 
 from jobs.backfill import run_backfill
 from jobs.corpus import Window
@@ -166,6 +166,36 @@ def test_a_window_backfill_replaces_only_its_slice_even_in_a_file_it_shares_with
     others = [t.filter(pc.invert(pc.equal(t["ds"], days[-1]))).sort_by("content_id") for t in (rows, before)]
     assert others[0].equals(others[1]) and set(others[0]["run_id"].to_pylist()) == {full.run_id}
     assert rows.num_rows == _table(settings, "corpus").num_rows and taken_down not in rows["content_id"].to_pylist()
+
+
+def test_an_item_with_rows_of_two_days_in_one_compacted_file_is_counted_once(spark, fresh_lakehouse):
+    """An item ingested again on a later day, whose older day's row a backfill before a9ed157 kept
+    beside the later day's (written here with delta-rs), has both in one file after `maintain`: a
+    backfill of the later day keeps it once, on that day, counts it once as moved, and leaves the
+    other days' rows as they were (before f1d034c, its two rows in the file were counted as two
+    items dropped: the commit expected one item less than the kept rows and refused)."""
+    settings = fresh_lakehouse("signals.image_embedding.enabled=false", "signals.text_safety.enabled=false",
+                               "signals.image_quality.enabled=false", "maintain.min_small_files=1")
+    run_backfill(spark, settings)
+    corpus = _table(settings, "corpus")
+    days = sorted(set(corpus["ds"].to_pylist()))
+    item = min(c for c, d in _corpus(settings).items() if d["ds"] == days[0])
+    for name, partition in (("corpus", ["ds"]), ("embeddings", list(EMBEDDINGS.partition_by))):  # ingested again, both rows kept
+        rows = _table(settings, name).filter(pc.field("content_id") == item)
+        write_deltalake(settings.table_root(name), rows.set_column(rows.schema.get_field_index("ds"), "ds", pa.array([days[-1]] * rows.num_rows)),
+                        mode="append", partition_by=partition)
+    run_maintain(settings, ["embeddings"])
+    before = _table(settings)
+    assert len(delta_io.live_files(settings.table_root("embeddings"))) == 1
+    assert sorted(before.filter(pc.field("content_id") == item)["ds"].to_pylist()) == [days[0], days[-1]]
+    window = run_backfill(spark, settings, Window(days[-1], days[-1]))
+    rows = _table(settings)
+    assert rows.filter(pc.field("content_id") == item).select(["signal", "ds", "run_id"]).to_pylist() == [
+        {"signal": "text_embedding", "ds": days[-1], "run_id": window.run_id}]
+    kept = [t.filter((pc.field("ds") != days[-1]) & (pc.field("content_id") != item)).sort_by("content_id") for t in (rows, before)]
+    assert kept[0].equals(kept[1]) and kept[0].num_rows > 0
+    assert rows.num_rows == len(_corpus(settings))
+    assert DeltaTable(settings.table_root("embeddings")).history(1)[0]["moved_items"] == "1"
 
 
 def test_spark_and_delta_rs_read_the_same_rows_at_every_version(spark, backfilled):
