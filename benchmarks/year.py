@@ -5,7 +5,8 @@ become after a backfill and N daily refreshes, with `maintain` weekly and withou
 
 One real backfill (image and text embeddings, the image quality labels) of a generated sample
 corpus, copied into one lakehouse per arm. Then each day: the corpus takes one commit (a merge:
-1% of it new items in a new day partition or changed items, and a few takedowns), and the signal
+1% of it new items in a new day partition or changed items, and as many takedowns as new items by
+default, so that the reads measure what the days did to the table, not a corpus that grew), and the signal
 tables are brought in line with it. On most days that is done by the refresh's own commit path
 with generated rows (`commit_day`): a new or changed item takes another item's image and text
 (a repin), so its rows are copies of that item's committed rows with its own key, day and run,
@@ -15,11 +16,18 @@ the ledger like a refresh. On the days of `--refresh-days` a real `jobs.refresh.
 it, timed: a Spark refresh takes seconds even on a tiny corpus, too many for 365 a run on two
 cores. The "with upkeep" arm runs `jobs.maintain.run_maintain` every `--upkeep-every` days.
 
-Per day and table: commits since the last checkpoint, files in `_delta_log`, data files and the
-most in one partition; per day the time of three reads of the embeddings with delta-rs (the
-latest snapshot, one backfill day's partition, time travel to the version of day 1; on the days
-of real refreshes, whose figures are compared, each the fastest of 3). Written as JSON (`--out`) and a PNG of the series (`--plot`); `make bench` stores
-the report under "year" (`--year on`).
+A simulated day lasts seconds, so the retentions that count by the clock count simulated days
+there: before a maintain, the tables' tombstone and app id retentions (`RETENTION_DAYS`) and the
+vacuum's least retention are set to their days times the seconds the last week's days took, and
+the version of day 1 is pinned, as a reader would, for the time travel (`set_retentions`,
+`compressed`). Log entries, which delta-rs expires by their files' age, and the vacuum's deletions,
+in whole hours, still count real time: the simulation keeps both, which its reads do not see.
+
+Per day and table: commits since the last checkpoint, files in `_delta_log`, data files, rows and
+the most files in one partition; per day the time of three reads of the embeddings with delta-rs
+(the latest snapshot, one backfill day's rows, time travel to the version of day 1; on the days of
+real refreshes, whose figures are compared, each the fastest of `READ_ROUNDS`). Written as JSON
+(`--out`) and a PNG of the series (`--plot`); `make bench` stores the report under "year" (`--year on`).
 """
 from __future__ import annotations
 
@@ -57,7 +65,9 @@ from signals.table_rows import output_of
 
 SIGNALS = ("image_embedding", "text_embedding", "image_quality")  # both tables, the cheapest labeler
 TABLES = (EMBEDDINGS, LABELS, RUNS, CORPUS)
-READ_ROUNDS = 3  # reads of the days compared: the fastest counts
+READ_ROUNDS = 5  # reads of the days compared: the fastest counts
+TOMBSTONE_RETENTION = "delta.deletedFileRetentionDuration"  # delta-rs leaves older removals out of a checkpoint
+RETENTION_DAYS = {TOMBSTONE_RETENTION: 7, upkeep.TXN_RETENTION: upkeep.APP_ID_RETENTION.days}  # a real year's: delta's default, ours
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "year.json"
 
 
@@ -185,7 +195,7 @@ def _rows_of_files(table: DeltaTable, ids: set[str]) -> dict[str, pa.Table]:
 
 def table_shape(root: str) -> dict[str, int]:
     """The log and the files of a table now: its version, commits since its last checkpoint (what a
-    reader replays), files in `_delta_log`, data files, and the most data files in one partition."""
+    reader replays), files in `_delta_log`, data files, rows, and the most data files in one partition."""
     version = delta_io.snapshot(root).version()
     last = upkeep.last_checkpoint(root)
     filesystem, base = pafs.FileSystem.from_uri(root)
@@ -195,7 +205,7 @@ def table_shape(root: str) -> dict[str, int]:
     for f in live:
         partitions[tuple(sorted(f.partition_values.items()))] += 1
     return {"version": version, "commits_since_checkpoint": version - (-1 if last is None else last),
-            "log_files": sum(1 for info in log if info.type == pafs.FileType.File), "data_files": len(live),
+            "log_files": sum(1 for info in log if info.type == pafs.FileType.File), "data_files": len(live), "rows": sum(f.num_records for f in live),
             "most_files_in_a_partition": max(partitions.values(), default=0)}
 
 
@@ -245,6 +255,7 @@ def simulate(settings: Settings, days: int, upkeep_every: int | None, changes_pe
     read_day = min(delta_io.read_arrow(embeddings, columns=["ds"])["ds"].to_pylist())
     new, changed, takedowns = changes_per_day
     history, series, first_version = [], [], None
+    week_start, clock_day_s = time.perf_counter(), None
     for number in range(1, days + 1):
         changes = change_corpus(corpus_root, number, alive, rng, new, changed, takedowns)
         history.append(changes)
@@ -255,12 +266,17 @@ def simulate(settings: Settings, days: int, upkeep_every: int | None, changes_pe
             run = Run.begin("refresh")
             with recorded(settings, run, tracked(signals)) as finish:
                 finish(RunResult(run.run_id, SUCCEEDED, commit_day(settings, signals, changes, run), message="simulated"))
-        if upkeep_every and number % upkeep_every == 0:
-            start = time.perf_counter()
-            run_maintain(settings)
-            day["maintain_s"] = round(time.perf_counter() - start, 3)
         if first_version is None:
             first_version = delta_io.snapshot(embeddings).version()
+        if upkeep_every and number % upkeep_every == 0:
+            day_s = (time.perf_counter() - week_start) / upkeep_every
+            if clock_day_s is None or abs(day_s / clock_day_s - 1) > CLOCK_DRIFT:
+                clock_day_s = day_s
+                set_retentions(settings, clock_day_s)
+            start = time.perf_counter()
+            run_maintain(compressed(settings, clock_day_s, first_version))
+            day["maintain_s"] = round(time.perf_counter() - start, 3)
+            week_start = time.perf_counter()
         day["tables"] = {c.name: table_shape(settings.table_root(c.name)) for c in measured if DeltaTable.is_deltatable(settings.table_root(c.name))}
         if reads:
             day["read_s"] = read_seconds(embeddings, read_day, first_version, READ_ROUNDS if number in refresh_days else 1)
@@ -268,6 +284,29 @@ def simulate(settings: Settings, days: int, upkeep_every: int | None, changes_pe
         if number % 30 == 0:
             log(f"day {number}: {day.get('tables', {}).get(EMBEDDINGS.name, {})} reads {day.get('read_s')}")
     return {"changes": history, "series": series, "read_day": read_day, "day_1_version": first_version}
+
+
+CLOCK_DRIFT = 0.25  # the retentions are set again when a simulated day's seconds moved by more than this
+
+
+def set_retentions(settings: Settings, day_s: float) -> None:
+    """Count the tables' clock-based retentions in simulated days of `day_s` seconds: a year lived
+    in minutes would otherwise keep every removal and app id in its checkpoints, which a real year
+    forgets after `RETENTION_DAYS` (one property commit per table)."""
+    properties = {name: f"interval {max(1, round(days * day_s))} seconds" for name, days in RETENTION_DAYS.items()}
+    for contract in TABLES:
+        if DeltaTable.is_deltatable(root := settings.table_root(contract.name)):
+            DeltaTable(root).alter.set_table_properties(properties)
+
+
+def compressed(settings: Settings, day_s: float, day_1_version: int) -> Settings:
+    """`settings` for a maintain of the simulated year: its vacuum keeps the versions current
+    within the configured retention counted in simulated days of `day_s` seconds, and the version
+    of day 1 (which the time travel reads), pinned as a reader would."""
+    conf = settings.maintain
+    maintain = conf.model_copy(update={"min_retention_hours": conf.min_retention_hours * day_s / 86_400,
+                                       "keep_versions": {**conf.keep_versions, EMBEDDINGS.name: (day_1_version,)}})
+    return settings.model_copy(update={"maintain": maintain})
 
 
 def refresh_days(days: int, rounds: int = 3) -> list[int]:
@@ -337,7 +376,7 @@ def year_settings(lakehouse: Path, registry: Path, *overrides: str) -> Settings:
     return load_settings("local", [f"lakehouse={lakehouse}", *toggles, f"registry.tracking_uri=sqlite:///{registry}", *overrides])
 
 
-def run(days: int = 365, items: int = 480, arms: Sequence[str] = ("upkeep", "none"), upkeep_every: int = 7, takedowns: int = 2,
+def run(days: int = 365, items: int = 480, arms: Sequence[str] = ("upkeep", "none"), upkeep_every: int = 7, takedowns: int | None = None,
         seed: int = 7, workdir: Path | None = None, plot_path: Path | None = None, real_refreshes: bool = True,
         log: Callable[[str], None] = print) -> dict[str, Any]:
     """The year: one real backfill, then `days` days in each arm (with `maintain` every `upkeep_every`
@@ -369,7 +408,8 @@ def run(days: int = 365, items: int = 480, arms: Sequence[str] = ("upkeep", "non
             backfill_s = None if reused else round(time.perf_counter() - start, 2)
             log(f"year: backfill of {items} items: {'reused from ' + str(base) if reused else f'{backfill_s}s'}")
             changing = max(1, round(items * 0.01))
-            per_day = (changing - changing // 2, changing // 2, takedowns)  # new, changed, taken down
+            new = changing - changing // 2
+            per_day = (new, changing // 2, new if takedowns is None else takedowns)  # new, changed, taken down
 
             def refresh(arm_settings: Settings) -> float:
                 return timed_refresh(spark, arm_settings, run_refresh, log)
@@ -406,7 +446,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--items", type=int, default=480, help="corpus size (1%% of it new or changed each day)")
     p.add_argument("--upkeep", choices=("both", "on", "off"), default="both", help="the arms: maintain weekly, none, or both")
     p.add_argument("--upkeep-every", type=int, default=7, help="days between maintain runs in the arm with upkeep")
-    p.add_argument("--takedowns", type=int, default=2, help="items taken down each day")
+    p.add_argument("--takedowns", type=int, default=None,
+                   help="items taken down each day (default: as many as are new, so the corpus keeps its size)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--workdir", type=Path, default=None,
                    help="kept lakehouses, its backfill reused by the next run (default: a temp folder, removed after)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from conftest import settings_for
 
 from benchmarks.year import simulate
@@ -48,6 +49,14 @@ def _expected(before: dict[tuple, dict], history) -> dict[tuple, dict]:
     return rows
 
 
+def _removals(root: str) -> tuple[int, int]:
+    """Removals that the table's last checkpoint keeps, and those that its log's commits up to it made."""
+    log, last = Path(root) / "_delta_log", upkeep.last_checkpoint(root)
+    checkpoint = pq.read_table(log / f"{last:020d}.checkpoint.parquet", columns=["remove"])["remove"]
+    made = sum(line.startswith('{"remove"') for v in range(last + 1) for line in (log / f"{v:020d}.json").read_text().splitlines())
+    return len(checkpoint) - checkpoint.null_count, made
+
+
 def test_a_shortened_year_with_weekly_upkeep_keeps_the_log_short_and_the_files_few(backfilled, tmp_path: Path) -> None:
     source = Path(backfilled.settings.lakehouse_root)
     arms = {}
@@ -77,3 +86,6 @@ def test_a_shortened_year_with_weekly_upkeep_keeps_the_log_short_and_the_files_f
     assert max(d["most_files_in_a_partition"] for d in kept) <= bound
     assert left[-1]["most_files_in_a_partition"] > kept[-1]["most_files_in_a_partition"]
     assert left[-1]["data_files"] > kept[-1]["data_files"]
+    # its retentions count simulated days: the checkpoint forgets the removals of the first weeks
+    in_checkpoint, made = _removals(str(tmp_path / "upkeep" / EMBEDDINGS.name))
+    assert 0 < in_checkpoint < made
