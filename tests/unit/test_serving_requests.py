@@ -532,6 +532,65 @@ def test_a_connection_beyond_the_limit_that_sends_nothing_is_answered_503_at_onc
     assert f"Refused the connection of {flood_client} with 503: max_connections (1) reached." in lines
 
 
+def held_requests(release: threading.Event, gone: threading.Semaphore, ended: threading.Semaphore) -> Route:
+    """`GET /held`: a request that runs on after its client has gone, as one the service is still answering does,
+    until `release` is set; `gone` is released once the server has seen its client go, `ended` once it no longer counts the request under way."""
+    async def held(request: Request) -> Response:
+        asyncio.current_task().add_done_callback(lambda _: ended.release())  # after uvicorn's own, which takes the request off those under way
+        while (await request.receive())["type"] != "http.disconnect":  # the request, then the disconnect: its connection is no longer counted
+            pass
+        gone.release()
+        await asyncio.to_thread(release.wait, 30)
+        return Response(b"too late")
+    return Route("/held", held)
+
+
+def test_a_request_while_more_than_max_connections_requests_are_under_way_is_answered_503_counted_and_holds_no_place(settings) -> None:
+    """A request that arrives while more than `max_connections` requests are under way (their clients gone,
+    their requests still running) gets uvicorn's 503 (`Connection: close`) on a connection accepted while
+    there were not that many, counted under `max_connections` in `/health` and logged with its client;
+    once the requests under way end, as many connections as the limit are answered at once."""
+    closed = ClosedConnections()
+    app = create_app(Champions(settings), settings.serve, closed)
+    release, gone, ended = threading.Event(), threading.Semaphore(0), threading.Semaphore(0)
+    app.router.routes.append(held_requests(release, gone, ended))
+    lines: list[str] = []
+    keep = logging.Handler()
+    keep.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    with running(app, max_connections=2, head_timeout_s=30, closed=closed) as url:
+        logging.getLogger("uvicorn.error").addHandler(keep)  # uvicorn's loggers do not reach pytest's handler
+        where = urlsplit(url)
+        asking = socket.create_connection((where.hostname, where.port), timeout=10)  # accepted first, nothing sent yet
+        asking_client = ":".join(map(str, asking.getsockname()))
+        try:
+            for _ in range(3):  # one more request under way than the limit, never more than asking and one other connection open
+                with socket.create_connection((where.hostname, where.port), timeout=10) as leaving:
+                    leaving.sendall(b"GET /held HTTP/1.1\r\nHost: service\r\n\r\n")
+                assert gone.acquire(timeout=10), "the held request did not see its client go"
+            asking.sendall(b"GET /health HTTP/1.1\r\nHost: service\r\n\r\n")
+            answer = b"".join(iter(lambda: asking.recv(65536), b""))  # until the server closes
+            release.set()
+            assert all(ended.acquire(timeout=10) for _ in range(3)), "a held request did not end"
+            after = [http.client.HTTPConnection(where.hostname, where.port, timeout=10) for _ in range(2)]
+            for connection in after:  # both open before either asks
+                connection.connect()
+            answers = []
+            for connection in after:
+                connection.request("GET", "/health")
+                response = connection.getresponse()
+                answers.append((response.status, json.loads(response.read())))
+        finally:
+            release.set()
+            asking.close()
+            logging.getLogger("uvicorn.error").removeHandler(keep)
+    assert answer.startswith(b"HTTP/1.1 503 Service Unavailable\r\n") and answer.endswith(b"\r\n\r\nService Unavailable"), answer
+    assert b"connection: close\r\n" in answer
+    assert [status for status, _ in answers] == [200, 200]
+    assert answers[-1][1]["closed_connections"] == {"head_timeout": 0, "write_timeout": 0, "max_connections": 1, "max_connections_at_accept": 0}
+    assert [line for line in lines if "503" in line or "concurrency" in line] == [
+        f"Refused the request of {asking_client} with 503: max_connections (2) reached."]
+
+
 def test_concurrent_requests_share_a_model_batch(service) -> None:
     where, _ = service
     before = health(where)
