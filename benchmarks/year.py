@@ -21,12 +21,16 @@ there: before a maintain, the tables' tombstone and app id retentions (`RETENTIO
 vacuum's least retention are set to their days times the seconds the last week's days took, and
 the version of day 1 is pinned, as a reader would, for the time travel (`set_retentions`,
 `compressed`). Log entries, which delta-rs expires by their files' age, and the vacuum's deletions,
-in whole hours, still count real time: the simulation keeps both, which its reads do not see.
+in whole hours, still count real time: the simulation keeps every log entry (as the pinned day 1
+needs anyway) and every data file (disk use is not measured).
 
 Per day and table: commits since the last checkpoint, files in `_delta_log`, data files, rows and
 the most files in one partition; per day the time of three reads of the embeddings with delta-rs
-(the latest snapshot, one backfill day's rows, time travel to the version of day 1; on the days of
-real refreshes, whose figures are compared, each the fastest of `READ_ROUNDS`). Written as JSON
+(the latest snapshot, one backfill day's rows, time travel to the version of day 1), each the
+fastest of `READ_ROUNDS` on the `READS_COMPARED` days ending on day 30 and on the last day, whose
+medians are compared: a whole upkeep cycle, so where a day falls in it (how many files and commits
+since a checkpoint compaction left) does not decide. Real refreshes are timed on day 1 and the
+`REFRESHES_COMPARED` days ending on day 30 and on the last day. Written as JSON
 (`--out`) and a PNG of the series (`--plot`); `make bench` stores the report under "year" (`--year on`).
 """
 from __future__ import annotations
@@ -66,6 +70,8 @@ from signals.table_rows import output_of
 SIGNALS = ("image_embedding", "text_embedding", "image_quality")  # both tables, the cheapest labeler
 TABLES = (EMBEDDINGS, LABELS, RUNS, CORPUS)
 READ_ROUNDS = 5  # reads of the days compared: the fastest counts
+REFRESHES_COMPARED = 3  # real refreshes, timed, ending on day 30 and on the last day: a median of these
+READS_COMPARED = 7  # days of reads ending on day 30 and on the last day, a whole upkeep cycle: a median of these
 TOMBSTONE_RETENTION = "delta.deletedFileRetentionDuration"  # delta-rs leaves older removals out of a checkpoint
 RETENTION_DAYS = {TOMBSTONE_RETENTION: 7, upkeep.TXN_RETENTION: upkeep.APP_ID_RETENTION.days}  # a real year's: delta's default, ours
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "year.json"
@@ -247,14 +253,14 @@ def simulate(settings: Settings, days: int, upkeep_every: int | None, changes_pe
     """`days` days of corpus commits, each brought into the tables by a simulated refresh commit
     (a real one on `refresh_days`), `maintain` every `upkeep_every` days (None: never); returns
     the days' changes and each day's shapes of the `measured` tables, refresh seconds and (with `reads`) read times:
-    the fastest of READ_ROUNDS on `refresh_days`, whose figures are compared, one round on the others."""
+    the fastest of READ_ROUNDS on the days whose reads are compared, one round on the others."""
     signals = build_signals(settings)
     signals = {n: s for n, s in signals.items() if n in settings.enabled_signals}
     alive, rng = alive_items(settings, signals), np.random.default_rng(seed)
     corpus_root, embeddings = settings.table_root(CORPUS.name), settings.table_root(EMBEDDINGS.name)
     read_day = min(delta_io.read_arrow(embeddings, columns=["ds"])["ds"].to_pylist())
     new, changed, takedowns = changes_per_day
-    history, series, first_version = [], [], None
+    history, series, first_version, read_days = [], [], None, compared_days(days, READS_COMPARED)
     week_start, clock_day_s = time.perf_counter(), None
     for number in range(1, days + 1):
         changes = change_corpus(corpus_root, number, alive, rng, new, changed, takedowns)
@@ -279,7 +285,7 @@ def simulate(settings: Settings, days: int, upkeep_every: int | None, changes_pe
             week_start = time.perf_counter()
         day["tables"] = {c.name: table_shape(settings.table_root(c.name)) for c in measured if DeltaTable.is_deltatable(settings.table_root(c.name))}
         if reads:
-            day["read_s"] = read_seconds(embeddings, read_day, first_version, READ_ROUNDS if number in refresh_days else 1)
+            day["read_s"] = read_seconds(embeddings, read_day, first_version, READ_ROUNDS if number in read_days else 1)
         series.append(day)
         if number % 30 == 0:
             log(f"day {number}: {day.get('tables', {}).get(EMBEDDINGS.name, {})} reads {day.get('read_s')}")
@@ -309,26 +315,27 @@ def compressed(settings: Settings, day_s: float, day_1_version: int) -> Settings
     return settings.model_copy(update={"maintain": maintain})
 
 
-def refresh_days(days: int, rounds: int = 3) -> list[int]:
-    """The days a real refresh runs: day 1, and `rounds` days ending on day 30 and on the last day."""
-    return sorted({1, *[d - k for d in (30, days) for k in range(rounds) if 1 <= d - k <= days]})
+def compared_days(days: int, width: int) -> list[int]:
+    """Day 1, and the `width` days ending on day 30 and on the last day: those whose figures are compared."""
+    return sorted({1, *[d - k for d in (30, days) for k in range(width) if 1 <= d - k <= days]})
 
 
-def around(series: list[dict[str, Any]], last: int, key: Callable[[dict[str, Any]], float | None], width: int = 3) -> float | None:
+def around(series: list[dict[str, Any]], last: int, key: Callable[[dict[str, Any]], float | None], width: int) -> float | None:
     """The median of `key` over the days `last - width + 1` to `last` that have it."""
     values = [v for d in series if last - width < d["day"] <= last and (v := key(d)) is not None]
     return round(statistics.median(values), 4) if values else None
 
 
 def summarise_year(arms: dict[str, dict[str, Any]], days: int) -> dict[str, Any]:
-    """Per arm: refresh seconds and read times near day 30 and near the last day (medians of 3
-    days), the log and files of the embeddings on the last day; the target on the arm with upkeep."""
+    """Per arm: refresh seconds and read times near day 30 and near the last day (medians of the
+    days compared), the log and files of the embeddings on the last day; the target on the arm with upkeep."""
     out: dict[str, Any] = {"days": days, "arms": {}}
     for arm, result in arms.items():
         series = result["series"]
-        figures = {"refresh_s": lambda d: d.get("refresh_s"), **{f"read_{r}_s": (lambda d, r=r: d["read_s"][r])
-                                                                 for r in ("latest", "one_day", "time_travel")}}
-        at = {name: {"day_30": around(series, 30, key), f"day_{days}": around(series, days, key)} for name, key in figures.items()}
+        figures = {"refresh_s": (lambda d: d.get("refresh_s"), REFRESHES_COMPARED),
+                   **{f"read_{r}_s": (lambda d, r=r: d["read_s"][r], READS_COMPARED) for r in ("latest", "one_day", "time_travel")}}
+        at = {name: {"day_30": around(series, 30, key, width), f"day_{days}": around(series, days, key, width)}
+              for name, (key, width) in figures.items()}
         ratios = {name: round(v[f"day_{days}"] / v["day_30"], 3) if v["day_30"] and v[f"day_{days}"] is not None else None
                   for name, v in at.items()}
         out["arms"][arm] = {"figures": at, f"day_{days}_over_day_30": ratios, "last_day_tables": series[-1]["tables"],
@@ -421,14 +428,14 @@ def run(days: int = 365, items: int = 480, arms: Sequence[str] = ("upkeep", "non
                 shutil.copytree(base, lakehouse)
                 start = time.perf_counter()
                 results[arm] = simulate(year_settings(lakehouse, registry), days, upkeep_every if arm == "upkeep" else None, per_day, seed,
-                                        refresh if real_refreshes else None, refresh_days(days), log=lambda m, arm=arm: log(f"year {arm}: {m}"))
+                                        refresh if real_refreshes else None, compared_days(days, REFRESHES_COMPARED), log=lambda m, arm=arm: log(f"year {arm}: {m}"))
                 log(f"year {arm}: {days} days in {time.perf_counter() - start:.0f}s")
         finally:
             if spark is not None:
                 spark.stop()
         report = summarise_year(results, days)
         report.update({"items": items, "changes_per_day": dict(zip(("new", "changed", "takedowns"), per_day)), "upkeep_every": upkeep_every,
-                       "signals": list(SIGNALS), "backfill_s": backfill_s, "refresh_days": refresh_days(days) if real_refreshes else [],
+                       "signals": list(SIGNALS), "backfill_s": backfill_s, "refresh_days": compared_days(days, REFRESHES_COMPARED) if real_refreshes else [],
                        "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
                        "series": {arm: r["series"] for arm, r in results.items()}})
         if plot_path is not None:
@@ -452,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", type=Path, default=None,
                    help="kept lakehouses, its backfill reused by the next run (default: a temp folder, removed after)")
     p.add_argument("--real-refreshes", choices=("on", "off"), default="on",
-                   help="real Spark refreshes on the days of refresh_days (off: every day simulated, no refresh seconds)")
+                   help="real Spark refreshes on day 1 and the 3 days ending on day 30 and on the last (off: every day simulated, no refresh seconds)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--plot", type=Path, default=DEFAULT_OUT.with_suffix(".png"))
     args = p.parse_args(argv)

@@ -3,6 +3,7 @@ poller, the CPU-share meter, the corpora and the raw loop (with a model-free ima
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -478,6 +479,22 @@ def test_the_years_real_refresh_is_timed_only_when_it_refreshed() -> None:
         timed_refresh(None, None, lambda spark, settings: RunResult("r2", NOTHING_TO_DO, message="the tables already match"), said.append)
     assert len(said) == 2 and "copied 5" in said[0]
 
+
+
+def test_the_year_compares_a_weeks_reads_and_three_refreshes_at_each_end() -> None:
+    """The year's reads swing with the weekly upkeep cycle (files and commits since a checkpoint), so
+    each end's read figure is the median of its week; the refresh the median of its three real runs."""
+    from benchmarks.year import summarise_year
+
+    def day(n: int) -> dict:
+        reads = {"latest": n / 1000, "one_day": 0.02, "time_travel": (30 if n <= 30 else 360) / 1000}
+        return {"day": n, "read_s": reads, "tables": {}, **({"refresh_s": float(n)} if n in (1, 28, 29, 30, 98, 99, 100) else {})}
+
+    report = summarise_year({"upkeep": {"series": [day(n) for n in range(1, 101)]}}, 100)
+    figures = report["arms"]["upkeep"]["figures"]
+    assert figures["read_latest_s"] == {"day_30": statistics.median(range(24, 31)) / 1000, "day_100": statistics.median(range(94, 101)) / 1000}
+    assert figures["refresh_s"] == {"day_30": 29.0, "day_100": 99.0}
+    assert report["arms"]["upkeep"]["day_100_over_day_30"]["read_time_travel_s"] == 12.0 and not report["target_met"]
 
 
 def test_a_child_benchmarks_json_lands_beside_the_report(tmp_path, monkeypatch) -> None:
