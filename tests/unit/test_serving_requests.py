@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import tracemalloc
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
@@ -409,6 +410,19 @@ def test_a_client_that_reads_slowly_but_steadily_gets_its_whole_answer() -> None
     assert response.status == 200 and read == LARGE_ANSWER
 
 
+@contextlib.contextmanager
+def uvicorn_log() -> Iterator[list[str]]:
+    """The messages uvicorn logs meanwhile: its loggers do not reach pytest's handler."""
+    lines: list[str] = []
+    keep = logging.Handler()
+    keep.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("uvicorn.error").addHandler(keep)
+    try:
+        yield lines
+    finally:
+        logging.getLogger("uvicorn.error").removeHandler(keep)
+
+
 def test_health_counts_the_connections_each_timeout_closed_and_the_log_names_their_clients(settings) -> None:
     """A connection closed for its head or its answers was neither counted nor, for its head, logged:
     `/health` could not tell an operator that clients were being cut off. After one of each, it says
@@ -416,11 +430,7 @@ def test_health_counts_the_connections_each_timeout_closed_and_the_log_names_the
     closed = ClosedConnections()
     app = create_app(Champions(settings), settings.serve, closed)
     app.router.routes.append(Route("/bytes", n_bytes))
-    lines: list[str] = []
-    keep = logging.Handler()
-    keep.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
-    with running(app, head_timeout_s=1, write_timeout_s=1, closed=closed) as url:
-        logging.getLogger("uvicorn.error").addHandler(keep)  # uvicorn's loggers do not reach pytest's handler
+    with running(app, head_timeout_s=1, write_timeout_s=1, closed=closed) as url, uvicorn_log() as lines:
         where = urlsplit(url)
         idle, large = socket.create_connection((where.hostname, where.port), timeout=10), asking(where, 1, LARGE_ANSWER)
         idle_client, large_client = (":".join(map(str, s.getsockname())) for s in (idle, large))
@@ -435,7 +445,6 @@ def test_health_counts_the_connections_each_timeout_closed_and_the_log_names_the
         finally:
             for s in (idle, large):
                 s.close()
-            logging.getLogger("uvicorn.error").removeHandler(keep)
     assert sorted(lines) == sorted([f"Closed the connection of {idle_client}: it sent no whole request head within 1s.",
                                     f"Closed the connection of {large_client}: it took none of its answers for 1s."])
 
@@ -459,11 +468,7 @@ def test_health_counts_the_connections_refused_at_max_connections_and_the_log_na
     connection allowed held, two clients get uvicorn's 503 as before (as their connections open), and
     afterwards `/health` counts 2 and the log has one line naming each client."""
     closed = ClosedConnections()
-    lines: list[str] = []
-    keep = logging.Handler()
-    keep.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
-    with running(create_app(Champions(settings), settings.serve, closed), max_connections=1, closed=closed) as url:
-        logging.getLogger("uvicorn.error").addHandler(keep)  # uvicorn's loggers do not reach pytest's handler
+    with running(create_app(Champions(settings), settings.serve, closed), max_connections=1, closed=closed) as url, uvicorn_log() as lines:
         where = urlsplit(url)
         held = socket.create_connection((where.hostname, where.port), timeout=10)  # open, nothing sent yet
         try:
@@ -475,7 +480,6 @@ def test_health_counts_the_connections_refused_at_max_connections_and_the_log_na
             answers.append(get_health(where))
             while answers[-1][1] != 200 and time.monotonic() < deadline:  # once the server has seen it closed
                 answers.append(get_health(where))
-            logging.getLogger("uvicorn.error").removeHandler(keep)
     refused = [(client, headers, body) for client, status, headers, body in answers if status == 503]
     assert len(refused) >= 2 and answers[-1][1] == 200
     assert {(json.dumps(headers, sort_keys=True), body) for _, headers, body in refused} == {
@@ -496,11 +500,7 @@ def test_a_connection_beyond_the_limit_that_sends_nothing_is_answered_503_at_onc
     gets the 503 too: what it sent is read and dropped (a socket closed with it unread reset the
     connection, and the client lost its 503)."""
     closed = ClosedConnections()
-    lines: list[str] = []
-    keep = logging.Handler()
-    keep.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
-    with running(large_answers(), max_connections=1, head_timeout_s=30, closed=closed) as url:
-        logging.getLogger("uvicorn.error").addHandler(keep)  # uvicorn's loggers do not reach pytest's handler
+    with running(large_answers(), max_connections=1, head_timeout_s=30, closed=closed) as url, uvicorn_log() as lines:
         where = urlsplit(url)
         held = socket.create_connection((where.hostname, where.port), timeout=5)  # accepted first, nothing sent
         flood = socket.create_connection((where.hostname, where.port), timeout=5)  # nothing sent either
@@ -523,7 +523,6 @@ def test_a_connection_beyond_the_limit_that_sends_nothing_is_answered_503_at_onc
         finally:
             for s in (held, flood, asking):
                 s.close()
-            logging.getLogger("uvicorn.error").removeHandler(keep)
     for answer in answers:
         assert answer.startswith(b"HTTP/1.1 503 Service Unavailable\r\n") and answer.endswith(b"\r\n\r\nService Unavailable")
         assert b"connection: close\r\n" in answer
@@ -554,11 +553,7 @@ def test_a_request_while_more_than_max_connections_requests_are_under_way_is_ans
     app = create_app(Champions(settings), settings.serve, closed)
     release, gone, ended = threading.Event(), threading.Semaphore(0), threading.Semaphore(0)
     app.router.routes.append(held_requests(release, gone, ended))
-    lines: list[str] = []
-    keep = logging.Handler()
-    keep.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
-    with running(app, max_connections=2, head_timeout_s=30, closed=closed) as url:
-        logging.getLogger("uvicorn.error").addHandler(keep)  # uvicorn's loggers do not reach pytest's handler
+    with running(app, max_connections=2, head_timeout_s=30, closed=closed) as url, uvicorn_log() as lines:
         where = urlsplit(url)
         asking = socket.create_connection((where.hostname, where.port), timeout=10)  # accepted first, nothing sent yet
         asking_client = ":".join(map(str, asking.getsockname()))
@@ -582,7 +577,6 @@ def test_a_request_while_more_than_max_connections_requests_are_under_way_is_ans
         finally:
             release.set()
             asking.close()
-            logging.getLogger("uvicorn.error").removeHandler(keep)
     assert answer.startswith(b"HTTP/1.1 503 Service Unavailable\r\n") and answer.endswith(b"\r\n\r\nService Unavailable"), answer
     assert b"connection: close\r\n" in answer
     assert [status for status, _ in answers] == [200, 200]
