@@ -12,7 +12,7 @@ with generated rows (`commit_day`): a new or changed item takes another item's i
 (a repin), so its rows are copies of that item's committed rows with its own key, day and run,
 as a refresh with compute once makes them; files holding rows of taken-down or changed items are
 rewritten without them, in the same commit, recording the corpus version compared; the run is in
-the ledger like a refresh. On the days of `--refresh-days` a real `jobs.refresh.run_refresh` does
+the ledger like a refresh. On day 1 and the days compared (below) a real `jobs.refresh.run_refresh` does
 it, timed: a Spark refresh takes seconds even on a tiny corpus, too many for 365 a run on two
 cores. The "with upkeep" arm runs `jobs.maintain.run_maintain` every `--upkeep-every` days.
 
