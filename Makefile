@@ -19,16 +19,24 @@ install: system-packages $(STAMP)
 # Debian packages some capabilities need (the monitoring dashboard's test renders it in a headless
 # browser), installed with apt when missing and apt can (as root); otherwise say what is missing.
 APT_PACKAGES := chromium-headless-shell
+# The bench's scale step cuts its corpora from Tux Paint's stamps too (benchmarks/README.md, Scale).
+BENCH_APT_PACKAGES := tuxpaint-stamps-default
+SCALE_PHOTOS := /usr/share/tuxpaint/stamps
+
+# $(call apt-install,PACKAGES,WHAT GOES WITHOUT THEM): the Debian packages not installed yet, with apt-get.
+define apt-install
+@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
+if [ -n "$$missing" ]; then \
+  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+    echo "make: installing $$missing with apt-get"; \
+    (apt-get install -y -q --no-install-recommends $$missing >/dev/null 2>&1 || \
+     (apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $$missing >/dev/null)) || \
+    echo "make: apt-get could not install $$missing; $(2)" >&2; \
+  else echo "make: $$missing not installed (needs apt-get as root); $(2)" >&2; fi; fi
+endef
 
 system-packages:
-	@missing=$$(for p in $(APT_PACKAGES); do command -v $$p >/dev/null || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	    echo "make: installing $$missing with apt-get"; \
-	    (apt-get install -y -q --no-install-recommends $$missing >/dev/null 2>&1 || \
-	     (apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $$missing >/dev/null)) || \
-	    echo "make: apt-get could not install $$missing; the tests that need it are skipped" >&2; \
-	  else echo "make: $$missing not installed (needs apt-get as root); the tests that need it are skipped" >&2; fi; fi
+	$(call apt-install,$(APT_PACKAGES),the tests that need it are skipped)
 
 # The pinned stack (a CUDA build of torch among it) takes about 8 GB: say so before pip fails halfway.
 NEEDED_GB := 9
@@ -93,4 +101,5 @@ dist-env: dist
 	$(PY) -m venv_pack --prefix build/env --output $(DIST)/env.tar.gz
 
 bench: install
-	$(PY) -m benchmarks.bench
+	$(call apt-install,$(BENCH_APT_PACKAGES),the scale step's corpora are cut from the wheels' photos only)
+	$(PY) -m benchmarks.bench $$([ -d $(SCALE_PHOTOS) ] && echo --scale-photos $(SCALE_PHOTOS))

@@ -16,8 +16,8 @@ refresh after the backfill (it compares the whole corpus), then the next day's (
 added since: the daily run, which the target is checked on); then `content-signals monitor` of
 that backfill, its dashboard page included, against its time ("monitor"); then that corpus with 30% repins, backfilled with
 compute once and without ("compute_once"). Then the scale step: backfill, daily refresh and dedup
-at 1x, 4x and 16x --scale-base items in one session, items per second and dedup's compared pairs
-per item ("scale"). Where CUDA is available (or with
+at 1x, 4x and 16x --scale-base items in one session (their corpora cut from --scale-photos' photos
+too), items per second and dedup's compared pairs per item ("scale"). Where CUDA is available (or with
 --gpu on), benchmarks.gpu runs next: open_clip ViT-B-32 from JPEG bytes on the GPU path. Then
 benchmarks.uri: the image embedding on the same images inline, by URI on a loopback HTTP server and
 on an S3-compatible one, and the workers' memory by URI at N and scale x N items ("uri"). Then
@@ -73,6 +73,7 @@ from benchmarks import video as video_bench  # noqa: E402
 from benchmarks.corpus import add_new_items, copy_lakehouse, with_repins, write_corpus, write_corpus_table  # noqa: E402
 from benchmarks.memory import CpuShare  # noqa: E402
 from benchmarks.report import TARGETS, compute_once_line, format_table, index_line, scale_line, summarise, summarise_scale, write_json, year_line  # noqa: E402
+from sample_corpus.photos import photo_pool  # noqa: E402
 from signals.contracts import CORPUS, EMBEDDINGS  # noqa: E402
 
 SIGNALS = ("image_embedding", "text_embedding")
@@ -113,8 +114,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scale-levels", default="1,4,16",
                    help="also the backfill, refresh and dedup at these multiples of --scale-base items, in one session ('' skips it)")
     p.add_argument("--scale-base", type=int, default=480, help="the 1x corpus of the scale step (default 480: the demo's)")
+    p.add_argument("--scale-photos", default=None, metavar="DIR",
+                   help="the scale step's corpora are cut from this folder's photos too (make bench: Tux Paint's stamps), "
+                        "so that 16x holds as many distinct pictures per item as 1x (benchmarks/README.md, Scale)")
     p.add_argument("--year-days", type=int, default=365, help="days of benchmarks.year (default 365)")
     return p.parse_args(argv)
+
+
+def _corpus_name(n: int, photos: str | None) -> str:
+    """The name of the generated corpus of n items (cut from the folder `photos`' photos too)."""
+    return f"{n}-with-photos" if photos else str(n)
 
 
 class Bench:
@@ -125,7 +134,7 @@ class Bench:
         self.work.mkdir(parents=True, exist_ok=True)
         self.profile_dir = self.work / "stage-times"
         stages.enable(self.profile_dir)  # before any Spark session: the workers inherit it
-        self.corpora: dict[int, dict[str, Any]] = {}
+        self.corpora: dict[str, dict[str, Any]] = {}
         self.log_lines: list[str] = []
 
     def log(self, message: str) -> None:
@@ -135,14 +144,16 @@ class Bench:
 
     # ----------------------------------------------------------------------------- inputs
 
-    def corpus(self, n: int) -> Path:
-        """A lakehouse holding only the generated corpus of n items (shared, read only)."""
-        lakehouse = self.work / "corpora" / str(n)
-        if n not in self.corpora:
+    def corpus(self, n: int, photos: str | None = None) -> Path:
+        """A lakehouse holding only the generated corpus of n items (shared, read only), cut from
+        the folder `photos`' photos too."""
+        name = _corpus_name(n, photos)
+        lakehouse = self.work / "corpora" / name
+        if name not in self.corpora:
             start = time.perf_counter()
-            held = write_corpus(lakehouse, n, self.args.seed)
-            self.corpora[n] = {**held, "written_s": round(time.perf_counter() - start, 1)}
-            self.log(f"corpus of {n} items written in {self.corpora[n]['written_s']:.1f}s: {held}")
+            held = write_corpus(lakehouse, n, self.args.seed, photos)
+            self.corpora[name] = {**held, "written_s": round(time.perf_counter() - start, 1)}
+            self.log(f"corpus {name} written in {self.corpora[name]['written_s']:.1f}s: {held}")
         return lakehouse
 
     def settings(self, lakehouse: Path, only: str | None, extra: Sequence[str] = ()) -> Any:
@@ -159,8 +170,8 @@ class Bench:
         toggles.append(f"registry.tracking_uri=sqlite:///{self.work}/registry/mlflow.db")
         return load_settings("local", [f"lakehouse={lakehouse}", *toggles, *self.args.overrides, *extra])
 
-    def lakehouse(self, n: int, name: str) -> Path:
-        return copy_lakehouse(self.corpus(n), self.work / "runs" / name)
+    def lakehouse(self, n: int, name: str, photos: str | None = None) -> Path:
+        return copy_lakehouse(self.corpus(n, photos), self.work / "runs" / name)
 
     def session(self, settings: Any) -> Any:
         from jobs.session import build_session
@@ -397,9 +408,9 @@ class Bench:
                 "identical_tables": same["identical"], "largest_vector_difference": same["largest_vector_difference"],
                 "table_differences": {k: same[k] for k in ("rows", "differing_columns", "vector_nulls_differ")}}
 
-    def bench_scale(self, base: int, levels: Sequence[int]) -> dict[str, Any]:
+    def bench_scale(self, base: int, levels: Sequence[int], photos: str | None) -> dict[str, Any]:
         """At each corpus size (`base` x level items), in one warmed-up session: the corpus
-        generated, a backfill of both embedding signals, the first refresh after it (1% new items;
+        generated (cut from the folder `photos`' photos too), a backfill of both embedding signals, the first refresh after it (1% new items;
         it compares the whole corpus) and the dedup job, each timed; and the pairs dedup compared
         (counted after its timed run)."""
         from jobs.backfill import run_backfill
@@ -412,7 +423,7 @@ class Bench:
             self.warm_up(spark, "scale", None, refresh=True, dedup=True)
             for level in levels:
                 n = base * level
-                settings = self.settings(self.lakehouse(n, f"scale-{level}x"), None)
+                settings = self.settings(self.lakehouse(n, f"scale-{level}x", photos), None)
                 enabled = sorted(settings.enabled_signals)
                 with CpuShare() as backfill:
                     run_backfill(spark, settings, run_id=f"bench-scale-{level}x")
@@ -420,13 +431,14 @@ class Bench:
                 with CpuShare() as dedup:
                     run_dedup(spark, settings, run_id=f"bench-scale-{level}x-dedup")
                 pairs = candidate_pairs(fingerprints(spark, settings, CorpusSource.of(settings).read(spark)), settings.dedup).count()
-                row = {"level": level, "items": n, "corpus_written_s": self.corpora[n]["written_s"], "backfill_s": round(backfill.wall, 2),
+                row = {"level": level, "items": n, "corpus_written_s": self.corpora[_corpus_name(n, photos)]["written_s"],
+                       "backfill_s": round(backfill.wall, 2),
                        "refresh_1pct_s": round(refresh.wall, 2), "dedup_s": round(dedup.wall, 2), "dedup_pairs": pairs}
                 rows.append(row)
                 self.log(f"scale {level}x ({n} items): {row}")
         finally:
             spark.stop()
-        return summarise_scale(rows, len(enabled))
+        return {**summarise_scale(rows, len(enabled)), "photos": {"folder": photos, "photos": len(photo_pool(photos))}}
 
     def refresh_new_day(self, spark: Any, settings: Any, enabled: list[str], run_id: str) -> tuple[Any, CpuShare, dict[str, Any]]:
         """Add a day of new items (1% of the corpus), refresh, check it computed exactly those;
@@ -463,7 +475,7 @@ class Bench:
         if self.args.scale_levels:
             levels = [int(level) for level in self.args.scale_levels.split(",")]
             self.log(f"scale: corpora of {', '.join(f'{level}x' for level in levels)} {self.args.scale_base} items")
-            report["scale"] = self.bench_scale(self.args.scale_base, levels)
+            report["scale"] = self.bench_scale(self.args.scale_base, levels, self.args.scale_photos)
             self.log(scale_line(report["scale"]))
         if self.args.gpu == "on" or (self.args.gpu == "auto" and _cuda_available()):
             report["gpu"] = self.bench_gpu()

@@ -15,12 +15,12 @@ from signals.contracts import CORPUS
 LARGE_IMAGE = (4000, 3000)  # width, height: a phone photo's pixels
 
 
-def write_corpus(lakehouse: Path, n_items: int, seed: int = 7) -> dict[str, float]:
-    """The sample corpus (sample_corpus.generate, real photos and every bad-input kind) of `n_items`
-    as `<lakehouse>/corpus`; returns what it holds."""
+def write_corpus(lakehouse: Path, n_items: int, seed: int = 7, photos: str | None = None) -> dict[str, float]:
+    """The sample corpus (sample_corpus.generate, real photos, the folder `photos`' too, and every
+    bad-input kind) of `n_items` as `<lakehouse>/corpus`; returns what it holds."""
     from sample_corpus.generate import generate_corpus
 
-    corpus, _ = generate_corpus(n_items=n_items, seed=seed)
+    corpus, _ = generate_corpus(n_items=n_items, seed=seed, photos=photos)
     write_corpus_table(lakehouse, corpus)
     images = corpus["image"]
     return {"items": corpus.num_rows, "image_mb": round(pc.sum(pc.binary_length(images)).as_py() / 2**20, 1),

@@ -155,6 +155,7 @@ class SampleCorpusSettings(_Strict):
     n_items: int = Field(480, ge=60)
     seed: int = Field(7, ge=0)  # numpy's generators refuse a negative one
     videos: bool = False  # the sample videos as extra items (sample_corpus/videos.py); the demo turns them on
+    photos: str | None = None  # a folder of more photos to cut originals from (sample_corpus/photos.py: a corpus of thousands needs them)
 
 
 class DedupSettings(_Strict):

@@ -48,6 +48,7 @@ from rollout.models import (
 )
 from rollout.shot_evaluation import evaluate_shots
 from sample_corpus.generate import write_sample_corpus
+from sample_corpus.photos import folder_photos
 from sample_corpus.scenarios import append_scenario_day
 from sample_corpus.videos import good_videos
 from signals.catalog import signal_class
@@ -65,7 +66,8 @@ RUN_ID = re.compile(r"[^\s/]+")  # a run id is part of its data files' names (jo
 
 def make_corpus(settings: Settings, n_items: int | None = None, seed: int | None = None, videos: bool | None = None) -> None:
     """Generate the sample corpus into the profile's lakehouse (skipped if already there), with
-    the sample videos if `videos` (default: `sample_corpus.videos`)."""
+    the sample videos if `videos` (default: `sample_corpus.videos`), cut from the photos of the wheels
+    and of the folder `sample_corpus.photos`."""
     n_items = settings.sample_corpus.n_items if n_items is None else n_items
     if n_items < 1:
         raise UsageError(f"a sample corpus needs at least one item, not {n_items}")
@@ -73,8 +75,14 @@ def make_corpus(settings: Settings, n_items: int | None = None, seed: int | None
     started = time.monotonic()
     where = settings.table_root(CORPUS.name)
     videos = settings.sample_corpus.videos if videos is None else videos
-    if write_sample_corpus(settings.lakehouse_root, n_items, seed, videos):
-        with_videos = " and the sample videos" if videos else ""
+    photos = settings.sample_corpus.photos
+    if photos:
+        try:
+            folder_photos(photos)
+        except ValueError as e:
+            raise UsageError(f"sample_corpus.photos: {e}") from e
+    if write_sample_corpus(settings.lakehouse_root, n_items, seed, videos, photos):
+        with_videos = (" and the sample videos" if videos else "") + (f" (with the photos of {photos})" if photos else "")
         console.print(f"wrote a sample corpus of {n_items} items{with_videos} (seed {seed}) to {where} in {time.monotonic() - started:.1f}s")
     else:
         console.print(f"the sample corpus of {n_items} items (seed {seed}) is already at {where}")

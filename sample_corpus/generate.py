@@ -64,7 +64,7 @@ import pyarrow as pa
 from sample_corpus.draws import pick
 from sample_corpus.kinds import COPY, EDIT, KIND_BY_NAME, KINDS, Source
 from sample_corpus.originals import original
-from sample_corpus.photos import BASE_IDS, SUBJECTS, base_caption
+from sample_corpus.photos import base_caption, photo_pool, subject
 from sample_corpus.texts import TEXT_WEIGHTS, pin_text, spam_text
 from signals.contracts import CORPUS, UTC_MICROS, keeps_rows, lakehouse_table
 
@@ -164,10 +164,11 @@ def generate_corpus(
     seed: int = 7,
     end_date: dt.date = dt.date(2026, 11, 20),
     days: int = 7,
+    photos: str | None = None,
 ) -> tuple[pa.Table, pa.Table]:
     """Return (corpus, truth) with exactly n_items rows each, same content_id order.
 
-    Originals cycle through the base photos; every other item with a picture derives from a
+    Originals cycle through the base photos (and those of the folder `photos`); every other item with a picture derives from a
     random earlier original (and so shares its base).  The plan always leads with an
     original.  Each item draws from its own generator seeded by (seed, index), so changing
     one transform does not reshuffle every other item.
@@ -183,7 +184,8 @@ def generate_corpus(
     images: list[bytes | None] = []
     base_ids: list[str | None] = []
     originals: list[int] = []  # indices of the originals so far: the possible sources
-    hashes: dict[str, list[np.ndarray]] = {base_id: [] for base_id in BASE_IDS}  # per photo
+    pool = photo_pool(photos)
+    hashes: dict[str, list[np.ndarray]] = {base_id: [] for base_id in pool}  # per photo
     copies: Counter[int] = Counter()  # copies made of each original so far
     seen: set[bytes] = set()  # sha256 of every image so far
     truth: dict[str, list[Any]] = {field.name: [] for field in TRUTH_SCHEMA}
@@ -195,7 +197,7 @@ def generate_corpus(
         item_rng = np.random.default_rng([seed, i])
         source: int | None = None
         if kind.build is None:  # an original
-            base_id = BASE_IDS[len(originals) % len(BASE_IDS)]
+            base_id = pool[len(originals) % len(pool)]
             image, params, mean_hash = original(item_rng, base_id, hashes[base_id])
             hashes[base_id].append(mean_hash)
             originals.append(i)
@@ -215,9 +217,10 @@ def generate_corpus(
             seen.add(hashlib.sha256(image).digest())
 
         caption = base_caption(base_id) if base_id else "Untitled pin"
-        title, description = pin_text(item_rng, text_kind, caption, SUBJECTS.get(base_id, "this picture"))
+        about = subject(base_id) if base_id else "this picture"
+        title, description = pin_text(item_rng, text_kind, caption, about)
         if spam[i]:
-            title, description = spam_text(item_rng, caption, SUBJECTS.get(base_id, "this picture"))
+            title, description = spam_text(item_rng, caption, about)
         images.append(image)
         base_ids.append(base_id)
         titles.append(title)
@@ -255,6 +258,7 @@ def generate_corpus(
 
 
 TRUTH_TABLE = "corpus_truth"
+MARKER_DEFAULTS = {"videos": "false", "photos": ""}  # what a corpus written before the marker had them holds
 
 
 def truth_root(lakehouse_root: str) -> str:
@@ -269,22 +273,22 @@ def truth_root(lakehouse_root: str) -> str:
     return root
 
 
-def write_sample_corpus(lakehouse_root: str, n_items: int, seed: int, videos: bool = False) -> bool:
+def write_sample_corpus(lakehouse_root: str, n_items: int, seed: int, videos: bool = False, photos: str | None = None) -> bool:
     """Write the corpus and truth tables under `lakehouse_root`; False if this exact corpus is
-    already there (same generator, size, seed and videos), so repeated demos do not rewrite it.
+    already there (same generator, size, seed, videos and folder of photos), so repeated demos do not rewrite it.
     With `videos`, the sample videos (sample_corpus/videos.py) are extra items in a `video` column,
     with their own truth table. The corpus is committed last: its commit's marker says the truths are
     written, so a run killed between the tables' commits is written again by the next."""
     from deltalake import CommitProperties, DeltaTable, write_deltalake
 
     root = lakehouse_table(lakehouse_root, CORPUS.name)
-    marker = {"generator": __name__, "n_items": str(n_items), "seed": str(seed), "videos": str(videos).lower()}
+    marker = {"generator": __name__, "n_items": str(n_items), "seed": str(seed), "videos": str(videos).lower(), "photos": photos or ""}
     if DeltaTable.is_deltatable(root):
         # the newest commit that wrote rows: `maintain` vacuums the sample corpus and may set its log retention, which change none
         written = next((c for c in DeltaTable(root).history() if not keeps_rows(c)), {})
-        if all(written.get(k, "false" if k == "videos" else None) == v for k, v in marker.items()):
+        if all(written.get(k, MARKER_DEFAULTS.get(k)) == v for k, v in marker.items()):
             return False
-    corpus, truth = generate_corpus(n_items=n_items, seed=seed)
+    corpus, truth = generate_corpus(n_items=n_items, seed=seed, photos=photos)
     props = CommitProperties(custom_metadata=marker)
     overwrite = {"mode": "overwrite", "schema_mode": "overwrite", "commit_properties": props}
     if videos:

@@ -38,6 +38,7 @@ def cli(capsys, *args: str) -> tuple[int, str]:
     (["make-corpus", "--n-items", "8", "--seed", "-1"], "--seed -1: a seed is not negative"),  # numpy's ValueError's traceback
     (["labels", "simulate", "--task", "low_quality", "--seed", "-2"], "--seed -2: a seed is not negative"),
     (["make-corpus", "--n-items", "8", "--set", "sample_corpus.seed=-1"], "sample_corpus.seed: Input should be greater than or equal to 0"),
+    (["make-corpus", "--n-items", "8", "--set", "sample_corpus.photos=/no/such/folder"], "sample_corpus.photos: no folder of photos at /no/such/folder"),
     # found in review: ignored without --scenario, --day wrote a whole new corpus (over an existing one: a different --n-items)
     (["make-corpus", "--n-items", "8", "--day", "2026-12-01"], "--day 2026-12-01: the day of an appended --scenario day"),
     # found in review: a misspelled signal was taken for a new one and refused as "kind: Field required; model: Field required"
