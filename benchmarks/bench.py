@@ -438,7 +438,7 @@ class Bench:
                 self.log(f"scale {level}x ({n} items): {row}")
         finally:
             spark.stop()
-        return {**summarise_scale(rows, len(enabled)), "photos": {"folder": photos, "photos": len(photo_pool(photos))}}
+        return summarise_scale(rows, len(enabled), {"folder": photos, "photos": len(photo_pool(photos))})
 
     def refresh_new_day(self, spark: Any, settings: Any, enabled: list[str], run_id: str) -> tuple[Any, CpuShare, dict[str, Any]]:
         """Add a day of new items (1% of the corpus), refresh, check it computed exactly those;

@@ -210,10 +210,11 @@ def compute_once_line(report: dict[str, Any]) -> str:
             f"{'yes' if report['identical_tables'] else 'NO'} (largest vector difference {'-' if largest is None else f'{largest:.1e}'}{differences})")
 
 
-def summarise_scale(rows: list[dict[str, Any]], signals: int) -> dict[str, Any]:
+def summarise_scale(rows: list[dict[str, Any]], signals: int, photos: dict[str, Any]) -> dict[str, Any]:
     """The scale step's report: per size its items per second (backfill and dedup; the refresh's
     new items per second) and dedup's compared pairs per item, and the targets: the largest
-    size's backfill items/s and pairs per item within 15% of the smallest's."""
+    size's backfill items/s and pairs per item within 15% of the smallest's; `photos`: the folder
+    the corpora were cut from besides the wheels' photos, and how many photos in all."""
     per_level = [{**row, "backfill_items_per_s": round(row["items"] / row["backfill_s"], 2),
                   "dedup_items_per_s": round(row["items"] / row["dedup_s"], 2),
                   "dedup_pairs_per_item": round(row["dedup_pairs"] / row["items"], 3),
@@ -222,7 +223,7 @@ def summarise_scale(rows: list[dict[str, Any]], signals: int) -> dict[str, Any]:
     small, large = per_level[0], per_level[-1]
     speed = _ratio(large["backfill_items_per_s"], small["backfill_items_per_s"])
     pairs = _ratio(large["dedup_pairs_per_item"], small["dedup_pairs_per_item"])
-    return {"signals": signals, "levels": per_level, "largest_over_smallest": {"backfill_items_per_s": speed, "dedup_pairs_per_item": pairs,
+    return {"signals": signals, "photos": photos, "levels": per_level, "largest_over_smallest": {"backfill_items_per_s": speed, "dedup_pairs_per_item": pairs,
             "dedup_items_per_s": _ratio(large["dedup_items_per_s"], small["dedup_items_per_s"])},
             "targets_met": {"backfill items/s flat": speed is not None and speed >= 1 - TARGETS["scale_items_per_s"],
                             "dedup pairs per item flat": pairs is not None and pairs <= 1 + TARGETS["scale_pairs_per_item"]}}
@@ -233,7 +234,9 @@ def scale_line(report: dict[str, Any]) -> str:
     sizes = "; ".join(f"{r['level']}x ({r['items']}): backfill {_fmt(r['backfill_items_per_s'])}/s, refresh {_fmt(r['refresh_1pct_s'])}s, "
                       f"dedup {_fmt(r['dedup_items_per_s'])}/s, {_fmt(r['dedup_pairs_per_item'], 2)} pairs/item" for r in report["levels"])
     met = ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in report["targets_met"].items())
-    return f"scale: {sizes} -- {met}"
+    photos = report["photos"]
+    source = f"the wheels' and {photos['folder']}" if photos["folder"] else "the wheels'"
+    return f"scale, corpora cut from {photos['photos']} photos ({source}): {sizes} -- {met}"
 
 
 def year_line(report: dict[str, Any]) -> str:

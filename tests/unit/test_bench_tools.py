@@ -95,15 +95,19 @@ def scale_row(level: int, backfill_s: float, pairs: int) -> dict:
 
 
 def test_the_scale_report_judges_the_largest_size_against_the_smallest() -> None:
-    flat = summarise_scale([scale_row(1, 10.0, 150), scale_row(4, 41.0, 620), scale_row(16, 170.0, 2600)], 2)
+    flat = summarise_scale([scale_row(1, 10.0, 150), scale_row(4, 41.0, 620), scale_row(16, 170.0, 2600)], 2,
+                           {"folder": "/usr/share/tuxpaint/stamps", "photos": 185})
     assert [r["backfill_items_per_s"] for r in flat["levels"]] == [10.0, round(400 / 41, 2), round(1600 / 170, 2)]
     assert flat["largest_over_smallest"]["backfill_items_per_s"] == round((1600 / 170) / 10.0, 3)
     assert flat["levels"][2]["dedup_pairs_per_item"] == 1.625
     assert flat["targets_met"] == {"backfill items/s flat": True, "dedup pairs per item flat": True}
-    slower = summarise_scale([scale_row(1, 10.0, 150), scale_row(16, 200.0, 150 * 16 * 16)], 2)  # quadratic pairs, 0.8x the speed
+    slower = summarise_scale([scale_row(1, 10.0, 150), scale_row(16, 200.0, 150 * 16 * 16)], 2,  # quadratic pairs, 0.8x the speed
+                             {"folder": None, "photos": 16})
     assert slower["targets_met"] == {"backfill items/s flat": False, "dedup pairs per item flat": False}
     line = scale_line(slower)
     assert "16x (1600): backfill 8.0/s" in line and "pairs per item flat: NO" in line
+    assert line.startswith("scale, corpora cut from 16 photos (the wheels'):")
+    assert "cut from 185 photos (the wheels' and /usr/share/tuxpaint/stamps):" in scale_line(flat)
     json.dumps(flat)
 
 
