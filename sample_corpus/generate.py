@@ -258,7 +258,7 @@ def generate_corpus(
 
 
 TRUTH_TABLE = "corpus_truth"
-MARKER_DEFAULTS = {"videos": "false", "photos": ""}  # what a corpus written before the marker had them holds
+MARKER_DEFAULTS = {"videos": "false", "photos": ""}  # how a marker written before these keys existed reads
 
 
 def truth_root(lakehouse_root: str) -> str:
