@@ -4,7 +4,7 @@ subjects its texts talk about and their captions; cached, because every original
 from it.
 
 A photo of a folder is named by its path (its ``base_id``): a corpus larger than its photos' windows
-can keep apart needs more photos than the wheels hold (docs/design.md, the sample corpus)."""
+can keep apart needs more photos than the wheels hold (docs/design.md, The sample corpus's photos)."""
 
 from __future__ import annotations
 
