@@ -100,6 +100,7 @@ dist-env: dist
 	$(PY) -m pip install --quiet venv-pack
 	$(PY) -m venv_pack --prefix build/env --output $(DIST)/env.tar.gz
 
+# BENCH_ARGS: more options of benchmarks/bench.py, e.g. its steps alone (benchmarks/README.md).
 bench: install
 	$(call apt-install,$(BENCH_APT_PACKAGES),the scale step's corpora are cut from the wheels' photos only)
-	$(PY) -m benchmarks.bench $$([ -d $(SCALE_PHOTOS) ] && echo --scale-photos $(SCALE_PHOTOS))
+	$(PY) -m benchmarks.bench $$([ -d $(SCALE_PHOTOS) ] && echo --scale-photos $(SCALE_PHOTOS)) $(BENCH_ARGS)
