@@ -72,6 +72,7 @@ TABLES = (EMBEDDINGS, LABELS, RUNS, CORPUS)
 READ_ROUNDS = 5  # reads of the days compared: the fastest counts
 REFRESHES_COMPARED = 3  # real refreshes, timed, ending on day 30 and on the last day: a median of these
 READS_COMPARED = 7  # days of reads ending on day 30 and on the last day, a whole upkeep cycle: a median of these
+CLOCK_DRIFT = 0.25  # the retentions are set again when a simulated day's seconds moved by more than this
 TOMBSTONE_RETENTION = "delta.deletedFileRetentionDuration"  # delta-rs leaves older removals out of a checkpoint
 RETENTION_DAYS = {TOMBSTONE_RETENTION: 7, upkeep.TXN_RETENTION: upkeep.APP_ID_RETENTION.days}  # a real year's: delta's default, ours
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "year.json"
@@ -292,9 +293,6 @@ def simulate(settings: Settings, days: int, upkeep_every: int | None, changes_pe
     return {"changes": history, "series": series, "read_day": read_day, "day_1_version": first_version}
 
 
-CLOCK_DRIFT = 0.25  # the retentions are set again when a simulated day's seconds moved by more than this
-
-
 def set_retentions(settings: Settings, day_s: float) -> None:
     """Count the tables' clock-based retentions in simulated days of `day_s` seconds: a year lived
     in minutes would otherwise keep every removal and app id in its checkpoints, which a real year
@@ -414,6 +412,7 @@ def run(days: int = 365, items: int = 480, arms: Sequence[str] = ("upkeep", "non
                 run_backfill(spark, settings)
             backfill_s = None if reused else round(time.perf_counter() - start, 2)
             log(f"year: backfill of {items} items: {'reused from ' + str(base) if reused else f'{backfill_s}s'}")
+            refresh_days = compared_days(days, REFRESHES_COMPARED)
             changing = max(1, round(items * 0.01))
             new = changing - changing // 2
             per_day = (new, changing // 2, new if takedowns is None else takedowns)  # new, changed, taken down
@@ -428,14 +427,14 @@ def run(days: int = 365, items: int = 480, arms: Sequence[str] = ("upkeep", "non
                 shutil.copytree(base, lakehouse)
                 start = time.perf_counter()
                 results[arm] = simulate(year_settings(lakehouse, registry), days, upkeep_every if arm == "upkeep" else None, per_day, seed,
-                                        refresh if real_refreshes else None, compared_days(days, REFRESHES_COMPARED), log=lambda m, arm=arm: log(f"year {arm}: {m}"))
+                                        refresh if real_refreshes else None, refresh_days, log=lambda m, arm=arm: log(f"year {arm}: {m}"))
                 log(f"year {arm}: {days} days in {time.perf_counter() - start:.0f}s")
         finally:
             if spark is not None:
                 spark.stop()
         report = summarise_year(results, days)
         report.update({"items": items, "changes_per_day": dict(zip(("new", "changed", "takedowns"), per_day)), "upkeep_every": upkeep_every,
-                       "signals": list(SIGNALS), "backfill_s": backfill_s, "refresh_days": compared_days(days, REFRESHES_COMPARED) if real_refreshes else [],
+                       "signals": list(SIGNALS), "backfill_s": backfill_s, "refresh_days": refresh_days if real_refreshes else [],
                        "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
                        "series": {arm: r["series"] for arm, r in results.items()}})
         if plot_path is not None:
@@ -459,7 +458,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", type=Path, default=None,
                    help="kept lakehouses, its backfill reused by the next run (default: a temp folder, removed after)")
     p.add_argument("--real-refreshes", choices=("on", "off"), default="on",
-                   help="real Spark refreshes on day 1 and the 3 days ending on day 30 and on the last (off: every day simulated, no refresh seconds)")
+                   help=f"real Spark refreshes on day 1 and the {REFRESHES_COMPARED} days ending on day 30 and on the last "
+                        "(off: every day simulated, no refresh seconds)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--plot", type=Path, default=DEFAULT_OUT.with_suffix(".png"))
     args = p.parse_args(argv)
