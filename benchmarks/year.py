@@ -17,12 +17,11 @@ it, timed: a Spark refresh takes seconds even on a tiny corpus, too many for 365
 cores. The "with upkeep" arm runs `jobs.maintain.run_maintain` every `--upkeep-every` days.
 
 A simulated day lasts seconds, so the retentions that count by the clock count simulated days
-there: before a maintain, the tables' tombstone and app id retentions (`RETENTION_DAYS`) and the
-vacuum's least retention are set to their days times the seconds the last week's days took, and
-the version of day 1 is pinned, as a reader would, for the time travel (`set_retentions`,
-`compressed`). Log entries, which delta-rs expires by their files' age, and the vacuum's deletions,
-in whole hours, still count real time: the simulation keeps every log entry (as the pinned day 1
-needs anyway) and every data file (disk use is not measured).
+there: before a maintain, the tables' tombstone, log and app id retentions (`RETENTION_DAYS`) and
+the vacuum's least retention are set to their days times the seconds the last week's days took,
+and the version of day 1 is pinned, as a reader would, for the time travel (`set_retentions`,
+`compressed`). The vacuum's deletions, in whole hours, still count real time: the simulation keeps
+every data file (disk use is not measured).
 
 Per day and table: commits since the last checkpoint, files in `_delta_log`, data files, rows and
 the most files in one partition; per day the time of three reads of the embeddings with delta-rs
@@ -74,7 +73,7 @@ REFRESHES_COMPARED = 3  # real refreshes, timed, ending on day 30 and on the las
 READS_COMPARED = 7  # days of reads ending on day 30 and on the last day, a whole upkeep cycle: a median of these
 CLOCK_DRIFT = 0.25  # the retentions are set again when a simulated day's seconds moved by more than this
 TOMBSTONE_RETENTION = "delta.deletedFileRetentionDuration"  # delta-rs leaves older removals out of a checkpoint
-RETENTION_DAYS = {TOMBSTONE_RETENTION: 7, upkeep.TXN_RETENTION: upkeep.APP_ID_RETENTION.days}  # a real year's: delta's default, ours
+RETENTION_DAYS = {TOMBSTONE_RETENTION: 7, upkeep.LOG_RETENTION: 30, upkeep.TXN_RETENTION: upkeep.APP_ID_RETENTION.days}  # a real year's: delta's defaults, ours
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "year.json"
 
 
@@ -295,8 +294,8 @@ def simulate(settings: Settings, days: int, upkeep_every: int | None, changes_pe
 
 def set_retentions(settings: Settings, day_s: float) -> None:
     """Count the tables' clock-based retentions in simulated days of `day_s` seconds: a year lived
-    in minutes would otherwise keep every removal and app id in its checkpoints, which a real year
-    forgets after `RETENTION_DAYS` (one property commit per table)."""
+    in minutes would otherwise keep every removal and app id in its checkpoints, and every entry in
+    its log, which a real year forgets after `RETENTION_DAYS` (one property commit per table)."""
     properties = {name: f"interval {max(1, round(days * day_s))} seconds" for name, days in RETENTION_DAYS.items()}
     for contract in TABLES:
         if DeltaTable.is_deltatable(root := settings.table_root(contract.name)):

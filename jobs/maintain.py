@@ -191,7 +191,8 @@ def run_maintain(settings: Settings, tables: Sequence[str] | None = None, dry_ru
                 done.append(upkeep(name))
             except Exception as exc:  # noqa: BLE001 - raised below, after the other tables' upkeep
                 failed[name] = exc
-        worked = any(u.compaction_version is not None or u.relayout_version is not None or u.vacuumed or u.checkpoint is not None for u in done)
+        worked = any(u.compaction_version is not None or u.relayout_version is not None or u.vacuumed or u.log_expired
+                     or u.checkpoint is not None for u in done)
         status, versions = SUCCEEDED if worked else NOTHING_TO_DO, {u.table: u.version for u in done}
         if failed:
             error = UpkeepFailed(failed, done)

@@ -69,12 +69,13 @@ def print_upkeep(result: MaintainResult) -> None:
     """What a maintain run did (or, dry, would do) to each table."""
     title = f"maintain {result.run_id}" + (" (dry run: nothing changed)" if result.dry_run else "")
     table = Table(title=title)
-    for column in ("table", "files before", "files after", "compacted (files/partitions)", "checkpoint", "vacuumed", "retention", "versions kept"):
+    for column in ("table", "files before", "files after", "compacted (files/partitions)", "checkpoint", "vacuumed", "retention", "versions kept",
+                   "log files expired"):
         table.add_column(column, justify="left" if column == "table" else "right")
     for u in result.tables:
         table.add_row(u.table, str(u.files_before), str(u.files_after), f"{u.files_compacted}/{u.partitions_compacted}",
                       "-" if u.checkpoint is None else f"version {u.checkpoint}", str(u.vacuumed), f"{u.retention_hours}h",
-                      ", ".join(map(str, u.kept_versions)) or "-")
+                      ", ".join(map(str, u.kept_versions)) or "-", str(u.log_expired))
     console.print(table)
     for u in result.tables:
         for note in u.notes:

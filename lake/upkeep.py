@@ -1,6 +1,6 @@
 """Upkeep of one Delta table with delta-rs (no Spark): a checkpoint of the log once it has grown,
-compaction of the small files of crowded partitions, and a vacuum that keeps named versions
-readable. Which tables, and which versions are named, is `jobs/maintain.py`'s business.
+compaction of the small files of crowded partitions, a vacuum, and an expiry of the log past its
+retention, both keeping the named versions readable. Which tables, and which versions are named, is `jobs/maintain.py`'s business.
 
 Each step is safe beside the jobs and safe to kill:
 - a checkpoint adds no commit: a reader that finds it starts from it, one that does not
@@ -13,9 +13,10 @@ Each step is safe beside the jobs and safe to kill:
 - a vacuum deletes only files that no version current within the retention, and none of the
   versions it is told to keep, names; every one of those versions is handed to delta-rs by
   number, so what is kept never depends on removal records, which a checkpoint drops once they
-  are older than the table's `delta.deletedFileRetentionDuration` (a week by default); and their
-  log entries outlast the run (`keep_log`: at any commit delta-rs deletes those before a checkpoint
-  older than the table's log retention).
+  are older than the table's `delta.deletedFileRetentionDuration` (a week by default);
+- the log's expiry deletes only entries of versions no longer readable by policy (behind a
+  checkpoint older than the log retention, neither named nor current within the retention),
+  oldest first, after a named version among them has a checkpoint of its own.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, Schema, Transaction, write_deltalake
-from deltalake.exceptions import CommitFailedError
+from deltalake.exceptions import CommitFailedError, DeltaError
 
 from lake import delta_io
 from lake.file_writer import make_file_writer, refused_partition_values
@@ -67,6 +68,7 @@ class Upkeep:
     kept_versions: tuple[int, ...] = ()
     notes: tuple[str, ...] = ()
     relayout_version: int | None = None  # the commit that laid the table out again in its contract's partitions
+    log_expired: int = 0  # log files deleted past the log retention (a dry run: that would be)
 
 
 def last_checkpoint(root: str) -> int | None:
@@ -198,10 +200,23 @@ def compact(root: str, contract: TableContract, bins: list[list[delta_io.LiveFil
                                  remove=lambda live: live.path in inputs, read_version=read_version, data_change=False)
 
 
+def log_files(root: str) -> list[pafs.FileInfo]:
+    """The files directly in the table's `_delta_log` (one listing), with their modification times."""
+    filesystem, base = delta_io.filesystem_of(root)
+    return [info for info in filesystem.get_file_info(pafs.FileSelector(f"{base}/_delta_log")) if info.type == pafs.FileType.File]
+
+
+def log_version(name: str) -> int | None:
+    """The version a log file's name starts with (a commit, a checkpoint, a checksum); None for `_last_checkpoint`."""
+    return int(name[:20]) if name[:20].isdigit() else None
+
+
 def commit_times(root: str) -> dict[int, datetime]:
-    """When each version whose log entry is still there was committed."""
-    return {entry["version"]: datetime.fromtimestamp(entry["timestamp"] / 1000, UTC)
-            for entry in delta_io.snapshot(root).history() if "version" in entry and "timestamp" in entry}
+    """When each version whose commit is still in the log was committed: its log file's
+    modification time, as Delta's log retention counts it, from one listing (the commits'
+    own records take a read each)."""
+    return {version: datetime.fromtimestamp(info.mtime.timestamp(), UTC) for info in log_files(root)
+            if (version := log_version(info.base_name)) is not None and info.base_name == f"{version:020d}.json"}
 
 
 def versions_current_since(times: Mapping[int, datetime], cutoff: datetime) -> set[int]:
@@ -224,75 +239,84 @@ def vacuum_of(root: str, run_id: str, since: datetime) -> tuple[int, bool] | Non
     return None
 
 
-LOG_RETENTION = "delta.logRetentionDuration"  # delta-rs deletes log entries older than this behind an old enough checkpoint
-LOG_MARGIN = timedelta(days=14)  # how long past a maintain run the log of the versions it keeps is sure to stay: twice the weekly schedule
+LOG_RETENTION = "delta.logRetentionDuration"  # log entries older than this, behind a checkpoint as old, expire (`expire_log`)
+LOG_CLEANUP = "delta.enableExpiredLogCleanup"  # whether delta-rs expires log entries itself at each commit: maintain turns it off
+TXN_RETENTION = "delta.setTransactionRetentionDuration"  # delta-rs forgets an app id whose txn's lastUpdated is older than this
+APP_ID_RETENTION = timedelta(days=90)  # a retry of a run id within this is recognised as committed (docs/design.md, Table upkeep)
+UPKEEP_PROPERTIES = {TXN_RETENTION: f"interval {APP_ID_RETENTION.days} days", LOG_CLEANUP: "false"}
 _INTERVAL_UNITS = {"nanosecond": 1e-9, "microsecond": 1e-6, "millisecond": 1e-3, "second": 1, "minute": 60, "hour": 3600, "day": 86400,
                    "week": 604800}
 
 
-def log_retention(table: DeltaTable) -> timedelta:
-    """The table's `delta.logRetentionDuration` (`interval 30 days`, the default); none where it cannot be read."""
+def log_retention(table: DeltaTable) -> timedelta | None:
+    """The table's `delta.logRetentionDuration` (`interval 30 days`, the default); None where it cannot be read."""
     words = table.metadata().configuration.get(LOG_RETENTION, "interval 30 days").lower().split()
     if len(words) != 3 or words[0] != "interval" or not words[1].isdigit() or words[2].removesuffix("s") not in _INTERVAL_UNITS:
-        return timedelta(0)
+        return None
     return timedelta(seconds=int(words[1]) * _INTERVAL_UNITS[words[2].removesuffix("s")])
 
 
 def checkpoint_versions(root: str) -> list[int]:
     """The versions the log holds a checkpoint of (single, multi-part or v2 files)."""
-    filesystem, base = delta_io.filesystem_of(root)
-    names = [info.base_name for info in filesystem.get_file_info(pafs.FileSelector(f"{base}/_delta_log"))]
-    return sorted({int(name[:20]) for name in names if name[:20].isdigit() and name[20:].startswith(".checkpoint.")})
+    return sorted({v for info in log_files(root) if (v := log_version(info.base_name)) is not None and info.base_name[20:].startswith(".checkpoint.")})
 
 
-def keep_log(root: str, keep: Collection[int], min_retention: timedelta, dry_run: bool, metadata: Mapping[str, str]) -> list[str]:
-    """Make the table's log retention outlast, by `LOG_MARGIN` from now, the first checkpoint after
-    each version of `keep` and each current within `min_retention` (a vacuum keeps their files): at
-    any commit, delta-rs deletes the log entries before a checkpoint older than the retention, and
-    a version before that checkpoint can no longer be read, its files kept or not. One property
-    commit (`metadata`), only when the retention falls short, then extended by another margin so
-    that the next runs need none (skipped, said, when a concurrent commit wins). Returns a note of
-    what was (dry: would be) changed."""
-    times, checkpoints, now = commit_times(root), checkpoint_versions(root), datetime.now(UTC)
-    first_after: dict[int, datetime] = {}  # version -> when the first checkpoint after it was committed (none yet: now)
-    for version in {*keep, *versions_current_since(times, now - min_retention)} & times.keys():
-        after = [c for c in checkpoints if c > version]
-        first_after[version] = times.get(min(after), now) if after else now
-    if not first_after:
-        return []
-    version, at = min(first_after.items(), key=lambda item: item[1])
-    was = log_retention(table := DeltaTable(root))
-    if was >= now - at + LOG_MARGIN:
-        return []
-    days = math.ceil((now - at + 2 * LOG_MARGIN) / timedelta(days=1))
-    if not dry_run:
-        try:
-            table.alter.set_table_properties({LOG_RETENTION: f"interval {days} days"}, commit_properties=CommitProperties(custom_metadata=dict(metadata)))
-        except CommitFailedError as exc:  # a commit that removed files landed meanwhile
-            return [f"log retention not extended for version {version}: a concurrent commit ({exc}); the next maintain extends it"]
-    return [f"log retention set to {days} days (was {was.days}), so that version {version} stays readable"]
-
-
-TXN_RETENTION = "delta.setTransactionRetentionDuration"  # delta-rs forgets an app id whose txn's lastUpdated is older than this
-APP_ID_RETENTION = timedelta(days=90)  # a retry of a run id within this is recognised as committed (docs/design.md, Table upkeep)
-
-
-def expire_app_ids(root: str, dry_run: bool, metadata: Mapping[str, str]) -> list[str]:
-    """Give the table an app id retention (`APP_ID_RETENTION`) where it has none, so that its
-    checkpoints stop carrying the app id of every run ever made: delta-rs then forgets, and leaves
-    out of its checkpoints, the app ids committed (their txn's lastUpdated) longer ago than that. One
-    property commit (`metadata`) per table, ever, skipped (said) when a concurrent commit wins; a
-    value an operator set is kept. Returns a note of what was (dry: would be) set."""
+def set_upkeep_properties(root: str, dry_run: bool, metadata: Mapping[str, str]) -> list[str]:
+    """Give the table the properties upkeep relies on where it has none (`UPKEEP_PROPERTIES`), in one
+    property commit (`metadata`) per table, ever, made before maintain's other commits; a value an
+    operator set is kept, and a concurrent commit that wins leaves it to the next maintain (said):
+    - an app id retention (`APP_ID_RETENTION`), so that its checkpoints stop carrying the app id of
+      every run ever made: delta-rs then forgets, and leaves out of its checkpoints, the app ids
+      committed (their txn's lastUpdated) longer ago than that;
+    - delta-rs's own expiry of log entries off, which at any commit deletes every entry before a
+      checkpoint older than the log retention, named or not: `expire_log` expires them instead,
+      keeping the named versions readable. This commit itself expires nothing (checked)."""
     table = DeltaTable(root)
-    if TXN_RETENTION in table.metadata().configuration:
+    missing = {name: value for name, value in UPKEEP_PROPERTIES.items() if name not in table.metadata().configuration}
+    if not missing:
         return []
     if not dry_run:
         try:
-            table.alter.set_table_properties({TXN_RETENTION: f"interval {APP_ID_RETENTION.days} days"},
-                                             commit_properties=CommitProperties(custom_metadata=dict(metadata)))
+            table.alter.set_table_properties(missing, commit_properties=CommitProperties(custom_metadata=dict(metadata)))
         except CommitFailedError as exc:
-            return [f"app id retention not set: a concurrent commit ({exc}); the next maintain sets it"]
-    return [f"app id retention set to {APP_ID_RETENTION.days} days"]
+            return [f"table properties {', '.join(missing)} not set: a concurrent commit ({exc}); the next maintain sets them"]
+    return [f"table properties {'would be set' if dry_run else 'set'}: {', '.join(f'{k}={v}' for k, v in missing.items())}"]
+
+
+def expire_log(root: str, keep: Collection[int], min_retention: timedelta, dry_run: bool) -> tuple[int, list[str]]:
+    """Delete the log entries past the table's log retention, as Delta's own cleanup would, but keep
+    each version of `keep` readable by a checkpoint of its own: the entries before the newest
+    checkpoint committed longer than the retention ago, and not after any version current within
+    `min_retention`, are deleted, oldest first, except a kept version's commit and checkpoint,
+    which is written first where there is none. So the log holds the retention's commits and two
+    files a kept version, not every commit since the oldest kept one, and a kill leaves every
+    version it keeps readable. Returns (log files deleted (dry: that would be), notes)."""
+    retention = log_retention(table := DeltaTable(root))
+    if retention is None:
+        return 0, [f"log not expired: its {LOG_RETENTION} cannot be read"]
+    times, now = commit_times(root), datetime.now(UTC)
+    floor = min(versions_current_since(times, now - min_retention), default=table.version())
+    old = [c for c in checkpoint_versions(root) if c <= floor and c in times and times[c] <= now - retention]
+    if not old:
+        return 0, []
+    cut, checkpoints, notes, kept = max(old), set(checkpoint_versions(root)), [], set()
+    for version in sorted(v for v in keep if v < cut and v in times):
+        if version not in checkpoints and not dry_run:
+            try:
+                delta_io.snapshot(root, version).create_checkpoint()
+            except DeltaError as exc:
+                notes.append(f"version {version} is named but its log cannot be read ({exc}); not kept")
+                continue
+        kept.add(version)
+    filesystem, base = delta_io.filesystem_of(root)
+    expired = sorted((v, info.path) for info in log_files(root) if (v := log_version(info.base_name)) is not None and v < cut and v not in kept)
+    if not dry_run:
+        for _, path in expired:
+            filesystem.delete_file(path)
+    if expired:
+        notes.append(f"{len(expired)} log files before version {cut} {'would be expired' if dry_run else 'expired'}"
+                     + (f", versions {sorted(kept)} kept by checkpoints of their own" if kept else ""))
+    return len(expired), notes
 
 
 def vacuum(root: str, keep: Collection[int], min_retention: timedelta, dry_run: bool,
@@ -324,12 +348,12 @@ def vacuum(root: str, keep: Collection[int], min_retention: timedelta, dry_run: 
 
 def maintain_table(root: str, contract: TableContract, policy: UpkeepPolicy, keep: Collection[int], app_id: str, file_prefix: str,
                    metadata: Mapping[str, str], compaction: bool = True, dry_run: bool = False) -> Upkeep:
-    """Compact (unless `compaction` is off), give the table an app id retention where it has none
-    (`expire_app_ids`), vacuum, then checkpoint the table if its log has grown enough (so the
-    checkpoint holds the compaction and leaves out the expired app ids), having first made the log
-    of the kept versions outlast the run (`keep_log`, before any commit of its own can delete it);
-    in a dry run, only say what would be done."""
-    log_notes = keep_log(root, keep, policy.min_retention, dry_run, metadata)
+    """Give the table the properties upkeep relies on (`set_upkeep_properties`, before any other commit
+    of the run's, so that none of them has delta-rs expire the log), compact (unless `compaction` is
+    off), vacuum, checkpoint the table if its log has grown enough (the checkpoint then holds the
+    compaction and leaves out the expired app ids), then expire the log past its retention,
+    keeping the named versions (`expire_log`); in a dry run, only say what would be done."""
+    property_notes = set_upkeep_properties(root, dry_run, metadata)
     older = compaction and contract.partition_by and delta_io.snapshot(root).metadata().partition_columns == [*contract.partition_by, delta_io.DAY]
     before = len(delta_io.live_files(root))
     relaid = relayout(root, contract, relayout_app_id(app_id), metadata) if older and not dry_run else None
@@ -349,7 +373,6 @@ def maintain_table(root: str, contract: TableContract, policy: UpkeepPolicy, kee
             compacted_at = compact(root, contract, bins, version, app_id, file_prefix, metadata)
         except delta_io.CommitConflict as exc:
             bins, notes = [], [*notes, f"compaction skipped: {exc}"]
-    app_id_notes = expire_app_ids(root, dry_run, metadata)  # before the checkpoint, which then leaves the expired ones out
     deleted, hours, kept, vacuum_notes = vacuum(root, keep, policy.min_retention, dry_run, metadata)
     checkpoint = None
     if checkpoint_due(root, policy.checkpoint_every):
@@ -357,7 +380,8 @@ def maintain_table(root: str, contract: TableContract, policy: UpkeepPolicy, kee
         if not dry_run:
             table.create_checkpoint()
         checkpoint = table.version()
+    log_expired, log_notes = expire_log(root, keep, policy.min_retention, dry_run)
     after = before - sum(len(group) - 1 for group in bins) if dry_run else len(delta_io.live_files(root))
     return Upkeep(contract.name, delta_io.snapshot(root).version(), before, after, len({tuple(g[0].partition_values.items()) for g in bins}),
                   sum(len(g) for g in bins), compacted_at, checkpoint, len(deleted), hours, kept,
-                  (*log_notes, *notes, *vacuum_notes, *app_id_notes), relaid)
+                  (*notes, *vacuum_notes, *log_notes, *property_notes), relaid, log_expired)

@@ -10,6 +10,7 @@ import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -90,12 +91,13 @@ CHEAP_SIGNALS = tuple(f"signals.{name}.enabled=false" for name in ("image_safety
 
 def clean_up_log(root: str) -> None:
     """What `maintain` does to a Delta log past its retention (made 0 seconds): a checkpoint, then every
-    log entry behind it deleted; the checkpoint keeps the app ids of the commits it replaces, not their records."""
-    from lake.upkeep import LOG_RETENTION
+    log entry behind it deleted (`lake.upkeep.expire_log`); the checkpoint keeps the app ids of the
+    commits it replaces, not their records."""
+    from lake.upkeep import LOG_RETENTION, expire_log
 
     DeltaTable(root).alter.set_table_properties({LOG_RETENTION: "interval 0 seconds"})
     DeltaTable(root).create_checkpoint()
-    DeltaTable(root).cleanup_metadata()
+    assert expire_log(root, (), timedelta(0), dry_run=False)[0] > 0
 
 
 def settings_for(lakehouse: Path | str, *overrides: str) -> Settings:

@@ -6,6 +6,7 @@ tables hold exactly the rows that the days' changes, applied to the backfill's r
 Python, leave."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -23,10 +24,10 @@ LABELERS_OFF = tuple(f"signals.{n}.enabled=false" for n in ("image_safety", "tex
 PAYLOAD = ("input_hash", "status", "error", "model_name", "vector", "score", "label")
 
 
-def _rows(root: str) -> dict[tuple, dict]:
-    """The table's rows by key, without the run's own columns."""
+def _rows(root: str, version: int | None = None) -> dict[tuple, dict]:
+    """The table's rows (at `version`) by key, without the run's own columns."""
     rows = {}
-    for r in delta_io.read_arrow(root).to_pylist():
+    for r in delta_io.read_arrow(root, version).to_pylist():
         key = (r["content_id"], r["signal"], r["model_version"], r.get("label"))
         assert key not in rows, key
         rows[key] = {k: v for k, v in r.items() if k in PAYLOAD or k == "ds"}
@@ -49,12 +50,13 @@ def _expected(before: dict[tuple, dict], history) -> dict[tuple, dict]:
     return rows
 
 
-def _removals(root: str) -> tuple[int, int]:
-    """Removals that the table's last checkpoint keeps, and those that its log's commits up to it made."""
+def _removal_times(root: str, day_1_version: int) -> tuple[list[int], list[int]]:
+    """When the removals that the table's last checkpoint keeps were made, and those of day 1's commit
+    (pinned, so its log entry stays)."""
     log, last = Path(root) / "_delta_log", upkeep.last_checkpoint(root)
-    checkpoint = pq.read_table(log / f"{last:020d}.checkpoint.parquet", columns=["remove"])["remove"]
-    made = sum(line.startswith('{"remove"') for v in range(last + 1) for line in (log / f"{v:020d}.json").read_text().splitlines())
-    return len(checkpoint) - checkpoint.null_count, made
+    checkpoint = pq.read_table(log / f"{last:020d}.checkpoint.parquet", columns=["remove"])["remove"].drop_null()
+    day_1 = [json.loads(line)["remove"] for line in (log / f"{day_1_version:020d}.json").read_text().splitlines() if line.startswith('{"remove"')]
+    return [r["deletionTimestamp"] for r in checkpoint.to_pylist()], [r["deletionTimestamp"] for r in day_1]
 
 
 def test_a_shortened_year_with_weekly_upkeep_keeps_the_log_short_and_the_files_few(backfilled, tmp_path: Path) -> None:
@@ -68,6 +70,8 @@ def test_a_shortened_year_with_weekly_upkeep_keeps_the_log_short_and_the_files_f
         year = simulate(settings, DAYS, every, PER_DAY, seed=3, reads=False, measured=(EMBEDDINGS,))
         arms[arm] = year
         assert _rows(settings.table_root(EMBEDDINGS.name)) == _expected(before, year["changes"]), arm
+        # day 1's version, pinned, is still read by time travel
+        assert _rows(settings.table_root(EMBEDDINGS.name), year["day_1_version"]) == _expected(before, year["changes"][:1]), arm
         for day in year["changes"]:
             expected_ids = (expected_ids - set(day.takedowns)) | set(day.new)
         assert set(delta_io.read_arrow(settings.table_root(CORPUS.name), columns=["content_id"])["content_id"].to_pylist()) == expected_ids
@@ -87,5 +91,8 @@ def test_a_shortened_year_with_weekly_upkeep_keeps_the_log_short_and_the_files_f
     assert left[-1]["most_files_in_a_partition"] > kept[-1]["most_files_in_a_partition"]
     assert left[-1]["data_files"] > kept[-1]["data_files"]
     # its retentions count simulated days: the checkpoint forgets the removals of the first weeks
-    in_checkpoint, made = _removals(str(tmp_path / "upkeep" / EMBEDDINGS.name))
-    assert 0 < in_checkpoint < made
+    kept_removals, day_1_removals = _removal_times(str(tmp_path / "upkeep" / EMBEDDINGS.name), arms["upkeep"]["day_1_version"])
+    assert kept_removals and day_1_removals and min(kept_removals) > max(day_1_removals)
+    # and its log: the entries past the log's retention expired (the backfill's first), day 1's kept (read above)
+    assert not (tmp_path / "upkeep" / EMBEDDINGS.name / "_delta_log" / f"{0:020d}.json").exists()
+    assert (tmp_path / "none" / EMBEDDINGS.name / "_delta_log" / f"{0:020d}.json").exists()

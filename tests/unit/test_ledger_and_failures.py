@@ -260,7 +260,7 @@ PROPERTY_COMMITS = 5  # maintain's log-retention commits made back to back: fewe
 @pytest.mark.parametrize("writer", ["ledger", "job"])
 def test_appends_racing_maintains_property_commits_all_land_once(tmp_path: Path, writer: str) -> None:
     """Found in review: an append to the ledger (`record_runs`) racing maintain's property commit on
-    it (`lake.upkeep.keep_log`) failed with delta-rs's "Metadata changed since last commit". Here a
+    it (then a longer log retention, now `lake.upkeep.set_upkeep_properties`) failed with delta-rs's "Metadata changed since last commit". Here a
     thread makes that commit in a loop while this one appends; the jobs' commits to a signal table
     (`commit_files`) are raced the same way. Every append lands, once."""
     root = str(tmp_path / writer)
@@ -278,7 +278,7 @@ def test_appends_racing_maintains_property_commits_all_land_once(tmp_path: Path,
             try:
                 DeltaTable(root).alter.set_table_properties({LOG_RETENTION: f"interval {days} days"})
             except CommitFailedError:
-                pass  # an append won: keep_log leaves it to the next maintain
+                pass  # an append won: maintain leaves it to the next run
 
     append(0)
     maintain, appended = threading.Thread(target=property_commits), 1

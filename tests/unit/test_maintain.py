@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import settings_for
 from deltalake import CommitProperties, DeltaTable, QueryBuilder, write_deltalake
+from deltalake.exceptions import DeltaError
 from test_delta_io import log_actions, make_rows, write, write_by_day
 from test_ledger_and_failures import _started
 
@@ -184,11 +185,18 @@ def _aged_log(root: str, committed: dict[int, dt.datetime], checkpoint: int) -> 
             os.utime(path, (at.timestamp(), at.timestamp()))
 
 
-def test_a_named_version_behind_a_checkpoint_older_than_the_log_retention_stays_readable(tmp_path: Path, monkeypatch) -> None:
-    """delta-rs deletes the log entries before a checkpoint older than `delta.logRetentionDuration`
+def _log_names(root: str) -> list[str]:
+    return sorted(p.name for p in (Path(root) / "_delta_log").iterdir() if p.name[:20].isdigit())
+
+
+def test_the_log_past_its_retention_expires_and_a_named_version_keeps_a_checkpoint_of_its_own(tmp_path: Path, monkeypatch) -> None:
+    """delta-rs deleted the log entries before a checkpoint older than `delta.logRetentionDuration`
     (30 days) at any commit, named or not: a head's lineage naming a version 45 days old, behind a
-    checkpoint 34 days old, could not be read after the next commit, though the vacuum had kept its
-    files. Maintain now makes the retention outlast that checkpoint."""
+    checkpoint 34 days old, could not be read after the next commit. Then maintain extended the
+    retention instead, and the log kept every entry since the oldest named version: a year of daily
+    commits for a pinned day 1, each listed by every reader (issue #23). Now maintain turns delta-rs's
+    expiry off and expires the log itself: the unnamed versions behind the old checkpoint go, and the
+    named one stays readable by a checkpoint of its own, through later commits."""
     root = str(tmp_path / "embeddings")
     committed = _commits_at(root, [50 * 24, 45 * 24, 34 * 24], monkeypatch)
     _aged_log(root, committed, 3)
@@ -198,11 +206,48 @@ def test_a_named_version_behind_a_checkpoint_older_than_the_log_retention_stays_
     done = _maintain(root, keep=[2], policy=week)
     delta_io.commit_files(root, EMBEDDINGS, write(root, make_rows("run-9"), prefix="part-run-9"), "test/9", {"job": "unit"})
 
+    assert DeltaTable(root).metadata().configuration[upkeep.LOG_CLEANUP] == "false"
     assert done.vacuumed > 0  # version 1's files are gone, version 2's kept
     assert _sorted(delta_io.read_arrow(root, 2)).equals(expected)
-    assert done.notes[0].startswith("log retention set to 63 days (was 30)")  # the checkpoint's 34 days (and seconds), two margins of 14
+    assert [n for n in _log_names(root) if int(n[:20]) < 3] == [f"{2:020d}.checkpoint.parquet", f"{2:020d}.json"]
+    assert done.log_expired == 2 and "2 log files before version 3 expired, versions [2] kept by checkpoints of their own" in done.notes
+    with pytest.raises(DeltaError):  # expired
+        DeltaTable(root, version=1)
+    assert _sorted(delta_io.read_arrow(root)).num_rows > 0  # the latest reads from its checkpoint on
     again = _maintain(root, keep=[2], policy=week, app_id="content-signals/maintain-2")
-    assert again.kept_versions == (2,) and again.notes == ()
+    assert again.kept_versions == (2,) and again.notes == () and again.log_expired == 0
+
+
+def test_an_expiry_killed_part_way_keeps_the_named_version_and_the_next_one_ends_it(tmp_path: Path, monkeypatch) -> None:
+    root = str(tmp_path / "embeddings")
+    committed = _commits_at(root, [50 * 24, 45 * 24, 40 * 24, 34 * 24], monkeypatch)
+    _aged_log(root, committed, 4)
+    expected, latest = _sorted(delta_io.read_arrow(root, 2)), _sorted(delta_io.read_arrow(root))
+    filesystem, base = delta_io.filesystem_of(root)
+
+    class KilledAfterOneDelete:
+        def __init__(self) -> None:
+            self.deleted = 0
+
+        def delete_file(self, path: str) -> None:
+            if self.deleted == 1:
+                raise KeyboardInterrupt
+            filesystem.delete_file(path)
+            self.deleted += 1
+
+        def __getattr__(self, name: str):
+            return getattr(filesystem, name)
+
+    monkeypatch.setattr(upkeep.delta_io, "filesystem_of", lambda root: (KilledAfterOneDelete(), base))
+    with pytest.raises(KeyboardInterrupt):
+        upkeep.expire_log(root, [2], dt.timedelta(days=7), dry_run=False)
+    monkeypatch.setattr(upkeep.delta_io, "filesystem_of", lambda root: (filesystem, base))
+
+    assert _sorted(delta_io.read_arrow(root, 2)).equals(expected) and _sorted(delta_io.read_arrow(root)).equals(latest)
+    assert upkeep.expire_log(root, [2], dt.timedelta(days=7), dry_run=True)[0] == 2  # version 0's entry went; 1 and 3's remain
+    assert upkeep.expire_log(root, [2], dt.timedelta(days=7), dry_run=False)[0] == 2
+    assert [int(n[:20]) for n in _log_names(root) if int(n[:20]) < 4] == [2, 2]
+    assert _sorted(delta_io.read_arrow(root, 2)).equals(expected)
 
 
 def test_a_version_inside_a_retention_over_a_month_stays_readable_behind_an_old_checkpoint(tmp_path: Path, monkeypatch) -> None:
@@ -255,7 +300,8 @@ def test_a_compaction_killed_before_its_commit_leaves_the_table_exact_and_vacuum
     with pytest.raises(KeyboardInterrupt):
         _maintain(root)
     monkeypatch.undo()
-    assert DeltaTable(root).version() == version
+    assert DeltaTable(root).version() == version + 1  # only the upkeep properties' commit, which changes no row
+    assert DeltaTable(root).history(1)[0]["operation"] == "SET TBLPROPERTIES"
     assert _sorted(DeltaTable(root).to_pyarrow_table()).equals(before)
     orphans = _files_on_disk(root) - live
     assert orphans  # written, never committed: no snapshot names them
@@ -574,7 +620,8 @@ def test_a_table_of_the_older_layout_is_refused_then_laid_out_again_by_maintain(
 
     done = _maintain(root, keep=[older])
 
-    assert done.relayout_version == older + 1 and done.notes[0].startswith("laid out again by ['signal', 'model_version']")
+    assert done.relayout_version == older + 2  # after the upkeep properties' commit
+    assert done.notes[0].startswith("laid out again by ['signal', 'model_version']")
     assert DeltaTable(root).metadata().partition_columns == list(EMBEDDINGS.partition_by)
     assert delta_io.ensure_table(root, EMBEDDINGS).version() == DeltaTable(root).version()  # usable: no refusal, no schema commit
     after = _sorted(delta_io.read_arrow(root))

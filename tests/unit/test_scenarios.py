@@ -1,7 +1,6 @@
 """The scenario days of the sample corpus: seeded, changed as they say, and appended to the corpus."""
 from __future__ import annotations
 
-import datetime as dt
 import io
 
 import pytest
@@ -58,19 +57,13 @@ def test_the_sample_corpus_is_not_written_again_after_a_vacuum(tmp_path) -> None
     assert write_sample_corpus(str(tmp_path), 60, 8)  # another corpus: written
 
 
-def test_the_sample_corpus_is_not_written_again_after_maintain_extends_its_log_retention(tmp_path, monkeypatch) -> None:
-    """Found in review: `maintain` also commits a table property to the sample corpus (`lake.upkeep.keep_log`, where
-    the corpus version a refresh compared is behind a checkpoint older than the log's retention allows), and the demo
-    took that commit, which carries no marker, for the corpus's newest write: it rewrote every file, and the next
-    refresh compared the whole corpus."""
+def test_the_sample_corpus_is_not_written_again_after_maintains_property_commit(tmp_path) -> None:
+    """Found in review: `maintain` also commits table properties to the sample corpus (then a longer log retention,
+    now `lake.upkeep.set_upkeep_properties`), and the demo took that commit, which carries no marker, for the
+    corpus's newest write: it rewrote every file, and the next refresh compared the whole corpus."""
     assert write_sample_corpus(str(tmp_path), 60, 7)
     root = str(tmp_path / "corpus")
-    (tmp_path / "corpus" / "orphan.parquet").write_bytes(b"never committed")
-    DeltaTable(root).vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False, full=True)
-    DeltaTable(root).create_checkpoint()
-    weeks_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=20)  # the checkpoint after version 0: past 30 days minus the margin of 14
-    monkeypatch.setattr(upkeep, "commit_times", lambda root: dict.fromkeys(range(DeltaTable(root).version() + 1), weeks_ago))
-    assert upkeep.keep_log(root, [0], dt.timedelta(days=7), False, {"job": "maintain", "run_id": "maintain-1"})
+    assert upkeep.set_upkeep_properties(root, False, {"job": "maintain", "run_id": "maintain-1"})
     assert DeltaTable(root).history(1)[0]["operation"] == "SET TBLPROPERTIES"
     version = DeltaTable(root).version()
     assert not write_sample_corpus(str(tmp_path), 60, 7)
