@@ -18,7 +18,7 @@
     content-signals labels import labels.json --task low_quality   # human labels; labels gold|weak|simulate --task T
     content-signals label-sample low_quality --n 200               # the items worth labelling next, for Label Studio
     content-signals serve --port 8080                      # the champion signals online: POST /score one item, GET /health
-    content-signals maintain                               # checkpoint logs, compact small files, vacuum what no named version needs
+    content-signals maintain                               # compact small files, vacuum and expire the log past what named versions need
     content-signals monitor                                # the latest run's statistics, drift and alerts (exit 5 on an alert)
     content-signals train low_quality --labels both        # a head on the stored embeddings, registered as head_low_quality's challenger
     content-signals backfill --dry-run                     # the plan: window, signals, versions, corpus, Spark; nothing runs
@@ -104,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
                              help="print the plan (window, signals and model versions, corpus version and partitions, Spark master and "
                                   "resources) and stop: nothing is computed, registered or committed")
     maintain = commands.add_parser("maintain", parents=[common],
-                                   help="table upkeep: compact small files, vacuum what no named version needs, checkpoint grown logs")
+                                   help="table upkeep: compact small files, vacuum what no named version needs, checkpoint grown logs, expire old log entries")
     maintain.add_argument("--tables", nargs="+", metavar="TABLE",
                           help="embeddings, labels, keyframes, duplicates, runs, signal_stats, alerts, human_labels, weak_labels, corpus "
                                "(default: all of them; the corpus only if it is the sample corpus)")

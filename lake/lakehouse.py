@@ -99,12 +99,16 @@ class Lakehouse:
 
     def _version(self, name: str, version: int | None) -> int | None:
         """`version` when the table has it (None: the latest), else a UsageError naming those it has
-        (delta-rs's own error for a version past the latest is about log segments, and -1 overflows)."""
+        or saying its log entry expired (delta-rs's own errors are about log segments, and -1 overflows)."""
         if version is None:
             return None
         latest = delta_io.snapshot(self.path(name)).version()
         if not 0 <= version <= latest:
             raise UsageError(f"{name} has versions 0 to {latest}, not {version}")
+        if delta_io.absent(self.path(name), [f"_delta_log/{version:020d}.json"]):
+            raise UsageError(f"version {version} of {name} can no longer be read: its log entry expired after the table's log retention "
+                             "(content-signals maintain keeps the versions something names past it: docs/design.md, Table upkeep); "
+                             "read a named or later version")
         return version
 
     def champions(self, name: str) -> dict[str, str]:

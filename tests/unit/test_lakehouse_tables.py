@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
+from conftest import clean_up_log
 from deltalake import DeltaTable, write_deltalake
 from embedding_tables import SIGNAL, T0, append, delete, random_vectors, registry_in, rows
 
@@ -66,6 +67,16 @@ def test_a_version_a_vacuum_removed_is_named_as_such(tmp_path) -> None:
     for missing in (latest + 1, -1):  # found in review: delta-rs's log-segment error, and an OverflowError
         with pytest.raises(UsageError, match=f"embeddings has versions 0 to {latest}, not {missing}"):
             lakehouse.pandas("embeddings", version=missing)
+
+
+def test_a_version_whose_log_entry_expired_is_named_as_such(tmp_path) -> None:
+    append(tmp_path, rows(["pin-1"], random_vectors(1, 0)))
+    append(tmp_path, rows(["pin-2"], random_vectors(1, 1)))
+    clean_up_log(str(tmp_path / "embeddings"))
+    lakehouse = Lakehouse(str(tmp_path))
+    with pytest.raises(UsageError, match="version 0 of embeddings can no longer be read: its log entry expired"):
+        lakehouse.arrow("embeddings", version=0)
+    assert lakehouse.arrow("embeddings", version=lakehouse.version("embeddings")).num_rows == 2
 
 
 def test_a_table_without_signal_versions_has_no_champions(tmp_path) -> None:
