@@ -290,7 +290,8 @@ def expire_log(root: str, keep: Collection[int], min_retention: timedelta, dry_r
     `min_retention`, are deleted, oldest first, except a kept version's commit and checkpoint,
     which is written first where there is none. So the log holds the retention's commits and two
     files a kept version, not every commit since the oldest kept one, and a kill leaves every
-    version it keeps readable. Returns (log files deleted (dry: that would be), notes)."""
+    version it keeps readable; another maintain expiring the same entries at once is no failure.
+    Returns (log files deleted (dry: that would be), notes)."""
     retention = log_retention(table := DeltaTable(root))
     if retention is None:
         return 0, [f"log not expired: its {LOG_RETENTION} cannot be read"]
@@ -312,7 +313,10 @@ def expire_log(root: str, keep: Collection[int], min_retention: timedelta, dry_r
     expired = sorted((v, info.path) for info in log_files(root) if (v := log_version(info.base_name)) is not None and v < cut and v not in kept)
     if not dry_run:
         for _, path in expired:
-            filesystem.delete_file(path)
+            try:
+                filesystem.delete_file(path)
+            except FileNotFoundError:  # a maintain running beside this one deleted it first
+                pass
     if expired:
         notes.append(f"{len(expired)} log files before version {cut} {'would be expired' if dry_run else 'expired'}"
                      + (f", versions {sorted(kept)} kept by checkpoints of their own" if kept else ""))

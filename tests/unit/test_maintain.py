@@ -250,6 +250,29 @@ def test_an_expiry_killed_part_way_keeps_the_named_version_and_the_next_one_ends
     assert _sorted(delta_io.read_arrow(root, 2)).equals(expected)
 
 
+def test_two_expiries_at_once_both_end_and_keep_the_named_version(tmp_path: Path, monkeypatch) -> None:
+    """Two maintains expiring one log at the same time: each entry the other deleted first is no failure."""
+    root = str(tmp_path / "embeddings")
+    committed = _commits_at(root, [50 * 24, 45 * 24, 40 * 24, 34 * 24], monkeypatch)
+    _aged_log(root, committed, 4)
+    expected = _sorted(delta_io.read_arrow(root, 2))
+    filesystem, base = delta_io.filesystem_of(root)
+
+    class OtherMaintainFirst:
+        def delete_file(self, path: str) -> None:
+            filesystem.delete_file(path)  # the other maintain's deletion
+            filesystem.delete_file(path)
+
+        def __getattr__(self, name: str):
+            return getattr(filesystem, name)
+
+    monkeypatch.setattr(upkeep.delta_io, "filesystem_of", lambda root: (OtherMaintainFirst(), base))
+    assert upkeep.expire_log(root, [2], dt.timedelta(days=7), dry_run=False)[0] == 3
+    monkeypatch.setattr(upkeep.delta_io, "filesystem_of", lambda root: (filesystem, base))
+    assert [int(n[:20]) for n in _log_names(root) if int(n[:20]) < 4] == [2, 2]
+    assert _sorted(delta_io.read_arrow(root, 2)).equals(expected)
+
+
 def test_a_version_inside_a_retention_over_a_month_stays_readable_behind_an_old_checkpoint(tmp_path: Path, monkeypatch) -> None:
     """A `min_retention_hours` over the log's 30 days keeps the files of every version current
     within it; their log entries went the same way as a named version's (above)."""
