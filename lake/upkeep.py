@@ -309,7 +309,7 @@ def expire_log(root: str, keep: Collection[int], min_retention: timedelta, dry_r
                 notes.append(f"version {version} is named but its log cannot be read ({exc}); not kept")
                 continue
         kept.add(version)
-    filesystem, base = delta_io.filesystem_of(root)
+    filesystem, _ = delta_io.filesystem_of(root)
     expired = sorted((v, info.path) for info in log_files(root) if (v := log_version(info.base_name)) is not None and v < cut and v not in kept)
     if not dry_run:
         for _, path in expired:
