@@ -295,12 +295,12 @@ def expire_log(root: str, keep: Collection[int], min_retention: timedelta, dry_r
     retention = log_retention(table := DeltaTable(root))
     if retention is None:
         return 0, [f"log not expired: its {LOG_RETENTION} cannot be read"]
-    times, now = commit_times(root), datetime.now(UTC)
+    times, checkpoints, now = commit_times(root), set(checkpoint_versions(root)), datetime.now(UTC)
     floor = min(versions_current_since(times, now - min_retention), default=table.version())
-    old = [c for c in checkpoint_versions(root) if c <= floor and c in times and times[c] <= now - retention]
+    old = [c for c in checkpoints if c <= floor and c in times and times[c] <= now - retention]
     if not old:
         return 0, []
-    cut, checkpoints, notes, kept = max(old), set(checkpoint_versions(root)), [], set()
+    cut, notes, kept = max(old), [], set()
     for version in sorted(v for v in keep if v < cut and v in times):
         if version not in checkpoints and not dry_run:
             try:

@@ -9,7 +9,9 @@ import os
 import re
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -218,27 +220,37 @@ def test_the_log_past_its_retention_expires_and_a_named_version_keeps_a_checkpoi
     assert again.kept_versions == (2,) and again.notes == () and again.log_expired == 0
 
 
-def test_an_expiry_killed_part_way_keeps_the_named_version_and_the_next_one_ends_it(tmp_path: Path, monkeypatch) -> None:
-    root = str(tmp_path / "embeddings")
+def _named_version_behind_an_old_checkpoint(root: str, monkeypatch) -> pa.Table:
+    """Versions 1-4 committed 50, 45, 40 and 34 days ago, a checkpoint at 4 as old: version 2's rows."""
     committed = _commits_at(root, [50 * 24, 45 * 24, 40 * 24, 34 * 24], monkeypatch)
     _aged_log(root, committed, 4)
-    expected, latest = _sorted(delta_io.read_arrow(root, 2)), _sorted(delta_io.read_arrow(root))
+    return _sorted(delta_io.read_arrow(root, 2))
+
+
+class _Deleting:
+    """The table's filesystem with `delete_file` replaced (a kill, another maintain), the rest as it is."""
+
+    def __init__(self, filesystem: Any, delete: Callable[[str], None]) -> None:
+        self.filesystem, self.delete_file = filesystem, delete
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.filesystem, name)
+
+
+def test_an_expiry_killed_part_way_keeps_the_named_version_and_the_next_one_ends_it(tmp_path: Path, monkeypatch) -> None:
+    root = str(tmp_path / "embeddings")
+    expected = _named_version_behind_an_old_checkpoint(root, monkeypatch)
+    latest = _sorted(delta_io.read_arrow(root))
     filesystem, base = delta_io.filesystem_of(root)
+    deleted = []
 
-    class KilledAfterOneDelete:
-        def __init__(self) -> None:
-            self.deleted = 0
+    def killed_after_one(path: str) -> None:
+        if deleted:
+            raise KeyboardInterrupt
+        filesystem.delete_file(path)
+        deleted.append(path)
 
-        def delete_file(self, path: str) -> None:
-            if self.deleted == 1:
-                raise KeyboardInterrupt
-            filesystem.delete_file(path)
-            self.deleted += 1
-
-        def __getattr__(self, name: str):
-            return getattr(filesystem, name)
-
-    monkeypatch.setattr(upkeep.delta_io, "filesystem_of", lambda root: (KilledAfterOneDelete(), base))
+    monkeypatch.setattr(upkeep.delta_io, "filesystem_of", lambda root: (_Deleting(filesystem, killed_after_one), base))
     with pytest.raises(KeyboardInterrupt):
         upkeep.expire_log(root, [2], dt.timedelta(days=7), dry_run=False)
     monkeypatch.setattr(upkeep.delta_io, "filesystem_of", lambda root: (filesystem, base))
@@ -253,20 +265,14 @@ def test_an_expiry_killed_part_way_keeps_the_named_version_and_the_next_one_ends
 def test_two_expiries_at_once_both_end_and_keep_the_named_version(tmp_path: Path, monkeypatch) -> None:
     """Two maintains expiring one log at the same time: each entry the other deleted first is no failure."""
     root = str(tmp_path / "embeddings")
-    committed = _commits_at(root, [50 * 24, 45 * 24, 40 * 24, 34 * 24], monkeypatch)
-    _aged_log(root, committed, 4)
-    expected = _sorted(delta_io.read_arrow(root, 2))
+    expected = _named_version_behind_an_old_checkpoint(root, monkeypatch)
     filesystem, base = delta_io.filesystem_of(root)
 
-    class OtherMaintainFirst:
-        def delete_file(self, path: str) -> None:
-            filesystem.delete_file(path)  # the other maintain's deletion
-            filesystem.delete_file(path)
+    def other_maintain_first(path: str) -> None:
+        filesystem.delete_file(path)  # the other maintain's deletion
+        filesystem.delete_file(path)
 
-        def __getattr__(self, name: str):
-            return getattr(filesystem, name)
-
-    monkeypatch.setattr(upkeep.delta_io, "filesystem_of", lambda root: (OtherMaintainFirst(), base))
+    monkeypatch.setattr(upkeep.delta_io, "filesystem_of", lambda root: (_Deleting(filesystem, other_maintain_first), base))
     assert upkeep.expire_log(root, [2], dt.timedelta(days=7), dry_run=False)[0] == 3
     monkeypatch.setattr(upkeep.delta_io, "filesystem_of", lambda root: (filesystem, base))
     assert [int(n[:20]) for n in _log_names(root) if int(n[:20]) < 4] == [2, 2]
