@@ -174,7 +174,8 @@ def relayout(root: str, contract: TableContract, app_id: str, metadata: Mapping[
                     partition_by=list(contract.partition_by), schema_mode="overwrite",
                     commit_properties=CommitProperties(custom_metadata={**metadata, "app_id": app_id, UPKEEP: COMPACTION, RELAYOUT: json.dumps(older)},
                                                        app_transactions=[Transaction(app_id, 1, int(datetime.now(UTC).timestamp() * 1000))],
-                                                       max_commit_retries=0))
+                                                       max_commit_retries=0),
+                    post_commithook_properties=delta_io.KEEP_LOG)
     version = delta_io.version_of_commit(root, app_id)
     after = sum(f.num_records for f in delta_io.live_files(root, version))
     if after != before:
@@ -197,7 +198,7 @@ def compact(root: str, contract: TableContract, bins: list[list[delta_io.LiveFil
         files += written
     inputs = {f.path for group in bins for f in group}
     return delta_io.commit_files(root, contract, files, app_id, {**metadata, UPKEEP: COMPACTION},
-                                 remove=lambda live: live.path in inputs, read_version=read_version, data_change=False)
+                                 remove=lambda live: live.path in inputs, read_version=read_version, data_change=False, keep_log=True)
 
 
 def log_files(root: str) -> list[pafs.FileInfo]:
@@ -277,7 +278,8 @@ def set_upkeep_properties(root: str, dry_run: bool, metadata: Mapping[str, str])
         return []
     if not dry_run:
         try:
-            table.alter.set_table_properties(missing, commit_properties=CommitProperties(custom_metadata=dict(metadata)))
+            table.alter.set_table_properties(missing, commit_properties=CommitProperties(custom_metadata=dict(metadata)),
+                                             post_commithook_properties=delta_io.KEEP_LOG)
         except CommitFailedError as exc:
             return [f"table properties {', '.join(missing)} not set: a concurrent commit ({exc}); the next maintain sets them"]
     return [f"table properties {'would be set' if dry_run else 'set'}: {', '.join(f'{k}={v}' for k, v in missing.items())}"]
@@ -356,7 +358,9 @@ def maintain_table(root: str, contract: TableContract, policy: UpkeepPolicy, kee
     of the run's, so that none of them has delta-rs expire the log), compact (unless `compaction` is
     off), vacuum, checkpoint the table if its log has grown enough (the checkpoint then holds the
     compaction and leaves out the expired app ids), then expire the log past its retention,
-    keeping the named versions (`expire_log`); in a dry run, only say what would be done."""
+    keeping the named versions (`expire_log`); in a dry run, only say what would be done. Its
+    commits leave the log to `expire_log` (`delta_io.KEEP_LOG`), and its vacuum waits for a run
+    whose property commit landed (delta-rs's own cleanup follows a vacuum's first commit regardless)."""
     property_notes = set_upkeep_properties(root, dry_run, metadata)
     older = compaction and contract.partition_by and delta_io.snapshot(root).metadata().partition_columns == [*contract.partition_by, delta_io.DAY]
     before = len(delta_io.live_files(root))
@@ -377,7 +381,12 @@ def maintain_table(root: str, contract: TableContract, policy: UpkeepPolicy, kee
             compacted_at = compact(root, contract, bins, version, app_id, file_prefix, metadata)
         except delta_io.CommitConflict as exc:
             bins, notes = [], [*notes, f"compaction skipped: {exc}"]
-    deleted, hours, kept, vacuum_notes = vacuum(root, keep, policy.min_retention, dry_run, metadata)
+    if dry_run or LOG_CLEANUP in delta_io.snapshot(root).metadata().configuration:
+        deleted, hours, kept, vacuum_notes = vacuum(root, keep, policy.min_retention, dry_run, metadata)
+    else:  # delta-rs runs its log cleanup after a vacuum's first commit as the table says, whatever it is told: named versions' entries too
+        deleted, hours, kept, vacuum_notes = [], None, (), [f"vacuum skipped: the table's {LOG_CLEANUP} is not set yet (above), and delta-rs "
+                                                            "would expire the log at the vacuum's first commit, named versions' entries too; "
+                                                            "the next maintain vacuums"]
     checkpoint = None
     if checkpoint_due(root, policy.checkpoint_every):
         table = delta_io.snapshot(root)

@@ -20,7 +20,8 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import settings_for
 from deltalake import CommitProperties, DeltaTable, QueryBuilder, write_deltalake
-from deltalake.exceptions import DeltaError
+from deltalake.exceptions import CommitFailedError, DeltaError
+from deltalake.table import TableAlterer
 from test_delta_io import log_actions, make_rows, write, write_by_day
 from test_ledger_and_failures import _started
 
@@ -277,6 +278,35 @@ def test_two_expiries_at_once_both_end_and_keep_the_named_version(tmp_path: Path
     monkeypatch.setattr(upkeep.delta_io, "filesystem_of", lambda root: (filesystem, base))
     assert [int(n[:20]) for n in _log_names(root) if int(n[:20]) < 4] == [2, 2]
     assert _sorted(delta_io.read_arrow(root, 2)).equals(expected)
+
+
+def test_a_maintain_whose_property_commit_loses_to_a_job_still_keeps_the_named_version(tmp_path: Path, monkeypatch) -> None:
+    """Where a concurrent commit wins over maintain's property commit, delta-rs's own log cleanup
+    stays on for that run: its compaction and vacuum commits then deleted every entry before the old
+    checkpoint, the named version's too, before `expire_log` could give it a checkpoint of its own.
+    Now its compaction commits with delta-rs's cleanup off, and its vacuum, whose first commit
+    delta-rs cleans up after whatever it is told, waits for the next maintain."""
+    root = str(tmp_path / "embeddings")
+    committed = _commits_at(root, [50 * 24, 45 * 24, 40 * 24, 34 * 24], monkeypatch)
+    for n in range(4):  # small files to compact, committed since
+        rows = [{**r, "content_id": f"{r['content_id']}-new"} for r in make_rows(f"run-new-{n}", per_slice=1, slices=[("image_embedding", DAYS[0])])]
+        delta_io.commit_files(root, EMBEDDINGS, write(root, rows, prefix=f"part-run-new-{n}"), f"test/new-{n}", {"job": "unit"})
+    _aged_log(root, committed, 4)
+    expected = _sorted(delta_io.read_arrow(root, 2))
+
+    def lost_to_a_job(*args: Any, **kwargs: Any) -> None:
+        raise CommitFailedError("a concurrent commit")
+
+    monkeypatch.setattr(TableAlterer, "set_table_properties", lost_to_a_job)
+    done = _maintain(root, keep=[2], policy=upkeep.UpkeepPolicy(1, 2**20, 3, 2**27, dt.timedelta(days=7)))
+
+    assert _sorted(delta_io.read_arrow(root, 2)).equals(expected)
+    assert any(n.startswith("table properties") and "not set" in n for n in done.notes)
+    assert done.compaction_version is not None and done.vacuumed == 0 and any(n.startswith("vacuum skipped") for n in done.notes)
+    assert done.log_expired > 0 and not any("cannot be read" in n for n in done.notes)
+    monkeypatch.undo()  # the next maintain sets the properties, then vacuums
+    again = _maintain(root, keep=[2], policy=upkeep.UpkeepPolicy(1, 2**20, 3, 2**27, dt.timedelta(0)), app_id="content-signals/maintain-2")
+    assert again.vacuumed > 0 and _sorted(delta_io.read_arrow(root, 2)).equals(expected)
 
 
 def test_a_version_inside_a_retention_over_a_month_stays_readable_behind_an_old_checkpoint(tmp_path: Path, monkeypatch) -> None:
