@@ -271,18 +271,28 @@ def set_upkeep_properties(root: str, dry_run: bool, metadata: Mapping[str, str])
       committed (their txn's lastUpdated) longer ago than that;
     - delta-rs's own expiry of log entries off, which at any commit deletes every entry before a
       checkpoint older than the log retention, named or not: `expire_log` expires them instead,
-      keeping the named versions readable. This commit itself expires nothing (checked)."""
+      keeping the named versions readable. This commit itself expires nothing (checked).
+    An operator's `false` in another case (`FALSE`, which Delta reads as false) is written `false`:
+    delta-rs reads only that, and takes any other value for its default, on. A value meaning on is
+    kept, and said: delta-rs then expires named versions' entries too."""
     table = DeltaTable(root)
-    missing = {name: value for name, value in UPKEEP_PROPERTIES.items() if name not in table.metadata().configuration}
+    configuration = table.metadata().configuration
+    missing = {name: value for name, value in UPKEEP_PROPERTIES.items() if name not in configuration}
+    cleanup = configuration.get(LOG_CLEANUP)
+    if cleanup is not None and cleanup != "false" and cleanup.lower() == "false":
+        missing[LOG_CLEANUP] = "false"
+    notes = [] if cleanup is None or cleanup.lower() == "false" else [
+        f"{LOG_CLEANUP}={cleanup} kept, as set on the table: delta-rs expires the log past its retention at each commit, "
+        "named versions' entries too"]
     if not missing:
-        return []
+        return notes
     if not dry_run:
         try:
             table.alter.set_table_properties(missing, commit_properties=CommitProperties(custom_metadata=dict(metadata)),
                                              post_commithook_properties=delta_io.KEEP_LOG)
         except CommitFailedError as exc:
-            return [f"table properties {', '.join(missing)} not set: a concurrent commit ({exc}); the next maintain sets them"]
-    return [f"table properties {'would be set' if dry_run else 'set'}: {', '.join(f'{k}={v}' for k, v in missing.items())}"]
+            return [*notes, f"table properties {', '.join(missing)} not set: a concurrent commit ({exc}); the next maintain sets them"]
+    return [*notes, f"table properties {'would be set' if dry_run else 'set'}: {', '.join(f'{k}={v}' for k, v in missing.items())}"]
 
 
 def expire_log(root: str, keep: Collection[int], min_retention: timedelta, dry_run: bool) -> tuple[int, list[str]]:

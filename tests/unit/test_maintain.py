@@ -309,6 +309,26 @@ def test_a_maintain_whose_property_commit_loses_to_a_job_still_keeps_the_named_v
     assert again.vacuumed > 0 and _sorted(delta_io.read_arrow(root, 2)).equals(expected)
 
 
+def test_log_cleanup_turned_off_in_upper_case_is_off_for_delta_rs_too_and_turned_on_is_said(tmp_path: Path, monkeypatch) -> None:
+    """Delta takes `FALSE` for false; delta-rs reads only `false`, and took `FALSE` for its default,
+    on: maintain kept the operator's value, and delta-rs deleted the named version's log entries at
+    the vacuum's first commit. Now it is written `false`; a value meaning on is kept and said."""
+    root = str(tmp_path / "embeddings")
+    committed = _commits_at(root, [50 * 24, 45 * 24, 40 * 24, 34 * 24], monkeypatch)
+    DeltaTable(root).alter.set_table_properties({upkeep.LOG_CLEANUP: "FALSE"})
+    _aged_log(root, committed, 4)
+    expected = _sorted(delta_io.read_arrow(root, 2))
+
+    done = _maintain(root, keep=[2], policy=upkeep.UpkeepPolicy(1, 2**20, 3, 2**27, dt.timedelta(days=7)))
+    delta_io.commit_files(root, EMBEDDINGS, write(root, make_rows("run-9"), prefix="part-run-9"), "test/9", {"job": "unit"})
+
+    assert _sorted(delta_io.read_arrow(root, 2)).equals(expected)
+    assert done.vacuumed > 0 and DeltaTable(root).metadata().configuration[upkeep.LOG_CLEANUP] == "false"
+    on = str(tmp_path / "on")
+    write_deltalake(on, pa.table({"x": [1]}), configuration={upkeep.LOG_CLEANUP: "True"})
+    assert any(n.startswith(f"{upkeep.LOG_CLEANUP}=True kept") for n in upkeep.set_upkeep_properties(on, True, {}))
+
+
 def test_a_version_inside_a_retention_over_a_month_stays_readable_behind_an_old_checkpoint(tmp_path: Path, monkeypatch) -> None:
     """A `min_retention_hours` over the log's 30 days keeps the files of every version current
     within it; their log entries went the same way as a named version's (above)."""
