@@ -456,13 +456,32 @@ def commit_of(root: str, app_id: str) -> dict[str, Any] | None:
     raise LookupError(f"no commit tagged {app_id!r} in the {searched} versions of {root} still in its log")
 
 
+def log_files(root: str) -> list[pafs.FileInfo]:
+    """The files directly in the table's `_delta_log` (one listing), with their modification times."""
+    filesystem, base = filesystem_of(root)
+    return [info for info in filesystem.get_file_info(pafs.FileSelector(f"{base}/_delta_log")) if info.type == pafs.FileType.File]
+
+
+def log_version(name: str) -> int | None:
+    """The version a log file's name starts with (a commit, a checkpoint, a checksum); None for `_last_checkpoint`."""
+    return int(name[:20]) if name[:20].isdigit() else None
+
+
 def newest_commits(root: str) -> Iterator[dict[str, Any]]:
-    """The log's records of the table's commits still in its log, newest first, read in ever
-    larger pieces, so that a search that stops at a recent commit reads little of the log."""
-    table, limit, seen = DeltaTable(root), 64, 0
+    """The log's records of the table's commits, newest first, down to the first version missing
+    from the log: delta-rs numbers the commits its history finds by counting down from the latest,
+    so a commit kept behind expired ones (a named version's, `lake.upkeep.expire_log`) came with
+    the number of a version that is gone. Read in ever larger pieces, so that a search that stops
+    at a recent commit reads little of the log."""
+    table, limit, seen, present = DeltaTable(root), 64, 0, None
     while True:
         entries = table.history(limit)
-        yield from entries[seen:]
+        if present is None:  # listed after the history: a commit landing in between is no gap
+            present = {v for info in log_files(root) if (v := log_version(info.base_name)) is not None and info.base_name == f"{v:020d}.json"}
+        for entry in entries[seen:]:
+            if int(entry["version"]) not in present:
+                return
+            yield entry
         if len(entries) < limit:
             return
         seen, limit = len(entries), limit * 8

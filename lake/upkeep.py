@@ -36,6 +36,7 @@ from deltalake import CommitProperties, DeltaTable, Schema, Transaction, write_d
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from lake import delta_io
+from lake.delta_io import log_files, log_version
 from lake.file_writer import make_file_writer, refused_partition_values
 from signals.contracts import TableContract
 
@@ -199,17 +200,6 @@ def compact(root: str, contract: TableContract, bins: list[list[delta_io.LiveFil
     inputs = {f.path for group in bins for f in group}
     return delta_io.commit_files(root, contract, files, app_id, {**metadata, UPKEEP: COMPACTION},
                                  remove=lambda live: live.path in inputs, read_version=read_version, data_change=False, keep_log=True)
-
-
-def log_files(root: str) -> list[pafs.FileInfo]:
-    """The files directly in the table's `_delta_log` (one listing), with their modification times."""
-    filesystem, base = delta_io.filesystem_of(root)
-    return [info for info in filesystem.get_file_info(pafs.FileSelector(f"{base}/_delta_log")) if info.type == pafs.FileType.File]
-
-
-def log_version(name: str) -> int | None:
-    """The version a log file's name starts with (a commit, a checkpoint, a checksum); None for `_last_checkpoint`."""
-    return int(name[:20]) if name[:20].isdigit() else None
 
 
 def commit_times(root: str) -> dict[int, datetime]:

@@ -263,6 +263,20 @@ def test_an_expiry_killed_part_way_keeps_the_named_version_and_the_next_one_ends
     assert _sorted(delta_io.read_arrow(root, 2)).equals(expected)
 
 
+def test_a_commit_kept_behind_the_expired_log_is_not_given_another_versions_number(tmp_path: Path, monkeypatch) -> None:
+    """delta-rs numbers the commits its history finds by counting down from the latest: named
+    version 2's commit, kept behind the expired versions 0, 1 and 3, came back as version 3, so a
+    retry of its run, or the ledger's recovery, took 3 for its version (which cannot be read). The
+    history now ends where the log has a version missing."""
+    root = str(tmp_path / "embeddings")
+    _named_version_behind_an_old_checkpoint(root, monkeypatch)  # version 2 is test/1's commit
+    assert delta_io.version_of_commit(root, "test/1") == 2
+    upkeep.expire_log(root, [2], dt.timedelta(days=7), dry_run=False)
+
+    assert delta_io.version_of_commit(root, "test/1") in (2, None)  # None: its entry is not in the history searched
+    assert [e["version"] for e in delta_io.newest_commits(root)] == [4]
+
+
 def test_two_expiries_at_once_both_end_and_keep_the_named_version(tmp_path: Path, monkeypatch) -> None:
     """Two maintains expiring one log at the same time: each entry the other deleted first is no failure."""
     root = str(tmp_path / "embeddings")
