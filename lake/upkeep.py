@@ -325,19 +325,33 @@ def expire_log(root: str, keep: Collection[int], min_retention: timedelta, dry_r
     return len(expired), notes
 
 
+def readable(root: str, version: int) -> bool:
+    """Whether delta-rs can load the table at `version` (its entry, and those it is read from, in the log)."""
+    try:
+        delta_io.snapshot(root, version)
+    except DeltaError:
+        return False
+    return True
+
+
 def vacuum(root: str, keep: Collection[int], min_retention: timedelta, dry_run: bool,
            metadata: Mapping[str, str]) -> tuple[list[str], int, tuple[int, ...], list[str]]:
     """Delete the files no snapshot needs (replaced files, and files of runs and compactions that
     never committed), keeping every file of the versions `keep` names and of every version current
     within `min_retention` (a reader or a run in flight may hold one), and never a file younger than
     `min_retention`; its commits carry `metadata` (the run's, so that `vacuum_of` finds them).
-    Returns (files deleted, retention hours, named versions kept, notes on named versions that could
-    no longer be read)."""
+    A named version whose entry is in the log but cannot be loaded (the entries it is read from are
+    gone, or the store failed), which delta-rs's vacuum fails on, skips the vacuum, said: nothing is
+    deleted on a read that failed. Returns (files deleted, retention hours, named versions kept,
+    notes on named versions that could no longer be read and on a vacuum skipped)."""
     times = commit_times(root)
     named = sorted(v for v in set(keep) if v in times)
     notes = [f"version {v} is named but cannot be read any more (its log entry is gone)" for v in sorted(set(keep) - set(times))]
-    current = versions_current_since(times, datetime.now(UTC) - min_retention)
     hours = math.ceil(min_retention.total_seconds() / 3600)
+    if unreadable := [v for v in named if not readable(root, v)]:
+        return [], hours, tuple(named), [*notes, f"vacuum skipped: named versions {unreadable} cannot be loaded (the log entries they are read "
+                                                 "from are gone, or the store failed); a maintain after they are no longer named vacuums"]
+    current = versions_current_since(times, datetime.now(UTC) - min_retention)
     options = {"retention_hours": hours, "enforce_retention_duration": False, "full": True, "keep_versions": sorted({*named, *current})}
     # delta-rs lists a replaced file until its removal expires from the log, deleted or not: only files still there count
     listed = DeltaTable(root).vacuum(dry_run=True, **options)

@@ -277,6 +277,27 @@ def test_a_commit_kept_behind_the_expired_log_is_not_given_another_versions_numb
     assert [e["version"] for e in delta_io.newest_commits(root)] == [4]
 
 
+def test_a_named_version_whose_entry_is_there_but_cannot_be_read_does_not_stop_the_upkeep(tmp_path: Path, monkeypatch) -> None:
+    """Behind an expiry killed after its first deletion (or delta-rs's own cleanup, which deletes by
+    age), version 1's entry is there but the entry it is read from is not. Once something named it,
+    delta-rs's vacuum failed on it, and that table's upkeep, its log's expiry included, failed at
+    every maintain. Now that vacuum is skipped, said (nothing is deleted on a read that failed), and
+    the rest is done; the expiry, which cannot give version 1 a checkpoint, lets its entry go, and
+    the next maintain vacuums."""
+    root = str(tmp_path / "embeddings")
+    expected = _named_version_behind_an_old_checkpoint(root, monkeypatch)
+    DeltaTable(root, version=2).create_checkpoint()  # the killed expiry's first step, then its first deletion
+    os.remove(Path(root) / "_delta_log" / f"{0:020d}.json")
+
+    done = _maintain(root, keep=[1, 2], policy=upkeep.UpkeepPolicy(1, 2**20, 3, 2**27, dt.timedelta(days=7)))
+
+    assert done.vacuumed == 0 and any(n.startswith("vacuum skipped: named versions [1] cannot be loaded") for n in done.notes)
+    assert done.log_expired > 0 and _sorted(delta_io.read_arrow(root, 2)).equals(expected)
+    monkeypatch.undo()  # the log's own times: version 1's entry is gone
+    again = _maintain(root, keep=[1, 2], policy=upkeep.UpkeepPolicy(1, 2**20, 3, 2**27, dt.timedelta(days=7)), app_id="content-signals/maintain-2")
+    assert again.kept_versions == (2,) and again.vacuumed > 0 and _sorted(delta_io.read_arrow(root, 2)).equals(expected)
+
+
 def test_two_expiries_at_once_both_end_and_keep_the_named_version(tmp_path: Path, monkeypatch) -> None:
     """Two maintains expiring one log at the same time: each entry the other deleted first is no failure."""
     root = str(tmp_path / "embeddings")
