@@ -48,6 +48,7 @@ from __future__ import annotations
 import functools
 from collections import defaultdict
 from dataclasses import dataclass, field
+from itertools import islice
 from urllib.parse import unquote
 
 import pyarrow as pa
@@ -170,7 +171,7 @@ def last_refresh(root: str) -> LastRefresh | None:
     """The table's latest refresh and the commits since it, from its last `HISTORY_SEARCH` commits:
     since it read the table, so a commit that landed between its read and its commit (to other
     partitions, which do not conflict) counts too, as its rows were not compared."""
-    history = delta_io.snapshot(root).history(HISTORY_SEARCH)
+    history = list(islice(delta_io.newest_commits(root), HISTORY_SEARCH))
     for at, entry in enumerate(history):
         if entry.get("job") != JOB:
             continue

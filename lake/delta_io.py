@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-from deltalake import DeltaTable, Field
+from deltalake import DeltaTable, Field, PostCommitHookProperties
 from deltalake.exceptions import CommitFailedError, DeltaError
 from deltalake.transaction import AddAction, CommitProperties, RemoveAction, Transaction
 
@@ -265,6 +265,9 @@ def _slices_changed_since(root: str, contract: TableContract, read_version: int,
     return slices(contract, [*added, *removed])
 
 
+KEEP_LOG = PostCommitHookProperties(cleanup_expired_logs=False)  # maintain's commits: the log's expiry is its own (lake.upkeep.expire_log)
+
+
 def commit_files(
     root: str,
     contract: TableContract,
@@ -275,6 +278,7 @@ def commit_files(
     read_version: int | None = None,
     max_attempts: int = 8,
     data_change: bool = True,
+    keep_log: bool = False,
 ) -> int | None:
     """Commit `files` in one transaction, together with the removal of every live file that
     `remove` selects (a slice replacement, or the rewrite of files holding stale rows).
@@ -287,11 +291,13 @@ def commit_files(
     already in the log is not made twice, and one whose data files are no longer all in storage
     is not made at all: CommitConflict where a vacuum with a retention shorter than the run deleted
     them, UsageError where other machines wrote them to storage the driver does not see.
-    `data_change=False` marks a commit that only moves rows between files (a compaction). Returns the
-    version: None only where `app_id`'s commit was in the log already and its entry is gone (`commit_of`).
+    `data_change=False` marks a commit that only moves rows between files (a compaction); `keep_log`
+    one after which delta-rs expires no log entry, whatever the table says (maintain's: `KEEP_LOG`).
+    Returns the version: None only where `app_id`'s commit was in the log already and its entry is
+    gone (`commit_of`).
     """
     return commit_files_made(root, contract, files, app_id, metadata, remove=remove, read_version=read_version, max_attempts=max_attempts,
-                             data_change=data_change)[0]
+                             data_change=data_change, keep_log=keep_log)[0]
 
 
 def commit_files_made(
@@ -304,6 +310,7 @@ def commit_files_made(
     read_version: int | None = None,
     max_attempts: int = 8,
     data_change: bool = True,
+    keep_log: bool = False,
 ) -> tuple[int | None, bool]:
     """`commit_files`, and whether this call made the commit: not where the log held `app_id`'s
     already (another process's with the same run id, whose files are not `files`; its version None
@@ -344,6 +351,7 @@ def commit_files_made(
                     app_transactions=[Transaction(app_id, 1, now_ms)],  # dated: a table's app id retention expires it by this
                     max_commit_retries=0,  # a concurrent commit comes back here, to be checked above
                 ),
+                post_commithook_properties=KEEP_LOG if keep_log else None,
             )
         except CommitFailedError:
             continue
@@ -448,13 +456,32 @@ def commit_of(root: str, app_id: str) -> dict[str, Any] | None:
     raise LookupError(f"no commit tagged {app_id!r} in the {searched} versions of {root} still in its log")
 
 
+def log_files(root: str) -> list[pafs.FileInfo]:
+    """The files directly in the table's `_delta_log` (one listing), with their modification times."""
+    filesystem, base = filesystem_of(root)
+    return [info for info in filesystem.get_file_info(pafs.FileSelector(f"{base}/_delta_log")) if info.type == pafs.FileType.File]
+
+
+def log_version(name: str) -> int | None:
+    """The version a log file's name starts with (a commit, a checkpoint, a checksum); None for `_last_checkpoint`."""
+    return int(name[:20]) if name[:20].isdigit() else None
+
+
 def newest_commits(root: str) -> Iterator[dict[str, Any]]:
-    """The log's records of the table's commits still in its log, newest first, read in ever
-    larger pieces, so that a search that stops at a recent commit reads little of the log."""
-    table, limit, seen = DeltaTable(root), 64, 0
+    """The log's records of the table's commits, newest first, down to the first version missing
+    from the log: delta-rs numbers the commits its history finds by counting down from the latest,
+    so a commit kept behind expired ones (a named version's, `lake.upkeep.expire_log`) came with
+    the number of a version that is gone. Read in ever larger pieces, so that a search that stops
+    at a recent commit reads little of the log."""
+    table, limit, seen, present = DeltaTable(root), 64, 0, None
     while True:
         entries = table.history(limit)
-        yield from entries[seen:]
+        if present is None:  # listed after the history: a commit landing in between is no gap
+            present = {v for info in log_files(root) if (v := log_version(info.base_name)) is not None and info.base_name == f"{v:020d}.json"}
+        for entry in entries[seen:]:
+            if int(entry["version"]) not in present:
+                return
+            yield entry
         if len(entries) < limit:
             return
         seen, limit = len(entries), limit * 8

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Mapping, Sequence
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -75,7 +76,8 @@ class Lakehouse:
         return DeltaTable(self.path(name)).version()
 
     def history(self, name: str, limit: int | None = None) -> pd.DataFrame:
-        return pd.DataFrame(DeltaTable(self.path(name)).history(limit))
+        """One row per commit, newest first, down to the log's first gap (`delta_io.newest_commits`)."""
+        return pd.DataFrame(list(islice(delta_io.newest_commits(self.path(name)), limit)))
 
     def arrow(self, name: str, version: int | None = None, filters: Any = None, columns: Sequence[str] | None = None) -> pa.Table:
         """The table's rows (of `version`, those `filters` keeps, only `columns`: an embeddings table's vectors are most of it)."""

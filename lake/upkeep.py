@@ -36,6 +36,7 @@ from deltalake import CommitProperties, DeltaTable, Schema, Transaction, write_d
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from lake import delta_io
+from lake.delta_io import log_files, log_version
 from lake.file_writer import make_file_writer, refused_partition_values
 from signals.contracts import TableContract
 
@@ -174,7 +175,8 @@ def relayout(root: str, contract: TableContract, app_id: str, metadata: Mapping[
                     partition_by=list(contract.partition_by), schema_mode="overwrite",
                     commit_properties=CommitProperties(custom_metadata={**metadata, "app_id": app_id, UPKEEP: COMPACTION, RELAYOUT: json.dumps(older)},
                                                        app_transactions=[Transaction(app_id, 1, int(datetime.now(UTC).timestamp() * 1000))],
-                                                       max_commit_retries=0))
+                                                       max_commit_retries=0),
+                    post_commithook_properties=delta_io.KEEP_LOG)
     version = delta_io.version_of_commit(root, app_id)
     after = sum(f.num_records for f in delta_io.live_files(root, version))
     if after != before:
@@ -197,18 +199,7 @@ def compact(root: str, contract: TableContract, bins: list[list[delta_io.LiveFil
         files += written
     inputs = {f.path for group in bins for f in group}
     return delta_io.commit_files(root, contract, files, app_id, {**metadata, UPKEEP: COMPACTION},
-                                 remove=lambda live: live.path in inputs, read_version=read_version, data_change=False)
-
-
-def log_files(root: str) -> list[pafs.FileInfo]:
-    """The files directly in the table's `_delta_log` (one listing), with their modification times."""
-    filesystem, base = delta_io.filesystem_of(root)
-    return [info for info in filesystem.get_file_info(pafs.FileSelector(f"{base}/_delta_log")) if info.type == pafs.FileType.File]
-
-
-def log_version(name: str) -> int | None:
-    """The version a log file's name starts with (a commit, a checkpoint, a checksum); None for `_last_checkpoint`."""
-    return int(name[:20]) if name[:20].isdigit() else None
+                                 remove=lambda live: live.path in inputs, read_version=read_version, data_change=False, keep_log=True)
 
 
 def commit_times(root: str) -> dict[int, datetime]:
@@ -270,17 +261,28 @@ def set_upkeep_properties(root: str, dry_run: bool, metadata: Mapping[str, str])
       committed (their txn's lastUpdated) longer ago than that;
     - delta-rs's own expiry of log entries off, which at any commit deletes every entry before a
       checkpoint older than the log retention, named or not: `expire_log` expires them instead,
-      keeping the named versions readable. This commit itself expires nothing (checked)."""
+      keeping the named versions readable. This commit itself expires nothing (checked).
+    An operator's `false` in another case (`FALSE`, which Delta reads as false) is written `false`:
+    delta-rs reads only that, and takes any other value for its default, on. A value meaning on is
+    kept, and said: delta-rs then expires named versions' entries too."""
     table = DeltaTable(root)
-    missing = {name: value for name, value in UPKEEP_PROPERTIES.items() if name not in table.metadata().configuration}
+    configuration = table.metadata().configuration
+    missing = {name: value for name, value in UPKEEP_PROPERTIES.items() if name not in configuration}
+    cleanup = configuration.get(LOG_CLEANUP)
+    if cleanup is not None and cleanup != "false" and cleanup.lower() == "false":
+        missing[LOG_CLEANUP] = "false"
+    notes = [] if cleanup is None or cleanup.lower() == "false" else [
+        f"{LOG_CLEANUP}={cleanup} kept, as set on the table: delta-rs expires the log past its retention at each commit, "
+        "named versions' entries too"]
     if not missing:
-        return []
+        return notes
     if not dry_run:
         try:
-            table.alter.set_table_properties(missing, commit_properties=CommitProperties(custom_metadata=dict(metadata)))
+            table.alter.set_table_properties(missing, commit_properties=CommitProperties(custom_metadata=dict(metadata)),
+                                             post_commithook_properties=delta_io.KEEP_LOG)
         except CommitFailedError as exc:
-            return [f"table properties {', '.join(missing)} not set: a concurrent commit ({exc}); the next maintain sets them"]
-    return [f"table properties {'would be set' if dry_run else 'set'}: {', '.join(f'{k}={v}' for k, v in missing.items())}"]
+            return [*notes, f"table properties {', '.join(missing)} not set: a concurrent commit ({exc}); the next maintain sets them"]
+    return [*notes, f"table properties {'would be set' if dry_run else 'set'}: {', '.join(f'{k}={v}' for k, v in missing.items())}"]
 
 
 def expire_log(root: str, keep: Collection[int], min_retention: timedelta, dry_run: bool) -> tuple[int, list[str]]:
@@ -323,19 +325,33 @@ def expire_log(root: str, keep: Collection[int], min_retention: timedelta, dry_r
     return len(expired), notes
 
 
+def readable(root: str, version: int) -> bool:
+    """Whether delta-rs can load the table at `version` (its entry, and those it is read from, in the log)."""
+    try:
+        delta_io.snapshot(root, version)
+    except DeltaError:
+        return False
+    return True
+
+
 def vacuum(root: str, keep: Collection[int], min_retention: timedelta, dry_run: bool,
            metadata: Mapping[str, str]) -> tuple[list[str], int, tuple[int, ...], list[str]]:
     """Delete the files no snapshot needs (replaced files, and files of runs and compactions that
     never committed), keeping every file of the versions `keep` names and of every version current
     within `min_retention` (a reader or a run in flight may hold one), and never a file younger than
     `min_retention`; its commits carry `metadata` (the run's, so that `vacuum_of` finds them).
-    Returns (files deleted, retention hours, named versions kept, notes on named versions that could
-    no longer be read)."""
+    A named version whose entry is in the log but cannot be loaded (the entries it is read from are
+    gone, or the store failed), which delta-rs's vacuum fails on, skips the vacuum, said: nothing is
+    deleted on a read that failed. Returns (files deleted, retention hours, named versions kept,
+    notes on named versions that could no longer be read and on a vacuum skipped)."""
     times = commit_times(root)
     named = sorted(v for v in set(keep) if v in times)
     notes = [f"version {v} is named but cannot be read any more (its log entry is gone)" for v in sorted(set(keep) - set(times))]
-    current = versions_current_since(times, datetime.now(UTC) - min_retention)
     hours = math.ceil(min_retention.total_seconds() / 3600)
+    if unreadable := [v for v in named if not readable(root, v)]:
+        return [], hours, tuple(named), [*notes, f"vacuum skipped: named versions {unreadable} cannot be loaded (the log entries they are read "
+                                                 "from are gone, or the store failed); a maintain after they are no longer named vacuums"]
+    current = versions_current_since(times, datetime.now(UTC) - min_retention)
     options = {"retention_hours": hours, "enforce_retention_duration": False, "full": True, "keep_versions": sorted({*named, *current})}
     # delta-rs lists a replaced file until its removal expires from the log, deleted or not: only files still there count
     listed = DeltaTable(root).vacuum(dry_run=True, **options)
@@ -356,7 +372,9 @@ def maintain_table(root: str, contract: TableContract, policy: UpkeepPolicy, kee
     of the run's, so that none of them has delta-rs expire the log), compact (unless `compaction` is
     off), vacuum, checkpoint the table if its log has grown enough (the checkpoint then holds the
     compaction and leaves out the expired app ids), then expire the log past its retention,
-    keeping the named versions (`expire_log`); in a dry run, only say what would be done."""
+    keeping the named versions (`expire_log`); in a dry run, only say what would be done. Its
+    commits leave the log to `expire_log` (`delta_io.KEEP_LOG`), and its vacuum waits for a run
+    whose property commit landed (delta-rs's own cleanup follows a vacuum's first commit regardless)."""
     property_notes = set_upkeep_properties(root, dry_run, metadata)
     older = compaction and contract.partition_by and delta_io.snapshot(root).metadata().partition_columns == [*contract.partition_by, delta_io.DAY]
     before = len(delta_io.live_files(root))
@@ -377,7 +395,12 @@ def maintain_table(root: str, contract: TableContract, policy: UpkeepPolicy, kee
             compacted_at = compact(root, contract, bins, version, app_id, file_prefix, metadata)
         except delta_io.CommitConflict as exc:
             bins, notes = [], [*notes, f"compaction skipped: {exc}"]
-    deleted, hours, kept, vacuum_notes = vacuum(root, keep, policy.min_retention, dry_run, metadata)
+    if dry_run or LOG_CLEANUP in delta_io.snapshot(root).metadata().configuration:
+        deleted, hours, kept, vacuum_notes = vacuum(root, keep, policy.min_retention, dry_run, metadata)
+    else:  # delta-rs runs its log cleanup after a vacuum's first commit as the table says, whatever it is told: named versions' entries too
+        deleted, hours, kept, vacuum_notes = [], None, (), [f"vacuum skipped: the table's {LOG_CLEANUP} is not set yet (above), and delta-rs "
+                                                            "would expire the log at the vacuum's first commit, named versions' entries too; "
+                                                            "the next maintain vacuums"]
     checkpoint = None
     if checkpoint_due(root, policy.checkpoint_every):
         table = delta_io.snapshot(root)

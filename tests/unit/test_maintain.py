@@ -20,7 +20,8 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import settings_for
 from deltalake import CommitProperties, DeltaTable, QueryBuilder, write_deltalake
-from deltalake.exceptions import DeltaError
+from deltalake.exceptions import CommitFailedError, DeltaError
+from deltalake.table import TableAlterer
 from test_delta_io import log_actions, make_rows, write, write_by_day
 from test_ledger_and_failures import _started
 
@@ -262,6 +263,41 @@ def test_an_expiry_killed_part_way_keeps_the_named_version_and_the_next_one_ends
     assert _sorted(delta_io.read_arrow(root, 2)).equals(expected)
 
 
+def test_a_commit_kept_behind_the_expired_log_is_not_given_another_versions_number(tmp_path: Path, monkeypatch) -> None:
+    """delta-rs numbers the commits its history finds by counting down from the latest: named
+    version 2's commit, kept behind the expired versions 0, 1 and 3, came back as version 3, so a
+    retry of its run, or the ledger's recovery, took 3 for its version (which cannot be read). The
+    history now ends where the log has a version missing."""
+    root = str(tmp_path / "embeddings")
+    _named_version_behind_an_old_checkpoint(root, monkeypatch)  # version 2 is test/1's commit
+    assert delta_io.version_of_commit(root, "test/1") == 2
+    upkeep.expire_log(root, [2], dt.timedelta(days=7), dry_run=False)
+
+    assert delta_io.version_of_commit(root, "test/1") in (2, None)  # None: its entry is not in the history searched
+    assert [e["version"] for e in delta_io.newest_commits(root)] == [4]
+
+
+def test_a_named_version_whose_entry_is_there_but_cannot_be_read_does_not_stop_the_upkeep(tmp_path: Path, monkeypatch) -> None:
+    """Behind an expiry killed after its first deletion (or delta-rs's own cleanup, which deletes by
+    age), version 1's entry is there but the entry it is read from is not. Once something named it,
+    delta-rs's vacuum failed on it, and that table's upkeep, its log's expiry included, failed at
+    every maintain. Now that vacuum is skipped, said (nothing is deleted on a read that failed), and
+    the rest is done; the expiry, which cannot give version 1 a checkpoint, lets its entry go, and
+    the next maintain vacuums."""
+    root = str(tmp_path / "embeddings")
+    expected = _named_version_behind_an_old_checkpoint(root, monkeypatch)
+    DeltaTable(root, version=2).create_checkpoint()  # the killed expiry's first step, then its first deletion
+    os.remove(Path(root) / "_delta_log" / f"{0:020d}.json")
+
+    done = _maintain(root, keep=[1, 2], policy=upkeep.UpkeepPolicy(1, 2**20, 3, 2**27, dt.timedelta(days=7)))
+
+    assert done.vacuumed == 0 and any(n.startswith("vacuum skipped: named versions [1] cannot be loaded") for n in done.notes)
+    assert done.log_expired > 0 and _sorted(delta_io.read_arrow(root, 2)).equals(expected)
+    monkeypatch.undo()  # the log's own times: version 1's entry is gone
+    again = _maintain(root, keep=[1, 2], policy=upkeep.UpkeepPolicy(1, 2**20, 3, 2**27, dt.timedelta(days=7)), app_id="content-signals/maintain-2")
+    assert again.kept_versions == (2,) and again.vacuumed > 0 and _sorted(delta_io.read_arrow(root, 2)).equals(expected)
+
+
 def test_two_expiries_at_once_both_end_and_keep_the_named_version(tmp_path: Path, monkeypatch) -> None:
     """Two maintains expiring one log at the same time: each entry the other deleted first is no failure."""
     root = str(tmp_path / "embeddings")
@@ -277,6 +313,55 @@ def test_two_expiries_at_once_both_end_and_keep_the_named_version(tmp_path: Path
     monkeypatch.setattr(upkeep.delta_io, "filesystem_of", lambda root: (filesystem, base))
     assert [int(n[:20]) for n in _log_names(root) if int(n[:20]) < 4] == [2, 2]
     assert _sorted(delta_io.read_arrow(root, 2)).equals(expected)
+
+
+def test_a_maintain_whose_property_commit_loses_to_a_job_still_keeps_the_named_version(tmp_path: Path, monkeypatch) -> None:
+    """Where a concurrent commit wins over maintain's property commit, delta-rs's own log cleanup
+    stays on for that run: its compaction and vacuum commits then deleted every entry before the old
+    checkpoint, the named version's too, before `expire_log` could give it a checkpoint of its own.
+    Now its compaction commits with delta-rs's cleanup off, and its vacuum, whose first commit
+    delta-rs cleans up after whatever it is told, waits for the next maintain."""
+    root = str(tmp_path / "embeddings")
+    committed = _commits_at(root, [50 * 24, 45 * 24, 40 * 24, 34 * 24], monkeypatch)
+    for n in range(4):  # small files to compact, committed since
+        rows = [{**r, "content_id": f"{r['content_id']}-new"} for r in make_rows(f"run-new-{n}", per_slice=1, slices=[("image_embedding", DAYS[0])])]
+        delta_io.commit_files(root, EMBEDDINGS, write(root, rows, prefix=f"part-run-new-{n}"), f"test/new-{n}", {"job": "unit"})
+    _aged_log(root, committed, 4)
+    expected = _sorted(delta_io.read_arrow(root, 2))
+
+    def lost_to_a_job(*args: Any, **kwargs: Any) -> None:
+        raise CommitFailedError("a concurrent commit")
+
+    monkeypatch.setattr(TableAlterer, "set_table_properties", lost_to_a_job)
+    done = _maintain(root, keep=[2], policy=upkeep.UpkeepPolicy(1, 2**20, 3, 2**27, dt.timedelta(days=7)))
+
+    assert _sorted(delta_io.read_arrow(root, 2)).equals(expected)
+    assert any(n.startswith("table properties") and "not set" in n for n in done.notes)
+    assert done.compaction_version is not None and done.vacuumed == 0 and any(n.startswith("vacuum skipped") for n in done.notes)
+    assert done.log_expired > 0 and not any("cannot be read" in n for n in done.notes)
+    monkeypatch.undo()  # the next maintain sets the properties, then vacuums
+    again = _maintain(root, keep=[2], policy=upkeep.UpkeepPolicy(1, 2**20, 3, 2**27, dt.timedelta(0)), app_id="content-signals/maintain-2")
+    assert again.vacuumed > 0 and _sorted(delta_io.read_arrow(root, 2)).equals(expected)
+
+
+def test_log_cleanup_turned_off_in_upper_case_is_off_for_delta_rs_too_and_turned_on_is_said(tmp_path: Path, monkeypatch) -> None:
+    """Delta takes `FALSE` for false; delta-rs reads only `false`, and took `FALSE` for its default,
+    on: maintain kept the operator's value, and delta-rs deleted the named version's log entries at
+    the vacuum's first commit. Now it is written `false`; a value meaning on is kept and said."""
+    root = str(tmp_path / "embeddings")
+    committed = _commits_at(root, [50 * 24, 45 * 24, 40 * 24, 34 * 24], monkeypatch)
+    DeltaTable(root).alter.set_table_properties({upkeep.LOG_CLEANUP: "FALSE"})
+    _aged_log(root, committed, 4)
+    expected = _sorted(delta_io.read_arrow(root, 2))
+
+    done = _maintain(root, keep=[2], policy=upkeep.UpkeepPolicy(1, 2**20, 3, 2**27, dt.timedelta(days=7)))
+    delta_io.commit_files(root, EMBEDDINGS, write(root, make_rows("run-9"), prefix="part-run-9"), "test/9", {"job": "unit"})
+
+    assert _sorted(delta_io.read_arrow(root, 2)).equals(expected)
+    assert done.vacuumed > 0 and DeltaTable(root).metadata().configuration[upkeep.LOG_CLEANUP] == "false"
+    on = str(tmp_path / "on")
+    write_deltalake(on, pa.table({"x": [1]}), configuration={upkeep.LOG_CLEANUP: "True"})
+    assert any(n.startswith(f"{upkeep.LOG_CLEANUP}=True kept") for n in upkeep.set_upkeep_properties(on, True, {}))
 
 
 def test_a_version_inside_a_retention_over_a_month_stays_readable_behind_an_old_checkpoint(tmp_path: Path, monkeypatch) -> None:
