@@ -292,7 +292,8 @@ def expire_log(root: str, keep: Collection[int], min_retention: timedelta, dry_r
     `min_retention`, are deleted, oldest first, except a kept version's commit and checkpoint,
     which is written first where there is none. So the log holds the retention's commits and two
     files a kept version, not every commit since the oldest kept one, and a kill leaves every
-    version it keeps readable; another maintain expiring the same entries at once is no failure.
+    version it keeps readable; another maintain expiring the same entries at once is no failure, and
+    one whose checkpoint of a named version fails to be written expires nothing.
     Returns (log files deleted (dry: that would be), notes)."""
     retention = log_retention(table := DeltaTable(root))
     if retention is None:
@@ -306,10 +307,15 @@ def expire_log(root: str, keep: Collection[int], min_retention: timedelta, dry_r
     for version in sorted(v for v in keep if v < cut and v in times):
         if version not in checkpoints and not dry_run:
             try:
-                delta_io.snapshot(root, version).create_checkpoint()
+                named = delta_io.snapshot(root, version)
             except DeltaError as exc:
                 notes.append(f"version {version} is named but its log cannot be read ({exc}); not kept")
                 continue
+            try:
+                named.create_checkpoint()
+            except (DeltaError, OSError) as exc:  # the store failed: expiring would lose a version that can still be kept
+                return 0, [*notes, f"log not expired: named version {version}'s checkpoint could not be written ({exc}); "
+                                   "the next maintain tries again"]
         kept.add(version)
     filesystem, _ = delta_io.filesystem_of(root)
     expired = sorted((v, info.path) for info in log_files(root) if (v := log_version(info.base_name)) is not None and v < cut and v not in kept)

@@ -263,6 +263,28 @@ def test_an_expiry_killed_part_way_keeps_the_named_version_and_the_next_one_ends
     assert _sorted(delta_io.read_arrow(root, 2)).equals(expected)
 
 
+def test_a_named_versions_checkpoint_that_cannot_be_written_expires_nothing(tmp_path: Path, monkeypatch) -> None:
+    """The store failing once as the expiry wrote named version 2's checkpoint let version 2's log go
+    with the rest, though it could still be read: now nothing expires that run, said, and the next
+    maintain, with the store back, keeps it by its checkpoint."""
+    root = str(tmp_path / "embeddings")
+    expected = _named_version_behind_an_old_checkpoint(root, monkeypatch)
+    before = _log_names(root)
+
+    def store_fails(self: DeltaTable) -> None:
+        raise DeltaError("the store answered 503")
+
+    with monkeypatch.context() as failing:
+        failing.setattr(DeltaTable, "create_checkpoint", store_fails)
+        expired, notes = upkeep.expire_log(root, [2], dt.timedelta(days=7), dry_run=False)
+
+    assert expired == 0 and _log_names(root) == before
+    assert notes == ["log not expired: named version 2's checkpoint could not be written (the store answered 503); the next maintain tries again"]
+    assert _sorted(delta_io.read_arrow(root, 2)).equals(expected)
+    assert upkeep.expire_log(root, [2], dt.timedelta(days=7), dry_run=False)[0] > 0
+    assert _sorted(delta_io.read_arrow(root, 2)).equals(expected)
+
+
 def test_a_commit_kept_behind_the_expired_log_is_not_given_another_versions_number(tmp_path: Path, monkeypatch) -> None:
     """delta-rs numbers the commits its history finds by counting down from the latest: named
     version 2's commit, kept behind the expired versions 0, 1 and 3, came back as version 3, so a
