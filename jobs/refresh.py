@@ -59,7 +59,7 @@ from pyspark.sql.window import Window
 
 from conf.settings import Settings
 from jobs import driver_plan
-from jobs.copy_on_write import KEY, Rewrite, no_rewrite, rewrite_dropping, rewrite_on_driver
+from jobs.copy_on_write import KEY, ROW, Rewrite, no_rewrite, rewrite_dropping, rewrite_on_driver
 from jobs.corpus import CorpusCheck, CorpusSource, broadcast_if_small, check_rows, newest_of_ids, newest_of_rows, one_row_per_id
 from jobs.engine import (
     CORPUS_MAPPING,
@@ -327,7 +327,8 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
         judged = judged.join(newest.select("content_id", F.lit(True).alias("in_corpus")), "content_id", "left")
         in_corpus = F.col("in_corpus").isNotNull()
     annotated = judged.select(
-        *KEY, "file", (~in_corpus | (compared & enabled & ~in_line)).alias("stale"), (compared & enabled & in_line).alias("valid"),
+        *KEY, F.col("stored_ds").alias("ds"), "file", (~in_corpus | (compared & enabled & ~in_line)).alias("stale"),
+        (compared & enabled & in_line).alias("valid"),
     ).persist()
     wanted = [current.select("content_id", "ds", F.col(_hash_column(s)).alias("input_hash"), F.lit(name).alias("signal"))
               for name, s in signals.items()]
@@ -343,7 +344,7 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
     todo_items = missing.persist()
     # two actions, in this order: the first fills the caches of `current` and `annotated`, the
     # second reads them (in one action, each branch would scan the corpus and the table again)
-    rewrite = rewrite_dropping(spark, root, read_version, annotated.filter("stale").select(*KEY, "file"))
+    rewrite = rewrite_dropping(spark, root, read_version, annotated.filter("stale").select(*ROW, "file"))
     todo_by_day = todo_items.groupBy("signal", "ds", "source_files").count().collect()
     computed = [(r["signal"], r["ds"], r["count"]) for r in todo_by_day if r["source_files"] is None]
     return Plan(
