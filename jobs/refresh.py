@@ -493,13 +493,16 @@ def _copies(spark: SparkSession, root: str, plan: Plan, run: Run) -> DataFrame:
     of the item with the same input at the same model version, with the item's own key, day,
     run and time, its labels decided at this run's thresholds (`_decided`); an item's rows in one
     task, so in one file, wherever its source's rows were (split across files, they went to two
-    writers, and the written-items check counted the item twice and refused the commit)."""
+    writers, and the written-items check counted the item twice and refused the commit). A source
+    with rows of two days (an older day's row a backfill before a9ed157 left beside the newer) gives
+    one copy per key, not one per row."""
     versions = F.create_map(*[F.lit(v) for name, s in plan.signals.items() for v in (name, s.config.model.version)])
     items = plan.reused_items.select(*REUSE_COLUMNS, versions[F.col("signal")].alias("model_version"))  # type: ignore[union-attr]
     stored = spark_io.read_spark(spark, root, plan.read_version, only=set(plan.reused_files)).withColumnRenamed("content_id", "source_id")
     copied = stored.drop("ds", "run_id", "computed_at").join(items, ["signal", "model_version", "source_id", "input_hash"])
     stamped = {"run_id": F.lit(run.run_id), "computed_at": F.lit(run.started), **_decided(plan.signals)}
-    return copied.select(*[stamped[c].alias(c) if c in stamped else F.col(c) for c in plan.contract.schema.names]).repartition("content_id")
+    return (copied.select(*[stamped[c].alias(c) if c in stamped else F.col(c) for c in plan.contract.schema.names])
+            .dropDuplicates(list(plan.contract.key)).repartition("content_id"))
 
 
 def _decided(signals: dict[str, Signal]) -> dict[str, Column]:
