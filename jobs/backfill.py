@@ -15,10 +15,9 @@ from __future__ import annotations
 from urllib.parse import unquote
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from conf.settings import Settings, UsageError
-from jobs.copy_on_write import KEY, Rewrite, no_rewrite, rewrite_dropping
+from jobs.copy_on_write import ROW, Rewrite, no_rewrite, rewrite_dropping
 from jobs.corpus import CorpusSource, Window, broadcast_if_small, check_rows, newest_of_ids, one_row_per_id
 from jobs.engine import (
     CORPUS_MAPPING,
@@ -143,8 +142,6 @@ def replaced_rows(spark: SparkSession, root: str, version: int, models: dict[str
     outside = {unquote(f.path) for f in delta_io.live_files(root, version) if of_versions(models, f) and not window.holds(f.days)}
     if not outside:
         return no_rewrite(spark, root, version)
-    stored = spark_io.read_spark(spark, root, version, only=outside, file_column="file").select(*KEY, "ds", "file").distinct()
+    stored = spark_io.read_spark(spark, root, version, only=outside, file_column="file").select(*ROW, "file").distinct()
     window_items = stored.join(broadcast_if_small(items.select("content_id"), count), "content_id", "left_semi")
-    dropped = (window_items.unionByName(stored.filter(window.condition()))  # an item once per file, moved if a row of it is on another day
-               .groupBy(*KEY, "file").agg(F.max((~window.condition()).cast("int")).alias("moved")))
-    return rewrite_dropping(spark, root, version, dropped, moved=F.col("moved") == 1)
+    return rewrite_dropping(spark, root, version, window_items.unionByName(stored.filter(window.condition())), moved=~window.condition())

@@ -14,6 +14,7 @@ from pyspark.sql import functions as F
 from lake import delta_io, spark_io
 
 KEY = ["content_id", "signal", "model_version"]  # an item's rows of a signal: one in embeddings, one per label in labels
+ROW = [*KEY, "ds"]  # the rows a rewrite drops: an item's of one day (a file may hold its rows of two days, one of them in line)
 
 
 @dataclass(frozen=True)
@@ -22,8 +23,8 @@ class Rewrite:
 
     root: str
     version: int
-    files: dict[str, tuple[str, int, int]]  # unescaped relative path -> (its signal, items in it, items dropped from it)
-    dropped: DataFrame  # KEY of every item dropped
+    files: dict[str, tuple[str, int, int]]  # unescaped relative path -> (its signal, items in it, items with no row left in it)
+    dropped: DataFrame  # ROW of every row dropped
     moved_items: int = 0  # of the items dropped, those whose rows are written on another day (a backfill's items ingested again)
 
     @property
@@ -39,7 +40,7 @@ class Rewrite:
         if not self.files:
             return []
         rows = spark_io.read_spark(spark, self.root, self.version, only=set(self.files))
-        return [spark_io.WriteSource(rows.join(self.dropped, KEY, "left_anti"))]
+        return [spark_io.WriteSource(rows.join(self.dropped, ROW, "left_anti"))]
 
     def items_kept(self) -> dict[str, int]:
         """signal -> items the rewritten files keep (what writing `kept` must write, per signal)."""
@@ -50,38 +51,43 @@ class Rewrite:
 
 
 def rewrite_dropping(spark: SparkSession, root: str, version: int, dropped: DataFrame, moved: Column | None = None) -> Rewrite:
-    """The rewrite of the files holding `dropped` (KEY and `file`: one row per stored item, read
-    from version `version` of the table with `spark_io.read_spark(..., file_column="file")`), `moved`
-    telling the items among them whose rows are written on another day (None: none)."""
-    moved_count = F.sum(moved.cast("int")) if moved is not None else F.lit(0)
-    per_file = dropped.groupBy("file").agg(F.count("*").alias("count"), moved_count.alias("moved")).collect()
-    counts = {delta_io.relative_path(root, r["file"]): r["count"] for r in per_file}
-    items_in = _items_per_file(spark, root, version, set(counts)) if counts else {}
-    return Rewrite(root, version, {path: (*items_in[path], n) for path, n in counts.items()}, dropped.select(*KEY),
-                   sum(r["moved"] for r in per_file))
+    """The rewrite of the files holding `dropped` (ROW and `file`: stored rows, read from version
+    `version` of the table with `spark_io.read_spark(..., file_column="file")`), `moved` telling
+    the rows among them of items written on another day (None: none). An item is dropped from a
+    file when all its rows there are: one with rows of two days in a file keeps its other day's."""
+    held = {delta_io.relative_path(root, r["file"]) for r in dropped.select("file").distinct().collect()}
+    if not held:
+        return no_rewrite(spark, root, version)
+    gone = dropped.select(*ROW, "file", F.lit(1).alias("gone"), (F.lit(False) if moved is None else moved).cast("int").alias("moved"))
+    stored = spark_io.read_spark(spark, root, version, only=held, file_column="file").select(*ROW, "file").distinct()
+    per_item = stored.join(gone, [*ROW, "file"], "left").groupBy("file", *KEY).agg(
+        F.min(F.coalesce("gone", F.lit(0))).alias("gone"), F.max(F.coalesce("moved", F.lit(0))).alias("moved"))
+    per_file = per_item.groupBy("file", "signal").agg(
+        F.count("*").alias("items"), F.sum("gone").alias("gone"), F.sum(F.col("gone") * F.col("moved")).alias("moved")).collect()
+    return Rewrite(root, version, {delta_io.relative_path(root, r["file"]): (r["signal"], r["items"], r["gone"]) for r in per_file},
+                   dropped.select(*ROW), sum(r["moved"] for r in per_file))
 
 
-def rewrite_on_driver(spark: SparkSession, root: str, version: int, dropped: dict[str, list[tuple[str, str, str]]]) -> Rewrite:
-    """`rewrite_dropping` of the items `dropped` from each file (unescaped relative path -> their
-    KEY), told by a plan made on the driver: each file's items counted with delta-rs, no Spark job."""
-    items: dict[str, set[tuple[str, ...]]] = defaultdict(set)
+def rewrite_on_driver(spark: SparkSession, root: str, version: int, dropped: dict[str, list[tuple[str, ...]]]) -> Rewrite:
+    """`rewrite_dropping` of the rows `dropped` from each file (unescaped relative path -> their
+    ROW), told by a plan made on the driver: each file's rows read with delta-rs, no Spark job."""
+    days: dict[str, dict[tuple[str, ...], set[str]]] = defaultdict(lambda: defaultdict(set))  # file -> item -> the days of its rows there
     if dropped:
         held = [f for f in delta_io.live_files(root, version) if unquote(f.path) in dropped]
-        for row in delta_io.read_files(root, version, held, [*KEY, delta_io.FILE_COLUMN]).to_pylist():
-            items[row[delta_io.FILE_COLUMN]].add(tuple(row[k] for k in KEY))
+        for row in delta_io.read_files(root, version, held, [*ROW, delta_io.FILE_COLUMN]).to_pylist():
+            days[row[delta_io.FILE_COLUMN]][tuple(row[k] for k in KEY)].add(row["ds"])
     signal = KEY.index("signal")
-    files = {path: (next(iter(items[path]))[signal], len(items[path]), len(keys)) for path, keys in dropped.items()}
-    rows = [key for keys in dropped.values() for key in keys]
-    return Rewrite(root, version, files, spark.createDataFrame(rows, ", ".join(f"{k} string" for k in KEY)))
+    files = {}
+    for path, rows in dropped.items():
+        gone: dict[tuple[str, ...], set[str]] = defaultdict(set)
+        for *key, day in rows:
+            gone[tuple(key)].add(day)
+        items = days[path]
+        files[path] = (next(iter(items))[signal], len(items), sum(1 for key, held in items.items() if held <= gone[key]))
+    rows = [row for rows in dropped.values() for row in rows]
+    return Rewrite(root, version, files, spark.createDataFrame(rows, ", ".join(f"{k} string" for k in ROW)))
 
 
 def no_rewrite(spark: SparkSession, root: str, version: int) -> Rewrite:
     """A rewrite of no file, without a Spark job."""
-    return Rewrite(root, version, {}, spark.createDataFrame([], ", ".join(f"{k} string" for k in KEY)))
-
-
-def _items_per_file(spark: SparkSession, root: str, version: int, files: set[str]) -> dict[str, tuple[str, int]]:
-    """(its signal, items in it) for each of these files of the table, all its items (not only the ones dropped)."""
-    rows = spark_io.read_spark(spark, root, version, only=files, file_column="file").select(*KEY, "file").distinct()
-    return {delta_io.relative_path(root, r["file"]): (r["signal"], r["n"])
-            for r in rows.groupBy("file", "signal").agg(F.count("*").alias("n")).collect()}
+    return Rewrite(root, version, {}, spark.createDataFrame([], ", ".join(f"{k} string" for k in ROW)))

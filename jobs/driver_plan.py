@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import Column, SparkSession
 
-from jobs.copy_on_write import KEY
+from jobs.copy_on_write import KEY, ROW
 from jobs.corpus import EXAMPLES, CorpusCheck
 from lake import delta_io
 from lake.corpus import CANONICAL, KEYS_WITHOUT_SPARK, CorpusTable, keyable_rows, latest_rows, valid_utf8
@@ -92,7 +92,7 @@ class Comparison:
 
     check: CorpusCheck
     todo: list[Todo]
-    stale: dict[str, list[tuple[str, str, str]]]  # unescaped relative path -> KEY of each stale item in it
+    stale: dict[str, list[tuple[str, ...]]]  # unescaped relative path -> ROW (KEY and day) of each stale row in it
     newest: dict[str, Recency]
     repeated_ids: int  # computed items with several keyable rows among the changed files' rows of their days
 
@@ -124,7 +124,7 @@ def compare(spark: SparkSession, root: str, read_version: int, signals: dict[str
         enabled = item is not None and row["model_version"] == version
         in_line = enabled and row["input_hash"] == item[1][column] and not row["retry"] and row["ds"] == item[0]
         if row["content_id"] not in in_corpus or (enabled and not in_line):
-            stale[row["file"]].append(tuple(row[k] for k in KEY))
+            stale[row["file"]].append(tuple(row[k] for k in ROW))
         if in_line:
             valid.add((row["content_id"], row["signal"]))
     missing = [Todo(name, content_id, ds, hashed[column]) for name, (_, column) in signals.items()

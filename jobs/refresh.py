@@ -60,7 +60,7 @@ from pyspark.sql.window import Window
 
 from conf.settings import Settings
 from jobs import driver_plan
-from jobs.copy_on_write import KEY, Rewrite, no_rewrite, rewrite_dropping, rewrite_on_driver
+from jobs.copy_on_write import KEY, ROW, Rewrite, no_rewrite, rewrite_dropping, rewrite_on_driver
 from jobs.corpus import CorpusCheck, CorpusSource, broadcast_if_small, check_rows, newest_of_ids, newest_of_rows, one_row_per_id
 from jobs.engine import (
     CORPUS_MAPPING,
@@ -328,7 +328,8 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
         judged = judged.join(newest.select("content_id", F.lit(True).alias("in_corpus")), "content_id", "left")
         in_corpus = F.col("in_corpus").isNotNull()
     annotated = judged.select(
-        *KEY, "file", (~in_corpus | (compared & enabled & ~in_line)).alias("stale"), (compared & enabled & in_line).alias("valid"),
+        *KEY, F.col("stored_ds").alias("ds"), "file", (~in_corpus | (compared & enabled & ~in_line)).alias("stale"),
+        (compared & enabled & in_line).alias("valid"),
     ).persist()
     wanted = [current.select("content_id", "ds", F.col(_hash_column(s)).alias("input_hash"), F.lit(name).alias("signal"))
               for name, s in signals.items()]
@@ -344,7 +345,7 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
     todo_items = missing.persist()
     # two actions, in this order: the first fills the caches of `current` and `annotated`, the
     # second reads them (in one action, each branch would scan the corpus and the table again)
-    rewrite = rewrite_dropping(spark, root, read_version, annotated.filter("stale").select(*KEY, "file"))
+    rewrite = rewrite_dropping(spark, root, read_version, annotated.filter("stale").select(*ROW, "file"))
     todo_by_day = todo_items.groupBy("signal", "ds", "source_files").count().collect()
     computed = [(r["signal"], r["ds"], r["count"]) for r in todo_by_day if r["source_files"] is None]
     return Plan(
@@ -493,13 +494,16 @@ def _copies(spark: SparkSession, root: str, plan: Plan, run: Run) -> DataFrame:
     of the item with the same input at the same model version, with the item's own key, day,
     run and time, its labels decided at this run's thresholds (`_decided`); an item's rows in one
     task, so in one file, wherever its source's rows were (split across files, they went to two
-    writers, and the written-items check counted the item twice and refused the commit)."""
+    writers, and the written-items check counted the item twice and refused the commit). A source
+    with rows of two days (an older day's row a backfill before a9ed157 left beside the newer) gives
+    one copy per key, not one per row."""
     versions = F.create_map(*[F.lit(v) for name, s in plan.signals.items() for v in (name, s.config.model.version)])
     items = plan.reused_items.select(*REUSE_COLUMNS, versions[F.col("signal")].alias("model_version"))  # type: ignore[union-attr]
     stored = spark_io.read_spark(spark, root, plan.read_version, only=set(plan.reused_files)).withColumnRenamed("content_id", "source_id")
     copied = stored.drop("ds", "run_id", "computed_at").join(items, ["signal", "model_version", "source_id", "input_hash"])
     stamped = {"run_id": F.lit(run.run_id), "computed_at": F.lit(run.started), **_decided(plan.signals)}
-    return copied.select(*[stamped[c].alias(c) if c in stamped else F.col(c) for c in plan.contract.schema.names]).repartition("content_id")
+    return (copied.select(*[stamped[c].alias(c) if c in stamped else F.col(c) for c in plan.contract.schema.names])
+            .dropDuplicates(list(plan.contract.key)).repartition("content_id"))
 
 
 def _decided(signals: dict[str, Signal]) -> dict[str, Column]:

@@ -9,12 +9,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 import reference
-from conftest import clean_up_log, copy_lakehouse
+from conftest import CHEAP_SIGNALS, clean_up_log, copy_lakehouse
 from deltalake import DeltaTable, write_deltalake
 
 from jobs.backfill import run_backfill
 from jobs.corpus import Window
 from jobs.maintain import run_maintain
+from jobs.refresh import run_refresh
 from lake import delta_io
 from lake.lakehouse import Lakehouse
 from signals.contracts import EMBEDDINGS
@@ -196,6 +197,36 @@ def test_an_item_with_rows_of_two_days_in_one_compacted_file_is_counted_once(spa
     assert kept[0].equals(kept[1]) and kept[0].num_rows > 0
     assert rows.num_rows == len(_corpus(settings))
     assert DeltaTable(settings.table_root("embeddings")).history(1)[0]["moved_items"] == "1"
+
+
+def test_an_item_with_rows_of_two_days_in_one_file_keeps_its_newest_day_row_when_the_other_is_dropped(spark, fresh_lakehouse, tmp_path):
+    """An item with rows of two days in one file (its older day's row left by a backfill before
+    a9ed157, folded beside the newer by a compaction or a relayout) has only the older day's row
+    dropped, by a refresh (stale: not its corpus row's day) and by a backfill of the older day alone
+    (a row of the window's days): before, a rewrite dropped an item's rows by key, whatever their
+    day, and the item lost its newer row too, found in review. A new item of the same input, given
+    a copy of its row by that refresh (compute once), gets one row, not a copy of each (review)."""
+    text_embedding_only = (*CHEAP_SIGNALS, *(f"signals.{name}.enabled=false" for name in ("image_embedding", "text_safety", "image_quality")))
+    settings = fresh_lakehouse(*text_embedding_only, "maintain.min_small_files=1")
+    run_backfill(spark, settings)
+    days = sorted(set(_table(settings, "corpus")["ds"].to_pylist()))
+    item = min(c for c, d in _corpus(settings).items() if d["ds"] == days[0])
+    for name, partition in (("corpus", ["ds"]), ("embeddings", list(EMBEDDINGS.partition_by))):  # ingested again, both rows kept
+        rows = _table(settings, name).filter(pc.field("content_id") == item)
+        write_deltalake(settings.table_root(name), rows.set_column(rows.schema.get_field_index("ds"), "ds", pa.array([days[-1]] * rows.num_rows)),
+                        mode="append", partition_by=partition)
+    run_maintain(settings, ["embeddings"])
+    assert len(delta_io.live_files(settings.table_root("embeddings"))) == 1
+    backfilled = copy_lakehouse(settings, tmp_path / "backfilled", *text_embedding_only)
+    repin = _table(settings, "corpus").filter(pc.field("content_id") == item).slice(0, 1)  # the refresh copies the item's row of that input
+    write_deltalake(settings.table_root("corpus"), repin.set_column(0, repin.schema.field("content_id"), pa.array(["repin"])), mode="append",
+                    partition_by=["ds"])
+    for lakehouse, run in ((settings, lambda: run_refresh(spark, settings)),
+                           (backfilled, lambda: run_backfill(spark, backfilled, Window(days[0], days[0])))):
+        run()
+        rows = _table(lakehouse)
+        assert rows.filter(pc.field("content_id") == item).select(["signal", "ds"]).to_pylist() == [{"signal": "text_embedding", "ds": days[-1]}]
+        assert rows.num_rows == len(set(rows["content_id"].to_pylist())) == len(_corpus(lakehouse))
 
 
 def test_spark_and_delta_rs_read_the_same_rows_at_every_version(spark, backfilled):
