@@ -169,6 +169,22 @@ def test_a_window_backfill_replaces_only_its_slice_even_in_a_file_it_shares_with
     assert rows.num_rows == _table(settings, "corpus").num_rows and taken_down not in rows["content_id"].to_pylist()
 
 
+def _ingested_again_beside_its_old_row(spark, settings) -> tuple[list[str], str]:
+    """After a backfill, an item of the first day ingested again on the last, its older day's row kept
+    beside the newer day's (as a backfill before a9ed157 left it; written with delta-rs), both in
+    one file after `maintain`: (the corpus's days, the item)."""
+    run_backfill(spark, settings)
+    days = sorted(set(_table(settings, "corpus")["ds"].to_pylist()))
+    item = min(c for c, d in _corpus(settings).items() if d["ds"] == days[0])
+    for name, partition in (("corpus", ["ds"]), ("embeddings", list(EMBEDDINGS.partition_by))):
+        rows = _table(settings, name).filter(pc.field("content_id") == item)
+        write_deltalake(settings.table_root(name), rows.set_column(rows.schema.get_field_index("ds"), "ds", pa.array([days[-1]] * rows.num_rows)),
+                        mode="append", partition_by=partition)
+    run_maintain(settings, ["embeddings"])
+    assert len(delta_io.live_files(settings.table_root("embeddings"))) == 1
+    return days, item
+
+
 def test_an_item_with_rows_of_two_days_in_one_compacted_file_is_counted_once(spark, fresh_lakehouse):
     """An item ingested again on a later day, whose older day's row a backfill before a9ed157 kept
     beside the later day's (written here with delta-rs), has both in one file after `maintain`: a
@@ -177,17 +193,8 @@ def test_an_item_with_rows_of_two_days_in_one_compacted_file_is_counted_once(spa
     items dropped: the commit expected one item less than the kept rows and refused)."""
     settings = fresh_lakehouse("signals.image_embedding.enabled=false", "signals.text_safety.enabled=false",
                                "signals.image_quality.enabled=false", "maintain.min_small_files=1")
-    run_backfill(spark, settings)
-    corpus = _table(settings, "corpus")
-    days = sorted(set(corpus["ds"].to_pylist()))
-    item = min(c for c, d in _corpus(settings).items() if d["ds"] == days[0])
-    for name, partition in (("corpus", ["ds"]), ("embeddings", list(EMBEDDINGS.partition_by))):  # ingested again, both rows kept
-        rows = _table(settings, name).filter(pc.field("content_id") == item)
-        write_deltalake(settings.table_root(name), rows.set_column(rows.schema.get_field_index("ds"), "ds", pa.array([days[-1]] * rows.num_rows)),
-                        mode="append", partition_by=partition)
-    run_maintain(settings, ["embeddings"])
+    days, item = _ingested_again_beside_its_old_row(spark, settings)
     before = _table(settings)
-    assert len(delta_io.live_files(settings.table_root("embeddings"))) == 1
     assert sorted(before.filter(pc.field("content_id") == item)["ds"].to_pylist()) == [days[0], days[-1]]
     window = run_backfill(spark, settings, Window(days[-1], days[-1]))
     rows = _table(settings)
@@ -208,15 +215,7 @@ def test_an_item_with_rows_of_two_days_in_one_file_keeps_its_newest_day_row_when
     a copy of its row by that refresh (compute once), gets one row, not a copy of each (review)."""
     text_embedding_only = (*CHEAP_SIGNALS, *(f"signals.{name}.enabled=false" for name in ("image_embedding", "text_safety", "image_quality")))
     settings = fresh_lakehouse(*text_embedding_only, "maintain.min_small_files=1")
-    run_backfill(spark, settings)
-    days = sorted(set(_table(settings, "corpus")["ds"].to_pylist()))
-    item = min(c for c, d in _corpus(settings).items() if d["ds"] == days[0])
-    for name, partition in (("corpus", ["ds"]), ("embeddings", list(EMBEDDINGS.partition_by))):  # ingested again, both rows kept
-        rows = _table(settings, name).filter(pc.field("content_id") == item)
-        write_deltalake(settings.table_root(name), rows.set_column(rows.schema.get_field_index("ds"), "ds", pa.array([days[-1]] * rows.num_rows)),
-                        mode="append", partition_by=partition)
-    run_maintain(settings, ["embeddings"])
-    assert len(delta_io.live_files(settings.table_root("embeddings"))) == 1
+    days, item = _ingested_again_beside_its_old_row(spark, settings)
     backfilled = copy_lakehouse(settings, tmp_path / "backfilled", *text_embedding_only)
     repin = _table(settings, "corpus").filter(pc.field("content_id") == item).slice(0, 1)  # the refresh copies the item's row of that input
     write_deltalake(settings.table_root("corpus"), repin.set_column(0, repin.schema.field("content_id"), pa.array(["repin"])), mode="append",
