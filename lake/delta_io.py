@@ -15,6 +15,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -467,6 +468,14 @@ def log_version(name: str) -> int | None:
     return int(name[:20]) if name[:20].isdigit() else None
 
 
+def commit_times(root: str) -> dict[int, datetime]:
+    """When each version whose commit is still in the log was committed: its log file's
+    modification time, as Delta's log retention counts it, from one listing (the commits'
+    own records take a read each)."""
+    return {version: datetime.fromtimestamp(info.mtime.timestamp(), UTC) for info in log_files(root)
+            if (version := log_version(info.base_name)) is not None and info.base_name == f"{version:020d}.json"}
+
+
 def newest_commits(root: str) -> Iterator[dict[str, Any]]:
     """The log's records of the table's commits, newest first, down to the first version missing
     from the log: delta-rs numbers the commits its history finds by counting down from the latest,
@@ -477,7 +486,7 @@ def newest_commits(root: str) -> Iterator[dict[str, Any]]:
     while True:
         entries = table.history(limit)
         if present is None:  # listed after the history: a commit landing in between is no gap
-            present = {v for info in log_files(root) if (v := log_version(info.base_name)) is not None and info.base_name == f"{v:020d}.json"}
+            present = commit_times(root).keys()
         for entry in entries[seen:]:
             if int(entry["version"]) not in present:
                 return

@@ -36,7 +36,7 @@ from deltalake import CommitProperties, DeltaTable, Schema, Transaction, write_d
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from lake import delta_io
-from lake.delta_io import log_files, log_version
+from lake.delta_io import commit_times, log_files, log_version
 from lake.file_writer import make_file_writer, refused_partition_values
 from signals.contracts import TableContract
 
@@ -200,14 +200,6 @@ def compact(root: str, contract: TableContract, bins: list[list[delta_io.LiveFil
     inputs = {f.path for group in bins for f in group}
     return delta_io.commit_files(root, contract, files, app_id, {**metadata, UPKEEP: COMPACTION},
                                  remove=lambda live: live.path in inputs, read_version=read_version, data_change=False, keep_log=True)
-
-
-def commit_times(root: str) -> dict[int, datetime]:
-    """When each version whose commit is still in the log was committed: its log file's
-    modification time, as Delta's log retention counts it, from one listing (the commits'
-    own records take a read each)."""
-    return {version: datetime.fromtimestamp(info.mtime.timestamp(), UTC) for info in log_files(root)
-            if (version := log_version(info.base_name)) is not None and info.base_name == f"{version:020d}.json"}
 
 
 def versions_current_since(times: Mapping[int, datetime], cutoff: datetime) -> set[int]:
