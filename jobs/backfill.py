@@ -123,7 +123,7 @@ def run_backfill(
                 metadata={"window": f"{window.start}..{window.end}", "model_versions": str(models), "role": role,
                           "slice_percent": str(slice_percent), "moved_items": str(moved.moved_items), **corpus_read},
             )
-        keep_stats(settings, run, committed.values())
+        keep_stats(settings, run, committed)
         versions = {name: c.version for name, c in committed.items()}
         result = RunResult(run.run_id, SUCCEEDED, versions, run_outcomes(settings, run.run_id, signals),
                            " ".join(filter(None, [check.describe(), unknown_versions_said(versions)])) or None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -221,18 +221,18 @@ def file_summaries(settings: Settings, run: Run) -> FileSummaries:
     return FileSummaries(run.run_id, settings.monitor.sample_size, settings.monitor.seed)
 
 
-def keep_stats(settings: Settings, run: Run, committed: Iterable[Committed]) -> None:
-    """Keep the run's statistics, from the summaries of the files it committed, for the monitor:
-    computed as the rows were written, so monitoring a run reads them instead of its rows; then drop
-    the statistics and verdicts of the runs whose rows it replaced, monitored or not. None where a
+def keep_stats(settings: Settings, run: Run, committed: Mapping[str, Committed]) -> None:
+    """Keep the run's statistics, from the summaries of the files it committed (table -> its commit),
+    for the monitor: computed as the rows were written, so monitoring a run reads them instead of its
+    rows; then drop the statistics and verdicts of the runs whose rows it replaced or removed,
+    monitored or not. None where a
     commit of the run id was another process's (two runs given one id at once, or a retry after a
     kill): its files are not these, and statistics of files no table holds were kept in place of
     the maker's; its maker keeps them, else the monitor makes them from the committed files."""
-    committed = list(committed)
-    if not all(c.made for c in committed):
+    if not all(c.made for c in committed.values()):
         return
-    if keep_run_stats(settings.lakehouse_root, run.run_id, run.job, [s for c in committed for s in c.summaries], settings.monitor.sample_size) is not None:
-        drop_superseded(settings.lakehouse_root, run.run_id, run.job)
+    keep_run_stats(settings.lakehouse_root, run.run_id, run.job, [s for c in committed.values() for s in c.summaries], settings.monitor.sample_size)
+    drop_superseded(settings.lakehouse_root, run.run_id, run.job, {name: c.version for name, c in committed.items()})
 
 
 def already_committed(spark: SparkSession, settings: Settings, run: Run, tables: Iterable[TableContract]) -> RunResult | None:
@@ -251,7 +251,7 @@ def already_committed(spark: SparkSession, settings: Settings, run: Run, tables:
     close_dead_runs(settings)
     if {EMBEDDINGS.name, LABELS.name} & versions.keys():
         if read_stats(settings, pc.field("run_id") == run.run_id).num_rows:  # kept before the kill: what they supersede may remain
-            drop_superseded(settings.lakehouse_root, run.run_id, run.job)
+            drop_superseded(settings.lakehouse_root, run.run_id, run.job, versions)
         else:
             stats_of_run(spark, settings, run.run_id)  # computed from its rows, kept, and what they supersede dropped
     return RunResult(run.run_id, "skipped", versions, message=unknown_versions_said(versions))

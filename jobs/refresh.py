@@ -585,7 +585,7 @@ def _apply_plans(spark: SparkSession, settings: Settings, run: Run, signals: dic
             if earlier:  # the commits of an attempt killed before keeping statistics have no summaries here: all the run's rows read
                 stats_of_run(spark, settings, run.run_id, recompute=True)
             else:
-                keep_stats(settings, run, committed.values())
+                keep_stats(settings, run, committed)
             computed = sum(sum(plan.todo.values()) for plan in plans)
             reused = sum(sum(plan.reused.values()) for plan in plans)
             dropped = sum(plan.rewrite.dropped_items for plan in plans)

@@ -215,6 +215,23 @@ def changed_files(root: str, since: int, version: int) -> tuple[list[LiveFile], 
     return [after[p] for p in after.keys() - before.keys()], [before[p] for p in before.keys() - after.keys()]
 
 
+def removed_by(root: str, version: int) -> list[LiveFile]:
+    """The files the commit of `version` removed, as they were live before it: their paths read from
+    its log entry alone (one small read, for a commit that removed none), their days from the
+    snapshot before it, any day where that snapshot can no longer be loaded (its log expired)."""
+    filesystem, base = filesystem_of(root)
+    with filesystem.open_input_stream(f"{base}/_delta_log/{version:020d}.json") as stream:
+        actions = [json.loads(line) for line in stream.read().decode().splitlines() if line.strip()]
+    removes = [a["remove"] for a in actions if "remove" in a]
+    if not removes:
+        return []
+    try:
+        before = {unquote(f.path): f for f in live_files(root, version - 1)}
+    except DeltaError:
+        before = {}
+    return [before.get(unquote(r["path"])) or LiveFile(r["path"], r.get("size") or 0, r.get("partitionValues") or {}, 0) for r in removes]
+
+
 def has_deletion_vectors(root: str, version: int | None = None) -> bool:
     """Whether the table (at `version`) may delete rows by marking them in a deletion vector, leaving the file in place."""
     return "deletionVectors" in (snapshot(root, version).protocol().reader_features or [])

@@ -26,7 +26,7 @@ from monitoring.file_summary import KEYS, column_arrays
 from monitoring.reference import Reference, choose_rows, merge, reference_days
 from monitoring.rules import DRIFT_RULES, Verdict, judge
 from monitoring.stats import compute_stats, require_columns
-from monitoring.superseded import SIGNAL_TABLES, Superseded, drop_not_holding, drop_superseded, runs_holding, table_versions
+from monitoring.superseded import SIGNAL_TABLES, Superseded, commits_of_run, drop_not_holding, drop_superseded, runs_holding, table_versions
 from signals.contracts import ALERTS, EMBEDDINGS, LABELS, RUNS, SIGNAL_STATS, TableContract
 
 CHOICE_COLUMNS = ["signal", "model_version", "ds", "run_id", "items", "computed_at"]
@@ -100,7 +100,7 @@ def stats_rows(table: pa.Table) -> list[dict]:
 def stats_of_run(spark: SparkSession, settings: Settings, run_id: str, recompute: bool = False) -> pa.Table:
     """The run's statistics: those kept in `signal_stats`, else (or with `recompute`) computed
     in Spark from its rows and kept there in place of any older ones (and of the statistics and
-    verdicts of runs whose rows it replaced: monitoring.superseded)."""
+    verdicts of runs whose rows it replaced or removed: monitoring.superseded)."""
     if not recompute:
         kept = read_stats(settings, pc.field("run_id") == run_id)
         if kept.num_rows:
@@ -111,7 +111,7 @@ def stats_of_run(spark: SparkSession, settings: Settings, run_id: str, recompute
     stats = compute_stats(spark, settings.lakehouse_root, run_id, job, settings.monitor.sample_size, settings.monitor.seed)
     if stats.num_rows:
         delta_io.replace_run_rows(settings.table_root(SIGNAL_STATS.name), SIGNAL_STATS, stats, run_id, {"job": "monitor"})
-        drop_superseded(settings.lakehouse_root, run_id, "monitor")
+    drop_superseded(settings.lakehouse_root, run_id, "monitor", commits_of_run(settings.lakehouse_root, run_id))
     return stats
 
 

@@ -4,8 +4,9 @@ run there, and go when no row of it is left (a re-run backfill replaced the day,
 down all of the day's items it had): a reader of the latest verdict per signal and day never
 reads one about rows that no longer exist, and no reference describes them.
 
-The backfill or refresh that replaced them drops them as it keeps its statistics, monitored or
-not (`drop_superseded`); the monitor drops superseded verdicts with its own verdicts' commit, and
+The backfill or refresh that replaced or removed them drops them as it keeps its statistics,
+monitored or not (`drop_superseded`): on the slices it kept statistics of, and on the days of the
+files its commits removed, where it may have written nothing (a day all taken down); the monitor drops superseded verdicts with its own verdicts' commit, and
 keeps none on a day whose rows its run no longer holds. It reads which runs hold its days again after
 that commit: a refresh that replaced one of them meanwhile dropped what it superseded before the
 monitor's verdicts landed, so the monitor drops them itself (a refresh committing later drops them);
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 import pyarrow.compute as pc
 from deltalake import DeltaTable
 
-from lake import delta_io
+from lake import delta_io, ledger
 from signals.contracts import ALERTS, EMBEDDINGS, LABELS, SIGNAL_STATS, TableContract, lakehouse_table
 
 SIGNAL_TABLES = {"embedding": EMBEDDINGS, "label": LABELS}
@@ -70,13 +71,38 @@ class Superseded:
         return cls(tuple(sorted({r[3] for r in stale})), dropped)
 
 
-def drop_superseded(lakehouse_root: str, run_id: str, job: str) -> None:
-    """Drop the statistics and verdicts of other runs on the slices `run_id` kept statistics of
-    whose rows are gone (it replaced them): one commit of each table that holds some."""
+def drop_superseded(lakehouse_root: str, run_id: str, job: str, commits: Mapping[str, int | None]) -> None:
+    """Drop the statistics and verdicts of other runs whose rows `run_id` replaced (on the slices it kept
+    statistics of) or removed (on the days of the files its `commits` removed: table -> version, None
+    where not known, as `commits_of_run`'s): one commit of each table that holds some."""
     stats = lakehouse_table(lakehouse_root, SIGNAL_STATS.name)
+    if not DeltaTable.is_deltatable(stats):  # no statistics kept yet: no verdict either
+        return
     written = delta_io.read_arrow(stats, filters=pc.field("run_id") == run_id, columns=["kind", "signal", "model_version", "ds"]).to_pylist()
-    drop_not_holding(lakehouse_root, runs_holding(lakehouse_root, [(r["kind"], (r["signal"], r["model_version"], r["ds"])) for r in written]),
-                     run_id, job)
+    slices = {(r["kind"], (r["signal"], r["model_version"], r["ds"])) for r in written} | emptied_slices(lakehouse_root, commits)
+    drop_not_holding(lakehouse_root, runs_holding(lakehouse_root, slices), run_id, job)
+
+
+def commits_of_run(lakehouse_root: str, run_id: str) -> dict[str, int | None]:
+    """The version of the run's commit to each signal table that has one (None: its log entry is gone), looked up by its app id."""
+    app_id = ledger.run_app_id(run_id)
+    roots = {c.name: lakehouse_table(lakehouse_root, c.name) for c in SIGNAL_TABLES.values()}
+    return {name: delta_io.version_of_commit(root, app_id) for name, root in roots.items()
+            if DeltaTable.is_deltatable(root) and delta_io.committed(root, app_id)}
+
+
+def emptied_slices(lakehouse_root: str, commits: Mapping[str, int | None]) -> set[tuple[str, Slice]]:
+    """The (kind, slice) of the statistics kept on the days of the files the commits removed: the
+    slices that may hold no row of a run any more (a refresh took down all of its items there),
+    though the run that removed them wrote none there to keep statistics of."""
+    removed = [(kind, s) for kind, contract in SIGNAL_TABLES.items() if commits.get(contract.name) is not None
+               for s in delta_io.slices(contract, delta_io.removed_by(lakehouse_table(lakehouse_root, contract.name), commits[contract.name]))]
+    if not removed:
+        return set()
+    kept = delta_io.read_arrow(lakehouse_table(lakehouse_root, SIGNAL_STATS.name), where=[("signal", "in", sorted({s.partition[0] for _, s in removed}))],
+                               columns=["kind", "signal", "model_version", "ds"]).to_pylist()
+    return {(r["kind"], (r["signal"], r["model_version"], r["ds"])) for r in kept
+            if any(kind == r["kind"] and s.meets(delta_io.Slice((r["signal"], r["model_version"]), (r["ds"], r["ds"]))) for kind, s in removed)}
 
 
 def drop_not_holding(lakehouse_root: str, holding: Mapping[Slice, frozenset[str]], run_id: str, job: str) -> None:

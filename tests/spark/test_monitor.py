@@ -257,6 +257,37 @@ def test_a_rerun_backfill_killed_after_its_commits_has_its_retry_drop_the_first_
     _check_stats_against_the_rows(settings, "again")
 
 
+@pytest.mark.parametrize("die_in", [None, "drop_superseded"])
+def test_a_day_a_refresh_took_down_whole_keeps_no_statistics_or_verdicts_of_it(spark, watched, tmp_path, monkeypatch, die_in) -> None:
+    """Every item of a monitored day taken down and refreshed away: the refresh wrote no row of that
+    day, so it kept no statistics there, and the first run's statistics and verdicts of the day
+    stayed (as the day's latest verdicts and as a reference) about rows that are gone; so too where
+    the refresh was killed before dropping them and its retry found its commits made."""
+    from jobs import engine
+    from signals.contracts import CORPUS
+
+    settings = _copy(watched, tmp_path)
+    day = append_scenario_day(settings.lakehouse_root, "truncated", 24, seed=1)
+    first = run_refresh(spark, settings).run_id
+    assert run_monitor(spark, settings, first).fired
+    DeltaTable(settings.table_root(CORPUS.name)).delete(f"ds = '{day}'")
+    if die_in is not None:
+        def killed(*args, **kwargs):
+            raise KeyboardInterrupt(f"killed in {die_in}, after the run's commits")
+
+        monkeypatch.setattr(engine, die_in, killed)
+        with pytest.raises(KeyboardInterrupt):
+            run_refresh(spark, settings, run_id="takedown")
+        monkeypatch.undo()
+    run_refresh(spark, settings, run_id="takedown")
+
+    for contract in (EMBEDDINGS, LABELS):
+        assert delta_io.read_arrow(settings.table_root(contract.name), filters=pc.field("ds") == day).num_rows == 0
+    assert read_stats(settings, pc.field("ds") == day).num_rows == 0
+    assert delta_io.read_arrow(settings.table_root(ALERTS.name), filters=pc.field("ds") == day).num_rows == 0
+    assert read_stats(settings, pc.field("ds") != day).num_rows == read_stats(watched).num_rows  # the other days' are kept
+
+
 def test_a_reference_day_backfilled_again_is_described_by_the_new_runs_rows(spark, watched, tmp_path) -> None:
     """The pinned reference day, first of truncated images, is fixed with fewer items and backfilled
     again: the next day is compared with the rows the day holds now (the new run's statistics), not

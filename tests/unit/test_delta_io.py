@@ -543,6 +543,23 @@ def test_changed_files_are_the_files_added_and_removed_between_two_versions(tmp_
     assert delta_io.all_exist(root, added)
 
 
+def test_the_files_a_commit_removed_are_read_from_its_log_entry_with_their_days_where_still_known(tmp_path: Path) -> None:
+    """What `changed_files` says a commit removed, with each file's days; any day for a file the snapshot
+    before can no longer tell (the log behind the commit expired), and nothing read for a commit of adds."""
+    root = str(tmp_path / "corpus")
+    _corpus_days(root, ["2026-01-01", "2026-01-02", "2026-01-03 late"])  # version 0; a value the log's paths percent-encode
+    _corpus_days(root, ["2026-01-04"])  # 1: adds only
+    DeltaTable(root).delete("ds = '2026-01-01' OR ds = '2026-01-03 late'")  # 2: a takedown
+    _, removed = delta_io.changed_files(root, 1, 2)
+    assert sorted(f.days for f in delta_io.removed_by(root, 2)) == sorted(f.days for f in removed) == [
+        ("2026-01-01", "2026-01-01"), ("2026-01-03 late", "2026-01-03 late")]
+    assert delta_io.removed_by(root, 1) == []
+    DeltaTable(root).create_checkpoint()  # at version 2: the entries before it can go
+    for version in (0, 1):
+        os.remove(os.path.join(root, "_delta_log", f"{version:020d}.json"))
+    assert sorted((f.partition_values["ds"], f.days) for f in delta_io.removed_by(root, 2)) == [("2026-01-01", None), ("2026-01-03 late", None)]
+
+
 def test_read_files_reads_the_files_of_escaped_partition_folders(tmp_path: Path) -> None:
     """delta-rs names a folder of a value outside plain names Hive-escaped (`ds=a%20b`); read_files
     unescaped the stored path once more and read none of those files. Each file read alone gives

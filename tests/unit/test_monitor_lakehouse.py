@@ -274,7 +274,7 @@ def test_verdicts_on_a_day_a_refresh_replaced_while_the_monitor_judged_it_are_no
             write_deltalake(root, pa.Table.from_pylist(refreshed, schema=LABELS.schema), mode="overwrite",
                             predicate=f"ds = '{day}'")
             _keep(settings, [label_stats(rng.beta(2, 5, 60), ds=day, run_id="refresh")])
-            drop_superseded(settings.lakehouse_root, "refresh", "refresh")  # as the refresh does as it keeps its statistics
+            drop_superseded(settings.lakehouse_root, "refresh", "refresh", {})  # as the refresh does as it keeps its statistics
         return found
 
     monkeypatch.setattr(monitor, "runs_holding", refreshed_meanwhile)
