@@ -232,11 +232,15 @@ _INTERVAL_UNITS = {"nanosecond": 1e-9, "microsecond": 1e-6, "millisecond": 1e-3,
 
 
 def log_retention(table: DeltaTable) -> timedelta | None:
-    """The table's `delta.logRetentionDuration` (`interval 30 days`, the default); None where it cannot be read."""
+    """The table's `delta.logRetentionDuration` (`interval 30 days`, the default; several units, as
+    `interval 1 day 12 hours`, add up, and the word `interval` may be left out, as Delta reads it);
+    None where it cannot be read."""
     words = table.metadata().configuration.get(LOG_RETENTION, "interval 30 days").lower().split()
-    if len(words) != 3 or words[0] != "interval" or not words[1].isdigit() or words[2].removesuffix("s") not in _INTERVAL_UNITS:
+    words = words[1:] if words[:1] == ["interval"] else words
+    amounts = list(zip(words[::2], (w.removesuffix("s") for w in words[1::2]), strict=False))
+    if not words or len(words) % 2 or any(not n.isdigit() or unit not in _INTERVAL_UNITS for n, unit in amounts):
         return None
-    return timedelta(seconds=int(words[1]) * _INTERVAL_UNITS[words[2].removesuffix("s")])
+    return timedelta(seconds=sum(int(n) * _INTERVAL_UNITS[unit] for n, unit in amounts))
 
 
 def checkpoint_versions(root: str) -> list[int]:

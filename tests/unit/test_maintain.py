@@ -1126,3 +1126,15 @@ def test_the_versions_a_head_version_the_profile_pins_was_trained_on_are_named(t
     unknown: list[str] = []  # a pin of a version never registered (a typo) names nothing, said, and stops no upkeep
     typo = settings_for(Path(settings.lakehouse_root), "signals.head_low_quality.model.version=9")
     assert named_versions(typo, unknown)["embeddings"] == {replaced} and len(unknown) == 1 and "version 9" in unknown[0]
+
+
+@pytest.mark.parametrize("value, retention", [
+    ("interval 30 days", dt.timedelta(days=30)), ("interval 1 day 12 hours", dt.timedelta(hours=36)),
+    ("INTERVAL 2 Weeks 3 days", dt.timedelta(days=17)), ("7 days", dt.timedelta(days=7)),
+    ("interval 1 fortnight", None), ("interval 1.5 days", None), ("interval 3", None), ("interval", None)])
+def test_the_log_retention_is_read_as_delta_reads_it_several_units_added_up(tmp_path: Path, value: str, retention) -> None:
+    """A retention of several units (`interval 1 day 12 hours`, which Delta reads) was not read, and
+    the log was never expired; a value that cannot be read still expires nothing (said by `expire_log`)."""
+    root = str(tmp_path / "t")
+    write_deltalake(root, pa.table({"x": [1]}), configuration={upkeep.LOG_RETENTION: value})
+    assert upkeep.log_retention(DeltaTable(root)) == retention
