@@ -225,10 +225,10 @@ def keep_stats(settings: Settings, run: Run, committed: Mapping[str, Committed])
     """Keep the run's statistics, from the summaries of the files it committed (table -> its commit),
     for the monitor: computed as the rows were written, so monitoring a run reads them instead of its
     rows; then drop the statistics and verdicts of the runs whose rows it replaced or removed,
-    monitored or not. None where a
-    commit of the run id was another process's (two runs given one id at once, or a retry after a
-    kill): its files are not these, and statistics of files no table holds were kept in place of
-    the maker's; its maker keeps them, else the monitor makes them from the committed files."""
+    monitored or not. None where a commit of the run id was another process's (two runs given one id
+    at once, or a retry after a kill): its files are not these, and statistics of files no table holds
+    were kept in place of the maker's; its maker keeps them, else the monitor makes them from the
+    committed files."""
     if not all(c.made for c in committed.values()):
         return
     keep_run_stats(settings.lakehouse_root, run.run_id, run.job, [s for c in committed.values() for s in c.summaries], settings.monitor.sample_size)

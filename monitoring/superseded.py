@@ -6,11 +6,12 @@ reads one about rows that no longer exist, and no reference describes them.
 
 The backfill or refresh that replaced or removed them drops them as it keeps its statistics,
 monitored or not (`drop_superseded`): on the slices it kept statistics of, and on the days of the
-files its commits removed, where it may have written nothing (a day all taken down); the monitor drops superseded verdicts with its own verdicts' commit, and
-keeps none on a day whose rows its run no longer holds. It reads which runs hold its days again after
-that commit: a refresh that replaced one of them meanwhile dropped what it superseded before the
-monitor's verdicts landed, so the monitor drops them itself (a refresh committing later drops them);
-it reads them again only where a signal table's version moved since its first read (`table_versions`).
+files its commits removed, where it may have written nothing (a day all taken down). The monitor
+drops superseded verdicts with its own verdicts' commit, and keeps none on a day whose rows its run
+no longer holds. It reads which runs hold its days again after that commit: a refresh that replaced
+one of them meanwhile dropped what it superseded before the monitor's verdicts landed, so the
+monitor drops them itself (a refresh committing later drops them); it reads them again only where a
+signal table's version moved since its first read (`table_versions`).
 """
 from __future__ import annotations
 
