@@ -87,7 +87,7 @@ def _meets(files: list[delta_io.LiveFile], key: tuple) -> bool:
 def _holding(table: str, version: int, runs: list[str], files: list[delta_io.LiveFile], sampled: set[tuple]) -> list[delta_io.LiveFile]:
     """Those of `files` (live at `version`) that may hold rows of the statistics rows `sampled`, by
     their partition, days and `run_id` statistics: a backfill's files of another run are not read."""
-    of_runs = {f.path for run in runs for f in delta_io.files_of_run(table, run, version)}
+    of_runs = {f.path for f in delta_io.files_of_runs(table, runs, version)}
     return [f for f in files if f.path in of_runs and any(_meets([f], key) for key in sampled)]
 
 
