@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import operator
 from collections import defaultdict
+from collections.abc import Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -91,7 +92,7 @@ def _holding(table: str, version: int, runs: list[str], files: list[delta_io.Liv
     return [f for f in files if f.path in of_runs and any(_meets([f], key) for key in sampled)]
 
 
-def _rows_of(keys: object) -> pc.Expression:
+def _rows_of(keys: Iterable[tuple]) -> pc.Expression:
     """Selects the statistics rows of `keys` (STATS_KEY tuples)."""
     return functools.reduce(operator.or_, [functools.reduce(operator.and_, [pc.field(c) == v for c, v in zip(STATS_KEY, key)]) for key in keys])
 
