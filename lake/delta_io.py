@@ -184,9 +184,14 @@ def files_with_errors(root: str, version: int | None = None) -> set[str]:
 def files_of_run(root: str, run_id: str, version: int | None = None) -> list[LiveFile]:
     """The snapshot's files that may hold rows of `run_id`: by their statistics, those whose
     `run_id` range holds it (or that have no statistics)."""
+    return files_of_runs(root, [run_id], version)
+
+
+def files_of_runs(root: str, run_ids: Sequence[str], version: int | None = None) -> list[LiveFile]:
+    """`files_of_run` of several runs, from one read of the snapshot's files."""
     actions = pa.table(snapshot(root, version).get_add_actions(flatten=True)).to_pylist()
-    return [_live_file(a) for a in actions
-            if a.get("min.run_id") is None or a.get("max.run_id") is None or a["min.run_id"] <= run_id <= a["max.run_id"]]
+    return [_live_file(a) for a in actions if a.get("min.run_id") is None or a.get("max.run_id") is None
+            or any(a["min.run_id"] <= run_id <= a["max.run_id"] for run_id in run_ids)]
 
 
 def rows_per_partition(root: str, columns: Sequence[str], version: int | None = None) -> dict[tuple[str | None, ...], int] | None:

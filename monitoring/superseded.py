@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable
 
 from lake import delta_io, ledger
+from monitoring.removed_samples import drop_removed_samples
 from signals.contracts import ALERTS, EMBEDDINGS, LABELS, SIGNAL_STATS, TableContract, lakehouse_table
 
 SIGNAL_TABLES = {"embedding": EMBEDDINGS, "label": LABELS}
@@ -75,13 +76,15 @@ class Superseded:
 def drop_superseded(lakehouse_root: str, run_id: str, job: str, commits: Mapping[str, int | None]) -> None:
     """Drop the statistics and verdicts of other runs whose rows `run_id` replaced (on the slices it kept
     statistics of) or removed (on the days of the files its `commits` removed: table -> version, None
-    where not known, as `commits_of_run`'s): one commit of each table that holds some."""
+    where not known, as `commits_of_run`'s): one commit of each table that holds some. Then the vectors of the
+    embedding rows its commits removed leave the samples of the statistics still kept (monitoring/removed_samples.py)."""
     stats = lakehouse_table(lakehouse_root, SIGNAL_STATS.name)
     if not DeltaTable.is_deltatable(stats):  # no statistics kept yet: no verdict either
         return
     written = delta_io.read_arrow(stats, filters=pc.field("run_id") == run_id, columns=["kind", "signal", "model_version", "ds"]).to_pylist()
     slices = {(r["kind"], (r["signal"], r["model_version"], r["ds"])) for r in written} | emptied_slices(lakehouse_root, commits)
     drop_not_holding(lakehouse_root, runs_holding(lakehouse_root, slices), run_id, job)
+    drop_removed_samples(lakehouse_root, run_id, job, commits.get(EMBEDDINGS.name))  # of the statistics still kept
 
 
 def commits_of_run(lakehouse_root: str, run_id: str) -> dict[str, int | None]:

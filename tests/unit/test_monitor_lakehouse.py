@@ -16,7 +16,7 @@ from test_monitor_rules import label_stats
 from conf.settings import UsageError, load_settings
 from lake import delta_io
 from monitoring.attribution import attribute
-from monitoring.monitor import latest_run, monitor_run, read_stats, rows_are_items, table_items
+from monitoring.monitor import latest_run, monitor_run, read_stats, rows_are_items, stats_rows, table_items
 from signals.contracts import ALERTS, EMBEDDINGS, LABELS, SIGNAL_STATS
 
 DAYS = ["2026-11-01", "2026-11-02", "2026-11-03"]
@@ -313,3 +313,26 @@ def test_the_runs_holding_the_judged_days_are_read_again_after_the_verdicts_comm
     monkeypatch.setattr(monitor, "table_versions", lambda *a: {**versions(*a), "moved": next(moved)})  # as if a table moved
     monitor_run(None, settings, "run-1")
     assert len(reads) == 3 and verdicts() == once and once
+
+
+def test_the_vectors_a_takedown_removed_leave_the_sample_of_the_statistics_its_day_keeps(tmp_path) -> None:
+    """A refresh that takes down some of a day's items keeps the backfill's statistics of that day
+    (they describe the day as backfilled), and their sample kept the taken-down items' own vectors,
+    for as long as those statistics are kept (found in review): each vector its commit removed now
+    leaves the sample, and the vectors of the rows still there stay."""
+    from monitoring.file_summary import summarise_file
+    from monitoring.stats import keep_run_stats
+    from monitoring.superseded import drop_superseded
+
+    settings = _settings(tmp_path)
+    written = rows([f"pin-{i}" for i in range(12)], random_vectors(12, 5))
+    append(tmp_path, written)
+    summary = summarise_file(iter(written.to_batches()), "run", settings.monitor.sample_size, settings.monitor.seed)
+    keep_run_stats(settings.lakehouse_root, "run", "backfill", [summary], settings.monitor.sample_size)
+    taken_down = delete(tmp_path, "pin-3", "pin-8")  # as a refresh's copy on write: the file written again without them
+    drop_superseded(settings.lakehouse_root, "refresh", "refresh", {EMBEDDINGS.name: taken_down})
+
+    [kept] = stats_rows(read_stats(settings))
+    left = delta_io.read_arrow(settings.table_root(EMBEDDINGS.name)).to_pylist()
+    assert sorted(map(tuple, kept["sample"].tolist())) == sorted(tuple(np.float32(r["vector"]).tolist()) for r in left)
+    assert len(left) == 10 and kept["items"] == 12  # the rest of the statistics still describes the day as the run wrote it
