@@ -40,10 +40,7 @@ def drop_removed_samples(lakehouse_root: str, run_id: str, job: str, embeddings_
     table = lakehouse_table(lakehouse_root, EMBEDDINGS.name)
     if embeddings_commit is None or not DeltaTable.is_deltatable(stats_root):
         return
-    try:
-        added, removed = delta_io.changed_files(table, embeddings_commit - 1, embeddings_commit)
-    except DeltaError:
-        return
+    removed = delta_io.removed_by(table, embeddings_commit)
     if not removed:
         return
     kept = delta_io.read_arrow(stats_root, where=[("signal", "in", sorted({f.partition_values["signal"] for f in removed}))],
@@ -53,10 +50,14 @@ def drop_removed_samples(lakehouse_root: str, run_id: str, job: str, embeddings_
         return
     runs = sorted({key[-1] for key in sampled})
     of_runs = pc.field("run_id").isin(runs)
-    gone_rows = delta_io.read_files(table, embeddings_commit - 1, _holding(table, embeddings_commit - 1, runs, removed, sampled),
-                                    [*ROW_KEY, "status", "vector"]).filter(of_runs & (pc.field("status") == STATUS_OK))
-    again = delta_io.read_files(table, embeddings_commit, _holding(table, embeddings_commit, runs, added, sampled), list(ROW_KEY)).filter(of_runs)
-    written_again = {tuple(r[k] for k in ROW_KEY) for r in again.to_pylist()}  # rows a rewrite kept (copy on write keeps their run)
+    try:
+        gone_rows = delta_io.read_files(table, embeddings_commit - 1, _holding(table, embeddings_commit - 1, runs, removed, sampled),
+                                        [*ROW_KEY, "status", "vector"]).filter(of_runs & (pc.field("status") == STATUS_OK))
+    except DeltaError:
+        return
+    days = [("signal", "in", sorted({k[0] for k in sampled})), ("ds", "in", sorted({k[2] for k in sampled}))]
+    still = delta_io.read_arrow(table, embeddings_commit, where=days, filters=of_runs, columns=list(ROW_KEY))
+    written_again = {tuple(r[k] for k in ROW_KEY) for r in still.to_pylist()}  # rows a rewrite kept (copy on write keeps their run)
     gone: dict[tuple, list[bytes]] = defaultdict(list)  # statistics row -> the vectors of its rows gone, as bytes
     for i, row in enumerate(gone_rows.select(list(ROW_KEY)).to_pylist()):
         key = tuple(row[k] for k in STATS_KEY)
