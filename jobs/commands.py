@@ -27,7 +27,7 @@ from jobs.refresh import run_refresh
 from jobs.session import build_session
 from jobs.show import alias_move_said, console, print_evaluation, print_heads, print_monitor, print_neighbours, print_result, print_trained, print_upkeep, show
 from lake.ledger import SUCCEEDED
-from lake.registry import Registry
+from lake.registry import Registry, RegistryError
 from monitoring.monitor import MonitorResult, require_signal_tables
 from retrieval import index_store
 from retrieval.build import build_index, embeddings_root, indexed_vector, update_index
@@ -184,9 +184,9 @@ def _register(settings: Settings, args: argparse.Namespace) -> None:
 
 def _compare(settings: Settings, args: argparse.Namespace) -> None:
     registry = registry_for(settings, existing=True)
-    names = args.signals or [n for n in settings.enabled_signals if args.b in registry.aliases_if_registered(n)]
+    names = args.signals or [n for n in settings.enabled_signals if _names_a_version(registry, n, args.b)]
     if not names:
-        raise UsageError(f"no signal has a {args.b!r} version to compare; register one first (content-signals register)")
+        raise UsageError(f"no enabled signal has a version {args.b!r} to compare; register one first (content-signals register)")
     pinned = pin_tables(settings.lakehouse_root)  # one snapshot for every signal compared, whatever commits meanwhile
     comparisons = [_comparison(settings, registry, n, args.a, args.b, pinned) for n in names]
     read = {table: version for c in comparisons for table, version in c.read_versions.items()}  # the tables any of them read
@@ -197,6 +197,16 @@ def _compare(settings: Settings, args: argparse.Namespace) -> None:
         console.print(f"{c.signal} {c.version_a} vs {c.version_b}: " + ("; ".join(c.differences) or "no differences"))
     console.print(f"read at {read_said(read)}", soft_wrap=True)
     console.print(f"report: {report} (MLflow run {run_id})")
+
+
+def _names_a_version(registry: Registry, signal: str, ref: str) -> bool:
+    """Whether `ref` (an alias, latest or a version number) names a version of `signal`: compare's signals when none are
+    named (it took only an alias, so `--b 2` or `--b latest` found no signal to compare)."""
+    try:
+        registry.resolve(signal, ref)
+    except RegistryError:
+        return False
+    return True
 
 
 def _comparison(settings: Settings, registry: Registry, signal: str, a: str, b: str, pinned: dict[str, int | None]) -> Comparison:
