@@ -90,9 +90,10 @@ ANY = "any"  # promote's `expected`: whatever version the alias names when it mo
 
 
 def challenger_is_champion(aliases: Mapping[str, str], pinned: str | None) -> bool:
-    """Whether a signal's challenger is the version its jobs run as champion (`pinned`, else the
-    champion alias): promoted, or retrained alike; a shadow run does not compute it again."""
-    return aliases[CHALLENGER] == (pinned or aliases.get(CHAMPION))
+    """Whether a signal's challenger is a version readers take for its champion: the one its jobs run (`pinned`) or
+    the champion alias's, which readers without the pin read (promoted, or retrained alike); a shadow run, whose
+    canary would cut its rows down to its slice, does not compute it. Under a pin it took the pin alone (found in review)."""
+    return aliases[CHALLENGER] in {pinned, aliases.get(CHAMPION)} - {None}
 
 
 class RegistryError(LookupError):

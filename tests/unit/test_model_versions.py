@@ -254,6 +254,30 @@ def test_moving_an_embeddings_champion_away_from_the_version_a_head_reads_says_t
             and "until a head trained on image_embedding version 1 is promoted" in out), out
 
 
+def test_a_challenger_run_under_a_pin_does_not_compute_the_version_the_champion_alias_names(lakehouse, tmp_path):
+    """Found in review: a challenger run skipped a signal whose challenger was the version its profile runs as champion,
+    the pin where there is one, so under a profile pinning version 1 a canary of version 2, the champion alias's (a promote
+    leaves the challenger there), ran and would replace the window's rows of version 2 with its slice: readers of the
+    champion without the pin (another profile, a Lakehouse without it, its refresh) lost the other items' rows."""
+    from conf.settings import UsageError
+    from lake.registry import AliasMoved
+    from rollout.models import CHALLENGER, check_still_challengers
+
+    build_signals(image_embedding_only(lakehouse))  # version 1, the champion
+    registry = registry_for(image_embedding_only(lakehouse))
+    weights = perturbed_efficientnet(tmp_path / "2.pth")
+    assert registry.register("image_embedding", weights, {"weights_path": weights}).version == "2"
+    registry.client.set_registered_model_alias("image_embedding", CHALLENGER, "2")
+    pinned = image_embedding_only(lakehouse, "signals.image_embedding.model.version=1")
+    canary = build_signals(pinned, CHALLENGER)  # before the promote: version 2 is no one's champion, a canary computes it
+    assert canary["image_embedding"].config.model.version == "2"
+    registry.promote("image_embedding", "2")  # the champion alias is version 2 now, the challenger left on it
+    with pytest.raises(UsageError, match="its champion, version 2"):
+        build_signals(pinned, CHALLENGER)
+    with pytest.raises(AliasMoved):  # a canary that started before the promote stops before its commits
+        check_still_challengers(pinned, canary)
+
+
 def test_identity_params_edited_in_the_profile_after_a_champion_exists_are_refused_not_run_as_the_champion(lakehouse, capsys):
     """Reproduced on a small lakehouse: `refresh --set signals.text_topics.params.temperature=0.2`
     after a backfill said "nothing to do", registered version 2 (nothing ran it) and kept
