@@ -27,7 +27,7 @@ from jobs.refresh import run_refresh
 from jobs.session import build_session
 from jobs.show import alias_move_said, console, print_evaluation, print_heads, print_monitor, print_neighbours, print_result, print_trained, print_upkeep, show
 from lake.ledger import SUCCEEDED
-from lake.registry import Registry
+from lake.registry import Registry, RegistryError
 from monitoring.monitor import MonitorResult, require_signal_tables
 from retrieval import index_store
 from retrieval.build import build_index, embeddings_root, indexed_vector, update_index
@@ -41,6 +41,7 @@ from rollout.models import (
     CHAMPION,
     champion_version,
     configured_signal,
+    heads_reading,
     identity_params,
     model_source,
     registry_for,
@@ -102,6 +103,7 @@ def _promote(settings: Settings, args: argparse.Namespace) -> None:
     before = registry.promote(args.signal, target, ledger_root=settings.table_root(RUNS.name), signal=args.signal,
                               expected=champion)  # the champion the checks judged against
     console.print(f"{args.signal}: champion {before} -> {target}; " + (_pin_kept(settings, args.signal) or "readers of the champion follow, nothing recomputed"))
+    _note_heads_left_behind(settings, registry, args.signal, before, target)
 
 
 def _rollback(settings: Settings, args: argparse.Namespace) -> None:
@@ -110,12 +112,24 @@ def _rollback(settings: Settings, args: argparse.Namespace) -> None:
     after = registry.rollback(args.signal, ledger_root=settings.table_root(RUNS.name), signal=args.signal,
                               expected=before)  # the champion this command says it rolls back
     console.print(f"{args.signal}: champion {before} -> {after} (rolled back); " + (_pin_kept(settings, args.signal) or "nothing recomputed"))
+    _note_heads_left_behind(settings, registry, args.signal, before, after)
     if before is not None and not (covered := coverage(settings.lakehouse_root, args.signal, before, after)).complete:
         readers, refresh = ((f"readers of the champion without the pin (another profile, a Lakehouse without "
                              f"signals.{args.signal}.model.version)", "`content-signals refresh` under a profile without the pin")
                             if _pinned(settings, args.signal) else ("readers of the champion", "`content-signals refresh`"))
         console.print(f"[yellow]note:[/] version {after} {' and '.join(covered.shortfalls('the version rolled back from'))}: {readers} "
                       f"see them so until {refresh} computes them (after a champion change it compares the whole corpus)", soft_wrap=True)
+
+
+def _note_heads_left_behind(settings: Settings, registry: Registry, signal: str, before: str | None, after: str) -> None:
+    """Say which enabled heads read the embedding version `signal`'s champion moved away from (`heads_reading`): their rows
+    of new or changed items become errors, where promote and rollback said only that readers of the champion follow."""
+    if before is None or before == after or _pinned(settings, signal) or not (heads := heads_reading(settings, registry, signal, before)):
+        return  # a profile pinning the signal keeps computing `before`
+    console.print(f"[yellow]note:[/] {', '.join(heads)} {'reads' if len(heads) == 1 else 'read'} {signal} version {before}, which a "
+                  f"refresh no longer computes: its rows of items new or changed from now on are errors (\"no {signal} row of model "
+                  f"version {before}\"), retried by each refresh, until a head trained on {signal} version {after} is promoted "
+                  f"(content-signals train TASK, backfill --challenger, compare, promote)", soft_wrap=True)
 
 
 def _pinned(settings: Settings, signal: str) -> str | None:
@@ -170,9 +184,9 @@ def _register(settings: Settings, args: argparse.Namespace) -> None:
 
 def _compare(settings: Settings, args: argparse.Namespace) -> None:
     registry = registry_for(settings, existing=True)
-    names = args.signals or [n for n in settings.enabled_signals if args.b in registry.aliases_if_registered(n)]
+    names = args.signals or [n for n in settings.enabled_signals if _names_a_version(registry, n, args.b)]
     if not names:
-        raise UsageError(f"no signal has a {args.b!r} version to compare; register one first (content-signals register)")
+        raise UsageError(f"no enabled signal has a version {args.b!r} to compare; register one first (content-signals register)")
     pinned = pin_tables(settings.lakehouse_root)  # one snapshot for every signal compared, whatever commits meanwhile
     comparisons = [_comparison(settings, registry, n, args.a, args.b, pinned) for n in names]
     read = {table: version for c in comparisons for table, version in c.read_versions.items()}  # the tables any of them read
@@ -183,6 +197,16 @@ def _compare(settings: Settings, args: argparse.Namespace) -> None:
         console.print(f"{c.signal} {c.version_a} vs {c.version_b}: " + ("; ".join(c.differences) or "no differences"))
     console.print(f"read at {read_said(read)}", soft_wrap=True)
     console.print(f"report: {report} (MLflow run {run_id})")
+
+
+def _names_a_version(registry: Registry, signal: str, ref: str) -> bool:
+    """Whether `ref` (an alias, latest or a version number) names a version of `signal`: compare's signals when none are
+    named (it took only an alias, so `--b 2` or `--b latest` found no signal to compare)."""
+    try:
+        registry.resolve(signal, ref)
+    except RegistryError:
+        return False
+    return True
 
 
 def _comparison(settings: Settings, registry: Registry, signal: str, a: str, b: str, pinned: dict[str, int | None]) -> Comparison:

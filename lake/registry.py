@@ -90,9 +90,10 @@ ANY = "any"  # promote's `expected`: whatever version the alias names when it mo
 
 
 def challenger_is_champion(aliases: Mapping[str, str], pinned: str | None) -> bool:
-    """Whether a signal's challenger is the version its jobs run as champion (`pinned`, else the
-    champion alias): promoted, or retrained alike; a shadow run does not compute it again."""
-    return aliases[CHALLENGER] == (pinned or aliases.get(CHAMPION))
+    """Whether a signal's challenger is a version readers take for its champion: the one its jobs run (`pinned`) or
+    the champion alias's, which readers without the pin read (promoted, or retrained alike); a shadow run, whose
+    canary would cut its rows down to its slice, does not compute it. Under a pin it took the pin alone (found in review)."""
+    return aliases[CHALLENGER] in {pinned, aliases.get(CHAMPION)} - {None}
 
 
 class RegistryError(LookupError):
@@ -428,15 +429,20 @@ class Registry:
 
         The previous version is pushed on the alias's rollback stack, the move is logged in the
         alias's history and, with `ledger_root`, appended to the run ledger. Promoting the version
-        the alias already names changes and records nothing. With `expected` (a version, or None
-        for an unset alias), an alias that names anything else is not moved (AliasMoved)."""
+        the alias already names moves nothing, and writes only what the move that put it there owes (a
+        promote killed after its alias moved, retried: its history entry, as unrecorded, and its ledger
+        record). With `expected` (a version, or None for an unset alias), an alias that names anything
+        else is not moved (AliasMoved)."""
         version = self.resolve(name, str(version)).version  # refuses unknown versions
         with alias_lock(self.client):
             previous = self.aliases(name).get(alias)
             _check_unmoved(name, alias, previous, expected, "promote")
-            if previous == version:
-                return previous
             stack, history = self._tag_lists(name, alias, STACK_TAG, HISTORY_TAG)  # both read whole before anything moves
+            if previous == version:  # its retry returned here and left them to the alias's next move, months away maybe
+                if (events := _with_unrecorded(history, previous, ledger_root)) != history:
+                    self._set_tag_list(name, HISTORY_TAG, alias, events)
+                self._record(ledger_root, name, alias, events, signal)
+                return previous
             if previous is not None:  # pushed before the move: a promote killed between them leaves a top that rollback skips,
                 stack.append(previous)  # never a moved alias whose previous version rollback cannot find
                 self._set_tag_list(name, STACK_TAG, alias, stack)

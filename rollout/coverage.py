@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from deltalake import DeltaTable
 
 from lake import delta_io
 from rollout.compare import item_days
-from signals.contracts import EMBEDDINGS, ITEM_DAY, LABELS, STATUS_OK, lakehouse_table
+from signals.contracts import EMBEDDINGS, ITEM_DAY, KEYFRAMES, LABELS, STATUS_OK, lakehouse_table
+
+Key = tuple[str, str, str]  # (table, item, day): an item's rows of one day in one signal table
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,7 @@ class Coverage:
     candidate_items: int
     missing: tuple[str, ...]  # items of the champion the candidate lacks, sorted
     in_error: tuple[str, ...] = ()  # items the champion has a value for and the candidate only an error row, sorted
-    other_input: tuple[str, ...] = ()  # items whose candidate rows are of another input than the champion's, sorted
+    other_input: tuple[str, ...] = ()  # items whose candidate rows are of another input than the champion's, and older, sorted
 
     @property
     def complete(self) -> bool:
@@ -50,29 +53,39 @@ class Coverage:
 
 
 def coverage(lakehouse: str, signal: str, champion: str, candidate: str) -> Coverage:
-    """The items of `signal` at both versions, with their input hashes, read from the embeddings
-    and labels tables (only their partitions). An item is judged on each day it has rows for: one
+    """The items of `signal` at both versions, with their input hashes, read from the embeddings,
+    labels and keyframes tables (only their partitions), each table on its own: a video's keyframes are
+    covered by keyframes, not by its video-level row (found in review: keyframes were not read, so a
+    version whose keyframes a killed canary had cut down to its slice, its other rows whole from a shadow
+    run, was promoted and readers lost the other videos' keyframes). An item is judged on each day it has rows for: one
     ingested again on another day, with another input, has a row of each (found in review: one
     input kept per item, the last row read, made such an item "of another input" whenever the two
-    versions' rows were read in another order)."""
-    inputs: dict[str, dict[tuple[str, str], str | None]] = {champion: {}, candidate: {}}  # version -> (item, day) -> input hash
-    ok: dict[str, set[tuple[str, str]]] = {champion: set(), candidate: set()}
-    for name in (EMBEDDINGS.name, LABELS.name):
+    versions' rows were read in another order). Rows of another input fall short where the candidate's were
+    computed first (`computed_at`, its run's start: a later run read a later corpus): where the champion's were,
+    its input changed after its last refresh and the candidate holds the newer (found in review: refused, with
+    the advice to backfill the candidate again, which computed the same rows)."""
+    inputs: dict[str, dict[Key, str | None]] = {champion: {}, candidate: {}}  # version -> (table, item, day) -> input hash
+    computed: dict[str, dict[Key, datetime]] = {champion: {}, candidate: {}}  # version -> (table, item, day) -> its run's start
+    ok: dict[str, set[Key]] = {champion: set(), candidate: set()}
+    for name in (EMBEDDINGS.name, LABELS.name, KEYFRAMES.name):
         root = lakehouse_table(lakehouse, name)
         if not DeltaTable.is_deltatable(root):
             continue
-        columns = ["model_version", "status", "input_hash"]
+        columns = ["model_version", "status", "input_hash", "computed_at"]
         rows = delta_io.read_arrow(root, where=[("signal", "=", signal), ("model_version", "in", [champion, candidate])], columns=[*ITEM_DAY, *columns])
-        for key, version, status, input_hash in zip(item_days(rows), *(rows[c].to_pylist() for c in columns)):
+        keys = [(name, *item_day) for item_day in item_days(rows)]
+        for key, version, status, input_hash, computed_at in zip(keys, *(rows[c].to_pylist() for c in columns)):
             inputs[version][key] = input_hash
+            computed[version][key] = computed_at
             if status == STATUS_OK:
                 ok[version].add(key)
     theirs, mine = inputs[champion], inputs[candidate]
-    other_input = {k for k in theirs.keys() & mine.keys() if theirs[k] != mine[k]}
+    changed = {k for k in theirs.keys() & mine.keys() if theirs[k] != mine[k]}
+    other_input = {k for k in changed if computed[candidate][k] <= computed[champion][k]}  # the candidate's the older: it falls short
     return Coverage(signal, champion, candidate, len(_items(theirs)), len(_items(mine)), missing=_items(theirs.keys() - mine.keys()),
-                    in_error=_items((ok[champion] & mine.keys()) - ok[candidate] - other_input), other_input=_items(other_input))
+                    in_error=_items((ok[champion] & mine.keys()) - ok[candidate] - changed), other_input=_items(other_input))
 
 
-def _items(keys: Iterable[tuple[str, str]]) -> tuple[str, ...]:
-    """The items of (item, day) keys, sorted."""
-    return tuple(sorted({content_id for content_id, _ in keys}))
+def _items(keys: Iterable[Key]) -> tuple[str, ...]:
+    """The items of (table, item, day) keys, sorted."""
+    return tuple(sorted({content_id for _, content_id, _ in keys}))

@@ -24,9 +24,19 @@ from dataclasses import replace
 from typing import Any
 
 from conf.settings import Settings, UsageError
-from lake.registry import CHALLENGER, CHAMPION, AliasMoved, RegisteredModel, Registry, challenger_is_champion, registry_exists
+from lake.registry import (
+    CHALLENGER,
+    CHAMPION,
+    AliasMoved,
+    RegisteredModel,
+    Registry,
+    RegistryError,
+    challenger_is_champion,
+    registry_exists,
+)
 from signals.base import ModelRef, Signal, SignalConfig
 from signals.catalog import build_signal, signal_class
+from signals.labels.head import embedding_reads
 from signals.weights import driver_path
 
 KIND = "kind"
@@ -104,6 +114,25 @@ def champion_version(settings: Settings, signal: str) -> str:
     if conf.model.version or not settings.registry.enabled:
         return str(conf.model.version)
     return registry_for(settings).resolve(signal, CHAMPION).version
+
+
+def heads_reading(settings: Settings, registry: Registry, signal: str, version: str) -> list[str]:
+    """The enabled heads of the profile whose running version (pinned, else the champion) reads `version` of embedding
+    `signal`, each as "name (version N)": a refresh computes the embedding's champion alone, so once that moves away from
+    `version` their rows of items new or changed since are errors until a head trained on the new one is promoted."""
+    heads = []
+    for name in settings.enabled_signals:
+        conf = settings.signals[name]
+        running = conf.model.version or registry.aliases_if_registered(name).get(CHAMPION)
+        if not signal_class(conf.kind).trained_here or running is None:
+            continue
+        try:
+            head = registry.resolve(name, running)
+        except RegistryError:  # a pin of a version never registered: its jobs refuse it themselves
+            continue
+        if (signal, version) in embedding_reads(head.params):
+            heads.append(f"{name} (version {head.version})")
+    return heads
 
 
 def _check_trained(registry: Registry, name: str, role: str, pinned: str | None) -> None:

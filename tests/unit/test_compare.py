@@ -448,3 +448,30 @@ def test_compare_of_several_signals_reads_them_all_at_one_version_of_each_table_
     run_id = re.search(r"MLflow run (\w+)", out).group(1)
     params = registry.client.get_run(run_id).data.params
     assert params == {"embeddings_version": str(before["embeddings"]), "runs_version": str(before["runs"])}
+
+
+def test_compare_without_signal_names_takes_a_version_number_or_latest_of_every_signal_that_has_one(
+        tmp_path, empty_registry_db, monkeypatch, capsys):
+    """Found in review: without signal names, compare chose the signals that had `--b` as an alias, so `--b 2` or
+    `--b latest` (both documented) was refused with "no signal has a '2' version to compare; register one first"
+    though image_embedding had a version 2: the signals are now those where `--b` names a version."""
+    from deltalake import write_deltalake
+    from embedding_tables import registry_in
+
+    from jobs.cli import main
+
+    registry = registry_in(tmp_path, empty_registry_db)  # image_embedding 1 (champion) and 2, no challenger
+    registry.register("text_embedding", "code:text-1", {"kind": "minilm_text"})
+    registry.promote("text_embedding", "1")  # a version 1 alone: no version 2, its latest its champion
+    v = clustered_vectors(n=48)
+    write_deltalake(str(tmp_path / "embeddings"), pa.concat_tables(
+        [embedding_rows(v, "1", signal=s) for s in ("image_embedding", "text_embedding")] + [embedding_rows(v, "2")]),
+        partition_by=list(EMBEDDINGS.partition_by))
+    monkeypatch.chdir(tmp_path)  # the report lands under reports/
+    for b, compared in (("2", {"image_embedding 1 vs 2"}), ("latest", {"image_embedding 1 vs 2", "text_embedding 1 vs 1"})):
+        status = main(["compare", "--b", b, "--set", f"lakehouse={tmp_path}"])
+        out = " ".join(capsys.readouterr().out.split())
+        assert status == 0, out
+        assert {f"{s} {a} vs {c}" for s, a, c in re.findall(r"(\w+_embedding) (\d+) vs (\d+):", out)} == compared, out
+    assert main(["compare", "--b", "3", "--set", f"lakehouse={tmp_path}"]) == 2  # a version no signal has
+    assert "no enabled signal has a version '3' to compare" in " ".join(capsys.readouterr().out.split())

@@ -221,6 +221,63 @@ def test_promoting_a_signal_the_profile_pins_says_its_jobs_keep_running_the_pinn
     assert champion_version(image_embedding_only(lakehouse), "image_embedding") == "3"
 
 
+def test_moving_an_embeddings_champion_away_from_the_version_a_head_reads_says_the_heads_new_rows_will_be_errors(lakehouse, tmp_path, capsys):
+    """Found in review: a head's champion reads the embedding version it was trained on, which a refresh no longer
+    computes once the embedding's champion moves, so its rows of every item new or changed from then on are transient
+    errors, retried by each refresh, until a head trained on the new version is promoted; promote said only that
+    readers of the champion follow."""
+    from jobs.cli import main
+
+    build_signals(image_embedding_only(lakehouse))  # version 1 of image_embedding, the champion
+    registry = registry_for(image_embedding_only(lakehouse))
+    weights = perturbed_efficientnet(tmp_path / "2.pth")
+    assert registry.register("image_embedding", weights, {"weights_path": weights}).version == "2"
+    head_weights = tmp_path / "head.pt"
+    head_weights.write_bytes(b"a head")
+    head = registry.register("head_low_quality", str(head_weights), {"kind": "image_embedding_head", "weights_path": str(head_weights),
+                                                                     "embedding_signal": "image_embedding", "embedding_model_version": "1"})
+    registry.promote("head_low_quality", head.version)
+    note = "head_low_quality (version 1) reads image_embedding version 1"
+    for args, enabled, said in ((["promote", "image_embedding", "2", "--force"], "true", True), (["rollback", "image_embedding"], "true", False),
+                                (["promote", "image_embedding", "2", "--force"], "false", False)):
+        status = main([*args, "--set", f"lakehouse={lakehouse}", "--set", f"signals.head_low_quality.enabled={enabled}"])
+        out = " ".join(capsys.readouterr().out.split())
+        assert status == 0 and (note in out) == said, out  # a head disabled is computed by no refresh: nothing to say of it
+        if said:
+            assert "until a head trained on image_embedding version 2 is promoted" in out, out
+    newer = registry.register("head_low_quality", str(head_weights), {"kind": "image_embedding_head", "weights_path": str(head_weights),
+                                                                      "embedding_signal": "image_embedding", "embedding_model_version": "2"})
+    registry.promote("head_low_quality", newer.version)  # a head trained on version 2, which a rollback leaves behind
+    assert main(["rollback", "image_embedding", "--set", f"lakehouse={lakehouse}", "--set", "signals.head_low_quality.enabled=true"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert ("head_low_quality (version 2) reads image_embedding version 2" in out
+            and "until a head trained on image_embedding version 1 is promoted" in out), out
+
+
+def test_a_challenger_run_under_a_pin_does_not_compute_the_version_the_champion_alias_names(lakehouse, tmp_path):
+    """Found in review: a challenger run skipped a signal whose challenger was the version its profile runs as champion,
+    the pin where there is one, so under a profile pinning version 1 a canary of version 2, the champion alias's (a promote
+    leaves the challenger there), ran and would replace the window's rows of version 2 with its slice: readers of the
+    champion without the pin (another profile, a Lakehouse without it, its refresh) lost the other items' rows."""
+    from conf.settings import UsageError
+    from lake.registry import AliasMoved
+    from rollout.models import CHALLENGER, check_still_challengers
+
+    build_signals(image_embedding_only(lakehouse))  # version 1, the champion
+    registry = registry_for(image_embedding_only(lakehouse))
+    weights = perturbed_efficientnet(tmp_path / "2.pth")
+    assert registry.register("image_embedding", weights, {"weights_path": weights}).version == "2"
+    registry.client.set_registered_model_alias("image_embedding", CHALLENGER, "2")
+    pinned = image_embedding_only(lakehouse, "signals.image_embedding.model.version=1")
+    canary = build_signals(pinned, CHALLENGER)  # before the promote: version 2 is no one's champion, a canary computes it
+    assert canary["image_embedding"].config.model.version == "2"
+    registry.promote("image_embedding", "2")  # the champion alias is version 2 now, the challenger left on it
+    with pytest.raises(UsageError, match="its champion, version 2"):
+        build_signals(pinned, CHALLENGER)
+    with pytest.raises(AliasMoved):  # a canary that started before the promote stops before its commits
+        check_still_challengers(pinned, canary)
+
+
 def test_identity_params_edited_in_the_profile_after_a_champion_exists_are_refused_not_run_as_the_champion(lakehouse, capsys):
     """Reproduced on a small lakehouse: `refresh --set signals.text_topics.params.temperature=0.2`
     after a backfill said "nothing to do", registered version 2 (nothing ran it) and kept

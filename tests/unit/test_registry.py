@@ -323,6 +323,38 @@ def test_a_promote_killed_before_its_ledger_record_has_it_written_by_the_next_mo
     assert len(ledger_moves(ledger)) == 4  # each record once
 
 
+@pytest.mark.parametrize("killed_in, recorded_as", [
+    ("alias moved", UNRECORDED),  # before its history entry
+    ("history written", "promote"),  # before its ledger record
+])
+def test_a_promote_killed_after_its_alias_moved_is_recorded_by_its_retry(registry, tmp_path, monkeypatch, killed_in, recorded_as):
+    """Found in review: the retry of a promote killed after its alias moved found the alias at its version and
+    returned before anything was written, so the move stayed out of the history tag and the ledger until the
+    alias's next move (which may come months later); the retry now writes what the killed promote owed."""
+    ledger = str(tmp_path / "runs")
+    for i in (1, 2):
+        registry.register("m", weights_file(tmp_path, f"{i}.pt", bytes([i])), {})
+    registry.promote("m", "1", ledger_root=ledger)
+
+    def killed(*args, **kwargs):
+        raise SystemExit("killed")
+    if killed_in == "alias moved":
+        moved_at = registry.client.set_registered_model_alias
+        monkeypatch.setattr(registry.client, "set_registered_model_alias", lambda *a: (moved_at(*a), killed()))
+    else:
+        monkeypatch.setattr(registry_module, "record_runs", killed)
+    with pytest.raises(SystemExit):
+        registry.promote("m", "2", ledger_root=ledger, expected="1")
+    monkeypatch.undo()
+    assert registry.aliases("m") == {CHAMPION: "2"}
+    assert registry.promote("m", "2", ledger_root=ledger, expected="2") == "2"  # the retry: the champion it reads is 2 now
+    stored = json.loads(registry.client.get_registered_model("m").tags["alias_history.champion"])
+    assert [(e["action"], e["from"], e["to"]) for e in stored] == [("promote", None, "1"), (recorded_as, "1", "2")]
+    assert ledger_moves(ledger) == [("promote", "champion None -> 1", "succeeded"), (recorded_as, "champion 1 -> 2", "succeeded")]
+    registry.promote("m", "2", ledger_root=ledger, expected="2")
+    assert len(ledger_moves(ledger)) == 2 and len(registry.history("m")) == 2  # each once
+
+
 def test_a_promote_checked_against_a_champion_that_moved_meanwhile_moves_nothing(registry, tmp_path):
     for i in (1, 2, 3):
         registry.register("m", weights_file(tmp_path, f"{i}.pt", bytes([i])), {})

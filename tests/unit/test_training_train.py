@@ -370,6 +370,59 @@ def test_promote_refuses_a_version_covering_fewer_items_than_the_champion(tmp_pa
     assert "until `content-signals refresh` computes them" in said
 
 
+def test_a_version_whose_rows_are_of_an_input_newer_than_the_champions_is_not_refused_for_them(tmp_path, empty_registry_db, capsys):
+    """Found in review: coverage refused every row of another input than the champion's as "computed before
+    their input changed", also where the champion's was the older one (its input changed after its last refresh,
+    and a shadow run then computed the item from the new input): the refusal said to backfill the challenger
+    again, which computes the same rows, so it was refused until a refresh happened to recompute the champion.
+    A row computed by a later run read a later corpus: only the candidate's older rows fall short."""
+    import datetime as dt
+
+    from embedding_tables import T0, registry_in
+
+    registry = registry_in(tmp_path, empty_registry_db)
+
+    def of(version: str, input_hash: str, computed_at: dt.datetime) -> pa.Table:
+        table = rows(["x"], random_vectors(1, 0), model_version=version)
+        table = table.set_column(table.schema.get_field_index("input_hash"), "input_hash", pa.array([input_hash]))
+        return table.set_column(table.schema.get_field_index("computed_at"), "computed_at", pa.array([computed_at], table.schema.field("computed_at").type))
+    append(tmp_path, of("1", "x-old-picture", T0))
+    append(tmp_path, of("2", "x-new-picture", T0 - dt.timedelta(days=1)))  # computed before the champion's: behind it
+    status, out = main(["promote", SIGNAL, "2", "--set", f"lakehouse={tmp_path}"]), " ".join(capsys.readouterr().out.split())
+    assert status == 2 and "has rows of another input than the champion's for 1 items, computed before their input changed" in out, out
+    DeltaTable(f"{tmp_path}/embeddings").delete("model_version = '2'")
+    append(tmp_path, of("2", "x-new-picture", T0 + dt.timedelta(days=1)))  # a shadow run after the input changed, before a refresh
+    status, out = main(["promote", SIGNAL, "2", "--set", f"lakehouse={tmp_path}"]), capsys.readouterr().out
+    assert status == 0 and registry.aliases(SIGNAL)[CHAMPION] == "2", out
+
+
+def test_a_version_whose_keyframes_were_cut_down_is_not_promoted(tmp_path, empty_registry_db, capsys):
+    """Found in review: coverage read the embeddings and labels tables alone. A canary commits its keyframes
+    first, so one killed (or stopped by a conflict, or by a promote of its version) before its embeddings commit
+    had cut the version's keyframes down to its slice while its video-level rows stayed whole from a shadow run
+    before it: promote passed, and readers of the champion's keyframes lost the other videos' keyframes."""
+    from embedding_tables import T0, registry_in
+
+    from signals.contracts import KEYFRAMES
+
+    registry = registry_in(tmp_path, empty_registry_db)
+    for version in ("1", "2"):  # the video-level rows of a video item and a photo, whole in both versions
+        append(tmp_path, rows(["video", "photo"], random_vectors(2, int(version)), model_version=version))
+
+    def keyframes(version: str) -> pa.Table:
+        return pa.Table.from_pylist([
+            {"content_id": "video", "keyframe_index": i, "signal": SIGNAL, "vector": [0.5] * 4, "dim": 4, "model_name": "m",
+             "model_version": version, "input_hash": "hash-video", "status": "ok", "run_id": "run", "computed_at": T0,
+             "ds": "2026-11-19"} for i in range(3)], schema=KEYFRAMES.schema)
+    write_deltalake(f"{tmp_path}/keyframes", keyframes("1"), partition_by=list(KEYFRAMES.partition_by))
+    status, out = main(["promote", SIGNAL, "2", "--set", f"lakehouse={tmp_path}"]), " ".join(capsys.readouterr().out.split())
+    assert status == 2 and "lacks 1 of the 2 items the champion (version 1) covers (e.g. video)" in out, out
+    assert registry.aliases(SIGNAL)[CHAMPION] == "1"
+    write_deltalake(f"{tmp_path}/keyframes", keyframes("2"), partition_by=list(KEYFRAMES.partition_by), mode="append")
+    assert main(["promote", SIGNAL, "2", "--set", f"lakehouse={tmp_path}"]) == 0, capsys.readouterr().out
+    assert registry.aliases(SIGNAL)[CHAMPION] == "2"
+
+
 def test_coverage_judges_an_item_of_two_days_day_by_day(tmp_path, empty_registry_db, capsys):
     """Found in review: coverage kept one input hash per item, the last row read, so an item in the
     corpus on two days with two inputs (ingested again, changed) was "of another input" whenever the
