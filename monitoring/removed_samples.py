@@ -31,17 +31,16 @@ STATS_KEY = ("signal", "model_version", "ds", "run_id")  # a statistics row: a r
 ROW_KEY = ("content_id", *STATS_KEY)  # an embedding row as its run wrote it
 
 
-def drop_removed_samples(lakehouse_root: str, run_id: str, job: str, embeddings_commit: int | None) -> None:
+def drop_removed_samples(lakehouse_root: str, run_id: str, job: str, embeddings_commit: int | None,
+                         removed: list[delta_io.LiveFile]) -> None:
     """Take the vectors of the embedding rows that the commit `embeddings_commit` (of run `run_id`)
-    removed out of the samples of the other runs' statistics that hold them, in one commit of
+    removed (from the files `removed`, `delta_io.removed_by`'s of that commit) out of the samples of
+    the other runs' statistics that hold them, in one commit of
     `signal_stats` (none when no sample holds one). Nothing is done when the snapshot before the
     commit can no longer be read (its log expired: a monitor of a run long past)."""
     stats_root = lakehouse_table(lakehouse_root, SIGNAL_STATS.name)
     table = lakehouse_table(lakehouse_root, EMBEDDINGS.name)
-    if embeddings_commit is None or not DeltaTable.is_deltatable(stats_root):
-        return
-    removed = delta_io.removed_by(table, embeddings_commit)
-    if not removed:
+    if embeddings_commit is None or not removed or not DeltaTable.is_deltatable(stats_root):
         return
     kept = delta_io.read_arrow(stats_root, where=[("signal", "in", sorted({f.partition_values["signal"] for f in removed}))],
                                filters=(pc.field("kind") == "embedding") & (pc.field("run_id") != run_id), columns=list(STATS_KEY)).to_pylist()

@@ -82,9 +82,11 @@ def drop_superseded(lakehouse_root: str, run_id: str, job: str, commits: Mapping
     if not DeltaTable.is_deltatable(stats):  # no statistics kept yet: no verdict either
         return
     written = delta_io.read_arrow(stats, filters=pc.field("run_id") == run_id, columns=["kind", "signal", "model_version", "ds"]).to_pylist()
-    slices = {(r["kind"], (r["signal"], r["model_version"], r["ds"])) for r in written} | emptied_slices(lakehouse_root, commits)
+    removed = {kind: delta_io.removed_by(lakehouse_table(lakehouse_root, contract.name), commits[contract.name])
+               for kind, contract in SIGNAL_TABLES.items() if commits.get(contract.name) is not None}  # read once, for both drops
+    slices = {(r["kind"], (r["signal"], r["model_version"], r["ds"])) for r in written} | emptied_slices(lakehouse_root, removed)
     drop_not_holding(lakehouse_root, runs_holding(lakehouse_root, slices), run_id, job)
-    drop_removed_samples(lakehouse_root, run_id, job, commits.get(EMBEDDINGS.name))  # of the statistics still kept
+    drop_removed_samples(lakehouse_root, run_id, job, commits.get(EMBEDDINGS.name), removed.get("embedding", []))  # of the statistics still kept
 
 
 def commits_of_run(lakehouse_root: str, run_id: str) -> dict[str, int | None]:
@@ -95,12 +97,11 @@ def commits_of_run(lakehouse_root: str, run_id: str) -> dict[str, int | None]:
             if DeltaTable.is_deltatable(root) and delta_io.committed(root, app_id)}
 
 
-def emptied_slices(lakehouse_root: str, commits: Mapping[str, int | None]) -> set[tuple[str, Slice]]:
-    """The (kind, slice) of the statistics kept on the days of the files the commits removed: the
-    slices that may hold no row of a run any more (a refresh took down all of its items there),
-    though the run that removed them wrote none there to keep statistics of."""
-    removed = [(kind, s) for kind, contract in SIGNAL_TABLES.items() if commits.get(contract.name) is not None
-               for s in delta_io.slices(contract, delta_io.removed_by(lakehouse_table(lakehouse_root, contract.name), commits[contract.name]))]
+def emptied_slices(lakehouse_root: str, removed_files: Mapping[str, list[delta_io.LiveFile]]) -> set[tuple[str, Slice]]:
+    """The (kind, slice) of the statistics kept on the days of the files a run's commits removed (kind ->
+    files, `delta_io.removed_by`): the slices that may hold no row of a run any more (a refresh took down
+    all of its items there), though the run that removed them wrote none there to keep statistics of."""
+    removed = [(kind, s) for kind, files in removed_files.items() for s in delta_io.slices(SIGNAL_TABLES[kind], files)]
     if not removed:
         return set()
     kept = delta_io.read_arrow(lakehouse_table(lakehouse_root, SIGNAL_STATS.name), where=[("signal", "in", sorted({s.partition[0] for _, s in removed}))],
