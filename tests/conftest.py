@@ -126,24 +126,32 @@ def spark():
 class Corpus:
     settings: Settings
     root: str
+    empty_registry_db: Path
 
 
 @pytest.fixture(scope="session")
-def corpus_lakehouse(tmp_path_factory) -> Corpus:
+def corpus_lakehouse(tmp_path_factory, empty_registry_db) -> Corpus:
     """A lakehouse holding only the generated sample corpus (60 items). Read it, never write."""
     from sample_corpus.generate import write_sample_corpus
 
     lakehouse = tmp_path_factory.mktemp("corpus-lakehouse")
     write_sample_corpus(str(lakehouse), SMALL_CORPUS, seed=7)
     settings = settings_for(lakehouse)
-    return Corpus(settings, settings.table_root("corpus"))
+    return Corpus(settings, settings.table_root("corpus"), empty_registry_db)
 
 
 def lakehouse_with_corpus(corpus: Corpus, dest: Path, *overrides: str) -> Settings:
-    """Settings for a new lakehouse at `dest` holding a copy of the sample corpus tables."""
+    """Settings for a new lakehouse at `dest` holding a copy of the sample corpus tables and an empty
+    registry (its first run would otherwise spend a second or two creating MLflow's tables)."""
+    from lake.registry import sqlite_path
+
     for name in ("corpus", "corpus_truth"):
         shutil.copytree(Path(corpus.settings.lakehouse_root) / name, dest / name)
-    return settings_for(dest, *overrides)
+    settings = settings_for(dest, *overrides)
+    if (db := sqlite_path(settings.registry_uri)) is not None and not db.exists():
+        db.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(corpus.empty_registry_db, db)
+    return settings
 
 
 def copy_lakehouse(source: Settings, dest: Path, *overrides: str) -> Settings:
