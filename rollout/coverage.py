@@ -29,6 +29,7 @@ class Coverage:
     champion_items: int
     candidate_items: int
     missing: tuple[str, ...]  # items of the champion the candidate lacks, sorted
+    missing_from: tuple[str, ...] = ()  # the tables those items lack the candidate's rows in, sorted
     in_error: tuple[str, ...] = ()  # items the champion has a value for and the candidate only an error row, sorted
     other_input: tuple[str, ...] = ()  # items whose candidate rows are of another input than the champion's, and older, sorted
 
@@ -38,8 +39,9 @@ class Coverage:
 
     def shortfalls(self, reference: str = "the champion") -> list[str]:
         """What the candidate lacks against `reference`, the version whose items it is judged by."""
+        tables = f"in {' and '.join(self.missing_from)} " if self.missing_from else ""  # an item may lack its keyframes alone
         lacks = [f"lacks {len(self.missing)} of the {self.champion_items} items {reference} (version {self.champion}) covers "
-                 f"(e.g. {', '.join(self.missing[:3])})"] if self.missing else []
+                 f"{tables}(e.g. {', '.join(self.missing[:3])})"] if self.missing else []
         lacks += [f"has only an error row for {len(self.in_error)} items {reference} has a value for "
                   f"(e.g. {', '.join(self.in_error[:3])})"] if self.in_error else []
         lacks += [f"has rows of another input than {reference}'s for {len(self.other_input)} items, computed before their input "
@@ -80,9 +82,11 @@ def coverage(lakehouse: str, signal: str, champion: str, candidate: str) -> Cove
             if status == STATUS_OK:
                 ok[version].add(key)
     theirs, mine = inputs[champion], inputs[candidate]
+    missing = theirs.keys() - mine.keys()
     changed = {k for k in theirs.keys() & mine.keys() if theirs[k] != mine[k]}
     other_input = {k for k in changed if computed[candidate][k] <= computed[champion][k]}  # the candidate's the older: it falls short
-    return Coverage(signal, champion, candidate, len(_items(theirs)), len(_items(mine)), missing=_items(theirs.keys() - mine.keys()),
+    return Coverage(signal, champion, candidate, len(_items(theirs)), len(_items(mine)), missing=_items(missing),
+                    missing_from=tuple(sorted({table for table, _, _ in missing})),
                     in_error=_items((ok[champion] & mine.keys()) - ok[candidate] - changed), other_input=_items(other_input))
 
 

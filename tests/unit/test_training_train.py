@@ -366,7 +366,7 @@ def test_promote_refuses_a_version_covering_fewer_items_than_the_champion(tmp_pa
     status, out = main(["rollback", SIGNAL, "--set", f"lakehouse={tmp_path}"]), capsys.readouterr().out  # an emergency: never refused
     assert status == 0 and registry.aliases(SIGNAL)[CHAMPION] == "1"
     said = " ".join(out.split())
-    assert "version 1 lacks 1 of the 51 items the version rolled back from (version 2) covers (e.g. pin-new)" in said
+    assert "version 1 lacks 1 of the 51 items the version rolled back from (version 2) covers in embeddings (e.g. pin-new)" in said
     assert "until `content-signals refresh` computes them" in said
 
 
@@ -416,7 +416,7 @@ def test_a_version_whose_keyframes_were_cut_down_is_not_promoted(tmp_path, empty
              "ds": "2026-11-19"} for i in range(3)], schema=KEYFRAMES.schema)
     write_deltalake(f"{tmp_path}/keyframes", keyframes("1"), partition_by=list(KEYFRAMES.partition_by))
     status, out = main(["promote", SIGNAL, "2", "--set", f"lakehouse={tmp_path}"]), " ".join(capsys.readouterr().out.split())
-    assert status == 2 and "lacks 1 of the 2 items the champion (version 1) covers (e.g. video)" in out, out
+    assert status == 2 and "lacks 1 of the 2 items the champion (version 1) covers in keyframes (e.g. video)" in out, out
     assert registry.aliases(SIGNAL)[CHAMPION] == "1"
     write_deltalake(f"{tmp_path}/keyframes", keyframes("2"), partition_by=list(KEYFRAMES.partition_by), mode="append")
     assert main(["promote", SIGNAL, "2", "--set", f"lakehouse={tmp_path}"]) == 0, capsys.readouterr().out
@@ -442,7 +442,7 @@ def test_coverage_judges_an_item_of_two_days_day_by_day(tmp_path, empty_registry
     assert registry.aliases(SIGNAL)[CHAMPION] == "2"
     DeltaTable(f"{tmp_path}/embeddings").delete("model_version = '1' AND ds = '2026-11-18'")  # version 1 now lacks x's first day
     status, out = main(["rollback", SIGNAL, "--set", f"lakehouse={tmp_path}"]), " ".join(capsys.readouterr().out.split())
-    assert status == 0 and "version 1 lacks 1 of the 1 items the version rolled back from (version 2) covers (e.g. x)" in out, out
+    assert status == 0 and "version 1 lacks 1 of the 1 items the version rolled back from (version 2) covers in embeddings (e.g. x)" in out, out
 
 
 def test_a_rollback_under_a_pin_says_the_coverage_it_lacks_is_seen_by_readers_without_the_pin(tmp_path, empty_registry_db, capsys):
@@ -460,7 +460,7 @@ def test_a_rollback_under_a_pin_says_the_coverage_it_lacks_is_seen_by_readers_wi
     status = main(["rollback", SIGNAL, "--set", f"lakehouse={tmp_path}", "--set", f"signals.{SIGNAL}.model.version=2"])
     out = " ".join(capsys.readouterr().out.split())
     assert status == 0 and registry.aliases(SIGNAL)[CHAMPION] == "1", out
-    assert "version 1 lacks 1 of the 2 items the version rolled back from (version 2) covers (e.g. y)" in out, out
+    assert "version 1 lacks 1 of the 2 items the version rolled back from (version 2) covers in embeddings (e.g. y)" in out, out
     assert "readers of the champion see them so" not in out, out
     assert (f"readers of the champion without the pin (another profile, a Lakehouse without signals.{SIGNAL}.model.version) see "
             "them so until `content-signals refresh` under a profile without the pin computes them") in out, out
