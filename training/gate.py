@@ -124,9 +124,12 @@ def _judged_on(head: Mapping[str, Any], held_out: Mapping[str, Any]) -> str:
 
 def promotion_refusals(settings: Settings, registry: Registry, signal: str, version: str, champion: str | None) -> list[str]:
     """Why `version` of `signal` may not become the champion: it covers fewer items than the
-    champion (every signal), or, for a head, its evaluation fails the gate or is missing."""
+    champion (every signal), or, for a head, its evaluation fails the gate or is missing. None for the
+    champion itself: promoting it moves nothing (a retry of a killed promote writes what its move owes)."""
+    if champion == version:
+        return []
     refusals = []
-    if champion is not None and champion != version:
+    if champion is not None:
         found = coverage(settings.lakehouse_root, signal, champion, version)
         if not found.complete:
             refusals.append(found.message())

@@ -328,6 +328,8 @@ def test_promote_refuses_a_head_that_fails_the_gate_unless_forced(lake, capsys):
     status, out = promote(capsys, lake, "head_low_quality", "challenger", "--set", "training.gate.min_auc_margin=0.9", "--force")
     assert status == 0 and "forced past" in out
     assert registry.aliases("head_low_quality")[CHAMPION] == "1"
+    status, out = promote(capsys, lake, "head_low_quality", "1", "--set", "training.gate.min_auc_margin=0.9")  # moves nothing: not judged
+    assert status == 0 and "forced past" not in out and registry.aliases("head_low_quality")[CHAMPION] == "1", out
 
 
 def test_promote_refuses_a_head_without_an_evaluation(lake, capsys):
