@@ -244,8 +244,20 @@ def log_retention(table: DeltaTable) -> timedelta | None:
 
 
 def checkpoint_versions(root: str) -> list[int]:
-    """The versions the log holds a checkpoint of (single, multi-part or v2 files)."""
-    return sorted({v for info in log_files(root) if (v := log_version(info.base_name)) is not None and info.base_name[20:].startswith(".checkpoint.")})
+    """The versions the log holds a whole checkpoint of: a single or v2 file, or every part of a
+    multi-part one (`<v>.checkpoint.<part>.<parts>.parquet`, as Spark's Delta writes for large
+    tables): a writer killed midway leaves some parts, and the entries expired behind those would
+    leave the versions before it, and the checkpoint's own, read from neither."""
+    whole, parts = set(), defaultdict(set)
+    for info in log_files(root):
+        if (version := log_version(info.base_name)) is None or not info.base_name[20:].startswith(".checkpoint."):
+            continue
+        fields = info.base_name[len(".checkpoint.") + 20:].split(".")
+        if len(fields) == 3 and fields[0].isdigit() and fields[1].isdigit():
+            parts[version, int(fields[1])].add(int(fields[0]))
+        else:
+            whole.add(version)
+    return sorted(whole | {version for (version, count), seen in parts.items() if seen == set(range(1, count + 1))})
 
 
 def set_upkeep_properties(root: str, dry_run: bool, metadata: Mapping[str, str]) -> list[str]:

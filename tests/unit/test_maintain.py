@@ -221,6 +221,27 @@ def test_the_log_past_its_retention_expires_and_a_named_version_keeps_a_checkpoi
     assert again.kept_versions == (2,) and again.notes == () and again.log_expired == 0
 
 
+def test_a_multi_part_checkpoint_missing_a_part_is_no_cut_for_the_expiry(tmp_path: Path, monkeypatch) -> None:
+    """Left alone by the fiftieth session's review: every file named `.checkpoint.` counted, so a
+    multi-part checkpoint whose writer was killed before its last part (Spark's Delta writes them for
+    large tables) let the expiry delete the entries behind it, which nothing else could rebuild."""
+    root = str(tmp_path / "embeddings")
+    _aged_log(root, _commits_at(root, [50 * 24, 45 * 24, 34 * 24], monkeypatch), 3)
+    log = Path(root) / "_delta_log"
+
+    def part(n: int) -> Path:
+        return log / f"{3:020d}.checkpoint.{n:010d}.{2:010d}.parquet"
+
+    (log / f"{3:020d}.checkpoint.parquet").rename(part(1))  # part 2 of 2 never written, nor the hint written after it
+    (log / "_last_checkpoint").unlink()
+    before = _log_names(root)
+    assert upkeep.checkpoint_versions(root) == []
+    assert upkeep.expire_log(root, (), dt.timedelta(0), dry_run=False) == (0, []) and _log_names(root) == before
+    part(2).write_bytes(part(1).read_bytes())  # now whole (as names go): the same log is expired
+    assert upkeep.checkpoint_versions(root) == [3]
+    assert upkeep.expire_log(root, (), dt.timedelta(0), dry_run=False)[0] > 0
+
+
 def _named_version_behind_an_old_checkpoint(root: str, monkeypatch) -> pa.Table:
     """Versions 1-4 committed 50, 45, 40 and 34 days ago, a checkpoint at 4 as old: version 2's rows."""
     committed = _commits_at(root, [50 * 24, 45 * 24, 40 * 24, 34 * 24], monkeypatch)
