@@ -246,8 +246,8 @@ def log_retention(table: DeltaTable) -> timedelta | None:
 def checkpoint_versions(root: str) -> list[int]:
     """The versions the log holds a whole checkpoint of: a single or v2 file, or every part of a
     multi-part one (`<v>.checkpoint.<part>.<parts>.parquet`, as Spark's Delta writes for large
-    tables): a writer killed midway leaves some parts, and the entries expired behind those would
-    leave the versions before it, and the checkpoint's own, read from neither."""
+    tables): a writer killed midway leaves some parts, and expiring the entries behind those would
+    leave their version and every one before it unreadable."""
     whole, parts = set(), defaultdict(set)
     for info in log_files(root):
         if (version := log_version(info.base_name)) is None or not info.base_name[20:].startswith(".checkpoint."):
