@@ -272,10 +272,14 @@ def set_upkeep_properties(root: str, dry_run: bool, metadata: Mapping[str, str])
       keeping the named versions readable. This commit itself expires nothing (checked).
     An operator's `false` in another case (`FALSE`, which Delta reads as false) is written `false`:
     delta-rs reads only that, and takes any other value for its default, on. A value meaning on is
-    kept, and said: delta-rs then expires named versions' entries too."""
+    kept, and said: delta-rs then expires named versions' entries too. An operator's app id retention
+    in another case (`INTERVAL 90 DAYS`, which Delta reads) is written in lower case: delta-rs reads
+    only that, and otherwise keeps every app id."""
     table = DeltaTable(root)
     configuration = table.metadata().configuration
     missing = {name: value for name, value in UPKEEP_PROPERTIES.items() if name not in configuration}
+    if (retention := configuration.get(TXN_RETENTION)) is not None and retention != retention.lower():
+        missing[TXN_RETENTION] = retention.lower()
     cleanup = configuration.get(LOG_CLEANUP)
     if cleanup is not None and cleanup != "false" and cleanup.lower() == "false":
         missing[LOG_CLEANUP] = "false"

@@ -107,23 +107,32 @@ def test_a_second_run_finds_nothing_to_do(tmp_path: Path) -> None:
     assert DeltaTable(root).version() == version
 
 
-def test_maintain_gives_app_ids_a_retention_so_checkpoints_stop_carrying_every_run(tmp_path: Path, monkeypatch) -> None:
-    """Each commit's app id stayed in every checkpoint for good (a run a day: thousands after some years);
-    maintain sets the table's app id retention, so a checkpoint drops those older than it, a retry
-    within it is still recognised, and the next maintain makes no second property commit."""
-    root = str(tmp_path / "embeddings")
+def _old_and_new_app_ids(root: str, monkeypatch) -> None:
+    """Two commits: `test/old` committed a day longer ago than the app id retention, `test/new` now."""
     aged = time.time() - (upkeep.APP_ID_RETENTION + dt.timedelta(days=1)).total_seconds()
     for app_id, at in (("test/old", aged), ("test/new", time.time())):
         monkeypatch.setattr(delta_io.time, "time", lambda at=at: at)
         delta_io.commit_files(root, EMBEDDINGS, write(root, make_rows(app_id, per_slice=1), prefix=f"part-{app_id[5:]}"), app_id, {"job": "unit"})
     monkeypatch.undo()
+
+
+def _checkpoint_app_ids(root: str, version: int) -> set[str]:
+    checkpoint = pq.read_table(Path(root) / "_delta_log" / f"{version:020d}.checkpoint.parquet", columns=["txn"])
+    return {t["appId"] for t in checkpoint["txn"].to_pylist() if t}
+
+
+def test_maintain_gives_app_ids_a_retention_so_checkpoints_stop_carrying_every_run(tmp_path: Path, monkeypatch) -> None:
+    """Each commit's app id stayed in every checkpoint for good (a run a day: thousands after some years);
+    maintain sets the table's app id retention, so a checkpoint drops those older than it, a retry
+    within it is still recognised, and the next maintain makes no second property commit."""
+    root = str(tmp_path / "embeddings")
+    _old_and_new_app_ids(root, monkeypatch)
     assert delta_io.committed(root, "test/old")
 
     done = _maintain(root, policy=dataclasses.replace(NO_RETENTION, checkpoint_every=0))
 
     assert DeltaTable(root).metadata().configuration[upkeep.TXN_RETENTION] == f"interval {upkeep.APP_ID_RETENTION.days} days"
-    checkpoint = pq.read_table(Path(root) / "_delta_log" / f"{done.checkpoint:020d}.checkpoint.parquet", columns=["txn"])
-    assert {t["appId"] for t in checkpoint["txn"].to_pylist() if t} == {"test/new"}
+    assert _checkpoint_app_ids(root, done.checkpoint) == {"test/new"}
     assert not delta_io.committed(root, "test/old") and delta_io.committed(root, "test/new")
     version = DeltaTable(root).version()
     _maintain(root, app_id="content-signals/maintain-2")
@@ -385,6 +394,20 @@ def test_a_maintain_whose_property_commit_loses_to_a_job_still_keeps_the_named_v
     monkeypatch.undo()  # the next maintain sets the properties, then vacuums
     again = _maintain(root, keep=[2], policy=upkeep.UpkeepPolicy(1, 2**20, 3, 2**27, dt.timedelta(0)), app_id="content-signals/maintain-2")
     assert again.vacuumed > 0 and _sorted(delta_io.read_arrow(root, 2)).equals(expected)
+
+
+def test_an_app_id_retention_set_in_upper_case_is_written_so_delta_rs_reads_it(tmp_path: Path, monkeypatch) -> None:
+    """Left alone by the fiftieth session's review: Delta reads `INTERVAL 90 DAYS`, delta-rs only
+    `interval 90 days`, and took the first for no retention at all: maintain kept the operator's
+    value, and every checkpoint carried every run's app id for good."""
+    root = str(tmp_path / "embeddings")
+    _old_and_new_app_ids(root, monkeypatch)
+    DeltaTable(root).alter.set_table_properties({upkeep.TXN_RETENTION: "INTERVAL 90 DAYS"})
+
+    done = _maintain(root, policy=dataclasses.replace(NO_RETENTION, checkpoint_every=0))
+
+    assert DeltaTable(root).metadata().configuration[upkeep.TXN_RETENTION] == "interval 90 days"
+    assert _checkpoint_app_ids(root, done.checkpoint) == {"test/new"}
 
 
 def test_log_cleanup_turned_off_in_upper_case_is_off_for_delta_rs_too_and_turned_on_is_said(tmp_path: Path, monkeypatch) -> None:
