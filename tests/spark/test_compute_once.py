@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import ast
 import os
-import shutil
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -107,15 +105,12 @@ def test_items_sharing_an_input_reach_the_model_once(spark, corpus_lakehouse, tm
     assert distinct <= prepared <= distinct + arrow_batches < len(rows)
 
 
-def test_tables_equal_computing_each_item(spark, corpus_lakehouse, tmp_path, empty_registry_db):
+def test_tables_equal_computing_each_item(spark, corpus_lakehouse, tmp_path):
     """A backfill with compute_once, then repins and a refresh that copies their rows, equal a
     backfill of the same corpus computing every item (the corpus's last days only: it is the
     path that is compared, not the amount)."""
     once = lakehouse_with_corpus(corpus_lakehouse, tmp_path / "once", *CHEAP_SIGNALS, LAST_DAYS)
     every = lakehouse_with_corpus(corpus_lakehouse, tmp_path / "every", *CHEAP_SIGNALS, LAST_DAYS, "compute_once=false")
-    for settings in (once, every):  # an empty registry each: MLflow's first set-up takes seconds
-        (Path(settings.lakehouse_root) / "_registry").mkdir()
-        shutil.copy(empty_registry_db, Path(settings.lakehouse_root) / "_registry" / "mlflow.db")
     run_backfill(spark, once)
     ids = repin(once.table_root("corpus"), every=3)
     repin(every.table_root("corpus"), every=3)
@@ -156,13 +151,6 @@ def _copy_of(root: str, content_id: str, new_id: str) -> None:
     write_deltalake(root, copy.cast(corpus.schema), mode="append", partition_by=["ds"])
 
 
-def _with_empty_registry(settings: Settings, empty_registry_db: Path) -> Settings:
-    """The settings, their lakehouse given an empty registry (MLflow's first set-up takes seconds)."""
-    (Path(settings.lakehouse_root) / "_registry").mkdir()
-    shutil.copy(empty_registry_db, Path(settings.lakehouse_root) / "_registry" / "mlflow.db")
-    return settings
-
-
 def _a_good_image_item(settings: Settings) -> str:
     """The first item (by id) of the corpus's last days with an image that is not a bad one."""
     corpus = DeltaTable(settings.table_root("corpus")).to_pyarrow_table().sort_by("content_id")
@@ -171,13 +159,12 @@ def _a_good_image_item(settings: Settings) -> str:
                 if image is not None and day >= FIRST_DAY and c not in bad)
 
 
-def test_a_refresh_copies_an_ok_row_of_an_input_rather_than_an_error_row_of_it(spark, corpus_lakehouse, tmp_path, empty_registry_db):
+def test_a_refresh_copies_an_ok_row_of_an_input_rather_than_an_error_row_of_it(spark, corpus_lakehouse, tmp_path):
     """Two committed items of one input, the first (by id) an error row that is not retried (as a
     fetch by URI that failed for one item and not another leaves): a new repin of that input gets
     a copy of the ok row."""
-    settings = _with_empty_registry(lakehouse_with_corpus(corpus_lakehouse, tmp_path / "lake", *CHEAP_SIGNALS, LAST_DAYS,
-                                                          "signals.image_quality.enabled=false", "signals.text_safety.enabled=false"),
-                                    empty_registry_db)
+    settings = lakehouse_with_corpus(corpus_lakehouse, tmp_path / "lake", *CHEAP_SIGNALS, LAST_DAYS,
+                                     "signals.image_quality.enabled=false", "signals.text_safety.enabled=false")
     corpus_root, root = settings.table_root("corpus"), settings.table_root("embeddings")
     original = _a_good_image_item(settings)
     _copy_of(corpus_root, original, f"repin-{original}")  # after the original by id: the one a plain min picks is the original
@@ -194,12 +181,12 @@ def test_a_refresh_copies_an_ok_row_of_an_input_rather_than_an_error_row_of_it(s
     assert copied["status"] == "ok" and copied["vector"] == source["vector"] and copied["input_hash"] == source["input_hash"]
 
 
-def test_a_refresh_decides_a_copied_label_row_at_the_configured_thresholds(spark, corpus_lakehouse, tmp_path, empty_registry_db):
+def test_a_refresh_decides_a_copied_label_row_at_the_configured_thresholds(spark, corpus_lakehouse, tmp_path):
     """Thresholds come from the profile, not the model version: a repin's label rows copied by a
     refresh run with other thresholds hold the source's scores decided at the refresh's
     thresholds, as computing the repin would (not the source's thresholds and decisions)."""
     only_quality = (*CHEAP_SIGNALS, LAST_DAYS, *(f"signals.{n}.enabled=false" for n in ("image_embedding", "text_embedding", "text_safety")))
-    settings = _with_empty_registry(lakehouse_with_corpus(corpus_lakehouse, tmp_path / "lake", *only_quality), empty_registry_db)
+    settings = lakehouse_with_corpus(corpus_lakehouse, tmp_path / "lake", *only_quality)
     run_backfill(spark, settings)
     original = _a_good_image_item(settings)
     _copy_of(settings.table_root("corpus"), original, "repin")
@@ -215,12 +202,12 @@ def test_a_refresh_decides_a_copied_label_row_at_the_configured_thresholds(spark
     assert (copied["decision"] == (copied["score"] >= copied["threshold"])).all()
 
 
-def test_a_refresh_computes_a_repin_whose_input_has_only_an_error_row(spark, corpus_lakehouse, tmp_path, empty_registry_db):
+def test_a_refresh_computes_a_repin_whose_input_has_only_an_error_row(spark, corpus_lakehouse, tmp_path):
     """A permanent error can be of the configuration or of the moment, not of the input alone (an
     image over the decode limits of its run, a URI not allowed or not found then): a repin of an
     input whose only committed row is an error is computed, as without compute once, not copied."""
     only_quality = (*CHEAP_SIGNALS, LAST_DAYS, *(f"signals.{n}.enabled=false" for n in ("image_embedding", "text_embedding", "text_safety")))
-    settings = _with_empty_registry(lakehouse_with_corpus(corpus_lakehouse, tmp_path / "lake", *only_quality), empty_registry_db)
+    settings = lakehouse_with_corpus(corpus_lakehouse, tmp_path / "lake", *only_quality)
     original = _a_good_image_item(settings)
     image = DeltaTable(settings.table_root("corpus")).to_pyarrow_table(filters=[("content_id", "=", original)])["image"][0].as_py()
     run_backfill(spark, settings_for(settings.lakehouse_root, *only_quality, f"decode.max_bytes={len(image) - 1}"))
@@ -235,8 +222,7 @@ def test_a_refresh_computes_a_repin_whose_input_has_only_an_error_row(spark, cor
     assert ast.literal_eval(DeltaTable(settings.table_root("labels")).history(1)[0]["computed"]) == {"image_quality": 1}
 
 
-def test_a_refresh_computes_a_heads_row_rather_than_copying_it_from_another_item_of_its_input(spark, corpus_lakehouse, tmp_path,
-                                                                                               empty_registry_db):
+def test_a_refresh_computes_a_heads_row_rather_than_copying_it_from_another_item_of_its_input(spark, corpus_lakehouse, tmp_path):
     """A head's input is the item's own stored embedding row, which items of one input hash need
     not share (a fetch by URI that failed for one and not another): a repin whose embedding is an
     error and which has no head row yet (as a canary that did not reach it leaves) gets the head's
@@ -247,7 +233,7 @@ def test_a_refresh_computes_a_heads_row_rather_than_copying_it_from_another_item
 
     only_head = (*CHEAP_SIGNALS, LAST_DAYS, *(f"signals.{n}.enabled=false" for n in ("text_embedding", "image_quality", "text_safety")),
                  "signals.head_low_quality.enabled=true")
-    settings = _with_empty_registry(lakehouse_with_corpus(corpus_lakehouse, tmp_path / "lake", *only_head), empty_registry_db)
+    settings = lakehouse_with_corpus(corpus_lakehouse, tmp_path / "lake", *only_head)
     torch.manual_seed(0)
     weights = save_head(TrainedHead(build_head(1280, 0), 1280, 0), tmp_path / "head", {"task": "low_quality"})
     registry = Registry(settings.registry_uri)
