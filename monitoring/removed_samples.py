@@ -34,9 +34,8 @@ ROW_KEY = ("content_id", *STATS_KEY)  # an embedding row as its run wrote it
 def drop_removed_samples(lakehouse_root: str, run_id: str, job: str, embeddings_commit: int | None,
                          removed: list[delta_io.LiveFile]) -> None:
     """Take the vectors of the embedding rows that the commit `embeddings_commit` (of run `run_id`)
-    removed (from the files `removed`, `delta_io.removed_by`'s of that commit) out of the samples of
-    the other runs' statistics that hold them, in one commit of
-    `signal_stats` (none when no sample holds one). Nothing is done when the snapshot before the
+    removed, in the files `removed` (`delta_io.removed_by` of that commit), out of the samples of the
+    other runs' statistics that hold them, in one commit of `signal_stats` (none when no sample holds one). Nothing is done when the snapshot before the
     commit can no longer be read (its log expired: a monitor of a run long past)."""
     stats_root = lakehouse_table(lakehouse_root, SIGNAL_STATS.name)
     table = lakehouse_table(lakehouse_root, EMBEDDINGS.name)
