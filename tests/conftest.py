@@ -143,14 +143,18 @@ def corpus_lakehouse(tmp_path_factory, empty_registry_db) -> Corpus:
 def lakehouse_with_corpus(corpus: Corpus, dest: Path, *overrides: str) -> Settings:
     """Settings for a new lakehouse at `dest` holding a copy of the sample corpus tables and an empty
     registry (its first run would otherwise spend a second or two creating MLflow's tables)."""
-    from lake.registry import sqlite_path
-
     for name in ("corpus", "corpus_truth"):
         shutil.copytree(Path(corpus.settings.lakehouse_root) / name, dest / name)
-    settings = settings_for(dest, *overrides)
+    return with_empty_registry(settings_for(dest, *overrides), corpus.empty_registry_db)
+
+
+def with_empty_registry(settings: Settings, empty_registry_db: Path) -> Settings:
+    """`settings`, its local registry (where it has none yet) a copy of the empty one."""
+    from lake.registry import sqlite_path
+
     if (db := sqlite_path(settings.registry_uri)) is not None and not db.exists():
         db.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(corpus.empty_registry_db, db)
+        shutil.copyfile(empty_registry_db, db)
     return settings
 
 

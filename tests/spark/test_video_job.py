@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import shutil
 from datetime import UTC, datetime
 
 import numpy as np
@@ -28,7 +27,7 @@ from signals.hashing import image_input_hash
 from signals.labels.perceptual_hash import perceptual_hash
 from signals.video.keyframes import video_keyframes
 from signals.video.pooling import pooled_embedding
-from tests.conftest import CHEAP_SIGNALS, settings_for
+from tests.conftest import CHEAP_SIGNALS, settings_for, with_empty_registry
 from tests.unit.labels_helpers import config
 
 FPS, SIZE = 12, (160, 120)
@@ -62,8 +61,6 @@ def _items() -> dict[str, dict]:
 def video_lakehouse(tmp_path, empty_registry_db):
     """The corpus in a new lakehouse with an empty registry; the image embedding and the quality
     labeler only (one embedder, one labeler: both of a video's tables), tasks as scanned."""
-    (tmp_path / "lakehouse" / "_registry").mkdir(parents=True)
-    shutil.copy(empty_registry_db, tmp_path / "lakehouse" / "_registry" / "mlflow.db")
     items = _items()
     ids = sorted(items)
     when = pa.array([1_763_600_000_000_000] * len(ids), UTC_MICROS)
@@ -73,7 +70,7 @@ def video_lakehouse(tmp_path, empty_registry_db):
         "video": [items[i]["video"] for i in ids],
     }, schema=VIDEO_CORPUS_SCHEMA)
     write_deltalake(str(tmp_path / "lakehouse" / "corpus"), corpus, partition_by=["ds"])
-    return settings_for(tmp_path / "lakehouse", *VIDEO_SIGNALS), items
+    return with_empty_registry(settings_for(tmp_path / "lakehouse", *VIDEO_SIGNALS), empty_registry_db), items
 
 
 def _table(settings, name: str) -> list[dict]:
