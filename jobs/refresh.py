@@ -114,10 +114,12 @@ HISTORY_SEARCH = 50  # commits of a table searched for its last refresh
 @dataclass(frozen=True)
 class Checked:
     """What a run's plans read of the corpus rows they compare, for its tables that compare the same
-    rows: the Spark plans' corpus checks by the files read (None: all of them), the driver plans'
-    changed rows by the files and the removed ids."""
+    rows: the Spark plans' corpus checks by the files read (None: all of them) and the corpus's
+    newest row per id by its version, cached once (Spark warns of each persist of a plan it holds
+    already); the driver plans' changed rows by the files and the removed ids."""
 
     spark: dict[frozenset[str] | None, CorpusCheck] = field(default_factory=dict)
+    newest: dict[int | None, DataFrame] = field(default_factory=dict)
     driver: dict[tuple[frozenset[str], frozenset[str]], driver_plan.ChangedCorpus] = field(default_factory=dict)
 
 
@@ -293,7 +295,9 @@ def plan_refresh(spark: SparkSession, settings: Settings, contract: TableContrac
                for version in sorted({v for v, _ in scope.removed})]
     if removed and changed is not None:  # every row of those ids is compared: an id whose newest row was removed has another one now
         changed |= _files_holding(spark, corpus, functools.reduce(DataFrame.unionByName, removed).distinct(), scope.items)
-    newest = newest_of_ids(source.keys(spark, corpus_version)).persist()  # the corpus check, the plan and its write read it
+    if corpus_version not in checks.newest:  # the corpus check, the plans and their writes read it
+        checks.newest[corpus_version] = newest_of_ids(source.keys(spark, corpus_version)).persist()
+    newest = checks.newest[corpus_version]
     rows = source.read(spark, corpus_version, only=changed)
     compared = None if changed is None else frozenset(changed)
     if compared not in checks.spark:
