@@ -95,9 +95,18 @@ class Lakehouse:
         try:
             return spark_io.read_spark(spark, self.path(name), version)
         except AnalysisException:
-            if version is None or version == self.version(name) or delta_io.all_exist(self.path(name), delta_io.live_files(self.path(name), version)):
+            if version is None or version == self.version(name) or self.readable(name, version):
                 raise  # the latest version missing a file is damage (jobs.failures says what to do), not a question of time
             raise delta_io.vacuumed(self.path(name), version) from None
+
+    def readable(self, name: str, version: int) -> bool:
+        """Whether `version` can still be read (its log entry kept, its data files not vacuumed): a maintained table's
+        history lists versions whose files a vacuum removed, so time travel picks among those this says yes to."""
+        try:
+            self._version(name, version)
+        except UsageError:
+            return False
+        return delta_io.all_exist(self.path(name), delta_io.live_files(self.path(name), version))
 
     def _version(self, name: str, version: int | None) -> int | None:
         """`version` when the table has it (None: the latest), else a UsageError naming those it has
