@@ -119,8 +119,9 @@ def show(settings: Settings) -> None:
     if LABELS.name in tables:
         labels = lakehouse.pandas(LABELS.name, versions[LABELS.name], filters=pc.field("status") == "ok",
                                   columns=["content_id", "signal", "label", "model_version", "decision"])
-        champions = lakehouse.champions(LABELS.name)  # a registered signal's champion rows; one never registered has one version
-        labels = labels.loc[[champions.get(s, v) == v for s, v in zip(labels["signal"], labels["model_version"])]]  # rows: [] keeps the columns
+        champions, registered = lakehouse.champions(LABELS.name), lakehouse.registered()  # one never registered has one version
+        read = [champions[s] == v if s in champions else s not in registered for s, v in zip(labels["signal"], labels["model_version"])]
+        labels = labels.loc[read]  # rows: [] keeps the columns
         decided = labels[labels.decision.eq(True)].groupby(["signal", "label"]).size().sort_values(ascending=False)
         console.print(f"labels: {labels.content_id.nunique()} items labelled; items per positive decision (top 15):")
         console.print(decided.head(15).to_string(), markup=False)

@@ -138,6 +138,13 @@ class Lakehouse:
         return {signal: version for signal in sorted(signals)
                 if (version := pinned.get(signal) or registry.aliases_if_registered(signal).get("champion"))}
 
+    def registered(self) -> set[str]:
+        """The models the registry knows (none without a registry): a registered signal without a champion has rows
+        that no consumer reads, where one never registered has only the version its jobs run."""
+        from lake.registry import Registry, registry_exists
+
+        return set(Registry(self.registry_uri).every_alias()) if registry_exists(self.registry_uri) else set()
+
     def champion(self, name: str) -> pa.Table:
         """Only the rows of each signal's champion version: consumers follow promotions and
         rollbacks without anything being recomputed."""

@@ -241,3 +241,30 @@ def test_the_notebooks_time_travel_reads_a_version_a_maintained_table_still_has(
                                                   for f in pa.table(t.get_add_actions(flatten=True))["path"].to_pylist())}
     assert held and len(read) == versions[min(held)].to_pyarrow_table().num_rows == 5  # compacted: 5 rows after the delete
     assert f"version {min(held)}: 5 rows" in capsys.readouterr().out
+
+
+def test_show_counts_no_decision_of_a_signal_registered_without_a_champion(tmp_path, empty_registry_db, capsys) -> None:
+    """Found in review: show kept every version of a signal the registry names no champion of, taking it for one never
+    registered, so a trained head's challenger rows (train, then backfill --challenger) were counted among the decisions
+    consumers read, where `labels_champion` holds none of them."""
+    from conf.settings import load_settings
+    from jobs.show import show
+    from signals.contracts import LABELS
+
+    def labelled(signal: str, version: str, decisions: list[bool]) -> list[dict]:
+        return [{"content_id": f"pin-{i}", "signal": signal, "label": signal, "score": 0.9 if d else 0.1, "threshold": 0.5, "decision": d,
+                 "model_name": "m", "model_version": version, "status": "ok", "run_id": "run", "computed_at": T0, "ds": "2026-11-19"}
+                for i, d in enumerate(decisions)]
+
+    write_deltalake(str(tmp_path / LABELS.name), pa.Table.from_pylist(
+        labelled(SIGNAL, "1", [True, True, False]) + labelled("low_quality", "1", [True] * 4) + labelled("text_safety", "1", [True, False]),
+        schema=LABELS.schema), partition_by=list(LABELS.partition_by))
+    registry = registry_in(tmp_path, empty_registry_db)  # SIGNAL's champion is version 1; text_safety never registered
+    registry.register("low_quality", "code:head-1", {"kind": "efficientnet_lite0_image"})
+    registry.promote("low_quality", "1", alias="challenger")
+    lakehouse = Lakehouse(str(tmp_path))
+    assert "low_quality" not in set(lakehouse.champion(LABELS.name)["signal"].to_pylist())
+    show(load_settings("local", [f"lakehouse={tmp_path}"]))
+    out = capsys.readouterr().out
+    counted = {tuple(line.split()) for line in out.splitlines() if line.split()[:1] in ([SIGNAL], ["low_quality"], ["text_safety"])}
+    assert counted == {(SIGNAL, SIGNAL, "2"), ("text_safety", "text_safety", "1")} and "labels: 3 items labelled" in out
