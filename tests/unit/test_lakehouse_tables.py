@@ -3,6 +3,9 @@ a URI (s3://, gs://, file://) lists as a local folder does; it reads without a r
 champions are those the registry names, if it has one."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pyarrow as pa
 import pytest
 from conftest import clean_up_log
@@ -11,6 +14,13 @@ from embedding_tables import SIGNAL, T0, append, delete, random_vectors, registr
 
 from conf.settings import UsageError
 from lake.lakehouse import Lakehouse
+
+
+def notebook_cell(marker: str, scope: dict) -> dict:
+    """Run the analysts' notebook's code cell holding `marker` in `scope`, as the notebook would after its cells before."""
+    cells = json.loads((Path(__file__).parents[2] / "notebooks" / "explore_signals.ipynb").read_text())["cells"]
+    exec(next("".join(c["source"]) for c in cells if c["cell_type"] == "code" and marker in "".join(c["source"])), scope)  # noqa: S102
+    return scope
 
 
 def test_tables_of_a_folder_and_of_a_uri(tmp_path) -> None:
@@ -221,8 +231,6 @@ def test_the_notebooks_time_travel_reads_a_version_a_maintained_table_still_has(
     """Found in review: the analysts' notebook read the oldest version in the history, which a weekly `maintain` has
     vacuumed, so its time-travel cell stopped with "version 0 ... can no longer be read: a vacuum ...". Run here as the
     notebook has it, on a table compacted and vacuumed at retention 0: only the compaction's versions keep their files."""
-    import json
-    from pathlib import Path
     from urllib.parse import unquote
 
     append(tmp_path, rows([f"pin-{i}" for i in range(5)], random_vectors(5, 0)))
@@ -231,11 +239,7 @@ def test_the_notebooks_time_travel_reads_a_version_a_maintained_table_still_has(
     DeltaTable(str(tmp_path / "embeddings")).optimize.compact()
     DeltaTable(str(tmp_path / "embeddings")).vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
     lakehouse = Lakehouse(str(tmp_path))
-    cells = json.loads((Path(__file__).parents[2] / "notebooks" / "explore_signals.ipynb").read_text())["cells"]
-    time_travel = next("".join(c["source"]) for c in cells if c["cell_type"] == "code" and "lakehouse.history" in "".join(c["source"]))
-    scope = {"lakehouse": lakehouse, "embeddings": lakehouse.pandas("embeddings")}
-    exec(time_travel, scope)  # noqa: S102 - the notebook's own cell
-    read = scope["first"]
+    read = notebook_cell("lakehouse.history", {"lakehouse": lakehouse, "embeddings": lakehouse.pandas("embeddings")})["first"]
     versions = {v: DeltaTable(str(tmp_path / "embeddings"), version=v) for v in range(lakehouse.version("embeddings") + 1)}
     held = {v for v, t in versions.items() if all((tmp_path / "embeddings" / unquote(f)).exists()
                                                   for f in pa.table(t.get_add_actions(flatten=True))["path"].to_pylist())}
@@ -268,3 +272,15 @@ def test_show_counts_no_decision_of_a_signal_registered_without_a_champion(tmp_p
     out = capsys.readouterr().out
     counted = {tuple(line.split()) for line in out.splitlines() if line.split()[:1] in ([SIGNAL], ["low_quality"], ["text_safety"])}
     assert counted == {(SIGNAL, SIGNAL, "2"), ("text_safety", "text_safety", "1")} and "labels: 3 items labelled" in out
+
+
+def test_the_notebooks_summary_reads_a_corpus_its_signal_tables_have_not_caught_up_with(tmp_path, capsys) -> None:
+    """Found in review: the analysts' notebook asserted that the embeddings hold every corpus item and no other, so it
+    stopped with AssertionError between a corpus update and the refresh that follows it (an item new, one taken down)."""
+    write_deltalake(str(tmp_path / "corpus"), pa.table({"content_id": ["pin-1", "pin-2", "pin-new"], "title": ["a", "b", "c"],
+                                                         "ds": ["2026-11-19"] * 3}), partition_by=["ds"])
+    append(tmp_path, rows(["pin-1", "pin-2", "pin-gone"], random_vectors(3, 0)))
+    append(tmp_path, rows(["pin-1"], None, signal="text_embedding"))
+    scope = notebook_cell('lakehouse.pandas("embeddings")', {"lakehouse": Lakehouse(str(tmp_path))})
+    assert scope["summary"].to_dict("index") == {(SIGNAL, "m", "1"): {"ok": 3, "error": 0}, ("text_embedding", "m", "1"): {"ok": 0, "error": 1}}
+    assert "1 corpus items without a row yet (pin-new), 1 items no longer in the corpus (pin-gone)" in capsys.readouterr().out
