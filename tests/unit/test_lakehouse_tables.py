@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from conftest import clean_up_log
@@ -284,3 +285,23 @@ def test_the_notebooks_summary_reads_a_corpus_its_signal_tables_have_not_caught_
     scope = notebook_cell('lakehouse.pandas("embeddings")', {"lakehouse": Lakehouse(str(tmp_path))})
     assert scope["summary"].to_dict("index") == {(SIGNAL, "m", "1"): {"ok": 3, "error": 0}, ("text_embedding", "m", "1"): {"ok": 0, "error": 1}}
     assert "1 corpus items without a row yet (pin-new), 1 items no longer in the corpus (pin-gone)" in capsys.readouterr().out
+
+
+def test_the_notebooks_neighbours_of_an_item_taken_down_before_the_refresh(tmp_path, capsys) -> None:
+    """Found in review: the notebook looked each champion image's title up in the corpus, so an item taken down since
+    the last refresh (its rows still in the embeddings) stopped the nearest-neighbour cells with KeyError; and of fewer than
+    six images it named the query among its own neighbours (similarity -1, the diagonal's)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    write_deltalake(str(tmp_path / "corpus"), pa.table({"content_id": ["pin-0", "pin-1"], "title": ["a cat", "a dog"],
+                                                         "ds": ["2026-11-19"] * 2}), partition_by=["ds"])
+    vectors = random_vectors(3, 0)
+    append(tmp_path, rows(["pin-0", "pin-1", "pin-gone"], vectors / np.linalg.norm(vectors, axis=1, keepdims=True)))
+    lakehouse = Lakehouse(str(tmp_path), pinned={SIGNAL: "1"})
+    scope = notebook_cell("champion = lakehouse.champion", {"lakehouse": lakehouse, "corpus": lakehouse.pandas("corpus"), "np": np, "plt": plt})
+    notebook_cell("fig, axes", scope)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == "query: a cat" and len(printed) == 3 and "(taken down)" in printed[1] + printed[2]  # the 2 others, not itself
+    assert sorted(scope["labels"].tolist()) == ["(taken down)", "a cat", "a dog"]
