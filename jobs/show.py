@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable
@@ -139,10 +140,11 @@ def show(settings: Settings) -> None:
         console.print(shown[KEYFRAME_COLUMNS].to_string(index=False),
                       markup=False)
     if RUNS.name in tables:
-        runs = lakehouse.pandas(RUNS.name, versions[RUNS.name]).sort_values("finished_at").tail(6)
+        whole = {pa.int64(): pd.Int64Dtype()}.get  # an alias move's row has no counts and no commit: not floats for every row beside it
+        runs = lakehouse.arrow(RUNS.name, versions[RUNS.name]).to_pandas(types_mapper=whole).sort_values("finished_at").tail(6)
         console.print("latest runs:")
-        console.print(runs[["run_id", "signal", "rows_in", "rows_ok", "rows_error", "status", "table_version", "duration_s"]].to_string(index=False),
-                      markup=False)
+        shown = runs[["run_id", "signal", "rows_in", "rows_ok", "rows_error", "status", "table_version", "duration_s"]]
+        console.print(shown.astype(object).where(shown.notna(), "-").to_string(index=False), markup=False)
 
 
 def print_evaluation(result: dict) -> None:

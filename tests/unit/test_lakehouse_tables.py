@@ -305,3 +305,22 @@ def test_the_notebooks_neighbours_of_an_item_taken_down_before_the_refresh(tmp_p
     printed = capsys.readouterr().out.splitlines()
     assert printed[0] == "query: a cat" and len(printed) == 3 and "(taken down)" in printed[1] + printed[2]  # the 2 others, not itself
     assert sorted(scope["labels"].tolist()) == ["(taken down)", "a cat", "a dog"]
+
+
+def test_show_prints_the_runs_counts_and_versions_as_whole_numbers_beside_an_alias_move(tmp_path, capsys) -> None:
+    """Found in review: an alias move's ledger row has no counts and no table version (a promote, a rollback), and pandas
+    took the columns holding it for floats, so show's latest runs printed every run's items and commit as 120.0 and 3.0."""
+    from datetime import timedelta
+
+    from conf.settings import load_settings
+    from jobs.show import show
+    from lake.ledger import RunRecord, record_runs
+
+    backfill = RunRecord("run-1", "backfill", SIGNAL, "m", "1", "2026-11-19", "2026-11-19", 120, 117, 3, "succeeded", None, 3,
+                         T0, T0 + timedelta(seconds=9))
+    promote = RunRecord("promote-1", "promote", SIGNAL, "m", "2", None, None, None, None, None, "succeeded", "champion 1 -> 2", None,
+                        T0 + timedelta(minutes=1), T0 + timedelta(minutes=1))
+    record_runs(str(tmp_path / "runs"), [backfill, promote])
+    show(load_settings("local", [f"lakehouse={tmp_path}"]))
+    printed = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines() if line.split()[:1] in (["run-1"], ["promote-1"])}
+    assert printed == {"run-1": [SIGNAL, "120", "117", "3", "succeeded", "3", "9.0"], "promote-1": [SIGNAL, "-", "-", "-", "succeeded", "-", "0.0"]}
