@@ -120,7 +120,7 @@ def show(settings: Settings) -> None:
     if LABELS.name in tables:
         labels = lakehouse.pandas(LABELS.name, versions[LABELS.name], filters=pc.field("status") == "ok",
                                   columns=["content_id", "signal", "label", "model_version", "decision"])
-        champions, registered = lakehouse.champions(LABELS.name), lakehouse.registered()  # one never registered has one version
+        champions, registered = lakehouse.champions(LABELS.name, versions[LABELS.name]), lakehouse.registered()  # one never registered has one version
         read = [champions[s] == v if s in champions else s not in registered for s, v in zip(labels["signal"], labels["model_version"])]
         labels = labels.loc[read]  # rows: [] keeps the columns
         decided = labels[labels.decision.eq(True)].groupby(["signal", "label"]).size().sort_values(ascending=False)

@@ -122,15 +122,15 @@ class Lakehouse:
                              "read a named or later version")
         return version
 
-    def champions(self, name: str) -> dict[str, str]:
+    def champions(self, name: str, version: int | None = None) -> dict[str, str]:
         """signal -> the version its registry alias `champion` names now (the profile's pinned
-        version, where it pins one, as the jobs run it), for the signals in `name` (a signal never
-        registered and not pinned, as with `registry.enabled: false`, has none)."""
+        version, where it pins one, as the jobs run it), for the signals in `name` at `version` (latest if None: a
+        signal first run after it has none there; a signal never registered and not pinned has none either)."""
         from lake.registry import Registry, registry_exists
 
         if "signal" not in delta_io.snapshot(self.path(name)).metadata().partition_columns:
             raise UsageError(f"{name} holds no versions of signals (embeddings, labels and keyframes do): read it whole")
-        signals = {f.partition_values["signal"] for f in delta_io.live_files(self.path(name))}
+        signals = {f.partition_values["signal"] for f in delta_io.live_files(self.path(name), version)}
         pinned = {signal: self.pinned[signal] for signal in signals if signal in self.pinned}
         if not registry_exists(self.registry_uri):
             return pinned  # no registry yet: nothing else is champion, and a read makes none
@@ -172,7 +172,7 @@ class Lakehouse:
             frame.createOrReplaceTempView(name)
             views.append(name)
             if name in SIGNAL_TABLES:
-                champions = self.champions(name)
+                champions = self.champions(name, versions.get(name))
                 _warn_unheld(f"{name}_champion", champions, {(f.partition_values["signal"], f.partition_values["model_version"])
                                                              for f in delta_io.live_files(self.path(name), versions.get(name))})
                 pairs = [(F.col("signal") == s) & (F.col("model_version") == v) for s, v in champions.items()]
