@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable
@@ -119,8 +120,9 @@ def show(settings: Settings) -> None:
     if LABELS.name in tables:
         labels = lakehouse.pandas(LABELS.name, versions[LABELS.name], filters=pc.field("status") == "ok",
                                   columns=["content_id", "signal", "label", "model_version", "decision"])
-        champions = lakehouse.champions(LABELS.name)  # a registered signal's champion rows; one never registered has one version
-        labels = labels.loc[[champions.get(s, v) == v for s, v in zip(labels["signal"], labels["model_version"])]]  # rows: [] keeps the columns
+        champions, registered = lakehouse.champions(LABELS.name, versions[LABELS.name]), lakehouse.registered()  # one never registered has one version
+        read = [champions[s] == v if s in champions else s not in registered for s, v in zip(labels["signal"], labels["model_version"])]
+        labels = labels.loc[read]  # rows: [] keeps the columns
         decided = labels[labels.decision.eq(True)].groupby(["signal", "label"]).size().sort_values(ascending=False)
         console.print(f"labels: {labels.content_id.nunique()} items labelled; items per positive decision (top 15):")
         console.print(decided.head(15).to_string(), markup=False)
@@ -138,10 +140,11 @@ def show(settings: Settings) -> None:
         console.print(shown[KEYFRAME_COLUMNS].to_string(index=False),
                       markup=False)
     if RUNS.name in tables:
-        runs = lakehouse.pandas(RUNS.name, versions[RUNS.name]).sort_values("finished_at").tail(6)
+        whole = {pa.int64(): pd.Int64Dtype()}.get  # an alias move's row has no counts and no commit: not floats for every row beside it
+        runs = lakehouse.arrow(RUNS.name, versions[RUNS.name]).to_pandas(types_mapper=whole).sort_values("finished_at").tail(6)
         console.print("latest runs:")
-        console.print(runs[["run_id", "signal", "rows_in", "rows_ok", "rows_error", "status", "table_version", "duration_s"]].to_string(index=False),
-                      markup=False)
+        shown = runs[["run_id", "signal", "rows_in", "rows_ok", "rows_error", "status", "table_version", "duration_s"]]
+        console.print(shown.astype(object).where(shown.notna(), "-").to_string(index=False), markup=False)
 
 
 def print_evaluation(result: dict) -> None:

@@ -95,9 +95,18 @@ class Lakehouse:
         try:
             return spark_io.read_spark(spark, self.path(name), version)
         except AnalysisException:
-            if version is None or version == self.version(name) or delta_io.all_exist(self.path(name), delta_io.live_files(self.path(name), version)):
+            if version is None or version == self.version(name) or self.readable(name, version):
                 raise  # the latest version missing a file is damage (jobs.failures says what to do), not a question of time
             raise delta_io.vacuumed(self.path(name), version) from None
+
+    def readable(self, name: str, version: int) -> bool:
+        """Whether `version` can still be read (its log entry kept, its data files not vacuumed): a maintained table's
+        history lists versions whose files a vacuum removed, so time travel picks among those this says yes to."""
+        try:
+            self._version(name, version)
+        except UsageError:
+            return False
+        return delta_io.all_exist(self.path(name), delta_io.live_files(self.path(name), version))
 
     def _version(self, name: str, version: int | None) -> int | None:
         """`version` when the table has it (None: the latest), else a UsageError naming those it has
@@ -113,21 +122,28 @@ class Lakehouse:
                              "read a named or later version")
         return version
 
-    def champions(self, name: str) -> dict[str, str]:
+    def champions(self, name: str, version: int | None = None) -> dict[str, str]:
         """signal -> the version its registry alias `champion` names now (the profile's pinned
-        version, where it pins one, as the jobs run it), for the signals in `name` (a signal never
-        registered and not pinned, as with `registry.enabled: false`, has none)."""
+        version, where it pins one, as the jobs run it), for the signals in `name` at `version` (latest if None: a
+        signal first run after it has none there; a signal never registered and not pinned has none either)."""
         from lake.registry import Registry, registry_exists
 
         if "signal" not in delta_io.snapshot(self.path(name)).metadata().partition_columns:
             raise UsageError(f"{name} holds no versions of signals (embeddings, labels and keyframes do): read it whole")
-        signals = {f.partition_values["signal"] for f in delta_io.live_files(self.path(name))}
+        signals = {f.partition_values["signal"] for f in delta_io.live_files(self.path(name), version)}
         pinned = {signal: self.pinned[signal] for signal in signals if signal in self.pinned}
         if not registry_exists(self.registry_uri):
             return pinned  # no registry yet: nothing else is champion, and a read makes none
         registry = Registry(self.registry_uri)
         return {signal: version for signal in sorted(signals)
                 if (version := pinned.get(signal) or registry.aliases_if_registered(signal).get("champion"))}
+
+    def registered(self) -> set[str]:
+        """The models the registry knows (none without a registry): a registered signal without a champion has rows
+        that no consumer reads, where one never registered has only the version its jobs run."""
+        from lake.registry import Registry, registry_exists
+
+        return set(Registry(self.registry_uri).every_alias()) if registry_exists(self.registry_uri) else set()
 
     def champion(self, name: str) -> pa.Table:
         """Only the rows of each signal's champion version: consumers follow promotions and
@@ -156,7 +172,7 @@ class Lakehouse:
             frame.createOrReplaceTempView(name)
             views.append(name)
             if name in SIGNAL_TABLES:
-                champions = self.champions(name)
+                champions = self.champions(name, versions.get(name))
                 _warn_unheld(f"{name}_champion", champions, {(f.partition_values["signal"], f.partition_values["model_version"])
                                                              for f in delta_io.live_files(self.path(name), versions.get(name))})
                 pairs = [(F.col("signal") == s) & (F.col("model_version") == v) for s, v in champions.items()]

@@ -90,3 +90,24 @@ def test_the_keyframes_table_has_a_champion_view_as_the_other_signal_tables(spar
     assert lakehouse.register_views(spark) == ["keyframes", "keyframes_champion"]
     expected = sorted((r["model_version"], r["keyframe_index"]) for r in lakehouse.champion("keyframes").to_pylist())
     assert sorted(tuple(r) for r in spark.sql("SELECT model_version, keyframe_index FROM keyframes_champion").collect()) == expected == [("1", 0), ("1", 1)]
+
+
+def test_a_champion_view_of_a_version_before_a_signal_was_added_warns_of_nothing(spark, tmp_path) -> None:
+    """Found in review: `register_views(spark, versions)` took the signals from the latest version, so a view of a version
+    before a signal's first run warned that its champion had no rows, "a version promoted before it was computed"."""
+    from datetime import UTC, datetime
+
+    from signals.contracts import EMBEDDINGS
+
+    def embedded(signal: str) -> pa.Table:
+        return pa.Table.from_pylist([{"content_id": "pin-1", "signal": signal, "model_name": "m", "model_version": "1", "input_hash": "h",
+                                      "vector": [1.0, 0.0], "dim": 2, "status": "ok", "error": None, "run_id": "run",
+                                      "computed_at": datetime(2026, 11, 20, tzinfo=UTC), "ds": "2026-11-19"}], schema=EMBEDDINGS.schema)
+
+    write_deltalake(str(tmp_path / "embeddings"), embedded("image_embedding"), partition_by=list(EMBEDDINGS.partition_by))
+    write_deltalake(str(tmp_path / "embeddings"), embedded("text_embedding"), partition_by=list(EMBEDDINGS.partition_by), mode="append")
+    lakehouse = Lakehouse(str(tmp_path), pinned={"image_embedding": "1", "text_embedding": "1"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lakehouse.register_views(spark, {"embeddings": 0})
+    assert [tuple(r) for r in spark.sql("SELECT signal, model_version FROM embeddings_champion").collect()] == [("image_embedding", "1")]

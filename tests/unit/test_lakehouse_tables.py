@@ -3,6 +3,10 @@ a URI (s3://, gs://, file://) lists as a local folder does; it reads without a r
 champions are those the registry names, if it has one."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import numpy as np
 import pyarrow as pa
 import pytest
 from conftest import clean_up_log
@@ -11,6 +15,13 @@ from embedding_tables import SIGNAL, T0, append, delete, random_vectors, registr
 
 from conf.settings import UsageError
 from lake.lakehouse import Lakehouse
+
+
+def notebook_cell(marker: str, scope: dict) -> dict:
+    """Run the analysts' notebook's code cell holding `marker` in `scope`, as the notebook would after its cells before."""
+    cells = json.loads((Path(__file__).parents[2] / "notebooks" / "explore_signals.ipynb").read_text())["cells"]
+    exec(next("".join(c["source"]) for c in cells if c["cell_type"] == "code" and marker in "".join(c["source"])), scope)  # noqa: S102
+    return scope
 
 
 def test_tables_of_a_folder_and_of_a_uri(tmp_path) -> None:
@@ -215,3 +226,101 @@ def test_show_reads_no_vector_of_the_signal_tables(tmp_path, capsys, monkeypatch
     table = DeltaTable(str(tmp_path / "embeddings")).to_pyarrow_table()
     counted = table.group_by(["signal", "model_version", "status", "dim"]).aggregate([([], "count_all")]).to_pylist()
     assert printed == {(r["signal"], r["model_version"], r["status"], str(r["dim"]), str(r["count_all"])) for r in counted}
+
+
+def test_the_notebooks_time_travel_reads_a_version_a_maintained_table_still_has(tmp_path, capsys) -> None:
+    """Found in review: the analysts' notebook read the oldest version in the history, which a weekly `maintain` has
+    vacuumed, so its time-travel cell stopped with "version 0 ... can no longer be read: a vacuum ...". Run here as the
+    notebook has it, on a table compacted and vacuumed at retention 0: only the compaction's versions keep their files."""
+    from urllib.parse import unquote
+
+    append(tmp_path, rows([f"pin-{i}" for i in range(5)], random_vectors(5, 0)))
+    append(tmp_path, rows(["pin-9"], None))
+    delete(tmp_path, "pin-3")
+    DeltaTable(str(tmp_path / "embeddings")).optimize.compact()
+    DeltaTable(str(tmp_path / "embeddings")).vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
+    lakehouse = Lakehouse(str(tmp_path))
+    read = notebook_cell("lakehouse.history", {"lakehouse": lakehouse, "embeddings": lakehouse.pandas("embeddings")})["first"]
+    versions = {v: DeltaTable(str(tmp_path / "embeddings"), version=v) for v in range(lakehouse.version("embeddings") + 1)}
+    held = {v for v, t in versions.items() if all((tmp_path / "embeddings" / unquote(f)).exists()
+                                                  for f in pa.table(t.get_add_actions(flatten=True))["path"].to_pylist())}
+    assert held and len(read) == versions[min(held)].to_pyarrow_table().num_rows == 5  # compacted: 5 rows after the delete
+    assert f"version {min(held)}: 5 rows" in capsys.readouterr().out
+
+
+def test_show_counts_no_decision_of_a_signal_registered_without_a_champion(tmp_path, empty_registry_db, capsys) -> None:
+    """Found in review: show kept every version of a signal the registry names no champion of, taking it for one never
+    registered, so a trained head's challenger rows (train, then backfill --challenger) were counted among the decisions
+    consumers read, where `labels_champion` holds none of them."""
+    from conf.settings import load_settings
+    from jobs.show import show
+    from signals.contracts import LABELS
+
+    def labelled(signal: str, version: str, decisions: list[bool]) -> list[dict]:
+        return [{"content_id": f"pin-{i}", "signal": signal, "label": signal, "score": 0.9 if d else 0.1, "threshold": 0.5, "decision": d,
+                 "model_name": "m", "model_version": version, "status": "ok", "run_id": "run", "computed_at": T0, "ds": "2026-11-19"}
+                for i, d in enumerate(decisions)]
+
+    write_deltalake(str(tmp_path / LABELS.name), pa.Table.from_pylist(
+        labelled(SIGNAL, "1", [True, True, False]) + labelled("low_quality", "1", [True] * 4) + labelled("text_safety", "1", [True, False]),
+        schema=LABELS.schema), partition_by=list(LABELS.partition_by))
+    registry = registry_in(tmp_path, empty_registry_db)  # SIGNAL's champion is version 1; text_safety never registered
+    registry.register("low_quality", "code:head-1", {"kind": "efficientnet_lite0_image"})
+    registry.promote("low_quality", "1", alias="challenger")
+    lakehouse = Lakehouse(str(tmp_path))
+    assert "low_quality" not in set(lakehouse.champion(LABELS.name)["signal"].to_pylist())
+    show(load_settings("local", [f"lakehouse={tmp_path}"]))
+    out = capsys.readouterr().out
+    counted = {tuple(line.split()) for line in out.splitlines() if line.split()[:1] in ([SIGNAL], ["low_quality"], ["text_safety"])}
+    assert counted == {(SIGNAL, SIGNAL, "2"), ("text_safety", "text_safety", "1")} and "labels: 3 items labelled" in out
+
+
+def test_the_notebooks_summary_reads_a_corpus_its_signal_tables_have_not_caught_up_with(tmp_path, capsys) -> None:
+    """Found in review: the analysts' notebook asserted that the embeddings hold every corpus item and no other, so it
+    stopped with AssertionError between a corpus update and the refresh that follows it (an item new, one taken down)."""
+    write_deltalake(str(tmp_path / "corpus"), pa.table({"content_id": ["pin-1", "pin-2", "pin-new"], "title": ["a", "b", "c"],
+                                                         "ds": ["2026-11-19"] * 3}), partition_by=["ds"])
+    append(tmp_path, rows(["pin-1", "pin-2", "pin-gone"], random_vectors(3, 0)))
+    append(tmp_path, rows(["pin-1"], None, signal="text_embedding"))
+    scope = notebook_cell('lakehouse.pandas("embeddings")', {"lakehouse": Lakehouse(str(tmp_path))})
+    assert scope["summary"].to_dict("index") == {(SIGNAL, "m", "1"): {"ok": 3, "error": 0}, ("text_embedding", "m", "1"): {"ok": 0, "error": 1}}
+    assert "1 corpus items without a row yet (pin-new), 1 items no longer in the corpus (pin-gone)" in capsys.readouterr().out
+
+
+def test_the_notebooks_neighbours_of_an_item_taken_down_before_the_refresh(tmp_path, capsys) -> None:
+    """Found in review: the notebook looked each champion image's title up in the corpus, so an item taken down since
+    the last refresh (its rows still in the embeddings) stopped the nearest-neighbour cells with KeyError; and of fewer than
+    six images it named the query among its own neighbours (similarity -1, the diagonal's)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    write_deltalake(str(tmp_path / "corpus"), pa.table({"content_id": ["pin-0", "pin-1"], "title": ["a cat", "a dog"],
+                                                         "ds": ["2026-11-19"] * 2}), partition_by=["ds"])
+    vectors = random_vectors(3, 0)
+    append(tmp_path, rows(["pin-0", "pin-1", "pin-gone"], vectors / np.linalg.norm(vectors, axis=1, keepdims=True)))
+    lakehouse = Lakehouse(str(tmp_path), pinned={SIGNAL: "1"})
+    scope = notebook_cell("champion = lakehouse.champion", {"lakehouse": lakehouse, "corpus": lakehouse.pandas("corpus"), "np": np, "plt": plt})
+    notebook_cell("fig, axes", scope)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == "query: a cat" and len(printed) == 3 and "(taken down)" in printed[1] + printed[2]  # the 2 others, not itself
+    assert sorted(scope["labels"].tolist()) == ["(taken down)", "a cat", "a dog"]
+
+
+def test_show_prints_the_runs_counts_and_versions_as_whole_numbers_beside_an_alias_move(tmp_path, capsys) -> None:
+    """Found in review: an alias move's ledger row has no counts and no table version (a promote, a rollback), and pandas
+    took the columns holding it for floats, so show's latest runs printed every run's items and commit as 120.0 and 3.0."""
+    from datetime import timedelta
+
+    from conf.settings import load_settings
+    from jobs.show import show
+    from lake.ledger import RunRecord, record_runs
+
+    backfill = RunRecord("run-1", "backfill", SIGNAL, "m", "1", "2026-11-19", "2026-11-19", 120, 117, 3, "succeeded", None, 3,
+                         T0, T0 + timedelta(seconds=9))
+    promote = RunRecord("promote-1", "promote", SIGNAL, "m", "2", None, None, None, None, None, "succeeded", "champion 1 -> 2", None,
+                        T0 + timedelta(minutes=1), T0 + timedelta(minutes=1))
+    record_runs(str(tmp_path / "runs"), [backfill, promote])
+    show(load_settings("local", [f"lakehouse={tmp_path}"]))
+    printed = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines() if line.split()[:1] in (["run-1"], ["promote-1"])}
+    assert printed == {"run-1": [SIGNAL, "120", "117", "3", "succeeded", "3", "9.0"], "promote-1": [SIGNAL, "-", "-", "-", "succeeded", "-", "0.0"]}
