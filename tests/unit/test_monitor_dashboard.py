@@ -197,3 +197,45 @@ def test_a_dashboard_figure_measures_each_text_once(monkeypatch) -> None:
     assert dashboard._trend_figure("a_signal", "label", days, []).startswith(b"\x89PNG")
     assert len({renderer for _, renderer in measured}) == 1
     assert set(measured.values()) == {1}
+
+
+def test_a_days_trend_point_is_the_verdict_on_the_row_drawn_not_a_later_small_refreshs(tmp_path, monkeypatch) -> None:
+    """Found in review: the trend took the latest verdict per day, rule and label whatever its run,
+    so a refresh of a few of a day's items monitored after the backfill (its drift "too few to
+    judge", no value) erased the backfill's drift alert of that day from the trend, which still
+    drew the backfill's row of the day (the day's most items) for its error and decision rates."""
+    from datetime import UTC, datetime
+
+    from monitoring.monitor import MonitorResult
+    from monitoring.rules import SCORE_DRIFT
+    from signals.contracts import ALERTS, SIGNAL_STATS
+
+    settings = load_settings("local", [f"lakehouse={tmp_path}"])
+    days = [f"2026-11-0{d}" for d in range(1, 7)]
+    at = datetime(2026, 11, 7, tzinfo=UTC)
+
+    def stats(run: str, ds: str, items: int) -> dict:
+        return {"signal": "text_topics", "model_version": "1", "ds": ds, "run_id": run, "job": "backfill", "kind": "label",
+                "rows": items, "items": items, "error_items": 0, "computed_at": at,
+                "labels": [{"label": "food", "rows": items, "decided": items, "positives": 3, "histogram": [items] + [0] * 19}]}
+
+    def verdict(run: str, ds: str, fired: bool, value: float | None, minute: int) -> dict:
+        return {"run_id": run, "signal": "text_topics", "model_version": "1", "ds": ds, "rule": SCORE_DRIFT, "label": "food",
+                "fired": fired, "value": value, "threshold": 0.25, "message": "", "evaluated_at": at.replace(minute=minute)}
+
+    for run, these, items in (("backfill-1", days, 30), ("refresh-1", days[5:], 3)):
+        delta_io.replace_run_rows(settings.table_root(SIGNAL_STATS.name), SIGNAL_STATS,
+                                  pa.Table.from_pylist([stats(run, d, items) for d in these], schema=SIGNAL_STATS.schema), run, {})
+    for run, rows_ in (("backfill-1", [verdict("backfill-1", days[5], True, 0.9, 1)]),
+                       ("refresh-1", [verdict("refresh-1", days[5], False, None, 2)])):
+        delta_io.replace_run_rows(settings.table_root(ALERTS.name), ALERTS, pa.Table.from_pylist(rows_, schema=ALERTS.schema), run, {})
+    drawn: list = []
+    monkeypatch.setattr(dashboard, "_trend_figure", lambda signal, kind, chosen, verdicts: drawn.append((chosen, verdicts)) or b"")
+    monkeypatch.setattr(dashboard, "image_tag", lambda *a: "")
+    result = MonitorResult("refresh-1", [Judged("text_topics", "1", days[5], "x", [], "label", None)], None)
+
+    dashboard.write_dashboard(settings, result, tmp_path / "page.html")
+
+    chosen, verdicts = drawn[0]
+    assert [r["run_id"] for r in chosen] == ["backfill-1"] * 6
+    assert [(v["run_id"], v["value"], v["fired"]) for v in verdicts] == [("backfill-1", 0.9, True)]
