@@ -363,3 +363,32 @@ def test_monitoring_one_day_of_a_run_keeps_its_verdicts_on_the_other_days(tmp_pa
     after = delta_io.read_arrow(settings.table_root(ALERTS.name)).to_pylist()
     assert sorted((r["ds"], r["rule"], r["fired"]) for r in after) == before  # day 6's alert kept, the last day's replaced
     assert len(after) == len(before)
+
+
+def test_a_monitored_refresh_that_only_took_items_down_has_nothing_new_to_monitor_not_a_usage_error(tmp_path, monkeypatch, capsys) -> None:
+    """Found in review: `refresh --monitor` after a refresh that only took items down (it committed, and wrote no
+    signal row of its own) stopped with exit 2, "run ... wrote no signal rows: nothing to monitor", after a run that
+    succeeded: a daily `refresh --monitor` failed on every day that brought only takedowns."""
+    from jobs import commands
+    from jobs.cli import main
+    from jobs.engine import RunResult
+    from lake.ledger import SUCCEEDED
+
+    settings = _settings(tmp_path)
+    table = rows(["pin-1"], random_vectors(1, 0), ds=DAYS[0])
+    append(tmp_path, table.set_column(table.schema.get_field_index("run_id"), "run_id", pa.array(["backfill"])))
+    _keep(settings, [label_stats(np.random.default_rng(0).random(30), ds=DAYS[0], run_id="backfill")])
+
+    class Session:
+        def stop(self) -> None:
+            pass
+
+    monkeypatch.setattr(commands, "build_session", lambda _: Session())
+    monkeypatch.setattr(commands, "_spark_steps", lambda *_: iter([RunResult("takedown", SUCCEEDED, {EMBEDDINGS.name: 3})]))
+    monkeypatch.setattr(commands, "print_result", lambda *_: None)
+
+    status = main(["refresh", "--monitor", "--set", f"lakehouse={tmp_path}"])
+
+    out = " ".join(capsys.readouterr().out.split())
+    assert status == 0, out
+    assert "run takedown wrote no signal rows of its own (it only removed rows): nothing new to monitor" in out
