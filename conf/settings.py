@@ -342,6 +342,7 @@ class MonitorSettings(_Strict):
     min_reference_days: int = Field(3, ge=1)  # a rolling reference of fewer days judges no drift (a new signal's warm-up)
     min_rows: int = Field(20, ge=1)
     max_error_rate: float = Field(0.25, ge=0, le=1)  # error items / items of a signal on a day
+    max_error_pvalue: float = Field(1e-4, gt=0, le=1)  # ... on a day of fewer than min_rows items: a binomial test this sure
     max_psi: float = Field(0.25, gt=0)  # score drift: PSI above this ...
     max_ks_pvalue: float = Field(1e-4, gt=0, le=1)  # ... and a KS test this sure the scores moved
     max_decision_rate_change: float = Field(0.25, gt=0, le=1)  # decision rate outside reference +- this ...

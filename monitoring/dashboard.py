@@ -61,9 +61,10 @@ def write_dashboard(settings: Settings, result: MonitorResult, path: Path) -> Pa
         parts.append(f"<h2 id='signal-{html.escape(signal)}'>{html.escape(signal)}</h2>")
         mine = [r for r in history if r["signal"] == signal]
         chosen = choose_rows(mine, judged[-1].model_version)
-        drawn = {(r["ds"], r["model_version"]) for r in chosen}  # a day's verdicts on the version drawn, not a challenger's beside it
-        parts.append(image_tag(f"{signal}: trends", _trend_figure(signal, judged[-1].kind, chosen,
-                                                                  [v for v in verdicts if v["signal"] == signal and (v["ds"], v["model_version"]) in drawn])))
+        drawn = {(r["ds"], r["model_version"], r["run_id"]) for r in chosen}  # a day's verdicts on the row drawn: not a challenger's
+        # beside it, nor a later refresh's of a few of its items
+        parts.append(image_tag(f"{signal}: trends", _trend_figure(signal, judged[-1].kind, chosen, [
+            v for v in verdicts if v["signal"] == signal and (v["ds"], v["model_version"], v["run_id"]) in drawn])))
         todays = [(j, today) for j in judged if j.window is not None and j.window.labels
                   and (today := next((r for r in mine if r["run_id"] == result.run_id and r["ds"] == j.ds
                                       and r["model_version"] == j.model_version), None)) and today["labels"]]
@@ -86,13 +87,14 @@ def _histogram_days(todays: Sequence[tuple[Judged, dict]]) -> list[tuple[Judged,
 
 
 def _all_verdicts(settings: Settings) -> list[dict]:
-    """Every kept verdict, the latest per (signal, model version, day, rule, label): the drift trend's points."""
+    """Every kept verdict, the latest per (signal, model version, day, run, rule, label): the trend's points are those
+    on the statistics row it draws of each day."""
     root = settings.table_root(ALERTS.name)
     if not DeltaTable.is_deltatable(root):
         return []
     latest: dict[tuple, dict] = {}
     for row in delta_io.read_arrow(root).to_pylist():
-        key = (row["signal"], row["model_version"], row["ds"], row["rule"], row["label"])
+        key = (row["signal"], row["model_version"], row["ds"], row["run_id"], row["rule"], row["label"])
         if key not in latest or row["evaluated_at"] > latest[key]["evaluated_at"]:
             latest[key] = row
     return list(latest.values())

@@ -3,7 +3,8 @@ Spark, no Delta), so each is tested against an independent formula in millisecon
 
 - Scores: the population stability index and a two-sample Kolmogorov-Smirnov test, both on the
   fixed-bin histograms the statistics keep (every row counts, not a sample).
-- Decisions: a two-proportion test of the decision rates.
+- Decisions: a two-proportion test of the decision rates; a small day's errors: a binomial test
+  against the error rate allowed.
 - Embeddings: a domain classifier told to say which vectors are the reference's (an L2-regularised
   logistic regression's first Newton step, in closed form), scored by its cross-validated ROC-AUC
   (0.5: the two sets cannot be told apart; 1.0: always). It works in any dimension on a few
@@ -73,6 +74,14 @@ def two_proportion_pvalue(k_reference: int, n_reference: int, k_current: int, n_
         return 1.0
     z = (k_current / n_current - k_reference / n_reference) / spread
     return float(2 * norm.sf(abs(z)))
+
+
+def errors_above_rate_pvalue(errors: int, items: int, rate: float) -> float:
+    """One-sided p-value of `errors` or more of `items` failing if each failed at `rate` (binomial):
+    how sure a small day's errors are above the rate allowed (1.0 without items)."""
+    from scipy.stats import binom
+
+    return float(binom.sf(errors - 1, items, rate)) if items else 1.0
 
 
 def domain_auc(reference: np.ndarray, current: np.ndarray, seed: int = 0) -> float:

@@ -97,6 +97,12 @@ def stats_rows(table: pa.Table) -> list[dict]:
     return rows
 
 
+def kept_statistics(settings: Settings, run_id: str) -> bool:
+    """Whether `signal_stats` keeps statistics of the run: a backfill or refresh that succeeded keeps them of
+    every signal row it wrote, so none say it wrote none (a refresh that only took items down)."""
+    return read_stats(settings, pc.field("run_id") == run_id, columns=["run_id"]).num_rows > 0
+
+
 def stats_of_run(spark: SparkSession, settings: Settings, run_id: str, recompute: bool = False) -> pa.Table:
     """The run's statistics: those kept in `signal_stats`, else (or with `recompute`) computed
     in Spark from its rows and kept there in place of any older ones (and of the statistics and
@@ -212,7 +218,7 @@ def monitor_run(spark: SparkSession, settings: Settings, run_id: str, days: Sequ
                         if v.rule in DRIFT_RULES and v.fired else v for v in verdicts]
         judged.append(Judged(row["signal"], row["model_version"], row["ds"], reference.describe() if reference else "none", verdicts,
                              row["kind"], reference))
-    return MonitorResult(run_id, judged, _keep_verdicts(settings, run_id, judged))
+    return MonitorResult(run_id, judged, _keep_verdicts(settings, run_id, judged, days))
 
 
 def _key(row: dict) -> tuple[str, str, str, str]:
@@ -233,7 +239,9 @@ def _reference_rows(settings: Settings, kept: Sequence[dict], chosen: Sequence[d
     return found
 
 
-def _keep_verdicts(settings: Settings, run_id: str, judged: Sequence[Judged]) -> int:
+def _keep_verdicts(settings: Settings, run_id: str, judged: Sequence[Judged], days: Sequence[str] | None) -> int:
+    """Keep the verdicts in `alerts` in place of the run's earlier ones on the days judged (all its days, or only
+    `days`: `monitor --day` once replaced the run's verdicts on every other day with none) and of those superseded."""
     now = datetime.now(UTC)
     holding_slices = [(j.kind, (j.signal, j.model_version, j.ds)) for j in judged]
     versions = table_versions(settings.lakehouse_root, [j.kind for j in judged])
@@ -244,7 +252,7 @@ def _keep_verdicts(settings: Settings, run_id: str, judged: Sequence[Judged]) ->
              "rule": v.rule, "label": v.label, "fired": v.fired, "value": v.value, "threshold": v.threshold, "cause": v.cause,
              "message": v.message, "evaluated_at": now} for j in current for v in j.verdicts]
     contract: TableContract = ALERTS
-    mine = pc.field("run_id") == run_id
+    mine = (pc.field("run_id") == run_id) if days is None else (pc.field("run_id") == run_id) & pc.field("ds").isin(list(days))
     version = delta_io.replace_rows(settings.table_root(contract.name), contract, pa.Table.from_pylist(rows, schema=contract.schema), run_id,
                                     [run_id, *found.runs], mine if found.dropped is None else mine | found.dropped, {"job": "monitor"})
     # a refresh that replaced a judged day since `holding` was read dropped the superseded verdicts before these landed: checked again

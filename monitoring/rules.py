@@ -1,13 +1,14 @@
 """The alert rules of `monitor:` in the configuration, judged on one signal's statistics of one
 day against its reference: pure (dicts and numpy in, verdicts out), tested without Spark.
 
-Rules: `error_rate` (error items / items above `max_error_rate`), `row_count` (fewer items in
+Rules: `error_rate` (error items / items above `max_error_rate`; on a day of fewer than `min_rows` items, only where a
+binomial test is `max_error_pvalue` sure of it), `row_count` (fewer items in
 the table than in the corpus that day), `score_drift` (a label's score PSI above `max_psi` with
 a KS p-value below `max_ks_pvalue`), `decision_rate` (a label's decision rate outside the
 reference's +- `max_decision_rate_change`, with a two-proportion p-value below
 `max_decision_pvalue`), `label_mix` (an open label set's, language's, shares of its labels: PSI
 above `max_psi` with a chi-square p-value below `max_ks_pvalue`), `embedding_drift` (a domain
-classifier's ROC-AUC above `max_domain_auc`). A rate or a distribution of fewer than `min_rows` values on either side is
+classifier's ROC-AUC above `max_domain_auc`). A drift or decision rate of fewer than `min_rows` values on either side is
 not judged: the verdict says so, and does not fire.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from conf.settings import MonitorSettings
-from monitoring.drift import binned_ks, domain_auc, homogeneity_pvalue, psi, two_proportion_pvalue
+from monitoring.drift import binned_ks, domain_auc, errors_above_rate_pvalue, homogeneity_pvalue, psi, two_proportion_pvalue
 from monitoring.reference import Reference
 
 ERROR_RATE, ROW_COUNT, SCORE_DRIFT, DECISION_RATE, LABEL_MIX, EMBEDDING_DRIFT, REFERENCE = (
@@ -47,9 +48,13 @@ def error_rate(stats: dict, settings: MonitorSettings) -> Verdict:
     items, errors = stats["items"], stats["error_items"]
     rate = errors / items if items else 0.0
     reasons = "; ".join(f"{r['reason']} ({r['count']})" for r in stats.get("error_reasons") or [])
-    if _few(items, settings):
-        return Verdict(ERROR_RATE, False, f"{errors} of {items} items are errors: too few items to judge", value=rate,
-                       threshold=settings.max_error_rate)
+    if _few(items, settings):  # a small day alerts only where its errors cannot be chance: every item of 19 failing is no noise
+        p = errors_above_rate_pvalue(errors, items, settings.max_error_rate)
+        fired = p < settings.max_error_pvalue
+        said = (f"{rate:.1%}; fewer than {settings.min_rows} items, yet a binomial test is sure (p={p:.2g}) the rate is above "
+                f"{settings.max_error_rate * 100:g}%" if fired else f"too few items to judge; binomial p={p:.2g} against a rate of at most {settings.max_error_rate * 100:g}%")
+        return Verdict(ERROR_RATE, fired, f"{errors} of {items} items are errors ({said})" + (f": {reasons}" if reasons and fired else ""),
+                       value=rate, threshold=settings.max_error_rate)
     fired = rate > settings.max_error_rate
     return Verdict(ERROR_RATE, fired, f"{errors} of {items} items are errors ({rate:.1%}; alert above {settings.max_error_rate * 100:g}%)"
                    + (f": {reasons}" if reasons and fired else ""), value=rate, threshold=settings.max_error_rate)

@@ -3,6 +3,7 @@ columns and files the page does not show."""
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from urllib.parse import unquote
 
 import numpy as np
@@ -13,9 +14,9 @@ from embedding_tables import SIGNAL, append, random_vectors, rows
 from conf.settings import load_settings
 from lake import delta_io
 from monitoring import dashboard
-from monitoring.monitor import Judged
-from monitoring.rules import EMBEDDING_DRIFT, Verdict
-from signals.contracts import EMBEDDINGS
+from monitoring.monitor import Judged, MonitorResult
+from monitoring.rules import EMBEDDING_DRIFT, SCORE_DRIFT, Verdict
+from signals.contracts import ALERTS, EMBEDDINGS, SIGNAL_STATS
 
 DAY = "2026-11-04"
 
@@ -64,45 +65,64 @@ def test_label_names_are_drawn_as_written_in_the_decision_rate_legend() -> None:
     assert [t.replace("\\$", "$").lstrip("\u200b") for t in legend] == sorted(names)
 
 
+TREND_DAYS = [f"2026-11-0{d}" for d in range(1, 7)]
+AT = datetime(2026, 11, 7, tzinfo=UTC)
+
+
+def _topic_stats(run: str, version: str, ds: str, items: int) -> dict:
+    return {"signal": "text_topics", "model_version": version, "ds": ds, "run_id": run, "job": "backfill", "kind": "label",
+            "rows": items, "items": items, "error_items": 0, "computed_at": AT,
+            "labels": [{"label": "food", "rows": items, "decided": items, "positives": 3, "histogram": [items] + [0] * 19}]}
+
+
+def _topic_verdict(run: str, version: str, ds: str, fired: bool, value: float | None, minute: int) -> dict:
+    return {"run_id": run, "signal": "text_topics", "model_version": version, "ds": ds, "rule": SCORE_DRIFT, "label": "food",
+            "fired": fired, "value": value, "threshold": 0.25, "message": "", "evaluated_at": AT.replace(minute=minute)}
+
+
+def _drawn_trend(tmp_path, monkeypatch, stats: list[dict], verdicts: list[dict], judged_run: str, judged_day: str) -> tuple[list, list]:
+    """The statistics rows and verdicts the page of `judged_run` draws text_topics' trend from, these kept."""
+    settings = load_settings("local", [f"lakehouse={tmp_path}"])
+    for contract, rows_ in ((SIGNAL_STATS, stats), (ALERTS, verdicts)):
+        for run in sorted({r["run_id"] for r in rows_}):
+            delta_io.replace_run_rows(settings.table_root(contract.name), contract,
+                                      pa.Table.from_pylist([r for r in rows_ if r["run_id"] == run], schema=contract.schema), run, {})
+    drawn: list = []
+    monkeypatch.setattr(dashboard, "_trend_figure", lambda signal, kind, chosen, verdicts: drawn.append((chosen, verdicts)) or b"")
+    monkeypatch.setattr(dashboard, "image_tag", lambda *a: "")
+    result = MonitorResult(judged_run, [Judged("text_topics", "1", judged_day, "x", [], "label", None)], None)
+    dashboard.write_dashboard(settings, result, tmp_path / "page.html")
+    return drawn[0]
+
+
 def test_a_signals_trend_shows_the_verdicts_of_its_own_model_version(tmp_path, monkeypatch) -> None:
     """Found in review: the trend took the latest verdict per day, rule and label whatever its model
     version, so a challenger's model drift on a day drew its PSI and an alert mark on the champion's
     trend, where the champion's own verdict that day had not fired."""
-    from datetime import UTC, datetime
+    days = TREND_DAYS
+    stats = [_topic_stats(run, version, d, 30) for run, version, these in
+             (("backfill-1", "1", days[:5]), ("backfill-2", "1", days[5:]), ("challenger-1", "2", days[4:5])) for d in these]
+    verdicts = [_topic_verdict("backfill-1", "1", days[4], False, 0.05, 1), _topic_verdict("challenger-1", "2", days[4], True, 3.0, 2)]
 
-    from monitoring.monitor import MonitorResult
-    from monitoring.rules import SCORE_DRIFT
-    from signals.contracts import ALERTS, SIGNAL_STATS
+    chosen, verdicts = _drawn_trend(tmp_path, monkeypatch, stats, verdicts, "backfill-2", days[5])
 
-    settings = load_settings("local", [f"lakehouse={tmp_path}"])
-    days = [f"2026-11-0{d}" for d in range(1, 7)]
-    at = datetime(2026, 11, 7, tzinfo=UTC)
-
-    def stats(run: str, version: str, ds: str, items: int) -> dict:
-        return {"signal": "text_topics", "model_version": version, "ds": ds, "run_id": run, "job": "backfill", "kind": "label",
-                "rows": items, "items": items, "error_items": 0, "computed_at": at,
-                "labels": [{"label": "food", "rows": items, "decided": items, "positives": 3, "histogram": [items] + [0] * 19}]}
-
-    def verdict(run: str, version: str, ds: str, fired: bool, value: float, minute: int) -> dict:
-        return {"run_id": run, "signal": "text_topics", "model_version": version, "ds": ds, "rule": SCORE_DRIFT, "label": "food",
-                "fired": fired, "value": value, "threshold": 0.25, "message": "", "evaluated_at": at.replace(minute=minute)}
-
-    for run, version, these in (("backfill-1", "1", days[:5]), ("backfill-2", "1", days[5:]), ("challenger-1", "2", days[4:5])):
-        delta_io.replace_run_rows(settings.table_root(SIGNAL_STATS.name), SIGNAL_STATS,
-                                  pa.Table.from_pylist([stats(run, version, d, 30) for d in these], schema=SIGNAL_STATS.schema), run, {})
-    for run, rows_ in (("backfill-1", [verdict("backfill-1", "1", days[4], False, 0.05, 1)]),
-                       ("challenger-1", [verdict("challenger-1", "2", days[4], True, 3.0, 2)])):
-        delta_io.replace_run_rows(settings.table_root(ALERTS.name), ALERTS, pa.Table.from_pylist(rows_, schema=ALERTS.schema), run, {})
-    drawn: list = []
-    monkeypatch.setattr(dashboard, "_trend_figure", lambda signal, kind, chosen, verdicts: drawn.append((chosen, verdicts)) or b"")
-    monkeypatch.setattr(dashboard, "image_tag", lambda *a: "")
-    result = MonitorResult("backfill-2", [Judged("text_topics", "1", days[5], "x", [], "label", None)], None)
-
-    dashboard.write_dashboard(settings, result, tmp_path / "page.html")
-
-    chosen, verdicts = drawn[0]
     assert [r["model_version"] for r in chosen] == ["1"] * 6
     assert [(v["model_version"], v["value"], v["fired"]) for v in verdicts] == [("1", 0.05, False)]
+
+
+def test_a_days_trend_point_is_the_verdict_on_the_row_drawn_not_a_later_small_refreshs(tmp_path, monkeypatch) -> None:
+    """Found in review: the trend took the latest verdict per day, rule and label whatever its run,
+    so a refresh of a few of a day's items monitored after the backfill (its drift "too few to
+    judge", no value) erased the backfill's drift alert of that day from the trend, which still
+    drew the backfill's row of the day (the day's most items) for its error and decision rates."""
+    days = TREND_DAYS
+    stats = [_topic_stats("backfill-1", "1", d, 30) for d in days] + [_topic_stats("refresh-1", "1", days[5], 3)]
+    verdicts = [_topic_verdict("backfill-1", "1", days[5], True, 0.9, 1), _topic_verdict("refresh-1", "1", days[5], False, None, 2)]
+
+    chosen, verdicts = _drawn_trend(tmp_path, monkeypatch, stats, verdicts, "refresh-1", days[5])
+
+    assert [r["run_id"] for r in chosen] == ["backfill-1"] * 6
+    assert [(v["run_id"], v["value"], v["fired"]) for v in verdicts] == [("backfill-1", 0.9, True)]
 
 
 def _days(n: int) -> list[str]:
@@ -197,3 +217,4 @@ def test_a_dashboard_figure_measures_each_text_once(monkeypatch) -> None:
     assert dashboard._trend_figure("a_signal", "label", days, []).startswith(b"\x89PNG")
     assert len({renderer for _, renderer in measured}) == 1
     assert set(measured.values()) == {1}
+

@@ -111,3 +111,14 @@ def test_the_domain_classifier_limits_blas_without_scanning_the_libraries_on_eve
     assert scans == []
     assert threads and set(threads) == {1}
     assert values[0] == first
+
+
+def test_the_small_days_error_test_is_the_binomial_tail_summed_by_hand() -> None:
+    from math import comb
+
+    from monitoring.drift import errors_above_rate_pvalue
+
+    for errors, items, rate in ((19, 19, 0.25), (5, 8, 0.25), (0, 3, 0.25), (3, 10, 0.1)):
+        by_hand = sum(comb(items, k) * rate ** k * (1 - rate) ** (items - k) for k in range(errors, items + 1))
+        assert abs(errors_above_rate_pvalue(errors, items, rate) - by_hand) < 1e-12
+    assert errors_above_rate_pvalue(0, 0, 0.25) == 1.0

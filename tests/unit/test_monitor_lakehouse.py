@@ -336,3 +336,59 @@ def test_the_vectors_a_takedown_removed_leave_the_sample_of_the_statistics_its_d
     left = delta_io.read_arrow(settings.table_root(EMBEDDINGS.name)).to_pylist()
     assert sorted(map(tuple, kept["sample"].tolist())) == sorted(tuple(np.float32(r["vector"]).tolist()) for r in left)
     assert len(left) == 10 and kept["items"] == 12  # the rest of the statistics still describes the day as the run wrote it
+
+
+def test_monitoring_one_day_of_a_run_keeps_its_verdicts_on_the_other_days(tmp_path) -> None:
+    """Found in review: `monitor --day D` (monitor_run with `days`) replaced every verdict the run had
+    in `alerts` with those of D alone, so re-checking the last day of a 7-day backfill erased its
+    verdicts, alerts included, on the six days before (and their points on the dashboard's trend)."""
+    from test_monitor_rules import embedding_stats
+
+    settings = _settings(tmp_path)
+    days = [f"2026-11-0{d}" for d in range(1, 8)]
+    written = []
+    for i, day in enumerate(days):
+        vectors = random_vectors(40, i) + (0.8 if i == 5 else 0.0)  # day 6 moved
+        written.append(embedding_stats(vectors, ds=day, run_id="backfill"))
+        table = rows([f"{day}-{n}" for n in range(40)], vectors, ds=day)
+        append(tmp_path, table.set_column(table.schema.get_field_index("run_id"), "run_id", pa.array(["backfill"] * 40)))
+    _keep(settings, written)
+    every = monitor_run(None, settings, "backfill")
+    assert [j.ds for j, v in every.fired] == [days[5]]
+    before = sorted((r["ds"], r["rule"], r["fired"]) for r in delta_io.read_arrow(settings.table_root(ALERTS.name)).to_pylist())
+
+    one = monitor_run(None, settings, "backfill", [days[-1]])
+
+    assert [j.ds for j in one.judged] == [days[-1]]
+    after = delta_io.read_arrow(settings.table_root(ALERTS.name)).to_pylist()
+    assert sorted((r["ds"], r["rule"], r["fired"]) for r in after) == before  # day 6's alert kept, the last day's replaced
+    assert len(after) == len(before)
+
+
+def test_a_monitored_refresh_that_only_took_items_down_has_nothing_new_to_monitor_not_a_usage_error(tmp_path, monkeypatch, capsys) -> None:
+    """Found in review: `refresh --monitor` after a refresh that only took items down (it committed, and wrote no
+    signal row of its own) stopped with exit 2, "run ... wrote no signal rows: nothing to monitor", after a run that
+    succeeded: a daily `refresh --monitor` failed on every day that brought only takedowns."""
+    from jobs import commands
+    from jobs.cli import main
+    from jobs.engine import RunResult
+    from lake.ledger import SUCCEEDED
+
+    settings = _settings(tmp_path)
+    table = rows(["pin-1"], random_vectors(1, 0), ds=DAYS[0])
+    append(tmp_path, table.set_column(table.schema.get_field_index("run_id"), "run_id", pa.array(["backfill"])))
+    _keep(settings, [label_stats(np.random.default_rng(0).random(30), ds=DAYS[0], run_id="backfill")])
+
+    class Session:
+        def stop(self) -> None:
+            pass
+
+    monkeypatch.setattr(commands, "build_session", lambda _: Session())
+    monkeypatch.setattr(commands, "_spark_steps", lambda *_: iter([RunResult("takedown", SUCCEEDED, {EMBEDDINGS.name: 3})]))
+    monkeypatch.setattr(commands, "print_result", lambda *_: None)
+
+    status = main(["refresh", "--monitor", "--set", f"lakehouse={tmp_path}"])
+
+    out = " ".join(capsys.readouterr().out.split())
+    assert status == 0, out
+    assert "run takedown wrote no signal rows of its own (it only removed rows): nothing new to monitor" in out

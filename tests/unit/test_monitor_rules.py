@@ -274,3 +274,18 @@ def test_a_day_of_ok_items_whose_statistics_hold_no_sample_judges_no_drift_sayin
     assert set(verdicts) == {(ERROR_RATE, None), (EMBEDDING_DRIFT, None)}
     drift = verdicts[(EMBEDDING_DRIFT, None)]
     assert not drift.fired and drift.value is None and "no sampled vectors of its 40 ok items" in drift.message
+
+
+def test_a_small_day_of_only_error_rows_fires_the_error_rate_where_it_cannot_be_chance() -> None:
+    """Found in review: a day of fewer than `min_rows` items was never judged, so a signal failing on
+    every one of its 19 items of the day (a small feed, a refresh's new items) said "too few items to
+    judge" and exited 0. Below `min_rows` the rate alerts where a binomial test is `max_error_pvalue`
+    sure it is above `max_error_rate`: 19 of 19 (p = 0.25^19) does; 2 of 2 (p = 0.0625), 5 of 8 do not."""
+    rng = np.random.default_rng(5)
+    reference = reference_of([label_stats(rng.random(100), ds="2026-11-01")])
+    broken = by_rule(judge(label_stats(np.zeros(0), errors=19), reference, SETTINGS))[(ERROR_RATE, None)]
+    assert broken.fired and broken.value == 1.0 and "image is corrupt or truncated (19)" in broken.message
+    assert "19 of 19 items are errors" in broken.message and "p=" in broken.message
+    for ok, errors in ((0, 2), (3, 5), (19, 0)):
+        quiet = by_rule(judge(label_stats(rng.random(ok), errors=errors), reference, SETTINGS))[(ERROR_RATE, None)]
+        assert not quiet.fired and "too few" in quiet.message, (ok, errors)
