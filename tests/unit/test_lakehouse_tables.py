@@ -295,8 +295,8 @@ def test_the_notebooks_neighbours_of_an_item_taken_down_before_the_refresh(tmp_p
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    write_deltalake(str(tmp_path / "corpus"), pa.table({"content_id": ["pin-0", "pin-1"], "title": ["a cat", "a dog"],
-                                                         "ds": ["2026-11-19"] * 2}), partition_by=["ds"])
+    write_deltalake(str(tmp_path / "corpus"), pa.table({"content_id": ["pin-0", "pin-1"], "title": ["a cat", None],
+                                                         "ds": ["2026-11-19"] * 2}), partition_by=["ds"])  # pin-1 has no title, and is not taken down
     vectors = random_vectors(3, 0)
     append(tmp_path, rows(["pin-0", "pin-1", "pin-gone"], vectors / np.linalg.norm(vectors, axis=1, keepdims=True)))
     lakehouse = Lakehouse(str(tmp_path), pinned={SIGNAL: "1"})
@@ -304,7 +304,7 @@ def test_the_notebooks_neighbours_of_an_item_taken_down_before_the_refresh(tmp_p
     notebook_cell("fig, axes", scope)
     printed = capsys.readouterr().out.splitlines()
     assert printed[0] == "query: a cat" and len(printed) == 3 and "(taken down)" in printed[1] + printed[2]  # the 2 others, not itself
-    assert sorted(scope["labels"].tolist()) == ["(taken down)", "a cat", "a dog"]
+    assert sorted(scope["labels"].tolist()) == ["", "(taken down)", "a cat"]
 
 
 def test_show_prints_the_runs_counts_and_versions_as_whole_numbers_beside_an_alias_move(tmp_path, capsys) -> None:
