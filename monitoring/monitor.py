@@ -131,7 +131,8 @@ def require_signal_tables(settings: Settings) -> None:
 
 def latest_run(settings: Settings, day: str | None = None) -> str:
     """The run to monitor: the latest that wrote rows of `day`, or else the latest backfill or
-    refresh that succeeded, by the ledger."""
+    refresh that succeeded and wrote rows, by the ledger (a refresh that only took items down
+    commits, and has nothing of its own to monitor)."""
     if day is not None:
         found = []
         for contract in (EMBEDDINGS, LABELS):
@@ -144,7 +145,8 @@ def latest_run(settings: Settings, day: str | None = None) -> str:
         return max(found, key=lambda r: r["computed_at"])["run_id"]
     root = settings.table_root(RUNS.name)
     runs = delta_io.read_arrow(root).to_pylist() if DeltaTable.is_deltatable(root) else []
-    done = [r for r in runs if r["status"] == "succeeded" and r["job"].startswith(("backfill", "refresh")) and r["table_version"] is not None]
+    done = [r for r in runs if r["status"] == "succeeded" and r["job"].startswith(("backfill", "refresh")) and r["table_version"] is not None
+            and (r["rows_in"] or 0) > 0]
     if not done:
         raise UsageError(f"no backfill or refresh has committed rows in {settings.lakehouse_root} (by its runs ledger): name the run "
                          "to monitor with --run-id, or a day with --day (rows another writer wrote have no ledger)")

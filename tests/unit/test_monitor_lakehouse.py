@@ -199,6 +199,26 @@ def test_a_signal_table_of_another_writer_without_columns_the_monitor_reads_is_a
         latest_run(settings)
 
 
+def test_the_latest_run_to_monitor_is_the_latest_that_wrote_rows_not_a_refresh_that_only_took_items_down(tmp_path) -> None:
+    """Found in review: a refresh that only took items down commits (a table version) but writes no row of its own, and
+    plain `monitor` picked it and stopped with exit 2 ("wrote no signal rows"): a daily refresh-then-monitor failed on
+    every day of takedowns alone. It monitors the latest run that wrote rows."""
+    from datetime import timedelta
+
+    from lake.ledger import RunRecord, record_runs
+
+    t0 = datetime(2026, 11, 4, tzinfo=UTC)
+
+    def run(run_id: str, job: str, rows_in: int, version: int, hours: int) -> RunRecord:
+        at = t0 + timedelta(hours=hours)
+        return RunRecord(run_id, job, SIGNAL, "m", "1", None, None, rows_in, rows_in, 0, "succeeded", None, version, at, at)
+
+    settings = _settings(tmp_path)
+    record_runs(settings.table_root("runs"), [run("backfill-1", "backfill", 60, 1, 0), run("refresh-1", "refresh", 3, 2, 24),
+                                              run("refresh-2", "refresh", 0, 3, 48)])
+    assert latest_run(settings) == "refresh-1"
+
+
 def test_a_runs_statistics_are_read_from_a_stats_table_delta_rs_rewrote(tmp_path) -> None:
     """A delete by delta-rs (another tool's takedown of a run's statistics, after its OPTIMIZE merged
     the runs' files) rewrites the file with string_view columns, and reading a run's statistics by
