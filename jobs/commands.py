@@ -28,7 +28,7 @@ from jobs.session import build_session
 from jobs.show import alias_move_said, console, print_evaluation, print_heads, print_monitor, print_neighbours, print_result, print_trained, print_upkeep, show
 from lake.ledger import SUCCEEDED
 from lake.registry import Registry, RegistryError
-from monitoring.monitor import MonitorResult, kept_statistics, require_signal_tables
+from monitoring.monitor import MonitorResult, require_signal_tables
 from retrieval import index_store
 from retrieval.build import build_index, embeddings_root, indexed_vector, update_index
 from retrieval.embedding_rows import pinned_version
@@ -373,7 +373,7 @@ def run(args: argparse.Namespace) -> None:
             if getattr(args, "monitor", False):
                 if result.status != SUCCEEDED:
                     console.print(f"run {result.run_id}: {result.status}, nothing new to monitor")
-                elif not kept_statistics(settings, result.run_id):  # was a usage error (exit 2) after a run that succeeded
+                elif not any(o.rows_in for o in result.outcomes):  # a refresh that only took items down: was exit 2 after a run that succeeded
                     console.print(f"run {result.run_id} wrote no signal rows of its own (it only removed rows): nothing new to monitor")
                 else:
                     monitored.append(_monitor(spark, settings, result.run_id))

@@ -97,12 +97,6 @@ def stats_rows(table: pa.Table) -> list[dict]:
     return rows
 
 
-def kept_statistics(settings: Settings, run_id: str) -> bool:
-    """Whether `signal_stats` keeps statistics of the run: a backfill or refresh that succeeded keeps them of
-    every signal row it wrote, so none say it wrote none (a refresh that only took items down)."""
-    return read_stats(settings, pc.field("run_id") == run_id, columns=["run_id"]).num_rows > 0
-
-
 def stats_of_run(spark: SparkSession, settings: Settings, run_id: str, recompute: bool = False) -> pa.Table:
     """The run's statistics: those kept in `signal_stats`, else (or with `recompute`) computed
     in Spark from its rows and kept there in place of any older ones (and of the statistics and

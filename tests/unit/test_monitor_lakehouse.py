@@ -392,7 +392,8 @@ def test_a_monitored_refresh_that_only_took_items_down_has_nothing_new_to_monito
     from jobs import commands
     from jobs.cli import main
     from jobs.engine import RunResult
-    from lake.ledger import SUCCEEDED
+    from lake.ledger import SUCCEEDED, SignalOutcome
+    from signals.base import ModelRef
 
     settings = _settings(tmp_path)
     table = rows(["pin-1"], random_vectors(1, 0), ds=DAYS[0])
@@ -404,7 +405,8 @@ def test_a_monitored_refresh_that_only_took_items_down_has_nothing_new_to_monito
             pass
 
     monkeypatch.setattr(commands, "build_session", lambda _: Session())
-    monkeypatch.setattr(commands, "_spark_steps", lambda *_: iter([RunResult("takedown", SUCCEEDED, {EMBEDDINGS.name: 3})]))
+    nothing_written = [SignalOutcome(SIGNAL, ModelRef("m", "1"), 0, 0, 0)]  # as run_outcomes finds a takedown's
+    monkeypatch.setattr(commands, "_spark_steps", lambda *_: iter([RunResult("takedown", SUCCEEDED, {EMBEDDINGS.name: 3}, nothing_written)]))
     monkeypatch.setattr(commands, "print_result", lambda *_: None)
 
     status = main(["refresh", "--monitor", "--set", f"lakehouse={tmp_path}"])
