@@ -51,8 +51,11 @@ def error_rate(stats: dict, settings: MonitorSettings) -> Verdict:
     if _few(items, settings):  # a small day alerts only where its errors cannot be chance: every item of 19 failing is no noise
         p = errors_above_rate_pvalue(errors, items, settings.max_error_rate)
         fired = p < settings.max_error_pvalue
-        said = (f"{rate:.1%}; fewer than {settings.min_rows} items, yet a binomial test is sure (p={p:.2g}) the rate is above "
-                f"{settings.max_error_rate * 100:g}%" if fired else f"too few items to judge; binomial p={p:.2g} against a rate of at most {settings.max_error_rate * 100:g}%")
+        allowed = f"{settings.max_error_rate * 100:g}%"
+        if fired:
+            said = f"{rate:.1%}; fewer than {settings.min_rows} items, yet a binomial test is sure (p={p:.2g}) the rate is above {allowed}"
+        else:
+            said = f"too few items to judge; binomial p={p:.2g} against a rate of at most {allowed}"
         return Verdict(ERROR_RATE, fired, f"{errors} of {items} items are errors ({said})" + (f": {reasons}" if reasons and fired else ""),
                        value=rate, threshold=settings.max_error_rate)
     fired = rate > settings.max_error_rate

@@ -217,4 +217,3 @@ def test_a_dashboard_figure_measures_each_text_once(monkeypatch) -> None:
     assert dashboard._trend_figure("a_signal", "label", days, []).startswith(b"\x89PNG")
     assert len({renderer for _, renderer in measured}) == 1
     assert set(measured.values()) == {1}
-
