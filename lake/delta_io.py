@@ -416,24 +416,26 @@ def replace_run_rows(root: str, contract: TableContract, rows: pa.Table, run_id:
 
 
 def replace_rows(root: str, contract: TableContract, rows: pa.Table, run_id: str, runs: Sequence[str], dropped: pc.Expression,
-                 metadata: Mapping[str, str], max_attempts: int = 8) -> int:
+                 metadata: Mapping[str, str], max_attempts: int = 8, app_id: str | None = None) -> int | None:
     """Commit `rows` of `run_id` in place of the rows `dropped` selects, all of them rows of `runs`
     (a monitor's verdicts in place of its earlier ones and of verdicts its run superseded), in one
     transaction. The files that may hold them (by their `run_id` statistics) are rewritten with the
     other rows they hold (a compaction merges runs); a commit to their partitions since they were
     read (another run keeping its rows of the same day, a compaction) makes it read and replace
     again, which is exact: a CommitConflict only after `max_attempts` (it came after a job's own
-    commits, which had landed)."""
+    commits, which had landed). A change to be made once gives its own `app_id`: where a commit with
+    it is in the log already, nothing is committed and that commit's version is returned (None
+    where its log entry is gone); otherwise each call commits under an app id of its own."""
     for _ in range(max_attempts - 1):
         try:
-            return _replace_rows_once(root, contract, rows, run_id, runs, dropped, metadata)
+            return _replace_rows_once(root, contract, rows, run_id, runs, dropped, metadata, app_id)
         except CommitConflict:
             continue
-    return _replace_rows_once(root, contract, rows, run_id, runs, dropped, metadata)
+    return _replace_rows_once(root, contract, rows, run_id, runs, dropped, metadata, app_id)
 
 
 def _replace_rows_once(root: str, contract: TableContract, rows: pa.Table, run_id: str, runs: Sequence[str], dropped: pc.Expression,
-                       metadata: Mapping[str, str]) -> int:
+                       metadata: Mapping[str, str], app_id: str | None) -> int | None:
     """One attempt of `replace_rows`, against the table's latest version."""
     made = time.time_ns()
     version = ensure_table(root, contract).version()
@@ -444,7 +446,7 @@ def _replace_rows_once(root: str, contract: TableContract, rows: pa.Table, run_i
         others = others.filter(~dropped | dropped.is_null())  # a row the selection cannot judge (a null run id) stays
     files = write_driver_rows(root, contract, pa.concat_tables([others, rows.select(contract.schema.names)]), f"part-{run_id}-{made}")
     mine = {f.path for f in held}
-    return commit_files(root, contract, files, f"content-signals/{run_id}/{contract.name}/{made}", {"run_id": run_id, **metadata},
+    return commit_files(root, contract, files, app_id or f"content-signals/{run_id}/{contract.name}/{made}", {"run_id": run_id, **metadata},
                         remove=lambda f: f.path in mine, read_version=version)
 
 

@@ -7,8 +7,12 @@ items' own vectors, item-level data of content that left the corpus, kept as lon
 statistics are (for good, where no later run replaces the day). Each vector a commit removed and did
 not write again (a row copied on write keeps its run, so it is written again) is taken out of the
 sample of the statistics row of its run and day, once per removed row: a vector equal to it is
-the same vector, whichever item it was sampled for. The rest of the row (counts, means, quantiles)
-still describes the rows it was made of.
+the same vector, whichever item it was sampled for. That is done once per commit, under an app id
+of the commit's own: done again (`monitor --recompute`, a retry of the run), it would take a vector
+equal to a removed one (a duplicate image's, of an item still there) as well. The run does it right
+after its commits; statistics of the earlier run computed in between (a monitor of it racing the
+refresh) hold no removed row, and may lose such an equal vector. The rest of the row (counts,
+means, quantiles) still describes the rows it was made of.
 """
 from __future__ import annotations
 
@@ -35,11 +39,13 @@ def drop_removed_samples(lakehouse_root: str, run_id: str, job: str, embeddings_
                          removed: list[delta_io.LiveFile]) -> None:
     """Take the vectors of the embedding rows that the commit `embeddings_commit` (of run `run_id`)
     removed, in the files `removed` (`delta_io.removed_by` of that commit), out of the samples of the
-    other runs' statistics that hold them, in one commit of `signal_stats` (none when no sample holds one). Nothing is done when the snapshot before the
-    commit can no longer be read (its log expired: a monitor of a run long past)."""
+    other runs' statistics that hold them, in one commit of `signal_stats` (none when no sample
+    holds one). Nothing is done where this was done for the commit already, or where
+    the snapshot before the commit can no longer be read (its log expired: a monitor of a run long past)."""
     stats_root = lakehouse_table(lakehouse_root, SIGNAL_STATS.name)
     table = lakehouse_table(lakehouse_root, EMBEDDINGS.name)
-    if embeddings_commit is None or not removed or not DeltaTable.is_deltatable(stats_root):
+    done_once = f"content-signals/{run_id}/{SIGNAL_STATS.name}/removed-samples-of-{EMBEDDINGS.name}-{embeddings_commit}"
+    if embeddings_commit is None or not removed or not DeltaTable.is_deltatable(stats_root) or delta_io.committed(stats_root, done_once):
         return
     kept = delta_io.read_arrow(stats_root, where=[("signal", "in", sorted({f.partition_values["signal"] for f in removed}))],
                                filters=(pc.field("kind") == "embedding") & (pc.field("run_id") != run_id), columns=list(STATS_KEY)).to_pylist()
@@ -75,7 +81,7 @@ def drop_removed_samples(lakehouse_root: str, run_id: str, job: str, embeddings_
                            matrix_column([samples[i] for i in changed], SIGNAL_STATS.schema.field("sample").type))
     keys = {tuple(r[k] for k in STATS_KEY) for r in rows.select(list(STATS_KEY)).to_pylist()}
     delta_io.replace_rows(stats_root, SIGNAL_STATS, rows, run_id, sorted({k[-1] for k in keys}), _rows_of(keys),
-                          {"job": job, "removed_samples_of": ",".join(sorted({k[-1] for k in keys}))})
+                          {"job": job, "removed_samples_of": ",".join(sorted({k[-1] for k in keys}))}, app_id=done_once)
 
 
 def _meets(files: list[delta_io.LiveFile], key: tuple) -> bool:

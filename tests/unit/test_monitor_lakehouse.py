@@ -358,6 +358,31 @@ def test_the_vectors_a_takedown_removed_leave_the_sample_of_the_statistics_its_d
     assert len(left) == 10 and kept["items"] == 12  # the rest of the statistics still describes the day as the run wrote it
 
 
+def test_a_vector_equal_to_a_taken_down_one_stays_in_the_sample_however_often_the_takedown_is_monitored(tmp_path) -> None:
+    """Found in review: each `monitor --recompute` of a refresh took its removed vectors out of the
+    backfill's sample again, so a duplicate image's equal vector, of an item still there, went
+    with the second."""
+    from monitoring.file_summary import summarise_file
+    from monitoring.stats import keep_run_stats
+    from monitoring.superseded import drop_superseded
+
+    settings = _settings(tmp_path)
+    vectors = random_vectors(12, 6)
+    vectors[4] = vectors[3]  # pin-4 is a copy of pin-3's image
+    written = rows([f"pin-{i}" for i in range(12)], vectors)
+    append(tmp_path, written)
+    summary = summarise_file(iter(written.to_batches()), "run", settings.monitor.sample_size, settings.monitor.seed)
+    keep_run_stats(settings.lakehouse_root, "run", "backfill", [summary], settings.monitor.sample_size)
+    taken_down = delete(tmp_path, "pin-3")
+    for _ in range(3):  # the refresh's own monitor, then `monitor --recompute` twice
+        drop_superseded(settings.lakehouse_root, "refresh", "refresh", {EMBEDDINGS.name: taken_down})
+
+    [kept] = stats_rows(read_stats(settings))
+    left = delta_io.read_arrow(settings.table_root(EMBEDDINGS.name)).to_pylist()
+    assert sorted(map(tuple, kept["sample"].tolist())) == sorted(tuple(np.float32(r["vector"]).tolist()) for r in left)
+    assert tuple(vectors[3].tolist()) in map(tuple, kept["sample"].tolist())
+
+
 def test_monitoring_one_day_of_a_run_keeps_its_verdicts_on_the_other_days(tmp_path) -> None:
     """Found in review: `monitor --day D` (monitor_run with `days`) replaced every verdict the run had
     in `alerts` with those of D alone, so re-checking the last day of a 7-day backfill erased its
