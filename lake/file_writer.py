@@ -15,8 +15,10 @@ import socket
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
@@ -85,19 +87,42 @@ def partition_path(contract: TableContract, values: dict[str, str]) -> str:
     return "/".join(f"{name}={values[name]}" for name in contract.partition_by)
 
 
+def _has_range(type_: pa.DataType) -> bool:
+    """Whether a column of `type_` gets a min and max in a file's Delta statistics: each type delta-rs
+    reads one of (a UTC timestamp's is written in milliseconds)."""
+    return (pa.types.is_string(type_) or pa.types.is_integer(type_) or pa.types.is_floating(type_) or pa.types.is_boolean(type_)
+            or (pa.types.is_timestamp(type_) and type_.tz in ("UTC", "+00:00")))
+
+
+def _delta_bound(value: Any) -> Any:
+    """A min or max as Delta's statistics JSON holds it: a timestamp to the millisecond below it."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    return value
+
+
 @dataclass
 class _ColumnStats:
-    """Running min/max/null count of one scalar column, merged batch by batch."""
+    """Running min/max/null count of one scalar column, merged batch by batch. delta-rs reads a
+    column without a min or max as one that no row of the file matches in a comparison (a filter
+    `score > 0.5` found none), so every type it reads a range of gets one. JSON has no NaN nor
+    infinity: a float column holding one gets the range of every finite value (a comparison with
+    an infinity itself may still skip the file)."""
 
+    type: pa.DataType
     min: Any = None
     max: Any = None
     nulls: int = 0
 
-    def update(self, column: pa.ChunkedArray | pa.Array, with_range: bool) -> None:
+    def update(self, column: pa.ChunkedArray | pa.Array) -> None:
         self.nulls += column.null_count
-        if not with_range or column.null_count == len(column):
+        if not _has_range(self.type) or column.null_count == len(column):
             return
-        bounds = pc.min_max(column).as_py()
+        if pa.types.is_floating(self.type) and not pc.all(pc.is_finite(column)).as_py():
+            largest = float(np.finfo(self.type.to_pandas_dtype()).max)
+            bounds = {"min": -largest, "max": largest}
+        else:
+            bounds = pc.min_max(column).as_py()
         self.min = bounds["min"] if self.min is None else min(self.min, bounds["min"])
         self.max = bounds["max"] if self.max is None else max(self.max, bounds["max"])
 
@@ -123,16 +148,15 @@ class _OpenFile:
         for f in table.schema:
             if pa.types.is_nested(f.type) or pa.types.is_binary(f.type):
                 continue
-            with_range = pa.types.is_string(f.type) or pa.types.is_integer(f.type)
-            self.stats.setdefault(f.name, _ColumnStats()).update(table[f.name], with_range)
+            self.stats.setdefault(f.name, _ColumnStats(f.type)).update(table[f.name])
 
     def stats_json(self) -> str:
         """Delta `add.stats`: row count, and min/max/null counts so readers can skip files."""
         return json.dumps(
             {
                 "numRecords": self.rows,
-                "minValues": {n: s.min for n, s in self.stats.items() if s.min is not None},
-                "maxValues": {n: s.max for n, s in self.stats.items() if s.max is not None},
+                "minValues": {n: _delta_bound(s.min) for n, s in self.stats.items() if s.min is not None},
+                "maxValues": {n: _delta_bound(s.max) for n, s in self.stats.items() if s.max is not None},
                 "nullCount": {n: s.nulls for n, s in self.stats.items()},
             }
         )
