@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -543,13 +544,41 @@ def read_arrow(root: str, version: int | None = None, filters: Any = None, colum
     condition = pq.filters_to_expression(list(where)) if where else None
     if filters is not None:
         condition = filters if condition is None else condition & filters
-    dataset = snapshot(root, version).to_pyarrow_dataset(file_pruning_predicate=[f for f in where if _prunes(f)] or None)
+    table = snapshot(root, version)
+    dataset = table.to_pyarrow_dataset(file_pruning_predicate=[f for f in where if _prunes(f)] or None)
     try:
-        return _scan(dataset, condition, None if columns is None else list(columns))
+        return _scan(dataset if condition is None else _filterable(table, dataset), condition, None if columns is None else list(columns))
     except FileNotFoundError:
         if version is None or version == snapshot(root).version():
             raise  # the latest version missing a file is damage (jobs.failures says what to do), not a question of time
         raise vacuumed(root, version) from None
+
+
+def _filterable(table: DeltaTable, dataset: pads.FileSystemDataset) -> pads.FileSystemDataset:
+    """The dataset, with each file whose statistics leave a scalar column without a range given its
+    partition values alone as what its rows satisfy. delta-rs makes such a column `>= null` in the
+    file's guarantee, which no comparison on it meets, so a filter on it skipped the file: a file
+    this project wrote before 2026-12-08 (no range of a float, boolean or timestamp) or with a NaN
+    or an infinity in a float column (JSON holds neither), or Spark's beyond the 32 columns Delta
+    keeps statistics of."""
+    partitions = set(table.metadata().partition_columns)
+    scalar = [f.name for f in dataset.schema if f.name not in partitions and not pa.types.is_nested(f.type)
+              and not pa.types.is_binary(f.type) and not pa.types.is_large_binary(f.type)]
+    actions = pa.table(table.get_add_actions(flatten=True)).to_pylist()
+    blind = {unquote(a["path"]): a for a in actions if a["num_records"] is not None and any(
+        (a.get(f"min.{c}") is None or a.get(f"max.{c}") is None) and (a.get(f"null_count.{c}") or 0) < a["num_records"] for c in scalar)}
+    if not blind:
+        return dataset
+    fragments = [dataset.format.make_fragment(f.path, dataset.filesystem, _partition_of(blind[f.path], dataset.schema))
+                 if f.path in blind else f for f in dataset.get_fragments()]
+    return pads.FileSystemDataset(fragments, dataset.schema, dataset.format, dataset.filesystem)
+
+
+def _partition_of(action: Mapping[str, Any], schema: pa.Schema) -> pc.Expression:
+    """What every row of a file holds by its (flattened) add action's partition values alone."""
+    terms = [pc.field(name) == pa.scalar(value).cast(schema.field(name).type) if value is not None else pc.field(name).is_null()
+             for key, value in action.items() if key.startswith("partition.") and (name := key.removeprefix("partition.")) in schema.names]
+    return functools.reduce(operator.and_, terms, pc.scalar(True))
 
 
 def vacuumed(root: str, version: int) -> UsageError:

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
@@ -104,25 +103,23 @@ def _delta_bound(value: Any) -> Any:
 @dataclass
 class _ColumnStats:
     """Running min/max/null count of one scalar column, merged batch by batch. delta-rs reads a
-    column without a min or max as one that no row of the file matches in a comparison (a filter
-    `score > 0.5` found none), so every type it reads a range of gets one. JSON has no NaN nor
-    infinity: a float column holding one gets the range of every finite value (a comparison with
-    an infinity itself may still skip the file)."""
+    column without a min or max as one that no row of the file matches in a comparison, so every
+    type it reads a range of gets one, but a float column holding NaN or an infinity, which JSON
+    cannot hold (`lake.delta_io.read_arrow` reads such a file without its statistics)."""
 
     type: pa.DataType
     min: Any = None
     max: Any = None
     nulls: int = 0
+    bounded: bool = True
 
     def update(self, column: pa.ChunkedArray | pa.Array) -> None:
         self.nulls += column.null_count
         if not _has_range(self.type) or column.null_count == len(column):
             return
         if pa.types.is_floating(self.type) and not pc.all(pc.is_finite(column)).as_py():
-            largest = float(np.finfo(self.type.to_pandas_dtype()).max)
-            bounds = {"min": -largest, "max": largest}
-        else:
-            bounds = pc.min_max(column).as_py()
+            self.bounded = False
+        bounds = pc.min_max(column).as_py()
         self.min = bounds["min"] if self.min is None else min(self.min, bounds["min"])
         self.max = bounds["max"] if self.max is None else max(self.max, bounds["max"])
 
@@ -155,8 +152,8 @@ class _OpenFile:
         return json.dumps(
             {
                 "numRecords": self.rows,
-                "minValues": {n: _delta_bound(s.min) for n, s in self.stats.items() if s.min is not None},
-                "maxValues": {n: _delta_bound(s.max) for n, s in self.stats.items() if s.max is not None},
+                "minValues": {n: _delta_bound(s.min) for n, s in self.stats.items() if s.bounded and s.min is not None},
+                "maxValues": {n: _delta_bound(s.max) for n, s in self.stats.items() if s.bounded and s.max is not None},
                 "nullCount": {n: s.nulls for n, s in self.stats.items()},
             }
         )

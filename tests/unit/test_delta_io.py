@@ -666,14 +666,40 @@ def test_a_filter_on_any_column_finds_the_rows_of_the_files_this_project_wrote(t
 @pytest.mark.parametrize("scores", [[0.25, float("nan"), 0.5, None], [float("nan")] * 2, [float("-inf"), 0.75, float("inf")]],
                          ids=["nan", "nan-alone", "infinities"])
 def test_a_filter_on_a_float_column_holding_nan_or_an_infinity_finds_its_rows(tmp_path: Path, scores: list[float | None]) -> None:
-    """JSON holds no NaN nor infinity: a float column holding one is given the range of every finite
-    float, so a comparison with a finite value still reads the file (NaN != 0.5 is true)."""
+    """JSON holds no NaN nor infinity: a float column holding one has no range, and the read does not
+    let delta-rs skip the file for it (NaN != 0.5 is true)."""
     root = str(tmp_path / "labels")
     rows = [{f.name: "p" if f.name in LABELS.partition_by else _value(f.type, i) for f in LABELS.schema} for i in range(len(scores))]
     table = pa.Table.from_pylist([{**r, "score": s, "threshold": None} for r, s in zip(rows, scores, strict=True)], LABELS.schema)
     delta_io.commit_files(root, LABELS, delta_io.write_driver_rows(root, LABELS, table, "part-t"), "test/1", {})
     _filters_find_what_the_rows_hold(root, LABELS, [pc.field("score") > 0.3, pc.field("score") <= 0.3, pc.field("score") != 0.5,
-                                                    pc.is_nan(pc.field("score")), pc.field("threshold").is_null(), pc.field("threshold") > 0])
+                                                    pc.field("score") == float("inf"), pc.is_nan(pc.field("score")),
+                                                    pc.field("threshold").is_null(), pc.field("threshold") > 0])
+
+
+def test_a_filter_finds_the_rows_of_files_whose_statistics_leave_a_column_without_a_range(tmp_path: Path) -> None:
+    """delta-rs reads a column a file's statistics give no range as one no row of the file matches:
+    a lakehouse this project wrote before its writer gave floats, booleans and timestamps a range,
+    or a table Spark wrote beyond the 32 columns it keeps statistics of, lost every row to a filter on it."""
+    root = str(tmp_path / "labels")
+    rows = [{f.name: f"p{i % 2}" if f.name in LABELS.partition_by else _value(f.type, i) for f in LABELS.schema} for i in range(12)]
+    table = pa.Table.from_pylist(rows, LABELS.schema)
+    delta_io.commit_files(root, LABELS, delta_io.write_driver_rows(root, LABELS, table, "part-t"), "test/1", {})
+    log = Path(root, "_delta_log", f"{DeltaTable(root).version():020d}.json")
+    actions = [json.loads(line) for line in log.read_text().splitlines()]
+    for action in actions:  # as the writer before: no range of the float, boolean and timestamp columns; no statistics of `label`
+        if "add" in action:
+            stats = json.loads(action["add"]["stats"])
+            for column in ("score", "decision", "computed_at", "label"):
+                stats["minValues"].pop(column, None)
+                stats["maxValues"].pop(column, None)
+            stats["nullCount"].pop("label")
+            action["add"]["stats"] = json.dumps(stats)
+    log.write_text("".join(json.dumps(a) + "\n" for a in actions))
+    conditions = [pc.field("score") > 0.5, pc.field("decision") == True, pc.field("computed_at") >= table["computed_at"][6],  # noqa: E712
+                  pc.field("label") == "v3", (pc.field("content_id") == "v1") & (pc.field("score") < 2)]
+    assert all(table.filter(c).num_rows for c in conditions)
+    _filters_find_what_the_rows_hold(root, LABELS, conditions)
 
 
 def test_hadoop_reads_a_file_at_its_path_on_disk_the_tables_root_unescaped_its_partition_folder_not(tmp_path) -> None:
