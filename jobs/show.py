@@ -134,8 +134,9 @@ def show(settings: Settings) -> None:
         keyframes = lakehouse.pandas(KEYFRAMES.name, versions[KEYFRAMES.name], filters=pc.field("label").is_null(),  # the embedding rows: one per keyframe
                                      columns=KEYFRAME_COLUMNS)
         ok = keyframes[keyframes.status == "ok"][["content_id", "keyframe_index"]].drop_duplicates()
-        failed = keyframes[keyframes.status == "error"].content_id.nunique()
-        console.print(f"keyframes: {keyframes.content_id.nunique()} videos, {len(ok)} keyframes, {failed} videos in error; the first rows:")
+        errors = keyframes.status.eq("error").groupby(keyframes.content_id).agg(["all", "any"])  # a video's rows: all, some in error
+        console.print(f"keyframes: {len(errors)} videos, {len(ok)} keyframes, {int(errors['all'].sum())} videos in error, "
+                      f"{int((errors['any'] & ~errors['all']).sum())} with some rows in error; the first rows:")
         shown = keyframes.sort_values(["content_id", "signal", "keyframe_index"]).head(12)
         console.print(shown[KEYFRAME_COLUMNS].to_string(index=False),
                       markup=False)

@@ -324,3 +324,22 @@ def test_show_prints_the_runs_counts_and_versions_as_whole_numbers_beside_an_ali
     show(load_settings("local", [f"lakehouse={tmp_path}"]))
     printed = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines() if line.split()[:1] in (["run-1"], ["promote-1"])}
     assert printed == {"run-1": [SIGNAL, "120", "117", "3", "succeeded", "3", "9.0"], "promote-1": [SIGNAL, "-", "-", "-", "succeeded", "-", "0.0"]}
+
+
+def test_show_tells_a_video_in_error_from_one_with_some_rows_in_error(tmp_path, capsys) -> None:
+    """Found in review: show counted a video with any error row (one of its signals failing on one keyframe) among the
+    "videos in error", as if nothing of it had been computed."""
+    from conf.settings import load_settings
+    from jobs.show import show
+    from signals.contracts import KEYFRAMES
+
+    def row(video: str, index: int, signal: str, ok: bool) -> dict:
+        return {"content_id": video, "keyframe_index": index, "signal": signal, "model_name": "m", "model_version": "1",
+                "status": "ok" if ok else "error", "error": None if ok else "video is corrupt", "run_id": "run", "computed_at": T0,
+                "ds": "2026-11-19"}
+
+    written = [row("all-ok", i, s, True) for i in range(2) for s in ("a", "b")] + [row("all-error", 0, s, False) for s in ("a", "b")]
+    written += [row("partly", 0, "a", True), row("partly", 0, "b", False), row("partly", 1, "a", True), row("partly", 1, "b", True)]
+    write_deltalake(str(tmp_path / KEYFRAMES.name), pa.Table.from_pylist(written, schema=KEYFRAMES.schema), partition_by=list(KEYFRAMES.partition_by))
+    show(load_settings("local", [f"lakehouse={tmp_path}"]))
+    assert "keyframes: 3 videos, 4 keyframes, 1 videos in error, 1 with some rows in error;" in capsys.readouterr().out
