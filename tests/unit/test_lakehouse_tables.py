@@ -343,3 +343,16 @@ def test_show_tells_a_video_in_error_from_one_with_some_rows_in_error(tmp_path, 
     write_deltalake(str(tmp_path / KEYFRAMES.name), pa.Table.from_pylist(written, schema=KEYFRAMES.schema), partition_by=list(KEYFRAMES.partition_by))
     show(load_settings("local", [f"lakehouse={tmp_path}"]))
     assert "keyframes: 3 videos, 4 keyframes, 1 videos in error, 1 with some rows in error;" in capsys.readouterr().out
+
+
+def test_the_notebooks_neighbours_of_a_champion_whose_images_are_all_error_rows(tmp_path, capsys) -> None:
+    """Found in review: with no ok image embedding in the champion's rows (every image failed), the notebook stopped in
+    `np.stack` ("need at least one array to stack"); it now says so and draws nothing."""
+    write_deltalake(str(tmp_path / "corpus"), pa.table({"content_id": ["pin-0", "pin-1"], "title": ["a", "b"], "ds": ["2026-11-19"] * 2}),
+                    partition_by=["ds"])
+    append(tmp_path, rows(["pin-0", "pin-1"], None))
+    lakehouse = Lakehouse(str(tmp_path), pinned={SIGNAL: "1"})
+    scope = notebook_cell("champion = lakehouse.champion", {"lakehouse": lakehouse, "corpus": lakehouse.pandas("corpus"), "np": np})
+    notebook_cell("fig, axes", scope)
+    assert capsys.readouterr().out == "0 ok image embeddings in the champion's rows: too few to find neighbours\n"
+    assert "fig" not in scope
