@@ -223,6 +223,12 @@ def _latest(keyable: DataFrame) -> DataFrame:
     return keyable.withColumn("_rank", F.row_number().over(order)).filter("_rank = 1").drop("_rank")
 
 
+def ids_of_day(corpus_keys: DataFrame, day: str) -> list[str]:
+    """The ids `one_row_per_id` keeps on `day` (those `items_by_day` counts), by one Spark action
+    over the key columns."""
+    return newest_of_ids(corpus_keys).filter(F.col("_newest.ds") == day).select("content_id").toArrow().column("content_id").to_pylist()
+
+
 def items_by_day(corpus_keys: DataFrame, days: Sequence[str]) -> dict[str, int]:
     """How many items `one_row_per_id` keeps on each of `days`: the ids whose newest keyable row
     in the whole corpus (`corpus_keys`) is on that day. One Spark action over the key columns;

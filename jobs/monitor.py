@@ -1,18 +1,23 @@
 """The monitor step of the command line: which run, the corpus's items per day for the row-count
-rule, then monitoring.monitor. `content-signals monitor` and `backfill/refresh --monitor`."""
+rule, then monitoring.monitor, and the items a row-count alert is about. `content-signals
+monitor` and `backfill/refresh --monitor`."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pyspark.sql import SparkSession
 
 from conf.settings import Settings, UsageError
-from jobs.corpus import CorpusSource, check_day, items_by_day
+from jobs.corpus import CorpusSource, check_day, ids_of_day, items_by_day
+from lake import delta_io
 from monitoring.dashboard import write_dashboard
-from monitoring.monitor import AlertsFired, MonitorResult, latest_run, monitor_run
+from monitoring.monitor import SIGNAL_TABLES, AlertsFired, MissingItems, MonitorResult, latest_run, monitor_run
+from monitoring.rules import ROW_COUNT
 from rollout.compare import log_to_mlflow
 
+MISSING_SHOWN = 20  # items named under a row-count alert (its dashboard lists them)
 DASHBOARDS = Path("reports/monitor")  # one page per monitored run, beside the comparisons' reports
 EXPERIMENT = "content-signals-monitor"
 
@@ -29,13 +34,32 @@ def corpus_items(spark: SparkSession, settings: Settings) -> Callable[[Sequence[
     return count
 
 
+def missing_items(spark: SparkSession, settings: Settings, result: MonitorResult) -> dict[tuple[str, str, str], MissingItems]:
+    """The items each fired row-count alert is about: the corpus's ids of its day (read once a day)
+    less those its signal table holds at its model version; the first MISSING_SHOWN of them."""
+    source, of_day = CorpusSource.of(settings), {}
+    found = {}
+    for j, v in result.fired:
+        if v.rule != ROW_COUNT:
+            continue
+        if j.ds not in of_day:
+            of_day[j.ds] = ids_of_day(source.keys(spark, source.version()), j.ds)
+        held = delta_io.read_arrow(settings.table_root(SIGNAL_TABLES[j.kind].name), columns=["content_id"],
+                                   where=[("signal", "=", j.signal), ("model_version", "=", j.model_version), ("ds", "=", j.ds)])
+        missing = sorted(set(of_day[j.ds]) - set(held["content_id"].to_pylist()))
+        found[(j.signal, j.model_version, j.ds)] = MissingItems(len(missing), missing[:MISSING_SHOWN])
+    return found
+
+
 def run_monitor(spark: SparkSession, settings: Settings, run_id: str | None = None, day: str | None = None,
                 recompute: bool = False) -> MonitorResult:
-    """Monitor `run_id`, or the latest run that wrote `day` (that day only), or the latest run."""
+    """Monitor `run_id`, or the latest run that wrote `day` (that day only), or the latest run; a
+    row-count alert comes with the items it is about."""
     if day is not None:
         check_day(day, "--day")
     run_id = run_id or latest_run(settings, day)
-    return monitor_run(spark, settings, run_id, [day] if day else None, corpus_items(spark, settings), recompute)
+    result = monitor_run(spark, settings, run_id, [day] if day else None, corpus_items(spark, settings), recompute)
+    return dataclasses.replace(result, missing=missing_items(spark, settings, result))
 
 
 def publish_dashboard(settings: Settings, result: MonitorResult) -> tuple[Path, str]:

@@ -1,7 +1,8 @@
 """The monitoring dashboard: one static HTML page per monitored run, for the people who would
 rather look than read a table of verdicts. Per signal: the trend over the days of its error rate,
 its decision rates and its drift (alert days marked), the run's score histograms against the
-reference window's (of its alert days, then its latest: HISTOGRAM_DAYS), and every alert with the rows behind it and the query that reads them all.
+reference window's (of its alert days, then its latest: HISTOGRAM_DAYS), and every alert with the rows behind it and the query that reads them all
+(a row-count alert: the items missing).
 Read from the `signal_stats`, `alerts` and signal tables with delta-rs (no Spark); no asset from
 the network, so the page opens offline and travels as an MLflow artifact.
 
@@ -20,9 +21,9 @@ from deltalake import DeltaTable
 
 from conf.settings import Settings
 from lake import delta_io
-from monitoring.monitor import SIGNAL_TABLES, Judged, MonitorResult, read_stats
+from monitoring.monitor import SIGNAL_TABLES, Judged, MissingItems, MonitorResult, read_stats
 from monitoring.reference import choose_rows
-from monitoring.rules import DECISION_RATE, EMBEDDING_DRIFT, ERROR_RATE, SCORE_DRIFT, Verdict
+from monitoring.rules import DECISION_RATE, EMBEDDING_DRIFT, ERROR_RATE, ROW_COUNT, SCORE_DRIFT, Verdict
 from rollout.html_report import agg_figure, figure_png, html_page, html_table, image_tag
 from signals.contracts import ALERTS, HISTOGRAM_BINS, STATUS_ERROR
 
@@ -74,7 +75,8 @@ def write_dashboard(settings: Settings, result: MonitorResult, path: Path) -> Pa
             parts.append(f"<p>Score histograms of {len(todays) - len(drawn_days)} other day(s) not drawn (those of the days with "
                          f"an alert first, then the latest, {HISTOGRAM_DAYS} at most): their verdicts are in the table above.</p>")
     for i, (j, v) in enumerate(fired):
-        parts.append(_rows_behind(settings, result.run_id, i, j, v))
+        parts.append(_items_missing(i, j, v, result.missing.get((j.signal, j.model_version, j.ds))) if v.rule == ROW_COUNT
+                     else _rows_behind(settings, result.run_id, i, j, v))
     path.write_text(html_page(f"Monitoring: run {result.run_id}", parts, _STYLE), encoding="utf-8")
     return path
 
@@ -193,9 +195,22 @@ def _histogram_figure(j: Judged, today: dict) -> bytes:
     return figure_png(fig, crop=False)  # laid out: drawn once
 
 
+def _items_missing(index: int, j: Judged, v: Verdict, missing: MissingItems | None) -> str:
+    """What a row-count alert is about: the corpus items of its day that its signal has no row of
+    (not the rows it has), as `jobs.monitor.missing_items` found them."""
+    heading = f"<h3 id='rows-{index}'>Items missing: {html.escape(j.signal)} {html.escape(j.ds)} {html.escape(v.rule)}</h3>"
+    back = "<p><a href='#alerts'>back to the alerts</a></p>"
+    if missing is None:
+        return heading + f"<p>{html.escape(v.message)}; <code>content-signals monitor</code> lists them.</p>" + back
+    return (heading + f"<p>{missing.count} corpus item(s) of {html.escape(j.ds)} without a row of {html.escape(j.signal)} at model "
+            f"version {html.escape(j.model_version)}; the first {len(missing.first)}:</p>"
+            + html_table([[content_id] for content_id in missing.first], ["content_id"])
+            + "<p><code>content-signals refresh</code> computes them.</p>" + back)
+
+
 def _rows_behind(settings: Settings, run_id: str, index: int, j: Judged, v: Verdict) -> str:
     """The rows an alert is about (the run's error rows for an error rate, its rows of the label
-    by score for a label's drift, its rows for anything else), ROWS_SHOWN of them, and the
+    by score for a label's drift, its rows for a drift of its vectors), ROWS_SHOWN of them, and the
     query that reads them all. Only the columns shown are read (never an embedding's vectors), of the
     files whose partition values and statistics may hold the alert's rows."""
     table = SIGNAL_TABLES[j.kind]

@@ -9,8 +9,8 @@ nothing: each is a UsageError with what to do, not a traceback.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
@@ -46,10 +46,20 @@ class Judged:
 
 
 @dataclass(frozen=True)
+class MissingItems:
+    """What a fired row-count alert is about: the corpus items of its day without a row of its
+    signal at its model version, how many, and the first of them by id."""
+
+    count: int
+    first: list[str]
+
+
+@dataclass(frozen=True)
 class MonitorResult:
     run_id: str
     judged: list[Judged]
     alerts_version: int | None
+    missing: Mapping[tuple[str, str, str], MissingItems] = field(default_factory=dict)  # (signal, model version, day) of a row_count alert
 
     @property
     def fired(self) -> list[tuple[Judged, Verdict]]:

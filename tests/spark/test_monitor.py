@@ -186,6 +186,29 @@ def test_a_new_model_versions_shifted_scores_raise_score_drift_put_down_to_the_m
     assert {cause for *_, cause in fired} == {"model"}
 
 
+def test_items_added_to_a_monitored_day_raise_row_count_alerts_that_name_them(spark, watched, tmp_path) -> None:
+    """Items arriving late in a day the backfill computed: each signal's row count falls short on that
+    day, and the alert's dashboard section lists the items missing. Until review it listed the rows
+    the table held, every one of them not what the alert was about."""
+    from monitoring.monitor import MissingItems
+
+    settings = _copy(watched, tmp_path)
+    (backfill,) = set(delta_io.read_arrow(settings.table_root("runs"))["run_id"].to_pylist())
+    day = max(delta_io.read_arrow(settings.table_root(EMBEDDINGS.name), columns=["ds"])["ds"].to_pylist())
+    append_scenario_day(settings.lakehouse_root, "normal", 3, seed=5, day=day)
+    late = sorted(f"normal-{day}-{i:04d}" for i in range(3))
+
+    result = run_monitor(spark, settings, backfill)
+    fired = {(j.signal, j.ds, v.rule) for j, v in result.fired}
+    assert fired == {(j.signal, day, "row_count") for j in result.judged if j.ds == day}
+    assert result.missing == {(j.signal, j.model_version, day): MissingItems(3, late) for j in result.judged if j.ds == day}
+    page = write_dashboard(settings, result, tmp_path / "dashboard.html").read_text()
+    for i in range(len(result.fired)):
+        section = page.split(f"id='rows-{i}'")[1].split("<h3")[0]
+        assert "3 corpus item(s)" in section and all(f"<td>{content_id}</td>" in section for content_id in late)
+        assert section.count("<td>") == len(late)  # the items missing, none of the rows the table holds
+
+
 def test_a_rerun_backfill_of_a_day_supersedes_the_first_runs_verdicts_on_it(spark, watched, tmp_path) -> None:
     """A day of truncated images refreshed and monitored (error-rate alerts), then its images fixed
     and the day backfilled again by a new run: the first run's rows of that day are gone, so its
