@@ -560,18 +560,24 @@ def _filterable(table: DeltaTable, dataset: pads.FileSystemDataset) -> pads.File
     file's guarantee, which no comparison on it meets, so a filter on it skipped the file: a file
     this project wrote before 2026-12-08 (no range of a float, boolean or timestamp) or with a NaN
     or an infinity in a float column (JSON holds neither), or Spark's beyond the 32 columns Delta
-    keeps statistics of."""
+    keeps statistics of. A NaN bound (Spark's max of a float column holding NaN) is no range either:
+    a comparison with it is never true, so the file was skipped or its NaN rows kept unfiltered."""
     partitions = set(table.metadata().partition_columns)
     scalar = [f.name for f in dataset.schema if f.name not in partitions and not pa.types.is_nested(f.type)
               and not pa.types.is_binary(f.type) and not pa.types.is_large_binary(f.type)]
     actions = pa.table(table.get_add_actions(flatten=True)).to_pylist()
     blind = {unquote(a["path"]): a for a in actions if a["num_records"] is not None and any(
-        (a.get(f"min.{c}") is None or a.get(f"max.{c}") is None) and (a.get(f"null_count.{c}") or 0) < a["num_records"] for c in scalar)}
+        (_unbounded(a.get(f"min.{c}")) or _unbounded(a.get(f"max.{c}"))) and (a.get(f"null_count.{c}") or 0) < a["num_records"] for c in scalar)}
     if not blind:
         return dataset
     fragments = [dataset.format.make_fragment(f.path, dataset.filesystem, _partition_of(blind[f.path], dataset.schema))
                  if f.path in blind else f for f in dataset.get_fragments()]
     return pads.FileSystemDataset(fragments, dataset.schema, dataset.format, dataset.filesystem)
+
+
+def _unbounded(bound: Any) -> bool:
+    """Whether a file's min or max of a column bounds nothing: absent, or NaN (which compares false with every value)."""
+    return bound is None or bound != bound
 
 
 def _partition_of(action: Mapping[str, Any], schema: pa.Schema) -> pc.Expression:

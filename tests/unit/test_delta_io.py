@@ -702,6 +702,28 @@ def test_a_filter_finds_the_rows_of_files_whose_statistics_leave_a_column_withou
     _filters_find_what_the_rows_hold(root, LABELS, conditions)
 
 
+def test_a_filter_finds_the_rows_of_files_whose_statistics_bound_a_float_column_by_nan(tmp_path: Path) -> None:
+    """Found in review: Spark writes a float column holding NaN with NaN as its max (NaN sorts above
+    every number there), which delta-rs reads as a range: `score == 0.25` found no row of such a file,
+    and `score > 0.1` kept its NaN rows unfiltered."""
+    root = str(tmp_path / "labels")
+    scores = [0.25, float("nan"), 0.75, None]
+    rows = [{f.name: "p" if f.name in LABELS.partition_by else _value(f.type, i) for f in LABELS.schema} for i in range(len(scores))]
+    table = pa.Table.from_pylist([{**r, "score": s} for r, s in zip(rows, scores, strict=True)], LABELS.schema)
+    delta_io.commit_files(root, LABELS, delta_io.write_driver_rows(root, LABELS, table, "part-t"), "test/1", {})
+    log = Path(root, "_delta_log", f"{DeltaTable(root).version():020d}.json")
+    actions = [json.loads(line) for line in log.read_text().splitlines()]
+    for action in actions:  # the range Spark writes: the smallest number, and NaN (a JSON string)
+        if "add" in action:
+            stats = json.loads(action["add"]["stats"])
+            stats["minValues"]["score"], stats["maxValues"]["score"] = 0.25, "NaN"
+            action["add"]["stats"] = json.dumps(stats)
+    log.write_text("".join(json.dumps(a) + "\n" for a in actions))
+    conditions = [pc.field("score") == 0.25, pc.field("score") > 0.1, pc.field("score") < 1, pc.is_nan(pc.field("score"))]
+    assert all(table.filter(c).num_rows for c in conditions)
+    _filters_find_what_the_rows_hold(root, LABELS, conditions)
+
+
 def test_hadoop_reads_a_file_at_its_path_on_disk_the_tables_root_unescaped_its_partition_folder_not(tmp_path) -> None:
     """delta-rs escapes a table's root in a file's URI (`d%20x%C3%A9`) but gives the path under it
     as on disk, where a partition folder holds Delta's own escapes (`ds=x%20y`): unescaping the
