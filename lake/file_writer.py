@@ -100,6 +100,12 @@ def _delta_bound(value: Any) -> Any:
     return value
 
 
+def _row_group_statistics(schema: pa.Schema) -> list[str]:
+    """The columns whose row groups get parquet statistics: not a float's, whose range leaves NaN out,
+    so that pyarrow skipped a row group of NaN and 0.5 for `score != 0.5`."""
+    return [f.name for f in schema if not pa.types.is_floating(f.type) and not pa.types.is_nested(f.type)]
+
+
 @dataclass
 class _ColumnStats:
     """Running min/max/null count of one scalar column, merged batch by batch. delta-rs reads a
@@ -204,7 +210,8 @@ class _TableFiles:
                 folder = partition_path(contract, values)
                 relative = "/".join(filter(None, [folder, f"{self.prefix}-{len(self.files):04d}.parquet"]))
                 self.fs.create_dir("/".join(filter(None, [self.root, folder])), recursive=True)
-                writer = pq.ParquetWriter(f"{self.root}/{relative}", self.data_schema, compression="zstd", filesystem=self.fs)
+                writer = pq.ParquetWriter(f"{self.root}/{relative}", self.data_schema, compression="zstd", filesystem=self.fs,
+                                          write_statistics=_row_group_statistics(self.data_schema))
                 self.files[key] = _OpenFile(relative, writer, values, summary=self.summarise(contract) if self.summarise else None)
             self.files[key].write(part)
             if self.files[key].summary is not None:
