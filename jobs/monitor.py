@@ -12,12 +12,11 @@ from pyspark.sql import SparkSession
 from conf.settings import Settings, UsageError
 from jobs.corpus import CorpusSource, check_day, ids_of_day, items_by_day
 from lake import delta_io
-from monitoring.dashboard import write_dashboard
+from monitoring.dashboard import ROWS_SHOWN, write_dashboard
 from monitoring.monitor import SIGNAL_TABLES, AlertsFired, MissingItems, MonitorResult, latest_run, monitor_run
 from monitoring.rules import ROW_COUNT
 from rollout.compare import log_to_mlflow
 
-MISSING_SHOWN = 20  # items named under a row-count alert (its dashboard lists them)
 DASHBOARDS = Path("reports/monitor")  # one page per monitored run, beside the comparisons' reports
 EXPERIMENT = "content-signals-monitor"
 
@@ -36,7 +35,7 @@ def corpus_items(spark: SparkSession, settings: Settings) -> Callable[[Sequence[
 
 def missing_items(spark: SparkSession, settings: Settings, result: MonitorResult) -> dict[tuple[str, str, str], MissingItems]:
     """The items each fired row-count alert is about: the corpus's ids of its day (read once a day)
-    less those its signal table holds at its model version; the first MISSING_SHOWN of them."""
+    less those its signal table holds at its model version; the first ROWS_SHOWN of them, as the dashboard lists them."""
     source, of_day = CorpusSource.of(settings), {}
     found = {}
     for j, v in result.fired:
@@ -47,7 +46,7 @@ def missing_items(spark: SparkSession, settings: Settings, result: MonitorResult
         held = delta_io.read_arrow(settings.table_root(SIGNAL_TABLES[j.kind].name), columns=["content_id"],
                                    where=[("signal", "=", j.signal), ("model_version", "=", j.model_version), ("ds", "=", j.ds)])
         missing = sorted(set(of_day[j.ds]) - set(held["content_id"].to_pylist()))
-        found[(j.signal, j.model_version, j.ds)] = MissingItems(len(missing), missing[:MISSING_SHOWN])
+        found[(j.signal, j.model_version, j.ds)] = MissingItems(len(missing), missing[:ROWS_SHOWN])
     return found
 
 

@@ -27,7 +27,7 @@ from monitoring.rules import DECISION_RATE, EMBEDDING_DRIFT, ERROR_RATE, ROW_COU
 from rollout.html_report import agg_figure, figure_png, html_page, html_table, image_tag
 from signals.contracts import ALERTS, HISTOGRAM_BINS, STATUS_ERROR
 
-ROWS_SHOWN = 20  # rows listed under an alert; the query beside them reads them all
+ROWS_SHOWN = 20  # rows (a row-count alert: items missing) listed under an alert; the query beside them reads them all
 TREND_LABELS = 6  # decision-rate lines per signal: the labels that alerted first, then by name
 HISTOGRAM_LABELS = 12
 SCORE_TICKS = (0.0, 0.5, 1.0)
