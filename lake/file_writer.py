@@ -117,14 +117,18 @@ class _ColumnStats:
     min: Any = None
     max: Any = None
     nulls: int = 0
-    bounded: bool = True
+    ranged: bool = field(init=False)  # whether the file's statistics give the column its min and max
+
+    def __post_init__(self) -> None:
+        self.ranged = _has_range(self.type)
 
     def update(self, column: pa.ChunkedArray | pa.Array) -> None:
         self.nulls += column.null_count
-        if not _has_range(self.type) or column.null_count == len(column):
+        if not self.ranged or column.null_count == len(column):
             return
         if pa.types.is_floating(self.type) and not pc.all(pc.is_finite(column)).as_py():
-            self.bounded = False
+            self.ranged = False
+            return
         bounds = pc.min_max(column).as_py()
         self.min = bounds["min"] if self.min is None else min(self.min, bounds["min"])
         self.max = bounds["max"] if self.max is None else max(self.max, bounds["max"])
@@ -158,8 +162,8 @@ class _OpenFile:
         return json.dumps(
             {
                 "numRecords": self.rows,
-                "minValues": {n: _delta_bound(s.min) for n, s in self.stats.items() if s.bounded and s.min is not None},
-                "maxValues": {n: _delta_bound(s.max) for n, s in self.stats.items() if s.bounded and s.max is not None},
+                "minValues": {n: _delta_bound(s.min) for n, s in self.stats.items() if s.ranged and s.min is not None},
+                "maxValues": {n: _delta_bound(s.max) for n, s in self.stats.items() if s.ranged and s.max is not None},
                 "nullCount": {n: s.nulls for n, s in self.stats.items()},
             }
         )
