@@ -223,10 +223,14 @@ def _latest(keyable: DataFrame) -> DataFrame:
     return keyable.withColumn("_rank", F.row_number().over(order)).filter("_rank = 1").drop("_rank")
 
 
-def ids_of_day(corpus_keys: DataFrame, day: str) -> list[str]:
-    """The ids `one_row_per_id` keeps on `day` (those `items_by_day` counts), by one Spark action
-    over the key columns."""
-    return newest_of_ids(corpus_keys).filter(F.col("_newest.ds") == day).select("content_id").toArrow().column("content_id").to_pylist()
+def ids_by_day(corpus_keys: DataFrame, days: Sequence[str]) -> dict[str, list[str]]:
+    """The ids `one_row_per_id` keeps on each of `days` (those `items_by_day` counts), by one Spark
+    action over the key columns."""
+    kept = newest_of_ids(corpus_keys).select("content_id", F.col("_newest.ds").alias("ds")).filter(F.col("ds").isin(list(days)))
+    found: dict[str, list[str]] = {day: [] for day in days}
+    for row in kept.toArrow().to_pylist():
+        found[row["ds"]].append(row["content_id"])
+    return found
 
 
 def items_by_day(corpus_keys: DataFrame, days: Sequence[str]) -> dict[str, int]:

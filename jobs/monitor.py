@@ -10,7 +10,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from conf.settings import Settings, UsageError
-from jobs.corpus import CorpusSource, check_day, ids_of_day, items_by_day
+from jobs.corpus import CorpusSource, check_day, ids_by_day, items_by_day
 from lake import delta_io
 from monitoring.dashboard import ROWS_SHOWN, write_dashboard
 from monitoring.monitor import SIGNAL_TABLES, AlertsFired, MissingItems, MonitorResult, latest_run, monitor_run
@@ -34,15 +34,16 @@ def corpus_items(spark: SparkSession, settings: Settings) -> Callable[[Sequence[
 
 
 def missing_items(spark: SparkSession, settings: Settings, result: MonitorResult) -> dict[tuple[str, str, str], MissingItems]:
-    """The items each fired row-count alert is about: the corpus's ids of its day (read once a day)
-    less those its signal table holds at its model version; the first ROWS_SHOWN of them, as the dashboard lists them."""
-    source, of_day = CorpusSource.of(settings), {}
+    """The items each fired row-count alert is about: the corpus's ids of its day (those of every
+    alerting day in one Spark job) less those its signal table holds at its model version; the first
+    ROWS_SHOWN of them, as the dashboard lists them."""
+    alerted = [j for j, v in result.fired if v.rule == ROW_COUNT]
+    if not alerted:
+        return {}
+    source = CorpusSource.of(settings)
+    of_day = ids_by_day(source.keys(spark, source.version()), sorted({j.ds for j in alerted}))
     found = {}
-    for j, v in result.fired:
-        if v.rule != ROW_COUNT:
-            continue
-        if j.ds not in of_day:
-            of_day[j.ds] = ids_of_day(source.keys(spark, source.version()), j.ds)
+    for j in alerted:
         held = delta_io.read_arrow(settings.table_root(SIGNAL_TABLES[j.kind].name), columns=["content_id"],
                                    where=[("signal", "=", j.signal), ("model_version", "=", j.model_version), ("ds", "=", j.ds)])
         missing = sorted(set(of_day[j.ds]) - set(held["content_id"].to_pylist()))
